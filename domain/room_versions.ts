@@ -28,6 +28,8 @@ export interface RoomVersion {
   readonly enforceKeyValidity: boolean;
   /** v1-5: the m.room.aliases auth rule (state_key must equal the sender's domain). */
   readonly specialCaseAliasesAuth: boolean;
+  /** v1-2: the m.room.redaction auth rule (redact level or same event ID domain). */
+  readonly specialCaseRedactionAuth: boolean;
   /** v6+: canonical JSON is strict (integers in ±(2^53-1), no floats). */
   readonly strictCanonicalJson: boolean;
   /** v6+: `notifications` is checked when power levels change. */
@@ -70,6 +72,7 @@ const base: RoomVersion = {
   stateResolution: "v1",
   enforceKeyValidity: false,
   specialCaseAliasesAuth: true,
+  specialCaseRedactionAuth: true,
   strictCanonicalJson: false,
   limitNotificationsPowerLevels: false,
   knockJoinRule: false,
@@ -92,6 +95,7 @@ const v3: RoomVersion = {
   id: "3",
   eventIdFormat: "reference_hash",
   eventRefsAreTuples: false,
+  specialCaseRedactionAuth: false,
 };
 const v4: RoomVersion = { ...v3, id: "4", eventIdFormat: "reference_hash_url_safe" };
 const v5: RoomVersion = { ...v4, id: "5", enforceKeyValidity: true };
