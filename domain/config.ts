@@ -1,0 +1,254 @@
+/**
+ * Server configuration from `TESSERA_*` environment variables, validated by one zod schema.
+ * `loadConfig` is pure (the environment is passed in) so every rule is testable; a bad value
+ * stops start-up with a one-line `ConfigError` naming the variable.
+ *
+ * To add a variable: add a field to `Config`, an entry to `variables` and a line in `toConfig`.
+ */
+import { z } from "zod";
+import { parseBindHost, parseServerName } from "./identifiers.ts";
+
+/** Who may register: anyone, holders of the registration token, or nobody. */
+export type RegistrationMode = "open" | "token" | "closed";
+
+/** The validated, frozen configuration the server runs with. */
+export interface Config {
+  /** Started with `--dev`: relaxed defaults for local development. */
+  readonly dev: boolean;
+  readonly serverName: string;
+  readonly port: number;
+  /** Bind address for Deno.serve (IPv6 without brackets). */
+  readonly hostname: string;
+  /** KV file or ":memory:"; undefined on Deno Deploy when unset, meaning `Deno.openKv()`. */
+  readonly kvPath: string | undefined;
+  /** Public base URL without a trailing slash; undefined means the caller derives one. */
+  readonly publicBaseUrl: string | undefined;
+  readonly registration: RegistrationMode;
+  /** Set exactly when `registration` is "token". */
+  readonly registrationToken: string | undefined;
+  /** PEM file paths for serving HTTPS directly; undefined means plain HTTP. */
+  readonly tls: { readonly certPath: string; readonly keyPath: string } | undefined;
+  /** The 32-byte Ed25519 seed; undefined means generate one and keep it in KV. */
+  readonly signingKeySeed: Uint8Array | undefined;
+  readonly rateLimits: boolean;
+}
+
+/** How the process was started; decided by main.ts, which may look at Deno itself. */
+export interface ConfigOptions {
+  dev: boolean;
+  /** Running on Deno Deploy: an unset TESSERA_KV_PATH means the platform's default KV. */
+  deploy?: boolean;
+}
+
+/** Defaults applied when a variable is unset (registration's depends on dev mode). */
+export const CONFIG_DEFAULTS = Object.freeze({
+  serverName: "localhost:8008",
+  port: 8008,
+  hostname: "127.0.0.1",
+  kvPath: "./data/tessera.kv",
+  rateLimits: true,
+});
+
+/** A configuration problem; `message` is one line: `VARIABLE: problem`. */
+export class ConfigError extends Error {
+  /** Build from the offending variable and what is wrong with it. */
+  constructor(
+    readonly variable: string,
+    readonly problem: string,
+    /** Every problem found, one line each, the first being this error's own. */
+    readonly problems: readonly string[] = [`${variable}: ${problem}`],
+  ) {
+    super(`${variable}: ${problem}`);
+    this.name = "ConfigError";
+  }
+}
+
+type Parsed<T> = { value: T } | { problem: string };
+
+/** Quote an operator's value in a message, kept short and on one line. */
+function quote(s: string): string {
+  return JSON.stringify(s.length > 80 ? `${s.slice(0, 80)}…` : s);
+}
+
+/**
+ * One optional variable. Empty counts as unset, because container tooling often passes
+ * `NAME=` for "not configured".
+ */
+function variable<T>(parse: (raw: string) => Parsed<T>) {
+  return z.string().optional().transform((raw, ctx): T | undefined => {
+    if (raw === undefined || raw === "") return undefined;
+    const parsed = parse(raw);
+    if ("problem" in parsed) {
+      ctx.issues.push({ code: "custom", message: parsed.problem, input: raw });
+      return z.NEVER;
+    }
+    return parsed.value;
+  });
+}
+
+function parsePort(raw: string): Parsed<number> {
+  const port = /^\d{1,5}$/.test(raw) ? Number(raw) : NaN;
+  return port >= 1 && port <= 65535
+    ? { value: port }
+    : { problem: `expected an integer from 1 to 65535, got ${quote(raw)}` };
+}
+
+function parseSwitch(raw: string): Parsed<boolean> {
+  if (raw === "on") return { value: true };
+  if (raw === "off") return { value: false };
+  return { problem: `expected "on" or "off", got ${quote(raw)}` };
+}
+
+function parseRegistration(raw: string): Parsed<RegistrationMode> {
+  return raw === "open" || raw === "token" || raw === "closed"
+    ? { value: raw }
+    : { problem: `expected "open", "token" or "closed", got ${quote(raw)}` };
+}
+
+// Secrets are never echoed back in messages: start-up errors end up in logs.
+function parseRegistrationToken(raw: string): Parsed<string> {
+  // The spec limits registration tokens to 64 characters of [A-Za-z0-9._~-].
+  return /^[A-Za-z0-9._~-]{1,64}$/.test(raw)
+    ? { value: raw }
+    : { problem: "expected 1 to 64 characters from A-Z a-z 0-9 . _ ~ - (value not shown)" };
+}
+
+function parseSigningKeySeed(raw: string): Parsed<Uint8Array> {
+  const expected = "expected the 32-byte Ed25519 seed in base64 (43 characters unpadded)";
+  if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(raw)) {
+    return { problem: `${expected}, got characters outside base64 (value not shown)` };
+  }
+  const unpadded = raw.replace(/=+$/, "").replaceAll("-", "+").replaceAll("_", "/");
+  if (unpadded.length % 4 === 1) return { problem: `${expected}, got invalid base64 length` };
+  const bytes = Math.floor((unpadded.length * 6) / 8);
+  if (bytes !== 32) return { problem: `${expected}, got ${bytes} bytes` };
+  // atob ignores non-zero trailing bits, as the spec's own example seed needs.
+  const binary = atob(unpadded + "=");
+  return { value: Uint8Array.from(binary, (c) => c.charCodeAt(0)) };
+}
+
+function parseBaseUrl(raw: string): Parsed<string> {
+  const expected = "expected an http:// or https:// URL without query or fragment";
+  if (!URL.canParse(raw)) return { problem: `${expected}, got ${quote(raw)}` };
+  const url = new URL(raw);
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    return { problem: `${expected}, got scheme ${quote(url.protocol)}` };
+  }
+  if (url.search !== "" || url.hash !== "" || raw.includes("?") || raw.includes("#")) {
+    return { problem: `${expected}, got ${quote(raw)}` };
+  }
+  if (url.username !== "" || url.password !== "") {
+    return { problem: `${expected} and without credentials` };
+  }
+  // No trailing slash so callers can append "/_matrix/..." directly.
+  return { value: url.href.replace(/\/+$/, "") };
+}
+
+const variables = {
+  TESSERA_SERVER_NAME: variable((raw) => {
+    const parsed = parseServerName(raw);
+    return parsed.ok ? { value: raw } : { problem: parsed.reason };
+  }),
+  TESSERA_PORT: variable(parsePort),
+  /** Platform convention (Heroku-style hosts set it); TESSERA_PORT wins when both are set. */
+  PORT: variable(parsePort),
+  TESSERA_HOSTNAME: variable((raw) => {
+    const parsed = parseBindHost(raw);
+    return parsed.ok
+      ? { value: parsed.value.host }
+      : { problem: `expected an IP address or host name, got ${quote(raw)}` };
+  }),
+  TESSERA_KV_PATH: variable((raw) =>
+    raw.includes("\u0000") ? { problem: "path contains NUL" } : { value: raw }
+  ),
+  TESSERA_PUBLIC_BASEURL: variable(parseBaseUrl),
+  TESSERA_REGISTRATION: variable(parseRegistration),
+  TESSERA_REGISTRATION_TOKEN: variable(parseRegistrationToken),
+  TESSERA_TLS_CERT: variable((raw) => ({ value: raw })),
+  TESSERA_TLS_KEY: variable((raw) => ({ value: raw })),
+  TESSERA_SIGNING_KEY: variable(parseSigningKeySeed),
+  TESSERA_RATE_LIMITS: variable(parseSwitch),
+};
+
+type Variables = z.output<z.ZodObject<typeof variables>>;
+
+/** Drop PORT when TESSERA_PORT is set, so a stale PORT cannot fail a valid configuration. */
+function dropShadowed(env: unknown): unknown {
+  const e = env as Record<string, string | undefined>;
+  if (e.TESSERA_PORT === undefined || e.TESSERA_PORT === "") return env;
+  const { PORT: _shadowed, ...rest } = e;
+  return rest;
+}
+
+function crossCheck(v: Variables, ctx: z.RefinementCtx): void {
+  const issue = (variable: keyof Variables, message: string) =>
+    ctx.addIssue({ code: "custom", path: [variable], message });
+  if (v.TESSERA_REGISTRATION === "token" && v.TESSERA_REGISTRATION_TOKEN === undefined) {
+    issue("TESSERA_REGISTRATION_TOKEN", 'required when TESSERA_REGISTRATION is "token"');
+  }
+  const mode = v.TESSERA_REGISTRATION;
+  if (v.TESSERA_REGISTRATION_TOKEN !== undefined && mode !== undefined && mode !== "token") {
+    // A token the server silently ignores would leave registration more open than intended.
+    issue(
+      "TESSERA_REGISTRATION_TOKEN",
+      `set, but TESSERA_REGISTRATION is "${mode}"; use "token" or unset the token`,
+    );
+  }
+  if ((v.TESSERA_TLS_CERT === undefined) !== (v.TESSERA_TLS_KEY === undefined)) {
+    const [missing, present] = v.TESSERA_TLS_CERT === undefined
+      ? ["TESSERA_TLS_CERT", "TESSERA_TLS_KEY"] as const
+      : ["TESSERA_TLS_KEY", "TESSERA_TLS_CERT"] as const;
+    issue(missing, `required when ${present} is set (give both or neither)`);
+  }
+}
+
+function toConfig(v: Variables, options: ConfigOptions): Config {
+  const registration = v.TESSERA_REGISTRATION ??
+    (v.TESSERA_REGISTRATION_TOKEN !== undefined ? "token" : options.dev ? "open" : "closed");
+  const tls = v.TESSERA_TLS_CERT !== undefined && v.TESSERA_TLS_KEY !== undefined
+    ? Object.freeze({ certPath: v.TESSERA_TLS_CERT, keyPath: v.TESSERA_TLS_KEY })
+    : undefined;
+  return Object.freeze({
+    dev: options.dev,
+    serverName: v.TESSERA_SERVER_NAME ?? CONFIG_DEFAULTS.serverName,
+    port: v.TESSERA_PORT ?? v.PORT ?? CONFIG_DEFAULTS.port,
+    hostname: v.TESSERA_HOSTNAME ?? CONFIG_DEFAULTS.hostname,
+    kvPath: v.TESSERA_KV_PATH ?? (options.deploy ? undefined : CONFIG_DEFAULTS.kvPath),
+    publicBaseUrl: v.TESSERA_PUBLIC_BASEURL,
+    registration,
+    registrationToken: registration === "token" ? v.TESSERA_REGISTRATION_TOKEN : undefined,
+    tls,
+    signingKeySeed: v.TESSERA_SIGNING_KEY,
+    rateLimits: v.TESSERA_RATE_LIMITS ?? CONFIG_DEFAULTS.rateLimits,
+  });
+}
+
+const envSchema = z.preprocess(dropShadowed, z.object(variables).superRefine(crossCheck));
+
+/** Validate the environment and build the configuration; throws ConfigError on a bad value. */
+export function loadConfig(
+  env: Record<string, string | undefined>,
+  options: ConfigOptions,
+): Config {
+  const parsed = envSchema.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => {
+      const name = String(i.path[0] ?? "environment");
+      return { name, message: i.message.replaceAll(/[\r\n]+/g, " ") };
+    });
+    const [first] = lines;
+    throw new ConfigError(first.name, first.message, lines.map((l) => `${l.name}: ${l.message}`));
+  }
+  return toConfig(parsed.data, options);
+}
+
+/** `TESSERA_*` variables present in `env` that no schema entry reads (likely typos). */
+export function unknownTesseraVariables(env: Record<string, string | undefined>): string[] {
+  return Object.keys(env).filter((name) => name.startsWith("TESSERA_") && !(name in variables))
+    .sort();
+}
+
+/** `loadConfig` over the process environment (needs --allow-env). */
+export function configFromDenoEnv(options: ConfigOptions): Config {
+  return loadConfig(Deno.env.toObject(), options);
+}
