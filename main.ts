@@ -1,0 +1,75 @@
+/**
+ * Tessera's entry point: read the configuration, open KV, build the app and serve.
+ * Locally it runs on an embedded KV file; on Deno Deploy `Deno.openKv()` takes no path.
+ */
+import { ConfigError, configFromDenoEnv } from "./domain/config.ts";
+import { generateSigningSeed } from "./domain/signing.ts";
+import { keyringFromSeed } from "./domain/server_keys.ts";
+import { loadOrCreateSigningSeed } from "./kv/server_signing_seed.ts";
+import { openKv } from "./kv/open_kv.ts";
+import { buildApp } from "./routes/app.ts";
+
+const onDenoDeploy = Boolean(Deno.env.get("DENO_DEPLOYMENT_ID"));
+
+async function main(): Promise<void> {
+  const dev = Deno.args.includes("--dev");
+  let config;
+  try {
+    config = configFromDenoEnv({ dev, deploy: onDenoDeploy });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      console.error(`tessera: ${error.message}`);
+      Deno.exit(2);
+    }
+    throw error;
+  }
+
+  const kv = await openKv(config.kvPath);
+  const seed = config.signingKeySeed ??
+    (await loadOrCreateSigningSeed(kv, generateSigningSeed));
+  const keyring = await keyringFromSeed(config.serverName, seed);
+
+  const app = buildApp({
+    config,
+    keyring,
+    storageHealthy: async () => {
+      await kv.get(["health"]);
+      return true;
+    },
+  });
+
+  const tls = config.tls
+    ? {
+      cert: await Deno.readTextFile(config.tls.certPath),
+      key: await Deno.readTextFile(config.tls.keyPath),
+    }
+    : {};
+  const server = Deno.serve(
+    {
+      port: config.port,
+      hostname: config.hostname,
+      ...tls,
+      onListen: ({ hostname, port }) =>
+        console.log(
+          `tessera ${config.serverName} listening on ${
+            tls.cert ? "https" : "http"
+          }://${hostname}:${port}` +
+            ` (KV: ${config.kvPath ?? "Deno Deploy"}, registration: ${config.registration})`,
+        ),
+    },
+    app.fetch,
+  );
+
+  const stop = async () => {
+    await server.shutdown();
+    kv.close();
+    Deno.exit(0);
+  };
+  if (!onDenoDeploy) {
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  }
+  await server.finished;
+}
+
+if (import.meta.main) await main();

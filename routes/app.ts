@@ -1,0 +1,69 @@
+/**
+ * The HTTP application: one Hono sub-app per API area, mounted under a root that adds CORS,
+ * Matrix error bodies, 404 M_UNRECOGNIZED for unknown paths and 405 for wrong methods.
+ */
+import { Hono } from "hono";
+import { cors } from "hono/cors";
+import { MatrixError, unrecognized } from "../domain/errors.ts";
+import type { AppDeps } from "./deps.ts";
+import { clientVersionsApp } from "./client_versions.ts";
+import { wellKnownApp } from "./well_known.ts";
+import { serverKeysApp } from "./server_keys.ts";
+import { federationVersionApp } from "./federation_version.ts";
+import { healthApp } from "./health.ts";
+
+/** Build the whole HTTP surface from its injected services. */
+export function buildApp(deps: AppDeps): Hono {
+  const app = new Hono();
+  // Browser clients (Hydrogen, Element Web) preflight every path, .well-known included, so CORS
+  // runs before routing and answers OPTIONS even for paths we do not serve.
+  app.use(
+    "*",
+    cors({
+      origin: "*",
+      allowMethods: ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS"],
+      allowHeaders: ["X-Requested-With", "Content-Type", "Authorization", "Accept"],
+      maxAge: 86400,
+    }),
+  );
+
+  app.route("/", clientVersionsApp());
+  app.route("/", wellKnownApp(deps));
+  app.route("/", serverKeysApp(deps));
+  app.route("/", federationVersionApp());
+  app.route("/", healthApp(deps));
+
+  const patterns = routePatterns(app);
+  app.notFound((c) => {
+    const path = new URL(c.req.url).pathname;
+    const known = patterns.some((p) => p.test(path));
+    const err = known ? unrecognized(405, "Method not allowed") : unrecognized(404);
+    return c.json(err.toJSON(), err.status as 404 | 405);
+  });
+  app.onError((error, c) => {
+    if (error instanceof MatrixError) {
+      return c.json(error.toJSON(), error.status as 400);
+    }
+    console.error("unhandled error", c.req.method, c.req.path, error);
+    return c.json({ errcode: "M_UNKNOWN", error: "Internal server error" }, 500);
+  });
+  return app;
+}
+
+/** Path patterns of every registered route, so a miss can be told apart as 404 or 405. */
+function routePatterns(app: Hono): RegExp[] {
+  const seen = new Set<string>();
+  const patterns: RegExp[] = [];
+  for (const route of app.routes) {
+    if (route.method === "ALL" || seen.has(route.path)) continue;
+    seen.add(route.path);
+    const source = route.path
+      .split("/")
+      .map((segment) =>
+        segment.startsWith(":") ? "[^/]+" : segment.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")
+      )
+      .join("/");
+    patterns.push(new RegExp(`^${source}/?$`));
+  }
+  return patterns;
+}
