@@ -113,7 +113,7 @@ Deno.test("content keys kept per event type in every room version 1-12", () => {
         `v${v} ${type}`,
       );
       for (const key of keys) {
-        const want = key === "third_party_invite"
+        const want = key === "third_party_invite" && type === "m.room.member"
           ? { signed: (SINK_CONTENT.third_party_invite as JsonObject).signed }
           : SINK_CONTENT[key];
         assert.deepEqual(redacted.content[key], want, `v${v} ${type}.${key}`);
