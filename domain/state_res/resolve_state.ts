@@ -4,6 +4,7 @@
  */
 import { checkEventAuth } from "../auth_rules.ts";
 import type { StateMap } from "../events.ts";
+import { resolveStateV1 } from "./state_res_v1.ts";
 import { resolveStateV2, stateResolutionV2Rules } from "./state_res_v2.ts";
 import type { CheckAuth, StateResolutionInput } from "./resolution_input.ts";
 
@@ -21,6 +22,6 @@ export function resolveState(input: StateResolutionInput): Promise<StateMap> {
         checkAuth,
       );
     case "v1":
-      throw new Error("state resolution v1 is not implemented yet");
+      return resolveStateV1(input, checkAuth);
   }
 }
