@@ -22,7 +22,8 @@ export interface StateResolutionInput {
   stateMaps: StateMap[];
   /**
    * Optional precomputed auth chains, one per state map: the union of the auth chains of the
-   * map's events. Computed through `getEvent` when absent.
+   * map's events. Computed through `getEvent` when absent or not exactly one per map. Only v2
+   * and v2.1 read them.
    */
   authChains?: Set<string>[];
   /** Injected storage; undefined means the event is unknown and is left out. */
