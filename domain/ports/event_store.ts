@@ -1,0 +1,206 @@
+/**
+ * The storage port for room events: an append-only per-room log with its projections (current
+ * state, membership, state at each event, forward extremities) and the reads built on them.
+ * The domain depends on these interfaces; kv/ implements them.
+ */
+import type { Pdu, RoomEvent, StateMap } from "../events.ts";
+import type { RoomVersion } from "../room_versions.ts";
+
+/**
+ * What the auth checks decided about an event. Rejected and soft-failed events are stored and
+ * marked, but only accepted ones move current state and forward extremities.
+ */
+export type EventStatus = "accepted" | "rejected" | "soft_failed";
+
+/** One event to append, its ID already computed (or carried, in v1/v2). */
+export interface NewEvent {
+  eventId: string;
+  pdu: Pdu;
+  status: EventStatus;
+}
+
+/**
+ * An opaque write another storage adapter (outbox, transaction IDs, ...) asks to ride in an
+ * append's commit. Keys come from that adapter's kv schema; the domain only passes them on.
+ */
+export type CommitMutation =
+  | { op: "set"; key: readonly (string | number | bigint | boolean | Uint8Array)[]; value: unknown }
+  | { op: "delete"; key: readonly (string | number | bigint | boolean | Uint8Array)[] }
+  | {
+    op: "check";
+    key: readonly (string | number | bigint | boolean | Uint8Array)[];
+    versionstamp: string | null;
+  };
+
+/** Events for one room, appended in order in one atomic commit with their projections. */
+export interface AppendRequest {
+  roomId: string;
+  events: NewEvent[];
+  /** History fetched by backfill: takes positions below the room's first, never moves state. */
+  backfill?: boolean;
+  /** The room version, needed only when the room has no events yet and no create event leads. */
+  roomVersion?: string;
+  /**
+   * Extra writes for the same commit, built from where the events landed; called again on every
+   * retry. A failing check here fails only this request.
+   */
+  extraMutations?: (appended: AppendedEvent[]) => CommitMutation[];
+}
+
+/** Where one event landed (or already was, when `duplicate`). */
+export interface AppendedEvent {
+  eventId: string;
+  roomId: string;
+  position: number;
+  status: EventStatus;
+  duplicate: boolean;
+}
+
+/** The outcome of one append request. */
+export interface AppendResult {
+  events: AppendedEvent[];
+  /** The commit's versionstamp. */
+  versionstamp: string;
+}
+
+/** An event as stored: PDU, status and place in the room's log. */
+export interface StoredEvent {
+  eventId: string;
+  roomId: string;
+  pdu: Pdu;
+  status: EventStatus;
+  position: number;
+  /** Versionstamp of the commit that appended it. */
+  versionstamp: string;
+}
+
+/** What the store hands to state resolution; `resolveState` in domain/state_res accepts it. */
+export interface StateResolverInput {
+  version: RoomVersion;
+  stateMaps: StateMap[];
+  getEvent(id: string): Promise<RoomEvent | undefined>;
+  isRejected?(id: string): boolean;
+}
+
+/** State resolution, injected so storage does not depend on the algorithm. */
+export type StateResolver = (input: StateResolverInput) => Promise<StateMap>;
+
+/** A summary of a room's log. */
+export interface RoomHeadView {
+  roomId: string;
+  roomVersion: string;
+  /** Lowest position in use (backfill lowers it). */
+  firstPosition: number;
+  /** Highest position in use; 0 before the first forward event. */
+  lastPosition: number;
+  forwardExtremities: string[];
+  versionstamp: string;
+}
+
+/** A user's membership in a room, from current state. */
+export interface Membership {
+  userId: string;
+  roomId: string;
+  membership: string;
+  eventId: string;
+}
+
+/** Pagination direction, as in the client-server API. */
+export type Direction = "b" | "f";
+
+/** One page of a room's timeline (accepted events only), in the order walked. */
+export interface TimelinePage {
+  events: StoredEvent[];
+  /** Token the page started at. */
+  start: string;
+  /** Token to continue from; absent when the walk reached the end of the log. */
+  end?: string;
+}
+
+/** New timeline events of one room in a sync window. */
+export interface RoomChanges {
+  roomId: string;
+  /** Accepted events in the window, oldest first (at most `limit`, the newest ones). */
+  events: StoredEvent[];
+  /** True when the window held more events than returned. */
+  limited: boolean;
+  /** Timeline token before the first returned event, for paginating backwards. */
+  prevBatch: string;
+}
+
+/** Result of a sync read. */
+export interface SyncChanges {
+  /** Opaque token to pass as `since` next time. */
+  nextBatch: string;
+  rooms: RoomChanges[];
+}
+
+/** Appending events. */
+export interface EventWriter {
+  /**
+   * Append events and their projections in one atomic commit; appends to one room are
+   * serialised, concurrent ones may share a commit. Events already stored come back `duplicate`.
+   */
+  append(request: AppendRequest): Promise<AppendResult>;
+  /** Be told, in process, after every commit that appended to a room (long-poll wake-up). */
+  onRoomAppended(listener: (roomId: string, versionstamp: string) => void): () => void;
+}
+
+/** Reading events and state. */
+export interface EventReader {
+  /** An event by ID, whatever its status; null when unknown. */
+  getEvent(eventId: string): Promise<StoredEvent | null>;
+  /** Several events by ID; unknown IDs are absent from the map. */
+  getEvents(eventIds: readonly string[]): Promise<Map<string, StoredEvent>>;
+  /** The room's head; null when the room has no events. */
+  roomHead(roomId: string): Promise<RoomHeadView | null>;
+  /** The room's current state. */
+  currentState(roomId: string): Promise<StateMap>;
+  /** One current state entry's event ID; null when unset. */
+  currentStateEventId(roomId: string, type: string, stateKey: string): Promise<string | null>;
+  /** The state before or after an event; null when the event is unknown. */
+  stateAtEvent(eventId: string, at: "before" | "after"): Promise<StateMap | null>;
+  /**
+   * The state after a set of events, resolved when they disagree: the state before a new event
+   * whose prev_events these are. Unknown IDs are skipped.
+   */
+  stateAfterEvents(roomId: string, eventIds: readonly string[]): Promise<StateMap>;
+  /** Members of a room, optionally only those with one of `memberships`. */
+  members(roomId: string, memberships?: readonly string[]): Promise<Membership[]>;
+  /** Rooms a user has a membership in, optionally only with one of `memberships`. */
+  roomsOfUser(userId: string, memberships?: readonly string[]): Promise<Membership[]>;
+  /**
+   * A page of the timeline walking `dir` from `from` (default: the live end for "b", the start
+   * for "f"). Tokens are opaque position tokens.
+   */
+  timeline(
+    roomId: string,
+    options: { from?: string; dir: Direction; limit: number },
+  ): Promise<TimelinePage>;
+}
+
+/** Reading what changed since a sync token. */
+export interface SyncReader {
+  /**
+   * Take a sync barrier: a blind write whose commit orders every earlier commit before it.
+   * Returns the opaque token of that commit; reads up to it are complete.
+   */
+  syncBarrier(userId: string): Promise<string>;
+  /** Timeline events in the given rooms newer than `since` and not newer than `upTo`. */
+  roomChanges(options: {
+    roomIds: readonly string[];
+    since?: string;
+    upTo: string;
+    limit: number;
+  }): Promise<RoomChanges[]>;
+  /** Barrier, then changes in the user's rooms (or `roomIds`) since `since`. */
+  syncChanges(options: {
+    userId: string;
+    since?: string;
+    limit: number;
+    roomIds?: readonly string[];
+  }): Promise<SyncChanges>;
+}
+
+/** The whole event store. */
+export interface EventStore extends EventWriter, EventReader, SyncReader {}

@@ -1,0 +1,180 @@
+/**
+ * The append path. Appends to one room queue in process and the waiting ones are folded into
+ * one `kv.atomic()` commit (group commit), planned through RoomBatchPlanner and kept inside
+ * KV's commit limits. The room head's versionstamp check guards against other processes and
+ * isolates: when it fails, the batch is replanned against the new head.
+ */
+import { MatrixError, tooLarge } from "../domain/errors.ts";
+import type { AppendRequest, AppendResult } from "../domain/ports/event_store.ts";
+import { decodeJson } from "./chunked_value.ts";
+import { applyMutations, commitOverLimit, measureCommit } from "./commit_budget.ts";
+import { RoomBatchPlanner } from "./projections.ts";
+import type { StoreContext } from "./store_context.ts";
+
+/** Requests folded into one commit at most (the commit limits usually stop it earlier). */
+const MAX_BATCH_REQUESTS = 64;
+/** Commit attempts before an append gives up; only other processes can make it fail. */
+const MAX_ATTEMPTS = 40;
+
+interface Pending {
+  request: AppendRequest;
+  resolve(result: AppendResult): void;
+  reject(error: unknown): void;
+}
+
+/** Called after each commit that appended to a room. */
+export type RoomAppendedListener = (roomId: string, versionstamp: string) => void;
+
+/** Per-room serialised, group-committed appends. */
+export class EventLog {
+  readonly #queues = new Map<string, Pending[]>();
+  readonly #listeners = new Set<RoomAppendedListener>();
+
+  /** Appends go through `ctx`; all instances sharing a database still serialise by head check. */
+  constructor(readonly ctx: StoreContext) {}
+
+  /** Queue an append; resolves once its commit has landed. */
+  append(request: AppendRequest): Promise<AppendResult> {
+    return new Promise((resolve, reject) => {
+      const queue = this.#queues.get(request.roomId);
+      const pending = { request, resolve, reject };
+      if (queue) {
+        queue.push(pending);
+        return;
+      }
+      this.#queues.set(request.roomId, [pending]);
+      this.#drain(request.roomId);
+    });
+  }
+
+  /** Subscribe to commits; returns the unsubscribe function. */
+  onRoomAppended(listener: RoomAppendedListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async #drain(roomId: string): Promise<void> {
+    const queue = this.#queues.get(roomId)!;
+    try {
+      while (queue.length > 0) {
+        const consumed = await this.#commitBatch(roomId, queue.slice(0, MAX_BATCH_REQUESTS));
+        queue.splice(0, consumed);
+      }
+    } catch (error) {
+      for (const pending of queue.splice(0)) pending.reject(error);
+    } finally {
+      this.#queues.delete(roomId);
+    }
+  }
+
+  /** Commit a prefix of `pending`; returns how many requests were settled. */
+  async #commitBatch(roomId: string, pending: Pending[]): Promise<number> {
+    let maxRequests = pending.length;
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      if (attempt >= 3) await backoff(attempt);
+      const start = await RoomBatchPlanner.open(this.ctx, roomId);
+      const { planner, included, rejected } = await planBatch(start, pending, maxRequests);
+      if (included === 0) return rejected;
+      try {
+        const result = await applyMutations(this.ctx.kv.atomic(), planner.mutations()).commit();
+        if (result.ok) {
+          this.#settle(planner, pending.slice(rejected, rejected + included), result.versionstamp);
+          return rejected + included;
+        }
+      } catch (error) {
+        // KV refused the commit outright: our size estimate was off or an extra mutation is bad.
+        if (included > 1) {
+          maxRequests = 1;
+          if (rejected > 0) return rejected;
+          continue;
+        }
+        pending[rejected].reject(error);
+        return rejected + 1;
+      }
+      // Settled rejections leave the queue first; the rest is replanned from scratch.
+      if (rejected > 0) return rejected;
+      // A check failed. A moved head means another writer: replan. Otherwise an event ID or an
+      // extra check conflicts: replanning finds stored duplicates, and requests are committed
+      // alone so that a failing extra check is reported to its own request only.
+      const head = await this.ctx.kv.get(this.ctx.keys.head(roomId));
+      if (head.versionstamp === planner.headVersionstamp) {
+        if (included > 1) maxRequests = 1;
+        else if (pending[0].request.extraMutations) {
+          pending[0].reject(
+            new MatrixError("M_UNKNOWN", 409, "A condition of this append no longer holds"),
+          );
+          return 1;
+        }
+      }
+    }
+    pending[0].reject(new MatrixError("M_UNKNOWN", 503, "The room is too busy; try again"));
+    return 1;
+  }
+
+  #settle(planner: RoomBatchPlanner, settled: Pending[], versionstamp: string): void {
+    const ctx = this.ctx;
+    for (const event of planner.events.values()) {
+      ctx.eventGroups.set(event.eventId, event.groups);
+      ctx.events.set(event.eventId, {
+        eventId: event.eventId,
+        roomId: planner.roomId,
+        pdu: decodeJson(event.pduBytes),
+        status: event.status,
+        position: event.position,
+        versionstamp,
+      });
+    }
+    planner.groups.publish();
+    for (let i = 0; i < settled.length; i++) {
+      settled[i].resolve({ events: planner.requests[i].appended, versionstamp });
+    }
+    for (const listener of this.#listeners) {
+      try {
+        listener(planner.roomId, versionstamp);
+      } catch {
+        // A listener's failure must not fail an append that has committed.
+      }
+    }
+  }
+}
+
+/**
+ * Plan as many leading requests as fit one commit. A request whose own planning fails is
+ * rejected when it comes first; otherwise the batch stops before it.
+ */
+async function planBatch(
+  start: RoomBatchPlanner,
+  pending: Pending[],
+  maxRequests: number,
+): Promise<{ planner: RoomBatchPlanner; included: number; rejected: number }> {
+  let planner = start;
+  let included = 0;
+  let rejected = 0;
+  for (const item of pending) {
+    if (included >= maxRequests) break;
+    const next = planner.fork();
+    try {
+      await next.planRequest(item.request);
+    } catch (error) {
+      if (included > 0) break;
+      item.reject(error);
+      rejected++;
+      continue;
+    }
+    const over = commitOverLimit(measureCommit(next.mutations()));
+    if (over) {
+      if (included > 0) break;
+      item.reject(tooLarge(`Appending these events needs a commit over KV's limits (${over})`));
+      rejected++;
+      continue;
+    }
+    planner = next;
+    included++;
+  }
+  return { planner, included, rejected };
+}
+
+function backoff(attempt: number): Promise<void> {
+  const ms = Math.random() * Math.min(50, 2 ** (attempt - 2));
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

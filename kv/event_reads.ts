@@ -1,0 +1,119 @@
+/**
+ * Reads of single events and their index records, with the caches the append path and the
+ * public reads share. Events are immutable once appended, so caching them is always safe.
+ */
+import type { Pdu } from "../domain/events.ts";
+import type { StoredEvent } from "../domain/ports/event_store.ts";
+import { decodeJson, readChunks } from "./chunked_value.ts";
+import type { StoreContext } from "./store_context.ts";
+import type { EventPositionRecord, EventStateGroups, LogEntry } from "./store_records.ts";
+
+/** Where an event sits in the log; null when unknown. */
+export async function readEventPosition(
+  ctx: StoreContext,
+  eventId: string,
+): Promise<EventPositionRecord | null> {
+  const cached = ctx.events.get(eventId);
+  if (cached) return { room_id: cached.roomId, position: cached.position };
+  return (await ctx.kv.get<EventPositionRecord>(ctx.keys.eventPosition(eventId))).value;
+}
+
+/** Decode a log entry into a stored event, fetching continuation chunks when there are any. */
+export async function decodeLogEntry(
+  ctx: StoreContext,
+  roomId: string,
+  position: number,
+  entry: LogEntry,
+  versionstamp: string,
+): Promise<StoredEvent> {
+  const cached = ctx.events.get(entry.event_id);
+  if (cached) return cached;
+  const bytes = await readChunks(
+    ctx.kv,
+    entry.pdu,
+    entry.chunks,
+    ctx.keys.pduChunkPrefix(entry.event_id),
+  );
+  const event: StoredEvent = {
+    eventId: entry.event_id,
+    roomId,
+    pdu: decodeJson<Pdu>(bytes),
+    status: entry.status,
+    position,
+    versionstamp,
+  };
+  ctx.events.set(event.eventId, event);
+  return event;
+}
+
+/** An event by ID with its status and position; null when unknown. */
+export async function readStoredEvent(
+  ctx: StoreContext,
+  eventId: string,
+): Promise<StoredEvent | null> {
+  const cached = ctx.events.get(eventId);
+  if (cached) return cached;
+  const position = await readEventPosition(ctx, eventId);
+  if (!position) return null;
+  const entry = await ctx.kv.get<LogEntry>(ctx.keys.log(position.room_id, position.position));
+  if (!entry.value) throw new Error(`log entry of ${eventId} is missing`);
+  return await decodeLogEntry(
+    ctx,
+    position.room_id,
+    position.position,
+    entry.value,
+    entry.versionstamp,
+  );
+}
+
+/** Many events by ID: index then log entries, ten keys per getMany, batches in parallel. */
+export async function readStoredEvents(
+  ctx: StoreContext,
+  eventIds: readonly string[],
+): Promise<Map<string, StoredEvent>> {
+  const found = new Map<string, StoredEvent>();
+  const missing: string[] = [];
+  for (const id of new Set(eventIds)) {
+    const cached = ctx.events.get(id);
+    if (cached) found.set(id, cached);
+    else missing.push(id);
+  }
+  const batches: Promise<void>[] = [];
+  for (let i = 0; i < missing.length; i += 10) {
+    const ids = missing.slice(i, i + 10);
+    batches.push((async () => {
+      const positions = await ctx.kv.getMany<EventPositionRecord[]>(
+        ids.map((id) => ctx.keys.eventPosition(id)),
+      );
+      const known = positions.flatMap((p) => (p.value ? [p.value] : []));
+      const entries = await ctx.kv.getMany<LogEntry[]>(
+        known.map((p) => ctx.keys.log(p.room_id, p.position)),
+      );
+      await Promise.all(entries.map(async (entry, j) => {
+        if (!entry.value) throw new Error(`log entry at ${JSON.stringify(entry.key)} is missing`);
+        const event = await decodeLogEntry(
+          ctx,
+          known[j].room_id,
+          known[j].position,
+          entry.value,
+          entry.versionstamp,
+        );
+        found.set(event.eventId, event);
+      }));
+    })());
+  }
+  await Promise.all(batches);
+  return found;
+}
+
+/** The state groups around an event; null when unknown. */
+export async function readEventStateGroups(
+  ctx: StoreContext,
+  eventId: string,
+): Promise<EventStateGroups | null> {
+  const cached = ctx.eventGroups.get(eventId);
+  if (cached) return cached;
+  const entry = await ctx.kv.get<EventStateGroups>(ctx.keys.eventStateGroups(eventId));
+  if (entry.value) ctx.eventGroups.set(eventId, entry.value);
+  return entry.value;
+}

@@ -1,0 +1,126 @@
+/** The Deno KV implementation of the EventStore port, assembled from the kv/ pieces. */
+import type { StateMap } from "../domain/events.ts";
+import type {
+  AppendRequest,
+  AppendResult,
+  Direction,
+  EventStore,
+  Membership,
+  RoomChanges,
+  RoomHeadView,
+  StoredEvent,
+  SyncChanges,
+  TimelinePage,
+} from "../domain/ports/event_store.ts";
+import { EventLog } from "./event_log.ts";
+import { readStoredEvent, readStoredEvents } from "./event_reads.ts";
+import {
+  readCurrentState,
+  readCurrentStateEventId,
+  readMembers,
+  readRoomHead,
+  readRoomsOfUser,
+  readStateAfterEvents,
+  readStateAtEvent,
+} from "./state_reads.ts";
+import {
+  createStoreContext,
+  type StoreContext,
+  type StoreContextOptions,
+} from "./store_context.ts";
+import { readRoomChanges, readSyncChanges, takeSyncBarrier } from "./sync_reads.ts";
+import { readTimeline } from "./timeline_reads.ts";
+
+/** Event store over one Deno KV database (optionally under a key namespace). */
+export class KvEventStore implements EventStore {
+  readonly ctx: StoreContext;
+  readonly #log: EventLog;
+
+  /** `options.resolver` is the state resolution the store runs when forks meet. */
+  constructor(kv: Deno.Kv, options: StoreContextOptions) {
+    this.ctx = createStoreContext(kv, options);
+    this.#log = new EventLog(this.ctx);
+  }
+
+  /** See EventWriter.append. */
+  append(request: AppendRequest): Promise<AppendResult> {
+    return this.#log.append(request);
+  }
+
+  /** See EventWriter.onRoomAppended. */
+  onRoomAppended(listener: (roomId: string, versionstamp: string) => void): () => void {
+    return this.#log.onRoomAppended(listener);
+  }
+
+  /** See EventReader.getEvent. */
+  getEvent(eventId: string): Promise<StoredEvent | null> {
+    return readStoredEvent(this.ctx, eventId);
+  }
+
+  /** See EventReader.getEvents. */
+  getEvents(eventIds: readonly string[]): Promise<Map<string, StoredEvent>> {
+    return readStoredEvents(this.ctx, eventIds);
+  }
+
+  /** See EventReader.roomHead. */
+  roomHead(roomId: string): Promise<RoomHeadView | null> {
+    return readRoomHead(this.ctx, roomId);
+  }
+
+  /** See EventReader.currentState. */
+  currentState(roomId: string): Promise<StateMap> {
+    return readCurrentState(this.ctx, roomId);
+  }
+
+  /** See EventReader.currentStateEventId. */
+  currentStateEventId(roomId: string, type: string, stateKey: string): Promise<string | null> {
+    return readCurrentStateEventId(this.ctx, roomId, type, stateKey);
+  }
+
+  /** See EventReader.stateAtEvent. */
+  stateAtEvent(eventId: string, at: "before" | "after"): Promise<StateMap | null> {
+    return readStateAtEvent(this.ctx, eventId, at);
+  }
+
+  /** See EventReader.stateAfterEvents. */
+  stateAfterEvents(roomId: string, eventIds: readonly string[]): Promise<StateMap> {
+    return readStateAfterEvents(this.ctx, roomId, eventIds);
+  }
+
+  /** See EventReader.members. */
+  members(roomId: string, memberships?: readonly string[]): Promise<Membership[]> {
+    return readMembers(this.ctx, roomId, memberships);
+  }
+
+  /** See EventReader.roomsOfUser. */
+  roomsOfUser(userId: string, memberships?: readonly string[]): Promise<Membership[]> {
+    return readRoomsOfUser(this.ctx, userId, memberships);
+  }
+
+  /** See EventReader.timeline. */
+  timeline(
+    roomId: string,
+    options: { from?: string; dir: Direction; limit: number },
+  ): Promise<TimelinePage> {
+    return readTimeline(this.ctx, roomId, options);
+  }
+
+  /** See SyncReader.syncBarrier. */
+  syncBarrier(userId: string): Promise<string> {
+    return takeSyncBarrier(this.ctx, userId);
+  }
+
+  /** See SyncReader.roomChanges. */
+  roomChanges(
+    options: { roomIds: readonly string[]; since?: string; upTo: string; limit: number },
+  ): Promise<RoomChanges[]> {
+    return readRoomChanges(this.ctx, options);
+  }
+
+  /** See SyncReader.syncChanges. */
+  syncChanges(
+    options: { userId: string; since?: string; limit: number; roomIds?: readonly string[] },
+  ): Promise<SyncChanges> {
+    return readSyncChanges(this.ctx, options);
+  }
+}

@@ -1,0 +1,350 @@
+/**
+ * Projection planning: given a room's head and events to append, work out every write of the
+ * commit (log, ID index, state groups, state around each event, current state, membership,
+ * extremities, head). The live append path and replay both plan through this class, so replay
+ * proves the very code that wrote the projections. Planning reads committed records through
+ * the context and overlays what earlier events of the same batch planned.
+ */
+import { badJson, unsupportedRoomVersion } from "../domain/errors.ts";
+import {
+  type RoomEvent,
+  splitStateKey,
+  type StateKey,
+  stateKey,
+  toRoomEvent,
+} from "../domain/events.ts";
+import type {
+  AppendedEvent,
+  AppendRequest,
+  EventStatus,
+  NewEvent,
+} from "../domain/ports/event_store.ts";
+import { type RoomVersion, roomVersion } from "../domain/room_versions.ts";
+import { encodeJson, splitChunks } from "./chunked_value.ts";
+import type { PlannedMutation } from "./commit_budget.ts";
+import { readEventStateGroups, readStoredEvent } from "./event_reads.ts";
+import { diffStates, type StateDelta } from "./state_delta.ts";
+import { StateGroupPlanner } from "./state_groups.ts";
+import type { StoreContext } from "./store_context.ts";
+import {
+  emptyRoomHead,
+  type EventStateGroups,
+  type LogEntry,
+  type RoomHead,
+} from "./store_records.ts";
+
+/** An event planned into the batch. */
+export interface PlannedEvent {
+  eventId: string;
+  position: number;
+  seq: number;
+  status: EventStatus;
+  pduBytes: Uint8Array;
+  event: RoomEvent;
+  groups: EventStateGroups;
+}
+
+/** A change to the current state projection; null removes the entry. */
+type CurrentChange = { eventId: string; membership?: string } | null;
+
+/** A request planned into the batch, with where its events landed. */
+export interface PlannedRequest {
+  request: AppendRequest;
+  appended: AppendedEvent[];
+}
+
+/** Plans one commit's worth of appends to one room. */
+export class RoomBatchPlanner {
+  /** The head as committed, null for a room without events. */
+  readonly committedHead: RoomHead | null;
+  head: RoomHead | null;
+  version: RoomVersion | null;
+  events: Map<string, PlannedEvent>;
+  groups: StateGroupPlanner;
+  currentChanges: Map<StateKey, CurrentChange>;
+  requests: PlannedRequest[];
+  #rejected: Set<string>;
+
+  private constructor(
+    readonly ctx: StoreContext,
+    readonly roomId: string,
+    readonly headVersionstamp: string | null,
+    head: RoomHead | null,
+  ) {
+    this.committedHead = head;
+    this.head = head ? { ...head, extremities: [...head.extremities] } : null;
+    this.version = head ? versionOf(head.room_version) : null;
+    this.events = new Map();
+    this.groups = new StateGroupPlanner(ctx, roomId, head?.next_group ?? 0);
+    this.currentChanges = new Map();
+    this.requests = [];
+    this.#rejected = new Set();
+  }
+
+  /** Start a batch from the room's committed head. */
+  static async open(ctx: StoreContext, roomId: string): Promise<RoomBatchPlanner> {
+    const entry = await ctx.kv.get<RoomHead>(ctx.keys.head(roomId));
+    return new RoomBatchPlanner(ctx, roomId, entry.versionstamp, entry.value);
+  }
+
+  /** A copy to plan the next request on, so an oversize request can be dropped. */
+  fork(): RoomBatchPlanner {
+    const copy = new RoomBatchPlanner(
+      this.ctx,
+      this.roomId,
+      this.headVersionstamp,
+      this.committedHead,
+    );
+    copy.head = this.head ? { ...this.head, extremities: [...this.head.extremities] } : null;
+    copy.version = this.version;
+    copy.events = new Map(this.events);
+    copy.groups = this.groups.fork();
+    copy.currentChanges = new Map(this.currentChanges);
+    copy.requests = [...this.requests];
+    copy.#rejected = new Set(this.#rejected);
+    return copy;
+  }
+
+  /** Plan every event of a request, in order. */
+  async planRequest(request: AppendRequest): Promise<AppendedEvent[]> {
+    if (request.roomId !== this.roomId) throw new Error("request for another room");
+    const appended: AppendedEvent[] = [];
+    for (const input of request.events) {
+      appended.push(await this.#planEvent(input, request));
+    }
+    this.requests.push({ request, appended });
+    return appended;
+  }
+
+  async #planEvent(input: NewEvent, request: AppendRequest): Promise<AppendedEvent> {
+    const id = input.eventId;
+    const planned = this.events.get(id);
+    if (planned) return this.#result(planned.eventId, planned.position, planned.status, true);
+    const stored = await readStoredEvent(this.ctx, id);
+    if (stored) {
+      return {
+        eventId: id,
+        roomId: stored.roomId,
+        position: stored.position,
+        status: stored.status,
+        duplicate: true,
+      };
+    }
+
+    const head = this.#ensureHead(input, request);
+    const version = this.version!;
+    const event = toRoomEvent(input.pdu, id, version);
+    if (event.room_id !== this.roomId) {
+      throw badJson(`event ${id} belongs to ${event.room_id}, not ${this.roomId}`);
+    }
+    const backfill = request.backfill === true;
+    const position = backfill ? head.first - 1 : head.last + 1;
+    if (backfill) head.first = position;
+    else head.last = position;
+
+    const before = await this.#stateBefore(event.prev_events);
+    const after = input.status !== "rejected" && event.state_key !== undefined
+      ? await this.groups.plan(before, new Map([[stateKey(event.type, event.state_key), id]]))
+      : before;
+    this.events.set(id, {
+      eventId: id,
+      position,
+      seq: head.seq++,
+      status: input.status,
+      pduBytes: encodeJson(input.pdu),
+      event,
+      groups: { before, after },
+    });
+    if (input.status === "rejected") this.#rejected.add(id);
+    if (!backfill && input.status === "accepted") await this.#advance(head, event, before, after);
+    head.next_group = this.groups.nextId;
+    return this.#result(id, position, input.status, false);
+  }
+
+  #result(eventId: string, position: number, status: EventStatus, duplicate: boolean) {
+    return { eventId, roomId: this.roomId, position, status, duplicate };
+  }
+
+  #ensureHead(input: NewEvent, request: AppendRequest): RoomHead {
+    if (this.head) return this.head;
+    const fromCreate = input.pdu.type === "m.room.create" && input.pdu.state_key === ""
+      ? input.pdu.content.room_version ?? "1"
+      : undefined;
+    const versionId = request.roomVersion ?? fromCreate;
+    if (typeof versionId !== "string") {
+      throw badJson(`room ${this.roomId} is unknown and no room version was given`);
+    }
+    this.version = versionOf(versionId);
+    this.head = emptyRoomHead(versionId);
+    return this.head;
+  }
+
+  /** The group after a prev event of this room, or undefined when unknown here. */
+  async #afterGroup(eventId: string): Promise<number | null | undefined> {
+    const planned = this.events.get(eventId);
+    if (planned) return planned.groups.after;
+    const stored = await readStoredEvent(this.ctx, eventId);
+    if (!stored || stored.roomId !== this.roomId) return undefined;
+    const groups = await readEventStateGroups(this.ctx, eventId);
+    if (!groups) throw new Error(`state groups of ${eventId} are missing`);
+    return groups.after;
+  }
+
+  /** The state before an event: its one prev's state after, or their resolution. */
+  async #stateBefore(prevEvents: readonly string[]): Promise<number | null> {
+    const groups: (number | null)[] = [];
+    for (const prev of prevEvents) {
+      const group = await this.#afterGroup(prev);
+      if (group !== undefined && !groups.includes(group)) groups.push(group);
+    }
+    if (groups.length === 0) return null;
+    if (groups.length === 1) return groups[0];
+    return await this.#resolveGroups(groups);
+  }
+
+  /** Resolve several groups; the result is stored as a delta over the closest of them. */
+  async #resolveGroups(groups: readonly (number | null)[]): Promise<number | null> {
+    const states = await Promise.all(groups.map((g) => this.groups.state(g)));
+    const resolved = await this.ctx.resolver({
+      version: this.version!,
+      stateMaps: states.map((s) => new Map(s)),
+      getEvent: (id) => this.#roomEvent(id),
+      isRejected: (id) => this.#rejected.has(id),
+    });
+    let best = 0;
+    let bestDelta: StateDelta | undefined;
+    states.forEach((state, i) => {
+      const delta = diffStates(state, resolved);
+      if (!bestDelta || delta.size < bestDelta.size) {
+        best = i;
+        bestDelta = delta;
+      }
+    });
+    return await this.groups.plan(groups[best], bestDelta!);
+  }
+
+  async #roomEvent(id: string): Promise<RoomEvent | undefined> {
+    const planned = this.events.get(id);
+    if (planned) return planned.event;
+    const stored = await readStoredEvent(this.ctx, id);
+    if (!stored || stored.roomId !== this.roomId) return undefined;
+    if (stored.status === "rejected") this.#rejected.add(id);
+    return toRoomEvent(stored.pdu, id, this.version!);
+  }
+
+  /** Move extremities and current state for an accepted forward event. */
+  async #advance(
+    head: RoomHead,
+    event: RoomEvent,
+    before: number | null,
+    after: number | null,
+  ): Promise<void> {
+    const prevs = new Set(event.prev_events);
+    const extremities = head.extremities.filter((id) => !prevs.has(id));
+    extremities.push(event.event_id);
+    const old = head.state_group;
+    let next = after;
+    if (extremities.length > 1) {
+      const groups: (number | null)[] = [];
+      for (const id of extremities) {
+        const group = await this.#afterGroup(id);
+        if (group === undefined) throw new Error(`forward extremity ${id} is missing`);
+        if (!groups.includes(group)) groups.push(group);
+      }
+      next = groups.length === 1 ? groups[0] : await this.#resolveGroups(groups);
+    }
+    if (next !== old) {
+      if (before === old && next === after) {
+        if (after !== before) this.#changeCurrent(stateKey(event.type, event.state_key!), event);
+      } else {
+        const delta = diffStates(await this.groups.state(old), await this.groups.state(next));
+        for (const [key, id] of delta) {
+          this.#changeCurrent(key, id === null ? null : await this.#roomEvent(id) ?? null, id);
+        }
+      }
+    }
+    head.extremities = extremities;
+    head.state_group = next;
+  }
+
+  #changeCurrent(key: StateKey, event: RoomEvent | null, eventId?: string | null): void {
+    if (event === null) {
+      if (eventId) throw new Error(`state event ${eventId} is missing`);
+      this.currentChanges.set(key, null);
+      return;
+    }
+    const change: CurrentChange = { eventId: event.event_id };
+    if (event.type === "m.room.member") {
+      const membership = event.content.membership;
+      change.membership = typeof membership === "string" ? membership : "leave";
+    }
+    this.currentChanges.set(key, change);
+  }
+
+  /** Every check and write of the batch so far, extra mutations of its requests included. */
+  mutations(): PlannedMutation[] {
+    const keys = this.ctx.keys;
+    const out: PlannedMutation[] = [
+      { op: "check", key: keys.head(this.roomId), versionstamp: this.headVersionstamp },
+    ];
+    for (const planned of this.events.values()) {
+      const [first, ...rest] = splitChunks(planned.pduBytes);
+      const entry: LogEntry = {
+        event_id: planned.eventId,
+        status: planned.status,
+        seq: planned.seq,
+        pdu: first,
+        chunks: rest.length + 1,
+      };
+      out.push({ op: "check", key: keys.eventPosition(planned.eventId), versionstamp: null });
+      out.push({ op: "set", key: keys.log(this.roomId, planned.position), value: entry });
+      rest.forEach((chunk, i) => {
+        out.push({ op: "set", key: keys.pduChunk(planned.eventId, i + 1), value: chunk });
+      });
+      out.push({
+        op: "set",
+        key: keys.eventPosition(planned.eventId),
+        value: { room_id: this.roomId, position: planned.position },
+      });
+      out.push({ op: "set", key: keys.eventStateGroups(planned.eventId), value: planned.groups });
+    }
+    out.push(...this.groups.mutations());
+    for (const [key, change] of this.currentChanges) {
+      const [type, stateKeyValue] = splitStateKey(key);
+      const member = type === "m.room.member";
+      const stateEntry = keys.currentState(this.roomId, type, stateKeyValue);
+      if (change === null) {
+        out.push({ op: "delete", key: stateEntry });
+        if (member) {
+          out.push({ op: "delete", key: keys.roomMember(this.roomId, stateKeyValue) });
+          out.push({ op: "delete", key: keys.userRoom(stateKeyValue, this.roomId) });
+        }
+        continue;
+      }
+      out.push({ op: "set", key: stateEntry, value: change.eventId });
+      if (member) {
+        const value = { membership: change.membership!, event_id: change.eventId };
+        out.push({ op: "set", key: keys.roomMember(this.roomId, stateKeyValue), value });
+        out.push({ op: "set", key: keys.userRoom(stateKeyValue, this.roomId), value });
+      }
+    }
+    if (this.events.size > 0 && this.head) {
+      out.push({ op: "set", key: keys.head(this.roomId), value: this.head });
+    }
+    for (const { request, appended } of this.requests) {
+      for (const m of request.extraMutations?.(appended) ?? []) {
+        const key = m.key as Deno.KvKey;
+        if (m.op === "set") out.push({ op: "set", key, value: m.value });
+        else if (m.op === "delete") out.push({ op: "delete", key });
+        else out.push({ op: "check", key, versionstamp: m.versionstamp });
+      }
+    }
+    return out;
+  }
+}
+
+function versionOf(id: string): RoomVersion {
+  const version = roomVersion(id);
+  if (!version) throw unsupportedRoomVersion(id);
+  return version;
+}

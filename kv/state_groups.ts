@@ -1,0 +1,237 @@
+/**
+ * State as state groups: each group is a delta over a parent group, so recording the state
+ * after an event writes only what changed. Deltas are layered like an LSM tree: a new delta
+ * absorbs the layers above it that are not much bigger, which keeps chains logarithmic, and
+ * stops absorbing at a byte cap, which keeps every layer (and every commit) bounded even for
+ * rooms whose full state would not fit a commit.
+ */
+import type { StateMap } from "../domain/events.ts";
+import { readChunks, splitChunks } from "./chunked_value.ts";
+import type { PlannedMutation } from "./commit_budget.ts";
+import { type CachedGroup, roomScoped, type StoreContext } from "./store_context.ts";
+import type { StateGroupRecord } from "./store_records.ts";
+import {
+  applyDelta,
+  decodeDelta,
+  encodeDelta,
+  estimateDeltaBytes,
+  mergeDeltas,
+  type StateDelta,
+} from "./state_delta.ts";
+
+/** Layers a chain may reach before a new delta absorbs the top one regardless of size. */
+export const MAX_CHAIN = 10;
+/** A delta stops absorbing layers beyond this many encoded bytes. */
+export const LAYER_CAP_BYTES = 128 * 1024;
+
+/** A group planned in the current batch, not yet committed. */
+export interface PlannedGroup {
+  id: number;
+  record: StateGroupRecord;
+  delta: StateDelta;
+  /** Continuation chunks (index 1..). */
+  rest: Uint8Array[];
+}
+
+/** Read a committed group, through the cache. */
+export async function readGroup(
+  ctx: StoreContext,
+  roomId: string,
+  id: number,
+): Promise<CachedGroup> {
+  const cacheKey = roomScoped(roomId, id);
+  const cached = ctx.groups.get(cacheKey);
+  if (cached) return cached;
+  const entry = await ctx.kv.get<StateGroupRecord>(ctx.keys.stateGroup(roomId, id));
+  if (!entry.value) throw new Error(`state group ${id} of ${roomId} is missing`);
+  return await decodeGroup(ctx, roomId, id, entry.value);
+}
+
+async function decodeGroup(
+  ctx: StoreContext,
+  roomId: string,
+  id: number,
+  record: StateGroupRecord,
+): Promise<CachedGroup> {
+  const bytes = await readChunks(
+    ctx.kv,
+    record.delta,
+    record.chunks,
+    ctx.keys.stateGroupChunkPrefix(roomId, id),
+  );
+  const group = { record, delta: decodeDelta(bytes) };
+  ctx.groups.set(roomScoped(roomId, id), group);
+  return group;
+}
+
+/** Read many committed groups, ten keys per getMany, the batches in parallel. */
+async function readGroups(
+  ctx: StoreContext,
+  roomId: string,
+  ids: readonly number[],
+): Promise<Map<number, CachedGroup>> {
+  const found = new Map<number, CachedGroup>();
+  const missing: number[] = [];
+  for (const id of ids) {
+    const cached = ctx.groups.get(roomScoped(roomId, id));
+    if (cached) found.set(id, cached);
+    else missing.push(id);
+  }
+  const batches: Promise<void>[] = [];
+  for (let i = 0; i < missing.length; i += 10) {
+    const slice = missing.slice(i, i + 10);
+    batches.push((async () => {
+      const entries = await ctx.kv.getMany<StateGroupRecord[]>(
+        slice.map((id) => ctx.keys.stateGroup(roomId, id)),
+      );
+      await Promise.all(entries.map(async (entry, j) => {
+        if (!entry.value) throw new Error(`state group ${slice[j]} of ${roomId} is missing`);
+        found.set(slice[j], await decodeGroup(ctx, roomId, slice[j], entry.value));
+      }));
+    })());
+  }
+  await Promise.all(batches);
+  return found;
+}
+
+/** The full state of a committed group (null: empty). The result is shared: do not mutate. */
+export async function loadGroupState(
+  ctx: StoreContext,
+  roomId: string,
+  id: number | null,
+): Promise<StateMap> {
+  return await new StateGroupPlanner(ctx, roomId, 0).state(id);
+}
+
+/**
+ * Reads and plans the groups of one room within one batch: planned groups overlay committed
+ * ones until the commit lands. `fork` gives group commit a checkpoint to roll back to.
+ */
+export class StateGroupPlanner {
+  readonly planned: Map<number, PlannedGroup>;
+  #states = new Map<number, StateMap>();
+
+  /** `nextId` is the room head's next free group ID. */
+  constructor(
+    readonly ctx: StoreContext,
+    readonly roomId: string,
+    public nextId: number,
+    planned?: Map<number, PlannedGroup>,
+  ) {
+    this.planned = new Map(planned);
+  }
+
+  /** A copy to plan on; the original stays as it was. */
+  fork(): StateGroupPlanner {
+    const copy = new StateGroupPlanner(this.ctx, this.roomId, this.nextId, this.planned);
+    copy.#states = new Map(this.#states);
+    return copy;
+  }
+
+  async #group(id: number): Promise<{ record: StateGroupRecord; delta: StateDelta }> {
+    return this.planned.get(id) ?? await readGroup(this.ctx, this.roomId, id);
+  }
+
+  /** The full state of a group (null: empty). Shared: do not mutate. */
+  async state(id: number | null): Promise<StateMap> {
+    if (id === null) return new Map();
+    const local = this.#states.get(id);
+    if (local) return local;
+    const cacheKey = roomScoped(this.roomId, id);
+    const cached = this.ctx.states.get(cacheKey);
+    if (cached) return cached;
+
+    const top = await this.#group(id);
+    const layers = [...top.record.chain, id];
+    // Start from the highest layer already materialised, then apply the deltas above it.
+    let start = -1;
+    let base: StateMap | undefined;
+    for (let i = layers.length - 2; i >= 0; i--) {
+      base = this.#states.get(layers[i]) ?? this.ctx.states.get(roomScoped(this.roomId, layers[i]));
+      if (base) {
+        start = i;
+        break;
+      }
+    }
+    const needed = layers.slice(start + 1);
+    const committed = await readGroups(
+      this.ctx,
+      this.roomId,
+      needed.filter((g) => !this.planned.has(g)),
+    );
+    const state: StateMap = new Map(base);
+    for (const layer of needed) {
+      applyDelta(state, (this.planned.get(layer) ?? committed.get(layer)!).delta);
+    }
+    if (this.planned.has(id)) this.#states.set(id, state);
+    else this.ctx.states.set(cacheKey, state);
+    return state;
+  }
+
+  /**
+   * Plan a group holding `parent`'s state changed by `delta`; returns the parent itself when
+   * the delta is empty. The new delta absorbs upper layers (see module comment).
+   */
+  async plan(parent: number | null, delta: StateDelta): Promise<number | null> {
+    if (delta.size === 0) return parent;
+    const layers = parent === null ? [] : [...(await this.#group(parent)).record.chain, parent];
+    let merged = delta;
+    let mergedBytes = estimateDeltaBytes(merged);
+    while (layers.length > 0) {
+      const top = await this.#group(layers[layers.length - 1]);
+      const forced = layers.length >= MAX_CHAIN;
+      if (!forced && top.record.entries > 2 * merged.size) break;
+      const candidate = mergeDeltas(top.delta, merged, layers.length === 1);
+      let candidateBytes = top.record.bytes + mergedBytes;
+      if (candidateBytes > LAYER_CAP_BYTES) {
+        candidateBytes = encodeDelta(candidate).byteLength;
+        if (candidateBytes > LAYER_CAP_BYTES) break;
+      }
+      merged = candidate;
+      mergedBytes = candidateBytes;
+      layers.pop();
+    }
+    if (layers.length === 0) merged = mergeDeltas(new Map(), merged, true);
+    const bytes = encodeDelta(merged);
+    const [first, ...rest] = splitChunks(bytes);
+    const id = this.nextId++;
+    const record: StateGroupRecord = {
+      parent: layers.length === 0 ? null : layers[layers.length - 1],
+      chain: layers,
+      entries: merged.size,
+      bytes: bytes.byteLength,
+      delta: first,
+      chunks: rest.length + 1,
+    };
+    this.planned.set(id, { id, record, delta: merged, rest });
+    return id;
+  }
+
+  /** After the commit landed: planned groups are committed now, so share them via the caches. */
+  publish(): void {
+    for (const group of this.planned.values()) {
+      this.ctx.groups.set(roomScoped(this.roomId, group.id), group);
+    }
+    for (const [id, state] of this.#states) this.ctx.states.set(roomScoped(this.roomId, id), state);
+  }
+
+  /** The writes for every planned group. */
+  mutations(): PlannedMutation[] {
+    const out: PlannedMutation[] = [];
+    for (const group of this.planned.values()) {
+      out.push({
+        op: "set",
+        key: this.ctx.keys.stateGroup(this.roomId, group.id),
+        value: group.record,
+      });
+      group.rest.forEach((chunk, i) => {
+        out.push({
+          op: "set",
+          key: this.ctx.keys.stateGroupChunk(this.roomId, group.id, i + 1),
+          value: chunk,
+        });
+      });
+    }
+    return out;
+  }
+}

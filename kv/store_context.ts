@@ -1,0 +1,55 @@
+/**
+ * What every part of the KV event store shares: the database, the key schema (maybe under a
+ * replay namespace), the injected state resolver and the caches of immutable records.
+ */
+import type { StateMap } from "../domain/events.ts";
+import type { StateResolver, StoredEvent } from "../domain/ports/event_store.ts";
+import { LruCache } from "./lru_cache.ts";
+import { EventStoreKeys } from "./schema.ts";
+import type { EventStateGroups, StateGroupRecord } from "./store_records.ts";
+import type { StateDelta } from "./state_delta.ts";
+
+/** A committed state group, decoded. */
+export interface CachedGroup {
+  record: StateGroupRecord;
+  delta: StateDelta;
+}
+
+/** Shared dependencies and caches; caches only ever hold committed, immutable records. */
+export interface StoreContext {
+  kv: Deno.Kv;
+  keys: EventStoreKeys;
+  resolver: StateResolver;
+  events: LruCache<string, StoredEvent>;
+  eventGroups: LruCache<string, EventStateGroups>;
+  groups: LruCache<string, CachedGroup>;
+  /** Materialised states of committed groups; callers must not mutate them. */
+  states: LruCache<string, StateMap>;
+}
+
+/** Options for building a store context. */
+export interface StoreContextOptions {
+  resolver: StateResolver;
+  /** Key namespace (replay builds projections under one). */
+  namespace?: Deno.KvKey;
+  /** Events kept decoded in memory. */
+  eventCacheSize?: number;
+}
+
+/** Build a context with fresh caches. */
+export function createStoreContext(kv: Deno.Kv, options: StoreContextOptions): StoreContext {
+  return {
+    kv,
+    keys: new EventStoreKeys(options.namespace ?? []),
+    resolver: options.resolver,
+    events: new LruCache(options.eventCacheSize ?? 4096),
+    eventGroups: new LruCache(16384),
+    groups: new LruCache(4096),
+    states: new LruCache(32),
+  };
+}
+
+/** Cache key of a room-scoped record. */
+export function roomScoped(roomId: string, id: number): string {
+  return `${roomId}\u0000${id}`;
+}

@@ -1,0 +1,59 @@
+/** Timeline pagination over a room's log, by position, in either direction. */
+import type { Direction, StoredEvent, TimelinePage } from "../domain/ports/event_store.ts";
+import { decodeLogEntry } from "./event_reads.ts";
+import type { StoreContext } from "./store_context.ts";
+import type { LogEntry, RoomHead } from "./store_records.ts";
+import { FIRST_FORWARD_POSITION } from "./store_records.ts";
+import { parseTimelineToken, timelineToken } from "./stream_tokens.ts";
+
+/**
+ * A page of accepted events. A token is a boundary: walking "b" from it returns positions
+ * below it, walking "f" returns positions from it up.
+ */
+export async function readTimeline(
+  ctx: StoreContext,
+  roomId: string,
+  options: { from?: string; dir: Direction; limit: number },
+): Promise<TimelinePage> {
+  const limit = Math.max(1, Math.min(options.limit, 1000));
+  let from: number;
+  if (options.from !== undefined) from = parseTimelineToken(options.from);
+  else {
+    const head = (await ctx.kv.get<RoomHead>(ctx.keys.head(roomId))).value;
+    from = options.dir === "b"
+      ? (head?.last ?? FIRST_FORWARD_POSITION - 1) + 1
+      : head?.first ?? FIRST_FORWARD_POSITION;
+  }
+  const prefix = ctx.keys.logPrefix(roomId);
+  const boundary = ctx.keys.log(roomId, from);
+  const iter = options.dir === "b"
+    ? ctx.kv.list<LogEntry>({ prefix, end: boundary }, { reverse: true, batchSize: limit + 10 })
+    : ctx.kv.list<LogEntry>({ prefix, start: boundary }, { batchSize: limit + 10 });
+  const picked: Deno.KvEntry<LogEntry>[] = [];
+  let exhausted = true;
+  for await (const entry of iter) {
+    if (entry.value.status !== "accepted") continue;
+    picked.push(entry);
+    if (picked.length === limit) {
+      exhausted = false;
+      break;
+    }
+  }
+  const events = await Promise.all(picked.map((e) => toStored(ctx, roomId, e)));
+  const page: TimelinePage = { events, start: timelineToken(from) };
+  if (!exhausted) {
+    const last = events[events.length - 1].position;
+    page.end = timelineToken(options.dir === "b" ? last : last + 1);
+  }
+  return page;
+}
+
+/** Decode a listed log entry. */
+export function toStored(
+  ctx: StoreContext,
+  roomId: string,
+  entry: Deno.KvEntry<LogEntry>,
+): Promise<StoredEvent> {
+  const position = entry.key[entry.key.length - 1] as number;
+  return decodeLogEntry(ctx, roomId, position, entry.value, entry.versionstamp);
+}
