@@ -7,7 +7,7 @@
 import { MatrixError, tooLarge } from "../domain/errors.ts";
 import type { AppendRequest, AppendResult } from "../domain/ports/event_store.ts";
 import { decodeJson } from "./chunked_value.ts";
-import { applyMutations, commitOverLimit, measureCommit } from "./commit_budget.ts";
+import { applyMutations, commitOverLimit } from "./commit_budget.ts";
 import { RoomBatchPlanner } from "./projections.ts";
 import type { StoreContext } from "./store_context.ts";
 
@@ -161,7 +161,7 @@ async function planBatch(
       rejected++;
       continue;
     }
-    const over = commitOverLimit(measureCommit(next.mutations()));
+    const over = commitOverLimit(next.size());
     if (over) {
       if (included > 0) break;
       item.reject(tooLarge(`Appending these events needs a commit over KV's limits (${over})`));

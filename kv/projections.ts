@@ -21,7 +21,7 @@ import type {
 } from "../domain/ports/event_store.ts";
 import { type RoomVersion, roomVersion } from "../domain/room_versions.ts";
 import { encodeJson, splitChunks } from "./chunked_value.ts";
-import type { PlannedMutation } from "./commit_budget.ts";
+import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
 import { readEventStateGroups, readStoredEvent } from "./event_reads.ts";
 import { diffStates, type StateDelta } from "./state_delta.ts";
 import { StateGroupPlanner } from "./state_groups.ts";
@@ -283,32 +283,66 @@ export class RoomBatchPlanner {
 
   /** Every check and write of the batch so far, extra mutations of its requests included. */
   mutations(): PlannedMutation[] {
+    const out: PlannedMutation[] = [];
+    for (const planned of this.events.values()) out.push(...this.#eventWrites(planned).mutations);
+    out.push(...this.groups.mutations());
+    out.push(...this.#batchWrites());
+    return out;
+  }
+
+  /** The estimated size of `mutations()`, reusing the measure of each event's own writes. */
+  size(): CommitSize {
+    const total = measureCommit(this.#batchWrites());
+    const parts = [...[...this.events.values()].map((e) => this.#eventWrites(e).size)];
+    parts.push(this.groups.size());
+    for (const part of parts) {
+      total.mutations += part.mutations;
+      total.checks += part.checks;
+      total.mutationBytes += part.mutationBytes;
+      total.keyBytes += part.keyBytes;
+    }
+    return total;
+  }
+
+  /** An event's own writes never change once planned, so they are built and measured once. */
+  #eventWrites(planned: PlannedEvent): { mutations: PlannedMutation[]; size: CommitSize } {
+    const cached = eventWritesCache.get(planned);
+    if (cached) return cached;
+    const keys = this.ctx.keys;
+    const [first, ...rest] = splitChunks(planned.pduBytes);
+    const entry: LogEntry = {
+      event_id: planned.eventId,
+      status: planned.status,
+      seq: planned.seq,
+      pdu: first,
+      chunks: rest.length + 1,
+    };
+    const mutations: PlannedMutation[] = [
+      { op: "check", key: keys.eventPosition(planned.eventId), versionstamp: null },
+      { op: "set", key: keys.log(this.roomId, planned.position), value: entry },
+      ...rest.map((chunk, i): PlannedMutation => ({
+        op: "set",
+        key: keys.pduChunk(planned.eventId, i + 1),
+        value: chunk,
+      })),
+      {
+        op: "set",
+        key: keys.eventPosition(planned.eventId),
+        value: { room_id: this.roomId, position: planned.position },
+      },
+      { op: "set", key: keys.eventStateGroups(planned.eventId), value: planned.groups },
+    ];
+    const writes = { mutations, size: measureCommit(mutations) };
+    eventWritesCache.set(planned, writes);
+    return writes;
+  }
+
+  /** Writes that depend on the whole batch: head, current state, membership, extras. */
+  #batchWrites(): PlannedMutation[] {
     const keys = this.ctx.keys;
     const out: PlannedMutation[] = [
       { op: "check", key: keys.head(this.roomId), versionstamp: this.headVersionstamp },
     ];
-    for (const planned of this.events.values()) {
-      const [first, ...rest] = splitChunks(planned.pduBytes);
-      const entry: LogEntry = {
-        event_id: planned.eventId,
-        status: planned.status,
-        seq: planned.seq,
-        pdu: first,
-        chunks: rest.length + 1,
-      };
-      out.push({ op: "check", key: keys.eventPosition(planned.eventId), versionstamp: null });
-      out.push({ op: "set", key: keys.log(this.roomId, planned.position), value: entry });
-      rest.forEach((chunk, i) => {
-        out.push({ op: "set", key: keys.pduChunk(planned.eventId, i + 1), value: chunk });
-      });
-      out.push({
-        op: "set",
-        key: keys.eventPosition(planned.eventId),
-        value: { room_id: this.roomId, position: planned.position },
-      });
-      out.push({ op: "set", key: keys.eventStateGroups(planned.eventId), value: planned.groups });
-    }
-    out.push(...this.groups.mutations());
     for (const [key, change] of this.currentChanges) {
       const [type, stateKeyValue] = splitStateKey(key);
       const member = type === "m.room.member";
@@ -342,6 +376,11 @@ export class RoomBatchPlanner {
     return out;
   }
 }
+
+const eventWritesCache = new WeakMap<
+  PlannedEvent,
+  { mutations: PlannedMutation[]; size: CommitSize }
+>();
 
 function versionOf(id: string): RoomVersion {
   const version = roomVersion(id);

@@ -7,7 +7,7 @@
  */
 import type { StateMap } from "../domain/events.ts";
 import { readChunks, splitChunks } from "./chunked_value.ts";
-import type { PlannedMutation } from "./commit_budget.ts";
+import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
 import { type CachedGroup, roomScoped, type StoreContext } from "./store_context.ts";
 import type { StateGroupRecord } from "./store_records.ts";
 import {
@@ -217,21 +217,46 @@ export class StateGroupPlanner {
 
   /** The writes for every planned group. */
   mutations(): PlannedMutation[] {
-    const out: PlannedMutation[] = [];
-    for (const group of this.planned.values()) {
-      out.push({
-        op: "set",
-        key: this.ctx.keys.stateGroup(this.roomId, group.id),
-        value: group.record,
-      });
-      group.rest.forEach((chunk, i) => {
-        out.push({
-          op: "set",
-          key: this.ctx.keys.stateGroupChunk(this.roomId, group.id, i + 1),
-          value: chunk,
-        });
-      });
-    }
-    return out;
+    return [...this.planned.values()].flatMap((group) =>
+      groupWrites(this.ctx, this.roomId, group).mutations
+    );
   }
+
+  /** The estimated size of `mutations()`. */
+  size(): CommitSize {
+    const total: CommitSize = { mutations: 0, checks: 0, mutationBytes: 0, keyBytes: 0 };
+    for (const group of this.planned.values()) {
+      const size = groupWrites(this.ctx, this.roomId, group).size;
+      total.mutations += size.mutations;
+      total.mutationBytes += size.mutationBytes;
+      total.keyBytes += size.keyBytes;
+    }
+    return total;
+  }
+}
+
+const groupWritesCache = new WeakMap<
+  PlannedGroup,
+  { mutations: PlannedMutation[]; size: CommitSize }
+>();
+
+/** A planned group's writes, built and measured once (planned groups never change). */
+function groupWrites(
+  ctx: StoreContext,
+  roomId: string,
+  group: PlannedGroup,
+): { mutations: PlannedMutation[]; size: CommitSize } {
+  const cached = groupWritesCache.get(group);
+  if (cached) return cached;
+  const mutations: PlannedMutation[] = [
+    { op: "set", key: ctx.keys.stateGroup(roomId, group.id), value: group.record },
+    ...group.rest.map((chunk, i): PlannedMutation => ({
+      op: "set",
+      key: ctx.keys.stateGroupChunk(roomId, group.id, i + 1),
+      value: chunk,
+    })),
+  ];
+  const writes = { mutations, size: measureCommit(mutations) };
+  groupWritesCache.set(group, writes);
+  return writes;
 }

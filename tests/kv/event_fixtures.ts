@@ -3,7 +3,12 @@
  * check hashes or signatures, so PDUs carry placeholders.
  */
 import { type StateMap } from "../../domain/events.ts";
-import type { EventStatus, NewEvent, StateResolver } from "../../domain/ports/event_store.ts";
+import type {
+  AppendRequest,
+  EventStatus,
+  NewEvent,
+  StateResolver,
+} from "../../domain/ports/event_store.ts";
 import type { JsonObject } from "../../domain/json.ts";
 import { KvEventStore } from "../../kv/kv_event_store.ts";
 
@@ -84,4 +89,70 @@ export class RoomBuilder {
   message(body: string, options: EventOptions = {}): NewEvent {
     return this.event("m.room.message", { content: { msgtype: "m.text", body }, ...options });
   }
+}
+
+/**
+ * A varied history for one room, as append requests in arrival order: joins, leaves, state
+ * changes, messages, a fork and its merge, rejected and soft-failed events, and backfill.
+ */
+export function variedRoomHistory(roomId: string, events: number): AppendRequest[] {
+  const room = new RoomBuilder(roomId);
+  const requests: AppendRequest[] = [];
+  const push = (...list: NewEvent[]) => requests.push({ roomId, events: list });
+  const create = room.create();
+  push(create, room.member("@u0:test", "join"));
+  let made = 2;
+  let i = 0;
+  while (made < events - 4) {
+    i++;
+    const user = `@u${i % 7}:test`;
+    if (i % 11 === 0) {
+      // A fork: two children of the same event, then a merge citing both.
+      const base = room.last!;
+      const a = room.event("m.room.topic", { stateKey: "", content: { topic: `a${i}` } });
+      const b = room.event("m.room.topic", {
+        stateKey: "",
+        content: { topic: `b${i}` },
+        prev: [base],
+      });
+      push(a);
+      push(b);
+      push(room.message(`merge ${i}`, { prev: [a.eventId, b.eventId] }));
+      made += 3;
+    } else if (i % 13 === 0) {
+      // Nobody builds on a rejected event: the next event cites what it cited.
+      const rejected = room.event("m.room.name", {
+        stateKey: "",
+        content: { name: `x${i}` },
+        status: "rejected",
+      });
+      room.last = rejected.pdu.prev_events[0] as string;
+      push(rejected);
+      made++;
+    } else if (i % 17 === 0) {
+      const soft = room.event("m.room.name", {
+        stateKey: "",
+        content: { name: `s${i}` },
+        status: "soft_failed",
+      });
+      room.last = soft.pdu.prev_events[0] as string;
+      push(soft);
+      made++;
+    } else if (i % 5 === 0) {
+      push(room.member(user, i % 10 === 0 ? "leave" : "join"));
+      made++;
+    } else {
+      push(room.message(`m${i}`));
+      made++;
+    }
+  }
+  // Backfill: history older than the create, arriving last, counting positions down.
+  const old = new RoomBuilder(roomId, `${roomId.slice(1, 8)}-old`);
+  const backfill: NewEvent[] = [];
+  while (made < events) {
+    backfill.push(old.message(`old ${made}`, { prev: [] }));
+    made++;
+  }
+  requests.push({ roomId, events: backfill, backfill: true });
+  return requests;
 }

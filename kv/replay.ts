@@ -1,0 +1,198 @@
+/**
+ * Replay: rebuild every projection from the log, through the same planner the live append
+ * path uses, into a fresh database or key namespace; then compare the rebuilt maps with the
+ * live ones entry by entry. Each room's events are re-appended in their original arrival order
+ * (the log's seq), merging its forward run (positions going up) with its backfill run
+ * (positions going down), so positions, state groups and extremities come out identical.
+ */
+import { isDeepStrictEqual } from "node:util";
+import type { NewEvent, StateResolver } from "../domain/ports/event_store.ts";
+import { decodeLogEntry } from "./event_reads.ts";
+import { compareKeys } from "./key_order.ts";
+import { KvEventStore } from "./kv_event_store.ts";
+import { type EventStoreMap, REPLAYED_MAPS } from "./schema.ts";
+import { createStoreContext, type StoreContext } from "./store_context.ts";
+import { FIRST_FORWARD_POSITION, type LogEntry, type RoomHead } from "./store_records.ts";
+
+/** Events re-appended per request. */
+const EVENTS_PER_REQUEST = 64;
+
+/** Progress of a replay run. */
+export interface ReplayProgress {
+  phase: "rebuild" | "compare";
+  rooms: number;
+  roomsDone: number;
+  events: number;
+  eventsDone: number;
+}
+
+/** One entry that differs between the live and the rebuilt projections. */
+export interface ReplayDifference {
+  map: EventStoreMap;
+  /** Key without the namespace. */
+  key: Deno.KvKey;
+  /** undefined when the entry is missing on that side. */
+  live: unknown;
+  rebuilt: unknown;
+}
+
+/** What replay found. */
+export interface ReplayReport {
+  rooms: number;
+  events: number;
+  /** The first differences (up to `maxDifferences`). */
+  differences: ReplayDifference[];
+  differenceCount: number;
+}
+
+/** Where to read the live store and where to rebuild it. */
+export interface ReplayOptions {
+  source: Deno.Kv;
+  sourceNamespace?: Deno.KvKey;
+  /** Must hold nothing under `targetNamespace`. */
+  target: Deno.Kv;
+  targetNamespace?: Deno.KvKey;
+  resolver: StateResolver;
+  onProgress?: (progress: ReplayProgress) => void;
+  /** Rooms rebuilt at once. */
+  concurrency?: number;
+  maxDifferences?: number;
+}
+
+/** Rebuild into the target, compare with the source, and report the differences. */
+export async function replay(options: ReplayOptions): Promise<ReplayReport> {
+  const source = createStoreContext(options.source, {
+    resolver: options.resolver,
+    namespace: options.sourceNamespace,
+  });
+  const targetNamespace = options.targetNamespace ?? [];
+  if (options.target === options.source && samePrefix(source.keys.namespace, targetNamespace)) {
+    throw new Error("replay needs a fresh database or another namespace to rebuild into");
+  }
+  for await (const _ of options.target.list({ prefix: targetNamespace }, { limit: 1 })) {
+    throw new Error("the replay target is not empty");
+  }
+  const target = new KvEventStore(options.target, {
+    resolver: options.resolver,
+    namespace: targetNamespace,
+  });
+
+  const heads: { roomId: string; head: RoomHead }[] = [];
+  for await (const entry of source.kv.list<RoomHead>({ prefix: source.keys.map("roomid_head") })) {
+    heads.push({ roomId: entry.key[entry.key.length - 1] as string, head: entry.value });
+  }
+  const progress: ReplayProgress = {
+    phase: "rebuild",
+    rooms: heads.length,
+    roomsDone: 0,
+    events: heads.reduce((n, h) => n + h.head.seq, 0),
+    eventsDone: 0,
+  };
+  const queue = [...heads];
+  const workers = Array.from({ length: options.concurrency ?? 8 }, async () => {
+    for (let next = queue.shift(); next; next = queue.shift()) {
+      await rebuildRoom(source, target, next.roomId, next.head, (n) => {
+        progress.eventsDone += n;
+        options.onProgress?.({ ...progress });
+      });
+      progress.roomsDone++;
+    }
+  });
+  await Promise.all(workers);
+
+  progress.phase = "compare";
+  options.onProgress?.({ ...progress });
+  const maxDifferences = options.maxDifferences ?? 100;
+  const differences: ReplayDifference[] = [];
+  let differenceCount = 0;
+  for (const map of REPLAYED_MAPS) {
+    const found = compareMap(source, target.ctx, map);
+    for await (const difference of found) {
+      differenceCount++;
+      if (differences.length < maxDifferences) differences.push(difference);
+    }
+  }
+  return { rooms: progress.rooms, events: progress.events, differences, differenceCount };
+}
+
+function samePrefix(a: Deno.KvKey, b: Deno.KvKey): boolean {
+  return a.length === b.length && compareKeys(a, b) === 0;
+}
+
+/** Re-append one room's log in arrival order. */
+async function rebuildRoom(
+  source: StoreContext,
+  target: KvEventStore,
+  roomId: string,
+  head: RoomHead,
+  onEvents: (count: number) => void,
+): Promise<void> {
+  const prefix = source.keys.logPrefix(roomId);
+  const boundary = source.keys.log(roomId, FIRST_FORWARD_POSITION);
+  const forward = source.kv.list<LogEntry>({ prefix, start: boundary }, { batchSize: 500 });
+  const backward = source.kv.list<LogEntry>({ prefix, end: boundary }, {
+    reverse: true,
+    batchSize: 500,
+  });
+  let f = await forward.next();
+  let b = await backward.next();
+  let batch: NewEvent[] = [];
+  let batchIsBackfill = false;
+  const flush = async () => {
+    if (batch.length === 0) return;
+    await target.append({
+      roomId,
+      events: batch,
+      backfill: batchIsBackfill,
+      roomVersion: head.room_version,
+    });
+    onEvents(batch.length);
+    batch = [];
+  };
+  while (!f.done || !b.done) {
+    const takeBackfill = f.done || (!b.done && b.value.value.seq < f.value.value.seq);
+    const entry = takeBackfill ? b.value! : f.value!;
+    if (takeBackfill !== batchIsBackfill || batch.length >= EVENTS_PER_REQUEST) {
+      await flush();
+      batchIsBackfill = takeBackfill;
+    }
+    const position = entry.key[entry.key.length - 1] as number;
+    const event = await decodeLogEntry(source, roomId, position, entry.value, entry.versionstamp);
+    batch.push({ eventId: event.eventId, pdu: event.pdu, status: event.status });
+    if (takeBackfill) b = await backward.next();
+    else f = await forward.next();
+  }
+  await flush();
+}
+
+/** Merge-join one map of both stores and yield every entry that differs. */
+async function* compareMap(
+  live: StoreContext,
+  rebuilt: StoreContext,
+  map: EventStoreMap,
+): AsyncGenerator<ReplayDifference> {
+  const liveIter = live.kv.list({ prefix: live.keys.map(map) }, { batchSize: 1000 });
+  const rebuiltIter = rebuilt.kv.list({ prefix: rebuilt.keys.map(map) }, { batchSize: 1000 });
+  const liveSkip = live.keys.namespace.length;
+  const rebuiltSkip = rebuilt.keys.namespace.length;
+  let l = await liveIter.next();
+  let r = await rebuiltIter.next();
+  while (!l.done || !r.done) {
+    const lKey = l.done ? undefined : l.value.key.slice(liveSkip);
+    const rKey = r.done ? undefined : r.value.key.slice(rebuiltSkip);
+    const order = lKey === undefined ? 1 : rKey === undefined ? -1 : compareKeys(lKey, rKey);
+    if (order < 0) {
+      yield { map, key: lKey!, live: l.value!.value, rebuilt: undefined };
+      l = await liveIter.next();
+    } else if (order > 0) {
+      yield { map, key: rKey!, live: undefined, rebuilt: r.value!.value };
+      r = await rebuiltIter.next();
+    } else {
+      if (!isDeepStrictEqual(l.value!.value, r.value!.value)) {
+        yield { map, key: lKey!, live: l.value!.value, rebuilt: r.value!.value };
+      }
+      l = await liveIter.next();
+      r = await rebuiltIter.next();
+    }
+  }
+}
