@@ -35,7 +35,7 @@ export function authEventKeys(event: AuthSelectionInput, version: RoomVersion): 
       if (typeof token === "string") keys.push(stateKey("m.room.third_party_invite", token));
     }
     const via = event.content.join_authorised_via_users_server;
-    if (version.restrictedJoinRule && typeof via === "string") {
+    if (version.restrictedJoinRule && membership === "join" && typeof via === "string") {
       const authoriser = stateKey("m.room.member", via);
       if (!keys.includes(authoriser)) keys.push(authoriser);
     }

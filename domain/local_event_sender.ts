@@ -1,0 +1,274 @@
+/**
+ * Sending local events: build, hash and sign each one on top of the room's DAG, authorise it
+ * with the same rules as a federated event, and append it with its projections.
+ *
+ * Sends to one room are queued in process and drained in batches: each batch reads the room's
+ * head once, chains its events (each one's prev_event is the one before it, so concurrent local
+ * sends never fork the DAG), and lands in one commit. A refused event is never written and its
+ * caller gets M_FORBIDDEN; the rest of the batch goes on.
+ */
+import { authEventKeys } from "./auth_event_selection.ts";
+import { authStateFromEvents, checkEventAuth } from "./auth_rules.ts";
+import { buildEvent, type EventReference } from "./event_builder.ts";
+import { forbidden, notFound, unsupportedRoomVersion } from "./errors.ts";
+import { type Pdu, type RoomEvent, splitStateKey, type StateKey, stateKey } from "./events.ts";
+import type { JsonObject } from "./json.ts";
+import { type RoomVersion, roomVersion } from "./room_versions.ts";
+import type { SigningKey } from "./signing.ts";
+import { toStoredRoomEvent } from "./stored_events.ts";
+import type { AppendedEvent, CommitMutation, EventStore } from "./ports/event_store.ts";
+
+/** One local event to send into an existing room. */
+export interface LocalEventRequest {
+  roomId: string;
+  sender: string;
+  type: string;
+  stateKey?: string;
+  content: JsonObject;
+  redacts?: string;
+  /** Writes that must land in the same commit (transaction-ID records, outbox entries). */
+  extraMutations?: (appended: AppendedEvent) => CommitMutation[];
+}
+
+/** A sent event: its ID, PDU and place in the log. */
+export interface SentEvent {
+  eventId: string;
+  pdu: Pdu;
+  appended: AppendedEvent;
+}
+
+/** What the sender is built from. */
+export interface LocalEventSenderDeps {
+  store: EventStore;
+  serverName: string;
+  signingKey: SigningKey;
+  now?: () => number;
+  /** Most events folded into one batch; each costs a handful of commit mutations. */
+  maxBatch?: number;
+}
+
+interface Pending {
+  request: LocalEventRequest;
+  resolve(sent: SentEvent): void;
+  reject(error: unknown): void;
+}
+
+/** Builds, authorises and appends local events, one drain loop per room. */
+export class LocalEventSender {
+  readonly #deps: LocalEventSenderDeps;
+  readonly #queues = new Map<string, Pending[]>();
+
+  /** Create a sender over a store, signing as `serverName`. */
+  constructor(deps: LocalEventSenderDeps) {
+    this.#deps = deps;
+  }
+
+  /** Create a room: build and append its m.room.create event, returning the room ID. */
+  async createRoom(options: {
+    version: string;
+    creator: string;
+    content?: JsonObject;
+  }): Promise<{ roomId: string; event: SentEvent }> {
+    const version = roomVersion(options.version);
+    if (!version) throw unsupportedRoomVersion(options.version);
+    const content: JsonObject = { ...options.content, room_version: version.id };
+    if (version.createHasCreatorField) content.creator = options.creator;
+    const roomId = version.roomIdIsCreateEventHash ? undefined : this.#newRoomId();
+    const built = await buildEvent({
+      version,
+      roomId,
+      sender: options.creator,
+      type: "m.room.create",
+      stateKey: "",
+      content,
+      prevEvents: [],
+      currentState: () => undefined,
+      serverName: this.#deps.serverName,
+      signingKey: this.#deps.signingKey,
+      originServerTs: this.#now(),
+    });
+    const decision = checkEventAuth(built.event, () => undefined, version);
+    if (!decision.allowed) throw forbidden(decision.reason);
+    const result = await this.#deps.store.append({
+      roomId: built.event.room_id,
+      roomVersion: version.id,
+      events: [{ eventId: built.eventId, pdu: built.pdu, status: "accepted" }],
+    });
+    return {
+      roomId: built.event.room_id,
+      event: { eventId: built.eventId, pdu: built.pdu, appended: result.events[0] },
+    };
+  }
+
+  /** Send one event into a room; resolves once it is committed, rejects with M_FORBIDDEN if refused. */
+  send(request: LocalEventRequest): Promise<SentEvent> {
+    return new Promise((resolve, reject) => {
+      const queue = this.#queues.get(request.roomId);
+      const pending = { request, resolve, reject };
+      if (queue) {
+        queue.push(pending);
+        return;
+      }
+      this.#queues.set(request.roomId, [pending]);
+      this.#drain(request.roomId);
+    });
+  }
+
+  async #drain(roomId: string): Promise<void> {
+    const queue = this.#queues.get(roomId)!;
+    while (queue.length > 0) {
+      const batch = queue.splice(0, this.#deps.maxBatch ?? 64);
+      try {
+        await this.#sendBatch(roomId, batch);
+      } catch (error) {
+        for (const p of batch) p.reject(error);
+      }
+    }
+    this.#queues.delete(roomId);
+  }
+
+  async #sendBatch(roomId: string, batch: Pending[]): Promise<void> {
+    const { store } = this.#deps;
+    const head = await store.roomHead(roomId);
+    if (!head) throw notFound(`Unknown room ${roomId}`);
+    const version = roomVersion(head.roomVersion);
+    if (!version) throw unsupportedRoomVersion(head.roomVersion);
+
+    const view = new RoomStateView(store, roomId, version);
+    let prevEvents = await view.references(head.forwardExtremities);
+    const built: { pending: Pending; eventId: string; pdu: Pdu }[] = [];
+    for (const pending of batch) {
+      const { request } = pending;
+      try {
+        const needed = authEventKeys(
+          {
+            type: request.type,
+            state_key: request.stateKey,
+            sender: request.sender,
+            content: request.content,
+          },
+          version,
+        );
+        await view.load(needed);
+        const event = await buildEvent({
+          version,
+          roomId,
+          sender: request.sender,
+          type: request.type,
+          stateKey: request.stateKey,
+          content: request.content,
+          redacts: request.redacts,
+          prevEvents,
+          currentState: (key) => view.entry(key),
+          serverName: this.#deps.serverName,
+          signingKey: this.#deps.signingKey,
+          originServerTs: this.#now(),
+        });
+        const decision = checkEventAuth(
+          event.event,
+          authStateFromEvents(view.eventsFor(event.event.auth_events)),
+          version,
+          { createEvent: view.createEvent() },
+        );
+        if (!decision.allowed) throw forbidden(decision.reason);
+        view.apply(event.event);
+        prevEvents = [{ eventId: event.eventId, depth: event.pdu.depth }];
+        built.push({ pending, eventId: event.eventId, pdu: event.pdu });
+      } catch (error) {
+        pending.reject(error);
+      }
+    }
+    if (built.length === 0) return;
+
+    const result = await store.append({
+      roomId,
+      events: built.map((b) => ({ eventId: b.eventId, pdu: b.pdu, status: "accepted" as const })),
+      extraMutations: (appended) =>
+        built.flatMap((b, i) => b.pending.request.extraMutations?.(appended[i]) ?? []),
+    });
+    built.forEach((b, i) =>
+      b.pending.resolve({ eventId: b.eventId, pdu: b.pdu, appended: result.events[i] })
+    );
+  }
+
+  #now(): number {
+    return this.#deps.now?.() ?? Date.now();
+  }
+
+  #newRoomId(): string {
+    const bytes = crypto.getRandomValues(new Uint8Array(12));
+    const opaque = [...bytes].map((b) =>
+      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[b % 52]
+    )
+      .join("");
+    return `!${opaque}:${this.#deps.serverName}`;
+  }
+}
+
+/**
+ * The slice of a room's current state one batch reads: only the keys its events' auth
+ * selection needs, loaded on demand, and overlaid with the state events the batch adds.
+ */
+class RoomStateView {
+  readonly #ids = new Map<StateKey, string>();
+  readonly #events = new Map<string, RoomEvent>();
+  #create: RoomEvent | undefined;
+
+  constructor(
+    private readonly store: EventStore,
+    private readonly roomId: string,
+    private readonly version: RoomVersion,
+  ) {}
+
+  /** Make sure `keys` (and the create event) are loaded from current state. */
+  async load(keys: StateKey[]): Promise<void> {
+    const wanted = [stateKey("m.room.create", ""), ...keys].filter((k) => !this.#ids.has(k));
+    const ids: string[] = [];
+    for (const key of wanted) {
+      const [type, sk] = splitStateKey(key);
+      const id = await this.store.currentStateEventId(this.roomId, type, sk);
+      if (id !== null) {
+        this.#ids.set(key, id);
+        ids.push(id);
+      }
+    }
+    const stored = await this.store.getEvents(ids.filter((id) => !this.#events.has(id)));
+    for (const [id, event] of stored) {
+      this.#events.set(id, toStoredRoomEvent(event, this.version));
+    }
+  }
+
+  /** The prev-event references for a list of event IDs (the forward extremities). */
+  async references(eventIds: string[]): Promise<EventReference[]> {
+    const stored = await this.store.getEvents(eventIds);
+    return eventIds.flatMap((id) => {
+      const event = stored.get(id);
+      return event ? [{ eventId: id, depth: event.pdu.depth }] : [];
+    });
+  }
+
+  entry(key: StateKey): { eventId: string } | undefined {
+    const eventId = this.#ids.get(key);
+    return eventId === undefined ? undefined : { eventId };
+  }
+
+  eventsFor(ids: string[]): RoomEvent[] {
+    return ids.flatMap((id) => this.#events.get(id) ?? []);
+  }
+
+  createEvent(): RoomEvent | undefined {
+    if (!this.#create) {
+      const id = this.#ids.get(stateKey("m.room.create", ""));
+      this.#create = id ? this.#events.get(id) : undefined;
+    }
+    return this.#create;
+  }
+
+  /** Record an event this batch accepted, so later events in the batch see it. */
+  apply(event: RoomEvent): void {
+    this.#events.set(event.event_id, event);
+    if (event.state_key !== undefined) {
+      this.#ids.set(stateKey(event.type, event.state_key), event.event_id);
+    }
+  }
+}
