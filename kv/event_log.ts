@@ -82,6 +82,12 @@ export class EventLog {
           return rejected + included;
         }
       } catch (error) {
+        // Another connection holding the SQLite write lock: wait and replan.
+        if (isTransient(error)) {
+          if (rejected > 0) return rejected;
+          await backoff(attempt + 3);
+          continue;
+        }
         // KV refused the commit outright: our size estimate was off or an extra mutation is bad.
         if (included > 1) {
           maxRequests = 1;
@@ -172,6 +178,11 @@ async function planBatch(
     included++;
   }
   return { planner, included, rejected };
+}
+
+/** SQLite's busy error when two connections (processes) write one local database. */
+function isTransient(error: unknown): boolean {
+  return error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
 }
 
 function backoff(attempt: number): Promise<void> {
