@@ -317,8 +317,13 @@ export class RoomBatchPlanner {
       pdu: first,
       chunks: rest.length + 1,
     };
-    const mutations: PlannedMutation[] = [
-      { op: "check", key: keys.eventPosition(planned.eventId), versionstamp: null },
+    const mutations: PlannedMutation[] = [];
+    // The head check already excludes a duplicate within the room. Only server-chosen IDs
+    // (v1, v2) can collide with another room's event, so only they spend one of the 100 checks.
+    if (this.version!.eventIdFormat === "server_chosen") {
+      mutations.push({ op: "check", key: keys.eventPosition(planned.eventId), versionstamp: null });
+    }
+    mutations.push(
       { op: "set", key: keys.log(this.roomId, planned.position), value: entry },
       ...rest.map((chunk, i): PlannedMutation => ({
         op: "set",
@@ -331,7 +336,7 @@ export class RoomBatchPlanner {
         value: { room_id: this.roomId, position: planned.position },
       },
       { op: "set", key: keys.eventStateGroups(planned.eventId), value: planned.groups },
-    ];
+    );
     const writes = { mutations, size: measureCommit(mutations) };
     eventWritesCache.set(planned, writes);
     return writes;

@@ -1,9 +1,10 @@
 /**
  * State as state groups: each group is a delta over a parent group, so recording the state
  * after an event writes only what changed. Deltas are layered like an LSM tree: a new delta
- * absorbs the layers above it that are not much bigger, which keeps chains logarithmic, and
- * stops absorbing at a byte cap, which keeps every layer (and every commit) bounded even for
- * rooms whose full state would not fit a commit.
+ * absorbs the layers above it that are at most twice its size, so going down a chain each layer
+ * is more than twice the one above it (chains stay logarithmic, and every entry is rewritten a
+ * logarithmic number of times); and it stops absorbing at a byte cap, so no layer, and no commit,
+ * grows with the room's state: a large room's state is a stack of capped layers.
  */
 import type { StateMap } from "../domain/events.ts";
 import { readChunks, splitChunks } from "./chunked_value.ts";
@@ -19,10 +20,11 @@ import {
   type StateDelta,
 } from "./state_delta.ts";
 
-/** Layers a chain may reach before a new delta absorbs the top one regardless of size. */
-export const MAX_CHAIN = 10;
-/** A delta stops absorbing layers beyond this many encoded bytes. */
-export const LAYER_CAP_BYTES = 128 * 1024;
+/**
+ * A delta stops absorbing layers beyond this many encoded bytes: one chunk, and small enough
+ * that the cascades of a 100-event request stay well inside one commit's 800 KiB.
+ */
+export const LAYER_CAP_BYTES = 60_000;
 
 /** A group planned in the current batch, not yet committed. */
 export interface PlannedGroup {
@@ -179,8 +181,7 @@ export class StateGroupPlanner {
     let mergedBytes = estimateDeltaBytes(merged);
     while (layers.length > 0) {
       const top = await this.#group(layers[layers.length - 1]);
-      const forced = layers.length >= MAX_CHAIN;
-      if (!forced && top.record.entries > 2 * merged.size) break;
+      if (top.record.entries > 2 * merged.size) break;
       const candidate = mergeDeltas(top.delta, merged, layers.length === 1);
       let candidateBytes = top.record.bytes + mergedBytes;
       if (candidateBytes > LAYER_CAP_BYTES) {

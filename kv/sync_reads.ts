@@ -20,7 +20,10 @@ export async function takeSyncBarrier(ctx: StoreContext, userId: string): Promis
   return syncToken(result.versionstamp);
 }
 
-/** Accepted events in the rooms newer than `since` (all when absent) and not newer than `upTo`. */
+/**
+ * Accepted events in the rooms newer than `since` (all when absent) and not newer than `upTo`;
+ * rooms without any are left out.
+ */
 export async function readRoomChanges(
   ctx: StoreContext,
   options: { roomIds: readonly string[]; since?: string; upTo: string; limit: number },
@@ -46,7 +49,9 @@ export async function readRoomChanges(
   const rooms = await Promise.all(
     changed.map(({ roomId, head }) => roomWindow(ctx, roomId, head, since, upTo, limit)),
   );
-  return rooms.sort((a, b) => (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
+  return rooms
+    .filter((room) => room.events.length > 0)
+    .sort((a, b) => (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
 }
 
 /** One room's accepted events in (since, upTo], the newest `limit` of them, oldest first. */
@@ -83,7 +88,7 @@ async function roomWindow(
   return { roomId, events, limited, prevBatch: timelineToken(before) };
 }
 
-/** Barrier, then the changes in the user's rooms (or `roomIds`); rooms without events left out. */
+/** Barrier, then the changes in the user's rooms (or `roomIds`). */
 export async function readSyncChanges(
   ctx: StoreContext,
   options: { userId: string; since?: string; limit: number; roomIds?: readonly string[] },
@@ -98,5 +103,5 @@ export async function readSyncChanges(
     upTo,
     limit: options.limit,
   });
-  return { nextBatch: upTo, rooms: rooms.filter((r) => r.events.length > 0) };
+  return { nextBatch: upTo, rooms };
 }

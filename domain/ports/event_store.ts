@@ -186,7 +186,7 @@ export interface SyncReader {
    * Returns the opaque token of that commit; reads up to it are complete.
    */
   syncBarrier(userId: string): Promise<string>;
-  /** Timeline events in the given rooms newer than `since` and not newer than `upTo`. */
+  /** Rooms with timeline events newer than `since` and not newer than `upTo`, and those events. */
   roomChanges(options: {
     roomIds: readonly string[];
     since?: string;

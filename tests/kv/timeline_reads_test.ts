@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { memoryStore, RoomBuilder } from "./event_fixtures.ts";
+
+const ROOM = "!timeline:test";
+
+Deno.test("timeline pages walk both directions with position tokens", async () => {
+  const { kv, store } = await memoryStore();
+  const room = new RoomBuilder(ROOM);
+  const events = [room.create(), ...Array.from({ length: 9 }, (_, i) => room.message(`m${i}`))];
+  await store.append({ roomId: ROOM, events });
+  const ids = events.map((e) => e.eventId);
+
+  const back1 = await store.timeline(ROOM, { dir: "b", limit: 4 });
+  assert.deepEqual(back1.events.map((e) => e.eventId), ids.slice(6).reverse());
+  const back2 = await store.timeline(ROOM, { from: back1.end, dir: "b", limit: 4 });
+  assert.deepEqual(back2.events.map((e) => e.eventId), ids.slice(2, 6).reverse());
+  const back3 = await store.timeline(ROOM, { from: back2.end, dir: "b", limit: 4 });
+  assert.deepEqual(back3.events.map((e) => e.eventId), ids.slice(0, 2).reverse());
+  assert.equal(back3.end, undefined);
+
+  // Walking forward from a backward page's end returns what that page skipped past.
+  const forward = await store.timeline(ROOM, { from: back2.end, dir: "f", limit: 3 });
+  assert.deepEqual(forward.events.map((e) => e.eventId), ids.slice(2, 5));
+  const rest = await store.timeline(ROOM, { from: forward.end, dir: "f", limit: 100 });
+  assert.deepEqual(rest.events.map((e) => e.eventId), ids.slice(5));
+  assert.equal(rest.end, undefined);
+  kv.close();
+});
+
+Deno.test("timeline walks into backfilled history below position 1", async () => {
+  const { kv, store } = await memoryStore();
+  const room = new RoomBuilder(ROOM);
+  const recent = room.message("recent", { prev: ["$older"] });
+  await store.append({ roomId: ROOM, events: [recent], roomVersion: "10" });
+  const older = room.message("older", { id: "$older", prev: ["$oldest"] });
+  const oldest = room.message("oldest", { id: "$oldest", prev: [] });
+  await store.append({ roomId: ROOM, events: [older, oldest], backfill: true });
+  const page = await store.timeline(ROOM, { dir: "f", limit: 10 });
+  assert.deepEqual(page.events.map((e) => [e.eventId, e.position]), [
+    ["$oldest", -1],
+    ["$older", 0],
+    [recent.eventId, 1],
+  ]);
+  kv.close();
+});
+
+Deno.test("a malformed timeline token is refused as M_INVALID_PARAM", async () => {
+  const { kv, store } = await memoryStore();
+  await assert.rejects(
+    store.timeline(ROOM, { from: "s123", dir: "b", limit: 5 }),
+    (error: Error & { errcode?: string }) => error.errcode === "M_INVALID_PARAM",
+  );
+  kv.close();
+});
