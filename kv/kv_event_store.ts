@@ -36,8 +36,8 @@ export class KvEventStore implements EventStore {
   readonly ctx: StoreContext;
   readonly #log: EventLog;
 
-  /** `options.resolver` is the state resolution the store runs when forks meet. */
-  constructor(kv: Deno.Kv, options: StoreContextOptions) {
+  /** `options.resolver` is the state resolution run where forks meet (default: the real one). */
+  constructor(kv: Deno.Kv, options: StoreContextOptions = {}) {
     this.ctx = createStoreContext(kv, options);
     this.#log = new EventLog(this.ctx);
   }

@@ -52,7 +52,8 @@ export interface ReplayOptions {
   /** Must hold nothing under `targetNamespace`. */
   target: Deno.Kv;
   targetNamespace?: Deno.KvKey;
-  resolver: StateResolver;
+  /** Must be the resolver the live store used (default: the real one). */
+  resolver?: StateResolver;
   onProgress?: (progress: ReplayProgress) => void;
   /** Rooms rebuilt at once. */
   concurrency?: number;

@@ -3,6 +3,7 @@
  * replay namespace), the injected state resolver and the caches of immutable records.
  */
 import type { StateMap } from "../domain/events.ts";
+import { resolveState } from "../domain/state_res/resolve_state.ts";
 import type { StateResolver, StoredEvent } from "../domain/ports/event_store.ts";
 import { LruCache } from "./lru_cache.ts";
 import { EventStoreKeys } from "./schema.ts";
@@ -29,7 +30,8 @@ export interface StoreContext {
 
 /** Options for building a store context. */
 export interface StoreContextOptions {
-  resolver: StateResolver;
+  /** State resolution; defaults to the room version's algorithm with the real auth rules. */
+  resolver?: StateResolver;
   /** Key namespace (replay builds projections under one). */
   namespace?: Deno.KvKey;
   /** Events kept decoded in memory. */
@@ -41,7 +43,7 @@ export function createStoreContext(kv: Deno.Kv, options: StoreContextOptions): S
   return {
     kv,
     keys: new EventStoreKeys(options.namespace ?? []),
-    resolver: options.resolver,
+    resolver: options.resolver ?? resolveState,
     events: new LruCache(options.eventCacheSize ?? 4096),
     eventGroups: new LruCache(16384),
     groups: new LruCache(4096),

@@ -4,7 +4,6 @@
  * the live projections, print the differences, and exit 1 when there are any (2 on bad usage).
  * The KV path defaults to TESSERA_KV_PATH.
  */
-import { resolveState } from "../domain/state_res/resolve_state.ts";
 import { replay, type ReplayDifference, type ReplayProgress } from "../kv/replay.ts";
 
 function usage(message: string): never {
@@ -70,7 +69,6 @@ if (import.meta.main) {
     const report = await replay({
       source,
       target,
-      resolver: resolveState,
       onProgress,
       maxDifferences: show,
     });
