@@ -18,11 +18,12 @@ import type {
   AppendRequest,
   EventStatus,
   NewEvent,
+  StoredEvent,
 } from "../domain/ports/event_store.ts";
 import { type RoomVersion, roomVersion } from "../domain/room_versions.ts";
 import { encodeJson, splitChunks } from "./chunked_value.ts";
 import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
-import { readEventStateGroups, readStoredEvent } from "./event_reads.ts";
+import { readEventStateGroups, readStoredEvent, readStoredEvents } from "./event_reads.ts";
 import { diffStates, type StateDelta } from "./state_delta.ts";
 import { StateGroupPlanner } from "./state_groups.ts";
 import type { StoreContext } from "./store_context.ts";
@@ -108,19 +109,27 @@ export class RoomBatchPlanner {
   /** Plan every event of a request, in order. */
   async planRequest(request: AppendRequest): Promise<AppendedEvent[]> {
     if (request.roomId !== this.roomId) throw new Error("request for another room");
+    // One batched lookup tells which events are already stored, instead of one read each.
+    const stored = await readStoredEvents(
+      this.ctx,
+      request.events.map((e) => e.eventId).filter((id) => !this.events.has(id)),
+    );
     const appended: AppendedEvent[] = [];
     for (const input of request.events) {
-      appended.push(await this.#planEvent(input, request));
+      appended.push(await this.#planEvent(input, request, stored.get(input.eventId)));
     }
     this.requests.push({ request, appended });
     return appended;
   }
 
-  async #planEvent(input: NewEvent, request: AppendRequest): Promise<AppendedEvent> {
+  async #planEvent(
+    input: NewEvent,
+    request: AppendRequest,
+    stored: StoredEvent | undefined,
+  ): Promise<AppendedEvent> {
     const id = input.eventId;
     const planned = this.events.get(id);
     if (planned) return this.#result(planned.eventId, planned.position, planned.status, true);
-    const stored = await readStoredEvent(this.ctx, id);
     if (stored) {
       return {
         eventId: id,
