@@ -38,16 +38,27 @@ export interface StoreContextOptions {
   eventCacheSize?: number;
 }
 
+const MIB = 1024 * 1024;
+
 /** Build a context with fresh caches. */
 export function createStoreContext(kv: Deno.Kv, options: StoreContextOptions): StoreContext {
   return {
     kv,
     keys: new EventStoreKeys(options.namespace ?? []),
     resolver: options.resolver ?? resolveState,
-    events: new LruCache(options.eventCacheSize ?? 4096),
-    eventGroups: new LruCache(16384),
-    groups: new LruCache(4096),
-    states: new LruCache(32),
+    events: new LruCache({
+      capacity: options.eventCacheSize ?? 4096,
+      maxWeight: 32 * MIB,
+      weigh: (event) => JSON.stringify(event.pdu.content).length + 512,
+    }),
+    eventGroups: new LruCache({ capacity: 16384 }),
+    groups: new LruCache({
+      capacity: 4096,
+      maxWeight: 64 * MIB,
+      weigh: (group) => group.record.bytes * 2 + 256,
+    }),
+    // A large room's materialised state is big, so keep few and weigh them.
+    states: new LruCache({ capacity: 32, maxWeight: 64 * MIB, weigh: (state) => state.size * 160 }),
   };
 }
 

@@ -12,7 +12,10 @@ import type { RoomVersion } from "../room_versions.ts";
  */
 export type EventStatus = "accepted" | "rejected" | "soft_failed";
 
-/** One event to append, its ID already computed (or carried, in v1/v2). */
+/**
+ * One event to append, its ID already computed (or carried, in v1/v2). Only v1/v2 IDs are
+ * checked for collisions with other rooms: later versions' IDs hash the room in.
+ */
 export interface NewEvent {
   eventId: string;
   pdu: Pdu;
@@ -41,8 +44,8 @@ export interface AppendRequest {
   /** The room version, needed only when the room has no events yet and no create event leads. */
   roomVersion?: string;
   /**
-   * Extra writes for the same commit, built from where the events landed; called again on every
-   * retry. A failing check here fails only this request.
+   * Extra writes for the same commit, built from where the events landed; may be called more
+   * than once (planning, retries). A failing check here fails only this request (409).
    */
   extraMutations?: (appended: AppendedEvent[]) => CommitMutation[];
 }
