@@ -2,9 +2,10 @@
  * `deno task replay [kv-path] [--into path] [--show N]`: rebuild every event store projection
  * from the log into a fresh database (in memory unless --into names an empty file), compare with
  * the live projections, print the differences, and exit 1 when there are any (2 on bad usage).
- * The KV path defaults to TESSERA_KV_PATH.
+ * The KV path defaults to TESSERA_KV_PATH, then to the server's default file.
  */
 import { replay, type ReplayDifference, type ReplayProgress } from "../kv/replay.ts";
+import { CONFIG_DEFAULTS } from "../domain/config.ts";
 
 function usage(message: string): never {
   console.error(`${message}\nusage: deno task replay [kv-path] [--into path] [--show N]`);
@@ -22,8 +23,8 @@ function parseArgs(args: string[]): { path: string; into: string; show: number }
     else if (arg.startsWith("--")) usage(`unknown option ${arg}`);
     else path = arg;
   }
-  path ??= Deno.env.get("TESSERA_KV_PATH");
-  if (!path) usage("no KV path: pass one or set TESSERA_KV_PATH");
+  // The same file the server opens by default, so `deno task replay` checks the dev database.
+  path ??= Deno.env.get("TESSERA_KV_PATH") || CONFIG_DEFAULTS.kvPath;
   if (!Number.isInteger(show) || show < 0) usage("--show needs a whole number");
   return { path, into, show };
 }
