@@ -11,12 +11,17 @@ import { authEventKeys } from "./auth_event_selection.ts";
 import { authStateFromEvents, checkEventAuth } from "./auth_rules.ts";
 import { buildEvent, type EventReference } from "./event_builder.ts";
 import { forbidden, notFound, unsupportedRoomVersion } from "./errors.ts";
-import { type Pdu, type RoomEvent, splitStateKey, type StateKey, stateKey } from "./events.ts";
+import { type Pdu, type RoomEvent, type StateKey, stateKey } from "./events.ts";
+
 import type { JsonObject } from "./json.ts";
 import { type RoomVersion, roomVersion } from "./room_versions.ts";
 import type { SigningKey } from "./signing.ts";
 import { toStoredRoomEvent } from "./stored_events.ts";
 import type { AppendedEvent, CommitMutation, EventStore } from "./ports/event_store.ts";
+
+const CREATE_KEY = stateKey("m.room.create", "");
+/** Rooms whose state view is kept between batches; the least recently used is dropped. */
+const CACHED_ROOM_VIEWS = 1024;
 
 /** One local event to send into an existing room. */
 export interface LocalEventRequest {
@@ -57,6 +62,12 @@ interface Pending {
 export class LocalEventSender {
   readonly #deps: LocalEventSenderDeps;
   readonly #queues = new Map<string, Pending[]>();
+  /**
+   * Each room's state view and DAG tip after our last commit to it. Valid while the room's head
+   * still carries that commit's versionstamp: nobody else has appended since, so the next batch
+   * can skip re-reading state.
+   */
+  readonly #views = new Map<string, CachedView>();
 
   /** Create a sender over a store, signing as `serverName`. */
   constructor(deps: LocalEventSenderDeps) {
@@ -134,8 +145,11 @@ export class LocalEventSender {
     const version = roomVersion(head.roomVersion);
     if (!version) throw unsupportedRoomVersion(head.roomVersion);
 
-    const view = new RoomStateView(store, roomId, version);
-    let prevEvents = await view.references(head.forwardExtremities);
+    const cached = this.#views.get(roomId);
+    this.#views.delete(roomId);
+    const reusable = cached?.versionstamp === head.versionstamp;
+    const view = reusable ? cached!.view : new RoomStateView(store, roomId, version);
+    let prevEvents = reusable ? cached!.prevEvents : await view.references(head.forwardExtremities);
     const built: { pending: Pending; eventId: string; pdu: Pdu }[] = [];
     for (const pending of batch) {
       const { request } = pending;
@@ -186,6 +200,10 @@ export class LocalEventSender {
       extraMutations: (appended) =>
         built.flatMap((b, i) => b.pending.request.extraMutations?.(appended[i]) ?? []),
     });
+    this.#views.set(roomId, { versionstamp: result.versionstamp, view, prevEvents });
+    if (this.#views.size > CACHED_ROOM_VIEWS) {
+      this.#views.delete(this.#views.keys().next().value!);
+    }
     built.forEach((b, i) =>
       b.pending.resolve({ eventId: b.eventId, pdu: b.pdu, appended: result.events[i] })
     );
@@ -205,12 +223,20 @@ export class LocalEventSender {
   }
 }
 
+interface CachedView {
+  versionstamp: string;
+  view: RoomStateView;
+  prevEvents: EventReference[];
+}
+
 /**
  * The slice of a room's current state one batch reads: only the keys its events' auth
  * selection needs, loaded on demand, and overlaid with the state events the batch adds.
  */
 class RoomStateView {
   readonly #ids = new Map<StateKey, string>();
+  /** Keys already read, present or not, so an unset key is not read again. */
+  readonly #loaded = new Set<StateKey>();
   readonly #events = new Map<string, RoomEvent>();
   #create: RoomEvent | undefined;
 
@@ -220,19 +246,18 @@ class RoomStateView {
     private readonly version: RoomVersion,
   ) {}
 
-  /** Make sure `keys` (and the create event) are loaded from current state. */
+  /** Make sure `keys` (and the create event) are loaded from current state, in one read. */
   async load(keys: StateKey[]): Promise<void> {
-    const wanted = [stateKey("m.room.create", ""), ...keys].filter((k) => !this.#ids.has(k));
-    const ids: string[] = [];
+    const wanted = [CREATE_KEY, ...keys].filter((k) => !this.#loaded.has(k));
+    if (wanted.length === 0) return;
+    const found = await this.store.currentStateEventIds(this.roomId, wanted);
     for (const key of wanted) {
-      const [type, sk] = splitStateKey(key);
-      const id = await this.store.currentStateEventId(this.roomId, type, sk);
-      if (id !== null) {
-        this.#ids.set(key, id);
-        ids.push(id);
-      }
+      this.#loaded.add(key);
+      const id = found.get(key);
+      if (id !== undefined) this.#ids.set(key, id);
     }
-    const stored = await this.store.getEvents(ids.filter((id) => !this.#events.has(id)));
+    const missing = [...found.values()].filter((id) => !this.#events.has(id));
+    const stored = await this.store.getEvents(missing);
     for (const [id, event] of stored) {
       this.#events.set(id, toStoredRoomEvent(event, this.version));
     }
@@ -258,17 +283,20 @@ class RoomStateView {
 
   createEvent(): RoomEvent | undefined {
     if (!this.#create) {
-      const id = this.#ids.get(stateKey("m.room.create", ""));
+      const id = this.#ids.get(CREATE_KEY);
       this.#create = id ? this.#events.get(id) : undefined;
     }
     return this.#create;
   }
 
-  /** Record an event this batch accepted, so later events in the batch see it. */
+  /** Record a state event this batch accepted, so later events see it; others are never auth events. */
   apply(event: RoomEvent): void {
+    if (event.state_key === undefined) return;
+    const key = stateKey(event.type, event.state_key);
+    const replaced = this.#ids.get(key);
+    if (replaced !== undefined) this.#events.delete(replaced);
     this.#events.set(event.event_id, event);
-    if (event.state_key !== undefined) {
-      this.#ids.set(stateKey(event.type, event.state_key), event.event_id);
-    }
+    this.#ids.set(key, event.event_id);
+    this.#loaded.add(key);
   }
 }

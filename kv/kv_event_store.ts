@@ -1,5 +1,5 @@
 /** The Deno KV implementation of the EventStore port, assembled from the kv/ pieces. */
-import type { StateMap } from "../domain/events.ts";
+import type { StateKey, StateMap } from "../domain/events.ts";
 import type {
   AppendRequest,
   AppendResult,
@@ -17,6 +17,7 @@ import { readStoredEvent, readStoredEvents } from "./event_reads.ts";
 import {
   readCurrentState,
   readCurrentStateEventId,
+  readCurrentStateEventIds,
   readMembers,
   readRoomHead,
   readRoomsOfUser,
@@ -75,6 +76,11 @@ export class KvEventStore implements EventStore {
   /** See EventReader.currentStateEventId. */
   currentStateEventId(roomId: string, type: string, stateKey: string): Promise<string | null> {
     return readCurrentStateEventId(this.ctx, roomId, type, stateKey);
+  }
+
+  /** See EventReader.currentStateEventIds. */
+  currentStateEventIds(roomId: string, keys: readonly StateKey[]): Promise<StateMap> {
+    return readCurrentStateEventIds(this.ctx, roomId, keys);
   }
 
   /** See EventReader.stateAtEvent. */

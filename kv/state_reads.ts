@@ -1,5 +1,11 @@
 /** Reads of room heads, current state, state around events, and membership. */
-import { stateKey, type StateMap, toRoomEvent } from "../domain/events.ts";
+import {
+  splitStateKey,
+  type StateKey,
+  stateKey,
+  type StateMap,
+  toRoomEvent,
+} from "../domain/events.ts";
 import type { Membership, RoomHeadView } from "../domain/ports/event_store.ts";
 import { roomVersion } from "../domain/room_versions.ts";
 import { readEventStateGroups, readStoredEvent } from "./event_reads.ts";
@@ -45,6 +51,26 @@ export async function readCurrentStateEventId(
   key: string,
 ): Promise<string | null> {
   return (await ctx.kv.get<string>(ctx.keys.currentState(roomId, type, key))).value;
+}
+
+/** Several current state entries, ten keys per getMany, the batches in parallel. */
+export async function readCurrentStateEventIds(
+  ctx: StoreContext,
+  roomId: string,
+  keys: readonly StateKey[],
+): Promise<StateMap> {
+  const found: StateMap = new Map();
+  const batches: StateKey[][] = [];
+  for (let i = 0; i < keys.length; i += 10) batches.push(keys.slice(i, i + 10));
+  await Promise.all(batches.map(async (batch) => {
+    const entries = await ctx.kv.getMany<string[]>(
+      batch.map((key) => ctx.keys.currentState(roomId, ...splitStateKey(key))),
+    );
+    entries.forEach((entry, i) => {
+      if (entry.value !== null) found.set(batch[i], entry.value);
+    });
+  }));
+  return found;
 }
 
 /** The state before or after an event (a private copy). */

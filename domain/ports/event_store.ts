@@ -3,7 +3,7 @@
  * state, membership, state at each event, forward extremities) and the reads built on them.
  * The domain depends on these interfaces; kv/ implements them.
  */
-import type { Pdu, RoomEvent, StateMap } from "../events.ts";
+import type { Pdu, RoomEvent, StateKey, StateMap } from "../events.ts";
 import type { RoomVersion } from "../room_versions.ts";
 
 /**
@@ -161,6 +161,8 @@ export interface EventReader {
   currentState(roomId: string): Promise<StateMap>;
   /** One current state entry's event ID; null when unset. */
   currentStateEventId(roomId: string, type: string, stateKey: string): Promise<string | null>;
+  /** Several current state entries at once; keys that are unset are absent from the map. */
+  currentStateEventIds(roomId: string, keys: readonly StateKey[]): Promise<StateMap>;
   /** The state before or after an event; null when the event is unknown. */
   stateAtEvent(eventId: string, at: "before" | "after"): Promise<StateMap | null>;
   /**

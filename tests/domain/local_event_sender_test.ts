@@ -6,6 +6,7 @@ import { checkContentHash } from "../../domain/hashing.ts";
 import { computeEventId } from "../../domain/event_ids.ts";
 import { verifyEventSignature } from "../../domain/event_signing.ts";
 import { MatrixError } from "../../domain/errors.ts";
+import { LocalEventSender } from "../../domain/local_event_sender.ts";
 
 for (const version of ["1", "6", "10", "11", "12"]) {
   Deno.test(`v${version}: a room built by the sender has signed, hashed events and a linear DAG`, async () => {
@@ -121,6 +122,50 @@ Deno.test("sending into an unknown room is M_NOT_FOUND", async () => {
         }),
       /Unknown room/,
     );
+  } finally {
+    close();
+  }
+});
+
+Deno.test("a sender's cached room view is dropped when another writer appends", async () => {
+  const { store, sender, signingKey, close } = await openRoomFixture();
+  try {
+    const roomId = await createPublicRoom(sender, "11");
+    await sender.send({
+      roomId,
+      sender: BOB,
+      type: "m.room.member",
+      stateKey: BOB,
+      content: { membership: "join" },
+    });
+    await sender.send({ roomId, sender: BOB, type: "m.room.message", content: { body: "cached" } });
+    // Another process (a second sender on the same store) bans Bob.
+    const other = new LocalEventSender({ store, serverName: SERVER, signingKey });
+    await other.send({
+      roomId,
+      sender: ALICE,
+      type: "m.room.member",
+      stateKey: BOB,
+      content: { membership: "ban" },
+    });
+    const refused = await sender.send({
+      roomId,
+      sender: BOB,
+      type: "m.room.message",
+      content: { body: "late" },
+    })
+      .catch((e) => e);
+    assert(refused instanceof MatrixError);
+    assertEquals(refused.errcode, "M_FORBIDDEN");
+    // And the next event builds on the other writer's event, not on the stale tip.
+    const next = await sender.send({
+      roomId,
+      sender: ALICE,
+      type: "m.room.message",
+      content: { body: "after" },
+    });
+    const ban = await store.currentStateEventId(roomId, "m.room.member", BOB);
+    assertEquals(next.pdu.prev_events, [ban!]);
   } finally {
     close();
   }
