@@ -3,18 +3,26 @@
  * one `kv.atomic()` commit (group commit), planned through RoomBatchPlanner and kept inside
  * KV's commit limits. The room head's versionstamp check guards against other processes and
  * isolates: when it fails, the batch is replanned against the new head.
+ *
+ * Planning waits on as few reads as it can: the head each room's last commit wrote is kept in
+ * memory (a stale one only costs a failed check, a re-read and a replan), and which events are
+ * stored already, and where the prev events sit, is looked up for the whole batch at once.
  */
 import { MatrixError, tooLarge } from "../domain/errors.ts";
 import type { AppendRequest, AppendResult } from "../domain/ports/event_store.ts";
 import { decodeJson } from "./chunked_value.ts";
 import { applyMutations, commitOverLimit } from "./commit_budget.ts";
-import { RoomBatchPlanner } from "./projections.ts";
+import { LruCache } from "./lru_cache.ts";
+import { type CommittedHead, lookupBatch, RoomBatchPlanner } from "./projections.ts";
 import type { StoreContext } from "./store_context.ts";
+import type { RoomHead } from "./store_records.ts";
 
 /** Requests folded into one commit at most (the commit limits usually stop it earlier). */
 const MAX_BATCH_REQUESTS = 64;
 /** Commit attempts before an append gives up; only other processes can make it fail. */
 const MAX_ATTEMPTS = 40;
+/** Rooms whose last known head is kept; a head is a few hundred bytes. */
+const HEAD_CACHE_ROOMS = 4096;
 
 interface Pending {
   request: AppendRequest;
@@ -29,6 +37,8 @@ export type RoomAppendedListener = (roomId: string, versionstamp: string) => voi
 export class EventLog {
   readonly #queues = new Map<string, Pending[]>();
   readonly #listeners = new Set<RoomAppendedListener>();
+  /** The newest head known per room: written by our last commit or read after a failed one. */
+  readonly #heads = new LruCache<string, CommittedHead>({ capacity: HEAD_CACHE_ROOMS });
 
   /** Appends go through `ctx`; all instances sharing a database still serialise by head check. */
   constructor(readonly ctx: StoreContext) {}
@@ -72,16 +82,27 @@ export class EventLog {
     let maxRequests = pending.length;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt >= 3) await backoff(attempt);
-      const start = await RoomBatchPlanner.open(this.ctx, roomId);
+      const [committed, lookups] = await Promise.all([
+        this.#heads.get(roomId) ?? this.#readHead(roomId),
+        lookupBatch(this.ctx, pending.slice(0, maxRequests).map((p) => p.request)),
+      ]);
+      const start = RoomBatchPlanner.fromHead(this.ctx, roomId, committed, lookups);
       const { planner, included, rejected } = await planBatch(start, pending, maxRequests);
       if (included === 0) return rejected;
       try {
         const result = await applyMutations(this.ctx.kv.atomic(), planner.mutations()).commit();
         if (result.ok) {
+          if (planner.events.size > 0 && planner.head) {
+            this.#heads.set(roomId, { head: planner.head, versionstamp: result.versionstamp });
+          }
           this.#settle(planner, pending.slice(rejected, rejected + included), result.versionstamp);
           return rejected + included;
         }
+        // The check failed: whatever head we hold may be stale, so the next attempt re-reads.
+        this.#heads.delete(roomId);
       } catch (error) {
+        // Whether anything landed is unknown here; the next attempt re-reads the head.
+        this.#heads.delete(roomId);
         // Another connection holding the SQLite write lock: wait and replan.
         if (isTransient(error)) {
           if (rejected > 0) return rejected;
@@ -102,7 +123,7 @@ export class EventLog {
       // A check failed. A moved head means another writer: replan. Otherwise an event ID or an
       // extra check conflicts: replanning finds stored duplicates, and requests are committed
       // alone so that a failing extra check is reported to its own request only.
-      const head = await this.ctx.kv.get(this.ctx.keys.head(roomId));
+      const head = await this.#readHead(roomId);
       if (head.versionstamp === planner.headVersionstamp) {
         if (included > 1) maxRequests = 1;
         else if (pending[0].request.extraMutations) {
@@ -115,6 +136,14 @@ export class EventLog {
     }
     pending[0].reject(new MatrixError("M_UNKNOWN", 503, "The room is too busy; try again"));
     return 1;
+  }
+
+  /** The head as committed now, remembered for the next batch. */
+  async #readHead(roomId: string): Promise<CommittedHead> {
+    const entry = await this.ctx.kv.get<RoomHead>(this.ctx.keys.head(roomId));
+    const committed = { head: entry.value, versionstamp: entry.versionstamp };
+    if (committed.head) this.#heads.set(roomId, committed);
+    return committed;
   }
 
   #settle(planner: RoomBatchPlanner, settled: Pending[], versionstamp: string): void {

@@ -86,6 +86,8 @@ export async function readStoredEvents(
         ids.map((id) => ctx.keys.eventPosition(id)),
       );
       const known = positions.flatMap((p) => (p.value ? [p.value] : []));
+      // Most lookups on the append path find nothing (new events): spare KV an empty read.
+      if (known.length === 0) return;
       const entries = await ctx.kv.getMany<LogEntry[]>(
         known.map((p) => ctx.keys.log(p.room_id, p.position)),
       );
@@ -116,4 +118,56 @@ export async function readEventStateGroups(
   const entry = await ctx.kv.get<EventStateGroups>(ctx.keys.eventStateGroups(eventId));
   if (entry.value) ctx.eventGroups.set(eventId, entry.value);
   return entry.value;
+}
+
+/** What planning needs of an earlier event: its room, and the state groups around it. */
+export interface EventPlacement {
+  roomId: string;
+  /** null when the event is indexed but its state groups are not (a broken store). */
+  groups: EventStateGroups | null;
+}
+
+/**
+ * Room and state groups of many events, from the caches or from KV: the position index and
+ * group records only, never the log entries, ten keys per getMany, the batches in parallel.
+ * An unknown event maps to null.
+ */
+export async function readEventPlacements(
+  ctx: StoreContext,
+  eventIds: readonly string[],
+): Promise<Map<string, EventPlacement | null>> {
+  const rooms = new Map<string, string | null>();
+  const groups = new Map<string, EventStateGroups | null>();
+  const wanted: { id: string; key: Deno.KvKey; kind: "position" | "groups" }[] = [];
+  for (const id of new Set(eventIds)) {
+    const roomId = ctx.events.get(id)?.roomId;
+    if (roomId !== undefined) rooms.set(id, roomId);
+    else wanted.push({ id, key: ctx.keys.eventPosition(id), kind: "position" });
+    const cached = ctx.eventGroups.get(id);
+    if (cached) groups.set(id, cached);
+    else wanted.push({ id, key: ctx.keys.eventStateGroups(id), kind: "groups" });
+  }
+  const batches: Promise<void>[] = [];
+  for (let i = 0; i < wanted.length; i += 10) {
+    const slice = wanted.slice(i, i + 10);
+    batches.push((async () => {
+      const entries = await ctx.kv.getMany(slice.map((w) => w.key));
+      entries.forEach((entry, j) => {
+        const { id, kind } = slice[j];
+        if (kind === "position") {
+          rooms.set(id, (entry.value as EventPositionRecord | null)?.room_id ?? null);
+          return;
+        }
+        const value = entry.value as EventStateGroups | null;
+        if (value) ctx.eventGroups.set(id, value);
+        groups.set(id, value);
+      });
+    })());
+  }
+  await Promise.all(batches);
+  const out = new Map<string, EventPlacement | null>();
+  for (const [id, roomId] of rooms) {
+    out.set(id, roomId === null ? null : { roomId, groups: groups.get(id) ?? null });
+  }
+  return out;
 }

@@ -7,6 +7,7 @@
  */
 import { badJson, unsupportedRoomVersion } from "../domain/errors.ts";
 import {
+  referencedIds,
   type RoomEvent,
   splitStateKey,
   type StateKey,
@@ -23,7 +24,12 @@ import type {
 import { type RoomVersion, roomVersion } from "../domain/room_versions.ts";
 import { encodeJson, splitChunks } from "./chunked_value.ts";
 import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
-import { readEventStateGroups, readStoredEvent, readStoredEvents } from "./event_reads.ts";
+import {
+  type EventPlacement,
+  readEventPlacements,
+  readStoredEvent,
+  readStoredEvents,
+} from "./event_reads.ts";
 import { diffStates, type StateDelta } from "./state_delta.ts";
 import { StateGroupPlanner } from "./state_groups.ts";
 import type { StoreContext } from "./store_context.ts";
@@ -54,6 +60,55 @@ export interface PlannedRequest {
   appended: AppendedEvent[];
 }
 
+/** A room head as committed, with the versionstamp the next commit must check. */
+export interface CommittedHead {
+  /** null for a room without events (then `versionstamp` is null too). */
+  head: RoomHead | null;
+  versionstamp: string | null;
+}
+
+/**
+ * Reads made once for a whole batch before planning, so planning does not wait on KV request by
+ * request or event by event. Both maps say "looked up" by holding a key; null means unknown.
+ */
+export interface BatchLookups {
+  /** The batch's own event IDs: the stored ones are duplicates. */
+  stored: Map<string, StoredEvent | null>;
+  /** Prev events cited from outside the batch. */
+  placements: Map<string, EventPlacement | null>;
+}
+
+/**
+ * Look up, in parallel reads, which of the requests' events are stored already and where the
+ * prev events they cite from outside the batch sit. Events are immutable once stored and a
+ * same-room commit in between moves the head (failing the check), so the answers hold for
+ * the whole planning of one attempt.
+ */
+export async function lookupBatch(
+  ctx: StoreContext,
+  requests: readonly AppendRequest[],
+): Promise<BatchLookups> {
+  const ids = new Set<string>();
+  for (const request of requests) for (const e of request.events) ids.add(e.eventId);
+  const prevs = new Set<string>();
+  for (const request of requests) {
+    for (const e of request.events) {
+      // A malformed list is left for planning to reject with the request's own error.
+      if (!Array.isArray(e.pdu.prev_events)) continue;
+      for (const id of referencedIds(e.pdu.prev_events)) {
+        if (typeof id === "string" && !ids.has(id)) prevs.add(id);
+      }
+    }
+  }
+  const [found, placements] = await Promise.all([
+    readStoredEvents(ctx, [...ids]),
+    readEventPlacements(ctx, [...prevs]),
+  ]);
+  const stored = new Map<string, StoredEvent | null>();
+  for (const id of ids) stored.set(id, found.get(id) ?? null);
+  return { stored, placements };
+}
+
 /** Plans one commit's worth of appends to one room. */
 export class RoomBatchPlanner {
   /** The head as committed, null for a room without events. */
@@ -65,12 +120,14 @@ export class RoomBatchPlanner {
   currentChanges: Map<StateKey, CurrentChange>;
   requests: PlannedRequest[];
   #rejected: Set<string>;
+  readonly #lookups: BatchLookups | undefined;
 
   private constructor(
     readonly ctx: StoreContext,
     readonly roomId: string,
     readonly headVersionstamp: string | null,
     head: RoomHead | null,
+    lookups?: BatchLookups,
   ) {
     this.committedHead = head;
     this.head = head ? { ...head, extremities: [...head.extremities] } : null;
@@ -80,12 +137,26 @@ export class RoomBatchPlanner {
     this.currentChanges = new Map();
     this.requests = [];
     this.#rejected = new Set();
+    this.#lookups = lookups;
   }
 
-  /** Start a batch from the room's committed head. */
+  /** Start a batch from the room's committed head, read from KV. */
   static async open(ctx: StoreContext, roomId: string): Promise<RoomBatchPlanner> {
     const entry = await ctx.kv.get<RoomHead>(ctx.keys.head(roomId));
     return new RoomBatchPlanner(ctx, roomId, entry.versionstamp, entry.value);
+  }
+
+  /**
+   * Start a batch from a head the caller already holds (which may be stale: the head check
+   * then fails the commit), answering look-ups from `lookups` where it can.
+   */
+  static fromHead(
+    ctx: StoreContext,
+    roomId: string,
+    committed: CommittedHead,
+    lookups?: BatchLookups,
+  ): RoomBatchPlanner {
+    return new RoomBatchPlanner(ctx, roomId, committed.versionstamp, committed.head, lookups);
   }
 
   /** A copy to plan the next request on, so an oversize request can be dropped. */
@@ -95,6 +166,7 @@ export class RoomBatchPlanner {
       this.roomId,
       this.headVersionstamp,
       this.committedHead,
+      this.#lookups,
     );
     copy.head = this.head ? { ...this.head, extremities: [...this.head.extremities] } : null;
     copy.version = this.version;
@@ -109,14 +181,17 @@ export class RoomBatchPlanner {
   /** Plan every event of a request, in order. */
   async planRequest(request: AppendRequest): Promise<AppendedEvent[]> {
     if (request.roomId !== this.roomId) throw new Error("request for another room");
-    // One batched lookup tells which events are already stored, instead of one read each.
-    const stored = await readStoredEvents(
-      this.ctx,
-      request.events.map((e) => e.eventId).filter((id) => !this.events.has(id)),
-    );
+    // One batched lookup tells which events are already stored, instead of one read each;
+    // usually the batch's lookup answered it before planning began.
+    const known = this.#lookups?.stored;
+    const missing = request.events.map((e) => e.eventId)
+      .filter((id) => !this.events.has(id) && !known?.has(id));
+    const read = missing.length > 0 ? await readStoredEvents(this.ctx, missing) : undefined;
     const appended: AppendedEvent[] = [];
     for (const input of request.events) {
-      appended.push(await this.#planEvent(input, request, stored.get(input.eventId)));
+      const id = input.eventId;
+      const stored = known?.get(id) ?? read?.get(id);
+      appended.push(await this.#planEvent(input, request, stored ?? undefined));
     }
     this.requests.push({ request, appended });
     return appended;
@@ -192,18 +267,20 @@ export class RoomBatchPlanner {
   async #afterGroup(eventId: string): Promise<number | null | undefined> {
     const planned = this.events.get(eventId);
     if (planned) return planned.groups.after;
-    const stored = await readStoredEvent(this.ctx, eventId);
-    if (!stored || stored.roomId !== this.roomId) return undefined;
-    const groups = await readEventStateGroups(this.ctx, eventId);
-    if (!groups) throw new Error(`state groups of ${eventId} are missing`);
-    return groups.after;
+    const lookups = this.#lookups?.placements;
+    const placement = lookups?.has(eventId)
+      ? lookups.get(eventId)
+      : (await readEventPlacements(this.ctx, [eventId])).get(eventId);
+    if (!placement || placement.roomId !== this.roomId) return undefined;
+    if (!placement.groups) throw new Error(`state groups of ${eventId} are missing`);
+    return placement.groups.after;
   }
 
   /** The state before an event: its one prev's state after, or their resolution. */
   async #stateBefore(prevEvents: readonly string[]): Promise<number | null> {
     const groups: (number | null)[] = [];
-    for (const prev of prevEvents) {
-      const group = await this.#afterGroup(prev);
+    // In parallel: prevs not cached would otherwise each wait for their own read.
+    for (const group of await Promise.all(prevEvents.map((id) => this.#afterGroup(id)))) {
       if (group !== undefined && !groups.includes(group)) groups.push(group);
     }
     if (groups.length === 0) return null;
@@ -255,11 +332,11 @@ export class RoomBatchPlanner {
     let next = after;
     if (extremities.length > 1) {
       const groups: (number | null)[] = [];
-      for (const id of extremities) {
-        const group = await this.#afterGroup(id);
-        if (group === undefined) throw new Error(`forward extremity ${id} is missing`);
+      const found = await Promise.all(extremities.map((id) => this.#afterGroup(id)));
+      found.forEach((group, i) => {
+        if (group === undefined) throw new Error(`forward extremity ${extremities[i]} is missing`);
         if (!groups.includes(group)) groups.push(group);
-      }
+      });
       next = groups.length === 1 ? groups[0] : await this.#resolveGroups(groups);
     }
     if (next !== old) {

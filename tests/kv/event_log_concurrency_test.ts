@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import { KvEventStore } from "../../kv/kv_event_store.ts";
 import { RoomBatchPlanner } from "../../kv/projections.ts";
 import { applyMutations } from "../../kv/commit_budget.ts";
+import { replay } from "../../kv/replay.ts";
 import { EventStoreKeys } from "../../kv/schema.ts";
 import type { LogEntry } from "../../kv/store_records.ts";
+import { stateKey } from "../../domain/events.ts";
 import { greatestIdResolver, memoryStore, RoomBuilder } from "./event_fixtures.ts";
 
 const ROOM = "!busy:test";
@@ -204,5 +206,113 @@ Deno.test("a planned commit whose head moved fails whole and leaves nothing behi
   // Through the store the same event lands after a replan against the new head.
   const retried = await store.append({ roomId: ROOM, events: [lost] });
   assert.equal(retried.events[0].position, 4);
+  kv.close();
+});
+
+/** Count the commits on `kv` that a check failed. */
+function countFailedCommits(kv: Deno.Kv): { failed: number } {
+  const counter = { failed: 0 };
+  const atomic = kv.atomic.bind(kv);
+  kv.atomic = () => {
+    const op = atomic();
+    const commit = op.commit.bind(op);
+    op.commit = async () => {
+      const result = await commit();
+      if (!result.ok) counter.failed++;
+      return result;
+    };
+    return op;
+  };
+  return counter;
+}
+
+Deno.test("a head cached by one connection goes stale when another appends: replanned, nothing lost or repeated", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/stale.kv`;
+  const kvA = await Deno.openKv(path);
+  const kvB = await Deno.openKv(path);
+  const failedA = countFailedCommits(kvA);
+  const failedB = countFailedCommits(kvB);
+  const storeA = new KvEventStore(kvA, { resolver: greatestIdResolver });
+  const storeB = new KvEventStore(kvB, { resolver: greatestIdResolver });
+  const room = new RoomBuilder(ROOM);
+  const create = room.create();
+  const join = room.member("@alice:test", "join");
+  // A's commit leaves A holding the head in memory.
+  await storeA.append({ roomId: ROOM, events: [create, join] });
+
+  // B (no head cached yet) moves the head behind A's back: a fork off the join.
+  const topic = room.event("m.room.topic", { stateKey: "", content: { topic: "from B" } });
+  const b1 = await storeB.append({ roomId: ROOM, events: [topic] });
+  assert.equal(b1.events[0].position, 3);
+
+  // A plans from its stale head; the check fails, A re-reads the head and replans.
+  const fromA = room.message("from A", { prev: [join.eventId] });
+  const a1 = await storeA.append({ roomId: ROOM, events: [fromA] });
+  assert.equal(failedA.failed, 1, "A's first commit was planned on the stale head");
+  assert.equal(a1.events[0].position, 4);
+  assert.equal(a1.events[0].duplicate, false);
+  // Planned against the stale head, the message would have dropped B's extremity and topic.
+  const head = await storeB.roomHead(ROOM);
+  assert.deepEqual([...head!.forwardExtremities].sort(), [fromA.eventId, topic.eventId].sort());
+  assert.equal(await storeA.currentStateEventId(ROOM, "m.room.topic", ""), topic.eventId);
+
+  // Now B's cached head is stale: B's duplicate of A's event is found, and B's next event
+  // (merging the fork) lands after A's, not over it.
+  const again = await storeB.append({ roomId: ROOM, events: [fromA] });
+  assert.deepEqual(again.events[0], { ...a1.events[0], duplicate: true });
+  const name = room.event("m.room.name", {
+    stateKey: "",
+    content: { name: "merged" },
+    prev: [fromA.eventId, topic.eventId],
+  });
+  const b2 = await storeB.append({ roomId: ROOM, events: [name] });
+  assert.equal(b2.events[0].position, 5);
+  assert.equal(failedB.failed, 1, "B's stale head cost one failed commit");
+
+  const log = await logOf(kvA, ROOM);
+  assert.deepEqual(log.map((e) => e.position), [1, 2, 3, 4, 5]);
+  assert.deepEqual(log.map((e) => e.id), [
+    create.eventId,
+    join.eventId,
+    topic.eventId,
+    fromA.eventId,
+    name.eventId,
+  ]);
+  const state = await storeA.currentState(ROOM);
+  assert.equal(state.get(stateKey("m.room.topic", "")), topic.eventId);
+  assert.equal(state.get(stateKey("m.room.name", "")), name.eventId);
+  assert.deepEqual((await storeA.roomHead(ROOM))!.forwardExtremities, [name.eventId]);
+
+  // Every projection equals a rebuild from the log.
+  const target = await Deno.openKv(":memory:");
+  const report = await replay({ source: kvA, target, resolver: greatestIdResolver });
+  assert.deepEqual(report.differences, []);
+  target.close();
+  kvA.close();
+  kvB.close();
+  await Deno.remove(dir, { recursive: true });
+});
+
+Deno.test("a store's own appends plan from the head it committed, without reading it back", async () => {
+  const { kv, store } = await memoryStore();
+  const room = new RoomBuilder(ROOM);
+  await store.append({ roomId: ROOM, events: [room.create(), room.member("@a:test", "join")] });
+  let gets = 0;
+  let getManys = 0;
+  const get = kv.get.bind(kv);
+  const getMany = kv.getMany.bind(kv);
+  kv.get = ((...args: Parameters<Deno.Kv["get"]>) => {
+    gets++;
+    return get(...args);
+  }) as Deno.Kv["get"];
+  kv.getMany = ((...args: Parameters<Deno.Kv["getMany"]>) => {
+    getManys++;
+    return getMany(...args);
+  }) as Deno.Kv["getMany"];
+  for (let i = 0; i < 5; i++) await store.append({ roomId: ROOM, events: [room.message(`${i}`)] });
+  // One duplicate lookup each; the head and the prev events come from memory.
+  assert.equal(gets, 0);
+  assert.equal(getManys, 5);
   kv.close();
 });
