@@ -80,11 +80,13 @@ export class EventLog {
   /** Commit a prefix of `pending`; returns how many requests were settled. */
   async #commitBatch(roomId: string, pending: Pending[]): Promise<number> {
     let maxRequests = pending.length;
+    // Take uncached events as new until a commit fails; then read, to tell why it failed.
+    let optimistic = true;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt >= 3) await backoff(attempt);
       const [committed, lookups] = await Promise.all([
         this.#heads.get(roomId) ?? this.#readHead(roomId),
-        lookupBatch(this.ctx, pending.slice(0, maxRequests).map((p) => p.request)),
+        lookupBatch(this.ctx, pending.slice(0, maxRequests).map((p) => p.request), optimistic),
       ]);
       const start = RoomBatchPlanner.fromHead(this.ctx, roomId, committed, lookups);
       const { planner, included, rejected } = await planBatch(start, pending, maxRequests);
@@ -120,6 +122,11 @@ export class EventLog {
       }
       // Settled rejections leave the queue first; the rest is replanned from scratch.
       if (rejected > 0) return rejected;
+      // One of the events assumed new may be stored: replan with reads before judging.
+      if (lookups.assumedNew.size > 0) {
+        optimistic = false;
+        continue;
+      }
       // A check failed. A moved head means another writer: replan. Otherwise an event ID or an
       // extra check conflicts: replanning finds stored duplicates, and requests are committed
       // alone so that a failing extra check is reported to its own request only.

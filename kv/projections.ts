@@ -49,6 +49,8 @@ export interface PlannedEvent {
   pduBytes: Uint8Array;
   event: RoomEvent;
   groups: EventStateGroups;
+  /** The commit checks that no event has this ID yet (see BatchLookups.assumedNew). */
+  checkUnstored: boolean;
 }
 
 /** A change to the current state projection; null removes the entry. */
@@ -74,19 +76,34 @@ export interface CommittedHead {
 export interface BatchLookups {
   /** The batch's own event IDs: the stored ones are duplicates. */
   stored: Map<string, StoredEvent | null>;
+  /**
+   * IDs taken as new without a read: the commit checks each is still unused instead, and when
+   * such a commit fails the caller replans with `optimistic` off to find out why.
+   */
+  assumedNew: Set<string>;
   /** Prev events cited from outside the batch. */
   placements: Map<string, EventPlacement | null>;
 }
+
+/**
+ * Events a batch may take as new on trust. Each costs one of a commit's 100 checks, so a
+ * larger batch reads instead (which also keeps a big request within the check limit).
+ */
+const MAX_ASSUMED_NEW = 32;
 
 /**
  * Look up, in parallel reads, which of the requests' events are stored already and where the
  * prev events they cite from outside the batch sit. Events are immutable once stored and a
  * same-room commit in between moves the head (failing the check), so the answers hold for
  * the whole planning of one attempt.
+ *
+ * With `optimistic`, events not in the cache are taken as new and checked at commit instead of
+ * read: a duplicate is rare, while the read cost as much as the commit itself on fast KV.
  */
 export async function lookupBatch(
   ctx: StoreContext,
   requests: readonly AppendRequest[],
+  optimistic: boolean,
 ): Promise<BatchLookups> {
   const ids = new Set<string>();
   for (const request of requests) for (const e of request.events) ids.add(e.eventId);
@@ -100,13 +117,18 @@ export async function lookupBatch(
       }
     }
   }
+  const assumedNew = new Set<string>();
+  if (optimistic) {
+    for (const id of ids) if (!ctx.events.get(id)) assumedNew.add(id);
+    if (assumedNew.size > MAX_ASSUMED_NEW) assumedNew.clear();
+  }
   const [found, placements] = await Promise.all([
-    readStoredEvents(ctx, [...ids]),
+    readStoredEvents(ctx, [...ids].filter((id) => !assumedNew.has(id))),
     readEventPlacements(ctx, [...prevs]),
   ]);
   const stored = new Map<string, StoredEvent | null>();
   for (const id of ids) stored.set(id, found.get(id) ?? null);
-  return { stored, placements };
+  return { stored, assumedNew, placements };
 }
 
 /** Plans one commit's worth of appends to one room. */
@@ -238,6 +260,10 @@ export class RoomBatchPlanner {
       pduBytes: encodeJson(input.pdu),
       event,
       groups: { before, after },
+      // Only server-chosen IDs (v1, v2) can collide with another room's event; a duplicate in
+      // this room was either looked up under the checked head or is assumed away and checked.
+      checkUnstored: version.eventIdFormat === "server_chosen" ||
+        this.#lookups?.assumedNew.has(id) === true,
     });
     if (input.status === "rejected") this.#rejected.add(id);
     if (!backfill && input.status === "accepted") await this.#advance(head, event, before, after);
@@ -404,9 +430,7 @@ export class RoomBatchPlanner {
       chunks: rest.length + 1,
     };
     const mutations: PlannedMutation[] = [];
-    // The head check already excludes a duplicate within the room. Only server-chosen IDs
-    // (v1, v2) can collide with another room's event, so only they spend one of the 100 checks.
-    if (this.version!.eventIdFormat === "server_chosen") {
+    if (planned.checkUnstored) {
       mutations.push({ op: "check", key: keys.eventPosition(planned.eventId), versionstamp: null });
     }
     mutations.push(

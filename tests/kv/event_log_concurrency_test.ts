@@ -311,8 +311,47 @@ Deno.test("a store's own appends plan from the head it committed, without readin
     return getMany(...args);
   }) as Deno.Kv["getMany"];
   for (let i = 0; i < 5; i++) await store.append({ roomId: ROOM, events: [room.message(`${i}`)] });
-  // One duplicate lookup each; the head and the prev events come from memory.
+  // The head and the prev events come from memory; the commit checks the new IDs are unused.
   assert.equal(gets, 0);
-  assert.equal(getManys, 5);
+  assert.equal(getManys, 0);
+  kv.close();
+});
+
+Deno.test("events assumed new that are stored fail the commit's check and come back as duplicates", async () => {
+  const { kv, store } = await memoryStore();
+  const room = new RoomBuilder(ROOM);
+  const create = room.create();
+  const join = room.member("@a:test", "join");
+  await store.append({ roomId: ROOM, events: [create, join] });
+  const old = room.message("stored already");
+  await store.append({ roomId: ROOM, events: [old] });
+  // A second store on the same KV has nothing cached, so it takes `old` as new at first.
+  const cold = new KvEventStore(kv, { resolver: greatestIdResolver });
+  const failed = countFailedCommits(kv);
+  const fresh = room.message("new", { prev: [old.eventId] });
+  const before = await snapshot(kv);
+  const [dup, mixed] = await Promise.all([
+    cold.append({ roomId: ROOM, events: [old] }),
+    cold.append({ roomId: ROOM, events: [old, fresh] }),
+  ]);
+  assert.equal(failed.failed, 1, "one optimistic commit failed, the replan read instead");
+  assert.deepEqual(dup.events[0], {
+    eventId: old.eventId,
+    roomId: ROOM,
+    position: 3,
+    status: "accepted",
+    duplicate: true,
+  });
+  assert.deepEqual(mixed.events.map((e) => [e.position, e.duplicate]), [[3, true], [4, false]]);
+  const log = await logOf(kv, ROOM);
+  assert.deepEqual(log.map((e) => e.id), [
+    create.eventId,
+    join.eventId,
+    old.eventId,
+    fresh.eventId,
+  ]);
+  // Nothing but the new event's records and the head changed.
+  const after = await snapshot(kv);
+  assert.equal(after.length - before.length, 3);
   kv.close();
 });
