@@ -11,6 +11,7 @@ import { authEventKeys } from "./auth_event_selection.ts";
 import { authStateFromEvents, checkEventAuth } from "./auth_rules.ts";
 import { buildEvent, type EventReference } from "./event_builder.ts";
 import { forbidden, notFound, unsupportedRoomVersion } from "./errors.ts";
+import { KeyedDrainQueue, type Queued } from "./keyed_drain_queue.ts";
 import { type Pdu, type RoomEvent, type StateKey, stateKey } from "./events.ts";
 
 import type { JsonObject } from "./json.ts";
@@ -52,16 +53,19 @@ export interface LocalEventSenderDeps {
   maxBatch?: number;
 }
 
-interface Pending {
-  request: LocalEventRequest;
-  resolve(sent: SentEvent): void;
-  reject(error: unknown): void;
-}
+type Pending = Queued<LocalEventRequest, SentEvent>;
 
 /** Builds, authorises and appends local events, one drain loop per room. */
 export class LocalEventSender {
   readonly #deps: LocalEventSenderDeps;
-  readonly #queues = new Map<string, Pending[]>();
+  readonly #queue = new KeyedDrainQueue<LocalEventRequest, SentEvent>(async (roomId, queue) => {
+    const batch = queue.splice(0, this.#deps.maxBatch ?? 64);
+    try {
+      await this.#sendBatch(roomId, batch);
+    } catch (error) {
+      for (const p of batch) p.reject(error);
+    }
+  });
   /**
    * Each room's state view and DAG tip after our last commit to it. Valid while the room's head
    * still carries that commit's versionstamp: nobody else has appended since, so the next batch
@@ -113,29 +117,7 @@ export class LocalEventSender {
 
   /** Send one event into a room; resolves once it is committed, rejects with M_FORBIDDEN if refused. */
   send(request: LocalEventRequest): Promise<SentEvent> {
-    return new Promise((resolve, reject) => {
-      const queue = this.#queues.get(request.roomId);
-      const pending = { request, resolve, reject };
-      if (queue) {
-        queue.push(pending);
-        return;
-      }
-      this.#queues.set(request.roomId, [pending]);
-      this.#drain(request.roomId);
-    });
-  }
-
-  async #drain(roomId: string): Promise<void> {
-    const queue = this.#queues.get(roomId)!;
-    while (queue.length > 0) {
-      const batch = queue.splice(0, this.#deps.maxBatch ?? 64);
-      try {
-        await this.#sendBatch(roomId, batch);
-      } catch (error) {
-        for (const p of batch) p.reject(error);
-      }
-    }
-    this.#queues.delete(roomId);
+    return this.#queue.enqueue(request.roomId, request);
   }
 
   async #sendBatch(roomId: string, batch: Pending[]): Promise<void> {
@@ -152,7 +134,7 @@ export class LocalEventSender {
     let prevEvents = reusable ? cached!.prevEvents : await view.references(head.forwardExtremities);
     const built: { pending: Pending; eventId: string; pdu: Pdu }[] = [];
     for (const pending of batch) {
-      const { request } = pending;
+      const request = pending.item;
       try {
         const needed = authEventKeys(
           {
@@ -198,7 +180,7 @@ export class LocalEventSender {
       roomId,
       events: built.map((b) => ({ eventId: b.eventId, pdu: b.pdu, status: "accepted" as const })),
       extraMutations: (appended) =>
-        built.flatMap((b, i) => b.pending.request.extraMutations?.(appended[i]) ?? []),
+        built.flatMap((b, i) => b.pending.item.extraMutations?.(appended[i]) ?? []),
     });
     this.#views.set(roomId, { versionstamp: result.versionstamp, view, prevEvents });
     if (this.#views.size > CACHED_ROOM_VIEWS) {

@@ -9,6 +9,7 @@
  * stored already, and where the prev events sit, is looked up for the whole batch at once.
  */
 import { MatrixError, tooLarge } from "../domain/errors.ts";
+import { KeyedDrainQueue, type Queued } from "../domain/keyed_drain_queue.ts";
 import type { AppendRequest, AppendResult } from "../domain/ports/event_store.ts";
 import { decodeJson } from "./chunked_value.ts";
 import { applyMutations, commitOverLimit } from "./commit_budget.ts";
@@ -24,18 +25,17 @@ const MAX_ATTEMPTS = 40;
 /** Rooms whose last known head is kept; a head is a few hundred bytes. */
 const HEAD_CACHE_ROOMS = 4096;
 
-interface Pending {
-  request: AppendRequest;
-  resolve(result: AppendResult): void;
-  reject(error: unknown): void;
-}
+type Pending = Queued<AppendRequest, AppendResult>;
 
 /** Called after each commit that appended to a room. */
 export type RoomAppendedListener = (roomId: string, versionstamp: string) => void;
 
 /** Per-room serialised, group-committed appends. */
 export class EventLog {
-  readonly #queues = new Map<string, Pending[]>();
+  readonly #queue = new KeyedDrainQueue<AppendRequest, AppendResult>(async (roomId, queue) => {
+    const consumed = await this.#commitBatch(roomId, queue.slice(0, MAX_BATCH_REQUESTS));
+    queue.splice(0, consumed);
+  });
   readonly #listeners = new Set<RoomAppendedListener>();
   /** The newest head known per room: written by our last commit or read after a failed one. */
   readonly #heads = new LruCache<string, CommittedHead>({ capacity: HEAD_CACHE_ROOMS });
@@ -45,36 +45,13 @@ export class EventLog {
 
   /** Queue an append; resolves once its commit has landed. */
   append(request: AppendRequest): Promise<AppendResult> {
-    return new Promise((resolve, reject) => {
-      const queue = this.#queues.get(request.roomId);
-      const pending = { request, resolve, reject };
-      if (queue) {
-        queue.push(pending);
-        return;
-      }
-      this.#queues.set(request.roomId, [pending]);
-      this.#drain(request.roomId);
-    });
+    return this.#queue.enqueue(request.roomId, request);
   }
 
   /** Subscribe to commits; returns the unsubscribe function. */
   onRoomAppended(listener: RoomAppendedListener): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
-  }
-
-  async #drain(roomId: string): Promise<void> {
-    const queue = this.#queues.get(roomId)!;
-    try {
-      while (queue.length > 0) {
-        const consumed = await this.#commitBatch(roomId, queue.slice(0, MAX_BATCH_REQUESTS));
-        queue.splice(0, consumed);
-      }
-    } catch (error) {
-      for (const pending of queue.splice(0)) pending.reject(error);
-    } finally {
-      this.#queues.delete(roomId);
-    }
   }
 
   /** Commit a prefix of `pending`; returns how many requests were settled. */
@@ -86,7 +63,7 @@ export class EventLog {
       if (attempt >= 3) await backoff(attempt);
       const [committed, lookups] = await Promise.all([
         this.#heads.get(roomId) ?? this.#readHead(roomId),
-        lookupBatch(this.ctx, pending.slice(0, maxRequests).map((p) => p.request), optimistic),
+        lookupBatch(this.ctx, pending.slice(0, maxRequests).map((p) => p.item), optimistic),
       ]);
       const start = RoomBatchPlanner.fromHead(this.ctx, roomId, committed, lookups);
       const { planner, included, rejected } = await planBatch(start, pending, maxRequests);
@@ -133,7 +110,7 @@ export class EventLog {
       const head = await this.#readHead(roomId);
       if (head.versionstamp === planner.headVersionstamp) {
         if (included > 1) maxRequests = 1;
-        else if (pending[0].request.extraMutations) {
+        else if (pending[0].item.extraMutations) {
           pending[0].reject(
             new MatrixError("M_UNKNOWN", 409, "A condition of this append no longer holds"),
           );
@@ -192,21 +169,21 @@ async function planBatch(
   let planner = start;
   let included = 0;
   let rejected = 0;
-  for (const item of pending) {
+  for (const queued of pending) {
     if (included >= maxRequests) break;
     const next = planner.fork();
     try {
-      await next.planRequest(item.request);
+      await next.planRequest(queued.item);
     } catch (error) {
       if (included > 0) break;
-      item.reject(error);
+      queued.reject(error);
       rejected++;
       continue;
     }
     const over = commitOverLimit(next.size());
     if (over) {
       if (included > 0) break;
-      item.reject(tooLarge(`Appending these events needs a commit over KV's limits (${over})`));
+      queued.reject(tooLarge(`Appending these events needs a commit over KV's limits (${over})`));
       rejected++;
       continue;
     }

@@ -2,6 +2,7 @@
  * Reads of single events and their index records, with the caches the append path and the
  * public reads share. Events are immutable once appended, so caching them is always safe.
  */
+import { getManyChunked } from "./get_many.ts";
 import type { Pdu } from "../domain/events.ts";
 import type { StoredEvent } from "../domain/ports/event_store.ts";
 import { decodeJson, readChunks } from "./chunked_value.ts";
@@ -66,7 +67,7 @@ export async function readStoredEvent(
   );
 }
 
-/** Many events by ID: index then log entries, ten keys per getMany, batches in parallel. */
+/** Many events by ID: the position index, then the log entries, each read in parallel chunks. */
 export async function readStoredEvents(
   ctx: StoreContext,
   eventIds: readonly string[],
@@ -78,33 +79,26 @@ export async function readStoredEvents(
     if (cached) found.set(id, cached);
     else missing.push(id);
   }
-  const batches: Promise<void>[] = [];
-  for (let i = 0; i < missing.length; i += 10) {
-    const ids = missing.slice(i, i + 10);
-    batches.push((async () => {
-      const positions = await ctx.kv.getMany<EventPositionRecord[]>(
-        ids.map((id) => ctx.keys.eventPosition(id)),
-      );
-      const known = positions.flatMap((p) => (p.value ? [p.value] : []));
-      // Most lookups on the append path find nothing (new events): spare KV an empty read.
-      if (known.length === 0) return;
-      const entries = await ctx.kv.getMany<LogEntry[]>(
-        known.map((p) => ctx.keys.log(p.room_id, p.position)),
-      );
-      await Promise.all(entries.map(async (entry, j) => {
-        if (!entry.value) throw new Error(`log entry at ${JSON.stringify(entry.key)} is missing`);
-        const event = await decodeLogEntry(
-          ctx,
-          known[j].room_id,
-          known[j].position,
-          entry.value,
-          entry.versionstamp,
-        );
-        found.set(event.eventId, event);
-      }));
-    })());
-  }
-  await Promise.all(batches);
+  const positions = await getManyChunked<EventPositionRecord>(
+    ctx.kv,
+    missing.map((id) => ctx.keys.eventPosition(id)),
+  );
+  const known = positions.flatMap((p) => (p.value ? [p.value] : []));
+  const entries = await getManyChunked<LogEntry>(
+    ctx.kv,
+    known.map((p) => ctx.keys.log(p.room_id, p.position)),
+  );
+  await Promise.all(entries.map(async (entry, j) => {
+    if (!entry.value) throw new Error(`log entry at ${JSON.stringify(entry.key)} is missing`);
+    const event = await decodeLogEntry(
+      ctx,
+      known[j].room_id,
+      known[j].position,
+      entry.value,
+      entry.versionstamp,
+    );
+    found.set(event.eventId, event);
+  }));
   return found;
 }
 
@@ -129,7 +123,7 @@ export interface EventPlacement {
 
 /**
  * Room and state groups of many events, from the caches or from KV: the position index and
- * group records only, never the log entries, ten keys per getMany, the batches in parallel.
+ * group records only, never the log entries, read in parallel chunks.
  * An unknown event maps to null.
  */
 export async function readEventPlacements(
@@ -147,24 +141,17 @@ export async function readEventPlacements(
     if (cached) groups.set(id, cached);
     else wanted.push({ id, key: ctx.keys.eventStateGroups(id), kind: "groups" });
   }
-  const batches: Promise<void>[] = [];
-  for (let i = 0; i < wanted.length; i += 10) {
-    const slice = wanted.slice(i, i + 10);
-    batches.push((async () => {
-      const entries = await ctx.kv.getMany(slice.map((w) => w.key));
-      entries.forEach((entry, j) => {
-        const { id, kind } = slice[j];
-        if (kind === "position") {
-          rooms.set(id, (entry.value as EventPositionRecord | null)?.room_id ?? null);
-          return;
-        }
-        const value = entry.value as EventStateGroups | null;
-        if (value) ctx.eventGroups.set(id, value);
-        groups.set(id, value);
-      });
-    })());
-  }
-  await Promise.all(batches);
+  const entries = await getManyChunked<unknown>(ctx.kv, wanted.map((w) => w.key));
+  entries.forEach((entry, j) => {
+    const { id, kind } = wanted[j];
+    if (kind === "position") {
+      rooms.set(id, (entry.value as EventPositionRecord | null)?.room_id ?? null);
+      return;
+    }
+    const value = entry.value as EventStateGroups | null;
+    if (value) ctx.eventGroups.set(id, value);
+    groups.set(id, value);
+  });
   const out = new Map<string, EventPlacement | null>();
   for (const [id, roomId] of rooms) {
     out.set(id, roomId === null ? null : { roomId, groups: groups.get(id) ?? null });

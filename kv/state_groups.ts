@@ -6,6 +6,7 @@
  * logarithmic number of times); and it stops absorbing at a byte cap, so no layer, and no commit,
  * grows with the room's state: a large room's state is a stack of capped layers.
  */
+import { getManyChunked } from "./get_many.ts";
 import type { StateMap } from "../domain/events.ts";
 import { readChunks, splitChunks } from "./chunked_value.ts";
 import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
@@ -66,7 +67,7 @@ async function decodeGroup(
   return group;
 }
 
-/** Read many committed groups, ten keys per getMany, the batches in parallel. */
+/** Read many committed groups, from the cache or in parallel getMany chunks. */
 async function readGroups(
   ctx: StoreContext,
   roomId: string,
@@ -79,20 +80,14 @@ async function readGroups(
     if (cached) found.set(id, cached);
     else missing.push(id);
   }
-  const batches: Promise<void>[] = [];
-  for (let i = 0; i < missing.length; i += 10) {
-    const slice = missing.slice(i, i + 10);
-    batches.push((async () => {
-      const entries = await ctx.kv.getMany<StateGroupRecord[]>(
-        slice.map((id) => ctx.keys.stateGroup(roomId, id)),
-      );
-      await Promise.all(entries.map(async (entry, j) => {
-        if (!entry.value) throw new Error(`state group ${slice[j]} of ${roomId} is missing`);
-        found.set(slice[j], await decodeGroup(ctx, roomId, slice[j], entry.value));
-      }));
-    })());
-  }
-  await Promise.all(batches);
+  const entries = await getManyChunked<StateGroupRecord>(
+    ctx.kv,
+    missing.map((id) => ctx.keys.stateGroup(roomId, id)),
+  );
+  await Promise.all(entries.map(async (entry, j) => {
+    if (!entry.value) throw new Error(`state group ${missing[j]} of ${roomId} is missing`);
+    found.set(missing[j], await decodeGroup(ctx, roomId, missing[j], entry.value));
+  }));
   return found;
 }
 

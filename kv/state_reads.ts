@@ -1,4 +1,5 @@
 /** Reads of room heads, current state, state around events, and membership. */
+import { getManyChunked } from "./get_many.ts";
 import {
   splitStateKey,
   type StateKey,
@@ -53,23 +54,20 @@ export async function readCurrentStateEventId(
   return (await ctx.kv.get<string>(ctx.keys.currentState(roomId, type, key))).value;
 }
 
-/** Several current state entries, ten keys per getMany, the batches in parallel. */
+/** Several current state entries, read in parallel getMany chunks. */
 export async function readCurrentStateEventIds(
   ctx: StoreContext,
   roomId: string,
   keys: readonly StateKey[],
 ): Promise<StateMap> {
   const found: StateMap = new Map();
-  const batches: StateKey[][] = [];
-  for (let i = 0; i < keys.length; i += 10) batches.push(keys.slice(i, i + 10));
-  await Promise.all(batches.map(async (batch) => {
-    const entries = await ctx.kv.getMany<string[]>(
-      batch.map((key) => ctx.keys.currentState(roomId, ...splitStateKey(key))),
-    );
-    entries.forEach((entry, i) => {
-      if (entry.value !== null) found.set(batch[i], entry.value);
-    });
-  }));
+  const entries = await getManyChunked<string>(
+    ctx.kv,
+    keys.map((key) => ctx.keys.currentState(roomId, ...splitStateKey(key))),
+  );
+  entries.forEach((entry, i) => {
+    if (entry.value !== null) found.set(keys[i], entry.value);
+  });
   return found;
 }
 

@@ -6,6 +6,7 @@
  * their heads (rewritten by every append), ten per getMany; then each changed room's log is
  * walked back from its end until an entry is not newer than T.
  */
+import { getManyChunked } from "./get_many.ts";
 import type { RoomChanges, StoredEvent, SyncChanges } from "../domain/ports/event_store.ts";
 import { readRoomsOfUser } from "./state_reads.ts";
 import type { StoreContext } from "./store_context.ts";
@@ -33,19 +34,12 @@ export async function readRoomChanges(
   const limit = Math.max(1, options.limit);
   const roomIds = [...new Set(options.roomIds)];
   const changed: { roomId: string; head: RoomHead }[] = [];
-  const batches: Promise<void>[] = [];
-  for (let i = 0; i < roomIds.length; i += 10) {
-    const ids = roomIds.slice(i, i + 10);
-    batches.push((async () => {
-      const heads = await ctx.kv.getMany<RoomHead[]>(ids.map((id) => ctx.keys.head(id)));
-      heads.forEach((head, j) => {
-        if (head.value && (since === null || head.versionstamp > since)) {
-          changed.push({ roomId: ids[j], head: head.value });
-        }
-      });
-    })());
-  }
-  await Promise.all(batches);
+  const heads = await getManyChunked<RoomHead>(ctx.kv, roomIds.map((id) => ctx.keys.head(id)));
+  heads.forEach((head, j) => {
+    if (head.value && (since === null || head.versionstamp > since)) {
+      changed.push({ roomId: roomIds[j], head: head.value });
+    }
+  });
   const rooms = await Promise.all(
     changed.map(({ roomId, head }) => roomWindow(ctx, roomId, head, since, upTo, limit)),
   );
