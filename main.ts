@@ -1,13 +1,53 @@
 /**
- * Tessera's entry point: read the configuration, open KV, build the app and serve.
+ * Tessera's entry point: read the configuration, open KV, assemble the server and serve.
  * Locally it runs on an embedded KV file; on Deno Deploy `Deno.openKv()` takes no path.
  */
-import { ConfigError, configFromDenoEnv } from "./domain/config.ts";
+import type { Hono } from "hono";
+import { type Config, ConfigError, configFromDenoEnv } from "./domain/config.ts";
 import { generateSigningSeed } from "./domain/signing.ts";
 import { keyringFromSeed } from "./domain/server_keys.ts";
+import { LocalEventSender } from "./domain/local_event_sender.ts";
+import { resolveState } from "./domain/state_res/resolve_state.ts";
+import { KvEventStore } from "./kv/kv_event_store.ts";
 import { loadOrCreateSigningSeed } from "./kv/server_signing_seed.ts";
 import { openKv } from "./kv/open_kv.ts";
 import { buildApp } from "./routes/app.ts";
+import type { AppDeps } from "./routes/deps.ts";
+
+/** An assembled server: the HTTP app and the services behind it. */
+export interface AssembledServer {
+  app: Hono;
+  deps: AppDeps;
+}
+
+/** Wire storage, protocol services and routes together over an open KV database. */
+export async function assembleServer(
+  config: Config,
+  kv: Deno.Kv,
+  options: { now?: () => number } = {},
+): Promise<AssembledServer> {
+  const seed = config.signingKeySeed ?? (await loadOrCreateSigningSeed(kv, generateSigningSeed));
+  const keyring = await keyringFromSeed(config.serverName, seed);
+  const eventStore = new KvEventStore(kv, { resolver: resolveState });
+  const sender = new LocalEventSender({
+    store: eventStore,
+    serverName: config.serverName,
+    signingKey: keyring.current,
+    now: options.now,
+  });
+  const deps: AppDeps = {
+    config,
+    keyring,
+    now: options.now,
+    storageHealthy: async () => {
+      await kv.get(["health"]);
+      return true;
+    },
+    eventStore,
+    sender,
+  };
+  return { app: buildApp(deps), deps };
+}
 
 const onDenoDeploy = Boolean(Deno.env.get("DENO_DEPLOYMENT_ID"));
 
@@ -25,18 +65,7 @@ async function main(): Promise<void> {
   }
 
   const kv = await openKv(config.kvPath);
-  const seed = config.signingKeySeed ??
-    (await loadOrCreateSigningSeed(kv, generateSigningSeed));
-  const keyring = await keyringFromSeed(config.serverName, seed);
-
-  const app = buildApp({
-    config,
-    keyring,
-    storageHealthy: async () => {
-      await kv.get(["health"]);
-      return true;
-    },
-  });
+  const { app } = await assembleServer(config, kv);
 
   const tls = config.tls
     ? {

@@ -11,6 +11,7 @@ import { wellKnownApp } from "./well_known.ts";
 import { serverKeysApp } from "./server_keys.ts";
 import { federationVersionApp } from "./federation_version.ts";
 import { healthApp } from "./health.ts";
+import { clientApi } from "./client/client_api.ts";
 
 /** Build the whole HTTP surface from its injected services. */
 export function buildApp(deps: AppDeps): Hono {
@@ -32,6 +33,7 @@ export function buildApp(deps: AppDeps): Hono {
   app.route("/", serverKeysApp(deps));
   app.route("/", federationVersionApp());
   app.route("/", healthApp(deps));
+  app.route("/", clientApi(deps));
 
   const patterns = routePatterns(app);
   app.notFound((c) => {

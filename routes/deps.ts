@@ -1,8 +1,10 @@
-/** The services the HTTP layer is built from; main.ts wires the real ones, tests their own. */
+/** The services the HTTP layer is built from; `assembleServer` in main.ts wires the real ones. */
 import type { Config } from "../domain/config.ts";
 import type { ServerKeyring } from "../domain/server_keys.ts";
+import type { EventStore } from "../domain/ports/event_store.ts";
+import type { LocalEventSender } from "../domain/local_event_sender.ts";
 
-/** What every route module may depend on. */
+/** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
   config: Config;
   keyring: ServerKeyring;
@@ -10,4 +12,8 @@ export interface AppDeps {
   storageHealthy(): Promise<boolean>;
   /** Clock, injectable for tests. */
   now?: () => number;
+  /** Room events: the log, its projections and reads. */
+  eventStore: EventStore;
+  /** Builds, authorises and appends local events. */
+  sender: LocalEventSender;
 }

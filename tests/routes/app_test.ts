@@ -3,7 +3,7 @@ import * as ed from "@noble/ed25519";
 import { sha512 } from "@noble/hashes/sha2.js";
 import { buildApp } from "../../routes/app.ts";
 import { loadConfig } from "../../domain/config.ts";
-import { keyringFromSeed } from "../../domain/server_keys.ts";
+import { assembleServer } from "../../main.ts";
 import { ADVERTISED_SPEC_VERSIONS } from "../../routes/client_versions.ts";
 
 ed.hashes.sha512 = sha512;
@@ -12,8 +12,15 @@ const seed = new Uint8Array(32).map((_, i) => i + 1);
 
 async function testApp(storageHealthy = () => Promise.resolve(true)) {
   const config = loadConfig({ TESSERA_SERVER_NAME: "example.org:8448" }, { dev: true });
-  const keyring = await keyringFromSeed(config.serverName, seed);
-  return buildApp({ config, keyring, storageHealthy, now: () => 1_700_000_000_000 });
+  const kv = await Deno.openKv(":memory:");
+  const { deps } = await assembleServer(
+    { ...config, signingKeySeed: seed },
+    kv,
+    { now: () => 1_700_000_000_000 },
+  );
+  return Object.assign(buildApp({ ...deps, storageHealthy }), {
+    [Symbol.dispose]: () => kv.close(),
+  });
 }
 
 /** A sorted-key serialiser written independently of domain/canonical_json.ts (ASCII input only). */
@@ -33,7 +40,8 @@ function base64Decode(text: string): Uint8Array {
 }
 
 Deno.test("versions lists only what is implemented", async () => {
-  const res = await (await testApp()).request("/_matrix/client/versions");
+  using app = await testApp();
+  const res = await app.request("/_matrix/client/versions");
   assertEquals(res.status, 200);
   const body = await res.json();
   assertEquals(body.versions, [...ADVERTISED_SPEC_VERSIONS]);
@@ -41,7 +49,7 @@ Deno.test("versions lists only what is implemented", async () => {
 });
 
 Deno.test("unknown paths get 404 M_UNRECOGNIZED, wrong methods 405", async () => {
-  const app = await testApp();
+  using app = await testApp();
   const missing = await app.request("/_matrix/client/v3/nonsense");
   assertEquals(missing.status, 404);
   assertEquals((await missing.json()).errcode, "M_UNRECOGNIZED");
@@ -51,7 +59,7 @@ Deno.test("unknown paths get 404 M_UNRECOGNIZED, wrong methods 405", async () =>
 });
 
 Deno.test("CORS preflight is answered on every path, .well-known included", async () => {
-  const app = await testApp();
+  using app = await testApp();
   for (const path of ["/.well-known/matrix/client", "/_matrix/client/v3/sync", "/anything"]) {
     const res = await app.request(path, {
       method: "OPTIONS",
@@ -73,7 +81,7 @@ Deno.test("CORS preflight is answered on every path, .well-known included", asyn
 });
 
 Deno.test("well-known documents point at this server", async () => {
-  const app = await testApp();
+  using app = await testApp();
   const client = await (await app.request("/.well-known/matrix/client")).json();
   assertEquals(client["m.homeserver"].base_url, "http://example.org:8448");
   const server = await (await app.request("/.well-known/matrix/server")).json();
@@ -81,7 +89,8 @@ Deno.test("well-known documents point at this server", async () => {
 });
 
 Deno.test("server key document verifies with an independent Ed25519 implementation", async () => {
-  const res = await (await testApp()).request("/_matrix/key/v2/server");
+  using app = await testApp();
+  const res = await app.request("/_matrix/key/v2/server");
   assertEquals(res.status, 200);
   const doc = await res.json();
   assertEquals(doc.server_name, "example.org:8448");
@@ -99,15 +108,18 @@ Deno.test("server key document verifies with an independent Ed25519 implementati
 });
 
 Deno.test("federation version names the software", async () => {
-  const body = await (await (await testApp()).request("/_matrix/federation/v1/version")).json();
+  using app = await testApp();
+  const body = await (await app.request("/_matrix/federation/v1/version")).json();
   assertEquals(body.server.name, "Tessera");
   assert(typeof body.server.version === "string");
 });
 
 Deno.test("health reports storage and turns 503 when storage fails", async () => {
-  const ok = await (await testApp()).request("/health");
+  using healthy = await testApp();
+  const ok = await healthy.request("/health");
   assertEquals(ok.status, 200);
   assertEquals((await ok.json()).status, "ok");
-  const bad = await (await testApp(() => Promise.reject(new Error("down")))).request("/health");
+  using failing = await testApp(() => Promise.reject(new Error("down")));
+  const bad = await failing.request("/health");
   assertEquals(bad.status, 503);
 });

@@ -1,0 +1,15 @@
+/** Who is making a client request: the user and device behind an access token. */
+
+/** An authenticated client session. */
+export interface Session {
+  userId: string;
+  deviceId: string;
+  /** Identifies the access token, so logout can revoke exactly it. */
+  tokenId: string;
+}
+
+/** Resolves access tokens to sessions; implemented by the accounts store. */
+export interface SessionResolver {
+  /** The session for a token, or null when the token is unknown, expired or revoked. */
+  resolveAccessToken(token: string): Promise<Session | null>;
+}

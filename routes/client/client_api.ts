@@ -1,0 +1,32 @@
+/**
+ * The Client-Server API: each area is a Hono sub-app with paths relative to the API root,
+ * mounted under `/_matrix/client/v3` and, for older clients such as matrix-nio, under the
+ * legacy `/_matrix/client/r0`, which behaves the same. Areas with `/v1` endpoints mount
+ * those apps under `/_matrix/client/v1`.
+ */
+import { Hono } from "hono";
+import type { AppDeps } from "../deps.ts";
+
+/** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
+export interface ClientArea {
+  v3?: Hono;
+  v1?: Hono;
+}
+
+/** Every area, in the order their routes are tried. Areas add themselves here. */
+function clientAreas(_deps: AppDeps): ClientArea[] {
+  return [];
+}
+
+/** Mount every client area under its prefixes. */
+export function clientApi(deps: AppDeps): Hono {
+  const app = new Hono();
+  for (const area of clientAreas(deps)) {
+    if (area.v3) {
+      app.route("/_matrix/client/v3", area.v3);
+      app.route("/_matrix/client/r0", area.v3);
+    }
+    if (area.v1) app.route("/_matrix/client/v1", area.v1);
+  }
+  return app;
+}

@@ -1,0 +1,35 @@
+/** Client authentication: the access token from the Authorization header or `?access_token=`. */
+import type { Context, MiddlewareHandler } from "hono";
+import { MatrixError } from "../../domain/errors.ts";
+import type { Session, SessionResolver } from "../../domain/session.ts";
+
+/** Hono environment of authenticated client routes: `c.get("session")`. */
+export type ClientEnv = { Variables: { session: Session } };
+
+/** The token a request carries, header first (older clients such as matrix-nio use the query). */
+export function accessTokenOf(c: Context): string | undefined {
+  const header = c.req.header("authorization");
+  if (header !== undefined) {
+    const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+    return match ? match[1] : undefined;
+  }
+  return c.req.query("access_token") || undefined;
+}
+
+/** Middleware that refuses requests without a valid token and stores the session otherwise. */
+export function requireSession(resolver: SessionResolver): MiddlewareHandler<ClientEnv> {
+  return async (c, next) => {
+    const token = accessTokenOf(c);
+    if (token === undefined) {
+      throw new MatrixError("M_MISSING_TOKEN", 401, "Missing access token");
+    }
+    const session = await resolver.resolveAccessToken(token);
+    if (!session) {
+      throw new MatrixError("M_UNKNOWN_TOKEN", 401, "Unknown access token", {
+        soft_logout: false,
+      });
+    }
+    c.set("session", session);
+    await next();
+  };
+}
