@@ -7,6 +7,8 @@ import { type Config, ConfigError, configFromDenoEnv } from "./domain/config.ts"
 import { generateSigningSeed } from "./domain/signing.ts";
 import { keyringFromSeed } from "./domain/server_keys.ts";
 import { LocalEventSender } from "./domain/local_event_sender.ts";
+import { SyncNotifier } from "./domain/sync/sync_notifier.ts";
+import type { SyncStreamProvider } from "./domain/sync/sync_stream.ts";
 import { resolveState } from "./domain/state_res/resolve_state.ts";
 import { KvEventStore } from "./kv/kv_event_store.ts";
 import { loadOrCreateSigningSeed } from "./kv/server_signing_seed.ts";
@@ -35,6 +37,10 @@ export async function assembleServer(
     signingKey: keyring.current,
     now: options.now,
   });
+  const syncNotifier = new SyncNotifier();
+  syncNotifier.attach(eventStore);
+  // Sync streams other than rooms; each area pushes its provider here.
+  const syncStreams: SyncStreamProvider[] = [];
   const deps: AppDeps = {
     config,
     keyring,
@@ -45,6 +51,8 @@ export async function assembleServer(
     },
     eventStore,
     sender,
+    syncNotifier,
+    syncStreams,
   };
   return { app: buildApp(deps), deps };
 }

@@ -3,6 +3,8 @@ import type { Config } from "../domain/config.ts";
 import type { ServerKeyring } from "../domain/server_keys.ts";
 import type { EventStore } from "../domain/ports/event_store.ts";
 import type { LocalEventSender } from "../domain/local_event_sender.ts";
+import type { SyncNotifier } from "../domain/sync/sync_notifier.ts";
+import type { SyncStreamProvider } from "../domain/sync/sync_stream.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -16,4 +18,8 @@ export interface AppDeps {
   eventStore: EventStore;
   /** Builds, authorises and appends local events. */
   sender: LocalEventSender;
+  /** Wakes long-polling syncs: call `notifyUser`/`notifyRoom` after committing sync data. */
+  syncNotifier: SyncNotifier;
+  /** Sync streams besides rooms (account data, typing, receipts, ...); areas push theirs. */
+  syncStreams: SyncStreamProvider[];
 }
