@@ -31,6 +31,7 @@ import {
 } from "./store_context.ts";
 import { readRoomChanges, readSyncChanges, takeSyncBarrier } from "./sync_reads.ts";
 import { readTimeline } from "./timeline_reads.ts";
+import { readRedactions } from "./redaction_reads.ts";
 
 /** Event store over one Deno KV database (optionally under a key namespace). */
 export class KvEventStore implements EventStore {
@@ -91,6 +92,11 @@ export class KvEventStore implements EventStore {
   /** See EventReader.stateAfterEvents. */
   stateAfterEvents(roomId: string, eventIds: readonly string[]): Promise<StateMap> {
     return readStateAfterEvents(this.ctx, roomId, eventIds);
+  }
+
+  /** See EventReader.redactionsOf. */
+  redactionsOf(roomId: string, eventIds: readonly string[]): Promise<Map<string, string[]>> {
+    return readRedactions(this.ctx, roomId, eventIds);
   }
 
   /** See EventReader.members. */

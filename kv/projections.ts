@@ -91,6 +91,9 @@ export interface BatchLookups {
  */
 const MAX_ASSUMED_NEW = 32;
 
+/** Accepted redactions kept per target event. */
+const MAX_REDACTIONS_PER_EVENT = 64;
+
 /**
  * Look up, in parallel reads, which of the requests' events are stored already and where the
  * prev events they cite from outside the batch sit. Events are immutable once stored and a
@@ -141,6 +144,8 @@ export class RoomBatchPlanner {
   groups: StateGroupPlanner;
   currentChanges: Map<StateKey, CurrentChange>;
   requests: PlannedRequest[];
+  /** Redaction lists this batch changes: target event ID -> accepted redaction IDs. */
+  redactions: Map<string, string[]>;
   #rejected: Set<string>;
   readonly #lookups: BatchLookups | undefined;
 
@@ -158,6 +163,7 @@ export class RoomBatchPlanner {
     this.groups = new StateGroupPlanner(ctx, roomId, head?.next_group ?? 0);
     this.currentChanges = new Map();
     this.requests = [];
+    this.redactions = new Map();
     this.#rejected = new Set();
     this.#lookups = lookups;
   }
@@ -196,6 +202,7 @@ export class RoomBatchPlanner {
     copy.groups = this.groups.fork();
     copy.currentChanges = new Map(this.currentChanges);
     copy.requests = [...this.requests];
+    copy.redactions = new Map(this.redactions);
     copy.#rejected = new Set(this.#rejected);
     return copy;
   }
@@ -266,9 +273,31 @@ export class RoomBatchPlanner {
         this.#lookups?.assumedNew.has(id) === true,
     });
     if (input.status === "rejected") this.#rejected.add(id);
+    if (input.status === "accepted" && event.type === "m.room.redaction") {
+      await this.#noteRedaction(event);
+    }
     if (!backfill && input.status === "accepted") await this.#advance(head, event, before, after);
     head.next_group = this.groups.nextId;
     return this.#result(id, position, input.status, false);
+  }
+
+  /**
+   * Index an accepted redaction under its target. Whether it applies (v3+: the redact level or
+   * the target's server) is decided on read, when both events are surely known: over federation
+   * a redaction may arrive before its target.
+   */
+  async #noteRedaction(event: RoomEvent): Promise<void> {
+    const target = event.redacts;
+    if (typeof target !== "string" || target === event.event_id) return;
+    let list = this.redactions.get(target);
+    if (list === undefined) {
+      const entry = await this.ctx.kv.get<string[]>(this.ctx.keys.redactions(this.roomId, target));
+      list = entry.value ?? [];
+    }
+    // Bounded so a flood of redactions cannot grow one value past KV's limit; the first ones
+    // win, which replay reproduces because it re-appends in arrival order.
+    if (list.length >= MAX_REDACTIONS_PER_EVENT || list.includes(event.event_id)) return;
+    this.redactions.set(target, [...list, event.event_id]);
   }
 
   #result(eventId: string, position: number, status: EventStatus, duplicate: boolean) {
@@ -479,6 +508,9 @@ export class RoomBatchPlanner {
     }
     if (this.events.size > 0 && this.head) {
       out.push({ op: "set", key: keys.head(this.roomId), value: this.head });
+    }
+    for (const [target, redactionIds] of this.redactions) {
+      out.push({ op: "set", key: keys.redactions(this.roomId, target), value: redactionIds });
     }
     for (const { request, appended } of this.requests) {
       for (const m of request.extraMutations?.(appended) ?? []) {

@@ -34,6 +34,8 @@ export const EVENT_STORE_MAPS = {
   roomid_stategroupchunk: "roomid_stategroupchunk",
   /** userId -> last sync time: the sync read's blind barrier write. */
   userid_syncbarrier: "userid_syncbarrier",
+  /** (roomId, eventId) -> redaction event IDs: accepted redactions naming the event, in arrival order. */
+  roomeventid_redactions: "roomeventid_redactions",
 } as const;
 
 /** One of the event store's map names. */
@@ -51,6 +53,7 @@ export const REPLAYED_MAPS: readonly EventStoreMap[] = [
   "userroomid_membership",
   "roomid_stategroup",
   "roomid_stategroupchunk",
+  "roomeventid_redactions",
 ];
 
 /** Key builders for the event store, all under one namespace prefix (empty for live data). */
@@ -148,4 +151,19 @@ export class EventStoreKeys {
   syncBarrier(userId: string): Deno.KvKey {
     return [...this.namespace, "userid_syncbarrier", userId];
   }
+
+  /** The accepted redactions of a room naming `eventId` (whether they apply is decided on read). */
+  redactions(roomId: string, eventId: string): Deno.KvKey {
+    return [...this.namespace, "roomeventid_redactions", roomId, eventId];
+  }
+}
+
+/** (userId, deviceId, txnId) -> {room_id, event_id}: client transaction IDs of sent events. */
+export function transactionKey(userId: string, deviceId: string, txnId: string): Deno.KvKey {
+  return ["userdevicetxnid_event", userId, deviceId, txnId];
+}
+
+/** (eventId, deviceId) -> txnId: which device sent an event under which transaction ID. */
+export function eventTransactionKey(eventId: string, deviceId: string): Deno.KvKey {
+  return ["eventiddeviceid_txnid", eventId, deviceId];
 }

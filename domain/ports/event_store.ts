@@ -170,6 +170,11 @@ export interface EventReader {
    * whose prev_events these are. Unknown IDs are skipped.
    */
   stateAfterEvents(roomId: string, eventIds: readonly string[]): Promise<StateMap>;
+  /**
+   * Accepted redactions naming each of `eventIds` in `roomId`, oldest first; events with none
+   * are absent. Whether one applies (v3+) is the reader's call: `checkRedactionApplies`.
+   */
+  redactionsOf(roomId: string, eventIds: readonly string[]): Promise<Map<string, string[]>>;
   /** Members of a room, optionally only those with one of `memberships`. */
   members(roomId: string, memberships?: readonly string[]): Promise<Membership[]>;
   /** Rooms a user has a membership in, optionally only with one of `memberships`. */
