@@ -167,3 +167,153 @@ export function transactionKey(userId: string, deviceId: string, txnId: string):
 export function eventTransactionKey(eventId: string, deviceId: string): Deno.KvKey {
   return ["eventiddeviceid_txnid", eventId, deviceId];
 }
+
+// --- User data: profiles, account data, receipts, typing, presence -------------------------
+// Change indexes end in the writing commit's versionstamp (`kv.commitVersionstamp()`), so
+// "changed since a sync token" is one range read; each holds one entry per live record.
+
+/** userId -> profile fields (UTF-8 JSON bytes). */
+export function profileKey(userId: string): Deno.KvKey {
+  return ["userid_profile", userId];
+}
+
+/** (userId, roomId or "" for global, type) -> account data content (UTF-8 JSON bytes). */
+export function accountDataKey(userId: string, roomId: string | null, type: string): Deno.KvKey {
+  return ["userid_accountdata", userId, roomId ?? "", type];
+}
+
+/** (userId, versionstamp) -> {roomId, type}: a user's account data changes by commit. */
+export function accountDataChangePrefix(userId: string): Deno.KvKey {
+  return ["userid_accountdatachange", userId];
+}
+
+/** (roomId, userId, receipt type, thread or "") -> the user's latest receipt. */
+export function receiptKey(
+  roomId: string,
+  userId: string,
+  receiptType: string,
+  threadId: string | undefined,
+): Deno.KvKey {
+  return ["roomuserid_receipt", roomId, userId, receiptType, threadId ?? ""];
+}
+
+/** Every latest receipt of a room, or of one user in it. */
+export function receiptPrefix(roomId: string, userId?: string): Deno.KvKey {
+  return userId === undefined
+    ? ["roomuserid_receipt", roomId]
+    : ["roomuserid_receipt", roomId, userId];
+}
+
+/** (roomId, versionstamp) -> receipt key parts: a room's receipt changes by commit. */
+export function receiptChangePrefix(roomId: string): Deno.KvKey {
+  return ["roomid_receiptchange", roomId];
+}
+
+/** roomId -> nothing: rewritten by every receipt in the room, its versionstamp says "changed". */
+export function receiptHeadKey(roomId: string): Deno.KvKey {
+  return ["roomid_receipthead", roomId];
+}
+
+/** roomId -> {userId: expiry}: who is typing in a room. */
+export function typingKey(roomId: string): Deno.KvKey {
+  return ["roomid_typing", roomId];
+}
+
+/** userId -> presence record. */
+export function presenceKey(userId: string): Deno.KvKey {
+  return ["userid_presence", userId];
+}
+
+/** (versionstamp) -> userId: presence changes by commit. */
+export function presenceChangePrefix(): Deno.KvKey {
+  return ["presencechange_userid"];
+}
+
+// --- Rooms: aliases, the published room directory, forgotten rooms ----------------------------
+
+/** Room alias -> {room_id, creator}: local aliases (room directory). */
+export function aliasRoomIdKey(alias: string): Deno.KvKey {
+  return ["alias_roomid", alias];
+}
+
+/** (roomId, alias) -> true: the local aliases of a room. */
+export function roomIdAliasKey(roomId: string, alias?: string): Deno.KvKey {
+  return alias === undefined ? ["roomid_alias", roomId] : ["roomid_alias", roomId, alias];
+}
+
+/** roomId -> true: rooms published in the public room directory (the whole map when no room). */
+export function roomIdPublishedKey(roomId?: string): Deno.KvKey {
+  return roomId === undefined ? ["roomid_published"] : ["roomid_published", roomId];
+}
+
+/** (userId, roomId) -> true: rooms a user has forgotten. */
+export function userRoomIdForgottenKey(userId: string, roomId: string): Deno.KvKey {
+  return ["userroomid_forgotten", userId, roomId];
+}
+
+/** Key builders for accounts, devices and their secrets (tokens appear only as SHA-256 hashes). */
+export const accountKeys = {
+  /** userId -> AccountRecord. */
+  account: (userId: string): Deno.KvKey => ["userid_account", userId],
+  /** (userId, deviceId) -> DeviceRecord. */
+  device: (userId: string, deviceId: string): Deno.KvKey => ["userid_device", userId, deviceId],
+  /** All devices of a user. */
+  devicePrefix: (userId: string): Deno.KvKey => ["userid_device", userId],
+  /** SHA-256 of an access token -> AccessTokenRecord. */
+  accessToken: (hash: string): Deno.KvKey => ["tokenhash_session", hash],
+  /** SHA-256 of a refresh token -> RefreshTokenRecord. */
+  refreshToken: (hash: string): Deno.KvKey => ["refreshtokenhash_device", hash],
+  /** User-interactive auth session ID -> UiaSessionRecord (expires). */
+  uiaSession: (id: string): Deno.KvKey => ["uiasessionid_state", id],
+  /** SHA-256 of a login token -> LoginTokenRecord (expires, single use). */
+  loginToken: (hash: string): Deno.KvKey => ["logintokenhash_user", hash],
+};
+
+/** (userId, filterId) -> filter JSON: a user's uploaded sync filters. */
+export function filterKey(userId: string, filterId: string): Deno.KvKey {
+  return ["userid_filter", userId, filterId];
+}
+
+// --- Push rules and notifications ----------------------------------------------------------
+
+/** Key builders for push rules and notifications. */
+export const pushKeys = {
+  /** userId -> the user's push rule changes (UTF-8 JSON bytes). */
+  pushRules: (userId: string): Deno.KvKey => ["userid_pushrules", userId],
+  /** (userId, roomId, position) -> {event, thread, highlight}: counts since a read receipt. */
+  roomNotification: (userId: string, roomId: string, position: number): Deno.KvKey => [
+    "userroomid_notification",
+    userId,
+    roomId,
+    position,
+  ],
+  /** All of a user's notifications in a room, in log order. */
+  roomNotificationPrefix: (userId: string, roomId: string): Deno.KvKey => [
+    "userroomid_notification",
+    userId,
+    roomId,
+  ],
+  /** (userId, ts, roomId, position) -> {event, thread, highlight, actions}: GET /notifications. */
+  userNotification: (userId: string, ts: number, roomId: string, position: number): Deno.KvKey => [
+    "userid_notification",
+    userId,
+    ts,
+    roomId,
+    position,
+  ],
+  /** All of a user's notifications across rooms, by time. */
+  userNotificationPrefix: (userId: string): Deno.KvKey => ["userid_notification", userId],
+  /** (userId, roomId, thread) -> position of the user's latest own event: an implicit receipt. */
+  ownEvent: (userId: string, roomId: string, threadId: string): Deno.KvKey => [
+    "userroomid_ownevent",
+    userId,
+    roomId,
+    threadId,
+  ],
+  /** The user's own-event marks in a room. */
+  ownEventPrefix: (userId: string, roomId: string): Deno.KvKey => [
+    "userroomid_ownevent",
+    userId,
+    roomId,
+  ],
+};

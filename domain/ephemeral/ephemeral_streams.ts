@@ -1,0 +1,119 @@
+/**
+ * Sync streams for ephemeral data: typing and receipts per joined room (`ephemeral`), and
+ * presence of the user and everyone sharing a room with them.
+ */
+import { matchesEventFilter } from "../event_filter.ts";
+import type { JsonObject } from "../json.ts";
+import type { EventReader } from "../ports/event_store.ts";
+import type { PresenceStore } from "../ports/presence_store.ts";
+import type { Receipt, ReceiptStore } from "../ports/receipt_store.ts";
+import type { TypingStore } from "../ports/typing_store.ts";
+import type { SyncStreamProvider, SyncStreamRequest } from "../sync/sync_stream.ts";
+import { joinedRoomEntry, type SyncResponse } from "../sync/sync_response.ts";
+import { presenceContent } from "./presence_service.ts";
+
+function ephemeralAllowed(request: SyncStreamRequest, type: string, roomId: string): boolean {
+  const filter = request.filter.room?.ephemeral ?? {};
+  return matchesEventFilter(filter, { type, sender: request.userId, room_id: roomId }) &&
+    !(filter.not_rooms?.includes(roomId)) &&
+    (filter.rooms === undefined || filter.rooms.includes(roomId));
+}
+
+/** `m.typing` for joined rooms whose typing changed in the window (current typers on a full sync). */
+export class TypingStream implements SyncStreamProvider {
+  readonly name = "typing";
+
+  /** Read typing records from `store`. */
+  constructor(private readonly store: Pick<TypingStore, "changes">) {}
+
+  async fill(request: SyncStreamRequest, response: SyncResponse): Promise<void> {
+    const since = request.fullState ? undefined : request.since;
+    const records = await this.store.changes(request.joinedRoomIds, { since, upTo: request.upTo });
+    for (const record of records) {
+      if (!ephemeralAllowed(request, "m.typing", record.roomId)) continue;
+      // Expiry timers may live in another isolate: never show typing that has timed out.
+      const userIds = Object.entries(record.users)
+        .filter(([, expiry]) => expiry > request.now)
+        .map(([userId]) => userId)
+        .sort();
+      if (since === undefined && userIds.length === 0) continue;
+      joinedRoomEntry(response, record.roomId).ephemeral.events.push({
+        type: "m.typing",
+        content: { user_ids: userIds },
+      });
+    }
+  }
+}
+
+/** Group receipts into one `m.receipt` content: event -> type -> user -> {ts, thread_id}. */
+export function receiptContent(receipts: readonly Receipt[]): JsonObject {
+  const content: Record<string, Record<string, Record<string, JsonObject>>> = {};
+  for (const r of receipts) {
+    const byType = content[r.eventId] ??= {};
+    const byUser = byType[r.receiptType] ??= {};
+    const data: JsonObject = { ts: r.ts };
+    if (r.threadId !== undefined) data.thread_id = r.threadId;
+    byUser[r.userId] = data;
+  }
+  return content;
+}
+
+/** `m.receipt` for joined rooms; private receipts only to their owner. */
+export class ReceiptStream implements SyncStreamProvider {
+  readonly name = "receipts";
+
+  /** Read receipts from `store`. */
+  constructor(private readonly store: Pick<ReceiptStore, "changes">) {}
+
+  async fill(request: SyncStreamRequest, response: SyncResponse): Promise<void> {
+    const since = request.fullState ? undefined : request.since;
+    const changes = await this.store.changes(request.joinedRoomIds, {
+      since,
+      upTo: request.upTo,
+    });
+    for (const [roomId, receipts] of changes) {
+      if (!ephemeralAllowed(request, "m.receipt", roomId)) continue;
+      const visible = receipts.filter((r) =>
+        r.receiptType === "m.read" || r.userId === request.userId
+      );
+      if (visible.length === 0) continue;
+      joinedRoomEntry(response, roomId).ephemeral.events.push({
+        type: "m.receipt",
+        content: receiptContent(visible),
+      });
+    }
+  }
+}
+
+/** `m.presence` of users sharing a joined room with the syncing user, and of the user. */
+export class PresenceStream implements SyncStreamProvider {
+  readonly name = "presence";
+
+  /** Read presence from `store` and room members from `events`. */
+  constructor(
+    private readonly store: Pick<PresenceStore, "changes">,
+    private readonly events: Pick<EventReader, "members">,
+  ) {}
+
+  async fill(request: SyncStreamRequest, response: SyncResponse): Promise<void> {
+    const filter = request.filter.presence ?? {};
+    if (filter.limit === 0 || filter.types?.length === 0) return;
+    const since = request.fullState ? undefined : request.since;
+    const records = await this.store.changes({ since, upTo: request.upTo });
+    if (records.length === 0) return;
+    const visible = new Set([request.userId]);
+    const members = await Promise.all(
+      request.joinedRoomIds.map((roomId) => this.events.members(roomId, ["join"])),
+    );
+    for (const list of members) for (const m of list) visible.add(m.userId);
+    for (const record of records) {
+      if (!visible.has(record.userId)) continue;
+      const event = {
+        type: "m.presence",
+        sender: record.userId,
+        content: presenceContent(record, request.now),
+      };
+      if (matchesEventFilter(filter, event)) response.presence.events.push(event);
+    }
+  }
+}

@@ -1,0 +1,27 @@
+/** Small membership look-ups shared by the user-data services (typing, receipts, profiles). */
+import { forbidden } from "../errors.ts";
+import type { EventReader } from "../ports/event_store.ts";
+
+/** The user's current membership in a room ("join", "leave", ...); null when none. */
+export async function membershipOf(
+  events: Pick<EventReader, "currentStateEventId" | "getEvent">,
+  roomId: string,
+  userId: string,
+): Promise<string | null> {
+  const id = await events.currentStateEventId(roomId, "m.room.member", userId);
+  if (id === null) return null;
+  const event = await events.getEvent(id);
+  const membership = event?.pdu.content.membership;
+  return typeof membership === "string" ? membership : null;
+}
+
+/** Throw M_FORBIDDEN unless the user is joined to the room. */
+export async function requireJoined(
+  events: Pick<EventReader, "currentStateEventId" | "getEvent">,
+  roomId: string,
+  userId: string,
+): Promise<void> {
+  if (await membershipOf(events, roomId, userId) !== "join") {
+    throw forbidden(`${userId} is not joined to ${roomId}`);
+  }
+}

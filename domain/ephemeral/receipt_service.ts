@@ -1,0 +1,91 @@
+/**
+ * Receipts and read markers: public (`m.read`) and private (`m.read.private`) read receipts,
+ * unthreaded or per thread, and the read marker (`m.fully_read`, kept as room account data).
+ */
+import { invalidParam, notFound } from "../errors.ts";
+import type { AccountDataService } from "../account_data/account_data_service.ts";
+import type { EventReader } from "../ports/event_store.ts";
+import type { Receipt, ReceiptReader, ReceiptStore, ReceiptType } from "../ports/receipt_store.ts";
+import { requireJoined } from "./membership_checks.ts";
+
+/** What the service is built from. */
+export interface ReceiptServiceDeps {
+  store: ReceiptStore;
+  events: Pick<EventReader, "currentStateEventId" | "getEvent">;
+  accountData: Pick<AccountDataService, "setFullyRead">;
+  /** Wakes syncs watching the room (public receipts) or the user (private ones). */
+  notifyRoom?: (roomId: string) => void;
+  notifyUser?: (userId: string) => void;
+  now?: () => number;
+}
+
+/** Every type `POST /receipt/{type}` accepts. */
+export type AnyReceiptType = ReceiptType | "m.fully_read";
+
+/** Sends receipts and read markers, and answers "where has this user read up to". */
+export class ReceiptService implements ReceiptReader {
+  /** Build over a store, the event reader and account data (for the read marker). */
+  constructor(private readonly deps: ReceiptServiceDeps) {}
+
+  latestReceipt(userId: string, roomId: string, threadId?: string): Promise<Receipt | null> {
+    return this.deps.store.latestReceipt(userId, roomId, threadId);
+  }
+
+  /** `POST /rooms/{roomId}/receipt/{receiptType}/{eventId}` for a joined user. */
+  async sendReceipt(
+    userId: string,
+    roomId: string,
+    receiptType: AnyReceiptType,
+    eventId: string,
+    threadId?: string,
+  ): Promise<void> {
+    if (threadId !== undefined) {
+      if (receiptType === "m.fully_read") {
+        throw invalidParam("thread_id is not allowed for m.fully_read");
+      }
+      if (threadId !== "main" && !threadId.startsWith("$")) {
+        throw invalidParam("thread_id must be 'main' or a thread root's event ID");
+      }
+    }
+    await requireJoined(this.deps.events, roomId, userId);
+    const position = await this.#positionInRoom(roomId, eventId);
+    if (receiptType === "m.fully_read") {
+      await this.deps.accountData.setFullyRead(userId, roomId, eventId);
+      return;
+    }
+    const receipt: Receipt = { roomId, userId, receiptType, eventId, position, ts: this.#now() };
+    if (threadId !== undefined) receipt.threadId = threadId;
+    const written = await this.deps.store.put(receipt);
+    if (written === null) return;
+    if (receiptType === "m.read") this.deps.notifyRoom?.(roomId);
+    else this.deps.notifyUser?.(userId);
+  }
+
+  /** `POST /rooms/{roomId}/read_markers`: any of the marker and the two receipts. */
+  async setReadMarkers(
+    userId: string,
+    roomId: string,
+    markers: { fullyRead?: string; read?: string; readPrivate?: string },
+  ): Promise<void> {
+    await requireJoined(this.deps.events, roomId, userId);
+    if (markers.read !== undefined) {
+      await this.sendReceipt(userId, roomId, "m.read", markers.read);
+    }
+    if (markers.readPrivate !== undefined) {
+      await this.sendReceipt(userId, roomId, "m.read.private", markers.readPrivate);
+    }
+    if (markers.fullyRead !== undefined) {
+      await this.sendReceipt(userId, roomId, "m.fully_read", markers.fullyRead);
+    }
+  }
+
+  async #positionInRoom(roomId: string, eventId: string): Promise<number> {
+    const event = await this.deps.events.getEvent(eventId);
+    if (!event || event.roomId !== roomId) throw notFound(`Unknown event ${eventId}`);
+    return event.position;
+  }
+
+  #now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+}

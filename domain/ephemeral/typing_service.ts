@@ -1,0 +1,108 @@
+/**
+ * Typing notifications: who is typing in a room, until when. Each change rewrites the room's
+ * small typing record (its versionstamp orders it with every other sync stream); a timer in
+ * this process clears typing that times out, so syncs see it stop.
+ */
+import type { EventReader } from "../ports/event_store.ts";
+import type { TypingStore } from "../ports/typing_store.ts";
+import { requireJoined } from "./membership_checks.ts";
+
+/** Longest typing timeout honoured; clients refresh while the user keeps typing. */
+export const MAX_TYPING_TIMEOUT_MS = 30_000;
+
+/** What the service is built from. */
+export interface TypingServiceDeps {
+  store: TypingStore;
+  events: Pick<EventReader, "currentStateEventId" | "getEvent">;
+  notifyRoom?: (roomId: string) => void;
+  now?: () => number;
+}
+
+/** Sets and expires typing. */
+export class TypingService {
+  /** Earliest expiry per room that this process has yet to clear. */
+  readonly #expiries = new Map<string, number>();
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #stopped = false;
+
+  /** Build over a store and the event reader (membership checks). */
+  constructor(private readonly deps: TypingServiceDeps) {}
+
+  /** `PUT /rooms/{roomId}/typing/{userId}` for a joined user. */
+  async setTyping(userId: string, roomId: string, typing: boolean, timeoutMs = 30_000) {
+    await requireJoined(this.deps.events, roomId, userId);
+    const now = this.#now();
+    const expiry = now + Math.min(Math.max(timeoutMs, 0), MAX_TYPING_TIMEOUT_MS);
+    const written = await this.deps.store.update(roomId, (users) => {
+      const wasTyping = (users[userId] ?? 0) > now;
+      pruneExpired(users, now);
+      if (typing) users[userId] = expiry;
+      else if (!wasTyping) return null;
+      else delete users[userId];
+      return users;
+    });
+    if (written !== null) this.deps.notifyRoom?.(roomId);
+    if (typing) this.#schedule(roomId, expiry);
+  }
+
+  /** Cancel the expiry timer (tests, shutdown). */
+  stop(): void {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #schedule(roomId: string, expiry: number): void {
+    if (this.#stopped) return;
+    const known = this.#expiries.get(roomId);
+    if (known === undefined || expiry < known) this.#expiries.set(roomId, expiry);
+    this.#arm();
+  }
+
+  #arm(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#expiries.size === 0 || this.#stopped) return;
+    const next = Math.min(...this.#expiries.values());
+    this.#timer = setTimeout(() => this.#sweep(), Math.max(0, next - this.#now()) + 5);
+  }
+
+  async #sweep(): Promise<void> {
+    this.#timer = undefined;
+    const now = this.#now();
+    const due = [...this.#expiries].filter(([, at]) => at <= now).map(([roomId]) => roomId);
+    for (const roomId of due) this.#expiries.delete(roomId);
+    await Promise.all(due.map(async (roomId) => {
+      try {
+        let later: number | undefined;
+        const written = await this.deps.store.update(roomId, (users) => {
+          const removed = pruneExpired(users, now);
+          const remaining = Object.values(users);
+          if (remaining.length > 0) later = Math.min(...remaining);
+          return removed ? users : null;
+        });
+        if (written !== null) this.deps.notifyRoom?.(roomId);
+        if (later !== undefined) this.#schedule(roomId, later);
+      } catch (error) {
+        console.warn("typing: expiry failed", roomId, error);
+      }
+    }));
+    this.#arm();
+  }
+
+  #now(): number {
+    return this.deps.now?.() ?? Date.now();
+  }
+}
+
+/** Drop users whose typing has expired; true when any was dropped. */
+export function pruneExpired(users: Record<string, number>, now: number): boolean {
+  let removed = false;
+  for (const [userId, expiry] of Object.entries(users)) {
+    if (expiry <= now) {
+      delete users[userId];
+      removed = true;
+    }
+  }
+  return removed;
+}

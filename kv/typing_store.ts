@@ -1,0 +1,43 @@
+/** Typing in KV: one small record per room; its versionstamp tells sync whether it changed. */
+import type { TypingRecord, TypingStore } from "../domain/ports/typing_store.ts";
+import { getManyChunked } from "./get_many.ts";
+import { typingKey } from "./schema.ts";
+import { parseSyncToken } from "./stream_tokens.ts";
+
+/** The KV implementation of the typing port. */
+export class KvTypingStore implements TypingStore {
+  /** Store typing state in `kv`. */
+  constructor(private readonly kv: Deno.Kv) {}
+
+  async update(
+    roomId: string,
+    change: (users: Record<string, number>) => Record<string, number> | null,
+  ): Promise<string | null> {
+    const key = typingKey(roomId);
+    for (let attempt = 0; attempt < 64; attempt++) {
+      const entry = await this.kv.get<Record<string, number>>(key);
+      const next = change({ ...entry.value });
+      if (next === null) return null;
+      const result = await this.kv.atomic().check(entry).set(key, next).commit();
+      if (result.ok) return result.versionstamp;
+    }
+    throw new Error(`Too much contention writing typing in ${roomId}`);
+  }
+
+  async changes(
+    roomIds: readonly string[],
+    options: { since?: string; upTo: string },
+  ): Promise<TypingRecord[]> {
+    const since = options.since === undefined ? undefined : parseSyncToken(options.since);
+    const upTo = parseSyncToken(options.upTo);
+    const entries = await getManyChunked<Record<string, number>>(this.kv, roomIds.map(typingKey));
+    const out: TypingRecord[] = [];
+    entries.forEach((entry, i) => {
+      const stamp = entry.versionstamp;
+      if (stamp === null || stamp > upTo) return;
+      if (since === undefined ? Object.keys(entry.value!).length === 0 : stamp <= since) return;
+      out.push({ roomId: roomIds[i], users: entry.value!, versionstamp: stamp });
+    });
+    return out;
+  }
+}
