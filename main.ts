@@ -14,6 +14,11 @@ import { KvEventStore } from "./kv/kv_event_store.ts";
 import { loadOrCreateSigningSeed } from "./kv/server_signing_seed.ts";
 import { openKv } from "./kv/open_kv.ts";
 import { buildApp } from "./routes/app.ts";
+import { AccountService } from "./domain/accounts/account_service.ts";
+import { PasswordHasher, type ScryptParams } from "./domain/accounts/password_hash.ts";
+import { UserInteractiveAuth } from "./domain/accounts/user_interactive_auth.ts";
+import { RateLimiter } from "./domain/rate_limiter.ts";
+import { KvAccountStore } from "./kv/account_store.ts";
 import type { AppDeps } from "./routes/deps.ts";
 
 /** An assembled server: the HTTP app and the services behind it. */
@@ -26,7 +31,11 @@ export interface AssembledServer {
 export async function assembleServer(
   config: Config,
   kv: Deno.Kv,
-  options: { now?: () => number } = {},
+  options: {
+    now?: () => number;
+    /** scrypt cost; tests pass a low logN to stay fast, servers keep the strong default. */
+    passwordHashing?: ScryptParams;
+  } = {},
 ): Promise<AssembledServer> {
   const seed = config.signingKeySeed ?? (await loadOrCreateSigningSeed(kv, generateSigningSeed));
   const keyring = await keyringFromSeed(config.serverName, seed);
@@ -41,9 +50,20 @@ export async function assembleServer(
   syncNotifier.attach(eventStore);
   // Sync streams other than rooms; each area pushes its provider here.
   const syncStreams: SyncStreamProvider[] = [];
+  const accountStore = new KvAccountStore(kv, options.now);
+  const accounts = new AccountService({
+    store: accountStore,
+    serverName: config.serverName,
+    hasher: new PasswordHasher(options.passwordHashing),
+    now: options.now,
+  });
   const deps: AppDeps = {
     config,
     keyring,
+    sessions: accounts,
+    accounts,
+    uia: new UserInteractiveAuth(accountStore, options.now),
+    rateLimiter: new RateLimiter(undefined, options.now),
     now: options.now,
     storageHealthy: async () => {
       await kv.get(["health"]);

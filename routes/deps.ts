@@ -3,6 +3,10 @@ import type { Config } from "../domain/config.ts";
 import type { ServerKeyring } from "../domain/server_keys.ts";
 import type { EventStore } from "../domain/ports/event_store.ts";
 import type { LocalEventSender } from "../domain/local_event_sender.ts";
+import type { SessionResolver } from "../domain/session.ts";
+import type { AccountService } from "../domain/accounts/account_service.ts";
+import type { UserInteractiveAuth } from "../domain/accounts/user_interactive_auth.ts";
+import type { RateLimiter } from "../domain/rate_limiter.ts";
 import type { SyncNotifier } from "../domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "../domain/sync/sync_stream.ts";
 
@@ -10,6 +14,14 @@ import type { SyncStreamProvider } from "../domain/sync/sync_stream.ts";
 export interface AppDeps {
   config: Config;
   keyring: ServerKeyring;
+  /** Access token -> session; use with `requireSession(deps.sessions)`. */
+  sessions: SessionResolver;
+  /** Accounts, devices, logins and tokens. */
+  accounts: AccountService;
+  /** User-interactive auth (401 challenges, stages, sessions); reusable by any endpoint. */
+  uia: UserInteractiveAuth;
+  /** Token buckets behind `rateLimited(deps, action)`. */
+  rateLimiter: RateLimiter;
   /** Resolves when storage answers; rejects (or returns false) when it does not. */
   storageHealthy(): Promise<boolean>;
   /** Clock, injectable for tests. */

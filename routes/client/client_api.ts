@@ -6,6 +6,7 @@
  */
 import { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
+import { authArea } from "./auth_routes.ts";
 
 /** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
 export interface ClientArea {
@@ -14,8 +15,8 @@ export interface ClientArea {
 }
 
 /** Every area, in the order their routes are tried. Areas add themselves here. */
-function clientAreas(_deps: AppDeps): ClientArea[] {
-  return [];
+function clientAreas(deps: AppDeps): ClientArea[] {
+  return [authArea(deps)];
 }
 
 /** Mount every client area under its prefixes. */

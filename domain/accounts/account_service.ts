@@ -1,0 +1,344 @@
+/**
+ * Accounts and their sessions: registration, login, token refresh, logout, password change and
+ * deactivation. It is also the server's SessionResolver: access tokens resolve through a short
+ * in-memory cache, and every revocation in this process evicts the token at once.
+ */
+import { checkRegistrationLocalpart, parseDeviceId, parseUserId } from "../identifiers.ts";
+import { forbidden, MatrixError } from "../errors.ts";
+import type { Session, SessionResolver } from "../session.ts";
+import type {
+  AccessTokenRecord,
+  AccountRecord,
+  AccountStore,
+  DeviceRecord,
+  IssuedTokens,
+} from "../ports/account_store.ts";
+import type { PasswordHasher } from "./password_hash.ts";
+import { newDeviceId, newLocalpart, newToken, randomId, tokenHash } from "./tokens.ts";
+
+/** Lifetime of access tokens issued together with a refresh token. */
+export const REFRESHABLE_TOKEN_LIFETIME_MS = 5 * 60_000;
+/** Lifetime of m.login.token tokens minted by /login/get_token. */
+export const LOGIN_TOKEN_LIFETIME_MS = 2 * 60_000;
+/** How long a resolved token is trusted from memory before KV is asked again. */
+const SESSION_CACHE_MS = 10_000;
+const SESSION_CACHE_MAX = 10_000;
+/** Longest password accepted; scrypt cost does not depend on it, but bodies should stay small. */
+export const MAX_PASSWORD_LENGTH = 512;
+
+/** Options for any request that creates a device. */
+export interface DeviceOptions {
+  deviceId?: string;
+  displayName?: string;
+  /** Issue a refresh token, and an expiring access token with it. */
+  refreshToken?: boolean;
+}
+
+/** What a login or registration returns to the client. */
+export interface IssuedSession {
+  userId: string;
+  deviceId: string;
+  accessToken: string;
+  refreshToken?: string;
+  expiresInMs?: number;
+}
+
+/** Construction options of AccountService. */
+export interface AccountServiceOptions {
+  store: AccountStore;
+  serverName: string;
+  hasher: PasswordHasher;
+  now?: () => number;
+}
+
+/** Account use cases over the AccountStore port. */
+export class AccountService implements SessionResolver {
+  private readonly store: AccountStore;
+  private readonly hasher: PasswordHasher;
+  private readonly now: () => number;
+  readonly serverName: string;
+  private readonly cache = new Map<string, { record: AccessTokenRecord; until: number }>();
+
+  /** Build over a store; `now` is injectable for expiry tests. */
+  constructor(options: AccountServiceOptions) {
+    this.store = options.store;
+    this.hasher = options.hasher;
+    this.serverName = options.serverName;
+    this.now = options.now ?? Date.now;
+  }
+
+  /** The session behind an access token, or null when unknown, expired or revoked. */
+  async resolveAccessToken(token: string): Promise<Session | null> {
+    const hash = tokenHash(token);
+    const now = this.now();
+    let record = this.cache.get(hash);
+    if (!record || record.until <= now) {
+      const stored = await this.store.getAccessToken(hash);
+      if (!stored) {
+        this.cache.delete(hash);
+        return null;
+      }
+      record = { record: stored, until: now + SESSION_CACHE_MS };
+      if (this.cache.size >= SESSION_CACHE_MAX) this.cache.clear();
+      this.cache.set(hash, record);
+    }
+    const { userId, deviceId, tokenId, expiresAt } = record.record;
+    if (expiresAt !== undefined && expiresAt <= now) return null;
+    return { userId, deviceId, tokenId };
+  }
+
+  /** Whether a localpart could be registered now (M_INVALID_USERNAME / M_USER_IN_USE if not). */
+  async checkAvailable(localpart: string): Promise<string> {
+    const userId = this.userIdForRegistration(localpart);
+    if (await this.store.getAccount(userId)) {
+      throw new MatrixError("M_USER_IN_USE", 400, "That user ID is already taken");
+    }
+    return userId;
+  }
+
+  /** Create an account; logs a device in unless `inhibitLogin`. */
+  async register(
+    request: DeviceOptions & { localpart?: string; password?: string; inhibitLogin?: boolean },
+  ): Promise<{ userId: string } & Partial<IssuedSession>> {
+    // Usernames are case-insensitive for people; store the lowercase form, as other servers do.
+    const userId = request.localpart !== undefined
+      ? this.userIdForRegistration(request.localpart.toLowerCase())
+      : `@${newLocalpart()}:${this.serverName}`;
+    const account: AccountRecord = { userId, createdAt: this.now(), deactivated: false };
+    if (request.password !== undefined) {
+      account.passwordHash = await this.hasher.hash(checkPassword(request.password));
+    }
+    if (request.inhibitLogin) {
+      if (!(await this.store.createAccount(account))) throw userInUse();
+      return { userId };
+    }
+    const { device, tokens, issued } = this.newDevice(userId, request);
+    if (!(await this.store.createAccount(account, device, tokens))) throw userInUse();
+    return issued;
+  }
+
+  /** m.login.password: check the password of a local user and log a device in. */
+  async loginWithPassword(
+    user: string,
+    password: string,
+    options: DeviceOptions,
+  ): Promise<IssuedSession> {
+    const userId = this.userIdForLogin(user);
+    await this.checkPassword(userId, password);
+    return this.login(userId, options);
+  }
+
+  /** m.login.token: consume a single-use login token and log a device in. */
+  async loginWithToken(token: string, options: DeviceOptions): Promise<IssuedSession> {
+    const record = await this.store.takeLoginToken(tokenHash(token));
+    if (!record) throw forbiddenLogin("Invalid or expired login token");
+    await this.activeAccount(record.userId);
+    return this.login(record.userId, options);
+  }
+
+  /** Mint a short-lived, single-use m.login.token for an authenticated user. */
+  async createLoginToken(userId: string): Promise<{ token: string; expiresInMs: number }> {
+    const token = newToken("login");
+    await this.store.putLoginToken(tokenHash(token), {
+      userId,
+      expiresAt: this.now() + LOGIN_TOKEN_LIFETIME_MS,
+    });
+    return { token, expiresInMs: LOGIN_TOKEN_LIFETIME_MS };
+  }
+
+  /** Throws 403 M_FORBIDDEN unless `password` is the user's (UIA m.login.password and login). */
+  async checkPassword(userId: string, password: string): Promise<void> {
+    const account = await this.store.getAccount(userId);
+    if (!account || !account.passwordHash) {
+      // Same answer as a wrong password, so the response does not reveal which users exist.
+      throw forbiddenLogin("Invalid username or password");
+    }
+    if (!(await this.hasher.verify(password, account.passwordHash))) {
+      throw forbiddenLogin("Invalid username or password");
+    }
+    if (account.deactivated) {
+      throw new MatrixError("M_USER_DEACTIVATED", 403, "This account has been deactivated");
+    }
+  }
+
+  /** Exchange a refresh token for new tokens; the old pair stops working. */
+  async refresh(refreshToken: string): Promise<IssuedSession> {
+    const oldHash = tokenHash(refreshToken);
+    const record = await this.store.getRefreshToken(oldHash);
+    if (!record) throw unknownToken("Unknown refresh token");
+    const { userId, deviceId } = record;
+    const { tokens, issued } = this.tokensFor(userId, deviceId, true);
+    let evicted: string | undefined;
+    await this.store.issueTokens(userId, deviceId, (current) => {
+      // The check runs inside the device's optimistic commit: only one refresh wins.
+      if (!current || current.refreshTokenHash !== oldHash) {
+        throw unknownToken("Refresh token already used");
+      }
+      evicted = current.accessTokenHash;
+      return current;
+    }, tokens);
+    if (evicted) this.cache.delete(evicted);
+    return issued;
+  }
+
+  /** Log out one session: its device and tokens are deleted. */
+  async logout(session: Session): Promise<void> {
+    await this.deleteDevices(session.userId, [session.deviceId]);
+  }
+
+  /** Log out every device of a user. */
+  async logoutAll(userId: string): Promise<void> {
+    const devices = await this.store.listDevices(userId);
+    await this.deleteDevices(userId, devices.map((d) => d.deviceId));
+  }
+
+  /** Delete devices and revoke their tokens at once in this process. */
+  async deleteDevices(userId: string, deviceIds: string[]): Promise<void> {
+    for (const hash of await this.store.deleteDevices(userId, deviceIds)) this.cache.delete(hash);
+  }
+
+  /** Set a new password; with `logoutDevices`, every device but `keepDeviceId` is logged out. */
+  async changePassword(
+    userId: string,
+    newPassword: string,
+    logoutDevices: boolean,
+    keepDeviceId?: string,
+  ): Promise<void> {
+    const account = await this.activeAccount(userId);
+    account.passwordHash = await this.hasher.hash(checkPassword(newPassword));
+    await this.store.putAccount(account);
+    if (logoutDevices) {
+      const devices = await this.store.listDevices(userId);
+      await this.deleteDevices(
+        userId,
+        devices.map((d) => d.deviceId).filter((id) => id !== keepDeviceId),
+      );
+    }
+  }
+
+  /** Deactivate an account: no password, no devices; the user ID stays taken forever. */
+  async deactivate(userId: string): Promise<void> {
+    const account = await this.activeAccount(userId);
+    delete account.passwordHash;
+    account.deactivated = true;
+    await this.store.putAccount(account);
+    await this.logoutAll(userId);
+  }
+
+  /** The user's devices. */
+  listDevices(userId: string): Promise<DeviceRecord[]> {
+    return this.store.listDevices(userId);
+  }
+
+  /** One device, or null. */
+  getDevice(userId: string, deviceId: string): Promise<DeviceRecord | null> {
+    return this.store.getDevice(userId, deviceId);
+  }
+
+  /** Rename a device; false when there is no such device. */
+  renameDevice(userId: string, deviceId: string, displayName: string): Promise<boolean> {
+    return this.store.updateDevice(userId, deviceId, (d) => ({ ...d, displayName }));
+  }
+
+  /** The user ID a login identifier names: a full local user ID or a bare localpart. */
+  userIdForLogin(user: string): string {
+    if (user.startsWith("@")) {
+      const parsed = parseUserId(user);
+      if (!parsed.ok || parsed.value.serverName !== this.serverName) {
+        throw forbiddenLogin("Invalid username or password");
+      }
+      return `@${parsed.value.localpart.toLowerCase()}:${this.serverName}`;
+    }
+    return `@${user.toLowerCase()}:${this.serverName}`;
+  }
+
+  private userIdForRegistration(localpart: string): string {
+    const checked = checkRegistrationLocalpart(localpart, this.serverName);
+    if (!checked.ok) throw new MatrixError("M_INVALID_USERNAME", 400, checked.reason);
+    return `@${localpart}:${this.serverName}`;
+  }
+
+  private async activeAccount(userId: string): Promise<AccountRecord> {
+    const account = await this.store.getAccount(userId);
+    if (!account) throw forbidden("No such account");
+    if (account.deactivated) {
+      throw new MatrixError("M_USER_DEACTIVATED", 403, "This account has been deactivated");
+    }
+    return account;
+  }
+
+  private async login(userId: string, options: DeviceOptions): Promise<IssuedSession> {
+    const deviceId = options.deviceId === undefined
+      ? newDeviceId()
+      : checkDeviceId(options.deviceId);
+    const { tokens, issued } = this.tokensFor(userId, deviceId, options.refreshToken);
+    let evicted: string | undefined;
+    await this.store.issueTokens(userId, deviceId, (current) => {
+      // Logging in again with a known device ID replaces that device's tokens (spec).
+      evicted = current?.accessTokenHash;
+      return current
+        ? {
+          ...current,
+          ...(options.displayName !== undefined && { displayName: options.displayName }),
+        }
+        : this.deviceRecord(userId, deviceId, options.displayName);
+    }, tokens);
+    if (evicted) this.cache.delete(evicted);
+    return issued;
+  }
+
+  private newDevice(userId: string, options: DeviceOptions) {
+    const deviceId = options.deviceId === undefined
+      ? newDeviceId()
+      : checkDeviceId(options.deviceId);
+    const device = this.deviceRecord(userId, deviceId, options.displayName);
+    const { tokens, issued } = this.tokensFor(userId, deviceId, options.refreshToken);
+    device.accessTokenHash = tokens.accessHash;
+    if (tokens.refreshHash) device.refreshTokenHash = tokens.refreshHash;
+    return { device, tokens, issued };
+  }
+
+  private deviceRecord(userId: string, deviceId: string, displayName?: string): DeviceRecord {
+    const device: DeviceRecord = { userId, deviceId, createdAt: this.now() };
+    if (displayName !== undefined) device.displayName = displayName;
+    return device;
+  }
+
+  private tokensFor(userId: string, deviceId: string, refreshable?: boolean) {
+    const accessToken = newToken("access");
+    const access: AccessTokenRecord = { userId, deviceId, tokenId: randomId(12) };
+    const issued: IssuedSession = { userId, deviceId, accessToken };
+    const tokens: IssuedTokens = { accessHash: tokenHash(accessToken), access };
+    if (refreshable) {
+      const refreshToken = newToken("refresh");
+      access.expiresAt = this.now() + REFRESHABLE_TOKEN_LIFETIME_MS;
+      tokens.refreshHash = tokenHash(refreshToken);
+      issued.refreshToken = refreshToken;
+      issued.expiresInMs = REFRESHABLE_TOKEN_LIFETIME_MS;
+    }
+    return { tokens, issued };
+  }
+}
+
+function checkPassword(password: string): string {
+  if (password.length === 0) throw new MatrixError("M_WEAK_PASSWORD", 400, "Password is empty");
+  if (password.length > MAX_PASSWORD_LENGTH) {
+    throw new MatrixError(
+      "M_INVALID_PARAM",
+      400,
+      `Password is over ${MAX_PASSWORD_LENGTH} characters`,
+    );
+  }
+  return password;
+}
+
+function checkDeviceId(deviceId: string): string {
+  const parsed = parseDeviceId(deviceId);
+  if (!parsed.ok) throw new MatrixError("M_INVALID_PARAM", 400, parsed.reason);
+  return deviceId;
+}
+
+const userInUse = () => new MatrixError("M_USER_IN_USE", 400, "That user ID is already taken");
+const forbiddenLogin = (message: string) => new MatrixError("M_FORBIDDEN", 403, message);
+const unknownToken = (message: string) =>
+  new MatrixError("M_UNKNOWN_TOKEN", 401, message, { soft_logout: false });

@@ -1,0 +1,65 @@
+/**
+ * The user-interactive auth stages accounts offer: m.login.dummy, m.login.password (proving the
+ * authenticated user's own password) and m.login.registration_token.
+ */
+import { badJson, forbidden, MatrixError } from "../errors.ts";
+import type { AccountService } from "./account_service.ts";
+import type { UiaStageHandler } from "./user_interactive_auth.ts";
+
+/** m.login.dummy: always passes; it only lets a client complete the flow. */
+export const dummyStage: UiaStageHandler = () => Promise.resolve();
+
+/** The user a login-style `identifier` (or legacy `user`) names, or undefined. */
+export function identifiedUser(dict: Record<string, unknown>): string | undefined {
+  const identifier = dict.identifier;
+  if (identifier !== undefined) {
+    if (typeof identifier !== "object" || identifier === null) {
+      throw badJson("'identifier' must be an object");
+    }
+    const { type, user } = identifier as Record<string, unknown>;
+    if (type !== "m.id.user") {
+      throw new MatrixError("M_UNKNOWN", 400, `Unsupported identifier type ${String(type)}`);
+    }
+    if (typeof user !== "string") throw badJson("'identifier.user' must be a string");
+    return user;
+  }
+  if (dict.user !== undefined) {
+    if (typeof dict.user !== "string") throw badJson("'user' must be a string");
+    return dict.user;
+  }
+  return undefined;
+}
+
+/** m.login.password for an authenticated user: the identifier, if given, must be that user. */
+export function passwordStage(accounts: AccountService, userId: string): UiaStageHandler {
+  return async (auth) => {
+    const user = identifiedUser(auth);
+    if (user !== undefined && accounts.userIdForLogin(user) !== userId) {
+      throw forbidden("Authenticate as the user making the request");
+    }
+    if (typeof auth.password !== "string") throw badJson("'auth.password' must be a string");
+    await accounts.checkPassword(userId, auth.password);
+  };
+}
+
+/** m.login.registration_token: the configured token, compared in constant time. */
+export function registrationTokenStage(expected: string): UiaStageHandler {
+  return (auth) => {
+    if (typeof auth.token !== "string") {
+      return Promise.reject(badJson("'auth.token' must be a string"));
+    }
+    if (!sameSecret(auth.token, expected)) {
+      return Promise.reject(forbidden("Invalid registration token"));
+    }
+    return Promise.resolve();
+  };
+}
+
+/** Compare secrets without an early exit on the first differing character. */
+export function sameSecret(a: string, b: string): boolean {
+  let diff = a.length ^ b.length;
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    diff |= (a.charCodeAt(i) || 0) ^ (b.charCodeAt(i) || 0);
+  }
+  return diff === 0;
+}

@@ -1,0 +1,94 @@
+/**
+ * Rate limits: one token bucket per (action, key), in memory, with an injectable clock. A bucket
+ * holds up to `burst` tokens and refills at `perSecond`; each request takes one. Buckets that
+ * have refilled completely carry no information and are dropped when the map grows.
+ */
+
+/** The rate-limited actions. */
+export type RateLimitedAction = "login" | "register" | "create_room" | "send" | "join";
+
+/** A token bucket's shape. */
+export interface RateLimitRule {
+  burst: number;
+  perSecond: number;
+}
+
+/**
+ * Defaults: generous for real clients (Element sends bursts on start-up) and for test suites
+ * that create many rooms and messages per user quickly; tight where guessing pays (login).
+ */
+export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRule>> = Object
+  .freeze({
+    login: { burst: 10, perSecond: 1 },
+    register: { burst: 10, perSecond: 0.2 },
+    create_room: { burst: 50, perSecond: 2 },
+    send: { burst: 100, perSecond: 20 },
+    join: { burst: 50, perSecond: 5 },
+  });
+
+/** The outcome of taking a token: allowed, or refused with the wait until the next token. */
+export type RateLimitResult = { allowed: true } | { allowed: false; retryAfterMs: number };
+
+/** Buckets kept before idle ones are swept. */
+const MAX_BUCKETS = 100_000;
+
+interface Bucket {
+  tokens: number;
+  updatedAt: number;
+}
+
+/** Token buckets per (action, key). */
+export class RateLimiter {
+  private readonly buckets = new Map<string, Bucket>();
+
+  /** `rules` per action; `now` injectable so tests need no sleeping. */
+  constructor(
+    private readonly rules: Readonly<Record<RateLimitedAction, RateLimitRule>> =
+      DEFAULT_RATE_LIMITS,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Take one token from the bucket of (action, key). */
+  take(action: RateLimitedAction, key: string): RateLimitResult {
+    const rule = this.rules[action];
+    const now = this.now();
+    const id = `${action}\u0000${key}`;
+    const bucket = this.buckets.get(id) ?? { tokens: rule.burst, updatedAt: now };
+    const elapsed = Math.max(0, now - bucket.updatedAt) / 1000;
+    bucket.tokens = Math.min(rule.burst, bucket.tokens + elapsed * rule.perSecond);
+    bucket.updatedAt = now;
+    if (bucket.tokens >= 1) {
+      bucket.tokens -= 1;
+      this.store(id, bucket);
+      return { allowed: true };
+    }
+    this.store(id, bucket);
+    const retryAfterMs = Math.ceil(((1 - bucket.tokens) / rule.perSecond) * 1000);
+    return { allowed: false, retryAfterMs };
+  }
+
+  private store(id: string, bucket: Bucket): void {
+    if (!this.buckets.has(id) && this.buckets.size >= MAX_BUCKETS) this.sweep();
+    this.buckets.set(id, bucket);
+  }
+
+  /** Drop buckets that are full again (or would be): forgetting them changes no answer. */
+  private sweep(): void {
+    const now = this.now();
+    for (const [id, bucket] of this.buckets) {
+      const action = id.slice(0, id.indexOf("\u0000")) as RateLimitedAction;
+      const rule = this.rules[action];
+      if (bucket.tokens + ((now - bucket.updatedAt) / 1000) * rule.perSecond >= rule.burst) {
+        this.buckets.delete(id);
+      }
+    }
+    // Under a flood of distinct keys nothing may be full; then forget the oldest half.
+    if (this.buckets.size >= MAX_BUCKETS) {
+      let drop = this.buckets.size / 2;
+      for (const id of this.buckets.keys()) {
+        if (drop-- <= 0) break;
+        this.buckets.delete(id);
+      }
+    }
+  }
+}

@@ -1,0 +1,192 @@
+/**
+ * Accounts, devices and token hashes on Deno KV. A device record names its current token
+ * hashes, so replacing or revoking a device's tokens is one atomic commit guarded by the device
+ * record's versionstamp.
+ */
+import { accountKeys as keys } from "./schema.ts";
+import type {
+  AccessTokenRecord,
+  AccountRecord,
+  AccountStore,
+  DeviceRecord,
+  IssuedTokens,
+  LoginTokenRecord,
+  RefreshTokenRecord,
+  UiaSessionRecord,
+} from "../domain/ports/account_store.ts";
+
+/** Optimistic commits retry this often before giving up (contention on one device is rare). */
+const MAX_ATTEMPTS = 20;
+
+/** The AccountStore port over one KV database. */
+export class KvAccountStore implements AccountStore {
+  /** `now` sets expiry of UIA sessions and login tokens. */
+  constructor(private readonly kv: Deno.Kv, private readonly now: () => number = Date.now) {}
+
+  /** Read an account. */
+  async getAccount(userId: string): Promise<AccountRecord | null> {
+    return (await this.kv.get<AccountRecord>(keys.account(userId))).value;
+  }
+
+  /** Create an account (and its first device); false when the user ID is taken. */
+  async createAccount(
+    account: AccountRecord,
+    device?: DeviceRecord,
+    tokens?: IssuedTokens,
+  ): Promise<boolean> {
+    const op = this.kv.atomic()
+      .check({ key: keys.account(account.userId), versionstamp: null })
+      .set(keys.account(account.userId), account);
+    if (device) {
+      op.set(keys.device(device.userId, device.deviceId), device);
+      if (tokens) this.setTokens(op, tokens);
+    }
+    return (await op.commit()).ok;
+  }
+
+  /** Overwrite an account record. */
+  async putAccount(account: AccountRecord): Promise<void> {
+    await this.kv.set(keys.account(account.userId), account);
+  }
+
+  /** Read one device. */
+  async getDevice(userId: string, deviceId: string): Promise<DeviceRecord | null> {
+    return (await this.kv.get<DeviceRecord>(keys.device(userId, deviceId))).value;
+  }
+
+  /** All devices of a user, in device ID order. */
+  async listDevices(userId: string): Promise<DeviceRecord[]> {
+    const out: DeviceRecord[] = [];
+    for await (const entry of this.kv.list<DeviceRecord>({ prefix: keys.devicePrefix(userId) })) {
+      out.push(entry.value);
+    }
+    return out;
+  }
+
+  /** Make `tokens` the device's only tokens, creating or updating the device record. */
+  async issueTokens(
+    userId: string,
+    deviceId: string,
+    update: (current: DeviceRecord | null) => DeviceRecord,
+    tokens: IssuedTokens,
+  ): Promise<DeviceRecord> {
+    const key = keys.device(userId, deviceId);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const entry = await this.kv.get<DeviceRecord>(key);
+      const next = {
+        ...update(entry.value),
+        accessTokenHash: tokens.accessHash,
+        refreshTokenHash: tokens.refreshHash,
+      };
+      if (next.refreshTokenHash === undefined) delete next.refreshTokenHash;
+      const op = this.kv.atomic().check(entry).set(key, next);
+      if (entry.value) this.deleteTokens(op, entry.value);
+      this.setTokens(op, tokens);
+      if ((await op.commit()).ok) return next;
+    }
+    throw new Error(`issueTokens: too much contention on device ${deviceId}`);
+  }
+
+  /** Update a device's metadata, keeping its tokens. */
+  async updateDevice(
+    userId: string,
+    deviceId: string,
+    update: (current: DeviceRecord) => DeviceRecord,
+  ): Promise<boolean> {
+    const key = keys.device(userId, deviceId);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const entry = await this.kv.get<DeviceRecord>(key);
+      if (!entry.value) return false;
+      const next = {
+        ...update(entry.value),
+        accessTokenHash: entry.value.accessTokenHash,
+        refreshTokenHash: entry.value.refreshTokenHash,
+      };
+      if ((await this.kv.atomic().check(entry).set(key, next).commit()).ok) return true;
+    }
+    throw new Error(`updateDevice: too much contention on device ${deviceId}`);
+  }
+
+  /** Delete devices with their tokens; returns the revoked access token hashes. */
+  async deleteDevices(userId: string, deviceIds: string[]): Promise<string[]> {
+    const revoked: string[] = [];
+    // One device per commit keeps each commit far below KV's mutation limits for any count.
+    for (const deviceId of new Set(deviceIds)) {
+      const key = keys.device(userId, deviceId);
+      for (let attempt = 0;; attempt++) {
+        const entry = await this.kv.get<DeviceRecord>(key);
+        if (!entry.value) break;
+        const op = this.kv.atomic().check(entry).delete(key);
+        this.deleteTokens(op, entry.value);
+        if ((await op.commit()).ok) {
+          if (entry.value.accessTokenHash) revoked.push(entry.value.accessTokenHash);
+          break;
+        }
+        if (attempt >= MAX_ATTEMPTS) throw new Error(`deleteDevices: contention on ${deviceId}`);
+      }
+    }
+    return revoked;
+  }
+
+  /** Look up an access token hash. */
+  async getAccessToken(hash: string): Promise<AccessTokenRecord | null> {
+    return (await this.kv.get<AccessTokenRecord>(keys.accessToken(hash))).value;
+  }
+
+  /** Look up a refresh token hash. */
+  async getRefreshToken(hash: string): Promise<RefreshTokenRecord | null> {
+    return (await this.kv.get<RefreshTokenRecord>(keys.refreshToken(hash))).value;
+  }
+
+  /** Read a UIA session unless it has expired. */
+  async getUiaSession(id: string): Promise<UiaSessionRecord | null> {
+    const session = (await this.kv.get<UiaSessionRecord>(keys.uiaSession(id))).value;
+    return session && session.expiresAt > this.now() ? session : null;
+  }
+
+  /** Store a UIA session; KV drops it some time after it expires. */
+  async putUiaSession(session: UiaSessionRecord): Promise<void> {
+    await this.kv.set(keys.uiaSession(session.id), session, {
+      expireIn: Math.max(1, session.expiresAt - this.now()),
+    });
+  }
+
+  /** Forget a UIA session (after it authorised its request). */
+  async deleteUiaSession(id: string): Promise<void> {
+    await this.kv.delete(keys.uiaSession(id));
+  }
+
+  /** Store a login token hash until it expires. */
+  async putLoginToken(hash: string, record: LoginTokenRecord): Promise<void> {
+    await this.kv.set(keys.loginToken(hash), record, {
+      expireIn: Math.max(1, record.expiresAt - this.now()),
+    });
+  }
+
+  /** Consume a login token: only one caller can win the delete. */
+  async takeLoginToken(hash: string): Promise<LoginTokenRecord | null> {
+    const entry = await this.kv.get<LoginTokenRecord>(keys.loginToken(hash));
+    if (!entry.value) return null;
+    const { ok } = await this.kv.atomic().check(entry).delete(entry.key).commit();
+    if (!ok || entry.value.expiresAt <= this.now()) return null;
+    return entry.value;
+  }
+
+  private setTokens(op: Deno.AtomicOperation, tokens: IssuedTokens): void {
+    op.set(keys.accessToken(tokens.accessHash), tokens.access);
+    if (tokens.refreshHash) {
+      op.set(
+        keys.refreshToken(tokens.refreshHash),
+        {
+          userId: tokens.access.userId,
+          deviceId: tokens.access.deviceId,
+        } satisfies RefreshTokenRecord,
+      );
+    }
+  }
+
+  private deleteTokens(op: Deno.AtomicOperation, device: DeviceRecord): void {
+    if (device.accessTokenHash) op.delete(keys.accessToken(device.accessTokenHash));
+    if (device.refreshTokenHash) op.delete(keys.refreshToken(device.refreshTokenHash));
+  }
+}

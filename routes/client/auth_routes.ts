@@ -1,0 +1,198 @@
+/**
+ * Registration, login, token refresh, logout and whoami (spec: "Client Authentication" and
+ * "Account registration and management").
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { forbidden, MatrixError } from "../../domain/errors.ts";
+import type { IssuedSession } from "../../domain/accounts/account_service.ts";
+import {
+  dummyStage,
+  identifiedUser,
+  passwordStage,
+  registrationTokenStage,
+  sameSecret,
+} from "../../domain/accounts/uia_stages.ts";
+import type { UiaFlow, UiaStageHandler } from "../../domain/accounts/user_interactive_auth.ts";
+import type { AppDeps } from "../deps.ts";
+import { readJsonBody, readQuery } from "../json_body.ts";
+import type { ClientArea } from "./client_api.ts";
+import { type ClientEnv, requireSession } from "./session_middleware.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
+
+const DEVICE_DISPLAY_NAME_MAX = 512;
+
+const authDict = z.unknown().optional();
+
+const registerBody = z.object({
+  auth: authDict,
+  username: z.string().max(255).optional(),
+  password: z.string().optional(),
+  device_id: z.string().optional(),
+  initial_device_display_name: z.string().max(DEVICE_DISPLAY_NAME_MAX).optional(),
+  inhibit_login: z.boolean().optional(),
+  refresh_token: z.boolean().optional(),
+});
+
+const loginBody = z.object({
+  type: z.string(),
+  identifier: z.unknown().optional(),
+  user: z.unknown().optional(),
+  password: z.string().optional(),
+  token: z.string().optional(),
+  device_id: z.string().optional(),
+  initial_device_display_name: z.string().max(DEVICE_DISPLAY_NAME_MAX).optional(),
+  refresh_token: z.boolean().optional(),
+});
+
+const LOGIN_FLOWS = [{ type: "m.login.password" }, { type: "m.login.token" }];
+
+/** The client's view of a new session, in the spec's snake_case. */
+function sessionBody(issued: IssuedSession, serverName: string): Record<string, unknown> {
+  const body: Record<string, unknown> = {
+    user_id: issued.userId,
+    access_token: issued.accessToken,
+    device_id: issued.deviceId,
+    // Deprecated in the spec but still read by some older clients.
+    home_server: serverName,
+  };
+  if (issued.refreshToken !== undefined) {
+    body.refresh_token = issued.refreshToken;
+    body.expires_in_ms = issued.expiresInMs;
+  }
+  return body;
+}
+
+/** The registration flows the server's mode offers. */
+function registrationFlows(
+  deps: AppDeps,
+): { flows: UiaFlow[]; stages: Record<string, UiaStageHandler> } {
+  const token = deps.config.registrationToken;
+  if (deps.config.registration === "token" && token !== undefined) {
+    return {
+      flows: [{ stages: ["m.login.registration_token"] }],
+      stages: { "m.login.registration_token": registrationTokenStage(token) },
+    };
+  }
+  return { flows: [{ stages: ["m.login.dummy"] }], stages: { "m.login.dummy": dummyStage } };
+}
+
+/** The area's routes: v3 (and r0) plus the v1 login-token and registration-token endpoints. */
+export function authArea(deps: AppDeps): ClientArea {
+  const { accounts, uia } = deps;
+  const serverName = deps.config.serverName;
+  const v3 = new Hono<ClientEnv>();
+  const v1 = new Hono<ClientEnv>();
+  const session = requireSession(deps.sessions);
+
+  v3.post("/register", rateLimited(deps, "register"), async (c) => {
+    const { kind } = readQuery(c, z.object({ kind: z.string().optional() }));
+    if (kind === "guest") {
+      throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", 403, "Guest access is not enabled");
+    }
+    if (kind !== undefined && kind !== "user") {
+      throw new MatrixError("M_INVALID_PARAM", 400, "kind must be 'user' or 'guest'");
+    }
+    if (deps.config.registration === "closed") throw forbidden("Registration is closed");
+    const body = await readJsonBody(c, registerBody);
+    // Tell the client about a bad or taken username before it goes through the stages.
+    if (body.username !== undefined) await accounts.checkAvailable(body.username.toLowerCase());
+    await uia.authenticate({ action: "register", auth: body.auth, ...registrationFlows(deps) });
+    const registered = await accounts.register({
+      localpart: body.username,
+      password: body.password,
+      deviceId: body.device_id,
+      displayName: body.initial_device_display_name,
+      inhibitLogin: body.inhibit_login,
+      refreshToken: body.refresh_token,
+    });
+    if (registered.accessToken === undefined) {
+      return c.json({ user_id: registered.userId, home_server: serverName });
+    }
+    return c.json(sessionBody(registered as IssuedSession, serverName));
+  });
+
+  v3.get("/register/available", async (c) => {
+    const { username } = readQuery(c, z.object({ username: z.string() }));
+    if (deps.config.registration === "closed") throw forbidden("Registration is closed");
+    await accounts.checkAvailable(username.toLowerCase());
+    return c.json({ available: true });
+  });
+
+  v1.get("/register/m.login.registration_token/validity", (c) => {
+    const { token } = readQuery(c, z.object({ token: z.string() }));
+    if (deps.config.registration !== "token") {
+      throw forbidden("Registration tokens are not used on this server");
+    }
+    return c.json({ valid: sameSecret(token, deps.config.registrationToken ?? "") });
+  });
+
+  v3.get("/login", (c) => c.json({ flows: LOGIN_FLOWS }));
+
+  v3.post("/login", rateLimited(deps, "login"), async (c) => {
+    const body = await readJsonBody(c, loginBody);
+    const options = {
+      deviceId: body.device_id,
+      displayName: body.initial_device_display_name,
+      refreshToken: body.refresh_token,
+    };
+    let issued: IssuedSession;
+    if (body.type === "m.login.password") {
+      const user = identifiedUser(body as Record<string, unknown>);
+      if (user === undefined) throw new MatrixError("M_MISSING_PARAM", 400, "Missing 'identifier'");
+      if (body.password === undefined) {
+        throw new MatrixError("M_MISSING_PARAM", 400, "Missing 'password'");
+      }
+      issued = await accounts.loginWithPassword(user, body.password, options);
+    } else if (body.type === "m.login.token") {
+      if (body.token === undefined) {
+        throw new MatrixError("M_MISSING_PARAM", 400, "Missing 'token'");
+      }
+      issued = await accounts.loginWithToken(body.token, options);
+    } else {
+      throw new MatrixError("M_UNKNOWN", 400, `Unsupported login type ${body.type}`);
+    }
+    return c.json(sessionBody(issued, serverName));
+  });
+
+  v1.post("/login/get_token", session, async (c) => {
+    const { userId } = c.get("session");
+    const body = await readJsonBody(c, z.object({ auth: authDict }), { emptyAsObject: true });
+    await uia.authenticate({
+      action: "get_login_token",
+      userId,
+      auth: body.auth,
+      flows: [{ stages: ["m.login.password"] }],
+      stages: { "m.login.password": passwordStage(accounts, userId) },
+    });
+    const { token, expiresInMs } = await accounts.createLoginToken(userId);
+    return c.json({ login_token: token, expires_in_ms: expiresInMs });
+  });
+
+  v3.post("/refresh", async (c) => {
+    const body = await readJsonBody(c, z.object({ refresh_token: z.string() }));
+    const issued = await accounts.refresh(body.refresh_token);
+    return c.json({
+      access_token: issued.accessToken,
+      refresh_token: issued.refreshToken,
+      expires_in_ms: issued.expiresInMs,
+    });
+  });
+
+  v3.post("/logout", session, async (c) => {
+    await accounts.logout(c.get("session"));
+    return c.json({});
+  });
+
+  v3.post("/logout/all", session, async (c) => {
+    await accounts.logoutAll(c.get("session").userId);
+    return c.json({});
+  });
+
+  v3.get("/account/whoami", session, (c) => {
+    const { userId, deviceId } = c.get("session");
+    return c.json({ user_id: userId, device_id: deviceId, is_guest: false });
+  });
+
+  return { v3: v3 as unknown as Hono, v1: v1 as unknown as Hono };
+}

@@ -1,0 +1,43 @@
+/**
+ * Rate limiting at the edge: `rateLimited(deps, action)` takes a token from the bucket of the
+ * authenticated user (mount it after `requireSession`) or, for anonymous requests such as login
+ * and register, of the client's address. Over the limit: 429 M_LIMIT_EXCEEDED.
+ */
+import type { Context, MiddlewareHandler } from "hono";
+import { MatrixError } from "../../domain/errors.ts";
+import type { RateLimitedAction } from "../../domain/rate_limiter.ts";
+import type { Session } from "../../domain/session.ts";
+import type { AppDeps } from "../deps.ts";
+
+/**
+ * The client's address from Deno.serve's connection info (Hono passes it as `c.env`); undefined
+ * when the app is called without one (in-process tests). Forwarded-for headers are not trusted:
+ * anyone can set them.
+ */
+export function clientAddress(c: Context): string | undefined {
+  const env = c.env as { remoteAddr?: { hostname?: unknown } } | undefined;
+  const hostname = env?.remoteAddr?.hostname;
+  return typeof hostname === "string" ? hostname : undefined;
+}
+
+/** Middleware refusing requests over the action's rate limit (off with TESSERA_RATE_LIMITS=off). */
+export function rateLimited(deps: AppDeps, action: RateLimitedAction): MiddlewareHandler {
+  return async (c, next) => {
+    if (deps.config.rateLimits) {
+      const session = c.get("session") as Session | undefined;
+      const address = clientAddress(c);
+      // Without a user or an address there is nothing fair to key on; let it through.
+      const key = session ? `user:${session.userId}` : address ? `addr:${address}` : undefined;
+      if (key !== undefined) {
+        const result = deps.rateLimiter.take(action, key);
+        if (!result.allowed) {
+          c.header("Retry-After", String(Math.ceil(result.retryAfterMs / 1000)));
+          throw new MatrixError("M_LIMIT_EXCEEDED", 429, "Too many requests", {
+            retry_after_ms: result.retryAfterMs,
+          });
+        }
+      }
+    }
+    await next();
+  };
+}

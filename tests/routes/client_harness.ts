@@ -1,0 +1,51 @@
+/**
+ * Helpers for client API tests: register users over the real HTTP surface of a test server
+ * (`startTestServer()`), and options that keep password hashing cheap in tests.
+ */
+import type { JsonResponse, RequestOptions } from "./test_server.ts";
+import type { ScryptParams } from "../../domain/accounts/password_hash.ts";
+
+/** What `registerUser` needs of a test server. */
+export interface HarnessServer {
+  request(method: string, path: string, options?: RequestOptions): Promise<JsonResponse>;
+}
+
+/** A registered user's credentials. */
+export interface RegisteredUser {
+  userId: string;
+  accessToken: string;
+  deviceId: string;
+}
+
+/**
+ * Pass as `startTestServer(env, FAST_HASHING)` when a test sets passwords: scrypt with N = 2^10
+ * instead of 2^15 (it is a variable, so the wider type passes through to assembleServer).
+ */
+export const FAST_HASHING: { now?: () => number; passwordHashing: ScryptParams } = {
+  passwordHashing: { logN: 10, r: 8, p: 1 },
+};
+
+/**
+ * Register `localpart` with m.login.dummy and return its session. Without `password` the
+ * account has none (no scrypt cost; it cannot use password login).
+ */
+export async function registerUser(
+  server: HarnessServer,
+  localpart: string,
+  password?: string,
+): Promise<RegisteredUser> {
+  const body: Record<string, unknown> = {
+    username: localpart,
+    auth: { type: "m.login.dummy" },
+  };
+  if (password !== undefined) body.password = password;
+  const res = await server.request("POST", "/_matrix/client/v3/register", { body });
+  if (res.status !== 200) {
+    throw new Error(`registerUser(${localpart}): ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  return {
+    userId: res.body.user_id,
+    accessToken: res.body.access_token,
+    deviceId: res.body.device_id,
+  };
+}
