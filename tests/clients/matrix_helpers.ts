@@ -79,3 +79,42 @@ export function recordingFetch(failures: string[]): typeof fetch {
 export function pending(): boolean {
   return Deno.env.get("TESSERA_RUN_PENDING_CLIENT_TESTS") !== "1";
 }
+
+/**
+ * Register `localpart` over plain HTTP the way interactive clients do: POST /register without
+ * auth for the flows and a session, then again with m.login.dummy. Returns the user ID.
+ */
+export async function registerUser(
+  baseUrl: string,
+  localpart: string,
+  password: string,
+): Promise<string> {
+  const url = `${baseUrl}/_matrix/client/v3/register`;
+  const post = async (body: unknown) => {
+    const res = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    const text = await res.text();
+    let json;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = { raw: text };
+    }
+    return { status: res.status, json };
+  };
+  const request = { username: localpart, password, inhibit_login: true };
+  let res = await post(request);
+  if (res.status === 401) {
+    res = await post({ ...request, auth: { type: "m.login.dummy", session: res.json.session } });
+  }
+  if (res.status !== 200) {
+    throw new Error(
+      `POST /_matrix/client/v3/register -> ${res.status} ${res.json?.errcode ?? ""}: ` +
+        JSON.stringify(res.json),
+    );
+  }
+  return res.json.user_id;
+}
