@@ -9,6 +9,8 @@ import { keyringFromSeed } from "./domain/server_keys.ts";
 import { LocalEventSender } from "./domain/local_event_sender.ts";
 import { SyncNotifier } from "./domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "./domain/sync/sync_stream.ts";
+import { FilterService } from "./domain/sync/filters.ts";
+import { KvFilterStore } from "./kv/filter_store.ts";
 import { resolveState } from "./domain/state_res/resolve_state.ts";
 import { KvEventStore } from "./kv/kv_event_store.ts";
 import { loadOrCreateSigningSeed } from "./kv/server_signing_seed.ts";
@@ -73,6 +75,7 @@ export async function assembleServer(
     sender,
     syncNotifier,
     syncStreams,
+    filters: new FilterService(new KvFilterStore(kv)),
   };
   return { app: buildApp(deps), deps };
 }

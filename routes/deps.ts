@@ -9,6 +9,7 @@ import type { UserInteractiveAuth } from "../domain/accounts/user_interactive_au
 import type { RateLimiter } from "../domain/rate_limiter.ts";
 import type { SyncNotifier } from "../domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "../domain/sync/sync_stream.ts";
+import type { FilterService } from "../domain/sync/filters.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -34,4 +35,6 @@ export interface AppDeps {
   syncNotifier: SyncNotifier;
   /** Sync streams besides rooms (account data, typing, receipts, ...); areas push theirs. */
   syncStreams: SyncStreamProvider[];
+  /** Uploaded sync filters, and resolving `/sync?filter=`. */
+  filters: FilterService;
 }

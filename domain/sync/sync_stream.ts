@@ -8,7 +8,7 @@
  * adapters turn them back into versionstamps with kv/stream_tokens.ts `parseSyncToken` and
  * compare them with each entry's versionstamp. Fixed width, so they also compare as strings.
  */
-import type { SyncFilter } from "./sync_filter.ts";
+import type { Filter } from "../event_filter.ts";
 import type { SyncResponse } from "./sync_response.ts";
 
 /** What one sync request asks of every stream. */
@@ -21,7 +21,7 @@ export interface SyncStreamRequest {
   upTo: string;
   /** The client asked for `full_state`. */
   fullState: boolean;
-  filter: SyncFilter;
+  filter: Filter;
   /**
    * Rooms the user is joined to now, after the filter's room list: per-room streams (typing,
    * receipts, room account data) add to `rooms.join[roomId]` only for these.

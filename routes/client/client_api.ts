@@ -7,6 +7,8 @@
 import { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
 import { authArea } from "./auth_routes.ts";
+import { filterArea } from "./filter_routes.ts";
+import { syncArea } from "./sync_routes.ts";
 
 /** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
 export interface ClientArea {
@@ -16,7 +18,7 @@ export interface ClientArea {
 
 /** Every area, in the order their routes are tried. Areas add themselves here. */
 function clientAreas(deps: AppDeps): ClientArea[] {
-  return [authArea(deps)];
+  return [authArea(deps), syncArea(deps), filterArea(deps)];
 }
 
 /** Mount every client area under its prefixes. */

@@ -1,0 +1,285 @@
+/**
+ * The rooms stream: `rooms.join`, `invite`, `leave` and `knock`. Each room the user has a
+ * membership in is placed by the membership it had at the barrier. In an incremental sync a
+ * room appears when its log has events in (since, upTo] (joined rooms) or when the user's own
+ * membership event is in that window (a new invite, join, leave or knock); a room joined in the
+ * window gets its full state, like an initial sync.
+ */
+import { type Filter, matchesRoomEventFilter, roomAllowed } from "../event_filter.ts";
+import { stateKey } from "../events.ts";
+import type { JsonObject } from "../json.ts";
+import type { EventStore, Membership, RoomChanges, StoredEvent } from "../ports/event_store.ts";
+import { roomVersion } from "../room_versions.ts";
+import { renderEvents } from "./event_format.ts";
+import { stateSection } from "./room_state_section.ts";
+import { strippedState } from "./stripped_state.ts";
+import { joinedRoomEntry, type SyncResponse, type UnreadCounts } from "./sync_response.ts";
+import type { SyncStreamRequest } from "./sync_stream.ts";
+import { isAfter, syncTokenAt } from "./sync_token.ts";
+
+/** Timeline events per room when the filter sets no limit (Synapse's default). */
+export const DEFAULT_TIMELINE_LIMIT = 10;
+/** Most timeline events per room a filter may ask for. */
+export const MAX_TIMELINE_LIMIT = 200;
+
+/** Unread counts per room, from the push rules' notification counts. */
+export interface NotificationCounts {
+  countsFor(
+    userId: string,
+    roomIds: readonly string[],
+  ): Promise<Map<string, UnreadCounts & { threads?: Record<string, UnreadCounts> }>>;
+}
+
+/** What the rooms stream reads. */
+export interface RoomStreamDeps {
+  store: EventStore;
+  notificationCounts?: NotificationCounts;
+  /** Transaction IDs the device used for these events, when it sent them. */
+  transactionIds?(deviceId: string, eventIds: readonly string[]): Promise<Map<string, string>>;
+}
+
+/** A room and the membership the user had in it at the barrier. */
+interface PlacedRoom {
+  roomId: string;
+  membership: string;
+  event: StoredEvent;
+}
+
+/** Builds the rooms section; run before every other stream (it decides the joined rooms). */
+export class RoomStream {
+  /** Over the event store and optional counters. */
+  constructor(private readonly deps: RoomStreamDeps) {}
+
+  /** Rooms the user is joined to at the barrier, after the filter's room list. */
+  async fill(
+    request: Omit<SyncStreamRequest, "joinedRoomIds">,
+    response: SyncResponse,
+  ): Promise<string[]> {
+    const { store } = this.deps;
+    const { since, upTo, filter } = request;
+    const roomFilter = filter.room ?? {};
+    const memberships = (await store.roomsOfUser(request.userId))
+      .filter((m) => roomAllowed(roomFilter, m.roomId));
+    const placed = await this.#placeAt(memberships, upTo);
+    const joined = placed.filter((p) => p.membership === "join");
+    const incremental = since !== undefined;
+    const limit = Math.min(
+      MAX_TIMELINE_LIMIT,
+      Math.max(1, roomFilter.timeline?.limit ?? DEFAULT_TIMELINE_LIMIT),
+    );
+
+    // Joined rooms: the window's events (all of them on a full sync or full_state).
+    const changes = await store.roomChanges({
+      roomIds: joined.map((p) => p.roomId),
+      since: request.fullState ? undefined : since,
+      upTo,
+      limit,
+    });
+    const changed = new Map(changes.map((c) => [c.roomId, c]));
+    const entries: Promise<void>[] = [];
+    for (const room of joined) {
+      const change = changed.get(room.roomId);
+      const newlyJoined = incremental && isAfter(room.event.versionstamp, since);
+      if (!change && !newlyJoined && !(request.fullState && incremental)) {
+        if (!incremental) joinedRoomEntry(response, room.roomId); // a room with no events yet
+        continue;
+      }
+      const full = !incremental || request.fullState || newlyJoined;
+      entries.push(this.#joinedRoom(request, response, room.roomId, change, full));
+    }
+
+    for (const room of placed) {
+      const inWindow = !incremental || isAfter(room.event.versionstamp, since);
+      if (!inWindow) continue;
+      if (room.membership === "invite") {
+        entries.push(
+          strippedState(store, room.event).then((events) => {
+            response.rooms.invite[room.roomId] = { invite_state: { events } };
+          }),
+        );
+      } else if (room.membership === "knock") {
+        entries.push(
+          strippedState(store, room.event).then((events) => {
+            response.rooms.knock[room.roomId] = { knock_state: { events } };
+          }),
+        );
+      } else if (room.membership === "leave" || room.membership === "ban") {
+        // A full sync shows left rooms only on request; an incremental one shows the leave.
+        if (incremental || roomFilter.include_leave === true) {
+          entries.push(this.#leftRoom(request, response, room));
+        }
+      }
+    }
+    await Promise.all(entries);
+    return joined.map((p) => p.roomId);
+  }
+
+  /**
+   * Each room's membership event as of the barrier. The membership projection is current
+   * state, so one written after the barrier is traced back to the state at the barrier.
+   */
+  async #placeAt(memberships: Membership[], upTo: string): Promise<PlacedRoom[]> {
+    const { store } = this.deps;
+    const events = await store.getEvents(memberships.map((m) => m.eventId));
+    const placed: PlacedRoom[] = [];
+    await Promise.all(memberships.map(async (m) => {
+      let event = events.get(m.eventId);
+      if (!event) return;
+      if (isAfter(event.versionstamp, upTo)) {
+        const older = await this.#membershipAtToken(m.roomId, m.userId, upTo);
+        if (!older) return;
+        event = older;
+      }
+      const membership = event.pdu.content.membership;
+      if (typeof membership === "string") {
+        placed.push({ roomId: m.roomId, membership, event });
+      }
+    }));
+    return placed.sort((a, b) => (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
+  }
+
+  /** The user's member event after the last event not newer than `upTo` (rare: a race). */
+  async #membershipAtToken(
+    roomId: string,
+    userId: string,
+    upTo: string,
+  ): Promise<StoredEvent | undefined> {
+    const { store } = this.deps;
+    let from: string | undefined;
+    for (;;) {
+      const page = await store.timeline(roomId, { from, dir: "b", limit: 50 });
+      const last = page.events.find((e) => !isAfter(e.versionstamp, upTo));
+      if (last) {
+        const state = await store.stateAtEvent(last.eventId, "after");
+        const id = state?.get(stateKey("m.room.member", userId));
+        return id ? (await store.getEvent(id)) ?? undefined : undefined;
+      }
+      if (page.end === undefined) return undefined;
+      from = page.end;
+    }
+  }
+
+  async #joinedRoom(
+    request: Omit<SyncStreamRequest, "joinedRoomIds">,
+    response: SyncResponse,
+    roomId: string,
+    change: RoomChanges | undefined,
+    full: boolean,
+  ): Promise<void> {
+    const { store } = this.deps;
+    const filter = request.filter.room ?? {};
+    const head = await store.roomHead(roomId);
+    const version = head ? roomVersion(head.roomVersion) : undefined;
+    if (!version) return;
+    const timeline = change?.events ?? [];
+    const prevBatch = change?.prevBatch ??
+      (await store.timeline(roomId, { dir: "b", limit: 1 })).start;
+    const state = await stateSection(store, {
+      roomId,
+      userId: request.userId,
+      timeline,
+      prevBatch,
+      full,
+      since: request.since,
+      limited: change?.limited ?? false,
+      filter: filter.state ?? {},
+    });
+    const shown = timeline.filter((e) => matchesRoomEventFilter(filter.timeline ?? {}, e.pdu));
+    const transactionIds = await this.deps.transactionIds?.(
+      request.deviceId,
+      shown.filter((e) => e.pdu.sender === request.userId).map((e) => e.eventId),
+    );
+    const ctx = { roomId, version, now: request.now, filter: request.filter, transactionIds };
+    const entry = joinedRoomEntry(response, roomId);
+    entry.timeline = {
+      events: renderEvents(shown, ctx),
+      limited: change?.limited ?? false,
+      prev_batch: prevBatch,
+    };
+    entry.state = { events: renderEvents(state, ctx) };
+    const lazy = filter.state?.lazy_load_members === true;
+    const memberChange = [...timeline, ...state].some((e) => e.pdu.type === "m.room.member");
+    if (lazy && (full || memberChange)) entry.summary = await this.#summary(roomId, request.userId);
+  }
+
+  async #leftRoom(
+    request: Omit<SyncStreamRequest, "joinedRoomIds">,
+    response: SyncResponse,
+    room: PlacedRoom,
+  ): Promise<void> {
+    const { store } = this.deps;
+    const filter = request.filter.room ?? {};
+    const head = await store.roomHead(room.roomId);
+    const version = head ? roomVersion(head.roomVersion) : undefined;
+    if (!version) return;
+    const limit = Math.min(
+      MAX_TIMELINE_LIMIT,
+      Math.max(1, filter.timeline?.limit ?? DEFAULT_TIMELINE_LIMIT),
+    );
+    // The timeline stops at the leave: later events are not the user's to see.
+    const [change] = await store.roomChanges({
+      roomIds: [room.roomId],
+      since: request.fullState ? undefined : request.since,
+      upTo: syncTokenAt(room.event.versionstamp),
+      limit,
+    });
+    const timeline = (change?.events ?? []).filter((e) => e.position <= room.event.position);
+    const prevBatch = change?.prevBatch;
+    const state = await stateSection(store, {
+      roomId: room.roomId,
+      userId: request.userId,
+      timeline,
+      prevBatch: prevBatch ?? "",
+      full: request.since === undefined || request.fullState || prevBatch === undefined,
+      since: request.since,
+      limited: change?.limited ?? false,
+      filter: filter.state ?? {},
+    });
+    const ctx = { roomId: room.roomId, version, now: request.now, filter: request.filter };
+    const shown = timeline.filter((e) => matchesRoomEventFilter(filter.timeline ?? {}, e.pdu));
+    response.rooms.leave[room.roomId] = {
+      timeline: {
+        events: renderEvents(shown, ctx),
+        limited: change?.limited ?? false,
+        prev_batch: prevBatch,
+      },
+      state: { events: renderEvents(state, ctx) },
+      account_data: { events: [] },
+    };
+  }
+
+  /** Heroes (up to 5 other members, by user ID) and member counts. */
+  async #summary(roomId: string, userId: string): Promise<JsonObject> {
+    const members = await this.deps.store.members(roomId, ["join", "invite"]);
+    const joinedCount = members.filter((m) => m.membership === "join").length;
+    const heroes = members.map((m) => m.userId).filter((u) => u !== userId).sort().slice(0, 5);
+    return {
+      "m.heroes": heroes,
+      "m.joined_member_count": joinedCount,
+      "m.invited_member_count": members.length - joinedCount,
+    };
+  }
+}
+
+/** Set each joined room's unread counts; run after every stream (receipts change them). */
+export async function applyUnreadCounts(
+  counts: NotificationCounts | undefined,
+  userId: string,
+  response: SyncResponse,
+  filter: Filter,
+): Promise<void> {
+  const roomIds = Object.keys(response.rooms.join);
+  if (!counts || roomIds.length === 0) return;
+  const byRoom = await counts.countsFor(userId, roomIds);
+  const threads = filter.room?.timeline?.unread_thread_notifications === true;
+  for (const roomId of roomIds) {
+    const c = byRoom.get(roomId);
+    if (!c) continue;
+    const entry = response.rooms.join[roomId];
+    entry.unread_notifications = {
+      notification_count: c.notification_count,
+      highlight_count: c.highlight_count,
+    };
+    if (threads) entry.unread_thread_notifications = c.threads ?? {};
+  }
+}
