@@ -2,7 +2,7 @@
  * How sync shows stored events: client format (or the PDU itself for `event_format:
  * federation`), then the filter's `event_fields`, with the sending device's transaction ID.
  */
-import { toClientEvent } from "../client_event.ts";
+import { type ClientEvent, toClientEvent } from "../client_event.ts";
 import type { Filter } from "../event_filter.ts";
 import type { JsonObject } from "../json.ts";
 import type { StoredEvent } from "../ports/event_store.ts";
@@ -18,9 +18,42 @@ export interface RenderContext {
   transactionIds?: Map<string, string>;
 }
 
+/**
+ * The events area's presenter (redactions applied, `unsigned.transaction_id`, `prev_content`),
+ * shared with /messages and /context so every endpoint shows an event the same way.
+ */
+export interface EventPresenterLike {
+  present(
+    events: readonly StoredEvent[],
+    options: { roomId: string; version: RoomVersion; deviceId?: string; prevContent?: boolean },
+  ): Promise<ClientEvent[]>;
+}
+
 /** Render stored events in the filter's format. */
 export function renderEvents(events: readonly StoredEvent[], ctx: RenderContext): JsonObject[] {
   return events.map((event) => renderEvent(event, ctx));
+}
+
+/**
+ * Render through the presenter when there is one and the client format is asked for; the
+ * filter's `event_fields` still apply.
+ */
+export async function presentEvents(
+  presenter: EventPresenterLike | undefined,
+  events: readonly StoredEvent[],
+  ctx: RenderContext & { deviceId: string },
+): Promise<JsonObject[]> {
+  if (!presenter || ctx.filter.event_format === "federation" || events.length === 0) {
+    return renderEvents(events, ctx);
+  }
+  const presented = await presenter.present(events, {
+    roomId: ctx.roomId,
+    version: ctx.version,
+    deviceId: ctx.deviceId,
+    prevContent: true,
+  }) as unknown as JsonObject[];
+  const fields = ctx.filter.event_fields;
+  return fields === undefined ? presented : presented.map((e) => pickFields(e, fields));
 }
 
 /** Render one stored event in the filter's format. */

@@ -10,7 +10,7 @@ import { stateKey } from "../events.ts";
 import type { JsonObject } from "../json.ts";
 import type { EventStore, Membership, RoomChanges, StoredEvent } from "../ports/event_store.ts";
 import { roomVersion } from "../room_versions.ts";
-import { renderEvents } from "./event_format.ts";
+import { type EventPresenterLike, presentEvents } from "./event_format.ts";
 import { stateSection } from "./room_state_section.ts";
 import { strippedState } from "./stripped_state.ts";
 import { joinedRoomEntry, type SyncResponse, type UnreadCounts } from "./sync_response.ts";
@@ -34,8 +34,8 @@ export interface NotificationCounts {
 export interface RoomStreamDeps {
   store: EventStore;
   notificationCounts?: NotificationCounts;
-  /** Transaction IDs the device used for these events, when it sent them. */
-  transactionIds?(deviceId: string, eventIds: readonly string[]): Promise<Map<string, string>>;
+  /** The events area's presenter (redactions, transaction IDs, prev_content), when wired. */
+  presenter?: EventPresenterLike;
 }
 
 /** A room and the membership the user had in it at the barrier. */
@@ -185,18 +185,24 @@ export class RoomStream {
       filter: filter.state ?? {},
     });
     const shown = timeline.filter((e) => matchesRoomEventFilter(filter.timeline ?? {}, e.pdu));
-    const transactionIds = await this.deps.transactionIds?.(
-      request.deviceId,
-      shown.filter((e) => e.pdu.sender === request.userId).map((e) => e.eventId),
-    );
-    const ctx = { roomId, version, now: request.now, filter: request.filter, transactionIds };
+    const ctx = {
+      roomId,
+      version,
+      now: request.now,
+      filter: request.filter,
+      deviceId: request.deviceId,
+    };
+    const [timelineEvents, stateEvents] = await Promise.all([
+      presentEvents(this.deps.presenter, shown, ctx),
+      presentEvents(this.deps.presenter, state, ctx),
+    ]);
     const entry = joinedRoomEntry(response, roomId);
     entry.timeline = {
-      events: renderEvents(shown, ctx),
+      events: timelineEvents,
       limited: change?.limited ?? false,
       prev_batch: prevBatch,
     };
-    entry.state = { events: renderEvents(state, ctx) };
+    entry.state = { events: stateEvents };
     const lazy = filter.state?.lazy_load_members === true;
     const memberChange = [...timeline, ...state].some((e) => e.pdu.type === "m.room.member");
     if (lazy && (full || memberChange)) entry.summary = await this.#summary(roomId, request.userId);
@@ -235,15 +241,25 @@ export class RoomStream {
       limited: change?.limited ?? false,
       filter: filter.state ?? {},
     });
-    const ctx = { roomId: room.roomId, version, now: request.now, filter: request.filter };
+    const ctx = {
+      roomId: room.roomId,
+      version,
+      now: request.now,
+      filter: request.filter,
+      deviceId: request.deviceId,
+    };
     const shown = timeline.filter((e) => matchesRoomEventFilter(filter.timeline ?? {}, e.pdu));
+    const [timelineEvents, stateEvents] = await Promise.all([
+      presentEvents(this.deps.presenter, shown, ctx),
+      presentEvents(this.deps.presenter, state, ctx),
+    ]);
     response.rooms.leave[room.roomId] = {
       timeline: {
-        events: renderEvents(shown, ctx),
+        events: timelineEvents,
         limited: change?.limited ?? false,
         prev_batch: prevBatch,
       },
-      state: { events: renderEvents(state, ctx) },
+      state: { events: stateEvents },
       account_data: { events: [] },
     };
   }

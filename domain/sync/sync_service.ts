@@ -6,6 +6,7 @@
 import type { Filter } from "../event_filter.ts";
 import { invalidParam } from "../errors.ts";
 import type { EventStore } from "../ports/event_store.ts";
+import type { EventPresenterLike } from "./event_format.ts";
 import { applyUnreadCounts, type NotificationCounts, RoomStream } from "./room_stream.ts";
 import type { SyncNotifier } from "./sync_notifier.ts";
 import { emptySyncResponse, isEmptySyncResponse, type SyncResponse } from "./sync_response.ts";
@@ -22,8 +23,8 @@ export interface SyncServiceDeps {
   /** Streams besides rooms; read on every sync, so providers added later take part. */
   streams: readonly SyncStreamProvider[];
   notificationCounts?: NotificationCounts;
-  /** Transaction IDs the device used for these events. */
-  transactionIds?(deviceId: string, eventIds: readonly string[]): Promise<Map<string, string>>;
+  /** The events area's presenter (redactions, transaction IDs, prev_content), when wired. */
+  presenter?: EventPresenterLike;
   /** The user-data area's presence: `set_presence` and last-active on every sync. */
   presence?: { markFromSync(userId: string, setPresence?: string): Promise<void> };
   now?: () => number;

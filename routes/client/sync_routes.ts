@@ -3,6 +3,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import type { NotificationCounts } from "../../domain/sync/room_stream.ts";
 import { SyncService } from "../../domain/sync/sync_service.ts";
+import type { EventPresenterLike } from "../../domain/sync/event_format.ts";
 import type { AppDeps } from "../deps.ts";
 import { readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
@@ -21,6 +22,8 @@ const syncQuery = z.object({
 interface OptionalSyncDeps {
   notificationCounts?: NotificationCounts;
   presence?: { markFromSync(userId: string, setPresence?: string): Promise<void> };
+  /** The events area's presenter, so sync shows events exactly as /messages does. */
+  eventPresenter?: EventPresenterLike;
 }
 
 /** The sync area. */
@@ -32,6 +35,7 @@ export function syncArea(deps: AppDeps): ClientArea {
     streams: deps.syncStreams,
     notificationCounts: optional.notificationCounts,
     presence: optional.presence,
+    presenter: optional.eventPresenter,
     now: deps.now,
   });
   const v3 = new Hono<ClientEnv>();
