@@ -43,6 +43,26 @@ export interface SentEvent {
   appended: AppendedEvent;
 }
 
+/**
+ * Work another area adds to every event the sender accepts (push notifications): called after
+ * authorisation and before the append; what it returns rides in the event's commit.
+ */
+export interface LocalEventHook {
+  /** Plan the writes for one accepted event; `writes` gets its place once the commit is planned. */
+  prepare(
+    event: { eventId: string; roomId: string; pdu: Pdu },
+    version: RoomVersion,
+  ): Promise<PreparedEventWrites | undefined>;
+}
+
+/** A hook's writes for one event. */
+export interface PreparedEventWrites {
+  /** Mutations for the event's commit (may be called more than once: planning, retries). */
+  writes(appended: AppendedEvent): CommitMutation[];
+  /** Follow-up work once the event is committed, before its sender is answered. */
+  afterCommit?(appended: AppendedEvent): Promise<void>;
+}
+
 /** What the sender is built from. */
 export interface LocalEventSenderDeps {
   store: EventStore;
@@ -51,6 +71,8 @@ export interface LocalEventSenderDeps {
   now?: () => number;
   /** Most events folded into one batch; each costs a handful of commit mutations. */
   maxBatch?: number;
+  /** Hooks run for every accepted event (a failing hook refuses the event, writing nothing). */
+  eventHooks?: LocalEventHook[];
 }
 
 type Pending = Queued<LocalEventRequest, SentEvent>;
@@ -132,7 +154,8 @@ export class LocalEventSender {
     const reusable = cached?.versionstamp === head.versionstamp;
     const view = reusable ? cached!.view : new RoomStateView(store, roomId, version);
     let prevEvents = reusable ? cached!.prevEvents : await view.references(head.forwardExtremities);
-    const built: { pending: Pending; eventId: string; pdu: Pdu }[] = [];
+    const built: { pending: Pending; eventId: string; pdu: Pdu; hooked: PreparedEventWrites[] }[] =
+      [];
     for (const pending of batch) {
       const request = pending.item;
       try {
@@ -167,9 +190,17 @@ export class LocalEventSender {
           { createEvent: view.createEvent() },
         );
         if (!decision.allowed) throw forbidden(decision.reason);
+        const hooked: PreparedEventWrites[] = [];
+        for (const hook of this.#deps.eventHooks ?? []) {
+          const prepared = await hook.prepare(
+            { eventId: event.eventId, roomId, pdu: event.pdu },
+            version,
+          );
+          if (prepared) hooked.push(prepared);
+        }
         view.apply(event.event);
         prevEvents = [{ eventId: event.eventId, depth: event.pdu.depth }];
-        built.push({ pending, eventId: event.eventId, pdu: event.pdu });
+        built.push({ pending, eventId: event.eventId, pdu: event.pdu, hooked });
       } catch (error) {
         pending.reject(error);
       }
@@ -180,12 +211,25 @@ export class LocalEventSender {
       roomId,
       events: built.map((b) => ({ eventId: b.eventId, pdu: b.pdu, status: "accepted" as const })),
       extraMutations: (appended) =>
-        built.flatMap((b, i) => b.pending.item.extraMutations?.(appended[i]) ?? []),
+        built.flatMap((b, i) => [
+          ...(b.pending.item.extraMutations?.(appended[i]) ?? []),
+          ...b.hooked.flatMap((h) => h.writes(appended[i])),
+        ]),
     });
     this.#views.set(roomId, { versionstamp: result.versionstamp, view, prevEvents });
     if (this.#views.size > CACHED_ROOM_VIEWS) {
       this.#views.delete(this.#views.keys().next().value!);
     }
+    await Promise.all(
+      built.flatMap((b, i) =>
+        b.hooked.map((h) =>
+          h.afterCommit?.(result.events[i]).catch((error) => {
+            // The event is committed; a lost follow-up costs a notification, not the event.
+            console.error("event hook afterCommit failed", b.eventId, error);
+          })
+        )
+      ),
+    );
     built.forEach((b, i) =>
       b.pending.resolve({ eventId: b.eventId, pdu: b.pdu, appended: result.events[i] })
     );
