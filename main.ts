@@ -22,6 +22,7 @@ import { UserInteractiveAuth } from "./domain/accounts/user_interactive_auth.ts"
 import { RateLimiter } from "./domain/rate_limiter.ts";
 import { KvAccountStore } from "./kv/account_store.ts";
 import type { AppDeps } from "./routes/deps.ts";
+import { assembleRooms } from "./rooms_assembly.ts";
 
 /** An assembled server: the HTTP app and the services behind it. */
 export interface AssembledServer {
@@ -76,6 +77,7 @@ export async function assembleServer(
     syncNotifier,
     syncStreams,
     filters: new FilterService(new KvFilterStore(kv)),
+    ...assembleRooms({ kv, serverName: config.serverName, eventStore, sender }),
   };
   return { app: buildApp(deps), deps };
 }

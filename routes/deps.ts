@@ -10,6 +10,8 @@ import type { RateLimiter } from "../domain/rate_limiter.ts";
 import type { SyncNotifier } from "../domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "../domain/sync/sync_stream.ts";
 import type { FilterService } from "../domain/sync/filters.ts";
+import type { Rooms } from "../domain/rooms/rooms.ts";
+import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -37,4 +39,8 @@ export interface AppDeps {
   syncStreams: SyncStreamProvider[];
   /** Uploaded sync filters, and resolving `/sync?filter=`. */
   filters: FilterService;
+  /** Room creation, membership, aliases, the public room directory and upgrades. */
+  rooms: Rooms;
+  /** Aliases, published rooms and forgotten rooms (`isForgotten(userId, roomId)` for sync). */
+  roomDirectory: RoomDirectoryStore;
 }

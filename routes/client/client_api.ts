@@ -9,6 +9,9 @@ import type { AppDeps } from "../deps.ts";
 import { authArea } from "./auth_routes.ts";
 import { filterArea } from "./filter_routes.ts";
 import { syncArea } from "./sync_routes.ts";
+import { roomArea } from "./room_routes.ts";
+import { membershipArea } from "./membership_routes.ts";
+import { directoryArea } from "./directory_routes.ts";
 
 /** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
 export interface ClientArea {
@@ -18,7 +21,14 @@ export interface ClientArea {
 
 /** Every area, in the order their routes are tried. Areas add themselves here. */
 function clientAreas(deps: AppDeps): ClientArea[] {
-  return [authArea(deps), syncArea(deps), filterArea(deps)];
+  return [
+    authArea(deps),
+    syncArea(deps),
+    filterArea(deps),
+    roomArea(deps),
+    membershipArea(deps),
+    directoryArea(deps),
+  ];
 }
 
 /** Mount every client area under its prefixes. */

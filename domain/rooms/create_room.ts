@@ -1,0 +1,260 @@
+/**
+ * `POST /createRoom`: validate the whole request first (alias free, invitees local, power
+ * levels that let the creator send everything asked for), then create the room and send its
+ * events in the order the spec gives: create, creator join, power levels, canonical alias,
+ * preset state, initial_state, name, topic, invites.
+ */
+import { invalidParam, MatrixError, unsupportedRoomVersion } from "../errors.ts";
+import { isValidUserId, parseRoomAlias } from "../identifiers.ts";
+import type { JsonObject } from "../json.ts";
+import { parsePowerLevels } from "../power_levels.ts";
+import { DEFAULT_ROOM_VERSION, type RoomVersion, roomVersion } from "../room_versions.ts";
+import type { CommitMutation } from "../ports/event_store.ts";
+import type { RoomVisibility } from "../ports/room_directory_store.ts";
+import {
+  defaultPowerLevels,
+  type InitialStateEvent,
+  presetState,
+  type RoomPreset,
+} from "./room_presets.ts";
+import {
+  isLocal,
+  memberContent,
+  remoteInviteUnsupported,
+  type RoomServiceDeps,
+} from "./room_services.ts";
+
+/** A validated `/createRoom` request. */
+export interface CreateRoomRequest {
+  creator: string;
+  visibility?: RoomVisibility;
+  roomAliasName?: string;
+  name?: string;
+  topic?: string;
+  invite?: string[];
+  isDirect?: boolean;
+  roomVersion?: string;
+  creationContent?: JsonObject;
+  initialState?: { type: string; state_key?: string; content: JsonObject }[];
+  preset?: RoomPreset;
+  powerLevelContentOverride?: JsonObject;
+}
+
+/** One planned event after the create event. */
+interface PlannedEvent extends InitialStateEvent {
+  /** Writes for the same commit, built once the room ID is known. */
+  extraMutations?: (roomId: string) => CommitMutation[];
+}
+
+/** A room creation plan: everything decided before anything is written. */
+export interface RoomPlan {
+  version: RoomVersion;
+  createContent: JsonObject;
+  events: PlannedEvent[];
+}
+
+/** The error for a request whose state would not pass the auth rules. */
+const invalidRoomState = (message: string) => new MatrixError("M_INVALID_ROOM_STATE", 400, message);
+
+/** Creates rooms. */
+export class RoomCreator {
+  constructor(private readonly deps: RoomServiceDeps) {}
+
+  /** Create the room; returns its ID. Nothing is written when the request is refused. */
+  async create(request: CreateRoomRequest): Promise<string> {
+    const plan = await this.plan(request);
+    const { roomId } = await this.deps.sender.createRoom({
+      version: plan.version.id,
+      creator: request.creator,
+      content: plan.createContent,
+    });
+    // The creator's join must land before the rest can pass the auth rules; the rest are
+    // queued together so the sender folds them into one commit.
+    const [join, ...rest] = plan.events;
+    await this.#send(roomId, request.creator, join);
+    const results = await Promise.allSettled(
+      rest.map((e) => this.#send(roomId, request.creator, e)),
+    );
+    const failed = results.find((r) => r.status === "rejected");
+    if (failed) throw (failed as PromiseRejectedResult).reason;
+    return roomId;
+  }
+
+  /** Validate a request and plan its events; throws the Matrix error a client should get. */
+  async plan(request: CreateRoomRequest): Promise<RoomPlan> {
+    const { creator, serverName } = { creator: request.creator, serverName: this.deps.serverName };
+    const versionId = request.roomVersion ?? DEFAULT_ROOM_VERSION;
+    const version = roomVersion(versionId);
+    if (!version) throw unsupportedRoomVersion(versionId);
+    const preset: RoomPreset = request.preset ??
+      (request.visibility === "public" ? "public_chat" : "private_chat");
+
+    const invitees = [...new Set(request.invite ?? [])].filter((u) => u !== creator);
+    for (const user of invitees) {
+      if (!isValidUserId(user)) throw invalidParam(`Invalid user ID ${JSON.stringify(user)}`);
+      if (!isLocal(user, serverName)) throw remoteInviteUnsupported(user);
+    }
+
+    let alias: string | undefined;
+    if (request.roomAliasName !== undefined) {
+      alias = `#${request.roomAliasName}:${serverName}`;
+      if (/[:\s]/.test(request.roomAliasName) || !parseRoomAlias(alias).ok) {
+        throw invalidParam(`Invalid room alias name ${JSON.stringify(request.roomAliasName)}`);
+      }
+      if (await this.deps.directory.resolveAlias(alias)) {
+        throw new MatrixError("M_ROOM_IN_USE", 400, `Room alias ${alias} is already taken`);
+      }
+    }
+
+    const createContent: JsonObject = { ...request.creationContent };
+    delete createContent.creator;
+    delete createContent.room_version;
+    if (version.privilegedCreators) {
+      const additional = createContent.additional_creators ?? [];
+      if (!Array.isArray(additional) || !additional.every((u) => typeof u === "string")) {
+        throw invalidParam("creation_content.additional_creators must be a list of user IDs");
+      }
+      const creators = new Set(additional as string[]);
+      if (preset === "trusted_private_chat") { for (const u of invitees) creators.add(u); }
+      creators.delete(creator);
+      for (const u of creators) {
+        if (!isValidUserId(u)) throw invalidParam(`Invalid user ID ${JSON.stringify(u)}`);
+      }
+      if (creators.size > 0) createContent.additional_creators = [...creators];
+      else delete createContent.additional_creators;
+    }
+    const creators = new Set<string>([
+      creator,
+      ...((createContent.additional_creators ?? []) as string[]),
+    ]);
+
+    // initial_state: later entries win; a power levels entry replaces the default ones.
+    const initial = new Map<string, InitialStateEvent>();
+    for (const e of request.initialState ?? []) {
+      if (e.type === "m.room.create" || e.type === "m.room.member") {
+        throw invalidParam(`initial_state may not hold ${e.type} events`);
+      }
+      const stateKey = e.state_key ?? "";
+      initial.set(JSON.stringify([e.type, stateKey]), {
+        type: e.type,
+        stateKey,
+        content: e.content,
+      });
+    }
+    const plKey = JSON.stringify(["m.room.power_levels", ""]);
+    const powerContent: JsonObject = {
+      ...(initial.get(plKey)?.content ?? defaultPowerLevels(version, creator, preset, invitees)),
+      ...request.powerLevelContentOverride,
+    };
+    initial.delete(plKey);
+    this.#checkPowerLevels(version, powerContent, creators);
+
+    const events: PlannedEvent[] = [
+      {
+        type: "m.room.member",
+        stateKey: creator,
+        content: await memberContent(this.deps, creator, "join"),
+        extraMutations: (roomId) =>
+          request.visibility === "public"
+            ? this.deps.directory.visibilityMutations(roomId, "public")
+            : [],
+      },
+      { type: "m.room.power_levels", stateKey: "", content: powerContent },
+    ];
+    if (alias) {
+      events.push({
+        type: "m.room.canonical_alias",
+        stateKey: "",
+        content: { alias },
+        extraMutations: (roomId) =>
+          this.deps.directory.createAliasMutations({ alias, roomId, creator }),
+      });
+    }
+    const overridden = (type: string) =>
+      (type === "m.room.name" && request.name !== undefined) ||
+      (type === "m.room.topic" && request.topic !== undefined) ||
+      (type === "m.room.canonical_alias" && alias !== undefined);
+    for (const e of presetState(preset)) {
+      if (!initial.has(JSON.stringify([e.type, e.stateKey]))) events.push(e);
+    }
+    for (const e of initial.values()) {
+      if (!(e.stateKey === "" && overridden(e.type))) events.push(e);
+    }
+    if (request.name !== undefined) {
+      events.push({ type: "m.room.name", stateKey: "", content: { name: request.name } });
+    }
+    if (request.topic !== undefined) {
+      events.push({ type: "m.room.topic", stateKey: "", content: topicContent(request.topic) });
+    }
+    for (const user of invitees) {
+      const extra: JsonObject = request.isDirect ? { is_direct: true } : {};
+      events.push({
+        type: "m.room.member",
+        stateKey: user,
+        content: await memberContent(this.deps, user, "invite", extra),
+      });
+    }
+    this.#checkCreatorMaySend(version, powerContent, creators, creator, events.slice(2));
+    return { version, createContent, events };
+  }
+
+  /** v12 creators may not be listed in `users`; v10+ levels must be integers. */
+  #checkPowerLevels(version: RoomVersion, content: JsonObject, creators: Set<string>): void {
+    const users = content.users;
+    if (
+      users !== undefined && (typeof users !== "object" || users === null || Array.isArray(users))
+    ) {
+      throw invalidRoomState("power_levels.users must be an object");
+    }
+    if (version.privilegedCreators && users) {
+      for (const user of Object.keys(users)) {
+        if (creators.has(user)) {
+          throw invalidRoomState(`Room creator ${user} may not be listed in power_levels.users`);
+        }
+      }
+    }
+  }
+
+  /**
+   * Refuse up front what the auth rules would refuse later, so no half-made room is left: the
+   * creator must be allowed to send every state event and invite under the room's levels.
+   */
+  #checkCreatorMaySend(
+    version: RoomVersion,
+    powerContent: JsonObject,
+    creators: Set<string>,
+    creator: string,
+    events: InitialStateEvent[],
+  ): void {
+    if (version.privilegedCreators && creators.has(creator)) return;
+    let levels = parsePowerLevels(powerContent, version);
+    for (const event of events) {
+      const own = levels.users.get(creator) ?? levels.usersDefault;
+      const needed = event.type === "m.room.member"
+        ? levels.invite
+        : levels.events.get(event.type) ?? levels.stateDefault;
+      if (own < needed) {
+        throw invalidRoomState(
+          `The creator's power level (${own}) is below the ${needed} needed for ${event.type}`,
+        );
+      }
+      if (event.type === "m.room.power_levels") levels = parsePowerLevels(event.content, version);
+    }
+  }
+
+  #send(roomId: string, sender: string, event: PlannedEvent) {
+    return this.deps.sender.send({
+      roomId,
+      sender,
+      type: event.type,
+      stateKey: event.stateKey,
+      content: event.content,
+      extraMutations: event.extraMutations ? () => event.extraMutations!(roomId) : undefined,
+    });
+  }
+}
+
+/** Topic content with the plain text and its `m.topic` form (MSC3765, spec v1.15). */
+function topicContent(topic: string): JsonObject {
+  return { topic, "m.topic": { "m.text": [{ body: topic, mimetype: "text/plain" }] } };
+}

@@ -1,0 +1,282 @@
+/**
+ * Membership use cases: join, knock, invite, leave, kick, ban, unban and forget, each one
+ * member event sent through the local event sender (so the auth rules decide), plus the reads
+ * clients make of a room's members.
+ */
+import { forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
+import { splitStateKey, type StateMap } from "../events.ts";
+import { isValidRoomId } from "../identifiers.ts";
+import type { JsonObject } from "../json.ts";
+import type { RoomVersion } from "../room_versions.ts";
+import type { StoredEvent } from "../ports/event_store.ts";
+import { RoomAliases } from "./room_aliases.ts";
+import { RoomState } from "./room_state.ts";
+import {
+  isLocal,
+  memberContent,
+  remoteInviteUnsupported,
+  remoteRoomUnsupported,
+  type RoomServiceDeps,
+} from "./room_services.ts";
+
+/** Filters of `GET /rooms/{roomId}/members`. */
+export interface MembersQuery {
+  /** A timeline token: members as of that point. */
+  at?: string;
+  membership?: string;
+  notMembership?: string;
+}
+
+/** Membership changes and member reads. */
+export class MembershipService {
+  readonly #aliases: RoomAliases;
+
+  constructor(private readonly deps: RoomServiceDeps) {
+    this.#aliases = new RoomAliases(deps);
+  }
+
+  /** Join a room by ID or alias; returns the room ID. Remote rooms need federation: 404. */
+  async join(userId: string, roomIdOrAlias: string, reason?: string): Promise<string> {
+    const state = await this.#openByIdOrAlias(roomIdOrAlias);
+    const extra: JsonObject = reason === undefined ? {} : { reason };
+    const membership = await state.membership(userId);
+    const rule = await state.joinRule();
+    if (
+      (rule === "restricted" || rule === "knock_restricted") && membership !== "join" &&
+      membership !== "invite"
+    ) {
+      const authoriser = await this.#restrictedJoinAuthoriser(state, userId);
+      if (authoriser) extra.join_authorised_via_users_server = authoriser;
+    }
+    await this.#sendMember(state.roomId, userId, userId, "join", extra, true);
+    return state.roomId;
+  }
+
+  /** Knock on a room by ID or alias; returns the room ID. */
+  async knock(userId: string, roomIdOrAlias: string, reason?: string): Promise<string> {
+    const state = await this.#openByIdOrAlias(roomIdOrAlias);
+    if (!state.version.knockJoinRule) {
+      throw forbidden(`Room version ${state.version.id} does not support knocking`);
+    }
+    const membership = await state.membership(userId);
+    if (membership === "join") throw forbidden("You are already in the room");
+    if (membership === "ban") throw forbidden("You are banned from the room");
+    const extra: JsonObject = reason === undefined ? {} : { reason };
+    await this.#sendMember(state.roomId, userId, userId, "knock", extra, false);
+    return state.roomId;
+  }
+
+  /** Invite a local user; `isDirect` marks a direct chat. */
+  async invite(
+    sender: string,
+    roomId: string,
+    target: string,
+    options: { reason?: string; isDirect?: boolean } = {},
+  ): Promise<void> {
+    const state = await this.#open(roomId);
+    if (!isLocal(target, this.deps.serverName)) throw remoteInviteUnsupported(target);
+    const current = await state.membership(target);
+    if (current === "join") throw forbidden(`${target} is already in the room`);
+    if (current === "ban") throw forbidden(`${target} is banned from the room`);
+    const extra: JsonObject = {};
+    if (options.reason !== undefined) extra.reason = options.reason;
+    if (options.isDirect) extra.is_direct = true;
+    await this.#sendMember(roomId, sender, target, "invite", extra, true);
+  }
+
+  /** Leave a room (or reject an invite, or withdraw a knock). Leaving twice is a no-op. */
+  async leave(userId: string, roomId: string, reason?: string): Promise<void> {
+    const state = await this.#open(roomId);
+    const current = await state.membership(userId);
+    if (current === undefined) throw forbidden("You are not in this room");
+    if (current === "leave" || current === "ban") return;
+    const extra: JsonObject = reason === undefined ? {} : { reason };
+    await this.#sendMember(roomId, userId, userId, "leave", extra, false);
+  }
+
+  /** Kick a user who is joined, invited or knocking. */
+  async kick(sender: string, roomId: string, target: string, reason?: string): Promise<void> {
+    const state = await this.#open(roomId);
+    const current = await state.membership(target);
+    if (current !== "join" && current !== "invite" && current !== "knock") {
+      throw forbidden(`${target} is not in the room`);
+    }
+    const extra: JsonObject = reason === undefined ? {} : { reason };
+    await this.#sendMember(roomId, sender, target, "leave", extra, false);
+  }
+
+  /** Ban a user, whatever their membership. */
+  async ban(sender: string, roomId: string, target: string, reason?: string): Promise<void> {
+    await this.#open(roomId);
+    const extra: JsonObject = reason === undefined ? {} : { reason };
+    await this.#sendMember(roomId, sender, target, "ban", extra, false);
+  }
+
+  /** Lift a ban (the user's membership becomes `leave`). */
+  async unban(sender: string, roomId: string, target: string, reason?: string): Promise<void> {
+    const state = await this.#open(roomId);
+    if ((await state.membership(target)) !== "ban") throw forbidden(`${target} is not banned`);
+    const extra: JsonObject = reason === undefined ? {} : { reason };
+    await this.#sendMember(roomId, sender, target, "leave", extra, false);
+  }
+
+  /** Forget a room the user has left; 400 while they are still in it. */
+  async forget(userId: string, roomId: string): Promise<void> {
+    const state = await this.#open(roomId);
+    const current = await state.membership(userId);
+    if (current === undefined) throw notFound("You have never been in this room");
+    if (current !== "leave" && current !== "ban") {
+      throw new MatrixError("M_UNKNOWN", 400, "Leave the room before forgetting it");
+    }
+    await this.deps.directory.commit(this.deps.directory.forgottenMutations(userId, roomId, true));
+  }
+
+  /** Rooms the user is joined to. */
+  async joinedRooms(userId: string): Promise<string[]> {
+    const rooms = await this.deps.store.roomsOfUser(userId, ["join"]);
+    return rooms.map((r) => r.roomId);
+  }
+
+  /**
+   * Member events of a room for `GET /members`. Members see the current list; former members
+   * see it as of their leaving; others only in world-readable rooms.
+   */
+  async members(
+    userId: string,
+    roomId: string,
+    query: MembersQuery,
+  ): Promise<{ version: RoomVersion; events: StoredEvent[] }> {
+    const state = await this.#open(roomId);
+    const own = await state.event("m.room.member", userId);
+    const membership = own?.pdu.content.membership;
+    let stateMap: StateMap;
+    if (membership === "join") {
+      stateMap = query.at
+        ? await this.#stateAtToken(roomId, query.at)
+        : await this.deps.store.currentState(roomId);
+    } else if (own && (membership === "leave" || membership === "ban")) {
+      stateMap = (await this.deps.store.stateAtEvent(own.eventId, "after")) ?? new Map();
+    } else if (
+      (await state.content("m.room.history_visibility"))?.history_visibility === "world_readable"
+    ) {
+      stateMap = await this.deps.store.currentState(roomId);
+    } else {
+      throw forbidden("You are not a member of this room");
+    }
+    const ids = [...stateMap].filter(([key]) => splitStateKey(key)[0] === "m.room.member")
+      .map(([, id]) => id);
+    const events = await this.deps.store.getEvents(ids);
+    const chosen = ids.flatMap((id) => events.get(id) ?? []).filter((event) => {
+      const m = event.pdu.content.membership;
+      if (query.membership !== undefined && m !== query.membership) return false;
+      if (query.notMembership !== undefined && m === query.notMembership) return false;
+      return true;
+    });
+    return { version: state.version, events: chosen };
+  }
+
+  /** Joined members with their profile, for `GET /joined_members`; only for members. */
+  async joinedMembers(
+    userId: string,
+    roomId: string,
+  ): Promise<Record<string, { display_name?: string; avatar_url?: string }>> {
+    const state = await this.#open(roomId);
+    if ((await state.membership(userId)) !== "join") {
+      throw forbidden("You are not joined to this room");
+    }
+    const members = await this.deps.store.members(roomId, ["join"]);
+    const events = await this.deps.store.getEvents(members.map((m) => m.eventId));
+    const joined: Record<string, { display_name?: string; avatar_url?: string }> = {};
+    for (const member of members) {
+      const content = events.get(member.eventId)?.pdu.content ?? {};
+      const entry: { display_name?: string; avatar_url?: string } = {};
+      if (typeof content.displayname === "string") entry.display_name = content.displayname;
+      if (typeof content.avatar_url === "string") entry.avatar_url = content.avatar_url;
+      joined[member.userId] = entry;
+    }
+    return joined;
+  }
+
+  async #open(roomId: string): Promise<RoomState> {
+    if (!isValidRoomId(roomId)) throw invalidParam(`Invalid room ID ${JSON.stringify(roomId)}`);
+    return await RoomState.open(this.deps.store, roomId);
+  }
+
+  async #openByIdOrAlias(roomIdOrAlias: string): Promise<RoomState> {
+    const roomId = await this.#aliases.roomIdOf(roomIdOrAlias);
+    if (!isValidRoomId(roomId)) {
+      throw invalidParam(`Invalid room ID or alias ${JSON.stringify(roomIdOrAlias)}`);
+    }
+    try {
+      return await RoomState.open(this.deps.store, roomId);
+    } catch (error) {
+      if (error instanceof MatrixError && error.errcode === "M_NOT_FOUND") {
+        throw remoteRoomUnsupported(`Room ${roomIdOrAlias}`);
+      }
+      throw error;
+    }
+  }
+
+  /** The state after the last event before a timeline token. */
+  async #stateAtToken(roomId: string, token: string): Promise<StateMap> {
+    let page;
+    try {
+      page = await this.deps.store.timeline(roomId, { from: token, dir: "b", limit: 1 });
+    } catch {
+      throw invalidParam(`Invalid 'at' token ${JSON.stringify(token)}`);
+    }
+    const last = page.events[0];
+    if (!last) return await this.deps.store.currentState(roomId);
+    return (await this.deps.store.stateAtEvent(last.eventId, "after")) ??
+      await this.deps.store.currentState(roomId);
+  }
+
+  /**
+   * For a restricted room: a local joined user able to invite, if the joiner is in one of the
+   * rooms the join rule allows. Undefined otherwise (the auth rules then refuse the join).
+   */
+  async #restrictedJoinAuthoriser(state: RoomState, userId: string): Promise<string | undefined> {
+    const allow = (await state.content("m.room.join_rules"))?.allow;
+    if (!Array.isArray(allow)) return undefined;
+    let eligible = false;
+    for (const entry of allow) {
+      if (typeof entry !== "object" || entry === null || Array.isArray(entry)) continue;
+      if (entry.type !== "m.room_membership" || typeof entry.room_id !== "string") continue;
+      const id = await this.deps.store.currentStateEventId(entry.room_id, "m.room.member", userId);
+      const event = id ? await this.deps.store.getEvent(id) : null;
+      if (event?.pdu.content.membership === "join") {
+        eligible = true;
+        break;
+      }
+    }
+    if (!eligible) return undefined;
+    const levels = await state.powerLevels();
+    for (const member of await this.deps.store.members(state.roomId, ["join"])) {
+      if (!isLocal(member.userId, this.deps.serverName)) continue;
+      if ((await state.userLevel(member.userId)) >= levels.invite) return member.userId;
+    }
+    return undefined;
+  }
+
+  /** Send `target`'s member event; `clearsForgotten` un-forgets the room for them. */
+  async #sendMember(
+    roomId: string,
+    sender: string,
+    target: string,
+    membership: string,
+    extra: JsonObject,
+    clearsForgotten: boolean,
+  ): Promise<void> {
+    const content = await memberContent(this.deps, target, membership, extra);
+    await this.deps.sender.send({
+      roomId,
+      sender,
+      type: "m.room.member",
+      stateKey: target,
+      content,
+      extraMutations: clearsForgotten
+        ? () => this.deps.directory.forgottenMutations(target, roomId, false)
+        : undefined,
+    });
+  }
+}

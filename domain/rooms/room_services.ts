@@ -1,0 +1,59 @@
+/** What the rooms and membership use cases are built from, shared by their services. */
+import type { JsonObject } from "../json.ts";
+import type { LocalEventSender } from "../local_event_sender.ts";
+import type { EventStore } from "../ports/event_store.ts";
+import type { RoomDirectoryStore } from "../ports/room_directory_store.ts";
+import { MatrixError } from "../errors.ts";
+
+/** A user's displayname and avatar for their member events; null when unknown. */
+export type MemberProfileLookup = (
+  userId: string,
+) => Promise<{ displayname?: string; avatar_url?: string } | null>;
+
+/** The services rooms and membership depend on. */
+export interface RoomServiceDeps {
+  store: EventStore;
+  sender: LocalEventSender;
+  directory: RoomDirectoryStore;
+  serverName: string;
+  /** Profile fields for member events; without it member events carry none. */
+  profile?: MemberProfileLookup;
+}
+
+/** Member event content; joins, invites and knocks carry the user's profile when known. */
+export async function memberContent(
+  deps: RoomServiceDeps,
+  userId: string,
+  membership: string,
+  extra: JsonObject = {},
+): Promise<JsonObject> {
+  const content: JsonObject = { membership };
+  if (membership === "leave" || membership === "ban") return { ...content, ...extra };
+  const profile = await deps.profile?.(userId);
+  if (typeof profile?.displayname === "string") content.displayname = profile.displayname;
+  if (typeof profile?.avatar_url === "string") content.avatar_url = profile.avatar_url;
+  return { ...content, ...extra };
+}
+
+/** Whether `id` (a user ID, alias or room ID with a server part) belongs to this server. */
+export function isLocal(id: string, serverName: string): boolean {
+  return id.slice(id.indexOf(":") + 1) === serverName;
+}
+
+/** Remote rooms and aliases need federation, which this server does not do yet: 404. */
+export function remoteRoomUnsupported(what: string): MatrixError {
+  return new MatrixError(
+    "M_NOT_FOUND",
+    404,
+    `${what} is not on this server, and joining rooms over federation is not supported yet`,
+  );
+}
+
+/** Inviting a remote user needs federation: 403, since nothing can be done about it here. */
+export function remoteInviteUnsupported(userId: string): MatrixError {
+  return new MatrixError(
+    "M_FORBIDDEN",
+    403,
+    `${userId} is on another server, and inviting over federation is not supported yet`,
+  );
+}

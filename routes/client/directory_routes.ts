@@ -1,0 +1,110 @@
+/**
+ * The room directory: aliases (`/directory/room/{roomAlias}`, `/rooms/{roomId}/aliases`), the
+ * published room list (`/publicRooms`) and each room's listing (`/directory/list/room/{roomId}`).
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { forbidden, MatrixError } from "../../domain/errors.ts";
+import { RoomState } from "../../domain/rooms/room_state.ts";
+import type { AppDeps } from "../deps.ts";
+import { readJsonBody, readQuery } from "../json_body.ts";
+import type { ClientArea } from "./client_api.ts";
+import { roomAliasParam, roomIdParam } from "./room_params.ts";
+import { type ClientEnv, requireSession } from "./session_middleware.ts";
+import { isValidRoomId } from "../../domain/identifiers.ts";
+
+const aliasBody = z.object({
+  room_id: z.string().max(255).refine(isValidRoomId, "must be a valid room ID"),
+});
+const visibilityBody = z.object({ visibility: z.enum(["public", "private"]) });
+const limit = z.coerce.number().int().min(0).max(1000);
+const publicRoomsQuery = z.object({
+  limit: limit.optional(),
+  since: z.string().max(64).optional(),
+  server: z.string().max(255).optional(),
+});
+const publicRoomsBody = z.object({
+  limit: z.number().int().min(0).max(1000).optional(),
+  since: z.string().max(64).optional(),
+  filter: z.object({
+    generic_search_term: z.string().max(1000).optional(),
+    room_types: z.array(z.string().max(255).nullable()).max(100).optional(),
+  }).optional(),
+  include_all_networks: z.boolean().optional(),
+  third_party_instance_id: z.string().max(255).optional(),
+});
+
+/** The directory area (v3 and r0). */
+export function directoryArea(deps: AppDeps): ClientArea {
+  const app = new Hono<ClientEnv>();
+  const { aliases, publicRooms } = deps.rooms;
+  const auth = requireSession(deps.sessions);
+  const local = (server: string | undefined) => {
+    if (server !== undefined && server !== deps.config.serverName) {
+      throw new MatrixError(
+        "M_UNRECOGNIZED",
+        400,
+        "Listing other servers' room directories needs federation, not supported yet",
+      );
+    }
+  };
+
+  app.get("/directory/room/:roomAlias", async (c) => {
+    const record = await aliases.resolve(roomAliasParam(c));
+    return c.json({ room_id: record.roomId, servers: [deps.config.serverName] });
+  });
+
+  app.put("/directory/room/:roomAlias", auth, async (c) => {
+    const alias = roomAliasParam(c);
+    const body = await readJsonBody(c, aliasBody);
+    await aliases.create(c.get("session").userId, alias, body.room_id);
+    return c.json({});
+  });
+
+  app.delete("/directory/room/:roomAlias", auth, async (c) => {
+    await aliases.delete(c.get("session").userId, roomAliasParam(c));
+    return c.json({});
+  });
+
+  app.get("/rooms/:roomId/aliases", auth, async (c) => {
+    const roomId = roomIdParam(c);
+    const state = await RoomState.open(deps.eventStore, roomId);
+    const member = (await state.membership(c.get("session").userId)) === "join";
+    const history = (await state.content("m.room.history_visibility"))?.history_visibility;
+    if (!member && history !== "world_readable") throw forbidden("You are not in this room");
+    return c.json({ aliases: await aliases.list(roomId) });
+  });
+
+  app.get("/directory/list/room/:roomId", async (c) => {
+    return c.json({ visibility: await publicRooms.visibility(roomIdParam(c)) });
+  });
+
+  app.put("/directory/list/room/:roomId", auth, async (c) => {
+    const roomId = roomIdParam(c);
+    const body = await readJsonBody(c, visibilityBody);
+    await publicRooms.setVisibility(c.get("session").userId, roomId, body.visibility);
+    return c.json({});
+  });
+
+  app.get("/publicRooms", async (c) => {
+    const query = readQuery(c, publicRoomsQuery);
+    local(query.server);
+    return c.json(await publicRooms.list({ limit: query.limit, since: query.since }));
+  });
+
+  app.post("/publicRooms", auth, async (c) => {
+    const query = readQuery(c, publicRoomsQuery);
+    local(query.server);
+    const body = await readJsonBody(c, publicRoomsBody, { emptyAsObject: true });
+    return c.json(
+      await publicRooms.list({
+        limit: body.limit,
+        since: body.since,
+        searchTerm: body.filter?.generic_search_term,
+        roomTypes: body.filter?.room_types,
+      }),
+    );
+  });
+
+  return { v3: app as unknown as Hono };
+}
