@@ -22,7 +22,7 @@ import { UserInteractiveAuth } from "./domain/accounts/user_interactive_auth.ts"
 import { RateLimiter } from "./domain/rate_limiter.ts";
 import { KvAccountStore } from "./kv/account_store.ts";
 import type { AppDeps } from "./routes/deps.ts";
-import { assembleRooms } from "./rooms_assembly.ts";
+import { assembleUserData } from "./user_data_assembly.ts";
 
 /** An assembled server: the HTTP app and the services behind it. */
 export interface AssembledServer {
@@ -53,6 +53,15 @@ export async function assembleServer(
   syncNotifier.attach(eventStore);
   // Sync streams other than rooms; each area pushes its provider here.
   const syncStreams: SyncStreamProvider[] = [];
+  const userData = assembleUserData({
+    kv,
+    serverName: config.serverName,
+    eventStore,
+    sender,
+    syncNotifier,
+    syncStreams,
+    now: options.now,
+  });
   const accountStore = new KvAccountStore(kv, options.now);
   const accounts = new AccountService({
     store: accountStore,
@@ -77,7 +86,7 @@ export async function assembleServer(
     syncNotifier,
     syncStreams,
     filters: new FilterService(new KvFilterStore(kv)),
-    ...assembleRooms({ kv, serverName: config.serverName, eventStore, sender }),
+    ...userData,
   };
   return { app: buildApp(deps), deps };
 }

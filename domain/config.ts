@@ -31,6 +31,14 @@ export interface Config {
   /** The 32-byte Ed25519 seed; undefined means generate one and keep it in KV. */
   readonly signingKeySeed: Uint8Array | undefined;
   readonly rateLimits: boolean;
+  /** TURN servers for `GET /voip/turnServer`; undefined when none is configured. */
+  readonly turn?:
+    | {
+      readonly uris: readonly string[];
+      readonly sharedSecret: string;
+      readonly ttlSeconds: number;
+    }
+    | undefined;
 }
 
 /** How the process was started; decided by main.ts, which may look at Deno itself. */
@@ -47,6 +55,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   hostname: "127.0.0.1",
   kvPath: "./data/tessera.kv",
   rateLimits: true,
+  turnTtlSeconds: 86_400,
 });
 
 /** A configuration problem; `message` is one line: `VARIABLE: problem`. */
@@ -127,6 +136,22 @@ function parseSigningKeySeed(raw: string): Parsed<Uint8Array> {
   return { value: Uint8Array.from(binary, (c) => c.charCodeAt(0)) };
 }
 
+function parseTurnUris(raw: string): Parsed<string[]> {
+  const uris = raw.split(",").map((u) => u.trim()).filter((u) => u !== "");
+  const bad = uris.find((u) => !/^turns?:[^\s]+$/.test(u));
+  if (bad !== undefined || uris.length === 0) {
+    return { problem: `expected comma-separated turn: or turns: URIs, got ${quote(bad ?? raw)}` };
+  }
+  return { value: uris };
+}
+
+function parseTtlSeconds(raw: string): Parsed<number> {
+  const ttl = /^\d{1,9}$/.test(raw) ? Number(raw) : NaN;
+  return ttl >= 60
+    ? { value: ttl }
+    : { problem: `expected whole seconds, at least 60, got ${quote(raw)}` };
+}
+
 function parseBaseUrl(raw: string): Parsed<string> {
   const expected = "expected an http:// or https:// URL without query or fragment";
   if (!URL.canParse(raw)) return { problem: `${expected}, got ${quote(raw)}` };
@@ -168,6 +193,9 @@ const variables = {
   TESSERA_TLS_KEY: variable((raw) => ({ value: raw })),
   TESSERA_SIGNING_KEY: variable(parseSigningKeySeed),
   TESSERA_RATE_LIMITS: variable(parseSwitch),
+  TESSERA_TURN_URIS: variable(parseTurnUris),
+  TESSERA_TURN_SHARED_SECRET: variable((raw) => ({ value: raw })),
+  TESSERA_TURN_TTL_SECONDS: variable(parseTtlSeconds),
 };
 
 type Variables = z.output<z.ZodObject<typeof variables>>;
@@ -200,6 +228,12 @@ function crossCheck(v: Variables, ctx: z.RefinementCtx): void {
       : ["TESSERA_TLS_KEY", "TESSERA_TLS_CERT"] as const;
     issue(missing, `required when ${present} is set (give both or neither)`);
   }
+  if ((v.TESSERA_TURN_URIS === undefined) !== (v.TESSERA_TURN_SHARED_SECRET === undefined)) {
+    const [missing, present] = v.TESSERA_TURN_URIS === undefined
+      ? ["TESSERA_TURN_URIS", "TESSERA_TURN_SHARED_SECRET"] as const
+      : ["TESSERA_TURN_SHARED_SECRET", "TESSERA_TURN_URIS"] as const;
+    issue(missing, `required when ${present} is set (give both or neither)`);
+  }
 }
 
 function toConfig(v: Variables, options: ConfigOptions): Config {
@@ -220,6 +254,16 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
     tls,
     signingKeySeed: v.TESSERA_SIGNING_KEY,
     rateLimits: v.TESSERA_RATE_LIMITS ?? CONFIG_DEFAULTS.rateLimits,
+    // Absent rather than undefined when unset, so configurations without TURN compare equal.
+    ...(v.TESSERA_TURN_URIS !== undefined && v.TESSERA_TURN_SHARED_SECRET !== undefined
+      ? {
+        turn: Object.freeze({
+          uris: Object.freeze(v.TESSERA_TURN_URIS),
+          sharedSecret: v.TESSERA_TURN_SHARED_SECRET,
+          ttlSeconds: v.TESSERA_TURN_TTL_SECONDS ?? CONFIG_DEFAULTS.turnTtlSeconds,
+        }),
+      }
+      : {}),
   });
 }
 

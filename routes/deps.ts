@@ -9,9 +9,12 @@ import type { UserInteractiveAuth } from "../domain/accounts/user_interactive_au
 import type { RateLimiter } from "../domain/rate_limiter.ts";
 import type { SyncNotifier } from "../domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "../domain/sync/sync_stream.ts";
+import type { ProfileService } from "../domain/profile/profile_service.ts";
+import type { AccountDataService } from "../domain/account_data/account_data_service.ts";
+import type { ReceiptService } from "../domain/ephemeral/receipt_service.ts";
+import type { TypingService } from "../domain/ephemeral/typing_service.ts";
+import type { PresenceService } from "../domain/ephemeral/presence_service.ts";
 import type { FilterService } from "../domain/sync/filters.ts";
-import type { Rooms } from "../domain/rooms/rooms.ts";
-import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -37,10 +40,16 @@ export interface AppDeps {
   syncNotifier: SyncNotifier;
   /** Sync streams besides rooms (account data, typing, receipts, ...); areas push theirs. */
   syncStreams: SyncStreamProvider[];
+  /** Profiles; `profile(userId)` gives the displayname/avatar_url member events carry. */
+  profiles: ProfileService;
+  /** Global and per-room account data, tags and the read marker. */
+  accountData: AccountDataService;
+  /** Receipts and read markers; `latestReceipt(userId, roomId, threadId?)` for unread counts. */
+  receipts: ReceiptService;
+  /** Typing notifications. */
+  typing: TypingService;
+  /** Presence; sync calls `markFromSync(userId, set_presence)`. */
+  presence: PresenceService;
   /** Uploaded sync filters, and resolving `/sync?filter=`. */
   filters: FilterService;
-  /** Room creation, membership, aliases, the public room directory and upgrades. */
-  rooms: Rooms;
-  /** Aliases, published rooms and forgotten rooms (`isForgotten(userId, roomId)` for sync). */
-  roomDirectory: RoomDirectoryStore;
 }

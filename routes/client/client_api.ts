@@ -9,9 +9,12 @@ import type { AppDeps } from "../deps.ts";
 import { authArea } from "./auth_routes.ts";
 import { filterArea } from "./filter_routes.ts";
 import { syncArea } from "./sync_routes.ts";
-import { roomArea } from "./room_routes.ts";
-import { membershipArea } from "./membership_routes.ts";
-import { directoryArea } from "./directory_routes.ts";
+import { profileArea } from "./profile_routes.ts";
+import { accountDataArea } from "./account_data_routes.ts";
+import { ephemeralArea } from "./ephemeral_routes.ts";
+import { capabilitiesArea } from "./capabilities_routes.ts";
+import { userDirectoryArea } from "./user_directory_routes.ts";
+import { voipArea } from "./voip_routes.ts";
 
 /** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
 export interface ClientArea {
@@ -25,9 +28,12 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     authArea(deps),
     syncArea(deps),
     filterArea(deps),
-    roomArea(deps),
-    membershipArea(deps),
-    directoryArea(deps),
+    profileArea(deps),
+    accountDataArea(deps),
+    ephemeralArea(deps),
+    capabilitiesArea(deps),
+    userDirectoryArea(deps),
+    voipArea(deps),
   ];
 }
 

@@ -1,0 +1,27 @@
+/** `GET /capabilities`: what this server lets the user change. */
+import { Hono } from "hono";
+import { DEFAULT_ROOM_VERSION, supportedRoomVersions } from "../../domain/room_versions.ts";
+import type { AppDeps } from "../deps.ts";
+import type { ClientArea } from "./client_api.ts";
+import { type ClientEnv, requireSession } from "./session_middleware.ts";
+
+/** The capabilities area. */
+export function capabilitiesArea(deps: AppDeps): ClientArea {
+  const v3 = new Hono<ClientEnv>();
+  const available = Object.fromEntries(supportedRoomVersions().map((v) => [v.id, "stable"]));
+
+  v3.get("/capabilities", requireSession(deps.sessions), (c) =>
+    c.json({
+      capabilities: {
+        "m.change_password": { enabled: true },
+        "m.room_versions": { default: DEFAULT_ROOM_VERSION, available },
+        "m.set_displayname": { enabled: true },
+        "m.set_avatar_url": { enabled: true },
+        "m.3pid_changes": { enabled: false },
+        "m.get_login_token": { enabled: true },
+        "m.profile_fields": { enabled: true },
+      },
+    }));
+
+  return { v3: v3 as unknown as Hono };
+}

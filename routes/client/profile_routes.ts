@@ -1,0 +1,53 @@
+/**
+ * Profiles: `GET /profile/{userId}`, and `GET/PUT/DELETE /profile/{userId}/{keyName}`, which
+ * also serves the legacy `displayname` and `avatar_url` paths.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { badJson, missingParam } from "../../domain/errors.ts";
+import type { JsonValue } from "../../domain/json.ts";
+import { checkProfileKey } from "../../domain/profile/profile_service.ts";
+import type { AppDeps } from "../deps.ts";
+import { readJsonBody } from "../json_body.ts";
+import type { ClientArea } from "./client_api.ts";
+import { type ClientEnv, requireSession } from "./session_middleware.ts";
+import { pathParam, userIdParam } from "./user_data_params.ts";
+
+const fieldBody = z.record(z.string(), z.unknown());
+
+/** The profile area. */
+export function profileArea(deps: AppDeps): ClientArea {
+  const v3 = new Hono<ClientEnv>();
+  const session = requireSession(deps.sessions);
+  const profiles = deps.profiles;
+
+  // Reading profiles needs no token, as Synapse's default and most clients expect.
+  v3.get("/profile/:userId", async (c) => {
+    return c.json(await profiles.fullProfile(userIdParam(c)));
+  });
+
+  v3.get("/profile/:userId/:keyName", async (c) => {
+    const key = pathParam(c, "keyName");
+    const value = await profiles.field(userIdParam(c), key);
+    return c.json({ [key]: value });
+  });
+
+  v3.put("/profile/:userId/:keyName", session, async (c) => {
+    const userId = userIdParam(c);
+    const key = pathParam(c, "keyName");
+    checkProfileKey(key);
+    const body = await readJsonBody(c, fieldBody);
+    if (!(key in body)) throw missingParam(`Missing '${key}' in the body`);
+    if (Object.keys(body).length !== 1) throw badJson(`The body must hold only '${key}'`);
+    await profiles.setField(c.get("session").userId, userId, key, body[key] as JsonValue);
+    return c.json({});
+  });
+
+  v3.delete("/profile/:userId/:keyName", session, async (c) => {
+    const userId = userIdParam(c);
+    await profiles.deleteField(c.get("session").userId, userId, pathParam(c, "keyName"));
+    return c.json({});
+  });
+
+  return { v3: v3 as unknown as Hono };
+}
