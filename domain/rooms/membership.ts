@@ -217,13 +217,17 @@ export class MembershipService {
     }
   }
 
-  /** The state after the last event before a timeline token. */
+  /**
+   * The state after the last event before a timeline token. Clients also pass sync tokens
+   * (matrix-js-sdk sends its last `next_batch`); those and anything else we cannot place mean
+   * "now", which is what a sync token of the latest sync denotes anyway.
+   */
   async #stateAtToken(roomId: string, token: string): Promise<StateMap> {
     let page;
     try {
       page = await this.deps.store.timeline(roomId, { from: token, dir: "b", limit: 1 });
     } catch {
-      throw invalidParam(`Invalid 'at' token ${JSON.stringify(token)}`);
+      return await this.deps.store.currentState(roomId);
     }
     const last = page.events[0];
     if (!last) return await this.deps.store.currentState(roomId);

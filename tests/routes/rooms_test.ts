@@ -234,6 +234,20 @@ Deno.test("members and joined_members: filters, and only for (former) members", 
       { token: alice.accessToken },
     );
     assertEquals(notJoined.body.chunk.length, 1);
+    // `at` a timeline token from before Bob joined: Bob is not there yet.
+    const before = await server.deps.eventStore.timeline(body.room_id, { dir: "b", limit: 1 });
+    const atBefore = await server.request(
+      "GET",
+      `${V3}/rooms/${room}/members?at=${before.end}`,
+      { token: alice.accessToken },
+    );
+    assertEquals(atBefore.status, 200);
+    assert(!atBefore.body.chunk.some((e: { state_key: string }) => e.state_key === bob.userId));
+    // A sync token (as matrix-js-sdk sends) means now.
+    const atSync = await server.request("GET", `${V3}/rooms/${room}/members?at=s123`, {
+      token: alice.accessToken,
+    });
+    assertEquals(atSync.body.chunk.length, 3);
     const bad = await server.request("GET", `${V3}/rooms/${room}/members?membership=maybe`, {
       token: alice.accessToken,
     });
