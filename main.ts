@@ -23,6 +23,7 @@ import { RateLimiter } from "./domain/rate_limiter.ts";
 import { KvAccountStore } from "./kv/account_store.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { assembleUserData } from "./user_data_assembly.ts";
+import { assembleRooms } from "./rooms_assembly.ts";
 
 /** An assembled server: the HTTP app and the services behind it. */
 export interface AssembledServer {
@@ -86,6 +87,7 @@ export async function assembleServer(
     syncNotifier,
     syncStreams,
     filters: new FilterService(new KvFilterStore(kv)),
+    ...assembleRooms({ kv, serverName: config.serverName, eventStore, sender }),
     ...userData,
   };
   return { app: buildApp(deps), deps };

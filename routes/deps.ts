@@ -15,6 +15,8 @@ import type { ReceiptService } from "../domain/ephemeral/receipt_service.ts";
 import type { TypingService } from "../domain/ephemeral/typing_service.ts";
 import type { PresenceService } from "../domain/ephemeral/presence_service.ts";
 import type { FilterService } from "../domain/sync/filters.ts";
+import type { Rooms } from "../domain/rooms/rooms.ts";
+import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -52,4 +54,8 @@ export interface AppDeps {
   presence: PresenceService;
   /** Uploaded sync filters, and resolving `/sync?filter=`. */
   filters: FilterService;
+  /** Room creation, membership, aliases, the public room directory and upgrades. */
+  rooms: Rooms;
+  /** Aliases, published rooms and forgotten rooms (`isForgotten(userId, roomId)` for sync). */
+  roomDirectory: RoomDirectoryStore;
 }

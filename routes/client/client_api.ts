@@ -9,6 +9,9 @@ import type { AppDeps } from "../deps.ts";
 import { authArea } from "./auth_routes.ts";
 import { filterArea } from "./filter_routes.ts";
 import { syncArea } from "./sync_routes.ts";
+import { roomArea } from "./room_routes.ts";
+import { membershipArea } from "./membership_routes.ts";
+import { directoryArea } from "./directory_routes.ts";
 import { profileArea } from "./profile_routes.ts";
 import { accountDataArea } from "./account_data_routes.ts";
 import { ephemeralArea } from "./ephemeral_routes.ts";
@@ -28,6 +31,9 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     authArea(deps),
     syncArea(deps),
     filterArea(deps),
+    roomArea(deps),
+    membershipArea(deps),
+    directoryArea(deps),
     profileArea(deps),
     accountDataArea(deps),
     ephemeralArea(deps),
