@@ -20,7 +20,7 @@ import type { ClientArea } from "./client_api.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 import { rateLimited } from "./rate_limit_middleware.ts";
 
-const DEVICE_DISPLAY_NAME_MAX = 512;
+import { DEVICE_DISPLAY_NAME_MAX } from "./device_routes.ts";
 
 const authDict = z.unknown().optional();
 

@@ -7,6 +7,8 @@
 import { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
 import { authArea } from "./auth_routes.ts";
+import { accountArea } from "./account_routes.ts";
+import { deviceArea } from "./device_routes.ts";
 import { filterArea } from "./filter_routes.ts";
 import { syncArea } from "./sync_routes.ts";
 import { roomArea } from "./room_routes.ts";
@@ -29,6 +31,8 @@ export interface ClientArea {
 function clientAreas(deps: AppDeps): ClientArea[] {
   return [
     authArea(deps),
+    accountArea(deps),
+    deviceArea(deps),
     syncArea(deps),
     filterArea(deps),
     roomArea(deps),

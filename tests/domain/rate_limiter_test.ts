@@ -1,0 +1,36 @@
+import { assert, assertEquals } from "../assert.ts";
+import { RateLimiter } from "../../domain/rate_limiter.ts";
+
+const rules = {
+  login: { burst: 3, perSecond: 1 },
+  register: { burst: 1, perSecond: 0.5 },
+  create_room: { burst: 1, perSecond: 1 },
+  send: { burst: 2, perSecond: 10 },
+  join: { burst: 1, perSecond: 1 },
+};
+
+Deno.test("rate limiter: burst, refusal with retry time, refill, keys and actions apart", () => {
+  let now = 0;
+  const limiter = new RateLimiter(rules, () => now);
+  for (let i = 0; i < 3; i++) assertEquals(limiter.take("login", "a"), { allowed: true });
+  const refused = limiter.take("login", "a");
+  assert(!refused.allowed);
+  assertEquals(refused.retryAfterMs, 1000);
+  // Another key and another action have their own buckets.
+  assertEquals(limiter.take("login", "b"), { allowed: true });
+  assertEquals(limiter.take("send", "a"), { allowed: true });
+  now += 500;
+  const half = limiter.take("login", "a");
+  assert(!half.allowed && half.retryAfterMs === 500);
+  now += 500;
+  assertEquals(limiter.take("login", "a"), { allowed: true });
+  // Refill never exceeds the burst.
+  now += 1_000_000;
+  for (let i = 0; i < 3; i++) assertEquals(limiter.take("login", "a"), { allowed: true });
+  assert(!limiter.take("login", "a").allowed);
+  const slow = (() => {
+    limiter.take("register", "x");
+    return limiter.take("register", "x");
+  })();
+  assert(!slow.allowed && slow.retryAfterMs === 2000);
+});
