@@ -1,6 +1,7 @@
 // Boots Hydrogen's whole web UI (login, room list, room view, composer) from hydrogen-view-sdk's
 // exported root view model, without end-to-end encryption: no olm assets are given, so Hydrogen
-// runs without its crypto, and no service worker, so requests go straight to the homeserver.
+// runs without its crypto. Its session start requires the service worker (sw.js), which it
+// keeps the access token in for authenticated media.
 import {
   createNavigation,
   createRouter,
@@ -14,7 +15,7 @@ async function boot() {
   const homeserver = new URL(location.href).searchParams.get("homeserver");
   const platform = new Platform({
     container,
-    assetPaths: { downloadSandbox: "assets/download-sandbox.html" },
+    assetPaths: { downloadSandbox: "assets/download-sandbox.html", serviceWorker: "sw.js" },
     config: { defaultHomeServer: homeserver },
     options: { development: false },
   });

@@ -35,9 +35,9 @@ async function denoJson(args: string[]): Promise<Record<string, unknown>> {
   return JSON.parse(new TextDecoder().decode(out.stdout));
 }
 
-/** The folder of hydrogen-view-sdk's built assets (CSS, fonts, icons) in Deno's npm cache. */
-async function hydrogenAssetsDir(): Promise<string> {
-  const local = `${repoRoot}node_modules/hydrogen-view-sdk/asset-build/assets`;
+/** hydrogen-view-sdk's folder (built library, service worker and assets) in Deno's npm cache. */
+async function hydrogenPackageDir(): Promise<string> {
+  const local = `${repoRoot}node_modules/hydrogen-view-sdk`;
   if (await Deno.stat(local).then(() => true, () => false)) return local;
   const graph = await denoJson(["info", "--json", bootPath]);
   const key = Object.keys(graph.npmPackages as object).find((k) =>
@@ -45,9 +45,7 @@ async function hydrogenAssetsDir(): Promise<string> {
   );
   assert(key, "hydrogen-view-sdk is not in boot.js's module graph");
   const cache = (await denoJson(["info", "--json"])).npmCache as string;
-  const dir = `${cache}/registry.npmjs.org/hydrogen-view-sdk/${
-    key.split("@")[1]
-  }/asset-build/assets`;
+  const dir = `${cache}/registry.npmjs.org/hydrogen-view-sdk/${key.split("@")[1]}`;
   await Deno.stat(dir);
   return dir;
 }
@@ -89,8 +87,11 @@ const contentTypes: Record<string, string> = {
   png: "image/png",
 };
 
-/** Serve the page, the bundle and the SDK's assets on a free loopback port. */
-function serveHydrogen(bundleDir: string, assetsDir: string): Deno.HttpServer<Deno.NetAddr> {
+/**
+ * Serve the page, the bundle, the SDK's assets and its service worker (Hydrogen's session
+ * start needs one: it hands the access token to it for authenticated media) on loopback.
+ */
+function serveHydrogen(bundleDir: string, packageDir: string): Deno.HttpServer<Deno.NetAddr> {
   return Deno.serve({ hostname: "127.0.0.1", port: 0, onListen() {} }, async (req) => {
     const path = new URL(req.url).pathname;
     let file: string | undefined;
@@ -98,8 +99,10 @@ function serveHydrogen(bundleDir: string, assetsDir: string): Deno.HttpServer<De
       return new Response(indexHtml, { headers: { "content-type": "text/html" } });
     } else if (path === "/boot.js") {
       file = `${bundleDir}/boot.js`;
+    } else if (path === "/sw.js") {
+      file = `${packageDir}/lib-build/sw.js`;
     } else if (/^\/assets\/[A-Za-z0-9._-]+$/.test(path)) {
-      file = `${assetsDir}/${path.slice("/assets/".length)}`;
+      file = `${packageDir}/asset-build/assets/${path.slice("/assets/".length)}`;
     }
     if (!file) return new Response("not found", { status: 404 });
     try {
@@ -125,7 +128,7 @@ export async function startHydrogenApp(): Promise<HydrogenApp> {
   const dir = await Deno.makeTempDir({ prefix: "tessera-hydrogen-bundle-" });
   try {
     await bundleHydrogen(dir);
-    const web = serveHydrogen(dir, await hydrogenAssetsDir());
+    const web = serveHydrogen(dir, await hydrogenPackageDir());
     return {
       pageUrl: (hs) => `http://127.0.0.1:${web.addr.port}/?homeserver=${encodeURIComponent(hs)}`,
       stop: async () => {
