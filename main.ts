@@ -87,7 +87,13 @@ export async function assembleServer(
     syncNotifier,
     syncStreams,
     filters: new FilterService(new KvFilterStore(kv)),
-    ...assembleRooms({ kv, serverName: config.serverName, eventStore, sender }),
+    ...assembleRooms({
+      kv,
+      serverName: config.serverName,
+      eventStore,
+      sender,
+      profiles: userData.profiles,
+    }),
     ...userData,
   };
   return { app: buildApp(deps), deps };

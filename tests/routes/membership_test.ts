@@ -263,3 +263,19 @@ Deno.test("knock: allowed in knock rooms, refused elsewhere", async () => {
     server.close();
   }
 });
+
+Deno.test("member events carry the user's displayname from the profile", async () => {
+  const { server, bob, room, membershipOf } = await setup();
+  try {
+    const put = await server.request(
+      "PUT",
+      `${V3}/profile/${encodeURIComponent(bob.userId)}/displayname`,
+      { token: bob.accessToken, body: { displayname: "Bobby" } },
+    );
+    assertEquals(put.status, 200);
+    await server.request("POST", `${V3}/join/${room}`, { token: bob.accessToken });
+    assertEquals(await membershipOf(bob.userId), { membership: "join", displayname: "Bobby" });
+  } finally {
+    server.close();
+  }
+});
