@@ -6,7 +6,8 @@ import type { Hono } from "hono";
 import { type Config, ConfigError, configFromDenoEnv } from "./domain/config.ts";
 import { generateSigningSeed } from "./domain/signing.ts";
 import { keyringFromSeed } from "./domain/server_keys.ts";
-import { LocalEventSender } from "./domain/local_event_sender.ts";
+import { type LocalEventHook, LocalEventSender } from "./domain/local_event_sender.ts";
+import { assemblePush } from "./push_assembly.ts";
 import { SyncNotifier } from "./domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "./domain/sync/sync_stream.ts";
 import { FilterService } from "./domain/sync/filters.ts";
@@ -44,16 +45,27 @@ export async function assembleServer(
   const seed = config.signingKeySeed ?? (await loadOrCreateSigningSeed(kv, generateSigningSeed));
   const keyring = await keyringFromSeed(config.serverName, seed);
   const eventStore = new KvEventStore(kv, { resolver: resolveState });
+  // Filled below, once the services the hooks need exist (the sender runs them per event).
+  const eventHooks: LocalEventHook[] = [];
   const sender = new LocalEventSender({
     store: eventStore,
     serverName: config.serverName,
     signingKey: keyring.current,
     now: options.now,
+    eventHooks,
   });
   const syncNotifier = new SyncNotifier();
   syncNotifier.attach(eventStore);
   // Sync streams other than rooms; each area pushes its provider here.
   const syncStreams: SyncStreamProvider[] = [];
+  const push = assemblePush({
+    kv,
+    serverName: config.serverName,
+    eventStore,
+    syncNotifier,
+    syncStreams,
+  });
+  eventHooks.push(push.planner);
   const userData = assembleUserData({
     kv,
     serverName: config.serverName,
@@ -86,14 +98,11 @@ export async function assembleServer(
     sender,
     syncNotifier,
     syncStreams,
+    pushRules: push.pushRules,
+    notifications: push.notifications,
+    notificationCounts: push.countsWith(userData.receipts),
     filters: new FilterService(new KvFilterStore(kv)),
-    ...assembleRooms({
-      kv,
-      serverName: config.serverName,
-      eventStore,
-      sender,
-      profiles: userData.profiles,
-    }),
+    ...assembleRooms({ kv, serverName: config.serverName, eventStore, sender }),
     ...userData,
   };
   return { app: buildApp(deps), deps };

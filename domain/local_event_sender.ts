@@ -18,7 +18,12 @@ import type { JsonObject } from "./json.ts";
 import { type RoomVersion, roomVersion } from "./room_versions.ts";
 import type { SigningKey } from "./signing.ts";
 import { toStoredRoomEvent } from "./stored_events.ts";
-import type { AppendedEvent, CommitMutation, EventStore } from "./ports/event_store.ts";
+import type {
+  AppendedEvent,
+  AppendResult,
+  CommitMutation,
+  EventStore,
+} from "./ports/event_store.ts";
 
 const CREATE_KEY = stateKey("m.room.create", "");
 /** Rooms whose state view is kept between batches; the least recently used is dropped. */
@@ -61,6 +66,30 @@ export interface PreparedEventWrites {
   writes(appended: AppendedEvent): CommitMutation[];
   /** Follow-up work once the event is committed, before its sender is answered. */
   afterCommit?(appended: AppendedEvent): Promise<void>;
+  /** How many mutations `writes` returns, so a batch can be split before it outgrows a commit. */
+  weight?: number;
+}
+
+/** Most hook mutations one append carries (about 110 bytes of key each, within KV's 80 KiB). */
+export const HOOK_WRITES_PER_COMMIT = 300;
+
+/** Consecutive runs of a batch whose hook writes stay within HOOK_WRITES_PER_COMMIT. */
+function splitByHookWeight<T extends { hooked: PreparedEventWrites[] }>(built: T[]): T[][] {
+  const parts: T[][] = [];
+  let part: T[] = [];
+  let weight = 0;
+  for (const b of built) {
+    const w = b.hooked.reduce((sum, h) => sum + (h.weight ?? 0), 0);
+    if (part.length > 0 && weight + w > HOOK_WRITES_PER_COMMIT) {
+      parts.push(part);
+      part = [];
+      weight = 0;
+    }
+    part.push(b);
+    weight += w;
+  }
+  if (part.length > 0) parts.push(part);
+  return parts;
 }
 
 /** What the sender is built from. */
@@ -207,32 +236,38 @@ export class LocalEventSender {
     }
     if (built.length === 0) return;
 
-    const result = await store.append({
-      roomId,
-      events: built.map((b) => ({ eventId: b.eventId, pdu: b.pdu, status: "accepted" as const })),
-      extraMutations: (appended) =>
-        built.flatMap((b, i) => [
-          ...(b.pending.item.extraMutations?.(appended[i]) ?? []),
-          ...b.hooked.flatMap((h) => h.writes(appended[i])),
-        ]),
-    });
-    this.#views.set(roomId, { versionstamp: result.versionstamp, view, prevEvents });
+    // Hooks may add many writes per event (one per notified member), so the batch is split into
+    // several appends whenever their writes would not fit one commit; each append is one commit.
+    let result: AppendResult | undefined;
+    for (const part of splitByHookWeight(built)) {
+      const partResult = await store.append({
+        roomId,
+        events: part.map((b) => ({ eventId: b.eventId, pdu: b.pdu, status: "accepted" as const })),
+        extraMutations: (appended) =>
+          part.flatMap((b, i) => [
+            ...(b.pending.item.extraMutations?.(appended[i]) ?? []),
+            ...b.hooked.flatMap((h) => h.writes(appended[i])),
+          ]),
+      });
+      await Promise.all(
+        part.flatMap((b, i) =>
+          b.hooked.map((h) =>
+            h.afterCommit?.(partResult.events[i]).catch((error) => {
+              // The event is committed; a lost follow-up costs a notification, not the event.
+              console.error("event hook afterCommit failed", b.eventId, error);
+            })
+          )
+        ),
+      );
+      part.forEach((b, i) =>
+        b.pending.resolve({ eventId: b.eventId, pdu: b.pdu, appended: partResult.events[i] })
+      );
+      result = partResult;
+    }
+    this.#views.set(roomId, { versionstamp: result!.versionstamp, view, prevEvents });
     if (this.#views.size > CACHED_ROOM_VIEWS) {
       this.#views.delete(this.#views.keys().next().value!);
     }
-    await Promise.all(
-      built.flatMap((b, i) =>
-        b.hooked.map((h) =>
-          h.afterCommit?.(result.events[i]).catch((error) => {
-            // The event is committed; a lost follow-up costs a notification, not the event.
-            console.error("event hook afterCommit failed", b.eventId, error);
-          })
-        )
-      ),
-    );
-    built.forEach((b, i) =>
-      b.pending.resolve({ eventId: b.eventId, pdu: b.pdu, appended: result.events[i] })
-    );
   }
 
   #now(): number {

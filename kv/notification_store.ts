@@ -1,7 +1,7 @@
 /**
- * Notifications in KV. Each notification is written twice, by blind sets in the commit of the
- * event that caused it: under (user, room, position) for unread counts, which list the entries
- * after the user's read point, and under (user, ts, room, position) for GET /notifications.
+ * Notifications in KV, written by blind sets: under (user, room, position) in the commit of the
+ * event that caused it, for unread counts (which list the entries after the user's read point),
+ * and under (user, ts, room, position) right after that commit, for GET /notifications.
  * Nothing is ever incremented, so retried or replanned commits cannot make counts drift.
  */
 import { invalidParam } from "../domain/errors.ts";
@@ -15,8 +15,8 @@ import type {
 import type { PushAction } from "../domain/push/push_rules.ts";
 import { pushKeys } from "./schema.ts";
 
-/** Entries written per commit by `write` (two mutations each, within KV's 1,000). */
-const ENTRIES_PER_COMMIT = 400;
+/** Entries written per commit by `write` (two keys of about 110 bytes each, within 80 KiB). */
+const ENTRIES_PER_COMMIT = 300;
 /** Most entries a page walks when filtering on highlights, so one request stays bounded. */
 const MAX_PAGE_SCAN = 5_000;
 
@@ -39,20 +39,11 @@ export class KvNotificationStore implements NotificationStore {
   constructor(private readonly kv: Deno.Kv) {}
 
   mutations(entries: readonly NotificationEntry[], own?: OwnEventMark): CommitMutation[] {
-    const out: CommitMutation[] = [];
-    for (const n of entries) {
-      const room: RoomRecord = { e: n.eventId, t: n.threadId, h: n.highlight };
-      out.push({
-        op: "set",
-        key: pushKeys.roomNotification(n.userId, n.roomId, n.position) as CommitKey,
-        value: room,
-      });
-      out.push({
-        op: "set",
-        key: pushKeys.userNotification(n.userId, n.ts, n.roomId, n.position) as CommitKey,
-        value: { ...room, a: n.actions } satisfies UserRecord,
-      });
-    }
+    const out: CommitMutation[] = entries.map((n) => ({
+      op: "set",
+      key: pushKeys.roomNotification(n.userId, n.roomId, n.position) as CommitKey,
+      value: { e: n.eventId, t: n.threadId, h: n.highlight } satisfies RoomRecord,
+    }));
     if (own) {
       out.push({
         op: "set",
@@ -63,11 +54,19 @@ export class KvNotificationStore implements NotificationStore {
     return out;
   }
 
-  async write(entries: readonly NotificationEntry[]): Promise<void> {
+  async write(entries: readonly NotificationEntry[], counts: boolean): Promise<void> {
     for (let i = 0; i < entries.length; i += ENTRIES_PER_COMMIT) {
       const atomic = this.kv.atomic();
-      for (const m of this.mutations(entries.slice(i, i + ENTRIES_PER_COMMIT))) {
-        if (m.op === "set") atomic.set(m.key as Deno.KvKey, m.value);
+      for (const n of entries.slice(i, i + ENTRIES_PER_COMMIT)) {
+        const room: RoomRecord = { e: n.eventId, t: n.threadId, h: n.highlight };
+        if (counts) atomic.set(pushKeys.roomNotification(n.userId, n.roomId, n.position), room);
+        atomic.set(
+          pushKeys.userNotification(n.userId, n.ts, n.roomId, n.position),
+          {
+            ...room,
+            a: n.actions,
+          } satisfies UserRecord,
+        );
       }
       await atomic.commit();
     }

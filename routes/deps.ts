@@ -9,6 +9,9 @@ import type { UserInteractiveAuth } from "../domain/accounts/user_interactive_au
 import type { RateLimiter } from "../domain/rate_limiter.ts";
 import type { SyncNotifier } from "../domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "../domain/sync/sync_stream.ts";
+import type { PushRuleService } from "../domain/push/push_rule_service.ts";
+import type { NotificationCountService } from "../domain/push/notification_counts.ts";
+import type { NotificationStore } from "../domain/ports/notification_store.ts";
 import type { ProfileService } from "../domain/profile/profile_service.ts";
 import type { AccountDataService } from "../domain/account_data/account_data_service.ts";
 import type { ReceiptService } from "../domain/ephemeral/receipt_service.ts";
@@ -58,4 +61,10 @@ export interface AppDeps {
   rooms: Rooms;
   /** Aliases, published rooms and forgotten rooms (`isForgotten(userId, roomId)` for sync). */
   roomDirectory: RoomDirectoryStore;
+  /** Push rules: rulesets (`ruleset(userId)` renders the `m.push_rules` content) and edits. */
+  pushRules: PushRuleService;
+  /** Who was notified of what, for GET /notifications. */
+  notifications: NotificationStore;
+  /** Unread counts per room and thread for /sync: `countsFor(userId, roomIds)`. */
+  notificationCounts: NotificationCountService;
 }

@@ -61,10 +61,13 @@ export interface NotificationPage {
 
 /** Notification storage. */
 export interface NotificationStore {
-  /** The writes recording `entries` and the sender's `own` mark, for the event's commit. */
+  /** The count records of `entries` and the sender's `own` mark, for the event's commit. */
   mutations(entries: readonly NotificationEntry[], own?: OwnEventMark): CommitMutation[];
-  /** Write entries in commits of their own (recipients beyond one commit's budget). */
-  write(entries: readonly NotificationEntry[]): Promise<void>;
+  /**
+   * After the event's commit: the GET /notifications index of `entries`, and their count
+   * records too when `counts` (recipients beyond one commit's budget).
+   */
+  write(entries: readonly NotificationEntry[], counts: boolean): Promise<void>;
   /** A user's notifications in a room after `position`, oldest first, at most `limit`. */
   after(
     userId: string,

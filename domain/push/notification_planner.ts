@@ -21,11 +21,11 @@ import type { PushRuleService } from "./push_rule_service.ts";
 import type { Ruleset } from "./push_rules.ts";
 
 /**
- * Recipients whose notifications ride in the event's commit (two writes each, inside KV's 1,000
- * mutations with the event's own). The rest are written right after the commit, before the
- * sender is answered.
+ * Recipients whose count records ride in the event's commit (one key of about 110 bytes each;
+ * the sender splits batches to keep hook writes within a commit). The rest, and every entry's
+ * GET /notifications index, are written right after the commit, before the sender is answered.
  */
-export const RECIPIENTS_PER_COMMIT = 400;
+export const RECIPIENTS_PER_COMMIT = 250;
 /** Relation hops followed to find an event's thread, as the spec recommends. */
 const THREAD_HOPS = 3;
 
@@ -61,14 +61,16 @@ export class NotificationPlanner implements LocalEventHook {
     const placed = (list: NotificationEntry[], position: number) =>
       list.map((e) => ({ ...e, position }));
     return {
+      weight: inCommit.length + (own ? 1 : 0),
       writes: (appended) =>
         notifications.mutations(
           placed(inCommit, appended.position),
           own && { ...own, position: appended.position },
         ),
-      afterCommit: overflow.length === 0
-        ? undefined
-        : (appended) => notifications.write(placed(overflow, appended.position)),
+      afterCommit: entries.length === 0 ? undefined : async (appended) => {
+        await notifications.write(placed(overflow, appended.position), true);
+        await notifications.write(placed(inCommit, appended.position), false);
+      },
     };
   }
 

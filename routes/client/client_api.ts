@@ -7,6 +7,8 @@
 import { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
 import { authArea } from "./auth_routes.ts";
+import { pushRuleArea } from "./push_rule_routes.ts";
+import { notificationArea } from "./notification_routes.ts";
 import { accountArea } from "./account_routes.ts";
 import { deviceArea } from "./device_routes.ts";
 import { filterArea } from "./filter_routes.ts";
@@ -31,6 +33,8 @@ export interface ClientArea {
 function clientAreas(deps: AppDeps): ClientArea[] {
   return [
     authArea(deps),
+    pushRuleArea(deps),
+    notificationArea(deps),
     accountArea(deps),
     deviceArea(deps),
     syncArea(deps),
