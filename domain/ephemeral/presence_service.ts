@@ -50,8 +50,11 @@ export class PresenceService {
    * Mark a syncing user: `set_presence` of the sync (default "online"); "offline" leaves the
    * stored state alone, as the spec asks. Writes only when something visible changes.
    */
-  async markFromSync(userId: string, setPresence?: PresenceState): Promise<void> {
-    const presence = setPresence ?? "online";
+  async markFromSync(userId: string, setPresence?: string): Promise<void> {
+    // Anything but the spec's three states counts as the default, "online".
+    const presence: PresenceState = setPresence === "offline" || setPresence === "unavailable"
+      ? setPresence
+      : "online";
     if (presence === "offline") return;
     const current = await this.deps.store.get(userId);
     const now = this.#now();

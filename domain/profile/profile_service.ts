@@ -73,7 +73,12 @@ export class ProfileService implements ProfileReader {
   constructor(private readonly deps: ProfileServiceDeps) {}
 
   async profile(userId: string): Promise<MemberProfile> {
-    return memberProfile(await this.deps.store.get(userId));
+    const fields = await this.deps.store.get(userId);
+    // A local user without a profile record yet gets the registration default, the localpart.
+    if (fields === null && userId.endsWith(`:${this.deps.serverName}`)) {
+      return { displayname: userId.slice(1, userId.indexOf(":")) };
+    }
+    return memberProfile(fields);
   }
 
   /** Several users' member profiles (user directory, member lists). */
