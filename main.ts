@@ -23,6 +23,8 @@ import { UserInteractiveAuth } from "./domain/accounts/user_interactive_auth.ts"
 import { RateLimiter } from "./domain/rate_limiter.ts";
 import { KvAccountStore } from "./kv/account_store.ts";
 import type { AppDeps } from "./routes/deps.ts";
+import { KvTransactionStore } from "./kv/transaction_store.ts";
+import { RoomEventService } from "./domain/room_events/room_event_service.ts";
 import { assembleUserData } from "./user_data_assembly.ts";
 import { assembleRooms } from "./rooms_assembly.ts";
 
@@ -82,6 +84,7 @@ export async function assembleServer(
     hasher: new PasswordHasher(options.passwordHashing),
     now: options.now,
   });
+  const transactions = new KvTransactionStore(kv);
   const deps: AppDeps = {
     config,
     keyring,
@@ -96,6 +99,8 @@ export async function assembleServer(
     },
     eventStore,
     sender,
+    transactions,
+    roomEvents: new RoomEventService({ store: eventStore, sender, transactions, now: options.now }),
     syncNotifier,
     syncStreams,
     pushRules: push.pushRules,

@@ -32,6 +32,7 @@ import {
 import { readRoomChanges, readSyncChanges, takeSyncBarrier } from "./sync_reads.ts";
 import { readTimeline } from "./timeline_reads.ts";
 import { readRedactions } from "./redaction_reads.ts";
+import { timelineToken } from "./stream_tokens.ts";
 
 /** Event store over one Deno KV database (optionally under a key namespace). */
 export class KvEventStore implements EventStore {
@@ -112,9 +113,14 @@ export class KvEventStore implements EventStore {
   /** See EventReader.timeline. */
   timeline(
     roomId: string,
-    options: { from?: string; dir: Direction; limit: number },
+    options: { from?: string; to?: string; dir: Direction; limit: number },
   ): Promise<TimelinePage> {
     return readTimeline(this.ctx, roomId, options);
+  }
+
+  /** See EventReader.timelineTokenAt. */
+  timelineTokenAt(position: number): string {
+    return timelineToken(position);
   }
 
   /** See SyncReader.syncBarrier. */

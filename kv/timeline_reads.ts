@@ -4,7 +4,7 @@ import { decodeLogEntry } from "./event_reads.ts";
 import type { StoreContext } from "./store_context.ts";
 import type { LogEntry, RoomHead } from "./store_records.ts";
 import { FIRST_FORWARD_POSITION } from "./store_records.ts";
-import { parseTimelineToken, timelineToken } from "./stream_tokens.ts";
+import { parseSyncToken, parseTimelineToken, timelineToken } from "./stream_tokens.ts";
 
 /**
  * A page of accepted events. A token is a boundary: walking "b" from it returns positions
@@ -13,14 +13,18 @@ import { parseTimelineToken, timelineToken } from "./stream_tokens.ts";
 export async function readTimeline(
   ctx: StoreContext,
   roomId: string,
-  options: { from?: string; dir: Direction; limit: number },
+  options: { from?: string; to?: string; dir: Direction; limit: number },
 ): Promise<TimelinePage> {
   const limit = Math.max(1, Math.min(options.limit, 1000));
+  const to = options.to === undefined ? undefined : parseTimelineToken(options.to);
   let from: number;
-  if (options.from !== undefined) from = parseTimelineToken(options.from);
-  else {
+  // A sync token as `from` (older clients pass next_batch) means the live end.
+  if (options.from !== undefined && !options.from.startsWith("s")) {
+    from = parseTimelineToken(options.from);
+  } else {
+    const liveEnd = options.from !== undefined && parseSyncToken(options.from) !== "";
     const head = (await ctx.kv.get<RoomHead>(ctx.keys.head(roomId))).value;
-    from = options.dir === "b"
+    from = options.dir === "b" || liveEnd
       ? (head?.last ?? FIRST_FORWARD_POSITION - 1) + 1
       : head?.first ?? FIRST_FORWARD_POSITION;
   }
@@ -32,6 +36,10 @@ export async function readTimeline(
   const picked: Deno.KvEntry<LogEntry>[] = [];
   let exhausted = true;
   for await (const entry of iter) {
+    if (to !== undefined) {
+      const position = entry.key[entry.key.length - 1] as number;
+      if (options.dir === "b" ? position < to : position >= to) break;
+    }
     if (entry.value.status !== "accepted") continue;
     picked.push(entry);
     if (picked.length === limit) {

@@ -3,6 +3,8 @@ import type { Config } from "../domain/config.ts";
 import type { ServerKeyring } from "../domain/server_keys.ts";
 import type { EventStore } from "../domain/ports/event_store.ts";
 import type { LocalEventSender } from "../domain/local_event_sender.ts";
+import type { TransactionStore } from "../domain/ports/transaction_store.ts";
+import type { RoomEventService } from "../domain/room_events/room_event_service.ts";
 import type { SessionResolver } from "../domain/session.ts";
 import type { AccountService } from "../domain/accounts/account_service.ts";
 import type { UserInteractiveAuth } from "../domain/accounts/user_interactive_auth.ts";
@@ -41,6 +43,16 @@ export interface AppDeps {
   eventStore: EventStore;
   /** Builds, authorises and appends local events. */
   sender: LocalEventSender;
+  /**
+   * Client transaction IDs; `transactionIdFor(eventId, deviceId)` gives the sending device its
+   * `unsigned.transaction_id`.
+   */
+  transactions: TransactionStore;
+  /**
+   * Sending and reading room events; `presenter.present(events, {roomId, version, deviceId})`
+   * applies redactions and transaction IDs, `visibility.filter` history visibility.
+   */
+  roomEvents: RoomEventService;
   /** Wakes long-polling syncs: call `notifyUser`/`notifyRoom` after committing sync data. */
   syncNotifier: SyncNotifier;
   /** Sync streams besides rooms (account data, typing, receipts, ...); areas push theirs. */

@@ -181,12 +181,15 @@ export interface EventReader {
   roomsOfUser(userId: string, memberships?: readonly string[]): Promise<Membership[]>;
   /**
    * A page of the timeline walking `dir` from `from` (default: the live end for "b", the start
-   * for "f"). Tokens are opaque position tokens.
+   * for "f"), stopping at `to`. Tokens are opaque position tokens; a sync token as `from`
+   * stands for the live end.
    */
   timeline(
     roomId: string,
-    options: { from?: string; dir: Direction; limit: number },
+    options: { from?: string; to?: string; dir: Direction; limit: number },
   ): Promise<TimelinePage>;
+  /** The timeline token of the boundary just below `position` (for /context's tokens). */
+  timelineTokenAt(position: number): string;
 }
 
 /** Reading what changed since a sync token. */

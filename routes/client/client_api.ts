@@ -14,6 +14,7 @@ import { deviceArea } from "./device_routes.ts";
 import { filterArea } from "./filter_routes.ts";
 import { syncArea } from "./sync_routes.ts";
 import { roomArea } from "./room_routes.ts";
+import { roomEventArea } from "./room_event_routes.ts";
 import { membershipArea } from "./membership_routes.ts";
 import { directoryArea } from "./directory_routes.ts";
 import { profileArea } from "./profile_routes.ts";
@@ -40,6 +41,7 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     syncArea(deps),
     filterArea(deps),
     roomArea(deps),
+    roomEventArea(deps),
     membershipArea(deps),
     directoryArea(deps),
     profileArea(deps),
