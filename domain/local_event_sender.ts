@@ -73,8 +73,13 @@ export interface PreparedEventWrites {
 /** Most hook mutations one append carries (about 110 bytes of key each, within KV's 80 KiB). */
 export const HOOK_WRITES_PER_COMMIT = 300;
 
-/** Consecutive runs of a batch whose hook writes stay within HOOK_WRITES_PER_COMMIT. */
-function splitByHookWeight<T extends { hooked: PreparedEventWrites[] }>(built: T[]): T[][] {
+/**
+ * Split a batch into appends that each fit one commit. The store folds whole append requests
+ * but never splits one; hooks may add a write per notified member, so their weight bounds each
+ * part. (Events alone fit: 64 concurrent joins of long user IDs into a 700-member room were
+ * measured to commit whole.)
+ */
+function splitIntoAppends<T extends { hooked: PreparedEventWrites[] }>(built: T[]): T[][] {
   const parts: T[][] = [];
   let part: T[] = [];
   let weight = 0;
@@ -236,10 +241,10 @@ export class LocalEventSender {
     }
     if (built.length === 0) return;
 
-    // Hooks may add many writes per event (one per notified member), so the batch is split into
-    // several appends whenever their writes would not fit one commit; each append is one commit.
+    // Each part is one append request, committed in order; a failed part stops the rest, so no
+    // later event is stored on top of a missing prev event.
     let result: AppendResult | undefined;
-    for (const part of splitByHookWeight(built)) {
+    for (const part of splitIntoAppends(built)) {
       const partResult = await store.append({
         roomId,
         events: part.map((b) => ({ eventId: b.eventId, pdu: b.pdu, status: "accepted" as const })),

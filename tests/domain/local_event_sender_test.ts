@@ -170,3 +170,32 @@ Deno.test("a sender's cached room view is dropped when another writer appends", 
     close();
   }
 });
+
+Deno.test("64 concurrent joins with long user IDs all commit", async () => {
+  const { store, sender, close } = await openRoomFixture();
+  try {
+    const roomId = await createPublicRoom(sender, "12");
+    // Long user IDs, as bridges make them: the keys of 64 joins outgrow one commit.
+    const users = Array.from(
+      { length: 64 },
+      (_, i) => `@${"bridged_user_".repeat(6)}${i}:example.org`,
+    );
+    const joins = await Promise.all(
+      users.map((user) =>
+        sender.send({
+          roomId,
+          sender: user,
+          type: "m.room.member",
+          stateKey: user,
+          content: { membership: "join" },
+        })
+      ),
+    );
+    assertEquals(new Set(joins.map((j) => j.eventId)).size, 64);
+    const members = await store.members(roomId, ["join"]);
+    assertEquals(members.length, 65);
+    assertEquals((await store.roomHead(roomId))?.forwardExtremities.length, 1);
+  } finally {
+    close();
+  }
+});
