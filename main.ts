@@ -7,7 +7,6 @@ import { type Config, ConfigError, configFromDenoEnv } from "./domain/config.ts"
 import { generateSigningSeed } from "./domain/signing.ts";
 import { keyringFromSeed } from "./domain/server_keys.ts";
 import { type LocalEventHook, LocalEventSender } from "./domain/local_event_sender.ts";
-import { assemblePush } from "./push_assembly.ts";
 import { SyncNotifier } from "./domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "./domain/sync/sync_stream.ts";
 import { FilterService } from "./domain/sync/filters.ts";
@@ -25,8 +24,33 @@ import { KvAccountStore } from "./kv/account_store.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { KvTransactionStore } from "./kv/transaction_store.ts";
 import { RoomEventService } from "./domain/room_events/room_event_service.ts";
-import { assembleUserData } from "./user_data_assembly.ts";
-import { assembleRooms } from "./rooms_assembly.ts";
+import { NotificationPlanner } from "./domain/push/notification_planner.ts";
+import { NotificationCountService } from "./domain/push/notification_counts.ts";
+import { PushRuleService } from "./domain/push/push_rule_service.ts";
+import { pushRulesSyncStream } from "./domain/push/push_rules_sync.ts";
+import type { EventStore } from "./domain/ports/event_store.ts";
+import type { ReceiptReader } from "./domain/ports/receipt_store.ts";
+import { KvNotificationStore } from "./kv/notification_store.ts";
+import { KvPushRuleStore } from "./kv/push_rule_store.ts";
+import { AccountDataService } from "./domain/account_data/account_data_service.ts";
+import { AccountDataStream } from "./domain/account_data/account_data_stream.ts";
+import {
+  PresenceStream,
+  ReceiptStream,
+  TypingStream,
+} from "./domain/ephemeral/ephemeral_streams.ts";
+import { PresenceService } from "./domain/ephemeral/presence_service.ts";
+import { ReceiptService } from "./domain/ephemeral/receipt_service.ts";
+import { TypingService } from "./domain/ephemeral/typing_service.ts";
+import { type ProfileReader, ProfileService } from "./domain/profile/profile_service.ts";
+import { KvAccountDataStore } from "./kv/account_data_store.ts";
+import { KvPresenceStore } from "./kv/presence_store.ts";
+import { KvProfileStore } from "./kv/profile_store.ts";
+import { KvReceiptStore } from "./kv/receipt_store.ts";
+import { KvTypingStore } from "./kv/typing_store.ts";
+import type { RoomDirectoryStore } from "./domain/ports/room_directory_store.ts";
+import { Rooms } from "./domain/rooms/rooms.ts";
+import { KvRoomDirectoryStore } from "./kv/room_directory_store.ts";
 
 /** An assembled server: the HTTP app and the services behind it. */
 export interface AssembledServer {
@@ -107,10 +131,146 @@ export async function assembleServer(
     notifications: push.notifications,
     notificationCounts: push.countsWith(userData.receipts),
     filters: new FilterService(new KvFilterStore(kv)),
-    ...assembleRooms({ kv, serverName: config.serverName, eventStore, sender }),
     ...userData,
+    ...assembleRooms({
+      kv,
+      serverName: config.serverName,
+      eventStore,
+      sender,
+      profiles: userData.profiles,
+    }),
   };
   return { app: buildApp(deps), deps };
+}
+
+// ---- Push rules and notifications ----
+/** The push services, before receipts exist (they are built after the sender). */
+interface PushServices {
+  pushRules: PushRuleService;
+  notifications: KvNotificationStore;
+  planner: NotificationPlanner;
+  /** Counts over these notifications and the receipts service. */
+  countsWith(receipts: ReceiptReader): NotificationCountService;
+}
+
+/** Build the push services and push the `m.push_rules` stream onto `syncStreams`. */
+function assemblePush(options: {
+  kv: Deno.Kv;
+  serverName: string;
+  eventStore: EventStore;
+  syncNotifier: SyncNotifier;
+  syncStreams: SyncStreamProvider[];
+}): PushServices {
+  const { kv, eventStore } = options;
+  const ruleStore = new KvPushRuleStore(kv);
+  const pushRules = new PushRuleService(ruleStore);
+  pushRules.onChange((userId) => options.syncNotifier.notifyUser(userId));
+  options.syncStreams.push(pushRulesSyncStream(ruleStore, pushRules));
+  const notifications = new KvNotificationStore(kv);
+  const planner = new NotificationPlanner({
+    store: eventStore,
+    notifications,
+    pushRules,
+    serverName: options.serverName,
+  });
+  return {
+    pushRules,
+    notifications,
+    planner,
+    countsWith: (receipts) => new NotificationCountService(notifications, receipts),
+  };
+}
+
+// ---- User data: profiles, account data, receipts, typing, presence ----
+/** The user-data services AppDeps carries. */
+interface UserDataServices {
+  profiles: ProfileService;
+  accountData: AccountDataService;
+  receipts: ReceiptService;
+  typing: TypingService;
+  presence: PresenceService;
+}
+
+/** Build the user-data services and push their sync streams onto `syncStreams`. */
+function assembleUserData(options: {
+  kv: Deno.Kv;
+  serverName: string;
+  eventStore: EventStore;
+  sender: LocalEventSender;
+  syncNotifier: SyncNotifier;
+  syncStreams: SyncStreamProvider[];
+  now?: () => number;
+}): UserDataServices {
+  const { kv, eventStore, syncNotifier, now } = options;
+  const notifyUser = (userId: string) => syncNotifier.notifyUser(userId);
+  const notifyRoom = (roomId: string) => syncNotifier.notifyRoom(roomId);
+  // Presence reaches everyone sharing a room with the user: wake those rooms' syncs.
+  const notifyPresence = (userId: string) => {
+    syncNotifier.notifyUser(userId);
+    eventStore.roomsOfUser(userId, ["join"]).then(
+      (rooms) => rooms.forEach((r) => syncNotifier.notifyRoom(r.roomId)),
+      (error) => console.warn("presence: wake-up failed", userId, error),
+    );
+  };
+
+  const accountDataStore = new KvAccountDataStore(kv);
+  const receiptStore = new KvReceiptStore(kv);
+  const typingStore = new KvTypingStore(kv);
+  const presenceStore = new KvPresenceStore(kv);
+  const accountData = new AccountDataService({ store: accountDataStore, notifyUser });
+  const services: UserDataServices = {
+    profiles: new ProfileService({
+      store: new KvProfileStore(kv),
+      events: eventStore,
+      sender: options.sender,
+      serverName: options.serverName,
+    }),
+    accountData,
+    receipts: new ReceiptService({
+      store: receiptStore,
+      events: eventStore,
+      accountData,
+      notifyRoom,
+      notifyUser,
+      now,
+    }),
+    typing: new TypingService({ store: typingStore, events: eventStore, notifyRoom, now }),
+    presence: new PresenceService({ store: presenceStore, notifyPresence, now }),
+  };
+  options.syncStreams.push(
+    new AccountDataStream(accountDataStore),
+    new TypingStream(typingStore),
+    new ReceiptStream(receiptStore),
+    new PresenceStream(presenceStore, eventStore),
+  );
+  return services;
+}
+
+// ---- Rooms: creation, membership, aliases, directory, upgrades ----
+/** The rooms services AppDeps carries. */
+interface RoomsServices {
+  rooms: Rooms;
+  /** Aliases, published rooms and forgotten rooms (sync reads `isForgotten`). */
+  roomDirectory: RoomDirectoryStore;
+}
+
+/** Build the rooms services. */
+function assembleRooms(options: {
+  kv: Deno.Kv;
+  serverName: string;
+  eventStore: EventStore;
+  sender: LocalEventSender;
+  profiles?: ProfileReader;
+}): RoomsServices {
+  const roomDirectory = new KvRoomDirectoryStore(options.kv);
+  const rooms = new Rooms({
+    store: options.eventStore,
+    sender: options.sender,
+    directory: roomDirectory,
+    serverName: options.serverName,
+    profile: options.profiles ? (userId) => options.profiles!.profile(userId) : undefined,
+  });
+  return { rooms, roomDirectory };
 }
 
 const onDenoDeploy = Boolean(Deno.env.get("DENO_DEPLOYMENT_ID"));

@@ -3,8 +3,6 @@ import type { Config } from "../domain/config.ts";
 import type { ServerKeyring } from "../domain/server_keys.ts";
 import type { EventStore } from "../domain/ports/event_store.ts";
 import type { LocalEventSender } from "../domain/local_event_sender.ts";
-import type { TransactionStore } from "../domain/ports/transaction_store.ts";
-import type { RoomEventService } from "../domain/room_events/room_event_service.ts";
 import type { SessionResolver } from "../domain/session.ts";
 import type { AccountService } from "../domain/accounts/account_service.ts";
 import type { UserInteractiveAuth } from "../domain/accounts/user_interactive_auth.ts";
@@ -14,13 +12,15 @@ import type { SyncStreamProvider } from "../domain/sync/sync_stream.ts";
 import type { PushRuleService } from "../domain/push/push_rule_service.ts";
 import type { NotificationCountService } from "../domain/push/notification_counts.ts";
 import type { NotificationStore } from "../domain/ports/notification_store.ts";
+import type { FilterService } from "../domain/sync/filters.ts";
 import type { ProfileService } from "../domain/profile/profile_service.ts";
 import type { AccountDataService } from "../domain/account_data/account_data_service.ts";
 import type { ReceiptService } from "../domain/ephemeral/receipt_service.ts";
 import type { TypingService } from "../domain/ephemeral/typing_service.ts";
 import type { PresenceService } from "../domain/ephemeral/presence_service.ts";
-import type { FilterService } from "../domain/sync/filters.ts";
 import type { Rooms } from "../domain/rooms/rooms.ts";
+import type { TransactionStore } from "../domain/ports/transaction_store.ts";
+import type { RoomEventService } from "../domain/room_events/room_event_service.ts";
 import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts";
 
 /** What every route module may depend on. Areas add their services here. */
@@ -57,6 +57,8 @@ export interface AppDeps {
   syncNotifier: SyncNotifier;
   /** Sync streams besides rooms (account data, typing, receipts, ...); areas push theirs. */
   syncStreams: SyncStreamProvider[];
+  /** Uploaded sync filters, and resolving `/sync?filter=`. */
+  filters: FilterService;
   /** Profiles; `profile(userId)` gives the displayname/avatar_url member events carry. */
   profiles: ProfileService;
   /** Global and per-room account data, tags and the read marker. */
@@ -67,8 +69,6 @@ export interface AppDeps {
   typing: TypingService;
   /** Presence; sync calls `markFromSync(userId, set_presence)`. */
   presence: PresenceService;
-  /** Uploaded sync filters, and resolving `/sync?filter=`. */
-  filters: FilterService;
   /** Room creation, membership, aliases, the public room directory and upgrades. */
   rooms: Rooms;
   /** Aliases, published rooms and forgotten rooms (`isForgotten(userId, roomId)` for sync). */
