@@ -43,8 +43,8 @@ async function requireNio(): Promise<void> {
 
 Deno.test({
   name: "matrix-nio: register, log in, create a room, send, and sync the message back (r0 paths)",
-  // Waiting for: GET /_matrix/client/r0/sync (404 now; register and login pass), then
-  // /createRoom and PUT /rooms/{roomId}/send, all with ?access_token=.
+  // Waiting for: PUT /_matrix/client/r0/rooms/{roomId}/send/... (404 at 67b3801; register, login,
+  // sync and createRoom pass with ?access_token=).
   ignore: pending(),
   fn: async () => {
     await requireNio();
