@@ -5,7 +5,6 @@
  */
 import { assert } from "../assert.ts";
 import { startServerProcess } from "./server_process.ts";
-import { pending } from "./matrix_helpers.ts";
 
 const python = "/usr/bin/python3";
 const script = new URL("./nio_client.py", import.meta.url).pathname;
@@ -43,9 +42,6 @@ async function requireNio(): Promise<void> {
 
 Deno.test({
   name: "matrix-nio: register, log in, create a room, send, and sync the message back (r0 paths)",
-  // Waiting for: PUT /_matrix/client/r0/rooms/{roomId}/send/... (404 at 67b3801; register, login,
-  // sync and createRoom pass with ?access_token=).
-  ignore: pending(),
   fn: async () => {
     await requireNio();
     const server = await startServerProcess();
