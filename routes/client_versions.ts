@@ -2,11 +2,35 @@
 import { Hono } from "hono";
 
 /**
- * Spec versions advertised to clients. A version is listed only once the client-server
- * endpoints it needs work end to end; until the Client-Server API lands (issue 3) that is none,
- * because a client told "v1.x" would go on to call /login and /sync.
+ * Spec versions advertised to clients. The modules a chat client needs work end to end
+ * (accounts, rooms, events, sync, profiles, account data, typing, receipts, presence, push
+ * rules, filters, capabilities); the README lists what is still missing (media, E2EE key
+ * endpoints, pushers, search, relations). We stop at v1.12 because newer versions switch
+ * clients to behaviour we do not serve yet: OAuth discovery (v1.15) and `use_state_after`
+ * sync (v1.16).
  */
-export const ADVERTISED_SPEC_VERSIONS: readonly string[] = [];
+export const ADVERTISED_SPEC_VERSIONS: readonly string[] = [
+  "r0.0.1",
+  "r0.1.0",
+  "r0.2.0",
+  "r0.3.0",
+  "r0.4.0",
+  "r0.5.0",
+  "r0.6.0",
+  "r0.6.1",
+  "v1.1",
+  "v1.2",
+  "v1.3",
+  "v1.4",
+  "v1.5",
+  "v1.6",
+  "v1.7",
+  "v1.8",
+  "v1.9",
+  "v1.10",
+  "v1.11",
+  "v1.12",
+];
 
 /** Unstable features we actually implement (none yet). */
 export const UNSTABLE_FEATURES: Readonly<Record<string, boolean>> = {};
