@@ -24,7 +24,7 @@ export interface RequestOptions {
 /** Start an in-process server; `env` overrides configuration variables. */
 export async function startTestServer(
   env: Record<string, string> = {},
-  options: { now?: () => number } = {},
+  options: Parameters<typeof assembleServer>[2] = {},
 ) {
   const config = loadConfig({ TESSERA_SERVER_NAME: "example.org:8448", ...env }, { dev: true });
   const kv = await Deno.openKv(":memory:");
