@@ -1,9 +1,7 @@
 /** `GET /sync`: query validation at the edge, then the sync service (domain/sync). */
 import { Hono } from "hono";
 import { z } from "zod";
-import type { NotificationCounts } from "../../domain/sync/room_stream.ts";
 import { SyncService } from "../../domain/sync/sync_service.ts";
-import type { EventPresenterLike } from "../../domain/sync/event_format.ts";
 import type { AppDeps } from "../deps.ts";
 import { readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
@@ -18,24 +16,17 @@ const syncQuery = z.object({
     .optional(),
 });
 
-/** Services other areas may or may not have added to AppDeps yet. */
-interface OptionalSyncDeps {
-  notificationCounts?: NotificationCounts;
-  presence?: { markFromSync(userId: string, setPresence?: string): Promise<void> };
-  /** The events area's presenter, so sync shows events exactly as /messages does. */
-  eventPresenter?: EventPresenterLike;
-}
-
 /** The sync area. */
 export function syncArea(deps: AppDeps): ClientArea {
-  const optional = deps as unknown as OptionalSyncDeps;
+  // The events area's presenter, so sync shows events exactly as /messages does (redactions
+  // applied, the sending device's transaction IDs, prev_content).
   const service = new SyncService({
     store: deps.eventStore,
     notifier: deps.syncNotifier,
     streams: deps.syncStreams,
-    notificationCounts: optional.notificationCounts,
-    presence: optional.presence,
-    presenter: optional.eventPresenter,
+    notificationCounts: deps.notificationCounts,
+    presence: deps.presence,
+    presenter: deps.roomEvents.presenter,
     now: deps.now,
   });
   const v3 = new Hono<ClientEnv>();
