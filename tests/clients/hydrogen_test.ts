@@ -9,7 +9,7 @@
 import { chromium, type Page } from "playwright-core";
 import { assert } from "../assert.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
-import { pending, registerUser } from "./matrix_helpers.ts";
+import { registerUser } from "./matrix_helpers.ts";
 import { chromiumArgs, chromiumPath, startHydrogenApp } from "./hydrogen/hydrogen_app.ts";
 
 const repoRoot = new URL("../../", import.meta.url).pathname;
@@ -130,9 +130,6 @@ Deno.test("Hydrogen in Chromium: the bundled UI boots and shows its sign-in scre
 
 Deno.test({
   name: "Hydrogen in Chromium: log in, create a room, send from the composer, see it, screenshot",
-  // Waiting for: PUT /_matrix/client/r0/rooms/{roomId}/send/... and GET /r0/rooms/{roomId}/messages
-  // (404 at 67b3801; login, filter, sync and createRoom pass). Hydrogen speaks r0.
-  ignore: pending(),
   fn: () =>
     withHydrogen(async (page, server) => {
       const password = "hydrogen password 1";
