@@ -44,6 +44,16 @@ async function expectVisible(page: Page, step: string, selector: string, timeout
 type Context = Awaited<ReturnType<typeof chromium.launchPersistentContext>>;
 
 /**
+ * A bug in hydrogen-view-sdk 0.3.1 itself, not a server response: its create-room form calls the
+ * now-async Session.createRoom without `await` and navigates to the room `undefined`, which its
+ * router turns into `true`; looking that up in IndexedDB logs this error and the new room is not
+ * opened (a person, like the test, then clicks it in the room list). The client stays
+ * unmodified; only this exact error is tolerated. npm has no later release to move to.
+ */
+const KNOWN_HYDROGEN_BUG =
+  /getKey\(true\) failed on hydrogen_session_\d+\.archivedRoomSummary.*not a valid key/;
+
+/**
  * Start the server, Hydrogen and a fresh Chromium profile, open Hydrogen against the server and
  * run `drive`; on failure print Hydrogen's Matrix requests, the browser's errors and the server's
  * output.
@@ -88,7 +98,9 @@ async function withHydrogen(
     });
     await page.goto(app.pageUrl(server.baseUrl));
     await drive(page, server);
-    const uncaught = browserErrors.filter((e) => !e.startsWith("Failed to load resource"));
+    const uncaught = browserErrors.filter((e) =>
+      !e.startsWith("Failed to load resource") && !KNOWN_HYDROGEN_BUG.test(e)
+    );
     assert(uncaught.length === 0, `browser errors: ${uncaught.join("; ")}`);
     passed = true;
   } finally {

@@ -50,58 +50,6 @@ async function hydrogenPackageDir(): Promise<string> {
   return dir;
 }
 
-/**
- * A client bug in hydrogen-view-sdk 0.3.1, fixed in the bundle: its Session.createRoom became
- * async, but the create-room form (CreateRoomViewModel.create) still calls it without `await`
- * and navigates to `roomBeingCreated.id` of the promise, i.e. to the room `undefined`, which
- * Hydrogen's navigation turns into the room `true`. Hydrogen then looks the room `true` up in
- * IndexedDB (archivedRoomSummary.has(true) -> "getKey(true) failed ... not a valid key") and
- * never opens the new room. The SDK's other callers of createRoom await it; this does the same
- * and opens the created room (or, if creation failed, the local room that shows the error).
- * Nothing the server sends reaches this code: the URL is already `#/session/…/room/` before
- * createRoom's response arrives.
- */
-const hydrogenCreateRoomFix = {
-  from: `  create() {
-    var _a, _b;
-    let avatar;
-    if (this._avatarScaledBlob) {
-      avatar = {
-        info: this._avatarInfo,
-        name: this._avatarFileName,
-        blob: this._avatarScaledBlob
-      };
-    }
-    const roomBeingCreated = this._session.createRoom({`,
-  to: `  async create() {
-    var _a, _b;
-    let avatar;
-    if (this._avatarScaledBlob) {
-      avatar = {
-        info: this._avatarInfo,
-        name: this._avatarFileName,
-        blob: this._avatarScaledBlob
-      };
-    }
-    const roomBeingCreated = await this._session.createRoom({`,
-  navigateFrom: `    this.navigation.push("room", roomBeingCreated.id);
-  }
-  async selectAvatar() {`,
-  navigateTo: `    this.navigation.push("room", roomBeingCreated.roomId ?? roomBeingCreated.id);
-  }
-  async selectAvatar() {`,
-};
-
-/** Replace the one occurrence of `from` in `text`; fail if there is none or more than one. */
-function replaceOnce(text: string, from: string, to: string): string {
-  const at = text.indexOf(from);
-  assert(
-    at >= 0 && text.indexOf(from, at + 1) < 0,
-    "hydrogen-view-sdk's CreateRoomViewModel.create changed: review hydrogenCreateRoomFix",
-  );
-  return text.slice(0, at) + to + text.slice(at + from.length);
-}
-
 /** Bundle boot.js and the SDK it imports into one browser module in `outDir`. */
 async function bundleHydrogen(outDir: string): Promise<void> {
   const out = await new Deno.Command(Deno.execPath(), {
@@ -111,11 +59,6 @@ async function bundleHydrogen(outDir: string): Promise<void> {
     stderr: "piped",
   }).output();
   if (!out.success) throw new Error(`deno bundle failed: ${new TextDecoder().decode(out.stderr)}`);
-  const fix = hydrogenCreateRoomFix;
-  let bundle = await Deno.readTextFile(`${outDir}/boot.js`);
-  bundle = replaceOnce(bundle, fix.from, fix.to);
-  bundle = replaceOnce(bundle, fix.navigateFrom, fix.navigateTo);
-  await Deno.writeTextFile(`${outDir}/boot.js`, bundle);
 }
 
 const indexHtml = `<!doctype html>
