@@ -6,7 +6,7 @@ import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
-import { pathParam, roomIdParam, userIdParam } from "./user_data_params.ts";
+import { pathParam, roomIdParam, userIdParam } from "./path_params.ts";
 
 const objectBody = z.record(z.string(), z.unknown());
 const tagBody = z.object({ order: z.number().min(0).max(1).optional() }).passthrough();

@@ -9,7 +9,7 @@ import { RoomState } from "../../domain/rooms/room_state.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
-import { roomAliasParam, roomIdParam } from "./room_params.ts";
+import { roomAliasParam, roomIdParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 import { isValidRoomId } from "../../domain/identifiers.ts";
 

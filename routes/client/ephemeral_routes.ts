@@ -6,7 +6,7 @@ import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
-import { eventIdParam, pathParam, roomIdParam, userIdParam } from "./user_data_params.ts";
+import { eventIdParam, pathParam, roomIdParam, userIdParam } from "./path_params.ts";
 
 const typingBody = z.object({
   typing: z.boolean(),

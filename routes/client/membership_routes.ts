@@ -9,7 +9,7 @@ import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { rateLimited } from "./rate_limit_middleware.ts";
-import { roomIdOrAliasParam, roomIdParam } from "./room_params.ts";
+import { roomIdOrAliasParam, roomIdParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 const reason = z.string().max(4096).optional();

@@ -11,7 +11,7 @@ import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
-import { pathParam, userIdParam } from "./user_data_params.ts";
+import { pathParam, userIdParam } from "./path_params.ts";
 
 const fieldBody = z.record(z.string(), z.unknown());
 

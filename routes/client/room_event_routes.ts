@@ -7,7 +7,7 @@ import type { Context } from "hono";
 import { z } from "zod";
 import { invalidParam } from "../../domain/errors.ts";
 import { parseRoomEventFilterParam } from "../../domain/event_filter.ts";
-import { parseEventId, parseRoomId, requireValid } from "../../domain/identifiers.ts";
+import { eventIdParam, roomIdParam } from "./path_params.ts";
 import type { JsonObject } from "../../domain/json.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
@@ -53,18 +53,6 @@ function txnIdParam(c: Context): string {
   const txnId = c.req.param("txnId") ?? "";
   if (txnId === "" || txnId.length > 255) throw invalidParam("Invalid transaction ID");
   return txnId;
-}
-
-function roomIdParam(c: Context): string {
-  const roomId = c.req.param("roomId") ?? "";
-  requireValid(parseRoomId(roomId));
-  return roomId;
-}
-
-function eventIdParam(c: Context): string {
-  const eventId = c.req.param("eventId") ?? "";
-  requireValid(parseEventId(eventId));
-  return eventId;
 }
 
 /** The room events area. */

@@ -10,7 +10,7 @@ import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { rateLimited } from "./rate_limit_middleware.ts";
-import { roomIdParam } from "./room_params.ts";
+import { roomIdParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 const jsonObject = z.record(z.string(), z.unknown()).transform((v) => v as JsonObject);
