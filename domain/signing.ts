@@ -37,10 +37,14 @@ export async function signingKeyFromSeed(seed: Uint8Array, keyId: string): Promi
   pkcs8.set(PKCS8_ED25519_PREFIX);
   pkcs8.set(seed, PKCS8_ED25519_PREFIX.length);
   const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, "Ed25519", false, ["sign"]);
+  // The public key comes from WebCrypto too: noble's getPublicKey would build a base-point table
+  // (about 10 MiB resident) that only federation verification otherwise needs.
+  const exportable = await crypto.subtle.importKey("pkcs8", pkcs8, "Ed25519", true, ["sign"]);
   pkcs8.fill(0);
+  const { x } = await crypto.subtle.exportKey("jwk", exportable);
   return {
     keyId,
-    publicKey: ed.getPublicKey(seed),
+    publicKey: decodeBase64(x!),
     async sign(data: Uint8Array): Promise<Uint8Array> {
       return new Uint8Array(await crypto.subtle.sign("Ed25519", privateKey, ownBuffer(data)));
     },
