@@ -10,7 +10,7 @@
 import { authEventKeys } from "./auth_event_selection.ts";
 import { authStateFromEvents, checkEventAuth } from "./auth_rules.ts";
 import { buildEvent, type EventReference } from "./event_builder.ts";
-import { forbidden, notFound, unsupportedRoomVersion } from "./errors.ts";
+import { forbidden, MatrixError, notFound, unsupportedRoomVersion } from "./errors.ts";
 import { KeyedDrainQueue, type Queued } from "./keyed_drain_queue.ts";
 import { type Pdu, type RoomEvent, type StateKey, stateKey } from "./events.ts";
 
@@ -28,6 +28,8 @@ import type {
 const CREATE_KEY = stateKey("m.room.create", "");
 /** Rooms whose state view is kept between batches; the least recently used is dropped. */
 const CACHED_ROOM_VIEWS = 1024;
+/** Timestamps a room creation tries before giving up; each collision costs one append. */
+const MAX_CREATE_ATTEMPTS = 32;
 
 /** One local event to send into an existing room. */
 export interface LocalEventRequest {
@@ -128,6 +130,8 @@ export class LocalEventSender {
    * can skip re-reading state.
    */
   readonly #views = new Map<string, CachedView>();
+  /** The newest create-event timestamp this sender used. */
+  #lastCreateTs = 0;
 
   /** Create a sender over a store, signing as `serverName`. */
   constructor(deps: LocalEventSenderDeps) {
@@ -144,31 +148,41 @@ export class LocalEventSender {
     if (!version) throw unsupportedRoomVersion(options.version);
     const content: JsonObject = { ...options.content, room_version: version.id };
     if (version.createHasCreatorField) content.creator = options.creator;
-    const roomId = version.roomIdIsCreateEventHash ? undefined : this.#newRoomId();
-    const built = await buildEvent({
-      version,
-      roomId,
-      sender: options.creator,
-      type: "m.room.create",
-      stateKey: "",
-      content,
-      prevEvents: [],
-      currentState: () => undefined,
-      serverName: this.#deps.serverName,
-      signingKey: this.#deps.signingKey,
-      originServerTs: this.#now(),
-    });
-    const decision = checkEventAuth(built.event, () => undefined, version);
-    if (!decision.allowed) throw forbidden(decision.reason);
-    const result = await this.#deps.store.append({
-      roomId: built.event.room_id,
-      roomVersion: version.id,
-      events: [{ eventId: built.eventId, pdu: built.pdu, status: "accepted" }],
-    });
-    return {
-      roomId: built.event.room_id,
-      event: { eventId: built.eventId, pdu: built.pdu, appended: result.events[0] },
-    };
+    // A v12 room ID is the create event's hash, so two creates by one user in one millisecond
+    // would be the same room: timestamps of creates strictly increase in this process, and a
+    // create another process already stored (the store reports it as a duplicate) is rebuilt
+    // a millisecond later.
+    let ts = Math.max(this.#now(), this.#lastCreateTs + 1);
+    for (let attempt = 0; attempt < MAX_CREATE_ATTEMPTS; attempt++, ts++) {
+      this.#lastCreateTs = Math.max(this.#lastCreateTs, ts);
+      const roomId = version.roomIdIsCreateEventHash ? undefined : this.#newRoomId();
+      const built = await buildEvent({
+        version,
+        roomId,
+        sender: options.creator,
+        type: "m.room.create",
+        stateKey: "",
+        content,
+        prevEvents: [],
+        currentState: () => undefined,
+        serverName: this.#deps.serverName,
+        signingKey: this.#deps.signingKey,
+        originServerTs: ts,
+      });
+      const decision = checkEventAuth(built.event, () => undefined, version);
+      if (!decision.allowed) throw forbidden(decision.reason);
+      const result = await this.#deps.store.append({
+        roomId: built.event.room_id,
+        roomVersion: version.id,
+        events: [{ eventId: built.eventId, pdu: built.pdu, status: "accepted" }],
+      });
+      if (result.events[0].duplicate) continue;
+      return {
+        roomId: built.event.room_id,
+        event: { eventId: built.eventId, pdu: built.pdu, appended: result.events[0] },
+      };
+    }
+    throw new MatrixError("M_UNKNOWN", 503, "Could not create a unique room; try again");
   }
 
   /** Send one event into a room; resolves once it is committed, rejects with M_FORBIDDEN if refused. */

@@ -7,6 +7,9 @@ import { computeEventId } from "../../domain/event_ids.ts";
 import { verifyEventSignature } from "../../domain/event_signing.ts";
 import { MatrixError } from "../../domain/errors.ts";
 import { LocalEventSender } from "../../domain/local_event_sender.ts";
+import { KvEventStore } from "../../kv/kv_event_store.ts";
+import { resolveState } from "../../domain/state_res/resolve_state.ts";
+import { signingKeyFromSeed } from "../../domain/signing.ts";
 
 for (const version of ["1", "6", "10", "11", "12"]) {
   Deno.test(`v${version}: a room built by the sender has signed, hashed events and a linear DAG`, async () => {
@@ -197,5 +200,31 @@ Deno.test("64 concurrent joins with long user IDs all commit", async () => {
     assertEquals((await store.roomHead(roomId))?.forwardExtremities.length, 1);
   } finally {
     close();
+  }
+});
+
+Deno.test("concurrent v12 room creations by one user in one millisecond get distinct rooms", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvEventStore(kv, { resolver: resolveState });
+    const signingKey = await signingKeyFromSeed(new Uint8Array(32).fill(7), "ed25519:test");
+    // A frozen clock: every create would otherwise hash to the same room ID.
+    const frozen = new LocalEventSender({
+      store,
+      serverName: SERVER,
+      signingKey,
+      now: () => 5_000,
+    });
+    const rooms = await Promise.all(
+      Array.from({ length: 10 }, () => frozen.createRoom({ version: "12", creator: ALICE })),
+    );
+    assertEquals(new Set(rooms.map((r) => r.roomId)).size, 10);
+    // Another process with the same frozen clock collides in the store and moves on.
+    const other = new LocalEventSender({ store, serverName: SERVER, signingKey, now: () => 5_000 });
+    const again = await other.createRoom({ version: "12", creator: ALICE });
+    assert(!rooms.some((r) => r.roomId === again.roomId));
+    assertEquals(again.event.appended.duplicate, false);
+  } finally {
+    kv.close();
   }
 });
