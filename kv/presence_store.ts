@@ -1,7 +1,16 @@
 /** Presence in KV: one record per user and one server-wide change index. */
 import type { PresenceRecord, PresenceStore } from "../domain/ports/presence_store.ts";
+import { getManyChunked } from "./get_many.ts";
 import { presenceChangePrefix, presenceKey } from "./schema.ts";
+import { parseSyncToken } from "./stream_tokens.ts";
 import { listChanges, writeVersioned } from "./versioned_records.ts";
+
+/**
+ * Window changes listed before deciding how to read: fewer than this and they are filtered to
+ * the audience; more, and a larger audience still lists the window (stopping once it outnumbers
+ * the audience) while a smaller one is read by key.
+ */
+const LIST_WINDOW_ABOVE = 100;
 
 /** The KV implementation of the presence port. */
 export class KvPresenceStore implements PresenceStore {
@@ -30,5 +39,69 @@ export class KvPresenceStore implements PresenceStore {
       options.upTo,
     );
     return changes.map((c) => c.value);
+  }
+
+  async changesOf(
+    audience: () => Promise<readonly string[]>,
+    options: { since?: string; upTo: string },
+  ): Promise<PresenceRecord[]> {
+    const since = options.since === undefined ? undefined : parseSyncToken(options.since);
+    const upTo = parseSyncToken(options.upTo);
+    if (since !== undefined) {
+      // Most incremental windows hold a few changes or none: then the audience, which costs a
+      // member list per joined room, is only needed to filter them, or not at all.
+      const few = await this.#windowUpTo(since, upTo, LIST_WINDOW_ABOVE);
+      if (few?.length === 0) return [];
+      const userIds = await audience();
+      const listed = few ??
+        (userIds.length > LIST_WINDOW_ABOVE
+          ? await this.#windowUpTo(since, upTo, userIds.length)
+          : null);
+      if (listed) {
+        const wanted = new Set(userIds);
+        return listed.filter((r) => wanted.has(r.userId));
+      }
+      return this.#byKey(userIds, since, upTo);
+    }
+    return this.#byKey(await audience(), since, upTo);
+  }
+
+  /** Records of `userIds` last written in (since, upTo], read by key. */
+  async #byKey(
+    userIds: readonly string[],
+    since: string | undefined,
+    upTo: string,
+  ): Promise<PresenceRecord[]> {
+    // A record and its index entry share a commit, so the record's versionstamp places it in
+    // the window exactly as its index entry would.
+    const entries = await getManyChunked<PresenceRecord>(this.kv, userIds.map(presenceKey));
+    const out: PresenceRecord[] = [];
+    for (const entry of entries) {
+      if (entry.value === null || entry.versionstamp > upTo) continue;
+      if (since !== undefined && entry.versionstamp <= since) continue;
+      out.push(entry.value);
+    }
+    return out;
+  }
+
+  /** Changes in (since, upTo], or null when there are at least `limit` of them. */
+  async #windowUpTo(
+    since: string,
+    upTo: string,
+    limit: number,
+  ): Promise<PresenceRecord[] | null> {
+    const prefix = presenceChangePrefix();
+    const out: PresenceRecord[] = [];
+    const iter = this.kv.list<PresenceRecord>(
+      { start: [...prefix, since], end: [...prefix, upTo, 0] },
+      // One more than `limit`, plus the entry at `since` itself, which is outside the window.
+      { limit: limit + 2, batchSize: Math.min(limit + 2, 500) },
+    );
+    for await (const entry of iter) {
+      if (entry.key[entry.key.length - 1] === since) continue;
+      if (out.length === limit) return null;
+      out.push(entry.value);
+    }
+    return out;
   }
 }

@@ -85,13 +85,16 @@ export class ReceiptStream implements SyncStreamProvider {
   }
 }
 
+/** Rooms whose member lists are read at once when finding who a user shares rooms with. */
+const MEMBER_READS_IN_FLIGHT = 8;
+
 /** `m.presence` of users sharing a joined room with the syncing user, and of the user. */
 export class PresenceStream implements SyncStreamProvider {
   readonly name = "presence";
 
   /** Read presence from `store` and room members from `events`. */
   constructor(
-    private readonly store: Pick<PresenceStore, "changes">,
+    private readonly store: Pick<PresenceStore, "changesOf">,
     private readonly events: Pick<EventReader, "members">,
   ) {}
 
@@ -99,15 +102,12 @@ export class PresenceStream implements SyncStreamProvider {
     const filter = request.filter.presence ?? {};
     if (filter.limit === 0 || filter.types?.length === 0) return;
     const since = request.fullState ? undefined : request.since;
-    const records = await this.store.changes({ since, upTo: request.upTo });
-    if (records.length === 0) return;
-    const visible = new Set([request.userId]);
-    const members = await Promise.all(
-      request.joinedRoomIds.map((roomId) => this.events.members(roomId, ["join"])),
+    // By audience: reading the server-wide change list made every sync cost O(all users).
+    const records = await this.store.changesOf(
+      async () => [...await this.#visibleUsers(request)],
+      { since, upTo: request.upTo },
     );
-    for (const list of members) for (const m of list) visible.add(m.userId);
     for (const record of records) {
-      if (!visible.has(record.userId)) continue;
       const event = {
         type: "m.presence",
         sender: record.userId,
@@ -115,5 +115,21 @@ export class PresenceStream implements SyncStreamProvider {
       };
       if (matchesEventFilter(filter, event)) response.presence.events.push(event);
     }
+  }
+
+  /** The user and everyone joined to one of the user's joined rooms. */
+  async #visibleUsers(request: SyncStreamRequest): Promise<Set<string>> {
+    const visible = new Set([request.userId]);
+    const rooms = request.joinedRoomIds;
+    // Bounded fan-out: a user in hundreds of rooms must not open hundreds of reads at once.
+    for (let i = 0; i < rooms.length; i += MEMBER_READS_IN_FLIGHT) {
+      const lists = await Promise.all(
+        rooms.slice(i, i + MEMBER_READS_IN_FLIGHT).map((roomId) =>
+          this.events.members(roomId, ["join"])
+        ),
+      );
+      for (const list of lists) for (const m of list) visible.add(m.userId);
+    }
+    return visible;
   }
 }

@@ -23,4 +23,14 @@ export interface PresenceStore {
   put(record: PresenceRecord): Promise<string>;
   /** Presence records written after `since` (all when absent) and not after `upTo`. */
   changes(options: { since?: string; upTo: string }): Promise<PresenceRecord[]>;
+  /**
+   * Presence records of the users `audience` names, last written after `since` (their current
+   * records when absent) and not after `upTo`. Costs about as many reads as the audience or the
+   * window's changes, whichever is fewer, never one per user of the server; `audience` is not
+   * called when the window holds no change.
+   */
+  changesOf(
+    audience: () => Promise<readonly string[]>,
+    options: { since?: string; upTo: string },
+  ): Promise<PresenceRecord[]>;
 }
