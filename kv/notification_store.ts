@@ -1,8 +1,8 @@
 /**
- * Notifications in KV, written by blind sets: under (user, room, position) in the commit of the
- * event that caused it, for unread counts (which list the entries after the user's read point),
- * and under (user, ts, room, position) right after that commit, for GET /notifications.
- * Nothing is ever incremented, so retried or replanned commits cannot make counts drift.
+ * Notifications in KV, written by blind sets in the commit of the event that caused them: under
+ * (user, room, position) for unread counts (which list the entries after the user's read point),
+ * and under (user, ts, room, position) for GET /notifications. Nothing is ever incremented, so
+ * retried or replanned commits cannot make counts drift.
  */
 import { invalidParam } from "../domain/errors.ts";
 import type { CommitMutation } from "../domain/ports/event_store.ts";
@@ -13,10 +13,11 @@ import type {
   OwnEventMark,
 } from "../domain/ports/notification_store.ts";
 import type { PushAction } from "../domain/push/push_rules.ts";
+import { estimateKeyBytes, KV_LIMITS } from "./commit_budget.ts";
 import { pushKeys } from "./schema.ts";
 
-/** Entries written per commit by `write` (two keys of about 110 bytes each, within 80 KiB). */
-const ENTRIES_PER_COMMIT = 300;
+/** Records written per commit by `write`, within KV's 1,000 mutations. */
+const WRITES_PER_COMMIT = 500;
 /** Most entries a page walks when filtering on highlights, so one request stays bounded. */
 const MAX_PAGE_SCAN = 5_000;
 
@@ -39,10 +40,10 @@ export class KvNotificationStore implements NotificationStore {
   constructor(private readonly kv: Deno.Kv) {}
 
   mutations(entries: readonly NotificationEntry[], own?: OwnEventMark): CommitMutation[] {
-    const out: CommitMutation[] = entries.map((n) => ({
+    const out: CommitMutation[] = records(entries).map(([key, value]) => ({
       op: "set",
-      key: pushKeys.roomNotification(n.userId, n.roomId, n.position) as CommitKey,
-      value: { e: n.eventId, t: n.threadId, h: n.highlight } satisfies RoomRecord,
+      key: key as CommitKey,
+      value,
     }));
     if (own) {
       out.push({
@@ -54,22 +55,24 @@ export class KvNotificationStore implements NotificationStore {
     return out;
   }
 
-  async write(entries: readonly NotificationEntry[], counts: boolean): Promise<void> {
-    for (let i = 0; i < entries.length; i += ENTRIES_PER_COMMIT) {
-      const atomic = this.kv.atomic();
-      for (const n of entries.slice(i, i + ENTRIES_PER_COMMIT)) {
-        const room: RoomRecord = { e: n.eventId, t: n.threadId, h: n.highlight };
-        if (counts) atomic.set(pushKeys.roomNotification(n.userId, n.roomId, n.position), room);
-        atomic.set(
-          pushKeys.userNotification(n.userId, n.ts, n.roomId, n.position),
-          {
-            ...room,
-            a: n.actions,
-          } satisfies UserRecord,
-        );
+  async write(entries: readonly NotificationEntry[]): Promise<void> {
+    let atomic = this.kv.atomic();
+    let count = 0;
+    let keyBytes = 0;
+    for (const [key, value] of records(entries)) {
+      const bytes = estimateKeyBytes(key);
+      // Long user IDs fill the key budget before the mutation count.
+      if (count === WRITES_PER_COMMIT || keyBytes + bytes > KV_LIMITS.keyBytes) {
+        await atomic.commit();
+        atomic = this.kv.atomic();
+        count = 0;
+        keyBytes = 0;
       }
-      await atomic.commit();
+      atomic.set(key, value);
+      count++;
+      keyBytes += bytes;
     }
+    if (count > 0) await atomic.commit();
   }
 
   async after(
@@ -146,6 +149,19 @@ export class KvNotificationStore implements NotificationStore {
     }
     return { entries };
   }
+}
+
+/** Both records of each entry: the count record and the GET /notifications index. */
+function records(entries: readonly NotificationEntry[]): [Deno.KvKey, RoomRecord | UserRecord][] {
+  const out: [Deno.KvKey, RoomRecord | UserRecord][] = [];
+  for (const n of entries) {
+    const room: RoomRecord = { e: n.eventId, t: n.threadId, h: n.highlight };
+    out.push(
+      [pushKeys.roomNotification(n.userId, n.roomId, n.position), room],
+      [pushKeys.userNotification(n.userId, n.ts, n.roomId, n.position), { ...room, a: n.actions }],
+    );
+  }
+  return out;
 }
 
 /** Cursor `ts_position_roomId` naming the last key a page returned or walked. */

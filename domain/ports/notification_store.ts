@@ -61,13 +61,13 @@ export interface NotificationPage {
 
 /** Notification storage. */
 export interface NotificationStore {
-  /** The count records of `entries` and the sender's `own` mark, for the event's commit. */
-  mutations(entries: readonly NotificationEntry[], own?: OwnEventMark): CommitMutation[];
   /**
-   * After the event's commit: the GET /notifications index of `entries`, and their count
-   * records too when `counts` (recipients beyond one commit's budget).
+   * The records of `entries` (count record and GET /notifications index, two per entry) and the
+   * sender's `own` mark, for the event's commit.
    */
-  write(entries: readonly NotificationEntry[], counts: boolean): Promise<void>;
+  mutations(entries: readonly NotificationEntry[], own?: OwnEventMark): CommitMutation[];
+  /** After the event's commit: the records of `entries` that did not fit in it. */
+  write(entries: readonly NotificationEntry[]): Promise<void>;
   /** A user's notifications in a room after `position`, oldest first, at most `limit`. */
   after(
     userId: string,

@@ -2,7 +2,8 @@
  * Notifications on the send path: for every accepted local event, evaluate the push rules of
  * each local member of the room (the sender excluded) and record the notifications in the
  * event's own commit, with the sender's implicit read receipt. Rulesets are cached by the push
- * rule service; the room's members, power levels and create event are read once per event.
+ * rule service; the room's members, power levels and create event are cached per room and read
+ * again whenever the room's head has moved (they are projections written with the head).
  */
 import { isJsonObject, type JsonObject } from "../json.ts";
 import { type RoomEvent, stateKey, toRoomEvent } from "../events.ts";
@@ -21,11 +22,22 @@ import type { PushRuleService } from "./push_rule_service.ts";
 import type { Ruleset } from "./push_rules.ts";
 
 /**
- * Recipients whose count records ride in the event's commit (one key of about 110 bytes each;
- * the sender splits batches to keep hook writes within a commit). The rest, and every entry's
- * GET /notifications index, are written right after the commit, before the sender is answered.
+ * Most recipients whose records ride in the event's commit: two keys each (the count record and
+ * the GET /notifications index), so 500 mutations at most, and the hook's weight tells the
+ * sender to commit such an event on its own. Recipients beyond this, or beyond
+ * IN_COMMIT_KEY_BYTES, are written right after the commit, before the sender is answered: a
+ * crash in between loses their notifications, never the event.
  */
 export const RECIPIENTS_PER_COMMIT = 250;
+/**
+ * Key bytes the in-commit records may take, of KV's 80 KiB per commit; the rest is left for the
+ * event's own keys. Long user IDs reach this before RECIPIENTS_PER_COMMIT does.
+ */
+const IN_COMMIT_KEY_BYTES = 56 * 1024;
+/** Fixed parts of one recipient's two keys (prefixes, timestamp, position, tuple framing). */
+const KEY_BYTES_PER_RECIPIENT = 96;
+/** Rooms whose member list and power levels are kept between events. */
+const CACHED_ROOMS = 64;
 /** Relation hops followed to find an event's thread, as the spec recommends. */
 const THREAD_HOPS = 3;
 
@@ -37,8 +49,18 @@ export interface NotificationPlannerDeps {
   serverName: string;
 }
 
+/** What an event's notifications depend on in its room, valid while the room head stands. */
+interface RoomAudience {
+  headVersionstamp: string;
+  joined: string[];
+  powerLevels?: RoomEvent;
+  create?: RoomEvent;
+}
+
 /** The send-path hook that records who an event notifies. */
 export class NotificationPlanner implements LocalEventHook {
+  readonly #audiences = new Map<string, RoomAudience>();
+
   /** A planner over the event store, notification store and push rules. */
   constructor(private readonly deps: NotificationPlannerDeps) {}
 
@@ -56,21 +78,21 @@ export class NotificationPlanner implements LocalEventHook {
     const own = this.#isLocal(pdu.sender)
       ? { userId: pdu.sender, roomId, threadId, position: 0 }
       : undefined;
-    const inCommit = entries.slice(0, RECIPIENTS_PER_COMMIT);
-    const overflow = entries.slice(RECIPIENTS_PER_COMMIT);
+    const fitting = inCommitCount(entries, roomId);
+    const inCommit = entries.slice(0, fitting);
+    const overflow = entries.slice(fitting);
     const placed = (list: NotificationEntry[], position: number) =>
       list.map((e) => ({ ...e, position }));
     return {
-      weight: inCommit.length + (own ? 1 : 0),
+      weight: 2 * inCommit.length + (own ? 1 : 0),
       writes: (appended) =>
         notifications.mutations(
           placed(inCommit, appended.position),
           own && { ...own, position: appended.position },
         ),
-      afterCommit: entries.length === 0 ? undefined : async (appended) => {
-        await notifications.write(placed(overflow, appended.position), true);
-        await notifications.write(placed(inCommit, appended.position), false);
-      },
+      afterCommit: overflow.length === 0
+        ? undefined
+        : (appended) => notifications.write(placed(overflow, appended.position)),
     };
   }
 
@@ -80,10 +102,9 @@ export class NotificationPlanner implements LocalEventHook {
     version: RoomVersion,
   ): Promise<NotificationEntry[]> {
     const { pdu, roomId, eventId } = event;
-    const { store } = this.deps;
-    const members = await store.members(roomId, ["join"]);
+    const audience = await this.#audience(roomId, version);
     const recipients = new Set(
-      members.map((m) => m.userId).filter((u) => u !== pdu.sender && this.#isLocal(u)),
+      audience.joined.filter((u) => u !== pdu.sender && this.#isLocal(u)),
     );
     const invitee = pdu.type === "m.room.member" && pdu.content.membership === "invite"
       ? pdu.state_key
@@ -93,13 +114,15 @@ export class NotificationPlanner implements LocalEventHook {
     }
     if (recipients.size === 0) return [];
 
-    const [rulesets, power] = await Promise.all([
-      this.deps.pushRules.rulesetsFor([...recipients]),
-      this.#powerState(roomId, version),
-    ]);
+    const rulesets = await this.deps.pushRules.rulesetsFor([...recipients]);
     const displayNames = await this.#displayNames(roomId, version, rulesets);
-    const levels = powerLevelsOf(power.powerLevels, version);
-    const senderLevel = userPowerLevel(pdu.sender, power.powerLevels, power.create, version);
+    const levels = powerLevelsOf(audience.powerLevels, version);
+    const senderLevel = userPowerLevel(
+      pdu.sender,
+      audience.powerLevels,
+      audience.create,
+      version,
+    );
     const pushEvent: PushEvent = {
       type: pdu.type,
       sender: pdu.sender,
@@ -112,7 +135,7 @@ export class NotificationPlanner implements LocalEventHook {
     for (const userId of recipients) {
       const decision = evaluatePushRules(rulesets.get(userId)!, pushEvent, {
         userId,
-        memberCount: members.length,
+        memberCount: audience.joined.length,
         displayName: displayNames.get(userId),
         senderPowerLevel: senderLevel,
         notificationPowerLevel: (key) => notificationPowerLevel(key, levels),
@@ -143,6 +166,37 @@ export class NotificationPlanner implements LocalEventHook {
       relation = parent.pdu.content["m.relates_to"];
     }
     return MAIN_THREAD;
+  }
+
+  /**
+   * The room's joined members and power events, cached until the head moves. The head is read
+   * first: a commit landing during the reads then caches newer data under an older head, which
+   * the next event's head check discards, never older data under a newer head.
+   */
+  async #audience(roomId: string, version: RoomVersion): Promise<RoomAudience> {
+    const head = await this.deps.store.roomHead(roomId);
+    const cached = this.#audiences.get(roomId);
+    this.#audiences.delete(roomId);
+    if (cached && head && cached.headVersionstamp === head.versionstamp) {
+      this.#audiences.set(roomId, cached);
+      return cached;
+    }
+    const [members, power] = await Promise.all([
+      this.deps.store.members(roomId, ["join"]),
+      this.#powerState(roomId, version),
+    ]);
+    const audience: RoomAudience = {
+      headVersionstamp: head?.versionstamp ?? "",
+      joined: members.map((m) => m.userId),
+      ...power,
+    };
+    if (head) {
+      this.#audiences.set(roomId, audience);
+      if (this.#audiences.size > CACHED_ROOMS) {
+        this.#audiences.delete(this.#audiences.keys().next().value!);
+      }
+    }
+    return audience;
   }
 
   async #powerState(
@@ -188,6 +242,22 @@ export class NotificationPlanner implements LocalEventHook {
   #isLocal(userId: string): boolean {
     return userId.endsWith(`:${this.deps.serverName}`);
   }
+}
+
+/**
+ * How many of `entries` (in order) fit the event's commit: both keys of each name the user and
+ * the room, so long IDs lower the count below RECIPIENTS_PER_COMMIT.
+ */
+function inCommitCount(entries: readonly NotificationEntry[], roomId: string): number {
+  const encoder = new TextEncoder();
+  const roomBytes = encoder.encode(roomId).length;
+  let bytes = 0;
+  const max = Math.min(entries.length, RECIPIENTS_PER_COMMIT);
+  for (let i = 0; i < max; i++) {
+    bytes += KEY_BYTES_PER_RECIPIENT + 2 * (encoder.encode(entries[i].userId).length + roomBytes);
+    if (bytes > IN_COMMIT_KEY_BYTES) return i;
+  }
+  return max;
 }
 
 function usesDisplayName(ruleset: Ruleset): boolean {
