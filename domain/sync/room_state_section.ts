@@ -36,19 +36,22 @@ export async function stateSection(
   req: StateSectionRequest,
 ): Promise<StoredEvent[]> {
   const lazy = req.filter.lazy_load_members === true;
-  const before = req.timeline.length > 0
-    ? await store.stateAtEvent(req.timeline[0].eventId, "before") ?? new Map()
-    : await store.currentState(req.roomId);
+  const full = req.full || req.since === undefined;
+  // The common incremental case (no gap, no lazy members) needs no state at all: skip the read.
+  if (!full && !req.limited && !lazy) return [];
+  const [before, keys] = await Promise.all([
+    req.timeline.length > 0
+      ? store.stateAtEvent(req.timeline[0].eventId, "before").then((s) => s ?? new Map())
+      : store.currentState(req.roomId),
+    full || !req.limited || req.since === undefined
+      ? undefined
+      : gapStateKeys(store, req.roomId, req.prevBatch, req.since),
+  ]);
 
   let wanted: StateMap;
-  if (req.full || req.since === undefined) {
-    wanted = before;
-  } else if (!req.limited) {
-    wanted = new Map();
-  } else {
-    const keys = await gapStateKeys(store, req.roomId, req.prevBatch, req.since);
-    wanted = keys === "all" ? before : pick(before, keys);
-  }
+  if (full) wanted = before;
+  else if (keys === undefined) wanted = new Map();
+  else wanted = keys === "all" ? before : pick(before, keys);
 
   const result = new Map(wanted);
   if (lazy) {
@@ -56,7 +59,7 @@ export async function stateSection(
       if (key.startsWith("m.room.member\u0000")) result.delete(key);
     }
     const members = new Set(req.timeline.map((e) => e.pdu.sender));
-    if (req.full || req.since === undefined) members.add(req.userId);
+    if (full) members.add(req.userId);
     for (const user of members) {
       const key = stateKey("m.room.member", user);
       const id = before.get(key);

@@ -9,7 +9,7 @@ import { type Filter, matchesRoomEventFilter, roomAllowed } from "../event_filte
 import { stateKey } from "../events.ts";
 import type { JsonObject } from "../json.ts";
 import type { EventStore, Membership, RoomChanges, StoredEvent } from "../ports/event_store.ts";
-import { roomVersion } from "../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../room_versions.ts";
 import { type EventPresenterLike, presentEvents } from "./event_format.ts";
 import { stateSection } from "./room_state_section.ts";
 import { strippedState } from "./stripped_state.ts";
@@ -21,6 +21,12 @@ import { isAfter, syncTokenAt } from "./sync_token.ts";
 export const DEFAULT_TIMELINE_LIMIT = 10;
 /** Most timeline events per room a filter may ask for. */
 export const MAX_TIMELINE_LIMIT = 200;
+
+/** Joined rooms whose entries are built at once: enough to overlap KV round trips, few enough
+ * that a user in hundreds of rooms does not queue thousands of reads and their garbage. */
+const ROOMS_IN_FLIGHT = 16;
+/** Room versions remembered; past this the memory is dropped and rebuilt. */
+const MAX_REMEMBERED_VERSIONS = 10_000;
 
 /** Unread counts per room, from the push rules' notification counts. */
 export interface NotificationCounts {
@@ -45,22 +51,52 @@ interface PlacedRoom {
   event: StoredEvent;
 }
 
-/** Builds the rooms section; run before every other stream (it decides the joined rooms). */
+/** The user's rooms placed at the barrier; from `RoomStream.place`. */
+export interface RoomPlacement {
+  readonly placed: readonly PlacedRoom[];
+  /** Joined rooms, sorted: the other streams' `joinedRoomIds`. */
+  readonly joinedRoomIds: string[];
+}
+
+/**
+ * Builds the rooms section: `place` first (it decides the joined rooms every other stream
+ * needs), then `fill` beside the other streams.
+ */
 export class RoomStream {
+  readonly #versions = new Map<string, RoomVersion>();
+
   /** Over the event store and optional counters. */
   constructor(private readonly deps: RoomStreamDeps) {}
 
-  /** Rooms the user is joined to at the barrier, after the filter's room list. */
+  /**
+   * Place each of the user's rooms (after the filter's room list) by its membership at the
+   * barrier. `known` is the user's memberships when the caller read them after every commit up
+   * to `upTo` completed (a read from before would miss a join committed in between); else they
+   * are read here. The joined rooms are what the other streams need, so they can run beside
+   * `fill`.
+   */
+  async place(
+    request: Pick<SyncStreamRequest, "userId" | "upTo" | "filter">,
+    known?: readonly Membership[],
+  ): Promise<RoomPlacement> {
+    const roomFilter = request.filter.room ?? {};
+    const memberships = (known ?? await this.deps.store.roomsOfUser(request.userId))
+      .filter((m) => roomAllowed(roomFilter, m.roomId));
+    const placed = await this.#placeAt(memberships, request.upTo);
+    const joinedRoomIds = placed.filter((p) => p.membership === "join").map((p) => p.roomId);
+    return { placed, joinedRoomIds };
+  }
+
+  /** Add the rooms section for rooms placed by `place`. */
   async fill(
     request: Omit<SyncStreamRequest, "joinedRoomIds">,
     response: SyncResponse,
-  ): Promise<string[]> {
+    placement: RoomPlacement,
+  ): Promise<void> {
     const { store } = this.deps;
     const { since, upTo, filter } = request;
     const roomFilter = filter.room ?? {};
-    const memberships = (await store.roomsOfUser(request.userId))
-      .filter((m) => roomAllowed(roomFilter, m.roomId));
-    const placed = await this.#placeAt(memberships, upTo);
+    const { placed } = placement;
     const joined = placed.filter((p) => p.membership === "join");
     const incremental = since !== undefined;
     const limit = Math.min(
@@ -76,7 +112,7 @@ export class RoomStream {
       limit,
     });
     const changed = new Map(changes.map((c) => [c.roomId, c]));
-    const entries: Promise<void>[] = [];
+    const work: (() => Promise<void>)[] = [];
     for (const room of joined) {
       const change = changed.get(room.roomId);
       const newlyJoined = incremental && isAfter(room.event.versionstamp, since);
@@ -85,8 +121,12 @@ export class RoomStream {
         continue;
       }
       const full = !incremental || request.fullState || newlyJoined;
-      entries.push(this.#joinedRoom(request, response, room.roomId, change, full));
+      // Entries are created now, in room order, so the response's key order does not depend
+      // on which room's reads finish first.
+      joinedRoomEntry(response, room.roomId);
+      work.push(() => this.#joinedRoom(request, response, room.roomId, change, full));
     }
+    const entries: Promise<void>[] = [runBounded(work, ROOMS_IN_FLIGHT)];
 
     for (const room of placed) {
       const inWindow = !incremental || isAfter(room.event.versionstamp, since);
@@ -111,7 +151,6 @@ export class RoomStream {
       }
     }
     await Promise.all(entries);
-    return joined.map((p) => p.roomId);
   }
 
   /**
@@ -168,44 +207,56 @@ export class RoomStream {
   ): Promise<void> {
     const { store } = this.deps;
     const filter = request.filter.room ?? {};
-    const head = await store.roomHead(roomId);
-    const version = head ? roomVersion(head.roomVersion) : undefined;
-    if (!version) return;
     const timeline = change?.events ?? [];
     const prevBatch = change?.prevBatch ??
       (await store.timeline(roomId, { dir: "b", limit: 1 })).start;
-    const state = await stateSection(store, {
-      roomId,
-      userId: request.userId,
-      timeline,
-      prevBatch,
-      full,
-      since: request.since,
-      limited: change?.limited ?? false,
-      filter: filter.state ?? {},
-    });
+    const [version, state] = await Promise.all([
+      this.#roomVersion(roomId),
+      stateSection(store, {
+        roomId,
+        userId: request.userId,
+        timeline,
+        prevBatch,
+        full,
+        since: request.since,
+        limited: change?.limited ?? false,
+        filter: filter.state ?? {},
+      }),
+    ]);
+    if (!version) return; // no head: nothing stored to show
     const shown = timeline.filter((e) => matchesRoomEventFilter(filter.timeline ?? {}, e.pdu));
-    const ctx = {
+    // One presenter pass for state and timeline: one redaction and one transaction ID lookup
+    // per room instead of two.
+    const presented = await presentEvents(this.deps.presenter, [...state, ...shown], {
       roomId,
       version,
       now: request.now,
       filter: request.filter,
       deviceId: request.deviceId,
-    };
-    const [timelineEvents, stateEvents] = await Promise.all([
-      presentEvents(this.deps.presenter, shown, ctx),
-      presentEvents(this.deps.presenter, state, ctx),
-    ]);
+    });
     const entry = joinedRoomEntry(response, roomId);
     entry.timeline = {
-      events: timelineEvents,
+      events: presented.slice(state.length),
       limited: change?.limited ?? false,
       prev_batch: prevBatch,
     };
-    entry.state = { events: stateEvents };
+    entry.state = { events: presented.slice(0, state.length) };
     const lazy = filter.state?.lazy_load_members === true;
     const memberChange = [...timeline, ...state].some((e) => e.pdu.type === "m.room.member");
     if (lazy && (full || memberChange)) entry.summary = await this.#summary(roomId, request.userId);
+  }
+
+  /** A room's version; it never changes, so it is remembered (a head read per room saved). */
+  async #roomVersion(roomId: string): Promise<RoomVersion | undefined> {
+    const known = this.#versions.get(roomId);
+    if (known) return known;
+    const head = await this.deps.store.roomHead(roomId);
+    const version = head ? roomVersion(head.roomVersion) : undefined;
+    if (version) {
+      if (this.#versions.size >= MAX_REMEMBERED_VERSIONS) this.#versions.clear();
+      this.#versions.set(roomId, version);
+    }
+    return version;
   }
 
   async #leftRoom(
@@ -215,8 +266,7 @@ export class RoomStream {
   ): Promise<void> {
     const { store } = this.deps;
     const filter = request.filter.room ?? {};
-    const head = await store.roomHead(room.roomId);
-    const version = head ? roomVersion(head.roomVersion) : undefined;
+    const version = await this.#roomVersion(room.roomId);
     if (!version) return;
     const limit = Math.min(
       MAX_TIMELINE_LIMIT,
@@ -298,4 +348,13 @@ export async function applyUnreadCounts(
     };
     if (threads) entry.unread_thread_notifications = c.threads ?? {};
   }
+}
+
+/** Run `tasks` with at most `limit` in flight; rejects with the first failure. */
+async function runBounded(tasks: readonly (() => Promise<void>)[], limit: number): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) await tasks[next++]();
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, tasks.length) }, worker));
 }

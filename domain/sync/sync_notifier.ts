@@ -7,18 +7,28 @@
  * is not yet in the room (an invite, their own join from another device) is found by reading
  * the commit's membership events once per append, not once per waiter.
  * Everything else (account data, to-device, typing, receipts, presence) calls `notifyUser` or
- * `notifyRoom` after its own commit.
+ * `notifyRoom` after its own commit, with that commit's versionstamp when it has one.
+ *
+ * A watch remembers the newest versionstamp it was woken with, so the woken sync can read up to
+ * it instead of writing a barrier of its own (see `SyncWatch.wokenAt`).
  *
  * Other isolates (Deno Deploy) are not woken by this; see the README's long-poll notes: a
  * per-user wake key bumped by writers and a `kv.watch` per waiting user (10 keys at most per
  * watch) would extend it. Until then a waiter in another isolate answers at its timeout.
  */
 import type { EventStore } from "../ports/event_store.ts";
+import { syncTokenAt } from "./sync_token.ts";
 
 /** One registered waiter. */
 export interface SyncWatch {
   /** True once something the watch covers changed. */
   readonly changed: boolean;
+  /**
+   * The sync token of the newest commit that woke this watch, when every wake named its commit;
+   * undefined when none did or one came without a versionstamp (then only a barrier will do).
+   * That commit has completed, so reads starting now see every commit up to it.
+   */
+  readonly wokenAt: string | undefined;
   /** Resolve true on a change (at once if one happened already), false after `timeoutMs`. */
   wait(timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
   /** Stop watching; always call it (finally). */
@@ -41,7 +51,7 @@ export class SyncNotifier {
   attach(store: Pick<EventStore, "onRoomAppended" | "timeline">): () => void {
     this.#detach?.();
     const off = store.onRoomAppended((roomId, versionstamp) => {
-      this.notifyRoom(roomId);
+      this.notifyRoom(roomId, versionstamp);
       if (this.#byUser.size > 0) {
         this.#wakeNewMembers(store, roomId, versionstamp).catch((error) =>
           console.error("sync notifier: membership scan failed", roomId, error)
@@ -52,14 +62,20 @@ export class SyncNotifier {
     return off;
   }
 
-  /** Wake every sync of `userId` (account data, to-device, presence, a membership change). */
-  notifyUser(userId: string): void {
-    for (const watch of this.#byUser.get(userId) ?? []) watch.fire();
+  /**
+   * Wake every sync of `userId` (account data, to-device, presence, a membership change).
+   * Pass the change's commit versionstamp, once that commit has completed, when there is one.
+   */
+  notifyUser(userId: string, versionstamp?: string): void {
+    for (const watch of this.#byUser.get(userId) ?? []) watch.fire(versionstamp);
   }
 
-  /** Wake every sync watching `roomId` (a new event, typing, a receipt). */
-  notifyRoom(roomId: string): void {
-    for (const watch of this.#byRoom.get(roomId) ?? []) watch.fire();
+  /**
+   * Wake every sync watching `roomId` (a new event, typing, a receipt). Pass the change's commit
+   * versionstamp, once that commit has completed, when there is one.
+   */
+  notifyRoom(roomId: string, versionstamp?: string): void {
+    for (const watch of this.#byRoom.get(roomId) ?? []) watch.fire(versionstamp);
   }
 
   /** Register a waiter for a user and the rooms they can see; call before reading. */
@@ -93,7 +109,7 @@ export class SyncNotifier {
       for (const event of page.events) {
         if (event.versionstamp !== versionstamp) return;
         if (event.pdu.type === "m.room.member" && typeof event.pdu.state_key === "string") {
-          this.notifyUser(event.pdu.state_key);
+          this.notifyUser(event.pdu.state_key, versionstamp);
         }
       }
       if (page.end === undefined) return;
@@ -104,6 +120,8 @@ export class SyncNotifier {
 
 class Watch implements SyncWatch {
   #changed = false;
+  /** Newest versionstamp woken with; null once a wake came without one. */
+  #newest: string | null | undefined;
   #wake: ((changed: boolean) => void) | undefined;
   #closed = false;
 
@@ -113,8 +131,16 @@ class Watch implements SyncWatch {
     return this.#changed;
   }
 
-  fire(): void {
+  get wokenAt(): string | undefined {
+    return typeof this.#newest === "string" ? syncTokenAt(this.#newest) : undefined;
+  }
+
+  fire(versionstamp?: string): void {
     this.#changed = true;
+    if (versionstamp === undefined) this.#newest = null;
+    else if (this.#newest !== null && (this.#newest === undefined || versionstamp > this.#newest)) {
+      this.#newest = versionstamp;
+    }
     this.#wake?.(true);
   }
 

@@ -1,17 +1,21 @@
 /**
- * `/sync`: take the barrier, run the rooms stream, then every other stream over the same
- * window (since, upTo], and long-poll when an incremental sync has nothing to say. The watch
- * is registered before each read, so a commit landing during the read wakes the next wait.
+ * `/sync`: take the barrier, place the user's rooms, then run the rooms stream and every other
+ * stream side by side over the same window (since, upTo], and long-poll when an incremental
+ * sync has nothing to say. The watch is registered before each read, so a commit landing
+ * during the read wakes the next wait; a woken read may skip the barrier (`wokenUpTo`).
  */
 import type { Filter } from "../event_filter.ts";
 import { invalidParam } from "../errors.ts";
-import type { EventStore } from "../ports/event_store.ts";
+import type { EventStore, Membership } from "../ports/event_store.ts";
 import type { EventPresenterLike } from "./event_format.ts";
 import { applyUnreadCounts, type NotificationCounts, RoomStream } from "./room_stream.ts";
-import type { SyncNotifier } from "./sync_notifier.ts";
+import type { SyncNotifier, SyncWatch } from "./sync_notifier.ts";
 import { emptySyncResponse, isEmptySyncResponse, type SyncResponse } from "./sync_response.ts";
 import type { SyncStreamProvider, SyncStreamRequest } from "./sync_stream.ts";
 import { checkSyncToken } from "./sync_token.ts";
+
+/** Memberships whose rooms wake a waiting sync. */
+const WATCHED = new Set(["join", "invite", "knock"]);
 
 /** Longest long-poll honoured; clients ask for 30 s, a bigger value is cut to this. */
 export const MAX_SYNC_TIMEOUT_MS = 120_000;
@@ -39,8 +43,11 @@ export interface SyncParams {
   fullState: boolean;
   filter: Filter;
   setPresence?: string;
-  /** Aborted when the client goes away. */
-  signal?: AbortSignal;
+  /**
+   * Aborted when the client goes away. Asked for only when a long-poll is about to wait, since
+   * watching a request's signal has a cost (and a warning) in Deno.serve.
+   */
+  clientGone?: () => AbortSignal;
 }
 
 /** Runs /sync over the event store and the registered streams. */
@@ -58,25 +65,55 @@ export class SyncService {
     const now = () => this.deps.now?.() ?? Date.now();
     await this.deps.presence?.markFromSync(params.userId, params.setPresence);
     const deadline = now() + Math.max(0, Math.min(params.timeoutMs, MAX_SYNC_TIMEOUT_MS));
-    for (;;) {
-      const visible = await this.deps.store.roomsOfUser(params.userId, ["join", "invite", "knock"]);
-      const watch = this.deps.notifier.watch(params.userId, visible.map((m) => m.roomId));
-      try {
-        const response = await this.#read(params, now());
+    let { watch } = await this.#watch(params.userId);
+    try {
+      // The first read takes a barrier; a woken one may read up to the commit that woke it,
+      // and reuse the memberships read after that commit completed.
+      let upTo: string | undefined;
+      let memberships: Membership[] | undefined;
+      for (;;) {
+        const response = await this.#read(params, now(), upTo, memberships);
         const remaining = deadline - now();
         const done = params.since === undefined || params.fullState ||
-          !isEmptySyncResponse(response) || remaining <= 0 || params.signal?.aborted;
+          !isEmptySyncResponse(response) || remaining <= 0;
         if (done) return response;
+        const signal = params.clientGone?.();
+        if (signal?.aborted) return response;
         // Woken: read again (a wake may be spurious, e.g. an event the filter hides).
-        if (!(await watch.wait(remaining, params.signal))) return response;
-      } finally {
+        if (!(await watch.wait(remaining, signal))) return response;
+        // The next watch is registered before this one is read and closed, so a commit that
+        // completes meanwhile lands in one of them: in `wokenAt` below, or as the next wake.
+        const next = await this.#watch(params.userId);
+        const woken = watch.wokenAt;
         watch.close();
+        watch = next.watch;
+        upTo = wokenUpTo(woken, response.next_batch);
+        // Read after every commit up to `upTo` completed, so they hold every join up to it.
+        memberships = upTo === undefined ? undefined : next.memberships;
       }
+    } finally {
+      watch.close();
     }
   }
 
-  async #read(params: SyncParams, now: number): Promise<SyncResponse> {
-    const upTo = await this.deps.store.syncBarrier(params.userId);
+  /**
+   * Register a waiter on the user and the rooms they can see now; before any read it covers.
+   * Returns the memberships read for it too.
+   */
+  async #watch(userId: string): Promise<{ watch: SyncWatch; memberships: Membership[] }> {
+    const memberships = await this.deps.store.roomsOfUser(userId);
+    const visible = memberships.filter((m) => WATCHED.has(m.membership)).map((m) => m.roomId);
+    return { watch: this.deps.notifier.watch(userId, visible), memberships };
+  }
+
+  /** One pass over every stream in (since, upTo]; `upTo` absent: take a barrier first. */
+  async #read(
+    params: SyncParams,
+    now: number,
+    knownUpTo?: string,
+    memberships?: readonly Membership[],
+  ): Promise<SyncResponse> {
+    const upTo = knownUpTo ?? await this.deps.store.syncBarrier(params.userId);
     if (params.since !== undefined && params.since > upTo) {
       throw invalidParam("since token is from the future (another server, or a reset database)");
     }
@@ -90,9 +127,14 @@ export class SyncService {
       filter: params.filter,
       now,
     };
-    const joinedRoomIds = await this.#rooms.fill(base, response);
-    const request: SyncStreamRequest = { ...base, joinedRoomIds };
-    await Promise.all(this.deps.streams.map((stream) => stream.fill(request, response)));
+    // Placement decides the joined rooms; then the rooms section and every other stream run
+    // side by side (each adds its own fields to a room's entry).
+    const placement = await this.#rooms.place(base, memberships);
+    const request: SyncStreamRequest = { ...base, joinedRoomIds: placement.joinedRoomIds };
+    await Promise.all([
+      this.#rooms.fill(base, response, placement),
+      ...this.deps.streams.map((stream) => stream.fill(request, response)),
+    ]);
     await applyUnreadCounts(
       this.deps.notificationCounts,
       params.userId,
@@ -101,4 +143,24 @@ export class SyncService {
     );
     return response;
   }
+}
+
+/**
+ * Where a woken long-poll may read up to without writing a barrier: the newest commit that woke
+ * it, when every wake named its commit (else undefined: take a barrier).
+ *
+ * Why that is safe. The wake came from `onRoomAppended` (or a notifier given a versionstamp)
+ * after commit V completed. KV orders commits by versionstamp and a commit is visible to every
+ * read that starts after it completes; SQLite KV serialises commits, so when V is done every
+ * commit <= V is done too, and FoundationDB reads at a read version >= V, which sees every
+ * commit <= V. So the reads that follow see everything with a versionstamp <= V, exactly what a
+ * barrier at V would promise, and the response may cover (since, V] and return V as next_batch.
+ * Writes of any stream that commit after V (a receipt, the notification log of a later event)
+ * are > V: left out now, they are in the next sync's window (V, ...], never skipped.
+ * The previous read's token is itself a completed barrier, so the larger of the two is as good;
+ * taking it keeps tokens growing when the wake was for a commit that read already covered.
+ */
+export function wokenUpTo(woken: string | undefined, previous: string): string | undefined {
+  if (woken === undefined) return undefined;
+  return woken > previous ? woken : previous;
 }

@@ -1,8 +1,9 @@
 /**
  * One provider per sync stream, Dendrite-style. The sync service takes the barrier token, runs
- * the rooms provider first (it decides which rooms are joined), then every other provider in
- * parallel over the same window. Each provider adds its stream's entries in (since, upTo] to
- * the response; with no `since` it adds the stream's current state (a full sync).
+ * the rooms stream's placement first (it decides which rooms are joined), then the rooms
+ * section and every other provider in parallel over the same window. Each provider adds its
+ * stream's entries in (since, upTo] to the response; with no `since` it adds the stream's
+ * current state (a full sync).
  *
  * Tokens are opaque strings from the event store's `syncBarrier` (`s` + KV versionstamp); KV
  * adapters turn them back into versionstamps with kv/stream_tokens.ts `parseSyncToken` and

@@ -35,17 +35,52 @@ export function syncArea(deps: AppDeps): ClientArea {
     const session = c.get("session");
     const query = readQuery(c, syncQuery);
     const filter = await deps.filters.resolve(session.userId, query.filter);
-    const response = await service.sync({
-      userId: session.userId,
-      deviceId: session.deviceId,
-      since: query.since || undefined,
-      timeoutMs: Number(query.timeout ?? "0"),
-      fullState: query.full_state === "true",
-      filter,
-      setPresence: query.set_presence,
-      signal: c.req.raw.signal,
-    });
-    return c.json(response);
+    const disconnect = clientDisconnect(c.req.raw);
+    try {
+      const response = await service.sync({
+        userId: session.userId,
+        deviceId: session.deviceId,
+        since: query.since || undefined,
+        timeoutMs: Number(query.timeout ?? "0"),
+        fullState: query.full_state === "true",
+        filter,
+        setPresence: query.set_presence,
+        clientGone: disconnect.signal,
+      });
+      return c.json(response);
+    } finally {
+      disconnect.release();
+    }
   });
   return { v3: v3 as unknown as Hono };
+}
+
+/**
+ * The client's disconnect, as a signal that aborts only while the sync still runs. Deno.serve
+ * in its default (legacy) mode also aborts `request.signal` after every delivered response and
+ * warns about handlers that read it; so it is read only when a long-poll is about to wait (the
+ * service asks through `signal()`), and the listener goes when the handler is done, so the
+ * abort that marks a delivered response never reaches a wait.
+ */
+function clientDisconnect(request: Request): { signal(): AbortSignal; release(): void } {
+  const controller = new AbortController();
+  let released = false;
+  let source: AbortSignal | undefined;
+  const onAbort = () => {
+    if (!released) controller.abort();
+  };
+  return {
+    signal() {
+      if (!source && !released) {
+        source = request.signal;
+        if (source.aborted) onAbort();
+        else source.addEventListener("abort", onAbort, { once: true });
+      }
+      return controller.signal;
+    },
+    release() {
+      released = true;
+      source?.removeEventListener("abort", onAbort);
+    },
+  };
 }

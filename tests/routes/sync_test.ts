@@ -162,6 +162,131 @@ Deno.test("concurrent senders: consecutive incremental syncs miss and repeat not
   }
 });
 
+Deno.test("long-polls woken by appends read up to the waking commit and miss and repeat nothing", async () => {
+  const server = await startTestServer();
+  // Count barriers: a long-poll woken by an append reads up to that commit without one.
+  const store = server.deps.eventStore;
+  const barrier = store.syncBarrier.bind(store);
+  const changes = store.roomChanges.bind(store);
+  let barriers = 0;
+  let reads = 0;
+  store.syncBarrier = (userId: string) => {
+    barriers++;
+    return barrier(userId);
+  };
+  // Alice leaves no room, so each read of every stream asks for room changes once.
+  store.roomChanges = (options) => {
+    reads++;
+    return changes(options);
+  };
+  try {
+    const alice = await registerUser(server, "alice");
+    const bob = await registerUser(server, "bob");
+    const rooms = [await publicRoom(server, alice.userId), await publicRoom(server, bob.userId)];
+    await member(server, rooms[0], bob.userId, "join");
+    await member(server, rooms[1], alice.userId, "join");
+    const filter = q({ room: { timeline: { limit: 200 } } });
+    const first = await server.request("GET", `/_matrix/client/v3/sync?filter=${filter}`, {
+      token: alice.accessToken,
+    });
+    let since: string = first.body.next_batch;
+
+    const sentIds: string[] = [];
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 2 + Math.random() * 4));
+    const writers = [alice.userId, bob.userId].flatMap((user) =>
+      rooms.map(async (roomId) => {
+        for (let i = 0; i < 15; i++) {
+          await pause();
+          sentIds.push((await say(server, roomId, user, `${i}`)).eventId);
+        }
+      })
+    );
+    // Account data wakes without a versionstamp: those wakes must still take a barrier.
+    let accountData = 0;
+    const dataWriter = (async () => {
+      for (let i = 0; i < 10; i++) {
+        await pause();
+        const res = await server.request(
+          "PUT",
+          `/_matrix/client/v3/user/${encodeURIComponent(alice.userId)}/account_data/t.test`,
+          { token: alice.accessToken, body: { i } },
+        );
+        assertEquals(res.status, 200);
+        accountData++;
+      }
+    })();
+    let writing = true;
+    const done = Promise.all([...writers, dataWriter]).then(() => (writing = false));
+    const seen: string[] = [];
+    let syncs = 0;
+    let sawAccountData = 0;
+    const collect = async (timeout: number) => {
+      const res = await server.request(
+        "GET",
+        `/_matrix/client/v3/sync?since=${since}&filter=${filter}&timeout=${timeout}`,
+        { token: alice.accessToken },
+      );
+      assertEquals(res.status, 200);
+      syncs++;
+      assert(res.body.next_batch > since, "tokens only grow");
+      for (const room of Object.values(res.body.rooms.join) as JsonObject[]) {
+        const timeline = room.timeline as { events: JsonObject[]; limited: boolean };
+        assertEquals(timeline.limited, false);
+        for (const e of timeline.events) {
+          if (e.type === "m.room.message") seen.push(e.event_id as string);
+        }
+      }
+      const data = (res.body.account_data.events as JsonObject[]).find((e) => e.type === "t.test");
+      if (data) sawAccountData = (data.content as { i: number }).i + 1;
+      since = res.body.next_batch;
+    };
+    while (writing) await collect(2_000);
+    await done;
+    await collect(0);
+    assertEquals(seen.length, sentIds.length, "nothing missed or repeated");
+    assertEquals(new Set(seen), new Set(sentIds));
+    assertEquals(sawAccountData, accountData, "the last account data write arrived");
+    assert(syncs > 5);
+
+    // A parked long-poll, woken by an append, then by account data (a wake with no commit).
+    const parked = async (act: () => Promise<unknown>) => {
+      const started = Date.now();
+      const polling = server.request(
+        "GET",
+        `/_matrix/client/v3/sync?since=${since}&filter=${filter}&timeout=20000`,
+        { token: alice.accessToken },
+      );
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      await act();
+      const res = await polling;
+      assert(Date.now() - started < 10_000, "woken, not timed out");
+      since = res.body.next_batch;
+      return res.body;
+    };
+    const message = await parked(() => say(server, rooms[1], bob.userId, "late"));
+    const late = (message.rooms.join[rooms[1]].timeline.events as JsonObject[]).map((e) =>
+      e.content && (e.content as JsonObject).body
+    );
+    assertEquals(late, ["late"]);
+    const data = await parked(() =>
+      server.request(
+        "PUT",
+        `/_matrix/client/v3/user/${encodeURIComponent(alice.userId)}/account_data/t.test`,
+        { token: alice.accessToken, body: { i: 99 } },
+      )
+    );
+    assertEquals(
+      (data.account_data.events as JsonObject[]).find((e) => e.type === "t.test")?.content,
+      { i: 99 },
+    );
+    assert(barriers < reads, `woken reads skip the barrier (${barriers} for ${reads} reads)`);
+  } finally {
+    store.syncBarrier = barrier;
+    store.roomChanges = changes;
+    server.close();
+  }
+});
+
 Deno.test("a limited timeline gives prev_batch to paginate, and the gap's state changes", async () => {
   const server = await startTestServer();
   try {

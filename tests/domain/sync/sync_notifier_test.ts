@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "../../assert.ts";
 import { SyncNotifier } from "../../../domain/sync/sync_notifier.ts";
+import { wokenUpTo } from "../../../domain/sync/sync_service.ts";
 import { ALICE, BOB, createPublicRoom, openRoomFixture } from "../room_fixture.ts";
 
 Deno.test("a change before the wait is not lost", async () => {
@@ -55,4 +56,31 @@ Deno.test("an append wakes watchers of the room and users it invites", async () 
   } finally {
     fx.close();
   }
+});
+
+Deno.test("a watch knows the newest commit that woke it, unless a wake named none", () => {
+  const notifier = new SyncNotifier();
+  const watch = notifier.watch(ALICE, ["!a:x"]);
+  assertEquals(watch.wokenAt, undefined);
+  notifier.notifyRoom("!a:x", "00000000000000000005");
+  notifier.notifyUser(ALICE, "00000000000000000009");
+  notifier.notifyRoom("!a:x", "00000000000000000007");
+  assertEquals(watch.wokenAt, "s00000000000000000009");
+  // Typing, say: its write has no versionstamp here, so only a barrier covers it.
+  notifier.notifyRoom("!a:x");
+  notifier.notifyRoom("!a:x", "0000000000000000000a");
+  assertEquals(watch.wokenAt, undefined);
+  watch.close();
+});
+
+Deno.test("a woken sync reads up to the newer of the waking commit and its last token", () => {
+  assertEquals(wokenUpTo(undefined, "s00000000000000000005"), undefined);
+  assertEquals(
+    wokenUpTo("s00000000000000000009", "s00000000000000000005"),
+    "s00000000000000000009",
+  );
+  assertEquals(
+    wokenUpTo("s00000000000000000003", "s00000000000000000005"),
+    "s00000000000000000005",
+  );
 });
