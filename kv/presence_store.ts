@@ -6,9 +6,9 @@ import { parseSyncToken } from "./stream_tokens.ts";
 import { listChanges, writeVersioned } from "./versioned_records.ts";
 
 /**
- * Window changes listed before deciding how to read: fewer than this and they are filtered to
- * the audience; more, and a larger audience still lists the window (stopping once it outnumbers
- * the audience) while a smaller one is read by key.
+ * Audiences above this size first list the window's changes, stopping once they outnumber the
+ * audience: a window usually holds fewer changes than a large room has members. Smaller
+ * audiences are read by key (at most ten getMany calls).
  */
 const LIST_WINDOW_ABOVE = 100;
 
@@ -48,18 +48,16 @@ export class KvPresenceStore implements PresenceStore {
     const since = options.since === undefined ? undefined : parseSyncToken(options.since);
     const upTo = parseSyncToken(options.upTo);
     if (since !== undefined) {
-      // Most incremental windows hold a few changes or none: then the audience, which costs a
-      // member list per joined room, is only needed to filter them, or not at all.
-      const few = await this.#windowUpTo(since, upTo, LIST_WINDOW_ABOVE);
-      if (few?.length === 0) return [];
+      // Most long-polls wake to windows without presence changes: one short list answers them
+      // without the audience, which costs a member list per joined room.
+      if ((await this.#windowUpTo(since, upTo, 1))?.length === 0) return [];
       const userIds = await audience();
-      const listed = few ??
-        (userIds.length > LIST_WINDOW_ABOVE
-          ? await this.#windowUpTo(since, upTo, userIds.length)
-          : null);
-      if (listed) {
-        const wanted = new Set(userIds);
-        return listed.filter((r) => wanted.has(r.userId));
+      if (userIds.length > LIST_WINDOW_ABOVE) {
+        const listed = await this.#windowUpTo(since, upTo, userIds.length);
+        if (listed) {
+          const wanted = new Set(userIds);
+          return listed.filter((r) => wanted.has(r.userId));
+        }
       }
       return this.#byKey(userIds, since, upTo);
     }
