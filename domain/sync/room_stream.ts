@@ -87,11 +87,15 @@ export class RoomStream {
     return { placed, joinedRoomIds };
   }
 
-  /** Add the rooms section for rooms placed by `place`. */
+  /**
+   * Add the rooms section for rooms placed by `place`; joined rooms' unread counts start on
+   * `unread` as soon as the rooms with entries are known.
+   */
   async fill(
     request: Omit<SyncStreamRequest, "joinedRoomIds">,
     response: SyncResponse,
     placement: RoomPlacement,
+    unread?: UnreadCountsReader,
   ): Promise<void> {
     const { store } = this.deps;
     const { since, upTo, filter } = request;
@@ -113,6 +117,7 @@ export class RoomStream {
     });
     const changed = new Map(changes.map((c) => [c.roomId, c]));
     const work: (() => Promise<void>)[] = [];
+    const workRooms: string[] = [];
     for (const room of joined) {
       const change = changed.get(room.roomId);
       const newlyJoined = incremental && isAfter(room.event.versionstamp, since);
@@ -124,8 +129,10 @@ export class RoomStream {
       // Entries are created now, in room order, so the response's key order does not depend
       // on which room's reads finish first.
       joinedRoomEntry(response, room.roomId);
+      workRooms.push(room.roomId);
       work.push(() => this.#joinedRoom(request, response, room.roomId, change, full));
     }
+    unread?.prefetch(workRooms);
     const entries: Promise<void>[] = [runBounded(work, ROOMS_IN_FLIGHT)];
 
     for (const room of placed) {
@@ -327,28 +334,53 @@ export class RoomStream {
   }
 }
 
-/** Set each joined room's unread counts; run after every stream (receipts change them). */
-export async function applyUnreadCounts(
-  counts: NotificationCounts | undefined,
-  userId: string,
-  response: SyncResponse,
-  filter: Filter,
-): Promise<void> {
-  const roomIds = Object.keys(response.rooms.join);
-  if (!counts || roomIds.length === 0) return;
-  const byRoom = await counts.countsFor(userId, roomIds);
-  const threads = filter.room?.timeline?.unread_thread_notifications === true;
-  for (const roomId of roomIds) {
-    const c = byRoom.get(roomId);
-    if (!c) continue;
-    const entry = response.rooms.join[roomId];
-    entry.unread_notifications = {
-      notification_count: c.notification_count,
-      highlight_count: c.highlight_count,
-    };
-    if (threads) entry.unread_thread_notifications = c.threads ?? {};
+/**
+ * Each joined room's unread counts in a response. A room's count is started as soon as the
+ * room is known to be in the response (`prefetch`), so it overlaps the rest of the read;
+ * `apply` counts the rooms other streams added (a receipt moves a count) and sets them all.
+ * Counts are read as of now, not bounded by the window, wherever they start.
+ */
+export class UnreadCountsReader {
+  readonly #started = new Map<string, Promise<RoomCounts | undefined>>();
+
+  /** Over the counter (none: every room keeps zero counts) for `userId`. */
+  constructor(
+    private readonly counts: NotificationCounts | undefined,
+    private readonly userId: string,
+  ) {}
+
+  /** Start counting these rooms (one batch), unless already started. */
+  prefetch(roomIds: readonly string[]): void {
+    const counts = this.counts;
+    const fresh = roomIds.filter((id) => !this.#started.has(id));
+    if (!counts || fresh.length === 0) return;
+    const batch = counts.countsFor(this.userId, fresh);
+    // Handled by `apply`; an unawaited rejection must not go unhandled meanwhile.
+    batch.catch(() => {});
+    for (const roomId of fresh) this.#started.set(roomId, batch.then((m) => m.get(roomId)));
+  }
+
+  /** Set the counts of every joined room in `response`; run after every stream. */
+  async apply(response: SyncResponse, filter: Filter): Promise<void> {
+    const roomIds = Object.keys(response.rooms.join);
+    this.prefetch(roomIds);
+    if (!this.counts || roomIds.length === 0) return;
+    const threads = filter.room?.timeline?.unread_thread_notifications === true;
+    const found = await Promise.all(roomIds.map((roomId) => this.#started.get(roomId)));
+    roomIds.forEach((roomId, i) => {
+      const c = found[i];
+      if (!c) return;
+      const entry = response.rooms.join[roomId];
+      entry.unread_notifications = {
+        notification_count: c.notification_count,
+        highlight_count: c.highlight_count,
+      };
+      if (threads) entry.unread_thread_notifications = c.threads ?? {};
+    });
   }
 }
+
+type RoomCounts = UnreadCounts & { threads?: Record<string, UnreadCounts> };
 
 /** Run `tasks` with at most `limit` in flight; rejects with the first failure. */
 async function runBounded(tasks: readonly (() => Promise<void>)[], limit: number): Promise<void> {

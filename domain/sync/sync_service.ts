@@ -8,7 +8,7 @@ import type { Filter } from "../event_filter.ts";
 import { invalidParam } from "../errors.ts";
 import type { EventStore, Membership } from "../ports/event_store.ts";
 import type { EventPresenterLike } from "./event_format.ts";
-import { applyUnreadCounts, type NotificationCounts, RoomStream } from "./room_stream.ts";
+import { type NotificationCounts, RoomStream, UnreadCountsReader } from "./room_stream.ts";
 import type { SyncNotifier, SyncWatch } from "./sync_notifier.ts";
 import { emptySyncResponse, isEmptySyncResponse, type SyncResponse } from "./sync_response.ts";
 import type { SyncStreamProvider, SyncStreamRequest } from "./sync_stream.ts";
@@ -131,16 +131,12 @@ export class SyncService {
     // side by side (each adds its own fields to a room's entry).
     const placement = await this.#rooms.place(base, memberships);
     const request: SyncStreamRequest = { ...base, joinedRoomIds: placement.joinedRoomIds };
+    const unread = new UnreadCountsReader(this.deps.notificationCounts, params.userId);
     await Promise.all([
-      this.#rooms.fill(base, response, placement),
+      this.#rooms.fill(base, response, placement, unread),
       ...this.deps.streams.map((stream) => stream.fill(request, response)),
     ]);
-    await applyUnreadCounts(
-      this.deps.notificationCounts,
-      params.userId,
-      response,
-      params.filter,
-    );
+    await unread.apply(response, params.filter);
     return response;
   }
 }
