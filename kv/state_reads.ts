@@ -27,6 +27,7 @@ export async function readRoomHead(
     firstPosition: entry.value.first,
     lastPosition: entry.value.last,
     forwardExtremities: [...entry.value.extremities],
+    currentStateId: String(entry.value.state_group),
     versionstamp: entry.versionstamp,
   };
 }

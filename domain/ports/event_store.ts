@@ -97,6 +97,11 @@ export interface RoomHeadView {
   /** Highest position in use; 0 before the first forward event. */
   lastPosition: number;
   forwardExtremities: string[];
+  /**
+   * An opaque ID of the current state: equal IDs mean equal state (IDs name immutable states and
+   * are never reused), so caches of state-derived data can outlive appends of non-state events.
+   */
+  currentStateId: string;
   versionstamp: string;
 }
 

@@ -3,7 +3,7 @@
  * each local member of the room (the sender excluded) and record the notifications in the
  * event's own commit, with the sender's implicit read receipt. Rulesets are cached by the push
  * rule service; the room's members, power levels and create event are cached per room and read
- * again whenever the room's head has moved (they are projections written with the head).
+ * again whenever the room's current state has changed (messages leave it, and the cache, alone).
  */
 import { isJsonObject, type JsonObject } from "../json.ts";
 import { type RoomEvent, stateKey, toRoomEvent } from "../events.ts";
@@ -51,7 +51,8 @@ export interface NotificationPlannerDeps {
 
 /** What an event's notifications depend on in its room, valid while the room head stands. */
 interface RoomAudience {
-  headVersionstamp: string;
+  /** The room state the audience was read at (see RoomHeadView.currentStateId). */
+  stateId: string;
   joined: string[];
   powerLevels?: RoomEvent;
   create?: RoomEvent;
@@ -169,15 +170,15 @@ export class NotificationPlanner implements LocalEventHook {
   }
 
   /**
-   * The room's joined members and power events, cached until the head moves. The head is read
-   * first: a commit landing during the reads then caches newer data under an older head, which
-   * the next event's head check discards, never older data under a newer head.
+   * The room's joined members and power events, cached until the room's current state changes.
+   * The head is read first: a commit landing during the reads then caches newer data under an
+   * older state ID, which the next check discards, never older data under a newer one.
    */
   async #audience(roomId: string, version: RoomVersion): Promise<RoomAudience> {
     const head = await this.deps.store.roomHead(roomId);
     const cached = this.#audiences.get(roomId);
     this.#audiences.delete(roomId);
-    if (cached && head && cached.headVersionstamp === head.versionstamp) {
+    if (cached && head && cached.stateId === head.currentStateId) {
       this.#audiences.set(roomId, cached);
       return cached;
     }
@@ -186,7 +187,7 @@ export class NotificationPlanner implements LocalEventHook {
       this.#powerState(roomId, version),
     ]);
     const audience: RoomAudience = {
-      headVersionstamp: head?.versionstamp ?? "",
+      stateId: head?.currentStateId ?? "",
       joined: members.map((m) => m.userId),
       ...power,
     };

@@ -88,6 +88,7 @@ async function room(size: number, name = (i: number) => `@u${i}:${SERVER}`) {
     planner,
     notifications,
     say,
+    join,
     commits: () => commits,
     memberReads: () => memberReads,
   };
@@ -156,7 +157,7 @@ Deno.test("notifications: long user IDs keep fewer recipients in the event's com
   }
 });
 
-Deno.test("notifications: members are read again only after the room's head moves", async () => {
+Deno.test("notifications: members are read again only after the room's state changes", async () => {
   const r = await room(5);
   try {
     const version = roomVersion("12")!;
@@ -166,10 +167,20 @@ Deno.test("notifications: members are read again only after the room's head move
     await prepare();
     await prepare();
     assertEquals(r.memberReads() - before, 1);
+    // A message moves the head but not the state: the cached audience still serves.
     await r.say("moves the head");
-    const after = r.memberReads();
+    const afterMessage = r.memberReads();
     await prepare();
-    assertEquals(r.memberReads() - after, 1);
+    assertEquals(r.memberReads() - afterMessage, 0);
+    // A join changes the state: the members are read again, and the newcomer is notified.
+    await r.join(`@late:${SERVER}`);
+    const afterJoin = r.memberReads();
+    const prepared = await r.planner.notificationsFor(
+      { eventId: "$y", roomId: r.roomId, pdu: message },
+      version,
+    );
+    assertEquals(r.memberReads() - afterJoin, 1);
+    assertEquals(prepared.some((n) => n.userId === `@late:${SERVER}`), true);
   } finally {
     r.kv.close();
   }
