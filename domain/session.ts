@@ -10,6 +10,9 @@ export interface Session {
 
 /** Resolves access tokens to sessions; implemented by the accounts store. */
 export interface SessionResolver {
-  /** The session for a token, or null when the token is unknown, expired or revoked. */
+  /**
+   * The session for a token, or null when the token is unknown or revoked. An expired token that
+   * can be refreshed throws M_UNKNOWN_TOKEN with `soft_logout: true`.
+   */
   resolveAccessToken(token: string): Promise<Session | null>;
 }

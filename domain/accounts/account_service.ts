@@ -83,7 +83,13 @@ export class AccountService implements SessionResolver {
       this.cache.set(hash, record);
     }
     const { userId, deviceId, tokenId, expiresAt } = record.record;
-    if (expiresAt !== undefined && expiresAt <= now) return null;
+    // The spec's soft logout: the device still holds a refresh token, so the client refreshes
+    // instead of discarding its session.
+    if (expiresAt !== undefined && expiresAt <= now) {
+      throw new MatrixError("M_UNKNOWN_TOKEN", 401, "Access token has expired", {
+        soft_logout: true,
+      });
+    }
     return { userId, deviceId, tokenId };
   }
 

@@ -72,6 +72,14 @@ Deno.test("refresh tokens: expiring access token, rotation, old refresh token re
     assertEquals(await whoamiStatus(server, session.access_token), 200);
     now += session.expires_in_ms + 1;
     assertEquals(await whoamiStatus(server, session.access_token), 401);
+    // Expired, not revoked: a soft logout, so the client refreshes instead of signing out.
+    const expired = await server.request("GET", `${V3}/account/whoami`, {
+      token: session.access_token,
+    });
+    assertEquals(expired.body.errcode, "M_UNKNOWN_TOKEN");
+    assertEquals(expired.body.soft_logout, true);
+    const unknown = await server.request("GET", `${V3}/account/whoami`, { token: "tsr_at_nope" });
+    assertEquals(unknown.body.soft_logout, false);
     const refreshed = await server.request("POST", `${V3}/refresh`, {
       body: { refresh_token: session.refresh_token },
     });
