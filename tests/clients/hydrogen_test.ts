@@ -171,9 +171,16 @@ Deno.test({
         "new room in the room list",
         '.RoomList li:has-text("Hydrogen room")',
       );
-      if (!await page.locator(".MessageComposer_input textarea").isVisible()) {
-        console.log("Hydrogen stayed on the room list after creating the room; opening it");
+      // While the room is still being created, the list entry is Hydrogen's local placeholder
+      // (it offers "Join room" for `local-…`); once sync brings the real room, clicking opens it.
+      // Like a person, try again until the composer shows.
+      const composer = page.locator(".MessageComposer_input textarea");
+      for (let attempt = 0; attempt < 60 && !await composer.isVisible(); attempt++) {
+        if (attempt === 0) {
+          console.log("Hydrogen stayed on the room list after creating the room; opening it");
+        }
         await roomTile.click();
+        await composer.waitFor({ state: "visible", timeout: 500 }).catch(() => {});
       }
       await expectVisible(page, "room view", ".MessageComposer_input textarea");
 
