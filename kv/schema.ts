@@ -317,3 +317,129 @@ export const pushKeys = {
     roomId,
   ],
 };
+
+// --- End-to-end encryption: device keys, cross-signing, device lists, to-device, backup -----
+// Device-list changes carry a per-user stream position and a prev_id chain from the start, so
+// federation's m.device_list_update is one more consumer of the same log (see
+// kv/device_list_log.ts).
+
+/** Key builders for E2EE maps. */
+export const e2eeKeys = {
+  /** (userId, deviceId) -> the device's signed device keys (UTF-8 JSON bytes). */
+  deviceKeys: (userId: string, deviceId: string): Deno.KvKey => [
+    "userdeviceid_devicekeys",
+    userId,
+    deviceId,
+  ],
+  /** All device keys of a user. */
+  deviceKeysPrefix: (userId: string): Deno.KvKey => ["userdeviceid_devicekeys", userId],
+  /** (userId, deviceId, algorithm, keyId) -> one-time key object: handed out once by a claim. */
+  oneTimeKey: (userId: string, deviceId: string, algorithm: string, keyId: string): Deno.KvKey => [
+    "userdevicealgkeyid_onetimekey",
+    userId,
+    deviceId,
+    algorithm,
+    keyId,
+  ],
+  /** A device's one-time keys, or those of one algorithm. */
+  oneTimeKeyPrefix: (userId: string, deviceId: string, algorithm?: string): Deno.KvKey =>
+    algorithm === undefined
+      ? ["userdevicealgkeyid_onetimekey", userId, deviceId]
+      : ["userdevicealgkeyid_onetimekey", userId, deviceId, algorithm],
+  /** (userId, deviceId, algorithm) -> {keyId, key, used}: the device's fallback key. */
+  fallbackKey: (userId: string, deviceId: string, algorithm: string): Deno.KvKey => [
+    "userdevicealg_fallbackkey",
+    userId,
+    deviceId,
+    algorithm,
+  ],
+  /** A device's fallback keys, one per algorithm. */
+  fallbackKeyPrefix: (userId: string, deviceId: string): Deno.KvKey => [
+    "userdevicealg_fallbackkey",
+    userId,
+    deviceId,
+  ],
+  /** (userId, usage) -> cross-signing key (master, self_signing, user_signing). */
+  crossSigningKey: (userId: string, usage: string): Deno.KvKey => [
+    "userusage_crosssigningkey",
+    userId,
+    usage,
+  ],
+  /** A user's cross-signing keys. */
+  crossSigningKeyPrefix: (userId: string): Deno.KvKey => ["userusage_crosssigningkey", userId],
+  /**
+   * (targetUserId, targetKeyId, signerUserId, signerKeyId) -> signature: a signature uploaded
+   * through /keys/signatures/upload on a device ID or a cross-signing public key.
+   */
+  signature: (
+    targetUserId: string,
+    targetKeyId: string,
+    signerUserId: string,
+    signerKeyId: string,
+  ): Deno.KvKey => ["userkeyid_signature", targetUserId, targetKeyId, signerUserId, signerKeyId],
+  /** Uploaded signatures on a user's keys, or on one of them. */
+  signaturePrefix: (targetUserId: string, targetKeyId?: string): Deno.KvKey =>
+    targetKeyId === undefined
+      ? ["userkeyid_signature", targetUserId]
+      : ["userkeyid_signature", targetUserId, targetKeyId],
+  /** userId -> {streamId}: the user's device-list stream position (last update). */
+  deviceListHead: (userId: string): Deno.KvKey => ["userid_devicelisthead", userId],
+  /** (userId, streamId) -> DeviceListUpdate: one device-list update with its prev_id chain. */
+  deviceListUpdate: (userId: string, streamId: number): Deno.KvKey => [
+    "userid_devicelistupdate",
+    userId,
+    streamId,
+  ],
+  /** A user's device-list updates by stream position. */
+  deviceListUpdatePrefix: (userId: string): Deno.KvKey => ["userid_devicelistupdate", userId],
+  /** (versionstamp) -> {userIds}: whose device lists changed, by commit (for sync and /keys/changes). */
+  deviceListChangePrefix: (): Deno.KvKey => ["devicelistchange_userids"],
+  /**
+   * (signerUserId, versionstamp) -> {userIds}: users whose keys the signer signed with their
+   * user-signing key; only the signer is told (their sync lists the targets as changed).
+   */
+  signatureNoticePrefix: (signerUserId: string): Deno.KvKey => [
+    "userid_signaturenotice",
+    signerUserId,
+  ],
+  /** (userId, deviceId, versionstamp) -> ToDeviceMessage: a device's to-device inbox in order. */
+  toDeviceInboxPrefix: (userId: string, deviceId: string): Deno.KvKey => [
+    "userdeviceid_todevice",
+    userId,
+    deviceId,
+  ],
+  /** (userId, deviceId) -> {token, lastStamp}: what the device's latest sync handed out. */
+  toDeviceDelivery: (userId: string, deviceId: string): Deno.KvKey => [
+    "userdeviceid_todevicedelivery",
+    userId,
+    deviceId,
+  ],
+  /** (senderUserId, senderDeviceId, txnId) -> progress: /sendToDevice transaction IDs. */
+  toDeviceTxn: (userId: string, deviceId: string, txnId: string): Deno.KvKey => [
+    "userdevicetxnid_todevice",
+    userId,
+    deviceId,
+    txnId,
+  ],
+  /** (userId, version) -> BackupVersionRecord: key backup versions (number-sorted). */
+  backupVersion: (userId: string, version: number): Deno.KvKey => [
+    "userid_backupversion",
+    userId,
+    version,
+  ],
+  /** A user's backup versions. */
+  backupVersionPrefix: (userId: string): Deno.KvKey => ["userid_backupversion", userId],
+  /** (userId, version, roomId, sessionId) -> KeyBackupData: one backed-up room key. */
+  backupKey: (userId: string, version: number, roomId: string, sessionId: string): Deno.KvKey => [
+    "userversionroomsession_backupkey",
+    userId,
+    version,
+    roomId,
+    sessionId,
+  ],
+  /** A backup version's keys, or one room's. */
+  backupKeyPrefix: (userId: string, version: number, roomId?: string): Deno.KvKey =>
+    roomId === undefined
+      ? ["userversionroomsession_backupkey", userId, version]
+      : ["userversionroomsession_backupkey", userId, version, roomId],
+};

@@ -198,9 +198,25 @@ export class AccountService implements SessionResolver {
     await this.deleteDevices(userId, devices.map((d) => d.deviceId));
   }
 
-  /** Delete devices and revoke their tokens at once in this process. */
+  /**
+   * Called after devices are deleted (logout, device deletion, deactivation), so other areas
+   * drop what belongs to them (device keys, to-device inboxes) and announce the change. Each
+   * hook must be idempotent: a crash between the account commit and a hook leaves the cleanup
+   * to be redone, and readers treat records of unknown devices as absent meanwhile.
+   */
+  readonly devicesRemovedHooks: ((userId: string, deviceIds: string[]) => Promise<void>)[] = [];
+
+  /** Delete devices and revoke their tokens at once in this process, then run the hooks. */
   async deleteDevices(userId: string, deviceIds: string[]): Promise<void> {
     for (const hash of await this.store.deleteDevices(userId, deviceIds)) this.cache.delete(hash);
+    if (deviceIds.length === 0) return;
+    for (const hook of this.devicesRemovedHooks) {
+      try {
+        await hook(userId, deviceIds);
+      } catch (error) {
+        console.error("device removal hook failed", userId, deviceIds, error);
+      }
+    }
   }
 
   /** Set a new password; with `logoutDevices`, every device but `keepDeviceId` is logged out. */

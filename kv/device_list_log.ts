@@ -1,0 +1,174 @@
+/**
+ * The device-list log. Every change to a user's devices or cross-signing keys is one update
+ * with a per-user stream position and a `prev_id` chain (the shape of federation's
+ * `m.device_list_update` EDU), written in the same atomic commit as the key change itself, plus
+ * one entry in a global change index ordered by commit versionstamp, which sync and
+ * `/keys/changes` read as "whose device lists changed in (since, upTo]".
+ *
+ * Writers gather updates in a `DeviceListChanges` and commit them through
+ * `commitWithDeviceListChanges`, which checks each user's head so concurrent updates of one
+ * user serialise and the chain never forks.
+ */
+import { e2eeKeys } from "./schema.ts";
+import { getManyChunked } from "./get_many.ts";
+import { listChanges } from "./versioned_records.ts";
+
+/** One device-list update of one user. */
+export interface DeviceListUpdate {
+  userId: string;
+  /** The user's stream position of this update: 1, 2, 3, ... */
+  streamId: number;
+  /** Positions this update follows: the previous update's, none for the first. */
+  prevIds: number[];
+  /** Devices added, changed or deleted. */
+  deviceIds: string[];
+  /** Of `deviceIds`, those deleted. */
+  deleted: string[];
+  /** True when the user's cross-signing keys changed. */
+  crossSigning: boolean;
+}
+
+/** What one writer changes for one user. */
+export interface DeviceListChange {
+  deviceIds?: readonly string[];
+  deleted?: readonly string[];
+  crossSigning?: boolean;
+}
+
+interface DeviceListHead {
+  streamId: number;
+}
+
+/** The global change index entry: whose lists changed in one commit. */
+export interface DeviceListChangeEntry {
+  userIds: string[];
+}
+
+/** Device-list updates gathered for one commit. */
+export class DeviceListChanges {
+  readonly #byUser = new Map<string, Required<DeviceListChange>>();
+
+  /** Note a change of `userId`'s devices or cross-signing keys. */
+  add(userId: string, change: DeviceListChange): void {
+    const current = this.#byUser.get(userId) ??
+      { deviceIds: [], deleted: [], crossSigning: false };
+    const deviceIds = new Set([...current.deviceIds, ...(change.deviceIds ?? [])]);
+    for (const id of change.deleted ?? []) deviceIds.add(id);
+    this.#byUser.set(userId, {
+      deviceIds: [...deviceIds],
+      deleted: [...new Set([...current.deleted, ...(change.deleted ?? [])])],
+      crossSigning: current.crossSigning || (change.crossSigning ?? false),
+    });
+  }
+
+  /** Users with a change. */
+  get userIds(): string[] {
+    return [...this.#byUser.keys()];
+  }
+
+  /** True when nothing was added. */
+  get empty(): boolean {
+    return this.#byUser.size === 0;
+  }
+
+  /**
+   * Read the heads and stage every update into `op`: a check on each head, the new head, the
+   * update with its prev_id and one global index entry. Returns the staged updates.
+   */
+  async stage(kv: Deno.Kv, op: Deno.AtomicOperation): Promise<DeviceListUpdate[]> {
+    if (this.empty) return [];
+    const userIds = this.userIds;
+    const heads = await getManyChunked<DeviceListHead>(
+      kv,
+      userIds.map((id) => e2eeKeys.deviceListHead(id)),
+    );
+    const updates: DeviceListUpdate[] = [];
+    userIds.forEach((userId, i) => {
+      const head = heads[i];
+      const previous = head.value?.streamId ?? 0;
+      const change = this.#byUser.get(userId)!;
+      const update: DeviceListUpdate = {
+        userId,
+        streamId: previous + 1,
+        prevIds: previous === 0 ? [] : [previous],
+        deviceIds: [...change.deviceIds],
+        deleted: [...change.deleted],
+        crossSigning: change.crossSigning,
+      };
+      op.check(head);
+      op.set(e2eeKeys.deviceListHead(userId), { streamId: update.streamId });
+      op.set(e2eeKeys.deviceListUpdate(userId, update.streamId), update);
+      updates.push(update);
+    });
+    op.set(
+      [...e2eeKeys.deviceListChangePrefix(), kv.commitVersionstamp()],
+      { userIds } satisfies DeviceListChangeEntry,
+    );
+    return updates;
+  }
+}
+
+/** Result of a commit with device-list updates. */
+export interface DeviceListCommit<T> {
+  versionstamp: string;
+  result: T;
+  updates: DeviceListUpdate[];
+}
+
+/** Attempts before a commit under contention gives up. */
+const MAX_ATTEMPTS = 64;
+
+/**
+ * Build a commit with `build` (which reads what it needs, adds its checks and mutations to `op`
+ * and its device-list changes to `changes`), stage those changes and commit; start again from a
+ * fresh read when a check fails. `build` returning null commits nothing and gives null.
+ */
+export async function commitWithDeviceListChanges<T>(
+  kv: Deno.Kv,
+  build: (op: Deno.AtomicOperation, changes: DeviceListChanges) => Promise<T | null>,
+): Promise<DeviceListCommit<T> | null> {
+  for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    const op = kv.atomic();
+    const changes = new DeviceListChanges();
+    const result = await build(op, changes);
+    if (result === null) return null;
+    const updates = await changes.stage(kv, op);
+    const committed = await op.commit();
+    if (committed.ok) return { versionstamp: committed.versionstamp, result, updates };
+  }
+  throw new Error("Too much contention committing a device-list change");
+}
+
+/** Users whose device lists changed in commits after `since` (all when absent) up to `upTo`. */
+export async function deviceListChangesBetween(
+  kv: Deno.Kv,
+  since: string | undefined,
+  upTo: string,
+): Promise<Set<string>> {
+  const entries = await listChanges<DeviceListChangeEntry>(
+    kv,
+    e2eeKeys.deviceListChangePrefix(),
+    since,
+    upTo,
+  );
+  return new Set(entries.flatMap((e) => e.value.userIds));
+}
+
+/** A user's updates after stream position `after` (all when 0), oldest first. */
+export async function deviceListUpdatesAfter(
+  kv: Deno.Kv,
+  userId: string,
+  after = 0,
+): Promise<DeviceListUpdate[]> {
+  const prefix = e2eeKeys.deviceListUpdatePrefix(userId);
+  const out: DeviceListUpdate[] = [];
+  for await (
+    const entry of kv.list<DeviceListUpdate>({ prefix, start: [...prefix, after + 1] })
+  ) out.push(entry.value);
+  return out;
+}
+
+/** The user's current device-list stream position (0 before any update). */
+export async function deviceListStreamId(kv: Deno.Kv, userId: string): Promise<number> {
+  return (await kv.get<DeviceListHead>(e2eeKeys.deviceListHead(userId))).value?.streamId ?? 0;
+}
