@@ -2,6 +2,7 @@
  * Tessera's entry point: read the configuration, open KV, assemble the server and serve.
  * Locally it runs on an embedded KV file; on Deno Deploy `Deno.openKv()` takes no path.
  */
+import { DeviceListNotifier } from "./domain/e2ee/device_list_notifier.ts";
 import type { Hono } from "hono";
 import { type Config, ConfigError, configFromDenoEnv } from "./domain/config.ts";
 import { generateSigningSeed } from "./domain/signing.ts";
@@ -127,6 +128,7 @@ export async function assembleServer(
     roomEvents: new RoomEventService({ store: eventStore, sender, transactions, now: options.now }),
     syncNotifier,
     syncStreams,
+    deviceListNotifier: new DeviceListNotifier(eventStore, syncNotifier),
     pushRules: push.pushRules,
     notifications: push.notifications,
     notificationCounts: push.countsWith(userData.receipts),

@@ -22,6 +22,7 @@ import type { Rooms } from "../domain/rooms/rooms.ts";
 import type { TransactionStore } from "../domain/ports/transaction_store.ts";
 import type { RoomEventService } from "../domain/room_events/room_event_service.ts";
 import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts";
+import type { DeviceListNotifier } from "../domain/e2ee/device_list_notifier.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -79,4 +80,6 @@ export interface AppDeps {
   notifications: NotificationStore;
   /** Unread counts per room and thread for /sync: `countsFor(userId, roomIds)`. */
   notificationCounts: NotificationCountService;
+  /** Wakes syncs after a device-list change: `changed(userIds, versionstamp)` after the commit. */
+  deviceListNotifier: DeviceListNotifier;
 }
