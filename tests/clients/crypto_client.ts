@@ -133,6 +133,10 @@ export async function loginCryptoClient(options: CryptoClientOptions): Promise<C
         }
         return Promise.resolve(null);
       },
+      // A key this device creates (bootstrapSecretStorage) is remembered like a given one.
+      cacheSecretStorageKey: (keyId, _keyInfo, key) => {
+        secretStorageKeys.set(keyId, key);
+      },
     },
   });
   await step(
