@@ -33,10 +33,14 @@ import {
 import { diffStates, type StateDelta } from "./state_delta.ts";
 import { StateGroupPlanner } from "./state_groups.ts";
 import type { StoreContext } from "./store_context.ts";
+import { getManyChunked } from "./get_many.ts";
 import {
   emptyRoomHead,
   type EventStateGroups,
   type LogEntry,
+  type MemberChangeHead,
+  type MemberChangeRecord,
+  type MembershipRecord,
   type RoomHead,
 } from "./store_records.ts";
 
@@ -55,6 +59,14 @@ export interface PlannedEvent {
 
 /** A change to the current state projection; null removes the entry. */
 type CurrentChange = { eventId: string; membership?: string } | null;
+
+/** A membership change of the batch, at the position of the event whose append caused it. */
+interface PlannedMemberChange {
+  position: number;
+  userId: string;
+  membership: string | null;
+  prev: string | null;
+}
 
 /** A request planned into the batch, with where its events landed. */
 export interface PlannedRequest {
@@ -146,6 +158,8 @@ export class RoomBatchPlanner {
   requests: PlannedRequest[];
   /** Redaction lists this batch changes: target event ID -> accepted redaction IDs. */
   redactions: Map<string, string[]>;
+  /** Changes of members' memberships, in planning order (roomid_memberchange). */
+  memberChanges: PlannedMemberChange[];
   #rejected: Set<string>;
   readonly #lookups: BatchLookups | undefined;
 
@@ -164,6 +178,7 @@ export class RoomBatchPlanner {
     this.currentChanges = new Map();
     this.requests = [];
     this.redactions = new Map();
+    this.memberChanges = [];
     this.#rejected = new Set();
     this.#lookups = lookups;
   }
@@ -203,6 +218,7 @@ export class RoomBatchPlanner {
     copy.currentChanges = new Map(this.currentChanges);
     copy.requests = [...this.requests];
     copy.redactions = new Map(this.redactions);
+    copy.memberChanges = [...this.memberChanges];
     copy.#rejected = new Set(this.#rejected);
     return copy;
   }
@@ -276,7 +292,9 @@ export class RoomBatchPlanner {
     if (input.status === "accepted" && event.type === "m.room.redaction") {
       await this.#noteRedaction(event);
     }
-    if (!backfill && input.status === "accepted") await this.#advance(head, event, before, after);
+    if (!backfill && input.status === "accepted") {
+      await this.#advance(head, event, position, before, after);
+    }
     head.next_group = this.groups.nextId;
     return this.#result(id, position, input.status, false);
   }
@@ -377,6 +395,7 @@ export class RoomBatchPlanner {
   async #advance(
     head: RoomHead,
     event: RoomEvent,
+    position: number,
     before: number | null,
     after: number | null,
   ): Promise<void> {
@@ -396,12 +415,19 @@ export class RoomBatchPlanner {
     }
     if (next !== old) {
       if (before === old && next === after) {
-        if (after !== before) this.#changeCurrent(stateKey(event.type, event.state_key!), event);
+        if (after !== before) {
+          const key = stateKey(event.type, event.state_key!);
+          await this.#noteMemberChanges(position, [[key, event]]);
+          this.#changeCurrent(key, event);
+        }
       } else {
         const delta = diffStates(await this.groups.state(old), await this.groups.state(next));
+        const changes: [StateKey, RoomEvent | null, string | null][] = [];
         for (const [key, id] of delta) {
-          this.#changeCurrent(key, id === null ? null : await this.#roomEvent(id) ?? null, id);
+          changes.push([key, id === null ? null : await this.#roomEvent(id) ?? null, id]);
         }
+        await this.#noteMemberChanges(position, changes);
+        for (const [key, changed, id] of changes) this.#changeCurrent(key, changed, id);
       }
     }
     head.extremities = extremities;
@@ -415,11 +441,39 @@ export class RoomBatchPlanner {
       return;
     }
     const change: CurrentChange = { eventId: event.event_id };
-    if (event.type === "m.room.member") {
-      const membership = event.content.membership;
-      change.membership = typeof membership === "string" ? membership : "leave";
-    }
+    if (event.type === "m.room.member") change.membership = membershipOf(event);
     this.currentChanges.set(key, change);
+  }
+
+  /**
+   * Before current state takes `changes`, note each member whose membership they change, with
+   * the membership it replaces (from earlier in the batch, else the committed projection, read
+   * under the head this commit checks). Device-list tracking reads these to find who joined or
+   * left a room in a sync window without walking the room's log.
+   */
+  async #noteMemberChanges(
+    position: number,
+    changes: readonly (readonly [StateKey, RoomEvent | null, ...unknown[]])[],
+  ): Promise<void> {
+    const members: { key: StateKey; userId: string; membership: string | null }[] = [];
+    for (const [key, event] of changes) {
+      const [type, userId] = splitStateKey(key);
+      if (type !== "m.room.member") continue;
+      members.push({ key, userId, membership: event === null ? null : membershipOf(event) });
+    }
+    if (members.length === 0) return;
+    const unread = members.filter((m) => !this.currentChanges.has(m.key));
+    const committed = await getManyChunked<MembershipRecord>(
+      this.ctx.kv,
+      unread.map((m) => this.ctx.keys.roomMember(this.roomId, m.userId)),
+    );
+    const prior = new Map(unread.map((m, i) => [m.key, committed[i].value?.membership ?? null]));
+    for (const { key, userId, membership } of members) {
+      const prev = this.currentChanges.has(key)
+        ? this.currentChanges.get(key)?.membership ?? null
+        : prior.get(key) ?? null;
+      if (prev !== membership) this.memberChanges.push({ position, userId, membership, prev });
+    }
   }
 
   /** Every check and write of the batch so far, extra mutations of its requests included. */
@@ -512,6 +566,16 @@ export class RoomBatchPlanner {
     for (const [target, redactionIds] of this.redactions) {
       out.push({ op: "set", key: keys.redactions(this.roomId, target), value: redactionIds });
     }
+    let lastMemberChange: number | undefined;
+    for (const { position, userId, membership, prev } of this.memberChanges) {
+      const value: MemberChangeRecord = { membership, prev };
+      out.push({ op: "set", key: keys.memberChange(this.roomId, position, userId), value });
+      lastMemberChange = Math.max(position, lastMemberChange ?? position);
+    }
+    if (lastMemberChange !== undefined) {
+      const value: MemberChangeHead = { position: lastMemberChange };
+      out.push({ op: "set", key: keys.memberChangeHead(this.roomId), value });
+    }
     for (const { request, appended } of this.requests) {
       for (const m of request.extraMutations?.(appended) ?? []) {
         const key = m.key as Deno.KvKey;
@@ -528,6 +592,12 @@ const eventWritesCache = new WeakMap<
   PlannedEvent,
   { mutations: PlannedMutation[]; size: CommitSize }
 >();
+
+/** The membership a member event gives its user (a missing or odd value counts as leave). */
+function membershipOf(event: RoomEvent): string {
+  const membership = event.content.membership;
+  return typeof membership === "string" ? membership : "leave";
+}
 
 function versionOf(id: string): RoomVersion {
   const version = roomVersion(id);

@@ -36,6 +36,14 @@ export const EVENT_STORE_MAPS = {
   userid_syncbarrier: "userid_syncbarrier",
   /** (roomId, eventId) -> redaction event IDs: accepted redactions naming the event, in arrival order. */
   roomeventid_redactions: "roomeventid_redactions",
+  /**
+   * (roomId, position, userId) -> MemberChangeRecord: a change of a user's membership in the
+   * room's current state, at the log position of the forward event whose append caused it
+   * (only real changes: a displayname edit keeps the membership and writes nothing).
+   */
+  roomid_memberchange: "roomid_memberchange",
+  /** roomId -> {position}: the room's last member change; its versionstamp dates that commit. */
+  roomid_memberchangehead: "roomid_memberchangehead",
 } as const;
 
 /** One of the event store's map names. */
@@ -54,6 +62,8 @@ export const REPLAYED_MAPS: readonly EventStoreMap[] = [
   "roomid_stategroup",
   "roomid_stategroupchunk",
   "roomeventid_redactions",
+  "roomid_memberchange",
+  "roomid_memberchangehead",
 ];
 
 /** Key builders for the event store, all under one namespace prefix (empty for live data). */
@@ -155,6 +165,21 @@ export class EventStoreKeys {
   /** The accepted redactions of a room naming `eventId` (whether they apply is decided on read). */
   redactions(roomId: string, eventId: string): Deno.KvKey {
     return [...this.namespace, "roomeventid_redactions", roomId, eventId];
+  }
+
+  /** A change of `userId`'s membership caused by the event at `position` of the room. */
+  memberChange(roomId: string, position: number, userId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_memberchange", roomId, position, userId];
+  }
+
+  /** A room's member changes, in log order. */
+  memberChangePrefix(roomId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_memberchange", roomId];
+  }
+
+  /** A room's last member change marker, rewritten by every commit that changes a membership. */
+  memberChangeHead(roomId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_memberchangehead", roomId];
   }
 }
 

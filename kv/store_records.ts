@@ -54,6 +54,17 @@ export interface MembershipRecord {
   event_id: string;
 }
 
+/** A change of one user's membership in a room's current state; null: no membership. */
+export interface MemberChangeRecord {
+  membership: string | null;
+  prev: string | null;
+}
+
+/** The position of a room's last member change. */
+export interface MemberChangeHead {
+  position: number;
+}
+
 /** A state group: a delta applied on top of its parent group's state. */
 export interface StateGroupRecord {
   parent: number | null;
