@@ -1,0 +1,224 @@
+/**
+ * /keys/query (spec: "Download device identity keys"): the queried users' device keys and
+ * cross-signing keys, with uploaded signatures merged in as the requester may see them.
+ *
+ * Visibility follows the spec and Synapse: a master key carries its owner's device signatures
+ * for everyone, and the requester's own user-signing signature only for the requester (other
+ * users' verifications of someone are private); user-signing keys go only to their owner. Only
+ * signatures by a signer's current key are shown, so replaced keys leave nothing stale behind.
+ */
+import { parseUserId } from "../identifiers.ts";
+import type { JsonObject } from "../json.ts";
+import type { DeviceKeyReader } from "../ports/device_key_store.ts";
+import type {
+  CrossSigningKeySet,
+  CrossSigningStore,
+  UploadedSignature,
+} from "../ports/cross_signing_store.ts";
+import { publicKeyOrNull, withSignatures } from "./cross_signing_keys.ts";
+
+/** The default and the longest wait for remote servers (the spec recommends 10 s). */
+export const KEY_QUERY_TIMEOUT = { defaultMs: 10_000, maxMs: 20_000 } as const;
+
+/** A /keys/query response. */
+export interface KeyQueryResponse {
+  device_keys: Record<string, Record<string, JsonObject>>;
+  master_keys: Record<string, JsonObject>;
+  self_signing_keys: Record<string, JsonObject>;
+  user_signing_keys: Record<string, JsonObject>;
+  failures: Record<string, JsonObject>;
+}
+
+/** What a remote server answers for its users (federation's /user/keys/query). */
+export interface RemoteKeyQueryResult {
+  device_keys?: Record<string, Record<string, JsonObject>>;
+  master_keys?: Record<string, JsonObject>;
+  self_signing_keys?: Record<string, JsonObject>;
+}
+
+/**
+ * Asks another server for its users' keys. The federation issue provides one; without it,
+ * remote servers are reported in `failures`.
+ */
+export interface RemoteKeyQuerier {
+  query(
+    serverName: string,
+    deviceKeys: Record<string, string[]>,
+    timeoutMs: number,
+  ): Promise<RemoteKeyQueryResult>;
+}
+
+/** A device as the accounts area knows it. */
+export interface KnownDevice {
+  deviceId: string;
+  displayName?: string;
+}
+
+/** What a query reads. */
+export interface KeyQueryDeps {
+  store: Pick<CrossSigningStore, "keysOf" | "signaturesOn">;
+  deviceKeys: DeviceKeyReader;
+  /** The user's current devices; keys of devices deleted meanwhile are not shown. */
+  devicesOf(userId: string): Promise<KnownDevice[]>;
+  serverName: string;
+  remote?: RemoteKeyQuerier;
+}
+
+/** Per-user reads run this many users at a time. */
+const USER_READ_CONCURRENCY = 32;
+
+/** The requested timeout bounded to [0, max]; the default when absent. */
+export function boundedKeyQueryTimeout(timeout: number | undefined): number {
+  if (timeout === undefined || !Number.isFinite(timeout)) return KEY_QUERY_TIMEOUT.defaultMs;
+  return Math.min(Math.max(0, Math.floor(timeout)), KEY_QUERY_TIMEOUT.maxMs);
+}
+
+/** Answer `requester`'s query for `query` (user ID -> device IDs, or [] for all devices). */
+export async function queryKeys(
+  deps: KeyQueryDeps,
+  requester: string,
+  query: Record<string, string[]>,
+  timeoutMs: number,
+): Promise<KeyQueryResponse> {
+  const response: KeyQueryResponse = {
+    device_keys: {},
+    master_keys: {},
+    self_signing_keys: {},
+    user_signing_keys: {},
+    failures: {},
+  };
+  const local: string[] = [];
+  const remote = new Map<string, Record<string, string[]>>();
+  for (const [userId, deviceIds] of Object.entries(query)) {
+    const parsed = parseUserId(userId);
+    if (!parsed.ok) continue;
+    const server = parsed.value.serverName;
+    if (server === deps.serverName) local.push(userId);
+    else (remote.get(server) ?? remote.set(server, {}).get(server)!)[userId] = deviceIds;
+  }
+  await Promise.all([
+    addLocalUsers(deps, requester, local, query, response),
+    ...[...remote].map(([server, users]) =>
+      addRemoteServer(deps, server, users, timeoutMs, response)
+    ),
+  ]);
+  return response;
+}
+
+async function addLocalUsers(
+  deps: KeyQueryDeps,
+  requester: string,
+  users: string[],
+  query: Record<string, string[]>,
+  response: KeyQueryResponse,
+): Promise<void> {
+  if (users.length === 0) return;
+  const readers = [...new Set([...users, requester])];
+  const [deviceKeys, keys, perUser] = await Promise.all([
+    deps.deviceKeys.deviceKeys(new Map(users.map((u) => [u, query[u]]))),
+    deps.store.keysOf(readers),
+    mapLimited(users, USER_READ_CONCURRENCY, async (userId) => ({
+      devices: await deps.devicesOf(userId),
+      signatures: await deps.store.signaturesOn(userId),
+    })),
+  ]);
+  const requesterUserSigning = publicKeyOrNull(keys.get(requester)?.user_signing);
+  users.forEach((userId, i) => {
+    const own = keys.get(userId) ?? {};
+    const { devices, signatures } = perUser[i];
+    const selfSigning = publicKeyOrNull(own.self_signing);
+    const byDevice = Object.fromEntries(devices.map((d) => [d.deviceId, d]));
+    const out: Record<string, JsonObject> = {};
+    for (const [deviceId, stored] of deviceKeys.get(userId) ?? []) {
+      const device = byDevice[deviceId];
+      if (device === undefined) continue;
+      // Devices are signed only by their owner's current self-signing key.
+      const signed = withSignatures(
+        stored,
+        signatures.filter((s) =>
+          s.targetKeyId === deviceId && s.signerUserId === userId &&
+          selfSigning !== null && s.signerKeyId === `ed25519:${selfSigning}`
+        ),
+      );
+      const unsigned: JsonObject = {};
+      if (device.displayName !== undefined) unsigned.device_display_name = device.displayName;
+      out[deviceId] = { ...signed, unsigned };
+    }
+    response.device_keys[userId] = out;
+    addCrossSigningKeys(response, requester, requesterUserSigning, userId, own, signatures);
+  });
+}
+
+function addCrossSigningKeys(
+  response: KeyQueryResponse,
+  requester: string,
+  requesterUserSigning: string | null,
+  userId: string,
+  own: CrossSigningKeySet,
+  signatures: UploadedSignature[],
+): void {
+  const master = publicKeyOrNull(own.master);
+  if (own.master !== undefined) {
+    const visible = signatures.filter((s) => {
+      if (s.targetKeyId !== master) return false;
+      if (s.signerUserId === userId) return true; // the owner's devices
+      return s.signerUserId === requester && requesterUserSigning !== null &&
+        s.signerKeyId === `ed25519:${requesterUserSigning}`;
+    });
+    response.master_keys[userId] = withSignatures(own.master, visible);
+  }
+  if (own.self_signing !== undefined) response.self_signing_keys[userId] = own.self_signing;
+  if (userId === requester && own.user_signing !== undefined) {
+    response.user_signing_keys[userId] = own.user_signing;
+  }
+}
+
+async function addRemoteServer(
+  deps: KeyQueryDeps,
+  server: string,
+  users: Record<string, string[]>,
+  timeoutMs: number,
+  response: KeyQueryResponse,
+): Promise<void> {
+  if (deps.remote === undefined) {
+    response.failures[server] = {
+      status: 503,
+      message: "Querying keys on other servers is not supported yet",
+    };
+    return;
+  }
+  try {
+    const result = await deps.remote.query(server, users, timeoutMs);
+    for (const userId of Object.keys(users)) {
+      const devices = result.device_keys?.[userId];
+      if (devices !== undefined) response.device_keys[userId] = devices;
+      const master = result.master_keys?.[userId];
+      if (master !== undefined) response.master_keys[userId] = master;
+      const selfSigning = result.self_signing_keys?.[userId];
+      if (selfSigning !== undefined) response.self_signing_keys[userId] = selfSigning;
+    }
+  } catch (error) {
+    response.failures[server] = {
+      status: 503,
+      message: error instanceof Error ? error.message : String(error),
+    };
+  }
+}
+
+/** `fn` over `items`, at most `limit` at a time; results in the order of `items`. */
+async function mapLimited<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}

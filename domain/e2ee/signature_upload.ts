@@ -1,0 +1,286 @@
+/**
+ * Checking one batch of /keys/signatures/upload. Three cases are accepted (spec: "Cross-signing"):
+ * the signer's own device keys signed by their self-signing key, the signer's own master key
+ * signed by one of their devices, and another user's master key signed by the signer's
+ * user-signing key. The signed object must be the stored key (signatures and `unsigned` aside);
+ * only new signatures are kept, and each is verified.
+ */
+import { isJsonObject, type JsonObject } from "../json.ts";
+import { parseUserId } from "../identifiers.ts";
+import type { DeviceKeyReader } from "../ports/device_key_store.ts";
+import type {
+  CrossSigningKeySet,
+  CrossSigningStore,
+  ExpectedCrossSigningKey,
+  SignatureWrite,
+  UploadedSignature,
+} from "../ports/cross_signing_store.ts";
+import {
+  hasValidSignature,
+  publicKeyOrNull,
+  signatureOf,
+  signedContent,
+} from "./cross_signing_keys.ts";
+
+/** One key of an upload: `{targetUserId: {keyId: signed}}`. */
+export interface SignatureUploadItem {
+  targetUserId: string;
+  keyId: string;
+  signed: unknown;
+}
+
+/** One key's failure, as the response reports it. */
+export interface SignatureFailure {
+  errcode: string;
+  error: string;
+}
+
+/** Failures by user ID, then key ID. */
+export type SignatureFailures = Record<string, Record<string, SignatureFailure>>;
+
+/** A checked batch: what to commit, and the keys that failed. */
+export interface SignaturePlan {
+  write: SignatureWrite;
+  failures: SignatureFailures;
+}
+
+/** What checking needs to read. */
+export interface SignaturePlanDeps {
+  store: Pick<CrossSigningStore, "keysOf" | "signaturesOn">;
+  deviceKeys: DeviceKeyReader;
+  serverName: string;
+}
+
+class ItemFailure extends Error {
+  constructor(readonly errcode: string, message: string) {
+    super(message);
+  }
+}
+
+/** Read what `batch` depends on and check each of its keys. */
+export async function planSignatures(
+  deps: SignaturePlanDeps,
+  signer: string,
+  batch: readonly SignatureUploadItem[],
+): Promise<SignaturePlan> {
+  const targets = [...new Set(batch.map((i) => i.targetUserId))];
+  const localTargets = targets.filter((u) => isLocal(u, deps.serverName));
+  const [keys, ownDevices, existing] = await Promise.all([
+    deps.store.keysOf([...new Set([signer, ...localTargets])]),
+    deps.deviceKeys.deviceKeys(new Map([[signer, []]])),
+    Promise.all(localTargets.map((u) => deps.store.signaturesOn(u))),
+  ]);
+  const context: PlanContext = {
+    signer,
+    keys,
+    ownDevices: ownDevices.get(signer) ?? new Map(),
+    known: new Set(existing.flat().map(signatureKey)),
+    serverName: deps.serverName,
+  };
+  const write: SignatureWrite = {
+    signerUserId: signer,
+    signatures: [],
+    expected: [],
+    signerDeviceIds: [],
+    signerCrossSigning: false,
+    noticeTargets: [],
+  };
+  const expected = new Map<string, ExpectedCrossSigningKey>();
+  const failures: SignatureFailures = {};
+  for (const item of batch) {
+    try {
+      const checked = await checkItem(context, item);
+      if (checked.signatures.length === 0) continue;
+      write.signatures.push(...checked.signatures);
+      for (const e of checked.expected) expected.set(`${e.userId}\n${e.usage}`, e);
+      if (checked.kind === "device") write.signerDeviceIds.push(item.keyId);
+      if (checked.kind === "own_master") write.signerCrossSigning = true;
+      if (checked.kind === "other_master" && !write.noticeTargets.includes(item.targetUserId)) {
+        write.noticeTargets.push(item.targetUserId);
+      }
+    } catch (error) {
+      if (!(error instanceof ItemFailure)) throw error;
+      (failures[item.targetUserId] ??= {})[item.keyId] = {
+        errcode: error.errcode,
+        error: error.message,
+      };
+    }
+  }
+  write.expected = [...expected.values()];
+  return { write, failures };
+}
+
+interface PlanContext {
+  signer: string;
+  keys: Map<string, CrossSigningKeySet>;
+  ownDevices: Map<string, JsonObject>;
+  /** Stored signatures, as `signatureKey` strings. */
+  known: Set<string>;
+  serverName: string;
+}
+
+interface CheckedItem {
+  kind: "device" | "own_master" | "other_master";
+  signatures: UploadedSignature[];
+  expected: ExpectedCrossSigningKey[];
+}
+
+async function checkItem(context: PlanContext, item: SignatureUploadItem): Promise<CheckedItem> {
+  const { signer } = context;
+  if (!isJsonObject(item.signed)) throw new ItemFailure("M_BAD_JSON", "Expected a signed object");
+  const signed = item.signed;
+  if (!parseUserId(item.targetUserId).ok) {
+    throw new ItemFailure("M_INVALID_PARAM", "Not a valid user ID");
+  }
+  if (item.targetUserId === signer) {
+    const mine = context.keys.get(signer) ?? {};
+    const master = publicKeyOrNull(mine.master);
+    if (master !== null && item.keyId === master) {
+      return await checkOwnMaster(context, signed, mine.master!, master);
+    }
+    const device = context.ownDevices.get(item.keyId);
+    if (device !== undefined) return await checkOwnDevice(context, item.keyId, signed, device);
+    throw new ItemFailure("M_NOT_FOUND", "No such device or master key");
+  }
+  if (!isLocal(item.targetUserId, context.serverName)) {
+    // The federation issue fetches remote users' master keys; until then none are known here.
+    throw new ItemFailure("M_NOT_FOUND", "Keys of users on other servers are not known here");
+  }
+  return await checkOtherMaster(context, item, signed);
+}
+
+/** The signer's device keys, signed by their self-signing key. */
+async function checkOwnDevice(
+  context: PlanContext,
+  deviceId: string,
+  signed: JsonObject,
+  stored: JsonObject,
+): Promise<CheckedItem> {
+  const { signer } = context;
+  requireSameContent(signed, stored);
+  const selfSigning = publicKeyOrNull(context.keys.get(signer)?.self_signing);
+  if (selfSigning === null) throw new ItemFailure("M_NOT_FOUND", "No self-signing key uploaded");
+  const keyId = `ed25519:${selfSigning}`;
+  const signature = await newSignature(context, signed, signer, deviceId, keyId, selfSigning);
+  return {
+    kind: "device",
+    signatures: signature ? [signature] : [],
+    expected: [{ userId: signer, usage: "self_signing", publicKey: selfSigning }],
+  };
+}
+
+/** The signer's master key, signed by one or more of their devices. */
+async function checkOwnMaster(
+  context: PlanContext,
+  signed: JsonObject,
+  stored: JsonObject,
+  master: string,
+): Promise<CheckedItem> {
+  const { signer } = context;
+  requireSameContent(signed, stored);
+  const bySigner = isJsonObject(signed.signatures) ? signed.signatures[signer] : undefined;
+  const signatures: UploadedSignature[] = [];
+  for (const keyId of isJsonObject(bySigner) ? Object.keys(bySigner) : []) {
+    // The master key's self-signature and copies of stored signatures are not new.
+    if (keyId === `ed25519:${master}` || signatureOf(stored, signer, keyId) !== undefined) continue;
+    const deviceId = keyId.startsWith("ed25519:") ? keyId.slice("ed25519:".length) : "";
+    const deviceKey = context.ownDevices.get(deviceId)?.keys;
+    const publicKey = isJsonObject(deviceKey) ? deviceKey[keyId] : undefined;
+    if (typeof publicKey !== "string") {
+      throw new ItemFailure("M_NOT_FOUND", `No device of the user has the key ${keyId}`);
+    }
+    const signature = await newSignature(context, signed, signer, master, keyId, publicKey);
+    if (signature) signatures.push(signature);
+  }
+  return {
+    kind: "own_master",
+    signatures,
+    expected: [{ userId: signer, usage: "master", publicKey: master }],
+  };
+}
+
+/** Another local user's master key, signed by the signer's user-signing key. */
+async function checkOtherMaster(
+  context: PlanContext,
+  item: SignatureUploadItem,
+  signed: JsonObject,
+): Promise<CheckedItem> {
+  const { signer } = context;
+  const target = context.keys.get(item.targetUserId)?.master;
+  const master = publicKeyOrNull(target);
+  if (master === null || item.keyId !== master) {
+    throw new ItemFailure("M_NOT_FOUND", "Only the user's current master key can be signed");
+  }
+  requireSameContent(signed, target!);
+  const userSigning = publicKeyOrNull(context.keys.get(signer)?.user_signing);
+  if (userSigning === null) throw new ItemFailure("M_NOT_FOUND", "No user-signing key uploaded");
+  const keyId = `ed25519:${userSigning}`;
+  const signature = await newSignature(
+    context,
+    signed,
+    item.targetUserId,
+    master,
+    keyId,
+    userSigning,
+  );
+  return {
+    kind: "other_master",
+    signatures: signature ? [signature] : [],
+    expected: [
+      { userId: signer, usage: "user_signing", publicKey: userSigning },
+      { userId: item.targetUserId, usage: "master", publicKey: master },
+    ],
+  };
+}
+
+/**
+ * The signer's signature with `signerKeyId` on `signed`, verified with `publicKey`; undefined
+ * when that exact signature is stored already. Throws M_INVALID_SIGNATURE when it is missing or
+ * does not verify.
+ */
+async function newSignature(
+  context: PlanContext,
+  signed: JsonObject,
+  targetUserId: string,
+  targetKeyId: string,
+  signerKeyId: string,
+  publicKey: string,
+): Promise<UploadedSignature | undefined> {
+  const signature = signatureOf(signed, context.signer, signerKeyId);
+  if (signature === undefined) {
+    throw new ItemFailure("M_INVALID_SIGNATURE", `Missing signature by ${signerKeyId}`);
+  }
+  const uploaded: UploadedSignature = {
+    targetUserId,
+    targetKeyId,
+    signerUserId: context.signer,
+    signerKeyId,
+    signature,
+  };
+  if (context.known.has(signatureKey(uploaded))) return undefined;
+  if (!(await hasValidSignature(signed, context.signer, publicKey, signerKeyId))) {
+    throw new ItemFailure("M_INVALID_SIGNATURE", `Invalid signature by ${signerKeyId}`);
+  }
+  return uploaded;
+}
+
+function requireSameContent(signed: JsonObject, stored: JsonObject): void {
+  let content: string;
+  try {
+    content = signedContent(signed);
+  } catch {
+    throw new ItemFailure("M_BAD_JSON", "The signed object has no canonical JSON form");
+  }
+  if (content !== signedContent(stored)) {
+    throw new ItemFailure("M_INVALID_PARAM", "The signed object does not match the stored key");
+  }
+}
+
+function signatureKey(s: UploadedSignature): string {
+  return [s.targetUserId, s.targetKeyId, s.signerUserId, s.signerKeyId, s.signature].join("\n");
+}
+
+function isLocal(userId: string, serverName: string): boolean {
+  const parsed = parseUserId(userId);
+  return parsed.ok && parsed.value.serverName === serverName;
+}
