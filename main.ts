@@ -3,6 +3,8 @@
  * Locally it runs on an embedded KV file; on Deno Deploy `Deno.openKv()` takes no path.
  */
 import { DeviceListNotifier } from "./domain/e2ee/device_list_notifier.ts";
+import { KeyBackupService } from "./domain/e2ee/key_backup_service.ts";
+import { KvKeyBackupStore } from "./kv/key_backup_store.ts";
 import type { Hono } from "hono";
 import { type Config, ConfigError, configFromDenoEnv } from "./domain/config.ts";
 import { generateSigningSeed } from "./domain/signing.ts";
@@ -129,6 +131,7 @@ export async function assembleServer(
     syncNotifier,
     syncStreams,
     deviceListNotifier: new DeviceListNotifier(eventStore, syncNotifier),
+    keyBackup: new KeyBackupService(new KvKeyBackupStore(kv)),
     pushRules: push.pushRules,
     notifications: push.notifications,
     notificationCounts: push.countsWith(userData.receipts),

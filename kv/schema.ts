@@ -446,6 +446,12 @@ export const e2eeKeys = {
     deviceId,
     txnId,
   ],
+  /**
+   * userId -> {last, current}: the highest backup version ever created (numbers are never
+   * reused) and the current one; every create and delete rewrites it, so key uploads that
+   * check it cannot land in a version that stopped being current.
+   */
+  backupHead: (userId: string): Deno.KvKey => ["userid_backuphead", userId],
   /** (userId, version) -> BackupVersionRecord: key backup versions (number-sorted). */
   backupVersion: (userId: string, version: number): Deno.KvKey => [
     "userid_backupversion",

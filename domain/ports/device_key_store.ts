@@ -2,7 +2,7 @@
  * Storage port for device keys, one-time keys and fallback keys. The KV implementation writes
  * every change of a device's identity keys together with its device-list update (one commit).
  */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject, JsonValue } from "../json.ts";
 
 /** Device keys of several users: userId -> deviceId -> the signed device keys object. */
 export type DeviceKeysByUser = Map<string, Map<string, JsonObject>>;
@@ -15,4 +15,77 @@ export interface DeviceKeyReader {
    * cross-signing signatures are merged by the caller.
    */
   deviceKeys(query: ReadonlyMap<string, readonly string[]>): Promise<DeviceKeysByUser>;
+}
+
+/** A one-time or fallback key as uploaded under `<algorithm>:<keyId>`. */
+export interface UploadedKey {
+  algorithm: string;
+  keyId: string;
+  /** A bare key string, or a signed key object (`{key, signatures, fallback?}`). */
+  key: JsonValue;
+}
+
+/**
+ * Given the device's stored device keys (null before the first upload), the device keys to store
+ * instead, or null to keep them. Called inside the store's commit loop, so it sees what the
+ * commit will replace; it throws to refuse the upload, and then nothing is written.
+ */
+export type DeviceKeysMerge = (stored: JsonObject | null) => JsonObject | null;
+
+/** One `/keys/upload`, validated. */
+export interface KeyUpload {
+  deviceKeys?: DeviceKeysMerge;
+  oneTimeKeys: readonly UploadedKey[];
+  /** At most one per algorithm. */
+  fallbackKeys: readonly UploadedKey[];
+}
+
+/** What an upload did. */
+export interface KeyUploadOutcome {
+  /**
+   * `<algorithm>:<keyId>` of one-time keys already stored with other content. When any, the
+   * upload wrote nothing.
+   */
+  conflictingOneTimeKeys: string[];
+  /** Versionstamp of the commit that stored new device keys with a device-list update, or null. */
+  deviceListVersionstamp: string | null;
+}
+
+/** A key handed out by a claim. */
+export interface ClaimedKey {
+  algorithm: string;
+  keyId: string;
+  key: JsonValue;
+  /** True when no one-time key was left and this is the device's fallback key. */
+  fallback: boolean;
+}
+
+/**
+ * Device keys, one-time keys and fallback keys of local devices. Device-key changes and device
+ * removal land in the same commit as their device-list update.
+ */
+export interface DeviceKeyStore extends DeviceKeyReader {
+  /**
+   * Store an upload: device keys as `deviceKeys` decides, one-time keys not yet stored (the
+   * same ID with the same content is skipped, with other content it is a conflict and nothing is
+   * written), fallback keys replacing the previous one of their algorithm (its `used` flag is
+   * kept only when the same key is uploaded again).
+   */
+  upload(userId: string, deviceId: string, upload: KeyUpload): Promise<KeyUploadOutcome>;
+  /**
+   * Hand out the device's oldest one-time key of `algorithm`, each exactly once however many
+   * claims race (across processes too); when none is left, its fallback key of that algorithm,
+   * marked used. Null when it has neither.
+   */
+  claim(userId: string, deviceId: string, algorithm: string): Promise<ClaimedKey | null>;
+  /** Unclaimed one-time keys of the device by algorithm (algorithms with none are absent). */
+  oneTimeKeyCounts(userId: string, deviceId: string): Promise<Record<string, number>>;
+  /** Algorithms of the device's fallback keys that no claim has handed out yet. */
+  unusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]>;
+  /**
+   * Delete the devices' device keys, one-time keys and fallback keys; devices that had device
+   * keys get one device-list update (`deleted`) in the commit deleting those. Idempotent.
+   * Returns that commit's versionstamp, or null when no device had device keys left.
+   */
+  removeDevices(userId: string, deviceIds: readonly string[]): Promise<string | null>;
 }

@@ -1,0 +1,253 @@
+/**
+ * Device keys, one-time keys and fallback keys (spec: "Key management API"): `/keys/upload`,
+ * `/keys/claim`, the counts sync reports, and cleanup when devices are deleted.
+ *
+ * A device's identity keys never change once uploaded: different ones for the same device ID
+ * are refused (a client that lost its keys must log in as a new device), while a re-upload of
+ * the same keys may add signatures. Storing them records a device-list update in the same
+ * commit, after which the user's and their room-mates' syncs are woken.
+ */
+import { canonicalJson } from "../canonical_json.ts";
+import { invalidParam } from "../errors.ts";
+import { parseDeviceId, parseUserId } from "../identifiers.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
+import type { DeviceKeysMerge, DeviceKeyStore, KeyUpload } from "../ports/device_key_store.ts";
+import type { DeviceListNotifier } from "./device_list_notifier.ts";
+import {
+  checkDeviceKeys,
+  isValidAlgorithm,
+  MAX_DEVICE_KEYS_BYTES,
+  MAX_ONE_TIME_KEYS_PER_UPLOAD,
+  parseFallbackKeys,
+  parseKeyMap,
+} from "./key_upload_validation.ts";
+
+/** Most unclaimed one-time keys one device may hold (sync counts them on every request). */
+export const MAX_STORED_ONE_TIME_KEYS = 1000;
+/** Most (user, device) pairs one claim may name. */
+export const MAX_CLAIMED_DEVICES = 10_000;
+/** Claims of one request running at once. */
+const CLAIM_CONCURRENCY = 16;
+/** The algorithm clients ask the count of even when the device holds none. */
+const SIGNED_CURVE25519 = "signed_curve25519";
+
+/** A `/keys/upload` body after the edge checked it is an object. */
+export interface KeyUploadRequest {
+  device_keys?: unknown;
+  one_time_keys?: unknown;
+  fallback_keys?: unknown;
+  /** MSC2732's name for `fallback_keys`, which older clients still send. */
+  "org.matrix.msc2732.fallback_keys"?: unknown;
+}
+
+/** The `/keys/upload` response. */
+export interface KeyUploadResponse {
+  one_time_key_counts: Record<string, number>;
+}
+
+/** `/keys/claim`'s `one_time_keys`: user ID -> device ID -> algorithm. */
+export type ClaimQuery = Record<string, Record<string, string>>;
+
+/** The `/keys/claim` response. */
+export interface ClaimResponse {
+  /** user ID -> device ID -> `<algorithm>:<key_id>` -> key. */
+  one_time_keys: Record<string, Record<string, Record<string, JsonValue>>>;
+  /** Server name -> why its users' keys could not be claimed. */
+  failures: Record<string, JsonObject>;
+}
+
+/** What the service runs on. */
+export interface DeviceKeyServiceDeps {
+  store: DeviceKeyStore;
+  /** This server's name: users of other servers are claimed over federation. */
+  serverName: string;
+  deviceListNotifier: Pick<DeviceListNotifier, "changed">;
+}
+
+/** The device key use cases. */
+export class DeviceKeyService {
+  /** Over `deps.store`, waking syncs through `deps.deviceListNotifier`. */
+  constructor(private readonly deps: DeviceKeyServiceDeps) {}
+
+  /** Store `userId`'s device `deviceId`'s uploaded keys; returns its one-time key counts. */
+  async upload(
+    userId: string,
+    deviceId: string,
+    request: KeyUploadRequest,
+  ): Promise<KeyUploadResponse> {
+    const { store } = this.deps;
+    const upload: KeyUpload = {
+      oneTimeKeys: request.one_time_keys === undefined
+        ? []
+        : parseKeyMap(request.one_time_keys, "one_time_keys", MAX_ONE_TIME_KEYS_PER_UPLOAD),
+      fallbackKeys: fallbackKeysOf(request),
+    };
+    if (request.device_keys !== undefined) {
+      const deviceKeys = await checkDeviceKeys(request.device_keys, userId, deviceId);
+      upload.deviceKeys = mergeDeviceKeys(deviceKeys);
+    }
+    if (upload.oneTimeKeys.length > 0) {
+      const held = Object.values(await store.oneTimeKeyCounts(userId, deviceId))
+        .reduce((sum, n) => sum + n, 0);
+      if (held + upload.oneTimeKeys.length > MAX_STORED_ONE_TIME_KEYS) {
+        throw invalidParam(
+          `A device may hold at most ${MAX_STORED_ONE_TIME_KEYS} unclaimed one-time keys (it holds ${held})`,
+        );
+      }
+    }
+    if (upload.deviceKeys || upload.oneTimeKeys.length > 0 || upload.fallbackKeys.length > 0) {
+      const outcome = await store.upload(userId, deviceId, upload);
+      if (outcome.conflictingOneTimeKeys.length > 0) {
+        throw invalidParam(
+          `One-time key ${outcome.conflictingOneTimeKeys[0]} already exists with other content`,
+        );
+      }
+      if (outcome.deviceListVersionstamp !== null) {
+        await this.#wake(userId, outcome.deviceListVersionstamp);
+      }
+    }
+    return { one_time_key_counts: await this.oneTimeKeyCounts(userId, deviceId) };
+  }
+
+  /**
+   * Claim one key per named device: its oldest one-time key of the algorithm, else its fallback
+   * key. Unknown users and devices, or devices with neither key, are left out of the response.
+   * `_timeoutMs` will bound the wait for other servers' answers, which only federation needs;
+   * local claims never wait.
+   */
+  async claim(query: ClaimQuery, _timeoutMs: number): Promise<ClaimResponse> {
+    const local: { userId: string; deviceId: string; algorithm: string }[] = [];
+    const remoteServers = new Set<string>();
+    for (const [userId, devices] of Object.entries(query)) {
+      const user = parseUserId(userId);
+      if (!user.ok) throw invalidParam(user.reason);
+      if (!isJsonObject(devices)) throw invalidParam(`Devices of ${userId} must be an object`);
+      for (const [deviceId, algorithm] of Object.entries(devices)) {
+        const device = parseDeviceId(deviceId);
+        if (!device.ok) throw invalidParam(device.reason);
+        if (typeof algorithm !== "string" || !isValidAlgorithm(algorithm)) {
+          throw invalidParam(`Invalid algorithm for ${userId} ${deviceId}`);
+        }
+        if (user.value.serverName === this.deps.serverName) {
+          local.push({ userId, deviceId, algorithm });
+        } else {
+          remoteServers.add(user.value.serverName);
+        }
+        if (local.length + remoteServers.size > MAX_CLAIMED_DEVICES) {
+          throw invalidParam(`A claim may name at most ${MAX_CLAIMED_DEVICES} devices`);
+        }
+      }
+    }
+    const response: ClaimResponse = { one_time_keys: {}, failures: {} };
+    // Remote claims are the federation issue's work (a /user/keys/claim per server, waiting at
+    // most `_timeoutMs`); until then every other server is reported as a failure.
+    for (const server of remoteServers) {
+      response.failures[server] = {
+        status: 503,
+        message:
+          "Claiming keys of users on other servers needs federation, which this server does not support yet",
+      };
+    }
+    await forEachLimited(local, CLAIM_CONCURRENCY, async ({ userId, deviceId, algorithm }) => {
+      const claimed = await this.deps.store.claim(userId, deviceId, algorithm);
+      if (claimed === null) return;
+      const devices = response.one_time_keys[userId] ??= {};
+      devices[deviceId] = { [`${claimed.algorithm}:${claimed.keyId}`]: claimed.key };
+    });
+    return response;
+  }
+
+  /** The device's unclaimed one-time keys by algorithm, `signed_curve25519` always included. */
+  async oneTimeKeyCounts(userId: string, deviceId: string): Promise<Record<string, number>> {
+    const counts = await this.deps.store.oneTimeKeyCounts(userId, deviceId);
+    return { [SIGNED_CURVE25519]: 0, ...counts };
+  }
+
+  /** Algorithms of the device's fallback keys no claim has handed out yet. */
+  unusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]> {
+    return this.deps.store.unusedFallbackKeyTypes(userId, deviceId);
+  }
+
+  /**
+   * The devices-removed hook: drop the devices' keys; devices that had device keys get a
+   * device-list update marking them deleted, and the user's and room-mates' syncs are woken.
+   */
+  async devicesRemoved(userId: string, deviceIds: string[]): Promise<void> {
+    const versionstamp = await this.deps.store.removeDevices(userId, deviceIds);
+    if (versionstamp !== null) await this.#wake(userId, versionstamp);
+  }
+
+  async #wake(userId: string, versionstamp: string): Promise<void> {
+    try {
+      await this.deps.deviceListNotifier.changed([userId], versionstamp);
+    } catch (error) {
+      // The change is committed; a missed wake-up only delays it to the next sync.
+      console.warn("device keys: device-list wake-up failed", userId, error);
+    }
+  }
+}
+
+/** `fallback_keys`, or MSC2732's unstable name when the stable one is absent. */
+function fallbackKeysOf(request: KeyUploadRequest) {
+  if (request.fallback_keys !== undefined) {
+    return parseFallbackKeys(request.fallback_keys, "fallback_keys");
+  }
+  const unstable = request["org.matrix.msc2732.fallback_keys"];
+  if (unstable !== undefined) {
+    return parseFallbackKeys(unstable, "org.matrix.msc2732.fallback_keys");
+  }
+  return [];
+}
+
+/**
+ * How uploaded device keys meet the stored ones: stored as they are the first time; refused when
+ * their identity keys differ; when only signatures differ, the union of both signature sets is
+ * kept (null when that adds nothing); when the device re-signed other fields, the new object.
+ */
+export function mergeDeviceKeys(uploaded: JsonObject): DeviceKeysMerge {
+  return (stored) => {
+    if (stored === null) return uploaded;
+    if (canonicalJson(stored.keys) !== canonicalJson(uploaded.keys)) {
+      throw invalidParam(
+        "This device already has different identity keys; log in as a new device to use new keys",
+      );
+    }
+    const { signatures: storedSignatures, ...storedSigned } = stored;
+    const { signatures: uploadedSignatures, ...uploadedSigned } = uploaded;
+    if (canonicalJson(storedSigned) !== canonicalJson(uploadedSigned)) return uploaded;
+    const signatures = mergeSignatures(storedSignatures, uploadedSignatures);
+    const merged = { ...stored, signatures };
+    if (canonicalJson(merged) === canonicalJson(stored)) return null;
+    if (new TextEncoder().encode(canonicalJson(merged)).byteLength > MAX_DEVICE_KEYS_BYTES) {
+      throw invalidParam(
+        `device_keys with its stored signatures is over ${MAX_DEVICE_KEYS_BYTES} bytes`,
+      );
+    }
+    return merged;
+  };
+}
+
+function mergeSignatures(a: JsonValue | undefined, b: JsonValue | undefined): JsonObject {
+  const out: JsonObject = {};
+  for (const source of [a, b]) {
+    if (!isJsonObject(source)) continue;
+    for (const [user, byKey] of Object.entries(source)) {
+      if (!isJsonObject(byKey)) continue;
+      out[user] = { ...(isJsonObject(out[user]) ? out[user] : {}), ...byKey };
+    }
+  }
+  return out;
+}
+
+/** Run `task` over `items`, at most `limit` at a time. */
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  task: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) await task(items[next++]);
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
