@@ -3,6 +3,9 @@
  * Locally it runs on an embedded KV file; on Deno Deploy `Deno.openKv()` takes no path.
  */
 import { DeviceListNotifier } from "./domain/e2ee/device_list_notifier.ts";
+import { DeviceKeyService } from "./domain/e2ee/device_key_service.ts";
+import { OneTimeKeyStream } from "./domain/e2ee/one_time_key_stream.ts";
+import { KvDeviceKeyStore } from "./kv/device_key_store.ts";
 import { KeyBackupService } from "./domain/e2ee/key_backup_service.ts";
 import { KvKeyBackupStore } from "./kv/key_backup_store.ts";
 import type { Hono } from "hono";
@@ -112,6 +115,18 @@ export async function assembleServer(
     now: options.now,
   });
   const transactions = new KvTransactionStore(kv);
+  const deviceListNotifier = new DeviceListNotifier(eventStore, syncNotifier);
+  // One store per process: its claim queue batches concurrent claims of one device's keys.
+  const deviceKeyStore = new KvDeviceKeyStore(kv);
+  const deviceKeys = new DeviceKeyService({
+    store: deviceKeyStore,
+    serverName: config.serverName,
+    deviceListNotifier,
+  });
+  accounts.devicesRemovedHooks.push((userId, deviceIds) =>
+    deviceKeys.devicesRemoved(userId, deviceIds)
+  );
+  syncStreams.push(new OneTimeKeyStream(deviceKeys));
   const deps: AppDeps = {
     config,
     keyring,
@@ -130,7 +145,8 @@ export async function assembleServer(
     roomEvents: new RoomEventService({ store: eventStore, sender, transactions, now: options.now }),
     syncNotifier,
     syncStreams,
-    deviceListNotifier: new DeviceListNotifier(eventStore, syncNotifier),
+    deviceListNotifier,
+    deviceKeys,
     keyBackup: new KeyBackupService(new KvKeyBackupStore(kv)),
     pushRules: push.pushRules,
     notifications: push.notifications,

@@ -358,7 +358,10 @@ export const e2eeKeys = {
   ],
   /** All device keys of a user. */
   deviceKeysPrefix: (userId: string): Deno.KvKey => ["userdeviceid_devicekeys", userId],
-  /** (userId, deviceId, algorithm, keyId) -> one-time key object: handed out once by a claim. */
+  /**
+   * (userId, deviceId, algorithm, keyId) -> {seq}: which upload stored the one-time key, so a
+   * re-upload finds it by ID; the key itself sits in the claim queue under that seq.
+   */
   oneTimeKey: (userId: string, deviceId: string, algorithm: string, keyId: string): Deno.KvKey => [
     "userdevicealgkeyid_onetimekey",
     userId,
@@ -371,6 +374,38 @@ export const e2eeKeys = {
     algorithm === undefined
       ? ["userdevicealgkeyid_onetimekey", userId, deviceId]
       : ["userdevicealgkeyid_onetimekey", userId, deviceId, algorithm],
+  /**
+   * (userId, deviceId, algorithm, seq, keyId) -> key: the claim queue, in upload order (the spec
+   * hands keys out oldest upload first); a claim deletes the first entry under a check.
+   */
+  oneTimeKeyQueue: (
+    userId: string,
+    deviceId: string,
+    algorithm: string,
+    seq: number,
+    keyId: string,
+  ): Deno.KvKey => [
+    "userdevicealgseqkeyid_onetimekeyqueue",
+    userId,
+    deviceId,
+    algorithm,
+    seq,
+    keyId,
+  ],
+  /** A device's claim queue, or one algorithm's. */
+  oneTimeKeyQueuePrefix: (userId: string, deviceId: string, algorithm?: string): Deno.KvKey =>
+    algorithm === undefined
+      ? ["userdevicealgseqkeyid_onetimekeyqueue", userId, deviceId]
+      : ["userdevicealgseqkeyid_onetimekeyqueue", userId, deviceId, algorithm],
+  /**
+   * (userId, deviceId) -> {seq}: the device's last key upload; every upload that stores keys
+   * checks and rewrites it, so one device's uploads serialise across processes.
+   */
+  keyUploadHead: (userId: string, deviceId: string): Deno.KvKey => [
+    "userdeviceid_keyuploadhead",
+    userId,
+    deviceId,
+  ],
   /** (userId, deviceId, algorithm) -> {keyId, key, used}: the device's fallback key. */
   fallbackKey: (userId: string, deviceId: string, algorithm: string): Deno.KvKey => [
     "userdevicealg_fallbackkey",

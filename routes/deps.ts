@@ -23,6 +23,7 @@ import type { TransactionStore } from "../domain/ports/transaction_store.ts";
 import type { RoomEventService } from "../domain/room_events/room_event_service.ts";
 import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts";
 import type { DeviceListNotifier } from "../domain/e2ee/device_list_notifier.ts";
+import type { DeviceKeyService } from "../domain/e2ee/device_key_service.ts";
 import type { KeyBackupService } from "../domain/e2ee/key_backup_service.ts";
 
 /** What every route module may depend on. Areas add their services here. */
@@ -83,6 +84,11 @@ export interface AppDeps {
   notificationCounts: NotificationCountService;
   /** Wakes syncs after a device-list change: `changed(userIds, versionstamp)` after the commit. */
   deviceListNotifier: DeviceListNotifier;
+  /**
+   * Device keys, one-time keys and fallback keys: `/keys/upload`, `/keys/claim` and the counts
+   * sync reports.
+   */
+  deviceKeys: DeviceKeyService;
   /** Server-side key backups: versions and backed-up room keys (`/room_keys`). */
   keyBackup: KeyBackupService;
 }

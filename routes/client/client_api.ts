@@ -23,6 +23,7 @@ import { ephemeralArea } from "./ephemeral_routes.ts";
 import { capabilitiesArea } from "./capabilities_routes.ts";
 import { userDirectoryArea } from "./user_directory_routes.ts";
 import { voipArea } from "./voip_routes.ts";
+import { keysUploadArea } from "./keys_upload_routes.ts";
 import { roomKeysArea } from "./room_keys_routes.ts";
 
 /** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
@@ -51,6 +52,7 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     capabilitiesArea(deps),
     userDirectoryArea(deps),
     voipArea(deps),
+    keysUploadArea(deps),
     roomKeysArea(deps),
   ];
 }
