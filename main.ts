@@ -8,6 +8,9 @@ import { OneTimeKeyStream } from "./domain/e2ee/one_time_key_stream.ts";
 import { KvDeviceKeyStore } from "./kv/device_key_store.ts";
 import { KeyBackupService } from "./domain/e2ee/key_backup_service.ts";
 import { KvKeyBackupStore } from "./kv/key_backup_store.ts";
+import { ToDeviceService } from "./domain/e2ee/to_device_service.ts";
+import { ToDeviceStream } from "./domain/e2ee/to_device_stream.ts";
+import { KvToDeviceStore } from "./kv/to_device_store.ts";
 import type { Hono } from "hono";
 import { type Config, ConfigError, configFromDenoEnv } from "./domain/config.ts";
 import { generateSigningSeed } from "./domain/signing.ts";
@@ -127,6 +130,17 @@ export async function assembleServer(
     deviceKeys.devicesRemoved(userId, deviceIds)
   );
   syncStreams.push(new OneTimeKeyStream(deviceKeys));
+  const toDeviceStore = new KvToDeviceStore(kv);
+  const toDevice = new ToDeviceService({
+    store: toDeviceStore,
+    devices: accounts,
+    serverName: config.serverName,
+    notifyUser: (userId, versionstamp) => syncNotifier.notifyUser(userId, versionstamp),
+  });
+  accounts.devicesRemovedHooks.push((userId, deviceIds) =>
+    toDevice.devicesRemoved(userId, deviceIds)
+  );
+  syncStreams.push(new ToDeviceStream(toDeviceStore));
   const deps: AppDeps = {
     config,
     keyring,
@@ -148,6 +162,7 @@ export async function assembleServer(
     deviceListNotifier,
     deviceKeys,
     keyBackup: new KeyBackupService(new KvKeyBackupStore(kv)),
+    toDevice,
     pushRules: push.pushRules,
     notifications: push.notifications,
     notificationCounts: push.countsWith(userData.receipts),

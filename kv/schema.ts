@@ -481,6 +481,12 @@ export const e2eeKeys = {
     deviceId,
     txnId,
   ],
+  /** The /sendToDevice transaction IDs a device sent under (dropped when the device goes). */
+  toDeviceTxnPrefix: (userId: string, deviceId: string): Deno.KvKey => [
+    "userdevicetxnid_todevice",
+    userId,
+    deviceId,
+  ],
   /**
    * userId -> {last, current}: the highest backup version ever created (numbers are never
    * reused) and the current one; every create and delete rewrites it, so key uploads that

@@ -25,6 +25,7 @@ import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts
 import type { DeviceListNotifier } from "../domain/e2ee/device_list_notifier.ts";
 import type { DeviceKeyService } from "../domain/e2ee/device_key_service.ts";
 import type { KeyBackupService } from "../domain/e2ee/key_backup_service.ts";
+import type { ToDeviceService } from "../domain/e2ee/to_device_service.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -91,4 +92,6 @@ export interface AppDeps {
   deviceKeys: DeviceKeyService;
   /** Server-side key backups: versions and backed-up room keys (`/room_keys`). */
   keyBackup: KeyBackupService;
+  /** Send-to-device messaging: `send` for /sendToDevice (sync reads the inboxes itself). */
+  toDevice: ToDeviceService;
 }

@@ -25,6 +25,7 @@ import { userDirectoryArea } from "./user_directory_routes.ts";
 import { voipArea } from "./voip_routes.ts";
 import { keysUploadArea } from "./keys_upload_routes.ts";
 import { roomKeysArea } from "./room_keys_routes.ts";
+import { toDeviceArea } from "./to_device_routes.ts";
 
 /** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
 export interface ClientArea {
@@ -54,6 +55,7 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     voipArea(deps),
     keysUploadArea(deps),
     roomKeysArea(deps),
+    toDeviceArea(deps),
   ];
 }
 

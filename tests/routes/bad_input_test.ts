@@ -47,6 +47,7 @@ const JSON_ENDPOINTS: [method: string, path: string][] = [
   ["PUT", "/pushrules/global/override/my.rule"],
   ["PUT", "/pushrules/global/override/my.rule/actions"],
   ["PUT", "/pushrules/global/override/my.rule/enabled"],
+  ["PUT", "/sendToDevice/m.test/t3"],
 ];
 
 async function countEntries(kv: Deno.Kv): Promise<number> {

@@ -1,0 +1,253 @@
+/**
+ * Deno KV implementation of the ToDeviceStore port.
+ *
+ * Inbox: `[...toDeviceInboxPrefix(user, device), commitVersionstamp]` -> UTF-8 JSON of the
+ * event. A request writes at most one message per device, so a commit never writes one key
+ * twice and no sequence suffix is needed; commit order is inbox order.
+ *
+ * Transaction record (`toDeviceTxn`): `{done}` or `{done: false, after}`, written and checked in
+ * every commit of a request, so a retry after a crash (or a concurrent retry) resumes after the
+ * last recipient that has its message and never writes one twice.
+ *
+ * Delivery record (`toDeviceDelivery`): `{token, lastStamp}` of the device's latest handing-out.
+ * Sync tokens are one clock for every stream, so "delete everything up to since" would drop
+ * messages the per-response cap held back; instead only a sync whose `since` IS that token
+ * acknowledges, and only up to `lastStamp`. A stale record is harmless: the messages it names
+ * are gone and later ones sort after it.
+ */
+import type {
+  ToDeviceDelivery,
+  ToDeviceEvent,
+  ToDeviceStore,
+  ToDeviceSyncRequest,
+  ToDeviceTransaction,
+  ToDeviceTransactionProgress,
+} from "../domain/ports/to_device_store.ts";
+import { compareRecipients } from "../domain/ports/to_device_store.ts";
+import { estimateKeyBytes, KV_LIMITS } from "./commit_budget.ts";
+import { e2eeKeys } from "./schema.ts";
+import { parseSyncToken } from "./stream_tokens.ts";
+
+/** Stored transaction progress. */
+interface TxnRecord {
+  done: boolean;
+  /** [userId, deviceId] of the last recipient written, while not done. */
+  after?: [string, string];
+}
+
+/** Stored delivery record: the token a handing-out went out with, and its last inbox stamp. */
+interface DeliveryRecord {
+  token: string;
+  lastStamp: string;
+}
+
+/** Mutations of one commit besides the deliveries (the transaction record's set). */
+const RESERVED_MUTATIONS = 2;
+/** Bytes kept back for the transaction record and estimate error. */
+const RESERVED_BYTES = 4096;
+/** Stand-in for the commit versionstamp when estimating a key's size (20 hex digits). */
+const STAMP_PLACEHOLDER = "00000000000000000000";
+/** Optimistic retries of one sync's hand-out before giving up (only same-device syncs race). */
+const MAX_SYNC_ATTEMPTS = 16;
+/** Keys listed (and at most deleted) per commit when clearing a removed device's keys. */
+const DELETE_PAGE = 500;
+
+/** To-device inboxes, deliveries and transaction IDs in KV. */
+export class KvToDeviceStore implements ToDeviceStore {
+  /** Store over `kv`. */
+  constructor(private readonly kv: Deno.Kv) {}
+
+  /** See ToDeviceStore.transactionProgress. */
+  async transactionProgress(txn: ToDeviceTransaction): Promise<ToDeviceTransactionProgress | null> {
+    const entry = await this.kv.get<TxnRecord>(txnKey(txn));
+    return entry.value === null ? null : progressOf(entry.value);
+  }
+
+  /** See ToDeviceStore.deliver. */
+  async deliver(
+    txn: ToDeviceTransaction,
+    deliveries: readonly ToDeviceDelivery[],
+    committed: (versionstamp: string, userIds: string[]) => void,
+  ): Promise<void> {
+    const key = txnKey(txn);
+    let entry = await this.kv.get<TxnRecord>(key);
+    // Deliveries before `next` are known written (by this call or the record it read).
+    let next = 0;
+    for (;;) {
+      if (entry.value?.done) return;
+      const after = entry.value?.after;
+      if (after) {
+        const cursor = { userId: after[0], deviceId: after[1] };
+        while (next < deliveries.length && compareRecipients(deliveries[next], cursor) <= 0) next++;
+      }
+      const end = chunkEnd(deliveries, next);
+      const record: TxnRecord = end === deliveries.length
+        ? { done: true }
+        : { done: false, after: [deliveries[end - 1].userId, deliveries[end - 1].deviceId] };
+      const op = this.kv.atomic().check(entry);
+      const userIds = new Set<string>();
+      for (let i = next; i < end; i++) {
+        const d = deliveries[i];
+        op.set([
+          ...e2eeKeys.toDeviceInboxPrefix(d.userId, d.deviceId),
+          this.kv.commitVersionstamp(),
+        ], ownBytes(d.event));
+        userIds.add(d.userId);
+      }
+      op.set(key, record);
+      const result = await op.commit();
+      if (!result.ok) {
+        // A concurrent attempt with the same transaction ID moved it on: resume after it.
+        entry = await this.kv.get<TxnRecord>(key);
+        continue;
+      }
+      if (userIds.size > 0) committed(result.versionstamp, [...userIds]);
+      if (record.done) return;
+      entry = { key, value: record, versionstamp: result.versionstamp };
+      next = end;
+    }
+  }
+
+  /** See ToDeviceStore.takeForSync. */
+  async takeForSync(request: ToDeviceSyncRequest): Promise<ToDeviceEvent[]> {
+    const prefix = e2eeKeys.toDeviceInboxPrefix(request.userId, request.deviceId);
+    // Most syncs find the inbox empty: one short read, no record, no write.
+    const probe = await this.kv.list({ prefix }, { limit: 1 }).next();
+    if (probe.done) return [];
+    const upToStamp = parseSyncToken(request.upTo);
+    const recordKey = e2eeKeys.toDeviceDelivery(request.userId, request.deviceId);
+    for (let attempt = 0; attempt < MAX_SYNC_ATTEMPTS; attempt++) {
+      // The record is read before the inbox, and checked on commit: an acknowledgement by a
+      // concurrent sync of this device (which rewrites the record) sends this one round again
+      // instead of handing out what it deleted.
+      const record = await this.kv.get<DeliveryRecord>(recordKey);
+      const ackUpTo = request.since !== undefined && record.value?.token === request.since
+        ? record.value.lastStamp
+        : undefined;
+      const acknowledged: Deno.KvKey[] = [];
+      const taken: { stamp: string; value: Uint8Array }[] = [];
+      const batchSize = Math.min(1000, request.limit + 1);
+      for await (const entry of this.kv.list<Uint8Array>({ prefix }, { batchSize })) {
+        const stamp = entry.key[entry.key.length - 1] as string;
+        if (ackUpTo !== undefined && stamp <= ackUpTo) {
+          acknowledged.push(entry.key);
+          continue;
+        }
+        if (stamp > upToStamp || taken.length >= request.limit) break;
+        taken.push({ stamp, value: entry.value });
+      }
+      if (ackUpTo === undefined && taken.length === 0) return [];
+      // A response hands out at most `limit` messages, so an acknowledgement deletes about as
+      // many; more only if the limit shrank between versions. Those go first, unchecked:
+      // the client has acknowledged them whatever else happens.
+      const batches = deletionBatches(acknowledged, KV_LIMITS.mutations - RESERVED_MUTATIONS);
+      const last = batches.pop() ?? [];
+      for (const batch of batches) await deleteKeys(this.kv, batch);
+      const op = this.kv.atomic().check(record);
+      for (const key of last) op.delete(key);
+      if (taken.length > 0) {
+        const value: DeliveryRecord = { token: request.upTo, lastStamp: taken.at(-1)!.stamp };
+        op.set(recordKey, value);
+      } else {
+        op.delete(recordKey);
+      }
+      if ((await op.commit()).ok) return taken.map((t) => decodeEvent(t.value));
+    }
+    throw new Error(
+      `to-device: too much contention syncing ${request.userId} ${request.deviceId}`,
+    );
+  }
+
+  /** See ToDeviceStore.removeDevice. */
+  async removeDevice(userId: string, deviceId: string): Promise<void> {
+    await deletePrefix(this.kv, e2eeKeys.toDeviceInboxPrefix(userId, deviceId));
+    await deletePrefix(this.kv, e2eeKeys.toDeviceTxnPrefix(userId, deviceId));
+    await this.kv.delete(e2eeKeys.toDeviceDelivery(userId, deviceId));
+  }
+}
+
+function txnKey(txn: ToDeviceTransaction): Deno.KvKey {
+  return e2eeKeys.toDeviceTxn(txn.sender, txn.senderDeviceId, txn.txnId);
+}
+
+function progressOf(record: TxnRecord): ToDeviceTransactionProgress {
+  if (record.done || !record.after) return { done: true };
+  return { done: false, after: { userId: record.after[0], deviceId: record.after[1] } };
+}
+
+/**
+ * Where the commit starting at delivery `start` must end to stay within KV's limits on
+ * mutations, mutation bytes and key bytes; at least one delivery when any is left.
+ */
+function chunkEnd(deliveries: readonly ToDeviceDelivery[], start: number): number {
+  let mutations = RESERVED_MUTATIONS;
+  let bytes = RESERVED_BYTES;
+  let keyBytes = RESERVED_BYTES;
+  let end = start;
+  while (end < deliveries.length) {
+    const d = deliveries[end];
+    const key = estimateKeyBytes([
+      ...e2eeKeys.toDeviceInboxPrefix(d.userId, d.deviceId),
+      STAMP_PLACEHOLDER,
+    ]);
+    const size = key + d.event.byteLength + 24;
+    const fits = mutations + 1 <= KV_LIMITS.mutations &&
+      bytes + size <= KV_LIMITS.mutationBytes && keyBytes + key <= KV_LIMITS.keyBytes;
+    if (!fits && end > start) break;
+    mutations++;
+    bytes += size;
+    keyBytes += key;
+    end++;
+  }
+  return end;
+}
+
+/** The bytes as their own buffer (a view would be stored with the buffer behind it). */
+function ownBytes(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+    ? bytes
+    : bytes.slice();
+}
+
+function decodeEvent(bytes: Uint8Array): ToDeviceEvent {
+  return JSON.parse(new TextDecoder().decode(bytes)) as ToDeviceEvent;
+}
+
+async function deleteKeys(kv: Deno.Kv, keys: readonly Deno.KvKey[]): Promise<void> {
+  const op = kv.atomic();
+  for (const key of keys) op.delete(key);
+  const result = await op.commit();
+  if (!result.ok) throw new Error("to-device: a deletion commit was refused");
+}
+
+/**
+ * Split deletions into batches one commit takes: at most `maxCount` keys and, since long user
+ * and device IDs make long keys, at most KV's key bytes (less a margin).
+ */
+function deletionBatches(keys: readonly Deno.KvKey[], maxCount: number): Deno.KvKey[][] {
+  const batches: Deno.KvKey[][] = [];
+  let batch: Deno.KvKey[] = [];
+  let bytes = RESERVED_BYTES;
+  for (const key of keys) {
+    const size = estimateKeyBytes(key);
+    if (batch.length > 0 && (batch.length >= maxCount || bytes + size > KV_LIMITS.keyBytes)) {
+      batches.push(batch);
+      batch = [];
+      bytes = RESERVED_BYTES;
+    }
+    batch.push(key);
+    bytes += size;
+  }
+  if (batch.length > 0) batches.push(batch);
+  return batches;
+}
+
+/** Delete every key under `prefix`, a page at a time; safe to repeat after a crash. */
+async function deletePrefix(kv: Deno.Kv, prefix: Deno.KvKey): Promise<void> {
+  for (;;) {
+    const keys: Deno.KvKey[] = [];
+    for await (const entry of kv.list({ prefix }, { limit: DELETE_PAGE })) keys.push(entry.key);
+    for (const batch of deletionBatches(keys, DELETE_PAGE)) await deleteKeys(kv, batch);
+    if (keys.length < DELETE_PAGE) return;
+  }
+}

@@ -1,0 +1,88 @@
+/**
+ * Cross-signing and key queries (spec: "End-to-end encryption"): POST /keys/device_signing/upload
+ * (user-interactive auth once a master key exists), POST /keys/signatures/upload and
+ * POST /keys/query.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import { invalidParam } from "../../domain/errors.ts";
+import { passwordStage } from "../../domain/accounts/uia_stages.ts";
+import { boundedKeyQueryTimeout } from "../../domain/e2ee/key_query.ts";
+import type { AppDeps } from "../deps.ts";
+import { readJsonBody } from "../json_body.ts";
+import type { ClientArea } from "./client_api.ts";
+import { type ClientEnv, requireSession } from "./session_middleware.ts";
+
+/** Most keys one /keys/signatures/upload may carry (each may become a write in one commit). */
+export const MAX_SIGNATURE_UPLOAD_KEYS = 500;
+/** Most users one /keys/query may name, and device IDs per user. */
+export const MAX_KEY_QUERY_USERS = 5000;
+const MAX_KEY_QUERY_DEVICES = 1000;
+
+const keyObject = z.record(z.string(), z.unknown()).nullable().optional();
+
+const deviceSigningBody = z.object({
+  master_key: keyObject,
+  self_signing_key: keyObject,
+  user_signing_key: keyObject,
+  auth: z.unknown().optional(),
+});
+
+const signaturesBody = z.record(z.string(), z.record(z.string(), z.unknown()));
+
+const queryBody = z.object({
+  device_keys: z.record(z.string(), z.array(z.string()).max(MAX_KEY_QUERY_DEVICES)),
+  timeout: z.number().optional(),
+});
+
+/** The cross-signing and key query endpoints. */
+export function crossSigningArea(deps: AppDeps): ClientArea {
+  const { accounts, uia, crossSigning } = deps;
+  const v3 = new Hono<ClientEnv>();
+  const session = requireSession(deps.sessions);
+
+  v3.post("/keys/device_signing/upload", session, async (c) => {
+    const body = await readJsonBody(c, deviceSigningBody);
+    const { userId } = c.get("session");
+    await crossSigning.uploadSigningKeys(
+      userId,
+      {
+        master: body.master_key ?? undefined,
+        self_signing: body.self_signing_key ?? undefined,
+        user_signing: body.user_signing_key ?? undefined,
+      },
+      async () => {
+        await uia.authenticate({
+          action: "device_signing_upload",
+          userId,
+          auth: body.auth,
+          flows: [{ stages: ["m.login.password"] }],
+          stages: { "m.login.password": passwordStage(accounts, userId) },
+        });
+      },
+    );
+    return c.json({});
+  });
+
+  v3.post("/keys/signatures/upload", session, async (c) => {
+    const body = await readJsonBody(c, signaturesBody);
+    const count = Object.values(body).reduce((n, byKey) => n + Object.keys(byKey).length, 0);
+    if (count > MAX_SIGNATURE_UPLOAD_KEYS) {
+      throw invalidParam(`At most ${MAX_SIGNATURE_UPLOAD_KEYS} keys may be signed at once`);
+    }
+    return c.json(await crossSigning.uploadSignatures(c.get("session").userId, body));
+  });
+
+  v3.post("/keys/query", session, async (c) => {
+    const body = await readJsonBody(c, queryBody);
+    if (Object.keys(body.device_keys).length > MAX_KEY_QUERY_USERS) {
+      throw invalidParam(`At most ${MAX_KEY_QUERY_USERS} users may be queried at once`);
+    }
+    const timeout = boundedKeyQueryTimeout(body.timeout);
+    return c.json(
+      await crossSigning.queryKeys(c.get("session").userId, body.device_keys, timeout),
+    );
+  });
+
+  return { v3: v3 as unknown as Hono };
+}

@@ -1,0 +1,202 @@
+/**
+ * The send-to-device use case over the real KV store and a fake device directory: `*`, named
+ * and unknown devices, remote users, validation before any write, transaction idempotency,
+ * wake-ups, the deletion race, and the sync stream's event shape.
+ */
+import { assert, assertEquals } from "../../assert.ts";
+import { ToDeviceService } from "../../../domain/e2ee/to_device_service.ts";
+import { ToDeviceStream } from "../../../domain/e2ee/to_device_stream.ts";
+import { MatrixError } from "../../../domain/errors.ts";
+import type { JsonObject } from "../../../domain/json.ts";
+import type { ToDeviceEvent, ToDeviceSyncRequest } from "../../../domain/ports/to_device_store.ts";
+import { emptySyncResponse } from "../../../domain/sync/sync_response.ts";
+import { KvToDeviceStore } from "../../../kv/to_device_store.ts";
+import { e2eeKeys } from "../../../kv/schema.ts";
+
+const ALICE = "@alice:example.org";
+const BOB = "@bob:example.org";
+
+async function setup(devices: Record<string, string[]>) {
+  const kv = await Deno.openKv(":memory:");
+  const store = new KvToDeviceStore(kv);
+  const wakes: [string, string][] = [];
+  const listings: string[] = [];
+  const directory = {
+    devices,
+    listDevices(userId: string) {
+      listings.push(userId);
+      return Promise.resolve((this.devices[userId] ?? []).map((deviceId) => ({ deviceId })));
+    },
+  };
+  const service = new ToDeviceService({
+    store,
+    devices: directory,
+    serverName: "example.org",
+    notifyUser: (userId, versionstamp) => wakes.push([userId, versionstamp]),
+  });
+  const inbox = async (userId: string, deviceId: string) => {
+    const out: JsonObject[] = [];
+    const prefix = e2eeKeys.toDeviceInboxPrefix(userId, deviceId);
+    for await (const e of kv.list<Uint8Array>({ prefix })) {
+      out.push(JSON.parse(new TextDecoder().decode(e.value)));
+    }
+    return out;
+  };
+  const count = async () => {
+    let n = 0;
+    for await (const _ of kv.list({ prefix: [] })) n++;
+    return n;
+  };
+  return { kv, store, service, wakes, listings, directory, inbox, count };
+}
+
+function request(txnId: string, messages: Record<string, Record<string, JsonObject>>) {
+  return { sender: ALICE, senderDeviceId: "A1", txnId, eventType: "m.test", messages };
+}
+
+Deno.test("`*` reaches every device, a named device gets its own content, unknown ones are skipped", async () => {
+  const t = await setup({ [BOB]: ["B1", "B2", "B3"], [ALICE]: ["A1", "A2"] });
+  try {
+    await t.service.send(request("t1", {
+      [BOB]: { "*": { to: "all" }, B2: { to: "b2" } },
+      [ALICE]: { A2: { to: "a2" }, NOPE: { to: "nobody" } },
+      "@carol:example.org": { "*": { to: "no account" } },
+    }));
+    assertEquals(await t.inbox(BOB, "B1"), [{
+      type: "m.test",
+      sender: ALICE,
+      content: { to: "all" },
+    }]);
+    assertEquals((await t.inbox(BOB, "B2")).map((e) => e.content), [{ to: "b2" }]);
+    assertEquals((await t.inbox(BOB, "B3")).map((e) => e.content), [{ to: "all" }]);
+    assertEquals((await t.inbox(ALICE, "A2")).map((e) => e.content), [{ to: "a2" }]);
+    assertEquals(await t.inbox(ALICE, "A1"), []);
+    assertEquals(await t.inbox(ALICE, "NOPE"), []);
+    // One commit; both recipients are woken with its raw versionstamp.
+    assertEquals(t.wakes.map(([u]) => u).sort(), [ALICE, BOB]);
+    assertEquals(new Set(t.wakes.map(([, v]) => v)).size, 1);
+    assert(/^[0-9a-f]{20}$/.test(t.wakes[0][1]));
+  } finally {
+    t.kv.close();
+  }
+});
+
+Deno.test("users of other servers are skipped until federation", async () => {
+  const t = await setup({ [BOB]: ["B1"] });
+  try {
+    await t.service.send(request("t1", {
+      "@dave:elsewhere.example": { D1: { x: 1 } },
+      [BOB]: { B1: { x: 2 } },
+    }));
+    assertEquals(t.listings, [BOB, BOB]); // resolve, then the post-commit look
+    assertEquals((await t.inbox(BOB, "B1")).map((e) => e.content), [{ x: 2 }]);
+  } finally {
+    t.kv.close();
+  }
+});
+
+Deno.test("a repeated transaction ID delivers nothing and wakes nobody; another device's is new", async () => {
+  const t = await setup({ [BOB]: ["B1"] });
+  try {
+    const body = { [BOB]: { B1: { n: 1 } } };
+    await t.service.send(request("same", body));
+    await t.service.send(request("same", body));
+    assertEquals((await t.inbox(BOB, "B1")).length, 1);
+    assertEquals(t.wakes.length, 1);
+    await t.service.send({ ...request("same", body), senderDeviceId: "A2" });
+    assertEquals((await t.inbox(BOB, "B1")).length, 2);
+  } finally {
+    t.kv.close();
+  }
+});
+
+Deno.test("bad user IDs, device IDs and oversize messages are refused before anything is written", async () => {
+  const t = await setup({ [BOB]: ["B1"] });
+  try {
+    const before = await t.count();
+    const cases: [Record<string, Record<string, JsonObject>>, string, number][] = [
+      [{ [BOB]: { B1: {} }, "not-a-user": { D: {} } }, "M_INVALID_PARAM", 400],
+      [{ [BOB]: { B1: {}, "bad\u0001device": {} } }, "M_INVALID_PARAM", 400],
+      [{ [BOB]: { B1: {}, B2: { pad: "x".repeat(70_000) } } }, "M_TOO_LARGE", 413],
+    ];
+    for (const [messages, errcode, status] of cases) {
+      const error = await t.service.send(request("bad", messages)).then(
+        () => null,
+        (e: unknown) => e,
+      );
+      assert(error instanceof MatrixError, String(error));
+      assertEquals([error.errcode, error.status], [errcode, status]);
+    }
+    assertEquals(await t.count(), before);
+    assertEquals(t.wakes, []);
+  } finally {
+    t.kv.close();
+  }
+});
+
+Deno.test("a device deleted while a send resolves does not keep an orphaned inbox", async () => {
+  const t = await setup({ [BOB]: ["B1", "B2"] });
+  try {
+    // B2 goes (and its removal hook runs) between resolving and committing.
+    const original = t.directory.listDevices.bind(t.directory);
+    let calls = 0;
+    t.directory.listDevices = async (userId: string) => {
+      const devices = await original(userId);
+      if (++calls === 1) {
+        t.directory.devices = { [BOB]: ["B1"] };
+        await t.service.devicesRemoved(BOB, ["B2"]);
+      }
+      return devices;
+    };
+    await t.service.send(request("t", { [BOB]: { "*": { n: 1 } } }));
+    assertEquals((await t.inbox(BOB, "B1")).length, 1);
+    assertEquals(await t.inbox(BOB, "B2"), []);
+  } finally {
+    t.kv.close();
+  }
+});
+
+Deno.test("devicesRemoved empties the devices' inboxes", async () => {
+  const t = await setup({ [BOB]: ["B1", "B2"] });
+  try {
+    await t.service.send(request("t", { [BOB]: { "*": { n: 1 } } }));
+    await t.service.devicesRemoved(BOB, ["B1", "B2"]);
+    assertEquals(await t.inbox(BOB, "B1"), []);
+    assertEquals(await t.inbox(BOB, "B2"), []);
+  } finally {
+    t.kv.close();
+  }
+});
+
+Deno.test("the sync stream asks for its cap and adds {type, sender, content} in order", async () => {
+  const asked: ToDeviceSyncRequest[] = [];
+  const stored: ToDeviceEvent[] = [
+    { type: "m.a", sender: ALICE, content: { n: 1 } },
+    { type: "m.b", sender: BOB, content: { n: 2 } },
+  ];
+  const stream = new ToDeviceStream({
+    takeForSync: (request) => {
+      asked.push(request);
+      return Promise.resolve(stored);
+    },
+  });
+  const response = emptySyncResponse("s00000000000000000002");
+  await stream.fill({
+    userId: BOB,
+    deviceId: "B1",
+    since: "s00000000000000000001",
+    upTo: "s00000000000000000002",
+    fullState: false,
+    filter: {},
+    joinedRoomIds: [],
+    now: 0,
+  }, response);
+  assertEquals(asked, [{
+    userId: BOB,
+    deviceId: "B1",
+    since: "s00000000000000000001",
+    upTo: "s00000000000000000002",
+    limit: 100,
+  }]);
+  assertEquals(response.to_device.events, stored as unknown as JsonObject[]);
+});
