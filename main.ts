@@ -6,6 +6,9 @@ import { DeviceListNotifier } from "./domain/e2ee/device_list_notifier.ts";
 import { DeviceKeyService } from "./domain/e2ee/device_key_service.ts";
 import { OneTimeKeyStream } from "./domain/e2ee/one_time_key_stream.ts";
 import { KvDeviceKeyStore } from "./kv/device_key_store.ts";
+import { DeviceListService } from "./domain/e2ee/device_list_service.ts";
+import { DeviceListStream } from "./domain/e2ee/device_list_stream.ts";
+import { KvDeviceListReader } from "./kv/device_list_reads.ts";
 import { KeyBackupService } from "./domain/e2ee/key_backup_service.ts";
 import { KvKeyBackupStore } from "./kv/key_backup_store.ts";
 import { ToDeviceService } from "./domain/e2ee/to_device_service.ts";
@@ -130,6 +133,8 @@ export async function assembleServer(
     deviceKeys.devicesRemoved(userId, deviceIds)
   );
   syncStreams.push(new OneTimeKeyStream(deviceKeys));
+  const deviceLists = new DeviceListService(new KvDeviceListReader(kv));
+  syncStreams.push(new DeviceListStream(deviceLists));
   const toDeviceStore = new KvToDeviceStore(kv);
   const toDevice = new ToDeviceService({
     store: toDeviceStore,
@@ -161,6 +166,7 @@ export async function assembleServer(
     syncStreams,
     deviceListNotifier,
     deviceKeys,
+    deviceLists,
     keyBackup: new KeyBackupService(new KvKeyBackupStore(kv)),
     toDevice,
     pushRules: push.pushRules,

@@ -121,22 +121,42 @@ const MAX_ATTEMPTS = 64;
 /**
  * Build a commit with `build` (which reads what it needs, adds its checks and mutations to `op`
  * and its device-list changes to `changes`), stage those changes and commit; start again from a
- * fresh read when a check fails. `build` returning null commits nothing and gives null.
+ * fresh read when a check fails or the local database is busy with another process's write.
+ * `build` returning null commits nothing and gives null.
  */
 export async function commitWithDeviceListChanges<T>(
   kv: Deno.Kv,
   build: (op: Deno.AtomicOperation, changes: DeviceListChanges) => Promise<T | null>,
 ): Promise<DeviceListCommit<T> | null> {
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+    // A failed check means another writer got in first; after a few, spread the retries out
+    // so the same writers do not keep colliding.
+    if (attempt >= 2) await backoff(attempt);
     const op = kv.atomic();
     const changes = new DeviceListChanges();
     const result = await build(op, changes);
     if (result === null) return null;
     const updates = await changes.stage(kv, op);
-    const committed = await op.commit();
+    let committed: Deno.KvCommitResult | Deno.KvCommitError;
+    try {
+      committed = await op.commit();
+    } catch (error) {
+      if (isBusy(error)) continue;
+      throw error;
+    }
     if (committed.ok) return { versionstamp: committed.versionstamp, result, updates };
   }
   throw new Error("Too much contention committing a device-list change");
+}
+
+/** SQLite's busy error when two connections (processes) write one local database. */
+function isBusy(error: unknown): boolean {
+  return error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
+}
+
+function backoff(attempt: number): Promise<void> {
+  const ms = Math.random() * Math.min(50, 2 ** (attempt - 2));
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Users whose device lists changed in commits after `since` (all when absent) up to `upTo`. */

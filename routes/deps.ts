@@ -23,6 +23,7 @@ import type { TransactionStore } from "../domain/ports/transaction_store.ts";
 import type { RoomEventService } from "../domain/room_events/room_event_service.ts";
 import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts";
 import type { DeviceListNotifier } from "../domain/e2ee/device_list_notifier.ts";
+import type { DeviceListService } from "../domain/e2ee/device_list_service.ts";
 import type { DeviceKeyService } from "../domain/e2ee/device_key_service.ts";
 import type { KeyBackupService } from "../domain/e2ee/key_backup_service.ts";
 import type { ToDeviceService } from "../domain/e2ee/to_device_service.ts";
@@ -85,6 +86,8 @@ export interface AppDeps {
   notificationCounts: NotificationCountService;
   /** Wakes syncs after a device-list change: `changed(userIds, versionstamp)` after the commit. */
   deviceListNotifier: DeviceListNotifier;
+  /** Device-list tracking: `keyChanges(userId, from, to)` for /keys/changes (sync has its stream). */
+  deviceLists: DeviceListService;
   /**
    * Device keys, one-time keys and fallback keys: `/keys/upload`, `/keys/claim` and the counts
    * sync reports.
