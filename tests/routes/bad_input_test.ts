@@ -6,11 +6,15 @@
 import { assertEquals } from "../assert.ts";
 import { startTestServer } from "./test_server.ts";
 import { registerUser } from "./client_harness.ts";
+import { MAX_ROOM_KEYS_BODY_BYTES } from "../../routes/client/room_keys_routes.ts";
 
 const V3 = "/_matrix/client/v3";
 
-/** Every JSON-body endpoint, with {user}, {room}, {event} and {alias} placeholders. */
-const JSON_ENDPOINTS: [method: string, path: string][] = [
+/**
+ * Every JSON-body endpoint, with {user}, {room}, {event} and {alias} placeholders, and its body
+ * limit where it is not the default (the oversize body is then made larger than that).
+ */
+const JSON_ENDPOINTS: [method: string, path: string, maxBodyBytes?: number][] = [
   ["POST", "/register"],
   ["POST", "/login"],
   ["POST", "/refresh"],
@@ -47,6 +51,11 @@ const JSON_ENDPOINTS: [method: string, path: string][] = [
   ["PUT", "/pushrules/global/override/my.rule"],
   ["PUT", "/pushrules/global/override/my.rule/actions"],
   ["PUT", "/pushrules/global/override/my.rule/enabled"],
+  ["POST", "/room_keys/version"],
+  ["PUT", "/room_keys/version/1"],
+  ["PUT", "/room_keys/keys?version=1", MAX_ROOM_KEYS_BODY_BYTES],
+  ["PUT", "/room_keys/keys/{room}?version=1", MAX_ROOM_KEYS_BODY_BYTES],
+  ["PUT", "/room_keys/keys/{room}/session1?version=1"],
   ["PUT", "/sendToDevice/m.test/t3"],
 ];
 
@@ -101,11 +110,14 @@ for (const bad of BAD_BODIES) {
     const { server, alice, ids, fill } = await setup();
     try {
       const failures: string[] = [];
-      for (const [method, template] of JSON_ENDPOINTS) {
+      for (const [method, template, maxBodyBytes] of JSON_ENDPOINTS) {
         const before = await countEntries(server.kv);
+        const body = bad.status === 413 && maxBodyBytes !== undefined
+          ? JSON.stringify({ pad: "x".repeat(maxBodyBytes + 1) })
+          : bad.body;
         const res = await server.request(method, fill(template, ids), {
           token: alice.accessToken,
-          body: bad.body,
+          body,
         });
         const after = await countEntries(server.kv);
         if (res.status !== bad.status || !bad.errcodes.includes(res.body?.errcode)) {
