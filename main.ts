@@ -3,6 +3,9 @@
  * Locally it runs on an embedded KV file; on Deno Deploy `Deno.openKv()` takes no path.
  */
 import { DeviceListNotifier } from "./domain/e2ee/device_list_notifier.ts";
+import { CrossSigningService } from "./domain/e2ee/cross_signing_service.ts";
+import { SignatureNoticeStream } from "./domain/e2ee/signature_notice_stream.ts";
+import { KvCrossSigningStore } from "./kv/cross_signing_store.ts";
 import { DeviceKeyService } from "./domain/e2ee/device_key_service.ts";
 import { OneTimeKeyStream } from "./domain/e2ee/one_time_key_stream.ts";
 import { KvDeviceKeyStore } from "./kv/device_key_store.ts";
@@ -133,6 +136,20 @@ export async function assembleServer(
     deviceKeys.devicesRemoved(userId, deviceIds)
   );
   syncStreams.push(new OneTimeKeyStream(deviceKeys));
+  const crossSigningStore = new KvCrossSigningStore(kv);
+  const crossSigning = new CrossSigningService({
+    store: crossSigningStore,
+    deviceKeys: deviceKeyStore,
+    devicesOf: (userId) => accounts.listDevices(userId),
+    deviceListsChanged: (userIds, versionstamp) =>
+      deviceListNotifier.changed(userIds, versionstamp),
+    notifyUser: (userId, versionstamp) => syncNotifier.notifyUser(userId, versionstamp),
+    serverName: config.serverName,
+  });
+  accounts.devicesRemovedHooks.push((userId, deviceIds) =>
+    crossSigning.devicesRemoved(userId, deviceIds)
+  );
+  syncStreams.push(new SignatureNoticeStream(crossSigningStore));
   const deviceLists = new DeviceListService(new KvDeviceListReader(kv));
   syncStreams.push(new DeviceListStream(deviceLists));
   const toDeviceStore = new KvToDeviceStore(kv);
@@ -165,6 +182,7 @@ export async function assembleServer(
     syncNotifier,
     syncStreams,
     deviceListNotifier,
+    crossSigning,
     deviceKeys,
     deviceLists,
     keyBackup: new KeyBackupService(new KvKeyBackupStore(kv)),

@@ -23,8 +23,9 @@ import type { TransactionStore } from "../domain/ports/transaction_store.ts";
 import type { RoomEventService } from "../domain/room_events/room_event_service.ts";
 import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts";
 import type { DeviceListNotifier } from "../domain/e2ee/device_list_notifier.ts";
-import type { DeviceListService } from "../domain/e2ee/device_list_service.ts";
+import type { CrossSigningService } from "../domain/e2ee/cross_signing_service.ts";
 import type { DeviceKeyService } from "../domain/e2ee/device_key_service.ts";
+import type { DeviceListService } from "../domain/e2ee/device_list_service.ts";
 import type { KeyBackupService } from "../domain/e2ee/key_backup_service.ts";
 import type { ToDeviceService } from "../domain/e2ee/to_device_service.ts";
 
@@ -86,13 +87,15 @@ export interface AppDeps {
   notificationCounts: NotificationCountService;
   /** Wakes syncs after a device-list change: `changed(userIds, versionstamp)` after the commit. */
   deviceListNotifier: DeviceListNotifier;
-  /** Device-list tracking: `keyChanges(userId, from, to)` for /keys/changes (sync has its stream). */
-  deviceLists: DeviceListService;
+  /** Cross-signing keys and signatures, and /keys/query. */
+  crossSigning: CrossSigningService;
   /**
    * Device keys, one-time keys and fallback keys: `/keys/upload`, `/keys/claim` and the counts
    * sync reports.
    */
   deviceKeys: DeviceKeyService;
+  /** Device-list tracking: `keyChanges(userId, from, to)` for /keys/changes (sync has its stream). */
+  deviceLists: DeviceListService;
   /** Server-side key backups: versions and backed-up room keys (`/room_keys`). */
   keyBackup: KeyBackupService;
   /** Send-to-device messaging: `send` for /sendToDevice (sync reads the inboxes itself). */

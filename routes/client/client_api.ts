@@ -23,8 +23,9 @@ import { ephemeralArea } from "./ephemeral_routes.ts";
 import { capabilitiesArea } from "./capabilities_routes.ts";
 import { userDirectoryArea } from "./user_directory_routes.ts";
 import { voipArea } from "./voip_routes.ts";
-import { keyChangesArea } from "./key_changes_routes.ts";
+import { crossSigningArea } from "./cross_signing_routes.ts";
 import { keysUploadArea } from "./keys_upload_routes.ts";
+import { keyChangesArea } from "./key_changes_routes.ts";
 import { roomKeysArea } from "./room_keys_routes.ts";
 import { toDeviceArea } from "./to_device_routes.ts";
 
@@ -54,8 +55,9 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     capabilitiesArea(deps),
     userDirectoryArea(deps),
     voipArea(deps),
-    keyChangesArea(deps),
+    crossSigningArea(deps),
     keysUploadArea(deps),
+    keyChangesArea(deps),
     roomKeysArea(deps),
     toDeviceArea(deps),
   ];

@@ -51,12 +51,15 @@ const JSON_ENDPOINTS: [method: string, path: string, maxBodyBytes?: number][] = 
   ["PUT", "/pushrules/global/override/my.rule"],
   ["PUT", "/pushrules/global/override/my.rule/actions"],
   ["PUT", "/pushrules/global/override/my.rule/enabled"],
+  ["PUT", "/sendToDevice/m.test/t3"],
+  ["POST", "/keys/device_signing/upload"],
+  ["POST", "/keys/signatures/upload"],
+  ["POST", "/keys/query"],
   ["POST", "/room_keys/version"],
   ["PUT", "/room_keys/version/1"],
   ["PUT", "/room_keys/keys?version=1", MAX_ROOM_KEYS_BODY_BYTES],
   ["PUT", "/room_keys/keys/{room}?version=1", MAX_ROOM_KEYS_BODY_BYTES],
   ["PUT", "/room_keys/keys/{room}/session1?version=1"],
-  ["PUT", "/sendToDevice/m.test/t3"],
 ];
 
 async function countEntries(kv: Deno.Kv): Promise<number> {
