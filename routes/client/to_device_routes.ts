@@ -9,6 +9,13 @@ import type { ClientArea } from "./client_api.ts";
 import { pathParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
+/**
+ * Largest request body. Clients fan one room key out to every device of a room in one request
+ * (matrix-rust-sdk: up to 250 olm messages of 2-3 KB each), so the usual 1 MiB is too tight;
+ * the store splits what KV cannot take in one commit.
+ */
+export const MAX_TO_DEVICE_BODY_BYTES = 4 * 1024 * 1024;
+
 /** Longest event type and transaction ID accepted in the path. */
 const MAX_PATH_ID_LENGTH = 255;
 
@@ -30,7 +37,7 @@ export function toDeviceArea(deps: AppDeps): ClientArea {
     if (eventType.length > MAX_PATH_ID_LENGTH) throw invalidParam("Event type is too long");
     const txnId = pathParam(c, "txnId");
     if (txnId.length > MAX_PATH_ID_LENGTH) throw invalidParam("Transaction ID is too long");
-    const body = await readJsonBody(c, sendBody);
+    const body = await readJsonBody(c, sendBody, { maxBytes: MAX_TO_DEVICE_BODY_BYTES });
     const { userId, deviceId } = c.get("session");
     await deps.toDevice.send({
       sender: userId,

@@ -7,6 +7,7 @@ import { assertEquals } from "../assert.ts";
 import { startTestServer } from "./test_server.ts";
 import { registerUser } from "./client_harness.ts";
 import { MAX_ROOM_KEYS_BODY_BYTES } from "../../routes/client/room_keys_routes.ts";
+import { MAX_TO_DEVICE_BODY_BYTES } from "../../routes/client/to_device_routes.ts";
 
 const V3 = "/_matrix/client/v3";
 
@@ -51,10 +52,13 @@ const JSON_ENDPOINTS: [method: string, path: string, maxBodyBytes?: number][] = 
   ["PUT", "/pushrules/global/override/my.rule"],
   ["PUT", "/pushrules/global/override/my.rule/actions"],
   ["PUT", "/pushrules/global/override/my.rule/enabled"],
-  ["PUT", "/sendToDevice/m.test/t3"],
+  ["PUT", "/sendToDevice/m.test/t3", MAX_TO_DEVICE_BODY_BYTES],
   ["POST", "/keys/device_signing/upload"],
   ["POST", "/keys/signatures/upload"],
   ["POST", "/keys/query"],
+  ["POST", "/keys/upload"],
+  ["POST", "/keys/upload/{device}"],
+  ["POST", "/keys/claim"],
   ["POST", "/room_keys/version"],
   ["PUT", "/room_keys/version/1"],
   ["PUT", "/room_keys/keys?version=1", MAX_ROOM_KEYS_BODY_BYTES],

@@ -305,3 +305,23 @@ Deno.test("sendToDevice refuses bad input with Matrix errors and writes nothing"
     server.close();
   }
 });
+
+Deno.test("a fan-out body over the usual 1 MiB is accepted (unknown devices skipped)", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
+  try {
+    const alice = await registerUser(server, "alice");
+    const bob = await registerUser(server, "bob");
+    const byDevice: Record<string, JsonObject> = { [bob.deviceId]: { n: 1 } };
+    for (let i = 0; i < 500; i++) byDevice[`GONE${i}`] = { ciphertext: "x".repeat(3000) };
+    const body = { messages: { [bob.userId]: byDevice } };
+    assert(JSON.stringify(body).length > 1_100_000);
+    const res = await server.request("PUT", `${V3}/sendToDevice/m.room.encrypted/big`, {
+      token: alice.accessToken,
+      body,
+    });
+    assertEquals([res.status, res.body], [200, {}]);
+    assertEquals(ns(await sync(server, bob.accessToken)), [1]);
+  } finally {
+    server.close();
+  }
+});
