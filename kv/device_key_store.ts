@@ -30,7 +30,11 @@ import {
 } from "./commit_budget.ts";
 import { commitWithDeviceListChanges } from "./device_list_log.ts";
 import { getManyChunked } from "./get_many.ts";
-import { type FallbackKeyRecord, OneTimeKeyClaims } from "./one_time_key_claims.ts";
+import {
+  commitOrConflict,
+  type FallbackKeyRecord,
+  OneTimeKeyClaims,
+} from "./one_time_key_claims.ts";
 import { e2eeKeys } from "./schema.ts";
 
 /** Index entry of a stored one-time key: the upload that stored it. */
@@ -197,7 +201,8 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
       const base: PlannedMutation[] = finalKeys.map((key) => ({ op: "delete", key }));
       if (fits([...base, ...remaining])) break;
       const chunk = takeFitting(remaining);
-      await applyMutations(this.kv.atomic(), chunk).commit();
+      // Deletes need no check; a busy database only means this chunk goes again.
+      if (!(await commitOrConflict(applyMutations(this.kv.atomic(), chunk))).ok) continue;
       remaining = remaining.slice(chunk.length);
     }
     const committed = await commitWithDeviceListChanges(this.kv, async (op, changes) => {
@@ -314,7 +319,7 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
         plan.fresh,
         (k) => this.#otkWrites(userId, deviceId, seq, k),
       );
-      if ((await applyMutations(this.kv.atomic(), planned).commit()).ok) {
+      if ((await commitOrConflict(applyMutations(this.kv.atomic(), planned))).ok) {
         return { rest: plan.fresh.slice(fitted), conflicts: [] };
       }
     }

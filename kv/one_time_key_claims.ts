@@ -65,7 +65,7 @@ export class OneTimeKeyClaims {
     if (entries.length > 0) {
       const op = this.kv.atomic();
       for (const entry of entries) this.#stageTake(op, target, entry);
-      if ((await op.commit()).ok) {
+      if ((await commitOrConflict(op)).ok) {
         waiting.splice(0, entries.length);
         entries.forEach((entry, i) => batch[i].resolve(claimedFrom(target, entry)));
         return;
@@ -93,11 +93,13 @@ export class OneTimeKeyClaims {
    */
   async #claimOne(target: ClaimTarget): Promise<ClaimedKey | null> {
     for (let round = 0; round < MAX_ROUNDS; round++) {
+      // Rivals that keep colliding (other processes) spread out after the first rounds.
+      if (round >= 2) await backoff(round);
       const entries = await this.#listQueue(target, LIST_BATCH);
       for (const entry of entries) {
         const op = this.kv.atomic();
         this.#stageTake(op, target, entry);
-        if ((await op.commit()).ok) return claimedFrom(target, entry);
+        if ((await commitOrConflict(op)).ok) return claimedFrom(target, entry);
       }
       if (entries.length > 0) continue;
       const fallback = await this.kv.get<FallbackKeyRecord>(
@@ -106,9 +108,10 @@ export class OneTimeKeyClaims {
       if (fallback.value === null) return null;
       if (!fallback.value.used) {
         // Checked, so a fallback key uploaded meanwhile is not marked used by mistake.
-        const marked = await this.kv.atomic().check(fallback)
-          .set(fallback.key, { ...fallback.value, used: true } satisfies FallbackKeyRecord)
-          .commit();
+        const marked = await commitOrConflict(
+          this.kv.atomic().check(fallback)
+            .set(fallback.key, { ...fallback.value, used: true } satisfies FallbackKeyRecord),
+        );
         if (!marked.ok) continue;
       }
       return {
@@ -146,6 +149,30 @@ function claimsPerCommit(target: ClaimTarget): number {
       estimateKeyBytes(e2eeKeys.oneTimeKeyQueue(userId, deviceId, algorithm, 0, longestKeyId)) +
     estimateKeyBytes(e2eeKeys.oneTimeKey(userId, deviceId, algorithm, longestKeyId));
   return Math.max(1, Math.min(MAX_CLAIMS_PER_COMMIT, Math.floor(KV_LIMITS.keyBytes / perClaim)));
+}
+
+/**
+ * Commit `op`. SQLite's "database is locked" (another connection to the same local file wrote
+ * since this commit's reads; nothing of it was written) counts as a failed check: the caller
+ * reads again, as after any lost race.
+ */
+export async function commitOrConflict(
+  op: Deno.AtomicOperation,
+): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+  try {
+    return await op.commit();
+  } catch (error) {
+    if (error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message)) {
+      return { ok: false };
+    }
+    throw error;
+  }
+}
+
+/** A random pause growing with `round`, up to 50 ms. */
+function backoff(round: number): Promise<void> {
+  const ms = Math.random() * Math.min(50, 2 ** (round - 2));
+  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** The key ID of a claim queue key (its last part). */
