@@ -92,7 +92,7 @@ export interface CrossSigningStore {
    */
   addSignatures(write: SignatureWrite): Promise<string | "stale">;
 
-  /** Users the signer's signature notices name in commits after `since` up to `upTo`. */
+  /** Users the signer's signature notices name in commits after sync token `since` up to `upTo`. */
   signatureNoticeTargets(signerUserId: string, since: string, upTo: string): Promise<string[]>;
 
   /** Drop uploaded signatures on, and made by, deleted devices of `userId`. */
