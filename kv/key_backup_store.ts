@@ -47,8 +47,10 @@ interface BackupKeyRecord {
   sessionData: Uint8Array;
 }
 
-/** A planned key write: its key, record and encoded size. */
+/** A planned key write: its session, key, record and encoded size. */
 interface PlannedKey {
+  roomId: string;
+  sessionId: string;
   kvKey: Deno.KvKey;
   record: BackupKeyRecord;
   keyBytes: number;
@@ -245,16 +247,13 @@ export class KvKeyBackupStore implements KeyBackupStore {
       const current = head.value?.current ?? null;
       if (current === null) return { kind: "not_found" };
       if (current !== version) return { kind: "wrong_version", currentVersion: current };
-      const existing = await getManyChunked<BackupKeyRecord>(
-        this.kv,
-        chunk.map((p) => p.kvKey),
-      );
+      const existing = await this.#storedRecords(userId, version, chunk);
       const writes = chunk.filter((p, i) => {
-        const old = existing[i].value;
+        const old = existing[i];
         return old === null || replacesBackedUpKey(old, p.record);
       });
       if (writes.length === 0) return { kind: "ok", state: keysState(entry.value) };
-      const added = chunk.filter((_, i) => existing[i].value === null).length;
+      const added = existing.filter((old) => old === null).length;
       const record: BackupVersionRecord = {
         ...entry.value,
         count: entry.value.count + added,
@@ -265,6 +264,47 @@ export class KvKeyBackupStore implements KeyBackupStore {
       if ((await op.commit()).ok) return { kind: "ok", state: keysState(record) };
     }
     throw contention();
+  }
+
+  /**
+   * The stored records of a chunk's sessions, in chunk order. A room holding not many more keys
+   * than the chunk names is read with one listing (a first or repeated upload of a backup:
+   * measured about 5x faster than a getMany per ten keys); a larger room falls back to reading
+   * the named keys, after listing at most twice their number.
+   */
+  async #storedRecords(
+    userId: string,
+    version: number,
+    chunk: readonly PlannedKey[],
+  ): Promise<(BackupKeyRecord | null)[]> {
+    const byRoom = new Map<string, number[]>();
+    chunk.forEach((p, i) => {
+      const indexes = byRoom.get(p.roomId);
+      if (indexes) indexes.push(i);
+      else byRoom.set(p.roomId, [i]);
+    });
+    const records: (BackupKeyRecord | null)[] = new Array(chunk.length).fill(null);
+    await Promise.all([...byRoom].map(async ([roomId, indexes]) => {
+      const limit = 2 * indexes.length + 16;
+      const stored = new Map<string, BackupKeyRecord>();
+      const entries = this.kv.list<BackupKeyRecord>(
+        { prefix: e2eeKeys.backupKeyPrefix(userId, version, roomId) },
+        { limit: limit + 1, batchSize: Math.min(limit + 1, 1000) },
+      );
+      for await (const entry of entries) {
+        stored.set(entry.key[entry.key.length - 1] as string, entry.value);
+      }
+      if (stored.size <= limit) {
+        for (const i of indexes) records[i] = stored.get(chunk[i].sessionId) ?? null;
+        return;
+      }
+      const read = await getManyChunked<BackupKeyRecord>(
+        this.kv,
+        indexes.map((i) => chunk[i].kvKey),
+      );
+      indexes.forEach((i, j) => (records[i] = read[j].value));
+    }));
+    return records;
   }
 
   async #deleteSession(
@@ -433,6 +473,8 @@ function planKeys(userId: string, version: number, keys: readonly BackedUpKey[])
       sessionData: encodeJson(key.sessionData),
     };
     return {
+      roomId: key.roomId,
+      sessionId: key.sessionId,
       kvKey,
       record,
       keyBytes: estimateKeyBytes(kvKey),

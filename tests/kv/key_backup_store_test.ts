@@ -298,3 +298,37 @@ Deno.test("a session named twice in one upload keeps the better key", async () =
     assertEquals(found.version && found.key?.firstMessageIndex, 2);
   });
 });
+
+Deno.test("a small upload into a large room reads its sessions by key and applies the rule", async () => {
+  await withStore(async (store) => {
+    await store.createVersion(ALICE, ALG, { public_key: "k" });
+    const stored = Array.from(
+      { length: 100 },
+      (_, i) => key(ROOM_A, `s${i}`, { firstMessageIndex: 5 }),
+    );
+    const before = ok(await store.putKeys(ALICE, 1, stored));
+    // Few sessions against 100 stored: the room is too large to list, so keys are read by key.
+    const after = ok(
+      await store.putKeys(ALICE, 1, [
+        key(ROOM_A, "s10", { firstMessageIndex: 6 }),
+        key(ROOM_A, "s20", { firstMessageIndex: 4 }),
+        key(ROOM_A, "new"),
+      ]),
+    );
+    assertEquals(after.count, 101);
+    assert(after.etag !== before.etag);
+    const s10 = await store.key(ALICE, 1, ROOM_A, "s10");
+    const s20 = await store.key(ALICE, 1, ROOM_A, "s20");
+    assertEquals([
+      s10.version && s10.key?.firstMessageIndex,
+      s20.version && s20.key?.firstMessageIndex,
+    ], [
+      5,
+      4,
+    ]);
+    assertEquals(
+      ok(await store.putKeys(ALICE, 1, [key(ROOM_A, "s30", { firstMessageIndex: 7 })])),
+      after,
+    );
+  });
+});
