@@ -58,6 +58,9 @@ const DEVICE_LIST_RESERVE: CommitSize = {
   keyBytes: 4_096,
 };
 
+/** Devices whose keys one removal commit deletes at most (each costs a check). */
+const DEVICES_PER_REMOVAL = 32;
+
 /** One-time keys split into new ones and IDs stored with other content. */
 interface OneTimeKeyPlan {
   fresh: UploadedKey[];
@@ -177,12 +180,29 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
 
   async removeDevices(userId: string, deviceIds: readonly string[]): Promise<string | null> {
     const devices = [...new Set(deviceIds)];
-    // One-time keys may be too many for one commit: delete them ahead in chunks, leaving what
-    // fits beside the final commit. Deleting what a racing claim took already is harmless.
+    let versionstamp: string | null = null;
+    // A commit takes 100 checks: a user with very many devices (logout from all) gets one
+    // device-list update per group of devices.
+    for (let i = 0; i < devices.length; i += DEVICES_PER_REMOVAL) {
+      const group = devices.slice(i, i + DEVICES_PER_REMOVAL);
+      versionstamp = await this.#removeDeviceGroup(userId, group) ?? versionstamp;
+    }
+    return versionstamp;
+  }
+
+  /**
+   * Remove a few devices' keys: one commit deletes everything and records the update, unless
+   * their one-time keys are too many; then those go ahead in chunks and the device keys, whose
+   * presence is what says an update is due, go last with the update. A crash in between leaves
+   * the device keys, so running again finishes the job.
+   */
+  async #removeDeviceGroup(userId: string, devices: readonly string[]): Promise<string | null> {
     const bulk: PlannedMutation[] = [];
     for (const deviceId of devices) {
+      bulk.push({ op: "delete", key: e2eeKeys.keyUploadHead(userId, deviceId) });
       for (
         const prefix of [
+          e2eeKeys.fallbackKeyPrefix(userId, deviceId),
           e2eeKeys.oneTimeKeyQueuePrefix(userId, deviceId),
           e2eeKeys.oneTimeKeyPrefix(userId, deviceId),
         ]
@@ -192,33 +212,26 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
         }
       }
     }
-    const finalKeys = devices.flatMap((deviceId) => [
-      e2eeKeys.deviceKeys(userId, deviceId),
-      e2eeKeys.keyUploadHead(userId, deviceId),
+    const deviceKeyKeys = devices.map((deviceId) => e2eeKeys.deviceKeys(userId, deviceId));
+    const last: PlannedMutation[] = deviceKeyKeys.flatMap((key) => [
+      { op: "check", key, versionstamp: null },
+      { op: "delete", key },
     ]);
     let remaining = bulk;
-    while (remaining.length > 0) {
-      const base: PlannedMutation[] = finalKeys.map((key) => ({ op: "delete", key }));
-      if (fits([...base, ...remaining])) break;
+    for (let attempt = 0; !fits([...last, ...remaining]); attempt++) {
+      if (attempt >= 64) throw new Error("Too much contention removing one-time keys");
       const chunk = takeFitting(remaining);
-      // Deletes need no check; a busy database only means this chunk goes again.
+      // Deletes need no check (what a racing claim took is simply gone already); a busy
+      // database only means this chunk goes again.
       if (!(await commitOrConflict(applyMutations(this.kv.atomic(), chunk))).ok) continue;
       remaining = remaining.slice(chunk.length);
+      attempt = 0;
     }
     const committed = await commitWithDeviceListChanges(this.kv, async (op, changes) => {
-      const stored = await getManyChunked<Uint8Array>(
-        this.kv,
-        devices.map((deviceId) => e2eeKeys.deviceKeys(userId, deviceId)),
-      );
-      const fallbacks: Deno.KvKey[] = [];
-      for (const deviceId of devices) {
-        const prefix = e2eeKeys.fallbackKeyPrefix(userId, deviceId);
-        for await (const entry of this.kv.list({ prefix })) fallbacks.push(entry.key);
-      }
+      const stored = await getManyChunked<Uint8Array>(this.kv, deviceKeyKeys);
       const withKeys = devices.filter((_, i) => stored[i].value !== null);
-      if (withKeys.length === 0 && remaining.length === 0 && fallbacks.length === 0) return null;
-      for (const entry of stored) op.check(entry);
-      for (const key of [...finalKeys, ...fallbacks]) op.delete(key);
+      if (withKeys.length === 0 && remaining.length === 0) return null;
+      for (const entry of stored) op.check(entry).delete(entry.key);
       applyMutations(op, remaining);
       if (withKeys.length > 0) changes.add(userId, { deleted: withKeys });
       return true;

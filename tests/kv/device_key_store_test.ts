@@ -173,3 +173,44 @@ Deno.test("the reader returns all devices' keys or the listed ones", async () =>
     kv.close();
   }
 });
+
+Deno.test("removing more devices than one commit can check takes one update per group", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvDeviceKeyStore(kv);
+    const deviceIds = Array.from({ length: 40 }, (_, i) => `D${String(i).padStart(2, "0")}`);
+    for (const deviceId of deviceIds) {
+      const device = await newTestDevice(ALICE, deviceId);
+      const keys = await device.deviceKeys();
+      await store.upload(ALICE, deviceId, {
+        deviceKeys: () => keys,
+        oneTimeKeys: uploaded(await device.oneTimeKeys(2)),
+        fallbackKeys: uploaded(await device.fallbackKey("FB")),
+      });
+    }
+    // A device that only ever uploaded one-time keys has nothing to announce.
+    await store.upload(ALICE, "KEYLESS", {
+      oneTimeKeys: uploaded({ [`${ALG}:X`]: randomKey() }),
+      fallbackKeys: [],
+    });
+    assert(await store.removeDevices(ALICE, [...deviceIds, "KEYLESS"]) !== null);
+    const updates = (await deviceListUpdatesAfter(kv, ALICE)).filter((u) => u.deleted.length > 0);
+    assertEquals(updates.map((u) => u.deleted.length), [32, 8]);
+    assertEquals(updates.flatMap((u) => u.deleted).sort(), deviceIds);
+    for (
+      const prefix of [
+        ["userdeviceid_devicekeys"],
+        ["userdevicealgkeyid_onetimekey"],
+        ["userdevicealgseqkeyid_onetimekeyqueue"],
+        ["userdevicealg_fallbackkey"],
+        ["userdeviceid_keyuploadhead"],
+      ]
+    ) {
+      let n = 0;
+      for await (const _ of kv.list({ prefix })) n++;
+      assertEquals(n, 0, String(prefix));
+    }
+  } finally {
+    kv.close();
+  }
+});
