@@ -379,3 +379,41 @@ Deno.test("removing a device deletes its inbox, delivery record and transaction 
     kv.close();
   }
 });
+
+Deno.test("concurrent writers and a capped reader: every message once, each writer's in order", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvToDeviceStore(kv);
+    const WRITERS = 4;
+    const PER_WRITER = 80;
+    let writing = true;
+    const writes = Promise.all(Array.from({ length: WRITERS }, async (_, w) => {
+      for (let n = 0; n < PER_WRITER; n++) {
+        await store.deliver(
+          { sender: ALICE, senderDeviceId: `W${w}`, txnId: `n${n}` },
+          [{ userId: BOB, deviceId: "B1", event: event(w * 1000 + n) }],
+          () => {},
+        );
+      }
+    })).finally(() => writing = false);
+    // A cap of 7 keeps the reader behind the writers, so acknowledgements and hand-outs
+    // interleave with commits all the way.
+    const seen: number[] = [];
+    let since: string | undefined;
+    for (;;) {
+      const allWritten = !writing;
+      const r = await syncOnce(store, kv, "B1", since, 7);
+      seen.push(...numbers(r.events));
+      since = r.next;
+      if (allWritten && r.events.length === 0) break;
+    }
+    await writes;
+    assertEquals(seen.length, WRITERS * PER_WRITER);
+    for (let w = 0; w < WRITERS; w++) {
+      const mine = seen.filter((n) => Math.floor(n / 1000) === w);
+      assertEquals(mine, Array.from({ length: PER_WRITER }, (_, n) => w * 1000 + n));
+    }
+  } finally {
+    kv.close();
+  }
+});

@@ -325,3 +325,41 @@ Deno.test("a fan-out body over the usual 1 MiB is accepted (unknown devices skip
     server.close();
   }
 });
+
+Deno.test("concurrent senders and a syncing device: every message once, each sender's in order", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
+  try {
+    const bob = await registerUser(server, "bob");
+    const senders = await Promise.all([0, 1, 2, 3].map((i) => registerUser(server, `s${i}`)));
+    const PER_SENDER = 60;
+    let sending = true;
+    const sends = Promise.all(senders.map(async (s, i) => {
+      for (let n = 0; n < PER_SENDER; n++) {
+        await sendToDevice(server, s.accessToken, `c${n}`, {
+          [bob.userId]: { [bob.deviceId]: { n: i * 1000 + n } },
+        });
+      }
+    })).finally(() => sending = false);
+    // The reader syncs while writes keep landing; its first sync is a full one.
+    const seen: number[] = [];
+    let since: string | undefined;
+    for (;;) {
+      // Read before the sync: an empty answer ends the loop only if every send had completed
+      // before its barrier was taken.
+      const allSent = !sending;
+      const body = await sync(server, bob.accessToken, since);
+      seen.push(...ns(body));
+      since = body.next_batch;
+      if (allSent && body.to_device.events.length === 0) break;
+    }
+    await sends;
+    assertEquals(seen.length, senders.length * PER_SENDER);
+    assertEquals(new Set(seen).size, seen.length);
+    for (let i = 0; i < senders.length; i++) {
+      const mine = seen.filter((n) => Math.floor(n / 1000) === i);
+      assertEquals(mine, Array.from({ length: PER_SENDER }, (_, n) => i * 1000 + n));
+    }
+  } finally {
+    server.close();
+  }
+});
