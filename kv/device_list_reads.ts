@@ -3,7 +3,9 @@
  * and the event store's membership projections, including `roomid_memberchange`, which the
  * append path writes in the same commit as each membership change of current state. A room's
  * `roomid_memberchangehead` is rewritten by every such commit, so its versionstamp says whether
- * the room had member changes after a token without listing anything (ten rooms per getMany).
+ * the room had member changes after a token without listing anything (ten rooms per getMany);
+ * `memberchangestamp_roomid` lists the commits with member changes server-wide by versionstamp,
+ * so a short window is answered by one short list instead.
  */
 import type {
   DeviceListChangeReader,
@@ -30,6 +32,27 @@ export class KvDeviceListReader implements DeviceListChangeReader {
 
   deviceListChanges(since: string, upTo: string): Promise<Set<string>> {
     return deviceListChangesBetween(this.kv, since, upTo);
+  }
+
+  async memberChangeCommitsAfter(
+    since: string,
+    limit: number,
+  ): Promise<{ roomId: string; versionstamp: string }[] | null> {
+    const after = parseSyncToken(since);
+    const prefix = this.#keys.memberChangeStampPrefix();
+    const out: { roomId: string; versionstamp: string }[] = [];
+    // One more than `limit`, plus the entry at `since` itself, which is not after it.
+    const iter = this.kv.list<string>({ prefix, start: [...prefix, after] }, {
+      limit: limit + 2,
+      batchSize: Math.min(limit + 2, 500),
+    });
+    for await (const entry of iter) {
+      const stamp = entry.key[entry.key.length - 1] as string;
+      if (stamp === after) continue;
+      if (out.length === limit) return null;
+      out.push({ roomId: entry.value, versionstamp: stamp });
+    }
+    return out;
   }
 
   membershipsOf(userId: string): Promise<StampedMembership[]> {

@@ -575,6 +575,8 @@ export class RoomBatchPlanner {
     if (lastMemberChange !== undefined) {
       const value: MemberChangeHead = { position: lastMemberChange };
       out.push({ op: "set", key: keys.memberChangeHead(this.roomId), value });
+      const stamped = [...keys.memberChangeStampPrefix(), this.ctx.kv.commitVersionstamp()];
+      out.push({ op: "set", key: stamped, value: this.roomId });
     }
     for (const { request, appended } of this.requests) {
       for (const m of request.extraMutations?.(appended) ?? []) {

@@ -44,6 +44,13 @@ export const EVENT_STORE_MAPS = {
   roomid_memberchange: "roomid_memberchange",
   /** roomId -> {position}: the room's last member change; its versionstamp dates that commit. */
   roomid_memberchangehead: "roomid_memberchangehead",
+  /**
+   * (commit versionstamp) -> roomId: the commits that changed memberships, in commit order, so
+   * "did any membership change after a sync token" is one short list. Each commit appends to one
+   * room, so a commit has one entry. Replay rebuilds it but cannot compare it: a rebuilt store's
+   * commits have other versionstamps.
+   */
+  memberchangestamp_roomid: "memberchangestamp_roomid",
 } as const;
 
 /** One of the event store's map names. */
@@ -180,6 +187,11 @@ export class EventStoreKeys {
   /** A room's last member change marker, rewritten by every commit that changes a membership. */
   memberChangeHead(roomId: string): Deno.KvKey {
     return [...this.namespace, "roomid_memberchangehead", roomId];
+  }
+
+  /** Commits that changed memberships, by versionstamp (append the commit's versionstamp). */
+  memberChangeStampPrefix(): Deno.KvKey {
+    return [...this.namespace, "memberchangestamp_roomid"];
   }
 }
 

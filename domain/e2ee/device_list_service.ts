@@ -34,6 +34,12 @@ export interface DeviceListChanges {
 /** Memberships of the other user that let U see them in a room U is joined to. */
 const SHARING = new Set(["join", "invite"]);
 
+/**
+ * Member-change commits listed server-wide after `since`; past this many (a long catch-up), each
+ * of U's rooms is checked by its marker instead.
+ */
+const MAX_LISTED_COMMITS = 256;
+
 /** Member lists read at once (new or left rooms, or many candidates). */
 const MEMBER_READS_IN_FLIGHT = 8;
 
@@ -61,15 +67,22 @@ export class DeviceListService {
   async changesBetween(userId: string, since: string, upTo: string): Promise<DeviceListChanges> {
     if (upTo <= since) return { changed: [], left: [] };
     const window = { since, upTo };
-    const [own, devicesChanged] = await Promise.all([
-      this.reader.membershipsOf(userId),
+    const [devicesChanged, recent] = await Promise.all([
       this.reader.deviceListChanges(since, upTo),
+      this.reader.memberChangeCommitsAfter(since, MAX_LISTED_COMMITS),
     ]);
+    // Most windows (a long-poll woken by a message) hold neither: two short lists answer them.
+    const memberChangesInWindow = recent === null ||
+      recent.some((c) => !isAfter(c.versionstamp, upTo));
+    if (devicesChanged.size === 0 && !memberChangesInWindow) return { changed: [], left: [] };
+    const own = await this.reader.membershipsOf(userId);
     // Rooms U can have been joined to at either end: joined now, or U's membership was
     // rewritten after `since` (a membership untouched since then is what it was at both ends).
     const candidates = own.filter((m) => m.membership === "join" || isAfter(m.versionstamp, since));
+    // Member changes after upTo are read too: they say what memberships were at upTo.
+    const moved = recent === null ? undefined : new Set(recent.map((c) => c.roomId));
     const transitions = await this.reader.memberTransitionsAfter(
-      candidates.map((m) => m.roomId),
+      candidates.map((m) => m.roomId).filter((roomId) => moved?.has(roomId) ?? true),
       since,
     );
 

@@ -28,6 +28,14 @@ export interface StampedMembership {
 export interface DeviceListChangeReader {
   /** Users whose devices or cross-signing keys changed in commits in (since, upTo]. */
   deviceListChanges(since: string, upTo: string): Promise<Set<string>>;
+  /**
+   * Rooms with member changes committed after sync token `since`, oldest first, each with its
+   * commit's versionstamp; null when there are more than `limit` such commits.
+   */
+  memberChangeCommitsAfter(
+    since: string,
+    limit: number,
+  ): Promise<{ roomId: string; versionstamp: string }[] | null>;
   /** Every room `userId` has a membership in now (any membership). */
   membershipsOf(userId: string): Promise<StampedMembership[]>;
   /** Every member of `roomId` now (any membership). */

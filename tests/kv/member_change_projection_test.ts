@@ -135,6 +135,10 @@ Deno.test("replay rebuilds the member-change projection and reports a corrupted 
   let rebuilt = 0;
   for await (const _ of target.list({ prefix: ["roomid_memberchange"] })) rebuilt++;
   assert.equal(rebuilt, live.length);
+  // The commit index is rebuilt too (not compared: the rebuilt commits have their own stamps).
+  let stamped = 0;
+  for await (const _ of target.list({ prefix: ["memberchangestamp_roomid"] })) stamped++;
+  assert.ok(stamped > 0);
   kv.close();
   target.close();
 });
@@ -169,6 +173,13 @@ Deno.test("member transitions after a token: newest first, only rooms that had s
   assert.ok(newer.versionstamp > older.versionstamp && older.versionstamp > since.slice(1));
   const now = await store.syncBarrier("@a:test");
   assert.equal((await reader.memberTransitionsAfter(["!one:test"], now)).size, 0);
+  // The server-wide list of member-change commits: the two in !one after `since`, in order.
+  assert.deepEqual(await reader.memberChangeCommitsAfter(since, 10), [
+    { roomId: "!one:test", versionstamp: older.versionstamp },
+    { roomId: "!one:test", versionstamp: newer.versionstamp },
+  ]);
+  assert.equal(await reader.memberChangeCommitsAfter(since, 1), null);
+  assert.deepEqual(await reader.memberChangeCommitsAfter(now, 1), []);
   // Memberships come with the versionstamp of the commit that last wrote them.
   const mine = await reader.membershipsOf("@b:test");
   assert.deepEqual(mine.map((m) => [m.roomId, m.membership, m.versionstamp]), [

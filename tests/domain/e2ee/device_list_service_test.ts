@@ -248,7 +248,13 @@ class FixedReader implements DeviceListChangeReader {
     readonly memberships: StampedMembership[],
     readonly changes: Set<string>,
     readonly transitions = new Map<string, MemberTransition[]>(),
+    /** Member-change commits server-wide; null: too many to list. */
+    readonly commits: { roomId: string; versionstamp: string }[] | null = [],
   ) {}
+  memberChangeCommitsAfter(): Promise<{ roomId: string; versionstamp: string }[] | null> {
+    this.calls.push("memberChangeCommitsAfter");
+    return Promise.resolve(this.commits);
+  }
   deviceListChanges(): Promise<Set<string>> {
     this.calls.push("deviceListChanges");
     return Promise.resolve(this.changes);
@@ -270,7 +276,7 @@ class FixedReader implements DeviceListChangeReader {
 const stamp = (n: number) => String(n).padStart(20, "0");
 const tokenAt = (n: number) => `s${stamp(n)}`;
 
-Deno.test("an idle window costs the user's rooms, one change list and the room markers", async () => {
+Deno.test("reads scale with what changed: idle windows, a few member changes, a long catch-up", async () => {
   const memberships = Array.from({ length: 50 }, (_, i) => ({
     roomId: `!r${i}:test`,
     userId: "@a:test",
@@ -284,17 +290,39 @@ Deno.test("an idle window costs the user's rooms, one change list and the room m
     membership: "leave",
     versionstamp: stamp(2),
   });
-  const reader = new FixedReader(memberships, new Set());
-  const service = new DeviceListService(reader);
-  assert.deepEqual(await service.changesBetween("@a:test", tokenAt(5), tokenAt(9)), {
-    changed: [],
-    left: [],
-  });
-  assert.deepEqual(reader.calls.sort(), [
+  // No device-list change and no member change anywhere in the window: two short lists.
+  const idle = new FixedReader(memberships, new Set(), new Map(), [
+    { roomId: "!r3:test", versionstamp: stamp(10) },
+  ]);
+  const empty = { changed: [], left: [] };
+  assert.deepEqual(
+    await new DeviceListService(idle).changesBetween("@a:test", tokenAt(5), tokenAt(9)),
+    empty,
+  );
+  assert.deepEqual(idle.calls.sort(), ["deviceListChanges", "memberChangeCommitsAfter"]);
+  // A member change somewhere: the user's rooms, then the transitions of those that moved.
+  const some = new FixedReader(memberships, new Set(), new Map(), [
+    { roomId: "!elsewhere:test", versionstamp: stamp(6) },
+    { roomId: "!r3:test", versionstamp: stamp(10) },
+  ]);
+  assert.deepEqual(
+    await new DeviceListService(some).changesBetween("@a:test", tokenAt(5), tokenAt(9)),
+    empty,
+  );
+  assert.deepEqual(some.calls.sort(), [
     "deviceListChanges",
-    "memberTransitionsAfter 50",
+    "memberChangeCommitsAfter",
+    "memberTransitionsAfter 1",
     "membershipsOf @a:test",
   ]);
+  // Too many commits to list (a long catch-up): every joined room is checked by its marker;
+  // old left rooms still are not.
+  const long = new FixedReader(memberships, new Set(), new Map(), null);
+  assert.deepEqual(
+    await new DeviceListService(long).changesBetween("@a:test", tokenAt(5), tokenAt(9)),
+    empty,
+  );
+  assert.ok(long.calls.includes("memberTransitionsAfter 50"));
 });
 
 Deno.test("many candidates are checked through the rooms' members, few through their own rooms", async () => {
