@@ -7,6 +7,7 @@ import { type RegisteredUser, registerUser } from "./client_harness.ts";
 import { startTestServer } from "./test_server.ts";
 import { commitWithDeviceListChanges } from "../../kv/device_list_log.ts";
 import type { JsonObject } from "../../domain/json.ts";
+import { newTestDevice } from "../domain/e2ee/device_keys_fixture.ts";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 
@@ -168,6 +169,34 @@ Deno.test("a long-polling sync wakes when a room-mate's device list changes", as
     // before the change: an empty list.
     assertEquals(woken.device_lists, { changed: [alice.userId], left: [] });
     assert(woken.next_batch > since);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("a real /keys/upload by a room-mate wakes a long-poll and shows in /keys/changes", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const bob = await registerUser(server, "bob");
+    const roomId = await publicRoom(server, alice.userId);
+    await member(server, roomId, bob.userId, "join");
+    const since = (await sync(server, bob)).next_batch;
+    const watching = server.deps.syncNotifier.watching;
+    const polling = sync(server, bob, since, 20_000);
+    while (server.deps.syncNotifier.watching === watching) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const device = await newTestDevice(alice.userId, alice.deviceId);
+    const upload = await server.request("POST", "/_matrix/client/v3/keys/upload", {
+      token: alice.accessToken,
+      body: { device_keys: await device.deviceKeys() },
+    });
+    assertEquals(upload.status, 200, JSON.stringify(upload.body));
+    const woken = await polling;
+    assertEquals(woken.device_lists, { changed: [alice.userId], left: [] });
+    const changes = await keyChanges(server, bob, since, woken.next_batch);
+    assertEquals(changes.body, { changed: [alice.userId], left: [] });
   } finally {
     server.close();
   }
