@@ -11,7 +11,7 @@
  */
 import * as sdk from "matrix-js-sdk";
 import type { CryptoApi } from "matrix-js-sdk/lib/crypto-api/index.js";
-import type { Logger } from "matrix-js-sdk/lib/logger.js";
+import { type Logger, logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
 import { recordingFetch, step, waitUntil } from "./matrix_helpers.ts";
 
 /**
@@ -38,6 +38,34 @@ export function quietLogger(label = "js-sdk", sink?: string[]): Logger {
     getChild: () => logger,
   };
   return logger;
+}
+
+/** Warnings and errors of the SDK's global logger (the last 2,000 lines), for failure reports. */
+const globalSdkLog: string[] = [];
+let globalSdkLoggerQuieted = false;
+
+/**
+ * Route the SDK's module-level logger (used by rooms, events and MatrixRTC rather than the
+ * client's logger: every send and every retried decryption logs a line) into a buffer that
+ * {@link cryptoFailureReport} prints, dropping its debug/info/log lines. Idempotent; affects
+ * loggers the SDK derives from it afterwards, which is all but a few created at import time.
+ */
+export function quietGlobalSdkLogger(): void {
+  if (globalSdkLoggerQuieted) return;
+  globalSdkLoggerQuieted = true;
+  // The SDK's global logger is a loglevel logger; its children copy its method factory.
+  const root = sdkGlobalLogger as unknown as {
+    methodFactory: (method: string, level: number, name: string | symbol) => unknown;
+    rebuild(): void;
+  };
+  root.methodFactory = (method: string) => {
+    if (method !== "warn" && method !== "error") return () => {};
+    return (...msg: unknown[]) => {
+      globalSdkLog.push(`${method} [js-sdk global] ${msg.map(describeLogArgument).join(" ")}`);
+      if (globalSdkLog.length > 2_000) globalSdkLog.splice(0, globalSdkLog.length - 2_000);
+    };
+  };
+  root.rebuild();
 }
 
 function describeLogArgument(value: unknown): string {
@@ -99,6 +127,7 @@ export interface CryptoClientOptions {
  * client is not syncing yet: call {@link startCryptoClient}, or use {@link openCryptoClient}.
  */
 export async function loginCryptoClient(options: CryptoClientOptions): Promise<CryptoSession> {
+  quietGlobalSdkLogger();
   const failures = options.failures ?? [];
   const anonymous = sdk.createClient({
     baseUrl: options.baseUrl,
@@ -430,5 +459,8 @@ export function cryptoFailureReport(sessions: CryptoSession[], logLines = 40): s
     }
     parts.push(`client log (last ${logLines}):\n  ${s.logs.slice(-logLines).join("\n  ")}`);
   }
+  parts.push(
+    `--- SDK global log (last ${logLines}):\n  ${globalSdkLog.slice(-logLines).join("\n  ")}`,
+  );
   return parts.join("\n");
 }
