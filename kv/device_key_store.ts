@@ -30,11 +30,8 @@ import {
 } from "./commit_budget.ts";
 import { commitWithDeviceListChanges } from "./device_list_log.ts";
 import { getManyChunked } from "./get_many.ts";
-import {
-  commitOrConflict,
-  type FallbackKeyRecord,
-  OneTimeKeyClaims,
-} from "./one_time_key_claims.ts";
+import { type FallbackKeyRecord, OneTimeKeyClaims } from "./one_time_key_claims.ts";
+import { commitOrConflict } from "./commit_retry.ts";
 import { e2eeKeys } from "./schema.ts";
 
 /** Index entry of a stored one-time key: the upload that stored it. */

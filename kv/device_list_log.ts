@@ -9,6 +9,7 @@
  * `commitWithDeviceListChanges`, which checks each user's head so concurrent updates of one
  * user serialise and the chain never forks.
  */
+import { commitOrConflict, contentionBackoff } from "./commit_retry.ts";
 import { e2eeKeys } from "./schema.ts";
 import { getManyChunked } from "./get_many.ts";
 import { listChanges } from "./versioned_records.ts";
@@ -131,32 +132,16 @@ export async function commitWithDeviceListChanges<T>(
   for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
     // A failed check means another writer got in first; after a few, spread the retries out
     // so the same writers do not keep colliding.
-    if (attempt >= 2) await backoff(attempt);
+    if (attempt >= 2) await contentionBackoff(attempt);
     const op = kv.atomic();
     const changes = new DeviceListChanges();
     const result = await build(op, changes);
     if (result === null) return null;
     const updates = await changes.stage(kv, op);
-    let committed: Deno.KvCommitResult | Deno.KvCommitError;
-    try {
-      committed = await op.commit();
-    } catch (error) {
-      if (isBusy(error)) continue;
-      throw error;
-    }
+    const committed = await commitOrConflict(op);
     if (committed.ok) return { versionstamp: committed.versionstamp, result, updates };
   }
   throw new Error("Too much contention committing a device-list change");
-}
-
-/** SQLite's busy error when two connections (processes) write one local database. */
-function isBusy(error: unknown): boolean {
-  return error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
-}
-
-function backoff(attempt: number): Promise<void> {
-  const ms = Math.random() * Math.min(50, 2 ** (attempt - 2));
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** Users whose device lists changed in commits after `since` (all when absent) up to `upTo`. */

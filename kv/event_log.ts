@@ -8,6 +8,7 @@
  * memory (a stale one only costs a failed check, a re-read and a replan), and which events are
  * stored already, and where the prev events sit, is looked up for the whole batch at once.
  */
+import { contentionBackoff, isDatabaseBusy } from "./commit_retry.ts";
 import { MatrixError, tooLarge } from "../domain/errors.ts";
 import { KeyedDrainQueue, type Queued } from "../domain/keyed_drain_queue.ts";
 import type { AppendRequest, AppendResult } from "../domain/ports/event_store.ts";
@@ -60,7 +61,7 @@ export class EventLog {
     // Take uncached events as new until a commit fails; then read, to tell why it failed.
     let optimistic = true;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-      if (attempt >= 3) await backoff(attempt);
+      if (attempt >= 3) await contentionBackoff(attempt);
       const [committed, lookups] = await Promise.all([
         this.#heads.get(roomId) ?? this.#readHead(roomId),
         lookupBatch(this.ctx, pending.slice(0, maxRequests).map((p) => p.item), optimistic),
@@ -83,9 +84,9 @@ export class EventLog {
         // Whether anything landed is unknown here; the next attempt re-reads the head.
         this.#heads.delete(roomId);
         // Another connection holding the SQLite write lock: wait and replan.
-        if (isTransient(error)) {
+        if (isDatabaseBusy(error)) {
           if (rejected > 0) return rejected;
-          await backoff(attempt + 3);
+          await contentionBackoff(attempt + 3);
           continue;
         }
         // KV refused the commit outright: our size estimate was off or an extra mutation is bad.
@@ -191,14 +192,4 @@ async function planBatch(
     included++;
   }
   return { planner, included, rejected };
-}
-
-/** SQLite's busy error when two connections (processes) write one local database. */
-function isTransient(error: unknown): boolean {
-  return error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
-}
-
-function backoff(attempt: number): Promise<void> {
-  const ms = Math.random() * Math.min(50, 2 ** (attempt - 2));
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

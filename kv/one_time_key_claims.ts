@@ -8,6 +8,7 @@
  * queued and whatever is waiting is served by one commit that deletes that many keys, so
  * concurrent claims cost one disk sync between them instead of a chain of failed checks.
  */
+import { commitOrConflict, contentionBackoff } from "./commit_retry.ts";
 import type { JsonValue } from "../domain/json.ts";
 import type { ClaimedKey } from "../domain/ports/device_key_store.ts";
 import { KeyedDrainQueue, type Queued } from "../domain/keyed_drain_queue.ts";
@@ -94,7 +95,7 @@ export class OneTimeKeyClaims {
   async #claimOne(target: ClaimTarget): Promise<ClaimedKey | null> {
     for (let round = 0; round < MAX_ROUNDS; round++) {
       // Rivals that keep colliding (other processes) spread out after the first rounds.
-      if (round >= 2) await backoff(round);
+      if (round >= 2) await contentionBackoff(round);
       const entries = await this.#listQueue(target, LIST_BATCH);
       for (const entry of entries) {
         const op = this.kv.atomic();
@@ -149,30 +150,6 @@ function claimsPerCommit(target: ClaimTarget): number {
       estimateKeyBytes(e2eeKeys.oneTimeKeyQueue(userId, deviceId, algorithm, 0, longestKeyId)) +
     estimateKeyBytes(e2eeKeys.oneTimeKey(userId, deviceId, algorithm, longestKeyId));
   return Math.max(1, Math.min(MAX_CLAIMS_PER_COMMIT, Math.floor(KV_LIMITS.keyBytes / perClaim)));
-}
-
-/**
- * Commit `op`. SQLite's "database is locked" (another connection to the same local file wrote
- * since this commit's reads; nothing of it was written) counts as a failed check: the caller
- * reads again, as after any lost race.
- */
-export async function commitOrConflict(
-  op: Deno.AtomicOperation,
-): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
-  try {
-    return await op.commit();
-  } catch (error) {
-    if (error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message)) {
-      return { ok: false };
-    }
-    throw error;
-  }
-}
-
-/** A random pause growing with `round`, up to 50 ms. */
-function backoff(round: number): Promise<void> {
-  const ms = Math.random() * Math.min(50, 2 ** (round - 2));
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
 /** The key ID of a claim queue key (its last part). */

@@ -1,0 +1,30 @@
+/**
+ * What every optimistic KV writer shares: telling a lost race from a real failure, and spreading
+ * retries out so the same writers do not keep colliding.
+ */
+
+/**
+ * SQLite's busy error: two connections (processes) wrote one local database file. Nothing of
+ * the failed commit was written, so it is a lost race like a failed check.
+ */
+export function isDatabaseBusy(error: unknown): boolean {
+  return error instanceof Error && /database is locked|SQLITE_BUSY/i.test(error.message);
+}
+
+/** Commit `op`, reporting a busy database as a failed check (the caller reads again). */
+export async function commitOrConflict(
+  op: Deno.AtomicOperation,
+): Promise<Deno.KvCommitResult | Deno.KvCommitError> {
+  try {
+    return await op.commit();
+  } catch (error) {
+    if (isDatabaseBusy(error)) return { ok: false };
+    throw error;
+  }
+}
+
+/** A random pause growing with `attempt`, up to 50 ms. */
+export function contentionBackoff(attempt: number): Promise<void> {
+  const ms = Math.random() * Math.min(50, 2 ** (attempt - 2));
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
