@@ -137,6 +137,7 @@ export class SyncService {
       ...this.deps.streams.map((stream) => stream.fill(request, response)),
     ]);
     await unread.apply(response, params.filter);
+    dropLeftUsersStillChanged(response);
     return response;
   }
 }
@@ -159,4 +160,15 @@ export class SyncService {
 export function wokenUpTo(woken: string | undefined, previous: string): string | undefined {
   if (woken === undefined) return undefined;
   return woken > previous ? woken : previous;
+}
+
+/**
+ * Several streams add to `device_lists` (membership-driven changes, signature notices); a user
+ * listed as changed shares a room or was signed, so they must not also be reported as left.
+ */
+function dropLeftUsersStillChanged(response: SyncResponse): void {
+  const lists = response.device_lists;
+  if (lists.left.length === 0 || lists.changed.length === 0) return;
+  const changed = new Set(lists.changed);
+  lists.left = lists.left.filter((userId) => !changed.has(userId));
 }
