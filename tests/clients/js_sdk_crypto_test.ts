@@ -100,6 +100,34 @@ async function assertCannotDecrypt(
   );
 }
 
+/** `userId`'s master key ID as the server has it now (a fresh /keys/query by `reader`). */
+async function serverMasterKey(
+  reader: CryptoSession,
+  userId: string,
+): Promise<string | undefined> {
+  const res = await reader.client.downloadKeysForUsers([userId]);
+  return Object.values(res.master_keys?.[userId]?.keys ?? {})[0];
+}
+
+/**
+ * Wait until a device has read back the cross-signing identity it uploaded: its crypto's master
+ * key is the server's, and its own device counts as signed by its self-signing key. Both come
+ * by /keys/query after its sync reports device_lists.changed for its own user.
+ */
+async function waitForOwnIdentitySettled(side: CryptoSession): Promise<void> {
+  await waitUntil(
+    `${side.userId} ${side.deviceId} to read back its cross-signing identity`,
+    async () => {
+      const local = await side.crypto.getCrossSigningKeyId(CrossSigningKey.Master);
+      const own = await side.crypto.getDeviceVerificationStatus(side.userId, side.deviceId);
+      return local !== null && local === await serverMasterKey(side, side.userId) &&
+        own?.crossSigningVerified;
+    },
+    30_000,
+    200,
+  );
+}
+
 /**
  * Interactive SAS verification between two users' devices over an in-room (DM-style) request:
  * `initiator` asks, `responder` accepts, the initiator starts m.sas.v1, both see the same seven
@@ -309,26 +337,45 @@ Deno.test({
                 authUploadDeviceSigningKeys: passwordAuth(side),
               }),
           );
-          assert(await side.crypto.isCrossSigningReady(), `${side.userId} cross-signing not ready`);
+          await waitForOwnIdentitySettled(side);
           const status = await side.crypto.getCrossSigningStatus();
           assert(status.publicKeysOnDevice, `${side.userId} has no public cross-signing keys`);
-          assert(status.privateKeysCachedLocally.masterKey, `${side.userId} lost its master key`);
-          // The device signs itself with the new self-signing key; the crypto machine trusts
-          // that once /keys/query (after device_lists.changed for its own user) returns it.
-          await waitUntil(
-            `${side.deviceId} to be cross-signed by its owner`,
-            async () =>
-              (await side.crypto.getDeviceVerificationStatus(side.userId, side.deviceId))
-                ?.crossSigningVerified,
-            30_000,
-            200,
+          assert(
+            Object.values(status.privateKeysCachedLocally).every(Boolean),
+            `${side.userId} lost private cross-signing keys: ${JSON.stringify(status)}`,
           );
         }
-        // Each learns of the other's new identity through device_lists in sync.
+
+        // Replacing existing cross-signing keys must pass user-interactive auth: the SDK's first
+        // attempt without auth is refused with 401 and the password stage completes it. (Only
+        // once the first identity has settled: a /keys/query answer still carrying the old
+        // master key would make the crypto machine drop the new private keys.)
+        const firstMaster = await serverMasterKey(alice, alice.userId);
+        const attempts: string[] = [];
+        const auth = passwordAuth(alice);
+        await step("alice resets her cross-signing keys", () =>
+          alice.crypto.bootstrapCrossSigning({
+            setupNewCrossSigning: true,
+            authUploadDeviceSigningKeys: (makeRequest) =>
+              auth((authDict) => {
+                attempts.push(authDict && "type" in authDict ? authDict.type : "no auth");
+                return makeRequest(authDict);
+              }),
+          }));
+        assertEquals(attempts, ["no auth", "m.login.password"]);
+        await waitForOwnIdentitySettled(alice);
+        assert(firstMaster !== await serverMasterKey(alice, alice.userId), "master key unchanged");
+        assert(await alice.crypto.isCrossSigningReady(), "alice's cross-signing not ready");
+
+        // Each learns of the other's (latest) identity through device_lists in sync.
         for (const [me, other] of [[alice, bob], [bob, alice]]) {
           await waitUntil(
-            `${me.userId} to see ${other.userId}'s cross-signing keys`,
-            () => me.crypto.userHasCrossSigningKeys(other.userId),
+            `${me.userId} to hold ${other.userId}'s current master key`,
+            async () => {
+              const known = await me.crypto.getUserCrossSigningKeys(other.userId);
+              const id = Object.values(known?.master_key?.keys ?? {})[0];
+              return id !== undefined && id === await serverMasterKey(me, other.userId);
+            },
             30_000,
             200,
           );
