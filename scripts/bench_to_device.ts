@@ -7,17 +7,12 @@
  */
 import { assembleServer } from "../main.ts";
 import { loadConfig } from "../domain/config.ts";
+import { summarise } from "./bench_stats.ts";
 
 const RUNS = Number(Deno.args[0] ?? "7");
 /** `--memory`: a `:memory:` KV, to separate CPU cost from the disk sync of each commit. */
 const MEMORY = Deno.args.includes("--memory");
 const V3 = "/_matrix/client/v3";
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-}
 
 const dir = await Deno.makeTempDir({ prefix: "tessera-to-device-bench-" });
 const kv = await Deno.openKv(MEMORY ? ":memory:" : `${dir}/bench.kv`);
@@ -108,7 +103,7 @@ try {
   }
 
   const fmt = (xs: number[]) =>
-    `${median(xs).toFixed(1)} ms (runs: ${xs.map((x) => x.toFixed(1)).join(", ")})`;
+    `${summarise(xs).median.toFixed(1)} ms (runs: ${xs.map((x) => x.toFixed(1)).join(", ")})`;
   console.log(`sendToDevice, one user's 100 devices via "*": median ${fmt(star)}`);
   console.log(`sendToDevice, 100 users x 1 device:          median ${fmt(spread)}`);
   console.log(`sync delivery of 250 waiting messages (3 syncs): median ${fmt(deliver)}`);
