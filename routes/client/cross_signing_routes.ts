@@ -6,6 +6,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { invalidParam } from "../../domain/errors.ts";
+import { isValidDeviceId, isValidUserId } from "../../domain/identifiers.ts";
 import { passwordStage } from "../../domain/accounts/uia_stages.ts";
 import { boundedKeyQueryTimeout } from "../../domain/e2ee/key_query.ts";
 import type { AppDeps } from "../deps.ts";
@@ -30,8 +31,12 @@ const deviceSigningBody = z.object({
 
 const signaturesBody = z.record(z.string(), z.record(z.string(), z.unknown()));
 
+// IDs are checked here: a device ID over KV's key size would otherwise fail deep in the store.
+const queriedUserId = z.string().refine(isValidUserId, "must be a valid user ID");
+const queriedDeviceId = z.string().refine(isValidDeviceId, "must be a valid device ID");
+
 const queryBody = z.object({
-  device_keys: z.record(z.string(), z.array(z.string()).max(MAX_KEY_QUERY_DEVICES)),
+  device_keys: z.record(queriedUserId, z.array(queriedDeviceId).max(MAX_KEY_QUERY_DEVICES)),
   timeout: z.number().optional(),
 });
 

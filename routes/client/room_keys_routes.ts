@@ -6,7 +6,8 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { z } from "zod";
-import { badJson, missingParam } from "../../domain/errors.ts";
+import { badJson, invalidParam, missingParam } from "../../domain/errors.ts";
+import { MAX_NAME_BYTES } from "../../domain/e2ee/key_backup_service.ts";
 import { isJsonObject, type JsonObject } from "../../domain/json.ts";
 import type { BackedUpKey } from "../../domain/ports/key_backup_store.ts";
 import type { AppDeps } from "../deps.ts";
@@ -94,7 +95,7 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
   v3.put("/room_keys/keys/:roomId/:sessionId", session, async (c) => {
     const version = versionQuery(c);
     const roomId = roomIdParam(c);
-    const sessionId = pathParam(c, "sessionId");
+    const sessionId = sessionIdParam(c);
     const data = await readJsonBody(c, keyBackupData);
     return c.json(await backup.putKeys(me(c), version, [backedUpKey(roomId, sessionId, data)]));
   });
@@ -108,7 +109,7 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
   });
 
   v3.get("/room_keys/keys/:roomId/:sessionId", session, async (c) => {
-    const args = [versionQuery(c), roomIdParam(c), pathParam(c, "sessionId")] as const;
+    const args = [versionQuery(c), roomIdParam(c), sessionIdParam(c)] as const;
     return c.json(await backup.sessionKey(me(c), ...args));
   });
 
@@ -121,7 +122,7 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
   });
 
   v3.delete("/room_keys/keys/:roomId/:sessionId", session, async (c) => {
-    const args = [versionQuery(c), roomIdParam(c), pathParam(c, "sessionId")] as const;
+    const args = [versionQuery(c), roomIdParam(c), sessionIdParam(c)] as const;
     return c.json(await backup.deleteKeys(me(c), ...args));
   });
 
@@ -133,6 +134,18 @@ function versionQuery(c: Context): string {
   const version = c.req.query("version");
   if (version === undefined) throw missingParam("Missing query parameter 'version'");
   return version;
+}
+
+/**
+ * The `{sessionId}` path parameter: 1 to MAX_NAME_BYTES bytes, as uploads require, so a session
+ * ID that could never have been stored (or would not fit a KV key) is refused before any read.
+ */
+function sessionIdParam(c: Context): string {
+  const sessionId = pathParam(c, "sessionId");
+  if (new TextEncoder().encode(sessionId).byteLength > MAX_NAME_BYTES) {
+    throw invalidParam(`Session IDs must be 1 to ${MAX_NAME_BYTES} bytes`);
+  }
+  return sessionId;
 }
 
 /** The keys of one room's `sessions` map, each validated as KeyBackupData. */

@@ -203,7 +203,9 @@ Deno.test("odd but parseable bodies get a Matrix 4xx or a per-key failure, never
       ["/keys/query", { device_keys: { [a]: "all" } }, 400, "M_BAD_JSON"],
       ["/keys/query", { device_keys: { [a]: [] }, timeout: "soon" }, 400, "M_BAD_JSON"],
       ["/keys/query", {}, 400, "M_MISSING_PARAM"],
-      ["/keys/query", { device_keys: { "not a user": [], [a]: [] }, timeout: -5 }, 200],
+      ["/keys/query", { device_keys: { "not a user": [], [a]: [] } }, 400, "M_BAD_JSON"],
+      ["/keys/query", { device_keys: { [a]: ["x".repeat(5000)] } }, 400, "M_BAD_JSON"],
+      ["/keys/query", { device_keys: { [a]: [] }, timeout: -5 }, 200],
     ];
     for (const [path, body, status, errcode] of cases) {
       const res = await server.request("POST", V3 + path, { token, body });
