@@ -17,6 +17,7 @@ import { KvKeyBackupStore } from "./kv/key_backup_store.ts";
 import { ToDeviceService } from "./domain/e2ee/to_device_service.ts";
 import { ToDeviceStream } from "./domain/e2ee/to_device_stream.ts";
 import { KvToDeviceStore } from "./kv/to_device_store.ts";
+import { DehydratedDeviceService } from "./domain/e2ee/dehydrated_device_service.ts";
 import type { Hono } from "hono";
 import { type Config, ConfigError, configFromDenoEnv } from "./domain/config.ts";
 import { generateSigningSeed } from "./domain/signing.ts";
@@ -187,6 +188,11 @@ export async function assembleServer(
     deviceLists,
     keyBackup: new KeyBackupService(new KvKeyBackupStore(kv)),
     toDevice,
+    dehydratedDevices: new DehydratedDeviceService({
+      accounts,
+      deviceKeys,
+      inbox: toDeviceStore,
+    }),
     pushRules: push.pushRules,
     notifications: push.notifications,
     notificationCounts: push.countsWith(userData.receipts),

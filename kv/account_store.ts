@@ -1,13 +1,17 @@
 /**
  * Accounts, devices and token hashes on Deno KV. A device record names its current token
  * hashes, so replacing or revoking a device's tokens is one atomic commit guarded by the device
- * record's versionstamp.
+ * record's versionstamp. A user's dehydrated device (MSC3814) is a device record without tokens
+ * plus the user's `dehydratedDevice` entry; both are written and deleted in one commit.
  */
-import { accountKeys as keys } from "./schema.ts";
+import { accountKeys as keys, e2eeKeys } from "./schema.ts";
+import type { JsonObject } from "../domain/json.ts";
 import type {
   AccessTokenRecord,
   AccountRecord,
   AccountStore,
+  DehydratedDeviceCreation,
+  DehydratedDeviceRecord,
   DeviceRecord,
   IssuedTokens,
   LoginTokenRecord,
@@ -17,6 +21,12 @@ import type {
 
 /** Optimistic commits retry this often before giving up (contention on one device is rare). */
 const MAX_ATTEMPTS = 20;
+
+/** Stored dehydrated device: `device_data` as UTF-8 JSON, so its size is what was checked. */
+interface StoredDehydratedDevice {
+  deviceId: string;
+  deviceData: Uint8Array;
+}
 
 /** The AccountStore port over one KV database. */
 export class KvAccountStore implements AccountStore {
@@ -118,6 +128,14 @@ export class KvAccountStore implements AccountStore {
         if (!entry.value) break;
         const op = this.kv.atomic().check(entry).delete(key);
         this.deleteTokens(op, entry.value);
+        if (entry.value.dehydrated) {
+          // The user's dehydrated-device entry goes with the device it names, never dangling.
+          const pointer = await this.kv.get<StoredDehydratedDevice>(
+            e2eeKeys.dehydratedDevice(userId),
+          );
+          op.check(pointer);
+          if (pointer.value?.deviceId === deviceId) op.delete(pointer.key);
+        }
         if ((await op.commit()).ok) {
           if (entry.value.accessTokenHash) revoked.push(entry.value.accessTokenHash);
           break;
@@ -126,6 +144,45 @@ export class KvAccountStore implements AccountStore {
       }
     }
     return revoked;
+  }
+
+  /** See AccountStore.getDehydratedDevice. */
+  async getDehydratedDevice(userId: string): Promise<DehydratedDeviceRecord | null> {
+    const stored =
+      (await this.kv.get<StoredDehydratedDevice>(e2eeKeys.dehydratedDevice(userId))).value;
+    if (!stored) return null;
+    return {
+      deviceId: stored.deviceId,
+      deviceData: JSON.parse(new TextDecoder().decode(stored.deviceData)) as JsonObject,
+    };
+  }
+
+  /** See AccountStore.createDehydratedDevice: both keys are checked empty in the commit. */
+  async createDehydratedDevice(
+    device: DeviceRecord,
+    deviceData: JsonObject,
+  ): Promise<DehydratedDeviceCreation> {
+    const deviceKey = keys.device(device.userId, device.deviceId);
+    const pointerKey = e2eeKeys.dehydratedDevice(device.userId);
+    const record: DeviceRecord = { ...device, dehydrated: true };
+    delete record.accessTokenHash;
+    delete record.refreshTokenHash;
+    const stored: StoredDehydratedDevice = {
+      deviceId: device.deviceId,
+      deviceData: new TextEncoder().encode(JSON.stringify(deviceData)),
+    };
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const [existing, pointer] = await this.kv.getMany([deviceKey, pointerKey]);
+      if (existing.value !== null) return "device_exists";
+      if (pointer.value !== null) return "occupied";
+      const { ok } = await this.kv.atomic()
+        .check(existing, pointer)
+        .set(deviceKey, record)
+        .set(pointerKey, stored)
+        .commit();
+      if (ok) return "created";
+    }
+    throw new Error(`createDehydratedDevice: too much contention for ${device.userId}`);
   }
 
   /** Look up an access token hash. */

@@ -500,6 +500,12 @@ export const e2eeKeys = {
     deviceId,
   ],
   /**
+   * userId -> {deviceId, deviceData}: the user's dehydrated device (MSC3814; one per user) and
+   * its `device_data` as UTF-8 JSON bytes. Written in the commit that creates the device record
+   * and deleted in the one that deletes it (kv/account_store.ts).
+   */
+  dehydratedDevice: (userId: string): Deno.KvKey => ["userid_dehydrateddevice", userId],
+  /**
    * userId -> {last, current}: the highest backup version ever created (numbers are never
    * reused) and the current one; every create and delete rewrites it, so key uploads that
    * check it cannot land in a version that stopped being current.

@@ -18,6 +18,7 @@
 import type {
   ToDeviceDelivery,
   ToDeviceEvent,
+  ToDeviceInboxPage,
   ToDeviceStore,
   ToDeviceSyncRequest,
   ToDeviceTransaction,
@@ -156,6 +157,38 @@ export class KvToDeviceStore implements ToDeviceStore {
     throw new Error(
       `to-device: too much contention syncing ${request.userId} ${request.deviceId}`,
     );
+  }
+
+  /**
+   * See ToDeviceStore.readInbox. One list call (a single batch, so one consistent read): a
+   * message committed later has a higher versionstamp than anything this read saw, so it sorts
+   * after the page and the next page finds it.
+   */
+  async readInbox(
+    userId: string,
+    deviceId: string,
+    after: string | null,
+    limit: number,
+  ): Promise<ToDeviceInboxPage> {
+    const prefix = e2eeKeys.toDeviceInboxPrefix(userId, deviceId);
+    // From `after` itself (start is inclusive), one more to skip it and one more to see if
+    // the page is the last.
+    const selector = after === null ? { prefix } : { prefix, start: [...prefix, after] };
+    const want = limit + 2;
+    const page: ToDeviceInboxPage = { events: [], last: null, more: false };
+    for await (
+      const entry of this.kv.list<Uint8Array>(selector, { limit: want, batchSize: want })
+    ) {
+      const stamp = entry.key[entry.key.length - 1] as string;
+      if (after !== null && stamp <= after) continue;
+      if (page.events.length === limit) {
+        page.more = true;
+        break;
+      }
+      page.events.push(decodeEvent(entry.value));
+      page.last = stamp;
+    }
+    return page;
   }
 
   /** See ToDeviceStore.removeDevice. */

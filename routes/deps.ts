@@ -28,6 +28,7 @@ import type { DeviceKeyService } from "../domain/e2ee/device_key_service.ts";
 import type { DeviceListService } from "../domain/e2ee/device_list_service.ts";
 import type { KeyBackupService } from "../domain/e2ee/key_backup_service.ts";
 import type { ToDeviceService } from "../domain/e2ee/to_device_service.ts";
+import type { DehydratedDeviceService } from "../domain/e2ee/dehydrated_device_service.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -100,4 +101,6 @@ export interface AppDeps {
   keyBackup: KeyBackupService;
   /** Send-to-device messaging: `send` for /sendToDevice (sync reads the inboxes itself). */
   toDevice: ToDeviceService;
+  /** Dehydrated devices (MSC3814): the user's one tokenless device and its inbox. */
+  dehydratedDevices: DehydratedDeviceService;
 }

@@ -6,10 +6,13 @@
 import { checkRegistrationLocalpart, parseDeviceId, parseUserId } from "../identifiers.ts";
 import { forbidden, MatrixError } from "../errors.ts";
 import type { Session, SessionResolver } from "../session.ts";
+import type { JsonObject } from "../json.ts";
 import type {
   AccessTokenRecord,
   AccountRecord,
   AccountStore,
+  DehydratedDeviceCreation,
+  DehydratedDeviceRecord,
   DeviceRecord,
   IssuedTokens,
 } from "../ports/account_store.ts";
@@ -257,6 +260,26 @@ export class AccountService implements SessionResolver {
     return this.store.getDevice(userId, deviceId);
   }
 
+  /** The user's dehydrated device (MSC3814), or null. */
+  dehydratedDevice(userId: string): Promise<DehydratedDeviceRecord | null> {
+    return this.store.getDehydratedDevice(userId);
+  }
+
+  /**
+   * Create the user's dehydrated device: a device record without tokens that no login can take
+   * over, holding the client's `deviceData`. See AccountStore.createDehydratedDevice for the
+   * outcomes; the caller deletes a previous dehydrated device first.
+   */
+  createDehydratedDevice(
+    userId: string,
+    deviceId: string,
+    displayName: string | undefined,
+    deviceData: JsonObject,
+  ): Promise<DehydratedDeviceCreation> {
+    const device = this.deviceRecord(userId, checkDeviceId(deviceId), displayName);
+    return this.store.createDehydratedDevice(device, deviceData);
+  }
+
   /** Rename a device; false when there is no such device. */
   renameDevice(userId: string, deviceId: string, displayName: string): Promise<boolean> {
     return this.store.updateDevice(userId, deviceId, (d) => ({ ...d, displayName }));
@@ -296,6 +319,15 @@ export class AccountService implements SessionResolver {
     const { tokens, issued } = this.tokensFor(userId, deviceId, options.refreshToken);
     let evicted: string | undefined;
     await this.store.issueTokens(userId, deviceId, (current) => {
+      // A dehydrated device is only ever read by the device that rehydrates it; logging in
+      // as it would hand its inbox and keys to a session (checked inside the commit loop).
+      if (current?.dehydrated) {
+        throw new MatrixError(
+          "M_INVALID_PARAM",
+          400,
+          "That device ID belongs to the user's dehydrated device",
+        );
+      }
       // Logging in again with a known device ID replaces that device's tokens (spec).
       evicted = current?.accessTokenHash;
       return current

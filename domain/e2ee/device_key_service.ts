@@ -75,7 +75,23 @@ export class DeviceKeyService {
     deviceId: string,
     request: KeyUploadRequest,
   ): Promise<KeyUploadResponse> {
-    const { store } = this.deps;
+    return await this.storeUpload(
+      userId,
+      deviceId,
+      await this.checkUpload(userId, deviceId, request),
+    );
+  }
+
+  /**
+   * Every check of an upload that needs no stored state (shapes, sizes, the self-signature),
+   * writing nothing; `storeUpload` stores the result. Lets a caller that creates the device
+   * first (a dehydrated device) refuse bad keys before it writes anything.
+   */
+  async checkUpload(
+    userId: string,
+    deviceId: string,
+    request: KeyUploadRequest,
+  ): Promise<KeyUpload> {
     const upload: KeyUpload = {
       oneTimeKeys: request.one_time_keys === undefined
         ? []
@@ -86,6 +102,19 @@ export class DeviceKeyService {
       const deviceKeys = await checkDeviceKeys(request.device_keys, userId, deviceId);
       upload.deviceKeys = mergeDeviceKeys(deviceKeys);
     }
+    return upload;
+  }
+
+  /**
+   * Store an upload `checkUpload` accepted for the same device, with the checks against what is
+   * stored (one-time key cap and conflicts, replaced identity keys); returns the counts.
+   */
+  async storeUpload(
+    userId: string,
+    deviceId: string,
+    upload: KeyUpload,
+  ): Promise<KeyUploadResponse> {
+    const { store } = this.deps;
     if (upload.oneTimeKeys.length > 0) {
       const held = Object.values(await store.oneTimeKeyCounts(userId, deviceId))
         .reduce((sum, n) => sum + n, 0);

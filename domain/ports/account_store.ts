@@ -2,6 +2,7 @@
  * Storage port for accounts, devices, token hashes, user-interactive auth sessions and login
  * tokens. Tokens are stored only by their SHA-256 hash (see domain/accounts/tokens.ts).
  */
+import type { JsonObject } from "../json.ts";
 
 /** A local account. */
 export interface AccountRecord {
@@ -22,7 +23,25 @@ export interface DeviceRecord {
   lastSeenIp?: string;
   accessTokenHash?: string;
   refreshTokenHash?: string;
+  /**
+   * Set on a user's dehydrated device (MSC3814): created without tokens by the device that
+   * uploaded it, and never logged into; a client rehydrates it by reading its data and inbox.
+   */
+  dehydrated?: boolean;
 }
+
+/** A user's dehydrated device (MSC3814): its ID and the client's opaque rehydration data. */
+export interface DehydratedDeviceRecord {
+  deviceId: string;
+  /** `device_data` as uploaded: an object with at least a string `algorithm`. */
+  deviceData: JsonObject;
+}
+
+/**
+ * What creating a dehydrated device did: `created`; `device_exists` when some device already
+ * has that ID; `occupied` when the user already has a dehydrated device (delete it first).
+ */
+export type DehydratedDeviceCreation = "created" | "device_exists" | "occupied";
 
 /** What an access token hash points to. */
 export interface AccessTokenRecord {
@@ -95,8 +114,22 @@ export interface AccountStore {
     deviceId: string,
     update: (current: DeviceRecord) => DeviceRecord,
   ): Promise<boolean>;
-  /** Delete devices and their tokens; returns the token hashes that were revoked. */
+  /**
+   * Delete devices and their tokens; returns the token hashes that were revoked. A deleted
+   * device that is the user's dehydrated device stops being it in the same commit.
+   */
   deleteDevices(userId: string, deviceIds: string[]): Promise<string[]>;
+
+  /** The user's dehydrated device (MSC3814; at most one per user), or null. */
+  getDehydratedDevice(userId: string): Promise<DehydratedDeviceRecord | null>;
+  /**
+   * Create `device` (no tokens, marked `dehydrated`) and make it the user's dehydrated device
+   * with `deviceData`, in one commit; nothing is written unless the outcome is `created`.
+   */
+  createDehydratedDevice(
+    device: DeviceRecord,
+    deviceData: JsonObject,
+  ): Promise<DehydratedDeviceCreation>;
 
   getAccessToken(hash: string): Promise<AccessTokenRecord | null>;
   getRefreshToken(hash: string): Promise<RefreshTokenRecord | null>;

@@ -60,6 +60,16 @@ export function compareRecipients(
   return 0;
 }
 
+/** One page of a device's inbox, read without acknowledging anything. */
+export interface ToDeviceInboxPage {
+  /** Oldest first. */
+  events: ToDeviceEvent[];
+  /** Inbox position of the last event returned (pass it as `after` for the next page), or null. */
+  last: string | null;
+  /** Whether the inbox holds messages after this page. */
+  more: boolean;
+}
+
 /** Storage of to-device inboxes, deliveries and transaction IDs. */
 export interface ToDeviceStore {
   /** The transaction's progress; null when it was never seen. */
@@ -83,6 +93,18 @@ export interface ToDeviceStore {
    * any other `since` (a retried request) deletes nothing, so they are handed out again.
    */
   takeForSync(request: ToDeviceSyncRequest): Promise<ToDeviceEvent[]>;
+  /**
+   * Read at most `limit` messages of a device's inbox after position `after` (from its start when
+   * null), deleting nothing: a dehydrated device's inbox (MSC3814) is paged through by the
+   * device that rehydrates it, and must survive a rehydration that is cut short. Positions are
+   * 20-digit lowercase hex (commit versionstamps) and grow with every message.
+   */
+  readInbox(
+    userId: string,
+    deviceId: string,
+    after: string | null,
+    limit: number,
+  ): Promise<ToDeviceInboxPage>;
   /**
    * Forget a removed device: its inbox, its delivery record and the transaction IDs it sent
    * under. Idempotent; chunked when the inbox is larger than one commit.

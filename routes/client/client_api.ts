@@ -28,11 +28,14 @@ import { keysUploadArea } from "./keys_upload_routes.ts";
 import { keyChangesArea } from "./key_changes_routes.ts";
 import { roomKeysArea } from "./room_keys_routes.ts";
 import { toDeviceArea } from "./to_device_routes.ts";
+import { dehydratedDeviceArea } from "./dehydrated_device_routes.ts";
 
 /** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
 export interface ClientArea {
   v3?: Hono;
   v1?: Hono;
+  /** Unstable MSC endpoints, mounted under `/_matrix/client/unstable` (paths name the MSC). */
+  unstable?: Hono;
 }
 
 /** Every area, in the order their routes are tried. Areas add themselves here. */
@@ -60,6 +63,7 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     keyChangesArea(deps),
     roomKeysArea(deps),
     toDeviceArea(deps),
+    dehydratedDeviceArea(deps),
   ];
 }
 
@@ -72,6 +76,7 @@ export function clientApi(deps: AppDeps): Hono {
       app.route("/_matrix/client/r0", area.v3);
     }
     if (area.v1) app.route("/_matrix/client/v1", area.v1);
+    if (area.unstable) app.route("/_matrix/client/unstable", area.unstable);
   }
   return app;
 }

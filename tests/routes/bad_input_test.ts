@@ -12,8 +12,9 @@ import { MAX_TO_DEVICE_BODY_BYTES } from "../../routes/client/to_device_routes.t
 const V3 = "/_matrix/client/v3";
 
 /**
- * Every JSON-body endpoint, with {user}, {room}, {event} and {alias} placeholders, and its body
- * limit where it is not the default (the oversize body is then made larger than that).
+ * Every JSON-body endpoint (below v3 unless the path starts with /_matrix/), with {user}, {room},
+ * {event}, {alias} and {device} placeholders, and its body limit where it is not the default
+ * (the oversize body is then made larger than that).
  */
 const JSON_ENDPOINTS: [method: string, path: string, maxBodyBytes?: number][] = [
   ["POST", "/register"],
@@ -64,6 +65,8 @@ const JSON_ENDPOINTS: [method: string, path: string, maxBodyBytes?: number][] = 
   ["PUT", "/room_keys/keys?version=1", MAX_ROOM_KEYS_BODY_BYTES],
   ["PUT", "/room_keys/keys/{room}?version=1", MAX_ROOM_KEYS_BODY_BYTES],
   ["PUT", "/room_keys/keys/{room}/session1?version=1"],
+  ["PUT", "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device"],
+  ["POST", "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device/{device}/events"],
 ];
 
 async function countEntries(kv: Deno.Kv): Promise<number> {
@@ -85,8 +88,9 @@ async function setup() {
     `${V3}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/setup`,
     { token: alice.accessToken, body: { msgtype: "m.text", body: "hi" } },
   );
+  // Paths under /_matrix/ (unstable endpoints) are taken as they are, others are below v3.
   const fill = (path: string, ids: { room: string; user: string; event: string }) =>
-    V3 + path
+    (path.startsWith("/_matrix/") ? "" : V3) + path
       .replace("{user}", encodeURIComponent(ids.user))
       .replace("{room}", encodeURIComponent(ids.room))
       .replace("{event}", encodeURIComponent(ids.event))
