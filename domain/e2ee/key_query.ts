@@ -7,6 +7,7 @@
  * users' verifications of someone are private); user-signing keys go only to their owner. Only
  * signatures by a signer's current key are shown, so replaced keys leave nothing stale behind.
  */
+import { mapLimited } from "../concurrency.ts";
 import { parseUserId } from "../identifiers.ts";
 import type { JsonObject } from "../json.ts";
 import type { DeviceKeyReader } from "../ports/device_key_store.ts";
@@ -203,22 +204,4 @@ async function addRemoteServer(
       message: error instanceof Error ? error.message : String(error),
     };
   }
-}
-
-/** `fn` over `items`, at most `limit` at a time; results in the order of `items`. */
-async function mapLimited<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }

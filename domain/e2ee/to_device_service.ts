@@ -8,6 +8,7 @@
  * outbox, written in the same commits as the local inboxes under the same transaction record,
  * i.e. one more consumer of the recipients this service resolves.
  */
+import { mapLimited } from "../concurrency.ts";
 import { invalidParam, tooLarge } from "../errors.ts";
 import { parseDeviceId, parseUserId } from "../identifiers.ts";
 import type { JsonObject } from "../json.ts";
@@ -21,6 +22,11 @@ import {
 export const MAX_TO_DEVICE_EVENT_BYTES = 65_000;
 /** The device ID that means every device of the user. */
 export const ALL_DEVICES = "*";
+/**
+ * Device look-ups in flight at once: a 4 MiB body can name over 100,000 users, which must not
+ * become as many concurrent storage reads.
+ */
+const DEVICE_LOOKUPS_IN_FLIGHT = 32;
 
 /** The body of one `/sendToDevice` request, after the edge checked its JSON shape. */
 export interface SendToDeviceRequest {
@@ -111,7 +117,11 @@ export class ToDeviceService {
    */
   async #resolve(local: Map<string, Map<string, Uint8Array>>): Promise<ToDeviceDelivery[]> {
     const users = [...local.keys()];
-    const devices = await Promise.all(users.map((userId) => this.deps.devices.listDevices(userId)));
+    const devices = await mapLimited(
+      users,
+      DEVICE_LOOKUPS_IN_FLIGHT,
+      (userId) => this.deps.devices.listDevices(userId),
+    );
     const deliveries: ToDeviceDelivery[] = [];
     users.forEach((userId, i) => {
       const byDevice = local.get(userId)!;
@@ -136,11 +146,11 @@ export class ToDeviceService {
       if (!set) byUser.set(d.userId, set = new Set());
       set.add(d.deviceId);
     }
-    await Promise.all([...byUser].map(async ([userId, sent]) => {
+    await mapLimited([...byUser], DEVICE_LOOKUPS_IN_FLIGHT, async ([userId, sent]) => {
       const now = new Set((await this.deps.devices.listDevices(userId)).map((d) => d.deviceId));
       for (const deviceId of sent) {
         if (!now.has(deviceId)) await this.deps.store.removeDevice(userId, deviceId);
       }
-    }));
+    });
   }
 }

@@ -200,3 +200,30 @@ Deno.test("the sync stream asks for its cap and adds {type, sender, content} in 
   }]);
   assertEquals(response.to_device.events, stored as unknown as JsonObject[]);
 });
+
+Deno.test("a request naming thousands of users looks their devices up a few at a time", async () => {
+  const users = Array.from({ length: 2000 }, (_, i) => `@u${i}:example.org`);
+  const t = await setup(Object.fromEntries(users.map((u) => [u, ["D"]])));
+  let inFlight = 0;
+  let peak = 0;
+  const listDevices = t.directory.listDevices.bind(t.directory);
+  t.directory.listDevices = async (userId: string) => {
+    peak = Math.max(peak, ++inFlight);
+    // Yield so that unbounded callers would all be in flight together.
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    try {
+      return await listDevices(userId);
+    } finally {
+      inFlight--;
+    }
+  };
+  try {
+    await t.service.send(request("many", Object.fromEntries(users.map((u) => [u, { "*": {} }]))));
+    // Every user was resolved (and checked again after the commit), all delivered.
+    assertEquals(t.listings.length, 2 * users.length);
+    assertEquals((await t.inbox(users[1999], "D")).length, 1);
+    assert(peak <= 32, `at most 32 look-ups at once, saw ${peak}`);
+  } finally {
+    t.kv.close();
+  }
+});

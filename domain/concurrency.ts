@@ -1,0 +1,22 @@
+/**
+ * Bounded concurrency for fan-out reads: a request naming thousands of users must not start
+ * thousands of storage reads at once.
+ */
+
+/** `fn` over `items`, at most `limit` calls in flight; results in the order of `items`. */
+export async function mapLimited<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), items.length) }, worker));
+  return out;
+}
