@@ -11,6 +11,7 @@
  * - Fallback keys: one record per algorithm with its `used` flag.
  */
 import { canonicalJson } from "../domain/canonical_json.ts";
+import { mapLimited } from "../domain/concurrency.ts";
 import type { JsonObject, JsonValue } from "../domain/json.ts";
 import type {
   ClaimedKey,
@@ -58,6 +59,9 @@ const DEVICE_LIST_RESERVE: CommitSize = {
 /** Devices whose keys one removal commit deletes at most (each costs a check). */
 const DEVICES_PER_REMOVAL = 32;
 
+/** Users whose device keys are read at once (a /keys/query may name thousands). */
+const USERS_READ_IN_FLIGHT = 16;
+
 /** One-time keys split into new ones and IDs stored with other content. */
 interface OneTimeKeyPlan {
   fresh: UploadedKey[];
@@ -75,7 +79,7 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
 
   async deviceKeys(query: ReadonlyMap<string, readonly string[]>): Promise<DeviceKeysByUser> {
     const out: DeviceKeysByUser = new Map();
-    await Promise.all([...query].map(async ([userId, deviceIds]) => {
+    await mapLimited([...query], USERS_READ_IN_FLIGHT, async ([userId, deviceIds]) => {
       const devices = new Map<string, JsonObject>();
       out.set(userId, devices);
       if (deviceIds.length === 0) {
@@ -93,7 +97,7 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
       entries.forEach((entry, i) => {
         if (entry.value !== null) devices.set(unique[i], decodeJson(entry.value));
       });
-    }));
+    });
     return out;
   }
 

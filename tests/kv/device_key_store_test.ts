@@ -214,3 +214,59 @@ Deno.test("removing more devices than one commit can check takes one update per 
     kv.close();
   }
 });
+
+Deno.test("reading thousands of users' device keys keeps a bounded number of reads in flight", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const users = Array.from({ length: 1000 }, (_, i) => `@u${i}:example.org`);
+    const writer = new KvDeviceKeyStore(kv);
+    for (const userId of users.slice(0, 3)) {
+      const keys = await (await newTestDevice(userId, "DEV")).deviceKeys();
+      await writer.upload(userId, "DEV", {
+        deviceKeys: () => keys,
+        oneTimeKeys: [],
+        fallbackKeys: [],
+      });
+    }
+    let inFlight = 0;
+    let peak = 0;
+    const track = <T>(work: () => Promise<T>) => {
+      peak = Math.max(peak, ++inFlight);
+      return work().finally(() => inFlight--);
+    };
+    // A KV whose reads count how many are running at once.
+    const counting = new Proxy(kv, {
+      get(target, name) {
+        if (name === "getMany") {
+          return (keys: Deno.KvKey[]) => track(() => target.getMany(keys));
+        }
+        if (name === "list") {
+          return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
+            const entries = target.list(selector, options);
+            return (async function* () {
+              peak = Math.max(peak, ++inFlight);
+              try {
+                yield* entries;
+              } finally {
+                inFlight--;
+              }
+            })();
+          };
+        }
+        const value = Reflect.get(target, name, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const reader = new KvDeviceKeyStore(counting);
+    const all = await reader.deviceKeys(new Map(users.map((u) => [u, []])));
+    const named = await reader.deviceKeys(new Map(users.map((u) => [u, ["DEV"]])));
+    for (const result of [all, named]) {
+      assertEquals(result.size, users.length);
+      assertEquals([...result.get(users[2])!.keys()], ["DEV"]);
+      assertEquals(result.get(users[3])!.size, 0);
+    }
+    assert(peak <= 32, `at most 32 reads at once, saw ${peak}`);
+  } finally {
+    kv.close();
+  }
+});
