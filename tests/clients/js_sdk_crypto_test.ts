@@ -2,9 +2,9 @@
  * matrix-js-sdk with its Rust crypto against the real server process (issue 4): two users in an
  * encrypted room exchange and decrypt messages, a second device added later decrypts new
  * messages, both users bootstrap cross-signing and verify each other by interactive SAS, and a
- * fresh device restores old keys from the server-side key backup through secret storage. Also:
- * the server answers the MSC3814 dehydrated-device endpoint with 404 M_UNRECOGNIZED, which the
- * SDK reads as "not supported".
+ * fresh device restores old keys from the server-side key backup through secret storage, and a
+ * dehydrated device (MSC3814) is the only device of alice's that receives bob's next room key,
+ * which a fresh device of alice then gets by rehydrating it with the key from secret storage.
  *
  * One server and one story: each step builds on the previous one, so a failed step stops the
  * story and the test fails naming the steps that did not run.
@@ -210,8 +210,38 @@ async function backedUpSessions(
   return Object.keys(res.rooms?.[roomId]?.sessions ?? {});
 }
 
+/** A raw request to the MSC3814 endpoints as `session`'s device: status and parsed body. */
+async function msc3814(
+  session: CryptoSession,
+  method: string,
+  path: string,
+  // deno-lint-ignore no-explicit-any
+): Promise<{ status: number; body: any }> {
+  const res = await fetch(
+    `${session.client.baseUrl}/_matrix/client/unstable/org.matrix.msc3814.v1${path}`,
+    { method, headers: { authorization: `Bearer ${session.client.getAccessToken()}` } },
+  );
+  return { status: res.status, body: await res.json() };
+}
+
+/** The dehydration events a client emits, in order, e.g. `completed` or `error: <message>`. */
+function recordDehydrationEvents(session: CryptoSession): string[] {
+  const seen: string[] = [];
+  const { client } = session;
+  client.on(CryptoEvent.DehydratedDeviceUploaded, () => seen.push("uploaded"));
+  client.on(CryptoEvent.RehydrationStarted, () => seen.push("started"));
+  client.on(
+    CryptoEvent.RehydrationProgress,
+    (roomKeys, toDevice) => seen.push(`progress ${roomKeys} room keys of ${toDevice} events`),
+  );
+  client.on(CryptoEvent.RehydrationCompleted, () => seen.push("completed"));
+  client.on(CryptoEvent.RehydrationError, (message) => seen.push(`error: ${message}`));
+  return seen;
+}
+
 Deno.test({
-  name: "js-sdk Rust crypto: encrypted room, second device, cross-signing + SAS, key backup",
+  name:
+    "js-sdk Rust crypto: encrypted room, second device, cross-signing + SAS, key backup, dehydrated device",
   // The SDK leaves timers behind after stopClient (about 170 in this test: verification and
   // request timeouts, backup-loop sleeps, the crypto machine's tasks), which Deno's sanitizers
   // count as leaks; the server and the clients are stopped explicitly below.
@@ -241,6 +271,7 @@ Deno.test({
     let alice!: CryptoSession;
     let bob!: CryptoSession;
     let bob2!: CryptoSession;
+    let alice2!: CryptoSession;
     let roomId!: string;
     const sent: Sent[] = [];
     const send = async (from: CryptoSession, body: string) => {
@@ -263,16 +294,14 @@ Deno.test({
       assert(/^Rust SDK/.test(alice.crypto.getVersion()), alice.crypto.getVersion());
     }]);
 
-    steps.push(["dehydrated devices (MSC3814) answer 404 M_UNRECOGNIZED: unsupported", async () => {
-      const res = await fetch(
-        `${server.baseUrl}/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device`,
-        { headers: { authorization: `Bearer ${alice.client.getAccessToken()}` } },
-      );
-      assertEquals(res.status, 404);
-      assertEquals((await res.json()).errcode, "M_UNRECOGNIZED");
-      assertEquals(await alice.crypto.isDehydrationSupported(), false);
-      // The client keeps working: the following steps use this same client.
-    }]);
+    steps.push([
+      "dehydrated devices (MSC3814): 404 M_NOT_FOUND before any, so supported",
+      async () => {
+        const res = await msc3814(alice, "GET", "/dehydrated_device");
+        assertEquals([res.status, res.body.errcode], [404, "M_NOT_FOUND"]);
+        assertEquals(await alice.crypto.isDehydrationSupported(), true);
+      },
+    ]);
 
     steps.push(["1. alice creates an encrypted room and bob joins it", async () => {
       roomId = await createEncryptedRoom(alice, [bob.userId], "Secrets");
@@ -454,7 +483,7 @@ Deno.test({
       );
 
       // A fresh device of alice: no room keys from anyone, so the old messages stay locked...
-      const alice2 = await open("alice", "alice's restored device");
+      alice2 = await open("alice", "alice's restored device");
       await waitForRoomEncrypted(alice2, roomId);
       for (const message of oldMessages) await assertCannotDecrypt(alice2, roomId, message.eventId);
       // ...until it is given the recovery key, reads the backup key from secret storage and
@@ -471,6 +500,116 @@ Deno.test({
       );
       for (const message of oldMessages) await assertDecrypts(alice2, roomId, message);
     }]);
+
+    steps.push([
+      "6. dehydrated device: only it gets bob's new room key; a fresh device rehydrates it",
+      async () => {
+        // alice's first device has cross-signing and secret storage (recovery key): it makes a
+        // dehydration key, stores it in secret storage, and uploads a dehydrated device.
+        const aliceEvents = recordDehydrationEvents(alice);
+        await step("alice startDehydration", () => alice.crypto.startDehydration());
+        assertEquals(aliceEvents, ["uploaded"]);
+        const dehydrated = await msc3814(alice, "GET", "/dehydrated_device");
+        assertEquals(dehydrated.status, 200);
+        const dehydratedId: string = dehydrated.body.device_id;
+        assertEquals(dehydrated.body.device_data.algorithm, "org.matrix.msc3814.v2");
+        // Its keys are public, marked dehydrated and signed by alice's self-signing key.
+        const query = await alice.client.downloadKeysForUsers([alice.userId]);
+        const keys = query.device_keys?.[alice.userId]?.[dehydratedId] as
+          | { dehydrated?: boolean; keys: Record<string, string>; signatures?: object }
+          | undefined;
+        assert(keys?.dehydrated === true, `dehydrated device keys: ${JSON.stringify(keys)}`);
+        const selfSigning = await alice.crypto.getCrossSigningKeyId(CrossSigningKey.SelfSigning);
+        assert(
+          JSON.stringify(keys.signatures).includes(`ed25519:${selfSigning}`),
+          "the dehydrated device is not cross-signed",
+        );
+        const dehydratedCurve = keys.keys[`curve25519:${dehydratedId}`];
+
+        // No running client of alice's may receive bob's next room key: stop them all. (Their
+        // devices still exist; messages to them wait unread in their inboxes.)
+        alice.stop();
+        alice2.stop();
+        // bob learns of the new device through device_lists in his sync, then /keys/query.
+        await waitUntil(
+          "bob's crypto to list alice's dehydrated device",
+          async () => {
+            const devices = await bob.crypto.getUserDeviceInfo([alice.userId]);
+            return devices.get(alice.userId)?.get(dehydratedId)?.dehydrated;
+          },
+          30_000,
+          200,
+        );
+        const forDehydrated = await send(bob, "Only your dehydrated device hears this");
+
+        // The room key went to the dehydrated device's inbox as an olm message for its key.
+        const fresh = await open("alice", "alice's rehydrating device");
+        const inbox = await waitUntil(
+          "bob's olm message in the dehydrated device's inbox",
+          async () => {
+            const res = await msc3814(
+              fresh,
+              "GET",
+              `/dehydrated_device/${encodeURIComponent(dehydratedId)}/events`,
+            );
+            assertEquals(res.status, 200);
+            const events = res.body.events as {
+              type: string;
+              sender: string;
+              content: { algorithm?: string; ciphertext?: Record<string, unknown> };
+            }[];
+            return events.some((e) =>
+                e.type === "m.room.encrypted" && e.sender === bob.userId &&
+                e.content.algorithm === "m.olm.v1.curve25519-aes-sha2" &&
+                dehydratedCurve in (e.content.ciphertext ?? {})
+              )
+              ? events
+              : undefined;
+          },
+          30_000,
+          200,
+        );
+        assert(inbox.length >= 1);
+
+        // A fresh device of alice's cannot read the message: no device of hers that runs got
+        // the key, and it is not in the key backup...
+        await waitForRoomEncrypted(fresh, roomId);
+        await assertCannotDecrypt(fresh, roomId, forDehydrated.eventId);
+        // ...until, given the recovery key, it imports the cross-signing keys from secret
+        // storage and starts dehydration, which first rehydrates the dehydrated device.
+        for (const [keyId, key] of alice.secretStorageKeys) fresh.secretStorageKeys.set(keyId, key);
+        await step(
+          "the fresh device bootstraps cross-signing from secret storage",
+          () =>
+            fresh.crypto.bootstrapCrossSigning({
+              authUploadDeviceSigningKeys: passwordAuth(fresh),
+            }),
+        );
+        const freshEvents = recordDehydrationEvents(fresh);
+        await step("the fresh device's startDehydration", () => fresh.crypto.startDehydration());
+        assertEquals(freshEvents[0], "started");
+        assert(
+          freshEvents.includes("completed") && !freshEvents.some((e) => e.startsWith("error")),
+          `rehydration: ${freshEvents.join(", ")}`,
+        );
+        assert(
+          freshEvents.some((e) => /^progress [1-9]\d* room keys/.test(e)),
+          `no room key came out of the dehydrated device: ${freshEvents.join(", ")}`,
+        );
+        await assertDecrypts(fresh, roomId, forDehydrated);
+
+        // Starting dehydration also replaced the dehydrated device with a new one, and the old
+        // one's inbox went with it.
+        const replaced = await msc3814(fresh, "GET", "/dehydrated_device");
+        assert(replaced.body.device_id !== dehydratedId, "the dehydrated device was not replaced");
+        const old = await msc3814(
+          fresh,
+          "GET",
+          `/dehydrated_device/${encodeURIComponent(dehydratedId)}/events`,
+        );
+        assertEquals([old.status, old.body.errcode], [403, "M_FORBIDDEN"]);
+      },
+    ]);
 
     let failed = true;
     const notRun: string[] = [];
