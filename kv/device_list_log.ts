@@ -9,9 +9,11 @@
  * `commitWithDeviceListChanges`, which checks each user's head so concurrent updates of one
  * user serialise and the chain never forks.
  */
+import { mapLimited } from "../domain/concurrency.ts";
 import { commitOrConflict, contentionBackoff } from "./commit_retry.ts";
 import { e2eeKeys } from "./schema.ts";
 import { getManyChunked } from "./get_many.ts";
+import { parseSyncToken } from "./stream_tokens.ts";
 import { listChanges } from "./versioned_records.ts";
 
 /** One device-list update of one user. */
@@ -157,6 +159,82 @@ export async function deviceListChangesBetween(
     upTo,
   );
   return new Set(entries.flatMap((e) => e.value.userIds));
+}
+
+/**
+ * Like `deviceListChangesBetween` for a window (since, upTo], but reading at most `limit` index
+ * entries: null when the window holds more (a long catch-up on a busy server), so a caller
+ * can ask about the users it cares about instead (`usersWithDeviceListChanges`).
+ */
+export async function deviceListChangesWithin(
+  kv: Deno.Kv,
+  since: string,
+  upTo: string,
+  limit: number,
+): Promise<Set<string> | null> {
+  const after = parseSyncToken(since);
+  const last = parseSyncToken(upTo);
+  const prefix = e2eeKeys.deviceListChangePrefix();
+  const users = new Set<string>();
+  let entries = 0;
+  // The entry at `since` itself is not in the window: one more than the limit, plus it.
+  const iter = kv.list<DeviceListChangeEntry>(
+    { prefix, start: [...prefix, after] },
+    { limit: limit + 2, batchSize: Math.min(limit + 2, 500) },
+  );
+  for await (const entry of iter) {
+    const stamp = entry.key[entry.key.length - 1] as string;
+    if (stamp === after) continue;
+    if (stamp > last) return users;
+    if (++entries > limit) return null;
+    for (const userId of entry.value.userIds) users.add(userId);
+  }
+  return users;
+}
+
+/** Users read at once by `usersWithDeviceListChanges` beyond their heads. */
+const LOGS_READ_IN_FLIGHT = 16;
+
+/**
+ * Which of `userIds` had a device-list update committed in (since, upTo], from each user's own
+ * log: the head's versionstamp says whether anything changed after `since`; only a user whose
+ * head moved after `upTo` too has their updates walked back (newest first) to the window.
+ */
+export async function usersWithDeviceListChanges(
+  kv: Deno.Kv,
+  userIds: readonly string[],
+  since: string,
+  upTo: string,
+): Promise<Set<string>> {
+  const after = parseSyncToken(since);
+  const last = parseSyncToken(upTo);
+  const unique = [...new Set(userIds)];
+  const heads = await getManyChunked<DeviceListHead>(
+    kv,
+    unique.map((userId) => e2eeKeys.deviceListHead(userId)),
+  );
+  const changed = new Set<string>();
+  const moved: string[] = [];
+  unique.forEach((userId, i) => {
+    const stamp = heads[i].versionstamp;
+    if (stamp === null || stamp <= after) return;
+    if (stamp <= last) changed.add(userId);
+    else moved.push(userId);
+  });
+  await mapLimited(moved, LOGS_READ_IN_FLIGHT, async (userId) => {
+    const updates = kv.list<DeviceListUpdate>(
+      { prefix: e2eeKeys.deviceListUpdatePrefix(userId) },
+      { reverse: true, batchSize: 16 },
+    );
+    for await (const entry of updates) {
+      if (entry.versionstamp <= after) return;
+      if (entry.versionstamp <= last) {
+        changed.add(userId);
+        return;
+      }
+    }
+  });
+  return changed;
 }
 
 /** A user's updates after stream position `after` (all when 0), oldest first. */

@@ -12,7 +12,7 @@ import type {
   MemberTransition,
   StampedMembership,
 } from "../domain/ports/device_list_reader.ts";
-import { deviceListChangesBetween } from "./device_list_log.ts";
+import { deviceListChangesWithin, usersWithDeviceListChanges } from "./device_list_log.ts";
 import { getManyChunked } from "./get_many.ts";
 import { EventStoreKeys } from "./schema.ts";
 import type { MemberChangeHead, MemberChangeRecord, MembershipRecord } from "./store_records.ts";
@@ -30,8 +30,16 @@ export class KvDeviceListReader implements DeviceListChangeReader {
     this.#keys = keys;
   }
 
-  deviceListChanges(since: string, upTo: string): Promise<Set<string>> {
-    return deviceListChangesBetween(this.kv, since, upTo);
+  deviceListChanges(since: string, upTo: string, limit: number): Promise<Set<string> | null> {
+    return deviceListChangesWithin(this.kv, since, upTo, limit);
+  }
+
+  deviceListChangesOf(
+    userIds: readonly string[],
+    since: string,
+    upTo: string,
+  ): Promise<Set<string>> {
+    return usersWithDeviceListChanges(this.kv, userIds, since, upTo);
   }
 
   async memberChangeCommitsAfter(

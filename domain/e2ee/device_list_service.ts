@@ -43,10 +43,31 @@ const MAX_LISTED_COMMITS = 256;
 /** Member lists read at once (new or left rooms, or many candidates). */
 const MEMBER_READS_IN_FLIGHT = 8;
 
+/**
+ * Entries of the server-wide device-list change index read for one window at most. Past this (a
+ * catch-up after a long absence on a busy server, or a /keys/changes from an old token) the
+ * window is answered from the logs of the users sharing a room with the syncer instead, so the
+ * cost follows the syncer's rooms, not every device change on the server.
+ */
+export const MAX_LISTED_DEVICE_CHANGES = 1000;
+
+/** Tuning of the service. */
+export interface DeviceListServiceOptions {
+  /** See MAX_LISTED_DEVICE_CHANGES. */
+  maxListedDeviceChanges?: number;
+}
+
 /** Computes `device_lists` for a sync window. */
 export class DeviceListService {
+  readonly #maxListedDeviceChanges: number;
+
   /** Over the device-list and membership reads. */
-  constructor(private readonly reader: DeviceListChangeReader) {}
+  constructor(
+    private readonly reader: DeviceListChangeReader,
+    options: DeviceListServiceOptions = {},
+  ) {
+    this.#maxListedDeviceChanges = options.maxListedDeviceChanges ?? MAX_LISTED_DEVICE_CHANGES;
+  }
 
   /**
    * `GET /keys/changes?from&to`: both must be sync tokens (400 M_INVALID_PARAM otherwise);
@@ -67,14 +88,14 @@ export class DeviceListService {
   async changesBetween(userId: string, since: string, upTo: string): Promise<DeviceListChanges> {
     if (upTo <= since) return { changed: [], left: [] };
     const window = { since, upTo };
-    const [devicesChanged, recent] = await Promise.all([
-      this.reader.deviceListChanges(since, upTo),
+    const [listed, recent] = await Promise.all([
+      this.reader.deviceListChanges(since, upTo, this.#maxListedDeviceChanges),
       this.reader.memberChangeCommitsAfter(since, MAX_LISTED_COMMITS),
     ]);
     // Most windows (a long-poll woken by a message) hold neither: two short lists answer them.
     const memberChangesInWindow = recent === null ||
       recent.some((c) => !isAfter(c.versionstamp, upTo));
-    if (devicesChanged.size === 0 && !memberChangesInWindow) return { changed: [], left: [] };
+    if (listed?.size === 0 && !memberChangesInWindow) return { changed: [], left: [] };
     const own = await this.reader.membershipsOf(userId);
     // Rooms U can have been joined to at either end: joined now, or U's membership was
     // rewritten after `since` (a membership untouched since then is what it was at both ends).
@@ -142,6 +163,15 @@ export class DeviceListService {
       }
     });
 
+    let devicesChanged = listed;
+    if (devicesChanged === null) {
+      // Too many changes server-wide to list: everyone sharing a room with U at upTo shares it
+      // (that is the audience), and only their own logs are read.
+      const audience = await this.#membersAt(joinedAtUpTo, transitions, upTo);
+      audience.delete(userId);
+      for (const id of audience) sharing.add(id);
+      devicesChanged = await this.reader.deviceListChangesOf([userId, ...audience], since, upTo);
+    }
     // (a) device changes, and the left candidates, need "shares a room with U at upTo".
     if (devicesChanged.has(userId)) changed.add(userId);
     const unknown = new Set<string>();
@@ -156,6 +186,20 @@ export class DeviceListService {
       id !== userId && !sharing.has(id) && !changed.has(id)
     );
     return { changed: [...changed].sort(), left: left.sort() };
+  }
+
+  /** Everyone joined or invited at `upTo` to one of `roomIds`. */
+  async #membersAt(
+    roomIds: readonly string[],
+    transitions: ReadonlyMap<string, MemberTransition[]>,
+    upTo: string,
+  ): Promise<Set<string>> {
+    const members = new Set<string>();
+    await inBatches(roomIds, async (roomId) => {
+      const now = await this.reader.membersOf(roomId);
+      for (const id of membersAt(now, transitions.get(roomId), upTo)) members.add(id);
+    });
+    return members;
   }
 
   /**

@@ -26,8 +26,18 @@ export interface StampedMembership {
 
 /** Reads for device-list tracking. */
 export interface DeviceListChangeReader {
-  /** Users whose devices or cross-signing keys changed in commits in (since, upTo]. */
-  deviceListChanges(since: string, upTo: string): Promise<Set<string>>;
+  /**
+   * Users whose devices or cross-signing keys changed in commits in (since, upTo], read from the
+   * server-wide change index; null when more than `limit` commits changed device lists in the
+   * window (then ask `deviceListChangesOf` about the users that matter).
+   */
+  deviceListChanges(since: string, upTo: string, limit: number): Promise<Set<string> | null>;
+  /** Those of `userIds` whose devices or cross-signing keys changed in (since, upTo]. */
+  deviceListChangesOf(
+    userIds: readonly string[],
+    since: string,
+    upTo: string,
+  ): Promise<Set<string>>;
   /**
    * Rooms with member changes committed after sync token `since`, oldest first, each with its
    * commit's versionstamp; null when there are more than `limit` such commits.

@@ -2,8 +2,10 @@ import assert from "node:assert/strict";
 import {
   commitWithDeviceListChanges,
   deviceListChangesBetween,
+  deviceListChangesWithin,
   deviceListStreamId,
   deviceListUpdatesAfter,
+  usersWithDeviceListChanges,
 } from "../../kv/device_list_log.ts";
 import { e2eeKeys } from "../../kv/schema.ts";
 import { syncToken } from "../../kv/stream_tokens.ts";
@@ -73,4 +75,48 @@ Deno.test("a build returning null commits nothing", async () => {
   assert.equal(result, null);
   assert.equal(await deviceListStreamId(kv, "@u:test"), 0);
   kv.close();
+});
+
+Deno.test("a window's changes are listed up to a limit, else read from the named users' logs", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const change = async (...userIds: string[]) => {
+      const committed = await commitWithDeviceListChanges(kv, (_op, changes) => {
+        for (const userId of userIds) changes.add(userId, { deviceIds: ["D"] });
+        return Promise.resolve(true);
+      });
+      return syncToken(committed!.versionstamp);
+    };
+    const start = await change("@before:test");
+    await change("@a:test");
+    await change("@b:test", "@c:test");
+    const mid = await change("@d:test");
+    await change("@a:test");
+    const end = await change("@e:test");
+    await change("@a:test", "@f:test");
+    // (start, mid] holds three commits: listed whole with a limit of 3, refused with 2.
+    assert.deepEqual(
+      [...(await deviceListChangesWithin(kv, start, mid, 3))!].sort(),
+      ["@a:test", "@b:test", "@c:test", "@d:test"],
+    );
+    assert.equal(await deviceListChangesWithin(kv, start, mid, 2), null);
+    assert.deepEqual([...(await deviceListChangesWithin(kv, mid, end, 2))!].sort(), [
+      "@a:test",
+      "@e:test",
+    ]);
+    // The per-user answer agrees: a's head is after `mid` but a changed inside (start, mid];
+    // f changed only after `end`; nobody is not in the log at all.
+    const named = ["@a:test", "@b:test", "@d:test", "@f:test", "@before:test", "@nobody:test"];
+    assert.deepEqual([...await usersWithDeviceListChanges(kv, named, start, mid)].sort(), [
+      "@a:test",
+      "@b:test",
+      "@d:test",
+    ]);
+    assert.deepEqual([...await usersWithDeviceListChanges(kv, named, mid, end)].sort(), [
+      "@a:test",
+    ]);
+    assert.deepEqual([...await usersWithDeviceListChanges(kv, named, end, end)], []);
+  } finally {
+    kv.close();
+  }
 });

@@ -246,18 +246,25 @@ class FixedReader implements DeviceListChangeReader {
   calls: string[] = [];
   constructor(
     readonly memberships: StampedMembership[],
-    readonly changes: Set<string>,
+    /** The server-wide index's answer; null: more entries than the limit. */
+    readonly changes: Set<string> | null,
     readonly transitions = new Map<string, MemberTransition[]>(),
     /** Member-change commits server-wide; null: too many to list. */
     readonly commits: { roomId: string; versionstamp: string }[] | null = [],
+    /** When `changes` is null (too many to list): whose own logs hold a change. */
+    readonly logs = new Set<string>(),
   ) {}
   memberChangeCommitsAfter(): Promise<{ roomId: string; versionstamp: string }[] | null> {
     this.calls.push("memberChangeCommitsAfter");
     return Promise.resolve(this.commits);
   }
-  deviceListChanges(): Promise<Set<string>> {
+  deviceListChanges(): Promise<Set<string> | null> {
     this.calls.push("deviceListChanges");
     return Promise.resolve(this.changes);
+  }
+  deviceListChangesOf(userIds: readonly string[]): Promise<Set<string>> {
+    this.calls.push(`deviceListChangesOf ${[...userIds].sort().join(" ")}`);
+    return Promise.resolve(new Set(userIds.filter((id) => this.logs.has(id))));
   }
   membershipsOf(userId: string): Promise<StampedMembership[]> {
     this.calls.push(`membershipsOf ${userId}`);
@@ -358,6 +365,62 @@ Deno.test("many candidates are checked through the rooms' members, few through t
   );
   assert.ok(few.calls.includes("membershipsOf @b:test"));
   assert.ok(!few.calls.some((c) => c.startsWith("membersOf")));
+});
+
+Deno.test("past the listing limit, only the logs of users sharing a room are read", async () => {
+  const joined = (roomId: string, userId: string) => ({
+    roomId,
+    userId,
+    membership: "join",
+    versionstamp: stamp(1),
+  });
+  const memberships = [
+    joined("!r0:test", "@a:test"),
+    joined("!r0:test", "@b:test"),
+    joined("!r0:test", "@c:test"),
+    joined("!x:test", "@s0:test"),
+  ];
+  const reader = new FixedReader(
+    memberships,
+    null,
+    new Map(),
+    [],
+    new Set(["@b:test", "@s0:test"]),
+  );
+  assert.deepEqual(
+    await new DeviceListService(reader).changesBetween("@a:test", tokenAt(5), tokenAt(9)),
+    { changed: ["@b:test"], left: [] },
+  );
+  // The stranger's log is never read: the audience is a's room-mates and a itself.
+  assert.ok(reader.calls.includes("deviceListChangesOf @a:test @b:test @c:test"));
+});
+
+Deno.test("a catch-up over more device-list changes than one listing gives the same answer", async () => {
+  const w = await world();
+  const bounded = new DeviceListService(new KvDeviceListReader(w.kv), {
+    maxListedDeviceChanges: 3,
+  });
+  await w.room("!shared:test", "@a:test", "@b:test", "@c:test");
+  await w.room("!strangers:test", "@s:test");
+  const since = await w.token();
+  for (let i = 0; i < 5; i++) await w.keysChanged(`@s${i}:test`);
+  await w.keysChanged("@b:test");
+  await w.member("!shared:test", "@d:test", "join");
+  for (let i = 5; i < 10; i++) await w.keysChanged(`@s${i}:test`);
+  const upTo = await w.token();
+  // After the window: b changes again (its log is walked back past this one), c for the first
+  // time (outside the window, so not changed).
+  await w.keysChanged("@b:test", "@c:test");
+  const expected = { changed: ["@b:test", "@d:test"], left: [] };
+  assert.deepEqual(await w.service.changesBetween("@a:test", since, upTo), expected);
+  assert.deepEqual(await bounded.changesBetween("@a:test", since, upTo), expected);
+  // A small window still lists the index: same answers both ways.
+  const later = await w.token();
+  assert.deepEqual(await bounded.changesBetween("@a:test", upTo, later), {
+    changed: ["@b:test", "@c:test"],
+    left: [],
+  });
+  w.kv.close();
 });
 
 Deno.test("the sync stream adds the window's lists once, beside other streams' entries", async () => {
