@@ -132,6 +132,7 @@ export async function assembleServer(
     store: deviceKeyStore,
     serverName: config.serverName,
     deviceListNotifier,
+    devices: accounts,
   });
   accounts.devicesRemovedHooks.push((userId, deviceIds) =>
     deviceKeys.devicesRemoved(userId, deviceIds)

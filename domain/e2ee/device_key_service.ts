@@ -62,6 +62,12 @@ export interface DeviceKeyServiceDeps {
   /** This server's name: users of other servers are claimed over federation. */
   serverName: string;
   deviceListNotifier: Pick<DeviceListNotifier, "changed">;
+  /**
+   * The user's devices. When given, an upload checks after its commit that the device still
+   * exists, and drops what it stored if not: the request was authenticated before a concurrent
+   * deletion, whose removal hook may have run before this commit and found nothing.
+   */
+  devices?: { getDevice(userId: string, deviceId: string): Promise<unknown | null> };
 }
 
 /** The device key use cases. */
@@ -133,6 +139,11 @@ export class DeviceKeyService {
       }
       if (outcome.deviceListVersionstamp !== null) {
         await this.#wake(userId, outcome.deviceListVersionstamp);
+      }
+      // Either this read sees the device gone, or its deletion commits after it and the
+      // removal hook, which runs after that, finds these keys.
+      if (this.deps.devices && await this.deps.devices.getDevice(userId, deviceId) === null) {
+        await this.devicesRemoved(userId, [deviceId]);
       }
     }
     return { one_time_key_counts: await this.oneTimeKeyCounts(userId, deviceId) };

@@ -355,3 +355,45 @@ Deno.test("the one-time key stream reports counts on every sync without making i
     kv.close();
   }
 });
+
+Deno.test("keys uploaded while their device is being deleted do not outlive it", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvDeviceKeyStore(kv);
+    const existing = new Set(["ALICEDEV"]);
+    const service = new DeviceKeyService({
+      store,
+      serverName: SERVER,
+      deviceListNotifier: { changed: () => Promise.resolve() },
+      devices: {
+        getDevice: (_userId, deviceId) =>
+          Promise.resolve(existing.has(deviceId) ? { deviceId } : null),
+      },
+    });
+    const device = await newTestDevice(ALICE, "ALICEDEV");
+    const request = {
+      device_keys: await device.deviceKeys(),
+      one_time_keys: await device.oneTimeKeys(3),
+      fallback_keys: await device.fallbackKey("FB"),
+    };
+    // The request was authenticated; then the device was deleted and its removal hook ran
+    // (finding nothing yet) before the upload committed.
+    existing.delete("ALICEDEV");
+    await service.devicesRemoved(ALICE, ["ALICEDEV"]);
+    await service.upload(ALICE, "ALICEDEV", request);
+    assertEquals((await store.deviceKeys(new Map([[ALICE, []]]))).get(ALICE)?.size, 0);
+    assertEquals(await store.oneTimeKeyCounts(ALICE, "ALICEDEV"), {});
+    assertEquals(await store.unusedFallbackKeyTypes(ALICE, "ALICEDEV"), []);
+    assertEquals(await store.claim(ALICE, "ALICEDEV", "signed_curve25519"), null);
+    // Room-mates hear that the device went away.
+    const updates = await deviceListUpdatesAfter(kv, ALICE);
+    assertEquals(updates.at(-1)?.deleted, ["ALICEDEV"]);
+    // A device that still exists keeps what it uploaded.
+    existing.add("OTHER");
+    const other = await newTestDevice(ALICE, "OTHER");
+    await service.upload(ALICE, "OTHER", { device_keys: await other.deviceKeys() });
+    assertEquals((await store.deviceKeys(new Map([[ALICE, ["OTHER"]]]))).get(ALICE)?.size, 1);
+  } finally {
+    kv.close();
+  }
+});
