@@ -63,9 +63,10 @@ export interface DeviceKeyServiceDeps {
   serverName: string;
   deviceListNotifier: Pick<DeviceListNotifier, "changed">;
   /**
-   * The user's devices. When given, an upload checks after its commit that the device still
-   * exists, and drops what it stored if not: the request was authenticated before a concurrent
-   * deletion, whose removal hook may have run before this commit and found nothing.
+   * The user's devices. When given, claims skip devices that no longer exist, and an upload
+   * checks after its commit that the device still exists, dropping what it stored if not: the
+   * request was authenticated before a concurrent deletion, whose removal hook may have run
+   * before this commit and found nothing.
    */
   devices?: { getDevice(userId: string, deviceId: string): Promise<unknown | null> };
 }
@@ -189,6 +190,9 @@ export class DeviceKeyService {
       };
     }
     await forEachLimited(local, CLAIM_CONCURRENCY, async ({ userId, deviceId, algorithm }) => {
+      // A deleted device's keys may outlive it until its removal hook has run (or re-runs after
+      // a crash): the device is unknown, so nothing is handed out for it.
+      if (this.deps.devices && await this.deps.devices.getDevice(userId, deviceId) === null) return;
       const claimed = await this.deps.store.claim(userId, deviceId, algorithm);
       if (claimed === null) return;
       const devices = response.one_time_keys[userId] ??= {};

@@ -397,3 +397,33 @@ Deno.test("keys uploaded while their device is being deleted do not outlive it",
     kv.close();
   }
 });
+
+Deno.test("claims skip devices that no longer exist, even if their keys are still stored", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvDeviceKeyStore(kv);
+    const existing = new Set(["ALICEDEV"]);
+    const service = new DeviceKeyService({
+      store,
+      serverName: SERVER,
+      deviceListNotifier: { changed: () => Promise.resolve() },
+      devices: {
+        getDevice: (_userId, deviceId) =>
+          Promise.resolve(existing.has(deviceId) ? { deviceId } : null),
+      },
+    });
+    const device = await newTestDevice(ALICE, "ALICEDEV");
+    await service.upload(ALICE, "ALICEDEV", {
+      device_keys: await device.deviceKeys(),
+      one_time_keys: await device.oneTimeKeys(2),
+    });
+    const query = { [ALICE]: { ALICEDEV: "signed_curve25519" } };
+    assertEquals(Object.keys((await service.claim(query, 0)).one_time_keys), [ALICE]);
+    // The device was deleted, and the process stopped before the removal hook ran.
+    existing.delete("ALICEDEV");
+    assertEquals(await service.claim(query, 0), { one_time_keys: {}, failures: {} });
+    assertEquals(await store.oneTimeKeyCounts(ALICE, "ALICEDEV"), { signed_curve25519: 1 });
+  } finally {
+    kv.close();
+  }
+});
