@@ -88,6 +88,40 @@ export class KvCrossSigningStore implements CrossSigningStore {
     return out;
   }
 
+  async signaturesBy(
+    userId: string,
+    signerUserIds: readonly string[],
+    masterKey: string | null,
+  ): Promise<UploadedSignature[]> {
+    const prefix = e2eeKeys.signaturePrefix(userId);
+    const out: UploadedSignature[] = [];
+    const read = async (selector: Deno.KvListSelector, signer?: string) => {
+      for await (const entry of this.kv.list<string>(selector)) {
+        const signature = signatureFromEntry(entry);
+        if (signer === undefined || signature.signerUserId === signer) out.push(signature);
+      }
+    };
+    const signers = new Set(signerUserIds);
+    if (signers.has(userId)) {
+      if (masterKey === null) {
+        await read({ prefix }, userId);
+      } else {
+        // The owner's signatures everywhere, skipping other users' on the master key: the key
+        // IDs before the master key, the owner's on it, and the key IDs after it (a device ID
+        // cannot hold the control character that starts the range after the master key's).
+        await read({ prefix, end: [...prefix, masterKey] }, userId);
+        await read({ prefix: [...prefix, masterKey, userId] });
+        await read({ prefix, start: [...prefix, `${masterKey}\u0000`] }, userId);
+      }
+    }
+    if (masterKey !== null) {
+      for (const signer of signers) {
+        if (signer !== userId) await read({ prefix: [...prefix, masterKey, signer] });
+      }
+    }
+    return out;
+  }
+
   async addSignatures(write: SignatureWrite): Promise<string | "stale"> {
     let stale = false;
     const committed = await commitWithDeviceListChanges(this.kv, async (op, changes) => {

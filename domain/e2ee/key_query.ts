@@ -57,7 +57,7 @@ export interface KnownDevice {
 
 /** What a query reads. */
 export interface KeyQueryDeps {
-  store: Pick<CrossSigningStore, "keysOf" | "signaturesOn">;
+  store: Pick<CrossSigningStore, "keysOf" | "signaturesBy">;
   deviceKeys: DeviceKeyReader;
   /** The user's current devices; keys of devices deleted meanwhile are not shown. */
   devicesOf(userId: string): Promise<KnownDevice[]>;
@@ -115,12 +115,18 @@ async function addLocalUsers(
 ): Promise<void> {
   if (users.length === 0) return;
   const readers = [...new Set([...users, requester])];
-  const [deviceKeys, keys, perUser] = await Promise.all([
+  const keys = await deps.store.keysOf(readers);
+  const [deviceKeys, perUser] = await Promise.all([
     deps.deviceKeys.deviceKeys(new Map(users.map((u) => [u, query[u]]))),
-    deps.store.keysOf(readers),
     mapLimited(users, USER_READ_CONCURRENCY, async (userId) => ({
       devices: await deps.devicesOf(userId),
-      signatures: await deps.store.signaturesOn(userId),
+      // Only the owner's and the requester's signatures can be shown; a user verified by
+      // thousands must not cost thousands of reads per query.
+      signatures: await deps.store.signaturesBy(
+        userId,
+        [userId, requester],
+        publicKeyOrNull(keys.get(userId)?.master),
+      ),
     })),
   ]);
   const requesterUserSigning = publicKeyOrNull(keys.get(requester)?.user_signing);

@@ -46,7 +46,7 @@ export interface SignaturePlan {
 
 /** What checking needs to read. */
 export interface SignaturePlanDeps {
-  store: Pick<CrossSigningStore, "keysOf" | "signaturesOn">;
+  store: Pick<CrossSigningStore, "keysOf" | "signaturesBy">;
   deviceKeys: DeviceKeyReader;
   serverName: string;
 }
@@ -65,11 +65,16 @@ export async function planSignatures(
 ): Promise<SignaturePlan> {
   const targets = [...new Set(batch.map((i) => i.targetUserId))];
   const localTargets = targets.filter((u) => isLocal(u, deps.serverName));
-  const [keys, ownDevices, existing] = await Promise.all([
+  const [keys, ownDevices] = await Promise.all([
     deps.store.keysOf([...new Set([signer, ...localTargets])]),
     deps.deviceKeys.deviceKeys(new Map([[signer, []]])),
-    Promise.all(localTargets.map((u) => deps.store.signaturesOn(u))),
   ]);
+  // Only the signer's own signatures can make an upload a repeat.
+  const existing = await Promise.all(
+    localTargets.map((u) =>
+      deps.store.signaturesBy(u, [signer], publicKeyOrNull(keys.get(u)?.master))
+    ),
+  );
   const context: PlanContext = {
     signer,
     keys,

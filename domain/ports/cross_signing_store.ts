@@ -87,6 +87,18 @@ export interface CrossSigningStore {
   signaturesOn(userId: string): Promise<UploadedSignature[]>;
 
   /**
+   * Uploaded signatures on `userId`'s keys by `signerUserIds`: the owner's on any of their keys
+   * (if the owner is named), and other signers' on the master key, whose public key is
+   * `masterKey` (null when the user has none; then only the owner's). Other users can only
+   * sign the master key, so each costs one short read however many users verified `userId`.
+   */
+  signaturesBy(
+    userId: string,
+    signerUserIds: readonly string[],
+    masterKey: string | null,
+  ): Promise<UploadedSignature[]>;
+
+  /**
    * Store new signatures with their device-list updates and signature notice in one commit.
    * Returns the commit versionstamp, or "stale" (nothing written) when an expected key changed.
    */

@@ -152,3 +152,54 @@ Deno.test("removing devices drops signatures on them and theirs on the master ke
     kv.close();
   }
 });
+
+Deno.test("signaturesBy reads the owner's signatures on every key and others' on the master", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvCrossSigningStore(kv);
+    const carol = "@carol:example.org";
+    // Key IDs sorting before and after the master key "Mkey", and one extending it.
+    const stored: [targetKeyId: string, signer: string][] = [
+      ["AAA", ALICE],
+      ["Mkey", ALICE],
+      ["Mkey", BOB],
+      ["Mkey", carol],
+      ["MkeyX", ALICE],
+      ["ZZZ", ALICE],
+      ["OLD", BOB],
+    ];
+    await store.addSignatures({
+      signerUserId: ALICE,
+      signatures: stored.map(([targetKeyId, signer]) => ({
+        targetUserId: ALICE,
+        targetKeyId,
+        signerUserId: signer,
+        signerKeyId: `ed25519:${signer}`,
+        signature: `${targetKeyId} by ${signer}`,
+      })),
+      expected: [],
+      signerDeviceIds: [],
+      signerCrossSigning: false,
+      noticeTargets: [],
+    });
+    const by = async (signers: string[], master: string | null) =>
+      (await store.signaturesBy(ALICE, signers, master)).map((s) => s.signature).sort();
+    assertEquals(await by([ALICE, BOB], "Mkey"), [
+      "AAA by @alice:example.org",
+      "Mkey by @alice:example.org",
+      "Mkey by @bob:example.org",
+      "MkeyX by @alice:example.org",
+      "ZZZ by @alice:example.org",
+    ]);
+    assertEquals(await by([carol], "Mkey"), ["Mkey by @carol:example.org"]);
+    assertEquals(await by([BOB, carol], null), []);
+    assertEquals(await by([ALICE], null), [
+      "AAA by @alice:example.org",
+      "Mkey by @alice:example.org",
+      "MkeyX by @alice:example.org",
+      "ZZZ by @alice:example.org",
+    ]);
+  } finally {
+    kv.close();
+  }
+});

@@ -525,3 +525,84 @@ Deno.test("queries skip deleted devices, unknown devices and stale signatures", 
     t.kv.close();
   }
 });
+
+Deno.test("queries and signature uploads read only the signatures that matter, not every verifier's", async () => {
+  const t = await setup();
+  try {
+    const bobDevice = await t.addDevice(BOB, "BOBDEV");
+    const bob = await newCrossSigning(BOB);
+    await t.service.uploadSigningKeys(BOB, bob.upload, t.noAuth);
+    // Bob's device is cross-signed, and 30 users have verified bob.
+    const bobSsk = `ed25519:${bob.selfSigning.publicKey}`;
+    const signedDevice = await bob.selfSigning.sign(bobDevice.keys, BOB, bobSsk);
+    assertEquals(await t.service.uploadSignatures(BOB, { [BOB]: { BOBDEV: signedDevice } }), {
+      failures: {},
+    });
+    const verifiers: string[] = [];
+    for (let i = 0; i < 30; i++) {
+      const id = `@v${i}:example.org`;
+      const cross = await newCrossSigning(id);
+      await t.service.uploadSigningKeys(id, cross.upload, t.noAuth);
+      const signed = await cross.userSigning.sign(bob.upload.master, id);
+      const res = await t.service.uploadSignatures(id, {
+        [BOB]: { [bob.master.publicKey]: signed },
+      });
+      assertEquals(res.failures, {});
+      verifiers.push(id);
+    }
+    // The same service over a KV that counts the entries each call reads.
+    let read = 0;
+    const counting = new Proxy(t.kv, {
+      get(target, name) {
+        if (name === "getMany") {
+          return async (keys: Deno.KvKey[]) => {
+            const entries = await target.getMany(keys);
+            read += entries.filter((e) => e.value !== null).length;
+            return entries;
+          };
+        }
+        if (name === "list") {
+          return (selector: Deno.KvListSelector, options?: Deno.KvListOptions) => {
+            const entries = target.list(selector, options);
+            return (async function* () {
+              for await (const entry of entries) {
+                read++;
+                yield entry;
+              }
+            })();
+          };
+        }
+        const value = Reflect.get(target, name, target);
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const service = new CrossSigningService({
+      store: new KvCrossSigningStore(counting),
+      deviceKeys: t.deviceKeys,
+      devicesOf: (userId) => Promise.resolve(t.devices.get(userId) ?? []),
+      deviceListsChanged: () => Promise.resolve(),
+      notifyUser: () => {},
+      serverName: SERVER,
+    });
+    const answer = await service.queryKeys(verifiers[0], { [BOB]: [] }, 0);
+    assertEquals(Object.keys(answer.master_keys[BOB].signatures as JsonObject), [verifiers[0]]);
+    assertEquals(
+      Object.keys((answer.device_keys[BOB].BOBDEV.signatures as JsonObject)[BOB] as JsonObject)
+        .sort(),
+      [bobSsk, "ed25519:BOBDEV"].sort(),
+    );
+    // bob's and v0's cross-signing keys, bob's device signature and v0's signature on bob.
+    assert(read <= 10, `a query read ${read} entries`);
+    // Re-uploading a stored signature checks against the signer's own signatures only.
+    read = 0;
+    // Signed by a fresh key, not v1's user-signing key: refused after the reads.
+    const forged = await (await newKeyPair()).sign(bob.upload.master, verifiers[1]);
+    const again = await service.uploadSignatures(verifiers[1], {
+      [BOB]: { [bob.master.publicKey]: forged },
+    });
+    assertEquals(again.failures[BOB]?.[bob.master.publicKey]?.errcode, "M_INVALID_SIGNATURE");
+    assert(read <= 10, `a signature upload read ${read} entries`);
+  } finally {
+    t.kv.close();
+  }
+});
