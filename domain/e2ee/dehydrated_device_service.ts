@@ -57,7 +57,7 @@ export interface DehydratedDeviceServiceDeps {
     AccountService,
     "dehydratedDevice" | "createDehydratedDevice" | "deleteDevices" | "getDevice"
   >;
-  deviceKeys: Pick<DeviceKeyService, "checkUpload" | "storeUpload" | "devicesRemoved">;
+  deviceKeys: Pick<DeviceKeyService, "checkUpload" | "storeUpload">;
   inbox: Pick<ToDeviceStore, "readInbox">;
 }
 
@@ -104,16 +104,13 @@ export class DehydratedDeviceService {
       // upload wins, as with any replacement.
     }
 
+    // A concurrent upload or DELETE may remove the device while its keys are being stored;
+    // storeUpload re-checks after its commit that the device exists and drops the keys if not.
     try {
       await deviceKeys.storeUpload(userId, deviceId, keys);
     } catch (error) {
       await accounts.deleteDevices(userId, [deviceId]);
       throw error;
-    }
-    // A concurrent upload or DELETE may have removed the device while its keys were being
-    // stored; its removal hooks ran before the keys landed, so clear them again.
-    if (!(await accounts.getDevice(userId, deviceId))) {
-      await deviceKeys.devicesRemoved(userId, [deviceId]);
     }
     return { device_id: deviceId };
   }
