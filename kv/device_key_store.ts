@@ -179,6 +179,15 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
     return types;
   }
 
+  async fallbackKeyAlgorithms(userId: string, deviceId: string): Promise<string[]> {
+    const prefix = e2eeKeys.fallbackKeyPrefix(userId, deviceId);
+    const algorithms: string[] = [];
+    for await (const entry of this.kv.list({ prefix })) {
+      algorithms.push(entry.key[prefix.length] as string);
+    }
+    return algorithms;
+  }
+
   async removeDevices(userId: string, deviceIds: readonly string[]): Promise<string | null> {
     const devices = [...new Set(deviceIds)];
     let versionstamp: string | null = null;

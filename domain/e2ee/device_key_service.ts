@@ -24,6 +24,11 @@ import {
 
 /** Most unclaimed one-time keys one device may hold (sync counts them on every request). */
 export const MAX_STORED_ONE_TIME_KEYS = 1000;
+/**
+ * Most fallback-key algorithms one device may hold: each upload replaces one key per algorithm,
+ * but new algorithm names would otherwise pile up, and every sync lists them.
+ */
+export const MAX_FALLBACK_ALGORITHMS = 32;
 /** Most (user, device) pairs one claim may name. */
 export const MAX_CLAIMED_DEVICES = 10_000;
 /** Claims of one request running at once. */
@@ -128,6 +133,15 @@ export class DeviceKeyService {
       if (held + upload.oneTimeKeys.length > MAX_STORED_ONE_TIME_KEYS) {
         throw invalidParam(
           `A device may hold at most ${MAX_STORED_ONE_TIME_KEYS} unclaimed one-time keys (it holds ${held})`,
+        );
+      }
+    }
+    if (upload.fallbackKeys.length > 0) {
+      const held = new Set(await store.fallbackKeyAlgorithms(userId, deviceId));
+      const added = upload.fallbackKeys.filter((k) => !held.has(k.algorithm)).length;
+      if (held.size + added > MAX_FALLBACK_ALGORITHMS) {
+        throw invalidParam(
+          `A device may hold fallback keys of at most ${MAX_FALLBACK_ALGORITHMS} algorithms`,
         );
       }
     }

@@ -82,6 +82,8 @@ export interface DeviceKeyStore extends DeviceKeyReader {
   oneTimeKeyCounts(userId: string, deviceId: string): Promise<Record<string, number>>;
   /** Algorithms of the device's fallback keys that no claim has handed out yet. */
   unusedFallbackKeyTypes(userId: string, deviceId: string): Promise<string[]>;
+  /** Algorithms of all the device's stored fallback keys, used or not. */
+  fallbackKeyAlgorithms(userId: string, deviceId: string): Promise<string[]>;
   /**
    * Delete the devices' device keys, one-time keys and fallback keys; devices that had device
    * keys get one device-list update (`deleted`) in the commit deleting those. Idempotent.

@@ -7,7 +7,10 @@
 import { assert, assertEquals } from "../../assert.ts";
 import { MatrixError } from "../../../domain/errors.ts";
 import type { JsonObject } from "../../../domain/json.ts";
-import { DeviceKeyService } from "../../../domain/e2ee/device_key_service.ts";
+import {
+  DeviceKeyService,
+  MAX_FALLBACK_ALGORITHMS,
+} from "../../../domain/e2ee/device_key_service.ts";
 import { OneTimeKeyStream } from "../../../domain/e2ee/one_time_key_stream.ts";
 import { emptySyncResponse, isEmptySyncResponse } from "../../../domain/sync/sync_response.ts";
 import { KvDeviceKeyStore } from "../../../kv/device_key_store.ts";
@@ -423,6 +426,38 @@ Deno.test("claims skip devices that no longer exist, even if their keys are stil
     existing.delete("ALICEDEV");
     assertEquals(await service.claim(query, 0), { one_time_keys: {}, failures: {} });
     assertEquals(await store.oneTimeKeyCounts(ALICE, "ALICEDEV"), { signed_curve25519: 1 });
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a device may not pile up fallback keys of ever new algorithms", async () => {
+  const { kv, service, device } = await setup();
+  try {
+    const fallback = async (algorithm: string, keyId: string) => ({
+      [`${algorithm}:${keyId}`]: await device.sign({ key: randomKey(), fallback: true }),
+    });
+    // Up to the limit, 16 algorithms per upload (the per-upload maximum).
+    for (let upload = 0; upload < MAX_FALLBACK_ALGORITHMS / 16; upload++) {
+      const keys = {};
+      for (let i = 0; i < 16; i++) Object.assign(keys, await fallback(`alg${upload}_${i}`, "K"));
+      await service.upload(ALICE, "ALICEDEV", { fallback_keys: keys });
+    }
+    assertEquals(
+      (await service.unusedFallbackKeyTypes(ALICE, "ALICEDEV")).length,
+      MAX_FALLBACK_ALGORITHMS,
+    );
+    // One more algorithm is refused and writes nothing; replacing a stored one still works.
+    const oneMore = await fallback("one_more", "K");
+    const refused = await matrixError(() =>
+      service.upload(ALICE, "ALICEDEV", { fallback_keys: oneMore })
+    );
+    assertEquals([refused.status, refused.errcode], [400, "M_INVALID_PARAM"]);
+    assertEquals(
+      (await service.unusedFallbackKeyTypes(ALICE, "ALICEDEV")).length,
+      MAX_FALLBACK_ALGORITHMS,
+    );
+    await service.upload(ALICE, "ALICEDEV", { fallback_keys: await fallback("alg0_0", "NEW") });
   } finally {
     kv.close();
   }
