@@ -35,9 +35,10 @@ import { type FallbackKeyRecord, OneTimeKeyClaims } from "./one_time_key_claims.
 import { commitOrConflict } from "./commit_retry.ts";
 import { e2eeKeys } from "./schema.ts";
 
-/** Index entry of a stored one-time key: the upload that stored it. */
+/** Index entry of a stored one-time key: the upload that stored it; `claimed` once handed out. */
 interface OneTimeKeyIndex {
   seq: number;
+  claimed?: true;
 }
 
 /** A device's last upload. */
@@ -162,7 +163,8 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
 
   async oneTimeKeyCounts(userId: string, deviceId: string): Promise<Record<string, number>> {
     const counts: Record<string, number> = {};
-    const prefix = e2eeKeys.oneTimeKeyPrefix(userId, deviceId);
+    // The claim queue, not the by-ID index: the index remembers claimed IDs for a while.
+    const prefix = e2eeKeys.oneTimeKeyQueuePrefix(userId, deviceId);
     for await (const entry of this.kv.list({ prefix }, { batchSize: 1000 })) {
       const algorithm = entry.key[prefix.length] as string;
       counts[algorithm] = (counts[algorithm] ?? 0) + 1;
@@ -297,7 +299,8 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
       ),
     );
     const conflicts = existing.flatMap(({ k }, i) =>
-      // A claim may have taken the key between the two reads: then it is simply gone.
+      // A claim took the key (the index says `claimed`, or it did so between the two reads):
+      // it is gone, and uploading it again must not put it back.
       stored[i].value !== null && !sameJson(stored[i].value, k.key)
         ? [`${k.algorithm}:${k.keyId}`]
         : []

@@ -43,6 +43,13 @@ const LIST_BATCH = 8;
 /** Rounds of re-reading before a claim gives up under relentless contention. */
 const MAX_ROUNDS = 64;
 
+/**
+ * How long a claimed key's ID is remembered. A client whose upload response was lost sends the
+ * same keys again; without the memory, a key a claim took meanwhile would be stored and handed
+ * out a second time. Clients retry within minutes; a week leaves a wide margin.
+ */
+export const CLAIMED_KEY_ID_MEMORY_MS = 7 * 24 * 60 * 60 * 1000;
+
 /** Claims over one KV database, batched per (user, device, algorithm) in this process. */
 export class OneTimeKeyClaims {
   readonly #queue: KeyedDrainQueue<ClaimTarget, ClaimedKey | null>;
@@ -132,11 +139,17 @@ export class OneTimeKeyClaims {
     return entries;
   }
 
-  /** Delete a queue entry and its index entry, guarded by the entry's versionstamp. */
+  /**
+   * Delete a queue entry, guarded by the entry's versionstamp, and mark its index entry claimed
+   * (expiring), so a re-upload of the same key ID is recognised as already handed out.
+   */
   #stageTake(op: Deno.AtomicOperation, target: ClaimTarget, entry: Deno.KvEntry<JsonValue>) {
     const keyId = queueKeyId(entry.key);
-    op.check(entry).delete(entry.key).delete(
+    const seq = entry.key[entry.key.length - 2] as number;
+    op.check(entry).delete(entry.key).set(
       e2eeKeys.oneTimeKey(target.userId, target.deviceId, target.algorithm, keyId),
+      { seq, claimed: true },
+      { expireIn: CLAIMED_KEY_ID_MEMORY_MS },
     );
   }
 }

@@ -371,8 +371,9 @@ export const e2eeKeys = {
   /** All device keys of a user. */
   deviceKeysPrefix: (userId: string): Deno.KvKey => ["userdeviceid_devicekeys", userId],
   /**
-   * (userId, deviceId, algorithm, keyId) -> {seq}: which upload stored the one-time key, so a
-   * re-upload finds it by ID; the key itself sits in the claim queue under that seq.
+   * (userId, deviceId, algorithm, keyId) -> {seq, claimed?}: which upload stored the one-time
+   * key, so a re-upload finds it by ID; the key itself sits in the claim queue under that seq.
+   * A claim leaves `claimed: true` here for a while, so a retried upload cannot put it back.
    */
   oneTimeKey: (userId: string, deviceId: string, algorithm: string, keyId: string): Deno.KvKey => [
     "userdevicealgkeyid_onetimekey",

@@ -270,3 +270,36 @@ Deno.test("reading thousands of users' device keys keeps a bounded number of rea
     kv.close();
   }
 });
+
+Deno.test("a retried upload does not put back a one-time key a claim already handed out", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvDeviceKeyStore(kv);
+    const device = await newTestDevice(ALICE, "DEV");
+    // The upload's response is lost; meanwhile a claim takes the oldest key; the client sends
+    // the same upload again.
+    const keys = uploaded(await device.oneTimeKeys(3));
+    const upload = { oneTimeKeys: keys, fallbackKeys: [] };
+    await store.upload(ALICE, "DEV", upload);
+    const first = await store.claim(ALICE, "DEV", ALG);
+    assertEquals(first?.keyId, "AAAA0");
+    const retried = await store.upload(ALICE, "DEV", upload);
+    assertEquals(retried.conflictingOneTimeKeys, []);
+    assertEquals(await store.oneTimeKeyCounts(ALICE, "DEV"), { [ALG]: 2 });
+    const rest = [];
+    for (let i = 0; i < 3; i++) rest.push((await store.claim(ALICE, "DEV", ALG))?.keyId ?? null);
+    assertEquals(rest, ["AAAA1", "AAAA2", null]);
+    // New keys still go in, and device removal clears the claimed IDs as well.
+    await store.upload(ALICE, "DEV", {
+      oneTimeKeys: uploaded(await device.oneTimeKeys(1, "B")),
+      fallbackKeys: [],
+    });
+    assertEquals(await store.oneTimeKeyCounts(ALICE, "DEV"), { [ALG]: 1 });
+    await store.removeDevices(ALICE, ["DEV"]);
+    const left: string[] = [];
+    for await (const entry of kv.list({ prefix: [] })) left.push(String(entry.key[0]));
+    assertEquals(left.filter((table) => !table.includes("devicelist")), []);
+  } finally {
+    kv.close();
+  }
+});
