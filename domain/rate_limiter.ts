@@ -5,7 +5,14 @@
  */
 
 /** The rate-limited actions. */
-export type RateLimitedAction = "login" | "register" | "create_room" | "send" | "join";
+export type RateLimitedAction =
+  | "login"
+  | "register"
+  | "create_room"
+  | "send"
+  | "join"
+  | "key_claim"
+  | "to_device";
 
 /** A token bucket's shape. */
 export interface RateLimitRule {
@@ -24,6 +31,12 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     create_room: { burst: 50, perSecond: 2 },
     send: { burst: 100, perSecond: 20 },
     join: { burst: 50, perSecond: 5 },
+    // Claims use up other users' one-time keys (the spec lets anyone claim), so draining them
+    // is bounded; a client claims for a whole room in one request, so real use stays far below.
+    key_claim: { burst: 50, perSecond: 5 },
+    // One room key goes to every device of a room in a request or two; key requests and
+    // verification chatter are small bursts (Synapse's rc_key_requests: 20/s, burst 100).
+    to_device: { burst: 100, perSecond: 20 },
   });
 
 /** The outcome of taking a token: allowed, or refused with the wait until the next token. */

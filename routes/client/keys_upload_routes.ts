@@ -11,6 +11,7 @@ import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 import { pathParam } from "./path_params.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 
 /** The spec's recommended claim timeout, used when the client sends none. */
 const DEFAULT_CLAIM_TIMEOUT_MS = 10_000;
@@ -53,7 +54,7 @@ export function keysUploadArea(deps: AppDeps): ClientArea {
     return c.json(await keys.upload(userId, deviceId, body));
   });
 
-  v3.post("/keys/claim", session, async (c) => {
+  v3.post("/keys/claim", session, rateLimited(deps, "key_claim"), async (c) => {
     const body = await readJsonBody(c, claimBody);
     const timeout = Math.min(
       Math.max(body.timeout ?? DEFAULT_CLAIM_TIMEOUT_MS, 0),

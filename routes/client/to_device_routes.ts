@@ -7,6 +7,7 @@ import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { pathParam } from "./path_params.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 /**
@@ -32,7 +33,7 @@ export function toDeviceArea(deps: AppDeps): ClientArea {
   const v3 = new Hono<ClientEnv>();
   const session = requireSession(deps.sessions);
 
-  v3.put("/sendToDevice/:eventType/:txnId", session, async (c) => {
+  v3.put("/sendToDevice/:eventType/:txnId", session, rateLimited(deps, "to_device"), async (c) => {
     const eventType = pathParam(c, "eventType");
     if (eventType.length > MAX_PATH_ID_LENGTH) throw invalidParam("Event type is too long");
     const txnId = pathParam(c, "txnId");

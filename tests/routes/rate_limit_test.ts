@@ -1,5 +1,6 @@
 import { assert, assertEquals } from "../assert.ts";
 import { startTestServer } from "./test_server.ts";
+import { registerUser } from "./client_harness.ts";
 
 const V3 = "/_matrix/client/v3";
 const addr = (hostname: string) => ({ remoteAddr: { transport: "tcp", hostname, port: 5000 } });
@@ -47,6 +48,37 @@ Deno.test("rate limits: TESSERA_RATE_LIMITS=off disables them", async () => {
     for (let i = 0; i < 15; i++) {
       assertEquals((await loginFrom(server, "192.0.2.1")).status, 403);
     }
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("rate limits: /keys/claim and /sendToDevice are limited per user", async () => {
+  const now = 1_000_000;
+  const server = await startTestServer({}, { now: () => now });
+  try {
+    const alice = await registerUser(server, "alice");
+    const claim = () =>
+      server.request("POST", `${V3}/keys/claim`, {
+        token: alice.accessToken,
+        body: { one_time_keys: {} },
+      });
+    const claims = [];
+    for (let i = 0; i < 51; i++) claims.push((await claim()).status);
+    assertEquals(claims.slice(0, 50), Array(50).fill(200));
+    assertEquals(claims[50], 429);
+    const send = (i: number) =>
+      server.request("PUT", `${V3}/sendToDevice/m.test/t${i}`, {
+        token: alice.accessToken,
+        body: { messages: {} },
+      });
+    const sends = [];
+    for (let i = 0; i < 101; i++) sends.push((await send(i)).status);
+    assertEquals(sends.slice(0, 100), Array(100).fill(200));
+    const limited = await send(101);
+    assertEquals(limited.status, 429);
+    assertEquals(limited.body.errcode, "M_LIMIT_EXCEEDED");
+    assert(limited.body.retry_after_ms > 0);
   } finally {
     server.close();
   }
