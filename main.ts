@@ -134,6 +134,8 @@ export async function assembleServer(
     deviceListNotifier,
     devices: accounts,
   });
+  const keyBackup = new KeyBackupService(new KvKeyBackupStore(kv));
+  accounts.accountDeactivatedHooks.push((userId) => keyBackup.deleteAllVersions(userId));
   accounts.devicesRemovedHooks.push((userId, deviceIds) =>
     deviceKeys.devicesRemoved(userId, deviceIds)
   );
@@ -187,7 +189,7 @@ export async function assembleServer(
     crossSigning,
     deviceKeys,
     deviceLists,
-    keyBackup: new KeyBackupService(new KvKeyBackupStore(kv)),
+    keyBackup,
     toDevice,
     dehydratedDevices: new DehydratedDeviceService({
       accounts,

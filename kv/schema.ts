@@ -528,9 +528,11 @@ export const e2eeKeys = {
     roomId,
     sessionId,
   ],
-  /** A backup version's keys, or one room's. */
-  backupKeyPrefix: (userId: string, version: number, roomId?: string): Deno.KvKey =>
-    roomId === undefined
+  /** A backup version's keys, or one room's (every version's keys of a user without `version`). */
+  backupKeyPrefix: (userId: string, version?: number, roomId?: string): Deno.KvKey =>
+    version === undefined
+      ? ["userversionroomsession_backupkey", userId]
+      : roomId === undefined
       ? ["userversionroomsession_backupkey", userId, version]
       : ["userversionroomsession_backupkey", userId, version, roomId],
 };

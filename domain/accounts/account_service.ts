@@ -209,6 +209,12 @@ export class AccountService implements SessionResolver {
    */
   readonly devicesRemovedHooks: ((userId: string, deviceIds: string[]) => Promise<void>)[] = [];
 
+  /**
+   * Called after an account is deactivated (and its devices removed), so areas drop data kept
+   * per user rather than per device, such as key backups. Idempotent, like the device hooks.
+   */
+  readonly accountDeactivatedHooks: ((userId: string) => Promise<void>)[] = [];
+
   /** Delete devices and revoke their tokens at once in this process, then run the hooks. */
   async deleteDevices(userId: string, deviceIds: string[]): Promise<void> {
     for (const hash of await this.store.deleteDevices(userId, deviceIds)) this.cache.delete(hash);
@@ -248,6 +254,13 @@ export class AccountService implements SessionResolver {
     account.deactivated = true;
     await this.store.putAccount(account);
     await this.logoutAll(userId);
+    for (const hook of this.accountDeactivatedHooks) {
+      try {
+        await hook(userId);
+      } catch (error) {
+        console.error("account deactivation hook failed", userId, error);
+      }
+    }
   }
 
   /** The user's devices. */

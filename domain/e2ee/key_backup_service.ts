@@ -134,6 +134,17 @@ export class KeyBackupService {
     if (result === "algorithm_mismatch") throw invalidParam("Algorithm does not match");
   }
 
+  /**
+   * Delete every backup version and its keys (account deactivation): the newest live version
+   * is current, so deleting the current one until none is left reaches them all.
+   */
+  async deleteAllVersions(userId: string): Promise<void> {
+    for (let current = await this.store.currentVersion(userId); current !== null;) {
+      await this.store.deleteVersion(userId, current.version);
+      current = await this.store.currentVersion(userId);
+    }
+  }
+
   /** Delete a version and its keys; deleting one deleted before succeeds. */
   async deleteVersion(userId: string, versionParam: string): Promise<void> {
     if (!await this.store.deleteVersion(userId, versionNumber(versionParam))) {

@@ -6,7 +6,8 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 import { startTestServer } from "./test_server.ts";
-import { registerUser } from "./client_harness.ts";
+import { FAST_HASHING, registerUser } from "./client_harness.ts";
+import { e2eeKeys } from "../../kv/schema.ts";
 
 const V3 = "/_matrix/client/v3";
 const ALG = "m.megolm_backup.v1.curve25519-aes-sha2";
@@ -279,6 +280,55 @@ Deno.test("room_keys: r0 works the same, and backups are per user", async () => 
     assertEquals([bobs.status, bobs.body.errcode], [404, "M_NOT_FOUND"]);
     const unauthenticated = await server.request("GET", `${V3}/room_keys/version`);
     assertEquals(unauthenticated.status, 401);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("room_keys: deactivating the account deletes every backup version and its keys", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" }, FAST_HASHING);
+  try {
+    const dora = await registerUser(server, "dora", "pw-dora");
+    const call = (method: string, path: string, body?: unknown) =>
+      server.request(method, `${V3}${path}`, { token: dora.accessToken, body });
+    for (const tag of ["a", "b"]) {
+      const created = await call("POST", "/room_keys/version", {
+        algorithm: ALG,
+        auth_data: { public_key: `pk-${tag}` },
+      });
+      const put = await call(
+        "PUT",
+        `/room_keys/keys/${R}/s-${tag}?version=${created.body.version}`,
+        {
+          ...keyData(0, 0, false, tag),
+        },
+      );
+      assertEquals(put.body.count, 1);
+    }
+    const backupEntries = async () => {
+      let n = 0;
+      for (
+        const prefix of [
+          e2eeKeys.backupVersionPrefix(dora.userId),
+          e2eeKeys.backupKeyPrefix(dora.userId),
+        ]
+      ) {
+        for await (const _ of server.kv.list({ prefix })) n++;
+      }
+      return n;
+    };
+    assert(await backupEntries() >= 4, "two versions with a key each are stored");
+    const challenge = await call("POST", "/account/deactivate", {});
+    const done = await call("POST", "/account/deactivate", {
+      auth: {
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: "dora" },
+        password: "pw-dora",
+        session: challenge.body.session,
+      },
+    });
+    assertEquals(done.status, 200);
+    assertEquals(await backupEntries(), 0);
   } finally {
     server.close();
   }
