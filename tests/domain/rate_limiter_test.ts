@@ -7,6 +7,8 @@ const rules = {
   create_room: { burst: 1, perSecond: 1 },
   send: { burst: 2, perSecond: 10 },
   join: { burst: 1, perSecond: 1 },
+  key_claim: { burst: 1, perSecond: 1 },
+  to_device: { burst: 1, perSecond: 1 },
 };
 
 Deno.test("rate limiter: burst, refusal with retry time, refill, keys and actions apart", () => {
