@@ -7,8 +7,7 @@
  * Each is run several times; medians are printed.
  * Usage: deno run -A scripts/bench_key_backup.ts [runs] [--memory]
  */
-import { assembleServer } from "../main.ts";
-import { loadConfig } from "../domain/config.ts";
+import { startInProcessServer } from "./bench_in_process.ts";
 import { summarise } from "./bench_stats.ts";
 
 const RUNS = Number(Deno.args[0] ?? "7");
@@ -18,26 +17,8 @@ const SESSIONS = 1000;
 const V3 = "/_matrix/client/v3";
 const ALG = "m.megolm_backup.v1.curve25519-aes-sha2";
 
-const dir = await Deno.makeTempDir({ prefix: "tessera-key-backup-bench-" });
-const kv = await Deno.openKv(MEMORY ? ":memory:" : `${dir}/bench.kv`);
-const config = loadConfig({
-  TESSERA_SERVER_NAME: "bench.example",
-  TESSERA_RATE_LIMITS: "off",
-}, { dev: true });
-const { app } = await assembleServer(config, kv, { passwordHashing: { logN: 10, r: 8, p: 1 } });
-
-// deno-lint-ignore no-explicit-any
-async function call(method: string, path: string, token?: string, body?: string): Promise<any> {
-  const headers: Record<string, string> = {};
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await app.request(path, { method, headers, body });
-  const json = await res.json();
-  if (res.status !== 200) {
-    throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  }
-  return json;
-}
+const server = await startInProcessServer("tessera-key-backup-bench-", MEMORY);
+const call = server.call;
 
 /** A realistic upload: base64-sized ephemeral key, ciphertext and MAC per session. */
 function uploadBody(run: number): string {
@@ -101,5 +82,4 @@ console.log(`key backup, ${MEMORY ? ":memory:" : "durable"} KV, ${RUNS} runs, me
 console.log(`  PUT /room_keys/keys, ${SESSIONS} new sessions: ${ms(put)}`);
 console.log(`  GET /room_keys/keys, ${SESSIONS} sessions:     ${ms(get)}`);
 console.log(`  PUT again, nothing replaced:         ${ms(repeat)}`);
-kv.close();
-await Deno.remove(dir, { recursive: true });
+await server.close();

@@ -5,8 +5,7 @@
  * Each is run several times; medians are printed.
  * Usage: deno run -A scripts/bench_to_device.ts [runs] [--memory]
  */
-import { assembleServer } from "../main.ts";
-import { loadConfig } from "../domain/config.ts";
+import { startInProcessServer } from "./bench_in_process.ts";
 import { summarise } from "./bench_stats.ts";
 
 const RUNS = Number(Deno.args[0] ?? "7");
@@ -14,30 +13,8 @@ const RUNS = Number(Deno.args[0] ?? "7");
 const MEMORY = Deno.args.includes("--memory");
 const V3 = "/_matrix/client/v3";
 
-const dir = await Deno.makeTempDir({ prefix: "tessera-to-device-bench-" });
-const kv = await Deno.openKv(MEMORY ? ":memory:" : `${dir}/bench.kv`);
-const config = loadConfig({
-  TESSERA_SERVER_NAME: "bench.example",
-  TESSERA_RATE_LIMITS: "off",
-}, { dev: true });
-const { app } = await assembleServer(config, kv, { passwordHashing: { logN: 10, r: 8, p: 1 } });
-
-// deno-lint-ignore no-explicit-any
-async function call(method: string, path: string, token?: string, body?: unknown): Promise<any> {
-  const headers: Record<string, string> = {};
-  if (token) headers.authorization = `Bearer ${token}`;
-  if (body !== undefined) headers["content-type"] = "application/json";
-  const res = await app.request(path, {
-    method,
-    headers,
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = await res.json();
-  if (res.status !== 200) {
-    throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-  }
-  return json;
-}
+const server = await startInProcessServer("tessera-to-device-bench-", MEMORY);
+const call = server.call;
 
 async function register(localpart: string, password?: string) {
   const body: Record<string, unknown> = { username: localpart, auth: { type: "m.login.dummy" } };
@@ -108,6 +85,5 @@ try {
   console.log(`sendToDevice, 100 users x 1 device:          median ${fmt(spread)}`);
   console.log(`sync delivery of 250 waiting messages (3 syncs): median ${fmt(deliver)}`);
 } finally {
-  kv.close();
-  await Deno.remove(dir, { recursive: true });
+  await server.close();
 }
