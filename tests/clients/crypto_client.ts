@@ -12,7 +12,7 @@
 import * as sdk from "matrix-js-sdk";
 import type { CryptoApi } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { type Logger, logger as sdkGlobalLogger } from "matrix-js-sdk/lib/logger.js";
-import { recordingFetch, step, waitUntil } from "./matrix_helpers.ts";
+import { recordingFetch, startSyncing, step, waitUntil } from "./matrix_helpers.ts";
 
 /**
  * A js-sdk logger that drops trace/debug/info (the Rust crypto traces every request at debug)
@@ -198,29 +198,10 @@ export async function loginCryptoClient(options: CryptoClientOptions): Promise<C
  * keys are uploaded by the crypto machine around then, not necessarily before this resolves).
  */
 export async function startCryptoClient(session: CryptoSession): Promise<void> {
-  const { client } = session;
-  const ready = new Promise<void>((resolve, reject) => {
-    const onSync = (state: sdk.SyncState, _prev: unknown, data?: sdk.SyncStateData) => {
-      if (state === sdk.SyncState.Prepared || state === sdk.SyncState.Syncing) {
-        client.off(sdk.ClientEvent.Sync, onSync);
-        resolve();
-      } else if (state === sdk.SyncState.Error) {
-        client.off(sdk.ClientEvent.Sync, onSync);
-        reject(data?.error ?? new Error("sync error"));
-      }
-    };
-    client.on(sdk.ClientEvent.Sync, onSync);
-  });
-  // A large timeline limit keeps a burst of messages in one sync from becoming a gap.
-  const filter = new sdk.Filter(session.userId);
-  filter.setDefinition({ room: { timeline: { limit: 100 } } });
-  await step(`startClient for ${session.userId}`, () =>
-    client.startClient({
-      initialSyncLimit: 50,
-      filter,
-      pendingEventOrdering: sdk.PendingEventOrdering.Detached,
-    }));
-  await step(`first sync of ${session.userId} ${session.deviceId}`, () => ready);
+  await step(
+    `first sync of ${session.userId} ${session.deviceId}`,
+    () => startSyncing(session.client, session.userId, 50),
+  );
 }
 
 /** {@link loginCryptoClient} then {@link startCryptoClient}: a new device, syncing. */

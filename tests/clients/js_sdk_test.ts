@@ -7,7 +7,7 @@
 import * as sdk from "matrix-js-sdk";
 import { assert, assertEquals } from "../assert.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
-import { recordingFetch, step, waitUntil } from "./matrix_helpers.ts";
+import { recordingFetch, startSyncing, step, waitUntil } from "./matrix_helpers.ts";
 
 /** The SDK logs every sync at debug level; keep warnings and errors only, so output stays readable. */
 const quietLogger = {
@@ -98,30 +98,7 @@ class Harness {
 
   /** Start a client's sync loop and wait until its first sync is processed. */
   async sync(session: Session, initialSyncLimit = 20): Promise<void> {
-    const { client } = session;
-    const ready = new Promise<void>((resolve, reject) => {
-      const onSync = (state: sdk.SyncState, _prev: unknown, data?: sdk.SyncStateData) => {
-        if (state === sdk.SyncState.Prepared || state === sdk.SyncState.Syncing) {
-          client.off(sdk.ClientEvent.Sync, onSync);
-          resolve();
-        } else if (state === sdk.SyncState.Error) {
-          client.off(sdk.ClientEvent.Sync, onSync);
-          reject(data?.error ?? new Error("sync error"));
-        }
-      };
-      client.on(sdk.ClientEvent.Sync, onSync);
-    });
-    // A large timeline limit keeps a burst of messages in one sync from becoming a gap.
-    const filter = new sdk.Filter(session.userId);
-    filter.setDefinition({ room: { timeline: { limit: 100 } } });
-    // Detached, as Element does: local echoes wait aside, so the timeline holds only the
-    // server's events in the order sync delivered them (what this test checks).
-    await client.startClient({
-      initialSyncLimit,
-      filter,
-      pendingEventOrdering: sdk.PendingEventOrdering.Detached,
-    });
-    await ready;
+    await startSyncing(session.client, session.userId, initialSyncLimit);
   }
 
   async close(failed: boolean): Promise<void> {

@@ -1,4 +1,5 @@
 /** Small helpers shared by the real-client tests: waiting with a deadline, and naming failures. */
+import * as sdk from "matrix-js-sdk";
 
 /** Resolve when `check()` is truthy, polling every `intervalMs`; fail after `timeoutMs` with `what`. */
 export async function waitUntil<T>(
@@ -117,4 +118,37 @@ export async function registerUser(
     );
   }
   return res.json.user_id;
+}
+
+/**
+ * Start a client's sync loop as Element does and resolve once its first sync is processed (or
+ * reject on a sync error). A large timeline limit keeps a burst of messages in one sync from
+ * becoming a gap; detached pending events keep local echoes aside, so a timeline holds only the
+ * server's events in the order sync delivered them.
+ */
+export async function startSyncing(
+  client: sdk.MatrixClient,
+  userId: string,
+  initialSyncLimit: number,
+): Promise<void> {
+  const ready = new Promise<void>((resolve, reject) => {
+    const onSync = (state: sdk.SyncState, _prev: unknown, data?: sdk.SyncStateData) => {
+      if (state === sdk.SyncState.Prepared || state === sdk.SyncState.Syncing) {
+        client.off(sdk.ClientEvent.Sync, onSync);
+        resolve();
+      } else if (state === sdk.SyncState.Error) {
+        client.off(sdk.ClientEvent.Sync, onSync);
+        reject(data?.error ?? new Error("sync error"));
+      }
+    };
+    client.on(sdk.ClientEvent.Sync, onSync);
+  });
+  const filter = new sdk.Filter(userId);
+  filter.setDefinition({ room: { timeline: { limit: 100 } } });
+  await client.startClient({
+    initialSyncLimit,
+    filter,
+    pendingEventOrdering: sdk.PendingEventOrdering.Detached,
+  });
+  await ready;
 }
