@@ -139,6 +139,9 @@ export async function assembleServer(
   accounts.devicesRemovedHooks.push((userId, deviceIds) =>
     deviceKeys.devicesRemoved(userId, deviceIds)
   );
+  accounts.deviceRenamedHooks.push((userId, deviceId) =>
+    deviceKeys.deviceRenamed(userId, deviceId)
+  );
   syncStreams.push(new OneTimeKeyStream(deviceKeys));
   const crossSigningStore = new KvCrossSigningStore(kv);
   const crossSigning = new CrossSigningService({

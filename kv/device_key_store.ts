@@ -190,6 +190,18 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
     return algorithms;
   }
 
+  async announceDeviceChange(userId: string, deviceId: string): Promise<string | null> {
+    const committed = await commitWithDeviceListChanges(this.kv, async (op, changes) => {
+      const keys = await this.kv.get(e2eeKeys.deviceKeys(userId, deviceId));
+      if (keys.value === null) return null;
+      // Checked, so a removal landing meanwhile cannot be followed by an update for a live device.
+      op.check(keys);
+      changes.add(userId, { deviceIds: [deviceId] });
+      return true;
+    });
+    return committed?.versionstamp ?? null;
+  }
+
   async removeDevices(userId: string, deviceIds: readonly string[]): Promise<string | null> {
     const devices = [...new Set(deviceIds)];
     let versionstamp: string | null = null;

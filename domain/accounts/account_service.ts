@@ -215,6 +215,9 @@ export class AccountService implements SessionResolver {
    */
   readonly accountDeactivatedHooks: ((userId: string) => Promise<void>)[] = [];
 
+  /** Called after a device's display name changed (key queries show it). */
+  readonly deviceRenamedHooks: ((userId: string, deviceId: string) => Promise<void>)[] = [];
+
   /** Delete devices and revoke their tokens at once in this process, then run the hooks. */
   async deleteDevices(userId: string, deviceIds: string[]): Promise<void> {
     for (const hash of await this.store.deleteDevices(userId, deviceIds)) this.cache.delete(hash);
@@ -293,9 +296,18 @@ export class AccountService implements SessionResolver {
     return this.store.createDehydratedDevice(device, deviceData);
   }
 
-  /** Rename a device; false when there is no such device. */
-  renameDevice(userId: string, deviceId: string, displayName: string): Promise<boolean> {
-    return this.store.updateDevice(userId, deviceId, (d) => ({ ...d, displayName }));
+  /** Rename a device, then run the rename hooks; false when there is no such device. */
+  async renameDevice(userId: string, deviceId: string, displayName: string): Promise<boolean> {
+    const renamed = await this.store.updateDevice(userId, deviceId, (d) => ({ ...d, displayName }));
+    if (!renamed) return false;
+    for (const hook of this.deviceRenamedHooks) {
+      try {
+        await hook(userId, deviceId);
+      } catch (error) {
+        console.error("device rename hook failed", userId, deviceId, error);
+      }
+    }
+    return true;
   }
 
   /** The user ID a login identifier names: a full local user ID or a bare localpart. */

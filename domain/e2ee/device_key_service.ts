@@ -235,6 +235,15 @@ export class DeviceKeyService {
     if (versionstamp !== null) await this.#wake(userId, versionstamp);
   }
 
+  /**
+   * The device-renamed hook: key queries show a device's display name, so room-mates re-query
+   * when it changes (as they do in Synapse); a device without keys needs no announcement.
+   */
+  async deviceRenamed(userId: string, deviceId: string): Promise<void> {
+    const versionstamp = await this.deps.store.announceDeviceChange(userId, deviceId);
+    if (versionstamp !== null) await this.#wake(userId, versionstamp);
+  }
+
   async #wake(userId: string, versionstamp: string): Promise<void> {
     try {
       await this.deps.deviceListNotifier.changed([userId], versionstamp);

@@ -90,4 +90,10 @@ export interface DeviceKeyStore extends DeviceKeyReader {
    * Returns that commit's versionstamp, or null when no device had device keys left.
    */
   removeDevices(userId: string, deviceIds: readonly string[]): Promise<string | null>;
+  /**
+   * Record a device-list update for a device whose public details changed (its display name,
+   * which key queries show), when it has device keys. Returns the commit's versionstamp, or
+   * null when the device has no keys (nobody has fetched it, so nobody needs telling).
+   */
+  announceDeviceChange(userId: string, deviceId: string): Promise<string | null>;
 }

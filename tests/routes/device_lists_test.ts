@@ -202,6 +202,45 @@ Deno.test("a real /keys/upload by a room-mate wakes a long-poll and shows in /ke
   }
 });
 
+Deno.test("renaming a device with keys tells room-mates; one without keys tells nobody", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const bob = await registerUser(server, "bob");
+    const roomId = await publicRoom(server, alice.userId);
+    await member(server, roomId, bob.userId, "join");
+    const rename = (name: string) =>
+      server.request("PUT", `/_matrix/client/v3/devices/${alice.deviceId}`, {
+        token: alice.accessToken,
+        body: { display_name: name },
+      });
+    const before = (await sync(server, bob)).next_batch;
+    assertEquals((await rename("laptop")).status, 200);
+    const keyless = await sync(server, bob, before);
+    assertEquals(keyless.device_lists, { changed: [], left: [] });
+
+    const device = await newTestDevice(alice.userId, alice.deviceId);
+    await server.request("POST", "/_matrix/client/v3/keys/upload", {
+      token: alice.accessToken,
+      body: { device_keys: await device.deviceKeys() },
+    });
+    const uploaded = (await sync(server, bob, keyless.next_batch)).next_batch;
+    assertEquals((await rename("work laptop")).status, 200);
+    const renamed = await sync(server, bob, uploaded);
+    assertEquals(renamed.device_lists, { changed: [alice.userId], left: [] });
+    const query = await server.request("POST", "/_matrix/client/v3/keys/query", {
+      token: bob.accessToken,
+      body: { device_keys: { [alice.userId]: [] } },
+    });
+    assertEquals(
+      query.body.device_keys[alice.userId][alice.deviceId].unsigned.device_display_name,
+      "work laptop",
+    );
+  } finally {
+    server.close();
+  }
+});
+
 Deno.test("/keys/changes refuses missing and malformed tokens", async () => {
   const server = await startTestServer();
   try {
