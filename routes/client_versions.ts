@@ -32,8 +32,14 @@ export const ADVERTISED_SPEC_VERSIONS: readonly string[] = [
   "v1.12",
 ];
 
-/** Unstable features we actually implement (none yet). */
-export const UNSTABLE_FEATURES: Readonly<Record<string, boolean>> = {};
+/**
+ * Unstable features we actually implement: cross-signing under its pre-spec flag (older clients
+ * still look for it before they offer verification) and MSC3814 dehydrated devices.
+ */
+export const UNSTABLE_FEATURES: Readonly<Record<string, boolean>> = {
+  "org.matrix.e2e_cross_signing": true,
+  "org.matrix.msc3814": true,
+};
 
 /** Sub-app serving the versions endpoint. */
 export function clientVersionsApp(): Hono {
