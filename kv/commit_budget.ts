@@ -7,6 +7,8 @@
 export type PlannedMutation =
   | { op: "set"; key: Deno.KvKey; value: unknown }
   | { op: "delete"; key: Deno.KvKey }
+  /** KV's commutative add: concurrent commits adding to one counter never conflict. */
+  | { op: "sum"; key: Deno.KvKey; value: bigint }
   | { op: "check"; key: Deno.KvKey; versionstamp: string | null };
 
 /** Measured limits of Deno 2.9 KV, with margins where our estimate is approximate. */
@@ -92,7 +94,8 @@ export function measureCommit(mutations: readonly PlannedMutation[]): CommitSize
       continue;
     }
     size.mutations++;
-    size.mutationBytes += keyBytes + (m.op === "set" ? estimateValueBytes(m.value) : 0);
+    size.mutationBytes += keyBytes +
+      (m.op === "set" ? estimateValueBytes(m.value) : m.op === "sum" ? 12 : 0);
   }
   return size;
 }
@@ -114,6 +117,7 @@ export function applyMutations(
   for (const m of mutations) {
     if (m.op === "set") atomic.set(m.key, m.value);
     else if (m.op === "delete") atomic.delete(m.key);
+    else if (m.op === "sum") atomic.sum(m.key, m.value);
     else atomic.check({ key: m.key, versionstamp: m.versionstamp });
   }
   return atomic;

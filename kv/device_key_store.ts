@@ -162,13 +162,17 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
   }
 
   async oneTimeKeyCounts(userId: string, deviceId: string): Promise<Record<string, number>> {
+    // Keys queued minus keys claimed, per algorithm: both counters move in the commits that
+    // queue and claim, so this equals the queue's length without listing it (every sync asks).
     const counts: Record<string, number> = {};
-    // The claim queue, not the by-ID index: the index remembers claimed IDs for a while.
-    const prefix = e2eeKeys.oneTimeKeyQueuePrefix(userId, deviceId);
-    for await (const entry of this.kv.list({ prefix }, { batchSize: 1000 })) {
+    const prefix = e2eeKeys.oneTimeKeyCountPrefix(userId, deviceId);
+    for await (const entry of this.kv.list<Deno.KvU64>({ prefix })) {
       const algorithm = entry.key[prefix.length] as string;
-      counts[algorithm] = (counts[algorithm] ?? 0) + 1;
+      const sign = entry.key[prefix.length + 1] === "claimed" ? -1 : 1;
+      counts[algorithm] = (counts[algorithm] ?? 0) + sign * Number(entry.value.value);
     }
+    // Algorithms whose keys are all claimed are absent, as if the queue were listed.
+    for (const [algorithm, n] of Object.entries(counts)) if (n === 0) delete counts[algorithm];
     return counts;
   }
 
@@ -229,6 +233,7 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
           e2eeKeys.fallbackKeyPrefix(userId, deviceId),
           e2eeKeys.oneTimeKeyQueuePrefix(userId, deviceId),
           e2eeKeys.oneTimeKeyPrefix(userId, deviceId),
+          e2eeKeys.oneTimeKeyCountPrefix(userId, deviceId),
         ]
       ) {
         for await (const entry of this.kv.list({ prefix }, { batchSize: 1000 })) {
@@ -333,6 +338,11 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
         op: "set",
         key: e2eeKeys.oneTimeKey(userId, deviceId, k.algorithm, k.keyId),
         value: { seq } satisfies OneTimeKeyIndex,
+      },
+      {
+        op: "sum",
+        key: e2eeKeys.oneTimeKeyCount(userId, deviceId, k.algorithm, "uploaded"),
+        value: 1n,
       },
     ];
   }

@@ -150,6 +150,9 @@ export class OneTimeKeyClaims {
       e2eeKeys.oneTimeKey(target.userId, target.deviceId, target.algorithm, keyId),
       { seq, claimed: true },
       { expireIn: CLAIMED_KEY_ID_MEMORY_MS },
+    ).sum(
+      e2eeKeys.oneTimeKeyCount(target.userId, target.deviceId, target.algorithm, "claimed"),
+      1n,
     );
   }
 }

@@ -411,6 +411,23 @@ export const e2eeKeys = {
       ? ["userdevicealgseqkeyid_onetimekeyqueue", userId, deviceId]
       : ["userdevicealgseqkeyid_onetimekeyqueue", userId, deviceId, algorithm],
   /**
+   * (userId, deviceId, algorithm, "uploaded" | "claimed") -> KvU64: one-time keys ever queued and
+   * ever claimed, summed in the commits that queue and claim them, so their difference is the
+   * queue's length without listing it on every sync, and concurrent claims never conflict on it.
+   */
+  oneTimeKeyCount: (
+    userId: string,
+    deviceId: string,
+    algorithm: string,
+    kind: "uploaded" | "claimed",
+  ): Deno.KvKey => ["userdevicealg_onetimekeycount", userId, deviceId, algorithm, kind],
+  /** A device's one-time key counters. */
+  oneTimeKeyCountPrefix: (userId: string, deviceId: string): Deno.KvKey => [
+    "userdevicealg_onetimekeycount",
+    userId,
+    deviceId,
+  ],
+  /**
    * (userId, deviceId) -> {seq}: the device's last key upload; every upload that stores keys
    * checks and rewrites it, so one device's uploads serialise across processes.
    */
