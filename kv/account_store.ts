@@ -4,6 +4,7 @@
  * record's versionstamp. A user's dehydrated device (MSC3814) is a device record without tokens
  * plus the user's `dehydratedDevice` entry; both are written and deleted in one commit.
  */
+import { contentionError } from "./commit_retry.ts";
 import { accountKeys as keys, e2eeKeys } from "./schema.ts";
 import type { JsonObject } from "../domain/json.ts";
 import type {
@@ -94,7 +95,7 @@ export class KvAccountStore implements AccountStore {
       this.setTokens(op, tokens);
       if ((await op.commit()).ok) return next;
     }
-    throw new Error(`issueTokens: too much contention on device ${deviceId}`);
+    throw contentionError(`issuing tokens for device ${deviceId}`);
   }
 
   /** Update a device's metadata, keeping its tokens. */
@@ -114,7 +115,7 @@ export class KvAccountStore implements AccountStore {
       };
       if ((await this.kv.atomic().check(entry).set(key, next).commit()).ok) return true;
     }
-    throw new Error(`updateDevice: too much contention on device ${deviceId}`);
+    throw contentionError(`updating device ${deviceId}`);
   }
 
   /** Delete devices with their tokens; returns the revoked access token hashes. */
@@ -140,7 +141,7 @@ export class KvAccountStore implements AccountStore {
           if (entry.value.accessTokenHash) revoked.push(entry.value.accessTokenHash);
           break;
         }
-        if (attempt >= MAX_ATTEMPTS) throw new Error(`deleteDevices: contention on ${deviceId}`);
+        if (attempt >= MAX_ATTEMPTS) throw contentionError(`deleting device ${deviceId}`);
       }
     }
     return revoked;
@@ -182,7 +183,7 @@ export class KvAccountStore implements AccountStore {
         .commit();
       if (ok) return "created";
     }
-    throw new Error(`createDehydratedDevice: too much contention for ${device.userId}`);
+    throw contentionError(`creating the dehydrated device of ${device.userId}`);
   }
 
   /** Look up an access token hash. */

@@ -2,6 +2,7 @@
  * What every optimistic KV writer shares: telling a lost race from a real failure, and spreading
  * retries out so the same writers do not keep colliding.
  */
+import { MatrixError } from "../domain/errors.ts";
 
 /**
  * SQLite's busy error: two connections (processes) wrote one local database file. Nothing of
@@ -27,4 +28,12 @@ export async function commitOrConflict(
 export function contentionBackoff(attempt: number): Promise<void> {
   const ms = Math.random() * Math.min(50, 2 ** (attempt - 2));
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The error for a write that kept losing races to other writers: 503, which clients retry after
+ * a pause, rather than a 500 that says the server is broken.
+ */
+export function contentionError(what: string): MatrixError {
+  return new MatrixError("M_UNKNOWN", 503, `Too busy ${what}; try again`);
 }

@@ -32,7 +32,7 @@ import {
 import { commitWithDeviceListChanges } from "./device_list_log.ts";
 import { getManyChunked } from "./get_many.ts";
 import { type FallbackKeyRecord, OneTimeKeyClaims } from "./one_time_key_claims.ts";
-import { commitOrConflict } from "./commit_retry.ts";
+import { commitOrConflict, contentionError } from "./commit_retry.ts";
 import { e2eeKeys } from "./schema.ts";
 
 /** Index entry of a stored one-time key: the upload that stored it; `claimed` once handed out. */
@@ -248,7 +248,7 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
     ]);
     let remaining = bulk;
     for (let attempt = 0; !fits([...last, ...remaining]); attempt++) {
-      if (attempt >= 64) throw new Error("Too much contention removing one-time keys");
+      if (attempt >= 64) throw contentionError("removing one-time keys");
       const chunk = takeFitting(remaining);
       // Deletes need no check (what a racing claim took is simply gone already); a busy
       // database only means this chunk goes again.
@@ -371,7 +371,7 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
         return { rest: plan.fresh.slice(fitted), conflicts: [] };
       }
     }
-    throw new Error("Too much contention storing one-time keys");
+    throw contentionError("storing one-time keys");
   }
 }
 

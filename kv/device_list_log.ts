@@ -10,7 +10,7 @@
  * user serialise and the chain never forks.
  */
 import { mapLimited } from "../domain/concurrency.ts";
-import { commitOrConflict, contentionBackoff } from "./commit_retry.ts";
+import { commitOrConflict, contentionBackoff, contentionError } from "./commit_retry.ts";
 import { e2eeKeys } from "./schema.ts";
 import { getManyChunked } from "./get_many.ts";
 import { parseSyncToken } from "./stream_tokens.ts";
@@ -143,7 +143,7 @@ export async function commitWithDeviceListChanges<T>(
     const committed = await commitOrConflict(op);
     if (committed.ok) return { versionstamp: committed.versionstamp, result, updates };
   }
-  throw new Error("Too much contention committing a device-list change");
+  throw contentionError("committing a device-list change");
 }
 
 /** Users whose device lists changed in commits after `since` (all when absent) up to `upTo`. */

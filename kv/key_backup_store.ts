@@ -7,6 +7,7 @@
  * version that stopped being current. Writes are also serialised per user in this process, so
  * concurrent requests queue instead of failing each other's checks.
  */
+import { contentionError } from "./commit_retry.ts";
 import type { JsonObject } from "../domain/json.ts";
 import type {
   BackedUpKey,
@@ -424,7 +425,7 @@ function live(
 }
 
 function contention(): Error {
-  return new Error("Too much contention writing a key backup");
+  return contentionError("writing a key backup");
 }
 
 function versionInfo(version: number, record: BackupVersionRecord): BackupVersionInfo {

@@ -8,7 +8,7 @@
  * queued and whatever is waiting is served by one commit that deletes that many keys, so
  * concurrent claims cost one disk sync between them instead of a chain of failed checks.
  */
-import { commitOrConflict, contentionBackoff } from "./commit_retry.ts";
+import { commitOrConflict, contentionBackoff, contentionError } from "./commit_retry.ts";
 import type { JsonValue } from "../domain/json.ts";
 import type { ClaimedKey } from "../domain/ports/device_key_store.ts";
 import { KeyedDrainQueue, type Queued } from "../domain/keyed_drain_queue.ts";
@@ -129,7 +129,7 @@ export class OneTimeKeyClaims {
         fallback: true,
       };
     }
-    throw new Error("Too much contention claiming a one-time key");
+    throw contentionError("claiming a one-time key");
   }
 
   async #listQueue(target: ClaimTarget, limit: number): Promise<Deno.KvEntry<JsonValue>[]> {

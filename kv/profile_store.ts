@@ -1,4 +1,5 @@
 /** Profiles in KV: one UTF-8 JSON record per user under `userid_profile`. */
+import { contentionError } from "./commit_retry.ts";
 import type { ProfileFields, ProfileStore } from "../domain/ports/profile_store.ts";
 import { decodeJson, encodeJson } from "./chunked_value.ts";
 import { getManyChunked } from "./get_many.ts";
@@ -34,6 +35,6 @@ export class KvProfileStore implements ProfileStore {
       const result = await this.kv.atomic().check(entry).set(key, encodeJson(next)).commit();
       if (result.ok) return next;
     }
-    throw new Error(`Too much contention writing the profile of ${userId}`);
+    throw contentionError(`writing the profile of ${userId}`);
   }
 }

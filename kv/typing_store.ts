@@ -1,4 +1,5 @@
 /** Typing in KV: one small record per room; its versionstamp tells sync whether it changed. */
+import { contentionError } from "./commit_retry.ts";
 import type { TypingRecord, TypingStore } from "../domain/ports/typing_store.ts";
 import { getManyChunked } from "./get_many.ts";
 import { typingKey } from "./schema.ts";
@@ -21,7 +22,7 @@ export class KvTypingStore implements TypingStore {
       const result = await this.kv.atomic().check(entry).set(key, next).commit();
       if (result.ok) return result.versionstamp;
     }
-    throw new Error(`Too much contention writing typing in ${roomId}`);
+    throw contentionError(`writing typing in ${roomId}`);
   }
 
   async changes(

@@ -6,6 +6,7 @@
  * The record's own versionstamp names its index entry (both land in one commit), which is how a
  * write finds the entry it replaces without another lookup.
  */
+import { contentionError } from "./commit_retry.ts";
 import { parseSyncToken } from "./stream_tokens.ts";
 
 /** What one write puts down; `extra` adds mutations to the same commit. */
@@ -39,7 +40,7 @@ export async function writeVersioned<T>(
     const result = await op.commit();
     if (result.ok) return result.versionstamp;
   }
-  throw new Error(`Too much contention writing ${JSON.stringify(key)}`);
+  throw contentionError(`writing ${JSON.stringify(key)}`);
 }
 
 /**
