@@ -13,13 +13,8 @@
  * --v8-flags=--max-semi-space-size=1), --dir=PATH (where the KV file goes), --verbose (show the
  * server's output).
  */
-import {
-  BenchClient,
-  HttpError,
-  mapConcurrent,
-  type SyncBody,
-  syncHasBody,
-} from "./bench_client_api.ts";
+import { mapLimited } from "../domain/concurrency.ts";
+import { BenchClient, HttpError, type SyncBody, syncHasBody } from "./bench_client_api.ts";
 import {
   commandOf,
   cpuSeconds,
@@ -169,7 +164,7 @@ function httpClient(): Deno.HttpClient {
 
 /** Users and their pools, to close together at the end of a phase. */
 async function clients(bench: Bench, n: number): Promise<BenchClient[]> {
-  return await mapConcurrent(Array.from({ length: n }), 8, () => bench.register(httpClient()));
+  return await mapLimited(Array.from({ length: n }), 8, () => bench.register(httpClient()));
 }
 
 function closeAll(users: readonly BenchClient[]): void {
@@ -286,7 +281,7 @@ async function syncPhase(bench: Bench): Promise<void> {
     // m.room.create event, hence the same room ID (a server bug, reported; not ours to hide).
     const rooms: string[] = [];
     for (let i = 0; i < set.rooms; i++) rooms.push(await user.createRoom());
-    await mapConcurrent(rooms, 16, async (room) => {
+    await mapLimited(rooms, 16, async (room) => {
       for (let i = 0; i < set.messages; i++) await user.send(room, bench.txn(), `history ${i}`);
     });
     bench.note(
@@ -358,7 +353,7 @@ class Pollers {
     // 50 users per pool: Deno's fetch opens a connection per request in flight anyway; the
     // pools only keep any one pool's bookkeeping small.
     for (let i = 0; i < Math.ceil(n / 50); i++) this.#pools.push(httpClient());
-    const users = await mapConcurrent(
+    const users = await mapLimited(
       Array.from({ length: n }),
       16,
       (_, i) => bench.register(this.#pools[Math.floor(i / 50)]),
@@ -366,7 +361,7 @@ class Pollers {
     const rss = () => `${memoryOf(bench.server.pid).rssMiB.toFixed(0)} MiB`;
     bench.note(`server RSS after registering ${n} users: ${rss()}`);
     const presence = bench.options.pollerPresence;
-    const tokens = await mapConcurrent(
+    const tokens = await mapLimited(
       users,
       16,
       async (u) => (await u.sync({ presence })).next_batch,

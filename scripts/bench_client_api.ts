@@ -127,24 +127,6 @@ async function request(
   return text ? JSON.parse(text) : null;
 }
 
-/** Run `work` over `items` with at most `concurrency` in flight; results in input order. */
-export async function mapConcurrent<T, R>(
-  items: readonly T[],
-  concurrency: number,
-  work: (item: T, index: number) => Promise<R>,
-): Promise<R[]> {
-  const results = new Array<R>(items.length);
-  let next = 0;
-  const worker = async () => {
-    while (next < items.length) {
-      const i = next++;
-      results[i] = await work(items[i], i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
-  return results;
-}
-
 /** Whether a sync response's timeline for `roomId` holds the event `eventId`. */
 export function syncHasEvent(body: SyncBody, roomId: string, eventId: string): boolean {
   const events = body.rooms?.join?.[roomId]?.timeline?.events ?? [];
