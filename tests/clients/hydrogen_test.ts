@@ -9,6 +9,7 @@
 import { chromium, type Page } from "playwright-core";
 import { assert } from "../assert.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
+import { ensureDebianPackages } from "./debian_packages.ts";
 import { registerUser } from "./matrix_helpers.ts";
 import { chromiumArgs, chromiumPath, startHydrogenApp } from "./hydrogen/hydrogen_app.ts";
 
@@ -61,6 +62,7 @@ const KNOWN_HYDROGEN_BUG =
 async function withHydrogen(
   drive: (page: Page, server: ServerProcess) => Promise<void>,
 ): Promise<void> {
+  await ensureDebianPackages(["chromium"]);
   await Deno.stat(chromiumPath).catch(() => {
     throw new Error(`${chromiumPath} is missing: apt-get install -y chromium (.ci/run does this)`);
   });

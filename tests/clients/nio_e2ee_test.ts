@@ -10,6 +10,7 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
+import { ensureDebianPackages, NIO_PACKAGES } from "./debian_packages.ts";
 import { registerUser, step } from "./matrix_helpers.ts";
 import {
   cryptoFailureReport,
@@ -29,8 +30,9 @@ const NIO_STEP_TIMEOUT_MS = 60_000;
 /** What the nio script may spend syncing while it waits for something (it polls until then). */
 const NIO_WAIT_MS = 30_000;
 
-/** Fail with what to install when Debian's python, nio or olm is missing on this machine. */
+/** Install Debian's nio and olm when missing; fail with what went wrong if they still don't load. */
 async function requireNio(): Promise<void> {
+  await ensureDebianPackages(NIO_PACKAGES);
   let probe;
   try {
     probe = await new Deno.Command(python, {

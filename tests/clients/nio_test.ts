@@ -5,6 +5,7 @@
  */
 import { assert } from "../assert.ts";
 import { startServerProcess } from "./server_process.ts";
+import { ensureDebianPackages, NIO_PACKAGES } from "./debian_packages.ts";
 
 const python = "/usr/bin/python3";
 const script = new URL("./nio_client.py", import.meta.url).pathname;
@@ -21,8 +22,9 @@ async function run(args: string[]): Promise<{ code: number; text: string }> {
   return { code: out.code, text: decode(out.stdout) + decode(out.stderr) };
 }
 
-/** Fail with what to install when Debian's python or nio is missing on this machine. */
+/** Install Debian's nio and olm when missing; fail with what went wrong if they still don't load. */
 async function requireNio(): Promise<void> {
+  await ensureDebianPackages(NIO_PACKAGES);
   let probe;
   try {
     probe = await run(["-c", "import nio, olm"]);
