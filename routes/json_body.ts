@@ -9,6 +9,9 @@ import { MatrixError, tooLarge } from "../domain/errors.ts";
 /** Largest request body we read by default; media uploads set their own limit. */
 export const MAX_JSON_BODY_BYTES = 1_048_576;
 
+/** Deepest nesting of arrays and objects a body may have (the body itself is level 1). */
+export const MAX_JSON_DEPTH = 128;
+
 /** Options for `readJsonBody`. */
 export interface ReadJsonOptions {
   maxBytes?: number;
@@ -22,11 +25,7 @@ export async function readJsonBody<S extends z.ZodType>(
   schema: S,
   options: ReadJsonOptions = {},
 ): Promise<z.infer<S>> {
-  const maxBytes = options.maxBytes ?? MAX_JSON_BODY_BYTES;
-  const declared = Number(c.req.header("content-length") ?? "0");
-  if (declared > maxBytes) throw tooLarge(`Request body is over ${maxBytes} bytes`);
-  const bytes = new Uint8Array(await c.req.arrayBuffer());
-  if (bytes.byteLength > maxBytes) throw tooLarge(`Request body is over ${maxBytes} bytes`);
+  const bytes = await readBodyBytes(c, options.maxBytes ?? MAX_JSON_BODY_BYTES);
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
@@ -42,8 +41,85 @@ export async function readJsonBody<S extends z.ZodType>(
     } catch {
       throw new MatrixError("M_NOT_JSON", 400, "Request body is not valid JSON");
     }
+    // After parsing (so malformed JSON stays M_NOT_JSON) and before anything recursive (zod,
+    // canonical JSON, hashing) walks it: 2,000 levels overflowed the stack in validation.
+    if (jsonDepthExceeds(text, MAX_JSON_DEPTH)) {
+      throw new MatrixError(
+        "M_BAD_JSON",
+        400,
+        `Request body is nested more than ${MAX_JSON_DEPTH} levels deep`,
+      );
+    }
   }
   return validate(schema, data, "body");
+}
+
+/**
+ * The body's bytes, read only up to `maxBytes`: a declared Content-Length over the limit is
+ * refused unread, and a chunked body (no length) is read chunk by chunk and cancelled the moment
+ * it passes the limit, so an oversize upload never sits in memory. Every route reads its body
+ * here; the bytes are cached on the request so a second read sees the same body.
+ */
+async function readBodyBytes(c: Context, maxBytes: number): Promise<Uint8Array> {
+  const refuse = () => tooLarge(`Request body is over ${maxBytes} bytes`);
+  const declared = c.req.header("content-length");
+  if (declared !== undefined && Number(declared) > maxBytes) throw refuse();
+  const cached = c.req.bodyCache.arrayBuffer;
+  if (cached) {
+    const bytes = new Uint8Array(await cached);
+    if (bytes.byteLength > maxBytes) throw refuse();
+    return bytes;
+  }
+  const body = c.req.raw.body;
+  if (body === null) return new Uint8Array(0);
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      // Tells the server to stop receiving; the rest of the upload is never buffered.
+      await reader.cancel().catch(() => {});
+      throw refuse();
+    }
+    chunks.push(value);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  // Hono keeps body promises here (typed as bodies), which its own readers reuse.
+  (c.req.bodyCache as { arrayBuffer?: Promise<ArrayBuffer> }).arrayBuffer = Promise.resolve(
+    bytes.buffer,
+  );
+  return bytes;
+}
+
+/**
+ * Whether valid JSON `text` nests arrays and objects deeper than `max`, found by one scan that
+ * skips strings: no recursion, so no depth can overflow the stack here.
+ */
+export function jsonDepthExceeds(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 0x5c) i++; // backslash: skip the escaped character
+      else if (ch === 0x22) inString = false;
+    } else if (ch === 0x22) {
+      inString = true;
+    } else if (ch === 0x7b || ch === 0x5b) {
+      if (++depth > max) return true;
+    } else if (ch === 0x7d || ch === 0x5d) {
+      depth--;
+    }
+  }
+  return false;
 }
 
 /** Validate query parameters (unknown ones are ignored, as the spec's compatibility asks). */

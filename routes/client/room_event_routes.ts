@@ -19,9 +19,17 @@ import { type ClientEnv, requireSession } from "./session_middleware.ts";
 const contentSchema = z.record(z.string(), z.unknown());
 const redactBodySchema = z.object({ reason: z.string().max(4096).optional() });
 
+/**
+ * Most events one /messages or /context page returns. The reads below list the room log with
+ * some over-fetch (the timeline lists `limit + 10`), and a KV list page holds at most 1,000
+ * entries: 991 to 1,000 answered 500. Half the page cap leaves room for that; clients ask for
+ * 10 to 100 (Synapse accepts up to 1,000, but its database has no page cap).
+ */
+export const MAX_PAGE_EVENTS = 500;
+
 const limitParam = (fallback: number) =>
   z.string().regex(/^\d{1,9}$/, "must be a non-negative integer").transform(Number).optional()
-    .transform((n) => Math.min(n ?? fallback, 1000));
+    .transform((n) => Math.min(n ?? fallback, MAX_PAGE_EVENTS));
 
 const messagesQuery = z.object({
   from: z.string().max(256).optional(),
@@ -144,6 +152,7 @@ export function roomEventArea(deps: AppDeps): ClientArea {
     const eventId = eventIdParam(c);
     const query = readQuery(c, contextQuery);
     const filter = parseRoomEventFilterParam(query.filter);
+    // query.limit is clamped already; a filter may only lower it.
     const limit = Math.min(query.limit, filter.limit ?? query.limit);
     return c.json(await roomEvents.reads.context(reader(c), roomId, eventId, limit, filter));
   });
