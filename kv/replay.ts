@@ -14,8 +14,12 @@ import { type EventStoreMap, REPLAYED_MAPS } from "./schema.ts";
 import { createStoreContext, type StoreContext } from "./store_context.ts";
 import { FIRST_FORWARD_POSITION, type LogEntry, type RoomHead } from "./store_records.ts";
 
-/** Events re-appended per request. */
-const EVENTS_PER_REQUEST = 64;
+/**
+ * Appends one room keeps queued. Each event is its own request, so the event log folds as many
+ * as fit one commit by KV's limits (its group commit, the live path's own budget) and never
+ * sees a request too large to commit; two batches queued keep its batches full.
+ */
+const QUEUED_PER_ROOM = 128;
 
 /** Progress of a replay run. */
 export interface ReplayProgress {
@@ -120,7 +124,12 @@ function samePrefix(a: Deno.KvKey, b: Deno.KvKey): boolean {
   return a.length === b.length && compareKeys(a, b) === 0;
 }
 
-/** Re-append one room's log in arrival order. */
+/**
+ * Re-append one room's log in arrival order, one request per event. Folding a fixed number of
+ * events into one request overran a commit's limits as soon as the events were large (about 13
+ * events near 64 KiB fill 800 KiB) or cited long user IDs (80 KiB of keys); the live path had
+ * accepted them one commit at a time.
+ */
 async function rebuildRoom(
   source: StoreContext,
   target: KvEventStore,
@@ -137,33 +146,29 @@ async function rebuildRoom(
   });
   let f = await forward.next();
   let b = await backward.next();
-  let batch: NewEvent[] = [];
-  let batchIsBackfill = false;
-  const flush = async () => {
-    if (batch.length === 0) return;
-    await target.append({
-      roomId,
-      events: batch,
-      backfill: batchIsBackfill,
-      roomVersion: head.room_version,
-    });
-    onEvents(batch.length);
-    batch = [];
+  // Appends to one room commit in queue order, so waiting for the oldest bounds the queue.
+  const queued: Promise<void>[] = [];
+  let failure: { error: unknown } | undefined;
+  const enqueue = (event: NewEvent, backfill: boolean) => {
+    const request = { roomId, events: [event], backfill, roomVersion: head.room_version };
+    queued.push(
+      target.append(request).then(() => onEvents(1), (error) => {
+        failure ??= { error };
+      }),
+    );
   };
-  while (!f.done || !b.done) {
+  while ((!f.done || !b.done) && !failure) {
     const takeBackfill = f.done || (!b.done && b.value.value.seq < f.value.value.seq);
     const entry = takeBackfill ? b.value! : f.value!;
-    if (takeBackfill !== batchIsBackfill || batch.length >= EVENTS_PER_REQUEST) {
-      await flush();
-      batchIsBackfill = takeBackfill;
-    }
     const position = entry.key[entry.key.length - 1] as number;
     const event = await decodeLogEntry(source, roomId, position, entry.value, entry.versionstamp);
-    batch.push({ eventId: event.eventId, pdu: event.pdu, status: event.status });
+    enqueue({ eventId: event.eventId, pdu: event.pdu, status: event.status }, takeBackfill);
     if (takeBackfill) b = await backward.next();
     else f = await forward.next();
+    if (queued.length >= QUEUED_PER_ROOM) await queued.shift();
   }
-  await flush();
+  await Promise.all(queued);
+  if (failure) throw failure.error;
 }
 
 /** Merge-join one map of both stores and yield every entry that differs. */

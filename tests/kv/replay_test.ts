@@ -138,3 +138,78 @@ Deno.test("the replay script exits 0 on a sound store and 1 on a corrupted one",
   assert.match(broken.stdout, /userroomid_membership \["userroomid_membership","@a:test"/);
   await Deno.remove(dir, { recursive: true });
 });
+
+/** A body that brings a fixture PDU close to the 65,536 bytes the live path accepts. */
+const NEAR_LIMIT_BODY = "x".repeat(64_000);
+
+/** Append each event as the live path may have: one request per event, so each fits alone. */
+async function appendOneByOne(
+  store: {
+    append: (r: import("../../domain/ports/event_store.ts").AppendRequest) => Promise<unknown>;
+  },
+  roomId: string,
+  events: import("../../domain/ports/event_store.ts").NewEvent[],
+  backfill = false,
+): Promise<void> {
+  for (const event of events) await store.append({ roomId, events: [event], backfill });
+}
+
+async function replayMatches(kv: Deno.Kv, rooms: number, events: number): Promise<void> {
+  const target = await Deno.openKv(":memory:");
+  try {
+    const report = await replay({ source: kv, target, resolver: greatestIdResolver });
+    assert.equal(report.rooms, rooms);
+    assert.equal(report.events, events);
+    assert.deepEqual(report.differences, []);
+  } finally {
+    target.close();
+  }
+}
+
+Deno.test("replay rebuilds a room of many messages near the PDU size limit", async () => {
+  const { kv, store } = await memoryStore();
+  const room = new RoomBuilder("!big:test");
+  const setup = [room.create(), room.member("@alice:test", "join")];
+  const messages = Array.from({ length: 80 }, (_, i) => room.message(`${i} ${NEAR_LIMIT_BODY}`));
+  await appendOneByOne(store, "!big:test", [...setup, ...messages]);
+  // Backfilled history of the same size takes the other direction of the log.
+  const old = new RoomBuilder("!big:test", "big-old");
+  const backfill = Array.from(
+    { length: 20 },
+    (_, i) => old.message(`old ${i} ${NEAR_LIMIT_BODY}`, { prev: [] }),
+  );
+  await appendOneByOne(store, "!big:test", backfill, true);
+  await replayMatches(kv, 1, 102);
+  kv.close();
+});
+
+Deno.test("replay rebuilds a room of large state events", async () => {
+  const { kv, store } = await memoryStore();
+  const room = new RoomBuilder("!state:test");
+  const events = [room.create(), room.member("@alice:test", "join")];
+  for (let i = 0; i < 70; i++) {
+    events.push(room.event("org.example.big", {
+      stateKey: `k${i}`,
+      content: { blob: `${i} ${NEAR_LIMIT_BODY}` },
+    }));
+  }
+  await appendOneByOne(store, "!state:test", events);
+  await replayMatches(kv, 1, events.length);
+  kv.close();
+});
+
+Deno.test("replay rebuilds a room of many members with user IDs at the length limit", async () => {
+  const { kv, store } = await memoryStore();
+  const room = new RoomBuilder("!members:test");
+  const events = [room.create(), room.member("@alice:test", "join")];
+  // 255-byte user IDs fill a commit's 80 KiB of keys long before its 1,000 mutations.
+  for (let i = 0; i < 1_500; i++) {
+    const userId = `@${String(i).padStart(6, "0")}${"u".repeat(243)}:test`;
+    assert.equal(userId.length, 255);
+    events.push(room.member(userId, "join"));
+    if (i % 100 === 0) events.push(room.message(`${i} ${NEAR_LIMIT_BODY}`, { sender: userId }));
+  }
+  await appendOneByOne(store, "!members:test", events);
+  await replayMatches(kv, 1, events.length);
+  kv.close();
+});
