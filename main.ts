@@ -307,7 +307,12 @@ function assembleUserData(options: {
       now,
     }),
     typing: new TypingService({ store: typingStore, events: eventStore, notifyRoom, now }),
-    presence: new PresenceService({ store: presenceStore, notifyPresence, now }),
+    presence: new PresenceService({
+      store: presenceStore,
+      events: eventStore,
+      notifyPresence,
+      now,
+    }),
   };
   options.syncStreams.push(
     new AccountDataStream(accountDataStore),

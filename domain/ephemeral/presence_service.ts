@@ -5,6 +5,7 @@
 import { badJson, forbidden } from "../errors.ts";
 import type { JsonObject } from "../json.ts";
 import type { PresenceRecord, PresenceState, PresenceStore } from "../ports/presence_store.ts";
+import type { EventReader } from "../ports/event_store.ts";
 
 /** A user counts as currently active this long after their last activity (Synapse: 60 s). */
 export const CURRENTLY_ACTIVE_MS = 60_000;
@@ -16,6 +17,8 @@ export const MAX_STATUS_MSG_LENGTH = 1024;
 /** What the service is built from. */
 export interface PresenceServiceDeps {
   store: PresenceStore;
+  /** Current memberships, read per request: who may see whose presence. */
+  events: Pick<EventReader, "roomsOfUser">;
   /** Wakes syncs of the user and of everyone sharing a room with them. */
   notifyPresence?: (userId: string) => void;
   now?: () => number;
@@ -69,10 +72,27 @@ export class PresenceService {
     if (current?.presence !== presence) this.deps.notifyPresence?.(userId);
   }
 
-  /** `GET /presence/{userId}/status`: offline for users who never set presence. */
-  async status(userId: string): Promise<JsonObject> {
+  /**
+   * `GET /presence/{userId}/status` as `requester`: offline for users who never set presence;
+   * 403 unless the requester is the user or shares a joined room with them (the spec's 403,
+   * Synapse's rule), so a status message is no broadcast to strangers.
+   */
+  async status(requester: string, userId: string): Promise<JsonObject> {
+    if (requester !== userId && !(await this.sharesJoinedRoom(requester, userId))) {
+      throw forbidden("You are not allowed to see this user's presence");
+    }
     const record = await this.deps.store.get(userId);
     return presenceContent(record ?? { userId, presence: "offline" }, this.#now());
+  }
+
+  /** Whether both users are joined to some room now (two reads of current membership). */
+  async sharesJoinedRoom(a: string, b: string): Promise<boolean> {
+    const [roomsOfA, roomsOfB] = await Promise.all([
+      this.deps.events.roomsOfUser(a, ["join"]),
+      this.deps.events.roomsOfUser(b, ["join"]),
+    ]);
+    const ids = new Set(roomsOfA.map((r) => r.roomId));
+    return roomsOfB.some((r) => ids.has(r.roomId));
   }
 
   #now(): number {

@@ -77,7 +77,7 @@ export function ephemeralArea(deps: AppDeps): ClientArea {
   });
 
   v3.get("/presence/:userId/status", session, async (c) => {
-    return c.json(await deps.presence.status(userIdParam(c)));
+    return c.json(await deps.presence.status(c.get("session").userId, userIdParam(c)));
   });
 
   return { v3: v3 as unknown as Hono };
