@@ -37,6 +37,9 @@ import { PasswordHasher, type ScryptParams } from "./domain/accounts/password_ha
 import { UserInteractiveAuth } from "./domain/accounts/user_interactive_auth.ts";
 import { RateLimiter } from "./domain/rate_limiter.ts";
 import { KvAccountStore } from "./kv/account_store.ts";
+import { PasswordFailureLimiter } from "./domain/accounts/password_failures.ts";
+import { KvPasswordFailureStore } from "./kv/password_failure_store.ts";
+import { partFromAllRooms } from "./domain/rooms/account_parting.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { KvTransactionStore } from "./kv/transaction_store.ts";
 import { RoomEventService } from "./domain/room_events/room_event_service.ts";
@@ -122,6 +125,10 @@ export async function assembleServer(
     store: accountStore,
     serverName: config.serverName,
     hasher: new PasswordHasher(options.passwordHashing),
+    // Failed password attempts per account, counted in KV so every isolate shares the count.
+    passwordFailures: config.rateLimits
+      ? new PasswordFailureLimiter(new KvPasswordFailureStore(kv), { now: options.now })
+      : undefined,
     now: options.now,
   });
   const transactions = new KvTransactionStore(kv);
@@ -212,6 +219,11 @@ export async function assembleServer(
       profiles: userData.profiles,
     }),
   };
+  // A deactivated user leaves their rooms (first, as Synapse does: their leaves go out before
+  // anything else of theirs is dropped).
+  accounts.accountDeactivatedHooks.unshift((userId) =>
+    partFromAllRooms({ store: eventStore, membership: deps.rooms.membership }, userId)
+  );
   return { app: buildApp(deps), deps };
 }
 
@@ -366,7 +378,11 @@ async function main(): Promise<void> {
   }
 
   const kv = await openKv(config.kvPath);
-  const { app } = await assembleServer(config, kv);
+  const { app, deps } = await assembleServer(config, kv);
+  // Deactivations a previous process left unfinished (it died while leaving rooms, say).
+  deps.accounts.resumeDeactivations().catch((error) =>
+    console.error("resuming deactivations failed", error)
+  );
 
   const tls = config.tls
     ? {

@@ -8,6 +8,7 @@
 export type RateLimitedAction =
   | "login"
   | "register"
+  | "registration_token_validity"
   | "create_room"
   | "send"
   | "join"
@@ -28,6 +29,8 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
   .freeze({
     login: { burst: 10, perSecond: 1 },
     register: { burst: 10, perSecond: 0.2 },
+    // Each check is a guess at the registration token (Synapse's rc_registration_token_validity).
+    registration_token_validity: { burst: 5, perSecond: 0.1 },
     create_room: { burst: 50, perSecond: 2 },
     send: { burst: 100, perSecond: 20 },
     join: { burst: 50, perSecond: 5 },

@@ -60,6 +60,40 @@ export class KvAccountStore implements AccountStore {
     await this.kv.set(keys.account(account.userId), account);
   }
 
+  /** See AccountStore.markDeactivated. */
+  async markDeactivated(account: AccountRecord): Promise<void> {
+    const record: AccountRecord = { ...account, deactivated: true, deactivationPending: true };
+    await this.kv.atomic()
+      .set(keys.account(account.userId), record)
+      .set(keys.pendingDeactivation(account.userId), true)
+      .commit();
+  }
+
+  /** See AccountStore.pendingDeactivations. */
+  async pendingDeactivations(limit = 100): Promise<string[]> {
+    const out: string[] = [];
+    const prefix = keys.pendingDeactivationPrefix();
+    for await (const entry of this.kv.list({ prefix }, { limit })) {
+      out.push(entry.key[entry.key.length - 1] as string);
+    }
+    return out;
+  }
+
+  /** See AccountStore.finishDeactivation: the record is rewritten only if still flagged. */
+  async finishDeactivation(userId: string): Promise<void> {
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const entry = await this.kv.get<AccountRecord>(keys.account(userId));
+      const op = this.kv.atomic().check(entry).delete(keys.pendingDeactivation(userId));
+      if (entry.value?.deactivationPending) {
+        const record = { ...entry.value };
+        delete record.deactivationPending;
+        op.set(entry.key, record);
+      }
+      if ((await op.commit()).ok) return;
+    }
+    throw contentionError(`finishing the deactivation of ${userId}`);
+  }
+
   /** Read one device. */
   async getDevice(userId: string, deviceId: string): Promise<DeviceRecord | null> {
     return (await this.kv.get<DeviceRecord>(keys.device(userId, deviceId))).value;

@@ -304,6 +304,12 @@ export const accountKeys = {
   uiaSession: (id: string): Deno.KvKey => ["uiasessionid_state", id],
   /** SHA-256 of a login token -> LoginTokenRecord (expires, single use). */
   loginToken: (hash: string): Deno.KvKey => ["logintokenhash_user", hash],
+  /** userId -> FailureBucket: recent failed password attempts (expires once drained). */
+  passwordFailures: (userId: string): Deno.KvKey => ["userid_passwordfailures", userId],
+  /** userId -> true: a deactivation whose follow-up work (leaving rooms, ...) is unfinished. */
+  pendingDeactivation: (userId: string): Deno.KvKey => ["userid_pendingdeactivation", userId],
+  /** All unfinished deactivations. */
+  pendingDeactivationPrefix: (): Deno.KvKey => ["userid_pendingdeactivation"],
 };
 
 /** (userId, filterId) -> filter JSON: a user's uploaded sync filters. */

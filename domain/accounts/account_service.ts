@@ -17,6 +17,7 @@ import type {
   IssuedTokens,
 } from "../ports/account_store.ts";
 import type { PasswordHasher } from "./password_hash.ts";
+import type { PasswordFailureLimiter } from "./password_failures.ts";
 import { newDeviceId, newLocalpart, newToken, randomId, tokenHash } from "./tokens.ts";
 
 /** Lifetime of access tokens issued together with a refresh token. */
@@ -51,6 +52,8 @@ export interface AccountServiceOptions {
   store: AccountStore;
   serverName: string;
   hasher: PasswordHasher;
+  /** Failed password attempts per account; absent only when rate limits are turned off. */
+  passwordFailures?: PasswordFailureLimiter;
   now?: () => number;
 }
 
@@ -58,7 +61,10 @@ export interface AccountServiceOptions {
 export class AccountService implements SessionResolver {
   private readonly store: AccountStore;
   private readonly hasher: PasswordHasher;
+  private readonly passwordFailures?: PasswordFailureLimiter;
   private readonly now: () => number;
+  /** Deactivations this process is finishing, so two triggers do not run the work twice. */
+  private readonly finishing = new Map<string, Promise<boolean>>();
   readonly serverName: string;
   private readonly cache = new Map<string, { record: AccessTokenRecord; until: number }>();
 
@@ -66,6 +72,7 @@ export class AccountService implements SessionResolver {
   constructor(options: AccountServiceOptions) {
     this.store = options.store;
     this.hasher = options.hasher;
+    this.passwordFailures = options.passwordFailures;
     this.serverName = options.serverName;
     this.now = options.now ?? Date.now;
   }
@@ -155,16 +162,25 @@ export class AccountService implements SessionResolver {
     return { token, expiresInMs: LOGIN_TOKEN_LIFETIME_MS };
   }
 
-  /** Throws 403 M_FORBIDDEN unless `password` is the user's (UIA m.login.password and login). */
+  /**
+   * Throws 403 M_FORBIDDEN unless `password` is the user's (UIA m.login.password and login), and
+   * 429 M_LIMIT_EXCEEDED, before checking anything, when the account has failed too often
+   * lately: then even the right password is refused until the limit's window has passed.
+   */
   async checkPassword(userId: string, password: string): Promise<void> {
+    // Unknown users are counted too, so a 429 does not tell which accounts exist either.
+    await this.passwordFailures?.reserve(userId);
     const account = await this.store.getAccount(userId);
-    if (!account || !account.passwordHash) {
+    // Without a hash to check (unknown, deactivated or passwordless user), verify against a
+    // dummy made with the same parameters: the answer must take as long as a wrong password's.
+    const stored = account?.passwordHash;
+    const matches = await this.hasher.verify(password, stored ?? this.hasher.dummyHash);
+    if (account?.deactivationPending) await this.finishDeactivation(userId);
+    if (!account || stored === undefined || !matches) {
       // Same answer as a wrong password, so the response does not reveal which users exist.
       throw forbiddenLogin("Invalid username or password");
     }
-    if (!(await this.hasher.verify(password, account.passwordHash))) {
-      throw forbiddenLogin("Invalid username or password");
-    }
+    await this.passwordFailures?.release(userId);
     if (account.deactivated) {
       throw new MatrixError("M_USER_DEACTIVATED", 403, "This account has been deactivated");
     }
@@ -250,20 +266,63 @@ export class AccountService implements SessionResolver {
     }
   }
 
-  /** Deactivate an account: no password, no devices; the user ID stays taken forever. */
+  /**
+   * Deactivate an account: no password, no devices, no rooms; the user ID stays taken forever.
+   * The account is marked deactivated (and pending) first, in one commit, so it stops working
+   * at once; then devices are removed and the deactivation hooks run (leaving rooms, rejecting
+   * invites, dropping key backups). If the process dies or a hook fails midway, the work is
+   * finished later by `resumeDeactivations` (run at start-up) or by the next login attempt on
+   * the account. Resolves once the work is done; a failed hook leaves it pending, logged.
+   */
   async deactivate(userId: string): Promise<void> {
     const account = await this.activeAccount(userId);
     delete account.passwordHash;
     account.deactivated = true;
-    await this.store.putAccount(account);
-    await this.logoutAll(userId);
+    await this.store.markDeactivated(account);
+    await this.finishDeactivation(userId);
+  }
+
+  /**
+   * Finish deactivations a dead process or a failed hook left pending (call at start-up).
+   * Returns how many were finished.
+   */
+  async resumeDeactivations(): Promise<number> {
+    let finished = 0;
+    for (const userId of await this.store.pendingDeactivations()) {
+      if (await this.finishDeactivation(userId)) finished++;
+    }
+    return finished;
+  }
+
+  /** Log out every device and run every deactivation hook; true when all of it succeeded. */
+  private finishDeactivation(userId: string): Promise<boolean> {
+    let running = this.finishing.get(userId);
+    if (!running) {
+      running = this.runDeactivationWork(userId).finally(() => this.finishing.delete(userId));
+      this.finishing.set(userId, running);
+    }
+    return running;
+  }
+
+  private async runDeactivationWork(userId: string): Promise<boolean> {
+    let ok = true;
+    try {
+      await this.logoutAll(userId);
+    } catch (error) {
+      ok = false;
+      console.error("deactivation: logging out failed", userId, error);
+    }
+    // Every hook runs even when one fails; each is idempotent, so a later pass may redo them.
     for (const hook of this.accountDeactivatedHooks) {
       try {
         await hook(userId);
       } catch (error) {
+        ok = false;
         console.error("account deactivation hook failed", userId, error);
       }
     }
+    if (ok) await this.store.finishDeactivation(userId);
+    return ok;
   }
 
   /** The user's devices. */

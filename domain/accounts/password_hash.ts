@@ -39,6 +39,24 @@ export class PasswordHasher {
     return `scrypt$${logN}$${r}$${p}$${encodeBase64Unpadded(salt)}$${encodeBase64Unpadded(key)}`;
   }
 
+  #dummyHash?: string;
+
+  /**
+   * A stored hash with this hasher's parameters that no password matches (its key is all zero
+   * bytes, which scrypt never yields in practice). Logins for unknown, deactivated or
+   * passwordless users verify against it, so they cost what a wrong password costs and their
+   * timing does not tell which accounts exist.
+   */
+  get dummyHash(): string {
+    if (this.#dummyHash === undefined) {
+      const { logN, r, p } = this.params;
+      const salt = encodeBase64Unpadded(new TextEncoder().encode("tessera-dummy-ss"));
+      const key = encodeBase64Unpadded(new Uint8Array(KEY_BYTES));
+      this.#dummyHash = `scrypt$${logN}$${r}$${p}$${salt}$${key}`;
+    }
+    return this.#dummyHash;
+  }
+
   /** Whether `password` matches `stored`; a malformed stored hash never matches. */
   async verify(password: string, stored: string): Promise<boolean> {
     const parts = stored.split("$");

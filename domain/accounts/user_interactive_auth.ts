@@ -100,6 +100,8 @@ export class UserInteractiveAuth {
         Object.assign(session.results, results ?? {});
       } catch (error) {
         if (!(error instanceof MatrixError)) throw error;
+        // A rate limit is no failed stage: the client must wait, not retry the stage now.
+        if (error.status === 429) throw error;
         await this.store.putUiaSession(session);
         throw this.challenge(request, session, error);
       }

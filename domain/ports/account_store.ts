@@ -11,6 +11,11 @@ export interface AccountRecord {
   passwordHash?: string;
   createdAt: number;
   deactivated: boolean;
+  /**
+   * Set with `deactivated` until the deactivation's follow-up work (leaving rooms, rejecting
+   * invites, dropping per-user data) has finished; see AccountStore.markDeactivated.
+   */
+  deactivationPending?: boolean;
 }
 
 /** A device (one login) of a local user, with the hashes of its current tokens. */
@@ -95,6 +100,16 @@ export interface AccountStore {
   ): Promise<boolean>;
   /** Replace the account record (password change, deactivation). */
   putAccount(account: AccountRecord): Promise<void>;
+  /**
+   * Write a deactivated account record (`deactivationPending` set) and list the user among the
+   * unfinished deactivations, in one commit: a process that dies after it leaves work that
+   * `pendingDeactivations` finds.
+   */
+  markDeactivated(account: AccountRecord): Promise<void>;
+  /** Users whose deactivation's follow-up work is unfinished (at most `limit`). */
+  pendingDeactivations(limit?: number): Promise<string[]>;
+  /** The follow-up work of `userId`'s deactivation is done: clear the flag and the listing. */
+  finishDeactivation(userId: string): Promise<void>;
 
   getDevice(userId: string, deviceId: string): Promise<DeviceRecord | null>;
   listDevices(userId: string): Promise<DeviceRecord[]>;

@@ -119,13 +119,18 @@ export function authArea(deps: AppDeps): ClientArea {
     return c.json({ available: true });
   });
 
-  v1.get("/register/m.login.registration_token/validity", (c) => {
-    const { token } = readQuery(c, z.object({ token: z.string() }));
-    if (deps.config.registration !== "token") {
-      throw forbidden("Registration tokens are not used on this server");
-    }
-    return c.json({ valid: sameSecret(token, deps.config.registrationToken ?? "") });
-  });
+  // Each check is a guess at the token: limited per address like registration itself.
+  v1.get(
+    "/register/m.login.registration_token/validity",
+    rateLimited(deps, "registration_token_validity"),
+    (c) => {
+      const { token } = readQuery(c, z.object({ token: z.string() }));
+      if (deps.config.registration !== "token") {
+        throw forbidden("Registration tokens are not used on this server");
+      }
+      return c.json({ valid: sameSecret(token, deps.config.registrationToken ?? "") });
+    },
+  );
 
   v3.get("/login", (c) => c.json({ flows: LOGIN_FLOWS }));
 

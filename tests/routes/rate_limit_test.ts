@@ -5,14 +5,19 @@ import { registerUser } from "./client_harness.ts";
 const V3 = "/_matrix/client/v3";
 const addr = (hostname: string) => ({ remoteAddr: { transport: "tcp", hostname, port: 5000 } });
 
+let guessedUsers = 0;
+
 async function loginFrom(
   server: Awaited<ReturnType<typeof startTestServer>>,
   hostname: string | undefined,
 ) {
+  // A new user name each time: failures on one account hit the per-account limit (3) first,
+  // and this is about the per-address limit.
+  const user = `nobody${guessedUsers++}`;
   const init = {
     method: "POST",
     headers: { "content-type": "application/json" },
-    body: JSON.stringify({ type: "m.login.password", user: "nobody", password: "x" }),
+    body: JSON.stringify({ type: "m.login.password", user, password: "x" }),
   };
   const res = hostname === undefined
     ? await server.app.request(`${V3}/login`, init)
