@@ -12,6 +12,7 @@ import { authStateFromEvents, checkEventAuth } from "./auth_rules.ts";
 import { buildEvent, type EventReference } from "./event_builder.ts";
 import { forbidden, MatrixError, notFound, unsupportedRoomVersion } from "./errors.ts";
 import { KeyedDrainQueue, type Queued } from "./keyed_drain_queue.ts";
+import { checkLocalRedaction } from "./redaction_auth_rules.ts";
 import { type Pdu, type RoomEvent, type StateKey, stateKey } from "./events.ts";
 
 import type { JsonObject } from "./json.ts";
@@ -238,6 +239,21 @@ export class LocalEventSender {
           { createEvent: view.createEvent() },
         );
         if (!decision.allowed) throw forbidden(decision.reason);
+        // Redacting others' events needs the redact level in the state this event is authorised
+        // on (the auth rules leave that to each server for its own users).
+        if (event.event.type === "m.room.redaction" && event.event.redacts !== undefined) {
+          const target = await store.getEvent(event.event.redacts);
+          const refusal = checkLocalRedaction(
+            event.event,
+            target && target.status !== "rejected"
+              ? { roomId: target.roomId, sender: target.pdu.sender, type: target.pdu.type }
+              : undefined,
+            authStateFromEvents(view.eventsFor(event.event.auth_events)),
+            version,
+            view.createEvent(),
+          );
+          if (refusal) throw refusal;
+        }
         const hooked: PreparedEventWrites[] = [];
         for (const hook of this.#deps.eventHooks ?? []) {
           const prepared = await hook.prepare(

@@ -19,6 +19,8 @@ export interface EventPresenterDeps {
   store: EventReader;
   transactions: TransactionStore;
   now: () => number;
+  /** This server's name: our users' redactions apply only to their own events or by level. */
+  serverName: string;
 }
 
 /** Who is looking, and how much to attach. */
@@ -72,8 +74,8 @@ export class EventPresenter {
 
   /**
    * For each event that an accepted redaction applies to, that redaction (the first in arrival
-   * order). v3+: the redaction's sender needs the redact level at the redaction, or the
-   * target's server; v1-2 already decided it in the auth rules.
+   * order): its sender sent the target or had the redact level at the redaction (remote
+   * senders: or share the target's server), in every room version.
    */
   async appliedRedactions(
     roomId: string,
@@ -100,9 +102,6 @@ export class EventPresenter {
   async #applies(redaction: StoredEvent, target: StoredEvent, version: RoomVersion) {
     const redactionEvent = toStoredRoomEvent(redaction, version);
     const targetEvent = toStoredRoomEvent(target, version);
-    if (version.specialCaseRedactionAuth) {
-      return checkRedactionApplies(redactionEvent, targetEvent, () => undefined, version).allowed;
-    }
     const state = await this.deps.store.stateAtEvent(redaction.eventId, "before");
     const wanted = [state?.get(CREATE_KEY), state?.get(POWER_LEVELS_KEY)]
       .filter((id): id is string => id !== undefined);
@@ -110,7 +109,9 @@ export class EventPresenter {
     const lookup = authStateFromEvents(
       [...found.values()].map((e): RoomEvent => toStoredRoomEvent(e, version)),
     );
-    return checkRedactionApplies(redactionEvent, targetEvent, lookup, version).allowed;
+    return checkRedactionApplies(redactionEvent, targetEvent, lookup, version, {
+      localServer: this.deps.serverName,
+    }).allowed;
   }
 
   /** The content each state event replaced, when it replaced one. */

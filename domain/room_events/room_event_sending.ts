@@ -7,6 +7,7 @@ import { MatrixError } from "../errors.ts";
 import type { JsonObject } from "../json.ts";
 import type { LocalEventSender } from "../local_event_sender.ts";
 import type { TransactionStore } from "../ports/transaction_store.ts";
+import { UnknownRedactionTarget } from "../redaction_auth_rules.ts";
 
 /** What sending needs. */
 export interface RoomEventSendingDeps {
@@ -101,7 +102,10 @@ export class RoomEventSending {
     try {
       return await send();
     } catch (error) {
-      if (error instanceof MatrixError && error.errcode === "M_NOT_FOUND") {
+      if (
+        error instanceof MatrixError && error.errcode === "M_NOT_FOUND" &&
+        !(error instanceof UnknownRedactionTarget)
+      ) {
         throw new MatrixError("M_FORBIDDEN", 403, "You are not in this room");
       }
       throw error;

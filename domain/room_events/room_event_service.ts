@@ -24,6 +24,8 @@ export class RoomEventService {
     sender: LocalEventSender;
     transactions: TransactionStore;
     now?: () => number;
+    /** This server's name, for deciding which stored redactions apply. */
+    serverName: string;
   }) {
     this.sending = new RoomEventSending({ sender: deps.sender, transactions: deps.transactions });
     this.visibility = new EventVisibility(deps.store);
@@ -31,6 +33,7 @@ export class RoomEventService {
       store: deps.store,
       transactions: deps.transactions,
       now: deps.now ?? Date.now,
+      serverName: deps.serverName,
     });
     this.reads = new RoomEventReads(deps.store, this.visibility, this.presenter);
   }
