@@ -230,6 +230,12 @@ export async function assembleServer(
   accounts.accountDeactivatedHooks.unshift((userId) =>
     partFromAllRooms({ store: eventStore, membership: deps.rooms.membership }, userId)
   );
+  // Erasure clears the profile (after the rooms are left, so no member event repeats it).
+  accounts.accountDeactivatedHooks.push(async (userId, { erase }) => {
+    if (!erase) return;
+    await deps.profiles.deleteField(userId, userId, "displayname");
+    await deps.profiles.deleteField(userId, userId, "avatar_url");
+  });
   return { app: buildApp(deps), deps };
 }
 

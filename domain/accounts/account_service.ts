@@ -227,9 +227,14 @@ export class AccountService implements SessionResolver {
 
   /**
    * Called after an account is deactivated (and its devices removed), so areas drop data kept
-   * per user rather than per device, such as key backups. Idempotent, like the device hooks.
+   * per user rather than per device, such as key backups, and leave the user's rooms. With
+   * `erase` (the client's request, kept on the account) the profile goes too. Idempotent, like
+   * the device hooks.
    */
-  readonly accountDeactivatedHooks: ((userId: string) => Promise<void>)[] = [];
+  readonly accountDeactivatedHooks: ((
+    userId: string,
+    options: { erase: boolean },
+  ) => Promise<void>)[] = [];
 
   /** Called after a device's display name changed (key queries show it). */
   readonly deviceRenamedHooks: ((userId: string, deviceId: string) => Promise<void>)[] = [];
@@ -274,10 +279,11 @@ export class AccountService implements SessionResolver {
    * finished later by `resumeDeactivations` (run at start-up) or by the next login attempt on
    * the account. Resolves once the work is done; a failed hook leaves it pending, logged.
    */
-  async deactivate(userId: string): Promise<void> {
+  async deactivate(userId: string, options: { erase?: boolean } = {}): Promise<void> {
     const account = await this.activeAccount(userId);
     delete account.passwordHash;
     account.deactivated = true;
+    if (options.erase) account.erase = true;
     await this.store.markDeactivated(account);
     await this.finishDeactivation(userId);
   }
@@ -305,6 +311,7 @@ export class AccountService implements SessionResolver {
   }
 
   private async runDeactivationWork(userId: string): Promise<boolean> {
+    const erase = (await this.store.getAccount(userId))?.erase === true;
     let ok = true;
     try {
       await this.logoutAll(userId);
@@ -315,7 +322,7 @@ export class AccountService implements SessionResolver {
     // Every hook runs even when one fails; each is idempotent, so a later pass may redo them.
     for (const hook of this.accountDeactivatedHooks) {
       try {
-        await hook(userId);
+        await hook(userId, { erase });
       } catch (error) {
         ok = false;
         console.error("account deactivation hook failed", userId, error);

@@ -16,6 +16,8 @@ export interface AccountRecord {
    * invites, dropping per-user data) has finished; see AccountStore.markDeactivated.
    */
   deactivationPending?: boolean;
+  /** Deactivated with `erase`: the profile (display name, avatar) is cleared as well. */
+  erase?: boolean;
 }
 
 /** A device (one login) of a local user, with the hashes of its current tokens. */

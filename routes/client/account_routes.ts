@@ -61,7 +61,7 @@ export function accountArea(deps: AppDeps): ClientArea {
     );
     const { userId } = c.get("session");
     await reauthenticate("deactivate", userId, body.auth);
-    await accounts.deactivate(userId);
+    await accounts.deactivate(userId, { erase: body.erase ?? false });
     // No identity server bindings are kept, so there is nothing to unbind.
     return c.json({ id_server_unbind_result: "no-support" });
   });

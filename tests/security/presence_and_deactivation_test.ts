@@ -245,3 +245,43 @@ Deno.test("deactivation: parting interrupted after the account was marked is fin
     server.close();
   }
 });
+
+Deno.test("deactivation: with erase the display name and avatar are cleared, without it they stay", async () => {
+  const server = await startTestServer({}, FAST_HASHING);
+  try {
+    const profileOf = async (user: RegisteredUser, viewer: RegisteredUser) => {
+      const res = await server.request("GET", `${V3}/profile/${encodeURIComponent(user.userId)}`, {
+        token: viewer.accessToken,
+      });
+      return res.status === 200 ? res.body : {};
+    };
+    const owner = await registerUser(server, "owner");
+    const deactivateAs = async (localpart: string, erase: boolean) => {
+      const user = await registerUser(server, localpart, "pw");
+      const profile = `${V3}/profile/${encodeURIComponent(user.userId)}`;
+      await ok(server, "PUT", `${profile}/displayname`, user, { displayname: `Real ${localpart}` });
+      await ok(server, "PUT", `${profile}/avatar_url`, user, {
+        avatar_url: "mxc://example.org/me",
+      });
+      const res = await server.request("POST", `${V3}/account/deactivate`, {
+        token: user.accessToken,
+        body: {
+          erase,
+          auth: {
+            type: "m.login.password",
+            identifier: { type: "m.id.user", user: user.userId },
+            password: "pw",
+          },
+        },
+      });
+      assertEquals(res.status, 200, JSON.stringify(res.body));
+      return await profileOf(user, owner);
+    };
+    const erased = await deactivateAs("erased", true);
+    assertEquals([erased.displayname, erased.avatar_url], [undefined, undefined]);
+    const kept = await deactivateAs("kept", false);
+    assertEquals([kept.displayname, kept.avatar_url], ["Real kept", "mxc://example.org/me"]);
+  } finally {
+    server.close();
+  }
+});
