@@ -230,8 +230,17 @@ export function checkMarkers(
   assert(problems.length === 0, `${label}:\n  ${problems.join("\n  ")}\n  body: ${clip(text)}`);
 }
 
-/** Check a response against an access rule; true when it is a 200 whose body needs checking. */
-export function checkAccess(label: string, res: JsonResponse, access: Access): boolean {
+/**
+ * Check a response against an access rule; true when it is a 200 whose body needs checking.
+ * `notFoundOk`: where the reader may be refused, 404 M_NOT_FOUND is a refusal too (a single
+ * state entry the reader may not see "is not there" for them; it reveals nothing).
+ */
+export function checkAccess(
+  label: string,
+  res: JsonResponse,
+  access: Access,
+  notFoundOk = false,
+): boolean {
   const desc = `${label}: ${res.status} ${clip(JSON.stringify(res.body))}`;
   if (access === "forbidden") {
     assert(
@@ -244,9 +253,11 @@ export function checkAccess(label: string, res: JsonResponse, access: Access): b
     assert(res.status === 200, `want 200, ${desc}`);
     return true;
   }
+  const refused = (res.status === 403 && res.body?.errcode === "M_FORBIDDEN") ||
+    (notFoundOk && res.status === 404 && res.body?.errcode === "M_NOT_FOUND");
   assert(
-    res.status === 200 || (res.status === 403 && res.body?.errcode === "M_FORBIDDEN"),
-    `want 200 or 403 M_FORBIDDEN, ${desc}`,
+    res.status === 200 || refused,
+    `want 200 or 403 M_FORBIDDEN${notFoundOk ? " or 404 M_NOT_FOUND" : ""}, ${desc}`,
   );
   return res.status === 200;
 }
