@@ -13,7 +13,20 @@ export type RateLimitedAction =
   | "send"
   | "join"
   | "key_claim"
-  | "to_device";
+  | "to_device"
+  | "state"
+  | "invite"
+  | "invited"
+  | "membership"
+  | "profile"
+  | "filter"
+  | "account_data"
+  | "receipt"
+  | "typing"
+  | "push_rules"
+  | "directory"
+  | "presence"
+  | "user_write";
 
 /** A token bucket's shape. */
 export interface RateLimitRule {
@@ -40,6 +53,28 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     // One room key goes to every device of a room in a request or two; key requests and
     // verification chatter are small bursts (Synapse's rc_key_requests: 20/s, burst 100).
     to_device: { burst: 100, perSecond: 20 },
+    // Writes below: Synapse puts every event under rc_message (0.2/s, burst 10) and invites
+    // under rc_invites; ours stay looser so SyTest and busy clients never meet them, and the
+    // byte and count caps bound what a patient user can store. State events are rarer than
+    // messages and every joiner receives them (2,000 in 15 s made first syncs 60 MB).
+    state: { burst: 50, perSecond: 5 },
+    // Per inviter (Synapse's per_issuer: 0.3/s, burst 10) and per invitee, so no one can bury
+    // a user's sync under invites (Synapse's per_user: 0.003/s, burst 5).
+    invite: { burst: 50, perSecond: 2 },
+    invited: { burst: 20, perSecond: 0.2 },
+    membership: { burst: 50, perSecond: 5 },
+    // A profile change rewrites the member event in every joined room.
+    profile: { burst: 20, perSecond: 0.5 },
+    filter: { burst: 20, perSecond: 1 },
+    account_data: { burst: 100, perSecond: 10 },
+    receipt: { burst: 100, perSecond: 10 },
+    typing: { burst: 50, perSecond: 5 },
+    push_rules: { burst: 50, perSecond: 5 },
+    directory: { burst: 20, perSecond: 1 },
+    presence: { burst: 30, perSecond: 1 },
+    // Devices, keys, key backups, dehydrated devices: bounded by their own caps, limited here
+    // only so no write is free.
+    user_write: { burst: 200, perSecond: 20 },
   });
 
 /** The outcome of taking a token: allowed, or refused with the wait until the next token. */

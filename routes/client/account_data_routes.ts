@@ -5,6 +5,7 @@ import type { JsonObject } from "../../domain/json.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 import { pathParam, roomIdParam, userIdParam } from "./path_params.ts";
 
@@ -16,6 +17,7 @@ export function accountDataArea(deps: AppDeps): ClientArea {
   const v3 = new Hono<ClientEnv>();
   // Per route, not `use("/user/*")`: a wildcard would also run on other areas' /user paths.
   const session = requireSession(deps.sessions);
+  const limited = rateLimited(deps, "account_data");
   const data = deps.accountData;
   const me = (c: { get(key: "session"): { userId: string } }) => c.get("session").userId;
 
@@ -23,7 +25,7 @@ export function accountDataArea(deps: AppDeps): ClientArea {
     return c.json(await data.get(me(c), userIdParam(c), null, pathParam(c, "type")));
   });
 
-  v3.put("/user/:userId/account_data/:type", session, async (c) => {
+  v3.put("/user/:userId/account_data/:type", session, limited, async (c) => {
     const userId = userIdParam(c);
     const type = pathParam(c, "type");
     const content = await readJsonBody(c, objectBody) as JsonObject;
@@ -36,7 +38,7 @@ export function accountDataArea(deps: AppDeps): ClientArea {
     return c.json(await data.get(me(c), ...args));
   });
 
-  v3.put("/user/:userId/rooms/:roomId/account_data/:type", session, async (c) => {
+  v3.put("/user/:userId/rooms/:roomId/account_data/:type", session, limited, async (c) => {
     const userId = userIdParam(c);
     const roomId = roomIdParam(c);
     const type = pathParam(c, "type");
@@ -49,7 +51,7 @@ export function accountDataArea(deps: AppDeps): ClientArea {
     return c.json(await data.tags(me(c), userIdParam(c), roomIdParam(c)));
   });
 
-  v3.put("/user/:userId/rooms/:roomId/tags/:tag", session, async (c) => {
+  v3.put("/user/:userId/rooms/:roomId/tags/:tag", session, limited, async (c) => {
     const userId = userIdParam(c);
     const roomId = roomIdParam(c);
     const tag = pathParam(c, "tag");
@@ -58,7 +60,7 @@ export function accountDataArea(deps: AppDeps): ClientArea {
     return c.json({});
   });
 
-  v3.delete("/user/:userId/rooms/:roomId/tags/:tag", session, async (c) => {
+  v3.delete("/user/:userId/rooms/:roomId/tags/:tag", session, limited, async (c) => {
     await data.deleteTag(me(c), userIdParam(c), roomIdParam(c), pathParam(c, "tag"));
     return c.json({});
   });

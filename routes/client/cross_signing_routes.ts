@@ -12,6 +12,7 @@ import { boundedKeyQueryTimeout } from "../../domain/e2ee/key_query.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 /** Most keys one /keys/signatures/upload may carry (each may become a write in one commit). */
@@ -46,7 +47,7 @@ export function crossSigningArea(deps: AppDeps): ClientArea {
   const v3 = new Hono<ClientEnv>();
   const session = requireSession(deps.sessions);
 
-  v3.post("/keys/device_signing/upload", session, async (c) => {
+  v3.post("/keys/device_signing/upload", session, rateLimited(deps, "user_write"), async (c) => {
     const body = await readJsonBody(c, deviceSigningBody);
     const { userId } = c.get("session");
     await crossSigning.uploadSigningKeys(
@@ -69,7 +70,7 @@ export function crossSigningArea(deps: AppDeps): ClientArea {
     return c.json({});
   });
 
-  v3.post("/keys/signatures/upload", session, async (c) => {
+  v3.post("/keys/signatures/upload", session, rateLimited(deps, "user_write"), async (c) => {
     const body = await readJsonBody(c, signaturesBody);
     const count = Object.values(body).reduce((n, byKey) => n + Object.keys(byKey).length, 0);
     if (count > MAX_SIGNATURE_UPLOAD_KEYS) {

@@ -11,6 +11,7 @@ import { DEVICE_DISPLAY_NAME_MAX } from "./device_routes.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { pathParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
@@ -40,13 +41,14 @@ const eventsQuery = z.object({ from: z.string().optional(), limit: limitQuery })
 export function dehydratedDeviceArea(deps: AppDeps): ClientArea {
   const unstable = new Hono<ClientEnv>();
   const session = requireSession(deps.sessions);
+  const limited = rateLimited(deps, "user_write");
   const dehydrated = deps.dehydratedDevices;
 
   unstable.get(`${MSC3814}/dehydrated_device`, session, async (c) => {
     return c.json(await dehydrated.get(c.get("session").userId));
   });
 
-  unstable.put(`${MSC3814}/dehydrated_device`, session, async (c) => {
+  unstable.put(`${MSC3814}/dehydrated_device`, session, limited, async (c) => {
     const body = await readJsonBody(c, putBody);
     const { device_id, device_data, initial_device_display_name, ...keys } = body;
     return c.json(
@@ -59,7 +61,7 @@ export function dehydratedDeviceArea(deps: AppDeps): ClientArea {
     );
   });
 
-  unstable.delete(`${MSC3814}/dehydrated_device`, session, async (c) => {
+  unstable.delete(`${MSC3814}/dehydrated_device`, session, limited, async (c) => {
     return c.json(await dehydrated.delete(c.get("session").userId));
   });
 

@@ -10,6 +10,7 @@ import { passwordStage } from "../../domain/accounts/uia_stages.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 /** Longest device display name accepted. */
@@ -57,7 +58,7 @@ export function deviceArea(deps: AppDeps): ClientArea {
     return c.json(deviceJson(device));
   });
 
-  v3.put("/devices/:deviceId", async (c) => {
+  v3.put("/devices/:deviceId", rateLimited(deps, "user_write"), async (c) => {
     const body = await readJsonBody(
       c,
       z.object({ display_name: z.string().max(DEVICE_DISPLAY_NAME_MAX).optional() }),

@@ -9,6 +9,7 @@ import { RoomState } from "../../domain/rooms/room_state.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { roomAliasParam, roomIdParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 import { isValidRoomId } from "../../domain/identifiers.ts";
@@ -54,14 +55,14 @@ export function directoryArea(deps: AppDeps): ClientArea {
     return c.json({ room_id: record.roomId, servers: [deps.config.serverName] });
   });
 
-  app.put("/directory/room/:roomAlias", auth, async (c) => {
+  app.put("/directory/room/:roomAlias", auth, rateLimited(deps, "directory"), async (c) => {
     const alias = roomAliasParam(c);
     const body = await readJsonBody(c, aliasBody);
     await aliases.create(c.get("session").userId, alias, body.room_id);
     return c.json({});
   });
 
-  app.delete("/directory/room/:roomAlias", auth, async (c) => {
+  app.delete("/directory/room/:roomAlias", auth, rateLimited(deps, "directory"), async (c) => {
     await aliases.delete(c.get("session").userId, roomAliasParam(c));
     return c.json({});
   });
@@ -79,7 +80,7 @@ export function directoryArea(deps: AppDeps): ClientArea {
     return c.json({ visibility: await publicRooms.visibility(roomIdParam(c)) });
   });
 
-  app.put("/directory/list/room/:roomId", auth, async (c) => {
+  app.put("/directory/list/room/:roomId", auth, rateLimited(deps, "directory"), async (c) => {
     const roomId = roomIdParam(c);
     const body = await readJsonBody(c, visibilityBody);
     await publicRooms.setVisibility(c.get("session").userId, roomId, body.visibility);

@@ -5,6 +5,7 @@ import { forbidden, invalidParam } from "../../domain/errors.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 import { eventIdParam, pathParam, roomIdParam, userIdParam } from "./path_params.ts";
 
@@ -29,8 +30,9 @@ const presenceBody = z.object({
 export function ephemeralArea(deps: AppDeps): ClientArea {
   const v3 = new Hono<ClientEnv>();
   const session = requireSession(deps.sessions);
+  const receiptLimit = rateLimited(deps, "receipt");
 
-  v3.put("/rooms/:roomId/typing/:userId", session, async (c) => {
+  v3.put("/rooms/:roomId/typing/:userId", session, rateLimited(deps, "typing"), async (c) => {
     const roomId = roomIdParam(c);
     const userId = userIdParam(c);
     if (userId !== c.get("session").userId) throw forbidden("Cannot set typing for another user");
@@ -39,7 +41,7 @@ export function ephemeralArea(deps: AppDeps): ClientArea {
     return c.json({});
   });
 
-  v3.post("/rooms/:roomId/receipt/:receiptType/:eventId", session, async (c) => {
+  v3.post("/rooms/:roomId/receipt/:receiptType/:eventId", session, receiptLimit, async (c) => {
     const roomId = roomIdParam(c);
     const parsed = receiptType.safeParse(pathParam(c, "receiptType"));
     if (!parsed.success) {
@@ -58,7 +60,7 @@ export function ephemeralArea(deps: AppDeps): ClientArea {
     return c.json({});
   });
 
-  v3.post("/rooms/:roomId/read_markers", session, async (c) => {
+  v3.post("/rooms/:roomId/read_markers", session, receiptLimit, async (c) => {
     const roomId = roomIdParam(c);
     const body = await readJsonBody(c, readMarkersBody, { emptyAsObject: true });
     await deps.receipts.setReadMarkers(c.get("session").userId, roomId, {
@@ -69,7 +71,7 @@ export function ephemeralArea(deps: AppDeps): ClientArea {
     return c.json({});
   });
 
-  v3.put("/presence/:userId/status", session, async (c) => {
+  v3.put("/presence/:userId/status", session, rateLimited(deps, "presence"), async (c) => {
     const userId = userIdParam(c);
     const body = await readJsonBody(c, presenceBody);
     await deps.presence.setStatus(c.get("session").userId, userId, body.presence, body.status_msg);

@@ -6,6 +6,7 @@ import type { JsonObject } from "../../domain/json.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 /** The filter area: a user may only store and read their own filters. */
@@ -14,7 +15,7 @@ export function filterArea(deps: AppDeps): ClientArea {
   v3.use("/user/:userId/filter", requireSession(deps.sessions));
   v3.use("/user/:userId/filter/*", requireSession(deps.sessions));
 
-  v3.post("/user/:userId/filter", async (c) => {
+  v3.post("/user/:userId/filter", rateLimited(deps, "filter"), async (c) => {
     const userId = c.req.param("userId");
     if (userId !== c.get("session").userId) {
       throw forbidden("Cannot create filters for other users");

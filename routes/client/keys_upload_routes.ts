@@ -38,14 +38,14 @@ export function keysUploadArea(deps: AppDeps): ClientArea {
   const session = requireSession(deps.sessions);
   const keys = deps.deviceKeys;
 
-  v3.post("/keys/upload", session, async (c) => {
+  v3.post("/keys/upload", session, rateLimited(deps, "user_write"), async (c) => {
     const { userId, deviceId } = c.get("session");
     const body = await readJsonBody(c, uploadBody);
     return c.json(await keys.upload(userId, deviceId, body));
   });
 
   // r0 clients (matrix-nio among them) may still name the device in the path.
-  v3.post("/keys/upload/:deviceId", session, async (c) => {
+  v3.post("/keys/upload/:deviceId", session, rateLimited(deps, "user_write"), async (c) => {
     const { userId, deviceId } = c.get("session");
     if (pathParam(c, "deviceId") !== deviceId) {
       throw invalidParam("Keys can only be uploaded for the session's own device");

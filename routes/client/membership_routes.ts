@@ -8,7 +8,7 @@ import { isValidUserId } from "../../domain/identifiers.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
-import { rateLimited } from "./rate_limit_middleware.ts";
+import { rateLimited, takeRateLimit } from "./rate_limit_middleware.ts";
 import { roomIdOrAliasParam, roomIdParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
@@ -45,42 +45,44 @@ export function membershipArea(deps: AppDeps): ClientArea {
     return c.json({ room_id: await membership.knock(user(c), target, body.reason) });
   });
 
-  app.post("/rooms/:roomId/invite", auth, async (c) => {
+  app.post("/rooms/:roomId/invite", auth, rateLimited(deps, "invite"), async (c) => {
     const roomId = roomIdParam(c);
     const body = await readJsonBody(c, targetBody);
+    // Per invitee too: many inviters must not bury one user's sync under invites.
+    takeRateLimit(deps, c, "invited", `user:${body.user_id}`);
     await membership.invite(user(c), roomId, body.user_id, { reason: body.reason });
     return c.json({});
   });
 
-  app.post("/rooms/:roomId/leave", auth, async (c) => {
+  app.post("/rooms/:roomId/leave", auth, rateLimited(deps, "membership"), async (c) => {
     const roomId = roomIdParam(c);
     const body = await readJsonBody(c, reasonBody, { emptyAsObject: true });
     await membership.leave(user(c), roomId, body.reason);
     return c.json({});
   });
 
-  app.post("/rooms/:roomId/forget", auth, async (c) => {
+  app.post("/rooms/:roomId/forget", auth, rateLimited(deps, "membership"), async (c) => {
     const roomId = roomIdParam(c);
     await readJsonBody(c, z.object({}), { emptyAsObject: true });
     await membership.forget(user(c), roomId);
     return c.json({});
   });
 
-  app.post("/rooms/:roomId/kick", auth, async (c) => {
+  app.post("/rooms/:roomId/kick", auth, rateLimited(deps, "membership"), async (c) => {
     const roomId = roomIdParam(c);
     const body = await readJsonBody(c, targetBody);
     await membership.kick(user(c), roomId, body.user_id, body.reason);
     return c.json({});
   });
 
-  app.post("/rooms/:roomId/ban", auth, async (c) => {
+  app.post("/rooms/:roomId/ban", auth, rateLimited(deps, "membership"), async (c) => {
     const roomId = roomIdParam(c);
     const body = await readJsonBody(c, targetBody);
     await membership.ban(user(c), roomId, body.user_id, body.reason);
     return c.json({});
   });
 
-  app.post("/rooms/:roomId/unban", auth, async (c) => {
+  app.post("/rooms/:roomId/unban", auth, rateLimited(deps, "membership"), async (c) => {
     const roomId = roomIdParam(c);
     const body = await readJsonBody(c, targetBody);
     await membership.unban(user(c), roomId, body.user_id, body.reason);

@@ -10,6 +10,7 @@ import { checkProfileKey } from "../../domain/profile/profile_service.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 import { pathParam, userIdParam } from "./path_params.ts";
 
@@ -32,7 +33,7 @@ export function profileArea(deps: AppDeps): ClientArea {
     return c.json({ [key]: value });
   });
 
-  v3.put("/profile/:userId/:keyName", session, async (c) => {
+  v3.put("/profile/:userId/:keyName", session, rateLimited(deps, "profile"), async (c) => {
     const userId = userIdParam(c);
     const key = pathParam(c, "keyName");
     checkProfileKey(key);
@@ -43,7 +44,7 @@ export function profileArea(deps: AppDeps): ClientArea {
     return c.json({});
   });
 
-  v3.delete("/profile/:userId/:keyName", session, async (c) => {
+  v3.delete("/profile/:userId/:keyName", session, rateLimited(deps, "profile"), async (c) => {
     const userId = userIdParam(c);
     await profiles.deleteField(c.get("session").userId, userId, pathParam(c, "keyName"));
     return c.json({});

@@ -7,6 +7,7 @@ import { MatrixError } from "../../domain/errors.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery, validate } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 import type { Context } from "hono";
 
@@ -43,6 +44,7 @@ const kindParam = z.enum(RULE_KINDS);
 export function pushRuleArea(deps: AppDeps): ClientArea {
   const v3 = new Hono<ClientEnv>();
   const session = requireSession(deps.sessions);
+  const limited = rateLimited(deps, "push_rules");
   const rules = deps.pushRules;
   const me = (c: Context<ClientEnv>) => c.get("session").userId;
 
@@ -58,7 +60,7 @@ export function pushRuleArea(deps: AppDeps): ClientArea {
     return c.json(findRule(me(c), await rules.userRules(me(c)), kind, ruleId));
   });
 
-  v3.put("/pushrules/global/:kind/:ruleId", session, async (c) => {
+  v3.put("/pushrules/global/:kind/:ruleId", session, limited, async (c) => {
     const [kind, ruleId] = ruleParams(c);
     const where = readQuery(c, placement);
     const body = await readJsonBody(c, ruleBody);
@@ -71,7 +73,7 @@ export function pushRuleArea(deps: AppDeps): ClientArea {
     return c.json({});
   });
 
-  v3.delete("/pushrules/global/:kind/:ruleId", session, async (c) => {
+  v3.delete("/pushrules/global/:kind/:ruleId", session, limited, async (c) => {
     const [kind, ruleId] = ruleParams(c);
     await rules.edit(me(c), (current) => deleteRule(me(c), current, kind, ruleId));
     return c.json({});
@@ -83,7 +85,7 @@ export function pushRuleArea(deps: AppDeps): ClientArea {
     return c.json({ enabled: rule.enabled });
   });
 
-  v3.put("/pushrules/global/:kind/:ruleId/enabled", session, async (c) => {
+  v3.put("/pushrules/global/:kind/:ruleId/enabled", session, limited, async (c) => {
     const [kind, ruleId] = ruleParams(c);
     const { enabled } = await readJsonBody(c, z.object({ enabled: z.boolean() }));
     await rules.edit(me(c), (current) => changeRule(me(c), current, kind, ruleId, { enabled }));
@@ -96,7 +98,7 @@ export function pushRuleArea(deps: AppDeps): ClientArea {
     return c.json({ actions: rule.actions });
   });
 
-  v3.put("/pushrules/global/:kind/:ruleId/actions", session, async (c) => {
+  v3.put("/pushrules/global/:kind/:ruleId/actions", session, limited, async (c) => {
     const [kind, ruleId] = ruleParams(c);
     const body = await readJsonBody(c, z.object({ actions }));
     await rules.edit(

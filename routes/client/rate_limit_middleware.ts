@@ -23,21 +23,32 @@ export function clientAddress(c: Context): string | undefined {
 /** Middleware refusing requests over the action's rate limit (off with TESSERA_RATE_LIMITS=off). */
 export function rateLimited(deps: AppDeps, action: RateLimitedAction): MiddlewareHandler {
   return async (c, next) => {
-    if (deps.config.rateLimits) {
-      const session = c.get("session") as Session | undefined;
-      const address = clientAddress(c);
-      // Without a user or an address there is nothing fair to key on; let it through.
-      const key = session ? `user:${session.userId}` : address ? `addr:${address}` : undefined;
-      if (key !== undefined) {
-        const result = deps.rateLimiter.take(action, key);
-        if (!result.allowed) {
-          c.header("Retry-After", String(Math.ceil(result.retryAfterMs / 1000)));
-          throw new MatrixError("M_LIMIT_EXCEEDED", 429, "Too many requests", {
-            retry_after_ms: result.retryAfterMs,
-          });
-        }
-      }
-    }
+    const session = c.get("session") as Session | undefined;
+    const address = clientAddress(c);
+    // Without a user or an address there is nothing fair to key on; let it through.
+    const key = session ? `user:${session.userId}` : address ? `addr:${address}` : undefined;
+    if (key !== undefined) takeRateLimit(deps, c, action, key);
     await next();
   };
+}
+
+/**
+ * Take a token of `action` for `key` (e.g. `user:@invitee:server` when the limited party is named
+ * in the body, not the one asking); 429 M_LIMIT_EXCEEDED when there is none. Rate limits off:
+ * nothing.
+ */
+export function takeRateLimit(
+  deps: AppDeps,
+  c: Context,
+  action: RateLimitedAction,
+  key: string,
+): void {
+  if (!deps.config.rateLimits) return;
+  const result = deps.rateLimiter.take(action, key);
+  if (!result.allowed) {
+    c.header("Retry-After", String(Math.ceil(result.retryAfterMs / 1000)));
+    throw new MatrixError("M_LIMIT_EXCEEDED", 429, "Too many requests", {
+      retry_after_ms: result.retryAfterMs,
+    });
+  }
 }

@@ -13,6 +13,7 @@ import type { BackedUpKey } from "../../domain/ports/key_backup_store.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, validate } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 import { pathParam, roomIdParam } from "./path_params.ts";
 
@@ -43,10 +44,11 @@ const uploadLimit = { maxBytes: MAX_ROOM_KEYS_BODY_BYTES };
 export function roomKeysArea(deps: AppDeps): ClientArea {
   const v3 = new Hono<ClientEnv>();
   const session = requireSession(deps.sessions);
+  const limited = rateLimited(deps, "user_write");
   const backup = deps.keyBackup;
   const me = (c: Context<ClientEnv>) => c.get("session").userId;
 
-  v3.post("/room_keys/version", session, async (c) => {
+  v3.post("/room_keys/version", session, limited, async (c) => {
     const body = await readJsonBody(c, versionBody);
     return c.json(await backup.createVersion(me(c), body.algorithm, body.auth_data));
   });
@@ -59,7 +61,7 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
     return c.json(await backup.version(me(c), pathParam(c, "version")));
   });
 
-  v3.put("/room_keys/version/:version", session, async (c) => {
+  v3.put("/room_keys/version/:version", session, limited, async (c) => {
     const body = await readJsonBody(c, versionBody);
     await backup.updateVersion(me(c), pathParam(c, "version"), {
       algorithm: body.algorithm,
@@ -69,12 +71,12 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
     return c.json({});
   });
 
-  v3.delete("/room_keys/version/:version", session, async (c) => {
+  v3.delete("/room_keys/version/:version", session, limited, async (c) => {
     await backup.deleteVersion(me(c), pathParam(c, "version"));
     return c.json({});
   });
 
-  v3.put("/room_keys/keys", session, async (c) => {
+  v3.put("/room_keys/keys", session, limited, async (c) => {
     const version = versionQuery(c);
     const body = await readJsonBody(c, allKeysBody, uploadLimit);
     const keys: BackedUpKey[] = [];
@@ -85,14 +87,14 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
     return c.json(await backup.putKeys(me(c), version, keys));
   });
 
-  v3.put("/room_keys/keys/:roomId", session, async (c) => {
+  v3.put("/room_keys/keys/:roomId", session, limited, async (c) => {
     const version = versionQuery(c);
     const roomId = roomIdParam(c);
     const body = await readJsonBody(c, roomKeysBody, uploadLimit);
     return c.json(await backup.putKeys(me(c), version, sessionKeys(roomId, body.sessions)));
   });
 
-  v3.put("/room_keys/keys/:roomId/:sessionId", session, async (c) => {
+  v3.put("/room_keys/keys/:roomId/:sessionId", session, limited, async (c) => {
     const version = versionQuery(c);
     const roomId = roomIdParam(c);
     const sessionId = sessionIdParam(c);
@@ -113,15 +115,15 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
     return c.json(await backup.sessionKey(me(c), ...args));
   });
 
-  v3.delete("/room_keys/keys", session, async (c) => {
+  v3.delete("/room_keys/keys", session, limited, async (c) => {
     return c.json(await backup.deleteKeys(me(c), versionQuery(c)));
   });
 
-  v3.delete("/room_keys/keys/:roomId", session, async (c) => {
+  v3.delete("/room_keys/keys/:roomId", session, limited, async (c) => {
     return c.json(await backup.deleteKeys(me(c), versionQuery(c), roomIdParam(c)));
   });
 
-  v3.delete("/room_keys/keys/:roomId/:sessionId", session, async (c) => {
+  v3.delete("/room_keys/keys/:roomId/:sessionId", session, limited, async (c) => {
     const args = [versionQuery(c), roomIdParam(c), sessionIdParam(c)] as const;
     return c.json(await backup.deleteKeys(me(c), ...args));
   });

@@ -1,0 +1,163 @@
+/**
+ * Resource limits on writes (issue 8, finding 10): per-user rate limits on every write, and
+ * caps on what one user can store (room state bytes, account data, filters), each refused with
+ * a clear error and without writing anything. Body limits, nesting and page sizes are in
+ * resource_limits_test.ts.
+ */
+import { assert, assertEquals } from "../assert.ts";
+import { startTestServer } from "../routes/test_server.ts";
+import { registerUser } from "../routes/client_harness.ts";
+import { DEFAULT_RATE_LIMITS } from "../../domain/rate_limiter.ts";
+
+const V3 = "/_matrix/client/v3";
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+
+async function createRoom(
+  server: Server,
+  token: string,
+  body: unknown = { preset: "public_chat" },
+) {
+  const created = await server.request("POST", `${V3}/createRoom`, { token, body });
+  assertEquals(created.status, 200, JSON.stringify(created.body));
+  const roomId: string = created.body.room_id;
+  return { roomId, room: `${V3}/rooms/${encodeURIComponent(roomId)}` };
+}
+
+// ---- Rate limits on every write ----
+
+Deno.test("finding 10: every kind of write has a per-user rate limit answering 429", async () => {
+  const now = 1_000_000; // a frozen clock: no bucket refills during the test
+  const server = await startTestServer({}, { now: () => now });
+  try {
+    const alice = await registerUser(server, "alice");
+    const token = alice.accessToken;
+    const user = encodeURIComponent(alice.userId);
+    const { roomId, room } = await createRoom(server, token);
+    const events = await server.request("GET", `${room}/messages?dir=b&limit=1`, { token });
+    const eventId = encodeURIComponent(events.body.chunk[0].event_id);
+    const rid = encodeURIComponent(roomId);
+    const cases: [string, number, (i: number) => [string, string, unknown]][] = [
+      ["state", DEFAULT_RATE_LIMITS.state.burst, (i) => [
+        "PUT",
+        `${room}/state/org.example.s/${i}`,
+        { i },
+      ]],
+      ["profile", DEFAULT_RATE_LIMITS.profile.burst, (i) => [
+        "PUT",
+        `${V3}/profile/${user}/displayname`,
+        { displayname: `a${i}` },
+      ]],
+      ["filter", DEFAULT_RATE_LIMITS.filter.burst, (i) => [
+        "POST",
+        `${V3}/user/${user}/filter`,
+        { room: { timeline: { limit: i + 1 } } },
+      ]],
+      ["account_data", DEFAULT_RATE_LIMITS.account_data.burst, (i) => [
+        "PUT",
+        `${V3}/user/${user}/rooms/${rid}/tags/t${i % 3}`,
+        {},
+      ]],
+      ["receipt", DEFAULT_RATE_LIMITS.receipt.burst, () => [
+        "POST",
+        `${room}/receipt/m.read/${eventId}`,
+        {},
+      ]],
+      ["typing", DEFAULT_RATE_LIMITS.typing.burst, (i) => [
+        "PUT",
+        `${room}/typing/${user}`,
+        { typing: i % 2 === 0, timeout: 1000 },
+      ]],
+      ["push_rules", DEFAULT_RATE_LIMITS.push_rules.burst, (i) => [
+        "PUT",
+        `${V3}/pushrules/global/room/${rid}`,
+        { actions: i % 2 === 0 ? ["notify"] : [] },
+      ]],
+      ["directory", DEFAULT_RATE_LIMITS.directory.burst, (i) => [
+        "PUT",
+        `${V3}/directory/list/room/${rid}`,
+        { visibility: i % 2 === 0 ? "public" : "private" },
+      ]],
+      ["presence", DEFAULT_RATE_LIMITS.presence.burst, (i) => [
+        "PUT",
+        `${V3}/presence/${user}/status`,
+        { presence: i % 2 === 0 ? "online" : "unavailable" },
+      ]],
+      ["user_write", DEFAULT_RATE_LIMITS.user_write.burst, (i) => [
+        "PUT",
+        `${V3}/devices/${encodeURIComponent(alice.deviceId)}`,
+        { display_name: `d${i}` },
+      ]],
+    ];
+    const failures: string[] = [];
+    for (const [action, burst, make] of cases) {
+      for (let i = 0; i < burst; i++) {
+        const [method, path, body] = make(i);
+        const res = await server.request(method, path, { token, body });
+        if (res.status !== 200) {
+          failures.push(`${action} #${i}: ${res.status} ${JSON.stringify(res.body)}`);
+          break;
+        }
+      }
+      const [method, path, body] = make(burst);
+      const limited = await server.request(method, path, { token, body });
+      if (limited.status !== 429 || limited.body.errcode !== "M_LIMIT_EXCEEDED") {
+        failures.push(`${action}: ${limited.status} ${JSON.stringify(limited.body)}`);
+      } else if (!(limited.body.retry_after_ms > 0)) failures.push(`${action}: no retry_after_ms`);
+    }
+    assertEquals(failures, []);
+    // The refused state event was not written.
+    const refused = await server.request(
+      "GET",
+      `${room}/state/org.example.s/${DEFAULT_RATE_LIMITS.state.burst}`,
+      { token },
+    );
+    assertEquals(refused.status, 404);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("finding 10: invites are limited per inviter and per invitee", async () => {
+  const now = 1_000_000;
+  const server = await startTestServer({}, { now: () => now });
+  try {
+    const alice = await registerUser(server, "alice");
+    const mallory = await registerUser(server, "mallory");
+    const victim = await registerUser(server, "victim");
+    const invitedBurst = DEFAULT_RATE_LIMITS.invited.burst;
+    // Many rooms each inviting the same user: the invitee's bucket runs out, whoever invites.
+    const statuses: number[] = [];
+    for (let i = 0; i <= invitedBurst; i++) {
+      const inviter = i % 2 === 0 ? alice : mallory;
+      const { room } = await createRoom(server, inviter.accessToken, { preset: "private_chat" });
+      const res = await server.request("POST", `${room}/invite`, {
+        token: inviter.accessToken,
+        body: { user_id: victim.userId },
+      });
+      statuses.push(res.status);
+    }
+    assertEquals(statuses.slice(0, invitedBurst), Array(invitedBurst).fill(200));
+    assertEquals(statuses[invitedBurst], 429);
+    const sync = await server.request("GET", `${V3}/sync`, { token: victim.accessToken });
+    assertEquals(Object.keys(sync.body.rooms?.invite ?? {}).length, invitedBurst);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("finding 10: TESSERA_RATE_LIMITS=off switches the write limits off", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
+  try {
+    const alice = await registerUser(server, "alice");
+    const { room } = await createRoom(server, alice.accessToken);
+    for (let i = 0; i < DEFAULT_RATE_LIMITS.state.burst + 5; i++) {
+      const res = await server.request("PUT", `${room}/state/org.example.s/${i}`, {
+        token: alice.accessToken,
+        body: { i },
+      });
+      assertEquals(res.status, 200);
+    }
+  } finally {
+    server.close();
+  }
+});
