@@ -43,6 +43,7 @@ import { partFromAllRooms } from "./domain/rooms/account_parting.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { KvTransactionStore } from "./kv/transaction_store.ts";
 import { RoomEventService } from "./domain/room_events/room_event_service.ts";
+import { ReadPipeline, type ReadPipelineDeps } from "./domain/room_events/read_pipeline.ts";
 import { NotificationPlanner } from "./domain/push/notification_planner.ts";
 import { NotificationCountService } from "./domain/push/notification_counts.ts";
 import { PushRuleService } from "./domain/push/push_rule_service.ts";
@@ -85,6 +86,8 @@ export async function assembleServer(
     now?: () => number;
     /** scrypt cost; tests pass a low logN to stay fast, servers keep the strong default. */
     passwordHashing?: ScryptParams;
+    /** Builds the read pipeline; tests pass a spying subclass (tests/security). */
+    readPipeline?: (deps: ReadPipelineDeps) => ReadPipeline;
   } = {},
 ): Promise<AssembledServer> {
   const seed = config.signingKeySeed ?? (await loadOrCreateSigningSeed(kv, generateSigningSeed));
@@ -132,6 +135,15 @@ export async function assembleServer(
     now: options.now,
   });
   const transactions = new KvTransactionStore(kv);
+  // The one way events leave the server: every reader gets this instance.
+  const pipelineDeps: ReadPipelineDeps = {
+    store: eventStore,
+    accountData: new KvAccountDataStore(kv),
+    transactions,
+    now: options.now ?? Date.now,
+    serverName: config.serverName,
+  };
+  const readPipeline = options.readPipeline?.(pipelineDeps) ?? new ReadPipeline(pipelineDeps);
   const deviceListNotifier = new DeviceListNotifier(eventStore, syncNotifier);
   // One store per process: its claim queue batches concurrent claims of one device's keys.
   const deviceKeyStore = new KvDeviceKeyStore(kv);
@@ -192,12 +204,12 @@ export async function assembleServer(
     eventStore,
     sender,
     transactions,
+    readPipeline,
     roomEvents: new RoomEventService({
       store: eventStore,
       sender,
       transactions,
-      now: options.now,
-      serverName: config.serverName,
+      pipeline: readPipeline,
     }),
     syncNotifier,
     syncStreams,

@@ -21,6 +21,7 @@ import type { PresenceService } from "../domain/ephemeral/presence_service.ts";
 import type { Rooms } from "../domain/rooms/rooms.ts";
 import type { TransactionStore } from "../domain/ports/transaction_store.ts";
 import type { RoomEventService } from "../domain/room_events/room_event_service.ts";
+import type { ReadPipeline } from "../domain/room_events/read_pipeline.ts";
 import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts";
 import type { DeviceListNotifier } from "../domain/e2ee/device_list_notifier.ts";
 import type { CrossSigningService } from "../domain/e2ee/cross_signing_service.ts";
@@ -56,9 +57,11 @@ export interface AppDeps {
    */
   transactions: TransactionStore;
   /**
-   * Sending and reading room events; `presenter.present(events, {roomId, version, deviceId})`
-   * applies redactions and transaction IDs, `visibility.filter` history visibility.
+   * The one way events leave the server (history visibility, redaction, ignored users, format,
+   * filter): every route that returns events reads them through it, never formats them itself.
    */
+  readPipeline: ReadPipeline;
+  /** Sending and reading room events (/event, /context, /messages, /state, /members). */
   roomEvents: RoomEventService;
   /** Wakes long-polling syncs: call `notifyUser`/`notifyRoom` after committing sync data. */
   syncNotifier: SyncNotifier;

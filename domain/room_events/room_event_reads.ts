@@ -1,15 +1,16 @@
 /**
- * Reading a room's events for clients: one event, an event's context, /messages pages and room
- * state, each filtered by history visibility and presented with redactions applied.
+ * Reading a room's events for clients: one event, an event's context, /messages pages, room
+ * state and members. Each chooses stored events and hands them to the read pipeline
+ * (read_pipeline.ts), which applies history visibility, redactions, ignored users, the client
+ * format and the filter; nothing here formats an event itself.
  */
 import type { ClientEvent } from "../client_event.ts";
 import { forbidden, notFound, unsupportedRoomVersion } from "../errors.ts";
-import { matchesRoomEventFilter, type RoomEventFilter } from "../event_filter.ts";
+import type { RoomEventFilter } from "../event_filter.ts";
 import { splitStateKey, stateKey, type StateMap } from "../events.ts";
 import type { Direction, EventReader, StoredEvent } from "../ports/event_store.ts";
 import { type RoomVersion, roomVersion } from "../room_versions.ts";
-import type { EventPresenter } from "./event_presenter.ts";
-import type { EventVisibility, Viewer } from "./event_visibility.ts";
+import type { IgnoredUsers, ReadPipeline, RoomRead } from "./read_pipeline.ts";
 
 /** Who reads: the user and the device (for transaction IDs). */
 export interface Reader {
@@ -38,29 +39,48 @@ export interface EventContext {
   state: ClientEvent[];
 }
 
-/** Reads of room events, visibility applied. */
+/** Filters of `GET /rooms/{roomId}/members`. */
+export interface MembersQuery {
+  /** A timeline token: members as of that point. */
+  at?: string;
+  membership?: string;
+  notMembership?: string;
+}
+
+/** A joined member's profile as `/joined_members` shows it. */
+export interface JoinedMemberProfile {
+  display_name?: string;
+  avatar_url?: string;
+}
+
+/** What a read of one room starts from: its version and the reader's standing. */
+interface OpenRoom {
+  version: RoomVersion;
+  membership: StoredEvent | null;
+  ignored: IgnoredUsers;
+}
+
+/** Reads of room events, every event through the read pipeline. */
 export class RoomEventReads {
-  /** Reads over the store, visibility rules and the presenter. */
+  /** Reads over the store and the read pipeline (required: it is the only way out). */
   constructor(
     private readonly store: EventReader,
-    private readonly visibility: EventVisibility,
-    private readonly presenter: EventPresenter,
+    private readonly pipeline: ReadPipeline,
   ) {}
 
   /** GET /rooms/{roomId}/event/{eventId}: 404 when unknown, elsewhere, or not visible. */
   async event(reader: Reader, roomId: string, eventId: string): Promise<ClientEvent> {
-    const { version, viewer } = await this.#open(reader, roomId);
+    const room = await this.#open(reader, roomId);
     const stored = await this.store.getEvent(eventId);
     if (!stored || stored.roomId !== roomId || stored.status !== "accepted") {
       throw notFound("Event not found");
     }
-    const [visible] = await this.visibility.filter(viewer, [stored]);
-    if (!visible) throw notFound("Event not found");
-    const [event] = await this.presenter.present(
-      [stored],
-      this.#presentOptions(reader, roomId, version, true),
+    const { timeline } = await this.pipeline.readClientEvents(
+      this.#read(reader, roomId, room, true),
+      { timeline: [stored] },
     );
-    return event;
+    if (!timeline[0]) throw notFound("Event not found");
+    return timeline[0];
   }
 
   /** GET /rooms/{roomId}/context/{eventId}. */
@@ -71,48 +91,46 @@ export class RoomEventReads {
     limit: number,
     filter: RoomEventFilter,
   ): Promise<EventContext> {
-    const { version, viewer } = await this.#open(reader, roomId);
+    const room = await this.#open(reader, roomId);
     const stored = await this.store.getEvent(eventId);
     if (!stored || stored.roomId !== roomId || stored.status !== "accepted") {
       throw notFound("Event not found");
     }
-    if ((await this.visibility.filter(viewer, [stored])).length === 0) {
-      throw notFound("Event not found");
-    }
+    const [event] = (await this.pipeline.readClientEvents(
+      this.#read(reader, roomId, room, true),
+      { timeline: [stored] },
+    )).timeline;
+    if (!event) throw notFound("Event not found");
     const beforeLimit = Math.floor(limit / 2);
     const afterLimit = limit - beforeLimit;
     const here = this.store.timelineTokenAt(stored.position);
     const next = this.store.timelineTokenAt(stored.position + 1);
-    const before = beforeLimit > 0
-      ? await this.#walk(viewer, roomId, { from: here, dir: "b", limit: beforeLimit }, filter)
-      : { events: [], end: here };
-    const after = afterLimit > 0
-      ? await this.#walk(viewer, roomId, { from: next, dir: "f", limit: afterLimit }, filter)
-      : { events: [], end: next };
-    const options = this.#presentOptions(reader, roomId, version, true);
-    const [event, eventsBefore, eventsAfter] = await Promise.all([
-      this.presenter.present([stored], options).then((e) => e[0]),
-      this.presenter.present(before.events, options),
-      this.presenter.present(after.events, options),
+    const [before, after] = await Promise.all([
+      beforeLimit > 0
+        ? this.#walk(reader, roomId, room, { from: here, dir: "b", limit: beforeLimit }, filter)
+        : { events: [], kept: [], end: here },
+      afterLimit > 0
+        ? this.#walk(reader, roomId, room, { from: next, dir: "f", limit: afterLimit }, filter)
+        : { events: [], kept: [], end: next },
     ]);
-    const last = after.events.at(-1) ?? stored;
+    const last = after.kept.at(-1) ?? stored;
     const stateAfter = (await this.store.stateAtEvent(last.eventId, "after")) ?? new Map();
     const state = await this.#stateEvents(
       reader,
       roomId,
-      version,
+      room,
       filter.lazy_load_members
-        ? this.#lazyMembers(stateAfter, [stored, ...before.events, ...after.events])
+        ? lazyMembers(stateAfter, [stored, ...before.kept, ...after.kept])
         : stateAfter,
     );
     return {
       event,
-      events_before: eventsBefore,
-      events_after: eventsAfter,
+      events_before: before.events,
+      events_after: after.events,
       start: before.end ??
-        this.store.timelineTokenAt(before.events.at(-1)?.position ?? stored.position),
+        this.store.timelineTokenAt(before.kept.at(-1)?.position ?? stored.position),
       end: after.end ??
-        this.store.timelineTokenAt((after.events.at(-1)?.position ?? stored.position) + 1),
+        this.store.timelineTokenAt((after.kept.at(-1)?.position ?? stored.position) + 1),
       state,
     };
   }
@@ -123,21 +141,17 @@ export class RoomEventReads {
     roomId: string,
     options: { from?: string; to?: string; dir: Direction; limit: number; filter: RoomEventFilter },
   ): Promise<MessagesPage> {
-    const { version, viewer } = await this.#open(reader, roomId);
-    const walked = await this.#walk(viewer, roomId, options, options.filter);
-    const presentOptions = this.#presentOptions(reader, roomId, version, true);
-    const page: MessagesPage = {
-      chunk: await this.presenter.present(walked.events, presentOptions),
-      start: walked.start,
-    };
+    const room = await this.#open(reader, roomId);
+    const walked = await this.#walk(reader, roomId, room, options, options.filter);
+    const page: MessagesPage = { chunk: walked.events, start: walked.start! };
     if (walked.end !== undefined) page.end = walked.end;
     if (options.filter.lazy_load_members) {
       const current = await this.store.currentState(roomId);
       page.state = await this.#stateEvents(
         reader,
         roomId,
-        version,
-        this.#lazyMembers(current, walked.events),
+        room,
+        lazyMembers(current, walked.kept),
       );
     }
     return page;
@@ -145,8 +159,8 @@ export class RoomEventReads {
 
   /** GET /rooms/{roomId}/state: current state for members, state at leaving for former ones. */
   async state(reader: Reader, roomId: string): Promise<ClientEvent[]> {
-    const { version, state } = await this.#visibleState(reader, roomId);
-    return this.#stateEvents(reader, roomId, version, state);
+    const { room, state } = await this.#visibleState(reader, roomId);
+    return this.#stateEvents(reader, roomId, room, state);
   }
 
   /** GET /rooms/{roomId}/state/{type}/{stateKey}: the state event, or 404. */
@@ -156,52 +170,130 @@ export class RoomEventReads {
     type: string,
     key: string,
   ): Promise<ClientEvent> {
-    const { version, state } = await this.#visibleState(reader, roomId);
+    const { room, state } = await this.#visibleState(reader, roomId);
     const id = state.get(stateKey(type, key));
     const [event] = id
-      ? await this.#stateEvents(reader, roomId, version, new Map([[stateKey(type, key), id]]))
+      ? await this.#stateEvents(reader, roomId, room, new Map([[stateKey(type, key), id]]))
       : [];
     if (!event) throw notFound(`No ${type} state with key '${key}' in this room`);
     return event;
   }
 
-  /** The room's version and the viewer; M_FORBIDDEN for outsiders of non-world-readable rooms. */
-  async #open(reader: Reader, roomId: string): Promise<{ version: RoomVersion; viewer: Viewer }> {
+  /**
+   * Member events of a room for `GET /members`. Members see the current list (or as of `at`);
+   * former members see it as of their leaving; others only in world-readable rooms.
+   */
+  async members(reader: Reader, roomId: string, query: MembersQuery): Promise<ClientEvent[]> {
+    const head = await this.store.roomHead(roomId);
+    if (!head || head.lastPosition === 0) {
+      throw notFound(`Room ${roomId} is not known to this server`);
+    }
+    const room = await this.#open(reader, roomId);
+    const membership = membershipOf(room.membership);
+    let stateMap: StateMap;
+    if (membership === "join") {
+      stateMap = query.at
+        ? await this.#stateAtToken(roomId, query.at)
+        : await this.store.currentState(roomId);
+    } else if (await this.pipeline.worldReadable(roomId)) {
+      stateMap = await this.store.currentState(roomId);
+    } else if (await this.#formerMember(room)) {
+      stateMap = (await this.store.stateAtEvent(room.membership!.eventId, "after")) ?? new Map();
+    } else {
+      throw forbidden("You are not a member of this room");
+    }
+    const members: StateMap = new Map(
+      [...stateMap].filter(([key]) => splitStateKey(key)[0] === "m.room.member"),
+    );
+    const events = await this.#stateEvents(reader, roomId, room, members);
+    return events.filter((event) => {
+      const m = event.content.membership;
+      if (query.membership !== undefined && m !== query.membership) return false;
+      if (query.notMembership !== undefined && m === query.notMembership) return false;
+      return true;
+    });
+  }
+
+  /** Joined members with their profile, for `GET /joined_members`; only for members. */
+  async joinedMembers(
+    reader: Reader,
+    roomId: string,
+  ): Promise<Record<string, JoinedMemberProfile>> {
+    const head = await this.store.roomHead(roomId);
+    if (!head || head.lastPosition === 0) {
+      throw notFound(`Room ${roomId} is not known to this server`);
+    }
+    const room = await this.#open(reader, roomId);
+    if (membershipOf(room.membership) !== "join") {
+      throw forbidden("You are not joined to this room");
+    }
+    const members = await this.store.members(roomId, ["join"]);
+    const state: StateMap = new Map(
+      members.map((m) => [stateKey("m.room.member", m.userId), m.eventId]),
+    );
+    const joined: Record<string, JoinedMemberProfile> = {};
+    for (const event of await this.#stateEvents(reader, roomId, room, state)) {
+      if (event.state_key === undefined || event.content.membership !== "join") continue;
+      const entry: JoinedMemberProfile = {};
+      const { displayname, avatar_url } = event.content;
+      if (typeof displayname === "string") entry.display_name = displayname;
+      if (typeof avatar_url === "string") entry.avatar_url = avatar_url;
+      joined[event.state_key] = entry;
+    }
+    return joined;
+  }
+
+  /** The room's version and the reader; M_FORBIDDEN for outsiders of non-world-readable rooms. */
+  async #open(reader: Reader, roomId: string): Promise<OpenRoom> {
     const head = await this.store.roomHead(roomId);
     if (!head) throw forbidden("You are not in this room");
     const version = roomVersion(head.roomVersion);
     if (!version) throw unsupportedRoomVersion(head.roomVersion);
-    const viewer = await this.visibility.viewer(reader.userId, roomId);
-    if (viewer.membership === undefined && !(await this.visibility.worldReadable(roomId))) {
+    const [membership, ignored] = await Promise.all([
+      this.pipeline.membershipOf(reader.userId, roomId),
+      this.pipeline.ignoredUsers(reader.userId),
+    ]);
+    if (membershipOf(membership) === undefined && !(await this.pipeline.worldReadable(roomId))) {
       throw forbidden("You are not in this room");
     }
-    return { version, viewer };
+    return { version, membership, ignored };
   }
 
   /** The state a reader may see: current (joined or world-readable), or as they left it. */
   async #visibleState(reader: Reader, roomId: string) {
-    const { version, viewer } = await this.#open(reader, roomId);
-    if (viewer.membership === "join" || (await this.visibility.worldReadable(roomId))) {
-      return { version, state: await this.store.currentState(roomId) };
-    }
+    const room = await this.#open(reader, roomId);
     if (
-      (viewer.membership === "leave" || viewer.membership === "ban") &&
-      viewer.membershipEventId !== undefined
+      membershipOf(room.membership) === "join" || (await this.pipeline.worldReadable(roomId))
     ) {
-      const state = await this.store.stateAtEvent(viewer.membershipEventId, "after");
-      if (state) return { version, state };
+      return { room, state: await this.store.currentState(roomId) };
+    }
+    if (await this.#formerMember(room)) {
+      const state = await this.store.stateAtEvent(room.membership!.eventId, "after");
+      if (state) return { room, state };
     }
     throw forbidden("You are not in this room");
   }
 
-  /** Walk the timeline until `limit` visible, matching events are found or the log ends. */
+  /**
+   * Whether the reader left or was banned after being joined: they see the state as they left
+   * it. One who never joined (a withdrawn knock, a rejected or withdrawn invite) sees none.
+   */
+  async #formerMember(room: OpenRoom): Promise<boolean> {
+    const membership = membershipOf(room.membership);
+    if (!room.membership || (membership !== "leave" && membership !== "ban")) return false;
+    return await this.pipeline.wasJoinedBefore(room.membership);
+  }
+
+  /** Walk the timeline until `limit` events come out of the pipeline or the log ends. */
   async #walk(
-    viewer: Viewer,
+    reader: Reader,
     roomId: string,
+    room: OpenRoom,
     options: { from?: string; to?: string; dir: Direction; limit: number },
     filter: RoomEventFilter,
-  ): Promise<{ events: StoredEvent[]; start: string; end?: string }> {
-    const events: StoredEvent[] = [];
+  ): Promise<{ events: ClientEvent[]; kept: StoredEvent[]; start?: string; end?: string }> {
+    const events: ClientEvent[] = [];
+    const kept: StoredEvent[] = [];
     let from = options.from;
     let start: string | undefined;
     let end: string | undefined;
@@ -214,43 +306,75 @@ export class RoomEventReads {
         limit: wanted,
       });
       start ??= walked.start;
-      const matching = walked.events.filter((e) =>
-        matchesRoomEventFilter(filter, { ...e.pdu, room_id: roomId })
+      const out = await this.pipeline.readClientEvents(
+        { ...this.#read(reader, roomId, room, true), filter },
+        { timeline: walked.events },
       );
-      events.push(...await this.visibility.filter(viewer, matching));
+      events.push(...out.timeline);
+      kept.push(...out.timelineKept);
       end = walked.end;
       if (end === undefined) break;
       from = end;
     }
-    return { events, start: start!, end };
+    return { events, kept, start, end };
   }
 
-  /** Member events of the senders of `events` (and of nobody else), from `state`. */
-  #lazyMembers(state: StateMap, events: readonly StoredEvent[]): StateMap {
-    const out: StateMap = new Map();
-    for (const event of events) {
-      const key = stateKey("m.room.member", event.pdu.sender);
-      const id = state.get(key);
-      if (id !== undefined) out.set(key, id);
+  async #stateAtToken(roomId: string, token: string): Promise<StateMap> {
+    let page;
+    try {
+      page = await this.store.timeline(roomId, { from: token, dir: "b", limit: 1 });
+    } catch {
+      return await this.store.currentState(roomId);
     }
-    return out;
+    const last = page.events[0];
+    if (!last) return await this.store.currentState(roomId);
+    return (await this.store.stateAtEvent(last.eventId, "after")) ??
+      await this.store.currentState(roomId);
   }
 
+  /** State events of `state`, sorted by type and state key, through the pipeline. */
   async #stateEvents(
     reader: Reader,
     roomId: string,
-    version: RoomVersion,
+    room: OpenRoom,
     state: StateMap,
   ): Promise<ClientEvent[]> {
     const found = await this.store.getEvents([...state.values()]);
     const ordered = [...state].sort(([a], [b]) => compareStateKeys(a, b))
       .flatMap(([, id]) => found.get(id) ?? []);
-    return this.presenter.present(ordered, this.#presentOptions(reader, roomId, version, false));
+    const out = await this.pipeline.readClientEvents(
+      this.#read(reader, roomId, room, false),
+      { state: ordered },
+    );
+    return out.state;
   }
 
-  #presentOptions(reader: Reader, roomId: string, version: RoomVersion, prevContent: boolean) {
-    return { roomId, version, deviceId: reader.deviceId, prevContent };
+  #read(reader: Reader, roomId: string, room: OpenRoom, prevContent: boolean): RoomRead {
+    return {
+      reader,
+      roomId,
+      version: room.version,
+      membership: room.membership,
+      ignored: room.ignored,
+      prevContent,
+    };
   }
+}
+
+/** Member events of the senders of `events` (and of nobody else), from `state`. */
+function lazyMembers(state: StateMap, events: readonly StoredEvent[]): StateMap {
+  const out: StateMap = new Map();
+  for (const event of events) {
+    const key = stateKey("m.room.member", event.pdu.sender);
+    const id = state.get(key);
+    if (id !== undefined) out.set(key, id);
+  }
+  return out;
+}
+
+function membershipOf(event: StoredEvent | null): string | undefined {
+  const m = event?.pdu.content.membership;
+  return typeof m === "string" ? m : undefined;
 }
 
 function compareStateKeys(a: string, b: string): number {

@@ -5,14 +5,13 @@
  * membership event is in that window (a new invite, join, leave or knock); a room joined in the
  * window gets its full state, like an initial sync.
  */
-import { type Filter, matchesRoomEventFilter, roomAllowed } from "../event_filter.ts";
+import { type Filter, roomAllowed } from "../event_filter.ts";
 import { stateKey } from "../events.ts";
 import type { JsonObject } from "../json.ts";
 import type { EventStore, Membership, RoomChanges, StoredEvent } from "../ports/event_store.ts";
 import { type RoomVersion, roomVersion } from "../room_versions.ts";
-import { type EventPresenterLike, presentEvents } from "./event_format.ts";
+import type { IgnoredUsers, ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
 import { stateSection } from "./room_state_section.ts";
-import { strippedState } from "./stripped_state.ts";
 import { joinedRoomEntry, type SyncResponse, type UnreadCounts } from "./sync_response.ts";
 import type { SyncStreamRequest } from "./sync_stream.ts";
 import { isAfter, syncTokenAt } from "./sync_token.ts";
@@ -40,8 +39,11 @@ export interface NotificationCounts {
 export interface RoomStreamDeps {
   store: EventStore;
   notificationCounts?: NotificationCounts;
-  /** The events area's presenter (redactions, transaction IDs, prev_content), when wired. */
-  presenter?: EventPresenterLike;
+  /**
+   * The read pipeline every event of the rooms section goes through (visibility, redaction,
+   * ignored users, format, filter). Required: sync has no other way to show an event.
+   */
+  pipeline: ReadPipeline;
 }
 
 /** A room and the membership the user had in it at the barrier. */
@@ -108,13 +110,17 @@ export class RoomStream {
       Math.max(1, roomFilter.timeline?.limit ?? DEFAULT_TIMELINE_LIMIT),
     );
 
-    // Joined rooms: the window's events (all of them on a full sync or full_state).
-    const changes = await store.roomChanges({
-      roomIds: joined.map((p) => p.roomId),
-      since: request.fullState ? undefined : since,
-      upTo,
-      limit,
-    });
+    // Joined rooms: the window's events (all of them on a full sync or full_state). The
+    // reader's ignore list is read once for every room, beside them.
+    const [changes, ignored] = await Promise.all([
+      store.roomChanges({
+        roomIds: joined.map((p) => p.roomId),
+        since: request.fullState ? undefined : since,
+        upTo,
+        limit,
+      }),
+      this.deps.pipeline.ignoredUsers(request.userId),
+    ]);
     const changed = new Map(changes.map((c) => [c.roomId, c]));
     const work: (() => Promise<void>)[] = [];
     const workRooms: string[] = [];
@@ -130,7 +136,7 @@ export class RoomStream {
       // on which room's reads finish first.
       joinedRoomEntry(response, room.roomId);
       workRooms.push(room.roomId);
-      work.push(() => this.#joinedRoom(request, response, room.roomId, change, full));
+      work.push(() => this.#joinedRoom(request, response, room, change, full, ignored));
     }
     unread?.prefetch(workRooms);
     const entries: Promise<void>[] = [runBounded(work, ROOMS_IN_FLIGHT)];
@@ -138,22 +144,22 @@ export class RoomStream {
     for (const room of placed) {
       const inWindow = !incremental || isAfter(room.event.versionstamp, since);
       if (!inWindow) continue;
-      if (room.membership === "invite") {
+      if (room.membership === "invite" || room.membership === "knock") {
+        // Invites from ignored users are not delivered (the pipeline decides).
         entries.push(
-          strippedState(store, room.event).then((events) => {
-            response.rooms.invite[room.roomId] = { invite_state: { events } };
-          }),
-        );
-      } else if (room.membership === "knock") {
-        entries.push(
-          strippedState(store, room.event).then((events) => {
-            response.rooms.knock[room.roomId] = { knock_state: { events } };
+          this.#roomVersion(room.roomId).then((version) =>
+            this.deps.pipeline.strippedState(room.event, ignored, version)
+          ).then((events) => {
+            if (events === undefined) return;
+            if (room.membership === "invite") {
+              response.rooms.invite[room.roomId] = { invite_state: { events } };
+            } else response.rooms.knock[room.roomId] = { knock_state: { events } };
           }),
         );
       } else if (room.membership === "leave" || room.membership === "ban") {
         // A full sync shows left rooms only on request; an incremental one shows the leave.
         if (incremental || roomFilter.include_leave === true) {
-          entries.push(this.#leftRoom(request, response, room));
+          entries.push(this.#leftRoom(request, response, room, ignored));
         }
       }
     }
@@ -208,49 +214,73 @@ export class RoomStream {
   async #joinedRoom(
     request: Omit<SyncStreamRequest, "joinedRoomIds">,
     response: SyncResponse,
-    roomId: string,
+    room: PlacedRoom,
     change: RoomChanges | undefined,
     full: boolean,
+    ignored: IgnoredUsers,
   ): Promise<void> {
     const { store } = this.deps;
+    const roomId = room.roomId;
     const filter = request.filter.room ?? {};
     const timeline = change?.events ?? [];
-    const prevBatch = change?.prevBatch ??
-      (await store.timeline(roomId, { dir: "b", limit: 1 })).start;
-    const [version, state] = await Promise.all([
+    const [prevBatch, version] = await Promise.all([
+      change?.prevBatch ?? store.timeline(roomId, { dir: "b", limit: 1 }).then((p) => p.start),
       this.#roomVersion(roomId),
-      stateSection(store, {
-        roomId,
-        userId: request.userId,
-        timeline,
-        prevBatch,
-        full,
-        since: request.since,
-        limited: change?.limited ?? false,
-        filter: filter.state ?? {},
-      }),
     ]);
     if (!version) return; // no head: nothing stored to show
-    const shown = timeline.filter((e) => matchesRoomEventFilter(filter.timeline ?? {}, e.pdu));
-    // One presenter pass for state and timeline: one redaction and one transaction ID lookup
-    // per room instead of two.
-    const presented = await presentEvents(this.deps.presenter, [...state, ...shown], {
-      roomId,
-      version,
-      now: request.now,
-      filter: request.filter,
-      deviceId: request.deviceId,
+    let state: StoredEvent[] = [];
+    // One pipeline pass for state and timeline: one redaction and one transaction ID lookup
+    // per room. The state section starts where the visible timeline does.
+    const out = await this.deps.pipeline.readRoom(this.#read(request, room, version, ignored), {
+      timeline,
+      state: async (visible) => {
+        state = await stateSection(store, {
+          roomId,
+          userId: request.userId,
+          timeline: visible,
+          prevBatch,
+          full,
+          since: request.since,
+          limited: change?.limited ?? false,
+          filter: filter.state ?? {},
+        });
+        return state;
+      },
     });
     const entry = joinedRoomEntry(response, roomId);
     entry.timeline = {
-      events: presented.slice(state.length),
+      events: out.timeline,
       limited: change?.limited ?? false,
       prev_batch: prevBatch,
     };
-    entry.state = { events: presented.slice(0, state.length) };
+    entry.state = { events: out.state };
     const lazy = filter.state?.lazy_load_members === true;
-    const memberChange = [...timeline, ...state].some((e) => e.pdu.type === "m.room.member");
+    const memberChange = [...out.timelineVisible, ...state].some((e) =>
+      e.pdu.type === "m.room.member"
+    );
     if (lazy && (full || memberChange)) entry.summary = await this.#summary(roomId, request.userId);
+  }
+
+  /** What the pipeline needs for one room of this sync. */
+  #read(
+    request: Omit<SyncStreamRequest, "joinedRoomIds">,
+    room: PlacedRoom,
+    version: RoomVersion,
+    ignored: IgnoredUsers,
+  ): RoomRead {
+    const filter = request.filter.room ?? {};
+    return {
+      reader: { userId: request.userId, deviceId: request.deviceId },
+      roomId: room.roomId,
+      version,
+      // The membership as of the barrier: visibility is judged at the sync's point in time.
+      membership: room.event,
+      format: request.filter.event_format === "federation" ? "federation" : "client",
+      filter: filter.timeline ?? {},
+      eventFields: request.filter.event_fields,
+      prevContent: true,
+      ignored,
+    };
   }
 
   /** A room's version; it never changes, so it is remembered (a head read per room saved). */
@@ -270,6 +300,7 @@ export class RoomStream {
     request: Omit<SyncStreamRequest, "joinedRoomIds">,
     response: SyncResponse,
     room: PlacedRoom,
+    ignored: IgnoredUsers,
   ): Promise<void> {
     const { store } = this.deps;
     const filter = request.filter.room ?? {};
@@ -288,35 +319,30 @@ export class RoomStream {
     });
     const timeline = (change?.events ?? []).filter((e) => e.position <= room.event.position);
     const prevBatch = change?.prevBatch;
-    const state = await stateSection(store, {
-      roomId: room.roomId,
-      userId: request.userId,
+    // History visibility decides what of it the user saw (a withdrawn knock or a rejected
+    // invite saw nothing but their own membership); the state section starts where the
+    // visible timeline does, and a user who never joined sees only state visibility allows.
+    const out = await this.deps.pipeline.readRoom(this.#read(request, room, version, ignored), {
       timeline,
-      prevBatch: prevBatch ?? "",
-      full: request.since === undefined || request.fullState || prevBatch === undefined,
-      since: request.since,
-      limited: change?.limited ?? false,
-      filter: filter.state ?? {},
+      state: (visible) =>
+        stateSection(store, {
+          roomId: room.roomId,
+          userId: request.userId,
+          timeline: visible,
+          prevBatch: prevBatch ?? "",
+          full: request.since === undefined || request.fullState || prevBatch === undefined,
+          since: request.since,
+          limited: change?.limited ?? false,
+          filter: filter.state ?? {},
+        }),
     });
-    const ctx = {
-      roomId: room.roomId,
-      version,
-      now: request.now,
-      filter: request.filter,
-      deviceId: request.deviceId,
-    };
-    const shown = timeline.filter((e) => matchesRoomEventFilter(filter.timeline ?? {}, e.pdu));
-    const [timelineEvents, stateEvents] = await Promise.all([
-      presentEvents(this.deps.presenter, shown, ctx),
-      presentEvents(this.deps.presenter, state, ctx),
-    ]);
     response.rooms.leave[room.roomId] = {
       timeline: {
-        events: timelineEvents,
+        events: out.timeline,
         limited: change?.limited ?? false,
         prev_batch: prevBatch,
       },
-      state: { events: stateEvents },
+      state: { events: out.state },
       account_data: { events: [] },
     };
   }

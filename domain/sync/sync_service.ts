@@ -7,7 +7,7 @@
 import type { Filter } from "../event_filter.ts";
 import { invalidParam } from "../errors.ts";
 import type { EventStore, Membership } from "../ports/event_store.ts";
-import type { EventPresenterLike } from "./event_format.ts";
+import type { ReadPipeline } from "../room_events/read_pipeline.ts";
 import { type NotificationCounts, RoomStream, UnreadCountsReader } from "./room_stream.ts";
 import type { SyncNotifier, SyncWatch } from "./sync_notifier.ts";
 import { emptySyncResponse, isEmptySyncResponse, type SyncResponse } from "./sync_response.ts";
@@ -27,8 +27,8 @@ export interface SyncServiceDeps {
   /** Streams besides rooms; read on every sync, so providers added later take part. */
   streams: readonly SyncStreamProvider[];
   notificationCounts?: NotificationCounts;
-  /** The events area's presenter (redactions, transaction IDs, prev_content), when wired. */
-  presenter?: EventPresenterLike;
+  /** The read pipeline every room event in the response goes through (required). */
+  pipeline: ReadPipeline;
   /** The user-data area's presence: `set_presence` and last-active on every sync. */
   presence?: { markFromSync(userId: string, setPresence?: string): Promise<void> };
   now?: () => number;

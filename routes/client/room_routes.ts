@@ -4,7 +4,6 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { toClientEvent } from "../../domain/client_event.ts";
 import type { JsonObject } from "../../domain/json.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
@@ -89,23 +88,22 @@ export function roomArea(deps: AppDeps): ClientArea {
     return c.json({ joined_rooms: await rooms.membership.joinedRooms(c.get("session").userId) });
   });
 
+  // Member events leave through the read pipeline (redactions applied, visibility checked).
   app.get("/rooms/:roomId/members", auth, async (c) => {
     const roomId = roomIdParam(c);
     const query = readQuery(c, membersQuery);
-    const { version, events } = await rooms.membership.members(c.get("session").userId, roomId, {
+    const session = c.get("session");
+    const chunk = await deps.roomEvents.reads.members(session, roomId, {
       at: query.at,
       membership: query.membership,
       notMembership: query.not_membership,
     });
-    const now = deps.now?.() ?? Date.now();
-    return c.json({
-      chunk: events.map((e) => toClientEvent(e.eventId, e.pdu, { roomId, version, now })),
-    });
+    return c.json({ chunk });
   });
 
   app.get("/rooms/:roomId/joined_members", auth, async (c) => {
     const roomId = roomIdParam(c);
-    const joined = await rooms.membership.joinedMembers(c.get("session").userId, roomId);
+    const joined = await deps.roomEvents.reads.joinedMembers(c.get("session"), roomId);
     return c.json({ joined });
   });
 

@@ -18,15 +18,15 @@ const syncQuery = z.object({
 
 /** The sync area. */
 export function syncArea(deps: AppDeps): ClientArea {
-  // The events area's presenter, so sync shows events exactly as /messages does (redactions
-  // applied, the sending device's transaction IDs, prev_content).
+  // The read pipeline, so sync shows events exactly as /messages does (history visibility,
+  // redactions, ignored users, the sending device's transaction IDs, prev_content).
   const service = new SyncService({
     store: deps.eventStore,
     notifier: deps.syncNotifier,
     streams: deps.syncStreams,
     notificationCounts: deps.notificationCounts,
     presence: deps.presence,
-    presenter: deps.roomEvents.presenter,
+    pipeline: deps.readPipeline,
     now: deps.now,
   });
   const v3 = new Hono<ClientEnv>();

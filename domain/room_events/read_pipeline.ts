@@ -1,0 +1,512 @@
+/**
+ * The one way room events leave the server towards a client. Every reader (/sync in all its
+ * sections, /messages, /context, /event, /state, /members, /joined_members, /notifications)
+ * hands the stored events it chose to `ReadPipeline.readRoom`, which runs, in this order:
+ *
+ * 1. **History visibility** for the requesting user (client-server spec, "Room History
+ *    Visibility"; the pure rule is domain/history_visibility.ts). First, because nothing about
+ *    an event the user may not see may leak through the later stages (not even that it exists).
+ * 2. **Redaction**: an event an accepted redaction applies to is replaced by its redacted form
+ *    (domain/redaction.ts, per room version) before anything reads its content: formats,
+ *    filters (`contains_url`) and `event_fields` then only ever see what is left.
+ * 3. **Ignored users** (`m.ignored_user_list` of the reader, read from account data on every
+ *    request so no process serves a stale list): their non-state events are dropped; state
+ *    events stay, as the spec's "Ignoring Users" module and Synapse keep them.
+ * 4. **Format**: the client format (`unsigned.transaction_id` for the sending device,
+ *    `prev_content`, `redacted_because`), or the PDU itself for `event_format: federation`,
+ *    redacted as stage 2 decided.
+ * 5. **Filter**: the room event filter (types, senders, `contains_url`, ...) and the filter's
+ *    `event_fields`, last, because they only choose among what the user may see.
+ *
+ * Synapse funnels every read through one function, `filter_events_for_client`; this is ours.
+ * It is a required constructor dependency of every reader, so a reader cannot forget a stage.
+ */
+import { authStateFromEvents } from "../auth_rules.ts";
+import { CREATE_KEY, POWER_LEVELS_KEY } from "../auth_context.ts";
+import { type ClientEvent, toClientEvent, toStrippedStateEvent } from "../client_event.ts";
+import { matchesRoomEventFilter, type RoomEventFilter } from "../event_filter.ts";
+import { type RoomEvent, type StateKey, stateKey } from "../events.ts";
+import { governingVisibility, historyVisibilityOf, mayViewEvent } from "../history_visibility.ts";
+import { isJsonObject, type JsonObject } from "../json.ts";
+import type { AccountDataStore } from "../ports/account_data_store.ts";
+import type { EventReader, StoredEvent } from "../ports/event_store.ts";
+import type { TransactionStore } from "../ports/transaction_store.ts";
+import { redactEvent } from "../redaction.ts";
+import { checkRedactionApplies } from "../redaction_auth_rules.ts";
+import type { RoomVersion } from "../room_versions.ts";
+import { toStoredRoomEvent } from "../stored_events.ts";
+
+const HISTORY_VISIBILITY_KEY = stateKey("m.room.history_visibility", "");
+/** The account data type holding the users a user ignores. */
+export const IGNORED_USER_LIST = "m.ignored_user_list";
+
+/** Stripped state shown with an invite or knock (MSC4311 adds the create event). */
+const STRIPPED_TYPES = [
+  "m.room.create",
+  "m.room.join_rules",
+  "m.room.name",
+  "m.room.avatar",
+  "m.room.canonical_alias",
+  "m.room.encryption",
+  "m.room.topic",
+];
+
+/** What the pipeline reads. */
+export interface ReadPipelineDeps {
+  store: EventReader;
+  /** The reader's `m.ignored_user_list`. */
+  accountData: Pick<AccountDataStore, "get">;
+  transactions: TransactionStore;
+  now: () => number;
+  /** This server's name: our users' redactions apply only to their own events or by level. */
+  serverName: string;
+}
+
+/** Who reads. */
+export interface PipelineReader {
+  userId: string;
+  /** The reading device: its own sends carry `unsigned.transaction_id`. */
+  deviceId?: string;
+}
+
+/** The users a reader ignores (stage 3); read once per request with `ignoredUsers`. */
+export type IgnoredUsers = ReadonlySet<string>;
+
+/** One room's read: who reads, how to format and filter. */
+export interface RoomRead {
+  reader: PipelineReader;
+  roomId: string;
+  version: RoomVersion;
+  /**
+   * The reader's membership event as of the read. Sync passes the one it placed at its
+   * barrier; absent, the pipeline reads the current one (null: the user never had one).
+   */
+  membership?: StoredEvent | null;
+  /** `event_format` of a sync filter; client by default. */
+  format?: "client" | "federation";
+  /** Room event filter for the timeline events. */
+  filter?: RoomEventFilter;
+  /** Room event filter for the state events. */
+  stateFilter?: RoomEventFilter;
+  /** The sync filter's `event_fields`. */
+  eventFields?: readonly string[];
+  /** Attach `unsigned.prev_content` to timeline state events (a state read per state event). */
+  prevContent?: boolean;
+  /** The reader's ignore list when already read (sync reads it once for every room). */
+  ignored?: IgnoredUsers;
+}
+
+/** The events of one room's read. */
+export interface RoomReadInput {
+  /** Timeline events, oldest first: each is checked against history visibility. */
+  timeline?: readonly StoredEvent[];
+  /**
+   * State events from a state snapshot (current state, or as of the reader's leave), or a
+   * function choosing them once the visible timeline is known (sync's state section starts
+   * where the visible timeline does). Shown when the reader was joined at the snapshot (or the
+   * room is world-readable); otherwise each must pass history visibility like a timeline event.
+   */
+  state?: readonly StoredEvent[] | ((visibleTimeline: StoredEvent[]) => Promise<StoredEvent[]>);
+}
+
+/** What leaves the pipeline for one room. */
+export interface RoomReadResult {
+  /** Timeline events in the requested format, after every stage. */
+  timeline: JsonObject[];
+  /** State events in the requested format, after every stage. */
+  state: JsonObject[];
+  /** The stored timeline events that made it out, in order. */
+  timelineKept: StoredEvent[];
+  /** The stored timeline events the reader may see (stage 1), whatever the later stages did. */
+  timelineVisible: StoredEvent[];
+}
+
+/** The read pipeline; see the module comment for its stages and their order. */
+export class ReadPipeline {
+  /** Over the event store, account data (ignore lists) and transaction records. */
+  constructor(protected readonly deps: ReadPipelineDeps) {}
+
+  /** The reader's ignore list, from account data (never cached: processes share the store). */
+  async ignoredUsers(userId: string): Promise<IgnoredUsers> {
+    const content = await this.deps.accountData.get(userId, null, IGNORED_USER_LIST);
+    const map = content?.ignored_users;
+    return new Set(isJsonObject(map) ? Object.keys(map).filter((u) => u !== userId) : []);
+  }
+
+  /** The user's current membership event in the room; null when they never had one. */
+  async membershipOf(userId: string, roomId: string): Promise<StoredEvent | null> {
+    const id = await this.deps.store.currentStateEventId(roomId, "m.room.member", userId);
+    return id ? await this.deps.store.getEvent(id) : null;
+  }
+
+  /** Whether the room's current history visibility is world_readable. */
+  async worldReadable(roomId: string): Promise<boolean> {
+    const id = await this.deps.store.currentStateEventId(roomId, "m.room.history_visibility", "");
+    const event = id ? await this.deps.store.getEvent(id) : null;
+    return historyVisibilityOf(event?.pdu.content) === "world_readable";
+  }
+
+  /** Run one room's events through every stage, in order. */
+  async readRoom(read: RoomRead, input: RoomReadInput): Promise<RoomReadResult> {
+    const membership = read.membership !== undefined
+      ? read.membership
+      : await this.membershipOf(read.reader.userId, read.roomId);
+    const ignoredPromise = read.ignored
+      ? Promise.resolve(read.ignored)
+      : this.ignoredUsers(read.reader.userId);
+    // 1. History visibility.
+    const timelineVisible = await this.#visibleTimeline(
+      read,
+      input.timeline ?? [],
+      membership,
+    );
+    const stateIn = typeof input.state === "function"
+      ? await input.state(timelineVisible)
+      : input.state ?? [];
+    const stateVisible = await this.#visibleState(read, stateIn, membership);
+    // 2. Redaction (one lookup for the room's timeline and state together).
+    const all = [...timelineVisible, ...stateVisible];
+    const redactions = await this.appliedRedactions(read.roomId, all, read.version);
+    const redacted = (e: StoredEvent): StoredEvent =>
+      redactions.has(e.eventId) ? { ...e, pdu: redactEvent(e.pdu, read.version) } : e;
+    // 3. Ignored users: their non-state events are not sent.
+    const ignored = await ignoredPromise;
+    const notIgnored = (e: StoredEvent) =>
+      e.pdu.state_key !== undefined || !ignored.has(e.pdu.sender);
+    // 5's room event filter decides on the redacted event; it runs before formatting here only
+    // so nothing is formatted to be thrown away (it reads no formatted field).
+    const timelineKept = timelineVisible.filter((e) =>
+      notIgnored(e) &&
+      matchesRoomEventFilter(read.filter ?? {}, { ...redacted(e).pdu, room_id: read.roomId })
+    );
+    const stateKept = stateVisible.filter((e) =>
+      notIgnored(e) &&
+      matchesRoomEventFilter(read.stateFilter ?? {}, { ...redacted(e).pdu, room_id: read.roomId })
+    );
+    // 4. Format.
+    const formatted = await this.#format(read, timelineKept, stateKept, redactions);
+    // 5. event_fields.
+    const fields = read.eventFields;
+    const pick = (events: JsonObject[]) =>
+      fields === undefined ? events : events.map((e) => pickFields(e, fields));
+    return {
+      timeline: pick(formatted.slice(0, timelineKept.length)),
+      state: pick(formatted.slice(timelineKept.length)),
+      timelineKept,
+      timelineVisible,
+    };
+  }
+
+  /**
+   * Client-format events of one room (no `event_format` or `event_fields`): /messages,
+   * /context, /event, /state, /members and /notifications.
+   */
+  async readClientEvents(
+    read: Omit<RoomRead, "format" | "eventFields">,
+    input: RoomReadInput,
+  ): Promise<{ timeline: ClientEvent[]; state: ClientEvent[]; timelineKept: StoredEvent[] }> {
+    const out = await this.readRoom(read, input);
+    return {
+      timeline: out.timeline as unknown as ClientEvent[],
+      state: out.state as unknown as ClientEvent[],
+      timelineKept: out.timelineKept,
+    };
+  }
+
+  /**
+   * The `invite_state`/`knock_state` of an invite or knock, or undefined when it is not to be
+   * delivered: invites from ignored users are not (spec, "Ignoring Users"). Stripped state is
+   * what the inviter's server chose to show anyone invited, so history visibility does not
+   * apply; a federated invite carries it in `unsigned`.
+   */
+  async strippedState(
+    membership: StoredEvent,
+    ignored: IgnoredUsers,
+    version: RoomVersion | undefined,
+  ): Promise<JsonObject[] | undefined> {
+    if (membership.pdu.content.membership === "invite" && ignored.has(membership.pdu.sender)) {
+      return undefined;
+    }
+    const carried = membership.pdu.unsigned?.invite_room_state ??
+      membership.pdu.unsigned?.knock_room_state;
+    const out: JsonObject[] = Array.isArray(carried) ? carried.filter(isJsonObject) : [];
+    if (out.length === 0) {
+      const before = await this.deps.store.stateAtEvent(membership.eventId, "before");
+      if (before) {
+        const keys: StateKey[] = STRIPPED_TYPES.map((type) => stateKey(type, ""));
+        keys.push(stateKey("m.room.member", membership.pdu.sender));
+        const ids = keys.flatMap((key) => before.get(key) ?? []);
+        const events = await this.deps.store.getEvents(ids);
+        const redactions = version
+          ? await this.appliedRedactions(membership.roomId, [...events.values()], version)
+          : new Map<string, StoredEvent>();
+        for (const id of ids) {
+          const event = events.get(id);
+          if (!event || event.eventId === membership.eventId) continue;
+          const pdu = version && redactions.has(id) ? redactEvent(event.pdu, version) : event.pdu;
+          out.push(toStrippedStateEvent(pdu));
+        }
+      }
+    }
+    out.push(toStrippedStateEvent(membership.pdu));
+    return out;
+  }
+
+  /**
+   * Stage 1 for timeline events. Fast path, with no read: the reader's own membership events,
+   * and events after the reader's current join (they were joined when those were sent, which
+   * the spec's rule allows whatever the visibility). Every other event is decided by the
+   * visibility and the reader's membership in the state before it.
+   */
+  async #visibleTimeline(
+    read: RoomRead,
+    events: readonly StoredEvent[],
+    membership: StoredEvent | null,
+  ): Promise<StoredEvent[]> {
+    if (events.length === 0) return [];
+    const userId = read.reader.userId;
+    const current = membershipValue(membership);
+    const undecided = events.filter((e) => !this.#obviouslyVisible(userId, e, membership));
+    if (undecided.length === 0) return [...events];
+    const hidden = await this.#hiddenByHistory(userId, undecided, current === "join");
+    return events.filter((e) => !hidden.has(e.eventId));
+  }
+
+  #obviouslyVisible(userId: string, event: StoredEvent, membership: StoredEvent | null) {
+    // Users always see their own membership changes, such as the leave that ended their view.
+    if (event.pdu.type === "m.room.member" && event.pdu.state_key === userId) return true;
+    return membershipValue(membership) === "join" && membership !== null &&
+      event.position > membership.position;
+  }
+
+  /** Events the spec's algorithm hides from `userId`: per-event state, read in one batch. */
+  async #hiddenByHistory(
+    userId: string,
+    events: readonly StoredEvent[],
+    joinedLater: boolean,
+  ): Promise<Set<string>> {
+    const { store } = this.deps;
+    const memberKey = stateKey("m.room.member", userId);
+    const states = await Promise.all(events.map((e) => store.stateAtEvent(e.eventId, "before")));
+    const wanted = new Set<string>();
+    for (const state of states) {
+      const hv = state?.get(HISTORY_VISIBILITY_KEY);
+      const member = state?.get(memberKey);
+      if (hv) wanted.add(hv);
+      if (member) wanted.add(member);
+    }
+    const found = await store.getEvents([...wanted]);
+    const hidden = new Set<string>();
+    events.forEach((event, i) => {
+      const state = states[i];
+      const hvId = state?.get(HISTORY_VISIBILITY_KEY);
+      let visibility = historyVisibilityOf(hvId ? found.get(hvId)?.pdu.content : undefined);
+      const pdu = event.pdu;
+      if (pdu.type === "m.room.history_visibility" && pdu.state_key === "") {
+        visibility = governingVisibility(visibility, historyVisibilityOf(pdu.content));
+      }
+      if (pdu.type === "m.room.member" && pdu.state_key === userId) return;
+      const memberId = state?.get(memberKey);
+      const membership = memberId ? found.get(memberId)?.pdu.content.membership : undefined;
+      const visible = mayViewEvent({
+        visibility,
+        membershipAtEvent: typeof membership === "string" ? membership : undefined,
+        joinedLater,
+      });
+      if (!visible) hidden.add(event.eventId);
+    });
+    return hidden;
+  }
+
+  /**
+   * Stage 1 for state events from a snapshot. A member sees the state they were joined at (the
+   * current state, or the state as they left after being joined), and anyone sees a
+   * world-readable room's state. A user who never joined (a withdrawn knock, a rejected or
+   * withdrawn invite) sees only state events history visibility lets them see: their own
+   * membership, and under `invited` what was sent while they were invited, as the spec's
+   * algorithm says for any event.
+   */
+  async #visibleState(
+    read: RoomRead,
+    events: readonly StoredEvent[],
+    membership: StoredEvent | null,
+  ): Promise<StoredEvent[]> {
+    if (events.length === 0) return [];
+    const current = membershipValue(membership);
+    if (current === "join") return [...events];
+    if (membership && (current === "leave" || current === "ban")) {
+      if (await this.wasJoinedBefore(membership)) return [...events];
+    }
+    if (await this.worldReadable(read.roomId)) return [...events];
+    const userId = read.reader.userId;
+    const undecided = events.filter((e) =>
+      !(e.pdu.type === "m.room.member" && e.pdu.state_key === userId)
+    );
+    const hidden = await this.#hiddenByHistory(userId, undecided, false);
+    return events.filter((e) => !hidden.has(e.eventId));
+  }
+
+  /**
+   * Whether the user was joined right before this leave or ban: a former member, who may see
+   * the room's state as they left it. A withdrawn knock, a rejected or withdrawn invite was
+   * never joined.
+   */
+  async wasJoinedBefore(membership: StoredEvent): Promise<boolean> {
+    const before = await this.deps.store.stateAtEvent(membership.eventId, "before");
+    const id = before?.get(stateKey("m.room.member", membership.pdu.state_key ?? ""));
+    const prev = id ? await this.deps.store.getEvent(id) : null;
+    return membershipValue(prev) === "join";
+  }
+
+  /** Stage 4: the requested format, redactions as stage 2 found them. */
+  async #format(
+    read: RoomRead,
+    timeline: readonly StoredEvent[],
+    state: readonly StoredEvent[],
+    redactions: Map<string, StoredEvent>,
+  ): Promise<JsonObject[]> {
+    const { roomId, version } = read;
+    const all = [...timeline, ...state];
+    if (all.length === 0) return [];
+    if (read.format === "federation") {
+      return all.map((event) => {
+        const pdu = redactions.has(event.eventId) ? redactEvent(event.pdu, version) : event.pdu;
+        return { ...pdu, event_id: event.eventId } as unknown as JsonObject;
+      });
+    }
+    const deviceId = read.reader.deviceId;
+    const [txnIds, prevContents] = await Promise.all([
+      deviceId === undefined
+        ? Promise.resolve(new Map<string, string>())
+        : this.deps.transactions.transactionIdsFor(all.map((e) => e.eventId), deviceId),
+      read.prevContent ? this.#prevContents(timeline) : Promise.resolve(new Map()),
+    ]);
+    const now = this.deps.now();
+    return all.map((event) => {
+      const redaction = redactions.get(event.eventId);
+      const redactedBecause = redaction
+        ? toClientEvent(redaction.eventId, redaction.pdu, { roomId, version, now })
+        : undefined;
+      const pdu = redaction ? redactEvent(event.pdu, version) : event.pdu;
+      const prev = prevContents.get(event.eventId);
+      return toClientEvent(event.eventId, pdu, {
+        roomId,
+        version,
+        now,
+        transactionId: txnIds.get(event.eventId),
+        prevContent: prev && !redaction ? prev : undefined,
+        redactedBecause,
+      }) as unknown as JsonObject;
+    });
+  }
+
+  /**
+   * For each event that an accepted redaction applies to, that redaction (the first in arrival
+   * order): its sender sent the target or had the redact level at the redaction (remote
+   * senders: or share the target's server), in every room version.
+   */
+  async appliedRedactions(
+    roomId: string,
+    events: readonly StoredEvent[],
+    version: RoomVersion,
+  ): Promise<Map<string, StoredEvent>> {
+    const out = new Map<string, StoredEvent>();
+    if (events.length === 0) return out;
+    const index = await this.deps.store.redactionsOf(roomId, events.map((e) => e.eventId));
+    if (index.size === 0) return out;
+    const redactionEvents = await this.deps.store.getEvents([...index.values()].flat());
+    for (const event of events) {
+      for (const redactionId of index.get(event.eventId) ?? []) {
+        const redaction = redactionEvents.get(redactionId);
+        if (!redaction || redaction.status !== "accepted") continue;
+        if (await this.#applies(redaction, event, version)) {
+          out.set(event.eventId, redaction);
+          break;
+        }
+      }
+    }
+    return out;
+  }
+
+  async #applies(redaction: StoredEvent, target: StoredEvent, version: RoomVersion) {
+    const redactionEvent = toStoredRoomEvent(redaction, version);
+    const targetEvent = toStoredRoomEvent(target, version);
+    const state = await this.deps.store.stateAtEvent(redaction.eventId, "before");
+    const wanted = [state?.get(CREATE_KEY), state?.get(POWER_LEVELS_KEY)]
+      .filter((id): id is string => id !== undefined);
+    const found = await this.deps.store.getEvents(wanted);
+    const lookup = authStateFromEvents(
+      [...found.values()].map((e): RoomEvent => toStoredRoomEvent(e, version)),
+    );
+    return checkRedactionApplies(redactionEvent, targetEvent, lookup, version, {
+      localServer: this.deps.serverName,
+    }).allowed;
+  }
+
+  /** The content each state event replaced, when it replaced one. */
+  async #prevContents(events: readonly StoredEvent[]) {
+    const prevIds = new Map<string, string>();
+    await Promise.all(events.map(async (event) => {
+      if (event.pdu.state_key === undefined) return;
+      const before = await this.deps.store.stateAtEvent(event.eventId, "before");
+      const prev = before?.get(stateKey(event.pdu.type, event.pdu.state_key));
+      if (prev !== undefined) prevIds.set(event.eventId, prev);
+    }));
+    const prevEvents = await this.deps.store.getEvents([...prevIds.values()]);
+    const out = new Map<string, StoredEvent["pdu"]["content"]>();
+    for (const [id, prevId] of prevIds) {
+      const prev = prevEvents.get(prevId);
+      if (prev) out.set(id, prev.pdu.content);
+    }
+    return out;
+  }
+}
+
+function membershipValue(event: StoredEvent | null | undefined): string | undefined {
+  const m = event?.pdu.content.membership;
+  return typeof m === "string" ? m : undefined;
+}
+
+/**
+ * Keep only the `event_fields` paths: dot-separated, `\.` for a literal dot. A path through a
+ * non-object is skipped.
+ */
+export function pickFields(event: JsonObject, fields: readonly string[]): JsonObject {
+  const out: JsonObject = {};
+  for (const field of fields) {
+    const path = splitPath(field);
+    let from: JsonObject = event;
+    let to: JsonObject = out;
+    for (let i = 0; i < path.length; i++) {
+      const value = from[path[i]];
+      if (value === undefined) break;
+      if (i === path.length - 1) {
+        to[path[i]] = value;
+        break;
+      }
+      if (value === null || typeof value !== "object" || Array.isArray(value)) break;
+      from = value;
+      const next = to[path[i]];
+      to = (next !== null && typeof next === "object" && !Array.isArray(next))
+        ? next
+        : (to[path[i]] = {});
+    }
+  }
+  return out;
+}
+
+function splitPath(field: string): string[] {
+  const parts: string[] = [];
+  let current = "";
+  for (let i = 0; i < field.length; i++) {
+    if (field[i] === "\\" && field[i + 1] === ".") {
+      current += ".";
+      i++;
+    } else if (field[i] === ".") {
+      parts.push(current);
+      current = "";
+    } else current += field[i];
+  }
+  parts.push(current);
+  return parts;
+}
