@@ -122,9 +122,15 @@ export function roomEventArea(deps: AppDeps): ClientArea {
     });
     return c.json({ event_id: eventId });
   };
-  app.put("/rooms/:roomId/state/:eventType/:stateKey", auth, (c) => putState(c, stateKeyParam(c)));
-  app.put("/rooms/:roomId/state/:eventType/", auth, (c) => putState(c, ""));
-  app.put("/rooms/:roomId/state/:eventType", auth, (c) => putState(c, ""));
+  const stateLimit = rateLimited(deps, "state");
+  app.put(
+    "/rooms/:roomId/state/:eventType/:stateKey",
+    auth,
+    stateLimit,
+    (c) => putState(c, stateKeyParam(c)),
+  );
+  app.put("/rooms/:roomId/state/:eventType/", auth, stateLimit, (c) => putState(c, ""));
+  app.put("/rooms/:roomId/state/:eventType", auth, stateLimit, (c) => putState(c, ""));
 
   app.get("/rooms/:roomId/state", auth, async (c) => {
     return c.json(await roomEvents.reads.state(reader(c), roomIdParam(c)));
