@@ -20,7 +20,7 @@ export const V3 = "/_matrix/client/v3";
 export const VISIBILITIES = ["world_readable", "shared", "invited", "joined"] as const;
 export type Visibility = typeof VISIBILITIES[number];
 
-/** What the reader does before the "during" message, and after it. */
+/** What the reader does before the "during" message, and after it (then maybe rejoins). */
 type FirstStep = "invite" | "knock" | "join";
 type SecondStep = "leave" | "kicked" | "banned";
 
@@ -33,6 +33,8 @@ export interface ReaderKind {
   joinRule: "public" | "knock" | "invite";
   first?: FirstStep;
   second?: SecondStep;
+  /** Joins again after the `after` message, before the `name` marker. */
+  rejoins?: true;
 }
 
 /** Every reader kind the issue names. */
@@ -70,12 +72,20 @@ export const READERS: readonly ReaderKind[] = [
     first: "knock",
     second: "leave",
   },
+  {
+    name: "rejoiner",
+    title: "rejoiner (joined, left, joined again)",
+    joinRule: "public",
+    first: "join",
+    second: "leave",
+    rejoins: true,
+  },
 ];
 
 /**
  * The room's story, one marker per phase: `before` the reader's first membership, `during` it,
  * `after` the second (or later in the same membership when there is none), and `name` — the
- * owner's display name set in the after phase, a state marker for the state routes.
+ * owner's display name set last (after a rejoin, if any), a state marker for the state routes.
  */
 export const PHASES = ["before", "during", "after", "name"] as const;
 export type Phase = typeof PHASES[number];
@@ -91,23 +101,30 @@ export function marker(vis: Visibility, kind: ReaderKind, phase: Phase): string 
 /** The reader's membership when a phase's event was sent (undefined: none). */
 export function membershipAt(kind: ReaderKind, phase: Phase): string | undefined {
   if (phase === "before") return undefined;
+  if (phase === "name" && kind.rejoins) return "join";
   if (phase === "during" || kind.second === undefined) return kind.first;
   return kind.second === "banned" ? "ban" : "leave";
 }
 
 /** Whether the reader joined at some point after the phase's event. */
 function joinedAfter(kind: ReaderKind, phase: Phase): boolean {
+  if (kind.rejoins) return phase !== "name";
   return phase === "before" && kind.first === "join";
 }
 
 /** Joined now. */
 export function currentlyJoined(kind: ReaderKind): boolean {
-  return kind.first === "join" && kind.second === undefined;
+  return kind.first === "join" && (kind.second === undefined || kind.rejoins === true);
 }
 
 /** Joined once, then left or was banned. */
 export function departedMember(kind: ReaderKind): boolean {
-  return kind.first === "join" && kind.second !== undefined;
+  return kind.first === "join" && kind.second !== undefined && !kind.rejoins;
+}
+
+/** Not in the room now, after having had a membership (left, rejected, kicked, banned). */
+export function departedFromRoom(kind: ReaderKind): boolean {
+  return kind.second !== undefined && !kind.rejoins;
 }
 
 /** The spec's algorithm: may the reader see the phase's event at all? */
@@ -165,7 +182,7 @@ export function stateVerdict(vis: Visibility, kind: ReaderKind, phase: Phase): V
   if (currentlyJoined(kind)) return "required";
   // A world-readable room shows its current state to anyone who is not a former member; a
   // former member may be shown the state as they left it (spec, GET /state/{type}/{key}).
-  if (vis === "world_readable" && kind.second === undefined) return "required";
+  if (vis === "world_readable" && !departedFromRoom(kind)) return "required";
   return "allowed";
 }
 
@@ -174,6 +191,7 @@ export type SyncVariant =
   | "initial"
   | "since-before-room"
   | "since-before-membership"
+  | "full-state"
   | "federation";
 
 /** Verdict for a marker in /sync for one variant. */
@@ -185,7 +203,7 @@ export function syncVerdict(
 ): Verdict {
   // rooms.leave: "The timeline of messages and state changes in the room up to the point when
   // the user left", whatever the visibility.
-  if (kind.second !== undefined && (phase === "after" || phase === "name")) return "forbidden";
+  if (departedFromRoom(kind) && (phase === "after" || phase === "name")) return "forbidden";
   // Invites and knocks carry stripped state only, never timeline events.
   if (kind.second === undefined && (kind.first === "invite" || kind.first === "knock")) {
     return phase === "name" && specAllows(vis, kind, phase) ? "allowed" : "forbidden";
@@ -193,11 +211,11 @@ export function syncVerdict(
   if (!specAllows(vis, kind, phase)) return "forbidden";
   if (kind.first === undefined) return "allowed"; // no peeking: the room is not in their sync
   if (membershipAt(kind, phase) === "join") return "required";
-  // A current member's first view of a shared or world-readable room shows earlier history;
-  // a `since` after those events excludes them from the window.
-  if (
-    phase === "before" && currentlyJoined(kind) && variant !== "since-before-membership"
-  ) return "required";
+  // A current member's view of a shared or world-readable room shows the history they may see;
+  // a `since` after the `before` message leaves it out of the window (full_state changes the
+  // state section, not the timeline).
+  const beforeOutOfWindow = variant === "since-before-membership" || variant === "full-state";
+  if (currentlyJoined(kind) && !(phase === "before" && beforeOutOfWindow)) return "required";
   return "allowed";
 }
 
@@ -333,7 +351,7 @@ export class World {
 
   /**
    * Build one scenario's room: `before` message, the reader's first step, `during`, the second
-   * step, `after`, then the owner's display name change (the `name` marker).
+   * step, `after`, a rejoin if the kind rejoins, then the owner's display name change (`name`).
    */
   async room(vis: Visibility, kind: ReaderKind): Promise<ScenarioRoom> {
     const reader = this.readers.get(kind.name)!;
@@ -366,6 +384,7 @@ export class World {
       await this.ok("POST", `${path}/ban`, owner, { user_id: reader.userId });
     }
     eventIds.after = await this.say(path, owner, marker(vis, kind, "after"));
+    if (kind.rejoins) await this.ok("POST", `${V3}/join/${encodeURIComponent(roomId)}`, me, {});
     eventIds.name = (await this.ok(
       "PUT",
       `${path}/state/m.room.member/${encodeURIComponent(this.owner.userId)}`,
@@ -383,7 +402,10 @@ export class World {
     if (variant === "federation") filter.event_format = "federation";
     let query = `timeout=0&filter=${encodeURIComponent(JSON.stringify(filter))}`;
     if (variant === "since-before-room") query += `&since=${room.reader.sinceBeforeRooms}`;
-    if (variant === "since-before-membership") query += `&since=${room.sinceBeforeMembership}`;
+    if (variant === "since-before-membership" || variant === "full-state") {
+      query += `&since=${room.sinceBeforeMembership}`;
+    }
+    if (variant === "full-state") query += "&full_state=true";
     return this.server.request("GET", `${V3}/sync?${query}`, { token: room.reader.accessToken });
   }
 

@@ -45,6 +45,7 @@ const SYNC_VARIANTS: readonly [SyncVariant, string][] = [
   ["initial", "/sync initial with include_leave"],
   ["since-before-room", "/sync incremental, since before the room existed"],
   ["since-before-membership", "/sync incremental, since just before the reader's membership"],
+  ["full-state", "/sync incremental with full_state, since just before the membership"],
   ["federation", "/sync initial with event_format federation"],
 ];
 
