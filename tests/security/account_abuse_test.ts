@@ -183,6 +183,21 @@ Deno.test("password guessing: concurrent guesses cannot overrun the limit", asyn
   }
 });
 
+Deno.test("password guessing: TESSERA_RATE_LIMITS=off turns the per-account limit off too", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" }, FAST_HASHING);
+  try {
+    await registerUser(server, "alice", "correct horse");
+    const statuses = [];
+    for (let i = 0; i < 5; i++) {
+      statuses.push((await loginFrom(server, "192.0.2.1", "alice", "guess")).status);
+    }
+    assertEquals(statuses, Array(5).fill(403));
+    assertEquals((await loginFrom(server, "192.0.2.1", "alice", "correct horse")).status, 200);
+  } finally {
+    server.close();
+  }
+});
+
 Deno.test("rate limits: the registration-token validity check is limited per address", async () => {
   let now = 1_000_000;
   const server = await startTestServer(
