@@ -239,7 +239,9 @@ export function checkMarkers(
   for (const e of expected) {
     const present = text.includes(e.marker);
     if (e.verdict === "forbidden" && present) {
-      problems.push(`LEAK: ${e.marker} (${e.phase}) must not appear`);
+      const at = text.indexOf(e.marker);
+      const around = text.slice(Math.max(0, at - 300), at + e.marker.length + 40);
+      problems.push(`LEAK: ${e.marker} (${e.phase}) must not appear; found in …${around}…`);
     }
     if (e.verdict === "required" && enforceRequired && !present) {
       problems.push(`MISSING: ${e.marker} (${e.phase}) must appear`);
