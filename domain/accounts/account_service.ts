@@ -3,7 +3,12 @@
  * deactivation. It is also the server's SessionResolver: access tokens resolve through a short
  * in-memory cache, and every revocation in this process evicts the token at once.
  */
-import { checkRegistrationLocalpart, parseDeviceId, parseUserId } from "../identifiers.ts";
+import {
+  checkRegistrationLocalpart,
+  MAX_ID_BYTES,
+  parseDeviceId,
+  parseUserId,
+} from "../identifiers.ts";
 import { forbidden, MatrixError } from "../errors.ts";
 import type { Session, SessionResolver } from "../session.ts";
 import type { JsonObject } from "../json.ts";
@@ -385,7 +390,13 @@ export class AccountService implements SessionResolver {
       }
       return `@${parsed.value.localpart.toLowerCase()}:${this.serverName}`;
     }
-    return `@${user.toLowerCase()}:${this.serverName}`;
+    const userId = `@${user.toLowerCase()}:${this.serverName}`;
+    // No such account can exist (IDs are 255 bytes at most), and a longer name would not even
+    // fit a KV key: the same answer as a wrong password.
+    if (new TextEncoder().encode(userId).byteLength > MAX_ID_BYTES) {
+      throw forbiddenLogin("Invalid username or password");
+    }
+    return userId;
   }
 
   private userIdForRegistration(localpart: string): string {

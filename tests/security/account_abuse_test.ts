@@ -280,3 +280,15 @@ Deno.test("login timing: unknown, deactivated and passwordless users cost one sc
     kv.close();
   }
 });
+
+Deno.test("login: an over-long user name is refused like a wrong password, not a 500", async () => {
+  const server = await startTestServer({}, FAST_HASHING);
+  try {
+    for (const user of ["a".repeat(3000), `@${"a".repeat(300)}:example.org:8448`]) {
+      const res = await loginFrom(server, "192.0.2.1", user, "x");
+      assertEquals([res.status, res.body.errcode], [403, "M_FORBIDDEN"]);
+    }
+  } finally {
+    server.close();
+  }
+});
