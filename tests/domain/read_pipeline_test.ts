@@ -1,0 +1,184 @@
+/**
+ * The read pipeline's stages and their order (domain/room_events/read_pipeline.ts), over a real
+ * event store on `:memory:` KV and an in-memory account data store.
+ */
+import { assert, assertEquals } from "../assert.ts";
+import { ALICE, BOB, CAROL, createPublicRoom, openRoomFixture } from "./room_fixture.ts";
+import { ReadPipeline, type RoomRead } from "../../domain/room_events/read_pipeline.ts";
+import type { JsonObject } from "../../domain/json.ts";
+import type { StoredEvent } from "../../domain/ports/event_store.ts";
+import type { TransactionStore } from "../../domain/ports/transaction_store.ts";
+import { roomVersion } from "../../domain/room_versions.ts";
+
+const VERSION = roomVersion("10")!;
+
+async function fixture() {
+  const base = await openRoomFixture();
+  const accountData = new Map<string, JsonObject>();
+  const transactions = {
+    transactionIdsFor: () => Promise.resolve(new Map<string, string>()),
+  } as unknown as TransactionStore;
+  const pipeline = new ReadPipeline({
+    store: base.store,
+    accountData: {
+      get: (userId, _roomId, type) => Promise.resolve(accountData.get(`${userId}|${type}`) ?? null),
+    },
+    transactions,
+    now: () => 10_000,
+    serverName: "example.org",
+  });
+  // state_default 0: any member may set the topic (the ignored-user test needs it).
+  const roomId = await createPublicRoom(base.sender, "10", { state_default: 0 });
+  const send = async (sender: string, type: string, content: JsonObject, stateKey?: string) => {
+    const sent = await base.sender.send({ roomId, sender, type, content, stateKey });
+    return (await base.store.getEvent(sent.eventId))!;
+  };
+  const say = (sender: string, body: string, extra: JsonObject = {}) =>
+    send(sender, "m.room.message", { msgtype: "m.text", body, ...extra });
+  const member = (userId: string, membership: string, by = userId) =>
+    send(by, "m.room.member", { membership }, userId);
+  const all = async () => (await base.store.timeline(roomId, { dir: "f", limit: 100 })).events;
+  const read = (userId: string, extra: Partial<RoomRead> = {}): RoomRead => ({
+    reader: { userId },
+    roomId,
+    version: VERSION,
+    ...extra,
+  });
+  const ignore = (userId: string, ignored: string[]) =>
+    accountData.set(`${userId}|m.ignored_user_list`, {
+      ignored_users: Object.fromEntries(ignored.map((u) => [u, {}])),
+    });
+  return { ...base, pipeline, roomId, send, say, member, all, read, ignore };
+}
+
+const bodies = (events: JsonObject[]) =>
+  events.flatMap((e) =>
+    typeof (e.content as JsonObject)?.body === "string" ? [(e.content as JsonObject).body] : []
+  );
+
+Deno.test("visibility: a late joiner under `joined` sees from their join on, a leaver up to the leave", async () => {
+  const f = await fixture();
+  try {
+    await f.send(ALICE, "m.room.history_visibility", { history_visibility: "joined" }, "");
+    await f.say(ALICE, "before");
+    await f.member(BOB, "join");
+    await f.say(ALICE, "during");
+    await f.member(BOB, "leave");
+    await f.say(ALICE, "after");
+    const out = await f.pipeline.readRoom(f.read(BOB), { timeline: await f.all() });
+    assertEquals(bodies(out.timeline), ["during"]);
+    const own = out.timeline.filter((e) => e.state_key === BOB).map((e) => e.content);
+    assertEquals(own, [{ membership: "join" }, { membership: "leave" }], "own membership shown");
+    // Alice, joined throughout, sees everything.
+    const alice = await f.pipeline.readRoom(f.read(ALICE), { timeline: await f.all() });
+    assertEquals(bodies(alice.timeline), ["before", "during", "after"]);
+  } finally {
+    f.close();
+  }
+});
+
+Deno.test("visibility: a never-joined user sees only their own membership in state and timeline", async () => {
+  const f = await fixture();
+  try {
+    await f.send(ALICE, "m.room.name", { name: "secret" }, "");
+    await f.say(ALICE, "hidden");
+    await f.member(CAROL, "invite", ALICE);
+    const leave = await f.member(CAROL, "leave");
+    const state = await f.store.stateAtEvent(leave.eventId, "after");
+    const stateEvents = [...(await f.store.getEvents([...state!.values()])).values()];
+    const out = await f.pipeline.readRoom(f.read(CAROL), {
+      timeline: await f.all(),
+      state: stateEvents,
+    });
+    assertEquals(bodies(out.timeline), []);
+    assert(out.timeline.every((e) => e.state_key === CAROL));
+    assertEquals(out.state.map((e) => e.state_key), [CAROL]);
+    // A former member sees the state as they left it.
+    await f.member(BOB, "join");
+    const bobLeave = await f.member(BOB, "leave");
+    const bobState = await f.store.stateAtEvent(bobLeave.eventId, "after");
+    const bobOut = await f.pipeline.readRoom(f.read(BOB), {
+      state: [...(await f.store.getEvents([...bobState!.values()])).values()],
+    });
+    assertEquals(bobOut.state.length, bobState!.size);
+  } finally {
+    f.close();
+  }
+});
+
+Deno.test("redaction comes before format and filter: federation PDUs and contains_url see redacted content", async () => {
+  const f = await fixture();
+  try {
+    await f.member(BOB, "join");
+    const target = await f.say(ALICE, "a picture", { url: "mxc://example.org/x" });
+    // v10 puts `redacts` at the top level of the PDU.
+    await f.sender.send({
+      roomId: f.roomId,
+      sender: ALICE,
+      type: "m.room.redaction",
+      content: {},
+      redacts: target.eventId,
+    });
+    const timeline = [target];
+    const fed = await f.pipeline.readRoom(f.read(BOB, { format: "federation" }), { timeline });
+    assertEquals(fed.timeline[0].content, {});
+    assertEquals(fed.timeline[0].event_id, target.eventId);
+    const client = await f.pipeline.readRoom(f.read(BOB), { timeline });
+    assertEquals(client.timeline[0].content, {});
+    assert((client.timeline[0].unsigned as JsonObject).redacted_because, "redacted_because");
+    const withUrl = await f.pipeline.readRoom(f.read(BOB, { filter: { contains_url: true } }), {
+      timeline,
+    });
+    assertEquals(withUrl.timeline, [], "the url went with the redaction");
+  } finally {
+    f.close();
+  }
+});
+
+Deno.test("ignored users: messages dropped, state kept, invites withheld; the list is read on every call", async () => {
+  const f = await fixture();
+  try {
+    await f.member(BOB, "join");
+    await f.member(CAROL, "join");
+    await f.say(CAROL, "from carol");
+    await f.send(CAROL, "m.room.topic", { topic: "carol's topic" }, "");
+    await f.say(ALICE, "from alice");
+    f.ignore(BOB, [CAROL]);
+    const events = await f.all();
+    const out = await f.pipeline.readRoom(f.read(BOB), { timeline: events });
+    assertEquals(bodies(out.timeline), ["from alice"]);
+    assert(out.timeline.some((e) => e.type === "m.room.topic"), "state events stay");
+    const ignored = await f.pipeline.ignoredUsers(BOB);
+    const invite: StoredEvent = {
+      ...events[0],
+      pdu: { ...events[0].pdu, sender: CAROL, content: { membership: "invite" } },
+    };
+    assertEquals(await f.pipeline.strippedState(invite, ignored, VERSION), undefined);
+    f.ignore(BOB, []);
+    const again = await f.pipeline.readRoom(f.read(BOB), { timeline: events });
+    assertEquals(bodies(again.timeline), ["from carol", "from alice"]);
+  } finally {
+    f.close();
+  }
+});
+
+Deno.test("filter and event_fields apply last, to the formatted event", async () => {
+  const f = await fixture();
+  try {
+    await f.member(BOB, "join");
+    await f.say(ALICE, "one");
+    const out = await f.pipeline.readRoom(
+      f.read(BOB, {
+        filter: { types: ["m.room.message"] },
+        eventFields: ["content.body", "event_id"],
+      }),
+      { timeline: await f.all() },
+    );
+    assertEquals(out.timeline.length, 1);
+    assertEquals(Object.keys(out.timeline[0]).sort(), ["content", "event_id"]);
+    assertEquals(out.timeline[0].content, { body: "one" });
+    assertEquals(out.timelineKept.length, 1);
+  } finally {
+    f.close();
+  }
+});

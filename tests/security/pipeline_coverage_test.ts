@@ -1,0 +1,310 @@
+/**
+ * Every route that returns room events reads them through the read pipeline
+ * (domain/room_events/read_pipeline.ts): history visibility, redaction, ignored users, format,
+ * filter. The route list comes from the app itself (`app.routes`), and each route must be
+ * classified below, so a new route that nobody classified fails this test. Each event-returning
+ * route is then called on a real room with a spying pipeline injected through
+ * `assembleServer`'s options: the route must run the pipeline, and every event ID in its
+ * response must be one the pipeline put out during that request. A route that formats events
+ * itself, or adds events beside the pipeline's, fails.
+ */
+import { assert, assertEquals } from "../assert.ts";
+import { registerUser } from "../routes/client_harness.ts";
+import { startTestServer } from "../routes/test_server.ts";
+import {
+  type IgnoredUsers,
+  ReadPipeline,
+  type RoomRead,
+  type RoomReadInput,
+  type RoomReadResult,
+} from "../../domain/room_events/read_pipeline.ts";
+import type { JsonObject } from "../../domain/json.ts";
+import type { StoredEvent } from "../../domain/ports/event_store.ts";
+import type { RoomVersion } from "../../domain/room_versions.ts";
+
+/** Whether a route returns room events (and so must read them through the pipeline). */
+type Kind = "events" | "none";
+
+/**
+ * Every route of the app, by method and path with the client API version folded to `*`.
+ * "events": returns room events (or parts of them, such as state content or member profiles).
+ * "none": returns no room event (account data, to-device messages and keys are not room events).
+ */
+const ROUTES: Record<string, Kind> = {
+  "GET /_matrix/client/versions": "none",
+  "GET /.well-known/matrix/client": "none",
+  "GET /.well-known/matrix/server": "none",
+  "GET /_matrix/key/v2/server": "none",
+  "GET /_matrix/federation/v1/version": "none",
+  "GET /health": "none",
+  "POST /_matrix/client/*/register": "none",
+  "GET /_matrix/client/*/register/available": "none",
+  "GET /_matrix/client/*/login": "none",
+  "POST /_matrix/client/*/login": "none",
+  "POST /_matrix/client/*/refresh": "none",
+  "POST /_matrix/client/*/logout": "none",
+  "POST /_matrix/client/*/logout/all": "none",
+  "GET /_matrix/client/*/account/whoami": "none",
+  "GET /_matrix/client/*/register/m.login.registration_token/validity": "none",
+  "POST /_matrix/client/*/login/get_token": "none",
+  "GET /_matrix/client/*/pushrules/": "none",
+  "GET /_matrix/client/*/pushrules": "none",
+  "GET /_matrix/client/*/pushrules/global/": "none",
+  "GET /_matrix/client/*/pushrules/global": "none",
+  "GET /_matrix/client/*/pushrules/global/:kind/:ruleId": "none",
+  "PUT /_matrix/client/*/pushrules/global/:kind/:ruleId": "none",
+  "DELETE /_matrix/client/*/pushrules/global/:kind/:ruleId": "none",
+  "GET /_matrix/client/*/pushrules/global/:kind/:ruleId/enabled": "none",
+  "PUT /_matrix/client/*/pushrules/global/:kind/:ruleId/enabled": "none",
+  "GET /_matrix/client/*/pushrules/global/:kind/:ruleId/actions": "none",
+  "PUT /_matrix/client/*/pushrules/global/:kind/:ruleId/actions": "none",
+  "GET /_matrix/client/*/notifications": "events",
+  "POST /_matrix/client/*/account/password": "none",
+  "POST /_matrix/client/*/account/deactivate": "none",
+  "GET /_matrix/client/*/devices": "none",
+  "GET /_matrix/client/*/devices/:deviceId": "none",
+  "PUT /_matrix/client/*/devices/:deviceId": "none",
+  "DELETE /_matrix/client/*/devices/:deviceId": "none",
+  "POST /_matrix/client/*/delete_devices": "none",
+  "GET /_matrix/client/*/sync": "events",
+  "POST /_matrix/client/*/user/:userId/filter": "none",
+  "GET /_matrix/client/*/user/:userId/filter/:filterId": "none",
+  "POST /_matrix/client/*/createRoom": "none",
+  "POST /_matrix/client/*/rooms/:roomId/upgrade": "none",
+  "GET /_matrix/client/*/joined_rooms": "none",
+  "GET /_matrix/client/*/rooms/:roomId/members": "events",
+  "GET /_matrix/client/*/rooms/:roomId/joined_members": "events",
+  "PUT /_matrix/client/*/rooms/:roomId/send/:eventType/:txnId": "none",
+  "PUT /_matrix/client/*/rooms/:roomId/redact/:eventId/:txnId": "none",
+  "PUT /_matrix/client/*/rooms/:roomId/state/:eventType/:stateKey": "none",
+  "PUT /_matrix/client/*/rooms/:roomId/state/:eventType/": "none",
+  "PUT /_matrix/client/*/rooms/:roomId/state/:eventType": "none",
+  "GET /_matrix/client/*/rooms/:roomId/state": "events",
+  "GET /_matrix/client/*/rooms/:roomId/state/:eventType/:stateKey": "events",
+  "GET /_matrix/client/*/rooms/:roomId/state/:eventType/": "events",
+  "GET /_matrix/client/*/rooms/:roomId/state/:eventType": "events",
+  "GET /_matrix/client/*/rooms/:roomId/event/:eventId": "events",
+  "GET /_matrix/client/*/rooms/:roomId/context/:eventId": "events",
+  "GET /_matrix/client/*/rooms/:roomId/messages": "events",
+  "POST /_matrix/client/*/join/:roomIdOrAlias": "none",
+  "POST /_matrix/client/*/rooms/:roomId/join": "none",
+  "POST /_matrix/client/*/knock/:roomIdOrAlias": "none",
+  "POST /_matrix/client/*/rooms/:roomId/invite": "none",
+  "POST /_matrix/client/*/rooms/:roomId/leave": "none",
+  "POST /_matrix/client/*/rooms/:roomId/forget": "none",
+  "POST /_matrix/client/*/rooms/:roomId/kick": "none",
+  "POST /_matrix/client/*/rooms/:roomId/ban": "none",
+  "POST /_matrix/client/*/rooms/:roomId/unban": "none",
+  "GET /_matrix/client/*/directory/room/:roomAlias": "none",
+  "PUT /_matrix/client/*/directory/room/:roomAlias": "none",
+  "DELETE /_matrix/client/*/directory/room/:roomAlias": "none",
+  "GET /_matrix/client/*/rooms/:roomId/aliases": "none",
+  "GET /_matrix/client/*/directory/list/room/:roomId": "none",
+  "PUT /_matrix/client/*/directory/list/room/:roomId": "none",
+  "GET /_matrix/client/*/publicRooms": "none",
+  "POST /_matrix/client/*/publicRooms": "none",
+  "GET /_matrix/client/*/profile/:userId": "none",
+  "GET /_matrix/client/*/profile/:userId/:keyName": "none",
+  "PUT /_matrix/client/*/profile/:userId/:keyName": "none",
+  "DELETE /_matrix/client/*/profile/:userId/:keyName": "none",
+  "GET /_matrix/client/*/user/:userId/account_data/:type": "none",
+  "PUT /_matrix/client/*/user/:userId/account_data/:type": "none",
+  "GET /_matrix/client/*/user/:userId/rooms/:roomId/account_data/:type": "none",
+  "PUT /_matrix/client/*/user/:userId/rooms/:roomId/account_data/:type": "none",
+  "GET /_matrix/client/*/user/:userId/rooms/:roomId/tags": "none",
+  "PUT /_matrix/client/*/user/:userId/rooms/:roomId/tags/:tag": "none",
+  "DELETE /_matrix/client/*/user/:userId/rooms/:roomId/tags/:tag": "none",
+  "PUT /_matrix/client/*/rooms/:roomId/typing/:userId": "none",
+  "POST /_matrix/client/*/rooms/:roomId/receipt/:receiptType/:eventId": "none",
+  "POST /_matrix/client/*/rooms/:roomId/read_markers": "none",
+  "PUT /_matrix/client/*/presence/:userId/status": "none",
+  "GET /_matrix/client/*/presence/:userId/status": "none",
+  "GET /_matrix/client/*/capabilities": "none",
+  "POST /_matrix/client/*/user_directory/search": "none",
+  "GET /_matrix/client/*/voip/turnServer": "none",
+  "POST /_matrix/client/*/keys/device_signing/upload": "none",
+  "POST /_matrix/client/*/keys/signatures/upload": "none",
+  "POST /_matrix/client/*/keys/query": "none",
+  "POST /_matrix/client/*/keys/upload": "none",
+  "POST /_matrix/client/*/keys/upload/:deviceId": "none",
+  "POST /_matrix/client/*/keys/claim": "none",
+  "GET /_matrix/client/*/keys/changes": "none",
+  "POST /_matrix/client/*/room_keys/version": "none",
+  "GET /_matrix/client/*/room_keys/version": "none",
+  "GET /_matrix/client/*/room_keys/version/:version": "none",
+  "PUT /_matrix/client/*/room_keys/version/:version": "none",
+  "DELETE /_matrix/client/*/room_keys/version/:version": "none",
+  "PUT /_matrix/client/*/room_keys/keys": "none",
+  "PUT /_matrix/client/*/room_keys/keys/:roomId": "none",
+  "PUT /_matrix/client/*/room_keys/keys/:roomId/:sessionId": "none",
+  "GET /_matrix/client/*/room_keys/keys": "none",
+  "GET /_matrix/client/*/room_keys/keys/:roomId": "none",
+  "GET /_matrix/client/*/room_keys/keys/:roomId/:sessionId": "none",
+  "DELETE /_matrix/client/*/room_keys/keys": "none",
+  "DELETE /_matrix/client/*/room_keys/keys/:roomId": "none",
+  "DELETE /_matrix/client/*/room_keys/keys/:roomId/:sessionId": "none",
+  "PUT /_matrix/client/*/sendToDevice/:eventType/:txnId": "none",
+  // MSC3814: the dehydrated device's to-device messages, not room events.
+  "GET /_matrix/client/*/dehydrated_device": "none",
+  "PUT /_matrix/client/*/dehydrated_device": "none",
+  "DELETE /_matrix/client/*/dehydrated_device": "none",
+  "GET /_matrix/client/*/dehydrated_device/:deviceId/events": "none",
+  "POST /_matrix/client/*/dehydrated_device/:deviceId/events": "none",
+};
+
+/** A route's key in ROUTES: the client API version (v1, v3, r0, unstable/...) folded to `*`. */
+function routeKey(method: string, path: string): string {
+  const folded = path.replace(
+    /^\/_matrix\/client\/(?:v1|v3|r0|unstable\/[^/]+)(?=\/)/,
+    "/_matrix/client/*",
+  );
+  return `${method} ${folded}`;
+}
+
+/** A pipeline that records every call and every event it puts out. */
+class SpyPipeline extends ReadPipeline {
+  calls = 0;
+  readonly eventIds = new Set<string>();
+  readonly stateKeys = new Set<string>();
+
+  override async readRoom(read: RoomRead, input: RoomReadInput): Promise<RoomReadResult> {
+    const result = await super.readRoom(read, input);
+    this.calls++;
+    for (const event of [...result.timeline, ...result.state]) {
+      if (typeof event.event_id === "string") this.eventIds.add(event.event_id);
+      if (typeof event.state_key === "string") this.stateKeys.add(event.state_key);
+    }
+    return result;
+  }
+
+  override async strippedState(
+    membership: StoredEvent,
+    ignored: IgnoredUsers,
+    version: RoomVersion | undefined,
+  ): Promise<JsonObject[] | undefined> {
+    const result = await super.strippedState(membership, ignored, version);
+    this.calls++;
+    return result;
+  }
+
+  reset(): void {
+    this.calls = 0;
+    this.eventIds.clear();
+    this.stateKeys.clear();
+  }
+}
+
+/** Every `event_id` of an object that looks like an event, anywhere in a response body. */
+function eventIdsIn(body: unknown): string[] {
+  const out: string[] = [];
+  const walk = (value: unknown) => {
+    if (Array.isArray(value)) value.forEach(walk);
+    else if (value && typeof value === "object") {
+      const o = value as Record<string, unknown>;
+      if (typeof o.event_id === "string" && typeof o.type === "string") out.push(o.event_id);
+      Object.values(o).forEach(walk);
+    }
+  };
+  walk(body);
+  return out;
+}
+
+Deno.test("every registered route is classified as event-returning or not", async () => {
+  const server = await startTestServer();
+  try {
+    const unclassified = new Set<string>();
+    const registered = new Set<string>();
+    for (const route of server.app.routes) {
+      if (route.method === "ALL") continue; // middleware
+      const key = routeKey(route.method, route.path);
+      registered.add(key);
+      if (!(key in ROUTES)) unclassified.add(key);
+    }
+    assertEquals([...unclassified], [], "classify each new route in ROUTES");
+    const gone = Object.keys(ROUTES).filter((key) => !registered.has(key));
+    assertEquals(gone, [], "ROUTES lists routes that no longer exist");
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("every event-returning route reads its events through the read pipeline", async () => {
+  let spy: SpyPipeline | undefined;
+  const server = await startTestServer({}, {
+    readPipeline: (deps) => (spy = new SpyPipeline(deps)),
+  });
+  try {
+    assert(spy, "assembleServer built the pipeline through the option");
+    const alice = await registerUser(server, "alice");
+    const bob = await registerUser(server, "bob");
+    const call = (method: string, path: string, token: string, body?: unknown) =>
+      server.request(method, path, { token, body });
+    const created = await call("POST", "/_matrix/client/v3/createRoom", alice.accessToken, {
+      preset: "public_chat",
+      name: "Coverage",
+    });
+    const roomId = created.body.room_id as string;
+    const room = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}`;
+    await call("POST", `${room}/join`, bob.accessToken, {});
+    const sent = await call("PUT", `${room}/send/m.room.message/t1`, bob.accessToken, {
+      msgtype: "m.text",
+      body: "alice: hello",
+      "m.mentions": { user_ids: [alice.userId] },
+    });
+    const eventId = sent.body.event_id as string;
+    // A pending invite, so /sync's invite section is exercised too.
+    const other = await call("POST", "/_matrix/client/v3/createRoom", bob.accessToken, {
+      preset: "private_chat",
+      invite: [alice.userId],
+    });
+    assertEquals(other.status, 200);
+
+    const fill = (path: string) =>
+      path
+        .replace(":roomId", encodeURIComponent(roomId))
+        .replace(":eventId", encodeURIComponent(eventId))
+        .replace(":eventType", path.includes(":stateKey") ? "m.room.member" : "m.room.name")
+        .replace(":stateKey", encodeURIComponent(alice.userId));
+    const query: Record<string, string> = {
+      "/messages": "?dir=b",
+      "/sync": "?filter=%7B%22room%22%3A%7B%22include_leave%22%3Atrue%7D%7D",
+    };
+
+    const checked: string[] = [];
+    for (const route of server.app.routes) {
+      if (route.method === "ALL") continue;
+      const key = routeKey(route.method, route.path);
+      if (ROUTES[key] !== "events") continue;
+      const suffix = Object.entries(query).find(([end]) => route.path.endsWith(end))?.[1] ??
+        (route.path.includes("/state/") ? "?format=event" : "");
+      const path = fill(route.path) + suffix;
+      spy.reset();
+      const res = await call(route.method, path, alice.accessToken);
+      assertEquals(res.status, 200, `${route.method} ${path}: ${JSON.stringify(res.body)}`);
+      assert(spy.calls > 0, `${route.method} ${route.path} did not run the read pipeline`);
+      const ids = eventIdsIn(res.body);
+      for (const id of ids) {
+        assert(
+          spy.eventIds.has(id),
+          `${route.method} ${route.path} returned ${id}, which the pipeline did not put out`,
+        );
+      }
+      if (route.path.endsWith("/joined_members")) {
+        for (const userId of Object.keys(res.body.joined)) {
+          assert(spy.stateKeys.has(userId), `joined_members: ${userId} bypassed the pipeline`);
+        }
+      } else if (!route.path.includes("/state/")) {
+        assert(ids.length > 0, `${route.method} ${path} returned no event to check`);
+      }
+      checked.push(route.path);
+    }
+    // Both API versions of each event route were called.
+    const expected = server.app.routes.filter((r) =>
+      r.method !== "ALL" && ROUTES[routeKey(r.method, r.path)] === "events"
+    ).length;
+    assertEquals(checked.length, expected);
+    assert(checked.length >= 11, "the event-returning routes were found in app.routes");
+  } finally {
+    server.close();
+  }
+});
