@@ -72,7 +72,7 @@ export function roomArea(deps: AppDeps): ClientArea {
     return c.json({ room_id: roomId });
   });
 
-  app.post("/rooms/:roomId/upgrade", auth, async (c) => {
+  app.post("/rooms/:roomId/upgrade", auth, rateLimited(deps, "create_room"), async (c) => {
     const roomId = roomIdParam(c);
     const body = await readJsonBody(c, upgradeBody);
     const replacement = await rooms.upgrader.upgrade(
