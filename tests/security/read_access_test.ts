@@ -224,3 +224,119 @@ for (const vis of VISIBILITIES) {
     });
   }
 }
+
+Deno.test({
+  name: "read access: the visibility in force at each event decides, not the room's current one",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async (t) => {
+    const w = await getWorld();
+    const owner = w.owner.accessToken;
+    const outsider = w.readers.get("nonmember")!;
+    const joiner = w.readers.get("latejoiner")!;
+    const room = async (initial: string) => {
+      const { room_id: roomId } = await w.ok("POST", `${V3}/createRoom`, owner, {
+        preset: "public_chat",
+        initial_state: [{
+          type: "m.room.history_visibility",
+          content: { history_visibility: initial },
+        }],
+      });
+      return { roomId, path: `${V3}/rooms/${encodeURIComponent(roomId)}` };
+    };
+    const setVisibility = (path: string, v: string) =>
+      w.ok("PUT", `${path}/state/m.room.history_visibility/`, owner, { history_visibility: v });
+
+    // joined -> world_readable: an outsider may now read, but only from the switch on.
+    const opened = await room("joined");
+    const SECRET = "[[switch|sent-under-joined]]";
+    const PUBLIC = "[[switch|sent-under-world-readable]]";
+    const secretId = await w.say(opened.path, owner, SECRET);
+    await setVisibility(opened.path, "world_readable");
+    const publicId = await w.say(opened.path, owner, PUBLIC);
+    const openedMarkers = [
+      { marker: SECRET, phase: "under joined", verdict: "forbidden" as const },
+      { marker: PUBLIC, phase: "under world_readable", verdict: "required" as const },
+    ];
+    await t.step(
+      "joined -> world_readable: an outsider's /messages, /context, /event",
+      async () => {
+        for (const dir of ["b", "f"]) {
+          const page = await w.ok(
+            "GET",
+            `${opened.path}/messages?dir=${dir}&limit=50`,
+            outsider.accessToken,
+          );
+          checkMarkers(`/messages dir=${dir}`, page, openedMarkers);
+        }
+        const ctx = await w.ok(
+          "GET",
+          `${opened.path}/context/${encodeURIComponent(publicId)}?limit=30`,
+          outsider.accessToken,
+        );
+        checkMarkers("/context on the world-readable message", ctx, openedMarkers);
+        const hidden = await w.server.request(
+          "GET",
+          `${opened.path}/event/${encodeURIComponent(secretId)}`,
+          { token: outsider.accessToken },
+        );
+        assert(
+          hidden.status === 404 && hidden.body?.errcode === "M_NOT_FOUND",
+          `LEAK: /event of the message sent under joined: ${hidden.status} ${
+            JSON.stringify(hidden.body)
+          }`,
+        );
+      },
+    );
+
+    // shared -> joined, then a join: the shared message is history the joiner may read, the
+    // one sent under joined before they joined is not.
+    const closed = await room("shared");
+    const SHARED = "[[switch|sent-under-shared]]";
+    const JOINED_ONLY = "[[switch|sent-under-joined-before-join]]";
+    const AFTER_JOIN = "[[switch|sent-after-join]]";
+    await w.say(closed.path, owner, SHARED);
+    await setVisibility(closed.path, "joined");
+    await w.say(closed.path, owner, JOINED_ONLY);
+    const since = await w.syncToken(joiner, closed.roomId);
+    await w.ok("POST", `${V3}/join/${encodeURIComponent(closed.roomId)}`, joiner.accessToken, {});
+    await w.say(closed.path, owner, AFTER_JOIN);
+    const closedMarkers = [
+      { marker: SHARED, phase: "under shared", verdict: "required" as const },
+      {
+        marker: JOINED_ONLY,
+        phase: "under joined, before the join",
+        verdict: "forbidden" as const,
+      },
+      { marker: AFTER_JOIN, phase: "after the join", verdict: "required" as const },
+    ];
+    await t.step("shared -> joined: the late joiner's /messages", async () => {
+      for (const dir of ["b", "f"]) {
+        const page = await w.ok(
+          "GET",
+          `${closed.path}/messages?dir=${dir}&limit=50`,
+          joiner.accessToken,
+        );
+        checkMarkers(`/messages dir=${dir}`, page, closedMarkers);
+      }
+    });
+    await t.step("shared -> joined: the late joiner's /sync", async () => {
+      const filter = encodeURIComponent(
+        JSON.stringify({ room: { rooms: [closed.roomId], timeline: { limit: 50 } } }),
+      );
+      const initial = await w.ok(
+        "GET",
+        `${V3}/sync?timeout=0&filter=${filter}`,
+        joiner.accessToken,
+      );
+      checkMarkers("/sync initial", initial, closedMarkers);
+      const incremental = await w.ok(
+        "GET",
+        `${V3}/sync?timeout=0&filter=${filter}&since=${since}`,
+        joiner.accessToken,
+      );
+      // The shared message predates `since`: it may or may not be in the window.
+      checkMarkers("/sync incremental", incremental, closedMarkers.slice(1));
+    });
+  },
+});
