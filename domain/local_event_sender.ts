@@ -144,6 +144,8 @@ export class LocalEventSender {
     version: string;
     creator: string;
     content?: JsonObject;
+    /** Writes for the create event's commit, given the room ID (createRoom's alias record). */
+    extraMutations?: (roomId: string) => CommitMutation[];
   }): Promise<{ roomId: string; event: SentEvent }> {
     const version = roomVersion(options.version);
     if (!version) throw unsupportedRoomVersion(options.version);
@@ -176,6 +178,8 @@ export class LocalEventSender {
         roomId: built.event.room_id,
         roomVersion: version.id,
         events: [{ eventId: built.eventId, pdu: built.pdu, status: "accepted" }],
+        extraMutations: options.extraMutations &&
+          (() => options.extraMutations!(built.event.room_id)),
       });
       if (result.events[0].duplicate) continue;
       return {

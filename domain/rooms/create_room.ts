@@ -1,8 +1,9 @@
 /**
  * `POST /createRoom`: validate the whole request first (alias free, invitees local, power
- * levels that let the creator send everything asked for), then create the room and send its
- * events in the order the spec gives: create, creator join, power levels, canonical alias,
- * preset state, initial_state, name, topic, invites.
+ * levels that let the creator send everything asked for, and a dry run of every event through
+ * the builder and the auth rules), then create the room and send its events in the order the
+ * spec gives: create, creator join, power levels, canonical alias, preset state, initial_state,
+ * name, topic, invites. A refused request writes nothing.
  */
 import { invalidParam, MatrixError, unsupportedRoomVersion } from "../errors.ts";
 import { isValidUserId, parseRoomAlias } from "../identifiers.ts";
@@ -11,6 +12,8 @@ import { parsePowerLevels } from "../power_levels.ts";
 import { DEFAULT_ROOM_VERSION, type RoomVersion, roomVersion } from "../room_versions.ts";
 import type { CommitMutation } from "../ports/event_store.ts";
 import type { RoomVisibility } from "../ports/room_directory_store.ts";
+import { RoomAliases } from "./room_aliases.ts";
+import { checkRoomCreation } from "./room_creation_check.ts";
 import {
   defaultPowerLevels,
   type InitialStateEvent,
@@ -51,7 +54,18 @@ export interface RoomPlan {
   version: RoomVersion;
   createContent: JsonObject;
   events: PlannedEvent[];
+  /** The alias asked for (`room_alias_name`), if any. */
+  alias?: string;
+  /**
+   * Writes for the create event's commit: the alias record, whose check (alias still free)
+   * makes a lost race refuse the room before anything of it is stored.
+   */
+  createMutations?: (roomId: string) => CommitMutation[];
 }
+
+/** 400 M_ROOM_IN_USE: the alias asked for is taken. */
+const roomInUse = (alias: string) =>
+  new MatrixError("M_ROOM_IN_USE", 400, `Room alias ${alias} is already taken`);
 
 /** The error for a request whose state would not pass the auth rules. */
 const invalidRoomState = (message: string) => new MatrixError("M_INVALID_ROOM_STATE", 400, message);
@@ -63,11 +77,25 @@ export class RoomCreator {
   /** Create the room; returns its ID. Nothing is written when the request is refused. */
   async create(request: CreateRoomRequest): Promise<string> {
     const plan = await this.plan(request);
-    const { roomId } = await this.deps.sender.createRoom({
-      version: plan.version.id,
-      creator: request.creator,
-      content: plan.createContent,
-    });
+    let roomId: string;
+    try {
+      ({ roomId } = await this.deps.sender.createRoom({
+        version: plan.version.id,
+        creator: request.creator,
+        content: plan.createContent,
+        extraMutations: plan.createMutations,
+      }));
+    } catch (error) {
+      // The create commit checks the alias is still free: 409 means another request took it
+      // since plan() looked, and nothing of this room was written.
+      if (
+        plan.alias && error instanceof MatrixError && error.status === 409 &&
+        await this.deps.directory.resolveAlias(plan.alias)
+      ) {
+        throw roomInUse(plan.alias);
+      }
+      throw error;
+    }
     // The creator's join must land before the rest can pass the auth rules; the rest are
     // queued together so the sender folds them into one commit.
     const [join, ...rest] = plan.events;
@@ -101,9 +129,7 @@ export class RoomCreator {
       if (/[:\s]/.test(request.roomAliasName) || !parseRoomAlias(alias).ok) {
         throw invalidParam(`Invalid room alias name ${JSON.stringify(request.roomAliasName)}`);
       }
-      if (await this.deps.directory.resolveAlias(alias)) {
-        throw new MatrixError("M_ROOM_IN_USE", 400, `Room alias ${alias} is already taken`);
-      }
+      if (await this.deps.directory.resolveAlias(alias)) throw roomInUse(alias);
     }
 
     const createContent: JsonObject = { ...request.creationContent };
@@ -148,16 +174,21 @@ export class RoomCreator {
     };
     initial.delete(plKey);
     this.#checkPowerLevels(version, powerContent, creators);
+    // An initial canonical alias (kept only without room_alias_name) can name no alias of the
+    // new room, which has none yet: only its syntax decides between 400 errors.
+    const initialCanonical = initial.get(JSON.stringify(["m.room.canonical_alias", ""]));
+    if (initialCanonical && alias === undefined) {
+      await new RoomAliases(this.deps).checkCanonicalAlias(
+        NOT_YET_A_ROOM,
+        initialCanonical.content,
+      );
+    }
 
     const events: PlannedEvent[] = [
       {
         type: "m.room.member",
         stateKey: creator,
         content: await memberContent(this.deps, creator, "join"),
-        extraMutations: (roomId) =>
-          request.visibility === "public"
-            ? this.deps.directory.visibilityMutations(roomId, "public")
-            : [],
       },
       { type: "m.room.power_levels", stateKey: "", content: powerContent },
     ];
@@ -166,8 +197,6 @@ export class RoomCreator {
         type: "m.room.canonical_alias",
         stateKey: "",
         content: { alias },
-        extraMutations: (roomId) =>
-          this.deps.directory.createAliasMutations({ alias, roomId, creator }),
       });
     }
     const overridden = (type: string) =>
@@ -195,7 +224,23 @@ export class RoomCreator {
       });
     }
     this.#checkCreatorMaySend(version, powerContent, creators, creator, events.slice(2));
-    return { version, createContent, events };
+    await checkRoomCreation({
+      version,
+      creator,
+      serverName,
+      createContent,
+      events,
+      now: Date.now(),
+    });
+    // Published with the last event, so a room whose sends failed midway is not listed.
+    if (request.visibility === "public") {
+      events[events.length - 1].extraMutations = (roomId) =>
+        this.deps.directory.visibilityMutations(roomId, "public");
+    }
+    const createMutations = alias === undefined
+      ? undefined
+      : (roomId: string) => this.deps.directory.createAliasMutations({ alias, roomId, creator });
+    return { version, createContent, events, alias, createMutations };
   }
 
   /** v12 creators may not be listed in `users`; v10+ levels must be integers. */
@@ -253,6 +298,9 @@ export class RoomCreator {
     });
   }
 }
+
+/** No room's ID: an alias checked against it points elsewhere whatever it names. */
+const NOT_YET_A_ROOM = "";
 
 /** Topic content with the plain text and its `m.topic` form (MSC3765, spec v1.15). */
 function topicContent(topic: string): JsonObject {

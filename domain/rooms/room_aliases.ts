@@ -1,8 +1,9 @@
 /**
  * Room aliases: resolving `#alias:server` to a room, creating and deleting local aliases, and
- * keeping `m.room.canonical_alias` honest when an alias it names goes away.
+ * keeping `m.room.canonical_alias` honest: it may only name aliases of its room, and an alias
+ * that goes away is dropped from it by the user who deleted it, when they may.
  */
-import { forbidden, MatrixError, notFound } from "../errors.ts";
+import { forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
 import { parseRoomAlias, requireValid } from "../identifiers.ts";
 import type { JsonObject } from "../json.ts";
 import type { AliasRecord } from "../ports/room_directory_store.ts";
@@ -60,6 +61,37 @@ export class RoomAliases {
     if (state) await this.#dropFromCanonicalAlias(state, userId, [alias]);
   }
 
+  /**
+   * Check the content of a client's `m.room.canonical_alias` for `roomId` (spec: PUT state,
+   * 400 M_INVALID_PARAM for bad syntax, M_BAD_ALIAS for an alias not pointing at the room). As
+   * Synapse, only aliases the current event does not already name must resolve to the room, so
+   * a stale entry does not block editing the rest; remote aliases cannot be resolved without
+   * federation, so they cannot be added yet.
+   */
+  async checkCanonicalAlias(roomId: string, content: JsonObject): Promise<void> {
+    const { alias, alt_aliases: alt } = content;
+    if (alias !== undefined) requireAliasSyntax(alias, "alias");
+    if (alt !== undefined) {
+      if (!Array.isArray(alt)) throw invalidParam("alt_aliases must be a list of room aliases");
+      alt.forEach((a, i) => requireAliasSyntax(a, `alt_aliases[${i}]`));
+    }
+    const previous = await RoomState.open(this.deps.store, roomId)
+      .then((state) => state.content("m.room.canonical_alias"))
+      .catch(() => undefined);
+    const known = new Set<unknown>([
+      previous?.alias,
+      ...(Array.isArray(previous?.alt_aliases) ? previous.alt_aliases : []),
+    ]);
+    const added = [alias, ...(Array.isArray(alt) ? alt : [])]
+      .filter((a): a is string => typeof a === "string" && !known.has(a));
+    for (const a of new Set(added)) {
+      const record = await this.deps.directory.resolveAlias(a);
+      if (record?.roomId !== roomId) {
+        throw new MatrixError("M_BAD_ALIAS", 400, `Room alias ${a} does not point to this room`);
+      }
+    }
+  }
+
   /** The local aliases of a room. */
   list(roomId: string): Promise<string[]> {
     return this.deps.directory.aliasesOfRoom(roomId);
@@ -74,8 +106,10 @@ export class RoomAliases {
   }
 
   /**
-   * Remove aliases from the room's canonical alias event (as `alias` or in `alt_aliases`). The
-   * sender, else any joined local user who may, sends the update; when nobody may, it stays.
+   * Remove aliases from the room's canonical alias event (as `alias` or in `alt_aliases`), sent
+   * by the user who deleted them: an event's sender is who acted. When they may not change the
+   * canonical alias, it stays as it is (as Synapse, which logs the refusal and moves on): the
+   * alias itself is gone either way, and clients that follow a dangling alias get a 404.
    */
   async #dropFromCanonicalAlias(state: RoomState, userId: string, gone: string[]): Promise<void> {
     const content = await state.content("m.room.canonical_alias");
@@ -89,23 +123,25 @@ export class RoomAliases {
     if (Array.isArray(content.alt_aliases)) {
       next.alt_aliases = alt.filter((a) => !gone.includes(a as string));
     }
-    const candidates = [userId, ...await this.#localJoinedUsers(state.roomId)];
-    for (const candidate of new Set(candidates)) {
-      if ((await state.membership(candidate)) !== "join") continue;
-      if (!(await state.maySendState(candidate, "m.room.canonical_alias"))) continue;
-      await this.deps.sender.send({
-        roomId: state.roomId,
-        sender: candidate,
-        type: "m.room.canonical_alias",
-        stateKey: "",
-        content: next,
-      });
-      return;
-    }
+    if ((await state.membership(userId)) !== "join") return;
+    if (!(await state.maySendState(userId, "m.room.canonical_alias"))) return;
+    await this.deps.sender.send({
+      roomId: state.roomId,
+      sender: userId,
+      type: "m.room.canonical_alias",
+      stateKey: "",
+      content: next,
+    }).catch((error) => {
+      // Power changed since the check above: the same outcome as having no power.
+      if (!(error instanceof MatrixError && error.status === 403)) throw error;
+    });
   }
+}
 
-  async #localJoinedUsers(roomId: string): Promise<string[]> {
-    const members = await this.deps.store.members(roomId, ["join"]);
-    return members.map((m) => m.userId).filter((u) => isLocal(u, this.deps.serverName));
+/** 400 M_INVALID_PARAM unless `value` is a well-formed room alias. */
+function requireAliasSyntax(value: unknown, field: string): void {
+  const parsed = typeof value === "string" ? parseRoomAlias(value) : undefined;
+  if (!parsed?.ok) {
+    throw invalidParam(`${field} must be a room alias, not ${JSON.stringify(value)}`);
   }
 }

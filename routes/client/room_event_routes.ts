@@ -117,8 +117,17 @@ export function roomEventArea(deps: AppDeps): ClientArea {
     // Member events follow the membership rules (who names a restricted join's authoriser),
     // as Synapse routes them through update_membership.
     if (type === "m.room.member") {
-      const memberEventId = await deps.rooms.membership.putMemberState(userId, roomId, key, content);
+      const memberEventId = await deps.rooms.membership.putMemberState(
+        userId,
+        roomId,
+        key,
+        content,
+      );
       return c.json({ event_id: memberEventId });
+    }
+    // A canonical alias may only name aliases of this room (spec: 400 M_BAD_ALIAS).
+    if (type === "m.room.canonical_alias" && key === "") {
+      await deps.rooms.aliases.checkCanonicalAlias(roomId, content);
     }
     const eventId = await roomEvents.sending.sendState({
       userId,
