@@ -44,6 +44,11 @@ export function buildApp(deps: AppDeps): Hono {
   });
   app.onError((error, c) => {
     if (error instanceof MatrixError) {
+      // Every 429 says when to come back in the header too, wherever in the domain it arose.
+      const retryAfterMs = error.extra.retry_after_ms;
+      if (error.status === 429 && typeof retryAfterMs === "number") {
+        c.header("Retry-After", String(Math.ceil(retryAfterMs / 1000)));
+      }
       return c.json(error.toJSON(), error.status as 400);
     }
     console.error("unhandled error", c.req.method, c.req.path, error);

@@ -77,6 +77,11 @@ Deno.test("password guessing: every UIA password stage shares one per-account li
     assertEquals(limited.status, 429);
     assertEquals(limited.body.errcode, "M_LIMIT_EXCEEDED");
     assert(limited.body.retry_after_ms > 0, "retry_after_ms");
+    // Plain HTTP clients read the header instead.
+    assertEquals(
+      limited.headers.get("retry-after"),
+      String(Math.ceil(limited.body.retry_after_ms / 1000)),
+    );
     // The right password does not lift the limit: otherwise guessing would go on unhindered
     // until the right guess, which is what the limit is there to stop.
     const right = passwordAuth(alice.userId, "correct horse");
