@@ -22,7 +22,7 @@ export type Visibility = typeof VISIBILITIES[number];
 
 /** What the reader does before the "during" message, and after it (then maybe rejoins). */
 type FirstStep = "invite" | "knock" | "join";
-type SecondStep = "leave" | "kicked" | "banned";
+type SecondStep = "leave" | "kicked" | "banned" | "accept";
 
 /** One kind of reader: how they come to the room and how (if at all) they go. */
 export interface ReaderKind {
@@ -51,6 +51,13 @@ export const READERS: readonly ReaderKind[] = [
   },
   { name: "banned", title: "banned user", joinRule: "public", first: "join", second: "banned" },
   { name: "latejoiner", title: "late joiner", joinRule: "public", first: "join" },
+  {
+    name: "accepter",
+    title: "invitee who then joined",
+    joinRule: "invite",
+    first: "invite",
+    second: "accept",
+  },
   {
     name: "rejecter",
     title: "invite rejected",
@@ -103,28 +110,30 @@ export function membershipAt(kind: ReaderKind, phase: Phase): string | undefined
   if (phase === "before") return undefined;
   if (phase === "name" && kind.rejoins) return "join";
   if (phase === "during" || kind.second === undefined) return kind.first;
-  return kind.second === "banned" ? "ban" : "leave";
+  return { banned: "ban", accept: "join", leave: "leave", kicked: "leave" }[kind.second];
 }
 
 /** Whether the reader joined at some point after the phase's event. */
 function joinedAfter(kind: ReaderKind, phase: Phase): boolean {
   if (kind.rejoins) return phase !== "name";
+  if (kind.second === "accept") return phase === "before" || phase === "during";
   return phase === "before" && kind.first === "join";
 }
 
 /** Joined now. */
 export function currentlyJoined(kind: ReaderKind): boolean {
+  if (kind.second === "accept") return true;
   return kind.first === "join" && (kind.second === undefined || kind.rejoins === true);
 }
 
 /** Joined once, then left or was banned. */
 export function departedMember(kind: ReaderKind): boolean {
-  return kind.first === "join" && kind.second !== undefined && !kind.rejoins;
+  return kind.first === "join" && departedFromRoom(kind);
 }
 
 /** Not in the room now, after having had a membership (left, rejected, kicked, banned). */
 export function departedFromRoom(kind: ReaderKind): boolean {
-  return kind.second !== undefined && !kind.rejoins;
+  return kind.second !== undefined && kind.second !== "accept" && !kind.rejoins;
 }
 
 /** The spec's algorithm: may the reader see the phase's event at all? */
@@ -168,10 +177,12 @@ export function timelineVerdict(vis: Visibility, kind: ReaderKind, phase: Phase)
   const later = phase === "after" || phase === "name";
   // A departed member pages only up to their leave in Synapse, even in a world-readable room.
   if (vis === "world_readable") return departedMember(kind) && later ? "allowed" : "required";
-  if (membershipAt(kind, phase) === "join") return "required";
-  // shared + joined after the event: a current member must see it. A former member may (the
-  // spec says yes; Synapse and Tessera's /messages show only what they saw while joined).
-  if (vis === "shared" && joinedAfter(kind, phase) && currentlyJoined(kind)) return "required";
+  // A current member must be shown all the spec allows: what was sent while they were joined,
+  // invited (under invited or shared), or before they joined (under shared).
+  if (membershipAt(kind, phase) === "join" || currentlyJoined(kind)) return "required";
+  // A former member may see shared history from before their join (the spec says yes; Synapse's
+  // and Tessera's /messages show only what they saw while joined), and a user invited at the
+  // event may see it (a route may refuse them outright).
   return "allowed";
 }
 
@@ -382,6 +393,8 @@ export class World {
       await this.ok("POST", `${path}/leave`, me, {});
     } else if (kind.second === "kicked") {
       await this.ok("POST", `${path}/kick`, owner, { user_id: reader.userId });
+    } else if (kind.second === "accept") {
+      await this.ok("POST", `${V3}/join/${encodeURIComponent(roomId)}`, me, {});
     } else if (kind.second === "banned") {
       await this.ok("POST", `${path}/ban`, owner, { user_id: reader.userId });
     }
