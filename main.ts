@@ -27,6 +27,8 @@ import { SyncNotifier } from "./domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "./domain/sync/sync_stream.ts";
 import { FilterService } from "./domain/sync/filters.ts";
 import { KvFilterStore } from "./kv/filter_store.ts";
+import { StateQuota } from "./domain/rooms/state_quota.ts";
+import { KvStateUsageReader } from "./kv/state_usage_reads.ts";
 import { resolveState } from "./domain/state_res/resolve_state.ts";
 import { KvEventStore } from "./kv/kv_event_store.ts";
 import { loadOrCreateSigningSeed } from "./kv/server_signing_seed.ts";
@@ -228,6 +230,7 @@ export async function assembleServer(
     notifications: push.notifications,
     notificationCounts: push.countsWith(userData.receipts),
     filters: new FilterService(new KvFilterStore(kv)),
+    stateQuota: new StateQuota(new KvStateUsageReader(kv)),
     ...userData,
     ...assembleRooms({
       kv,

@@ -22,6 +22,7 @@ import type {
   StoredEvent,
 } from "../domain/ports/event_store.ts";
 import { type RoomVersion, roomVersion } from "../domain/room_versions.ts";
+import { countsTowardStateQuota, stateEntryBytes } from "../domain/rooms/state_quota.ts";
 import { encodeJson, splitChunks } from "./chunked_value.ts";
 import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
 import {
@@ -66,6 +67,22 @@ interface PlannedMemberChange {
   userId: string;
   membership: string | null;
   prev: string | null;
+}
+
+/** One non-member current state entry's size and sender (roomid_stateusage). */
+interface StateUsageEntry {
+  sender: string;
+  bytes: number;
+}
+
+/**
+ * The state usage a batch moves: entries it changes (null removes), and the room's and users'
+ * totals as they stand after the batch (read once, under the head the commit checks).
+ */
+interface StateUsagePlan {
+  entries: Map<StateKey, StateUsageEntry | null>;
+  room: number | undefined;
+  users: Map<string, number>;
 }
 
 /** A request planned into the batch, with where its events landed. */
@@ -160,6 +177,8 @@ export class RoomBatchPlanner {
   redactions: Map<string, string[]>;
   /** Changes of members' memberships, in planning order (roomid_memberchange). */
   memberChanges: PlannedMemberChange[];
+  /** Byte counts of non-member current state, for the state caps (roomid_stateusage). */
+  stateUsage: StateUsagePlan;
   #rejected: Set<string>;
   readonly #lookups: BatchLookups | undefined;
 
@@ -179,6 +198,7 @@ export class RoomBatchPlanner {
     this.requests = [];
     this.redactions = new Map();
     this.memberChanges = [];
+    this.stateUsage = { entries: new Map(), room: undefined, users: new Map() };
     this.#rejected = new Set();
     this.#lookups = lookups;
   }
@@ -219,6 +239,11 @@ export class RoomBatchPlanner {
     copy.requests = [...this.requests];
     copy.redactions = new Map(this.redactions);
     copy.memberChanges = [...this.memberChanges];
+    copy.stateUsage = {
+      entries: new Map(this.stateUsage.entries),
+      room: this.stateUsage.room,
+      users: new Map(this.stateUsage.users),
+    };
     copy.#rejected = new Set(this.#rejected);
     return copy;
   }
@@ -418,6 +443,7 @@ export class RoomBatchPlanner {
         if (after !== before) {
           const key = stateKey(event.type, event.state_key!);
           await this.#noteMemberChanges(position, [[key, event]]);
+          await this.#noteStateUsage([[key, event]]);
           this.#changeCurrent(key, event);
         }
       } else {
@@ -427,6 +453,7 @@ export class RoomBatchPlanner {
           changes.push([key, id === null ? null : await this.#roomEvent(id) ?? null, id]);
         }
         await this.#noteMemberChanges(position, changes);
+        await this.#noteStateUsage(changes);
         for (const [key, changed, id] of changes) this.#changeCurrent(key, changed, id);
       }
     }
@@ -474,6 +501,60 @@ export class RoomBatchPlanner {
         : prior.get(key) ?? null;
       if (prev !== membership) this.memberChanges.push({ position, userId, membership, prev });
     }
+  }
+
+  /**
+   * Move the byte counts of non-member state with current state: the replaced entry leaves its
+   * sender's and the room's totals, the new one joins them. Committed values are read under the
+   * head this commit checks, so every commit to the room rewrites them in turn.
+   */
+  async #noteStateUsage(
+    changes: readonly (readonly [StateKey, RoomEvent | null, ...unknown[]])[],
+  ): Promise<void> {
+    const counted = changes.filter(([key]) => countsTowardStateQuota(splitStateKey(key)[0]));
+    if (counted.length === 0) return;
+    const plan = this.stateUsage;
+    const keys = this.ctx.keys;
+    const unread = [...new Set(counted.map(([key]) => key))].filter((k) => !plan.entries.has(k));
+    const entryReads = await getManyChunked<StateUsageEntry>(
+      this.ctx.kv,
+      unread.map((key) => keys.stateUsageEntry(this.roomId, ...splitStateKey(key))),
+    );
+    unread.forEach((key, i) => plan.entries.set(key, entryReads[i].value));
+    if (plan.room === undefined) {
+      plan.room = (await this.ctx.kv.get<number>(keys.stateUsageRoom(this.roomId))).value ?? 0;
+    }
+    const senders = new Set<string>();
+    for (const [key, event] of counted) {
+      const old = plan.entries.get(key);
+      if (old) senders.add(old.sender);
+      if (event) senders.add(event.sender);
+    }
+    const users = [...senders].filter((u) => !plan.users.has(u));
+    const userReads = await getManyChunked<number>(
+      this.ctx.kv,
+      users.map((u) => keys.stateUsageUser(this.roomId, u)),
+    );
+    users.forEach((u, i) => plan.users.set(u, userReads[i].value ?? 0));
+    for (const [key, event] of counted) {
+      const old = plan.entries.get(key);
+      if (old) {
+        plan.room -= old.bytes;
+        plan.users.set(old.sender, plan.users.get(old.sender)! - old.bytes);
+      }
+      if (event === null) {
+        plan.entries.set(key, null);
+        continue;
+      }
+      const bytes = stateEntryBytes(event.type, event.state_key!, event.content);
+      plan.room += bytes;
+      plan.users.set(event.sender, plan.users.get(event.sender)! + bytes);
+      plan.entries.set(key, { sender: event.sender, bytes });
+    }
+  }
+
+  #stateUsageWrites(): PlannedMutation[] {
+    return stateUsageWritesOf(this.ctx.keys, this.roomId, this.stateUsage);
   }
 
   /** Every check and write of the batch so far, extra mutations of its requests included. */
@@ -563,6 +644,7 @@ export class RoomBatchPlanner {
     if (this.events.size > 0 && this.head) {
       out.push({ op: "set", key: keys.head(this.roomId), value: this.head });
     }
+    out.push(...this.#stateUsageWrites());
     for (const [target, redactionIds] of this.redactions) {
       out.push({ op: "set", key: keys.redactions(this.roomId, target), value: redactionIds });
     }
@@ -588,6 +670,25 @@ export class RoomBatchPlanner {
     }
     return out;
   }
+}
+
+/** Writes of the state usage projection; a total of zero is deleted, as if never written. */
+function stateUsageWritesOf(
+  keys: StoreContext["keys"],
+  roomId: string,
+  plan: StateUsagePlan,
+): PlannedMutation[] {
+  const out: PlannedMutation[] = [];
+  const put = (key: Deno.KvKey, value: unknown): PlannedMutation =>
+    value === null || value === 0 ? { op: "delete", key } : { op: "set", key, value };
+  for (const [stateKeyValue, entry] of plan.entries) {
+    out.push(put(keys.stateUsageEntry(roomId, ...splitStateKey(stateKeyValue)), entry));
+  }
+  if (plan.room !== undefined) out.push(put(keys.stateUsageRoom(roomId), plan.room));
+  for (const [userId, bytes] of plan.users) {
+    out.push(put(keys.stateUsageUser(roomId, userId), bytes));
+  }
+  return out;
 }
 
 const eventWritesCache = new WeakMap<

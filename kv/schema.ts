@@ -51,6 +51,13 @@ export const EVENT_STORE_MAPS = {
    * commits have other versionstamps.
    */
   memberchangestamp_roomid: "memberchangestamp_roomid",
+  /**
+   * The room's current non-member state in bytes, for the state caps: (roomId, "entry", type,
+   * state_key) -> {sender, bytes} per entry, (roomId, "room") -> total bytes and (roomId, "user",
+   * userId) -> bytes of the entries that user sent. Moved with current state under the head
+   * check, so plain numbers suffice (no summing).
+   */
+  roomid_stateusage: "roomid_stateusage",
 } as const;
 
 /** One of the event store's map names. */
@@ -71,6 +78,7 @@ export const REPLAYED_MAPS: readonly EventStoreMap[] = [
   "roomeventid_redactions",
   "roomid_memberchange",
   "roomid_memberchangehead",
+  "roomid_stateusage",
 ];
 
 /** Key builders for the event store, all under one namespace prefix (empty for live data). */
@@ -192,6 +200,21 @@ export class EventStoreKeys {
   /** Commits that changed memberships, by versionstamp (append the commit's versionstamp). */
   memberChangeStampPrefix(): Deno.KvKey {
     return [...this.namespace, "memberchangestamp_roomid"];
+  }
+
+  /** Size and sender of one non-member current state entry (see `roomid_stateusage`). */
+  stateUsageEntry(roomId: string, type: string, stateKey: string): Deno.KvKey {
+    return [...this.namespace, "roomid_stateusage", roomId, "entry", type, stateKey];
+  }
+
+  /** Bytes of a room's non-member current state. */
+  stateUsageRoom(roomId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_stateusage", roomId, "room"];
+  }
+
+  /** Bytes of a room's non-member current state sent by `userId`. */
+  stateUsageUser(roomId: string, userId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_stateusage", roomId, "user", userId];
   }
 }
 

@@ -129,6 +129,8 @@ export function roomEventArea(deps: AppDeps): ClientArea {
     if (type === "m.room.canonical_alias" && key === "") {
       await deps.rooms.aliases.checkCanonicalAlias(roomId, content);
     }
+    // Caps on the room's state bytes (per sender and per room) before anything is sent.
+    await deps.stateQuota.check({ userId, roomId, type, stateKey: key, content });
     const eventId = await roomEvents.sending.sendState({
       userId,
       roomId,
@@ -138,9 +140,15 @@ export function roomEventArea(deps: AppDeps): ClientArea {
     });
     return c.json({ event_id: eventId });
   };
-  app.put("/rooms/:roomId/state/:eventType/:stateKey", auth, (c) => putState(c, stateKeyParam(c)));
-  app.put("/rooms/:roomId/state/:eventType/", auth, (c) => putState(c, ""));
-  app.put("/rooms/:roomId/state/:eventType", auth, (c) => putState(c, ""));
+  const stateLimit = rateLimited(deps, "state");
+  app.put(
+    "/rooms/:roomId/state/:eventType/:stateKey",
+    auth,
+    stateLimit,
+    (c) => putState(c, stateKeyParam(c)),
+  );
+  app.put("/rooms/:roomId/state/:eventType/", auth, stateLimit, (c) => putState(c, ""));
+  app.put("/rooms/:roomId/state/:eventType", auth, stateLimit, (c) => putState(c, ""));
 
   app.get("/rooms/:roomId/state", auth, async (c) => {
     return c.json(await roomEvents.reads.state(reader(c), roomIdParam(c)));

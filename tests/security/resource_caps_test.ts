@@ -161,3 +161,121 @@ Deno.test("finding 10: TESSERA_RATE_LIMITS=off switches the write limits off", a
     server.close();
   }
 });
+
+// ---- Caps on room state ----
+
+/** Send 30 KB state events under fresh keys until one is refused (or `max` are sent). */
+async function fillState(server: Server, token: string, room: string, prefix: string, max = 200) {
+  const content = { blob: "z".repeat(30_000) };
+  for (let i = 0; i < max; i++) {
+    const res = await server.request("PUT", `${room}/state/org.example.spam/${prefix}${i}`, {
+      token,
+      body: content,
+    });
+    if (res.status !== 200) return { accepted: i, refused: res };
+  }
+  return { accepted: max, refused: undefined };
+}
+
+Deno.test("finding 10: one user's state in a room is capped, so a new joiner's first sync stays small", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
+  try {
+    const alice = await registerUser(server, "alice");
+    const bob = await registerUser(server, "bob");
+    const { roomId, room } = await createRoom(server, alice.accessToken);
+    // The issue: 2,000 events of 30 KB, 60 MB per first sync. Here at most 200 are tried (6 MB).
+    const { accepted, refused } = await fillState(server, alice.accessToken, room, "k");
+    assert(refused !== undefined, `all ${accepted} events of 30 KB were accepted`);
+    assertEquals(refused.status, 413);
+    assertEquals(refused.body.errcode, "M_TOO_LARGE");
+    assert(/Your state events in this room/.test(refused.body.error), refused.body.error);
+    assert(accepted >= 30 && accepted < 40, `${accepted} accepted`);
+    // The refused write wrote nothing.
+    const head = (await server.deps.eventStore.roomHead(roomId))!.lastPosition;
+    const again = await server.request("PUT", `${room}/state/org.example.spam/k${accepted}`, {
+      token: alice.accessToken,
+      body: { blob: "z".repeat(30_000) },
+    });
+    assertEquals(again.status, 413);
+    assertEquals((await server.deps.eventStore.roomHead(roomId))!.lastPosition, head);
+    const missing = await server.request("GET", `${room}/state/org.example.spam/k${accepted}`, {
+      token: alice.accessToken,
+    });
+    assertEquals(missing.status, 404);
+    // At the cap, shrinking an entry (or replacing it with one no larger) still works, and the
+    // room's other state (name, topic) is not hers to fill.
+    const shrink = await server.request("PUT", `${room}/state/org.example.spam/k0`, {
+      token: alice.accessToken,
+      body: {},
+    });
+    assertEquals(shrink.status, 200);
+    const topic = await server.request("PUT", `${room}/state/m.room.topic`, {
+      token: alice.accessToken,
+      body: { topic: "still possible" },
+    });
+    assertEquals(topic.status, 200);
+    // A new joiner's first sync carries all of it, and stays around the cap (1 MiB), not 6 MB.
+    assertEquals(
+      (await server.request("POST", `${room}/join`, { token: bob.accessToken })).status,
+      200,
+    );
+    const res = await server.app.request(`${V3}/sync`, {
+      headers: { authorization: `Bearer ${bob.accessToken}` },
+    });
+    const bytes = (await res.arrayBuffer()).byteLength;
+    assertEquals(res.status, 200);
+    assert(bytes < 1.5 * 1024 * 1024, `first sync is ${bytes} bytes`);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("finding 10: a room's state is capped across its users; the counts survive replay", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
+  try {
+    const users = [];
+    for (const name of ["alice", "u1", "u2", "u3", "u4"]) {
+      users.push(await registerUser(server, name));
+    }
+    const [alice, ...others] = users;
+    const { roomId, room } = await createRoom(server, alice.accessToken, {
+      preset: "public_chat",
+      power_level_content_override: {
+        users: Object.fromEntries(others.map((u) => [u.userId, 50])),
+      },
+    });
+    for (const u of others) {
+      assertEquals(
+        (await server.request("POST", `${room}/join`, { token: u.accessToken })).status,
+        200,
+      );
+    }
+    const refusals: string[] = [];
+    for (const [i, u] of users.entries()) {
+      const { refused } = await fillState(server, u.accessToken, room, `u${i}-`);
+      refusals.push(refused?.body.error ?? "none");
+    }
+    // Four users fill about 4 MiB; the fifth is refused by the room's cap, not their own.
+    assert(/Your state events/.test(refusals[0]), refusals[0]);
+    assert(/The room's state would exceed/.test(refusals[4]), refusals[4]);
+    // Another user replaces one of alice's entries: her bytes move to them; a removal-by-empty
+    // content shrinks the room. Replay rebuilds exactly the counts the live path keeps.
+    const taken = await server.request("PUT", `${room}/state/org.example.spam/u0-1`, {
+      token: others[0].accessToken,
+      body: { small: true },
+    });
+    assertEquals(taken.status, 200);
+    const { replay } = await import("../../kv/replay.ts");
+    const target = await Deno.openKv(":memory:");
+    try {
+      const report = await replay({ source: server.kv, target });
+      assertEquals(report.differences, []);
+    } finally {
+      target.close();
+    }
+    const usage = await server.deps.stateQuota["usage"].stateUsage(roomId, alice.userId, "x", "");
+    assert(usage.roomBytes <= 4 * 1024 * 1024 + 64 * 1024, `${usage.roomBytes}`);
+  } finally {
+    server.close();
+  }
+});
