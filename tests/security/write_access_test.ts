@@ -7,6 +7,8 @@ import { assert, assertEquals } from "../assert.ts";
 import { startTestServer } from "../routes/test_server.ts";
 import { type RegisteredUser, registerUser } from "../routes/client_harness.ts";
 import { checkRedactionApplies } from "../../domain/redaction_auth_rules.ts";
+import { buildEvent } from "../../domain/event_builder.ts";
+import { roomVersion } from "../../domain/room_versions.ts";
 import {
   ALICE,
   assertAllowed,
@@ -198,6 +200,10 @@ Deno.test("finding 3: redacting an event of another room is 400, a non-member 40
       assertEquals(await logLength(server, roomA), before);
       assertEquals((await content(server, bob, roomB, inB)).body, "in B");
       assertEquals((await redact(server, alice, roomA, unknown)).status, 200);
+      // Not even an admin redacts the create event (as Synapse: nothing good comes of it).
+      const create = await server.deps.eventStore.currentStateEventId(roomA, "m.room.create", "");
+      const createRedaction = await redact(server, alice, roomA, create!);
+      assertEquals([createRedaction.status, createRedaction.body.errcode], [403, "M_FORBIDDEN"]);
     }
   } finally {
     server.close();
@@ -222,6 +228,55 @@ Deno.test("finding 3: power changes between sends are honoured (demoted moderato
     // The redaction Bob sent while a moderator still applies; the refused one wrote nothing.
     assertEquals(await content(server, alice, roomId, first), {});
     assertEquals((await content(server, alice, roomId, second)).body, "two");
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("finding 3: a redaction stored before the send-time check existed is not applied", async () => {
+  const { server, alice, bob } = await setup();
+  try {
+    for (const version of ["1", "10", "11"]) {
+      const roomId = await createRoom(server, alice, version);
+      await server.request("POST", `${roomPath(roomId)}/join`, {
+        token: bob.accessToken,
+        body: {},
+      });
+      const name = await putState(server, alice, roomId, "m.room.name", { name: "Ops" });
+      // What the old server wrote for Bob (level 0): built and signed by our server, appended
+      // without the sender's check, as the store of a server upgraded from it holds.
+      const store = server.deps.eventStore;
+      const head = (await store.roomHead(roomId))!;
+      const tips = await store.getEvents(head.forwardExtremities);
+      const state = await store.currentState(roomId);
+      const built = await buildEvent({
+        version: roomVersion(version)!,
+        roomId,
+        sender: bob.userId,
+        type: "m.room.redaction",
+        content: {},
+        redacts: name,
+        prevEvents: [...tips.values()].map((e) => ({ eventId: e.eventId, depth: e.pdu.depth })),
+        currentState: (key) => {
+          const id = state.get(key);
+          return id === undefined ? undefined : { eventId: id };
+        },
+        serverName: server.config.serverName,
+        signingKey: server.deps.keyring.current,
+      });
+      await store.append({
+        roomId,
+        events: [{ eventId: built.eventId, pdu: built.pdu, status: "accepted" }],
+      });
+      assertEquals(await content(server, alice, roomId, name), { name: "Ops" }, `v${version}`);
+      const messages = await server.request(
+        "GET",
+        `${roomPath(roomId)}/messages?dir=b&limit=20`,
+        { token: alice.accessToken },
+      );
+      const shown = messages.body.chunk.find((e: { event_id: string }) => e.event_id === name);
+      assertEquals(shown.content, { name: "Ops" }, `v${version} /messages`);
+    }
   } finally {
     server.close();
   }
