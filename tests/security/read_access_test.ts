@@ -340,3 +340,60 @@ Deno.test({
     });
   },
 });
+
+Deno.test({
+  name: "read access: /members?at= does not reach back before a joined-visibility join",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const w = await getWorld();
+    const owner = w.owner.accessToken;
+    const joiner = w.readers.get("latejoiner")!;
+    const { room_id: roomId } = await w.ok("POST", `${V3}/createRoom`, owner, {
+      preset: "public_chat",
+      initial_state: [{
+        type: "m.room.history_visibility",
+        content: { history_visibility: "joined" },
+      }],
+    });
+    const path = `${V3}/rooms/${encodeURIComponent(roomId)}`;
+    const member = `${path}/state/m.room.member/${encodeURIComponent(w.owner.userId)}`;
+    const OLD_NAME = "[[members-at|name-before-join]]";
+    await w.ok("PUT", member, owner, { membership: "join", displayname: OLD_NAME });
+    await w.say(path, owner, "[[members-at|message-before-join]]");
+    await w.ok("PUT", member, owner, { membership: "join", displayname: "owner now" });
+    await w.ok("POST", `${V3}/join/${encodeURIComponent(roomId)}`, joiner.accessToken, {});
+    // The token just after the old display name, from the owner's pagination: tokens are
+    // positions in the room, not secrets, so any member can hold (or craft) one.
+    const all = await w.ok("GET", `${path}/messages?dir=f&limit=50`, owner);
+    const index = all.chunk.findIndex((e: { content?: { displayname?: string } }) =>
+      e.content?.displayname === OLD_NAME
+    );
+    assert(index >= 0, "the old display name is not in the owner's history");
+    const upTo = await w.ok("GET", `${path}/messages?dir=f&limit=${index + 1}`, owner);
+    const tokens: string[] = [upTo.end];
+    for (const at of tokens) {
+      const res = await w.server.request(
+        "GET",
+        `${path}/members?at=${encodeURIComponent(at)}`,
+        { token: joiner.accessToken },
+      );
+      assert(
+        res.status === 200 || (res.status === 403 && res.body?.errcode === "M_FORBIDDEN"),
+        `/members?at=${at}: ${res.status} ${JSON.stringify(res.body)}`,
+      );
+      checkMarkers(`/members?at=${at}`, res.body, [
+        { marker: OLD_NAME, phase: "display name set before the join", verdict: "forbidden" },
+      ]);
+    }
+    // Control: the owner, joined then, sees that member list.
+    const control = await w.ok(
+      "GET",
+      `${path}/members?at=${encodeURIComponent(tokens.at(-1)!)}`,
+      owner,
+    );
+    checkMarkers("owner's /members?at=", control, [
+      { marker: OLD_NAME, phase: "display name set before the join", verdict: "required" },
+    ]);
+  },
+});
