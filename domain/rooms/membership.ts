@@ -1,14 +1,12 @@
 /**
  * Membership use cases: join, knock, invite, leave, kick, ban, unban and forget, each one
- * member event sent through the local event sender (so the auth rules decide), plus the reads
- * clients make of a room's members.
+ * member event sent through the local event sender (so the auth rules decide). Member reads
+ * (`/members`, `/joined_members`) are in domain/room_events/room_event_reads.ts, behind the read
+ * pipeline.
  */
 import { forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
-import { splitStateKey, type StateMap } from "../events.ts";
 import { isValidRoomId, isValidUserId } from "../identifiers.ts";
 import type { JsonObject } from "../json.ts";
-import type { RoomVersion } from "../room_versions.ts";
-import type { StoredEvent } from "../ports/event_store.ts";
 import { RoomAliases } from "./room_aliases.ts";
 import { RoomState } from "./room_state.ts";
 import {
@@ -18,14 +16,6 @@ import {
   remoteRoomUnsupported,
   type RoomServiceDeps,
 } from "./room_services.ts";
-
-/** Filters of `GET /rooms/{roomId}/members`. */
-export interface MembersQuery {
-  /** A timeline token: members as of that point. */
-  at?: string;
-  membership?: string;
-  notMembership?: string;
-}
 
 /** Membership changes and member reads. */
 export class MembershipService {
@@ -183,66 +173,6 @@ export class MembershipService {
     return rooms.map((r) => r.roomId);
   }
 
-  /**
-   * Member events of a room for `GET /members`. Members see the current list; former members
-   * see it as of their leaving; others only in world-readable rooms.
-   */
-  async members(
-    userId: string,
-    roomId: string,
-    query: MembersQuery,
-  ): Promise<{ version: RoomVersion; events: StoredEvent[] }> {
-    const state = await this.#open(roomId);
-    const own = await state.event("m.room.member", userId);
-    const membership = own?.pdu.content.membership;
-    let stateMap: StateMap;
-    if (membership === "join") {
-      stateMap = query.at
-        ? await this.#stateAtToken(roomId, query.at)
-        : await this.deps.store.currentState(roomId);
-    } else if (own && (membership === "leave" || membership === "ban")) {
-      stateMap = (await this.deps.store.stateAtEvent(own.eventId, "after")) ?? new Map();
-    } else if (
-      (await state.content("m.room.history_visibility"))?.history_visibility === "world_readable"
-    ) {
-      stateMap = await this.deps.store.currentState(roomId);
-    } else {
-      throw forbidden("You are not a member of this room");
-    }
-    const ids = [...stateMap].filter(([key]) => splitStateKey(key)[0] === "m.room.member")
-      .map(([, id]) => id);
-    const events = await this.deps.store.getEvents(ids);
-    const chosen = ids.flatMap((id) => events.get(id) ?? []).filter((event) => {
-      const m = event.pdu.content.membership;
-      if (query.membership !== undefined && m !== query.membership) return false;
-      if (query.notMembership !== undefined && m === query.notMembership) return false;
-      return true;
-    });
-    return { version: state.version, events: chosen };
-  }
-
-  /** Joined members with their profile, for `GET /joined_members`; only for members. */
-  async joinedMembers(
-    userId: string,
-    roomId: string,
-  ): Promise<Record<string, { display_name?: string; avatar_url?: string }>> {
-    const state = await this.#open(roomId);
-    if ((await state.membership(userId)) !== "join") {
-      throw forbidden("You are not joined to this room");
-    }
-    const members = await this.deps.store.members(roomId, ["join"]);
-    const events = await this.deps.store.getEvents(members.map((m) => m.eventId));
-    const joined: Record<string, { display_name?: string; avatar_url?: string }> = {};
-    for (const member of members) {
-      const content = events.get(member.eventId)?.pdu.content ?? {};
-      const entry: { display_name?: string; avatar_url?: string } = {};
-      if (typeof content.displayname === "string") entry.display_name = content.displayname;
-      if (typeof content.avatar_url === "string") entry.avatar_url = content.avatar_url;
-      joined[member.userId] = entry;
-    }
-    return joined;
-  }
-
   async #open(roomId: string): Promise<RoomState> {
     if (!isValidRoomId(roomId)) throw invalidParam(`Invalid room ID ${JSON.stringify(roomId)}`);
     return await RoomState.open(this.deps.store, roomId);
@@ -268,19 +198,6 @@ export class MembershipService {
    * (matrix-js-sdk sends its last `next_batch`); those and anything else we cannot place mean
    * "now", which is what a sync token of the latest sync denotes anyway.
    */
-  async #stateAtToken(roomId: string, token: string): Promise<StateMap> {
-    let page;
-    try {
-      page = await this.deps.store.timeline(roomId, { from: token, dir: "b", limit: 1 });
-    } catch {
-      return await this.deps.store.currentState(roomId);
-    }
-    const last = page.events[0];
-    if (!last) return await this.deps.store.currentState(roomId);
-    return (await this.deps.store.stateAtEvent(last.eventId, "after")) ??
-      await this.deps.store.currentState(roomId);
-  }
-
   /**
    * For a restricted room: a local joined user able to invite, if the joiner is in one of the
    * rooms the join rule allows. Undefined otherwise (the auth rules then refuse the join).
