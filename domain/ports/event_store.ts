@@ -177,7 +177,8 @@ export interface EventReader {
   stateAfterEvents(roomId: string, eventIds: readonly string[]): Promise<StateMap>;
   /**
    * Accepted redactions naming each of `eventIds` in `roomId`, oldest first; events with none
-   * are absent. Whether one applies (v3+) is the reader's call: `checkRedactionApplies`.
+   * are absent. Whether one applies is the reader's call, in every room version:
+   * `checkRedactionApplies`.
    */
   redactionsOf(roomId: string, eventIds: readonly string[]): Promise<Map<string, string[]>>;
   /** Members of a room, optionally only those with one of `memberships`. */
