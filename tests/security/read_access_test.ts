@@ -397,3 +397,43 @@ Deno.test({
     ]);
   },
 });
+
+Deno.test({
+  name:
+    "read access: /event and /context under a room the reader is in do not serve another room's event",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: async () => {
+    const w = await getWorld();
+    const owner = w.owner.accessToken;
+    const reader = w.readers.get("latejoiner")!;
+    const create = async (visibility: string) =>
+      (await w.ok("POST", `${V3}/createRoom`, owner, {
+        preset: "public_chat",
+        initial_state: [{
+          type: "m.room.history_visibility",
+          content: { history_visibility: visibility },
+        }],
+      })).room_id as string;
+    const secretRoom = await create("joined");
+    const SECRET = "[[cross-room|secret]]";
+    const secretId = await w.say(`${V3}/rooms/${encodeURIComponent(secretRoom)}`, owner, SECRET);
+    const myRoom = await create("shared");
+    await w.ok("POST", `${V3}/join/${encodeURIComponent(myRoom)}`, reader.accessToken, {});
+    const mine = `${V3}/rooms/${encodeURIComponent(myRoom)}`;
+    for (const route of ["event", "context"]) {
+      const res = await w.server.request(
+        "GET",
+        `${mine}/${route}/${encodeURIComponent(secretId)}`,
+        { token: reader.accessToken },
+      );
+      assert(
+        res.status === 404 && res.body?.errcode === "M_NOT_FOUND",
+        `/${route} of another room's event: ${res.status} ${JSON.stringify(res.body)}`,
+      );
+      checkMarkers(`/${route}`, res.body, [
+        { marker: SECRET, phase: "another room", verdict: "forbidden" },
+      ]);
+    }
+  },
+});
