@@ -247,6 +247,11 @@ export function accountDataChangePrefix(userId: string): Deno.KvKey {
   return ["userid_accountdatachange", userId];
 }
 
+/** userId -> AccountDataUsage: the global types and bytes the account data caps count. */
+export function accountDataUsageKey(userId: string): Deno.KvKey {
+  return ["userid_accountdatausage", userId];
+}
+
 /** (roomId, userId, receipt type, thread or "") -> the user's latest receipt. */
 export function receiptKey(
   roomId: string,

@@ -6,6 +6,7 @@
 import { forbidden, invalidParam, MatrixError, notFound, tooLarge } from "../errors.ts";
 import type { JsonObject } from "../json.ts";
 import type { AccountDataStore } from "../ports/account_data_store.ts";
+import { checkAccountDataQuota } from "./account_data_quota.ts";
 
 /** Largest account data object, in bytes of JSON: one KV value. */
 export const MAX_ACCOUNT_DATA_BYTES = 60_000;
@@ -68,7 +69,8 @@ export class AccountDataService {
     if (encoder.encode(JSON.stringify(content)).byteLength > MAX_ACCOUNT_DATA_BYTES) {
       throw tooLarge(`Account data is over ${MAX_ACCOUNT_DATA_BYTES} bytes`);
     }
-    await this.deps.store.put(userId, roomId, type, content);
+    // The caps on types and total bytes are checked in the write's own commit.
+    await this.deps.store.put(userId, roomId, type, content, checkAccountDataQuota);
     this.deps.notifyUser?.(userId);
   }
 

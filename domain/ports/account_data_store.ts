@@ -3,6 +3,7 @@
  * Changes are ordered by the commit versionstamp; `since`/`upTo` are sync tokens.
  */
 import type { JsonObject } from "../json.ts";
+import type { AccountDataUsage } from "../account_data/account_data_quota.ts";
 
 /** One account data entry; `roomId` is null for global account data. */
 export interface AccountDataEntry {
@@ -15,8 +16,18 @@ export interface AccountDataEntry {
 export interface AccountDataStore {
   /** One entry's content; null when unset. */
   get(userId: string, roomId: string | null, type: string): Promise<JsonObject | null>;
-  /** Set one entry; returns the commit's versionstamp. */
-  put(userId: string, roomId: string | null, type: string, content: JsonObject): Promise<string>;
+  /**
+   * Set one entry and move the user's usage (see account_data_quota.ts) in the same commit;
+   * returns the commit's versionstamp. `check` sees the usage before and after and may throw to
+   * refuse the write (then nothing is written).
+   */
+  put(
+    userId: string,
+    roomId: string | null,
+    type: string,
+    content: JsonObject,
+    check?: (before: AccountDataUsage, after: AccountDataUsage) => void,
+  ): Promise<string>;
   /**
    * Entries written after `since` (every entry when absent) and not after `upTo`, each once
    * with its latest content.

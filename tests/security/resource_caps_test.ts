@@ -279,3 +279,94 @@ Deno.test("finding 10: a room's state is capped across its users; the counts sur
     server.close();
   }
 });
+
+// ---- Caps on account data ----
+
+Deno.test("finding 10: account data is capped in types and bytes; a new login's first sync stays small", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
+  try {
+    const alice = await registerUser(server, "alice");
+    const token = alice.accessToken;
+    const user = encodeURIComponent(alice.userId);
+    const put = (type: string, body: unknown, roomId?: string) =>
+      server.request(
+        "PUT",
+        roomId === undefined
+          ? `${V3}/user/${user}/account_data/${type}`
+          : `${V3}/user/${user}/rooms/${encodeURIComponent(roomId)}/account_data/${type}`,
+        { token, body },
+      );
+    // Bytes: objects of 59 KB until refused (the issue's 500 types made first syncs 88 MB).
+    const big = { blob: "b".repeat(59_000) };
+    let accepted = 0;
+    let refused;
+    for (; accepted < 60; accepted++) {
+      const res = await put(`org.example.big${accepted}`, big);
+      if (res.status !== 200) {
+        refused = res;
+        break;
+      }
+    }
+    assert(refused !== undefined, "60 objects of 59 KB were all accepted");
+    assertEquals(refused.status, 413);
+    assertEquals(refused.body.errcode, "M_TOO_LARGE");
+    assert(accepted >= 30 && accepted < 40, `${accepted} accepted`);
+    assertEquals(
+      (await server.request("GET", `${V3}/user/${user}/account_data/org.example.big${accepted}`, {
+        token,
+      })).status,
+      404,
+    );
+    // Room account data counts toward the same bytes.
+    const { roomId, room } = await createRoom(server, token);
+    assertEquals((await put("org.example.roombig", big, roomId)).status, 413);
+    // Replacing an entry with a smaller one still works at the cap; read markers are exempt.
+    assertEquals((await put("org.example.big0", { small: 1 })).status, 200);
+    const events = await server.request("GET", `${room}/messages?dir=b&limit=1`, { token });
+    const marker = await server.request("POST", `${room}/read_markers`, {
+      token,
+      body: { "m.fully_read": events.body.chunk[0].event_id },
+    });
+    assertEquals(marker.status, 200);
+    // A new login's first sync (no since token) carries every object: bounded by the cap
+    // (2 MiB), not the 3.5 MB of the 60 objects tried.
+    const res = await server.app.request(`${V3}/sync`, {
+      headers: { authorization: `Bearer ${token}` },
+    });
+    const bytes = (await res.arrayBuffer()).byteLength;
+    assertEquals(res.status, 200);
+    assert(bytes < 2.5 * 1024 * 1024, `first sync is ${bytes} bytes`);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("finding 10: at most 200 global account data types per user", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
+  try {
+    const alice = await registerUser(server, "alice");
+    const token = alice.accessToken;
+    const user = encodeURIComponent(alice.userId);
+    const put = (type: string) =>
+      server.request("PUT", `${V3}/user/${user}/account_data/${type}`, { token, body: { a: 1 } });
+    const statuses = new Map<number, number>();
+    for (let i = 0; i < 200; i++) {
+      const status = (await put(`org.example.t${i}`)).status;
+      statuses.set(status, (statuses.get(status) ?? 0) + 1);
+    }
+    assertEquals([...statuses], [[200, 200]]);
+    const over = await put("org.example.t200");
+    assertEquals(over.status, 413);
+    assertEquals(over.body.errcode, "M_TOO_LARGE");
+    assert(/account data types/.test(over.body.error), over.body.error);
+    assertEquals(
+      (await server.request("GET", `${V3}/user/${user}/account_data/org.example.t200`, { token }))
+        .status,
+      404,
+    );
+    // Existing types can still be rewritten.
+    assertEquals((await put("org.example.t5")).status, 200);
+  } finally {
+    server.close();
+  }
+});
