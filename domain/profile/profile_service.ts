@@ -161,6 +161,8 @@ export class ProfileService implements ProfileReader {
         const content: JsonObject = { ...current.pdu.content };
         delete content.displayname;
         delete content.avatar_url;
+        // It vouched for the join the server checked, not for copies (Synapse strips it too).
+        delete content.join_authorised_via_users_server;
         if (profile.displayname !== undefined) content.displayname = profile.displayname;
         if (profile.avatar_url !== undefined) content.avatar_url = profile.avatar_url;
         await this.deps.sender.send({

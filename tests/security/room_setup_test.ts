@@ -139,6 +139,32 @@ Deno.test("finding 4: an eligible user's member PUT gets an authoriser the serve
     const updated = await stateEvent(server, roomId, "m.room.member", bob.userId);
     assertEquals(updated!.content.displayname, "B2");
     assert(!("join_authorised_via_users_server" in updated!.content));
+
+    // Nor does the join the server re-sends for a profile change (Synapse strips it too): the
+    // field vouches for one join the server checked, not for later copies of its content.
+    const rejoin = await server.request("POST", `${roomPath(roomId)}/leave`, {
+      token: bob.accessToken,
+      body: {},
+    });
+    assertEquals(rejoin.status, 200);
+    assertEquals(
+      (await server.request("POST", `${roomPath(roomId)}/join`, {
+        token: bob.accessToken,
+        body: {},
+      })).status,
+      200,
+    );
+    const joined = await stateEvent(server, roomId, "m.room.member", bob.userId);
+    assertEquals(joined!.content.join_authorised_via_users_server, alice.userId);
+    const renamed = await server.request(
+      "PUT",
+      `${V3}/profile/${encodeURIComponent(bob.userId)}/displayname`,
+      { token: bob.accessToken, body: { displayname: "Bobby" } },
+    );
+    assertEquals(renamed.status, 200);
+    const afterRename = await stateEvent(server, roomId, "m.room.member", bob.userId);
+    assertEquals(afterRename!.content.displayname, "Bobby");
+    assert(!("join_authorised_via_users_server" in afterRename!.content));
   } finally {
     server.close();
   }
