@@ -254,9 +254,11 @@ export class ReadPipeline {
 
   /**
    * Stage 1 for timeline events. Fast path, with no read: the reader's own membership events,
-   * and events after the reader's current join (they were joined when those were sent, which
-   * the spec's rule allows whatever the visibility). Every other event is decided by the
-   * visibility and the reader's membership in the state before it.
+   * events after the reader's current join (they were joined when those were sent, which the
+   * spec's rule allows whatever the visibility; local writes are linear, so a later position
+   * means a later event) and the create event. Every other event is decided by the visibility
+   * and the reader's membership in the state before it, read in one batch (rare on the hot
+   * path: a joined reader's timeline is almost always after their join).
    */
   async #visibleTimeline(
     read: RoomRead,
@@ -266,10 +268,22 @@ export class ReadPipeline {
     if (events.length === 0) return [];
     const userId = read.reader.userId;
     const current = membershipValue(membership);
-    const undecided = events.filter((e) => !this.#obviouslyVisible(userId, e, membership));
-    if (undecided.length === 0) return [...events];
-    const hidden = await this.#hiddenByHistory(userId, undecided, current === "join");
-    return events.filter((e) => !hidden.has(e.eventId));
+    const joinedLater = current === "join";
+    const hidden = new Set<string>();
+    const undecided = events.filter((e) => {
+      if (this.#obviouslyVisible(userId, e, membership)) return false;
+      // Nothing is in force before the create event: `shared` by default and no membership,
+      // so it is visible exactly to those joined later (no state read needed).
+      if (e.pdu.type === "m.room.create" && e.pdu.state_key === "") {
+        if (!joinedLater) hidden.add(e.eventId);
+        return false;
+      }
+      return true;
+    });
+    if (undecided.length > 0) {
+      for (const id of await this.#hiddenByHistory(userId, undecided, joinedLater)) hidden.add(id);
+    }
+    return hidden.size === 0 ? [...events] : events.filter((e) => !hidden.has(e.eventId));
   }
 
   #obviouslyVisible(userId: string, event: StoredEvent, membership: StoredEvent | null) {

@@ -193,7 +193,7 @@ export class RoomEventReads {
     let stateMap: StateMap;
     if (membership === "join") {
       stateMap = query.at
-        ? await this.#stateAtToken(roomId, query.at)
+        ? await this.#stateAtToken(reader, roomId, room, query.at)
         : await this.store.currentState(roomId);
     } else if (await this.pipeline.worldReadable(roomId)) {
       stateMap = await this.store.currentState(roomId);
@@ -319,7 +319,17 @@ export class RoomEventReads {
     return { events, kept, start, end };
   }
 
-  async #stateAtToken(roomId: string, token: string): Promise<StateMap> {
+  /**
+   * The state after the last event before `token`, for `/members?at=`. That event must be one
+   * the reader may see (as Synapse checks): a token from before a `joined`-visibility join
+   * reaches no state from before it, M_FORBIDDEN instead.
+   */
+  async #stateAtToken(
+    reader: Reader,
+    roomId: string,
+    room: OpenRoom,
+    token: string,
+  ): Promise<StateMap> {
     let page;
     try {
       page = await this.store.timeline(roomId, { from: token, dir: "b", limit: 1 });
@@ -328,6 +338,13 @@ export class RoomEventReads {
     }
     const last = page.events[0];
     if (!last) return await this.store.currentState(roomId);
+    const { timelineVisible } = await this.pipeline.readRoom(
+      this.#read(reader, roomId, room, false),
+      { timeline: [last] },
+    );
+    if (timelineVisible.length === 0) {
+      throw forbidden("You may not see the room's members at that point");
+    }
     return (await this.store.stateAtEvent(last.eventId, "after")) ??
       await this.store.currentState(roomId);
   }
