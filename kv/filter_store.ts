@@ -4,19 +4,35 @@
  */
 import type { JsonObject } from "../domain/json.ts";
 import type { FilterStore } from "../domain/ports/filter_store.ts";
-import { filterKey } from "./schema.ts";
+import { contentionError } from "./commit_retry.ts";
+import { filterCountKey, filterKey } from "./schema.ts";
 
 /** The KV implementation of the FilterStore port. */
 export class KvFilterStore implements FilterStore {
   /** Over an open KV database. */
   constructor(private readonly kv: Deno.Kv) {}
 
-  /** See FilterStore.put. */
-  async put(userId: string, filterId: string, filter: JsonObject): Promise<void> {
-    await this.kv.set(
-      filterKey(userId, filterId),
-      new TextEncoder().encode(JSON.stringify(filter)),
-    );
+  /** See FilterStore.put: an ID already stored holds the same filter, so it is left alone. */
+  async put(
+    userId: string,
+    filterId: string,
+    filter: JsonObject,
+    maxFilters: number,
+  ): Promise<boolean> {
+    const key = filterKey(userId, filterId);
+    const countKey = filterCountKey(userId);
+    for (let attempt = 0; attempt < 64; attempt++) {
+      const [stored, count] = await this.kv.getMany<[Uint8Array, number]>([key, countKey]);
+      if (stored.value !== null) return true;
+      const held = count.value ?? 0;
+      if (held >= maxFilters) return false;
+      const result = await this.kv.atomic().check(stored, count)
+        .set(key, new TextEncoder().encode(JSON.stringify(filter)))
+        .set(countKey, held + 1)
+        .commit();
+      if (result.ok) return true;
+    }
+    throw contentionError(`storing filter ${filterId}`);
   }
 
   /** See FilterStore.get. */

@@ -345,6 +345,11 @@ export function filterKey(userId: string, filterId: string): Deno.KvKey {
   return ["userid_filter", userId, filterId];
 }
 
+/** userId -> number: how many filters the user has stored (for the cap). */
+export function filterCountKey(userId: string): Deno.KvKey {
+  return ["userid_filtercount", userId];
+}
+
 // --- Push rules and notifications ----------------------------------------------------------
 
 /** Key builders for push rules and notifications. */

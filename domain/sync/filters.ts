@@ -14,6 +14,13 @@ import type { FilterStore } from "../ports/filter_store.ts";
 /** Largest filter accepted, in bytes of canonical JSON (a value must fit one KV entry). */
 export const MAX_FILTER_BYTES = 60_000;
 
+/**
+ * Filters a user may store. A client uploads one or two, again only when its filter changes
+ * (the same filter keeps its ID), so a few per client version; Synapse keeps every filter
+ * forever. Past the cap a client can still pass its filter inline to /sync.
+ */
+export const MAX_FILTERS_PER_USER = 100;
+
 /** Stores and resolves filters for /user/{userId}/filter and /sync. */
 export class FilterService {
   /** Over a filter store. */
@@ -27,7 +34,14 @@ export class FilterService {
       throw new MatrixError("M_TOO_LARGE", 413, "Filter is too large");
     }
     const filterId = encodeBase64UrlUnpadded(sha256(new TextEncoder().encode(json))).slice(0, 22);
-    await this.store.put(userId, filterId, filter);
+    if (!(await this.store.put(userId, filterId, filter, MAX_FILTERS_PER_USER))) {
+      throw new MatrixError(
+        "M_TOO_LARGE",
+        413,
+        `You have stored ${MAX_FILTERS_PER_USER} filters, the most allowed; reuse one of them ` +
+          "or pass the filter inline to /sync",
+      );
+    }
     return filterId;
   }
 

@@ -370,3 +370,36 @@ Deno.test("finding 10: at most 200 global account data types per user", async ()
     server.close();
   }
 });
+
+// ---- Cap on stored filters ----
+
+Deno.test("finding 10: at most 100 stored filters per user; the same filter again is free", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
+  try {
+    const alice = await registerUser(server, "alice");
+    const token = alice.accessToken;
+    const path = `${V3}/user/${encodeURIComponent(alice.userId)}/filter`;
+    const upload = (limit: number) =>
+      server.request("POST", path, { token, body: { room: { timeline: { limit } } } });
+    const ids: string[] = [];
+    for (let i = 1; i <= 100; i++) {
+      const res = await upload(i);
+      assertEquals(res.status, 200);
+      ids.push(res.body.filter_id);
+    }
+    const over = await upload(101);
+    assertEquals(over.status, 413);
+    assertEquals(over.body.errcode, "M_TOO_LARGE");
+    assert(/100 filters/.test(over.body.error), over.body.error);
+    // Re-uploading a stored filter answers its ID, as every client start-up does.
+    const again = await upload(7);
+    assertEquals(again.status, 200);
+    assertEquals(again.body.filter_id, ids[6]);
+    // Nothing was stored for the refused one: the first 100 are all there is.
+    let stored = 0;
+    for await (const _ of server.kv.list({ prefix: ["userid_filter", alice.userId] })) stored++;
+    assertEquals(stored, 100);
+  } finally {
+    server.close();
+  }
+});
