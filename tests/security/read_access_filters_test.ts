@@ -147,6 +147,24 @@ Deno.test("ignored users: messages and invites from a user in m.ignored_user_lis
       const body = await c.ok("GET", `${V3}/notifications?limit=100`, alice);
       checkMarkers("/notifications", body, messageMarkers);
     });
+
+    // "Following an update of the m.ignored_user_list, the sync API for all clients should
+    // immediately start ignoring (or un-ignoring) the user" (spec, Ignoring Users): no stale
+    // copy of the list may keep hiding him.
+    await t.step("un-ignored: bob's next message reaches alice again", async () => {
+      const beforeUnignore = (await c.sync(alice, {})).next_batch;
+      await c.ok(
+        "PUT",
+        `${V3}/user/${encodeURIComponent(alice.userId)}/account_data/m.ignored_user_list`,
+        alice,
+        { ignored_users: {} },
+      );
+      const AGAIN = "[[ignored|bob-after-unignore]]";
+      await c.say(bob, roomId, AGAIN);
+      const back = verdicts({ [AGAIN]: "required" });
+      checkMarkers("/messages", await c.ok("GET", `${room}/messages?dir=b&limit=50`, alice), back);
+      checkMarkers("/sync incremental", await c.sync(alice, {}, beforeUnignore), back);
+    });
   } finally {
     server.close();
   }
