@@ -393,7 +393,7 @@ export class ReadPipeline {
       deviceId === undefined
         ? Promise.resolve(new Map<string, string>())
         : this.deps.transactions.transactionIdsFor(all.map((e) => e.eventId), deviceId),
-      read.prevContent ? this.#prevContents(timeline) : Promise.resolve(new Map()),
+      read.prevContent ? this.#prevContents(roomId, version, timeline) : Promise.resolve(new Map()),
     ]);
     const now = this.deps.now();
     return all.map((event) => {
@@ -457,8 +457,11 @@ export class ReadPipeline {
     }).allowed;
   }
 
-  /** The content each state event replaced, when it replaced one. */
-  async #prevContents(events: readonly StoredEvent[]) {
+  /**
+   * The content each state event replaced, when it replaced one; redacted when the replaced
+   * event was (its content must not come back as `prev_content`).
+   */
+  async #prevContents(roomId: string, version: RoomVersion, events: readonly StoredEvent[]) {
     const prevIds = new Map<string, string>();
     await Promise.all(events.map(async (event) => {
       if (event.pdu.state_key === undefined) return;
@@ -466,11 +469,14 @@ export class ReadPipeline {
       const prev = before?.get(stateKey(event.pdu.type, event.pdu.state_key));
       if (prev !== undefined) prevIds.set(event.eventId, prev);
     }));
-    const prevEvents = await this.deps.store.getEvents([...prevIds.values()]);
     const out = new Map<string, StoredEvent["pdu"]["content"]>();
+    if (prevIds.size === 0) return out;
+    const prevEvents = await this.deps.store.getEvents([...prevIds.values()]);
+    const redacted = await this.appliedRedactions(roomId, [...prevEvents.values()], version);
     for (const [id, prevId] of prevIds) {
       const prev = prevEvents.get(prevId);
-      if (prev) out.set(id, prev.pdu.content);
+      if (!prev) continue;
+      out.set(id, redacted.has(prevId) ? redactEvent(prev.pdu, version).content : prev.pdu.content);
     }
     return out;
   }
