@@ -3,8 +3,9 @@
  * server with reusable users, a room per (history visibility, reader kind) built over the real
  * HTTP routes, and the rule that says which marker messages a reader must, may or must never see.
  *
- * The rule is the client-server spec's "History visibility" algorithm (v1.19, section 13.11.1.1
- * "History visibility"): for an event E and a user U,
+ * The rule is the algorithm of the client-server spec's "Room History Visibility" module
+ * (v1.19; the prose is not in /work/shared/spec, which holds only the API data): for an event E
+ * and a user U,
  *   world_readable -> allow; U joined at E -> allow; U invited at E and visibility invited or
  *   shared -> allow; visibility shared and U joined at some point after E -> allow; else deny.
  * Where the spec allows but does not oblige a server to show something (a route may answer 403
@@ -131,6 +132,11 @@ export function departedMember(kind: ReaderKind): boolean {
   return kind.first === "join" && departedFromRoom(kind);
 }
 
+/** Joined, then left of their own accord (a ban is not a leave: Synapse refuses banned users). */
+function leftAfterJoining(kind: ReaderKind): boolean {
+  return departedMember(kind) && kind.second === "leave";
+}
+
 /** Not in the room now, after having had a membership (left, rejected, kicked, banned). */
 export function departedFromRoom(kind: ReaderKind): boolean {
   return kind.second !== undefined && kind.second !== "accept" && !kind.rejoins;
@@ -150,7 +156,7 @@ export type Access = "ok" | "forbidden" | "either";
 
 /** Access to /messages, /context and /event. */
 export function timelineAccess(vis: Visibility, kind: ReaderKind): Access {
-  if (vis === "world_readable" || currentlyJoined(kind) || kind.name === "leaver") return "ok";
+  if (vis === "world_readable" || currentlyJoined(kind) || leftAfterJoining(kind)) return "ok";
   if (kind.first === undefined) return "forbidden";
   // Synapse refuses banned users and pending invitees and knockers (not joined); Tessera answers
   // with what they may see. The spec's 403 ("You aren't a member of the room") reads either way.
@@ -159,7 +165,7 @@ export function timelineAccess(vis: Visibility, kind: ReaderKind): Access {
 
 /** Access to /members, /state and /state/{type}/{key}: members and former members. */
 export function stateAccess(vis: Visibility, kind: ReaderKind): Access {
-  if (vis === "world_readable" || currentlyJoined(kind) || kind.name === "leaver") return "ok";
+  if (vis === "world_readable" || currentlyJoined(kind) || leftAfterJoining(kind)) return "ok";
   if (kind.first === undefined) return "forbidden";
   return "either";
 }

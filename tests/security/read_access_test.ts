@@ -2,10 +2,11 @@
  * Read access by membership and history visibility (issue 8, findings 1 and 2): for every reader
  * kind under every history visibility, every route that returns events shows exactly what the
  * spec allows. Each room holds marker messages sent before the reader's first membership,
- * during it, and after their second (leave, kick, ban); the tests assert that a marker the reader
- * may not see appears nowhere in a response body, and that one they must see does appear.
- * The rules live in read_access_support.ts.
- */
+ * during it, and after their second (leave, kick, ban, accept); the tests assert that a marker
+ * the reader may not see appears nowhere in a response body, and that one they must see does
+ * appear. The rules live in read_access_support.ts. After the table: visibility changes (the
+ * setting at each event decides), /members?at=, and another room's event under a room's path.
+ * Ignored users and redactions are in read_access_filters_test.ts. */
 import { assert } from "../assert.ts";
 import {
   type Access,
