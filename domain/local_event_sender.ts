@@ -6,6 +6,12 @@
  * head once, chains its events (each one's prev_event is the one before it, so concurrent local
  * sends never fork the DAG), and lands in one commit. A refused event is never written and its
  * caller gets M_FORBIDDEN; the rest of the batch goes on.
+ *
+ * Several processes may write one room (isolates over one KV). A batch commits only on the head
+ * it was built and authorised on; when another process moved that head first, the batch is
+ * rebuilt on the new one (fresh state view, fresh prev_events) and every event is authorised
+ * again, so a ban or demotion committed elsewhere binds the next commit here, and the DAG stays
+ * linear across processes too.
  */
 import { authEventKeys } from "./auth_event_selection.ts";
 import { authStateFromEvents, checkEventAuth } from "./auth_rules.ts";
@@ -19,11 +25,12 @@ import type { JsonObject } from "./json.ts";
 import { type RoomVersion, roomVersion } from "./room_versions.ts";
 import type { SigningKey } from "./signing.ts";
 import { toStoredRoomEvent } from "./stored_events.ts";
-import type {
-  AppendedEvent,
-  AppendResult,
-  CommitMutation,
-  EventStore,
+import {
+  type AppendedEvent,
+  type AppendResult,
+  type CommitMutation,
+  type EventStore,
+  RoomHeadMoved,
 } from "./ports/event_store.ts";
 
 const CREATE_KEY = stateKey("m.room.create", "");
@@ -31,6 +38,8 @@ const CREATE_KEY = stateKey("m.room.create", "");
 const CACHED_ROOM_VIEWS = 1024;
 /** Timestamps a room creation tries before giving up; each collision costs one append. */
 const MAX_CREATE_ATTEMPTS = 32;
+/** Times a batch is rebuilt on a head another process moved before its senders get 503. */
+const MAX_REBUILDS = 24;
 
 /** One local event to send into an existing room. */
 export interface LocalEventRequest {
@@ -120,15 +129,16 @@ export class LocalEventSender {
   readonly #queue = new KeyedDrainQueue<LocalEventRequest, SentEvent>(async (roomId, queue) => {
     const batch = queue.splice(0, this.#deps.maxBatch ?? 64);
     try {
-      await this.#sendBatch(roomId, batch);
+      await this.#sendWithRebuilds(roomId, batch);
     } catch (error) {
       for (const p of batch) p.reject(error);
     }
   });
   /**
    * Each room's state view and DAG tip after our last commit to it. Valid while the room's head
-   * still carries that commit's versionstamp: nobody else has appended since, so the next batch
-   * can skip re-reading state.
+   * still carries that commit's versionstamp: nobody else has appended since (every commit lands
+   * on the head its batch was built on, so the view is exactly that head's state), and the next
+   * batch can skip re-reading state.
    */
   readonly #views = new Map<string, CachedView>();
   /** The newest create-event timestamp this sender used. */
@@ -195,7 +205,31 @@ export class LocalEventSender {
     return this.#queue.enqueue(request.roomId, request);
   }
 
-  async #sendBatch(roomId: string, batch: Pending[]): Promise<void> {
+  /**
+   * Send a batch; whatever lost its commit to another process's append is rebuilt on the new
+   * head and authorised again from scratch, a bounded number of times.
+   */
+  async #sendWithRebuilds(roomId: string, batch: Pending[]): Promise<void> {
+    let waiting = batch;
+    for (let attempt = 0; attempt < MAX_REBUILDS; attempt++) {
+      // Two processes writing one room in lockstep would keep beating each other: spread out.
+      if (attempt >= 2) {
+        const ms = Math.random() * Math.min(50, 2 ** (attempt - 1));
+        await new Promise((resolve) => setTimeout(resolve, ms));
+      }
+      waiting = await this.#sendBatch(roomId, waiting);
+      if (waiting.length === 0) return;
+    }
+    const busy = new MatrixError("M_UNKNOWN", 503, "The room is too busy; try again");
+    for (const pending of waiting) pending.reject(busy);
+  }
+
+  /**
+   * Build, authorise and append a batch on the room's head as read now. Every append names the
+   * head it was built on; events whose append found that head moved (another process wrote)
+   * come back unsent, to be rebuilt and authorised again on the new head.
+   */
+  async #sendBatch(roomId: string, batch: Pending[]): Promise<Pending[]> {
     const { store } = this.#deps;
     const head = await store.roomHead(roomId);
     if (!head) throw notFound(`Unknown room ${roomId}`);
@@ -273,21 +307,37 @@ export class LocalEventSender {
         pending.reject(error);
       }
     }
-    if (built.length === 0) return;
+    if (built.length === 0) return [];
 
     // Each part is one append request, committed in order; a failed part stops the rest, so no
-    // later event is stored on top of a missing prev event.
+    // later event is stored on top of a missing prev event. Each part must land on the head it
+    // was built on: the one read above, then the one the previous part wrote.
     let result: AppendResult | undefined;
-    for (const part of splitIntoAppends(built)) {
-      const partResult = await store.append({
-        roomId,
-        events: part.map((b) => ({ eventId: b.eventId, pdu: b.pdu, status: "accepted" as const })),
-        extraMutations: (appended) =>
-          part.flatMap((b, i) => [
-            ...(b.pending.item.extraMutations?.(appended[i]) ?? []),
-            ...b.hooked.flatMap((h) => h.writes(appended[i])),
-          ]),
-      });
+    let expectedHead = head.versionstamp;
+    const parts = splitIntoAppends(built);
+    for (const [index, part] of parts.entries()) {
+      let partResult: AppendResult;
+      try {
+        partResult = await store.append({
+          roomId,
+          events: part.map((b) => ({
+            eventId: b.eventId,
+            pdu: b.pdu,
+            status: "accepted" as const,
+          })),
+          extraMutations: (appended) =>
+            part.flatMap((b, i) => [
+              ...(b.pending.item.extraMutations?.(appended[i]) ?? []),
+              ...b.hooked.flatMap((h) => h.writes(appended[i])),
+            ]),
+          expectedHead,
+        });
+      } catch (error) {
+        if (!(error instanceof RoomHeadMoved)) throw error;
+        // Nothing of this part was written; the view and prev events are stale, so drop them.
+        return parts.slice(index).flatMap((p) => p.map((b) => b.pending));
+      }
+      expectedHead = partResult.versionstamp;
       await Promise.all(
         part.flatMap((b, i) =>
           b.hooked.map((h) =>
@@ -307,6 +357,7 @@ export class LocalEventSender {
     if (this.#views.size > CACHED_ROOM_VIEWS) {
       this.#views.delete(this.#views.keys().next().value!);
     }
+    return [];
   }
 
   #now(): number {

@@ -2,7 +2,9 @@
  * The append path. Appends to one room queue in process and the waiting ones are folded into
  * one `kv.atomic()` commit (group commit), planned through RoomBatchPlanner and kept inside
  * KV's commit limits. The room head's versionstamp check guards against other processes and
- * isolates: when it fails, the batch is replanned against the new head.
+ * isolates: when it fails, the batch is replanned against the new head, except a request built
+ * on a given head (`expectedHead`, local sends): that one is refused with RoomHeadMoved, so its
+ * sender re-authorises it on the new head rather than landing on a state it never checked.
  *
  * Planning waits on as few reads as it can: the head each room's last commit wrote is kept in
  * memory (a stale one only costs a failed check, a re-read and a replan), and which events are
@@ -11,7 +13,11 @@
 import { contentionBackoff, isDatabaseBusy } from "./commit_retry.ts";
 import { MatrixError, tooLarge } from "../domain/errors.ts";
 import { KeyedDrainQueue, type Queued } from "../domain/keyed_drain_queue.ts";
-import type { AppendRequest, AppendResult } from "../domain/ports/event_store.ts";
+import {
+  type AppendRequest,
+  type AppendResult,
+  RoomHeadMoved,
+} from "../domain/ports/event_store.ts";
 import { decodeJson } from "./chunked_value.ts";
 import { applyMutations, commitOverLimit } from "./commit_budget.ts";
 import { LruCache } from "./lru_cache.ts";
@@ -62,12 +68,27 @@ export class EventLog {
     let optimistic = true;
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       if (attempt >= 3) await contentionBackoff(attempt);
+      const cached = this.#heads.get(roomId);
       const [committed, lookups] = await Promise.all([
-        this.#heads.get(roomId) ?? this.#readHead(roomId),
+        cached ?? this.#readHead(roomId),
         lookupBatch(this.ctx, pending.slice(0, maxRequests).map((p) => p.item), optimistic),
       ]);
       const start = RoomBatchPlanner.fromHead(this.ctx, roomId, committed, lookups);
-      const { planner, included, rejected } = await planBatch(start, pending, maxRequests);
+      const { planner, included, rejected, headMoved } = await planBatch(
+        start,
+        pending,
+        maxRequests,
+      );
+      if (headMoved) {
+        // Only what KV holds now can say the head moved: a remembered head may be stale.
+        if (cached) {
+          this.#heads.delete(roomId);
+          continue;
+        }
+        // Never rebase events built for another head: their sender re-authorises on this one.
+        pending[0].reject(new RoomHeadMoved(roomId));
+        return 1;
+      }
       if (included === 0) return rejected;
       try {
         const result = await applyMutations(this.ctx.kv.atomic(), planner.mutations()).commit();
@@ -160,18 +181,26 @@ export class EventLog {
 
 /**
  * Plan as many leading requests as fit one commit. A request whose own planning fails is
- * rejected when it comes first; otherwise the batch stops before it.
+ * rejected when it comes first; otherwise the batch stops before it. A request built on a head
+ * (`expectedHead`) leads its own commit: `headMoved` says the first one is not on that head.
  */
 async function planBatch(
   start: RoomBatchPlanner,
   pending: Pending[],
   maxRequests: number,
-): Promise<{ planner: RoomBatchPlanner; included: number; rejected: number }> {
+): Promise<{ planner: RoomBatchPlanner; included: number; rejected: number; headMoved: boolean }> {
   let planner = start;
   let included = 0;
   let rejected = 0;
   for (const queued of pending) {
     if (included >= maxRequests) break;
+    const expected = queued.item.expectedHead;
+    if (expected !== undefined) {
+      if (included > 0 || rejected > 0) break;
+      if (start.headVersionstamp !== expected) {
+        return { planner, included, rejected, headMoved: true };
+      }
+    }
     const next = planner.fork();
     try {
       await next.planRequest(queued.item);
@@ -191,5 +220,5 @@ async function planBatch(
     planner = next;
     included++;
   }
-  return { planner, included, rejected };
+  return { planner, included, rejected, headMoved: false };
 }

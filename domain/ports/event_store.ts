@@ -48,6 +48,21 @@ export interface AppendRequest {
    * than once (planning, retries). A failing check here fails only this request (409).
    */
   extraMutations?: (appended: AppendedEvent[]) => CommitMutation[];
+  /**
+   * The head versionstamp these events were built and authorised on. When the room's head is
+   * no longer there (another process or isolate appended), nothing is written and the append
+   * rejects with RoomHeadMoved, so the caller rebuilds and re-authorises on the new head instead
+   * of landing on a state it never checked. Such a request is always first in its commit.
+   */
+  expectedHead?: string;
+}
+
+/** An append with `expectedHead` found the room's head moved on; nothing was written. */
+export class RoomHeadMoved extends Error {
+  constructor(readonly roomId: string) {
+    super(`The head of ${roomId} moved on since the events were built`);
+    this.name = "RoomHeadMoved";
+  }
 }
 
 /** Where one event landed (or already was, when `duplicate`). */
