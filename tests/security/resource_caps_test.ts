@@ -403,3 +403,44 @@ Deno.test("finding 10: at most 100 stored filters per user; the same filter agai
     server.close();
   }
 });
+
+// ---- Cap on pending invites ----
+
+Deno.test("finding 10: a user holds at most 200 pending invites; rejecting one makes room", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
+  try {
+    const mallory = await registerUser(server, "mallory");
+    const victim = await registerUser(server, "victim");
+    const invite = async () => {
+      const { roomId, room } = await createRoom(server, mallory.accessToken, {
+        preset: "private_chat",
+      });
+      const res = await server.request("POST", `${room}/invite`, {
+        token: mallory.accessToken,
+        body: { user_id: victim.userId },
+      });
+      return { roomId, room, res };
+    };
+    let first = "";
+    for (let i = 0; i < 200; i++) {
+      const { room, res } = await invite();
+      assertEquals(res.status, 200);
+      if (i === 0) first = room;
+    }
+    const over = await invite();
+    assertEquals(over.res.status, 403);
+    assertEquals(over.res.body.errcode, "M_FORBIDDEN");
+    assert(/pending invites/.test(over.res.body.error), over.res.body.error);
+    const state = await server.deps.eventStore.roomsOfUser(victim.userId, ["invite"]);
+    assertEquals(state.length, 200);
+    assert(!state.some((m) => m.roomId === over.roomId), "the refused invite was written");
+    // The victim rejects one: another invite fits again.
+    assertEquals(
+      (await server.request("POST", `${first}/leave`, { token: victim.accessToken })).status,
+      200,
+    );
+    assertEquals((await invite()).res.status, 200);
+  } finally {
+    server.close();
+  }
+});
