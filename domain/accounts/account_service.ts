@@ -1,7 +1,9 @@
 /**
  * Accounts and their sessions: registration, login, token refresh, logout, password change and
- * deactivation. It is also the server's SessionResolver: access tokens resolve through a short
- * in-memory cache, and every revocation in this process evicts the token at once.
+ * deactivation. It is also the server's SessionResolver: every request reads its token record
+ * from KV, with no cache in memory, so a revocation made by any process (logout, device
+ * deletion, password change, deactivation) binds every other process at once. A cache checked
+ * against a revocation key would cost the same KV read (scripts/bench_token_lookup.ts).
  */
 import {
   checkRegistrationLocalpart,
@@ -29,9 +31,6 @@ import { newDeviceId, newLocalpart, newToken, randomId, tokenHash } from "./toke
 export const REFRESHABLE_TOKEN_LIFETIME_MS = 5 * 60_000;
 /** Lifetime of m.login.token tokens minted by /login/get_token. */
 export const LOGIN_TOKEN_LIFETIME_MS = 2 * 60_000;
-/** How long a resolved token is trusted from memory before KV is asked again. */
-const SESSION_CACHE_MS = 10_000;
-const SESSION_CACHE_MAX = 10_000;
 /** Longest password accepted; scrypt cost does not depend on it, but bodies should stay small. */
 export const MAX_PASSWORD_LENGTH = 512;
 
@@ -71,7 +70,6 @@ export class AccountService implements SessionResolver {
   /** Deactivations this process is finishing, so two triggers do not run the work twice. */
   private readonly finishing = new Map<string, Promise<boolean>>();
   readonly serverName: string;
-  private readonly cache = new Map<string, { record: AccessTokenRecord; until: number }>();
 
   /** Build over a store; `now` is injectable for expiry tests. */
   constructor(options: AccountServiceOptions) {
@@ -84,20 +82,10 @@ export class AccountService implements SessionResolver {
 
   /** The session behind an access token, or null when unknown, expired or revoked. */
   async resolveAccessToken(token: string): Promise<Session | null> {
-    const hash = tokenHash(token);
+    const record = await this.store.getAccessToken(tokenHash(token));
+    if (!record) return null;
     const now = this.now();
-    let record = this.cache.get(hash);
-    if (!record || record.until <= now) {
-      const stored = await this.store.getAccessToken(hash);
-      if (!stored) {
-        this.cache.delete(hash);
-        return null;
-      }
-      record = { record: stored, until: now + SESSION_CACHE_MS };
-      if (this.cache.size >= SESSION_CACHE_MAX) this.cache.clear();
-      this.cache.set(hash, record);
-    }
-    const { userId, deviceId, tokenId, expiresAt } = record.record;
+    const { userId, deviceId, tokenId, expiresAt } = record;
     // The spec's soft logout: the device still holds a refresh token, so the client refreshes
     // instead of discarding its session.
     if (expiresAt !== undefined && expiresAt <= now) {
@@ -198,16 +186,13 @@ export class AccountService implements SessionResolver {
     if (!record) throw unknownToken("Unknown refresh token");
     const { userId, deviceId } = record;
     const { tokens, issued } = this.tokensFor(userId, deviceId, true);
-    let evicted: string | undefined;
     await this.store.issueTokens(userId, deviceId, (current) => {
       // The check runs inside the device's optimistic commit: only one refresh wins.
       if (!current || current.refreshTokenHash !== oldHash) {
         throw unknownToken("Refresh token already used");
       }
-      evicted = current.accessTokenHash;
       return current;
     }, tokens);
-    if (evicted) this.cache.delete(evicted);
     return issued;
   }
 
@@ -244,9 +229,9 @@ export class AccountService implements SessionResolver {
   /** Called after a device's display name changed (key queries show it). */
   readonly deviceRenamedHooks: ((userId: string, deviceId: string) => Promise<void>)[] = [];
 
-  /** Delete devices and revoke their tokens at once in this process, then run the hooks. */
+  /** Delete devices and revoke their tokens at once (in every process), then run the hooks. */
   async deleteDevices(userId: string, deviceIds: string[]): Promise<void> {
-    for (const hash of await this.store.deleteDevices(userId, deviceIds)) this.cache.delete(hash);
+    await this.store.deleteDevices(userId, deviceIds);
     if (deviceIds.length === 0) return;
     for (const hook of this.devicesRemovedHooks) {
       try {
@@ -419,7 +404,6 @@ export class AccountService implements SessionResolver {
       ? newDeviceId()
       : checkDeviceId(options.deviceId);
     const { tokens, issued } = this.tokensFor(userId, deviceId, options.refreshToken);
-    let evicted: string | undefined;
     await this.store.issueTokens(userId, deviceId, (current) => {
       // A dehydrated device is only ever read by the device that rehydrates it; logging in
       // as it would hand its inbox and keys to a session (checked inside the commit loop).
@@ -431,7 +415,6 @@ export class AccountService implements SessionResolver {
         );
       }
       // Logging in again with a known device ID replaces that device's tokens (spec).
-      evicted = current?.accessTokenHash;
       return current
         ? {
           ...current,
@@ -439,7 +422,6 @@ export class AccountService implements SessionResolver {
         }
         : this.deviceRecord(userId, deviceId, options.displayName);
     }, tokens);
-    if (evicted) this.cache.delete(evicted);
     return issued;
   }
 
