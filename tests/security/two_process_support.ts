@@ -1,0 +1,208 @@
+/**
+ * Two real server processes (`main.ts --dev`) over one KV file, as several isolates share one
+ * database on Deno Deploy: each on its own loopback port, both with one server name (they are
+ * one homeserver). A small JSON client talks to either, and users are registered over HTTP.
+ */
+import { freePort } from "../clients/server_process.ts";
+
+const mainPath = new URL("../../main.ts", import.meta.url).pathname;
+/** Longest wait for a process to answer /health. */
+const START_TIMEOUT_MS = 30_000;
+
+/** A JSON answer: status and parsed body. */
+export interface Answer {
+  status: number;
+  // deno-lint-ignore no-explicit-any
+  body: any;
+}
+
+/** One running process of the pair. */
+export interface Node {
+  readonly baseUrl: string;
+  /** A client-server API request (`path` below `/_matrix/client/v3`). */
+  api(method: string, path: string, token?: string, body?: unknown): Promise<Answer>;
+  output(): string;
+}
+
+/** Two processes on one KV file, and `stop()` for both. */
+export interface ProcessPair {
+  a: Node;
+  b: Node;
+  /** The KV file both processes use. */
+  kvPath: string;
+  serverName: string;
+  stop(): Promise<void>;
+}
+
+interface Running extends Node {
+  stop(): Promise<void>;
+}
+
+/**
+ * Start A, wait until it answers (it creates the signing key in KV), then start B on the same
+ * file and server name.
+ */
+export async function startProcessPair(): Promise<ProcessPair> {
+  const dir = await Deno.makeTempDir({ prefix: "tessera-two-process-" });
+  const kvPath = `${dir}/tessera.kv`;
+  const portA = freePort();
+  const serverName = `localhost:${portA}`;
+  const started: Running[] = [];
+  try {
+    started.push(await startNode(portA, serverName, kvPath));
+    started.push(await startNode(freePort(), serverName, kvPath));
+  } catch (error) {
+    for (const node of started) await node.stop();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+    throw error;
+  }
+  const [a, b] = started;
+  return {
+    a,
+    b,
+    kvPath,
+    serverName,
+    stop: async () => {
+      await Promise.all([a.stop(), b.stop()]);
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    },
+  };
+}
+
+async function startNode(port: number, serverName: string, kvPath: string): Promise<Running> {
+  const baseUrl = `http://127.0.0.1:${port}`;
+  // Deno.execPath(), not the npm wrapper: the wrapper does not forward SIGTERM.
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", mainPath, "--dev"],
+    env: {
+      NO_COLOR: "1",
+      TESSERA_PORT: String(port),
+      TESSERA_HOSTNAME: "127.0.0.1",
+      TESSERA_SERVER_NAME: serverName,
+      TESSERA_PUBLIC_BASEURL: baseUrl,
+      TESSERA_KV_PATH: kvPath,
+      TESSERA_REGISTRATION: "open",
+      TESSERA_RATE_LIMITS: "off",
+    },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const chunks: string[] = [];
+  const drain = async (stream: ReadableStream<Uint8Array>) => {
+    for await (const text of stream.pipeThrough(new TextDecoderStream())) chunks.push(text);
+  };
+  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]).catch(() => {});
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already exited */ }
+    const timer = setTimeout(() => {
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited meanwhile */ }
+    }, 10_000);
+    await child.status;
+    clearTimeout(timer);
+    await drained;
+  };
+  const output = () => chunks.join("");
+  const deadline = Date.now() + START_TIMEOUT_MS;
+  for (let healthy = false; !healthy;) {
+    if (Date.now() > deadline) {
+      await stop();
+      throw new Error(`server on ${port} did not become healthy:\n${output()}`);
+    }
+    try {
+      const res = await fetch(`${baseUrl}/health`);
+      await res.body?.cancel();
+      healthy = res.ok;
+    } catch { /* not listening yet */ }
+    if (!healthy) await new Promise((r) => setTimeout(r, 100));
+  }
+  const api = async (method: string, path: string, token?: string, body?: unknown) => {
+    const headers: Record<string, string> = {};
+    if (token) headers.authorization = `Bearer ${token}`;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const res = await fetch(`${baseUrl}/_matrix/client/v3${path}`, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    let parsed = null;
+    try {
+      parsed = text ? JSON.parse(text) : null;
+    } catch {
+      parsed = text;
+    }
+    return { status: res.status, body: parsed };
+  };
+  return { baseUrl, api, output, stop };
+}
+
+/** A registered user: ID, token, device. */
+export interface User {
+  userId: string;
+  token: string;
+  deviceId: string;
+}
+
+/** Register `localpart` through `node` (m.login.dummy), with a password when given. */
+export async function register(node: Node, localpart: string, password?: string): Promise<User> {
+  const body: Record<string, unknown> = { username: localpart, auth: { type: "m.login.dummy" } };
+  if (password !== undefined) body.password = password;
+  const res = await node.api("POST", "/register", undefined, body);
+  if (res.status !== 200) throw new Error(`register ${localpart}: ${JSON.stringify(res.body)}`);
+  return { userId: res.body.user_id, token: res.body.access_token, deviceId: res.body.device_id };
+}
+
+/** Log in again with a password through `node`: a new device and token. */
+export async function login(node: Node, localpart: string, password: string): Promise<User> {
+  const res = await node.api("POST", "/login", undefined, {
+    type: "m.login.password",
+    identifier: { type: "m.id.user", user: localpart },
+    password,
+  });
+  if (res.status !== 200) throw new Error(`login ${localpart}: ${JSON.stringify(res.body)}`);
+  return { userId: res.body.user_id, token: res.body.access_token, deviceId: res.body.device_id };
+}
+
+/**
+ * A request behind user-interactive auth with m.login.password: the first try gets the
+ * session, the second completes it. Returns the second answer.
+ */
+export async function withPasswordAuth(
+  node: Node,
+  method: string,
+  path: string,
+  user: User,
+  password: string,
+  body: Record<string, unknown>,
+): Promise<Answer> {
+  const challenge = await node.api(method, path, user.token, body);
+  if (challenge.status !== 401 || !challenge.body?.session) return challenge;
+  return node.api(method, path, user.token, {
+    ...body,
+    auth: {
+      type: "m.login.password",
+      session: challenge.body.session,
+      identifier: { type: "m.id.user", user: user.userId },
+      password,
+    },
+  });
+}
+
+/** Send an m.room.message through `node`; returns the answer (200 with event_id, or an error). */
+export function sendText(node: Node, user: User, roomId: string, text: string): Promise<Answer> {
+  const txn = crypto.randomUUID();
+  return node.api(
+    "PUT",
+    `/rooms/${encodeURIComponent(roomId)}/send/m.room.message/${txn}`,
+    user.token,
+    { msgtype: "m.text", body: text },
+  );
+}
