@@ -142,8 +142,8 @@ Deno.test("two processes on one KV file", async (t) => {
       }
       const kicked = new Set<string>();
       /** Kick the next victim; racing kicks leave the last one for the check after the race. */
-      const kick = async (keep = 1) => {
-        if (victims.length <= keep) return undefined;
+      const kick = (keep = 1): Promise<Answer | undefined> => {
+        if (victims.length <= keep) return Promise.resolve(undefined);
         const victim = victims.shift()!;
         kicked.add(victim.userId);
         return b.api("POST", `${room(roomId)}/kick`, mod.token, { user_id: victim.userId });
