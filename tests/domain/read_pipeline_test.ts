@@ -182,3 +182,41 @@ Deno.test("filter and event_fields apply last, to the formatted event", async ()
     f.close();
   }
 });
+
+Deno.test("visibility reads the state once per linear chain, not once per event", async () => {
+  const f = await fixture();
+  try {
+    await f.send(ALICE, "m.room.history_visibility", { history_visibility: "joined" }, "");
+    for (let i = 0; i < 8; i++) await f.say(ALICE, `before ${i}`);
+    await f.member(BOB, "join");
+    await f.say(ALICE, "after");
+    let stateReads = 0;
+    const store = new Proxy(f.store, {
+      get(target, key) {
+        const value = Reflect.get(target, key, target);
+        if (key === "stateAtEvent") {
+          return (...args: Parameters<typeof target.stateAtEvent>) => {
+            stateReads++;
+            return target.stateAtEvent(...args);
+          };
+        }
+        return typeof value === "function" ? value.bind(target) : value;
+      },
+    });
+    const pipeline = new ReadPipeline({
+      store,
+      accountData: { get: () => Promise.resolve(null) },
+      transactions: {
+        transactionIdsFor: () => Promise.resolve(new Map<string, string>()),
+      } as unknown as TransactionStore,
+      now: () => 10_000,
+      serverName: "example.org",
+    });
+    const timeline = (await f.all()).slice(-10);
+    const out = await pipeline.readRoom(f.read(BOB), { timeline });
+    assertEquals(bodies(out.timeline), ["after"]);
+    assertEquals(stateReads, 1, "one read for the chain of eight messages before the join");
+  } finally {
+    f.close();
+  }
+});
