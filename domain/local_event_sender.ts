@@ -28,6 +28,7 @@ import { toStoredRoomEvent } from "./stored_events.ts";
 import {
   type AppendedEvent,
   type AppendResult,
+  AppendTooLarge,
   type CommitMutation,
   type EventStore,
   RoomHeadMoved,
@@ -88,8 +89,8 @@ export const HOOK_WRITES_PER_COMMIT = 300;
 /**
  * Split a batch into appends that each fit one commit. The store folds whole append requests
  * but never splits one; hooks may add a write per notified member, so their weight bounds each
- * part. (Events alone fit: 64 concurrent joins of long user IDs into a 700-member room were
- * measured to commit whole.)
+ * part. Events alone may outgrow a commit too (a dozen near 64 KiB fill its 800 KiB; 64 joins
+ * of 255-byte user IDs its 80 KiB of keys): a part the store finds too large is halved.
  */
 function splitIntoAppends<T extends { hooked: PreparedEventWrites[] }>(built: T[]): T[][] {
   const parts: T[][] = [];
@@ -315,7 +316,8 @@ export class LocalEventSender {
     let result: AppendResult | undefined;
     let expectedHead = head.versionstamp;
     const parts = splitIntoAppends(built);
-    for (const [index, part] of parts.entries()) {
+    for (let index = 0; index < parts.length; index++) {
+      const part = parts[index];
       let partResult: AppendResult;
       try {
         partResult = await store.append({
@@ -333,6 +335,14 @@ export class LocalEventSender {
           expectedHead,
         });
       } catch (error) {
+        // Over one commit's limits (many events near 64 KiB, long user IDs): nothing was
+        // written, so it goes in two halves, the first on this part's head.
+        if (error instanceof AppendTooLarge && part.length > 1) {
+          const half = part.length >> 1;
+          parts.splice(index, 1, part.slice(0, half), part.slice(half));
+          index--;
+          continue;
+        }
         if (!(error instanceof RoomHeadMoved)) throw error;
         // Nothing of this part was written; the view and prev events are stale, so drop them.
         return parts.slice(index).flatMap((p) => p.map((b) => b.pending));

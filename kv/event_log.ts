@@ -11,11 +11,12 @@
  * stored already, and where the prev events sit, is looked up for the whole batch at once.
  */
 import { contentionBackoff, isDatabaseBusy } from "./commit_retry.ts";
-import { MatrixError, tooLarge } from "../domain/errors.ts";
+import { MatrixError } from "../domain/errors.ts";
 import { KeyedDrainQueue, type Queued } from "../domain/keyed_drain_queue.ts";
 import {
   type AppendRequest,
   type AppendResult,
+  AppendTooLarge,
   RoomHeadMoved,
 } from "../domain/ports/event_store.ts";
 import { decodeJson } from "./chunked_value.ts";
@@ -213,7 +214,9 @@ async function planBatch(
     const over = commitOverLimit(next.size());
     if (over) {
       if (included > 0) break;
-      queued.reject(tooLarge(`Appending these events needs a commit over KV's limits (${over})`));
+      // Typed, so a caller holding several events can append them in parts instead.
+      const { roomId, events } = queued.item;
+      queued.reject(new AppendTooLarge(roomId, events.length, over));
       rejected++;
       continue;
     }

@@ -3,6 +3,7 @@
  * state, membership, state at each event, forward extremities) and the reads built on them.
  * The domain depends on these interfaces; kv/ implements them.
  */
+import { MatrixError } from "../errors.ts";
 import type { Pdu, RoomEvent, StateKey, StateMap } from "../events.ts";
 import type { RoomVersion } from "../room_versions.ts";
 
@@ -62,6 +63,17 @@ export class RoomHeadMoved extends Error {
   constructor(readonly roomId: string) {
     super(`The head of ${roomId} moved on since the events were built`);
     this.name = "RoomHeadMoved";
+  }
+}
+
+/**
+ * An append whose events and writes need more than one commit within KV's limits (mutations,
+ * bytes, key bytes); nothing was written. A request of several events fits when split: the
+ * caller may append its parts one after another (413 M_TOO_LARGE otherwise).
+ */
+export class AppendTooLarge extends MatrixError {
+  constructor(readonly roomId: string, readonly events: number, reason: string) {
+    super("M_TOO_LARGE", 413, `Appending these events needs a commit over KV's limits (${reason})`);
   }
 }
 

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { stateKey } from "../../domain/events.ts";
+import { AppendTooLarge } from "../../domain/ports/event_store.ts";
 import { memoryStore, RoomBuilder } from "./event_fixtures.ts";
 
 const ROOM = "!room:test";
@@ -223,5 +224,26 @@ Deno.test("events of another room and unknown rooms without a version are refuse
   const stray = new RoomBuilder(ROOM).message("x");
   await assert.rejects(store.append({ roomId: ROOM, events: [stray] }), /no room version/);
   assert.equal(await store.roomHead(ROOM), null);
+  kv.close();
+});
+
+Deno.test("a request over one commit's limits is refused typed and whole; its parts commit", async () => {
+  const { kv, store } = await memoryStore();
+  const room = new RoomBuilder(ROOM);
+  await store.append({ roomId: ROOM, events: [room.create(), room.member("@a:test", "join")] });
+  const before = await store.roomHead(ROOM);
+  // Fourteen events near 64 KiB need more than a commit's 800 KiB.
+  const big = Array.from({ length: 14 }, (_, i) => room.message(`${i} ${"x".repeat(64_000)}`));
+  const refused = await store.append({ roomId: ROOM, events: big }).catch((e) => e);
+  assert.ok(refused instanceof AppendTooLarge, String(refused));
+  assert.equal(refused.status, 413);
+  assert.equal(refused.events, 14);
+  assert.equal((await store.roomHead(ROOM))?.versionstamp, before?.versionstamp);
+  const first = await store.append({ roomId: ROOM, events: big.slice(0, 7) });
+  const second = await store.append({ roomId: ROOM, events: big.slice(7) });
+  assert.deepEqual(
+    [...first.events, ...second.events].map((e) => e.position),
+    Array.from({ length: 14 }, (_, i) => i + 3),
+  );
   kv.close();
 });
