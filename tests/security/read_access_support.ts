@@ -386,26 +386,11 @@ export class World {
     const eventIds = {} as Record<Phase, string>;
     eventIds.before = await this.say(path, owner, marker(vis, kind, "before"));
     const sinceBeforeMembership = await this.syncToken(reader, roomId);
-    const me = reader.accessToken;
-    if (kind.first === "invite") {
-      await this.ok("POST", `${path}/invite`, owner, { user_id: reader.userId });
-    } else if (kind.first === "knock") {
-      await this.ok("POST", `${V3}/knock/${encodeURIComponent(roomId)}`, me, {});
-    } else if (kind.first === "join") {
-      await this.ok("POST", `${V3}/join/${encodeURIComponent(roomId)}`, me, {});
-    }
+    await this.membershipStep(kind, roomId, kind.first);
     eventIds.during = await this.say(path, owner, marker(vis, kind, "during"));
-    if (kind.second === "leave") {
-      await this.ok("POST", `${path}/leave`, me, {});
-    } else if (kind.second === "kicked") {
-      await this.ok("POST", `${path}/kick`, owner, { user_id: reader.userId });
-    } else if (kind.second === "accept") {
-      await this.ok("POST", `${V3}/join/${encodeURIComponent(roomId)}`, me, {});
-    } else if (kind.second === "banned") {
-      await this.ok("POST", `${path}/ban`, owner, { user_id: reader.userId });
-    }
+    await this.membershipStep(kind, roomId, kind.second);
     eventIds.after = await this.say(path, owner, marker(vis, kind, "after"));
-    if (kind.rejoins) await this.ok("POST", `${V3}/join/${encodeURIComponent(roomId)}`, me, {});
+    if (kind.rejoins) await this.membershipStep(kind, roomId, "join");
     eventIds.name = (await this.ok(
       "PUT",
       `${path}/state/m.room.member/${encodeURIComponent(this.owner.userId)}`,
@@ -413,6 +398,29 @@ export class World {
       { membership: "join", displayname: marker(vis, kind, "name") },
     )).event_id;
     return { roomId, path, vis, kind, reader, eventIds, sinceBeforeMembership };
+  }
+
+  /** One of the reader's membership steps (invites, kicks and bans come from the owner). */
+  async membershipStep(
+    kind: ReaderKind,
+    roomId: string,
+    step: FirstStep | SecondStep | undefined,
+  ): Promise<void> {
+    const reader = this.readers.get(kind.name)!;
+    const me = reader.accessToken;
+    const owner = this.owner.accessToken;
+    const path = `${V3}/rooms/${encodeURIComponent(roomId)}`;
+    const join = `${V3}/join/${encodeURIComponent(roomId)}`;
+    if (step === "invite") {
+      await this.ok("POST", `${path}/invite`, owner, { user_id: reader.userId });
+    }
+    if (step === "knock") {
+      await this.ok("POST", `${V3}/knock/${encodeURIComponent(roomId)}`, me, {});
+    }
+    if (step === "join" || step === "accept") await this.ok("POST", join, me, {});
+    if (step === "leave") await this.ok("POST", `${path}/leave`, me, {});
+    if (step === "kicked") await this.ok("POST", `${path}/kick`, owner, { user_id: reader.userId });
+    if (step === "banned") await this.ok("POST", `${path}/ban`, owner, { user_id: reader.userId });
   }
 
   /** The reader's /sync for one variant, limited to the scenario's room. */

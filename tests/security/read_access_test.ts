@@ -438,3 +438,76 @@ Deno.test({
     }
   },
 });
+
+/** Readers who never joined: the member list of a non-world-readable room is not theirs. */
+const NEVER_JOINED = READERS.filter((k) => k.first !== "join" && k.second !== "accept");
+
+for (const vis of ["shared", "invited", "joined"] as const) {
+  Deno.test({
+    name: `read access: users who never joined get no member list of a ${vis} room`,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async (t) => {
+      const w = await getWorld();
+      const owner = w.owner.accessToken;
+      // A member who joined and named themselves before the reader came (the late-joiner user
+      // serves: it is only a member here).
+      const member = w.readers.get("latejoiner")!;
+      for (const kind of NEVER_JOINED) {
+        const { room_id: roomId } = await w.ok("POST", `${V3}/createRoom`, owner, {
+          preset: "public_chat",
+          initial_state: [{
+            type: "m.room.history_visibility",
+            content: { history_visibility: vis },
+          }],
+        });
+        const path = `${V3}/rooms/${encodeURIComponent(roomId)}`;
+        const memberPath = `${path}/state/m.room.member/${encodeURIComponent(member.userId)}`;
+        const NAME = `[[member-list|${vis}|${kind.name}]]`;
+        await w.ok("POST", `${V3}/join/${encodeURIComponent(roomId)}`, member.accessToken, {});
+        await w.ok("PUT", memberPath, member.accessToken, {
+          membership: "join",
+          displayname: NAME,
+        });
+        await w.ok("PUT", `${path}/state/m.room.join_rules/`, owner, { join_rule: kind.joinRule });
+        await w.membershipStep(kind, roomId, kind.first);
+        await w.membershipStep(kind, roomId, kind.second);
+        const reader = w.readers.get(kind.name)!;
+        const hidden = [{
+          marker: NAME,
+          phase: "a member's name from before",
+          verdict: "forbidden" as const,
+        }];
+
+        // Control: the owner sees the name.
+        checkMarkers("owner /members", await w.ok("GET", `${path}/members`, owner), [
+          { ...hidden[0], verdict: "required" },
+        ]);
+        await t.step(`${kind.title}: /sync initial with include_leave`, async () => {
+          const filter = encodeURIComponent(
+            JSON.stringify({ room: { rooms: [roomId], include_leave: true } }),
+          );
+          const sync = await w.ok(
+            "GET",
+            `${V3}/sync?timeout=0&filter=${filter}`,
+            reader.accessToken,
+          );
+          checkMarkers("/sync initial with include_leave", sync, hidden);
+        });
+        await t.step(`${kind.title}: /members, /state, /state/m.room.member`, async () => {
+          for (
+            const [label, route] of [
+              ["/members", `${path}/members`],
+              ["/state", `${path}/state`],
+              ["/state/m.room.member/{member}", memberPath],
+            ]
+          ) {
+            const res = await w.server.request("GET", route, { token: reader.accessToken });
+            const answered = checkAccess(label, res, kind.first ? "either" : "forbidden", true);
+            if (answered) checkMarkers(label, res.body, hidden);
+          }
+        });
+      }
+    },
+  });
+}
