@@ -16,7 +16,13 @@
  *    `prev_content`, `redacted_because`), or the PDU itself for `event_format: federation`,
  *    redacted as stage 2 decided.
  * 5. **Filter**: the room event filter (types, senders, `contains_url`, ...) and the filter's
- *    `event_fields`, last, because they only choose among what the user may see.
+ *    `event_fields`, last, because they only choose among what the user may see. The room
+ *    event filter reads the redacted event, never a formatted field, so it is decided before
+ *    formatting (nothing is formatted to be thrown away); `event_fields` picks from the
+ *    formatted event.
+ *
+ * Invites and knocks leave through `strippedState`: an invite from an ignored user is not
+ * delivered, and the stripped events are redacted like any other.
  *
  * Synapse funnels every read through one function, `filter_events_for_client`; this is ours.
  * It is a required constructor dependency of every reader, so a reader cannot forget a stage.
@@ -154,6 +160,8 @@ export class ReadPipeline {
     const ignoredPromise = read.ignored
       ? Promise.resolve(read.ignored)
       : this.ignoredUsers(read.reader.userId);
+    // Awaited below; marked handled so a failing visibility read cannot leave it unhandled.
+    ignoredPromise.catch(() => {});
     // 1. History visibility.
     const timelineVisible = await this.#visibleTimeline(
       read,
