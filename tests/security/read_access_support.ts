@@ -209,6 +209,7 @@ export type SyncVariant =
   | "since-before-room"
   | "since-before-membership"
   | "full-state"
+  | "since-after-membership"
   | "federation";
 
 /** Verdict for a marker in /sync for one variant. */
@@ -227,12 +228,14 @@ export function syncVerdict(
   }
   if (!specAllows(vis, kind, phase)) return "forbidden";
   if (kind.first === undefined) return "allowed"; // no peeking: the room is not in their sync
-  if (membershipAt(kind, phase) === "join") return "required";
-  // A current member's view of a shared or world-readable room shows the history they may see;
-  // a `since` after the `before` message leaves it out of the window (full_state changes the
-  // state section, not the timeline).
-  const beforeOutOfWindow = variant === "since-before-membership" || variant === "full-state";
-  if (currentlyJoined(kind) && !(phase === "before" && beforeOutOfWindow)) return "required";
+  // A `since` after a message leaves it out of the window (full_state changes the state section,
+  // not the timeline).
+  const outOfWindow = variant === "since-after-membership"
+    ? phase === "before" || phase === "during"
+    : phase === "before" && (variant === "since-before-membership" || variant === "full-state");
+  if (outOfWindow) return "allowed";
+  // What was sent while joined, and for a current member all the history they may see.
+  if (membershipAt(kind, phase) === "join" || currentlyJoined(kind)) return "required";
   return "allowed";
 }
 
@@ -320,6 +323,8 @@ export interface ScenarioRoom {
   eventIds: Record<Phase, string>;
   /** The reader's next_batch just before their first membership (after `before`). */
   sinceBeforeMembership: string;
+  /** The reader's next_batch after their last membership step, before the `after` message. */
+  sinceAfterMembership: string;
 }
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
@@ -389,6 +394,7 @@ export class World {
     await this.membershipStep(kind, roomId, kind.first);
     eventIds.during = await this.say(path, owner, marker(vis, kind, "during"));
     await this.membershipStep(kind, roomId, kind.second);
+    const sinceAfterMembership = await this.syncToken(reader, roomId);
     eventIds.after = await this.say(path, owner, marker(vis, kind, "after"));
     if (kind.rejoins) await this.membershipStep(kind, roomId, "join");
     eventIds.name = (await this.ok(
@@ -397,7 +403,16 @@ export class World {
       owner,
       { membership: "join", displayname: marker(vis, kind, "name") },
     )).event_id;
-    return { roomId, path, vis, kind, reader, eventIds, sinceBeforeMembership };
+    return {
+      roomId,
+      path,
+      vis,
+      kind,
+      reader,
+      eventIds,
+      sinceBeforeMembership,
+      sinceAfterMembership,
+    };
   }
 
   /** One of the reader's membership steps (invites, kicks and bans come from the owner). */
@@ -435,6 +450,7 @@ export class World {
       query += `&since=${room.sinceBeforeMembership}`;
     }
     if (variant === "full-state") query += "&full_state=true";
+    if (variant === "since-after-membership") query += `&since=${room.sinceAfterMembership}`;
     return this.server.request("GET", `${V3}/sync?${query}`, { token: room.reader.accessToken });
   }
 
