@@ -83,6 +83,27 @@ Deno.test("finding 6: a chunked body over the limit is refused over real HTTP be
   }
 });
 
+Deno.test("finding 6: over real HTTP, a route refusing before it reads leaves the body unread", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
+  const http = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, server.app.fetch);
+  try {
+    const { port } = http.addr as Deno.NetAddr;
+    const { stream, counter } = generatedBody(1024 * 1024 * 1024);
+    // No access token: 401 before the handler reads anything; the server must not drain it.
+    const res = await fetch(`http://127.0.0.1:${port}${V3}/createRoom`, {
+      method: "POST",
+      body: stream,
+    });
+    assertEquals(res.status, 401);
+    assertEquals((await res.json()).errcode, "M_MISSING_TOKEN");
+    await stream.cancel().catch(() => {});
+    assert(counter.pulled < 64 * 1024 * 1024, `the client sent ${counter.pulled} bytes`);
+  } finally {
+    await http.shutdown();
+    server.close();
+  }
+});
+
 Deno.test("finding 6: no route reads a chunked body past its limit (every route with a body)", async () => {
   const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
   try {
