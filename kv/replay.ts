@@ -7,6 +7,7 @@
  */
 import { isDeepStrictEqual } from "node:util";
 import type { NewEvent, StateResolver } from "../domain/ports/event_store.ts";
+import { CHUNK_BYTES } from "./chunked_value.ts";
 import { decodeLogEntry } from "./event_reads.ts";
 import { compareKeys } from "./key_order.ts";
 import { KvEventStore } from "./kv_event_store.ts";
@@ -20,6 +21,8 @@ import { FIRST_FORWARD_POSITION, type LogEntry, type RoomHead } from "./store_re
  * sees a request too large to commit; two batches queued keep its batches full.
  */
 const QUEUED_PER_ROOM = 128;
+/** PDU bytes one room keeps queued: two commits' worth, so rooms of large events stay bounded. */
+const QUEUED_BYTES_PER_ROOM = 2 * 1024 * 1024;
 
 /** Progress of a replay run. */
 export interface ReplayProgress {
@@ -147,27 +150,33 @@ async function rebuildRoom(
   let f = await forward.next();
   let b = await backward.next();
   // Appends to one room commit in queue order, so waiting for the oldest bounds the queue.
-  const queued: Promise<void>[] = [];
+  const queued: { done: Promise<void>; bytes: number }[] = [];
+  let queuedBytes = 0;
   let failure: { error: unknown } | undefined;
-  const enqueue = (event: NewEvent, backfill: boolean) => {
+  const enqueue = (event: NewEvent, backfill: boolean, bytes: number) => {
     const request = { roomId, events: [event], backfill, roomVersion: head.room_version };
-    queued.push(
-      target.append(request).then(() => onEvents(1), (error) => {
-        failure ??= { error };
-      }),
-    );
+    const done = target.append(request).then(() => onEvents(1), (error) => {
+      failure ??= { error };
+    });
+    queued.push({ done, bytes });
+    queuedBytes += bytes;
   };
   while ((!f.done || !b.done) && !failure) {
     const takeBackfill = f.done || (!b.done && b.value.value.seq < f.value.value.seq);
     const entry = takeBackfill ? b.value! : f.value!;
     const position = entry.key[entry.key.length - 1] as number;
     const event = await decodeLogEntry(source, roomId, position, entry.value, entry.versionstamp);
-    enqueue({ eventId: event.eventId, pdu: event.pdu, status: event.status }, takeBackfill);
+    const bytes = entry.value.pdu.byteLength + (entry.value.chunks - 1) * CHUNK_BYTES;
+    enqueue({ eventId: event.eventId, pdu: event.pdu, status: event.status }, takeBackfill, bytes);
     if (takeBackfill) b = await backward.next();
     else f = await forward.next();
-    if (queued.length >= QUEUED_PER_ROOM) await queued.shift();
+    while (queued.length >= QUEUED_PER_ROOM || queuedBytes > QUEUED_BYTES_PER_ROOM) {
+      const oldest = queued.shift()!;
+      await oldest.done;
+      queuedBytes -= oldest.bytes;
+    }
   }
-  await Promise.all(queued);
+  await Promise.all(queued.map((q) => q.done));
   if (failure) throw failure.error;
 }
 
