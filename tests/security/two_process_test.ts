@@ -112,6 +112,8 @@ Deno.test("two processes on one KV file", async (t) => {
           },
         );
         for (const answer of after) assertEquals(answer.status, 403, JSON.stringify(answer.body));
+        const next = await sendText(b, bob, roomId, `after the race ${round}`);
+        assertEquals(next.status, 403, JSON.stringify(next.body));
         ok(
           await a.api("POST", `${room(roomId)}/unban`, alice.token, { user_id: bob.userId }),
           "unban",
