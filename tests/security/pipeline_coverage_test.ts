@@ -267,7 +267,12 @@ Deno.test("every event-returning route reads its events through the read pipelin
         .replace(":stateKey", encodeURIComponent(alice.userId));
     const query: Record<string, string> = {
       "/messages": "?dir=b",
-      "/sync": "?filter=%7B%22room%22%3A%7B%22include_leave%22%3Atrue%7D%7D",
+      // A short timeline, so the state section holds events too.
+      "/sync": `?filter=${
+        encodeURIComponent(
+          JSON.stringify({ room: { include_leave: true, timeline: { limit: 2 } } }),
+        )
+      }`,
     };
 
     const checked: string[] = [];
@@ -295,6 +300,11 @@ Deno.test("every event-returning route reads its events through the read pipelin
         }
       } else if (!route.path.includes("/state/")) {
         assert(ids.length > 0, `${route.method} ${path} returned no event to check`);
+      }
+      if (route.path.endsWith("/sync")) {
+        const entry = res.body.rooms.join[roomId];
+        assert(entry.state.events.length > 0, "sync's state section was exercised");
+        assert(res.body.rooms.invite[other.body.room_id], "sync's invite section was exercised");
       }
       checked.push(route.path);
     }
