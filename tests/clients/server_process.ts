@@ -27,13 +27,17 @@ export function freePort(): number {
   return port;
 }
 
-/** Start `main.ts --dev` and resolve once `/health` answers 200; `env` adds or overrides variables. */
+/**
+ * Start `main.ts --dev` and resolve once `/health` answers 200; `env` adds or overrides variables
+ * (`TESSERA_KV_PATH` and `TESSERA_SERVER_NAME` too, so several processes can share one store and
+ * name), and `port` picks the port instead of a free one.
+ */
 export async function startServerProcess(
   env: Record<string, string> = {},
+  port: number = freePort(),
 ): Promise<ServerProcess> {
   const dir = await Deno.makeTempDir({ prefix: "tessera-client-test-" });
-  const port = freePort();
-  const serverName = `localhost:${port}`;
+  const serverName = env.TESSERA_SERVER_NAME ?? `localhost:${port}`;
   const baseUrl = `http://127.0.0.1:${port}`;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "--allow-all", mainPath, "--dev"],

@@ -3,11 +3,7 @@
  * database on Deno Deploy: each on its own loopback port, both with one server name (they are
  * one homeserver). A small JSON client talks to either, and users are registered over HTTP.
  */
-import { freePort } from "../clients/server_process.ts";
-
-const mainPath = new URL("../../main.ts", import.meta.url).pathname;
-/** Longest wait for a process to answer /health. */
-const START_TIMEOUT_MS = 30_000;
+import { freePort, startServerProcess } from "../clients/server_process.ts";
 
 /** A JSON answer: status and parsed body. */
 export interface Answer {
@@ -70,59 +66,10 @@ export async function startProcessPair(): Promise<ProcessPair> {
 }
 
 async function startNode(port: number, serverName: string, kvPath: string): Promise<Running> {
-  const baseUrl = `http://127.0.0.1:${port}`;
-  // Deno.execPath(), not the npm wrapper: the wrapper does not forward SIGTERM.
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", mainPath, "--dev"],
-    env: {
-      NO_COLOR: "1",
-      TESSERA_PORT: String(port),
-      TESSERA_HOSTNAME: "127.0.0.1",
-      TESSERA_SERVER_NAME: serverName,
-      TESSERA_PUBLIC_BASEURL: baseUrl,
-      TESSERA_KV_PATH: kvPath,
-      TESSERA_REGISTRATION: "open",
-      TESSERA_RATE_LIMITS: "off",
-    },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const chunks: string[] = [];
-  const drain = async (stream: ReadableStream<Uint8Array>) => {
-    for await (const text of stream.pipeThrough(new TextDecoderStream())) chunks.push(text);
-  };
-  const drained = Promise.all([drain(child.stdout), drain(child.stderr)]).catch(() => {});
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    try {
-      child.kill("SIGTERM");
-    } catch { /* already exited */ }
-    const timer = setTimeout(() => {
-      try {
-        child.kill("SIGKILL");
-      } catch { /* exited meanwhile */ }
-    }, 10_000);
-    await child.status;
-    clearTimeout(timer);
-    await drained;
-  };
-  const output = () => chunks.join("");
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  for (let healthy = false; !healthy;) {
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`server on ${port} did not become healthy:\n${output()}`);
-    }
-    try {
-      const res = await fetch(`${baseUrl}/health`);
-      await res.body?.cancel();
-      healthy = res.ok;
-    } catch { /* not listening yet */ }
-    if (!healthy) await new Promise((r) => setTimeout(r, 100));
-  }
+  const { baseUrl, output, stop } = await startServerProcess(
+    { TESSERA_SERVER_NAME: serverName, TESSERA_KV_PATH: kvPath },
+    port,
+  );
   const api = async (method: string, path: string, token?: string, body?: unknown) => {
     const headers: Record<string, string> = {};
     if (token) headers.authorization = `Bearer ${token}`;
