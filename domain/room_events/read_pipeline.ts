@@ -24,25 +24,25 @@
  * Invites and knocks leave through `strippedState`: an invite from an ignored user is not
  * delivered, and the stripped events are redacted like any other.
  *
+ * Stage 1 is history_visibility_filter.ts, stage 2 applied_redactions.ts, and `event_fields`
+ * event_fields.ts; this module runs them in order and does the rest.
+ *
  * Synapse funnels every read through one function, `filter_events_for_client`; this is ours.
  * It is a required constructor dependency of every reader, so a reader cannot forget a stage.
  */
-import { authStateFromEvents } from "../auth_rules.ts";
-import { CREATE_KEY, POWER_LEVELS_KEY } from "../auth_context.ts";
 import { type ClientEvent, toClientEvent, toStrippedStateEvent } from "../client_event.ts";
 import { matchesRoomEventFilter, type RoomEventFilter } from "../event_filter.ts";
-import { type RoomEvent, type StateKey, stateKey } from "../events.ts";
-import { governingVisibility, historyVisibilityOf, mayViewEvent } from "../history_visibility.ts";
+import { type StateKey, stateKey } from "../events.ts";
 import { isJsonObject, type JsonObject } from "../json.ts";
 import type { AccountDataStore } from "../ports/account_data_store.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 import type { TransactionStore } from "../ports/transaction_store.ts";
 import { redactEvent } from "../redaction.ts";
-import { checkRedactionApplies } from "../redaction_auth_rules.ts";
 import type { RoomVersion } from "../room_versions.ts";
-import { toStoredRoomEvent } from "../stored_events.ts";
+import { AppliedRedactions } from "./applied_redactions.ts";
+import { pickFields } from "./event_fields.ts";
+import { HistoryVisibilityFilter } from "./history_visibility_filter.ts";
 
-const HISTORY_VISIBILITY_KEY = stateKey("m.room.history_visibility", "");
 /** The account data type holding the users a user ignores. */
 export const IGNORED_USER_LIST = "m.ignored_user_list";
 
@@ -130,7 +130,15 @@ export interface RoomReadResult {
 /** The read pipeline; see the module comment for its stages and their order. */
 export class ReadPipeline {
   /** Over the event store, account data (ignore lists) and transaction records. */
-  constructor(protected readonly deps: ReadPipelineDeps) {}
+  constructor(protected readonly deps: ReadPipelineDeps) {
+    this.#visibility = new HistoryVisibilityFilter(deps.store);
+    this.#redactions = new AppliedRedactions(deps);
+  }
+
+  /** Stage 1. */
+  readonly #visibility: HistoryVisibilityFilter;
+  /** Stage 2. */
+  readonly #redactions: AppliedRedactions;
 
   /** The reader's ignore list, from account data (never cached: processes share the store). */
   async ignoredUsers(userId: string): Promise<IgnoredUsers> {
@@ -140,16 +148,18 @@ export class ReadPipeline {
   }
 
   /** The user's current membership event in the room; null when they never had one. */
-  async membershipOf(userId: string, roomId: string): Promise<StoredEvent | null> {
-    const id = await this.deps.store.currentStateEventId(roomId, "m.room.member", userId);
-    return id ? await this.deps.store.getEvent(id) : null;
+  membershipOf(userId: string, roomId: string): Promise<StoredEvent | null> {
+    return this.#visibility.membershipOf(userId, roomId);
   }
 
   /** Whether the room's current history visibility is world_readable. */
-  async worldReadable(roomId: string): Promise<boolean> {
-    const id = await this.deps.store.currentStateEventId(roomId, "m.room.history_visibility", "");
-    const event = id ? await this.deps.store.getEvent(id) : null;
-    return historyVisibilityOf(event?.pdu.content) === "world_readable";
+  worldReadable(roomId: string): Promise<boolean> {
+    return this.#visibility.worldReadable(roomId);
+  }
+
+  /** Whether the user was joined right before this leave or ban (a former member). */
+  wasJoinedBefore(membership: StoredEvent): Promise<boolean> {
+    return this.#visibility.wasJoinedBefore(membership);
   }
 
   /** Run one room's events through every stage, in order. */
@@ -163,21 +173,26 @@ export class ReadPipeline {
     // Awaited below; marked handled so a failing visibility read cannot leave it unhandled.
     ignoredPromise.catch(() => {});
     // 1. History visibility.
-    const timelineVisible = await this.#visibleTimeline(
-      read,
+    const timelineVisible = await this.#visibility.visibleTimeline(
+      read.reader.userId,
       input.timeline ?? [],
       membership,
     );
     const stateIn = typeof input.state === "function"
       ? await input.state(timelineVisible)
       : input.state ?? [];
-    const stateVisible = await this.#visibleState(read, stateIn, membership);
+    const stateVisible = await this.#visibility.visibleState(
+      read.reader.userId,
+      read.roomId,
+      stateIn,
+      membership,
+    );
     // 2. Redaction (one lookup for the room's timeline and state together). What stage 4 will
     // read (transaction IDs, prev_content) is fetched beside it: independent reads, one round
     // trip instead of two on the hot path; stage 4 still formats from stage 2's decision.
     const all = [...timelineVisible, ...stateVisible];
     const [redactions, extras] = await Promise.all([
-      this.appliedRedactions(read.roomId, all, read.version),
+      this.#redactions.of(read.roomId, all, read.version),
       this.#formatExtras(read, all, timelineVisible),
     ]);
     const redacted = (e: StoredEvent): StoredEvent =>
@@ -251,7 +266,7 @@ export class ReadPipeline {
         const ids = keys.flatMap((key) => before.get(key) ?? []);
         const events = await this.deps.store.getEvents(ids);
         const redactions = version
-          ? await this.appliedRedactions(membership.roomId, [...events.values()], version)
+          ? await this.#redactions.of(membership.roomId, [...events.values()], version)
           : new Map<string, StoredEvent>();
         for (const id of ids) {
           const event = events.get(id);
@@ -263,158 +278,6 @@ export class ReadPipeline {
     }
     out.push(toStrippedStateEvent(membership.pdu));
     return out;
-  }
-
-  /**
-   * Stage 1 for timeline events. Fast path, with no read: the reader's own membership events,
-   * events after the reader's current join (they were joined when those were sent, which the
-   * spec's rule allows whatever the visibility; local writes are linear, so a later position
-   * means a later event) and the create event. Every other event is decided by the visibility
-   * and the reader's membership in the state before it, read in one batch (rare on the hot
-   * path: a joined reader's timeline is almost always after their join).
-   */
-  async #visibleTimeline(
-    read: RoomRead,
-    events: readonly StoredEvent[],
-    membership: StoredEvent | null,
-  ): Promise<StoredEvent[]> {
-    if (events.length === 0) return [];
-    const userId = read.reader.userId;
-    const current = membershipValue(membership);
-    const joinedLater = current === "join";
-    const hidden = new Set<string>();
-    const undecided = events.filter((e) => {
-      if (this.#obviouslyVisible(userId, e, membership)) return false;
-      // Nothing is in force before the create event: `shared` by default and no membership,
-      // so it is visible exactly to those joined later (no state read needed).
-      if (e.pdu.type === "m.room.create" && e.pdu.state_key === "") {
-        if (!joinedLater) hidden.add(e.eventId);
-        return false;
-      }
-      return true;
-    });
-    if (undecided.length > 0) {
-      const found = await this.#hiddenByHistory(userId, undecided, joinedLater, events);
-      for (const id of found) hidden.add(id);
-    }
-    return hidden.size === 0 ? [...events] : events.filter((e) => !hidden.has(e.eventId));
-  }
-
-  #obviouslyVisible(userId: string, event: StoredEvent, membership: StoredEvent | null) {
-    // Users always see their own membership changes, such as the leave that ended their view.
-    if (event.pdu.type === "m.room.member" && event.pdu.state_key === userId) return true;
-    return membershipValue(membership) === "join" && membership !== null &&
-      event.position > membership.position;
-  }
-
-  /**
-   * Events the spec's algorithm hides from `userId`. What it needs of the state before each
-   * event (the history visibility and the user's membership) is read once per chain: when an
-   * event's only prev_event is the event before it in `context` (linear history, as local
-   * writes are), the state before it is the state before that one plus that one, so it follows
-   * without a read. A timeline of ten events before a join costs one state read, not ten.
-   */
-  async #hiddenByHistory(
-    userId: string,
-    undecided: readonly StoredEvent[],
-    joinedLater: boolean,
-    context: readonly StoredEvent[] = undecided,
-  ): Promise<Set<string>> {
-    const { store } = this.deps;
-    const memberKey = stateKey("m.room.member", userId);
-    const wanted = new Set(undecided.map((e) => e.eventId));
-    const ordered = [...context].sort((a, b) => a.position - b.position);
-    // Chains: runs of events each following the one before; a read starts each run that holds
-    // an undecided event.
-    const runs: StoredEvent[][] = [];
-    ordered.forEach((event, i) => {
-      const prev = ordered[i - 1];
-      const follows = prev !== undefined && onlyPrevEvent(event) === prev.eventId;
-      if (follows) runs.at(-1)!.push(event);
-      else runs.push([event]);
-    });
-    const needed = runs.filter((run) => run.some((e) => wanted.has(e.eventId)));
-    const starts = await Promise.all(
-      needed.map((run) => store.stateAtEvent(run[0].eventId, "before")),
-    );
-    const facts = new Map<string, { hv?: string; member?: string }>();
-    needed.forEach((run, r) => {
-      let hv = starts[r]?.get(HISTORY_VISIBILITY_KEY);
-      let member = starts[r]?.get(memberKey);
-      for (const event of run) {
-        facts.set(event.eventId, { hv, member });
-        const { type, state_key } = event.pdu;
-        if (type === "m.room.history_visibility" && state_key === "") hv = event.eventId;
-        if (type === "m.room.member" && state_key === userId) member = event.eventId;
-      }
-    });
-    const known = new Map(context.map((e) => [e.eventId, e]));
-    const ids = new Set<string>();
-    for (const id of wanted) {
-      const { hv, member } = facts.get(id) ?? {};
-      for (const x of [hv, member]) if (x !== undefined && !known.has(x)) ids.add(x);
-    }
-    const fetched = ids.size > 0 ? await store.getEvents([...ids]) : new Map<string, StoredEvent>();
-    const lookup = (id: string | undefined) =>
-      id === undefined ? undefined : known.get(id) ?? fetched.get(id);
-    const hidden = new Set<string>();
-    for (const event of undecided) {
-      const pdu = event.pdu;
-      if (pdu.type === "m.room.member" && pdu.state_key === userId) continue;
-      const { hv, member } = facts.get(event.eventId) ?? {};
-      let visibility = historyVisibilityOf(lookup(hv)?.pdu.content);
-      if (pdu.type === "m.room.history_visibility" && pdu.state_key === "") {
-        visibility = governingVisibility(visibility, historyVisibilityOf(pdu.content));
-      }
-      const membership = lookup(member)?.pdu.content.membership;
-      const visible = mayViewEvent({
-        visibility,
-        membershipAtEvent: typeof membership === "string" ? membership : undefined,
-        joinedLater,
-      });
-      if (!visible) hidden.add(event.eventId);
-    }
-    return hidden;
-  }
-
-  /**
-   * Stage 1 for state events from a snapshot. A member sees the state they were joined at (the
-   * current state, or the state as they left after being joined), and anyone sees a
-   * world-readable room's state. A user who never joined (a withdrawn knock, a rejected or
-   * withdrawn invite) sees only state events history visibility lets them see: their own
-   * membership, and under `invited` what was sent while they were invited, as the spec's
-   * algorithm says for any event.
-   */
-  async #visibleState(
-    read: RoomRead,
-    events: readonly StoredEvent[],
-    membership: StoredEvent | null,
-  ): Promise<StoredEvent[]> {
-    if (events.length === 0) return [];
-    const current = membershipValue(membership);
-    if (current === "join") return [...events];
-    if (membership && (current === "leave" || current === "ban")) {
-      if (await this.wasJoinedBefore(membership)) return [...events];
-    }
-    if (await this.worldReadable(read.roomId)) return [...events];
-    const userId = read.reader.userId;
-    const undecided = events.filter((e) =>
-      !(e.pdu.type === "m.room.member" && e.pdu.state_key === userId)
-    );
-    const hidden = await this.#hiddenByHistory(userId, undecided, false);
-    return events.filter((e) => !hidden.has(e.eventId));
-  }
-
-  /**
-   * Whether the user was joined right before this leave or ban: a former member, who may see
-   * the room's state as they left it. A withdrawn knock, a rejected or withdrawn invite was
-   * never joined.
-   */
-  async wasJoinedBefore(membership: StoredEvent): Promise<boolean> {
-    const before = await this.deps.store.stateAtEvent(membership.eventId, "before");
-    const id = before?.get(stateKey("m.room.member", membership.pdu.state_key ?? ""));
-    const prev = id ? await this.deps.store.getEvent(id) : null;
-    return membershipValue(prev) === "join";
   }
 
   /** What the client format attaches: the device's transaction IDs and `prev_content`. */
@@ -475,49 +338,6 @@ export class ReadPipeline {
   }
 
   /**
-   * For each event that an accepted redaction applies to, that redaction (the first in arrival
-   * order): its sender sent the target or had the redact level at the redaction (remote
-   * senders: or share the target's server), in every room version.
-   */
-  async appliedRedactions(
-    roomId: string,
-    events: readonly StoredEvent[],
-    version: RoomVersion,
-  ): Promise<Map<string, StoredEvent>> {
-    const out = new Map<string, StoredEvent>();
-    if (events.length === 0) return out;
-    const index = await this.deps.store.redactionsOf(roomId, events.map((e) => e.eventId));
-    if (index.size === 0) return out;
-    const redactionEvents = await this.deps.store.getEvents([...index.values()].flat());
-    for (const event of events) {
-      for (const redactionId of index.get(event.eventId) ?? []) {
-        const redaction = redactionEvents.get(redactionId);
-        if (!redaction || redaction.status !== "accepted") continue;
-        if (await this.#applies(redaction, event, version)) {
-          out.set(event.eventId, redaction);
-          break;
-        }
-      }
-    }
-    return out;
-  }
-
-  async #applies(redaction: StoredEvent, target: StoredEvent, version: RoomVersion) {
-    const redactionEvent = toStoredRoomEvent(redaction, version);
-    const targetEvent = toStoredRoomEvent(target, version);
-    const state = await this.deps.store.stateAtEvent(redaction.eventId, "before");
-    const wanted = [state?.get(CREATE_KEY), state?.get(POWER_LEVELS_KEY)]
-      .filter((id): id is string => id !== undefined);
-    const found = await this.deps.store.getEvents(wanted);
-    const lookup = authStateFromEvents(
-      [...found.values()].map((e): RoomEvent => toStoredRoomEvent(e, version)),
-    );
-    return checkRedactionApplies(redactionEvent, targetEvent, lookup, version, {
-      localServer: this.deps.serverName,
-    }).allowed;
-  }
-
-  /**
    * The content each state event replaced, when it replaced one; redacted when the replaced
    * event was (its content must not come back as `prev_content`).
    */
@@ -532,7 +352,7 @@ export class ReadPipeline {
     const out = new Map<string, StoredEvent["pdu"]["content"]>();
     if (prevIds.size === 0) return out;
     const prevEvents = await this.deps.store.getEvents([...prevIds.values()]);
-    const redacted = await this.appliedRedactions(roomId, [...prevEvents.values()], version);
+    const redacted = await this.#redactions.of(roomId, [...prevEvents.values()], version);
     for (const [id, prevId] of prevIds) {
       const prev = prevEvents.get(prevId);
       if (!prev) continue;
@@ -542,65 +362,8 @@ export class ReadPipeline {
   }
 }
 
-/** The event's prev_event when it has exactly one (either ID format), else undefined. */
-function onlyPrevEvent(event: StoredEvent): string | undefined {
-  const prev = event.pdu.prev_events;
-  if (prev.length !== 1) return undefined;
-  const first = prev[0];
-  return typeof first === "string" ? first : first[0];
-}
-
 /** Transaction IDs and replaced contents, by event ID, for the client format. */
 interface FormatExtras {
   txnIds: Map<string, string>;
   prevContents: Map<string, JsonObject>;
-}
-
-function membershipValue(event: StoredEvent | null | undefined): string | undefined {
-  const m = event?.pdu.content.membership;
-  return typeof m === "string" ? m : undefined;
-}
-
-/**
- * Keep only the `event_fields` paths: dot-separated, `\.` for a literal dot. A path through a
- * non-object is skipped.
- */
-export function pickFields(event: JsonObject, fields: readonly string[]): JsonObject {
-  const out: JsonObject = {};
-  for (const field of fields) {
-    const path = splitPath(field);
-    let from: JsonObject = event;
-    let to: JsonObject = out;
-    for (let i = 0; i < path.length; i++) {
-      const value = from[path[i]];
-      if (value === undefined) break;
-      if (i === path.length - 1) {
-        to[path[i]] = value;
-        break;
-      }
-      if (value === null || typeof value !== "object" || Array.isArray(value)) break;
-      from = value;
-      const next = to[path[i]];
-      to = (next !== null && typeof next === "object" && !Array.isArray(next))
-        ? next
-        : (to[path[i]] = {});
-    }
-  }
-  return out;
-}
-
-function splitPath(field: string): string[] {
-  const parts: string[] = [];
-  let current = "";
-  for (let i = 0; i < field.length; i++) {
-    if (field[i] === "\\" && field[i + 1] === ".") {
-      current += ".";
-      i++;
-    } else if (field[i] === ".") {
-      parts.push(current);
-      current = "";
-    } else current += field[i];
-  }
-  parts.push(current);
-  return parts;
 }

@@ -10,6 +10,7 @@ import type { RoomEventFilter } from "../event_filter.ts";
 import { splitStateKey, stateKey, type StateMap } from "../events.ts";
 import type { Direction, EventReader, StoredEvent } from "../ports/event_store.ts";
 import { type RoomVersion, roomVersion } from "../room_versions.ts";
+import { membershipValue } from "./history_visibility_filter.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "./read_pipeline.ts";
 
 /** Who reads: the user and the device (for transaction IDs). */
@@ -189,7 +190,7 @@ export class RoomEventReads {
       throw notFound(`Room ${roomId} is not known to this server`);
     }
     const room = await this.#open(reader, roomId);
-    const membership = membershipOf(room.membership);
+    const membership = membershipValue(room.membership);
     let stateMap: StateMap;
     if (membership === "join") {
       stateMap = query.at
@@ -224,7 +225,7 @@ export class RoomEventReads {
       throw notFound(`Room ${roomId} is not known to this server`);
     }
     const room = await this.#open(reader, roomId);
-    if (membershipOf(room.membership) !== "join") {
+    if (membershipValue(room.membership) !== "join") {
       throw forbidden("You are not joined to this room");
     }
     const members = await this.store.members(roomId, ["join"]);
@@ -253,7 +254,7 @@ export class RoomEventReads {
       this.pipeline.membershipOf(reader.userId, roomId),
       this.pipeline.ignoredUsers(reader.userId),
     ]);
-    if (membershipOf(membership) === undefined && !(await this.pipeline.worldReadable(roomId))) {
+    if (membershipValue(membership) === undefined && !(await this.pipeline.worldReadable(roomId))) {
       throw forbidden("You are not in this room");
     }
     return { version, membership, ignored };
@@ -263,7 +264,7 @@ export class RoomEventReads {
   async #visibleState(reader: Reader, roomId: string) {
     const room = await this.#open(reader, roomId);
     if (
-      membershipOf(room.membership) === "join" || (await this.pipeline.worldReadable(roomId))
+      membershipValue(room.membership) === "join" || (await this.pipeline.worldReadable(roomId))
     ) {
       return { room, state: await this.store.currentState(roomId) };
     }
@@ -279,7 +280,7 @@ export class RoomEventReads {
    * it. One who never joined (a withdrawn knock, a rejected or withdrawn invite) sees none.
    */
   async #formerMember(room: OpenRoom): Promise<boolean> {
-    const membership = membershipOf(room.membership);
+    const membership = membershipValue(room.membership);
     if (!room.membership || (membership !== "leave" && membership !== "ban")) return false;
     return await this.pipeline.wasJoinedBefore(room.membership);
   }
@@ -387,11 +388,6 @@ function lazyMembers(state: StateMap, events: readonly StoredEvent[]): StateMap 
     if (id !== undefined) out.set(key, id);
   }
   return out;
-}
-
-function membershipOf(event: StoredEvent | null): string | undefined {
-  const m = event?.pdu.content.membership;
-  return typeof m === "string" ? m : undefined;
 }
 
 function compareStateKeys(a: string, b: string): number {
