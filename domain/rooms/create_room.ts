@@ -12,6 +12,7 @@ import { parsePowerLevels } from "../power_levels.ts";
 import { DEFAULT_ROOM_VERSION, type RoomVersion, roomVersion } from "../room_versions.ts";
 import type { CommitMutation } from "../ports/event_store.ts";
 import type { RoomVisibility } from "../ports/room_directory_store.ts";
+import { checkPendingInvites } from "./invite_quota.ts";
 import { RoomAliases } from "./room_aliases.ts";
 import { checkRoomCreation } from "./room_creation_check.ts";
 import {
@@ -122,6 +123,8 @@ export class RoomCreator {
       if (!isValidUserId(user)) throw invalidParam(`Invalid user ID ${JSON.stringify(user)}`);
       if (!isLocal(user, serverName)) throw remoteInviteUnsupported(user);
     }
+    // The invitees' caps on pending invites, before anything is written.
+    for (const user of invitees) await checkPendingInvites(this.deps.store, user, undefined);
 
     let alias: string | undefined;
     if (request.roomAliasName !== undefined) {

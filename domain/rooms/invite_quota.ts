@@ -12,13 +12,14 @@ import type { EventReader } from "../ports/event_store.ts";
 export const MAX_PENDING_INVITES = 200;
 
 /**
- * Refuse (403 M_FORBIDDEN) an invite of `invitee` to `roomId` when they hold the most pending
- * invites already; an invite they already hold to this room does not count as new.
+ * Refuse (403 M_FORBIDDEN) an invite of `invitee` to `roomId` (undefined: a room not made yet)
+ * when they hold the most pending invites already; an invite they already hold to this room
+ * does not count as new.
  */
 export async function checkPendingInvites(
   store: Pick<EventReader, "roomsOfUser">,
   invitee: string,
-  roomId: string,
+  roomId: string | undefined,
 ): Promise<void> {
   const pending = await store.roomsOfUser(invitee, ["invite"]);
   if (pending.length < MAX_PENDING_INVITES || pending.some((m) => m.roomId === roomId)) return;

@@ -7,6 +7,7 @@
 import { forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
 import { isValidRoomId, isValidUserId } from "../identifiers.ts";
 import type { JsonObject } from "../json.ts";
+import { checkPendingInvites } from "./invite_quota.ts";
 import { RoomAliases } from "./room_aliases.ts";
 import { RoomState } from "./room_state.ts";
 import {
@@ -234,6 +235,8 @@ export class MembershipService {
     extra: JsonObject,
     clearsForgotten: boolean,
   ): Promise<string> {
+    // Every way to invite (/invite, a member state event) is held to the invitee's cap.
+    if (membership === "invite") await checkPendingInvites(this.deps.store, target, roomId);
     const content = await memberContent(this.deps, target, membership, extra);
     const sent = await this.deps.sender.send({
       roomId,

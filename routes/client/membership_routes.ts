@@ -5,7 +5,6 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { isValidUserId } from "../../domain/identifiers.ts";
-import { checkPendingInvites } from "../../domain/rooms/invite_quota.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
@@ -51,7 +50,6 @@ export function membershipArea(deps: AppDeps): ClientArea {
     const body = await readJsonBody(c, targetBody);
     // Per invitee too: many inviters must not bury one user's sync under invites.
     takeRateLimit(deps, c, "invited", `user:${body.user_id}`);
-    await checkPendingInvites(deps.eventStore, body.user_id, roomId);
     await membership.invite(user(c), roomId, body.user_id, { reason: body.reason });
     return c.json({});
   });

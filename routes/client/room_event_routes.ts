@@ -12,7 +12,7 @@ import type { JsonObject } from "../../domain/json.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
-import { rateLimited } from "./rate_limit_middleware.ts";
+import { rateLimited, takeRateLimit } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 /** Any JSON object: event content is the sender's business, beyond its size. */
@@ -117,6 +117,8 @@ export function roomEventArea(deps: AppDeps): ClientArea {
     // Member events follow the membership rules (who names a restricted join's authoriser),
     // as Synapse routes them through update_membership.
     if (type === "m.room.member") {
+      // An invite sent as state counts against the invitee's limit, as through /invite.
+      if (content.membership === "invite") takeRateLimit(deps, c, "invited", `user:${key}`);
       const memberEventId = await deps.rooms.membership.putMemberState(
         userId,
         roomId,

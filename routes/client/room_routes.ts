@@ -8,7 +8,7 @@ import type { JsonObject } from "../../domain/json.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
-import { rateLimited } from "./rate_limit_middleware.ts";
+import { rateLimited, takeRateLimit } from "./rate_limit_middleware.ts";
 import { roomIdParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
@@ -55,6 +55,10 @@ export function roomArea(deps: AppDeps): ClientArea {
 
   app.post("/createRoom", auth, rateLimited(deps, "create_room"), async (c) => {
     const body = await readJsonBody(c, createRoomBody);
+    // Each invitee's limit, as through /invite: new rooms must not be a way around it.
+    for (const invitee of new Set(body.invite ?? [])) {
+      takeRateLimit(deps, c, "invited", `user:${invitee}`);
+    }
     const roomId = await rooms.creator.create({
       creator: c.get("session").userId,
       visibility: body.visibility,

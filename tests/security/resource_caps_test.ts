@@ -138,6 +138,20 @@ Deno.test("finding 10: invites are limited per inviter and per invitee", async (
     }
     assertEquals(statuses.slice(0, invitedBurst), Array(invitedBurst).fill(200));
     assertEquals(statuses[invitedBurst], 429);
+    // The empty bucket holds for the other ways to invite too: a member state event, and
+    // createRoom's invite list.
+    const { room } = await createRoom(server, mallory.accessToken, { preset: "private_chat" });
+    const viaState = await server.request(
+      "PUT",
+      `${room}/state/m.room.member/${encodeURIComponent(victim.userId)}`,
+      { token: mallory.accessToken, body: { membership: "invite" } },
+    );
+    assertEquals(viaState.status, 429, JSON.stringify(viaState.body));
+    const viaCreate = await server.request("POST", `${V3}/createRoom`, {
+      token: mallory.accessToken,
+      body: { preset: "private_chat", invite: [victim.userId] },
+    });
+    assertEquals(viaCreate.status, 429, JSON.stringify(viaCreate.body));
     const sync = await server.request("GET", `${V3}/sync`, { token: victim.accessToken });
     assertEquals(Object.keys(sync.body.rooms?.invite ?? {}).length, invitedBurst);
   } finally {
@@ -431,9 +445,32 @@ Deno.test("finding 10: a user holds at most 200 pending invites; rejecting one m
     assertEquals(over.res.status, 403);
     assertEquals(over.res.body.errcode, "M_FORBIDDEN");
     assert(/pending invites/.test(over.res.body.error), over.res.body.error);
+    // The other ways to invite are held to the same cap: a member state event, and
+    // createRoom's invite list (which refuses the whole room, writing nothing).
+    const bypass = await createRoom(server, mallory.accessToken, { preset: "private_chat" });
+    const viaState = await server.request(
+      "PUT",
+      `${bypass.room}/state/m.room.member/${encodeURIComponent(victim.userId)}`,
+      { token: mallory.accessToken, body: { membership: "invite" } },
+    );
+    assertEquals(viaState.status, 403, JSON.stringify(viaState.body));
+    assert(/pending invites/.test(viaState.body.error), viaState.body.error);
+    const roomsBefore = await server.deps.eventStore.roomsOfUser(mallory.userId);
+    const viaCreate = await server.request("POST", `${V3}/createRoom`, {
+      token: mallory.accessToken,
+      body: { preset: "private_chat", invite: [victim.userId] },
+    });
+    assertEquals(viaCreate.status, 403, JSON.stringify(viaCreate.body));
+    assert(/pending invites/.test(viaCreate.body.error), viaCreate.body.error);
+    assertEquals(
+      (await server.deps.eventStore.roomsOfUser(mallory.userId)).length,
+      roomsBefore.length,
+      "a refused createRoom made a room",
+    );
     const state = await server.deps.eventStore.roomsOfUser(victim.userId, ["invite"]);
     assertEquals(state.length, 200);
     assert(!state.some((m) => m.roomId === over.roomId), "the refused invite was written");
+    assert(!state.some((m) => m.roomId === bypass.roomId), "the state-event invite was written");
     // The victim rejects one: another invite fits again.
     assertEquals(
       (await server.request("POST", `${first}/leave`, { token: victim.accessToken })).status,
