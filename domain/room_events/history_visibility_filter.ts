@@ -60,7 +60,24 @@ export class HistoryVisibilityFilter {
       const found = await this.#hiddenByHistory(userId, undecided, joinedLater, events);
       for (const id of found) hidden.add(id);
     }
+    if (joinedLater) await this.#showCurrentState(events, hidden);
     return hidden.size === 0 ? [...events] : events.filter((e) => !hidden.has(e.eventId));
+  }
+
+  /**
+   * A joined reader sees the room's current state anyway (`/state`, sync's state section), so a
+   * hidden timeline event that still is current state is shown where it happened, as Synapse's
+   * sync does (`always_include_ids`): a rejoiner learns who joined while they were away from the
+   * timeline, not only from a state section. One read of those keys, only when one is hidden.
+   */
+  async #showCurrentState(events: readonly StoredEvent[], hidden: Set<string>): Promise<void> {
+    const candidates = events.filter((e) => hidden.has(e.eventId) && e.pdu.state_key !== undefined);
+    if (candidates.length === 0) return;
+    const keys = candidates.map((e) => stateKey(e.pdu.type, e.pdu.state_key!));
+    const current = await this.store.currentStateEventIds(candidates[0].roomId, keys);
+    candidates.forEach((e, i) => {
+      if (current.get(keys[i]) === e.eventId) hidden.delete(e.eventId);
+    });
   }
 
   #obviouslyVisible(userId: string, event: StoredEvent, membership: StoredEvent | null) {

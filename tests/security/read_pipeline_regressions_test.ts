@@ -258,3 +258,35 @@ Deno.test("finding 20: redacted content is stripped in federation-format sync, /
     server.close();
   }
 });
+
+Deno.test("finding 1 follow-up: a rejoiner's sync timeline carries current state set while they were away (as SyTest's 'Current state appears in timeline in private history' and Synapse)", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" });
+  const alice = client(server, await registerUser(server, "alice"));
+  const bob = client(server, await registerUser(server, "bob"));
+  const carol = client(server, await registerUser(server, "carol"));
+  try {
+    const roomId = await alice.createRoom();
+    await bob.join(roomId);
+    await alice.state(roomId, "m.room.history_visibility", { history_visibility: "joined" });
+    await alice.invite(roomId, carol.user.userId);
+    const since = (await bob.sync()).next_batch as string;
+    await bob.leave(roomId);
+    await alice.say(roomId, "sent while bob was away");
+    await carol.join(roomId);
+    await bob.join(roomId);
+    const body = await bob.sync(`since=${since}`);
+    const timeline = body.rooms.join[roomId].timeline.events as JsonObject[];
+    // Carol's join is current state, which a joined member sees anyway (/state), so it is
+    // shown where it happened; the message sent while bob was away stays hidden.
+    assert(
+      timeline.some((e) =>
+        e.type === "m.room.member" && e.state_key === carol.user.userId &&
+        (e.content as JsonObject).membership === "join"
+      ),
+      JSON.stringify(timeline.map((e) => [e.type, e.state_key])),
+    );
+    assertEquals(bodiesIn(body).includes("sent while bob was away"), false);
+  } finally {
+    server.close();
+  }
+});
