@@ -21,6 +21,9 @@ export const MAX_FILTER_BYTES = 60_000;
  */
 export const MAX_FILTERS_PER_USER = 100;
 
+/** Characters of a filter ID: 132 bits of the filter's hash. */
+const FILTER_ID_LENGTH = 22;
+
 /** Stores and resolves filters for /user/{userId}/filter and /sync. */
 export class FilterService {
   /** Over a filter store. */
@@ -33,7 +36,10 @@ export class FilterService {
     if (new TextEncoder().encode(json).byteLength > MAX_FILTER_BYTES) {
       throw new MatrixError("M_TOO_LARGE", 413, "Filter is too large");
     }
-    const filterId = encodeBase64UrlUnpadded(sha256(new TextEncoder().encode(json))).slice(0, 22);
+    const filterId = encodeBase64UrlUnpadded(sha256(new TextEncoder().encode(json))).slice(
+      0,
+      FILTER_ID_LENGTH,
+    );
     if (!(await this.store.put(userId, filterId, filter, MAX_FILTERS_PER_USER))) {
       throw new MatrixError(
         "M_TOO_LARGE",
@@ -47,6 +53,9 @@ export class FilterService {
 
   /** A stored filter as uploaded; M_NOT_FOUND when unknown. */
   async get(userId: string, filterId: string): Promise<JsonObject> {
+    // IDs we hand out are 22 characters; a longer one names nothing (and a very long one would
+    // not fit a KV key, so it is not even looked up).
+    if (filterId.length > FILTER_ID_LENGTH) throw notFound("Unknown filter");
     const filter = await this.store.get(userId, filterId);
     if (!filter) throw notFound("Unknown filter");
     return filter;

@@ -11,6 +11,7 @@ import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { rateLimited } from "./rate_limit_middleware.ts";
+import { pathParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 /** Longest device display name accepted. */
@@ -53,7 +54,7 @@ export function deviceArea(deps: AppDeps): ClientArea {
   });
 
   v3.get("/devices/:deviceId", async (c) => {
-    const device = await accounts.getDevice(c.get("session").userId, c.req.param("deviceId"));
+    const device = await accounts.getDevice(c.get("session").userId, pathParam(c, "deviceId"));
     if (!device) throw notFound("No such device");
     return c.json(deviceJson(device));
   });
@@ -65,7 +66,7 @@ export function deviceArea(deps: AppDeps): ClientArea {
       { emptyAsObject: true },
     );
     const { userId } = c.get("session");
-    const deviceId = c.req.param("deviceId");
+    const deviceId = pathParam(c, "deviceId");
     const found = body.display_name === undefined
       ? (await accounts.getDevice(userId, deviceId)) !== null
       : await accounts.renameDevice(userId, deviceId, body.display_name);
@@ -78,7 +79,7 @@ export function deviceArea(deps: AppDeps): ClientArea {
       emptyAsObject: true,
     });
     const { userId } = c.get("session");
-    const deviceId = c.req.param("deviceId");
+    const deviceId = pathParam(c, "deviceId");
     // A missing device is reported before asking for a password the client need not give.
     if (!(await accounts.getDevice(userId, deviceId))) throw notFound("No such device");
     await deleteWithAuth(userId, body.auth, [deviceId]);

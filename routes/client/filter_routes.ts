@@ -7,6 +7,7 @@ import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { rateLimited } from "./rate_limit_middleware.ts";
+import { pathParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 /** The filter area: a user may only store and read their own filters. */
@@ -31,7 +32,7 @@ export function filterArea(deps: AppDeps): ClientArea {
     if (userId !== c.get("session").userId) {
       throw forbidden("Cannot read filters of other users");
     }
-    return c.json(await deps.filters.get(userId, c.req.param("filterId")));
+    return c.json(await deps.filters.get(userId, pathParam(c, "filterId")));
   });
 
   return { v3: v3 as unknown as Hono };

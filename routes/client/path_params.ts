@@ -12,10 +12,19 @@ import {
   requireValid,
 } from "../../domain/identifiers.ts";
 
-/** A non-empty path parameter. */
+/**
+ * Longest path parameter, in bytes: the spec's limit for IDs and event types, and well inside
+ * KV's 2 KiB keys, which every parameter may end up in (a longer one failed inside the read).
+ */
+export const MAX_PATH_PARAM_BYTES = 255;
+
+/** A non-empty path parameter of at most MAX_PATH_PARAM_BYTES. */
 export function pathParam(c: Context, name: string): string {
   const value = c.req.param(name);
   if (value === undefined || value === "") throw invalidParam(`Missing path parameter ${name}`);
+  if (new TextEncoder().encode(value).byteLength > MAX_PATH_PARAM_BYTES) {
+    throw invalidParam(`Path parameter ${name} is longer than ${MAX_PATH_PARAM_BYTES} bytes`);
+  }
   return value;
 }
 

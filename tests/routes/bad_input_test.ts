@@ -167,3 +167,57 @@ Deno.test("invalid IDs in paths get a Matrix 4xx, never a 500, and write nothing
     server.close();
   }
 });
+
+Deno.test("over-long path parameters and ID queries on every route get a Matrix 4xx, never a 500, and write nothing", async () => {
+  // A value past KV's 2 KiB key limit: IDs, types and names that reach a KV key must be refused
+  // (or found unknown) before the read, not fail inside it. One parameter at a time is long,
+  // the others valid, so an earlier check of another parameter cannot hide the failure.
+  const { server, alice, ids } = await setup();
+  try {
+    const long = "x".repeat(3000);
+    const valid: Record<string, string> = {
+      userId: alice.userId,
+      roomId: ids.room,
+      roomIdOrAlias: ids.room,
+      eventId: ids.event,
+      deviceId: alice.deviceId,
+    };
+    const failures: string[] = [];
+    const seen = new Set<string>();
+    for (const route of server.app.routes) {
+      if (route.method === "ALL" || route.method === "OPTIONS") continue;
+      const params = [...route.path.matchAll(/:([A-Za-z]+)/g)].map((m) => m[1]);
+      for (const param of params) {
+        const path = route.path.replace(
+          /:([A-Za-z]+)/g,
+          (_, name: string) =>
+            name === param ? long : encodeURIComponent(valid[name] ?? "org.example.x"),
+        );
+        if (seen.has(`${route.method} ${path}`)) continue;
+        seen.add(`${route.method} ${path}`);
+        const before = await countEntries(server.kv);
+        const res = await server.request(route.method, path, {
+          token: alice.accessToken,
+          body: route.method === "GET" ? undefined : {},
+        });
+        const after = await countEntries(server.kv);
+        const where = `${route.method} ${route.path} (long ${param})`;
+        if (res.status >= 500 || typeof res.body?.errcode !== "string") {
+          failures.push(`${where}: ${res.status} ${JSON.stringify(res.body)}`);
+        }
+        if (after !== before) failures.push(`${where}: wrote ${after - before}`);
+      }
+    }
+    for (const query of ["filter", "since", "from", "to", "at", "version"]) {
+      for (const path of ["/sync", "/notifications", "/publicRooms", "/room_keys/keys"]) {
+        const res = await server.request("GET", `${V3}${path}?timeout=0&${query}=${long}`, {
+          token: alice.accessToken,
+        });
+        if (res.status >= 500) failures.push(`GET ${path}?${query}=: ${res.status}`);
+      }
+    }
+    assertEquals(failures, []);
+  } finally {
+    server.close();
+  }
+});
