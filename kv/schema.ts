@@ -537,7 +537,7 @@ export const e2eeKeys = {
     userId,
     deviceId,
   ],
-  /** (userId, deviceId) -> {token, lastStamp}: what the device's latest sync handed out. */
+  /** (userId, deviceId) -> {handouts: [{token, lastStamp}]}: what the latest syncs handed out. */
   toDeviceDelivery: (userId: string, deviceId: string): Deno.KvKey => [
     "userdeviceid_todevicedelivery",
     userId,

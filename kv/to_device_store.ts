@@ -9,11 +9,13 @@
  * every commit of a request, so a retry after a crash (or a concurrent retry) resumes after the
  * last recipient that has its message and never writes one twice.
  *
- * Delivery record (`toDeviceDelivery`): `{token, lastStamp}` of the device's latest handing-out.
- * Sync tokens are one clock for every stream, so "delete everything up to since" would drop
- * messages the per-response cap held back; instead only a sync whose `since` IS that token
- * acknowledges, and only up to `lastStamp`. A stale record is harmless: the messages it names
- * are gone and later ones sort after it.
+ * Delivery record (`toDeviceDelivery`): `{token, lastStamp}` of the device's latest hand-outs
+ * (a few, newest last). Sync tokens are one clock for every stream, so "delete everything up to
+ * since" would drop messages the per-response cap held back; instead only a sync whose `since`
+ * IS one of those tokens acknowledges, and only up to its `lastStamp`. More than one is kept
+ * because a device can have two sync loops (or a retry) in flight: if only the newest were kept,
+ * the other loop's next sync would acknowledge nothing and get the same messages again. A stale
+ * entry is harmless: the messages it names are gone and later ones sort after it.
  */
 import type {
   ToDeviceDelivery,
@@ -37,9 +39,20 @@ interface TxnRecord {
 }
 
 /** Stored delivery record: the token a handing-out went out with, and its last inbox stamp. */
-interface DeliveryRecord {
+interface Handout {
   token: string;
   lastStamp: string;
+}
+
+/** Stored delivery record: the latest hand-outs, newest last (one bare hand-out before). */
+type DeliveryRecord = { handouts: Handout[] } | Handout;
+
+/** Hand-outs remembered per device: enough for a retry beside a running sync loop. */
+const MAX_HANDOUTS = 4;
+
+function handoutsOf(record: DeliveryRecord | null): Handout[] {
+  if (record === null) return [];
+  return "handouts" in record ? record.handouts : [record];
 }
 
 /** Mutations of one commit besides the deliveries (the transaction record's set). */
@@ -122,9 +135,10 @@ export class KvToDeviceStore implements ToDeviceStore {
       // concurrent sync of this device (which rewrites the record) sends this one round again
       // instead of handing out what it deleted.
       const record = await this.kv.get<DeliveryRecord>(recordKey);
-      const ackUpTo = request.since !== undefined && record.value?.token === request.since
-        ? record.value.lastStamp
-        : undefined;
+      const handouts = handoutsOf(record.value);
+      const ackUpTo = request.since === undefined
+        ? undefined
+        : handouts.find((h) => h.token === request.since)?.lastStamp;
       const acknowledged: Deno.KvKey[] = [];
       const taken: { stamp: string; value: Uint8Array }[] = [];
       const batchSize = Math.min(1000, request.limit + 1);
@@ -146,8 +160,13 @@ export class KvToDeviceStore implements ToDeviceStore {
       for (const batch of batches) await deleteKeys(this.kv, batch);
       const op = this.kv.atomic().check(record);
       for (const key of last) op.delete(key);
+      // Hand-outs the acknowledgement covered name nothing left; the others stay acknowledgeable.
+      const kept = handouts.filter((h) => ackUpTo === undefined || h.lastStamp > ackUpTo);
       if (taken.length > 0) {
-        const value: DeliveryRecord = { token: request.upTo, lastStamp: taken.at(-1)!.stamp };
+        kept.push({ token: request.upTo, lastStamp: taken.at(-1)!.stamp });
+      }
+      if (kept.length > 0) {
+        const value: DeliveryRecord = { handouts: kept.slice(-MAX_HANDOUTS) };
         op.set(recordKey, value);
       } else {
         op.delete(recordKey);
