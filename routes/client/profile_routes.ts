@@ -2,7 +2,7 @@
  * Profiles: `GET /profile/{userId}`, and `GET/PUT/DELETE /profile/{userId}/{keyName}`, which
  * also serves the legacy `displayname` and `avatar_url` paths.
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { badJson, missingParam } from "../../domain/errors.ts";
 import type { JsonValue } from "../../domain/json.ts";
@@ -12,7 +12,7 @@ import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
-import { pathParam, userIdParam } from "./path_params.ts";
+import { userIdParam } from "./path_params.ts";
 
 const fieldBody = z.record(z.string(), z.unknown());
 
@@ -28,14 +28,14 @@ export function profileArea(deps: AppDeps): ClientArea {
   });
 
   v3.get("/profile/:userId/:keyName", async (c) => {
-    const key = pathParam(c, "keyName");
+    const key = profileKeyParam(c);
     const value = await profiles.field(userIdParam(c), key);
     return c.json({ [key]: value });
   });
 
   v3.put("/profile/:userId/:keyName", session, rateLimited(deps, "profile"), async (c) => {
     const userId = userIdParam(c);
-    const key = pathParam(c, "keyName");
+    const key = profileKeyParam(c);
     checkProfileKey(key);
     const body = await readJsonBody(c, fieldBody);
     if (!(key in body)) throw missingParam(`Missing '${key}' in the body`);
@@ -46,9 +46,19 @@ export function profileArea(deps: AppDeps): ClientArea {
 
   v3.delete("/profile/:userId/:keyName", session, rateLimited(deps, "profile"), async (c) => {
     const userId = userIdParam(c);
-    await profiles.deleteField(c.get("session").userId, userId, pathParam(c, "keyName"));
+    await profiles.deleteField(c.get("session").userId, userId, profileKeyParam(c));
     return c.json({});
   });
 
   return { v3: v3 as unknown as Hono };
+}
+
+/**
+ * The `{keyName}` of a profile path, checked against the profile key grammar first: a key over
+ * 255 bytes is the spec's M_KEY_TOO_LARGE, not the generic over-long parameter error.
+ */
+function profileKeyParam(c: Context): string {
+  const key = c.req.param("keyName") ?? "";
+  checkProfileKey(key);
+  return key;
 }
