@@ -189,7 +189,7 @@ export class RoomEventReads {
     if (!head || head.lastPosition === 0) {
       throw notFound(`Room ${roomId} is not known to this server`);
     }
-    const room = await this.#open(reader, roomId);
+    const room = await this.#open(reader, roomId, head);
     const membership = membershipValue(room.membership);
     let stateMap: StateMap;
     if (membership === "join") {
@@ -224,7 +224,7 @@ export class RoomEventReads {
     if (!head || head.lastPosition === 0) {
       throw notFound(`Room ${roomId} is not known to this server`);
     }
-    const room = await this.#open(reader, roomId);
+    const room = await this.#open(reader, roomId, head);
     if (membershipValue(room.membership) !== "join") {
       throw forbidden("You are not joined to this room");
     }
@@ -245,8 +245,12 @@ export class RoomEventReads {
   }
 
   /** The room's version and the reader; M_FORBIDDEN for outsiders of non-world-readable rooms. */
-  async #open(reader: Reader, roomId: string): Promise<OpenRoom> {
-    const head = await this.store.roomHead(roomId);
+  async #open(
+    reader: Reader,
+    roomId: string,
+    known?: Awaited<ReturnType<EventReader["roomHead"]>>,
+  ): Promise<OpenRoom> {
+    const head = known ?? await this.store.roomHead(roomId);
     if (!head) throw forbidden("You are not in this room");
     const version = roomVersion(head.roomVersion);
     if (!version) throw unsupportedRoomVersion(head.roomVersion);
