@@ -1,4 +1,4 @@
-/** Small membership look-ups shared by the user-data services (typing, receipts, profiles). */
+/** Small membership look-ups shared by the user-data services (typing, receipts, profiles, presence). */
 import { forbidden } from "../errors.ts";
 import type { EventReader } from "../ports/event_store.ts";
 
@@ -24,4 +24,18 @@ export async function requireJoined(
   if (await membershipOf(events, roomId, userId) !== "join") {
     throw forbidden(`${userId} is not joined to ${roomId}`);
   }
+}
+
+/** Whether both users are joined to some room now (two reads of current membership). */
+export async function sharesJoinedRoom(
+  events: Pick<EventReader, "roomsOfUser">,
+  a: string,
+  b: string,
+): Promise<boolean> {
+  const [roomsOfA, roomsOfB] = await Promise.all([
+    events.roomsOfUser(a, ["join"]),
+    events.roomsOfUser(b, ["join"]),
+  ]);
+  const ids = new Set(roomsOfA.map((r) => r.roomId));
+  return roomsOfB.some((r) => ids.has(r.roomId));
 }

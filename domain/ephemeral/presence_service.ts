@@ -6,6 +6,7 @@ import { badJson, forbidden } from "../errors.ts";
 import type { JsonObject } from "../json.ts";
 import type { PresenceRecord, PresenceState, PresenceStore } from "../ports/presence_store.ts";
 import type { EventReader } from "../ports/event_store.ts";
+import { sharesJoinedRoom } from "./membership_checks.ts";
 
 /** A user counts as currently active this long after their last activity (Synapse: 60 s). */
 export const CURRENTLY_ACTIVE_MS = 60_000;
@@ -78,21 +79,11 @@ export class PresenceService {
    * Synapse's rule), so a status message is no broadcast to strangers.
    */
   async status(requester: string, userId: string): Promise<JsonObject> {
-    if (requester !== userId && !(await this.sharesJoinedRoom(requester, userId))) {
+    if (requester !== userId && !(await sharesJoinedRoom(this.deps.events, requester, userId))) {
       throw forbidden("You are not allowed to see this user's presence");
     }
     const record = await this.deps.store.get(userId);
     return presenceContent(record ?? { userId, presence: "offline" }, this.#now());
-  }
-
-  /** Whether both users are joined to some room now (two reads of current membership). */
-  async sharesJoinedRoom(a: string, b: string): Promise<boolean> {
-    const [roomsOfA, roomsOfB] = await Promise.all([
-      this.deps.events.roomsOfUser(a, ["join"]),
-      this.deps.events.roomsOfUser(b, ["join"]),
-    ]);
-    const ids = new Set(roomsOfA.map((r) => r.roomId));
-    return roomsOfB.some((r) => ids.has(r.roomId));
   }
 
   #now(): number {
