@@ -31,6 +31,8 @@ export interface Config {
   /** The 32-byte Ed25519 seed; undefined means generate one and keep it in KV. */
   readonly signingKeySeed: Uint8Array | undefined;
   readonly rateLimits: boolean;
+  /** Outbound requests (push gateways, identity servers) may reach private addresses. */
+  readonly outboundAllowPrivate: boolean;
   /** TURN servers for `GET /voip/turnServer`; undefined when none is configured. */
   readonly turn?:
     | {
@@ -55,6 +57,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   hostname: "127.0.0.1",
   kvPath: "./data/tessera.kv",
   rateLimits: true,
+  outboundAllowPrivate: false,
   turnTtlSeconds: 86_400,
 });
 
@@ -193,6 +196,7 @@ const variables = {
   TESSERA_TLS_KEY: variable((raw) => ({ value: raw })),
   TESSERA_SIGNING_KEY: variable(parseSigningKeySeed),
   TESSERA_RATE_LIMITS: variable(parseSwitch),
+  TESSERA_OUTBOUND_ALLOW_PRIVATE: variable(parseSwitch),
   TESSERA_TURN_URIS: variable(parseTurnUris),
   TESSERA_TURN_SHARED_SECRET: variable((raw) => ({ value: raw })),
   TESSERA_TURN_TTL_SECONDS: variable(parseTtlSeconds),
@@ -254,6 +258,7 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
     tls,
     signingKeySeed: v.TESSERA_SIGNING_KEY,
     rateLimits: v.TESSERA_RATE_LIMITS ?? CONFIG_DEFAULTS.rateLimits,
+    outboundAllowPrivate: v.TESSERA_OUTBOUND_ALLOW_PRIVATE ?? CONFIG_DEFAULTS.outboundAllowPrivate,
     // Absent rather than undefined when unset, so configurations without TURN compare equal.
     ...(v.TESSERA_TURN_URIS !== undefined && v.TESSERA_TURN_SHARED_SECRET !== undefined
       ? {

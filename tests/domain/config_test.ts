@@ -51,6 +51,7 @@ Deno.test("defaults in dev mode: open registration", () => {
     tls: undefined,
     signingKeySeed: undefined,
     rateLimits: true,
+    outboundAllowPrivate: false,
   });
   assert.ok(Object.isFrozen(config));
   assert.ok(Object.isFrozen(CONFIG_DEFAULTS));
@@ -214,6 +215,17 @@ Deno.test("rate limits switch", () => {
     { TESSERA_RATE_LIMITS: "yes" },
     "TESSERA_RATE_LIMITS",
     /"on" or "off", got "yes"/,
+  );
+});
+
+Deno.test("outbound private-address switch: off by default", () => {
+  assert.equal(loadConfig({}, DEV).outboundAllowPrivate, false);
+  const on = loadConfig({ TESSERA_OUTBOUND_ALLOW_PRIVATE: "on" }, PROD);
+  assert.equal(on.outboundAllowPrivate, true);
+  assertConfigError(
+    { TESSERA_OUTBOUND_ALLOW_PRIVATE: "true" },
+    "TESSERA_OUTBOUND_ALLOW_PRIVATE",
+    /"on" or "off", got "true"/,
   );
 });
 
