@@ -145,7 +145,12 @@ Deno.test("push rules: bad input is refused with Matrix errors", async () => {
     );
     await expect(put("override/x", "{not json"), 400, "M_NOT_JSON");
     await expect(put("content/x", { actions: [] }), 400, "M_MISSING_PARAM");
-    await expect(put("override/x", { actions: [] }, "?before=nope"), 400, "M_UNKNOWN");
+    await expect(
+      put("override/x", { actions: [], conditions: [] }, "?before=nope"),
+      400,
+      "M_UNKNOWN",
+    );
+    await expect(put("underride/x", { actions: [] }), 400, "M_MISSING_PARAM");
     await expect(put("override/x/enabled", { enabled: "yes" }), 400, "M_BAD_JSON");
     await expect(put("override/x/enabled", { enabled: true }), 404, "M_NOT_FOUND");
     await expect(put("override/x/actions", { actions: [] }), 404, "M_NOT_FOUND");
@@ -170,6 +175,60 @@ Deno.test("push rules: bad input is refused with Matrix errors", async () => {
       conditions: [{ kind: "org.example.new" }],
     });
     assertEquals(ok.status, 200);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("push rules: paths per scope and kind, malformed ones answer 400", async () => {
+  const server = await startTestServer();
+  try {
+    const { accessToken: token } = await registerUser(server, "carol");
+    const req = (method: string, path: string, body?: unknown) =>
+      server.request(method, `${RULES}${path}`, { token, body });
+    assertEquals(
+      (await req("PUT", "/global/room/%21r%3Aexample.org", { actions: ["dont_notify"] })).status,
+      200,
+    );
+    const rooms = await req("GET", "/global/room/");
+    assertEquals(rooms.status, 200);
+    assertEquals(rooms.body[0].rule_id, "!r:example.org");
+    assertEquals((await req("GET", "/global/")).body.room[0].rule_id, "!r:example.org");
+    assertEquals((await req("GET", "/")).body.global.room[0].rule_id, "!r:example.org");
+    const override = await req("GET", "/global/override/");
+    assertEquals(override.body[0].rule_id, ".m.rule.master");
+
+    assertEquals((await req("GET", "")).status, 404);
+    for (
+      const path of [
+        "/global",
+        "/global/room",
+        "/not_a_scope/",
+        "/global/not_a_kind/",
+        "/global/override/.m.rule.master/not_an_attr",
+        "/global/override/.m.rule.master/enabled/more",
+      ]
+    ) {
+      assertEquals((await req("GET", path)).status, 400, `GET ${path}`);
+    }
+    for (
+      const [path, body] of [
+        ["/", {}],
+        ["/not_a_scope/room/x", { actions: [] }],
+        ["/global", {}],
+        ["/global/room", { actions: [] }],
+        ["/global/room/", { actions: [] }],
+        ["/global/not_a_kind/x", { actions: [] }],
+        ["/global/override/.m.rule.master/not_an_attr", { enabled: true }],
+        ["/global/override/.m.rule.master/enabled", { enabled: "no" }],
+        ["/global/room/a%2Fb", { actions: [] }],
+      ] as const
+    ) {
+      assertEquals((await req("PUT", path, body)).status, 400, `PUT ${path}`);
+    }
+    assertEquals((await req("DELETE", "/global/room/")).status, 400);
+    assertEquals((await req("DELETE", "/global/room/%21r%3Aexample.org")).status, 200);
+    assertEquals((await req("GET", "/global/room/")).body, []);
   } finally {
     server.close();
   }
