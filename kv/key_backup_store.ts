@@ -8,7 +8,7 @@
  * concurrent requests queue instead of failing each other's checks.
  */
 import { contentionError } from "./commit_retry.ts";
-import type { JsonObject } from "../domain/json.ts";
+import type { JsonObject, JsonValue } from "../domain/json.ts";
 import type {
   BackedUpKey,
   BackupKeysState,
@@ -71,7 +71,7 @@ export class KvKeyBackupStore implements KeyBackupStore {
   /** Store backups in `kv`. */
   constructor(private readonly kv: Deno.Kv) {}
 
-  createVersion(userId: string, algorithm: string, authData: JsonObject): Promise<number> {
+  createVersion(userId: string, algorithm: string, authData: JsonValue): Promise<number> {
     const headKey = e2eeKeys.backupHead(userId);
     return this.#serialised(userId, async () => {
       for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
@@ -116,7 +116,7 @@ export class KvKeyBackupStore implements KeyBackupStore {
     userId: string,
     version: number,
     algorithm: string,
-    authData: JsonObject,
+    authData: JsonValue,
   ): Promise<BackupUpdateResult> {
     const key = e2eeKeys.backupVersion(userId, version);
     const bytes = encodeJson(authData);
@@ -432,7 +432,7 @@ function versionInfo(version: number, record: BackupVersionRecord): BackupVersio
   return {
     version,
     algorithm: record.algorithm,
-    authData: decodeJson<JsonObject>(record.authData),
+    authData: decodeJson<JsonValue>(record.authData),
     count: record.count,
     etag: String(record.etag),
   };

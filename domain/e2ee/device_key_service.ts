@@ -90,20 +90,20 @@ export class DeviceKeyService {
     return await this.storeUpload(
       userId,
       deviceId,
-      await this.checkUpload(userId, deviceId, request),
+      this.checkUpload(userId, deviceId, request),
     );
   }
 
   /**
-   * Every check of an upload that needs no stored state (shapes, sizes, the self-signature),
+   * Every check of an upload that needs no stored state (ownership, shapes, sizes),
    * writing nothing; `storeUpload` stores the result. Lets a caller that creates the device
    * first (a dehydrated device) refuse bad keys before it writes anything.
    */
-  async checkUpload(
+  checkUpload(
     userId: string,
     deviceId: string,
     request: KeyUploadRequest,
-  ): Promise<KeyUpload> {
+  ): KeyUpload {
     const upload: KeyUpload = {
       oneTimeKeys: request.one_time_keys === undefined
         ? []
@@ -111,7 +111,7 @@ export class DeviceKeyService {
       fallbackKeys: fallbackKeysOf(request),
     };
     if (request.device_keys !== undefined) {
-      const deviceKeys = await checkDeviceKeys(request.device_keys, userId, deviceId);
+      const deviceKeys = checkDeviceKeys(request.device_keys, userId, deviceId);
       upload.deviceKeys = mergeDeviceKeys(deviceKeys);
     }
     return upload;

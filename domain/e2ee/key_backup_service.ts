@@ -6,7 +6,7 @@
  */
 import { invalidParam, MatrixError, notFound, tooLarge } from "../errors.ts";
 import { isValidRoomId } from "../identifiers.ts";
-import type { JsonObject } from "../json.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
 import type {
   BackedUpKey,
   BackedUpKeyMetadata,
@@ -37,7 +37,7 @@ export interface KeyBackupData {
 export interface BackupVersionResponse {
   version: string;
   algorithm: string;
-  auth_data: JsonObject;
+  auth_data: JsonValue;
   count: number;
   etag: string;
 }
@@ -90,7 +90,7 @@ export class KeyBackupService {
   async createVersion(
     userId: string,
     algorithm: string,
-    authData: JsonObject,
+    authData: JsonValue,
   ): Promise<{ version: string }> {
     checkVersionData(algorithm, authData);
     return { version: String(await this.store.createVersion(userId, algorithm, authData)) };
@@ -117,7 +117,7 @@ export class KeyBackupService {
   async updateVersion(
     userId: string,
     versionParam: string,
-    update: { algorithm: string; authData: JsonObject; version?: string },
+    update: { algorithm: string; authData: JsonValue; version?: string },
   ): Promise<void> {
     if (update.version !== undefined && update.version !== versionParam) {
       throw invalidParam("The version in the body does not match the version in the path");
@@ -241,7 +241,12 @@ function versionNumber(versionParam: string): number {
   return version;
 }
 
-function checkVersionData(algorithm: string, authData: JsonObject): void {
+/**
+ * auth_data is the clients' business except for the spec's own algorithm, whose AuthData needs
+ * the backup's public key. Other algorithms' auth_data is stored as sent, whatever its JSON type,
+ * as Synapse does (its own documentation shows an opaque string).
+ */
+function checkVersionData(algorithm: string, authData: JsonValue): void {
   if (algorithm === "" || byteLength(algorithm) > MAX_NAME_BYTES) {
     throw invalidParam(`algorithm must be 1 to ${MAX_NAME_BYTES} bytes`);
   }
@@ -249,7 +254,10 @@ function checkVersionData(algorithm: string, authData: JsonObject): void {
     throw tooLarge(`auth_data is over ${MAX_AUTH_DATA_BYTES} bytes`);
   }
   // The spec's AuthData for the megolm backup requires the backup's public key.
-  if (algorithm === MEGOLM_BACKUP_V1 && typeof authData.public_key !== "string") {
+  if (
+    algorithm === MEGOLM_BACKUP_V1 &&
+    !(isJsonObject(authData) && typeof authData.public_key === "string")
+  ) {
     throw new MatrixError("M_BAD_JSON", 400, "auth_data.public_key must be a string");
   }
 }

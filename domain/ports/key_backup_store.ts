@@ -3,13 +3,14 @@
  * encrypted megolm session keys by (room, session), with an exact key count and an etag that
  * changes whenever (and only when) the stored keys change.
  */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject, JsonValue } from "../json.ts";
 
 /** One backup version as the API shows it. */
 export interface BackupVersionInfo {
   version: number;
   algorithm: string;
-  authData: JsonObject;
+  /** Algorithm-dependent; opaque to the server except for the spec's own algorithm. */
+  authData: JsonValue;
   /** Number of keys stored in the version. */
   count: number;
   /** Opaque; changes with every change of the stored keys. */
@@ -51,7 +52,7 @@ export type BackupUpdateResult = "updated" | "not_found" | "algorithm_mismatch";
 /** Key backup storage. Versions are positive integers, never reused for one user. */
 export interface KeyBackupStore {
   /** Create a version, which becomes the current one; returns its number. */
-  createVersion(userId: string, algorithm: string, authData: JsonObject): Promise<number>;
+  createVersion(userId: string, algorithm: string, authData: JsonValue): Promise<number>;
   /** The current version: the newest not deleted; null when there is none. */
   currentVersion(userId: string): Promise<BackupVersionInfo | null>;
   /** One version; null when it does not exist or was deleted. */
@@ -61,7 +62,7 @@ export interface KeyBackupStore {
     userId: string,
     version: number,
     algorithm: string,
-    authData: JsonObject,
+    authData: JsonValue,
   ): Promise<BackupUpdateResult>;
   /**
    * Delete a version and its keys. The version disappears for readers and writers in one

@@ -8,7 +8,7 @@ import type { Context } from "hono";
 import { z } from "zod";
 import { badJson, invalidParam, missingParam } from "../../domain/errors.ts";
 import { MAX_NAME_BYTES } from "../../domain/e2ee/key_backup_service.ts";
-import { isJsonObject, type JsonObject } from "../../domain/json.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../../domain/json.ts";
 import type { BackedUpKey } from "../../domain/ports/key_backup_store.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, validate } from "../json_body.ts";
@@ -24,9 +24,10 @@ import { pathParam, roomIdParam } from "./path_params.ts";
 export const MAX_ROOM_KEYS_BODY_BYTES = 8 * 1024 * 1024;
 
 const jsonObject = z.custom<JsonObject>(isJsonObject, "must be a JSON object");
+// auth_data: any JSON value (see authData); the service checks the spec algorithm's AuthData.
 const versionBody = z.object({
   algorithm: z.string(),
-  auth_data: jsonObject,
+  auth_data: z.unknown(),
   version: z.string().optional(),
 });
 const keyBackupData = z.object({
@@ -50,7 +51,7 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
 
   v3.post("/room_keys/version", session, limited, async (c) => {
     const body = await readJsonBody(c, versionBody);
-    return c.json(await backup.createVersion(me(c), body.algorithm, body.auth_data));
+    return c.json(await backup.createVersion(me(c), body.algorithm, authData(body.auth_data)));
   });
 
   v3.get("/room_keys/version", session, async (c) => {
@@ -65,7 +66,7 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
     const body = await readJsonBody(c, versionBody);
     await backup.updateVersion(me(c), pathParam(c, "version"), {
       algorithm: body.algorithm,
-      authData: body.auth_data,
+      authData: authData(body.auth_data),
       version: body.version,
     });
     return c.json({});
@@ -129,6 +130,12 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
   });
 
   return { v3: v3 as unknown as Hono };
+}
+
+/** The required `auth_data` of a version body: parsed JSON, so any value but a missing one. */
+function authData(value: unknown): JsonValue {
+  if (value === undefined) throw missingParam("Missing body parameter 'auth_data'");
+  return value as JsonValue;
 }
 
 /** The required `?version=` of the key endpoints. */

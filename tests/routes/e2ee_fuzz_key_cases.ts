@@ -79,7 +79,7 @@ export async function keyUploadCases(f: Fixture): Promise<FuzzCase[]> {
       "AAAA",
       forged.ed25519,
     ]),
-    ...mutations(base, template, ["device_keys", "signatures"], [...NOT_OBJECT, {}, {
+    ...mutations(base, template, ["device_keys", "signatures"], [...NOT_OBJECT, {
       [alice.userId]: "sig",
     }]),
     ...mutations(base, template, ["device_keys", "unsigned"], [DEEP_ARRAY], "any"),

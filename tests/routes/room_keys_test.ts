@@ -285,6 +285,42 @@ Deno.test("room_keys: r0 works the same, and backups are per user", async () => 
   }
 });
 
+Deno.test("room_keys: other algorithms' auth_data is opaque, the spec's needs its public key", async () => {
+  const { server, call } = await setup();
+  try {
+    // Any JSON value for an algorithm the server does not know, as Synapse stores it.
+    const created = await call("POST", "/room_keys/version", {
+      algorithm: "org.example.backup",
+      auth_data: "anopaquestring",
+    });
+    assertEquals([created.status, created.body], [200, { version: "1" }]);
+    const updated = await call("PUT", "/room_keys/version/1", {
+      algorithm: "org.example.backup",
+      auth_data: ["another", "opaque", "value"],
+      version: "1",
+    });
+    assertEquals(updated.status, 200);
+    const read = await call("GET", "/room_keys/version/1");
+    assertEquals(read.body.auth_data, ["another", "opaque", "value"]);
+    const missing = await call("POST", "/room_keys/version", { algorithm: "org.example.backup" });
+    assertEquals([missing.status, missing.body.errcode], [400, "M_MISSING_PARAM"]);
+    for (const authData of ["pk", { public_key: 1 }, null]) {
+      const refused = await call("POST", "/room_keys/version", {
+        algorithm: ALG,
+        auth_data: authData,
+      });
+      assertEquals([refused.status, refused.body.errcode], [400, "M_BAD_JSON"], String(authData));
+    }
+    assertEquals(
+      (await call("GET", "/room_keys/version")).body.version,
+      "1",
+      "nothing was written",
+    );
+  } finally {
+    server.close();
+  }
+});
+
 Deno.test("room_keys: deactivating the account deletes every backup version and its keys", async () => {
   const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" }, FAST_HASHING);
   try {

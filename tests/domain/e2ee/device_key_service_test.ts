@@ -1,6 +1,6 @@
 /**
  * The device key use cases over the KV store (`:memory:`): device keys are the session's own,
- * self-signed and never replaced by other identity keys; one-time keys are unique by ID and
+ * well-formed and never replaced by other identity keys; one-time keys are unique by ID and
  * claimed oldest upload first; fallback keys step in when none is left and report their use;
  * device-list updates are recorded and announced; device deletion removes everything.
  */
@@ -121,20 +121,17 @@ Deno.test("different identity keys for a device that has keys are refused", asyn
   }
 });
 
-Deno.test("device keys must be the session's, complete and self-signed", async () => {
-  const { kv, service, device } = await setup();
+Deno.test("device keys must be the session's and well-formed; signatures are not checked", async () => {
+  const { kv, store, service, device } = await setup();
   try {
     const cases: [JsonObject, string][] = [
       [await device.deviceKeys({ user_id: "@bob:example.org" }), "M_INVALID_PARAM"],
       [await device.deviceKeys({ device_id: "OTHER" }), "M_INVALID_PARAM"],
-      [
-        await device.deviceKeys({ keys: { "ed25519:ALICEDEV": device.ed25519 } }),
-        "M_INVALID_PARAM",
-      ],
-      [await device.deviceKeys({ algorithms: "m.megolm.v1.aes-sha2" }), "M_INVALID_PARAM"],
-      [{ ...await device.deviceKeys(), algorithms: ["tampered"] }, "M_INVALID_SIGNATURE"],
-      [{ ...await device.deviceKeys(), signatures: {} }, "M_INVALID_SIGNATURE"],
-      [{ ...await device.deviceKeys(), signatures: { [ALICE]: "x" } }, "M_INVALID_PARAM"],
+      [{ user_id: ALICE, device_id: "ALICEDEV" }, "M_BAD_JSON"],
+      [await device.deviceKeys({ algorithms: "m.megolm.v1.aes-sha2" }), "M_BAD_JSON"],
+      [await device.deviceKeys({ keys: { ALICEDEV: device.ed25519 } }), "M_BAD_JSON"],
+      [await device.deviceKeys({ keys: { "ed25519:ALICEDEV": 7 } }), "M_BAD_JSON"],
+      [{ ...await device.deviceKeys(), signatures: { [ALICE]: "x" } }, "M_BAD_JSON"],
     ];
     for (const [keys, errcode] of cases) {
       const error = await matrixError(() =>
@@ -142,13 +139,20 @@ Deno.test("device keys must be the session's, complete and self-signed", async (
       );
       assertEquals([error.status, error.errcode], [400, errcode], JSON.stringify(keys));
     }
-    // Signed by another Ed25519 key than the one the object names.
-    const other = await newTestDevice(ALICE, "ALICEDEV");
-    const forged = await other.sign({ ...await device.deviceKeys(), signatures: {} });
-    const error = await matrixError(() =>
-      service.upload(ALICE, "ALICEDEV", { device_keys: forged })
-    );
-    assertEquals(error.errcode, "M_INVALID_SIGNATURE");
+    assertEquals((await store.deviceKeys(new Map([[ALICE, []]]))).get(ALICE)?.size ?? 0, 0);
+
+    // Clients verify a device's self-signature before trusting its keys, so the server stores
+    // keys it cannot verify (as Synapse does): here a placeholder key and signature.
+    const placeholder = {
+      user_id: ALICE,
+      device_id: "ALICEDEV",
+      algorithms: ["m.olm.v1.curve25519-aes-sha2"],
+      keys: { "curve25519:ALICEDEV": "curve25519+key", "ed25519:ALICEDEV": "ed25519+key" },
+      signatures: { [ALICE]: { "ed25519:ALICEDEV": "self+signature" } },
+    };
+    await service.upload(ALICE, "ALICEDEV", { device_keys: placeholder });
+    const stored = await store.deviceKeys(new Map([[ALICE, ["ALICEDEV"]]]));
+    assertEquals(stored.get(ALICE)?.get("ALICEDEV"), placeholder);
   } finally {
     kv.close();
   }
