@@ -4,7 +4,7 @@
  */
 import { badJson, forbidden, MatrixError } from "../errors.ts";
 import type { AccountService } from "./account_service.ts";
-import type { UiaStageHandler } from "./user_interactive_auth.ts";
+import { UiaRefusal, type UiaStageHandler } from "./user_interactive_auth.ts";
 
 /** m.login.dummy: always passes; it only lets a client complete the flow. */
 export const dummyStage: UiaStageHandler = () => Promise.resolve();
@@ -34,12 +34,23 @@ export function identifiedUser(dict: Record<string, unknown>): string | undefine
 export function passwordStage(accounts: AccountService, userId: string): UiaStageHandler {
   return async (auth) => {
     const user = identifiedUser(auth);
-    if (user !== undefined && accounts.userIdForLogin(user) !== userId) {
-      throw forbidden("Authenticate as the user making the request");
+    // Someone else's credentials prove nothing about this session: the request is refused
+    // outright (403, as Synapse does), not answered with another challenge.
+    if (user !== undefined && userIdOrNull(accounts, user) !== userId) {
+      throw new UiaRefusal("M_FORBIDDEN", 403, "Authenticate as the user making the request");
     }
     if (typeof auth.password !== "string") throw badJson("'auth.password' must be a string");
     await accounts.checkPassword(userId, auth.password);
   };
+}
+
+/** The local user ID an identifier names, or null when it names none. */
+function userIdOrNull(accounts: AccountService, user: string): string | null {
+  try {
+    return accounts.userIdForLogin(user);
+  } catch {
+    return null;
+  }
 }
 
 /** m.login.registration_token: the configured token, compared in constant time. */

@@ -34,7 +34,30 @@ export interface UiaRequest {
   flows: UiaFlow[];
   params?: Record<string, unknown>;
   stages: Record<string, UiaStageHandler>;
+  /**
+   * Exactly what is authorised (which devices, say), bound to the session when it starts: a
+   * later request of the session for another operation is refused with 403, as Synapse does.
+   */
+  operation?: string;
+  /**
+   * The request's own parameters, stored with the session so a later request of it may omit
+   * them (registration: the spec lets the client send `username` and the rest only once).
+   * The caller merges; what is given here replaces what the session held.
+   */
+  clientParams?: Record<string, unknown>;
+  /**
+   * Keep the session once a flow is complete instead of deleting it, so a retry of the same
+   * completed request is recognised (registration answers it with the same user).
+   */
+  keepCompleted?: boolean;
 }
+
+/**
+ * Thrown by a stage handler to refuse the whole request rather than fail the stage: the client
+ * gets this error as it is instead of a new 401 challenge (e.g. credentials of another user
+ * than the one making the request: 403, as Synapse answers).
+ */
+export class UiaRefusal extends MatrixError {}
 
 /** Where UIA sessions are kept. */
 export interface UiaSessionStore {
@@ -101,14 +124,16 @@ export class UserInteractiveAuth {
       } catch (error) {
         if (!(error instanceof MatrixError)) throw error;
         // A rate limit is no failed stage: the client must wait, not retry the stage now.
-        if (error.status === 429) throw error;
+        if (error.status === 429 || error instanceof UiaRefusal) throw error;
         await this.store.putUiaSession(session);
         throw this.challenge(request, session, error);
       }
     }
 
+    if (request.clientParams !== undefined) session.params = request.clientParams;
     if (request.flows.some((f) => f.stages.every((s) => session.completed.includes(s)))) {
-      await this.store.deleteUiaSession(session.id);
+      if (request.keepCompleted) await this.store.putUiaSession(session);
+      else await this.store.deleteUiaSession(session.id);
       return session;
     }
     await this.store.putUiaSession(session);
@@ -123,7 +148,29 @@ export class UserInteractiveAuth {
       // Either expired or started for something else: neither may authorise this request.
       throw new MatrixError("M_UNKNOWN", 400, "Unknown or expired authentication session");
     }
+    if (session.operation !== request.operation) {
+      throw new MatrixError(
+        "M_FORBIDDEN",
+        403,
+        "Requested operation has changed during the UI authentication session",
+      );
+    }
     return session;
+  }
+
+  /**
+   * A live session of `action` as stored, without touching it (null when unknown or expired):
+   * lets a caller see what an earlier request of the session left (parameters, results).
+   */
+  async peek(id: unknown, action: string): Promise<UiaSessionRecord | null> {
+    if (typeof id !== "string") return null;
+    const session = await this.store.getUiaSession(id);
+    return session?.action === action ? session : null;
+  }
+
+  /** Record what a completed session's request did (e.g. the user it registered). */
+  async remember(session: UiaSessionRecord, results: Record<string, unknown>): Promise<void> {
+    await this.store.putUiaSession({ ...session, results: { ...session.results, ...results } });
   }
 
   private async newSession(request: UiaRequest, store = true): Promise<UiaSessionRecord> {
@@ -135,6 +182,8 @@ export class UserInteractiveAuth {
       expiresAt: this.now() + this.lifetimeMs,
     };
     if (request.userId !== undefined) session.userId = request.userId;
+    if (request.operation !== undefined) session.operation = request.operation;
+    if (request.clientParams !== undefined) session.params = request.clientParams;
     if (store) await this.store.putUiaSession(session);
     return session;
   }
@@ -156,8 +205,9 @@ export class UserInteractiveAuth {
       flows: request.flows,
       params: request.params ?? {},
       session: session.id,
+      // Always present, empty too: SyTest and Synapse expect the key after a failed stage.
+      completed: [...session.completed],
     };
-    if (session.completed.length > 0) body.completed = [...session.completed];
     return new UiaRequiredError(body, cause);
   }
 }

@@ -82,6 +82,10 @@ export interface UiaSessionRecord {
   completed: string[];
   /** Values a stage has established, e.g. the registration token that was accepted. */
   results: Record<string, unknown>;
+  /** What exactly the session authorises (UiaRequest.operation); fixed when it starts. */
+  operation?: string;
+  /** The request parameters last given in the session (UiaRequest.clientParams). */
+  params?: Record<string, unknown>;
   expiresAt: number;
 }
 

@@ -36,10 +36,14 @@ export function deviceArea(deps: AppDeps): ClientArea {
   v3.use("/devices/*", requireSession(deps.sessions));
   v3.use("/delete_devices", requireSession(deps.sessions));
 
-  /** Delete devices after the user re-enters their password. */
+  /**
+   * Delete devices after the user re-enters their password. The session is bound to these
+   * devices: one started to delete a device cannot delete another (403).
+   */
   async function deleteWithAuth(userId: string, auth: unknown, deviceIds: string[]) {
     await uia.authenticate({
       action: "delete_devices",
+      operation: JSON.stringify([...new Set(deviceIds)].sort()),
       userId,
       auth,
       flows: [{ stages: ["m.login.password"] }],

@@ -34,12 +34,13 @@ Deno.test("password change: UIA, other devices logged out unless asked not to", 
     });
     assertEquals(challenge.status, 401);
     assertEquals(challenge.body.flows, [{ stages: ["m.login.password"] }]);
-    // Another user's identifier cannot authorise this user's password change.
+    // Another user's identifier cannot authorise this user's password change: refused outright
+    // (403, as Synapse answers), and the session stays usable by the right user.
     const someoneElse = await server.request("POST", `${V3}/account/password`, {
       token: alice.accessToken,
       body: { new_password: "new-pw", auth: passwordAuth("bob", "old-pw", challenge.body.session) },
     });
-    assertEquals(someoneElse.status, 401);
+    assertEquals(someoneElse.status, 403);
     assertEquals(someoneElse.body.errcode, "M_FORBIDDEN");
     assertEquals(await loginStatus(server, "alice", "old-pw"), 200);
     const changed = await server.request("POST", `${V3}/account/password`, {

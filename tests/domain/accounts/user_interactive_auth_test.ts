@@ -1,6 +1,7 @@
 import { assert, assertEquals } from "../../assert.ts";
 import { forbidden, MatrixError } from "../../../domain/errors.ts";
 import {
+  UiaRefusal,
   type UiaRequest,
   UiaRequiredError,
   type UiaSessionStore,
@@ -97,4 +98,51 @@ Deno.test("UIA: sessions are bound to their action and user", async () => {
   assertEquals(ok.action, "delete");
   const badAuth = await uia.authenticate(request("delete", "@a:s", "x")).catch((e) => e);
   assertEquals(badAuth.errcode, "M_BAD_JSON");
+});
+
+Deno.test("UIA: a session is bound to its operation; parameters and completion can be kept", async () => {
+  const store = memoryStore();
+  const uia = new UserInteractiveAuth(store, () => 1000, 60_000);
+  const forDevice = (operation: string, auth: unknown): UiaRequest => ({
+    ...twoStages(auth),
+    flows: [{ stages: ["a"] }],
+    operation,
+    clientParams: { device: operation },
+    keepCompleted: true,
+  });
+  const first = await challenge(uia, forDevice("one", undefined));
+  const session = first.toJSON().session as string;
+  // The first challenge lists no completed stages, but carries the key.
+  assertEquals(first.toJSON().completed, []);
+  assertEquals(store.sessions.get(session)?.params, { device: "one" });
+
+  // Continuing the session for another operation is refused, and completes nothing.
+  const other = await uia.authenticate(forDevice("two", { type: "a", session })).catch((e) => e);
+  assert(other instanceof MatrixError && other.status === 403 && other.errcode === "M_FORBIDDEN");
+  assertEquals(store.sessions.get(session)?.completed, []);
+
+  // The right operation completes, and the session is kept for a retry of the same request.
+  const done = await uia.authenticate(forDevice("one", { type: "a", session }));
+  assertEquals(done.completed, ["a"]);
+  await uia.remember(done, { registered: "@u:x" });
+  const peeked = await uia.peek(session, "test");
+  assertEquals(peeked?.results.registered, "@u:x");
+  assertEquals(await uia.peek(session, "another_action"), null);
+  const again = await uia.authenticate(forDevice("one", { type: "a", session }));
+  assertEquals(again.results.registered, "@u:x");
+});
+
+Deno.test("UIA: a stage's UiaRefusal ends the request with its own error, not a challenge", async () => {
+  const uia = new UserInteractiveAuth(memoryStore(), () => 1000, 60_000);
+  const request = (auth: unknown): UiaRequest => ({
+    action: "test",
+    auth,
+    flows: [{ stages: ["a"] }],
+    stages: { a: () => Promise.reject(new UiaRefusal("M_FORBIDDEN", 403, "someone else")) },
+  });
+  const session = (await challenge(uia, request(undefined))).toJSON().session;
+  const refused = await uia.authenticate(request({ type: "a", session })).catch((e) => e);
+  assert(refused instanceof UiaRefusal);
+  assertEquals(refused.status, 403);
+  assert(!(refused instanceof UiaRequiredError));
 });
