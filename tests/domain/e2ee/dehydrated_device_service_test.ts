@@ -25,8 +25,8 @@ function fakeDeviceKeys() {
     failStore: false,
     checkUpload(_userId: string, deviceId: string, request: { device_keys?: unknown }) {
       calls.push(`check ${deviceId}`);
-      if (request.device_keys === "bad") return Promise.reject(invalidParam("bad keys"));
-      return Promise.resolve({ oneTimeKeys: [], fallbackKeys: [] } as KeyUpload);
+      if (request.device_keys === "bad") throw invalidParam("bad keys");
+      return { oneTimeKeys: [], fallbackKeys: [] } as KeyUpload;
     },
     storeUpload(_userId: string, deviceId: string) {
       calls.push(`store ${deviceId}`);
