@@ -67,16 +67,26 @@ function clientAreas(deps: AppDeps): ClientArea[] {
   ];
 }
 
-/** Mount every client area under its prefixes. */
+/**
+ * Mount every client area under its prefixes. Stable endpoints are served under
+ * `/_matrix/client/unstable` too, as Synapse serves them: clients written before an endpoint
+ * became stable still call its unstable path (Element's `/unstable/keys/device_signing/upload`).
+ */
 export function clientApi(deps: AppDeps): Hono {
   const app = new Hono();
-  for (const area of clientAreas(deps)) {
+  const areas = clientAreas(deps);
+  for (const area of areas) {
     if (area.v3) {
       app.route("/_matrix/client/v3", area.v3);
       app.route("/_matrix/client/r0", area.v3);
     }
     if (area.v1) app.route("/_matrix/client/v1", area.v1);
     if (area.unstable) app.route("/_matrix/client/unstable", area.unstable);
+  }
+  // After every area's own unstable routes, so an MSC path always wins.
+  for (const area of areas) {
+    if (area.v3) app.route("/_matrix/client/unstable", area.v3);
+    if (area.v1) app.route("/_matrix/client/unstable", area.v1);
   }
   return app;
 }
