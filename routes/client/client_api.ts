@@ -29,6 +29,7 @@ import { keyChangesArea } from "./key_changes_routes.ts";
 import { roomKeysArea } from "./room_keys_routes.ts";
 import { toDeviceArea } from "./to_device_routes.ts";
 import { dehydratedDeviceArea } from "./dehydrated_device_routes.ts";
+import { legacySyncArea } from "./legacy_sync_routes.ts";
 
 /** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
 export interface ClientArea {
@@ -64,6 +65,7 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     roomKeysArea(deps),
     toDeviceArea(deps),
     dehydratedDeviceArea(deps),
+    legacySyncArea(deps),
   ];
 }
 

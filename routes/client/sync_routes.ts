@@ -62,7 +62,7 @@ export function syncArea(deps: AppDeps): ClientArea {
  * service asks through `signal()`), and the listener goes when the handler is done, so the
  * abort that marks a delivered response never reaches a wait.
  */
-function clientDisconnect(request: Request): { signal(): AbortSignal; release(): void } {
+export function clientDisconnect(request: Request): { signal(): AbortSignal; release(): void } {
   const controller = new AbortController();
   let released = false;
   let source: AbortSignal | undefined;

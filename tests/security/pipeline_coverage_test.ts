@@ -153,6 +153,11 @@ const ROUTES: Record<string, Kind> = {
   "DELETE /_matrix/client/*/dehydrated_device": "none",
   "GET /_matrix/client/*/dehydrated_device/:deviceId/events": "none",
   "POST /_matrix/client/*/dehydrated_device/:deviceId/events": "none",
+  // Legacy sync (deprecated in r0, still in the spec): room events through the pipeline.
+  "GET /_matrix/client/*/events": "events",
+  "GET /_matrix/client/*/events/:eventId": "events",
+  "GET /_matrix/client/*/initialSync": "events",
+  "GET /_matrix/client/*/rooms/:roomId/initialSync": "events",
 };
 
 /** A route's key in ROUTES: the client API version (v1, v3, r0, unstable/...) folded to `*`. */
@@ -288,6 +293,8 @@ Deno.test("every event-returning route reads its events through the read pipelin
         .replace(":stateKey", encodeURIComponent(alice.userId));
     const query: Record<string, string> = {
       "/messages": "?dir=b",
+      // The event stream from the beginning (a sync token before every commit), at once.
+      "/events": "?from=s00000000000000000000&timeout=0",
       // A short timeline, so the state section holds events too.
       "/sync": `?filter=${
         encodeURIComponent(
