@@ -35,6 +35,7 @@ import { diffStates, type StateDelta } from "./state_delta.ts";
 import { StateGroupPlanner } from "./state_groups.ts";
 import type { StoreContext } from "./store_context.ts";
 import { getManyChunked } from "./get_many.ts";
+import { searchPostingDeletes, searchPostingWrites } from "./search_projection.ts";
 import {
   emptyRoomHead,
   type EventStateGroups,
@@ -56,6 +57,8 @@ export interface PlannedEvent {
   groups: EventStateGroups;
   /** The commit checks that no event has this ID yet (see BatchLookups.assumedNew). */
   checkUnstored: boolean;
+  /** A redaction later in the batch applies to it: its search terms are not indexed. */
+  searchRedacted?: boolean;
 }
 
 /** A change to the current state projection; null removes the entry. */
@@ -179,6 +182,8 @@ export class RoomBatchPlanner {
   memberChanges: PlannedMemberChange[];
   /** Byte counts of non-member current state, for the state caps (roomid_stateusage). */
   stateUsage: StateUsagePlan;
+  /** Search index entries of earlier events that this batch's redactions delete. */
+  searchDeletes: PlannedMutation[];
   #rejected: Set<string>;
   readonly #lookups: BatchLookups | undefined;
 
@@ -199,6 +204,7 @@ export class RoomBatchPlanner {
     this.redactions = new Map();
     this.memberChanges = [];
     this.stateUsage = { entries: new Map(), room: undefined, users: new Map() };
+    this.searchDeletes = [];
     this.#rejected = new Set();
     this.#lookups = lookups;
   }
@@ -244,6 +250,7 @@ export class RoomBatchPlanner {
       room: this.stateUsage.room,
       users: new Map(this.stateUsage.users),
     };
+    copy.searchDeletes = [...this.searchDeletes];
     copy.#rejected = new Set(this.#rejected);
     return copy;
   }
@@ -340,7 +347,28 @@ export class RoomBatchPlanner {
     // Bounded so a flood of redactions cannot grow one value past KV's limit; the first ones
     // win, which replay reproduces because it re-appends in arrival order.
     if (list.length >= MAX_REDACTIONS_PER_EVENT || list.includes(event.event_id)) return;
+    if (list.length === 0) await this.#unindexForSearch(target);
     this.redactions.set(target, [...list, event.event_id]);
+  }
+
+  /**
+   * A target's first accepted redaction takes its terms out of the search index (whether the
+   * redaction applies is decided on read; search drops what the pipeline redacts either way).
+   */
+  async #unindexForSearch(target: string): Promise<void> {
+    const planned = this.events.get(target);
+    if (planned) {
+      // A new object: its writes are cached per planned event.
+      if (planned.status === "accepted") {
+        this.events.set(target, { ...planned, searchRedacted: true });
+      }
+      return;
+    }
+    const stored = await readStoredEvent(this.ctx, target);
+    if (!stored || stored.roomId !== this.roomId || stored.status !== "accepted") return;
+    this.searchDeletes.push(
+      ...searchPostingDeletes(this.ctx.keys, this.roomId, stored.position, stored.pdu),
+    );
   }
 
   #result(eventId: string, position: number, status: EventStatus, duplicate: boolean) {
@@ -611,6 +639,9 @@ export class RoomBatchPlanner {
       },
       { op: "set", key: keys.eventStateGroups(planned.eventId), value: planned.groups },
     );
+    if (planned.status === "accepted" && !planned.searchRedacted) {
+      mutations.push(...searchPostingWrites(keys, this.roomId, planned.position, planned.event));
+    }
     const writes = { mutations, size: measureCommit(mutations) };
     eventWritesCache.set(planned, writes);
     return writes;
@@ -645,6 +676,7 @@ export class RoomBatchPlanner {
       out.push({ op: "set", key: keys.head(this.roomId), value: this.head });
     }
     out.push(...this.#stateUsageWrites());
+    out.push(...this.searchDeletes);
     for (const [target, redactionIds] of this.redactions) {
       out.push({ op: "set", key: keys.redactions(this.roomId, target), value: redactionIds });
     }

@@ -58,6 +58,12 @@ export const EVENT_STORE_MAPS = {
    * check, so plain numbers suffice (no summing).
    */
   roomid_stateusage: "roomid_stateusage",
+  /**
+   * (roomId, term, position) -> SearchPostingRecord: the full-text search index, one entry per
+   * distinct term of an accepted event's searchable text (kv/search_projection.ts). Written in
+   * the event's commit; an accepted redaction deletes its target's entries in its own commit.
+   */
+  roomid_searchterm: "roomid_searchterm",
 } as const;
 
 /** One of the event store's map names. */
@@ -79,6 +85,7 @@ export const REPLAYED_MAPS: readonly EventStoreMap[] = [
   "roomid_memberchange",
   "roomid_memberchangehead",
   "roomid_stateusage",
+  "roomid_searchterm",
 ];
 
 /** Key builders for the event store, all under one namespace prefix (empty for live data). */
@@ -210,6 +217,17 @@ export class EventStoreKeys {
   /** Bytes of a room's non-member current state. */
   stateUsageRoom(roomId: string): Deno.KvKey {
     return [...this.namespace, "roomid_stateusage", roomId, "room"];
+  }
+
+  /** One search index entry: `term` occurs in the event at `position` of the room. */
+  searchPosting(roomId: string, term: string, position: number): Deno.KvKey {
+    return [...this.namespace, "roomid_searchterm", roomId, term, position];
+  }
+
+  /** A room's search index, or the entries of `term` and the terms after it (a range start). */
+  searchTermPrefix(roomId: string, term?: string): Deno.KvKey {
+    const prefix = [...this.namespace, "roomid_searchterm", roomId];
+    return term === undefined ? prefix : [...prefix, term];
   }
 
   /** Bytes of a room's non-member current state sent by `userId`. */
