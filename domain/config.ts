@@ -27,9 +27,7 @@ export interface Config {
   /** Set exactly when `registration` is "token". */
   readonly registrationToken: string | undefined;
   /** PEM file paths for serving HTTPS directly; undefined means plain HTTP. */
-  readonly tls:
-    | { readonly certPath: string; readonly keyPath: string }
-    | undefined;
+  readonly tls: { readonly certPath: string; readonly keyPath: string } | undefined;
   /** The 32-byte Ed25519 seed; undefined means generate one and keep it in KV. */
   readonly signingKeySeed: Uint8Array | undefined;
   readonly rateLimits: boolean;
@@ -125,27 +123,18 @@ function parseRegistration(raw: string): Parsed<RegistrationMode> {
 // Secrets are never echoed back in messages: start-up errors end up in logs.
 function parseRegistrationToken(raw: string): Parsed<string> {
   // The spec limits registration tokens to 64 characters of [A-Za-z0-9._~-].
-  return /^[A-Za-z0-9._~-]{1,64}$/.test(raw) ? { value: raw } : {
-    problem:
-      "expected 1 to 64 characters from A-Z a-z 0-9 . _ ~ - (value not shown)",
-  };
+  return /^[A-Za-z0-9._~-]{1,64}$/.test(raw)
+    ? { value: raw }
+    : { problem: "expected 1 to 64 characters from A-Z a-z 0-9 . _ ~ - (value not shown)" };
 }
 
 function parseSigningKeySeed(raw: string): Parsed<Uint8Array> {
-  const expected =
-    "expected the 32-byte Ed25519 seed in base64 (43 characters unpadded)";
+  const expected = "expected the 32-byte Ed25519 seed in base64 (43 characters unpadded)";
   if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(raw)) {
-    return {
-      problem: `${expected}, got characters outside base64 (value not shown)`,
-    };
+    return { problem: `${expected}, got characters outside base64 (value not shown)` };
   }
-  const unpadded = raw.replace(/=+$/, "").replaceAll("-", "+").replaceAll(
-    "_",
-    "/",
-  );
-  if (unpadded.length % 4 === 1) {
-    return { problem: `${expected}, got invalid base64 length` };
-  }
+  const unpadded = raw.replace(/=+$/, "").replaceAll("-", "+").replaceAll("_", "/");
+  if (unpadded.length % 4 === 1) return { problem: `${expected}, got invalid base64 length` };
   const bytes = Math.floor((unpadded.length * 6) / 8);
   if (bytes !== 32) return { problem: `${expected}, got ${bytes} bytes` };
   // atob ignores non-zero trailing bits, as the spec's own example seed needs.
@@ -157,11 +146,7 @@ function parseTurnUris(raw: string): Parsed<string[]> {
   const uris = raw.split(",").map((u) => u.trim()).filter((u) => u !== "");
   const bad = uris.find((u) => !/^turns?:[^\s]+$/.test(u));
   if (bad !== undefined || uris.length === 0) {
-    return {
-      problem: `expected comma-separated turn: or turns: URIs, got ${
-        quote(bad ?? raw)
-      }`,
-    };
+    return { problem: `expected comma-separated turn: or turns: URIs, got ${quote(bad ?? raw)}` };
   }
   return { value: uris };
 }
@@ -174,17 +159,13 @@ function parseTtlSeconds(raw: string): Parsed<number> {
 }
 
 function parseBaseUrl(raw: string): Parsed<string> {
-  const expected =
-    "expected an http:// or https:// URL without query or fragment";
+  const expected = "expected an http:// or https:// URL without query or fragment";
   if (!URL.canParse(raw)) return { problem: `${expected}, got ${quote(raw)}` };
   const url = new URL(raw);
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     return { problem: `${expected}, got scheme ${quote(url.protocol)}` };
   }
-  if (
-    url.search !== "" || url.hash !== "" || raw.includes("?") ||
-    raw.includes("#")
-  ) {
+  if (url.search !== "" || url.hash !== "" || raw.includes("?") || raw.includes("#")) {
     return { problem: `${expected}, got ${quote(raw)}` };
   }
   if (url.username !== "" || url.password !== "") {
@@ -238,38 +219,24 @@ function dropShadowed(env: unknown): unknown {
 function crossCheck(v: Variables, ctx: z.RefinementCtx): void {
   const issue = (variable: keyof Variables, message: string) =>
     ctx.addIssue({ code: "custom", path: [variable], message });
-  if (
-    v.TESSERA_REGISTRATION === "token" &&
-    v.TESSERA_REGISTRATION_TOKEN === undefined
-  ) {
-    issue(
-      "TESSERA_REGISTRATION_TOKEN",
-      'required when TESSERA_REGISTRATION is "token"',
-    );
+  if (v.TESSERA_REGISTRATION === "token" && v.TESSERA_REGISTRATION_TOKEN === undefined) {
+    issue("TESSERA_REGISTRATION_TOKEN", 'required when TESSERA_REGISTRATION is "token"');
   }
   const mode = v.TESSERA_REGISTRATION;
-  if (
-    v.TESSERA_REGISTRATION_TOKEN !== undefined && mode !== undefined &&
-    mode !== "token"
-  ) {
+  if (v.TESSERA_REGISTRATION_TOKEN !== undefined && mode !== undefined && mode !== "token") {
     // A token the server silently ignores would leave registration more open than intended.
     issue(
       "TESSERA_REGISTRATION_TOKEN",
       `set, but TESSERA_REGISTRATION is "${mode}"; use "token" or unset the token`,
     );
   }
-  if (
-    (v.TESSERA_TLS_CERT === undefined) !== (v.TESSERA_TLS_KEY === undefined)
-  ) {
+  if ((v.TESSERA_TLS_CERT === undefined) !== (v.TESSERA_TLS_KEY === undefined)) {
     const [missing, present] = v.TESSERA_TLS_CERT === undefined
       ? ["TESSERA_TLS_CERT", "TESSERA_TLS_KEY"] as const
       : ["TESSERA_TLS_KEY", "TESSERA_TLS_CERT"] as const;
     issue(missing, `required when ${present} is set (give both or neither)`);
   }
-  if (
-    (v.TESSERA_TURN_URIS === undefined) !==
-      (v.TESSERA_TURN_SHARED_SECRET === undefined)
-  ) {
+  if ((v.TESSERA_TURN_URIS === undefined) !== (v.TESSERA_TURN_SHARED_SECRET === undefined)) {
     const [missing, present] = v.TESSERA_TURN_URIS === undefined
       ? ["TESSERA_TURN_URIS", "TESSERA_TURN_SHARED_SECRET"] as const
       : ["TESSERA_TURN_SHARED_SECRET", "TESSERA_TURN_URIS"] as const;
@@ -279,55 +246,38 @@ function crossCheck(v: Variables, ctx: z.RefinementCtx): void {
 
 function toConfig(v: Variables, options: ConfigOptions): Config {
   const registration = v.TESSERA_REGISTRATION ??
-    (v.TESSERA_REGISTRATION_TOKEN !== undefined
-      ? "token"
-      : options.dev
-      ? "open"
-      : "closed");
-  const tls =
-    v.TESSERA_TLS_CERT !== undefined && v.TESSERA_TLS_KEY !== undefined
-      ? Object.freeze({
-        certPath: v.TESSERA_TLS_CERT,
-        keyPath: v.TESSERA_TLS_KEY,
-      })
-      : undefined;
+    (v.TESSERA_REGISTRATION_TOKEN !== undefined ? "token" : options.dev ? "open" : "closed");
+  const tls = v.TESSERA_TLS_CERT !== undefined && v.TESSERA_TLS_KEY !== undefined
+    ? Object.freeze({ certPath: v.TESSERA_TLS_CERT, keyPath: v.TESSERA_TLS_KEY })
+    : undefined;
   return Object.freeze({
     dev: options.dev,
     serverName: v.TESSERA_SERVER_NAME ?? CONFIG_DEFAULTS.serverName,
     port: v.TESSERA_PORT ?? v.PORT ?? CONFIG_DEFAULTS.port,
     hostname: v.TESSERA_HOSTNAME ?? CONFIG_DEFAULTS.hostname,
-    kvPath: v.TESSERA_KV_PATH ??
-      (options.deploy ? undefined : CONFIG_DEFAULTS.kvPath),
+    kvPath: v.TESSERA_KV_PATH ?? (options.deploy ? undefined : CONFIG_DEFAULTS.kvPath),
     publicBaseUrl: v.TESSERA_PUBLIC_BASEURL,
     registration,
-    registrationToken: registration === "token"
-      ? v.TESSERA_REGISTRATION_TOKEN
-      : undefined,
+    registrationToken: registration === "token" ? v.TESSERA_REGISTRATION_TOKEN : undefined,
     tls,
     signingKeySeed: v.TESSERA_SIGNING_KEY,
     rateLimits: v.TESSERA_RATE_LIMITS ?? CONFIG_DEFAULTS.rateLimits,
     guestAccess: v.TESSERA_GUEST_ACCESS ?? CONFIG_DEFAULTS.guestAccess,
-    outboundAllowPrivate: v.TESSERA_OUTBOUND_ALLOW_PRIVATE ??
-      CONFIG_DEFAULTS.outboundAllowPrivate,
+    outboundAllowPrivate: v.TESSERA_OUTBOUND_ALLOW_PRIVATE ?? CONFIG_DEFAULTS.outboundAllowPrivate,
     // Absent rather than undefined when unset, so configurations without TURN compare equal.
-    ...(v.TESSERA_TURN_URIS !== undefined &&
-        v.TESSERA_TURN_SHARED_SECRET !== undefined
+    ...(v.TESSERA_TURN_URIS !== undefined && v.TESSERA_TURN_SHARED_SECRET !== undefined
       ? {
         turn: Object.freeze({
           uris: Object.freeze(v.TESSERA_TURN_URIS),
           sharedSecret: v.TESSERA_TURN_SHARED_SECRET,
-          ttlSeconds: v.TESSERA_TURN_TTL_SECONDS ??
-            CONFIG_DEFAULTS.turnTtlSeconds,
+          ttlSeconds: v.TESSERA_TURN_TTL_SECONDS ?? CONFIG_DEFAULTS.turnTtlSeconds,
         }),
       }
       : {}),
   });
 }
 
-const envSchema = z.preprocess(
-  dropShadowed,
-  z.object(variables).superRefine(crossCheck),
-);
+const envSchema = z.preprocess(dropShadowed, z.object(variables).superRefine(crossCheck));
 
 /** Validate the environment and build the configuration; throws ConfigError on a bad value. */
 export function loadConfig(
@@ -341,22 +291,14 @@ export function loadConfig(
       return { name, message: i.message.replaceAll(/[\r\n]+/g, " ") };
     });
     const [first] = lines;
-    throw new ConfigError(
-      first.name,
-      first.message,
-      lines.map((l) => `${l.name}: ${l.message}`),
-    );
+    throw new ConfigError(first.name, first.message, lines.map((l) => `${l.name}: ${l.message}`));
   }
   return toConfig(parsed.data, options);
 }
 
 /** `TESSERA_*` variables present in `env` that no schema entry reads (likely typos). */
-export function unknownTesseraVariables(
-  env: Record<string, string | undefined>,
-): string[] {
-  return Object.keys(env).filter((name) =>
-    name.startsWith("TESSERA_") && !(name in variables)
-  )
+export function unknownTesseraVariables(env: Record<string, string | undefined>): string[] {
+  return Object.keys(env).filter((name) => name.startsWith("TESSERA_") && !(name in variables))
     .sort();
 }
 

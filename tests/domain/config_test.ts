@@ -11,8 +11,7 @@ const DEV = { dev: true };
 const PROD = { dev: false };
 // The spec's test seed; its last character carries non-zero padding bits.
 const SPEC_SEED = "YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1";
-const SPEC_SEED_HEX =
-  "6090c103d5e7af6b15a970fd563ed75549e6159719ae5c3c31dee4316fb75c0d";
+const SPEC_SEED_HEX = "6090c103d5e7af6b15a970fd563ed75549e6159719ae5c3c31dee4316fb75c0d";
 
 const hex = (bytes: Uint8Array) =>
   Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
@@ -30,10 +29,7 @@ function assertConfigError(
   } catch (e) {
     caught = e;
   }
-  assert.ok(
-    caught instanceof ConfigError,
-    `expected ConfigError for ${JSON.stringify(env)}`,
-  );
+  assert.ok(caught instanceof ConfigError, `expected ConfigError for ${JSON.stringify(env)}`);
   assert.equal(caught.variable, variable);
   assert.ok(caught.message.startsWith(`${variable}: `), caught.message);
   assert.doesNotMatch(caught.message, /\n/);
@@ -72,43 +68,24 @@ Deno.test("defaults outside dev mode: closed registration", () => {
 
 Deno.test("Deno Deploy: unset KV path stays unset, an explicit one is kept", () => {
   assert.equal(loadConfig({}, { dev: false, deploy: true }).kvPath, undefined);
-  const explicit = loadConfig({ TESSERA_KV_PATH: ":memory:" }, {
-    dev: false,
-    deploy: true,
-  });
+  const explicit = loadConfig({ TESSERA_KV_PATH: ":memory:" }, { dev: false, deploy: true });
   assert.equal(explicit.kvPath, ":memory:");
-  assert.equal(
-    loadConfig({ TESSERA_KV_PATH: "/tmp/x.kv" }, PROD).kvPath,
-    "/tmp/x.kv",
-  );
+  assert.equal(loadConfig({ TESSERA_KV_PATH: "/tmp/x.kv" }, PROD).kvPath, "/tmp/x.kv");
 });
 
 Deno.test("PORT is honoured and TESSERA_PORT wins over it", () => {
   assert.equal(loadConfig({ PORT: "9000" }, PROD).port, 9000);
   assert.equal(loadConfig({ TESSERA_PORT: "9001" }, PROD).port, 9001);
-  assert.equal(
-    loadConfig({ PORT: "9000", TESSERA_PORT: "9001" }, PROD).port,
-    9001,
-  );
+  assert.equal(loadConfig({ PORT: "9000", TESSERA_PORT: "9001" }, PROD).port, 9001);
   // A bad PORT shadowed by TESSERA_PORT does not matter; an unshadowed one does.
-  assert.equal(
-    loadConfig({ PORT: "nope", TESSERA_PORT: "9001" }, PROD).port,
-    9001,
-  );
-  assertConfigError(
-    { PORT: "nope" },
-    "PORT",
-    /expected an integer from 1 to 65535, got "nope"/,
-  );
+  assert.equal(loadConfig({ PORT: "nope", TESSERA_PORT: "9001" }, PROD).port, 9001);
+  assertConfigError({ PORT: "nope" }, "PORT", /expected an integer from 1 to 65535, got "nope"/);
   assert.equal(loadConfig({ TESSERA_PORT: "", PORT: "9002" }, PROD).port, 9002);
 });
 
 Deno.test("bad ports name TESSERA_PORT", () => {
   const e = assertConfigError({ TESSERA_PORT: "abc" }, "TESSERA_PORT", /.*/);
-  assert.equal(
-    e.message,
-    'TESSERA_PORT: expected an integer from 1 to 65535, got "abc"',
-  );
+  assert.equal(e.message, 'TESSERA_PORT: expected an integer from 1 to 65535, got "abc"');
   for (const bad of ["0", "65536", "-1", "80.5", " 80", "1e3", "123456"]) {
     assertConfigError({ TESSERA_PORT: bad }, "TESSERA_PORT", /1 to 65535/);
   }
@@ -116,71 +93,31 @@ Deno.test("bad ports name TESSERA_PORT", () => {
 });
 
 Deno.test("server name is validated with the identifier grammar", () => {
-  assert.equal(
-    loadConfig({ TESSERA_SERVER_NAME: "example.com" }, PROD).serverName,
-    "example.com",
-  );
-  assert.equal(
-    loadConfig({ TESSERA_SERVER_NAME: "[::1]:8448" }, PROD).serverName,
-    "[::1]:8448",
-  );
-  assertConfigError(
-    { TESSERA_SERVER_NAME: "exa mple.com" },
-    "TESSERA_SERVER_NAME",
-    /DNS name/,
-  );
-  assertConfigError(
-    { TESSERA_SERVER_NAME: "example.com:0" },
-    "TESSERA_SERVER_NAME",
-    /port/,
-  );
-  assertConfigError(
-    { TESSERA_SERVER_NAME: "::1" },
-    "TESSERA_SERVER_NAME",
-    /brackets/,
-  );
+  assert.equal(loadConfig({ TESSERA_SERVER_NAME: "example.com" }, PROD).serverName, "example.com");
+  assert.equal(loadConfig({ TESSERA_SERVER_NAME: "[::1]:8448" }, PROD).serverName, "[::1]:8448");
+  assertConfigError({ TESSERA_SERVER_NAME: "exa mple.com" }, "TESSERA_SERVER_NAME", /DNS name/);
+  assertConfigError({ TESSERA_SERVER_NAME: "example.com:0" }, "TESSERA_SERVER_NAME", /port/);
+  assertConfigError({ TESSERA_SERVER_NAME: "::1" }, "TESSERA_SERVER_NAME", /brackets/);
 });
 
 Deno.test("hostname accepts IPs and names, strips IPv6 brackets", () => {
-  assert.equal(
-    loadConfig({ TESSERA_HOSTNAME: "0.0.0.0" }, PROD).hostname,
-    "0.0.0.0",
-  );
+  assert.equal(loadConfig({ TESSERA_HOSTNAME: "0.0.0.0" }, PROD).hostname, "0.0.0.0");
   assert.equal(loadConfig({ TESSERA_HOSTNAME: "[::]" }, PROD).hostname, "::");
-  assert.equal(
-    loadConfig({ TESSERA_HOSTNAME: "localhost" }, PROD).hostname,
-    "localhost",
-  );
-  assertConfigError(
-    { TESSERA_HOSTNAME: "local host" },
-    "TESSERA_HOSTNAME",
-    /got "local host"/,
-  );
+  assert.equal(loadConfig({ TESSERA_HOSTNAME: "localhost" }, PROD).hostname, "localhost");
+  assertConfigError({ TESSERA_HOSTNAME: "local host" }, "TESSERA_HOSTNAME", /got "local host"/);
 });
 
 Deno.test("registration modes and token", () => {
-  assert.equal(
-    loadConfig({ TESSERA_REGISTRATION: "closed" }, DEV).registration,
-    "closed",
-  );
-  assert.equal(
-    loadConfig({ TESSERA_REGISTRATION: "open" }, PROD).registration,
-    "open",
-  );
+  assert.equal(loadConfig({ TESSERA_REGISTRATION: "closed" }, DEV).registration, "closed");
+  assert.equal(loadConfig({ TESSERA_REGISTRATION: "open" }, PROD).registration, "open");
   const token = loadConfig(
-    {
-      TESSERA_REGISTRATION: "token",
-      TESSERA_REGISTRATION_TOKEN: "s3cret-token",
-    },
+    { TESSERA_REGISTRATION: "token", TESSERA_REGISTRATION_TOKEN: "s3cret-token" },
     PROD,
   );
   assert.equal(token.registration, "token");
   assert.equal(token.registrationToken, "s3cret-token");
   // A token alone implies token mode rather than being ignored.
-  assert.equal(
-    loadConfig({ TESSERA_REGISTRATION_TOKEN: "abc" }, DEV).registration,
-    "token",
-  );
+  assert.equal(loadConfig({ TESSERA_REGISTRATION_TOKEN: "abc" }, DEV).registration, "token");
 });
 
 Deno.test("registration errors name the variable", () => {
@@ -200,10 +137,7 @@ Deno.test("registration errors name the variable", () => {
     /TESSERA_REGISTRATION is "open"/,
   );
   const e = assertConfigError(
-    {
-      TESSERA_REGISTRATION: "token",
-      TESSERA_REGISTRATION_TOKEN: "has space secret",
-    },
+    { TESSERA_REGISTRATION: "token", TESSERA_REGISTRATION_TOKEN: "has space secret" },
     "TESSERA_REGISTRATION_TOKEN",
     /64 characters/,
   );
@@ -211,10 +145,7 @@ Deno.test("registration errors name the variable", () => {
 });
 
 Deno.test("TLS cert and key: both or neither", () => {
-  const both = loadConfig({
-    TESSERA_TLS_CERT: "c.pem",
-    TESSERA_TLS_KEY: "k.pem",
-  }, PROD);
+  const both = loadConfig({ TESSERA_TLS_CERT: "c.pem", TESSERA_TLS_KEY: "k.pem" }, PROD);
   assert.deepEqual(both.tls, { certPath: "c.pem", keyPath: "k.pem" });
   assertConfigError(
     { TESSERA_TLS_CERT: "c.pem" },
@@ -229,27 +160,12 @@ Deno.test("TLS cert and key: both or neither", () => {
 });
 
 Deno.test("public base URL must be http(s) and loses its trailing slash", () => {
-  const url = (v: string) =>
-    loadConfig({ TESSERA_PUBLIC_BASEURL: v }, PROD).publicBaseUrl;
-  assert.equal(
-    url("https://matrix.example.com/"),
-    "https://matrix.example.com",
-  );
+  const url = (v: string) => loadConfig({ TESSERA_PUBLIC_BASEURL: v }, PROD).publicBaseUrl;
+  assert.equal(url("https://matrix.example.com/"), "https://matrix.example.com");
   assert.equal(url("http://localhost:8008"), "http://localhost:8008");
-  assert.equal(
-    url("https://example.com/matrix/"),
-    "https://example.com/matrix",
-  );
-  assertConfigError(
-    { TESSERA_PUBLIC_BASEURL: "not a url" },
-    "TESSERA_PUBLIC_BASEURL",
-    /http/,
-  );
-  assertConfigError(
-    { TESSERA_PUBLIC_BASEURL: "ftp://x.org" },
-    "TESSERA_PUBLIC_BASEURL",
-    /ftp:/,
-  );
+  assert.equal(url("https://example.com/matrix/"), "https://example.com/matrix");
+  assertConfigError({ TESSERA_PUBLIC_BASEURL: "not a url" }, "TESSERA_PUBLIC_BASEURL", /http/);
+  assertConfigError({ TESSERA_PUBLIC_BASEURL: "ftp://x.org" }, "TESSERA_PUBLIC_BASEURL", /ftp:/);
   assertConfigError(
     { TESSERA_PUBLIC_BASEURL: "https://x.org/?a=1" },
     "TESSERA_PUBLIC_BASEURL",
@@ -263,13 +179,10 @@ Deno.test("public base URL must be http(s) and loses its trailing slash", () => 
 });
 
 Deno.test("signing key seed: 32 bytes of base64", () => {
-  const seed =
-    loadConfig({ TESSERA_SIGNING_KEY: SPEC_SEED }, PROD).signingKeySeed;
+  const seed = loadConfig({ TESSERA_SIGNING_KEY: SPEC_SEED }, PROD).signingKeySeed;
   assert.ok(seed instanceof Uint8Array);
   assert.equal(hex(seed), SPEC_SEED_HEX);
-  const padded = loadConfig({
-    TESSERA_SIGNING_KEY: `${SPEC_SEED.slice(0, -1)}0=`,
-  }, PROD);
+  const padded = loadConfig({ TESSERA_SIGNING_KEY: `${SPEC_SEED.slice(0, -1)}0=` }, PROD);
   assert.equal(hex(padded.signingKeySeed!), SPEC_SEED_HEX);
   const urlSafe = btoa(String.fromCharCode(...new Uint8Array(32).fill(0xfb)));
   const decoded = loadConfig({
@@ -293,22 +206,12 @@ Deno.test("signing key seed: 32 bytes of base64", () => {
     "TESSERA_SIGNING_KEY",
     /outside base64/,
   );
-  assertConfigError(
-    { TESSERA_SIGNING_KEY: "A" },
-    "TESSERA_SIGNING_KEY",
-    /base64 length/,
-  );
+  assertConfigError({ TESSERA_SIGNING_KEY: "A" }, "TESSERA_SIGNING_KEY", /base64 length/);
 });
 
 Deno.test("rate limits switch", () => {
-  assert.equal(
-    loadConfig({ TESSERA_RATE_LIMITS: "off" }, PROD).rateLimits,
-    false,
-  );
-  assert.equal(
-    loadConfig({ TESSERA_RATE_LIMITS: "on" }, PROD).rateLimits,
-    true,
-  );
+  assert.equal(loadConfig({ TESSERA_RATE_LIMITS: "off" }, PROD).rateLimits, false);
+  assert.equal(loadConfig({ TESSERA_RATE_LIMITS: "on" }, PROD).rateLimits, true);
   assertConfigError(
     { TESSERA_RATE_LIMITS: "yes" },
     "TESSERA_RATE_LIMITS",
@@ -329,10 +232,7 @@ Deno.test("outbound private-address switch: off by default", () => {
 
 Deno.test("guest access switch: off by default", () => {
   assert.equal(loadConfig({}, DEV).guestAccess, false);
-  assert.equal(
-    loadConfig({ TESSERA_GUEST_ACCESS: "on" }, PROD).guestAccess,
-    true,
-  );
+  assert.equal(loadConfig({ TESSERA_GUEST_ACCESS: "on" }, PROD).guestAccess, true);
   assertConfigError(
     { TESSERA_GUEST_ACCESS: "yes" },
     "TESSERA_GUEST_ACCESS",
@@ -342,8 +242,7 @@ Deno.test("guest access switch: off by default", () => {
 
 Deno.test("empty values count as unset; several problems are all listed", () => {
   assert.equal(
-    loadConfig({ TESSERA_PORT: "", TESSERA_REGISTRATION: "" }, DEV)
-      .registration,
+    loadConfig({ TESSERA_PORT: "", TESSERA_REGISTRATION: "" }, DEV).registration,
     "open",
   );
   const e = assertConfigError(
@@ -356,21 +255,12 @@ Deno.test("empty values count as unset; several problems are all listed", () => 
 });
 
 Deno.test("values are quoted on one line even with newlines", () => {
-  assertConfigError(
-    { TESSERA_PORT: "80\n81" },
-    "TESSERA_PORT",
-    /got "80\\n81"/,
-  );
+  assertConfigError({ TESSERA_PORT: "80\n81" }, "TESSERA_PORT", /got "80\\n81"/);
 });
 
 Deno.test("unknownTesseraVariables flags likely typos only", () => {
   assert.deepEqual(
-    unknownTesseraVariables({
-      TESSERA_PROT: "1",
-      TESSERA_PORT: "1",
-      HOME: "/",
-      PORT: "2",
-    }),
+    unknownTesseraVariables({ TESSERA_PROT: "1", TESSERA_PORT: "1", HOME: "/", PORT: "2" }),
     ["TESSERA_PROT"],
   );
 });
@@ -378,8 +268,6 @@ Deno.test("unknownTesseraVariables flags likely typos only", () => {
 // Reads only: mutating Deno.env here could leak into test files running in parallel.
 Deno.test("configFromDenoEnv matches loadConfig over the process environment", () => {
   const fromProcess = configFromDenoEnv(DEV);
-  assert.deepEqual({ ...fromProcess }, {
-    ...loadConfig(Deno.env.toObject(), DEV),
-  });
+  assert.deepEqual({ ...fromProcess }, { ...loadConfig(Deno.env.toObject(), DEV) });
   assert.ok(Object.isFrozen(fromProcess));
 });
