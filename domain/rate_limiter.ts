@@ -26,6 +26,8 @@ export type RateLimitedAction =
   | "push_rules"
   | "directory"
   | "presence"
+  | "report"
+  | "threepid_validation"
   | "user_write";
 
 /** A token bucket's shape. */
@@ -72,6 +74,11 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     push_rules: { burst: 50, perSecond: 5 },
     directory: { burst: 20, perSecond: 1 },
     presence: { burst: 30, perSecond: 1 },
+    // Reports reach people (administrators), so a flood of them is an attack on their time.
+    report: { burst: 10, perSecond: 0.05 },
+    // Each requestToken mails someone: per client and per address (Synapse's
+    // rc_3pid_validation: 0.003/s, burst 5), so no one can flood an inbox through us.
+    threepid_validation: { burst: 5, perSecond: 0.01 },
     // Devices, keys, key backups, dehydrated devices: bounded by their own caps, limited here
     // only so no write is free.
     user_write: { burst: 200, perSecond: 20 },

@@ -6,6 +6,12 @@ export interface Session {
   deviceId: string;
   /** Identifies the access token, so logout can revoke exactly it. */
   tokenId: string;
+  /** A guest account's token: only the guest endpoints may be called with it. */
+  isGuest?: boolean;
+  /** An administrator locked the account: only logging out is allowed. */
+  locked?: boolean;
+  /** An administrator suspended the account: reads are allowed, most writes are not. */
+  suspended?: boolean;
 }
 
 /** Resolves access tokens to sessions; implemented by the accounts store. */

@@ -610,3 +610,13 @@ export const e2eeKeys = {
       ? ["userversionroomsession_backupkey", userId, version]
       : ["userversionroomsession_backupkey", userId, version, roomId],
 };
+
+/** Key builders for moderation: account locks and suspensions, and content reports. */
+export const moderationKeys = {
+  /** userId -> AccountModerationRecord: whether an administrator locked or suspended the user. */
+  accountModeration: (userId: string): Deno.KvKey => ["userid_moderation", userId],
+  /** reportId (time-ordered) -> ContentReportRecord: reports kept for administrators. */
+  report: (reportId: string): Deno.KvKey => ["reportid_report", reportId],
+  /** All reports, in the order they arrived. */
+  reportPrefix: (): Deno.KvKey => ["reportid_report"],
+};

@@ -32,6 +32,12 @@ import type { KeyBackupService } from "../domain/e2ee/key_backup_service.ts";
 import type { ToDeviceService } from "../domain/e2ee/to_device_service.ts";
 import type { DehydratedDeviceService } from "../domain/e2ee/dehydrated_device_service.ts";
 
+import type { ThreepidService } from "../domain/threepid/threepid_service.ts";
+import type { ThirdPartyInvites } from "../domain/threepid/third_party_invites.ts";
+import type { RoomEventSearch } from "../domain/search/room_event_search.ts";
+import type { SpaceService } from "../domain/spaces/space_service.ts";
+import type { AccountModeration } from "../domain/moderation/account_moderation.ts";
+import type { ContentReports } from "../domain/moderation/content_reports.ts";
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
   config: Config;
@@ -41,6 +47,10 @@ export interface AppDeps {
   /** Accounts, devices, logins and tokens. */
   accounts: AccountService;
   /** User-interactive auth (401 challenges, stages, sessions); reusable by any endpoint. */
+  /** Server administrators, and account locks and suspensions (`/admin/lock`, `/admin/suspend`). */
+  moderation: AccountModeration;
+  /** Reports of rooms, events and users, kept for administrators. */
+  reports: ContentReports;
   uia: UserInteractiveAuth;
   /** Token buckets behind `rateLimited(deps, action)`. */
   rateLimiter: RateLimiter;

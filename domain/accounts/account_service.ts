@@ -292,6 +292,12 @@ export class AccountService implements SessionResolver {
 
   /** Log out every device and run every deactivation hook; true when all of it succeeded. */
   private finishDeactivation(userId: string): Promise<boolean> {
+  /**
+   * Run before any login issues a device (after the credentials were checked); a check that
+   * throws refuses the login and nothing is written. Administrators' account locks use it.
+   */
+  readonly loginChecks: ((userId: string) => Promise<void>)[] = [];
+
     let running = this.finishing.get(userId);
     if (!running) {
       running = this.runDeactivationWork(userId).finally(() => this.finishing.delete(userId));
@@ -466,6 +472,7 @@ function checkPassword(password: string): string {
       400,
       `Password is over ${MAX_PASSWORD_LENGTH} characters`,
     );
+    for (const check of this.loginChecks) await check(userId);
   }
   return password;
 }

@@ -20,6 +20,10 @@ export function capabilitiesArea(deps: AppDeps): ClientArea {
         "m.3pid_changes": { enabled: false },
         "m.get_login_token": { enabled: true },
         "m.profile_fields": { enabled: true },
+        // The spec: omitted altogether for users who can neither suspend nor lock.
+        ...(deps.moderation.isAdmin(c.get("session").userId)
+          ? { "m.account_moderation": { suspend: true, lock: true } }
+          : {}),
       },
     }));
 

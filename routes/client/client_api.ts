@@ -34,6 +34,9 @@ import { legacySyncArea } from "./legacy_sync_routes.ts";
 /** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
 export interface ClientArea {
   v3?: Hono;
+import { adminArea } from "./admin_routes.ts";
+import { reportArea } from "./report_routes.ts";
+import { thirdPartyArea } from "./third_party_routes.ts";
   v1?: Hono;
   /** Unstable MSC endpoints, mounted under `/_matrix/client/unstable` (paths name the MSC). */
   unstable?: Hono;
@@ -74,6 +77,9 @@ function clientAreas(deps: AppDeps): ClientArea[] {
  * `/_matrix/client/unstable` too, as Synapse serves them: clients written before an endpoint
  * became stable still call its unstable path (Element's `/unstable/keys/device_signing/upload`).
  */
+    adminArea(deps),
+    reportArea(deps),
+    thirdPartyArea(deps),
 export function clientApi(deps: AppDeps): Hono {
   const app = new Hono();
   const areas = clientAreas(deps);

@@ -2,6 +2,11 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { MatrixError } from "../../domain/errors.ts";
 import type { Session, SessionResolver } from "../../domain/session.ts";
+import { guestMayRequest } from "./guest_rules.ts";
+import {
+  clientApiRelativePath,
+  suspendedMayRequest,
+} from "../../domain/moderation/account_moderation.ts";
 
 /** Hono environment of authenticated client routes: `c.get("session")`. */
 export type ClientEnv = { Variables: { session: Session } };
@@ -29,7 +34,23 @@ export function requireSession(resolver: SessionResolver): MiddlewareHandler<Cli
         soft_logout: false,
       });
     }
+    checkModeration(session, c.req.method, clientApiRelativePath(c.req.path));
+    if (session.isGuest && !guestMayRequest(c.req.method, c.req.url)) {
+      throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", 403, "Guest accounts may not do this");
+    }
     c.set("session", session);
     await next();
   };
+}
+
+/** Refuse a locked user anything but logging out, and a suspended user the writes it may not do. */
+function checkModeration(session: Session, method: string, path: string): void {
+  if (session.locked && !/^\/logout(?:\/all)?$/.test(path)) {
+    throw new MatrixError("M_USER_LOCKED", 401, "This account has been locked", {
+      soft_logout: true,
+    });
+  }
+  if (session.suspended && !suspendedMayRequest(method, path)) {
+    throw new MatrixError("M_USER_SUSPENDED", 403, "This account has been suspended");
+  }
 }
