@@ -6,7 +6,7 @@
  * To add a variable: add a field to `Config`, an entry to `variables` and a line in `toConfig`.
  */
 import { z } from "zod";
-import { parseBindHost, parseServerName } from "./identifiers.ts";
+import { parseBindHost, parseServerName, parseUserId } from "./identifiers.ts";
 
 /** Who may register: anyone, holders of the registration token, or nobody. */
 export type RegistrationMode = "open" | "token" | "closed";
@@ -31,6 +31,22 @@ export interface Config {
   /** The 32-byte Ed25519 seed; undefined means generate one and keep it in KV. */
   readonly signingKeySeed: Uint8Array | undefined;
   readonly rateLimits: boolean;
+  /** Guest accounts (`POST /register?kind=guest`) may be created and used. */
+  readonly guestAccess: boolean;
+  /**
+   * Outbound TLS to identity servers is not verified (`TESSERA_OUTBOUND_TLS_VERIFY=off`): only
+   * for test harnesses whose identity server has a self-signed certificate (SyTest's).
+   */
+  readonly outboundTlsVerify: boolean;
+  /** SMTP for validation emails; undefined when email is not configured. */
+  readonly smtp?: { readonly url: string; readonly from: string } | undefined;
+  /** Server administrators (`TESSERA_ADMINS`): whois, account locks and suspensions. */
+  readonly admins: readonly string[];
+  /** `/.well-known/matrix/support`; undefined when nothing is configured (the document is 404). */
+  readonly support?: {
+    readonly contacts: readonly SupportContact[];
+    readonly page?: string;
+  };
   /** Guest accounts (`POST /register?kind=guest`) may be created and used. */
   readonly guestAccess: boolean;
   /** Outbound requests (push gateways, identity servers) may reach private addresses. */
@@ -141,6 +157,60 @@ function parseSigningKeySeed(raw: string): Parsed<Uint8Array> {
   const binary = atob(unpadded + "=");
   return { value: Uint8Array.from(binary, (c) => c.charCodeAt(0)) };
 }
+/** A contact of `/.well-known/matrix/support`: an administrator's Matrix ID or email address. */
+export interface SupportContact {
+  readonly role: "m.role.admin";
+  readonly matrix_id?: string;
+  readonly email_address?: string;
+}
+
+function parseAdmins(raw: string): Parsed<string[]> {
+  const ids = raw.split(",").map((id) => id.trim()).filter((id) => id !== "");
+  const bad = ids.find((id) => !parseUserId(id).ok);
+  if (bad !== undefined || ids.length === 0) {
+    return { problem: `expected comma-separated user IDs, got ${quote(bad ?? raw)}` };
+  }
+  return { value: ids };
+}
+
+// Each entry is a Matrix user ID (`@admin:example.org`) or an email address.
+function parseSupportContacts(raw: string): Parsed<SupportContact[]> {
+  const entries = raw.split(",").map((e) => e.trim()).filter((e) => e !== "");
+  const contacts: SupportContact[] = [];
+  for (const entry of entries) {
+    if (entry.startsWith("@") && parseUserId(entry).ok) {
+      contacts.push({ role: "m.role.admin", matrix_id: entry });
+    } else if (/^[^@\s]+@[^@\s]+$/.test(entry)) {
+      contacts.push({ role: "m.role.admin", email_address: entry });
+    } else {
+      return { problem: `expected user IDs or email addresses, got ${quote(entry)}` };
+    }
+  }
+  if (contacts.length === 0) return { problem: "expected at least one contact" };
+  return { value: contacts };
+}
+
+// Credentials in the URL are never echoed back: start-up errors end up in logs.
+function parseSmtpUrl(raw: string): Parsed<string> {
+  const expected = "expected smtp://[user:pass@]host[:port] or smtps://...";
+  if (!URL.canParse(raw)) return { problem: `${expected} (value not shown)` };
+  const url = new URL(raw);
+  if (url.protocol !== "smtp:" && url.protocol !== "smtps:") {
+    return { problem: `${expected}, got scheme ${quote(url.protocol)}` };
+  }
+  if (url.hostname === "" || (url.pathname !== "" && url.pathname !== "/") || url.search !== "") {
+    return { problem: `${expected} (value not shown)` };
+  }
+  return { value: raw };
+}
+
+function parseMailFrom(raw: string): Parsed<string> {
+  // `name@host` or `Display Name <name@host>`, one line.
+  return /^([^<>\r\n]*<[^@\s<>]+@[^@\s<>]+>|[^@\s<>]+@[^@\s<>]+)$/.test(raw)
+    ? { value: raw }
+    : { problem: `expected an address (name@host or Name <name@host>), got ${quote(raw)}` };
+}
+
 
 function parseTurnUris(raw: string): Parsed<string[]> {
   const uris = raw.split(",").map((u) => u.trim()).filter((u) => u !== "");
@@ -199,6 +269,13 @@ const variables = {
   TESSERA_TLS_KEY: variable((raw) => ({ value: raw })),
   TESSERA_SIGNING_KEY: variable(parseSigningKeySeed),
   TESSERA_RATE_LIMITS: variable(parseSwitch),
+  TESSERA_OUTBOUND_TLS_VERIFY: variable(parseSwitch),
+  TESSERA_SMTP_URL: variable(parseSmtpUrl),
+  TESSERA_SMTP_FROM: variable(parseMailFrom),
+  TESSERA_GUEST_ACCESS: variable(parseSwitch),
+  TESSERA_ADMINS: variable(parseAdmins),
+  TESSERA_SUPPORT_CONTACTS: variable(parseSupportContacts),
+  TESSERA_SUPPORT_PAGE: variable(parseBaseUrl),
   TESSERA_GUEST_ACCESS: variable(parseSwitch),
   TESSERA_OUTBOUND_ALLOW_PRIVATE: variable(parseSwitch),
   TESSERA_TURN_URIS: variable(parseTurnUris),
@@ -262,7 +339,15 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
     tls,
     signingKeySeed: v.TESSERA_SIGNING_KEY,
     rateLimits: v.TESSERA_RATE_LIMITS ?? CONFIG_DEFAULTS.rateLimits,
-    guestAccess: v.TESSERA_GUEST_ACCESS ?? CONFIG_DEFAULTS.guestAccess,
+    admins: Object.freeze(v.TESSERA_ADMINS ?? []),
+    ...(v.TESSERA_SUPPORT_CONTACTS !== undefined || v.TESSERA_SUPPORT_PAGE !== undefined
+      ? {
+        support: Object.freeze({
+          contacts: Object.freeze(v.TESSERA_SUPPORT_CONTACTS ?? []),
+          ...(v.TESSERA_SUPPORT_PAGE !== undefined ? { page: v.TESSERA_SUPPORT_PAGE } : {}),
+        }),
+      }
+      : {}),
     outboundAllowPrivate: v.TESSERA_OUTBOUND_ALLOW_PRIVATE ?? CONFIG_DEFAULTS.outboundAllowPrivate,
     // Absent rather than undefined when unset, so configurations without TURN compare equal.
     ...(v.TESSERA_TURN_URIS !== undefined && v.TESSERA_TURN_SHARED_SECRET !== undefined

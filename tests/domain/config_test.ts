@@ -52,6 +52,8 @@ Deno.test("defaults in dev mode: open registration", () => {
     signingKeySeed: undefined,
     rateLimits: true,
     guestAccess: false,
+    guestAccess: false,
+    admins: [],
     outboundAllowPrivate: false,
   });
   assert.ok(Object.isFrozen(config));
@@ -270,4 +272,27 @@ Deno.test("configFromDenoEnv matches loadConfig over the process environment", (
   const fromProcess = configFromDenoEnv(DEV);
   assert.deepEqual({ ...fromProcess }, { ...loadConfig(Deno.env.toObject(), DEV) });
   assert.ok(Object.isFrozen(fromProcess));
+
+Deno.test("config: TESSERA_ADMINS and the support document's contacts and page", () => {
+  const config = loadConfig({
+    TESSERA_ADMINS: "@root:example.org, @ops:example.org",
+    TESSERA_SUPPORT_CONTACTS: "@root:example.org,help@example.org",
+  }, PROD);
+  assert.deepEqual(config.admins, ["@root:example.org", "@ops:example.org"]);
+  assert.deepEqual(config.support, {
+    contacts: [
+      { role: "m.role.admin", matrix_id: "@root:example.org" },
+      { role: "m.role.admin", email_address: "help@example.org" },
+    ],
+  });
+  assert.deepEqual(loadConfig({}, PROD).admins, []);
+  assert.equal(loadConfig({}, PROD).support, undefined);
+  assertConfigError({ TESSERA_ADMINS: "root" }, "TESSERA_ADMINS", /comma-separated user IDs/);
+  assertConfigError(
+    { TESSERA_SUPPORT_CONTACTS: "nobody" },
+    "TESSERA_SUPPORT_CONTACTS",
+    /user IDs or email addresses/,
+  );
+  assertConfigError({ TESSERA_SUPPORT_PAGE: "ftp://x" }, "TESSERA_SUPPORT_PAGE", /http/);
+});
 });
