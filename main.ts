@@ -46,6 +46,7 @@ import type { AppDeps } from "./routes/deps.ts";
 import { KvTransactionStore } from "./kv/transaction_store.ts";
 import { RoomEventService } from "./domain/room_events/room_event_service.ts";
 import { ReadPipeline, type ReadPipelineDeps } from "./domain/room_events/read_pipeline.ts";
+import { KvRelationReader } from "./kv/relation_reads.ts";
 import { NotificationPlanner } from "./domain/push/notification_planner.ts";
 import { NotificationCountService } from "./domain/push/notification_counts.ts";
 import { PushRuleService } from "./domain/push/push_rule_service.ts";
@@ -138,12 +139,14 @@ export async function assembleServer(
   });
   const transactions = new KvTransactionStore(kv);
   // The one way events leave the server: every reader gets this instance.
+  const relations = new KvRelationReader(kv);
   const pipelineDeps: ReadPipelineDeps = {
     store: eventStore,
     accountData: new KvAccountDataStore(kv),
     transactions,
     now: options.now ?? Date.now,
     serverName: config.serverName,
+    relations,
   };
   const readPipeline = options.readPipeline?.(pipelineDeps) ?? new ReadPipeline(pipelineDeps);
   const deviceListNotifier = new DeviceListNotifier(eventStore, syncNotifier);
@@ -207,6 +210,7 @@ export async function assembleServer(
     sender,
     transactions,
     readPipeline,
+    relations,
     roomEvents: new RoomEventService({
       store: eventStore,
       sender,

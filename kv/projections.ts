@@ -31,6 +31,7 @@ import {
   readStoredEvent,
   readStoredEvents,
 } from "./event_reads.ts";
+import { type RelationLookups, RelationPlan } from "./relation_projection.ts";
 import { diffStates, type StateDelta } from "./state_delta.ts";
 import { StateGroupPlanner } from "./state_groups.ts";
 import type { StoreContext } from "./store_context.ts";
@@ -182,6 +183,8 @@ export class RoomBatchPlanner {
   memberChanges: PlannedMemberChange[];
   /** Byte counts of non-member current state, for the state caps (roomid_stateusage). */
   stateUsage: StateUsagePlan;
+  /** Relations, threads and timestamps of accepted events (kv/relation_projection.ts). */
+  relations: RelationPlan;
   /** Search index entries of earlier events that this batch's redactions delete. */
   searchDeletes: PlannedMutation[];
   #rejected: Set<string>;
@@ -204,6 +207,7 @@ export class RoomBatchPlanner {
     this.redactions = new Map();
     this.memberChanges = [];
     this.stateUsage = { entries: new Map(), room: undefined, users: new Map() };
+    this.relations = new RelationPlan(ctx, roomId);
     this.searchDeletes = [];
     this.#rejected = new Set();
     this.#lookups = lookups;
@@ -250,6 +254,7 @@ export class RoomBatchPlanner {
       room: this.stateUsage.room,
       users: new Map(this.stateUsage.users),
     };
+    copy.relations = this.relations.fork();
     copy.searchDeletes = [...this.searchDeletes];
     copy.#rejected = new Set(this.#rejected);
     return copy;
@@ -324,6 +329,9 @@ export class RoomBatchPlanner {
     if (input.status === "accepted" && event.type === "m.room.redaction") {
       await this.#noteRedaction(event);
     }
+    if (input.status === "accepted") {
+      await this.relations.noteEvent(event, position, this.#relationLookups());
+    }
     if (!backfill && input.status === "accepted") {
       await this.#advance(head, event, position, before, after);
     }
@@ -349,6 +357,26 @@ export class RoomBatchPlanner {
     if (list.length >= MAX_REDACTIONS_PER_EVENT || list.includes(event.event_id)) return;
     if (list.length === 0) await this.#unindexForSearch(target);
     this.redactions.set(target, [...list, event.event_id]);
+    if (list.length === 0) await this.relations.noteFirstRedaction(target, this.#relationLookups());
+  }
+
+  /** What the relation plan asks of the batch: planned events first, then committed ones. */
+  #relationLookups(): RelationLookups {
+    return {
+      acceptedEvent: async (id) => {
+        const planned = this.events.get(id);
+        if (planned) return planned.status === "accepted" ? planned.event : undefined;
+        const stored = await readStoredEvent(this.ctx, id);
+        if (!stored || stored.roomId !== this.roomId || stored.status !== "accepted") return;
+        return toRoomEvent(stored.pdu, id, this.version!);
+      },
+      redactionNamed: async (id) => {
+        const planned = this.redactions.get(id);
+        if (planned !== undefined) return planned.length > 0;
+        const entry = await this.ctx.kv.get<string[]>(this.ctx.keys.redactions(this.roomId, id));
+        return (entry.value?.length ?? 0) > 0;
+      },
+    };
   }
 
   /**
@@ -676,6 +704,7 @@ export class RoomBatchPlanner {
       out.push({ op: "set", key: keys.head(this.roomId), value: this.head });
     }
     out.push(...this.#stateUsageWrites());
+    out.push(...this.relations.mutations());
     out.push(...this.searchDeletes);
     for (const [target, redactionIds] of this.redactions) {
       out.push({ op: "set", key: keys.redactions(this.roomId, target), value: redactionIds });

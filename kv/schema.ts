@@ -59,6 +59,24 @@ export const EVENT_STORE_MAPS = {
    */
   roomid_stateusage: "roomid_stateusage",
   /**
+   * (roomId, parentId, position) -> RelationRecord: the accepted events relating to a parent
+   * (`m.relates_to` with `rel_type` and `event_id`), in log order (see kv/relation_projection.ts).
+   */
+  roomeventid_children: "roomeventid_children",
+  /** (roomId, parentId, rel_type, position) -> RelationRecord: the same, one rel_type at a time. */
+  roomeventidreltype_children: "roomeventidreltype_children",
+  /**
+   * (roomId, parentId) -> RelationSummary: what the bundled aggregations start from (edits and
+   * references counted, a thread's count, latest reply and first and last positions).
+   */
+  roomeventid_relationsummary: "roomeventid_relationsummary",
+  /** (roomId, rootId, userId) -> number: a user's replies in a thread (participation). */
+  roomeventiduser_threadreplies: "roomeventiduser_threadreplies",
+  /** (roomId, position of the thread's latest reply, rootId) -> true: threads by activity. */
+  roomid_threadactivity: "roomid_threadactivity",
+  /** (roomId, origin_server_ts, position) -> eventId: accepted events by timestamp. */
+  roomid_tsevent: "roomid_tsevent",
+  /**
    * (roomId, term, position) -> SearchPostingRecord: the full-text search index, one entry per
    * distinct term of an accepted event's searchable text (kv/search_projection.ts). Written in
    * the event's commit; an accepted redaction deletes its target's entries in its own commit.
@@ -85,6 +103,12 @@ export const REPLAYED_MAPS: readonly EventStoreMap[] = [
   "roomid_memberchange",
   "roomid_memberchangehead",
   "roomid_stateusage",
+  "roomeventid_children",
+  "roomeventidreltype_children",
+  "roomeventid_relationsummary",
+  "roomeventiduser_threadreplies",
+  "roomid_threadactivity",
+  "roomid_tsevent",
   "roomid_searchterm",
 ];
 
@@ -233,6 +257,42 @@ export class EventStoreKeys {
   /** Bytes of a room's non-member current state sent by `userId`. */
   stateUsageUser(roomId: string, userId: string): Deno.KvKey {
     return [...this.namespace, "roomid_stateusage", roomId, "user", userId];
+  }
+
+  /** A child of `parentId` at `position`; without position, all of the parent's children. */
+  children(roomId: string, parentId: string, position?: number): Deno.KvKey {
+    const prefix = [...this.namespace, "roomeventid_children", roomId, parentId];
+    return position === undefined ? prefix : [...prefix, position];
+  }
+
+  /** A child of `parentId` by rel_type; without position, all of that rel_type's children. */
+  typedChildren(roomId: string, parentId: string, relType: string, position?: number): Deno.KvKey {
+    const prefix = [...this.namespace, "roomeventidreltype_children", roomId, parentId, relType];
+    return position === undefined ? prefix : [...prefix, position];
+  }
+
+  /** The relation summary of a parent event. */
+  relationSummary(roomId: string, parentId: string): Deno.KvKey {
+    return [...this.namespace, "roomeventid_relationsummary", roomId, parentId];
+  }
+
+  /** How many replies `userId` sent in the thread of `rootId`. */
+  threadReplies(roomId: string, rootId: string, userId: string): Deno.KvKey {
+    return [...this.namespace, "roomeventiduser_threadreplies", roomId, rootId, userId];
+  }
+
+  /** A thread's place in the room's threads by latest activity; without position, all of them. */
+  threadActivity(roomId: string, position?: number, rootId?: string): Deno.KvKey {
+    const prefix = [...this.namespace, "roomid_threadactivity", roomId];
+    if (position === undefined) return prefix;
+    return rootId === undefined ? [...prefix, position] : [...prefix, position, rootId];
+  }
+
+  /** An accepted event by timestamp; without ts, the room's whole index. */
+  timestampEvent(roomId: string, ts?: number, position?: number): Deno.KvKey {
+    const prefix = [...this.namespace, "roomid_tsevent", roomId];
+    if (ts === undefined) return prefix;
+    return position === undefined ? [...prefix, ts] : [...prefix, ts, position];
   }
 }
 

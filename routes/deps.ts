@@ -23,6 +23,7 @@ import type { Rooms } from "../domain/rooms/rooms.ts";
 import type { TransactionStore } from "../domain/ports/transaction_store.ts";
 import type { RoomEventService } from "../domain/room_events/room_event_service.ts";
 import type { ReadPipeline } from "../domain/room_events/read_pipeline.ts";
+import type { RelationReader } from "../domain/ports/relation_store.ts";
 import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts";
 import type { DeviceListNotifier } from "../domain/e2ee/device_list_notifier.ts";
 import type { CrossSigningService } from "../domain/e2ee/cross_signing_service.ts";
@@ -74,6 +75,8 @@ export interface AppDeps {
   readPipeline: ReadPipeline;
   /** Sending and reading room events (/event, /context, /messages, /state, /members). */
   roomEvents: RoomEventService;
+  /** Relation projections: children, threads by activity, events by timestamp. */
+  relations: RelationReader;
   /** Wakes long-polling syncs: call `notifyUser`/`notifyRoom` after committing sync data. */
   syncNotifier: SyncNotifier;
   /** Sync streams besides rooms (account data, typing, receipts, ...); areas push theirs. */

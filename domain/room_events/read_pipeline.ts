@@ -14,7 +14,10 @@
  *    events stay, as the spec's "Ignoring Users" module and Synapse keep them.
  * 4. **Format**: the client format (`unsigned.transaction_id` for the sending device,
  *    `prev_content`, `redacted_because`), or the PDU itself for `event_format: federation`,
- *    redacted as stage 2 decided.
+ *    redacted as stage 2 decided. Readers that ask for them get bundled aggregations
+ *    (`unsigned["m.relations"]`: edits, threads, references; relation_aggregations.ts) on the
+ *    timeline events kept, computed from children that went through this same pipeline for
+ *    the same reader, so nothing the reader may not see is bundled or counted.
  * 5. **Filter**: the room event filter (types, senders, `contains_url`, ...) and the filter's
  *    `event_fields`, last, because they only choose among what the user may see. The room
  *    event filter reads the redacted event, never a formatted field, so it is decided before
@@ -42,6 +45,8 @@ import type { RoomVersion } from "../room_versions.ts";
 import { AppliedRedactions } from "./applied_redactions.ts";
 import { pickFields } from "./event_fields.ts";
 import { HistoryVisibilityFilter } from "./history_visibility_filter.ts";
+import type { RelationReader } from "../ports/relation_store.ts";
+import { type PipeEvents, RelationAggregator } from "./relation_aggregations.ts";
 
 /** The account data type holding the users a user ignores. */
 export const IGNORED_USER_LIST = "m.ignored_user_list";
@@ -66,6 +71,8 @@ export interface ReadPipelineDeps {
   now: () => number;
   /** This server's name: our users' redactions apply only to their own events or by level. */
   serverName: string;
+  /** The relation projections bundled aggregations are read from. */
+  relations: RelationReader;
 }
 
 /** Who reads. */
@@ -100,6 +107,16 @@ export interface RoomRead {
   prevContent?: boolean;
   /** The reader's ignore list when already read (sync reads it once for every room). */
   ignored?: IgnoredUsers;
+  /**
+   * Bundle aggregations of child events into the client format's timeline events (`true`), or
+   * edits alone (`"edits"`, for events bundled into others).
+   */
+  aggregations?: boolean | "edits";
+  /**
+   * Put out non-state events of ignored users redacted instead of dropping them (/threads shows
+   * an ignored user's thread root so, as the spec asks).
+   */
+  redactIgnored?: boolean;
 }
 
 /** The events of one room's read. */
@@ -133,7 +150,11 @@ export class ReadPipeline {
   constructor(protected readonly deps: ReadPipelineDeps) {
     this.#visibility = new HistoryVisibilityFilter(deps.store);
     this.#redactions = new AppliedRedactions(deps);
+    this.#aggregator = new RelationAggregator(deps);
   }
+
+  /** Bundled aggregations, in stage 4. */
+  readonly #aggregator: RelationAggregator;
 
   /** Stage 1. */
   readonly #visibility: HistoryVisibilityFilter;
@@ -195,12 +216,23 @@ export class ReadPipeline {
       this.#redactions.of(read.roomId, all, read.version),
       this.#formatExtras(read, all, timelineVisible),
     ]);
-    const redacted = (e: StoredEvent): StoredEvent =>
-      redactions.has(e.eventId) ? { ...e, pdu: redactEvent(e.pdu, read.version) } : e;
-    // 3. Ignored users: their non-state events are not sent.
+    // 3. Ignored users: their non-state events are not sent (or sent redacted, when asked).
     const ignored = await ignoredPromise;
+    const ignoredRedacted = new Set<string>();
+    if (read.redactIgnored) {
+      for (const e of timelineVisible) {
+        if (e.pdu.state_key === undefined && ignored.has(e.pdu.sender)) {
+          ignoredRedacted.add(e.eventId);
+        }
+      }
+    }
+    const redacted = (e: StoredEvent): StoredEvent =>
+      redactions.has(e.eventId) || ignoredRedacted.has(e.eventId)
+        ? { ...e, pdu: redactEvent(e.pdu, read.version) }
+        : e;
     const notIgnored = (e: StoredEvent) =>
-      e.pdu.state_key !== undefined || !ignored.has(e.pdu.sender);
+      e.pdu.state_key !== undefined || !ignored.has(e.pdu.sender) ||
+      ignoredRedacted.has(e.eventId);
     // 5's room event filter decides on the redacted event; it runs before formatting here only
     // so nothing is formatted to be thrown away (it reads no formatted field).
     const timelineKept = timelineVisible.filter((e) =>
@@ -211,8 +243,18 @@ export class ReadPipeline {
       notIgnored(e) &&
       matchesRoomEventFilter(read.stateFilter ?? {}, { ...redacted(e).pdu, room_id: read.roomId })
     );
-    // 4. Format.
-    const formatted = this.#format(read, timelineKept, stateKept, redactions, extras);
+    // 4. Format, with bundled aggregations when asked.
+    const formatted = this.#format(
+      read,
+      timelineKept,
+      stateKept,
+      redactions,
+      extras,
+      ignoredRedacted,
+    );
+    if (read.aggregations && read.format !== "federation" && timelineKept.length > 0) {
+      await this.#bundle(read, membership, ignored, timelineKept, formatted, redactions);
+    }
     // 5. event_fields.
     const fields = read.eventFields;
     const pick = (events: JsonObject[]) =>
@@ -280,6 +322,70 @@ export class ReadPipeline {
     return out;
   }
 
+  /**
+   * Attach `unsigned["m.relations"]` to the formatted timeline events (the first
+   * `timeline.length` of `formatted`). Children are read through this pipeline for the same
+   * reader, without the reader's filter (it chose the parents, not their children).
+   */
+  async #bundle(
+    read: RoomRead,
+    membership: StoredEvent | null,
+    ignored: IgnoredUsers,
+    timeline: readonly StoredEvent[],
+    formatted: JsonObject[],
+    redactions: Map<string, StoredEvent>,
+  ): Promise<void> {
+    const pipe: PipeEvents = async (events, nested) => {
+      const out = new Map<string, JsonObject>();
+      if (events.length === 0) return out;
+      const result = await this.readRoom({
+        reader: read.reader,
+        roomId: read.roomId,
+        version: read.version,
+        membership,
+        ignored,
+        aggregations: nested === "edits" ? "edits" : false,
+      }, { timeline: events });
+      result.timelineKept.forEach((e, i) => out.set(e.eventId, result.timeline[i]));
+      return out;
+    };
+    const bundles = await this.#aggregator.bundles(
+      { userId: read.reader.userId, roomId: read.roomId, membership, ignored },
+      timeline,
+      new Set(redactions.keys()),
+      pipe,
+      read.aggregations === "edits" ? "edits" : undefined,
+    );
+    timeline.forEach((event, i) => {
+      const bundle = bundles.get(event.eventId);
+      if (!bundle) return;
+      const unsigned = formatted[i].unsigned;
+      formatted[i].unsigned = {
+        ...(isJsonObject(unsigned) ? unsigned : {}),
+        "m.relations": bundle,
+      };
+    });
+  }
+
+  /**
+   * Stripped state of a room the reader may preview without reading its history (the space
+   * hierarchy's children and room summaries): redactions apply, history visibility does not,
+   * because the caller decided the room is previewable by the spec's rules for those endpoints
+   * (joined, invited, public or knockable, world-readable, or restricted to a room the reader is
+   * in), as Synapse's room_summary handler does. Each keeps its `origin_server_ts`.
+   */
+  async previewState(
+    roomId: string,
+    version: RoomVersion,
+    events: readonly StoredEvent[],
+  ): Promise<JsonObject[]> {
+    const redactions = await this.#redactions.of(roomId, events, version);
+    return events.map((event) => {
+      const pdu = redactions.has(event.eventId) ? redactEvent(event.pdu, version) : event.pdu;
+      return { ...toStrippedStateEvent(pdu), origin_server_ts: pdu.origin_server_ts };
+    });
+  }
+
   /** What the client format attaches: the device's transaction IDs and `prev_content`. */
   async #formatExtras(
     read: RoomRead,
@@ -308,13 +414,16 @@ export class ReadPipeline {
     state: readonly StoredEvent[],
     redactions: Map<string, StoredEvent>,
     { txnIds, prevContents }: FormatExtras,
+    ignoredRedacted: ReadonlySet<string> = new Set(),
   ): JsonObject[] {
     const { roomId, version } = read;
     const all = [...timeline, ...state];
     if (all.length === 0) return [];
     if (read.format === "federation") {
       return all.map((event) => {
-        const pdu = redactions.has(event.eventId) ? redactEvent(event.pdu, version) : event.pdu;
+        const pdu = redactions.has(event.eventId) || ignoredRedacted.has(event.eventId)
+          ? redactEvent(event.pdu, version)
+          : event.pdu;
         return { ...pdu, event_id: event.eventId } as unknown as JsonObject;
       });
     }
@@ -324,7 +433,9 @@ export class ReadPipeline {
       const redactedBecause = redaction
         ? toClientEvent(redaction.eventId, redaction.pdu, { roomId, version, now })
         : undefined;
-      const pdu = redaction ? redactEvent(event.pdu, version) : event.pdu;
+      const pdu = redaction || ignoredRedacted.has(event.eventId)
+        ? redactEvent(event.pdu, version)
+        : event.pdu;
       const prev = prevContents.get(event.eventId);
       return toClientEvent(event.eventId, pdu, {
         roomId,

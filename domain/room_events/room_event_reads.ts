@@ -379,6 +379,8 @@ export class RoomEventReads {
       membership: room.membership,
       ignored: room.ignored,
       prevContent,
+      // Timeline reads (/event, /context, /messages) bundle aggregations, as the spec lists.
+      aggregations: prevContent,
     };
   }
 }

@@ -15,6 +15,7 @@ import { filterArea } from "./filter_routes.ts";
 import { syncArea } from "./sync_routes.ts";
 import { roomArea } from "./room_routes.ts";
 import { roomEventArea } from "./room_event_routes.ts";
+import { relationArea } from "./relation_routes.ts";
 import { membershipArea } from "./membership_routes.ts";
 import { directoryArea } from "./directory_routes.ts";
 import { profileArea } from "./profile_routes.ts";
@@ -54,6 +55,7 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     filterArea(deps),
     roomArea(deps),
     roomEventArea(deps),
+    relationArea(deps),
     membershipArea(deps),
     directoryArea(deps),
     profileArea(deps),

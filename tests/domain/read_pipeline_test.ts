@@ -9,6 +9,7 @@ import type { JsonObject } from "../../domain/json.ts";
 import type { StoredEvent } from "../../domain/ports/event_store.ts";
 import type { TransactionStore } from "../../domain/ports/transaction_store.ts";
 import { roomVersion } from "../../domain/room_versions.ts";
+import { KvRelationReader } from "../../kv/relation_reads.ts";
 
 const VERSION = roomVersion("10")!;
 
@@ -26,6 +27,7 @@ async function fixture() {
     transactions,
     now: () => 10_000,
     serverName: "example.org",
+    relations: new KvRelationReader(base.kv),
   });
   // state_default 0: any member may set the topic (the ignored-user test needs it).
   const roomId = await createPublicRoom(base.sender, "10", { state_default: 0 });
@@ -211,6 +213,7 @@ Deno.test("visibility reads the state once per linear chain, not once per event"
       } as unknown as TransactionStore,
       now: () => 10_000,
       serverName: "example.org",
+      relations: new KvRelationReader(f.kv),
     });
     const timeline = (await f.all()).slice(-10);
     const out = await pipeline.readRoom(f.read(BOB), { timeline });

@@ -104,6 +104,12 @@ const ROUTES: Record<string, Kind> = {
   "GET /_matrix/client/*/rooms/:roomId/event/:eventId": "events",
   "GET /_matrix/client/*/rooms/:roomId/context/:eventId": "events",
   "GET /_matrix/client/*/rooms/:roomId/messages": "events",
+  "GET /_matrix/client/*/rooms/:roomId/relations/:eventId": "events",
+  "GET /_matrix/client/*/rooms/:roomId/relations/:eventId/:relType": "events",
+  "GET /_matrix/client/*/rooms/:roomId/relations/:eventId/:relType/:eventType": "events",
+  "GET /_matrix/client/*/rooms/:roomId/threads": "events",
+  // An event ID and timestamp only, chosen among the events the pipeline lets the reader see.
+  "GET /_matrix/client/*/rooms/:roomId/timestamp_to_event": "none",
   "POST /_matrix/client/*/join/:roomIdOrAlias": "none",
   "POST /_matrix/client/*/rooms/:roomId/join": "none",
   "POST /_matrix/client/*/knock/:roomIdOrAlias": "none",
@@ -293,6 +299,13 @@ Deno.test("every event-returning route reads its events through the read pipelin
       "m.mentions": { user_ids: [alice.userId] },
     });
     const eventId = sent.body.event_id as string;
+    // A thread reply, so /relations and /threads have an event to return.
+    const reply = await call("PUT", `${room}/send/m.room.message/t2`, alice.accessToken, {
+      msgtype: "m.text",
+      body: "in thread",
+      "m.relates_to": { rel_type: "m.thread", event_id: eventId },
+    });
+    assertEquals(reply.status, 200);
     // A pending invite, so /sync's invite section is exercised too.
     const other = await call("POST", "/_matrix/client/v3/createRoom", bob.accessToken, {
       preset: "private_chat",
@@ -304,7 +317,15 @@ Deno.test("every event-returning route reads its events through the read pipelin
       path
         .replace(":roomId", encodeURIComponent(roomId))
         .replace(":eventId", encodeURIComponent(eventId))
-        .replace(":eventType", path.includes(":stateKey") ? "m.room.member" : "m.room.name")
+        .replace(":relType", "m.thread")
+        .replace(
+          ":eventType",
+          path.includes(":stateKey")
+            ? "m.room.member"
+            : path.includes("/relations/")
+            ? "m.room.message"
+            : "m.room.name",
+        )
         .replace(":stateKey", encodeURIComponent(alice.userId));
     const query: Record<string, string> = {
       "/messages": "?dir=b",

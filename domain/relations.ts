@@ -1,0 +1,48 @@
+/**
+ * Event relationships (client-server spec, "Forming relationships between events"): which
+ * parent an event points at through `content["m.relates_to"]`, and the relationship types the
+ * server aggregates (`m.thread`, `m.replace`, `m.reference`).
+ */
+import { isJsonObject, type JsonObject } from "./json.ts";
+
+/** The relationship types the server bundles into `unsigned["m.relations"]`. */
+export const AGGREGATED_REL_TYPES = ["m.thread", "m.replace", "m.reference"] as const;
+
+/** One of AGGREGATED_REL_TYPES. */
+export type AggregatedRelType = typeof AGGREGATED_REL_TYPES[number];
+
+/**
+ * Longest `rel_type` and parent event ID indexed: both end up in KV keys (2 KiB at most, beside
+ * a room ID), and the spec's identifiers stay far below it (event IDs are at most 255 bytes).
+ */
+export const MAX_RELATION_FIELD_BYTES = 255;
+
+/** A relation an event declares. */
+export interface Relation {
+  relType: string;
+  /** The parent event's ID. */
+  eventId: string;
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * The relation `content` declares, or undefined: `m.relates_to` must be an object with string
+ * `rel_type` and `event_id` (a reply's `m.in_reply_to` alone is no relation), each at most 255
+ * bytes, and the event may not point at itself.
+ */
+export function relationOf(content: JsonObject, ownEventId?: string): Relation | undefined {
+  const relatesTo = content["m.relates_to"];
+  if (!isJsonObject(relatesTo)) return undefined;
+  const { rel_type: relType, event_id: eventId } = relatesTo;
+  if (typeof relType !== "string" || typeof eventId !== "string") return undefined;
+  if (relType === "" || !eventId.startsWith("$") || eventId === ownEventId) return undefined;
+  if (encoder.encode(relType).length > MAX_RELATION_FIELD_BYTES) return undefined;
+  if (encoder.encode(eventId).length > MAX_RELATION_FIELD_BYTES) return undefined;
+  return { relType, eventId };
+}
+
+/** Whether `relType` is one the server aggregates. */
+export function isAggregatedRelType(relType: string): relType is AggregatedRelType {
+  return (AGGREGATED_REL_TYPES as readonly string[]).includes(relType);
+}
