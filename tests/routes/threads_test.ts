@@ -1,0 +1,151 @@
+/**
+ * GET /v1/rooms/{roomId}/threads: thread roots by latest activity, `include=participated`,
+ * pagination, history visibility, and an ignored user's root shown redacted.
+ */
+import { assert, assertEquals } from "../assert.ts";
+import { registerUser } from "./client_harness.ts";
+import { startTestServer } from "./test_server.ts";
+
+async function setup() {
+  const server = await startTestServer();
+  const alice = await registerUser(server, "alice");
+  const bob = await registerUser(server, "bob");
+  const created = await server.request("POST", "/_matrix/client/v3/createRoom", {
+    token: alice.accessToken,
+    body: { preset: "public_chat" },
+  });
+  const roomId = created.body.room_id as string;
+  const room = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}`;
+  const threads = `/_matrix/client/v1/rooms/${encodeURIComponent(roomId)}/threads`;
+  await server.request("POST", `${room}/join`, { token: bob.accessToken, body: {} });
+  let txn = 0;
+  const say = async (token: string, body: string, threadRoot?: string) => {
+    const content: Record<string, unknown> = { msgtype: "m.text", body };
+    if (threadRoot) content["m.relates_to"] = { rel_type: "m.thread", event_id: threadRoot };
+    const res = await server.request("PUT", `${room}/send/m.room.message/t${txn++}`, {
+      token,
+      body: content,
+    });
+    assertEquals(res.status, 200, JSON.stringify(res.body));
+    return res.body.event_id as string;
+  };
+  const list = (token: string, query = "") =>
+    server.request("GET", `${threads}${query}`, { token });
+  return { server, alice, bob, roomId, room, threads, say, list };
+}
+
+const ids = (chunk: { event_id: string }[]) => chunk.map((e) => e.event_id);
+
+Deno.test("threads: roots ordered by their latest reply, with bundled thread summaries", async () => {
+  const { server, alice, bob, say, list } = await setup();
+  try {
+    const a = await say(alice.accessToken, "thread A");
+    const b = await say(bob.accessToken, "thread B");
+    const c = await say(alice.accessToken, "thread C");
+    await say(alice.accessToken, "no thread");
+    await say(bob.accessToken, "c1", c);
+    await say(alice.accessToken, "a1", a);
+    await say(alice.accessToken, "b1", b);
+    const latestA = await say(bob.accessToken, "a2", a);
+
+    const all = await list(alice.accessToken, "?limit=10");
+    assertEquals(all.status, 200);
+    assertEquals(ids(all.body.chunk), [a, b, c], "by latest reply, newest first");
+    assertEquals(all.body.next_batch, undefined);
+    const summary = all.body.chunk[0].unsigned["m.relations"]["m.thread"];
+    assertEquals(summary.count, 2);
+    assertEquals(summary.latest_event.event_id, latestA);
+    assertEquals(summary.current_user_participated, true);
+
+    // Bob sent B's root and replied in C and A: he took part in all three.
+    const bobs = await list(bob.accessToken, "?include=participated&limit=10");
+    assertEquals(ids(bobs.body.chunk), [a, b, c]);
+    // Someone outside the room may not list its threads.
+    const carol = await registerUser(server, "carol");
+    const carols = await list(carol.accessToken, "?include=participated");
+    assertEquals(carols.status, 403, "not in the room");
+
+    // Pages of one.
+    const p1 = await list(alice.accessToken, "?limit=1");
+    assertEquals(ids(p1.body.chunk), [a]);
+    assert(p1.body.next_batch);
+    const p2 = await list(alice.accessToken, `?limit=1&from=${p1.body.next_batch}`);
+    assertEquals(ids(p2.body.chunk), [b]);
+    const p3 = await list(alice.accessToken, `?limit=1&from=${p2.body.next_batch}`);
+    assertEquals(ids(p3.body.chunk), [c]);
+    const p4 = p3.body.next_batch === undefined
+      ? { body: { chunk: [] } }
+      : await list(alice.accessToken, `?limit=1&from=${p3.body.next_batch}`);
+    assertEquals(p4.body.chunk, []);
+
+    // A new reply moves its thread to the front.
+    await say(alice.accessToken, "c2", c);
+    assertEquals(ids((await list(alice.accessToken)).body.chunk), [c, a, b]);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("threads: participated means the root's sender or a replier", async () => {
+  const { server, alice, bob, say, list } = await setup();
+  try {
+    const mine = await say(alice.accessToken, "alice's root");
+    const bobsRoot = await say(bob.accessToken, "bob's root");
+    const repliedTo = await say(bob.accessToken, "bob's other root");
+    await say(bob.accessToken, "reply", mine);
+    await say(bob.accessToken, "reply", bobsRoot);
+    await say(alice.accessToken, "alice replies", repliedTo);
+    const participated = await list(alice.accessToken, "?include=participated");
+    assertEquals(ids(participated.body.chunk).sort(), [mine, repliedTo].sort());
+    assertEquals((await list(alice.accessToken, "?include=everything")).status, 400);
+    assertEquals((await list(alice.accessToken, "?limit=x")).status, 400);
+    assertEquals((await list(alice.accessToken, "?from=bogus")).status, 400);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("threads: an ignored user's root comes redacted, their replies uncounted", async () => {
+  const { server, alice, bob, say, list } = await setup();
+  try {
+    const root = await say(bob.accessToken, "bob's secret");
+    await say(alice.accessToken, "alice in thread", root);
+    await say(bob.accessToken, "bob in thread", root);
+    await server.request(
+      "PUT",
+      `/_matrix/client/v3/user/${
+        encodeURIComponent(alice.userId)
+      }/account_data/m.ignored_user_list`,
+      { token: alice.accessToken, body: { ignored_users: { [bob.userId]: {} } } },
+    );
+    const res = await list(alice.accessToken);
+    assertEquals(ids(res.body.chunk), [root]);
+    const event = res.body.chunk[0];
+    assertEquals(event.content, {}, "redacted");
+    const thread = event.unsigned["m.relations"]["m.thread"];
+    assertEquals(thread.count, 1);
+    assertEquals(thread.latest_event.content.body, "alice in thread");
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("threads: a thread the reader saw none of is not listed", async () => {
+  const { server, alice, bob, room, say, list } = await setup();
+  try {
+    await server.request("PUT", `${room}/state/m.room.history_visibility/`, {
+      token: alice.accessToken,
+      body: { history_visibility: "joined" },
+    });
+    await server.request("POST", `${room}/leave`, { token: bob.accessToken, body: {} });
+    const before = await say(alice.accessToken, "before bob is back");
+    await say(alice.accessToken, "reply before", before);
+    await server.request("POST", `${room}/join`, { token: bob.accessToken, body: {} });
+    const after = await say(alice.accessToken, "after");
+    await say(alice.accessToken, "reply after", after);
+    assertEquals(ids((await list(bob.accessToken)).body.chunk), [after]);
+    assertEquals(ids((await list(alice.accessToken)).body.chunk), [after, before]);
+  } finally {
+    server.close();
+  }
+});
