@@ -339,6 +339,7 @@ function assembleUserData(options: {
       events: eventStore,
       sender: options.sender,
       serverName: options.serverName,
+      accounts: new KvAccountStore(kv, now),
     }),
     accountData,
     receipts: new ReceiptService({

@@ -5,6 +5,7 @@
  */
 import { badJson, forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
 import type { JsonObject, JsonValue } from "../json.ts";
+import type { AccountStore } from "../ports/account_store.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { ProfileFields, ProfileStore } from "../ports/profile_store.ts";
 import type { LocalEventSender } from "../local_event_sender.ts";
@@ -65,6 +66,11 @@ export interface ProfileServiceDeps {
   events: Pick<EventReader, "roomsOfUser" | "currentStateEventId" | "getEvent">;
   sender: Pick<LocalEventSender, "send">;
   serverName: string;
+  /**
+   * Accounts, so a local user who never set a profile reads as the registration default (the
+   * localpart as display name) and one who does not exist as 404.
+   */
+  accounts?: Pick<AccountStore, "getAccount">;
 }
 
 /** Profile reads and writes, and their propagation to member events. */
@@ -75,9 +81,7 @@ export class ProfileService implements ProfileReader {
   async profile(userId: string): Promise<MemberProfile> {
     const fields = await this.deps.store.get(userId);
     // A local user without a profile record yet gets the registration default, the localpart.
-    if (fields === null && userId.endsWith(`:${this.deps.serverName}`)) {
-      return { displayname: userId.slice(1, userId.indexOf(":")) };
-    }
+    if (fields === null && this.#isLocal(userId)) return defaultProfile(userId);
     return memberProfile(fields);
   }
 
@@ -87,11 +91,19 @@ export class ProfileService implements ProfileReader {
     return new Map([...stored].map(([id, fields]) => [id, memberProfile(fields)]));
   }
 
-  /** Every field of a user's profile; M_NOT_FOUND when the user has none. */
+  /**
+   * Every field of a user's profile; M_NOT_FOUND when the user has none. A local account that
+   * never set one has the registration default (Synapse sets the localpart as display name at
+   * registration), so clients do not take an existing user for a missing one.
+   */
   async fullProfile(userId: string): Promise<ProfileFields> {
     const fields = await this.deps.store.get(userId);
-    if (fields === null) throw notFound("Profile not found");
-    return fields;
+    if (fields !== null) return fields;
+    const { accounts } = this.deps;
+    if (accounts && this.#isLocal(userId) && await accounts.getAccount(userId) !== null) {
+      return defaultProfile(userId);
+    }
+    throw notFound("Profile not found");
   }
 
   /** One field; M_NOT_FOUND when the profile or field is missing. */
@@ -107,8 +119,8 @@ export class ProfileService implements ProfileReader {
    * does nothing when a profile exists. Registration calls it.
    */
   async initialiseProfile(userId: string, displayname?: string): Promise<void> {
-    const name = displayname ?? userId.slice(1, userId.indexOf(":"));
-    await this.deps.store.update(userId, (current) => current ?? { displayname: name });
+    const initial = displayname === undefined ? defaultProfile(userId) : { displayname };
+    await this.deps.store.update(userId, (current) => current ?? initial);
   }
 
   /** Set one field as `requester`; only the user themself may. Propagates name/avatar changes. */
@@ -117,11 +129,13 @@ export class ProfileService implements ProfileReader {
     checkProfileKey(key);
     checkProfileValue(key, value);
     let changed = false;
-    await this.deps.store.update(userId, (current) => {
-      const next = { ...current, [key]: value };
+    await this.deps.store.update(userId, (stored) => {
+      // Changing one field of a never-set profile keeps the default display name.
+      const current: ProfileFields = stored ?? defaultProfile(userId);
+      const next: ProfileFields = { ...current, [key]: value };
       if (key === "avatar_url" && value === "") delete next[key];
       checkProfileSize(next);
-      changed = JSON.stringify(current?.[key]) !== JSON.stringify(next[key]);
+      changed = JSON.stringify(current[key]) !== JSON.stringify(next[key]);
       return next;
     });
     if (changed && (key === "displayname" || key === "avatar_url")) {
@@ -134,8 +148,9 @@ export class ProfileService implements ProfileReader {
     this.#checkOwner(requester, userId);
     checkProfileKey(key);
     let changed = false;
-    await this.deps.store.update(userId, (current) => {
-      const next = { ...current };
+    await this.deps.store.update(userId, (stored) => {
+      const current: ProfileFields = stored ?? defaultProfile(userId);
+      const next: ProfileFields = { ...current };
       changed = key in next;
       delete next[key];
       return next;
@@ -143,6 +158,10 @@ export class ProfileService implements ProfileReader {
     if (changed && (key === "displayname" || key === "avatar_url")) {
       await this.#propagate(userId);
     }
+  }
+
+  #isLocal(userId: string): boolean {
+    return userId.endsWith(`:${this.deps.serverName}`);
   }
 
   #checkOwner(requester: string, userId: string): void {
@@ -178,6 +197,11 @@ export class ProfileService implements ProfileReader {
       }
     }));
   }
+}
+
+/** A local user's profile before they set anything: the localpart as display name. */
+function defaultProfile(userId: string): ProfileFields & { displayname: string } {
+  return { displayname: userId.slice(1, userId.indexOf(":")) };
 }
 
 function memberProfile(fields: ProfileFields | null): MemberProfile {

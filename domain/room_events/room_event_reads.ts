@@ -48,10 +48,13 @@ export interface MembersQuery {
   notMembership?: string;
 }
 
-/** A joined member's profile as `/joined_members` shows it. */
+/**
+ * A joined member's profile as `/joined_members` shows it: both keys always, null when the
+ * member event has none (as Synapse answers, and clients such as SyTest expect the keys).
+ */
 export interface JoinedMemberProfile {
-  display_name?: string;
-  avatar_url?: string;
+  display_name: string | null;
+  avatar_url: string | null;
 }
 
 /** What a read of one room starts from: its version and the reader's standing. */
@@ -235,11 +238,11 @@ export class RoomEventReads {
     const joined: Record<string, JoinedMemberProfile> = {};
     for (const event of await this.#stateEvents(reader, roomId, room, state)) {
       if (event.state_key === undefined || event.content.membership !== "join") continue;
-      const entry: JoinedMemberProfile = {};
       const { displayname, avatar_url } = event.content;
-      if (typeof displayname === "string") entry.display_name = displayname;
-      if (typeof avatar_url === "string") entry.avatar_url = avatar_url;
-      joined[event.state_key] = entry;
+      joined[event.state_key] = {
+        display_name: typeof displayname === "string" ? displayname : null,
+        avatar_url: typeof avatar_url === "string" ? avatar_url : null,
+      };
     }
     return joined;
   }

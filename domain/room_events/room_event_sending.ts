@@ -6,13 +6,17 @@
 import { MatrixError } from "../errors.ts";
 import type { JsonObject } from "../json.ts";
 import type { LocalEventSender } from "../local_event_sender.ts";
+import type { EventReader } from "../ports/event_store.ts";
 import type { TransactionStore } from "../ports/transaction_store.ts";
 import { UnknownRedactionTarget } from "../redaction_auth_rules.ts";
+import { identicalCurrentState } from "./identical_state.ts";
 
 /** What sending needs. */
 export interface RoomEventSendingDeps {
   sender: LocalEventSender;
   transactions: TransactionStore;
+  /** Current state, so a state send that changes nothing returns the existing event. */
+  store: Pick<EventReader, "currentStateEventIds" | "getEvents">;
 }
 
 /** One send under a transaction ID. */
@@ -47,7 +51,10 @@ export class RoomEventSending {
     return promise;
   }
 
-  /** Send a state event; returns its event ID. */
+  /**
+   * Send a state event; returns its event ID. The same content from the same sender as the
+   * current state returns the current event instead, as Synapse does.
+   */
   async sendState(request: {
     userId: string;
     roomId: string;
@@ -55,6 +62,14 @@ export class RoomEventSending {
     stateKey: string;
     content: JsonObject;
   }): Promise<string> {
+    const existing = await identicalCurrentState(this.deps.store, {
+      roomId: request.roomId,
+      sender: request.userId,
+      type: request.type,
+      stateKey: request.stateKey,
+      content: request.content,
+    });
+    if (existing !== null) return existing;
     const sent = await this.#send(() =>
       this.deps.sender.send({
         roomId: request.roomId,

@@ -21,7 +21,11 @@ export class RoomEventService {
     /** The only way events leave the server (required: no reader may skip it). */
     pipeline: ReadPipeline;
   }) {
-    this.sending = new RoomEventSending({ sender: deps.sender, transactions: deps.transactions });
+    this.sending = new RoomEventSending({
+      sender: deps.sender,
+      transactions: deps.transactions,
+      store: deps.store,
+    });
     this.reads = new RoomEventReads(deps.store, deps.pipeline);
   }
 }

@@ -7,6 +7,7 @@
 import { forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
 import { isValidRoomId, isValidUserId } from "../identifiers.ts";
 import type { JsonObject } from "../json.ts";
+import { identicalCurrentState } from "../room_events/identical_state.ts";
 import { checkPendingInvites } from "./invite_quota.ts";
 import { RoomAliases } from "./room_aliases.ts";
 import { RoomState } from "./room_state.ts";
@@ -26,10 +27,22 @@ export class MembershipService {
     this.#aliases = new RoomAliases(deps);
   }
 
-  /** Join a room by ID or alias; returns the room ID. Remote rooms need federation: 404. */
-  async join(userId: string, roomIdOrAlias: string, reason?: string): Promise<string> {
+  /**
+   * Join a room by ID or alias; returns the room ID. Remote rooms need federation: 404.
+   * `content` holds the client's own keys for the member event (as Synapse takes the extra keys
+   * of a `/join` body); the membership and a restricted join's authoriser are the server's.
+   */
+  async join(
+    userId: string,
+    roomIdOrAlias: string,
+    reason?: string,
+    content: JsonObject = {},
+  ): Promise<string> {
     const state = await this.#openByIdOrAlias(roomIdOrAlias);
-    const extra: JsonObject = reason === undefined ? {} : { reason };
+    const extra: JsonObject = { ...content };
+    delete extra.membership;
+    delete extra.join_authorised_via_users_server;
+    if (reason !== undefined) extra.reason = reason;
     const membership = await state.membership(userId);
     const rule = await state.joinRule();
     if (
@@ -226,7 +239,10 @@ export class MembershipService {
     return undefined;
   }
 
-  /** Send `target`'s member event; `clearsForgotten` un-forgets the room for them. */
+  /**
+   * Send `target`'s member event; `clearsForgotten` un-forgets the room for them. An event that
+   * would repeat the current one (a second join) returns the current event, as Synapse does.
+   */
   async #sendMember(
     roomId: string,
     sender: string,
@@ -238,6 +254,14 @@ export class MembershipService {
     // Every way to invite (/invite, a member state event) is held to the invitee's cap.
     if (membership === "invite") await checkPendingInvites(this.deps.store, target, roomId);
     const content = await memberContent(this.deps, target, membership, extra);
+    const existing = await identicalCurrentState(this.deps.store, {
+      roomId,
+      sender,
+      type: "m.room.member",
+      stateKey: target,
+      content,
+    });
+    if (existing !== null) return existing;
     const sent = await this.deps.sender.send({
       roomId,
       sender,

@@ -5,6 +5,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { isValidUserId } from "../../domain/identifiers.ts";
+import type { JsonObject } from "../../domain/json.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
@@ -14,7 +15,8 @@ import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 const reason = z.string().max(4096).optional();
 const userId = z.string().max(255).refine(isValidUserId, "must be a valid user ID");
-const joinBody = z.object({ reason, third_party_signed: z.unknown().optional() });
+// Other keys of a join body go into the member event's content, as Synapse puts them.
+const joinBody = z.object({ reason, third_party_signed: z.unknown().optional() }).passthrough();
 const reasonBody = z.object({ reason });
 const targetBody = z.object({ user_id: userId, reason });
 
@@ -29,14 +31,22 @@ export function membershipArea(deps: AppDeps): ClientArea {
   // `via`/`server_name` only matter for joins over federation, which are not supported yet.
   app.post("/join/:roomIdOrAlias", auth, rateLimited(deps, "join"), async (c) => {
     const target = roomIdOrAliasParam(c);
-    const body = await readJsonBody(c, joinBody, { emptyAsObject: true });
-    return c.json({ room_id: await membership.join(user(c), target, body.reason) });
+    const { reason, third_party_signed: _signed, ...content } = await readJsonBody(c, joinBody, {
+      emptyAsObject: true,
+    });
+    return c.json({
+      room_id: await membership.join(user(c), target, reason, content as JsonObject),
+    });
   });
 
   app.post("/rooms/:roomId/join", auth, rateLimited(deps, "join"), async (c) => {
     const roomId = roomIdParam(c);
-    const body = await readJsonBody(c, joinBody, { emptyAsObject: true });
-    return c.json({ room_id: await membership.join(user(c), roomId, body.reason) });
+    const { reason, third_party_signed: _signed, ...content } = await readJsonBody(c, joinBody, {
+      emptyAsObject: true,
+    });
+    return c.json({
+      room_id: await membership.join(user(c), roomId, reason, content as JsonObject),
+    });
   });
 
   app.post("/knock/:roomIdOrAlias", auth, rateLimited(deps, "join"), async (c) => {

@@ -106,3 +106,35 @@ Deno.test("profile: a new display name reaches the user's member events in joine
     server.close();
   }
 });
+
+Deno.test("profile: a user who never set one has the localpart as display name", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const base = `${V3}/profile/${encodeURIComponent(alice.userId)}`;
+    assertEquals((await server.request("GET", base)).body, { displayname: "alice" });
+    const name = await server.request("GET", `${base}/displayname`);
+    assertEquals([name.status, name.body], [200, { displayname: "alice" }]);
+    const avatar = await server.request("GET", `${base}/avatar_url`);
+    assertEquals([avatar.status, avatar.body.errcode], [404, "M_NOT_FOUND"]);
+
+    // Setting another field keeps the default name; deleting the name removes it.
+    const token = alice.accessToken;
+    await server.request("PUT", `${base}/avatar_url`, {
+      token,
+      body: { avatar_url: "mxc://example.org/a" },
+    });
+    assertEquals((await server.request("GET", base)).body, {
+      displayname: "alice",
+      avatar_url: "mxc://example.org/a",
+    });
+    await server.request("DELETE", `${base}/displayname`, { token });
+    assertEquals((await server.request("GET", base)).body, { avatar_url: "mxc://example.org/a" });
+
+    // A local user ID without an account is still unknown.
+    const nobody = await server.request("GET", `${V3}/profile/@nobody:example.org:8448`);
+    assertEquals([nobody.status, nobody.body.errcode], [404, "M_NOT_FOUND"]);
+  } finally {
+    server.close();
+  }
+});

@@ -253,7 +253,7 @@ Deno.test("finding 20: redacted content is stripped in federation-format sync, /
     const bobMember = members.chunk.find((e: JsonObject) => e.state_key === bob.user.userId);
     assertEquals(bobMember.content, { membership: "join" }, "/members: content stripped");
     const joined = await bob.ok("GET", `/rooms/${encodeURIComponent(roomId)}/joined_members`);
-    assertEquals(joined.joined[bob.user.userId].display_name, undefined, "/joined_members");
+    assertEquals(joined.joined[bob.user.userId].display_name, null, "/joined_members");
   } finally {
     server.close();
   }
