@@ -55,6 +55,24 @@ export class KvAccountStore implements AccountStore {
     return (await op.commit()).ok;
   }
 
+  /** See AccountStore.replaceAccount: the stored record must equal `before` (compared as JSON). */
+  async replaceAccount(
+    before: AccountRecord,
+    after: AccountRecord,
+    device?: DeviceRecord,
+    tokens?: IssuedTokens,
+  ): Promise<boolean> {
+    const entry = await this.kv.get<AccountRecord>(keys.account(before.userId));
+    if (JSON.stringify(entry.value) !== JSON.stringify(before)) return false;
+    const op = this.kv.atomic().check(entry).set(entry.key, after);
+    if (device) {
+      const deviceKey = keys.device(device.userId, device.deviceId);
+      op.check({ key: deviceKey, versionstamp: null }).set(deviceKey, device);
+      if (tokens) this.setTokens(op, tokens);
+    }
+    return (await op.commit()).ok;
+  }
+
   /** Overwrite an account record. */
   async putAccount(account: AccountRecord): Promise<void> {
     await this.kv.set(keys.account(account.userId), account);

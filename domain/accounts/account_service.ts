@@ -85,7 +85,7 @@ export class AccountService implements SessionResolver {
     const record = await this.store.getAccessToken(tokenHash(token));
     if (!record) return null;
     const now = this.now();
-    const { userId, deviceId, tokenId, expiresAt } = record;
+    const { userId, deviceId, tokenId, expiresAt, guest } = record;
     // The spec's soft logout: the device still holds a refresh token, so the client refreshes
     // instead of discarding its session.
     if (expiresAt !== undefined && expiresAt <= now) {
@@ -93,7 +93,7 @@ export class AccountService implements SessionResolver {
         soft_logout: true,
       });
     }
-    return { userId, deviceId, tokenId };
+    return guest ? { userId, deviceId, tokenId, isGuest: true } : { userId, deviceId, tokenId };
   }
 
   /** Whether a localpart could be registered now (M_INVALID_USERNAME / M_USER_IN_USE if not). */
@@ -105,9 +105,18 @@ export class AccountService implements SessionResolver {
     return userId;
   }
 
-  /** Create an account; logs a device in unless `inhibitLogin`. */
+  /**
+   * Create an account; logs a device in unless `inhibitLogin`. The password may come already
+   * hashed (`passwordHash`, from `hashNewPassword`) when an earlier request of the same
+   * registration gave it.
+   */
   async register(
-    request: DeviceOptions & { localpart?: string; password?: string; inhibitLogin?: boolean },
+    request: DeviceOptions & {
+      localpart?: string;
+      password?: string;
+      passwordHash?: string;
+      inhibitLogin?: boolean;
+    },
   ): Promise<{ userId: string } & Partial<IssuedSession>> {
     // Usernames are case-insensitive for people; store the lowercase form, as other servers do.
     const userId = request.localpart !== undefined
@@ -115,7 +124,9 @@ export class AccountService implements SessionResolver {
       : `@${newLocalpart()}:${this.serverName}`;
     const account: AccountRecord = { userId, createdAt: this.now(), deactivated: false };
     if (request.password !== undefined) {
-      account.passwordHash = await this.hasher.hash(checkPassword(request.password));
+      account.passwordHash = await this.hashNewPassword(request.password);
+    } else if (request.passwordHash !== undefined) {
+      account.passwordHash = request.passwordHash;
     }
     if (request.inhibitLogin) {
       if (!(await this.store.createAccount(account))) throw userInUse();
@@ -124,6 +135,71 @@ export class AccountService implements SessionResolver {
     const { device, tokens, issued } = this.newDevice(userId, request);
     if (!(await this.store.createAccount(account, device, tokens))) throw userInUse();
     return issued;
+  }
+
+  /** Whether a user is a guest account (one read of the account). */
+  async isGuest(userId: string): Promise<boolean> {
+    return (await this.store.getAccount(userId))?.guest === true;
+  }
+
+  /** Check a new password against the rules and hash it (registration, password change). */
+  hashNewPassword(password: string): Promise<string> {
+    return this.hasher.hash(checkPassword(password));
+  }
+
+  /**
+   * Create a guest account (spec: guest access) with a server-chosen user ID and log its one
+   * device in. The device's token is marked as a guest's, so every request it makes is held to
+   * the guest rules without reading the account. No refresh token: a refreshed pair would be
+   * issued without the mark.
+   */
+  async registerGuest(displayName?: string): Promise<IssuedSession> {
+    const userId = `@${newLocalpart()}:${this.serverName}`;
+    const account: AccountRecord = {
+      userId,
+      createdAt: this.now(),
+      deactivated: false,
+      guest: true,
+    };
+    const { device, tokens, issued } = this.newDevice(userId, { displayName });
+    tokens.access.guest = true;
+    if (!(await this.store.createAccount(account, device, tokens))) throw userInUse();
+    return issued;
+  }
+
+  /**
+   * Turn a guest account into a full one with the same user ID (Synapse's `guest_access_token`
+   * registration): it gets a password, loses the guest mark, and its guest devices are logged
+   * out (their tokens carry the mark); a new device is logged in unless `inhibitLogin`.
+   * 403 when `userId` is not a guest (any more).
+   */
+  async upgradeGuest(
+    userId: string,
+    request: DeviceOptions & { passwordHash?: string; inhibitLogin?: boolean },
+  ): Promise<{ userId: string } & Partial<IssuedSession>> {
+    const before = await this.store.getAccount(userId);
+    if (!before?.guest || before.deactivated) throw forbidden("Not a guest account");
+    const after: AccountRecord = { ...before };
+    delete after.guest;
+    if (request.passwordHash !== undefined) after.passwordHash = request.passwordHash;
+    const guestDevices = (await this.store.listDevices(userId)).map((d) => d.deviceId);
+    const fresh = request.inhibitLogin ? undefined : this.newDevice(userId, request);
+    if (!(await this.store.replaceAccount(before, after, fresh?.device, fresh?.tokens))) {
+      throw forbidden("The guest account changed while it was being upgraded; try again");
+    }
+    await this.deleteDevices(
+      userId,
+      guestDevices.filter((id) => id !== fresh?.device.deviceId),
+    );
+    return fresh ? fresh.issued : { userId };
+  }
+
+  /**
+   * Log a new device in for a user this very registration session created (a retried
+   * registration request answers with the same user, as the spec's idempotency asks).
+   */
+  loginRegistered(userId: string, options: DeviceOptions): Promise<IssuedSession> {
+    return this.login(userId, options);
   }
 
   /** m.login.password: check the password of a local user and log a device in. */
@@ -226,6 +302,12 @@ export class AccountService implements SessionResolver {
     options: { erase: boolean },
   ) => Promise<void>)[] = [];
 
+  /**
+   * Run before any login issues a device (after the credentials were checked); a check that
+   * throws refuses the login and nothing is written. Administrators' account locks use it.
+   */
+  readonly loginChecks: ((userId: string) => Promise<void>)[] = [];
+
   /** Called after a device's display name changed (key queries show it). */
   readonly deviceRenamedHooks: ((userId: string, deviceId: string) => Promise<void>)[] = [];
 
@@ -292,12 +374,6 @@ export class AccountService implements SessionResolver {
 
   /** Log out every device and run every deactivation hook; true when all of it succeeded. */
   private finishDeactivation(userId: string): Promise<boolean> {
-  /**
-   * Run before any login issues a device (after the credentials were checked); a check that
-   * throws refuses the login and nothing is written. Administrators' account locks use it.
-   */
-  readonly loginChecks: ((userId: string) => Promise<void>)[] = [];
-
     let running = this.finishing.get(userId);
     if (!running) {
       running = this.runDeactivationWork(userId).finally(() => this.finishing.delete(userId));
@@ -406,6 +482,7 @@ export class AccountService implements SessionResolver {
   }
 
   private async login(userId: string, options: DeviceOptions): Promise<IssuedSession> {
+    for (const check of this.loginChecks) await check(userId);
     const deviceId = options.deviceId === undefined
       ? newDeviceId()
       : checkDeviceId(options.deviceId);
@@ -472,7 +549,6 @@ function checkPassword(password: string): string {
       400,
       `Password is over ${MAX_PASSWORD_LENGTH} characters`,
     );
-    for (const check of this.loginChecks) await check(userId);
   }
   return password;
 }

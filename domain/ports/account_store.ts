@@ -18,6 +18,8 @@ export interface AccountRecord {
   deactivationPending?: boolean;
   /** Deactivated with `erase`: the profile (display name, avatar) is cleared as well. */
   erase?: boolean;
+  /** A guest account (spec: guest access) until it is upgraded by registering. */
+  guest?: boolean;
 }
 
 /** A device (one login) of a local user, with the hashes of its current tokens. */
@@ -57,6 +59,8 @@ export interface AccessTokenRecord {
   tokenId: string;
   /** Milliseconds since the epoch; absent for tokens that do not expire. */
   expiresAt?: number;
+  /** The token of a guest account: its requests are held to the guest rules. */
+  guest?: boolean;
 }
 
 /** What a refresh token hash points to. */
@@ -106,6 +110,16 @@ export interface AccountStore {
   ): Promise<boolean>;
   /** Replace the account record (password change, deactivation). */
   putAccount(account: AccountRecord): Promise<void>;
+  /**
+   * Replace `before` by `after` only if the stored record still equals `before` (a guest's
+   * upgrade), optionally creating a device with tokens in the same commit; false otherwise.
+   */
+  replaceAccount(
+    before: AccountRecord,
+    after: AccountRecord,
+    device?: DeviceRecord,
+    tokens?: IssuedTokens,
+  ): Promise<boolean>;
   /**
    * Write a deactivated account record (`deactivationPending` set) and list the user among the
    * unfinished deactivations, in one commit: a process that dies after it leaves work that

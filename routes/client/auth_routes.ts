@@ -14,6 +14,7 @@ import {
   sameSecret,
 } from "../../domain/accounts/uia_stages.ts";
 import type { UiaFlow, UiaStageHandler } from "../../domain/accounts/user_interactive_auth.ts";
+import { Registration } from "../../domain/accounts/registration.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
@@ -32,6 +33,14 @@ const registerBody = z.object({
   initial_device_display_name: z.string().max(DEVICE_DISPLAY_NAME_MAX).optional(),
   inhibit_login: z.boolean().optional(),
   refresh_token: z.boolean().optional(),
+  /** Synapse's guest upgrade: register the guest's own user ID as a full account. */
+  guest_access_token: z.string().max(1024).optional(),
+});
+
+const guestRegisterBody = z.object({
+  initial_device_display_name: z.string().max(DEVICE_DISPLAY_NAME_MAX).optional().catch(
+    undefined,
+  ),
 });
 
 const loginBody = z.object({
@@ -80,6 +89,7 @@ function registrationFlows(
 /** The area's routes: v3 (and r0) plus the v1 login-token and registration-token endpoints. */
 export function authArea(deps: AppDeps): ClientArea {
   const { accounts, uia } = deps;
+  const registration = new Registration(accounts, uia);
   const serverName = deps.config.serverName;
   const v3 = new Hono<ClientEnv>();
   const v1 = new Hono<ClientEnv>();
@@ -88,24 +98,22 @@ export function authArea(deps: AppDeps): ClientArea {
   v3.post("/register", rateLimited(deps, "register"), async (c) => {
     const { kind } = readQuery(c, z.object({ kind: z.string().optional() }));
     if (kind === "guest") {
-      throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", 403, "Guest access is not enabled");
+      // Guests need no UIA and are not bound by the registration mode (as in Synapse): only
+      // the guest access switch and the registration rate limit stand in the way.
+      if (!deps.config.guestAccess) {
+        throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", 403, "Guest access is not enabled");
+      }
+      // The spec: every body parameter but the display name is ignored for guests.
+      const body = await readJsonBody(c, guestRegisterBody, { emptyAsObject: true });
+      const guest = await accounts.registerGuest(body.initial_device_display_name);
+      return c.json(sessionBody(guest, serverName));
     }
     if (kind !== undefined && kind !== "user") {
       throw new MatrixError("M_INVALID_PARAM", 400, "kind must be 'user' or 'guest'");
     }
     if (deps.config.registration === "closed") throw forbidden("Registration is closed");
     const body = await readJsonBody(c, registerBody);
-    // Tell the client about a bad or taken username before it goes through the stages.
-    if (body.username !== undefined) await accounts.checkAvailable(body.username.toLowerCase());
-    await uia.authenticate({ action: "register", auth: body.auth, ...registrationFlows(deps) });
-    const registered = await accounts.register({
-      localpart: body.username,
-      password: body.password,
-      deviceId: body.device_id,
-      displayName: body.initial_device_display_name,
-      inhibitLogin: body.inhibit_login,
-      refreshToken: body.refresh_token,
-    });
+    const registered = await registration.register(body, registrationFlows(deps));
     if (registered.accessToken === undefined) {
       return c.json({ user_id: registered.userId, home_server: serverName });
     }
@@ -195,8 +203,8 @@ export function authArea(deps: AppDeps): ClientArea {
   });
 
   v3.get("/account/whoami", session, (c) => {
-    const { userId, deviceId } = c.get("session");
-    return c.json({ user_id: userId, device_id: deviceId, is_guest: false });
+    const { userId, deviceId, isGuest } = c.get("session");
+    return c.json({ user_id: userId, device_id: deviceId, is_guest: isGuest === true });
   });
 
   return { v3: v3 as unknown as Hono, v1: v1 as unknown as Hono };

@@ -47,7 +47,7 @@ Deno.test("register: 401 flows without auth, then completes with the session", a
     assertEquals(second.status, 200);
     assertEquals(second.body.user_id, "@bob:example.org:8448");
     assertEquals(second.body.device_id, "MYDEVICE");
-    // The session was used up.
+    // The session registered bob: it cannot register anyone else.
     const replay = await server.request("POST", `${V3}/register`, {
       body: { username: "bob2", auth: { type: "m.login.dummy", session: first.body.session } },
     });
