@@ -93,7 +93,9 @@ export class RoomBuilder {
 
 /**
  * A varied history for one room, as append requests in arrival order: joins, leaves, state
- * changes, messages, a fork and its merge, rejected and soft-failed events, and backfill.
+ * changes, messages, a fork and its merge, rejected and soft-failed events, and backfill; the
+ * messages include thread replies, edits, references, reactions and redactions of replies, so
+ * the relation projections are rebuilt too.
  */
 export function variedRoomHistory(roomId: string, events: number): AppendRequest[] {
   const room = new RoomBuilder(roomId);
@@ -103,6 +105,38 @@ export function variedRoomHistory(roomId: string, events: number): AppendRequest
   push(create, room.member("@u0:test", "join"));
   let made = 2;
   let i = 0;
+  const messages: string[] = [];
+  const replies: string[] = [];
+  /** A message, a relation to an earlier one, or a redaction of a thread reply. */
+  const talk = (): NewEvent => {
+    const pick = (list: string[]) => list[(i * 7) % list.length];
+    const relates = (rel_type: string, event_id: string, extra: JsonObject = {}) =>
+      room.message(`r${i}`, {
+        content: {
+          msgtype: "m.text",
+          body: `r${i}`,
+          "m.relates_to": { rel_type, event_id },
+          ...extra,
+        },
+      });
+    if (messages.length > 0 && i % 3 === 0) {
+      const reply = relates("m.thread", pick(messages));
+      replies.push(reply.eventId);
+      return reply;
+    }
+    if (messages.length > 0 && i % 7 === 2) {
+      return relates("m.replace", pick(messages), { "m.new_content": { body: `e${i}` } });
+    }
+    if (messages.length > 0 && i % 23 === 0) return relates("m.reference", pick(messages));
+    if (replies.length > 0 && i % 19 === 0) {
+      const redaction = room.event("m.room.redaction", { content: {} });
+      (redaction.pdu as { redacts?: string }).redacts = replies.pop();
+      return redaction;
+    }
+    const message = room.message(`m${i}`);
+    messages.push(message.eventId);
+    return message;
+  };
   while (made < events - 4) {
     i++;
     const user = `@u${i % 7}:test`;
@@ -142,7 +176,7 @@ export function variedRoomHistory(roomId: string, events: number): AppendRequest
       push(room.member(user, i % 10 === 0 ? "leave" : "join"));
       made++;
     } else {
-      push(room.message(`m${i}`));
+      push(talk());
       made++;
     }
   }
