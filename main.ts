@@ -27,6 +27,7 @@ import { SyncNotifier } from "./domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "./domain/sync/sync_stream.ts";
 import { FilterService } from "./domain/sync/filters.ts";
 import { KvFilterStore } from "./kv/filter_store.ts";
+import { KvSentMembersStore } from "./kv/sent_members_store.ts";
 import { StateQuota } from "./domain/rooms/state_quota.ts";
 import { KvStateUsageReader } from "./kv/state_usage_reads.ts";
 import { resolveState } from "./domain/state_res/resolve_state.ts";
@@ -234,6 +235,7 @@ export async function assembleServer(
     notifications: push.notifications,
     notificationCounts: push.countsWith(userData.receipts),
     filters: new FilterService(new KvFilterStore(kv)),
+    sentMembers: new KvSentMembersStore(kv),
     stateQuota: new StateQuota(new KvStateUsageReader(kv)),
     ...userData,
     ...assembleRooms({

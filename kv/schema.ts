@@ -428,6 +428,11 @@ export function filterCountKey(userId: string): Deno.KvKey {
   return ["userid_filtercount", userId];
 }
 
+/** (userId, deviceId, roomId) -> lazy-loaded member events the device was sent in the room. */
+export function sentMembersKey(userId: string, deviceId: string, roomId: string): Deno.KvKey {
+  return ["userdeviceroom_sentmembers", userId, deviceId, roomId];
+}
+
 // --- Push rules and notifications ----------------------------------------------------------
 
 /** Key builders for push rules and notifications. */

@@ -13,6 +13,7 @@ import type { PushRuleService } from "../domain/push/push_rule_service.ts";
 import type { NotificationCountService } from "../domain/push/notification_counts.ts";
 import type { NotificationStore } from "../domain/ports/notification_store.ts";
 import type { FilterService } from "../domain/sync/filters.ts";
+import type { SentMembersStore } from "../domain/ports/sent_members_store.ts";
 import type { StateQuota } from "../domain/rooms/state_quota.ts";
 import type { ProfileService } from "../domain/profile/profile_service.ts";
 import type { AccountDataService } from "../domain/account_data/account_data_service.ts";
@@ -83,6 +84,8 @@ export interface AppDeps {
   syncStreams: SyncStreamProvider[];
   /** Uploaded sync filters, and resolving `/sync?filter=`. */
   filters: FilterService;
+  /** Lazy-loaded member events each device was sent, so sync does not repeat them. */
+  sentMembers?: SentMembersStore;
   /** Caps on room state bytes: `check(write)` before a local client's state event is sent. */
   stateQuota: StateQuota;
   /** Profiles; `profile(userId)` gives the displayname/avatar_url member events carry. */

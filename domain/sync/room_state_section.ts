@@ -1,90 +1,157 @@
 /**
- * The `state` section of a room in /sync: the state at the start of the returned timeline.
- * A full section (initial sync, `full_state`, a room just joined) is that whole state. An
- * incremental one holds only the entries set by events in the gap between `since` and the
- * timeline's start (events the client never saw): empty when the timeline is not limited.
- * With `lazy_load_members`, member events are only those of timeline senders and the syncing
- * user; they are sent again every time (redundant, which every client accepts).
+ * The `state` section of a room in /sync: what the client must lay over the state it knew at
+ * `since` to know the state at the start of the returned timeline, as Synapse 1.67 computes it
+ * (`compute_state_delta`, `_calculate_state`):
+ *
+ * - a full section (initial sync, `full_state`, a room joined in the window) is the whole state
+ *   at the timeline's start;
+ * - an incremental one holds the entries set by events of the window the client was not shown:
+ *   those before the timeline's start (the gap of a limited timeline) and those the pipeline
+ *   left out of the timeline (a filtered type, a hidden event), with their latest value;
+ * - entries the timeline sets itself are learnt from the timeline and left out.
+ *
+ * With `lazy_load_members`, member events are those of the timeline's senders (and the
+ * syncing user on a full sync), plus, on an incremental sync, members whose membership changed
+ * in the window unseen (lazy loading is off for the gap, as in Synapse, so a client learns of
+ * someone who joined or left while it was away). Member events already sent to the device are
+ * not sent again unless `include_redundant_members` (lazy_members.ts remembers them).
  */
 import { matchesRoomEventFilter, type RoomEventFilter } from "../event_filter.ts";
 import { type StateKey, stateKey, type StateMap } from "../events.ts";
-import type { EventStore, StoredEvent } from "../ports/event_store.ts";
+import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 import { isAfter } from "./sync_token.ts";
 
 /** Gap events walked to find the state keys they set; beyond this, send the full state. */
 const MAX_GAP_EVENTS = 500;
 
+const MEMBER = "m.room.member";
+
 /** How much state a room's entry needs. */
 export interface StateSectionRequest {
   roomId: string;
   userId: string;
-  /** The timeline as returned (unfiltered), oldest first. */
+  /** The timeline as returned, oldest first. */
   timeline: readonly StoredEvent[];
-  /** Token before the first timeline event, to walk the gap backwards. */
-  prevBatch: string;
+  /** Every event of the window walked for the timeline, oldest first. */
+  walked: readonly StoredEvent[];
+  /** The walk reached `since` (or the room's start): no unwalked gap remains. */
+  complete: boolean;
   /** Full state, or only changes since `since`. */
   full: boolean;
   since?: string;
-  /** The window held more events than returned. */
+  /** The timeline does not reach back to `since`. */
   limited: boolean;
+  /** Where the window ends: after this event (a left room's leave); absent: current state. */
+  endEvent?: StoredEvent;
   filter: RoomEventFilter;
 }
 
-/** The state section's events, unrendered, sorted by type and state key. */
+/** The section's events, unrendered, sorted by type and state key. */
 export async function stateSection(
-  store: EventStore,
+  store: Pick<
+    EventReader,
+    "stateAtEvent" | "currentState" | "timeline" | "timelineTokenAt" | "getEvents"
+  >,
   req: StateSectionRequest,
 ): Promise<StoredEvent[]> {
   const lazy = req.filter.lazy_load_members === true;
   const full = req.full || req.since === undefined;
-  // The common incremental case (no gap, no lazy members) needs no state at all: skip the read.
-  if (!full && !req.limited && !lazy) return [];
-  const [before, keys] = await Promise.all([
-    req.timeline.length > 0
-      ? store.stateAtEvent(req.timeline[0].eventId, "before").then((s) => s ?? new Map())
-      : store.currentState(req.roomId),
-    full || !req.limited || req.since === undefined
-      ? undefined
-      : gapStateKeys(store, req.roomId, req.prevBatch, req.since),
-  ]);
-
-  let wanted: StateMap;
-  if (full) wanted = before;
-  else if (keys === undefined) wanted = new Map();
-  else wanted = keys === "all" ? before : pick(before, keys);
-
-  const result = new Map(wanted);
-  if (lazy) {
-    for (const key of result.keys()) {
-      if (key.startsWith("m.room.member\u0000")) result.delete(key);
+  const first = req.timeline[0];
+  const shown = new Set(req.timeline.map((e) => e.eventId));
+  // Events of the window the client was not shown: before the timeline, or left out of it.
+  const before = req.walked.filter((e) => first === undefined || e.position < first.position);
+  const hidden = req.walked.filter((e) =>
+    first !== undefined && e.position >= first.position && !shown.has(e.eventId)
+  );
+  const hiddenKeys = keysOf(hidden);
+  let gapKeys: Set<StateKey> | "all" | undefined;
+  if (!full) {
+    gapKeys = keysOf(before);
+    if (!req.complete && req.since !== undefined) {
+      const oldest = req.walked[0] ?? first;
+      const more = oldest === undefined
+        ? "all"
+        : await gapStateKeys(store, req.roomId, oldest, req.since, gapKeys.size);
+      if (more === "all") gapKeys = "all";
+      else for (const key of more) gapKeys.add(key);
     }
-    const members = new Set(req.timeline.map((e) => e.pdu.sender));
+  }
+  // The common incremental case (every event of the window shown, no lazy members) needs no
+  // state at all: skip the reads.
+  if (!full && !lazy && hiddenKeys.size === 0 && gapKeys !== "all" && gapKeys!.size === 0) {
+    return [];
+  }
+  const newest = req.endEvent ?? req.walked.at(-1);
+  const end: StateMap = newest
+    ? (await store.stateAtEvent(newest.eventId, "after")) ?? new Map()
+    : await store.currentState(req.roomId);
+  const start: StateMap = first
+    ? (await store.stateAtEvent(first.eventId, "before")) ?? new Map()
+    : end;
+  const contains = keysOf(req.timeline);
+
+  const candidates = new Set<StateKey>(hiddenKeys);
+  if (full || gapKeys === "all") { for (const key of start.keys()) candidates.add(key); }
+  else for (const key of gapKeys!) candidates.add(key);
+  const result: StateMap = new Map();
+  for (const key of candidates) {
+    // A hidden change the timeline does not supersede: its latest value.
+    const id = hiddenKeys.has(key) && !contains.has(key) ? end.get(key) : start.get(key);
+    if (id === undefined) continue;
+    if (lazy && key.startsWith(`${MEMBER}\u0000`) && (full || !changedUnseen(key))) continue;
+    result.set(key, id);
+  }
+  if (lazy) {
+    // Senders of the timeline, unless an earlier timeline event told their membership.
+    const told = new Set<string>();
+    const members = new Set<string>();
+    for (const event of req.timeline) {
+      if (!told.has(event.pdu.sender)) members.add(event.pdu.sender);
+      if (event.pdu.type === MEMBER && typeof event.pdu.state_key === "string") {
+        told.add(event.pdu.state_key);
+      }
+    }
     if (full) members.add(req.userId);
     for (const user of members) {
-      const key = stateKey("m.room.member", user);
-      const id = before.get(key);
+      const key = stateKey(MEMBER, user);
+      const id = start.get(key);
       if (id !== undefined) result.set(key, id);
     }
   }
-  // A timeline event already sets the entry: the client learns it from the timeline.
-  const inTimeline = new Set(req.timeline.map((e) => e.eventId));
-  const ids = [...result.values()].filter((id) => !inTimeline.has(id));
+  const ids = [...result.values()].filter((id) => !shown.has(id));
   const events = await store.getEvents(ids);
   return [...events.values()]
     .filter((e) => matchesRoomEventFilter(req.filter, e.pdu))
     .sort((a, b) => compareKeys(a, b));
+
+  function changedUnseen(key: StateKey): boolean {
+    return hiddenKeys.has(key) || gapKeys === "all" || gapKeys!.has(key);
+  }
 }
 
-/** State keys set by events after `since` and before `prevBatch`; "all" when the gap is huge. */
+/** State keys the events set. */
+function keysOf(events: readonly StoredEvent[]): Set<StateKey> {
+  const keys = new Set<StateKey>();
+  for (const e of events) {
+    if (typeof e.pdu.state_key === "string") keys.add(stateKey(e.pdu.type, e.pdu.state_key));
+  }
+  return keys;
+}
+
+/**
+ * State keys set by events after `since` and before `oldest` (the walk's end); "all" when the
+ * gap is too long to walk.
+ */
 async function gapStateKeys(
-  store: EventStore,
+  store: Pick<EventReader, "timeline" | "timelineTokenAt">,
   roomId: string,
-  prevBatch: string,
+  oldest: StoredEvent,
   since: string,
+  walkedAlready: number,
 ): Promise<Set<StateKey> | "all"> {
   const keys = new Set<StateKey>();
-  let from: string | undefined = prevBatch;
-  let walked = 0;
+  let from: string | undefined = store.timelineTokenAt(oldest.position);
+  let walked = walkedAlready;
   while (from !== undefined) {
     const page = await store.timeline(roomId, { from, dir: "b", limit: 100 });
     for (const event of page.events) {
@@ -97,15 +164,6 @@ async function gapStateKeys(
     from = page.end;
   }
   return keys;
-}
-
-function pick(state: StateMap, keys: Set<StateKey>): StateMap {
-  const out: StateMap = new Map();
-  for (const key of keys) {
-    const id = state.get(key);
-    if (id !== undefined) out.set(key, id);
-  }
-  return out;
 }
 
 function compareKeys(a: StoredEvent, b: StoredEvent): number {

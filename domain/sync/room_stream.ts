@@ -11,7 +11,10 @@ import type { JsonObject } from "../json.ts";
 import type { EventStore, Membership, RoomChanges, StoredEvent } from "../ports/event_store.ts";
 import { type RoomVersion, roomVersion } from "../room_versions.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
+import type { SentMembersStore } from "../ports/sent_members_store.ts";
 import { stateSection } from "./room_state_section.ts";
+import { loadTimeline, type TimelineBatch } from "./room_timeline.ts";
+import { dedupesMembers, SentMembers, type SentMembersScope } from "./sent_members.ts";
 import { joinedRoomEntry, type SyncResponse, type UnreadCounts } from "./sync_response.ts";
 import type { SyncStreamRequest } from "./sync_stream.ts";
 import { isAfter, syncTokenAt } from "./sync_token.ts";
@@ -20,6 +23,12 @@ import { isAfter, syncTokenAt } from "./sync_token.ts";
 export const DEFAULT_TIMELINE_LIMIT = 10;
 /** Most timeline events per room a filter may ask for. */
 export const MAX_TIMELINE_LIMIT = 200;
+
+/** Timeline events per room the filter asks for: its limit (0 allowed), capped. */
+export function timelineLimit(filter: Filter): number {
+  const limit = filter.room?.timeline?.limit ?? DEFAULT_TIMELINE_LIMIT;
+  return Math.min(MAX_TIMELINE_LIMIT, Math.max(0, limit));
+}
 
 /** Joined rooms whose entries are built at once: enough to overlap KV round trips, few enough
  * that a user in hundreds of rooms does not queue thousands of reads and their garbage. */
@@ -44,6 +53,11 @@ export interface RoomStreamDeps {
    * ignored users, format, filter). Required: sync has no other way to show an event.
    */
   pipeline: ReadPipeline;
+  /**
+   * Lazy-loaded member events each device was sent; absent, they are sent on every sync
+   * (redundant, which clients accept).
+   */
+  sentMembers?: SentMembersStore;
 }
 
 /** A room and the membership the user had in it at the barrier. */
@@ -66,9 +80,12 @@ export interface RoomPlacement {
  */
 export class RoomStream {
   readonly #versions = new Map<string, RoomVersion>();
+  readonly #sent: SentMembers;
 
   /** Over the event store and optional counters. */
-  constructor(private readonly deps: RoomStreamDeps) {}
+  constructor(private readonly deps: RoomStreamDeps) {
+    this.#sent = new SentMembers(deps.sentMembers);
+  }
 
   /**
    * Place each of the user's rooms (after the filter's room list) by its membership at the
@@ -105,38 +122,48 @@ export class RoomStream {
     const { placed } = placement;
     const joined = placed.filter((p) => p.membership === "join");
     const incremental = since !== undefined;
-    const limit = Math.min(
-      MAX_TIMELINE_LIMIT,
-      Math.max(1, roomFilter.timeline?.limit ?? DEFAULT_TIMELINE_LIMIT),
-    );
+    const limit = timelineLimit(request.filter);
 
+    // Rooms joined in the window show their recent history, as on an initial sync; a member
+    // event in the window may be a profile change of someone joined all along.
+    const newlyJoined = new Set<string>();
+    if (incremental) {
+      await Promise.all(joined.map(async (room) => {
+        if (!isAfter(room.event.versionstamp, since)) return;
+        if ((await this.#membershipAtSince(room.event, since)) !== "join") {
+          newlyJoined.add(room.roomId);
+        }
+      }));
+    }
     // Joined rooms: the window's events (all of them on a full sync or full_state). The
     // reader's ignore list is read once for every room, beside them.
-    const [changes, ignored] = await Promise.all([
+    const [changes, joinedChanges, ignored] = await Promise.all([
       store.roomChanges({
-        roomIds: joined.map((p) => p.roomId),
+        roomIds: joined.filter((p) => !newlyJoined.has(p.roomId)).map((p) => p.roomId),
         since: request.fullState ? undefined : since,
         upTo,
-        limit,
+        limit: Math.max(1, limit),
       }),
+      newlyJoined.size === 0
+        ? [] as RoomChanges[]
+        : store.roomChanges({ roomIds: [...newlyJoined], upTo, limit: Math.max(1, limit) }),
       this.deps.pipeline.ignoredUsers(request.userId),
     ]);
-    const changed = new Map(changes.map((c) => [c.roomId, c]));
+    const changed = new Map([...changes, ...joinedChanges].map((c) => [c.roomId, c]));
     const work: (() => Promise<void>)[] = [];
     const workRooms: string[] = [];
     for (const room of joined) {
       const change = changed.get(room.roomId);
-      const newlyJoined = incremental && isAfter(room.event.versionstamp, since);
-      if (!change && !newlyJoined && !(request.fullState && incremental)) {
+      const joinedNow = newlyJoined.has(room.roomId);
+      if (!change && !joinedNow && !(request.fullState && incremental)) {
         if (!incremental) joinedRoomEntry(response, room.roomId); // a room with no events yet
         continue;
       }
-      const full = !incremental || request.fullState || newlyJoined;
       // Entries are created now, in room order, so the response's key order does not depend
       // on which room's reads finish first.
       joinedRoomEntry(response, room.roomId);
       workRooms.push(room.roomId);
-      work.push(() => this.#joinedRoom(request, response, room, change, full, ignored));
+      work.push(() => this.#joinedRoom(request, response, room, change, joinedNow, ignored));
     }
     unread?.prefetch(workRooms);
     const entries: Promise<void>[] = [runBounded(work, ROOMS_IN_FLIGHT)];
@@ -216,49 +243,112 @@ export class RoomStream {
     response: SyncResponse,
     room: PlacedRoom,
     change: RoomChanges | undefined,
-    full: boolean,
+    newlyJoined: boolean,
     ignored: IgnoredUsers,
   ): Promise<void> {
     const { store } = this.deps;
     const roomId = room.roomId;
-    const filter = request.filter.room ?? {};
-    const timeline = change?.events ?? [];
-    const [prevBatch, version] = await Promise.all([
-      change?.prevBatch ?? store.timeline(roomId, { dir: "b", limit: 1 }).then((p) => p.start),
-      this.#roomVersion(roomId),
-    ]);
+    const version = await this.#roomVersion(roomId);
     if (!version) return; // no head: nothing stored to show
-    let state: StoredEvent[] = [];
-    // One pipeline pass for state and timeline: one redaction and one transaction ID lookup
-    // per room. The state section starts where the visible timeline does.
-    const out = await this.deps.pipeline.readRoom(this.#read(request, room, version, ignored), {
-      timeline,
-      state: async (visible) => {
-        state = await stateSection(store, {
-          roomId,
-          userId: request.userId,
-          timeline: visible,
-          prevBatch,
-          full,
-          since: request.since,
-          limited: change?.limited ?? false,
-          filter: filter.state ?? {},
-        });
-        return state;
-      },
+    const full = request.since === undefined || request.fullState || newlyJoined;
+    const section = await this.#roomSection(request, room, version, ignored, {
+      // A room joined in the window shows its recent history, not just the window.
+      since: request.fullState || newlyJoined ? undefined : request.since,
+      first: change,
+      full,
     });
+    const { batch } = section;
     const entry = joinedRoomEntry(response, roomId);
     entry.timeline = {
-      events: out.timeline,
-      limited: change?.limited ?? false,
-      prev_batch: prevBatch,
+      events: batch.events,
+      // A newly joined room's timeline continues none the client holds (a previous stay's
+      // included), so it is limited unless it starts at the room's creation, as in Synapse.
+      limited: batch.limited ||
+        (newlyJoined && batch.kept[0]?.pdu.type !== "m.room.create"),
+      prev_batch: batch.prevBatch ??
+        (await store.timeline(roomId, { dir: "b", limit: 1 })).start,
     };
-    entry.state = { events: out.state };
-    const lazy = filter.state?.lazy_load_members === true;
-    const memberChange = [...out.timelineVisible, ...state].some((e) =>
-      e.pdu.type === "m.room.member"
-    );
+    entry.state = { events: section.state };
+    const lazy = request.filter.room?.state?.lazy_load_members === true;
+    const isMember = (e: StoredEvent) => e.pdu.type === "m.room.member";
+    const memberChange = batch.kept.some(isMember) ||
+      (batch.limited && section.stateEvents.some(isMember));
     if (lazy && (full || memberChange)) entry.summary = await this.#summary(roomId, request.userId);
+  }
+
+  /**
+   * One room's timeline (walked through the pipeline until the filter's limit is met) and
+   * state section (through the pipeline too), member events already sent left out.
+   */
+  async #roomSection(
+    request: Omit<SyncStreamRequest, "joinedRoomIds">,
+    room: PlacedRoom,
+    version: RoomVersion,
+    ignored: IgnoredUsers,
+    window: { since?: string; first?: RoomChanges; full: boolean; end?: StoredEvent },
+  ): Promise<{ batch: TimelineBatch; state: JsonObject[]; stateEvents: StoredEvent[] }> {
+    const { store, pipeline } = this.deps;
+    const filter = request.filter.room ?? {};
+    const read = this.#read(request, room, version, ignored);
+    const scope: SentMembersScope = {
+      userId: request.userId,
+      deviceId: request.deviceId,
+      roomId: room.roomId,
+      since: request.since,
+      fullState: request.fullState,
+      upTo: request.upTo,
+    };
+    const dedupe = dedupesMembers(request.filter);
+    const knownRead = dedupe ? this.#sent.known(scope) : Promise.resolve(new Map());
+    knownRead.catch(() => {}); // awaited below; a failing timeline read must not orphan it
+    const batch = await loadTimeline(store, pipeline, {
+      roomId: room.roomId,
+      since: window.since,
+      first: window.first,
+      maxPosition: window.end?.position,
+      limit: timelineLimit(request.filter),
+      read,
+    });
+    const sectionEvents = await stateSection(store, {
+      roomId: room.roomId,
+      userId: request.userId,
+      timeline: batch.kept,
+      walked: batch.walked,
+      complete: batch.complete,
+      full: window.full,
+      since: request.since,
+      limited: batch.limited,
+      endEvent: window.end,
+      filter: filter.state ?? {},
+    });
+    const known = await knownRead;
+    const stateEvents = this.#sent.dropKnown(scope, known, sectionEvents);
+    const state = stateEvents.length === 0
+      ? []
+      : (await pipeline.readRoom(read, { state: stateEvents })).state;
+    if (dedupe) await this.#sent.remember(scope, known, [...stateEvents, ...batch.kept]);
+    return { batch, state, stateEvents };
+  }
+
+  /**
+   * The user's membership at `since`, from their member event in the window and those before
+   * it (a profile change keeps a join); undefined when they had none.
+   */
+  async #membershipAtSince(event: StoredEvent, since: string): Promise<string | undefined> {
+    const { store } = this.deps;
+    const key = stateKey("m.room.member", event.pdu.state_key ?? "");
+    let current: StoredEvent | null = event;
+    // Each step is one profile change or membership change of the user inside the window.
+    for (let step = 0; step < 50 && current; step++) {
+      if (!isAfter(current.versionstamp, since)) {
+        const membership = current.pdu.content.membership;
+        return typeof membership === "string" ? membership : undefined;
+      }
+      const before = await store.stateAtEvent(current.eventId, "before");
+      const prevId = before?.get(key);
+      current = prevId ? await store.getEvent(prevId) : null;
+    }
+    return undefined;
   }
 
   /** What the pipeline needs for one room of this sync. */
@@ -303,63 +393,78 @@ export class RoomStream {
     ignored: IgnoredUsers,
   ): Promise<void> {
     const { store } = this.deps;
-    const filter = request.filter.room ?? {};
     const version = await this.#roomVersion(room.roomId);
     if (!version) return;
-    const limit = Math.min(
-      MAX_TIMELINE_LIMIT,
-      Math.max(1, filter.timeline?.limit ?? DEFAULT_TIMELINE_LIMIT),
-    );
+    const since = request.fullState ? undefined : request.since;
     // The timeline stops at the leave: later events are not the user's to see.
-    const [change] = await store.roomChanges({
-      roomIds: [room.roomId],
-      since: request.fullState ? undefined : request.since,
-      upTo: syncTokenAt(room.event.versionstamp),
-      limit,
-    });
-    const timeline = (change?.events ?? []).filter((e) => e.position <= room.event.position);
-    const prevBatch = change?.prevBatch;
+    const [[change], atSince] = await Promise.all([
+      store.roomChanges({
+        roomIds: [room.roomId],
+        since,
+        upTo: syncTokenAt(room.event.versionstamp),
+        limit: Math.max(1, timelineLimit(request.filter)),
+      }),
+      since === undefined ? undefined : this.#membershipAtSince(room.event, since),
+    ]);
     // History visibility decides what of it the user saw (a withdrawn knock or a rejected
-    // invite saw nothing but their own membership); the state section starts where the
-    // visible timeline does, and a user who never joined sees only state visibility allows.
-    const out = await this.deps.pipeline.readRoom(this.#read(request, room, version, ignored), {
-      timeline,
-      state: (visible) =>
-        stateSection(store, {
-          roomId: room.roomId,
-          userId: request.userId,
-          timeline: visible,
-          prevBatch: prevBatch ?? "",
-          full: request.since === undefined || request.fullState || prevBatch === undefined,
-          since: request.since,
-          limited: change?.limited ?? false,
-          filter: filter.state ?? {},
-        }),
+    // invite saw nothing but their own membership). Joined and left within the window: the
+    // client never had the room's state, so it gets all of it, as for a join.
+    const section = await this.#roomSection(request, room, version, ignored, {
+      since,
+      first: change,
+      full: since === undefined || (atSince !== "join" && await this.#joinedBefore(room)),
+      end: room.event,
     });
     response.rooms.leave[room.roomId] = {
       timeline: {
-        events: out.timeline,
-        limited: change?.limited ?? false,
-        prev_batch: prevBatch,
+        events: section.batch.events,
+        limited: section.batch.limited,
+        prev_batch: section.batch.prevBatch,
       },
-      state: { events: out.state },
+      state: { events: section.state },
       account_data: { events: [] },
     };
   }
 
-  /** Heroes (up to 5 other members, by user ID) and member counts. */
+  /** Whether the user was joined right before leaving (else they never saw the state). */
+  #joinedBefore(room: PlacedRoom): Promise<boolean> {
+    return this.deps.pipeline.wasJoinedBefore(room.event);
+  }
+
+  /**
+   * Heroes (up to 5 other members, by user ID) and member counts; no heroes when the room has
+   * a name or canonical alias, which clients show instead (as Synapse's summary does).
+   */
   async #summary(roomId: string, userId: string): Promise<JsonObject> {
-    const members = await this.deps.store.members(roomId, ["join", "invite"]);
+    const { store } = this.deps;
+    const [members, named] = await Promise.all([
+      store.members(roomId, ["join", "invite"]),
+      this.#hasName(roomId),
+    ]);
     const joinedCount = members.filter((m) => m.membership === "join").length;
-    const heroes = members.map((m) => m.userId).filter((u) => u !== userId).sort().slice(0, 5);
-    return {
-      "m.heroes": heroes,
+    const summary: JsonObject = {
       "m.joined_member_count": joinedCount,
       "m.invited_member_count": members.length - joinedCount,
     };
+    if (!named) {
+      summary["m.heroes"] = members.map((m) => m.userId).filter((u) => u !== userId).sort()
+        .slice(0, 5);
+    }
+    return summary;
+  }
+
+  /** Whether the room has a non-empty name or canonical alias. */
+  async #hasName(roomId: string): Promise<boolean> {
+    const { store } = this.deps;
+    const nameKey = stateKey("m.room.name", "");
+    const aliasKey = stateKey("m.room.canonical_alias", "");
+    const ids = await store.currentStateEventIds(roomId, [nameKey, aliasKey]);
+    const events = await store.getEvents([...ids.values()]);
+    const name = events.get(ids.get(nameKey) ?? "")?.pdu.content.name;
+    const alias = events.get(ids.get(aliasKey) ?? "")?.pdu.content.alias;
+    return (typeof name === "string" && name !== "") || (typeof alias === "string" && alias !== "");
   }
 }
-
 /**
  * Each joined room's unread counts in a response. A room's count is started as soon as the
  * room is known to be in the response (`prefetch`), so it overlaps the rest of the read;

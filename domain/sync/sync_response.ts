@@ -88,6 +88,20 @@ export function joinedRoomEntry(response: SyncResponse, roomId: string): JoinedR
 }
 
 /**
+ * Drop joined rooms with nothing to say from an incremental response: a room whose window
+ * held only events the filter or the pipeline left out has no entry, as in Synapse (unread
+ * counts alone do not count).
+ */
+export function dropEmptyJoinedRooms(response: SyncResponse): void {
+  for (const [roomId, room] of Object.entries(response.rooms.join)) {
+    if (
+      room.timeline.events.length === 0 && room.state.events.length === 0 &&
+      room.ephemeral.events.length === 0 && room.account_data.events.length === 0
+    ) delete response.rooms.join[roomId];
+  }
+}
+
+/**
  * True when the response carries nothing a client would act on, so a long-poll keeps waiting.
  * Key counts alone never end a wait: they are a snapshot, not a change.
  */

@@ -8,9 +8,15 @@ import type { Filter } from "../event_filter.ts";
 import { invalidParam } from "../errors.ts";
 import type { EventStore, Membership } from "../ports/event_store.ts";
 import type { ReadPipeline } from "../room_events/read_pipeline.ts";
+import type { SentMembersStore } from "../ports/sent_members_store.ts";
 import { type NotificationCounts, RoomStream, UnreadCountsReader } from "./room_stream.ts";
 import type { SyncNotifier, SyncWatch } from "./sync_notifier.ts";
-import { emptySyncResponse, isEmptySyncResponse, type SyncResponse } from "./sync_response.ts";
+import {
+  dropEmptyJoinedRooms,
+  emptySyncResponse,
+  isEmptySyncResponse,
+  type SyncResponse,
+} from "./sync_response.ts";
 import type { SyncStreamProvider, SyncStreamRequest } from "./sync_stream.ts";
 import { checkSyncToken } from "./sync_token.ts";
 
@@ -29,6 +35,8 @@ export interface SyncServiceDeps {
   notificationCounts?: NotificationCounts;
   /** The read pipeline every room event in the response goes through (required). */
   pipeline: ReadPipeline;
+  /** Lazy-loaded member events each device was sent (absent: sent on every sync). */
+  sentMembers?: SentMembersStore;
   /** The user-data area's presence: `set_presence` and last-active on every sync. */
   presence?: { markFromSync(userId: string, setPresence?: string): Promise<void> };
   now?: () => number;
@@ -137,6 +145,7 @@ export class SyncService {
       ...this.deps.streams.map((stream) => stream.fill(request, response)),
     ]);
     await unread.apply(response, params.filter);
+    if (params.since !== undefined && !params.fullState) dropEmptyJoinedRooms(response);
     dropLeftUsersStillChanged(response);
     return response;
   }

@@ -27,6 +27,7 @@ export function syncArea(deps: AppDeps): ClientArea {
     notificationCounts: deps.notificationCounts,
     presence: deps.presence,
     pipeline: deps.readPipeline,
+    sentMembers: deps.sentMembers,
     now: deps.now,
   });
   const v3 = new Hono<ClientEnv>();
