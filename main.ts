@@ -43,6 +43,7 @@ import { KvAccountStore } from "./kv/account_store.ts";
 import { PasswordFailureLimiter } from "./domain/accounts/password_failures.ts";
 import { KvPasswordFailureStore } from "./kv/password_failure_store.ts";
 import { partFromAllRooms } from "./domain/rooms/account_parting.ts";
+import { GuestEvictor } from "./domain/rooms/guest_access.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { KvTransactionStore } from "./kv/transaction_store.ts";
 import { RoomEventService } from "./domain/room_events/room_event_service.ts";
@@ -244,12 +245,21 @@ export async function assembleServer(
       eventStore,
       sender,
       profiles: userData.profiles,
+      isGuest: (userId) => accounts.isGuest(userId),
     }),
   };
   // A deactivated user leaves their rooms (first, as Synapse does: their leaves go out before
   // anything else of theirs is dropped).
   accounts.accountDeactivatedHooks.unshift((userId) =>
     partFromAllRooms({ store: eventStore, membership: deps.rooms.membership }, userId)
+  );
+  // Guests leave a room whose guest access is revoked (the sender runs it per event).
+  eventHooks.push(
+    new GuestEvictor({
+      store: eventStore,
+      serverName: config.serverName,
+      leave: (userId, roomId) => deps.rooms.membership.leave(userId, roomId),
+    }),
   );
   // Erasure clears the profile (after the rooms are left, so no member event repeats it).
   accounts.accountDeactivatedHooks.push(async (userId, { erase }) => {
@@ -384,6 +394,7 @@ function assembleRooms(options: {
   eventStore: EventStore;
   sender: LocalEventSender;
   profiles?: ProfileReader;
+  isGuest?: (userId: string) => Promise<boolean>;
 }): RoomsServices {
   const roomDirectory = new KvRoomDirectoryStore(options.kv);
   const rooms = new Rooms({
@@ -392,6 +403,7 @@ function assembleRooms(options: {
     directory: roomDirectory,
     serverName: options.serverName,
     profile: options.profiles ? (userId) => options.profiles!.profile(userId) : undefined,
+    isGuest: options.isGuest,
   });
   return { rooms, roomDirectory };
 }

@@ -52,6 +52,22 @@ export interface LocalEventRequest {
   redacts?: string;
   /** Writes that must land in the same commit (transaction-ID records, outbox entries). */
   extraMutations?: (appended: AppendedEvent) => CommitMutation[];
+  /** A further check against the very state the event is authorised on (see StateCondition). */
+  condition?: StateCondition;
+}
+
+/**
+ * A rule of this server's own beyond the auth rules (a guest may join only rooms open to
+ * guests), checked against the state the event is authorised and committed on: a state change
+ * another process committed first binds it, as it binds the auth rules.
+ */
+export interface StateCondition {
+  /** The state entries the check reads. */
+  keys: [type: string, stateKey: string][];
+  /** The error refusing the event, or undefined to let it through. */
+  refusal(
+    content: (type: string, stateKey: string) => JsonObject | undefined,
+  ): MatrixError | undefined;
 }
 
 /** A sent event: its ID, PDU and place in the log. */
@@ -278,6 +294,12 @@ export class LocalEventSender {
           { createEvent: view.createEvent() },
         );
         if (!decision.allowed) throw forbidden(decision.reason);
+        if (request.condition) {
+          const { keys, refusal } = request.condition;
+          await view.load(keys.map(([t, k]) => stateKey(t, k)));
+          const refused = refusal((t, k) => view.content(stateKey(t, k)));
+          if (refused) throw refused;
+        }
         // Redacting others' events needs the redact level in the state this event is authorised
         // on (the auth rules leave that to each server for its own users).
         if (event.event.type === "m.room.redaction" && event.event.redacts !== undefined) {
@@ -436,6 +458,12 @@ class RoomStateView {
   entry(key: StateKey): { eventId: string } | undefined {
     const eventId = this.#ids.get(key);
     return eventId === undefined ? undefined : { eventId };
+  }
+
+  /** The content of a loaded state entry, or undefined when it is unset. */
+  content(key: StateKey): JsonObject | undefined {
+    const eventId = this.#ids.get(key);
+    return eventId === undefined ? undefined : this.#events.get(eventId)?.content;
   }
 
   eventsFor(ids: string[]): RoomEvent[] {

@@ -8,6 +8,7 @@ import { forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
 import { isValidRoomId, isValidUserId } from "../identifiers.ts";
 import type { JsonObject } from "../json.ts";
 import { identicalCurrentState } from "../room_events/identical_state.ts";
+import { guestJoinCondition } from "./guest_access.ts";
 import { checkPendingInvites } from "./invite_quota.ts";
 import { RoomAliases } from "./room_aliases.ts";
 import { RoomState } from "./room_state.ts";
@@ -254,6 +255,11 @@ export class MembershipService {
     // Every way to invite (/invite, a member state event) is held to the invitee's cap.
     if (membership === "invite") await checkPendingInvites(this.deps.store, target, roomId);
     const content = await memberContent(this.deps, target, membership, extra);
+    // A guest joins only rooms open to guests, checked on the state the join commits on, and
+    // says it is one (the mark the eviction on a guest_access change goes by), as in Synapse.
+    const guestJoin = membership === "join" && sender === target &&
+      (await this.deps.isGuest?.(target)) === true;
+    if (guestJoin) content.kind = "guest";
     const existing = await identicalCurrentState(this.deps.store, {
       roomId,
       sender,
@@ -268,6 +274,7 @@ export class MembershipService {
       type: "m.room.member",
       stateKey: target,
       content,
+      condition: guestJoin ? guestJoinCondition : undefined,
       extraMutations: clearsForgotten
         ? () => this.deps.directory.forgottenMutations(target, roomId, false)
         : undefined,

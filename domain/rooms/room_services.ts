@@ -18,6 +18,8 @@ export interface RoomServiceDeps {
   serverName: string;
   /** Profile fields for member events; without it member events carry none. */
   profile?: MemberProfileLookup;
+  /** Whether a local user is a guest account (guest_access.ts); without it nobody is. */
+  isGuest?: (userId: string) => Promise<boolean>;
 }
 
 /** Member event content; joins, invites and knocks carry the user's profile when known. */
