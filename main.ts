@@ -46,6 +46,9 @@ import { partFromAllRooms } from "./domain/rooms/account_parting.ts";
 import { GuestEvictor } from "./domain/rooms/guest_access.ts";
 import type { AppDeps } from "./routes/deps.ts";
 import { KvTransactionStore } from "./kv/transaction_store.ts";
+import { RoomEventSearch } from "./domain/search/room_event_search.ts";
+import { KvSearchIndex } from "./kv/search_index.ts";
+import { SpaceService } from "./domain/spaces/space_service.ts";
 import { RoomEventService } from "./domain/room_events/room_event_service.ts";
 import { ReadPipeline, type ReadPipelineDeps } from "./domain/room_events/read_pipeline.ts";
 import { KvRelationReader } from "./kv/relation_reads.ts";
@@ -232,6 +235,12 @@ export async function assembleServer(
       deviceKeys,
       inbox: toDeviceStore,
     }),
+    search: new RoomEventSearch({
+      store: eventStore,
+      index: new KvSearchIndex(eventStore.ctx),
+      pipeline: readPipeline,
+    }),
+    spaces: new SpaceService({ store: eventStore, pipeline: readPipeline }),
     pushRules: push.pushRules,
     notifications: push.notifications,
     notificationCounts: push.countsWith(userData.receipts),

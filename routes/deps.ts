@@ -125,4 +125,8 @@ export interface AppDeps {
   toDevice: ToDeviceService;
   /** Dehydrated devices (MSC3814): the user's one tokenless device and its inbox. */
   dehydratedDevices: DehydratedDeviceService;
+  /** Full-text search of room events (`POST /search`), every event through the read pipeline. */
+  search: RoomEventSearch;
+  /** Space hierarchies, room summaries and mutual rooms (local rooms). */
+  spaces: SpaceService;
 }

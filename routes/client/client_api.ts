@@ -30,14 +30,16 @@ import { keyChangesArea } from "./key_changes_routes.ts";
 import { roomKeysArea } from "./room_keys_routes.ts";
 import { toDeviceArea } from "./to_device_routes.ts";
 import { dehydratedDeviceArea } from "./dehydrated_device_routes.ts";
+import { searchArea } from "./search_routes.ts";
+import { spaceArea } from "./space_routes.ts";
 import { legacySyncArea } from "./legacy_sync_routes.ts";
+import { adminArea } from "./admin_routes.ts";
+import { reportArea } from "./report_routes.ts";
+import { thirdPartyArea } from "./third_party_routes.ts";
 
 /** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
 export interface ClientArea {
   v3?: Hono;
-import { adminArea } from "./admin_routes.ts";
-import { reportArea } from "./report_routes.ts";
-import { thirdPartyArea } from "./third_party_routes.ts";
   v1?: Hono;
   /** Unstable MSC endpoints, mounted under `/_matrix/client/unstable` (paths name the MSC). */
   unstable?: Hono;
@@ -70,7 +72,12 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     roomKeysArea(deps),
     toDeviceArea(deps),
     dehydratedDeviceArea(deps),
+    searchArea(deps),
+    spaceArea(deps),
     legacySyncArea(deps),
+    adminArea(deps),
+    reportArea(deps),
+    thirdPartyArea(deps),
   ];
 }
 
@@ -79,9 +86,6 @@ function clientAreas(deps: AppDeps): ClientArea[] {
  * `/_matrix/client/unstable` too, as Synapse serves them: clients written before an endpoint
  * became stable still call its unstable path (Element's `/unstable/keys/device_signing/upload`).
  */
-    adminArea(deps),
-    reportArea(deps),
-    thirdPartyArea(deps),
 export function clientApi(deps: AppDeps): Hono {
   const app = new Hono();
   const areas = clientAreas(deps);
