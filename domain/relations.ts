@@ -46,3 +46,25 @@ export function relationOf(content: JsonObject, ownEventId?: string): Relation |
 export function isAggregatedRelType(relType: string): relType is AggregatedRelType {
   return (AGGREGATED_REL_TYPES as readonly string[]).includes(relType);
 }
+
+/** Relation hops followed to find an event's thread (an edit of a reply is in the thread too). */
+export const THREAD_HOPS = 3;
+
+/**
+ * The thread an event is in: the root of its `m.thread` relation, found directly or through up
+ * to THREAD_HOPS relations (an edit or reaction of a thread reply); "main" otherwise, thread
+ * roots included (they are in the main timeline).
+ */
+export async function threadOfEvent(
+  content: JsonObject,
+  getContent: (eventId: string) => Promise<JsonObject | undefined>,
+): Promise<string> {
+  let relation = relationOf(content);
+  for (let hop = 0; hop < THREAD_HOPS && relation; hop++) {
+    if (relation.relType === "m.thread") return relation.eventId;
+    const parent = await getContent(relation.eventId);
+    if (!parent) return "main";
+    relation = relationOf(parent);
+  }
+  return "main";
+}

@@ -7,6 +7,7 @@ import type { AccountDataService } from "../account_data/account_data_service.ts
 import type { EventReader } from "../ports/event_store.ts";
 import type { Receipt, ReceiptReader, ReceiptStore, ReceiptType } from "../ports/receipt_store.ts";
 import { requireJoined } from "./membership_checks.ts";
+import { threadOfEvent } from "../relations.ts";
 
 /** What the service is built from. */
 export interface ReceiptServiceDeps {
@@ -48,7 +49,7 @@ export class ReceiptService implements ReceiptReader {
       }
     }
     await requireJoined(this.deps.events, roomId, userId);
-    const position = await this.#positionInRoom(roomId, eventId);
+    const position = await this.#positionInRoom(roomId, eventId, threadId);
     if (receiptType === "m.fully_read") {
       await this.deps.accountData.setFullyRead(userId, roomId, eventId);
       return;
@@ -79,9 +80,23 @@ export class ReceiptService implements ReceiptReader {
     }
   }
 
-  async #positionInRoom(roomId: string, eventId: string): Promise<number> {
+  /**
+   * The event's position; with a `thread_id`, the event must be in that thread (its root
+   * counts, as do edits and reactions of its replies) or, for `main`, in no thread (spec: 400
+   * when "the event_id is not related to the thread_id").
+   */
+  async #positionInRoom(roomId: string, eventId: string, threadId?: string): Promise<number> {
     const event = await this.deps.events.getEvent(eventId);
     if (!event || event.roomId !== roomId) throw notFound(`Unknown event ${eventId}`);
+    if (threadId !== undefined) {
+      const thread = await threadOfEvent(event.pdu.content, async (id) => {
+        const parent = await this.deps.events.getEvent(id);
+        return parent?.roomId === roomId ? parent.pdu.content : undefined;
+      });
+      if (thread !== threadId && !(thread === "main" && eventId === threadId)) {
+        throw invalidParam(`Event ${eventId} is not in thread ${threadId}`);
+      }
+    }
     return event.position;
   }
 

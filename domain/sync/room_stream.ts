@@ -289,7 +289,12 @@ export class RoomStream {
   ): Promise<{ batch: TimelineBatch; state: JsonObject[]; stateEvents: StoredEvent[] }> {
     const { store, pipeline } = this.deps;
     const filter = request.filter.room ?? {};
-    const read = this.#read(request, room, version, ignored);
+    // Bundled aggregations where the client may lack the children: initial syncs, full state
+    // and limited timelines (the spec bundles them in /sync "when limited").
+    const read: RoomRead = {
+      ...this.#read(request, room, version, ignored),
+      aggregations: window.since === undefined || window.full || window.first?.limited === true,
+    };
     const scope: SentMembersScope = {
       userId: request.userId,
       deviceId: request.deviceId,
@@ -502,16 +507,18 @@ export class UnreadCountsReader {
       const c = found[i];
       if (!c) return;
       const entry = response.rooms.join[roomId];
+      // With per-thread counts asked for, the room's counts are the main timeline's (spec).
+      const room = threads && c.main ? c.main : c;
       entry.unread_notifications = {
-        notification_count: c.notification_count,
-        highlight_count: c.highlight_count,
+        notification_count: room.notification_count,
+        highlight_count: room.highlight_count,
       };
       if (threads) entry.unread_thread_notifications = c.threads ?? {};
     });
   }
 }
 
-type RoomCounts = UnreadCounts & { threads?: Record<string, UnreadCounts> };
+type RoomCounts = UnreadCounts & { main?: UnreadCounts; threads?: Record<string, UnreadCounts> };
 
 /** Run `tasks` with at most `limit` in flight; rejects with the first failure. */
 async function runBounded(tasks: readonly (() => Promise<void>)[], limit: number): Promise<void> {

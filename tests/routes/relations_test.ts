@@ -350,3 +350,23 @@ Deno.test("aggregations: a reader who left sees neither later replies nor later 
     server.close();
   }
 });
+
+Deno.test("aggregations: a limited sync timeline bundles them", async () => {
+  const { server, alice, roomId, say } = await setup();
+  try {
+    const root = await say(alice.accessToken, "root");
+    const reply = await say(alice.accessToken, "reply", rel("m.thread", root));
+    const filter = encodeURIComponent(JSON.stringify({ room: { timeline: { limit: 3 } } }));
+    const initial = await server.request("GET", `/_matrix/client/v3/sync?filter=${filter}`, {
+      token: alice.accessToken,
+    });
+    assertEquals(initial.status, 200);
+    const timeline = initial.body.rooms.join[roomId].timeline;
+    assertEquals(timeline.limited, true);
+    const shown = timeline.events.find((e: { event_id: string }) => e.event_id === root);
+    assertEquals(shown.unsigned["m.relations"]["m.thread"].latest_event.event_id, reply);
+    assertEquals(shown.unsigned["m.relations"]["m.thread"].count, 1);
+  } finally {
+    server.close();
+  }
+});

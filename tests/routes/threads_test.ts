@@ -149,3 +149,58 @@ Deno.test("threads: a thread the reader saw none of is not listed", async () => 
     server.close();
   }
 });
+
+Deno.test("threaded receipts: the event must be in the thread; sync counts per thread", async () => {
+  const { server, alice, bob, roomId, room, say } = await setup();
+  try {
+    const root = await say(alice.accessToken, "root");
+    const inThread = await say(alice.accessToken, "in thread", root);
+    const edit = await server.request("PUT", `${room}/send/m.room.message/edit`, {
+      token: alice.accessToken,
+      body: {
+        msgtype: "m.text",
+        body: "* edited",
+        "m.new_content": { msgtype: "m.text", body: "edited" },
+        "m.relates_to": { rel_type: "m.replace", event_id: inThread },
+      },
+    });
+    const main = await say(alice.accessToken, "main timeline");
+    const receipt = (eventId: string, threadId: string) =>
+      server.request("POST", `${room}/receipt/m.read/${encodeURIComponent(eventId)}`, {
+        token: bob.accessToken,
+        body: { thread_id: threadId },
+      });
+    // Per-thread counts in /sync, main-timeline counts apart.
+    const filter = encodeURIComponent(
+      JSON.stringify({ room: { timeline: { unread_thread_notifications: true } } }),
+    );
+    const counts = async () => {
+      const sync = await server.request("GET", `/_matrix/client/v3/sync?filter=${filter}`, {
+        token: bob.accessToken,
+      });
+      assertEquals(sync.status, 200);
+      return sync.body.rooms.join[roomId];
+    };
+    const before = await counts();
+    // The reply notifies; its edit does not (.m.rule.suppress_edits).
+    assertEquals(before.unread_thread_notifications[root].notification_count, 1);
+    assertEquals(before.unread_notifications.notification_count, 2, "root and main message");
+
+    const wrong = await receipt(main, root);
+    assertEquals(wrong.status, 400);
+    assertEquals(wrong.body.errcode, "M_INVALID_PARAM");
+    assertEquals((await receipt(inThread, "main")).status, 400);
+    assertEquals((await receipt(inThread, "$other")).status, 400);
+    // The root counts as in its thread and in main; an edit of a reply is in the thread.
+    assertEquals((await receipt(root, root)).status, 200);
+    assertEquals((await receipt(root, "main")).status, 200);
+    assertEquals((await receipt(edit.body.event_id, root)).status, 200);
+    const after = await counts();
+    assertEquals(after.unread_thread_notifications?.[root], undefined, "thread read");
+    assertEquals(after.unread_notifications.notification_count, 1, "main: after the root");
+    assertEquals((await receipt(main, "main")).status, 200);
+    assertEquals((await counts()).unread_notifications.notification_count, 0);
+  } finally {
+    server.close();
+  }
+});
