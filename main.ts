@@ -60,6 +60,17 @@ import type { EventStore } from "./domain/ports/event_store.ts";
 import type { ReceiptReader } from "./domain/ports/receipt_store.ts";
 import { KvNotificationStore } from "./kv/notification_store.ts";
 import { KvPushRuleStore } from "./kv/push_rule_store.ts";
+import { PusherService } from "./domain/push/pusher_service.ts";
+import { KvPusherStore } from "./kv/pusher_store.ts";
+import { KvOutboxStore } from "./kv/outbox_store.ts";
+import { OutboxWorker } from "./domain/outbox/outbox_worker.ts";
+import {
+  badgeAppends,
+  PUSH_STREAM,
+  PushDelivery,
+  type PushDeliveryDeps,
+} from "./domain/push/push_delivery.ts";
+import { GuardedFetch } from "./outbound/guarded_fetch.ts";
 import { AccountDataService } from "./domain/account_data/account_data_service.ts";
 import { AccountDataStream } from "./domain/account_data/account_data_stream.ts";
 import {
@@ -120,6 +131,7 @@ export async function assembleServer(
     eventStore,
     syncNotifier,
     syncStreams,
+    now: options.now,
   });
   eventHooks.push(push.planner);
   const userData = assembleUserData({
@@ -130,6 +142,10 @@ export async function assembleServer(
     syncNotifier,
     syncStreams,
     now: options.now,
+    readReceiptMoved: (userId) =>
+      push.readReceiptMoved(userId).catch((error) =>
+        console.warn("push: badge update not queued", userId, error)
+      ),
   });
   const accountStore = new KvAccountStore(kv, options.now);
   const accounts = new AccountService({
@@ -199,6 +215,11 @@ export async function assembleServer(
     toDevice.devicesRemoved(userId, deviceIds)
   );
   syncStreams.push(new ToDeviceStream(toDeviceStore));
+  // A pusher goes with the device whose access token set it (logout, a password change).
+  accounts.devicesRemovedHooks.push((userId, deviceIds) =>
+    push.pushers.devicesRemoved(userId, deviceIds)
+  );
+  const notificationCounts = push.countsWith(userData.receipts);
   const deps: AppDeps = {
     config,
     keyring,
@@ -243,7 +264,16 @@ export async function assembleServer(
     spaces: new SpaceService({ store: eventStore, pipeline: readPipeline }),
     pushRules: push.pushRules,
     notifications: push.notifications,
-    notificationCounts: push.countsWith(userData.receipts),
+    notificationCounts,
+    pushers: push.pushers,
+    pushSender: push.sender({
+      store: eventStore,
+      pipeline: readPipeline,
+      http: new GuardedFetch({ allowPrivate: config.outboundAllowPrivate }),
+      counts: (userId, roomIds) => notificationCounts.countsFor(userId, roomIds),
+      readUpTo: async (userId, roomId, threadId) =>
+        (await notificationCounts.readPoints(userId, roomId)).thread(threadId),
+    }),
     filters: new FilterService(new KvFilterStore(kv)),
     sentMembers: new KvSentMembersStore(kv),
     stateQuota: new StateQuota(new KvStateUsageReader(kv)),
@@ -285,8 +315,13 @@ interface PushServices {
   pushRules: PushRuleService;
   notifications: KvNotificationStore;
   planner: NotificationPlanner;
+  pushers: PusherService;
   /** Counts over these notifications and the receipts service. */
   countsWith(receipts: ReceiptReader): NotificationCountService;
+  /** A read receipt moved: queue a badge update for the user's pushers. */
+  readReceiptMoved(userId: string): Promise<void>;
+  /** The push sender, once the read pipeline and counts exist (main() starts it). */
+  sender(deps: Omit<PushDeliveryDeps, "pushers">): OutboxWorker;
 }
 
 /** Build the push services and push the `m.push_rules` stream onto `syncStreams`. */
@@ -296,6 +331,7 @@ function assemblePush(options: {
   eventStore: EventStore;
   syncNotifier: SyncNotifier;
   syncStreams: SyncStreamProvider[];
+  now?: () => number;
 }): PushServices {
   const { kv, eventStore } = options;
   const ruleStore = new KvPushRuleStore(kv);
@@ -303,17 +339,38 @@ function assemblePush(options: {
   pushRules.onChange((userId) => options.syncNotifier.notifyUser(userId));
   options.syncStreams.push(pushRulesSyncStream(ruleStore, pushRules));
   const notifications = new KvNotificationStore(kv);
+  const pushers = new PusherService({ store: new KvPusherStore(kv), now: options.now });
+  // Pushes ride in the event's commit (a transactional outbox), one stream per pusher.
+  const outbox = new KvOutboxStore(kv, PUSH_STREAM);
+  let worker: OutboxWorker | undefined;
   const planner = new NotificationPlanner({
     store: eventStore,
     notifications,
     pushRules,
     serverName: options.serverName,
+    push: { pushersOf: (ids) => pushers.forUsers(ids), outbox, wake: () => worker?.wake() },
   });
   return {
     pushRules,
     notifications,
     planner,
+    pushers,
     countsWith: (receipts) => new NotificationCountService(notifications, receipts),
+    readReceiptMoved: async (userId) => {
+      const mine = await pushers.list(userId);
+      if (mine.length === 0) return;
+      await outbox.append(badgeAppends(userId, mine, (options.now ?? Date.now)()));
+      worker?.wake();
+    },
+    sender: (deps) => {
+      const delivery = new PushDelivery({ ...deps, pushers });
+      worker = new OutboxWorker({
+        store: outbox,
+        deliver: (pusherId, entries) => delivery.deliver(pusherId, entries),
+        now: options.now,
+      });
+      return worker;
+    },
   };
 }
 
@@ -336,6 +393,8 @@ function assembleUserData(options: {
   syncNotifier: SyncNotifier;
   syncStreams: SyncStreamProvider[];
   now?: () => number;
+  /** A user's read receipt moved (push gateways get the new badge). */
+  readReceiptMoved?: (userId: string) => void;
 }): UserDataServices {
   const { kv, eventStore, syncNotifier, now } = options;
   const notifyUser = (userId: string) => syncNotifier.notifyUser(userId);
@@ -369,6 +428,7 @@ function assembleUserData(options: {
       accountData,
       notifyRoom,
       notifyUser,
+      readReceiptMoved: options.readReceiptMoved,
       now,
     }),
     typing: new TypingService({ store: typingStore, events: eventStore, notifyRoom, now }),
@@ -435,6 +495,8 @@ async function main(): Promise<void> {
   const kv = await openKv(config.kvPath);
   const { app, deps } = await assembleServer(config, kv);
   // Deactivations a previous process left unfinished (it died while leaving rooms, say).
+  // Push notifications queued by this or another process go out from here.
+  deps.pushSender.start();
   deps.accounts.resumeDeactivations().catch((error) =>
     console.error("resuming deactivations failed", error)
   );

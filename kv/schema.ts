@@ -475,6 +475,54 @@ export const pushKeys = {
     userId,
     roomId,
   ],
+  /** userId -> the user's pushers (UTF-8 JSON bytes of a list). */
+  pushers: (userId: string): Deno.KvKey => ["userid_pushers", userId],
+  /** (appId, pushkey, userId) -> pusher ID: who holds a pusher for an app's push key. */
+  pushkeyHolder: (appId: string, pushkey: string, userId: string): Deno.KvKey => [
+    "apppushkeyuser_pusher",
+    appId,
+    pushkey,
+    userId,
+  ],
+  /** Every holder of an app's push key. */
+  pushkeyHolderPrefix: (appId: string, pushkey: string): Deno.KvKey => [
+    "apppushkeyuser_pusher",
+    appId,
+    pushkey,
+  ],
+};
+
+// --- Outbox: work for other servers, written in the commit that causes it -----------------
+
+/** Key builders for outbox streams (one ordered stream per destination, per stream kind). */
+export const outboxKeys = {
+  /** (stream, destination, ...order) -> the entry's payload. */
+  entry: (stream: string, destination: string, order: readonly (string | number)[]): Deno.KvKey => [
+    "outbox_entry",
+    stream,
+    destination,
+    ...order,
+  ],
+  /** A destination's entries, in order. */
+  entryPrefix: (stream: string, destination: string): Deno.KvKey => [
+    "outbox_entry",
+    stream,
+    destination,
+  ],
+  /** (stream, destination) -> marker rewritten by every append: the destination has work. */
+  pending: (stream: string, destination: string): Deno.KvKey => [
+    "outbox_pending",
+    stream,
+    destination,
+  ],
+  /** Destinations of a stream with work. */
+  pendingPrefix: (stream: string): Deno.KvKey => ["outbox_pending", stream],
+  /** (stream, destination) -> OutboxState: the sender's lease and the retry backoff. */
+  state: (stream: string, destination: string): Deno.KvKey => [
+    "outbox_state",
+    stream,
+    destination,
+  ],
 };
 
 // --- End-to-end encryption: device keys, cross-signing, device lists, to-device, backup -----

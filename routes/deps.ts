@@ -11,6 +11,8 @@ import type { SyncNotifier } from "../domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "../domain/sync/sync_stream.ts";
 import type { PushRuleService } from "../domain/push/push_rule_service.ts";
 import type { NotificationCountService } from "../domain/push/notification_counts.ts";
+import type { PusherService } from "../domain/push/pusher_service.ts";
+import type { OutboxWorker } from "../domain/outbox/outbox_worker.ts";
 import type { NotificationStore } from "../domain/ports/notification_store.ts";
 import type { FilterService } from "../domain/sync/filters.ts";
 import type { SentMembersStore } from "../domain/ports/sent_members_store.ts";
@@ -108,6 +110,10 @@ export interface AppDeps {
   notifications: NotificationStore;
   /** Unread counts per room and thread for /sync: `countsFor(userId, roomIds)`. */
   notificationCounts: NotificationCountService;
+  /** Users' pushers: `GET /pushers`, `POST /pushers/set`. */
+  pushers: PusherService;
+  /** Sends queued push notifications to push gateways; main.ts starts it. */
+  pushSender: OutboxWorker;
   /** Wakes syncs after a device-list change: `changed(userIds, versionstamp)` after the commit. */
   deviceListNotifier: DeviceListNotifier;
   /** Cross-signing keys and signatures, and /keys/query. */

@@ -17,6 +17,8 @@ export interface ReceiptServiceDeps {
   /** Wakes syncs watching the room (public receipts) or the user (private ones). */
   notifyRoom?: (roomId: string) => void;
   notifyUser?: (userId: string) => void;
+  /** A user's read receipt (public or private) moved: their unread counts changed. */
+  readReceiptMoved?: (userId: string, roomId: string) => void;
   now?: () => number;
 }
 
@@ -60,6 +62,7 @@ export class ReceiptService implements ReceiptReader {
     if (written === null) return;
     if (receiptType === "m.read") this.deps.notifyRoom?.(roomId);
     else this.deps.notifyUser?.(userId);
+    this.deps.readReceiptMoved?.(userId, roomId);
   }
 
   /** `POST /rooms/{roomId}/read_markers`: any of the marker and the two receipts. */

@@ -20,6 +20,9 @@ import type { Pdu } from "../events.ts";
 import { evaluatePushRules, type PushEvent } from "./push_rule_evaluator.ts";
 import type { PushRuleService } from "./push_rule_service.ts";
 import type { Ruleset } from "./push_rules.ts";
+import type { OutboxStore } from "../ports/outbox_store.ts";
+import type { Pusher } from "./pushers.ts";
+import { pushAppends } from "./push_delivery.ts";
 
 /**
  * Most recipients whose records ride in the event's commit: two keys each (the count record and
@@ -40,6 +43,16 @@ const KEY_BYTES_PER_RECIPIENT = 96;
 const CACHED_ROOMS = 64;
 /** Relation hops followed to find an event's thread, as the spec recommends. */
 const THREAD_HOPS = 3;
+/** Fixed parts of one push outbox entry's keys (entry and pending marker, pusher ID twice). */
+const KEY_BYTES_PER_PUSH = 160;
+
+/** Pushers and their outbox: notifications of users with pushers are queued for delivery. */
+export interface PlannerPush {
+  pushersOf(userIds: readonly string[]): Promise<Map<string, Pusher[]>>;
+  outbox: Pick<OutboxStore, "mutations" | "append">;
+  /** Entries were committed: wake this process's sender. */
+  wake(): void;
+}
 
 /** What the planner reads. */
 export interface NotificationPlannerDeps {
@@ -47,6 +60,8 @@ export interface NotificationPlannerDeps {
   notifications: NotificationStore;
   pushRules: PushRuleService;
   serverName: string;
+  /** Queue pushes for recipients with pushers (absent: notifications only). */
+  push?: PlannerPush;
 }
 
 /** What an event's notifications depend on in its room, valid while the room head stands. */
@@ -79,21 +94,37 @@ export class NotificationPlanner implements LocalEventHook {
     const own = this.#isLocal(pdu.sender)
       ? { userId: pdu.sender, roomId, threadId, position: 0 }
       : undefined;
-    const fitting = inCommitCount(entries, roomId);
+    const push = this.deps.push;
+    const pushers = push && entries.length > 0
+      ? await push.pushersOf([...new Set(entries.map((e) => e.userId))])
+      : new Map<string, Pusher[]>();
+    const pushCount = (e: NotificationEntry) => pushers.get(e.userId)?.length ?? 0;
+    const fitting = inCommitCount(entries, roomId, pushCount);
     const inCommit = entries.slice(0, fitting);
     const overflow = entries.slice(fitting);
     const placed = (list: NotificationEntry[], position: number) =>
       list.map((e) => ({ ...e, position }));
+    const inCommitPushes = inCommit.reduce((n, e) => n + pushCount(e), 0);
+    const anyPush = inCommitPushes > 0 || overflow.some((e) => pushCount(e) > 0);
     return {
-      weight: 2 * inCommit.length + (own ? 1 : 0),
-      writes: (appended) =>
-        notifications.mutations(
-          placed(inCommit, appended.position),
-          own && { ...own, position: appended.position },
-        ),
-      afterCommit: overflow.length === 0
-        ? undefined
-        : (appended) => notifications.write(placed(overflow, appended.position)),
+      weight: 2 * inCommit.length + (own ? 1 : 0) + 2 * inCommitPushes,
+      writes: (appended) => {
+        const mine = placed(inCommit, appended.position);
+        const out = notifications.mutations(mine, own && { ...own, position: appended.position });
+        if (push && inCommitPushes > 0) {
+          out.push(...push.outbox.mutations(pushAppends(mine, pushers)));
+        }
+        return out;
+      },
+      afterCommit: overflow.length === 0 && !anyPush ? undefined : async (appended) => {
+        const rest = placed(overflow, appended.position);
+        if (rest.length > 0) await notifications.write(rest);
+        if (push && anyPush) {
+          const late = pushAppends(rest, pushers);
+          if (late.length > 0) await push.outbox.append(late);
+          push.wake();
+        }
+      },
     };
   }
 
@@ -249,13 +280,22 @@ export class NotificationPlanner implements LocalEventHook {
  * How many of `entries` (in order) fit the event's commit: both keys of each name the user and
  * the room, so long IDs lower the count below RECIPIENTS_PER_COMMIT.
  */
-function inCommitCount(entries: readonly NotificationEntry[], roomId: string): number {
+function inCommitCount(
+  entries: readonly NotificationEntry[],
+  roomId: string,
+  pushCount: (entry: NotificationEntry) => number = () => 0,
+): number {
   const encoder = new TextEncoder();
   const roomBytes = encoder.encode(roomId).length;
   let bytes = 0;
+  let mutations = 0;
   const max = Math.min(entries.length, RECIPIENTS_PER_COMMIT);
   for (let i = 0; i < max; i++) {
     bytes += KEY_BYTES_PER_RECIPIENT + 2 * (encoder.encode(entries[i].userId).length + roomBytes);
+    bytes += pushCount(entries[i]) * (KEY_BYTES_PER_PUSH + roomBytes);
+    // Pushes share the recipients' mutation budget: two writes each at most.
+    mutations += 2 + 2 * pushCount(entries[i]);
+    if (mutations > 2 * RECIPIENTS_PER_COMMIT) return i;
     if (bytes > IN_COMMIT_KEY_BYTES) return i;
   }
   return max;

@@ -68,6 +68,9 @@ export class NotificationReads {
       notifications.push({
         actions: entry.actions as unknown as JsonObject[],
         event,
+        // Rules are global (no device-scoped rules with profile tags exist): always null, as
+        // in Synapse, which still sends the key.
+        profile_tag: null,
         read: entry.position <= readUpTo,
         room_id: entry.roomId,
         ts: entry.ts,

@@ -9,6 +9,7 @@ import type { AppDeps } from "../deps.ts";
 import { authArea } from "./auth_routes.ts";
 import { pushRuleArea } from "./push_rule_routes.ts";
 import { notificationArea } from "./notification_routes.ts";
+import { pusherArea } from "./pusher_routes.ts";
 import { accountArea } from "./account_routes.ts";
 import { deviceArea } from "./device_routes.ts";
 import { filterArea } from "./filter_routes.ts";
@@ -51,6 +52,7 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     authArea(deps),
     pushRuleArea(deps),
     notificationArea(deps),
+    pusherArea(deps),
     accountArea(deps),
     deviceArea(deps),
     syncArea(deps),

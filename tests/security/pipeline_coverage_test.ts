@@ -77,6 +77,8 @@ const ROUTES: Record<string, Kind> = {
   "GET /_matrix/client/*/pushrules/global/:kind/:ruleId/actions": "none",
   "PUT /_matrix/client/*/pushrules/global/:kind/:ruleId/actions": "none",
   "GET /_matrix/client/*/notifications": "events",
+  "GET /_matrix/client/*/pushers": "none",
+  "POST /_matrix/client/*/pushers/set": "none",
   "POST /_matrix/client/*/account/password": "none",
   "POST /_matrix/client/*/account/deactivate": "none",
   "GET /_matrix/client/*/devices": "none",

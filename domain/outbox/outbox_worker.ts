@@ -1,0 +1,192 @@
+/**
+ * The sender loop of an outbox: finds destinations with pending entries, takes each one's lease
+ * (so two processes or isolates never send one stream at once), hands its entries in order to
+ * `deliver`, acknowledges what was dealt with, and backs off a destination that fails. It is
+ * woken in-process after appends and polls KV on a timer, which also covers appends made by
+ * other processes (a local KV's watch does not cross processes) and retries coming due.
+ * Entries are delivered at least once: a crash between a delivery and its acknowledgement
+ * sends that entry again.
+ */
+import { mapLimited } from "../concurrency.ts";
+import type { OutboxEntry, OutboxLease, OutboxStore } from "../ports/outbox_store.ts";
+
+/** What `deliver` did with a destination's entries. */
+export interface DeliveryOutcome {
+  /** How many entries from the front were dealt with (sent, or given up as undeliverable). */
+  done: number;
+  /** The next entry failed in a way a later attempt may not: back the destination off. */
+  failed?: boolean;
+  /** The destination no longer exists (its pusher was deleted): drop its whole stream. */
+  gone?: boolean;
+}
+
+/** Sends some of a destination's entries, in order. */
+export type Deliver = (destination: string, entries: OutboxEntry[]) => Promise<DeliveryOutcome>;
+
+/** How the worker runs; every field but `store` and `deliver` has a default. */
+export interface OutboxWorkerOptions {
+  store: OutboxStore;
+  deliver: Deliver;
+  now?: () => number;
+  /** This process's name on leases; random by default. */
+  holder?: string;
+  /** Entries handed to `deliver` at once. */
+  batchSize?: number;
+  /** How long a lease holds; a pass stops taking batches well before it runs out. */
+  leaseMs?: number;
+  /** Time between passes when nothing wakes the worker. */
+  pollMs?: number;
+  /** First retry delay; it doubles per failure. */
+  backoffBaseMs?: number;
+  /** Failures in a row after which the front entry is given up and the count restarts. */
+  maxFailures?: number;
+  /** Destinations sent to at once. */
+  parallel?: number;
+}
+
+/** Destinations read per page of pending markers. */
+const PENDING_PAGE = 100;
+
+/** One outbox's sender loop. */
+export class OutboxWorker {
+  readonly #store: OutboxStore;
+  readonly #deliver: Deliver;
+  readonly #now: () => number;
+  readonly #holder: string;
+  readonly #batchSize: number;
+  readonly #leaseMs: number;
+  readonly #pollMs: number;
+  readonly #backoffBaseMs: number;
+  readonly #maxFailures: number;
+  readonly #parallel: number;
+  #running = false;
+  #again = false;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #pass: Promise<void> | undefined;
+
+  /** A worker; call `start` to run it in the background, or `runOnce` to drive it by hand. */
+  constructor(options: OutboxWorkerOptions) {
+    this.#store = options.store;
+    this.#deliver = options.deliver;
+    this.#now = options.now ?? Date.now;
+    this.#holder = options.holder ?? crypto.randomUUID();
+    this.#batchSize = options.batchSize ?? 10;
+    this.#leaseMs = options.leaseMs ?? 120_000;
+    this.#pollMs = options.pollMs ?? 2_000;
+    this.#backoffBaseMs = options.backoffBaseMs ?? 1_000;
+    this.#maxFailures = options.maxFailures ?? 12;
+    this.#parallel = options.parallel ?? 8;
+  }
+
+  /** Run passes in the background until `stop`. */
+  start(): void {
+    if (this.#running) return;
+    this.#running = true;
+    this.#schedule(0);
+  }
+
+  /** Stop the loop and wait for a pass in progress to finish. */
+  async stop(): Promise<void> {
+    this.#running = false;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    await this.#pass;
+  }
+
+  /** New entries were appended in this process: run a pass soon. */
+  wake(): void {
+    if (!this.#running) return;
+    if (this.#pass) this.#again = true;
+    else this.#schedule(0);
+  }
+
+  /** One pass over every destination with pending entries; resolves when it is done. */
+  async runOnce(): Promise<void> {
+    let after: string | undefined;
+    while (true) {
+      const page = await this.#store.pending(PENDING_PAGE, after);
+      await mapLimited(page, this.#parallel, (p) => this.#drain(p.destination, p.mark));
+      if (page.length < PENDING_PAGE) return;
+      after = page[page.length - 1].destination;
+    }
+  }
+
+  #schedule(delay: number): void {
+    clearTimeout(this.#timer);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#pass = this.runOnce().catch((error) => console.error("outbox pass failed", error))
+        .finally(() => {
+          this.#pass = undefined;
+          if (!this.#running) return;
+          const again = this.#again;
+          this.#again = false;
+          this.#schedule(again ? 0 : this.#pollMs);
+        });
+    }, delay);
+  }
+
+  async #drain(destination: string, mark: string): Promise<void> {
+    const started = this.#now();
+    const lease = await this.#store.lease(
+      destination,
+      this.#holder,
+      started,
+      started + this.#leaseMs,
+    );
+    if (!lease) return;
+    let failures = lease.state.failures;
+    let retryAt = 0;
+    try {
+      // Leave a margin of half the lease: a batch must end before another process may take over.
+      while (this.#now() - started < this.#leaseMs / 2) {
+        const entries = await this.#store.peek(destination, this.#batchSize);
+        if (entries.length === 0) {
+          await this.#store.clearPending(destination, mark);
+          break;
+        }
+        const outcome = await this.#deliverSafely(destination, entries);
+        if (outcome.gone) {
+          await this.#store.dropDestination(destination);
+          return;
+        }
+        const done = entries.slice(0, outcome.done);
+        if (done.length > 0) {
+          await this.#store.acknowledge(destination, done.map((e) => e.ref));
+          failures = 0;
+        }
+        if (outcome.failed) {
+          failures++;
+          if (failures <= this.#maxFailures) {
+            retryAt = this.#now() + this.#backoffBaseMs * 2 ** (failures - 1);
+            break;
+          }
+          // Give the front entry up, as Synapse's pushers do after their longest backoff, and
+          // go on with the rest.
+          const front = entries[outcome.done];
+          if (front) await this.#store.acknowledge(destination, [front.ref]);
+          failures = 0;
+        }
+      }
+    } finally {
+      await this.#release(lease, failures, retryAt);
+    }
+  }
+
+  async #deliverSafely(destination: string, entries: OutboxEntry[]): Promise<DeliveryOutcome> {
+    try {
+      return await this.#deliver(destination, entries);
+    } catch (error) {
+      console.warn("outbox delivery failed", destination, error);
+      return { done: 0, failed: true };
+    }
+  }
+
+  async #release(lease: OutboxLease, failures: number, retryAt: number): Promise<void> {
+    try {
+      await this.#store.release(lease, { failures, retryAt });
+    } catch (error) {
+      console.error("outbox lease release failed", lease.destination, error);
+    }
+  }
+}

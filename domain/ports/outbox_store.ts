@@ -1,0 +1,72 @@
+/**
+ * The storage port for an outbox: work for other servers (push gateways now, federation later)
+ * written in the same commit as whatever causes it, one ordered stream per destination, drained
+ * by a sender that holds a lease on the destination and backs off when it fails.
+ */
+import type { CommitMutation } from "./event_store.ts";
+import type { JsonObject } from "../json.ts";
+
+/** One entry to append: its destination, its place in the destination's order, its payload. */
+export interface OutboxAppend {
+  destination: string;
+  /** Orders entries within the destination (and makes rewriting the same entry idempotent). */
+  order: readonly (string | number)[];
+  payload: JsonObject;
+}
+
+/** A stored entry; `ref` names it for `acknowledge`. */
+export interface OutboxEntry {
+  ref: readonly (string | number)[];
+  payload: JsonObject;
+}
+
+/** A destination's sending state, kept beside its stream. */
+export interface OutboxState {
+  /** The sender holding the lease, and until when (ms); 0 when free. */
+  holder: string;
+  leaseUntil: number;
+  /** Failed attempts in a row, and when the next may start (ms). */
+  failures: number;
+  retryAt: number;
+}
+
+/** A lease taken on a destination: the state as written, to be passed back on release. */
+export interface OutboxLease {
+  destination: string;
+  state: OutboxState;
+  /** The versionstamp of the lease's commit (a release checks nobody took over since). */
+  versionstamp: string;
+}
+
+/** One outbox stream kind (such as "push"). */
+export interface OutboxStore {
+  /** The writes of `entries` for another commit (an event's): entries and pending markers. */
+  mutations(entries: readonly OutboxAppend[]): CommitMutation[];
+  /** Append `entries` in commits of their own. */
+  append(entries: readonly OutboxAppend[]): Promise<void>;
+  /** Destinations with entries (at most `limit`), from `after` on, with their pending marks. */
+  pending(limit: number, after?: string): Promise<{ destination: string; mark: string }[]>;
+  /** The first `limit` entries of a destination, in order. */
+  peek(destination: string, limit: number): Promise<OutboxEntry[]>;
+  /** Remove delivered (or abandoned) entries. */
+  acknowledge(destination: string, refs: readonly OutboxEntry["ref"][]): Promise<void>;
+  /**
+   * Forget that the destination has work, unless an append landed since its pending `mark`
+   * was read (then the marker stays and the next pass sends the new entries).
+   */
+  clearPending(destination: string, mark: string): Promise<void>;
+  /**
+   * Take the destination's lease for `holder` until `leaseUntil`, unless another holder's lease
+   * is still running or its retry time is after `now`; null when not taken.
+   */
+  lease(
+    destination: string,
+    holder: string,
+    now: number,
+    leaseUntil: number,
+  ): Promise<OutboxLease | null>;
+  /** Give the lease back with the new failure count and retry time (a lost lease is a no-op). */
+  release(lease: OutboxLease, outcome: { failures: number; retryAt: number }): Promise<void>;
+  /** Drop a destination's every entry, marker and state (its pusher is gone). */
+  dropDestination(destination: string): Promise<void>;
+}
