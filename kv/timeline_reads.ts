@@ -18,15 +18,19 @@ export async function readTimeline(
   const limit = Math.max(1, Math.min(options.limit, 1000));
   const to = options.to === undefined ? undefined : parseTimelineToken(options.to);
   let from: number;
-  // A sync token as `from` (older clients pass next_batch) means the live end.
   if (options.from !== undefined && !options.from.startsWith("s")) {
     from = parseTimelineToken(options.from);
   } else {
-    const liveEnd = options.from !== undefined && parseSyncToken(options.from) !== "";
+    const since = options.from === undefined ? "" : parseSyncToken(options.from);
     const head = (await ctx.kv.get<RoomHead>(ctx.keys.head(roomId))).value;
-    from = options.dir === "b" || liveEnd
-      ? (head?.last ?? FIRST_FORWARD_POSITION - 1) + 1
-      : head?.first ?? FIRST_FORWARD_POSITION;
+    const liveEnd = (head?.last ?? FIRST_FORWARD_POSITION - 1) + 1;
+    if (since !== "") {
+      // A sync token (clients pass next_batch, as the spec allows) is the boundary after the
+      // last event that sync saw: forwards gives what arrived since, backwards what it saw.
+      from = await firstPositionAfter(ctx, roomId, since, liveEnd);
+    } else {
+      from = options.dir === "b" ? liveEnd : head?.first ?? FIRST_FORWARD_POSITION;
+    }
   }
   const prefix = ctx.keys.logPrefix(roomId);
   const boundary = ctx.keys.log(roomId, from);
@@ -54,6 +58,35 @@ export async function readTimeline(
     page.end = timelineToken(options.dir === "b" ? last : last + 1);
   }
   return page;
+}
+
+/**
+ * The lowest forward position committed after `versionstamp` (`liveEnd` when none is), by
+ * bisection: forward positions are appended in commit order, so their versionstamps grow with
+ * them, and log2(room length) reads place an old sync token as cheaply as a recent one.
+ */
+async function firstPositionAfter(
+  ctx: StoreContext,
+  roomId: string,
+  versionstamp: string,
+  liveEnd: number,
+): Promise<number> {
+  let lo = FIRST_FORWARD_POSITION;
+  let hi = liveEnd;
+  while (lo < hi) {
+    const mid = Math.floor((lo + hi) / 2);
+    const iter = ctx.kv.list<LogEntry>({
+      prefix: ctx.keys.logPrefix(roomId),
+      start: ctx.keys.log(roomId, mid),
+    }, { limit: 1 });
+    let found: Deno.KvEntry<LogEntry> | undefined;
+    for await (const entry of iter) found = entry;
+    const position = found ? found.key[found.key.length - 1] as number : liveEnd;
+    if (found === undefined || position >= hi) hi = mid;
+    else if (found.versionstamp > versionstamp) hi = position;
+    else lo = position + 1;
+  }
+  return lo;
 }
 
 /** Decode a listed log entry. */

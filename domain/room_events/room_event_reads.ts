@@ -148,7 +148,14 @@ export class RoomEventReads {
     const room = await this.#open(reader, roomId);
     const walked = await this.#walk(reader, roomId, room, options, options.filter);
     const page: MessagesPage = { chunk: walked.events, start: walked.start! };
-    if (walked.end !== undefined) page.end = walked.end;
+    // A page that read events gets an end even when the log ran out under it, as Synapse
+    // answers: only an empty page tells the client there is nothing more (and a token at the
+    // last event read stays valid for when more arrives, paging forwards).
+    const end = walked.end ??
+      (walked.lastPosition === undefined ? undefined : this.store.timelineTokenAt(
+        options.dir === "b" ? walked.lastPosition : walked.lastPosition + 1,
+      ));
+    if (end !== undefined) page.end = end;
     if (options.filter.lazy_load_members) {
       const current = await this.store.currentState(roomId);
       page.state = await this.#stateEvents(
@@ -299,12 +306,20 @@ export class RoomEventReads {
     room: OpenRoom,
     options: { from?: string; to?: string; dir: Direction; limit: number },
     filter: RoomEventFilter,
-  ): Promise<{ events: ClientEvent[]; kept: StoredEvent[]; start?: string; end?: string }> {
+  ): Promise<{
+    events: ClientEvent[];
+    kept: StoredEvent[];
+    start?: string;
+    end?: string;
+    /** Log position of the last event read, visible or not. */
+    lastPosition?: number;
+  }> {
     const events: ClientEvent[] = [];
     const kept: StoredEvent[] = [];
     let from = options.from;
     let start: string | undefined;
     let end: string | undefined;
+    let lastPosition: number | undefined;
     for (let page = 0; page < MAX_PAGES && events.length < options.limit; page++) {
       const wanted = options.limit - events.length;
       const walked = await this.store.timeline(roomId, {
@@ -314,6 +329,7 @@ export class RoomEventReads {
         limit: wanted,
       });
       start ??= walked.start;
+      lastPosition = walked.events.at(-1)?.position ?? lastPosition;
       const out = await this.pipeline.readClientEvents(
         { ...this.#read(reader, roomId, room, true), filter },
         { timeline: walked.events },
@@ -324,7 +340,7 @@ export class RoomEventReads {
       if (end === undefined) break;
       from = end;
     }
-    return { events, kept, start, end };
+    return { events, kept, start, end, lastPosition };
   }
 
   /**

@@ -52,6 +52,27 @@ export class RoomEventSending {
   }
 
   /**
+   * Send a message-like event without a transaction ID (the legacy `POST /send/{eventType}`,
+   * which Synapse still serves): every request is a new event, as that form promises nothing else.
+   */
+  async sendUntracked(request: {
+    userId: string;
+    roomId: string;
+    type: string;
+    content: JsonObject;
+  }): Promise<string> {
+    const sent = await this.#send(() =>
+      this.deps.sender.send({
+        roomId: request.roomId,
+        sender: request.userId,
+        type: request.type,
+        content: request.content,
+      })
+    );
+    return sent.eventId;
+  }
+
+  /**
    * Send a state event; returns its event ID. The same content from the same sender as the
    * current state returns the current event instead, as Synapse does.
    */

@@ -90,6 +90,20 @@ export function roomEventArea(deps: AppDeps): ClientArea {
     return c.json({ event_id: eventId });
   });
 
+  // The legacy form without a transaction ID (r0 clients, SyTest): no retry protection.
+  app.post("/rooms/:roomId/send/:eventType", auth, rateLimited(deps, "send"), async (c) => {
+    const roomId = roomIdParam(c);
+    const type = eventTypeParam(c);
+    const content = await readJsonBody(c, contentSchema) as JsonObject;
+    const eventId = await roomEvents.sending.sendUntracked({
+      userId: c.get("session").userId,
+      roomId,
+      type,
+      content,
+    });
+    return c.json({ event_id: eventId });
+  });
+
   app.put("/rooms/:roomId/redact/:eventId/:txnId", auth, rateLimited(deps, "send"), async (c) => {
     const roomId = roomIdParam(c);
     const redacts = eventIdParam(c);

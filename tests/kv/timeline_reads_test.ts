@@ -52,3 +52,26 @@ Deno.test("a malformed timeline token is refused as M_INVALID_PARAM", async () =
   );
   kv.close();
 });
+
+Deno.test("a sync token as from is placed after the events committed up to it", async () => {
+  const { kv, store } = await memoryStore();
+  const room = new RoomBuilder(ROOM);
+  const first = [room.create(), room.message("a")];
+  await store.append({ roomId: ROOM, events: first });
+  const ids = first.map((e) => e.eventId);
+  const tokens: string[] = [];
+  // 40 commits of one event each, a sync token after each: bisection over a longer log.
+  for (let i = 0; i < 40; i++) {
+    const event = room.message(`m${i}`);
+    const appended = await store.append({ roomId: ROOM, events: [event] });
+    ids.push(event.eventId);
+    tokens.push(`s${appended.versionstamp}`);
+  }
+  for (const i of [0, 1, 17, 38, 39]) {
+    const forward = await store.timeline(ROOM, { from: tokens[i], dir: "f", limit: 100 });
+    assert.deepEqual(forward.events.map((e) => e.eventId), ids.slice(i + 3), `after ${i}`);
+    const backward = await store.timeline(ROOM, { from: tokens[i], dir: "b", limit: 2 });
+    assert.deepEqual(backward.events.map((e) => e.eventId), [ids[i + 2], ids[i + 1]]);
+  }
+  kv.close();
+});

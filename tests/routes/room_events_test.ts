@@ -315,3 +315,117 @@ Deno.test("history visibility: joined hides earlier history from a later joiner;
     server.close();
   }
 });
+
+Deno.test("messages: a page that read events has an end; only an empty page has none", async () => {
+  const { server, alice, room } = await setup();
+  try {
+    const sent = await server.request("PUT", `${room}/send/m.room.message/e1`, {
+      token: alice.accessToken,
+      body: { msgtype: "m.text", body: "only" },
+    });
+    // Backwards over the whole room in one page: it ran out, but the page read events.
+    const all = await server.request("GET", `${room}/messages?dir=b&limit=100`, {
+      token: alice.accessToken,
+    });
+    assert(all.body.chunk.length > 1);
+    assertEquals(typeof all.body.end, "string");
+    const past = await server.request("GET", `${room}/messages?dir=b&from=${all.body.end}`, {
+      token: alice.accessToken,
+    });
+    assertEquals([past.body.chunk, past.body.end], [[], undefined]);
+
+    // Forwards to the live end: the end token then picks up what is sent later.
+    const forward = await server.request("GET", `${room}/messages?dir=f&limit=100`, {
+      token: alice.accessToken,
+    });
+    assertEquals(forward.body.chunk.at(-1).event_id, sent.body.event_id);
+    const later = await server.request("PUT", `${room}/send/m.room.message/e2`, {
+      token: alice.accessToken,
+      body: { msgtype: "m.text", body: "later" },
+    });
+    const next = await server.request("GET", `${room}/messages?dir=f&from=${forward.body.end}`, {
+      token: alice.accessToken,
+    });
+    assertEquals(next.body.chunk.map((e: { event_id: string }) => e.event_id), [
+      later.body.event_id,
+    ]);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("POST /send/{eventType} without a transaction ID sends a new event each time", async () => {
+  const { server, alice, bob, roomId, room } = await setup();
+  try {
+    const body = { msgtype: "m.text", body: "legacy" };
+    const first = await server.request("POST", `${room}/send/m.room.message`, {
+      token: alice.accessToken,
+      body,
+    });
+    assertEquals(first.status, 200);
+    const size = await logSize(server, roomId);
+    const second = await server.request(
+      "POST",
+      `/_matrix/client/r0/rooms/${roomId}/send/m.room.message`,
+      {
+        token: alice.accessToken,
+        body,
+      },
+    );
+    assert(second.body.event_id !== first.body.event_id);
+    assertEquals(await logSize(server, roomId), size + 1);
+    const event = await server.request(
+      "GET",
+      `${room}/event/${encodeURIComponent(first.body.event_id)}`,
+      { token: alice.accessToken },
+    );
+    assertEquals(event.body.content, body);
+    const outsider = await server.request("POST", `${room}/send/m.room.message`, {
+      token: bob.accessToken,
+      body,
+    });
+    assertEquals(outsider.status, 403);
+    const tooLarge = await server.request("POST", `${room}/send/m.room.message`, {
+      token: alice.accessToken,
+      body: { msgtype: "m.text", body: "A".repeat(70_000) },
+    });
+    assertEquals(tooLarge.status, 413);
+    const notObject = await server.request("POST", `${room}/send/m.room.message`, {
+      token: alice.accessToken,
+      body: [1],
+    });
+    assertEquals([notObject.status, notObject.body.errcode], [400, "M_BAD_JSON"]);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("messages: a sync token as from is the boundary after what that sync saw", async () => {
+  const { server, alice, room } = await setup();
+  try {
+    const send = async (txn: string) =>
+      (await server.request("PUT", `${room}/send/m.room.message/${txn}`, {
+        token: alice.accessToken,
+        body: { msgtype: "m.text", body: txn },
+      })).body.event_id as string;
+    const seen = await send("seen");
+    const sync = await server.request("GET", `${V3}/sync?timeout=0`, { token: alice.accessToken });
+    const token: string = sync.body.next_batch;
+    const later = [await send("later1"), await send("later2")];
+    const ids = (body: { chunk: { event_id: string }[] }) => body.chunk.map((e) => e.event_id);
+    const forward = await server.request("GET", `${room}/messages?dir=f&from=${token}`, {
+      token: alice.accessToken,
+    });
+    assertEquals(ids(forward.body), later);
+    const backward = await server.request("GET", `${room}/messages?dir=b&limit=1&from=${token}`, {
+      token: alice.accessToken,
+    });
+    assertEquals(ids(backward.body), [seen]);
+    const bad = await server.request("GET", `${room}/messages?dir=f&from=s0`, {
+      token: alice.accessToken,
+    });
+    assertEquals([bad.status, bad.body.errcode], [400, "M_INVALID_PARAM"]);
+  } finally {
+    server.close();
+  }
+});
