@@ -107,6 +107,21 @@ export class PresenceStream implements SyncStreamProvider {
       async () => [...await this.#visibleUsers(request)],
       { since, upTo: request.upTo },
     );
+    // Users who newly share a room with the syncing user: their presence as it is now, even
+    // unchanged in the window (the client has none of theirs yet), as Synapse sends it.
+    if (since !== undefined && request.newcomers) {
+      const sent = new Set(records.map((r) => r.userId));
+      const newcomers = [...await request.newcomers].filter((u) => !sent.has(u));
+      if (newcomers.length > 0) {
+        const found = await this.store.changesOf(async () => newcomers, { upTo: request.upTo });
+        records.push(...found);
+        // One who never set presence is offline (what /presence answers for them too).
+        const known = new Set(found.map((r) => r.userId));
+        for (const userId of newcomers) {
+          if (!known.has(userId)) records.push({ userId, presence: "offline" });
+        }
+      }
+    }
     for (const record of records) {
       const event = {
         type: "m.presence",

@@ -108,14 +108,16 @@ export class RoomStream {
 
   /**
    * Add the rooms section for rooms placed by `place`; joined rooms' unread counts start on
-   * `unread` as soon as the rooms with entries are known.
+   * `unread` as soon as the rooms with entries are known. Returns the users who newly share a
+   * joined room with the user in an incremental sync (the presence stream sends theirs).
    */
   async fill(
     request: Omit<SyncStreamRequest, "joinedRoomIds">,
     response: SyncResponse,
     placement: RoomPlacement,
     unread?: UnreadCountsReader,
-  ): Promise<void> {
+  ): Promise<Set<string>> {
+    const newcomers = new Set<string>();
     const { store } = this.deps;
     const { since, upTo, filter } = request;
     const roomFilter = filter.room ?? {};
@@ -163,7 +165,9 @@ export class RoomStream {
       // on which room's reads finish first.
       joinedRoomEntry(response, room.roomId);
       workRooms.push(room.roomId);
-      work.push(() => this.#joinedRoom(request, response, room, change, joinedNow, ignored));
+      work.push(() =>
+        this.#joinedRoom(request, response, room, change, joinedNow, ignored, newcomers)
+      );
     }
     unread?.prefetch(workRooms);
     const entries: Promise<void>[] = [runBounded(work, ROOMS_IN_FLIGHT)];
@@ -191,6 +195,8 @@ export class RoomStream {
       }
     }
     await Promise.all(entries);
+    newcomers.delete(request.userId);
+    return newcomers;
   }
 
   /**
@@ -245,6 +251,7 @@ export class RoomStream {
     change: RoomChanges | undefined,
     newlyJoined: boolean,
     ignored: IgnoredUsers,
+    newcomers: Set<string>,
   ): Promise<void> {
     const { store } = this.deps;
     const roomId = room.roomId;
@@ -274,6 +281,17 @@ export class RoomStream {
     const memberChange = batch.kept.some(isMember) ||
       (batch.limited && section.stateEvents.some(isMember));
     if (lazy && (full || memberChange)) entry.summary = await this.#summary(roomId, request.userId);
+    // Who newly shares the room: all its members when the user just joined, else those whose
+    // join is in the window (a profile change counts too, as in Synapse: presence once more).
+    if (request.since === undefined) return;
+    if (newlyJoined) {
+      for (const m of await store.members(roomId, ["join"])) newcomers.add(m.userId);
+    } else {
+      for (const e of batch.walked) {
+        if (e.pdu.type !== "m.room.member" || e.pdu.content.membership !== "join") continue;
+        if (typeof e.pdu.state_key === "string") newcomers.add(e.pdu.state_key);
+      }
+    }
   }
 
   /**

@@ -138,10 +138,15 @@ export class SyncService {
     // Placement decides the joined rooms; then the rooms section and every other stream run
     // side by side (each adds its own fields to a room's entry).
     const placement = await this.#rooms.place(base, memberships);
-    const request: SyncStreamRequest = { ...base, joinedRoomIds: placement.joinedRoomIds };
     const unread = new UnreadCountsReader(this.deps.notificationCounts, params.userId);
+    const rooms = this.#rooms.fill(base, response, placement, unread);
+    const request: SyncStreamRequest = {
+      ...base,
+      joinedRoomIds: placement.joinedRoomIds,
+      newcomers: params.since === undefined ? undefined : rooms.catch(() => new Set<string>()),
+    };
     await Promise.all([
-      this.#rooms.fill(base, response, placement, unread),
+      rooms,
       ...this.deps.streams.map((stream) => stream.fill(request, response)),
     ]);
     await unread.apply(response, params.filter);

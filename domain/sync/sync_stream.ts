@@ -28,6 +28,12 @@ export interface SyncStreamRequest {
    * receipts, room account data) add to `rooms.join[roomId]` only for these.
    */
   joinedRoomIds: readonly string[];
+  /**
+   * On an incremental sync, the users who newly share a joined room with the user in the
+   * window (they joined, or the user joined their room); settles once the rooms section is
+   * built, so a stream awaiting it runs after the rooms section's reads.
+   */
+  newcomers?: Promise<ReadonlySet<string>>;
   /** Now, for ages. */
   now: number;
 }
