@@ -95,8 +95,12 @@ export interface RoomRead {
    * barrier; absent, the pipeline reads the current one (null: the user never had one).
    */
   membership?: StoredEvent | null;
-  /** `event_format` of a sync filter; client by default. */
-  format?: "client" | "federation";
+  /**
+   * `event_format` of a sync filter; client by default. `client_v1` is the legacy endpoints'
+   * format (/events, /initialSync; Synapse's `format_event_for_client_v1`): the client format
+   * plus `user_id` (the sender) and `age`, `prev_content`, `redacted_because` at the top level.
+   */
+  format?: "client" | "federation" | "client_v1";
   /** Room event filter for the timeline events. */
   filter?: RoomEventFilter;
   /** Room event filter for the state events. */
@@ -437,7 +441,7 @@ export class ReadPipeline {
         ? redactEvent(event.pdu, version)
         : event.pdu;
       const prev = prevContents.get(event.eventId);
-      return toClientEvent(event.eventId, pdu, {
+      const client = toClientEvent(event.eventId, pdu, {
         roomId,
         version,
         now,
@@ -445,6 +449,7 @@ export class ReadPipeline {
         prevContent: prev && !redaction ? prev : undefined,
         redactedBecause,
       }) as unknown as JsonObject;
+      return read.format === "client_v1" ? toClientV1(client) : client;
     });
   }
 
@@ -471,6 +476,16 @@ export class ReadPipeline {
     }
     return out;
   }
+}
+
+/** The legacy (r0 and before) client format of a client event: see `RoomRead.format`. */
+function toClientV1(event: JsonObject): JsonObject {
+  const out: JsonObject = { ...event, user_id: event.sender ?? null };
+  const unsigned = isJsonObject(event.unsigned) ? event.unsigned : {};
+  for (const key of ["age", "prev_content", "redacted_because"]) {
+    if (unsigned[key] !== undefined) out[key] = unsigned[key];
+  }
+  return out;
 }
 
 /** Transaction IDs and replaced contents, by event ID, for the client format. */

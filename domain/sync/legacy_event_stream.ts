@@ -292,7 +292,8 @@ export class LegacyEventStream {
         version,
         // A peeker has no membership; the pipeline reads the member's current one.
         membership: scope.peeking ? null : undefined,
-        format: "client",
+        // Synapse's /events serves the legacy format (with `user_id`).
+        format: "client_v1",
         prevContent: true,
         ignored,
       }, { timeline: events });

@@ -46,9 +46,9 @@ export function legacySyncArea(deps: AppDeps): ClientArea {
   const snapshots = new InitialSync({
     store: deps.eventStore,
     pipeline: deps.readPipeline,
-    reads: deps.roomEvents.reads,
     streams: deps.syncStreams,
     directory: deps.roomDirectory,
+    presence: deps.presence,
     now: deps.now,
   });
   const auth = requireSession(deps.sessions);

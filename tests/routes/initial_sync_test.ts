@@ -84,6 +84,8 @@ Deno.test("GET /initialSync lists joined and invited rooms with messages, state 
     assertEquals(joined.messages.chunk.map((e: Ev) => e.event_id), texts.slice(1));
     assertEquals(joined.messages.end, res.body.end);
     assert(joined.state.some((e: Ev) => e.type === "m.room.name" && e.content.name === "Lounge"));
+    // The legacy format: user_id beside sender, as Synapse serves these endpoints.
+    for (const e of [...joined.state, ...joined.messages.chunk]) assertEquals(e.user_id, e.sender);
     assertEquals(joined.account_data.map((e: Ev) => e.type), ["m.tag", "my.room.type"]);
     assertEquals(joined.account_data[0].content, { tags: { "u.work": { order: 1 } } });
     assertEquals(res.body.account_data.filter((e: Ev) => e.type === "my.type"), [
@@ -102,6 +104,15 @@ Deno.test("GET /initialSync lists joined and invited rooms with messages, state 
       { token: alice.accessToken },
     );
     assertEquals(older.body.chunk.map((e: Ev) => e.event_id), [texts[0]]);
+
+    const none = await server.request("GET", `${V3}/initialSync?limit=0`, {
+      token: alice.accessToken,
+    });
+    assertEquals(none.body.rooms.find((r: Ev) => r.room_id === roomId).messages.chunk, []);
+    const noneInRoom = await server.request("GET", `${roomPath(roomId)}/initialSync?limit=0`, {
+      token: alice.accessToken,
+    });
+    assertEquals(noneInRoom.body.messages.chunk, []);
 
     const invite = res.body.rooms.find((r: Ev) => r.room_id === invited);
     assertEquals(invite.membership, "invite");

@@ -76,6 +76,7 @@ Deno.test("GET /events streams new events in order, with room_id, page by page w
       assert(messages.length <= 3, "a page holds at most limit room events");
       for (const e of messages) {
         assertEquals(e.room_id, roomId);
+        assertEquals(e.user_id, alice.userId);
         seen.push(e.event_id);
       }
       from = res.body.end;
