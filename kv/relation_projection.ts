@@ -84,13 +84,22 @@ export class RelationPlan {
     };
     this.#children.push([relation.eventId, position, record]);
     if (!isAggregatedRelType(relation.relType)) return;
+    // The three reads at once: each is a KV round trip on the append path.
+    const thread = relation.relType === "m.thread";
+    const replyKey = `${relation.eventId}\n${event.sender}`;
+    const [redacted, found, replies] = await Promise.all([
+      lookups.redactionNamed(event.event_id),
+      this.#summary(relation.eventId),
+      thread ? this.#repliesOf(relation.eventId, event.sender, replyKey) : 0,
+    ]);
     // A redaction that arrived first (over federation) already took this child out.
-    if (await lookups.redactionNamed(event.event_id)) return;
-    const summary = await this.#summary(relation.eventId) ?? {};
+    if (redacted) return;
+    const summary = found ?? {};
     if (relation.relType === "m.replace") summary.replace = (summary.replace ?? 0) + 1;
     else if (relation.relType === "m.reference") summary.reference = (summary.reference ?? 0) + 1;
     else {
-      await this.#noteThreadReply(relation.eventId, summary, event, position);
+      this.#noteThreadReply(relation.eventId, summary, event, position);
+      this.#replies.set(replyKey, replies + 1);
     }
     this.#summaries.set(relation.eventId, summary);
   }
@@ -120,12 +129,12 @@ export class RelationPlan {
     this.#summaries.set(relation.eventId, summary);
   }
 
-  async #noteThreadReply(
+  #noteThreadReply(
     rootId: string,
     summary: RelationSummary,
     event: RoomEvent,
     position: number,
-  ): Promise<void> {
+  ): void {
     const thread: ThreadSummary = summary.thread ?? {
       count: 0,
       latest: event.event_id,
@@ -142,8 +151,6 @@ export class RelationPlan {
     }
     thread.firstPosition = Math.min(thread.firstPosition, position);
     summary.thread = thread;
-    const key = `${rootId}\n${event.sender}`;
-    this.#replies.set(key, (await this.#repliesOf(rootId, event.sender, key)) + 1);
   }
 
   async #summary(parentId: string): Promise<RelationSummary | null> {
