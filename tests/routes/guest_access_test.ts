@@ -7,6 +7,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { startTestServer } from "./test_server.ts";
 import { FAST_HASHING, type RegisteredUser, registerUser } from "./client_harness.ts";
+import { guestMayRequest } from "../../routes/client/guest_rules.ts";
 
 const V3 = "/_matrix/client/v3";
 const GUESTS_ON = { TESSERA_GUEST_ACCESS: "on" };
@@ -282,5 +283,35 @@ Deno.test("a guest upgrades to a full account with its own user ID, and only its
     assertEquals(login.status, 200);
   } finally {
     server.close();
+  }
+});
+
+Deno.test("guest rules: by method and path under every client API root", () => {
+  const url = (path: string) => `http://localhost${path}`;
+  const cases: [string, string, boolean][] = [
+    ["GET", "/_matrix/client/v3/sync", true],
+    ["GET", "/_matrix/client/r0/sync?since=s1", true],
+    ["HEAD", "/_matrix/client/v3/sync", true],
+    ["POST", "/_matrix/client/v3/sync", false],
+    ["GET", "/_matrix/client/v3/rooms/%21a%3Ab/state/m.room.member/%40u%3Ab", true],
+    ["GET", "/_matrix/client/v3/rooms/%21a%3Ab/state/m.room.name", true],
+    ["PUT", "/_matrix/client/v3/rooms/%21a%3Ab/state/m.room.name/", false],
+    ["PUT", "/_matrix/client/v3/rooms/%21a%3Ab/send/m.room.message/t", true],
+    ["PUT", "/_matrix/client/v3/rooms/%21a%3Ab/send/m.room.encrypted/t", false],
+    ["GET", "/_matrix/client/v3/events?room_id=%21a%3Ab", true],
+    ["GET", "/_matrix/client/v3/events", false],
+    ["GET", "/_matrix/client/v3/events/%24e", false],
+    ["GET", "/_matrix/client/v3/initialSync", false],
+    ["GET", "/_matrix/client/v3/rooms/%21a%3Ab/initialSync", true],
+    ["GET", "/_matrix/client/v1/rooms/%21a%3Ab/relations/%24e/m.thread", true],
+    ["POST", "/_matrix/client/v3/rooms/%21a%3Ab/invite", false],
+    ["POST", "/_matrix/client/v3/rooms/%21a%3Ab/kick", false],
+    ["DELETE", "/_matrix/client/v3/devices/D", false],
+    ["POST", "/_matrix/client/v3/account/deactivate", false],
+    ["POST", "/_matrix/client/v3/user/%40u%3Ab/filter", false],
+    ["GET", "/_matrix/client/v3/sync/extra", false],
+  ];
+  for (const [method, path, allowed] of cases) {
+    assertEquals([method, path, guestMayRequest(method, url(path))], [method, path, allowed]);
   }
 });
