@@ -17,12 +17,16 @@ import type { Pdu } from "../../../domain/events.ts";
 import { KvEventStore } from "../../../kv/kv_event_store.ts";
 import { KvNotificationStore } from "../../../kv/notification_store.ts";
 import { KvPushRuleStore } from "../../../kv/push_rule_store.ts";
+import { PusherService } from "../../../domain/push/pusher_service.ts";
+import { PUSH_STREAM } from "../../../domain/push/push_delivery.ts";
+import { KvPusherStore } from "../../../kv/pusher_store.ts";
+import { KvOutboxStore } from "../../../kv/outbox_store.ts";
 
 const SERVER = "t.local";
 const CREATOR = `@a:${SERVER}`;
 
 /** A room of `size` joined members (user IDs from `name`) with a planner-hooked sender. */
-async function room(size: number, name = (i: number) => `@u${i}:${SERVER}`) {
+async function room(size: number, name = (i: number) => `@u${i}:${SERVER}`, withPush = false) {
   const kv = await Deno.openKv(":memory:");
   let commits = 0;
   const atomic = kv.atomic.bind(kv);
@@ -45,7 +49,18 @@ async function room(size: number, name = (i: number) => `@u${i}:${SERVER}`) {
   const signingKey = await signingKeyFromSeed(new Uint8Array(32).fill(3), "ed25519:t");
   const notifications = new KvNotificationStore(kv);
   const pushRules = new PushRuleService(new KvPushRuleStore(kv));
-  const planner = new NotificationPlanner({ store, notifications, pushRules, serverName: SERVER });
+  const pushers = new PusherService({ store: new KvPusherStore(kv) });
+  const outbox = new KvOutboxStore(kv, PUSH_STREAM);
+  let wakes = 0;
+  const planner = new NotificationPlanner({
+    store,
+    notifications,
+    pushRules,
+    serverName: SERVER,
+    push: withPush
+      ? { pushersOf: (ids) => pushers.forUsers(ids), outbox, wake: () => wakes++ }
+      : undefined,
+  });
   const plain = new LocalEventSender({ store, serverName: SERVER, signingKey });
   const hooked = new LocalEventSender({
     store,
@@ -91,6 +106,9 @@ async function room(size: number, name = (i: number) => `@u${i}:${SERVER}`) {
     join,
     commits: () => commits,
     memberReads: () => memberReads,
+    pushers,
+    outbox,
+    wakes: () => wakes,
   };
 }
 
@@ -181,6 +199,63 @@ Deno.test("notifications: members are read again only after the room's state cha
     );
     assertEquals(r.memberReads() - afterJoin, 1);
     assertEquals(prepared.some((n) => n.userId === `@late:${SERVER}`), true);
+  } finally {
+    r.kv.close();
+  }
+});
+
+const pusher = (pushkey: string) => ({
+  kind: "http",
+  app_id: "app",
+  pushkey,
+  app_display_name: "App",
+  device_display_name: "Phone",
+  lang: "en",
+  data: { url: "https://push.example.org/_matrix/push/v1/notify" },
+});
+
+Deno.test("push outbox: pushes ride in the event's commit, one stream per pusher", async () => {
+  const r = await room(3, undefined, true);
+  try {
+    await r.pushers.set(`@u0:${SERVER}`, "DEV", pusher("a"));
+    await r.pushers.set(`@u0:${SERVER}`, "DEV", pusher("b"));
+    const [a, b] = await r.pushers.list(`@u0:${SERVER}`);
+    const before = r.commits();
+    const sent = await r.say("hello");
+    assertEquals(r.commits() - before, 1, "event, notifications and pushes in one commit");
+    for (const p of [a, b]) {
+      const [entry] = await r.outbox.peek(p.id, 10);
+      assertEquals(entry.payload.event_id, sent.eventId);
+      assertEquals(entry.payload.user_id, `@u0:${SERVER}`);
+    }
+    assertEquals((await r.outbox.pending(10)).length, 2);
+    assertEquals(r.wakes(), 1);
+  } finally {
+    r.kv.close();
+  }
+});
+
+Deno.test("push outbox: recipients with pushers share the commit's mutation budget", async () => {
+  const size = 200;
+  const r = await room(size, undefined, true);
+  try {
+    for (let i = 0; i < size - 1; i++) {
+      for (const key of ["a", "b", "c"]) {
+        await r.pushers.set(`@u${i}:${SERVER}`, "D", pusher(`${key}${i}`));
+      }
+    }
+    const version = roomVersion("12")!;
+    const prepared =
+      (await r.planner.prepare({ eventId: "$x", roomId: r.roomId, pdu: message }, version))!;
+    // Each in-commit recipient costs 2 writes for its notification and 2 per pusher.
+    assert(prepared.weight! <= 2 * RECIPIENTS_PER_COMMIT + 1, `weight ${prepared.weight}`);
+    assert(prepared.afterCommit !== undefined);
+    const sent = await r.say("to everyone");
+    for (const i of [0, size - 2]) {
+      const [first] = await r.pushers.list(`@u${i}:${SERVER}`);
+      const [entry] = await r.outbox.peek(first.id, 10);
+      assertEquals(entry.payload.event_id, sent.eventId, `@u${i}`);
+    }
   } finally {
     r.kv.close();
   }
