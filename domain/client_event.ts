@@ -31,6 +31,8 @@ export interface ClientEventContext {
   transactionId?: string;
   /** For state events: the content of the state this one replaced. */
   prevContent?: JsonObject;
+  /** For state events: who sent the state this one replaced (`unsigned.prev_sender`). */
+  prevSender?: string;
   /** When redacted: the redaction event, already in client format. */
   redactedBecause?: ClientEvent;
 }
@@ -55,6 +57,7 @@ export function toClientEvent(eventId: string, pdu: Pdu, ctx: ClientEventContext
   unsigned.age = Math.max(0, ctx.now - pdu.origin_server_ts);
   if (ctx.transactionId !== undefined) unsigned.transaction_id = ctx.transactionId;
   if (ctx.prevContent !== undefined) unsigned.prev_content = ctx.prevContent;
+  if (ctx.prevSender !== undefined) unsigned.prev_sender = ctx.prevSender;
   if (ctx.redactedBecause !== undefined) {
     unsigned.redacted_because = ctx.redactedBecause as unknown as JsonObject;
   }

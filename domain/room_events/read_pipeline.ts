@@ -406,7 +406,7 @@ export class ReadPipeline {
         : this.deps.transactions.transactionIdsFor(events.map((e) => e.eventId), deviceId),
       read.prevContent
         ? this.#prevContents(read.roomId, read.version, timeline)
-        : Promise.resolve(new Map<string, JsonObject>()),
+        : Promise.resolve(new Map<string, PrevState>()),
     ]);
     return { txnIds, prevContents };
   }
@@ -446,7 +446,8 @@ export class ReadPipeline {
         version,
         now,
         transactionId: txnIds.get(event.eventId),
-        prevContent: prev && !redaction ? prev : undefined,
+        prevContent: prev && !redaction ? prev.content : undefined,
+        prevSender: prev && !redaction ? prev.sender : undefined,
         redactedBecause,
       }) as unknown as JsonObject;
       return read.format === "client_v1" ? toClientV1(client) : client;
@@ -454,8 +455,9 @@ export class ReadPipeline {
   }
 
   /**
-   * The content each state event replaced, when it replaced one; redacted when the replaced
-   * event was (its content must not come back as `prev_content`).
+   * The content and sender of the state each state event replaced, when it replaced one;
+   * redacted when the replaced event was (its content must not come back as `prev_content`).
+   * The sender is `prev_sender`, which matrix-js-sdk reads to find who invited the user.
    */
   async #prevContents(roomId: string, version: RoomVersion, events: readonly StoredEvent[]) {
     const prevIds = new Map<string, string>();
@@ -465,14 +467,17 @@ export class ReadPipeline {
       const prev = before?.get(stateKey(event.pdu.type, event.pdu.state_key));
       if (prev !== undefined) prevIds.set(event.eventId, prev);
     }));
-    const out = new Map<string, StoredEvent["pdu"]["content"]>();
+    const out = new Map<string, PrevState>();
     if (prevIds.size === 0) return out;
     const prevEvents = await this.deps.store.getEvents([...prevIds.values()]);
     const redacted = await this.#redactions.of(roomId, [...prevEvents.values()], version);
     for (const [id, prevId] of prevIds) {
       const prev = prevEvents.get(prevId);
       if (!prev) continue;
-      out.set(id, redacted.has(prevId) ? redactEvent(prev.pdu, version).content : prev.pdu.content);
+      const content = redacted.has(prevId)
+        ? redactEvent(prev.pdu, version).content
+        : prev.pdu.content;
+      out.set(id, { content, sender: prev.pdu.sender });
     }
     return out;
   }
@@ -488,8 +493,14 @@ function toClientV1(event: JsonObject): JsonObject {
   return out;
 }
 
-/** Transaction IDs and replaced contents, by event ID, for the client format. */
+/** The state a state event replaced: `unsigned.prev_content` and `prev_sender`. */
+interface PrevState {
+  content: JsonObject;
+  sender: string;
+}
+
+/** Transaction IDs and replaced states, by event ID, for the client format. */
 interface FormatExtras {
   txnIds: Map<string, string>;
-  prevContents: Map<string, JsonObject>;
+  prevContents: Map<string, PrevState>;
 }

@@ -120,6 +120,10 @@ Deno.test("a room joined in an incremental sync shows its history, limited, and 
     assertEquals(ids.length, 10);
     assertEquals(ids.slice(-2), [whileInvited.eventId, join.eventId]);
     assertEquals(room.timeline.limited, true, "more history precedes the timeline");
+    // The join says what it replaced and who sent that: matrix-js-sdk finds the inviter so.
+    const joinEvent = room.timeline.events.at(-1) as JsonObject;
+    assertEquals((joinEvent.unsigned as JsonObject).prev_content, { membership: "invite" });
+    assertEquals((joinEvent.unsigned as JsonObject).prev_sender, alice.userId);
     // The state before the timeline, whole: the client never had this room's state.
     const types = room.state.events.map((e: JsonObject) => e.type);
     for (const type of ["m.room.create", "m.room.power_levels", "m.room.join_rules"]) {
