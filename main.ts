@@ -151,6 +151,7 @@ export async function assembleServer(
   const accounts = new AccountService({
     store: accountStore,
     serverName: config.serverName,
+    guestAccess: config.guestAccess,
     hasher: new PasswordHasher(options.passwordHashing),
     // Failed password attempts per account, counted in KV so every isolate shares the count.
     passwordFailures: config.rateLimits

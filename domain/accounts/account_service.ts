@@ -58,6 +58,11 @@ export interface AccountServiceOptions {
   hasher: PasswordHasher;
   /** Failed password attempts per account; absent only when rate limits are turned off. */
   passwordFailures?: PasswordFailureLimiter;
+  /**
+   * Guest accounts may be used (TESSERA_GUEST_ACCESS). Off, a guest's token is refused with
+   * 403 M_GUEST_ACCESS_FORBIDDEN, so turning guest access off shuts out existing guests too.
+   */
+  guestAccess?: boolean;
   now?: () => number;
 }
 
@@ -66,6 +71,7 @@ export class AccountService implements SessionResolver {
   private readonly store: AccountStore;
   private readonly hasher: PasswordHasher;
   private readonly passwordFailures?: PasswordFailureLimiter;
+  private readonly guestAccess: boolean;
   private readonly now: () => number;
   /** Deactivations this process is finishing, so two triggers do not run the work twice. */
   private readonly finishing = new Map<string, Promise<boolean>>();
@@ -76,6 +82,7 @@ export class AccountService implements SessionResolver {
     this.store = options.store;
     this.hasher = options.hasher;
     this.passwordFailures = options.passwordFailures;
+    this.guestAccess = options.guestAccess ?? false;
     this.serverName = options.serverName;
     this.now = options.now ?? Date.now;
   }
@@ -86,6 +93,9 @@ export class AccountService implements SessionResolver {
     if (!record) return null;
     const now = this.now();
     const { userId, deviceId, tokenId, expiresAt, guest } = record;
+    if (guest && !this.guestAccess) {
+      throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", 403, "Guest access is not enabled");
+    }
     // The spec's soft logout: the device still holds a refresh token, so the client refreshes
     // instead of discarding its session.
     if (expiresAt !== undefined && expiresAt <= now) {

@@ -8,6 +8,8 @@ import { assert, assertEquals } from "../assert.ts";
 import { startTestServer } from "./test_server.ts";
 import { FAST_HASHING, type RegisteredUser, registerUser } from "./client_harness.ts";
 import { guestMayRequest } from "../../routes/client/guest_rules.ts";
+import { assembleServer } from "../../main.ts";
+import { loadConfig } from "../../domain/config.ts";
 
 const V3 = "/_matrix/client/v3";
 const GUESTS_ON = { TESSERA_GUEST_ACCESS: "on" };
@@ -313,5 +315,34 @@ Deno.test("guest rules: by method and path under every client API root", () => {
   ];
   for (const [method, path, allowed] of cases) {
     assertEquals([method, path, guestMayRequest(method, url(path))], [method, path, allowed]);
+  }
+});
+
+Deno.test("turning guest access off shuts existing guests out", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const serve = async (guestAccess: "on" | "off") => {
+      const config = loadConfig({
+        TESSERA_SERVER_NAME: "example.org:8448",
+        TESSERA_GUEST_ACCESS: guestAccess,
+      }, { dev: true });
+      return (await assembleServer(config, kv)).app;
+    };
+    const on = await serve("on");
+    const registered = await (await on.request(`${V3}/register?kind=guest`, {
+      method: "POST",
+      body: "{}",
+    })).json();
+    const whoami = (app: typeof on) =>
+      app.request(`${V3}/account/whoami`, {
+        headers: { authorization: `Bearer ${registered.access_token}` },
+      });
+    assertEquals((await whoami(on)).status, 200);
+    const off = await serve("off");
+    const refused = await whoami(off);
+    assertEquals(refused.status, 403);
+    assertEquals((await refused.json()).errcode, "M_GUEST_ACCESS_FORBIDDEN");
+  } finally {
+    kv.close();
   }
 });
