@@ -43,6 +43,9 @@ export interface RelationLookups {
   redactionNamed(eventId: string): Promise<boolean>;
 }
 
+/** Earlier replies checked for a new latest when a thread's latest reply is redacted. */
+const LATEST_CANDIDATES = 20;
+
 /** The relation writes of one batch; see the module comment. */
 export class RelationPlan {
   #timestamps: [number, number, string][] = [];
@@ -121,12 +124,53 @@ export class RelationPlan {
     else if (relation.relType === "m.reference") {
       summary.reference = Math.max(0, (summary.reference ?? 0) - 1);
     } else if (summary.thread) {
-      summary.thread.count = Math.max(0, summary.thread.count - 1);
+      const thread = summary.thread;
+      if (!this.#activityFrom.has(relation.eventId)) {
+        this.#activityFrom.set(relation.eventId, thread.latestPosition);
+      }
+      thread.count = Math.max(0, thread.count - 1);
       const key = `${relation.eventId}\n${target.sender}`;
       const replies = await this.#repliesOf(relation.eventId, target.sender, key);
       this.#replies.set(key, Math.max(0, replies - 1));
+      if (thread.latest === targetId && thread.count > 0) {
+        await this.#retreatLatest(relation.eventId, thread, lookups);
+      }
     }
     this.#summaries.set(relation.eventId, summary);
+  }
+
+  /**
+   * The thread's latest reply was redacted: the latest becomes the reply before it that no
+   * redaction names (of the LATEST_CANDIDATES before it, committed or planned in this batch),
+   * so reads keep their cheap path and /threads orders the thread by what is left. When none
+   * is found the latest stays, and reads find the visible one themselves.
+   */
+  async #retreatLatest(
+    rootId: string,
+    thread: ThreadSummary,
+    lookups: RelationLookups,
+  ): Promise<void> {
+    const keys = this.ctx.keys;
+    const candidates: [number, string][] = [];
+    const iter = this.ctx.kv.list<RelationRecord>({
+      prefix: keys.typedChildren(this.roomId, rootId, "m.thread"),
+      end: keys.typedChildren(this.roomId, rootId, "m.thread", thread.latestPosition),
+    }, { reverse: true, limit: LATEST_CANDIDATES });
+    for await (const entry of iter) {
+      candidates.push([entry.key[entry.key.length - 1] as number, entry.value.e]);
+    }
+    for (const [parentId, position, record] of this.#children) {
+      if (parentId === rootId && record.r === "m.thread" && position < thread.latestPosition) {
+        candidates.push([position, record.e]);
+      }
+    }
+    candidates.sort((a, b) => b[0] - a[0]);
+    const checked = candidates.slice(0, LATEST_CANDIDATES);
+    const redacted = await Promise.all(checked.map(([, id]) => lookups.redactionNamed(id)));
+    const index = redacted.indexOf(false);
+    if (index === -1) return;
+    thread.latestPosition = checked[index][0];
+    thread.latest = checked[index][1];
   }
 
   #noteThreadReply(
@@ -193,10 +237,14 @@ export class RelationPlan {
       out.push({ op: "set", key: keys.relationSummary(room, parentId), value: summary });
     }
     for (const [rootId, from] of this.#activityFrom) {
-      const to = this.#summaries.get(rootId)?.thread?.latestPosition;
-      if (to === undefined || to === from) continue;
+      const thread = this.#summaries.get(rootId)?.thread;
+      // A thread whose every reply was redacted leaves the activity order.
+      const to = thread && thread.count > 0 ? thread.latestPosition : null;
+      if (to === from) continue;
       if (from !== null) out.push({ op: "delete", key: keys.threadActivity(room, from, rootId) });
-      out.push({ op: "set", key: keys.threadActivity(room, to, rootId), value: true });
+      if (to !== null) {
+        out.push({ op: "set", key: keys.threadActivity(room, to, rootId), value: true });
+      }
     }
     for (const [key, count] of this.#replies) {
       const [rootId, userId] = splitReplyKey(key);

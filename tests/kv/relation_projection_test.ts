@@ -114,6 +114,36 @@ Deno.test("relation projections: redactions take children out of the counts, onc
   kv.close();
 });
 
+Deno.test("relation projections: redacting a thread's latest reply moves the thread back", async () => {
+  const { kv, store, room, root, other } = await roomWithRelations();
+  const reader = new KvRelationReader(kv);
+  const a1 = relating(room, "m.thread", root);
+  const b1 = relating(room, "m.thread", other);
+  const a2 = relating(room, "m.thread", root);
+  const a3 = relating(room, "m.thread", root);
+  await store.append({ roomId: ROOM, events: [a1, b1, a2, a3] });
+  const order = async () =>
+    (await reader.threadsByActivity(ROOM, { limit: 10 })).map((t) => t.rootId);
+  assert.deepEqual(await order(), [root, other]);
+  // a2 is redacted first, then a3 (the latest): the latest falls back past a2 to a1.
+  await store.append({ roomId: ROOM, events: [redaction(room, a2.eventId)] });
+  await store.append({ roomId: ROOM, events: [redaction(room, a3.eventId)] });
+  const thread = (await reader.summaries(ROOM, [root])).get(root)!.thread!;
+  assert.equal(thread.count, 1);
+  assert.equal(thread.latest, a1.eventId);
+  assert.deepEqual(await order(), [other, root]);
+  // Its last reply gone, the thread leaves the activity order.
+  await store.append({ roomId: ROOM, events: [redaction(room, a1.eventId)] });
+  assert.deepEqual(await order(), [other]);
+  const report = await replay({
+    source: kv,
+    target: await Deno.openKv(":memory:"),
+    resolver: greatestIdResolver,
+  });
+  assert.deepEqual(report.differences, []);
+  kv.close();
+});
+
 Deno.test("relation projections: rejected events and malformed relations are not indexed", async () => {
   const { kv, store, room, root } = await roomWithRelations();
   const reader = new KvRelationReader(kv);
