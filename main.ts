@@ -21,7 +21,7 @@ import { DehydratedDeviceService } from "./domain/e2ee/dehydrated_device_service
 import type { Hono } from "hono";
 import { type Config, ConfigError, configFromDenoEnv } from "./domain/config.ts";
 import { generateSigningSeed } from "./domain/signing.ts";
-import { keyringFromSeed } from "./domain/server_keys.ts";
+import { keyringFromSeed, type ServerKeyring } from "./domain/server_keys.ts";
 import { type LocalEventHook, LocalEventSender } from "./domain/local_event_sender.ts";
 import { SyncNotifier } from "./domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "./domain/sync/sync_stream.ts";
@@ -45,6 +45,14 @@ import { KvPasswordFailureStore } from "./kv/password_failure_store.ts";
 import { partFromAllRooms } from "./domain/rooms/account_parting.ts";
 import { GuestEvictor } from "./domain/rooms/guest_access.ts";
 import type { AppDeps } from "./routes/deps.ts";
+import { unverifiedTlsFetch } from "./outbound/unverified_tls_fetch.ts";
+import { SmtpMailer } from "./outbound/smtp_mailer.ts";
+import { KvThreepidStore } from "./kv/threepid_store.ts";
+import { IdentityServerClient } from "./domain/threepid/identity_server_client.ts";
+import { ThreepidValidation } from "./domain/threepid/threepid_validation.ts";
+import { ThreepidService } from "./domain/threepid/threepid_service.ts";
+import { ThirdPartyInvites } from "./domain/threepid/third_party_invites.ts";
+import { clientBaseUrl } from "./domain/discovery.ts";
 import { KvTransactionStore } from "./kv/transaction_store.ts";
 import { RoomEventSearch } from "./domain/search/room_event_search.ts";
 import { KvSearchIndex } from "./kv/search_index.ts";
@@ -287,7 +295,13 @@ export async function assembleServer(
       profiles: userData.profiles,
       isGuest: (userId) => accounts.isGuest(userId),
     }),
+    ...assembleThreepids({ kv, config, keyring, now: options.now, rooms: () => deps.rooms }),
   };
+  // Deactivation drops the account's addresses and unbinds them at identity servers (the
+  // route does it first to report the result; this finishes what a dead process left).
+  accounts.accountDeactivatedHooks.push(async (userId) => {
+    await deps.threepids.removeAll(userId);
+  });
   // A deactivated user leaves their rooms (first, as Synapse does: their leaves go out before
   // anything else of theirs is dropped).
   accounts.accountDeactivatedHooks.unshift((userId) =>
@@ -476,6 +490,43 @@ function assembleRooms(options: {
     isGuest: options.isGuest,
   });
   return { rooms, roomDirectory };
+}
+
+// ---- Third-party identifiers: email validation, identity servers, third-party invites ----
+/** Build the 3PID services; outbound requests to identity servers pass the address guard. */
+function assembleThreepids(options: {
+  kv: Deno.Kv;
+  config: Config;
+  keyring: ServerKeyring;
+  now?: () => number;
+  rooms: () => Rooms;
+}): Pick<AppDeps, "threepids" | "thirdPartyInvites"> {
+  const { config } = options;
+  const identity = new IdentityServerClient(
+    new GuardedFetch({
+      allowPrivate: config.outboundAllowPrivate,
+      // Test harnesses only (SyTest's identity server has a self-signed certificate).
+      ...(config.outboundTlsVerify ? {} : { fetch: unverifiedTlsFetch as typeof fetch }),
+    }),
+    config.serverName,
+    options.keyring.current,
+  );
+  const store = new KvThreepidStore(options.kv, options.now);
+  const validation = new ThreepidValidation({
+    store,
+    mailer: config.smtp ? new SmtpMailer(config.smtp) : undefined,
+    publicBaseUrl: clientBaseUrl(config),
+    now: options.now,
+  });
+  return {
+    threepids: new ThreepidService({
+      store,
+      validation,
+      identity,
+      now: options.now,
+    }),
+    thirdPartyInvites: new ThirdPartyInvites(identity, options.rooms),
+  };
 }
 
 const onDenoDeploy = Boolean(Deno.env.get("DENO_DEPLOYMENT_ID"));

@@ -31,8 +31,8 @@ export interface Config {
   /** The 32-byte Ed25519 seed; undefined means generate one and keep it in KV. */
   readonly signingKeySeed: Uint8Array | undefined;
   readonly rateLimits: boolean;
-  /** Guest accounts (`POST /register?kind=guest`) may be created and used. */
-  readonly guestAccess: boolean;
+  /** Outbound requests (push gateways, identity servers) may reach private addresses. */
+  readonly outboundAllowPrivate: boolean;
   /**
    * Outbound TLS to identity servers is not verified (`TESSERA_OUTBOUND_TLS_VERIFY=off`): only
    * for test harnesses whose identity server has a self-signed certificate (SyTest's).
@@ -49,8 +49,6 @@ export interface Config {
   };
   /** Guest accounts (`POST /register?kind=guest`) may be created and used. */
   readonly guestAccess: boolean;
-  /** Outbound requests (push gateways, identity servers) may reach private addresses. */
-  readonly outboundAllowPrivate: boolean;
   /** TURN servers for `GET /voip/turnServer`; undefined when none is configured. */
   readonly turn?:
     | {
@@ -75,8 +73,9 @@ export const CONFIG_DEFAULTS = Object.freeze({
   hostname: "127.0.0.1",
   kvPath: "./data/tessera.kv",
   rateLimits: true,
-  guestAccess: false,
   outboundAllowPrivate: false,
+  outboundTlsVerify: true,
+  guestAccess: false,
   turnTtlSeconds: 86_400,
 });
 
@@ -157,6 +156,7 @@ function parseSigningKeySeed(raw: string): Parsed<Uint8Array> {
   const binary = atob(unpadded + "=");
   return { value: Uint8Array.from(binary, (c) => c.charCodeAt(0)) };
 }
+
 /** A contact of `/.well-known/matrix/support`: an administrator's Matrix ID or email address. */
 export interface SupportContact {
   readonly role: "m.role.admin";
@@ -210,7 +210,6 @@ function parseMailFrom(raw: string): Parsed<string> {
     ? { value: raw }
     : { problem: `expected an address (name@host or Name <name@host>), got ${quote(raw)}` };
 }
-
 
 function parseTurnUris(raw: string): Parsed<string[]> {
   const uris = raw.split(",").map((u) => u.trim()).filter((u) => u !== "");
@@ -269,6 +268,7 @@ const variables = {
   TESSERA_TLS_KEY: variable((raw) => ({ value: raw })),
   TESSERA_SIGNING_KEY: variable(parseSigningKeySeed),
   TESSERA_RATE_LIMITS: variable(parseSwitch),
+  TESSERA_OUTBOUND_ALLOW_PRIVATE: variable(parseSwitch),
   TESSERA_OUTBOUND_TLS_VERIFY: variable(parseSwitch),
   TESSERA_SMTP_URL: variable(parseSmtpUrl),
   TESSERA_SMTP_FROM: variable(parseMailFrom),
@@ -276,8 +276,6 @@ const variables = {
   TESSERA_ADMINS: variable(parseAdmins),
   TESSERA_SUPPORT_CONTACTS: variable(parseSupportContacts),
   TESSERA_SUPPORT_PAGE: variable(parseBaseUrl),
-  TESSERA_GUEST_ACCESS: variable(parseSwitch),
-  TESSERA_OUTBOUND_ALLOW_PRIVATE: variable(parseSwitch),
   TESSERA_TURN_URIS: variable(parseTurnUris),
   TESSERA_TURN_SHARED_SECRET: variable((raw) => ({ value: raw })),
   TESSERA_TURN_TTL_SECONDS: variable(parseTtlSeconds),
@@ -296,6 +294,10 @@ function dropShadowed(env: unknown): unknown {
 function crossCheck(v: Variables, ctx: z.RefinementCtx): void {
   const issue = (variable: keyof Variables, message: string) =>
     ctx.addIssue({ code: "custom", path: [variable], message });
+  if (v.TESSERA_SMTP_FROM !== undefined && v.TESSERA_SMTP_URL === undefined) {
+    // A sender without a server would silently send nothing.
+    issue("TESSERA_SMTP_URL", "required when TESSERA_SMTP_FROM is set");
+  }
   if (v.TESSERA_REGISTRATION === "token" && v.TESSERA_REGISTRATION_TOKEN === undefined) {
     issue("TESSERA_REGISTRATION_TOKEN", 'required when TESSERA_REGISTRATION is "token"');
   }
@@ -349,6 +351,14 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
       }
       : {}),
     outboundAllowPrivate: v.TESSERA_OUTBOUND_ALLOW_PRIVATE ?? CONFIG_DEFAULTS.outboundAllowPrivate,
+    outboundTlsVerify: v.TESSERA_OUTBOUND_TLS_VERIFY ?? CONFIG_DEFAULTS.outboundTlsVerify,
+    smtp: v.TESSERA_SMTP_URL === undefined ? undefined : Object.freeze({
+      url: v.TESSERA_SMTP_URL,
+      // Without a sender, mail comes from noreply at the server's host name.
+      from: v.TESSERA_SMTP_FROM ??
+        `noreply@${(v.TESSERA_SERVER_NAME ?? CONFIG_DEFAULTS.serverName).replace(/:\d+$/, "")}`,
+    }),
+    guestAccess: v.TESSERA_GUEST_ACCESS ?? CONFIG_DEFAULTS.guestAccess,
     // Absent rather than undefined when unset, so configurations without TURN compare equal.
     ...(v.TESSERA_TURN_URIS !== undefined && v.TESSERA_TURN_SHARED_SECRET !== undefined
       ? {

@@ -418,6 +418,43 @@ export const accountKeys = {
   pendingDeactivationPrefix: (): Deno.KvKey => ["userid_pendingdeactivation"],
 };
 
+/** Key builders for third-party identifiers (domain/ports/threepid_store.ts). */
+export const threepidKeys = {
+  /** sid -> ThreepidSessionRecord: a validation session this server mailed (expires). */
+  session: (sid: string): Deno.KvKey => ["threepidsid_session", sid],
+  /** (medium, client secret, address) -> sid: the pending session a resend reuses (expires). */
+  sessionBySecret: (medium: string, clientSecret: string, address: string): Deno.KvKey => [
+    "threepidsecret_sid",
+    medium,
+    clientSecret,
+    address,
+  ],
+  /** (userId, medium, address) -> UserThreepidRecord: identifiers of an account. */
+  userThreepid: (userId: string, medium: string, address: string): Deno.KvKey => [
+    "userid_threepid",
+    userId,
+    medium,
+    address,
+  ],
+  /** All identifiers of an account. */
+  userThreepidPrefix: (userId: string): Deno.KvKey => ["userid_threepid", userId],
+  /** (medium, address) -> userId: who an identifier belongs to (login, password reset). */
+  owner: (medium: string, address: string): Deno.KvKey => ["threepid_userid", medium, address],
+  /** (userId, medium, address, idServer) -> true: where the user's identifier was bound. */
+  binding: (userId: string, medium: string, address: string, idServer: string): Deno.KvKey => [
+    "userid_threepidbinding",
+    userId,
+    medium,
+    address,
+    idServer,
+  ],
+  /** Bindings of a user, or of one identifier of the user. */
+  bindingPrefix: (userId: string, medium?: string, address?: string): Deno.KvKey =>
+    medium === undefined || address === undefined
+      ? ["userid_threepidbinding", userId]
+      : ["userid_threepidbinding", userId, medium, address],
+};
+
 /** (userId, filterId) -> filter JSON: a user's uploaded sync filters. */
 export function filterKey(userId: string, filterId: string): Deno.KvKey {
   return ["userid_filter", userId, filterId];

@@ -12,6 +12,7 @@ import { serverKeysApp } from "./server_keys.ts";
 import { federationVersionApp } from "./federation_version.ts";
 import { healthApp } from "./health.ts";
 import { clientApi } from "./client/client_api.ts";
+import { threepidOnbindApp } from "./threepid_onbind.ts";
 
 /** Build the whole HTTP surface from its injected services. */
 export function buildApp(deps: AppDeps): Hono {
@@ -34,6 +35,7 @@ export function buildApp(deps: AppDeps): Hono {
   app.route("/", federationVersionApp());
   app.route("/", healthApp(deps));
   app.route("/", clientApi(deps));
+  app.route("/", threepidOnbindApp(deps));
 
   const patterns = routePatterns(app);
   app.notFound((c) => {

@@ -35,13 +35,13 @@ import type { DeviceListService } from "../domain/e2ee/device_list_service.ts";
 import type { KeyBackupService } from "../domain/e2ee/key_backup_service.ts";
 import type { ToDeviceService } from "../domain/e2ee/to_device_service.ts";
 import type { DehydratedDeviceService } from "../domain/e2ee/dehydrated_device_service.ts";
-
 import type { ThreepidService } from "../domain/threepid/threepid_service.ts";
 import type { ThirdPartyInvites } from "../domain/threepid/third_party_invites.ts";
 import type { RoomEventSearch } from "../domain/search/room_event_search.ts";
 import type { SpaceService } from "../domain/spaces/space_service.ts";
 import type { AccountModeration } from "../domain/moderation/account_moderation.ts";
 import type { ContentReports } from "../domain/moderation/content_reports.ts";
+
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
   config: Config;
@@ -50,11 +50,11 @@ export interface AppDeps {
   sessions: SessionResolver;
   /** Accounts, devices, logins and tokens. */
   accounts: AccountService;
-  /** User-interactive auth (401 challenges, stages, sessions); reusable by any endpoint. */
   /** Server administrators, and account locks and suspensions (`/admin/lock`, `/admin/suspend`). */
   moderation: AccountModeration;
   /** Reports of rooms, events and users, kept for administrators. */
   reports: ContentReports;
+  /** User-interactive auth (401 challenges, stages, sessions); reusable by any endpoint. */
   uia: UserInteractiveAuth;
   /** Token buckets behind `rateLimited(deps, action)`. */
   rateLimiter: RateLimiter;
@@ -131,6 +131,10 @@ export interface AppDeps {
   toDevice: ToDeviceService;
   /** Dehydrated devices (MSC3814): the user's one tokenless device and its inbox. */
   dehydratedDevices: DehydratedDeviceService;
+  /** Third-party identifiers: email validation, the account's addresses, identity servers. */
+  threepids: ThreepidService;
+  /** Invites by email through an identity server, and their exchange once the address is bound. */
+  thirdPartyInvites: ThirdPartyInvites;
   /** Full-text search of room events (`POST /search`), every event through the read pipeline. */
   search: RoomEventSearch;
   /** Space hierarchies, room summaries and mutual rooms (local rooms). */

@@ -111,18 +111,18 @@ export class LegacyEventStream {
     );
     const { store } = this.deps;
     const now = () => this.deps.now?.() ?? Date.now();
-    // Access is checked before anything is written (a refused peek marks no presence).
-    await this.#scope(params);
+    // A peek's access is checked before anything is written (a refused one marks no presence).
+    if (params.roomId !== undefined) await this.#scope(params);
     await this.deps.presence?.markFromSync(params.userId);
     // Without `from` the stream starts now: at the first read's barrier, so it is empty.
     let start = params.from;
     const deadline = now() + Math.max(0, Math.min(params.timeoutMs, MAX_SYNC_TIMEOUT_MS));
     for (;;) {
-      const scope = await this.#scope(params);
-      // Registered before the read, so a commit landing during it wakes the wait below.
+      // Registered before the barrier and the read of the user's rooms, so a commit landing
+      // during them (a join included: the notifier wakes the joining user) wakes the wait.
       const watch: SyncWatch = this.deps.notifier.watch(
         params.userId,
-        scope.peeking ? scope.joinedRoomIds : await this.#watchedRooms(params.userId),
+        params.roomId !== undefined ? [params.roomId] : await this.#watchedRooms(params.userId),
       );
       try {
         const upTo = await store.syncBarrier(params.userId);
@@ -130,6 +130,7 @@ export class LegacyEventStream {
         if (start > upTo) {
           throw invalidParam("from token is from the future (another server, or a reset database)");
         }
+        const scope = await this.#scope(params);
         const result = await this.#read(params, scope, start, upTo, limit, now());
         const remaining = deadline - now();
         if (result.chunk.length > 0 || remaining <= 0) return result;

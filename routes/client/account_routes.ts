@@ -8,13 +8,25 @@ import { passwordStage } from "../../domain/accounts/uia_stages.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
-import { type ClientEnv, requireSession } from "./session_middleware.ts";
+import { accessTokenOf, type ClientEnv, requireSession } from "./session_middleware.ts";
+import { MatrixError } from "../../domain/errors.ts";
+import type { Session } from "../../domain/session.ts";
+import {
+  EMAIL_IDENTITY_STAGE,
+  emailIdentityStage,
+  provenThreepid,
+} from "../../domain/threepid/email_identity_stage.ts";
 
 /** The account management endpoints. */
 export function accountArea(deps: AppDeps): ClientArea {
   const { accounts, uia } = deps;
   const v3 = new Hono<ClientEnv>();
-  v3.use("/account/password", requireSession(deps.sessions));
+  const signedIn = requireSession(deps.sessions);
+  // Without an access token this is a password reset, proven by email instead of a password.
+  v3.use(
+    "/account/password",
+    (c, next) => accessTokenOf(c) === undefined ? next() : signedIn(c, next),
+  );
   v3.use("/account/deactivate", requireSession(deps.sessions));
 
   /** Ask for the user's current password before `action`. */
@@ -27,6 +39,23 @@ export function accountArea(deps: AppDeps): ClientArea {
       stages: { "m.login.password": passwordStage(accounts, userId) },
     });
 
+  /** A forgotten password: the owner of an address validated by mail sets a new one. */
+  const resetPassword = async (newPassword: string, logoutDevices: boolean, auth: unknown) => {
+    if (!deps.threepids.validation.canValidateEmail) {
+      throw new MatrixError("M_MISSING_TOKEN", 401, "Missing access token");
+    }
+    const finished = await uia.authenticate({
+      action: "password_reset",
+      auth,
+      flows: [{ stages: [EMAIL_IDENTITY_STAGE] }],
+      stages: { [EMAIL_IDENTITY_STAGE]: emailIdentityStage(deps.threepids.validation) },
+    });
+    const proven = provenThreepid(finished.results);
+    const userId = proven && await deps.threepids.ownerOf(proven.medium, proven.address);
+    if (!userId) throw new MatrixError("M_THREEPID_NOT_FOUND", 400, "No account has that address");
+    await accounts.changePassword(userId, newPassword, logoutDevices);
+  };
+
   v3.post("/account/password", async (c) => {
     const body = await readJsonBody(
       c,
@@ -36,7 +65,11 @@ export function accountArea(deps: AppDeps): ClientArea {
         auth: z.unknown().optional(),
       }),
     );
-    const session = c.get("session");
+    const session = c.get("session") as Session | undefined;
+    if (session === undefined) {
+      await resetPassword(body.new_password, body.logout_devices ?? true, body.auth);
+      return c.json({});
+    }
     await reauthenticate("password", session.userId, body.auth);
     // The spec's default is to log out every other device: a changed password usually means
     // the old one leaked.
@@ -61,9 +94,11 @@ export function accountArea(deps: AppDeps): ClientArea {
     );
     const { userId } = c.get("session");
     await reauthenticate("deactivate", userId, body.auth);
+    // Addresses are dropped and unbound first, so the answer can say whether that worked
+    // (a deactivation hook finishes the job if this process dies on the way).
+    const unbound = await deps.threepids.removeAll(userId, body.id_server);
     await accounts.deactivate(userId, { erase: body.erase ?? false });
-    // No identity server bindings are kept, so there is nothing to unbind.
-    return c.json({ id_server_unbind_result: "no-support" });
+    return c.json({ id_server_unbind_result: unbound ? "success" : "no-support" });
   });
 
   return { v3: v3 as unknown as Hono };

@@ -17,6 +17,12 @@ import type { UiaFlow, UiaStageHandler } from "../../domain/accounts/user_intera
 import { Registration } from "../../domain/accounts/registration.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
+import {
+  EMAIL_IDENTITY_STAGE,
+  emailIdentityStage,
+  provenThreepid,
+} from "../../domain/threepid/email_identity_stage.ts";
+import { thirdPartyLoginIdentifier } from "../../domain/threepid/threepid_login.ts";
 import type { ClientArea } from "./client_api.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 import { rateLimited } from "./rate_limit_middleware.ts";
@@ -47,12 +53,21 @@ const loginBody = z.object({
   type: z.string(),
   identifier: z.unknown().optional(),
   user: z.unknown().optional(),
+  // r0's 3PID login: the address beside the password instead of an identifier.
+  medium: z.unknown().optional(),
+  address: z.unknown().optional(),
   password: z.string().optional(),
   token: z.string().optional(),
   device_id: z.string().optional(),
   initial_device_display_name: z.string().max(DEVICE_DISPLAY_NAME_MAX).optional(),
   refresh_token: z.boolean().optional(),
 });
+
+/**
+ * Who a login by an unknown address is checked as: no account can have this name (registration
+ * refuses the space), so it costs a dummy hash and fails like a wrong password.
+ */
+const UNKNOWN_THREEPID_USER = "unknown threepid";
 
 const LOGIN_FLOWS = [{ type: "m.login.password" }, { type: "m.login.token" }];
 
@@ -81,6 +96,16 @@ function registrationFlows(
     return {
       flows: [{ stages: ["m.login.registration_token"] }],
       stages: { "m.login.registration_token": registrationTokenStage(token) },
+    };
+  }
+  // With email configured, an address validated by mail is a way to register too.
+  if (deps.threepids.validation.canValidateEmail) {
+    return {
+      flows: [{ stages: ["m.login.dummy"] }, { stages: [EMAIL_IDENTITY_STAGE] }],
+      stages: {
+        "m.login.dummy": dummyStage,
+        [EMAIL_IDENTITY_STAGE]: emailIdentityStage(deps.threepids.validation, deps.threepids),
+      },
     };
   }
   return { flows: [{ stages: ["m.login.dummy"] }], stages: { "m.login.dummy": dummyStage } };
@@ -114,6 +139,15 @@ export function authArea(deps: AppDeps): ClientArea {
     if (deps.config.registration === "closed") throw forbidden("Registration is closed");
     const body = await readJsonBody(c, registerBody);
     const registered = await registration.register(body, registrationFlows(deps));
+    // An address the email stage proved joins the new account.
+    const auth = body.auth as { session?: unknown } | undefined;
+    const proven = provenThreepid(
+      (await uia.peek(typeof auth === "object" ? auth?.session : undefined, "register"))
+        ?.results ?? {},
+    );
+    if (proven) {
+      await deps.threepids.addValidated(registered.userId, { ...proven, addedAt: Date.now() });
+    }
     if (registered.accessToken === undefined) {
       return c.json({ user_id: registered.userId, home_server: serverName });
     }
@@ -151,7 +185,11 @@ export function authArea(deps: AppDeps): ClientArea {
     };
     let issued: IssuedSession;
     if (body.type === "m.login.password") {
-      const user = identifiedUser(body as Record<string, unknown>);
+      // An email address (or phone number) on an account names its owner.
+      const threepid = thirdPartyLoginIdentifier(body as Record<string, unknown>);
+      const user = threepid
+        ? await deps.threepids.ownerOf(threepid.medium, threepid.address) ?? UNKNOWN_THREEPID_USER
+        : identifiedUser(body as Record<string, unknown>);
       if (user === undefined) throw new MatrixError("M_MISSING_PARAM", 400, "Missing 'identifier'");
       if (body.password === undefined) {
         throw new MatrixError("M_MISSING_PARAM", 400, "Missing 'password'");

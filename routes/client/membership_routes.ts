@@ -7,6 +7,7 @@ import { z } from "zod";
 import { isValidUserId } from "../../domain/identifiers.ts";
 import type { JsonObject } from "../../domain/json.ts";
 import type { AppDeps } from "../deps.ts";
+import { missingParam } from "../../domain/errors.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { rateLimited, takeRateLimit } from "./rate_limit_middleware.ts";
@@ -19,6 +20,24 @@ const userId = z.string().max(255).refine(isValidUserId, "must be a valid user I
 const joinBody = z.object({ reason, third_party_signed: z.unknown().optional() }).passthrough();
 const reasonBody = z.object({ reason });
 const targetBody = z.object({ user_id: userId, reason });
+// An invite names a user, or a third-party identifier and the identity server to look it up.
+const inviteBody = z.object({
+  user_id: userId.optional(),
+  reason,
+  id_server: z.string().max(255).optional(),
+  id_access_token: z.string().max(4096).optional(),
+  medium: z.string().max(32).optional(),
+  address: z.string().max(512).optional(),
+});
+
+/** Turn `third_party_signed` (`{sender, mxid, token, signatures}`) into the joiner's invite. */
+async function exchangeSigned(deps: AppDeps, userId: string, roomId: string, signed: unknown) {
+  const sender = typeof signed === "object" && signed !== null
+    ? (signed as Record<string, unknown>).sender
+    : undefined;
+  if (typeof sender !== "string") throw missingParam("third_party_signed needs a sender");
+  await deps.thirdPartyInvites.exchange(sender, userId, roomId, signed);
+}
 
 /** The membership area (v3 and r0). */
 export function membershipArea(deps: AppDeps): ClientArea {
@@ -41,9 +60,12 @@ export function membershipArea(deps: AppDeps): ClientArea {
 
   app.post("/rooms/:roomId/join", auth, rateLimited(deps, "join"), async (c) => {
     const roomId = roomIdParam(c);
-    const { reason, third_party_signed: _signed, ...content } = await readJsonBody(c, joinBody, {
+    const { reason, third_party_signed: signed, ...content } = await readJsonBody(c, joinBody, {
       emptyAsObject: true,
     });
+    // Proof from an identity server that the joiner owns an invited address: the invite is
+    // exchanged first, from its original inviter.
+    if (signed !== undefined) await exchangeSigned(deps, user(c), roomId, signed);
     return c.json({
       room_id: await membership.join(user(c), roomId, reason, content as JsonObject),
     });
@@ -57,7 +79,21 @@ export function membershipArea(deps: AppDeps): ClientArea {
 
   app.post("/rooms/:roomId/invite", auth, rateLimited(deps, "invite"), async (c) => {
     const roomId = roomIdParam(c);
-    const body = await readJsonBody(c, targetBody);
+    const body = await readJsonBody(c, inviteBody);
+    if (body.user_id === undefined) {
+      if (body.medium === undefined || body.address === undefined || body.id_server === undefined) {
+        throw missingParam("Give user_id, or id_server, medium and address");
+      }
+      if (body.id_access_token === undefined) throw missingParam("Missing id_access_token");
+      takeRateLimit(deps, c, "invited", `threepid:${body.medium}:${body.address}`);
+      await deps.thirdPartyInvites.invite(user(c), roomId, {
+        idServer: body.id_server,
+        idAccessToken: body.id_access_token,
+        medium: body.medium,
+        address: body.address,
+      });
+      return c.json({});
+    }
     // Per invitee too: many inviters must not bury one user's sync under invites.
     takeRateLimit(deps, c, "invited", `user:${body.user_id}`);
     await membership.invite(user(c), roomId, body.user_id, { reason: body.reason });

@@ -20,7 +20,14 @@ const createRoomBody = z.object({
   name: z.string().max(65_536).optional(),
   topic: z.string().max(65_536).optional(),
   invite: z.array(z.string().max(255)).max(1000).optional(),
-  invite_3pid: z.array(z.unknown()).max(0, "Third-party invites are not supported").optional(),
+  invite_3pid: z.array(
+    z.object({
+      id_server: z.string().max(255),
+      id_access_token: z.string().max(4096),
+      medium: z.string().max(32),
+      address: z.string().max(512),
+    }),
+  ).max(100).optional(),
   room_version: z.string().max(64).optional(),
   creation_content: jsonObject.optional(),
   initial_state: z.array(
@@ -59,6 +66,9 @@ export function roomArea(deps: AppDeps): ClientArea {
     for (const invitee of new Set(body.invite ?? [])) {
       takeRateLimit(deps, c, "invited", `user:${invitee}`);
     }
+    for (const invite of body.invite_3pid ?? []) {
+      takeRateLimit(deps, c, "invited", `threepid:${invite.medium}:${invite.address}`);
+    }
     const roomId = await rooms.creator.create({
       creator: c.get("session").userId,
       visibility: body.visibility,
@@ -73,6 +83,15 @@ export function roomArea(deps: AppDeps): ClientArea {
       preset: body.preset,
       powerLevelContentOverride: body.power_level_content_override,
     });
+    // Third-party invites go out once the room exists, as Synapse sends them.
+    for (const invite of body.invite_3pid ?? []) {
+      await deps.thirdPartyInvites.invite(c.get("session").userId, roomId, {
+        idServer: invite.id_server,
+        idAccessToken: invite.id_access_token,
+        medium: invite.medium,
+        address: invite.address,
+      });
+    }
     return c.json({ room_id: roomId });
   });
 
