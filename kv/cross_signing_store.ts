@@ -72,7 +72,14 @@ export class KvCrossSigningStore implements CrossSigningStore {
       for (const key of stale.slice(0, SWEEP_PER_COMMIT)) op.delete(key);
       leftover = stale.length > SWEEP_PER_COMMIT;
       staleSpec = change.staleSignatures;
-      changes.add(userId, { crossSigning: true });
+      if (change.ownerOnly) {
+        op.set(
+          [...e2eeKeys.signatureNoticePrefix(userId), this.kv.commitVersionstamp()],
+          { userIds: [userId] } satisfies SignatureNotice,
+        );
+      } else {
+        changes.add(userId, { crossSigning: true });
+      }
       return true;
     });
     if (committed === null) return null;

@@ -87,6 +87,7 @@ export class CrossSigningService {
     }
 
     let authenticated = false;
+    let ownerOnly = false;
     const versionstamp = await this.deps.store.updateKeys(userId, async (current) => {
       const provided = Object.keys(keys) as CrossSigningUsage[];
       if (provided.every((u) => current[u] !== undefined && sameKeyObject(current[u]!, keys[u]!))) {
@@ -105,9 +106,14 @@ export class CrossSigningService {
         await authenticate();
         authenticated = true;
       }
-      return keyChange(current, keys);
+      const change = keyChange(current, keys);
+      ownerOnly = change.ownerOnly === true;
+      return change;
     });
-    if (versionstamp !== null) await this.deps.deviceListsChanged([userId], versionstamp);
+    if (versionstamp === null) return;
+    // A new user-signing key alone concerns only its owner (as Synapse notifies it).
+    if (ownerOnly) this.deps.notifyUser(userId, versionstamp);
+    else await this.deps.deviceListsChanged([userId], versionstamp);
   }
 
   /**
@@ -213,6 +219,14 @@ function keyChange(current: CrossSigningKeySet, upload: CrossSigningKeySet): Cro
   if (oldSelfSigning !== null && (replaced || change.remove.includes("self_signing"))) {
     change.staleSignatures.ownSignerKeyIds.push(`ed25519:${oldSelfSigning}`);
   }
+  // Others see the master and self-signing keys (and what they sign); the user-signing key
+  // only signs for its owner.
+  const othersSee = change.remove.length > 0 ||
+    (["master", "self_signing"] as const).some((usage) =>
+      upload[usage] !== undefined &&
+      (current[usage] === undefined || !sameKeyObject(current[usage]!, upload[usage]!))
+    );
+  change.ownerOnly = !othersSee;
   return change;
 }
 

@@ -5,7 +5,6 @@
  * Versions are decimal strings in the API and positive integers in storage.
  */
 import { invalidParam, MatrixError, notFound, tooLarge } from "../errors.ts";
-import { isValidRoomId } from "../identifiers.ts";
 import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
 import type {
   BackedUpKey,
@@ -262,8 +261,17 @@ function checkVersionData(algorithm: string, authData: JsonValue): void {
   }
 }
 
+/**
+ * A room ID as a backup names it: the server never resolves it (the keys are the clients'), so
+ * only its sigil and length are checked, as Synapse checks none; a room ID of any version, or of
+ * a room this server never saw, is stored as given.
+ */
+export function isBackupRoomId(roomId: string): boolean {
+  return roomId.startsWith("!") && roomId.length > 1 && byteLength(roomId) <= MAX_NAME_BYTES;
+}
+
 function checkKey(key: BackedUpKey): void {
-  if (!isValidRoomId(key.roomId)) throw invalidParam(`Invalid room ID ${key.roomId}`);
+  if (!isBackupRoomId(key.roomId)) throw invalidParam(`Invalid room ID ${key.roomId}`);
   if (key.sessionId === "" || byteLength(key.sessionId) > MAX_NAME_BYTES) {
     throw invalidParam(`Session IDs must be 1 to ${MAX_NAME_BYTES} bytes`);
   }

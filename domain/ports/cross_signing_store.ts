@@ -43,6 +43,11 @@ export interface CrossSigningKeyChange {
    * master key) and those the owner made with `ownSignerKeyIds` (an old self-signing key).
    */
   staleSignatures: { targetKeyIds: string[]; ownSignerKeyIds: string[] };
+  /**
+   * Only the user-signing key changes: it signs only for its owner, so no one else's device
+   * list changes; the owner's devices get a signature notice naming the owner instead.
+   */
+  ownerOnly?: boolean;
 }
 
 /** A cross-signing key a signature write relies on still being the current one. */

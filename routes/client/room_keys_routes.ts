@@ -7,7 +7,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { z } from "zod";
 import { badJson, invalidParam, missingParam } from "../../domain/errors.ts";
-import { MAX_NAME_BYTES } from "../../domain/e2ee/key_backup_service.ts";
+import { isBackupRoomId, MAX_NAME_BYTES } from "../../domain/e2ee/key_backup_service.ts";
 import { isJsonObject, type JsonObject, type JsonValue } from "../../domain/json.ts";
 import type { BackedUpKey } from "../../domain/ports/key_backup_store.ts";
 import type { AppDeps } from "../deps.ts";
@@ -15,7 +15,7 @@ import { readJsonBody, validate } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
-import { pathParam, roomIdParam } from "./path_params.ts";
+import { pathParam } from "./path_params.ts";
 
 /**
  * Largest key upload: a client restoring or re-uploading a whole backup may send thousands of
@@ -90,14 +90,14 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
 
   v3.put("/room_keys/keys/:roomId", session, limited, async (c) => {
     const version = versionQuery(c);
-    const roomId = roomIdParam(c);
+    const roomId = backupRoomIdParam(c);
     const body = await readJsonBody(c, roomKeysBody, uploadLimit);
     return c.json(await backup.putKeys(me(c), version, sessionKeys(roomId, body.sessions)));
   });
 
   v3.put("/room_keys/keys/:roomId/:sessionId", session, limited, async (c) => {
     const version = versionQuery(c);
-    const roomId = roomIdParam(c);
+    const roomId = backupRoomIdParam(c);
     const sessionId = sessionIdParam(c);
     const data = await readJsonBody(c, keyBackupData);
     return c.json(await backup.putKeys(me(c), version, [backedUpKey(roomId, sessionId, data)]));
@@ -108,11 +108,11 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
   });
 
   v3.get("/room_keys/keys/:roomId", session, async (c) => {
-    return c.json(await backup.roomKeys(me(c), versionQuery(c), roomIdParam(c)));
+    return c.json(await backup.roomKeys(me(c), versionQuery(c), backupRoomIdParam(c)));
   });
 
   v3.get("/room_keys/keys/:roomId/:sessionId", session, async (c) => {
-    const args = [versionQuery(c), roomIdParam(c), sessionIdParam(c)] as const;
+    const args = [versionQuery(c), backupRoomIdParam(c), sessionIdParam(c)] as const;
     return c.json(await backup.sessionKey(me(c), ...args));
   });
 
@@ -121,11 +121,11 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
   });
 
   v3.delete("/room_keys/keys/:roomId", session, limited, async (c) => {
-    return c.json(await backup.deleteKeys(me(c), versionQuery(c), roomIdParam(c)));
+    return c.json(await backup.deleteKeys(me(c), versionQuery(c), backupRoomIdParam(c)));
   });
 
   v3.delete("/room_keys/keys/:roomId/:sessionId", session, limited, async (c) => {
-    const args = [versionQuery(c), roomIdParam(c), sessionIdParam(c)] as const;
+    const args = [versionQuery(c), backupRoomIdParam(c), sessionIdParam(c)] as const;
     return c.json(await backup.deleteKeys(me(c), ...args));
   });
 
@@ -136,6 +136,13 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
 function authData(value: unknown): JsonValue {
   if (value === undefined) throw missingParam("Missing body parameter 'auth_data'");
   return value as JsonValue;
+}
+
+/** The `{roomId}` path parameter, checked as backups check room IDs (`isBackupRoomId`). */
+function backupRoomIdParam(c: Context): string {
+  const roomId = pathParam(c, "roomId");
+  if (!isBackupRoomId(roomId)) throw invalidParam(`Invalid room ID ${JSON.stringify(roomId)}`);
+  return roomId;
 }
 
 /** The required `?version=` of the key endpoints. */

@@ -7,6 +7,7 @@ import { assert, assertEquals } from "../assert.ts";
 import { startTestServer } from "./test_server.ts";
 import { FAST_HASHING, type RegisteredUser, registerUser } from "./client_harness.ts";
 import {
+  crossSigningKey,
   newCrossSigning,
   newDeviceKeys,
   newKeyPair,
@@ -223,6 +224,69 @@ Deno.test("odd but parseable bodies get a Matrix 4xx or a per-key failure, never
     assertEquals(odd.body.failures[a].NUMBER.errcode, "M_BAD_JSON");
     assertEquals(odd.body.failures[a][alice.cross.master.publicKey].errcode, "M_BAD_JSON");
     assertEquals(odd.body.failures["not a user"].K.errcode, "M_INVALID_PARAM");
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("a new user-signing key alone reaches only its owner's device lists", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" }, FAST_HASHING);
+  try {
+    const { user: alice, cross } = await cryptoUser(server, "alice", "pw");
+    const { user: bob } = await cryptoUser(server, "bob");
+    const room = await server.request("POST", `${V3}/createRoom`, {
+      token: alice.accessToken,
+      body: { preset: "public_chat" },
+    });
+    await server.request("POST", `${V3}/join/${encodeURIComponent(room.body.room_id)}`, {
+      token: bob.accessToken,
+      body: {},
+    });
+    const upload = (body: JsonObject) =>
+      server.request("POST", `${V3}/keys/device_signing/upload`, {
+        token: alice.accessToken,
+        body,
+      });
+    const first = await upload({
+      master_key: cross.upload.master,
+      self_signing_key: cross.upload.self_signing,
+    });
+    assertEquals(first.status, 200);
+    const sync = (u: RegisteredUser, since?: string) =>
+      server.request("GET", `${V3}/sync?timeout=0${since ? `&since=${since}` : ""}`, {
+        token: u.accessToken,
+      });
+    const aliceSince = (await sync(alice)).body.next_batch;
+    const bobSince = (await sync(bob)).body.next_batch;
+
+    const added = await upload({
+      user_signing_key: cross.upload.user_signing,
+      auth: {
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: alice.userId },
+        password: "pw",
+      },
+    });
+    assertEquals(added.status, 200, JSON.stringify(added.body));
+    assertEquals((await sync(bob, bobSince)).body.device_lists.changed, []);
+    assertEquals((await sync(alice, aliceSince)).body.device_lists.changed, [alice.userId]);
+
+    // A new self-signing key is everyone's business again.
+    const next = await newCrossSigning(alice.userId);
+    const bobAgain = (await sync(bob)).body.next_batch;
+    const replaced = await upload({
+      self_signing_key: await cross.master.sign(
+        crossSigningKey(alice.userId, "self_signing", next.selfSigning),
+        alice.userId,
+      ),
+      auth: {
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: alice.userId },
+        password: "pw",
+      },
+    });
+    assertEquals(replaced.status, 200, JSON.stringify(replaced.body));
+    assertEquals((await sync(bob, bobAgain)).body.device_lists.changed, [alice.userId]);
   } finally {
     server.close();
   }

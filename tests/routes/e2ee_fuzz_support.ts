@@ -68,8 +68,11 @@ export const BAD_USER_IDS = [
 ];
 /** Strings that are not device IDs. */
 export const BAD_DEVICE_IDS = ["", "a\u0000b", "a\u001fb", "\ud800x", "d".repeat(256), HUGE];
-/** Strings that are not room IDs. */
-export const BAD_ROOM_IDS = ["room", "!", "!abc", "#alias:example.org", `!${"r".repeat(300)}:x`];
+/**
+ * Strings that are not room IDs to a key backup, which stores them as clients name them ("!abc"
+ * is fine) and checks only the sigil and length.
+ */
+export const BAD_ROOM_IDS = ["room", "!", "#alias:example.org", `!${"r".repeat(300)}:x`];
 /** Backup versions that name nothing we could have issued. */
 export const BAD_VERSIONS = [
   "abc",

@@ -321,6 +321,26 @@ Deno.test("room_keys: other algorithms' auth_data is opaque, the spec's needs it
   }
 });
 
+Deno.test("room_keys: room IDs are stored as clients name them, sigil and length checked", async () => {
+  const { server, call } = await setup();
+  try {
+    await call("POST", "/room_keys/version", { algorithm: ALG, auth_data: { public_key: "a" } });
+    // A room ID without a server part (as SyTest and old clients send) is a key like any other.
+    const put = await call("PUT", "/room_keys/keys/!abcd/s1?version=1", keyData());
+    assertEquals(put.status, 200, JSON.stringify(put.body));
+    const read = await call("GET", "/room_keys/keys?version=1");
+    assertEquals(Object.keys(read.body.rooms), ["!abcd"]);
+    const missing = await call("GET", "/room_keys/keys/!notaroom/nosession?version=1");
+    assertEquals([missing.status, missing.body.errcode], [404, "M_NOT_FOUND"]);
+    for (const room of ["not-a-room", "!", encodeURIComponent(`!${"r".repeat(255)}`)]) {
+      const bad = await call("PUT", `/room_keys/keys/${room}/s?version=1`, keyData());
+      assertEquals([bad.status, bad.body.errcode], [400, "M_INVALID_PARAM"], room);
+    }
+  } finally {
+    server.close();
+  }
+});
+
 Deno.test("room_keys: deactivating the account deletes every backup version and its keys", async () => {
   const server = await startTestServer({ TESSERA_RATE_LIMITS: "off" }, FAST_HASHING);
   try {
