@@ -11,7 +11,9 @@ import {
 } from "../domain/ports/relation_store.ts";
 import { getManyChunked } from "./get_many.ts";
 import type { RelationRecord } from "./relation_projection.ts";
-import { EventStoreKeys } from "./schema.ts";
+import type { EventStoreKeys } from "./schema.ts";
+import { createStoreContext, type StoreContext } from "./store_context.ts";
+import { firstPositionAfter } from "./timeline_reads.ts";
 import { parseSyncToken, parseTimelineToken, timelineToken } from "./stream_tokens.ts";
 import type { RoomHead } from "./store_records.ts";
 import { FIRST_FORWARD_POSITION } from "./store_records.ts";
@@ -22,10 +24,12 @@ const MAX_LIST = 1000;
 /** The relation projections of the live store. */
 export class KvRelationReader implements RelationReader {
   readonly #keys: EventStoreKeys;
+  readonly #ctx: StoreContext;
 
   /** Over the live (unnamespaced) event store maps of `kv`. */
-  constructor(private readonly kv: Deno.Kv, keys = new EventStoreKeys()) {
-    this.#keys = keys;
+  constructor(private readonly kv: Deno.Kv) {
+    this.#ctx = createStoreContext(kv, {});
+    this.#keys = this.#ctx.keys;
   }
 
   async children(
@@ -154,9 +158,11 @@ export class KvRelationReader implements RelationReader {
 
   async positionOfToken(roomId: string, token: string): Promise<number> {
     if (!token.startsWith("s")) return parseTimelineToken(token);
-    // A sync token (next_batch) stands for the live end, as /messages takes it.
-    parseSyncToken(token);
+    // A sync token (next_batch) is the boundary after the last event that sync saw, as
+    // /messages takes it.
+    const since = parseSyncToken(token);
     const head = (await this.kv.get<RoomHead>(this.#keys.head(roomId))).value;
-    return (head?.last ?? FIRST_FORWARD_POSITION - 1) + 1;
+    const liveEnd = (head?.last ?? FIRST_FORWARD_POSITION - 1) + 1;
+    return await firstPositionAfter(this.#ctx, roomId, since, liveEnd);
   }
 }

@@ -65,7 +65,7 @@ export async function readTimeline(
  * bisection: forward positions are appended in commit order, so their versionstamps grow with
  * them, and log2(room length) reads place an old sync token as cheaply as a recent one.
  */
-async function firstPositionAfter(
+export async function firstPositionAfter(
   ctx: StoreContext,
   roomId: string,
   versionstamp: string,

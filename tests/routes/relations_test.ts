@@ -370,3 +370,22 @@ Deno.test("aggregations: a limited sync timeline bundles them", async () => {
     server.close();
   }
 });
+
+Deno.test("relations: a sync token as `from` is the point that sync reached", async () => {
+  const { server, alice, v1, say } = await setup();
+  try {
+    const root = await say(alice.accessToken, "root");
+    await say(alice.accessToken, "seen", rel("m.thread", root));
+    const sync = await server.request("GET", "/_matrix/client/v3/sync", {
+      token: alice.accessToken,
+    });
+    const late = await say(alice.accessToken, "after the sync", rel("m.thread", root));
+    const base = `${v1}/relations/${encodeURIComponent(root)}`;
+    const forward = await server.request("GET", `${base}?dir=f&from=${sync.body.next_batch}`, {
+      token: alice.accessToken,
+    });
+    assertEquals(ids(forward.body.chunk), [late]);
+  } finally {
+    server.close();
+  }
+});
