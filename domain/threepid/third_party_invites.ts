@@ -73,9 +73,6 @@ export class ThirdPartyInvites {
       await this.rooms.membership.invite(inviter, roomId, mxid);
       return;
     }
-    if (!(await state.maySendState(inviter, "m.room.third_party_invite"))) {
-      throw forbidden("You may not send third-party invites in this room");
-    }
     const profile = await deps.profile?.(inviter);
     const canonicalAlias = (await state.content("m.room.canonical_alias"))?.alias;
     const name = (await state.content("m.room.name"))?.name;
