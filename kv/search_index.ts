@@ -17,7 +17,10 @@ const AFTER_PREFIX = "\u{10FFFF}";
 export class KvSearchIndex implements SearchIndexReader {
   constructor(private readonly ctx: StoreContext) {}
 
-  /** See SearchIndexReader.postings. */
+  /**
+   * See SearchIndexReader.postings. Read backwards: within one term the newest positions come
+   * first, so a term too common to read whole still finds its recent events.
+   */
   async postings(
     roomId: string,
     prefix: string,
@@ -27,7 +30,7 @@ export class KvSearchIndex implements SearchIndexReader {
     const iter = this.ctx.kv.list<SearchPostingRecord>({
       start: keys.searchTermPrefix(roomId, prefix),
       end: keys.searchTermPrefix(roomId, prefix + AFTER_PREFIX),
-    }, { limit: limit + 1, batchSize: Math.min(limit + 1, 1000) });
+    }, { limit: limit + 1, batchSize: Math.min(limit + 1, 1000), reverse: true });
     const postings: SearchPosting[] = [];
     for await (const entry of iter) {
       if (postings.length === limit) return { postings, more: true };

@@ -24,8 +24,8 @@ export interface SearchPosting {
 /** What search reads. */
 export interface SearchIndexReader {
   /**
-   * Postings of every term starting with `prefix` in one room, at most `limit` of them; `more`
-   * says some were left out.
+   * Postings of every term starting with `prefix` in one room, at most `limit` of them (the
+   * newest of each term first); `more` says some were left out.
    */
   postings(
     roomId: string,

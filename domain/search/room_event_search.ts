@@ -20,7 +20,7 @@ import { type ClientEvent } from "../client_event.ts";
 import { invalidParam, unsupportedRoomVersion } from "../errors.ts";
 import { roomAllowed, type RoomEventFilter } from "../event_filter.ts";
 import { stateKey, type StateMap } from "../events.ts";
-import type { JsonObject } from "../json.ts";
+import { isJsonObject, type JsonObject } from "../json.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 import type { SearchIndexReader, SearchPosting } from "../ports/search_index.ts";
 import type {
@@ -46,6 +46,8 @@ export const MAX_EXAMINED = 500;
 export const MAX_RESULTS = 100;
 /** Context events on either side of a result at most. */
 export const MAX_CONTEXT = 100;
+/** Upgrades followed back from a room the filter names. */
+const MAX_PREDECESSORS = 10;
 /** Rooms whose index is read at once. */
 const ROOM_CONCURRENCY = 8;
 
@@ -101,8 +103,13 @@ export class RoomEventSearch {
     const limit = Math.min(Math.max(criteria.filter.limit ?? 10, 1), MAX_RESULTS);
     const terms = queryTerms(criteria.searchTerm);
     const joined = await this.deps.store.roomsOfUser(reader.userId, ["join"]);
+    // Rooms named by the filter bring their predecessors along, as Synapse searches them: an
+    // upgraded room's history lives in the old room.
+    const filter = criteria.filter.rooms
+      ? { ...criteria.filter, rooms: await this.#withPredecessors(criteria.filter.rooms) }
+      : criteria.filter;
     const roomIds = joined.map((m) => m.roomId).filter((id) =>
-      roomAllowed(criteria.filter, id) && (token?.room === undefined || token.room === id)
+      roomAllowed(filter, id) && (token?.room === undefined || token.room === id)
     );
     const empty = { results: [], count: 0, highlights: [] };
     if (terms.length === 0 || roomIds.length === 0) return empty;
@@ -121,7 +128,7 @@ export class RoomEventSearch {
 
     const ignored = await this.deps.pipeline.ignoredUsers(reader.userId);
     const rooms = new Map<string, OpenRoom>();
-    const kept = await this.#readCandidates(reader, examined, criteria.filter, ignored, rooms);
+    const kept = await this.#readCandidates(reader, examined, filter, ignored, rooms);
     const results = kept.slice(0, limit);
 
     let next: PageToken | undefined;
@@ -165,6 +172,24 @@ export class RoomEventSearch {
     return out;
   }
 
+  /** Rooms and the rooms they replaced (m.room.create's `predecessor`), a few upgrades deep. */
+  async #withPredecessors(roomIds: readonly string[]): Promise<string[]> {
+    const out = new Set(roomIds);
+    let next = [...roomIds];
+    for (let depth = 0; depth < MAX_PREDECESSORS && next.length > 0; depth++) {
+      const found = await Promise.all(next.map(async (roomId) => {
+        const id = await this.deps.store.currentStateEventId(roomId, "m.room.create", "");
+        const create = id ? await this.deps.store.getEvent(id) : null;
+        const predecessor = create?.pdu.content.predecessor;
+        const room = isJsonObject(predecessor) ? predecessor.room_id : undefined;
+        return typeof room === "string" && !out.has(room) ? room : undefined;
+      }));
+      next = found.filter((id): id is string => id !== undefined);
+      for (const id of next) out.add(id);
+    }
+    return [...out];
+  }
+
   /** The events of a room matching every term, with their rank. */
   async #roomCandidates(
     roomId: string,
@@ -187,13 +212,9 @@ export class RoomEventSearch {
     byTerm.sort((a, b) => a.size - b.size);
     const out: Candidate[] = [];
     for (const [position, { posting }] of byTerm[0]) {
-      let matched = 0;
-      for (const map of byTerm) {
-        const hit = map.get(position);
-        if (!hit) break;
-        matched += hit.count;
-      }
-      if (byTerm.some((map) => !map.has(position))) continue;
+      const hits = byTerm.map((map) => map.get(position));
+      if (hits.some((hit) => hit === undefined)) continue;
+      const matched = hits.reduce((n, hit) => n + hit!.count, 0);
       out.push({
         roomId,
         position,

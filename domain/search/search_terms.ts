@@ -9,7 +9,11 @@
  *   Greek and Cyrillic (U+0300-U+036F), so "Café" finds "cafe" (marks of other scripts, such as
  *   Devanagari's vowel signs, carry meaning and stay);
  * - a word of ASCII letters only is reduced to its Porter stem (`stemmer`, as Postgres' english
- *   configuration does for Synapse), so "messages" finds "message".
+ *   configuration does for Synapse), so "messages" finds "message";
+ * - the 33 English stop words of Lucene's classic set ("the", "and", "to", ...) are left out,
+ *   as Postgres' english configuration leaves out its own: they are in most messages, so they
+ *   would cost a KV write per message while narrowing no search (a query of stop words alone
+ *   finds nothing, as on Synapse with Postgres).
  *
  * The spec's keys are `content.body`, `content.name` and `content.topic`; Synapse indexes each
  * for one event type only (m.room.message, m.room.name, m.room.topic), and so do we.
@@ -42,6 +46,43 @@ export const MAX_TERM_LENGTH = 64;
 /** Terms a query may hold; words past them are ignored. */
 export const MAX_QUERY_TERMS = 16;
 
+/** Lucene's classic English stop words (StopAnalyzer.ENGLISH_STOP_WORDS_SET). */
+export const STOP_WORDS: ReadonlySet<string> = new Set([
+  "a",
+  "an",
+  "and",
+  "are",
+  "as",
+  "at",
+  "be",
+  "but",
+  "by",
+  "for",
+  "if",
+  "in",
+  "into",
+  "is",
+  "it",
+  "no",
+  "not",
+  "of",
+  "on",
+  "or",
+  "such",
+  "that",
+  "the",
+  "their",
+  "then",
+  "there",
+  "these",
+  "they",
+  "this",
+  "to",
+  "was",
+  "will",
+  "with",
+]);
+
 const segmenter = new Intl.Segmenter(undefined, { granularity: "word" });
 const ACCENTS = /[\u0300-\u036f]/g;
 const ASCII_LETTERS = /^[a-z]+$/;
@@ -61,10 +102,13 @@ export function foldWord(word: string): string {
     .normalize("NFC");
 }
 
-/** The index term of one word (empty when nothing is left of it). */
+/** The index term of one word (empty when nothing is left of it, or for a stop word). */
 export function termOf(word: string): string {
   let folded = foldWord(word);
-  if (ASCII_LETTERS.test(folded)) folded = stemmer(folded);
+  if (ASCII_LETTERS.test(folded)) {
+    if (STOP_WORDS.has(folded)) return "";
+    folded = stemmer(folded);
+  }
   return folded.slice(0, MAX_TERM_LENGTH);
 }
 
@@ -81,9 +125,10 @@ export function countTerms(text: string): TermCounts {
   const terms = new Map<string, number>();
   let words = 0;
   for (const word of wordsOf(text)) {
+    // Every word counts towards the text's length, stop words too (rank is a share of them).
+    words++;
     const term = termOf(word);
     if (term === "") continue;
-    words++;
     const seen = terms.get(term);
     if (seen !== undefined) terms.set(term, seen + 1);
     else if (terms.size < MAX_TERMS_PER_EVENT) terms.set(term, 1);

@@ -87,6 +87,8 @@ Deno.test("search matches words across case, accents, stems, prefixes and script
       "The Wombles of Wimbledon",
     ]);
     assertEquals((await found(server, alice, { search_term: "wombles cafe" })).results, []);
+    // Stop words are not indexed: a query of them alone finds nothing, as on Synapse/Postgres.
+    assertEquals((await found(server, alice, { search_term: "the" })).results, []);
     // Punctuation alone searches for nothing.
     assertEquals(await found(server, alice, { search_term: "?!" }), {
       results: [],
@@ -345,6 +347,36 @@ Deno.test("search refuses bad requests with Matrix errors", async () => {
       body: { search_categories: { room_events: { search_term: "x" } } },
     });
     assertEquals(r0.status, 200);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("search of an upgraded room covers the rooms it replaced", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const old = await createRoom(server, alice, { preset: "private_chat" });
+    await send(server, alice, old, "history from the old room");
+    const upgraded = await server.request(
+      "POST",
+      `${V3}/rooms/${encodeURIComponent(old)}/upgrade`,
+      { token: alice.accessToken, body: { new_version: "10" } },
+    );
+    assertEquals(upgraded.status, 200, JSON.stringify(upgraded.body));
+    const replacement = upgraded.body.replacement_room as string;
+    await send(server, alice, replacement, "history from the new room");
+    const result = await found(server, alice, {
+      search_term: "history",
+      order_by: "recent",
+      filter: { rooms: [replacement] },
+    });
+    assertEquals(bodies(result), ["history from the new room", "history from the old room"]);
+    // Naming the old room does not bring in its successor.
+    assertEquals(
+      bodies(await found(server, alice, { search_term: "history", filter: { rooms: [old] } })),
+      ["history from the old room"],
+    );
   } finally {
     server.close();
   }
