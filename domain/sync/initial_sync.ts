@@ -13,6 +13,7 @@
 import type { Filter } from "../event_filter.ts";
 import { forbidden, MatrixError, notFound } from "../errors.ts";
 import type { JsonObject } from "../json.ts";
+import { presenceContent } from "../ephemeral/presence_service.ts";
 import type { StateMap } from "../events.ts";
 import type { EventStore, StoredEvent } from "../ports/event_store.ts";
 import type { RoomVisibility } from "../ports/room_directory_store.ts";
@@ -182,14 +183,32 @@ export class InitialSync {
       snapshot.presence = [];
       snapshot.receipts = [];
     } else {
-      // The room's members (and the reader), as Synapse shows the joined members' presence.
-      snapshot.presence = streams.presence.events.map(legacyPresence);
+      snapshot.presence = await this.#membersPresence(roomId, streams);
       snapshot.receipts = flattenStreams(onlyRooms(streams, new Set([roomId])), {
         ephemeral: true,
         accountData: false,
       }).filter((e) => e.type === "m.receipt");
     }
     return snapshot;
+  }
+
+  /**
+   * The presence of the room's joined members, as Synapse shows it: each member's current
+   * presence, offline for members who never set one.
+   */
+  async #membersPresence(roomId: string, streams: SyncResponse): Promise<JsonObject[]> {
+    const members = await this.deps.store.members(roomId, ["join"]);
+    const known = new Map(streams.presence.events.map((e) => [e.sender, e]));
+    const now = this.deps.now?.() ?? Date.now();
+    return members.map((m) =>
+      legacyPresence(
+        known.get(m.userId) ?? {
+          type: "m.presence",
+          sender: m.userId,
+          content: presenceContent({ userId: m.userId, presence: "offline" }, now),
+        },
+      )
+    );
   }
 
   /** A room the user has a membership in, by that membership. */
