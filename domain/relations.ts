@@ -50,21 +50,30 @@ export function isAggregatedRelType(relType: string): relType is AggregatedRelTy
 /** Relation hops followed to find an event's thread (an edit of a reply is in the thread too). */
 export const THREAD_HOPS = 3;
 
+/** Where an event sits among threads: its thread, and the events its relations lead to. */
+export interface EventThread {
+  /** The root of the thread it is in, or "main" (thread roots are in the main timeline). */
+  thread: string;
+  /** The parents its relations lead to, nearest first (at most THREAD_HOPS). */
+  ancestors: string[];
+}
+
 /**
  * The thread an event is in: the root of its `m.thread` relation, found directly or through up
- * to THREAD_HOPS relations (an edit or reaction of a thread reply); "main" otherwise, thread
- * roots included (they are in the main timeline).
+ * to THREAD_HOPS relations (an edit or reaction of a thread reply); "main" otherwise.
  */
 export async function threadOfEvent(
   content: JsonObject,
   getContent: (eventId: string) => Promise<JsonObject | undefined>,
-): Promise<string> {
+): Promise<EventThread> {
+  const ancestors: string[] = [];
   let relation = relationOf(content);
   for (let hop = 0; hop < THREAD_HOPS && relation; hop++) {
-    if (relation.relType === "m.thread") return relation.eventId;
+    ancestors.push(relation.eventId);
+    if (relation.relType === "m.thread") return { thread: relation.eventId, ancestors };
     const parent = await getContent(relation.eventId);
-    if (!parent) return "main";
+    if (!parent) break;
     relation = relationOf(parent);
   }
-  return "main";
+  return { thread: "main", ancestors };
 }

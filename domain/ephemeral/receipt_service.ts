@@ -85,18 +85,20 @@ export class ReceiptService implements ReceiptReader {
 
   /**
    * The event's position; with a `thread_id`, the event must be in that thread (its root
-   * counts, as do edits and reactions of its replies) or, for `main`, in no thread (spec: 400
-   * when "the event_id is not related to the thread_id").
+   * counts, as do edits and reactions of its replies and of the root, as Synapse accepts them)
+   * or, for `main`, in no thread (spec: 400 when "the event_id is not related to the
+   * thread_id").
    */
   async #positionInRoom(roomId: string, eventId: string, threadId?: string): Promise<number> {
     const event = await this.deps.events.getEvent(eventId);
     if (!event || event.roomId !== roomId) throw notFound(`Unknown event ${eventId}`);
     if (threadId !== undefined) {
-      const thread = await threadOfEvent(event.pdu.content, async (id) => {
+      const { thread, ancestors } = await threadOfEvent(event.pdu.content, async (id) => {
         const parent = await this.deps.events.getEvent(id);
         return parent?.roomId === roomId ? parent.pdu.content : undefined;
       });
-      if (thread !== threadId && !(thread === "main" && eventId === threadId)) {
+      const related = thread === "main" && (eventId === threadId || ancestors.includes(threadId));
+      if (thread !== threadId && !related) {
         throw invalidParam(`Event ${eventId} is not in thread ${threadId}`);
       }
     }

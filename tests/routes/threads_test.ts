@@ -195,6 +195,12 @@ Deno.test("threaded receipts: the event must be in the thread; sync counts per t
     assertEquals((await receipt(root, root)).status, 200);
     assertEquals((await receipt(root, "main")).status, 200);
     assertEquals((await receipt(edit.body.event_id, root)).status, 200);
+    // A reaction to the root relates to the thread too (Synapse accepts it there).
+    const reaction = await server.request("PUT", `${room}/send/m.reaction/react`, {
+      token: alice.accessToken,
+      body: { "m.relates_to": { rel_type: "m.annotation", event_id: root, key: "x" } },
+    });
+    assertEquals((await receipt(reaction.body.event_id, root)).status, 200);
     const after = await counts();
     assertEquals(after.unread_thread_notifications?.[root], undefined, "thread read");
     assertEquals(after.unread_notifications.notification_count, 1, "main: after the root");
