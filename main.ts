@@ -196,6 +196,7 @@ export async function assembleServer(
   accounts.deviceRenamedHooks.push((userId, deviceId) =>
     deviceKeys.deviceRenamed(userId, deviceId)
   );
+  accounts.deviceAddedHooks.push((userId, deviceId) => deviceKeys.deviceAdded(userId, deviceId));
   syncStreams.push(new OneTimeKeyStream(deviceKeys));
   const crossSigningStore = new KvCrossSigningStore(kv);
   const crossSigning = new CrossSigningService({

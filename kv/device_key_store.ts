@@ -29,7 +29,11 @@ import {
   measureCommit,
   type PlannedMutation,
 } from "./commit_budget.ts";
-import { commitWithDeviceListChanges } from "./device_list_log.ts";
+import {
+  commitWithDeviceListChanges,
+  deviceListStreamId,
+  type DeviceListUpdate,
+} from "./device_list_log.ts";
 import { getManyChunked } from "./get_many.ts";
 import { type FallbackKeyRecord, OneTimeKeyClaims } from "./one_time_key_claims.ts";
 import { commitOrConflict, contentionError } from "./commit_retry.ts";
@@ -201,6 +205,28 @@ export class KvDeviceKeyStore implements DeviceKeyStore {
       // Checked, so a removal landing meanwhile cannot be followed by an update for a live device.
       op.check(keys);
       changes.add(userId, { deviceIds: [deviceId] });
+      return true;
+    });
+    return committed?.versionstamp ?? null;
+  }
+
+  /** See DeviceKeyStore.announceDevices. */
+  async announceDevices(
+    userId: string,
+    change: { deviceIds?: readonly string[]; deleted?: readonly string[] },
+  ): Promise<string | null> {
+    const committed = await commitWithDeviceListChanges(this.kv, async (_op, changes) => {
+      if ((change.deviceIds ?? []).length === 0 && (change.deleted ?? []).length > 0) {
+        // A removal hook run again (after a crash) announces nothing new: the latest update
+        // already says these devices went.
+        const streamId = await deviceListStreamId(this.kv, userId);
+        const latest = streamId === 0
+          ? null
+          : (await this.kv.get<DeviceListUpdate>(e2eeKeys.deviceListUpdate(userId, streamId)))
+            .value;
+        if (change.deleted!.every((id) => latest?.deleted.includes(id))) return null;
+      }
+      changes.add(userId, change);
       return true;
     });
     return committed?.versionstamp ?? null;

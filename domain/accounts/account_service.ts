@@ -144,6 +144,7 @@ export class AccountService implements SessionResolver {
     }
     const { device, tokens, issued } = this.newDevice(userId, request);
     if (!(await this.store.createAccount(account, device, tokens))) throw userInUse();
+    await this.#deviceAdded(userId, device.deviceId);
     return issued;
   }
 
@@ -321,6 +322,12 @@ export class AccountService implements SessionResolver {
   /** Called after a device's display name changed (key queries show it). */
   readonly deviceRenamedHooks: ((userId: string, deviceId: string) => Promise<void>)[] = [];
 
+  /**
+   * Called after a login or registration created a new device (not one logged in again), so
+   * the user's device list is announced as changed (clients list devices, as in Synapse).
+   */
+  readonly deviceAddedHooks: ((userId: string, deviceId: string) => Promise<void>)[] = [];
+
   /** Delete devices and revoke their tokens at once (in every process), then run the hooks. */
   async deleteDevices(userId: string, deviceIds: string[]): Promise<void> {
     await this.store.deleteDevices(userId, deviceIds);
@@ -497,6 +504,7 @@ export class AccountService implements SessionResolver {
       ? newDeviceId()
       : checkDeviceId(options.deviceId);
     const { tokens, issued } = this.tokensFor(userId, deviceId, options.refreshToken);
+    let added = false;
     await this.store.issueTokens(userId, deviceId, (current) => {
       // A dehydrated device is only ever read by the device that rehydrates it; logging in
       // as it would hand its inbox and keys to a session (checked inside the commit loop).
@@ -508,6 +516,7 @@ export class AccountService implements SessionResolver {
         );
       }
       // Logging in again with a known device ID replaces that device's tokens (spec).
+      added = !current;
       return current
         ? {
           ...current,
@@ -515,7 +524,19 @@ export class AccountService implements SessionResolver {
         }
         : this.deviceRecord(userId, deviceId, options.displayName);
     }, tokens);
+    if (added) await this.#deviceAdded(userId, deviceId);
     return issued;
+  }
+
+  /** Run the device-added hooks; the device exists whatever they do, so failures are logged. */
+  async #deviceAdded(userId: string, deviceId: string): Promise<void> {
+    for (const hook of this.deviceAddedHooks) {
+      try {
+        await hook(userId, deviceId);
+      } catch (error) {
+        console.error("device added hook failed", userId, deviceId, error);
+      }
+    }
   }
 
   private newDevice(userId: string, options: DeviceOptions) {

@@ -231,16 +231,25 @@ export class DeviceKeyService {
    * device-list update marking them deleted, and the user's and room-mates' syncs are woken.
    */
   async devicesRemoved(userId: string, deviceIds: string[]): Promise<void> {
-    const versionstamp = await this.deps.store.removeDevices(userId, deviceIds);
+    // Devices without keys still leave the user's device list, which clients show.
+    const versionstamp = await this.deps.store.removeDevices(userId, deviceIds) ??
+      await this.deps.store.announceDevices(userId, { deleted: deviceIds });
+    if (versionstamp !== null) await this.#wake(userId, versionstamp);
+  }
+
+  /** The device-added hook (a new login): the user's device list changed. */
+  async deviceAdded(userId: string, deviceId: string): Promise<void> {
+    const versionstamp = await this.deps.store.announceDevices(userId, { deviceIds: [deviceId] });
     if (versionstamp !== null) await this.#wake(userId, versionstamp);
   }
 
   /**
-   * The device-renamed hook: key queries show a device's display name, so room-mates re-query
-   * when it changes (as they do in Synapse); a device without keys needs no announcement.
+   * The device-renamed hook: key queries and device lists show a device's display name, so
+   * room-mates re-query when it changes (as they do in Synapse), keys or not.
    */
   async deviceRenamed(userId: string, deviceId: string): Promise<void> {
-    const versionstamp = await this.deps.store.announceDeviceChange(userId, deviceId);
+    const versionstamp = await this.deps.store.announceDeviceChange(userId, deviceId) ??
+      await this.deps.store.announceDevices(userId, { deviceIds: [deviceId] });
     if (versionstamp !== null) await this.#wake(userId, versionstamp);
   }
 

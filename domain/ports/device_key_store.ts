@@ -96,4 +96,15 @@ export interface DeviceKeyStore extends DeviceKeyReader {
    * null when the device has no keys (nobody has fetched it, so nobody needs telling).
    */
   announceDeviceChange(userId: string, deviceId: string): Promise<string | null>;
+  /**
+   * Record a device-list update for devices that were added, renamed or deleted whatever keys
+   * they hold (a new login, a keyless device's rename or deletion): clients list a user's
+   * devices too, so their syncs and `/keys/changes` must name the user, as Synapse's do.
+   * Returns the commit's versionstamp; null for a deletion the user's latest update already
+   * records (a removal hook run again), which announces nothing.
+   */
+  announceDevices(
+    userId: string,
+    change: { deviceIds?: readonly string[]; deleted?: readonly string[] },
+  ): Promise<string | null>;
 }

@@ -202,7 +202,7 @@ Deno.test("a real /keys/upload by a room-mate wakes a long-poll and shows in /ke
   }
 });
 
-Deno.test("renaming a device with keys tells room-mates; one without keys tells nobody", async () => {
+Deno.test("renaming a device tells room-mates, keys or not (clients list devices too)", async () => {
   const server = await startTestServer();
   try {
     const alice = await registerUser(server, "alice");
@@ -217,7 +217,7 @@ Deno.test("renaming a device with keys tells room-mates; one without keys tells 
     const before = (await sync(server, bob)).next_batch;
     assertEquals((await rename("laptop")).status, 200);
     const keyless = await sync(server, bob, before);
-    assertEquals(keyless.device_lists, { changed: [], left: [] });
+    assertEquals(keyless.device_lists, { changed: [alice.userId], left: [] });
 
     const device = await newTestDevice(alice.userId, alice.deviceId);
     await server.request("POST", "/_matrix/client/v3/keys/upload", {
