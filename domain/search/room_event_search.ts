@@ -45,7 +45,9 @@ export const MAX_EXAMINED = 500;
 /** Results one page returns at most (the filter's `limit`, 10 by default). */
 export const MAX_RESULTS = 100;
 /** Context events on either side of a result at most. */
-export const MAX_CONTEXT = 100;
+export const MAX_CONTEXT = 50;
+/** Context events one page reads at most, all results together (each side shrinks to fit). */
+export const MAX_CONTEXT_PER_PAGE = 2_000;
 /** Upgrades followed back from a room the filter names. */
 const MAX_PREDECESSORS = 10;
 /** Rooms whose index is read at once. */
@@ -144,7 +146,9 @@ export class RoomEventSearch {
       if (text) { for (const word of matchingWords(text.text, terms)) highlights.add(word); }
     }
     const contexts = criteria.eventContext
-      ? await Promise.all(results.map((r) => this.#context(r, rooms, criteria.eventContext!)))
+      ? await Promise.all(
+        results.map((r) => this.#context(r, rooms, contextLimits(criteria, results.length))),
+      )
       : undefined;
 
     const out: JsonObject = {
@@ -291,8 +295,8 @@ export class RoomEventSearch {
     const room = rooms.get(roomId)!;
     const here = store.timelineTokenAt(stored.position);
     const next = store.timelineTokenAt(stored.position + 1);
-    const before = Math.min(options.beforeLimit, MAX_CONTEXT);
-    const after = Math.min(options.afterLimit, MAX_CONTEXT);
+    const before = options.beforeLimit;
+    const after = options.afterLimit;
     const [back, forward] = await Promise.all([
       before > 0
         ? store.timeline(roomId, { from: here, dir: "b", limit: before })
@@ -375,6 +379,23 @@ export class RoomEventSearch {
     if (groupBy.includes("sender")) groups.sender = build((r) => r.event.sender, false);
     return groups;
   }
+}
+
+/** The context asked for, each side capped, and shrunk so a page stays within its budget. */
+function contextLimits(
+  criteria: RoomEventSearchCriteria,
+  results: number,
+): NonNullable<RoomEventSearchCriteria["eventContext"]> {
+  const asked = criteria.eventContext!;
+  let before = Math.min(asked.beforeLimit, MAX_CONTEXT);
+  let after = Math.min(asked.afterLimit, MAX_CONTEXT);
+  const total = results * (before + after);
+  if (total > MAX_CONTEXT_PER_PAGE) {
+    const scale = MAX_CONTEXT_PER_PAGE / total;
+    before = Math.floor(before * scale);
+    after = Math.floor(after * scale);
+  }
+  return { ...asked, beforeLimit: before, afterLimit: after };
 }
 
 function byRank(a: Candidate, b: Candidate): number {
