@@ -4,9 +4,8 @@ import { Hono } from "hono";
 /**
  * Spec versions advertised to clients. The modules a chat client needs work end to end
  * (accounts, rooms, events, sync, profiles, account data, typing, receipts, presence, push
- * rules, filters, capabilities); the README lists what is still missing (media, E2EE key
- * endpoints, pushers, search, relations). We stop at v1.12 because newer versions switch
- * clients to behaviour we do not serve yet: OAuth discovery (v1.15) and `use_state_after`
+ * rules, filters, capabilities); the README lists what is still missing. We stop at v1.12
+ * because newer versions switch clients to behaviour we do not serve yet: OAuth discovery (v1.15) and `use_state_after`
  * sync (v1.16).
  */
 export const ADVERTISED_SPEC_VERSIONS: readonly string[] = [
@@ -34,11 +33,15 @@ export const ADVERTISED_SPEC_VERSIONS: readonly string[] = [
 
 /**
  * Unstable features we actually implement: cross-signing under its pre-spec flag (older clients
- * still look for it before they offer verification) and MSC3814 dehydrated devices.
+ * still look for it before they offer verification), MSC3814 dehydrated devices, and the room
+ * summary (MSC3266) and mutual rooms (MSC2666) under the flags Synapse gives them: they became
+ * stable after the last version we advertise, so clients look for these before calling them.
  */
 export const UNSTABLE_FEATURES: Readonly<Record<string, boolean>> = {
   "org.matrix.e2e_cross_signing": true,
   "org.matrix.msc3814": true,
+  "im.nheko.summary": true,
+  "uk.half-shot.msc2666.query_mutual_rooms": true,
 };
 
 /** Sub-app serving the versions endpoint. */

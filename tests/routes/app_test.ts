@@ -51,11 +51,14 @@ Deno.test("versions advertises r0 and v1.1-v1.12, nothing newer that we do not s
     /^v1\.(\d+)$/.test(v) && Number(v.slice(3)) > 12
   );
   assertEquals(newer, []);
-  // Each flag names something built: cross-signing (tests/routes/cross_signing_test.ts) and
-  // dehydrated devices (tests/routes/dehydrated_device_test.ts).
+  // Each flag names something built: cross-signing (tests/routes/cross_signing_test.ts),
+  // dehydrated devices (tests/routes/dehydrated_device_test.ts), the room summary
+  // (tests/routes/room_summary_test.ts) and mutual rooms (tests/routes/mutual_rooms_test.ts).
   assertEquals(body.unstable_features, {
     "org.matrix.e2e_cross_signing": true,
     "org.matrix.msc3814": true,
+    "im.nheko.summary": true,
+    "uk.half-shot.msc2666.query_mutual_rooms": true,
   });
 });
 

@@ -87,6 +87,12 @@ Deno.test("room summary describes a room, with the caller's membership", async (
     );
     assertEquals(unstable.status, 200);
     assertEquals(unstable.body.room_id, roomId);
+    // The path matrix-js-sdk calls when the server advertises im.nheko.summary.
+    const sdkPath = await server.request(
+      "GET",
+      `/_matrix/client/unstable/im.nheko.summary/rooms/${encodeURIComponent(roomId)}/summary`,
+    );
+    assertEquals(sdkPath.body, unstable.body);
   } finally {
     server.close();
   }
