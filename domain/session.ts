@@ -21,4 +21,10 @@ export interface SessionResolver {
    * can be refreshed throws M_UNKNOWN_TOKEN with `soft_logout: true`.
    */
   resolveAccessToken(token: string): Promise<Session | null>;
+  /** Record that the session's device made a request (last seen time, address, user agent). */
+  noteActivity?(
+    session: Session,
+    ip: string | undefined,
+    userAgent: string | undefined,
+  ): Promise<void>;
 }

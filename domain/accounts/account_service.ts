@@ -67,6 +67,9 @@ export interface AccountServiceOptions {
 }
 
 /** Account use cases over the AccountStore port. */
+/** How often a device's last-seen time is written at most (Synapse batches its writes too). */
+export const DEVICE_ACTIVITY_INTERVAL_MS = 5 * 60_000;
+
 export class AccountService implements SessionResolver {
   private readonly store: AccountStore;
   private readonly hasher: PasswordHasher;
@@ -74,6 +77,8 @@ export class AccountService implements SessionResolver {
   private readonly guestAccess: boolean;
   private readonly now: () => number;
   /** Deactivations this process is finishing, so two triggers do not run the work twice. */
+  /** When this process last wrote each device's activity (`userId|deviceId` -> ms). */
+  private readonly activityWritten = new Map<string, number>();
   private readonly finishing = new Map<string, Promise<boolean>>();
   readonly serverName: string;
 
@@ -424,6 +429,35 @@ export class AccountService implements SessionResolver {
   /** The user's devices. */
   listDevices(userId: string): Promise<DeviceRecord[]> {
     return this.store.listDevices(userId);
+  /**
+   * Record that a device was used now, from `ip` with `userAgent` (devices list, whois). At most
+   * one write per device per DEVICE_ACTIVITY_INTERVAL_MS in this process: the time this process
+   * last wrote is all it remembers, so another process writing too costs a write, never a wrong
+   * answer. Failures are logged, never surfaced: activity is bookkeeping, not the request.
+   */
+  async noteActivity(
+    session: Session,
+    ip: string | undefined,
+    userAgent: string | undefined,
+  ): Promise<void> {
+    const key = `${session.userId}|${session.deviceId}`;
+    const now = this.now();
+    const last = this.activityWritten.get(key);
+    if (last !== undefined && now - last < DEVICE_ACTIVITY_INTERVAL_MS) return;
+    if (this.activityWritten.size >= 10_000) this.activityWritten.clear();
+    this.activityWritten.set(key, now);
+    try {
+      await this.store.updateDevice(session.userId, session.deviceId, (device) => ({
+        ...device,
+        lastSeenTs: now,
+        ...(ip !== undefined ? { lastSeenIp: ip } : {}),
+        ...(userAgent !== undefined ? { lastSeenUserAgent: userAgent.slice(0, 512) } : {}),
+      }));
+    } catch (error) {
+      console.error("recording device activity failed", session.userId, error);
+    }
+  }
+
   }
 
   /** One device, or null. */

@@ -164,4 +164,13 @@ export class ModeratedSessionResolver implements SessionResolver {
     if (!status.locked && !status.suspended) return session;
     return { ...session, locked: status.locked, suspended: status.suspended };
   }
+
+  /** See SessionResolver.noteActivity. */
+  async noteActivity(
+    session: Session,
+    ip: string | undefined,
+    userAgent: string | undefined,
+  ): Promise<void> {
+    await this.inner.noteActivity?.(session, ip, userAgent);
+  }
 }

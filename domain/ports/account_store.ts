@@ -30,6 +30,8 @@ export interface DeviceRecord {
   createdAt: number;
   lastSeenTs?: number;
   lastSeenIp?: string;
+  /** The User-Agent of the device's last recorded request (at most 512 characters). */
+  lastSeenUserAgent?: string;
   accessTokenHash?: string;
   refreshTokenHash?: string;
   /**

@@ -34,6 +34,7 @@ export function adminArea(deps: AppDeps): ClientArea {
       const connection: Record<string, unknown> = {};
       if (device.lastSeenIp !== undefined) connection.ip = device.lastSeenIp;
       if (device.lastSeenTs !== undefined) connection.last_seen = device.lastSeenTs;
+      if (device.lastSeenUserAgent !== undefined) connection.user_agent = device.lastSeenUserAgent;
       devices[device.deviceId] = {
         sessions: [{ connections: Object.keys(connection).length > 0 ? [connection] : [] }],
       };

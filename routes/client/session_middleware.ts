@@ -2,6 +2,7 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { MatrixError } from "../../domain/errors.ts";
 import type { Session, SessionResolver } from "../../domain/session.ts";
+import { clientAddress } from "./rate_limit_middleware.ts";
 import { guestMayRequest } from "./guest_rules.ts";
 import {
   clientApiRelativePath,
@@ -38,6 +39,9 @@ export function requireSession(resolver: SessionResolver): MiddlewareHandler<Cli
     if (session.isGuest && !guestMayRequest(c.req.method, c.req.url)) {
       throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", 403, "Guest accounts may not do this");
     }
+    // Once per device per few minutes: the last-seen time, address and client the devices
+    // list and whois show.
+    await resolver.noteActivity?.(session, clientAddress(c), c.req.header("user-agent"));
     c.set("session", session);
     await next();
   };

@@ -182,3 +182,37 @@ Deno.test("admin: whois answers for oneself and for administrators only", async 
     await server.close();
   }
 });
+
+Deno.test("device activity: requests record last seen time and client, shown by devices and whois", async () => {
+  let now = 1_000_000;
+  const server = await startTestServer({}, { now: () => now });
+  try {
+    const alice = await registerUser(server, "alice");
+    const whoami = () =>
+      server.request("GET", `${V3}/account/whoami`, {
+        token: alice.accessToken,
+        headers: { "user-agent": "Element/1.0" },
+      });
+    await whoami();
+    const device = async () =>
+      (await server.request("GET", `${V3}/devices/${alice.deviceId}`, {
+        token: alice.accessToken,
+      })).body;
+    assertEquals((await device()).last_seen_ts, 1_000_000);
+    // Within the interval nothing is written again; after it, the new time is.
+    now += 60_000;
+    await whoami();
+    assertEquals((await device()).last_seen_ts, 1_000_000);
+    now += 5 * 60_000;
+    await whoami();
+    assertEquals((await device()).last_seen_ts, 1_360_000);
+    const whois = await server.request("GET", `${V3}/admin/whois/${alice.userId}`, {
+      token: alice.accessToken,
+    });
+    assertEquals(whois.body.devices[alice.deviceId].sessions[0].connections, [
+      { last_seen: 1_360_000, user_agent: "Element/1.0" },
+    ]);
+  } finally {
+    await server.close();
+  }
+});
