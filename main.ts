@@ -295,6 +295,8 @@ export async function assembleServer(
       sender,
       profiles: userData.profiles,
       isGuest: (userId) => accounts.isGuest(userId),
+      copyUserDataOnUpgrade: (userId, oldRoomId, newRoomId) =>
+        userData.accountData.copyOnRoomUpgrade(userId, oldRoomId, newRoomId),
     }),
     ...assembleThreepids({ kv, config, keyring, now: options.now, rooms: () => deps.rooms }),
   };
@@ -480,6 +482,7 @@ function assembleRooms(options: {
   sender: LocalEventSender;
   profiles?: ProfileReader;
   isGuest?: (userId: string) => Promise<boolean>;
+  copyUserDataOnUpgrade?: (userId: string, oldRoomId: string, newRoomId: string) => Promise<void>;
 }): RoomsServices {
   const roomDirectory = new KvRoomDirectoryStore(options.kv);
   const rooms = new Rooms({
@@ -489,6 +492,7 @@ function assembleRooms(options: {
     serverName: options.serverName,
     profile: options.profiles ? (userId) => options.profiles!.profile(userId) : undefined,
     isGuest: options.isGuest,
+    copyUserDataOnUpgrade: options.copyUserDataOnUpgrade,
   });
   return { rooms, roomDirectory };
 }

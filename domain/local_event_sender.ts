@@ -173,9 +173,17 @@ export class LocalEventSender {
     content?: JsonObject;
     /** Writes for the create event's commit, given the room ID (createRoom's alias record). */
     extraMutations?: (roomId: string) => CommitMutation[];
+    /**
+     * A room ID from `newRoomId`, for versions whose room IDs the server chooses: an upgrade
+     * names the new room in the old one's tombstone before creating it.
+     */
+    roomId?: string;
   }): Promise<{ roomId: string; event: SentEvent }> {
     const version = roomVersion(options.version);
     if (!version) throw unsupportedRoomVersion(options.version);
+    if (options.roomId !== undefined && version.roomIdIsCreateEventHash) {
+      throw new Error(`Room version ${version.id} derives its room IDs; none can be chosen`);
+    }
     const content: JsonObject = { ...options.content, room_version: version.id };
     if (version.createHasCreatorField) content.creator = options.creator;
     // A v12 room ID is the create event's hash, so two creates by one user in one millisecond
@@ -185,7 +193,9 @@ export class LocalEventSender {
     let ts = Math.max(this.#now(), this.#lastCreateTs + 1);
     for (let attempt = 0; attempt < MAX_CREATE_ATTEMPTS; attempt++, ts++) {
       this.#lastCreateTs = Math.max(this.#lastCreateTs, ts);
-      const roomId = version.roomIdIsCreateEventHash ? undefined : this.#newRoomId();
+      const roomId = version.roomIdIsCreateEventHash
+        ? undefined
+        : options.roomId ?? this.newRoomId();
       const built = await buildEvent({
         version,
         roomId,
@@ -208,7 +218,11 @@ export class LocalEventSender {
         extraMutations: options.extraMutations &&
           (() => options.extraMutations!(built.event.room_id)),
       });
-      if (result.events[0].duplicate) continue;
+      if (result.events[0].duplicate) {
+        // A chosen room ID is not swapped for another: its caller has named it already.
+        if (options.roomId !== undefined) throw new MatrixError("M_UNKNOWN", 409, "Room exists");
+        continue;
+      }
       return {
         roomId: built.event.room_id,
         event: { eventId: built.eventId, pdu: built.pdu, appended: result.events[0] },
@@ -396,7 +410,8 @@ export class LocalEventSender {
     return this.#deps.now?.() ?? Date.now();
   }
 
-  #newRoomId(): string {
+  /** A fresh room ID for versions whose room IDs the server chooses (not v12's hashes). */
+  newRoomId(): string {
     const bytes = crypto.getRandomValues(new Uint8Array(12));
     const opaque = [...bytes].map((b) =>
       "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[b % 52]

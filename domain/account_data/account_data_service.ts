@@ -110,6 +110,30 @@ export class AccountDataService {
   async setFullyRead(userId: string, roomId: string, eventId: string): Promise<void> {
     await this.write(userId, roomId, "m.fully_read", { event_id: eventId });
   }
+
+  /**
+   * Carry a user's view of an upgraded room over to its replacement, as Synapse does: a direct
+   * chat stays one (`m.direct` lists the new room beside the old) and the room's tags follow.
+   */
+  async copyOnRoomUpgrade(userId: string, oldRoomId: string, newRoomId: string): Promise<void> {
+    const direct = await this.deps.store.get(userId, null, "m.direct");
+    if (direct !== null) {
+      const copy: JsonObject = { ...direct };
+      let changed = false;
+      for (const [partner, rooms] of Object.entries(direct)) {
+        if (Array.isArray(rooms) && rooms.includes(oldRoomId) && !rooms.includes(newRoomId)) {
+          copy[partner] = [...rooms, newRoomId];
+          changed = true;
+        }
+      }
+      if (changed) await this.write(userId, null, "m.direct", copy);
+    }
+    const tags = tagsOf(await this.deps.store.get(userId, oldRoomId, "m.tag"));
+    if (Object.keys(tags).length > 0) {
+      const current = tagsOf(await this.deps.store.get(userId, newRoomId, "m.tag"));
+      await this.write(userId, newRoomId, "m.tag", { tags: { ...tags, ...current } });
+    }
+  }
 }
 
 function checkOwner(requester: string, userId: string): void {

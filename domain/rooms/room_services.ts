@@ -20,6 +20,8 @@ export interface RoomServiceDeps {
   profile?: MemberProfileLookup;
   /** Whether a local user is a guest account (guest_access.ts); without it nobody is. */
   isGuest?: (userId: string) => Promise<boolean>;
+  /** After an upgrade: carry each local member's own data (m.direct, tags) to the new room. */
+  copyUserDataOnUpgrade?: (userId: string, oldRoomId: string, newRoomId: string) => Promise<void>;
 }
 
 /** Member event content; joins, invites and knocks carry the user's profile when known. */

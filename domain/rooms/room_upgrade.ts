@@ -59,9 +59,19 @@ export class RoomUpgrader {
     for (const key of ["type", "m.federate"]) {
       if (oldCreate[key] !== undefined) createContent[key] = oldCreate[key];
     }
-    const head = await this.deps.store.roomHead(roomId);
-    createContent.predecessor = head?.forwardExtremities[0]
-      ? { room_id: roomId, event_id: head.forwardExtremities[0] }
+    // The predecessor names the old room's last event: its tombstone where the new room's ID can
+    // be chosen first (as Synapse orders it), so the tombstone can name the room before it
+    // exists. A v12 room ID is its create event's hash, which cannot name an event that names
+    // the room: there the last event before the upgrade (the spec lets the field go).
+    const preassigned = version.roomIdIsCreateEventHash ? undefined : this.deps.sender.newRoomId();
+    let lastEventId: string | undefined;
+    if (preassigned !== undefined) {
+      lastEventId = await this.#sendTombstone(old, userId, preassigned);
+    } else {
+      lastEventId = (await this.deps.store.roomHead(roomId))?.forwardExtremities[0];
+    }
+    createContent.predecessor = lastEventId
+      ? { room_id: roomId, event_id: lastEventId }
       : { room_id: roomId };
     const creators = new Set([userId]);
     if (version.privilegedCreators) {
@@ -95,6 +105,7 @@ export class RoomUpgrader {
       version: version.id,
       creator: userId,
       content: createContent,
+      roomId: preassigned,
     });
     const send = (type: string, stateKey: string, content: JsonObject, sender = userId) =>
       this.deps.sender.send({ roomId: newRoomId, sender, type, stateKey, content });
@@ -109,11 +120,40 @@ export class RoomUpgrader {
     }
     if (initialPl !== finalPl) await send("m.room.power_levels", "", finalPl);
 
+    if (preassigned === undefined) await this.#sendTombstone(old, userId, newRoomId);
     await this.#retireOldRoom(old, userId, newRoomId);
+    await this.#copyUserData(roomId, newRoomId);
     return newRoomId;
   }
 
-  /** Tombstone the old room, restrict who may speak there, move its aliases and listing. */
+  /** Each local member's own data about the old room, carried to the new one (best effort). */
+  async #copyUserData(oldRoomId: string, newRoomId: string): Promise<void> {
+    const copy = this.deps.copyUserDataOnUpgrade;
+    if (!copy) return;
+    for (const member of await this.deps.store.members(oldRoomId, ["join"])) {
+      if (!isLocal(member.userId, this.deps.serverName)) continue;
+      await copy(member.userId, oldRoomId, newRoomId).catch((error) => {
+        console.warn("room upgrade: user data not copied", member.userId, newRoomId, error);
+      });
+    }
+  }
+
+  /** Send the old room's tombstone naming `newRoomId`; returns its event ID. */
+  async #sendTombstone(old: RoomState, userId: string, newRoomId: string): Promise<string> {
+    const sent = await this.deps.sender.send({
+      roomId: old.roomId,
+      sender: userId,
+      type: "m.room.tombstone",
+      stateKey: "",
+      content: { body: "This room has been replaced", replacement_room: newRoomId },
+    });
+    return sent.eventId;
+  }
+
+  /**
+   * Once the new room exists: move the old room's aliases and listing to it, and restrict who
+   * may speak in the old room.
+   */
   async #retireOldRoom(old: RoomState, userId: string, newRoomId: string): Promise<void> {
     const { directory, sender } = this.deps;
     const aliases = await directory.aliasesOfRoom(old.roomId);
@@ -134,14 +174,10 @@ export class RoomUpgrader {
         ...directory.visibilityMutations(newRoomId, "public"),
       );
     }
-    await sender.send({
-      roomId: old.roomId,
-      sender: userId,
-      type: "m.room.tombstone",
-      stateKey: "",
-      content: { body: "This room has been replaced", replacement_room: newRoomId },
-      extraMutations: () => moves,
-    });
+    // An alias changed meanwhile stays where its new owner put it.
+    if (moves.length > 0 && !(await directory.commit(moves))) {
+      console.warn("room upgrade: aliases changed meanwhile, not moved", old.roomId, newRoomId);
+    }
 
     // Best effort from here: the upgrade has happened even if the user may not change these.
     const levels = await old.powerLevels();

@@ -338,3 +338,78 @@ Deno.test("upgrade: new room with predecessor, tombstone, restricted old room, m
     server.close();
   }
 });
+
+Deno.test("upgrade to a version whose room IDs the server picks: predecessor is the tombstone", async () => {
+  const { server, alice } = await setup();
+  try {
+    const { body } = await server.request("POST", `${V3}/createRoom`, {
+      token: alice.accessToken,
+      body: { preset: "public_chat", visibility: "public", room_alias_name: "up10" },
+    });
+    const old = body.room_id;
+    const res = await server.request("POST", `${V3}/rooms/${encodeURIComponent(old)}/upgrade`, {
+      token: alice.accessToken,
+      body: { new_version: "10" },
+    });
+    assertEquals(res.status, 200, JSON.stringify(res.body));
+    const next = res.body.replacement_room;
+    const tombstoneId = await server.deps.eventStore.currentStateEventId(
+      old,
+      "m.room.tombstone",
+      "",
+    );
+    const create = await stateContent(server, next, "m.room.create");
+    assertEquals(create?.predecessor, { room_id: old, event_id: tombstoneId });
+    assertEquals(create?.room_version, "10");
+    assertEquals(create?.creator, alice.userId, "v10 keeps creator");
+    assertEquals((await stateContent(server, old, "m.room.tombstone"))?.replacement_room, next);
+    const alias = await server.request("GET", `${V3}/directory/room/%23up10:example.org:8448`);
+    assertEquals(alias.body.room_id, next);
+    const listed = await server.request("GET", `${V3}/publicRooms`);
+    assertEquals(listed.body.chunk.map((r: { room_id: string }) => r.room_id), [next]);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("upgrade: members' m.direct and tags follow the room to its replacement", async () => {
+  const { server, alice, bob } = await setup();
+  try {
+    const { body } = await server.request("POST", `${V3}/createRoom`, {
+      token: alice.accessToken,
+      body: { preset: "trusted_private_chat", invite: [bob.userId], is_direct: true },
+    });
+    const old: string = body.room_id;
+    await server.request("POST", `${V3}/join/${encodeURIComponent(old)}`, {
+      token: bob.accessToken,
+      body: {},
+    });
+    const put = (user: { userId: string; accessToken: string }, path: string, content: unknown) =>
+      server.request("PUT", `${V3}/user/${encodeURIComponent(user.userId)}${path}`, {
+        token: user.accessToken,
+        body: content,
+      });
+    await put(alice, "/account_data/m.direct", { [bob.userId]: ["!other:x", old] });
+    await put(bob, `/rooms/${encodeURIComponent(old)}/tags/u.work`, { order: 0.5 });
+    const res = await server.request("POST", `${V3}/rooms/${encodeURIComponent(old)}/upgrade`, {
+      token: alice.accessToken,
+      body: { new_version: "12" },
+    });
+    assertEquals(res.status, 200, JSON.stringify(res.body));
+    const next: string = res.body.replacement_room;
+    const direct = await server.request(
+      "GET",
+      `${V3}/user/${encodeURIComponent(alice.userId)}/account_data/m.direct`,
+      { token: alice.accessToken },
+    );
+    assertEquals(direct.body, { [bob.userId]: ["!other:x", old, next] });
+    const tags = await server.request(
+      "GET",
+      `${V3}/user/${encodeURIComponent(bob.userId)}/rooms/${encodeURIComponent(next)}/tags`,
+      { token: bob.accessToken },
+    );
+    assertEquals(tags.body, { tags: { "u.work": { order: 0.5 } } });
+  } finally {
+    server.close();
+  }
+});
