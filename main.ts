@@ -279,7 +279,11 @@ export async function assembleServer(
     pushSender: push.sender({
       store: eventStore,
       pipeline: readPipeline,
-      http: new GuardedFetch({ allowPrivate: config.outboundAllowPrivate }),
+      http: new GuardedFetch({
+        allowPrivate: config.outboundAllowPrivate,
+        // Test harnesses only, as for identity servers (TESSERA_OUTBOUND_TLS_VERIFY=off).
+        ...(config.outboundTlsVerify ? {} : { fetch: unverifiedTlsFetch as typeof fetch }),
+      }),
       counts: (userId, roomIds) => notificationCounts.countsFor(userId, roomIds),
       readUpTo: async (userId, roomId, threadId) =>
         (await notificationCounts.readPoints(userId, roomId)).thread(threadId),
