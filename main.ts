@@ -298,7 +298,7 @@ export async function assembleServer(
       eventStore,
       sender,
       profiles: userData.profiles,
-      isGuest: (userId) => accounts.isGuest(userId),
+      isGuest: (userId) => accounts.guests.isGuest(userId),
       copyUserDataOnUpgrade: (userId, oldRoomId, newRoomId) =>
         userData.accountData.copyOnRoomUpgrade(userId, oldRoomId, newRoomId),
     }),

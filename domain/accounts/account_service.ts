@@ -25,6 +25,7 @@ import type {
 } from "../ports/account_store.ts";
 import type { PasswordHasher } from "./password_hash.ts";
 import type { PasswordFailureLimiter } from "./password_failures.ts";
+import { GuestAccounts } from "./guest_accounts.ts";
 import { newDeviceId, newLocalpart, newToken, randomId, tokenHash } from "./tokens.ts";
 
 /** Lifetime of access tokens issued together with a refresh token. */
@@ -66,21 +67,23 @@ export interface AccountServiceOptions {
   now?: () => number;
 }
 
-/** Account use cases over the AccountStore port. */
 /** How often a device's last-seen time is written at most (Synapse batches its writes too). */
 export const DEVICE_ACTIVITY_INTERVAL_MS = 5 * 60_000;
 
+/** Account use cases over the AccountStore port. */
 export class AccountService implements SessionResolver {
   private readonly store: AccountStore;
   private readonly hasher: PasswordHasher;
   private readonly passwordFailures?: PasswordFailureLimiter;
   private readonly guestAccess: boolean;
   private readonly now: () => number;
-  /** Deactivations this process is finishing, so two triggers do not run the work twice. */
   /** When this process last wrote each device's activity (`userId|deviceId` -> ms). */
   private readonly activityWritten = new Map<string, number>();
+  /** Deactivations this process is finishing, so two triggers do not run the work twice. */
   private readonly finishing = new Map<string, Promise<boolean>>();
   readonly serverName: string;
+  /** Guest accounts: registration, upgrade, and whether a user is one. */
+  readonly guests: GuestAccounts;
 
   /** Build over a store; `now` is injectable for expiry tests. */
   constructor(options: AccountServiceOptions) {
@@ -90,6 +93,14 @@ export class AccountService implements SessionResolver {
     this.guestAccess = options.guestAccess ?? false;
     this.serverName = options.serverName;
     this.now = options.now ?? Date.now;
+    this.guests = new GuestAccounts({
+      store: this.store,
+      serverName: this.serverName,
+      now: this.now,
+      prepareDevice: (userId, options) => this.newDevice(userId, options),
+      deleteDevices: (userId, deviceIds) => this.deleteDevices(userId, deviceIds),
+      deviceAdded: (userId, deviceId) => this.#deviceAdded(userId, deviceId),
+    });
   }
 
   /** The session behind an access token, or null when unknown, expired or revoked. */
@@ -153,61 +164,9 @@ export class AccountService implements SessionResolver {
     return issued;
   }
 
-  /** Whether a user is a guest account (one read of the account). */
-  async isGuest(userId: string): Promise<boolean> {
-    return (await this.store.getAccount(userId))?.guest === true;
-  }
-
   /** Check a new password against the rules and hash it (registration, password change). */
   hashNewPassword(password: string): Promise<string> {
     return this.hasher.hash(checkPassword(password));
-  }
-
-  /**
-   * Create a guest account (spec: guest access) with a server-chosen user ID and log its one
-   * device in. The device's token is marked as a guest's, so every request it makes is held to
-   * the guest rules without reading the account. No refresh token: a refreshed pair would be
-   * issued without the mark.
-   */
-  async registerGuest(displayName?: string): Promise<IssuedSession> {
-    const userId = `@${newLocalpart()}:${this.serverName}`;
-    const account: AccountRecord = {
-      userId,
-      createdAt: this.now(),
-      deactivated: false,
-      guest: true,
-    };
-    const { device, tokens, issued } = this.newDevice(userId, { displayName });
-    tokens.access.guest = true;
-    if (!(await this.store.createAccount(account, device, tokens))) throw userInUse();
-    return issued;
-  }
-
-  /**
-   * Turn a guest account into a full one with the same user ID (Synapse's `guest_access_token`
-   * registration): it gets a password, loses the guest mark, and its guest devices are logged
-   * out (their tokens carry the mark); a new device is logged in unless `inhibitLogin`.
-   * 403 when `userId` is not a guest (any more).
-   */
-  async upgradeGuest(
-    userId: string,
-    request: DeviceOptions & { passwordHash?: string; inhibitLogin?: boolean },
-  ): Promise<{ userId: string } & Partial<IssuedSession>> {
-    const before = await this.store.getAccount(userId);
-    if (!before?.guest || before.deactivated) throw forbidden("Not a guest account");
-    const after: AccountRecord = { ...before };
-    delete after.guest;
-    if (request.passwordHash !== undefined) after.passwordHash = request.passwordHash;
-    const guestDevices = (await this.store.listDevices(userId)).map((d) => d.deviceId);
-    const fresh = request.inhibitLogin ? undefined : this.newDevice(userId, request);
-    if (!(await this.store.replaceAccount(before, after, fresh?.device, fresh?.tokens))) {
-      throw forbidden("The guest account changed while it was being upgraded; try again");
-    }
-    await this.deleteDevices(
-      userId,
-      guestDevices.filter((id) => id !== fresh?.device.deviceId),
-    );
-    return fresh ? fresh.issued : { userId };
   }
 
   /**
@@ -429,35 +388,6 @@ export class AccountService implements SessionResolver {
   /** The user's devices. */
   listDevices(userId: string): Promise<DeviceRecord[]> {
     return this.store.listDevices(userId);
-  /**
-   * Record that a device was used now, from `ip` with `userAgent` (devices list, whois). At most
-   * one write per device per DEVICE_ACTIVITY_INTERVAL_MS in this process: the time this process
-   * last wrote is all it remembers, so another process writing too costs a write, never a wrong
-   * answer. Failures are logged, never surfaced: activity is bookkeeping, not the request.
-   */
-  async noteActivity(
-    session: Session,
-    ip: string | undefined,
-    userAgent: string | undefined,
-  ): Promise<void> {
-    const key = `${session.userId}|${session.deviceId}`;
-    const now = this.now();
-    const last = this.activityWritten.get(key);
-    if (last !== undefined && now - last < DEVICE_ACTIVITY_INTERVAL_MS) return;
-    if (this.activityWritten.size >= 10_000) this.activityWritten.clear();
-    this.activityWritten.set(key, now);
-    try {
-      await this.store.updateDevice(session.userId, session.deviceId, (device) => ({
-        ...device,
-        lastSeenTs: now,
-        ...(ip !== undefined ? { lastSeenIp: ip } : {}),
-        ...(userAgent !== undefined ? { lastSeenUserAgent: userAgent.slice(0, 512) } : {}),
-      }));
-    } catch (error) {
-      console.error("recording device activity failed", session.userId, error);
-    }
-  }
-
   }
 
   /** One device, or null. */
@@ -497,6 +427,35 @@ export class AccountService implements SessionResolver {
       }
     }
     return true;
+  }
+
+  /**
+   * Record that a device was used now, from `ip` with `userAgent` (devices list, whois). At most
+   * one write per device per DEVICE_ACTIVITY_INTERVAL_MS in this process: the time this process
+   * last wrote is all it remembers, so another process writing too costs a write, never a wrong
+   * answer. Failures are logged, never surfaced: activity is bookkeeping, not the request.
+   */
+  async noteActivity(
+    session: Session,
+    ip: string | undefined,
+    userAgent: string | undefined,
+  ): Promise<void> {
+    const key = `${session.userId}|${session.deviceId}`;
+    const now = this.now();
+    const last = this.activityWritten.get(key);
+    if (last !== undefined && now - last < DEVICE_ACTIVITY_INTERVAL_MS) return;
+    if (this.activityWritten.size >= 10_000) this.activityWritten.clear();
+    this.activityWritten.set(key, now);
+    try {
+      await this.store.updateDevice(session.userId, session.deviceId, (device) => ({
+        ...device,
+        lastSeenTs: now,
+        ...(ip !== undefined ? { lastSeenIp: ip } : {}),
+        ...(userAgent !== undefined ? { lastSeenUserAgent: userAgent.slice(0, 512) } : {}),
+      }));
+    } catch (error) {
+      console.error("recording device activity failed", session.userId, error);
+    }
   }
 
   /** The user ID a login identifier names: a full local user ID or a bare localpart. */

@@ -88,7 +88,7 @@ export class Registration {
         : await this.accounts.loginRegistered(already, device);
     }
     const result = params.guestUserId !== undefined
-      ? await this.accounts.upgradeGuest(params.guestUserId, {
+      ? await this.accounts.guests.upgrade(params.guestUserId, {
         ...device,
         passwordHash: params.passwordHash,
         inhibitLogin: params.inhibitLogin,

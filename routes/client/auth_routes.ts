@@ -130,7 +130,7 @@ export function authArea(deps: AppDeps): ClientArea {
       }
       // The spec: every body parameter but the display name is ignored for guests.
       const body = await readJsonBody(c, guestRegisterBody, { emptyAsObject: true });
-      const guest = await accounts.registerGuest(body.initial_device_display_name);
+      const guest = await accounts.guests.register(body.initial_device_display_name);
       return c.json(sessionBody(guest, serverName));
     }
     if (kind !== undefined && kind !== "user") {
