@@ -252,6 +252,7 @@ export async function assembleServer(
       sender,
       transactions,
       pipeline: readPipeline,
+      relations,
     }),
     syncNotifier,
     syncStreams,

@@ -10,13 +10,22 @@ import type { EventReader } from "../ports/event_store.ts";
 import type { TransactionStore } from "../ports/transaction_store.ts";
 import { UnknownRedactionTarget } from "../redaction_auth_rules.ts";
 import { identicalCurrentState } from "./identical_state.ts";
+import { type RelationValidationDeps, validateNewRelation } from "./relation_validation.ts";
 
 /** What sending needs. */
 export interface RoomEventSendingDeps {
   sender: LocalEventSender;
   transactions: TransactionStore;
-  /** Current state, so a state send that changes nothing returns the existing event. */
-  store: Pick<EventReader, "currentStateEventIds" | "getEvents">;
+  /**
+   * Current state, so a state send that changes nothing returns the existing event; parents of
+   * relations, which are checked before sending (relation_validation.ts).
+   */
+  store: Pick<
+    EventReader,
+    "currentStateEventIds" | "getEvents" | "getEvent" | "redactionsOf"
+  >;
+  /** Relation projections, for the checks of a new event's relation. */
+  relations: RelationValidationDeps["relations"];
 }
 
 /** One send under a transaction ID. */
@@ -61,6 +70,7 @@ export class RoomEventSending {
     type: string;
     content: JsonObject;
   }): Promise<string> {
+    await this.#validateRelation(request);
     const sent = await this.#send(() =>
       this.deps.sender.send({
         roomId: request.roomId,
@@ -70,6 +80,18 @@ export class RoomEventSending {
       })
     );
     return sent.eventId;
+  }
+
+  /** A relation to a parent that is unknown, elsewhere, or may not have it: 400, nothing sent. */
+  #validateRelation(
+    request: { roomId: string; userId: string; type: string; content: JsonObject },
+  ) {
+    return validateNewRelation(this.deps, {
+      roomId: request.roomId,
+      sender: request.userId,
+      type: request.type,
+      content: request.content,
+    });
   }
 
   /**
@@ -108,6 +130,9 @@ export class RoomEventSending {
     for (let attempt = 0; attempt < MAX_TXN_ATTEMPTS; attempt++) {
       const existing = await transactions.lookup(request.userId, request.deviceId, request.txnId);
       if (existing) return existing.eventId;
+      // After the lookup: a retried transaction returns its event even where a check would
+      // refuse it now (its own reaction would count as a repeat).
+      if (attempt === 0) await this.#validateRelation(request);
       try {
         const sent = await this.#send(() =>
           this.deps.sender.send({

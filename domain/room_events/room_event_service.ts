@@ -1,6 +1,7 @@
 /** The room events use cases in one place, as routes and other areas reach them. */
 import type { LocalEventSender } from "../local_event_sender.ts";
 import type { EventReader } from "../ports/event_store.ts";
+import type { RelationReader } from "../ports/relation_store.ts";
 import type { TransactionStore } from "../ports/transaction_store.ts";
 import type { ReadPipeline } from "./read_pipeline.ts";
 import { RoomEventReads } from "./room_event_reads.ts";
@@ -20,11 +21,14 @@ export class RoomEventService {
     transactions: TransactionStore;
     /** The only way events leave the server (required: no reader may skip it). */
     pipeline: ReadPipeline;
+    /** Relation projections, for the checks of a sent event's relation. */
+    relations: RelationReader;
   }) {
     this.sending = new RoomEventSending({
       sender: deps.sender,
       transactions: deps.transactions,
       store: deps.store,
+      relations: deps.relations,
     });
     this.reads = new RoomEventReads(deps.store, deps.pipeline);
   }

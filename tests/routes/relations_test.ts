@@ -389,3 +389,64 @@ Deno.test("relations: a sync token as `from` is the point that sync reached", as
     server.close();
   }
 });
+
+Deno.test("sending relations: same room, known parent, one reaction per key, no thread off a relation", async () => {
+  const { server, alice, room, v1, say, send } = await setup();
+  try {
+    const root = await say(alice.accessToken, "root");
+    const reply = await say(alice.accessToken, "reply", rel("m.thread", root));
+    let txn = 0;
+    const attempt = (content: Record<string, unknown>, type = "m.room.message") =>
+      server.request("PUT", `${room}/send/${type}/bad${txn++}`, {
+        token: alice.accessToken,
+        body: content,
+      });
+    const refused = async (content: Record<string, unknown>, type?: string) => {
+      const res = await attempt(content, type);
+      assertEquals(res.status, 400, JSON.stringify(res.body));
+      assertEquals(res.body.errcode, "M_INVALID_PARAM");
+    };
+    // A thread off a thread reply, and a relation to an event nobody knows.
+    await refused({ body: "x", "m.relates_to": rel("m.thread", reply) });
+    await refused({ body: "x", "m.relates_to": rel("m.thread", "$" + "B".repeat(43)) });
+    // Reactions: a key is needed, at most 500 characters, and once per sender.
+    const react = (key?: unknown) => ({
+      "m.relates_to": {
+        rel_type: "m.annotation",
+        event_id: root,
+        ...(key === undefined ? {} : { key }),
+      },
+    });
+    await refused(react(), "m.reaction");
+    await refused(react("x".repeat(501)), "m.reaction");
+    const first = await send(alice.accessToken, react("👍"), "m.reaction");
+    await refused(react("👍"), "m.reaction");
+    await send(alice.accessToken, react("🎉"), "m.reaction");
+    // Taken back, it may be given again.
+    await server.request("PUT", `${room}/redact/${encodeURIComponent(first)}/undo`, {
+      token: alice.accessToken,
+      body: {},
+    });
+    await send(alice.accessToken, react("👍"), "m.reaction");
+    // A relation to another room's event.
+    const other = await server.request("POST", "/_matrix/client/v3/createRoom", {
+      token: alice.accessToken,
+      body: {},
+    });
+    const elsewhere = await server.request(
+      "PUT",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(other.body.room_id)}/send/m.room.message/x`,
+      { token: alice.accessToken, body: { body: "x", "m.relates_to": rel("m.reference", root) } },
+    );
+    assertEquals(elsewhere.status, 400);
+    // Nothing refused was sent; the redacted reaction relates to nothing any more.
+    const listed = await server.request(
+      "GET",
+      `${v1}/relations/${encodeURIComponent(root)}/m.annotation`,
+      { token: alice.accessToken },
+    );
+    assertEquals(listed.body.chunk.length, 2);
+  } finally {
+    server.close();
+  }
+});
