@@ -5,7 +5,7 @@
  * format and the filter; nothing here formats an event itself.
  */
 import type { ClientEvent } from "../client_event.ts";
-import { forbidden, notFound, unsupportedRoomVersion } from "../errors.ts";
+import { forbidden, MatrixError, notFound, unsupportedRoomVersion } from "../errors.ts";
 import type { RoomEventFilter } from "../event_filter.ts";
 import { splitStateKey, stateKey, type StateMap } from "../events.ts";
 import type { Direction, EventReader, StoredEvent } from "../ports/event_store.ts";
@@ -72,9 +72,15 @@ export class RoomEventReads {
     private readonly pipeline: ReadPipeline,
   ) {}
 
-  /** GET /rooms/{roomId}/event/{eventId}: 404 when unknown, elsewhere, or not visible. */
+  /**
+   * GET /rooms/{roomId}/event/{eventId}: 404 when unknown, elsewhere, or not visible, a room the
+   * reader may not see included (the spec's only refusal here, as Synapse answers).
+   */
   async event(reader: Reader, roomId: string, eventId: string): Promise<ClientEvent> {
-    const room = await this.#open(reader, roomId);
+    const room = await this.#open(reader, roomId).catch((error) => {
+      if (error instanceof MatrixError && error.status === 403) throw notFound("Event not found");
+      throw error;
+    });
     const stored = await this.store.getEvent(eventId);
     if (!stored || stored.roomId !== roomId || stored.status !== "accepted") {
       throw notFound("Event not found");

@@ -429,3 +429,23 @@ Deno.test("messages: a sync token as from is the boundary after what that sync s
     server.close();
   }
 });
+
+Deno.test("event: a room the reader may not see answers 404, as an unknown event does", async () => {
+  const { server, alice, bob, room } = await setup("private_chat");
+  try {
+    const sent = await server.request("PUT", `${room}/send/m.room.message/hidden`, {
+      token: alice.accessToken,
+      body: { msgtype: "m.text", body: "private" },
+    });
+    const path = `${room}/event/${encodeURIComponent(sent.body.event_id)}`;
+    const outsider = await server.request("GET", path, { token: bob.accessToken });
+    assertEquals([outsider.status, outsider.body.errcode], [404, "M_NOT_FOUND"]);
+    const unknown = await server.request("GET", `${room}/event/${encodeURIComponent("$nope:example.org")}`, {
+      token: bob.accessToken,
+    });
+    assertEquals([unknown.status, unknown.body.errcode], [404, "M_NOT_FOUND"]);
+    assertEquals((await server.request("GET", path, { token: alice.accessToken })).status, 200);
+  } finally {
+    server.close();
+  }
+});

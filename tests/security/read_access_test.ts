@@ -87,8 +87,9 @@ async function checkSync(w: World, room: ScenarioRoom, variant: SyncVariant, lab
 }
 
 /**
- * /event and /context on one marker event: refused (403) for outsiders, 404 when hidden from a
- * reader the route serves, 200 when visible; the body leaks no hidden marker either way.
+ * /event and /context on one marker event: refused for outsiders (/context 403; /event 404, the
+ * spec's one refusal there), 404 when hidden from a reader the route serves, 200 when visible;
+ * the body leaks no hidden marker either way.
  */
 async function checkAnchored(
   w: World,
@@ -105,7 +106,9 @@ async function checkAnchored(
   const access = timelineAccess(room.vis, room.kind);
   const verdict = timelineVerdict(room.vis, room.kind, phase);
   const desc = `${label}: ${res.status} ${JSON.stringify(res.body).slice(0, 800)}`;
-  if (access === "forbidden") {
+  if (access === "forbidden" && route === "event") {
+    assert(res.status === 404 && res.body?.errcode === "M_NOT_FOUND", `want 404, ${desc}`);
+  } else if (access === "forbidden") {
     assert(res.status === 403 && res.body?.errcode === "M_FORBIDDEN", `want 403, ${desc}`);
   } else if (verdict === "forbidden") {
     const notFound = res.status === 404 && res.body?.errcode === "M_NOT_FOUND";
