@@ -104,6 +104,19 @@ Deno.test("search matches words across case, accents, stems, prefixes and script
       (await found(server, alice, { search_term: "kitchen", keys: ["content.body"] })).results,
       [],
     );
+    // The filter's types (and not_types) apply too.
+    assertEquals(
+      (await found(server, alice, {
+        search_term: "kitchen",
+        filter: { types: ["m.room.message"] },
+      })).results,
+      [],
+    );
+    assertEquals(
+      (await found(server, alice, { search_term: "kitchen", filter: { not_types: ["m.room.*"] } }))
+        .results,
+      [],
+    );
     const result = await found(server, alice, { search_term: "WOMBLE" });
     assertEquals(result.count, 1);
     assertEquals(result.highlights, ["wombles"]);
