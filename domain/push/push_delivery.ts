@@ -36,7 +36,10 @@ export type PushPayload =
   }
   | { kind: "badge"; user_id: string };
 
-/** The outbox entries of `entries` for the pushers of their users (pusher ID = destination). */
+/**
+ * The outbox entries of `entries` for the HTTP pushers of their users (pusher ID = destination).
+ * Other kinds (email) have no sender here and get nothing queued.
+ */
 export function pushAppends(
   entries: readonly NotificationEntry[],
   pushers: ReadonlyMap<string, readonly Pusher[]>,
@@ -44,6 +47,7 @@ export function pushAppends(
   const out: OutboxAppend[] = [];
   for (const e of entries) {
     for (const p of pushers.get(e.userId) ?? []) {
+      if (p.kind !== "http") continue;
       const payload: PushPayload = {
         kind: "event",
         user_id: e.userId,
@@ -62,7 +66,8 @@ export function pushAppends(
 /** A badge update for each of `pushers` (after a read receipt moved the user's counts). */
 export function badgeAppends(userId: string, pushers: readonly Pusher[], now: number) {
   const payload: PushPayload = { kind: "badge", user_id: userId };
-  return pushers.map((p): OutboxAppend => ({ destination: p.id, order: [now, "", 0], payload }));
+  return pushers.filter((p) => p.kind === "http")
+    .map((p): OutboxAppend => ({ destination: p.id, order: [now, "", 0], payload }));
 }
 
 /** What delivery reads. */

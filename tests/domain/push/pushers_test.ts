@@ -99,7 +99,7 @@ Deno.test("push payloads: tweaks from actions, one outbox entry per pusher of ea
   assertEquals(tweaksOf(["notify", { set_tweak: "highlight", value: false }]), {
     highlight: false,
   });
-  const p = (id: string) => ({ id }) as Pusher;
+  const p = (id: string, kind = "http") => ({ id, kind }) as Pusher;
   const appends = pushAppends(
     [
       {
@@ -123,7 +123,7 @@ Deno.test("push payloads: tweaks from actions, one outbox entry per pusher of ea
         ts: 5,
       },
     ],
-    new Map([["@a:x", [p("p1"), p("p2")]]]),
+    new Map([["@a:x", [p("p1"), p("p2"), p("mail", "email")]]]),
   );
   assertEquals(appends.map((a) => [a.destination, a.order]), [["p1", [5, "!r:x", 7]], [
     "p2",
