@@ -70,7 +70,8 @@ export function checkPusher(request: PusherSetRequest): void {
   if (new TextEncoder().encode(JSON.stringify(request.data)).length > MAX_PUSHER_DATA_BYTES) {
     throw invalidParam(`'data' is over ${MAX_PUSHER_DATA_BYTES} bytes`);
   }
-  if (request.kind !== "http") return;
+  // Only HTTP pushers have a sender; an email pusher would be accepted and never used.
+  if (request.kind !== "http") throw invalidParam(`Unsupported pusher kind '${request.kind}'`);
   const url = request.data?.url;
   if (typeof url !== "string" || !URL.canParse(url)) {
     throw invalidParam("HTTP pushers need 'data.url', the push gateway's URL");

@@ -86,8 +86,11 @@ Deno.test("pusher checks: HTTP pushers need a gateway URL with the spec's path",
     errcodeOf(() => checkPusher(request("k", { data: { url: URL_OK, pad: "x".repeat(3000) } }))),
     "400 M_INVALID_PARAM",
   );
-  // Email pushers need no URL; deletions need nothing but the pair.
-  assertEquals(errcodeOf(() => checkPusher(request("k", { kind: "email", data: {} }))), undefined);
+  // Only HTTP pushers are sent (no email notifications here); deletions need only the pair.
+  assertEquals(
+    errcodeOf(() => checkPusher(request("k", { kind: "email", data: {} }))),
+    "400 M_INVALID_PARAM",
+  );
   assertEquals(errcodeOf(() => checkPusher({ kind: null, app_id: "a", pushkey: "k" })), undefined);
 });
 
