@@ -24,13 +24,15 @@ const publicRoomsQuery = z.object({
   since: z.string().max(64).optional(),
   server: z.string().max(255).optional(),
 });
+// null stands for "not given" (clients paging send the last page's absent next_batch as null,
+// and Synapse takes it so).
 const publicRoomsBody = z.object({
-  limit: z.number().int().min(0).max(1000).optional(),
-  since: z.string().max(64).optional(),
+  limit: z.number().int().min(0).max(1000).nullish(),
+  since: z.string().max(64).nullish(),
   filter: z.object({
-    generic_search_term: z.string().max(1000).optional(),
+    generic_search_term: z.string().max(1000).nullish(),
     room_types: z.array(z.string().max(255).nullable()).max(100).optional(),
-  }).optional(),
+  }).nullish(),
   include_all_networks: z.boolean().optional(),
   third_party_instance_id: z.string().max(255).optional(),
 });
@@ -99,9 +101,9 @@ export function directoryArea(deps: AppDeps): ClientArea {
     const body = await readJsonBody(c, publicRoomsBody, { emptyAsObject: true });
     return c.json(
       await publicRooms.list({
-        limit: body.limit,
-        since: body.since,
-        searchTerm: body.filter?.generic_search_term,
+        limit: body.limit ?? undefined,
+        since: body.since ?? undefined,
+        searchTerm: body.filter?.generic_search_term ?? undefined,
         roomTypes: body.filter?.room_types,
       }),
     );

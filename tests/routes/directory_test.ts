@@ -172,6 +172,20 @@ Deno.test("directory visibility and /publicRooms: publish, search, page", async 
       body: { filter: { generic_search_term: "garden" } },
     });
     assertEquals(search.body.chunk.map((r: { name: string }) => r.name), ["Garden"]);
+    // null means "not given" (a pager sending the first page's absent token back).
+    const nulls = await server.request("POST", `${V3}/publicRooms`, {
+      token: bob.accessToken,
+      body: { limit: 2, since: null, filter: { generic_search_term: null } },
+    });
+    assertEquals(nulls.body.chunk.map((r: { room_id: string }) => r.room_id), [
+      first.body.chunk[0].room_id,
+      first.body.chunk[1].room_id,
+    ]);
+    const nullFilter = await server.request("POST", `${V3}/publicRooms`, {
+      token: bob.accessToken,
+      body: { filter: null, limit: null },
+    });
+    assertEquals(nullFilter.body.chunk.length, 3);
     const badSince = await server.request("GET", `${V3}/publicRooms?since=zzz`);
     assertEquals([badSince.status, badSince.body.errcode], [400, "M_INVALID_PARAM"]);
     const badLimit = await server.request("GET", `${V3}/publicRooms?limit=many`);
