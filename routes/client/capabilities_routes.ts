@@ -17,7 +17,8 @@ export function capabilitiesArea(deps: AppDeps): ClientArea {
         "m.room_versions": { default: DEFAULT_ROOM_VERSION, available },
         "m.set_displayname": { enabled: true },
         "m.set_avatar_url": { enabled: true },
-        "m.3pid_changes": { enabled: false },
+        // Adding an address needs a validation mail: offered when SMTP is configured.
+        "m.3pid_changes": { enabled: deps.threepids.validation.canValidateEmail },
         "m.get_login_token": { enabled: true },
         "m.profile_fields": { enabled: true },
         // The spec: omitted altogether for users who can neither suspend nor lock.

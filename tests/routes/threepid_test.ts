@@ -64,6 +64,8 @@ Deno.test("3pid: an address validated by mail is added with UIA, listed, logs in
     assertEquals((await server.request("GET", `${V3}/account/3pid`, { token })).body, {
       threepids: [],
     });
+    const caps = await server.request("GET", `${V3}/capabilities`, { token });
+    assertEquals(caps.body.capabilities["m.3pid_changes"], { enabled: true });
     const { sid, clientSecret } = await validateEmail(
       server,
       mailbox,
