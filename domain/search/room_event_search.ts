@@ -250,7 +250,9 @@ export class RoomEventSearch {
       const events = await this.deps.index.eventsAt(roomId, list.map((c) => c.position));
       const timeline = [...events.values()].filter((e) => e.status === "accepted")
         .sort((a, b) => a.position - b.position);
-      const out = await this.deps.pipeline.readRoom({ ...room.read, filter }, { timeline });
+      // Results carry bundled aggregations, as the spec lists /search among their readers.
+      const read = { ...room.read, filter, aggregations: true };
+      const out = await this.deps.pipeline.readRoom(read, { timeline });
       out.timelineKept.forEach((stored, i) => {
         const event = out.timeline[i] as unknown as ClientEvent;
         // Redacted by the pipeline: the text searched for is gone, so is the result.

@@ -450,3 +450,21 @@ Deno.test("sending relations: same room, known parent, one reaction per key, no 
     server.close();
   }
 });
+
+Deno.test("aggregations: search results carry them too", async () => {
+  const { server, alice, say } = await setup();
+  try {
+    const root = await say(alice.accessToken, "findable root");
+    const reply = await say(alice.accessToken, "reply", rel("m.thread", root));
+    const res = await server.request("POST", "/_matrix/client/v3/search", {
+      token: alice.accessToken,
+      body: { search_categories: { room_events: { search_term: "findable" } } },
+    });
+    assertEquals(res.status, 200, JSON.stringify(res.body));
+    const [hit] = res.body.search_categories.room_events.results;
+    assertEquals(hit.result.event_id, root);
+    assertEquals(hit.result.unsigned["m.relations"]["m.thread"].latest_event.event_id, reply);
+  } finally {
+    server.close();
+  }
+});
