@@ -38,8 +38,14 @@ import {
   type SearchKey,
 } from "./search_terms.ts";
 
-/** Index entries read per room and query term; past it, older matches of that term are missed. */
+/**
+ * Index entries read per room and query term; past it, older matches of that term are missed.
+ * A search over many rooms reads fewer per room (never under 10), so one request reads about
+ * MAX_POSTINGS_PER_SEARCH entries however many rooms the user is in.
+ */
 export const MAX_POSTINGS_PER_TERM = 5_000;
+/** Index entries one search aims to read at most, over all its rooms and terms. */
+export const MAX_POSTINGS_PER_SEARCH = 100_000;
 /** Candidates one request reads through the pipeline (Synapse's rank search reads 500). */
 export const MAX_EXAMINED = 500;
 /** Results one page returns at most (the filter's `limit`, 10 by default). */
@@ -117,10 +123,17 @@ export class RoomEventSearch {
     if (terms.length === 0 || roomIds.length === 0) return empty;
 
     const keys = new Set((criteria.keys ?? SEARCH_KEYS).map((k) => SEARCH_KEYS.indexOf(k)));
+    const perTerm = Math.max(
+      10,
+      Math.min(
+        MAX_POSTINGS_PER_TERM,
+        Math.floor(MAX_POSTINGS_PER_SEARCH / (roomIds.length * terms.length)),
+      ),
+    );
     const candidates = (await mapLimited(
       roomIds,
       ROOM_CONCURRENCY,
-      (roomId) => this.#roomCandidates(roomId, terms, keys),
+      (roomId) => this.#roomCandidates(roomId, terms, keys, perTerm),
     )).flat();
     const compare = criteria.orderBy === "rank" ? byRank : byRecent;
     candidates.sort(compare);
@@ -199,9 +212,10 @@ export class RoomEventSearch {
     roomId: string,
     terms: readonly string[],
     keys: ReadonlySet<number>,
+    perTerm: number,
   ): Promise<Candidate[]> {
     const lists = await Promise.all(
-      terms.map((t) => this.deps.index.postings(roomId, t, MAX_POSTINGS_PER_TERM)),
+      terms.map((t) => this.deps.index.postings(roomId, t, perTerm)),
     );
     // Per term: position -> (occurrences of matching terms, the posting).
     const byTerm = lists.map(({ postings }) => {
