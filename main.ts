@@ -42,6 +42,13 @@ import { RateLimiter } from "./domain/rate_limiter.ts";
 import { KvAccountStore } from "./kv/account_store.ts";
 import { PasswordFailureLimiter } from "./domain/accounts/password_failures.ts";
 import { KvPasswordFailureStore } from "./kv/password_failure_store.ts";
+import { KvModerationStore } from "./kv/moderation_store.ts";
+import { MatrixError } from "./domain/errors.ts";
+import {
+  AccountModeration,
+  ModeratedSessionResolver,
+} from "./domain/moderation/account_moderation.ts";
+import { ContentReports } from "./domain/moderation/content_reports.ts";
 import { partFromAllRooms } from "./domain/rooms/account_parting.ts";
 import { GuestEvictor } from "./domain/rooms/guest_access.ts";
 import type { AppDeps } from "./routes/deps.ts";
@@ -167,6 +174,25 @@ export async function assembleServer(
       : undefined,
     now: options.now,
   });
+  // Locks and suspensions are read from KV on every request, so all processes agree at once.
+  const moderationStore = new KvModerationStore(kv);
+  const moderation = new AccountModeration({
+    store: moderationStore,
+    serverName: config.serverName,
+    admins: config.admins,
+    accountIsActive: async (userId) => {
+      const account = await accountStore.getAccount(userId);
+      return account !== null && !account.deactivated;
+    },
+    now: options.now,
+  });
+  accounts.loginChecks.push(async (userId) => {
+    if ((await moderation.status(userId)).locked) {
+      throw new MatrixError("M_USER_LOCKED", 401, "This account has been locked", {
+        soft_logout: true,
+      });
+    }
+  });
   const transactions = new KvTransactionStore(kv);
   // The one way events leave the server: every reader gets this instance.
   const relations = new KvRelationReader(kv);
@@ -233,8 +259,10 @@ export async function assembleServer(
   const deps: AppDeps = {
     config,
     keyring,
-    sessions: accounts,
+    sessions: new ModeratedSessionResolver(accounts, moderation),
     accounts,
+    moderation,
+    reports: new ContentReports(moderationStore, eventStore, options.now),
     uia: new UserInteractiveAuth(accountStore, options.now),
     rateLimiter: new RateLimiter(undefined, options.now),
     now: options.now,
