@@ -113,8 +113,11 @@ export class RoomEventSearch {
     const joined = await this.deps.store.roomsOfUser(reader.userId, ["join"]);
     // Rooms named by the filter bring their predecessors along, as Synapse searches them: an
     // upgraded room's history lives in the old room.
-    const filter = criteria.filter.rooms
-      ? { ...criteria.filter, rooms: await this.#withPredecessors(criteria.filter.rooms) }
+    // Only joined rooms are followed back: a room the user is not in is not searched anyway.
+    const joinedIds = new Set(joined.map((m) => m.roomId));
+    const named = criteria.filter.rooms?.filter((id) => joinedIds.has(id));
+    const filter = named
+      ? { ...criteria.filter, rooms: await this.#withPredecessors(named) }
       : criteria.filter;
     const roomIds = joined.map((m) => m.roomId).filter((id) =>
       roomAllowed(filter, id) && (token?.room === undefined || token.room === id)
