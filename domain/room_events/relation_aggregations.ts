@@ -19,11 +19,7 @@
  */
 import { isJsonObject, type JsonObject } from "../json.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
-import {
-  type RelationReader,
-  type RelationSummary,
-  threadReplyKey,
-} from "../ports/relation_store.ts";
+import { type RelationReader, threadReplyKey } from "../ports/relation_store.ts";
 import { relationOf } from "../relations.ts";
 import { membershipValue } from "./history_visibility_filter.ts";
 
@@ -53,6 +49,12 @@ export interface AggregationReader {
   ignored: ReadonlySet<string>;
 }
 
+/** A child listed for a parent, loaded. */
+interface Loaded {
+  parent: StoredEvent;
+  events: StoredEvent[];
+}
+
 /** Computes the `m.relations` bundles of events a reader is shown. */
 export class RelationAggregator {
   /** Over the event store and the relation projections. */
@@ -63,7 +65,9 @@ export class RelationAggregator {
   /**
    * The bundle of each of `parents` that has one, keyed by event ID. `redacted` are parents the
    * pipeline redacted (no edit is bundled with them); `only: "edits"` bundles edits alone (for
-   * events that are themselves bundled, such as a thread's latest reply).
+   * events that are themselves bundled, such as a thread's latest reply). The reads are made
+   * for all parents at once, and children go through the pipeline in at most three passes per
+   * call, however many parents have children.
    */
   async bundles(
     reader: AggregationReader,
@@ -83,163 +87,144 @@ export class RelationAggregator {
     const { relations } = this.deps;
     const summaries = await relations.summaries(reader.roomId, eligible.map((e) => e.eventId));
     if (summaries.size === 0) return out;
+    const summaryOf = (e: StoredEvent) => summaries.get(e.eventId);
     const withChildren = eligible.filter((e) => summaries.has(e.eventId));
+    const edited = withChildren.filter((e) =>
+      (summaryOf(e)!.replace ?? 0) > 0 && !redacted.has(e.eventId)
+    );
+    const referenced = only ? [] : withChildren.filter((e) => (summaryOf(e)!.reference ?? 0) > 0);
+    const threads = only ? [] : withChildren.filter((e) => (summaryOf(e)!.thread?.count ?? 0) > 0);
     const bundle = (id: string) => {
       let b = out.get(id);
       if (!b) out.set(id, b = {});
       return b;
     };
-    const work: Promise<void>[] = [];
-    for (const parent of withChildren) {
-      const summary = summaries.get(parent.eventId)!;
-      if ((summary.replace ?? 0) > 0 && !redacted.has(parent.eventId)) {
-        work.push(
-          this.#latestEdit(reader, parent, pipe).then((edit) => {
-            if (edit) bundle(parent.eventId)["m.replace"] = edit;
-          }),
-        );
+
+    // Round 1: edits, references and the latest reply of each thread the reader saw whole.
+    const membership = reader.membership;
+    const joinedAt = membershipValue(membership) === "join" && membership !== null
+      ? membership.position
+      : undefined;
+    const seenWhole = threads.filter((e) =>
+      joinedAt !== undefined && joinedAt < summaryOf(e)!.thread!.firstPosition
+    );
+    const [edits, references, replies, latest] = await Promise.all([
+      this.#load(
+        reader,
+        edited,
+        "m.replace",
+        MAX_EDITS,
+        (parent, e) =>
+          e.pdu.sender === parent.pdu.sender && e.pdu.type === parent.pdu.type &&
+          e.pdu.state_key === undefined &&
+          (parent.pdu.type === "m.room.encrypted" || isJsonObject(e.pdu.content["m.new_content"])),
+      ),
+      this.#load(reader, referenced, "m.reference", MAX_REFERENCES),
+      threads.length === 0 ? new Map<string, number>() : relations.threadReplies(
+        reader.roomId,
+        threads.flatMap((root) =>
+          [reader.userId, ...reader.ignored].map((userId) => ({ rootId: root.eventId, userId }))
+        ),
+      ),
+      this.deps.store.getEvents(seenWhole.map((e) => summaryOf(e)!.thread!.latest)),
+    ]);
+    const latestEvents = seenWhole.flatMap((root) => {
+      const e = latest.get(summaryOf(root)!.thread!.latest);
+      return e && e.roomId === reader.roomId && e.status === "accepted" &&
+          !reader.ignored.has(e.pdu.sender)
+        ? [e]
+        : [];
+    });
+    const [plain, latestOut] = await Promise.all([
+      pipe([...edits.flatMap((l) => l.events), ...references.flatMap((l) => l.events)], "none"),
+      pipe(latestEvents, "edits"),
+    ]);
+    const shown = (e: StoredEvent, formatted: Map<string, JsonObject>) => {
+      const f = formatted.get(e.eventId);
+      // A redacted child lost its `m.relates_to`: it relates to nothing any more.
+      return f && !isRedacted(f) ? f : undefined;
+    };
+    for (const { parent, events } of edits) {
+      let best: StoredEvent | undefined;
+      for (const e of events) {
+        if (shown(e, plain) && (!best || newer(e, best))) best = e;
       }
-      if (only === "edits") continue;
-      if ((summary.reference ?? 0) > 0) {
-        work.push(
-          this.#references(reader, parent, pipe).then((chunk) => {
-            if (chunk.length > 0) bundle(parent.eventId)["m.reference"] = { chunk };
-          }),
-        );
+      if (best) bundle(parent.eventId)["m.replace"] = plain.get(best.eventId)!;
+    }
+    for (const { parent, events } of references) {
+      const chunk = events.filter((e) => shown(e, plain)).reverse()
+        .map((e) => ({ event_id: e.eventId }));
+      if (chunk.length > 0) bundle(parent.eventId)["m.reference"] = { chunk };
+    }
+    const participated = (root: StoredEvent) =>
+      root.pdu.sender === reader.userId ||
+      (replies.get(threadReplyKey(root.eventId, reader.userId)) ?? 0) > 0;
+    const resolved = new Set<string>();
+    for (const root of seenWhole) {
+      const thread = summaryOf(root)!.thread!;
+      const e = latest.get(thread.latest);
+      const formatted = e && latestEvents.includes(e) ? shown(e, latestOut) : undefined;
+      if (!formatted) continue;
+      let ignoredReplies = 0;
+      for (const userId of reader.ignored) {
+        ignoredReplies += replies.get(threadReplyKey(root.eventId, userId)) ?? 0;
       }
-      if (summary.thread && summary.thread.count > 0) {
-        work.push(
-          this.#thread(reader, parent, summary, pipe).then((thread) => {
-            if (thread) bundle(parent.eventId)["m.thread"] = thread;
-          }),
-        );
+      bundle(root.eventId)["m.thread"] = {
+        latest_event: formatted,
+        count: Math.max(1, thread.count - ignoredReplies),
+        current_user_participated: participated(root),
+      };
+      resolved.add(root.eventId);
+    }
+
+    // Round 2: threads the reader did not see whole, or whose latest reply they may not see:
+    // their newest replies, each through the pipeline, counted.
+    const unresolved = threads.filter((e) => !resolved.has(e.eventId));
+    if (unresolved.length > 0) {
+      const loaded = await this.#load(reader, unresolved, "m.thread", MAX_THREAD_REPLIES_CHECKED);
+      const formatted = await pipe(loaded.flatMap((l) => l.events), "edits");
+      for (const { parent, events } of loaded) {
+        const visible = events.filter((e) => shown(e, formatted));
+        if (visible.length === 0) continue;
+        bundle(parent.eventId)["m.thread"] = {
+          latest_event: formatted.get(visible[0].eventId)!,
+          count: visible.length,
+          current_user_participated: participated(parent),
+        };
       }
     }
-    await Promise.all(work);
     return out;
   }
 
-  /** Visible, unredacted children of one rel_type, newest first, formatted. */
-  async #visibleChildren(
+  /**
+   * The newest children of one rel_type of each parent (newest first), loaded, accepted, in the
+   * room and passing `accept`; one list per parent, one event read for all.
+   */
+  async #load(
     reader: AggregationReader,
-    parent: StoredEvent,
+    parents: readonly StoredEvent[],
     relType: string,
     limit: number,
-    pipe: PipeEvents,
-    nested: "edits" | "none",
-    accept: (child: StoredEvent) => boolean = () => true,
-  ): Promise<{ event: StoredEvent; formatted: JsonObject }[]> {
-    const page = await this.deps.relations.children(reader.roomId, parent.eventId, {
-      relType,
-      dir: "b",
-      limit,
-    });
-    const ids = page.children.map((c) => c.eventId);
-    if (ids.length === 0) return [];
-    const found = await this.deps.store.getEvents(ids);
-    const events = ids.flatMap((id) => {
-      const e = found.get(id);
-      return e && e.roomId === reader.roomId && e.status === "accepted" && accept(e) ? [e] : [];
-    });
-    const formatted = await pipe(events, nested);
-    return events.flatMap((event) => {
-      const f = formatted.get(event.eventId);
-      // A redacted child lost its `m.relates_to`: it relates to nothing any more.
-      return f && !isRedacted(f) ? [{ event, formatted: f }] : [];
-    });
-  }
-
-  async #latestEdit(
-    reader: AggregationReader,
-    original: StoredEvent,
-    pipe: PipeEvents,
-  ): Promise<JsonObject | undefined> {
-    const encrypted = original.pdu.type === "m.room.encrypted";
-    const edits = await this.#visibleChildren(
-      reader,
-      original,
-      "m.replace",
-      MAX_EDITS,
-      pipe,
-      "none",
-      (e) =>
-        e.pdu.sender === original.pdu.sender && e.pdu.type === original.pdu.type &&
-        e.pdu.state_key === undefined &&
-        (encrypted || isJsonObject(e.pdu.content["m.new_content"])),
+    accept: (parent: StoredEvent, child: StoredEvent) => boolean = () => true,
+  ): Promise<Loaded[]> {
+    if (parents.length === 0) return [];
+    const pages = await Promise.all(
+      parents.map((parent) =>
+        this.deps.relations.children(reader.roomId, parent.eventId, { relType, dir: "b", limit })
+      ),
     );
-    let best: { event: StoredEvent; formatted: JsonObject } | undefined;
-    for (const edit of edits) {
-      if (!best || newer(edit.event, best.event)) best = edit;
-    }
-    return best?.formatted;
-  }
-
-  async #references(
-    reader: AggregationReader,
-    parent: StoredEvent,
-    pipe: PipeEvents,
-  ): Promise<JsonObject[]> {
-    const refs = await this.#visibleChildren(
-      reader,
+    const found = await this.deps.store.getEvents(
+      pages.flatMap((page) => page.children.map((c) => c.eventId)),
+    );
+    return parents.map((parent, i) => ({
       parent,
-      "m.reference",
-      MAX_REFERENCES,
-      pipe,
-      "none",
-    );
-    return refs.reverse().map((r) => ({ event_id: r.event.eventId }));
-  }
-
-  async #thread(
-    reader: AggregationReader,
-    root: StoredEvent,
-    summary: RelationSummary,
-    pipe: PipeEvents,
-  ): Promise<JsonObject | undefined> {
-    const thread = summary.thread!;
-    const { relations, store } = this.deps;
-    const ignored = [...reader.ignored];
-    const replies = await relations.threadReplies(reader.roomId, [
-      { rootId: root.eventId, userId: reader.userId },
-      ...ignored.map((userId) => ({ rootId: root.eventId, userId })),
-    ]);
-    const participated = root.pdu.sender === reader.userId ||
-      (replies.get(threadReplyKey(root.eventId, reader.userId)) ?? 0) > 0;
-    const membership = reader.membership;
-    // Joined before the first reply: history visibility shows the reader every reply.
-    const seesAll = membershipValue(membership) === "join" && membership !== null &&
-      membership.position < thread.firstPosition;
-    if (seesAll) {
-      const latest = await store.getEvent(thread.latest);
-      if (latest && latest.status === "accepted" && !reader.ignored.has(latest.pdu.sender)) {
-        const formatted = (await pipe([latest], "edits")).get(latest.eventId);
-        if (formatted && !isRedacted(formatted)) {
-          let ignoredReplies = 0;
-          for (const userId of ignored) {
-            ignoredReplies += replies.get(threadReplyKey(root.eventId, userId)) ?? 0;
-          }
-          return {
-            latest_event: formatted,
-            count: Math.max(1, thread.count - ignoredReplies),
-            current_user_participated: participated,
-          };
-        }
-      }
-    }
-    const visible = await this.#visibleChildren(
-      reader,
-      root,
-      "m.thread",
-      MAX_THREAD_REPLIES_CHECKED,
-      pipe,
-      "edits",
-    );
-    if (visible.length === 0) return undefined;
-    return {
-      latest_event: visible[0].formatted,
-      count: visible.length,
-      current_user_participated: participated,
-    };
+      events: pages[i].children.flatMap((c) => {
+        const e = found.get(c.eventId);
+        return e && e.roomId === reader.roomId && e.status === "accepted" && accept(parent, e)
+          ? [e]
+          : [];
+      }),
+    }));
   }
 }
 
