@@ -412,3 +412,74 @@ Deno.test("3pid: the identity server's address is checked unless private address
     await idServer.close();
   }
 });
+
+Deno.test("3pid: the deprecated POST /account/3pid adds a session this server validated, or binds at the identity server", async () => {
+  const { server, mailbox, idServer, close } = await setup();
+  try {
+    const fay = await registerUser(server, "fay");
+    const token = fay.accessToken;
+    const local = await validateEmail(
+      server,
+      mailbox,
+      "/account/3pid/email/requestToken",
+      "fay@example.org",
+    );
+    const added = await server.request("POST", `${V3}/account/3pid`, {
+      token,
+      body: { three_pid_creds: { sid: local.sid, client_secret: local.clientSecret } },
+    });
+    assertEquals(added.status, 200, JSON.stringify(added.body));
+    assertEquals(
+      (await server.request("GET", `${V3}/account/3pid`, { token })).body.threepids[0].address,
+      "fay@example.org",
+    );
+    const bound = await server.request("POST", `${V3}/account/3pid`, {
+      token,
+      body: {
+        three_pid_creds: {
+          sid: idServer.validate("email", "fay2@example.org"),
+          client_secret: "c",
+          id_server: idServer.name,
+          id_access_token: idServer.accessToken,
+        },
+      },
+    });
+    assertEquals(bound.status, 200, JSON.stringify(bound.body));
+    assertEquals(idServer.lookup("email", "fay2@example.org"), fay.userId);
+    const neither = await server.request("POST", `${V3}/account/3pid`, {
+      token,
+      body: { three_pid_creds: { sid: "unknown", client_secret: "c" } },
+    });
+    assertEquals(neither.body.errcode, "M_THREEPID_AUTH_FAILED");
+    const missing = await server.request("POST", `${V3}/account/3pid`, { token, body: {} });
+    assertEquals(missing.body.errcode, "M_MISSING_PARAM");
+  } finally {
+    await close();
+  }
+});
+
+Deno.test("3pid: a next_link sends the browser on after validation, with the session ID", async () => {
+  const { server, mailbox, close } = await setup();
+  try {
+    const mail = mailbox.nextMailTo("g@example.org");
+    const res = await server.request("POST", `${V3}/account/3pid/email/requestToken`, {
+      body: {
+        client_secret: "g",
+        email: "g@example.org",
+        send_attempt: 1,
+        next_link: "https://app.example.org/done?x=1",
+      },
+    });
+    const followed = await server.request("GET", linkIn(await mail));
+    assertEquals(followed.status, 302);
+    const location = new URL(followed.headers.get("location")!);
+    assertEquals(location.origin + location.pathname, "https://app.example.org/done");
+    assertEquals(location.searchParams.get("sid"), res.body.sid);
+    const bad = await server.request("POST", `${V3}/account/3pid/email/requestToken`, {
+      body: { client_secret: "g", email: "g@example.org", send_attempt: 2, next_link: "file:///x" },
+    });
+    assertEquals(bad.status, 400);
+  } finally {
+    await close();
+  }
+});
