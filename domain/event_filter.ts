@@ -5,23 +5,30 @@
  */
 import { z } from "zod";
 import { MatrixError } from "./errors.ts";
+import { isValidRoomId, isValidUserId } from "./identifiers.ts";
 import { isJsonObject } from "./json.ts";
 
 const stringList = z.array(z.string().max(512)).max(1024);
+// Room and sender lists hold IDs (as Synapse's filter schema checks): a filter naming something
+// else could never match, and is a client's mistake worth reporting.
+const roomIdList = z.array(z.string().max(255).refine(isValidRoomId, "must be a room ID"))
+  .max(1024);
+const userIdList = z.array(z.string().max(255).refine(isValidUserId, "must be a user ID"))
+  .max(1024);
 
 /** `EventFilter`: account data and presence filters. */
 export const eventFilterSchema = z.object({
   limit: z.number().int().min(0).optional(),
   types: stringList.optional(),
   not_types: stringList.optional(),
-  senders: stringList.optional(),
-  not_senders: stringList.optional(),
+  senders: userIdList.optional(),
+  not_senders: userIdList.optional(),
 });
 
 /** `RoomEventFilter`: timeline, state and ephemeral filters, and /messages' `filter`. */
 export const roomEventFilterSchema = eventFilterSchema.extend({
-  rooms: stringList.optional(),
-  not_rooms: stringList.optional(),
+  rooms: roomIdList.optional(),
+  not_rooms: roomIdList.optional(),
   contains_url: z.boolean().optional(),
   lazy_load_members: z.boolean().optional(),
   include_redundant_members: z.boolean().optional(),
@@ -30,8 +37,8 @@ export const roomEventFilterSchema = eventFilterSchema.extend({
 
 /** `RoomFilter`: what /sync returns per room. */
 export const roomFilterSchema = z.object({
-  rooms: stringList.optional(),
-  not_rooms: stringList.optional(),
+  rooms: roomIdList.optional(),
+  not_rooms: roomIdList.optional(),
   include_leave: z.boolean().optional(),
   timeline: roomEventFilterSchema.optional(),
   state: roomEventFilterSchema.optional(),

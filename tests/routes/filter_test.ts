@@ -57,6 +57,23 @@ Deno.test("filters: malformed uploads are 400s", async () => {
     assertEquals((await post({ room: { timeline: { limit: -1 } } })).body.errcode, "M_BAD_JSON");
     assertEquals((await post({ event_fields: "content" })).body.errcode, "M_BAD_JSON");
     assertEquals((await post({ presence: { types: [1] } })).status, 400);
+    // Room and sender lists must hold room and user IDs.
+    for (
+      const bad of [
+        { room: { rooms: ["not_a_room_id"] } },
+        { room: { timeline: { rooms: ["not_a_room_id"] } } },
+        { room: { state: { not_rooms: ["#alias:example.org"] } } },
+        { room: { timeline: { senders: ["not_a_sender_id"] } } },
+        { presence: { not_senders: ["alice"] } },
+      ]
+    ) {
+      const res = await post(bad);
+      assertEquals([res.status, res.body.errcode], [400, "M_BAD_JSON"], JSON.stringify(bad));
+    }
+    const ids = await post({
+      room: { rooms: ["!abc:example.org"], timeline: { senders: [alice.userId] } },
+    });
+    assertEquals(ids.status, 200);
     const noToken = await server.request("POST", path, { body: {} });
     assertEquals(noToken.body.errcode, "M_MISSING_TOKEN");
   } finally {
