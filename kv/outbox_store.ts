@@ -102,7 +102,8 @@ export class KvOutboxStore implements OutboxStore {
     const key = outboxKeys.state(this.stream, destination);
     const current = await this.kv.get<OutboxState>(key);
     const state = current.value ?? FREE;
-    if (state.leaseUntil > now && state.holder !== holder) return null;
+    // A running lease binds its own holder too: two passes of one sender must not overlap.
+    if (state.leaseUntil > now) return null;
     if (state.retryAt > now) return null;
     const next: OutboxState = { ...state, holder, leaseUntil };
     const result = await this.kv.atomic().check(current).set(key, next).commit();

@@ -56,8 +56,8 @@ export interface OutboxStore {
    */
   clearPending(destination: string, mark: string): Promise<void>;
   /**
-   * Take the destination's lease for `holder` until `leaseUntil`, unless another holder's lease
-   * is still running or its retry time is after `now`; null when not taken.
+   * Take the destination's lease for `holder` until `leaseUntil`, unless a lease (anyone's) is
+   * still running or its retry time is after `now`; null when not taken.
    */
   lease(
     destination: string,
