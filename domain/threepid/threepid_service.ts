@@ -143,8 +143,9 @@ export class ThreepidService {
 
   /**
    * Remove an identifier from the account and unbind it (from `idServer` or where it was
-   * bound); returns whether the unbind succeeded. An identity server that cannot be reached
-   * does not keep the address on the account: the unbind result says `no-support` instead.
+   * bound); returns whether the unbind succeeded. An identity server that cannot be reached (or
+   * may no longer be contacted) does not keep the address on the account: the unbind result
+   * says `no-support` instead.
    */
   async delete(
     userId: string,
@@ -157,7 +158,9 @@ export class ThreepidService {
     try {
       unbound = await this.unbind(userId, { medium, address, idServer });
     } catch (error) {
-      if (!(error instanceof MatrixError) || error.status < 500) throw error;
+      // A bad id_server from the client is its mistake; an identity server that is down or no
+      // longer allowed must not keep the address on the account.
+      if (!(error instanceof MatrixError) || error.errcode === "M_INVALID_PARAM") throw error;
       console.warn("unbinding a deleted 3pid failed", userId, medium, error.message);
     }
     await this.#store.removeThreepid(userId, medium, address);

@@ -483,3 +483,56 @@ Deno.test("3pid: a next_link sends the browser on after validation, with the ses
     await close();
   }
 });
+
+Deno.test("3pid: deleting an address works while its identity server is down (no-support)", async () => {
+  const mailbox = await startMailbox();
+  const idServer = await startIdentityServer();
+  const server = await startTestServer({
+    TESSERA_SMTP_URL: `smtp://127.0.0.1:${mailbox.port}`,
+    TESSERA_OUTBOUND_ALLOW_PRIVATE: "on",
+    TESSERA_OUTBOUND_TLS_VERIFY: "off",
+  });
+  try {
+    const gus = await registerUser(server, "gus");
+    const token = gus.accessToken;
+    const { sid, clientSecret } = await validateEmail(
+      server,
+      mailbox,
+      "/account/3pid/email/requestToken",
+      "gus@example.org",
+    );
+    await server.request("POST", `${V3}/account/3pid`, {
+      token,
+      body: { three_pid_creds: { sid, client_secret: clientSecret } },
+    });
+    const bound = await server.request("POST", `${V3}/account/3pid/bind`, {
+      token,
+      body: {
+        id_server: idServer.name,
+        id_access_token: idServer.accessToken,
+        sid: idServer.validate("email", "gus@example.org"),
+        client_secret: "c",
+      },
+    });
+    assertEquals(bound.status, 200);
+    await idServer.close();
+    const deleted = await server.request("POST", `${V3}/account/3pid/delete`, {
+      token,
+      body: { medium: "email", address: "gus@example.org" },
+    });
+    assertEquals(deleted.status, 200, JSON.stringify(deleted.body));
+    assertEquals(deleted.body.id_server_unbind_result, "no-support");
+    assertEquals((await server.request("GET", `${V3}/account/3pid`, { token })).body, {
+      threepids: [],
+    });
+    // An unbind alone, though, reports that the identity server could not be reached.
+    const unbind = await server.request("POST", `${V3}/account/3pid/unbind`, {
+      token,
+      body: { medium: "email", address: "gus@example.org" },
+    });
+    assertEquals(unbind.status, 502);
+  } finally {
+    server.close();
+    await mailbox.close();
+  }
+});
