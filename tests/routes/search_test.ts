@@ -11,6 +11,16 @@ import { startTestServer } from "./test_server.ts";
 const V3 = "/_matrix/client/v3";
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 
+/**
+ * A server whose clock moves a millisecond at every reading, so events sent one after another
+ * in different rooms never share an origin_server_ts (the `recent` order across rooms is by
+ * timestamp, as Synapse's; within a room ties go by position).
+ */
+function startServer() {
+  let clock = Date.now();
+  return startTestServer({}, { now: () => ++clock });
+}
+
 async function createRoom(server: Server, user: RegisteredUser, body: Record<string, unknown>) {
   const res = await server.request("POST", `${V3}/createRoom`, { token: user.accessToken, body });
   assertEquals(res.status, 200, JSON.stringify(res.body));
@@ -60,7 +70,7 @@ function bodies(result: { results: { result: { content: { body?: string } } }[] 
 }
 
 Deno.test("search matches words across case, accents, stems, prefixes and scripts", async () => {
-  const server = await startTestServer();
+  const server = await startServer();
   try {
     const alice = await registerUser(server, "alice");
     const roomId = await createRoom(server, alice, { preset: "public_chat", name: "Kitchen" });
@@ -128,7 +138,7 @@ Deno.test("search matches words across case, accents, stems, prefixes and script
 });
 
 Deno.test("search orders by rank or recency and pages with next_batch", async () => {
-  const server = await startTestServer();
+  const server = await startServer();
   try {
     const alice = await registerUser(server, "alice");
     const roomId = await createRoom(server, alice, { preset: "private_chat" });
@@ -175,7 +185,7 @@ Deno.test("search orders by rank or recency and pages with next_batch", async ()
 });
 
 Deno.test("search applies history visibility, redactions, ignored users and membership", async () => {
-  const server = await startTestServer();
+  const server = await startServer();
   try {
     const alice = await registerUser(server, "alice");
     const bob = await registerUser(server, "bob");
@@ -244,7 +254,7 @@ Deno.test("search applies history visibility, redactions, ignored users and memb
 });
 
 Deno.test("search filters by room and sender, groups results, and adds context and state", async () => {
-  const server = await startTestServer();
+  const server = await startServer();
   try {
     const alice = await registerUser(server, "alice");
     const bob = await registerUser(server, "bob");
@@ -285,6 +295,26 @@ Deno.test("search filters by room and sender, groups results, and adds context a
     assertEquals(grouped.groups.room_id[one].results.length, 3);
     assertEquals(grouped.groups.sender[bob.userId].results, [hit]);
     assertEquals(grouped.groups.room_id[two].order, 1);
+    // A room group's next_batch pages within that room only.
+    const criteria = {
+      search_term: "banana",
+      order_by: "recent",
+      filter: { limit: 2 },
+      groupings: { group_by: [{ key: "room_id" }] },
+    };
+    const firstPage = await found(server, alice, criteria);
+    assertEquals(bodies(firstPage), ["banana split", "after the banana bread"]);
+    const inGroup: string[] = [];
+    for (let token = firstPage.groups.room_id[one].next_batch; token;) {
+      const page = await search(server, alice, criteria, token);
+      const events = page.body.search_categories.room_events;
+      for (const r of events.results) {
+        assertEquals(r.result.room_id, one);
+        inGroup.push(r.result.content.body);
+      }
+      token = events.next_batch;
+    }
+    assertEquals(inGroup, ["banana bread", "before the banana"]);
 
     const withContext = await found(server, alice, {
       search_term: "bread",
@@ -313,7 +343,7 @@ Deno.test("search filters by room and sender, groups results, and adds context a
 });
 
 Deno.test("search refuses bad requests with Matrix errors", async () => {
-  const server = await startTestServer();
+  const server = await startServer();
   try {
     const alice = await registerUser(server, "alice");
     const noAuth = await server.request("POST", `${V3}/search`, {
@@ -366,7 +396,7 @@ Deno.test("search refuses bad requests with Matrix errors", async () => {
 });
 
 Deno.test("search of an upgraded room covers the rooms it replaced", async () => {
-  const server = await startTestServer();
+  const server = await startServer();
   try {
     const alice = await registerUser(server, "alice");
     const old = await createRoom(server, alice, { preset: "private_chat" });
