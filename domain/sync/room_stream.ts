@@ -13,7 +13,7 @@ import { type RoomVersion, roomVersion } from "../room_versions.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
 import type { SentMembersStore } from "../ports/sent_members_store.ts";
 import { stateSection } from "./room_state_section.ts";
-import { loadTimeline, type TimelineBatch } from "./room_timeline.ts";
+import { loadTimeline, type TimelineBatch, type TimelineShape } from "./room_timeline.ts";
 import { dedupesMembers, SentMembers, type SentMembersScope } from "./sent_members.ts";
 import { joinedRoomEntry, type SyncResponse, type UnreadCounts } from "./sync_response.ts";
 import type { SyncStreamRequest } from "./sync_stream.ts";
@@ -324,6 +324,23 @@ export class RoomStream {
     const dedupe = dedupesMembers(request.filter);
     const knownRead = dedupe ? this.#sent.known(scope) : Promise.resolve(new Map());
     knownRead.catch(() => {}); // awaited below; a failing timeline read must not orphan it
+    const section = async (timeline: TimelineShape) =>
+      this.#sent.dropKnown(
+        scope,
+        await knownRead,
+        await stateSection(store, {
+          roomId: room.roomId,
+          userId: request.userId,
+          timeline: timeline.kept,
+          walked: timeline.walked,
+          complete: timeline.complete,
+          full: window.full,
+          since: request.since,
+          limited: timeline.limited,
+          endEvent: window.end,
+          filter: filter.state ?? {},
+        }),
+      );
     const batch = await loadTimeline(store, pipeline, {
       roomId: room.roomId,
       since: window.since,
@@ -331,24 +348,18 @@ export class RoomStream {
       maxPosition: window.end?.position,
       limit: timelineLimit(request.filter),
       read,
+      state: section,
     });
-    const sectionEvents = await stateSection(store, {
-      roomId: room.roomId,
-      userId: request.userId,
-      timeline: batch.kept,
-      walked: batch.walked,
-      complete: batch.complete,
-      full: window.full,
-      since: request.since,
-      limited: batch.limited,
-      endEvent: window.end,
-      filter: filter.state ?? {},
-    });
+    // Read in the first page's pass when that page was the timeline; else a pass of its own.
+    let stateEvents = batch.state?.stored;
+    let state = batch.state?.events;
+    if (stateEvents === undefined || state === undefined) {
+      stateEvents = await section(batch);
+      state = stateEvents.length === 0
+        ? []
+        : (await pipeline.readRoom(read, { state: stateEvents })).state;
+    }
     const known = await knownRead;
-    const stateEvents = this.#sent.dropKnown(scope, known, sectionEvents);
-    const state = stateEvents.length === 0
-      ? []
-      : (await pipeline.readRoom(read, { state: stateEvents })).state;
     if (dedupe) await this.#sent.remember(scope, known, [...stateEvents, ...batch.kept]);
     return { batch, state, stateEvents };
   }

@@ -6,6 +6,7 @@
  * the window ends, or the page budget runs out (Synapse's `_load_filtered_recents` does the
  * same, five pages at most). Every page goes through the pipeline; nothing is shown otherwise.
  */
+import { matchesRoomEventFilter } from "../event_filter.ts";
 import type { JsonObject } from "../json.ts";
 import type { EventReader, RoomChanges, StoredEvent } from "../ports/event_store.ts";
 import type { ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
@@ -26,6 +27,21 @@ export interface TimelineWindow {
   /** Events wanted after the pipeline; 0 asks for none. */
   limit: number;
   read: RoomRead;
+  /**
+   * The state section for a timeline, when the caller wants it read in the same pipeline pass
+   * as the first page (one redaction and transaction-ID lookup per room instead of two). Used
+   * only when that page turns out to be the whole timeline and the pipeline kept exactly the
+   * events the section was computed for; otherwise `state` is absent from the batch.
+   */
+  state?: (timeline: TimelineShape) => Promise<StoredEvent[]>;
+}
+
+/** What the state section needs to know of a timeline. */
+export interface TimelineShape {
+  kept: StoredEvent[];
+  walked: StoredEvent[];
+  complete: boolean;
+  limited: boolean;
 }
 
 /** The timeline as returned, and what the state section needs to know of the walk. */
@@ -42,6 +58,8 @@ export interface TimelineBatch {
   walked: StoredEvent[];
   /** The walk reached the window's lower end (`since`, or the room's first event). */
   complete: boolean;
+  /** The state section read with the first page (see `TimelineWindow.state`). */
+  state?: { stored: StoredEvent[]; events: JsonObject[] };
 }
 
 /** Walk the window backwards through the pipeline until `limit` events come out. */
@@ -65,7 +83,42 @@ export async function loadTimeline(
     kept.unshift(...out.timelineKept);
     events.unshift(...out.timeline);
   };
-  await run(walked);
+  let state: TimelineBatch["state"];
+  if (window.state && limit > 0 && walked.length > 0) {
+    // First page with the state section in the same pass, computed for the events the
+    // pipeline is expected to keep (its filter and ignore rules on the unredacted events);
+    // checked against what it kept below.
+    const { read } = window;
+    const page = walked;
+    const expectKept = (e: StoredEvent) =>
+      (e.pdu.state_key !== undefined || !read.ignored?.has(e.pdu.sender)) &&
+      matchesRoomEventFilter(read.filter ?? {}, { ...e.pdu, room_id: window.roomId });
+    let expected: StoredEvent[] | undefined;
+    let stored: StoredEvent[] = [];
+    const out = await pipeline.readRoom(read, {
+      timeline: page,
+      state: async (visible) => {
+        const assumed = visible.filter(expectKept);
+        // More pages will follow: the section waits for the whole timeline.
+        if (assumed.length < limit && more) return [];
+        expected = assumed;
+        stored = await window.state!({
+          kept: assumed,
+          walked: page,
+          complete: !more,
+          limited: more,
+        });
+        return stored;
+      },
+    });
+    kept.push(...out.timelineKept);
+    events.push(...out.timeline);
+    const same = expected !== undefined && expected.length === kept.length &&
+      expected.every((e, i) => e.eventId === kept[i].eventId);
+    if (same) state = { stored, events: out.state };
+  } else {
+    await run(walked);
+  }
   // A page several times the shortfall: a filter that drops most events needs few round trips.
   const pageSize = Math.max(limit * 2, 10);
   for (let page = 0; more && kept.length < limit && page < MAX_EXTRA_PAGES; page++) {
@@ -90,5 +143,5 @@ export async function loadTimeline(
   if (kept.length > 0) prevBatch = store.timelineTokenAt(kept[0].position);
   else if (walked.length > 0) prevBatch = store.timelineTokenAt(walked[0].position);
   else prevBatch = first?.prevBatch;
-  return { events, kept, limited, prevBatch, walked, complete: !more };
+  return { events, kept, limited, prevBatch, walked, complete: !more, state };
 }
