@@ -64,6 +64,8 @@ import { KvTransactionStore } from "./kv/transaction_store.ts";
 import { RoomEventSearch } from "./domain/search/room_event_search.ts";
 import { KvSearchIndex } from "./kv/search_index.ts";
 import { SpaceService } from "./domain/spaces/space_service.ts";
+import { OpenIdTokenService } from "./domain/accounts/openid_tokens.ts";
+import { KvOpenIdTokenStore } from "./kv/openid_token_store.ts";
 import { RoomEventService } from "./domain/room_events/room_event_service.ts";
 import { ReadPipeline, type ReadPipelineDeps } from "./domain/room_events/read_pipeline.ts";
 import { KvRelationReader } from "./kv/relation_reads.ts";
@@ -301,6 +303,15 @@ export async function assembleServer(
       pipeline: readPipeline,
     }),
     spaces: new SpaceService({ store: eventStore, pipeline: readPipeline }),
+    openIdTokens: new OpenIdTokenService({
+      store: new KvOpenIdTokenStore(kv, options.now),
+      serverName: config.serverName,
+      accountActive: async (userId) => {
+        const account = await accountStore.getAccount(userId);
+        return account !== null && !account.deactivated;
+      },
+      now: options.now,
+    }),
     pushRules: push.pushRules,
     notifications: push.notifications,
     notificationCounts,

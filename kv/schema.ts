@@ -416,6 +416,8 @@ export const accountKeys = {
   pendingDeactivation: (userId: string): Deno.KvKey => ["userid_pendingdeactivation", userId],
   /** All unfinished deactivations. */
   pendingDeactivationPrefix: (): Deno.KvKey => ["userid_pendingdeactivation"],
+  /** SHA-256 of an OpenID token -> OpenIdTokenRecord (expires). */
+  openIdToken: (hash: string): Deno.KvKey => ["openidtokenhash_user", hash],
 };
 
 /** Key builders for third-party identifiers (domain/ports/threepid_store.ts). */

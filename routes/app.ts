@@ -12,6 +12,7 @@ import { serverKeysApp } from "./server_keys.ts";
 import { federationVersionApp } from "./federation_version.ts";
 import { healthApp } from "./health.ts";
 import { clientApi } from "./client/client_api.ts";
+import { openIdUserInfoApp } from "./openid_userinfo.ts";
 import { threepidOnbindApp } from "./threepid_onbind.ts";
 
 /** Build the whole HTTP surface from its injected services. */
@@ -35,6 +36,7 @@ export function buildApp(deps: AppDeps): Hono {
   app.route("/", federationVersionApp());
   app.route("/", healthApp(deps));
   app.route("/", clientApi(deps));
+  app.route("/", openIdUserInfoApp(deps));
   app.route("/", threepidOnbindApp(deps));
 
   const patterns = routePatterns(app);

@@ -39,6 +39,7 @@ import type { ThreepidService } from "../domain/threepid/threepid_service.ts";
 import type { ThirdPartyInvites } from "../domain/threepid/third_party_invites.ts";
 import type { RoomEventSearch } from "../domain/search/room_event_search.ts";
 import type { SpaceService } from "../domain/spaces/space_service.ts";
+import type { OpenIdTokenService } from "../domain/accounts/openid_tokens.ts";
 import type { AccountModeration } from "../domain/moderation/account_moderation.ts";
 import type { ContentReports } from "../domain/moderation/content_reports.ts";
 
@@ -139,4 +140,6 @@ export interface AppDeps {
   search: RoomEventSearch;
   /** Space hierarchies, room summaries and mutual rooms (local rooms). */
   spaces: SpaceService;
+  /** OpenID tokens: issued to users, traded by third parties for the user's ID. */
+  openIdTokens: OpenIdTokenService;
 }

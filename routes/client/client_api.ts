@@ -31,6 +31,7 @@ import { keyChangesArea } from "./key_changes_routes.ts";
 import { roomKeysArea } from "./room_keys_routes.ts";
 import { toDeviceArea } from "./to_device_routes.ts";
 import { dehydratedDeviceArea } from "./dehydrated_device_routes.ts";
+import { openIdArea } from "./openid_routes.ts";
 import { threepidArea } from "./threepid_routes.ts";
 import { searchArea } from "./search_routes.ts";
 import { spaceArea } from "./space_routes.ts";
@@ -75,6 +76,7 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     roomKeysArea(deps),
     toDeviceArea(deps),
     dehydratedDeviceArea(deps),
+    openIdArea(deps),
     threepidArea(deps),
     searchArea(deps),
     spaceArea(deps),
