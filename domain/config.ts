@@ -352,11 +352,14 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
       : {}),
     outboundAllowPrivate: v.TESSERA_OUTBOUND_ALLOW_PRIVATE ?? CONFIG_DEFAULTS.outboundAllowPrivate,
     outboundTlsVerify: v.TESSERA_OUTBOUND_TLS_VERIFY ?? CONFIG_DEFAULTS.outboundTlsVerify,
-    smtp: v.TESSERA_SMTP_URL === undefined ? undefined : Object.freeze({
-      url: v.TESSERA_SMTP_URL,
-      // Without a sender, mail comes from noreply at the server's host name.
-      from: v.TESSERA_SMTP_FROM ??
-        `noreply@${(v.TESSERA_SERVER_NAME ?? CONFIG_DEFAULTS.serverName).replace(/:\d+$/, "")}`,
+    // Absent rather than undefined when unset, as for TURN below.
+    ...(v.TESSERA_SMTP_URL === undefined ? {} : {
+      smtp: Object.freeze({
+        url: v.TESSERA_SMTP_URL,
+        // Without a sender, mail comes from noreply at the server's host name.
+        from: v.TESSERA_SMTP_FROM ??
+          `noreply@${(v.TESSERA_SERVER_NAME ?? CONFIG_DEFAULTS.serverName).replace(/:\d+$/, "")}`,
+      }),
     }),
     guestAccess: v.TESSERA_GUEST_ACCESS ?? CONFIG_DEFAULTS.guestAccess,
     // Absent rather than undefined when unset, so configurations without TURN compare equal.

@@ -169,11 +169,14 @@ export class ThreepidService {
 
   /**
    * On deactivation: delete every identifier of the account and unbind every binding; true
-   * when every unbind succeeded (`id_server_unbind_result: success`). Idempotent.
+   * when there was something to unbind and every unbind succeeded (`id_server_unbind_result:
+   * success`; with nothing to unbind the answer stays `no-support`). Idempotent.
    */
   async removeAll(userId: string, idServer?: string): Promise<boolean> {
     let all = true;
+    let any = false;
     for (const t of await this.#store.listThreepids(userId)) {
+      any = true;
       all = (await this.delete(userId, t.medium, t.address, idServer)) && all;
     }
     // Bindings made through /3pid/bind of addresses never added to the account.
@@ -182,9 +185,10 @@ export class ThreepidService {
       const key = `${b.medium}\u0000${b.address}`;
       if (seen.has(key)) continue;
       seen.add(key);
+      any = true;
       all = (await this.delete(userId, b.medium, b.address, idServer)) && all;
     }
-    return all;
+    return any && all;
   }
 }
 

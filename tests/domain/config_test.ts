@@ -51,6 +51,7 @@ Deno.test("defaults in dev mode: open registration", () => {
     tls: undefined,
     signingKeySeed: undefined,
     rateLimits: true,
+    outboundTlsVerify: true,
     guestAccess: false,
     guestAccess: false,
     admins: [],
