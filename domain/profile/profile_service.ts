@@ -85,10 +85,16 @@ export class ProfileService implements ProfileReader {
     return memberProfile(fields);
   }
 
-  /** Several users' member profiles (user directory, member lists). */
+  /** Several users' member profiles (user directory, member lists), defaults included. */
   async profiles(userIds: readonly string[]): Promise<Map<string, MemberProfile>> {
     const stored = await this.deps.store.getMany(userIds);
-    return new Map([...stored].map(([id, fields]) => [id, memberProfile(fields)]));
+    const out = new Map<string, MemberProfile>();
+    for (const userId of userIds) {
+      const fields = stored.get(userId) ?? null;
+      if (fields !== null) out.set(userId, memberProfile(fields));
+      else if (this.#isLocal(userId)) out.set(userId, defaultProfile(userId));
+    }
+    return out;
   }
 
   /**

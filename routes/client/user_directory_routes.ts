@@ -18,7 +18,12 @@ export function userDirectoryArea(deps: AppDeps): ClientArea {
   v3.post("/user_directory/search", requireSession(deps.sessions), async (c) => {
     const body = await readJsonBody(c, searchBody);
     const result = await searchUserDirectory(
-      { events: deps.eventStore, profiles: deps.profiles, serverName: deps.config.serverName },
+      {
+        events: deps.eventStore,
+        profiles: deps.profiles,
+        publishedRoomIds: () => deps.roomDirectory.publishedRooms(),
+        serverName: deps.config.serverName,
+      },
       c.get("session").userId,
       body.search_term,
       Math.min(body.limit ?? 10, 100),
