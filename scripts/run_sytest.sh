@@ -26,15 +26,18 @@ bash "$sytest/install-deps.sh" || { echo "SyTest: installing dependencies failed
 bash "$sytest/make-cert.sh" "$out/tls" >/dev/null || { echo "SyTest: certificate failed"; exit 1; }
 
 # SyTest acts as the identity server, SMTP server and push gateway on ports of its pool (it
-# takes them from SYTEST_PORTS in order), all on loopback: the server must be allowed to dial
-# private addresses for this run, and must trust SyTest's CA for its HTTPS listeners.
+# takes them from SYTEST_PORTS in order: its HTTPS server the first, its SMTP server the second),
+# all on loopback: the server must be allowed to dial private addresses for this run and must
+# accept SyTest's certificates (its identity server's has no subject alternative name, which
+# Deno's fetch refuses whatever CA it trusts, hence TESSERA_OUTBOUND_TLS_VERIFY=off).
 pool_start=19150
 export SYTEST_PORTS="$pool_start:$((pool_start + 49))"
 server_env=(
   TESSERA_SERVER_NAME="localhost:$port" TESSERA_PORT="$port"
   TESSERA_TLS_CERT="$out/tls/server.crt" TESSERA_TLS_KEY="$out/tls/server.key"
   TESSERA_KV_PATH="$out/kv/sytest.kv" TESSERA_REGISTRATION=open TESSERA_RATE_LIMITS=off
-  TESSERA_GUEST_ACCESS=on TESSERA_OUTBOUND_ALLOW_PRIVATE=on
+  TESSERA_GUEST_ACCESS=on TESSERA_OUTBOUND_ALLOW_PRIVATE=on TESSERA_OUTBOUND_TLS_VERIFY=off
+  TESSERA_SMTP_URL="smtp://localhost:$((pool_start + 1))"
   DENO_CERT="$sytest/harness/sytest/keys/ca.crt"
 )
 mkdir -p "$out/kv"
