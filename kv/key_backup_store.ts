@@ -8,7 +8,7 @@
  * concurrent requests queue instead of failing each other's checks.
  */
 import { contentionError } from "./commit_retry.ts";
-import type { JsonObject, JsonValue } from "../domain/json.ts";
+import type { JsonValue } from "../domain/json.ts";
 import type {
   BackedUpKey,
   BackupKeysState,
@@ -450,7 +450,7 @@ function backedUpKey(key: Deno.KvKey, record: BackupKeyRecord): BackedUpKey {
     firstMessageIndex: record.firstMessageIndex,
     forwardedCount: record.forwardedCount,
     isVerified: record.isVerified,
-    sessionData: decodeJson<JsonObject>(record.sessionData),
+    sessionData: decodeJson<JsonValue>(record.sessionData),
   };
 }
 

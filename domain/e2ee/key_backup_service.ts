@@ -5,7 +5,7 @@
  * Versions are decimal strings in the API and positive integers in storage.
  */
 import { invalidParam, MatrixError, notFound, tooLarge } from "../errors.ts";
-import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
+import { isJsonObject, type JsonValue } from "../json.ts";
 import type {
   BackedUpKey,
   BackedUpKeyMetadata,
@@ -29,7 +29,7 @@ export interface KeyBackupData {
   first_message_index: number;
   forwarded_count: number;
   is_verified: boolean;
-  session_data: JsonObject;
+  session_data: JsonValue;
 }
 
 /** The version info the API returns. */

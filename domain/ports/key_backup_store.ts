@@ -3,7 +3,7 @@
  * encrypted megolm session keys by (room, session), with an exact key count and an etag that
  * changes whenever (and only when) the stored keys change.
  */
-import type { JsonObject, JsonValue } from "../json.ts";
+import type { JsonValue } from "../json.ts";
 
 /** One backup version as the API shows it. */
 export interface BackupVersionInfo {
@@ -28,8 +28,8 @@ export interface BackedUpKeyMetadata {
 export interface BackedUpKey extends BackedUpKeyMetadata {
   roomId: string;
   sessionId: string;
-  /** Algorithm-dependent encrypted data; opaque to the server. */
-  sessionData: JsonObject;
+  /** Algorithm-dependent encrypted data; opaque to the server (any JSON, as Synapse keeps it). */
+  sessionData: JsonValue;
 }
 
 /** The backup's count and etag after a change of its keys. */

@@ -34,7 +34,8 @@ const keyBackupData = z.object({
   first_message_index: z.number().int().min(0),
   forwarded_count: z.number().int().min(0),
   is_verified: z.boolean(),
-  session_data: jsonObject,
+  // Opaque to the server: any JSON value but a missing one (checked in backedUpKey).
+  session_data: z.unknown(),
 });
 // The maps are walked by hand (not z.record), so a session ID such as "__proto__" survives.
 const allKeysBody = z.object({ rooms: jsonObject });
@@ -134,7 +135,12 @@ export function roomKeysArea(deps: AppDeps): ClientArea {
 
 /** The required `auth_data` of a version body: parsed JSON, so any value but a missing one. */
 function authData(value: unknown): JsonValue {
-  if (value === undefined) throw missingParam("Missing body parameter 'auth_data'");
+  return requiredJson(value, "auth_data");
+}
+
+/** A required opaque field of a parsed JSON body: any value but a missing one. */
+function requiredJson(value: unknown, field: string): JsonValue {
+  if (value === undefined) throw missingParam(`Missing body parameter '${field}'`);
   return value as JsonValue;
 }
 
@@ -184,6 +190,6 @@ function backedUpKey(
     firstMessageIndex: data.first_message_index,
     forwardedCount: data.forwarded_count,
     isVerified: data.is_verified,
-    sessionData: data.session_data,
+    sessionData: requiredJson(data.session_data, "session_data"),
   };
 }

@@ -285,7 +285,7 @@ Deno.test("room_keys: r0 works the same, and backups are per user", async () => 
   }
 });
 
-Deno.test("room_keys: other algorithms' auth_data is opaque, the spec's needs its public key", async () => {
+Deno.test("room_keys: session_data and other algorithms' auth_data are opaque JSON", async () => {
   const { server, call } = await setup();
   try {
     // Any JSON value for an algorithm the server does not know, as Synapse stores it.
@@ -316,6 +316,15 @@ Deno.test("room_keys: other algorithms' auth_data is opaque, the spec's needs it
       "1",
       "nothing was written",
     );
+
+    // session_data is as opaque: stored and returned as sent, but required.
+    const opaque = { ...keyData(), session_data: "anopaquestring" };
+    const put = await call("PUT", `/room_keys/keys/${R}/s1?version=1`, opaque);
+    assertEquals(put.status, 200, JSON.stringify(put.body));
+    assertEquals((await call("GET", `/room_keys/keys/${R}/s1?version=1`)).body, opaque);
+    const { session_data: _dropped, ...noData } = keyData();
+    const missingData = await call("PUT", `/room_keys/keys/${R}/s2?version=1`, noData);
+    assertEquals([missingData.status, missingData.body.errcode], [400, "M_MISSING_PARAM"]);
   } finally {
     server.close();
   }
