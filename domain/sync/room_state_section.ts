@@ -81,14 +81,21 @@ export async function stateSection(
   if (!full && !lazy && hiddenKeys.size === 0 && gapKeys !== "all" && gapKeys!.size === 0) {
     return [];
   }
-  const newest = req.endEvent ?? req.walked.at(-1);
-  const end: StateMap = newest
-    ? (await store.stateAtEvent(newest.eventId, "after")) ?? new Map()
-    : await store.currentState(req.roomId);
-  const start: StateMap = first
-    ? (await store.stateAtEvent(first.eventId, "before")) ?? new Map()
-    : end;
   const contains = keysOf(req.timeline);
+  // The state at the window's end only matters for changes hidden from the timeline that it
+  // does not supersede (or when there is no timeline to start from): one state read saved in
+  // the common case.
+  const newest = req.endEvent ?? req.walked.at(-1);
+  const needEnd = first === undefined || [...hiddenKeys].some((key) => !contains.has(key));
+  const readEnd = async (): Promise<StateMap> =>
+    newest
+      ? (await store.stateAtEvent(newest.eventId, "after")) ?? new Map()
+      : await store.currentState(req.roomId);
+  const [end, startRead] = await Promise.all([
+    needEnd ? readEnd() : new Map() as StateMap,
+    first ? store.stateAtEvent(first.eventId, "before") : undefined,
+  ]);
+  const start: StateMap = first ? startRead ?? new Map() : end;
 
   const candidates = new Set<StateKey>(hiddenKeys);
   if (full || gapKeys === "all") { for (const key of start.keys()) candidates.add(key); }
