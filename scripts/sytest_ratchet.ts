@@ -36,9 +36,12 @@ export interface RatchetVerdict {
   readonly newlyPassing: readonly string[];
 }
 
-/** The list's name for a test. */
+/**
+ * The list's name for a test. A test with subtests is reported with their count ("(3 subtests)"),
+ * which changes with how far it got, so the count is not part of the name.
+ */
 export function sytestKey(result: Pick<SytestResult, "file" | "name">): string {
-  return `${result.file} :: ${result.name}`;
+  return `${result.file} :: ${result.name.replace(/ \(\d+ subtests\)$/, "")}`;
 }
 
 /** Reads the list: one `file :: name` per line; blank lines and `#` comments are ignored. */

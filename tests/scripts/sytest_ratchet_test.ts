@@ -35,3 +35,9 @@ Deno.test("sytest ratchet: --update adds new passes in suite order and keeps uns
     "tests/gone.pl :: old",
   ]);
 });
+
+Deno.test("sytest ratchet: a test's subtest count is not part of its name", () => {
+  const listed = ["tests/a.pl :: cache"];
+  assertEquals(judgeRun(run([["cache (3 subtests)", "pass"]]), listed).regressions, []);
+  assertEquals(judgeRun(run([["cache (4 subtests)", "fail"]]), listed).regressions, listed);
+});
