@@ -341,6 +341,7 @@ export async function assembleServer(
       isGuest: (userId) => accounts.guests.isGuest(userId),
       copyUserDataOnUpgrade: (userId, oldRoomId, newRoomId) =>
         userData.accountData.copyOnRoomUpgrade(userId, oldRoomId, newRoomId),
+      defaultRoomVersion: config.defaultRoomVersion,
     }),
     ...assembleThreepids({ kv, config, keyring, now: options.now, rooms: () => deps.rooms }),
   };
@@ -527,6 +528,7 @@ function assembleRooms(options: {
   profiles?: ProfileReader;
   isGuest?: (userId: string) => Promise<boolean>;
   copyUserDataOnUpgrade?: (userId: string, oldRoomId: string, newRoomId: string) => Promise<void>;
+  defaultRoomVersion?: string;
 }): RoomsServices {
   const roomDirectory = new KvRoomDirectoryStore(options.kv);
   const rooms = new Rooms({
@@ -537,6 +539,7 @@ function assembleRooms(options: {
     profile: options.profiles ? (userId) => options.profiles!.profile(userId) : undefined,
     isGuest: options.isGuest,
     copyUserDataOnUpgrade: options.copyUserDataOnUpgrade,
+    defaultRoomVersion: options.defaultRoomVersion,
   });
   return { rooms, roomDirectory };
 }

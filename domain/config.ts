@@ -7,6 +7,7 @@
  */
 import { z } from "zod";
 import { parseBindHost, parseServerName, parseUserId } from "./identifiers.ts";
+import { roomVersion } from "./room_versions.ts";
 
 /** Who may register: anyone, holders of the registration token, or nobody. */
 export type RegistrationMode = "open" | "token" | "closed";
@@ -49,6 +50,11 @@ export interface Config {
   };
   /** Guest accounts (`POST /register?kind=guest`) may be created and used. */
   readonly guestAccess: boolean;
+  /**
+   * The room version of new rooms whose creator names none (`TESSERA_DEFAULT_ROOM_VERSION`,
+   * Synapse's `default_room_version`); absent means the newest stable one.
+   */
+  readonly defaultRoomVersion?: string;
   /** TURN servers for `GET /voip/turnServer`; undefined when none is configured. */
   readonly turn?:
     | {
@@ -127,6 +133,12 @@ function parseSwitch(raw: string): Parsed<boolean> {
   if (raw === "on") return { value: true };
   if (raw === "off") return { value: false };
   return { problem: `expected "on" or "off", got ${quote(raw)}` };
+}
+
+function parseRoomVersion(raw: string): Parsed<string> {
+  return roomVersion(raw) !== undefined
+    ? { value: raw }
+    : { problem: `expected a supported room version (1 to 12), got ${quote(raw)}` };
 }
 
 function parseRegistration(raw: string): Parsed<RegistrationMode> {
@@ -273,6 +285,7 @@ const variables = {
   TESSERA_SMTP_URL: variable(parseSmtpUrl),
   TESSERA_SMTP_FROM: variable(parseMailFrom),
   TESSERA_GUEST_ACCESS: variable(parseSwitch),
+  TESSERA_DEFAULT_ROOM_VERSION: variable(parseRoomVersion),
   TESSERA_ADMINS: variable(parseAdmins),
   TESSERA_SUPPORT_CONTACTS: variable(parseSupportContacts),
   TESSERA_SUPPORT_PAGE: variable(parseBaseUrl),
@@ -362,6 +375,10 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
       }),
     }),
     guestAccess: v.TESSERA_GUEST_ACCESS ?? CONFIG_DEFAULTS.guestAccess,
+    // Absent rather than undefined when unset, as for TURN below.
+    ...(v.TESSERA_DEFAULT_ROOM_VERSION === undefined
+      ? {}
+      : { defaultRoomVersion: v.TESSERA_DEFAULT_ROOM_VERSION }),
     // Absent rather than undefined when unset, so configurations without TURN compare equal.
     ...(v.TESSERA_TURN_URIS !== undefined && v.TESSERA_TURN_SHARED_SECRET !== undefined
       ? {

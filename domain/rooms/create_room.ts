@@ -112,7 +112,7 @@ export class RoomCreator {
   /** Validate a request and plan its events; throws the Matrix error a client should get. */
   async plan(request: CreateRoomRequest): Promise<RoomPlan> {
     const { creator, serverName } = { creator: request.creator, serverName: this.deps.serverName };
-    const versionId = request.roomVersion ?? DEFAULT_ROOM_VERSION;
+    const versionId = request.roomVersion ?? this.deps.defaultRoomVersion ?? DEFAULT_ROOM_VERSION;
     const version = roomVersion(versionId);
     if (!version) throw unsupportedRoomVersion(versionId);
     const preset: RoomPreset = request.preset ??

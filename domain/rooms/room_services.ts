@@ -20,6 +20,8 @@ export interface RoomServiceDeps {
   profile?: MemberProfileLookup;
   /** Whether a local user is a guest account (guest_access.ts); without it nobody is. */
   isGuest?: (userId: string) => Promise<boolean>;
+  /** The version of new rooms whose creator names none; without it DEFAULT_ROOM_VERSION. */
+  defaultRoomVersion?: string;
   /** After an upgrade: carry each local member's own data (m.direct, tags) to the new room. */
   copyUserDataOnUpgrade?: (userId: string, oldRoomId: string, newRoomId: string) => Promise<void>;
 }

@@ -14,7 +14,10 @@ export function capabilitiesArea(deps: AppDeps): ClientArea {
     c.json({
       capabilities: {
         "m.change_password": { enabled: true },
-        "m.room_versions": { default: DEFAULT_ROOM_VERSION, available },
+        "m.room_versions": {
+          default: deps.config.defaultRoomVersion ?? DEFAULT_ROOM_VERSION,
+          available,
+        },
         "m.set_displayname": { enabled: true },
         "m.set_avatar_url": { enabled: true },
         // Adding an address needs a validation mail: offered when SMTP is configured.

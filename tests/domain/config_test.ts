@@ -222,6 +222,16 @@ Deno.test("rate limits switch", () => {
   );
 });
 
+Deno.test("default room version: absent unless set, and only a supported one", () => {
+  assert.equal("defaultRoomVersion" in loadConfig({}, PROD), false);
+  assert.equal(loadConfig({ TESSERA_DEFAULT_ROOM_VERSION: "10" }, PROD).defaultRoomVersion, "10");
+  assertConfigError(
+    { TESSERA_DEFAULT_ROOM_VERSION: "77" },
+    "TESSERA_DEFAULT_ROOM_VERSION",
+    /supported room version/,
+  );
+});
+
 Deno.test("outbound private-address switch: off by default", () => {
   assert.equal(loadConfig({}, DEV).outboundAllowPrivate, false);
   const on = loadConfig({ TESSERA_OUTBOUND_ALLOW_PRIVATE: "on" }, PROD);

@@ -413,3 +413,29 @@ Deno.test("upgrade: members' m.direct and tags follow the room to its replacemen
     server.close();
   }
 });
+
+Deno.test("TESSERA_DEFAULT_ROOM_VERSION picks the version of rooms that name none", async () => {
+  const server = await startTestServer({ TESSERA_DEFAULT_ROOM_VERSION: "10" });
+  try {
+    const alice = await registerUser(server, "alice");
+    const { body } = await server.request("POST", `${V3}/createRoom`, {
+      token: alice.accessToken,
+      body: {},
+    });
+    const create = await stateContent(server, body.room_id, "m.room.create");
+    // v10 keeps `creator` in the create event; v11 and later use the sender.
+    assertEquals([create?.room_version, create?.creator], ["10", alice.userId]);
+    const named = await server.request("POST", `${V3}/createRoom`, {
+      token: alice.accessToken,
+      body: { room_version: "12" },
+    });
+    const v12 = await stateContent(server, named.body.room_id, "m.room.create");
+    assertEquals([v12?.room_version, v12?.creator], ["12", undefined]);
+    const capabilities = await server.request("GET", `${V3}/capabilities`, {
+      token: alice.accessToken,
+    });
+    assertEquals(capabilities.body.capabilities["m.room_versions"].default, "10");
+  } finally {
+    server.close();
+  }
+});
