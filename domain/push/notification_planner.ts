@@ -17,7 +17,7 @@ import {
   type NotificationStore,
 } from "../ports/notification_store.ts";
 import type { Pdu } from "../events.ts";
-import { evaluatePushRules, type PushEvent } from "./push_rule_evaluator.ts";
+import { evaluatePushRules, hasMentionsProperty, type PushEvent } from "./push_rule_evaluator.ts";
 import type { PushRuleService } from "./push_rule_service.ts";
 import type { Ruleset } from "./push_rules.ts";
 import type { OutboxStore } from "../ports/outbox_store.ts";
@@ -147,7 +147,7 @@ export class NotificationPlanner implements LocalEventHook {
     if (recipients.size === 0) return [];
 
     const rulesets = await this.deps.pushRules.rulesetsFor([...recipients]);
-    const displayNames = await this.#displayNames(roomId, version, rulesets);
+    const displayNames = await this.#displayNames(roomId, version, rulesets, pdu.content);
     const levels = powerLevelsOf(audience.powerLevels, version);
     const senderLevel = userPowerLevel(
       pdu.sender,
@@ -248,14 +248,20 @@ export class NotificationPlanner implements LocalEventHook {
     return { powerLevels: load(plKey), create: load(createKey) };
   }
 
-  /** Display names, read only for users with a rule using the deprecated contains_display_name. */
+  /**
+   * Display names, read only for users with a rule using the deprecated contains_display_name,
+   * and only when it can match: a string body and no `m.mentions` (which turns the legacy
+   * rule off).
+   */
   async #displayNames(
     roomId: string,
     version: RoomVersion,
     rulesets: Map<string, Ruleset>,
+    content: JsonObject,
   ): Promise<Map<string, string>> {
-    const wanted = [...rulesets].filter(([, r]) => usesDisplayName(r)).map(([u]) => u);
     const out = new Map<string, string>();
+    if (typeof content.body !== "string" || hasMentionsProperty({ content })) return out;
+    const wanted = [...rulesets].filter(([, r]) => usesDisplayName(r)).map(([u]) => u);
     if (wanted.length === 0) return out;
     const { store } = this.deps;
     const ids = await store.currentStateEventIds(

@@ -5,6 +5,7 @@
  */
 import type { JsonValue } from "../json.ts";
 import {
+  LEGACY_MENTION_RULES,
   type PushAction,
   type PushCondition,
   type PushRule,
@@ -48,19 +49,34 @@ export interface PushDecision {
   sound?: string;
 }
 
-/** The first enabled rule that matches, and what it asks; null when none matches. */
+/**
+ * The first enabled rule that matches, and what it asks; null when none matches. The legacy
+ * body-mention rules are skipped for an event whose content has `m.mentions` (MSC3952, as
+ * Synapse does): its sender said whom it mentions.
+ */
 export function evaluatePushRules(
   ruleset: Ruleset,
   event: PushEvent,
   ctx: PushContext,
 ): PushDecision | null {
+  const hasMentions = hasMentionsProperty(event);
   for (const kind of RULE_KINDS) {
     for (const rule of ruleset[kind]) {
       if (!rule.enabled) continue;
+      if (hasMentions && isLegacyMentionRule(kind, rule)) continue;
       if (ruleMatches(kind, rule, event, ctx)) return decide(kind, rule);
     }
   }
   return null;
+}
+
+/** Whether the event's content has `m.mentions` (of any value), which turns off the legacy rules. */
+export function hasMentionsProperty(event: Pick<PushEvent, "content">): boolean {
+  return Object.hasOwn(event.content, "m.mentions");
+}
+
+function isLegacyMentionRule(kind: string, rule: PushRule): boolean {
+  return rule.default && LEGACY_MENTION_RULES.has(`${kind}/${rule.rule_id}`);
 }
 
 /** Decode a rule's actions. A highlight tweak without a value means true. */

@@ -81,9 +81,21 @@ function rule(
 }
 
 /**
- * The spec's server-default override rules for `userId` (v1.19: the legacy body-mention rules
- * `.m.rule.contains_display_name`, `.m.rule.roomnotif` and `.m.rule.contains_user_name` were
- * removed in v1.17). `.m.rule.master` is listed first and always wins over user rules.
+ * The legacy body-mention rules (`kind/rule_id`): the spec removed them in v1.17, but they are
+ * kept, as Synapse keeps them, for clients that don't send `m.mentions` (a plain-text mention
+ * of a user's name still notifies). As MSC3952 says, they never apply to an event whose content
+ * has `m.mentions`: the evaluator skips them there.
+ */
+export const LEGACY_MENTION_RULES: ReadonlySet<string> = new Set([
+  "override/.m.rule.contains_display_name",
+  "override/.m.rule.roomnotif",
+  "content/.m.rule.contains_user_name",
+]);
+
+/**
+ * The server-default override rules for `userId`: the spec's v1.19 list with the legacy
+ * mention rules where v1.16 had them. `.m.rule.master` is listed first and always wins over
+ * user rules.
  */
 function defaultOverrides(userId: string): PushRule[] {
   return [
@@ -104,12 +116,24 @@ function defaultOverrides(userId: string): PushRule[] {
       [{ kind: "event_property_contains", key: "content.m\\.mentions.user_ids", value: userId }],
       ["notify", sound("default"), HIGHLIGHT],
     ),
+    // Legacy, kept for clients that don't send m.mentions (see LEGACY_MENTION_RULES).
+    rule(
+      ".m.rule.contains_display_name",
+      [{ kind: "contains_display_name" }],
+      ["notify", sound("default"), HIGHLIGHT],
+    ),
     rule(
       ".m.rule.is_room_mention",
       [
         { kind: "event_property_is", key: "content.m\\.mentions.room", value: true },
         { kind: "sender_notification_permission", key: "room" },
       ],
+      ["notify", HIGHLIGHT],
+    ),
+    // Legacy, kept for clients that don't send m.mentions (see LEGACY_MENTION_RULES).
+    rule(
+      ".m.rule.roomnotif",
+      [match("content.body", "@room"), { kind: "sender_notification_permission", key: "room" }],
       ["notify", HIGHLIGHT],
     ),
     rule(
@@ -151,11 +175,27 @@ function defaultUnderrides(): PushRule[] {
   ];
 }
 
-/** The server-default rules of each kind for `userId` (content, room and sender have none). */
+/**
+ * The server-default content rules: only the legacy `.m.rule.contains_user_name` (see
+ * LEGACY_MENTION_RULES), matching the user's localpart in the body.
+ */
+function defaultContent(userId: string): PushRule[] {
+  const colon = userId.indexOf(":");
+  const localpart = userId.slice(1, colon < 0 ? undefined : colon);
+  return [{
+    rule_id: ".m.rule.contains_user_name",
+    default: true,
+    enabled: true,
+    pattern: localpart,
+    actions: ["notify", sound("default"), HIGHLIGHT],
+  }];
+}
+
+/** The server-default rules of each kind for `userId` (room and sender have none). */
 export function defaultRules(userId: string): Ruleset {
   return {
     override: defaultOverrides(userId),
-    content: [],
+    content: defaultContent(userId),
     room: [],
     sender: [],
     underride: defaultUnderrides(),

@@ -30,7 +30,12 @@ Deno.test("push rules: defaults, add/order/enable/actions/delete, r0 alias and m
     );
     assertEquals((await put("pie", { pattern: "pie", actions: [] }, "?after=cake")).status, 200);
     const content = (await server.request("GET", `${RULES}/global/`, { token })).body.content;
-    assertEquals(content.map((r: { rule_id: string }) => r.rule_id), ["lie", "cake", "pie"]);
+    assertEquals(content.map((r: { rule_id: string }) => r.rule_id), [
+      "lie",
+      "cake",
+      "pie",
+      ".m.rule.contains_user_name",
+    ]);
     assertEquals(content[0], {
       rule_id: "lie",
       default: false,
@@ -102,7 +107,7 @@ Deno.test("push rules: defaults, add/order/enable/actions/delete, r0 alias and m
     const full = await fill();
     assertEquals(full.events.map((e) => e.type), ["m.push_rules"]);
     assertEquals(full.events[0].content.global.override[0].enabled, true);
-    assertEquals(full.events[0].content.global.content.length, 3);
+    assertEquals(full.events[0].content.global.content.length, 4);
     assertEquals((await fill(full.upTo)).events, []);
     await server.request("PUT", `${master}/enabled`, { body: { enabled: false }, token });
     const changed = await fill(full.upTo);
@@ -112,6 +117,106 @@ Deno.test("push rules: defaults, add/order/enable/actions/delete, r0 alias and m
       const types = sync.body.account_data.events.map((e: { type: string }) => e.type);
       assert(types.includes("m.push_rules"), "m.push_rules in a full /sync");
     }
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("push rules: the legacy mention rules are listed, can be toggled, and notify a body mention without m.mentions, even in a muted room", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const bob = await registerUser(server, "bob");
+    const token = bob.accessToken;
+    const global = (await server.request("GET", `${RULES}/`, { token })).body.global;
+    const ids = (rules: { rule_id: string }[]) => rules.map((r) => r.rule_id);
+    const override = ids(global.override);
+    assertEquals(
+      override.indexOf(".m.rule.contains_display_name"),
+      override.indexOf(".m.rule.is_user_mention") + 1,
+    );
+    assertEquals(
+      override.indexOf(".m.rule.roomnotif"),
+      override.indexOf(".m.rule.is_room_mention") + 1,
+    );
+    assertEquals(global.content, [{
+      rule_id: ".m.rule.contains_user_name",
+      default: true,
+      enabled: true,
+      pattern: "bob",
+      actions: ["notify", { set_tweak: "sound", value: "default" }, { set_tweak: "highlight" }],
+    }]);
+    const one = await server.request("GET", `${RULES}/global/override/.m.rule.roomnotif`, {
+      token,
+    });
+    assertEquals([one.status, one.body.default, one.body.conditions[0].pattern], [
+      200,
+      true,
+      "@room",
+    ]);
+
+    // A room of three (so no one-to-one rule), which bob mutes with a room rule.
+    const carol = await registerUser(server, "carol");
+    const created = await server.request("POST", "/_matrix/client/v3/createRoom", {
+      token: alice.accessToken,
+      body: { preset: "public_chat" },
+    });
+    const roomId = created.body.room_id as string;
+    const room = encodeURIComponent(roomId);
+    for (const user of [bob, carol]) {
+      const joined = await server.request("POST", `/_matrix/client/v3/rooms/${room}/join`, {
+        token: user.accessToken,
+        body: {},
+      });
+      assertEquals(joined.status, 200);
+    }
+    const mute = await server.request("PUT", `${RULES}/global/room/${room}`, {
+      token,
+      body: { actions: ["dont_notify"] },
+    });
+    assertEquals(mute.status, 200);
+    let txn = 0;
+    const send = async (content: Record<string, unknown>) => {
+      const sent = await server.request(
+        "PUT",
+        `/_matrix/client/v3/rooms/${room}/send/m.room.message/t${txn++}`,
+        { token: alice.accessToken, body: { msgtype: "m.text", ...content } },
+      );
+      assertEquals(sent.status, 200);
+      return sent.body.event_id as string;
+    };
+    const notified = async () => {
+      const list = await server.request("GET", "/_matrix/client/v3/notifications", { token });
+      return list.body.notifications.map((n: any) => [n.event.event_id, n.actions]);
+    };
+    const highlight = ["notify", { set_tweak: "sound", value: "default" }, {
+      set_tweak: "highlight",
+    }];
+
+    await send({ body: "nothing for anyone here" });
+    await send({ body: "bob, are you there?", "m.mentions": {} });
+    const mention = await send({ body: "Second message - " + bob.userId });
+    assertEquals(await notified(), [[mention, highlight]]);
+
+    // Disabled, the user-name rule is off; the display-name rule (the localpart by default) still
+    // matches the name, until it is disabled too.
+    const toggle = (path: string, enabled: boolean) =>
+      server.request("PUT", `${RULES}/global/${path}/enabled`, { token, body: { enabled } });
+    assertEquals((await toggle("content/.m.rule.contains_user_name", false)).status, 200);
+    assertEquals(
+      (await server.request("GET", `${RULES}/global/content/.m.rule.contains_user_name/enabled`, {
+        token,
+      })).body,
+      { enabled: false },
+    );
+    const byDisplayName = await send({ body: "hi bob" });
+    assertEquals((await notified())[0], [byDisplayName, highlight]);
+    assertEquals((await toggle("override/.m.rule.contains_display_name", false)).status, 200);
+    await send({ body: "hi bob, again" });
+    assertEquals((await notified())[0][0], byDisplayName);
+    assertEquals((await toggle("content/.m.rule.contains_user_name", true)).status, 200);
+    const again = await send({ body: "bob!" });
+    assertEquals((await notified())[0][0], again);
   } finally {
     server.close();
   }

@@ -32,14 +32,16 @@ const message = (content: Record<string, unknown>, extra: Partial<PushEvent> = {
 });
 const rules = defaultRules(BOB);
 
-Deno.test("the default ruleset is the spec's v1.19 list, in order, without legacy mention rules", () => {
+Deno.test("the default ruleset is the spec's v1.19 list, in order, with the legacy mention rules where v1.16 had them", () => {
   assertEquals(rules.override.map((r) => r.rule_id), [
     ".m.rule.master",
     ".m.rule.suppress_notices",
     ".m.rule.invite_for_me",
     ".m.rule.member_event",
     ".m.rule.is_user_mention",
+    ".m.rule.contains_display_name",
     ".m.rule.is_room_mention",
+    ".m.rule.roomnotif",
     ".m.rule.tombstone",
     ".m.rule.reaction",
     ".m.rule.room.server_acl",
@@ -52,7 +54,13 @@ Deno.test("the default ruleset is the spec's v1.19 list, in order, without legac
     ".m.rule.message",
     ".m.rule.encrypted",
   ]);
-  assertEquals(rules.content, []);
+  assertEquals(rules.content, [{
+    rule_id: ".m.rule.contains_user_name",
+    default: true,
+    enabled: true,
+    pattern: "bob",
+    actions: ["notify", { set_tweak: "sound", value: "default" }, { set_tweak: "highlight" }],
+  }]);
   assert(rules.override.every((r) => r.default));
   assertEquals(rules.override[0].enabled, false);
 });
@@ -73,8 +81,69 @@ Deno.test("m.mentions.user_ids highlights; @room needs the sender's notification
   assertEquals(evaluatePushRules(rules, room, ctx())?.ruleId, ".m.rule.message");
   const allowed = evaluatePushRules(rules, room, ctx({ senderPowerLevel: 50 }));
   assertEquals([allowed?.ruleId, allowed?.highlight], [".m.rule.is_room_mention", true]);
-  // A body mention alone no longer highlights (legacy rules removed in v1.17).
-  assertEquals(evaluatePushRules(rules, message({ body: "hi bob" }), ctx())?.highlight, false);
+});
+
+Deno.test("legacy mention rules: a body mention highlights only when the event has no m.mentions", () => {
+  const byName = evaluatePushRules(rules, message({ body: "hi bob!" }), ctx());
+  assertEquals([byName?.ruleId, byName?.kind, byName?.highlight, byName?.sound], [
+    ".m.rule.contains_user_name",
+    "content",
+    true,
+    "default",
+  ]);
+  assertEquals(evaluatePushRules(rules, message({ body: "hi bobby" }), ctx())?.highlight, false);
+  const named = ctx({ displayName: "Robert Tables" });
+  const byDisplayName = evaluatePushRules(rules, message({ body: "ask robert tables" }), named);
+  assertEquals([byDisplayName?.ruleId, byDisplayName?.highlight], [
+    ".m.rule.contains_display_name",
+    true,
+  ]);
+  const atRoom = message({ body: "@room lunch" });
+  assertEquals(evaluatePushRules(rules, atRoom, ctx())?.ruleId, ".m.rule.message");
+  const allowed = evaluatePushRules(rules, atRoom, ctx({ senderPowerLevel: 50 }));
+  assertEquals([allowed?.ruleId, allowed?.highlight], [".m.rule.roomnotif", true]);
+
+  // With m.mentions (even empty) the sender said whom it mentions: the legacy rules are skipped.
+  for (const mentions of [{}, { user_ids: [] }, { room: false }]) {
+    const withMentions = { "m.mentions": mentions };
+    for (const [body, c] of [["hi bob", ctx()], ["ask robert tables", named]] as const) {
+      const d = evaluatePushRules(rules, message({ body, ...withMentions }), c);
+      assertEquals([d?.ruleId, d?.highlight], [".m.rule.message", false]);
+    }
+    const d = evaluatePushRules(
+      rules,
+      message({ body: "@room lunch", ...withMentions }),
+      ctx({ senderPowerLevel: 50 }),
+    );
+    assertEquals(d?.ruleId, ".m.rule.message");
+  }
+  // A user's own rule is never skipped, even when its pattern looks like a mention.
+  const own = effectiveRuleset(
+    BOB,
+    putRule(emptyUserPushRules(), "content", "mine", { pattern: "bob", actions: ["notify"] }),
+  );
+  const d = evaluatePushRules(own, message({ body: "hi bob", "m.mentions": {} }), ctx());
+  assertEquals(d?.ruleId, "mine");
+});
+
+Deno.test("legacy mention rules can be disabled; a muted room still hears a body mention", () => {
+  const off = changeRule(
+    BOB,
+    emptyUserPushRules(),
+    "content",
+    ".m.rule.contains_user_name",
+    { enabled: false },
+  );
+  const d = evaluatePushRules(effectiveRuleset(BOB, off), message({ body: "hi bob" }), ctx());
+  assertEquals([d?.ruleId, d?.highlight], [".m.rule.message", false]);
+  const room = "!room:example.org";
+  const muted = effectiveRuleset(
+    BOB,
+    putRule(emptyUserPushRules(), "room", room, { actions: ["dont_notify"] }),
+  );
+  assertEquals(evaluatePushRules(muted, message({ body: "hello" }), ctx())?.notify, false);
+  const mention = evaluatePushRules(muted, message({ body: "hello @bob:example.org" }), ctx());
+  assertEquals([mention?.ruleId, mention?.notify], [".m.rule.contains_user_name", true]);
 });
 
 Deno.test("notices, edits, reactions and member events do not notify; invites for me do", () => {
