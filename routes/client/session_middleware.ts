@@ -39,11 +39,13 @@ export function requireSession(resolver: SessionResolver): MiddlewareHandler<Cli
     if (session.isGuest && !guestMayRequest(c.req.method, c.req.url)) {
       throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", 403, "Guest accounts may not do this");
     }
-    // Once per device per few minutes: the last-seen time, address and client the devices
-    // list and whois show.
-    await resolver.noteActivity?.(session, clientAddress(c), c.req.header("user-agent"));
     c.set("session", session);
     await next();
+    // Once per device per few minutes: the last-seen time, address and client the devices list
+    // and whois show. Only after a request that succeeded, so a refused one writes nothing.
+    if (c.res.status < 400) {
+      await resolver.noteActivity?.(session, clientAddress(c), c.req.header("user-agent"));
+    }
   };
 }
 

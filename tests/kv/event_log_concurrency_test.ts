@@ -350,8 +350,20 @@ Deno.test("events assumed new that are stored fail the commit's check and come b
     old.eventId,
     fresh.eventId,
   ]);
-  // Nothing but the new event's records and the head changed.
+  // Nothing but the new event's records and the head changed: its log entry, its position, its
+  // state groups, its timestamp and search entries; no second copy of `old`.
   const after = await snapshot(kv);
-  assert.equal(after.length - before.length, 3);
+  const keysOf = (entries: unknown[]) =>
+    new Set(entries.map((e) => JSON.stringify((e as [Deno.KvKey])[0])));
+  const beforeKeys = keysOf(before);
+  const added = [...keysOf(after)].filter((k) => !beforeKeys.has(k))
+    .map((k) => (JSON.parse(k) as string[])[0]).sort();
+  assert.deepEqual(added, [
+    "eventid_position",
+    "eventid_stategroups",
+    "roomid_log",
+    "roomid_searchterm",
+    "roomid_tsevent",
+  ]);
   kv.close();
 });
