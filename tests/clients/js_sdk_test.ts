@@ -284,3 +284,37 @@ Deno.test({
         bob.client.getRoom(roomId)?.getMember(bob.userId)?.powerLevel === 50);
     }),
 });
+
+Deno.test({
+  name: "js-sdk: a DM accepted after a message shows the message and knows its inviter",
+  fn: () =>
+    withHarness(async (h) => {
+      const alice = await step("register alice", () => h.register("alice"));
+      const bob = await step("register bob", () => h.register("bob"));
+      await step("alice's first sync", () => h.sync(alice));
+      await step("bob's first sync", () => h.sync(bob));
+      const { room_id: roomId } = await step("create the DM", () =>
+        alice.client.createRoom({
+          preset: sdk.Preset.TrustedPrivateChat,
+          is_direct: true,
+          invite: [bob.userId],
+        }));
+      await waitUntil(
+        "bob to see the invite through sync",
+        () => bob.client.getRoom(roomId)?.getMyMembership() === sdk.KnownMembership.Invite,
+      );
+      // Sent while Bob is only invited: Element found it missing after he accepted.
+      const { event_id: early } = await step("alice writes first", () =>
+        alice.client.sendTextMessage(roomId, "hello before you joined"));
+      await step("bob accepts", () =>
+        bob.client.joinRoom(roomId));
+      await waitUntil("bob's timeline to hold alice's first message", () =>
+        liveMessages(bob.client, roomId).some((e) =>
+          e.getId() === early
+        ));
+      // matrix-js-sdk finds who invited Bob from the join's unsigned.prev_sender; Element files
+      // the room under People (and writes m.direct) only when it does.
+      await waitUntil("bob's client to know the DM's inviter", () =>
+        bob.client.getRoom(roomId)?.getDMInviter() === alice.userId);
+    }),
+});
