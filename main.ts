@@ -205,6 +205,7 @@ export async function assembleServer(
     now: options.now ?? Date.now,
     serverName: config.serverName,
     relations,
+    erasure: accountStore,
   };
   const readPipeline = options.readPipeline?.(pipelineDeps) ?? new ReadPipeline(pipelineDeps);
   const deviceListNotifier = new DeviceListNotifier(eventStore, syncNotifier);

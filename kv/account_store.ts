@@ -5,6 +5,7 @@
  * plus the user's `dehydratedDevice` entry; both are written and deleted in one commit.
  */
 import { contentionError } from "./commit_retry.ts";
+import { getManyChunked } from "./get_many.ts";
 import { accountKeys as keys, e2eeKeys } from "./schema.ts";
 import type { JsonObject } from "../domain/json.ts";
 import type {
@@ -37,6 +38,15 @@ export class KvAccountStore implements AccountStore {
   /** Read an account. */
   async getAccount(userId: string): Promise<AccountRecord | null> {
     return (await this.kv.get<AccountRecord>(keys.account(userId))).value;
+  }
+
+  /** See AccountStore.erasedAmong: the account records, ten to a read. */
+  async erasedAmong(userIds: readonly string[]): Promise<Set<string>> {
+    const ids = [...new Set(userIds)];
+    const entries = await getManyChunked<AccountRecord>(this.kv, ids.map((u) => keys.account(u)));
+    return new Set(
+      ids.filter((_, i) => entries[i].value?.deactivated === true && entries[i].value?.erase),
+    );
   }
 
   /** Create an account (and its first device); false when the user ID is taken. */

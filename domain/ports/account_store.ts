@@ -104,6 +104,11 @@ export interface LoginTokenRecord {
 /** Storage of accounts and sessions. */
 export interface AccountStore {
   getAccount(userId: string): Promise<AccountRecord | null>;
+  /**
+   * Which of `userIds` are deactivated accounts erased at their request (`erase`), read from
+   * the store on every call: the read pipeline redacts their events for later joiners.
+   */
+  erasedAmong(userIds: readonly string[]): Promise<Set<string>>;
   /** Create an account, and optionally its first device with tokens; false if the ID is taken. */
   createAccount(
     account: AccountRecord,

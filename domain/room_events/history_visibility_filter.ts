@@ -11,6 +11,18 @@ import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 
 const HISTORY_VISIBILITY_KEY: StateKey = stateKey("m.room.history_visibility", "");
 
+/** Stage 1's answer for timeline events. */
+export interface TimelineVisibility {
+  /** The events the user may see, in the order given. */
+  visible: StoredEvent[];
+  /**
+   * Those of `visible` the user was not joined at when they were sent (seen through `shared`,
+   * `invited` or `world_readable` history): erased senders' events are redacted for them.
+   * The user's own membership events are never in it.
+   */
+  unjoined: ReadonlySet<string>;
+}
+
 /** What a user may see of a room's events, read from the event store. */
 export class HistoryVisibilityFilter {
   /** Over the event store's state reads. */
@@ -41,8 +53,9 @@ export class HistoryVisibilityFilter {
     userId: string,
     events: readonly StoredEvent[],
     membership: StoredEvent | null,
-  ): Promise<StoredEvent[]> {
-    if (events.length === 0) return [];
+  ): Promise<TimelineVisibility> {
+    const unjoined = new Set<string>();
+    if (events.length === 0) return { visible: [], unjoined };
     const current = membershipValue(membership);
     const joinedLater = current === "join";
     const hidden = new Set<string>();
@@ -52,16 +65,18 @@ export class HistoryVisibilityFilter {
       // so it is visible exactly to those joined later (no state read needed).
       if (e.pdu.type === "m.room.create" && e.pdu.state_key === "") {
         if (!joinedLater) hidden.add(e.eventId);
+        else unjoined.add(e.eventId);
         return false;
       }
       return true;
     });
     if (undecided.length > 0) {
-      const found = await this.#hiddenByHistory(userId, undecided, joinedLater, events);
+      const found = await this.#hiddenByHistory(userId, undecided, joinedLater, events, unjoined);
       for (const id of found) hidden.add(id);
     }
     if (joinedLater) await this.#showCurrentState(events, hidden);
-    return hidden.size === 0 ? [...events] : events.filter((e) => !hidden.has(e.eventId));
+    const visible = hidden.size === 0 ? [...events] : events.filter((e) => !hidden.has(e.eventId));
+    return { visible, unjoined };
   }
 
   /**
@@ -93,12 +108,14 @@ export class HistoryVisibilityFilter {
    * event's only prev_event is the event before it in `context` (linear history, as local
    * writes are), the state before it is the state before that one plus that one, so it follows
    * without a read. A timeline of ten events before a join costs one state read, not ten.
+   * Events shown although the user was not joined when they were sent go into `unjoined`.
    */
   async #hiddenByHistory(
     userId: string,
     undecided: readonly StoredEvent[],
     joinedLater: boolean,
     context: readonly StoredEvent[] = undecided,
+    unjoined = new Set<string>(),
   ): Promise<Set<string>> {
     const store = this.store;
     const memberKey = stateKey("m.room.member", userId);
@@ -153,6 +170,7 @@ export class HistoryVisibilityFilter {
         joinedLater,
       });
       if (!visible) hidden.add(event.eventId);
+      else if (membership !== "join") unjoined.add(event.eventId);
     }
     return hidden;
   }

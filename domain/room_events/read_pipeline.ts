@@ -8,7 +8,12 @@
  *    an event the user may not see may leak through the later stages (not even that it exists).
  * 2. **Redaction**: an event an accepted redaction applies to is replaced by its redacted form
  *    (domain/redaction.ts, per room version) before anything reads its content: formats,
- *    filters (`contains_url`) and `event_fields` then only ever see what is left.
+ *    filters (`contains_url`) and `event_fields` then only ever see what is left. So is an
+ *    event whose sender was erased (deactivated with `erase`, read from the account store on
+ *    every request) for a reader who was not joined when it was sent, as Synapse's
+ *    `filter_events_for_client` does: only the room's members at the time keep seeing what an
+ *    erased user said. Stage 1 tells which events those are, so a joined reader's usual
+ *    timeline (after their join) costs no read.
  * 3. **Ignored users** (`m.ignored_user_list` of the reader, read from account data on every
  *    request so no process serves a stale list): their non-state events are dropped; state
  *    events stay, as the spec's "Ignoring Users" module and Synapse keep them.
@@ -38,6 +43,7 @@ import { matchesRoomEventFilter, type RoomEventFilter } from "../event_filter.ts
 import { type StateKey, stateKey } from "../events.ts";
 import { isJsonObject, type JsonObject } from "../json.ts";
 import type { AccountDataStore } from "../ports/account_data_store.ts";
+import type { AccountStore } from "../ports/account_store.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 import type { TransactionStore } from "../ports/transaction_store.ts";
 import { redactEvent } from "../redaction.ts";
@@ -73,6 +79,8 @@ export interface ReadPipelineDeps {
   serverName: string;
   /** The relation projections bundled aggregations are read from. */
   relations: RelationReader;
+  /** Erased users (stage 2), read on every request: processes share the store. */
+  erasure: Pick<AccountStore, "erasedAmong">;
 }
 
 /** Who reads. */
@@ -198,7 +206,7 @@ export class ReadPipeline {
     // Awaited below; marked handled so a failing visibility read cannot leave it unhandled.
     ignoredPromise.catch(() => {});
     // 1. History visibility.
-    const timelineVisible = await this.#visibility.visibleTimeline(
+    const { visible: timelineVisible, unjoined } = await this.#visibility.visibleTimeline(
       read.reader.userId,
       input.timeline ?? [],
       membership,
@@ -215,10 +223,13 @@ export class ReadPipeline {
     // 2. Redaction (one lookup for the room's timeline and state together). What stage 4 will
     // read (transaction IDs, prev_content) is fetched beside it: independent reads, one round
     // trip instead of two on the hot path; stage 4 still formats from stage 2's decision.
+    // Erased senders: a set of event IDs put out redacted without a redaction event ("pruned"),
+    // which stage 3 adds ignored users' events to when they are shown redacted.
     const all = [...timelineVisible, ...stateVisible];
-    const [redactions, extras] = await Promise.all([
+    const [redactions, extras, pruned] = await Promise.all([
       this.#redactions.of(read.roomId, all, read.version),
       this.#formatExtras(read, all, timelineVisible),
+      this.#erasedForReader(timelineVisible, unjoined),
     ]);
     // 3. Ignored users: their non-state events are not sent (or sent redacted, when asked).
     const ignored = await ignoredPromise;
@@ -227,11 +238,12 @@ export class ReadPipeline {
       for (const e of timelineVisible) {
         if (e.pdu.state_key === undefined && ignored.has(e.pdu.sender)) {
           ignoredRedacted.add(e.eventId);
+          pruned.add(e.eventId);
         }
       }
     }
     const redacted = (e: StoredEvent): StoredEvent =>
-      redactions.has(e.eventId) || ignoredRedacted.has(e.eventId)
+      redactions.has(e.eventId) || pruned.has(e.eventId)
         ? { ...e, pdu: redactEvent(e.pdu, read.version) }
         : e;
     const notIgnored = (e: StoredEvent) =>
@@ -248,16 +260,9 @@ export class ReadPipeline {
       matchesRoomEventFilter(read.stateFilter ?? {}, { ...redacted(e).pdu, room_id: read.roomId })
     );
     // 4. Format, with bundled aggregations when asked.
-    const formatted = this.#format(
-      read,
-      timelineKept,
-      stateKept,
-      redactions,
-      extras,
-      ignoredRedacted,
-    );
+    const formatted = this.#format(read, timelineKept, stateKept, redactions, extras, pruned);
     if (read.aggregations && read.format !== "federation" && timelineKept.length > 0) {
-      await this.#bundle(read, membership, ignored, timelineKept, formatted, redactions);
+      await this.#bundle(read, membership, ignored, timelineKept, formatted, redactions, pruned);
     }
     // 5. event_fields.
     const fields = read.eventFields;
@@ -338,6 +343,7 @@ export class ReadPipeline {
     timeline: readonly StoredEvent[],
     formatted: JsonObject[],
     redactions: Map<string, StoredEvent>,
+    pruned: ReadonlySet<string>,
   ): Promise<void> {
     const pipe: PipeEvents = async (events, nested) => {
       const out = new Map<string, JsonObject>();
@@ -356,7 +362,7 @@ export class ReadPipeline {
     const bundles = await this.#aggregator.bundles(
       { userId: read.reader.userId, roomId: read.roomId, membership, ignored },
       timeline,
-      new Set(redactions.keys()),
+      new Set([...redactions.keys(), ...pruned]),
       pipe,
       read.aggregations === "edits" ? "edits" : undefined,
     );
@@ -390,6 +396,27 @@ export class ReadPipeline {
     });
   }
 
+  /**
+   * Stage 2 for erased senders: the visible timeline events the reader was not joined at
+   * (stage 1's `unjoined`) whose sender is a local user erased at deactivation. Only local
+   * accounts can be erased, so remote senders cost no read; nothing to check costs none.
+   */
+  async #erasedForReader(
+    timeline: readonly StoredEvent[],
+    unjoined: ReadonlySet<string>,
+  ): Promise<Set<string>> {
+    const out = new Set<string>();
+    if (unjoined.size === 0) return out;
+    const suffix = `:${this.deps.serverName}`;
+    const candidates = timeline.filter((e) =>
+      unjoined.has(e.eventId) && e.pdu.sender.endsWith(suffix)
+    );
+    if (candidates.length === 0) return out;
+    const erased = await this.deps.erasure.erasedAmong(candidates.map((e) => e.pdu.sender));
+    for (const e of candidates) if (erased.has(e.pdu.sender)) out.add(e.eventId);
+    return out;
+  }
+
   /** What the client format attaches: the device's transaction IDs and `prev_content`. */
   async #formatExtras(
     read: RoomRead,
@@ -418,14 +445,14 @@ export class ReadPipeline {
     state: readonly StoredEvent[],
     redactions: Map<string, StoredEvent>,
     { txnIds, prevContents }: FormatExtras,
-    ignoredRedacted: ReadonlySet<string> = new Set(),
+    pruned: ReadonlySet<string> = new Set(),
   ): JsonObject[] {
     const { roomId, version } = read;
     const all = [...timeline, ...state];
     if (all.length === 0) return [];
     if (read.format === "federation") {
       return all.map((event) => {
-        const pdu = redactions.has(event.eventId) || ignoredRedacted.has(event.eventId)
+        const pdu = redactions.has(event.eventId) || pruned.has(event.eventId)
           ? redactEvent(event.pdu, version)
           : event.pdu;
         return { ...pdu, event_id: event.eventId } as unknown as JsonObject;
@@ -437,17 +464,18 @@ export class ReadPipeline {
       const redactedBecause = redaction
         ? toClientEvent(redaction.eventId, redaction.pdu, { roomId, version, now })
         : undefined;
-      const pdu = redaction || ignoredRedacted.has(event.eventId)
+      const pdu = redaction || pruned.has(event.eventId)
         ? redactEvent(event.pdu, version)
         : event.pdu;
-      const prev = prevContents.get(event.eventId);
+      const prevKept = !redaction && !pruned.has(event.eventId);
+      const prev = prevKept ? prevContents.get(event.eventId) : undefined;
       const client = toClientEvent(event.eventId, pdu, {
         roomId,
         version,
         now,
         transactionId: txnIds.get(event.eventId),
-        prevContent: prev && !redaction ? prev.content : undefined,
-        prevSender: prev && !redaction ? prev.sender : undefined,
+        prevContent: prev?.content,
+        prevSender: prev?.sender,
         redactedBecause,
       }) as unknown as JsonObject;
       return read.format === "client_v1" ? toClientV1(client) : client;

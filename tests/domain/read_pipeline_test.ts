@@ -16,6 +16,9 @@ const VERSION = roomVersion("10")!;
 async function fixture() {
   const base = await openRoomFixture();
   const accountData = new Map<string, JsonObject>();
+  // Erased users, as the account store would answer (read on every call, like KV).
+  const erased = new Set<string>();
+  let erasureReads = 0;
   const transactions = {
     transactionIdsFor: () => Promise.resolve(new Map<string, string>()),
   } as unknown as TransactionStore;
@@ -28,6 +31,12 @@ async function fixture() {
     now: () => 10_000,
     serverName: "example.org",
     relations: new KvRelationReader(base.kv),
+    erasure: {
+      erasedAmong: (ids) => {
+        erasureReads++;
+        return Promise.resolve(new Set(ids.filter((u) => erased.has(u))));
+      },
+    },
   });
   // state_default 0: any member may set the topic (the ignored-user test needs it).
   const roomId = await createPublicRoom(base.sender, "10", { state_default: 0 });
@@ -50,7 +59,19 @@ async function fixture() {
     accountData.set(`${userId}|m.ignored_user_list`, {
       ignored_users: Object.fromEntries(ignored.map((u) => [u, {}])),
     });
-  return { ...base, pipeline, roomId, send, say, member, all, read, ignore };
+  return {
+    ...base,
+    pipeline,
+    roomId,
+    send,
+    say,
+    member,
+    all,
+    read,
+    ignore,
+    erased,
+    erasureReads: () => erasureReads,
+  };
 }
 
 const bodies = (events: JsonObject[]) =>
@@ -164,6 +185,64 @@ Deno.test("ignored users: messages dropped, state kept, invites withheld; the li
   }
 });
 
+Deno.test("erased senders: redacted for readers who were not joined when they sent, intact for those who were", async () => {
+  const f = await fixture();
+  try {
+    // history_visibility shared (the default): later joiners see earlier messages.
+    await f.member(BOB, "join");
+    const said = await f.say(ALICE, "body1", { url: "mxc://example.org/x" });
+    await f.send(ALICE, "m.room.topic", { topic: "alice's topic" }, "");
+    await f.say(BOB, "bob speaks");
+    await f.member(CAROL, "join");
+    const late = await f.say(ALICE, "after carol joined");
+    const events = await f.all();
+
+    // Not erased yet: everyone sees everything, and no erasure read is needed for Bob.
+    const before = await f.pipeline.readRoom(f.read(CAROL), { timeline: events });
+    assertEquals(bodies(before.timeline), ["body1", "bob speaks", "after carol joined"]);
+    const readsBefore = f.erasureReads();
+    await f.pipeline.readRoom(f.read(BOB), {
+      timeline: events.filter((e) => e.position > said.position),
+    });
+    assertEquals(
+      f.erasureReads(),
+      readsBefore,
+      "a joined reader's timeline after their join reads nothing",
+    );
+
+    f.erased.add(ALICE);
+    // Bob was joined when Alice spoke: he still sees her words.
+    const bob = await f.pipeline.readRoom(f.read(BOB), { timeline: events });
+    assertEquals(bodies(bob.timeline), ["body1", "bob speaks", "after carol joined"]);
+    // Carol joined later: Alice's earlier events come redacted (no redacted_because: nobody
+    // redacted them), Bob's stay, and so does what Alice said once Carol was there.
+    const carol = await f.pipeline.readRoom(f.read(CAROL), { timeline: events });
+    assertEquals(bodies(carol.timeline), ["bob speaks", "after carol joined"]);
+    const message = carol.timeline.find((e) => e.event_id === said.eventId)!;
+    assertEquals([message.type, message.content], ["m.room.message", {}]);
+    assertEquals((message.unsigned as JsonObject | undefined)?.redacted_because, undefined);
+    const topic = carol.timeline.find((e) => e.type === "m.room.topic")!;
+    assertEquals(topic.content, {});
+    assert(carol.timeline.some((e) => e.event_id === late.eventId));
+    // The filter decides on the redacted event (the url went with the erasure), and the
+    // federation format is redacted too.
+    const withUrl = await f.pipeline.readRoom(f.read(CAROL, { filter: { contains_url: true } }), {
+      timeline: events,
+    });
+    assertEquals(withUrl.timeline, []);
+    const fed = await f.pipeline.readRoom(f.read(CAROL, { format: "federation" }), {
+      timeline: [said],
+    });
+    assertEquals(fed.timeline[0].content, {});
+    // The flag is read on every call: a store that says otherwise now is believed at once.
+    f.erased.clear();
+    const again = await f.pipeline.readRoom(f.read(CAROL), { timeline: events });
+    assertEquals(bodies(again.timeline), ["body1", "bob speaks", "after carol joined"]);
+  } finally {
+    f.close();
+  }
+});
+
 Deno.test("filter and event_fields apply last, to the formatted event", async () => {
   const f = await fixture();
   try {
@@ -213,6 +292,7 @@ Deno.test("visibility reads the state once per linear chain, not once per event"
       } as unknown as TransactionStore,
       now: () => 10_000,
       serverName: "example.org",
+      erasure: { erasedAmong: () => Promise.resolve(new Set<string>()) },
       relations: new KvRelationReader(f.kv),
     });
     const timeline = (await f.all()).slice(-10);
