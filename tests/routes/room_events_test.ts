@@ -440,11 +440,51 @@ Deno.test("event: a room the reader may not see answers 404, as an unknown event
     const path = `${room}/event/${encodeURIComponent(sent.body.event_id)}`;
     const outsider = await server.request("GET", path, { token: bob.accessToken });
     assertEquals([outsider.status, outsider.body.errcode], [404, "M_NOT_FOUND"]);
-    const unknown = await server.request("GET", `${room}/event/${encodeURIComponent("$nope:example.org")}`, {
-      token: bob.accessToken,
-    });
+    const unknown = await server.request(
+      "GET",
+      `${room}/event/${encodeURIComponent("$nope:example.org")}`,
+      {
+        token: bob.accessToken,
+      },
+    );
     assertEquals([unknown.status, unknown.body.errcode], [404, "M_NOT_FOUND"]);
     assertEquals((await server.request("GET", path, { token: alice.accessToken })).status, 200);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("send: floats, integers past 2^53 and non-JSON numbers are refused", async () => {
+  const { server, alice, room } = await setup();
+  try {
+    const cases: [unknown, number, string][] = [
+      [{ body: 1.5 }, 400, "M_BAD_JSON"],
+      [{ body: 9007199254740992 }, 400, "M_BAD_JSON"],
+      [{ body: -9007199254740992 }, 400, "M_BAD_JSON"],
+    ];
+    let n = 0;
+    for (const [content, status, errcode] of cases) {
+      for (const [method, path] of [["POST", ""], ["PUT", `/t${n++}`]]) {
+        const res = await server.request(method, `${room}/send/m.test${path}`, {
+          token: alice.accessToken,
+          body: content,
+        });
+        assertEquals([res.status, res.body.errcode], [status, errcode], JSON.stringify(content));
+      }
+    }
+    for (const raw of ['{"body": Infinity}', '{"body": NaN}', '{"body": -Infinity}']) {
+      // A string body is sent as is.
+      const res = await server.request("POST", `${room}/send/m.test`, {
+        token: alice.accessToken,
+        body: raw,
+      });
+      assertEquals([res.status, res.body.errcode], [400, "M_NOT_JSON"], raw);
+    }
+    const fine = await server.request("POST", `${room}/send/m.test`, {
+      token: alice.accessToken,
+      body: { body: 9007199254740991 },
+    });
+    assertEquals(fine.status, 200);
   } finally {
     server.close();
   }
