@@ -24,6 +24,8 @@ async function install(packages: readonly string[]): Promise<void> {
     else missing.push(pkg);
   }
   if (missing.length === 0) return;
+  // Say what is being installed: it takes a while, and it changes the machine.
+  console.log(`installing ${missing.join(" ")} from Debian for the real-client tests (apt-get)`);
   const sudo = Deno.uid() === 0 ? [] : ["sudo", "-n"];
   const apt = (args: string[]) =>
     run([...sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", ...args]);
