@@ -51,11 +51,10 @@ Deno.test("defaults in dev mode: open registration", () => {
     tls: undefined,
     signingKeySeed: undefined,
     rateLimits: true,
+    outboundAllowPrivate: false,
     outboundTlsVerify: true,
     guestAccess: false,
-    guestAccess: false,
     admins: [],
-    outboundAllowPrivate: false,
   });
   assert.ok(Object.isFrozen(config));
   assert.ok(Object.isFrozen(CONFIG_DEFAULTS));
@@ -222,6 +221,16 @@ Deno.test("rate limits switch", () => {
   );
 });
 
+Deno.test("guest access switch: off by default", () => {
+  assert.equal(loadConfig({}, DEV).guestAccess, false);
+  assert.equal(loadConfig({ TESSERA_GUEST_ACCESS: "on" }, PROD).guestAccess, true);
+  assertConfigError(
+    { TESSERA_GUEST_ACCESS: "yes" },
+    "TESSERA_GUEST_ACCESS",
+    /"on" or "off", got "yes"/,
+  );
+});
+
 Deno.test("default room version: absent unless set, and only a supported one", () => {
   assert.equal("defaultRoomVersion" in loadConfig({}, PROD), false);
   assert.equal(loadConfig({ TESSERA_DEFAULT_ROOM_VERSION: "10" }, PROD).defaultRoomVersion, "10");
@@ -240,16 +249,6 @@ Deno.test("outbound private-address switch: off by default", () => {
     { TESSERA_OUTBOUND_ALLOW_PRIVATE: "true" },
     "TESSERA_OUTBOUND_ALLOW_PRIVATE",
     /"on" or "off", got "true"/,
-  );
-});
-
-Deno.test("guest access switch: off by default", () => {
-  assert.equal(loadConfig({}, DEV).guestAccess, false);
-  assert.equal(loadConfig({ TESSERA_GUEST_ACCESS: "on" }, PROD).guestAccess, true);
-  assertConfigError(
-    { TESSERA_GUEST_ACCESS: "yes" },
-    "TESSERA_GUEST_ACCESS",
-    /"on" or "off", got "yes"/,
   );
 });
 
@@ -283,6 +282,7 @@ Deno.test("configFromDenoEnv matches loadConfig over the process environment", (
   const fromProcess = configFromDenoEnv(DEV);
   assert.deepEqual({ ...fromProcess }, { ...loadConfig(Deno.env.toObject(), DEV) });
   assert.ok(Object.isFrozen(fromProcess));
+});
 
 Deno.test("config: TESSERA_ADMINS and the support document's contacts and page", () => {
   const config = loadConfig({
@@ -305,5 +305,4 @@ Deno.test("config: TESSERA_ADMINS and the support document's contacts and page",
     /user IDs or email addresses/,
   );
   assertConfigError({ TESSERA_SUPPORT_PAGE: "ftp://x" }, "TESSERA_SUPPORT_PAGE", /http/);
-});
 });
