@@ -15,29 +15,22 @@ export interface InitialStateEvent {
   content: JsonObject;
 }
 
-/**
- * The join rules, history visibility and guest access a preset sets, in that order. The spec's
- * "forbidden" guest access of `public_chat` is what a room without the event has, so, as Synapse,
- * no event is sent for it: one state event fewer in every public room's state.
- */
+/** The join rules, history visibility and guest access a preset sets, in that order. */
 export function presetState(preset: RoomPreset): InitialStateEvent[] {
   const isPublic = preset === "public_chat";
-  const state: InitialStateEvent[] = [
+  return [
     {
       type: "m.room.join_rules",
       stateKey: "",
       content: { join_rule: isPublic ? "public" : "invite" },
     },
     { type: "m.room.history_visibility", stateKey: "", content: { history_visibility: "shared" } },
-  ];
-  if (!isPublic) {
-    state.push({
+    {
       type: "m.room.guest_access",
       stateKey: "",
-      content: { guest_access: "can_join" },
-    });
-  }
-  return state;
+      content: { guest_access: isPublic ? "forbidden" : "can_join" },
+    },
+  ];
 }
 
 /**

@@ -58,14 +58,17 @@ Deno.test("createRoom: public_chat with alias, name, topic, invite, in the spec'
       "m.room.canonical_alias",
       "m.room.join_rules",
       "m.room.history_visibility",
+      "m.room.guest_access",
       "m.room.encryption",
       "m.room.name",
       "m.room.topic",
       `m.room.member/${bob.userId}`,
     ]);
     assertEquals((await stateContent(server, roomId, "m.room.join_rules"))?.join_rule, "public");
-    // public_chat's guest access "forbidden" is the default: no event, as Synapse.
-    assertEquals(await stateContent(server, roomId, "m.room.guest_access"), undefined);
+    assertEquals(
+      (await stateContent(server, roomId, "m.room.guest_access"))?.guest_access,
+      "forbidden",
+    );
     const invite = await stateContent(server, roomId, "m.room.member", bob.userId);
     assertEquals(invite?.membership, "invite");
     assertEquals(invite?.is_direct, true);
