@@ -35,10 +35,14 @@ Deno.test("reports: rooms, events and users are kept for administrators", async 
       body: { reason: "x" },
     });
     assertEquals([outsider.status, outsider.body.errcode], [404, "M_NOT_FOUND"]);
-    const unknown = await server.request("POST", `${V3}/rooms/${roomId}/report/$${"A".repeat(43)}`, {
-      token: alice.accessToken,
-      body: { reason: "x" },
-    });
+    const unknown = await server.request(
+      "POST",
+      `${V3}/rooms/${roomId}/report/$${"A".repeat(43)}`,
+      {
+        token: alice.accessToken,
+        body: { reason: "x" },
+      },
+    );
     assertEquals(unknown.status, 404);
     const badScore = await server.request("POST", `${V3}/rooms/${roomId}/report/${eventId}`, {
       token: alice.accessToken,

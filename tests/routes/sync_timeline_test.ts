@@ -46,7 +46,6 @@ function setState(
   return server.deps.sender.send({ roomId, sender: userId, type, stateKey: key, content });
 }
 
-
 async function sync(server: Server, token: string, params: Record<string, string> = {}) {
   const query = new URLSearchParams(params).toString();
   const res = await server.request("GET", `/_matrix/client/v3/sync?${query}`, { token });
