@@ -113,7 +113,9 @@ export class PresenceStream implements SyncStreamProvider {
       const sent = new Set(records.map((r) => r.userId));
       const newcomers = [...await request.newcomers].filter((u) => !sent.has(u));
       if (newcomers.length > 0) {
-        const found = await this.store.changesOf(async () => newcomers, { upTo: request.upTo });
+        const found = await this.store.changesOf(() => Promise.resolve(newcomers), {
+          upTo: request.upTo,
+        });
         records.push(...found);
         // One who never set presence is offline (what /presence answers for them too).
         const known = new Set(found.map((r) => r.userId));
