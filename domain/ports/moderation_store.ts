@@ -34,6 +34,6 @@ export interface ModerationStore {
   putAccountModeration(userId: string, record: AccountModerationRecord): Promise<void>;
   /** Keep a report. */
   addReport(report: ContentReportRecord): Promise<void>;
-  /** Reports, oldest first, after `afterId` (exclusive), at most `limit`. */
+  /** Reports, oldest first (those of one millisecond in no set order), after `afterId`, at most `limit`. */
   listReports(afterId: string | undefined, limit: number): Promise<ContentReportRecord[]>;
 }
