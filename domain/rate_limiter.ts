@@ -27,6 +27,7 @@ export type RateLimitedAction =
   | "directory"
   | "presence"
   | "report"
+  | "search"
   | "threepid_validation"
   | "user_write";
 
@@ -76,6 +77,8 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     presence: { burst: 30, perSecond: 1 },
     // Reports reach people (administrators), so a flood of them is an attack on their time.
     report: { burst: 10, perSecond: 0.05 },
+    // A search can read about 100,000 index entries; clients search as a person types at most.
+    search: { burst: 20, perSecond: 1 },
     // Each requestToken mails someone: per client and per address (Synapse's
     // rc_3pid_validation: 0.003/s, burst 5), so no one can flood an inbox through us.
     threepid_validation: { burst: 5, perSecond: 0.01 },

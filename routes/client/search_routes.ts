@@ -6,6 +6,7 @@ import { SEARCH_KEYS } from "../../domain/search/search_terms.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
+import { rateLimited } from "./rate_limit_middleware.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 const contextLimit = z.number().int().min(0).max(1_000_000);
@@ -36,7 +37,9 @@ const searchQuery = z.object({ next_batch: z.string().max(1024).optional() });
 /** The search area. */
 export function searchArea(deps: AppDeps): ClientArea {
   const v3 = new Hono<ClientEnv>();
-  v3.post("/search", requireSession(deps.sessions), async (c) => {
+  // A search reads up to about 100,000 index entries: the most a request of ours reads, so it is
+  // the one read that is rate-limited.
+  v3.post("/search", requireSession(deps.sessions), rateLimited(deps, "search"), async (c) => {
     const query = readQuery(c, searchQuery);
     const body = await readJsonBody(c, searchBody);
     const criteria = body.search_categories.room_events;

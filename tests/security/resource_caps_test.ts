@@ -87,6 +87,17 @@ Deno.test("finding 10: every kind of write has a per-user rate limit answering 4
         `${V3}/devices/${encodeURIComponent(alice.deviceId)}`,
         { display_name: `d${i}` },
       ]],
+      // Not a write, but the most a read may cost (about 100,000 index entries).
+      ["search", DEFAULT_RATE_LIMITS.search.burst, (i) => [
+        "POST",
+        `${V3}/search`,
+        { search_categories: { room_events: { search_term: `w${i}` } } },
+      ]],
+      ["report", DEFAULT_RATE_LIMITS.report.burst, (i) => [
+        "POST",
+        `${V3}/users/${user}/report`,
+        { reason: `r${i}` },
+      ]],
     ];
     const failures: string[] = [];
     for (const [action, burst, make] of cases) {
