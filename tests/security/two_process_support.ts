@@ -36,17 +36,20 @@ interface Running extends Node {
 
 /**
  * Start A, wait until it answers (it creates the signing key in KV), then start B on the same
- * file and server name.
+ * file and server name; `extraEnv` adds configuration that may name the server (both get it).
  */
-export async function startProcessPair(): Promise<ProcessPair> {
+export async function startProcessPair(
+  extraEnv: (serverName: string) => Record<string, string> = () => ({}),
+): Promise<ProcessPair> {
   const dir = await Deno.makeTempDir({ prefix: "tessera-two-process-" });
   const kvPath = `${dir}/tessera.kv`;
   const portA = freePort();
   const serverName = `localhost:${portA}`;
+  const env = extraEnv(serverName);
   const started: Running[] = [];
   try {
-    started.push(await startNode(portA, serverName, kvPath));
-    started.push(await startNode(freePort(), serverName, kvPath));
+    started.push(await startNode(portA, serverName, kvPath, env));
+    started.push(await startNode(freePort(), serverName, kvPath, env));
   } catch (error) {
     for (const node of started) await node.stop();
     await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -65,9 +68,14 @@ export async function startProcessPair(): Promise<ProcessPair> {
   };
 }
 
-async function startNode(port: number, serverName: string, kvPath: string): Promise<Running> {
+async function startNode(
+  port: number,
+  serverName: string,
+  kvPath: string,
+  env: Record<string, string>,
+): Promise<Running> {
   const { baseUrl, output, stop } = await startServerProcess(
-    { TESSERA_SERVER_NAME: serverName, TESSERA_KV_PATH: kvPath },
+    { ...env, TESSERA_SERVER_NAME: serverName, TESSERA_KV_PATH: kvPath },
     port,
   );
   const api = async (method: string, path: string, token?: string, body?: unknown) => {
