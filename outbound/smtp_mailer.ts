@@ -3,8 +3,13 @@
  * (`smtp://` upgrades with STARTTLS when the server offers it, `smtps://` speaks TLS from the
  * start; credentials may sit in the URL), `TESSERA_SMTP_FROM` the sender.
  */
-import nodemailer from "nodemailer";
 import type { Mailer, MailMessage } from "../domain/ports/mailer.ts";
+
+/** What we use of a nodemailer transport. */
+interface Transport {
+  sendMail(message: Record<string, unknown>): Promise<unknown>;
+  close(): void;
+}
 
 /** Settings of the SMTP mailer. */
 export interface SmtpMailerOptions {
@@ -16,16 +21,20 @@ export interface SmtpMailerOptions {
   timeoutMs?: number;
 }
 
-/** Sends each message through one pooled SMTP transport. */
+/**
+ * Sends each message through one pooled SMTP transport. nodemailer is loaded on the first message,
+ * not at start-up: it costs about 18 MiB of memory, which a server that never mails should not pay.
+ */
 export class SmtpMailer implements Mailer {
-  readonly #transport: ReturnType<typeof nodemailer.createTransport>;
+  readonly #settings: Record<string, unknown>;
   readonly #from: string;
+  #transport?: Promise<Transport>;
 
-  /** Build the transport; nothing connects until the first message. */
+  /** Check the settings; nothing is loaded or connected until the first message. */
   constructor(options: SmtpMailerOptions) {
     const url = new URL(options.url);
     const timeout = options.timeoutMs ?? 10_000;
-    this.#transport = nodemailer.createTransport({
+    this.#settings = {
       host: url.hostname.replace(/^\[|\]$/g, ""),
       port: url.port === "" ? (url.protocol === "smtps:" ? 465 : 25) : Number(url.port),
       secure: url.protocol === "smtps:",
@@ -35,13 +44,21 @@ export class SmtpMailer implements Mailer {
       connectionTimeout: timeout,
       greetingTimeout: timeout,
       socketTimeout: timeout,
-    });
+    };
     this.#from = options.from;
+  }
+
+  #open(): Promise<Transport> {
+    this.#transport ??= import("nodemailer").then(({ default: nodemailer }) =>
+      nodemailer.createTransport(this.#settings) as Transport
+    );
+    return this.#transport;
   }
 
   /** See Mailer.send. */
   async send(message: MailMessage): Promise<void> {
-    await this.#transport.sendMail({
+    const transport = await this.#open();
+    await transport.sendMail({
       from: this.#from,
       to: message.to,
       subject: message.subject,
@@ -52,6 +69,6 @@ export class SmtpMailer implements Mailer {
 
   /** Close pooled connections (tests, shutdown). */
   close(): void {
-    this.#transport.close();
+    void this.#transport?.then((transport) => transport.close(), () => {});
   }
 }

@@ -6,16 +6,23 @@
  * verification; node:https has one. Plain http: URLs go through the normal fetch. The address
  * guard still runs before this (GuardedFetch calls it after checkDestination).
  */
-import https from "node:https";
 
-/** fetch(url, init) over node:https with certificate checks off; no redirects are followed. */
-export function unverifiedTlsFetch(input: URL | string, init: RequestInit = {}): Promise<Response> {
+/**
+ * fetch(url, init) over node:https with certificate checks off; no redirects are followed.
+ * node:https is loaded on the first call: it costs about 11 MiB, which servers that verify
+ * certificates (all but test harnesses) should not pay.
+ */
+export async function unverifiedTlsFetch(
+  input: URL | string,
+  init: RequestInit = {},
+): Promise<Response> {
   const url = new URL(String(input));
   if (url.protocol !== "https:") return fetch(url, init);
+  const { default: https } = await import("node:https");
   const headers = new Headers(init.headers);
   const body = typeof init.body === "string" ? new TextEncoder().encode(init.body) : undefined;
   if (body !== undefined) headers.set("content-length", String(body.byteLength));
-  return new Promise<Response>((resolve, reject) => {
+  return await new Promise<Response>((resolve, reject) => {
     const request = https.request(
       {
         host: url.hostname.replace(/^\[|\]$/g, ""),
