@@ -5,33 +5,11 @@
 import { assert, assertEquals } from "../assert.ts";
 import { type RegisteredUser, registerUser } from "./client_harness.ts";
 import { startTestServer } from "./test_server.ts";
+import { member, publicRoom } from "./sender_rooms.ts";
 import { commitWithDeviceListChanges } from "../../kv/device_list_log.ts";
-import type { JsonObject } from "../../domain/json.ts";
 import { newTestDevice } from "../domain/e2ee/device_keys_fixture.ts";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
-
-/** A public room created by `creator`. */
-async function publicRoom(server: Server, creator: string): Promise<string> {
-  const { sender } = server.deps;
-  const { roomId } = await sender.createRoom({ version: "10", creator });
-  const send = (type: string, content: JsonObject, stateKey = "") =>
-    sender.send({ roomId, sender: creator, type, stateKey, content });
-  await send("m.room.member", { membership: "join" }, creator);
-  await send("m.room.power_levels", { users: { [creator]: 100 } });
-  await send("m.room.join_rules", { join_rule: "public" });
-  return roomId;
-}
-
-function member(server: Server, roomId: string, userId: string, membership: string) {
-  return server.deps.sender.send({
-    roomId,
-    sender: userId,
-    type: "m.room.member",
-    stateKey: userId,
-    content: { membership },
-  });
-}
 
 /**
  * What an upload of new device keys does: the device-list update in its own commit, then the

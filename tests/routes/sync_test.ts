@@ -1,40 +1,10 @@
 import { assert, assertEquals } from "../assert.ts";
 import { registerUser } from "./client_harness.ts";
 import { startTestServer } from "./test_server.ts";
+import { member, publicRoom, say } from "./sender_rooms.ts";
 import type { JsonObject } from "../../domain/json.ts";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
-
-/** A public room created by `creator` on the server's sender. */
-async function publicRoom(server: Server, creator: string, version = "10"): Promise<string> {
-  const { sender } = server.deps;
-  const { roomId } = await sender.createRoom({ version, creator });
-  const send = (type: string, content: JsonObject, stateKey = "") =>
-    sender.send({ roomId, sender: creator, type, stateKey, content });
-  await send("m.room.member", { membership: "join" }, creator);
-  await send("m.room.power_levels", { users: version === "12" ? {} : { [creator]: 100 } });
-  await send("m.room.join_rules", { join_rule: "public" });
-  return roomId;
-}
-
-function member(server: Server, roomId: string, userId: string, membership: string, by = userId) {
-  return server.deps.sender.send({
-    roomId,
-    sender: by,
-    type: "m.room.member",
-    stateKey: userId,
-    content: { membership },
-  });
-}
-
-function say(server: Server, roomId: string, userId: string, body: string) {
-  return server.deps.sender.send({
-    roomId,
-    sender: userId,
-    type: "m.room.message",
-    content: { msgtype: "m.text", body },
-  });
-}
 
 const q = (value: unknown) => encodeURIComponent(JSON.stringify(value));
 

@@ -6,30 +6,10 @@
 import { assert, assertEquals } from "../assert.ts";
 import { FAST_HASHING, registerUser } from "./client_harness.ts";
 import { startTestServer } from "./test_server.ts";
+import { member, publicRoom } from "./sender_rooms.ts";
 import type { JsonObject } from "../../domain/json.ts";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
-
-async function publicRoom(server: Server, creator: string): Promise<string> {
-  const { sender } = server.deps;
-  const { roomId } = await sender.createRoom({ version: "10", creator });
-  const send = (type: string, content: JsonObject, stateKey = "") =>
-    sender.send({ roomId, sender: creator, type, stateKey, content });
-  await send("m.room.member", { membership: "join" }, creator);
-  await send("m.room.power_levels", { users: { [creator]: 100 } });
-  await send("m.room.join_rules", { join_rule: "public" });
-  return roomId;
-}
-
-function member(server: Server, roomId: string, userId: string, membership: string, by = userId) {
-  return server.deps.sender.send({
-    roomId,
-    sender: by,
-    type: "m.room.member",
-    stateKey: userId,
-    content: { membership },
-  });
-}
 
 function send(server: Server, roomId: string, userId: string, type: string, content: JsonObject) {
   return server.deps.sender.send({ roomId, sender: userId, type, content });
