@@ -9,7 +9,7 @@ import type { AppDeps } from "./deps.ts";
 import { clientVersionsApp } from "./client_versions.ts";
 import { wellKnownApp } from "./well_known.ts";
 import { serverKeysApp } from "./server_keys.ts";
-import { federationVersionApp } from "./federation_version.ts";
+import { federationApi } from "./federation/federation_api.ts";
 import { healthApp } from "./health.ts";
 import { clientApi } from "./client/client_api.ts";
 import { openIdUserInfoApp } from "./openid_userinfo.ts";
@@ -33,7 +33,7 @@ export function buildApp(deps: AppDeps): Hono {
   app.route("/", clientVersionsApp());
   app.route("/", wellKnownApp(deps));
   app.route("/", serverKeysApp(deps));
-  app.route("/", federationVersionApp());
+  app.route("/", federationApi(deps));
   app.route("/", healthApp(deps));
   app.route("/", clientApi(deps));
   app.route("/", openIdUserInfoApp(deps));

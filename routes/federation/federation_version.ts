@@ -1,6 +1,6 @@
 /** `GET /_matrix/federation/v1/version`: the server's name and version. */
 import { Hono } from "hono";
-import { SERVER_SOFTWARE } from "../domain/server_software.ts";
+import { SERVER_SOFTWARE } from "../../domain/server_software.ts";
 
 /** Sub-app serving the federation version endpoint. */
 export function federationVersionApp(): Hono {

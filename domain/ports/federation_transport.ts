@@ -1,0 +1,61 @@
+/**
+ * The port for requests to other homeservers over federation. The adapter (in `outbound/`)
+ * resolves the destination (well-known, SRV, IP literals, explicit ports, default 8448),
+ * speaks HTTPS, refuses private addresses unless allowed, and signs each request with the
+ * X-Matrix scheme (destination included) unless `signed` is false (key fetches).
+ */
+import type { JsonValue } from "../json.ts";
+
+/** One request to a homeserver's federation or key API. */
+export interface FederationRequest {
+  readonly method: "GET" | "PUT" | "POST";
+  /** The server name of the destination, as in user and room IDs (may carry a port). */
+  readonly destination: string;
+  /** Path and query, already percent-encoded, e.g. `/_matrix/federation/v1/event/%24abc`. */
+  readonly path: string;
+  /** A JSON body (PUT/POST); it is also what the X-Matrix signature covers. */
+  readonly body?: JsonValue;
+  /** Sign with X-Matrix (default true); `/_matrix/key/v2/server` needs no signature. */
+  readonly signed?: boolean;
+  /** Give up after this long (default: the adapter's own, about 30 s). */
+  readonly timeoutMs?: number;
+}
+
+/** A response from the destination: its status and its body parsed as JSON (null when not JSON). */
+export interface FederationResponse {
+  readonly status: number;
+  readonly body: JsonValue | null;
+}
+
+/**
+ * Why a request got no response:
+ * - `refused`: the destination is not allowed (federation off, a private address, a bad name);
+ * - `unresolved`: the name did not resolve to an address;
+ * - `timeout`, `too_large`, `network`, `tls`: the attempt failed; a later one may succeed.
+ */
+export type FederationFailure =
+  | "refused"
+  | "unresolved"
+  | "timeout"
+  | "too_large"
+  | "network"
+  | "tls";
+
+/** A request that got no usable response; `failure` says whether retrying makes sense. */
+export class FederationUnreachable extends Error {
+  /** Build from the failure kind, the destination, and a message for logs. */
+  constructor(
+    readonly failure: FederationFailure,
+    readonly destination: string,
+    message: string,
+  ) {
+    super(`${destination}: ${message}`);
+    this.name = "FederationUnreachable";
+  }
+}
+
+/** Sends requests to other homeservers. */
+export interface FederationTransport {
+  /** Send `request`; throws FederationUnreachable when no usable response arrives. */
+  request(request: FederationRequest): Promise<FederationResponse>;
+}
