@@ -1,0 +1,39 @@
+/**
+ * The contract of the incoming-PDU handler, used by every route that takes events from another
+ * server (`/send`, `send_join`, `send_leave`, `send_knock`) and by backfill and
+ * get_missing_events on the way in.
+ */
+import type { EventStatus } from "../../ports/event_store.ts";
+
+/** How one PDU was handled. */
+export interface PduOutcome {
+  /**
+   * The event's ID (computed from v3, carried in v1/v2); empty only when the PDU is too
+   * malformed to name one.
+   */
+  eventId: string;
+  /** What the checks decided, when the event was stored (rejected and soft-failed ones are). */
+  status?: EventStatus;
+  /** Why the PDU was dropped, rejected or soft-failed; absent when it was accepted. */
+  error?: string;
+}
+
+/** Options for one PDU. */
+export interface PduInputOptions {
+  /** History fetched by backfill: positioned below the room's first event, never moves state. */
+  backfill?: boolean;
+}
+
+/** Checks and stores PDUs from other servers, in the spec's order (see index.ts). */
+export interface PduInput {
+  /**
+   * Handle one PDU `origin` sent for `roomId`: never throws for a bad PDU (the outcome carries
+   * the error); throws only when storage or the process fails.
+   */
+  handle(
+    origin: string,
+    roomId: string,
+    pdu: unknown,
+    options?: PduInputOptions,
+  ): Promise<PduOutcome>;
+}
