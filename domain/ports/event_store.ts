@@ -20,7 +20,56 @@ export type EventStatus = "accepted" | "rejected" | "soft_failed";
 export interface NewEvent {
   eventId: string;
   pdu: Pdu;
+  /** The status the caller decided; with `checkState` it holds only if both checks pass. */
   status: EventStatus;
+  /**
+   * A remote event: inside planning (serialised with local sends by the per-room queue) the
+   * store authorises it against the state before it (failing: `rejected`), then against the
+   * room's current state as this commit plans it (failing: `soft_failed`, which is neither a
+   * forward extremity nor in timelines). Only an event passing both keeps `status`.
+   */
+  checkState?: boolean;
+  /**
+   * The state before this event when its prev events are not held (a gap, or the first event
+   * of a room we join), staged first with `EventStore.stageState`. Without it an event citing
+   * unknown prev events fails its append with MissingPrevEvents.
+   */
+  stateBefore?: StagedState;
+}
+
+/**
+ * A state snapshot staged for a room by `EventStore.stageState`: an opaque, content-addressed
+ * handle (the same room, version and state always give the same `id`), valid across processes
+ * and restarts.
+ */
+export interface StagedState {
+  roomId: string;
+  /** Content address of the state (a hash of its entries). */
+  id: string;
+  /** Entries in the state. */
+  entries: number;
+}
+
+/**
+ * An event cites prev events the store does not hold (as log events) and brings no
+ * `stateBefore`; nothing was written. Local events never hit this: their prev events are the
+ * room's forward extremities.
+ */
+export class MissingPrevEvents extends Error {
+  constructor(readonly roomId: string, readonly eventId: string, readonly missing: string[]) {
+    super(`Event ${eventId} in ${roomId} cites prev events not held: ${missing.join(", ")}`);
+    this.name = "MissingPrevEvents";
+  }
+}
+
+/** An event held by the store: in a room's log (`outlier: false`) or as an outlier. */
+export interface FoundEvent {
+  eventId: string;
+  roomId: string;
+  pdu: Pdu;
+  status: EventStatus;
+  /** Held outside the timeline (auth chain, state of a join): never in /messages or /sync. */
+  outlier: boolean;
 }
 
 /**
@@ -40,7 +89,10 @@ export type CommitMutation =
 export interface AppendRequest {
   roomId: string;
   events: NewEvent[];
-  /** History fetched by backfill: takes positions below the room's first, never moves state. */
+  /**
+   * History fetched by backfill: takes positions below the room's first, never moves state.
+   * A backfilled event whose prev events are not held needs `stateBefore` like any other.
+   */
   backfill?: boolean;
   /** The room version, needed only when the room has no events yet and no create event leads. */
   roomVersion?: string;
@@ -114,6 +166,21 @@ export interface StateResolverInput {
 
 /** State resolution, injected so storage does not depend on the algorithm. */
 export type StateResolver = (input: StateResolverInput) => Promise<StateMap>;
+
+/** What the store hands to the auth check of an event appended with `checkState`. */
+export interface StateAuthInput {
+  version: RoomVersion;
+  event: RoomEvent;
+  /** The state to check against (type/state_key -> event ID): before the event, or current. */
+  state: StateMap;
+  /** Events of the room, from the batch being planned, the log or the outliers. */
+  getEvent(id: string): Promise<RoomEvent | undefined>;
+}
+
+/** The auth rules against a state, injected like the resolver so tests can swap them. */
+export type StateAuthorizer = (
+  input: StateAuthInput,
+) => Promise<{ allowed: true } | { allowed: false; reason: string }>;
 
 /** A summary of a room's log. */
 export interface RoomHeadView {
@@ -248,5 +315,38 @@ export interface SyncReader {
   }): Promise<SyncChanges>;
 }
 
+/**
+ * Events and state from other servers that are not (yet) in a room's timeline.
+ *
+ * Joining a remote room (or filling a gap) whose state exceeds one commit goes in steps, each
+ * idempotent, so a join interrupted by a crash resumes by running the same steps again:
+ * 1. `storeOutliers(roomId, authChain + stateEvents)`: as many commits as KV's limits need;
+ *    events already held (as outliers or in the log) are skipped.
+ * 2. `stageState(roomId, roomVersion, state)`: the state before the join (event IDs of step 1),
+ *    written as a chain of state-group layers over several commits, its record last; staging
+ *    the same state again finds the finished record (content-addressed) and writes nothing.
+ * 3. `append({roomId, roomVersion, events: [{eventId, pdu, status, checkState: true,
+ *    stateBefore}]})`: the join event, last. It creates the room's head when the room has
+ *    none; current state projections of a very large state may take commits of their own
+ *    before the one that writes the head, all checked against the head still being absent.
+ *    Appending it again returns it `duplicate`.
+ */
+export interface RemoteEventStore {
+  /**
+   * Stage a state snapshot (type/state_key -> event ID; the events are outliers or log events
+   * of the room) so an event whose prev events we lack can be appended with it as `stateBefore`.
+   * The room may have no head yet. Several commits when large; idempotent and content-addressed.
+   */
+  stageState(roomId: string, roomVersion: string, state: StateMap): Promise<StagedState>;
+  /**
+   * Hold events outside the timeline (map `eventid_outlier`), in as many commits as KV's limits
+   * need; events already held, as outliers or in a log, are skipped. Appending one later
+   * de-outliers it (its outlier record stays; the log copy wins in every read).
+   */
+  storeOutliers(roomId: string, events: NewEvent[]): Promise<void>;
+  /** Events by ID, from the logs and the outliers; unknown IDs are absent from the map. */
+  findEvents(eventIds: readonly string[]): Promise<Map<string, FoundEvent>>;
+}
+
 /** The whole event store. */
-export interface EventStore extends EventWriter, EventReader, SyncReader {}
+export interface EventStore extends EventWriter, EventReader, SyncReader, RemoteEventStore {}
