@@ -88,6 +88,8 @@ import {
   type PushDeliveryDeps,
 } from "./domain/push/push_delivery.ts";
 import { GuardedFetch } from "./outbound/guarded_fetch.ts";
+import type { FederationTransport } from "./domain/ports/federation_transport.ts";
+import { federationClientFromConfig } from "./outbound/federation_client.ts";
 import { AccountDataService } from "./domain/account_data/account_data_service.ts";
 import { AccountDataStream } from "./domain/account_data/account_data_stream.ts";
 import {
@@ -124,6 +126,8 @@ export async function assembleServer(
     passwordHashing?: ScryptParams;
     /** Builds the read pipeline; tests pass a spying subclass (tests/security). */
     readPipeline?: (deps: ReadPipelineDeps) => ReadPipeline;
+    /** Requests to other homeservers; tests pass the in-process network's transport. */
+    federationTransport?: FederationTransport;
   } = {},
 ): Promise<AssembledServer> {
   const seed = config.signingKeySeed ?? (await loadOrCreateSigningSeed(kv, generateSigningSeed));
@@ -304,6 +308,8 @@ export async function assembleServer(
       pipeline: readPipeline,
     }),
     spaces: new SpaceService({ store: eventStore, pipeline: readPipeline }),
+    federationTransport: options.federationTransport ??
+      federationClientFromConfig(config, keyring),
     openIdTokens: new OpenIdTokenService({
       store: new KvOpenIdTokenStore(kv, options.now),
       serverName: config.serverName,

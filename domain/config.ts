@@ -50,6 +50,15 @@ export interface Config {
   };
   /** Guest accounts (`POST /register?kind=guest`) may be created and used. */
   readonly guestAccess: boolean;
+  /** Federation with other homeservers (`TESSERA_FEDERATION*`). */
+  readonly federation: {
+    /** `TESSERA_FEDERATION=off`: no request goes out, the federation API answers 403/404. */
+    readonly enabled: boolean;
+    /** `TESSERA_FEDERATION_CA_FILE`: a PEM bundle of CAs trusted beside the system roots. */
+    readonly caFile?: string;
+    /** `TESSERA_FEDERATION_ALLOW_PRIVATE=true`: destinations may be loopback or private. */
+    readonly allowPrivate: boolean;
+  };
   /**
    * The room version of new rooms whose creator names none (`TESSERA_DEFAULT_ROOM_VERSION`,
    * Synapse's `default_room_version`); absent means the newest stable one.
@@ -82,6 +91,8 @@ export const CONFIG_DEFAULTS = Object.freeze({
   outboundAllowPrivate: false,
   outboundTlsVerify: true,
   guestAccess: false,
+  federation: true,
+  federationAllowPrivate: false,
   turnTtlSeconds: 86_400,
 });
 
@@ -133,6 +144,13 @@ function parseSwitch(raw: string): Parsed<boolean> {
   if (raw === "on") return { value: true };
   if (raw === "off") return { value: false };
   return { problem: `expected "on" or "off", got ${quote(raw)}` };
+}
+
+function parseBoolean(raw: string): Parsed<boolean> {
+  // on/off too, as the other switches take them.
+  if (raw === "true" || raw === "on") return { value: true };
+  if (raw === "false" || raw === "off") return { value: false };
+  return { problem: `expected "true" or "false", got ${quote(raw)}` };
 }
 
 function parseRoomVersion(raw: string): Parsed<string> {
@@ -285,6 +303,11 @@ const variables = {
   TESSERA_SMTP_URL: variable(parseSmtpUrl),
   TESSERA_SMTP_FROM: variable(parseMailFrom),
   TESSERA_GUEST_ACCESS: variable(parseSwitch),
+  TESSERA_FEDERATION: variable(parseSwitch),
+  TESSERA_FEDERATION_CA_FILE: variable((raw) =>
+    raw.includes("\u0000") ? { problem: "path contains NUL" } : { value: raw }
+  ),
+  TESSERA_FEDERATION_ALLOW_PRIVATE: variable(parseBoolean),
   TESSERA_DEFAULT_ROOM_VERSION: variable(parseRoomVersion),
   TESSERA_ADMINS: variable(parseAdmins),
   TESSERA_SUPPORT_CONTACTS: variable(parseSupportContacts),
@@ -375,6 +398,13 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
       }),
     }),
     guestAccess: v.TESSERA_GUEST_ACCESS ?? CONFIG_DEFAULTS.guestAccess,
+    federation: Object.freeze({
+      enabled: v.TESSERA_FEDERATION ?? CONFIG_DEFAULTS.federation,
+      ...(v.TESSERA_FEDERATION_CA_FILE !== undefined
+        ? { caFile: v.TESSERA_FEDERATION_CA_FILE }
+        : {}),
+      allowPrivate: v.TESSERA_FEDERATION_ALLOW_PRIVATE ?? CONFIG_DEFAULTS.federationAllowPrivate,
+    }),
     // Absent rather than undefined when unset, as for TURN below.
     ...(v.TESSERA_DEFAULT_ROOM_VERSION === undefined
       ? {}

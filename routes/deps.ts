@@ -42,6 +42,7 @@ import type { SpaceService } from "../domain/spaces/space_service.ts";
 import type { OpenIdTokenService } from "../domain/accounts/openid_tokens.ts";
 import type { AccountModeration } from "../domain/moderation/account_moderation.ts";
 import type { ContentReports } from "../domain/moderation/content_reports.ts";
+import type { FederationTransport } from "../domain/ports/federation_transport.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -142,4 +143,9 @@ export interface AppDeps {
   spaces: SpaceService;
   /** OpenID tokens: issued to users, traded by third parties for the user's ID. */
   openIdTokens: OpenIdTokenService;
+  /**
+   * Requests to other homeservers (discovery, HTTPS, X-Matrix signing); refuses everything
+   * when federation is off. Throws FederationUnreachable when no usable answer comes back.
+   */
+  federationTransport: FederationTransport;
 }

@@ -54,6 +54,7 @@ Deno.test("defaults in dev mode: open registration", () => {
     outboundAllowPrivate: false,
     outboundTlsVerify: true,
     guestAccess: false,
+    federation: { enabled: true, allowPrivate: false },
     admins: [],
   });
   assert.ok(Object.isFrozen(config));
