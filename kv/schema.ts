@@ -32,6 +32,20 @@ export const EVENT_STORE_MAPS = {
   roomid_stategroup: "roomid_stategroup",
   /** (roomId, groupId, chunk index >= 1) -> bytes: the rest of a large delta. */
   roomid_stategroupchunk: "roomid_stategroupchunk",
+  /**
+   * (roomId, stagedId) -> StagedStateRecord: a state snapshot staged from outside (a join's or a
+   * gap's state), content-addressed; its layers are state groups with string IDs
+   * (`<stagedId>.<n>`), written in earlier commits than this record. Facts, like accounts:
+   * replay re-stages them and compares.
+   */
+  roomid_stagedstate: "roomid_stagedstate",
+  /**
+   * eventId -> OutlierRecord: an event held outside any timeline (auth chains, a join's state),
+   * PDU chunked like the log's (rest under `eventid_outlierchunk`). Facts: replay copies them.
+   */
+  eventid_outlier: "eventid_outlier",
+  /** (eventId, chunk index >= 1) -> bytes: the rest of an outlier's PDU. */
+  eventid_outlierchunk: "eventid_outlierchunk",
   /** userId -> last sync time: the sync read's blind barrier write. */
   userid_syncbarrier: "userid_syncbarrier",
   /** (roomId, eventId) -> redaction event IDs: accepted redactions naming the event, in arrival order. */
@@ -99,6 +113,9 @@ export const REPLAYED_MAPS: readonly EventStoreMap[] = [
   "userroomid_membership",
   "roomid_stategroup",
   "roomid_stategroupchunk",
+  "roomid_stagedstate",
+  "eventid_outlier",
+  "eventid_outlierchunk",
   "roomeventid_redactions",
   "roomid_memberchange",
   "roomid_memberchangehead",
@@ -188,19 +205,39 @@ export class EventStoreKeys {
     return [...this.namespace, "userroomid_membership", userId];
   }
 
-  /** A state group record (delta plus its first chunk). */
-  stateGroup(roomId: string, groupId: number): Deno.KvKey {
+  /** A state group record (delta plus its first chunk); string IDs are staged layers. */
+  stateGroup(roomId: string, groupId: number | string): Deno.KvKey {
     return [...this.namespace, "roomid_stategroup", roomId, groupId];
   }
 
   /** A continuation chunk (index >= 1) of a state group's delta. */
-  stateGroupChunk(roomId: string, groupId: number, index: number): Deno.KvKey {
+  stateGroupChunk(roomId: string, groupId: number | string, index: number): Deno.KvKey {
     return [...this.namespace, "roomid_stategroupchunk", roomId, groupId, index];
   }
 
   /** All continuation chunks of a state group's delta. */
-  stateGroupChunkPrefix(roomId: string, groupId: number): Deno.KvKey {
+  stateGroupChunkPrefix(roomId: string, groupId: number | string): Deno.KvKey {
     return [...this.namespace, "roomid_stategroupchunk", roomId, groupId];
+  }
+
+  /** A staged state's record (see `roomid_stagedstate`). */
+  stagedState(roomId: string, stagedId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_stagedstate", roomId, stagedId];
+  }
+
+  /** An outlier's record (see `eventid_outlier`). */
+  outlier(eventId: string): Deno.KvKey {
+    return [...this.namespace, "eventid_outlier", eventId];
+  }
+
+  /** A continuation chunk (index >= 1) of an outlier's PDU. */
+  outlierChunk(eventId: string, index: number): Deno.KvKey {
+    return [...this.namespace, "eventid_outlierchunk", eventId, index];
+  }
+
+  /** All continuation chunks of an outlier's PDU. */
+  outlierChunkPrefix(eventId: string): Deno.KvKey {
+    return [...this.namespace, "eventid_outlierchunk", eventId];
   }
 
   /** The key a sync read blindly writes to take its barrier versionstamp. */
@@ -236,6 +273,11 @@ export class EventStoreKeys {
   /** Size and sender of one non-member current state entry (see `roomid_stateusage`). */
   stateUsageEntry(roomId: string, type: string, stateKey: string): Deno.KvKey {
     return [...this.namespace, "roomid_stateusage", roomId, "entry", type, stateKey];
+  }
+
+  /** All of a room's state usage entries and totals. */
+  stateUsagePrefix(roomId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_stateusage", roomId];
   }
 
   /** Bytes of a room's non-member current state. */
@@ -771,4 +813,29 @@ export const moderationKeys = {
   report: (reportId: string): Deno.KvKey => ["reportid_report", reportId],
   /** All reports, in the order they arrived. */
   reportPrefix: (): Deno.KvKey => ["reportid_report"],
+};
+
+/** Key builders for memberships of local users in rooms this server is not in. */
+export const remoteMembershipKeys = {
+  /** (userId, roomId) -> RemoteMembershipRecord: an invite received, a knock sent, their end. */
+  membership: (userId: string, roomId: string): Deno.KvKey => [
+    "userid_remotemembership",
+    userId,
+    roomId,
+  ],
+  /** A user's remote memberships. */
+  membershipPrefix: (userId: string): Deno.KvKey => ["userid_remotemembership", userId],
+  /** (userId, roomId, chunk index >= 1) -> bytes: the rest of a record's PDU. */
+  chunk: (userId: string, roomId: string, index: number): Deno.KvKey => [
+    "userroomid_remotemembershipchunk",
+    userId,
+    roomId,
+    index,
+  ],
+  /** All continuation chunks of one record. */
+  chunkPrefix: (userId: string, roomId: string): Deno.KvKey => [
+    "userroomid_remotemembershipchunk",
+    userId,
+    roomId,
+  ],
 };

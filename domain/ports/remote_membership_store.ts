@@ -1,0 +1,36 @@
+/**
+ * Memberships of local users in rooms this server is not in (map `userid_remotemembership`): an
+ * invite received over federation, its rejection, a knock sent to another server and its
+ * withdrawal. The room's log holds none of these events (the server has no copy of the room), so
+ * sync reads them from here beside the membership projection, and the newer of the two wins.
+ */
+import type { Pdu } from "../events.ts";
+
+/** A membership a local user has in a room known only from another server. */
+export interface RemoteMembership {
+  userId: string;
+  roomId: string;
+  /** `invite`, `leave` (a rejected invite or withdrawn knock) or `knock`. */
+  membership: string;
+  eventId: string;
+  /**
+   * The member event as held: an invite carries `unsigned.invite_room_state` and a knock
+   * `unsigned.knock_room_state`, the room's stripped state for the client.
+   */
+  pdu: Pdu;
+  roomVersion: string;
+  /** Servers in the room that can answer make_leave (the inviter's, the ones knocked through). */
+  servers: string[];
+  /** Versionstamp of the commit that wrote the record: places it in sync windows. */
+  versionstamp: string;
+}
+
+/** Reading and writing remote memberships. */
+export interface RemoteMembershipStore {
+  /** Record (replace) the user's membership in the room; resolves to the commit's versionstamp. */
+  record(membership: Omit<RemoteMembership, "versionstamp">): Promise<string>;
+  /** The user's remote membership in the room, or null. */
+  get(userId: string, roomId: string): Promise<RemoteMembership | null>;
+  /** Every remote membership of the user. */
+  ofUser(userId: string): Promise<RemoteMembership[]>;
+}
