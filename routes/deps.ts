@@ -148,4 +148,9 @@ export interface AppDeps {
    * when federation is off. Throws FederationUnreachable when no usable answer comes back.
    */
   federationTransport: FederationTransport;
+  /**
+   * Called by `serverAuth` with the origin of every verified inbound federation request (the
+   * federation sender resets that destination's backoff).
+   */
+  onInboundServerRequest?: (origin: string) => void | Promise<void>;
 }
