@@ -1,0 +1,265 @@
+/**
+ * Federation with a real Synapse 1.67, run by scripts/run_synapse_interop.sh (which starts both
+ * servers over HTTPS on loopback; `deno task test` does not run this file). Room version 10, the
+ * newest Synapse 1.67 knows. Each test builds on the ones before it, in file order: users, then
+ * joins both ways, messages both ways, backfill both ways, invites, leave, kick and ban.
+ */
+import { assert, assertEquals } from "../assert.ts";
+
+const SYNAPSE = Deno.env.get("INTEROP_SYNAPSE") ?? "https://127.0.0.1:18500";
+const TESSERA = Deno.env.get("INTEROP_TESSERA") ?? "https://127.0.0.1:18600";
+/** How long a change may take to cross to the other server before the test gives up. */
+const CONVERGE_MS = 30_000;
+
+type Json = Record<string, unknown>;
+
+/** A logged-in user on one of the two servers. */
+class User {
+  constructor(readonly base: string, readonly userId: string, readonly token: string) {}
+
+  async call(method: string, path: string, body?: Json): Promise<{ status: number; body: Json }> {
+    const response = await fetch(`${this.base}/_matrix/client/v3${path}`, {
+      method,
+      headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : {} };
+  }
+
+  async ok(method: string, path: string, body?: Json): Promise<Json> {
+    const { status, body: answer } = await this.call(method, path, body);
+    if (status !== 200) {
+      throw new Error(`${this.userId}: ${method} ${path} -> ${status} ${JSON.stringify(answer)}`);
+    }
+    return answer;
+  }
+
+  send(roomId: string, body: string): Promise<Json> {
+    const txn = crypto.randomUUID();
+    return this.ok("PUT", `/rooms/${enc(roomId)}/send/m.room.message/${txn}`, {
+      msgtype: "m.text",
+      body,
+    });
+  }
+
+  /** The user's view of a room member's membership (current state), or undefined. */
+  async membershipOf(roomId: string, userId: string): Promise<string | undefined> {
+    const { status, body } = await this.call(
+      "GET",
+      `/rooms/${enc(roomId)}/state/m.room.member/${enc(userId)}`,
+    );
+    return status === 200 ? body.membership as string : undefined;
+  }
+
+  /** Message bodies of a room, oldest first, paginating backwards from the live end. */
+  async messageBodies(roomId: string, limit = 100): Promise<string[]> {
+    const page = await this.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=${limit}`);
+    const events = page.chunk as Json[];
+    return events.filter((e) => e.type === "m.room.message")
+      .map((e) => (e.content as Json).body as string).reverse();
+  }
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}
+
+function serverNameOf(base: string): string {
+  return new URL(base).host;
+}
+
+/** Register with the dummy stage (both servers' registration is open for this run). */
+async function register(base: string, localpart: string): Promise<User> {
+  const url = `${base}/_matrix/client/v3/register`;
+  const body: Json = { username: localpart, password: "interop-password-1" };
+  let response = await fetch(url, { method: "POST", body: JSON.stringify(body) });
+  let answer = await response.json();
+  if (response.status === 401) {
+    body.auth = { type: "m.login.dummy", session: answer.session };
+    response = await fetch(url, { method: "POST", body: JSON.stringify(body) });
+    answer = await response.json();
+  }
+  if (response.status !== 200) throw new Error(`register on ${base}: ${JSON.stringify(answer)}`);
+  return new User(base, answer.user_id, answer.access_token);
+}
+
+/** Retry `probe` until it returns true or the convergence time runs out. */
+async function eventually(what: string, probe: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + CONVERGE_MS;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      if (await probe()) return;
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`never happened: ${what}${lastError ? ` (last error: ${lastError})` : ""}`);
+}
+
+const run = crypto.randomUUID().slice(0, 8);
+const users: Record<string, User> = {};
+const rooms: Record<string, string> = {};
+
+Deno.test("users register on both servers", async () => {
+  users.alice = await register(TESSERA, `alice-${run}`);
+  users.tom = await register(TESSERA, `tom-${run}`);
+  users.bob = await register(SYNAPSE, `bob-${run}`);
+  users.carol = await register(SYNAPSE, `carol-${run}`);
+  assert(users.alice.userId.endsWith(`:${serverNameOf(TESSERA)}`));
+  assert(users.bob.userId.endsWith(`:${serverNameOf(SYNAPSE)}`));
+});
+
+Deno.test("a Synapse user joins a Tessera room by ID, seeing its earlier history", async () => {
+  const created = await users.alice.ok("POST", "/createRoom", {
+    preset: "public_chat",
+    room_version: "10",
+    room_alias_name: `tessera-${run}`,
+  });
+  rooms.onTessera = created.room_id as string;
+  for (let i = 0; i < 5; i++) await users.alice.send(rooms.onTessera, `before bob ${i}`);
+  const via = serverNameOf(TESSERA);
+  await users.bob.ok("POST", `/join/${enc(rooms.onTessera)}?server_name=${enc(via)}`, {});
+  await eventually(
+    "Tessera sees Bob joined",
+    async () => await users.alice.membershipOf(rooms.onTessera, users.bob.userId) === "join",
+  );
+  // Synapse backfills the history Tessera holds from before its user joined.
+  await eventually("Synapse's /messages has the history from before Bob joined", async () => {
+    const bodies = await users.bob.messageBodies(rooms.onTessera);
+    return bodies.includes("before bob 0") && bodies.includes("before bob 4");
+  });
+});
+
+Deno.test("messages cross both ways in the Tessera room", async () => {
+  await users.alice.send(rooms.onTessera, "hello from tessera");
+  await eventually(
+    "Bob sees Alice's message",
+    async () => (await users.bob.messageBodies(rooms.onTessera)).includes("hello from tessera"),
+  );
+  await users.bob.send(rooms.onTessera, "hello from synapse");
+  await eventually(
+    "Alice sees Bob's message",
+    async () => (await users.alice.messageBodies(rooms.onTessera)).includes("hello from synapse"),
+  );
+});
+
+Deno.test("a Tessera user joins a Synapse room by alias and backfills its history", async () => {
+  const created = await users.bob.ok("POST", "/createRoom", {
+    preset: "public_chat",
+    room_version: "10",
+    room_alias_name: `synapse-${run}`,
+  });
+  rooms.onSynapse = created.room_id as string;
+  for (let i = 0; i < 5; i++) await users.bob.send(rooms.onSynapse, `before alice ${i}`);
+  const alias = `#synapse-${run}:${serverNameOf(SYNAPSE)}`;
+  const joined = await users.alice.ok("POST", `/join/${enc(alias)}`, {});
+  assertEquals(joined.room_id, rooms.onSynapse);
+  await eventually(
+    "Synapse sees Alice joined",
+    async () => await users.bob.membershipOf(rooms.onSynapse, users.alice.userId) === "join",
+  );
+  await eventually("Tessera's /messages backfills what Synapse holds", async () => {
+    const bodies = await users.alice.messageBodies(rooms.onSynapse);
+    return bodies.includes("before alice 0") && bodies.includes("before alice 4");
+  });
+});
+
+Deno.test("messages cross both ways in the Synapse room", async () => {
+  await users.bob.send(rooms.onSynapse, "synapse room: from bob");
+  await eventually(
+    "Alice sees Bob's message",
+    async () =>
+      (await users.alice.messageBodies(rooms.onSynapse)).includes("synapse room: from bob"),
+  );
+  await users.alice.send(rooms.onSynapse, "synapse room: from alice");
+  await eventually(
+    "Bob sees Alice's message",
+    async () =>
+      (await users.bob.messageBodies(rooms.onSynapse)).includes("synapse room: from alice"),
+  );
+});
+
+Deno.test("a Tessera user invites a Synapse user, who joins", async () => {
+  await users.alice.ok("POST", `/rooms/${enc(rooms.onTessera)}/invite`, {
+    user_id: users.carol.userId,
+  });
+  await eventually("Carol sees the invite in /sync", async () => {
+    const sync = await users.carol.ok("GET", "/sync?timeout=0");
+    const invites = (sync.rooms as Json | undefined)?.invite as Json | undefined;
+    return invites !== undefined && rooms.onTessera in invites;
+  });
+  await users.carol.ok("POST", `/rooms/${enc(rooms.onTessera)}/join`, {});
+  await eventually(
+    "Tessera sees Carol joined",
+    async () => await users.alice.membershipOf(rooms.onTessera, users.carol.userId) === "join",
+  );
+});
+
+Deno.test("a Synapse user invites a Tessera user, who joins", async () => {
+  await users.bob.ok("POST", `/rooms/${enc(rooms.onSynapse)}/invite`, {
+    user_id: users.tom.userId,
+  });
+  await eventually("Tom sees the invite in /sync", async () => {
+    const sync = await users.tom.ok("GET", "/sync?timeout=0");
+    const invites = (sync.rooms as Json | undefined)?.invite as Json | undefined;
+    return invites !== undefined && rooms.onSynapse in invites;
+  });
+  await users.tom.ok("POST", `/rooms/${enc(rooms.onSynapse)}/join`, {});
+  await eventually(
+    "Synapse sees Tom joined",
+    async () => await users.bob.membershipOf(rooms.onSynapse, users.tom.userId) === "join",
+  );
+});
+
+Deno.test("a leave on Synapse takes effect on Tessera", async () => {
+  await users.carol.ok("POST", `/rooms/${enc(rooms.onTessera)}/leave`, {});
+  await eventually(
+    "Tessera sees Carol left",
+    async () => await users.alice.membershipOf(rooms.onTessera, users.carol.userId) === "leave",
+  );
+});
+
+Deno.test("a ban on Tessera takes effect on Synapse", async () => {
+  await users.alice.ok("POST", `/rooms/${enc(rooms.onTessera)}/ban`, {
+    user_id: users.carol.userId,
+    reason: "interop ban",
+  });
+  // Bob is still in the room, so his server hears of the ban.
+  await eventually(
+    "Synapse sees Carol banned",
+    async () => await users.bob.membershipOf(rooms.onTessera, users.carol.userId) === "ban",
+  );
+  const rejoin = await users.carol.call("POST", `/rooms/${enc(rooms.onTessera)}/join`, {});
+  assert(rejoin.status >= 400, `a banned user rejoined: ${JSON.stringify(rejoin.body)}`);
+});
+
+Deno.test("a kick on Tessera takes effect on Synapse", async () => {
+  await users.alice.ok("POST", `/rooms/${enc(rooms.onTessera)}/kick`, {
+    user_id: users.bob.userId,
+    reason: "interop kick",
+  });
+  await eventually(
+    "Synapse sees Bob kicked",
+    async () => await users.bob.membershipOf(rooms.onTessera, users.bob.userId) === "leave",
+  );
+});
+
+Deno.test("a ban on Synapse takes effect on Tessera, and the banned user can no longer send", async () => {
+  await users.bob.ok("POST", `/rooms/${enc(rooms.onSynapse)}/ban`, {
+    user_id: users.tom.userId,
+    reason: "interop ban",
+  });
+  await eventually(
+    "Tessera sees Tom banned",
+    async () => await users.alice.membershipOf(rooms.onSynapse, users.tom.userId) === "ban",
+  );
+  const refused = await users.tom.call(
+    "PUT",
+    `/rooms/${enc(rooms.onSynapse)}/send/m.room.message/${crypto.randomUUID()}`,
+    { msgtype: "m.text", body: "after the ban" },
+  );
+  assertEquals(refused.status, 403);
+});
