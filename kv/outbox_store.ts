@@ -110,13 +110,34 @@ export class KvOutboxStore implements OutboxStore {
     return result.ok ? { destination, state: next, versionstamp: result.versionstamp } : null;
   }
 
+  async resetRetry(destination: string): Promise<boolean> {
+    const key = outboxKeys.state(this.stream, destination);
+    for (;;) {
+      const current = await this.kv.get<OutboxState>(key);
+      const state = current.value;
+      if (!state || (state.failures === 0 && state.retryAt === 0)) return false;
+      const op = this.kv.atomic().check(current);
+      // The lease fields stay: a running sender keeps its stream, and `release` sees the reset.
+      if (state.leaseUntil === 0) op.delete(key);
+      else op.set(key, { ...state, failures: 0, retryAt: 0 } satisfies OutboxState);
+      if ((await op.commit()).ok) return true;
+    }
+  }
+
   async release(lease: OutboxLease, outcome: { failures: number; retryAt: number }): Promise<void> {
     const key = outboxKeys.state(this.stream, lease.destination);
     const op = this.kv.atomic().check({ key, versionstamp: lease.versionstamp });
     // A free destination with no backoff needs no record at all.
     if (outcome.failures === 0) op.delete(key);
     else op.set(key, { holder: "", leaseUntil: 0, ...outcome } satisfies OutboxState);
-    await op.commit();
+    if ((await op.commit()).ok) return;
+    // Only `resetRetry` rewrites a record under a running lease, keeping holder and expiry: the
+    // lease is still ours, and the reset (a sign of life from the destination) wins over the
+    // failures this pass counted.
+    const current = await this.kv.get<OutboxState>(key);
+    const state = current.value;
+    if (state?.holder !== lease.state.holder || state.leaseUntil !== lease.state.leaseUntil) return;
+    await this.kv.atomic().check(current).delete(key).commit();
   }
 
   async dropDestination(destination: string): Promise<void> {

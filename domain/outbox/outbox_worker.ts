@@ -38,6 +38,8 @@ export interface OutboxWorkerOptions {
   pollMs?: number;
   /** First retry delay; it doubles per failure. */
   backoffBaseMs?: number;
+  /** Longest retry delay (default: no cap). */
+  maxBackoffMs?: number;
   /** Failures in a row after which the front entry is given up and the count restarts. */
   maxFailures?: number;
   /** Destinations sent to at once. */
@@ -57,6 +59,7 @@ export class OutboxWorker {
   readonly #leaseMs: number;
   readonly #pollMs: number;
   readonly #backoffBaseMs: number;
+  readonly #maxBackoffMs: number;
   readonly #maxFailures: number;
   readonly #parallel: number;
   #running = false;
@@ -74,6 +77,7 @@ export class OutboxWorker {
     this.#leaseMs = options.leaseMs ?? 120_000;
     this.#pollMs = options.pollMs ?? 2_000;
     this.#backoffBaseMs = options.backoffBaseMs ?? 1_000;
+    this.#maxBackoffMs = options.maxBackoffMs ?? Infinity;
     this.#maxFailures = options.maxFailures ?? 12;
     this.#parallel = options.parallel ?? 8;
   }
@@ -158,7 +162,8 @@ export class OutboxWorker {
         if (outcome.failed) {
           failures++;
           if (failures <= this.#maxFailures) {
-            retryAt = this.#now() + this.#backoffBaseMs * 2 ** (failures - 1);
+            retryAt = this.#now() +
+              Math.min(this.#maxBackoffMs, this.#backoffBaseMs * 2 ** (failures - 1));
             break;
           }
           // Give the front entry up, as Synapse's pushers do after their longest backoff, and

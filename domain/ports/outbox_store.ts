@@ -65,7 +65,16 @@ export interface OutboxStore {
     now: number,
     leaseUntil: number,
   ): Promise<OutboxLease | null>;
-  /** Give the lease back with the new failure count and retry time (a lost lease is a no-op). */
+  /**
+   * Clear the destination's backoff (failures and retry time) now, so its next pass may start at
+   * once; a running lease stays, and its release then leaves the destination free of backoff.
+   * True when there was a backoff to clear (the caller wakes its sender).
+   */
+  resetRetry(destination: string): Promise<boolean>;
+  /**
+   * Give the lease back with the new failure count and retry time (a lost lease is a no-op; a
+   * lease whose backoff `resetRetry` cleared meanwhile is released free of backoff).
+   */
   release(lease: OutboxLease, outcome: { failures: number; retryAt: number }): Promise<void>;
   /** Drop a destination's every entry, marker and state (its pusher is gone). */
   dropDestination(destination: string): Promise<void>;

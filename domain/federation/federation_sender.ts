@@ -1,0 +1,320 @@
+/**
+ * The federation sender: every accepted event a local user sends into a room shared with other
+ * servers is queued, in the event's own commit, on one outbox stream per destination server (a
+ * transactional outbox: the event and its sending are both there or neither is), and an outbox
+ * worker drains each stream as transactions (see federation_transactions.ts).
+ *
+ * Destinations of an event: the servers of the remote members joined in the state the event is
+ * authorised on, plus the server of a remote user the event is aimed at (invite, kick, ban),
+ * never this server. The remote members of each room are kept in memory and checked on every
+ * event against KV: by the room head's current-state ID for the first event of a batch, and by
+ * the event's prev event for the ones after it (an event built on the event prepared just
+ * before it sees exactly that event's state). A room with no remote member costs a map lookup.
+ *
+ * Streams are drained under a lease per destination (two processes never send one stream at
+ * once, and a slow or dead destination holds only its own stream), with exponential backoff per
+ * destination, cleared by `noteInboundRequest` when that server talks to us (as Synapse does).
+ */
+import { serverNameOf } from "../auth_context.ts";
+import { referencedIds } from "../events.ts";
+import type { Pdu } from "../events.ts";
+import type { JsonObject } from "../json.ts";
+import type { LocalEventHook, PreparedEventWrites } from "../local_event_sender.ts";
+import type { RoomVersion } from "../room_versions.ts";
+import type { AppendedEvent, CommitMutation, EventReader } from "../ports/event_store.ts";
+import type { FederationTransport } from "../ports/federation_transport.ts";
+import type { OutboxAppend, OutboxStore } from "../ports/outbox_store.ts";
+import { OutboxWorker, type OutboxWorkerOptions } from "../outbox/outbox_worker.ts";
+import {
+  type Edu,
+  FederationDelivery,
+  type FederationPayload,
+  MAX_EDUS_PER_TRANSACTION,
+  MAX_PDUS_PER_TRANSACTION,
+} from "./federation_transactions.ts";
+
+/** Rooms whose remote members are kept between events; the least recently used is dropped. */
+const CACHED_ROOMS = 1024;
+/**
+ * Destinations whose entries ride in the event's commit (two writes each: the entry and the
+ * stream's pending marker). The rest are appended right after the commit, before the sender is
+ * answered: a crash in between loses those servers' copy of this event, never the event, and
+ * they fetch it through the prev_events of the next one (get_missing_events).
+ */
+const DESTINATIONS_PER_COMMIT = 100;
+/** Key bytes the in-commit entries of one event may take, of KV's 80 KiB per commit. */
+const IN_COMMIT_KEY_BYTES = 24 * 1024;
+/** Fixed parts of one destination's two keys (prefixes, stream kind, timestamp, position). */
+const KEY_BYTES_PER_DESTINATION = 80;
+
+/** Backoff of a failing destination: 2 s, doubling, at most an hour; never given up. */
+const FEDERATION_BACKOFF: Partial<OutboxWorkerOptions> = {
+  backoffBaseMs: 2_000,
+  maxBackoffMs: 3_600_000,
+  maxFailures: Infinity,
+};
+
+/** What the sender is built from. */
+export interface FederationSenderDeps {
+  /** Room heads and members (destinations), and the events to send. */
+  store: Pick<EventReader, "roomHead" | "members" | "getEvents">;
+  /** The federation outbox stream (kind FEDERATION_STREAM). */
+  outbox: OutboxStore;
+  transport: FederationTransport;
+  serverName: string;
+  /** False (`TESSERA_FEDERATION=off`): nothing is queued and nothing sent. */
+  enabled?: boolean;
+  now?: () => number;
+  /** Worker tuning (tests: holder names, backoff, polling); federation's defaults otherwise. */
+  worker?: Partial<Omit<OutboxWorkerOptions, "store" | "deliver">>;
+  /** Where delivery warnings go (tests capture them). */
+  log?: (message: string, ...details: unknown[]) => void;
+}
+
+/** The remote members joined in one room state. */
+type RemoteMembers = ReadonlySet<string>;
+
+/** Remote members of a room at its head's current state, valid while that state ID stands. */
+interface HeadMembers {
+  stateId: string;
+  remote: RemoteMembers;
+}
+
+/** Remote members after the last event this process prepared in a room. */
+interface TipMembers {
+  eventId: string;
+  remote: RemoteMembers;
+}
+
+/** Queues local events (and EDUs) for other servers and runs the worker that sends them. */
+export class FederationSender implements LocalEventHook {
+  readonly #deps: FederationSenderDeps;
+  readonly #enabled: boolean;
+  readonly #worker: OutboxWorker;
+  readonly #heads = new Map<string, HeadMembers>();
+  readonly #tips = new Map<string, TipMembers>();
+
+  /** A sender over the event store, the federation outbox and the transport. */
+  constructor(deps: FederationSenderDeps) {
+    this.#deps = deps;
+    this.#enabled = deps.enabled ?? true;
+    const delivery = new FederationDelivery({
+      store: deps.store,
+      transport: deps.transport,
+      serverName: deps.serverName,
+      now: deps.now,
+      log: deps.log,
+    });
+    this.#worker = new OutboxWorker({
+      // One transaction's worth at a time: delivery takes what fits and the worker peeks again.
+      batchSize: MAX_PDUS_PER_TRANSACTION + MAX_EDUS_PER_TRANSACTION,
+      ...FEDERATION_BACKOFF,
+      now: deps.now,
+      ...deps.worker,
+      store: deps.outbox,
+      deliver: (destination, entries) => delivery.deliver(destination, entries),
+    });
+  }
+
+  /** The LocalEventHook: queue an accepted local event for every destination, in its commit. */
+  prepare(
+    event: { eventId: string; roomId: string; pdu: Pdu },
+    _version: RoomVersion,
+  ): Promise<PreparedEventWrites | undefined> {
+    // Remote events reach hooks too (the store runs them for every append); they are the
+    // origin's to send, except those we forward on the origin's behalf (prepareForwarded).
+    if (serverNameOf(event.pdu.sender) !== this.#deps.serverName) {
+      return Promise.resolve(undefined);
+    }
+    return this.#prepare(event);
+  }
+
+  /**
+   * Queue a remote server's event we resident-host on its behalf (a join, leave or knock it sent
+   * through send_join, send_leave or send_knock) for the other servers in the room: the writes
+   * for the commit that appends it. The origin itself gets nothing.
+   */
+  prepareForwarded(
+    event: { eventId: string; roomId: string; pdu: Pdu },
+    origin: string,
+  ): Promise<PreparedEventWrites | undefined> {
+    return this.#prepare(event, origin);
+  }
+
+  /**
+   * Queue an EDU for `destination` in the same stream as its PDUs (typing, receipts, presence,
+   * device lists, to-device: part 2 of federation). Committed on its own; sent within the next
+   * transaction to that server.
+   */
+  async sendEdu(destination: string, edu: Edu): Promise<void> {
+    if (!this.#enabled || destination === this.#deps.serverName) return;
+    const payload: FederationPayload = {
+      kind: "edu",
+      edu_type: edu.edu_type,
+      content: edu.content,
+    };
+    // The empty room slot sorts before any room ID: EDUs of one millisecond go first.
+    const order = [this.#now(), "", crypto.randomUUID()];
+    await this.#deps.outbox.append([{ destination, order, payload }]);
+    this.#worker.wake();
+  }
+
+  /**
+   * A request from `origin` passed authentication: it is up, so whatever backoff its stream was
+   * under is cleared and its queue sent now. Never rejects (request auth calls it on every
+   * request without waiting); costs one KV read when there is no backoff.
+   */
+  async noteInboundRequest(origin: string): Promise<void> {
+    if (!this.#enabled || origin === this.#deps.serverName) return;
+    try {
+      if (await this.#deps.outbox.resetRetry(origin)) this.#worker.wake();
+    } catch (error) {
+      console.warn("federation: clearing the backoff failed", origin, error);
+    }
+  }
+
+  /** Run the sending loop in the background (main.ts starts it with the server). */
+  start(): void {
+    if (this.#enabled) this.#worker.start();
+  }
+
+  /** Stop the loop, waiting for a transaction in flight. */
+  stop(): Promise<void> {
+    return this.#worker.stop();
+  }
+
+  /** One pass over every destination with queued entries (tests drive the sender with it). */
+  runOnce(): Promise<void> {
+    return this.#worker.runOnce();
+  }
+
+  /** Entries were queued in this process: send soon. */
+  wake(): void {
+    this.#worker.wake();
+  }
+
+  async #prepare(
+    event: { eventId: string; roomId: string; pdu: Pdu },
+    origin?: string,
+  ): Promise<PreparedEventWrites | undefined> {
+    if (!this.#enabled) return undefined;
+    const { roomId, eventId, pdu } = event;
+    const before = await this.#remoteMembersBefore(roomId, pdu);
+    const after = remoteMembersAfter(before, pdu, this.#deps.serverName);
+    this.#remember(this.#tips, roomId, { eventId, remote: after });
+    if (before === undefined) return undefined;
+
+    const destinations = new Set<string>();
+    for (const userId of before) destinations.add(serverNameOf(userId));
+    const target = memberTarget(pdu);
+    if (target !== undefined) destinations.add(serverNameOf(target));
+    destinations.delete(this.#deps.serverName);
+    if (origin !== undefined) destinations.delete(origin);
+    if (destinations.size === 0) return undefined;
+
+    const all = [...destinations];
+    const fitting = inCommitCount(all, roomId);
+    const inCommit = all.slice(0, fitting);
+    const overflow = all.slice(fitting);
+    const appends = (list: string[], appended: AppendedEvent): OutboxAppend[] => {
+      const payload: FederationPayload = {
+        kind: "pdu",
+        room_id: roomId,
+        event_id: eventId,
+        position: appended.position,
+      };
+      const order = [pdu.origin_server_ts, roomId, appended.position];
+      return list.map((destination) => ({ destination, order, payload }));
+    };
+    // Only an event that lands accepted leaves (a forwarded one may be rejected or soft-failed).
+    const sendable = (appended: AppendedEvent) => appended.status === "accepted";
+    return {
+      weight: 2 * inCommit.length,
+      writes: (appended): CommitMutation[] =>
+        sendable(appended) ? this.#deps.outbox.mutations(appends(inCommit, appended)) : [],
+      afterCommit: async (appended) => {
+        if (!sendable(appended)) return;
+        if (overflow.length > 0) await this.#deps.outbox.append(appends(overflow, appended));
+        this.#worker.wake();
+      },
+    };
+  }
+
+  /**
+   * The remote members joined in the state `pdu` is built on; undefined when the room has
+   * none. An event whose only prev event is the one prepared just before it in this process
+   * sees that event's state, known without a read; any other event is built on the room's head
+   * (the local sender builds on all forward extremities), whose state is read when its state ID
+   * changed since the last read.
+   */
+  async #remoteMembersBefore(roomId: string, pdu: Pdu): Promise<RemoteMembers | undefined> {
+    const prev = referencedIds(pdu.prev_events);
+    const tip = this.#tips.get(roomId);
+    if (tip && prev.length === 1 && prev[0] === tip.eventId) {
+      return tip.remote.size > 0 ? tip.remote : undefined;
+    }
+    const { store } = this.#deps;
+    // The head first: a commit landing between the two reads caches newer members under an
+    // older state ID, which the next event's check discards, never older members under a newer.
+    const head = await store.roomHead(roomId);
+    if (!head) return undefined;
+    let cached = this.#heads.get(roomId);
+    if (cached?.stateId !== head.currentStateId) {
+      const joined = await store.members(roomId, ["join"]);
+      const remote = new Set<string>();
+      for (const m of joined) {
+        if (serverNameOf(m.userId) !== this.#deps.serverName) remote.add(m.userId);
+      }
+      cached = { stateId: head.currentStateId, remote };
+    }
+    this.#remember(this.#heads, roomId, cached);
+    return cached.remote.size > 0 ? cached.remote : undefined;
+  }
+
+  #remember<T>(map: Map<string, T>, roomId: string, value: T): void {
+    map.delete(roomId);
+    map.set(roomId, value);
+    if (map.size > CACHED_ROOMS) map.delete(map.keys().next().value!);
+  }
+
+  #now(): number {
+    return (this.#deps.now ?? Date.now)();
+  }
+}
+
+/** The remote user a member event is about, when it is not its own sender's (invite, kick, ban). */
+function memberTarget(pdu: Pdu): string | undefined {
+  if (pdu.type !== "m.room.member" || pdu.state_key === undefined) return undefined;
+  return pdu.state_key === pdu.sender ? undefined : pdu.state_key;
+}
+
+/** The remote members joined after `pdu`, given those before it (copied only when it changes). */
+function remoteMembersAfter(
+  before: RemoteMembers | undefined,
+  pdu: Pdu,
+  serverName: string,
+): RemoteMembers {
+  const remote = before ?? new Set<string>();
+  if (pdu.type !== "m.room.member" || pdu.state_key === undefined) return remote;
+  const userId = pdu.state_key;
+  if (serverNameOf(userId) === serverName) return remote;
+  const joins = (pdu.content as JsonObject).membership === "join";
+  if (joins === remote.has(userId)) return remote;
+  const next = new Set(remote);
+  if (joins) next.add(userId);
+  else next.delete(userId);
+  return next;
+}
+
+/** How many of `destinations` fit the event's commit (by count and by key bytes). */
+function inCommitCount(destinations: readonly string[], roomId: string): number {
+  const encoder = new TextEncoder();
+  const roomBytes = encoder.encode(roomId).length;
+  let bytes = 0;
+  const max = Math.min(destinations.length, DESTINATIONS_PER_COMMIT);
+  for (let i = 0; i < max; i++) {
+    bytes += KEY_BYTES_PER_DESTINATION + 2 * encoder.encode(destinations[i]).length + roomBytes;
+    if (bytes > IN_COMMIT_KEY_BYTES) return i;
+  }
+  return max;
+}
