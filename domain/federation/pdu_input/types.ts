@@ -3,6 +3,7 @@
  * server (`/send`, `send_join`, `send_leave`, `send_knock`) and by backfill and
  * get_missing_events on the way in.
  */
+import type { Pdu } from "../../events.ts";
 import type { EventStatus } from "../../ports/event_store.ts";
 
 /** How one PDU was handled. */
@@ -36,4 +37,11 @@ export interface PduInput {
     pdu: unknown,
     options?: PduInputOptions,
   ): Promise<PduOutcome>;
+}
+
+/** An event we hold, in a room's log or as an outlier, with what its checks decided. */
+export interface HeldEvent {
+  eventId: string;
+  pdu: Pdu;
+  status: EventStatus;
 }

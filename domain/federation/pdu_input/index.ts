@@ -1,0 +1,303 @@
+/**
+ * The incoming-PDU handler: every event another server gives us (`/send`, the membership
+ * handshakes, backfill) passes these steps, in the order of the spec's "Checks performed on
+ * receipt of a PDU" (server-server API), one file per step:
+ *
+ * 1. format.ts: a valid event of the room's version (required fields and types, 65,536 bytes
+ *    of canonical JSON, references in the version's format, event ID computed from v3 or
+ *    carried in v1/v2), else dropped;
+ * 2. signatures.ts: signed by every server that must sign it, else dropped;
+ * 3. content_hash.ts: the content hash matches, else the event is redacted and the redacted
+ *    copy goes on (and is what we store);
+ * 4. auth_events.ts: the auth rules pass against the event's own auth events, else rejected.
+ *    Auth events we lack are fetched from the sender (missing_auth_events.ts), each checked
+ *    through steps 1-4 itself and stored as an outlier (fetched_events.ts);
+ * 5. the auth rules pass against the state before the event, else rejected;
+ * 6. the auth rules pass against the room's current state, else soft-failed (stored, but
+ *    neither shown nor built upon).
+ *
+ * Steps 5 and 6 run inside the store's planner (`NewEvent.checkState`): the append of a remote
+ * event goes through the room's queue like a local send, and both checks read exactly the
+ * state the commit lands on, so a concurrent local ban or demotion cannot slip between the
+ * check and the write. Before the append, prev events we lack are looked for
+ * (missing_prev_events.ts): `/get_missing_events` first (its events handled oldest first,
+ * like PDUs), then, when a gap remains, the state before the event from `/state_ids`, staged
+ * with `stageState` and passed as the event's `stateBefore`.
+ *
+ * An accepted remote event runs the same hooks as a local one (push notifications, guest
+ * eviction): their writes ride in its commit, but only when the planner kept it `accepted`.
+ */
+import { type Pdu, type RoomEvent, type StateMap, toRoomEvent } from "../../events.ts";
+import type { LocalEventHook, PreparedEventWrites } from "../../local_event_sender.ts";
+import { type RoomVersion, roomVersion } from "../../room_versions.ts";
+import {
+  type AppendedEvent,
+  type EventStore,
+  MissingPrevEvents,
+  type StagedState,
+  type StateResolver,
+} from "../../ports/event_store.ts";
+import type { FederationTransport } from "../../ports/federation_transport.ts";
+import { authEventIdsNeeded, authoriseByAuthEvents } from "./auth_events.ts";
+import { applyContentHash } from "./content_hash.ts";
+import type { FetchedEventSinks } from "./fetched_events.ts";
+import { checkPduFormat } from "./format.ts";
+import { gatherAuthEvents } from "./missing_auth_events.ts";
+import { fetchMissingEvents, stateAcrossGap } from "./missing_prev_events.ts";
+import { remoteEventSource } from "./remote_events.ts";
+import { checkSignatures, type SignatureVerifier } from "./signatures.ts";
+import type { HeldEvent, PduInput, PduInputOptions, PduOutcome } from "./types.ts";
+
+export type { HeldEvent, PduInput, PduInputOptions, PduOutcome } from "./types.ts";
+
+/** What the handler is built from. */
+export interface PduInputDeps {
+  store: EventStore;
+  /** Requests to the server that sent a PDU, for what the PDU needs (auth events, gaps). */
+  transport: FederationTransport;
+  /** Step 2: `keyRingVerifier(keyRing)` in production. */
+  verifySignatures: SignatureVerifier;
+  /** State resolution, for the state before an event whose prev events disagree. */
+  resolver: StateResolver;
+  /** The hooks local sends run (push notifications, ...), run for accepted remote events too. */
+  eventHooks?: LocalEventHook[];
+}
+
+/** How one handling may reach out for missing prev events. */
+interface GapMode {
+  /** Ask the sender for the events in between (not for events that came from such a walk). */
+  askForMissingEvents: boolean;
+  backfill: boolean;
+}
+
+/** The handler of PDUs from other servers (see the module comment for its steps). */
+export class FederationPduInput implements PduInput {
+  constructor(private readonly deps: PduInputDeps) {}
+
+  /** See PduInput.handle. */
+  handle(
+    origin: string,
+    roomId: string,
+    pdu: unknown,
+    options: PduInputOptions = {},
+  ): Promise<PduOutcome> {
+    const backfill = options.backfill === true;
+    return this.#handle(origin, roomId, pdu, { askForMissingEvents: !backfill, backfill });
+  }
+
+  async #handle(
+    origin: string,
+    roomId: string,
+    raw: unknown,
+    mode: GapMode,
+  ): Promise<PduOutcome> {
+    const { store } = this.deps;
+    const head = await store.roomHead(roomId);
+    if (!head) return { eventId: "", error: `this server is not in room ${roomId}` };
+    const version = roomVersion(head.roomVersion);
+    if (!version) return { eventId: "", error: `unsupported room version ${head.roomVersion}` };
+
+    // 1. Format and size.
+    const format = checkPduFormat(raw, roomId, version);
+    if (!format.ok) return { eventId: format.eventId, error: format.reason };
+    const { eventId } = format.value;
+    const known = (await store.findEvents([eventId])).get(eventId);
+    if (known && !known.outlier) return outcomeOf(eventId, known.status, "already held");
+
+    // 2. Signatures.
+    const signatures = await checkSignatures(format.value.pdu, version, this.deps.verifySignatures);
+    if (!signatures.ok) return { eventId, error: signatures.reason };
+
+    // 3. Content hash: a mismatch redacts the event.
+    const { pdu } = applyContentHash(format.value.pdu, version);
+    const event = toRoomEvent(pdu, eventId, version);
+
+    // 4. Its own auth events, fetching those we lack from the sender.
+    const source = remoteEventSource(this.deps.transport, origin);
+    const sinks = this.#sinks(roomId);
+    const authEvents = await gatherAuthEvents(event, version, sinks, source);
+    const unavailable = authEventIdsNeeded(event, version).filter((id) => !authEvents.has(id));
+    if (unavailable.length > 0) {
+      // Not rejected: a later try, once the sender answers, may find them.
+      return { eventId, error: `auth events unavailable: ${unavailable.join(", ")}` };
+    }
+    const byAuthEvents = authoriseByAuthEvents(event, authEvents, version);
+    if (!byAuthEvents.allowed) {
+      await this.#storeRejected(roomId, event, pdu, mode.backfill);
+      return { eventId, status: "rejected", error: byAuthEvents.reason };
+    }
+
+    // Prev events we lack: the events in between, else the state across the gap.
+    const gap = await this.#closeGap(origin, roomId, version, event, head.forwardExtremities, mode);
+    if (!gap.ok) return { eventId, error: gap.reason };
+
+    // 5 and 6 in the store's planner, with the hooks' writes when it stays accepted.
+    return await this.#append(roomId, version, event, pdu, gap.stateBefore, mode.backfill);
+  }
+
+  /**
+   * Undefined `stateBefore` when every prev event is in the log (after asking the sender for
+   * the ones in between, when allowed); else the staged state across the gap.
+   */
+  async #closeGap(
+    origin: string,
+    roomId: string,
+    version: RoomVersion,
+    event: RoomEvent,
+    forwardExtremities: string[],
+    mode: GapMode,
+  ): Promise<{ ok: true; stateBefore?: StagedState } | { ok: false; reason: string }> {
+    let missing = await this.#notInLog(event.prev_events);
+    if (missing.length === 0) return { ok: true };
+    const source = remoteEventSource(this.deps.transport, origin);
+    if (mode.askForMissingEvents) {
+      const between = await fetchMissingEvents(source, roomId, forwardExtremities, event.event_id);
+      for (const pdu of between) {
+        // Each is a PDU in its own right; a gap before the oldest one is closed by state.
+        await this.#handle(origin, roomId, pdu, { askForMissingEvents: false, backfill: false });
+      }
+      missing = await this.#notInLog(event.prev_events);
+      if (missing.length === 0) return { ok: true };
+    }
+    const across = await stateAcrossGap(
+      roomId,
+      version,
+      { held: event.prev_events.filter((id) => !missing.includes(id)), missing },
+      {
+        sinks: this.#sinks(roomId),
+        source,
+        stateAfter: (id) => this.deps.store.stateAtEvent(id, "after"),
+        resolve: (v, stateMaps) => this.#resolve(v, stateMaps),
+      },
+    );
+    if (!across.ok) return across;
+    const stateBefore = await this.deps.store.stageState(roomId, version.id, across.state);
+    return { ok: true, stateBefore };
+  }
+
+  async #append(
+    roomId: string,
+    version: RoomVersion,
+    event: RoomEvent,
+    pdu: Pdu,
+    stateBefore: StagedState | undefined,
+    backfill: boolean,
+  ): Promise<PduOutcome> {
+    const hooked: PreparedEventWrites[] = [];
+    if (!backfill) {
+      for (const hook of this.deps.eventHooks ?? []) {
+        const prepared = await hook.prepare({ eventId: event.event_id, roomId, pdu }, version);
+        if (prepared) hooked.push(prepared);
+      }
+    }
+    const accepted = (appended: AppendedEvent) =>
+      appended.status === "accepted" && !appended.duplicate;
+    let result;
+    try {
+      result = await this.deps.store.append({
+        roomId,
+        backfill,
+        events: [{
+          eventId: event.event_id,
+          pdu,
+          status: "accepted",
+          checkState: true,
+          ...(stateBefore ? { stateBefore } : {}),
+        }],
+        extraMutations: ([appended]) =>
+          accepted(appended) ? hooked.flatMap((h) => h.writes(appended)) : [],
+      });
+    } catch (error) {
+      if (error instanceof MissingPrevEvents) {
+        return { eventId: event.event_id, error: error.message };
+      }
+      throw error;
+    }
+    const appended = result.events[0];
+    if (accepted(appended)) {
+      await Promise.all(hooked.map((h) =>
+        h.afterCommit?.(appended).catch((error) => {
+          console.error("event hook afterCommit failed", event.event_id, error);
+        })
+      ));
+    }
+    return outcomeOf(event.event_id, appended.status, "failed the auth rules");
+  }
+
+  /**
+   * An event failing step 4 is kept, marked rejected, so it is never fetched and checked
+   * again: in the log when its prev events are there (the DAG stays whole), else as an outlier.
+   */
+  async #storeRejected(
+    roomId: string,
+    event: RoomEvent,
+    pdu: Pdu,
+    backfill: boolean,
+  ): Promise<void> {
+    const rejected = { eventId: event.event_id, pdu, status: "rejected" as const };
+    if ((await this.#notInLog(event.prev_events)).length === 0) {
+      try {
+        await this.deps.store.append({ roomId, backfill, events: [rejected] });
+        return;
+      } catch (error) {
+        if (!(error instanceof MissingPrevEvents)) throw error;
+      }
+    }
+    await this.deps.store.storeOutliers(roomId, [rejected]);
+  }
+
+  /** The IDs among `ids` that are not events of a room's log (outliers do not count). */
+  async #notInLog(ids: readonly string[]): Promise<string[]> {
+    const found = await this.deps.store.findEvents(ids);
+    return ids.filter((id) => {
+      const event = found.get(id);
+      return !event || event.outlier;
+    });
+  }
+
+  #sinks(roomId: string): FetchedEventSinks {
+    const { store } = this.deps;
+    return {
+      verify: this.deps.verifySignatures,
+      held: async (ids) => {
+        const found = await store.findEvents(ids);
+        const held = new Map<string, HeldEvent>();
+        for (const [id, e] of found) {
+          // An event of another room is not one this room's events may rest on.
+          if (e.roomId === roomId) held.set(id, { eventId: id, pdu: e.pdu, status: e.status });
+        }
+        return held;
+      },
+      storeOutliers: (events) =>
+        store.storeOutliers(
+          roomId,
+          events.map((e) => ({ eventId: e.eventId, pdu: e.pdu, status: e.status })),
+        ),
+    };
+  }
+
+  async #resolve(version: RoomVersion, stateMaps: StateMap[]): Promise<StateMap> {
+    const { store } = this.deps;
+    const statuses = new Map<string, string>();
+    return await this.deps.resolver({
+      version,
+      stateMaps,
+      getEvent: async (id) => {
+        const found = (await store.findEvents([id])).get(id);
+        if (!found) return undefined;
+        statuses.set(id, found.status);
+        return toRoomEvent(found.pdu, id, version);
+      },
+      isRejected: (id) => statuses.get(id) === "rejected",
+    });
+  }
+}
+
+function outcomeOf(eventId: string, status: PduOutcome["status"], why: string): PduOutcome {
+  if (status === "accepted") return { eventId, status };
+  return {
+    eventId,
+    status,
+    error: status === "soft_failed" ? `soft-failed: ${why}` : `rejected: ${why}`,
+  };
+}

@@ -1,0 +1,41 @@
+/**
+ * Before step 4 can run, the event's auth events must be held. Those we lack come from the
+ * server that sent the event: its auth chain first (`/event_auth`, one request), then single
+ * events (`/event`) for whatever the chain left out. Each fetched event is checked itself and
+ * stored as an outlier (fetched_events.ts), so it is never fetched again.
+ */
+import type { RoomEvent } from "../../events.ts";
+import type { RoomVersion } from "../../room_versions.ts";
+import { authEventIdsNeeded } from "./auth_events.ts";
+import { admitFetchedEvents, type FetchedEventSinks } from "./fetched_events.ts";
+import type { RemoteEventSource } from "./remote_events.ts";
+import type { HeldEvent } from "./types.ts";
+
+/**
+ * The auth events `event` needs (and, in v12, the room's create event), fetching and storing
+ * those we lack. IDs nobody could supply are absent from the map.
+ */
+export async function gatherAuthEvents(
+  event: RoomEvent,
+  version: RoomVersion,
+  sinks: FetchedEventSinks,
+  source: RemoteEventSource,
+): Promise<Map<string, HeldEvent>> {
+  const needed = authEventIdsNeeded(event, version);
+  const held = await sinks.held(needed);
+  const lacking = () => needed.filter((id) => !held.has(id));
+  if (lacking().length === 0) return held;
+
+  const chain = await source.authChain(event.room_id, event.event_id);
+  for (const [id, e] of await admitFetchedEvents(event.room_id, version, chain, sinks)) {
+    held.set(id, e);
+  }
+  if (lacking().length === 0) return held;
+
+  const single = await Promise.all(lacking().map((id) => source.event(id)));
+  const fetched = single.filter((pdu) => pdu !== undefined);
+  for (const [id, e] of await admitFetchedEvents(event.room_id, version, fetched, sinks)) {
+    held.set(id, e);
+  }
+  return held;
+}
