@@ -10,6 +10,23 @@ export function serverSigningSeedKey(): Deno.KvKey {
   return ["server_signingseed"];
 }
 
+/** Key builders for other servers' signing keys (the key ring's cache and the notary's). */
+export const serverKeyKeys = {
+  /**
+   * (serverName, keyId) -> StoredServerKey: a remote server's public key, its validity
+   * (valid_until_ts, or expired_ts for an old key) and the signed key document it came in.
+   */
+  verifyKey: (serverName: string, keyId: string): Deno.KvKey => [
+    "servername_keyid_verifykey",
+    serverName,
+    keyId,
+  ],
+  /** Every cached key of one server. */
+  verifyKeyPrefix: (serverName: string): Deno.KvKey => ["servername_keyid_verifykey", serverName],
+  /** serverName -> KeyFetchFailure: consecutive failed key fetches and when to try again. */
+  fetchFailure: (serverName: string): Deno.KvKey => ["servername_keyfetchfailure", serverName],
+};
+
 /** Names of the event store's maps; the log maps hold facts, the rest are projections. */
 export const EVENT_STORE_MAPS = {
   /** roomId -> RoomHead: last/first position, extremities, current state group, version. */
@@ -838,4 +855,12 @@ export const remoteMembershipKeys = {
     userId,
     roomId,
   ],
+};
+
+/** Key builders for joins of remote rooms under way (domain/ports/pending_join_store.ts). */
+export const pendingJoinKeys = {
+  /** (userId, roomId) -> PendingJoinRecord: a join whose commits are not all done yet. */
+  join: (userId: string, roomId: string): Deno.KvKey => ["userroomid_pendingjoin", userId, roomId],
+  /** Every pending join. */
+  all: (): Deno.KvKey => ["userroomid_pendingjoin"],
 };
