@@ -54,6 +54,13 @@ export interface LocalEventRequest {
   extraMutations?: (appended: AppendedEvent) => CommitMutation[];
   /** A further check against the very state the event is authorised on (see StateCondition). */
   condition?: StateCondition;
+  /**
+   * Another server's signature the event needs before it is stored (an invite of a remote
+   * user: the invitee's server signs it over federation): given the built, authorised event,
+   * resolve to the same event with the added signatures, or reject to refuse it (nothing is
+   * written). Runs in the room's queue, so the room waits for it: keep it bounded.
+   */
+  countersign?: (event: { eventId: string; pdu: Pdu }, version: RoomVersion) => Promise<Pdu>;
 }
 
 /**
@@ -329,17 +336,20 @@ export class LocalEventSender {
           );
           if (refusal) throw refusal;
         }
+        const pdu = request.countersign
+          ? await request.countersign({ eventId: event.eventId, pdu: event.pdu }, version)
+          : event.pdu;
         const hooked: PreparedEventWrites[] = [];
         for (const hook of this.#deps.eventHooks ?? []) {
           const prepared = await hook.prepare(
-            { eventId: event.eventId, roomId, pdu: event.pdu },
+            { eventId: event.eventId, roomId, pdu },
             version,
           );
           if (prepared) hooked.push(prepared);
         }
         view.apply(event.event);
         prevEvents = [{ eventId: event.eventId, depth: event.pdu.depth }];
-        built.push({ pending, eventId: event.eventId, pdu: event.pdu, hooked });
+        built.push({ pending, eventId: event.eventId, pdu, hooked });
       } catch (error) {
         pending.reject(error);
       }
