@@ -179,12 +179,51 @@ export interface GuardedFetchOptions {
 }
 
 /** Both address families of `host`; an empty list when the name does not resolve. */
-async function resolveWithDns(host: string): Promise<string[]> {
+export async function resolveWithDns(host: string): Promise<string[]> {
   const lookups = await Promise.allSettled([
     Deno.resolveDns(host, "A"),
     Deno.resolveDns(host, "AAAA"),
   ]);
   return lookups.flatMap((r) => r.status === "fulfilled" ? r.value : []);
+}
+
+/** The addresses a host may be reached at, or why it may not be. */
+export type AddressCheck =
+  | { ok: true; addresses: string[] }
+  | { ok: false; failure: "refused" | "unresolved"; reason: string };
+
+/**
+ * Resolve `host` (an IP literal, `localhost` or a DNS name) and check that every address it
+ * resolves to is public unless `allowPrivate`. Shared by the push/identity guard and the
+ * federation client, which connects to exactly the addresses returned here.
+ */
+export async function checkHostAddresses(
+  host: string,
+  options: { allowPrivate: boolean; resolve?: (host: string) => Promise<string[]> },
+): Promise<AddressCheck> {
+  const bare = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  let addresses: string[];
+  if (classifyAddress(bare) !== null) {
+    addresses = [bare];
+  } else if (/(^|\.)localhost\.?$/i.test(bare)) {
+    // Loopback by definition (RFC 6761), whatever DNS says; fetch reads the hosts file.
+    addresses = ["127.0.0.1", "::1"];
+  } else {
+    addresses = await (options.resolve ?? resolveWithDns)(bare);
+    if (addresses.length === 0) {
+      return { ok: false, failure: "unresolved", reason: `${bare} does not resolve` };
+    }
+  }
+  if (!options.allowPrivate) {
+    // A client may connect to any of the addresses, so each one must be allowed.
+    for (const address of addresses) {
+      const kind = classifyAddress(address) ?? "reserved";
+      if (kind !== "public") {
+        return { ok: false, failure: "refused", reason: `${bare} resolves to a ${kind} address` };
+      }
+    }
+  }
+  return { ok: true, addresses };
 }
 
 /** An OutboundHttp that checks every destination address before it connects. */
@@ -210,26 +249,11 @@ export class GuardedFetch implements OutboundHttp {
       throw new OutboundError("refused", `scheme ${url.protocol} is not allowed`);
     }
     if (this.#allowPrivate) return;
-    const host = url.hostname;
-    const literal = classifyAddress(host);
-    let classes: AddressClass[];
-    if (literal !== null) {
-      classes = [literal];
-    } else if (/(^|\.)localhost\.?$/i.test(host)) {
-      // Resolved from the hosts file by fetch, whatever DNS says.
-      classes = ["loopback"];
-    } else {
-      const addresses = await this.#resolve(host);
-      if (addresses.length === 0) {
-        throw new OutboundError("unresolved", `${host} does not resolve`);
-      }
-      classes = addresses.map((a) => classifyAddress(a) ?? "reserved");
-    }
-    // fetch may connect to any of the addresses, so each one must be allowed.
-    const refused = classes.find((c) => c !== "public");
-    if (refused !== undefined) {
-      throw new OutboundError("refused", `${host} resolves to a ${refused} address`);
-    }
+    const check = await checkHostAddresses(url.hostname, {
+      allowPrivate: false,
+      resolve: this.#resolve,
+    });
+    if (!check.ok) throw new OutboundError(check.failure, check.reason);
   }
 
   /** Send the request once; never follows redirects (a 3xx comes back as the response). */
