@@ -37,6 +37,14 @@
  *
  * Synapse funnels every read through one function, `filter_events_for_client`; this is ours.
  * It is a required constructor dependency of every reader, so a reader cannot forget a stage.
+ *
+ * Another server reads through `readForServer` (the federation reads: /event, /state,
+ * /backfill, /get_missing_events, /event_auth), the same stages for a server reader:
+ * 1. history visibility for the server's users (domain/federation/server_visibility.ts, after
+ *    Synapse's `filter_events_for_server`); 2. redaction, and erased senders' events redacted for
+ *    every server; 3. no ignore lists (servers have none); 4. the PDU format; 5. no filters.
+ * Unlike a client, a server is given what it may not see pruned rather than dropped (servers
+ * need the DAG's shape), as Synapse does.
  */
 import { type ClientEvent, toClientEvent, toStrippedStateEvent } from "../client_event.ts";
 import { matchesRoomEventFilter, type RoomEventFilter } from "../event_filter.ts";
@@ -53,6 +61,7 @@ import { pickFields } from "./event_fields.ts";
 import { HistoryVisibilityFilter } from "./history_visibility_filter.ts";
 import type { RelationReader } from "../ports/relation_store.ts";
 import { type PipeEvents, RelationAggregator } from "./relation_aggregations.ts";
+import { type ServerReadEvent, ServerVisibility } from "../federation/server_visibility.ts";
 
 /** The account data type holding the users a user ignores. */
 export const IGNORED_USER_LIST = "m.ignored_user_list";
@@ -163,7 +172,11 @@ export class ReadPipeline {
     this.#visibility = new HistoryVisibilityFilter(deps.store);
     this.#redactions = new AppliedRedactions(deps);
     this.#aggregator = new RelationAggregator(deps);
+    this.#serverVisibility = new ServerVisibility(deps.store);
   }
+
+  /** Stage 1 for server readers. */
+  readonly #serverVisibility: ServerVisibility;
 
   /** Bundled aggregations, in stage 4. */
   readonly #aggregator: RelationAggregator;
@@ -274,6 +287,56 @@ export class ReadPipeline {
       timelineKept,
       timelineVisible,
     };
+  }
+
+  /** Whether a remote server may read the room: joined now, or the room is world-readable. */
+  serverMayReadRoom(roomId: string, serverName: string): Promise<boolean> {
+    return this.#serverVisibility.mayReadRoom(roomId, serverName);
+  }
+
+  /** Stage 1 alone for a server reader: the events it may not see by history visibility. */
+  serverHiddenEvents(
+    serverName: string,
+    events: readonly ServerReadEvent[],
+  ): Promise<Set<string>> {
+    return this.#serverVisibility.hiddenFrom(serverName, events);
+  }
+
+  /**
+   * One room's events for a remote server, as PDUs in the order given: each the server may not
+   * see (history visibility), each an accepted redaction applies to, and each sent by an erased
+   * local user is pruned to its redacted form (see the module comment). Outliers count as
+   * `shared` history. `whole`: a room state or auth chain, which a server in the room needs
+   * whole to authorise events (as a joined client sees the current state): redactions alone
+   * apply.
+   */
+  async readForServer(
+    read: { serverName: string; roomId: string; version: RoomVersion; whole?: boolean },
+    events: readonly ServerReadEvent[],
+  ): Promise<JsonObject[]> {
+    if (events.length === 0) return [];
+    const suffix = `:${this.deps.serverName}`;
+    const localSenders = read.whole
+      ? []
+      : [...new Set(events.map((e) => e.pdu.sender))].filter((s) => s.endsWith(suffix));
+    // 1 and 2 read independently: one round trip instead of two.
+    const [hidden, redactions, erased] = await Promise.all([
+      read.whole
+        ? Promise.resolve(new Set<string>())
+        : this.#serverVisibility.hiddenFrom(read.serverName, events),
+      // AppliedRedactions reads only the ID and PDU of each event, which outliers have too.
+      this.#redactions.of(read.roomId, events as readonly StoredEvent[], read.version),
+      localSenders.length > 0
+        ? this.deps.erasure.erasedAmong(localSenders)
+        : Promise.resolve(new Set<string>()),
+    ]);
+    // 4. The PDU as sent, or its redacted form.
+    return events.map((event) => {
+      const prune = hidden.has(event.eventId) || redactions.has(event.eventId) ||
+        erased.has(event.pdu.sender);
+      const pdu = prune ? redactEvent(event.pdu, read.version) : event.pdu;
+      return pdu as unknown as JsonObject;
+    });
   }
 
   /**

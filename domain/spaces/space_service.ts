@@ -123,6 +123,38 @@ export class SpaceService {
   }
 
   /**
+   * The federation hierarchy (`GET /_matrix/federation/v1/hierarchy/{roomId}`) for another
+   * server: the room and its children's summaries, unpaginated. The room must be previewable by
+   * `server` (M_NOT_FOUND otherwise); children it may not preview are listed in
+   * `inaccessible_children`, children this server holds no state for are left out, as the spec
+   * says. A server may preview a room whose join rule or history lets anyone, or one where a user
+   * of its own is joined or invited, or (restricted) one whose allowed rooms it is joined to.
+   */
+  async serverHierarchy(server: string, roomId: string, suggestedOnly: boolean) {
+    const root = await this.#open(roomId);
+    if (!root || !(await this.#previewableByServer(root, server))) {
+      throw notFound("Unknown room or not accessible");
+    }
+    const isSpace = root.contents.get("m.room.create")?.type === "m.space";
+    const childrenState = isSpace ? await this.#children(root, suggestedOnly) : [];
+    const children: JsonObject[] = [];
+    const inaccessible: string[] = [];
+    for (const child of childrenState) {
+      const childId = child.state_key as string;
+      if (childId === roomId) continue;
+      const room = await this.#open(childId);
+      if (!room) continue;
+      if (await this.#previewableByServer(room, server)) children.push(await this.#summary(room));
+      else inaccessible.push(childId);
+    }
+    return {
+      room: { ...(await this.#summary(root)), children_state: childrenState },
+      children,
+      inaccessible_children: inaccessible,
+    };
+  }
+
+  /**
    * `GET /room_summary/{roomIdOrAlias}` for a room ID (aliases are resolved by the caller);
    * `userId` is null for an anonymous caller. M_NOT_FOUND when unknown or not previewable.
    */
@@ -201,6 +233,25 @@ export class SpaceService {
     if (allowed.length === 0) return false;
     const joined = await this.deps.store.roomsOfUser(userId, ["join"]);
     return joined.some((m) => allowed.includes(m.roomId));
+  }
+
+  /** Whether another server may preview the room; see `serverHierarchy`. */
+  async #previewableByServer(room: PreviewRoom, server: string): Promise<boolean> {
+    if (await this.#previewable(room, null)) return true;
+    const ofServer = (userId: string) => userId.slice(userId.indexOf(":") + 1) === server;
+    const members = await this.deps.store.members(room.roomId, ["join", "invite"]);
+    if (members.some((m) => ofServer(m.userId))) return true;
+    const joinRules = room.contents.get("m.room.join_rules");
+    const rule = joinRules?.join_rule;
+    const { version } = room;
+    const restricted = (version.restrictedJoinRule && rule === "restricted") ||
+      (version.knockRestrictedJoinRule && rule === "knock_restricted");
+    if (!restricted) return false;
+    for (const allowedId of allowedRoomIds(joinRules)) {
+      const joined = await this.deps.store.members(allowedId, ["join"]);
+      if (joined.some((m) => ofServer(m.userId))) return true;
+    }
+    return false;
   }
 
   /** The spec's RoomSummary of a previewable room. */
