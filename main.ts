@@ -90,6 +90,8 @@ import {
 import { GuardedFetch } from "./outbound/guarded_fetch.ts";
 import type { FederationTransport } from "./domain/ports/federation_transport.ts";
 import { federationClientFromConfig } from "./outbound/federation_client.ts";
+import { FederationSender } from "./domain/federation/federation_sender.ts";
+import { FEDERATION_STREAM } from "./domain/federation/federation_transactions.ts";
 import { AccountDataService } from "./domain/account_data/account_data_service.ts";
 import { AccountDataStream } from "./domain/account_data/account_data_stream.ts";
 import {
@@ -263,6 +265,17 @@ export async function assembleServer(
     push.pushers.devicesRemoved(userId, deviceIds)
   );
   const notificationCounts = push.countsWith(userData.receipts);
+  // Local events go to the other servers in their rooms, queued in the event's own commit.
+  const federationSender = new FederationSender({
+    store: eventStore,
+    outbox: new KvOutboxStore(kv, FEDERATION_STREAM),
+    // The transport is built with AppDeps below; nothing is sent before main() starts the sender.
+    transport: { request: (request) => deps.federationTransport.request(request) },
+    serverName: config.serverName,
+    enabled: config.federation.enabled,
+    now: options.now,
+  });
+  eventHooks.push(federationSender);
   const deps: AppDeps = {
     config,
     keyring,
@@ -310,6 +323,9 @@ export async function assembleServer(
     spaces: new SpaceService({ store: eventStore, pipeline: readPipeline }),
     federationTransport: options.federationTransport ??
       federationClientFromConfig(config, keyring),
+    federationSender,
+    // A server that reaches us is up: its backoff goes, without holding up its request.
+    onInboundServerRequest: (origin) => void federationSender.noteInboundRequest(origin),
     openIdTokens: new OpenIdTokenService({
       store: new KvOpenIdTokenStore(kv, options.now),
       serverName: config.serverName,
@@ -608,6 +624,8 @@ async function main(): Promise<void> {
   // Deactivations a previous process left unfinished (it died while leaving rooms, say).
   // Push notifications queued by this or another process go out from here.
   deps.pushSender.start();
+  // Federation transactions queued by this or another process (or before a restart) too.
+  deps.federationSender.start();
   deps.accounts.resumeDeactivations().catch((error) =>
     console.error("resuming deactivations failed", error)
   );

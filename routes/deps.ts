@@ -13,6 +13,7 @@ import type { PushRuleService } from "../domain/push/push_rule_service.ts";
 import type { NotificationCountService } from "../domain/push/notification_counts.ts";
 import type { PusherService } from "../domain/push/pusher_service.ts";
 import type { OutboxWorker } from "../domain/outbox/outbox_worker.ts";
+import type { FederationSender } from "../domain/federation/federation_sender.ts";
 import type { NotificationStore } from "../domain/ports/notification_store.ts";
 import type { FilterService } from "../domain/sync/filters.ts";
 import type { SentMembersStore } from "../domain/ports/sent_members_store.ts";
@@ -116,6 +117,11 @@ export interface AppDeps {
   pushers: PusherService;
   /** Sends queued push notifications to push gateways; main.ts starts it. */
   pushSender: OutboxWorker;
+  /**
+   * Queues local events for the other servers in their rooms (a send-path hook) and sends them
+   * as transactions; `sendEdu(destination, edu)`, `noteInboundRequest(origin)`. main.ts starts it.
+   */
+  federationSender: FederationSender;
   /** Wakes syncs after a device-list change: `changed(userIds, versionstamp)` after the commit. */
   deviceListNotifier: DeviceListNotifier;
   /** Cross-signing keys and signatures, and /keys/query. */
