@@ -38,12 +38,23 @@ export class MembershipService {
     roomIdOrAlias: string,
     reason?: string,
     content: JsonObject = {},
+    servers: readonly string[] = [],
   ): Promise<string> {
-    const state = await this.#openByIdOrAlias(roomIdOrAlias);
     const extra: JsonObject = { ...content };
     delete extra.membership;
     delete extra.join_authorised_via_users_server;
     if (reason !== undefined) extra.reason = reason;
+    const remote = await this.#remoteJoinTarget(roomIdOrAlias, servers);
+    if (remote !== undefined) {
+      await this.deps.remoteJoin!.join({
+        userId,
+        roomId: remote.roomId,
+        servers: remote.servers,
+        content: await memberContent(this.deps, userId, "join", extra),
+      });
+      return remote.roomId;
+    }
+    const state = await this.#openByIdOrAlias(roomIdOrAlias);
     const membership = await state.membership(userId);
     const rule = await state.joinRule();
     if (
@@ -186,6 +197,39 @@ export class MembershipService {
   async joinedRooms(userId: string): Promise<string[]> {
     const rooms = await this.deps.store.roomsOfUser(userId, ["join"]);
     return rooms.map((r) => r.roomId);
+  }
+
+  /**
+   * Where to join over federation, or undefined when the join is local: a room (by ID, or by an
+   * alias, resolved through its server's query/directory when remote) that this server holds no
+   * copy of, or holds without any joined local member while a remote member is still joined.
+   * A room nobody is joined to stays local, as before federation (its join rules decide).
+   */
+  async #remoteJoinTarget(
+    roomIdOrAlias: string,
+    servers: readonly string[],
+  ): Promise<{ roomId: string; servers: string[] } | undefined> {
+    if (this.deps.remoteJoin === undefined) return undefined;
+    let roomId = roomIdOrAlias;
+    const aliasServers: string[] = [];
+    if (roomIdOrAlias.startsWith("#")) {
+      const local = await this.deps.directory.resolveAlias(roomIdOrAlias);
+      if (local !== null) roomId = local.roomId;
+      else if (isLocal(roomIdOrAlias, this.deps.serverName)) return undefined;
+      else {
+        const resolved = await this.deps.remoteJoin.resolveAlias(roomIdOrAlias);
+        roomId = resolved.roomId;
+        aliasServers.push(...resolved.servers);
+      }
+    }
+    if (!isValidRoomId(roomId)) return undefined;
+    if ((await this.deps.store.roomHead(roomId)) !== null) {
+      const joined = await this.deps.store.members(roomId, ["join"]);
+      const inRoom = joined.some((m) => isLocal(m.userId, this.deps.serverName));
+      if (inRoom || joined.length === 0) return undefined;
+      aliasServers.push(...joined.map((m) => m.userId.slice(m.userId.indexOf(":") + 1)));
+    }
+    return { roomId, servers: [...new Set([...servers, ...aliasServers])] };
   }
 
   async #open(roomId: string): Promise<RoomState> {

@@ -24,6 +24,21 @@ export interface RoomServiceDeps {
   defaultRoomVersion?: string;
   /** After an upgrade: carry each local member's own data (m.direct, tags) to the new room. */
   copyUserDataOnUpgrade?: (userId: string, oldRoomId: string, newRoomId: string) => Promise<void>;
+  /** Joining rooms this server is not in (domain/federation/remote_join.ts); without it 404. */
+  remoteJoin?: RemoteJoinService;
+}
+
+/** Joins of rooms held by other servers, as MembershipService needs them. */
+export interface RemoteJoinService {
+  /** A remote alias's room and the servers its server names (query/directory); 404 if unknown. */
+  resolveAlias(alias: string): Promise<{ roomId: string; servers: string[] }>;
+  /** Join through the first of `servers` that lets us; resolves to the join event's ID. */
+  join(request: {
+    userId: string;
+    roomId: string;
+    servers: readonly string[];
+    content?: JsonObject;
+  }): Promise<string>;
 }
 
 /** Member event content; joins, invites and knocks carry the user's profile when known. */

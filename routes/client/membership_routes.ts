@@ -4,10 +4,10 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { isValidUserId } from "../../domain/identifiers.ts";
+import { isValidServerName, isValidUserId } from "../../domain/identifiers.ts";
 import type { JsonObject } from "../../domain/json.ts";
 import type { AppDeps } from "../deps.ts";
-import { missingParam } from "../../domain/errors.ts";
+import { invalidParam, missingParam } from "../../domain/errors.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { rateLimited, takeRateLimit } from "./rate_limit_middleware.ts";
@@ -30,6 +30,15 @@ const inviteBody = z.object({
   address: z.string().max(512).optional(),
 });
 
+/** The servers of a join's `via`/`server_name`: valid server names, at most 50 (400 otherwise). */
+function joinServers(names: string[]): string[] {
+  if (names.length > 50) throw invalidParam("At most 50 servers in via and server_name");
+  for (const name of names) {
+    if (!isValidServerName(name)) throw invalidParam(`Invalid server name ${JSON.stringify(name)}`);
+  }
+  return names;
+}
+
 /** Turn `third_party_signed` (`{sender, mxid, token, signatures}`) into the joiner's invite. */
 async function exchangeSigned(deps: AppDeps, userId: string, roomId: string, signed: unknown) {
   const sender = typeof signed === "object" && signed !== null
@@ -47,14 +56,18 @@ export function membershipArea(deps: AppDeps): ClientArea {
   const auth = requireSession(deps.sessions);
   const user = (c: { get(key: "session"): { userId: string } }) => c.get("session").userId;
 
-  // `via`/`server_name` only matter for joins over federation, which are not supported yet.
+  // `via` (and the older `server_name`) name servers to join a remote room through.
   app.post("/join/:roomIdOrAlias", auth, rateLimited(deps, "join"), async (c) => {
     const target = roomIdOrAliasParam(c);
+    const servers = joinServers([
+      ...(c.req.queries("via") ?? []),
+      ...(c.req.queries("server_name") ?? []),
+    ]);
     const { reason, third_party_signed: _signed, ...content } = await readJsonBody(c, joinBody, {
       emptyAsObject: true,
     });
     return c.json({
-      room_id: await membership.join(user(c), target, reason, content as JsonObject),
+      room_id: await membership.join(user(c), target, reason, content as JsonObject, servers),
     });
   });
 
