@@ -864,3 +864,12 @@ export const pendingJoinKeys = {
   /** Every pending join. */
   all: (): Deno.KvKey => ["userroomid_pendingjoin"],
 };
+
+/** Key builders for transactions other servers sent us (domain/ports/inbound_transaction_store.ts). */
+export const inboundTransactionKeys = {
+  /**
+   * (origin, txnId) -> UTF-8 JSON bytes of the `/send` answer: a retried transaction gets the
+   * answer it got the first time. Written with an expiry (a day), so they do not pile up.
+   */
+  answer: (origin: string, txnId: string): Deno.KvKey => ["origintxnid_answer", origin, txnId],
+};

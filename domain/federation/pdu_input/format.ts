@@ -74,8 +74,12 @@ export function checkPduFormat(raw: unknown, roomId: string, version: RoomVersio
   return { ok: true, value: { eventId, pdu, event: toRoomEvent(pdu, eventId, version) } };
 }
 
-/** The best name for a PDU that failed its checks, so the sender sees which one failed. */
-function nameOf(raw: Record<string, unknown>, version: RoomVersion): string {
+/**
+ * The best name for a PDU that failed its checks (or was refused unchecked), so the sender
+ * sees which one failed: its event ID under `version`, or "" when none can be computed.
+ */
+export function nameOf(raw: unknown, version: RoomVersion): string {
+  if (!isJsonObject(raw)) return "";
   try {
     const id = computeEventId(raw as unknown as Pdu, version);
     return eventIdMatchesFormat(id, version) ? id : "";

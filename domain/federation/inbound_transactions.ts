@@ -1,0 +1,136 @@
+/**
+ * Transactions other servers push to us (`PUT /_matrix/federation/v1/send/{txnId}`): each PDU
+ * goes through the incoming-PDU handler and gets its own result, so one bad event never costs
+ * the others. A sender retries a transaction until it is answered, so an answered transaction
+ * is answered again from KV, never handled twice; a retry arriving while the first attempt is
+ * still running in this process waits for that attempt's answer.
+ *
+ * PDUs of one room are handled in the order sent (a later one may build on an earlier one);
+ * rooms are handled side by side. A PDU is refused before any check when its room is one we
+ * are not in, or when the room's server ACL denies the server that sent the transaction.
+ *
+ * EDUs (typing, receipts, presence, device lists, to-device) are accepted and not acted on
+ * yet: they are the second federation issue's work.
+ */
+import { isJsonObject, type JsonObject } from "../json.ts";
+import type { EventReader } from "../ports/event_store.ts";
+import type { InboundTransactionStore } from "../ports/inbound_transaction_store.ts";
+import type { PduInput, PduOutcome } from "./pdu_input/types.ts";
+import { RoomServerAcl } from "./server_acl.ts";
+import { nameOf } from "./pdu_input/format.ts";
+import { roomVersion } from "../room_versions.ts";
+
+/** Most PDUs in one transaction (the spec's limit). */
+export const MAX_TRANSACTION_PDUS = 50;
+/** Most EDUs in one transaction (the spec's limit). */
+export const MAX_TRANSACTION_EDUS = 100;
+/** Longest error text kept per PDU, so a stored answer stays well within one KV value. */
+const MAX_ERROR_CHARS = 400;
+
+/** A transaction as the route validated it. */
+export interface InboundTransaction {
+  pdus: unknown[];
+  edus: unknown[];
+}
+
+/** The answer: a result per PDU, by event ID (`{}` when it was accepted). */
+export interface TransactionAnswer extends JsonObject {
+  pdus: { [eventId: string]: { error?: string } };
+}
+
+/** What the receiver is built from. */
+export interface TransactionReceiverDeps {
+  pduInput: PduInput;
+  answers: InboundTransactionStore;
+  store: Pick<EventReader, "roomHead" | "currentStateEventId" | "getEvent">;
+}
+
+/** Handles inbound transactions (see the module comment). */
+export class TransactionReceiver {
+  readonly #inFlight = new Map<string, Promise<TransactionAnswer>>();
+  readonly #acl: RoomServerAcl;
+
+  constructor(private readonly deps: TransactionReceiverDeps) {
+    this.#acl = new RoomServerAcl(deps.store);
+  }
+
+  /** Handle `origin`'s transaction `txnId`, or return the answer it already got. */
+  receive(origin: string, txnId: string, txn: InboundTransaction): Promise<TransactionAnswer> {
+    const key = JSON.stringify([origin, txnId]);
+    const running = this.#inFlight.get(key);
+    if (running) return running;
+    const attempt = this.#receive(origin, txnId, txn).finally(() => this.#inFlight.delete(key));
+    this.#inFlight.set(key, attempt);
+    return attempt;
+  }
+
+  async #receive(
+    origin: string,
+    txnId: string,
+    txn: InboundTransaction,
+  ): Promise<TransactionAnswer> {
+    const stored = await this.deps.answers.answer(origin, txnId);
+    if (stored && isJsonObject(stored.pdus)) return stored as TransactionAnswer;
+
+    const byRoom = new Map<string, unknown[]>();
+    const results: TransactionAnswer["pdus"] = {};
+    for (const pdu of txn.pdus) {
+      const roomId = isJsonObject(pdu) && typeof pdu.room_id === "string" ? pdu.room_id : undefined;
+      if (roomId === undefined) {
+        // Nameless: without a room there is no version, so no event ID to answer under.
+        continue;
+      }
+      byRoom.set(roomId, [...(byRoom.get(roomId) ?? []), pdu]);
+    }
+    await Promise.all([...byRoom].map(async ([roomId, pdus]) => {
+      const refusal = await this.#refusal(origin, roomId);
+      for (const pdu of pdus) {
+        const outcome: PduOutcome = refusal !== undefined
+          ? { eventId: refusal.name(pdu), error: refusal.reason }
+          : await this.#handle(origin, roomId, pdu);
+        if (outcome.eventId === "") continue;
+        results[outcome.eventId] = outcome.error === undefined
+          ? {}
+          : { error: outcome.error.slice(0, MAX_ERROR_CHARS) };
+      }
+    }));
+    const answer: TransactionAnswer = { pdus: results };
+    await this.deps.answers.recordAnswer(origin, txnId, answer);
+    return answer;
+  }
+
+  async #handle(origin: string, roomId: string, pdu: unknown): Promise<PduOutcome> {
+    try {
+      return await this.deps.pduInput.handle(origin, roomId, pdu);
+    } catch (error) {
+      // Storage failing mid-way: the PDU is not stored; the sender sees why, as Synapse does.
+      console.error("federation: handling a PDU failed", roomId, error);
+      return { eventId: carriedEventId(pdu), error: "internal error handling the event" };
+    }
+  }
+
+  /**
+   * Why PDUs of `roomId` from `origin` are refused unseen, if they are, and how to name them:
+   * in a room we do not know, only by the ID a v1/v2 event carries.
+   */
+  async #refusal(
+    origin: string,
+    roomId: string,
+  ): Promise<{ reason: string; name: (pdu: unknown) => string } | undefined> {
+    const head = await this.deps.store.roomHead(roomId);
+    if (!head) return { reason: `this server is not in room ${roomId}`, name: carriedEventId };
+    if (!(await this.#acl.allows(roomId, origin))) {
+      const version = roomVersion(head.roomVersion);
+      return {
+        reason: `server ${origin} is denied by the room's server ACL`,
+        name: (pdu) => (version ? nameOf(pdu, version) : carriedEventId(pdu)),
+      };
+    }
+    return undefined;
+  }
+}
+
+/** The event ID a PDU carries (rooms v1/v2), or "" when it carries none. */
+function carriedEventId(pdu: unknown): string {
+  return isJsonObject(pdu) && typeof pdu.event_id === "string" ? pdu.event_id : "";
+}
