@@ -8,6 +8,7 @@ import { forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
 import { isValidRoomId, isValidUserId } from "../identifiers.ts";
 import type { JsonObject } from "../json.ts";
 import { identicalCurrentState } from "../room_events/identical_state.ts";
+import type { LocalEventRequest } from "../local_event_sender.ts";
 import { guestJoinCondition } from "./guest_access.ts";
 import { checkPendingInvites } from "./invite_quota.ts";
 import { RoomAliases } from "./room_aliases.ts";
@@ -96,9 +97,8 @@ export class MembershipService {
     });
     const extra: JsonObject = { ...content };
     delete extra.join_authorised_via_users_server;
-    if (membership === "invite" && !isLocal(target, this.deps.serverName)) {
-      throw remoteInviteUnsupported(target);
-    }
+    const remoteInvitee = membership === "invite" && !isLocal(target, this.deps.serverName);
+    if (remoteInvitee && !this.deps.remoteMembership) throw remoteInviteUnsupported(target);
     if (membership === "join" && sender === target) {
       const current = await state.membership(target);
       const rule = await state.joinRule();
@@ -111,11 +111,38 @@ export class MembershipService {
       }
     }
     const clearsForgotten = membership === "join" || membership === "invite";
-    return await this.#sendMember(roomId, sender, target, membership, extra, clearsForgotten);
+    return await this.#sendMember(
+      roomId,
+      sender,
+      target,
+      membership,
+      extra,
+      clearsForgotten,
+      remoteInvitee ? this.#countersignFor(target) : undefined,
+    );
   }
 
-  /** Knock on a room by ID or alias; returns the room ID. */
-  async knock(userId: string, roomIdOrAlias: string, reason?: string): Promise<string> {
+  /**
+   * Knock on a room by ID or alias; returns the room ID. A room this server is not in is
+   * knocked on over federation, through `servers` (the room's and alias's servers after them).
+   */
+  async knock(
+    userId: string,
+    roomIdOrAlias: string,
+    reason?: string,
+    servers: readonly string[] = [],
+  ): Promise<string> {
+    const remote = await this.#remoteKnockTarget(roomIdOrAlias, servers);
+    if (remote !== undefined) {
+      const content = await memberContent(
+        this.deps,
+        userId,
+        "knock",
+        reason === undefined ? {} : { reason },
+      );
+      await this.deps.remoteMembership!.knock(userId, remote.roomId, remote.servers, content);
+      return remote.roomId;
+    }
     const state = await this.#openByIdOrAlias(roomIdOrAlias);
     if (!state.version.knockJoinRule) {
       throw forbidden(`Room version ${state.version.id} does not support knocking`);
@@ -136,18 +163,30 @@ export class MembershipService {
     options: { reason?: string; isDirect?: boolean } = {},
   ): Promise<void> {
     const state = await this.#open(roomId);
-    if (!isLocal(target, this.deps.serverName)) throw remoteInviteUnsupported(target);
+    const remote = !isLocal(target, this.deps.serverName);
+    if (remote && !this.deps.remoteMembership) throw remoteInviteUnsupported(target);
     const current = await state.membership(target);
     if (current === "join") throw forbidden(`${target} is already in the room`);
     if (current === "ban") throw forbidden(`${target} is banned from the room`);
     const extra: JsonObject = {};
     if (options.reason !== undefined) extra.reason = options.reason;
     if (options.isDirect) extra.is_direct = true;
-    await this.#sendMember(roomId, sender, target, "invite", extra, true);
+    await this.#sendMember(
+      roomId,
+      sender,
+      target,
+      "invite",
+      extra,
+      true,
+      remote ? this.#countersignFor(target) : undefined,
+    );
   }
 
   /** Leave a room (or reject an invite, or withdraw a knock). Leaving twice is a no-op. */
   async leave(userId: string, roomId: string, reason?: string): Promise<void> {
+    if (await this.#leavesRemotely(userId, roomId)) {
+      return await this.deps.remoteMembership!.leave(userId, roomId, reason);
+    }
     const state = await this.#open(roomId);
     const current = await state.membership(userId);
     if (current === undefined) throw forbidden("You are not in this room");
@@ -284,6 +323,62 @@ export class MembershipService {
     return undefined;
   }
 
+  /** The countersign step of an invite of a remote user: their server signs it first. */
+  #countersignFor(target: string): LocalEventRequest["countersign"] {
+    const remote = this.deps.remoteMembership!;
+    return (event, version) => remote.countersignInvite(target, event, version);
+  }
+
+  /**
+   * Whether leaving is a remote membership's end (a rejected invite, a withdrawn knock): the
+   * user has one in a room this server holds no membership of theirs for.
+   */
+  async #leavesRemotely(userId: string, roomId: string): Promise<boolean> {
+    const remote = this.deps.remoteMembership;
+    if (!remote || !isValidRoomId(roomId)) return false;
+    const held = await remote.held(userId, roomId);
+    if (held !== "invite" && held !== "knock") return false;
+    if ((await this.deps.store.roomHead(roomId)) === null) return true;
+    const local = await this.deps.store.currentStateEventId(roomId, "m.room.member", userId);
+    return local === null;
+  }
+
+  /**
+   * Where to knock over federation, or undefined when the room is here: a room (by ID, or by
+   * an alias resolved through its server) this server has no joined member in.
+   */
+  async #remoteKnockTarget(
+    roomIdOrAlias: string,
+    servers: readonly string[],
+  ): Promise<{ roomId: string; servers: string[] } | undefined> {
+    if (this.deps.remoteMembership === undefined) return undefined;
+    let roomId = roomIdOrAlias;
+    const more: string[] = [];
+    if (roomIdOrAlias.startsWith("#")) {
+      const local = await this.deps.directory.resolveAlias(roomIdOrAlias);
+      if (local !== null) roomId = local.roomId;
+      else if (isLocal(roomIdOrAlias, this.deps.serverName) || !this.deps.remoteJoin) {
+        return undefined;
+      } else {
+        const resolved = await this.deps.remoteJoin.resolveAlias(roomIdOrAlias);
+        roomId = resolved.roomId;
+        more.push(...resolved.servers);
+      }
+    }
+    if (!isValidRoomId(roomId)) return undefined;
+    if ((await this.deps.store.roomHead(roomId)) !== null) {
+      const joined = await this.deps.store.members(roomId, ["join"]);
+      if (joined.length === 0 || joined.some((m) => isLocal(m.userId, this.deps.serverName))) {
+        return undefined;
+      }
+      more.push(...joined.map((m) => m.userId.slice(m.userId.indexOf(":") + 1)));
+    }
+    // The room ID's own server created it and is the likeliest to still be in it.
+    if (!roomId.includes(":")) return { roomId, servers: [...new Set([...servers, ...more])] };
+    more.push(roomId.slice(roomId.indexOf(":") + 1));
+    return { roomId, servers: [...new Set([...servers, ...more])] };
+  }
+
   /**
    * Send `target`'s member event; `clearsForgotten` un-forgets the room for them. An event that
    * would repeat the current one (a second join) returns the current event, as Synapse does.
@@ -295,6 +390,7 @@ export class MembershipService {
     membership: string,
     extra: JsonObject,
     clearsForgotten: boolean,
+    countersign?: LocalEventRequest["countersign"],
   ): Promise<string> {
     // Every way to invite (/invite, a member state event) is held to the invitee's cap.
     if (membership === "invite") await checkPendingInvites(this.deps.store, target, roomId);
@@ -319,6 +415,7 @@ export class MembershipService {
       stateKey: target,
       content,
       condition: guestJoin ? guestJoinCondition : undefined,
+      countersign,
       extraMutations: clearsForgotten
         ? () => this.deps.directory.forgottenMutations(target, roomId, false)
         : undefined,

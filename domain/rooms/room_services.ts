@@ -4,6 +4,8 @@ import type { LocalEventSender } from "../local_event_sender.ts";
 import type { EventStore } from "../ports/event_store.ts";
 import type { RoomDirectoryStore } from "../ports/room_directory_store.ts";
 import { MatrixError } from "../errors.ts";
+import type { Pdu } from "../events.ts";
+import type { RoomVersion } from "../room_versions.ts";
 
 /** A user's displayname and avatar for their member events; null when unknown. */
 export type MemberProfileLookup = (
@@ -24,6 +26,11 @@ export interface RoomServiceDeps {
   defaultRoomVersion?: string;
   /** After an upgrade: carry each local member's own data (m.direct, tags) to the new room. */
   copyUserDataOnUpgrade?: (userId: string, oldRoomId: string, newRoomId: string) => Promise<void>;
+  /**
+   * Invites of remote users, and leaves and knocks in rooms this server is not in
+   * (domain/federation/remote_membership.ts); without it remote invites are refused (403).
+   */
+  remoteMembership?: RemoteMembershipActions;
   /** Joining rooms this server is not in (domain/federation/remote_join.ts); without it 404. */
   remoteJoin?: RemoteJoinService;
 }
@@ -39,6 +46,27 @@ export interface RemoteJoinService {
     servers: readonly string[];
     content?: JsonObject;
   }): Promise<string>;
+}
+
+/** The memberships over federation MembershipService uses, besides joins. */
+export interface RemoteMembershipActions {
+  /** The invitee's server signs an invite of its user (the local sender's countersign step). */
+  countersignInvite(
+    target: string,
+    event: { eventId: string; pdu: Pdu },
+    version: RoomVersion,
+  ): Promise<Pdu>;
+  /** Reject a remote invite or withdraw a remote knock. */
+  leave(userId: string, roomId: string, reason?: string): Promise<void>;
+  /** Knock on a room this server is not in, through the first of `servers` that lets us. */
+  knock(
+    userId: string,
+    roomId: string,
+    servers: readonly string[],
+    content: JsonObject,
+  ): Promise<void>;
+  /** The user's membership in a room known only from another server, if any. */
+  held(userId: string, roomId: string): Promise<string | undefined>;
 }
 
 /** Member event content; joins, invites and knocks carry the user's profile when known. */
