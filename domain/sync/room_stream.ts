@@ -12,6 +12,8 @@ import type { EventStore, Membership, RoomChanges, StoredEvent } from "../ports/
 import { type RoomVersion, roomVersion } from "../room_versions.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
 import type { SentMembersStore } from "../ports/sent_members_store.ts";
+import type { RemoteMembership, RemoteMembershipStore } from "../ports/remote_membership_store.ts";
+import { toClientEvent } from "../client_event.ts";
 import { stateSection } from "./room_state_section.ts";
 import { loadTimeline, type TimelineBatch, type TimelineShape } from "./room_timeline.ts";
 import { dedupesMembers, SentMembers, type SentMembersScope } from "./sent_members.ts";
@@ -58,6 +60,11 @@ export interface RoomStreamDeps {
    * (redundant, which clients accept).
    */
   sentMembers?: SentMembersStore;
+  /**
+   * Memberships in rooms this server is not in (remote invites, their rejections, knocks);
+   * absent, only the membership projection places rooms.
+   */
+  remoteMemberships?: Pick<RemoteMembershipStore, "ofUser">;
 }
 
 /** A room and the membership the user had in it at the barrier. */
@@ -65,6 +72,8 @@ interface PlacedRoom {
   roomId: string;
   membership: string;
   event: StoredEvent;
+  /** Placed from a remote membership: the room has no log here, only this event. */
+  remote?: { roomVersion: string };
 }
 
 /** The user's rooms placed at the barrier; from `RoomStream.place`. */
@@ -99,9 +108,16 @@ export class RoomStream {
     known?: readonly Membership[],
   ): Promise<RoomPlacement> {
     const roomFilter = request.filter.room ?? {};
-    const memberships = (known ?? await this.deps.store.roomsOfUser(request.userId))
-      .filter((m) => roomAllowed(roomFilter, m.roomId));
-    const placed = await this.#placeAt(memberships, request.upTo);
+    const [local, remote] = await Promise.all([
+      known ?? this.deps.store.roomsOfUser(request.userId),
+      this.deps.remoteMemberships?.ofUser(request.userId) ?? [],
+    ]);
+    const memberships = local.filter((m) => roomAllowed(roomFilter, m.roomId));
+    const placed = mergeRemote(
+      await this.#placeAt(memberships, request.upTo),
+      remote.filter((m) => roomAllowed(roomFilter, m.roomId)),
+      request.upTo,
+    );
     const joinedRoomIds = placed.filter((p) => p.membership === "join").map((p) => p.roomId);
     return { placed, joinedRoomIds };
   }
@@ -178,19 +194,22 @@ export class RoomStream {
       if (room.membership === "invite" || room.membership === "knock") {
         // Invites from ignored users are not delivered (the pipeline decides).
         entries.push(
-          this.#roomVersion(room.roomId).then((version) =>
-            this.deps.pipeline.strippedState(room.event, ignored, version)
-          ).then((events) => {
-            if (events === undefined) return;
-            if (room.membership === "invite") {
-              response.rooms.invite[room.roomId] = { invite_state: { events } };
-            } else response.rooms.knock[room.roomId] = { knock_state: { events } };
-          }),
+          (room.remote
+            ? Promise.resolve(roomVersion(room.remote.roomVersion))
+            : this.#roomVersion(room.roomId)).then((version) =>
+              this.deps.pipeline.strippedState(room.event, ignored, version)
+            ).then((events) => {
+              if (events === undefined) return;
+              if (room.membership === "invite") {
+                response.rooms.invite[room.roomId] = { invite_state: { events } };
+              } else response.rooms.knock[room.roomId] = { knock_state: { events } };
+            }),
         );
       } else if (room.membership === "leave" || room.membership === "ban") {
         // A full sync shows left rooms only on request; an incremental one shows the leave.
         if (incremental || roomFilter.include_leave === true) {
-          entries.push(this.#leftRoom(request, response, room, ignored));
+          if (room.remote) remoteLeftRoom(request, response, room);
+          else entries.push(this.#leftRoom(request, response, room, ignored));
         }
       }
     }
@@ -548,6 +567,72 @@ export class UnreadCountsReader {
 }
 
 type RoomCounts = UnreadCounts & { main?: UnreadCounts; threads?: Record<string, UnreadCounts> };
+
+/**
+ * Add the user's memberships in rooms this server is not in: each wins over the projection's
+ * entry for the room when newer (a remote invite after an earlier stay, a rejection after a
+ * local invite); records written after the barrier wait for the next sync.
+ */
+function mergeRemote(
+  placed: PlacedRoom[],
+  remote: readonly RemoteMembership[],
+  upTo: string,
+): PlacedRoom[] {
+  if (remote.length === 0) return placed;
+  const byRoom = new Map(placed.map((p) => [p.roomId, p]));
+  for (const m of remote) {
+    if (isAfter(m.versionstamp, upTo)) continue;
+    const local = byRoom.get(m.roomId);
+    if (local && local.event.versionstamp > m.versionstamp) continue;
+    byRoom.set(m.roomId, {
+      roomId: m.roomId,
+      membership: m.membership,
+      event: {
+        eventId: m.eventId,
+        roomId: m.roomId,
+        pdu: m.pdu,
+        status: "accepted",
+        position: 0,
+        versionstamp: m.versionstamp,
+      },
+      remote: { roomVersion: m.roomVersion },
+    });
+  }
+  return [...byRoom.values()].sort((
+    a,
+    b,
+  ) => (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
+}
+
+/**
+ * A left room known only from a remote membership (a rejected invite, a withdrawn knock): the
+ * user's own leave is all there is to show. It is the reader's own event in a room whose
+ * history this server never held, so no history visibility, redaction or ignore list can
+ * apply to it; only the client format does.
+ */
+function remoteLeftRoom(
+  request: Omit<SyncStreamRequest, "joinedRoomIds">,
+  response: SyncResponse,
+  room: PlacedRoom,
+): void {
+  const version = roomVersion(room.remote!.roomVersion);
+  if (!version) return;
+  const { unsigned: _unsigned, ...pdu } = room.event.pdu;
+  const event = toClientEvent(room.event.eventId, pdu, {
+    roomId: room.roomId,
+    version,
+    now: request.now,
+  });
+  response.rooms.leave[room.roomId] = {
+    timeline: {
+      events: [event as unknown as JsonObject],
+      limited: false,
+      prev_batch: syncTokenAt(room.event.versionstamp),
+    },
+    state: { events: [] },
+    account_data: { events: [] },
+  };
+}
 
 /** Run `tasks` with at most `limit` in flight; rejects with the first failure. */
 async function runBounded(tasks: readonly (() => Promise<void>)[], limit: number): Promise<void> {

@@ -9,7 +9,12 @@ import { invalidParam } from "../errors.ts";
 import type { EventStore, Membership } from "../ports/event_store.ts";
 import type { ReadPipeline } from "../room_events/read_pipeline.ts";
 import type { SentMembersStore } from "../ports/sent_members_store.ts";
-import { type NotificationCounts, RoomStream, UnreadCountsReader } from "./room_stream.ts";
+import {
+  type NotificationCounts,
+  RoomStream,
+  type RoomStreamDeps,
+  UnreadCountsReader,
+} from "./room_stream.ts";
 import type { SyncNotifier, SyncWatch } from "./sync_notifier.ts";
 import {
   dropEmptyJoinedRooms,
@@ -39,6 +44,8 @@ export interface SyncServiceDeps {
   sentMembers?: SentMembersStore;
   /** The user-data area's presence: `set_presence` and last-active on every sync. */
   presence?: { markFromSync(userId: string, setPresence?: string): Promise<void> };
+  /** Memberships in rooms this server is not in (remote invites, rejections, knocks). */
+  remoteMemberships?: RoomStreamDeps["remoteMemberships"];
   now?: () => number;
 }
 
