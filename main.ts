@@ -90,6 +90,7 @@ import {
 import { GuardedFetch } from "./outbound/guarded_fetch.ts";
 import type { FederationTransport } from "./domain/ports/federation_transport.ts";
 import { federationClientFromConfig } from "./outbound/federation_client.ts";
+import { KvWellKnownCache } from "./kv/well_known_cache.ts";
 import { FederationSender } from "./domain/federation/federation_sender.ts";
 import { FEDERATION_STREAM } from "./domain/federation/federation_transactions.ts";
 import { AccountDataService } from "./domain/account_data/account_data_service.ts";
@@ -322,7 +323,7 @@ export async function assembleServer(
     }),
     spaces: new SpaceService({ store: eventStore, pipeline: readPipeline }),
     federationTransport: options.federationTransport ??
-      federationClientFromConfig(config, keyring),
+      federationClientFromConfig(config, keyring, new KvWellKnownCache(kv)),
     federationSender,
     // A server that reaches us is up: its backoff goes, without holding up its request.
     onInboundServerRequest: (origin) => void federationSender.noteInboundRequest(origin),

@@ -27,6 +27,14 @@ export const serverKeyKeys = {
   fetchFailure: (serverName: string): Deno.KvKey => ["servername_keyfetchfailure", serverName],
 };
 
+/**
+ * hostname -> CachedWellKnown: a server's `/.well-known/matrix/server` answer (the document, or
+ * null when there was none usable) and when it expires; shared by every process and isolate.
+ */
+export function hostnameWellKnownKey(hostname: string): Deno.KvKey {
+  return ["hostname_wellknown", hostname];
+}
+
 /** Names of the event store's maps; the log maps hold facts, the rest are projections. */
 export const EVENT_STORE_MAPS = {
   /** roomId -> RoomHead: last/first position, extremities, current state group, version. */

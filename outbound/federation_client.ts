@@ -1,15 +1,40 @@
 /**
  * The FederationTransport adapter: requests to other homeservers over HTTPS, resolved as the
- * spec's "Resolving server names" says, signed with X-Matrix.
+ * spec's "Resolving server names" says (domain/federation/server_discovery.ts), signed with
+ * X-Matrix, sent to addresses the private-address guard allowed (outbound/guarded_fetch.ts),
+ * with the TLS name and Host header discovery chose (outbound/federation_https.ts).
+ * `.well-known/matrix/server` answers are cached in KV, since every isolate shares them.
  */
-import type { Config } from "../domain/config.ts";
+import { type Config, ConfigError } from "../domain/config.ts";
 import type { ServerKeyring } from "../domain/server_keys.ts";
+import type { SigningKey } from "../domain/signing.ts";
+import type { JsonValue } from "../domain/json.ts";
+import { SERVER_SOFTWARE } from "../domain/server_software.ts";
 import {
+  type FederationFailure,
   type FederationRequest,
   type FederationResponse,
   type FederationTransport,
   FederationUnreachable,
 } from "../domain/ports/federation_transport.ts";
+import type { WellKnownCache } from "../domain/ports/well_known_cache.ts";
+import { signRequest } from "../domain/federation/request_auth.ts";
+import {
+  delegatedServer,
+  type DiscoveryLookups,
+  InvalidServerName,
+  resolveServerName,
+  type SrvRecord,
+  WELL_KNOWN_ERROR_MS,
+  wellKnownLifetimeMs,
+} from "../domain/federation/server_discovery.ts";
+import { checkHostAddresses, resolveWithDns } from "./guarded_fetch.ts";
+import {
+  HttpsFailure,
+  httpsRequest,
+  type HttpsResponse,
+  type HttpsTarget,
+} from "./federation_https.ts";
 
 /** The transport of a server with federation off (`TESSERA_FEDERATION=off`): refuses all. */
 export class DisabledFederation implements FederationTransport {
@@ -21,12 +46,262 @@ export class DisabledFederation implements FederationTransport {
   }
 }
 
+/** Settings and seams of the client. */
+export interface FederationClientOptions {
+  /** Our server name: the X-Matrix origin. */
+  readonly serverName: string;
+  readonly signingKey: SigningKey;
+  /** Let destinations be loopback or private (`TESSERA_FEDERATION_ALLOW_PRIVATE=true`). */
+  readonly allowPrivate: boolean;
+  /** CAs trusted beside the system roots (`TESSERA_FEDERATION_CA_FILE`). */
+  readonly caCerts?: string[];
+  readonly wellKnownCache: WellKnownCache;
+  /** Clock for cache lifetimes. */
+  readonly now?: () => number;
+  /** Default deadline of a request (all attempts); 30 s. */
+  readonly timeoutMs?: number;
+  /** Largest response body; 64 MiB (a send_join answer for a big room is large). */
+  readonly maxResponseBytes?: number;
+  /** A host's addresses (A and AAAA); default DNS. */
+  readonly resolve?: (host: string) => Promise<string[]>;
+  /** SRV records of a name; default DNS. */
+  readonly resolveSrv?: (name: string) => Promise<SrvRecord[]>;
+  /** The exchange itself; tests may wrap it. */
+  readonly exchange?: typeof httpsRequest;
+}
+
+/** Well-known documents are small; Synapse stops at 50 KiB too. */
+const WELL_KNOWN_MAX_BYTES = 50 * 1024;
+const WELL_KNOWN_TIMEOUT_MS = 10_000;
+const MAX_REDIRECTS = 5;
+const encoder = new TextEncoder();
+
+async function srvFromDns(name: string): Promise<SrvRecord[]> {
+  try {
+    return await Deno.resolveDns(name, "SRV");
+  } catch {
+    // NXDOMAIN, no records, or no answer: all mean "no SRV" to discovery.
+    return [];
+  }
+}
+
+function parseJson(body: Uint8Array): JsonValue | null {
+  try {
+    return JSON.parse(new TextDecoder().decode(body));
+  } catch {
+    return null;
+  }
+}
+
+/** Sends signed federation requests over HTTPS. */
+export class FederationClient implements FederationTransport {
+  readonly #options: FederationClientOptions;
+  readonly #now: () => number;
+  readonly #exchange: typeof httpsRequest;
+  readonly #resolve: (host: string) => Promise<string[]>;
+  readonly #lookups: DiscoveryLookups;
+
+  /** Build a client; see FederationClientOptions for the defaults. */
+  constructor(options: FederationClientOptions) {
+    this.#options = options;
+    this.#now = options.now ?? Date.now;
+    this.#exchange = options.exchange ?? httpsRequest;
+    this.#resolve = options.resolve ?? resolveWithDns;
+    this.#lookups = {
+      wellKnown: (hostname) => this.#wellKnown(hostname),
+      srv: options.resolveSrv ?? srvFromDns,
+    };
+  }
+
+  /** Resolve, sign, send; throws FederationUnreachable when no usable answer comes. */
+  async request(request: FederationRequest): Promise<FederationResponse> {
+    const { destination } = request;
+    const deadline = Date.now() + (request.timeoutMs ?? this.#options.timeoutMs ?? 30_000);
+    const fail = (failure: FederationFailure, message: string) =>
+      new FederationUnreachable(failure, destination, message);
+    let targets;
+    try {
+      targets = await resolveServerName(destination, this.#lookups);
+    } catch (e) {
+      if (e instanceof InvalidServerName) throw fail("refused", e.message);
+      throw e;
+    }
+    const headers: Record<string, string> = {
+      "User-Agent": `${SERVER_SOFTWARE.name}/${SERVER_SOFTWARE.version}`,
+    };
+    const body = request.body === undefined
+      ? undefined
+      : encoder.encode(JSON.stringify(request.body));
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (request.signed !== false) {
+      headers.Authorization = await signRequest({
+        method: request.method,
+        uri: request.path,
+        origin: this.#options.serverName,
+        destination,
+        ...(request.body !== undefined ? { content: request.body } : {}),
+      }, this.#options.signingKey);
+    }
+    const response = await this.#send(targets, deadline, fail, {
+      method: request.method,
+      path: request.path,
+      headers,
+      body,
+      maxResponseBytes: this.#options.maxResponseBytes ?? 64 * 1024 * 1024,
+    });
+    return { status: response.status, body: parseJson(response.body) };
+  }
+
+  /**
+   * Try each target in turn, and each of its allowed addresses, until one answers. A refused
+   * or unresolvable target, or a connection or TLS failure, moves on to the next; a timeout or
+   * an oversize answer ends the request.
+   */
+  async #send(
+    targets: readonly { connectHost: string; port: number; tlsName: string; hostHeader: string }[],
+    deadline: number,
+    fail: (failure: FederationFailure, message: string) => FederationUnreachable,
+    request: {
+      method: string;
+      path: string;
+      headers: Record<string, string>;
+      body?: Uint8Array;
+      maxResponseBytes: number;
+    },
+  ): Promise<HttpsResponse> {
+    let last = fail("unresolved", "no target to try");
+    for (const target of targets) {
+      const check = await checkHostAddresses(target.connectHost, {
+        allowPrivate: this.#options.allowPrivate,
+        resolve: this.#resolve,
+      });
+      if (!check.ok) {
+        last = fail(check.failure, check.reason);
+        continue;
+      }
+      for (const address of check.addresses) {
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) throw fail("timeout", "deadline passed");
+        const to: HttpsTarget = {
+          address,
+          port: target.port,
+          tlsName: target.tlsName,
+          hostHeader: target.hostHeader,
+        };
+        try {
+          return await this.#exchange(to, {
+            ...request,
+            caCerts: this.#options.caCerts,
+            timeoutMs: remaining,
+          });
+        } catch (e) {
+          if (!(e instanceof HttpsFailure)) throw e;
+          const where = `${address}:${target.port} (${target.tlsName})`;
+          if (e.kind === "timeout" || e.kind === "too_large") {
+            throw fail(e.kind, `${where}: ${e.message}`);
+          }
+          last = fail(e.kind, `${where}: ${e.message}`);
+        }
+      }
+    }
+    throw last;
+  }
+
+  /** The well-known document of `hostname`, from the KV cache or fetched (and cached). */
+  async #wellKnown(hostname: string): Promise<JsonValue | undefined> {
+    const cache = this.#options.wellKnownCache;
+    const now = this.#now();
+    const cached = await cache.get(hostname);
+    if (cached !== undefined && cached.expiresAt > now) return cached.document ?? undefined;
+    let document: JsonValue | null = null;
+    let lifetime = WELL_KNOWN_ERROR_MS;
+    try {
+      const response = await this.#fetchWellKnown(hostname);
+      const parsed = response.status === 200 ? parseJson(response.body) : null;
+      if (delegatedServer(parsed ?? undefined) !== undefined) {
+        document = parsed;
+        lifetime = wellKnownLifetimeMs({
+          cacheControl: response.headers.get("cache-control"),
+          expires: response.headers.get("expires"),
+        }, now);
+      }
+    } catch (e) {
+      // No answer: cached as "none" for an hour, as for an invalid one (spec: about 1 h).
+      if (!(e instanceof HttpsFailure || e instanceof FederationUnreachable)) throw e;
+    }
+    try {
+      await cache.put(hostname, { document, expiresAt: now + lifetime });
+    } catch (error) {
+      console.warn("federation: well-known not cached", hostname, error);
+    }
+    return document ?? undefined;
+  }
+
+  /** GET https://<hostname>/.well-known/matrix/server, following up to 5 HTTPS redirects. */
+  async #fetchWellKnown(hostname: string): Promise<HttpsResponse> {
+    let url = new URL(`https://${hostname}/.well-known/matrix/server`);
+    const seen = new Set<string>();
+    const deadline = Date.now() + WELL_KNOWN_TIMEOUT_MS;
+    for (let hop = 0; hop <= MAX_REDIRECTS; hop++) {
+      if (url.protocol !== "https:" || seen.has(url.href)) break;
+      seen.add(url.href);
+      const host = url.hostname.replace(/^\[|\]$/g, "");
+      const port = url.port === "" ? 443 : Number(url.port);
+      const response = await this.#send(
+        [{ connectHost: host, port, tlsName: host, hostHeader: url.host }],
+        deadline,
+        (failure, message) => new FederationUnreachable(failure, hostname, message),
+        {
+          method: "GET",
+          path: url.pathname + url.search,
+          headers: { "User-Agent": `${SERVER_SOFTWARE.name}/${SERVER_SOFTWARE.version}` },
+          maxResponseBytes: WELL_KNOWN_MAX_BYTES,
+        },
+      );
+      const location = response.headers.get("location");
+      if (response.status >= 300 && response.status < 400 && location !== null) {
+        try {
+          url = new URL(location, url);
+        } catch {
+          return response;
+        }
+        continue;
+      }
+      return response;
+    }
+    throw new FederationUnreachable(
+      "refused",
+      hostname,
+      "well-known redirects loop or leave HTTPS",
+    );
+  }
+}
+
 /** The transport main.ts wires from the configuration. */
 export function federationClientFromConfig(
   config: Config,
   keyring: ServerKeyring,
+  wellKnownCache: WellKnownCache,
 ): FederationTransport {
-  void keyring;
   if (!config.federation.enabled) return new DisabledFederation();
-  return new DisabledFederation();
+  let caCerts: string[] | undefined;
+  if (config.federation.caFile !== undefined) {
+    try {
+      caCerts = [Deno.readTextFileSync(config.federation.caFile)];
+    } catch (e) {
+      throw new ConfigError(
+        "TESSERA_FEDERATION_CA_FILE",
+        `cannot read ${JSON.stringify(config.federation.caFile)}: ${
+          e instanceof Error ? e.message : e
+        }`,
+      );
+    }
+  }
+  return new FederationClient({
+    serverName: config.serverName,
+    signingKey: keyring.current,
+    allowPrivate: config.federation.allowPrivate,
+    caCerts,
+    wellKnownCache,
+  });
 }

@@ -1,0 +1,15 @@
+/** Where `.well-known/matrix/server` answers are kept between requests and processes. */
+import type { JsonValue } from "../json.ts";
+
+/** A cached answer: the document (null when there was none usable) and its expiry. */
+export interface CachedWellKnown {
+  readonly document: JsonValue | null;
+  /** ms since the epoch. */
+  readonly expiresAt: number;
+}
+
+/** The cache; entries past `expiresAt` are treated as absent by the caller. */
+export interface WellKnownCache {
+  get(hostname: string): Promise<CachedWellKnown | undefined>;
+  put(hostname: string, entry: CachedWellKnown): Promise<void>;
+}

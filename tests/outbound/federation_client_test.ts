@@ -1,0 +1,274 @@
+/** The federation client: discovery with a KV-cached well-known, the guard, signing, failures. */
+import assert from "node:assert/strict";
+import { FederationClient, federationClientFromConfig } from "../../outbound/federation_client.ts";
+import {
+  HttpsFailure,
+  type HttpsRequest,
+  type HttpsResponse,
+  type HttpsTarget,
+} from "../../outbound/federation_https.ts";
+import { KvWellKnownCache } from "../../kv/well_known_cache.ts";
+import { FederationUnreachable } from "../../domain/ports/federation_transport.ts";
+import { parseXMatrix, verifyRequestSignature } from "../../domain/federation/request_auth.ts";
+import { generateSigningSeed, signingKeyFromSeed } from "../../domain/signing.ts";
+import { loadConfig } from "../../domain/config.ts";
+import { keyringFromSeed } from "../../domain/server_keys.ts";
+import type { SrvRecord } from "../../domain/federation/server_discovery.ts";
+
+const key = await signingKeyFromSeed(generateSigningSeed(), "ed25519:a");
+const PUBLIC = "93.184.216.34";
+
+type Handler = (
+  target: HttpsTarget,
+  request: HttpsRequest,
+) => HttpsResponse | Promise<HttpsResponse>;
+
+function json(status: number, body: unknown, headers: Record<string, string> = {}): HttpsResponse {
+  return {
+    status,
+    headers: new Headers(headers),
+    body: new TextEncoder().encode(JSON.stringify(body)),
+  };
+}
+
+async function setup(handler: Handler, options: {
+  allowPrivate?: boolean;
+  addresses?: Record<string, string[]>;
+  srv?: Record<string, SrvRecord[]>;
+} = {}) {
+  const kv = await Deno.openKv(":memory:");
+  let now = Date.parse("2026-01-01T00:00:00Z");
+  const calls: { target: HttpsTarget; request: HttpsRequest }[] = [];
+  const srvAsked: string[] = [];
+  const client = new FederationClient({
+    serverName: "us.example",
+    signingKey: key,
+    allowPrivate: options.allowPrivate ?? false,
+    wellKnownCache: new KvWellKnownCache(kv),
+    now: () => now,
+    resolve: (host) => Promise.resolve(options.addresses?.[host] ?? [PUBLIC]),
+    resolveSrv: (name) => {
+      srvAsked.push(name);
+      return Promise.resolve(options.srv?.[name] ?? []);
+    },
+    exchange: (target, request) => {
+      calls.push({ target, request });
+      return Promise.resolve(handler(target, request));
+    },
+  });
+  return {
+    client,
+    calls,
+    srvAsked,
+    kv,
+    advance: (ms: number) => void (now += ms),
+    [Symbol.asyncDispose]: () => Promise.resolve(kv.close()),
+  };
+}
+
+Deno.test("a signed request to a name delegated by well-known; the answer is cached in KV", async () => {
+  await using t = await setup((target, request) => {
+    if (request.path === "/.well-known/matrix/server") {
+      return json(200, { "m.server": "matrix.example.org:8443" }, {
+        "cache-control": "max-age=3600",
+      });
+    }
+    return json(200, { ok: target.hostHeader });
+  });
+  const body = { pdus: [] };
+  const res = await t.client.request({
+    method: "PUT",
+    destination: "example.org",
+    path: "/_matrix/federation/v1/send/1",
+    body,
+  });
+  assert.deepEqual(res, { status: 200, body: { ok: "matrix.example.org:8443" } });
+  assert.deepEqual(t.calls.map((c) => c.target), [
+    { address: PUBLIC, port: 443, tlsName: "example.org", hostHeader: "example.org" },
+    {
+      address: PUBLIC,
+      port: 8443,
+      tlsName: "matrix.example.org",
+      hostHeader: "matrix.example.org:8443",
+    },
+  ]);
+  const sent = t.calls[1].request;
+  assert.equal(new TextDecoder().decode(sent.body), JSON.stringify(body));
+  assert.equal(sent.headers!["Content-Type"], "application/json");
+  const auth = parseXMatrix(sent.headers!.Authorization)!;
+  assert.equal(auth.origin, "us.example");
+  assert.equal(auth.destination, "example.org");
+  assert.ok(
+    await verifyRequestSignature(auth, {
+      method: "PUT",
+      uri: "/_matrix/federation/v1/send/1",
+      destination: "example.org",
+      content: body,
+    }, key.publicKey),
+  );
+
+  // Cached: no second well-known fetch within the hour, one after it.
+  await t.client.request({ method: "GET", destination: "example.org", path: "/x", signed: false });
+  assert.equal(t.calls.length, 3);
+  assert.equal(t.calls[2].request.headers!.Authorization, undefined);
+  t.advance(3601_000);
+  await t.client.request({ method: "GET", destination: "example.org", path: "/x" });
+  assert.deepEqual(t.calls.slice(3).map((c) => c.request.path), [
+    "/.well-known/matrix/server",
+    "/x",
+  ]);
+});
+
+Deno.test("no well-known (error or invalid): cached for an hour, SRV then port 8448", async () => {
+  await using t = await setup((target, request) => {
+    if (request.path === "/.well-known/matrix/server") {
+      if (target.tlsName === "down.example") throw new HttpsFailure("network", "refused");
+      return json(200, { "m.server": 12 });
+    }
+    return json(200, {});
+  }, {
+    srv: {
+      "_matrix-fed._tcp.down.example": [{
+        target: "fed.host.example.",
+        port: 8000,
+        priority: 1,
+        weight: 1,
+      }],
+    },
+  });
+  await t.client.request({ method: "GET", destination: "down.example", path: "/a" });
+  await t.client.request({ method: "GET", destination: "invalid.example", path: "/b" });
+  assert.deepEqual(
+    t.calls.filter((c) => c.request.path !== "/.well-known/matrix/server").map((c) => c.target),
+    [
+      { address: PUBLIC, port: 8000, tlsName: "down.example", hostHeader: "down.example" },
+      { address: PUBLIC, port: 8448, tlsName: "invalid.example", hostHeader: "invalid.example" },
+    ],
+  );
+  const wellKnownFetches = () =>
+    t.calls.filter((c) => c.request.path === "/.well-known/matrix/server").length;
+  assert.equal(wellKnownFetches(), 2);
+  t.advance(59 * 60_000);
+  await t.client.request({ method: "GET", destination: "down.example", path: "/a" });
+  assert.equal(wellKnownFetches(), 2);
+  t.advance(2 * 60_000);
+  await t.client.request({ method: "GET", destination: "down.example", path: "/a" });
+  assert.equal(wellKnownFetches(), 3);
+});
+
+Deno.test("well-known redirects are followed over HTTPS only", async () => {
+  await using t = await setup((target, request) => {
+    if (target.tlsName === "example.org") {
+      return {
+        status: 301,
+        headers: new Headers({ location: "https://www.example.org/mx" }),
+        body: new Uint8Array(),
+      };
+    }
+    if (request.path === "/mx") return json(200, { "m.server": "delegated.example:1234" });
+    return json(200, {});
+  });
+  await t.client.request({ method: "GET", destination: "example.org", path: "/z" });
+  assert.deepEqual(t.calls.map((c) => [c.target.tlsName, c.target.port, c.request.path]), [
+    ["example.org", 443, "/.well-known/matrix/server"],
+    ["www.example.org", 443, "/mx"],
+    ["delegated.example", 1234, "/z"],
+  ]);
+});
+
+Deno.test("private and loopback destinations are refused unless allowed", async () => {
+  await using t = await setup(() => json(200, {}), {
+    addresses: { "internal.example": ["10.1.2.3"] },
+  });
+  for (
+    const destination of [
+      "127.0.0.1:8448",
+      "[::1]:8448",
+      "localhost:8448",
+      "internal.example:8448",
+      "192.168.1.1",
+    ]
+  ) {
+    await assert.rejects(
+      t.client.request({ method: "GET", destination, path: "/" }),
+      (e) =>
+        e instanceof FederationUnreachable && e.failure === "refused" &&
+        e.destination === destination,
+      destination,
+    );
+  }
+  assert.equal(t.calls.length, 0);
+  await using allowed = await setup(() => json(200, {}), { allowPrivate: true });
+  assert.equal(
+    (await allowed.client.request({ method: "GET", destination: "127.0.0.1:8448", path: "/" }))
+      .status,
+    200,
+  );
+  assert.deepEqual(allowed.calls[0].target, {
+    address: "127.0.0.1",
+    port: 8448,
+    tlsName: "127.0.0.1",
+    hostHeader: "127.0.0.1:8448",
+  });
+});
+
+Deno.test("failures: bad names refused, unresolvable names, next address on a connection failure, timeouts", async () => {
+  await using t = await setup((target) => {
+    if (target.address === "93.184.216.1") throw new HttpsFailure("network", "connection refused");
+    if (target.address === "93.184.216.9") throw new HttpsFailure("timeout", "slow");
+    return { status: 200, headers: new Headers(), body: new TextEncoder().encode("not json") };
+  }, {
+    addresses: {
+      "two.example": ["93.184.216.1", "93.184.216.2"],
+      "slow.example": ["93.184.216.9"],
+      "gone.example": [],
+    },
+  });
+  await assert.rejects(
+    t.client.request({ method: "GET", destination: "bad name", path: "/" }),
+    (e) => e instanceof FederationUnreachable && e.failure === "refused",
+  );
+  await assert.rejects(
+    t.client.request({ method: "GET", destination: "gone.example:8448", path: "/" }),
+    (e) => e instanceof FederationUnreachable && e.failure === "unresolved",
+  );
+  // The first address refuses the connection; the second answers (with a non-JSON body).
+  assert.deepEqual(
+    await t.client.request({ method: "GET", destination: "two.example:8448", path: "/" }),
+    {
+      status: 200,
+      body: null,
+    },
+  );
+  await assert.rejects(
+    t.client.request({ method: "GET", destination: "slow.example:8448", path: "/" }),
+    (e) => e instanceof FederationUnreachable && e.failure === "timeout",
+  );
+});
+
+Deno.test("TESSERA_FEDERATION=off refuses every request; a missing CA file stops start-up", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const keyring = await keyringFromSeed("us.example", generateSigningSeed());
+    const off = federationClientFromConfig(
+      loadConfig({ TESSERA_FEDERATION: "off" }, { dev: true }),
+      keyring,
+      new KvWellKnownCache(kv),
+    );
+    await assert.rejects(
+      off.request({ method: "GET", destination: "example.org", path: "/" }),
+      (e) => e instanceof FederationUnreachable && e.failure === "refused",
+    );
+    assert.throws(
+      () =>
+        federationClientFromConfig(
+          loadConfig({ TESSERA_FEDERATION_CA_FILE: "/nonexistent/ca.pem" }, { dev: true }),
+          keyring,
+          new KvWellKnownCache(kv),
+        ),
+      /TESSERA_FEDERATION_CA_FILE: cannot read/,
+    );
+  } finally {
+    kv.close();
+  }
+});
