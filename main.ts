@@ -90,6 +90,9 @@ import {
 import { GuardedFetch } from "./outbound/guarded_fetch.ts";
 import type { FederationTransport } from "./domain/ports/federation_transport.ts";
 import { federationClientFromConfig } from "./outbound/federation_client.ts";
+import { FederationKeyRing } from "./domain/federation/key_ring.ts";
+import { KeyNotary } from "./domain/federation/key_notary.ts";
+import { KvServerKeyStore } from "./kv/server_key_store.ts";
 import { KvWellKnownCache } from "./kv/well_known_cache.ts";
 import { FederationSender } from "./domain/federation/federation_sender.ts";
 import { FEDERATION_STREAM } from "./domain/federation/federation_transactions.ts";
@@ -134,7 +137,7 @@ export async function assembleServer(
   } = {},
 ): Promise<AssembledServer> {
   const seed = config.signingKeySeed ?? (await loadOrCreateSigningSeed(kv, generateSigningSeed));
-  const keyring = await keyringFromSeed(config.serverName, seed);
+  const keyring = await keyringFromSeed(config.serverName, seed, config.oldSigningKeys);
   const eventStore = new KvEventStore(kv, { resolver: resolveState });
   // Filled below, once the services the hooks need exist (the sender runs them per event).
   const eventHooks: LocalEventHook[] = [];
@@ -324,6 +327,14 @@ export async function assembleServer(
     spaces: new SpaceService({ store: eventStore, pipeline: readPipeline }),
     federationTransport: options.federationTransport ??
       federationClientFromConfig(config, keyring, new KvWellKnownCache(kv)),
+    ...assembleKeyRing({
+      kv,
+      config,
+      keyring,
+      // The transport is the one built just above; nothing is fetched before requests flow.
+      transport: { request: (request) => deps.federationTransport.request(request) },
+      now: options.now,
+    }),
     federationSender,
     // A server that reaches us is up: its backoff goes, without holding up its request.
     onInboundServerRequest: (origin) => void federationSender.noteInboundRequest(origin),
@@ -566,6 +577,32 @@ function assembleRooms(options: {
     defaultRoomVersion: options.defaultRoomVersion,
   });
   return { rooms, roomDirectory };
+}
+
+// ---- Server keys: the key ring (remote keys cached in KV) and the notary ----------------------
+/** Build the key ring and the notary over one KV cache of remote keys. */
+function assembleKeyRing(options: {
+  kv: Deno.Kv;
+  config: Config;
+  keyring: ServerKeyring;
+  transport: FederationTransport;
+  now?: () => number;
+}): Pick<AppDeps, "keyRing" | "keyNotary"> {
+  const store = new KvServerKeyStore(options.kv);
+  const keyRing = new FederationKeyRing({
+    own: options.keyring,
+    store,
+    transport: options.transport,
+    notaries: options.config.trustedKeyServers,
+    now: options.now,
+  });
+  const keyNotary = new KeyNotary({
+    own: options.keyring,
+    store,
+    fetchDirect: (serverName) => keyRing.fetchDirect(serverName),
+    now: options.now,
+  });
+  return { keyRing, keyNotary };
 }
 
 // ---- Third-party identifiers: email validation, identity servers, third-party invites ----

@@ -8,6 +8,12 @@
 import { z } from "zod";
 import { parseBindHost, parseServerName, parseUserId } from "./identifiers.ts";
 import { roomVersion } from "./room_versions.ts";
+import {
+  type OldSigningKey,
+  parseOldSigningKeys,
+  parseTrustedKeyServers,
+  type TrustedKeyServer,
+} from "./federation/key_config.ts";
 
 /** Who may register: anyone, holders of the registration token, or nobody. */
 export type RegistrationMode = "open" | "token" | "closed";
@@ -31,6 +37,16 @@ export interface Config {
   readonly tls: { readonly certPath: string; readonly keyPath: string } | undefined;
   /** The 32-byte Ed25519 seed; undefined means generate one and keep it in KV. */
   readonly signingKeySeed: Uint8Array | undefined;
+  /**
+   * Retired signing keys (`TESSERA_OLD_SIGNING_KEYS`), published in `old_verify_keys` and still
+   * accepted for what was signed before their `expired_ts`; absent when none is configured.
+   */
+  readonly oldSigningKeys?: readonly OldSigningKey[];
+  /**
+   * Notaries asked for a server's keys when it cannot be reached directly
+   * (`TESSERA_TRUSTED_KEY_SERVERS`); absent means none, so no third party is trusted.
+   */
+  readonly trustedKeyServers?: readonly TrustedKeyServer[];
   readonly rateLimits: boolean;
   /** Outbound requests (push gateways, identity servers) may reach private addresses. */
   readonly outboundAllowPrivate: boolean;
@@ -297,6 +313,8 @@ const variables = {
   TESSERA_TLS_CERT: variable((raw) => ({ value: raw })),
   TESSERA_TLS_KEY: variable((raw) => ({ value: raw })),
   TESSERA_SIGNING_KEY: variable(parseSigningKeySeed),
+  TESSERA_OLD_SIGNING_KEYS: variable(parseOldSigningKeys),
+  TESSERA_TRUSTED_KEY_SERVERS: variable(parseTrustedKeyServers),
   TESSERA_RATE_LIMITS: variable(parseSwitch),
   TESSERA_OUTBOUND_ALLOW_PRIVATE: variable(parseSwitch),
   TESSERA_OUTBOUND_TLS_VERIFY: variable(parseSwitch),
@@ -376,6 +394,13 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
     registrationToken: registration === "token" ? v.TESSERA_REGISTRATION_TOKEN : undefined,
     tls,
     signingKeySeed: v.TESSERA_SIGNING_KEY,
+    // Absent rather than empty when unset, as for TURN below.
+    ...(v.TESSERA_OLD_SIGNING_KEYS === undefined
+      ? {}
+      : { oldSigningKeys: Object.freeze(v.TESSERA_OLD_SIGNING_KEYS) }),
+    ...(v.TESSERA_TRUSTED_KEY_SERVERS === undefined
+      ? {}
+      : { trustedKeyServers: Object.freeze(v.TESSERA_TRUSTED_KEY_SERVERS) }),
     rateLimits: v.TESSERA_RATE_LIMITS ?? CONFIG_DEFAULTS.rateLimits,
     admins: Object.freeze(v.TESSERA_ADMINS ?? []),
     ...(v.TESSERA_SUPPORT_CONTACTS !== undefined || v.TESSERA_SUPPORT_PAGE !== undefined

@@ -5,14 +5,17 @@
 import { encodeBase64Unpadded } from "./base64.ts";
 import { type SigningKey, signingKeyFromSeed, signJson } from "./signing.ts";
 import type { JsonObject } from "./json.ts";
+import type { OldSigningKey } from "./federation/key_config.ts";
 
 /** How long peers may cache our key document; Synapse also refreshes daily. */
 export const KEY_VALIDITY_MS = 24 * 60 * 60 * 1000;
 
-/** The server's current signing key and its name. */
+/** The server's current signing key, its retired keys (public halves only) and its name. */
 export interface ServerKeyring {
   serverName: string;
   current: SigningKey;
+  /** Keys used before a rotation (`TESSERA_OLD_SIGNING_KEYS`); empty when none. */
+  old: readonly OldSigningKey[];
 }
 
 /**
@@ -24,14 +27,40 @@ export function keyIdForPublicKey(publicKey: Uint8Array): string {
   return `ed25519:t${hex}`;
 }
 
-/** Build the keyring for a server from its 32-byte seed. */
+/**
+ * Build the keyring for a server from its 32-byte seed and its retired keys. Throws a
+ * RangeError when a retired key is the current key or shares its ID: peers would cache one
+ * public key under that ID and refuse what the other signed.
+ */
 export async function keyringFromSeed(
   serverName: string,
   seed: Uint8Array,
+  old: readonly OldSigningKey[] = [],
 ): Promise<ServerKeyring> {
   const probe = await signingKeyFromSeed(seed, "ed25519:probe");
   const current = await signingKeyFromSeed(seed, keyIdForPublicKey(probe.publicKey));
-  return { serverName, current };
+  for (const key of old) {
+    if (key.keyId === current.keyId || key.publicKey.toHex() === current.publicKey.toHex()) {
+      throw new RangeError(
+        `TESSERA_OLD_SIGNING_KEYS: ${key.keyId} is the current signing key (${current.keyId})`,
+      );
+    }
+  }
+  return { serverName, current, old };
+}
+
+/**
+ * Our own public key `keyId` if it verifies what was signed at `atTs`: the current key always,
+ * a retired key up to its `expired_ts` (any time when `atTs` is 0, as for room versions 1-4).
+ */
+export function ownVerifyKey(
+  keyring: ServerKeyring,
+  keyId: string,
+  atTs: number,
+): Uint8Array | undefined {
+  if (keyId === keyring.current.keyId) return keyring.current.publicKey;
+  const old = keyring.old.find((key) => key.keyId === keyId);
+  return old !== undefined && atTs <= old.expiredTs ? old.publicKey : undefined;
 }
 
 /** The signed `/_matrix/key/v2/server` response body. */
@@ -42,7 +71,12 @@ export function signedServerKeys(keyring: ServerKeyring, now: number): Promise<J
     verify_keys: {
       [keyring.current.keyId]: { key: encodeBase64Unpadded(keyring.current.publicKey) },
     },
-    old_verify_keys: {},
+    old_verify_keys: Object.fromEntries(
+      keyring.old.map((key) => [
+        key.keyId,
+        { key: encodeBase64Unpadded(key.publicKey), expired_ts: key.expiredTs },
+      ]),
+    ),
   };
   return signJson(document, keyring.serverName, keyring.current);
 }

@@ -8,7 +8,6 @@ import { MatrixError, unrecognized } from "../domain/errors.ts";
 import type { AppDeps } from "./deps.ts";
 import { clientVersionsApp } from "./client_versions.ts";
 import { wellKnownApp } from "./well_known.ts";
-import { serverKeysApp } from "./server_keys.ts";
 import { federationApi } from "./federation/federation_api.ts";
 import { healthApp } from "./health.ts";
 import { clientApi } from "./client/client_api.ts";
@@ -32,7 +31,6 @@ export function buildApp(deps: AppDeps): Hono {
 
   app.route("/", clientVersionsApp());
   app.route("/", wellKnownApp(deps));
-  app.route("/", serverKeysApp(deps));
   app.route("/", federationApi(deps));
   app.route("/", healthApp(deps));
   app.route("/", clientApi(deps));

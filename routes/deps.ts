@@ -44,6 +44,8 @@ import type { OpenIdTokenService } from "../domain/accounts/openid_tokens.ts";
 import type { AccountModeration } from "../domain/moderation/account_moderation.ts";
 import type { ContentReports } from "../domain/moderation/content_reports.ts";
 import type { FederationTransport } from "../domain/ports/federation_transport.ts";
+import type { KeyRing } from "../domain/federation/key_ring.ts";
+import type { KeyNotary } from "../domain/federation/key_notary.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -154,6 +156,13 @@ export interface AppDeps {
    * when federation is off. Throws FederationUnreachable when no usable answer comes back.
    */
   federationTransport: FederationTransport;
+  /**
+   * Other servers' signing keys (and ours): `verifyKey(serverName, keyId, atTs)` for request
+   * auth and event signatures; fetched and cached in KV, notaries as the fallback.
+   */
+  keyRing: KeyRing;
+  /** Answers `/_matrix/key/v2/query` with other servers' key documents, countersigned. */
+  keyNotary: KeyNotary;
   /**
    * Called by `serverAuth` with the origin of every verified inbound federation request (the
    * federation sender resets that destination's backoff).

@@ -6,11 +6,13 @@
 import { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
 import { federationVersionApp } from "./federation_version.ts";
+import { keysApp } from "./keys.ts";
 
 /** All federation and key routes. */
 export function federationApi(deps: AppDeps): Hono {
   const app = new Hono();
   app.route("/", federationVersionApp());
+  app.route("/", keysApp(deps));
   void deps;
   return app;
 }
