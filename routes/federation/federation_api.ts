@@ -5,14 +5,31 @@
  */
 import { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
+import { forbidden } from "../../domain/errors.ts";
+import { serverAuth } from "./server_auth.ts";
 import { federationVersionApp } from "./federation_version.ts";
 import { federationEventReadsApp } from "./event_reads.ts";
 import { federationQueriesApp } from "./federation_queries.ts";
 import { keysApp } from "./keys.ts";
 
+/** Federation paths callers reach without an X-Matrix signature. */
+const WITHOUT_SERVER_AUTH =
+  /^\/_matrix\/federation\/v1\/(version|openid\/userinfo)\/?$/;
+
 /** All federation and key routes. */
 export function federationApi(deps: AppDeps): Hono {
   const app = new Hono();
+  // Before every sub-app: with federation off nothing but the version (and OpenID, which
+  // integration managers use) is served; otherwise every request is authenticated here too, so
+  // a route that forgets `serverAuth` cannot serve an anonymous caller (it runs once per request).
+  const auth = serverAuth(deps);
+  app.use("/_matrix/federation/*", (c, next) => {
+    if (WITHOUT_SERVER_AUTH.test(c.req.path)) return next();
+    if (!deps.config.federation.enabled) {
+      throw forbidden("Federation is disabled on this server");
+    }
+    return auth(c, next);
+  });
   app.route("/", federationVersionApp());
   app.route("/", federationEventReadsApp(deps));
   app.route("/", federationQueriesApp(deps));
