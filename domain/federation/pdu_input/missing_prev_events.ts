@@ -98,7 +98,8 @@ async function remoteStateAfter(
     if (!event) return { ok: false, reason: `state event ${id} could not be fetched or checked` };
     const key = keyOf(event.pdu);
     if (key === undefined) return { ok: false, reason: `${id} in the state is not a state event` };
-    state.set(key, id);
+    // A state entry our own checks rejected is not taken on the sender's word.
+    if (event.status !== "rejected") state.set(key, id);
   }
   const prev = held.get(eventId);
   if (!prev) return { ok: false, reason: `prev event ${eventId} could not be fetched or checked` };
