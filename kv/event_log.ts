@@ -20,7 +20,8 @@ import {
   RoomHeadMoved,
 } from "../domain/ports/event_store.ts";
 import { decodeJson } from "./chunked_value.ts";
-import { applyMutations, commitOverLimit } from "./commit_budget.ts";
+import { applyMutations, commitOverLimit, measureCommit } from "./commit_budget.ts";
+import { commitAhead } from "./large_join.ts";
 import { LruCache } from "./lru_cache.ts";
 import { type CommittedHead, lookupBatch, RoomBatchPlanner } from "./projections.ts";
 import type { StoreContext } from "./store_context.ts";
@@ -75,7 +76,7 @@ export class EventLog {
         lookupBatch(this.ctx, pending.slice(0, maxRequests).map((p) => p.item), optimistic),
       ]);
       const start = RoomBatchPlanner.fromHead(this.ctx, roomId, committed, lookups);
-      const { planner, included, rejected, headMoved } = await planBatch(
+      const { planner, included, rejected, headMoved, split } = await planBatch(
         start,
         pending,
         maxRequests,
@@ -92,7 +93,18 @@ export class EventLog {
       }
       if (included === 0) return rejected;
       try {
-        const result = await applyMutations(this.ctx.kv.atomic(), planner.mutations()).commit();
+        let mutations;
+        if (split) {
+          const { bulk, final } = planner.splitMutations();
+          // The room got a head meanwhile: replan on it like any failed check.
+          if (!(await commitAhead(this.ctx, roomId, bulk))) {
+            this.#heads.delete(roomId);
+            if (rejected > 0) return rejected;
+            continue;
+          }
+          mutations = final;
+        } else mutations = planner.mutations();
+        const result = await applyMutations(this.ctx.kv.atomic(), mutations).commit();
         if (result.ok) {
           if (planner.events.size > 0 && planner.head) {
             this.#heads.set(roomId, { head: planner.head, versionstamp: result.versionstamp });
@@ -189,7 +201,15 @@ async function planBatch(
   start: RoomBatchPlanner,
   pending: Pending[],
   maxRequests: number,
-): Promise<{ planner: RoomBatchPlanner; included: number; rejected: number; headMoved: boolean }> {
+): Promise<
+  {
+    planner: RoomBatchPlanner;
+    included: number;
+    rejected: number;
+    headMoved: boolean;
+    split: boolean;
+  }
+> {
   let planner = start;
   let included = 0;
   let rejected = 0;
@@ -199,7 +219,7 @@ async function planBatch(
     if (expected !== undefined) {
       if (included > 0 || rejected > 0) break;
       if (start.headVersionstamp !== expected) {
-        return { planner, included, rejected, headMoved: true };
+        return { planner, included, rejected, headMoved: true, split: false };
       }
     }
     const next = planner.fork();
@@ -211,7 +231,15 @@ async function planBatch(
       rejected++;
       continue;
     }
+    // Our join to a room we have no head for, from a staged state: its projection entries may
+    // go ahead in commits of their own (kv/large_join.ts), so it commits alone.
+    const createsHead = next.committedHead === null &&
+      queued.item.events.some((e) => e.stateBefore !== undefined);
+    if (createsHead && included > 0) break;
     const over = commitOverLimit(next.size());
+    if (createsHead && !commitOverLimit(measureCommit(next.splitMutations().final))) {
+      return { planner: next, included: 1, rejected, headMoved: false, split: true };
+    }
     if (over) {
       if (included > 0) break;
       // Typed, so a caller holding several events can append them in parts instead.
@@ -223,5 +251,5 @@ async function planBatch(
     planner = next;
     included++;
   }
-  return { planner, included, rejected, headMoved: false };
+  return { planner, included, rejected, headMoved: false, split: false };
 }

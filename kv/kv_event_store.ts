@@ -6,16 +6,18 @@ import type {
   Direction,
   EventStore,
   FoundEvent,
-  NewEvent,
-  StagedState,
   Membership,
+  NewEvent,
   RoomChanges,
   RoomHeadView,
+  StagedState,
   StoredEvent,
   SyncChanges,
   TimelinePage,
 } from "../domain/ports/event_store.ts";
 import { EventLog } from "./event_log.ts";
+import { findEvents, storeOutliers } from "./outlier_store.ts";
+import { stageState } from "./staged_state.ts";
 import { readStoredEvent, readStoredEvents } from "./event_reads.ts";
 import {
   readCurrentState,
@@ -42,7 +44,10 @@ export class KvEventStore implements EventStore {
   readonly ctx: StoreContext;
   readonly #log: EventLog;
 
-  /** `options.resolver` is the state resolution run where forks meet (default: the real one). */
+  /**
+   * `options.resolver` is the state resolution run where forks meet, `options.authorizer` the
+   * auth rules of `checkState` (defaults: the real ones).
+   */
   constructor(kv: Deno.Kv, options: StoreContextOptions = {}) {
     this.ctx = createStoreContext(kv, options);
     this.#log = new EventLog(this.ctx);
@@ -127,19 +132,18 @@ export class KvEventStore implements EventStore {
   }
 
   /** See RemoteEventStore.stageState. */
-  stageState(_roomId: string, _roomVersion: string, _state: StateMap): Promise<StagedState> {
-    // Interim: the port landed first so other parts can code against it.
-    return Promise.reject(new Error("stageState lands with the next core-store commit"));
+  stageState(roomId: string, roomVersion: string, state: StateMap): Promise<StagedState> {
+    return stageState(this.ctx, roomId, roomVersion, state);
   }
 
   /** See RemoteEventStore.storeOutliers. */
-  storeOutliers(_roomId: string, _events: NewEvent[]): Promise<void> {
-    return Promise.reject(new Error("storeOutliers lands with the next core-store commit"));
+  storeOutliers(roomId: string, events: NewEvent[]): Promise<void> {
+    return storeOutliers(this.ctx, roomId, events);
   }
 
   /** See RemoteEventStore.findEvents. */
-  findEvents(_eventIds: readonly string[]): Promise<Map<string, FoundEvent>> {
-    return Promise.reject(new Error("findEvents lands with the next core-store commit"));
+  findEvents(eventIds: readonly string[]): Promise<Map<string, FoundEvent>> {
+    return findEvents(this.ctx, eventIds);
   }
 
   /** See SyncReader.syncBarrier. */

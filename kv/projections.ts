@@ -14,15 +14,16 @@ import {
   stateKey,
   toRoomEvent,
 } from "../domain/events.ts";
-import type {
-  AppendedEvent,
-  AppendRequest,
-  EventStatus,
-  NewEvent,
-  StoredEvent,
+import {
+  type AppendedEvent,
+  type AppendRequest,
+  type EventStatus,
+  MissingPrevEvents,
+  type NewEvent,
+  type StagedState,
+  type StoredEvent,
 } from "../domain/ports/event_store.ts";
 import { type RoomVersion, roomVersion } from "../domain/room_versions.ts";
-import { countsTowardStateQuota, stateEntryBytes } from "../domain/rooms/state_quota.ts";
 import { encodeJson, splitChunks } from "./chunked_value.ts";
 import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
 import {
@@ -35,15 +36,29 @@ import { type RelationLookups, RelationPlan } from "./relation_projection.ts";
 import { diffStates, type StateDelta } from "./state_delta.ts";
 import { StateGroupPlanner } from "./state_groups.ts";
 import type { StoreContext } from "./store_context.ts";
-import { getManyChunked } from "./get_many.ts";
+import {
+  type CurrentChange,
+  memberChangeMarkerWrites,
+  memberChangeRecordWrites,
+  membershipOf,
+  noteMemberChanges,
+  type PlannedMemberChange,
+} from "./member_change_plan.ts";
+import { readOutliers } from "./outlier_store.ts";
 import { searchPostingDeletes, searchPostingWrites } from "./search_projection.ts";
+import { readStagedState } from "./staged_state.ts";
+import {
+  emptyStateUsagePlan,
+  forkStateUsagePlan,
+  noteStateUsage,
+  type StateUsagePlan,
+  stateUsageWrites,
+} from "./state_usage_plan.ts";
 import {
   emptyRoomHead,
   type EventStateGroups,
+  type GroupId,
   type LogEntry,
-  type MemberChangeHead,
-  type MemberChangeRecord,
-  type MembershipRecord,
   type RoomHead,
 } from "./store_records.ts";
 
@@ -60,33 +75,8 @@ export interface PlannedEvent {
   checkUnstored: boolean;
   /** A redaction later in the batch applies to it: its search terms are not indexed. */
   searchRedacted?: boolean;
-}
-
-/** A change to the current state projection; null removes the entry. */
-type CurrentChange = { eventId: string; membership?: string } | null;
-
-/** A membership change of the batch, at the position of the event whose append caused it. */
-interface PlannedMemberChange {
-  position: number;
-  userId: string;
-  membership: string | null;
-  prev: string | null;
-}
-
-/** One non-member current state entry's size and sender (roomid_stateusage). */
-interface StateUsageEntry {
-  sender: string;
-  bytes: number;
-}
-
-/**
- * The state usage a batch moves: entries it changes (null removes), and the room's and users'
- * totals as they stand after the batch (read once, under the head the commit checks).
- */
-interface StateUsagePlan {
-  entries: Map<StateKey, StateUsageEntry | null>;
-  room: number | undefined;
-  users: Map<string, number>;
+  /** The staged state it was appended with (recorded in its log entry for replay). */
+  stateBefore?: string;
 }
 
 /** A request planned into the batch, with where its events landed. */
@@ -206,7 +196,7 @@ export class RoomBatchPlanner {
     this.requests = [];
     this.redactions = new Map();
     this.memberChanges = [];
-    this.stateUsage = { entries: new Map(), room: undefined, users: new Map() };
+    this.stateUsage = emptyStateUsagePlan();
     this.relations = new RelationPlan(ctx, roomId);
     this.searchDeletes = [];
     this.#rejected = new Set();
@@ -249,11 +239,7 @@ export class RoomBatchPlanner {
     copy.requests = [...this.requests];
     copy.redactions = new Map(this.redactions);
     copy.memberChanges = [...this.memberChanges];
-    copy.stateUsage = {
-      entries: new Map(this.stateUsage.entries),
-      room: this.stateUsage.room,
-      users: new Map(this.stateUsage.users),
-    };
+    copy.stateUsage = forkStateUsagePlan(this.stateUsage);
     copy.relations = this.relations.fork();
     copy.searchDeletes = [...this.searchDeletes];
     copy.#rejected = new Set(this.#rejected);
@@ -308,35 +294,76 @@ export class RoomBatchPlanner {
     if (backfill) head.first = position;
     else head.last = position;
 
-    const before = await this.#stateBefore(event.prev_events);
-    const after = input.status !== "rejected" && event.state_key !== undefined
+    const before = input.stateBefore
+      ? await this.#stagedGroup(input.stateBefore)
+      : await this.#stateBefore(event);
+    let status = input.status;
+    if (input.checkState && status !== "rejected") {
+      status = await this.#checkState(event, status, before, head, backfill);
+    }
+    const after = status !== "rejected" && event.state_key !== undefined
       ? await this.groups.plan(before, new Map([[stateKey(event.type, event.state_key), id]]))
       : before;
     this.events.set(id, {
       eventId: id,
       position,
       seq: head.seq++,
-      status: input.status,
+      status,
       pduBytes: encodeJson(input.pdu),
       event,
       groups: { before, after },
+      stateBefore: input.stateBefore?.id,
       // Only server-chosen IDs (v1, v2) can collide with another room's event; a duplicate in
       // this room was either looked up under the checked head or is assumed away and checked.
       checkUnstored: version.eventIdFormat === "server_chosen" ||
         this.#lookups?.assumedNew.has(id) === true,
     });
-    if (input.status === "rejected") this.#rejected.add(id);
-    if (input.status === "accepted" && event.type === "m.room.redaction") {
+    if (status === "rejected") this.#rejected.add(id);
+    if (status === "accepted" && event.type === "m.room.redaction") {
       await this.#noteRedaction(event);
     }
-    if (input.status === "accepted") {
+    if (status === "accepted") {
       await this.relations.noteEvent(event, position, this.#relationLookups());
     }
-    if (!backfill && input.status === "accepted") {
+    if (!backfill && status === "accepted") {
       await this.#advance(head, event, position, before, after);
     }
     head.next_group = this.groups.nextId;
-    return this.#result(id, position, input.status, false);
+    return this.#result(id, position, status, false);
+  }
+
+  /**
+   * The auth checks of an event appended with `checkState`, on the state this very plan lands
+   * on: against the state before it (failing: rejected), then against current state as the
+   * batch has moved it so far (failing: soft-failed). A room with no forward event yet has no
+   * current state to hold against it (our join is its first), nor does backfilled history.
+   */
+  async #checkState(
+    event: RoomEvent,
+    status: EventStatus,
+    before: GroupId | null,
+    head: RoomHead,
+    backfill: boolean,
+  ): Promise<EventStatus> {
+    const getEvent = (id: string) => this.#roomEvent(id);
+    const version = this.version!;
+    const state = await this.groups.state(before);
+    const againstBefore = await this.ctx.authorizer({ version, event, state, getEvent });
+    if (!againstBefore.allowed) return "rejected";
+    if (backfill || head.extremities.length === 0 || head.state_group === before) return status;
+    const current = await this.groups.state(head.state_group);
+    const againstCurrent = await this.ctx.authorizer({ version, event, state: current, getEvent });
+    return againstCurrent.allowed ? status : "soft_failed";
+  }
+
+  /** The top group of a staged state of this room (see kv/staged_state.ts). */
+  async #stagedGroup(staged: StagedState): Promise<GroupId | null> {
+    if (staged.roomId !== this.roomId) {
+      throw badJson(`staged state ${staged.id} belongs to ${staged.roomId}, not ${this.roomId}`);
+    }
+    const record = await readStagedState(this.ctx, this.roomId, staged.id);
+    if (!record) throw badJson(`state ${staged.id} of ${this.roomId} was never staged`);
+    return record.top;
   }
 
   /**
@@ -418,7 +445,7 @@ export class RoomBatchPlanner {
   }
 
   /** The group after a prev event of this room, or undefined when unknown here. */
-  async #afterGroup(eventId: string): Promise<number | null | undefined> {
+  async #afterGroup(eventId: string): Promise<GroupId | null | undefined> {
     const planned = this.events.get(eventId);
     if (planned) return planned.groups.after;
     const lookups = this.#lookups?.placements;
@@ -430,20 +457,28 @@ export class RoomBatchPlanner {
     return placement.groups.after;
   }
 
-  /** The state before an event: its one prev's state after, or their resolution. */
-  async #stateBefore(prevEvents: readonly string[]): Promise<number | null> {
-    const groups: (number | null)[] = [];
+  /**
+   * The state before an event: its one prev's state after, or their resolution. Every prev
+   * event must be held in this room's log: guessing a state from part of them (or none) would
+   * authorise the event against the wrong state, so the caller must stage one (stateBefore).
+   */
+  async #stateBefore(event: RoomEvent): Promise<GroupId | null> {
+    const groups: (GroupId | null)[] = [];
+    const missing: string[] = [];
     // In parallel: prevs not cached would otherwise each wait for their own read.
-    for (const group of await Promise.all(prevEvents.map((id) => this.#afterGroup(id)))) {
-      if (group !== undefined && !groups.includes(group)) groups.push(group);
-    }
+    const found = await Promise.all(event.prev_events.map((id) => this.#afterGroup(id)));
+    found.forEach((group, i) => {
+      if (group === undefined) missing.push(event.prev_events[i]);
+      else if (!groups.includes(group)) groups.push(group);
+    });
+    if (missing.length > 0) throw new MissingPrevEvents(this.roomId, event.event_id, missing);
     if (groups.length === 0) return null;
     if (groups.length === 1) return groups[0];
     return await this.#resolveGroups(groups);
   }
 
   /** Resolve several groups; the result is stored as a delta over the closest of them. */
-  async #resolveGroups(groups: readonly (number | null)[]): Promise<number | null> {
+  async #resolveGroups(groups: readonly (GroupId | null)[]): Promise<GroupId | null> {
     const states = await Promise.all(groups.map((g) => this.groups.state(g)));
     const resolved = await this.ctx.resolver({
       version: this.version!,
@@ -463,13 +498,35 @@ export class RoomBatchPlanner {
     return await this.groups.plan(groups[best], bestDelta!);
   }
 
+  /** An event of this room: planned in the batch, in the log, or held as an outlier. */
   async #roomEvent(id: string): Promise<RoomEvent | undefined> {
     const planned = this.events.get(id);
     if (planned) return planned.event;
-    const stored = await readStoredEvent(this.ctx, id);
+    const stored = await readStoredEvent(this.ctx, id) ??
+      (await readOutliers(this.ctx, [id])).get(id);
     if (!stored || stored.roomId !== this.roomId) return undefined;
     if (stored.status === "rejected") this.#rejected.add(id);
     return toRoomEvent(stored.pdu, id, this.version!);
+  }
+
+  /** Many events of this room at once (a large state change reads thousands). */
+  async #roomEvents(ids: readonly string[]): Promise<Map<string, RoomEvent>> {
+    const out = new Map<string, RoomEvent>();
+    const unplanned: string[] = [];
+    for (const id of ids) {
+      const planned = this.events.get(id);
+      if (planned) out.set(id, planned.event);
+      else unplanned.push(id);
+    }
+    const logged = await readStoredEvents(this.ctx, unplanned);
+    const outliers = await readOutliers(this.ctx, unplanned.filter((id) => !logged.has(id)));
+    for (const id of unplanned) {
+      const stored = logged.get(id) ?? outliers.get(id);
+      if (!stored || stored.roomId !== this.roomId) continue;
+      if (stored.status === "rejected") this.#rejected.add(id);
+      out.set(id, toRoomEvent(stored.pdu, id, this.version!));
+    }
+    return out;
   }
 
   /** Move extremities and current state for an accepted forward event. */
@@ -477,8 +534,8 @@ export class RoomBatchPlanner {
     head: RoomHead,
     event: RoomEvent,
     position: number,
-    before: number | null,
-    after: number | null,
+    before: GroupId | null,
+    after: GroupId | null,
   ): Promise<void> {
     const prevs = new Set(event.prev_events);
     const extremities = head.extremities.filter((id) => !prevs.has(id));
@@ -486,7 +543,7 @@ export class RoomBatchPlanner {
     const old = head.state_group;
     let next = after;
     if (extremities.length > 1) {
-      const groups: (number | null)[] = [];
+      const groups: (GroupId | null)[] = [];
       const found = await Promise.all(extremities.map((id) => this.#afterGroup(id)));
       found.forEach((group, i) => {
         if (group === undefined) throw new Error(`forward extremity ${extremities[i]} is missing`);
@@ -504,9 +561,11 @@ export class RoomBatchPlanner {
         }
       } else {
         const delta = diffStates(await this.groups.state(old), await this.groups.state(next));
+        const ids = [...delta.values()].filter((id): id is string => id !== null);
+        const events = await this.#roomEvents(ids);
         const changes: [StateKey, RoomEvent | null, string | null][] = [];
         for (const [key, id] of delta) {
-          changes.push([key, id === null ? null : await this.#roomEvent(id) ?? null, id]);
+          changes.push([key, id === null ? null : events.get(id) ?? null, id]);
         }
         await this.#noteMemberChanges(position, changes);
         await this.#noteStateUsage(changes);
@@ -528,89 +587,26 @@ export class RoomBatchPlanner {
     this.currentChanges.set(key, change);
   }
 
-  /**
-   * Before current state takes `changes`, note each member whose membership they change, with
-   * the membership it replaces (from earlier in the batch, else the committed projection, read
-   * under the head this commit checks). Device-list tracking reads these to find who joined or
-   * left a room in a sync window without walking the room's log.
-   */
+  /** Note the membership changes `changes` make (kv/member_change_plan.ts). */
   async #noteMemberChanges(
     position: number,
     changes: readonly (readonly [StateKey, RoomEvent | null, ...unknown[]])[],
   ): Promise<void> {
-    const members: { key: StateKey; userId: string; membership: string | null }[] = [];
-    for (const [key, event] of changes) {
-      const [type, userId] = splitStateKey(key);
-      if (type !== "m.room.member") continue;
-      members.push({ key, userId, membership: event === null ? null : membershipOf(event) });
-    }
-    if (members.length === 0) return;
-    const unread = members.filter((m) => !this.currentChanges.has(m.key));
-    const committed = await getManyChunked<MembershipRecord>(
-      this.ctx.kv,
-      unread.map((m) => this.ctx.keys.roomMember(this.roomId, m.userId)),
+    await noteMemberChanges(
+      this.ctx,
+      this.roomId,
+      this.currentChanges,
+      this.memberChanges,
+      position,
+      changes,
     );
-    const prior = new Map(unread.map((m, i) => [m.key, committed[i].value?.membership ?? null]));
-    for (const { key, userId, membership } of members) {
-      const prev = this.currentChanges.has(key)
-        ? this.currentChanges.get(key)?.membership ?? null
-        : prior.get(key) ?? null;
-      if (prev !== membership) this.memberChanges.push({ position, userId, membership, prev });
-    }
   }
 
-  /**
-   * Move the byte counts of non-member state with current state: the replaced entry leaves its
-   * sender's and the room's totals, the new one joins them. Committed values are read under the
-   * head this commit checks, so every commit to the room rewrites them in turn.
-   */
+  /** Move the state usage counts with `changes` (kv/state_usage_plan.ts). */
   async #noteStateUsage(
     changes: readonly (readonly [StateKey, RoomEvent | null, ...unknown[]])[],
   ): Promise<void> {
-    const counted = changes.filter(([key]) => countsTowardStateQuota(splitStateKey(key)[0]));
-    if (counted.length === 0) return;
-    const plan = this.stateUsage;
-    const keys = this.ctx.keys;
-    const unread = [...new Set(counted.map(([key]) => key))].filter((k) => !plan.entries.has(k));
-    const entryReads = await getManyChunked<StateUsageEntry>(
-      this.ctx.kv,
-      unread.map((key) => keys.stateUsageEntry(this.roomId, ...splitStateKey(key))),
-    );
-    unread.forEach((key, i) => plan.entries.set(key, entryReads[i].value));
-    if (plan.room === undefined) {
-      plan.room = (await this.ctx.kv.get<number>(keys.stateUsageRoom(this.roomId))).value ?? 0;
-    }
-    const senders = new Set<string>();
-    for (const [key, event] of counted) {
-      const old = plan.entries.get(key);
-      if (old) senders.add(old.sender);
-      if (event) senders.add(event.sender);
-    }
-    const users = [...senders].filter((u) => !plan.users.has(u));
-    const userReads = await getManyChunked<number>(
-      this.ctx.kv,
-      users.map((u) => keys.stateUsageUser(this.roomId, u)),
-    );
-    users.forEach((u, i) => plan.users.set(u, userReads[i].value ?? 0));
-    for (const [key, event] of counted) {
-      const old = plan.entries.get(key);
-      if (old) {
-        plan.room -= old.bytes;
-        plan.users.set(old.sender, plan.users.get(old.sender)! - old.bytes);
-      }
-      if (event === null) {
-        plan.entries.set(key, null);
-        continue;
-      }
-      const bytes = stateEntryBytes(event.type, event.state_key!, event.content);
-      plan.room += bytes;
-      plan.users.set(event.sender, plan.users.get(event.sender)! + bytes);
-      plan.entries.set(key, { sender: event.sender, bytes });
-    }
-  }
-
-  #stateUsageWrites(): PlannedMutation[] {
-    return stateUsageWritesOf(this.ctx.keys, this.roomId, this.stateUsage);
+    await noteStateUsage(this.ctx, this.roomId, this.stateUsage, changes);
   }
 
   /** Every check and write of the batch so far, extra mutations of its requests included. */
@@ -619,12 +615,29 @@ export class RoomBatchPlanner {
     for (const planned of this.events.values()) out.push(...this.#eventWrites(planned).mutations);
     out.push(...this.groups.mutations());
     out.push(...this.#batchWrites());
+    out.push(...this.bulkProjectionWrites());
     return out;
+  }
+
+  /**
+   * The writes of a commit too large for KV when it creates a room's head from a large state
+   * (our join to a big room): `bulk`, the current state, membership, member change and state
+   * usage entries, goes ahead in commits of its own while the room still has no head (see
+   * kv/large_join.ts); `final` is the rest, the head last of all.
+   */
+  splitMutations(): { bulk: PlannedMutation[]; final: PlannedMutation[] } {
+    const final: PlannedMutation[] = [];
+    for (const planned of this.events.values()) {
+      final.push(...this.#eventWrites(planned).mutations);
+    }
+    final.push(...this.groups.mutations());
+    final.push(...this.#batchWrites());
+    return { bulk: this.bulkProjectionWrites(), final };
   }
 
   /** The estimated size of `mutations()`, reusing the measure of each event's own writes. */
   size(): CommitSize {
-    const total = measureCommit(this.#batchWrites());
+    const total = measureCommit([...this.#batchWrites(), ...this.bulkProjectionWrites()]);
     const parts = [...[...this.events.values()].map((e) => this.#eventWrites(e).size)];
     parts.push(this.groups.size());
     for (const part of parts) {
@@ -649,6 +662,7 @@ export class RoomBatchPlanner {
       pdu: first,
       chunks: rest.length + 1,
     };
+    if (planned.stateBefore !== undefined) entry.state_before = planned.stateBefore;
     const mutations: PlannedMutation[] = [];
     if (planned.checkUnstored) {
       mutations.push({ op: "check", key: keys.eventPosition(planned.eventId), versionstamp: null });
@@ -675,12 +689,13 @@ export class RoomBatchPlanner {
     return writes;
   }
 
-  /** Writes that depend on the whole batch: head, current state, membership, extras. */
-  #batchWrites(): PlannedMutation[] {
+  /**
+   * Projection entries that scale with the size of a state change (current state, membership
+   * both ways, member change records, state usage): all sets and deletes, no checks.
+   */
+  bulkProjectionWrites(): PlannedMutation[] {
     const keys = this.ctx.keys;
-    const out: PlannedMutation[] = [
-      { op: "check", key: keys.head(this.roomId), versionstamp: this.headVersionstamp },
-    ];
+    const out: PlannedMutation[] = [];
     for (const [key, change] of this.currentChanges) {
       const [type, stateKeyValue] = splitStateKey(key);
       const member = type === "m.room.member";
@@ -700,27 +715,26 @@ export class RoomBatchPlanner {
         out.push({ op: "set", key: keys.userRoom(stateKeyValue, this.roomId), value });
       }
     }
+    out.push(...stateUsageWrites(keys, this.roomId, this.stateUsage));
+    out.push(...memberChangeRecordWrites(this.ctx, this.roomId, this.memberChanges));
+    return out;
+  }
+
+  /** Writes that depend on the whole batch: head check and head, relations, markers, extras. */
+  #batchWrites(): PlannedMutation[] {
+    const keys = this.ctx.keys;
+    const out: PlannedMutation[] = [
+      { op: "check", key: keys.head(this.roomId), versionstamp: this.headVersionstamp },
+    ];
     if (this.events.size > 0 && this.head) {
       out.push({ op: "set", key: keys.head(this.roomId), value: this.head });
     }
-    out.push(...this.#stateUsageWrites());
     out.push(...this.relations.mutations());
     out.push(...this.searchDeletes);
     for (const [target, redactionIds] of this.redactions) {
       out.push({ op: "set", key: keys.redactions(this.roomId, target), value: redactionIds });
     }
-    let lastMemberChange: number | undefined;
-    for (const { position, userId, membership, prev } of this.memberChanges) {
-      const value: MemberChangeRecord = { membership, prev };
-      out.push({ op: "set", key: keys.memberChange(this.roomId, position, userId), value });
-      lastMemberChange = Math.max(position, lastMemberChange ?? position);
-    }
-    if (lastMemberChange !== undefined) {
-      const value: MemberChangeHead = { position: lastMemberChange };
-      out.push({ op: "set", key: keys.memberChangeHead(this.roomId), value });
-      const stamped = [...keys.memberChangeStampPrefix(), this.ctx.kv.commitVersionstamp()];
-      out.push({ op: "set", key: stamped, value: this.roomId });
-    }
+    out.push(...memberChangeMarkerWrites(this.ctx, this.roomId, this.memberChanges));
     for (const { request, appended } of this.requests) {
       for (const m of request.extraMutations?.(appended) ?? []) {
         const key = m.key as Deno.KvKey;
@@ -733,35 +747,10 @@ export class RoomBatchPlanner {
   }
 }
 
-/** Writes of the state usage projection; a total of zero is deleted, as if never written. */
-function stateUsageWritesOf(
-  keys: StoreContext["keys"],
-  roomId: string,
-  plan: StateUsagePlan,
-): PlannedMutation[] {
-  const out: PlannedMutation[] = [];
-  const put = (key: Deno.KvKey, value: unknown): PlannedMutation =>
-    value === null || value === 0 ? { op: "delete", key } : { op: "set", key, value };
-  for (const [stateKeyValue, entry] of plan.entries) {
-    out.push(put(keys.stateUsageEntry(roomId, ...splitStateKey(stateKeyValue)), entry));
-  }
-  if (plan.room !== undefined) out.push(put(keys.stateUsageRoom(roomId), plan.room));
-  for (const [userId, bytes] of plan.users) {
-    out.push(put(keys.stateUsageUser(roomId, userId), bytes));
-  }
-  return out;
-}
-
 const eventWritesCache = new WeakMap<
   PlannedEvent,
   { mutations: PlannedMutation[]; size: CommitSize }
 >();
-
-/** The membership a member event gives its user (a missing or odd value counts as leave). */
-function membershipOf(event: RoomEvent): string {
-  const membership = event.content.membership;
-  return typeof membership === "string" ? membership : "leave";
-}
 
 function versionOf(id: string): RoomVersion {
   const version = roomVersion(id);

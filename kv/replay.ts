@@ -4,16 +4,29 @@
  * live ones entry by entry. Each room's events are re-appended in their original arrival order
  * (the log's seq), merging its forward run (positions going up) with its backfill run
  * (positions going down), so positions, state groups and extremities come out identical.
+ *
+ * Outliers and staged states are facts, like accounts: before any room is rebuilt, every outlier
+ * is stored again and every staged state is staged again from the state its layers hold (so a
+ * layer altered in place comes out under another content address and shows as a difference),
+ * and an event appended with a staged state (its log entry names it) is re-appended with it.
  */
 import { isDeepStrictEqual } from "node:util";
 import type { NewEvent, StateResolver } from "../domain/ports/event_store.ts";
 import { CHUNK_BYTES } from "./chunked_value.ts";
 import { decodeLogEntry } from "./event_reads.ts";
+import { readOutliers } from "./outlier_store.ts";
+import { loadGroupState } from "./state_groups.ts";
 import { compareKeys } from "./key_order.ts";
 import { KvEventStore } from "./kv_event_store.ts";
 import { type EventStoreMap, REPLAYED_MAPS } from "./schema.ts";
 import { createStoreContext, type StoreContext } from "./store_context.ts";
-import { FIRST_FORWARD_POSITION, type LogEntry, type RoomHead } from "./store_records.ts";
+import {
+  FIRST_FORWARD_POSITION,
+  type LogEntry,
+  type OutlierRecord,
+  type RoomHead,
+  type StagedStateRecord,
+} from "./store_records.ts";
 
 /**
  * Appends one room keeps queued. Each event is its own request, so the event log folds as many
@@ -84,6 +97,8 @@ export async function replay(options: ReplayOptions): Promise<ReplayReport> {
     resolver: options.resolver,
     namespace: targetNamespace,
   });
+
+  await copyFacts(source, target);
 
   const heads: { roomId: string; head: RoomHead }[] = [];
   for await (const entry of source.kv.list<RoomHead>({ prefix: source.keys.map("roomid_head") })) {
@@ -167,7 +182,10 @@ async function rebuildRoom(
     const position = entry.key[entry.key.length - 1] as number;
     const event = await decodeLogEntry(source, roomId, position, entry.value, entry.versionstamp);
     const bytes = entry.value.pdu.byteLength + (entry.value.chunks - 1) * CHUNK_BYTES;
-    enqueue({ eventId: event.eventId, pdu: event.pdu, status: event.status }, takeBackfill, bytes);
+    const input: NewEvent = { eventId: event.eventId, pdu: event.pdu, status: event.status };
+    const staged = entry.value.state_before;
+    if (staged !== undefined) input.stateBefore = { roomId, id: staged, entries: 0 };
+    enqueue(input, takeBackfill, bytes);
     if (takeBackfill) b = await backward.next();
     else f = await forward.next();
     while (queued.length >= QUEUED_PER_ROOM || queuedBytes > QUEUED_BYTES_PER_ROOM) {
@@ -178,6 +196,41 @@ async function rebuildRoom(
   }
   await Promise.all(queued.map((q) => q.done));
   if (failure) throw failure.error;
+}
+
+/**
+ * Store every outlier and stage every staged state of the source again in the target, through
+ * the live write paths; the comparison then checks them like projections.
+ */
+async function copyFacts(source: StoreContext, target: KvEventStore): Promise<void> {
+  const outliers = source.kv.list<OutlierRecord>({ prefix: source.keys.map("eventid_outlier") }, {
+    batchSize: 500,
+  });
+  let ids: string[] = [];
+  const flush = async () => {
+    const found = await readOutliers(source, ids);
+    const byRoom = new Map<string, NewEvent[]>();
+    for (const e of found.values()) {
+      const list = byRoom.get(e.roomId) ?? [];
+      list.push({ eventId: e.eventId, pdu: e.pdu, status: e.status });
+      byRoom.set(e.roomId, list);
+    }
+    for (const [roomId, events] of byRoom) await target.storeOutliers(roomId, events);
+    ids = [];
+  };
+  for await (const entry of outliers) {
+    ids.push(entry.key[entry.key.length - 1] as string);
+    if (ids.length >= 200) await flush();
+  }
+  await flush();
+  const staged = source.kv.list<StagedStateRecord>({
+    prefix: source.keys.map("roomid_stagedstate"),
+  });
+  for await (const entry of staged) {
+    const roomId = entry.key[entry.key.length - 2] as string;
+    const state = await loadGroupState(source, roomId, entry.value.top);
+    await target.stageState(roomId, entry.value.room_version, new Map(state));
+  }
 }
 
 /** Merge-join one map of both stores and yield every entry that differs. */

@@ -11,7 +11,7 @@ import type { StateMap } from "../domain/events.ts";
 import { readChunks, splitChunks } from "./chunked_value.ts";
 import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
 import { type CachedGroup, roomScoped, type StoreContext } from "./store_context.ts";
-import type { StateGroupRecord } from "./store_records.ts";
+import type { GroupId, StateGroupRecord } from "./store_records.ts";
 import {
   applyDelta,
   decodeDelta,
@@ -29,7 +29,7 @@ export const LAYER_CAP_BYTES = 60_000;
 
 /** A group planned in the current batch, not yet committed. */
 export interface PlannedGroup {
-  id: number;
+  id: GroupId;
   record: StateGroupRecord;
   delta: StateDelta;
   /** Continuation chunks (index 1..). */
@@ -40,7 +40,7 @@ export interface PlannedGroup {
 export async function readGroup(
   ctx: StoreContext,
   roomId: string,
-  id: number,
+  id: GroupId,
 ): Promise<CachedGroup> {
   const cacheKey = roomScoped(roomId, id);
   const cached = ctx.groups.get(cacheKey);
@@ -53,7 +53,7 @@ export async function readGroup(
 async function decodeGroup(
   ctx: StoreContext,
   roomId: string,
-  id: number,
+  id: GroupId,
   record: StateGroupRecord,
 ): Promise<CachedGroup> {
   const bytes = await readChunks(
@@ -71,10 +71,10 @@ async function decodeGroup(
 async function readGroups(
   ctx: StoreContext,
   roomId: string,
-  ids: readonly number[],
-): Promise<Map<number, CachedGroup>> {
-  const found = new Map<number, CachedGroup>();
-  const missing: number[] = [];
+  ids: readonly GroupId[],
+): Promise<Map<GroupId, CachedGroup>> {
+  const found = new Map<GroupId, CachedGroup>();
+  const missing: GroupId[] = [];
   for (const id of ids) {
     const cached = ctx.groups.get(roomScoped(roomId, id));
     if (cached) found.set(id, cached);
@@ -95,7 +95,7 @@ async function readGroups(
 export async function loadGroupState(
   ctx: StoreContext,
   roomId: string,
-  id: number | null,
+  id: GroupId | null,
 ): Promise<StateMap> {
   return await new StateGroupPlanner(ctx, roomId, 0).state(id);
 }
@@ -105,15 +105,15 @@ export async function loadGroupState(
  * ones until the commit lands. `fork` gives group commit a checkpoint to roll back to.
  */
 export class StateGroupPlanner {
-  readonly planned: Map<number, PlannedGroup>;
-  #states = new Map<number, StateMap>();
+  readonly planned: Map<GroupId, PlannedGroup>;
+  #states = new Map<GroupId, StateMap>();
 
   /** `nextId` is the room head's next free group ID. */
   constructor(
     readonly ctx: StoreContext,
     readonly roomId: string,
     public nextId: number,
-    planned?: Map<number, PlannedGroup>,
+    planned?: Map<GroupId, PlannedGroup>,
   ) {
     this.planned = new Map(planned);
   }
@@ -125,12 +125,12 @@ export class StateGroupPlanner {
     return copy;
   }
 
-  async #group(id: number): Promise<{ record: StateGroupRecord; delta: StateDelta }> {
+  async #group(id: GroupId): Promise<{ record: StateGroupRecord; delta: StateDelta }> {
     return this.planned.get(id) ?? await readGroup(this.ctx, this.roomId, id);
   }
 
   /** The full state of a group (null: empty). Shared: do not mutate. */
-  async state(id: number | null): Promise<StateMap> {
+  async state(id: GroupId | null): Promise<StateMap> {
     if (id === null) return new Map();
     const local = this.#states.get(id);
     if (local) return local;
@@ -169,7 +169,7 @@ export class StateGroupPlanner {
    * Plan a group holding `parent`'s state changed by `delta`; returns the parent itself when
    * the delta is empty. The new delta absorbs upper layers (see module comment).
    */
-  async plan(parent: number | null, delta: StateDelta): Promise<number | null> {
+  async plan(parent: GroupId | null, delta: StateDelta): Promise<GroupId | null> {
     if (delta.size === 0) return parent;
     const layers = parent === null ? [] : [...(await this.#group(parent)).record.chain, parent];
     let merged = delta;

@@ -12,7 +12,8 @@ import { roomVersion } from "../domain/room_versions.ts";
 import { readEventStateGroups, readStoredEvent } from "./event_reads.ts";
 import { loadGroupState, StateGroupPlanner } from "./state_groups.ts";
 import type { StoreContext } from "./store_context.ts";
-import type { MembershipRecord, RoomHead } from "./store_records.ts";
+import type { GroupId, MembershipRecord, RoomHead } from "./store_records.ts";
+import { readOutliers } from "./outlier_store.ts";
 
 /** A room's head; null when the room has no events. */
 export async function readRoomHead(
@@ -92,7 +93,7 @@ export async function readStateAfterEvents(
   roomId: string,
   eventIds: readonly string[],
 ): Promise<StateMap> {
-  const groups: (number | null)[] = [];
+  const groups: (GroupId | null)[] = [];
   for (const id of eventIds) {
     const event = await readStoredEvent(ctx, id);
     if (!event || event.roomId !== roomId) continue;
@@ -111,7 +112,8 @@ export async function readStateAfterEvents(
     version,
     stateMaps: states.map((s) => new Map(s)),
     getEvent: async (id) => {
-      const event = await readStoredEvent(ctx, id);
+      // A joined room's state names outliers (its events from before our join).
+      const event = await readStoredEvent(ctx, id) ?? (await readOutliers(ctx, [id])).get(id);
       if (!event || event.roomId !== roomId) return undefined;
       if (event.status === "rejected") rejected.add(id);
       return toRoomEvent(event.pdu, id, version);

@@ -4,7 +4,13 @@
  */
 import type { StateMap } from "../domain/events.ts";
 import { resolveState } from "../domain/state_res/resolve_state.ts";
-import type { StateResolver, StoredEvent } from "../domain/ports/event_store.ts";
+import type {
+  FoundEvent,
+  StateAuthorizer,
+  StateResolver,
+  StoredEvent,
+} from "../domain/ports/event_store.ts";
+import { authoriseAgainstState } from "../domain/state_authorisation.ts";
 import { LruCache } from "./lru_cache.ts";
 import { EventStoreKeys } from "./schema.ts";
 import type { EventStateGroups, StateGroupRecord } from "./store_records.ts";
@@ -21,7 +27,11 @@ export interface StoreContext {
   kv: Deno.Kv;
   keys: EventStoreKeys;
   resolver: StateResolver;
+  /** The auth rules events appended with `checkState` are checked with. */
+  authorizer: StateAuthorizer;
   events: LruCache<string, StoredEvent>;
+  /** Outlier records (immutable once written), decoded. */
+  outliers: LruCache<string, FoundEvent>;
   eventGroups: LruCache<string, EventStateGroups>;
   groups: LruCache<string, CachedGroup>;
   /** Materialised states of committed groups; callers must not mutate them. */
@@ -32,6 +42,8 @@ export interface StoreContext {
 export interface StoreContextOptions {
   /** State resolution; defaults to the room version's algorithm with the real auth rules. */
   resolver?: StateResolver;
+  /** Auth rules against a state for `checkState`; defaults to the domain's rules. */
+  authorizer?: StateAuthorizer;
   /** Key namespace (replay builds projections under one). */
   namespace?: Deno.KvKey;
   /** Events kept decoded in memory. */
@@ -46,8 +58,14 @@ export function createStoreContext(kv: Deno.Kv, options: StoreContextOptions): S
     kv,
     keys: new EventStoreKeys(options.namespace ?? []),
     resolver: options.resolver ?? resolveState,
+    authorizer: options.authorizer ?? authoriseAgainstState,
     events: new LruCache({
       capacity: options.eventCacheSize ?? 4096,
+      maxWeight: 32 * MIB,
+      weigh: (event) => JSON.stringify(event.pdu.content).length + 512,
+    }),
+    outliers: new LruCache({
+      capacity: 8192,
       maxWeight: 32 * MIB,
       weigh: (event) => JSON.stringify(event.pdu.content).length + 512,
     }),
@@ -63,6 +81,6 @@ export function createStoreContext(kv: Deno.Kv, options: StoreContextOptions): S
 }
 
 /** Cache key of a room-scoped record. */
-export function roomScoped(roomId: string, id: number): string {
+export function roomScoped(roomId: string, id: number | string): string {
   return `${roomId}\u0000${id}`;
 }

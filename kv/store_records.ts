@@ -4,6 +4,12 @@
  */
 import type { EventStatus } from "../domain/ports/event_store.ts";
 
+/**
+ * A state group's ID: numbers are allocated from the room head's counter; strings name the
+ * layers of a staged state (`<stagedId>.<n>`), written before the room may have a head.
+ */
+export type GroupId = number | string;
+
 /** Positions of forward events start here; backfilled ones count down from one below. */
 export const FIRST_FORWARD_POSITION = 1;
 
@@ -19,7 +25,7 @@ export interface RoomHead {
   /** Accepted forward events no accepted forward event cites yet. */
   extremities: string[];
   /** State group of the current state; null for the empty state. */
-  state_group: number | null;
+  state_group: GroupId | null;
   /** Next free state group ID in this room. */
   next_group: number;
 }
@@ -34,6 +40,27 @@ export interface LogEntry {
   pdu: Uint8Array;
   /** Total number of PDU chunks, counting the one above. */
   chunks: number;
+  /** The staged state the event was appended with (`NewEvent.stateBefore`), when it was. */
+  state_before?: string;
+}
+
+/** An event held outside the timeline (`eventid_outlier`). */
+export interface OutlierRecord {
+  room_id: string;
+  status: EventStatus;
+  /** First chunk of the PDU's UTF-8 JSON. */
+  pdu: Uint8Array;
+  /** Total number of PDU chunks, counting the one above. */
+  chunks: number;
+}
+
+/** A staged state (`roomid_stagedstate`), written after all its layers. */
+export interface StagedStateRecord {
+  room_version: string;
+  /** The top layer's group ID; null for the empty state. */
+  top: GroupId | null;
+  entries: number;
+  layers: number;
 }
 
 /** Event ID index entry. */
@@ -44,8 +71,8 @@ export interface EventPositionRecord {
 
 /** State groups around one event; null is the empty state. */
 export interface EventStateGroups {
-  before: number | null;
-  after: number | null;
+  before: GroupId | null;
+  after: GroupId | null;
 }
 
 /** A membership projection entry (both directions hold the same value). */
@@ -67,9 +94,9 @@ export interface MemberChangeHead {
 
 /** A state group: a delta applied on top of its parent group's state. */
 export interface StateGroupRecord {
-  parent: number | null;
+  parent: GroupId | null;
   /** Ancestors from the root to the parent, so a whole chain is read with getMany. */
-  chain: number[];
+  chain: GroupId[];
   /** Entries in the delta (a removal counts as one). */
   entries: number;
   /** Size of the encoded delta in bytes. */

@@ -174,8 +174,14 @@ Deno.test("backfill takes positions below the first and moves no state", async (
   const older1 = room.event("m.room.topic", { stateKey: "", content: { topic: "old" }, id: "$o1" });
   const older2 = room.message("old", { id: "$o2" });
   const latest = room.message("new", { prev: [older2.eventId] });
-  await store.append({ roomId: ROOM, events: [latest], roomVersion: "10" });
-  const result = await store.append({ roomId: ROOM, events: [older2, older1], backfill: true });
+  // Every event here cites history we do not hold, so each brings the state before it.
+  const stateBefore = await store.stageState(ROOM, "10", new Map());
+  await store.append({ roomId: ROOM, events: [{ ...latest, stateBefore }], roomVersion: "10" });
+  const result = await store.append({
+    roomId: ROOM,
+    events: [{ ...older2, stateBefore }, { ...older1, stateBefore }],
+    backfill: true,
+  });
   assert.deepEqual(result.events.map((e) => e.position), [0, -1]);
   const head = await store.roomHead(ROOM);
   assert.equal(head?.firstPosition, -1);

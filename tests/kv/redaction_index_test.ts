@@ -55,8 +55,10 @@ Deno.test("accepted redactions are indexed under their target, in arrival order"
 Deno.test("replay catches a missing or altered redaction index entry", async () => {
   const { kv, store } = await memoryStore();
   const room = new RoomBuilder(ROOM);
+  const create = room.create();
+  const join = room.member("@alice:test", "join");
   const hello = room.message("hello");
-  const events = [room.create(), room.member("@alice:test", "join"), hello];
+  const events = [create, join, hello];
   const r = redaction(room, hello.eventId);
   await store.append({ roomId: ROOM, events: [...events, r] });
   await kv.set(new EventStoreKeys().redactions(ROOM, hello.eventId), ["$forged:test"]);

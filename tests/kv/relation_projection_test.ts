@@ -107,6 +107,8 @@ Deno.test("relation projections: redactions take children out of the counts, onc
   assert.equal(replies.size, 0, "bob's only reply was redacted");
   // A child whose redaction came first (over federation) is never counted.
   const late = relating(room, "m.reference", root);
+  // Both cite what came before the child: the redaction must not cite the child it outran.
+  room.last = late.pdu.prev_events[0] as string;
   const early = redaction(room, late.eventId);
   await store.append({ roomId: ROOM, events: [early] });
   await store.append({ roomId: ROOM, events: [late] });

@@ -79,7 +79,7 @@ Deno.test("planned group chains (with removals, forks and compaction) match a na
   const kv = await Deno.openKv(":memory:");
   const ctx = createStoreContext(kv, { resolver: greatestIdResolver });
   const random = prng(42);
-  const model = new Map<number | null, StateMap>([[null, new Map()]]);
+  const model = new Map<number | string | null, StateMap>([[null, new Map()]]);
   let planner = new StateGroupPlanner(ctx, ROOM, 0);
   for (let step = 0; step < 400; step++) {
     const ids = [...model.keys()];

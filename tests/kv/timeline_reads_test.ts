@@ -31,10 +31,16 @@ Deno.test("timeline walks into backfilled history below position 1", async () =>
   const { kv, store } = await memoryStore();
   const room = new RoomBuilder(ROOM);
   const recent = room.message("recent", { prev: ["$older"] });
-  await store.append({ roomId: ROOM, events: [recent], roomVersion: "10" });
+  // The history cited is not held: the state before comes staged, as over federation.
+  const stateBefore = await store.stageState(ROOM, "10", new Map());
+  await store.append({ roomId: ROOM, events: [{ ...recent, stateBefore }], roomVersion: "10" });
   const older = room.message("older", { id: "$older", prev: ["$oldest"] });
   const oldest = room.message("oldest", { id: "$oldest", prev: [] });
-  await store.append({ roomId: ROOM, events: [older, oldest], backfill: true });
+  await store.append({
+    roomId: ROOM,
+    events: [{ ...older, stateBefore }, oldest],
+    backfill: true,
+  });
   const page = await store.timeline(ROOM, { dir: "f", limit: 10 });
   assert.deepEqual(page.events.map((e) => [e.eventId, e.position]), [
     ["$oldest", -1],

@@ -1,0 +1,144 @@
+/**
+ * Outliers: events held outside every timeline (the state and auth chain of a join, auth events
+ * fetched to check another event). They sit in their own map, never in `roomid_log`, so no
+ * timeline, /messages or /sync read can meet them. Appending one later puts it in the log; the
+ * outlier record stays (records are never rewritten) and every read prefers the log's copy.
+ */
+import { badJson } from "../domain/errors.ts";
+import type { Pdu } from "../domain/events.ts";
+import type { FoundEvent, NewEvent } from "../domain/ports/event_store.ts";
+import { decodeJson, encodeJson, readChunks, splitChunks } from "./chunked_value.ts";
+import {
+  applyMutations,
+  commitOverLimit,
+  type CommitSize,
+  measureCommit,
+  type PlannedMutation,
+} from "./commit_budget.ts";
+import { readStoredEvents } from "./event_reads.ts";
+import { getManyChunked } from "./get_many.ts";
+import type { StoreContext } from "./store_context.ts";
+import type { EventPositionRecord, OutlierRecord } from "./store_records.ts";
+
+/**
+ * Store `events` of `roomId` as outliers, skipping those held already (as outliers or in a log),
+ * in as many commits as KV's limits need. Each commit is complete on its own: a crash between
+ * two leaves whole outliers behind, and running the same call again stores the rest.
+ */
+export async function storeOutliers(
+  ctx: StoreContext,
+  roomId: string,
+  events: readonly NewEvent[],
+): Promise<void> {
+  const unique = new Map<string, NewEvent>();
+  for (const event of events) {
+    if (event.pdu.room_id !== roomId) {
+      throw badJson(`event ${event.eventId} belongs to ${event.pdu.room_id}, not ${roomId}`);
+    }
+    unique.set(event.eventId, event);
+  }
+  const ids = [...unique.keys()].filter((id) => !ctx.events.get(id) && !ctx.outliers.get(id));
+  const [positions, outliers] = await Promise.all([
+    getManyChunked<EventPositionRecord>(ctx.kv, ids.map((id) => ctx.keys.eventPosition(id))),
+    getManyChunked<OutlierRecord>(ctx.kv, ids.map((id) => ctx.keys.outlier(id))),
+  ]);
+  const fresh = ids.filter((_, i) => !positions[i].value && !outliers[i].value);
+  let batch: PlannedMutation[] = [];
+  let size: CommitSize = { mutations: 0, checks: 0, mutationBytes: 0, keyBytes: 0 };
+  const flush = async () => {
+    if (batch.length === 0) return;
+    const result = await applyMutations(ctx.kv.atomic(), batch).commit();
+    if (!result.ok) throw new Error("storing outliers failed a check it does not make");
+    batch = [];
+    size = { mutations: 0, checks: 0, mutationBytes: 0, keyBytes: 0 };
+  };
+  for (const id of fresh) {
+    const event = unique.get(id)!;
+    const writes = outlierWrites(ctx, roomId, event);
+    const own = measureCommit(writes);
+    const next: CommitSize = {
+      mutations: size.mutations + own.mutations,
+      checks: 0,
+      mutationBytes: size.mutationBytes + own.mutationBytes,
+      keyBytes: size.keyBytes + own.keyBytes,
+    };
+    if (commitOverLimit(next)) {
+      await flush();
+      size = own;
+    } else size = next;
+    batch.push(...writes);
+  }
+  await flush();
+}
+
+function outlierWrites(ctx: StoreContext, roomId: string, event: NewEvent): PlannedMutation[] {
+  const [first, ...rest] = splitChunks(encodeJson(event.pdu));
+  const record: OutlierRecord = {
+    room_id: roomId,
+    status: event.status,
+    pdu: first,
+    chunks: rest.length + 1,
+  };
+  return [
+    { op: "set", key: ctx.keys.outlier(event.eventId), value: record },
+    ...rest.map((chunk, i): PlannedMutation => ({
+      op: "set",
+      key: ctx.keys.outlierChunk(event.eventId, i + 1),
+      value: chunk,
+    })),
+  ];
+}
+
+/** Outliers by ID (whether or not they were appended since); unknown IDs are absent. */
+export async function readOutliers(
+  ctx: StoreContext,
+  eventIds: readonly string[],
+): Promise<Map<string, FoundEvent>> {
+  const found = new Map<string, FoundEvent>();
+  const missing: string[] = [];
+  for (const id of new Set(eventIds)) {
+    const cached = ctx.outliers.get(id);
+    if (cached) found.set(id, cached);
+    else missing.push(id);
+  }
+  const entries = await getManyChunked<OutlierRecord>(
+    ctx.kv,
+    missing.map((id) => ctx.keys.outlier(id)),
+  );
+  await Promise.all(entries.map(async (entry, i) => {
+    const record = entry.value;
+    if (!record) return;
+    const id = missing[i];
+    const bytes = await readChunks(
+      ctx.kv,
+      record.pdu,
+      record.chunks,
+      ctx.keys.outlierChunkPrefix(id),
+    );
+    const event: FoundEvent = {
+      eventId: id,
+      roomId: record.room_id,
+      pdu: decodeJson<Pdu>(bytes),
+      status: record.status,
+      outlier: true,
+    };
+    ctx.outliers.set(id, event);
+    found.set(id, event);
+  }));
+  return found;
+}
+
+/** Events by ID from the logs, then the outliers for the rest; unknown IDs are absent. */
+export async function findEvents(
+  ctx: StoreContext,
+  eventIds: readonly string[],
+): Promise<Map<string, FoundEvent>> {
+  const found = new Map<string, FoundEvent>();
+  const logged = await readStoredEvents(ctx, eventIds);
+  for (const [id, e] of logged) {
+    found.set(id, { eventId: id, roomId: e.roomId, pdu: e.pdu, status: e.status, outlier: false });
+  }
+  const rest = eventIds.filter((id) => !logged.has(id));
+  if (rest.length > 0) { for (const [id, e] of await readOutliers(ctx, rest)) found.set(id, e); }
+  return found;
+}
