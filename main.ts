@@ -31,6 +31,10 @@ import { KvSentMembersStore } from "./kv/sent_members_store.ts";
 import { StateQuota } from "./domain/rooms/state_quota.ts";
 import { KvStateUsageReader } from "./kv/state_usage_reads.ts";
 import { resolveState } from "./domain/state_res/resolve_state.ts";
+import { FederationPduInput } from "./domain/federation/pdu_input/index.ts";
+import { keyRingVerifier } from "./domain/federation/pdu_input/signatures.ts";
+import { TransactionReceiver } from "./domain/federation/inbound_transactions.ts";
+import { KvInboundTransactionStore } from "./kv/inbound_transaction_store.ts";
 import { KvEventStore } from "./kv/kv_event_store.ts";
 import { loadOrCreateSigningSeed } from "./kv/server_signing_seed.ts";
 import { openKv } from "./kv/open_kv.ts";
@@ -280,6 +284,15 @@ export async function assembleServer(
     now: options.now,
   });
   eventHooks.push(federationSender);
+  // Events other servers send: the spec's checks on receipt, gaps filled from the sender, and
+  // for accepted ones the hooks local sends run (the federation sender skips remote senders).
+  const pduInput = new FederationPduInput({
+    store: eventStore,
+    transport: { request: (request) => deps.federationTransport.request(request) },
+    verifySignatures: (pdu, version) => keyRingVerifier(deps.keyRing)(pdu, version),
+    resolver: resolveState,
+    eventHooks,
+  });
   const deps: AppDeps = {
     config,
     keyring,
@@ -336,6 +349,12 @@ export async function assembleServer(
       now: options.now,
     }),
     federationSender,
+    pduInput,
+    transactionReceiver: new TransactionReceiver({
+      pduInput,
+      answers: new KvInboundTransactionStore(kv),
+      store: eventStore,
+    }),
     // A server that reaches us is up: its backoff goes, without holding up its request.
     onInboundServerRequest: (origin) => void federationSender.noteInboundRequest(origin),
     openIdTokens: new OpenIdTokenService({

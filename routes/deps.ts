@@ -45,6 +45,8 @@ import type { AccountModeration } from "../domain/moderation/account_moderation.
 import type { ContentReports } from "../domain/moderation/content_reports.ts";
 import type { FederationTransport } from "../domain/ports/federation_transport.ts";
 import type { KeyRing } from "../domain/federation/key_ring.ts";
+import type { PduInput } from "../domain/federation/pdu_input/types.ts";
+import type { TransactionReceiver } from "../domain/federation/inbound_transactions.ts";
 import type { KeyNotary } from "../domain/federation/key_notary.ts";
 
 /** What every route module may depend on. Areas add their services here. */
@@ -161,6 +163,13 @@ export interface AppDeps {
    * auth and event signatures; fetched and cached in KV, notaries as the fallback.
    */
   keyRing: KeyRing;
+  /**
+   * Checks and stores events other servers send (the spec's checks on receipt of a PDU, gaps
+   * filled from the sender): `handle(origin, roomId, pdu)` for /send, send_join and backfill.
+   */
+  pduInput: PduInput;
+  /** Inbound `/send` transactions: a result per PDU, each (origin, txnId) handled once. */
+  transactionReceiver: TransactionReceiver;
   /** Answers `/_matrix/key/v2/query` with other servers' key documents, countersigned. */
   keyNotary: KeyNotary;
   /**
