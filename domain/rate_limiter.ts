@@ -29,6 +29,7 @@ export type RateLimitedAction =
   | "report"
   | "search"
   | "threepid_validation"
+  | "key_query"
   | "user_write";
 
 /** A token bucket's shape. */
@@ -82,6 +83,9 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     // Each requestToken mails someone: per client and per address (Synapse's
     // rc_3pid_validation: 0.003/s, burst 5), so no one can flood an inbox through us.
     threepid_validation: { burst: 5, perSecond: 0.01 },
+    // Notary queries (per address): anyone may ask, and a miss makes us fetch from the servers
+    // named, so each address gets a server's steady need, not a lever on other servers.
+    key_query: { burst: 100, perSecond: 10 },
     // Devices, keys, key backups, dehydrated devices: bounded by their own caps, limited here
     // only so no write is free.
     user_write: { burst: 200, perSecond: 20 },

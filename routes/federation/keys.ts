@@ -18,6 +18,7 @@ import {
 } from "../../domain/federation/key_notary.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
 import { pathParam } from "../client/path_params.ts";
+import { rateLimited } from "../client/rate_limit_middleware.ts";
 
 const timestamp = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
@@ -56,10 +57,12 @@ export function keysApp(deps: AppDeps): Hono {
     const serverKeys = await deps.keyNotary.query(asked, minimum_valid_until_ts);
     return c.json({ server_keys: serverKeys });
   };
-  app.get("/_matrix/key/v2/query/:serverName", queryOne(false));
-  app.get("/_matrix/key/v2/query/:serverName/:keyId", queryOne(true));
+  // Per client address: a query about uncached servers makes us fetch from each of them.
+  const limited = rateLimited(deps, "key_query");
+  app.get("/_matrix/key/v2/query/:serverName", limited, queryOne(false));
+  app.get("/_matrix/key/v2/query/:serverName/:keyId", limited, queryOne(true));
 
-  app.post("/_matrix/key/v2/query", async (c) => {
+  app.post("/_matrix/key/v2/query", limited, async (c) => {
     const body = await readJsonBody(c, bodySchema);
     const servers = Object.entries(body.server_keys);
     if (servers.length > MAX_NOTARY_SERVERS) {

@@ -570,3 +570,25 @@ Deno.test("notary: a second notary over the same KV answers from the cache", asy
     await net.close();
   }
 });
+
+Deno.test("notary: queries are rate-limited per client address", async () => {
+  const net = await startNetwork(["a.test"], { env: { TESSERA_RATE_LIMITS: "on" } });
+  try {
+    const a = net.servers["a.test"];
+    const env = (hostname: string) => ({ remoteAddr: { transport: "tcp", hostname, port: 5000 } });
+    const query = (hostname: string) =>
+      a.app.request("/_matrix/key/v2/query/a.test", {}, env(hostname));
+    const statuses: number[] = [];
+    for (let i = 0; i < 101; i++) statuses.push((await query("192.0.2.1")).status);
+    assert.deepEqual(statuses.slice(0, 100), Array(100).fill(200));
+    const limited = await query("192.0.2.1");
+    assert.equal(limited.status, 429);
+    assert.equal((await limited.json()).errcode, "M_LIMIT_EXCEEDED");
+    assert.equal((await query("192.0.2.2")).status, 200, "another address has its own bucket");
+    // Our own key document is not limited.
+    const own = await a.app.request("/_matrix/key/v2/server", {}, env("192.0.2.1"));
+    assert.equal(own.status, 200);
+  } finally {
+    await net.close();
+  }
+});
