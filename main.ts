@@ -355,8 +355,8 @@ export async function assembleServer(
       answers: new KvInboundTransactionStore(kv),
       store: eventStore,
     }),
-    // A server that reaches us is up: its backoff goes, without holding up its request.
-    onInboundServerRequest: (origin) => void federationSender.noteInboundRequest(origin),
+    // A server that reaches us is up: its backoff goes (one KV read when it had none).
+    onInboundServerRequest: (origin) => federationSender.noteInboundRequest(origin),
     openIdTokens: new OpenIdTokenService({
       store: new KvOpenIdTokenStore(kv, options.now),
       serverName: config.serverName,

@@ -202,11 +202,11 @@ export class FederationSender implements LocalEventHook {
     const before = await this.#remoteMembersBefore(roomId, pdu);
     const after = remoteMembersAfter(before, pdu, this.#deps.serverName);
     this.#remember(this.#tips, roomId, { eventId, remote: after });
-    if (before === undefined) return undefined;
+    const target = memberTarget(pdu);
+    if (before === undefined && target === undefined) return undefined;
 
     const destinations = new Set<string>();
-    for (const userId of before) destinations.add(serverNameOf(userId));
-    const target = memberTarget(pdu);
+    for (const userId of before ?? []) destinations.add(serverNameOf(userId));
     if (target !== undefined) destinations.add(serverNameOf(target));
     destinations.delete(this.#deps.serverName);
     if (origin !== undefined) destinations.delete(origin);

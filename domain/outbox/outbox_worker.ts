@@ -7,7 +7,6 @@
  * Entries are delivered at least once: a crash between a delivery and its acknowledgement
  * sends that entry again.
  */
-import { mapLimited } from "../concurrency.ts";
 import type { OutboxEntry, OutboxLease, OutboxStore } from "../ports/outbox_store.ts";
 
 /** What `deliver` did with a destination's entries. */
@@ -66,6 +65,16 @@ export class OutboxWorker {
   #again = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #pass: Promise<void> | undefined;
+  /**
+   * Destinations this process is draining, each on its own: a pass starts the ones not already
+   * running and does not wait for them, so a destination that hangs until its request times out
+   * delays no other destination's new entries.
+   */
+  readonly #inFlight = new Map<string, Promise<void>>();
+  /** Counts wake-ups, so a drain that ends can tell whether entries came while it ran. */
+  #wakes = 0;
+  /** A background pass found every slot taken: the next drain to end starts another pass. */
+  #slotWanted = false;
 
   /** A worker; call `start` to run it in the background, or `runOnce` to drive it by hand. */
   constructor(options: OutboxWorkerOptions) {
@@ -89,29 +98,75 @@ export class OutboxWorker {
     this.#schedule(0);
   }
 
-  /** Stop the loop and wait for a pass in progress to finish. */
+  /** Stop the loop and wait for a pass and the deliveries in progress to finish. */
   async stop(): Promise<void> {
     this.#running = false;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#pass;
+    await Promise.all(this.#inFlight.values());
   }
 
   /** New entries were appended in this process: run a pass soon. */
   wake(): void {
+    this.#wakes++;
     if (!this.#running) return;
     if (this.#pass) this.#again = true;
     else this.#schedule(0);
   }
 
-  /** One pass over every destination with pending entries; resolves when it is done. */
+  /**
+   * One pass over every destination with pending entries; resolves when the deliveries it
+   * started (and any this process had running) are done.
+   */
   async runOnce(): Promise<void> {
+    await this.#startDrains(true);
+    await Promise.all(this.#inFlight.values());
+  }
+
+  /**
+   * Start draining every destination with pending entries that is not being drained here
+   * already, at most `parallel` at once: `waitForSlots` waits for a free one (runOnce), the
+   * background loop instead leaves the rest to the pass that a finishing drain triggers.
+   */
+  async #startDrains(waitForSlots: boolean): Promise<void> {
     let after: string | undefined;
     while (true) {
       const page = await this.#store.pending(PENDING_PAGE, after);
-      await mapLimited(page, this.#parallel, (p) => this.#drain(p.destination, p.mark));
+      for (const { destination, mark } of page) {
+        if (this.#inFlight.has(destination)) continue;
+        while (this.#inFlight.size >= this.#parallel) {
+          if (!waitForSlots) {
+            this.#slotWanted = true;
+            return;
+          }
+          await Promise.race(this.#inFlight.values());
+        }
+        const wakes = this.#wakes;
+        const drain = this.#drain(destination, mark)
+          .catch((error) => console.error("outbox drain failed", destination, error))
+          .finally(() => {
+            this.#inFlight.delete(destination);
+            // Entries appended while it ran may have missed it (a pass skips a destination in
+            // flight): look again.
+            if (this.#wakes !== wakes || this.#slotWanted) {
+              this.#slotWanted = false;
+              this.#passAgain();
+            }
+          });
+        this.#inFlight.set(destination, drain);
+      }
       if (page.length < PENDING_PAGE) return;
       after = page[page.length - 1].destination;
+    }
+  }
+
+  #passAgain(): void {
+    if (!this.#running) return;
+    if (this.#pass) this.#again = true;
+    else {
+      this.#again = false;
+      this.#schedule(0);
     }
   }
 
@@ -119,7 +174,8 @@ export class OutboxWorker {
     clearTimeout(this.#timer);
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
-      this.#pass = this.runOnce().catch((error) => console.error("outbox pass failed", error))
+      this.#pass = this.#startDrains(false)
+        .catch((error) => console.error("outbox pass failed", error))
         .finally(() => {
           this.#pass = undefined;
           if (!this.#running) return;
