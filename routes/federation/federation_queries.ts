@@ -10,7 +10,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { ServerQueries } from "../../domain/federation/server_queries.ts";
 import { RoomServerAcl } from "../../domain/federation/server_acl.ts";
-import type { FederationRouteDeps } from "./event_reads.ts";
+import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
 import { roomIdParam } from "../client/path_params.ts";
 import { MAX_FEDERATION_BODY_BYTES, originOf, serverAuth } from "./server_auth.ts";
@@ -43,7 +43,7 @@ const hierarchyQuery = z.object({
 });
 
 /** The query and directory routes, signature-checked. */
-export function federationQueriesApp(deps: FederationRouteDeps): Hono {
+export function federationQueriesApp(deps: AppDeps): Hono {
   const app = new Hono();
   const queries = new ServerQueries({
     serverName: deps.config.serverName,

@@ -417,6 +417,9 @@ Deno.test("federation reads: get_missing_events walks prev_events back to earlie
     const res = await ask({ earliest_events: [join], latest_events: [sent[4]], limit: 10 });
     assertEquals(res.status, 200, JSON.stringify(res.body));
     assertEquals((res.body.events as JsonObject[]).map(bodyOf), ["m1", "m2", "m3", "m4"]);
+    // Missing lists count as empty, as Synapse takes them.
+    const empty = await ask({});
+    assertEquals([empty.status, empty.body.events], [200, []]);
     const limited = await ask({ earliest_events: [join], latest_events: [sent[4]], limit: 2 });
     assertEquals((limited.body.events as JsonObject[]).map(bodyOf), ["m3", "m4"]);
     // min_depth stops the walk at that depth.
@@ -590,7 +593,9 @@ Deno.test("federation reads: bad input is a Matrix error with a 4xx status, neve
       ["timestamp without dir", "GET", `${FED}/timestamp_to_event/${room}?ts=1`],
       ["timestamp with a bad dir", "GET", `${FED}/timestamp_to_event/${room}?ts=1&dir=x`],
       ["timestamp with a bad ts", "GET", `${FED}/timestamp_to_event/${room}?ts=soon&dir=f`],
-      ["missing events without lists", "POST", `${FED}/get_missing_events/${room}`, {}],
+      ["missing events with a bad list", "POST", `${FED}/get_missing_events/${room}`, {
+        latest_events: "all",
+      }],
       ["missing events with bad IDs", "POST", `${FED}/get_missing_events/${room}`, {
         earliest_events: [1],
         latest_events: [],
