@@ -136,6 +136,11 @@ export class RemoteJoiner {
       new MatrixError("M_UNKNOWN", 502, `No server could be reached to join ${roomId}`);
   }
 
+  /** The joins under way (left by a crash, or running now). */
+  pendingJoins(): Promise<PendingJoinRecord[]> {
+    return this.deps.pendingJoins.list();
+  }
+
   /** Finish every join a previous process left under way (at start-up). */
   async resumePending(): Promise<void> {
     for (const record of await this.deps.pendingJoins.list()) {
@@ -196,10 +201,12 @@ export class RemoteJoiner {
     try {
       return await this.#sendAndStore(server, record, version);
     } catch (error) {
-      // Nothing of this attempt is worth resuming unless staging began; the next server starts
-      // with a fresh template.
+      // A server that refused or gave a bad answer leaves nothing worth resuming unless staging
+      // began: the next server starts with a fresh template. Any other failure (storage, the
+      // process) keeps the record, as a crash would.
+      const remote = error instanceof MatrixError || error instanceof FederationUnreachable;
       const current = await this.deps.pendingJoins.get(userId, roomId);
-      if (current?.joinEventId === record.joinEventId && current.staged === undefined) {
+      if (remote && current?.joinEventId === record.joinEventId && !current.staged) {
         await this.deps.pendingJoins.delete(userId, roomId);
       }
       throw error;
