@@ -91,6 +91,31 @@ async function setState(w: World, roomId: string, type: string, content: JsonObj
   return res.body.event_id as string;
 }
 
+/** A message from Bob built on the room's current state and extremities (not appended). */
+async function bobMessage(w: World, roomId: string, body: string) {
+  const store = w.a.deps.eventStore;
+  const head = (await store.roomHead(roomId))!;
+  const state = await store.currentState(roomId);
+  const prevs = await store.getEvents(head.forwardExtremities);
+  return await buildEvent({
+    version: roomVersion(head.roomVersion)!,
+    roomId,
+    sender: BOB,
+    type: "m.room.message",
+    content: { msgtype: "m.text", body },
+    prevEvents: head.forwardExtremities.map((id) => ({
+      eventId: id,
+      depth: prevs.get(id)!.pdu.depth,
+    })),
+    currentState: (key) => {
+      const id = state.get(key);
+      return id === undefined ? undefined : { eventId: id };
+    },
+    serverName: "b.test",
+    signingKey: w.b.deps.keyring.current,
+  });
+}
+
 /**
  * Bob of b.test joins a.test's room: his join is built and signed with b.test's key on the
  * room's current state and extremities, and appended to a.test's store as a remote event.
@@ -400,6 +425,41 @@ Deno.test("federation reads: state, state_ids and event_auth give the state befo
     // Backfill from another room's event finds nothing.
     const cross = await fromB(w, "GET", `${FED}/backfill/${room}?v=${enc(elsewhere)}&limit=5`);
     assertEquals([cross.status, pdus(cross.body).length], [200, 0]);
+  } finally {
+    await w.net.close();
+  }
+});
+
+Deno.test("federation reads: outliers are served by /event only; no state is served at outliers or rejected events", async () => {
+  const w = await world();
+  try {
+    const roomId = await createRoom(w);
+    await remoteJoin(w, roomId);
+    const store = w.a.deps.eventStore;
+    const outlier = await bobMessage(w, roomId, "held aside");
+    await store.storeOutliers(roomId, [
+      { eventId: outlier.eventId, pdu: outlier.pdu, status: "accepted" },
+    ]);
+    const got = await fromB(w, "GET", `${FED}/event/${enc(outlier.eventId)}`);
+    assertEquals(got.status, 200, JSON.stringify(got.body));
+    assertEquals(bodyOf(pdus(got.body)[0]), "held aside");
+    const room = enc(roomId);
+    for (const path of ["state", "state_ids"]) {
+      const res = await fromB(w, "GET", `${FED}/${path}/${room}?event_id=${enc(outlier.eventId)}`);
+      assertEquals([res.status, res.body.errcode], [404, "M_NOT_FOUND"]);
+    }
+    const walk = await fromB(w, "GET", `${FED}/backfill/${room}?v=${enc(outlier.eventId)}&limit=5`);
+    assertEquals(pdus(walk.body).length, 0);
+
+    const rejected = await bobMessage(w, roomId, "rejected");
+    await store.append({
+      roomId,
+      events: [{ eventId: rejected.eventId, pdu: rejected.pdu, status: "rejected" }],
+    });
+    for (const path of ["state", "state_ids"]) {
+      const res = await fromB(w, "GET", `${FED}/${path}/${room}?event_id=${enc(rejected.eventId)}`);
+      assertEquals([res.status, res.body.errcode], [404, "M_NOT_FOUND"]);
+    }
   } finally {
     await w.net.close();
   }
