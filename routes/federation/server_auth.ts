@@ -2,7 +2,8 @@
  * Inbound request authentication for the Server-Server API: every request carries an
  * `Authorization: X-Matrix ...` header whose signature covers the method, the URI, the origin,
  * our server name and the JSON body. `serverAuth(deps)` verifies it with the origin's key from
- * the key ring and answers 401 M_UNAUTHORIZED otherwise; routes then ask `originOf(c)` who
+ * the key ring and answers 401 M_UNAUTHORIZED otherwise (400 M_UNAUTHORIZED for a malformed
+ * header, as Synapse does); routes then ask `originOf(c)` who
  * called and `signedContent(c)` for the body that was verified (read once, here).
  */
 import type { Context, MiddlewareHandler } from "hono";
@@ -62,10 +63,15 @@ export function serverAuth(deps: ServerAuthDeps): MiddlewareHandler {
 
 async function verify(c: Context, deps: ServerAuthDeps): Promise<VerifiedRequest> {
   const header = c.req.header("authorization");
-  if (header === undefined) throw unauthorized("Missing Authorization header");
+  if (header === undefined || !/^\s*x-matrix\s/i.test(header)) {
+    throw unauthorized("Missing X-Matrix Authorization header");
+  }
+  // A malformed header, or one naming an invalid origin, is a bad request (400, as Synapse
+  // answers and SyTest expects), still with errcode M_UNAUTHORIZED.
   const auth = parseXMatrix(header);
-  if (auth === null) throw unauthorized("Malformed X-Matrix Authorization header");
-  if (!parseServerName(auth.origin).ok) throw unauthorized("Invalid origin in Authorization");
+  if (auth === null || !parseServerName(auth.origin).ok) {
+    throw new MatrixError("M_UNAUTHORIZED", 400, "Malformed X-Matrix Authorization header");
+  }
   const us = deps.config.serverName;
   if (auth.destination !== undefined && auth.destination !== us) {
     throw unauthorized(`Request is addressed to ${auth.destination}, not to this server`);
