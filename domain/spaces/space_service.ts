@@ -1,8 +1,9 @@
 /**
- * Spaces and room previews for clients, over local rooms (remote ones need federation, which
- * this server does not speak yet): the space hierarchy (`GET /rooms/{roomId}/hierarchy`), room
- * summaries (`GET /room_summary/{roomIdOrAlias}`, MSC3266) and mutual rooms
- * (`GET /mutual_rooms`, MSC2666). Learnt from Synapse's handlers/room_summary.py.
+ * Spaces and room previews, over the rooms this server holds (children held only by other
+ * servers are not asked for): for clients the space hierarchy (`GET /rooms/{roomId}/hierarchy`),
+ * room summaries (`GET /room_summary/{roomIdOrAlias}`, MSC3266) and mutual rooms
+ * (`GET /mutual_rooms`, MSC2666); for other servers the federation hierarchy
+ * (`serverHierarchy`). Learnt from Synapse's handlers/room_summary.py.
  *
  * A room is previewable by a user when the spec's hierarchy rules say so: the user is joined or
  * invited; its join rule is public, knock or knock_restricted (where the room version has
