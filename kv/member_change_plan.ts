@@ -39,6 +39,8 @@ export async function noteMemberChanges(
   out: PlannedMemberChange[],
   position: number,
   changes: readonly (readonly [StateKey, RoomEvent | null, ...unknown[]])[],
+  /** The room has no head yet, so no committed membership counts (leftovers are cleared). */
+  noneCommitted = false,
 ): Promise<void> {
   const members: { key: StateKey; userId: string; membership: string | null }[] = [];
   for (const [key, event] of changes) {
@@ -47,7 +49,7 @@ export async function noteMemberChanges(
     members.push({ key, userId, membership: event === null ? null : membershipOf(event) });
   }
   if (members.length === 0) return;
-  const unread = members.filter((m) => !currentChanges.has(m.key));
+  const unread = noneCommitted ? [] : members.filter((m) => !currentChanges.has(m.key));
   const committed = await getManyChunked<MembershipRecord>(
     ctx.kv,
     unread.map((m) => ctx.keys.roomMember(roomId, m.userId)),

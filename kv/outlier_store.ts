@@ -52,8 +52,10 @@ export async function storeOutliers(
     batch = [];
     size = { mutations: 0, checks: 0, mutationBytes: 0, keyBytes: 0 };
   };
+  const stored: FoundEvent[] = [];
   for (const id of fresh) {
     const event = unique.get(id)!;
+    stored.push({ eventId: id, roomId, pdu: event.pdu, status: event.status, outlier: true });
     const writes = outlierWrites(ctx, roomId, event);
     const own = measureCommit(writes);
     const next: CommitSize = {
@@ -69,6 +71,8 @@ export async function storeOutliers(
     batch.push(...writes);
   }
   await flush();
+  // Committed and immutable: the staged state and join that usually follow read them here.
+  for (const event of stored) ctx.outliers.set(event.eventId, event);
 }
 
 function outlierWrites(ctx: StoreContext, roomId: string, event: NewEvent): PlannedMutation[] {

@@ -599,6 +599,7 @@ export class RoomBatchPlanner {
       this.memberChanges,
       position,
       changes,
+      this.committedHead === null,
     );
   }
 

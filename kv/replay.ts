@@ -228,8 +228,15 @@ async function copyFacts(source: StoreContext, target: KvEventStore): Promise<vo
   });
   for await (const entry of staged) {
     const roomId = entry.key[entry.key.length - 2] as string;
+    const stagedId = entry.key[entry.key.length - 1] as string;
     const state = await loadGroupState(source, roomId, entry.value.top);
-    await target.stageState(roomId, entry.value.room_version, new Map(state));
+    const restaged = await target.stageState(roomId, entry.value.room_version, new Map(state));
+    if (restaged.id !== stagedId) {
+      // Its layers no longer hold the state it was named for: keep the name pointing at what
+      // they hold now, so the room still rebuilds, and let the comparison report the mismatch.
+      const record = await target.ctx.kv.get(target.ctx.keys.stagedState(roomId, restaged.id));
+      await target.ctx.kv.set(target.ctx.keys.stagedState(roomId, stagedId), record.value);
+    }
   }
 }
 
