@@ -118,6 +118,12 @@ import { KvReceiptStore } from "./kv/receipt_store.ts";
 import { KvTypingStore } from "./kv/typing_store.ts";
 import type { RoomDirectoryStore } from "./domain/ports/room_directory_store.ts";
 import { Rooms } from "./domain/rooms/rooms.ts";
+import type { RemoteJoinService } from "./domain/rooms/room_services.ts";
+import { RemoteJoiner } from "./domain/federation/remote_join.ts";
+import { RemoteBackfill } from "./domain/federation/backfill.ts";
+import { verifyEventSignatures } from "./domain/federation/event_signatures.ts";
+import { KvPendingJoinStore } from "./kv/pending_join_store.ts";
+import { KvRemoteMembershipStore } from "./kv/remote_membership_store.ts";
 import { KvRoomDirectoryStore } from "./kv/room_directory_store.ts";
 
 /** An assembled server: the HTTP app and the services behind it. */
@@ -284,6 +290,19 @@ export async function assembleServer(
     now: options.now,
   });
   eventHooks.push(federationSender);
+  const roomDirectory = new KvRoomDirectoryStore(kv);
+  // Joining remote rooms; the transport and key ring are the ones AppDeps gets below.
+  const remoteJoiner = new RemoteJoiner({
+    store: eventStore,
+    transport: { request: (request) => deps.federationTransport.request(request) },
+    serverName: config.serverName,
+    signingKey: keyring.current,
+    verifySignatures: (pdu, version) => verifyEventSignatures(pdu, version, deps.keyRing),
+    pendingJoins: new KvPendingJoinStore(kv),
+    remoteMemberships: new KvRemoteMembershipStore(kv),
+    joinMutations: (userId, roomId) => roomDirectory.forgottenMutations(userId, roomId, false),
+    now: options.now,
+  });
   // Events other servers send: the spec's checks on receipt, gaps filled from the sender, and
   // for accepted ones the hooks local sends run (the federation sender skips remote senders).
   const pduInput = new FederationPduInput({
@@ -318,6 +337,13 @@ export async function assembleServer(
       transactions,
       pipeline: readPipeline,
       relations,
+      // /messages past the oldest event held fetches history from the room's other servers.
+      backfill: new RemoteBackfill({
+        store: eventStore,
+        transport: { request: (request) => deps.federationTransport.request(request) },
+        pduInput: { handle: (...args) => deps.pduInput.handle(...args) },
+        serverName: config.serverName,
+      }),
     }),
     syncNotifier,
     syncStreams,
@@ -357,6 +383,7 @@ export async function assembleServer(
     }),
     // A server that reaches us is up: its backoff goes (one KV read when it had none).
     onInboundServerRequest: (origin) => federationSender.noteInboundRequest(origin),
+    remoteJoiner,
     openIdTokens: new OpenIdTokenService({
       store: new KvOpenIdTokenStore(kv, options.now),
       serverName: config.serverName,
@@ -396,6 +423,8 @@ export async function assembleServer(
       copyUserDataOnUpgrade: (userId, oldRoomId, newRoomId) =>
         userData.accountData.copyOnRoomUpgrade(userId, oldRoomId, newRoomId),
       defaultRoomVersion: config.defaultRoomVersion,
+      roomDirectory,
+      remoteJoin: remoteJoiner,
     }),
     ...assembleThreepids({ kv, config, keyring, now: options.now, rooms: () => deps.rooms }),
   };
@@ -583,8 +612,10 @@ function assembleRooms(options: {
   isGuest?: (userId: string) => Promise<boolean>;
   copyUserDataOnUpgrade?: (userId: string, oldRoomId: string, newRoomId: string) => Promise<void>;
   defaultRoomVersion?: string;
+  roomDirectory: RoomDirectoryStore;
+  remoteJoin?: RemoteJoinService;
 }): RoomsServices {
-  const roomDirectory = new KvRoomDirectoryStore(options.kv);
+  const { roomDirectory } = options;
   const rooms = new Rooms({
     store: options.eventStore,
     sender: options.sender,
@@ -594,6 +625,7 @@ function assembleRooms(options: {
     isGuest: options.isGuest,
     copyUserDataOnUpgrade: options.copyUserDataOnUpgrade,
     defaultRoomVersion: options.defaultRoomVersion,
+    remoteJoin: options.remoteJoin,
   });
   return { rooms, roomDirectory };
 }
@@ -677,23 +709,16 @@ async function main(): Promise<void> {
   }
 
   const kv = await openKv(config.kvPath);
-  let assembled: AssembledServer;
-  try {
-    assembled = await assembleServer(config, kv);
-  } catch (error) {
-    // A configured file that cannot be read (TESSERA_FEDERATION_CA_FILE) is found here.
-    if (error instanceof ConfigError) {
-      console.error(`tessera: ${error.message}`);
-      Deno.exit(2);
-    }
-    throw error;
-  }
-  const { app, deps } = assembled;
+  const { app, deps } = await assembleServer(config, kv);
   // Deactivations a previous process left unfinished (it died while leaving rooms, say).
   // Push notifications queued by this or another process go out from here.
   deps.pushSender.start();
   // Federation transactions queued by this or another process (or before a restart) too.
   deps.federationSender.start();
+  // Joins of remote rooms a previous process left half stored.
+  deps.remoteJoiner.resumePending().catch((error) =>
+    console.error("tessera: resuming remote joins failed", error)
+  );
   deps.accounts.resumeDeactivations().catch((error) =>
     console.error("resuming deactivations failed", error)
   );

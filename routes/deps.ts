@@ -45,6 +45,7 @@ import type { AccountModeration } from "../domain/moderation/account_moderation.
 import type { ContentReports } from "../domain/moderation/content_reports.ts";
 import type { FederationTransport } from "../domain/ports/federation_transport.ts";
 import type { KeyRing } from "../domain/federation/key_ring.ts";
+import type { RemoteJoiner } from "../domain/federation/remote_join.ts";
 import type { PduInput } from "../domain/federation/pdu_input/types.ts";
 import type { TransactionReceiver } from "../domain/federation/inbound_transactions.ts";
 import type { KeyNotary } from "../domain/federation/key_notary.ts";
@@ -177,4 +178,9 @@ export interface AppDeps {
    * federation sender resets that destination's backoff).
    */
   onInboundServerRequest?: (origin: string) => void | Promise<void>;
+  /**
+   * Joins of rooms this server is not in (make_join/send_join, checked, stored in steps);
+   * `resumePending()` at start-up finishes joins a dead process left half done.
+   */
+  remoteJoiner: RemoteJoiner;
 }

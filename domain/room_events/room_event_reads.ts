@@ -12,6 +12,7 @@ import type { Direction, EventReader, StoredEvent } from "../ports/event_store.t
 import { type RoomVersion, roomVersion } from "../room_versions.ts";
 import { membershipValue } from "./history_visibility_filter.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "./read_pipeline.ts";
+import type { HistoryBackfill } from "../federation/backfill.ts";
 
 /** Who reads: the user and the device (for transaction IDs). */
 export interface Reader {
@@ -70,6 +71,8 @@ export class RoomEventReads {
   constructor(
     private readonly store: EventReader,
     private readonly pipeline: ReadPipeline,
+    /** Fetches earlier history from other servers when /messages reaches our oldest event. */
+    private readonly history?: HistoryBackfill,
   ) {}
 
   /**
@@ -326,6 +329,7 @@ export class RoomEventReads {
     let start: string | undefined;
     let end: string | undefined;
     let lastPosition: number | undefined;
+    let backfilled = false;
     for (let page = 0; page < MAX_PAGES && events.length < options.limit; page++) {
       const wanted = options.limit - events.length;
       const walked = await this.store.timeline(roomId, {
@@ -343,7 +347,26 @@ export class RoomEventReads {
       events.push(...out.timeline);
       kept.push(...out.timelineKept);
       end = walked.end;
-      if (end === undefined) break;
+      if (end === undefined) {
+        // The start of what we hold: a room joined over federation has earlier history on
+        // other servers. Fetched once per request, it lands below the first position, where
+        // this walk goes on.
+        const below = lastPosition === undefined ? from : this.store.timelineTokenAt(lastPosition);
+        if (
+          options.dir !== "b" || this.history === undefined || backfilled || below === undefined
+        ) {
+          break;
+        }
+        backfilled = true;
+        const added = await this.history.backfill(roomId, options.limit - events.length)
+          .catch((error) => {
+            console.warn("backfill failed", roomId, error);
+            return 0;
+          });
+        if (added === 0) break;
+        from = below;
+        continue;
+      }
       from = end;
     }
     return { events, kept, start, end, lastPosition };

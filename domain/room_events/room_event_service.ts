@@ -3,6 +3,7 @@ import type { LocalEventSender } from "../local_event_sender.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { RelationReader } from "../ports/relation_store.ts";
 import type { TransactionStore } from "../ports/transaction_store.ts";
+import type { HistoryBackfill } from "../federation/backfill.ts";
 import type { ReadPipeline } from "./read_pipeline.ts";
 import { RoomEventReads } from "./room_event_reads.ts";
 import { RoomEventSending } from "./room_event_sending.ts";
@@ -23,6 +24,8 @@ export class RoomEventService {
     pipeline: ReadPipeline;
     /** Relation projections, for the checks of a sent event's relation. */
     relations: RelationReader;
+    /** History from other servers for /messages (domain/federation/backfill.ts). */
+    backfill?: HistoryBackfill;
   }) {
     this.sending = new RoomEventSending({
       sender: deps.sender,
@@ -30,6 +33,6 @@ export class RoomEventService {
       store: deps.store,
       relations: deps.relations,
     });
-    this.reads = new RoomEventReads(deps.store, deps.pipeline);
+    this.reads = new RoomEventReads(deps.store, deps.pipeline, deps.backfill);
   }
 }
