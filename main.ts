@@ -709,7 +709,18 @@ async function main(): Promise<void> {
   }
 
   const kv = await openKv(config.kvPath);
-  const { app, deps } = await assembleServer(config, kv);
+  let assembled: AssembledServer;
+  try {
+    assembled = await assembleServer(config, kv);
+  } catch (error) {
+    // A configured file that cannot be read (TESSERA_FEDERATION_CA_FILE) is found here.
+    if (error instanceof ConfigError) {
+      console.error(`tessera: ${error.message}`);
+      Deno.exit(2);
+    }
+    throw error;
+  }
+  const { app, deps } = assembled;
   // Deactivations a previous process left unfinished (it died while leaving rooms, say).
   // Push notifications queued by this or another process go out from here.
   deps.pushSender.start();
