@@ -1,7 +1,8 @@
 /**
  * Transactions other servers push to us (`PUT /_matrix/federation/v1/send/{txnId}`): each PDU
  * goes through the incoming-PDU handler and gets its own result, so one bad event never costs
- * the others. A sender retries a transaction until it is answered, so an answered transaction
+ * the others. A PDU that was stored gets `{}` even when rejected or soft-failed (it was
+ * handled; the status is ours to act on); one dropped unstored gets the reason. A sender retries a transaction until it is answered, so an answered transaction
  * is answered again from KV, never handled twice; a retry arriving while the first attempt is
  * still running in this process waits for that attempt's answer.
  *
@@ -89,7 +90,9 @@ export class TransactionReceiver {
           ? { eventId: refusal.name(pdu), error: refusal.reason }
           : await this.#handle(origin, roomId, pdu);
         if (outcome.eventId === "") continue;
-        results[outcome.eventId] = outcome.error === undefined
+        // A stored event was handled, whatever the checks decided (Synapse answers the same,
+        // and senders, SyTest among them, read an error as a failure to deliver).
+        results[outcome.eventId] = outcome.status !== undefined || outcome.error === undefined
           ? {}
           : { error: outcome.error.slice(0, MAX_ERROR_CHARS) };
       }

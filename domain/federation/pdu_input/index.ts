@@ -262,10 +262,9 @@ export class FederationPduInput implements PduInput {
       held: async (ids) => {
         const found = await store.findEvents(ids);
         const held = new Map<string, HeldEvent>();
-        for (const [id, e] of found) {
-          // An event of another room is not one this room's events may rest on.
-          if (e.roomId === roomId) held.set(id, { eventId: id, pdu: e.pdu, status: e.status });
-        }
+        // Events of other rooms too: the auth rules reject an event resting on one, and a
+        // rejection is final where "unavailable" would have the sender retry forever.
+        for (const [id, e] of found) held.set(id, { eventId: id, pdu: e.pdu, status: e.status });
         return held;
       },
       storeOutliers: (events) =>

@@ -96,6 +96,7 @@ async function remoteStateAfter(
   for (const id of ids.pduIds) {
     const event = held.get(id);
     if (!event) return { ok: false, reason: `state event ${id} could not be fetched or checked` };
+    if (event.pdu.room_id !== roomId) return { ok: false, reason: `${id} is of another room` };
     const key = keyOf(event.pdu);
     if (key === undefined) return { ok: false, reason: `${id} in the state is not a state event` };
     // A state entry our own checks rejected is not taken on the sender's word.
@@ -103,6 +104,7 @@ async function remoteStateAfter(
   }
   const prev = held.get(eventId);
   if (!prev) return { ok: false, reason: `prev event ${eventId} could not be fetched or checked` };
+  if (prev.pdu.room_id !== roomId) return { ok: false, reason: `${eventId} is of another room` };
   const prevKey = keyOf(prev.pdu);
   if (prevKey !== undefined && prev.status !== "rejected") state.set(prevKey, eventId);
   return { ok: true, state };

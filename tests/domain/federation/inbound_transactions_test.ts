@@ -46,7 +46,10 @@ const store = {
     ),
 };
 
-/** A PDU handler recording calls; an event whose body says "bad" is rejected. */
+/**
+ * A PDU handler recording calls; an event whose body says "bad" is dropped, one saying "no" is
+ * stored rejected.
+ */
 function fakeInput() {
   const calls: string[] = [];
   const input: PduInput = {
@@ -54,7 +57,9 @@ function fakeInput() {
       const p = pdu as { event_id: string; content: { body: string } };
       calls.push(`${origin} ${roomId} ${p.event_id}`);
       const outcome: PduOutcome = p.content.body === "bad"
-        ? { eventId: p.event_id, status: "rejected", error: "x".repeat(1000) }
+        ? { eventId: p.event_id, error: "x".repeat(1000) }
+        : p.content.body === "no"
+        ? { eventId: p.event_id, status: "rejected", error: "not allowed" }
         : { eventId: p.event_id, status: "accepted" };
       return Promise.resolve(outcome);
     },
@@ -79,20 +84,37 @@ async function setup() {
   return { kv, receiver, calls };
 }
 
-Deno.test("transactions: a result per PDU, errors shortened, unknown rooms and ACL denials refused", async () => {
+Deno.test("transactions: a result per PDU (stored ones {}), errors shortened, unknown rooms and ACL denials refused", async () => {
   const { kv, receiver, calls } = await setup();
   try {
     const answer = await receiver.receive("b.test", "t1", {
-      pdus: [pdu("1"), pdu("2", ROOM, "bad"), pdu("3", "!elsewhere:c.test"), { no: "room" }],
+      pdus: [
+        pdu("1"),
+        pdu("2", ROOM, "bad"),
+        pdu("3", "!elsewhere:c.test"),
+        { no: "room" },
+        pdu("5", ROOM, "no"),
+      ],
       edus: [{ edu_type: "m.typing", content: {} }],
     });
-    assertEquals(Object.keys(answer.pdus).sort(), ["$1:b.test", "$2:b.test", "$3:b.test"]);
+    assertEquals(Object.keys(answer.pdus).sort(), [
+      "$1:b.test",
+      "$2:b.test",
+      "$3:b.test",
+      "$5:b.test",
+    ]);
+    // Stored, though rejected: handled.
+    assertEquals(answer.pdus["$5:b.test"], {});
     assertEquals(answer.pdus["$1:b.test"], {});
     assertEquals(answer.pdus["$2:b.test"].error!.length, 400);
     assertEquals(answer.pdus["$3:b.test"], {
       error: "this server is not in room !elsewhere:c.test",
     });
-    assertEquals(calls, ["b.test !room:a.test $1:b.test", "b.test !room:a.test $2:b.test"]);
+    assertEquals(calls, [
+      "b.test !room:a.test $1:b.test",
+      "b.test !room:a.test $2:b.test",
+      "b.test !room:a.test $5:b.test",
+    ]);
 
     const denied = await receiver.receive("evil.test", "t1", {
       pdus: [pdu("4", DENYING)],
@@ -101,7 +123,7 @@ Deno.test("transactions: a result per PDU, errors shortened, unknown rooms and A
     assertEquals(denied.pdus["$4:b.test"], {
       error: "server evil.test is denied by the room's server ACL",
     });
-    assertEquals(calls.length, 2);
+    assertEquals(calls.length, 3);
   } finally {
     kv.close();
   }
