@@ -26,6 +26,7 @@ import {
   resolveServerName,
   type SrvRecord,
   WELL_KNOWN_ERROR_MS,
+  wellKnownAfterFailure,
   wellKnownLifetimeMs,
 } from "../domain/federation/server_discovery.ts";
 import { checkHostAddresses, resolveWithDns } from "./guarded_fetch.ts";
@@ -215,6 +216,8 @@ export class FederationClient implements FederationTransport {
     if (cached !== undefined && cached.expiresAt > now) return cached.document ?? undefined;
     let document: JsonValue | null = null;
     let lifetime = WELL_KNOWN_ERROR_MS;
+    // No answer or a 5xx may pass; a 4xx or an invalid document is the server's answer.
+    let temporary = false;
     try {
       const response = await this.#fetchWellKnown(hostname);
       const parsed = response.status === 200 ? parseJson(response.body) : null;
@@ -224,13 +227,25 @@ export class FederationClient implements FederationTransport {
           cacheControl: response.headers.get("cache-control"),
           expires: response.headers.get("expires"),
         }, now);
+      } else {
+        temporary = response.status >= 500;
       }
     } catch (e) {
-      // No answer: cached as "none" for an hour, as for an invalid one (spec: about 1 h).
       if (!(e instanceof HttpsFailure || e instanceof FederationUnreachable)) throw e;
+      temporary = true;
+    }
+    let validUntil = document === null ? undefined : now + lifetime;
+    if (document === null) {
+      // Spec: errors cached about an hour; a blip soon after a valid answer, 2 minutes.
+      ({ document, lifetimeMs: lifetime } = wellKnownAfterFailure(cached, temporary, now));
+      if (document !== null) validUntil = cached?.validUntil;
     }
     try {
-      await cache.put(hostname, { document, expiresAt: now + lifetime });
+      await cache.put(hostname, {
+        document,
+        expiresAt: now + lifetime,
+        ...(validUntil !== undefined ? { validUntil } : {}),
+      });
     } catch (error) {
       console.warn("federation: well-known not cached", hostname, error);
     }

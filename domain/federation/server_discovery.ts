@@ -174,6 +174,31 @@ export const WELL_KNOWN_MIN_MS = 5 * 60 * 1000;
 /** A failed or invalid answer: 1 hour. */
 export const WELL_KNOWN_ERROR_MS = 60 * 60 * 1000;
 
+/** A temporary failure soon after a valid answer: retry after 2 minutes (Synapse's figure). */
+export const WELL_KNOWN_DOWN_MS = 2 * 60 * 1000;
+/** How long after a valid answer expires a temporary failure still counts as "soon after". */
+export const WELL_KNOWN_REMEMBER_MS = 2 * 60 * 60 * 1000;
+
+/**
+ * What to cache when fetching a well-known document failed. A temporary failure (no answer,
+ * 5xx) of a server whose last valid document expired less than 2 hours ago keeps that document,
+ * retrying every 2 minutes, so a restart of its web server does not send us to the wrong port
+ * for an hour; anything else caches "none" for an hour.
+ */
+export function wellKnownAfterFailure(
+  previous: { document: JsonValue | null; validUntil?: number } | undefined,
+  temporary: boolean,
+  now: number,
+): { document: JsonValue | null; lifetimeMs: number } {
+  if (
+    temporary && previous !== undefined && previous.document !== null &&
+    previous.validUntil !== undefined && now - previous.validUntil < WELL_KNOWN_REMEMBER_MS
+  ) {
+    return { document: previous.document, lifetimeMs: WELL_KNOWN_DOWN_MS };
+  }
+  return { document: null, lifetimeMs: WELL_KNOWN_ERROR_MS };
+}
+
 /**
  * How long to keep a valid well-known answer: `Cache-Control` (`no-store`, `max-age`) first,
  * then `Expires`, else the 24-hour default; bounded to [5 minutes, 48 hours].

@@ -6,6 +6,11 @@ export interface CachedWellKnown {
   readonly document: JsonValue | null;
   /** ms since the epoch. */
   readonly expiresAt: number;
+  /**
+   * When the last valid answer (this one, or the one kept through a failure) expired or
+   * expires; absent when none was ever valid.
+   */
+  readonly validUntil?: number;
 }
 
 /** The cache; entries past `expiresAt` are treated as absent by the caller. */

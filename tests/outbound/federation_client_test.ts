@@ -272,3 +272,34 @@ Deno.test("TESSERA_FEDERATION=off refuses every request; a missing CA file stops
     kv.close();
   }
 });
+
+Deno.test("a well-known server down right after a valid answer: its delegation holds, retried every 2 minutes, for 2 hours", async () => {
+  let down = false;
+  await using t = await setup((target, request) => {
+    if (request.path === "/.well-known/matrix/server") {
+      if (down) return json(503, {});
+      return json(200, { "m.server": "m.example.org:8443" }, { "cache-control": "max-age=600" });
+    }
+    return json(200, {});
+  });
+  const ports = () => t.calls.filter((c) => c.request.path === "/x").map((c) => c.target.port);
+  await t.client.request({ method: "GET", destination: "example.org", path: "/x" });
+  down = true;
+  t.advance(601_000);
+  await t.client.request({ method: "GET", destination: "example.org", path: "/x" });
+  const wellKnownFetches = () =>
+    t.calls.filter((c) => c.request.path === "/.well-known/matrix/server").length;
+  assert.equal(wellKnownFetches(), 2);
+  // Within the 2 minutes: not asked again.
+  t.advance(60_000);
+  await t.client.request({ method: "GET", destination: "example.org", path: "/x" });
+  assert.equal(wellKnownFetches(), 2);
+  // Asked again after them, still down: the delegation holds.
+  t.advance(61_000);
+  await t.client.request({ method: "GET", destination: "example.org", path: "/x" });
+  assert.equal(wellKnownFetches(), 3);
+  // Two hours after the valid answer expired, still down: no delegation, port 8448 of the name.
+  t.advance(2 * 3600_000);
+  await t.client.request({ method: "GET", destination: "example.org", path: "/x" });
+  assert.deepEqual(ports(), [8443, 8443, 8443, 8443, 8448]);
+});

@@ -6,8 +6,11 @@ import {
   resolveServerName,
   type SrvRecord,
   WELL_KNOWN_DEFAULT_MS,
+  WELL_KNOWN_DOWN_MS,
+  WELL_KNOWN_ERROR_MS,
   WELL_KNOWN_MAX_MS,
   WELL_KNOWN_MIN_MS,
+  wellKnownAfterFailure,
   wellKnownLifetimeMs,
 } from "../../../domain/federation/server_discovery.ts";
 import type { JsonValue } from "../../../domain/json.ts";
@@ -256,4 +259,39 @@ Deno.test("well-known lifetimes: headers bounded to [5 min, 48 h], 24 h default"
   );
   assert.equal(wellKnownLifetimeMs({ expires: "0" }, now), WELL_KNOWN_MIN_MS);
   assert.equal(wellKnownLifetimeMs({ cacheControl: "max-age=abc" }, now), WELL_KNOWN_DEFAULT_MS);
+});
+
+Deno.test("well-known failures: an hour of 'none', or 2 more minutes of a recent valid answer", () => {
+  const now = 10 * 3600_000;
+  const doc = { "m.server": "m.example:443" };
+  // Nothing before, or a permanent failure (4xx, invalid): none for an hour.
+  assert.deepEqual(wellKnownAfterFailure(undefined, true, now), {
+    document: null,
+    lifetimeMs: WELL_KNOWN_ERROR_MS,
+  });
+  assert.deepEqual(wellKnownAfterFailure({ document: doc, validUntil: now - 1 }, false, now), {
+    document: null,
+    lifetimeMs: WELL_KNOWN_ERROR_MS,
+  });
+  // A temporary failure within 2 hours of a valid answer's expiry keeps it 2 minutes.
+  assert.deepEqual(
+    wellKnownAfterFailure({ document: doc, validUntil: now - 3600_000 }, true, now),
+    {
+      document: doc,
+      lifetimeMs: WELL_KNOWN_DOWN_MS,
+    },
+  );
+  // A document never seen valid, long after, or after an earlier failure: none for an hour.
+  assert.deepEqual(wellKnownAfterFailure({ document: doc }, true, now), {
+    document: null,
+    lifetimeMs: WELL_KNOWN_ERROR_MS,
+  });
+  assert.deepEqual(
+    wellKnownAfterFailure({ document: doc, validUntil: now - 3 * 3600_000 }, true, now),
+    { document: null, lifetimeMs: WELL_KNOWN_ERROR_MS },
+  );
+  assert.deepEqual(wellKnownAfterFailure({ document: null, validUntil: now - 1 }, true, now), {
+    document: null,
+    lifetimeMs: WELL_KNOWN_ERROR_MS,
+  });
 });
