@@ -275,7 +275,7 @@ Deno.test("TESSERA_FEDERATION=off refuses every request; a missing CA file stops
 
 Deno.test("a well-known server down right after a valid answer: its delegation holds, retried every 2 minutes, for 2 hours", async () => {
   let down = false;
-  await using t = await setup((target, request) => {
+  await using t = await setup((_target, request) => {
     if (request.path === "/.well-known/matrix/server") {
       if (down) return json(503, {});
       return json(200, { "m.server": "m.example.org:8443" }, { "cache-control": "max-age=600" });
