@@ -125,6 +125,9 @@ import { verifyEventSignatures } from "./domain/federation/event_signatures.ts";
 import { KvPendingJoinStore } from "./kv/pending_join_store.ts";
 import { KvRemoteMembershipStore } from "./kv/remote_membership_store.ts";
 import { KvRoomDirectoryStore } from "./kv/room_directory_store.ts";
+import { MembershipHandshakes } from "./domain/federation/membership_handshakes.ts";
+import { RemoteMembershipService } from "./domain/federation/remote_membership.ts";
+import type { RemoteMembershipActions } from "./domain/rooms/room_services.ts";
 
 /** An assembled server: the HTTP app and the services behind it. */
 export interface AssembledServer {
@@ -312,7 +315,38 @@ export async function assembleServer(
     resolver: resolveState,
     eventHooks,
   });
+  // Memberships in rooms this server is not in, and the membership handshakes both ways; the
+  // transport and key ring are the ones AppDeps gets below.
+  const remoteMemberships = new KvRemoteMembershipStore(kv);
+  const notifyMembership = (userId: string, versionstamp: string) =>
+    syncNotifier.notifyUser(userId, versionstamp);
+  const lazyKeyRing = {
+    verifyKey: (server: string, keyId: string, atTs: number) =>
+      deps.keyRing.verifyKey(server, keyId, atTs),
+  };
+  const remoteMembership = new RemoteMembershipService({
+    store: eventStore,
+    transport: { request: (request) => deps.federationTransport.request(request) },
+    serverName: config.serverName,
+    signingKey: keyring.current,
+    keyRing: lazyKeyRing,
+    remoteMemberships,
+    notifyUser: notifyMembership,
+    now: options.now,
+  });
   const deps: AppDeps = {
+    remoteMemberships,
+    membershipHandshakes: new MembershipHandshakes({
+      store: eventStore,
+      serverName: config.serverName,
+      signingKey: keyring.current,
+      keyRing: lazyKeyRing,
+      remoteMemberships,
+      readForServer: (read, events) => readPipeline.readForServer(read, events),
+      pduInput: { handle: (...args) => deps.pduInput.handle(...args) },
+      notifyUser: notifyMembership,
+      now: options.now,
+    }),
     config,
     keyring,
     sessions: new ModeratedSessionResolver(accounts, moderation),
@@ -423,6 +457,7 @@ export async function assembleServer(
       copyUserDataOnUpgrade: (userId, oldRoomId, newRoomId) =>
         userData.accountData.copyOnRoomUpgrade(userId, oldRoomId, newRoomId),
       defaultRoomVersion: config.defaultRoomVersion,
+      remoteMembership,
       roomDirectory,
       remoteJoin: remoteJoiner,
     }),
@@ -612,6 +647,7 @@ function assembleRooms(options: {
   isGuest?: (userId: string) => Promise<boolean>;
   copyUserDataOnUpgrade?: (userId: string, oldRoomId: string, newRoomId: string) => Promise<void>;
   defaultRoomVersion?: string;
+  remoteMembership?: RemoteMembershipActions;
   roomDirectory: RoomDirectoryStore;
   remoteJoin?: RemoteJoinService;
 }): RoomsServices {
@@ -625,6 +661,7 @@ function assembleRooms(options: {
     isGuest: options.isGuest,
     copyUserDataOnUpgrade: options.copyUserDataOnUpgrade,
     defaultRoomVersion: options.defaultRoomVersion,
+    remoteMembership: options.remoteMembership,
     remoteJoin: options.remoteJoin,
   });
   return { rooms, roomDirectory };

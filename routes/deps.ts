@@ -1,5 +1,7 @@
 /** The services the HTTP layer is built from; `assembleServer` in main.ts wires the real ones. */
 import type { Config } from "../domain/config.ts";
+import type { RemoteMembershipStore } from "../domain/ports/remote_membership_store.ts";
+import type { MembershipHandshakes } from "../domain/federation/membership_handshakes.ts";
 import type { ServerKeyring } from "../domain/server_keys.ts";
 import type { EventStore } from "../domain/ports/event_store.ts";
 import type { LocalEventSender } from "../domain/local_event_sender.ts";
@@ -74,6 +76,13 @@ export interface AppDeps {
   eventStore: EventStore;
   /** Builds, authorises and appends local events. */
   sender: LocalEventSender;
+  /**
+   * Memberships of local users in rooms this server is not in: invites received over
+   * federation, their rejections, knocks sent (sync reads them beside the room projections).
+   */
+  remoteMemberships: RemoteMembershipStore;
+  /** Serves make_/send_ join, leave and knock and inbound invites to other servers. */
+  membershipHandshakes: MembershipHandshakes;
   /**
    * Client transaction IDs; `transactionIdFor(eventId, deviceId)` gives the sending device its
    * `unsigned.transaction_id`.

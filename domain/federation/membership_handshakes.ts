@@ -192,7 +192,7 @@ export class MembershipHandshakes {
       throw incompatibleRoomVersion(version.id);
     }
     const checked = checkPduFormat(body, roomId, version);
-    if (!checked.ok) throw new MatrixError("M_BAD_JSON", 400, `Bad event: ${checked.reason}`);
+    if (!checked.ok) throw await this.#malformed(body, version, checked.reason);
     let { pdu } = checked.value;
     const { event } = checked.value;
     if (checked.value.eventId !== eventId) {
@@ -282,7 +282,7 @@ export class MembershipHandshakes {
     const version = roomVersion(versionId);
     if (!version) throw incompatibleRoomVersion(versionId);
     const checked = checkPduFormat(invite.event, roomId, version);
-    if (!checked.ok) throw new MatrixError("M_BAD_JSON", 400, `Bad event: ${checked.reason}`);
+    if (!checked.ok) throw await this.#malformed(invite.event, version, checked.reason);
     const { event } = checked.value;
     if (checked.value.eventId !== eventId) {
       throw new MatrixError("M_INVALID_PARAM", 400, "The event ID does not match the event");
@@ -515,6 +515,28 @@ export class MembershipHandshakes {
       }
     }
     return [...seen.values()].sort((a, b) => a.pdu.depth - b.pdu.depth);
+  }
+
+  /**
+   * The error for an event failing the format check: 403 when it is not signed as it must be
+   * (an unsigned or badly signed event is refused for that first, as Synapse does, whatever
+   * else is wrong with it), else 400 M_BAD_JSON (non-canonical JSON included).
+   */
+  async #malformed(
+    body: JsonValue | undefined,
+    version: RoomVersion,
+    reason: string,
+  ): Promise<MatrixError> {
+    if (isJsonObject(body)) {
+      try {
+        const signatures = await verifyEventSignatures(body, version, this.#keyRingWithOurs());
+        if (!signatures.ok) return forbidden(`Bad signature: ${signatures.reason}`);
+      } catch (error) {
+        if (error instanceof MatrixError) return error;
+        // Too malformed to check its signatures at all: the format error says why.
+      }
+    }
+    return new MatrixError("M_BAD_JSON", 400, `Bad event: ${reason}`);
   }
 
   /** The key ring, plus our own current key (our co-signature is checked like any other). */

@@ -13,6 +13,7 @@
  * The memberships this produces for rooms we are not in live in the RemoteMembershipStore,
  * where sync finds them. Leaving a remote room we are joined to is a normal local send.
  */
+import { canonicalJsonBytes } from "../canonical_json.ts";
 import { toStrippedStateEvent } from "../client_event.ts";
 import { buildEvent } from "../event_builder.ts";
 import { verifyEventSignature } from "../event_signing.ts";
@@ -101,6 +102,8 @@ export class RemoteMembershipService {
     const body = v1 && Array.isArray(response.body) ? response.body[1] : response.body;
     const returned = isJsonObject(body) ? body.event : undefined;
     if (!isJsonObject(returned)) throw badAnswer(destination, "the answer holds no event");
+    // Non-canonical JSON (a float in a v6+ room) is a bad event, whatever else: M_BAD_JSON.
+    canonicalJsonBytes(returned, { strict: version.strictCanonicalJson });
     let returnedId: string;
     try {
       returnedId = computeEventId(returned as unknown as Pdu, version);

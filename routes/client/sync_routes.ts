@@ -28,6 +28,7 @@ export function syncArea(deps: AppDeps): ClientArea {
     presence: deps.presence,
     pipeline: deps.readPipeline,
     sentMembers: deps.sentMembers,
+    remoteMemberships: deps.remoteMemberships,
     now: deps.now,
   });
   const v3 = new Hono<ClientEnv>();

@@ -8,6 +8,7 @@ import type { AppDeps } from "../deps.ts";
 import { forbidden } from "../../domain/errors.ts";
 import { serverAuth } from "./server_auth.ts";
 import { federationVersionApp } from "./federation_version.ts";
+import { federationMembershipApp } from "./membership.ts";
 import { federationTransactionsApp } from "./transactions.ts";
 import { federationEventReadsApp } from "./event_reads.ts";
 import { federationQueriesApp } from "./federation_queries.ts";
@@ -32,6 +33,7 @@ export function federationApi(deps: AppDeps): Hono {
     return auth(c, next);
   });
   app.route("/", federationVersionApp());
+  app.route("/", federationMembershipApp(deps));
   app.route("/", federationTransactionsApp(deps));
   app.route("/", federationEventReadsApp(deps));
   app.route("/", federationQueriesApp(deps));
