@@ -23,7 +23,8 @@ import { decodeJson } from "./chunked_value.ts";
 import { applyMutations, commitOverLimit, measureCommit } from "./commit_budget.ts";
 import { commitAhead } from "./large_join.ts";
 import { LruCache } from "./lru_cache.ts";
-import { type CommittedHead, lookupBatch, RoomBatchPlanner } from "./projections.ts";
+import { lookupBatch } from "./batch_lookups.ts";
+import { type CommittedHead, RoomBatchPlanner } from "./projections.ts";
 import type { StoreContext } from "./store_context.ts";
 import type { RoomHead } from "./store_records.ts";
 

@@ -4,16 +4,15 @@
  * extremities, head). The live append path and replay both plan through this class, so replay
  * proves the very code that wrote the projections. Planning reads committed records through
  * the context and overlays what earlier events of the same batch planned.
+ *
+ * The state before an event is its prev events' state (resolved when they differ), or a staged
+ * state it brings (`stateBefore`); prev events not held fail the append (MissingPrevEvents).
+ * Remote events (`checkState`) are authorised here, on the state the commit lands on. Pieces
+ * live beside it: batch_lookups.ts (reads before planning), batch_writes.ts (the writes),
+ * member_change_plan.ts and state_usage_plan.ts (those projections), large_join.ts.
  */
 import { badJson, unsupportedRoomVersion } from "../domain/errors.ts";
-import {
-  referencedIds,
-  type RoomEvent,
-  splitStateKey,
-  type StateKey,
-  stateKey,
-  toRoomEvent,
-} from "../domain/events.ts";
+import { type RoomEvent, type StateKey, stateKey, toRoomEvent } from "../domain/events.ts";
 import {
   type AppendedEvent,
   type AppendRequest,
@@ -24,41 +23,34 @@ import {
   type StoredEvent,
 } from "../domain/ports/event_store.ts";
 import { type RoomVersion, roomVersion } from "../domain/room_versions.ts";
-import { encodeJson, splitChunks } from "./chunked_value.ts";
+import { encodeJson } from "./chunked_value.ts";
 import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
-import {
-  type EventPlacement,
-  readEventPlacements,
-  readStoredEvent,
-  readStoredEvents,
-} from "./event_reads.ts";
+import { readEventPlacements, readStoredEvent, readStoredEvents } from "./event_reads.ts";
 import { type RelationLookups, RelationPlan } from "./relation_projection.ts";
+import { type BatchLookups } from "./batch_lookups.ts";
+import { batchWrites, bulkProjectionWrites, eventWrites } from "./batch_writes.ts";
 import { diffStates, type StateDelta } from "./state_delta.ts";
 import { StateGroupPlanner } from "./state_groups.ts";
 import type { StoreContext } from "./store_context.ts";
 import {
   type CurrentChange,
-  memberChangeMarkerWrites,
-  memberChangeRecordWrites,
   membershipOf,
   noteMemberChanges,
   type PlannedMemberChange,
 } from "./member_change_plan.ts";
 import { readOutliers } from "./outlier_store.ts";
-import { searchPostingDeletes, searchPostingWrites } from "./search_projection.ts";
+import { searchPostingDeletes } from "./search_projection.ts";
 import { readStagedState } from "./staged_state.ts";
 import {
   emptyStateUsagePlan,
   forkStateUsagePlan,
   noteStateUsage,
   type StateUsagePlan,
-  stateUsageWrites,
 } from "./state_usage_plan.ts";
 import {
   emptyRoomHead,
   type EventStateGroups,
   type GroupId,
-  type LogEntry,
   type RoomHead,
 } from "./store_records.ts";
 
@@ -92,70 +84,8 @@ export interface CommittedHead {
   versionstamp: string | null;
 }
 
-/**
- * Reads made once for a whole batch before planning, so planning does not wait on KV request by
- * request or event by event. Both maps say "looked up" by holding a key; null means unknown.
- */
-export interface BatchLookups {
-  /** The batch's own event IDs: the stored ones are duplicates. */
-  stored: Map<string, StoredEvent | null>;
-  /**
-   * IDs taken as new without a read: the commit checks each is still unused instead, and when
-   * such a commit fails the caller replans with `optimistic` off to find out why.
-   */
-  assumedNew: Set<string>;
-  /** Prev events cited from outside the batch. */
-  placements: Map<string, EventPlacement | null>;
-}
-
-/**
- * Events a batch may take as new on trust. Each costs one of a commit's 100 checks, so a
- * larger batch reads instead (which also keeps a big request within the check limit).
- */
-const MAX_ASSUMED_NEW = 32;
-
 /** Accepted redactions kept per target event. */
 const MAX_REDACTIONS_PER_EVENT = 64;
-
-/**
- * Look up, in parallel reads, which of the requests' events are stored already and where the
- * prev events they cite from outside the batch sit. Events are immutable once stored and a
- * same-room commit in between moves the head (failing the check), so the answers hold for
- * the whole planning of one attempt.
- *
- * With `optimistic`, events not in the cache are taken as new and checked at commit instead of
- * read: a duplicate is rare, while the read cost as much as the commit itself on fast KV.
- */
-export async function lookupBatch(
-  ctx: StoreContext,
-  requests: readonly AppendRequest[],
-  optimistic: boolean,
-): Promise<BatchLookups> {
-  const ids = new Set<string>();
-  for (const request of requests) for (const e of request.events) ids.add(e.eventId);
-  const prevs = new Set<string>();
-  for (const request of requests) {
-    for (const e of request.events) {
-      // A malformed list is left for planning to reject with the request's own error.
-      if (!Array.isArray(e.pdu.prev_events)) continue;
-      for (const id of referencedIds(e.pdu.prev_events)) {
-        if (typeof id === "string" && !ids.has(id)) prevs.add(id);
-      }
-    }
-  }
-  const assumedNew = new Set<string>();
-  if (optimistic) {
-    for (const id of ids) if (!ctx.events.get(id)) assumedNew.add(id);
-    if (assumedNew.size > MAX_ASSUMED_NEW) assumedNew.clear();
-  }
-  const [found, placements] = await Promise.all([
-    readStoredEvents(ctx, [...ids].filter((id) => !assumedNew.has(id))),
-    readEventPlacements(ctx, [...prevs]),
-  ]);
-  const stored = new Map<string, StoredEvent | null>();
-  for (const id of ids) stored.set(id, found.get(id) ?? null);
-  return { stored, assumedNew, placements };
-}
 
 /** Plans one commit's worth of appends to one room. */
 export class RoomBatchPlanner {
@@ -613,9 +543,11 @@ export class RoomBatchPlanner {
   /** Every check and write of the batch so far, extra mutations of its requests included. */
   mutations(): PlannedMutation[] {
     const out: PlannedMutation[] = [];
-    for (const planned of this.events.values()) out.push(...this.#eventWrites(planned).mutations);
+    for (const planned of this.events.values()) {
+      out.push(...eventWrites(this.ctx, this.roomId, planned).mutations);
+    }
     out.push(...this.groups.mutations());
-    out.push(...this.#batchWrites());
+    out.push(...batchWrites(this));
     out.push(...this.bulkProjectionWrites());
     return out;
   }
@@ -629,17 +561,19 @@ export class RoomBatchPlanner {
   splitMutations(): { bulk: PlannedMutation[]; final: PlannedMutation[] } {
     const final: PlannedMutation[] = [];
     for (const planned of this.events.values()) {
-      final.push(...this.#eventWrites(planned).mutations);
+      final.push(...eventWrites(this.ctx, this.roomId, planned).mutations);
     }
     final.push(...this.groups.mutations());
-    final.push(...this.#batchWrites());
+    final.push(...batchWrites(this));
     return { bulk: this.bulkProjectionWrites(), final };
   }
 
   /** The estimated size of `mutations()`, reusing the measure of each event's own writes. */
   size(): CommitSize {
-    const total = measureCommit([...this.#batchWrites(), ...this.bulkProjectionWrites()]);
-    const parts = [...[...this.events.values()].map((e) => this.#eventWrites(e).size)];
+    const total = measureCommit([...batchWrites(this), ...this.bulkProjectionWrites()]);
+    const parts = [
+      ...[...this.events.values()].map((e) => eventWrites(this.ctx, this.roomId, e).size),
+    ];
     parts.push(this.groups.size());
     for (const part of parts) {
       total.mutations += part.mutations;
@@ -650,108 +584,11 @@ export class RoomBatchPlanner {
     return total;
   }
 
-  /** An event's own writes never change once planned, so they are built and measured once. */
-  #eventWrites(planned: PlannedEvent): { mutations: PlannedMutation[]; size: CommitSize } {
-    const cached = eventWritesCache.get(planned);
-    if (cached) return cached;
-    const keys = this.ctx.keys;
-    const [first, ...rest] = splitChunks(planned.pduBytes);
-    const entry: LogEntry = {
-      event_id: planned.eventId,
-      status: planned.status,
-      seq: planned.seq,
-      pdu: first,
-      chunks: rest.length + 1,
-    };
-    if (planned.stateBefore !== undefined) entry.state_before = planned.stateBefore;
-    const mutations: PlannedMutation[] = [];
-    if (planned.checkUnstored) {
-      mutations.push({ op: "check", key: keys.eventPosition(planned.eventId), versionstamp: null });
-    }
-    mutations.push(
-      { op: "set", key: keys.log(this.roomId, planned.position), value: entry },
-      ...rest.map((chunk, i): PlannedMutation => ({
-        op: "set",
-        key: keys.pduChunk(planned.eventId, i + 1),
-        value: chunk,
-      })),
-      {
-        op: "set",
-        key: keys.eventPosition(planned.eventId),
-        value: { room_id: this.roomId, position: planned.position },
-      },
-      { op: "set", key: keys.eventStateGroups(planned.eventId), value: planned.groups },
-    );
-    if (planned.status === "accepted" && !planned.searchRedacted) {
-      mutations.push(...searchPostingWrites(keys, this.roomId, planned.position, planned.event));
-    }
-    const writes = { mutations, size: measureCommit(mutations) };
-    eventWritesCache.set(planned, writes);
-    return writes;
-  }
-
-  /**
-   * Projection entries that scale with the size of a state change (current state, membership
-   * both ways, member change records, state usage): all sets and deletes, no checks.
-   */
+  /** Projection entries that scale with a state change (kv/batch_writes.ts). */
   bulkProjectionWrites(): PlannedMutation[] {
-    const keys = this.ctx.keys;
-    const out: PlannedMutation[] = [];
-    for (const [key, change] of this.currentChanges) {
-      const [type, stateKeyValue] = splitStateKey(key);
-      const member = type === "m.room.member";
-      const stateEntry = keys.currentState(this.roomId, type, stateKeyValue);
-      if (change === null) {
-        out.push({ op: "delete", key: stateEntry });
-        if (member) {
-          out.push({ op: "delete", key: keys.roomMember(this.roomId, stateKeyValue) });
-          out.push({ op: "delete", key: keys.userRoom(stateKeyValue, this.roomId) });
-        }
-        continue;
-      }
-      out.push({ op: "set", key: stateEntry, value: change.eventId });
-      if (member) {
-        const value = { membership: change.membership!, event_id: change.eventId };
-        out.push({ op: "set", key: keys.roomMember(this.roomId, stateKeyValue), value });
-        out.push({ op: "set", key: keys.userRoom(stateKeyValue, this.roomId), value });
-      }
-    }
-    out.push(...stateUsageWrites(keys, this.roomId, this.stateUsage));
-    out.push(...memberChangeRecordWrites(this.ctx, this.roomId, this.memberChanges));
-    return out;
-  }
-
-  /** Writes that depend on the whole batch: head check and head, relations, markers, extras. */
-  #batchWrites(): PlannedMutation[] {
-    const keys = this.ctx.keys;
-    const out: PlannedMutation[] = [
-      { op: "check", key: keys.head(this.roomId), versionstamp: this.headVersionstamp },
-    ];
-    if (this.events.size > 0 && this.head) {
-      out.push({ op: "set", key: keys.head(this.roomId), value: this.head });
-    }
-    out.push(...this.relations.mutations());
-    out.push(...this.searchDeletes);
-    for (const [target, redactionIds] of this.redactions) {
-      out.push({ op: "set", key: keys.redactions(this.roomId, target), value: redactionIds });
-    }
-    out.push(...memberChangeMarkerWrites(this.ctx, this.roomId, this.memberChanges));
-    for (const { request, appended } of this.requests) {
-      for (const m of request.extraMutations?.(appended) ?? []) {
-        const key = m.key as Deno.KvKey;
-        if (m.op === "set") out.push({ op: "set", key, value: m.value });
-        else if (m.op === "delete") out.push({ op: "delete", key });
-        else out.push({ op: "check", key, versionstamp: m.versionstamp });
-      }
-    }
-    return out;
+    return bulkProjectionWrites(this);
   }
 }
-
-const eventWritesCache = new WeakMap<
-  PlannedEvent,
-  { mutations: PlannedMutation[]; size: CommitSize }
->();
 
 function versionOf(id: string): RoomVersion {
   const version = roomVersion(id);
