@@ -5,7 +5,7 @@
  * outlier record stays (records are never rewritten) and every read prefers the log's copy.
  */
 import { badJson } from "../domain/errors.ts";
-import type { Pdu } from "../domain/events.ts";
+import { type Pdu, roomIdFromCreateEventId } from "../domain/events.ts";
 import type { FoundEvent, NewEvent } from "../domain/ports/event_store.ts";
 import { decodeJson, encodeJson, readChunks, splitChunks } from "./chunked_value.ts";
 import {
@@ -32,8 +32,12 @@ export async function storeOutliers(
 ): Promise<void> {
   const unique = new Map<string, NewEvent>();
   for (const event of events) {
-    if (event.pdu.room_id !== roomId) {
-      throw badJson(`event ${event.eventId} belongs to ${event.pdu.room_id}, not ${roomId}`);
+    // A v12 create event carries no room_id: its room is named after its own ID.
+    const eventRoom = event.pdu.room_id === undefined && event.pdu.type === "m.room.create"
+      ? roomIdFromCreateEventId(event.eventId)
+      : event.pdu.room_id;
+    if (eventRoom !== roomId) {
+      throw badJson(`event ${event.eventId} belongs to ${eventRoom}, not ${roomId}`);
     }
     unique.set(event.eventId, event);
   }

@@ -75,3 +75,29 @@ Deno.test("thousands of outliers are stored over several commits", async () => {
   assert.ok([...found.values()].every((e) => e.outlier));
   kv.close();
 });
+
+Deno.test("a v12 create event (no room_id) is stored as an outlier of the room its ID names", async () => {
+  const { kv, store } = await memoryStore();
+  const hash = "A".repeat(43);
+  const create = {
+    eventId: `$${hash}`,
+    status: "accepted" as const,
+    pdu: {
+      type: "m.room.create",
+      state_key: "",
+      sender: "@alice:remote",
+      content: { room_version: "12" },
+      origin_server_ts: 1,
+      depth: 1,
+      prev_events: [],
+      auth_events: [],
+      hashes: { sha256: "x" },
+      signatures: {},
+    },
+  };
+  await store.storeOutliers(`!${hash}`, [create]);
+  assert.equal((await store.findEvents([create.eventId])).get(create.eventId)?.outlier, true);
+  // Another room's ID still does not match it.
+  await assert.rejects(store.storeOutliers(ROOM, [create]), /belongs to/);
+  kv.close();
+});
