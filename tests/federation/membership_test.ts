@@ -510,3 +510,38 @@ Deno.test("membership: inbound invites are checked before they are signed and sh
     assert.ok((await sync(b, bob)).rooms.invite[roomId]);
   });
 });
+
+Deno.test("membership: B's user accepts a remote invite by joining; the invite leaves sync", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await createRoom(a, alice, {
+      preset: "private_chat",
+      name: "Yes",
+      room_version: "10",
+    });
+    const invited = await a.request("POST", `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, {
+      token: alice.accessToken,
+      body: { user_id: bob.userId },
+    });
+    assert.equal(invited.status, 200, JSON.stringify(invited.body));
+    const first = await sync(b, bob);
+    assert.ok(first.rooms.invite[roomId]);
+    // No via: the invite names the servers to join through.
+    const joined = await b.request("POST", `/_matrix/client/v3/join/${enc(roomId)}`, {
+      token: bob.accessToken,
+      body: {},
+    });
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    assert.equal(await memberOn(a, alice, roomId, bob.userId), "join");
+    const next = await sync(b, bob, first.next_batch);
+    assert.ok(next.rooms.join[roomId], JSON.stringify(next.rooms));
+    assert.equal(next.rooms.invite[roomId], undefined);
+    const rooms = await b.request("GET", "/_matrix/client/v3/joined_rooms", {
+      token: bob.accessToken,
+    });
+    assert.deepEqual(rooms.body.joined_rooms, [roomId]);
+  });
+});
