@@ -84,10 +84,15 @@ export function membershipArea(deps: AppDeps): ClientArea {
     });
   });
 
+  // A room this server is not in is knocked on through `via` (or `server_name`), as a join.
   app.post("/knock/:roomIdOrAlias", auth, rateLimited(deps, "join"), async (c) => {
     const target = roomIdOrAliasParam(c);
+    const servers = joinServers([
+      ...(c.req.queries("via") ?? []),
+      ...(c.req.queries("server_name") ?? []),
+    ]);
     const body = await readJsonBody(c, reasonBody, { emptyAsObject: true });
-    return c.json({ room_id: await membership.knock(user(c), target, body.reason) });
+    return c.json({ room_id: await membership.knock(user(c), target, body.reason, servers) });
   });
 
   app.post("/rooms/:roomId/invite", auth, rateLimited(deps, "invite"), async (c) => {

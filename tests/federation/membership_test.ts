@@ -357,6 +357,13 @@ Deno.test("membership: B's user knocks on A's room, sees the knock in sync, then
       }],
     });
     const first = await sync(b, bob);
+    const badVia = await b.request(
+      "POST",
+      `/_matrix/client/v3/knock/${enc(roomId)}?via=${enc("not a server")}`,
+      { token: bob.accessToken, body: {} },
+    );
+    assert.equal(badVia.status, 400);
+    assert.equal(await memberOn(a, alice, roomId, bob.userId), undefined);
     const knocked = await b.request(
       "POST",
       `/_matrix/client/v3/knock/${enc(roomId)}?via=${A}`,
