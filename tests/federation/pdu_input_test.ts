@@ -300,3 +300,23 @@ Deno.test("a gap get_missing_events cannot close is crossed with the state from 
     t.server.close();
   }
 });
+
+Deno.test("an event rejected after a gap still gets its place in the DAG, never an extremity", async () => {
+  const t = await setup();
+  try {
+    const missed = await t.view.build(t.join.eventId, message("missed"));
+    const intruder = await t.view.build(
+      missed.eventId,
+      { sender: "@eve:evil.test", type: "m.room.message", content: { body: "x" } },
+      { signer: EVIL },
+    );
+    const outcome = await t.input.handle(EVIL.name, t.roomId, intruder.pdu);
+    assertEquals(outcome.status, "rejected");
+    const held = await t.store.findEvents([missed.eventId, intruder.eventId]);
+    assertEquals(held.get(missed.eventId)?.status, "accepted");
+    assertEquals(held.get(intruder.eventId)?.outlier, false);
+    assertEquals((await t.store.roomHead(t.roomId))!.forwardExtremities, [missed.eventId]);
+  } finally {
+    t.server.close();
+  }
+});

@@ -19,10 +19,11 @@
  * Steps 5 and 6 run inside the store's planner (`NewEvent.checkState`): the append of a remote
  * event goes through the room's queue like a local send, and both checks read exactly the
  * state the commit lands on, so a concurrent local ban or demotion cannot slip between the
- * check and the write. Before the append, prev events we lack are looked for
- * (missing_prev_events.ts): `/get_missing_events` first (its events handled oldest first,
- * like PDUs), then, when a gap remains, the state before the event from `/state_ids`, staged
- * with `stageState` and passed as the event's `stateBefore`.
+ * check and the write. Between steps 3 and 4, prev events we lack are looked for
+ * (missing_prev_events.ts), as Synapse does, so that even an event rejected later has its
+ * place in the DAG and later events resting on it find it: `/get_missing_events` first (its
+ * events handled oldest first, like PDUs), then, when a gap remains, the state before the
+ * event from `/state_ids`, staged with `stageState` and passed as the event's `stateBefore`.
  *
  * An accepted remote event runs the same hooks as a local one (push notifications, guest
  * eviction): their writes ride in its commit, but only when the planner kept it `accepted`.
@@ -112,10 +113,14 @@ export class FederationPduInput implements PduInput {
     const { pdu } = applyContentHash(format.value.pdu, version);
     const event = toRoomEvent(pdu, eventId, version);
 
+    // Prev events we lack, before any auth check (as Synapse does, so the event lands in the
+    // DAG whatever the checks decide): the events in between, else the state across the gap.
+    const gap = await this.#closeGap(origin, roomId, version, event, head.forwardExtremities, mode);
+    if (!gap.ok) return { eventId, error: gap.reason };
+
     // 4. Its own auth events, fetching those we lack from the sender.
     const source = remoteEventSource(this.deps.transport, origin);
-    const sinks = this.#sinks(roomId);
-    const authEvents = await gatherAuthEvents(event, version, sinks, source);
+    const authEvents = await gatherAuthEvents(event, version, this.#sinks(roomId), source);
     const unavailable = authEventIdsNeeded(event, version).filter((id) => !authEvents.has(id));
     if (unavailable.length > 0) {
       // Not rejected: a later try, once the sender answers, may find them.
@@ -123,13 +128,9 @@ export class FederationPduInput implements PduInput {
     }
     const byAuthEvents = authoriseByAuthEvents(event, authEvents, version);
     if (!byAuthEvents.allowed) {
-      await this.#storeRejected(roomId, event, pdu, mode.backfill);
+      await this.#storeRejected(roomId, event, pdu, gap.stateBefore, mode.backfill);
       return { eventId, status: "rejected", error: byAuthEvents.reason };
     }
-
-    // Prev events we lack: the events in between, else the state across the gap.
-    const gap = await this.#closeGap(origin, roomId, version, event, head.forwardExtremities, mode);
-    if (!gap.ok) return { eventId, error: gap.reason };
 
     // 5 and 6 in the store's planner, with the hooks' writes when it stays accepted.
     return await this.#append(roomId, version, event, pdu, gap.stateBefore, mode.backfill);
@@ -226,24 +227,27 @@ export class FederationPduInput implements PduInput {
 
   /**
    * An event failing step 4 is kept, marked rejected, so it is never fetched and checked
-   * again: in the log when its prev events are there (the DAG stays whole), else as an outlier.
+   * again: in the log (the DAG stays whole; rejected events are never state or extremities),
+   * or as an outlier when its prev events could not be placed.
    */
   async #storeRejected(
     roomId: string,
     event: RoomEvent,
     pdu: Pdu,
+    stateBefore: StagedState | undefined,
     backfill: boolean,
   ): Promise<void> {
     const rejected = { eventId: event.event_id, pdu, status: "rejected" as const };
-    if ((await this.#notInLog(event.prev_events)).length === 0) {
-      try {
-        await this.deps.store.append({ roomId, backfill, events: [rejected] });
-        return;
-      } catch (error) {
-        if (!(error instanceof MissingPrevEvents)) throw error;
-      }
+    try {
+      await this.deps.store.append({
+        roomId,
+        backfill,
+        events: [stateBefore ? { ...rejected, stateBefore } : rejected],
+      });
+    } catch (error) {
+      if (!(error instanceof MissingPrevEvents)) throw error;
+      await this.deps.store.storeOutliers(roomId, [rejected]);
     }
-    await this.deps.store.storeOutliers(roomId, [rejected]);
   }
 
   /** The IDs among `ids` that are not events of a room's log (outliers do not count). */
