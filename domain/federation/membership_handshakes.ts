@@ -300,7 +300,18 @@ export class MembershipHandshakes {
     }
     const signatures = await verifyEventSignatures(checked.value.pdu, version, this.deps.keyRing);
     if (!signatures.ok) throw forbidden(`Bad signature: ${signatures.reason}`);
-    if (head) await this.#acl.assertAllowed(roomId, origin);
+    if (head) {
+      await this.#acl.assertAllowed(roomId, origin);
+      // In a room we hold, the auth rules refuse inviting a member who is joined or banned;
+      // such an invite would otherwise mask the real membership in sync.
+      const current = await store.currentStateEventId(roomId, "m.room.member", target);
+      const membership = current ? (await store.getEvent(current))?.pdu.content.membership : null;
+      if (membership === "join" || membership === "ban") {
+        throw forbidden(
+          `${target} is ${membership === "join" ? "already in" : "banned from"} the room`,
+        );
+      }
+    }
 
     const signed = await signEvent(
       checked.value.pdu,
@@ -318,7 +329,8 @@ export class MembershipHandshakes {
         toStrippedStateEvent(e as unknown as Pdu)
       )
       : [];
-    await store.storeOutliers(roomId, [{ eventId, pdu: signed, status: "accepted" }]);
+    // The membership first: it is what the user sees, and what a refusal (too large) leaves
+    // unwritten; the outlier copy is the event as the room knows it.
     const versionstamp = await this.deps.remoteMemberships.record({
       userId: target,
       roomId,
@@ -330,6 +342,7 @@ export class MembershipHandshakes {
         s !== "" && s !== this.deps.serverName
       ),
     });
+    await store.storeOutliers(roomId, [{ eventId, pdu: signed, status: "accepted" }]);
     this.deps.notifyUser?.(target, versionstamp);
     return raw.unsigned === undefined
       ? signed

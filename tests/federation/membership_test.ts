@@ -552,3 +552,43 @@ Deno.test("membership: B's user accepts a remote invite by joining; the invite l
     assert.deepEqual(rooms.body.joined_rooms, [roomId]);
   });
 });
+
+Deno.test("membership: an invite for a user already joined to a room we hold is refused", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await createRoom(a, alice, { preset: "public_chat", room_version: "10" });
+    let captured: JsonObject | undefined;
+    net.intercept((r) => {
+      if (!r.path.includes("/invite/")) return "deliver";
+      captured = r.body as JsonObject;
+      return { status: 403, body: { errcode: "M_FORBIDDEN", error: "held" } };
+    });
+    await a.request("POST", `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, {
+      token: alice.accessToken,
+      body: { user_id: bob.userId },
+    });
+    net.intercept(undefined);
+    assert.ok(captured);
+    const joined = await b.request("POST", `/_matrix/client/v3/join/${enc(roomId)}?via=${A}`, {
+      token: bob.accessToken,
+      body: {},
+    });
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    const { computeEventId } = await import("../../domain/event_ids.ts");
+    const { roomVersion } = await import("../../domain/room_versions.ts");
+    const eventId = computeEventId(captured.event as never, roomVersion("10")!);
+    const replayed = await fed(net, A, {
+      method: "PUT",
+      destination: B,
+      path: `/_matrix/federation/v2/invite/${enc(roomId)}/${enc(eventId)}`,
+      body: captured,
+    });
+    assert.equal(replayed.status, 403);
+    const state = await sync(b, bob);
+    assert.ok(state.rooms.join[roomId]);
+    assert.equal(state.rooms.invite[roomId], undefined);
+  });
+});
