@@ -146,3 +146,35 @@ Deno.test("parseXMatrix refuses other schemes and malformed headers", () => {
   ];
   for (const header of bad) assert.equal(parseXMatrix(header), null, header);
 });
+
+Deno.test("bodies with floats (invalid in v6+ events) are signed and verified all the same", async () => {
+  const content = { event: { content: { bad_val: 1.1 } }, n: 3 };
+  const uri = "/_matrix/federation/v2/send_join/!r:a/$e";
+  const auth = parseXMatrix(
+    await signRequest({
+      method: "PUT",
+      uri,
+      origin: "a.example",
+      destination: "b.example",
+      content,
+    }, key),
+  )!;
+  assert.ok(
+    await verifyRequestSignature(
+      auth,
+      { method: "PUT", uri, destination: "b.example", content },
+      key.publicKey,
+    ),
+  );
+  // The float is covered: another value does not verify.
+  const changed = { event: { content: { bad_val: 1.2 } }, n: 3 };
+  assert.equal(
+    await verifyRequestSignature(auth, {
+      method: "PUT",
+      uri,
+      destination: "b.example",
+      content: changed,
+    }, key.publicKey),
+    false,
+  );
+});
