@@ -122,6 +122,12 @@ Deno.test({
         untrusting.request({ method: "GET", destination: a.serverName, path }),
         (e) => e instanceof FederationUnreachable && e.failure === "tls",
       );
+
+      // A process restarts on its KV file, port and name, with the same key.
+      await a.stop();
+      await a.start();
+      const again = await (await a.fetch("/_matrix/key/v2/server")).json();
+      assert.deepEqual(again.verify_keys, own.verify_keys);
     } catch (e) {
       for (const s of cluster.servers) {
         console.error(`--- ${s.serverName}\n${s.output().slice(-4000)}`);
