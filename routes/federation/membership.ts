@@ -10,11 +10,18 @@ import { z } from "zod";
 import { MatrixError } from "../../domain/errors.ts";
 import type { HandshakeMembership } from "../../domain/federation/membership_template.ts";
 import type { JsonValue } from "../../domain/json.ts";
-import { eventIdParam, roomIdParam, userIdParam } from "../client/path_params.ts";
+import { pathParam, roomIdParam, userIdParam } from "../client/path_params.ts";
 import type { AppDeps } from "../deps.ts";
 import { originOf, serverAuth, signedContent } from "./server_auth.ts";
 
 const FEDERATION = "/_matrix/federation";
+
+/**
+ * The event ID of a send_ or invite path: only bounded here, since it must equal the ID of the
+ * event in the body, which the handshake checks after the body (a bad body is M_BAD_JSON
+ * whatever the path says, as Synapse answers).
+ */
+const eventParam = (c: Context) => pathParam(c, "eventId");
 
 // `ver` may repeat; each entry is a room version identifier (at most 32 code points).
 const versions = z.array(z.string().max(32)).max(100);
@@ -47,7 +54,7 @@ export function federationMembershipApp(deps: AppDeps): Hono {
     handshakes.sendMembership(
       originOf(c),
       roomIdParam(c),
-      eventIdParam(c),
+      eventParam(c),
       signedContent(c),
       membership,
     );
@@ -79,7 +86,7 @@ export function federationMembershipApp(deps: AppDeps): Hono {
   });
 
   app.put(`${FEDERATION}/v1/invite/:roomId/:eventId`, auth, async (c) => {
-    const event = await handshakes.receiveInvite(originOf(c), roomIdParam(c), eventIdParam(c), {
+    const event = await handshakes.receiveInvite(originOf(c), roomIdParam(c), eventParam(c), {
       event: signedContent(c),
     });
     return c.json([200, { event }]);
@@ -89,7 +96,7 @@ export function federationMembershipApp(deps: AppDeps): Hono {
     if (!parsed.success) {
       throw new MatrixError("M_BAD_JSON", 400, "Expected room_version, event, invite_room_state");
     }
-    const event = await handshakes.receiveInvite(originOf(c), roomIdParam(c), eventIdParam(c), {
+    const event = await handshakes.receiveInvite(originOf(c), roomIdParam(c), eventParam(c), {
       event: parsed.data.event as JsonValue,
       roomVersion: parsed.data.room_version,
       inviteRoomState: parsed.data.invite_room_state as JsonValue | undefined,
