@@ -15,8 +15,7 @@ import { federationQueriesApp } from "./federation_queries.ts";
 import { keysApp } from "./keys.ts";
 
 /** Federation paths callers reach without an X-Matrix signature. */
-const WITHOUT_SERVER_AUTH =
-  /^\/_matrix\/federation\/v1\/(version|openid\/userinfo)\/?$/;
+const WITHOUT_SERVER_AUTH = /^\/_matrix\/federation\/v1\/(version|openid\/userinfo)\/?$/;
 
 /** All federation and key routes. */
 export function federationApi(deps: AppDeps): Hono {
@@ -27,9 +26,7 @@ export function federationApi(deps: AppDeps): Hono {
   const auth = serverAuth(deps);
   app.use("/_matrix/federation/*", (c, next) => {
     if (WITHOUT_SERVER_AUTH.test(c.req.path)) return next();
-    if (!deps.config.federation.enabled) {
-      throw forbidden("Federation is disabled on this server");
-    }
+    if (!deps.config.federation.enabled) throw forbidden("Federation is disabled on this server");
     return auth(c, next);
   });
   app.route("/", federationVersionApp());
