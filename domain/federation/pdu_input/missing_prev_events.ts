@@ -7,7 +7,7 @@
  * state), its events fetched, checked and stored as outliers, resolved with the state after
  * the prev events we do hold when there are several, and staged for the append.
  */
-import { type Pdu, type StateKey, stateKey, type StateMap } from "../../events.ts";
+import { type Pdu, type StateKey, stateKey, type StateMap, toRoomEvent } from "../../events.ts";
 import { isJsonObject } from "../../json.ts";
 import type { RoomVersion } from "../../room_versions.ts";
 import { admitFetchedEvents, type FetchedEventSinks } from "./fetched_events.ts";
@@ -96,7 +96,9 @@ async function remoteStateAfter(
   for (const id of ids.pduIds) {
     const event = held.get(id);
     if (!event) return { ok: false, reason: `state event ${id} could not be fetched or checked` };
-    if (event.pdu.room_id !== roomId) return { ok: false, reason: `${id} is of another room` };
+    if (roomOf(event.pdu, id, version) !== roomId) {
+      return { ok: false, reason: `${id} is of another room` };
+    }
     const key = keyOf(event.pdu);
     if (key === undefined) return { ok: false, reason: `${id} in the state is not a state event` };
     // A state entry our own checks rejected is not taken on the sender's word.
@@ -104,10 +106,17 @@ async function remoteStateAfter(
   }
   const prev = held.get(eventId);
   if (!prev) return { ok: false, reason: `prev event ${eventId} could not be fetched or checked` };
-  if (prev.pdu.room_id !== roomId) return { ok: false, reason: `${eventId} is of another room` };
+  if (roomOf(prev.pdu, eventId, version) !== roomId) {
+    return { ok: false, reason: `${eventId} is of another room` };
+  }
   const prevKey = keyOf(prev.pdu);
   if (prevKey !== undefined && prev.status !== "rejected") state.set(prevKey, eventId);
   return { ok: true, state };
+}
+
+/** The room of an event (a v12 create event names none: its room is named after it). */
+function roomOf(pdu: Pdu, eventId: string, version: RoomVersion): string {
+  return toRoomEvent(pdu, eventId, version).room_id;
 }
 
 function keyOf(pdu: Pdu): StateKey | undefined {
