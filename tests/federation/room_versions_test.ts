@@ -1,7 +1,8 @@
 /**
  * Every room version from 1 to 12 between two Tessera servers (in-process network): a room of
- * that version created on A is joined from B, and messages cross both ways, each accepted by the
- * other side and readable by its client. A room version the joining server does not speak gets
+ * that version created on A is joined from B, messages cross both ways, each accepted by the
+ * other side and readable by its client, and B's /messages backfills what was said before the
+ * join. A room version the joining server does not speak gets
  * M_INCOMPATIBLE_ROOM_VERSION, from the resident's make_join and at the joining user's /join.
  */
 import assert from "node:assert/strict";
@@ -80,6 +81,7 @@ for (const version of VERSIONS) {
         room_version: version,
       });
       const roomId: string = created.room_id;
+      await say(a, alice, roomId, `v${version} before the join`);
       const joined = await ok(
         b,
         bob,
@@ -103,11 +105,10 @@ for (const version of VERSIONS) {
       await b.deps.federationSender.runOnce();
       assert.equal((await b.deps.eventStore.getEvent(fromA))?.status, "accepted");
       assert.equal((await a.deps.eventStore.getEvent(fromB))?.status, "accepted");
-      assert.deepEqual(await bodies(a, alice, roomId), [
-        `v${version} from A`,
-        `v${version} from B`,
-      ]);
-      assert.deepEqual(await bodies(b, bob, roomId), [`v${version} from A`, `v${version} from B`]);
+      // B reads the history from before its join too: /messages backfills it from A.
+      const all = [`v${version} before the join`, `v${version} from A`, `v${version} from B`];
+      assert.deepEqual(await bodies(a, alice, roomId), all);
+      assert.deepEqual(await bodies(b, bob, roomId), all);
       // Both agree on who is in the room.
       for (const [server, user] of [[a, alice], [b, bob]] as const) {
         const members = await ok(
