@@ -223,6 +223,19 @@ export class MembershipService {
 
   /** Forget a room the user has left; 400 while they are still in it. */
   async forget(userId: string, roomId: string): Promise<void> {
+    // A room known only from a remote invite or knock, now rejected or withdrawn.
+    const remote = isValidRoomId(roomId) && (await this.deps.store.roomHead(roomId)) === null
+      ? await this.deps.remoteMembership?.held(userId, roomId)
+      : undefined;
+    if (remote !== undefined) {
+      if (remote !== "leave") {
+        throw new MatrixError("M_UNKNOWN", 400, "Leave the room before forgetting it");
+      }
+      await this.deps.directory.commit(
+        this.deps.directory.forgottenMutations(userId, roomId, true),
+      );
+      return;
+    }
     const state = await this.#open(roomId);
     const current = await state.membership(userId);
     if (current === undefined) throw notFound("You have never been in this room");

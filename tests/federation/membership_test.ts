@@ -161,6 +161,12 @@ Deno.test("membership: A invites B's user, who sees it in sync and rejects it; A
     assert.equal(leave.timeline.events[0].content.membership, "leave");
     assert.equal(leave.timeline.events[0].sender, bob.userId);
     assert.equal((await sync(b, bob)).rooms.invite[roomId], undefined);
+    // The rejected room can be forgotten, as any room left.
+    const forgot = await b.request("POST", `/_matrix/client/v3/rooms/${enc(roomId)}/forget`, {
+      token: bob.accessToken,
+      body: {},
+    });
+    assert.equal(forgot.status, 200, JSON.stringify(forgot.body));
   });
 });
 
