@@ -15,8 +15,9 @@ import type {
   SyncChanges,
   TimelinePage,
 } from "../domain/ports/event_store.ts";
+import { OUTLIER_POSITION } from "../domain/ports/event_store.ts";
 import { EventLog } from "./event_log.ts";
-import { findEvents, storeOutliers } from "./outlier_store.ts";
+import { findEvents, readOutliers, storeOutliers } from "./outlier_store.ts";
 import { stageState } from "./staged_state.ts";
 import { readStoredEvent, readStoredEvents } from "./event_reads.ts";
 import {
@@ -64,13 +65,23 @@ export class KvEventStore implements EventStore {
   }
 
   /** See EventReader.getEvent. */
-  getEvent(eventId: string): Promise<StoredEvent | null> {
-    return readStoredEvent(this.ctx, eventId);
+  async getEvent(eventId: string): Promise<StoredEvent | null> {
+    const logged = await readStoredEvent(this.ctx, eventId);
+    if (logged) return logged;
+    const outlier = (await readOutliers(this.ctx, [eventId])).get(eventId);
+    return outlier ? outlierAsStored(outlier) : null;
   }
 
   /** See EventReader.getEvents. */
-  getEvents(eventIds: readonly string[]): Promise<Map<string, StoredEvent>> {
-    return readStoredEvents(this.ctx, eventIds);
+  async getEvents(eventIds: readonly string[]): Promise<Map<string, StoredEvent>> {
+    const found = await readStoredEvents(this.ctx, eventIds);
+    // Only IDs no log holds cost a second read: the state of a room joined over federation
+    // (its events from before the join are outliers), or events that are unknown.
+    const rest = eventIds.filter((id) => !found.has(id));
+    if (rest.length > 0) {
+      for (const [id, e] of await readOutliers(this.ctx, rest)) found.set(id, outlierAsStored(e));
+    }
+    return found;
   }
 
   /** See EventReader.roomHead. */
@@ -164,4 +175,20 @@ export class KvEventStore implements EventStore {
   ): Promise<SyncChanges> {
     return readSyncChanges(this.ctx, options);
   }
+}
+
+/**
+ * An outlier as EventReader hands it out: it has no place in a log, so it sorts before every
+ * position and its versionstamp before every commit (no sync window or timeline token ever
+ * reaches it). It is what the state of a room joined over federation refers to.
+ */
+function outlierAsStored(event: FoundEvent): StoredEvent {
+  return {
+    eventId: event.eventId,
+    roomId: event.roomId,
+    pdu: event.pdu,
+    status: event.status,
+    position: OUTLIER_POSITION,
+    versionstamp: "0".repeat(20),
+  };
 }

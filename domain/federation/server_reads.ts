@@ -19,12 +19,13 @@
 import { forbidden, notFound, unsupportedRoomVersion } from "../errors.ts";
 import { referencedIds, toRoomEvent } from "../events.ts";
 import type { JsonObject } from "../json.ts";
-import type {
-  Direction,
-  EventReader,
-  FoundEvent,
-  RemoteEventStore,
-  StoredEvent,
+import {
+  type Direction,
+  type EventReader,
+  type FoundEvent,
+  OUTLIER_POSITION,
+  type RemoteEventStore,
+  type StoredEvent,
 } from "../ports/event_store.ts";
 import type { RelationReader } from "../ports/relation_store.ts";
 import type { ReadPipeline } from "../room_events/read_pipeline.ts";
@@ -261,7 +262,8 @@ export class ServerReads {
     const found = await this.deps.store.getEvents(ids);
     return ids.flatMap((id) => {
       const event = found.get(id);
-      return event && event.roomId === room.roomId ? [fromLog(event)] : [];
+      const inLog = event && event.roomId === room.roomId && event.position !== OUTLIER_POSITION;
+      return inLog ? [fromLog(event)] : [];
     });
   }
 
@@ -316,13 +318,13 @@ export class ServerReads {
   }
 }
 
-/** A log event as `findEvents` gives it. */
+/** An event as `findEvents` gives it (EventReader hands out outliers at OUTLIER_POSITION). */
 function fromLog(event: StoredEvent): FoundEvent {
   return {
     eventId: event.eventId,
     roomId: event.roomId,
     pdu: event.pdu,
     status: event.status,
-    outlier: false,
+    outlier: event.position === OUTLIER_POSITION,
   };
 }

@@ -145,6 +145,12 @@ export interface AppendResult {
   versionstamp: string;
 }
 
+/**
+ * The position EventReader gives an outlier: below every log position, so it is never inside
+ * a timeline window (outliers have no place in a room's log).
+ */
+export const OUTLIER_POSITION = Number.MIN_SAFE_INTEGER;
+
 /** An event as stored: PDU, status and place in the room's log. */
 export interface StoredEvent {
   eventId: string;
@@ -250,9 +256,12 @@ export interface EventWriter {
 
 /** Reading events and state. */
 export interface EventReader {
-  /** An event by ID, whatever its status; null when unknown. */
+  /**
+   * An event by ID, whatever its status; null when unknown. Outliers count (the state of a
+   * room joined over federation is made of them), at position OUTLIER_POSITION.
+   */
   getEvent(eventId: string): Promise<StoredEvent | null>;
-  /** Several events by ID; unknown IDs are absent from the map. */
+  /** Several events by ID, outliers included as for getEvent; unknown IDs are absent. */
   getEvents(eventIds: readonly string[]): Promise<Map<string, StoredEvent>>;
   /** The room's head; null when the room has no events. */
   roomHead(roomId: string): Promise<RoomHeadView | null>;

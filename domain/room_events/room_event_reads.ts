@@ -8,7 +8,12 @@ import type { ClientEvent } from "../client_event.ts";
 import { forbidden, MatrixError, notFound, unsupportedRoomVersion } from "../errors.ts";
 import type { RoomEventFilter } from "../event_filter.ts";
 import { splitStateKey, stateKey, type StateMap } from "../events.ts";
-import type { Direction, EventReader, StoredEvent } from "../ports/event_store.ts";
+import {
+  type Direction,
+  type EventReader,
+  OUTLIER_POSITION,
+  type StoredEvent,
+} from "../ports/event_store.ts";
 import { type RoomVersion, roomVersion } from "../room_versions.ts";
 import { membershipValue } from "./history_visibility_filter.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "./read_pipeline.ts";
@@ -106,7 +111,11 @@ export class RoomEventReads {
   ): Promise<EventContext> {
     const room = await this.#open(reader, roomId);
     const stored = await this.store.getEvent(eventId);
-    if (!stored || stored.roomId !== roomId || stored.status !== "accepted") {
+    // An outlier (state from before we joined) has no place in the timeline to give context of.
+    if (
+      !stored || stored.roomId !== roomId || stored.status !== "accepted" ||
+      stored.position === OUTLIER_POSITION
+    ) {
       throw notFound("Event not found");
     }
     const [event] = (await this.pipeline.readClientEvents(

@@ -45,17 +45,18 @@ export class MembershipService {
     delete extra.membership;
     delete extra.join_authorised_via_users_server;
     if (reason !== undefined) extra.reason = reason;
-    const remote = await this.#remoteJoinTarget(roomIdOrAlias, servers);
-    if (remote !== undefined) {
+    const target = await this.#joinTarget(roomIdOrAlias, servers);
+    if (target?.remote) {
       await this.deps.remoteJoin!.join({
         userId,
-        roomId: remote.roomId,
-        servers: remote.servers,
+        roomId: target.roomId,
+        servers: target.servers,
         content: await memberContent(this.deps, userId, "join", extra),
       });
-      return remote.roomId;
+      return target.roomId;
     }
-    const state = await this.#openByIdOrAlias(roomIdOrAlias);
+    // A remote alias of a room this server is in: the room is joined locally.
+    const state = await this.#openByIdOrAlias(target?.roomId ?? roomIdOrAlias);
     const membership = await state.membership(userId);
     const rule = await state.joinRule();
     if (
@@ -252,15 +253,15 @@ export class MembershipService {
   }
 
   /**
-   * Where to join over federation, or undefined when the join is local: a room (by ID, or by an
-   * alias, resolved through its server's query/directory when remote) that this server holds no
-   * copy of, or holds without any joined local member while a remote member is still joined.
-   * A room nobody is joined to stays local, as before federation (its join rules decide).
+   * The room to join (an alias resolved, through its server's query/directory when remote) and
+   * whether over federation: a room this server holds no copy of, or holds without any joined
+   * local member while a remote member is still joined. A room nobody is joined to stays local,
+   * as before federation (its join rules decide). Undefined without federation.
    */
-  async #remoteJoinTarget(
+  async #joinTarget(
     roomIdOrAlias: string,
     servers: readonly string[],
-  ): Promise<{ roomId: string; servers: string[] } | undefined> {
+  ): Promise<{ roomId: string; servers: string[]; remote: boolean } | undefined> {
     if (this.deps.remoteJoin === undefined) return undefined;
     let roomId = roomIdOrAlias;
     const aliasServers: string[] = [];
@@ -278,10 +279,10 @@ export class MembershipService {
     if ((await this.deps.store.roomHead(roomId)) !== null) {
       const joined = await this.deps.store.members(roomId, ["join"]);
       const inRoom = joined.some((m) => isLocal(m.userId, this.deps.serverName));
-      if (inRoom || joined.length === 0) return undefined;
+      if (inRoom || joined.length === 0) return { roomId, servers: [], remote: false };
       aliasServers.push(...joined.map((m) => m.userId.slice(m.userId.indexOf(":") + 1)));
     }
-    return { roomId, servers: [...new Set([...servers, ...aliasServers])] };
+    return { roomId, servers: [...new Set([...servers, ...aliasServers])], remote: true };
   }
 
   async #open(roomId: string): Promise<RoomState> {

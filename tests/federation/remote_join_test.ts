@@ -1,0 +1,268 @@
+/**
+ * Joining a room held by another server, over the in-process network: by room ID with
+ * `server_name`/`via` and by a remote alias; the send_join answer checked before anything is
+ * stored; a join cut short between staging and its commit resumed.
+ */
+import { assert, assertEquals } from "../assert.ts";
+import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
+import type { RegisteredUser } from "../routes/client_harness.ts";
+import type { JsonObject } from "../../domain/json.ts";
+import type { AppendRequest } from "../../domain/ports/event_store.ts";
+
+const A = "a.test";
+const B = "b.test";
+
+async function withNetwork(fn: (net: Network) => Promise<void>): Promise<void> {
+  const net = await startNetwork([A, B], { env: { TESSERA_FEDERATION_ALLOW_PRIVATE: "true" } });
+  try {
+    await fn(net);
+  } finally {
+    await net.close();
+  }
+}
+
+/** A public room on `server` made by `user`, with one message in it. */
+async function publicRoom(
+  server: NetworkServer,
+  user: RegisteredUser,
+  alias?: string,
+  version = "10",
+) {
+  const created = await server.request("POST", "/_matrix/client/v3/createRoom", {
+    token: user.accessToken,
+    body: {
+      preset: "public_chat",
+      room_version: version,
+      ...(alias ? { room_alias_name: alias } : {}),
+    },
+  });
+  assertEquals(created.status, 200, JSON.stringify(created.body));
+  const roomId: string = created.body.room_id;
+  await send(server, user, roomId, "before the join");
+  return roomId;
+}
+
+async function send(server: NetworkServer, user: RegisteredUser, roomId: string, body: string) {
+  const sent = await server.request(
+    "PUT",
+    `/_matrix/client/v3/rooms/${
+      encodeURIComponent(roomId)
+    }/send/m.room.message/${crypto.randomUUID()}`,
+    { token: user.accessToken, body: { msgtype: "m.text", body } },
+  );
+  assertEquals(sent.status, 200, JSON.stringify(sent.body));
+  return sent.body.event_id as string;
+}
+
+/** Joined members as the store's membership projection has them. */
+async function storedMembers(server: NetworkServer, roomId: string) {
+  const members = await server.deps.eventStore.members(roomId, ["join"]);
+  return members.map((m) => m.userId).sort();
+}
+
+/** Joined members as a client sees them (through the read pipeline). */
+async function memberships(server: NetworkServer, user: RegisteredUser, roomId: string) {
+  const state = await server.request(
+    "GET",
+    `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/joined_members`,
+    { token: user.accessToken },
+  );
+  assertEquals(state.status, 200, JSON.stringify(state.body));
+  return Object.keys(state.body.joined).sort();
+}
+
+function join(server: NetworkServer, user: RegisteredUser, target: string, query = "") {
+  return server.request("POST", `/_matrix/client/v3/join/${encodeURIComponent(target)}${query}`, {
+    token: user.accessToken,
+    body: {},
+  });
+}
+
+Deno.test("remote join: B's user joins a room created on A by ID through server_name", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await publicRoom(a, alice);
+
+    // Without a server to ask, B cannot know where the room is.
+    const nowhere = await b.request(
+      "POST",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/join`,
+      { token: bob.accessToken, body: {} },
+    );
+    // A v10+ room ID names its creating server, which is asked last; v12 IDs name none.
+    assert(nowhere.status === 200 || nowhere.status === 404, JSON.stringify(nowhere.body));
+    if (nowhere.status === 404) {
+      const joined = await join(b, bob, roomId, `?server_name=${A}`);
+      assertEquals(joined.status, 200, JSON.stringify(joined.body));
+      assertEquals(joined.body.room_id, roomId);
+    }
+
+    // Both sides agree on who is in the room.
+    const expected = [alice.userId, bob.userId].sort();
+    assertEquals(await storedMembers(b, roomId), expected);
+    assertEquals(await memberships(a, alice, roomId), expected);
+    // B holds the room's state, its create event included, and a head for the room.
+    const head = await b.deps.eventStore.roomHead(roomId);
+    assert(head !== null);
+    const create = await b.request(
+      "GET",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.create/`,
+      { token: bob.accessToken },
+    );
+    assertEquals(create.status, 200, JSON.stringify(create.body));
+    // Joined rooms list it; the pending-join record is gone.
+    const rooms = await b.request("GET", "/_matrix/client/v3/joined_rooms", {
+      token: bob.accessToken,
+    });
+    assertEquals(rooms.body.joined_rooms, [roomId]);
+    assertEquals(await b.deps.remoteJoiner.pendingJoins(), []);
+  });
+});
+
+Deno.test("remote join: by a remote alias, resolved through query/directory", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await publicRoom(a, alice, "lobby");
+    const joined = await join(b, bob, `#lobby:${A}`);
+    assertEquals(joined.status, 200, JSON.stringify(joined.body));
+    assertEquals(joined.body.room_id, roomId);
+    assertEquals(await storedMembers(b, roomId), [alice.userId, bob.userId].sort());
+    assert(net.log.some((r) => r.path.startsWith("/_matrix/federation/v1/query/directory")));
+    // Once B is in the room, another of its users joins through the alias locally.
+    const carol = await b.register("carol");
+    const makeJoins = net.log.filter((r) => r.path.includes("/make_join/")).length;
+    const again = await join(b, carol, `#lobby:${A}`);
+    assertEquals(again.status, 200, JSON.stringify(again.body));
+    assertEquals(net.log.filter((r) => r.path.includes("/make_join/")).length, makeJoins);
+    assert((await storedMembers(b, roomId)).includes(carol.userId));
+    // An alias A does not know is a 404, and nothing is stored.
+    const unknown = await join(b, bob, `#nothing:${A}`);
+    assertEquals(unknown.status, 404, JSON.stringify(unknown.body));
+  });
+});
+
+Deno.test("remote join: messages flow both ways after the join", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await publicRoom(a, alice);
+    assertEquals((await join(b, bob, roomId, `?via=${A}`)).status, 200);
+
+    const fromAlice = await send(a, alice, roomId, "hello from A");
+    await a.deps.federationSender.runOnce();
+    const fromBob = await send(b, bob, roomId, "hello from B");
+    await b.deps.federationSender.runOnce();
+
+    const seenOnB = await b.deps.eventStore.getEvent(fromAlice);
+    const seenOnA = await a.deps.eventStore.getEvent(fromBob);
+    assertEquals(seenOnB?.status, "accepted");
+    assertEquals(seenOnA?.status, "accepted");
+  });
+});
+
+Deno.test("remote join: a send_join answer with a forged state event is refused, nothing stored", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await publicRoom(a, alice);
+    // A's answer is altered in flight: the topic's content is kept but its signature forged.
+    net.intercept(async (request) => {
+      if (!request.path.includes("/send_join/")) return "deliver";
+      net.intercept(undefined);
+      const real = await net.transportFor(request.origin).request(request);
+      net.intercept((r) => r.path.includes("/send_join/") ? forge(real.body) : "deliver");
+      return forge(real.body);
+    });
+    const refused = await join(b, bob, roomId, `?server_name=${A}`);
+    net.intercept(undefined);
+    assert(refused.status >= 400, JSON.stringify(refused.body));
+    assertEquals(await b.deps.eventStore.roomHead(roomId), null);
+    const createId = (await a.deps.eventStore.currentState(roomId)).get(
+      "m.room.create\u0000" as never,
+    )!;
+    assertEquals((await b.deps.eventStore.findEvents([createId])).size, 0);
+    assertEquals(await b.deps.remoteJoiner.pendingJoins(), []);
+    // A's honest answer then goes through.
+    assertEquals((await join(b, bob, roomId, `?server_name=${A}`)).status, 200);
+  });
+});
+
+/** A send_join answer whose power levels event carries a signature that is not A's. */
+function forge(body: unknown) {
+  const answer = structuredClone(body) as JsonObject;
+  const state = answer.state as JsonObject[];
+  const pl = state.find((e) => e.type === "m.room.power_levels")!;
+  const signatures = pl.signatures as Record<string, Record<string, string>>;
+  for (const server of Object.values(signatures)) {
+    for (const keyId of Object.keys(server)) {
+      const sig = server[keyId];
+      server[keyId] = (sig[0] === "A" ? "B" : "A") + sig.slice(1);
+    }
+  }
+  return { status: 200, body: answer };
+}
+
+Deno.test("remote join: a crash between staging and the join's commit resumes", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await publicRoom(a, alice);
+    // B "dies" at the join's commit: outliers and the staged state are written, the join not.
+    const store = b.deps.eventStore;
+    const append = store.append.bind(store);
+    store.append = (request: AppendRequest) => {
+      if (request.roomId === roomId) return Promise.reject(new Error("process died"));
+      return append(request);
+    };
+    const failed = await join(b, bob, roomId, `?server_name=${A}`);
+    assertEquals(failed.status, 500);
+    store.append = append;
+    const [pending] = await b.deps.remoteJoiner.pendingJoins();
+    assertEquals(pending.roomId, roomId);
+    assert(pending.staged !== undefined, "the state was staged before the crash");
+    assertEquals(await store.roomHead(roomId), null);
+
+    // Start-up finishes it without asking A again.
+    const before = net.log.length;
+    await b.deps.remoteJoiner.resumePending();
+    assertEquals(net.log.slice(before).filter((r) => r.path.includes("send_join")), []);
+    assertEquals(await storedMembers(b, roomId), [alice.userId, bob.userId].sort());
+    assertEquals(await b.deps.remoteJoiner.pendingJoins(), []);
+    const joinId = (await store.currentStateEventId(roomId, "m.room.member", bob.userId))!;
+    assertEquals(joinId, pending.joinEventId);
+  });
+});
+
+Deno.test("remote join: a crash before staging resumes on the next attempt with the same event", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await publicRoom(a, alice);
+    const store = b.deps.eventStore;
+    const stage = store.stageState.bind(store);
+    store.stageState = () => Promise.reject(new Error("process died"));
+    assertEquals((await join(b, bob, roomId, `?server_name=${A}`)).status, 500);
+    store.stageState = stage;
+    const [pending] = await b.deps.remoteJoiner.pendingJoins();
+    assertEquals(pending.staged, undefined);
+    // The user tries again: the same signed join is sent again and stored.
+    assertEquals((await join(b, bob, roomId, `?server_name=${A}`)).status, 200);
+    const joinId = await store.currentStateEventId(roomId, "m.room.member", bob.userId);
+    assertEquals(joinId, pending.joinEventId);
+    assertEquals(await b.deps.remoteJoiner.pendingJoins(), []);
+  });
+});
