@@ -23,8 +23,12 @@ import type { JsonObject } from "../../domain/json.ts";
 import type { StoredEvent } from "../../domain/ports/event_store.ts";
 import type { RoomVersion } from "../../domain/room_versions.ts";
 
-/** Whether a route returns room events (and so must read them through the pipeline). */
-type Kind = "events" | "none";
+/**
+ * Whether a route returns room events (and so must read them through the pipeline). "server":
+ * a federation route whose events go to another server through `ReadPipeline.readForServer`;
+ * it takes X-Matrix requests, so tests/federation covers it, not the client calls below.
+ */
+type Kind = "events" | "none" | "server";
 
 /**
  * Every route of the app, by method and path with the client API version folded to `*`.
@@ -41,6 +45,18 @@ const ROUTES: Record<string, Kind> = {
   "GET /_matrix/key/v2/query/:serverName/:keyId": "none",
   "POST /_matrix/key/v2/query": "none",
   "GET /_matrix/federation/v1/version": "none",
+  // Membership handshakes: a template (no event), the state and auth chain of a join and the
+  // stripped state of a knock (through readForServer), an invite signed back, a leave (none).
+  "GET /_matrix/federation/v1/make_join/:roomId/:userId": "none",
+  "GET /_matrix/federation/v1/make_leave/:roomId/:userId": "none",
+  "GET /_matrix/federation/v1/make_knock/:roomId/:userId": "none",
+  "PUT /_matrix/federation/v1/send_join/:roomId/:eventId": "server",
+  "PUT /_matrix/federation/v2/send_join/:roomId/:eventId": "server",
+  "PUT /_matrix/federation/v1/send_leave/:roomId/:eventId": "none",
+  "PUT /_matrix/federation/v2/send_leave/:roomId/:eventId": "none",
+  "PUT /_matrix/federation/v1/send_knock/:roomId/:eventId": "server",
+  "PUT /_matrix/federation/v1/invite/:roomId/:eventId": "none",
+  "PUT /_matrix/federation/v2/invite/:roomId/:eventId": "none",
   "GET /health": "none",
   "GET /.well-known/matrix/support": "none",
   "GET /_matrix/client/*/admin/whois/:userId": "none",
