@@ -87,6 +87,10 @@ export async function startNetwork(
   async function deliver(origin: string, request: FederationRequest): Promise<FederationResponse> {
     const seen: NetworkRequest = { ...request, origin };
     log.push(seen);
+    if (!servers[origin].config.federation.enabled) {
+      // As the real client with TESSERA_FEDERATION=off.
+      throw new FederationUnreachable("refused", request.destination, "federation is disabled");
+    }
     const target = servers[request.destination];
     if (target === undefined) {
       throw new FederationUnreachable("unresolved", request.destination, "no such test server");

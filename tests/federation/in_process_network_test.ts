@@ -104,3 +104,27 @@ Deno.test("in-process network: an interceptor can drop or answer a request", asy
     await net.close();
   }
 });
+
+Deno.test("in-process network: a server with federation off sends nothing and serves no federation", async () => {
+  const net = await startNetwork(["a.test", "off.test"], {
+    envFor: { "off.test": { TESSERA_FEDERATION: "off" } },
+  });
+  try {
+    await assert.rejects(
+      net.transportFor("off.test").request({
+        method: "GET",
+        destination: "a.test",
+        path: "/_matrix/federation/v1/version",
+      }),
+      (e) => e instanceof FederationUnreachable && e.failure === "refused",
+    );
+    const denied = await net.transportFor("a.test").request({
+      method: "GET",
+      destination: "off.test",
+      path: "/_matrix/federation/v1/query/profile?user_id=%40x%3Aoff.test",
+    });
+    assert.equal(denied.status, 403);
+  } finally {
+    await net.close();
+  }
+});
