@@ -53,6 +53,14 @@ const FEDERATION_BACKOFF: Partial<OutboxWorkerOptions> = {
   maxBackoffMs: 3_600_000,
   maxFailures: Infinity,
 };
+/** How long one transaction may take before it counts as failed (Synapse allows 60 s). */
+const TRANSACTION_TIMEOUT_MS = 25_000;
+/**
+ * A destination's lease: a worker starts no batch past half of it, so one transaction always
+ * ends within it. A process that dies holding it (a crash; a clean stop releases it) keeps
+ * the destination waiting this long at most.
+ */
+const LEASE_MS = 60_000;
 
 /** What the sender is built from. */
 export interface FederationSenderDeps {
@@ -104,11 +112,13 @@ export class FederationSender implements LocalEventHook {
       serverName: deps.serverName,
       now: deps.now,
       log: deps.log,
+      timeoutMs: TRANSACTION_TIMEOUT_MS,
     });
     this.#worker = new OutboxWorker({
       // One transaction's worth at a time: delivery takes what fits and the worker peeks again.
       batchSize: MAX_PDUS_PER_TRANSACTION + MAX_EDUS_PER_TRANSACTION,
       ...FEDERATION_BACKOFF,
+      leaseMs: LEASE_MS,
       now: deps.now,
       ...deps.worker,
       store: deps.outbox,
@@ -178,7 +188,7 @@ export class FederationSender implements LocalEventHook {
     if (this.#enabled) this.#worker.start();
   }
 
-  /** Stop the loop, waiting for a transaction in flight. */
+  /** Stop the loop, waiting for the transactions in flight (call it before closing KV). */
   stop(): Promise<void> {
     return this.#worker.stop();
   }

@@ -62,6 +62,8 @@ export class OutboxWorker {
   readonly #maxFailures: number;
   readonly #parallel: number;
   #running = false;
+  /** `stop` was called: drains end after their current batch. */
+  #stopping = false;
   #again = false;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #pass: Promise<void> | undefined;
@@ -95,16 +97,23 @@ export class OutboxWorker {
   start(): void {
     if (this.#running) return;
     this.#running = true;
+    this.#stopping = false;
     this.#schedule(0);
   }
 
-  /** Stop the loop and wait for a pass and the deliveries in progress to finish. */
+  /**
+   * Stop the loop and wait for the pass and the batches in progress to finish, their leases
+   * released (call it before closing the store).
+   */
   async stop(): Promise<void> {
     this.#running = false;
+    this.#stopping = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#pass;
     await Promise.all(this.#inFlight.values());
+    // Driving it by hand (runOnce) after a stop sends again.
+    this.#stopping = false;
   }
 
   /** New entries were appended in this process: run a pass soon. */
@@ -199,7 +208,9 @@ export class OutboxWorker {
     let retryAt = 0;
     try {
       // Leave a margin of half the lease: a batch must end before another process may take over.
-      while (this.#now() - started < this.#leaseMs / 2) {
+      // A stopping worker ends each drain after its current batch, releasing the lease before
+      // the process goes, so a restart need not wait for the lease to run out.
+      while (!this.#stopping && this.#now() - started < this.#leaseMs / 2) {
         const entries = await this.#store.peek(destination, this.#batchSize);
         if (entries.length === 0) {
           await this.#store.clearPending(destination, mark);

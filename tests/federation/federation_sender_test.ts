@@ -364,6 +364,47 @@ Deno.test("sender: what was queued before a restart (tried or not) goes out afte
   }
 });
 
+Deno.test("sender: a stopping sender ends after the batch in flight and frees the stream", async () => {
+  const transport = new RecordingTransport();
+  const server = await serverA(transport);
+  try {
+    const { eventStore, federationSender } = server.deps;
+    const roomId = await publicRoom(server, alice);
+    await appendRemoteJoin(eventStore, roomId, "@bob:b.test", await testServer("b.test", 2));
+    const inFlight = signal();
+    let answer: (r: FederationResponse) => void = () => {};
+    transport.answers.set("b.test", () => {
+      inFlight.fire();
+      return new Promise((resolve) => answer = resolve);
+    });
+    federationSender.start();
+    await say(server, roomId, alice, "in flight at the stop");
+    await inFlight.fired;
+    // Queued behind the transaction in flight: left for whoever runs next.
+    await say(server, roomId, alice, "after the stop");
+    const stopped = federationSender.stop();
+    answer({ status: 200, body: { pdus: {} } });
+    await stopped;
+    assertEquals(transport.sentTo("b.test").map((s) => s.eventIds), [["in flight at the stop"]]);
+    // The lease went back with the stop: another process (a restart) sends at once.
+    transport.answers.delete("b.test");
+    const next = new FederationSender({
+      store: eventStore,
+      outbox: new KvOutboxStore(server.kv, FEDERATION_STREAM),
+      transport,
+      serverName: A,
+      worker: { holder: "the next process" },
+    });
+    await next.runOnce();
+    assertEquals(transport.sentTo("b.test").map((s) => s.eventIds), [
+      ["in flight at the stop"],
+      ["after the stop"],
+    ]);
+  } finally {
+    server.close();
+  }
+});
+
 Deno.test("sender: two processes over one KV file never send a stream at once", async () => {
   const dir = await Deno.makeTempDir({ prefix: "tessera-fed-lease-" });
   const path = `${dir}/kv.sqlite3`;
