@@ -94,10 +94,10 @@ import {
 import { GuardedFetch } from "./outbound/guarded_fetch.ts";
 import type { FederationTransport } from "./domain/ports/federation_transport.ts";
 import { federationClientFromConfig } from "./outbound/federation_client.ts";
+import { KvWellKnownCache } from "./kv/well_known_cache.ts";
 import { FederationKeyRing } from "./domain/federation/key_ring.ts";
 import { KeyNotary } from "./domain/federation/key_notary.ts";
 import { KvServerKeyStore } from "./kv/server_key_store.ts";
-import { KvWellKnownCache } from "./kv/well_known_cache.ts";
 import { FederationSender } from "./domain/federation/federation_sender.ts";
 import { FEDERATION_STREAM } from "./domain/federation/federation_transactions.ts";
 import { AccountDataService } from "./domain/account_data/account_data_service.ts";
@@ -110,7 +110,11 @@ import {
 import { PresenceService } from "./domain/ephemeral/presence_service.ts";
 import { ReceiptService } from "./domain/ephemeral/receipt_service.ts";
 import { TypingService } from "./domain/ephemeral/typing_service.ts";
-import { type ProfileReader, ProfileService } from "./domain/profile/profile_service.ts";
+import {
+  type ProfileReader,
+  ProfileService,
+  type ProfileServiceDeps,
+} from "./domain/profile/profile_service.ts";
 import { KvAccountDataStore } from "./kv/account_data_store.ts";
 import { KvPresenceStore } from "./kv/presence_store.ts";
 import { KvProfileStore } from "./kv/profile_store.ts";
@@ -120,6 +124,7 @@ import type { RoomDirectoryStore } from "./domain/ports/room_directory_store.ts"
 import { Rooms } from "./domain/rooms/rooms.ts";
 import type { RemoteJoinService } from "./domain/rooms/room_services.ts";
 import { RemoteJoiner } from "./domain/federation/remote_join.ts";
+import { RemoteQueries } from "./domain/federation/remote_queries.ts";
 import { RemoteBackfill } from "./domain/federation/backfill.ts";
 import { verifyEventSignatures } from "./domain/federation/event_signatures.ts";
 import { KvPendingJoinStore } from "./kv/pending_join_store.ts";
@@ -174,9 +179,14 @@ export async function assembleServer(
     now: options.now,
   });
   eventHooks.push(push.planner);
+  // Another server's profiles and room list, asked over federation for local clients.
+  const remoteQueries = new RemoteQueries({
+    transport: { request: (request) => deps.federationTransport.request(request) },
+  });
   const userData = assembleUserData({
     kv,
     serverName: config.serverName,
+    remoteProfiles: remoteQueries,
     eventStore,
     sender,
     syncNotifier,
@@ -418,6 +428,7 @@ export async function assembleServer(
     // A server that reaches us is up: its backoff goes (one KV read when it had none).
     onInboundServerRequest: (origin) => federationSender.noteInboundRequest(origin),
     remoteJoiner,
+    remoteQueries,
     openIdTokens: new OpenIdTokenService({
       store: new KvOpenIdTokenStore(kv, options.now),
       serverName: config.serverName,
@@ -457,9 +468,9 @@ export async function assembleServer(
       copyUserDataOnUpgrade: (userId, oldRoomId, newRoomId) =>
         userData.accountData.copyOnRoomUpgrade(userId, oldRoomId, newRoomId),
       defaultRoomVersion: config.defaultRoomVersion,
-      remoteMembership,
       roomDirectory,
       remoteJoin: remoteJoiner,
+      remoteMembership,
     }),
     ...assembleThreepids({ kv, config, keyring, now: options.now, rooms: () => deps.rooms }),
   };
@@ -576,6 +587,8 @@ function assembleUserData(options: {
   now?: () => number;
   /** A user's read receipt moved (push gateways get the new badge). */
   readReceiptMoved?: (userId: string) => void;
+  /** Remote users' profiles, asked of their servers. */
+  remoteProfiles?: ProfileServiceDeps["remote"];
 }): UserDataServices {
   const { kv, eventStore, syncNotifier, now } = options;
   const notifyUser = (userId: string) => syncNotifier.notifyUser(userId);
@@ -601,6 +614,7 @@ function assembleUserData(options: {
       sender: options.sender,
       serverName: options.serverName,
       accounts: new KvAccountStore(kv, now),
+      remote: options.remoteProfiles,
     }),
     accountData,
     receipts: new ReceiptService({
@@ -647,9 +661,9 @@ function assembleRooms(options: {
   isGuest?: (userId: string) => Promise<boolean>;
   copyUserDataOnUpgrade?: (userId: string, oldRoomId: string, newRoomId: string) => Promise<void>;
   defaultRoomVersion?: string;
-  remoteMembership?: RemoteMembershipActions;
   roomDirectory: RoomDirectoryStore;
   remoteJoin?: RemoteJoinService;
+  remoteMembership?: RemoteMembershipActions;
 }): RoomsServices {
   const { roomDirectory } = options;
   const rooms = new Rooms({
@@ -661,8 +675,8 @@ function assembleRooms(options: {
     isGuest: options.isGuest,
     copyUserDataOnUpgrade: options.copyUserDataOnUpgrade,
     defaultRoomVersion: options.defaultRoomVersion,
-    remoteMembership: options.remoteMembership,
     remoteJoin: options.remoteJoin,
+    remoteMembership: options.remoteMembership,
   });
   return { rooms, roomDirectory };
 }

@@ -47,9 +47,10 @@ import type { AccountModeration } from "../domain/moderation/account_moderation.
 import type { ContentReports } from "../domain/moderation/content_reports.ts";
 import type { FederationTransport } from "../domain/ports/federation_transport.ts";
 import type { KeyRing } from "../domain/federation/key_ring.ts";
-import type { RemoteJoiner } from "../domain/federation/remote_join.ts";
 import type { PduInput } from "../domain/federation/pdu_input/types.ts";
 import type { TransactionReceiver } from "../domain/federation/inbound_transactions.ts";
+import type { RemoteJoiner } from "../domain/federation/remote_join.ts";
+import type { RemoteQueries } from "../domain/federation/remote_queries.ts";
 import type { KeyNotary } from "../domain/federation/key_notary.ts";
 
 /** What every route module may depend on. Areas add their services here. */
@@ -192,4 +193,6 @@ export interface AppDeps {
    * `resumePending()` at start-up finishes joins a dead process left half done.
    */
   remoteJoiner: RemoteJoiner;
+  /** Another server's public room list (and its users' profiles), asked over federation. */
+  remoteQueries: RemoteQueries;
 }

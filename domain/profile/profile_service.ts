@@ -71,6 +71,11 @@ export interface ProfileServiceDeps {
    * localpart as display name) and one who does not exist as 404.
    */
   accounts?: Pick<AccountStore, "getAccount">;
+  /**
+   * Other servers' users' profiles, asked of their server (domain/federation/remote_queries.ts);
+   * without it a remote user's profile is whatever this server holds, usually nothing (404).
+   */
+  remote?: { profile(userId: string, server: string, field?: string): Promise<JsonObject> };
 }
 
 /** Profile reads and writes, and their propagation to member events. */
@@ -103,6 +108,8 @@ export class ProfileService implements ProfileReader {
    * registration), so clients do not take an existing user for a missing one.
    */
   async fullProfile(userId: string): Promise<ProfileFields> {
+    const remote = this.#remoteServer(userId);
+    if (remote !== undefined) return await this.deps.remote!.profile(userId, remote);
     const fields = await this.deps.store.get(userId);
     if (fields !== null) return fields;
     const { accounts } = this.deps;
@@ -115,7 +122,10 @@ export class ProfileService implements ProfileReader {
   /** One field; M_NOT_FOUND when the profile or field is missing. */
   async field(userId: string, key: string): Promise<JsonValue> {
     checkProfileKey(key);
-    const fields = await this.fullProfile(userId);
+    const remote = this.#remoteServer(userId);
+    const fields = remote !== undefined
+      ? await this.deps.remote!.profile(userId, remote, key)
+      : await this.fullProfile(userId);
     if (!(key in fields)) throw notFound(`Profile field '${key}' not found`);
     return fields[key];
   }
@@ -168,6 +178,13 @@ export class ProfileService implements ProfileReader {
 
   #isLocal(userId: string): boolean {
     return userId.endsWith(`:${this.deps.serverName}`);
+  }
+
+  /** The server to ask for a remote user's profile; undefined for local users or without one. */
+  #remoteServer(userId: string): string | undefined {
+    if (this.deps.remote === undefined || this.#isLocal(userId)) return undefined;
+    const colon = userId.indexOf(":");
+    return colon > 0 ? userId.slice(colon + 1) : undefined;
   }
 
   #checkOwner(requester: string, userId: string): void {

@@ -2,9 +2,9 @@
  * The room directory: aliases (`/directory/room/{roomAlias}`, `/rooms/{roomId}/aliases`), the
  * published room list (`/publicRooms`) and each room's listing (`/directory/list/room/{roomId}`).
  */
-import { Hono } from "hono";
+import { Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod";
-import { forbidden, MatrixError } from "../../domain/errors.ts";
+import { forbidden } from "../../domain/errors.ts";
 import { RoomState } from "../../domain/rooms/room_state.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
@@ -12,7 +12,7 @@ import type { ClientArea } from "./client_api.ts";
 import { rateLimited } from "./rate_limit_middleware.ts";
 import { roomAliasParam, roomIdParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
-import { isValidRoomId } from "../../domain/identifiers.ts";
+import { isValidRoomId, isValidServerName } from "../../domain/identifiers.ts";
 
 const aliasBody = z.object({
   room_id: z.string().max(255).refine(isValidRoomId, "must be a valid room ID"),
@@ -22,7 +22,7 @@ const limit = z.coerce.number().int().min(0).max(1000);
 const publicRoomsQuery = z.object({
   limit: limit.optional(),
   since: z.string().max(64).optional(),
-  server: z.string().max(255).optional(),
+  server: z.string().max(255).refine(isValidServerName, "must be a server name").optional(),
 });
 // null stands for "not given" (clients paging send the last page's absent next_batch as null,
 // and Synapse takes it so).
@@ -42,18 +42,17 @@ export function directoryArea(deps: AppDeps): ClientArea {
   const app = new Hono<ClientEnv>();
   const { aliases, publicRooms } = deps.rooms;
   const auth = requireSession(deps.sessions);
-  const local = (server: string | undefined) => {
-    if (server !== undefined && server !== deps.config.serverName) {
-      throw new MatrixError(
-        "M_UNRECOGNIZED",
-        400,
-        "Listing other servers' room directories needs federation, not supported yet",
-      );
-    }
-  };
+  /** The server whose list is asked for, when it is not this one. */
+  const remote = (server: string | undefined) =>
+    server !== undefined && server !== deps.config.serverName ? server : undefined;
 
   app.get("/directory/room/:roomAlias", async (c) => {
-    const record = await aliases.resolve(roomAliasParam(c));
+    const alias = roomAliasParam(c);
+    if (!alias.endsWith(`:${deps.config.serverName}`)) {
+      const found = await deps.remoteJoiner.resolveAlias(alias);
+      return c.json({ room_id: found.roomId, servers: found.servers });
+    }
+    const record = await aliases.resolve(alias);
     return c.json({ room_id: record.roomId, servers: [deps.config.serverName] });
   });
 
@@ -89,16 +88,36 @@ export function directoryArea(deps: AppDeps): ClientArea {
     return c.json({});
   });
 
-  app.get("/publicRooms", async (c) => {
+  // Anyone may read our own list; asking another server costs us a request, so only users may.
+  const authForRemote: MiddlewareHandler = (c, next) =>
+    remote(c.req.query("server")) !== undefined ? auth(c, next) : next();
+  app.get("/publicRooms", authForRemote, async (c) => {
     const query = readQuery(c, publicRoomsQuery);
-    local(query.server);
+    const server = remote(query.server);
+    if (server !== undefined) {
+      return c.json(
+        await deps.remoteQueries.publicRooms(server, { limit: query.limit, since: query.since }),
+      );
+    }
     return c.json(await publicRooms.list({ limit: query.limit, since: query.since }));
   });
 
   app.post("/publicRooms", auth, async (c) => {
     const query = readQuery(c, publicRoomsQuery);
-    local(query.server);
     const body = await readJsonBody(c, publicRoomsBody, { emptyAsObject: true });
+    const server = remote(query.server);
+    if (server !== undefined) {
+      return c.json(
+        await deps.remoteQueries.publicRooms(server, {
+          limit: body.limit ?? undefined,
+          since: body.since ?? undefined,
+          searchTerm: body.filter?.generic_search_term ?? undefined,
+          roomTypes: body.filter?.room_types,
+          includeAllNetworks: body.include_all_networks ?? undefined,
+          thirdPartyInstanceId: body.third_party_instance_id ?? undefined,
+        }),
+      );
+    }
     return c.json(
       await publicRooms.list({
         limit: body.limit ?? undefined,
