@@ -43,8 +43,12 @@ export function keysApp(deps: AppDeps): Hono {
   const serveOwnKeys = async () =>
     Response.json(await signedServerKeys(deps.keyring, deps.now?.() ?? Date.now()));
   app.get("/_matrix/key/v2/server", serveOwnKeys);
-  // Removed from the spec in v1.1, still asked for by old servers; the key ID never mattered.
-  app.get("/_matrix/key/v2/server/:keyId", serveOwnKeys);
+  // Removed from the spec in v1.1, still asked for by old servers; the key ID never mattered,
+  // but it is still bounded like every path parameter.
+  app.get("/_matrix/key/v2/server/:keyId", (c) => {
+    pathParam(c, "keyId");
+    return serveOwnKeys();
+  });
 
   const queryOne = (withKeyId: boolean) => async (c: Context) => {
     const serverName = serverNameParam(pathParam(c, "serverName"));
