@@ -176,3 +176,59 @@ Deno.test("a staged state of another room, or never staged, is refused", async (
   assert.equal(await store.roomHead(ROOM), null);
   kv.close();
 });
+
+Deno.test("replay rebuilds a joined room with gaps, backfill and checked events exactly", async () => {
+  const { kv, store } = await memoryStore();
+  const { events, state, last } = remoteRoom(20);
+  await store.storeOutliers(ROOM, events);
+  const staged = await store.stageState(ROOM, "10", state);
+  const join = joinEvent(last);
+  await store.append({
+    roomId: ROOM,
+    roomVersion: "10",
+    events: [{ ...join, checkState: true, stateBefore: staged }],
+  });
+  const later = new RoomBuilder(ROOM, "later");
+  const mine = later.message("after joining", { sender: ME, prev: [join.eventId] });
+  await store.append({ roomId: ROOM, events: [mine] });
+  // A gap: the sender's history before this event is not held; its state came from /state_ids.
+  const afterGap = later.message("after a gap", { sender: "@user1:remote.test", prev: ["$gap"] });
+  // A stranger's message, refused by the state before it.
+  const stranger = later.message("let me in", {
+    sender: "@x:elsewhere.test",
+    prev: [mine.eventId],
+  });
+  const checked = await store.append({
+    roomId: ROOM,
+    events: [
+      { ...afterGap, checkState: true, stateBefore: staged },
+      { ...stranger, checkState: true },
+    ],
+  });
+  assert.deepEqual(checked.events.map((e) => e.status), ["accepted", "rejected"]);
+  assert.deepEqual(
+    (await store.roomHead(ROOM))?.forwardExtremities.sort(),
+    [afterGap.eventId, mine.eventId].sort(),
+  );
+  // History from before our join, fetched by backfill, with the state before it staged too.
+  const older = new RoomBuilder(ROOM, "older").message("old news", {
+    sender: "@user2:remote.test",
+    prev: ["$even-older"],
+  });
+  const back = await store.append({
+    roomId: ROOM,
+    backfill: true,
+    events: [{ ...older, checkState: true, stateBefore: staged }],
+  });
+  assert.equal(back.events[0].position, 0);
+  assert.equal(back.events[0].status, "accepted");
+  const merge = later.message("merge", { sender: ME, prev: [mine.eventId, afterGap.eventId] });
+  await store.append({ roomId: ROOM, events: [merge] });
+
+  const target = await Deno.openKv(":memory:");
+  const report = await replay({ source: kv, target, resolver: greatestIdResolver });
+  assert.deepEqual(report.differences, []);
+  assert.equal(report.events, 6);
+  target.close();
+  kv.close();
+});
