@@ -85,10 +85,10 @@ export class TransactionReceiver {
     }
     await Promise.all([...byRoom].map(async ([roomId, pdus]) => {
       const refusal = await this.#refusal(origin, roomId);
-      for (const pdu of pdus) {
-        const outcome: PduOutcome = refusal !== undefined
-          ? { eventId: refusal.name(pdu), error: refusal.reason }
-          : await this.#handle(origin, roomId, pdu);
+      const outcomes: PduOutcome[] = refusal !== undefined
+        ? pdus.map((pdu) => ({ eventId: refusal.name(pdu), error: refusal.reason }))
+        : await this.#handleRoom(origin, roomId, pdus);
+      for (const outcome of outcomes) {
         if (outcome.eventId === "") continue;
         // A stored event was handled, whatever the checks decided (Synapse answers the same,
         // and senders, SyTest among them, read an error as a failure to deliver).
@@ -100,6 +100,15 @@ export class TransactionReceiver {
     const answer: TransactionAnswer = { pdus: results };
     await this.deps.answers.recordAnswer(origin, txnId, answer);
     return answer;
+  }
+
+  /** One room's PDUs in order: together when the handler can (shared commits), else one by one. */
+  async #handleRoom(origin: string, roomId: string, pdus: unknown[]): Promise<PduOutcome[]> {
+    const { pduInput } = this.deps;
+    if (pduInput.handleAll) return await pduInput.handleAll(origin, roomId, pdus);
+    const outcomes: PduOutcome[] = [];
+    for (const pdu of pdus) outcomes.push(await this.#handle(origin, roomId, pdu));
+    return outcomes;
   }
 
   async #handle(origin: string, roomId: string, pdu: unknown): Promise<PduOutcome> {

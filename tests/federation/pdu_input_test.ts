@@ -320,3 +320,53 @@ Deno.test("an event rejected after a gap still gets its place in the DAG, never 
     t.server.close();
   }
 });
+
+Deno.test("handleAll: a room's PDUs in order, each resting on the one before, with the same outcomes as one by one", async () => {
+  const t = await setup();
+  try {
+    const rename = await t.view.build(t.join.eventId, {
+      sender: BOB,
+      type: "m.room.member",
+      stateKey: BOB,
+      content: { membership: "join", displayname: "Bob" },
+    });
+    // A message citing the rename as its auth event, queued right behind it.
+    const after = await t.view.build(rename.eventId, message("after the rename"));
+    const escalation = await t.view.build(after.eventId, {
+      sender: BOB,
+      type: "m.room.power_levels",
+      stateKey: "",
+      content: { users: { [t.alice.userId]: 100, [BOB]: 100 } },
+    });
+    // Resting on the rejected escalation (whose state is the one before it), citing the
+    // power levels that hold.
+    const last = await t.view.build(escalation.eventId, message("last"), {
+      authEvents: after.event.auth_events,
+    });
+    const outcomes = await t.input.handleAll(B.name, t.roomId, [
+      rename.pdu,
+      after.pdu,
+      escalation.pdu,
+      last.pdu,
+      after.pdu,
+    ]);
+    assertEquals(outcomes.map((o) => [o.eventId, o.status]), [
+      [rename.eventId, "accepted"],
+      [after.eventId, "accepted"],
+      [escalation.eventId, "rejected"],
+      [last.eventId, "accepted"],
+      [after.eventId, "accepted"],
+    ]);
+    assert(t.view.requests.length === 0, t.view.requests.join("\n"));
+    assertEquals(await syncedBodies(t.server, t.alice.accessToken, t.roomId), [
+      "after the rename",
+      "last",
+    ]);
+    assertEquals(
+      await t.store.currentStateEventId(t.roomId, "m.room.member", BOB),
+      rename.eventId,
+    );
+  } finally {
+    t.server.close();
+  }
+});

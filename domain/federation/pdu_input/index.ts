@@ -35,11 +35,13 @@ import {
   type AppendedEvent,
   type EventStore,
   MissingPrevEvents,
+  type RoomHeadView,
   type StagedState,
   type StateResolver,
 } from "../../ports/event_store.ts";
 import type { FederationTransport } from "../../ports/federation_transport.ts";
 import { authEventIdsNeeded, authoriseByAuthEvents } from "./auth_events.ts";
+import { AppendBatch } from "./append_batch.ts";
 import { applyContentHash } from "./content_hash.ts";
 import type { FetchedEventSinks } from "./fetched_events.ts";
 import { checkPduFormat } from "./format.ts";
@@ -71,43 +73,85 @@ interface GapMode {
   backfill: boolean;
 }
 
+/** A PDU through its checks, its append added to the batch: `outcome` settles once committed. */
+interface Checked {
+  outcome: Promise<PduOutcome>;
+}
+
+const settled = (outcome: PduOutcome): Checked => ({ outcome: Promise.resolve(outcome) });
+
 /** The handler of PDUs from other servers (see the module comment for its steps). */
 export class FederationPduInput implements PduInput {
   constructor(private readonly deps: PduInputDeps) {}
 
   /** See PduInput.handle. */
-  handle(
+  async handle(
     origin: string,
     roomId: string,
     pdu: unknown,
     options: PduInputOptions = {},
   ): Promise<PduOutcome> {
-    const backfill = options.backfill === true;
-    return this.#handle(origin, roomId, pdu, { askForMissingEvents: !backfill, backfill });
+    const batch = new AppendBatch(true);
+    const checked = await this.#check(origin, roomId, pdu, modeOf(options), batch);
+    return await checked.outcome;
   }
 
-  async #handle(
+  /**
+   * See PduInput.handleAll: the PDUs are checked one after another and their appends queued
+   * together (append_batch.ts), so consecutive events of a room share commits.
+   */
+  async handleAll(
+    origin: string,
+    roomId: string,
+    pdus: readonly unknown[],
+    options: PduInputOptions = {},
+  ): Promise<PduOutcome[]> {
+    const batch = new AppendBatch(false);
+    const outcomes: Promise<PduOutcome>[] = [];
+    // Storage failing for one PDU fails only its result (the sender sees it, as Synapse does).
+    const failed = (pdu: unknown) => (error: unknown): PduOutcome => {
+      console.error("federation: handling a PDU failed", roomId, error);
+      return { eventId: carriedEventId(pdu), error: "internal error handling the event" };
+    };
+    for (const pdu of pdus) {
+      try {
+        const checked = await this.#check(origin, roomId, pdu, modeOf(options), batch);
+        outcomes.push(checked.outcome.catch(failed(pdu)));
+      } catch (error) {
+        outcomes.push(Promise.resolve(failed(pdu)(error)));
+      }
+    }
+    batch.flush();
+    return await Promise.all(outcomes);
+  }
+
+  async #check(
     origin: string,
     roomId: string,
     raw: unknown,
     mode: GapMode,
-  ): Promise<PduOutcome> {
+    batch: AppendBatch,
+  ): Promise<Checked> {
     const { store } = this.deps;
     const head = await store.roomHead(roomId);
-    if (!head) return { eventId: "", error: `this server is not in room ${roomId}` };
+    if (!head) return settled({ eventId: "", error: `this server is not in room ${roomId}` });
     const version = roomVersion(head.roomVersion);
-    if (!version) return { eventId: "", error: `unsupported room version ${head.roomVersion}` };
+    if (!version) {
+      return settled({ eventId: "", error: `unsupported room version ${head.roomVersion}` });
+    }
 
     // 1. Format and size.
     const format = checkPduFormat(raw, roomId, version);
-    if (!format.ok) return { eventId: format.eventId, error: format.reason };
+    if (!format.ok) return settled({ eventId: format.eventId, error: format.reason });
     const { eventId } = format.value;
+    const queued = batch.outcome(eventId);
+    if (queued) return { outcome: queued };
     const known = (await store.findEvents([eventId])).get(eventId);
-    if (known && !known.outlier) return outcomeOf(eventId, known.status, "already held");
+    if (known && !known.outlier) return settled(outcomeOf(eventId, known.status, "already held"));
 
     // 2. Signatures.
     const signatures = await checkSignatures(format.value.pdu, version, this.deps.verifySignatures);
-    if (!signatures.ok) return { eventId, error: signatures.reason };
+    if (!signatures.ok) return settled({ eventId, error: signatures.reason });
 
     // 3. Content hash: a mismatch redacts the event.
     const { pdu } = applyContentHash(format.value.pdu, version);
@@ -115,47 +159,66 @@ export class FederationPduInput implements PduInput {
 
     // Prev events we lack, before any auth check (as Synapse does, so the event lands in the
     // DAG whatever the checks decide): the events in between, else the state across the gap.
-    const gap = await this.#closeGap(origin, roomId, version, event, head.forwardExtremities, mode);
-    if (!gap.ok) return { eventId, error: gap.reason };
+    const gap = await this.#closeGap(origin, roomId, version, event, head, mode, batch);
+    if (!gap.ok) return settled({ eventId, error: gap.reason });
 
-    // 4. Its own auth events, fetching those we lack from the sender.
+    // 4. Its own auth events, fetching those we lack from the sender. One still queued is
+    // waited for: whether it was accepted decides this event.
+    const needed = authEventIdsNeeded(event, version);
+    const queuedAuth = needed.filter((id) => batch.has(id));
+    if (queuedAuth.length > 0) await batch.settle(queuedAuth);
     const source = remoteEventSource(this.deps.transport, origin);
     const authEvents = await gatherAuthEvents(event, version, this.#sinks(roomId), source);
-    const unavailable = authEventIdsNeeded(event, version).filter((id) => !authEvents.has(id));
+    const unavailable = needed.filter((id) => !authEvents.has(id));
     if (unavailable.length > 0) {
       // Not rejected: a later try, once the sender answers, may find them.
-      return { eventId, error: `auth events unavailable: ${unavailable.join(", ")}` };
+      return settled({ eventId, error: `auth events unavailable: ${unavailable.join(", ")}` });
     }
     const byAuthEvents = authoriseByAuthEvents(event, authEvents, version);
     if (!byAuthEvents.allowed) {
-      await this.#storeRejected(roomId, event, pdu, gap.stateBefore, mode.backfill);
-      return { eventId, status: "rejected", error: byAuthEvents.reason };
+      const outcome = batch.add(
+        eventId,
+        () =>
+          this.#storeRejected(roomId, event, pdu, gap.stateBefore, mode.backfill).then(
+            (): PduOutcome => ({ eventId, status: "rejected", error: byAuthEvents.reason }),
+          ),
+      );
+      return { outcome };
     }
-
     // 5 and 6 in the store's planner, with the hooks' writes when it stays accepted.
-    return await this.#append(roomId, version, event, pdu, gap.stateBefore, mode.backfill);
+    return await this.#append(roomId, version, event, pdu, gap.stateBefore, mode.backfill, batch);
   }
 
   /**
-   * Undefined `stateBefore` when every prev event is in the log (after asking the sender for
-   * the ones in between, when allowed); else the staged state across the gap.
+   * Undefined `stateBefore` when every prev event is in the log or queued (after asking the
+   * sender for the ones in between, when allowed); else the staged state across the gap.
    */
   async #closeGap(
     origin: string,
     roomId: string,
     version: RoomVersion,
     event: RoomEvent,
-    forwardExtremities: string[],
+    head: RoomHeadView,
     mode: GapMode,
+    batch: AppendBatch,
   ): Promise<{ ok: true; stateBefore?: StagedState } | { ok: false; reason: string }> {
-    let missing = await this.#notInLog(event.prev_events);
+    const absent = async () =>
+      (await this.#notInLog(event.prev_events)).filter((id) => !batch.has(id));
+    let missing = await absent();
+    if (missing.length === 0) return { ok: true };
+    // A real gap: what is queued lands first, so the walk starts from the true extremities.
+    await batch.settle();
+    missing = await absent();
     if (missing.length === 0) return { ok: true };
     const source = remoteEventSource(this.deps.transport, origin);
     if (mode.askForMissingEvents) {
-      const between = await fetchMissingEvents(source, roomId, forwardExtremities, event.event_id);
+      const extremities = (await this.deps.store.roomHead(roomId))?.forwardExtremities ??
+        head.forwardExtremities;
+      const between = await fetchMissingEvents(source, roomId, extremities, event.event_id);
       for (const pdu of between) {
         // Each is a PDU in its own right; a gap before the oldest one is closed by state.
-        await this.#handle(origin, roomId, pdu, { askForMissingEvents: false, backfill: false });
+        const walked = { askForMissingEvents: false, backfill: false };
+        await (await this.#check(origin, roomId, pdu, walked, new AppendBatch(true))).outcome;
       }
       missing = await this.#notInLog(event.prev_events);
       if (missing.length === 0) return { ok: true };
@@ -176,6 +239,7 @@ export class FederationPduInput implements PduInput {
     return { ok: true, stateBefore };
   }
 
+  /** Prepare the hooks' writes, then add the append to the batch. */
   async #append(
     roomId: string,
     version: RoomVersion,
@@ -183,7 +247,8 @@ export class FederationPduInput implements PduInput {
     pdu: Pdu,
     stateBefore: StagedState | undefined,
     backfill: boolean,
-  ): Promise<PduOutcome> {
+    batch: AppendBatch,
+  ): Promise<Checked> {
     const hooked: PreparedEventWrites[] = [];
     if (!backfill) {
       for (const hook of this.deps.eventHooks ?? []) {
@@ -193,36 +258,39 @@ export class FederationPduInput implements PduInput {
     }
     const accepted = (appended: AppendedEvent) =>
       appended.status === "accepted" && !appended.duplicate;
-    let result;
-    try {
-      result = await this.deps.store.append({
-        roomId,
-        backfill,
-        events: [{
-          eventId: event.event_id,
-          pdu,
-          status: "accepted",
-          checkState: true,
-          ...(stateBefore ? { stateBefore } : {}),
-        }],
-        extraMutations: ([appended]) =>
-          accepted(appended) ? hooked.flatMap((h) => h.writes(appended)) : [],
-      });
-    } catch (error) {
-      if (error instanceof MissingPrevEvents) {
-        return { eventId: event.event_id, error: error.message };
+    const commit = async (): Promise<PduOutcome> => {
+      let result;
+      try {
+        result = await this.deps.store.append({
+          roomId,
+          backfill,
+          events: [{
+            eventId: event.event_id,
+            pdu,
+            status: "accepted",
+            checkState: true,
+            ...(stateBefore ? { stateBefore } : {}),
+          }],
+          extraMutations: ([appended]) =>
+            accepted(appended) ? hooked.flatMap((h) => h.writes(appended)) : [],
+        });
+      } catch (error) {
+        if (error instanceof MissingPrevEvents) {
+          return { eventId: event.event_id, error: error.message };
+        }
+        throw error;
       }
-      throw error;
-    }
-    const appended = result.events[0];
-    if (accepted(appended)) {
-      await Promise.all(hooked.map((h) =>
-        h.afterCommit?.(appended).catch((error) => {
-          console.error("event hook afterCommit failed", event.event_id, error);
-        })
-      ));
-    }
-    return outcomeOf(event.event_id, appended.status, "failed the auth rules");
+      const appended = result.events[0];
+      if (accepted(appended)) {
+        await Promise.all(hooked.map((h) =>
+          h.afterCommit?.(appended).catch((error) => {
+            console.error("event hook afterCommit failed", event.event_id, error);
+          })
+        ));
+      }
+      return outcomeOf(event.event_id, appended.status, "failed the auth rules");
+    };
+    return { outcome: batch.add(event.event_id, commit) };
   }
 
   /**
@@ -294,6 +362,18 @@ export class FederationPduInput implements PduInput {
       isRejected: (id) => statuses.get(id) === "rejected",
     });
   }
+}
+
+/** How `options` let a handling reach out for missing prev events. */
+function modeOf(options: PduInputOptions): GapMode {
+  const backfill = options.backfill === true;
+  return { askForMissingEvents: !backfill, backfill };
+}
+
+/** The event ID a PDU carries (rooms v1/v2), or "" when it carries none. */
+function carriedEventId(pdu: unknown): string {
+  const id = (pdu as { event_id?: unknown } | null)?.event_id;
+  return typeof id === "string" ? id : "";
 }
 
 function outcomeOf(eventId: string, status: PduOutcome["status"], why: string): PduOutcome {

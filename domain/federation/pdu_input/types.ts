@@ -37,6 +37,17 @@ export interface PduInput {
     pdu: unknown,
     options?: PduInputOptions,
   ): Promise<PduOutcome>;
+  /**
+   * Handle several PDUs of `roomId` in order, as `handle` would one by one, with the same
+   * outcomes; consecutive events may share commits. A failure of storage fails only the
+   * outcome of the PDU it hit.
+   */
+  handleAll?(
+    origin: string,
+    roomId: string,
+    pdus: readonly unknown[],
+    options?: PduInputOptions,
+  ): Promise<PduOutcome[]>;
 }
 
 /** An event we hold, in a room's log or as an outlier, with what its checks decided. */
