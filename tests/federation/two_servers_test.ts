@@ -4,7 +4,8 @@
  * history made before the join is backfilled by B's /messages; messages flow both ways, each
  * returned by the other side's /sync long-poll; A's user invites B's, who sees the invite in
  * /sync and joins; a ban on A removes B's user on both sides; B restarts mid-stream and loses
- * nothing; A goes down while B sends and B's queue retries until everything arrives.
+ * nothing; A goes down while B sends and B's queue retries until everything arrives, also when
+ * B itself restarts with the events still queued.
  *
  * One cluster serves the whole scenario (each process start costs a second or two). Waiting for
  * convergence has a deadline; nothing asserts on timing.
@@ -388,6 +389,35 @@ Deno.test({
           "while A was down 1",
           "while A was down 2",
           "while A was down 3",
+        ]);
+      });
+
+      await t.step("what B queued for A survives B's restart while A is down", async () => {
+        const failuresBefore = failedTransactions(b, a);
+        await a.stop();
+        const sent = [
+          await say(b, bob, roomId, "queued across B's restart 1"),
+          await say(b, bob, roomId, "queued across B's restart 2"),
+        ];
+        await eventually(
+          "B's transaction to A fails",
+          () => Promise.resolve(failedTransactions(b, a) > failuresBefore ? true : undefined),
+        );
+        // B stops with the events still in its outbox; A comes back first, then B.
+        await b.stop();
+        await a.start();
+        await b.start();
+        for (const eventId of sent) {
+          await eventually(
+            `${eventId} reaches A`,
+            () => eventOn(a, alice, roomId, eventId),
+            45_000,
+          );
+        }
+        const bodies = await history(a, alice, roomId);
+        assert.deepEqual(bodies.filter((m) => m.startsWith("queued across")), [
+          "queued across B's restart 1",
+          "queued across B's restart 2",
         ]);
       });
     } catch (e) {
