@@ -177,7 +177,7 @@ export class FederationSender implements LocalEventHook {
   async noteInboundRequest(origin: string): Promise<void> {
     if (!this.#enabled || origin === this.#deps.serverName) return;
     try {
-      if (await this.#deps.outbox.resetRetry(origin)) this.#worker.wake();
+      if (await this.#deps.outbox.resetRetry(origin)) this.#worker.retryNow(origin);
     } catch (error) {
       console.warn("federation: clearing the backoff failed", origin, error);
     }

@@ -75,6 +75,8 @@ export class OutboxWorker {
   readonly #inFlight = new Map<string, Promise<void>>();
   /** Counts wake-ups, so a drain that ends can tell whether entries came while it ran. */
   #wakes = 0;
+  /** Destinations this process backed off, and until when (a hint; KV holds the truth). */
+  readonly #retryHints = new Map<string, number>();
   /** A background pass found every slot taken: the next drain to end starts another pass. */
   #slotWanted = false;
 
@@ -122,6 +124,12 @@ export class OutboxWorker {
     if (!this.#running) return;
     if (this.#pass) this.#again = true;
     else this.#schedule(0);
+  }
+
+  /** The destination's backoff was cleared (it reached us): try it on the next pass. */
+  retryNow(destination: string): void {
+    this.#retryHints.delete(destination);
+    this.wake();
   }
 
   /**
@@ -197,6 +205,9 @@ export class OutboxWorker {
 
   async #drain(destination: string, mark: string): Promise<void> {
     const started = this.#now();
+    // A destination this process backed off is not asked about again (one KV read per pass per
+    // failing destination) until its retry time; `retryNow` or another process may clear it.
+    if ((this.#retryHints.get(destination) ?? 0) > started) return;
     const lease = await this.#store.lease(
       destination,
       this.#holder,
@@ -242,6 +253,8 @@ export class OutboxWorker {
       }
     } finally {
       await this.#release(lease, failures, retryAt);
+      if (retryAt > 0) this.#retryHints.set(destination, retryAt);
+      else this.#retryHints.delete(destination);
     }
   }
 
