@@ -16,6 +16,8 @@ import { type Network, type NetworkServer, startNetwork } from "./in_process_net
 import { RemoteView } from "./remote_view.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import { roomVersion } from "../../domain/room_versions.ts";
+import { resolveState } from "../../domain/state_res/resolve_state.ts";
+import { toRoomEvent } from "../../domain/events.ts";
 import type { JsonObject } from "../../domain/json.ts";
 
 const A = "a.test";
@@ -84,6 +86,30 @@ async function say(server: NetworkServer, user: RegisteredUser, roomId: string, 
 async function currentState(server: NetworkServer, roomId: string): Promise<[string, string][]> {
   const state = await server.deps.eventStore.currentState(roomId);
   return [...state].map(([k, id]) => [String(k), id] as [string, string]).sort();
+}
+
+/** The room's state resolved afresh from the states after each of its forward extremities. */
+async function resolvedAtExtremities(
+  server: NetworkServer,
+  roomId: string,
+  versionId: string,
+): Promise<[string, string][]> {
+  const store = server.deps.eventStore;
+  const version = roomVersion(versionId)!;
+  const head = (await store.roomHead(roomId))!;
+  const stateMaps = await Promise.all(
+    head.forwardExtremities.map(async (id) => (await store.stateAtEvent(id, "after"))!),
+  );
+  const resolved = await resolveState({
+    version,
+    stateMaps,
+    getEvent: async (id) => {
+      const found = (await store.findEvents([id])).get(id);
+      return found ? toRoomEvent(found.pdu, id, version) : undefined;
+    },
+    isRejected: () => false,
+  });
+  return [...resolved].map(([k, id]) => [String(k), id] as [string, string]).sort();
 }
 
 /** Let both servers send what they have queued, a few rounds (answers can cause sends). */
@@ -309,6 +335,13 @@ async function powerLevelConflict(version: string): Promise<void> {
     }
     const resolved1 = await currentState(a, roomId);
     assert.deepEqual(await currentState(b, roomId), resolved1);
+    // Each holds two forward extremities (the forks' tips), and its current-state projection is
+    // what resolving the states after them gives.
+    for (const server of [a, b]) {
+      const head = (await server.deps.eventStore.roomHead(roomId))!;
+      assert.equal(head.forwardExtremities.length, 2, server.name);
+      assert.deepEqual(await resolvedAtExtremities(server, roomId, version), resolved1);
+    }
     // The resolved power levels and topic are each one side's (which one is the algorithm's
     // choice; that both servers make the same one is the point).
     const entry1 = (key: string) => resolved1.find(([k]) => k === key)?.[1];
