@@ -34,6 +34,7 @@ import { type RoomVersion, roomVersion } from "../../room_versions.ts";
 import {
   type AppendedEvent,
   type EventStore,
+  type FoundEvent,
   MissingPrevEvents,
   type RoomHeadView,
   type StagedState,
@@ -146,7 +147,12 @@ export class FederationPduInput implements PduInput {
     const { eventId } = format.value;
     const queued = batch.outcome(eventId);
     if (queued) return { outcome: queued };
-    const known = (await store.findEvents([eventId])).get(eventId);
+    // One read for the event itself, its prev events and its auth events (redaction in step 3
+    // keeps both lists); it answers the common case of an event resting on what we hold.
+    const needed = authEventIdsNeeded(format.value.event, version);
+    const lookedUp = new Set([eventId, ...format.value.event.prev_events, ...needed]);
+    const found = await store.findEvents([...lookedUp]);
+    const known = found.get(eventId);
     if (known && !known.outlier) return settled(outcomeOf(eventId, known.status, "already held"));
 
     // 2. Signatures.
@@ -159,16 +165,18 @@ export class FederationPduInput implements PduInput {
 
     // Prev events we lack, before any auth check (as Synapse does, so the event lands in the
     // DAG whatever the checks decide): the events in between, else the state across the gap.
-    const gap = await this.#closeGap(origin, roomId, version, event, head, mode, batch);
+    const gap = await this.#closeGap(origin, roomId, version, event, head, mode, batch, found);
     if (!gap.ok) return settled({ eventId, error: gap.reason });
 
     // 4. Its own auth events, fetching those we lack from the sender. One still queued is
     // waited for: whether it was accepted decides this event.
-    const needed = authEventIdsNeeded(event, version);
     const queuedAuth = needed.filter((id) => batch.has(id));
     if (queuedAuth.length > 0) await batch.settle(queuedAuth);
+    // The first read still holds unless something was committed or fetched since.
+    const prefetched = gap.settled || queuedAuth.length > 0 ? undefined : { lookedUp, found };
     const source = remoteEventSource(this.deps.transport, origin);
-    const authEvents = await gatherAuthEvents(event, version, this.#sinks(roomId), source);
+    const sinks = this.#sinks(roomId, prefetched);
+    const authEvents = await gatherAuthEvents(event, version, sinks, source);
     const unavailable = needed.filter((id) => !authEvents.has(id));
     if (unavailable.length > 0) {
       // Not rejected: a later try, once the sender answers, may find them.
@@ -201,15 +209,16 @@ export class FederationPduInput implements PduInput {
     head: RoomHeadView,
     mode: GapMode,
     batch: AppendBatch,
-  ): Promise<{ ok: true; stateBefore?: StagedState } | { ok: false; reason: string }> {
-    const absent = async () =>
-      (await this.#notInLog(event.prev_events)).filter((id) => !batch.has(id));
-    let missing = await absent();
-    if (missing.length === 0) return { ok: true };
+    found: ReadonlyMap<string, FoundEvent>,
+  ): Promise<
+    { ok: true; stateBefore?: StagedState; settled: boolean } | { ok: false; reason: string }
+  > {
+    const inLog = (id: string) => found.get(id)?.outlier === false || batch.has(id);
+    if (event.prev_events.every(inLog)) return { ok: true, settled: false };
     // A real gap: what is queued lands first, so the walk starts from the true extremities.
     await batch.settle();
-    missing = await absent();
-    if (missing.length === 0) return { ok: true };
+    let missing = await this.#notInLog(event.prev_events);
+    if (missing.length === 0) return { ok: true, settled: true };
     const source = remoteEventSource(this.deps.transport, origin);
     if (mode.askForMissingEvents) {
       const extremities = (await this.deps.store.roomHead(roomId))?.forwardExtremities ??
@@ -221,7 +230,7 @@ export class FederationPduInput implements PduInput {
         await (await this.#check(origin, roomId, pdu, walked, new AppendBatch(true))).outcome;
       }
       missing = await this.#notInLog(event.prev_events);
-      if (missing.length === 0) return { ok: true };
+      if (missing.length === 0) return { ok: true, settled: true };
     }
     const across = await stateAcrossGap(
       roomId,
@@ -236,7 +245,7 @@ export class FederationPduInput implements PduInput {
     );
     if (!across.ok) return across;
     const stateBefore = await this.deps.store.stageState(roomId, version.id, across.state);
-    return { ok: true, stateBefore };
+    return { ok: true, stateBefore, settled: true };
   }
 
   /** Prepare the hooks' writes, then add the append to the batch. */
@@ -327,16 +336,28 @@ export class FederationPduInput implements PduInput {
     });
   }
 
-  #sinks(roomId: string): FetchedEventSinks {
+  /**
+   * Look-ups and writes for fetched events; `prefetched` answers look-ups of IDs it covers
+   * (a read made moments ago that nothing has since changed).
+   */
+  #sinks(
+    roomId: string,
+    prefetched?: { lookedUp: ReadonlySet<string>; found: ReadonlyMap<string, FoundEvent> },
+  ): FetchedEventSinks {
     const { store } = this.deps;
     return {
       verify: this.deps.verifySignatures,
       held: async (ids) => {
-        const found = await store.findEvents(ids);
+        const found = prefetched && ids.every((id) => prefetched.lookedUp.has(id))
+          ? prefetched.found
+          : await store.findEvents(ids);
         const held = new Map<string, HeldEvent>();
         // Events of other rooms too: the auth rules reject an event resting on one, and a
         // rejection is final where "unavailable" would have the sender retry forever.
-        for (const [id, e] of found) held.set(id, { eventId: id, pdu: e.pdu, status: e.status });
+        for (const id of ids) {
+          const e = found.get(id);
+          if (e) held.set(id, { eventId: id, pdu: e.pdu, status: e.status });
+        }
         return held;
       },
       storeOutliers: (events) =>
