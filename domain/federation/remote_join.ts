@@ -252,6 +252,14 @@ export class RemoteJoiner {
       }
       throw error;
     }
+    for (const { eventId, reason } of checked.dropped) {
+      console.warn(
+        "remote join: dropped from the send_join answer",
+        record.roomId,
+        eventId,
+        reason,
+      );
+    }
     const outliers: NewEvent[] = [];
     for (const e of checked.events.values()) {
       outliers.push({ eventId: e.eventId, pdu: e.pdu, status: "accepted" });
@@ -343,7 +351,9 @@ function remoteError(server: string, what: string, response: FederationResponse)
   const errcode = typeof body.errcode === "string" ? body.errcode : "M_UNKNOWN";
   const message = typeof body.error === "string" ? body.error : `status ${response.status}`;
   const status = response.status >= 400 && response.status < 500 ? response.status : 502;
-  return new MatrixError(errcode, status, `${server} refused ${what}: ${message}`);
+  // M_INCOMPATIBLE_ROOM_VERSION names the version, which the client needs to see.
+  const extra = typeof body.room_version === "string" ? { room_version: body.room_version } : {};
+  return new MatrixError(errcode, status, `${server} refused ${what}: ${message}`, extra);
 }
 
 /** Keep the most telling of two failures: a refusal (403) over anything else. */

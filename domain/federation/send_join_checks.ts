@@ -1,17 +1,19 @@
 /**
  * Checking a `send_join` answer before any of it is stored (server-server spec "Joining Rooms":
  * the joining server must check the returned state and auth chain like any other PDUs). Pure
- * apart from the injected signature verifier: every event of `state` and `auth_chain` must be
- * well-formed, in the room, signed by the servers its room version requires, carry the right
- * content hash (an event whose hash does not match is redacted, as the spec says for any PDU),
- * and pass the auth rules against its own auth events, which must themselves be in the answer
- * and pass. The create event must name the room version the join was made in, and the join
- * event as returned must be ours (a restricted join comes back co-signed by the resident
- * server), authorised by the state before it.
+ * apart from the injected signature verifier. Each event of `state` and `auth_chain` must be
+ * well-formed, in the room, signed by the servers its room version requires, and pass the auth
+ * rules against its own auth events, which must themselves be in the answer and pass; an event
+ * whose content hash does not match is redacted, as the spec says for any PDU.
  *
- * Any failure refuses the whole answer: a resident server answering honestly never sends an
- * event that fails these checks (state resolution only ever picks events that passed auth), so a
- * failure means the answer cannot be trusted, and the caller tries the next server.
+ * An event failing these checks is dropped, never stored, and so is every event whose auth
+ * events it is among (as Synapse drops them; SyTest requires a join to survive a state event with
+ * a bad signature). What the join rests on must survive: the create event (naming the room
+ * version the join was made in), and every auth event of our join, each of which must also be
+ * what the state before the join holds under its key. The join as returned must be ours (a
+ * restricted join comes back co-signed by the resident server) and pass the auth rules against
+ * its auth events and against that state. Anything else wrong refuses the whole answer, and the
+ * caller tries the next server.
  */
 import { authStateFromEvents, checkAuthEventsList, checkEventAuth } from "../auth_rules.ts";
 import { canonicalJson } from "../canonical_json.ts";
@@ -45,14 +47,16 @@ export interface CheckedEvent {
 
 /** A `send_join` answer that passed every check. */
 export interface CheckedJoinAnswer {
-  /** Every event of `state` and `auth_chain`, by ID, each once. */
+  /** Every event of `state` and `auth_chain` that passed, by ID, each once. */
   events: Map<string, CheckedEvent>;
-  /** The state before the join event, from `state`. */
+  /** The state before the join event, from `state` (without the events dropped). */
   stateBefore: StateMap;
   /** The join event to append: ours, with the resident server's co-signature when it added one. */
   join: CheckedEvent;
   /** `servers_in_room` when the resident server sent it (used to pick backfill sources). */
   serversInRoom: string[];
+  /** Events of the answer that failed a check, and why: none of them is stored. */
+  dropped: { eventId: string; reason: string }[];
 }
 
 /** What to check an answer against. */
@@ -77,22 +81,27 @@ export class SendJoinAnswerRefused extends Error {
   }
 }
 
-/** Check a `send_join` answer; throws SendJoinAnswerRefused when any check fails. */
+/** Check a `send_join` answer; throws SendJoinAnswerRefused when it cannot be used. */
 export async function checkSendJoinAnswer(input: SendJoinCheckInput): Promise<CheckedJoinAnswer> {
   const { version, roomId } = input;
   const body = unwrapV1(input.answer);
   if (!isJsonObject(body)) throw new SendJoinAnswerRefused("the answer is not a JSON object");
   const stateList = pduList(body.state, "state");
   const chainList = pduList(body.auth_chain, "auth_chain");
+  const dropped: { eventId: string; reason: string }[] = [];
 
   const events = new Map<string, CheckedEvent>();
   const stateIds: string[] = [];
   for (const [list, isState] of [[stateList, true], [chainList, false]] as const) {
     for (const raw of list) {
-      const checked = parseEvent(raw, roomId, version);
-      const seen = events.get(checked.eventId);
-      if (seen === undefined) events.set(checked.eventId, checked);
-      if (isState) stateIds.push(checked.eventId);
+      const checked = checkPduFormat(raw, roomId, version);
+      if (!checked.ok) {
+        dropped.push({ eventId: checked.eventId, reason: checked.reason });
+        continue;
+      }
+      const { eventId } = checked.value;
+      if (!events.has(eventId)) events.set(eventId, checked.value);
+      if (isState) stateIds.push(eventId);
     }
   }
 
@@ -103,7 +112,9 @@ export async function checkSendJoinAnswer(input: SendJoinCheckInput): Promise<Ch
     ),
   );
   for (const [e, result] of results) {
-    if (!result.ok) throw refused(e.eventId, `bad signature: ${result.reason}`);
+    if (result.ok) continue;
+    events.delete(e.eventId);
+    dropped.push({ eventId: e.eventId, reason: `bad signature: ${result.reason}` });
   }
 
   // Content hashes: a mismatch means the content was altered after signing; keep the redacted
@@ -116,15 +127,21 @@ export async function checkSendJoinAnswer(input: SendJoinCheckInput): Promise<Ch
     }
   }
 
-  const stateBefore = stateMapOf(stateIds, events);
-  const create = createEventOf(stateBefore, events, roomId, version);
-  authoriseAll(events, create, version);
+  const create = createEventOf(stateIds, events, roomId, version);
+  for (const [id, reason] of authoriseAll(events, create, version)) {
+    events.delete(id);
+    dropped.push({ eventId: id, reason });
+  }
+  if (!events.has(create.event_id)) {
+    throw refused(create.event_id, "the create event fails the auth rules");
+  }
+  const stateBefore = stateMapOf(stateIds.filter((id) => events.has(id)), events);
 
   const join = await checkJoin(input, body.event, events, stateBefore, create);
   const servers = Array.isArray(body.servers_in_room)
     ? body.servers_in_room.filter((s): s is string => typeof s === "string")
     : [];
-  return { events, stateBefore, join, serversInRoom: servers };
+  return { events, stateBefore, join, serversInRoom: servers, dropped };
 }
 
 function refused(eventId: string, reason: string): SendJoinAnswerRefused {
@@ -140,13 +157,6 @@ function unwrapV1(answer: JsonValue | null): JsonValue | null {
 function pduList(value: JsonValue | undefined, field: string): JsonValue[] {
   if (!Array.isArray(value)) throw new SendJoinAnswerRefused(`${field} is not a list`);
   return value;
-}
-
-/** Shape, size and room of one PDU, and its event ID: the incoming-PDU format check. */
-function parseEvent(raw: JsonValue, roomId: string, version: RoomVersion): CheckedEvent {
-  const checked = checkPduFormat(raw, roomId, version);
-  if (!checked.ok) throw refused(checked.eventId || "an event", checked.reason);
-  return checked.value;
 }
 
 function stateMapOf(ids: string[], events: Map<string, CheckedEvent>): StateMap {
@@ -165,14 +175,19 @@ function stateMapOf(ids: string[], events: Map<string, CheckedEvent>): StateMap 
 
 /** The room's create event, which must be in the state and name the version we joined with. */
 function createEventOf(
-  state: StateMap,
+  stateIds: string[],
   events: Map<string, CheckedEvent>,
   roomId: string,
   version: RoomVersion,
 ): RoomEvent {
-  const id = state.get(stateKey("m.room.create", ""));
-  if (id === undefined) throw new SendJoinAnswerRefused("no m.room.create event in the state");
-  const create = events.get(id)!.event;
+  const creates = stateIds.map((id) => events.get(id)?.event)
+    .filter((e): e is RoomEvent => e?.type === "m.room.create" && e.state_key === "");
+  if (creates.length === 0) throw new SendJoinAnswerRefused("no m.room.create event in the state");
+  if (new Set(creates.map((e) => e.event_id)).size > 1) {
+    throw new SendJoinAnswerRefused("two m.room.create events in the state");
+  }
+  const create = creates[0];
+  const id = create.event_id;
   const claimed = create.content.room_version ?? "1";
   if (claimed !== version.id) {
     throw refused(id, `the room is version ${JSON.stringify(claimed)}, not ${version.id}`);
@@ -184,19 +199,21 @@ function createEventOf(
 }
 
 /**
- * Every event against its own auth events, auth events first. Iterative (a hostile answer may
- * chain thousands of events), and a cycle in auth_events is a refusal.
+ * Every event against its own auth events, auth events first; returns the events that fail and
+ * why (an event citing a missing or failed auth event fails too, so does a cycle). Iterative: a
+ * hostile answer may chain thousands of events.
  */
 function authoriseAll(
   events: Map<string, CheckedEvent>,
   create: RoomEvent,
   version: RoomVersion,
-): void {
-  const done = new Set<string>();
+): Map<string, string> {
+  const passed = new Set<string>();
+  const failed = new Map<string, string>();
   const onPath = new Set<string>();
   const options = { createEvent: create };
   for (const start of events.keys()) {
-    if (done.has(start)) continue;
+    if (passed.has(start) || failed.has(start)) continue;
     const stack: { id: string; expanded: boolean }[] = [{ id: start, expanded: false }];
     while (stack.length > 0) {
       const top = stack[stack.length - 1];
@@ -205,24 +222,41 @@ function authoriseAll(
         top.expanded = true;
         onPath.add(top.id);
         for (const authId of event.auth_events) {
-          if (done.has(authId)) continue;
-          if (onPath.has(authId)) throw refused(top.id, "auth_events form a cycle");
-          if (!events.has(authId)) throw refused(top.id, `auth event ${authId} is missing`);
-          stack.push({ id: authId, expanded: false });
+          const known = passed.has(authId) || failed.has(authId);
+          // An auth event on the path is a cycle: it has no verdict yet, so this one fails.
+          if (!known && !onPath.has(authId) && events.has(authId)) {
+            stack.push({ id: authId, expanded: false });
+          }
         }
         continue;
       }
       stack.pop();
       onPath.delete(top.id);
-      if (done.has(top.id)) continue;
-      const authEvents = event.auth_events.map((id) => events.get(id)!.event);
-      const list = checkAuthEventsList(event, authEvents, version);
-      if (!list.allowed) throw refused(top.id, `fails auth: ${list.reason}`);
-      const decision = checkEventAuth(event, authStateFromEvents(authEvents), version, options);
-      if (!decision.allowed) throw refused(top.id, `fails auth: ${decision.reason}`);
-      done.add(top.id);
+      if (passed.has(top.id) || failed.has(top.id)) continue;
+      const reason = authFailure(event, events, passed, version, options);
+      if (reason === undefined) passed.add(top.id);
+      else failed.set(top.id, reason);
     }
   }
+  return failed;
+}
+
+function authFailure(
+  event: RoomEvent,
+  events: Map<string, CheckedEvent>,
+  passed: Set<string>,
+  version: RoomVersion,
+  options: { createEvent: RoomEvent },
+): string | undefined {
+  for (const authId of event.auth_events) {
+    if (!events.has(authId)) return `auth event ${authId} is missing`;
+    if (!passed.has(authId)) return `auth event ${authId} failed its checks or forms a cycle`;
+  }
+  const authEvents = event.auth_events.map((id) => events.get(id)!.event);
+  const list = checkAuthEventsList(event, authEvents, version);
+  if (!list.allowed) return `fails auth: ${list.reason}`;
+  const decision = checkEventAuth(event, authStateFromEvents(authEvents), version, options);
+  return decision.allowed ? undefined : `fails auth: ${decision.reason}`;
 }
 
 /**
@@ -266,6 +300,17 @@ async function checkJoin(
     if (found === undefined) throw refused(ownJoin.eventId, `auth event ${id} is missing`);
     return found.event;
   });
+  // The template's auth events come from the resident's current state: the state it sends must
+  // agree, or one of the two was tampered with (a dropped event, an altered power level).
+  for (const authEvent of authEvents) {
+    const key = stateKey(authEvent.type, authEvent.state_key ?? "");
+    if (stateBefore.get(key) !== authEvent.event_id) {
+      throw refused(
+        ownJoin.eventId,
+        `the join's auth event ${authEvent.event_id} is not the state's ${authEvent.type}`,
+      );
+    }
+  }
   const options = { createEvent: create };
   const list = checkAuthEventsList(event, authEvents, version);
   if (!list.allowed) throw refused(ownJoin.eventId, `join fails auth: ${list.reason}`);

@@ -103,6 +103,8 @@ Deno.test("remote join: B's user joins a room created on A by ID through server_
     // Both sides agree on who is in the room.
     const expected = [alice.userId, bob.userId].sort();
     assertEquals(await storedMembers(b, roomId), expected);
+    // B's client sees the room's state from before the join (outliers) through the pipeline.
+    assertEquals(await memberships(b, bob, roomId), expected);
     assertEquals(await memberships(a, alice, roomId), expected);
     // B holds the room's state, its create event included, and a head for the room.
     const head = await b.deps.eventStore.roomHead(roomId);
@@ -197,11 +199,41 @@ Deno.test("remote join: a send_join answer with a forged state event is refused,
   });
 });
 
-/** A send_join answer whose power levels event carries a signature that is not A's. */
-function forge(body: unknown) {
+Deno.test("remote join: a forged state event the join does not rest on is dropped, the join goes on", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await publicRoom(a, alice);
+    net.intercept(async (request) => {
+      if (!request.path.includes("/send_join/")) return "deliver";
+      net.intercept(undefined);
+      const real = await net.transportFor(request.origin).request(request);
+      return forge(real.body, "m.room.history_visibility");
+    });
+    const joined = await join(b, bob, roomId, `?server_name=${A}`);
+    net.intercept(undefined);
+    assertEquals(joined.status, 200, JSON.stringify(joined.body));
+    const forgedId = (await a.deps.eventStore.currentStateEventId(
+      roomId,
+      "m.room.history_visibility",
+      "",
+    ))!;
+    assertEquals((await b.deps.eventStore.findEvents([forgedId])).size, 0);
+    assertEquals(
+      await b.deps.eventStore.currentStateEventId(roomId, "m.room.history_visibility", ""),
+      null,
+    );
+    assertEquals(await storedMembers(b, roomId), [alice.userId, bob.userId].sort());
+  });
+});
+
+/** A send_join answer whose state event of `type` carries a signature that is not A's. */
+function forge(body: unknown, type = "m.room.power_levels") {
   const answer = structuredClone(body) as JsonObject;
   const state = answer.state as JsonObject[];
-  const pl = state.find((e) => e.type === "m.room.power_levels")!;
+  const pl = state.find((e) => e.type === type)!;
   const signatures = pl.signatures as Record<string, Record<string, string>>;
   for (const server of Object.values(signatures)) {
     for (const keyId of Object.keys(server)) {

@@ -65,7 +65,7 @@ Deno.test("send_join checks: the v1 [200, body] answer is unwrapped", async () =
   assertEquals(checked.stateBefore.size, room.state.size);
 });
 
-Deno.test("send_join checks: a state event with a forged signature refuses the answer", async () => {
+Deno.test("send_join checks: a state event with a forged signature is dropped, not stored", async () => {
   const { room, join } = await setup();
   // Evil mints a member event for a user of A, signed with its own key in A's name.
   const forged = await room.build(
@@ -76,21 +76,47 @@ Deno.test("send_join checks: a state event with a forged signature refuses the a
     { name: A.name, key: EVIL.key },
   );
   room.push(forged);
-  await assertRejects(
-    () => checkSendJoinAnswer(input(room, join, answerOf(room))),
-    /bad signature/,
+  const checked = await checkSendJoinAnswer(input(room, join, answerOf(room)));
+  assert(!checked.events.has(forged.eventId));
+  assertEquals(checked.stateBefore.get(stateKey("m.room.member", "@mallory:a.test")), undefined);
+  assert(
+    checked.dropped.some((d) => d.eventId === forged.eventId && /bad signature/.test(d.reason)),
   );
 });
 
-Deno.test("send_join checks: an event of another server signed only by evil is refused", async () => {
+Deno.test("send_join checks: a forged event the join rests on refuses the answer", async () => {
   const { room, join } = await setup();
-  room.push(
-    await room.build("@x:a.test", "m.room.member", { membership: "join" }, "@x:a.test", EVIL),
+  const answer = answerOf(room);
+  const pl = room.byId.get(room.state.get(stateKey("m.room.power_levels", ""))!)!.pdu;
+  const forge = (list: JsonValue) =>
+    (list as JsonValue[]).map((p) => {
+      if ((p as unknown as Pdu) !== pl) return p;
+      const sig = pl.signatures[A.name]["ed25519:t1"];
+      const flipped = (sig[0] === "A" ? "B" : "A") + sig.slice(1);
+      return { ...pl, signatures: { [A.name]: { "ed25519:t1": flipped } } } as unknown as JsonValue;
+    });
+  answer.state = forge(answer.state);
+  answer.auth_chain = forge(answer.auth_chain);
+  await assertRejects(() => checkSendJoinAnswer(input(room, join, answer)), /is missing/);
+});
+
+Deno.test("send_join checks: an event of another server signed only by evil is dropped", async () => {
+  const { room, join } = await setup();
+  const fake = await room.build(
+    "@x:a.test",
+    "m.room.member",
+    { membership: "join" },
+    "@x:a.test",
+    EVIL,
   );
-  await assertRejects(
-    () => checkSendJoinAnswer(input(room, join, answerOf(room), [A, B, EVIL])),
-    /not signed by a.test/,
+  room.push(fake);
+  const checked = await checkSendJoinAnswer(input(room, join, answerOf(room), [A, B, EVIL]));
+  assert(
+    checked.dropped.some((d) =>
+      d.eventId === fake.eventId && /not signed by a.test/.test(d.reason)
+    ),
   );
+  assert(!checked.events.has(fake.eventId));
 });
 
 Deno.test("send_join checks: a tampered content hash is redacted, not trusted", async () => {
@@ -107,15 +133,24 @@ Deno.test("send_join checks: a tampered content hash is redacted, not trusted", 
   assertEquals(checked.events.get(topic.eventId)!.pdu.content, {});
 });
 
-Deno.test("send_join checks: a state event that fails auth refuses the answer", async () => {
+Deno.test("send_join checks: a power levels event that fails auth refuses the answer", async () => {
   const { room, join } = await setup();
-  // A member with no power changes the power levels: correctly signed, but unauthorised.
+  // A member with no power changes the power levels: correctly signed, but unauthorised. The
+  // state then disagrees with the power levels the join's template cites.
   const member = "@member0:a.test";
   room.push(await room.build(member, "m.room.power_levels", { users: { [member]: 100 } }, ""));
   await assertRejects(
     () => checkSendJoinAnswer(input(room, join, answerOf(room))),
-    /fails auth/,
+    /not the state's m.room.power_levels/,
   );
+});
+
+Deno.test("send_join checks: an unauthorised topic is dropped, the join goes on", async () => {
+  const { room, join } = await setup();
+  const topic = await room.add("@member0:a.test", "m.room.topic", { topic: "not allowed" }, "");
+  const checked = await checkSendJoinAnswer(input(room, join, answerOf(room)));
+  assert(checked.dropped.some((d) => d.eventId === topic.eventId && /fails auth/.test(d.reason)));
+  assertEquals(checked.stateBefore.get(stateKey("m.room.topic", "")), undefined);
 });
 
 Deno.test("send_join checks: a missing auth event refuses the answer", async () => {
@@ -136,12 +171,14 @@ Deno.test("send_join checks: a create event of another room version is refused",
   await assertRejects(() => checkSendJoinAnswer(checked), /./);
 });
 
-Deno.test("send_join checks: an event of another room is refused", async () => {
+Deno.test("send_join checks: an event of another room is dropped", async () => {
   const { room, join } = await setup();
   const other = await RemoteRoom.create("10", A, ALICE);
   const answer = answerOf(room);
   (answer.state as JsonValue[]).push(other.statePdus()[0] as unknown as JsonValue);
-  await assertRejects(() => checkSendJoinAnswer(input(room, join, answer)), /room_id/);
+  const checked = await checkSendJoinAnswer(input(room, join, answer));
+  assert(checked.dropped.some((d) => /room_id/.test(d.reason)));
+  assertEquals(checked.stateBefore, room.state);
 });
 
 Deno.test("send_join checks: a returned join that is not ours is refused", async () => {
@@ -190,7 +227,7 @@ Deno.test("send_join checks: a restricted join comes back co-signed and is kept 
   assert(checked.join.pdu.signatures[B.name] !== undefined);
 });
 
-Deno.test("send_join checks: an auth_events cycle is refused without recursion", async () => {
+Deno.test("send_join checks: an auth_events cycle is dropped", async () => {
   const { room, join } = await setup("1");
   // v1 event IDs are chosen, so a forger can make two events cite each other.
   const make = async (id: string, cites: string) => {
@@ -214,7 +251,9 @@ Deno.test("send_join checks: an auth_events cycle is refused without recursion",
     (await make("$one:a.test", "$two:a.test")) as never,
     (await make("$two:a.test", "$one:a.test")) as never,
   );
-  await assertRejects(() => checkSendJoinAnswer(input(room, join, answer)), /cycle/);
+  const checked = await checkSendJoinAnswer(input(room, join, answer));
+  assertEquals(checked.dropped.map((d) => d.eventId).sort(), ["$one:a.test", "$two:a.test"]);
+  assert(checked.dropped.every((d) => /cycle/.test(d.reason)));
 });
 
 Deno.test("send_join checks: a malformed answer is refused", async () => {
