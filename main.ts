@@ -355,6 +355,10 @@ export async function assembleServer(
       readForServer: (read, events) => readPipeline.readForServer(read, events),
       pduInput: { handle: (...args) => deps.pduInput.handle(...args) },
       notifyUser: notifyMembership,
+      userExists: async (userId) => {
+        const account = await accountStore.getAccount(userId);
+        return account !== null && !account.deactivated;
+      },
       now: options.now,
     }),
     config,

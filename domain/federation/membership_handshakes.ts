@@ -74,6 +74,11 @@ export interface MembershipHandshakeDeps {
   pduInput?: PduInput;
   /** Wake the user's long-polling syncs after their remote membership changed. */
   notifyUser?: (userId: string, versionstamp: string) => void;
+  /**
+   * Whether a local user exists and is active: an invite for anyone else is refused, so no
+   * server can write memberships for made-up users. Absent, every local ID is taken as one.
+   */
+  userExists?: (userId: string) => Promise<boolean>;
   now?: () => number;
 }
 
@@ -293,6 +298,9 @@ export class MembershipHandshakes {
     const target = event.state_key ?? "";
     if (!parseUserId(target).ok || serverOf(target) !== this.deps.serverName) {
       throw forbidden("The invitee is not a user of this server");
+    }
+    if (this.deps.userExists && !(await this.deps.userExists(target))) {
+      throw notFound(`Unknown user ${target}`);
     }
     // A third-party invite's sender may be on another server (its signatures say so).
     if (!isJsonObject(event.content.third_party_invite)) {

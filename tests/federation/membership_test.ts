@@ -514,6 +514,15 @@ Deno.test("membership: inbound invites are checked before they are signed and sh
     // The right sender but the request came from B itself about A's user: refused.
     const fromB = await fed(net, B, { method: "PUT", destination: B, path, body: captured });
     assert.equal(fromB.status, 403);
+    // An invite for a user B does not have writes nothing.
+    const ghostEvent = { ...event, state_key: `@ghost:${B}` };
+    const ghostId = computeEventId(ghostEvent as never, roomVersion("9")!);
+    const ghost = await b.deps.membershipHandshakes.receiveInvite(A, roomId, ghostId, {
+      event: ghostEvent,
+      roomVersion: "9",
+    }).catch((e) => e);
+    assert.equal(ghost.status, 404);
+    assert.deepEqual(await b.deps.remoteMemberships.ofUser(`@ghost:${B}`), []);
     assert.equal((await sync(b, bob)).rooms.invite[roomId], undefined);
     // The real thing is signed by B and shown.
     const good = await put(A, captured);
