@@ -57,6 +57,22 @@ const ROUTES: Record<string, Kind> = {
   "PUT /_matrix/federation/v1/send_knock/:roomId/:eventId": "server",
   "PUT /_matrix/federation/v1/invite/:roomId/:eventId": "none",
   "PUT /_matrix/federation/v2/invite/:roomId/:eventId": "none",
+  // A transaction's answer is a result per PDU, no event.
+  "PUT /_matrix/federation/v1/send/:txnId": "none",
+  // Reads served to other servers, through readForServer (tests/federation/event_reads_test.ts).
+  "GET /_matrix/federation/v1/event/:eventId": "server",
+  "GET /_matrix/federation/v1/state/:roomId": "server",
+  "GET /_matrix/federation/v1/state_ids/:roomId": "server",
+  "GET /_matrix/federation/v1/event_auth/:roomId/:eventId": "server",
+  "GET /_matrix/federation/v1/backfill/:roomId": "server",
+  "POST /_matrix/federation/v1/get_missing_events/:roomId": "server",
+  "GET /_matrix/federation/v1/timestamp_to_event/:roomId": "none",
+  "GET /_matrix/federation/v1/query/directory": "none",
+  "GET /_matrix/federation/v1/query/profile": "none",
+  "GET /_matrix/federation/v1/publicRooms": "none",
+  "POST /_matrix/federation/v1/publicRooms": "none",
+  // As the client hierarchy: children's stripped state with redactions, the spec's rules.
+  "GET /_matrix/federation/v1/hierarchy/:roomId": "none",
   "GET /health": "none",
   "GET /.well-known/matrix/support": "none",
   "GET /_matrix/client/*/admin/whois/:userId": "none",
