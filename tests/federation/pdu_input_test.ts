@@ -370,3 +370,31 @@ Deno.test("handleAll: a room's PDUs in order, each resting on the one before, wi
     t.server.close();
   }
 });
+
+Deno.test("a gap across a big state fetches it whole with /state, not event by event", async () => {
+  const t = await setup();
+  try {
+    let prev = t.join.eventId;
+    // Eighty members of b.test join while we are not listening.
+    for (let i = 0; i < 80; i++) {
+      const user = `@member${i}:b.test`;
+      const join = await t.view.build(prev, {
+        sender: user,
+        type: "m.room.member",
+        stateKey: user,
+        content: { membership: "join" },
+      });
+      prev = join.eventId;
+    }
+    const last = await t.view.build(prev, message("after the crowd"));
+    const outcome = await t.input.handle(B.name, t.roomId, last.pdu);
+    assertEquals(outcome.status, "accepted");
+    const asked = t.view.requests;
+    assert(asked.some((r) => r.includes("/state/")), asked.join("\n"));
+    assert(asked.filter((r) => r.includes("/event/")).length < 10, asked.join("\n"));
+    const members = await t.store.members(t.roomId, ["join"]);
+    assertEquals(members.length, 82);
+  } finally {
+    t.server.close();
+  }
+});

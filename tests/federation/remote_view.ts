@@ -2,7 +2,7 @@
  * Another server's copy of a room we host, as plain signed events with the state after each:
  * it starts from our log, adds events of its own (signed with its key) that we may not have
  * seen, and answers the requests the incoming-PDU handler makes of a sender (`/event`,
- * `/event_auth`, `/get_missing_events`, `/state_ids`) as a FederationTransport. Built for
+ * `/event_auth`, `/get_missing_events`, `/state_ids`, `/state`) as a FederationTransport. Built for
  * tests that need a remote server saying exactly what a test wants, forged or honest.
  */
 import { buildEvent, type BuiltEvent } from "../../domain/event_builder.ts";
@@ -143,6 +143,15 @@ export class RemoteView implements FederationTransport {
         limit: number;
       };
       return ok({ events: this.#missing(body.earliest_events, body.latest_events, body.limit) });
+    }
+    if (route === "state") {
+      const event = this.events.get(url.searchParams.get("event_id") ?? "");
+      if (!event) return notFound();
+      const pduIds = [...event.stateBefore.values()];
+      return ok({
+        pdus: pduIds.map((id) => this.#json(this.events.get(id)!.pdu)),
+        auth_chain: this.#authChain(pduIds).map((id) => this.#json(this.events.get(id)!.pdu)),
+      });
     }
     if (route === "state_ids") {
       const event = this.events.get(url.searchParams.get("event_id") ?? "");

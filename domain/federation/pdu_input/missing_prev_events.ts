@@ -4,7 +4,8 @@
  * extremities to the event, a few at most), which are handled oldest first like any PDU. When
  * that does not close the gap, the state before the event is taken from the sender instead:
  * the state at each missing prev event (`/state_ids`, plus the prev event itself when it is
- * state), its events fetched, checked and stored as outliers, resolved with the state after
+ * state), its events fetched (`/state` when many are lacking, else `/event` each), checked and
+ * stored as outliers, resolved with the state after
  * the prev events we do hold when there are several, and staged for the append.
  */
 import { type Pdu, type StateKey, stateKey, type StateMap, toRoomEvent } from "../../events.ts";
@@ -15,6 +16,8 @@ import type { RemoteEventSource } from "./remote_events.ts";
 
 /** How many events one `/get_missing_events` asks for (Synapse's figure). */
 export const MISSING_EVENTS_LIMIT = 10;
+/** Past this many events lacking, the state is asked for whole (`/state`), not one by one. */
+export const STATE_REQUEST_THRESHOLD = 50;
 /** Events fetched from the sender at once while filling in a state. */
 const FETCH_CONCURRENCY = 16;
 
@@ -81,8 +84,18 @@ async function remoteStateAfter(
   if (!ids) return { ok: false, reason: `the state at ${eventId} could not be fetched` };
   const wanted = [...new Set([...ids.pduIds, ...ids.authChainIds, eventId])];
   const held = await deps.sinks.held(wanted);
-  const lacking = wanted.filter((id) => !held.has(id));
+  let lacking = wanted.filter((id) => !held.has(id));
   const fetched: unknown[] = [];
+  if (lacking.length > STATE_REQUEST_THRESHOLD) {
+    // Many events: the whole state in one answer costs less than one request each.
+    const wholeState = await deps.source.state(roomId, eventId);
+    const answered = new Set<string>();
+    for (const [id, e] of await admitFetchedEvents(roomId, version, wholeState, deps.sinks)) {
+      held.set(id, e);
+      answered.add(id);
+    }
+    lacking = lacking.filter((id) => !answered.has(id));
+  }
   for (let i = 0; i < lacking.length; i += FETCH_CONCURRENCY) {
     const batch = await Promise.all(
       lacking.slice(i, i + FETCH_CONCURRENCY).map((id) => deps.source.event(id)),

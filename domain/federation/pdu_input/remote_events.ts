@@ -1,7 +1,7 @@
 /**
  * What the incoming-PDU handler asks of the server that sent a PDU: its auth chain
  * (`/event_auth`), single events (`/event`), the events between our forward extremities and
- * the PDU (`/get_missing_events`), and the state at an event (`/state_ids`). Every answer is
+ * the PDU (`/get_missing_events`), and the state at an event (`/state_ids`, `/state`). Every answer is
  * raw material: the caller checks each event as it would any PDU. A server that does not
  * answer usefully gives an empty answer, never an exception, so one bad peer costs only the
  * PDU it sent.
@@ -23,6 +23,8 @@ export interface RemoteEventSource {
     roomId: string,
     request: { earliest: string[]; latest: string[]; limit: number; minDepth: number },
   ): Promise<unknown[]>;
+  /** The state before `eventId` and its auth chain as events (`/state`); [] when unavailable. */
+  state(roomId: string, eventId: string): Promise<unknown[]>;
   /** The state before `eventId` and its auth chain, as IDs (`/state_ids`); undefined on failure. */
   stateIds(
     roomId: string,
@@ -79,6 +81,13 @@ export function remoteEventSource(
         min_depth: request.minDepth,
       });
       return list(body?.events);
+    },
+    async state(roomId, eventId) {
+      const body = await call(
+        "GET",
+        `/_matrix/federation/v1/state/${enc(roomId)}?event_id=${enc(eventId)}`,
+      );
+      return [...list(body?.pdus), ...list(body?.auth_chain)];
     },
     async stateIds(roomId, eventId) {
       const body = await call(

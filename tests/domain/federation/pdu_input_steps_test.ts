@@ -282,6 +282,7 @@ Deno.test("missing auth events: fetched from the sender's auth chain, then one b
       return Promise.resolve(r.byId.get(eventId)?.pdu);
     },
     missingEvents: () => Promise.resolve([]),
+    state: () => Promise.resolve([]),
     stateIds: () => Promise.resolve(undefined),
   };
   const gathered = await gatherAuthEvents(message.event, r.version, sinks, source);
