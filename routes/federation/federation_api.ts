@@ -1,7 +1,7 @@
 /**
  * The Server-Server API: one sub-app per area (keys, transactions, event reads, membership
- * handshakes, queries), each mounted here. Every `/_matrix/federation/*` route but `version`
- * authenticates its caller with the X-Matrix scheme (`serverAuth` in server_auth.ts).
+ * handshakes, queries), each mounted here. Every `/_matrix/federation/*` route but those in
+ * WITHOUT_SERVER_AUTH authenticates its caller with the X-Matrix scheme (`serverAuth`).
  */
 import { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
@@ -14,8 +14,12 @@ import { federationEventReadsApp } from "./event_reads.ts";
 import { federationQueriesApp } from "./federation_queries.ts";
 import { keysApp } from "./keys.ts";
 
-/** Federation paths callers reach without an X-Matrix signature. */
-const WITHOUT_SERVER_AUTH = /^\/_matrix\/federation\/v1\/(version|openid\/userinfo)\/?$/;
+/**
+ * Federation paths callers reach without an X-Matrix signature: the version, OpenID userinfo
+ * (integration managers) and 3PID bindings (identity servers, which have no server keys).
+ */
+const WITHOUT_SERVER_AUTH =
+  /^\/_matrix\/federation\/v1\/(version|openid\/userinfo|3pid\/onbind)\/?$/;
 
 /** All federation and key routes. */
 export function federationApi(deps: AppDeps): Hono {
@@ -35,6 +39,5 @@ export function federationApi(deps: AppDeps): Hono {
   app.route("/", federationEventReadsApp(deps));
   app.route("/", federationQueriesApp(deps));
   app.route("/", keysApp(deps));
-  void deps;
   return app;
 }
