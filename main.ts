@@ -354,6 +354,8 @@ export async function assembleServer(
       remoteMemberships,
       readForServer: (read, events) => readPipeline.readForServer(read, events),
       pduInput: { handle: (...args) => deps.pduInput.handle(...args) },
+      // Joins, leaves and knocks a server sends us alone go on to the room's other servers.
+      forwarder: federationSender,
       notifyUser: notifyMembership,
       userExists: async (userId) => {
         const account = await accountStore.getAccount(userId);

@@ -30,6 +30,7 @@ import type { RemoteMembershipStore } from "../ports/remote_membership_store.ts"
 import { type RoomVersion, roomVersion } from "../room_versions.ts";
 import type { SigningKey } from "../signing.ts";
 import { toStoredRoomEvent } from "../stored_events.ts";
+import type { PreparedEventWrites } from "../local_event_sender.ts";
 import { verifyEventSignatures } from "./event_signatures.ts";
 import type { KeyRing } from "./key_ring.ts";
 import { type HandshakeMembership, membershipTemplate } from "./membership_template.ts";
@@ -58,6 +59,9 @@ export type ServerReader = (
   events: readonly ServerReadEvent[],
 ) => Promise<JsonObject[]>;
 
+/** A remote membership event as the federation sender queues it. */
+type EventToForward = { eventId: string; roomId: string; pdu: Pdu };
+
 /** What the handshakes are built from. */
 export interface MembershipHandshakeDeps {
   store: EventStore;
@@ -72,6 +76,17 @@ export interface MembershipHandshakeDeps {
    * handshakes), the event is appended with the store's `checkState` auth checks.
    */
   pduInput?: PduInput;
+  /**
+   * The federation sender's forwarding: an accepted join, leave or knock is queued, in its
+   * commit, for the room's other servers (the origin sent it to us alone). Absent, they learn
+   * of it only through the prev events of later events.
+   */
+  forwarder?: {
+    prepareForwarded(
+      event: EventToForward,
+      origin: string,
+    ): Promise<PreparedEventWrites | undefined>;
+  };
   /** Wake the user's long-polling syncs after their remote membership changed. */
   notifyUser?: (userId: string, versionstamp: string) => void;
   /**
@@ -500,7 +515,11 @@ export class MembershipHandshakes {
     let status: string | undefined;
     let reason: string | undefined;
     if (pduInput) {
-      const outcome = await pduInput.handle(origin, roomId, pdu);
+      const forwarder = this.deps.forwarder;
+      const hooks = forwarder
+        ? [{ prepare: (event: EventToForward) => forwarder.prepareForwarded(event, origin) }]
+        : [];
+      const outcome = await pduInput.handle(origin, roomId, pdu, { hooks });
       status = outcome.status;
       reason = outcome.error;
     } else {

@@ -67,11 +67,13 @@ export interface PduInputDeps {
   eventHooks?: LocalEventHook[];
 }
 
-/** How one handling may reach out for missing prev events. */
+/** How one handling may reach out for missing prev events, and the hooks it adds. */
 interface GapMode {
   /** Ask the sender for the events in between (not for events that came from such a walk). */
   askForMissingEvents: boolean;
   backfill: boolean;
+  /** PduInputOptions.hooks: for the PDU handed in, never for the events a gap walk fetches. */
+  extraHooks: readonly LocalEventHook[];
 }
 
 /** A PDU through its checks, its append added to the batch: `outcome` settles once committed. */
@@ -194,7 +196,7 @@ export class FederationPduInput implements PduInput {
       return { outcome };
     }
     // 5 and 6 in the store's planner, with the hooks' writes when it stays accepted.
-    return await this.#append(roomId, version, event, pdu, gap.stateBefore, mode.backfill, batch);
+    return await this.#append(roomId, version, event, pdu, gap.stateBefore, mode, batch);
   }
 
   /**
@@ -226,7 +228,7 @@ export class FederationPduInput implements PduInput {
       const between = await fetchMissingEvents(source, roomId, extremities, event.event_id);
       for (const pdu of between) {
         // Each is a PDU in its own right; a gap before the oldest one is closed by state.
-        const walked = { askForMissingEvents: false, backfill: false };
+        const walked = { askForMissingEvents: false, backfill: false, extraHooks: [] };
         await (await this.#check(origin, roomId, pdu, walked, new AppendBatch(true))).outcome;
       }
       missing = await this.#notInLog(event.prev_events);
@@ -255,12 +257,13 @@ export class FederationPduInput implements PduInput {
     event: RoomEvent,
     pdu: Pdu,
     stateBefore: StagedState | undefined,
-    backfill: boolean,
+    mode: GapMode,
     batch: AppendBatch,
   ): Promise<Checked> {
+    const { backfill } = mode;
     const hooked: PreparedEventWrites[] = [];
     if (!backfill) {
-      for (const hook of this.deps.eventHooks ?? []) {
+      for (const hook of [...(this.deps.eventHooks ?? []), ...mode.extraHooks]) {
         const prepared = await hook.prepare({ eventId: event.event_id, roomId, pdu }, version);
         if (prepared) hooked.push(prepared);
       }
@@ -388,7 +391,7 @@ export class FederationPduInput implements PduInput {
 /** How `options` let a handling reach out for missing prev events. */
 function modeOf(options: PduInputOptions): GapMode {
   const backfill = options.backfill === true;
-  return { askForMissingEvents: !backfill, backfill };
+  return { askForMissingEvents: !backfill, backfill, extraHooks: options.hooks ?? [] };
 }
 
 /** The event ID a PDU carries (rooms v1/v2), or "" when it carries none. */

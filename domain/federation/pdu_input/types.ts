@@ -5,6 +5,7 @@
  */
 import type { Pdu } from "../../events.ts";
 import type { EventStatus } from "../../ports/event_store.ts";
+import type { LocalEventHook } from "../../local_event_sender.ts";
 
 /** How one PDU was handled. */
 export interface PduOutcome {
@@ -23,6 +24,12 @@ export interface PduOutcome {
 export interface PduInputOptions {
   /** History fetched by backfill: positioned below the room's first event, never moves state. */
   backfill?: boolean;
+  /**
+   * Hooks for this PDU beside the handler's own, their writes in its commit when it is
+   * accepted: send_join, send_leave and send_knock queue the event for the room's other
+   * servers on the origin's behalf (it sends it to us alone).
+   */
+  hooks?: readonly LocalEventHook[];
 }
 
 /** Checks and stores PDUs from other servers, in the spec's order (see index.ts). */
