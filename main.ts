@@ -391,8 +391,9 @@ export async function assembleServer(
       backfill: new RemoteBackfill({
         store: eventStore,
         transport: { request: (request) => deps.federationTransport.request(request) },
-        pduInput: { handle: (...args) => deps.pduInput.handle(...args) },
         serverName: config.serverName,
+        verifySignatures: (pdu, version) => keyRingVerifier(deps.keyRing)(pdu, version),
+        resolver: resolveState,
       }),
     }),
     syncNotifier,

@@ -2,37 +2,54 @@
  * Backfilling history from other servers (server-server spec "Backfilling and retrieving missing
  * events"): when a client pages back past the oldest event we hold in a room whose earlier
  * history lives elsewhere (a room we joined: our oldest event's prev events are not in our log),
- * ask a server in the room for `/backfill` from those prev events, and hand every event to the
- * incoming-PDU handler with `backfill` set: the same checks as any PDU (format, signatures,
- * content hash, auth against its auth events and the state before it), positions below the
- * room's first, current state untouched.
+ * ask a server in the room for `/backfill` from those prev events.
  *
- * Events go in newest first, since each backfilled append takes the position just below the
- * room's first: so the log's order stays the DAG's. The handler fetches the state before each
- * event whose prev events are not yet in the log, which a chunk's events are until their turn.
+ * Every event of the answer gets the checks of an incoming PDU, with the incoming-PDU handler's
+ * own steps: format, signatures, content hash and auth against its own auth events
+ * (`admitFetchedEvents`, which holds each as an outlier with its verdict), then auth against
+ * the state before it, decided by the store (`checkState`) on the state we give it. That state
+ * is worked out here, oldest event first: the state after its prev events when they are in the
+ * answer or our log, and for prev events we lack the sender's `/state_ids` (the handler's
+ * `stateAcrossGap`), resolved when several disagree. The events are then appended newest first
+ * (`AppendRequest.backfill`): each takes the position just below the room's first, so the log's
+ * order stays the DAG's, and current state never moves.
+ *
+ * Synapse asks for 100 events at a time: a short history comes back whole, down to the create
+ * event, and needs no `/state_ids` at all.
  */
-import { referencedIds } from "../events.ts";
+import { authStateFromEvents, checkEventAuth } from "../auth_rules.ts";
+import { authEventKeys } from "../auth_event_selection.ts";
+import { referencedIds, type RoomEvent, stateKey, type StateMap, toRoomEvent } from "../events.ts";
 import { isJsonObject } from "../json.ts";
-import type { EventStore } from "../ports/event_store.ts";
+import type { EventStore, StagedState, StateResolver } from "../ports/event_store.ts";
 import { type FederationTransport, FederationUnreachable } from "../ports/federation_transport.ts";
-import type { PduInput } from "./pdu_input/types.ts";
+import { type RoomVersion, roomVersion } from "../room_versions.ts";
+import { createEventIdOfRoom } from "./pdu_input/auth_events.ts";
+import { admitFetchedEvents, type FetchedEventSinks } from "./pdu_input/fetched_events.ts";
+import { type GapDeps, stateAcrossGap } from "./pdu_input/missing_prev_events.ts";
+import { remoteEventSource } from "./pdu_input/remote_events.ts";
+import type { SignatureVerifier } from "./pdu_input/signatures.ts";
+import type { HeldEvent } from "./pdu_input/types.ts";
 
 /** Fetches history older than the room's first held event; see room_event_reads.ts. */
 export interface HistoryBackfill {
-  /** Fetch up to about `limit` earlier events of `roomId`; resolves to how many were stored. */
-  backfill(roomId: string, limit: number): Promise<number>;
+  /** Fetch earlier events of `roomId`; resolves to how many were stored accepted. */
+  backfill(roomId: string): Promise<number>;
 }
 
 /** What backfill is built from. */
 export interface RemoteBackfillDeps {
   store: EventStore;
   transport: FederationTransport;
-  pduInput: PduInput;
   serverName: string;
+  /** Step 2 of the PDU checks (part 2's signature rules over the key ring). */
+  verifySignatures: SignatureVerifier;
+  /** State resolution, for an event whose prev events' states disagree. */
+  resolver: StateResolver;
 }
 
-/** Most events asked for in one `/backfill` request. */
-export const MAX_BACKFILL_EVENTS = 100;
+/** Events asked for in one `/backfill` request, as Synapse asks. */
+export const BACKFILL_LIMIT = 100;
 /** Most servers tried for one backfill. */
 const MAX_SERVERS_TRIED = 5;
 
@@ -45,33 +62,31 @@ export class RemoteBackfill implements HistoryBackfill {
   constructor(private readonly deps: RemoteBackfillDeps) {}
 
   /** See HistoryBackfill.backfill. */
-  backfill(roomId: string, limit: number): Promise<number> {
+  backfill(roomId: string): Promise<number> {
     const running = this.#running.get(roomId);
     if (running) return running;
-    const run = this.#backfill(roomId, Math.max(1, Math.min(limit, MAX_BACKFILL_EVENTS)))
-      .finally(() => this.#running.delete(roomId));
+    const run = this.#backfill(roomId).finally(() => this.#running.delete(roomId));
     this.#running.set(roomId, run);
     return run;
   }
 
-  async #backfill(roomId: string, limit: number): Promise<number> {
+  async #backfill(roomId: string): Promise<number> {
     const { store } = this.deps;
+    const head = await store.roomHead(roomId);
+    const version = head ? roomVersion(head.roomVersion) : undefined;
+    if (!version) return 0;
     const first = await store.timeline(roomId, { dir: "f", limit: 1 });
     const oldest = first.events[0];
     if (oldest === undefined) return 0;
     const prevs = referencedIds(oldest.pdu.prev_events);
     if (prevs.length === 0) return 0; // the create event: history is complete
-    const found = await store.findEvents(prevs);
-    const missing = prevs.filter((id) => {
-      const event = found.get(id);
-      return event === undefined || event.outlier;
-    });
+    const missing = await this.#notInLog(prevs);
     if (missing.length === 0) return 0;
 
     for (const server of await this.#servers(roomId, oldest.pdu.sender)) {
-      const pdus = await this.#fetch(server, roomId, missing, limit);
+      const pdus = await this.#fetch(server, roomId, missing);
       if (pdus === undefined) continue;
-      return await this.#store(server, roomId, pdus);
+      return await this.#store(server, roomId, version, pdus);
     }
     return 0;
   }
@@ -85,13 +100,8 @@ export class RemoteBackfill implements HistoryBackfill {
     return [...servers].slice(0, MAX_SERVERS_TRIED);
   }
 
-  async #fetch(
-    server: string,
-    roomId: string,
-    from: string[],
-    limit: number,
-  ): Promise<unknown[] | undefined> {
-    const query = [...from.map((id) => `v=${encodeURIComponent(id)}`), `limit=${limit}`];
+  async #fetch(server: string, roomId: string, from: string[]): Promise<unknown[] | undefined> {
+    const query = [...from.map((id) => `v=${encodeURIComponent(id)}`), `limit=${BACKFILL_LIMIT}`];
     try {
       const response = await this.deps.transport.request({
         method: "GET",
@@ -102,28 +112,216 @@ export class RemoteBackfill implements HistoryBackfill {
       if (response.status !== 200 || !isJsonObject(body) || !Array.isArray(body.pdus)) {
         return undefined;
       }
-      return body.pdus.slice(0, limit);
+      return body.pdus.slice(0, BACKFILL_LIMIT);
     } catch (error) {
       if (error instanceof FederationUnreachable) return undefined;
       throw error;
     }
   }
 
-  /** Hand the events to the PDU checks newest first; counts the ones stored accepted. */
-  async #store(server: string, roomId: string, pdus: unknown[]): Promise<number> {
-    const depth = (pdu: unknown) =>
-      isJsonObject(pdu) && typeof pdu.depth === "number" ? pdu.depth : 0;
-    const ordered = [...pdus].sort((a, b) => depth(b) - depth(a));
-    let stored = 0;
-    for (const pdu of ordered) {
-      const outcome = await this.deps.pduInput.handle(server, roomId, pdu, { backfill: true });
-      if (outcome.status === "accepted" && outcome.error === undefined) stored++;
-      else if (outcome.error !== undefined && outcome.status === undefined) {
-        console.warn("backfill: event not stored", roomId, outcome.eventId, outcome.error);
+  /** Check the events, work out the state before each, append them newest first. */
+  async #store(
+    server: string,
+    roomId: string,
+    version: RoomVersion,
+    pdus: unknown[],
+  ): Promise<number> {
+    const { store } = this.deps;
+    const sinks = this.#sinks(roomId);
+    // Steps 1 to 4 for each event (and any auth event it lacks); each is held as an outlier.
+    const admitted = await admitFetchedEvents(roomId, version, pdus, sinks);
+    const logged = new Set(
+      [...(await store.findEvents([...admitted.keys()])).values()]
+        .filter((e) => !e.outlier).map((e) => e.eventId),
+    );
+    const chunk = [...admitted.values()].filter((e) => !logged.has(e.eventId));
+    const ordered = oldestFirst(chunk);
+
+    const gap: GapDeps = {
+      sinks,
+      source: remoteEventSource(this.deps.transport, server),
+      stateAfter: (id) => store.stateAtEvent(id, "after"),
+      resolve: (v, maps) => this.#resolve(v, maps, admitted),
+    };
+    const before = new Map<string, StateMap>();
+    const after = new Map<string, StateMap>();
+    for (const held of ordered) {
+      const event = toRoomEvent(held.pdu, held.eventId, version);
+      const maps: StateMap[] = [];
+      const outside: string[] = [];
+      for (const id of event.prev_events) {
+        const known = after.get(id);
+        if (known) maps.push(known);
+        else outside.push(id);
       }
+      if (outside.length > 0) {
+        const notLogged = await this.#notInLog(outside);
+        const inLog = outside.filter((id) => !notLogged.includes(id));
+        const across = await stateAcrossGap(
+          roomId,
+          version,
+          { held: inLog, missing: notLogged },
+          gap,
+        );
+        if (!across.ok) {
+          console.warn(
+            "backfill: no state before",
+            roomId,
+            event.event_id,
+            across.reason,
+          );
+          continue;
+        }
+        maps.push(across.state);
+      }
+      const state = maps.length <= 1 ? (maps[0] ?? new Map()) : await gap.resolve(version, maps);
+      before.set(event.event_id, state);
+      const applies = held.status === "accepted" && event.state_key !== undefined &&
+        await this.#allowedBy(event, state, version, admitted);
+      after.set(
+        event.event_id,
+        applies
+          ? new Map(state).set(stateKey(event.type, event.state_key!), event.event_id)
+          : state,
+      );
+    }
+
+    // Newest first: each append takes the position just below the room's first.
+    const staged = new Map<StateMap, StagedState>();
+    let stored = 0;
+    for (const held of ordered.reverse()) {
+      const state = before.get(held.eventId);
+      if (state === undefined) continue;
+      let stateBefore = staged.get(state);
+      if (stateBefore === undefined) {
+        stateBefore = await store.stageState(roomId, version.id, state);
+        staged.set(state, stateBefore);
+      }
+      const result = await store.append({
+        roomId,
+        backfill: true,
+        events: [{
+          eventId: held.eventId,
+          pdu: held.pdu,
+          status: held.status,
+          checkState: true,
+          stateBefore,
+        }],
+      });
+      const [appended] = result.events;
+      if (appended.status === "accepted" && !appended.duplicate) stored++;
     }
     return stored;
   }
+
+  /** The auth rules against `state` (what the store will check too), for the state after. */
+  async #allowedBy(
+    event: RoomEvent,
+    state: StateMap,
+    version: RoomVersion,
+    admitted: Map<string, HeldEvent>,
+  ): Promise<boolean> {
+    const ids = authEventKeys(event, version).flatMap((key) => state.get(key) ?? []);
+    const createId = createEventIdOfRoom(event.room_id, version) ??
+      state.get(stateKey("m.room.create", ""));
+    const events = await this.#events([...ids, ...(createId ? [createId] : [])], admitted, version);
+    const createEvent = createId ? events.get(createId) : undefined;
+    const authState = authStateFromEvents(ids.flatMap((id) => events.get(id) ?? []));
+    return checkEventAuth(event, authState, version, { createEvent }).allowed;
+  }
+
+  async #events(
+    ids: string[],
+    admitted: Map<string, HeldEvent>,
+    version: RoomVersion,
+  ): Promise<Map<string, RoomEvent>> {
+    const out = new Map<string, RoomEvent>();
+    const rest: string[] = [];
+    for (const id of ids) {
+      const held = admitted.get(id);
+      if (held) out.set(id, toRoomEvent(held.pdu, id, version));
+      else rest.push(id);
+    }
+    for (const [id, e] of await this.deps.store.findEvents(rest)) {
+      out.set(id, toRoomEvent(e.pdu, id, version));
+    }
+    return out;
+  }
+
+  async #resolve(
+    version: RoomVersion,
+    stateMaps: StateMap[],
+    admitted: Map<string, HeldEvent>,
+  ): Promise<StateMap> {
+    const rejected = new Set<string>();
+    return await this.deps.resolver({
+      version,
+      stateMaps,
+      getEvent: async (id) => {
+        const held = admitted.get(id) ??
+          (await this.deps.store.findEvents([id])).get(id);
+        if (!held) return undefined;
+        if (held.status === "rejected") rejected.add(id);
+        return toRoomEvent(held.pdu, id, version);
+      },
+      isRejected: (id) => rejected.has(id),
+    });
+  }
+
+  /** The IDs among `ids` that are not events of a room's log (outliers do not count). */
+  async #notInLog(ids: readonly string[]): Promise<string[]> {
+    const found = await this.deps.store.findEvents(ids);
+    return ids.filter((id) => {
+      const event = found.get(id);
+      return !event || event.outlier;
+    });
+  }
+
+  #sinks(roomId: string): FetchedEventSinks {
+    const { store } = this.deps;
+    return {
+      verify: this.deps.verifySignatures,
+      held: async (ids) => {
+        const held = new Map<string, HeldEvent>();
+        for (const [id, e] of await store.findEvents(ids)) {
+          held.set(id, { eventId: id, pdu: e.pdu, status: e.status });
+        }
+        return held;
+      },
+      storeOutliers: (events) =>
+        store.storeOutliers(
+          roomId,
+          events.map((e) => ({ eventId: e.eventId, pdu: e.pdu, status: e.status })),
+        ),
+    };
+  }
+}
+
+/** Events in DAG order, oldest first: prev events (within the list) before, then by depth. */
+function oldestFirst(events: HeldEvent[]): HeldEvent[] {
+  const byId = new Map(events.map((e) => [e.eventId, e]));
+  const waiting = new Map<string, number>();
+  const children = new Map<string, string[]>();
+  for (const e of events) {
+    const prevs = referencedIds(e.pdu.prev_events).filter((id) => byId.has(id) && id !== e.eventId);
+    waiting.set(e.eventId, prevs.length);
+    for (const p of prevs) children.set(p, [...(children.get(p) ?? []), e.eventId]);
+  }
+  const depth = (id: string) => byId.get(id)!.pdu.depth;
+  const ready = events.filter((e) => waiting.get(e.eventId) === 0).map((e) => e.eventId);
+  const out: HeldEvent[] = [];
+  while (ready.length > 0) {
+    ready.sort((a, b) => depth(b) - depth(a));
+    const id = ready.pop()!;
+    out.push(byId.get(id)!);
+    for (const child of children.get(id) ?? []) {
+      const left = waiting.get(child)! - 1;
+      waiting.set(child, left);
+      if (left === 0) ready.push(child);
+    }
+  }
+  // Events in a prev_events cycle (impossible for honest events) are left out.
+  return out;
 }
 
 function serverOf(userId: string): string {

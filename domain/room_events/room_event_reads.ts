@@ -367,7 +367,7 @@ export class RoomEventReads {
           break;
         }
         backfilled = true;
-        const added = await this.history.backfill(roomId, options.limit - events.length)
+        const added = await this.history.backfill(roomId)
           .catch((error) => {
             console.warn("backfill failed", roomId, error);
             return 0;

@@ -25,7 +25,7 @@ async function send(server: NetworkServer, user: RegisteredUser, roomId: string,
 async function pageBack(server: NetworkServer, user: RegisteredUser, roomId: string) {
   const bodies: string[] = [];
   let from: string | undefined;
-  for (let i = 0; i < 20; i++) {
+  for (let i = 0; i < 60; i++) {
     const query = `dir=b&limit=5${from ? `&from=${encodeURIComponent(from)}` : ""}`;
     const page = await server.request(
       "GET",
@@ -78,6 +78,82 @@ Deno.test("backfill: history from before B joined reaches B's client through /me
     const requests = net.log.filter((r) => r.path.includes("/backfill/")).length;
     assertEquals(await pageBack(b, bob, roomId), [...history].reverse());
     assertEquals(net.log.filter((r) => r.path.includes("/backfill/")).length, requests);
+  } finally {
+    await net.close();
+  }
+});
+
+Deno.test("backfill: a history longer than one /backfill answer comes in several, across the gap", async () => {
+  const net = await startNetwork([A, B], { env: { TESSERA_FEDERATION_ALLOW_PRIVATE: "true" } });
+  try {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const created = await a.request("POST", "/_matrix/client/v3/createRoom", {
+      token: alice.accessToken,
+      body: { preset: "public_chat", room_version: "10" },
+    });
+    const roomId: string = created.body.room_id;
+    // More than one answer holds (100 events), so the oldest of the first answer has prev
+    // events B lacks: their state comes from A's /state_ids.
+    const history = Array.from({ length: 110 }, (_, i) => `message ${i + 1}`);
+    for (const body of history) await send(a, alice, roomId, body);
+    const joined = await b.request(
+      "POST",
+      `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${A}`,
+      { token: bob.accessToken, body: {} },
+    );
+    assertEquals(joined.status, 200, JSON.stringify(joined.body));
+    assertEquals(await pageBack(b, bob, roomId), [...history].reverse());
+    assert(net.log.filter((r) => r.path.includes("/backfill/")).length >= 2);
+    assert(net.log.some((r) => r.path.includes("/state_ids/")));
+  } finally {
+    await net.close();
+  }
+});
+
+Deno.test("backfill: an event with a forged signature is not stored nor shown", async () => {
+  const net = await startNetwork([A, B], { env: { TESSERA_FEDERATION_ALLOW_PRIVATE: "true" } });
+  try {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const created = await a.request("POST", "/_matrix/client/v3/createRoom", {
+      token: alice.accessToken,
+      body: { preset: "public_chat", room_version: "10" },
+    });
+    const roomId: string = created.body.room_id;
+    const history = ["one", "two", "three"];
+    for (const body of history) await send(a, alice, roomId, body);
+    const joined = await b.request(
+      "POST",
+      `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${A}`,
+      { token: bob.accessToken, body: {} },
+    );
+    assertEquals(joined.status, 200, JSON.stringify(joined.body));
+    // A's backfill answer is altered in flight: "two" is re-signed with a flipped signature.
+    net.intercept(async (request) => {
+      if (!request.path.includes("/backfill/")) return "deliver";
+      net.intercept(undefined);
+      const real = await net.transportFor(request.origin).request(request);
+      const body = structuredClone(real.body) as { pdus: Record<string, unknown>[] };
+      for (const pdu of body.pdus) {
+        if ((pdu.content as { body?: string }).body !== "two") continue;
+        const sigs = pdu.signatures as Record<string, Record<string, string>>;
+        for (const byKey of Object.values(sigs)) {
+          for (const k of Object.keys(byKey)) {
+            byKey[k] = (byKey[k][0] === "A" ? "B" : "A") + byKey[k].slice(1);
+          }
+        }
+      }
+      return { status: 200, body: body as never };
+    });
+    const seen = await pageBack(b, bob, roomId);
+    net.intercept(undefined);
+    assert(!seen.includes("two"), JSON.stringify(seen));
+    assert(seen.includes("three"), JSON.stringify(seen));
   } finally {
     await net.close();
   }
