@@ -101,7 +101,8 @@ async function verify(c: Context, deps: ServerAuthDeps): Promise<VerifiedRequest
 
 /** The JSON body, or undefined when there is none (the signature then covers no `content`). */
 async function readContent(c: Context): Promise<JsonValue | undefined> {
-  if (c.req.raw.body === null) return undefined;
+  // GET requests carry no content to sign; a PUT or POST without a body is told apart below.
+  if (c.req.method === "GET" || c.req.method === "HEAD") return undefined;
   // Read (size-checked, parsed, depth-checked) and cached by readJsonBody, so the route's own
   // read sees the same bytes; an empty body parses as {} here and is told apart below.
   const parsed = await readJsonBody(c, z.unknown(), {
