@@ -120,3 +120,32 @@ Deno.test("outbox: failures back off, doubling; after the last one the front ent
     kv.close();
   }
 });
+
+Deno.test("outbox: resetRetry clears a backoff, and one cleared under a running lease wins at release", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvOutboxStore(kv, "test");
+    const now = 1_000_000;
+    assertEquals(await store.resetRetry("d"), false);
+    // Backed off: no lease until the retry time, unless the backoff is cleared.
+    const first = await store.lease("d", "a", now, now + 60_000);
+    assert(first);
+    await store.release(first, { failures: 3, retryAt: now + 30_000 });
+    assertEquals(await store.lease("d", "a", now, now + 60_000), null);
+    assertEquals(await store.resetRetry("d"), true);
+    assertEquals(await store.resetRetry("d"), false);
+    const second = await store.lease("d", "a", now, now + 60_000);
+    assert(second);
+    await store.release(second, { failures: 1, retryAt: now + 2_000 });
+    // A lease taken with a backoff standing (its retry time came), then the backoff cleared
+    // while the holder is still sending: its release (another failure, say) leaves the
+    // destination free rather than backed off, and the lease is not stuck.
+    const third = await store.lease("d", "b", now + 2_000, now + 62_000);
+    assert(third);
+    assertEquals(await store.resetRetry("d"), true);
+    await store.release(third, { failures: 2, retryAt: now + 10_000 });
+    assert(await store.lease("d", "c", now + 2_001, now + 62_000));
+  } finally {
+    kv.close();
+  }
+});
