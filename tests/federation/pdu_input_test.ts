@@ -14,7 +14,7 @@ import { RemoteView } from "./remote_view.ts";
 import { FederationPduInput } from "../../domain/federation/pdu_input/index.ts";
 import { resolveState } from "../../domain/state_res/resolve_state.ts";
 import { roomVersion } from "../../domain/room_versions.ts";
-import type { Pdu } from "../../domain/events.ts";
+import { type Pdu, stateKey } from "../../domain/events.ts";
 
 const B = await testServer("b.test", 2);
 const EVIL = await testServer("evil.test", 3);
@@ -394,6 +394,42 @@ Deno.test("a gap across a big state fetches it whole with /state, not event by e
     assert(asked.filter((r) => r.includes("/event/")).length < 10, asked.join("\n"));
     const members = await t.store.members(t.roomId, ["join"]);
     assertEquals(members.length, 82);
+  } finally {
+    t.server.close();
+  }
+});
+
+Deno.test("prev events on two branches, one never seen: the states are resolved across the gap", async () => {
+  const t = await setup();
+  try {
+    t.view.withholdMissingEvents = true;
+    // Our branch: Alice names the room.
+    const named = await t.server.deps.sender.send({
+      roomId: t.roomId,
+      sender: t.alice.userId,
+      type: "m.room.name",
+      stateKey: "",
+      content: { name: "ours" },
+    });
+    await t.view.syncFrom(t.store);
+    // b.test's branch from Bob's join, which we never get: Bob renames himself.
+    const rename = await t.view.build(t.join.eventId, {
+      sender: BOB,
+      type: "m.room.member",
+      stateKey: BOB,
+      content: { membership: "join", displayname: "Bob on the other branch" },
+    });
+    const merge = await t.view.build([named.eventId, rename.eventId], message("merged"));
+    const outcome = await t.input.handle(B.name, t.roomId, merge.pdu);
+    assertEquals(outcome.status, "accepted");
+    assert(t.view.requests.some((r) => r.includes("state_ids")), t.view.requests.join("\n"));
+    const before = (await t.store.stateAtEvent(merge.eventId, "before"))!;
+    assertEquals(before.get(stateKey("m.room.name", "")), named.eventId);
+    assertEquals(before.get(stateKey("m.room.member", BOB)), rename.eventId);
+    assertEquals(
+      await t.store.currentStateEventId(t.roomId, "m.room.member", BOB),
+      rename.eventId,
+    );
   } finally {
     t.server.close();
   }

@@ -64,23 +64,30 @@ export class RemoteView implements FederationTransport {
     }
   }
 
+  /** Answer `/get_missing_events` with nothing (a server that will not walk back for us). */
+  withholdMissingEvents = false;
+
   /**
-   * Build an event on top of `prev` (an event ID of the view), authorised by the state after it
-   * unless `authEvents` is given, signed by this server (or `signer`), and add it to the view.
+   * Build an event on top of `prev` (event IDs of the view; with several, their states merged,
+   * later ones winning), authorised by that state unless `authEvents` is given, signed by this
+   * server (or `signer`), and add it to the view.
    */
   async build(
-    prev: string,
+    prev: string | string[],
     event: { sender: string; type: string; stateKey?: string; content: JsonObject },
     options: { authEvents?: string[]; signer?: { name: string; key: SigningKey } } = {},
   ): Promise<BuiltEvent> {
-    const base = this.events.get(prev);
-    if (!base) throw new Error(`the view has no ${prev}`);
-    const state = base.stateAfter;
+    const prevs = (Array.isArray(prev) ? prev : [prev]).map((id) => {
+      const base = this.events.get(id);
+      if (!base) throw new Error(`the view has no ${id}`);
+      return base;
+    });
+    const state: StateMap = new Map(prevs.flatMap((p) => [...p.stateAfter]));
     const built = await buildEvent({
       version: this.version,
       roomId: this.roomId,
       ...event,
-      prevEvents: [{ eventId: prev, depth: base.pdu.depth }],
+      prevEvents: prevs.map((p) => ({ eventId: p.eventId, depth: p.pdu.depth })),
       currentState: (key) => {
         const id = state.get(key);
         return id === undefined ? undefined : { eventId: id };
@@ -136,6 +143,7 @@ export class RemoteView implements FederationTransport {
       const chain = this.#authChain([event.eventId]);
       return ok({ auth_chain: chain.map((id) => this.#json(this.events.get(id)!.pdu)) });
     }
+    if (route === "get_missing_events" && this.withholdMissingEvents) return ok({ events: [] });
     if (route === "get_missing_events") {
       const body = request.body as {
         earliest_events: string[];
