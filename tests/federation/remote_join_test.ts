@@ -78,51 +78,55 @@ function join(server: NetworkServer, user: RegisteredUser, target: string, query
   });
 }
 
-Deno.test("remote join: B's user joins a room created on A by ID through server_name", async () => {
-  await withNetwork(async (net) => {
-    const a = net.servers[A];
-    const b = net.servers[B];
-    const alice = await a.register("alice");
-    const bob = await b.register("bob");
-    const roomId = await publicRoom(a, alice);
+for (const version of ["1", "10", "12"]) {
+  Deno.test(`remote join: B's user joins a room created on A by ID through server_name (v${version})`, async () => {
+    await withNetwork(async (net) => {
+      const a = net.servers[A];
+      const b = net.servers[B];
+      const alice = await a.register("alice");
+      const bob = await b.register("bob");
+      const roomId = await publicRoom(a, alice, undefined, version);
 
-    // Without a server to ask, B cannot know where the room is.
-    const nowhere = await b.request(
-      "POST",
-      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/join`,
-      { token: bob.accessToken, body: {} },
-    );
-    // A v10+ room ID names its creating server, which is asked last; v12 IDs name none.
-    assert(nowhere.status === 200 || nowhere.status === 404, JSON.stringify(nowhere.body));
-    if (nowhere.status === 404) {
-      const joined = await join(b, bob, roomId, `?server_name=${A}`);
-      assertEquals(joined.status, 200, JSON.stringify(joined.body));
-      assertEquals(joined.body.room_id, roomId);
-    }
+      // Without a server to ask, B cannot know where the room is.
+      const nowhere = await b.request(
+        "POST",
+        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/join`,
+        { token: bob.accessToken, body: {} },
+      );
+      // A v10+ room ID names its creating server, which is asked last; v12 IDs name none.
+      assert(nowhere.status === 200 || nowhere.status === 404, JSON.stringify(nowhere.body));
+      if (nowhere.status === 404) {
+        const joined = await join(b, bob, roomId, `?server_name=${A}`);
+        assertEquals(joined.status, 200, JSON.stringify(joined.body));
+        assertEquals(joined.body.room_id, roomId);
+      }
 
-    // Both sides agree on who is in the room.
-    const expected = [alice.userId, bob.userId].sort();
-    assertEquals(await storedMembers(b, roomId), expected);
-    // B's client sees the room's state from before the join (outliers) through the pipeline.
-    assertEquals(await memberships(b, bob, roomId), expected);
-    assertEquals(await memberships(a, alice, roomId), expected);
-    // B holds the room's state, its create event included, and a head for the room.
-    const head = await b.deps.eventStore.roomHead(roomId);
-    assert(head !== null);
-    const create = await b.request(
-      "GET",
-      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.create/`,
-      { token: bob.accessToken },
-    );
-    assertEquals(create.status, 200, JSON.stringify(create.body));
-    // Joined rooms list it; the pending-join record is gone.
-    const rooms = await b.request("GET", "/_matrix/client/v3/joined_rooms", {
-      token: bob.accessToken,
+      // Both sides agree on who is in the room.
+      const expected = [alice.userId, bob.userId].sort();
+      assertEquals(await storedMembers(b, roomId), expected);
+      // B's client sees the room's state from before the join (outliers) through the pipeline.
+      assertEquals(await memberships(b, bob, roomId), expected);
+      assertEquals(await memberships(a, alice, roomId), expected);
+      // B holds the room's state, its create event included, and a head for the room.
+      const head = await b.deps.eventStore.roomHead(roomId);
+      assert(head !== null);
+      const create = await b.request(
+        "GET",
+        `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.create/`,
+        { token: bob.accessToken },
+      );
+      assertEquals(create.status, 200, JSON.stringify(create.body));
+      // Joined rooms list it; the pending-join record is gone.
+      const rooms = await b.request("GET", "/_matrix/client/v3/joined_rooms", {
+        token: bob.accessToken,
+      });
+      assertEquals(rooms.body.joined_rooms, [roomId]);
+      assertEquals(await b.deps.remoteJoiner.pendingJoins(), []);
+      // And B's user can talk in it.
+      await send(b, bob, roomId, "hello from B");
     });
-    assertEquals(rooms.body.joined_rooms, [roomId]);
-    assertEquals(await b.deps.remoteJoiner.pendingJoins(), []);
   });
-});
+}
 
 Deno.test("remote join: by a remote alias, resolved through query/directory", async () => {
   await withNetwork(async (net) => {
