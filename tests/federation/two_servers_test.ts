@@ -5,7 +5,8 @@
  * returned by the other side's /sync long-poll; A's user invites B's, who sees the invite in
  * /sync and joins; a ban on A removes B's user on both sides; B restarts mid-stream and loses
  * nothing; A goes down while B sends and B's queue retries until everything arrives, also when
- * B itself restarts with the events still queued.
+ * B itself restarts with the events still queued; and a transaction A answers with 500 is sent
+ * again under the same ID.
  *
  * One cluster serves the whole scenario (each process start costs a second or two). Waiting for
  * convergence has a deadline; nothing asserts on timing.
@@ -18,6 +19,7 @@ import { type FederationProcess, startServerProcesses } from "./server_processes
 import { startNetwork } from "./in_process_network.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import type { JsonResponse, RequestOptions } from "../routes/test_server.ts";
+import { KvInboundTransactionStore } from "../../kv/inbound_transaction_store.ts";
 
 const enc = encodeURIComponent;
 
@@ -419,6 +421,49 @@ Deno.test({
           "queued across B's restart 1",
           "queued across B's restart 2",
         ]);
+      });
+
+      await t.step("A refuses a transaction (500): B retries it under the same ID", async () => {
+        // While A is stopped, an impostor on A's port (with A's certificate) answers every
+        // transaction with 500, as a failing A would.
+        await a.stop();
+        const refused: string[] = [];
+        const impostor = Deno.serve({
+          hostname: "127.0.0.1",
+          port: a.port,
+          cert: await Deno.readTextFile(cluster.certFile),
+          key: await Deno.readTextFile(cluster.keyFile),
+          onListen: () => {},
+        }, (request) => {
+          const path = new URL(request.url).pathname;
+          if (path.startsWith("/_matrix/federation/v1/send/")) refused.push(path);
+          return Response.json({ errcode: "M_UNKNOWN", error: "try again" }, { status: 500 });
+        });
+        let eventId: string;
+        try {
+          eventId = await say(b, bob, roomId, "refused once");
+          await eventually(
+            "B's transaction reaches the impostor",
+            () => Promise.resolve(refused.length > 0 ? true : undefined),
+          );
+        } finally {
+          await impostor.shutdown();
+        }
+        await a.start();
+        await eventually(
+          "the refused event reaches A",
+          () => eventOn(a, alice, roomId, eventId),
+          45_000,
+        );
+        // A answered the same transaction ID (it keeps its answers per origin and ID).
+        const txnId = decodeURIComponent(refused[0].split("/").pop()!);
+        const kv = await Deno.openKv(a.kvPath);
+        try {
+          const answer = await new KvInboundTransactionStore(kv).answer(b.serverName, txnId);
+          assert.ok(answer, `A holds no answer to ${txnId}`);
+        } finally {
+          kv.close();
+        }
       });
     } catch (e) {
       dumpOutput(cluster.servers);
