@@ -149,3 +149,48 @@ Deno.test("outbox: resetRetry clears a backoff, and one cleared under a running 
     kv.close();
   }
 });
+
+Deno.test("outbox: with every slot taken by slow destinations, the rest go once one frees", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvOutboxStore(kv, "test");
+    const destinations = ["d1", "d2", "d3", "d4", "d5"];
+    await store.append(destinations.map((destination) => ({
+      destination,
+      order: [1],
+      payload: { n: 1 },
+    })));
+    const delivered: string[] = [];
+    let release = () => {};
+    const released = new Promise<void>((resolve) => release = resolve);
+    let allDone = () => {};
+    const done = new Promise<void>((resolve) => allDone = resolve);
+    let started = () => {};
+    const twoStarted = new Promise<void>((resolve) => started = resolve);
+    let inFlight = 0;
+    const worker = new OutboxWorker({
+      store,
+      parallel: 2,
+      deliver: async (destination, entries) => {
+        if (++inFlight === 2) started();
+        // The first two hold both slots until the test lets them go.
+        if (delivered.length === 0) await released;
+        inFlight--;
+        delivered.push(destination);
+        if (delivered.length === destinations.length) allDone();
+        return { done: entries.length };
+      },
+    });
+    worker.start();
+    await twoStarted;
+    assertEquals(delivered, []);
+    release();
+    await done;
+    await worker.stop();
+    assertEquals(delivered.sort(), destinations);
+    // (A marker may outlive a stop; the next pass clears it.)
+    for (const d of destinations) assertEquals(await store.peek(d, 10), []);
+  } finally {
+    kv.close();
+  }
+});
