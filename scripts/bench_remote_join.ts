@@ -5,7 +5,8 @@
  * the joining side is the real RemoteJoiner over a KvEventStore: the whole answer checked
  * (signatures, hashes, auth of every event), then outliers, the staged state and the join,
  * on `:memory:` and on a KV file (one disk sync per commit). Reports the time of each join,
- * its phases, and the peak resident memory sampled during it.
+ * its phases, and the peak resident memory sampled during it (the process also holds the
+ * resident's room, built before: "RSS growth" is the join's own share).
  *
  * Flags: --members=N (default 5000), --runs=N (default 3).
  */
@@ -113,7 +114,8 @@ async function joinOnce(path: string): Promise<Record<string, string>> {
       verifySignatures: testVerifier([RESIDENT, JOINER]),
       pendingJoins,
     });
-    let peak = Deno.memoryUsage().rss;
+    const baseline = Deno.memoryUsage().rss;
+    let peak = baseline;
     const sampler = setInterval(() => {
       peak = Math.max(peak, Deno.memoryUsage().rss);
     }, 5);
@@ -137,6 +139,7 @@ async function joinOnce(path: string): Promise<Record<string, string>> {
       "staged state": `${((phases.get("stageState") ?? 0) / 1000).toFixed(2)} s`,
       "join append": `${((phases.get("append") ?? 0) / 1000).toFixed(2)} s`,
       "peak RSS": `${Math.round(peak / 2 ** 20)} MiB`,
+      "RSS growth": `${Math.round((peak - baseline) / 2 ** 20)} MiB`,
     };
   } finally {
     kv.close();
@@ -169,6 +172,7 @@ console.log(markdownTable(
     "staged state",
     "join append",
     "peak RSS",
+    "RSS growth",
   ],
   rows,
 ));
