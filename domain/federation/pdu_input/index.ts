@@ -116,9 +116,10 @@ export class FederationPduInput implements PduInput {
       console.error("federation: handling a PDU failed", roomId, error);
       return { eventId: carriedEventId(pdu), error: "internal error handling the event" };
     };
+    const head = await this.deps.store.roomHead(roomId);
     for (const pdu of pdus) {
       try {
-        const checked = await this.#check(origin, roomId, pdu, modeOf(options), batch);
+        const checked = await this.#check(origin, roomId, pdu, modeOf(options), batch, head);
         outcomes.push(checked.outcome.catch(failed(pdu)));
       } catch (error) {
         outcomes.push(Promise.resolve(failed(pdu)(error)));
@@ -134,9 +135,12 @@ export class FederationPduInput implements PduInput {
     raw: unknown,
     mode: GapMode,
     batch: AppendBatch,
+    knownHead?: RoomHeadView | null,
   ): Promise<Checked> {
     const { store } = this.deps;
-    const head = await store.roomHead(roomId);
+    // The head gives the room's version (fixed) and, for a gap, a first guess at its
+    // extremities (read again before use): one read serves a whole batch.
+    const head = knownHead ?? await store.roomHead(roomId);
     if (!head) return settled({ eventId: "", error: `this server is not in room ${roomId}` });
     const version = roomVersion(head.roomVersion);
     if (!version) {
