@@ -70,6 +70,11 @@ const VER_QUERY = supportedRoomVersions().map((v) => `ver=${encodeURIComponent(v
 
 /** Joins remote rooms for local users. */
 export class RemoteJoiner {
+  // One join per user and room at a time in this process: a second request (a double click, a
+  // client retry) waits for the first instead of making a second join event. Across processes
+  // the store's idempotent steps keep two joins from corrupting each other.
+  readonly #running = new Map<string, Promise<string>>();
+
   constructor(private readonly deps: RemoteJoinDeps) {}
 
   /**
@@ -103,7 +108,16 @@ export class RemoteJoiner {
   }
 
   /** Join `request.roomId` through the first candidate server that lets us; returns the join's ID. */
-  async join(request: RemoteJoinRequest): Promise<string> {
+  join(request: RemoteJoinRequest): Promise<string> {
+    const key = `${request.userId}\u0000${request.roomId}`;
+    const running = this.#running.get(key);
+    if (running) return running;
+    const run = this.#join(request).finally(() => this.#running.delete(key));
+    this.#running.set(key, run);
+    return run;
+  }
+
+  async #join(request: RemoteJoinRequest): Promise<string> {
     const { userId, roomId } = request;
     const pending = await this.deps.pendingJoins.get(userId, roomId);
     if (pending !== null) {

@@ -302,3 +302,20 @@ Deno.test("remote join: a crash before staging resumes on the next attempt with 
     assertEquals(await b.deps.remoteJoiner.pendingJoins(), []);
   });
 });
+
+Deno.test("remote join: two join requests at once make one join", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await publicRoom(a, alice);
+    const [first, second] = await Promise.all([
+      join(b, bob, roomId, `?server_name=${A}`),
+      join(b, bob, roomId, `?server_name=${A}`),
+    ]);
+    assertEquals([first.status, second.status], [200, 200]);
+    assertEquals(net.log.filter((r) => r.path.includes("/make_join/")).length, 1);
+    assertEquals(await storedMembers(b, roomId), [alice.userId, bob.userId].sort());
+  });
+});
