@@ -9,6 +9,10 @@
  * A joined room shows its recent messages and current state; a departed one (left or banned
  * after being joined) what the user saw up to their leave: messages ending at the leave and the
  * state as they left it, and no presence or receipts.
+ *
+ * Rooms this server is not in show the user's remote membership (an invite received over
+ * federation; with `archived`, its rejection) as `/sync` does: an invite like a local one, a
+ * rejection as a departed room whose only message is the user's leave.
  */
 import type { Filter } from "../event_filter.ts";
 import { forbidden, MatrixError, notFound } from "../errors.ts";
@@ -16,15 +20,17 @@ import type { JsonObject } from "../json.ts";
 import { presenceContent } from "../ephemeral/presence_service.ts";
 import type { StateMap } from "../events.ts";
 import type { EventStore, StoredEvent } from "../ports/event_store.ts";
+import type { RemoteMembershipStore } from "../ports/remote_membership_store.ts";
 import type { RoomVisibility } from "../ports/room_directory_store.ts";
 import { membershipValue } from "../room_events/history_visibility_filter.ts";
 import type { ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
 import type { Reader } from "../room_events/room_event_reads.ts";
-import { roomVersion } from "../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../room_versions.ts";
 import { flattenStreams, legacyPresence } from "./legacy_event_stream.ts";
 import { emptySyncResponse, type SyncResponse } from "./sync_response.ts";
 import type { SyncStreamProvider, SyncStreamRequest } from "./sync_stream.ts";
 import { isAfter, syncTokenAt } from "./sync_token.ts";
+import { remoteMembershipEvent, remoteMembershipWins } from "./remote_membership_events.ts";
 
 /** Messages per room when the client names no limit (Synapse's default). */
 export const DEFAULT_INITIAL_SYNC_LIMIT = 10;
@@ -47,7 +53,18 @@ export interface InitialSyncDeps {
   directory: { visibility(roomId: string): Promise<RoomVisibility> };
   /** Presence: a snapshot marks its reader active, as a sync does (they see themselves online). */
   presence?: { markFromSync(userId: string, setPresence?: string): Promise<void> };
+  /** Memberships in rooms this server is not in; absent, only the rooms it holds are shown. */
+  remoteMemberships?: Pick<RemoteMembershipStore, "ofUser">;
   now?: () => number;
+}
+
+/** A room of the user's snapshot, by their membership event as of the snapshot's barrier. */
+interface PlacedRoom {
+  roomId: string;
+  membership: string;
+  event: StoredEvent;
+  /** The room's version when it is known only from a remote membership (no log here). */
+  remoteVersion?: RoomVersion;
 }
 
 /** `messages` of a room snapshot: oldest first; `start` pages back, `end` streams on. */
@@ -106,19 +123,16 @@ export class InitialSync {
     await this.deps.presence?.markFromSync(reader.userId);
     const end = await store.syncBarrier(reader.userId);
     const wanted = ["join", "invite", ...(options.archived ? ["leave", "ban"] : [])];
-    const memberships = (await store.roomsOfUser(reader.userId, wanted))
-      .sort((a, b) => (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
-    const events = await store.getEvents(memberships.map((m) => m.eventId));
+    const memberships = await this.#placeRooms(reader.userId, wanted, end);
     const joined = memberships.filter((m) => m.membership === "join").map((m) => m.roomId);
     const withData = memberships.filter((m) => m.membership !== "invite").map((m) => m.roomId);
     const [streams, rooms] = await Promise.all([
       this.#streamsAt(reader, end, withData),
       runBounded(
         memberships.map((m) => async () => {
-          const event = events.get(m.eventId);
-          if (!event) return undefined;
           try {
-            return await this.#roomSnapshot(reader, m.roomId, event, limit, end);
+            if (m.remoteVersion) return await this.#remoteSnapshot(reader, m, m.remoteVersion);
+            return await this.#roomSnapshot(reader, m.roomId, m.event, limit, end);
           } catch (error) {
             // A room the user may not read (a rejected invite never joined): left out, as
             // Synapse leaves out a room whose snapshot fails. A storage failure is not hidden.
@@ -190,6 +204,86 @@ export class InitialSync {
       }).filter((e) => e.type === "m.receipt");
     }
     return snapshot;
+  }
+
+  /**
+   * The user's rooms with a membership in `wanted`, sorted: the rooms this server holds by the
+   * membership projection, and the rooms known only from a remote membership recorded up to
+   * `end`, which replaces the projection's entry for a room when it is newer.
+   */
+  async #placeRooms(userId: string, wanted: readonly string[], end: string): Promise<PlacedRoom[]> {
+    const { store } = this.deps;
+    const remote = (await this.deps.remoteMemberships?.ofUser(userId) ?? [])
+      .filter((m) => !isAfter(m.versionstamp, end));
+    // With remote memberships, every local one is read: a newer local leave or join (an
+    // invite accepted, then left) must hide the remote invite it followed.
+    const local = await store.roomsOfUser(userId, remote.length > 0 ? undefined : wanted);
+    const events = await store.getEvents(local.map((m) => m.eventId));
+    const byRoom = new Map<string, PlacedRoom>();
+    for (const m of local) {
+      const event = events.get(m.eventId);
+      if (event) byRoom.set(m.roomId, { roomId: m.roomId, membership: m.membership, event });
+    }
+    for (const m of remote) {
+      const version = roomVersion(m.roomVersion);
+      if (!version || !remoteMembershipWins(m, byRoom.get(m.roomId)?.event)) continue;
+      byRoom.set(m.roomId, {
+        roomId: m.roomId,
+        membership: m.membership,
+        event: remoteMembershipEvent(m),
+        remoteVersion: version,
+      });
+    }
+    return [...byRoom.values()]
+      .filter((p) => wanted.includes(p.membership))
+      .sort((a, b) => (a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0));
+  }
+
+  /**
+   * A room known only from the user's remote membership: an invite shows the invite event, a
+   * rejection (or withdrawn knock) the user's leave as its one message and no state, since the
+   * server never held the room. Both through the pipeline; an invite from an ignored user is
+   * left out, room and all.
+   */
+  async #remoteSnapshot(
+    reader: Reader,
+    room: PlacedRoom,
+    version: RoomVersion,
+  ): Promise<RoomSnapshot | undefined> {
+    const { event } = room;
+    const [visibility, ignored] = await Promise.all([
+      this.deps.directory.visibility(room.roomId),
+      this.deps.pipeline.ignoredUsers(reader.userId),
+    ]);
+    // Invites from ignored users are not delivered (the pipeline keeps state events).
+    if (room.membership === "invite" && ignored.has(event.pdu.sender)) return undefined;
+    const out = await this.deps.pipeline.readRoom({
+      reader,
+      roomId: room.roomId,
+      version,
+      membership: event,
+      format: "client_v1",
+      ignored,
+    }, { timeline: [event] });
+    const formatted = out.timeline[0];
+    if (formatted === undefined) return undefined;
+    if (room.membership === "invite") {
+      return {
+        room_id: room.roomId,
+        membership: "invite",
+        visibility,
+        inviter: event.pdu.sender,
+        invite: formatted,
+      };
+    }
+    const token = syncTokenAt(event.versionstamp);
+    return {
+      room_id: room.roomId,
+      membership: room.membership,
+      visibility,
+      messages: { chunk: [formatted], start: token, end: token },
+      state: [],
+    };
   }
 
   /**

@@ -9,14 +9,20 @@
  * oldest events after `from` (at most `limit`, across the rooms, in commit order) and `end` is
  * the commit of the last one, so a client that is behind catches up page by page instead of
  * seeing only the newest events of each room.
+ *
+ * The user's memberships in rooms this server is not in (an invite received over federation,
+ * its rejection, a knock) are streamed too, as `/sync` shows them: the member event, at the
+ * commit that recorded it.
  */
 import type { Filter } from "../event_filter.ts";
 import { forbidden, invalidParam } from "../errors.ts";
 import type { JsonObject } from "../json.ts";
 import type { EventStore, StoredEvent } from "../ports/event_store.ts";
+import type { RemoteMembershipStore } from "../ports/remote_membership_store.ts";
 import { membershipValue } from "../room_events/history_visibility_filter.ts";
 import type { ReadPipeline } from "../room_events/read_pipeline.ts";
-import { roomVersion } from "../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../room_versions.ts";
+import { remoteMembershipEvent } from "./remote_membership_events.ts";
 import type { SyncNotifier, SyncWatch } from "./sync_notifier.ts";
 import { emptySyncResponse, type SyncResponse } from "./sync_response.ts";
 import { MAX_SYNC_TIMEOUT_MS } from "./sync_service.ts";
@@ -48,6 +54,8 @@ export interface LegacyEventStreamDeps {
   pipeline: ReadPipeline;
   /** Presence: a stream request marks the user active, as a sync does. */
   presence?: { markFromSync(userId: string, setPresence?: string): Promise<void> };
+  /** Memberships in rooms this server is not in; absent, only the rooms it holds stream. */
+  remoteMemberships?: Pick<RemoteMembershipStore, "ofUser">;
   now?: () => number;
 }
 
@@ -85,6 +93,11 @@ interface Scope {
   /** Rooms whose typing, receipts and room account data are streamed. */
   joinedRoomIds: string[];
   peeking: boolean;
+  /**
+   * The user's member events in rooms this server is not in, by event ID, with the room's
+   * version: each is streamed at the commit that recorded it.
+   */
+  remote: Map<string, { event: StoredEvent; version: RoomVersion }>;
 }
 
 /** Serves `GET /events`. */
@@ -160,14 +173,17 @@ export class LegacyEventStream {
       const roomId = params.roomId;
       const membership = await pipeline.membershipOf(params.userId, roomId);
       if (membershipValue(membership) === "join") {
-        return { rooms: [{ roomId }], joinedRoomIds: [roomId], peeking: false };
+        return { rooms: [{ roomId }], joinedRoomIds: [roomId], peeking: false, remote: new Map() };
       }
       if (!(await store.roomHead(roomId)) || !(await pipeline.worldReadable(roomId))) {
         throw forbidden("Non-joined access not allowed");
       }
-      return { rooms: [{ roomId }], joinedRoomIds: [roomId], peeking: true };
+      return { rooms: [{ roomId }], joinedRoomIds: [roomId], peeking: true, remote: new Map() };
     }
-    const memberships = await store.roomsOfUser(params.userId);
+    const [memberships, remoteMemberships] = await Promise.all([
+      store.roomsOfUser(params.userId),
+      this.deps.remoteMemberships?.ofUser(params.userId) ?? [],
+    ]);
     const events = await store.getEvents(memberships.map((m) => m.eventId));
     const rooms: StreamRoom[] = [];
     const joinedRoomIds: string[] = [];
@@ -180,7 +196,12 @@ export class LegacyEventStream {
       const until = events.get(m.eventId);
       if (until) rooms.push({ roomId: m.roomId, until });
     }
-    return { rooms, joinedRoomIds, peeking: false };
+    const remote = new Map<string, { event: StoredEvent; version: RoomVersion }>();
+    for (const m of remoteMemberships) {
+      const version = roomVersion(m.roomVersion);
+      if (version) remote.set(m.eventId, { event: remoteMembershipEvent(m), version });
+    }
+    return { rooms, joinedRoomIds, peeking: false, remote };
   }
 
   /** One pass over the window (from, upTo]: room events first, cut at `limit`, then the rest. */
@@ -195,6 +216,12 @@ export class LegacyEventStream {
     // A room the user stopped seeing before the window has nothing for it.
     const rooms = scope.rooms.filter((r) => !r.until || isAfter(r.until.versionstamp, from));
     const perRoom = await this.#oldestInWindow(rooms, from, upTo, limit + COMMIT_SLACK);
+    // A remote membership is one event, committed alone: never read short.
+    for (const { event } of scope.remote.values()) {
+      if (isAfter(event.versionstamp, from) && !isAfter(event.versionstamp, upTo)) {
+        perRoom.push({ roomId: event.roomId, events: [event], short: false });
+      }
+    }
     const { taken, end } = cutAtCommit(perRoom, limit, upTo);
     const chunk = await this.#throughPipeline(params, scope, taken);
     chunk.push(...await this.#ephemeral(params, scope, from, end, now));
@@ -276,7 +303,15 @@ export class LegacyEventStream {
   ): Promise<JsonObject[]> {
     const { store, pipeline } = this.deps;
     const byRoom = new Map<string, StoredEvent[]>();
+    const remote: { event: StoredEvent; version: RoomVersion }[] = [];
+    const local = new Set(taken.filter((e) => scope.remote.get(e.eventId)?.event !== e));
     for (const event of taken) {
+      const held = scope.remote.get(event.eventId);
+      if (held?.event === event) {
+        // Shown once: an invite the room's log holds too (we joined since) is shown from there.
+        if (!local.has(event)) remote.push(held);
+        continue;
+      }
       const list = byRoom.get(event.roomId);
       if (list) list.push(event);
       else byRoom.set(event.roomId, [event]);
@@ -299,6 +334,21 @@ export class LegacyEventStream {
         ignored,
       }, { timeline: events });
       result.timelineKept.forEach((e, i) => out.set(e.eventId, result.timeline[i]));
+    }));
+    // A remote membership is the user's own member event in a room with no log here: read
+    // alone, as of itself.
+    await Promise.all(remote.map(async ({ event, version }) => {
+      // Invites from ignored users are not delivered (the pipeline keeps state events).
+      if (event.pdu.content.membership === "invite" && ignored.has(event.pdu.sender)) return;
+      const result = await pipeline.readRoom({
+        reader: { userId: params.userId, deviceId: params.deviceId },
+        roomId: event.roomId,
+        version,
+        membership: event,
+        format: "client_v1",
+        ignored,
+      }, { timeline: [event] });
+      if (result.timeline[0] !== undefined) out.set(event.eventId, result.timeline[0]);
     }));
     return taken.flatMap((e) => {
       const event = out.get(e.eventId);

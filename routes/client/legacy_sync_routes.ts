@@ -41,6 +41,7 @@ export function legacySyncArea(deps: AppDeps): ClientArea {
     streams: deps.syncStreams,
     pipeline: deps.readPipeline,
     presence: deps.presence,
+    remoteMemberships: deps.remoteMemberships,
     now: deps.now,
   });
   const snapshots = new InitialSync({
@@ -49,6 +50,7 @@ export function legacySyncArea(deps: AppDeps): ClientArea {
     streams: deps.syncStreams,
     directory: deps.roomDirectory,
     presence: deps.presence,
+    remoteMemberships: deps.remoteMemberships,
     now: deps.now,
   });
   const auth = requireSession(deps.sessions);
