@@ -5,8 +5,8 @@
  * worker drains each stream as transactions (see federation_transactions.ts).
  *
  * Destinations of an event: the servers of the remote members joined in the state the event is
- * authorised on, plus the server of a remote user the event is aimed at (invite, kick, ban),
- * never this server. The remote members of each room are kept in memory and checked on every
+ * authorised on, plus the server of a remote user the event is aimed at (kick, ban; invites go
+ * through the invite API), never this server. The remote members of each room are kept in memory and checked on every
  * event against KV: by the room head's current-state ID for the first event of a batch, and by
  * the event's prev event for the ones after it (an event built on the event prepared just
  * before it sees exactly that event's state). A room with no remote member costs a map lookup.
@@ -292,9 +292,14 @@ export class FederationSender implements LocalEventHook {
   }
 }
 
-/** The remote user a member event is about, when it is not its own sender's (invite, kick, ban). */
+/**
+ * The remote user a kick or ban is about, when it is not its own sender's. Not an invite: the
+ * invitee's server has it already, signed through the invite API, and a PDU of a room it is not
+ * in is one it cannot place (Synapse sends only to servers in the room; SyTest's server fails).
+ */
 function memberTarget(pdu: Pdu): string | undefined {
   if (pdu.type !== "m.room.member" || pdu.state_key === undefined) return undefined;
+  if ((pdu.content as JsonObject).membership === "invite") return undefined;
   return pdu.state_key === pdu.sender ? undefined : pdu.state_key;
 }
 
