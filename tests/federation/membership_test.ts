@@ -436,8 +436,8 @@ Deno.test("membership: bad handshakes get Matrix errors and write nothing", asyn
     const unsignedJoin = await put(joinPath(built.eventId), { ...pdu, signatures: {} });
     assert.equal(unsignedJoin.status, 403);
     assert.equal((unsignedJoin.body as JsonObject).errcode, "M_FORBIDDEN");
-    // A float (v6 rejects non-canonical JSON): the network's X-Matrix signing refuses to sign
-    // one, so the handshake is called directly, as the route would after request auth.
+    // A float (v6 rejects non-canonical JSON) added after signing, at the handshake itself;
+    // membership_rejections_test.ts sends ones signed with it over the network, as SyTest does.
     await assert.rejects(
       a.deps.membershipHandshakes.sendMembership(B, roomId, built.eventId, {
         ...pdu,
