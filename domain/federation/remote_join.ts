@@ -192,7 +192,8 @@ export class RemoteJoiner {
     });
     const built = await signFromTemplate({
       version,
-      template,
+      // The references as the resident gave them: it built them, and checks them on send_join.
+      template: { ...template, ...referencesOf(made.body) },
       serverName: this.deps.serverName,
       signingKey: this.deps.signingKey,
       originServerTs: (this.deps.now ?? Date.now)(),
@@ -340,8 +341,8 @@ export class RemoteJoiner {
 /**
  * A make_join answer naming no room version means version 1, whose references are
  * `[id, {sha256}]` pairs; some servers still send bare IDs (SyTest's does for versions it made
- * up). Taken as pairs with no hash, as Synapse takes them, so the join goes on to send_join,
- * where the room's create event says what the room really is.
+ * up). Checked as pairs with no hash, so the join goes on to send_join (with the references as
+ * given), where the room's create event says what the room really is.
  */
 function tupleRefs(body: JsonValue | null): JsonValue | null {
   if (!isJsonObject(body) || body.room_version !== undefined || !isJsonObject(body.event)) {
@@ -353,6 +354,15 @@ function tupleRefs(body: JsonValue | null): JsonValue | null {
   if (event.prev_events !== undefined) event.prev_events = pairs(event.prev_events)!;
   if (event.auth_events !== undefined) event.auth_events = pairs(event.auth_events)!;
   return { ...body, event };
+}
+
+/** The template's prev_events and auth_events exactly as the resident sent them. */
+function referencesOf(body: JsonValue | null): JsonObject {
+  const event = isJsonObject(body) && isJsonObject(body.event) ? body.event : {};
+  const refs: JsonObject = {};
+  if (event.prev_events !== undefined) refs.prev_events = event.prev_events;
+  if (event.auth_events !== undefined) refs.auth_events = event.auth_events;
+  return refs;
 }
 
 function enc(value: string): string {
