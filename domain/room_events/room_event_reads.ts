@@ -357,12 +357,13 @@ export class RoomEventReads {
       kept.push(...out.timelineKept);
       end = walked.end;
       if (end === undefined) {
-        // The start of what we hold: a room joined over federation has earlier history on
-        // other servers. Fetched once per request, it lands below the first position, where
-        // this walk goes on.
+        // The start of what we hold (unless the walk stopped at `to`): a room joined over
+        // federation has earlier history on other servers. Fetched once per request, it lands
+        // below the first position, where this walk goes on.
         const below = lastPosition === undefined ? from : this.store.timelineTokenAt(lastPosition);
         if (
-          options.dir !== "b" || this.history === undefined || backfilled || below === undefined
+          options.dir !== "b" || this.history === undefined || backfilled ||
+          below === undefined || options.to !== undefined
         ) {
           break;
         }
