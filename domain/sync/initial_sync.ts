@@ -23,7 +23,7 @@ import type { EventStore, StoredEvent } from "../ports/event_store.ts";
 import type { RemoteMembershipStore } from "../ports/remote_membership_store.ts";
 import type { RoomVisibility } from "../ports/room_directory_store.ts";
 import { membershipValue } from "../room_events/history_visibility_filter.ts";
-import type { ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
+import type { IgnoredUsers, ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
 import type { Reader } from "../room_events/room_event_reads.ts";
 import { type RoomVersion, roomVersion } from "../room_versions.ts";
 import { flattenStreams, legacyPresence } from "./legacy_event_stream.ts";
@@ -123,7 +123,15 @@ export class InitialSync {
     await this.deps.presence?.markFromSync(reader.userId);
     const end = await store.syncBarrier(reader.userId);
     const wanted = ["join", "invite", ...(options.archived ? ["leave", "ban"] : [])];
-    const memberships = await this.#placeRooms(reader.userId, wanted, end);
+    const [placed, ignored] = await Promise.all([
+      this.#placeRooms(reader.userId, wanted, end),
+      this.deps.pipeline.ignoredUsers(reader.userId),
+    ]);
+    // Invites from ignored users are not delivered (spec, "Ignoring Users"), local or remote;
+    // the pipeline, which keeps ignored users' state events, would let them through.
+    const memberships = placed.filter((m) =>
+      m.membership !== "invite" || !ignored.has(m.event.pdu.sender)
+    );
     const joined = memberships.filter((m) => m.membership === "join").map((m) => m.roomId);
     const withData = memberships.filter((m) => m.membership !== "invite").map((m) => m.roomId);
     const [streams, rooms] = await Promise.all([
@@ -131,7 +139,9 @@ export class InitialSync {
       runBounded(
         memberships.map((m) => async () => {
           try {
-            if (m.remoteVersion) return await this.#remoteSnapshot(reader, m, m.remoteVersion);
+            if (m.remoteVersion) {
+              return await this.#remoteSnapshot(reader, m, m.remoteVersion, ignored);
+            }
             return await this.#roomSnapshot(reader, m.roomId, m.event, limit, end);
           } catch (error) {
             // A room the user may not read (a rejected invite never joined): left out, as
@@ -242,21 +252,16 @@ export class InitialSync {
   /**
    * A room known only from the user's remote membership: an invite shows the invite event, a
    * rejection (or withdrawn knock) the user's leave as its one message and no state, since the
-   * server never held the room. Both through the pipeline; an invite from an ignored user is
-   * left out, room and all.
+   * server never held the room. Both through the pipeline.
    */
   async #remoteSnapshot(
     reader: Reader,
     room: PlacedRoom,
     version: RoomVersion,
+    ignored: IgnoredUsers,
   ): Promise<RoomSnapshot | undefined> {
     const { event } = room;
-    const [visibility, ignored] = await Promise.all([
-      this.deps.directory.visibility(room.roomId),
-      this.deps.pipeline.ignoredUsers(reader.userId),
-    ]);
-    // Invites from ignored users are not delivered (the pipeline keeps state events).
-    if (room.membership === "invite" && ignored.has(event.pdu.sender)) return undefined;
+    const visibility = await this.deps.directory.visibility(room.roomId);
     const out = await this.deps.pipeline.readRoom({
       reader,
       roomId: room.roomId,
@@ -319,7 +324,7 @@ export class InitialSync {
       this.#open(reader, roomId, membership),
     ]);
     if (value === "invite") {
-      // The invite event itself, through the pipeline (an ignored inviter's is dropped).
+      // The invite event itself, through the pipeline (an ignored inviter's is left out above).
       const out = await this.deps.pipeline.readRoom(room.read, { timeline: [membership] });
       return {
         room_id: roomId,

@@ -302,21 +302,27 @@ export class LegacyEventStream {
     taken: readonly StoredEvent[],
   ): Promise<JsonObject[]> {
     const { store, pipeline } = this.deps;
+    const ignored = await pipeline.ignoredUsers(params.userId);
     const byRoom = new Map<string, StoredEvent[]>();
     const remote: { event: StoredEvent; version: RoomVersion }[] = [];
-    const local = new Set(taken.filter((e) => scope.remote.get(e.eventId)?.event !== e));
+    const isRemote = (e: StoredEvent) => scope.remote.get(e.eventId)?.event === e;
+    const inLog = new Set(taken.filter((e) => !isRemote(e)).map((e) => e.eventId));
     for (const event of taken) {
-      const held = scope.remote.get(event.eventId);
-      if (held?.event === event) {
+      // Invites from ignored users are not delivered (the pipeline keeps state events).
+      const pdu = event.pdu;
+      if (
+        pdu.type === "m.room.member" && pdu.state_key === params.userId &&
+        pdu.content.membership === "invite" && ignored.has(pdu.sender)
+      ) continue;
+      if (isRemote(event)) {
         // Shown once: an invite the room's log holds too (we joined since) is shown from there.
-        if (!local.has(event)) remote.push(held);
+        if (!inLog.has(event.eventId)) remote.push(scope.remote.get(event.eventId)!);
         continue;
       }
       const list = byRoom.get(event.roomId);
       if (list) list.push(event);
       else byRoom.set(event.roomId, [event]);
     }
-    const ignored = await pipeline.ignoredUsers(params.userId);
     const out = new Map<string, JsonObject>();
     await Promise.all([...byRoom].map(async ([roomId, events]) => {
       const head = await store.roomHead(roomId);
@@ -338,8 +344,6 @@ export class LegacyEventStream {
     // A remote membership is the user's own member event in a room with no log here: read
     // alone, as of itself.
     await Promise.all(remote.map(async ({ event, version }) => {
-      // Invites from ignored users are not delivered (the pipeline keeps state events).
-      if (event.pdu.content.membership === "invite" && ignored.has(event.pdu.sender)) return;
       const result = await pipeline.readRoom({
         reader: { userId: params.userId, deviceId: params.deviceId },
         roomId: event.roomId,
@@ -352,7 +356,7 @@ export class LegacyEventStream {
     }));
     return taken.flatMap((e) => {
       const event = out.get(e.eventId);
-      return event ? [event] : [];
+      return event && !(isRemote(e) && inLog.has(e.eventId)) ? [event] : [];
     });
   }
 

@@ -256,3 +256,29 @@ Deno.test("GET /rooms/{roomId}/initialSync: members see the room, non-members on
     server.close();
   }
 });
+
+Deno.test("GET /initialSync leaves out invites from ignored users", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const mallory = await registerUser(server, "mallory");
+    const bob = await registerUser(server, "bob");
+    const ignore = await server.request(
+      "PUT",
+      `${V3}/user/${encodeURIComponent(bob.userId)}/account_data/m.ignored_user_list`,
+      { token: bob.accessToken, body: { ignored_users: { [mallory.userId]: {} } } },
+    );
+    assertEquals(ignore.status, 200, JSON.stringify(ignore.body));
+    const rooms: Record<string, string> = {};
+    for (const inviter of [alice, mallory]) {
+      const roomId = await createRoom(server, inviter.accessToken, { invite: [bob.userId] });
+      rooms[inviter.userId] = roomId;
+    }
+    const res = await server.request("GET", `${V3}/initialSync`, { token: bob.accessToken });
+    assertEquals(res.status, 200, JSON.stringify(res.body));
+    const invited = (res.body.rooms as Ev[]).map((r) => r.room_id);
+    assertEquals(invited, [rooms[alice.userId]]);
+  } finally {
+    server.close();
+  }
+});

@@ -331,3 +331,33 @@ Deno.test("GET /events/{eventId} returns a visible event and 404 for others", as
     server.close();
   }
 });
+
+Deno.test("GET /events leaves out invites from ignored users", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const mallory = await registerUser(server, "mallory");
+    const bob = await registerUser(server, "bob");
+    const ignore = await server.request(
+      "PUT",
+      `${V3}/user/${encodeURIComponent(bob.userId)}/account_data/m.ignored_user_list`,
+      { token: bob.accessToken, body: { ignored_users: { [mallory.userId]: {} } } },
+    );
+    assertEquals(ignore.status, 200, JSON.stringify(ignore.body));
+    const from = (await events(server, bob.accessToken, {})).body.end as string;
+    const rooms: Record<string, string> = {};
+    for (const inviter of [alice, mallory]) {
+      rooms[inviter.userId] = await createRoom(server, inviter.accessToken, {
+        invite: [bob.userId],
+      });
+    }
+    const res = await events(server, bob.accessToken, { from });
+    assertEquals(res.status, 200, JSON.stringify(res.body));
+    const invites = (res.body.chunk as Ev[]).filter((e) =>
+      e.type === "m.room.member" && e.state_key === bob.userId
+    );
+    assertEquals(invites.map((e) => e.room_id), [rooms[alice.userId]]);
+  } finally {
+    server.close();
+  }
+});
