@@ -319,3 +319,50 @@ Deno.test("remote join: two join requests at once make one join", async () => {
     assertEquals(await storedMembers(b, roomId), [alice.userId, bob.userId].sort());
   });
 });
+
+Deno.test("remote join: a restricted room comes back co-signed by the resident and is joined", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const space = await publicRoom(a, alice);
+    const created = await a.request("POST", "/_matrix/client/v3/createRoom", {
+      token: alice.accessToken,
+      body: {
+        room_version: "10",
+        initial_state: [{
+          type: "m.room.join_rules",
+          state_key: "",
+          content: {
+            join_rule: "restricted",
+            allow: [{ type: "m.room_membership", room_id: space }],
+          },
+        }],
+      },
+    });
+    assertEquals(created.status, 200, JSON.stringify(created.body));
+    const restricted: string = created.body.room_id;
+    // Not in the space yet: A names no authoriser, and the join is refused.
+    const refused = await join(b, bob, restricted, `?server_name=${A}`);
+    assertEquals(refused.status, 403, JSON.stringify(refused.body));
+    assertEquals(await b.deps.eventStore.roomHead(restricted), null);
+    // In the space: A authorises the join and co-signs it.
+    assertEquals((await join(b, bob, space, `?server_name=${A}`)).status, 200);
+    const joined = await join(b, bob, restricted, `?server_name=${A}`);
+    assertEquals(joined.status, 200, JSON.stringify(joined.body));
+    const joinId = (await b.deps.eventStore.currentStateEventId(
+      restricted,
+      "m.room.member",
+      bob.userId,
+    ))!;
+    const event = (await b.deps.eventStore.getEvent(joinId))!;
+    assertEquals(event.pdu.content.join_authorised_via_users_server, alice.userId);
+    assert(event.pdu.signatures[A] !== undefined, "co-signed by A");
+    assert(event.pdu.signatures[B] !== undefined, "signed by B");
+    assertEquals(
+      await a.deps.eventStore.currentStateEventId(restricted, "m.room.member", bob.userId),
+      joinId,
+    );
+  });
+});
