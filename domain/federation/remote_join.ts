@@ -267,13 +267,17 @@ export class RemoteJoiner {
       }
       throw error;
     }
-    for (const { eventId, reason } of checked.dropped) {
+    // A few reasons in the log, then a count: a hostile answer may carry thousands.
+    for (const { eventId, reason } of checked.dropped.slice(0, 5)) {
       console.warn(
         "remote join: dropped from the send_join answer",
         record.roomId,
         eventId,
         reason,
       );
+    }
+    if (checked.dropped.length > 5) {
+      console.warn(`remote join: ${checked.dropped.length} events dropped in all`, record.roomId);
     }
     const outliers: NewEvent[] = [];
     for (const e of checked.events.values()) {
