@@ -122,6 +122,14 @@ for (const version of ["1", "10", "12"]) {
       });
       assertEquals(rooms.body.joined_rooms, [roomId]);
       assertEquals(await b.deps.remoteJoiner.pendingJoins(), []);
+      // B's initial sync shows the joined room with the state from before the join.
+      const sync = await b.request("GET", "/_matrix/client/v3/sync", { token: bob.accessToken });
+      assertEquals(sync.status, 200, JSON.stringify(sync.body));
+      const synced = sync.body.rooms.join[roomId];
+      const members = [...synced.state.events, ...synced.timeline.events]
+        .filter((e: { type: string }) => e.type === "m.room.member")
+        .map((e: { state_key: string }) => e.state_key);
+      assert(members.includes(alice.userId), JSON.stringify(members));
       // And B's user can talk in it.
       await send(b, bob, roomId, "hello from B");
     });
