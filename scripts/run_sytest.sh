@@ -30,7 +30,8 @@ bash "$sytest/make-cert.sh" "$out/tls" >/dev/null || { echo "SyTest: certificate
 # all on loopback: the server must be allowed to dial private addresses for this run and must
 # accept SyTest's certificates (its identity server's has no subject alternative name, which
 # Deno's fetch refuses whatever CA it trusts, hence TESSERA_OUTBOUND_TLS_VERIFY=off). In the
-# federation tests SyTest plays the remote homeserver, over HTTPS with a certificate of its CA.
+# federation tests SyTest plays the remote homeserver, over HTTPS with a certificate of its CA;
+# it speaks room versions up to 11 only, so rooms are made at 10 (Synapse 1.67's default) here.
 pool_start=19150
 export SYTEST_PORTS="$pool_start:$((pool_start + 49))"
 server_env=(
@@ -40,6 +41,7 @@ server_env=(
   TESSERA_GUEST_ACCESS=on TESSERA_OUTBOUND_ALLOW_PRIVATE=on TESSERA_OUTBOUND_TLS_VERIFY=off
   TESSERA_SMTP_URL="smtp://localhost:$((pool_start + 1))"
   TESSERA_FEDERATION_CA_FILE="$sytest/harness/sytest/keys/ca.crt" TESSERA_FEDERATION_ALLOW_PRIVATE=true
+  TESSERA_DEFAULT_ROOM_VERSION=10
   DENO_CERT="$sytest/harness/sytest/keys/ca.crt"
 )
 mkdir -p "$out/kv"
