@@ -2,7 +2,7 @@
  * The writes of a planned append batch (kv/projections.ts plans it): each event's own writes
  * (log entry, chunks, ID index, state groups around it, search postings), the projection
  * entries that scale with a state change (current state, membership, member changes, state
- * usage; a large join commits these ahead, kv/large_join.ts), and the batch's other writes
+ * usage, room servers; a large join commits these ahead, kv/large_join.ts), and the batch's other writes
  * (head check and head, relations, redactions, markers, requests' extra mutations).
  */
 import type { StateKey } from "../domain/events.ts";
@@ -17,6 +17,7 @@ import {
 } from "./member_change_plan.ts";
 import type { PlannedEvent, PlannedRequest } from "./projections.ts";
 import type { RelationPlan } from "./relation_projection.ts";
+import { type RoomServersPlan, roomServerWrites } from "./room_servers.ts";
 import { searchPostingWrites } from "./search_projection.ts";
 import { type StateUsagePlan, stateUsageWrites } from "./state_usage_plan.ts";
 import type { StoreContext } from "./store_context.ts";
@@ -34,6 +35,7 @@ export interface BatchWriteSource {
   redactions: Map<string, string[]>;
   memberChanges: PlannedMemberChange[];
   stateUsage: StateUsagePlan;
+  roomServers: RoomServersPlan;
   relations: RelationPlan;
   searchDeletes: PlannedMutation[];
 }
@@ -89,7 +91,7 @@ export function eventWrites(
 
 /**
  * Projection entries that scale with the size of a state change (current state, membership
- * both ways, member change records, state usage): all sets and deletes, no checks.
+ * both ways, member change records, state usage, room servers): all sets and deletes, no checks.
  */
 export function bulkProjectionWrites(plan: BatchWriteSource): PlannedMutation[] {
   const keys = plan.ctx.keys;
@@ -114,6 +116,7 @@ export function bulkProjectionWrites(plan: BatchWriteSource): PlannedMutation[] 
     }
   }
   out.push(...stateUsageWrites(keys, plan.roomId, plan.stateUsage));
+  out.push(...roomServerWrites(keys, plan.roomId, plan.roomServers));
   out.push(...memberChangeRecordWrites(plan.ctx, plan.roomId, plan.memberChanges));
   return out;
 }

@@ -18,6 +18,7 @@ import type {
 import { OUTLIER_POSITION } from "../domain/ports/event_store.ts";
 import { EventLog } from "./event_log.ts";
 import { findEvents, readOutliers, storeOutliers } from "./outlier_store.ts";
+import { readIsServerInRoom, readServersInRoom } from "./room_servers.ts";
 import { stageState } from "./staged_state.ts";
 import { readStoredEvent, readStoredEvents } from "./event_reads.ts";
 import {
@@ -127,6 +128,16 @@ export class KvEventStore implements EventStore {
   /** See EventReader.roomsOfUser. */
   roomsOfUser(userId: string, memberships?: readonly string[]): Promise<Membership[]> {
     return readRoomsOfUser(this.ctx, userId, memberships);
+  }
+
+  /** See EventReader.serversInRoom. */
+  serversInRoom(roomId: string): Promise<Map<string, number>> {
+    return readServersInRoom(this.ctx, roomId);
+  }
+
+  /** See EventReader.isServerInRoom. */
+  isServerInRoom(roomId: string, serverName: string): Promise<boolean> {
+    return readIsServerInRoom(this.ctx, roomId, serverName);
   }
 
   /** See EventReader.timeline. */

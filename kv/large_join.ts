@@ -74,6 +74,7 @@ async function listLeftovers(
     keys.roomMemberPrefix(roomId),
     keys.memberChangePrefix(roomId),
     keys.stateUsagePrefix(roomId),
+    keys.roomServerPrefix(roomId),
   ];
   const memberPrefix = keys.roomMemberPrefix(roomId);
   for (const prefix of prefixes) {

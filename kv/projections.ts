@@ -39,6 +39,7 @@ import {
   type PlannedMemberChange,
 } from "./member_change_plan.ts";
 import { readOutliers } from "./outlier_store.ts";
+import { noteServerChanges, type RoomServersPlan } from "./room_servers.ts";
 import { searchPostingDeletes } from "./search_projection.ts";
 import { readStagedState } from "./staged_state.ts";
 import {
@@ -103,6 +104,8 @@ export class RoomBatchPlanner {
   memberChanges: PlannedMemberChange[];
   /** Byte counts of non-member current state, for the state caps (roomid_stateusage). */
   stateUsage: StateUsagePlan;
+  /** Joined members per server after the batch, for servers it touched (roomid_servers). */
+  roomServers: RoomServersPlan;
   /** Relations, threads and timestamps of accepted events (kv/relation_projection.ts). */
   relations: RelationPlan;
   /** Search index entries of earlier events that this batch's redactions delete. */
@@ -127,6 +130,7 @@ export class RoomBatchPlanner {
     this.redactions = new Map();
     this.memberChanges = [];
     this.stateUsage = emptyStateUsagePlan();
+    this.roomServers = new Map();
     this.relations = new RelationPlan(ctx, roomId);
     this.searchDeletes = [];
     this.#rejected = new Set();
@@ -170,6 +174,7 @@ export class RoomBatchPlanner {
     copy.redactions = new Map(this.redactions);
     copy.memberChanges = [...this.memberChanges];
     copy.stateUsage = forkStateUsagePlan(this.stateUsage);
+    copy.roomServers = new Map(this.roomServers);
     copy.relations = this.relations.fork();
     copy.searchDeletes = [...this.searchDeletes];
     copy.#rejected = new Set(this.#rejected);
@@ -517,11 +522,16 @@ export class RoomBatchPlanner {
     this.currentChanges.set(key, change);
   }
 
-  /** Note the membership changes `changes` make (kv/member_change_plan.ts). */
+  /**
+   * Note the membership changes `changes` make (kv/member_change_plan.ts) and move the servers'
+   * joined counts with them (kv/room_servers.ts).
+   */
   async #noteMemberChanges(
     position: number,
     changes: readonly (readonly [StateKey, RoomEvent | null, ...unknown[]])[],
   ): Promise<void> {
+    const noted = this.memberChanges.length;
+    const noneCommitted = this.committedHead === null;
     await noteMemberChanges(
       this.ctx,
       this.roomId,
@@ -529,8 +539,10 @@ export class RoomBatchPlanner {
       this.memberChanges,
       position,
       changes,
-      this.committedHead === null,
+      noneCommitted,
     );
+    const added = this.memberChanges.slice(noted);
+    await noteServerChanges(this.ctx, this.roomId, this.roomServers, added, noneCommitted);
   }
 
   /** Move the state usage counts with `changes` (kv/state_usage_plan.ts). */

@@ -98,6 +98,13 @@ export const EVENT_STORE_MAPS = {
    */
   roomid_stateusage: "roomid_stateusage",
   /**
+   * (roomId, serverName) -> number: how many users of that server are joined to the room in its
+   * current state; a server with none has no entry. Moved with current state in the membership
+   * change's commit (kv/room_servers.ts), so "which servers are in the room" and "is this server
+   * in it" read servers, not every member.
+   */
+  roomid_servers: "roomid_servers",
+  /**
    * (roomId, parentId, position) -> RelationRecord: the accepted events relating to a parent
    * (`m.relates_to` with `rel_type` and `event_id`), in log order (see kv/relation_projection.ts).
    */
@@ -145,6 +152,7 @@ export const REPLAYED_MAPS: readonly EventStoreMap[] = [
   "roomid_memberchange",
   "roomid_memberchangehead",
   "roomid_stateusage",
+  "roomid_servers",
   "roomeventid_children",
   "roomeventidreltype_children",
   "roomeventid_relationsummary",
@@ -308,6 +316,16 @@ export class EventStoreKeys {
   /** Bytes of a room's non-member current state. */
   stateUsageRoom(roomId: string): Deno.KvKey {
     return [...this.namespace, "roomid_stateusage", roomId, "room"];
+  }
+
+  /** The number of `serverName`'s users joined to a room (see `roomid_servers`). */
+  roomServer(roomId: string, serverName: string): Deno.KvKey {
+    return [...this.namespace, "roomid_servers", roomId, serverName];
+  }
+
+  /** Every server with a user joined to a room. */
+  roomServerPrefix(roomId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_servers", roomId];
   }
 
   /** One search index entry: `term` occurs in the event at `position` of the room. */

@@ -289,6 +289,13 @@ export interface EventReader {
   /** Rooms a user has a membership in, optionally only with one of `memberships`. */
   roomsOfUser(userId: string, memberships?: readonly string[]): Promise<Membership[]>;
   /**
+   * The servers with users joined to the room in its current state, each with how many (this
+   * server too when it has members): one entry per server, not per member.
+   */
+  serversInRoom(roomId: string): Promise<Map<string, number>>;
+  /** Whether `serverName` has a user joined to the room in its current state (one key read). */
+  isServerInRoom(roomId: string, serverName: string): Promise<boolean>;
+  /**
    * A page of the timeline walking `dir` from `from` (default: the live end for "b", the start
    * for "f"), stopping at `to`. Tokens are opaque position tokens; a sync token as `from`
    * stands for the live end.
