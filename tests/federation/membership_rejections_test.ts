@@ -299,3 +299,41 @@ Deno.test("membership: a v6 invite holding a float is refused with M_BAD_JSON an
     assert.ok(after.body.rooms.invite[roomId]);
   });
 });
+
+Deno.test("membership: an invite into a room we hold answers to its server ACL first; a made-up invitee is signed for, not stored", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    // B holds the room; A's alice joins it over federation.
+    const roomId = await createRoom(b, bob, { preset: "public_chat", room_version: "10" });
+    const joined = await a.request("POST", `/_matrix/client/v3/join/${enc(roomId)}?via=${B}`, {
+      token: alice.accessToken,
+      body: {},
+    });
+    assert.equal(joined.status, 200, JSON.stringify(joined.body));
+    const inviteGhost = (localpart: string) =>
+      a.request("POST", `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, {
+        token: alice.accessToken,
+        body: { user_id: `@${localpart}:${B}` },
+      });
+    // No such user on B: B signs the invite, as Synapse does, and stores nothing.
+    const allowed = await inviteGhost("ghost");
+    assert.equal(allowed.status, 200, JSON.stringify(allowed.body));
+    assert.deepEqual(await b.deps.remoteMemberships.ofUser(`@ghost:${B}`), []);
+
+    const acl = await b.request(
+      "PUT",
+      `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.server_acl`,
+      { token: bob.accessToken, body: { allow: ["*"], deny: [A] } },
+    );
+    assert.equal(acl.status, 200, JSON.stringify(acl.body));
+    // Now A is refused by the ACL, whoever it invites.
+    const banned = await inviteGhost("phantom");
+    assert.equal(banned.status, 403, JSON.stringify(banned.body));
+    assert.equal(banned.body.errcode, "M_FORBIDDEN");
+    const answers = net.log.filter((r) => r.path.startsWith("/_matrix/federation/v2/invite/"));
+    assert.equal(answers.length, 2);
+  });
+});
