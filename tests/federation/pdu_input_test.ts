@@ -402,7 +402,6 @@ Deno.test("a gap across a big state fetches it whole with /state, not event by e
 Deno.test("prev events on two branches, one never seen: the states are resolved across the gap", async () => {
   const t = await setup();
   try {
-    t.view.withholdMissingEvents = true;
     // Our branch: Alice names the room.
     const named = await t.server.deps.sender.send({
       roomId: t.roomId,
@@ -420,7 +419,10 @@ Deno.test("prev events on two branches, one never seen: the states are resolved 
       content: { membership: "join", displayname: "Bob on the other branch" },
     });
     const merge = await t.view.build([named.eventId, rename.eventId], message("merged"));
-    const outcome = await t.input.handle(B.name, t.roomId, merge.pdu);
+    const next = await t.view.build(merge.eventId, message("next"));
+    // The walk back from `next` yields the merge alone: its state comes from state_ids.
+    t.view.missingEventsAnswer = [merge.eventId];
+    const outcome = await t.input.handle(B.name, t.roomId, next.pdu);
     assertEquals(outcome.status, "accepted");
     assert(t.view.requests.some((r) => r.includes("state_ids")), t.view.requests.join("\n"));
     const before = (await t.store.stateAtEvent(merge.eventId, "before"))!;
@@ -430,6 +432,24 @@ Deno.test("prev events on two branches, one never seen: the states are resolved 
       await t.store.currentStateEventId(t.roomId, "m.room.member", BOB),
       rename.eventId,
     );
+  } finally {
+    t.server.close();
+  }
+});
+
+Deno.test("a pushed event whose prev events the sender withholds is dropped, its state never asked", async () => {
+  const t = await setup();
+  try {
+    const before = await t.snapshot();
+    const hidden = await t.view.build(t.join.eventId, message("hidden"));
+    const pushed = await t.view.build(hidden.eventId, message("pushed"));
+    t.view.missingEventsAnswer = [];
+    const outcome = await t.input.handle(B.name, t.roomId, pushed.pdu);
+    assertEquals(outcome.status, undefined);
+    assert(outcome.error?.includes("withheld"), outcome.error);
+    assert(!t.view.requests.some((r) => r.includes("state")), t.view.requests.join("\n"));
+    assertEquals((await t.store.findEvents([pushed.eventId])).size, 0);
+    assertEquals(await t.snapshot(), before);
   } finally {
     t.server.close();
   }

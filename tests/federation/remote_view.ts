@@ -64,8 +64,11 @@ export class RemoteView implements FederationTransport {
     }
   }
 
-  /** Answer `/get_missing_events` with nothing (a server that will not walk back for us). */
-  withholdMissingEvents = false;
+  /**
+   * When set, `/get_missing_events` answers exactly these events (none: a server withholding
+   * what its events rest on) instead of walking back.
+   */
+  missingEventsAnswer: string[] | undefined;
 
   /**
    * Build an event on top of `prev` (event IDs of the view; with several, their states merged,
@@ -143,7 +146,11 @@ export class RemoteView implements FederationTransport {
       const chain = this.#authChain([event.eventId]);
       return ok({ auth_chain: chain.map((id) => this.#json(this.events.get(id)!.pdu)) });
     }
-    if (route === "get_missing_events" && this.withholdMissingEvents) return ok({ events: [] });
+    if (route === "get_missing_events" && this.missingEventsAnswer) {
+      return ok({
+        events: this.missingEventsAnswer.map((id) => this.#json(this.events.get(id)!.pdu)),
+      });
+    }
     if (route === "get_missing_events") {
       const body = request.body as {
         earliest_events: string[];

@@ -22,8 +22,11 @@
  * check and the write. Between steps 3 and 4, prev events we lack are looked for
  * (missing_prev_events.ts), as Synapse does, so that even an event rejected later has its
  * place in the DAG and later events resting on it find it: `/get_missing_events` first (its
- * events handled oldest first, like PDUs), then, when a gap remains, the state before the
- * event from `/state_ids`, staged with `stageState` and passed as the event's `stateBefore`.
+ * events handled oldest first, like PDUs). When a gap remains before one of those pulled
+ * events (or a backfilled one), the state before it comes from `/state_ids`, staged with
+ * `stageState` and passed as its `stateBefore`; a pushed event whose prev events the sender
+ * withholds even then is dropped, as Synapse does (its sender's word for the state would be
+ * all we had of the room's end).
  *
  * An accepted remote event runs the same hooks as a local one (push notifications, guest
  * eviction): their writes ride in its commit, but only when the planner kept it `accepted`.
@@ -219,11 +222,11 @@ export class FederationPduInput implements PduInput {
   ): Promise<
     { ok: true; stateBefore?: StagedState; settled: boolean } | { ok: false; reason: string }
   > {
-    const inLog = (id: string) => found.get(id)?.outlier === false || batch.has(id);
+    const inLog = (id: string) => isInLog(found.get(id), roomId) || batch.has(id);
     if (event.prev_events.every(inLog)) return { ok: true, settled: false };
     // A real gap: what is queued lands first, so the walk starts from the true extremities.
     await batch.settle();
-    let missing = await this.#notInLog(event.prev_events);
+    let missing = await this.#notInLog(roomId, event.prev_events);
     if (missing.length === 0) return { ok: true, settled: true };
     const source = remoteEventSource(this.deps.transport, origin);
     if (mode.askForMissingEvents) {
@@ -235,8 +238,15 @@ export class FederationPduInput implements PduInput {
         const walked = { askForMissingEvents: false, backfill: false, extraHooks: [] };
         await (await this.#check(origin, roomId, pdu, walked, new AppendBatch(true))).outcome;
       }
-      missing = await this.#notInLog(event.prev_events);
+      missing = await this.#notInLog(roomId, event.prev_events);
       if (missing.length === 0) return { ok: true, settled: true };
+      // Pushed to us, it could become our only view of the room's end: there is no excuse for
+      // withholding what it rests on, and the sender's word for the state is not taken (as
+      // Synapse refuses). Events pulled by that walk or by backfill take the state instead.
+      return {
+        ok: false,
+        reason: `prev events withheld by the sender: ${missing.join(", ")}`,
+      };
     }
     const across = await stateAcrossGap(
       roomId,
@@ -334,13 +344,10 @@ export class FederationPduInput implements PduInput {
     }
   }
 
-  /** The IDs among `ids` that are not events of a room's log (outliers do not count). */
-  async #notInLog(ids: readonly string[]): Promise<string[]> {
+  /** The IDs among `ids` that are not events of `roomId`'s log (outliers do not count). */
+  async #notInLog(roomId: string, ids: readonly string[]): Promise<string[]> {
     const found = await this.deps.store.findEvents(ids);
-    return ids.filter((id) => {
-      const event = found.get(id);
-      return !event || event.outlier;
-    });
+    return ids.filter((id) => !isInLog(found.get(id), roomId));
   }
 
   /**
@@ -390,6 +397,14 @@ export class FederationPduInput implements PduInput {
       isRejected: (id) => statuses.get(id) === "rejected",
     });
   }
+}
+
+/**
+ * Whether an event is in `roomId`'s log: an outlier is not, nor is an event of another room
+ * (a prev event there must not stitch two rooms' histories together).
+ */
+function isInLog(event: FoundEvent | undefined, roomId: string): boolean {
+  return event !== undefined && !event.outlier && event.roomId === roomId;
 }
 
 /** How `options` let a handling reach out for missing prev events. */
