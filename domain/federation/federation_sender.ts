@@ -4,12 +4,14 @@
  * transactional outbox: the event and its sending are both there or neither is), and an outbox
  * worker drains each stream as transactions (see federation_transactions.ts).
  *
- * Destinations of an event: the servers of the remote members joined in the state the event is
+ * Destinations of an event: the servers with remote members joined in the state the event is
  * authorised on, plus the server of a remote user the event is aimed at (kick, ban; invites go
- * through the invite API), never this server. The remote members of each room are kept in memory and checked on every
- * event against KV: by the room head's current-state ID for the first event of a batch, and by
- * the event's prev event for the ones after it (an event built on the event prepared just
- * before it sees exactly that event's state). A room with no remote member costs a map lookup.
+ * through the invite API), never this server. The remote servers of each room, with their joined
+ * member counts, are kept in memory and checked on every event against KV: by the room head's
+ * current-state ID for the first event of a batch (read afresh from the room servers projection,
+ * one entry per server, when it changed), and by the event's prev event for the ones after it
+ * (an event built on the event prepared just before it sees exactly that event's state). A room
+ * with no remote member costs a map lookup; only a member event of a remote user reads more.
  *
  * Streams are drained under a lease per destination (two processes never send one stream at
  * once, and a slow or dead destination holds only its own stream), with exponential backoff per
@@ -64,8 +66,11 @@ const LEASE_MS = 60_000;
 
 /** What the sender is built from. */
 export interface FederationSenderDeps {
-  /** Room heads and members (destinations), and the events to send. */
-  store: Pick<EventReader, "roomHead" | "members" | "getEvents">;
+  /** Room heads, the servers in each room and members' state (destinations), the events. */
+  store: Pick<
+    EventReader,
+    "roomHead" | "serversInRoom" | "currentStateEventId" | "getEvent" | "getEvents"
+  >;
   /** The federation outbox stream (kind FEDERATION_STREAM). */
   outbox: OutboxStore;
   transport: FederationTransport;
@@ -79,28 +84,42 @@ export interface FederationSenderDeps {
   log?: (message: string, ...details: unknown[]) => void;
 }
 
-/** The remote members joined in one room state. */
-type RemoteMembers = ReadonlySet<string>;
+/** The remote servers with members joined in one room state, and how many each. */
+type RemoteServers = ReadonlyMap<string, number>;
 
-/** Remote members of a room at its head's current state, valid while that state ID stands. */
-interface HeadMembers {
+/** Remote servers of a room at its head's current state, valid while that state ID stands. */
+interface HeadServers {
   stateId: string;
-  remote: RemoteMembers;
+  remote: RemoteServers;
 }
 
-/** Remote members after the last event this process prepared in a room. */
-interface TipMembers {
+/**
+ * Remote servers after the last event this process prepared in a room, and whether each remote
+ * user whose membership the chain of prepared events (since the head was read) changed is
+ * joined after it: their events may not be committed yet, so KV cannot tell.
+ */
+interface TipServers {
   eventId: string;
-  remote: RemoteMembers;
+  remote: RemoteServers;
+  joined: ReadonlyMap<string, boolean>;
 }
+
+/** In-room state the chain of prepared events after a head read has decided (see TipServers). */
+interface ChainState {
+  remote: RemoteServers;
+  joined: ReadonlyMap<string, boolean>;
+}
+
+/** Users a tip remembers; a longer chain of member events starts afresh from what KV holds. */
+const TIP_USERS = 4096;
 
 /** Queues local events (and EDUs) for other servers and runs the worker that sends them. */
 export class FederationSender implements LocalEventHook {
   readonly #deps: FederationSenderDeps;
   readonly #enabled: boolean;
   readonly #worker: OutboxWorker;
-  readonly #heads = new Map<string, HeadMembers>();
-  readonly #tips = new Map<string, TipMembers>();
+  readonly #heads = new Map<string, HeadServers>();
+  readonly #tips = new Map<string, TipServers>();
 
   /** A sender over the event store, the federation outbox and the transport. */
   constructor(deps: FederationSenderDeps) {
@@ -209,14 +228,13 @@ export class FederationSender implements LocalEventHook {
   ): Promise<PreparedEventWrites | undefined> {
     if (!this.#enabled) return undefined;
     const { roomId, eventId, pdu } = event;
-    const before = await this.#remoteMembersBefore(roomId, pdu);
-    const after = remoteMembersAfter(before, pdu, this.#deps.serverName);
-    this.#remember(this.#tips, roomId, { eventId, remote: after });
+    const before = await this.#remoteServersBefore(roomId, pdu);
+    const after = await this.#remoteServersAfter(roomId, before, pdu);
+    this.#remember(this.#tips, roomId, { eventId, ...after });
     const target = memberTarget(pdu);
-    if (before === undefined && target === undefined) return undefined;
+    if (before.remote.size === 0 && target === undefined) return undefined;
 
-    const destinations = new Set<string>();
-    for (const userId of before ?? []) destinations.add(serverNameOf(userId));
+    const destinations = new Set<string>(before.remote.keys());
     if (target !== undefined) destinations.add(serverNameOf(target));
     destinations.delete(this.#deps.serverName);
     if (origin !== undefined) destinations.delete(origin);
@@ -251,34 +269,61 @@ export class FederationSender implements LocalEventHook {
   }
 
   /**
-   * The remote members joined in the state `pdu` is built on; undefined when the room has
-   * none. An event whose only prev event is the one prepared just before it in this process
-   * sees that event's state, known without a read; any other event is built on the room's head
-   * (the local sender builds on all forward extremities), whose state is read when its state ID
+   * The remote servers joined in the state `pdu` is built on. An event whose only prev event is
+   * the one prepared just before it in this process sees that event's state, known without a
+   * read; any other event is built on the room's head (the local sender builds on all forward
+   * extremities), whose servers are read from the room servers projection when its state ID
    * changed since the last read.
    */
-  async #remoteMembersBefore(roomId: string, pdu: Pdu): Promise<RemoteMembers | undefined> {
+  async #remoteServersBefore(roomId: string, pdu: Pdu): Promise<ChainState> {
     const prev = referencedIds(pdu.prev_events);
     const tip = this.#tips.get(roomId);
-    if (tip && prev.length === 1 && prev[0] === tip.eventId) {
-      return tip.remote.size > 0 ? tip.remote : undefined;
-    }
+    if (tip && prev.length === 1 && prev[0] === tip.eventId) return tip;
     const { store } = this.#deps;
-    // The head first: a commit landing between the two reads caches newer members under an
-    // older state ID, which the next event's check discards, never older members under a newer.
+    // The head first: a commit landing between the two reads caches newer servers under an
+    // older state ID, which the next event's check discards, never older servers under a newer.
     const head = await store.roomHead(roomId);
-    if (!head) return undefined;
+    if (!head) return { remote: new Map(), joined: new Map() };
     let cached = this.#heads.get(roomId);
     if (cached?.stateId !== head.currentStateId) {
-      const joined = await store.members(roomId, ["join"]);
-      const remote = new Set<string>();
-      for (const m of joined) {
-        if (serverNameOf(m.userId) !== this.#deps.serverName) remote.add(m.userId);
-      }
+      const remote = await store.serversInRoom(roomId);
+      remote.delete(this.#deps.serverName);
       cached = { stateId: head.currentStateId, remote };
     }
     this.#remember(this.#heads, roomId, cached);
-    return cached.remote.size > 0 ? cached.remote : undefined;
+    return { remote: cached.remote, joined: new Map() };
+  }
+
+  /**
+   * The remote servers after `pdu`, given those before it (copied only when it changes them).
+   * Only a member event of a remote user can: whether that user was joined before comes from
+   * the chain when an earlier prepared event decided it, else from the room's current state,
+   * which is the state the chain started from (if another commit moved it, this event's own
+   * commit fails its head check and the event is prepared again on the new head).
+   */
+  async #remoteServersAfter(roomId: string, before: ChainState, pdu: Pdu): Promise<ChainState> {
+    if (pdu.type !== "m.room.member" || pdu.state_key === undefined) return before;
+    const userId = pdu.state_key;
+    const server = serverNameOf(userId);
+    if (server === this.#deps.serverName) return before;
+    const joins = (pdu.content as JsonObject).membership === "join";
+    const wasJoined = before.joined.get(userId) ?? await this.#joinedNow(roomId, userId);
+    const joined = new Map(before.joined.size < TIP_USERS ? before.joined : []);
+    joined.set(userId, joins);
+    if (joins === wasJoined) return { remote: before.remote, joined };
+    const remote = new Map(before.remote);
+    const count = (remote.get(server) ?? 0) + (joins ? 1 : -1);
+    if (count > 0) remote.set(server, count);
+    else remote.delete(server);
+    return { remote, joined };
+  }
+
+  /** Whether `userId` is joined to the room in its current state (two reads). */
+  async #joinedNow(roomId: string, userId: string): Promise<boolean> {
+    const { store } = this.#deps;
+    const id = await store.currentStateEventId(roomId, "m.room.member", userId);
+    const event = id === null ? null : await store.getEvent(id);
+    return (event?.pdu.content as JsonObject | undefined)?.membership === "join";
   }
 
   #remember<T>(map: Map<string, T>, roomId: string, value: T): void {
@@ -301,24 +346,6 @@ function memberTarget(pdu: Pdu): string | undefined {
   if (pdu.type !== "m.room.member" || pdu.state_key === undefined) return undefined;
   if ((pdu.content as JsonObject).membership === "invite") return undefined;
   return pdu.state_key === pdu.sender ? undefined : pdu.state_key;
-}
-
-/** The remote members joined after `pdu`, given those before it (copied only when it changes). */
-function remoteMembersAfter(
-  before: RemoteMembers | undefined,
-  pdu: Pdu,
-  serverName: string,
-): RemoteMembers {
-  const remote = before ?? new Set<string>();
-  if (pdu.type !== "m.room.member" || pdu.state_key === undefined) return remote;
-  const userId = pdu.state_key;
-  if (serverNameOf(userId) === serverName) return remote;
-  const joins = (pdu.content as JsonObject).membership === "join";
-  if (joins === remote.has(userId)) return remote;
-  const next = new Set(remote);
-  if (joins) next.add(userId);
-  else next.delete(userId);
-  return next;
 }
 
 /** How many of `destinations` fit the event's commit (by count and by key bytes). */

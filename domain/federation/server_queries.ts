@@ -9,19 +9,18 @@ import type { JsonObject, JsonValue } from "../json.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { ProfileService } from "../profile/profile_service.ts";
 import type { RoomAliases } from "../rooms/room_aliases.ts";
-import { serverOfUserId } from "./server_visibility.ts";
 
 /** What the queries read. */
 export interface ServerQueriesDeps {
   serverName: string;
-  store: Pick<EventReader, "members">;
+  store: Pick<EventReader, "serversInRoom">;
   aliases: Pick<RoomAliases, "resolve">;
   profiles: Pick<ProfileService, "fullProfile">;
 }
 
 /** Profile fields a server may read: every field a user set is public (as Synapse serves). */
 export class ServerQueries {
-  /** Over the alias directory, the membership projection and the profile store. */
+  /** Over the alias directory, the room servers projection and the profile store. */
   constructor(private readonly deps: ServerQueriesDeps) {}
 
   /**
@@ -35,11 +34,10 @@ export class ServerQueries {
       throw notFound(`Room alias ${alias} is not hosted on this server`);
     }
     const { roomId } = await this.deps.aliases.resolve(alias);
-    const joined = await this.deps.store.members(roomId, ["join"]);
+    // The room servers projection: one entry per server, not a listing of every member.
     const servers = new Set([this.deps.serverName]);
-    for (const m of joined) {
-      const server = serverOfUserId(m.userId);
-      if (server) servers.add(server);
+    for (const server of (await this.deps.store.serversInRoom(roomId)).keys()) {
+      servers.add(server);
     }
     return { room_id: roomId, servers: [...servers] };
   }

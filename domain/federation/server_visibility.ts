@@ -62,14 +62,16 @@ export class ServerVisibility {
   constructor(
     private readonly store: Pick<
       EventReader,
-      "members" | "currentStateEventId" | "getEvent" | "getEvents" | "stateAtEvent"
+      "isServerInRoom" | "currentStateEventId" | "getEvent" | "getEvents" | "stateAtEvent"
     >,
   ) {}
 
-  /** Whether one of `serverName`'s users is joined to the room now. */
-  async serverInRoom(roomId: string, serverName: string): Promise<boolean> {
-    const joined = await this.store.members(roomId, ["join"]);
-    return joined.some((m) => serverOfUserId(m.userId) === serverName);
+  /**
+   * Whether one of `serverName`'s users is joined to the room now: one read of the room servers
+   * projection, whatever the room's size (every room-scoped federation read asks it).
+   */
+  serverInRoom(roomId: string, serverName: string): Promise<boolean> {
+    return this.store.isServerInRoom(roomId, serverName);
   }
 
   /** Whether `serverName` may read the room at all: joined now, or the room is world-readable. */

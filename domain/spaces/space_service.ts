@@ -239,9 +239,12 @@ export class SpaceService {
   /** Whether another server may preview the room; see `serverHierarchy`. */
   async #previewableByServer(room: PreviewRoom, server: string): Promise<boolean> {
     if (await this.#previewable(room, null)) return true;
+    // Joined: one read of the room servers projection. Invited: no projection counts invites,
+    // so they are listed, only for a server with no member joined.
+    if (await this.deps.store.isServerInRoom(room.roomId, server)) return true;
     const ofServer = (userId: string) => userId.slice(userId.indexOf(":") + 1) === server;
-    const members = await this.deps.store.members(room.roomId, ["join", "invite"]);
-    if (members.some((m) => ofServer(m.userId))) return true;
+    const invited = await this.deps.store.members(room.roomId, ["invite"]);
+    if (invited.some((m) => ofServer(m.userId))) return true;
     const joinRules = room.contents.get("m.room.join_rules");
     const rule = joinRules?.join_rule;
     const { version } = room;
@@ -249,8 +252,7 @@ export class SpaceService {
       (version.knockRestrictedJoinRule && rule === "knock_restricted");
     if (!restricted) return false;
     for (const allowedId of allowedRoomIds(joinRules)) {
-      const joined = await this.deps.store.members(allowedId, ["join"]);
-      if (joined.some((m) => ofServer(m.userId))) return true;
+      if (await this.deps.store.isServerInRoom(allowedId, server)) return true;
     }
     return false;
   }

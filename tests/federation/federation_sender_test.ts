@@ -186,6 +186,43 @@ Deno.test("sender: kicks and bans of remote users reach their servers, invites d
   }
 });
 
+Deno.test("sender: a server gets events while any of its members is joined, not after", async () => {
+  const transport = new RecordingTransport();
+  const server = await serverA(transport);
+  try {
+    const { eventStore, federationSender } = server.deps;
+    const roomId = await publicRoom(server, alice);
+    const b = await testServer("b.test", 2);
+    await appendRemoteJoin(eventStore, roomId, "@bob:b.test", b);
+    await appendRemoteJoin(eventStore, roomId, "@bert:b.test", b);
+    // Each kick and the message after it share a batch (the message rides on the kick's state,
+    // decided before either is committed). b.test keeps Bert after Bob's kick...
+    await Promise.all([
+      member(server, roomId, "@bob:b.test", "leave", alice),
+      say(server, roomId, alice, "bert stays"),
+    ]);
+    // ...and has nobody after Bert's ban, which it still receives.
+    await Promise.all([
+      member(server, roomId, "@bert:b.test", "ban", alice),
+      say(server, roomId, alice, "b.test is out"),
+    ]);
+    // Kicking a user who already left changes nothing for the server's count.
+    await member(server, roomId, "@bob:b.test", "ban", alice);
+    await say(server, roomId, alice, "still out");
+    await federationSender.runOnce();
+    const types = transport.requests.filter((r) => r.destination === "b.test").flatMap((r) =>
+      (r.body as { pdus: JsonObject[] }).pdus.map((p) =>
+        `${(p.content as JsonObject).membership ?? (p.content as JsonObject).body}`
+      )
+    );
+    assertEquals(types, ["leave", "bert stays", "ban", "ban"]);
+    // The projection agrees: only a.test is left in the room.
+    assertEquals([...(await eventStore.serversInRoom(roomId)).keys()], [A]);
+  } finally {
+    server.close();
+  }
+});
+
 Deno.test("sender: TESSERA_FEDERATION=off queues nothing", async () => {
   const transport = new RecordingTransport();
   const server = await serverA(transport, { TESSERA_FEDERATION: "off" });

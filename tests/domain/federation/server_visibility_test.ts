@@ -46,6 +46,16 @@ function room() {
     after.set(id, state);
     return event;
   };
+  const members = (memberships?: readonly string[]) => {
+    const out: Membership[] = [];
+    for (const [key, id] of state) {
+      if (!key.startsWith("m.room.member\u0000")) continue;
+      const m = events.get(id)!.pdu.content.membership as string;
+      if (memberships && !memberships.includes(m)) continue;
+      out.push({ userId: key.split("\u0000")[1], roomId: ROOM, membership: m, eventId: id });
+    }
+    return out;
+  };
   const store = {
     getEvent: (id: string) => Promise.resolve(events.get(id) ?? null),
     getEvents: (ids: readonly string[]) =>
@@ -56,16 +66,8 @@ function room() {
     },
     currentStateEventId: (_roomId: string, type: string, key: string) =>
       Promise.resolve(state.get(stateKey(type, key) as StateKey) ?? null),
-    members: (_roomId: string, memberships?: readonly string[]) => {
-      const out: Membership[] = [];
-      for (const [key, id] of state) {
-        if (!key.startsWith("m.room.member\u0000")) continue;
-        const m = events.get(id)!.pdu.content.membership as string;
-        if (memberships && !memberships.includes(m)) continue;
-        out.push({ userId: key.split("\u0000")[1], roomId: ROOM, membership: m, eventId: id });
-      }
-      return Promise.resolve(out);
-    },
+    isServerInRoom: (_roomId: string, server: string) =>
+      Promise.resolve(members(["join"]).some((m) => serverOfUserId(m.userId) === server)),
   };
   const message = (id: string, sender?: string) =>
     add(id, "m.room.message", { msgtype: "m.text", body: id }, undefined, sender);
