@@ -152,3 +152,18 @@ Deno.test("legacy sync: an accepted remote invite gives way to the join; an igno
     assert.deepEqual(membershipsIn((await events(b, bob, from)).chunk, spam), []);
   });
 });
+
+Deno.test("legacy sync: a long-polling /events wakes for a remote invite", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const from = (await get(b, bob, "/_matrix/client/v3/initialSync")).end as string;
+    // The wait is long: without a wake-up it would come back empty only at its end.
+    const waiting = get(b, bob, `/_matrix/client/v3/events?from=${enc(from)}&timeout=30000`);
+    const roomId = await invite(a, alice, bob);
+    const woken = await waiting;
+    assert.deepEqual(membershipsIn(woken.chunk as JsonObject[], roomId), ["invite"]);
+  });
+});
