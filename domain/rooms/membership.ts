@@ -277,10 +277,14 @@ export class MembershipService {
     }
     if (!isValidRoomId(roomId)) return undefined;
     if ((await this.deps.store.roomHead(roomId)) !== null) {
-      const joined = await this.deps.store.members(roomId, ["join"]);
-      const inRoom = joined.some((m) => isLocal(m.userId, this.deps.serverName));
-      if (inRoom || joined.length === 0) return { roomId, servers: [], remote: false };
-      aliasServers.push(...joined.map((m) => m.userId.slice(m.userId.indexOf(":") + 1)));
+      // One key read in the common case (a local room with local members), not every member.
+      const { store, serverName } = this.deps;
+      if (await store.isServerInRoom(roomId, serverName)) {
+        return { roomId, servers: [], remote: false };
+      }
+      const joined = [...(await store.serversInRoom(roomId)).keys()];
+      if (joined.length === 0) return { roomId, servers: [], remote: false };
+      aliasServers.push(...joined);
     }
     return { roomId, servers: [...new Set([...servers, ...aliasServers])], remote: true };
   }

@@ -374,3 +374,34 @@ Deno.test("remote join: a restricted room comes back co-signed by the resident a
     );
   });
 });
+
+Deno.test("remote join: after its last user left, B rejoins through the room's other servers", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await publicRoom(a, alice);
+    assertEquals((await join(b, bob, roomId, `?server_name=${A}`)).status, 200);
+    const left = await b.request(
+      "POST",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/leave`,
+      { token: bob.accessToken, body: {} },
+    );
+    assertEquals(left.status, 200, JSON.stringify(left.body));
+    await b.deps.federationSender.runOnce();
+    await send(a, alice, roomId, "while bob was away");
+    // B holds the room but none of its users is in it: the join goes through A, named by the
+    // room's membership, with no via given.
+    const makeJoins = net.log.filter((r) => r.path.includes("/make_join/")).length;
+    const rejoined = await b.request(
+      "POST",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/join`,
+      { token: bob.accessToken, body: {} },
+    );
+    assertEquals(rejoined.status, 200, JSON.stringify(rejoined.body));
+    assertEquals(net.log.filter((r) => r.path.includes("/make_join/")).length, makeJoins + 1);
+    assertEquals(await storedMembers(b, roomId), [alice.userId, bob.userId].sort());
+    assertEquals(await storedMembers(a, roomId), [alice.userId, bob.userId].sort());
+  });
+});
