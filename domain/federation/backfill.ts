@@ -93,9 +93,8 @@ export class RemoteBackfill implements HistoryBackfill {
 
   /** Servers in the room, the oldest event's sender's first (it surely has that history). */
   async #servers(roomId: string, sender: string): Promise<string[]> {
-    const members = await this.deps.store.members(roomId, ["join"]);
     const servers = new Set<string>([serverOf(sender)]);
-    for (const member of members) servers.add(serverOf(member.userId));
+    for (const server of (await this.deps.store.serversInRoom(roomId)).keys()) servers.add(server);
     servers.delete(this.deps.serverName);
     return [...servers].slice(0, MAX_SERVERS_TRIED);
   }
