@@ -51,6 +51,10 @@ Deno.test("replay of 10,000 events over 100 rooms rebuilds identical projections
   let rebuiltHeads = 0;
   for await (const _ of target.list({ prefix: ["roomid_head"] })) rebuiltHeads++;
   assert.equal(rebuiltHeads, 100);
+  // And the room servers projection, which only member changes write.
+  let rebuiltServers = 0;
+  for await (const _ of target.list({ prefix: ["roomid_servers"] })) rebuiltServers++;
+  assert.ok(rebuiltServers > 0);
   kv.close();
   target.close();
 });
