@@ -122,3 +122,56 @@ export function applyMutations(
   }
   return atomic;
 }
+
+/** The size of two sets of mutations in one commit. */
+export function addCommitSizes(a: CommitSize, b: CommitSize): CommitSize {
+  return {
+    mutations: a.mutations + b.mutations,
+    checks: a.checks + b.checks,
+    mutationBytes: a.mutationBytes + b.mutationBytes,
+    keyBytes: a.keyBytes + b.keyBytes,
+  };
+}
+
+/**
+ * Writes what one commit cannot hold (a join's outliers, a staged state) in as many commits as
+ * KV's limits need: each group of writes handed to `add` lands whole in one commit, and every
+ * commit starts with the same checks (`checks`), so a condition guards each part alike.
+ */
+export class SplitCommitWriter {
+  readonly #kv: Deno.Kv;
+  readonly #checks: readonly PlannedMutation[];
+  readonly #checkSize: CommitSize;
+  #batch: PlannedMutation[] = [];
+  #size: CommitSize;
+
+  /** Commit through `kv`, each commit beginning with `checks`. */
+  constructor(kv: Deno.Kv, checks: readonly PlannedMutation[] = []) {
+    this.#kv = kv;
+    this.#checks = checks;
+    this.#checkSize = measureCommit(checks);
+    this.#size = this.#checkSize;
+  }
+
+  /** Add a group of writes, committing what came before when they would not fit beside it. */
+  async add(writes: readonly PlannedMutation[]): Promise<boolean> {
+    const own = measureCommit(writes);
+    const next = addCommitSizes(this.#size, own);
+    if (commitOverLimit(next) !== null && this.#batch.length > 0) {
+      if (!(await this.flush())) return false;
+      this.#size = addCommitSizes(this.#checkSize, own);
+    } else this.#size = next;
+    this.#batch.push(...writes);
+    return true;
+  }
+
+  /** Commit what is waiting; false when a check failed (nothing of that commit was written). */
+  async flush(): Promise<boolean> {
+    if (this.#batch.length === 0) return true;
+    const result = await applyMutations(this.#kv.atomic(), [...this.#checks, ...this.#batch])
+      .commit();
+    this.#batch = [];
+    this.#size = this.#checkSize;
+    return result.ok;
+  }
+}

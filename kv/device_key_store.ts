@@ -23,6 +23,7 @@ import type {
 } from "../domain/ports/device_key_store.ts";
 import { decodeJson, encodeJson } from "./chunked_value.ts";
 import {
+  addCommitSizes,
   applyMutations,
   commitOverLimit,
   type CommitSize,
@@ -410,11 +411,11 @@ function fitOneTimeKeys(
   keys: readonly UploadedKey[],
   writes: (k: UploadedKey) => PlannedMutation[],
 ): number {
-  let size = addSizes(DEVICE_LIST_RESERVE, measureCommit(planned));
+  let size = addCommitSizes(DEVICE_LIST_RESERVE, measureCommit(planned));
   let n = 0;
   for (const k of keys) {
     const more = writes(k);
-    const next = addSizes(size, measureCommit(more));
+    const next = addCommitSizes(size, measureCommit(more));
     if (n > 0 && commitOverLimit(next) !== null) break;
     planned.push(...more);
     size = next;
@@ -425,7 +426,7 @@ function fitOneTimeKeys(
 
 /** True when these mutations (plus the device-list reserve) fit one commit. */
 function fits(mutations: readonly PlannedMutation[]): boolean {
-  return commitOverLimit(addSizes(DEVICE_LIST_RESERVE, measureCommit(mutations))) === null;
+  return commitOverLimit(addCommitSizes(DEVICE_LIST_RESERVE, measureCommit(mutations))) === null;
 }
 
 /** The longest prefix of `mutations` that fits one commit (at least one). */
@@ -433,21 +434,12 @@ function takeFitting(mutations: readonly PlannedMutation[]): PlannedMutation[] {
   let size = DEVICE_LIST_RESERVE;
   let n = 0;
   for (const m of mutations) {
-    const next = addSizes(size, measureCommit([m]));
+    const next = addCommitSizes(size, measureCommit([m]));
     if (n > 0 && commitOverLimit(next) !== null) break;
     size = next;
     n++;
   }
   return mutations.slice(0, n);
-}
-
-function addSizes(a: CommitSize, b: CommitSize): CommitSize {
-  return {
-    mutations: a.mutations + b.mutations,
-    checks: a.checks + b.checks,
-    mutationBytes: a.mutationBytes + b.mutationBytes,
-    keyBytes: a.keyBytes + b.keyBytes,
-  };
 }
 
 function sameJson(a: JsonValue, b: JsonValue): boolean {

@@ -10,13 +10,7 @@
  * (same staged state, same event) and first deletes whatever an earlier attempt left that the
  * new plan does not write, so an interrupted join with another state cleans up after itself.
  */
-import {
-  applyMutations,
-  commitOverLimit,
-  type CommitSize,
-  measureCommit,
-  type PlannedMutation,
-} from "./commit_budget.ts";
+import { type PlannedMutation, SplitCommitWriter } from "./commit_budget.ts";
 import { compareKeys } from "./key_order.ts";
 import type { StoreContext } from "./store_context.ts";
 
@@ -32,33 +26,11 @@ export async function commitAhead(
   const written = new Set(bulk.map((m) => JSON.stringify(m.key, keyPart)));
   const leftovers = await listLeftovers(ctx, roomId, written);
   const check: PlannedMutation = { op: "check", key: ctx.keys.head(roomId), versionstamp: null };
-  const checkSize = measureCommit([check]);
-  let batch: PlannedMutation[] = [];
-  let size: CommitSize = { ...checkSize };
-  const flush = async (): Promise<boolean> => {
-    if (batch.length === 0) return true;
-    const result = await applyMutations(ctx.kv.atomic(), [check, ...batch]).commit();
-    batch = [];
-    size = { ...checkSize };
-    return result.ok;
-  };
+  const writer = new SplitCommitWriter(ctx.kv, [check]);
   for (const mutation of [...leftovers, ...bulk]) {
-    const own = measureCommit([mutation]);
-    const next: CommitSize = {
-      mutations: size.mutations + own.mutations,
-      checks: size.checks,
-      mutationBytes: size.mutationBytes + own.mutationBytes,
-      keyBytes: size.keyBytes + own.keyBytes,
-    };
-    if (commitOverLimit(next)) {
-      if (!(await flush())) return false;
-      size.mutations += own.mutations;
-      size.mutationBytes += own.mutationBytes;
-      size.keyBytes += own.keyBytes;
-    } else size = next;
-    batch.push(mutation);
+    if (!(await writer.add([mutation]))) return false;
   }
-  return await flush();
+  return await writer.flush();
 }
 
 /** Deletes of projection entries of a headless room that `written` does not cover. */

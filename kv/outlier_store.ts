@@ -8,13 +8,7 @@ import { badJson } from "../domain/errors.ts";
 import { type Pdu, roomIdFromCreateEventId } from "../domain/events.ts";
 import type { FoundEvent, NewEvent } from "../domain/ports/event_store.ts";
 import { decodeJson, encodeJson, readChunks, splitChunks } from "./chunked_value.ts";
-import {
-  applyMutations,
-  commitOverLimit,
-  type CommitSize,
-  measureCommit,
-  type PlannedMutation,
-} from "./commit_budget.ts";
+import { type PlannedMutation, SplitCommitWriter } from "./commit_budget.ts";
 import { readStoredEvents } from "./event_reads.ts";
 import { getManyChunked } from "./get_many.ts";
 import type { StoreContext } from "./store_context.ts";
@@ -47,34 +41,15 @@ export async function storeOutliers(
     getManyChunked<OutlierRecord>(ctx.kv, ids.map((id) => ctx.keys.outlier(id))),
   ]);
   const fresh = ids.filter((_, i) => !positions[i].value && !outliers[i].value);
-  let batch: PlannedMutation[] = [];
-  let size: CommitSize = { mutations: 0, checks: 0, mutationBytes: 0, keyBytes: 0 };
-  const flush = async () => {
-    if (batch.length === 0) return;
-    const result = await applyMutations(ctx.kv.atomic(), batch).commit();
-    if (!result.ok) throw new Error("storing outliers failed a check it does not make");
-    batch = [];
-    size = { mutations: 0, checks: 0, mutationBytes: 0, keyBytes: 0 };
-  };
+  const writer = new SplitCommitWriter(ctx.kv);
+  const failed = () => new Error("storing outliers failed a check it does not make");
   const stored: FoundEvent[] = [];
   for (const id of fresh) {
     const event = unique.get(id)!;
     stored.push({ eventId: id, roomId, pdu: event.pdu, status: event.status, outlier: true });
-    const writes = outlierWrites(ctx, roomId, event);
-    const own = measureCommit(writes);
-    const next: CommitSize = {
-      mutations: size.mutations + own.mutations,
-      checks: 0,
-      mutationBytes: size.mutationBytes + own.mutationBytes,
-      keyBytes: size.keyBytes + own.keyBytes,
-    };
-    if (commitOverLimit(next)) {
-      await flush();
-      size = own;
-    } else size = next;
-    batch.push(...writes);
+    if (!(await writer.add(outlierWrites(ctx, roomId, event)))) throw failed();
   }
-  await flush();
+  if (!(await writer.flush())) throw failed();
   // Committed and immutable: the staged state and join that usually follow read them here.
   for (const event of stored) ctx.outliers.set(event.eventId, event);
 }

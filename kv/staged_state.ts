@@ -14,13 +14,7 @@ import { splitStateKey, type StateMap } from "../domain/events.ts";
 import type { StagedState } from "../domain/ports/event_store.ts";
 import { roomVersion } from "../domain/room_versions.ts";
 import { encodeJson, splitChunks } from "./chunked_value.ts";
-import {
-  applyMutations,
-  commitOverLimit,
-  type CommitSize,
-  measureCommit,
-  type PlannedMutation,
-} from "./commit_budget.ts";
+import { type PlannedMutation, SplitCommitWriter } from "./commit_budget.ts";
 import { encodeDelta, type StateDelta } from "./state_delta.ts";
 import { LAYER_CAP_BYTES } from "./state_groups.ts";
 import { roomScoped, type StoreContext } from "./store_context.ts";
@@ -58,28 +52,11 @@ export async function stageState(
   const layers = splitLayers(state);
   const chain: GroupId[] = [];
   const groups: { id: GroupId; record: StateGroupRecord; delta: StateDelta }[] = [];
-  let batch: PlannedMutation[] = [];
-  let size: CommitSize = { mutations: 0, checks: 0, mutationBytes: 0, keyBytes: 0 };
-  const flush = async () => {
-    if (batch.length === 0) return;
-    const result = await applyMutations(ctx.kv.atomic(), batch).commit();
-    if (!result.ok) throw new Error("staging a state failed a check it does not make");
-    batch = [];
-    size = { mutations: 0, checks: 0, mutationBytes: 0, keyBytes: 0 };
-  };
+  const writer = new SplitCommitWriter(ctx.kv);
   const add = async (writes: PlannedMutation[]) => {
-    const own = measureCommit(writes);
-    const next: CommitSize = {
-      mutations: size.mutations + own.mutations,
-      checks: 0,
-      mutationBytes: size.mutationBytes + own.mutationBytes,
-      keyBytes: size.keyBytes + own.keyBytes,
-    };
-    if (commitOverLimit(next)) {
-      await flush();
-      size = own;
-    } else size = next;
-    batch.push(...writes);
+    if (!(await writer.add(writes))) {
+      throw new Error("staging a state failed a check it does not make");
+    }
   };
   for (let n = 0; n < layers.length; n++) {
     const groupId = `${id}.${n}`;
@@ -113,7 +90,7 @@ export async function stageState(
     layers: layers.length,
   };
   await add([{ op: "set", key: ctx.keys.stagedState(roomId, id), value: record }]);
-  await flush();
+  if (!(await writer.flush())) throw new Error("staging a state failed a check it does not make");
   // Committed and immutable: the join that follows reads them from memory.
   for (const group of groups) ctx.groups.set(roomScoped(roomId, group.id), group);
   if (top !== null) ctx.states.set(roomScoped(roomId, top), new Map(state));
