@@ -4,6 +4,7 @@
  */
 import { Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod";
+import { publicRoomsBody } from "../public_rooms_body.ts";
 import { forbidden } from "../../domain/errors.ts";
 import { RoomState } from "../../domain/rooms/room_state.ts";
 import type { AppDeps } from "../deps.ts";
@@ -23,18 +24,6 @@ const publicRoomsQuery = z.object({
   limit: limit.optional(),
   since: z.string().max(64).optional(),
   server: z.string().max(255).refine(isValidServerName, "must be a server name").optional(),
-});
-// null stands for "not given" (clients paging send the last page's absent next_batch as null,
-// and Synapse takes it so).
-const publicRoomsBody = z.object({
-  limit: z.number().int().min(0).max(1000).nullish(),
-  since: z.string().max(64).nullish(),
-  filter: z.object({
-    generic_search_term: z.string().max(1000).nullish(),
-    room_types: z.array(z.string().max(255).nullable()).max(100).optional(),
-  }).nullish(),
-  include_all_networks: z.boolean().optional(),
-  third_party_instance_id: z.string().max(255).optional(),
 });
 
 /** The directory area (v3 and r0). */

@@ -8,6 +8,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
+import { publicRoomsBody } from "../public_rooms_body.ts";
 import { ServerQueries } from "../../domain/federation/server_queries.ts";
 import { RoomServerAcl } from "../../domain/federation/server_acl.ts";
 import type { AppDeps } from "../deps.ts";
@@ -25,17 +26,6 @@ const publicRoomsQuery = z.object({
   limit: limit.optional(),
   since: z.string().max(64).optional(),
   include_all_networks: z.enum(["true", "false"]).optional(),
-  third_party_instance_id: z.string().max(255).optional(),
-});
-// null stands for "not given", as the client API takes it.
-const publicRoomsBody = z.object({
-  limit: z.number().int().min(0).max(1000).nullish(),
-  since: z.string().max(64).nullish(),
-  filter: z.object({
-    generic_search_term: z.string().max(1000).nullish(),
-    room_types: z.array(z.string().max(255).nullable()).max(100).optional(),
-  }).nullish(),
-  include_all_networks: z.boolean().optional(),
   third_party_instance_id: z.string().max(255).optional(),
 });
 const hierarchyQuery = z.object({
