@@ -33,7 +33,10 @@ export interface ClientEventContext {
   prevContent?: JsonObject;
   /** For state events: who sent the state this one replaced (`unsigned.prev_sender`). */
   prevSender?: string;
-  /** When redacted: the redaction event, already in client format. */
+  /**
+   * When redacted: the redaction event, already in client format (`unsigned.redacted_because`,
+   * and its ID as `unsigned.redacted_by`, as Synapse puts both).
+   */
   redactedBecause?: ClientEvent;
 }
 
@@ -60,6 +63,7 @@ export function toClientEvent(eventId: string, pdu: Pdu, ctx: ClientEventContext
   if (ctx.prevSender !== undefined) unsigned.prev_sender = ctx.prevSender;
   if (ctx.redactedBecause !== undefined) {
     unsigned.redacted_because = ctx.redactedBecause as unknown as JsonObject;
+    unsigned.redacted_by = ctx.redactedBecause.event_id;
   }
   event.unsigned = unsigned;
   return event;

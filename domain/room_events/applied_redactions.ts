@@ -1,7 +1,16 @@
 /**
- * Stage 2 of the read pipeline: which accepted redactions apply to which events. Whether one
- * applies is decided on read, not when it arrives, because over federation a redaction can come
- * before its target; the rule itself is domain/redaction_auth_rules.ts.
+ * Stage 2 of the read pipeline: which accepted redactions apply to which events, and which
+ * redaction events clients must not see at all. Both are decided on read, not when a redaction
+ * arrives, because over federation a redaction can come before its target; the rule itself is
+ * domain/redaction_auth_rules.ts.
+ *
+ * A redaction that does not apply is withheld from clients, as Synapse's `get_events_as_list`
+ * withholds it ("Withholding redaction"): its target is unknown or rejected (it may still
+ * arrive: the redaction then shows, since this is decided on every read), is a create event
+ * (never redacted), is in another room, or its sender may not redact it (from room version 3
+ * the auth rules leave that to readers: a remote sender without the redact level may only
+ * redact events of its own server's users). Shown, it would tell clients to hide an event the
+ * server keeps showing.
  */
 import { authStateFromEvents } from "../auth_rules.ts";
 import { CREATE_KEY, POWER_LEVELS_KEY } from "../auth_context.ts";
@@ -26,7 +35,7 @@ export class AppliedRedactions {
   /**
    * For each event that an accepted redaction applies to, that redaction (the first in arrival
    * order): its sender sent the target or had the redact level at the redaction (remote
-   * senders: or share the target's server), in every room version.
+   * senders: or share the target's server), in every room version; never a create event.
    */
   async of(
     roomId: string,
@@ -51,9 +60,42 @@ export class AppliedRedactions {
     return out;
   }
 
+  /**
+   * The redaction events among `events` that clients must not see, because they do not apply
+   * to the event they name (see the module comment). Events of other types cost no read; a
+   * redaction of the sender's own event costs one (its target).
+   */
+  async withheld(events: readonly StoredEvent[], version: RoomVersion): Promise<Set<string>> {
+    const out = new Set<string>();
+    const redactions = events.filter((e) => e.pdu.type === "m.room.redaction");
+    if (redactions.length === 0) return out;
+    const targetOf = new Map<string, string>();
+    for (const redaction of redactions) {
+      const redacts = toStoredRoomEvent(redaction, version).redacts;
+      if (typeof redacts === "string") targetOf.set(redaction.eventId, redacts);
+      else out.add(redaction.eventId);
+    }
+    const targets = await this.deps.store.getEvents([...new Set(targetOf.values())]);
+    await Promise.all(redactions.map(async (redaction) => {
+      const targetId = targetOf.get(redaction.eventId);
+      if (targetId === undefined) return;
+      const target = targets.get(targetId);
+      if (!target || !(await this.#applies(redaction, target, version))) {
+        out.add(redaction.eventId);
+      }
+    }));
+    return out;
+  }
+
+  /** Whether `redaction` takes effect on `target` (both known); the same rule for both uses. */
   async #applies(redaction: StoredEvent, target: StoredEvent, version: RoomVersion) {
+    if (target.status === "rejected") return false;
+    if (target.pdu.type === "m.room.create") return false;
+    if (target.roomId !== redaction.roomId) return false;
     const redactionEvent = toStoredRoomEvent(redaction, version);
     const targetEvent = toStoredRoomEvent(target, version);
+    // One's own event needs no state read (checkRedactionApplies allows it first too).
+    if (redactionEvent.sender === targetEvent.sender) return true;
     const state = await this.deps.store.stateAtEvent(redaction.eventId, "before");
     const wanted = [state?.get(CREATE_KEY), state?.get(POWER_LEVELS_KEY)]
       .filter((id): id is string => id !== undefined);

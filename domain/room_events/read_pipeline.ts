@@ -13,12 +13,16 @@
  *    every request) for a reader who was not joined when it was sent, as Synapse's
  *    `filter_events_for_client` does: only the room's members at the time keep seeing what an
  *    erased user said. Stage 1 tells which events those are, so a joined reader's usual
- *    timeline (after their join) costs no read.
+ *    timeline (after their join) costs no read. A redaction event that does not apply (its
+ *    target unknown or rejected, a create event, in another room, or not the sender's to
+ *    redact) is withheld: dropped like an event the reader may not see, as Synapse withholds
+ *    it, so it neither redacts nor shows anywhere (applied_redactions.ts). Its target arriving
+ *    later makes it show: nothing about it is stored.
  * 3. **Ignored users** (`m.ignored_user_list` of the reader, read from account data on every
  *    request so no process serves a stale list): their non-state events are dropped; state
  *    events stay, as the spec's "Ignoring Users" module and Synapse keep them.
  * 4. **Format**: the client format (`unsigned.transaction_id` for the sending device,
- *    `prev_content`, `redacted_because`), or the PDU itself for `event_format: federation`,
+ *    `prev_content`, `redacted_because` and `redacted_by`), or the PDU itself for `event_format: federation`,
  *    redacted as stage 2 decided. Readers that ask for them get bundled aggregations
  *    (`unsigned["m.relations"]`: edits, threads, references; relation_aggregations.ts) on the
  *    timeline events kept, computed from children that went through this same pipeline for
@@ -161,7 +165,10 @@ export interface RoomReadResult {
   state: JsonObject[];
   /** The stored timeline events that made it out, in order. */
   timelineKept: StoredEvent[];
-  /** The stored timeline events the reader may see (stage 1), whatever the later stages did. */
+  /**
+   * The stored timeline events the reader may see (stage 1, withheld redactions left out),
+   * whatever the later stages did.
+   */
   timelineVisible: StoredEvent[];
 }
 
@@ -218,12 +225,15 @@ export class ReadPipeline {
       : this.ignoredUsers(read.reader.userId);
     // Awaited below; marked handled so a failing visibility read cannot leave it unhandled.
     ignoredPromise.catch(() => {});
-    // 1. History visibility.
-    const { visible: timelineVisible, unjoined } = await this.#visibility.visibleTimeline(
-      read.reader.userId,
-      input.timeline ?? [],
-      membership,
-    );
+    // 1. History visibility, and (stage 2's rule, decided here so that no later stage nor a
+    // caller sees them) redaction events withheld because they do not apply: independent reads.
+    const [{ visible, unjoined }, withheld] = await Promise.all([
+      this.#visibility.visibleTimeline(read.reader.userId, input.timeline ?? [], membership),
+      this.#redactions.withheld(input.timeline ?? [], read.version),
+    ]);
+    const timelineVisible = withheld.size === 0
+      ? visible
+      : visible.filter((e) => !withheld.has(e.eventId));
     const stateIn = typeof input.state === "function"
       ? await input.state(timelineVisible)
       : input.state ?? [];
