@@ -18,6 +18,7 @@ import {
 import type { PlannedEvent, PlannedRequest } from "./projections.ts";
 import type { RelationPlan } from "./relation_projection.ts";
 import { type RoomServersPlan, roomServerWrites } from "./room_servers.ts";
+import { type BackwardExtremityPlan, backwardExtremityWrites } from "./backward_extremities.ts";
 import { searchPostingWrites } from "./search_projection.ts";
 import { type StateUsagePlan, stateUsageWrites } from "./state_usage_plan.ts";
 import type { StoreContext } from "./store_context.ts";
@@ -36,6 +37,7 @@ export interface BatchWriteSource {
   memberChanges: PlannedMemberChange[];
   stateUsage: StateUsagePlan;
   roomServers: RoomServersPlan;
+  backwardExtremities: BackwardExtremityPlan;
   relations: RelationPlan;
   searchDeletes: PlannedMutation[];
 }
@@ -132,6 +134,7 @@ export function batchWrites(plan: BatchWriteSource): PlannedMutation[] {
   }
   out.push(...plan.relations.mutations());
   out.push(...plan.searchDeletes);
+  out.push(...backwardExtremityWrites(keys, plan.roomId, plan.backwardExtremities));
   for (const [target, redactionIds] of plan.redactions) {
     out.push({ op: "set", key: keys.redactions(plan.roomId, target), value: redactionIds });
   }

@@ -19,6 +19,7 @@ import { OUTLIER_POSITION } from "../domain/ports/event_store.ts";
 import { EventLog } from "./event_log.ts";
 import { findEvents, readOutliers, storeOutliers } from "./outlier_store.ts";
 import { readIsServerInRoom, readServersInRoom } from "./room_servers.ts";
+import { readBackwardExtremities } from "./backward_extremities.ts";
 import { stageState } from "./staged_state.ts";
 import { readStoredEvent, readStoredEvents } from "./event_reads.ts";
 import {
@@ -138,6 +139,11 @@ export class KvEventStore implements EventStore {
   /** See EventReader.isServerInRoom. */
   isServerInRoom(roomId: string, serverName: string): Promise<boolean> {
     return readIsServerInRoom(this.ctx, roomId, serverName);
+  }
+
+  /** See EventReader.backwardExtremities. */
+  backwardExtremities(roomId: string): Promise<Map<string, number>> {
+    return readBackwardExtremities(this.ctx, roomId);
   }
 
   /** See EventReader.timeline. */

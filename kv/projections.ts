@@ -39,6 +39,7 @@ import {
   type PlannedMemberChange,
 } from "./member_change_plan.ts";
 import { readOutliers } from "./outlier_store.ts";
+import { type BackwardExtremityPlan, noteBackwardExtremities } from "./backward_extremities.ts";
 import { noteServerChanges, type RoomServersPlan } from "./room_servers.ts";
 import { searchPostingDeletes } from "./search_projection.ts";
 import { readStagedState } from "./staged_state.ts";
@@ -106,6 +107,8 @@ export class RoomBatchPlanner {
   stateUsage: StateUsagePlan;
   /** Joined members per server after the batch, for servers it touched (roomid_servers). */
   roomServers: RoomServersPlan;
+  /** Backward extremities the batch opens or fills (roomid_backwardextremity). */
+  backwardExtremities: BackwardExtremityPlan;
   /** Relations, threads and timestamps of accepted events (kv/relation_projection.ts). */
   relations: RelationPlan;
   /** Search index entries of earlier events that this batch's redactions delete. */
@@ -131,6 +134,7 @@ export class RoomBatchPlanner {
     this.memberChanges = [];
     this.stateUsage = emptyStateUsagePlan();
     this.roomServers = new Map();
+    this.backwardExtremities = new Map();
     this.relations = new RelationPlan(ctx, roomId);
     this.searchDeletes = [];
     this.#rejected = new Set();
@@ -175,6 +179,7 @@ export class RoomBatchPlanner {
     copy.memberChanges = [...this.memberChanges];
     copy.stateUsage = forkStateUsagePlan(this.stateUsage);
     copy.roomServers = new Map(this.roomServers);
+    copy.backwardExtremities = new Map(this.backwardExtremities);
     copy.relations = this.relations.fork();
     copy.searchDeletes = [...this.searchDeletes];
     copy.#rejected = new Set(this.#rejected);
@@ -254,6 +259,12 @@ export class RoomBatchPlanner {
         this.#lookups?.assumedNew.has(id) === true,
     });
     if (status === "rejected") this.#rejected.add(id);
+    noteBackwardExtremities(
+      this.backwardExtremities,
+      id,
+      position,
+      await this.#prevsNotInLog(event, input.stateBefore !== undefined),
+    );
     if (status === "accepted" && event.type === "m.room.redaction") {
       await this.#noteRedaction(event);
     }
@@ -390,6 +401,16 @@ export class RoomBatchPlanner {
     if (!placement || placement.roomId !== this.roomId) return undefined;
     if (!placement.groups) throw new Error(`state groups of ${eventId} are missing`);
     return placement.groups.after;
+  }
+
+  /**
+   * The prev events of `event` not in this room's log nor planned in the batch. Without a staged
+   * state every prev is held (planning failed otherwise), so only those that brought one look.
+   */
+  async #prevsNotInLog(event: RoomEvent, staged: boolean): Promise<string[]> {
+    if (!staged) return [];
+    const found = await Promise.all(event.prev_events.map((id) => this.#afterGroup(id)));
+    return event.prev_events.filter((_, i) => found[i] === undefined);
   }
 
   /**

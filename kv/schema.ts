@@ -105,6 +105,14 @@ export const EVENT_STORE_MAPS = {
    */
   roomid_servers: "roomid_servers",
   /**
+   * (roomId, missing event ID) -> number: the room's backward extremities, events cited as prev
+   * events by an event of the room's log but not in that log themselves (another room's event
+   * counts as missing), with the position of the event that last cited it. Set and cleared in
+   * the commit of the append that creates or fills them (kv/backward_extremities.ts); /messages
+   * backfills when its walk reaches that position (domain/federation/backfill.ts).
+   */
+  roomid_backwardextremity: "roomid_backwardextremity",
+  /**
    * (roomId, parentId, position) -> RelationRecord: the accepted events relating to a parent
    * (`m.relates_to` with `rel_type` and `event_id`), in log order (see kv/relation_projection.ts).
    */
@@ -153,6 +161,7 @@ export const REPLAYED_MAPS: readonly EventStoreMap[] = [
   "roomid_memberchangehead",
   "roomid_stateusage",
   "roomid_servers",
+  "roomid_backwardextremity",
   "roomeventid_children",
   "roomeventidreltype_children",
   "roomeventid_relationsummary",
@@ -326,6 +335,16 @@ export class EventStoreKeys {
   /** Every server with a user joined to a room. */
   roomServerPrefix(roomId: string): Deno.KvKey {
     return [...this.namespace, "roomid_servers", roomId];
+  }
+
+  /** A backward extremity of a room: an event its log cites but lacks. */
+  backwardExtremity(roomId: string, eventId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_backwardextremity", roomId, eventId];
+  }
+
+  /** Every backward extremity of a room. */
+  backwardExtremityPrefix(roomId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_backwardextremity", roomId];
   }
 
   /** One search index entry: `term` occurs in the event at `position` of the room. */

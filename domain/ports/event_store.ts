@@ -296,6 +296,11 @@ export interface EventReader {
   /** Whether `serverName` has a user joined to the room in its current state (one key read). */
   isServerInRoom(roomId: string, serverName: string): Promise<boolean>;
   /**
+   * The room's backward extremities: events its log cites as prev events but does not hold
+   * (another room's count as missing), each with the log position of the event that cites it.
+   */
+  backwardExtremities(roomId: string): Promise<Map<string, number>>;
+  /**
    * A page of the timeline walking `dir` from `from` (default: the live end for "b", the start
    * for "f"), stopping at `to`. Tokens are opaque position tokens; a sync token as `from`
    * stands for the live end.
