@@ -1,0 +1,188 @@
+/**
+ * Redactions from another server, as A's clients see them (the read pipeline's withholding,
+ * domain/room_events/applied_redactions.ts), over the in-process network: B sends, through
+ * `/send`, a redaction of an event in another room and one its user may not make (room v10: the
+ * auth rules accept both, readers decide); neither redacts its target nor shows in any client
+ * read. A redaction that arrives before its target shows, and applies, once the target arrives,
+ * with `unsigned.redacted_by`; so does B's user redacting their own message the ordinary way.
+ */
+import assert from "node:assert/strict";
+import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
+import { RemoteView } from "./remote_view.ts";
+import type { RegisteredUser } from "../routes/client_harness.ts";
+import { roomVersion } from "../../domain/room_versions.ts";
+import type { JsonObject } from "../../domain/json.ts";
+
+const A = "a.test";
+const B = "b.test";
+const V3 = "/_matrix/client/v3";
+const enc = encodeURIComponent;
+
+async function ok(
+  server: NetworkServer,
+  user: RegisteredUser,
+  method: string,
+  path: string,
+  body?: unknown,
+) {
+  const res = await server.request(method, `${V3}${path}`, {
+    token: user.accessToken,
+    ...(body !== undefined ? { body } : {}),
+  });
+  assert.equal(res.status, 200, `${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+  return res.body;
+}
+
+async function say(server: NetworkServer, user: RegisteredUser, roomId: string, body: string) {
+  const path = `/rooms/${enc(roomId)}/send/m.room.message/${crypto.randomUUID()}`;
+  return (await ok(server, user, "PUT", path, { msgtype: "m.text", body })).event_id as string;
+}
+
+/** Let both servers send what they have queued, a few rounds. */
+async function exchange(net: Network): Promise<void> {
+  for (let round = 0; round < 3; round++) {
+    await net.servers[A].deps.federationSender.runOnce();
+    await net.servers[B].deps.federationSender.runOnce();
+  }
+}
+
+/** B pushes `pdus` to A in one transaction; every one of them is accepted. */
+async function push(net: Network, pdus: JsonObject[]): Promise<void> {
+  const sent = await net.transportFor(B).request({
+    method: "PUT",
+    destination: A,
+    path: `/_matrix/federation/v1/send/${crypto.randomUUID()}`,
+    body: { origin: B, origin_server_ts: Date.now(), pdus, edus: [] },
+  });
+  assert.equal(sent.status, 200, JSON.stringify(sent.body));
+  const results = (sent.body as { pdus: Record<string, { error?: string }> }).pdus;
+  for (const [id, result] of Object.entries(results)) {
+    assert.equal(result.error, undefined, `${id}: ${JSON.stringify(results)}`);
+    assert.equal((await net.servers[A].deps.eventStore.getEvent(id))?.status, "accepted");
+  }
+}
+
+/** A room event as Alice reads it on A through /event; null when 404. */
+async function eventOnA(a: NetworkServer, alice: RegisteredUser, roomId: string, id: string) {
+  const res = await a.request("GET", `${V3}/rooms/${enc(roomId)}/event/${enc(id)}`, {
+    token: alice.accessToken,
+  });
+  if (res.status === 404) return null;
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body as JsonObject;
+}
+
+/** Event IDs of a room's /messages on A, newest first. */
+async function messageIds(a: NetworkServer, alice: RegisteredUser, roomId: string) {
+  const page = await ok(a, alice, "GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=50`);
+  return (page.chunk as JsonObject[]).map((e) => e.event_id as string);
+}
+
+/** Every event ID anywhere in a sync response. */
+function syncIds(value: unknown, out = new Set<string>()): Set<string> {
+  if (Array.isArray(value)) value.forEach((v) => syncIds(v, out));
+  else if (value && typeof value === "object") {
+    const o = value as Record<string, unknown>;
+    if (typeof o.event_id === "string") out.add(o.event_id);
+    Object.values(o).forEach((v) => syncIds(v, out));
+  }
+  return out;
+}
+
+Deno.test("redactions over federation: another room's and an unauthorised one are withheld; one whose target comes later applies then, with redacted_by", async () => {
+  const net = await startNetwork([A, B]);
+  try {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const rooms: string[] = [];
+    for (let i = 0; i < 2; i++) {
+      const created = await ok(a, alice, "POST", "/createRoom", {
+        preset: "public_chat",
+        room_version: "10",
+      });
+      rooms.push(created.room_id);
+      await ok(b, bob, "POST", `/join/${enc(created.room_id)}?server_name=${A}`, {});
+    }
+    const [room, otherRoom] = rooms;
+    const aliceSaid = await say(a, alice, room, "alice's words");
+    const bobElsewhere = await say(b, bob, otherRoom, "bob in the other room");
+    await exchange(net);
+    assert.ok(await a.deps.eventStore.getEvent(bobElsewhere), "B's message reached A");
+
+    // A misbehaving B, signing with its real key.
+    const view = new RemoteView(room, roomVersion("10")!, B, b.deps.keyring.current);
+    await view.syncFrom(a.deps.eventStore);
+    const tip = (await a.deps.eventStore.roomHead(room))!.forwardExtremities[0];
+    const redaction = (redacts: string) => ({
+      sender: bob.userId,
+      type: "m.room.redaction",
+      content: { reason: "mine" },
+      redacts,
+    });
+    // Bob's own message, but of the other room.
+    const crossRoom = await view.build(tip, redaction(bobElsewhere));
+    // Alice's message: Bob (level 0, another server) may not redact it.
+    const forbidden = await view.build(crossRoom.eventId, redaction(aliceSaid));
+    // Bob's own message, which A will only see after the redaction.
+    const late = await view.build(forbidden.eventId, {
+      sender: bob.userId,
+      type: "m.room.message",
+      content: { msgtype: "m.text", body: "said too soon" },
+    });
+    const early = await view.build(forbidden.eventId, redaction(late.eventId));
+    await push(net, [crossRoom.pdu, forbidden.pdu, early.pdu] as unknown as JsonObject[]);
+
+    const withheld = [crossRoom.eventId, forbidden.eventId, early.eventId];
+    const shown = await messageIds(a, alice, room);
+    for (const id of withheld) {
+      assert.ok(!shown.includes(id), `${id} withheld from /messages`);
+      assert.equal(await eventOnA(a, alice, room, id), null, `${id} withheld from /event`);
+      const context = await a.request("GET", `${V3}/rooms/${enc(room)}/context/${enc(id)}`, {
+        token: alice.accessToken,
+      });
+      assert.equal(context.status, 404, `${id} withheld from /context`);
+    }
+    const sync = syncIds(await ok(a, alice, "GET", "/sync"));
+    for (const id of withheld) assert.ok(!sync.has(id), `${id} withheld from /sync`);
+    assert.ok(sync.has(aliceSaid));
+    // Neither target is redacted.
+    const target = (await eventOnA(a, alice, room, aliceSaid))!;
+    assert.equal((target.content as JsonObject).body, "alice's words");
+    assert.equal((target.unsigned as JsonObject).redacted_by, undefined);
+    const elsewhere = (await eventOnA(a, alice, otherRoom, bobElsewhere))!;
+    assert.equal((elsewhere.content as JsonObject).body, "bob in the other room");
+
+    // The target arrives: the early redaction applies and shows.
+    await push(net, [late.pdu] as unknown as JsonObject[]);
+    const lateOnA = (await eventOnA(a, alice, room, late.eventId))!;
+    assert.deepEqual(lateOnA.content, {});
+    const unsigned = lateOnA.unsigned as JsonObject;
+    assert.equal(unsigned.redacted_by, early.eventId);
+    assert.equal((unsigned.redacted_because as JsonObject).event_id, early.eventId);
+    assert.equal((await eventOnA(a, alice, room, early.eventId))?.redacts, late.eventId);
+    assert.ok((await messageIds(a, alice, room)).includes(early.eventId));
+    // The two others stay withheld.
+    assert.equal(await eventOnA(a, alice, room, forbidden.eventId), null);
+    assert.equal(await eventOnA(a, alice, room, crossRoom.eventId), null);
+
+    // Bob redacts his own message the ordinary way, through B.
+    const oops = await say(b, bob, room, "oops");
+    await exchange(net);
+    const redactedBy = (await ok(
+      b,
+      bob,
+      "PUT",
+      `/rooms/${enc(room)}/redact/${enc(oops)}/${crypto.randomUUID()}`,
+      {},
+    )).event_id as string;
+    await exchange(net);
+    const oopsOnA = (await eventOnA(a, alice, room, oops))!;
+    assert.deepEqual(oopsOnA.content, {});
+    assert.equal((oopsOnA.unsigned as JsonObject).redacted_by, redactedBy);
+    assert.ok((await messageIds(a, alice, room)).includes(redactedBy));
+  } finally {
+    await net.close();
+  }
+});
