@@ -1,8 +1,30 @@
 /**
  * Backfilling history from other servers (server-server spec "Backfilling and retrieving missing
- * events"): when a client pages back past the oldest event we hold in a room whose earlier
- * history lives elsewhere (a room we joined: our oldest event's prev events are not in our log),
- * ask a server in the room for `/backfill` from those prev events.
+ * events"): when a client paging back reaches a backward extremity (an event we hold whose prev
+ * events we lack: the oldest event of a room we joined, or the far edge of a hole in the middle,
+ * where the incoming-PDU handler crossed a gap longer than get_missing_events' 10 events with
+ * `/state_ids`), ask a server in the room for `/backfill` from the events we lack. The store
+ * keeps those per room (`EventReader.backwardExtremities`, opened and closed in the commit of
+ * the append that causes it), each with the position of the event citing it, so the walk in
+ * room_event_reads.ts knows when it has reached one.
+ *
+ * Where backfilled events go, and why: every batch of backfilled history takes the positions
+ * just below the room's first, the filling of a hole in the middle too. Pagination stays one
+ * walk down the positions, so a client paging back meets every event exactly once: what a
+ * backfill adds lies below all it has been given and below every token it holds, and /sync,
+ * which reads forward positions only, never shows history as new. The cost is order: a hole's
+ * events come after (further back than) the older events we held below the hole, instead of
+ * between them as the DAG has it (Synapse orders /messages by depth instead). Placing them in
+ * the hole would need positions between two integers that tokens, the forward walk's `+1`
+ * boundaries and sync's bisection over forward positions all assume do not exist, or
+ * pagination tokens that detour through a side run and skip it on the way down; both change
+ * the log's contract, so they are left for when clients need it. The room's start, the common
+ * case (history from before we joined), keeps the DAG's order exactly.
+ *
+ * A prev event that belongs to another room never counts as held: an event citing one is
+ * dropped, not placed on that room's state, so an answer cannot stitch two rooms' histories
+ * together (SyTest "Backfilled events whose prev_events are in a different room do not allow
+ * cross-room back-pagination").
  *
  * Every event of the answer gets the checks of an incoming PDU, with the incoming-PDU handler's
  * own steps: format, signatures, content hash and auth against its own auth events
@@ -31,10 +53,14 @@ import { remoteEventSource } from "./pdu_input/remote_events.ts";
 import type { SignatureVerifier } from "./pdu_input/signatures.ts";
 import type { HeldEvent } from "./pdu_input/types.ts";
 
-/** Fetches history older than the room's first held event; see room_event_reads.ts. */
+/** Fetches history we lack behind a backward extremity; see room_event_reads.ts. */
 export interface HistoryBackfill {
-  /** Fetch earlier events of `roomId`; resolves to how many were stored accepted. */
-  backfill(roomId: string): Promise<number>;
+  /**
+   * Fetch earlier events of `roomId` from the missing events `from` (backward extremities), or
+   * without them from the prev events of the room's first event; resolves to how many were
+   * stored accepted.
+   */
+  backfill(roomId: string, from?: readonly string[]): Promise<number>;
 }
 
 /** What backfill is built from. */
@@ -52,6 +78,8 @@ export interface RemoteBackfillDeps {
 export const BACKFILL_LIMIT = 100;
 /** Most servers tried for one backfill. */
 const MAX_SERVERS_TRIED = 5;
+/** Missing events asked from at once (`v` parameters), as Synapse limits them. */
+const MAX_EXTREMITIES = 5;
 
 /** Backfill over federation, through the incoming-PDU checks. */
 export class RemoteBackfill implements HistoryBackfill {
@@ -62,28 +90,33 @@ export class RemoteBackfill implements HistoryBackfill {
   constructor(private readonly deps: RemoteBackfillDeps) {}
 
   /** See HistoryBackfill.backfill. */
-  backfill(roomId: string): Promise<number> {
+  backfill(roomId: string, from?: readonly string[]): Promise<number> {
     const running = this.#running.get(roomId);
     if (running) return running;
-    const run = this.#backfill(roomId).finally(() => this.#running.delete(roomId));
+    const run = this.#backfill(roomId, from).finally(() => this.#running.delete(roomId));
     this.#running.set(roomId, run);
     return run;
   }
 
-  async #backfill(roomId: string): Promise<number> {
+  async #backfill(roomId: string, from: readonly string[] | undefined): Promise<number> {
     const { store } = this.deps;
     const head = await store.roomHead(roomId);
     const version = head ? roomVersion(head.roomVersion) : undefined;
     if (!version) return 0;
-    const first = await store.timeline(roomId, { dir: "f", limit: 1 });
-    const oldest = first.events[0];
-    if (oldest === undefined) return 0;
-    const prevs = referencedIds(oldest.pdu.prev_events);
-    if (prevs.length === 0) return 0; // the create event: history is complete
-    const missing = await this.#notInLog(prevs);
+    let prevs: readonly string[];
+    let sender: string | undefined;
+    if (from === undefined) {
+      const first = await store.timeline(roomId, { dir: "f", limit: 1 });
+      const oldest = first.events[0];
+      if (oldest === undefined) return 0;
+      prevs = referencedIds(oldest.pdu.prev_events);
+      sender = oldest.pdu.sender;
+    } else prevs = from;
+    // None for the create event: the history is complete.
+    const missing = (await this.#notInLog(roomId, prevs)).slice(0, MAX_EXTREMITIES);
     if (missing.length === 0) return 0;
 
-    for (const server of await this.#servers(roomId, oldest.pdu.sender)) {
+    for (const server of await this.#servers(roomId, sender)) {
       const pdus = await this.#fetch(server, roomId, missing);
       if (pdus === undefined) continue;
       return await this.#store(server, roomId, version, pdus);
@@ -92,8 +125,8 @@ export class RemoteBackfill implements HistoryBackfill {
   }
 
   /** Servers in the room, the oldest event's sender's first (it surely has that history). */
-  async #servers(roomId: string, sender: string): Promise<string[]> {
-    const servers = new Set<string>([serverOf(sender)]);
+  async #servers(roomId: string, sender: string | undefined): Promise<string[]> {
+    const servers = new Set<string>(sender === undefined ? [] : [serverOf(sender)]);
     for (const server of (await this.deps.store.serversInRoom(roomId)).keys()) servers.add(server);
     servers.delete(this.deps.serverName);
     return [...servers].slice(0, MAX_SERVERS_TRIED);
@@ -154,8 +187,15 @@ export class RemoteBackfill implements HistoryBackfill {
         else outside.push(id);
       }
       if (outside.length > 0) {
-        const notLogged = await this.#notInLog(outside);
+        const notLogged = await this.#notInLog(roomId, outside);
         const inLog = outside.filter((id) => !notLogged.includes(id));
+        // A prev event of another room: no state of this room follows it, and taking that
+        // room's would join the two histories. The event is left out.
+        const elsewhere = await this.#ofOtherRooms(roomId, notLogged);
+        if (elsewhere.length > 0) {
+          console.warn("backfill: prev events of another room", roomId, event.event_id, elsewhere);
+          continue;
+        }
         const across = await stateAcrossGap(
           roomId,
           version,
@@ -267,12 +307,25 @@ export class RemoteBackfill implements HistoryBackfill {
     });
   }
 
-  /** The IDs among `ids` that are not events of a room's log (outliers do not count). */
-  async #notInLog(ids: readonly string[]): Promise<string[]> {
+  /**
+   * The IDs among `ids` that are not events of `roomId`'s log (outliers and events of other
+   * rooms do not count).
+   */
+  async #notInLog(roomId: string, ids: readonly string[]): Promise<string[]> {
     const found = await this.deps.store.findEvents(ids);
     return ids.filter((id) => {
       const event = found.get(id);
-      return !event || event.outlier;
+      return !event || event.outlier || event.roomId !== roomId;
+    });
+  }
+
+  /** The IDs among `ids` that we hold as events of another room than `roomId`. */
+  async #ofOtherRooms(roomId: string, ids: readonly string[]): Promise<string[]> {
+    if (ids.length === 0) return [];
+    const found = await this.deps.store.findEvents(ids);
+    return ids.filter((id) => {
+      const event = found.get(id);
+      return event !== undefined && event.roomId !== roomId;
     });
   }
 

@@ -76,7 +76,7 @@ export class RoomEventReads {
   constructor(
     private readonly store: EventReader,
     private readonly pipeline: ReadPipeline,
-    /** Fetches earlier history from other servers when /messages reaches our oldest event. */
+    /** Fetches history we lack from other servers when /messages reaches a backward extremity. */
     private readonly history?: HistoryBackfill,
   ) {}
 
@@ -356,30 +356,52 @@ export class RoomEventReads {
       events.push(...out.timeline);
       kept.push(...out.timelineKept);
       end = walked.end;
-      if (end === undefined) {
-        // The start of what we hold (unless the walk stopped at `to`): a room joined over
-        // federation has earlier history on other servers. Fetched once per request, it lands
-        // below the first position, where this walk goes on.
-        const below = lastPosition === undefined ? from : this.store.timelineTokenAt(lastPosition);
-        if (
-          options.dir !== "b" || this.history === undefined || backfilled ||
-          below === undefined || options.to !== undefined
-        ) {
-          break;
-        }
-        backfilled = true;
-        const added = await this.history.backfill(roomId)
-          .catch((error) => {
+      const exhausted = end === undefined;
+      // Paging back past a backward extremity (the first event of a room we joined, or the far
+      // edge of a hole in the middle) fetches the history we lack from other servers, once per
+      // request. It lands below the first position (see domain/federation/backfill.ts), so
+      // this walk, or the client's next page, goes on into it. Not with `to`: nothing below
+      // the first position lies above it.
+      if (
+        options.dir === "b" && this.history !== undefined && !backfilled &&
+        options.to === undefined
+      ) {
+        const reached = await this.#extremitiesReached(
+          roomId,
+          exhausted ? undefined : walked.events.at(-1)?.position,
+        );
+        if (reached.length > 0) {
+          backfilled = true;
+          const added = await this.history.backfill(roomId, reached).catch((error) => {
             console.warn("backfill failed", roomId, error);
             return 0;
           });
-        if (added === 0) break;
-        from = below;
-        continue;
+          const below = lastPosition === undefined
+            ? from
+            : this.store.timelineTokenAt(lastPosition);
+          if (exhausted && added > 0 && below !== undefined) {
+            from = below;
+            continue;
+          }
+        }
       }
+      if (exhausted) break;
       from = end;
     }
     return { events, kept, start, end, lastPosition };
+  }
+
+  /**
+   * The backward extremities a walk down to `lowest` has reached: those cited by an event at or
+   * above it, the ones cited lowest first; every one when the walk has run out of events (all
+   * we hold lies above it then).
+   */
+  async #extremitiesReached(roomId: string, lowest: number | undefined): Promise<string[]> {
+    const extremities = await this.store.backwardExtremities(roomId);
+    return [...extremities]
+      .filter(([, position]) => lowest === undefined || position >= lowest)
+      .sort(([, a], [, b]) => a - b)
+      .map(([id]) => id);
   }
 
   /**
