@@ -91,6 +91,28 @@ export function checkRedactionApplies(
 }
 
 /**
+ * Whether an accepted redaction takes effect on `target`, the one event it names, and so is
+ * shown to clients: never on a rejected event (we do not hold it) nor on a create event (as
+ * Synapse, which never redacts one), never across rooms, otherwise `checkRedactionApplies` on
+ * the state before the redaction. Reads decide this (domain/room_events/applied_redactions.ts:
+ * a redaction that does not take effect is withheld, as Synapse's "Withholding redaction"), and
+ * so do the projections that drop a redacted event (search index, relation counts), so both
+ * agree.
+ */
+export function redactionTakesEffect(
+  redaction: RoomEvent,
+  target: RoomEvent,
+  targetRejected: boolean,
+  state: AuthStateLookup,
+  version: RoomVersion,
+  options: RedactionApplyOptions,
+): boolean {
+  if (targetRejected || target.type === "m.room.create") return false;
+  if (target.room_id !== redaction.room_id) return false;
+  return checkRedactionApplies(redaction, target, state, version, options).allowed;
+}
+
+/**
  * 404 for a redaction of an event we do not have. Its own class so that senders which turn an
  * unknown room's 404 into 403 (not to reveal rooms) can tell the two apart.
  */

@@ -42,6 +42,7 @@ import { readOutliers } from "./outlier_store.ts";
 import { type BackwardExtremityPlan, noteBackwardExtremities } from "./backward_extremities.ts";
 import { noteServerChanges, type RoomServersPlan } from "./room_servers.ts";
 import { searchPostingDeletes } from "./search_projection.ts";
+import { anyTakesEffect, type RedactionEffectLookups } from "./redaction_effects.ts";
 import { readStagedState } from "./staged_state.ts";
 import {
   emptyStateUsagePlan,
@@ -315,7 +316,9 @@ export class RoomBatchPlanner {
   /**
    * Index an accepted redaction under its target. Whether it applies (v3+: the redact level or
    * the target's server) is decided on read, when both events are surely known: over federation
-   * a redaction may arrive before its target.
+   * a redaction may arrive before its target. The first that takes effect (the same rule,
+   * kv/redaction_effects.ts) takes a target already held out of search and relation counts; one
+   * that does not (reads withhold it) leaves them, and a target arriving later asks again.
    */
   async #noteRedaction(event: RoomEvent): Promise<void> {
     const target = event.redacts;
@@ -328,9 +331,34 @@ export class RoomBatchPlanner {
     // Bounded so a flood of redactions cannot grow one value past KV's limit; the first ones
     // win, which replay reproduces because it re-appends in arrival order.
     if (list.length >= MAX_REDACTIONS_PER_EVENT || list.includes(event.event_id)) return;
-    if (list.length === 0) await this.#unindexForSearch(target);
     this.redactions.set(target, [...list, event.event_id]);
-    if (list.length === 0) await this.relations.noteFirstRedaction(target, this.#relationLookups());
+    const effects = this.#redactionEffectLookups();
+    if (!(await anyTakesEffect([event.event_id], target, this.version!, effects))) return;
+    if (await anyTakesEffect(list, target, this.version!, effects)) return;
+    await this.#unindexForSearch(target);
+    await this.relations.noteFirstRedaction(target, this.#relationLookups());
+  }
+
+  /** What deciding a redaction's effect reads: planned events first, then the log. */
+  #redactionEffectLookups(): RedactionEffectLookups {
+    return {
+      placed: async (id) => {
+        const planned = this.events.get(id);
+        if (planned) {
+          return { event: planned.event, status: planned.status, before: planned.groups.before };
+        }
+        const [stored, placements] = await Promise.all([
+          readStoredEvent(this.ctx, id),
+          readEventPlacements(this.ctx, [id]),
+        ]);
+        const groups = placements.get(id)?.groups;
+        if (!stored || stored.roomId !== this.roomId || !groups) return undefined;
+        const event = toRoomEvent(stored.pdu, id, this.version!);
+        return { event, status: stored.status, before: groups.before };
+      },
+      state: (group) => this.groups.state(group),
+      roomEvents: (ids) => this.#roomEvents(ids),
+    };
   }
 
   /** What the relation plan asks of the batch: planned events first, then committed ones. */
@@ -344,10 +372,13 @@ export class RoomBatchPlanner {
         return toRoomEvent(stored.pdu, id, this.version!);
       },
       redactionNamed: async (id) => {
-        const planned = this.redactions.get(id);
-        if (planned !== undefined) return planned.length > 0;
-        const entry = await this.ctx.kv.get<string[]>(this.ctx.keys.redactions(this.roomId, id));
-        return (entry.value?.length ?? 0) > 0;
+        let list = this.redactions.get(id);
+        if (list === undefined) {
+          const key = this.ctx.keys.redactions(this.roomId, id);
+          list = (await this.ctx.kv.get<string[]>(key)).value ?? [];
+        }
+        if (list.length === 0) return false;
+        return await anyTakesEffect(list, id, this.version!, this.#redactionEffectLookups());
       },
     };
   }

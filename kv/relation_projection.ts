@@ -39,7 +39,10 @@ export interface RelationRecord {
 export interface RelationLookups {
   /** An accepted event of this room by ID (planned or stored); undefined otherwise. */
   acceptedEvent(eventId: string): Promise<RoomEvent | undefined>;
-  /** Whether an accepted redaction naming `eventId` is planned or stored already. */
+  /**
+   * Whether an accepted redaction naming `eventId` that takes effect on it (as reads decide:
+   * kv/redaction_effects.ts) is planned or stored already.
+   */
   redactionNamed(eventId: string): Promise<boolean>;
 }
 
@@ -108,8 +111,8 @@ export class RelationPlan {
   }
 
   /**
-   * The first accepted redaction naming `targetId` takes the target out of its parent's counts
-   * (whether it applies is decided on read; local redactions were checked when sent). Reads
+   * The first accepted redaction naming `targetId` that takes effect (the planner decides it as
+   * reads do) takes the target out of its parent's counts. Reads
    * skip redacted children anyway; the counts are what a page of events reads without loading
    * each child.
    */

@@ -7,9 +7,11 @@
  * written in the event's own commit by the batch planner (kv/projections.ts), so an event is
  * searchable exactly when it is stored. Keys sort by term, so the terms starting with a query
  * term are one range read per room; the position finds the event in the room's log without
- * another index. An accepted redaction deletes its target's entries in its own commit (the
- * target is read to know its terms); a redaction that arrives before its target deletes nothing,
- * and search drops results the read pipeline redacts anyway. Replay rebuilds and compares it.
+ * another index. The first accepted redaction that takes effect on its target (as reads decide:
+ * kv/redaction_effects.ts; one the pipeline withholds deletes nothing) deletes the target's
+ * entries in its own commit (the target is read to know its terms); a redaction that arrives
+ * before its target deletes nothing, and search drops results the read pipeline redacts anyway.
+ * Replay rebuilds and compares it.
  */
 import { eventTerms } from "../domain/search/search_terms.ts";
 import type { Pdu } from "../domain/events.ts";

@@ -16,7 +16,7 @@ import { authStateFromEvents } from "../auth_rules.ts";
 import { CREATE_KEY, POWER_LEVELS_KEY } from "../auth_context.ts";
 import type { RoomEvent } from "../events.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
-import { checkRedactionApplies } from "../redaction_auth_rules.ts";
+import { redactionTakesEffect } from "../redaction_auth_rules.ts";
 import type { RoomVersion } from "../room_versions.ts";
 import { toStoredRoomEvent } from "../stored_events.ts";
 
@@ -87,15 +87,21 @@ export class AppliedRedactions {
     return out;
   }
 
-  /** Whether `redaction` takes effect on `target` (both known); the same rule for both uses. */
+  /** Whether `redaction` takes effect on `target` (both known): `redactionTakesEffect`. */
   async #applies(redaction: StoredEvent, target: StoredEvent, version: RoomVersion) {
-    if (target.status === "rejected") return false;
-    if (target.pdu.type === "m.room.create") return false;
-    if (target.roomId !== redaction.roomId) return false;
+    const rejected = target.status === "rejected";
     const redactionEvent = toStoredRoomEvent(redaction, version);
     const targetEvent = toStoredRoomEvent(target, version);
-    // One's own event needs no state read (checkRedactionApplies allows it first too).
-    if (redactionEvent.sender === targetEvent.sender) return true;
+    const noState = () => undefined;
+    const options = { localServer: this.deps.serverName };
+    // Refused without state, or one's own event: no state read (the rule allows that first).
+    if (
+      rejected || targetEvent.type === "m.room.create" ||
+      targetEvent.room_id !== redactionEvent.room_id ||
+      redactionEvent.sender === targetEvent.sender
+    ) {
+      return redactionTakesEffect(redactionEvent, targetEvent, rejected, noState, version, options);
+    }
     const state = await this.deps.store.stateAtEvent(redaction.eventId, "before");
     const wanted = [state?.get(CREATE_KEY), state?.get(POWER_LEVELS_KEY)]
       .filter((id): id is string => id !== undefined);
@@ -103,8 +109,6 @@ export class AppliedRedactions {
     const lookup = authStateFromEvents(
       [...found.values()].map((e): RoomEvent => toStoredRoomEvent(e, version)),
     );
-    return checkRedactionApplies(redactionEvent, targetEvent, lookup, version, {
-      localServer: this.deps.serverName,
-    }).allowed;
+    return redactionTakesEffect(redactionEvent, targetEvent, false, lookup, version, options);
   }
 }

@@ -78,6 +78,21 @@ async function messageIds(a: NetworkServer, alice: RegisteredUser, roomId: strin
   return (page.chunk as JsonObject[]).map((e) => e.event_id as string);
 }
 
+/** IDs of the events Alice's search for `term` finds on A. */
+async function searchIds(a: NetworkServer, alice: RegisteredUser, term: string) {
+  const body = await ok(a, alice, "POST", "/search", {
+    search_categories: { room_events: { search_term: term } },
+  });
+  const results = body.search_categories.room_events.results as { result: JsonObject }[];
+  return results.map((r) => r.result.event_id as string);
+}
+
+/** IDs of the events of Alice's /notifications on A. */
+async function notifiedIds(a: NetworkServer, alice: RegisteredUser) {
+  const body = await ok(a, alice, "GET", "/notifications");
+  return (body.notifications as { event: JsonObject }[]).map((n) => n.event.event_id as string);
+}
+
 /** Every event ID anywhere in a sync response. */
 function syncIds(value: unknown, out = new Set<string>()): Set<string> {
   if (Array.isArray(value)) value.forEach((v) => syncIds(v, out));
@@ -106,6 +121,11 @@ Deno.test("redactions over federation: another room's and an unauthorised one ar
       await ok(b, bob, "POST", `/join/${enc(created.room_id)}?server_name=${A}`, {});
     }
     const [room, otherRoom] = rooms;
+    // Alice wants to hear of every redaction, so a withheld one would show in /notifications.
+    await ok(a, alice, "PUT", "/pushrules/global/override/redactions", {
+      conditions: [{ kind: "event_match", key: "type", pattern: "m.room.redaction" }],
+      actions: ["notify"],
+    });
     const aliceSaid = await say(a, alice, room, "alice's words");
     const bobElsewhere = await say(b, bob, otherRoom, "bob in the other room");
     await exchange(net);
@@ -153,6 +173,14 @@ Deno.test("redactions over federation: another room's and an unauthorised one ar
     assert.equal((target.unsigned as JsonObject).redacted_by, undefined);
     const elsewhere = (await eventOnA(a, alice, otherRoom, bobElsewhere))!;
     assert.equal((elsewhere.content as JsonObject).body, "bob in the other room");
+    // Search still finds both targets' words.
+    assert.deepEqual(await searchIds(a, alice, "words"), [aliceSaid]);
+    assert.deepEqual(await searchIds(a, alice, "other"), [bobElsewhere]);
+    // Alice is notified of redactions (her rule): of none of these.
+    const notified = await notifiedIds(a, alice);
+    for (const id of withheld) {
+      assert.ok(!notified.includes(id), `${id} withheld from /notifications`);
+    }
 
     // The target arrives: the early redaction applies and shows.
     await push(net, [late.pdu] as unknown as JsonObject[]);
@@ -163,6 +191,8 @@ Deno.test("redactions over federation: another room's and an unauthorised one ar
     assert.equal((unsigned.redacted_because as JsonObject).event_id, early.eventId);
     assert.equal((await eventOnA(a, alice, room, early.eventId))?.redacts, late.eventId);
     assert.ok((await messageIds(a, alice, room)).includes(early.eventId));
+    assert.ok((await notifiedIds(a, alice)).includes(early.eventId));
+    assert.deepEqual(await searchIds(a, alice, "soon"), []);
     // The two others stay withheld.
     assert.equal(await eventOnA(a, alice, room, forbidden.eventId), null);
     assert.equal(await eventOnA(a, alice, room, crossRoom.eventId), null);
