@@ -4,7 +4,8 @@
  * Bob), and b.test asks `GET /_matrix/federation/v1/event/{eventId}` for one of its messages,
  * over the in-process test network (the whole route: X-Matrix signature check, the room's ACL,
  * the origin's access check, the read pipeline's server read; `:memory:` KV). Then the same
- * for `/query/directory`, whose answer lists the room's servers.
+ * for `/state_ids` at that message (whose answer itself names every member's event, so the
+ * access check is a smaller part of it) and for `/query/directory`, which lists the servers.
  *
  * Before the room servers projection (`roomid_servers`), the access check ("the origin has a
  * joined user") and the directory's server list read every joined member; this measures what
@@ -12,7 +13,7 @@
  * and the median of the runs.
  *
  * Flags: --members=N (default 5000), --servers=N (default 50), --requests=N per run (default
- * 300), --runs=N (default 3).
+ * 300; a sixth of that for /state_ids), --runs=N (default 3).
  */
 import { buildEvent } from "../domain/event_builder.ts";
 import type { JsonObject } from "../domain/json.ts";
@@ -31,16 +32,23 @@ const SERVERS = flag("servers", 50);
 const REQUESTS = flag("requests", 300);
 const RUNS = flag("runs", 3);
 const WARMUP = 20;
-/** Member events per append (one commit each, well within KV's limits). */
-const PER_APPEND = 100;
+/** Member events per append (one commit each, within KV's 1,000 mutations). */
+const PER_APPEND = 50;
 const enc = encodeURIComponent;
 
 function median(values: readonly number[]): number {
   return summarise(values).median;
 }
 
+/** Median latency in ms of each request measured. */
+interface RunResult {
+  event: number;
+  stateIds: number;
+  directory: number;
+}
+
 /** One run: a fresh room of MEMBERS members; returns the median latency of each read in ms. */
-async function run(): Promise<{ event: number; directory: number }> {
+async function run(): Promise<RunResult> {
   const net = await startNetwork(["a.test", "b.test"], {
     env: { TESSERA_FEDERATION_ALLOW_PRIVATE: "true" },
   });
@@ -102,9 +110,13 @@ async function run(): Promise<{ event: number; directory: number }> {
     prev = (await store.getEvent(sent.body.event_id))!;
 
     const fromB = net.transportFor("b.test");
-    const time = async (path: string, check: (body: JsonObject) => boolean) => {
+    const time = async (
+      path: string,
+      check: (body: JsonObject) => boolean,
+      requests = REQUESTS,
+    ) => {
       const samples: number[] = [];
-      for (let i = 0; i < WARMUP + REQUESTS; i++) {
+      for (let i = 0; i < WARMUP + requests; i++) {
         const t0 = performance.now();
         const res = await fromB.request({ method: "GET", destination: "a.test", path });
         const ms = performance.now() - t0;
@@ -119,27 +131,32 @@ async function run(): Promise<{ event: number; directory: number }> {
       `/_matrix/federation/v1/event/${enc(prev.eventId)}`,
       (body) => (body.pdus as JsonObject[]).length === 1,
     );
+    const stateIds = await time(
+      `/_matrix/federation/v1/state_ids/${enc(roomId)}?event_id=${enc(prev.eventId)}`,
+      (body) => (body.pdu_ids as string[]).length > users.length,
+      Math.max(1, Math.round(REQUESTS / 6)),
+    );
     const directory = await time(
       `/_matrix/federation/v1/query/directory?room_alias=${enc("#big:a.test")}`,
       (body) => (body.servers as string[]).length === SERVERS + 2,
     );
-    return { event, directory };
+    return { event, stateIds, directory };
   } finally {
     await net.close();
   }
 }
 
-const runs: { event: number; directory: number }[] = [];
+const runs: RunResult[] = [];
 for (let i = 0; i < RUNS; i++) {
   const result = await run();
   runs.push(result);
   console.log(
-    `run ${i + 1}: /event ${result.event.toFixed(2)} ms, /query/directory ${
-      result.directory.toFixed(2)
-    } ms (median of ${REQUESTS})`,
+    `run ${i + 1}: /event ${result.event.toFixed(2)} ms, /state_ids ${
+      result.stateIds.toFixed(2)
+    } ms, /query/directory ${result.directory.toFixed(2)} ms`,
   );
 }
-const row = (name: string, pick: (r: { event: number; directory: number }) => number) => [
+const row = (name: string, pick: (r: RunResult) => number) => [
   name,
   median(runs.map(pick)).toFixed(2),
   runs.map((r) => pick(r).toFixed(2)).join(", "),
@@ -150,5 +167,6 @@ console.log(
 );
 console.log(markdownTable(["request", "median ms (of runs)", "runs' medians ms"], [
   row("GET /event/{eventId}", (r) => r.event),
+  row("GET /state_ids/{roomId}", (r) => r.stateIds),
   row("GET /query/directory", (r) => r.directory),
 ]));
