@@ -5,6 +5,8 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 import { type NetworkServer, startNetwork } from "./in_process_network.ts";
+import { RemoteView } from "./remote_view.ts";
+import { roomVersion } from "../../domain/room_versions.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 
 const A = "a.test";
@@ -279,6 +281,73 @@ Deno.test("backfill: a hole in the middle is filled by paging back through it, e
     const requests = net.log.filter((r) => r.path.includes("/backfill/")).length;
     assertEquals(await pageBack(b, bob, roomId), served);
     assertEquals(net.log.filter((r) => r.path.includes("/backfill/")).length, requests);
+  } finally {
+    await net.close();
+  }
+});
+
+Deno.test("backfill: an answer whose event cites another room's event does not stitch the rooms", async () => {
+  const net = await startNetwork([A, B], { env: { TESSERA_FEDERATION_ALLOW_PRIVATE: "true" } });
+  try {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const room1 = await sharedRoom(a, b, alice, bob);
+    await send(a, alice, room1, "event P");
+    await sendUntil(a, "P reaches B", async () => {
+      const page = await b.deps.eventStore.timeline(room1, { dir: "b", limit: 1 });
+      return page.events[0]?.pdu.content.body === "event P";
+    });
+    const p = (await b.deps.eventStore.timeline(room1, { dir: "b", limit: 1 })).events[0];
+    const room2 = await sharedRoom(a, b, alice, bob);
+
+    // Q: an event of room 2, signed by A, whose prev event is P of room 1 (which B holds).
+    const view = new RemoteView(room2, roomVersion("10")!, A, a.deps.keyring.current);
+    await view.syncFrom(a.deps.eventStore);
+    const tip = (await a.deps.eventStore.roomHead(room2))!.forwardExtremities[0];
+    const room2State = (await a.deps.eventStore.stateAtEvent(tip, "after"))!;
+    view.events.set(p.eventId, {
+      eventId: p.eventId,
+      pdu: p.pdu,
+      stateBefore: room2State,
+      stateAfter: room2State,
+    });
+    const q = await view.build(p.eventId, {
+      sender: alice.userId,
+      type: "m.room.message",
+      content: { msgtype: "m.text", body: "event Q" },
+    });
+    const room1Before = await b.deps.eventStore.timeline(room1, { dir: "b", limit: 100 });
+    net.intercept((request) => {
+      if (
+        !request.path.startsWith(`/_matrix/federation/v1/backfill/${encodeURIComponent(room2)}`)
+      ) {
+        return "deliver";
+      }
+      return { status: 200, body: { origin: A, origin_server_ts: 0, pdus: [q.pdu] } as never };
+    });
+    const served = await pageBack(b, bob, room2);
+    net.intercept(undefined);
+    assert(net.log.some((r) => r.path.includes("/backfill/")));
+
+    // Neither Q nor anything of room 1 came into room 2's timeline; room 1 is as it was; B
+    // asked nobody for room 2's state at P.
+    assertEquals(served, []);
+    const room2Log = await b.deps.eventStore.timeline(room2, { dir: "b", limit: 100 });
+    assert(!room2Log.events.some((e) => e.eventId === q.eventId || e.eventId === p.eventId));
+    // Q is held at most as an outlier, checked but outside every log, not even rejected in it.
+    const q2 = (await b.deps.eventStore.findEvents([q.eventId])).get(q.eventId);
+    assert(q2 === undefined || q2.outlier, JSON.stringify(q2));
+    assertEquals(
+      (await b.deps.eventStore.timeline(room1, { dir: "b", limit: 100 })).events.map((e) =>
+        e.eventId
+      ),
+      room1Before.events.map((e) => e.eventId),
+    );
+    assertEquals((await b.deps.eventStore.getEvent(p.eventId))?.roomId, room1);
+    assert(!net.log.some((r) => r.path.includes("/state_ids/") && r.path.includes(p.eventId)));
+    assert(!(await b.deps.eventStore.backwardExtremities(room1)).has(q.eventId));
   } finally {
     await net.close();
   }
