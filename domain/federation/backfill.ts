@@ -80,12 +80,21 @@ export const BACKFILL_LIMIT = 100;
 const MAX_SERVERS_TRIED = 5;
 /** Missing events asked from at once (`v` parameters), as Synapse limits them. */
 const MAX_EXTREMITIES = 5;
+/** How long a missing event that no server could give us is not asked for again. */
+const FRUITLESS_BACKOFF_MS = 60_000;
+/** Fruitless attempts remembered at most (the oldest are forgotten first). */
+const MAX_REMEMBERED_ATTEMPTS = 10_000;
 
 /** Backfill over federation, through the incoming-PDU checks. */
 export class RemoteBackfill implements HistoryBackfill {
   // One backfill of a room at a time in this process: concurrent readers wait for the same one
   // instead of fetching the same history twice (the store would dedupe, the network would not).
   readonly #running = new Map<string, Promise<number>>();
+  // Missing events no server gave us, with when we last asked: a hole that cannot be filled (its
+  // edge cites another room's event, or no server answers) would otherwise cost requests to
+  // every server on each /messages page that reaches it. A per-process back-off, not a copy of
+  // stored data: another isolate filling the hole removes the extremity from the store itself.
+  readonly #fruitless = new Map<string, number>();
 
   constructor(private readonly deps: RemoteBackfillDeps) {}
 
@@ -113,15 +122,32 @@ export class RemoteBackfill implements HistoryBackfill {
       sender = oldest.pdu.sender;
     } else prevs = from;
     // None for the create event: the history is complete.
-    const missing = (await this.#notInLog(roomId, prevs)).slice(0, MAX_EXTREMITIES);
+    const now = Date.now();
+    const missing = (await this.#notInLog(roomId, prevs))
+      .filter((id) =>
+        (this.#fruitless.get(attemptKey(roomId, id)) ?? -Infinity) <= now - FRUITLESS_BACKOFF_MS
+      )
+      .slice(0, MAX_EXTREMITIES);
     if (missing.length === 0) return 0;
 
+    let stored = 0;
     for (const server of await this.#servers(roomId, sender)) {
       const pdus = await this.#fetch(server, roomId, missing);
       if (pdus === undefined) continue;
-      return await this.#store(server, roomId, version, pdus);
+      stored = await this.#store(server, roomId, version, pdus);
+      break;
     }
-    return 0;
+    for (const id of await this.#notInLog(roomId, missing)) this.#noteFruitless(roomId, id, now);
+    return stored;
+  }
+
+  #noteFruitless(roomId: string, eventId: string, at: number): void {
+    const key = attemptKey(roomId, eventId);
+    this.#fruitless.delete(key);
+    this.#fruitless.set(key, at);
+    if (this.#fruitless.size > MAX_REMEMBERED_ATTEMPTS) {
+      this.#fruitless.delete(this.#fruitless.keys().next().value!);
+    }
   }
 
   /** Servers in the room, the oldest event's sender's first (it surely has that history). */
@@ -374,6 +400,10 @@ function oldestFirst(events: HeldEvent[]): HeldEvent[] {
   }
   // Events in a prev_events cycle (impossible for honest events) are left out.
   return out;
+}
+
+function attemptKey(roomId: string, eventId: string): string {
+  return `${roomId}\u0000${eventId}`;
 }
 
 function serverOf(userId: string): string {
