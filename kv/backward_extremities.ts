@@ -17,6 +17,12 @@ import type { PlannedMutation } from "./commit_budget.ts";
 import type { EventStoreKeys } from "./schema.ts";
 import type { StoreContext } from "./store_context.ts";
 
+/**
+ * Entries read per room at most: a room is expected to hold a few (one per hole); one with very
+ * many is served the first ones by event ID, and the rest once those are filled.
+ */
+const MAX_LISTED = 1000;
+
 /** Changes of one batch: missing event ID -> citing position (set), or null (filled). */
 export type BackwardExtremityPlan = Map<string, number | null>;
 
@@ -51,7 +57,7 @@ export async function readBackwardExtremities(
 ): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   const prefix = ctx.keys.backwardExtremityPrefix(roomId);
-  for await (const entry of ctx.kv.list<number>({ prefix })) {
+  for await (const entry of ctx.kv.list<number>({ prefix }, { limit: MAX_LISTED })) {
     out.set(entry.key[entry.key.length - 1] as string, entry.value);
   }
   return out;

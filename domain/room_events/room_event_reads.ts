@@ -339,6 +339,8 @@ export class RoomEventReads {
     let end: string | undefined;
     let lastPosition: number | undefined;
     let backfilled = false;
+    // Read once per request: only this request's own backfill changes them meanwhile.
+    let extremities: Promise<Map<string, number>> | undefined;
     for (let page = 0; page < MAX_PAGES && events.length < options.limit; page++) {
       const wanted = options.limit - events.length;
       const walked = await this.store.timeline(roomId, {
@@ -366,8 +368,9 @@ export class RoomEventReads {
         options.dir === "b" && this.history !== undefined && !backfilled &&
         options.to === undefined
       ) {
-        const reached = await this.#extremitiesReached(
-          roomId,
+        extremities ??= this.store.backwardExtremities(roomId);
+        const reached = extremitiesReached(
+          await extremities,
           exhausted ? undefined : walked.events.at(-1)?.position,
         );
         if (reached.length > 0) {
@@ -389,19 +392,6 @@ export class RoomEventReads {
       from = end;
     }
     return { events, kept, start, end, lastPosition };
-  }
-
-  /**
-   * The backward extremities a walk down to `lowest` has reached: those cited by an event at or
-   * above it, the ones cited lowest first; every one when the walk has run out of events (all
-   * we hold lies above it then).
-   */
-  async #extremitiesReached(roomId: string, lowest: number | undefined): Promise<string[]> {
-    const extremities = await this.store.backwardExtremities(roomId);
-    return [...extremities]
-      .filter(([, position]) => lowest === undefined || position >= lowest)
-      .sort(([, a], [, b]) => a - b)
-      .map(([id]) => id);
   }
 
   /**
@@ -463,6 +453,21 @@ export class RoomEventReads {
       aggregations: prevContent,
     };
   }
+}
+
+/**
+ * The backward extremities a walk down to `lowest` has reached: those cited by an event at or
+ * above it, the ones cited lowest first (the walk met them last); every one when the walk has
+ * run out of events (all we hold lies above it then).
+ */
+function extremitiesReached(
+  extremities: Map<string, number>,
+  lowest: number | undefined,
+): string[] {
+  return [...extremities]
+    .filter(([, position]) => lowest === undefined || position >= lowest)
+    .sort(([, a], [, b]) => a - b)
+    .map(([id]) => id);
 }
 
 /** Member events of the senders of `events` (and of nobody else), from `state`. */
