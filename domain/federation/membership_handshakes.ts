@@ -387,8 +387,7 @@ export class MembershipHandshakes {
     if (!head) throw notFound(`Unknown room ${roomId}`);
     const version = roomVersion(head.roomVersion);
     if (!version) throw notFound(`Unknown room ${roomId}`);
-    const joined = await store.members(roomId, ["join"]);
-    if (!joined.some((m) => serverOf(m.userId) === serverName)) {
+    if (!(await store.isServerInRoom(roomId, serverName))) {
       throw notFound(`This server is no longer in ${roomId}`);
     }
     await this.#acl.assertAllowed(roomId, origin);
@@ -438,8 +437,7 @@ export class MembershipHandshakes {
     for (const entry of allow) {
       if (!isJsonObject(entry) || entry.type !== "m.room_membership") continue;
       if (typeof entry.room_id !== "string") continue;
-      const ourMembers = await store.members(entry.room_id, ["join"]);
-      if (!ourMembers.some((m) => serverOf(m.userId) === serverName)) continue;
+      if (!(await store.isServerInRoom(entry.room_id, serverName))) continue;
       resident = true;
       const id = await store.currentStateEventId(entry.room_id, "m.room.member", userId);
       const member = id ? await store.getEvent(id) : null;
