@@ -385,11 +385,9 @@ export class MembershipService {
     }
     if (!isValidRoomId(roomId)) return undefined;
     if ((await this.deps.store.roomHead(roomId)) !== null) {
-      const joined = await this.deps.store.members(roomId, ["join"]);
-      if (joined.length === 0 || joined.some((m) => isLocal(m.userId, this.deps.serverName))) {
-        return undefined;
-      }
-      more.push(...joined.map((m) => m.userId.slice(m.userId.indexOf(":") + 1)));
+      const joined = await this.deps.store.serversInRoom(roomId);
+      if (joined.size === 0 || joined.has(this.deps.serverName)) return undefined;
+      more.push(...joined.keys());
     }
     // The room ID's own server created it and is the likeliest to still be in it.
     if (!roomId.includes(":")) return { roomId, servers: [...new Set([...servers, ...more])] };
