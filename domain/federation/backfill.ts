@@ -33,8 +33,9 @@
  * is worked out here, oldest event first: the state after its prev events when they are in the
  * answer or our log, and for prev events we lack the sender's `/state_ids` (the handler's
  * `stateAcrossGap`), resolved when several disagree. The events are then appended newest first
- * (`AppendRequest.backfill`): each takes the position just below the room's first, so the log's
- * order stays the DAG's, and current state never moves.
+ * (`AppendRequest.backfill`): each takes the position just below the room's first, so each
+ * batch keeps the DAG's order, and current state never moves. A missing event that no server
+ * gave us is not asked for again for a minute by this process.
  *
  * Synapse asks for 100 events at a time: a short history comes back whole, down to the create
  * event, and needs no `/state_ids` at all.
