@@ -2,7 +2,8 @@
  * Stage 2 of the read pipeline: which accepted redactions apply to which events, and which
  * redaction events clients must not see at all. Both are decided on read, not when a redaction
  * arrives, because over federation a redaction can come before its target; the rule itself is
- * domain/redaction_auth_rules.ts.
+ * `redactionTakesEffect` (domain/redaction_auth_rules.ts), which the projections that drop a
+ * redacted event (search index, relation counts) apply too (kv/redaction_effects.ts).
  *
  * A redaction that does not apply is withheld from clients, as Synapse's `get_events_as_list`
  * withholds it ("Withholding redaction"): its target is unknown or rejected (it may still
