@@ -6,8 +6,8 @@
  * To add a variable: add a field to `Config`, an entry to `variables` and a line in `toConfig`.
  */
 import { z } from "zod";
-import { parseBindHost, parseServerName, parseUserId } from "./identifiers.ts";
-import { roomVersion } from "./room_versions.ts";
+import { parseBindHost, parseServerName, parseUserId } from "./protocol/identifiers.ts";
+import { roomVersion } from "./protocol/room_versions.ts";
 import {
   type OldSigningKey,
   parseOldSigningKeys,

@@ -1,6 +1,6 @@
 /** What the well-known documents tell clients and peers about where we are. */
 import type { Config } from "./config.ts";
-import { parseServerName } from "./identifiers.ts";
+import { parseServerName } from "./protocol/identifiers.ts";
 
 /** Base URL clients should use: the configured public URL, else one derived from the server name. */
 export function clientBaseUrl(config: Config): string {

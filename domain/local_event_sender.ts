@@ -13,18 +13,18 @@
  * again, so a ban or demotion committed elsewhere binds the next commit here, and the DAG stays
  * linear across processes too.
  */
-import { authEventKeys } from "./auth_event_selection.ts";
-import { authStateFromEvents, checkEventAuth } from "./auth_rules.ts";
-import { buildEvent, type EventReference } from "./event_builder.ts";
+import { authEventKeys } from "./protocol/auth_event_selection.ts";
+import { authStateFromEvents, checkEventAuth } from "./protocol/auth_rules.ts";
+import { buildEvent, type EventReference } from "./protocol/event_builder.ts";
 import { forbidden, MatrixError, notFound, unsupportedRoomVersion } from "./errors.ts";
 import { KeyedDrainQueue, type Queued } from "./keyed_drain_queue.ts";
-import { checkLocalRedaction } from "./redaction_auth_rules.ts";
-import { type Pdu, type RoomEvent, type StateKey, stateKey } from "./events.ts";
+import { checkLocalRedaction } from "./protocol/redaction_auth_rules.ts";
+import { type Pdu, type RoomEvent, type StateKey, stateKey } from "./protocol/events.ts";
 
-import type { JsonObject } from "./json.ts";
-import { type RoomVersion, roomVersion } from "./room_versions.ts";
-import type { SigningKey } from "./signing.ts";
-import { toStoredRoomEvent } from "./stored_events.ts";
+import type { JsonObject } from "./protocol/json.ts";
+import { type RoomVersion, roomVersion } from "./protocol/room_versions.ts";
+import type { SigningKey } from "./protocol/signing.ts";
+import { toStoredRoomEvent } from "./protocol/stored_events.ts";
 import {
   type AppendedEvent,
   type AppendResult,

@@ -1,5 +1,5 @@
 /** Account data in KV: one UTF-8 JSON record per (user, room, type) and a per-user change index. */
-import type { JsonObject } from "../domain/json.ts";
+import type { JsonObject } from "../domain/protocol/json.ts";
 import {
   type AccountDataUsage,
   countsTowardAccountDataQuota,

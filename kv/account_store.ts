@@ -7,7 +7,7 @@
 import { contentionError } from "./commit_retry.ts";
 import { getManyChunked } from "./get_many.ts";
 import { accountKeys as keys, e2eeKeys } from "./schema.ts";
-import type { JsonObject } from "../domain/json.ts";
+import type { JsonObject } from "../domain/protocol/json.ts";
 import type {
   AccessTokenRecord,
   AccountRecord,

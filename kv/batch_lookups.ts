@@ -3,7 +3,7 @@
  * already, and where the prev events it cites from outside the batch sit (kv/projections.ts
  * plans with them).
  */
-import { referencedIds } from "../domain/events.ts";
+import { referencedIds } from "../domain/protocol/events.ts";
 import type { AppendRequest, StoredEvent } from "../domain/ports/event_store.ts";
 import { type EventPlacement, readEventPlacements, readStoredEvents } from "./event_reads.ts";
 import type { StoreContext } from "./store_context.ts";

@@ -5,8 +5,8 @@
  * usage, room servers; a large join commits these ahead, kv/large_join.ts), and the batch's other writes
  * (head check and head, relations, redactions, markers, requests' extra mutations).
  */
-import type { StateKey } from "../domain/events.ts";
-import { splitStateKey } from "../domain/events.ts";
+import type { StateKey } from "../domain/protocol/events.ts";
+import { splitStateKey } from "../domain/protocol/events.ts";
 import { splitChunks } from "./chunked_value.ts";
 import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
 import {

@@ -4,7 +4,7 @@
  * notices keyed by commit versionstamp. Key changes and signatures on a user's own keys commit
  * with that user's device-list update (kv/device_list_log.ts).
  */
-import type { JsonObject } from "../domain/json.ts";
+import type { JsonObject } from "../domain/protocol/json.ts";
 import {
   CROSS_SIGNING_USAGES,
   type CrossSigningKeyChange,

@@ -10,9 +10,9 @@
  *   something, so one device's uploads serialise across processes, and numbers the uploads.
  * - Fallback keys: one record per algorithm with its `used` flag.
  */
-import { canonicalJson } from "../domain/canonical_json.ts";
+import { canonicalJson } from "../domain/protocol/canonical_json.ts";
 import { mapLimited } from "../domain/concurrency.ts";
-import type { JsonObject, JsonValue } from "../domain/json.ts";
+import type { JsonObject, JsonValue } from "../domain/protocol/json.ts";
 import type {
   ClaimedKey,
   DeviceKeysByUser,

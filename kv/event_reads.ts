@@ -3,7 +3,7 @@
  * public reads share. Events are immutable once appended, so caching them is always safe.
  */
 import { getManyChunked } from "./get_many.ts";
-import type { Pdu } from "../domain/events.ts";
+import type { Pdu } from "../domain/protocol/events.ts";
 import type { StoredEvent } from "../domain/ports/event_store.ts";
 import { decodeJson, readChunks } from "./chunked_value.ts";
 import type { StoreContext } from "./store_context.ts";

@@ -2,7 +2,7 @@
  * Sync filters in KV (`userid_filter`), as UTF-8 JSON bytes: the service caps a filter at
  * 60,000 bytes, and bytes (unlike a structured-clone string) stay that size in the value.
  */
-import type { JsonObject } from "../domain/json.ts";
+import type { JsonObject } from "../domain/protocol/json.ts";
 import type { FilterStore } from "../domain/ports/filter_store.ts";
 import { contentionError } from "./commit_retry.ts";
 import { filterCountKey, filterKey } from "./schema.ts";

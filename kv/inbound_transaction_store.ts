@@ -2,7 +2,7 @@
  * Answers to other servers' transactions in KV (`origintxnid_answer`), as UTF-8 JSON bytes with
  * an expiry: a retry comes within minutes, never days, so a day is plenty.
  */
-import { isJsonObject, type JsonObject } from "../domain/json.ts";
+import { isJsonObject, type JsonObject } from "../domain/protocol/json.ts";
 import type { InboundTransactionStore } from "../domain/ports/inbound_transaction_store.ts";
 import { inboundTransactionKeys } from "./schema.ts";
 

@@ -8,7 +8,7 @@
  * concurrent requests queue instead of failing each other's checks.
  */
 import { contentionError } from "./commit_retry.ts";
-import type { JsonValue } from "../domain/json.ts";
+import type { JsonValue } from "../domain/protocol/json.ts";
 import type {
   BackedUpKey,
   BackupKeysState,

@@ -1,5 +1,5 @@
 /** The Deno KV implementation of the EventStore port, assembled from the kv/ pieces. */
-import type { StateKey, StateMap } from "../domain/events.ts";
+import type { StateKey, StateMap } from "../domain/protocol/events.ts";
 import type {
   AppendRequest,
   AppendResult,

@@ -4,7 +4,7 @@
  * with the membership it replaces. Device-list tracking reads these to find who joined or left
  * a room in a sync window without walking the room's log.
  */
-import { type RoomEvent, splitStateKey, type StateKey } from "../domain/events.ts";
+import { type RoomEvent, splitStateKey, type StateKey } from "../domain/protocol/events.ts";
 import type { PlannedMutation } from "./commit_budget.ts";
 import { getManyChunked } from "./get_many.ts";
 import type { StoreContext } from "./store_context.ts";

@@ -9,7 +9,7 @@
  * concurrent claims cost one disk sync between them instead of a chain of failed checks.
  */
 import { commitOrConflict, contentionBackoff, contentionError } from "./commit_retry.ts";
-import type { JsonValue } from "../domain/json.ts";
+import type { JsonValue } from "../domain/protocol/json.ts";
 import type { ClaimedKey } from "../domain/ports/device_key_store.ts";
 import { KeyedDrainQueue, type Queued } from "../domain/keyed_drain_queue.ts";
 import { MAX_KEY_ID_LENGTH } from "../domain/e2ee/key_upload_validation.ts";

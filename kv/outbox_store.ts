@@ -12,7 +12,7 @@ import type {
   OutboxState,
   OutboxStore,
 } from "../domain/ports/outbox_store.ts";
-import type { JsonObject } from "../domain/json.ts";
+import type { JsonObject } from "../domain/protocol/json.ts";
 import { estimateKeyBytes, KV_LIMITS } from "./commit_budget.ts";
 import { outboxKeys } from "./schema.ts";
 

@@ -5,7 +5,7 @@
  * outlier record stays (records are never rewritten) and every read prefers the log's copy.
  */
 import { badJson } from "../domain/errors.ts";
-import { type Pdu, roomIdFromCreateEventId } from "../domain/events.ts";
+import { type Pdu, roomIdFromCreateEventId } from "../domain/protocol/events.ts";
 import type { FoundEvent, NewEvent } from "../domain/ports/event_store.ts";
 import { decodeJson, encodeJson, readChunks, splitChunks } from "./chunked_value.ts";
 import { type PlannedMutation, SplitCommitWriter } from "./commit_budget.ts";

@@ -12,7 +12,7 @@
  * member_change_plan.ts and state_usage_plan.ts (those projections), large_join.ts.
  */
 import { badJson, unsupportedRoomVersion } from "../domain/errors.ts";
-import { type RoomEvent, type StateKey, stateKey, toRoomEvent } from "../domain/events.ts";
+import { type RoomEvent, type StateKey, stateKey, toRoomEvent } from "../domain/protocol/events.ts";
 import {
   type AppendedEvent,
   type AppendRequest,
@@ -22,7 +22,7 @@ import {
   type StagedState,
   type StoredEvent,
 } from "../domain/ports/event_store.ts";
-import { type RoomVersion, roomVersion } from "../domain/room_versions.ts";
+import { type RoomVersion, roomVersion } from "../domain/protocol/room_versions.ts";
 import { encodeJson } from "./chunked_value.ts";
 import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
 import { readEventPlacements, readStoredEvent, readStoredEvents } from "./event_reads.ts";

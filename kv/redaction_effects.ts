@@ -6,12 +6,16 @@
  * a redaction the pipeline withholds (another server's user redacting what they may not, an
  * event of another room, a create event) does not take its target out of search either.
  */
-import { authStateFromEvents } from "../domain/auth_rules.ts";
-import { type AuthStateLookup, CREATE_KEY, POWER_LEVELS_KEY } from "../domain/auth_context.ts";
-import type { RoomEvent, StateMap } from "../domain/events.ts";
+import { authStateFromEvents } from "../domain/protocol/auth_rules.ts";
+import {
+  type AuthStateLookup,
+  CREATE_KEY,
+  POWER_LEVELS_KEY,
+} from "../domain/protocol/auth_context.ts";
+import type { RoomEvent, StateMap } from "../domain/protocol/events.ts";
 import type { EventStatus } from "../domain/ports/event_store.ts";
-import { redactionTakesEffect } from "../domain/redaction_auth_rules.ts";
-import type { RoomVersion } from "../domain/room_versions.ts";
+import { redactionTakesEffect } from "../domain/protocol/redaction_auth_rules.ts";
+import type { RoomVersion } from "../domain/protocol/room_versions.ts";
 import type { GroupId } from "./store_records.ts";
 
 /** An event of the batch's room, planned in the batch or in its log. */

@@ -16,9 +16,9 @@
  * Counts are read under the head the commit checks and rewritten whole (appends to a room are
  * serialised), and depend only on the log's order, so replay reproduces them exactly.
  */
-import type { RoomEvent } from "../domain/events.ts";
+import type { RoomEvent } from "../domain/protocol/events.ts";
 import type { RelationSummary, ThreadSummary } from "../domain/ports/relation_store.ts";
-import { isAggregatedRelType, relationOf } from "../domain/relations.ts";
+import { isAggregatedRelType, relationOf } from "../domain/protocol/relations.ts";
 import type { PlannedMutation } from "./commit_budget.ts";
 import { getManyChunked } from "./get_many.ts";
 import type { StoreContext } from "./store_context.ts";

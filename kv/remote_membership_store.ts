@@ -4,7 +4,7 @@
  * written in one commit, so a reader sees a whole record or the one before it.
  */
 import { MatrixError } from "../domain/errors.ts";
-import type { Pdu } from "../domain/events.ts";
+import type { Pdu } from "../domain/protocol/events.ts";
 import type {
   RemoteMembership,
   RemoteMembershipStore,

@@ -5,7 +5,7 @@
  * same commit, so a federation read asking "is this server in the room" costs one key, not a
  * listing of every member. A batch that changes no membership reads and writes nothing here.
  */
-import { serverNameOf } from "../domain/auth_context.ts";
+import { serverNameOf } from "../domain/protocol/auth_context.ts";
 import type { PlannedMutation } from "./commit_budget.ts";
 import { getManyChunked } from "./get_many.ts";
 import type { PlannedMemberChange } from "./member_change_plan.ts";

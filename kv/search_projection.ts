@@ -14,7 +14,7 @@
  * Replay rebuilds and compares it.
  */
 import { eventTerms } from "../domain/search/search_terms.ts";
-import type { Pdu } from "../domain/events.ts";
+import type { Pdu } from "../domain/protocol/events.ts";
 import type { PlannedMutation } from "./commit_budget.ts";
 import type { EventStoreKeys } from "./schema.ts";
 

@@ -8,11 +8,11 @@
  * every layer, so its presence means the whole state is there.
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { encodeBase64UrlUnpadded } from "../domain/base64.ts";
+import { encodeBase64UrlUnpadded } from "../domain/protocol/base64.ts";
 import { unsupportedRoomVersion } from "../domain/errors.ts";
-import { splitStateKey, type StateMap } from "../domain/events.ts";
+import { splitStateKey, type StateMap } from "../domain/protocol/events.ts";
 import type { StagedState } from "../domain/ports/event_store.ts";
-import { roomVersion } from "../domain/room_versions.ts";
+import { roomVersion } from "../domain/protocol/room_versions.ts";
 import { encodeJson, splitChunks } from "./chunked_value.ts";
 import { type PlannedMutation, SplitCommitWriter } from "./commit_budget.ts";
 import { encodeDelta, type StateDelta } from "./state_delta.ts";

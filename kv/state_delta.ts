@@ -2,7 +2,12 @@
  * State deltas: the changes one state group applies over its parent. Pure functions, shared by
  * the state group store and the current-state projection.
  */
-import { splitStateKey, type StateKey, stateKey, type StateMap } from "../domain/events.ts";
+import {
+  splitStateKey,
+  type StateKey,
+  stateKey,
+  type StateMap,
+} from "../domain/protocol/events.ts";
 import { decodeJson, encodeJson } from "./chunked_value.ts";
 
 /** (type, state_key) -> event ID, or null where the entry is removed. */

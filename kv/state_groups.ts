@@ -7,7 +7,7 @@
  * grows with the room's state: a large room's state is a stack of capped layers.
  */
 import { getManyChunked } from "./get_many.ts";
-import type { StateMap } from "../domain/events.ts";
+import type { StateMap } from "../domain/protocol/events.ts";
 import { readChunks, splitChunks } from "./chunked_value.ts";
 import { type CommitSize, measureCommit, type PlannedMutation } from "./commit_budget.ts";
 import { type CachedGroup, roomScoped, type StoreContext } from "./store_context.ts";

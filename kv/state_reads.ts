@@ -6,9 +6,9 @@ import {
   stateKey,
   type StateMap,
   toRoomEvent,
-} from "../domain/events.ts";
+} from "../domain/protocol/events.ts";
 import type { Membership, RoomHeadView } from "../domain/ports/event_store.ts";
-import { roomVersion } from "../domain/room_versions.ts";
+import { roomVersion } from "../domain/protocol/room_versions.ts";
 import { readEventStateGroups, readStoredEvent } from "./event_reads.ts";
 import { loadGroupState, StateGroupPlanner } from "./state_groups.ts";
 import type { StoreContext } from "./store_context.ts";

@@ -3,7 +3,7 @@
  * current state, per entry, per sender and for the room, moved with current state in the same
  * commit (the state caps of domain/rooms/state_quota.ts read them).
  */
-import { type RoomEvent, splitStateKey, type StateKey } from "../domain/events.ts";
+import { type RoomEvent, splitStateKey, type StateKey } from "../domain/protocol/events.ts";
 import { countsTowardStateQuota, stateEntryBytes } from "../domain/rooms/state_quota.ts";
 import type { PlannedMutation } from "./commit_budget.ts";
 import { getManyChunked } from "./get_many.ts";

@@ -2,15 +2,15 @@
  * What every part of the KV event store shares: the database, the key schema (maybe under a
  * replay namespace), the injected state resolver and the caches of immutable records.
  */
-import type { StateMap } from "../domain/events.ts";
-import { resolveState } from "../domain/state_res/resolve_state.ts";
+import type { StateMap } from "../domain/protocol/events.ts";
+import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
 import type {
   FoundEvent,
   StateAuthorizer,
   StateResolver,
   StoredEvent,
 } from "../domain/ports/event_store.ts";
-import { authoriseAgainstState } from "../domain/state_authorisation.ts";
+import { authoriseAgainstState } from "../domain/protocol/state_authorisation.ts";
 import { LruCache } from "./lru_cache.ts";
 import { EventStoreKeys } from "./schema.ts";
 import type { EventStateGroups, StateGroupRecord } from "./store_records.ts";

@@ -6,9 +6,9 @@
  * `.well-known/matrix/server` answers are cached in KV, since every isolate shares them.
  */
 import { type Config, ConfigError } from "../domain/config.ts";
-import type { ServerKeyring } from "../domain/server_keys.ts";
-import type { SigningKey } from "../domain/signing.ts";
-import type { JsonValue } from "../domain/json.ts";
+import type { ServerKeyring } from "../domain/protocol/server_keys.ts";
+import type { SigningKey } from "../domain/protocol/signing.ts";
+import type { JsonValue } from "../domain/protocol/json.ts";
 import { SERVER_SOFTWARE } from "../domain/server_software.ts";
 import {
   type FederationFailure,

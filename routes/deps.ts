@@ -2,7 +2,7 @@
 import type { Config } from "../domain/config.ts";
 import type { RemoteMembershipStore } from "../domain/ports/remote_membership_store.ts";
 import type { MembershipHandshakes } from "../domain/federation/membership_handshakes.ts";
-import type { ServerKeyring } from "../domain/server_keys.ts";
+import type { ServerKeyring } from "../domain/protocol/server_keys.ts";
 import type { EventStore } from "../domain/ports/event_store.ts";
 import type { LocalEventSender } from "../domain/local_event_sender.ts";
 import type { SessionResolver } from "../domain/session.ts";

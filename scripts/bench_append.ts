@@ -8,8 +8,8 @@
  */
 import { LocalEventSender } from "../domain/local_event_sender.ts";
 import type { NewEvent } from "../domain/ports/event_store.ts";
-import { type SigningKey, signingKeyFromSeed } from "../domain/signing.ts";
-import { resolveState } from "../domain/state_res/resolve_state.ts";
+import { type SigningKey, signingKeyFromSeed } from "../domain/protocol/signing.ts";
+import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
 import { KvEventStore } from "../kv/kv_event_store.ts";
 import {
   BENCH_SERVER,

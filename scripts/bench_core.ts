@@ -4,12 +4,12 @@
  * password hash at the server's default cost.
  */
 import { KvEventStore } from "../kv/kv_event_store.ts";
-import { resolveState } from "../domain/state_res/resolve_state.ts";
+import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
 import { LocalEventSender } from "../domain/local_event_sender.ts";
-import { signingKeyFromSeed } from "../domain/signing.ts";
-import { authStateFromEvents, checkEventAuth } from "../domain/auth_rules.ts";
-import { roomVersion } from "../domain/room_versions.ts";
-import { toStoredRoomEvent } from "../domain/stored_events.ts";
+import { signingKeyFromSeed } from "../domain/protocol/signing.ts";
+import { authStateFromEvents, checkEventAuth } from "../domain/protocol/auth_rules.ts";
+import { roomVersion } from "../domain/protocol/room_versions.ts";
+import { toStoredRoomEvent } from "../domain/protocol/stored_events.ts";
 import { PasswordHasher } from "../domain/accounts/password_hash.ts";
 import { summarise } from "./bench_stats.ts";
 

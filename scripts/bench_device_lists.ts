@@ -7,7 +7,7 @@
  */
 import { DeviceListService } from "../domain/e2ee/device_list_service.ts";
 import type { NewEvent } from "../domain/ports/event_store.ts";
-import { resolveState } from "../domain/state_res/resolve_state.ts";
+import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
 import { commitWithDeviceListChanges } from "../kv/device_list_log.ts";
 import { KvDeviceListReader } from "../kv/device_list_reads.ts";
 import { KvEventStore } from "../kv/kv_event_store.ts";

@@ -15,10 +15,10 @@
  * Flags: --members=N (default 5000), --servers=N (default 50), --requests=N per run (default
  * 300; a sixth of that for /state_ids), --runs=N (default 3).
  */
-import { buildEvent } from "../domain/event_builder.ts";
-import type { JsonObject } from "../domain/json.ts";
+import { buildEvent } from "../domain/protocol/event_builder.ts";
+import type { JsonObject } from "../domain/protocol/json.ts";
 import type { NewEvent } from "../domain/ports/event_store.ts";
-import { roomVersion } from "../domain/room_versions.ts";
+import { roomVersion } from "../domain/protocol/room_versions.ts";
 import { startNetwork } from "../tests/federation/in_process_network.ts";
 import { markdownTable, summarise } from "./bench_stats.ts";
 

@@ -9,14 +9,14 @@
 import { LocalEventSender } from "../domain/local_event_sender.ts";
 import { FederationSender } from "../domain/federation/federation_sender.ts";
 import { FEDERATION_STREAM } from "../domain/federation/federation_transactions.ts";
-import { buildEvent } from "../domain/event_builder.ts";
-import { roomVersion } from "../domain/room_versions.ts";
-import { signingKeyFromSeed } from "../domain/signing.ts";
-import { resolveState } from "../domain/state_res/resolve_state.ts";
+import { buildEvent } from "../domain/protocol/event_builder.ts";
+import { roomVersion } from "../domain/protocol/room_versions.ts";
+import { signingKeyFromSeed } from "../domain/protocol/signing.ts";
+import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
 import { KvEventStore } from "../kv/kv_event_store.ts";
 import { KvOutboxStore } from "../kv/outbox_store.ts";
 import { testServer } from "../tests/domain/federation/remote_room_builder.ts";
-import type { JsonObject } from "../domain/json.ts";
+import type { JsonObject } from "../domain/protocol/json.ts";
 import { markdownTable } from "./bench_stats.ts";
 
 function flag(name: string, fallback: number): number {

@@ -9,7 +9,7 @@
  * of 300 keys), --dir=PATH (where the KV files go; default a temp dir).
  */
 import type { UploadedKey } from "../domain/ports/device_key_store.ts";
-import { encodeBase64Unpadded } from "../domain/base64.ts";
+import { encodeBase64Unpadded } from "../domain/protocol/base64.ts";
 import { KvDeviceKeyStore } from "../kv/device_key_store.ts";
 import { formatSummary, markdownTable, summarise } from "./bench_stats.ts";
 

@@ -4,16 +4,16 @@
  * Run: deno run --allow-all scripts/bench_push.ts
  */
 import { KvEventStore } from "../kv/kv_event_store.ts";
-import { resolveState } from "../domain/state_res/resolve_state.ts";
+import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
 import { LocalEventSender } from "../domain/local_event_sender.ts";
-import { signingKeyFromSeed } from "../domain/signing.ts";
+import { signingKeyFromSeed } from "../domain/protocol/signing.ts";
 import { KvNotificationStore } from "../kv/notification_store.ts";
 import { KvPushRuleStore } from "../kv/push_rule_store.ts";
 import { PushRuleService } from "../domain/push/push_rule_service.ts";
 import { NotificationPlanner } from "../domain/push/notification_planner.ts";
 import { evaluatePushRules } from "../domain/push/push_rule_evaluator.ts";
 import { defaultRules } from "../domain/push/push_rules.ts";
-import { roomVersion } from "../domain/room_versions.ts";
+import { roomVersion } from "../domain/protocol/room_versions.ts";
 
 const SERVER = "bench.local";
 const rules = defaultRules(`@u:${SERVER}`);

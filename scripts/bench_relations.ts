@@ -7,9 +7,9 @@
  *
  * Flags: --events=N (per kind and run, default 400), --runs=N (default 3).
  */
-import type { JsonObject } from "../domain/json.ts";
+import type { JsonObject } from "../domain/protocol/json.ts";
 import type { NewEvent } from "../domain/ports/event_store.ts";
-import { resolveState } from "../domain/state_res/resolve_state.ts";
+import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
 import { KvEventStore } from "../kv/kv_event_store.ts";
 import { markdownTable } from "./bench_stats.ts";
 

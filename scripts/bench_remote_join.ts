@@ -12,14 +12,14 @@
  */
 import { RemoteJoiner } from "../domain/federation/remote_join.ts";
 import { membershipTemplate } from "../domain/federation/membership_template.ts";
-import type { JsonValue } from "../domain/json.ts";
+import type { JsonValue } from "../domain/protocol/json.ts";
 import type {
   FederationRequest,
   FederationResponse,
 } from "../domain/ports/federation_transport.ts";
 import type { PendingJoinRecord, PendingJoinStore } from "../domain/ports/pending_join_store.ts";
-import { resolveState } from "../domain/state_res/resolve_state.ts";
-import { signingKeyFromSeed } from "../domain/signing.ts";
+import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
+import { signingKeyFromSeed } from "../domain/protocol/signing.ts";
 import { KvEventStore } from "../kv/kv_event_store.ts";
 import { KvPendingJoinStore } from "../kv/pending_join_store.ts";
 import {

@@ -7,12 +7,12 @@
  * body, default 12; 60000 puts every PDU near the 64 KiB limit), --runs=N (default 3),
  * --into=memory|file (default both), --dir=PATH (where KV files go; default a temp dir).
  */
-import { buildEvent } from "../domain/event_builder.ts";
+import { buildEvent } from "../domain/protocol/event_builder.ts";
 import { LocalEventSender } from "../domain/local_event_sender.ts";
 import type { NewEvent } from "../domain/ports/event_store.ts";
-import { roomVersion } from "../domain/room_versions.ts";
-import { signingKeyFromSeed } from "../domain/signing.ts";
-import { resolveState } from "../domain/state_res/resolve_state.ts";
+import { roomVersion } from "../domain/protocol/room_versions.ts";
+import { signingKeyFromSeed } from "../domain/protocol/signing.ts";
+import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
 import { KvEventStore } from "../kv/kv_event_store.ts";
 import { replay } from "../kv/replay.ts";
 import { BENCH_SERVER, BENCH_USER, createBenchRoom } from "./bench_rooms.ts";

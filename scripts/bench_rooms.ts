@@ -4,14 +4,14 @@
  * (create, join, power levels, join rules) and then given a linear chain of m.room.message
  * PDUs, each citing the one before it as its only prev_event.
  */
-import { canonicalJsonBytes } from "../domain/canonical_json.ts";
-import { buildEvent } from "../domain/event_builder.ts";
-import type { JsonObject } from "../domain/json.ts";
+import { canonicalJsonBytes } from "../domain/protocol/canonical_json.ts";
+import { buildEvent } from "../domain/protocol/event_builder.ts";
+import type { JsonObject } from "../domain/protocol/json.ts";
 import { LocalEventSender } from "../domain/local_event_sender.ts";
 import type { EventStore, NewEvent } from "../domain/ports/event_store.ts";
-import { roomVersion } from "../domain/room_versions.ts";
-import type { SigningKey } from "../domain/signing.ts";
-import { resolveState } from "../domain/state_res/resolve_state.ts";
+import { roomVersion } from "../domain/protocol/room_versions.ts";
+import type { SigningKey } from "../domain/protocol/signing.ts";
+import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
 import { KvEventStore } from "../kv/kv_event_store.ts";
 
 /** The benchmark's server name and its one user. */

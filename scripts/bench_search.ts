@@ -13,9 +13,9 @@
  */
 import { assembleServer } from "../main.ts";
 import { loadConfig } from "../domain/config.ts";
-import { type JsonObject } from "../domain/json.ts";
+import { type JsonObject } from "../domain/protocol/json.ts";
 import type { NewEvent } from "../domain/ports/event_store.ts";
-import { resolveState } from "../domain/state_res/resolve_state.ts";
+import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
 import { serialize } from "node:v8";
 import { estimateKeyBytes } from "../kv/commit_budget.ts";
 import { KvEventStore } from "../kv/kv_event_store.ts";

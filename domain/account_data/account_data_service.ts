@@ -4,7 +4,7 @@
  * user's syncs.
  */
 import { forbidden, invalidParam, MatrixError, notFound, tooLarge } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { AccountDataStore } from "../ports/account_data_store.ts";
 import { checkAccountDataQuota } from "./account_data_quota.ts";
 

@@ -1,5 +1,5 @@
 /** The account data sync stream: global entries at the top level, room entries per joined room. */
-import { matchesEventFilter } from "../event_filter.ts";
+import { matchesEventFilter } from "../protocol/event_filter.ts";
 import type { AccountDataStore } from "../ports/account_data_store.ts";
 import type { SyncStreamProvider, SyncStreamRequest } from "../sync/sync_stream.ts";
 import { joinedRoomEntry, type SyncResponse } from "../sync/sync_response.ts";

@@ -10,10 +10,10 @@ import {
   MAX_ID_BYTES,
   parseDeviceId,
   parseUserId,
-} from "../identifiers.ts";
+} from "../protocol/identifiers.ts";
 import { forbidden, MatrixError } from "../errors.ts";
 import type { Session, SessionResolver } from "../session.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type {
   AccessTokenRecord,
   AccountRecord,

@@ -3,7 +3,7 @@
  * can be raised later and old hashes still verify. Format: `scrypt$<logN>$<r>$<p>$<salt>$<key>`.
  */
 import { scryptAsync } from "@noble/hashes/scrypt.js";
-import { encodeBase64Unpadded, tryDecodeBase64 } from "../base64.ts";
+import { encodeBase64Unpadded, tryDecodeBase64 } from "../protocol/base64.ts";
 
 /** scrypt cost parameters. */
 export interface ScryptParams {

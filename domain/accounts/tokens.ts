@@ -4,7 +4,7 @@
  * Storage only ever sees their SHA-256 hash.
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { encodeBase64UrlUnpadded } from "../base64.ts";
+import { encodeBase64UrlUnpadded } from "../protocol/base64.ts";
 
 /** Kinds of token, each with its own prefix. */
 export const TOKEN_PREFIXES = Object.freeze({

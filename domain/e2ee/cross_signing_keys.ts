@@ -4,10 +4,10 @@
  * user's Ed25519 key over canonical JSON.
  */
 import { badJson, invalidParam, MatrixError } from "../errors.ts";
-import { canonicalJson } from "../canonical_json.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
-import { verifyJsonSignature } from "../signing.ts";
-import { tryDecodeBase64 } from "../base64.ts";
+import { canonicalJson } from "../protocol/canonical_json.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
+import { verifyJsonSignature } from "../protocol/signing.ts";
+import { tryDecodeBase64 } from "../protocol/base64.ts";
 import type { CrossSigningUsage } from "../ports/cross_signing_store.ts";
 
 /** Largest canonical size of one uploaded key object, signatures included. */

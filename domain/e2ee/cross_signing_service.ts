@@ -5,7 +5,7 @@
  * and the store commits each change with its device-list update.
  */
 import { forbidden, missingParam } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { DeviceKeyReader } from "../ports/device_key_store.ts";
 import type {
   CrossSigningKeyChange,

@@ -12,10 +12,10 @@
  * its inbox deletes nothing, so an interrupted rehydration can start again, and the inbox goes
  * when the device is replaced or deleted.
  */
-import { canonicalJsonBytes } from "../canonical_json.ts";
+import { canonicalJsonBytes } from "../protocol/canonical_json.ts";
 import { badJson, forbidden, invalidParam, missingParam, notFound, tooLarge } from "../errors.ts";
-import { parseDeviceId } from "../identifiers.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
+import { parseDeviceId } from "../protocol/identifiers.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import type { AccountService } from "../accounts/account_service.ts";
 import type { ToDeviceEvent, ToDeviceStore } from "../ports/to_device_store.ts";
 import type { DeviceKeyService, KeyUploadRequest } from "./device_key_service.ts";

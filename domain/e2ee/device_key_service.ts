@@ -7,10 +7,10 @@
  * the same keys may add signatures. Storing them records a device-list update in the same
  * commit, after which the user's and their room-mates' syncs are woken.
  */
-import { canonicalJson } from "../canonical_json.ts";
+import { canonicalJson } from "../protocol/canonical_json.ts";
 import { invalidParam } from "../errors.ts";
-import { parseDeviceId, parseUserId } from "../identifiers.ts";
-import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
+import { parseDeviceId, parseUserId } from "../protocol/identifiers.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../protocol/json.ts";
 import type { DeviceKeysMerge, DeviceKeyStore, KeyUpload } from "../ports/device_key_store.ts";
 import type { DeviceListNotifier } from "./device_list_notifier.ts";
 import {

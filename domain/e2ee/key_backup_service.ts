@@ -5,7 +5,7 @@
  * Versions are decimal strings in the API and positive integers in storage.
  */
 import { invalidParam, MatrixError, notFound, tooLarge } from "../errors.ts";
-import { isJsonObject, type JsonValue } from "../json.ts";
+import { isJsonObject, type JsonValue } from "../protocol/json.ts";
 import type {
   BackedUpKey,
   BackedUpKeyMetadata,

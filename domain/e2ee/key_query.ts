@@ -8,8 +8,8 @@
  * signatures by a signer's current key are shown, so replaced keys leave nothing stale behind.
  */
 import { mapLimited } from "../concurrency.ts";
-import { parseUserId } from "../identifiers.ts";
-import type { JsonObject } from "../json.ts";
+import { parseUserId } from "../protocol/identifiers.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { DeviceKeyReader } from "../ports/device_key_store.ts";
 import type {
   CrossSigningKeySet,

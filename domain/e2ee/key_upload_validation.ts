@@ -4,9 +4,9 @@
  * keys must be `<algorithm>:<key_id>` names with a key string or signed key object. Every size
  * and count is bounded, so storage limits are never what refuses an upload.
  */
-import { canonicalJson, canonicalJsonBytes } from "../canonical_json.ts";
+import { canonicalJson, canonicalJsonBytes } from "../protocol/canonical_json.ts";
 import { badJson, invalidParam, MatrixError } from "../errors.ts";
-import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../protocol/json.ts";
 import type { UploadedKey } from "../ports/device_key_store.ts";
 
 /** Longest key algorithm name (`signed_curve25519`, `m.megolm.v1.aes-sha2`, ...). */

@@ -5,8 +5,8 @@
  * user-signing key. The signed object must be the stored key (signatures and `unsigned` aside);
  * only new signatures are kept, and each is verified.
  */
-import { isJsonObject, type JsonObject } from "../json.ts";
-import { parseUserId } from "../identifiers.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
+import { parseUserId } from "../protocol/identifiers.ts";
 import type { DeviceKeyReader } from "../ports/device_key_store.ts";
 import type {
   CrossSigningKeySet,

@@ -10,8 +10,8 @@
  */
 import { mapLimited } from "../concurrency.ts";
 import { invalidParam, tooLarge } from "../errors.ts";
-import { parseDeviceId, parseUserId } from "../identifiers.ts";
-import type { JsonObject } from "../json.ts";
+import { parseDeviceId, parseUserId } from "../protocol/identifiers.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import {
   compareRecipients,
   type ToDeviceDelivery,

@@ -2,8 +2,8 @@
  * Sync streams for ephemeral data: typing and receipts per joined room (`ephemeral`), and
  * presence of the user and everyone sharing a room with them.
  */
-import { matchesEventFilter } from "../event_filter.ts";
-import type { JsonObject } from "../json.ts";
+import { matchesEventFilter } from "../protocol/event_filter.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { PresenceStore } from "../ports/presence_store.ts";
 import type { Receipt, ReceiptStore } from "../ports/receipt_store.ts";

@@ -3,7 +3,7 @@
  * by a sync's `set_presence`, and the `m.presence` view clients get.
  */
 import { badJson, forbidden } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { PresenceRecord, PresenceState, PresenceStore } from "../ports/presence_store.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import { sharesJoinedRoom } from "./membership_checks.ts";

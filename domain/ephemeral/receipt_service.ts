@@ -7,7 +7,7 @@ import type { AccountDataService } from "../account_data/account_data_service.ts
 import type { EventReader } from "../ports/event_store.ts";
 import type { Receipt, ReceiptReader, ReceiptStore, ReceiptType } from "../ports/receipt_store.ts";
 import { requireJoined } from "./membership_checks.ts";
-import { threadOfEvent } from "../relations.ts";
+import { threadOfEvent } from "../protocol/relations.ts";
 
 /** What the service is built from. */
 export interface ReceiptServiceDeps {

@@ -40,13 +40,19 @@
  * Synapse asks for 100 events at a time: a short history comes back whole, down to the create
  * event, and needs no `/state_ids` at all.
  */
-import { authStateFromEvents, checkEventAuth } from "../auth_rules.ts";
-import { authEventKeys } from "../auth_event_selection.ts";
-import { referencedIds, type RoomEvent, stateKey, type StateMap, toRoomEvent } from "../events.ts";
-import { isJsonObject } from "../json.ts";
+import { authStateFromEvents, checkEventAuth } from "../protocol/auth_rules.ts";
+import { authEventKeys } from "../protocol/auth_event_selection.ts";
+import {
+  referencedIds,
+  type RoomEvent,
+  stateKey,
+  type StateMap,
+  toRoomEvent,
+} from "../protocol/events.ts";
+import { isJsonObject } from "../protocol/json.ts";
 import type { EventStore, StagedState, StateResolver } from "../ports/event_store.ts";
 import { type FederationTransport, FederationUnreachable } from "../ports/federation_transport.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
 import { createEventIdOfRoom } from "./pdu_input/auth_events.ts";
 import { admitFetchedEvents, type FetchedEventSinks } from "./pdu_input/fetched_events.ts";
 import { type GapDeps, stateAcrossGap } from "./pdu_input/missing_prev_events.ts";

@@ -16,10 +16,10 @@
  * not verify fails the event, as in Synapse: the server's own key says the bytes were altered.
  * Signatures are over the event redacted under its room version's rules.
  */
-import { verifyEventSignature } from "../event_signing.ts";
-import { parseEventId, parseUserId } from "../identifiers.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
-import type { RoomVersion } from "../room_versions.ts";
+import { verifyEventSignature } from "../protocol/event_signing.ts";
+import { parseEventId, parseUserId } from "../protocol/identifiers.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
+import type { RoomVersion } from "../protocol/room_versions.ts";
 import type { KeyRing } from "./key_ring.ts";
 
 /** The outcome of checking an event's signatures; `reason` is for logs and error messages. */

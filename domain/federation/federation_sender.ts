@@ -17,12 +17,12 @@
  * once, and a slow or dead destination holds only its own stream), with exponential backoff per
  * destination, cleared by `noteInboundRequest` when that server talks to us (as Synapse does).
  */
-import { serverNameOf } from "../auth_context.ts";
-import { referencedIds } from "../events.ts";
-import type { Pdu } from "../events.ts";
-import type { JsonObject } from "../json.ts";
+import { serverNameOf } from "../protocol/auth_context.ts";
+import { referencedIds } from "../protocol/events.ts";
+import type { Pdu } from "../protocol/events.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { LocalEventHook, PreparedEventWrites } from "../local_event_sender.ts";
-import type { RoomVersion } from "../room_versions.ts";
+import type { RoomVersion } from "../protocol/room_versions.ts";
 import type { AppendedEvent, CommitMutation, EventReader } from "../ports/event_store.ts";
 import type { FederationTransport } from "../ports/federation_transport.ts";
 import type { OutboxAppend, OutboxStore } from "../ports/outbox_store.ts";

@@ -19,9 +19,9 @@
  *   receiver fetches what it missed through their prev_events (get_missing_events).
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { encodeBase64UrlUnpadded } from "../base64.ts";
-import { canonicalJsonBytes } from "../canonical_json.ts";
-import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
+import { encodeBase64UrlUnpadded } from "../protocol/base64.ts";
+import { canonicalJsonBytes } from "../protocol/canonical_json.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../protocol/json.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import { type FederationTransport, FederationUnreachable } from "../ports/federation_transport.ts";
 import type { OutboxEntry } from "../ports/outbox_store.ts";

@@ -13,13 +13,13 @@
  * EDUs (typing, receipts, presence, device lists, to-device) are accepted and not acted on
  * yet: they are the second federation issue's work.
  */
-import { isJsonObject, type JsonObject } from "../json.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { InboundTransactionStore } from "../ports/inbound_transaction_store.ts";
 import type { PduInput, PduOutcome } from "./pdu_input/types.ts";
 import { RoomServerAcl } from "./server_acl.ts";
 import { nameOf } from "./pdu_input/format.ts";
-import { roomVersion } from "../room_versions.ts";
+import { roomVersion } from "../protocol/room_versions.ts";
 
 /** Most PDUs in one transaction (the spec's limit). */
 export const MAX_TRANSACTION_PDUS = 50;

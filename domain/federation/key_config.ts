@@ -5,8 +5,8 @@
  * They return `{value}` or a one-line `{problem}`, as config.ts's own parsers do.
  */
 import { z } from "zod";
-import { decodeBase64 } from "../base64.ts";
-import { parseServerName } from "../identifiers.ts";
+import { decodeBase64 } from "../protocol/base64.ts";
+import { parseServerName } from "../protocol/identifiers.ts";
 
 /** One of our retired signing keys: only its public half, and when it stopped being used. */
 export interface OldSigningKey {

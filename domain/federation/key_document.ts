@@ -2,9 +2,9 @@
  * Server key documents (`/_matrix/key/v2/server`, and the entries of a notary's answer):
  * checking one a server sent about itself, and when a key it lists may be used.
  */
-import { canonicalJsonBytes } from "../canonical_json.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
-import { verifyJsonSignature } from "../signing.ts";
+import { canonicalJsonBytes } from "../protocol/canonical_json.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
+import { verifyJsonSignature } from "../protocol/signing.ts";
 import type { StoredServerKey } from "../ports/server_key_store.ts";
 import { decodePublicKey, ED25519_KEY_ID } from "./key_config.ts";
 

@@ -5,11 +5,11 @@
  * by us. When the server cannot be reached we answer with what we hold, even expired (the
  * asker decides what it can use), and a key the server later forgets stays served.
  */
-import { canonicalJson } from "../canonical_json.ts";
-import type { JsonObject } from "../json.ts";
+import { canonicalJson } from "../protocol/canonical_json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { ServerKeyStore, StoredServerKey } from "../ports/server_key_store.ts";
-import { type ServerKeyring, signedServerKeys } from "../server_keys.ts";
-import { signJson } from "../signing.ts";
+import { type ServerKeyring, signedServerKeys } from "../protocol/server_keys.ts";
+import { signJson } from "../protocol/signing.ts";
 
 /** Servers one query may name, and key IDs per server: each can cost an outbound fetch. */
 export const MAX_NOTARY_SERVERS = 50;

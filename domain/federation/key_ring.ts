@@ -12,9 +12,9 @@
  */
 import type { FederationTransport } from "../ports/federation_transport.ts";
 import type { ServerKeyStore, StoredServerKey } from "../ports/server_key_store.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
-import { verifyJsonSignature } from "../signing.ts";
-import { ownVerifyKey, type ServerKeyring } from "../server_keys.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
+import { verifyJsonSignature } from "../protocol/signing.ts";
+import { ownVerifyKey, type ServerKeyring } from "../protocol/server_keys.ts";
 import { ED25519_KEY_ID, type TrustedKeyServer } from "./key_config.ts";
 import { keyValidAt, storedKeysOf, verifyKeyDocument } from "./key_document.ts";
 

@@ -15,21 +15,27 @@
  *   outlier and as the user's remote membership, so sync shows it before the server is in the
  *   room.
  */
-import { authEventKeys } from "../auth_event_selection.ts";
-import { authStateFromEvents, checkEventAuth } from "../auth_rules.ts";
-import { toStrippedStateEvent } from "../client_event.ts";
-import { signEvent } from "../event_signing.ts";
-import { type Pdu, referencedIds, type RoomEvent, type StateKey, stateKey } from "../events.ts";
+import { authEventKeys } from "../protocol/auth_event_selection.ts";
+import { authStateFromEvents, checkEventAuth } from "../protocol/auth_rules.ts";
+import { toStrippedStateEvent } from "../protocol/client_event.ts";
+import { signEvent } from "../protocol/event_signing.ts";
+import {
+  type Pdu,
+  referencedIds,
+  type RoomEvent,
+  type StateKey,
+  stateKey,
+} from "../protocol/events.ts";
 import { forbidden, MatrixError, notFound } from "../errors.ts";
-import { encodeBase64Unpadded } from "../base64.ts";
-import { computeReferenceHash } from "../hashing.ts";
-import { parseUserId } from "../identifiers.ts";
-import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
+import { encodeBase64Unpadded } from "../protocol/base64.ts";
+import { computeReferenceHash } from "../protocol/hashing.ts";
+import { parseUserId } from "../protocol/identifiers.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../protocol/json.ts";
 import type { EventStore, StoredEvent } from "../ports/event_store.ts";
 import type { RemoteMembershipStore } from "../ports/remote_membership_store.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
-import type { SigningKey } from "../signing.ts";
-import { toStoredRoomEvent } from "../stored_events.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
+import type { SigningKey } from "../protocol/signing.ts";
+import { toStoredRoomEvent } from "../protocol/stored_events.ts";
 import type { PreparedEventWrites } from "../local_event_sender.ts";
 import { verifyEventSignatures } from "./event_signatures.ts";
 import type { KeyRing } from "./key_ring.ts";

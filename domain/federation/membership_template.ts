@@ -6,16 +6,16 @@
  * and knock (remote_membership.ts, and the remote join) check a template and sign an event from
  * it here. Pure apart from the clock and the signing key.
  */
-import { canonicalJsonBytes } from "../canonical_json.ts";
-import { type BuiltEvent, MAX_PDU_BYTES } from "../event_builder.ts";
-import { computeEventId, makeServerChosenEventId } from "../event_ids.ts";
-import { signEvent } from "../event_signing.ts";
-import { type EventReferenceTuple, type Pdu, toRoomEvent } from "../events.ts";
+import { canonicalJsonBytes } from "../protocol/canonical_json.ts";
+import { type BuiltEvent, MAX_PDU_BYTES } from "../protocol/event_builder.ts";
+import { computeEventId, makeServerChosenEventId } from "../protocol/event_ids.ts";
+import { signEvent } from "../protocol/event_signing.ts";
+import { type EventReferenceTuple, type Pdu, toRoomEvent } from "../protocol/events.ts";
 import { MatrixError, tooLarge } from "../errors.ts";
-import { addContentHash } from "../hashing.ts";
-import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
-import type { SigningKey } from "../signing.ts";
+import { addContentHash } from "../protocol/hashing.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../protocol/json.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
+import type { SigningKey } from "../protocol/signing.ts";
 
 /** The memberships a make_/send_ handshake asks for. */
 export type HandshakeMembership = "join" | "leave" | "knock";

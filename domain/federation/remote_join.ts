@@ -12,11 +12,11 @@
  * already held are skipped, staging is content-addressed, a second append of the join is a
  * duplicate), and before staging is recorded the same signed join is sent again to get the state.
  */
-import { canonicalJsonBytes } from "../canonical_json.ts";
+import { canonicalJsonBytes } from "../protocol/canonical_json.ts";
 import { MatrixError, notFound } from "../errors.ts";
-import type { Pdu } from "../events.ts";
-import { parseRoomAlias, parseRoomId, requireValid } from "../identifiers.ts";
-import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
+import type { Pdu } from "../protocol/events.ts";
+import { parseRoomAlias, parseRoomId, requireValid } from "../protocol/identifiers.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../protocol/json.ts";
 import type { CommitMutation, EventStore, NewEvent } from "../ports/event_store.ts";
 import {
   type FederationResponse,
@@ -25,8 +25,8 @@ import {
 } from "../ports/federation_transport.ts";
 import type { PendingJoinRecord, PendingJoinStore } from "../ports/pending_join_store.ts";
 import type { RemoteMembershipStore } from "../ports/remote_membership_store.ts";
-import { type RoomVersion, roomVersion, supportedRoomVersions } from "../room_versions.ts";
-import type { SigningKey } from "../signing.ts";
+import { type RoomVersion, roomVersion, supportedRoomVersions } from "../protocol/room_versions.ts";
+import type { SigningKey } from "../protocol/signing.ts";
 import { checkMembershipTemplate, signFromTemplate } from "./membership_template.ts";
 import {
   checkSendJoinAnswer,

@@ -13,14 +13,14 @@
  * The memberships this produces for rooms we are not in live in the RemoteMembershipStore,
  * where sync finds them. Leaving a remote room we are joined to is a normal local send.
  */
-import { canonicalJsonBytes } from "../canonical_json.ts";
-import { toStrippedStateEvent } from "../client_event.ts";
-import { buildEvent } from "../event_builder.ts";
-import { verifyEventSignature } from "../event_signing.ts";
-import { computeEventId } from "../event_ids.ts";
-import { type Pdu, stateKey } from "../events.ts";
+import { canonicalJsonBytes } from "../protocol/canonical_json.ts";
+import { toStrippedStateEvent } from "../protocol/client_event.ts";
+import { buildEvent } from "../protocol/event_builder.ts";
+import { verifyEventSignature } from "../protocol/event_signing.ts";
+import { computeEventId } from "../protocol/event_ids.ts";
+import { type Pdu, stateKey } from "../protocol/events.ts";
 import { forbidden, MatrixError, notFound } from "../errors.ts";
-import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../protocol/json.ts";
 import type { EventStore } from "../ports/event_store.ts";
 import {
   type FederationRequest,
@@ -29,8 +29,8 @@ import {
   FederationUnreachable,
 } from "../ports/federation_transport.ts";
 import type { RemoteMembershipStore } from "../ports/remote_membership_store.ts";
-import { type RoomVersion, roomVersion, supportedRoomVersions } from "../room_versions.ts";
-import type { SigningKey } from "../signing.ts";
+import { type RoomVersion, roomVersion, supportedRoomVersions } from "../protocol/room_versions.ts";
+import type { SigningKey } from "../protocol/signing.ts";
 import type { KeyRing } from "./key_ring.ts";
 import { serverOf, STRIPPED_STATE_TYPES } from "./membership_handshakes.ts";
 import {

@@ -7,7 +7,7 @@
  * own errcode; anything else, or a malformed answer, is 502.
  */
 import { MatrixError } from "../errors.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import {
   type FederationResponse,
   type FederationTransport,

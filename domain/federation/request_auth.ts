@@ -4,8 +4,13 @@
  * signature in `Authorization: X-Matrix origin=...,destination=...,key=...,sig=...`. Pure:
  * signing takes the key, verification takes the public key the caller looked up.
  */
-import { type Signatures, type SigningKey, signJson, verifyJsonSignature } from "../signing.ts";
-import type { JsonObject, JsonValue } from "../json.ts";
+import {
+  type Signatures,
+  type SigningKey,
+  signJson,
+  verifyJsonSignature,
+} from "../protocol/signing.ts";
+import type { JsonObject, JsonValue } from "../protocol/json.ts";
 
 /**
  * Request bodies may carry what room v6+ events may not (floats, integers past 2^53): the

@@ -15,8 +15,12 @@
  * its auth events and against that state. Anything else wrong refuses the whole answer, and the
  * caller tries the next server.
  */
-import { authStateFromEvents, checkAuthEventsList, checkEventAuth } from "../auth_rules.ts";
-import { canonicalJson } from "../canonical_json.ts";
+import {
+  authStateFromEvents,
+  checkAuthEventsList,
+  checkEventAuth,
+} from "../protocol/auth_rules.ts";
+import { canonicalJson } from "../protocol/canonical_json.ts";
 import {
   type Pdu,
   type RoomEvent,
@@ -24,11 +28,11 @@ import {
   stateKey,
   type StateMap,
   toRoomEvent,
-} from "../events.ts";
-import { checkContentHash } from "../hashing.ts";
-import { isJsonObject, type JsonValue } from "../json.ts";
-import { redactEvent } from "../redaction.ts";
-import type { RoomVersion } from "../room_versions.ts";
+} from "../protocol/events.ts";
+import { checkContentHash } from "../protocol/hashing.ts";
+import { isJsonObject, type JsonValue } from "../protocol/json.ts";
+import { redactEvent } from "../protocol/redaction.ts";
+import type { RoomVersion } from "../protocol/room_versions.ts";
 import { checkPduFormat } from "./pdu_input/format.ts";
 
 /** Checks the signatures an event needs in its room version (part 2's verifyEventSignatures). */

@@ -14,7 +14,7 @@
  * ACL content; `RoomServerAcl` reads it from the room's current state.
  */
 import { forbidden } from "../errors.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import { globMatches } from "../push/push_rule_evaluator.ts";
 

@@ -14,8 +14,8 @@
  * 5. (deprecated) SRV `_matrix._tcp.<hostname>`;
  * 6. the hostname on 8448.
  */
-import { parseServerName, type ServerName } from "../identifiers.ts";
-import type { JsonValue } from "../json.ts";
+import { parseServerName, type ServerName } from "../protocol/identifiers.ts";
+import type { JsonValue } from "../protocol/json.ts";
 
 /** The default federation port. */
 export const DEFAULT_FEDERATION_PORT = 8448;

@@ -4,8 +4,8 @@
  * room list. Each answers from the same domain services the Client-Server API uses.
  */
 import { invalidParam, notFound } from "../errors.ts";
-import { parseRoomAlias, parseUserId } from "../identifiers.ts";
-import type { JsonObject, JsonValue } from "../json.ts";
+import { parseRoomAlias, parseUserId } from "../protocol/identifiers.ts";
+import type { JsonObject, JsonValue } from "../protocol/json.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { ProfileService } from "../profile/profile_service.ts";
 import type { RoomAliases } from "../rooms/room_aliases.ts";

@@ -17,8 +17,8 @@
  * are not found.
  */
 import { forbidden, notFound, unsupportedRoomVersion } from "../errors.ts";
-import { referencedIds, toRoomEvent } from "../events.ts";
-import type { JsonObject } from "../json.ts";
+import { referencedIds, toRoomEvent } from "../protocol/events.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import {
   type Direction,
   type EventReader,
@@ -29,10 +29,10 @@ import {
 } from "../ports/event_store.ts";
 import type { RelationReader } from "../ports/relation_store.ts";
 import type { ReadPipeline } from "../room_events/read_pipeline.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
-import { authChainOf } from "../state_res/auth_chain.ts";
-import { EventCache } from "../state_res/event_cache.ts";
-import { MinHeap } from "../state_res/min_heap.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
+import { authChainOf } from "../protocol/state_res/auth_chain.ts";
+import { EventCache } from "../protocol/state_res/event_cache.ts";
+import { MinHeap } from "../protocol/state_res/min_heap.ts";
 import { RoomServerAcl } from "./server_acl.ts";
 
 /** Events one /backfill answers at most (Synapse's cap: it asks for 100 itself). */

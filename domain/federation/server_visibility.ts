@@ -18,11 +18,11 @@
  * (`ReadPipeline.readForServer`) calls this as its first stage, then applies redactions and
  * erasure, then formats PDUs; no federation route formats events itself.
  */
-import { stateKey } from "../events.ts";
-import { historyVisibilityOf } from "../history_visibility.ts";
-import type { HistoryVisibility } from "../history_visibility.ts";
+import { stateKey } from "../protocol/events.ts";
+import { historyVisibilityOf } from "../protocol/history_visibility.ts";
+import type { HistoryVisibility } from "../protocol/history_visibility.ts";
 import type { EventReader, EventStatus } from "../ports/event_store.ts";
-import type { Pdu } from "../events.ts";
+import type { Pdu } from "../protocol/events.ts";
 
 /** An event as a server read takes it: a timeline event (StoredEvent) or an outlier. */
 export interface ServerReadEvent {

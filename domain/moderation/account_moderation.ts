@@ -4,7 +4,7 @@
  * every authenticated request, so a lock set by one process holds in every other at once.
  */
 import { MatrixError } from "../errors.ts";
-import { parseUserId } from "../identifiers.ts";
+import { parseUserId } from "../protocol/identifiers.ts";
 import type { AccountModerationRecord, ModerationStore } from "../ports/moderation_store.ts";
 import type { Session, SessionResolver } from "../session.ts";
 

@@ -4,7 +4,7 @@
  * them with `deno task reports`.
  */
 import { MatrixError } from "../errors.ts";
-import { parseRoomId, parseUserId } from "../identifiers.ts";
+import { parseRoomId, parseUserId } from "../protocol/identifiers.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { ContentReportRecord, ModerationStore } from "../ports/moderation_store.ts";
 

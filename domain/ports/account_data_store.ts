@@ -2,7 +2,7 @@
  * The storage port for account data: per user, global and per-room JSON objects by type.
  * Changes are ordered by the commit versionstamp; `since`/`upTo` are sync tokens.
  */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { AccountDataUsage } from "../account_data/account_data_quota.ts";
 
 /** One account data entry; `roomId` is null for global account data. */

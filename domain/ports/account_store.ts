@@ -2,7 +2,7 @@
  * Storage port for accounts, devices, token hashes, user-interactive auth sessions and login
  * tokens. Tokens are stored only by their SHA-256 hash (see domain/accounts/tokens.ts).
  */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 
 /** A local account. */
 export interface AccountRecord {

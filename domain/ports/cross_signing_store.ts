@@ -4,7 +4,7 @@
  * signer's own syncs whose keys they signed. Writes that change a user's keys carry their
  * device-list update in the same commit (the KV adapter uses kv/device_list_log.ts).
  */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 
 /** What a cross-signing key is for. */
 export type CrossSigningUsage = "master" | "self_signing" | "user_signing";

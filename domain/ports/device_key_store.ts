@@ -2,7 +2,7 @@
  * Storage port for device keys, one-time keys and fallback keys. The KV implementation writes
  * every change of a device's identity keys together with its device-list update (one commit).
  */
-import type { JsonObject, JsonValue } from "../json.ts";
+import type { JsonObject, JsonValue } from "../protocol/json.ts";
 
 /** Device keys of several users: userId -> deviceId -> the signed device keys object. */
 export type DeviceKeysByUser = Map<string, Map<string, JsonObject>>;

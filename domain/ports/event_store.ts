@@ -4,8 +4,8 @@
  * The domain depends on these interfaces; kv/ implements them.
  */
 import { MatrixError } from "../errors.ts";
-import type { Pdu, RoomEvent, StateKey, StateMap } from "../events.ts";
-import type { RoomVersion } from "../room_versions.ts";
+import type { Pdu, RoomEvent, StateKey, StateMap } from "../protocol/events.ts";
+import type { RoomVersion } from "../protocol/room_versions.ts";
 
 /**
  * What the auth checks decided about an event. Rejected and soft-failed events are stored and

@@ -4,7 +4,7 @@
  * speaks HTTPS, refuses private addresses unless allowed, and signs each request with the
  * X-Matrix scheme (destination included) unless `signed` is false (key fetches).
  */
-import type { JsonValue } from "../json.ts";
+import type { JsonValue } from "../protocol/json.ts";
 
 /** One request to a homeserver's federation or key API. */
 export interface FederationRequest {

@@ -1,5 +1,5 @@
 /** The storage port for uploaded sync filters, kept per user under a server-chosen ID. */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 
 /** Stored filters of each user. */
 export interface FilterStore {

@@ -3,7 +3,7 @@
  * retries a transaction until it gets an answer, and must get the same answer again rather
  * than have its PDUs handled twice. IDs are per origin: two servers may use the same one.
  */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 
 /** Stored answers to transactions, by origin and transaction ID. */
 export interface InboundTransactionStore {

@@ -3,7 +3,7 @@
  * encrypted megolm session keys by (room, session), with an exact key count and an etag that
  * changes whenever (and only when) the stored keys change.
  */
-import type { JsonValue } from "../json.ts";
+import type { JsonValue } from "../protocol/json.ts";
 
 /** One backup version as the API shows it. */
 export interface BackupVersionInfo {

@@ -4,7 +4,7 @@
  * by a sender that holds a lease on the destination and backs off when it fails.
  */
 import type { CommitMutation } from "./event_store.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 
 /** One entry to append: its destination, its place in the destination's order, its payload. */
 export interface OutboxAppend {

@@ -4,7 +4,7 @@
  * after the last: a process that dies mid-way leaves the record, and the next start (or the
  * user's next attempt) finishes the join from it.
  */
-import type { Pdu } from "../events.ts";
+import type { Pdu } from "../protocol/events.ts";
 import type { StagedState } from "./event_store.ts";
 
 /** One join under way. */

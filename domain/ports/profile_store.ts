@@ -1,5 +1,5 @@
 /** The storage port for user profiles: one record of fields per user. */
-import type { JsonValue } from "../json.ts";
+import type { JsonValue } from "../protocol/json.ts";
 
 /** A user's profile fields (`displayname`, `avatar_url`, `m.tz`, custom keys). */
 export type ProfileFields = Record<string, JsonValue>;

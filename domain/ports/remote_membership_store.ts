@@ -4,7 +4,7 @@
  * withdrawal. The room's log holds none of these events (the server has no copy of the room), so
  * sync reads them from here beside the membership projection, and the newer of the two wins.
  */
-import type { Pdu } from "../events.ts";
+import type { Pdu } from "../protocol/events.ts";
 
 /** A membership a local user has in a room known only from another server. */
 export interface RemoteMembership {

@@ -2,7 +2,7 @@
  * The storage port for other servers' signing keys: the key ring's cache (shared by every
  * isolate, so a key fetched by one is seen by all) and the documents the notary serves again.
  */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 
 /** One public key of a remote server, as the newest document naming it described it. */
 export interface StoredServerKey {

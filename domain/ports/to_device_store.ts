@@ -3,7 +3,7 @@
  * `/sendToDevice` transaction records that make a retry deliver nothing twice, and the
  * per-device delivery record that turns the client's next sync token into an acknowledgement.
  */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 
 /** A to-device message as the recipient device sees it in `/sync`'s `to_device.events`. */
 export interface ToDeviceEvent {

@@ -1,5 +1,5 @@
 /** Where `.well-known/matrix/server` answers are kept between requests and processes. */
-import type { JsonValue } from "../json.ts";
+import type { JsonValue } from "../protocol/json.ts";
 
 /** A cached answer: the document (null when there was none usable) and its expiry. */
 export interface CachedWellKnown {

@@ -4,7 +4,7 @@
  * every joined room (a new join event, as Synapse does).
  */
 import { badJson, forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
-import type { JsonObject, JsonValue } from "../json.ts";
+import type { JsonObject, JsonValue } from "../protocol/json.ts";
 import type { AccountStore } from "../ports/account_store.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { ProfileFields, ProfileStore } from "../ports/profile_store.ts";

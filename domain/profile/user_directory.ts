@@ -5,7 +5,7 @@
  * room directory. The searcher finds themself only through a public room. Matched on user ID and
  * display name.
  */
-import { stateKey } from "../events.ts";
+import { stateKey } from "../protocol/events.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { MemberProfile } from "./profile_service.ts";
 

@@ -5,18 +5,18 @@
  * rule service; the room's members, power levels and create event are cached per room and read
  * again whenever the room's current state has changed (messages leave it, and the cache, alone).
  */
-import { isJsonObject, type JsonObject } from "../json.ts";
-import { type RoomEvent, stateKey, toRoomEvent } from "../events.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
+import { type RoomEvent, stateKey, toRoomEvent } from "../protocol/events.ts";
 import type { LocalEventHook, PreparedEventWrites } from "../local_event_sender.ts";
-import { notificationPowerLevel, powerLevelsOf, userPowerLevel } from "../power_levels.ts";
-import type { RoomVersion } from "../room_versions.ts";
+import { notificationPowerLevel, powerLevelsOf, userPowerLevel } from "../protocol/power_levels.ts";
+import type { RoomVersion } from "../protocol/room_versions.ts";
 import type { EventStore } from "../ports/event_store.ts";
 import {
   MAIN_THREAD,
   type NotificationEntry,
   type NotificationStore,
 } from "../ports/notification_store.ts";
-import type { Pdu } from "../events.ts";
+import type { Pdu } from "../protocol/events.ts";
 import { evaluatePushRules, hasMentionsProperty, type PushEvent } from "./push_rule_evaluator.ts";
 import type { PushRuleService } from "./push_rule_service.ts";
 import type { Ruleset } from "./push_rules.ts";

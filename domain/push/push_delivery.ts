@@ -6,14 +6,14 @@
  * event the owner has read by then is skipped, as Synapse's pushers skip read notifications.
  * Pushkeys the gateway `rejected` lose their pusher.
  */
-import { stateKey } from "../events.ts";
-import { isJsonObject, type JsonObject, type JsonValue } from "../json.ts";
+import { stateKey } from "../protocol/events.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../protocol/json.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { OutboxAppend, OutboxEntry } from "../ports/outbox_store.ts";
 import { OutboundError, type OutboundHttp } from "../ports/outbound_http.ts";
 import type { NotificationEntry } from "../ports/notification_store.ts";
 import type { RoomUnreadCounts } from "../ports/notification_store.ts";
-import { roomVersion } from "../room_versions.ts";
+import { roomVersion } from "../protocol/room_versions.ts";
 import type { ReadPipeline } from "../room_events/read_pipeline.ts";
 import type { DeliveryOutcome } from "../outbox/outbox_worker.ts";
 import type { PushAction } from "./push_rules.ts";

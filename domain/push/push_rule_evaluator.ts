@@ -3,7 +3,7 @@
  * its actions mean (notify, highlight, sound). Patterns and key paths are compiled once and
  * cached, since one event is evaluated for every member of its room.
  */
-import type { JsonValue } from "../json.ts";
+import type { JsonValue } from "../protocol/json.ts";
 import {
   LEGACY_MENTION_RULES,
   type PushAction,

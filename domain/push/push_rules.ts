@@ -2,7 +2,7 @@
  * Push rules as the spec shapes them (v1.19), the server-default rules, and a user's ruleset:
  * the defaults merged with the user's own rules and their changes to default rules.
  */
-import type { JsonObject, JsonValue } from "../json.ts";
+import type { JsonObject, JsonValue } from "../protocol/json.ts";
 
 /** The five kinds of rule, in the order they are tried. */
 export const RULE_KINDS = ["override", "content", "room", "sender", "underride"] as const;

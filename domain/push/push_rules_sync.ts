@@ -1,5 +1,5 @@
 /** The `m.push_rules` global account data in /sync: the whole ruleset whenever it changed. */
-import { matchesEventFilter } from "../event_filter.ts";
+import { matchesEventFilter } from "../protocol/event_filter.ts";
 import type { SyncStreamProvider, SyncStreamRequest } from "../sync/sync_stream.ts";
 import type { SyncResponse } from "../sync/sync_response.ts";
 import type { PushRuleStore } from "../ports/push_rule_store.ts";

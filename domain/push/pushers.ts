@@ -4,7 +4,7 @@
  * goes with that device (logout, deletion, a password change logging other devices out).
  */
 import { invalidParam, MatrixError } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 
 /** The path every HTTP pusher's URL must have (Push Gateway API). */
 export const PUSH_GATEWAY_PATH = "/_matrix/push/v1/notify";

@@ -13,13 +13,13 @@
  * redact events of its own server's users). Shown, it would tell clients to hide an event the
  * server keeps showing.
  */
-import { authStateFromEvents } from "../auth_rules.ts";
-import { CREATE_KEY, POWER_LEVELS_KEY } from "../auth_context.ts";
-import type { RoomEvent } from "../events.ts";
+import { authStateFromEvents } from "../protocol/auth_rules.ts";
+import { CREATE_KEY, POWER_LEVELS_KEY } from "../protocol/auth_context.ts";
+import type { RoomEvent } from "../protocol/events.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
-import { redactionTakesEffect } from "../redaction_auth_rules.ts";
-import type { RoomVersion } from "../room_versions.ts";
-import { toStoredRoomEvent } from "../stored_events.ts";
+import { redactionTakesEffect } from "../protocol/redaction_auth_rules.ts";
+import type { RoomVersion } from "../protocol/room_versions.ts";
+import { toStoredRoomEvent } from "../protocol/stored_events.ts";
 
 /** What deciding redactions reads. */
 export interface AppliedRedactionsDeps {

@@ -2,7 +2,7 @@
  * A sync filter's `event_fields`: the last step of the read pipeline, picking the listed paths
  * out of each formatted event.
  */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 
 /**
  * Keep only the `event_fields` paths: dot-separated, `\.` for a literal dot. A path through a

@@ -5,8 +5,12 @@
  * user's membership in the state before each event, as few times as it can: not at all for
  * events after the user's current join, once per linear chain of events otherwise.
  */
-import { type StateKey, stateKey } from "../events.ts";
-import { governingVisibility, historyVisibilityOf, mayViewEvent } from "../history_visibility.ts";
+import { type StateKey, stateKey } from "../protocol/events.ts";
+import {
+  governingVisibility,
+  historyVisibilityOf,
+  mayViewEvent,
+} from "../protocol/history_visibility.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 
 const HISTORY_VISIBILITY_KEY: StateKey = stateKey("m.room.history_visibility", "");

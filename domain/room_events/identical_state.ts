@@ -4,9 +4,9 @@
  * (as Synapse's deduplicate_state_event does). A retried `PUT /state` or a second `/join` then
  * adds nothing to the timeline and answers the event ID the client already has.
  */
-import { canonicalJson } from "../canonical_json.ts";
-import { stateKey as toStateKey } from "../events.ts";
-import type { JsonObject } from "../json.ts";
+import { canonicalJson } from "../protocol/canonical_json.ts";
+import { stateKey as toStateKey } from "../protocol/events.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { EventReader } from "../ports/event_store.ts";
 
 /** A state event about to be sent. */

@@ -3,10 +3,10 @@
  * read pipeline (history visibility, redactions, ignored users, client format), so a
  * notification never shows what /messages would not.
  */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { NotificationStore } from "../ports/notification_store.ts";
-import { roomVersion } from "../room_versions.ts";
+import { roomVersion } from "../protocol/room_versions.ts";
 import type { PipelineReader, ReadPipeline } from "./read_pipeline.ts";
 
 /** Where a user has read up to in a room, per thread. */

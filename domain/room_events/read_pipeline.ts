@@ -50,16 +50,16 @@
  * Unlike a client, a server is given what it may not see pruned rather than dropped (servers
  * need the DAG's shape), as Synapse does.
  */
-import { type ClientEvent, toClientEvent, toStrippedStateEvent } from "../client_event.ts";
-import { matchesRoomEventFilter, type RoomEventFilter } from "../event_filter.ts";
-import { type StateKey, stateKey } from "../events.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
+import { type ClientEvent, toClientEvent, toStrippedStateEvent } from "../protocol/client_event.ts";
+import { matchesRoomEventFilter, type RoomEventFilter } from "../protocol/event_filter.ts";
+import { type StateKey, stateKey } from "../protocol/events.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import type { AccountDataStore } from "../ports/account_data_store.ts";
 import type { AccountStore } from "../ports/account_store.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 import type { TransactionStore } from "../ports/transaction_store.ts";
-import { redactEvent } from "../redaction.ts";
-import type { RoomVersion } from "../room_versions.ts";
+import { redactEvent } from "../protocol/redaction.ts";
+import type { RoomVersion } from "../protocol/room_versions.ts";
 import { AppliedRedactions } from "./applied_redactions.ts";
 import { pickFields } from "./event_fields.ts";
 import { HistoryVisibilityFilter } from "./history_visibility_filter.ts";

@@ -17,10 +17,10 @@
  * replies all came after the reader's current join is counted from its summary (minus ignored
  * users' replies) without loading them. Otherwise the newest replies are loaded and checked.
  */
-import { isJsonObject, type JsonObject } from "../json.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 import { type RelationReader, threadReplyKey } from "../ports/relation_store.ts";
-import { relationOf } from "../relations.ts";
+import { relationOf } from "../protocol/relations.ts";
 import { membershipValue } from "./history_visibility_filter.ts";
 
 /** Edits considered per original (the newest by arrival). */

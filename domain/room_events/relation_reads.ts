@@ -4,13 +4,13 @@
  * projections (kv/relation_projection.ts) and hands them to the read pipeline, which decides
  * what the reader may see and formats it, bundled aggregations included.
  */
-import type { ClientEvent } from "../client_event.ts";
+import type { ClientEvent } from "../protocol/client_event.ts";
 import { forbidden, notFound, unsupportedRoomVersion } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { Direction, EventReader, StoredEvent } from "../ports/event_store.ts";
 import type { RelationChild, RelationReader } from "../ports/relation_store.ts";
 import { threadReplyKey } from "../ports/relation_store.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
 import { membershipValue } from "./history_visibility_filter.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "./read_pipeline.ts";
 import { isRedacted } from "./relation_aggregations.ts";

@@ -6,11 +6,11 @@
  * not start from an event that itself relates to another. A refused event writes nothing.
  */
 import { invalidParam } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { RelationReader } from "../ports/relation_store.ts";
-import { isJsonObject } from "../json.ts";
-import { relationOf } from "../relations.ts";
+import { isJsonObject } from "../protocol/json.ts";
+import { relationOf } from "../protocol/relations.ts";
 
 /** Longest annotation key accepted (Synapse's limit). */
 export const MAX_ANNOTATION_KEY_LENGTH = 500;

@@ -4,17 +4,17 @@
  * (read_pipeline.ts), which applies history visibility, redactions, ignored users, the client
  * format and the filter; nothing here formats an event itself.
  */
-import type { ClientEvent } from "../client_event.ts";
+import type { ClientEvent } from "../protocol/client_event.ts";
 import { forbidden, MatrixError, notFound, unsupportedRoomVersion } from "../errors.ts";
-import type { RoomEventFilter } from "../event_filter.ts";
-import { splitStateKey, stateKey, type StateMap } from "../events.ts";
+import type { RoomEventFilter } from "../protocol/event_filter.ts";
+import { splitStateKey, stateKey, type StateMap } from "../protocol/events.ts";
 import {
   type Direction,
   type EventReader,
   OUTLIER_POSITION,
   type StoredEvent,
 } from "../ports/event_store.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
 import { membershipValue } from "./history_visibility_filter.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "./read_pipeline.ts";
 import type { HistoryBackfill } from "../federation/backfill.ts";

@@ -4,11 +4,11 @@
  * the same auth rules as federation apply and a refused event writes nothing.
  */
 import { MatrixError } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { LocalEventSender } from "../local_event_sender.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { TransactionStore } from "../ports/transaction_store.ts";
-import { UnknownRedactionTarget } from "../redaction_auth_rules.ts";
+import { UnknownRedactionTarget } from "../protocol/redaction_auth_rules.ts";
 import { identicalCurrentState } from "./identical_state.ts";
 import { type RelationValidationDeps, validateNewRelation } from "./relation_validation.ts";
 

@@ -6,10 +6,10 @@
  * name, topic, invites. A refused request writes nothing.
  */
 import { invalidParam, MatrixError, unsupportedRoomVersion } from "../errors.ts";
-import { isValidUserId, parseRoomAlias } from "../identifiers.ts";
-import type { JsonObject } from "../json.ts";
-import { parsePowerLevels } from "../power_levels.ts";
-import { DEFAULT_ROOM_VERSION, type RoomVersion, roomVersion } from "../room_versions.ts";
+import { isValidUserId, parseRoomAlias } from "../protocol/identifiers.ts";
+import type { JsonObject } from "../protocol/json.ts";
+import { parsePowerLevels } from "../protocol/power_levels.ts";
+import { DEFAULT_ROOM_VERSION, type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
 import type { CommitMutation } from "../ports/event_store.ts";
 import type { RoomVisibility } from "../ports/room_directory_store.ts";
 import { checkPendingInvites } from "./invite_quota.ts";

@@ -9,7 +9,7 @@
  * revocation's pass over the members, which runs after the revocation's commit.
  */
 import { forbidden } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { LocalEventHook, StateCondition } from "../local_event_sender.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import { isLocal } from "./room_services.ts";

@@ -5,8 +5,8 @@
  * pipeline.
  */
 import { forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
-import { isValidRoomId, isValidUserId } from "../identifiers.ts";
-import type { JsonObject } from "../json.ts";
+import { isValidRoomId, isValidUserId } from "../protocol/identifiers.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import { identicalCurrentState } from "../room_events/identical_state.ts";
 import type { LocalEventRequest } from "../local_event_sender.ts";
 import { guestJoinCondition } from "./guest_access.ts";

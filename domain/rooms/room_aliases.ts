@@ -4,8 +4,8 @@
  * that goes away is dropped from it by the user who deleted it, when they may.
  */
 import { forbidden, invalidParam, MatrixError, notFound } from "../errors.ts";
-import { parseRoomAlias, requireValid } from "../identifiers.ts";
-import type { JsonObject } from "../json.ts";
+import { parseRoomAlias, requireValid } from "../protocol/identifiers.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { AliasRecord } from "../ports/room_directory_store.ts";
 import { RoomState } from "./room_state.ts";
 import { isLocal, remoteRoomUnsupported, type RoomServiceDeps } from "./room_services.ts";

@@ -5,13 +5,13 @@
  * (power levels the auth rules reject, a string with a lone surrogate, an event over the size
  * limit) used to leave a half-made room behind, sometimes already published with its alias.
  */
-import { authStateFromEvents, checkEventAuth } from "../auth_rules.ts";
+import { authStateFromEvents, checkEventAuth } from "../protocol/auth_rules.ts";
 import { MatrixError } from "../errors.ts";
-import { buildEvent, type EventReference } from "../event_builder.ts";
-import { type RoomEvent, type StateKey, stateKey } from "../events.ts";
-import type { JsonObject } from "../json.ts";
-import type { RoomVersion } from "../room_versions.ts";
-import { generateSigningSeed, type SigningKey, signingKeyFromSeed } from "../signing.ts";
+import { buildEvent, type EventReference } from "../protocol/event_builder.ts";
+import { type RoomEvent, type StateKey, stateKey } from "../protocol/events.ts";
+import type { JsonObject } from "../protocol/json.ts";
+import type { RoomVersion } from "../protocol/room_versions.ts";
+import { generateSigningSeed, type SigningKey, signingKeyFromSeed } from "../protocol/signing.ts";
 import type { InitialStateEvent } from "./room_presets.ts";
 
 /**

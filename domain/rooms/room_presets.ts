@@ -2,8 +2,8 @@
  * The pure parts of room creation: what each preset sets, and the default power levels for a
  * new room per room version (v12 creators have infinite power and are not listed in `users`).
  */
-import type { JsonObject } from "../json.ts";
-import type { RoomVersion } from "../room_versions.ts";
+import type { JsonObject } from "../protocol/json.ts";
+import type { RoomVersion } from "../protocol/room_versions.ts";
 
 /** The presets of `POST /createRoom`. */
 export type RoomPreset = "private_chat" | "public_chat" | "trusted_private_chat";

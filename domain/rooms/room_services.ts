@@ -1,11 +1,11 @@
 /** What the rooms and membership use cases are built from, shared by their services. */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { LocalEventSender } from "../local_event_sender.ts";
 import type { EventStore } from "../ports/event_store.ts";
 import type { RoomDirectoryStore } from "../ports/room_directory_store.ts";
 import { MatrixError } from "../errors.ts";
-import type { Pdu } from "../events.ts";
-import type { RoomVersion } from "../room_versions.ts";
+import type { Pdu } from "../protocol/events.ts";
+import type { RoomVersion } from "../protocol/room_versions.ts";
 
 /** A user's displayname and avatar for their member events; null when unknown. */
 export type MemberProfileLookup = (

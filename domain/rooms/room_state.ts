@@ -3,11 +3,11 @@
  * state events and their contents, memberships and power levels, through the event store port.
  */
 import { notFound } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
-import { type StateKey, stateKey } from "../events.ts";
-import { parsePowerLevels, type PowerLevels, userPowerLevel } from "../power_levels.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
-import { toStoredRoomEvent } from "../stored_events.ts";
+import type { JsonObject } from "../protocol/json.ts";
+import { type StateKey, stateKey } from "../protocol/events.ts";
+import { parsePowerLevels, type PowerLevels, userPowerLevel } from "../protocol/power_levels.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
+import { toStoredRoomEvent } from "../protocol/stored_events.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 
 /** A read-only view of one room's current state, loading entries on demand. */

@@ -4,10 +4,10 @@
  * restricted, and the local aliases and directory listing moved.
  */
 import { forbidden, invalidParam, unsupportedRoomVersion } from "../errors.ts";
-import { isValidUserId } from "../identifiers.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
-import { parsePowerLevels } from "../power_levels.ts";
-import { roomVersion } from "../room_versions.ts";
+import { isValidUserId } from "../protocol/identifiers.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
+import { parsePowerLevels } from "../protocol/power_levels.ts";
+import { roomVersion } from "../protocol/room_versions.ts";
 import type { CommitMutation } from "../ports/event_store.ts";
 import { RoomState } from "./room_state.ts";
 import { isLocal, memberContent, type RoomServiceDeps } from "./room_services.ts";

@@ -11,7 +11,7 @@
  * replay, so checking costs three small reads, whatever the size of the room.
  */
 import { tooLarge } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { StateUsageReader } from "../ports/state_usage_reader.ts";
 
 /**

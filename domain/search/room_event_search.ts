@@ -16,11 +16,11 @@
  * read (at most MAX_EXAMINED from `next_batch` on), so it says nothing about events the reader
  * may not see; Synapse counts index matches before visibility.
  */
-import { type ClientEvent } from "../client_event.ts";
+import { type ClientEvent } from "../protocol/client_event.ts";
 import { invalidParam, unsupportedRoomVersion } from "../errors.ts";
-import { roomAllowed, type RoomEventFilter } from "../event_filter.ts";
-import { stateKey, type StateMap } from "../events.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
+import { roomAllowed, type RoomEventFilter } from "../protocol/event_filter.ts";
+import { stateKey, type StateMap } from "../protocol/events.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 import type { SearchIndexReader, SearchPosting } from "../ports/search_index.ts";
 import type {
@@ -29,7 +29,7 @@ import type {
   ReadPipeline,
   RoomRead,
 } from "../room_events/read_pipeline.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
 import {
   matchingWords,
   queryTerms,

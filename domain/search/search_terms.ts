@@ -19,7 +19,7 @@
  * for one event type only (m.room.message, m.room.name, m.room.topic), and so do we.
  */
 import { stemmer } from "stemmer";
-import { isJsonObject, type JsonObject } from "../json.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 
 /** The keys a search may name, in the spec's order; the index stores a key's index here. */
 export const SEARCH_KEYS = ["content.body", "content.name", "content.topic"] as const;

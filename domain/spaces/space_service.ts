@@ -12,11 +12,11 @@
  * The state shown is read through the read pipeline's `previewState`, so redactions apply.
  */
 import { forbidden, invalidParam, notFound } from "../errors.ts";
-import { type StateKey, stateKey, type StateMap } from "../events.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
+import { type StateKey, stateKey, type StateMap } from "../protocol/events.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 import type { ReadPipeline } from "../room_events/read_pipeline.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
 
 /** Rooms one hierarchy page returns at most (Synapse's MAX_ROOMS). */
 export const MAX_HIERARCHY_LIMIT = 50;

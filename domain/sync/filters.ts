@@ -4,11 +4,11 @@
  * key is needed. IDs never start with `{`, which is how `/sync?filter=` tells an ID from JSON.
  */
 import { sha256 } from "@noble/hashes/sha2.js";
-import { canonicalJson } from "../canonical_json.ts";
-import { encodeBase64UrlUnpadded } from "../base64.ts";
+import { canonicalJson } from "../protocol/canonical_json.ts";
+import { encodeBase64UrlUnpadded } from "../protocol/base64.ts";
 import { MatrixError, notFound } from "../errors.ts";
-import { type Filter, filterSchema } from "../event_filter.ts";
-import type { JsonObject } from "../json.ts";
+import { type Filter, filterSchema } from "../protocol/event_filter.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { FilterStore } from "../ports/filter_store.ts";
 
 /** Largest filter accepted, in bytes of canonical JSON (a value must fit one KV entry). */

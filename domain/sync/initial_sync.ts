@@ -14,18 +14,18 @@
  * federation; with `archived`, its rejection) as `/sync` does: an invite like a local one, a
  * rejection as a departed room whose only message is the user's leave.
  */
-import type { Filter } from "../event_filter.ts";
+import type { Filter } from "../protocol/event_filter.ts";
 import { forbidden, MatrixError, notFound } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import { presenceContent } from "../ephemeral/presence_service.ts";
-import type { StateMap } from "../events.ts";
+import type { StateMap } from "../protocol/events.ts";
 import type { EventStore, StoredEvent } from "../ports/event_store.ts";
 import type { RemoteMembershipStore } from "../ports/remote_membership_store.ts";
 import type { RoomVisibility } from "../ports/room_directory_store.ts";
 import { membershipValue } from "../room_events/history_visibility_filter.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
 import type { Reader } from "../room_events/room_event_reads.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
 import { flattenStreams, legacyPresence } from "./legacy_event_stream.ts";
 import { emptySyncResponse, type SyncResponse } from "./sync_response.ts";
 import type { SyncStreamProvider, SyncStreamRequest } from "./sync_stream.ts";

@@ -14,14 +14,14 @@
  * its rejection, a knock) are streamed too, as `/sync` shows them: the member event, at the
  * commit that recorded it.
  */
-import type { Filter } from "../event_filter.ts";
+import type { Filter } from "../protocol/event_filter.ts";
 import { forbidden, invalidParam } from "../errors.ts";
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { EventStore, StoredEvent } from "../ports/event_store.ts";
 import type { RemoteMembershipStore } from "../ports/remote_membership_store.ts";
 import { membershipValue } from "../room_events/history_visibility_filter.ts";
 import type { ReadPipeline } from "../room_events/read_pipeline.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
 import { remoteMembershipEvent } from "./remote_membership_events.ts";
 import type { SyncNotifier, SyncWatch } from "./sync_notifier.ts";
 import { emptySyncResponse, type SyncResponse } from "./sync_response.ts";

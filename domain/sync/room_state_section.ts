@@ -16,8 +16,8 @@
  * someone who joined or left while it was away). Member events already sent to the device are
  * not sent again unless `include_redundant_members` (lazy_members.ts remembers them).
  */
-import { matchesRoomEventFilter, type RoomEventFilter } from "../event_filter.ts";
-import { type StateKey, stateKey, type StateMap } from "../events.ts";
+import { matchesRoomEventFilter, type RoomEventFilter } from "../protocol/event_filter.ts";
+import { type StateKey, stateKey, type StateMap } from "../protocol/events.ts";
 import type { EventReader, StoredEvent } from "../ports/event_store.ts";
 import { isAfter } from "./sync_token.ts";
 

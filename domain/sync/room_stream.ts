@@ -5,15 +5,15 @@
  * membership event is in that window (a new invite, join, leave or knock); a room joined in the
  * window gets its full state, like an initial sync.
  */
-import { type Filter, roomAllowed } from "../event_filter.ts";
-import { stateKey } from "../events.ts";
-import type { JsonObject } from "../json.ts";
+import { type Filter, roomAllowed } from "../protocol/event_filter.ts";
+import { stateKey } from "../protocol/events.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { EventStore, Membership, RoomChanges, StoredEvent } from "../ports/event_store.ts";
-import { type RoomVersion, roomVersion } from "../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
 import type { SentMembersStore } from "../ports/sent_members_store.ts";
 import type { RemoteMembership, RemoteMembershipStore } from "../ports/remote_membership_store.ts";
-import { toClientEvent } from "../client_event.ts";
+import { toClientEvent } from "../protocol/client_event.ts";
 import { stateSection } from "./room_state_section.ts";
 import { loadTimeline, type TimelineBatch, type TimelineShape } from "./room_timeline.ts";
 import { dedupesMembers, SentMembers, type SentMembersScope } from "./sent_members.ts";

@@ -6,8 +6,8 @@
  * the window ends, or the page budget runs out (Synapse's `_load_filtered_recents` does the
  * same, five pages at most). Every page goes through the pipeline; nothing is shown otherwise.
  */
-import { matchesRoomEventFilter } from "../event_filter.ts";
-import type { JsonObject } from "../json.ts";
+import { matchesRoomEventFilter } from "../protocol/event_filter.ts";
+import type { JsonObject } from "../protocol/json.ts";
 import type { EventReader, RoomChanges, StoredEvent } from "../ports/event_store.ts";
 import type { ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
 import { isAfter } from "./sync_token.ts";

@@ -8,7 +8,7 @@
  * a retry with the older token) therefore counts for nothing, and a retried sync sends the
  * members again. An initial sync starts the memory afresh, as Synapse clears its cache.
  */
-import type { Filter } from "../event_filter.ts";
+import type { Filter } from "../protocol/event_filter.ts";
 import type { StoredEvent } from "../ports/event_store.ts";
 import type { SentMember, SentMembersStore } from "../ports/sent_members_store.ts";
 

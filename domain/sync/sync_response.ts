@@ -3,8 +3,8 @@
  * E2EE sections are always present (empty until their providers exist), since some clients
  * read them without checking.
  */
-import type { JsonObject } from "../json.ts";
-import type { ClientEvent } from "../client_event.ts";
+import type { JsonObject } from "../protocol/json.ts";
+import type { ClientEvent } from "../protocol/client_event.ts";
 
 /** A list of events, as most response sections carry them. */
 export interface EventList<T = JsonObject> {

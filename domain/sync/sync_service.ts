@@ -4,7 +4,7 @@
  * sync has nothing to say. The watch is registered before each read, so a commit landing
  * during the read wakes the next wait; a woken read may skip the barrier (`wokenUpTo`).
  */
-import type { Filter } from "../event_filter.ts";
+import type { Filter } from "../protocol/event_filter.ts";
 import { invalidParam } from "../errors.ts";
 import type { EventStore, Membership } from "../ports/event_store.ts";
 import type { ReadPipeline } from "../room_events/read_pipeline.ts";

@@ -9,7 +9,7 @@
  * adapters turn them back into versionstamps with kv/stream_tokens.ts `parseSyncToken` and
  * compare them with each entry's versionstamp. Fixed width, so they also compare as strings.
  */
-import type { Filter } from "../event_filter.ts";
+import type { Filter } from "../protocol/event_filter.ts";
 import type { SyncResponse } from "./sync_response.ts";
 
 /** What one sync request asks of every stream. */

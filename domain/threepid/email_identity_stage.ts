@@ -5,7 +5,7 @@
  * password reset to find the account by.
  */
 import { badJson, MatrixError } from "../errors.ts";
-import { isJsonObject } from "../json.ts";
+import { isJsonObject } from "../protocol/json.ts";
 import type { UiaStageHandler } from "../accounts/user_interactive_auth.ts";
 import type { ThreepidValidation } from "./threepid_validation.ts";
 import type { ThreepidMedium } from "../ports/threepid_store.ts";

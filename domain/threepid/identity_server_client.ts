@@ -3,11 +3,11 @@
  * store-invite and key validity. Every request goes through the OutboundHttp port, whose
  * adapter refuses private addresses unless the operator allows them.
  */
-import { encodeBase64UrlUnpadded } from "../base64.ts";
+import { encodeBase64UrlUnpadded } from "../protocol/base64.ts";
 import { MatrixError } from "../errors.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import { OutboundError, type OutboundHttp } from "../ports/outbound_http.ts";
-import { type SigningKey, signJson } from "../signing.ts";
+import { type SigningKey, signJson } from "../protocol/signing.ts";
 
 /** Longest identity server name accepted (a host, an optional port, an optional path). */
 const MAX_ID_SERVER_LENGTH = 255;

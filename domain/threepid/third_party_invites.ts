@@ -8,12 +8,12 @@
  * against the third-party invite (domain/third_party_invite_auth.ts).
  */
 import { forbidden, MatrixError } from "../errors.ts";
-import { isValidUserId } from "../identifiers.ts";
-import { isJsonObject, type JsonObject } from "../json.ts";
+import { isValidUserId } from "../protocol/identifiers.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import type { Rooms } from "../rooms/rooms.ts";
 import { RoomState } from "../rooms/room_state.ts";
 import { isLocal, memberContent } from "../rooms/room_services.ts";
-import { verifyThirdPartyInviteEd25519 } from "../third_party_invite_auth.ts";
+import { verifyThirdPartyInviteEd25519 } from "../protocol/third_party_invite_auth.ts";
 import { checkIdServer, type IdentityServerClient } from "./identity_server_client.ts";
 import { canonicalAddress } from "./threepid_service.ts";
 

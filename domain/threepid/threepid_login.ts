@@ -4,7 +4,7 @@
  * canonicalised as it was when added, so `Bob@Example.com` finds `bob@example.com`.
  */
 import { badJson } from "../errors.ts";
-import { isJsonObject } from "../json.ts";
+import { isJsonObject } from "../protocol/json.ts";
 import { canonicalAddress } from "./threepid_service.ts";
 
 /** The identifier a login body names by medium and address, or undefined for any other kind. */

@@ -2,7 +2,7 @@
  * Time-limited TURN credentials (the "TURN REST API" scheme coturn's `use-auth-secret` checks):
  * username `expiry:userId`, password base64(HMAC-SHA1(shared secret, username)).
  */
-import type { JsonObject } from "../json.ts";
+import type { JsonObject } from "../protocol/json.ts";
 
 /** What `GET /voip/turnServer` returns when TURN is configured. */
 export async function turnCredentials(

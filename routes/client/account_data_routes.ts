@@ -1,7 +1,7 @@
 /** Account data (global and per room) and room tags; only the user themself may use them. */
 import { Hono } from "hono";
 import { z } from "zod";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";

@@ -1,6 +1,9 @@
 /** `GET /capabilities`: what this server lets the user change. */
 import { Hono } from "hono";
-import { DEFAULT_ROOM_VERSION, supportedRoomVersions } from "../../domain/room_versions.ts";
+import {
+  DEFAULT_ROOM_VERSION,
+  supportedRoomVersions,
+} from "../../domain/protocol/room_versions.ts";
 import type { AppDeps } from "../deps.ts";
 import type { ClientArea } from "./client_api.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";

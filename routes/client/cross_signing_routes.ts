@@ -6,7 +6,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { invalidParam } from "../../domain/errors.ts";
-import { isValidDeviceId, isValidUserId } from "../../domain/identifiers.ts";
+import { isValidDeviceId, isValidUserId } from "../../domain/protocol/identifiers.ts";
 import { passwordStage } from "../../domain/accounts/uia_stages.ts";
 import { boundedKeyQueryTimeout } from "../../domain/e2ee/key_query.ts";
 import type { AppDeps } from "../deps.ts";

@@ -13,7 +13,7 @@ import type { ClientArea } from "./client_api.ts";
 import { rateLimited } from "./rate_limit_middleware.ts";
 import { roomAliasParam, roomIdParam } from "./path_params.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
-import { isValidRoomId, isValidServerName } from "../../domain/identifiers.ts";
+import { isValidRoomId, isValidServerName } from "../../domain/protocol/identifiers.ts";
 
 const aliasBody = z.object({
   room_id: z.string().max(255).refine(isValidRoomId, "must be a valid room ID"),

@@ -7,7 +7,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { MatrixError, notFound } from "../../domain/errors.ts";
-import { parseRoomId, requireValid } from "../../domain/identifiers.ts";
+import { parseRoomId, requireValid } from "../../domain/protocol/identifiers.ts";
 import { InitialSync } from "../../domain/sync/initial_sync.ts";
 import { LegacyEventStream } from "../../domain/sync/legacy_event_stream.ts";
 import type { AppDeps } from "../deps.ts";

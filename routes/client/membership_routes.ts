@@ -4,8 +4,8 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { isValidServerName, isValidUserId } from "../../domain/identifiers.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import { isValidServerName, isValidUserId } from "../../domain/protocol/identifiers.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import type { AppDeps } from "../deps.ts";
 import { invalidParam, missingParam } from "../../domain/errors.ts";
 import { readJsonBody } from "../json_body.ts";

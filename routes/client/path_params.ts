@@ -10,7 +10,7 @@ import {
   parseRoomId,
   parseUserId,
   requireValid,
-} from "../../domain/identifiers.ts";
+} from "../../domain/protocol/identifiers.ts";
 
 /**
  * Longest path parameter, in bytes: the spec's limit for IDs and event types, and well inside

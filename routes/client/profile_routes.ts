@@ -5,7 +5,7 @@
 import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { badJson, missingParam } from "../../domain/errors.ts";
-import type { JsonValue } from "../../domain/json.ts";
+import type { JsonValue } from "../../domain/protocol/json.ts";
 import { checkProfileKey } from "../../domain/profile/profile_service.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";

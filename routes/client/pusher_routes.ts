@@ -1,7 +1,7 @@
 /** Pushers: `GET /pushers` and `POST /pushers/set` (add, replace, append, delete by `kind: null`). */
 import { Hono } from "hono";
 import { z } from "zod";
-import { isJsonObject, type JsonObject } from "../../domain/json.ts";
+import { isJsonObject, type JsonObject } from "../../domain/protocol/json.ts";
 import { pusherView } from "../../domain/push/pushers.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";

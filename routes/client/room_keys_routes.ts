@@ -8,7 +8,7 @@ import type { Context } from "hono";
 import { z } from "zod";
 import { badJson, invalidParam, missingParam } from "../../domain/errors.ts";
 import { isBackupRoomId, MAX_NAME_BYTES } from "../../domain/e2ee/key_backup_service.ts";
-import { isJsonObject, type JsonObject, type JsonValue } from "../../domain/json.ts";
+import { isJsonObject, type JsonObject, type JsonValue } from "../../domain/protocol/json.ts";
 import type { BackedUpKey } from "../../domain/ports/key_backup_store.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, validate } from "../json_body.ts";

@@ -1,7 +1,7 @@
 /** `POST /search`: full-text search of room events (domain/search/room_event_search.ts). */
 import { Hono } from "hono";
 import { z } from "zod";
-import { roomEventFilterSchema } from "../../domain/event_filter.ts";
+import { roomEventFilterSchema } from "../../domain/protocol/event_filter.ts";
 import { SEARCH_KEYS } from "../../domain/search/search_terms.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";

@@ -7,7 +7,7 @@ import { Hono } from "hono";
 import type { Context } from "hono";
 import { z } from "zod";
 import { MatrixError } from "../../domain/errors.ts";
-import { parseUserId, requireValid } from "../../domain/identifiers.ts";
+import { parseUserId, requireValid } from "../../domain/protocol/identifiers.ts";
 import type { AppDeps } from "../deps.ts";
 import { readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";

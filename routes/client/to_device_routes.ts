@@ -2,7 +2,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import { invalidParam } from "../../domain/errors.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";

@@ -13,7 +13,7 @@ import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { ServerReads } from "../../domain/federation/server_reads.ts";
 import { invalidParam, missingParam } from "../../domain/errors.ts";
-import { parseEventId, requireValid } from "../../domain/identifiers.ts";
+import { parseEventId, requireValid } from "../../domain/protocol/identifiers.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
 import { eventIdParam, roomIdParam } from "../client/path_params.ts";

@@ -9,8 +9,8 @@ import { type Context, Hono } from "hono";
 import { z } from "zod";
 import type { AppDeps } from "../deps.ts";
 import { invalidParam, tooLarge } from "../../domain/errors.ts";
-import { parseServerName, requireValid } from "../../domain/identifiers.ts";
-import { signedServerKeys } from "../../domain/server_keys.ts";
+import { parseServerName, requireValid } from "../../domain/protocol/identifiers.ts";
+import { signedServerKeys } from "../../domain/protocol/server_keys.ts";
 import {
   MAX_NOTARY_KEY_IDS,
   MAX_NOTARY_SERVERS,

@@ -9,7 +9,7 @@ import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { MatrixError } from "../../domain/errors.ts";
 import type { HandshakeMembership } from "../../domain/federation/membership_template.ts";
-import type { JsonValue } from "../../domain/json.ts";
+import type { JsonValue } from "../../domain/protocol/json.ts";
 import { pathParam, roomIdParam, userIdParam } from "../client/path_params.ts";
 import type { AppDeps } from "../deps.ts";
 import { originOf, serverAuth, signedContent } from "./server_auth.ts";

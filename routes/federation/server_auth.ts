@@ -9,10 +9,10 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { z } from "zod";
 import { MatrixError } from "../../domain/errors.ts";
-import type { JsonValue } from "../../domain/json.ts";
+import type { JsonValue } from "../../domain/protocol/json.ts";
 import type { KeyRing } from "../../domain/federation/key_ring.ts";
 import { parseXMatrix, verifyRequestSignature } from "../../domain/federation/request_auth.ts";
-import { parseServerName } from "../../domain/identifiers.ts";
+import { parseServerName } from "../../domain/protocol/identifiers.ts";
 import { readJsonBody } from "../json_body.ts";
 
 /**

@@ -3,15 +3,19 @@
  * is checked against the state before it with the real `checkEventAuth`.
  */
 import assert from "node:assert/strict";
-import { type AuthDecision, type AuthOptions, checkEventAuth } from "../../domain/auth_rules.ts";
+import {
+  type AuthDecision,
+  type AuthOptions,
+  checkEventAuth,
+} from "../../domain/protocol/auth_rules.ts";
 import {
   type RoomEvent,
   roomIdFromCreateEventId,
   type StateKey,
   stateKey,
-} from "../../domain/events.ts";
-import type { JsonObject } from "../../domain/json.ts";
-import { type RoomVersion, roomVersion } from "../../domain/room_versions.ts";
+} from "../../domain/protocol/events.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
+import { type RoomVersion, roomVersion } from "../../domain/protocol/room_versions.ts";
 
 /** The users our rooms use; their servers differ so domain rules can be tested. */
 export const ALICE = "@alice:a.test";

@@ -7,9 +7,9 @@
 import { assert, assertEquals } from "../assert.ts";
 import { ALICE, BOB, CAROL, createPublicRoom, SERVER } from "./room_fixture.ts";
 import { MatrixError } from "../../domain/errors.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import { type LocalEventHook, LocalEventSender } from "../../domain/local_event_sender.ts";
-import { signingKeyFromSeed } from "../../domain/signing.ts";
+import { signingKeyFromSeed } from "../../domain/protocol/signing.ts";
 import { KvEventStore } from "../../kv/kv_event_store.ts";
 
 /** Senders A and B on one KV file; `beforeAppendOnB` runs after B authorised an event. */

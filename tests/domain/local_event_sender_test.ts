@@ -1,15 +1,15 @@
 import { assert, assertEquals, assertRejects } from "../assert.ts";
 import { ALICE, BOB, createPublicRoom, openRoomFixture, SERVER } from "./room_fixture.ts";
-import { stateKey } from "../../domain/events.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
-import { checkContentHash } from "../../domain/hashing.ts";
-import { computeEventId } from "../../domain/event_ids.ts";
-import { verifyEventSignature } from "../../domain/event_signing.ts";
+import { stateKey } from "../../domain/protocol/events.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
+import { checkContentHash } from "../../domain/protocol/hashing.ts";
+import { computeEventId } from "../../domain/protocol/event_ids.ts";
+import { verifyEventSignature } from "../../domain/protocol/event_signing.ts";
 import { MatrixError } from "../../domain/errors.ts";
 import { LocalEventSender } from "../../domain/local_event_sender.ts";
 import { KvEventStore } from "../../kv/kv_event_store.ts";
-import { resolveState } from "../../domain/state_res/resolve_state.ts";
-import { signingKeyFromSeed } from "../../domain/signing.ts";
+import { resolveState } from "../../domain/protocol/state_res/resolve_state.ts";
+import { signingKeyFromSeed } from "../../domain/protocol/signing.ts";
 
 for (const version of ["1", "6", "10", "11", "12"]) {
   Deno.test(`v${version}: a room built by the sender has signed, hashed events and a linear DAG`, async () => {

@@ -5,10 +5,10 @@
 import { assert, assertEquals } from "../assert.ts";
 import { ALICE, BOB, CAROL, createPublicRoom, openRoomFixture } from "./room_fixture.ts";
 import { ReadPipeline, type RoomRead } from "../../domain/room_events/read_pipeline.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import type { StoredEvent } from "../../domain/ports/event_store.ts";
 import type { TransactionStore } from "../../domain/ports/transaction_store.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
 import { KvRelationReader } from "../../kv/relation_reads.ts";
 
 const VERSION = roomVersion("10")!;

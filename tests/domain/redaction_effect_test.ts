@@ -3,8 +3,8 @@
  * which redact their target, as reads and the search and relation projections decide it.
  */
 import { assertEquals } from "../assert.ts";
-import { redactionTakesEffect } from "../../domain/redaction_auth_rules.ts";
-import type { RoomEvent } from "../../domain/events.ts";
+import { redactionTakesEffect } from "../../domain/protocol/redaction_auth_rules.ts";
+import type { RoomEvent } from "../../domain/protocol/events.ts";
 import { ALICE, BOB, CAROL, DAVE, standardRoom } from "./auth_room_fixture.ts";
 
 const SPEC_ONLY = { localServer: null };

@@ -1,9 +1,9 @@
 /** A real event store on `:memory:` KV with a local sender, for tests that drive whole rooms. */
 import { KvEventStore } from "../../kv/kv_event_store.ts";
-import { resolveState } from "../../domain/state_res/resolve_state.ts";
+import { resolveState } from "../../domain/protocol/state_res/resolve_state.ts";
 import { LocalEventSender } from "../../domain/local_event_sender.ts";
-import { signingKeyFromSeed } from "../../domain/signing.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import { signingKeyFromSeed } from "../../domain/protocol/signing.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 /** The test server's name. */
 export const SERVER = "example.org";

@@ -2,7 +2,7 @@
  * Typed access to the spec's cryptographic test vectors, read in place from the shared fixtures
  * (the repository and `shared/` sit side by side, here and in CI).
  */
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 /** The shape of /work/shared/fixtures/spec-vectors.json that the tests read. */
 export interface SpecVectors {

@@ -6,7 +6,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { type NetworkServer, startNetwork } from "./in_process_network.ts";
 import { RemoteView } from "./remote_view.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 
 const A = "a.test";

@@ -15,10 +15,10 @@ import assert from "node:assert/strict";
 import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
 import { RemoteView } from "./remote_view.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
-import { resolveState } from "../../domain/state_res/resolve_state.ts";
-import { toRoomEvent } from "../../domain/events.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
+import { resolveState } from "../../domain/protocol/state_res/resolve_state.ts";
+import { toRoomEvent } from "../../domain/protocol/events.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 const A = "a.test";
 const B = "b.test";

@@ -6,9 +6,9 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
-import { buildEvent } from "../../domain/event_builder.ts";
-import type { JsonObject, JsonValue } from "../../domain/json.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
+import { buildEvent } from "../../domain/protocol/event_builder.ts";
+import type { JsonObject, JsonValue } from "../../domain/protocol/json.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 
 const V3 = "/_matrix/client/v3";

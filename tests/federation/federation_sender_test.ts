@@ -14,11 +14,11 @@ import { testServer } from "../domain/federation/remote_room_builder.ts";
 import { startNetwork } from "./in_process_network.ts";
 import { assembleServer } from "../../main.ts";
 import { loadConfig } from "../../domain/config.ts";
-import { buildEvent } from "../../domain/event_builder.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
-import type { SigningKey } from "../../domain/signing.ts";
+import { buildEvent } from "../../domain/protocol/event_builder.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
+import type { SigningKey } from "../../domain/protocol/signing.ts";
 import type { EventStore } from "../../domain/ports/event_store.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import {
   type FederationRequest,
   type FederationResponse,
@@ -27,7 +27,7 @@ import {
 } from "../../domain/ports/federation_transport.ts";
 import { KvOutboxStore } from "../../kv/outbox_store.ts";
 import { KvEventStore } from "../../kv/kv_event_store.ts";
-import { resolveState } from "../../domain/state_res/resolve_state.ts";
+import { resolveState } from "../../domain/protocol/state_res/resolve_state.ts";
 import { FederationSender } from "../../domain/federation/federation_sender.ts";
 import { FEDERATION_STREAM } from "../../domain/federation/federation_transactions.ts";
 

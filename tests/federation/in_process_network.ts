@@ -23,7 +23,7 @@ import {
   type FederationTransport,
   FederationUnreachable,
 } from "../../domain/ports/federation_transport.ts";
-import type { JsonValue } from "../../domain/json.ts";
+import type { JsonValue } from "../../domain/protocol/json.ts";
 
 /** One server of the network: the test server helper plus a few shortcuts. */
 export type NetworkServer = Awaited<ReturnType<typeof startTestServer>> & {

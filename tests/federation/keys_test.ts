@@ -5,27 +5,27 @@
  */
 import assert from "node:assert/strict";
 import { type Network, startNetwork } from "./in_process_network.ts";
-import { encodeBase64Unpadded } from "../../domain/base64.ts";
-import { signEvent } from "../../domain/event_signing.ts";
+import { encodeBase64Unpadded } from "../../domain/protocol/base64.ts";
+import { signEvent } from "../../domain/protocol/event_signing.ts";
 import { verifyEventSignatures } from "../../domain/federation/event_signatures.ts";
 import { FederationKeyRing } from "../../domain/federation/key_ring.ts";
 import { KeyNotary } from "../../domain/federation/key_notary.ts";
-import { addContentHash } from "../../domain/hashing.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import { addContentHash } from "../../domain/protocol/hashing.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import type {
   FederationResponse,
   FederationTransport,
 } from "../../domain/ports/federation_transport.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
-import { keyIdForPublicKey, keyringFromSeed } from "../../domain/server_keys.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
+import { keyIdForPublicKey, keyringFromSeed } from "../../domain/protocol/server_keys.ts";
 import {
   type SigningKey,
   signingKeyFromSeed,
   signJson,
   verifyJsonSignature,
-} from "../../domain/signing.ts";
+} from "../../domain/protocol/signing.ts";
 import { KvServerKeyStore } from "../../kv/server_key_store.ts";
-import { decodeBase64 } from "../../domain/base64.ts";
+import { decodeBase64 } from "../../domain/protocol/base64.ts";
 
 const DAY = 24 * 60 * 60 * 1000;
 const seed = (byte: number) => new Uint8Array(32).fill(byte);

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 const A = "a.test";
 const B = "b.test";

@@ -13,13 +13,13 @@ import {
   type HandshakeMembership,
   signFromTemplate,
 } from "../../domain/federation/membership_template.ts";
-import { signEvent } from "../../domain/event_signing.ts";
-import { computeEventId } from "../../domain/event_ids.ts";
-import type { Pdu } from "../../domain/events.ts";
-import { computeContentHash } from "../../domain/hashing.ts";
-import type { JsonObject, JsonValue } from "../../domain/json.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
-import type { SigningKey } from "../../domain/signing.ts";
+import { signEvent } from "../../domain/protocol/event_signing.ts";
+import { computeEventId } from "../../domain/protocol/event_ids.ts";
+import type { Pdu } from "../../domain/protocol/events.ts";
+import { computeContentHash } from "../../domain/protocol/hashing.ts";
+import type { JsonObject, JsonValue } from "../../domain/protocol/json.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
+import type { SigningKey } from "../../domain/protocol/signing.ts";
 
 const A = "a.test";
 const B = "b.test";

@@ -12,8 +12,8 @@ import {
   type HandshakeMembership,
   signFromTemplate,
 } from "../../domain/federation/membership_template.ts";
-import { referencedIds } from "../../domain/events.ts";
-import type { JsonObject, JsonValue } from "../../domain/json.ts";
+import { referencedIds } from "../../domain/protocol/events.ts";
+import type { JsonObject, JsonValue } from "../../domain/protocol/json.ts";
 import type { FederationResponse } from "../../domain/ports/federation_transport.ts";
 
 const A = "a.test";
@@ -281,8 +281,8 @@ Deno.test("membership: send_join v2 and v1 answer with the full state, its auth 
       const version = roomVersion;
       const ids = new Set<string>();
       const idOf = async (e: JsonObject) => {
-        const { computeEventId } = await import("../../domain/event_ids.ts");
-        const { roomVersion: rv } = await import("../../domain/room_versions.ts");
+        const { computeEventId } = await import("../../domain/protocol/event_ids.ts");
+        const { roomVersion: rv } = await import("../../domain/protocol/room_versions.ts");
         return computeEventId(e as never, rv(version)!);
       };
       for (const e of [...state, ...chain]) ids.add(await idOf(e));
@@ -493,8 +493,8 @@ Deno.test("membership: inbound invites are checked before they are signed and sh
     net.intercept(undefined);
     assert.ok(captured);
     const event = captured.event as JsonObject;
-    const { computeEventId } = await import("../../domain/event_ids.ts");
-    const { roomVersion } = await import("../../domain/room_versions.ts");
+    const { computeEventId } = await import("../../domain/protocol/event_ids.ts");
+    const { roomVersion } = await import("../../domain/protocol/room_versions.ts");
     const eventId = computeEventId(event as never, roomVersion("9")!);
     const path = `/_matrix/federation/v2/invite/${enc(roomId)}/${enc(eventId)}`;
     const put = (origin: string, body: JsonValue) =>
@@ -515,8 +515,8 @@ Deno.test("membership: inbound invites are checked before they are signed and sh
     const fromB = await fed(net, B, { method: "PUT", destination: B, path, body: captured });
     assert.equal(fromB.status, 403);
     // An invite for a user B does not have is signed, as Synapse does, but writes nothing.
-    const { addContentHash } = await import("../../domain/hashing.ts");
-    const { signEvent } = await import("../../domain/event_signing.ts");
+    const { addContentHash } = await import("../../domain/protocol/hashing.ts");
+    const { signEvent } = await import("../../domain/protocol/event_signing.ts");
     const unsignedGhost: JsonObject = { ...event, state_key: `@ghost:${B}` };
     delete unsignedGhost.signatures;
     const ghostEvent = await signEvent(
@@ -602,8 +602,8 @@ Deno.test("membership: an invite for a user already joined to a room we hold is 
       body: {},
     });
     assert.equal(joined.status, 200, JSON.stringify(joined.body));
-    const { computeEventId } = await import("../../domain/event_ids.ts");
-    const { roomVersion } = await import("../../domain/room_versions.ts");
+    const { computeEventId } = await import("../../domain/protocol/event_ids.ts");
+    const { roomVersion } = await import("../../domain/protocol/room_versions.ts");
     const eventId = computeEventId(captured.event as never, roomVersion("10")!);
     const replayed = await fed(net, A, {
       method: "PUT",

@@ -12,9 +12,9 @@ import { publicRoom } from "../routes/sender_rooms.ts";
 import { testServer, testVerifier } from "../domain/federation/remote_room_builder.ts";
 import { RemoteView } from "./remote_view.ts";
 import { FederationPduInput } from "../../domain/federation/pdu_input/index.ts";
-import { resolveState } from "../../domain/state_res/resolve_state.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
-import { type Pdu, stateKey } from "../../domain/events.ts";
+import { resolveState } from "../../domain/protocol/state_res/resolve_state.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
+import { type Pdu, stateKey } from "../../domain/protocol/events.ts";
 
 const B = await testServer("b.test", 2);
 const EVIL = await testServer("evil.test", 3);

@@ -10,8 +10,8 @@ import assert from "node:assert/strict";
 import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
 import { RemoteView } from "./remote_view.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 const A = "a.test";
 const B = "b.test";

@@ -6,7 +6,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import type { AppendRequest } from "../../domain/ports/event_store.ts";
 
 const A = "a.test";

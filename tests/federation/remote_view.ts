@@ -5,20 +5,20 @@
  * `/event_auth`, `/get_missing_events`, `/state_ids`, `/state`) as a FederationTransport. Built for
  * tests that need a remote server saying exactly what a test wants, forged or honest.
  */
-import { buildEvent, type BuiltEvent } from "../../domain/event_builder.ts";
-import { computeEventId } from "../../domain/event_ids.ts";
-import { signEvent } from "../../domain/event_signing.ts";
+import { buildEvent, type BuiltEvent } from "../../domain/protocol/event_builder.ts";
+import { computeEventId } from "../../domain/protocol/event_ids.ts";
+import { signEvent } from "../../domain/protocol/event_signing.ts";
 import {
   type Pdu,
   referencedIds,
   stateKey,
   type StateMap,
   toRoomEvent,
-} from "../../domain/events.ts";
-import { addContentHash } from "../../domain/hashing.ts";
-import type { JsonObject, JsonValue } from "../../domain/json.ts";
-import type { RoomVersion } from "../../domain/room_versions.ts";
-import type { SigningKey } from "../../domain/signing.ts";
+} from "../../domain/protocol/events.ts";
+import { addContentHash } from "../../domain/protocol/hashing.ts";
+import type { JsonObject, JsonValue } from "../../domain/protocol/json.ts";
+import type { RoomVersion } from "../../domain/protocol/room_versions.ts";
+import type { SigningKey } from "../../domain/protocol/signing.ts";
 import type { EventStore } from "../../domain/ports/event_store.ts";
 import type {
   FederationRequest,

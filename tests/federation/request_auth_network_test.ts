@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { startNetwork } from "./in_process_network.ts";
 import { startTestServer } from "../routes/test_server.ts";
 import { formatXMatrix, parseXMatrix, signRequest } from "../../domain/federation/request_auth.ts";
-import { generateSigningSeed, signingKeyFromSeed } from "../../domain/signing.ts";
+import { generateSigningSeed, signingKeyFromSeed } from "../../domain/protocol/signing.ts";
 
 Deno.test("a signed request from A is accepted by B; unsigned, forged and misaddressed ones are not", async () => {
   const net = await startNetwork(["a.test", "b.test"]);

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
-import { supportedRoomVersions } from "../../domain/room_versions.ts";
+import { supportedRoomVersions } from "../../domain/protocol/room_versions.ts";
 
 const A = "a.test";
 const B = "b.test";

@@ -9,8 +9,8 @@ import { assert, assertEquals } from "../assert.ts";
 import { startNetwork } from "./in_process_network.ts";
 import { publicRoom } from "../routes/sender_rooms.ts";
 import { RemoteView } from "./remote_view.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
-import type { JsonValue } from "../../domain/json.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
+import type { JsonValue } from "../../domain/protocol/json.ts";
 
 const BOB = "@bob:b.test";
 

@@ -8,9 +8,9 @@ import assert from "node:assert/strict";
 import { startServerProcesses } from "./server_processes.ts";
 import { FederationClient } from "../../outbound/federation_client.ts";
 import { KvWellKnownCache } from "../../kv/well_known_cache.ts";
-import { keyringFromSeed } from "../../domain/server_keys.ts";
-import { generateSigningSeed } from "../../domain/signing.ts";
-import { encodeBase64Unpadded } from "../../domain/base64.ts";
+import { keyringFromSeed } from "../../domain/protocol/server_keys.ts";
+import { generateSigningSeed } from "../../domain/protocol/signing.ts";
+import { encodeBase64Unpadded } from "../../domain/protocol/base64.ts";
 import { signRequest } from "../../domain/federation/request_auth.ts";
 import { FederationUnreachable } from "../../domain/ports/federation_transport.ts";
 

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import type { AppendRequest, AppendResult, NewEvent } from "../../domain/ports/event_store.ts";
 import { LocalEventSender } from "../../domain/local_event_sender.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import { KvEventStore } from "../../kv/kv_event_store.ts";
 import { ALICE, createPublicRoom, openRoomFixture, SERVER } from "../domain/room_fixture.ts";
 

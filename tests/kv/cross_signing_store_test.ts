@@ -4,7 +4,7 @@
  * that changed, and signature notices are read by window.
  */
 import { assertEquals } from "../assert.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import type { CrossSigningKeyChange } from "../../domain/ports/cross_signing_store.ts";
 import { KvCrossSigningStore } from "../../kv/cross_signing_store.ts";
 import { deviceListChangesBetween, deviceListUpdatesAfter } from "../../kv/device_list_log.ts";

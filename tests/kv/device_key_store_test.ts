@@ -4,7 +4,7 @@
  * commit are split and still complete; the reader returns what was uploaded.
  */
 import { assert, assertEquals } from "../assert.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import type { ClaimedKey, UploadedKey } from "../../domain/ports/device_key_store.ts";
 import { KvDeviceKeyStore } from "../../kv/device_key_store.ts";
 import { deviceListUpdatesAfter } from "../../kv/device_list_log.ts";

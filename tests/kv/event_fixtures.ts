@@ -2,14 +2,14 @@
  * Hand-made events and a trivial state resolver for the event store tests. The store does not
  * check hashes or signatures, so PDUs carry placeholders.
  */
-import { type StateMap } from "../../domain/events.ts";
+import { type StateMap } from "../../domain/protocol/events.ts";
 import type {
   AppendRequest,
   EventStatus,
   NewEvent,
   StateResolver,
 } from "../../domain/ports/event_store.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import { KvEventStore } from "../../kv/kv_event_store.ts";
 
 /** Resolve by taking, for each conflicted key, the greatest event ID (order independent). */

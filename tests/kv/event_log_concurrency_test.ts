@@ -5,7 +5,7 @@ import { applyMutations } from "../../kv/commit_budget.ts";
 import { replay } from "../../kv/replay.ts";
 import { EventStoreKeys } from "../../kv/schema.ts";
 import type { LogEntry } from "../../kv/store_records.ts";
-import { stateKey } from "../../domain/events.ts";
+import { stateKey } from "../../domain/protocol/events.ts";
 import { greatestIdResolver, memoryStore, RoomBuilder } from "./event_fixtures.ts";
 
 const ROOM = "!busy:test";

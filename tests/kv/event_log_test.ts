@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { stateKey } from "../../domain/events.ts";
+import { stateKey } from "../../domain/protocol/events.ts";
 import { AppendTooLarge } from "../../domain/ports/event_store.ts";
 import { memoryStore, RoomBuilder } from "./event_fixtures.ts";
 

@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import type { NewEvent } from "../../domain/ports/event_store.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import { KvRelationReader } from "../../kv/relation_reads.ts";
 import { replay } from "../../kv/replay.ts";
 import { EventStoreKeys } from "../../kv/schema.ts";

@@ -1,7 +1,7 @@
 /** Remote memberships in KV: replaced per (user, room), large PDUs chunked, versionstamps kept. */
 import assert from "node:assert/strict";
 import { KvRemoteMembershipStore } from "../../kv/remote_membership_store.ts";
-import type { Pdu } from "../../domain/events.ts";
+import type { Pdu } from "../../domain/protocol/events.ts";
 import { MatrixError } from "../../domain/errors.ts";
 
 function pdu(membership: string, extra: Record<string, unknown> = {}): Pdu {

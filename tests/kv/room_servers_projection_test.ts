@@ -4,8 +4,8 @@
  * EventReader.serversInRoom and isServerInRoom, and rebuilt exactly by replay.
  */
 import assert from "node:assert/strict";
-import { serverNameOf } from "../../domain/auth_context.ts";
-import { stateKey, type StateMap } from "../../domain/events.ts";
+import { serverNameOf } from "../../domain/protocol/auth_context.ts";
+import { stateKey, type StateMap } from "../../domain/protocol/events.ts";
 import type { NewEvent } from "../../domain/ports/event_store.ts";
 import { KvEventStore } from "../../kv/kv_event_store.ts";
 import { replay } from "../../kv/replay.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { stateKey, type StateMap } from "../../domain/events.ts";
+import { stateKey, type StateMap } from "../../domain/protocol/events.ts";
 import { MissingPrevEvents, type NewEvent } from "../../domain/ports/event_store.ts";
 import { KvEventStore } from "../../kv/kv_event_store.ts";
 import { replay } from "../../kv/replay.ts";

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type StateKey, stateKey, type StateMap } from "../../domain/events.ts";
+import { type StateKey, stateKey, type StateMap } from "../../domain/protocol/events.ts";
 import { applyMutations } from "../../kv/commit_budget.ts";
 import { KvEventStore } from "../../kv/kv_event_store.ts";
 import { EventStoreKeys } from "../../kv/schema.ts";

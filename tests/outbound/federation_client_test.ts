@@ -10,9 +10,9 @@ import {
 import { KvWellKnownCache } from "../../kv/well_known_cache.ts";
 import { FederationUnreachable } from "../../domain/ports/federation_transport.ts";
 import { parseXMatrix, verifyRequestSignature } from "../../domain/federation/request_auth.ts";
-import { generateSigningSeed, signingKeyFromSeed } from "../../domain/signing.ts";
+import { generateSigningSeed, signingKeyFromSeed } from "../../domain/protocol/signing.ts";
 import { loadConfig } from "../../domain/config.ts";
-import { keyringFromSeed } from "../../domain/server_keys.ts";
+import { keyringFromSeed } from "../../domain/protocol/server_keys.ts";
 import type { SrvRecord } from "../../domain/federation/server_discovery.ts";
 
 const key = await signingKeyFromSeed(generateSigningSeed(), "ed25519:a");

@@ -13,7 +13,7 @@ import {
   newKeyPair,
   type TestCrossSigning,
 } from "../domain/e2ee/cross_signing_fixtures.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 const V3 = "/_matrix/client/v3";
 

@@ -9,7 +9,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { deviceListUpdatesAfter } from "../../kv/device_list_log.ts";
 import { e2eeKeys } from "../../kv/schema.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import { newTestDevice, randomKey } from "../domain/e2ee/device_keys_fixture.ts";
 import { FAST_HASHING, registerUser } from "./client_harness.ts";
 import { startTestServer } from "./test_server.ts";

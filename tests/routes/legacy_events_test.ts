@@ -7,7 +7,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { registerUser } from "./client_harness.ts";
 import { startTestServer } from "./test_server.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 // deno-lint-ignore no-explicit-any

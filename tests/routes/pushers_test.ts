@@ -1,7 +1,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { startTestServer } from "./test_server.ts";
 import { FAST_HASHING, registerUser } from "./client_harness.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 const V3 = "/_matrix/client/v3";
 type Server = Awaited<ReturnType<typeof startTestServer>>;

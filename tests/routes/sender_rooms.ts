@@ -2,7 +2,7 @@
  * Rooms built straight on the server's local sender, for route tests that need a room's events in
  * place without going through createRoom: a public room, membership changes and messages.
  */
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import type { startTestServer } from "./test_server.ts";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;

@@ -2,7 +2,7 @@
 import { assertEquals } from "../assert.ts";
 import { registerUser } from "./client_harness.ts";
 import { startTestServer } from "./test_server.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 Deno.test("the account_data filter applies to m.push_rules; full_state brings them back", async () => {
   const server = await startTestServer();

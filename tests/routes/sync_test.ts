@@ -2,7 +2,7 @@ import { assert, assertEquals } from "../assert.ts";
 import { registerUser } from "./client_harness.ts";
 import { startTestServer } from "./test_server.ts";
 import { member, publicRoom, say } from "./sender_rooms.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 

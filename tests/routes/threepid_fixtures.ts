@@ -6,8 +6,8 @@
  */
 import { SMTPServer } from "smtp-server";
 import type { AddressInfo } from "node:net";
-import { encodeBase64Unpadded, encodeBase64UrlUnpadded } from "../../domain/base64.ts";
-import { type SigningKey, signingKeyFromSeed, signJson } from "../../domain/signing.ts";
+import { encodeBase64Unpadded, encodeBase64UrlUnpadded } from "../../domain/protocol/base64.ts";
+import { type SigningKey, signingKeyFromSeed, signJson } from "../../domain/protocol/signing.ts";
 
 /** One received message: its recipients, raw text and decoded plain-text body. */
 export interface ReceivedMail {

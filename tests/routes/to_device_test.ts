@@ -10,7 +10,7 @@ import { FAST_HASHING, registerUser } from "./client_harness.ts";
 import { assembleServer } from "../../main.ts";
 import { loadConfig } from "../../domain/config.ts";
 import { e2eeKeys } from "../../kv/schema.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 const V3 = "/_matrix/client/v3";
 

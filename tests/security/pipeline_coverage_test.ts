@@ -18,10 +18,10 @@ import {
   type RoomReadInput,
   type RoomReadResult,
 } from "../../domain/room_events/read_pipeline.ts";
-import { canonicalJson } from "../../domain/canonical_json.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import { canonicalJson } from "../../domain/protocol/canonical_json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import type { StoredEvent } from "../../domain/ports/event_store.ts";
-import type { RoomVersion } from "../../domain/room_versions.ts";
+import type { RoomVersion } from "../../domain/protocol/room_versions.ts";
 
 /**
  * Whether a route returns room events (and so must read them through the pipeline). "server":

@@ -6,7 +6,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { type RegisteredUser, registerUser } from "../routes/client_harness.ts";
 import { startTestServer } from "../routes/test_server.ts";
-import type { JsonObject } from "../../domain/json.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 

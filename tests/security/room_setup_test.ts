@@ -186,7 +186,10 @@ Deno.test("finding 4: member PUTs keep the membership rules (bad membership, rem
     // it first, and one that cannot be reached (none can from this test) leaves nothing written.
     const remote = await put("@zed:elsewhere.org", { membership: "invite" });
     assertEquals([remote.status, remote.body.errcode], [502, "M_UNKNOWN"]);
-    assertEquals(await stateEvent(server, roomId, "m.room.member", "@zed:elsewhere.org"), undefined);
+    assertEquals(
+      await stateEvent(server, roomId, "m.room.member", "@zed:elsewhere.org"),
+      undefined,
+    );
     assertEquals((await put(bob.userId, { membership: "invite" })).status, 200);
     assertEquals(
       (await stateEvent(server, roomId, "m.room.member", bob.userId))!.content.membership,

@@ -11,10 +11,10 @@ import { assert, assertEquals } from "../assert.ts";
 import { FAST_HASHING, type RegisteredUser, registerUser } from "../routes/client_harness.ts";
 import { startTestServer } from "../routes/test_server.ts";
 import { RemoteView } from "../federation/remote_view.ts";
-import type { JsonObject } from "../../domain/json.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
-import { generateSigningSeed, signingKeyFromSeed } from "../../domain/signing.ts";
-import type { BuiltEvent } from "../../domain/event_builder.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
+import { generateSigningSeed, signingKeyFromSeed } from "../../domain/protocol/signing.ts";
+import type { BuiltEvent } from "../../domain/protocol/event_builder.ts";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 

@@ -6,9 +6,9 @@
 import { assert, assertEquals } from "../assert.ts";
 import { startTestServer } from "../routes/test_server.ts";
 import { type RegisteredUser, registerUser } from "../routes/client_harness.ts";
-import { checkRedactionApplies } from "../../domain/redaction_auth_rules.ts";
-import { buildEvent } from "../../domain/event_builder.ts";
-import { roomVersion } from "../../domain/room_versions.ts";
+import { checkRedactionApplies } from "../../domain/protocol/redaction_auth_rules.ts";
+import { buildEvent } from "../../domain/protocol/event_builder.ts";
+import { roomVersion } from "../../domain/protocol/room_versions.ts";
 import {
   ALICE,
   assertAllowed,

@@ -5,10 +5,14 @@
  * must pass the rules with those events as its state. Failing here rejects the event: it is
  * stored, marked, and never counts as state or as an extremity.
  */
-import type { AuthDecision } from "../../auth_context.ts";
-import { authStateFromEvents, checkAuthEventsList, checkEventAuth } from "../../auth_rules.ts";
-import { type RoomEvent, toRoomEvent } from "../../events.ts";
-import type { RoomVersion } from "../../room_versions.ts";
+import type { AuthDecision } from "../../protocol/auth_context.ts";
+import {
+  authStateFromEvents,
+  checkAuthEventsList,
+  checkEventAuth,
+} from "../../protocol/auth_rules.ts";
+import { type RoomEvent, toRoomEvent } from "../../protocol/events.ts";
+import type { RoomVersion } from "../../protocol/room_versions.ts";
 import type { HeldEvent } from "./types.ts";
 
 /** The create event's ID in a version whose room ID names it (v12), else undefined. */

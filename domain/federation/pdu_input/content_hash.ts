@@ -5,10 +5,10 @@
  * dropped: it is redacted, and the redacted copy goes on through the checks and is stored, as
  * the spec asks, so the DAG stays whole while the altered content never reaches anyone.
  */
-import type { Pdu } from "../../events.ts";
-import { checkContentHash } from "../../hashing.ts";
-import { redactEvent } from "../../redaction.ts";
-import type { RoomVersion } from "../../room_versions.ts";
+import type { Pdu } from "../../protocol/events.ts";
+import { checkContentHash } from "../../protocol/hashing.ts";
+import { redactEvent } from "../../protocol/redaction.ts";
+import type { RoomVersion } from "../../protocol/room_versions.ts";
 
 /** The PDU to go on with, and whether it had to be redacted. */
 export interface ContentHashOutcome {

@@ -5,8 +5,8 @@
  * the status step 4 gave it. Events that fail steps 1 or 2, or whose own auth events nobody
  * supplied, are left out: they cannot be checked, so nothing may rest on them.
  */
-import { toRoomEvent } from "../../events.ts";
-import type { RoomVersion } from "../../room_versions.ts";
+import { toRoomEvent } from "../../protocol/events.ts";
+import type { RoomVersion } from "../../protocol/room_versions.ts";
 import { authEventIdsNeeded, authoriseByAuthEvents } from "./auth_events.ts";
 import { applyContentHash } from "./content_hash.ts";
 import { checkPduFormat } from "./format.ts";

@@ -4,13 +4,18 @@
  * requires with the right types, fits 65,536 bytes of canonical JSON, references events in the
  * version's format, and its event ID is computed (v3+) or carried in the right shape (v1/v2).
  */
-import { canonicalJsonBytes } from "../../canonical_json.ts";
-import { MAX_PDU_BYTES } from "../../event_builder.ts";
-import { computeEventId, eventIdMatchesFormat } from "../../event_ids.ts";
-import { type Pdu, type RoomEvent, roomIdFromCreateEventId, toRoomEvent } from "../../events.ts";
-import { isValidRoomId, isValidUserId } from "../../identifiers.ts";
-import { isJsonObject } from "../../json.ts";
-import type { RoomVersion } from "../../room_versions.ts";
+import { canonicalJsonBytes } from "../../protocol/canonical_json.ts";
+import { MAX_PDU_BYTES } from "../../protocol/event_builder.ts";
+import { computeEventId, eventIdMatchesFormat } from "../../protocol/event_ids.ts";
+import {
+  type Pdu,
+  type RoomEvent,
+  roomIdFromCreateEventId,
+  toRoomEvent,
+} from "../../protocol/events.ts";
+import { isValidRoomId, isValidUserId } from "../../protocol/identifiers.ts";
+import { isJsonObject } from "../../protocol/json.ts";
+import type { RoomVersion } from "../../protocol/room_versions.ts";
 
 /** At most this many prev_events in a PDU (the spec's PDU format). */
 export const MAX_PDU_PREV_EVENTS = 20;

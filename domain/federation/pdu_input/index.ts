@@ -31,9 +31,9 @@
  * An accepted remote event runs the same hooks as a local one (push notifications, guest
  * eviction): their writes ride in its commit, but only when the planner kept it `accepted`.
  */
-import { type Pdu, type RoomEvent, type StateMap, toRoomEvent } from "../../events.ts";
+import { type Pdu, type RoomEvent, type StateMap, toRoomEvent } from "../../protocol/events.ts";
 import type { LocalEventHook, PreparedEventWrites } from "../../local_event_sender.ts";
-import { type RoomVersion, roomVersion } from "../../room_versions.ts";
+import { type RoomVersion, roomVersion } from "../../protocol/room_versions.ts";
 import {
   type AppendedEvent,
   type EventStore,

@@ -4,8 +4,8 @@
  * events (`/event`) for whatever the chain left out. Each fetched event is checked itself and
  * stored as an outlier (fetched_events.ts), so it is never fetched again.
  */
-import type { RoomEvent } from "../../events.ts";
-import type { RoomVersion } from "../../room_versions.ts";
+import type { RoomEvent } from "../../protocol/events.ts";
+import type { RoomVersion } from "../../protocol/room_versions.ts";
 import { authEventIdsNeeded } from "./auth_events.ts";
 import { admitFetchedEvents, type FetchedEventSinks } from "./fetched_events.ts";
 import type { RemoteEventSource } from "./remote_events.ts";

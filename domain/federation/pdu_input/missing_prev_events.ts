@@ -8,9 +8,15 @@
  * stored as outliers, resolved with the state after
  * the prev events we do hold when there are several, and staged for the append.
  */
-import { type Pdu, type StateKey, stateKey, type StateMap, toRoomEvent } from "../../events.ts";
-import { isJsonObject } from "../../json.ts";
-import type { RoomVersion } from "../../room_versions.ts";
+import {
+  type Pdu,
+  type StateKey,
+  stateKey,
+  type StateMap,
+  toRoomEvent,
+} from "../../protocol/events.ts";
+import { isJsonObject } from "../../protocol/json.ts";
+import type { RoomVersion } from "../../protocol/room_versions.ts";
 import { admitFetchedEvents, type FetchedEventSinks } from "./fetched_events.ts";
 import type { RemoteEventSource } from "./remote_events.ts";
 

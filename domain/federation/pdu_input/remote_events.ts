@@ -6,7 +6,7 @@
  * answer usefully gives an empty answer, never an exception, so one bad peer costs only the
  * PDU it sent.
  */
-import { isJsonObject, type JsonValue } from "../../json.ts";
+import { isJsonObject, type JsonValue } from "../../protocol/json.ts";
 import type { FederationTransport } from "../../ports/federation_transport.ts";
 
 /** How long one of these requests may take: a slow peer holds up only its own PDU. */

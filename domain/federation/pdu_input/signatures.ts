@@ -3,8 +3,8 @@
  * (part of the federation key work: `verifyEventSignatures`). A PDU failing here is dropped,
  * never stored: nobody can be held to an event they did not sign.
  */
-import type { Pdu } from "../../events.ts";
-import type { RoomVersion } from "../../room_versions.ts";
+import type { Pdu } from "../../protocol/events.ts";
+import type { RoomVersion } from "../../protocol/room_versions.ts";
 import { type SignatureCheck, verifyEventSignatures } from "../event_signatures.ts";
 import type { KeyRing } from "../key_ring.ts";
 

@@ -3,7 +3,7 @@
  * server (`/send`, `send_join`, `send_leave`, `send_knock`) and by backfill and
  * get_missing_events on the way in.
  */
-import type { Pdu } from "../../events.ts";
+import type { Pdu } from "../../protocol/events.ts";
 import type { EventStatus } from "../../ports/event_store.ts";
 import type { LocalEventHook } from "../../local_event_sender.ts";
 

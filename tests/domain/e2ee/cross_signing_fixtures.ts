@@ -2,9 +2,9 @@
  * Real Ed25519 keys for cross-signing tests (WebCrypto), key objects built and signed the way
  * clients build them, and a small in-memory DeviceKeyReader.
  */
-import { encodeBase64Unpadded } from "../../../domain/base64.ts";
-import type { JsonObject } from "../../../domain/json.ts";
-import { signJson } from "../../../domain/signing.ts";
+import { encodeBase64Unpadded } from "../../../domain/protocol/base64.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
+import { signJson } from "../../../domain/protocol/signing.ts";
 import type { DeviceKeyReader, DeviceKeysByUser } from "../../../domain/ports/device_key_store.ts";
 import type { CrossSigningUsage } from "../../../domain/ports/cross_signing_store.ts";
 

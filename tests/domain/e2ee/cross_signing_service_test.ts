@@ -5,7 +5,7 @@
  */
 import { assert, assertEquals, assertRejects } from "../../assert.ts";
 import { MatrixError } from "../../../domain/errors.ts";
-import type { JsonObject } from "../../../domain/json.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
 import { CrossSigningService } from "../../../domain/e2ee/cross_signing_service.ts";
 import type { KnownDevice } from "../../../domain/e2ee/key_query.ts";
 import { KvCrossSigningStore } from "../../../kv/cross_signing_store.ts";

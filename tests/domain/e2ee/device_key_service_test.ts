@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals } from "../../assert.ts";
 import { MatrixError } from "../../../domain/errors.ts";
-import type { JsonObject } from "../../../domain/json.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
 import {
   DeviceKeyService,
   MAX_FALLBACK_ALGORITHMS,

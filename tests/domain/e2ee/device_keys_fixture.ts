@@ -2,9 +2,9 @@
  * A client device's keys for key upload and claim tests: a real Ed25519 identity key (WebCrypto)
  * that self-signs the device keys and signs one-time and fallback keys, as olm/vodozemac do.
  */
-import { encodeBase64Unpadded } from "../../../domain/base64.ts";
-import type { JsonObject } from "../../../domain/json.ts";
-import { type SigningKey, signJson } from "../../../domain/signing.ts";
+import { encodeBase64Unpadded } from "../../../domain/protocol/base64.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
+import { type SigningKey, signJson } from "../../../domain/protocol/signing.ts";
 
 /** A test device of `userId`. */
 export interface TestDevice {

@@ -7,7 +7,7 @@ import { assert, assertEquals } from "../../assert.ts";
 import { ToDeviceService } from "../../../domain/e2ee/to_device_service.ts";
 import { ToDeviceStream } from "../../../domain/e2ee/to_device_stream.ts";
 import { MatrixError } from "../../../domain/errors.ts";
-import type { JsonObject } from "../../../domain/json.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
 import type { ToDeviceEvent, ToDeviceSyncRequest } from "../../../domain/ports/to_device_store.ts";
 import { emptySyncResponse } from "../../../domain/sync/sync_response.ts";
 import { KvToDeviceStore } from "../../../kv/to_device_store.ts";

@@ -1,7 +1,7 @@
 /** The presence sync stream reads only the presence of users the syncing user can see. */
 import { assert, assertEquals } from "../../assert.ts";
 import { PresenceStream } from "../../../domain/ephemeral/ephemeral_streams.ts";
-import type { JsonObject } from "../../../domain/json.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
 import type { Membership } from "../../../domain/ports/event_store.ts";
 import type { PresenceRecord } from "../../../domain/ports/presence_store.ts";
 import { emptySyncResponse } from "../../../domain/sync/sync_response.ts";

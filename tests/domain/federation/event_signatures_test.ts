@@ -1,16 +1,16 @@
 /** Which servers must sign a received event, per room version, checked through a key ring. */
 import assert from "node:assert/strict";
-import { decodeBase64 } from "../../../domain/base64.ts";
-import { signEvent } from "../../../domain/event_signing.ts";
+import { decodeBase64 } from "../../../domain/protocol/base64.ts";
+import { signEvent } from "../../../domain/protocol/event_signing.ts";
 import {
   requiredSigners,
   verifyEventSignatures,
 } from "../../../domain/federation/event_signatures.ts";
 import type { KeyRing } from "../../../domain/federation/key_ring.ts";
-import { addContentHash } from "../../../domain/hashing.ts";
-import type { JsonObject } from "../../../domain/json.ts";
-import { type RoomVersion, roomVersion } from "../../../domain/room_versions.ts";
-import { type SigningKey, signingKeyFromSeed } from "../../../domain/signing.ts";
+import { addContentHash } from "../../../domain/protocol/hashing.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
+import { type RoomVersion, roomVersion } from "../../../domain/protocol/room_versions.ts";
+import { type SigningKey, signingKeyFromSeed } from "../../../domain/protocol/signing.ts";
 import { loadSpecVectors } from "../spec_vectors.ts";
 
 const vectors = await loadSpecVectors();

@@ -18,8 +18,8 @@ import {
   FederationUnreachable,
 } from "../../../domain/ports/federation_transport.ts";
 import type { OutboxEntry } from "../../../domain/ports/outbox_store.ts";
-import type { JsonObject } from "../../../domain/json.ts";
-import type { Pdu } from "../../../domain/events.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
+import type { Pdu } from "../../../domain/protocol/events.ts";
 
 const ROOM = "!room:a.test";
 

@@ -6,7 +6,7 @@
 import { assertEquals } from "../../assert.ts";
 import { TransactionReceiver } from "../../../domain/federation/inbound_transactions.ts";
 import type { PduInput, PduOutcome } from "../../../domain/federation/pdu_input/types.ts";
-import type { Pdu } from "../../../domain/events.ts";
+import type { Pdu } from "../../../domain/protocol/events.ts";
 import type { RoomHeadView, StoredEvent } from "../../../domain/ports/event_store.ts";
 import { KvInboundTransactionStore } from "../../../kv/inbound_transaction_store.ts";
 

@@ -1,6 +1,6 @@
 /** TESSERA_OLD_SIGNING_KEYS and TESSERA_TRUSTED_KEY_SERVERS: accepted shapes and clear refusals. */
 import assert from "node:assert/strict";
-import { encodeBase64Unpadded } from "../../../domain/base64.ts";
+import { encodeBase64Unpadded } from "../../../domain/protocol/base64.ts";
 import { ConfigError, loadConfig } from "../../../domain/config.ts";
 import {
   parseOldSigningKeys,

@@ -5,12 +5,12 @@ import {
   membershipTemplate,
   signFromTemplate,
 } from "../../../domain/federation/membership_template.ts";
-import { verifyEventSignature } from "../../../domain/event_signing.ts";
-import { checkContentHash } from "../../../domain/hashing.ts";
+import { verifyEventSignature } from "../../../domain/protocol/event_signing.ts";
+import { checkContentHash } from "../../../domain/protocol/hashing.ts";
 import { MatrixError } from "../../../domain/errors.ts";
-import type { JsonObject } from "../../../domain/json.ts";
-import { roomVersion } from "../../../domain/room_versions.ts";
-import { generateSigningSeed, signingKeyFromSeed } from "../../../domain/signing.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
+import { roomVersion } from "../../../domain/protocol/room_versions.ts";
+import { generateSigningSeed, signingKeyFromSeed } from "../../../domain/protocol/signing.ts";
 
 const key = await signingKeyFromSeed(generateSigningSeed(), "ed25519:t");
 const ROOM = "!room:a.test";

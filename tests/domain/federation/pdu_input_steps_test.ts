@@ -16,9 +16,9 @@ import { gatherAuthEvents } from "../../../domain/federation/pdu_input/missing_a
 import type { RemoteEventSource } from "../../../domain/federation/pdu_input/remote_events.ts";
 import type { HeldEvent } from "../../../domain/federation/pdu_input/types.ts";
 import { verifyEventSignatures } from "../../../domain/federation/event_signatures.ts";
-import { type Pdu, toRoomEvent } from "../../../domain/events.ts";
-import type { JsonObject } from "../../../domain/json.ts";
-import { roomVersion } from "../../../domain/room_versions.ts";
+import { type Pdu, toRoomEvent } from "../../../domain/protocol/events.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
+import { roomVersion } from "../../../domain/protocol/room_versions.ts";
 import { RemoteRoom, testKeyRing, testServer, testVerifier } from "./remote_room_builder.ts";
 
 const A = await testServer("a.test", 1);

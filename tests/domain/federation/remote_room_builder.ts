@@ -2,11 +2,16 @@
  * A room as another server holds it, built as plain signed events (no store): the material of
  * a `send_join` answer, for the pure checks' tests and the remote-join benchmark.
  */
-import { buildEvent, type BuiltEvent } from "../../../domain/event_builder.ts";
-import { type Pdu, type StateKey, stateKey, type StateMap } from "../../../domain/events.ts";
-import type { JsonObject } from "../../../domain/json.ts";
-import { type RoomVersion, roomVersion } from "../../../domain/room_versions.ts";
-import { type SigningKey, signingKeyFromSeed } from "../../../domain/signing.ts";
+import { buildEvent, type BuiltEvent } from "../../../domain/protocol/event_builder.ts";
+import {
+  type Pdu,
+  type StateKey,
+  stateKey,
+  type StateMap,
+} from "../../../domain/protocol/events.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
+import { type RoomVersion, roomVersion } from "../../../domain/protocol/room_versions.ts";
+import { type SigningKey, signingKeyFromSeed } from "../../../domain/protocol/signing.ts";
 import type { KeyRing } from "../../../domain/federation/key_ring.ts";
 import { verifyEventSignatures } from "../../../domain/federation/event_signatures.ts";
 import type { EventSignatureVerifier } from "../../../domain/federation/send_join_checks.ts";

@@ -6,9 +6,13 @@ import {
   signRequest,
   verifyRequestSignature,
 } from "../../../domain/federation/request_auth.ts";
-import { generateSigningSeed, signingKeyFromSeed, verifyEd25519 } from "../../../domain/signing.ts";
-import { canonicalJsonBytes } from "../../../domain/canonical_json.ts";
-import { decodeBase64 } from "../../../domain/base64.ts";
+import {
+  generateSigningSeed,
+  signingKeyFromSeed,
+  verifyEd25519,
+} from "../../../domain/protocol/signing.ts";
+import { canonicalJsonBytes } from "../../../domain/protocol/canonical_json.ts";
+import { decodeBase64 } from "../../../domain/protocol/base64.ts";
 
 const key = await signingKeyFromSeed(generateSigningSeed(), "ed25519:k1");
 const other = await signingKeyFromSeed(generateSigningSeed(), "ed25519:k1");

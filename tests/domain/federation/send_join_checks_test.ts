@@ -3,10 +3,10 @@ import {
   checkSendJoinAnswer,
   type SendJoinCheckInput,
 } from "../../../domain/federation/send_join_checks.ts";
-import { type Pdu, stateKey } from "../../../domain/events.ts";
-import type { JsonObject, JsonValue } from "../../../domain/json.ts";
-import { addContentHash } from "../../../domain/hashing.ts";
-import { signEvent } from "../../../domain/event_signing.ts";
+import { type Pdu, stateKey } from "../../../domain/protocol/events.ts";
+import type { JsonObject, JsonValue } from "../../../domain/protocol/json.ts";
+import { addContentHash } from "../../../domain/protocol/hashing.ts";
+import { signEvent } from "../../../domain/protocol/event_signing.ts";
 import { RemoteRoom, testServer, testVerifier } from "./remote_room_builder.ts";
 
 const A = await testServer("a.test", 1);

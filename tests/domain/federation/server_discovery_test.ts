@@ -13,7 +13,7 @@ import {
   wellKnownAfterFailure,
   wellKnownLifetimeMs,
 } from "../../../domain/federation/server_discovery.ts";
-import type { JsonValue } from "../../../domain/json.ts";
+import type { JsonValue } from "../../../domain/protocol/json.ts";
 
 /** Look-ups from fixed tables, recording what was asked. */
 function fakeLookups(

@@ -9,8 +9,8 @@ import {
   type ServerReadEvent,
   ServerVisibility,
 } from "../../../domain/federation/server_visibility.ts";
-import { type StateKey, stateKey, type StateMap } from "../../../domain/events.ts";
-import type { JsonObject } from "../../../domain/json.ts";
+import { type StateKey, stateKey, type StateMap } from "../../../domain/protocol/events.ts";
+import type { JsonObject } from "../../../domain/protocol/json.ts";
 import type { Membership, StoredEvent } from "../../../domain/ports/event_store.ts";
 
 const ROOM = "!room:a.org";

@@ -10,10 +10,10 @@ import {
   RECIPIENTS_PER_COMMIT,
 } from "../../../domain/push/notification_planner.ts";
 import { PushRuleService } from "../../../domain/push/push_rule_service.ts";
-import { roomVersion } from "../../../domain/room_versions.ts";
-import { signingKeyFromSeed } from "../../../domain/signing.ts";
-import { resolveState } from "../../../domain/state_res/resolve_state.ts";
-import type { Pdu } from "../../../domain/events.ts";
+import { roomVersion } from "../../../domain/protocol/room_versions.ts";
+import { signingKeyFromSeed } from "../../../domain/protocol/signing.ts";
+import { resolveState } from "../../../domain/protocol/state_res/resolve_state.ts";
+import type { Pdu } from "../../../domain/protocol/events.ts";
 import { KvEventStore } from "../../../kv/kv_event_store.ts";
 import { KvNotificationStore } from "../../../kv/notification_store.ts";
 import { KvPushRuleStore } from "../../../kv/push_rule_store.ts";

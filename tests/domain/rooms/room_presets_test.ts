@@ -1,7 +1,7 @@
 /** Room creation presets and default power levels per room version. */
 import { assertEquals } from "../../assert.ts";
 import { defaultPowerLevels, presetState } from "../../../domain/rooms/room_presets.ts";
-import { roomVersion } from "../../../domain/room_versions.ts";
+import { roomVersion } from "../../../domain/protocol/room_versions.ts";
 
 Deno.test("presets set join rules, history visibility and guest access as the spec's table", () => {
   const summary = (preset: Parameters<typeof presetState>[0]) =>

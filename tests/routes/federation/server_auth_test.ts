@@ -8,8 +8,8 @@ import {
   signRequest,
 } from "../../../domain/federation/request_auth.ts";
 import type { KeyRing } from "../../../domain/federation/key_ring.ts";
-import { generateSigningSeed, signingKeyFromSeed } from "../../../domain/signing.ts";
-import type { JsonValue } from "../../../domain/json.ts";
+import { generateSigningSeed, signingKeyFromSeed } from "../../../domain/protocol/signing.ts";
+import type { JsonValue } from "../../../domain/protocol/json.ts";
 import {
   MAX_FEDERATION_BODY_BYTES,
   originOf,
