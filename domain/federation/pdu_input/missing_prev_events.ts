@@ -29,7 +29,9 @@ const FETCH_CONCURRENCY = 16;
 
 /**
  * The missing events the sender returned for `latest`, in the order to handle them: oldest
- * (lowest depth) first, without `latest` itself and without duplicates.
+ * (lowest depth) first. At most the limit asked for: each is handled as a PDU, and may cost
+ * `/state_ids` and its events, so an answer longer than asked (a hostile or broken peer) is cut
+ * to the events nearest `latest`, the ones it rests on.
  */
 export async function fetchMissingEvents(
   source: RemoteEventSource,
@@ -45,7 +47,8 @@ export async function fetchMissingEvents(
   });
   const depthOf = (pdu: unknown) =>
     isJsonObject(pdu) && typeof pdu.depth === "number" ? pdu.depth : Number.MAX_SAFE_INTEGER;
-  return events.filter(isJsonObject).sort((a, b) => depthOf(a) - depthOf(b));
+  return events.filter(isJsonObject).sort((a, b) => depthOf(a) - depthOf(b))
+    .slice(-MISSING_EVENTS_LIMIT);
 }
 
 /** What filling in the state across a gap reads and writes. */
