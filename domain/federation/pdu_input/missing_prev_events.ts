@@ -104,6 +104,14 @@ async function remoteStateAfter(
       answered.add(id);
     }
     lacking = lacking.filter((id) => !answered.has(id));
+    // What `/state` left out is fetched one by one only when it is a few: the IDs are the
+    // sender's word, and a list of invented ones must not cost a request each.
+    if (lacking.length > STATE_REQUEST_THRESHOLD) {
+      return {
+        ok: false,
+        reason: `the state at ${eventId} lacks ${lacking.length} events its /state_ids named`,
+      };
+    }
   }
   for (let i = 0; i < lacking.length; i += FETCH_CONCURRENCY) {
     const batch = await Promise.all(

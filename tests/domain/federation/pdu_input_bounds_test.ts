@@ -3,13 +3,18 @@
  * follow-up requests with far more than we asked for (a hostile or broken peer): the answers of
  * `/get_missing_events`, `/state_ids` + `/state` and `/event_auth` are bounded by what we asked.
  */
-import { assertEquals } from "../../assert.ts";
+import { assert, assertEquals } from "../../assert.ts";
 import {
   fetchMissingEvents,
   MISSING_EVENTS_LIMIT,
+  STATE_REQUEST_THRESHOLD,
+  stateAcrossGap,
 } from "../../../domain/federation/pdu_input/missing_prev_events.ts";
+import type { FetchedEventSinks } from "../../../domain/federation/pdu_input/fetched_events.ts";
 import type { RemoteEventSource } from "../../../domain/federation/pdu_input/remote_events.ts";
-import { RemoteRoom, testServer } from "./remote_room_builder.ts";
+import type { HeldEvent } from "../../../domain/federation/pdu_input/types.ts";
+import type { StateMap } from "../../../domain/protocol/events.ts";
+import { RemoteRoom, testServer, testVerifier } from "./remote_room_builder.ts";
 
 const A = await testServer("a.test", 1);
 const ALICE = "@alice:a.test";
@@ -24,6 +29,23 @@ function source(overrides: Partial<RemoteEventSource>): RemoteEventSource {
     stateIds: () => Promise.resolve(undefined),
     ...overrides,
   };
+}
+
+function memorySinks(held: Map<string, HeldEvent>) {
+  const stored: HeldEvent[] = [];
+  const sinks: FetchedEventSinks = {
+    held: (ids) =>
+      Promise.resolve(new Map(ids.flatMap((id) => (held.has(id) ? [[id, held.get(id)!]] : [])))),
+    storeOutliers: (events) => {
+      for (const e of events) {
+        stored.push(e);
+        held.set(e.eventId, e);
+      }
+      return Promise.resolve();
+    },
+    verify: testVerifier([A]),
+  };
+  return { sinks, stored };
 }
 
 Deno.test("get_missing_events: an answer longer than the limit asked for is cut to it, newest kept", async () => {
@@ -41,4 +63,30 @@ Deno.test("get_missing_events: an answer longer than the limit asked for is cut 
   assertEquals(got.length, MISSING_EVENTS_LIMIT);
   // Oldest first, and the ones nearest the event we were handed (the highest depths).
   assertEquals(got, r.events.slice(-MISSING_EVENTS_LIMIT).map((e) => e.pdu));
+});
+
+Deno.test("state_ids: IDs that neither /state nor a bounded number of /event requests supply fail the gap", async () => {
+  const r = await RemoteRoom.create("10", A, ALICE);
+  const prev = r.events.at(-1)!;
+  const invented = Array.from({ length: 20 * STATE_REQUEST_THRESHOLD }, (_, i) => `$fake${i}`);
+  let eventRequests = 0;
+  const { sinks } = memorySinks(new Map());
+  const result = await stateAcrossGap(r.roomId, r.version, { held: [], missing: [prev.eventId] }, {
+    sinks,
+    source: source({
+      stateIds: () => Promise.resolve({ pduIds: invented, authChainIds: [] }),
+      state: () => Promise.resolve([]),
+      event: () => {
+        eventRequests++;
+        return Promise.resolve(undefined);
+      },
+    }),
+    stateAfter: () => Promise.resolve(null),
+    resolve: (_v, maps: StateMap[]) => Promise.resolve(maps[0]),
+  });
+  assert(!result.ok);
+  assert(
+    eventRequests <= STATE_REQUEST_THRESHOLD,
+    `${eventRequests} /event requests for one gap`,
+  );
 });
