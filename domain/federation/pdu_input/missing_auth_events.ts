@@ -5,6 +5,7 @@
  * stored as an outlier (fetched_events.ts), so it is never fetched again.
  */
 import type { RoomEvent } from "../../protocol/events.ts";
+import { checkPduFormat } from "./format.ts";
 import type { RoomVersion } from "../../protocol/room_versions.ts";
 import { authEventIdsNeeded } from "./auth_events.ts";
 import { admitFetchedEvents, type FetchedEventSinks } from "./fetched_events.ts";
@@ -26,7 +27,12 @@ export async function gatherAuthEvents(
   const lacking = () => needed.filter((id) => !held.has(id));
   if (lacking().length === 0) return held;
 
-  const chain = await source.authChain(event.room_id, event.event_id);
+  const chain = reachableFrom(
+    lacking(),
+    await source.authChain(event.room_id, event.event_id),
+    event.room_id,
+    version,
+  );
   for (const [id, e] of await admitFetchedEvents(event.room_id, version, chain, sinks)) {
     held.set(id, e);
   }
@@ -38,4 +44,38 @@ export async function gatherAuthEvents(
     held.set(id, e);
   }
   return held;
+}
+
+/**
+ * The events of a sender's `/event_auth` answer that `ids` reach through auth events: the
+ * answer is the sender's word, and each event admitted costs a signature check (perhaps a key
+ * fetch from the server it names) and an outlier write, so padding it with unrelated events
+ * must not buy either.
+ */
+function reachableFrom(
+  ids: readonly string[],
+  answer: readonly unknown[],
+  roomId: string,
+  version: RoomVersion,
+): unknown[] {
+  const byId = new Map<string, { raw: unknown; cites: string[] }>();
+  for (const raw of answer) {
+    const format = checkPduFormat(raw, roomId, version);
+    if (!format.ok || byId.has(format.value.eventId)) continue;
+    byId.set(format.value.eventId, {
+      raw,
+      cites: authEventIdsNeeded(format.value.event, version),
+    });
+  }
+  const reached = new Set<string>();
+  const frontier = ids.filter((id) => byId.has(id));
+  while (frontier.length > 0) {
+    const id = frontier.pop()!;
+    if (reached.has(id)) continue;
+    reached.add(id);
+    for (const cited of byId.get(id)!.cites) {
+      if (byId.has(cited) && !reached.has(cited)) frontier.push(cited);
+    }
+  }
+  return [...reached].map((id) => byId.get(id)!.raw);
 }

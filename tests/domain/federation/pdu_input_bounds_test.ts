@@ -4,6 +4,7 @@
  * `/get_missing_events`, `/state_ids` + `/state` and `/event_auth` are bounded by what we asked.
  */
 import { assert, assertEquals } from "../../assert.ts";
+import { gatherAuthEvents } from "../../../domain/federation/pdu_input/missing_auth_events.ts";
 import {
   fetchMissingEvents,
   MISSING_EVENTS_LIMIT,
@@ -17,7 +18,9 @@ import type { StateMap } from "../../../domain/protocol/events.ts";
 import { RemoteRoom, testServer, testVerifier } from "./remote_room_builder.ts";
 
 const A = await testServer("a.test", 1);
+const B = await testServer("b.test", 2);
 const ALICE = "@alice:a.test";
+const BOB = "@bob:b.test";
 
 /** A source that answers nothing unless a test overrides a request. */
 function source(overrides: Partial<RemoteEventSource>): RemoteEventSource {
@@ -43,7 +46,7 @@ function memorySinks(held: Map<string, HeldEvent>) {
       }
       return Promise.resolve();
     },
-    verify: testVerifier([A]),
+    verify: testVerifier([A, B]),
   };
   return { sinks, stored };
 }
@@ -89,4 +92,35 @@ Deno.test("state_ids: IDs that neither /state nor a bounded number of /event req
     eventRequests <= STATE_REQUEST_THRESHOLD,
     `${eventRequests} /event requests for one gap`,
   );
+});
+
+Deno.test("event_auth: events of the answer that the event's auth events do not reach are neither checked nor stored", async () => {
+  const r = await RemoteRoom.create("10", A, ALICE);
+  await r.add(BOB, "m.room.member", { membership: "join" }, BOB, B);
+  const message = await r.build(BOB, "m.room.message", { body: "x" }, undefined, B);
+  // Unrelated events (accepted ones, here) padding the chain: only the auth chain is wanted.
+  const padding = [];
+  for (let i = 0; i < 20; i++) {
+    padding.push(await r.add(ALICE, "m.room.topic", { topic: `t${i}` }, ""));
+  }
+  const { sinks, stored } = memorySinks(new Map());
+  let verified = 0;
+  const counting: FetchedEventSinks = {
+    ...sinks,
+    verify: (pdu, version) => {
+      verified++;
+      return sinks.verify(pdu, version);
+    },
+  };
+  const chain = r.events.map((e) => e.pdu);
+  const gathered = await gatherAuthEvents(
+    message.event,
+    r.version,
+    counting,
+    source({ authChain: () => Promise.resolve(chain) }),
+  );
+  for (const id of message.event.auth_events) assertEquals(gathered.get(id)?.status, "accepted");
+  const paddingIds = new Set(padding.map((e) => e.eventId));
+  assertEquals(stored.filter((e) => paddingIds.has(e.eventId)), []);
+  assert(verified < chain.length - padding.length + 1, `${verified} signature checks`);
 });
