@@ -21,7 +21,9 @@ const profileQuery = z.object({
   user_id: z.string().min(1).max(255),
   field: z.string().min(1).max(255).optional(),
 });
-const limit = z.coerce.number().int().min(0).max(1000);
+// Digits only: z.coerce would take "" (and " ") as 0, and "1e2" or "0x10" as numbers.
+const limit = z.string().regex(/^\d{1,9}$/, "must be a non-negative integer").transform(Number)
+  .pipe(z.number().max(1000));
 const publicRoomsQuery = z.object({
   limit: limit.optional(),
   since: z.string().max(64).optional(),
