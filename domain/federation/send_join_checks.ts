@@ -34,6 +34,8 @@ import { isJsonObject, type JsonValue } from "../protocol/json.ts";
 import { redactEvent } from "../protocol/redaction.ts";
 import type { RoomVersion } from "../protocol/room_versions.ts";
 import { checkPduFormat } from "./pdu_input/format.ts";
+import { SIGNATURE_CHECK_CONCURRENCY } from "./pdu_input/fetched_events.ts";
+import { mapLimited } from "../concurrency.ts";
 
 /** Checks the signatures an event needs in its room version (part 2's verifyEventSignatures). */
 export type EventSignatureVerifier = (
@@ -109,11 +111,12 @@ export async function checkSendJoinAnswer(input: SendJoinCheckInput): Promise<Ch
     }
   }
 
-  // Signatures: in parallel, since each verification is independent and may fetch a key.
-  const results = await Promise.all(
-    [...events.values()].map(async (e) =>
-      [e, await input.verifySignatures(e.pdu, version)] as const
-    ),
+  // Signatures: several at once, since each verification is independent and may fetch a key,
+  // but a bounded few: the answer names as many servers as its sender likes.
+  const results = await mapLimited(
+    [...events.values()],
+    SIGNATURE_CHECK_CONCURRENCY,
+    async (e) => [e, await input.verifySignatures(e.pdu, version)] as const,
   );
   for (const [e, result] of results) {
     if (result.ok) continue;

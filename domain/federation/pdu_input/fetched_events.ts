@@ -5,6 +5,7 @@
  * the status step 4 gave it. Events that fail steps 1 or 2, or whose own auth events nobody
  * supplied, are left out: they cannot be checked, so nothing may rest on them.
  */
+import { mapLimited } from "../../concurrency.ts";
 import { toRoomEvent } from "../../protocol/events.ts";
 import type { RoomVersion } from "../../protocol/room_versions.ts";
 import { authEventIdsNeeded, authoriseByAuthEvents } from "./auth_events.ts";
@@ -12,6 +13,12 @@ import { applyContentHash } from "./content_hash.ts";
 import { checkPduFormat } from "./format.ts";
 import { checkSignatures, type SignatureVerifier } from "./signatures.ts";
 import type { HeldEvent } from "./types.ts";
+
+/**
+ * Signature checks of fetched events in flight at once (each may fetch a server's keys): a
+ * remote answer names as many servers as its sender likes.
+ */
+export const SIGNATURE_CHECK_CONCURRENCY = 32;
 
 /** What admitting fetched events reads and writes. */
 export interface FetchedEventSinks {
@@ -45,11 +52,12 @@ export async function admitFetchedEvents(
   const alreadyHeld = await sinks.held([...candidates.keys()]);
   for (const id of alreadyHeld.keys()) candidates.delete(id);
 
-  const verified = await Promise.all(
-    [...candidates.values()].map(async (c) => ({
-      candidate: c,
-      check: await checkSignatures(c.pdu, version, sinks.verify),
-    })),
+  // A few at a time: each check may fetch a key from the server an event names, and the
+  // events are the sender's choice (a send_join or /state answer of thousands of servers).
+  const verified = await mapLimited(
+    [...candidates.values()],
+    SIGNATURE_CHECK_CONCURRENCY,
+    async (c) => ({ candidate: c, check: await checkSignatures(c.pdu, version, sinks.verify) }),
   );
   for (const { candidate, check } of verified) {
     if (!check.ok) candidates.delete(candidate.eventId);

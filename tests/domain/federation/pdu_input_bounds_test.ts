@@ -11,7 +11,13 @@ import {
   STATE_REQUEST_THRESHOLD,
   stateAcrossGap,
 } from "../../../domain/federation/pdu_input/missing_prev_events.ts";
-import type { FetchedEventSinks } from "../../../domain/federation/pdu_input/fetched_events.ts";
+import {
+  admitFetchedEvents,
+  type FetchedEventSinks,
+  SIGNATURE_CHECK_CONCURRENCY,
+} from "../../../domain/federation/pdu_input/fetched_events.ts";
+import { checkSendJoinAnswer } from "../../../domain/federation/send_join_checks.ts";
+import type { JsonValue } from "../../../domain/protocol/json.ts";
 import type { RemoteEventSource } from "../../../domain/federation/pdu_input/remote_events.ts";
 import type { HeldEvent } from "../../../domain/federation/pdu_input/types.ts";
 import type { StateMap } from "../../../domain/protocol/events.ts";
@@ -123,4 +129,57 @@ Deno.test("event_auth: events of the answer that the event's auth events do not 
   const paddingIds = new Set(padding.map((e) => e.eventId));
   assertEquals(stored.filter((e) => paddingIds.has(e.eventId)), []);
   assert(verified < chain.length - padding.length + 1, `${verified} signature checks`);
+});
+
+/** A verifier that counts the checks in flight at once (each yields to the event loop once). */
+function concurrencyProbe(servers: Parameters<typeof testVerifier>[0]) {
+  const verify = testVerifier(servers);
+  const probe = { inFlight: 0, most: 0 };
+  const counting: typeof verify = async (pdu, version) => {
+    probe.inFlight++;
+    probe.most = Math.max(probe.most, probe.inFlight);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    try {
+      return await verify(pdu, version);
+    } finally {
+      probe.inFlight--;
+    }
+  };
+  return { probe, counting };
+}
+
+Deno.test("fetched events and send_join answers: signatures are checked a bounded few at a time", async () => {
+  const r = await RemoteRoom.create("10", A, ALICE);
+  await r.addMembers(3 * SIGNATURE_CHECK_CONCURRENCY);
+  const fetched = concurrencyProbe([A, B]);
+  const { sinks } = memorySinks(new Map());
+  const admitted = await admitFetchedEvents(r.roomId, r.version, r.events.map((e) => e.pdu), {
+    ...sinks,
+    verify: fetched.counting,
+  });
+  assertEquals(admitted.size, r.events.length);
+  assert(fetched.probe.most <= SIGNATURE_CHECK_CONCURRENCY, `${fetched.probe.most} at once`);
+
+  const join = await r.build(
+    "@carol:b.test",
+    "m.room.member",
+    { membership: "join" },
+    "@carol:b.test",
+    B,
+  );
+  const answered = concurrencyProbe([A, B]);
+  const checked = await checkSendJoinAnswer({
+    roomId: r.roomId,
+    version: r.version,
+    ownJoin: join,
+    serverName: B.name,
+    answer: {
+      origin: A.name,
+      state: r.statePdus() as unknown as JsonValue[],
+      auth_chain: r.authChainPdus() as unknown as JsonValue[],
+    },
+    verifySignatures: answered.counting,
+  });
+  assertEquals(checked.stateBefore, r.state);
+  assert(answered.probe.most <= SIGNATURE_CHECK_CONCURRENCY, `${answered.probe.most} at once`);
 });
