@@ -164,3 +164,134 @@ Deno.test("a refused connection is a network failure; a silent server a timeout"
     (e) => e instanceof HttpsFailure && e.kind === "network",
   );
 });
+
+Deno.test("a connect that never completes is cut at the deadline", async () => {
+  // An address that drops SYNs leaves Deno.connect pending for minutes: stand in for one.
+  const realConnect = Deno.connect;
+  let signalled = false;
+  Object.defineProperty(Deno, "connect", {
+    configurable: true,
+    writable: true,
+    value: (options: { signal?: AbortSignal }) =>
+      new Promise((_, reject) => {
+        options.signal?.addEventListener("abort", () => {
+          signalled = true;
+          reject(new DOMException("aborted", "AbortError"));
+        });
+      }),
+  });
+  try {
+    await assert.rejects(
+      httpsRequest(
+        { address: "192.0.2.1", port: 8448, tlsName: "x.example", hostHeader: "x.example" },
+        { ...base, timeoutMs: 50, method: "GET", path: "/" },
+      ),
+      (e) => e instanceof HttpsFailure && e.kind === "timeout",
+    );
+    assert.equal(signalled, true);
+  } finally {
+    Object.defineProperty(Deno, "connect", {
+      configurable: true,
+      writable: true,
+      value: realConnect,
+    });
+  }
+});
+
+/** A raw TLS server running `reply` on each connection, then closing it. */
+function rawServer(reply: (conn: Deno.Conn) => Promise<void>) {
+  const listener = Deno.listenTls({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: leaf.certPem,
+    key: leaf.keyPem,
+  });
+  const conns: Deno.Conn[] = [];
+  const serving = (async () => {
+    for await (const conn of listener) {
+      conns.push(conn);
+      reply(conn).catch(() => {}).finally(() => {
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      });
+    }
+  })();
+  return {
+    target: {
+      address: "127.0.0.1",
+      port: (listener.addr as Deno.NetAddr).port,
+      tlsName: "localhost",
+      hostHeader: "localhost",
+    },
+    async stop() {
+      listener.close();
+      await serving.catch(() => {});
+      for (const conn of conns) {
+        try {
+          conn.close();
+        } catch { /* closed */ }
+      }
+    },
+  };
+}
+
+const encode = (text: string) => new TextEncoder().encode(text);
+
+Deno.test("a close-delimited body, endless headers or a lying Content-Length are bounded", async () => {
+  const server = rawServer(async (conn) => {
+    // Read the request head first, so the client is not cut off mid-write.
+    await conn.read(new Uint8Array(64 * 1024));
+    await conn.write(encode("HTTP/1.1 200 OK\r\n"));
+    const kind = conns.shift();
+    if (kind === "close-delimited") {
+      await conn.write(encode("\r\n"));
+      for (let i = 0; i < 20; i++) await conn.write(new Uint8Array(1024).fill(0x78));
+    } else if (kind === "headers") {
+      for (let i = 0; i < 200; i++) await conn.write(encode(`X-Pad-${i}: ${"y".repeat(1000)}\r\n`));
+    } else {
+      await conn.write(encode("Content-Length: 100\r\n\r\nshort"));
+    }
+  });
+  const conns: string[] = [];
+  try {
+    conns.push("close-delimited");
+    await assert.rejects(
+      httpsRequest(server.target, { ...base, maxResponseBytes: 4096, method: "GET", path: "/" }),
+      (e) => e instanceof HttpsFailure && e.kind === "too_large",
+    );
+    conns.push("headers");
+    await assert.rejects(
+      httpsRequest(server.target, { ...base, method: "GET", path: "/" }),
+      (e) => e instanceof HttpsFailure && e.kind === "too_large",
+    );
+    conns.push("short");
+    await assert.rejects(
+      httpsRequest(server.target, { ...base, method: "GET", path: "/" }),
+      (e) => e instanceof HttpsFailure && e.kind === "network",
+    );
+  } finally {
+    await server.stop();
+  }
+});
+
+Deno.test("a server dripping its answer forever is cut at the deadline", async () => {
+  let stop = false;
+  const server = rawServer(async (conn) => {
+    await conn.read(new Uint8Array(64 * 1024));
+    await conn.write(encode("HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n"));
+    while (!stop) {
+      await conn.write(encode("x"));
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  });
+  try {
+    await assert.rejects(
+      httpsRequest(server.target, { ...base, timeoutMs: 300, method: "GET", path: "/" }),
+      (e) => e instanceof HttpsFailure && e.kind === "timeout",
+    );
+  } finally {
+    stop = true;
+    await server.stop();
+  }
+});
