@@ -87,6 +87,13 @@ export const BACKFILL_LIMIT = 100;
 const MAX_SERVERS_TRIED = 5;
 /** Missing events asked from at once (`v` parameters), as Synapse limits them. */
 const MAX_EXTREMITIES = 5;
+/**
+ * States at missing prev events one `/backfill` answer may have us fetch (`/state_ids`, then
+ * its events, some 50 requests at most each): an honest batch lacks only the few events at its
+ * far edge, and an answer of 100 events citing 20 invented prev events each must not cost
+ * 2,000 of them. Events past the budget are left out, as when no state could be had.
+ */
+export const MAX_GAP_STATES_PER_BACKFILL = 10;
 /** How long a missing event that no server could give us is not asked for again. */
 const FRUITLESS_BACKOFF_MS = 60_000;
 /** Fruitless attempts remembered at most (the oldest are forgotten first). */
@@ -210,6 +217,7 @@ export class RemoteBackfill implements HistoryBackfill {
     };
     const before = new Map<string, StateMap>();
     const after = new Map<string, StateMap>();
+    let gapStatesLeft = MAX_GAP_STATES_PER_BACKFILL;
     for (const held of ordered) {
       const event = toRoomEvent(held.pdu, held.eventId, version);
       const maps: StateMap[] = [];
@@ -229,6 +237,11 @@ export class RemoteBackfill implements HistoryBackfill {
           console.warn("backfill: prev events of another room", roomId, event.event_id, elsewhere);
           continue;
         }
+        if (notLogged.length > gapStatesLeft) {
+          console.warn("backfill: too many missing prev events in one answer", roomId);
+          continue;
+        }
+        gapStatesLeft -= notLogged.length;
         const across = await stateAcrossGap(
           roomId,
           version,
