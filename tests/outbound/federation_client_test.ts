@@ -303,3 +303,174 @@ Deno.test("a well-known server down right after a valid answer: its delegation h
   await t.client.request({ method: "GET", destination: "example.org", path: "/x" });
   assert.deepEqual(ports(), [8443, 8443, 8443, 8443, 8448]);
 });
+
+/** Asserts `destination` is refused as `refused` (or `unresolved`) without any exchange. */
+async function assertRefused(
+  t: Awaited<ReturnType<typeof setup>>,
+  destination: string,
+  failures: string[] = ["refused"],
+) {
+  await assert.rejects(
+    t.client.request({ method: "GET", destination, path: "/x" }),
+    (e) =>
+      e instanceof FederationUnreachable && failures.includes(e.failure) &&
+      e.destination === destination,
+    destination,
+  );
+}
+
+Deno.test("IPv6 loopback, link-local, unique-local and IPv4-mapped destinations, and names resolving to them, are refused", async () => {
+  await using t = await setup(() => json(200, {}), {
+    addresses: {
+      "v6loop.example": ["::1"],
+      "v6link.example": ["fe80::1"],
+      "v6ula.example": ["fd00::5"],
+      "mapped.example": ["::ffff:192.168.0.1"],
+      "nat64.example": ["64:ff9b::7f00:1"],
+      // One private address among public ones is enough: a client may connect to any.
+      "mixed.example": [PUBLIC, "10.0.0.1"],
+      "mixed6.example": ["2606:4700:4700::1111", "::ffff:127.0.0.1"],
+    },
+  });
+  for (
+    const destination of [
+      "[::1]:8448",
+      "[0:0:0:0:0:0:0:1]:8448",
+      "[fe80::1]:8448",
+      "[fd00::1]:8448",
+      "[::]:8448",
+      "[::ffff:127.0.0.1]:8448",
+      "[::ffff:7f00:1]:8448",
+      "[::ffff:10.0.0.1]:8448",
+      "[::127.0.0.1]:8448",
+      "[2002:7f00:1::]:8448",
+      "169.254.169.254:8448",
+      "0.0.0.0:8448",
+      "100.64.0.1:8448",
+      "sub.localhost:8448",
+      "v6loop.example:8448",
+      "v6link.example:8448",
+      "v6ula.example:8448",
+      "mapped.example:8448",
+      "nat64.example:8448",
+      "mixed.example:8448",
+      "mixed6.example:8448",
+    ]
+  ) {
+    await assertRefused(t, destination);
+  }
+  assert.deepEqual(t.calls, []);
+});
+
+Deno.test("well-known delegation and SRV targets pointing at private addresses are refused", async () => {
+  const delegations: Record<string, string> = {
+    "to-ip.example": "127.0.0.1:8448",
+    "to-v6.example": "[::1]:8448",
+    "to-name.example": "internal.example:8448",
+    "to-portless.example": "internal.example",
+  };
+  await using t = await setup((target, request) => {
+    if (request.path === "/.well-known/matrix/server") {
+      const to = delegations[target.tlsName];
+      return to === undefined ? json(404, {}) : json(200, { "m.server": to });
+    }
+    return json(200, {});
+  }, {
+    addresses: {
+      "internal.example": ["10.1.2.3"],
+      "v6internal.example": ["fe80::2"],
+      // The well-known host itself is private: not even its well-known is fetched.
+      "intranet.example": ["192.168.0.5"],
+    },
+    srv: {
+      "_matrix-fed._tcp.srv.example": [{
+        target: "internal.example.",
+        port: 8448,
+        priority: 1,
+        weight: 1,
+      }],
+      "_matrix._tcp.legacy-srv.example": [{
+        target: "v6internal.example.",
+        port: 8448,
+        priority: 1,
+        weight: 1,
+      }],
+      // The portless delegation's SRV leads to a private target too.
+      "_matrix-fed._tcp.internal.example": [{
+        target: "internal.example.",
+        port: 8000,
+        priority: 1,
+        weight: 1,
+      }],
+    },
+  });
+  for (const destination of Object.keys(delegations)) await assertRefused(t, destination);
+  await assertRefused(t, "srv.example");
+  await assertRefused(t, "legacy-srv.example");
+  await assertRefused(t, "intranet.example");
+  // Only public hosts' well-known documents were fetched; nothing else was sent.
+  assert.deepEqual(
+    t.calls.map((c) => [c.target.address, c.target.tlsName, c.request.path]),
+    [
+      ...Object.keys(delegations).map((d) => [PUBLIC, d, "/.well-known/matrix/server"]),
+      [PUBLIC, "srv.example", "/.well-known/matrix/server"],
+      [PUBLIC, "legacy-srv.example", "/.well-known/matrix/server"],
+    ],
+  );
+});
+
+Deno.test("well-known redirects to private hosts, to plain HTTP or in a loop lead nowhere; federation answers are never redirected", async () => {
+  const redirects: Record<string, string> = {
+    "to-loopback.example": "https://127.0.0.1/.well-known/matrix/server",
+    "to-private-name.example": "https://internal.example/.well-known/matrix/server",
+    "to-http.example": "http://public.example/.well-known/matrix/server",
+    "loop.example": "https://loop.example/.well-known/matrix/server",
+  };
+  await using t = await setup((target, request) => {
+    if (request.path === "/.well-known/matrix/server") {
+      const location = redirects[target.tlsName];
+      if (location !== undefined) {
+        return { status: 302, headers: new Headers({ location }), body: new Uint8Array() };
+      }
+      // What a followed redirect would have delegated to.
+      return json(200, { "m.server": "delegated.example:1234" });
+    }
+    return {
+      status: 307,
+      headers: new Headers({ location: "https://127.0.0.1/steal" }),
+      body: new Uint8Array(),
+    };
+  }, { addresses: { "internal.example": ["10.1.2.3"] } });
+  for (const destination of Object.keys(redirects)) {
+    const answer = await t.client.request({ method: "GET", destination, path: "/x" });
+    // No delegation: the request goes to the name itself, whose 307 comes back as it is.
+    assert.equal(answer.status, 307, destination);
+  }
+  const contacted = t.calls.map((c) => `${c.target.address} ${c.target.tlsName}${c.request.path}`);
+  assert.deepEqual(contacted.filter((c) => !c.startsWith(`${PUBLIC} `)), []);
+  assert.equal(
+    contacted.some((c) => c.includes("delegated.example") || c.includes("/steal")),
+    false,
+  );
+  // The loop was followed at most 6 times (the first request and 5 redirects), then dropped.
+  assert.ok(contacted.filter((c) => c.includes("loop.example/.well-known")).length <= 6);
+});
+
+Deno.test("responses are bounded: 64 MiB and the 30 s deadline for requests, 50 KiB for well-known; an oversize answer is not retried elsewhere", async () => {
+  await using t = await setup((target, request) => {
+    if (request.path === "/.well-known/matrix/server") return json(404, {});
+    if (target.address === "93.184.216.1") throw new HttpsFailure("too_large", "body too big");
+    return json(200, {});
+  }, { addresses: { "big.example": ["93.184.216.1", "93.184.216.2"] } });
+  await t.client.request({ method: "GET", destination: "public.example", path: "/x" });
+  const [wellKnown, request] = t.calls;
+  assert.equal(wellKnown.request.maxResponseBytes, 50 * 1024);
+  assert.ok(wellKnown.request.timeoutMs <= 10_000);
+  assert.equal(request.request.maxResponseBytes, 64 * 1024 * 1024);
+  assert.ok(request.request.timeoutMs > 0 && request.request.timeoutMs <= 30_000);
+  await assert.rejects(
+    t.client.request({ method: "GET", destination: "big.example:8448", path: "/x" }),
+    (e) => e instanceof FederationUnreachable && e.failure === "too_large",
+  );
+  assert.equal(t.calls.some((c) => c.target.address === "93.184.216.2"), false);
+});
