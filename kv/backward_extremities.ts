@@ -7,11 +7,26 @@
  * /messages can tell when its walk has reached the hole (domain/federation/backfill.ts).
  *
  * Planned event by event with the batch (kv/projections.ts) and written in its commit: an event
- * whose prev event is neither planned earlier in the batch nor in this room's log adds an entry;
- * every appended event deletes its own entry, unconditionally, since whether it was cited is
- * not known without a read and a delete of a missing key costs one mutation. A prev event of
- * another room counts as missing, as the store never takes it as held, so no entry ever joins
- * two rooms' histories.
+ * whose prev event is neither planned earlier in the batch nor in this room's log adds an entry.
+ * Whether an appended event fills an entry is known without a read from the room head, which
+ * every commit rewrites anyway: `backward_extremities` lists the open ones (sorted, at most
+ * MAX_TRACKED_BACKWARD), so an event deletes its entry only when listed, and a local send (an
+ * ID nobody could cite before it existed) writes nothing here. Beyond the bound the head holds
+ * null, "unknown": every appended event deletes its entry unconditionally (a delete of a missing
+ * key costs one mutation), and the list is read back from the projection, overlaid with the
+ * batch's plan, at the next event that can fill a hole in numbers (a backfilled event or one
+ * appended with a staged state), since only remote history fills holes. A head written before
+ * the list was kept (field absent) reads it back at its next append of any kind, once.
+ *
+ * The list is a pure function of the log's arrival order (each step is exact, or null, or an
+ * exact read-back of the projection at that point), whatever the batching, so replay rebuilds
+ * the very same head. One difference remains possible only for heads written before the list
+ * existed: if the room overflowed in its past and forward events alone (no backfill, no staged
+ * state) brought it back under the bound, the live head lists them where the rebuild still says
+ * null, until the room's next backfilled or staged event reads them back in both.
+ *
+ * A prev event of another room counts as missing, as the store never takes it as held, so no
+ * entry ever joins two rooms' histories.
  */
 import type { PlannedMutation } from "./commit_budget.ts";
 import type { EventStoreKeys } from "./schema.ts";
@@ -23,18 +38,88 @@ import type { StoreContext } from "./store_context.ts";
  */
 const MAX_LISTED = 1000;
 
+/**
+ * Open backward extremities a room head lists at most. A room holds one per hole, and a joined
+ * room one until backfill reaches its create event; 64 IDs (about 3 KB) keep the head, read by
+ * every sync and rewritten by every commit, small.
+ */
+export const MAX_TRACKED_BACKWARD = 64;
+
+/**
+ * A head's view of its room's open backward extremities (`RoomHead.backward_extremities`): their
+ * IDs sorted, or null when more than MAX_TRACKED_BACKWARD may be open.
+ */
+export type TrackedBackward = string[] | null;
+
 /** Changes of one batch: missing event ID -> citing position (set), or null (filled). */
 export type BackwardExtremityPlan = Map<string, number | null>;
 
-/** Note an appended event: it fills its own entry, and opens one for each prev it lacks. */
+/**
+ * Note an appended event, given the open extremities before it: it fills its own entry when
+ * listed (or, unknown, always), and opens one for each prev it lacks. Returns the list after it.
+ */
 export function noteBackwardExtremities(
   plan: BackwardExtremityPlan,
+  tracked: TrackedBackward,
   eventId: string,
   position: number,
   missingPrevs: readonly string[],
-): void {
-  plan.set(eventId, null);
+): TrackedBackward {
+  if (tracked === null || tracked.includes(eventId)) plan.set(eventId, null);
   for (const id of missingPrevs) plan.set(id, position);
+  if (tracked === null) return null;
+  if (missingPrevs.length === 0 && !tracked.includes(eventId)) return tracked;
+  const open = new Set(tracked);
+  open.delete(eventId);
+  for (const id of missingPrevs) open.add(id);
+  return open.size > MAX_TRACKED_BACKWARD ? null : [...open].sort();
+}
+
+/** Committed entries of a room as read once per batch: their IDs, and whether that is all. */
+export interface CommittedBackward {
+  ids: Set<string>;
+  complete: boolean;
+}
+
+/**
+ * The open backward extremities after `plan`, on top of the committed entries; undefined when
+ * `committed` was read too short to tell (read again with `backwardReadLimit`).
+ */
+export function trackedAfter(
+  committed: CommittedBackward,
+  plan: BackwardExtremityPlan,
+): TrackedBackward | undefined {
+  if (!committed.complete) {
+    // At least ids.size entries are committed, and the plan fills at most its deletes of them.
+    return committed.ids.size >= backwardReadLimit(plan) ? null : undefined;
+  }
+  const open = new Set(committed.ids);
+  for (const [id, position] of plan) {
+    if (position === null) open.delete(id);
+    else open.add(id);
+  }
+  return open.size > MAX_TRACKED_BACKWARD ? null : [...open].sort();
+}
+
+/** Committed entries to read to tell the list after `plan`: past the bound by its fills. */
+export function backwardReadLimit(plan: BackwardExtremityPlan): number {
+  let fills = 0;
+  for (const position of plan.values()) if (position === null) fills++;
+  return MAX_TRACKED_BACKWARD + 1 + fills;
+}
+
+/** Read a room's committed entries, at most `limit` of them. */
+export async function readCommittedBackward(
+  ctx: StoreContext,
+  roomId: string,
+  limit: number,
+): Promise<CommittedBackward> {
+  const ids = new Set<string>();
+  const prefix = ctx.keys.backwardExtremityPrefix(roomId);
+  for await (const entry of ctx.kv.list<number>({ prefix }, { limit })) {
+    ids.add(entry.key[entry.key.length - 1] as string);
+  }
+  return { ids, complete: ids.size < limit };
 }
 
 /** The writes of a batch's plan. */

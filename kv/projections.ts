@@ -39,7 +39,16 @@ import {
   type PlannedMemberChange,
 } from "./member_change_plan.ts";
 import { readOutliers } from "./outlier_store.ts";
-import { type BackwardExtremityPlan, noteBackwardExtremities } from "./backward_extremities.ts";
+import {
+  type BackwardExtremityPlan,
+  backwardReadLimit,
+  type CommittedBackward,
+  MAX_TRACKED_BACKWARD,
+  noteBackwardExtremities,
+  readCommittedBackward,
+  trackedAfter,
+  type TrackedBackward,
+} from "./backward_extremities.ts";
 import { noteServerChanges, type RoomServersPlan } from "./room_servers.ts";
 import { searchPostingDeletes } from "./search_projection.ts";
 import { anyTakesEffect, type RedactionEffectLookups } from "./redaction_effects.ts";
@@ -115,6 +124,8 @@ export class RoomBatchPlanner {
   /** Search index entries of earlier events that this batch's redactions delete. */
   searchDeletes: PlannedMutation[];
   #rejected: Set<string>;
+  /** The room's committed backward extremities, when the batch had to read them back. */
+  #committedBackward: CommittedBackward | undefined;
   readonly #lookups: BatchLookups | undefined;
 
   private constructor(
@@ -184,6 +195,7 @@ export class RoomBatchPlanner {
     copy.relations = this.relations.fork();
     copy.searchDeletes = [...this.searchDeletes];
     copy.#rejected = new Set(this.#rejected);
+    copy.#committedBackward = this.#committedBackward;
     return copy;
   }
 
@@ -260,11 +272,17 @@ export class RoomBatchPlanner {
         this.#lookups?.assumedNew.has(id) === true,
     });
     if (status === "rejected") this.#rejected.add(id);
-    noteBackwardExtremities(
+    const missingPrevs = await this.#prevsNotInLog(event, input.stateBefore !== undefined);
+    let tracked = head.backward_extremities;
+    if (tracked === undefined || (tracked === null && (backfill || input.stateBefore))) {
+      tracked = await this.#readBackBackward();
+    }
+    head.backward_extremities = noteBackwardExtremities(
       this.backwardExtremities,
+      tracked,
       id,
       position,
-      await this.#prevsNotInLog(event, input.stateBefore !== undefined),
+      missingPrevs,
     );
     if (status === "accepted" && event.type === "m.room.redaction") {
       await this.#noteRedaction(event);
@@ -419,6 +437,21 @@ export class RoomBatchPlanner {
     this.version = versionOf(versionId);
     this.head = emptyRoomHead(versionId);
     return this.head;
+  }
+
+  /**
+   * The room's open backward extremities at this point of the batch, read back from the
+   * projection (kv/backward_extremities.ts says when): the committed entries, read once per
+   * batch unless its fills outgrow the read, overlaid with what the batch planned so far.
+   */
+  async #readBackBackward(): Promise<TrackedBackward> {
+    const known = this.#committedBackward &&
+      trackedAfter(this.#committedBackward, this.backwardExtremities);
+    if (known !== undefined) return known;
+    // Some entries past what is needed now, so the batch's later fills rarely read again.
+    const limit = backwardReadLimit(this.backwardExtremities) + MAX_TRACKED_BACKWARD;
+    this.#committedBackward = await readCommittedBackward(this.ctx, this.roomId, limit);
+    return trackedAfter(this.#committedBackward, this.backwardExtremities)!;
   }
 
   /** The group after a prev event of this room, or undefined when unknown here. */

@@ -28,6 +28,12 @@ export interface RoomHead {
   state_group: GroupId | null;
   /** Next free state group ID in this room. */
   next_group: number;
+  /**
+   * The room's open backward extremities (roomid_backwardextremity), sorted, so an append knows
+   * without a read whether it fills one; null when more than kv/backward_extremities.ts's bound
+   * may be open; absent in heads written before it was kept (the next append reads it back).
+   */
+  backward_extremities?: string[] | null;
 }
 
 /** One event in a room's log. */
@@ -117,5 +123,6 @@ export function emptyRoomHead(roomVersion: string): RoomHead {
     extremities: [],
     state_group: null,
     next_group: 0,
+    backward_extremities: [],
   };
 }
