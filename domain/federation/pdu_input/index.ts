@@ -77,7 +77,19 @@ interface GapMode {
   backfill: boolean;
   /** PduInputOptions.hooks: for the PDU handed in, never for the events a gap walk fetches. */
   extraHooks: readonly LocalEventHook[];
+  /**
+   * The states at missing prev events the events of one get_missing_events walk may still have
+   * fetched, shared by them (undefined: only the event's own prev events bound it).
+   */
+  gapStates?: { left: number };
 }
+
+/**
+ * States at missing prev events (`/state_ids` and its events, some 50 requests at most each)
+ * one pushed PDU's get_missing_events walk may fetch: an honest walk lacks only what precedes
+ * its oldest event, while ten walked events citing 20 unknown prev events each would cost 200.
+ */
+export const MAX_GAP_STATES_PER_WALK = 5;
 
 /** A PDU through its checks, its append added to the batch: `outcome` settles once committed. */
 interface Checked {
@@ -233,9 +245,10 @@ export class FederationPduInput implements PduInput {
       const extremities = (await this.deps.store.roomHead(roomId))?.forwardExtremities ??
         head.forwardExtremities;
       const between = await fetchMissingEvents(source, roomId, extremities, event.event_id);
+      const gapStates = { left: MAX_GAP_STATES_PER_WALK };
       for (const pdu of between) {
         // Each is a PDU in its own right; a gap before the oldest one is closed by state.
-        const walked = { askForMissingEvents: false, backfill: false, extraHooks: [] };
+        const walked = { askForMissingEvents: false, backfill: false, extraHooks: [], gapStates };
         await (await this.#check(origin, roomId, pdu, walked, new AppendBatch(true))).outcome;
       }
       missing = await this.#notInLog(roomId, event.prev_events);
@@ -247,6 +260,12 @@ export class FederationPduInput implements PduInput {
         ok: false,
         reason: `prev events withheld by the sender: ${missing.join(", ")}`,
       };
+    }
+    if (mode.gapStates) {
+      if (missing.length > mode.gapStates.left) {
+        return { ok: false, reason: `too many prev events missing: ${missing.join(", ")}` };
+      }
+      mode.gapStates.left -= missing.length;
     }
     const across = await stateAcrossGap(
       roomId,
