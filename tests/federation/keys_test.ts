@@ -464,6 +464,19 @@ Deno.test("notary: bad queries are refused before any fetch", async () => {
         413,
         "M_TOO_LARGE",
       ],
+      [
+        "POST",
+        "/_matrix/key/v2/query",
+        {
+          server_keys: {
+            "b.test": Object.fromEntries(
+              Array.from({ length: 21 }, (_, i) => [`ed25519:k${i}`, {}]),
+            ),
+          },
+        },
+        413,
+        "M_TOO_LARGE",
+      ],
     ];
     for (const [method, path, body, status, errcode] of cases) {
       const res = await a.request(method, path, body === undefined ? {} : { body });

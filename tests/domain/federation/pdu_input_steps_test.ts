@@ -91,6 +91,11 @@ Deno.test("format: a PDU is dropped for each malformation, naming it when it can
       (p) => (p.prev_events = Array.from({ length: 21 }, () => good.eventId)),
       "over 20",
     ],
+    [
+      "11 auths",
+      (p) => (p.auth_events = Array.from({ length: 11 }, () => good.eventId)),
+      "over 10",
+    ],
     ["v1 id shape", (p) => (p.auth_events = ["$x:a.test"]), "format"],
     ["long type", (p) => (p.type = "t".repeat(256)), "255"],
     ["too big", (p) => (p.content = { body: "x".repeat(70_000) }), "bytes"],
