@@ -355,6 +355,10 @@ export class MembershipHandshakes {
     // nothing is written: nobody here could see it, and no server may fill our store with
     // memberships of made-up users.
     if (this.deps.userExists && !(await this.deps.userExists(target))) return answer;
+    // An invite we hold already was recorded when it first came: a retry (the inviting server's
+    // first PUT timed out on its side) gets the same answer and writes nothing, so what the
+    // user did since (a rejection, a knock) stands.
+    if ((await store.findEvents([eventId])).has(eventId)) return answer;
     const carried = invite.inviteRoomState ??
       (isJsonObject(raw.unsigned) ? raw.unsigned.invite_room_state : undefined);
     // Stripped state is what the inviter chose to show; v1.16 sends it as PDUs, clients get
