@@ -209,6 +209,20 @@ Deno.test("key ring: fetched once, cached in KV for every key ring, refetched af
   }
 });
 
+Deno.test("key ring: a key ID no server could have published is unknown, never looked up or fetched", async () => {
+  const net = await startNetwork(["a.test", "b.test"]);
+  try {
+    const a = net.servers["a.test"];
+    // Past KV's key limit: the read itself would throw, and a PDU's answer would say so.
+    for (const keyId of [`ed25519:${"k".repeat(3000)}`, `ed25519:${"k".repeat(248)}`, "rsa:1"]) {
+      assert.equal(await a.deps.keyRing.verifyKey("b.test", keyId, Date.now()), undefined);
+    }
+    assert.equal(keyRequests(net, "b.test").length, 0);
+  } finally {
+    await net.close();
+  }
+});
+
 Deno.test("key ring: validity is capped at 7 days after fetching; old keys end at expired_ts", async () => {
   const clock = manualClock();
   const net = await startNetwork(["a.test", "c.test"], { now: clock.now });
