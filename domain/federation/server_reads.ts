@@ -6,9 +6,11 @@
  * origin or the origin may not read the room (none of its users joined, and the room is not
  * world-readable: server_visibility.ts). Events found are handed to the read pipeline's server
  * read (`ReadPipeline.readForServer`), which prunes what the origin may not see by history
- * visibility, what a redaction applies to and what erased users sent; nothing here formats an
- * event. State and auth chains are given whole (redactions applied): a server in the room needs
- * them to authorise events, as Synapse serves them.
+ * visibility, what a redaction applies to and what erased users sent, and leaves out the
+ * redaction events that do not apply (so /event answers 404 for one, and /backfill and
+ * /get_missing_events skip it); nothing here formats an event. State and auth chains are given
+ * whole (redactions applied, nothing left out): a server in the room needs them to authorise
+ * events, as Synapse serves them.
  *
  * Event look-ups read the room logs first and ask `findEvents` only for the IDs not there, so
  * events held as outliers (auth chains, fetched auth events) are served too (`/event`,
@@ -92,12 +94,16 @@ export class ServerReads {
     return { roomId, version };
   }
 
-  /** `GET /event/{eventId}`: the event as a one-PDU transaction; 404 when we hold none. */
+  /**
+   * `GET /event/{eventId}`: the event as a one-PDU transaction; 404 when we hold none, or it is
+   * a redaction the pipeline withholds (one that does not apply, as a client's /event does).
+   */
   async event(origin: string, eventId: string): Promise<JsonObject> {
     const found = (await this.#find([eventId])).get(eventId);
     if (!found) throw notFound(`Event ${eventId} not found`);
     const room = await this.openRoom(origin, found.roomId);
     const pdus = await this.#out(origin, room, [found]);
+    if (pdus.length === 0) throw notFound(`Event ${eventId} not found`);
     return this.#transaction(pdus);
   }
 
@@ -304,7 +310,7 @@ export class ServerReads {
     );
   }
 
-  /** Timeline events through the pipeline, history visibility applied. */
+  /** Timeline events through the pipeline, history visibility applied, withheld ones left out. */
   #out(origin: string, room: OpenRoom, events: readonly FoundEvent[]): Promise<JsonObject[]> {
     return this.deps.pipeline.readForServer(
       { serverName: origin, roomId: room.roomId, version: room.version },

@@ -46,9 +46,11 @@
  * /backfill, /get_missing_events, /event_auth), the same stages for a server reader:
  * 1. history visibility for the server's users (domain/federation/server_visibility.ts, after
  *    Synapse's `filter_events_for_server`); 2. redaction, and erased senders' events redacted for
- *    every server; 3. no ignore lists (servers have none); 4. the PDU format; 5. no filters.
- * Unlike a client, a server is given what it may not see pruned rather than dropped (servers
- * need the DAG's shape), as Synapse does.
+ *    every server, and in timeline reads (/event, /backfill, /get_missing_events) redaction
+ *    events that do not apply withheld, as from clients (Synapse's `get_events_as_list` withholds
+ *    them from its backfill and missing-events answers too); 3. no ignore lists (servers have
+ *    none); 4. the PDU format; 5. no filters. Unlike a client, a server is given what it may
+ *    not see pruned rather than dropped (servers need the DAG's shape), as Synapse does.
  */
 import { type ClientEvent, toClientEvent, toStrippedStateEvent } from "../protocol/client_event.ts";
 import { matchesRoomEventFilter, type RoomEventFilter } from "../protocol/event_filter.ts";
@@ -315,10 +317,12 @@ export class ReadPipeline {
   /**
    * One room's events for a remote server, as PDUs in the order given: each the server may not
    * see (history visibility), each an accepted redaction applies to, and each sent by an erased
-   * local user is pruned to its redacted form (see the module comment). Outliers count as
-   * `shared` history. `whole`: a room state or auth chain, which a server in the room needs
-   * whole to authorise events (as a joined client sees the current state): redactions alone
-   * apply.
+   * local user is pruned to its redacted form (see the module comment); a redaction event that
+   * does not apply is left out (withheld, as from clients: it would tell the server to redact
+   * what we keep showing). Outliers count as `shared` history. `whole`: a room state or auth
+   * chain, which a server in the room needs whole to authorise events (as a joined client sees
+   * the current state): redactions alone apply, and nothing is left out (a redaction is never
+   * state nor an auth event, and a state event is served as the state names it).
    */
   async readForServer(
     read: { serverName: string; roomId: string; version: RoomVersion; whole?: boolean },
@@ -329,19 +333,27 @@ export class ReadPipeline {
     const localSenders = read.whole
       ? []
       : [...new Set(events.map((e) => e.pdu.sender))].filter((s) => s.endsWith(suffix));
+    // AppliedRedactions reads only the ID, PDU and status of each event, which outliers have too.
+    const stored = events as readonly StoredEvent[];
     // 1 and 2 read independently: one round trip instead of two.
-    const [hidden, redactions, erased] = await Promise.all([
+    const [hidden, redactions, erased, withheld] = await Promise.all([
       read.whole
         ? Promise.resolve(new Set<string>())
         : this.#serverVisibility.hiddenFrom(read.serverName, events),
-      // AppliedRedactions reads only the ID and PDU of each event, which outliers have too.
-      this.#redactions.of(read.roomId, events as readonly StoredEvent[], read.version),
+      this.#redactions.of(read.roomId, stored, read.version),
       localSenders.length > 0
         ? this.deps.erasure.erasedAmong(localSenders)
         : Promise.resolve(new Set<string>()),
+      // Only non-state events: whoever calls, a state snapshot or an auth chain (state events
+      // all) is never cut short, not even by a state event that calls itself a redaction.
+      read.whole ? Promise.resolve(new Set<string>()) : this.#redactions.withheld(
+        stored.filter((e) => e.pdu.state_key === undefined),
+        read.version,
+      ),
     ]);
+    const kept = withheld.size === 0 ? events : events.filter((e) => !withheld.has(e.eventId));
     // 4. The PDU as sent, or its redacted form.
-    return events.map((event) => {
+    return kept.map((event) => {
       const prune = hidden.has(event.eventId) || redactions.has(event.eventId) ||
         erased.has(event.pdu.sender);
       const pdu = prune ? redactEvent(event.pdu, read.version) : event.pdu;

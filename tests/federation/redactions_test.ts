@@ -5,11 +5,15 @@
  * auth rules accept both, readers decide); neither redacts its target nor shows in any client
  * read. A redaction that arrives before its target shows, and applies, once the target arrives,
  * with `unsigned.redacted_by`; so does B's user redacting their own message the ordinary way.
+ * Servers reading A (/event, /backfill, /get_missing_events) are not given such redactions
+ * either, while /state, /state_ids and /event_auth stay whole.
  */
 import assert from "node:assert/strict";
 import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
 import { RemoteView } from "./remote_view.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
+import { computeEventId } from "../../domain/protocol/event_ids.ts";
+import type { RedactableEvent } from "../../domain/protocol/redaction.ts";
 import { roomVersion } from "../../domain/protocol/room_versions.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 
@@ -212,6 +216,125 @@ Deno.test("redactions over federation: another room's and an unauthorised one ar
     assert.deepEqual(oopsOnA.content, {});
     assert.equal((oopsOnA.unsigned as JsonObject).redacted_by, redactedBy);
     assert.ok((await messageIds(a, alice, room)).includes(redactedBy));
+  } finally {
+    await net.close();
+  }
+});
+
+/** B's federation read of A; the answer's status and body. */
+async function readA(
+  net: Network,
+  method: "GET" | "POST",
+  path: string,
+  body?: JsonObject,
+) {
+  const res = await net.transportFor(B).request({
+    method,
+    destination: A,
+    path: `/_matrix/federation/v1${path}`,
+    ...(body !== undefined ? { body } : {}),
+  });
+  return { status: res.status, body: res.body as JsonObject };
+}
+
+/** The event IDs of PDUs in a v10 room. */
+function idsOf(pdus: unknown): string[] {
+  return (pdus as JsonObject[]).map((pdu) =>
+    computeEventId(pdu as unknown as RedactableEvent, roomVersion("10")!)
+  );
+}
+
+Deno.test("redactions over federation: one that does not apply is withheld from other servers' timeline reads, never from state", async () => {
+  const net = await startNetwork([A, B]);
+  try {
+    const a = net.servers[A];
+    const b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const created = await ok(a, alice, "POST", "/createRoom", {
+      preset: "public_chat",
+      room_version: "10",
+    });
+    const room = created.room_id as string;
+    await ok(b, bob, "POST", `/join/${enc(room)}?server_name=${A}`, {});
+    const aliceSaid = await say(a, alice, room, "alice's words");
+    await exchange(net);
+
+    const view = new RemoteView(room, roomVersion("10")!, B, b.deps.keyring.current);
+    await view.syncFrom(a.deps.eventStore);
+    const tip = (await a.deps.eventStore.roomHead(room))!.forwardExtremities[0];
+    const redaction = (redacts: string) => ({
+      sender: bob.userId,
+      type: "m.room.redaction",
+      content: { reason: "mine" },
+      redacts,
+    });
+    // Alice's message, which Bob may not redact; then one of Bob's own that A does not hold yet.
+    const forbidden = await view.build(tip, redaction(aliceSaid));
+    const late = await view.build(forbidden.eventId, {
+      sender: bob.userId,
+      type: "m.room.message",
+      content: { msgtype: "m.text", body: "said too soon" },
+    });
+    const early = await view.build(forbidden.eventId, redaction(late.eventId));
+    const after = await view.build(early.eventId, {
+      sender: bob.userId,
+      type: "m.room.message",
+      content: { msgtype: "m.text", body: "after them" },
+    });
+    await push(net, [forbidden.pdu, early.pdu, after.pdu] as unknown as JsonObject[]);
+    const withheld = [forbidden.eventId, early.eventId];
+
+    for (const id of withheld) {
+      assert.equal((await readA(net, "GET", `/event/${enc(id)}`)).status, 404, `/event ${id}`);
+    }
+    const shown = await readA(net, "GET", `/event/${enc(after.eventId)}`);
+    assert.deepEqual(idsOf(shown.body.pdus), [after.eventId]);
+    const backfill = async () => {
+      const res = await readA(
+        net,
+        "GET",
+        `/backfill/${enc(room)}?v=${enc(after.eventId)}&limit=100`,
+      );
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return idsOf(res.body.pdus);
+    };
+    const missing = async () => {
+      const res = await readA(net, "POST", `/get_missing_events/${enc(room)}`, {
+        earliest_events: [aliceSaid],
+        latest_events: [after.eventId],
+        limit: 20,
+      });
+      assert.equal(res.status, 200, JSON.stringify(res.body));
+      return idsOf(res.body.events);
+    };
+    // The walks pass through them (what lies behind still comes) but leave them out.
+    const backfilled = await backfill();
+    assert.ok(backfilled.includes(after.eventId) && backfilled.includes(aliceSaid));
+    for (const id of withheld) assert.ok(!backfilled.includes(id), `${id} withheld from /backfill`);
+    assert.deepEqual(await missing(), []);
+
+    // State and auth chains are never cut short: every ID state_ids names comes as a PDU.
+    const ids = await readA(net, "GET", `/state_ids/${enc(room)}?event_id=${enc(after.eventId)}`);
+    const state = await readA(net, "GET", `/state/${enc(room)}?event_id=${enc(after.eventId)}`);
+    assert.equal(state.status, 200);
+    assert.deepEqual(idsOf(state.body.pdus).sort(), (ids.body.pdu_ids as string[]).sort());
+    assert.deepEqual(
+      idsOf(state.body.auth_chain).sort(),
+      (ids.body.auth_chain_ids as string[]).sort(),
+    );
+    const auth = await readA(net, "GET", `/event_auth/${enc(room)}/${enc(early.eventId)}`);
+    assert.equal(auth.status, 200);
+    assert.ok((auth.body.auth_chain as JsonObject[]).length > 0);
+
+    // Its target arrives: the early redaction applies, and servers are given it too.
+    await push(net, [late.pdu] as unknown as JsonObject[]);
+    const now = await readA(net, "GET", `/event/${enc(early.eventId)}`);
+    assert.equal(now.status, 200);
+    assert.equal((now.body.pdus as JsonObject[])[0].redacts, late.eventId);
+    assert.ok((await backfill()).includes(early.eventId));
+    assert.deepEqual(await missing(), [early.eventId]);
+    assert.equal((await readA(net, "GET", `/event/${enc(forbidden.eventId)}`)).status, 404);
   } finally {
     await net.close();
   }
