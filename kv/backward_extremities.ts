@@ -23,7 +23,9 @@
  * the very same head. One difference remains possible only for heads written before the list
  * existed: if the room overflowed in its past and forward events alone (no backfill, no staged
  * state) brought it back under the bound, the live head lists them where the rebuild still says
- * null, until the room's next backfilled or staged event reads them back in both.
+ * null, until the room's next backfilled or staged event reads them back in both. A head not
+ * appended to since the upgrade still lacks the field, and replay reports it as it reports any
+ * record written before its shape changed; replaying into a fresh store migrates it.
  *
  * A prev event of another room counts as missing, as the store never takes it as held, so no
  * entry ever joins two rooms' histories.
