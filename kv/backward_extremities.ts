@@ -14,9 +14,9 @@
  * ID nobody could cite before it existed) writes nothing here. Beyond the bound the head holds
  * null, "unknown": every appended event deletes its entry unconditionally (a delete of a missing
  * key costs one mutation), and the list is read back from the projection, overlaid with the
- * batch's plan, at the next event that can fill a hole in numbers (a backfilled event or one
- * appended with a staged state), since only remote history fills holes. A head written before
- * the list was kept (field absent) reads it back at its next append of any kind, once.
+ * batch's plan, at the next backfilled event or one appended with a staged state: only remote
+ * history fills holes, and those appends bring it in bulk (and read plenty already). A head
+ * written before the list was kept (field absent) reads it back at its next append, once.
  *
  * The list is a pure function of the log's arrival order (each step is exact, or null, or an
  * exact read-back of the projection at that point), whatever the batching, so replay rebuilds
