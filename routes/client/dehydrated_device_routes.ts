@@ -7,6 +7,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
+import { wholeNumberQuery } from "../query_numbers.ts";
 import { DEVICE_DISPLAY_NAME_MAX } from "./device_routes.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody, readQuery } from "../json_body.ts";
@@ -33,8 +34,7 @@ const putBody = z.object({
 
 const eventsBody = z.object({ next_batch: z.string().optional() });
 
-const limitQuery = z.string().regex(/^\d{1,9}$/, "must be a non-negative integer")
-  .transform(Number).optional();
+const limitQuery = wholeNumberQuery().optional();
 const eventsQuery = z.object({ from: z.string().optional(), limit: limitQuery });
 
 /** The dehydrated-device area. */

@@ -4,6 +4,7 @@
  */
 import { Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod";
+import { wholeNumberQuery } from "../query_numbers.ts";
 import { publicRoomsBody } from "../public_rooms_body.ts";
 import { forbidden } from "../../domain/errors.ts";
 import { RoomState } from "../../domain/rooms/room_state.ts";
@@ -19,7 +20,7 @@ const aliasBody = z.object({
   room_id: z.string().max(255).refine(isValidRoomId, "must be a valid room ID"),
 });
 const visibilityBody = z.object({ visibility: z.enum(["public", "private"]) });
-const limit = z.coerce.number().int().min(0).max(1000);
+const limit = wholeNumberQuery().pipe(z.number().max(1000));
 const publicRoomsQuery = z.object({
   limit: limit.optional(),
   since: z.string().max(64).optional(),

@@ -7,6 +7,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { z } from "zod";
+import { wholeNumberQuery } from "../query_numbers.ts";
 import { RelationReads } from "../../domain/room_events/relation_reads.ts";
 import type { AppDeps } from "../deps.ts";
 import { readQuery } from "../json_body.ts";
@@ -16,8 +17,7 @@ import { MAX_PAGE_EVENTS } from "./room_event_routes.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 const limitParam = (fallback: number, max: number) =>
-  z.string().regex(/^\d{1,9}$/, "must be a non-negative integer").transform(Number).optional()
-    .transform((n) => Math.max(1, Math.min(n ?? fallback, max)));
+  wholeNumberQuery().optional().transform((n) => Math.max(1, Math.min(n ?? fallback, max)));
 
 const booleanParam = z.enum(["true", "false"]).transform((v) => v === "true").optional();
 

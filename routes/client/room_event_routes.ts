@@ -5,6 +5,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { z } from "zod";
+import { wholeNumberQuery } from "../query_numbers.ts";
 import { invalidParam } from "../../domain/errors.ts";
 import { parseRoomEventFilterParam } from "../../domain/protocol/event_filter.ts";
 import { eventIdParam, roomIdParam } from "./path_params.ts";
@@ -28,8 +29,7 @@ const redactBodySchema = z.object({ reason: z.string().max(4096).optional() });
 export const MAX_PAGE_EVENTS = 500;
 
 const limitParam = (fallback: number) =>
-  z.string().regex(/^\d{1,9}$/, "must be a non-negative integer").transform(Number).optional()
-    .transform((n) => Math.min(n ?? fallback, MAX_PAGE_EVENTS));
+  wholeNumberQuery().optional().transform((n) => Math.min(n ?? fallback, MAX_PAGE_EVENTS));
 
 const messagesQuery = z.object({
   from: z.string().max(256).optional(),

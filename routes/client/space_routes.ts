@@ -6,6 +6,7 @@
 import { Hono } from "hono";
 import type { Context } from "hono";
 import { z } from "zod";
+import { wholeNumberQuery } from "../query_numbers.ts";
 import { MatrixError } from "../../domain/errors.ts";
 import { parseUserId, requireValid } from "../../domain/protocol/identifiers.ts";
 import type { AppDeps } from "../deps.ts";
@@ -16,8 +17,7 @@ import { accessTokenOf, type ClientEnv, requireSession } from "./session_middlew
 
 const booleanParam = z.enum(["true", "false"]).transform((v) => v === "true").optional();
 const countParam = (min: number) =>
-  z.string().regex(/^\d{1,9}$/, "must be a non-negative integer").transform(Number)
-    .refine((n) => n >= min, `must be at least ${min}`).optional();
+  wholeNumberQuery().refine((n) => n >= min, `must be at least ${min}`).optional();
 
 const hierarchyQuery = z.object({
   suggested_only: booleanParam,

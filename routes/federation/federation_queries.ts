@@ -8,6 +8,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
+import { wholeNumberQuery } from "../query_numbers.ts";
 import { publicRoomsBody } from "../public_rooms_body.ts";
 import { ServerQueries } from "../../domain/federation/server_queries.ts";
 import { RoomServerAcl } from "../../domain/federation/server_acl.ts";
@@ -21,9 +22,7 @@ const profileQuery = z.object({
   user_id: z.string().min(1).max(255),
   field: z.string().min(1).max(255).optional(),
 });
-// Digits only: z.coerce would take "" (and " ") as 0, and "1e2" or "0x10" as numbers.
-const limit = z.string().regex(/^\d{1,9}$/, "must be a non-negative integer").transform(Number)
-  .pipe(z.number().max(1000));
+const limit = wholeNumberQuery().pipe(z.number().max(1000));
 const publicRoomsQuery = z.object({
   limit: limit.optional(),
   since: z.string().max(64).optional(),

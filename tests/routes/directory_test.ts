@@ -152,6 +152,11 @@ Deno.test("directory visibility and /publicRooms: publish, search, page", async 
       });
     }
     await server.request("POST", `${V3}/join/${room}`, { token: bob.accessToken });
+    // A limit is digits: an empty one is not 0, nor is 1e2 a hundred.
+    for (const bad of ["", "1e2", "0x10", "-1", "1001"]) {
+      const refused = await server.request("GET", `${V3}/publicRooms?limit=${bad}`);
+      assertEquals(refused.status, 400, `limit=${bad}`);
+    }
     const first = await server.request("GET", `${V3}/publicRooms?limit=2`);
     assertEquals(first.body.total_room_count_estimate, 3);
     assertEquals(first.body.chunk.length, 2);
