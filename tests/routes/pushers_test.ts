@@ -185,7 +185,13 @@ Deno.test("push delivery: notifications reach the gateway through the outbox", a
       { token: alice.accessToken, body: {} },
     );
     assertEquals(receipt.status, 200);
-    await server.deps.pushSender.runOnce();
+    // The badge is queued after the receipt's answer (a receipt never waits for pushers), so
+    // passes run until it has arrived, within a deadline.
+    const deadline = Date.now() + 5_000;
+    while (gateway.received.length < 2 && Date.now() < deadline) {
+      await server.deps.pushSender.runOnce();
+      if (gateway.received.length < 2) await new Promise((r) => setTimeout(r, 10));
+    }
     assertEquals(gateway.received.length, 2);
     const badge = gateway.received[1].notification as JsonObject;
     assertEquals([badge.type, badge.counts], [null, { unread: 0 }]);
