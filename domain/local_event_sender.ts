@@ -19,7 +19,13 @@ import { buildEvent, type EventReference } from "./protocol/event_builder.ts";
 import { forbidden, MatrixError, notFound, unsupportedRoomVersion } from "./errors.ts";
 import { KeyedDrainQueue, type Queued } from "./keyed_drain_queue.ts";
 import { checkLocalRedaction } from "./protocol/redaction_auth_rules.ts";
-import { type Pdu, type RoomEvent, type StateKey, stateKey } from "./protocol/events.ts";
+import {
+  type Pdu,
+  type RoomEvent,
+  type StateKey,
+  stateKey,
+  toRoomEvent,
+} from "./protocol/events.ts";
 
 import type { JsonObject } from "./protocol/json.ts";
 import { type RoomVersion, roomVersion } from "./protocol/room_versions.ts";
@@ -58,7 +64,9 @@ export interface LocalEventRequest {
    * Another server's signature the event needs before it is stored (an invite of a remote
    * user: the invitee's server signs it over federation): given the built, authorised event,
    * resolve to the same event with the added signatures, or reject to refuse it (nothing is
-   * written). Runs in the room's queue, so the room waits for it: keep it bounded.
+   * written). Runs outside the room's queue (other sends go on meanwhile); the signed event
+   * then comes back through the queue and is authorised again if the room moved on (see
+   * `#appendCountersigned`).
    */
   countersign?: (event: { eventId: string; pdu: Pdu }, version: RoomVersion) => Promise<Pdu>;
 }
@@ -145,13 +153,41 @@ export interface LocalEventSenderDeps {
   eventHooks?: LocalEventHook[];
 }
 
+/**
+ * An event built and authorised on `builtOn` (a head versionstamp) whose countersignature was
+ * awaited outside the queue: it is appended as signed, never rebuilt (the signature covers its
+ * prev and auth events).
+ */
+interface CountersignedEvent {
+  countersigned: true;
+  request: LocalEventRequest;
+  eventId: string;
+  pdu: Pdu;
+  builtOn: string;
+}
+
+type QueueItem = LocalEventRequest | CountersignedEvent;
 type Pending = Queued<LocalEventRequest, SentEvent>;
 
 /** Builds, authorises and appends local events, one drain loop per room. */
 export class LocalEventSender {
   readonly #deps: LocalEventSenderDeps;
-  readonly #queue = new KeyedDrainQueue<LocalEventRequest, SentEvent>(async (roomId, queue) => {
-    const batch = queue.splice(0, this.#deps.maxBatch ?? 64);
+  readonly #queue = new KeyedDrainQueue<QueueItem, SentEvent>(async (roomId, queue) => {
+    const taken = queue.splice(0, this.#deps.maxBatch ?? 64);
+    const batch: Pending[] = [];
+    for (const p of taken) {
+      if (!("countersigned" in p.item)) {
+        batch.push(p as Pending);
+        continue;
+      }
+      // Each on its own append: its prev events are fixed by the signatures it carries.
+      try {
+        p.resolve(await this.#appendCountersigned(roomId, p.item));
+      } catch (error) {
+        p.reject(error);
+      }
+    }
+    if (batch.length === 0) return;
     try {
       await this.#sendWithRebuilds(roomId, batch);
     } catch (error) {
@@ -336,17 +372,14 @@ export class LocalEventSender {
           );
           if (refusal) throw refusal;
         }
-        const pdu = request.countersign
-          ? await request.countersign({ eventId: event.eventId, pdu: event.pdu }, version)
-          : event.pdu;
-        const hooked: PreparedEventWrites[] = [];
-        for (const hook of this.#deps.eventHooks ?? []) {
-          const prepared = await hook.prepare(
-            { eventId: event.eventId, roomId, pdu },
-            version,
-          );
-          if (prepared) hooked.push(prepared);
+        if (request.countersign) {
+          // Another server's signature can take seconds: wait for it outside the queue so the
+          // room's other sends go on, then bring the signed event back (nothing written yet).
+          this.#countersignOutside(pending, request, event, version, head.versionstamp);
+          continue;
         }
+        const pdu = event.pdu;
+        const hooked = await this.#prepareHooks(roomId, event.eventId, pdu, version);
         view.apply(event.event);
         prevEvents = [{ eventId: event.eventId, depth: event.pdu.depth }];
         built.push({ pending, eventId: event.eventId, pdu, hooked });
@@ -414,6 +447,117 @@ export class LocalEventSender {
       this.#views.delete(this.#views.keys().next().value!);
     }
     return [];
+  }
+
+  async #prepareHooks(
+    roomId: string,
+    eventId: string,
+    pdu: Pdu,
+    version: RoomVersion,
+  ): Promise<PreparedEventWrites[]> {
+    const hooked: PreparedEventWrites[] = [];
+    for (const hook of this.#deps.eventHooks ?? []) {
+      const prepared = await hook.prepare({ eventId, roomId, pdu }, version);
+      if (prepared) hooked.push(prepared);
+    }
+    return hooked;
+  }
+
+  /** Await `request`'s countersignature off the queue, then queue the signed event's append. */
+  #countersignOutside(
+    pending: Pending,
+    request: LocalEventRequest,
+    event: { eventId: string; pdu: Pdu },
+    version: RoomVersion,
+    builtOn: string,
+  ): void {
+    request.countersign!({ eventId: event.eventId, pdu: event.pdu }, version)
+      .then((pdu) =>
+        this.#queue.enqueue(request.roomId, {
+          countersigned: true,
+          request,
+          eventId: event.eventId,
+          pdu,
+          builtOn,
+        })
+      )
+      .then(pending.resolve, pending.reject);
+  }
+
+  /**
+   * Append a countersigned event, in the queue. On the head it was authorised on it lands as
+   * built. When the room moved on meanwhile, the same signed event is authorised again against
+   * the current state (refused: nothing is written) and appended with the store's `checkState`
+   * on that very head, so the store's planner checks it on the state it lands on too. Its prev
+   * events then are no longer the room's only tips: the DAG forks for one event, as it does
+   * for events of other servers, and the next send cites both tips.
+   */
+  async #appendCountersigned(roomId: string, signed: CountersignedEvent): Promise<SentEvent> {
+    const { store } = this.#deps;
+    const request = signed.request;
+    for (let attempt = 0; attempt < MAX_REBUILDS; attempt++) {
+      const head = await store.roomHead(roomId);
+      if (!head) throw notFound(`Unknown room ${roomId}`);
+      const version = roomVersion(head.roomVersion);
+      if (!version) throw unsupportedRoomVersion(head.roomVersion);
+      const moved = head.versionstamp !== signed.builtOn;
+      const event = toRoomEvent(signed.pdu, signed.eventId, version);
+      if (moved) {
+        const view = new RoomStateView(store, roomId, version);
+        const needed = authEventKeys(event, version);
+        await view.load(needed);
+        const current = needed.flatMap((key) => {
+          const id = view.entry(key)?.eventId;
+          return id === undefined ? [] : view.eventsFor([id]);
+        });
+        const decision = checkEventAuth(event, authStateFromEvents(current), version, {
+          createEvent: view.createEvent(),
+        });
+        if (!decision.allowed) throw forbidden(decision.reason);
+        if (request.condition) {
+          const { keys, refusal } = request.condition;
+          await view.load(keys.map(([t, k]) => stateKey(t, k)));
+          const refused = refusal((t, k) => view.content(stateKey(t, k)));
+          if (refused) throw refused;
+        }
+      }
+      const hooked = await this.#prepareHooks(roomId, signed.eventId, signed.pdu, version);
+      let result: AppendResult;
+      try {
+        result = await store.append({
+          roomId,
+          events: [{
+            eventId: signed.eventId,
+            pdu: signed.pdu,
+            status: "accepted",
+            ...(moved ? { checkState: true } : {}),
+          }],
+          extraMutations: (appended) => [
+            ...(request.extraMutations?.(appended[0]) ?? []),
+            ...hooked.flatMap((h) => h.writes(appended[0])),
+          ],
+          expectedHead: head.versionstamp,
+        });
+      } catch (error) {
+        if (error instanceof RoomHeadMoved) continue;
+        throw error;
+      }
+      this.#views.delete(roomId);
+      const appended = result.events[0];
+      if (appended.status !== "accepted") {
+        // Our check on this very head passed, so the store's should too; say so if not.
+        throw forbidden(`The event was not accepted: ${appended.status}`);
+      }
+      await Promise.all(
+        hooked.map((h) =>
+          h.afterCommit?.(appended).catch((error) => {
+            console.error("event hook afterCommit failed", signed.eventId, error);
+          })
+        ),
+      );
+      return { eventId: signed.eventId, pdu: signed.pdu, appended };
+    }
+    throw new MatrixError("M_UNKNOWN", 503, "The room is too busy; try again");
   }
 
   #now(): number {

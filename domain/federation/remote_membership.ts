@@ -39,7 +39,7 @@ import {
   signFromTemplate,
 } from "./membership_template.ts";
 
-/** How long an invitee's server may take to sign an invite (the room's queue waits on it). */
+/** How long an invitee's server may take to sign an invite (the room's other sends go on meanwhile). */
 const INVITE_TIMEOUT_MS = 15_000;
 
 /** Room versions we speak, for make_knock's `ver` parameters. */
