@@ -887,6 +887,11 @@ export const remoteMembershipKeys = {
   ],
   /** A user's remote memberships. */
   membershipPrefix: (userId: string): Deno.KvKey => ["userid_remotemembership", userId],
+  /**
+   * userId -> counter bumped by every write of the user's remote memberships: each commit checks
+   * it, so two concurrent invites cannot both pass the open-invite cap on one stale count.
+   */
+  guard: (userId: string): Deno.KvKey => ["userid_remotemembershipguard", userId],
   /** (userId, roomId, chunk index >= 1) -> bytes: the rest of a record's PDU. */
   chunk: (userId: string, roomId: string, index: number): Deno.KvKey => [
     "userroomid_remotemembershipchunk",

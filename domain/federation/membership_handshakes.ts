@@ -27,6 +27,7 @@ import {
   stateKey,
 } from "../protocol/events.ts";
 import { forbidden, MatrixError, notFound } from "../errors.ts";
+import { remoteInviteLimits } from "./remote_invite_quota.ts";
 import { encodeBase64Unpadded } from "../protocol/base64.ts";
 import { computeReferenceHash } from "../protocol/hashing.ts";
 import { parseUserId } from "../protocol/identifiers.ts";
@@ -368,8 +369,9 @@ export class MembershipHandshakes {
         toStrippedStateEvent(e as unknown as Pdu)
       )
       : [];
-    // The membership first: it is what the user sees, and what a refusal (too large) leaves
-    // unwritten; the outlier copy is the event as the room knows it.
+    // The membership first: it is what the user sees, and what a refusal (too large, too many
+    // open invites) leaves unwritten; the outlier copy is the event as the room knows it.
+    const limits = await remoteInviteLimits(store, target);
     const versionstamp = await this.deps.remoteMemberships.record({
       userId: target,
       roomId,
@@ -380,7 +382,7 @@ export class MembershipHandshakes {
       servers: [...new Set([origin, serverOf(event.sender), serverOf(roomId)])].filter((s) =>
         s !== "" && s !== this.deps.serverName
       ),
-    });
+    }, limits);
     await store.storeOutliers(roomId, [{ eventId, pdu: signed, status: "accepted" }]);
     this.deps.notifyUser?.(target, versionstamp);
     return answer;

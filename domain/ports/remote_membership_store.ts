@@ -25,12 +25,30 @@ export interface RemoteMembership {
   versionstamp: string;
 }
 
+/** Limits a write of a remote membership is held to (domain/federation/remote_invite_quota.ts). */
+export interface RemoteMembershipLimits {
+  /**
+   * Most open invites (records with membership `invite`, this one included) the user may hold;
+   * over it the write is refused with 403 M_FORBIDDEN and nothing is written. Counted in the
+   * same commit as the write, so concurrent invites cannot both take the last slot.
+   */
+  maxOpenInvites: number;
+  /** Rooms whose invite records are no longer open (the user has a local membership there). */
+  settledRooms: ReadonlySet<string>;
+}
+
 /** Reading and writing remote memberships. */
 export interface RemoteMembershipStore {
-  /** Record (replace) the user's membership in the room; resolves to the commit's versionstamp. */
-  record(membership: Omit<RemoteMembership, "versionstamp">): Promise<string>;
+  /**
+   * Record (replace) the user's membership in the room; resolves to the commit's versionstamp.
+   * Rejections and withdrawals older than the store's retention are dropped in the same commit.
+   */
+  record(
+    membership: Omit<RemoteMembership, "versionstamp">,
+    limits?: RemoteMembershipLimits,
+  ): Promise<string>;
   /** The user's remote membership in the room, or null. */
   get(userId: string, roomId: string): Promise<RemoteMembership | null>;
-  /** Every remote membership of the user. */
+  /** Every remote membership of the user (leaves past the store's retention left out). */
   ofUser(userId: string): Promise<RemoteMembership[]>;
 }

@@ -1,6 +1,9 @@
 /** Remote memberships in KV: replaced per (user, room), large PDUs chunked, versionstamps kept. */
 import assert from "node:assert/strict";
-import { KvRemoteMembershipStore } from "../../kv/remote_membership_store.ts";
+import {
+  KvRemoteMembershipStore,
+  REMOTE_LEAVE_RETENTION_MS,
+} from "../../kv/remote_membership_store.ts";
 import type { Pdu } from "../../domain/protocol/events.ts";
 import { MatrixError } from "../../domain/errors.ts";
 
@@ -86,6 +89,59 @@ Deno.test("remote memberships: the latest per room wins, chunked PDUs read back 
       (e) => e instanceof MatrixError && e.errcode === "M_TOO_LARGE",
     );
     assert.equal((await store.get("@bob:b.test", "!r:a.test"))?.eventId, "$leave");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("remote memberships: leaves past 30 days are not listed and go with the next write; the invite cap counts in the commit", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let now = 1_000_000;
+    const store = new KvRemoteMembershipStore(kv, () => now);
+    const write = (roomId: string, membership: string) =>
+      store.record({
+        userId: "@bob:b.test",
+        roomId,
+        membership,
+        eventId: `$${membership}${roomId}`,
+        pdu: pdu(membership, {
+          room_id: roomId,
+          unsigned: {
+            invite_room_state: [{ type: "m.room.topic", content: { t: "t".repeat(70_000) } }],
+          },
+        }),
+        roomVersion: "10",
+        servers: ["a.test"],
+      }, { maxOpenInvites: 2, settledRooms: new Set(["!joined:a.test"]) });
+    await write("!old:a.test", "leave");
+    await write("!a:a.test", "invite");
+    await write("!joined:a.test", "invite");
+    now += REMOTE_LEAVE_RETENTION_MS + 1;
+    // The old leave is no longer listed, though still stored until the next write.
+    assert.deepEqual((await store.ofUser("@bob:b.test")).map((m) => m.roomId), [
+      "!a:a.test",
+      "!joined:a.test",
+    ]);
+    // Two open invites already (the settled room's does not count): a third is refused.
+    await write("!b:a.test", "invite");
+    await assert.rejects(write("!c:a.test", "invite"), (e) => {
+      assert.ok(e instanceof MatrixError);
+      assert.equal(e.errcode, "M_FORBIDDEN");
+      assert.equal(e.status, 403);
+      return true;
+    });
+    assert.equal(await store.get("@bob:b.test", "!c:a.test"), null);
+    // The write of !b deleted the expired leave and its chunks.
+    assert.equal(await store.get("@bob:b.test", "!old:a.test"), null);
+    const chunks = await Array.fromAsync(
+      kv.list({ prefix: ["userroomid_remotemembershipchunk", "@bob:b.test", "!old:a.test"] }),
+    );
+    assert.equal(chunks.length, 0);
+    // A rejection frees a slot; a leave is never refused by the cap.
+    await write("!a:a.test", "leave");
+    await write("!c:a.test", "invite");
+    assert.equal((await store.get("@bob:b.test", "!c:a.test"))?.membership, "invite");
   } finally {
     kv.close();
   }
