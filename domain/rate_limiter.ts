@@ -30,6 +30,7 @@ export type RateLimitedAction =
   | "search"
   | "threepid_validation"
   | "key_query"
+  | "federation_invite"
   | "user_write";
 
 /** A token bucket's shape. */
@@ -86,6 +87,9 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     // Notary queries (per address): anyone may ask, and a miss makes us fetch from the servers
     // named, so each address gets a server's steady need, not a lever on other servers.
     key_query: { burst: 100, perSecond: 10 },
+    // Inbound invites per inviting server: each may write a record every sync of the invitee
+    // lists (besides the per-user cap of open invites); a busy server's users invite in bursts.
+    federation_invite: { burst: 50, perSecond: 1 },
     // Devices, keys, key backups, dehydrated devices: bounded by their own caps, limited here
     // only so no write is free.
     user_write: { burst: 200, perSecond: 20 },

@@ -5,12 +5,13 @@
  * domain/federation/membership_handshakes.ts. v1 of send_join, send_leave and invite answers
  * `[200, body]`, a wart of the first Synapse the spec kept.
  */
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { z } from "zod";
 import { MatrixError } from "../../domain/errors.ts";
 import type { HandshakeMembership } from "../../domain/federation/membership_template.ts";
 import type { JsonValue } from "../../domain/protocol/json.ts";
 import { pathParam, roomIdParam, userIdParam } from "../client/path_params.ts";
+import { takeRateLimit } from "../client/rate_limit_middleware.ts";
 import type { AppDeps } from "../deps.ts";
 import { originOf, serverAuth, signedContent } from "./server_auth.ts";
 
@@ -85,13 +86,18 @@ export function federationMembershipApp(deps: AppDeps): Hono {
     return c.json({ knock_room_state: state });
   });
 
-  app.put(`${FEDERATION}/v1/invite/:roomId/:eventId`, auth, async (c) => {
+  // Per inviting server, before any work: a flood of invites costs the sender, not us.
+  const inviteLimit: MiddlewareHandler = async (c, next) => {
+    takeRateLimit(deps, c, "federation_invite", `server:${originOf(c)}`);
+    await next();
+  };
+  app.put(`${FEDERATION}/v1/invite/:roomId/:eventId`, auth, inviteLimit, async (c) => {
     const event = await handshakes.receiveInvite(originOf(c), roomIdParam(c), eventParam(c), {
       event: signedContent(c),
     });
     return c.json([200, { event }]);
   });
-  app.put(`${FEDERATION}/v2/invite/:roomId/:eventId`, auth, async (c) => {
+  app.put(`${FEDERATION}/v2/invite/:roomId/:eventId`, auth, inviteLimit, async (c) => {
     const parsed = inviteV2Body.safeParse(signedContent(c));
     if (!parsed.success) {
       throw new MatrixError("M_BAD_JSON", 400, "Expected room_version, event, invite_room_state");
