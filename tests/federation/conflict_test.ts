@@ -12,7 +12,8 @@
  *   resolved state, event by event, with state resolution v2 (room v10) and v2.1 (room v12).
  */
 import assert from "node:assert/strict";
-import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
+import { type Network, type NetworkServer } from "./in_process_network.ts";
+import { ok, say, withNetwork } from "./network_helpers.ts";
 import { RemoteView } from "./remote_view.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import { roomVersion } from "../../domain/protocol/room_versions.ts";
@@ -23,21 +24,6 @@ import type { JsonObject } from "../../domain/protocol/json.ts";
 const A = "a.test";
 const B = "b.test";
 const enc = encodeURIComponent;
-
-async function ok(
-  server: NetworkServer,
-  user: RegisteredUser,
-  method: string,
-  path: string,
-  body?: unknown,
-) {
-  const res = await server.request(method, path, {
-    token: user.accessToken,
-    ...(body !== undefined ? { body } : {}),
-  });
-  assert.equal(res.status, 200, `${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body;
-}
 
 function putState(
   server: NetworkServer,
@@ -69,17 +55,6 @@ async function setState(
 
 async function getState(server: NetworkServer, user: RegisteredUser, roomId: string, type: string) {
   return await ok(server, user, "GET", `/_matrix/client/v3/rooms/${enc(roomId)}/state/${type}/`);
-}
-
-async function say(server: NetworkServer, user: RegisteredUser, roomId: string, body: string) {
-  const res = await ok(
-    server,
-    user,
-    "PUT",
-    `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/${crypto.randomUUID()}`,
-    { msgtype: "m.text", body },
-  );
-  return res.event_id as string;
 }
 
 /** The room's current state on `server`, entry by entry, sorted. */
@@ -144,17 +119,10 @@ async function sharedRoom(net: Network, version: string) {
   return { a, b, alice, bob, roomId };
 }
 
-async function withNetwork(fn: (net: Network) => Promise<void>): Promise<void> {
-  const net = await startNetwork([A, B, "c.test"]);
-  try {
-    await fn(net);
-  } finally {
-    await net.close();
-  }
-}
+const inNetwork = (fn: (net: Network) => Promise<void>) => withNetwork(fn, [A, B, "c.test"]);
 
 Deno.test("forgery over /send: impersonation, a stranger's event and an escalation are refused; A's state does not move", async () => {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const { a, b, alice, bob, roomId } = await sharedRoom(net, "10");
     await say(a, alice, roomId, "hello");
     const store = a.deps.eventStore;
@@ -246,7 +214,7 @@ Deno.test("forgery over /send: impersonation, a stranger's event and an escalati
 });
 
 Deno.test("ban evasion across a partition: A soft-fails what the banned user sent, both end banned", async () => {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const { a, b, alice, bob, roomId } = await sharedRoom(net, "10");
     split(net, true);
     await ok(a, alice, "POST", `/_matrix/client/v3/rooms/${enc(roomId)}/ban`, {
@@ -296,7 +264,7 @@ Deno.test("ban evasion across a partition: A soft-fails what the banned user sen
  * promotes someone and sets the topic (Bob's changes lose on both sides).
  */
 async function powerLevelConflict(version: string): Promise<void> {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const { a, b, alice, bob, roomId } = await sharedRoom(net, version);
     const base = await getState(a, alice, roomId, "m.room.power_levels") as JsonObject;
     const users = base.users as Record<string, number>;

@@ -4,22 +4,14 @@
  * local invites and as `/sync` shows them: two in-process servers, A inviting B's user.
  */
 import assert from "node:assert/strict";
-import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
+import { type NetworkServer } from "./in_process_network.ts";
+import { withNetwork } from "./network_helpers.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 
 const A = "a.test";
 const B = "b.test";
 const enc = encodeURIComponent;
-
-async function withNetwork(fn: (net: Network) => Promise<void>): Promise<void> {
-  const net = await startNetwork([A, B]);
-  try {
-    await fn(net);
-  } finally {
-    await net.close();
-  }
-}
 
 async function get(server: NetworkServer, user: RegisteredUser, path: string) {
   const res = await server.request("GET", path, { token: user.accessToken });

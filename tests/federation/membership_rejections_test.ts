@@ -6,7 +6,8 @@
  * 2^53) refused with 400 M_BAD_JSON by send_join, invite and send_leave, writing nothing.
  */
 import assert from "node:assert/strict";
-import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
+import { type Network, type NetworkServer } from "./in_process_network.ts";
+import { withNetwork } from "./network_helpers.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import {
   checkMembershipTemplate,
@@ -27,15 +28,6 @@ const enc = encodeURIComponent;
 const V6 = roomVersion("6")!;
 /** Canonical JSON as room versions 1-5 have it: floats and big integers encoded, not refused. */
 const LENIENT = roomVersion("5")!;
-
-async function withNetwork(fn: (net: Network) => Promise<void>): Promise<void> {
-  const net = await startNetwork([A, B]);
-  try {
-    await fn(net);
-  } finally {
-    await net.close();
-  }
-}
 
 async function createRoom(
   server: NetworkServer,

@@ -5,7 +5,8 @@
  * Matrix errors that write nothing.
  */
 import assert from "node:assert/strict";
-import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
+import { type Network, type NetworkServer } from "./in_process_network.ts";
+import { withNetwork } from "./network_helpers.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import {
   checkMembershipTemplate,
@@ -18,15 +19,6 @@ import type { FederationResponse } from "../../domain/ports/federation_transport
 
 const A = "a.test";
 const B = "b.test";
-
-async function withNetwork(fn: (net: Network) => Promise<void>): Promise<void> {
-  const net = await startNetwork([A, B]);
-  try {
-    await fn(net);
-  } finally {
-    await net.close();
-  }
-}
 
 async function createRoom(
   server: NetworkServer,

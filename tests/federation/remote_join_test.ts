@@ -4,7 +4,8 @@
  * stored; a join cut short between staging and its commit resumed.
  */
 import { assert, assertEquals } from "../assert.ts";
-import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
+import { type Network, type NetworkServer } from "./in_process_network.ts";
+import { withNetwork } from "./network_helpers.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 import type { AppendRequest } from "../../domain/ports/event_store.ts";
@@ -12,14 +13,8 @@ import type { AppendRequest } from "../../domain/ports/event_store.ts";
 const A = "a.test";
 const B = "b.test";
 
-async function withNetwork(fn: (net: Network) => Promise<void>): Promise<void> {
-  const net = await startNetwork([A, B], { env: { TESSERA_FEDERATION_ALLOW_PRIVATE: "true" } });
-  try {
-    await fn(net);
-  } finally {
-    await net.close();
-  }
-}
+const inNetwork = (fn: (net: Network) => Promise<void>) =>
+  withNetwork(fn, [A, B], { env: { TESSERA_FEDERATION_ALLOW_PRIVATE: "true" } });
 
 /** A public room on `server` made by `user`, with one message in it. */
 async function publicRoom(
@@ -80,7 +75,7 @@ function join(server: NetworkServer, user: RegisteredUser, target: string, query
 
 for (const version of ["1", "10", "12"]) {
   Deno.test(`remote join: B's user joins a room created on A by ID through server_name (v${version})`, async () => {
-    await withNetwork(async (net) => {
+    await inNetwork(async (net) => {
       const a = net.servers[A];
       const b = net.servers[B];
       const alice = await a.register("alice");
@@ -137,7 +132,7 @@ for (const version of ["1", "10", "12"]) {
 }
 
 Deno.test("remote join: by a remote alias, resolved through query/directory", async () => {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const a = net.servers[A];
     const b = net.servers[B];
     const alice = await a.register("alice");
@@ -162,7 +157,7 @@ Deno.test("remote join: by a remote alias, resolved through query/directory", as
 });
 
 Deno.test("remote join: messages flow both ways after the join", async () => {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const a = net.servers[A];
     const b = net.servers[B];
     const alice = await a.register("alice");
@@ -183,7 +178,7 @@ Deno.test("remote join: messages flow both ways after the join", async () => {
 });
 
 Deno.test("remote join: a send_join answer with a forged state event is refused, nothing stored", async () => {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const a = net.servers[A];
     const b = net.servers[B];
     const alice = await a.register("alice");
@@ -212,7 +207,7 @@ Deno.test("remote join: a send_join answer with a forged state event is refused,
 });
 
 Deno.test("remote join: a forged state event the join does not rest on is dropped, the join goes on", async () => {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const a = net.servers[A];
     const b = net.servers[B];
     const alice = await a.register("alice");
@@ -257,7 +252,7 @@ function forge(body: unknown, type = "m.room.power_levels") {
 }
 
 Deno.test("remote join: a crash between staging and the join's commit resumes", async () => {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const a = net.servers[A];
     const b = net.servers[B];
     const alice = await a.register("alice");
@@ -290,7 +285,7 @@ Deno.test("remote join: a crash between staging and the join's commit resumes", 
 });
 
 Deno.test("remote join: a crash before staging resumes on the next attempt with the same event", async () => {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const a = net.servers[A];
     const b = net.servers[B];
     const alice = await a.register("alice");
@@ -312,7 +307,7 @@ Deno.test("remote join: a crash before staging resumes on the next attempt with 
 });
 
 Deno.test("remote join: two join requests at once make one join", async () => {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const a = net.servers[A];
     const b = net.servers[B];
     const alice = await a.register("alice");
@@ -329,7 +324,7 @@ Deno.test("remote join: two join requests at once make one join", async () => {
 });
 
 Deno.test("remote join: a restricted room comes back co-signed by the resident and is joined", async () => {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const a = net.servers[A];
     const b = net.servers[B];
     const alice = await a.register("alice");
@@ -376,7 +371,7 @@ Deno.test("remote join: a restricted room comes back co-signed by the resident a
 });
 
 Deno.test("remote join: after its last user left, B rejoins through the room's other servers", async () => {
-  await withNetwork(async (net) => {
+  await inNetwork(async (net) => {
     const a = net.servers[A];
     const b = net.servers[B];
     const alice = await a.register("alice");

@@ -4,19 +4,10 @@
  * the errors when the other server says no or cannot be reached.
  */
 import assert from "node:assert/strict";
-import { type Network, startNetwork } from "./in_process_network.ts";
+import { withNetwork } from "./network_helpers.ts";
 
 const A = "a.test";
 const B = "b.test";
-
-async function withNetwork(fn: (net: Network) => Promise<void>): Promise<void> {
-  const net = await startNetwork([A, B]);
-  try {
-    await fn(net);
-  } finally {
-    await net.close();
-  }
-}
 
 Deno.test("a remote user's profile is asked of their server", () =>
   withNetwork(async (net) => {

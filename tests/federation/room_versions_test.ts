@@ -6,7 +6,8 @@
  * M_INCOMPATIBLE_ROOM_VERSION, from the resident's make_join and at the joining user's /join.
  */
 import assert from "node:assert/strict";
-import { type Network, type NetworkServer, startNetwork } from "./in_process_network.ts";
+import { type NetworkServer } from "./in_process_network.ts";
+import { ok, say, withNetwork } from "./network_helpers.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import { supportedRoomVersions } from "../../domain/protocol/room_versions.ts";
 
@@ -14,32 +15,6 @@ const A = "a.test";
 const B = "b.test";
 const enc = encodeURIComponent;
 const VERSIONS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"];
-
-async function ok(
-  server: NetworkServer,
-  user: RegisteredUser,
-  method: string,
-  path: string,
-  body?: unknown,
-) {
-  const res = await server.request(method, path, {
-    token: user.accessToken,
-    ...(body !== undefined ? { body } : {}),
-  });
-  assert.equal(res.status, 200, `${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
-  return res.body;
-}
-
-async function say(server: NetworkServer, user: RegisteredUser, roomId: string, body: string) {
-  const res = await ok(
-    server,
-    user,
-    "PUT",
-    `/_matrix/client/v3/rooms/${enc(roomId)}/send/m.room.message/${crypto.randomUUID()}`,
-    { msgtype: "m.text", body },
-  );
-  return res.event_id as string;
-}
 
 /** The message bodies `user` reads in `roomId` through /messages, oldest first. */
 async function bodies(server: NetworkServer, user: RegisteredUser, roomId: string) {
@@ -53,15 +28,6 @@ async function bodies(server: NetworkServer, user: RegisteredUser, roomId: strin
     .filter((e) => e.type === "m.room.message")
     .map((e) => e.content.body)
     .reverse();
-}
-
-async function withNetwork(fn: (net: Network) => Promise<void>): Promise<void> {
-  const net = await startNetwork([A, B]);
-  try {
-    await fn(net);
-  } finally {
-    await net.close();
-  }
 }
 
 Deno.test("room versions: both servers speak versions 1 to 12", () => {
