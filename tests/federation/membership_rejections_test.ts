@@ -6,9 +6,8 @@
  * 2^53) refused with 400 M_BAD_JSON by send_join, invite and send_leave, writing nothing.
  */
 import assert from "node:assert/strict";
-import { type Network, type NetworkServer } from "./in_process_network.ts";
-import { withNetwork } from "./network_helpers.ts";
-import type { RegisteredUser } from "../routes/client_harness.ts";
+import type { Network } from "./in_process_network.ts";
+import { createRoom, memberOn, withNetwork } from "./network_helpers.ts";
 import {
   checkMembershipTemplate,
   type HandshakeMembership,
@@ -28,33 +27,6 @@ const enc = encodeURIComponent;
 const V6 = roomVersion("6")!;
 /** Canonical JSON as room versions 1-5 have it: floats and big integers encoded, not refused. */
 const LENIENT = roomVersion("5")!;
-
-async function createRoom(
-  server: NetworkServer,
-  user: RegisteredUser,
-  body: Record<string, unknown>,
-): Promise<string> {
-  const res = await server.request("POST", "/_matrix/client/v3/createRoom", {
-    token: user.accessToken,
-    body,
-  });
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return res.body.room_id;
-}
-
-async function memberOn(
-  server: NetworkServer,
-  viewer: RegisteredUser,
-  roomId: string,
-  userId: string,
-) {
-  const res = await server.request(
-    "GET",
-    `/_matrix/client/v3/rooms/${enc(roomId)}/state/m.room.member/${enc(userId)}`,
-    { token: viewer.accessToken },
-  );
-  return res.status === 200 ? res.body.membership as string : undefined;
-}
 
 /** A request from `origin` to A, signed with X-Matrix by the network. */
 function toA(net: Network, origin: string, method: "GET" | "PUT", path: string, body?: JsonValue) {

@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { type Network, type NetworkServer } from "./in_process_network.ts";
-import { withNetwork } from "./network_helpers.ts";
+import { createRoom, memberOn, withNetwork } from "./network_helpers.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import {
   checkMembershipTemplate,
@@ -19,35 +19,6 @@ import type { FederationResponse } from "../../domain/ports/federation_transport
 
 const A = "a.test";
 const B = "b.test";
-
-async function createRoom(
-  server: NetworkServer,
-  user: RegisteredUser,
-  body: Record<string, unknown>,
-): Promise<string> {
-  const res = await server.request("POST", "/_matrix/client/v3/createRoom", {
-    token: user.accessToken,
-    body,
-  });
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return res.body.room_id;
-}
-
-async function memberOn(
-  server: NetworkServer,
-  viewer: RegisteredUser,
-  roomId: string,
-  userId: string,
-) {
-  const res = await server.request(
-    "GET",
-    `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.member/${
-      encodeURIComponent(userId)
-    }`,
-    { token: viewer.accessToken },
-  );
-  return res.status === 200 ? res.body.membership as string : undefined;
-}
 
 async function sync(server: NetworkServer, user: RegisteredUser, since?: string) {
   const query = since === undefined ? "" : `?since=${encodeURIComponent(since)}&timeout=0`;

@@ -54,3 +54,27 @@ export async function say(
   const res = await ok(server, user, "PUT", path, { msgtype: "m.text", body });
   return res.event_id as string;
 }
+
+/** Create a room as `user` on `server` with the given createRoom body; its room ID. */
+export async function createRoom(
+  server: NetworkServer,
+  user: RegisteredUser,
+  body: Record<string, unknown>,
+): Promise<string> {
+  const res = await ok(server, user, "POST", "/_matrix/client/v3/createRoom", body);
+  return res.room_id as string;
+}
+
+/** `userId`'s membership in `roomId` as `viewer` on `server` sees it; undefined when unreadable. */
+export async function memberOn(
+  server: NetworkServer,
+  viewer: RegisteredUser,
+  roomId: string,
+  userId: string,
+): Promise<string | undefined> {
+  const path = `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state/m.room.member/${
+    encodeURIComponent(userId)
+  }`;
+  const res = await server.request("GET", path, { token: viewer.accessToken });
+  return res.status === 200 ? res.body.membership as string : undefined;
+}
