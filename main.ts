@@ -34,6 +34,7 @@ import { resolveState } from "./domain/protocol/state_res/resolve_state.ts";
 import { FederationPduInput } from "./domain/federation/pdu_input/index.ts";
 import { keyRingVerifier } from "./domain/federation/pdu_input/signatures.ts";
 import { TransactionReceiver } from "./domain/federation/inbound_transactions.ts";
+import { EduDispatcher } from "./domain/federation/edu_input.ts";
 import { KvInboundTransactionStore } from "./kv/inbound_transaction_store.ts";
 import { KvEventStore } from "./kv/kv_event_store.ts";
 import { loadOrCreateSigningSeed } from "./kv/server_signing_seed.ts";
@@ -303,6 +304,8 @@ export async function assembleServer(
     now: options.now,
   });
   eventHooks.push(federationSender);
+  // Inbound EDUs by type; each area registers its handler where it is built.
+  const eduDispatcher = new EduDispatcher();
   const roomDirectory = new KvRoomDirectoryStore(kv);
   // Joining remote rooms; the transport and key ring are the ones AppDeps gets below.
   const remoteJoiner = new RemoteJoiner({
@@ -431,6 +434,7 @@ export async function assembleServer(
       pduInput,
       answers: new KvInboundTransactionStore(kv),
       store: eventStore,
+      edus: eduDispatcher,
     }),
     // A server that reaches us is up: its backoff goes (one KV read when it had none).
     onInboundServerRequest: (origin) => federationSender.noteInboundRequest(origin),

@@ -134,7 +134,7 @@ export interface AppDeps {
   pushSender: OutboxWorker;
   /**
    * Queues local events for the other servers in their rooms (a send-path hook) and sends them
-   * as transactions; `sendEdu(destination, edu)`, `noteInboundRequest(origin)`. main.ts starts it.
+   * as transactions; `sendEdus(entries)`, `eduMutations(entries)`, `noteInboundRequest(origin)`. main.ts starts it.
    */
   federationSender: FederationSender;
   /** Wakes syncs after a device-list change: `changed(userIds, versionstamp)` after the commit. */

@@ -120,6 +120,7 @@ export class FederationSender implements LocalEventHook {
   readonly #worker: OutboxWorker;
   readonly #heads = new Map<string, HeadServers>();
   readonly #tips = new Map<string, TipServers>();
+  #eduSequence = 0;
 
   /** A sender over the event store, the federation outbox and the transport. */
   constructor(deps: FederationSenderDeps) {
@@ -171,21 +172,55 @@ export class FederationSender implements LocalEventHook {
   }
 
   /**
-   * Queue an EDU for `destination` in the same stream as its PDUs (typing, receipts, presence,
-   * device lists, to-device: part 2 of federation). Committed on its own; sent within the next
-   * transaction to that server.
+   * Queue EDUs (typing, receipts, presence, device lists, to-device) in the same streams as
+   * PDUs, committed on their own and sent within the next transaction to each destination.
+   * EDUs queued by this process leave in the order queued (see `eduMutations`).
    */
-  async sendEdu(destination: string, edu: Edu): Promise<void> {
-    if (!this.#enabled || destination === this.#deps.serverName) return;
-    const payload: FederationPayload = {
-      kind: "edu",
-      edu_type: edu.edu_type,
-      content: edu.content,
-    };
-    // The empty room slot sorts before any room ID: EDUs of one millisecond go first.
-    const order = [this.#now(), "", crypto.randomUUID()];
-    await this.#deps.outbox.append([{ destination, order, payload }]);
+  async sendEdus(entries: readonly { destination: string; edu: Edu }[]): Promise<void> {
+    const appends = this.#eduAppends(entries);
+    if (appends.length === 0) return;
+    await this.#deps.outbox.append(appends);
     this.#worker.wake();
+  }
+
+  /** Queue one EDU for `destination` (see `sendEdus`). */
+  sendEdu(destination: string, edu: Edu): Promise<void> {
+    return this.sendEdus([{ destination, edu }]);
+  }
+
+  /**
+   * The outbox writes of `entries` for another commit (to-device messages ride in their
+   * transaction record's commit, so they are queued exactly when the request counts as done).
+   * Call `wake()` once that commit landed. Nothing for this server, or with federation off.
+   *
+   * Order: by queueing time, then a per-process sequence, so EDUs one process queues in one
+   * millisecond keep their order (device-list updates of a user, to-device messages of a
+   * sender). Two processes queueing in one millisecond interleave arbitrarily; the receivers
+   * of order-sensitive EDUs cope (a device-list gap is resynchronised).
+   */
+  eduMutations(entries: readonly { destination: string; edu: Edu }[]): CommitMutation[] {
+    const appends = this.#eduAppends(entries);
+    return appends.length === 0 ? [] : this.#deps.outbox.mutations(appends);
+  }
+
+  #eduAppends(entries: readonly { destination: string; edu: Edu }[]): OutboxAppend[] {
+    if (!this.#enabled) return [];
+    const now = this.#now();
+    const appends: OutboxAppend[] = [];
+    for (const { destination, edu } of entries) {
+      if (destination === this.#deps.serverName) continue;
+      const payload: FederationPayload = {
+        kind: "edu",
+        edu_type: edu.edu_type,
+        content: edu.content,
+      };
+      // The empty room slot sorts before any room ID: EDUs of one millisecond go first. The
+      // random tail keeps two processes' entries of one millisecond and sequence apart.
+      const sequence = String(this.#eduSequence++).padStart(12, "0");
+      const order = [now, "", `${sequence}.${crypto.randomUUID()}`];
+      appends.push({ destination, order, payload });
+    }
+    return appends;
   }
 
   /**

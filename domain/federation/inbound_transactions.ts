@@ -10,8 +10,8 @@
  * rooms are handled side by side. A PDU is refused before any check when its room is one we
  * are not in, or when the room's server ACL denies the server that sent the transaction.
  *
- * EDUs (typing, receipts, presence, device lists, to-device) are accepted and not acted on
- * yet: they are the second federation issue's work.
+ * EDUs (typing, receipts, presence, device lists, to-device) go to the EDU dispatcher after the
+ * PDUs (edu_input.ts), before the answer is recorded.
  */
 import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import type { EventReader } from "../ports/event_store.ts";
@@ -20,6 +20,7 @@ import type { PduInput, PduOutcome } from "./pdu_input/types.ts";
 import { RoomServerAcl } from "./server_acl.ts";
 import { nameOf } from "./pdu_input/format.ts";
 import { roomVersion } from "../protocol/room_versions.ts";
+import type { EduDispatcher } from "./edu_input.ts";
 
 /** Most PDUs in one transaction (the spec's limit). */
 export const MAX_TRANSACTION_PDUS = 50;
@@ -44,6 +45,8 @@ export interface TransactionReceiverDeps {
   pduInput: PduInput;
   answers: InboundTransactionStore;
   store: Pick<EventReader, "roomHead" | "currentStateEventId" | "getEvent">;
+  /** Where the transaction's EDUs go; without one they are ignored. */
+  edus?: Pick<EduDispatcher, "receive">;
 }
 
 /** Handles inbound transactions (see the module comment). */
@@ -97,6 +100,7 @@ export class TransactionReceiver {
           : { error: outcome.error.slice(0, MAX_ERROR_CHARS) };
       }
     }));
+    if (this.deps.edus && txn.edus.length > 0) await this.deps.edus.receive(origin, txn.edus);
     const answer: TransactionAnswer = { pdus: results };
     await this.deps.answers.recordAnswer(origin, txnId, answer);
     return answer;
