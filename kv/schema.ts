@@ -831,6 +831,15 @@ export const e2eeKeys = {
     deviceId,
   ],
   /**
+   * (origin, message_id) -> progress: another server's m.direct_to_device EDUs delivered here
+   * (expires: a retried transaction comes within hours, never weeks).
+   */
+  toDeviceRemoteMessage: (origin: string, messageId: string): Deno.KvKey => [
+    "originmessageid_todevice",
+    origin,
+    messageId,
+  ],
+  /**
    * userId -> {deviceId, deviceData}: the user's dehydrated device (MSC3814; one per user) and
    * its `device_data` as UTF-8 JSON bytes. Written in the commit that creates the device record
    * and deleted in the one that deletes it (kv/account_store.ts).
