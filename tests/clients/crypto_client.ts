@@ -120,6 +120,11 @@ export interface CryptoClientOptions {
    * to print them as they come instead.
    */
   logs?: string[] | "console";
+  /**
+   * The `fetch` the clients make their requests with; the global one by default. Servers
+   * serving TLS with a test CA's certificate need one that trusts it (`Deno.createHttpClient`).
+   */
+  fetch?: typeof fetch;
 }
 
 /**
@@ -131,7 +136,7 @@ export async function loginCryptoClient(options: CryptoClientOptions): Promise<C
   const failures = options.failures ?? [];
   const anonymous = sdk.createClient({
     baseUrl: options.baseUrl,
-    fetchFn: recordingFetch(failures),
+    fetchFn: recordingFetch(failures, options.fetch),
     logger: quietLogger("js-sdk login", []),
   });
   const login = await step(`log in ${options.user}`, () =>
@@ -151,7 +156,7 @@ export async function loginCryptoClient(options: CryptoClientOptions): Promise<C
     deviceId: login.device_id,
     accessToken: login.access_token,
     store: new sdk.MemoryStore(),
-    fetchFn: recordingFetch(failures),
+    fetchFn: recordingFetch(failures, options.fetch),
     logger: quietLogger(`js-sdk ${login.user_id} ${login.device_id}`, logs),
     cryptoCallbacks: {
       // The SDK asks for one of `keys`; answer with the first we hold, or decline.

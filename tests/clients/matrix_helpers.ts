@@ -55,13 +55,16 @@ export async function step<T>(name: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-/** A `fetch` that remembers every request answered with an error status, for failure reports. */
-export function recordingFetch(failures: string[]): typeof fetch {
+/**
+ * A `fetch` that remembers every request answered with an error status, for failure reports.
+ * `base` makes the requests (e.g. one trusting a test CA); the global `fetch` by default.
+ */
+export function recordingFetch(failures: string[], base: typeof fetch = fetch): typeof fetch {
   return async (input: RequestInfo | URL, init?: RequestInit) => {
     const request = new Request(input, init);
     const method = request.method;
     const path = new URL(request.url).pathname;
-    const res = await fetch(request);
+    const res = await base(request);
     if (res.status >= 400) {
       let errcode = "";
       try {
