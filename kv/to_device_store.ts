@@ -5,9 +5,14 @@
  * event. A request writes at most one message per device, so a commit never writes one key
  * twice and no sequence suffix is needed; commit order is inbox order.
  *
- * Transaction record (`toDeviceTxn`): `{done}` or `{done: false, after}`, written and checked in
- * every commit of a request, so a retry after a crash (or a concurrent retry) resumes after the
- * last recipient that has its message and never writes one twice.
+ * Transaction record (`toDeviceTxn`): `{done}` or `{done: false, remote, after}`, written and
+ * checked in every commit of a request, so a retry after a crash (or a concurrent retry) resumes
+ * after the last recipient that has its message and never writes one twice. A request's EDUs for
+ * other servers (outbox writes) are written first, under the same record (`remote` counts those
+ * queued), so they are queued exactly once and before the request counts as done.
+ *
+ * Remote message record (`toDeviceRemoteMessage`): the same progress for another server's
+ * `m.direct_to_device` EDU, per (origin, message_id), set with an expiry (KV drops it later).
  *
  * Delivery record (`toDeviceDelivery`): `{token, lastStamp}` of the device's latest hand-outs
  * (a few, newest last). Sync tokens are one clock for every stream, so "delete everything up to
@@ -21,20 +26,29 @@ import type {
   ToDeviceDelivery,
   ToDeviceEvent,
   ToDeviceInboxPage,
+  ToDeviceRemoteWrites,
   ToDeviceStore,
   ToDeviceSyncRequest,
   ToDeviceTransaction,
   ToDeviceTransactionProgress,
 } from "../domain/ports/to_device_store.ts";
 import { compareRecipients } from "../domain/ports/to_device_store.ts";
-import { estimateKeyBytes, KV_LIMITS } from "./commit_budget.ts";
+import {
+  applyMutations,
+  estimateKeyBytes,
+  KV_LIMITS,
+  measureCommit,
+  type PlannedMutation,
+} from "./commit_budget.ts";
 import { e2eeKeys } from "./schema.ts";
 import { parseSyncToken } from "./stream_tokens.ts";
 
 /** Stored transaction progress. */
 interface TxnRecord {
   done: boolean;
-  /** [userId, deviceId] of the last recipient written, while not done. */
+  /** How many of the transaction's EDUs for other servers are queued, while not done. */
+  remote?: number;
+  /** [userId, deviceId] of the last local recipient written, while not done. */
   after?: [string, string];
 }
 
@@ -47,6 +61,11 @@ interface Handout {
 /** Stored delivery record: the latest hand-outs, newest last (one bare hand-out before). */
 type DeliveryRecord = { handouts: Handout[] } | Handout;
 
+/**
+ * How long another server's to-device EDU is remembered as delivered: its sender retries an
+ * unanswered transaction within hours (backoff is capped at about a day), never weeks.
+ */
+const REMOTE_RECORD_LIFETIME_MS = 7 * 24 * 60 * 60 * 1000;
 /** Hand-outs remembered per device: enough for a retry beside a running sync loop. */
 const MAX_HANDOUTS = 4;
 
@@ -82,23 +101,35 @@ export class KvToDeviceStore implements ToDeviceStore {
     txn: ToDeviceTransaction,
     deliveries: readonly ToDeviceDelivery[],
     committed: (versionstamp: string, userIds: string[]) => void,
+    remote: readonly ToDeviceRemoteWrites[] = [],
   ): Promise<void> {
     const key = txnKey(txn);
+    const options = "origin" in txn ? { expireIn: REMOTE_RECORD_LIFETIME_MS } : undefined;
     let entry = await this.kv.get<TxnRecord>(key);
     // Deliveries before `next` are known written (by this call or the record it read).
     let next = 0;
     for (;;) {
       if (entry.value?.done) return;
+      // Remote EDUs go first: the first `remote` of them are queued (none before any commit).
+      const remoteNext = Math.min(entry.value?.remote ?? 0, remote.length);
       const after = entry.value?.after;
       if (after) {
         const cursor = { userId: after[0], deviceId: after[1] };
         while (next < deliveries.length && compareRecipients(deliveries[next], cursor) <= 0) next++;
       }
-      const end = chunkEnd(deliveries, next);
-      const record: TxnRecord = end === deliveries.length
+      const { remoteEnd, end } = chunkEnd(remote, remoteNext, deliveries, next);
+      const last = end > next ? deliveries[end - 1] : undefined;
+      const record: TxnRecord = remoteEnd === remote.length && end === deliveries.length
         ? { done: true }
-        : { done: false, after: [deliveries[end - 1].userId, deliveries[end - 1].deviceId] };
+        : {
+          done: false,
+          remote: remoteEnd,
+          ...(last ? { after: [last.userId, last.deviceId] } : after ? { after } : {}),
+        };
       const op = this.kv.atomic().check(entry);
+      for (let i = remoteNext; i < remoteEnd; i++) {
+        applyMutations(op, remote[i] as PlannedMutation[]);
+      }
       const userIds = new Set<string>();
       for (let i = next; i < end; i++) {
         const d = deliveries[i];
@@ -108,7 +139,7 @@ export class KvToDeviceStore implements ToDeviceStore {
         ], ownBytes(d.event));
         userIds.add(d.userId);
       }
-      op.set(key, record);
+      op.set(key, record, options);
       const result = await op.commit();
       if (!result.ok) {
         // A concurrent attempt with the same transaction ID moved it on: resume after it.
@@ -219,22 +250,46 @@ export class KvToDeviceStore implements ToDeviceStore {
 }
 
 function txnKey(txn: ToDeviceTransaction): Deno.KvKey {
-  return e2eeKeys.toDeviceTxn(txn.sender, txn.senderDeviceId, txn.txnId);
+  return "origin" in txn
+    ? e2eeKeys.toDeviceRemoteMessage(txn.origin, txn.messageId)
+    : e2eeKeys.toDeviceTxn(txn.sender, txn.senderDeviceId, txn.txnId);
 }
 
 function progressOf(record: TxnRecord): ToDeviceTransactionProgress {
-  if (record.done || !record.after) return { done: true };
-  return { done: false, after: { userId: record.after[0], deviceId: record.after[1] } };
+  if (record.done || (!record.after && record.remote === undefined)) return { done: true };
+  return {
+    done: false,
+    remote: record.remote ?? 0,
+    ...(record.after ? { after: { userId: record.after[0], deviceId: record.after[1] } } : {}),
+  };
 }
 
 /**
- * Where the commit starting at delivery `start` must end to stay within KV's limits on
- * mutations, mutation bytes and key bytes; at least one delivery when any is left.
+ * Where the commit starting at remote EDU `remoteStart` and delivery `start` must end to stay
+ * within KV's limits on mutations, mutation bytes and key bytes: the remote EDUs first (each
+ * whole), then deliveries; at least one EDU or delivery when any is left.
  */
-function chunkEnd(deliveries: readonly ToDeviceDelivery[], start: number): number {
+function chunkEnd(
+  remote: readonly ToDeviceRemoteWrites[],
+  remoteStart: number,
+  deliveries: readonly ToDeviceDelivery[],
+  start: number,
+): { remoteEnd: number; end: number } {
   let mutations = RESERVED_MUTATIONS;
   let bytes = RESERVED_BYTES;
   let keyBytes = RESERVED_BYTES;
+  let remoteEnd = remoteStart;
+  while (remoteEnd < remote.length) {
+    const size = measureCommit(remote[remoteEnd] as PlannedMutation[]);
+    const fits = mutations + size.mutations <= KV_LIMITS.mutations &&
+      bytes + size.mutationBytes <= KV_LIMITS.mutationBytes &&
+      keyBytes + size.keyBytes <= KV_LIMITS.keyBytes;
+    if (!fits && remoteEnd > remoteStart) return { remoteEnd, end: start };
+    mutations += size.mutations;
+    bytes += size.mutationBytes;
+    keyBytes += size.keyBytes;
+    remoteEnd++;
+  }
   let end = start;
   while (end < deliveries.length) {
     const d = deliveries[end];
@@ -245,13 +300,13 @@ function chunkEnd(deliveries: readonly ToDeviceDelivery[], start: number): numbe
     const size = key + d.event.byteLength + 24;
     const fits = mutations + 1 <= KV_LIMITS.mutations &&
       bytes + size <= KV_LIMITS.mutationBytes && keyBytes + key <= KV_LIMITS.keyBytes;
-    if (!fits && end > start) break;
+    if (!fits && (end > start || remoteEnd > remoteStart)) break;
     mutations++;
     bytes += size;
     keyBytes += key;
     end++;
   }
-  return end;
+  return { remoteEnd, end };
 }
 
 /** The bytes as their own buffer (a view would be stored with the buffer behind it). */

@@ -1,8 +1,11 @@
 /**
  * Storage port for send-to-device messaging: per-device inboxes ordered by commit, the
- * `/sendToDevice` transaction records that make a retry deliver nothing twice, and the
- * per-device delivery record that turns the client's next sync token into an acknowledgement.
+ * `/sendToDevice` transaction records that make a retry deliver nothing twice (and queue its
+ * messages for other servers exactly once), the records of other servers' `m.direct_to_device`
+ * EDUs that make a retried federation transaction deliver nothing twice, and the per-device
+ * delivery record that turns the client's next sync token into an acknowledgement.
  */
+import type { CommitMutation } from "./event_store.ts";
 import type { JsonObject } from "../protocol/json.ts";
 
 /** A to-device message as the recipient device sees it in `/sync`'s `to_device.events`. */
@@ -20,20 +23,40 @@ export interface ToDeviceDelivery {
   event: Uint8Array;
 }
 
+/**
+ * What a delivery is deduplicated by: a local `/sendToDevice` request, per (user, device,
+ * txnId), or another server's `m.direct_to_device` EDU, per (origin, message_id). The record of
+ * a remote one expires (RemoteToDeviceMessage) so they do not pile up forever.
+ */
+export type ToDeviceTransaction = LocalToDeviceTransaction | RemoteToDeviceMessage;
+
 /** The sender side of a `/sendToDevice` request: idempotency is per (user, device, txnId). */
-export interface ToDeviceTransaction {
+export interface LocalToDeviceTransaction {
   sender: string;
   senderDeviceId: string;
   txnId: string;
 }
 
+/** Another server's `m.direct_to_device` EDU: idempotency is per (origin, message_id). */
+export interface RemoteToDeviceMessage {
+  origin: string;
+  messageId: string;
+}
+
+/**
+ * The outbox writes of one EDU for another server (federationSender.eduMutations of it): they
+ * land whole in one commit of the transaction that carries them.
+ */
+export type ToDeviceRemoteWrites = readonly CommitMutation[];
+
 /**
  * How far a transaction got: `done`, or partly written when KV's per-commit limits made it take
- * several commits (every recipient up to and including `after` has its message).
+ * several commits (the first `remote` EDUs for other servers are queued, and every local
+ * recipient up to and including `after`, when set, has its message).
  */
 export type ToDeviceTransactionProgress =
   | { done: true }
-  | { done: false; after: { userId: string; deviceId: string } };
+  | { done: false; remote: number; after?: { userId: string; deviceId: string } };
 
 /** What one sync asks of a device's inbox. */
 export interface ToDeviceSyncRequest {
@@ -78,13 +101,17 @@ export interface ToDeviceStore {
    * Put each delivery (sorted by `compareRecipients`, one per device) at the end of its
    * device's inbox under `txn`. Each commit carries the transaction's progress and checks it,
    * so recipients a previous or concurrent attempt already covered are skipped and nothing is
-   * delivered twice; one commit when KV's limits allow. `committed` runs after each commit
-   * with its versionstamp and the users it wrote to.
+   * delivered twice; one commit when KV's limits allow. `remote` (the EDUs of a local request
+   * for other servers, in order) is written first, each EDU's writes in one commit, exactly
+   * once per transaction however often it is retried, and before the record says done.
+   * `committed` runs after each commit that wrote to an inbox, with its versionstamp and the
+   * users it wrote to.
    */
   deliver(
     txn: ToDeviceTransaction,
     deliveries: readonly ToDeviceDelivery[],
     committed: (versionstamp: string, userIds: string[]) => void,
+    remote?: readonly ToDeviceRemoteWrites[],
   ): Promise<void>;
   /**
    * One sync's share of a device's inbox, oldest first: at most `limit` messages committed no
