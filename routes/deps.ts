@@ -34,6 +34,7 @@ import type { RoomDirectoryStore } from "../domain/ports/room_directory_store.ts
 import type { DeviceListNotifier } from "../domain/e2ee/device_list_notifier.ts";
 import type { CrossSigningService } from "../domain/e2ee/cross_signing_service.ts";
 import type { DeviceKeyService } from "../domain/e2ee/device_key_service.ts";
+import type { ServerKeyQueries } from "../domain/federation/server_key_queries.ts";
 import type { DeviceListService } from "../domain/e2ee/device_list_service.ts";
 import type { KeyBackupService } from "../domain/e2ee/key_backup_service.ts";
 import type { ToDeviceService } from "../domain/e2ee/to_device_service.ts";
@@ -146,6 +147,8 @@ export interface AppDeps {
    * sync reports.
    */
   deviceKeys: DeviceKeyService;
+  /** Other servers' questions about local users' keys (/user/keys/query, /claim, /devices). */
+  serverKeyQueries: ServerKeyQueries;
   /** Device-list tracking: `keyChanges(userId, from, to)` for /keys/changes (sync has its stream). */
   deviceLists: DeviceListService;
   /** Server-side key backups: versions and backed-up room keys (`/room_keys`). */

@@ -8,6 +8,7 @@
  * commit, after which the user's and their room-mates' syncs are woken.
  */
 import { canonicalJson } from "../protocol/canonical_json.ts";
+import { withDeadline } from "../concurrency.ts";
 import { invalidParam } from "../errors.ts";
 import { parseDeviceId, parseUserId } from "../protocol/identifiers.ts";
 import { isJsonObject, type JsonObject, type JsonValue } from "../protocol/json.ts";
@@ -61,6 +62,16 @@ export interface ClaimResponse {
   failures: Record<string, JsonObject>;
 }
 
+/** Claims one-time keys of another server's users (federation's /user/keys/claim). */
+export interface RemoteKeyClaimer {
+  /** Throws when `server` gives no usable answer within `timeoutMs`. */
+  claim(
+    server: string,
+    oneTimeKeys: ClaimQuery,
+    timeoutMs: number,
+  ): Promise<{ one_time_keys: ClaimResponse["one_time_keys"] }>;
+}
+
 /** What the service runs on. */
 export interface DeviceKeyServiceDeps {
   store: DeviceKeyStore;
@@ -74,6 +85,8 @@ export interface DeviceKeyServiceDeps {
    * before this commit and found nothing.
    */
   devices?: { getDevice(userId: string, deviceId: string): Promise<unknown | null> };
+  /** Claims on other servers; without it their users' keys are reported in `failures`. */
+  remote?: RemoteKeyClaimer;
 }
 
 /** The device key use cases. */
@@ -167,12 +180,14 @@ export class DeviceKeyService {
   /**
    * Claim one key per named device: its oldest one-time key of the algorithm, else its fallback
    * key. Unknown users and devices, or devices with neither key, are left out of the response.
-   * `_timeoutMs` will bound the wait for other servers' answers, which only federation needs;
-   * local claims never wait.
+   * Other servers' users are claimed from their servers (one request per server, all at once),
+   * waiting at most `timeoutMs`; a server that gives no usable answer in time is listed in
+   * `failures` and its users' keys are left out. Local claims never wait.
    */
-  async claim(query: ClaimQuery, _timeoutMs: number): Promise<ClaimResponse> {
+  async claim(query: ClaimQuery, timeoutMs: number): Promise<ClaimResponse> {
     const local: { userId: string; deviceId: string; algorithm: string }[] = [];
-    const remoteServers = new Set<string>();
+    const remoteServers = new Map<string, ClaimQuery>();
+    let remoteDevices = 0;
     for (const [userId, devices] of Object.entries(query)) {
       const user = parseUserId(userId);
       if (!user.ok) throw invalidParam(user.reason);
@@ -183,26 +198,23 @@ export class DeviceKeyService {
         if (typeof algorithm !== "string" || !isValidAlgorithm(algorithm)) {
           throw invalidParam(`Invalid algorithm for ${userId} ${deviceId}`);
         }
-        if (user.value.serverName === this.deps.serverName) {
+        const server = user.value.serverName;
+        if (server === this.deps.serverName) {
           local.push({ userId, deviceId, algorithm });
         } else {
-          remoteServers.add(user.value.serverName);
+          const users = remoteServers.get(server) ?? remoteServers.set(server, {}).get(server)!;
+          (users[userId] ??= {})[deviceId] = algorithm;
+          remoteDevices++;
         }
-        if (local.length + remoteServers.size > MAX_CLAIMED_DEVICES) {
+        if (local.length + remoteDevices > MAX_CLAIMED_DEVICES) {
           throw invalidParam(`A claim may name at most ${MAX_CLAIMED_DEVICES} devices`);
         }
       }
     }
     const response: ClaimResponse = { one_time_keys: {}, failures: {} };
-    // Remote claims are the federation issue's work (a /user/keys/claim per server, waiting at
-    // most `_timeoutMs`); until then every other server is reported as a failure.
-    for (const server of remoteServers) {
-      response.failures[server] = {
-        status: 503,
-        message:
-          "Claiming keys of users on other servers needs federation, which this server does not support yet",
-      };
-    }
+    const remoteClaims = [...remoteServers].map(([server, users]) =>
+      this.#claimRemote(server, users, timeoutMs, response)
+    );
     await forEachLimited(local, CLAIM_CONCURRENCY, async ({ userId, deviceId, algorithm }) => {
       // A deleted device's keys may outlive it until its removal hook has run (or re-runs after
       // a crash): the device is unknown, so nothing is handed out for it.
@@ -212,7 +224,43 @@ export class DeviceKeyService {
       const devices = response.one_time_keys[userId] ??= {};
       devices[deviceId] = { [`${claimed.algorithm}:${claimed.keyId}`]: claimed.key };
     });
+    await Promise.all(remoteClaims);
     return response;
+  }
+
+  /** Claim `users`' keys on `server` into `response`, or list the server in its failures. */
+  async #claimRemote(
+    server: string,
+    users: ClaimQuery,
+    timeoutMs: number,
+    response: ClaimResponse,
+  ): Promise<void> {
+    const remote = this.deps.remote;
+    if (remote === undefined) {
+      response.failures[server] = {
+        status: 503,
+        message: "Claiming keys on other servers is not enabled on this server",
+      };
+      return;
+    }
+    try {
+      // The transport's deadline bounds each attempt; this one bounds the whole wait (name
+      // resolution included), as the client asked.
+      const answer = await withDeadline(remote.claim(server, users, timeoutMs), timeoutMs);
+      if (answer === undefined) {
+        response.failures[server] = { status: 504, message: `${server} did not answer in time` };
+        return;
+      }
+      // The claimer keeps only `server`'s users, so nothing local is overwritten here.
+      for (const [userId, devices] of Object.entries(answer.one_time_keys)) {
+        response.one_time_keys[userId] = devices;
+      }
+    } catch (error) {
+      response.failures[server] = {
+        status: 503,
+        message: error instanceof Error ? error.message : String(error),
+      };
+    }
   }
 
   /** The device's unclaimed one-time keys by algorithm, `signed_curve25519` always included. */

@@ -7,7 +7,7 @@
  * users' verifications of someone are private); user-signing keys go only to their owner. Only
  * signatures by a signer's current key are shown, so replaced keys leave nothing stale behind.
  */
-import { mapLimited } from "../concurrency.ts";
+import { mapLimited, withDeadline } from "../concurrency.ts";
 import { parseUserId } from "../protocol/identifiers.ts";
 import type { JsonObject } from "../protocol/json.ts";
 import type { DeviceKeyReader } from "../ports/device_key_store.ts";
@@ -106,15 +106,22 @@ export async function queryKeys(
   return response;
 }
 
-async function addLocalUsers(
-  deps: KeyQueryDeps,
-  requester: string,
+/**
+ * Add the keys of local `users` (queried as in `query`) to `response`, as `requester` may see
+ * them; a null requester is another server (federation's /user/keys/query and
+ * /user/devices), which sees only what the owners signed, no user-signing keys, and, when
+ * `displayNames` is false, no device display names.
+ */
+export async function addLocalUsers(
+  deps: Omit<KeyQueryDeps, "remote">,
+  requester: string | null,
   users: string[],
   query: Record<string, string[]>,
   response: KeyQueryResponse,
+  displayNames = true,
 ): Promise<void> {
   if (users.length === 0) return;
-  const readers = [...new Set([...users, requester])];
+  const readers = requester === null ? users : [...new Set([...users, requester])];
   const keys = await deps.store.keysOf(readers);
   const [deviceKeys, perUser] = await Promise.all([
     deps.deviceKeys.deviceKeys(new Map(users.map((u) => [u, query[u]]))),
@@ -124,12 +131,14 @@ async function addLocalUsers(
       // thousands must not cost thousands of reads per query.
       signatures: await deps.store.signaturesBy(
         userId,
-        [userId, requester],
+        requester === null ? [userId] : [userId, requester],
         publicKeyOrNull(keys.get(userId)?.master),
       ),
     })),
   ]);
-  const requesterUserSigning = publicKeyOrNull(keys.get(requester)?.user_signing);
+  const requesterUserSigning = requester === null
+    ? null
+    : publicKeyOrNull(keys.get(requester)?.user_signing);
   users.forEach((userId, i) => {
     const own = keys.get(userId) ?? {};
     const { devices, signatures } = perUser[i];
@@ -148,7 +157,9 @@ async function addLocalUsers(
         ),
       );
       const unsigned: JsonObject = {};
-      if (device.displayName !== undefined) unsigned.device_display_name = device.displayName;
+      if (device.displayName !== undefined && displayNames) {
+        unsigned.device_display_name = device.displayName;
+      }
       out[deviceId] = { ...signed, unsigned };
     }
     response.device_keys[userId] = out;
@@ -158,7 +169,7 @@ async function addLocalUsers(
 
 function addCrossSigningKeys(
   response: KeyQueryResponse,
-  requester: string,
+  requester: string | null,
   requesterUserSigning: string | null,
   userId: string,
   own: CrossSigningKeySet,
@@ -195,7 +206,12 @@ async function addRemoteServer(
     return;
   }
   try {
-    const result = await deps.remote.query(server, users, timeoutMs);
+    // The transport's deadline bounds each attempt; this one bounds the whole wait.
+    const result = await withDeadline(deps.remote.query(server, users, timeoutMs), timeoutMs);
+    if (result === undefined) {
+      response.failures[server] = { status: 504, message: `${server} did not answer in time` };
+      return;
+    }
     for (const userId of Object.keys(users)) {
       const devices = result.device_keys?.[userId];
       if (devices !== undefined) response.device_keys[userId] = devices;

@@ -13,6 +13,7 @@ import { federationTransactionsApp } from "./transactions.ts";
 import { federationEventReadsApp } from "./event_reads.ts";
 import { federationQueriesApp } from "./federation_queries.ts";
 import { keysApp } from "./keys.ts";
+import { federationUserKeysApp } from "./user_keys.ts";
 
 /**
  * Federation paths callers reach without an X-Matrix signature: the version, OpenID userinfo
@@ -39,5 +40,6 @@ export function federationApi(deps: AppDeps): Hono {
   app.route("/", federationEventReadsApp(deps));
   app.route("/", federationQueriesApp(deps));
   app.route("/", keysApp(deps));
+  app.route("/", federationUserKeysApp(deps));
   return app;
 }
