@@ -21,6 +21,11 @@ export class KvPresenceStore implements PresenceStore {
     return (await this.kv.get<PresenceRecord>(presenceKey(userId))).value;
   }
 
+  async getMany(userIds: readonly string[]): Promise<PresenceRecord[]> {
+    const entries = await getManyChunked<PresenceRecord>(this.kv, userIds.map(presenceKey));
+    return entries.flatMap((entry) => entry.value === null ? [] : [entry.value]);
+  }
+
   async put(record: PresenceRecord): Promise<string> {
     const key = presenceKey(record.userId);
     const stamp = await writeVersioned<PresenceRecord>(this.kv, key, () => ({
