@@ -112,7 +112,8 @@ import {
   ReceiptStream,
   TypingStream,
 } from "./domain/ephemeral/ephemeral_streams.ts";
-import { PresenceService } from "./domain/ephemeral/presence_service.ts";
+import { PresenceService, type PresenceServiceDeps } from "./domain/ephemeral/presence_service.ts";
+import { PresenceEduHandler, PresenceFederation } from "./domain/federation/edus/presence_edu.ts";
 import { ReceiptService } from "./domain/ephemeral/receipt_service.ts";
 import { TypingService } from "./domain/ephemeral/typing_service.ts";
 import {
@@ -130,6 +131,10 @@ import { Rooms } from "./domain/rooms/rooms.ts";
 import type { RemoteJoinService } from "./domain/rooms/room_services.ts";
 import { RemoteJoiner } from "./domain/federation/remote_join.ts";
 import { RemoteQueries } from "./domain/federation/remote_queries.ts";
+import { RemoteKeyClient } from "./domain/federation/remote_keys.ts";
+import { ServerKeyQueries } from "./domain/federation/server_key_queries.ts";
+import type { RemoteKeyQuerier } from "./domain/e2ee/key_query.ts";
+import { deviceListStreamId } from "./kv/device_list_log.ts";
 import { RemoteBackfill } from "./domain/federation/backfill.ts";
 import { verifyEventSignatures } from "./domain/federation/event_signatures.ts";
 import { KvPendingJoinStore } from "./kv/pending_join_store.ts";
@@ -192,6 +197,8 @@ export async function assembleServer(
     kv,
     serverName: config.serverName,
     remoteProfiles: remoteQueries,
+    // Local users' presence changes go to the servers sharing a room with them (built below).
+    federatePresence: (record) => presenceFederation.send(record),
     eventStore,
     sender,
     syncNotifier,
@@ -249,11 +256,19 @@ export async function assembleServer(
   const deviceListNotifier = new DeviceListNotifier(eventStore, syncNotifier);
   // One store per process: its claim queue batches concurrent claims of one device's keys.
   const deviceKeyStore = new KvDeviceKeyStore(kv);
+  // Other servers' users' keys, asked of their servers (answers checked); part of /keys/query
+  // and /keys/claim for remote users.
+  const remoteKeys = new RemoteKeyClient({
+    transport: { request: (request) => deps.federationTransport.request(request) },
+  });
+  // What /keys/query asks for remote users: swap in a caching querier here.
+  const remoteKeyQuerier: RemoteKeyQuerier = remoteKeys;
   const deviceKeys = new DeviceKeyService({
     store: deviceKeyStore,
     serverName: config.serverName,
     deviceListNotifier,
     devices: accounts,
+    remote: remoteKeys,
   });
   const keyBackup = new KeyBackupService(new KvKeyBackupStore(kv));
   accounts.accountDeactivatedHooks.push((userId) => keyBackup.deleteAllVersions(userId));
@@ -274,6 +289,7 @@ export async function assembleServer(
       deviceListNotifier.changed(userIds, versionstamp),
     notifyUser: (userId, versionstamp) => syncNotifier.notifyUser(userId, versionstamp),
     serverName: config.serverName,
+    remote: remoteKeyQuerier,
   });
   accounts.devicesRemovedHooks.push((userId, deviceIds) =>
     crossSigning.devicesRemoved(userId, deviceIds)
@@ -315,6 +331,25 @@ export async function assembleServer(
   eventHooks.push(federationSender);
   // Inbound EDUs by type; each area registers its handler where it is built.
   const eduDispatcher = new EduDispatcher();
+  // Presence to and from the servers sharing a room with a user, and on joins.
+  const presenceFederation = new PresenceFederation({
+    events: eventStore,
+    presence: new KvPresenceStore(kv),
+    sender: federationSender,
+    serverName: config.serverName,
+    enabled: config.federation.enabled,
+    now: options.now,
+  });
+  eventHooks.push(presenceFederation);
+  eduDispatcher.register(
+    "m.presence",
+    new PresenceEduHandler({
+      events: eventStore,
+      presence: userData.presence,
+      serverName: config.serverName,
+      now: options.now,
+    }),
+  );
   eduDispatcher.register(
     DIRECT_TO_DEVICE_EDU,
     new DirectToDeviceEduHandler({
@@ -334,6 +369,8 @@ export async function assembleServer(
     pendingJoins: new KvPendingJoinStore(kv),
     remoteMemberships: new KvRemoteMembershipStore(kv),
     joinMutations: (userId, roomId) => roomDirectory.forgottenMutations(userId, roomId, false),
+    // The room's other servers learn the joined user's presence.
+    afterJoin: (userId, roomId) => presenceFederation.userJoined(userId, roomId),
     now: options.now,
   });
   // Events other servers send: the spec's checks on receipt, gaps filled from the sender, and
@@ -421,6 +458,17 @@ export async function assembleServer(
     deviceListNotifier,
     crossSigning,
     deviceKeys,
+    // Other servers' /user/keys/query, /user/keys/claim and /user/devices.
+    serverKeyQueries: new ServerKeyQueries({
+      keys: {
+        store: crossSigningStore,
+        deviceKeys: deviceKeyStore,
+        devicesOf: (userId) => accounts.listDevices(userId),
+        serverName: config.serverName,
+      },
+      claimLocal: (query) => deviceKeys.claim(query, 0),
+      deviceListStreamId: (userId) => deviceListStreamId(kv, userId),
+    }),
     deviceLists,
     keyBackup,
     toDevice,
@@ -617,6 +665,8 @@ function assembleUserData(options: {
   readReceiptMoved?: (userId: string) => void;
   /** Remote users' profiles, asked of their servers. */
   remoteProfiles?: ProfileServiceDeps["remote"];
+  /** Sends a local user's changed presence to other servers. */
+  federatePresence?: PresenceServiceDeps["federate"];
 }): UserDataServices {
   const { kv, eventStore, syncNotifier, now } = options;
   const notifyUser = (userId: string) => syncNotifier.notifyUser(userId);
@@ -659,6 +709,7 @@ function assembleUserData(options: {
       store: presenceStore,
       events: eventStore,
       notifyPresence,
+      federate: options.federatePresence,
       now,
     }),
   };
