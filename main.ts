@@ -35,6 +35,8 @@ import { FederationPduInput } from "./domain/federation/pdu_input/index.ts";
 import { keyRingVerifier } from "./domain/federation/pdu_input/signatures.ts";
 import { TransactionReceiver } from "./domain/federation/inbound_transactions.ts";
 import { EduDispatcher } from "./domain/federation/edu_input.ts";
+import { DeviceListSender } from "./domain/federation/edus/device_list_sender.ts";
+import { KvDeviceListOutbound } from "./kv/device_list_outbound.ts";
 import {
   DIRECT_TO_DEVICE_EDU,
   DirectToDeviceEduHandler,
@@ -329,6 +331,18 @@ export async function assembleServer(
     now: options.now,
   });
   eventHooks.push(federationSender);
+  // Local users' device-list and cross-signing changes go to the servers sharing a room with
+  // them, queued after each change's commit in the caller's request.
+  const deviceListSender = new DeviceListSender({
+    outbound: new KvDeviceListOutbound(kv),
+    store: eventStore,
+    federation: federationSender,
+    queryKeys: (requester, query, timeoutMs) => crossSigning.queryKeys(requester, query, timeoutMs),
+    devicesOf: (userId) => accounts.listDevices(userId),
+    serverName: config.serverName,
+    enabled: config.federation.enabled,
+  });
+  deviceListNotifier.changeHooks.push((userIds) => deviceListSender.changed(userIds));
   // Inbound EDUs by type; each area registers its handler where it is built.
   const eduDispatcher = new EduDispatcher();
   // Presence to and from the servers sharing a room with a user, and on joins.

@@ -19,7 +19,10 @@ import { listChanges } from "./versioned_records.ts";
 /** One device-list update of one user. */
 export interface DeviceListUpdate {
   userId: string;
-  /** The user's stream position of this update: 1, 2, 3, ... */
+  /**
+   * The user's stream position of this update's last device: an update of n devices takes the
+   * n positions after the previous update's (device i at prev + i), one without devices takes one.
+   */
   streamId: number;
   /** Positions this update follows: the previous update's, none for the first. */
   prevIds: number[];
@@ -90,9 +93,12 @@ export class DeviceListChanges {
       const head = heads[i];
       const previous = head.value?.streamId ?? 0;
       const change = this.#byUser.get(userId)!;
+      // Each device takes its own position (federation's m.device_list_update names one device
+      // and its stream_id is unique per user); a change of cross-signing keys alone takes one.
+      const positions = Math.max(1, change.deviceIds.length);
       const update: DeviceListUpdate = {
         userId,
-        streamId: previous + 1,
+        streamId: previous + positions,
         prevIds: previous === 0 ? [] : [previous],
         deviceIds: [...change.deviceIds],
         deleted: [...change.deleted],

@@ -795,6 +795,11 @@ export const e2eeKeys = {
   ],
   /** A user's device-list updates by stream position. */
   deviceListUpdatePrefix: (userId: string): Deno.KvKey => ["userid_devicelistupdate", userId],
+  /**
+   * userId -> DeviceListSentMark: how far a local user's device-list log was queued for other
+   * servers, and the stream ID of the last m.device_list_update queued (the next one's prev_id).
+   */
+  deviceListSent: (userId: string): Deno.KvKey => ["userid_devicelistsent", userId],
   /** (versionstamp) -> {userIds}: whose device lists changed, by commit (for sync and /keys/changes). */
   deviceListChangePrefix: (): Deno.KvKey => ["devicelistchange_userids"],
   /**

@@ -18,6 +18,12 @@ export class DeviceListNotifier {
     private readonly notifier: Pick<SyncNotifier, "notifyUser" | "notifyRoom">,
   ) {}
 
+  /**
+   * Run after the wake-ups of every change, in the caller's request (the federation sender
+   * queues the users' device-list EDUs here). They must not reject: the change is committed.
+   */
+  readonly changeHooks: ((userIds: readonly string[]) => Promise<void>)[] = [];
+
   /** Tell the syncs of `userIds` and of their room-mates that commit `versionstamp` changed them. */
   async changed(userIds: readonly string[], versionstamp: string): Promise<void> {
     const rooms = new Set<string>();
@@ -26,5 +32,6 @@ export class DeviceListNotifier {
       for (const m of await this.store.roomsOfUser(userId, SHARING)) rooms.add(m.roomId);
     }
     for (const roomId of rooms) this.notifier.notifyRoom(roomId, versionstamp);
+    for (const hook of this.changeHooks) await hook(userIds);
   }
 }
