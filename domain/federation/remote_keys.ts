@@ -81,7 +81,9 @@ export class RemoteKeyClient implements RemoteKeyQuerier {
     for (const [userId, deviceIds] of Object.entries(deviceKeys)) {
       if (isUserOf(userId, server)) asked[userId] = deviceIds;
     }
-    const result: Required<RemoteKeyQueryResult> = {
+    const result: Required<
+      Pick<RemoteKeyQueryResult, "device_keys" | "master_keys" | "self_signing_keys">
+    > = {
       device_keys: {},
       master_keys: {},
       self_signing_keys: {},
