@@ -78,7 +78,8 @@ export class PresenceService {
 
   /**
    * Mark a syncing user: `set_presence` of the sync (default "online"); "offline" leaves the
-   * stored state alone, as the spec asks. Writes only when something visible changes.
+   * stored state alone, as the spec asks. Writes only when something visible changes, the
+   * last-active time is a minute old, or other servers are due a resend.
    */
   async markFromSync(userId: string, setPresence?: string): Promise<void> {
     // Anything but the spec's three states counts as the default, "online".
