@@ -2,19 +2,22 @@
 # Federation interoperability with a real Synapse 1.67 (../shared/synapse): installs it (once per
 # machine), makes a throwaway CA and one leaf certificate for 127.0.0.1/localhost, starts Synapse
 # and Tessera side by side over HTTPS on loopback, each trusting the CA, and runs the scenario
-# in tests/interop/synapse_interop.ts against both. Prints "Synapse interop: N passed, N failed".
+# in tests/interop/ against both: rooms across the servers (synapse_interop.ts), then end-to-end
+# encryption with matrix-js-sdk's Rust crypto on each side, typing, receipts, to-device and
+# device lists (synapse_e2ee_interop.ts). Prints "Synapse interop: N passed, N failed".
 #
 # usage: scripts/run_synapse_interop.sh
 # Env: SYNAPSE_SHARED (default ../shared/synapse), SYNAPSE_INSTALL (default
-#      /tmp/tessera-synapse), INTEROP_OUT (default a temporary folder: logs and data).
+#      /tmp/tessera-synapse), INTEROP_OUT (default a temporary folder: logs and data),
+#      INTEROP_SYNAPSE_PORT / INTEROP_TESSERA_PORT (default 18500 / 18600).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export NO_COLOR=1
 shared=$(readlink -f "${SYNAPSE_SHARED:-../shared/synapse}")
 install=${SYNAPSE_INSTALL:-/tmp/tessera-synapse}
 out=${INTEROP_OUT:-$(mktemp -d -t tessera-interop.XXXXXX)}
-synapse_port=18500
-tessera_port=18600
+synapse_port=${INTEROP_SYNAPSE_PORT:-18500}
+tessera_port=${INTEROP_TESSERA_PORT:-18600}
 mkdir -p "$out"
 
 echo "== Synapse interop: installing Synapse 1.67 (once per machine)"
@@ -74,7 +77,8 @@ echo "== Synapse interop: running the scenario (logs: $out)"
 log="$out/scenario.log"
 DENO_CERT="$tls/ca.pem" INTEROP_SYNAPSE="https://127.0.0.1:$synapse_port" \
   INTEROP_TESSERA="https://127.0.0.1:$tessera_port" \
-  npx -y deno@2 test --allow-all tests/interop/synapse_interop.ts 2>&1 | tee "$log"
+  npx -y deno@2 test --allow-all tests/interop/synapse_interop.ts \
+  tests/interop/synapse_e2ee_interop.ts 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 summary=$(grep -E '^(ok|FAILED) \| [0-9]+ passed' "$log" | tail -n 1)
 passed=$(sed -E 's/^[A-Z a-z]+\| ([0-9]+) passed.*/\1/' <<<"$summary")
@@ -83,6 +87,9 @@ if [ -z "$summary" ]; then passed=0; failed=1; fi
 if [ "$status" -ne 0 ]; then
   echo "Synapse interop: Tessera's log tail:"
   tail -n 40 "$out/tessera.log"
+  # What Synapse refused or failed at (federation requests to Tessera, EDUs it dropped).
+  echo "Synapse interop: Synapse's warnings and errors (last 40):"
+  grep -E ' - (WARNING|ERROR) - ' "$out/synapse/homeserver.log" 2>/dev/null | tail -n 40
 fi
 echo "Synapse interop: ${passed:-0} passed, ${failed:-0} failed"
 exit "$status"

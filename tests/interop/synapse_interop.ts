@@ -5,99 +5,16 @@
  * joins both ways, messages both ways, backfill both ways, invites, leave, kick and ban.
  */
 import { assert, assertEquals } from "../assert.ts";
-
-const SYNAPSE = Deno.env.get("INTEROP_SYNAPSE") ?? "https://127.0.0.1:18500";
-const TESSERA = Deno.env.get("INTEROP_TESSERA") ?? "https://127.0.0.1:18600";
-/** How long a change may take to cross to the other server before the test gives up. */
-const CONVERGE_MS = 30_000;
-
-type Json = Record<string, unknown>;
-
-/** A logged-in user on one of the two servers. */
-class User {
-  constructor(readonly base: string, readonly userId: string, readonly token: string) {}
-
-  async call(method: string, path: string, body?: Json): Promise<{ status: number; body: Json }> {
-    const response = await fetch(`${this.base}/_matrix/client/v3${path}`, {
-      method,
-      headers: { authorization: `Bearer ${this.token}`, "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await response.text();
-    return { status: response.status, body: text ? JSON.parse(text) : {} };
-  }
-
-  async ok(method: string, path: string, body?: Json): Promise<Json> {
-    const { status, body: answer } = await this.call(method, path, body);
-    if (status !== 200) {
-      throw new Error(`${this.userId}: ${method} ${path} -> ${status} ${JSON.stringify(answer)}`);
-    }
-    return answer;
-  }
-
-  send(roomId: string, body: string): Promise<Json> {
-    const txn = crypto.randomUUID();
-    return this.ok("PUT", `/rooms/${enc(roomId)}/send/m.room.message/${txn}`, {
-      msgtype: "m.text",
-      body,
-    });
-  }
-
-  /** The user's view of a room member's membership (current state), or undefined. */
-  async membershipOf(roomId: string, userId: string): Promise<string | undefined> {
-    const { status, body } = await this.call(
-      "GET",
-      `/rooms/${enc(roomId)}/state/m.room.member/${enc(userId)}`,
-    );
-    return status === 200 ? body.membership as string : undefined;
-  }
-
-  /** Message bodies of a room, oldest first, paginating backwards from the live end. */
-  async messageBodies(roomId: string, limit = 100): Promise<string[]> {
-    const page = await this.ok("GET", `/rooms/${enc(roomId)}/messages?dir=b&limit=${limit}`);
-    const events = page.chunk as Json[];
-    return events.filter((e) => e.type === "m.room.message")
-      .map((e) => (e.content as Json).body as string).reverse();
-  }
-}
-
-function enc(s: string): string {
-  return encodeURIComponent(s);
-}
-
-function serverNameOf(base: string): string {
-  return new URL(base).host;
-}
-
-/** Register with the dummy stage (both servers' registration is open for this run). */
-async function register(base: string, localpart: string): Promise<User> {
-  const url = `${base}/_matrix/client/v3/register`;
-  const body: Json = { username: localpart, password: "interop-password-1" };
-  let response = await fetch(url, { method: "POST", body: JSON.stringify(body) });
-  let answer = await response.json();
-  if (response.status === 401) {
-    body.auth = { type: "m.login.dummy", session: answer.session };
-    response = await fetch(url, { method: "POST", body: JSON.stringify(body) });
-    answer = await response.json();
-  }
-  if (response.status !== 200) throw new Error(`register on ${base}: ${JSON.stringify(answer)}`);
-  return new User(base, answer.user_id, answer.access_token);
-}
-
-/** Retry `probe` until it returns true or the convergence time runs out. */
-async function eventually(what: string, probe: () => Promise<boolean>): Promise<void> {
-  const deadline = Date.now() + CONVERGE_MS;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    try {
-      if (await probe()) return;
-    } catch (error) {
-      lastError = error;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
-  }
-  throw new Error(`never happened: ${what}${lastError ? ` (last error: ${lastError})` : ""}`);
-}
+import {
+  enc,
+  eventually,
+  type Json,
+  register,
+  serverNameOf,
+  SYNAPSE,
+  TESSERA,
+  type User,
+} from "./interop_helpers.ts";
 
 const run = crypto.randomUUID().slice(0, 8);
 const users: Record<string, User> = {};

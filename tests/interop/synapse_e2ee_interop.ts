@@ -1,0 +1,441 @@
+/**
+ * End-to-end encryption and EDUs between Tessera and a real Synapse 1.67, run by
+ * scripts/run_synapse_interop.sh after synapse_interop.ts (`deno task test` does not run it).
+ *
+ * A Tessera user (erin) and a Synapse user (sam), each with a matrix-js-sdk client with Rust
+ * crypto (tests/clients/crypto_client.ts) and a plain client-API device (the one registration
+ * made, for /sync checks that must not race the SDK's own sync), share an encrypted room made on
+ * Tessera and decrypt each other's messages: that takes `/keys/query` and `/keys/claim` over
+ * federation, device lists and olm-encrypted to-device room keys, both ways. Then typing, read
+ * receipts and to-device messages from each side are seen in the other side's /sync, a new
+ * device on either side shows in the other side's `device_lists.changed` and decrypts later
+ * messages, and a device deleted on Synapse disappears from Tessera's view.
+ *
+ * Each test builds on the ones before it, in file order; a test whose prerequisite failed fails
+ * saying so. Sanitizers are off: the SDK leaves timers behind after stopClient (its crypto
+ * machine's tasks); the clients are stopped by the last test.
+ */
+import * as sdk from "matrix-js-sdk";
+import { assert, assertEquals } from "../assert.ts";
+import {
+  createEncryptedRoom,
+  cryptoFailureReport,
+  type CryptoSession,
+  joinEncryptedRoom,
+  openCryptoClient,
+  sendEncryptedText,
+  waitForMember,
+  waitForOwnDeviceKeysUploaded,
+  waitForRoomEncrypted,
+} from "../clients/crypto_client.ts";
+import {
+  assertDecrypts,
+  assertEncryptedOnServer,
+  MEGOLM,
+  type Sent,
+} from "../clients/e2ee_assertions.ts";
+import { waitUntil } from "../clients/matrix_helpers.ts";
+import { decodeBase64 } from "../../domain/protocol/base64.ts";
+import { verifyJsonSignature } from "../../domain/protocol/signing.ts";
+import {
+  CONVERGE_MS,
+  deviceListsChanged,
+  enc,
+  ephemeralOf,
+  eventually,
+  type Json,
+  PASSWORD,
+  register,
+  serverNameOf,
+  SYNAPSE,
+  TESSERA,
+  toDeviceEvents,
+  type User,
+} from "./interop_helpers.ts";
+
+const run = crypto.randomUUID().slice(0, 8);
+
+/** Plain client-API users (their registration device). */
+let erin: User | undefined;
+let sam: User | undefined;
+/** Rust-crypto devices: erin's and sam's first, then a second one on each side. */
+let erinDev: CryptoSession | undefined;
+let samDev: CryptoSession | undefined;
+let samDev2: CryptoSession | undefined;
+let erinDev2: CryptoSession | undefined;
+let roomId: string | undefined;
+
+const failures: string[] = [];
+const sessions: CryptoSession[] = [];
+
+/** The value, or a failure saying which earlier step left it missing. */
+function need<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`not run: an earlier test failed to provide ${what}`);
+  return value;
+}
+
+/** An interop test; on failure its message carries the SDK clients' failed requests and logs. */
+function interopTest(name: string, fn: () => Promise<void>): void {
+  Deno.test({
+    name,
+    sanitizeOps: false,
+    sanitizeResources: false,
+    fn: async () => {
+      try {
+        await fn();
+      } catch (error) {
+        const report = sessions.length ? `\n${cryptoFailureReport(sessions, 15)}` : "";
+        throw new Error(`${(error as Error).message}${report}`, { cause: error });
+      }
+    },
+  });
+}
+
+/** Log `user` in as a new Rust-crypto device on `base`, syncing, with its keys uploaded. */
+async function openDevice(base: string, user: User, name: string): Promise<CryptoSession> {
+  const session = await openCryptoClient({
+    baseUrl: base,
+    user: user.userId,
+    password: PASSWORD,
+    deviceDisplayName: name,
+    failures,
+  });
+  sessions.push(session);
+  await waitForOwnDeviceKeysUploaded(session);
+  return session;
+}
+
+/**
+ * Send `body` encrypted from `from`; the sender's server holds it as megolm ciphertext only.
+ */
+async function sendSecret(from: CryptoSession, room: string, body: string): Promise<Sent> {
+  const sent = { eventId: await sendEncryptedText(from, room, body), body, sender: from.userId };
+  await assertEncryptedOnServer(from, room, sent);
+  return sent;
+}
+
+/** `reader` decrypts `sent`, which its server (the other one) also holds only as ciphertext. */
+async function assertCrossesEncrypted(
+  reader: CryptoSession,
+  room: string,
+  sent: Sent,
+): Promise<void> {
+  await assertDecrypts(reader, room, sent);
+  await assertEncryptedOnServer(reader, room, sent);
+}
+
+/** The device IDs `session`'s crypto knows for `userId` (asking its server when not tracked). */
+async function knownDevices(session: CryptoSession, userId: string): Promise<string[]> {
+  const map = await session.crypto.getUserDeviceInfo([userId], true);
+  return [...(map.get(userId)?.keys() ?? [])];
+}
+
+/** `/keys/query` by `asker` for `owner`: the device keys its server gives, or a failure. */
+async function queriedDevices(asker: User, owner: string): Promise<Record<string, Json>> {
+  const answer = await asker.ok("POST", "/keys/query", { device_keys: { [owner]: [] } });
+  const failed = answer.failures as Json | undefined;
+  if (failed && Object.keys(failed).length > 0) {
+    throw new Error(
+      `/keys/query for ${owner} on ${asker.base}: failures ${JSON.stringify(failed)}`,
+    );
+  }
+  return ((answer.device_keys as Json | undefined)?.[owner] as Record<string, Json>) ?? {};
+}
+
+/**
+ * `asker`'s server answers `/keys/query` for `owner` with `device`'s keys: its ed25519 key is
+ * the one the device's crypto holds, and the keys carry the device's own valid signature.
+ */
+async function assertQueryGivesDevice(asker: User, device: CryptoSession): Promise<void> {
+  const own = await device.crypto.getOwnDeviceKeys();
+  const keyId = `ed25519:${device.deviceId}`;
+  let last: Record<string, Json> = {};
+  await eventually(
+    `${asker.base} /keys/query lists ${device.userId} ${device.deviceId}`,
+    async () => {
+      last = await queriedDevices(asker, device.userId);
+      return (last[device.deviceId]?.keys as Json | undefined)?.[keyId] === own.ed25519;
+    },
+  ).catch((error) => {
+    throw new Error(`${(error as Error).message}; last answer: ${JSON.stringify(last)}`);
+  });
+  const keys = last[device.deviceId];
+  assertEquals(keys.user_id, device.userId);
+  assertEquals(keys.device_id, device.deviceId);
+  assert(
+    await verifyJsonSignature(keys, device.userId, keyId, decodeBase64(own.ed25519)),
+    `the device keys ${asker.base} gave for ${device.deviceId} do not carry its valid signature`,
+  );
+}
+
+/**
+ * `/keys/claim` by `asker` for a signed_curve25519 one-time key of `device` on the other
+ * server: one key, signed by the device.
+ */
+async function assertClaimGivesKey(asker: User, device: CryptoSession): Promise<void> {
+  const answer = await asker.ok("POST", "/keys/claim", {
+    one_time_keys: { [device.userId]: { [device.deviceId]: "signed_curve25519" } },
+    timeout: 10_000,
+  });
+  const failed = answer.failures as Json | undefined;
+  assertEquals(failed ?? {}, {}, `/keys/claim failures: ${JSON.stringify(failed)}`);
+  const keys = (((answer.one_time_keys as Json | undefined)?.[device.userId] as Json | undefined)
+    ?.[device.deviceId] as Record<string, Json> | undefined) ?? {};
+  const ids = Object.keys(keys);
+  assertEquals(ids.length, 1, `claimed keys: ${JSON.stringify(answer)}`);
+  assert(ids[0].startsWith("signed_curve25519:"), ids[0]);
+  const own = await device.crypto.getOwnDeviceKeys();
+  assert(
+    await verifyJsonSignature(
+      keys[ids[0]],
+      device.userId,
+      `ed25519:${device.deviceId}`,
+      decodeBase64(own.ed25519),
+    ),
+    `the one-time key ${asker.base} claimed is not signed by ${device.deviceId}`,
+  );
+}
+
+/** Delete `deviceId` of `user` with the password stage of user-interactive auth. */
+async function deleteDevice(user: User, deviceId: string): Promise<void> {
+  const path = `/devices/${enc(deviceId)}`;
+  const first = await user.call("DELETE", path, {});
+  if (first.status === 200) return;
+  assertEquals(first.status, 401, JSON.stringify(first.body));
+  await user.ok("DELETE", path, {
+    auth: {
+      type: "m.login.password",
+      identifier: { type: "m.id.user", user: user.userId },
+      password: PASSWORD,
+      session: first.body.session,
+    },
+  });
+}
+
+/** The user IDs typing in `room` in one /sync response, if it has an m.typing event. */
+function typingIn(sync: Json, room: string): string[] | undefined {
+  const typing = ephemeralOf(sync, room).find((e) => e.type === "m.typing");
+  return (typing?.content as Json | undefined)?.user_ids as string[] | undefined;
+}
+
+/** Whether one /sync response has `reader`'s public read receipt on `eventId` in `room`. */
+function hasReadReceipt(sync: Json, room: string, eventId: string, reader: string): boolean {
+  return ephemeralOf(sync, room).some((e) => {
+    if (e.type !== "m.receipt") return false;
+    const read = ((e.content as Json)[eventId] as Json | undefined)?.["m.read"] as
+      | Json
+      | undefined;
+    return read !== undefined && reader in read;
+  });
+}
+
+interopTest(
+  "E2EE: a Tessera and a Synapse user log in with Rust crypto and upload keys",
+  async () => {
+    erin = await register(TESSERA, `erin-${run}`);
+    sam = await register(SYNAPSE, `sam-${run}`);
+    assert(erin.userId.endsWith(`:${serverNameOf(TESSERA)}`));
+    assert(sam.userId.endsWith(`:${serverNameOf(SYNAPSE)}`));
+    const e = erin, s = sam;
+    [erinDev, samDev] = await Promise.all([
+      openDevice(TESSERA, e, "erin's first device"),
+      openDevice(SYNAPSE, s, "sam's first device"),
+    ]);
+  },
+);
+
+interopTest("E2EE: an encrypted room made on Tessera; the Synapse user joins it", async () => {
+  const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
+  // Tessera's /createRoom refuses remote users in `invite` (domain/rooms/create_room.ts), so
+  // the invite goes through /invite, which federates.
+  roomId = await createEncryptedRoom(e, [], `Interop secrets ${run}`);
+  await e.client.invite(roomId, s.userId);
+  await joinEncryptedRoom(s, roomId);
+  await waitForMember(e, roomId, s.userId);
+  await waitForMember(s, roomId, e.userId);
+  for (const side of [e, s]) {
+    const encryption = side.client.getRoom(roomId)?.currentState.getStateEvents(
+      sdk.EventType.RoomEncryption,
+      "",
+    );
+    assertEquals(encryption?.getContent().algorithm, MEGOLM);
+  }
+});
+
+interopTest(
+  "E2EE: /keys/query over federation both ways gives the other side's signed device keys",
+  async () => {
+    const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
+    await assertQueryGivesDevice(need(erin, "erin"), s);
+    await assertQueryGivesDevice(need(sam, "sam"), e);
+  },
+);
+
+interopTest(
+  "E2EE: /keys/claim over federation both ways gives a one-time key signed by the device",
+  async () => {
+    const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
+    await assertClaimGivesKey(need(erin, "erin"), s);
+    await assertClaimGivesKey(need(sam, "sam"), e);
+  },
+);
+
+interopTest("E2EE: the Tessera user's message decrypts on the Synapse user's device", async () => {
+  const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
+  const room = need(roomId, "the encrypted room");
+  const body = `from Tessera, secret ${run}`;
+  const sent = await sendSecret(e, room, body);
+  await assertCrossesEncrypted(s, room, sent);
+});
+
+interopTest("E2EE: the Synapse user's message decrypts on the Tessera user's device", async () => {
+  const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
+  const room = need(roomId, "the encrypted room");
+  const body = `from Synapse, secret ${run}`;
+  const sent = await sendSecret(s, room, body);
+  await assertCrossesEncrypted(e, room, sent);
+});
+
+for (const [from, to] of [["Tessera", "Synapse"], ["Synapse", "Tessera"]] as const) {
+  const pick = () => {
+    const [writer, reader] = from === "Tessera" ? [erin, sam] : [sam, erin];
+    return [need(writer, `the ${from} user`), need(reader, `the ${to} user`)] as const;
+  };
+
+  interopTest(`typing on ${from} (start, then stop) shows in ${to}'s /sync`, async () => {
+    const [writer, reader] = pick();
+    const room = need(roomId, "the encrypted room");
+    const cursor = await reader.syncCursor();
+    const typingPath = `/rooms/${enc(room)}/typing/${enc(writer.userId)}`;
+    await writer.ok("PUT", typingPath, { typing: true, timeout: 30_000 });
+    await cursor.until(
+      `${writer.userId} typing in ${room}`,
+      (sync) => typingIn(sync, room)?.includes(writer.userId) ? true : undefined,
+    );
+    await writer.ok("PUT", typingPath, { typing: false });
+    await cursor.until(`${writer.userId} no longer typing in ${room}`, (sync) => {
+      const typing = typingIn(sync, room);
+      return typing !== undefined && !typing.includes(writer.userId) ? true : undefined;
+    });
+  });
+
+  interopTest(`a read receipt on ${from} shows in ${to}'s /sync`, async () => {
+    const [writer, reader] = pick();
+    const room = need(roomId, "the encrypted room");
+    // The newest event the writer's server has; the reader's server has it too by now (the
+    // messages above crossed), and it must be an event the reader's server knows to show it.
+    const page = await writer.ok("GET", `/rooms/${enc(room)}/messages?dir=b&limit=1`);
+    const eventId = ((page.chunk as Json[])[0]?.event_id) as string;
+    assert(eventId, `no event in ${room} on ${from}`);
+    const cursor = await reader.syncCursor();
+    await writer.ok("POST", `/rooms/${enc(room)}/receipt/m.read/${enc(eventId)}`, {});
+    await cursor.until(
+      `${writer.userId}'s m.read receipt on ${eventId}`,
+      (sync) => hasReadReceipt(sync, room, eventId, writer.userId) ? true : undefined,
+    );
+  });
+
+  interopTest(`a to-device message from ${from} reaches a ${to} device's /sync`, async () => {
+    const [writer, reader] = pick();
+    const cursor = await reader.syncCursor();
+    const nonce = crypto.randomUUID();
+    const type = "org.tessera.interop.ping";
+    await writer.ok("PUT", `/sendToDevice/${type}/${crypto.randomUUID()}`, {
+      messages: { [reader.userId]: { [reader.deviceId]: { nonce } } },
+    });
+    const event = await cursor.until(
+      `the to-device ${type} from ${writer.userId}`,
+      (sync) => toDeviceEvents(sync).find((e) => e.type === type),
+    );
+    assertEquals(event.sender, writer.userId);
+    assertEquals((event.content as Json).nonce, nonce);
+  });
+}
+
+interopTest(
+  "a new Synapse device shows in the Tessera user's device_lists.changed and client",
+  async () => {
+    const reader = need(erin, "erin"), owner = need(sam, "sam"), e = need(erinDev, "erin's device");
+    const cursor = await reader.syncCursor();
+    samDev2 = await openDevice(SYNAPSE, owner, "sam's second device");
+    const added = samDev2;
+    await cursor.until(
+      `${owner.userId} in device_lists.changed`,
+      (sync) => deviceListsChanged(sync).includes(owner.userId) ? true : undefined,
+    );
+    await assertQueryGivesDevice(reader, added);
+    await waitUntil(
+      `erin's client to list ${added.deviceId}`,
+      async () => (await knownDevices(e, owner.userId)).includes(added.deviceId),
+      CONVERGE_MS,
+      200,
+    );
+  },
+);
+
+interopTest(
+  "later Tessera messages decrypt on the new Synapse device, and its own on Tessera",
+  async () => {
+    const e = need(erinDev, "erin's device"), s2 = need(samDev2, "sam's second device");
+    const room = need(roomId, "the encrypted room");
+    await waitForRoomEncrypted(s2, room);
+    const body = `from Tessera to the new Synapse device ${run}`;
+    const sent = await sendSecret(e, room, body);
+    await assertCrossesEncrypted(s2, room, sent);
+    const reply = `from the new Synapse device ${run}`;
+    const replied = await sendSecret(s2, room, reply);
+    await assertCrossesEncrypted(e, room, replied);
+  },
+);
+
+interopTest(
+  "a new Tessera device shows in the Synapse user's device_lists.changed and decrypts",
+  async () => {
+    const reader = need(sam, "sam"), owner = need(erin, "erin"), s = need(samDev, "sam's device");
+    const room = need(roomId, "the encrypted room");
+    const cursor = await reader.syncCursor();
+    erinDev2 = await openDevice(TESSERA, owner, "erin's second device");
+    const added = erinDev2;
+    await cursor.until(
+      `${owner.userId} in device_lists.changed`,
+      (sync) => deviceListsChanged(sync).includes(owner.userId) ? true : undefined,
+    );
+    await assertQueryGivesDevice(reader, added);
+    await waitUntil(
+      `sam's client to list ${added.deviceId}`,
+      async () => (await knownDevices(s, owner.userId)).includes(added.deviceId),
+      CONVERGE_MS,
+      200,
+    );
+    await waitForRoomEncrypted(added, room);
+    const body = `from Synapse to the new Tessera device ${run}`;
+    const sent = await sendSecret(s, room, body);
+    await assertCrossesEncrypted(added, room, sent);
+  },
+);
+
+interopTest("a device deleted on Synapse leaves the Tessera user's view", async () => {
+  try {
+    const reader = need(erin, "erin"), owner = need(sam, "sam");
+    const e = need(erinDev, "erin's device"), gone = need(samDev2, "sam's second device");
+    const cursor = await reader.syncCursor();
+    gone.stop();
+    await deleteDevice(owner, gone.deviceId);
+    await cursor.until(
+      `${owner.userId} in device_lists.changed after the deletion`,
+      (sync) => deviceListsChanged(sync).includes(owner.userId) ? true : undefined,
+    );
+    await eventually(
+      `Tessera's /keys/query no longer lists ${gone.deviceId}`,
+      async () => !(gone.deviceId in await queriedDevices(reader, owner.userId)),
+    );
+    await waitUntil(
+      `erin's client to drop ${gone.deviceId}`,
+      async () => !(await knownDevices(e, owner.userId)).includes(gone.deviceId),
+      CONVERGE_MS,
+      200,
+    );
+  } finally {
+    for (const session of sessions) session.stop();
+  }
+});
