@@ -35,6 +35,16 @@ import { FederationPduInput } from "./domain/federation/pdu_input/index.ts";
 import { keyRingVerifier } from "./domain/federation/pdu_input/signatures.ts";
 import { TransactionReceiver } from "./domain/federation/inbound_transactions.ts";
 import { EduDispatcher } from "./domain/federation/edu_input.ts";
+import {
+  TYPING_EDU,
+  TypingEduHandler,
+  TypingEduSender,
+} from "./domain/federation/edus/typing_edu.ts";
+import {
+  RECEIPT_EDU,
+  ReceiptEduHandler,
+  ReceiptEduSender,
+} from "./domain/federation/edus/receipt_edu.ts";
 import { DeviceListSender } from "./domain/federation/edus/device_list_sender.ts";
 import { KvDeviceListOutbound } from "./kv/device_list_outbound.ts";
 import {
@@ -116,8 +126,8 @@ import {
 } from "./domain/ephemeral/ephemeral_streams.ts";
 import { PresenceService, type PresenceServiceDeps } from "./domain/ephemeral/presence_service.ts";
 import { PresenceEduHandler, PresenceFederation } from "./domain/federation/edus/presence_edu.ts";
-import { ReceiptService } from "./domain/ephemeral/receipt_service.ts";
-import { TypingService } from "./domain/ephemeral/typing_service.ts";
+import { type ReceiptFederation, ReceiptService } from "./domain/ephemeral/receipt_service.ts";
+import { type TypingFederation, TypingService } from "./domain/ephemeral/typing_service.ts";
 import {
   type ProfileReader,
   ProfileService,
@@ -201,6 +211,12 @@ export async function assembleServer(
     remoteProfiles: remoteQueries,
     // Local users' presence changes go to the servers sharing a room with them (built below).
     federatePresence: (record) => presenceFederation.send(record),
+    // Local users' typing and public receipts go to the room's other servers (sender below).
+    ...(config.federation.enabled
+      ? ephemeralFederation(eventStore, config.serverName, {
+        sendEdus: (entries) => federationSender.sendEdus(entries),
+      }, options.now)
+      : {}),
     eventStore,
     sender,
     syncNotifier,
@@ -362,6 +378,23 @@ export async function assembleServer(
       presence: userData.presence,
       serverName: config.serverName,
       now: options.now,
+    }),
+  );
+  // Other servers' users typing and reading, checked against the room and stored beside ours.
+  eduDispatcher.register(
+    TYPING_EDU,
+    new TypingEduHandler({
+      store: eventStore,
+      serverName: config.serverName,
+      typing: userData.typing,
+    }),
+  );
+  eduDispatcher.register(
+    RECEIPT_EDU,
+    new ReceiptEduHandler({
+      store: eventStore,
+      serverName: config.serverName,
+      receipts: userData.receipts,
     }),
   );
   eduDispatcher.register(
@@ -681,6 +714,10 @@ function assembleUserData(options: {
   remoteProfiles?: ProfileServiceDeps["remote"];
   /** Sends a local user's changed presence to other servers. */
   federatePresence?: PresenceServiceDeps["federate"];
+  /** Sends local users' typing to the room's other servers. */
+  typingFederation?: TypingFederation;
+  /** Sends local users' public read receipts to the room's other servers. */
+  receiptFederation?: ReceiptFederation;
 }): UserDataServices {
   const { kv, eventStore, syncNotifier, now } = options;
   const notifyUser = (userId: string) => syncNotifier.notifyUser(userId);
@@ -716,9 +753,16 @@ function assembleUserData(options: {
       notifyRoom,
       notifyUser,
       readReceiptMoved: options.readReceiptMoved,
+      federation: options.receiptFederation,
       now,
     }),
-    typing: new TypingService({ store: typingStore, events: eventStore, notifyRoom, now }),
+    typing: new TypingService({
+      store: typingStore,
+      events: eventStore,
+      notifyRoom,
+      federation: options.typingFederation,
+      now,
+    }),
     presence: new PresenceService({
       store: presenceStore,
       events: eventStore,
@@ -734,6 +778,19 @@ function assembleUserData(options: {
     new PresenceStream(presenceStore, eventStore),
   );
   return services;
+}
+
+/** The typing and receipt EDU senders the user-data services hand local changes to. */
+function ephemeralFederation(
+  store: EventStore,
+  serverName: string,
+  sender: Pick<FederationSender, "sendEdus">,
+  now?: () => number,
+): { typingFederation: TypingFederation; receiptFederation: ReceiptFederation } {
+  return {
+    typingFederation: new TypingEduSender({ store, serverName, sender, now }),
+    receiptFederation: new ReceiptEduSender({ store, serverName, sender }),
+  };
 }
 
 // ---- Rooms: creation, membership, aliases, directory, upgrades ----

@@ -2,7 +2,12 @@
  * Receipts in KV: each user's latest receipt per (room, type, thread), a per-room change index,
  * and a per-room head whose versionstamp tells sync whether a room has new receipts at all.
  */
-import type { Receipt, ReceiptStore, ReceiptType } from "../domain/ports/receipt_store.ts";
+import {
+  type Receipt,
+  type ReceiptStore,
+  receiptSupersedes,
+  type ReceiptType,
+} from "../domain/ports/receipt_store.ts";
 import { getManyChunked } from "./get_many.ts";
 import { receiptChangePrefix, receiptHeadKey, receiptKey, receiptPrefix } from "./schema.ts";
 import { parseSyncToken } from "./stream_tokens.ts";
@@ -39,8 +44,7 @@ export class KvReceiptStore implements ReceiptStore {
   put(receipt: Receipt): Promise<string | null> {
     const key = receiptKey(receipt.roomId, receipt.userId, receipt.receiptType, receipt.threadId);
     return writeVersioned<Receipt>(this.kv, key, (current) => {
-      // Receipts only move forward, as clients racing on several devices expect.
-      if (current && current.position >= receipt.position) return null;
+      if (!receiptSupersedes(current, receipt)) return null;
       return {
         key,
         value: receipt,

@@ -1,6 +1,9 @@
 /**
  * Receipts and read markers: public (`m.read`) and private (`m.read.private`) read receipts,
  * unthreaded or per thread, and the read marker (`m.fully_read`, kept as room account data).
+ * Local users' public receipts go to the room's other servers through the `federation` hook;
+ * other servers' users' receipts come in through `receiveRemote` (their EDU handler,
+ * domain/federation/edus/receipt_edu.ts) and show wherever local ones do.
  */
 import { invalidParam, notFound } from "../errors.ts";
 import type { AccountDataService } from "../account_data/account_data_service.ts";
@@ -8,6 +11,12 @@ import type { EventReader } from "../ports/event_store.ts";
 import type { Receipt, ReceiptReader, ReceiptStore, ReceiptType } from "../ports/receipt_store.ts";
 import { requireJoined } from "./membership_checks.ts";
 import { threadOfEvent } from "../protocol/relations.ts";
+
+/** Tells other servers about local users' public read receipts (federation: receipt_edu.ts). */
+export interface ReceiptFederation {
+  /** After a local user's `m.read` receipt was stored. Never rejects. */
+  receiptSent(receipt: Receipt): Promise<void>;
+}
 
 /** What the service is built from. */
 export interface ReceiptServiceDeps {
@@ -19,6 +28,8 @@ export interface ReceiptServiceDeps {
   notifyUser?: (userId: string) => void;
   /** A user's read receipt (public or private) moved: their unread counts changed. */
   readReceiptMoved?: (userId: string, roomId: string) => void;
+  /** Where local users' public receipts go to other servers; absent without federation. */
+  federation?: ReceiptFederation;
   now?: () => number;
 }
 
@@ -63,6 +74,20 @@ export class ReceiptService implements ReceiptReader {
     if (receiptType === "m.read") this.deps.notifyRoom?.(roomId);
     else this.deps.notifyUser?.(userId);
     this.deps.readReceiptMoved?.(userId, roomId);
+    // Private receipts stay on this server (spec: never sent to other servers).
+    if (receiptType === "m.read") await this.deps.federation?.receiptSent(receipt);
+  }
+
+  /**
+   * Store another server's user's public receipt (its EDU handler checked that the server
+   * speaks for the user and the user is joined) and wake the room's syncs; whether it was new.
+   * Local users' unread counts are theirs alone, so nothing else moves.
+   */
+  async receiveRemote(receipt: Receipt): Promise<boolean> {
+    const written = await this.deps.store.put(receipt);
+    if (written === null) return false;
+    this.deps.notifyRoom?.(receipt.roomId);
+    return true;
   }
 
   /** `POST /rooms/{roomId}/read_markers`: any of the marker and the two receipts. */

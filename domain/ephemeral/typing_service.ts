@@ -1,7 +1,10 @@
 /**
  * Typing notifications: who is typing in a room, until when. Each change rewrites the room's
  * small typing record (its versionstamp orders it with every other sync stream); a timer in
- * this process clears typing that times out, so syncs see it stop.
+ * this process clears typing that times out, so syncs see it stop. Local users' changes go to
+ * the room's other servers through the `federation` hook; other servers' users are set by
+ * `setRemoteTyping` (their EDU handler, domain/federation/edus/typing_edu.ts) and expire here
+ * the same way.
  */
 import type { EventReader } from "../ports/event_store.ts";
 import type { TypingStore } from "../ports/typing_store.ts";
@@ -10,11 +13,30 @@ import { requireJoined } from "./membership_checks.ts";
 /** Longest typing timeout honoured; clients refresh while the user keeps typing. */
 export const MAX_TYPING_TIMEOUT_MS = 30_000;
 
+/** A local user's typing as a client just set it, for the room's other servers. */
+export interface LocalTypingChange {
+  roomId: string;
+  userId: string;
+  typing: boolean;
+  /** Whether the user was typing (unexpired) before this call. */
+  wasTyping: boolean;
+  /** How long the typing lasts from now (ms; 0 when it stopped). */
+  timeoutMs: number;
+}
+
+/** Tells other servers about local users' typing (federation: typing_edu.ts). */
+export interface TypingFederation {
+  /** After every committed `setTyping`; the hook decides what to send. Never rejects. */
+  typingChanged(change: LocalTypingChange): Promise<void>;
+}
+
 /** What the service is built from. */
 export interface TypingServiceDeps {
   store: TypingStore;
   events: Pick<EventReader, "currentStateEventId" | "getEvent">;
   notifyRoom?: (roomId: string) => void;
+  /** Where local users' typing goes to other servers; absent without federation. */
+  federation?: TypingFederation;
   now?: () => number;
 }
 
@@ -28,13 +50,41 @@ export class TypingService {
   /** Build over a store and the event reader (membership checks). */
   constructor(private readonly deps: TypingServiceDeps) {}
 
-  /** `PUT /rooms/{roomId}/typing/{userId}` for a joined user. */
+  /** `PUT /rooms/{roomId}/typing/{userId}` for a joined (local) user. */
   async setTyping(userId: string, roomId: string, typing: boolean, timeoutMs = 30_000) {
     await requireJoined(this.deps.events, roomId, userId);
+    const lasts = Math.min(Math.max(timeoutMs, 0), MAX_TYPING_TIMEOUT_MS);
+    const wasTyping = await this.#write(userId, roomId, typing, lasts);
+    await this.deps.federation?.typingChanged({
+      roomId,
+      userId,
+      typing,
+      wasTyping,
+      timeoutMs: typing ? lasts : 0,
+    });
+  }
+
+  /**
+   * Another server's user started or stopped typing (its EDU handler checked that the server
+   * speaks for the user and the user is joined); it lasts `timeoutMs` unless stopped sooner.
+   * Never sent on to other servers: each server tells the others about its own users.
+   */
+  async setRemoteTyping(
+    userId: string,
+    roomId: string,
+    typing: boolean,
+    timeoutMs: number,
+  ): Promise<void> {
+    await this.#write(userId, roomId, typing, Math.max(timeoutMs, 0));
+  }
+
+  /** Write one user's typing (waking the room's syncs); whether they were typing before. */
+  async #write(userId: string, roomId: string, typing: boolean, lasts: number): Promise<boolean> {
     const now = this.#now();
-    const expiry = now + Math.min(Math.max(timeoutMs, 0), MAX_TYPING_TIMEOUT_MS);
+    const expiry = now + lasts;
+    let wasTyping = false;
     const written = await this.deps.store.update(roomId, (users) => {
-      const wasTyping = (users[userId] ?? 0) > now;
+      wasTyping = (users[userId] ?? 0) > now;
       pruneExpired(users, now);
       if (typing) users[userId] = expiry;
       else if (!wasTyping) return null;
@@ -43,6 +93,7 @@ export class TypingService {
     });
     if (written !== null) this.deps.notifyRoom?.(roomId);
     if (typing) this.#schedule(roomId, expiry);
+    return wasTyping;
   }
 
   /** Cancel the expiry timer (tests, shutdown). */
