@@ -353,7 +353,7 @@ export async function assembleServer(
     outbound: new KvDeviceListOutbound(kv),
     store: eventStore,
     federation: federationSender,
-    queryKeys: (requester, query, timeoutMs) => crossSigning.queryKeys(requester, query, timeoutMs),
+    keysForServers: (query) => deps.serverKeyQueries.query(query),
     devicesOf: (userId) => accounts.listDevices(userId),
     serverName: config.serverName,
     enabled: config.federation.enabled,

@@ -39,15 +39,20 @@
  * `MAX_DEVICE_EDUS` device EDUs, only the latest ones go and the first carries an empty
  * `prev_id`, which makes every receiver resync instead of applying a partial list.
  *
- * EDU contents are read when queued: `keys` is the device's current device keys with the
- * signatures /keys/query shows (its owner's self-signing signature), `device_display_name` its
- * name, `deleted: true` for a device that no longer exists; the signing-key update carries the
- * current master key (with the owner's device signatures) and self-signing key.
+ * EDU contents are read when queued, as `/user/keys/query` shows them to other servers: `keys`
+ * is the device's current device keys with its owner's signatures (the self-signing one),
+ * `deleted: true` marks a device that no longer exists; the signing-key update carries the
+ * current master key (with the owner's device signatures) and self-signing key. No
+ * `device_display_name`: `/user/devices` and `/user/keys/query` leave names out (Synapse's
+ * default; a name like "Alice's work laptop" is not for every server sharing a room with
+ * her), and a name sent here would vanish again at the receiver's next resync. A rename still
+ * sends its EDU, as Synapse does: the receiver's clients re-query the device.
  */
 import { serverNameOf } from "../../protocol/auth_context.ts";
 import type { JsonObject } from "../../protocol/json.ts";
 import type { CommitMutation, EventReader } from "../../ports/event_store.ts";
-import type { KeyQueryResponse, KnownDevice } from "../../e2ee/key_query.ts";
+import type { KnownDevice } from "../../e2ee/key_query.ts";
+import type { ServerKeyQueryResponse } from "../server_key_queries.ts";
 import type { Edu } from "../federation_transactions.ts";
 import { serversSharingRoomWith } from "../room_sharing.ts";
 
@@ -108,12 +113,8 @@ export interface DeviceListSenderDeps {
     eduMutations(entries: readonly { destination: string; edu: Edu }[]): CommitMutation[];
     wake(): void;
   };
-  /** /keys/query as the user sees their own keys (local users only: no remote wait). */
-  queryKeys(
-    requester: string,
-    query: Record<string, string[]>,
-    timeoutMs: number,
-  ): Promise<KeyQueryResponse>;
+  /** Local users' keys as other servers see them (`ServerKeyQueries.query`). */
+  keysForServers(query: Record<string, string[]>): Promise<ServerKeyQueryResponse>;
   /** The user's current devices. */
   devicesOf(userId: string): Promise<KnownDevice[]>;
   serverName: string;
@@ -255,7 +256,7 @@ export class DeviceListSender {
   async #contents(userId: string, plan: DeviceListPlan): Promise<Edu[]> {
     const deviceIds = plan.devices.map((d) => d.deviceId);
     const query = deviceIds.length > 0 || plan.signingKeys
-      ? await this.#deps.queryKeys(userId, { [userId]: deviceIds }, 0)
+      ? await this.#deps.keysForServers({ [userId]: deviceIds })
       : null;
     const known = deviceIds.length > 0
       ? new Map((await this.#deps.devicesOf(userId)).map((d) => [d.deviceId, d]))
@@ -275,11 +276,9 @@ export class DeviceListSender {
       else {
         const keys = keysOf[deviceId];
         if (keys !== undefined) {
-          // The name travels beside the keys, as the EDU defines it.
           const { unsigned: _unsigned, ...signed } = keys;
           content.keys = signed;
         }
-        if (device.displayName !== undefined) content.device_display_name = device.displayName;
       }
       edus.push({ edu_type: "m.device_list_update", content });
       prevIds = [streamId];
