@@ -1,11 +1,13 @@
 /**
  * The KV to-device store: inbox order, transaction idempotency including resumption of a
  * request split over several commits, the acknowledgement rule of sync deliveries, the
- * per-response cap, restart safety over a file-backed KV, and removal of a device's data.
+ * per-response cap, restart safety over a file-backed KV, and removal of a device's data; a
+ * request's EDUs for other servers queued exactly once, and other servers' message IDs.
  */
 import { assert, assertEquals } from "../assert.ts";
 import { KvToDeviceStore } from "../../kv/to_device_store.ts";
-import { e2eeKeys } from "../../kv/schema.ts";
+import { e2eeKeys, outboxKeys } from "../../kv/schema.ts";
+import { KvOutboxStore } from "../../kv/outbox_store.ts";
 import { syncToken } from "../../kv/stream_tokens.ts";
 import type {
   ToDeviceDelivery,
@@ -165,6 +167,100 @@ Deno.test("large messages split by bytes; two concurrent attempts deliver each o
     ]);
     assert(a.length + b.length >= 3, `${a.length + b.length} commits`);
     assertEquals(await inboxSizes(kv, deliveries), deliveries.map(() => 1));
+  } finally {
+    kv.close();
+  }
+});
+
+/**
+ * A request's EDUs for another server as the federation sender makes them: outbox writes whose
+ * keys differ on every call (the queueing time and a random tail), as on every retry.
+ */
+function remoteWrites(outbox: KvOutboxStore, count: number, bytes: number) {
+  const pad = "z".repeat(bytes);
+  return Array.from({ length: count }, (_, i) =>
+    outbox.mutations([{
+      destination: "remote.test",
+      order: [Date.now(), "", `${i}.${crypto.randomUUID()}`],
+      payload: { kind: "edu", edu_type: "m.direct_to_device", content: { part: i, pad } },
+    }]));
+}
+
+async function outboxEntries(kv: Deno.Kv): Promise<number[]> {
+  const parts: number[] = [];
+  const prefix = outboxKeys.entryPrefix("federation", "remote.test");
+  for await (const entry of kv.list<{ content: { part: number } }>({ prefix })) {
+    parts.push(entry.value.content.part);
+  }
+  return parts.sort((a, b) => a - b);
+}
+
+Deno.test("a request's EDUs for other servers are queued once across a crash and a race", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvToDeviceStore(kv);
+    const outbox = new KvOutboxStore(kv, "federation");
+    const deliveries = manyDevices(1500);
+    // Crash after the first commit (EDUs and the first local deliveries), then retry with
+    // freshly made EDU writes: each EDU is queued exactly once.
+    try {
+      await store.deliver(txn("crash"), deliveries, () => {
+        throw new Error("crash");
+      }, remoteWrites(outbox, 3, 100));
+    } catch (error) {
+      assertEquals((error as Error).message, "crash");
+    }
+    assertEquals(await outboxEntries(kv), [0, 1, 2]);
+    const progress = await store.transactionProgress(txn("crash"));
+    assert(progress && !progress.done && progress.remote === 3);
+    await store.deliver(txn("crash"), deliveries, () => {}, remoteWrites(outbox, 3, 100));
+    assertEquals(await outboxEntries(kv), [0, 1, 2]);
+    assertEquals(await inboxSizes(kv, deliveries), deliveries.map(() => 1));
+    // A repeat after done queues nothing.
+    await store.deliver(txn("crash"), deliveries, () => {}, remoteWrites(outbox, 3, 100));
+    assertEquals(await outboxEntries(kv), [0, 1, 2]);
+
+    // 30 EDUs of ~60 KB take several commits; two concurrent attempts queue each once.
+    const kv2 = await Deno.openKv(":memory:");
+    try {
+      const store2 = new KvToDeviceStore(kv2);
+      const outbox2 = new KvOutboxStore(kv2, "federation");
+      const few = manyDevices(5);
+      const commits: string[] = [];
+      await Promise.all(
+        [1, 2].map(() =>
+          store2.deliver(
+            txn("race"),
+            few,
+            (v) => commits.push(v),
+            remoteWrites(outbox2, 30, 60_000),
+          )
+        ),
+      );
+      assertEquals(await outboxEntries(kv2), Array.from({ length: 30 }, (_, i) => i));
+      assertEquals(await inboxSizes(kv2, few), few.map(() => 1));
+      assertEquals(await store2.transactionProgress(txn("race")), { done: true });
+    } finally {
+      kv2.close();
+    }
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("another server's message ID delivers once per origin", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvToDeviceStore(kv);
+    const remote = { origin: "remote.test", messageId: "m1" };
+    const deliveries = manyDevices(3);
+    await store.deliver(remote, deliveries, () => {});
+    await store.deliver(remote, deliveries, () => {});
+    assertEquals(await inboxSizes(kv, deliveries), [1, 1, 1]);
+    assertEquals(await store.transactionProgress(remote), { done: true });
+    // The same message ID from another origin is another message.
+    await store.deliver({ origin: "other.test", messageId: "m1" }, deliveries, () => {});
+    assertEquals(await inboxSizes(kv, deliveries), [2, 2, 2]);
   } finally {
     kv.close();
   }

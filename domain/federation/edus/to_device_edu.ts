@@ -67,8 +67,10 @@ export function storedSizeBound(value: JsonValue): number {
     for (let i = 0; i < value.length; i++) {
       const c = value.charCodeAt(i);
       if (c > 0xff) wide = true;
-      // JSON escapes control characters, quotes and backslashes in up to six bytes.
-      if (c < 0x20 || c === 0x22 || c === 0x5c) utf8 += 6;
+      // JSON escapes quotes, backslashes and \b \f \n \r \t in two bytes, other control
+      // characters in six.
+      if (c === 0x22 || c === 0x5c || (c >= 0x08 && c <= 0x0d && c !== 0x0b)) utf8 += 2;
+      else if (c < 0x20) utf8 += 6;
       else if (c < 0x80) utf8++;
       else if (c < 0x800) utf8 += 2;
       else utf8 += 3;
