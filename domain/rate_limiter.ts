@@ -31,6 +31,7 @@ export type RateLimitedAction =
   | "threepid_validation"
   | "key_query"
   | "federation_invite"
+  | "federation_key_claim"
   | "user_write";
 
 /** A token bucket's shape. */
@@ -90,6 +91,10 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     // Inbound invites per inviting server: each may write a record every sync of the invitee
     // lists (besides the per-user cap of open invites); a busy server's users invite in bursts.
     federation_invite: { burst: 50, perSecond: 1 },
+    // One-time key claims per claiming server: each takes keys for good (up to 10,000 per
+    // request), so one server must not drain every local device's keys; its users' own claims
+    // are limited there, so this only needs room for a busy server's sum.
+    federation_key_claim: { burst: 100, perSecond: 10 },
     // Devices, keys, key backups, dehydrated devices: bounded by their own caps, limited here
     // only so no write is free.
     user_write: { burst: 200, perSecond: 20 },

@@ -14,7 +14,8 @@ import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import { userIdParam } from "../client/path_params.ts";
 import { MAX_KEY_QUERY_USERS } from "../client/cross_signing_routes.ts";
-import { MAX_FEDERATION_BODY_BYTES, serverAuth } from "./server_auth.ts";
+import { takeRateLimit } from "../client/rate_limit_middleware.ts";
+import { MAX_FEDERATION_BODY_BYTES, originOf, serverAuth } from "./server_auth.ts";
 
 /** Device IDs one queried user may name (as in the Client-Server query). */
 const MAX_QUERIED_DEVICES = 1000;
@@ -47,6 +48,7 @@ export function federationUserKeysApp(deps: AppDeps): Hono {
   });
 
   app.post(`${v1}/user/keys/claim`, auth, async (c) => {
+    takeRateLimit(deps, c, "federation_key_claim", `server:${originOf(c)}`);
     const body = await readJsonBody(c, claimBody, { maxBytes: MAX_FEDERATION_BODY_BYTES });
     const count = Object.values(body.one_time_keys)
       .reduce((n, devices) => n + Object.keys(devices).length, 0);

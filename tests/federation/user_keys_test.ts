@@ -423,3 +423,39 @@ Deno.test("a lying server's keys for users and devices it may not speak for are 
     net.intercept(undefined);
   }, ["a.test", "b.test"]);
 });
+
+Deno.test("one-time key claims are rate limited per claiming server, taking no key when refused", async () => {
+  // A fixed clock: no bucket refills while the test runs.
+  const now = Date.now();
+  await withNetwork(
+    async (net) => {
+      const a = net.servers["a.test"];
+      const alice = await cryptoUser(a, "alice");
+      const claim = (origin: string) =>
+        federation(net, origin, "a.test", "POST", `${FED}/user/keys/claim`, {
+          one_time_keys: { [alice.user.userId]: { NOSUCHDEVICE: OTK } },
+        });
+      let limited: FederationResponse | undefined;
+      for (let i = 0; i < 200 && limited === undefined; i++) {
+        const res = await claim("b.test");
+        if (res.status === 429) limited = res;
+        else assert.equal(res.status, 200, JSON.stringify(res.body));
+      }
+      assert.ok(limited, "b.test was never rate limited");
+      const body = object(limited.body);
+      assert.equal(body.errcode, "M_LIMIT_EXCEEDED");
+      assert.ok(typeof body.retry_after_ms === "number" && body.retry_after_ms > 0);
+      // A refused claim takes nothing; c.test has a bucket of its own and gets alice's key.
+      const real = await federation(net, "c.test", "a.test", "POST", `${FED}/user/keys/claim`, {
+        one_time_keys: { [alice.user.userId]: { [alice.user.deviceId]: OTK } },
+      });
+      assert.equal(real.status, 200);
+      assert.deepEqual(Object.keys(object(object(real.body).one_time_keys)), [alice.user.userId]);
+    },
+    ["a.test", "b.test", "c.test"],
+    {
+      now: () => now,
+      envFor: { "a.test": { TESSERA_RATE_LIMITS: "on" } },
+    },
+  );
+});
