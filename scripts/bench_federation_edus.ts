@@ -1,0 +1,228 @@
+/**
+ * `deno task bench:federation-edus`: the delay from a key change of a user on server A until a
+ * /sync long-poll of a user on server B who shares a room with her returns her in
+ * `device_lists.changed`. The whole path is measured: A's /keys/upload commit with the
+ * device-list log entry, A queueing `m.device_list_update` for B and its sender sending the
+ * transaction over HTTPS, B's /send handing the EDU to its device-list handler, which caches the
+ * device and writes the change for B's users sharing a room with her, and B's sync waking.
+ *
+ * By default A and B are real processes over HTTPS on loopback with a throwaway CA
+ * (tests/federation/server_processes.ts), each on its own KV file. `--in-process` runs both in
+ * this process over the in-process test network instead (no sockets, no TLS, `:memory:` KV).
+ *
+ * Setup (not measured): Alice (on A) creates a room, Bob (on B) joins it, Alice logs in
+ * RUNS + WARMUP devices without keys, and Bob's sync is drained of what that changed. Each round
+ * then parks Bob's long-poll, uploads the device keys of one of those devices (a first upload:
+ * a real key change, as a new client's) and waits for the poll to name Alice.
+ *
+ * Flags: --runs=N (measured rounds, default 20), --warmup=N (default 2), --in-process.
+ */
+import { startServerProcesses } from "../tests/federation/server_processes.ts";
+import { startNetwork } from "../tests/federation/in_process_network.ts";
+import { type RegisteredUser, registerUser } from "../tests/routes/client_harness.ts";
+import type { JsonResponse, RequestOptions } from "../tests/routes/test_server.ts";
+import { markdownTable, summarise } from "./bench_stats.ts";
+
+function flag(name: string, fallback: number): number {
+  const arg = Deno.args.find((a) => a.startsWith(`--${name}=`));
+  return arg ? Number(arg.split("=")[1]) : fallback;
+}
+
+const RUNS = flag("runs", 20);
+const WARMUP = flag("warmup", 2);
+const IN_PROCESS = Deno.args.includes("--in-process");
+const PASSWORD = "bench password";
+/** A round that never shows the change fails the benchmark after this long. */
+const ROUND_DEADLINE_MS = 30_000;
+const enc = encodeURIComponent;
+/** Bob's sync: device lists only (everything else filtered out). */
+const FILTER = JSON.stringify({
+  room: {
+    timeline: { limit: 1, types: [] },
+    state: { types: [] },
+    ephemeral: { types: [] },
+    account_data: { types: [] },
+  },
+  presence: { types: [] },
+  account_data: { types: [] },
+});
+
+/** What the benchmark needs of a server, in a process or in this one. */
+interface Server {
+  readonly name: string;
+  request(method: string, path: string, options?: RequestOptions): Promise<JsonResponse>;
+}
+
+async function ok(server: Server, method: string, path: string, options: RequestOptions = {}) {
+  const res = await server.request(method, path, options);
+  if (res.status !== 200) {
+    throw new Error(`${server.name} ${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  return res.body;
+}
+
+function quantile(sorted: readonly number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+}
+
+/** 32 random bytes in unpadded base64, the shape of a curve25519 or ed25519 public key. */
+function randomKey(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return btoa(String.fromCharCode(...bytes)).replace(/=+$/, "");
+}
+
+/** A device's first key upload (the self-signature is a placeholder: servers do not check it). */
+function deviceKeys(userId: string, deviceId: string) {
+  return {
+    device_keys: {
+      user_id: userId,
+      device_id: deviceId,
+      algorithms: ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+      keys: { [`curve25519:${deviceId}`]: randomKey(), [`ed25519:${deviceId}`]: randomKey() },
+      signatures: { [userId]: { [`ed25519:${deviceId}`]: randomKey() + randomKey() } },
+    },
+  };
+}
+
+/** Set up, then RUNS + WARMUP rounds of key-upload-on-A, long-poll-names-her-on-B. */
+async function measure(a: Server, b: Server): Promise<number[]> {
+  const alice = await registerUser(a, "alice", PASSWORD);
+  const bob = await registerUser(b, "bob");
+  const created = await ok(a, "POST", "/_matrix/client/v3/createRoom", {
+    token: alice.accessToken,
+    body: { preset: "public_chat" },
+  });
+  const roomId: string = created.room_id;
+  await ok(b, "POST", `/_matrix/client/v3/join/${enc(roomId)}?via=${enc(a.name)}`, {
+    token: bob.accessToken,
+    body: {},
+  });
+  const devices: RegisteredUser[] = [];
+  for (let i = 0; i < RUNS + WARMUP; i++) {
+    const login = await ok(a, "POST", "/_matrix/client/v3/login", {
+      body: {
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: "alice" },
+        password: PASSWORD,
+      },
+    });
+    devices.push({
+      userId: login.user_id,
+      accessToken: login.access_token,
+      deviceId: login.device_id,
+    });
+  }
+
+  const sync = (since: string | undefined, timeout: number) =>
+    ok(
+      b,
+      "GET",
+      `/_matrix/client/v3/sync?filter=${enc(FILTER)}&timeout=${timeout}` +
+        (since === undefined ? "" : `&since=${enc(since)}`),
+      { token: bob.accessToken },
+    );
+  const namesAlice = (response: { device_lists?: { changed?: string[] } }) =>
+    response.device_lists?.changed?.includes(alice.userId) ?? false;
+  // Drain what the join and the logins changed: until a 3 s poll passes without Alice.
+  let since: string = (await sync(undefined, 0)).next_batch;
+  for (;;) {
+    const response = await sync(since, 3_000);
+    since = response.next_batch;
+    if (!namesAlice(response)) break;
+  }
+
+  const delays: number[] = [];
+  for (let round = 0; round < WARMUP + RUNS; round++) {
+    const device = devices[round];
+    const deadline = Date.now() + ROUND_DEADLINE_MS;
+    const seen = (async () => {
+      while (Date.now() < deadline) {
+        const response = await sync(since, Math.max(0, deadline - Date.now()));
+        since = response.next_batch;
+        if (namesAlice(response)) return performance.now();
+      }
+      throw new Error(
+        `round ${round}: ${b.name}'s sync never listed ${alice.userId} in device_lists.changed ` +
+          `within ${ROUND_DEADLINE_MS} ms of her key upload on ${a.name}`,
+      );
+    })();
+    // Let the poll park on B first, so it is the wake-up that returns it.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const changed = performance.now();
+    await ok(a, "POST", "/_matrix/client/v3/keys/upload", {
+      token: device.accessToken,
+      body: deviceKeys(alice.userId, device.deviceId),
+    });
+    const returned = await seen;
+    if (round >= WARMUP) delays.push(returned - changed);
+  }
+  return delays;
+}
+
+async function inProcess(): Promise<number[]> {
+  const net = await startNetwork(["a.test", "b.test"]);
+  const { "a.test": a, "b.test": b } = net.servers;
+  // The network's servers are assembled as main.ts does, but main() starts the senders.
+  a.deps.federationSender.start();
+  b.deps.federationSender.start();
+  try {
+    return await measure(a, b);
+  } finally {
+    await a.deps.federationSender.stop();
+    await b.deps.federationSender.stop();
+    await net.close();
+  }
+}
+
+async function processes(): Promise<number[]> {
+  const cluster = await startServerProcesses(2);
+  try {
+    const [a, b] = cluster.servers.map((s): Server => ({
+      name: s.serverName,
+      request: (method, path, options) => s.request(method, path, options),
+    }));
+    return await measure(a, b);
+  } catch (error) {
+    for (const s of cluster.servers) {
+      console.error(`--- ${s.serverName}\n${s.output().slice(-4000)}`);
+    }
+    throw error;
+  } finally {
+    await cluster.stop();
+  }
+}
+
+const mode = IN_PROCESS
+  ? "in one process (in-process network, :memory: KV)"
+  : "two processes (HTTPS on loopback, KV files)";
+console.log(
+  `Device-list latency across servers, ${mode}: ${RUNS} key uploads after ${WARMUP} warm-up`,
+);
+const started = performance.now();
+const delays = (IN_PROCESS ? await inProcess() : await processes()).sort((x, y) => x - y);
+const ms = (v: number) => v.toFixed(1);
+console.log();
+console.log(markdownTable(["metric", "unit", "value"], [
+  [
+    "key upload on A -> B's long-poll lists her in device_lists.changed, median",
+    "ms",
+    ms(
+      summarise(delays).median,
+    ),
+  ],
+  [
+    "key upload on A -> B's long-poll lists her in device_lists.changed, p90",
+    "ms",
+    ms(
+      quantile(delays, 0.9),
+    ),
+  ],
+  ["min / max", "ms", `${ms(delays[0])} / ${ms(delays[delays.length - 1])}`],
+]));
+console.log();
+console.log(
+  `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, ` +
+    `${((performance.now() - started) / 1000).toFixed(0)} s, load average ${
+      Deno.loadavg().map((l) => l.toFixed(2)).join(" ")
+    }`,
+);
