@@ -148,7 +148,8 @@ export class FederationClient implements FederationTransport {
       path: request.path,
       headers,
       body,
-      maxResponseBytes: this.#options.maxResponseBytes ?? 64 * 1024 * 1024,
+      maxResponseBytes: request.maxResponseBytes ?? this.#options.maxResponseBytes ??
+        64 * 1024 * 1024,
     });
     return { status: response.status, body: parseJson(response.body) };
   }

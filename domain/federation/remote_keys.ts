@@ -48,6 +48,10 @@ export const MAX_REMOTE_DEVICES_PER_USER = 1000;
 export const MAX_REMOTE_DEVICE_ID_LENGTH = 255;
 /** Longest display name kept (bytes). */
 export const MAX_REMOTE_DISPLAY_NAME_BYTES = 1024;
+/** Largest `/user/devices` answer taken (1,000 devices of ordinary keys fit many times over). */
+export const MAX_USER_DEVICES_RESPONSE_BYTES = 8 * 1024 * 1024;
+/** Largest answer to a claim, per device asked about (a signed key is ~200 bytes). */
+const CLAIM_RESPONSE_BYTES_PER_DEVICE = 8 * 1024;
 /** Default wait of `userDevices` (a resync). */
 export const USER_DEVICES_TIMEOUT_MS = 10_000;
 
@@ -138,11 +142,13 @@ export class RemoteKeyClient implements RemoteKeyQuerier {
     }
     const result: RemoteClaimResult = { one_time_keys: {} };
     if (Object.keys(asked).length === 0) return result;
+    const devices = Object.values(asked).reduce((n, d) => n + Object.keys(d).length, 0);
     const body = await this.#call(server, {
       method: "POST",
       path: "/_matrix/federation/v1/user/keys/claim",
       body: { one_time_keys: asked },
       timeoutMs,
+      maxResponseBytes: 64 * 1024 + devices * CLAIM_RESPONSE_BYTES_PER_DEVICE,
     });
     const answered = isJsonObject(body.one_time_keys) ? body.one_time_keys : {};
     for (const [userId, devices] of Object.entries(asked)) {
@@ -178,6 +184,7 @@ export class RemoteKeyClient implements RemoteKeyQuerier {
       method: "GET",
       path: `/_matrix/federation/v1/user/devices/${encodeURIComponent(userId)}`,
       timeoutMs,
+      maxResponseBytes: MAX_USER_DEVICES_RESPONSE_BYTES,
     });
     if (body.user_id !== userId) {
       throw new RemoteKeyError(server, 0, `answered for another user than ${userId}`);
@@ -221,6 +228,7 @@ export class RemoteKeyClient implements RemoteKeyQuerier {
       path: string;
       body?: JsonObject;
       timeoutMs: number;
+      maxResponseBytes?: number;
     },
   ): Promise<JsonObject> {
     // FederationUnreachable passes through: the caller reports the server as failed.

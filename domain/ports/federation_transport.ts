@@ -19,6 +19,8 @@ export interface FederationRequest {
   readonly signed?: boolean;
   /** Give up after this long (default: the adapter's own, about 30 s). */
   readonly timeoutMs?: number;
+  /** Refuse a larger response body (`too_large`); default: the adapter's own, 64 MiB. */
+  readonly maxResponseBytes?: number;
 }
 
 /** A response from the destination: its status and its body parsed as JSON (null when not JSON). */

@@ -102,7 +102,19 @@ export async function startNetwork(
     if (verdict === "drop") {
       throw new FederationUnreachable("network", request.destination, "dropped by the test");
     }
-    if (verdict !== "deliver") return verdict;
+    // As the real client: an answer over the request's size limit is `too_large`.
+    const checkSize = (text: string) => {
+      if (
+        request.maxResponseBytes !== undefined &&
+        new TextEncoder().encode(text).byteLength > request.maxResponseBytes
+      ) {
+        throw new FederationUnreachable("too_large", request.destination, "response too large");
+      }
+    };
+    if (verdict !== "deliver") {
+      checkSize(JSON.stringify(verdict.body));
+      return verdict;
+    }
     const sender = servers[origin];
     const headers: Record<string, string> = {};
     if (request.body !== undefined) headers["content-type"] = "application/json";
@@ -121,6 +133,7 @@ export async function startNetwork(
       ...(request.body !== undefined ? { body: JSON.stringify(request.body) } : {}),
     });
     const text = await response.text();
+    checkSize(text);
     let body: JsonValue | null = null;
     try {
       body = text === "" ? null : JSON.parse(text);

@@ -15,7 +15,10 @@ import {
   type TestCrossSigning,
 } from "../domain/e2ee/cross_signing_fixtures.ts";
 import type { JsonObject, JsonValue } from "../../domain/protocol/json.ts";
-import type { FederationResponse } from "../../domain/ports/federation_transport.ts";
+import {
+  type FederationResponse,
+  FederationUnreachable,
+} from "../../domain/ports/federation_transport.ts";
 import { RemoteKeyClient, RemoteKeyError } from "../../domain/federation/remote_keys.ts";
 
 const V3 = "/_matrix/client/v3";
@@ -420,6 +423,9 @@ Deno.test("a lying server's keys for users and devices it may not speak for are 
       ],
       masterKey: aliceCross.upload.master,
     });
+    // An answer past the size bound is not read at all.
+    answer({ user_id: alice, stream_id: 8, devices: [], padding: "x".repeat(9 * 1024 * 1024) });
+    await assert.rejects(client.userDevices("a.test", alice), FederationUnreachable);
     net.intercept(undefined);
   }, ["a.test", "b.test"]);
 });

@@ -473,4 +473,12 @@ Deno.test("responses are bounded: 64 MiB and the 30 s deadline for requests, 50 
     (e) => e instanceof FederationUnreachable && e.failure === "too_large",
   );
   assert.equal(t.calls.some((c) => c.target.address === "93.184.216.2"), false);
+  // A request may set a smaller bound of its own (key answers, device lists).
+  await t.client.request({
+    method: "GET",
+    destination: "public.example",
+    path: "/y",
+    maxResponseBytes: 4096,
+  });
+  assert.equal(t.calls.at(-1)!.request.maxResponseBytes, 4096);
 });
