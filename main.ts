@@ -144,6 +144,19 @@ import type { RemoteJoinService } from "./domain/rooms/room_services.ts";
 import { RemoteJoiner } from "./domain/federation/remote_join.ts";
 import { RemoteQueries } from "./domain/federation/remote_queries.ts";
 import { RemoteKeyClient } from "./domain/federation/remote_keys.ts";
+import { RemoteDeviceCache } from "./domain/e2ee/remote_device_cache.ts";
+import { CachedRemoteKeyQuerier } from "./domain/e2ee/cached_remote_key_querier.ts";
+import { RemoteDeviceSharingHook } from "./domain/e2ee/remote_device_sharing.ts";
+import { KvRemoteDeviceStore } from "./kv/remote_device_store.ts";
+import {
+  DEVICE_LIST_UPDATE_EDU,
+  DeviceListEduHandler,
+} from "./domain/federation/edus/device_list_edu.ts";
+import {
+  SIGNING_KEY_UPDATE_EDU,
+  SigningKeyEduHandler,
+} from "./domain/federation/edus/signing_key_edu.ts";
+import { userSharesRoomWithServer } from "./domain/federation/room_sharing.ts";
 import { ServerKeyQueries } from "./domain/federation/server_key_queries.ts";
 import type { RemoteKeyQuerier } from "./domain/e2ee/key_query.ts";
 import { deviceListStreamId } from "./kv/device_list_log.ts";
@@ -279,8 +292,20 @@ export async function assembleServer(
   const remoteKeys = new RemoteKeyClient({
     transport: { request: (request) => deps.federationTransport.request(request) },
   });
-  // What /keys/query asks for remote users: swap in a caching querier here.
-  const remoteKeyQuerier: RemoteKeyQuerier = remoteKeys;
+  // Other servers' users' device lists, cached while we share a room with them (kept fresh by
+  // their m.device_list_update / m.signing_key_update EDUs, resynced on gaps); /keys/query
+  // answers from it, asking servers directly only for users sharing no room with us.
+  const remoteDevices = new RemoteDeviceCache({
+    store: new KvRemoteDeviceStore(kv),
+    source: remoteKeys,
+    sharesRoom: (userId) => userSharesRoomWithServer(eventStore, userId, config.serverName),
+    changed: (userIds, versionstamp) => deviceListNotifier.changed(userIds, versionstamp),
+    log: console.warn,
+  });
+  const remoteKeyQuerier: RemoteKeyQuerier = new CachedRemoteKeyQuerier({
+    cache: remoteDevices,
+    direct: remoteKeys,
+  });
   const deviceKeys = new DeviceKeyService({
     store: deviceKeyStore,
     serverName: config.serverName,
@@ -347,6 +372,14 @@ export async function assembleServer(
     now: options.now,
   });
   eventHooks.push(federationSender);
+  // A membership change that ends our sharing a room with a remote user drops their cache.
+  eventHooks.push(
+    new RemoteDeviceSharingHook({
+      events: eventStore,
+      cache: remoteDevices,
+      serverName: config.serverName,
+    }),
+  );
   // Local users' device-list and cross-signing changes go to the servers sharing a room with
   // them, queued after each change's commit in the caller's request.
   const deviceListSender = new DeviceListSender({
@@ -405,6 +438,9 @@ export async function assembleServer(
       maxEventBytes: MAX_TO_DEVICE_EVENT_BYTES,
     }),
   );
+  // Other servers' users' device and cross-signing key changes, into the remote device cache.
+  eduDispatcher.register(DEVICE_LIST_UPDATE_EDU, new DeviceListEduHandler(remoteDevices));
+  eduDispatcher.register(SIGNING_KEY_UPDATE_EDU, new SigningKeyEduHandler(remoteDevices));
   const roomDirectory = new KvRoomDirectoryStore(kv);
   // Joining remote rooms; the transport and key ring are the ones AppDeps gets below.
   const remoteJoiner = new RemoteJoiner({

@@ -803,6 +803,23 @@ export const e2eeKeys = {
   /** (versionstamp) -> {userIds}: whose device lists changed, by commit (for sync and /keys/changes). */
   deviceListChangePrefix: (): Deno.KvKey => ["devicelistchange_userids"],
   /**
+   * remote userId -> {writeId, chunks, first}: the cached device list of another server's user
+   * (kv/remote_device_store.ts), UTF-8 JSON whose first chunk rides here.
+   */
+  remoteDeviceList: (userId: string): Deno.KvKey => ["userid_remotedevicelist", userId],
+  /** (remote userId, writeId, index >= 1) -> bytes: the rest of a large cached device list. */
+  remoteDeviceListChunk: (userId: string, writeId: string, index: number): Deno.KvKey => [
+    "useridwriteid_remotedevicelistchunk",
+    userId,
+    writeId,
+    index,
+  ],
+  /** A cached device list's continuation chunks: all of the user's, or one write's. */
+  remoteDeviceListChunkPrefix: (userId: string, writeId?: string): Deno.KvKey =>
+    writeId === undefined
+      ? ["useridwriteid_remotedevicelistchunk", userId]
+      : ["useridwriteid_remotedevicelistchunk", userId, writeId],
+  /**
    * (signerUserId, versionstamp) -> {userIds}: users whose keys the signer signed with their
    * user-signing key; only the signer is told (their sync lists the targets as changed).
    */

@@ -35,6 +35,11 @@ export interface RemoteKeyQueryResult {
   device_keys?: Record<string, Record<string, JsonObject>>;
   master_keys?: Record<string, JsonObject>;
   self_signing_keys?: Record<string, JsonObject>;
+  /**
+   * Set by a querier that answered some users (from a cache) but could not reach the server
+   * for others: reported in `failures` beside what was answered.
+   */
+  failure?: JsonObject;
 }
 
 /**
@@ -220,6 +225,7 @@ async function addRemoteServer(
       const selfSigning = result.self_signing_keys?.[userId];
       if (selfSigning !== undefined) response.self_signing_keys[userId] = selfSigning;
     }
+    if (result.failure !== undefined) response.failures[server] = result.failure;
   } catch (error) {
     response.failures[server] = {
       status: 503,
