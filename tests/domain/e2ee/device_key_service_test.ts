@@ -256,6 +256,63 @@ Deno.test("claims hand out the oldest upload first, then the fallback key, marki
   }
 });
 
+Deno.test("remote claims go once per server with its users only; failures stay per server", async () => {
+  const { kv, store, device } = await setup();
+  const asked: { server: string; users: Record<string, Record<string, string>>; ms: number }[] = [];
+  const service = new DeviceKeyService({
+    store,
+    serverName: SERVER,
+    deviceListNotifier: { changed: () => Promise.resolve() },
+    remote: {
+      claim(server, users, ms) {
+        asked.push({ server, users, ms });
+        if (server === "down.example") return Promise.reject(new Error("unreachable"));
+        const out: Record<string, Record<string, Record<string, string>>> = {};
+        for (const [userId, devices] of Object.entries(users)) {
+          out[userId] = Object.fromEntries(
+            Object.entries(devices).map(([d, alg]) => [d, { [`${alg}:K${d}`]: `key-${d}` }]),
+          );
+        }
+        return Promise.resolve({ one_time_keys: out });
+      },
+    },
+  });
+  try {
+    await service.upload(ALICE, "ALICEDEV", { one_time_keys: await device.oneTimeKeys(1) });
+    const res = await service.claim({
+      [ALICE]: { ALICEDEV: "signed_curve25519" },
+      "@carol:remote.example": { C1: "signed_curve25519", C2: "signed_curve25519" },
+      "@dan:remote.example": { D1: "signed_curve25519" },
+      "@erin:down.example": { E1: "signed_curve25519" },
+    }, 2_500);
+    assertEquals(
+      asked.map((a) => a.server).sort(),
+      ["down.example", "remote.example"],
+    );
+    const remote = asked.find((a) => a.server === "remote.example")!;
+    assertEquals(remote.users, {
+      "@carol:remote.example": { C1: "signed_curve25519", C2: "signed_curve25519" },
+      "@dan:remote.example": { D1: "signed_curve25519" },
+    });
+    assertEquals(remote.ms, 2_500);
+    assertEquals(
+      Object.keys(res.one_time_keys).sort(),
+      [
+        ALICE,
+        "@carol:remote.example",
+        "@dan:remote.example",
+      ].sort(),
+    );
+    assertEquals(res.one_time_keys["@dan:remote.example"], {
+      D1: { "signed_curve25519:KD1": "key-D1" },
+    });
+    assertEquals(Object.keys(res.failures), ["down.example"]);
+    assertEquals(res.failures["down.example"].status, 503);
+  } finally {
+    kv.close();
+  }
+});
+
 Deno.test("claims leave out unknown devices and report other servers as failures", async () => {
   const { kv, service, device } = await setup();
   try {
