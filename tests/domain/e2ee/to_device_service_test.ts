@@ -1,6 +1,7 @@
 /**
  * The send-to-device use case over the real KV store and a fake device directory: `*`, named
- * and unknown devices, remote users, validation before any write, transaction idempotency,
+ * and unknown devices, remote users (EDUs in the request's commit), other servers' messages
+ * once per message ID, validation before any write, transaction idempotency,
  * wake-ups, the deletion race, and the sync stream's event shape.
  */
 import { assert, assertEquals } from "../../assert.ts";
@@ -11,7 +12,9 @@ import type { JsonObject } from "../../../domain/protocol/json.ts";
 import type { ToDeviceEvent, ToDeviceSyncRequest } from "../../../domain/ports/to_device_store.ts";
 import { emptySyncResponse } from "../../../domain/sync/sync_response.ts";
 import { KvToDeviceStore } from "../../../kv/to_device_store.ts";
-import { e2eeKeys } from "../../../kv/schema.ts";
+import { e2eeKeys, outboxKeys } from "../../../kv/schema.ts";
+import { KvOutboxStore } from "../../../kv/outbox_store.ts";
+import { FEDERATION_STREAM } from "../../../domain/federation/federation_transactions.ts";
 
 const ALICE = "@alice:example.org";
 const BOB = "@bob:example.org";
@@ -81,7 +84,7 @@ Deno.test("`*` reaches every device, a named device gets its own content, unknow
   }
 });
 
-Deno.test("users of other servers are skipped until federation", async () => {
+Deno.test("without a federation outbox, users of other servers are skipped", async () => {
   const t = await setup({ [BOB]: ["B1"] });
   try {
     await t.service.send(request("t1", {
@@ -90,6 +93,90 @@ Deno.test("users of other servers are skipped until federation", async () => {
     }));
     assertEquals(t.listings, [BOB, BOB]); // resolve, then the post-commit look
     assertEquals((await t.inbox(BOB, "B1")).map((e) => e.content), [{ x: 2 }]);
+  } finally {
+    t.kv.close();
+  }
+});
+
+Deno.test("users of other servers get one EDU per server in the request's commit, queued once", async () => {
+  const t = await setup({ [BOB]: ["B1"] });
+  try {
+    const outbox = new KvOutboxStore(t.kv, FEDERATION_STREAM);
+    let wakes = 0;
+    let sequence = 0;
+    const service = new ToDeviceService({
+      store: t.store,
+      devices: t.directory,
+      serverName: "example.org",
+      notifyUser: () => {},
+      federation: {
+        eduMutations: (entries) =>
+          outbox.mutations(entries.map(({ destination, edu }) => ({
+            destination,
+            order: [sequence++],
+            payload: { kind: "edu", edu_type: edu.edu_type, content: edu.content },
+          }))),
+        wake: () => wakes++,
+      },
+    });
+    const body = request("t1", {
+      "@dave:one.example": { D1: { x: 1 } },
+      "@erin:one.example": { "*": { x: 2 } },
+      "@fay:two.example": { F1: { x: 3 } },
+      [BOB]: { B1: { x: 4 } },
+    });
+    await service.send(body);
+    await service.send(body);
+    assertEquals(wakes, 1, "woken once, after the commit that queued them");
+    const queued = async (destination: string) =>
+      (await outbox.peek(destination, 10)).map((e) => e.payload.content as JsonObject);
+    const one = await queued("one.example");
+    assertEquals(one.length, 1);
+    assertEquals(one[0].sender, ALICE);
+    assertEquals(one[0].type, "m.test");
+    assertEquals(one[0].messages, {
+      "@dave:one.example": { D1: { x: 1 } },
+      "@erin:one.example": { "*": { x: 2 } },
+    });
+    assertEquals((await queued("two.example")).map((c) => c.messages), [
+      { "@fay:two.example": { F1: { x: 3 } } },
+    ]);
+    assertEquals((await t.inbox(BOB, "B1")).map((e) => e.content), [{ x: 4 }]);
+    // One commit: the EDUs and the local inbox entry carry the same versionstamp.
+    const stamps = new Set<string>();
+    for (
+      const prefix of [
+        outboxKeys.entryPrefix(FEDERATION_STREAM, "one.example"),
+        outboxKeys.entryPrefix(FEDERATION_STREAM, "two.example"),
+        e2eeKeys.toDeviceInboxPrefix(BOB, "B1"),
+      ]
+    ) {
+      for await (const entry of t.kv.list({ prefix })) stamps.add(entry.versionstamp);
+    }
+    assertEquals(stamps.size, 1);
+  } finally {
+    t.kv.close();
+  }
+});
+
+Deno.test("another server's messages reach every named or `*` device once per message ID", async () => {
+  const t = await setup({ [BOB]: ["B1", "B2"] });
+  try {
+    const message = {
+      origin: "remote.example",
+      messageId: "m1",
+      sender: "@zed:remote.example",
+      eventType: "m.room_key_request",
+      messages: new Map([[BOB, new Map([["*", { k: 1 }]])]]),
+    };
+    await t.service.receiveRemote(message);
+    await t.service.receiveRemote(message);
+    for (const device of ["B1", "B2"]) {
+      assertEquals(await t.inbox(BOB, device), [
+        { type: "m.room_key_request", sender: "@zed:remote.example", content: { k: 1 } },
+      ]);
+    }
+    assertEquals(t.wakes.map(([userId]) => userId), [BOB]);
   } finally {
     t.kv.close();
   }
