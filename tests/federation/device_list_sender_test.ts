@@ -234,6 +234,23 @@ Deno.test("device lists out: every kind of change reaches the servers sharing a 
     assert.ok(fromA.every((e) => e.content.user_id === alice.userId && e.destination === B));
     const fromB = keyEdus(net, B, A);
     assert.ok(fromB.some((e) => e.content.user_id === bob.userId));
+
+    // Tessera's own receiver followed the whole chain: one resync (the first EDU's empty
+    // prev_id), every later update applied, and B's view of alice's keys is A's.
+    const resyncs = net.log.filter((r) => r.origin === B && r.path.includes("/user/devices/"));
+    assert.equal(resyncs.length, 1);
+    const onB = await ok(b, bob, "POST", `${V3}/keys/query`, {
+      device_keys: { [alice.userId]: [] },
+    });
+    const onA = await a.deps.serverKeyQueries.userDevices(alice.userId);
+    const strip = (keys: Record<string, JsonObject>) =>
+      Object.fromEntries(Object.entries(keys).map(([id, { unsigned: _u, ...k }]) => [id, k]));
+    assert.deepEqual(
+      strip(onB.device_keys[alice.userId]),
+      Object.fromEntries(onA.devices.map((d) => [d.device_id, d.keys])),
+    );
+    assert.deepEqual(onB.master_keys[alice.userId], onA.master_key);
+    assert.deepEqual(onB.self_signing_keys[alice.userId], onA.self_signing_key);
   }, [A, B, C]);
 });
 
