@@ -73,6 +73,10 @@ const ROUTES: Record<string, Kind> = {
   "POST /_matrix/federation/v1/publicRooms": "none",
   // As the client hierarchy: children's stripped state with redactions, the spec's rules.
   "GET /_matrix/federation/v1/hierarchy/:roomId": "none",
+  // Keys and device lists of local users, no room event.
+  "POST /_matrix/federation/v1/user/keys/query": "none",
+  "POST /_matrix/federation/v1/user/keys/claim": "none",
+  "GET /_matrix/federation/v1/user/devices/:userId": "none",
   "GET /health": "none",
   "GET /.well-known/matrix/support": "none",
   "GET /_matrix/client/*/admin/whois/:userId": "none",
