@@ -17,8 +17,11 @@
  */
 import type { EventReader } from "../../ports/event_store.ts";
 import type { JsonObject } from "../../protocol/json.ts";
-import type { LocalTypingChange, TypingFederation } from "../../ephemeral/typing_service.ts";
-import type { TypingService } from "../../ephemeral/typing_service.ts";
+import type {
+  LocalTypingChange,
+  TypingFederation,
+  TypingService,
+} from "../../ephemeral/typing_service.ts";
 import type { EduHandler } from "../edu_input.ts";
 import type { FederationSender } from "../federation_sender.ts";
 import { isRoomIdString, isUserOf, RoomEduGate, type RoomEduGateDeps } from "./room_edu_checks.ts";
