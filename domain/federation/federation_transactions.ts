@@ -33,6 +33,12 @@ export const FEDERATION_STREAM = "federation";
 export const MAX_PDUS_PER_TRANSACTION = 50;
 /** Most EDUs in one transaction. */
 export const MAX_EDUS_PER_TRANSACTION = 100;
+/**
+ * Most bytes of EDU content in one transaction. PDUs are at most 64 KiB each (3.2 MiB for 50),
+ * and 100 to-device EDUs of up to 64 KiB would take a transaction past the 8 MiB receivers
+ * (this server among them) accept; a transaction refused as too large would be dropped.
+ */
+export const MAX_EDU_BYTES_PER_TRANSACTION = 4 * 1024 * 1024;
 
 /** An Ephemeral Data Unit as a transaction carries it. */
 export interface Edu {
@@ -58,17 +64,21 @@ export interface TransactionPlan {
 
 /**
  * The longest front of `entries` that fits one transaction: it stops before the entry that
- * would be the 51st PDU or the 101st EDU, so the stream's order is kept across transactions.
- * An entry of no known kind is taken (and so dropped) without being sent.
+ * would be the 51st PDU or the 101st EDU, or take the EDUs' content past `eduBytes` (the first
+ * EDU always goes), so the stream's order is kept across transactions. An entry of no known
+ * kind is taken (and so dropped) without being sent.
  */
 export function planTransaction(
   entries: readonly OutboxEntry[],
-  limits: { pdus: number; edus: number } = {
+  limits: { pdus: number; edus: number; eduBytes?: number } = {
     pdus: MAX_PDUS_PER_TRANSACTION,
     edus: MAX_EDUS_PER_TRANSACTION,
   },
 ): TransactionPlan {
   const plan: TransactionPlan = { taken: 0, refs: [], pdus: [], edus: [] };
+  const maxEduBytes = limits.eduBytes ?? MAX_EDU_BYTES_PER_TRANSACTION;
+  const encoder = new TextEncoder();
+  let eduBytes = 0;
   for (const entry of entries) {
     const payload = entry.payload as Partial<FederationPayload>;
     if (payload.kind === "pdu") {
@@ -86,6 +96,9 @@ export function planTransaction(
     } else if (payload.kind === "edu") {
       if (plan.edus.length === limits.edus) break;
       if (typeof payload.edu_type === "string" && isJsonObject(payload.content)) {
+        const bytes = encoder.encode(JSON.stringify(payload.content)).length;
+        if (plan.edus.length > 0 && eduBytes + bytes > maxEduBytes) break;
+        eduBytes += bytes;
         plan.edus.push({ edu_type: payload.edu_type, content: payload.content });
       }
     }

@@ -107,6 +107,20 @@ Deno.test("transaction: at most 50 PDUs, the rest left for the next one", () => 
   assertEquals(plan.edus, []);
 });
 
+Deno.test("transaction: EDU content past the byte budget waits for the next transaction", () => {
+  const big = (n: number): OutboxEntry => ({
+    ref: [2_000 + n, "", `big${n}`],
+    payload: { kind: "edu", edu_type: "m.direct_to_device", content: { pad: "x".repeat(60_000) } },
+  });
+  // 100 EDUs of 60 KB would make a 6 MB transaction; 4 MiB of content holds 69 of them.
+  const plan = planTransaction(Array.from({ length: 100 }, (_, i) => big(i)));
+  assertEquals(plan.edus.length, 69);
+  assertEquals(plan.taken, 69);
+  // One EDU larger than the whole budget still goes (alone), rather than blocking the stream.
+  const alone = planTransaction([big(0), big(1)], { pdus: 50, edus: 100, eduBytes: 1_000 });
+  assertEquals(alone.edus.length, 1);
+});
+
 Deno.test("transaction: at most 100 EDUs, and it stops at the first entry over a limit", () => {
   const edus = Array.from({ length: 130 }, (_, i) => eduEntry(i));
   assertEquals(planTransaction(edus).taken, 100);
