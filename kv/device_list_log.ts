@@ -8,6 +8,11 @@
  * Writers gather updates in a `DeviceListChanges` and commit them through
  * `commitWithDeviceListChanges`, which checks each user's head so concurrent updates of one
  * user serialise and the chain never forks.
+ *
+ * Other servers' users are logged here too, by the remote device-list cache
+ * (kv/remote_device_store.ts), so sync's index and per-user reads list them like local users;
+ * their positions count this server's changes to the cache, not their server's stream_id, and
+ * only local users' updates are sent over federation.
  */
 import { mapLimited } from "../domain/concurrency.ts";
 import { commitOrConflict, contentionBackoff, contentionError } from "./commit_retry.ts";
