@@ -159,7 +159,7 @@ import {
 import { userSharesRoomWithServer } from "./domain/federation/room_sharing.ts";
 import { ServerKeyQueries } from "./domain/federation/server_key_queries.ts";
 import type { RemoteKeyQuerier } from "./domain/e2ee/key_query.ts";
-import { deviceListStreamId } from "./kv/device_list_log.ts";
+import { deviceListDeviceStreamId } from "./kv/device_list_log.ts";
 import { RemoteBackfill } from "./domain/federation/backfill.ts";
 import { verifyEventSignatures } from "./domain/federation/event_signatures.ts";
 import { KvPendingJoinStore } from "./kv/pending_join_store.ts";
@@ -550,7 +550,8 @@ export async function assembleServer(
         serverName: config.serverName,
       },
       claimLocal: (query) => deviceKeys.claim(query, 0),
-      deviceListStreamId: (userId) => deviceListStreamId(kv, userId),
+      // The last device position: what the next m.device_list_update names as its prev_id.
+      deviceListStreamId: (userId) => deviceListDeviceStreamId(kv, userId),
     }),
     deviceLists,
     keyBackup,

@@ -262,6 +262,30 @@ export async function deviceListUpdatesAfter(
   return out;
 }
 
+/** Updates `deviceListDeviceStreamId` walks back before settling for the head. */
+const DEVICE_POSITION_LOOKBACK = 64;
+
+/**
+ * The position of the user's last device change (0 before any): the stream_id
+ * `GET /user/devices` reports. An update of cross-signing keys alone takes a position but goes
+ * out as m.signing_key_update, which has none, so the next m.device_list_update names the last
+ * device position as its prev_id; a receiver that resynced in between must know that one.
+ * Past `DEVICE_POSITION_LOOKBACK` cross-signing updates in a row, the head (the receiver then
+ * resyncs once more).
+ */
+export async function deviceListDeviceStreamId(kv: Deno.Kv, userId: string): Promise<number> {
+  const updates = kv.list<DeviceListUpdate>(
+    { prefix: e2eeKeys.deviceListUpdatePrefix(userId) },
+    { reverse: true, limit: DEVICE_POSITION_LOOKBACK, batchSize: 8 },
+  );
+  let head: number | undefined;
+  for await (const entry of updates) {
+    head ??= entry.value.streamId;
+    if (entry.value.deviceIds.length > 0) return entry.value.streamId;
+  }
+  return head ?? 0;
+}
+
 /** The user's current device-list stream position (0 before any update). */
 export async function deviceListStreamId(kv: Deno.Kv, userId: string): Promise<number> {
   return (await kv.get<DeviceListHead>(e2eeKeys.deviceListHead(userId))).value?.streamId ?? 0;

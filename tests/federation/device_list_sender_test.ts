@@ -25,7 +25,13 @@ import {
   planDeviceListEdus,
 } from "../../domain/federation/edus/device_list_sender.ts";
 import { KvDeviceListOutbound } from "../../kv/device_list_outbound.ts";
-import { commitWithDeviceListChanges, deviceListStreamId } from "../../kv/device_list_log.ts";
+import {
+  commitWithDeviceListChanges,
+  type DeviceListChanges,
+  deviceListDeviceStreamId,
+  deviceListStreamId,
+  deviceListUpdatesAfter,
+} from "../../kv/device_list_log.ts";
 import { KvOutboxStore } from "../../kv/outbox_store.ts";
 import { FEDERATION_STREAM } from "../../domain/federation/federation_transactions.ts";
 import { e2eeKeys } from "../../kv/schema.ts";
@@ -254,6 +260,39 @@ Deno.test("device lists out: every kind of change reaches the servers sharing a 
   }, [A, B, C]);
 });
 
+Deno.test("device lists out: a resync right after a cross-signing change costs no second one", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A], b = net.servers[B];
+    const alice = await registerUser(a, "alice", PASSWORD);
+    const bob = await b.register("bob");
+    const roomId = await createRoom(a, alice, { preset: "public_chat" });
+    const join = `${V3}/join/${encodeURIComponent(roomId)}?server_name=${A}`;
+    await ok(b, bob, "POST", join, {});
+    await uploadDeviceKeys(a, alice);
+    await flush(a);
+    const cross = await newCrossSigning(alice.userId);
+    await ok(a, alice, "POST", `${V3}/keys/device_signing/upload`, {
+      master_key: cross.upload.master,
+      self_signing_key: cross.upload.self_signing,
+    });
+    await flush(a);
+    // B forgets alice (no shared room), rejoins and resyncs now: after the cross-signing
+    // change, before her next device change.
+    await ok(b, bob, "POST", `${V3}/rooms/${encodeURIComponent(roomId)}/leave`, {});
+    await ok(b, bob, "POST", join, {});
+    await ok(b, bob, "POST", `${V3}/keys/query`, { device_keys: { [alice.userId]: [] } });
+    const resyncs = () =>
+      net.log.filter((r) => r.origin === B && r.path.includes("/user/devices/")).length;
+    const before = resyncs();
+    // /user/devices named the last device position, which the next EDU's prev_id names.
+    const { deviceId } = await login(a, "alice", "NEXT");
+    await flush(a);
+    const last = keyEdus(net, A, B).at(-1)!;
+    assert.equal(last.content.device_id, deviceId);
+    assert.equal(resyncs(), before);
+  });
+});
+
 Deno.test("device lists out: an update whose queueing was cut off goes with the next change", async () => {
   await withNetwork(async (net) => {
     const a = net.servers[A], b = net.servers[B];
@@ -379,6 +418,33 @@ async function appendRemoteJoin(
     events: [{ eventId: built.eventId, pdu: built.pdu, status: "accepted" }],
   });
 }
+
+Deno.test("device lists out: the log gives each device of an update its own position", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const user = "@alice:a.test";
+    const commit = (change: Parameters<DeviceListChanges["add"]>[1]) =>
+      commitWithDeviceListChanges(kv, (_op, changes) => {
+        changes.add(user, change);
+        return Promise.resolve(true);
+      });
+    assert.equal(await deviceListDeviceStreamId(kv, user), 0);
+    await commit({ deviceIds: ["X"] });
+    await commit({ deleted: ["Y", "Z"] });
+    await commit({ crossSigning: true });
+    const updates = await deviceListUpdatesAfter(kv, user);
+    assert.deepEqual(updates.map((u) => [u.streamId, u.prevIds, u.deviceIds]), [
+      [1, [], ["X"]],
+      [3, [1], ["Y", "Z"]],
+      [4, [3], []],
+    ]);
+    assert.equal(await deviceListStreamId(kv, user), 4);
+    // What /user/devices reports: the last device position, which the next EDU follows.
+    assert.equal(await deviceListDeviceStreamId(kv, user), 3);
+  } finally {
+    kv.close();
+  }
+});
 
 Deno.test("device lists out: planning (positions, skipped positions, forced resyncs)", () => {
   const update = (streamId: number, prev: number, deviceIds: string[], crossSigning = false) => ({

@@ -13,11 +13,11 @@
  * position prev + i. An update of cross-signing keys alone takes one position, but goes out as
  * `m.signing_key_update`, which has no stream ID, so a receiver never learns that position:
  * the next device EDU's `prev_id` is therefore the stream ID of the last device EDU sent for
- * the user, skipping cross-signing positions. Synapse's sender names the cross-signing position
- * instead, which costs every receiver a resync after each cross-signing change; ours follows on
- * without one. (After a resync, `GET /user/devices` reports the head position, which may be a
- * cross-signing one; an EDU then naming the device position before it is a gap to Synapse's
- * receiver, which resyncs once more: rare and harmless.)
+ * the user, skipping cross-signing positions. (Synapse's sender can name the cross-signing
+ * position, which costs its receivers a resync after a cross-signing change; ours follows on
+ * without one.) For the same reason `GET /user/devices` reports the last device position as its
+ * `stream_id` (`deviceListDeviceStreamId`), not the head: a receiver resyncing between a
+ * cross-signing change and the next device change can then follow that device's EDU.
  *
  * Exactly once, in order, across processes: a per-user mark records how far the log was queued
  * (`streamId`) and the stream ID of the last device EDU (`eduStreamId`). A pass reads the mark
