@@ -12,8 +12,8 @@
  *
  * Setup (not measured): Alice (on A) creates a room, Bob (on B) joins it, Alice logs in
  * RUNS + WARMUP devices without keys, and Bob's sync is drained of what that changed. Each round
- * then parks Bob's long-poll, uploads the device keys of one of those devices (a first upload:
- * a real key change, as a new client's) and waits for the poll to name Alice.
+ * then parks Bob's long-poll, uploads the self-signed device keys of one of those devices (a
+ * first upload: a real key change, as a new client's) and waits for the poll to name Alice.
  *
  * Flags: --runs=N (measured rounds, default 20), --warmup=N (default 2), --in-process.
  */
@@ -21,6 +21,7 @@ import { startServerProcesses } from "../tests/federation/server_processes.ts";
 import { startNetwork } from "../tests/federation/in_process_network.ts";
 import { type RegisteredUser, registerUser } from "../tests/routes/client_harness.ts";
 import type { JsonResponse, RequestOptions } from "../tests/routes/test_server.ts";
+import { newTestDevice } from "../tests/domain/e2ee/device_keys_fixture.ts";
 import { markdownTable, summarise } from "./bench_stats.ts";
 
 function flag(name: string, fallback: number): number {
@@ -65,25 +66,6 @@ function quantile(sorted: readonly number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
 }
 
-/** 32 random bytes in unpadded base64, the shape of a curve25519 or ed25519 public key. */
-function randomKey(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return btoa(String.fromCharCode(...bytes)).replace(/=+$/, "");
-}
-
-/** A device's first key upload (the self-signature is a placeholder: servers do not check it). */
-function deviceKeys(userId: string, deviceId: string) {
-  return {
-    device_keys: {
-      user_id: userId,
-      device_id: deviceId,
-      algorithms: ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
-      keys: { [`curve25519:${deviceId}`]: randomKey(), [`ed25519:${deviceId}`]: randomKey() },
-      signatures: { [userId]: { [`ed25519:${deviceId}`]: randomKey() + randomKey() } },
-    },
-  };
-}
-
 /** Set up, then RUNS + WARMUP rounds of key-upload-on-A, long-poll-names-her-on-B. */
 async function measure(a: Server, b: Server): Promise<number[]> {
   const alice = await registerUser(a, "alice", PASSWORD);
@@ -113,6 +95,9 @@ async function measure(a: Server, b: Server): Promise<number[]> {
     });
   }
 
+  const deviceKeys = await Promise.all(
+    devices.map((d) => newTestDevice(d.userId, d.deviceId)),
+  );
   const sync = (since: string | undefined, timeout: number) =>
     ok(
       b,
@@ -148,10 +133,11 @@ async function measure(a: Server, b: Server): Promise<number[]> {
     })();
     // Let the poll park on B first, so it is the wake-up that returns it.
     await new Promise((resolve) => setTimeout(resolve, 20));
+    const body = { device_keys: await deviceKeys[round].deviceKeys() };
     const changed = performance.now();
     await ok(a, "POST", "/_matrix/client/v3/keys/upload", {
       token: device.accessToken,
-      body: deviceKeys(alice.userId, device.deviceId),
+      body,
     });
     const returned = await seen;
     if (round >= WARMUP) delays.push(returned - changed);

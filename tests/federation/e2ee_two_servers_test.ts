@@ -16,6 +16,11 @@
  * 5. typing, read receipts (one threaded) and presence from A reach B's /sync, and back (plain
  *    HTTP clients: nothing of this is encrypted).
  *
+ * Step 3 is pending (ignored unless TESSERA_RUN_PENDING_CLIENT_TESTS=1): see its comment.
+ *
+ * A second test loses one device-list update in transit on the in-process network and shows B
+ * filling the gap by resyncing.
+ *
  * One cluster serves everything (each process start costs a second or two). The EDU scenario
  * uses its own users and room, so it stands alone; the encryption steps are one story, and a
  * step whose prerequisite failed fails naming it rather than running on a broken state. Waiting
@@ -26,7 +31,11 @@ import { CrossSigningKey } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { assert, assertEquals } from "../assert.ts";
 import { type FederationCluster, startServerProcesses } from "./server_processes.ts";
 import type { FederationProcess } from "./server_processes.ts";
-import type { RegisteredUser } from "../routes/client_harness.ts";
+import { type RegisteredUser, registerUser } from "../routes/client_harness.ts";
+import { startNetwork } from "./in_process_network.ts";
+import { createRoom, ok as netOk } from "./network_helpers.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
+import { newTestDevice } from "../domain/e2ee/device_keys_fixture.ts";
 import type { RequestOptions } from "../routes/test_server.ts";
 import { pending, step, waitUntil } from "../clients/matrix_helpers.ts";
 import {
@@ -387,8 +396,6 @@ Deno.test({
             "",
           );
           assertEquals(encryption?.getContent().algorithm, MEGOLM);
-          // Each found the other's device through /keys/query on its own server.
-          assert((await devicesSeen(alice, bob.userId)).includes(bob.deviceId));
           const fromAlice = await send(alice, "Hello Bob on B, this is secret");
           await assertDecrypts(bob, roomId, fromAlice);
           const fromBob = await send(bob, "Hello Alice on A, secret too");
@@ -396,6 +403,8 @@ Deno.test({
           // Both servers hold only ciphertext.
           await assertEncryptedOnServer(bob, roomId, fromAlice);
           await assertEncryptedOnServer(alice, roomId, fromBob);
+          // Each found the other's device through /keys/query on its own server.
+          assert((await devicesSeen(alice, bob.userId)).includes(bob.deviceId));
           assert((await devicesSeen(bob, alice.userId)).includes(alice.deviceId));
         },
       });
@@ -567,4 +576,118 @@ Deno.test({
       await cluster.stop();
     }
   },
+});
+
+/**
+ * Device-list gap handling over the in-process network (a real process cannot be made to lose
+ * one EDU): A's transaction carrying a key change of Alice's is answered 200 without reaching
+ * B, as a lost update would be; A's next change then names the lost one in `prev_id`, and B
+ * resynchronises through `GET /user/devices` and lists every device again.
+ */
+Deno.test("device lists: an update lost in transit is a gap B fills by resyncing", async () => {
+  const net = await startNetwork(["a.test", "b.test"]);
+  try {
+    const a = net.servers["a.test"];
+    const b = net.servers["b.test"];
+    const alice = await registerUser(a, "alice", PASSWORD);
+    const bob = await b.register("bob");
+    const roomId = await createRoom(a, alice, { preset: "public_chat" });
+    await netOk(b, bob, "POST", `/_matrix/client/v3/join/${enc(roomId)}?via=a.test`, {});
+    const login = async () => {
+      const res = await a.request("POST", "/_matrix/client/v3/login", {
+        body: {
+          type: "m.login.password",
+          identifier: { type: "m.id.user", user: "alice" },
+          password: PASSWORD,
+        },
+      });
+      assertEquals(res.status, 200, JSON.stringify(res.body));
+      return {
+        userId: res.body.user_id,
+        accessToken: res.body.access_token,
+        deviceId: res.body.device_id,
+      } as RegisteredUser;
+    };
+    const uploadKeys = async (device: RegisteredUser) =>
+      netOk(a, device, "POST", "/_matrix/client/v3/keys/upload", {
+        device_keys: await (await newTestDevice(device.userId, device.deviceId)).deviceKeys(),
+      });
+    /** Alice's devices with keys, as Bob's /keys/query on B answers. */
+    const devicesOnB = async () => {
+      const res = await netOk(b, bob, "POST", "/_matrix/client/v3/keys/query", {
+        device_keys: { [alice.userId]: [] },
+      });
+      return Object.keys(res.device_keys?.[alice.userId] ?? {}).sort();
+    };
+    /** Deliver what A has queued (the network's senders are not started). */
+    const flush = async () => {
+      await a.deps.federationSender.runOnce();
+      await b.deps.federationSender.runOnce();
+    };
+
+    const second = await login();
+    await uploadKeys(alice);
+    await flush();
+    // Bob's server now tracks Alice (a first query caches her devices).
+    await waitUntil("B to list alice's first device", async () => {
+      await flush();
+      return (await devicesOnB()).includes(alice.deviceId);
+    });
+
+    // The next transaction carrying a device-list update of Alice's is "lost": answered 200
+    // without reaching B.
+    const lost: number[] = [];
+    let losing = true;
+    net.intercept((request) => {
+      const body = request.body as { edus?: { edu_type: string; content: JsonObject }[] };
+      if (
+        !losing || request.origin !== "a.test" ||
+        !request.path.startsWith("/_matrix/federation/v1/send/")
+      ) return "deliver";
+      const updates = (body.edus ?? []).filter((e) =>
+        e.edu_type === "m.device_list_update" && e.content.user_id === alice.userId
+      );
+      if (updates.length === 0) return "deliver";
+      lost.push(...updates.map((e) => e.content.stream_id as number));
+      return { status: 200, body: { pdus: {} } };
+    });
+    await uploadKeys(second);
+    await waitUntil("the update of alice's second device to be lost", async () => {
+      await flush();
+      return lost.length > 0;
+    });
+    losing = false;
+    // B never heard of it: its copy of Alice's devices is the old one.
+    assertEquals(await devicesOnB(), [alice.deviceId]);
+
+    // Alice's next change reaches B naming the lost update in prev_id: B resyncs.
+    const resyncsBefore = net.log.filter((r) =>
+      r.origin === "b.test" && r.path.startsWith("/_matrix/federation/v1/user/devices/")
+    ).length;
+    const bobSince = (await netOk(b, bob, "GET", "/_matrix/client/v3/sync?timeout=0")).next_batch;
+    const third = await login();
+    await uploadKeys(third);
+    const all = [alice.deviceId, second.deviceId, third.deviceId].sort();
+    await waitUntil("B to list all three of alice's devices", async () => {
+      await flush();
+      return JSON.stringify(await devicesOnB()) === JSON.stringify(all);
+    });
+    const resyncs = net.log.filter((r) =>
+      r.origin === "b.test" && r.path.startsWith("/_matrix/federation/v1/user/devices/")
+    ).length;
+    assert(resyncs > resyncsBefore, "B filled the gap without GET /user/devices");
+    // And Bob's client hears of it.
+    const synced = await netOk(
+      b,
+      bob,
+      "GET",
+      `/_matrix/client/v3/sync?since=${enc(bobSince)}&timeout=0`,
+    );
+    assert(
+      synced.device_lists?.changed?.includes(alice.userId),
+      JSON.stringify(synced.device_lists),
+    );
+  } finally {
+    await net.close();
+  }
 });
