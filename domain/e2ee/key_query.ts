@@ -105,7 +105,9 @@ export async function queryKeys(
   await Promise.all([
     addLocalUsers(deps, requester, local, query, response),
     ...[...remote].map(([server, users]) =>
-      addRemoteServer(deps, server, users, timeoutMs, response)
+      addRemoteServer(deps, server, users, timeoutMs, response).then(() =>
+        addRequesterSignatures(deps, requester, Object.keys(users), response)
+      )
     ),
   ]);
   return response;
@@ -194,6 +196,40 @@ function addCrossSigningKeys(
   if (userId === requester && own.user_signing !== undefined) {
     response.user_signing_keys[userId] = own.user_signing;
   }
+}
+
+/**
+ * The requester's own verifications of other servers' `users`: signatures by the requester's
+ * current user-signing key on the master key each user's server answered, stored here when
+ * uploaded (they are the requester's alone, never sent to that server, as in Synapse).
+ */
+async function addRequesterSignatures(
+  deps: KeyQueryDeps,
+  requester: string,
+  users: string[],
+  response: KeyQueryResponse,
+): Promise<void> {
+  const withMaster = users.filter((u) => response.master_keys[u] !== undefined);
+  if (withMaster.length === 0) return;
+  const own = (await deps.store.keysOf([requester])).get(requester);
+  const userSigning = publicKeyOrNull(own?.user_signing);
+  if (userSigning === null) return;
+  await mapLimited(withMaster, USER_READ_CONCURRENCY, async (userId) => {
+    const master = response.master_keys[userId];
+    let masterKey: string | null;
+    try {
+      masterKey = publicKeyOrNull(master);
+    } catch {
+      return; // not a key object: nothing of ours can be on it
+    }
+    if (masterKey === null) return;
+    const signatures = await deps.store.signaturesBy(userId, [requester], masterKey);
+    const visible = signatures.filter((s) =>
+      s.targetKeyId === masterKey && s.signerUserId === requester &&
+      s.signerKeyId === `ed25519:${userSigning}`
+    );
+    response.master_keys[userId] = withSignatures(master, visible);
+  });
 }
 
 async function addRemoteServer(

@@ -4,6 +4,10 @@
  * signed by one of their devices, and another user's master key signed by the signer's
  * user-signing key. The signed object must be the stored key (signatures and `unsigned` aside);
  * only new signatures are kept, and each is verified.
+ *
+ * Another server's user's master key is the one their server answers now (through the remote
+ * key querier, cached while we share a room with them); the signature is stored here only, as
+ * Synapse does: a user-signing signature is for its signer's eyes, shown on their /keys/query.
  */
 import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import { parseUserId } from "../protocol/identifiers.ts";
@@ -16,11 +20,13 @@ import type {
   UploadedSignature,
 } from "../ports/cross_signing_store.ts";
 import {
+  checkCrossSigningKeyShape,
   hasValidSignature,
   publicKeyOrNull,
   signatureOf,
   signedContent,
 } from "./cross_signing_keys.ts";
+import { KEY_QUERY_TIMEOUT, type RemoteKeyQuerier } from "./key_query.ts";
 
 /** One key of an upload: `{targetUserId: {keyId: signed}}`. */
 export interface SignatureUploadItem {
@@ -49,6 +55,8 @@ export interface SignaturePlanDeps {
   store: Pick<CrossSigningStore, "keysOf" | "signaturesBy">;
   deviceKeys: DeviceKeyReader;
   serverName: string;
+  /** Other servers' users' keys; without it their master keys cannot be signed. */
+  remote?: RemoteKeyQuerier;
 }
 
 class ItemFailure extends Error {
@@ -65,13 +73,15 @@ export async function planSignatures(
 ): Promise<SignaturePlan> {
   const targets = [...new Set(batch.map((i) => i.targetUserId))];
   const localTargets = targets.filter((u) => isLocal(u, deps.serverName));
-  const [keys, ownDevices] = await Promise.all([
+  const [keys, ownDevices, remoteMasters] = await Promise.all([
     deps.store.keysOf([...new Set([signer, ...localTargets])]),
     deps.deviceKeys.deviceKeys(new Map([[signer, []]])),
+    remoteMasterKeys(deps, targets.filter((u) => !isLocal(u, deps.serverName))),
   ]);
+  for (const [userId, master] of remoteMasters) keys.set(userId, { master });
   // Only the signer's own signatures can make an upload a repeat.
   const existing = await Promise.all(
-    localTargets.map((u) =>
+    [...localTargets, ...remoteMasters.keys()].map((u) =>
       deps.store.signaturesBy(u, [signer], publicKeyOrNull(keys.get(u)?.master))
     ),
   );
@@ -81,6 +91,7 @@ export async function planSignatures(
     ownDevices: ownDevices.get(signer) ?? new Map(),
     known: new Set(existing.flat().map(signatureKey)),
     serverName: deps.serverName,
+    remoteTargets: new Set(remoteMasters.keys()),
   };
   const write: SignatureWrite = {
     signerUserId: signer,
@@ -122,6 +133,8 @@ interface PlanContext {
   /** Stored signatures, as `signatureKey` strings. */
   known: Set<string>;
   serverName: string;
+  /** Other servers' users whose current master key their server gave us (in `keys`). */
+  remoteTargets: Set<string>;
 }
 
 interface CheckedItem {
@@ -147,9 +160,14 @@ async function checkItem(context: PlanContext, item: SignatureUploadItem): Promi
     if (device !== undefined) return await checkOwnDevice(context, item.keyId, signed, device);
     throw new ItemFailure("M_NOT_FOUND", "No such device or master key");
   }
-  if (!isLocal(item.targetUserId, context.serverName)) {
-    // The federation issue fetches remote users' master keys; until then none are known here.
-    throw new ItemFailure("M_NOT_FOUND", "Keys of users on other servers are not known here");
+  if (
+    !isLocal(item.targetUserId, context.serverName) &&
+    !context.remoteTargets.has(item.targetUserId)
+  ) {
+    throw new ItemFailure(
+      "M_NOT_FOUND",
+      "The user's master key could not be fetched from their server",
+    );
   }
   return await checkOtherMaster(context, item, signed);
 }
@@ -231,11 +249,48 @@ async function checkOtherMaster(
   return {
     kind: "other_master",
     signatures: signature ? [signature] : [],
-    expected: [
-      { userId: signer, usage: "user_signing", publicKey: userSigning },
-      { userId: item.targetUserId, usage: "master", publicKey: master },
-    ],
+    // Another server's user's key is not stored here: the check at commit is its server's
+    // answer just now, and /keys/query shows only signatures on the master key it answers.
+    expected: context.remoteTargets.has(item.targetUserId)
+      ? [{ userId: signer, usage: "user_signing", publicKey: userSigning }]
+      : [
+        { userId: signer, usage: "user_signing", publicKey: userSigning },
+        { userId: item.targetUserId, usage: "master", publicKey: master },
+      ],
   };
+}
+
+/**
+ * The current master keys of other servers' `users` (valid user IDs only), asked of their
+ * servers; users whose server fails or has none are left out (their items then fail).
+ */
+async function remoteMasterKeys(
+  deps: SignaturePlanDeps,
+  users: readonly string[],
+): Promise<Map<string, JsonObject>> {
+  const out = new Map<string, JsonObject>();
+  const remote = deps.remote;
+  if (remote === undefined || users.length === 0) return out;
+  const byServer = new Map<string, Record<string, string[]>>();
+  for (const userId of users) {
+    const parsed = parseUserId(userId);
+    if (!parsed.ok) continue;
+    const server = parsed.value.serverName;
+    (byServer.get(server) ?? byServer.set(server, {}).get(server)!)[userId] = [];
+  }
+  await Promise.all([...byServer].map(async ([server, query]) => {
+    try {
+      const result = await remote.query(server, query, KEY_QUERY_TIMEOUT.defaultMs);
+      for (const userId of Object.keys(query)) {
+        const master = result.master_keys?.[userId];
+        if (master !== undefined && isMasterKeyOf(master, userId)) out.set(userId, master);
+      }
+    } catch (error) {
+      // Its users' items fail with M_NOT_FOUND; the rest of the upload goes on.
+      console.warn("signature upload: master keys not fetched", server, error);
+    }
+  }));
+  return out;
 }
 
 /**
@@ -278,6 +333,16 @@ function requireSameContent(signed: JsonObject, stored: JsonObject): void {
   }
   if (content !== signedContent(stored)) {
     throw new ItemFailure("M_INVALID_PARAM", "The signed object does not match the stored key");
+  }
+}
+
+/** True when `key` has the shape of `userId`'s master key (what came from elsewhere). */
+function isMasterKeyOf(key: JsonObject, userId: string): boolean {
+  try {
+    checkCrossSigningKeyShape(key, userId, "master");
+    return true;
+  } catch {
+    return false;
   }
 }
 

@@ -465,3 +465,63 @@ Deno.test("one-time key claims are rate limited per claiming server, taking no k
     },
   );
 });
+
+Deno.test("verifying a user on another server: the signature is the signer's, shown to them only", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers["a.test"], b = net.servers["b.test"];
+    const alice = await cryptoUser(a, "alice");
+    const bob = await cryptoUser(b, "bob");
+    const carol = await cryptoUser(b, "carol");
+    const aliceMaster = alice.cross.master.publicKey;
+    const since = (await ok(b, bob.user, "GET", `${V3}/sync?timeout=0`)).next_batch;
+    const signed = await bob.cross.userSigning.sign(
+      alice.cross.upload.master,
+      bob.user.userId,
+    );
+    const upload = await ok(b, bob.user, "POST", `${V3}/keys/signatures/upload`, {
+      [alice.user.userId]: { [aliceMaster]: signed },
+    });
+    assert.deepEqual(upload.failures, {});
+    const bobKey = `ed25519:${bob.cross.userSigning.publicKey}`;
+
+    // Bob sees his verification of alice; carol (same server) and alice's server do not.
+    const query = (server: NetworkServer, user: RegisteredUser) =>
+      ok(server, user, "POST", `${V3}/keys/query`, { device_keys: { [alice.user.userId]: [] } });
+    const bobView = await query(b, bob.user);
+    assert.equal(
+      bobView.master_keys[alice.user.userId].signatures[bob.user.userId]?.[bobKey],
+      (signed.signatures as Record<string, Record<string, string>>)[bob.user.userId][bobKey],
+    );
+    const carolView = await query(b, carol.user);
+    assert.equal(carolView.master_keys[alice.user.userId].signatures?.[bob.user.userId], undefined);
+    const aliceView = await query(a, alice.user);
+    assert.equal(aliceView.master_keys[alice.user.userId].signatures?.[bob.user.userId], undefined);
+    // Bob's next sync names alice as changed, so his client re-reads her keys.
+    const sync = await ok(b, bob.user, "GET", `${V3}/sync?timeout=0&since=${since}`);
+    assert.ok(sync.device_lists.changed.includes(alice.user.userId), JSON.stringify(sync));
+
+    // A key alice's server does not hold: refused, nothing stored.
+    const forged = await bob.cross.userSigning.sign(
+      { ...alice.cross.upload.master, usage: ["master"], extra: "field" },
+      bob.user.userId,
+    );
+    const refused = await ok(b, bob.user, "POST", `${V3}/keys/signatures/upload`, {
+      [alice.user.userId]: { [aliceMaster]: forged },
+    });
+    assert.equal(
+      refused.failures[alice.user.userId][aliceMaster].errcode,
+      "M_INVALID_PARAM",
+    );
+    // Alice's server unreachable: her key cannot be fetched, so the item fails.
+    net.setReachable("a.test", false);
+    const unreachable = await ok(b, carol.user, "POST", `${V3}/keys/signatures/upload`, {
+      [alice.user.userId]: {
+        [aliceMaster]: await carol.cross.userSigning.sign(
+          alice.cross.upload.master,
+          carol.user.userId,
+        ),
+      },
+    });
+    assert.equal(unreachable.failures[alice.user.userId][aliceMaster].errcode, "M_NOT_FOUND");
+  });
+});
