@@ -5,7 +5,9 @@
  *   asking their server (their updates keep it fresh);
  * - sharing a room but nothing cached, or stale: a resync (`GET /user/devices`), cached and
  *   answered; when it fails, a stale cache still answers (the server being down does not make
- *   the devices we know vanish), else the server is reported in `failures`;
+ *   the devices we know vanish), else the server is reported in `failures`. At most
+ *   MAX_RESYNCS_PER_QUERY per query (each is a request); further uncached users go into the
+ *   batched query below, further stale ones are answered stale;
  * - not sharing a room: their server is asked directly (`POST /user/keys/query`), nothing cached
  *   (no updates would keep it fresh).
  */
@@ -17,6 +19,9 @@ import type { RemoteDeviceCache } from "./remote_device_cache.ts";
 
 /** Sharing checks and resyncs in flight at once for one query. */
 const USERS_IN_FLIGHT = 8;
+
+/** Users without a cache resynced by one query; others are asked in the batched query. */
+export const MAX_RESYNCS_PER_QUERY = 16;
 
 /**
  * Share of the client's timeout a resync may take, so a stale cache can still answer before
@@ -48,18 +53,33 @@ export class CachedRemoteKeyQuerier implements RemoteKeyQuerier {
       USERS_IN_FLIGHT,
       (userId) => this.deps.cache.sharesRoom(userId),
     );
-    const tracked = users.filter((_, i) => sharing[i]);
+    const sharers = users.filter((_, i) => sharing[i]);
     const direct: Record<string, string[]> = {};
     users.forEach((userId, i) => {
       if (!sharing[i]) direct[userId] = deviceKeys[userId];
     });
-    const cached = await this.deps.cache.lists(tracked);
+    const cached = await this.deps.cache.lists(sharers);
+    // Each resync is a request of its own: past a few, the rest are asked in the one batched
+    // query (uncached; a later query resyncs them).
+    const resync = new Set<string>();
+    const tracked = sharers.filter((userId) => {
+      const list = cached.get(userId);
+      if (list !== undefined && !list.stale) return true;
+      if (resync.size < MAX_RESYNCS_PER_QUERY) {
+        resync.add(userId);
+        return true;
+      }
+      // Stale and over the budget: the stale list answers this time.
+      if (list !== undefined) return true;
+      direct[userId] = deviceKeys[userId];
+      return false;
+    });
     const resyncTimeout = Math.floor(timeoutMs * RESYNC_SHARE_OF_TIMEOUT);
     let failure: JsonObject | undefined;
     const [lists, directResult] = await Promise.all([
       mapLimited(tracked, USERS_IN_FLIGHT, async (userId) => {
         const list = cached.get(userId);
-        if (list !== undefined && !list.stale) return list;
+        if (!resync.has(userId)) return list;
         try {
           return await this.deps.cache.resync(userId, resyncTimeout);
         } catch (error) {

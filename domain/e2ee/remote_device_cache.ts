@@ -52,7 +52,15 @@ export interface RemoteDeviceCacheDeps {
    */
   updateResyncTimeoutMs?: number;
   log?: (message: string, ...details: unknown[]) => void;
+  now?: () => number;
 }
+
+/**
+ * After an update's resync failed against a server, its further updates needing one within
+ * this long mark their users stale without trying: a transaction of a hundred updates from a
+ * server whose /user/devices hangs costs one timeout, not a hundred.
+ */
+export const UPDATE_RESYNC_BACKOFF_MS = 60_000;
 
 /** Default of `updateResyncTimeoutMs`. */
 export const UPDATE_RESYNC_TIMEOUT_MS = 5_000;
@@ -71,6 +79,11 @@ export interface SigningKeyUpdate {
 export class RemoteDeviceCache {
   /** Resyncs in flight in this process, so concurrent queries of one user ask once. */
   readonly #resyncs = new Map<string, Promise<RemoteDeviceList>>();
+  /**
+   * Servers whose update-triggered resync failed, and when (this process's hint only: another
+   * process tries once itself; a success clears it).
+   */
+  readonly #failedServers = new Map<string, number>();
 
   /** Over the store, the resync source and the sharing check. */
   constructor(private readonly deps: RemoteDeviceCacheDeps) {}
@@ -101,11 +114,20 @@ export class RemoteDeviceCache {
     if (versionstamp !== null) await this.deps.changed([update.userId], versionstamp);
     if (result === "seen") return "seen";
     if (result === "apply") return "applied";
+    const server = serverOf(update.userId);
+    const now = this.deps.now ?? Date.now;
+    const failedAt = this.#failedServers.get(server);
+    if (failedAt !== undefined && now() - failedAt < UPDATE_RESYNC_BACKOFF_MS) {
+      await this.#markStale(update.userId);
+      return "resync_failed";
+    }
     try {
       await this.resync(update.userId, this.deps.updateResyncTimeoutMs ?? UPDATE_RESYNC_TIMEOUT_MS);
+      this.#failedServers.delete(server);
       return "resynced";
     } catch (error) {
       this.deps.log?.(`device lists: resync of ${update.userId} failed`, error);
+      this.#failedServers.set(server, now());
       await this.#markStale(update.userId);
       return "resync_failed";
     }
@@ -153,13 +175,7 @@ export class RemoteDeviceCache {
   }
 
   async #resync(userId: string, timeoutMs: number): Promise<RemoteDeviceList> {
-    const parsed = parseUserId(userId);
-    if (!parsed.ok) throw new Error(`not a user ID: ${userId}`);
-    const snapshot = await this.deps.source.userDevices(
-      parsed.value.serverName,
-      userId,
-      timeoutMs,
-    );
+    const snapshot = await this.deps.source.userDevices(serverOf(userId), userId, timeoutMs);
     const fetched = listFromSnapshot(snapshot);
     const { result, versionstamp } = await this.deps.store.modify(userId, (current) => {
       // An update applied meanwhile moved the cache past the answer: keep the newer.
@@ -194,4 +210,11 @@ export class RemoteDeviceCache {
     });
     if (versionstamp !== null) await this.deps.changed([userId], versionstamp);
   }
+}
+
+/** The server of a user ID the caller checked. */
+function serverOf(userId: string): string {
+  const parsed = parseUserId(userId);
+  if (!parsed.ok) throw new Error(`not a user ID: ${userId}`);
+  return parsed.value.serverName;
 }

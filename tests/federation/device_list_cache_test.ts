@@ -15,6 +15,7 @@ import { type RegisteredUser, registerUser } from "../routes/client_harness.ts";
 import { newCrossSigning, newDeviceKeys } from "../domain/e2ee/cross_signing_fixtures.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 import { KvRemoteDeviceStore } from "../../kv/remote_device_store.ts";
+import { MAX_RESYNCS_PER_QUERY } from "../../domain/e2ee/cached_remote_key_querier.ts";
 
 const A = "a.test";
 const B = "b.test";
@@ -410,4 +411,37 @@ Deno.test("device lists in: updates about another server's users, users sharing 
     assert.equal((await store.get([alice.userId, carol.userId])).size, 0);
     assert.deepEqual((await syncLists(b, bob, s0.nextBatch)).changed, []);
   }, [A, B, C]);
+});
+
+Deno.test("keys query: at most MAX_RESYNCS_PER_QUERY resyncs per query; further uncached users go in one batched query", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A], b = net.servers[B];
+    const alice = await a.register("alice");
+    const bob = await b.register("bob");
+    const roomId = await sharedRoom(net, alice, bob);
+    const others: RegisteredUser[] = [];
+    for (let i = 0; i < MAX_RESYNCS_PER_QUERY + 3; i++) {
+      const user = await a.register(`user${i}`);
+      await ok(a, user, "POST", `${V3}/join/${enc(roomId)}`, {});
+      others.push(user);
+    }
+    await a.deps.federationSender.runOnce();
+    const answer = await ok(b, bob, "POST", `${V3}/keys/query`, {
+      device_keys: Object.fromEntries(others.map((u) => [u.userId, []])),
+    });
+    assert.deepEqual(answer.failures, {});
+    assert.deepEqual(Object.keys(answer.device_keys).sort(), others.map((u) => u.userId).sort());
+    const resyncs = net.log.filter((r) =>
+      r.origin === B && r.path.startsWith("/_matrix/federation/v1/user/devices/")
+    ).length;
+    assert.equal(resyncs, MAX_RESYNCS_PER_QUERY);
+    assert.equal(keyQueriesTo(net, A), 1);
+    const asked = net.log.find((r) =>
+      r.origin === B && r.path === "/_matrix/federation/v1/user/keys/query"
+    )!;
+    assert.equal(
+      Object.keys((asked.body as { device_keys: JsonObject }).device_keys).length,
+      3,
+    );
+  });
 });

@@ -17,6 +17,7 @@ import {
 } from "../../../domain/e2ee/remote_device_updates.ts";
 import {
   RemoteDeviceCache,
+  UPDATE_RESYNC_BACKOFF_MS,
   UPDATE_RESYNC_TIMEOUT_MS,
 } from "../../../domain/e2ee/remote_device_cache.ts";
 import type {
@@ -176,9 +177,11 @@ class MemoryStore implements RemoteDeviceStore {
 function cacheOver(
   store: MemoryStore,
   source: (timeoutMs?: number) => Promise<RemoteDeviceSnapshot>,
+  now: () => number = Date.now,
 ) {
   const woken: string[] = [];
   const cache = new RemoteDeviceCache({
+    now,
     store,
     source: { userDevices: (_server, _userId, timeoutMs) => source(timeoutMs) },
     sharesRoom: () => Promise.resolve(true),
@@ -190,15 +193,16 @@ function cacheOver(
   return { cache, woken };
 }
 
-Deno.test("RemoteDeviceCache: a failed resync marks the cache stale (still answering) and the next update resyncs", async () => {
+Deno.test("RemoteDeviceCache: a failed resync marks the cache stale (still answering); the server is not asked again for a while; then the next update resyncs", async () => {
   const store = new MemoryStore();
   let fail = false;
   const timeouts: (number | undefined)[] = [];
   let served = snapshot(1, ["D1"]);
+  let clock = 1_000_000;
   const { cache, woken } = cacheOver(store, (timeoutMs) => {
     timeouts.push(timeoutMs);
     return fail ? Promise.reject(new Error("down")) : Promise.resolve(served);
-  });
+  }, () => clock);
   assert.equal(await cache.applyUpdate(edu(1, [])), "resynced");
   assert.deepEqual(timeouts, [UPDATE_RESYNC_TIMEOUT_MS], "an update's resync is bounded");
   fail = true;
@@ -206,8 +210,12 @@ Deno.test("RemoteDeviceCache: a failed resync marks the cache stale (still answe
   const stale = (await cache.lists([ALICE])).get(ALICE)!;
   assert.equal(stale.stale, true);
   assert.deepEqual(Object.keys(stale.devices), ["D1"], "the stale cache keeps its devices");
-  // Even an update that follows on: the cache is behind, so it resyncs.
+  // Within the backoff another update needing a resync does not ask the server again.
   fail = false;
+  assert.equal(await cache.applyUpdate(edu(9, [8])), "resync_failed");
+  assert.equal(timeouts.length, 2, "no request during the backoff");
+  // Past it, even an update that follows on resyncs: the cache is behind.
+  clock += UPDATE_RESYNC_BACKOFF_MS;
   served = snapshot(4, ["D1", "D2"]);
   assert.equal(await cache.applyUpdate(edu(4, [3])), "resynced");
   const fresh = (await cache.lists([ALICE])).get(ALICE)!;
