@@ -445,3 +445,24 @@ Deno.test("keys query: at most MAX_RESYNCS_PER_QUERY resyncs per query; further 
     );
   });
 });
+
+Deno.test("device lists in: A's user leaving the last room shared with B drops B's cache of them; one still sharing keeps it", async () => {
+  await withNetwork(async (net) => {
+    const a = net.servers[A], b = net.servers[B];
+    const alice = await a.register("alice");
+    const amy = await a.register("amy");
+    const bob = await b.register("bob");
+    const roomId = await sharedRoom(net, alice, bob);
+    await ok(a, amy, "POST", `${V3}/join/${enc(roomId)}`, {});
+    await a.deps.federationSender.runOnce();
+    await queryOnB(b, bob, alice.userId);
+    await queryOnB(b, bob, amy.userId);
+    const store = new KvRemoteDeviceStore(b.kv);
+    assert.equal((await store.get([alice.userId, amy.userId])).size, 2);
+
+    await ok(a, amy, "POST", `${V3}/rooms/${enc(roomId)}/leave`, {});
+    await a.deps.federationSender.runOnce();
+    const left = await store.get([alice.userId, amy.userId]);
+    assert.deepEqual([...left.keys()], [alice.userId], "amy's cache went with her leave");
+  });
+});
