@@ -9,19 +9,22 @@
  * federation, device lists and olm-encrypted to-device room keys, both ways. Then typing, read
  * receipts and to-device messages from each side are seen in the other side's /sync, a new
  * device on either side shows in the other side's `device_lists.changed` and decrypts later
- * messages, and a device deleted on Synapse disappears from Tessera's view.
+ * messages, both users' cross-signing keys reach the other server and client and the two
+ * verify each other by SAS, and a device deleted on Synapse disappears from Tessera's view.
  *
  * Each test builds on the ones before it, in file order; a test whose prerequisite failed fails
  * saying so. Sanitizers are off: the SDK leaves timers behind after stopClient (its crypto
  * machine's tasks); the clients are stopped by the last test.
  */
 import * as sdk from "matrix-js-sdk";
+import { CrossSigningKey } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { assert, assertEquals } from "../assert.ts";
 import {
   cryptoFailureReport,
   type CryptoSession,
   joinEncryptedRoom,
   openCryptoClient,
+  passwordAuth,
   sendEncryptedText,
   waitForMember,
   waitForOwnDeviceKeysUploaded,
@@ -32,6 +35,8 @@ import {
   assertEncryptedOnServer,
   MEGOLM,
   type Sent,
+  verifyBySas,
+  waitForOwnIdentitySettled,
 } from "../clients/e2ee_assertions.ts";
 import { step, waitUntil } from "../clients/matrix_helpers.ts";
 import { decodeBase64 } from "../../domain/protocol/base64.ts";
@@ -428,6 +433,91 @@ interopTest(
     await assertCrossesEncrypted(added, room, sent);
   },
 );
+
+interopTest(
+  "cross-signing: each user's master and self-signing keys reach the other server and client",
+  async () => {
+    const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
+    for (const side of [e, s]) {
+      await step(
+        `${side.userId} bootstrapCrossSigning`,
+        () =>
+          side.crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth(side) }),
+      );
+      await waitForOwnIdentitySettled(side);
+    }
+    for (const [me, other] of [[e, s], [s, e]]) {
+      const master = await other.crypto.getCrossSigningKeyId(CrossSigningKey.Master);
+      const selfSigning = await other.crypto.getCrossSigningKeyId(CrossSigningKey.SelfSigning);
+      assert(master && selfSigning, `${other.userId} has no cross-signing keys`);
+      // The other server's keys as this side's server gives them (over federation or from its
+      // cache, which the m.signing_key_update must have refreshed), and as this client holds them.
+      await waitUntil(
+        `${me.userId}'s server to give ${other.userId}'s master and self-signing keys`,
+        async () => {
+          const res = await me.client.downloadKeysForUsers([other.userId]);
+          return Object.values(res.master_keys?.[other.userId]?.keys ?? {})[0] === master &&
+            Object.values(res.self_signing_keys?.[other.userId]?.keys ?? {})[0] === selfSigning;
+        },
+        CONVERGE_MS,
+        200,
+      );
+      await waitUntil(
+        `${me.userId}'s client to hold ${other.userId}'s master key`,
+        async () => {
+          const known = await me.crypto.getUserCrossSigningKeys(other.userId);
+          return Object.values(known?.master_key?.keys ?? {})[0] === master;
+        },
+        CONVERGE_MS,
+        200,
+      );
+      // The other's device counts as signed by its owner's self-signing key here too.
+      await waitUntil(
+        `${me.userId} to see ${other.deviceId} signed by ${other.userId}'s self-signing key`,
+        async () =>
+          (await me.crypto.getDeviceVerificationStatus(other.userId, other.deviceId))
+            ?.signedByOwner,
+        CONVERGE_MS,
+        200,
+      );
+      const before = await me.crypto.getUserVerificationStatus(other.userId);
+      assert(!before.isCrossSigningVerified(), "verified before any verification");
+    }
+  },
+);
+
+interopTest("cross-signing: a Tessera and a Synapse user verify each other by SAS", async () => {
+  const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
+  const room = need(roomId, "the encrypted room");
+  need(await e.crypto.getCrossSigningKeyId(CrossSigningKey.Master) ?? undefined, "erin's keys");
+  need(await s.crypto.getCrossSigningKeyId(CrossSigningKey.Master) ?? undefined, "sam's keys");
+  await verifyBySas(e, s, room);
+  // Each side's user-signing signature of the other's master key is on its own server, and
+  // each trusts the other's user and first device through cross-signing.
+  for (const [me, other] of [[e, s], [s, e]]) {
+    const userSigning = await me.crypto.getCrossSigningKeyId(CrossSigningKey.UserSigning);
+    assert(userSigning, `${me.userId} has no user-signing key`);
+    await waitUntil(
+      `${me.userId}'s server to hold its signature of ${other.userId}'s master key`,
+      async () => {
+        const res = await me.client.downloadKeysForUsers([other.userId]);
+        const master = res.master_keys?.[other.userId] as
+          | { signatures?: Record<string, Record<string, string>> }
+          | undefined;
+        return master?.signatures?.[me.userId]?.[`ed25519:${userSigning}`];
+      },
+      CONVERGE_MS,
+      200,
+    );
+    await waitUntil(
+      `${me.userId} to trust ${other.userId} through cross-signing`,
+      async () =>
+        (await me.crypto.getUserVerificationStatus(other.userId)).isCrossSigningVerified(),
+    );
+    const device = await me.crypto.getDeviceVerificationStatus(other.userId, other.deviceId);
+    assert(device?.crossSigningVerified, `${me.userId} does not trust ${other.deviceId}`);
+  }
+});
 
 interopTest("a device deleted on Synapse leaves the Tessera user's view", async () => {
   try {
