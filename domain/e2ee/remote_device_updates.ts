@@ -8,8 +8,11 @@
  * - stream_id at the position: seen when the position came from a resync; else it is another
  *   device changed under the same stream ID (a server may number one change of several devices
  *   once), applied like the next update;
- * - otherwise applied when it names prev_ids and every one is known (the resync position or an
- *   update applied after it: earlier updates of the same transaction are applied before it);
+ * - otherwise applied when it names prev_ids and every one is known: at or below the last
+ *   resync's position (the list fetched then includes every change up to it: a server whose
+ *   stream positions are global, as Synapse's are, names in prev_id the last update it sent us,
+ *   which may lie below the position its /user/devices reported), or an update applied after
+ *   it (earlier updates of the same transaction are applied before it);
  * - no cache, a stale cache, an empty prev_id or an unknown prev_id: resync.
  */
 import type { JsonObject } from "../protocol/json.ts";
@@ -66,7 +69,8 @@ export function decideUpdate(
   }
   if (update.prevIds.length === 0) return "resync";
   const known = new Set(current.known);
-  return update.prevIds.every((id) => known.has(id)) ? "apply" : "resync";
+  const covered = (id: number) => id <= current.resyncedAt || known.has(id);
+  return update.prevIds.every(covered) ? "apply" : "resync";
 }
 
 /** The cache after applying `update` (decided "apply"). */

@@ -57,7 +57,13 @@ Deno.test("decideUpdate: nothing cached or stale resyncs; below the position is 
   assert.equal(decideUpdate(list, edu(4, [3])), "apply");
   assert.equal(decideUpdate(list, edu(5, [4])), "resync", "stream 4 never seen");
   assert.equal(decideUpdate(list, edu(4, [])), "resync", "an empty prev_id always resyncs");
-  assert.equal(decideUpdate(list, edu(4, [3, 2])), "resync", "every prev_id must be known");
+  assert.equal(decideUpdate(list, edu(4, [3, 2])), "apply", "2 is covered by the resync at 3");
+  assert.equal(decideUpdate(list, edu(6, [3, 5])), "resync", "every prev_id must be known");
+  assert.equal(
+    decideUpdate(list, edu(9, [1])),
+    "apply",
+    "a prev_id below the resync position (a server numbering globally) is covered",
+  );
 });
 
 Deno.test("withUpdate: applied in order; later updates may name any known earlier one; one stream ID for two devices", () => {
