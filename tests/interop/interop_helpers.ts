@@ -124,6 +124,11 @@ export function deviceListsLeft(sync: Json): string[] {
   return ((sync.device_lists as Json | undefined)?.left as string[] | undefined) ?? [];
 }
 
+/** The presence events of one /sync response. */
+export function presenceEvents(sync: Json): Json[] {
+  return ((sync.presence as Json | undefined)?.events as Json[] | undefined) ?? [];
+}
+
 /** The to-device events of one /sync response. */
 export function toDeviceEvents(sync: Json): Json[] {
   return ((sync.to_device as Json | undefined)?.events as Json[] | undefined) ?? [];

@@ -7,7 +7,7 @@
  * made, for /sync checks that must not race the SDK's own sync), share an encrypted room made on
  * Tessera and decrypt each other's messages: that takes `/keys/query` and `/keys/claim` over
  * federation, device lists and olm-encrypted to-device room keys, both ways. Then typing, read
- * receipts and to-device messages from each side are seen in the other side's /sync, a new
+ * receipts, presence and to-device messages from each side are seen in the other side's /sync, a new
  * device on either side shows in the other side's `device_lists.changed` and decrypts later
  * messages, both users' cross-signing keys reach the other server and client and the two
  * verify each other by SAS, and a device deleted on Synapse disappears from Tessera's view.
@@ -49,6 +49,7 @@ import {
   eventually,
   type Json,
   PASSWORD,
+  presenceEvents,
   register,
   serverNameOf,
   SYNAPSE,
@@ -353,6 +354,25 @@ for (const [from, to] of [["Tessera", "Synapse"], ["Synapse", "Tessera"]] as con
       `${writer.userId}'s m.read receipt on ${eventId}`,
       (sync) => hasReadReceipt(sync, room, eventId, writer.userId) ? true : undefined,
     );
+  });
+
+  interopTest(`presence set on ${from} shows in ${to}'s /sync`, async () => {
+    const [writer, reader] = pick();
+    need(roomId, "the encrypted room (presence goes to servers sharing a room)");
+    const cursor = await reader.syncCursor();
+    const statusMsg = `interop status ${crypto.randomUUID()}`;
+    await writer.ok("PUT", `/presence/${enc(writer.userId)}/status`, {
+      presence: "online",
+      status_msg: statusMsg,
+    });
+    const event = await cursor.until(
+      `${writer.userId}'s presence with status "${statusMsg}"`,
+      (sync) =>
+        presenceEvents(sync).find((e) =>
+          e.sender === writer.userId && (e.content as Json).status_msg === statusMsg
+        ),
+    );
+    assertEquals((event.content as Json).presence, "online");
   });
 
   interopTest(`a to-device message from ${from} reaches a ${to} device's /sync`, async () => {
