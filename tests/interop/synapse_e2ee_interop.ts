@@ -7,9 +7,9 @@
  * made, for /sync checks that must not race the SDK's own sync), share an encrypted room made on
  * Tessera and decrypt each other's messages: that takes `/keys/query` and `/keys/claim` over
  * federation, device lists and olm-encrypted to-device room keys, both ways. Then typing, read
- * receipts, presence and to-device messages from each side are seen in the other side's /sync, a new
- * device on either side shows in the other side's `device_lists.changed` and decrypts later
- * messages, both users' cross-signing keys reach the other server and client and the two
+ * receipts, presence and to-device messages from each side are seen in the other side's /sync,
+ * a new device on either side shows in the other side's `device_lists.changed` and decrypts
+ * later messages, both users' cross-signing keys reach the other server and client and the two
  * verify each other by SAS, and a device deleted on Synapse disappears from Tessera's view.
  *
  * Each test builds on the ones before it, in file order; a test whose prerequisite failed fails
