@@ -188,7 +188,12 @@ export class RemoteDeviceCache {
       }
       return { result: fetched, write: { next: fetched, log } };
     });
-    if (versionstamp !== null) await this.deps.changed([userId], versionstamp);
+    if (versionstamp !== null) {
+      await this.deps.changed([userId], versionstamp);
+      // The sharing may have ended while the request was out (the drop then found nothing to
+      // drop): what was written must not outlive it.
+      if (!(await this.deps.sharesRoom(userId))) await this.deps.store.drop([userId]);
+    }
     return result;
   }
 

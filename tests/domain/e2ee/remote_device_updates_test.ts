@@ -267,3 +267,22 @@ Deno.test("RemoteDeviceCache: a list too large to cache is answered but not kept
   assert.equal(await unshared.applyUpdate(edu(1, [])), "not_shared");
   assert.equal(await unshared.applySigningKeys({ userId: ALICE, masterKey: {} }), false);
 });
+
+Deno.test("RemoteDeviceCache: a resync that lands after the sharing ended is dropped again", async () => {
+  const store = new MemoryStore();
+  let sharing = true;
+  const cache = new RemoteDeviceCache({
+    store,
+    source: {
+      userDevices: () => {
+        sharing = false; // the leave commits while the request is out
+        return Promise.resolve(snapshot(1, ["D1"]));
+      },
+    },
+    sharesRoom: () => Promise.resolve(sharing),
+    changed: () => Promise.resolve(),
+  });
+  const list = await cache.resync(ALICE, 1000);
+  assert.deepEqual(Object.keys(list.devices), ["D1"], "the caller still gets its answer");
+  assert.equal(store.lists.size, 0);
+});
