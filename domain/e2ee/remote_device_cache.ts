@@ -12,8 +12,9 @@
  * - when a membership change ends the sharing (the user leaves our last shared room, or our
  *   last local member leaves a room they are in), `dropUnshared` deletes the cache, so after a
  *   rejoin the next query or update resyncs (remote_device_sharing.ts runs it after the
- *   change's commit). A process dying between that commit and the drop leaves a cache a rejoin
- *   would trust again; the user's next update whose prev_id we never saw still resyncs it.
+ *   change's commit; a resync landing after it checks the sharing again and drops what it
+ *   wrote). A process dying between that commit and the drop leaves a cache a rejoin would
+ *   trust again; the user's next update whose prev_id we never saw still resyncs it.
  *
  * Every change the cache takes is logged as a device-list change of the remote user in the
  * same commit (the store does it), then the syncs of local users sharing a room are woken.
