@@ -44,6 +44,7 @@ import { verifyJsonSignature } from "../../domain/protocol/signing.ts";
 import {
   CONVERGE_MS,
   deviceListsChanged,
+  deviceListsLeft,
   enc,
   ephemeralOf,
   eventually,
@@ -538,6 +539,39 @@ interopTest("cross-signing: a Tessera and a Synapse user verify each other by SA
     assert(device?.crossSigningVerified, `${me.userId} does not trust ${other.deviceId}`);
   }
 });
+
+interopTest(
+  "the Synapse user leaves and rejoins: Tessera lists them in device_lists.left, then changed, with a device added meanwhile",
+  async () => {
+    const reader = need(erin, "erin"), owner = need(sam, "sam"), e = need(erinDev, "erin's device");
+    const room = need(roomId, "the encrypted room");
+    const cursor = await reader.syncCursor();
+    await owner.ok("POST", `/rooms/${enc(room)}/leave`, {});
+    await cursor.until(
+      `${owner.userId} in device_lists.left`,
+      (sync) => deviceListsLeft(sync).includes(owner.userId) ? true : undefined,
+    );
+    // A device added while no room is shared: Synapse tells no one, so Tessera must not answer
+    // from what it kept of sam's devices once they share a room again.
+    const meanwhile = await openDevice(SYNAPSE, owner, "sam's device added while away");
+    await reader.ok("POST", `/rooms/${enc(room)}/invite`, { user_id: owner.userId });
+    await eventually(
+      `${owner.userId} rejoins ${room}`,
+      async () => (await owner.call("POST", `/rooms/${enc(room)}/join`, {})).status === 200,
+    );
+    await cursor.until(
+      `${owner.userId} in device_lists.changed after the rejoin`,
+      (sync) => deviceListsChanged(sync).includes(owner.userId) ? true : undefined,
+    );
+    await assertQueryGivesDevice(reader, meanwhile);
+    await waitUntil(
+      `erin's client to list ${meanwhile.deviceId}`,
+      async () => (await knownDevices(e, owner.userId)).includes(meanwhile.deviceId),
+      CONVERGE_MS,
+      200,
+    );
+  },
+);
 
 interopTest("a device deleted on Synapse leaves the Tessera user's view", async () => {
   try {
