@@ -28,10 +28,13 @@ import {
   type RemoteKeyQuerier,
 } from "./key_query.ts";
 import {
+  fetchRemoteMasterKeys,
   planSignatures,
+  type RemoteMasterKey,
   type SignatureFailures,
   type SignatureUploadItem,
 } from "./signature_upload.ts";
+import { parseUserId } from "../protocol/identifiers.ts";
 
 /** The keys of one /keys/device_signing/upload body (any subset). */
 export type SigningKeyUpload = Partial<Record<CrossSigningUsage, unknown>>;
@@ -50,6 +53,11 @@ export interface CrossSigningDeps {
   notifyUser(userId: string, versionstamp: string): void;
   /** This server's name: users elsewhere have no keys here until federation fetches them. */
   serverName: string;
+  /**
+   * Longest wait for other servers' users' master keys in a signature upload (default
+   * REMOTE_MASTER_TIMEOUT_MS).
+   */
+  remoteMasterTimeoutMs?: number;
 }
 
 /** Attempts at a signature batch whose checked keys keep changing under it. */
@@ -140,8 +148,11 @@ export class CrossSigningService {
       const chunk = new Set(targets.slice(i, i + TARGET_USERS_PER_COMMIT));
       batches.push(others.filter((item) => chunk.has(item.targetUserId)));
     }
+    const remoteMasters = await this.#remoteMasters(userId, targets);
     for (const batch of batches) {
-      if (batch.length > 0) await this.#commitSignatureBatch(userId, batch, failures);
+      if (batch.length > 0) {
+        await this.#commitSignatureBatch(userId, batch, failures, remoteMasters);
+      }
     }
     return { failures };
   }
@@ -163,13 +174,33 @@ export class CrossSigningService {
     await this.deps.store.removeDeviceSignatures(userId, deviceIds);
   }
 
+  /**
+   * The master keys of the users of other servers among `targets`, asked of their servers once
+   * for the whole upload (not per batch or retry), and only when `signer` has a user-signing
+   * key to sign them with: without one their items fail before the keys matter.
+   */
+  async #remoteMasters(
+    signer: string,
+    targets: readonly string[],
+  ): Promise<Map<string, RemoteMasterKey>> {
+    const remote = targets.filter((userId) => {
+      const parsed = parseUserId(userId);
+      return parsed.ok && parsed.value.serverName !== this.deps.serverName;
+    });
+    if (remote.length === 0) return new Map();
+    const own = (await this.deps.store.keysOf([signer])).get(signer);
+    if (own?.user_signing === undefined) return new Map();
+    return await fetchRemoteMasterKeys(this.deps.remote, remote, this.deps.remoteMasterTimeoutMs);
+  }
+
   async #commitSignatureBatch(
     userId: string,
     batch: SignatureUploadItem[],
     failures: SignatureFailures,
+    remoteMasters: ReadonlyMap<string, RemoteMasterKey>,
   ): Promise<void> {
     for (let attempt = 0; attempt < SIGNATURE_ATTEMPTS; attempt++) {
-      const plan = await planSignatures(this.deps, userId, batch);
+      const plan = await planSignatures(this.deps, userId, batch, remoteMasters);
       if (plan.write.signatures.length === 0) {
         mergeFailures(failures, plan.failures);
         return;

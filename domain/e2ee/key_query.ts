@@ -6,10 +6,12 @@
  * for everyone, and the requester's own user-signing signature only for the requester (other
  * users' verifications of someone are private); user-signing keys go only to their owner. Only
  * signatures by a signer's current key are shown, so replaced keys leave nothing stale behind.
+ * Other servers' users' master keys come from their servers (or our cache of them) and carry
+ * the requester's own signatures from here, on the key answered now (addRequesterSignatures).
  */
 import { mapLimited, withDeadline } from "../concurrency.ts";
 import { parseUserId } from "../protocol/identifiers.ts";
-import type { JsonObject } from "../protocol/json.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import type { DeviceKeyReader } from "../ports/device_key_store.ts";
 import type {
   CrossSigningKeySet,
@@ -104,11 +106,15 @@ export async function queryKeys(
   }
   await Promise.all([
     addLocalUsers(deps, requester, local, query, response),
-    ...[...remote].map(([server, users]) =>
-      addRemoteServer(deps, server, users, timeoutMs, response).then(() =>
-        addRequesterSignatures(deps, requester, Object.keys(users), response)
-      )
-    ),
+    (async () => {
+      await Promise.all(
+        [...remote].map(([server, users]) =>
+          addRemoteServer(deps, server, users, timeoutMs, response)
+        ),
+      );
+      const remoteUsers = [...remote.values()].flatMap((users) => Object.keys(users));
+      await addRequesterSignatures(deps, requester, remoteUsers, response);
+    })(),
   ]);
   return response;
 }
@@ -200,8 +206,11 @@ function addCrossSigningKeys(
 
 /**
  * The requester's own verifications of other servers' `users`: signatures by the requester's
- * current user-signing key on the master key each user's server answered, stored here when
- * uploaded (they are the requester's alone, never sent to that server, as in Synapse).
+ * current user-signing key on the master key each user's server answered (from the remote
+ * device cache or asked just now), stored here when uploaded (they are the requester's alone,
+ * never sent to that server, as in Synapse). Whatever the other server put under the
+ * requester's name on that key is dropped first: only this server holds the requester's
+ * signatures, and a client must not read one we did not check.
  */
 async function addRequesterSignatures(
   deps: KeyQueryDeps,
@@ -211,6 +220,9 @@ async function addRequesterSignatures(
 ): Promise<void> {
   const withMaster = users.filter((u) => response.master_keys[u] !== undefined);
   if (withMaster.length === 0) return;
+  for (const userId of withMaster) {
+    response.master_keys[userId] = withoutSignaturesBy(response.master_keys[userId], requester);
+  }
   const own = (await deps.store.keysOf([requester])).get(requester);
   const userSigning = publicKeyOrNull(own?.user_signing);
   if (userSigning === null) return;
@@ -223,6 +235,7 @@ async function addRequesterSignatures(
       return; // not a key object: nothing of ours can be on it
     }
     if (masterKey === null) return;
+    // Read at the master key answered now: signatures on a key it replaced are not read.
     const signatures = await deps.store.signaturesBy(userId, [requester], masterKey);
     const visible = signatures.filter((s) =>
       s.targetKeyId === masterKey && s.signerUserId === requester &&
@@ -230,6 +243,14 @@ async function addRequesterSignatures(
     );
     response.master_keys[userId] = withSignatures(master, visible);
   });
+}
+
+/** A copy of `key` without `userId`'s signatures (the key itself when it has none). */
+function withoutSignaturesBy(key: JsonObject, userId: string): JsonObject {
+  const signatures = key.signatures;
+  if (!isJsonObject(signatures) || !Object.hasOwn(signatures, userId)) return key;
+  const { [userId]: _dropped, ...others } = signatures;
+  return { ...key, signatures: others };
 }
 
 async function addRemoteServer(

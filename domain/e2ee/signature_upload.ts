@@ -6,9 +6,13 @@
  * only new signatures are kept, and each is verified.
  *
  * Another server's user's master key is the one their server answers now (through the remote
- * key querier, cached while we share a room with them); the signature is stored here only, as
- * Synapse does: a user-signing signature is for its signer's eyes, shown on their /keys/query.
+ * key querier: the remote device cache while we share a room with them, else their server asked
+ * directly), fetched once per upload before any batch is checked (`fetchRemoteMasterKeys`). The
+ * signature is stored here only, as Synapse does: a user-signing signature is for its signer's
+ * eyes, shown on their own /keys/query, never sent over federation. Nothing else of another
+ * server's user can be signed here (their devices are signed by their own self-signing key).
  */
+import { mapLimited, withDeadline } from "../concurrency.ts";
 import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import { parseUserId } from "../protocol/identifiers.ts";
 import type { DeviceKeyReader } from "../ports/device_key_store.ts";
@@ -26,7 +30,11 @@ import {
   signatureOf,
   signedContent,
 } from "./cross_signing_keys.ts";
-import { KEY_QUERY_TIMEOUT, type RemoteKeyQuerier } from "./key_query.ts";
+import {
+  KEY_QUERY_TIMEOUT,
+  type RemoteKeyQuerier,
+  type RemoteKeyQueryResult,
+} from "./key_query.ts";
 
 /** One key of an upload: `{targetUserId: {keyId: signed}}`. */
 export interface SignatureUploadItem {
@@ -55,9 +63,19 @@ export interface SignaturePlanDeps {
   store: Pick<CrossSigningStore, "keysOf" | "signaturesBy">;
   deviceKeys: DeviceKeyReader;
   serverName: string;
-  /** Other servers' users' keys; without it their master keys cannot be signed. */
-  remote?: RemoteKeyQuerier;
 }
+
+/**
+ * Another server's user's current master key as their server answered it, or why there is
+ * none to check a signature against (the failure every item signing it reports).
+ */
+export type RemoteMasterKey = { key: JsonObject } | { failure: SignatureFailure };
+
+/** Longest wait for other servers' master keys in one upload (as a /keys/query's default). */
+export const REMOTE_MASTER_TIMEOUT_MS = KEY_QUERY_TIMEOUT.defaultMs;
+
+/** Servers asked at once for their users' master keys. */
+const SERVERS_IN_FLIGHT = 8;
 
 class ItemFailure extends Error {
   constructor(readonly errcode: string, message: string) {
@@ -65,33 +83,46 @@ class ItemFailure extends Error {
   }
 }
 
-/** Read what `batch` depends on and check each of its keys. */
+/**
+ * Read what `batch` depends on and check each of its keys. `remoteMasters` holds the master
+ * keys of the batch's users on other servers (`fetchRemoteMasterKeys`); one missing there fails
+ * its items.
+ */
 export async function planSignatures(
   deps: SignaturePlanDeps,
   signer: string,
   batch: readonly SignatureUploadItem[],
+  remoteMasters: ReadonlyMap<string, RemoteMasterKey> = new Map(),
 ): Promise<SignaturePlan> {
   const targets = [...new Set(batch.map((i) => i.targetUserId))];
   const localTargets = targets.filter((u) => isLocal(u, deps.serverName));
-  const [keys, ownDevices, remoteMasters] = await Promise.all([
+  const [keys, ownDevices] = await Promise.all([
     deps.store.keysOf([...new Set([signer, ...localTargets])]),
     deps.deviceKeys.deviceKeys(new Map([[signer, []]])),
-    remoteMasterKeys(deps, targets.filter((u) => !isLocal(u, deps.serverName))),
   ]);
-  for (const [userId, master] of remoteMasters) keys.set(userId, { master });
+  const remoteKeys = new Map<string, JsonObject>();
+  for (const userId of targets) {
+    const remote = remoteMasters.get(userId);
+    if (remote !== undefined && "key" in remote && !isLocal(userId, deps.serverName)) {
+      remoteKeys.set(userId, remote.key);
+    }
+  }
   // Only the signer's own signatures can make an upload a repeat.
-  const existing = await Promise.all(
-    [...localTargets, ...remoteMasters.keys()].map((u) =>
+  const existing = await Promise.all([
+    ...localTargets.map((u) =>
       deps.store.signaturesBy(u, [signer], publicKeyOrNull(keys.get(u)?.master))
     ),
-  );
+    ...[...remoteKeys].map(([u, key]) =>
+      deps.store.signaturesBy(u, [signer], publicKeyOrNull(key))
+    ),
+  ]);
   const context: PlanContext = {
     signer,
     keys,
     ownDevices: ownDevices.get(signer) ?? new Map(),
     known: new Set(existing.flat().map(signatureKey)),
     serverName: deps.serverName,
-    remoteTargets: new Set(remoteMasters.keys()),
+    remoteMasters,
   };
   const write: SignatureWrite = {
     signerUserId: signer,
@@ -133,8 +164,8 @@ interface PlanContext {
   /** Stored signatures, as `signatureKey` strings. */
   known: Set<string>;
   serverName: string;
-  /** Other servers' users whose current master key their server gave us (in `keys`). */
-  remoteTargets: Set<string>;
+  /** Other servers' users' master keys, as their servers answered for this upload. */
+  remoteMasters: ReadonlyMap<string, RemoteMasterKey>;
 }
 
 interface CheckedItem {
@@ -160,14 +191,8 @@ async function checkItem(context: PlanContext, item: SignatureUploadItem): Promi
     if (device !== undefined) return await checkOwnDevice(context, item.keyId, signed, device);
     throw new ItemFailure("M_NOT_FOUND", "No such device or master key");
   }
-  if (
-    !isLocal(item.targetUserId, context.serverName) &&
-    !context.remoteTargets.has(item.targetUserId)
-  ) {
-    throw new ItemFailure(
-      "M_NOT_FOUND",
-      "The user's master key could not be fetched from their server",
-    );
+  if (!isLocal(item.targetUserId, context.serverName)) {
+    return await checkRemoteMaster(context, item, signed);
   }
   return await checkOtherMaster(context, item, signed);
 }
@@ -237,6 +262,48 @@ async function checkOtherMaster(
   requireSameContent(signed, target!);
   const userSigning = publicKeyOrNull(context.keys.get(signer)?.user_signing);
   if (userSigning === null) throw new ItemFailure("M_NOT_FOUND", "No user-signing key uploaded");
+  const checked = await userSigningSignature(context, item, signed, master, userSigning);
+  checked.expected.push({ userId: item.targetUserId, usage: "master", publicKey: master });
+  return checked;
+}
+
+/**
+ * Another server's user's master key, as their server answered it for this upload, signed by
+ * the signer's user-signing key. Their key is not stored here, so the commit checks only the
+ * signer's key: if their server replaces the master key meanwhile, the signature is kept under
+ * the old key's ID, and /keys/query, showing only signatures on the master key it answers,
+ * never shows it.
+ */
+async function checkRemoteMaster(
+  context: PlanContext,
+  item: SignatureUploadItem,
+  signed: JsonObject,
+): Promise<CheckedItem> {
+  // The signer's key first: without one, their server was not asked.
+  const userSigning = publicKeyOrNull(context.keys.get(context.signer)?.user_signing);
+  if (userSigning === null) throw new ItemFailure("M_NOT_FOUND", "No user-signing key uploaded");
+  const remote = context.remoteMasters.get(item.targetUserId);
+  if (remote === undefined) {
+    throw new ItemFailure("M_NOT_FOUND", "The user's master key was not fetched");
+  }
+  if ("failure" in remote) throw new ItemFailure(remote.failure.errcode, remote.failure.error);
+  const master = publicKeyOrNull(remote.key);
+  if (master === null || item.keyId !== master) {
+    // Their devices, or a master key their server no longer answers.
+    throw new ItemFailure("M_NOT_FOUND", "Only the user's current master key can be signed");
+  }
+  requireSameContent(signed, remote.key);
+  return await userSigningSignature(context, item, signed, master, userSigning);
+}
+
+/** The signer's user-signing signature on another user's master key `master`. */
+async function userSigningSignature(
+  context: PlanContext,
+  item: SignatureUploadItem,
+  signed: JsonObject,
+  master: string,
+  userSigning: string,
+): Promise<CheckedItem> {
   const keyId = `ed25519:${userSigning}`;
   const signature = await newSignature(
     context,
@@ -249,47 +316,65 @@ async function checkOtherMaster(
   return {
     kind: "other_master",
     signatures: signature ? [signature] : [],
-    // Another server's user's key is not stored here: the check at commit is its server's
-    // answer just now, and /keys/query shows only signatures on the master key it answers.
-    expected: context.remoteTargets.has(item.targetUserId)
-      ? [{ userId: signer, usage: "user_signing", publicKey: userSigning }]
-      : [
-        { userId: signer, usage: "user_signing", publicKey: userSigning },
-        { userId: item.targetUserId, usage: "master", publicKey: master },
-      ],
+    expected: [{ userId: context.signer, usage: "user_signing", publicKey: userSigning }],
   };
 }
 
 /**
- * The current master keys of other servers' `users` (valid user IDs only), asked of their
- * servers; users whose server fails or has none are left out (their items then fail).
+ * The current master keys of other servers' `users`, asked of their servers through `remote`
+ * (each server once, at most SERVERS_IN_FLIGHT at a time, each within `timeoutMs`), checked to
+ * be each user's master key. Every user gets an entry: the key, or the failure their items
+ * report (M_NOT_FOUND, as Synapse answers when it cannot fetch a remote user's key).
  */
-async function remoteMasterKeys(
-  deps: SignaturePlanDeps,
+export async function fetchRemoteMasterKeys(
+  remote: RemoteKeyQuerier | undefined,
   users: readonly string[],
-): Promise<Map<string, JsonObject>> {
-  const out = new Map<string, JsonObject>();
-  const remote = deps.remote;
-  if (remote === undefined || users.length === 0) return out;
+  timeoutMs: number = REMOTE_MASTER_TIMEOUT_MS,
+): Promise<Map<string, RemoteMasterKey>> {
+  const out = new Map<string, RemoteMasterKey>();
+  const notFound = (error: string): RemoteMasterKey => ({
+    failure: { errcode: "M_NOT_FOUND", error },
+  });
   const byServer = new Map<string, Record<string, string[]>>();
-  for (const userId of users) {
+  for (const userId of new Set(users)) {
     const parsed = parseUserId(userId);
     if (!parsed.ok) continue;
     const server = parsed.value.serverName;
     (byServer.get(server) ?? byServer.set(server, {}).get(server)!)[userId] = [];
   }
-  await Promise.all([...byServer].map(async ([server, query]) => {
-    try {
-      const result = await remote.query(server, query, KEY_QUERY_TIMEOUT.defaultMs);
+  await mapLimited([...byServer], SERVERS_IN_FLIGHT, async ([server, query]) => {
+    const unanswered = (why: string) => {
       for (const userId of Object.keys(query)) {
-        const master = result.master_keys?.[userId];
-        if (master !== undefined && isMasterKeyOf(master, userId)) out.set(userId, master);
+        out.set(userId, notFound(`The user's master key could not be fetched: ${why}`));
       }
+    };
+    if (remote === undefined) return unanswered("keys of other servers' users are not queried");
+    let result: RemoteKeyQueryResult | undefined;
+    try {
+      // The transport's deadline bounds each attempt; this one bounds the whole wait.
+      result = await withDeadline(remote.query(server, query, timeoutMs), timeoutMs);
     } catch (error) {
-      // Its users' items fail with M_NOT_FOUND; the rest of the upload goes on.
-      console.warn("signature upload: master keys not fetched", server, error);
+      return unanswered(error instanceof Error ? error.message : String(error));
     }
-  }));
+    if (result === undefined) return unanswered(`${server} did not answer in time`);
+    for (const userId of Object.keys(query)) {
+      const key = result.master_keys?.[userId];
+      if (key === undefined) {
+        // A querier answering from its cache reports the users it could not reach this way.
+        const failure = result.failure;
+        out.set(
+          userId,
+          failure !== undefined && result.device_keys?.[userId] === undefined
+            ? notFound(`The user's master key could not be fetched: ${String(failure.message)}`)
+            : notFound("The user has no master key"),
+        );
+      } else if (isMasterKeyOf(key, userId)) {
+        out.set(userId, { key });
+      } else {
+        out.set(userId, notFound("The user's server answered a malformed master key"));
+      }
+    }
+  });
   return out;
 }
 
