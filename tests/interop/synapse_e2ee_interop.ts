@@ -376,21 +376,29 @@ for (const [from, to] of [["Tessera", "Synapse"], ["Synapse", "Tessera"]] as con
     assertEquals((event.content as Json).presence, "online");
   });
 
-  interopTest(`a to-device message from ${from} reaches a ${to} device's /sync`, async () => {
-    const [writer, reader] = pick();
-    const cursor = await reader.syncCursor();
-    const nonce = crypto.randomUUID();
-    const type = "org.tessera.interop.ping";
-    await writer.ok("PUT", `/sendToDevice/${type}/${crypto.randomUUID()}`, {
-      messages: { [reader.userId]: { [reader.deviceId]: { nonce } } },
-    });
-    const event = await cursor.until(
-      `the to-device ${type} from ${writer.userId}`,
-      (sync) => toDeviceEvents(sync).find((e) => e.type === type),
-    );
-    assertEquals(event.sender, writer.userId);
-    assertEquals((event.content as Json).nonce, nonce);
-  });
+  interopTest(
+    `to-device messages from ${from} (to one device, then to all) reach a ${to} device's /sync`,
+    async () => {
+      const [writer, reader] = pick();
+      const cursor = await reader.syncCursor();
+      const type = "org.tessera.interop.ping";
+      // Addressed to the reader's device by ID, then to all the reader's devices ("*").
+      for (const device of [reader.deviceId, "*"]) {
+        const nonce = crypto.randomUUID();
+        await writer.ok("PUT", `/sendToDevice/${type}/${crypto.randomUUID()}`, {
+          messages: { [reader.userId]: { [device]: { nonce } } },
+        });
+        const event = await cursor.until(
+          `the to-device ${type} for device ${device} from ${writer.userId}`,
+          (sync) =>
+            toDeviceEvents(sync).find((e) =>
+              e.type === type && (e.content as Json).nonce === nonce
+            ),
+        );
+        assertEquals(event.sender, writer.userId);
+      }
+    },
+  );
 }
 
 interopTest(
