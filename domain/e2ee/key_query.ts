@@ -208,9 +208,9 @@ function addCrossSigningKeys(
  * The requester's own verifications of other servers' `users`: signatures by the requester's
  * current user-signing key on the master key each user's server answered (from the remote
  * device cache or asked just now), stored here when uploaded (they are the requester's alone,
- * never sent to that server, as in Synapse). Whatever the other server put under the
- * requester's name on that key is dropped first: only this server holds the requester's
- * signatures, and a client must not read one we did not check.
+ * never sent to that server, as in Synapse). Whatever the other server put on that key under
+ * the name of any user of ours is dropped first: our users' signatures of other users are held
+ * only here (never sent over federation), so a client must not read one we did not check.
  */
 async function addRequesterSignatures(
   deps: KeyQueryDeps,
@@ -221,7 +221,10 @@ async function addRequesterSignatures(
   const withMaster = users.filter((u) => response.master_keys[u] !== undefined);
   if (withMaster.length === 0) return;
   for (const userId of withMaster) {
-    response.master_keys[userId] = withoutSignaturesBy(response.master_keys[userId], requester);
+    response.master_keys[userId] = withoutSignaturesOf(
+      response.master_keys[userId],
+      deps.serverName,
+    );
   }
   const own = (await deps.store.keysOf([requester])).get(requester);
   const userSigning = publicKeyOrNull(own?.user_signing);
@@ -245,12 +248,19 @@ async function addRequesterSignatures(
   });
 }
 
-/** A copy of `key` without `userId`'s signatures (the key itself when it has none). */
-function withoutSignaturesBy(key: JsonObject, userId: string): JsonObject {
+/** A copy of `key` without the signatures of `serverName`'s users (itself when it has none). */
+function withoutSignaturesOf(key: JsonObject, serverName: string): JsonObject {
   const signatures = key.signatures;
-  if (!isJsonObject(signatures) || !Object.hasOwn(signatures, userId)) return key;
-  const { [userId]: _dropped, ...others } = signatures;
-  return { ...key, signatures: others };
+  if (!isJsonObject(signatures)) return key;
+  const ours = (userId: string) => {
+    const parsed = parseUserId(userId);
+    return parsed.ok && parsed.value.serverName === serverName;
+  };
+  if (!Object.keys(signatures).some(ours)) return key;
+  return {
+    ...key,
+    signatures: Object.fromEntries(Object.entries(signatures).filter(([u]) => !ours(u))),
+  };
 }
 
 async function addRemoteServer(
