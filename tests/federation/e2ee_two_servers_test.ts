@@ -16,8 +16,6 @@
  * 5. typing, read receipts (one threaded) and presence from A reach B's /sync, and back (plain
  *    HTTP clients: nothing of this is encrypted).
  *
- * Step 3 is pending (ignored unless TESSERA_RUN_PENDING_CLIENT_TESTS=1): see its comment.
- *
  * A second test loses one device-list update in transit on the in-process network and shows B
  * filling the gap by resyncing.
  *
@@ -37,7 +35,7 @@ import { createRoom, ok as netOk } from "./network_helpers.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 import { newTestDevice } from "../domain/e2ee/device_keys_fixture.ts";
 import type { RequestOptions } from "../routes/test_server.ts";
-import { pending, step, waitUntil } from "../clients/matrix_helpers.ts";
+import { step, waitUntil } from "../clients/matrix_helpers.ts";
 import {
   createEncryptedRoom,
   cryptoFailureReport,
@@ -366,8 +364,6 @@ Deno.test({
       const steps: {
         name: string;
         needs: string[];
-        /** Set while a piece the step needs is missing from the server (say which). */
-        ignore?: boolean;
         fn: () => Promise<void>;
       }[] = [];
       steps.push({
@@ -433,14 +429,6 @@ Deno.test({
       steps.push({
         name: "3. cross-signing: alice verifies bob across the servers and sees him verified",
         needs: ["1"],
-        // Pending: a user's signature of a REMOTE user's master key. POST /keys/signatures/upload
-        // refuses it ("Keys of users on other servers are not known here",
-        // domain/e2ee/signature_upload.ts), and /keys/query passes a remote user's master key
-        // through without the requester's own signatures merged in (addRemoteServer in
-        // domain/e2ee/key_query.ts), so the Rust crypto never reads back its verification.
-        // Everything before that (identities across servers, SAS in the room) works.
-        // TESSERA_RUN_PENDING_CLIENT_TESTS=1 runs it.
-        ignore: pending(),
         fn: async () => {
           for (const side of [alice, bob]) {
             await step(
@@ -539,26 +527,22 @@ Deno.test({
       const passed = new Set<string>();
       const notPassed: string[] = [];
       if (!ephemeralOk) notPassed.push("5");
-      for (const { name, needs, ignore, fn } of steps) {
+      for (const { name, needs, fn } of steps) {
         const number = name.split(".")[0];
         const missing = needs.filter((n) => !passed.has(n));
-        const ok = await t.step({
-          name,
-          ignore,
-          fn: async () => {
-            if (missing.length) {
-              throw new Error(`not run: step ${missing.join(", ")} failed before it`);
-            }
-            try {
-              await fn();
-            } catch (error) {
-              console.error(`step "${name}" failed:\n${cryptoFailureReport(sessions)}`);
-              throw error;
-            }
-          },
+        const ok = await t.step(name, async () => {
+          if (missing.length) {
+            throw new Error(`not run: step ${missing.join(", ")} failed before it`);
+          }
+          try {
+            await fn();
+          } catch (error) {
+            console.error(`step "${name}" failed:\n${cryptoFailureReport(sessions)}`);
+            throw error;
+          }
         });
         if (ok) passed.add(number);
-        else if (!ignore) notPassed.push(number);
+        else notPassed.push(number);
       }
       if (notPassed.length) throw new Error(`steps that failed: ${notPassed.join(", ")}`);
       failed = false;
