@@ -322,7 +322,7 @@ async function userSigningSignature(
 
 /**
  * The current master keys of other servers' `users`, asked of their servers through `remote`
- * (each server once, at most SERVERS_IN_FLIGHT at a time, each within `timeoutMs`), checked to
+ * (each server once, at most SERVERS_IN_FLIGHT at a time, all within `timeoutMs`), checked to
  * be each user's master key. Every user gets an entry: the key, or the failure their items
  * report (M_NOT_FOUND, as Synapse answers when it cannot fetch a remote user's key).
  */
@@ -330,6 +330,7 @@ export async function fetchRemoteMasterKeys(
   remote: RemoteKeyQuerier | undefined,
   users: readonly string[],
   timeoutMs: number = REMOTE_MASTER_TIMEOUT_MS,
+  now: () => number = Date.now,
 ): Promise<Map<string, RemoteMasterKey>> {
   const out = new Map<string, RemoteMasterKey>();
   const notFound = (error: string): RemoteMasterKey => ({
@@ -342,6 +343,9 @@ export async function fetchRemoteMasterKeys(
     const server = parsed.value.serverName;
     (byServer.get(server) ?? byServer.set(server, {}).get(server)!)[userId] = [];
   }
+  // One deadline for the whole upload, however many servers it names: a server asked late
+  // gets what is left of it, and one whose turn comes after it is not asked.
+  const deadline = now() + timeoutMs;
   await mapLimited([...byServer], SERVERS_IN_FLIGHT, async ([server, query]) => {
     const unanswered = (why: string) => {
       for (const userId of Object.keys(query)) {
@@ -349,10 +353,12 @@ export async function fetchRemoteMasterKeys(
       }
     };
     if (remote === undefined) return unanswered("keys of other servers' users are not queried");
+    const left = deadline - now();
+    if (left <= 0) return unanswered(`${server} was not asked in time`);
     let result: RemoteKeyQueryResult | undefined;
     try {
       // The transport's deadline bounds each attempt; this one bounds the whole wait.
-      result = await withDeadline(remote.query(server, query, timeoutMs), timeoutMs);
+      result = await withDeadline(remote.query(server, query, left), left);
     } catch (error) {
       return unanswered(error instanceof Error ? error.message : String(error));
     }

@@ -338,3 +338,30 @@ Deno.test("fetchRemoteMasterKeys answers every user: the key, or why there is no
   const none = await fetchRemoteMasterKeys(undefined, [DAVE], 50);
   assert("failure" in none.get(DAVE)!);
 });
+
+Deno.test("fetchRemoteMasterKeys keeps one deadline for all servers: a server whose turn comes after it is not asked", async () => {
+  // A clock each query moves on by 600 of the 1,000 ms allowed: the first server is asked with
+  // 1,000 left, the second with 400, the third after the deadline.
+  let clock = 0;
+  const remote = new FakeQuerier();
+  const asked: number[] = [];
+  const users = ["@u:one.example", "@u:two.example", "@u:three.example"];
+  for (const userId of users) {
+    remote.masters.set(userId, (await newCrossSigning(userId)).upload.master);
+  }
+  const querier: RemoteKeyQuerier = {
+    query: (server, deviceKeys, timeoutMs) => {
+      asked.push(timeoutMs);
+      clock += 600;
+      return remote.query(server, deviceKeys);
+    },
+  };
+  const out = await fetchRemoteMasterKeys(querier, users, 1_000, () => clock);
+  assertEquals(asked, [1_000, 400]);
+  assert("key" in out.get(users[0])! && "key" in out.get(users[1])!);
+  const late = out.get(users[2])!;
+  assert(
+    "failure" in late && late.failure.error.includes("not asked in time"),
+    JSON.stringify(late),
+  );
+});
