@@ -631,6 +631,7 @@ export async function assembleServer(
       roomDirectory,
       remoteJoin: remoteJoiner,
       remoteMembership,
+      federationDisabled: !config.federation.enabled,
     }),
     ...assembleThreepids({ kv, config, keyring, now: options.now, rooms: () => deps.rooms }),
   };
@@ -851,6 +852,7 @@ function assembleRooms(options: {
   roomDirectory: RoomDirectoryStore;
   remoteJoin?: RemoteJoinService;
   remoteMembership?: RemoteMembershipActions;
+  federationDisabled?: boolean;
 }): RoomsServices {
   const { roomDirectory } = options;
   const rooms = new Rooms({
@@ -864,6 +866,7 @@ function assembleRooms(options: {
     defaultRoomVersion: options.defaultRoomVersion,
     remoteJoin: options.remoteJoin,
     remoteMembership: options.remoteMembership,
+    federationDisabled: options.federationDisabled,
   });
   return { rooms, roomDirectory };
 }

@@ -4,6 +4,16 @@
  * the builder and the auth rules), then create the room and send its events in the order the
  * spec gives: create, creator join, power levels, canonical alias, preset state, initial_state,
  * name, topic, invites. A refused request writes nothing.
+ *
+ * Invitees of other servers are invited last, once the room and its local invites are stored,
+ * exactly as by a later `/invite` (MembershipService.invite): their server countersigns the
+ * invite over federation, `is_direct` in its content. A remote invite that fails (the server
+ * is unreachable, refuses or signs badly) writes nothing of itself; the room stands as created
+ * with its local invites, the client gets its ID and the failure is logged. (Synapse 1.67 also
+ * keeps the room but answers the request with the invite's error, so the client never learns
+ * the ID of a room it is joined to.) The creator can invite again. What a remote invite is
+ * checked for up front (a valid ID, the invitee's invite cap, the auth rules in the dry run) is
+ * checked before anything is written, as for local invitees.
  */
 import { invalidParam, MatrixError, unsupportedRoomVersion } from "../errors.ts";
 import { isValidUserId, parseRoomAlias } from "../protocol/identifiers.ts";
@@ -14,6 +24,7 @@ import type { CommitMutation } from "../ports/event_store.ts";
 import type { RoomVisibility } from "../ports/room_directory_store.ts";
 import { checkPendingInvites } from "./invite_quota.ts";
 import { RoomAliases } from "./room_aliases.ts";
+import { MembershipService } from "./membership.ts";
 import { checkRoomCreation } from "./room_creation_check.ts";
 import {
   defaultPowerLevels,
@@ -62,7 +73,15 @@ export interface RoomPlan {
    * makes a lost race refuse the room before anything of it is stored.
    */
   createMutations?: (roomId: string) => CommitMutation[];
+  /**
+   * Invitees of other servers, invited over federation once `events` are stored (their invites
+   * are not in `events`, though the dry run authorised them in their place after those).
+   */
+  remoteInvitees: string[];
 }
+
+/** Where RoomCreator reports what it could not do without failing the request. */
+export type CreateRoomLog = (message: string, ...details: unknown[]) => void;
 
 /** 400 M_ROOM_IN_USE: the alias asked for is taken. */
 const roomInUse = (alias: string) =>
@@ -73,7 +92,14 @@ const invalidRoomState = (message: string) => new MatrixError("M_INVALID_ROOM_ST
 
 /** Creates rooms. */
 export class RoomCreator {
-  constructor(private readonly deps: RoomServiceDeps) {}
+  readonly #membership: MembershipService;
+  readonly #log: CreateRoomLog;
+
+  /** Over the rooms services' deps; `log` takes failed remote invites (console.warn). */
+  constructor(private readonly deps: RoomServiceDeps, options: { log?: CreateRoomLog } = {}) {
+    this.#membership = new MembershipService(deps);
+    this.#log = options.log ?? console.warn;
+  }
 
   /** Create the room; returns its ID. Nothing is written when the request is refused. */
   async create(request: CreateRoomRequest): Promise<string> {
@@ -106,7 +132,32 @@ export class RoomCreator {
     );
     const failed = results.find((r) => r.status === "rejected");
     if (failed) throw (failed as PromiseRejectedResult).reason;
+    await this.#inviteRemote(roomId, request, plan.remoteInvitees);
     return roomId;
+  }
+
+  /**
+   * Invite the users of other servers into the stored room, each as `/invite` would (their
+   * servers countersign in parallel, each within the invite timeout). A failure costs only that
+   * invite: it wrote nothing, and is logged; the room and the other invites stand.
+   */
+  async #inviteRemote(roomId: string, request: CreateRoomRequest, invitees: string[]) {
+    const results = await Promise.allSettled(
+      invitees.map((user) =>
+        this.#membership.invite(request.creator, roomId, user, { isDirect: request.isDirect })
+      ),
+    );
+    results.forEach((result, i) => {
+      if (result.status === "fulfilled") return;
+      const reason = result.reason instanceof MatrixError
+        ? `${result.reason.errcode} ${result.reason.status}: ${result.reason.message}`
+        : result.reason;
+      this.#log("createRoom: invite failed, the room stands without it", {
+        roomId,
+        invitee: invitees[i],
+        reason,
+      });
+    });
   }
 
   /** Validate a request and plan its events; throws the Matrix error a client should get. */
@@ -121,7 +172,11 @@ export class RoomCreator {
     const invitees = [...new Set(request.invite ?? [])].filter((u) => u !== creator);
     for (const user of invitees) {
       if (!isValidUserId(user)) throw invalidParam(`Invalid user ID ${JSON.stringify(user)}`);
-      if (!isLocal(user, serverName)) throw remoteInviteUnsupported(user);
+      // Without federation a remote invite could never be made: refuse the room before it is.
+      const federates = this.deps.remoteMembership && !this.deps.federationDisabled;
+      if (!isLocal(user, serverName) && !federates) {
+        throw remoteInviteUnsupported(user);
+      }
     }
     // The invitees' caps on pending invites, before anything is written.
     for (const user of invitees) await checkPendingInvites(this.deps.store, user, undefined);
@@ -218,21 +273,33 @@ export class RoomCreator {
     if (request.topic !== undefined) {
       events.push({ type: "m.room.topic", stateKey: "", content: topicContent(request.topic) });
     }
-    for (const user of invitees) {
-      const extra: JsonObject = request.isDirect ? { is_direct: true } : {};
+    // Local invites first: a remote one is authorised here in its place after them.
+    const localInvitees = invitees.filter((u) => isLocal(u, serverName));
+    const remoteInvitees = invitees.filter((u) => !isLocal(u, serverName));
+    const extra: JsonObject = request.isDirect ? { is_direct: true } : {};
+    for (const user of localInvitees) {
       events.push({
         type: "m.room.member",
         stateKey: user,
         content: await memberContent(this.deps, user, "invite", extra),
       });
     }
-    this.#checkCreatorMaySend(version, powerContent, creators, creator, events.slice(2));
+    const remoteInvites: PlannedEvent[] = [];
+    for (const user of remoteInvitees) {
+      remoteInvites.push({
+        type: "m.room.member",
+        stateKey: user,
+        content: await memberContent(this.deps, user, "invite", extra),
+      });
+    }
+    const checked = [...events, ...remoteInvites];
+    this.#checkCreatorMaySend(version, powerContent, creators, creator, checked.slice(2));
     await checkRoomCreation({
       version,
       creator,
       serverName,
       createContent,
-      events,
+      events: checked,
       now: Date.now(),
     });
     // Published with the last event, so a room whose sends failed midway is not listed.
@@ -243,7 +310,7 @@ export class RoomCreator {
     const createMutations = alias === undefined
       ? undefined
       : (roomId: string) => this.deps.directory.createAliasMutations({ alias, roomId, creator });
-    return { version, createContent, events, alias, createMutations };
+    return { version, createContent, events, alias, createMutations, remoteInvitees };
   }
 
   /** v12 creators may not be listed in `users`; v10+ levels must be integers. */

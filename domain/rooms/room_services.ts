@@ -31,6 +31,11 @@ export interface RoomServiceDeps {
    * (domain/federation/remote_membership.ts); without it remote invites are refused (403).
    */
   remoteMembership?: RemoteMembershipActions;
+  /**
+   * `TESSERA_FEDERATION=off`: no invite can reach another server, so `/createRoom` refuses
+   * remote invitees up front (403) instead of making a room whose invites all fail.
+   */
+  federationDisabled?: boolean;
   /** Joining rooms this server is not in (domain/federation/remote_join.ts); without it 404. */
   remoteJoin?: RemoteJoinService;
 }

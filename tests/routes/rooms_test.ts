@@ -140,7 +140,7 @@ Deno.test("createRoom: bad requests are refused and write nothing", async () => 
       [{ initial_state: [{ type: "m.room.name" }] }, 400, "M_MISSING_PARAM"],
       [{ room_version: "99" }, 400, "M_UNSUPPORTED_ROOM_VERSION"],
       [{ invite: ["not-a-user"] }, 400, "M_INVALID_PARAM"],
-      [{ invite: ["@carol:elsewhere.org"] }, 403, "M_FORBIDDEN"],
+      [{ invite: ["@carol:bad server"] }, 400, "M_INVALID_PARAM"],
       [{ room_alias_name: "a:b" }, 400, "M_INVALID_PARAM"],
       [
         {
@@ -180,6 +180,24 @@ Deno.test("createRoom: bad requests are refused and write nothing", async () => 
     });
     assertEquals([again.status, again.body.errcode], [400, "M_ROOM_IN_USE"]);
     assertEquals((await server.deps.eventStore.roomsOfUser(alice.userId)).length, before + 1);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("createRoom: with federation off a remote invitee is refused (403) and nothing written", async () => {
+  const server = await startTestServer({ TESSERA_FEDERATION: "off" });
+  try {
+    const alice = await registerUser(server, "alice");
+    const bob = await registerUser(server, "bob");
+    const res = await server.request("POST", `${V3}/createRoom`, {
+      token: alice.accessToken,
+      body: { invite: [bob.userId, "@carol:elsewhere.org"], room_alias_name: "nope" },
+    });
+    assertEquals([res.status, res.body.errcode], [403, "M_FORBIDDEN"]);
+    assertEquals(await server.deps.eventStore.roomsOfUser(alice.userId), []);
+    assertEquals(await server.deps.eventStore.roomsOfUser(bob.userId), []);
+    assertEquals(await server.deps.roomDirectory.resolveAlias("#nope:example.org:8448"), null);
   } finally {
     server.close();
   }
