@@ -1,5 +1,5 @@
 /**
- * `POST /createRoom`: validate the whole request first (alias free, invitees local, power
+ * `POST /createRoom`: validate the whole request first (alias free, invitees valid, power
  * levels that let the creator send everything asked for, and a dry run of every event through
  * the builder and the auth rules), then create the room and send its events in the order the
  * spec gives: create, creator join, power levels, canonical alias, preset state, initial_state,
@@ -13,8 +13,11 @@
  * keeps the room but answers the request with the invite's error, so the client never learns
  * the ID of a room it is joined to.) The creator can invite again. What a remote invite is
  * checked for up front (a valid ID, the invitee's invite cap, the auth rules in the dry run) is
- * checked before anything is written, as for local invitees.
+ * checked before anything is written, as for local invitees. The invitee's own server may
+ * still refuse (its cap on invites from other servers, remote_invite_quota.ts, which this server
+ * cannot see): that is such a failure. With federation off, remote invitees are refused up front.
  */
+import { mapLimited } from "../concurrency.ts";
 import { invalidParam, MatrixError, unsupportedRoomVersion } from "../errors.ts";
 import { isValidUserId, parseRoomAlias } from "../protocol/identifiers.ts";
 import type { JsonObject } from "../protocol/json.ts";
@@ -83,6 +86,9 @@ export interface RoomPlan {
 /** Where RoomCreator reports what it could not do without failing the request. */
 export type CreateRoomLog = (message: string, ...details: unknown[]) => void;
 
+/** How many invitees' servers `/createRoom` asks at once to countersign their invites. */
+const REMOTE_INVITE_SERVERS_AT_ONCE = 8;
+
 /** 400 M_ROOM_IN_USE: the alias asked for is taken. */
 const roomInUse = (alias: string) =>
   new MatrixError("M_ROOM_IN_USE", 400, `Room alias ${alias} is already taken`);
@@ -137,26 +143,45 @@ export class RoomCreator {
   }
 
   /**
-   * Invite the users of other servers into the stored room, each as `/invite` would (their
-   * servers countersign in parallel, each within the invite timeout). A failure costs only that
-   * invite: it wrote nothing, and is logged; the room and the other invites stand.
+   * Invite the users of other servers into the stored room, each as `/invite` would. Servers
+   * are asked a few at a time, each server's invitees one after another; a server that cannot be
+   * reached or answers badly (502) is not asked again for its other invitees, so a room with
+   * many users of a dead server costs one invite timeout, not one each. A failure costs only
+   * that server's invites: they wrote nothing and are logged; the room and the rest stand.
    */
   async #inviteRemote(roomId: string, request: CreateRoomRequest, invitees: string[]) {
-    const results = await Promise.allSettled(
-      invitees.map((user) =>
-        this.#membership.invite(request.creator, roomId, user, { isDirect: request.isDirect })
-      ),
-    );
-    results.forEach((result, i) => {
-      if (result.status === "fulfilled") return;
-      const reason = result.reason instanceof MatrixError
-        ? `${result.reason.errcode} ${result.reason.status}: ${result.reason.message}`
-        : result.reason;
-      this.#log("createRoom: invite failed, the room stands without it", {
-        roomId,
-        invitee: invitees[i],
-        reason,
-      });
+    const byServer = new Map<string, string[]>();
+    for (const user of invitees) {
+      const server = user.slice(user.indexOf(":") + 1);
+      byServer.set(server, [...(byServer.get(server) ?? []), user]);
+    }
+    await mapLimited([...byServer.values()], REMOTE_INVITE_SERVERS_AT_ONCE, async (users) => {
+      let unreachable: string | undefined;
+      for (const user of users) {
+        if (unreachable !== undefined) {
+          this.#logFailure(roomId, user, `not tried: ${unreachable}`);
+          continue;
+        }
+        try {
+          await this.#membership.invite(request.creator, roomId, user, {
+            isDirect: request.isDirect,
+          });
+        } catch (error) {
+          const reason = error instanceof MatrixError
+            ? `${error.errcode} ${error.status}: ${error.message}`
+            : String(error);
+          this.#logFailure(roomId, user, reason);
+          if (error instanceof MatrixError && error.status === 502) unreachable = reason;
+        }
+      }
+    });
+  }
+
+  #logFailure(roomId: string, invitee: string, reason: string): void {
+    this.#log("createRoom: invite failed, the room stands without it", {
+      roomId,
+      invitee,
+      reason,
     });
   }
 

@@ -156,7 +156,10 @@ export class MembershipService {
     return state.roomId;
   }
 
-  /** Invite a local user; `isDirect` marks a direct chat. */
+  /**
+   * Invite a user; `isDirect` marks a direct chat. A remote user's server countersigns the
+   * invite first (`/createRoom` invites its remote invitees through here too).
+   */
   async invite(
     sender: string,
     roomId: string,

@@ -108,6 +108,6 @@ export function remoteInviteUnsupported(userId: string): MatrixError {
   return new MatrixError(
     "M_FORBIDDEN",
     403,
-    `${userId} is on another server, and inviting over federation is not supported yet`,
+    `${userId} is on another server, and this server does not federate`,
   );
 }

@@ -167,30 +167,53 @@ Deno.test("createRoom: the invitee's server unreachable or refusing: the room st
   });
 });
 
-Deno.test("createRoom: local and remote invitees together: local ones with the initial events, remote ones after, an unreachable one skipped", async () => {
+Deno.test("createRoom: local and remote invitees together: local ones with the initial events, remote ones after, failures cost only their own invites", async () => {
   await withNetwork(async (net) => {
     const a = net.servers[A];
     const b = net.servers[B];
     const alice = await a.register("alice");
     const carol = await a.register("carol");
     const bob = await b.register("bob");
-    const nobody = "@dan:nowhere.test";
+    const bert = await b.register("bert");
+    // Two users of a server that does not exist, and B refusing Bert's invite alone.
+    const dan = "@dan:nowhere.test";
+    const erin = "@erin:nowhere.test";
+    net.intercept((r) =>
+      r.path.includes("/invite/") &&
+        ((r.body as JsonObject).event as JsonObject).state_key === bert.userId
+        ? { status: 403, body: { errcode: "M_FORBIDDEN", error: "not Bert" } }
+        : "deliver"
+    );
     const { creator, logged } = creatorWithLog(a);
     const roomId = await creator.create({
       creator: alice.userId,
-      invite: [bob.userId, carol.userId, nobody],
+      invite: [bob.userId, carol.userId, dan, bert.userId, erin],
       isDirect: false,
       preset: "private_chat",
-      topic: "three of us",
+      topic: "some of us",
     });
+    net.intercept(undefined);
     assert.equal((await storedMember(a, roomId, carol.userId))?.content.membership, "invite");
     const bobs = await storedMember(a, roomId, bob.userId);
     assert.equal(bobs?.content.membership, "invite");
     assert.equal(bobs?.content.is_direct, undefined);
     assert.ok(bobs!.signatures[B]);
-    assert.equal(await storedMember(a, roomId, nobody), undefined);
-    assert.equal(logged.length, 1);
-    assert.equal((logged[0][1] as { invitee: string }).invitee, nobody);
+    for (const user of [bert.userId, dan, erin]) {
+      assert.equal(await storedMember(a, roomId, user), undefined);
+    }
+    // Each failure logged; B's refusal of Bert did not stop Bob's invite, and the dead
+    // server was asked once, for Dan, not again for Erin.
+    const reasons = new Map(
+      logged.map((entry) => {
+        const details = entry[1] as { invitee: string; reason: string };
+        return [details.invitee, details.reason];
+      }),
+    );
+    assert.deepEqual([...reasons.keys()].sort(), [bert.userId, dan, erin].sort());
+    assert.match(reasons.get(bert.userId)!, /^M_FORBIDDEN 403: /);
+    assert.match(reasons.get(dan)!, /^M_UNKNOWN 502: /);
+    assert.match(reasons.get(erin)!, /^not tried: M_UNKNOWN 502: /);
+    assert.equal(net.log.filter((r) => r.destination === "nowhere.test").length, 1);
 
     // Order: Carol's invite with the initial events, after the topic as the spec orders them;
     // Bob's after all of those, the room's last event.
@@ -200,9 +223,10 @@ Deno.test("createRoom: local and remote invitees together: local ones with the i
     assert.equal(order[order.length - 1], `m.room.member|${bob.userId}`);
     assert.equal(order.length, order.indexOf(`m.room.member|${carol.userId}`) + 2);
 
-    // Both invitees see their invite.
+    // Both invitees see their invite; Bert does not.
     assert.ok((await sync(a, carol)).rooms.invite[roomId]);
     assert.ok((await sync(b, bob)).rooms.invite[roomId]);
+    assert.equal((await sync(b, bert)).rooms?.invite?.[roomId], undefined);
   });
 });
 
