@@ -17,25 +17,26 @@
  *
  * Flags: --runs=N (measured rounds, default 20), --warmup=N (default 2), --in-process.
  */
-import { startServerProcesses } from "../tests/federation/server_processes.ts";
-import { startNetwork } from "../tests/federation/in_process_network.ts";
-import { type RegisteredUser, registerUser } from "../tests/routes/client_harness.ts";
-import type { JsonResponse, RequestOptions } from "../tests/routes/test_server.ts";
+import { loginUser, type RegisteredUser, registerUser } from "../tests/routes/client_harness.ts";
 import { newTestDevice } from "../tests/domain/e2ee/device_keys_fixture.ts";
-import { markdownTable, summarise } from "./bench_stats.ts";
+import { markdownTable, quantile, summarise } from "./bench_stats.ts";
+import {
+  type BenchServer,
+  environmentLine,
+  IN_PROCESS,
+  numberFlag,
+  ok,
+  onTwoServers,
+  sharedPublicRoom,
+  syncOnce,
+  twoServersMode,
+} from "./bench_two_servers.ts";
 
-function flag(name: string, fallback: number): number {
-  const arg = Deno.args.find((a) => a.startsWith(`--${name}=`));
-  return arg ? Number(arg.split("=")[1]) : fallback;
-}
-
-const RUNS = flag("runs", 20);
-const WARMUP = flag("warmup", 2);
-const IN_PROCESS = Deno.args.includes("--in-process");
+const RUNS = numberFlag("runs", 20);
+const WARMUP = numberFlag("warmup", 2);
 const PASSWORD = "bench password";
 /** A round that never shows the change fails the benchmark after this long. */
 const ROUND_DEADLINE_MS = 30_000;
-const enc = encodeURIComponent;
 /** Bob's sync: device lists only (everything else filtered out). */
 const FILTER = JSON.stringify({
   room: {
@@ -48,64 +49,19 @@ const FILTER = JSON.stringify({
   account_data: { types: [] },
 });
 
-/** What the benchmark needs of a server, in a process or in this one. */
-interface Server {
-  readonly name: string;
-  request(method: string, path: string, options?: RequestOptions): Promise<JsonResponse>;
-}
-
-async function ok(server: Server, method: string, path: string, options: RequestOptions = {}) {
-  const res = await server.request(method, path, options);
-  if (res.status !== 200) {
-    throw new Error(`${server.name} ${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
-  }
-  return res.body;
-}
-
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
-}
-
 /** Set up, then RUNS + WARMUP rounds of key-upload-on-A, long-poll-names-her-on-B. */
-async function measure(a: Server, b: Server): Promise<number[]> {
+async function measure(a: BenchServer, b: BenchServer): Promise<number[]> {
   const alice = await registerUser(a, "alice", PASSWORD);
   const bob = await registerUser(b, "bob");
-  const created = await ok(a, "POST", "/_matrix/client/v3/createRoom", {
-    token: alice.accessToken,
-    body: { preset: "public_chat" },
-  });
-  const roomId: string = created.room_id;
-  await ok(b, "POST", `/_matrix/client/v3/join/${enc(roomId)}?via=${enc(a.name)}`, {
-    token: bob.accessToken,
-    body: {},
-  });
+  await sharedPublicRoom(a, alice, b, bob);
   const devices: RegisteredUser[] = [];
-  for (let i = 0; i < RUNS + WARMUP; i++) {
-    const login = await ok(a, "POST", "/_matrix/client/v3/login", {
-      body: {
-        type: "m.login.password",
-        identifier: { type: "m.id.user", user: "alice" },
-        password: PASSWORD,
-      },
-    });
-    devices.push({
-      userId: login.user_id,
-      accessToken: login.access_token,
-      deviceId: login.device_id,
-    });
-  }
+  for (let i = 0; i < RUNS + WARMUP; i++) devices.push(await loginUser(a, "alice", PASSWORD));
 
   const deviceKeys = await Promise.all(
     devices.map((d) => newTestDevice(d.userId, d.deviceId)),
   );
   const sync = (since: string | undefined, timeout: number) =>
-    ok(
-      b,
-      "GET",
-      `/_matrix/client/v3/sync?filter=${enc(FILTER)}&timeout=${timeout}` +
-        (since === undefined ? "" : `&since=${enc(since)}`),
-      { token: bob.accessToken },
-    );
+    syncOnce(b, bob, FILTER, since, timeout);
   const namesAlice = (response: { device_lists?: { changed?: string[] } }) =>
     response.device_lists?.changed?.includes(alice.userId) ?? false;
   // Drain what the join and the logins changed: until a 3 s poll passes without Alice.
@@ -145,47 +101,13 @@ async function measure(a: Server, b: Server): Promise<number[]> {
   return delays;
 }
 
-async function inProcess(): Promise<number[]> {
-  const net = await startNetwork(["a.test", "b.test"]);
-  const { "a.test": a, "b.test": b } = net.servers;
-  // The network's servers are assembled as main.ts does, but main() starts the senders.
-  a.deps.federationSender.start();
-  b.deps.federationSender.start();
-  try {
-    return await measure(a, b);
-  } finally {
-    await a.deps.federationSender.stop();
-    await b.deps.federationSender.stop();
-    await net.close();
-  }
-}
-
-async function processes(): Promise<number[]> {
-  const cluster = await startServerProcesses(2);
-  try {
-    const [a, b] = cluster.servers.map((s): Server => ({
-      name: s.serverName,
-      request: (method, path, options) => s.request(method, path, options),
-    }));
-    return await measure(a, b);
-  } catch (error) {
-    for (const s of cluster.servers) {
-      console.error(`--- ${s.serverName}\n${s.output().slice(-4000)}`);
-    }
-    throw error;
-  } finally {
-    await cluster.stop();
-  }
-}
-
-const mode = IN_PROCESS
-  ? "in one process (in-process network, :memory: KV)"
-  : "two processes (HTTPS on loopback, KV files)";
 console.log(
-  `Device-list latency across servers, ${mode}: ${RUNS} key uploads after ${WARMUP} warm-up`,
+  `Device-list latency across servers, ${
+    twoServersMode(IN_PROCESS)
+  }: ${RUNS} key uploads after ${WARMUP} warm-up`,
 );
 const started = performance.now();
-const delays = (IN_PROCESS ? await inProcess() : await processes()).sort((x, y) => x - y);
+const delays = (await onTwoServers(IN_PROCESS, measure)).sort((x, y) => x - y);
 const ms = (v: number) => v.toFixed(1);
 console.log();
 console.log(markdownTable(["metric", "unit", "value"], [
@@ -206,9 +128,4 @@ console.log(markdownTable(["metric", "unit", "value"], [
   ["min / max", "ms", `${ms(delays[0])} / ${ms(delays[delays.length - 1])}`],
 ]));
 console.log();
-console.log(
-  `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, ` +
-    `${((performance.now() - started) / 1000).toFixed(0)} s, load average ${
-      Deno.loadavg().map((l) => l.toFixed(2)).join(" ")
-    }`,
-);
+console.log(environmentLine(started));

@@ -15,20 +15,21 @@
  *
  * Flags: --sends=N (measured sends, default 100), --warmup=N (default 5), --in-process.
  */
-import { startServerProcesses } from "../tests/federation/server_processes.ts";
-import { startNetwork } from "../tests/federation/in_process_network.ts";
-import type { RegisteredUser } from "../tests/routes/client_harness.ts";
-import type { JsonResponse, RequestOptions } from "../tests/routes/test_server.ts";
-import { markdownTable } from "./bench_stats.ts";
+import { markdownTable, quantile } from "./bench_stats.ts";
+import {
+  type BenchServer,
+  environmentLine,
+  IN_PROCESS,
+  numberFlag,
+  ok,
+  onTwoServers,
+  sharedPublicRoom,
+  syncOnce,
+  twoServersMode,
+} from "./bench_two_servers.ts";
 
-function flag(name: string, fallback: number): number {
-  const arg = Deno.args.find((a) => a.startsWith(`--${name}=`));
-  return arg ? Number(arg.split("=")[1]) : fallback;
-}
-
-const SENDS = flag("sends", 100);
-const WARMUP = flag("warmup", 5);
-const IN_PROCESS = Deno.args.includes("--in-process");
+const SENDS = numberFlag("sends", 100);
+const WARMUP = numberFlag("warmup", 5);
 const enc = encodeURIComponent;
 /** Bob's sync: the room timeline only, so a round's poll returns for its message alone. */
 const FILTER = JSON.stringify({
@@ -37,46 +38,13 @@ const FILTER = JSON.stringify({
   account_data: { types: [] },
 });
 
-/** What the benchmark needs of a server, in a process or in this one. */
-interface Server {
-  readonly name: string;
-  request(method: string, path: string, options?: RequestOptions): Promise<JsonResponse>;
-  register(localpart: string): Promise<RegisteredUser>;
-}
-
-async function ok(server: Server, method: string, path: string, options: RequestOptions = {}) {
-  const res = await server.request(method, path, options);
-  if (res.status !== 200) {
-    throw new Error(`${server.name} ${method} ${path}: ${res.status} ${JSON.stringify(res.body)}`);
-  }
-  return res.body;
-}
-
-function quantile(sorted: readonly number[], q: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
-}
-
 /** Bob joins Alice's room; then SENDS + WARMUP rounds of send-on-A, long-poll-returns-on-B. */
-async function measure(a: Server, b: Server): Promise<number[]> {
+async function measure(a: BenchServer, b: BenchServer): Promise<number[]> {
   const alice = await a.register("alice");
   const bob = await b.register("bob");
-  const created = await ok(a, "POST", "/_matrix/client/v3/createRoom", {
-    token: alice.accessToken,
-    body: { preset: "public_chat" },
-  });
-  const roomId: string = created.room_id;
-  await ok(b, "POST", `/_matrix/client/v3/join/${enc(roomId)}?server_name=${enc(a.name)}`, {
-    token: bob.accessToken,
-    body: {},
-  });
+  const roomId = await sharedPublicRoom(a, alice, b, bob);
   const sync = (since: string | undefined, timeout: number) =>
-    ok(
-      b,
-      "GET",
-      `/_matrix/client/v3/sync?filter=${enc(FILTER)}&timeout=${timeout}` +
-        (since === undefined ? "" : `&since=${enc(since)}`),
-      { token: bob.accessToken },
-    );
+    syncOnce(b, bob, FILTER, since, timeout);
   let since: string = (await sync(undefined, 0)).next_batch;
 
   const delays: number[] = [];
@@ -107,46 +75,11 @@ async function measure(a: Server, b: Server): Promise<number[]> {
   return delays;
 }
 
-async function inProcess(): Promise<number[]> {
-  const net = await startNetwork(["a.test", "b.test"]);
-  const { "a.test": a, "b.test": b } = net.servers;
-  // The network's servers are assembled as main.ts does, but main() starts the senders.
-  a.deps.federationSender.start();
-  b.deps.federationSender.start();
-  try {
-    return await measure(a, b);
-  } finally {
-    await a.deps.federationSender.stop();
-    await b.deps.federationSender.stop();
-    await net.close();
-  }
-}
-
-async function processes(): Promise<number[]> {
-  const cluster = await startServerProcesses(2);
-  try {
-    const [a, b] = cluster.servers.map((s): Server => ({
-      name: s.serverName,
-      request: (method, path, options) => s.request(method, path, options),
-      register: (localpart) => s.register(localpart),
-    }));
-    return await measure(a, b);
-  } catch (error) {
-    for (const s of cluster.servers) {
-      console.error(`--- ${s.serverName}\n${s.output().slice(-4000)}`);
-    }
-    throw error;
-  } finally {
-    await cluster.stop();
-  }
-}
-
-const mode = IN_PROCESS
-  ? "in one process (in-process network, :memory: KV)"
-  : "two processes (HTTPS on loopback, KV files)";
-console.log(`Federation latency, ${mode}: ${SENDS} sends after ${WARMUP} warm-up`);
+console.log(
+  `Federation latency, ${twoServersMode(IN_PROCESS)}: ${SENDS} sends after ${WARMUP} warm-up`,
+);
 const started = performance.now();
-const delays = (IN_PROCESS ? await inProcess() : await processes()).sort((x, y) => x - y);
+const delays = (await onTwoServers(IN_PROCESS, measure)).sort((x, y) => x - y);
 const ms = (v: number) => v.toFixed(1);
 const p50 = quantile(delays, 0.5);
 console.log();
@@ -157,8 +90,5 @@ console.log(markdownTable(["metric", "unit", "value", "target"], [
 ]));
 console.log();
 console.log(
-  `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, ` +
-    `${((performance.now() - started) / 1000).toFixed(0)} s, load average ${
-      Deno.loadavg().map((l) => l.toFixed(2)).join(" ")
-    }; p50 ${p50 <= 50 ? "meets" : "misses"} the 50 ms target`,
+  `${environmentLine(started)}; p50 ${p50 <= 50 ? "meets" : "misses"} the 50 ms target`,
 );

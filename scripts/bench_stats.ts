@@ -17,6 +17,11 @@ export function summarise(runs: readonly number[]): RateSummary {
   return { median, min: sorted[0], max: sorted[sorted.length - 1], runs: [...runs] };
 }
 
+/** The `q` quantile (0 < q <= 1) of ascending `sorted` values: the nearest-rank value. */
+export function quantile(sorted: readonly number[], q: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)];
+}
+
 /** A rate as a whole number with thousands separators, e.g. "12,345". */
 export function formatRate(rate: number): string {
   return Math.round(rate).toLocaleString("en-US");

@@ -49,3 +49,30 @@ export async function registerUser(
     deviceId: res.body.device_id,
   };
 }
+
+/**
+ * Log `localpart` in with `password` (as `deviceId` when given, else a new device): that
+ * device's credentials. For tests that need a user's second device.
+ */
+export async function loginUser(
+  server: HarnessServer,
+  localpart: string,
+  password: string,
+  deviceId?: string,
+): Promise<RegisteredUser> {
+  const body: Record<string, unknown> = {
+    type: "m.login.password",
+    identifier: { type: "m.id.user", user: localpart },
+    password,
+  };
+  if (deviceId !== undefined) body.device_id = deviceId;
+  const res = await server.request("POST", "/_matrix/client/v3/login", { body });
+  if (res.status !== 200) {
+    throw new Error(`loginUser(${localpart}): ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  return {
+    userId: res.body.user_id,
+    accessToken: res.body.access_token,
+    deviceId: res.body.device_id,
+  };
+}
