@@ -9,13 +9,12 @@
 import { LocalEventSender } from "../domain/local_event_sender.ts";
 import { FederationSender } from "../domain/federation/federation_sender.ts";
 import { FEDERATION_STREAM } from "../domain/federation/federation_transactions.ts";
-import { buildEvent } from "../domain/protocol/event_builder.ts";
-import { roomVersion } from "../domain/protocol/room_versions.ts";
 import { signingKeyFromSeed } from "../domain/protocol/signing.ts";
 import { resolveState } from "../domain/protocol/state_res/resolve_state.ts";
 import { KvEventStore } from "../kv/kv_event_store.ts";
 import { KvOutboxStore } from "../kv/outbox_store.ts";
 import { testServer } from "../tests/domain/federation/remote_room_builder.ts";
+import { appendRemoteJoin } from "../tests/federation/remote_joins.ts";
 import type { JsonObject } from "../domain/protocol/json.ts";
 import { markdownTable } from "./bench_stats.ts";
 
@@ -45,32 +44,9 @@ async function roomWithRemotes(
     sender.send({ roomId, sender: CREATOR, type, stateKey, content });
   await send("m.room.member", CREATOR, { membership: "join" });
   await send("m.room.join_rules", "", { join_rule: "public" });
-  const version = roomVersion("10")!;
   for (let i = 0; i < remote; i++) {
     const server = await testServer(`remote${i}.test`, 1 + (i % 200));
-    const userId = `@u:${server.name}`;
-    const head = (await store.roomHead(roomId))!;
-    const prev = await store.getEvents(head.forwardExtremities);
-    const state = await store.currentState(roomId);
-    const built = await buildEvent({
-      version,
-      roomId,
-      sender: userId,
-      type: "m.room.member",
-      stateKey: userId,
-      content: { membership: "join" },
-      prevEvents: [...prev.values()].map((e) => ({ eventId: e.eventId, depth: e.pdu.depth })),
-      currentState: (key) => {
-        const eventId = state.get(key);
-        return eventId === undefined ? undefined : { eventId };
-      },
-      serverName: server.name,
-      signingKey: server.key,
-    });
-    await store.append({
-      roomId,
-      events: [{ eventId: built.eventId, pdu: built.pdu, status: "accepted" }],
-    });
+    await appendRemoteJoin(store, roomId, `@u:${server.name}`, server);
   }
   return roomId;
 }

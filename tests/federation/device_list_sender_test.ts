@@ -10,13 +10,17 @@
 import assert from "node:assert/strict";
 import type { Network, NetworkServer } from "./in_process_network.ts";
 import { createRoom, ok, withNetwork } from "./network_helpers.ts";
-import { FAST_HASHING, type RegisteredUser, registerUser } from "../routes/client_harness.ts";
+import {
+  FAST_HASHING,
+  loginUser,
+  type RegisteredUser,
+  registerUser,
+} from "../routes/client_harness.ts";
 import { startTestServer } from "../routes/test_server.ts";
 import { newCrossSigning, newDeviceKeys } from "../domain/e2ee/cross_signing_fixtures.ts";
 import { publicRoom } from "../routes/sender_rooms.ts";
 import { testServer } from "../domain/federation/remote_room_builder.ts";
-import { buildEvent } from "../../domain/protocol/event_builder.ts";
-import { roomVersion } from "../../domain/protocol/room_versions.ts";
+import { appendRemoteJoin } from "./remote_joins.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 import {
   DeviceListSender,
@@ -74,17 +78,9 @@ async function flush(server: NetworkServer): Promise<void> {
   await server.deps.federationSender.runOnce();
 }
 
-async function login(server: NetworkServer, localpart: string, deviceId: string) {
-  const res = await server.request("POST", `${V3}/login`, {
-    body: {
-      type: "m.login.password",
-      identifier: { type: "m.id.user", user: localpart },
-      password: PASSWORD,
-      device_id: deviceId,
-    },
-  });
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-  return { deviceId: res.body.device_id as string, token: res.body.access_token as string };
+/** A new device of `localpart` on `server`, logged in by password as `deviceId`. */
+function login(server: NetworkServer, localpart: string, deviceId: string) {
+  return loginUser(server, localpart, PASSWORD, deviceId);
 }
 
 async function uploadDeviceKeys(server: NetworkServer, user: RegisteredUser) {
@@ -132,7 +128,7 @@ Deno.test("device lists out: every kind of change reaches the servers sharing a 
     });
 
     // A new device (a login), then its rename: no keys yet, no name over federation.
-    const { deviceId: phone, token: phoneToken } = await login(a, "alice", "PHONE");
+    const { deviceId: phone, accessToken: phoneToken } = await login(a, "alice", "PHONE");
     await flush(a);
     await ok(a, alice, "PUT", `${V3}/devices/${phone}`, { display_name: "Alice's phone" });
     await flush(a);
@@ -373,7 +369,7 @@ Deno.test("device lists out: TESSERA_FEDERATION=off queues nothing", async () =>
       { deps: server.deps } as unknown as Parameters<typeof publicRoom>[0],
       alice.userId,
     );
-    await appendRemoteJoin(server, roomId, "@bob:b.test");
+    await appendRemoteJoin(server.deps.eventStore, roomId, "@bob:b.test", await testServer(B, 2));
     const { keys } = await newDeviceKeys(alice.userId, alice.deviceId);
     const res = await server.request("POST", `${V3}/keys/upload`, {
       token: alice.accessToken,
@@ -386,38 +382,6 @@ Deno.test("device lists out: TESSERA_FEDERATION=off queues nothing", async () =>
     server.close();
   }
 });
-
-/** A remote user's join appended straight through the store (as an accepted remote event). */
-async function appendRemoteJoin(
-  server: Awaited<ReturnType<typeof startTestServer>>,
-  roomId: string,
-  userId: string,
-): Promise<void> {
-  const store = server.deps.eventStore;
-  const origin = await testServer("b.test", 2);
-  const head = (await store.roomHead(roomId))!;
-  const prev = await store.getEvents(head.forwardExtremities);
-  const state = await store.currentState(roomId);
-  const built = await buildEvent({
-    version: roomVersion(head.roomVersion)!,
-    roomId,
-    sender: userId,
-    type: "m.room.member",
-    stateKey: userId,
-    content: { membership: "join" },
-    prevEvents: [...prev.values()].map((e) => ({ eventId: e.eventId, depth: e.pdu.depth })),
-    currentState: (key) => {
-      const eventId = state.get(key);
-      return eventId === undefined ? undefined : { eventId };
-    },
-    serverName: origin.name,
-    signingKey: origin.key,
-  });
-  await store.append({
-    roomId,
-    events: [{ eventId: built.eventId, pdu: built.pdu, status: "accepted" }],
-  });
-}
 
 Deno.test("device lists out: the log gives each device of an update its own position", async () => {
   const kv = await Deno.openKv(":memory:");

@@ -12,12 +12,9 @@ import { FAST_HASHING } from "../routes/client_harness.ts";
 import { member, publicRoom, say } from "../routes/sender_rooms.ts";
 import { testServer } from "../domain/federation/remote_room_builder.ts";
 import { startNetwork } from "./in_process_network.ts";
+import { appendRemoteJoin } from "./remote_joins.ts";
 import { assembleServer } from "../../main.ts";
 import { loadConfig } from "../../domain/config.ts";
-import { buildEvent } from "../../domain/protocol/event_builder.ts";
-import { roomVersion } from "../../domain/protocol/room_versions.ts";
-import type { SigningKey } from "../../domain/protocol/signing.ts";
-import type { EventStore } from "../../domain/ports/event_store.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 import {
   type FederationRequest,
@@ -63,42 +60,6 @@ class RecordingTransport implements FederationTransport {
       (r) => Promise.reject(new FederationUnreachable("network", r.destination, "down")),
     );
   }
-}
-
-/**
- * Append `userId`'s join, built and signed by its own server on the room's head, as a remote
- * event would be stored (through the store, authorisation being the incoming pipeline's job).
- */
-async function appendRemoteJoin(
-  store: EventStore,
-  roomId: string,
-  userId: string,
-  server: { name: string; key: SigningKey },
-): Promise<string> {
-  const head = (await store.roomHead(roomId))!;
-  const version = roomVersion(head.roomVersion)!;
-  const prev = await store.getEvents(head.forwardExtremities);
-  const state = await store.currentState(roomId);
-  const built = await buildEvent({
-    version,
-    roomId,
-    sender: userId,
-    type: "m.room.member",
-    stateKey: userId,
-    content: { membership: "join" },
-    prevEvents: [...prev.values()].map((e) => ({ eventId: e.eventId, depth: e.pdu.depth })),
-    currentState: (key) => {
-      const eventId = state.get(key);
-      return eventId === undefined ? undefined : { eventId };
-    },
-    serverName: server.name,
-    signingKey: server.key,
-  });
-  await store.append({
-    roomId,
-    events: [{ eventId: built.eventId, pdu: built.pdu, status: "accepted" }],
-  });
-  return built.eventId;
 }
 
 async function serverA(transport: FederationTransport, env: Record<string, string> = {}) {
