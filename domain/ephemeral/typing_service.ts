@@ -12,6 +12,15 @@ import { requireJoined } from "./membership_checks.ts";
 
 /** Longest typing timeout honoured; clients refresh while the user keeps typing. */
 export const MAX_TYPING_TIMEOUT_MS = 30_000;
+/**
+ * Other servers' users one server may have typing in one room at once, and the size of the
+ * room's record past which no other server's user is added: a server can join any number of
+ * its users to a public room, and without a bound their typing would fill the one record
+ * (a KV value holds 64 KiB) until local users' typing failed to write.
+ */
+export const MAX_REMOTE_TYPING_PER_SERVER = 50;
+/** See MAX_REMOTE_TYPING_PER_SERVER. */
+export const MAX_TYPING_BYTES_FOR_REMOTE = 32 * 1024;
 
 /** A local user's typing as a client just set it, for the room's other servers. */
 export interface LocalTypingChange {
@@ -67,7 +76,8 @@ export class TypingService {
   /**
    * Another server's user started or stopped typing (its EDU handler checked that the server
    * speaks for the user and the user is joined); it lasts `timeoutMs` unless stopped sooner.
-   * Never sent on to other servers: each server tells the others about its own users.
+   * Never sent on to other servers: each server tells the others about its own users. A start
+   * past the room's bounds on other servers' typing (`remoteRoomFor`) is dropped.
    */
   async setRemoteTyping(
     userId: string,
@@ -75,24 +85,36 @@ export class TypingService {
     typing: boolean,
     timeoutMs: number,
   ): Promise<void> {
-    await this.#write(userId, roomId, typing, Math.max(timeoutMs, 0));
+    await this.#write(userId, roomId, typing, Math.max(timeoutMs, 0), remoteRoomFor);
   }
 
-  /** Write one user's typing (waking the room's syncs); whether they were typing before. */
-  async #write(userId: string, roomId: string, typing: boolean, lasts: number): Promise<boolean> {
+  /**
+   * Write one user's typing (waking the room's syncs); whether they were typing before. A start
+   * `admits` refuses is dropped (nothing written).
+   */
+  async #write(
+    userId: string,
+    roomId: string,
+    typing: boolean,
+    lasts: number,
+    admits?: (users: Record<string, number>, userId: string) => boolean,
+  ): Promise<boolean> {
     const now = this.#now();
     const expiry = now + lasts;
     let wasTyping = false;
+    let refused = false;
     const written = await this.deps.store.update(roomId, (users) => {
       wasTyping = (users[userId] ?? 0) > now;
       pruneExpired(users, now);
+      refused = typing && !wasTyping && admits !== undefined && !admits(users, userId);
+      if (refused) return null;
       if (typing) users[userId] = expiry;
       else if (!wasTyping) return null;
       else delete users[userId];
       return users;
     });
     if (written !== null) this.deps.notifyRoom?.(roomId);
-    if (typing) this.#schedule(roomId, expiry);
+    if (typing && !refused) this.#schedule(roomId, expiry);
     return wasTyping;
   }
 
@@ -144,6 +166,24 @@ export class TypingService {
   #now(): number {
     return this.deps.now?.() ?? Date.now();
   }
+}
+
+/**
+ * Whether another server's `userId`, not typing yet, may be added to a room's (unexpired)
+ * typing `users`: their server has fewer than MAX_REMOTE_TYPING_PER_SERVER typing there and
+ * the record is within MAX_TYPING_BYTES_FOR_REMOTE (the rest of a KV value stays for local users).
+ */
+export function remoteRoomFor(users: Record<string, number>, userId: string): boolean {
+  const server = userId.slice(userId.indexOf(":") + 1);
+  let sameServer = 0;
+  let bytes = 0;
+  for (const typingUser of Object.keys(users)) {
+    if (typingUser.slice(typingUser.indexOf(":") + 1) === server) sameServer++;
+    // A KV value stores a string in one or two bytes per character, a number in nine.
+    bytes += 2 * typingUser.length + 16;
+  }
+  return sameServer < MAX_REMOTE_TYPING_PER_SERVER &&
+    bytes + 2 * userId.length + 16 <= MAX_TYPING_BYTES_FOR_REMOTE;
 }
 
 /** Drop users whose typing has expired; true when any was dropped. */
