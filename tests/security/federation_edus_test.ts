@@ -11,23 +11,32 @@ import {
 import type { StoredEvent } from "../../domain/ports/event_store.ts";
 import type { Pdu } from "../../domain/protocol/events.ts";
 import { KvTypingStore } from "../../kv/typing_store.ts";
+import { ReceiptService } from "../../domain/ephemeral/receipt_service.ts";
+import { ReceiptEduHandler } from "../../domain/federation/edus/receipt_edu.ts";
+import type { Receipt } from "../../domain/ports/receipt_store.ts";
+import { KvReceiptStore } from "../../kv/receipt_store.ts";
+import { receiptPrefix } from "../../kv/schema.ts";
 
 const ROOM = "!room:a.test";
 const ALICE = "@alice:a.test";
 
-/** Event reads where everyone is joined to ROOM. */
+/** An accepted event of ROOM whose content says "join" (a member event, or any event). */
+function fakeEvent(eventId: string): StoredEvent {
+  return {
+    eventId,
+    roomId: ROOM,
+    pdu: { content: { membership: "join" } } as unknown as Pdu,
+    status: "accepted",
+    position: 7,
+    versionstamp: "v",
+  };
+}
+
+/** Event reads where everyone is joined to ROOM (no other state: no server ACL). */
 const joinedEverywhere = {
-  currentStateEventId: (_roomId: string, _type: string, stateKey: string) =>
-    Promise.resolve(`$member-${stateKey}`),
-  getEvent: (eventId: string): Promise<StoredEvent | null> =>
-    Promise.resolve({
-      eventId,
-      roomId: ROOM,
-      pdu: { content: { membership: "join" } } as unknown as Pdu,
-      status: "accepted",
-      position: 7,
-      versionstamp: "v",
-    }),
+  currentStateEventId: (_roomId: string, type: string, stateKey: string) =>
+    Promise.resolve(type === "m.room.member" ? `$member-${stateKey}` : null),
+  getEvent: (eventId: string): Promise<StoredEvent | null> => Promise.resolve(fakeEvent(eventId)),
 };
 
 Deno.test("remote typing: one server's many joined puppets cannot fill a room's typing record and break local typing", async () => {
@@ -57,6 +66,62 @@ Deno.test("remote typing: one server's many joined puppets cannot fill a room's 
     assertEquals(puppets.length, MAX_REMOTE_TYPING_PER_SERVER);
   } finally {
     service.stop();
+    kv.close();
+  }
+});
+
+Deno.test("remote receipts: thread IDs naming no thread here cannot make a receipt record each", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const store = new KvReceiptStore(kv);
+  const events = new Map<string, StoredEvent>();
+  const held = (eventId: string, roomId = ROOM): StoredEvent => {
+    const event = { ...fakeEvent(eventId), roomId };
+    events.set(eventId, event);
+    return event;
+  };
+  held("$read:a.test");
+  held("$root:a.test");
+  held("$other-room-root:a.test", "!other:a.test");
+  const receipts = new ReceiptService({
+    store,
+    events: joinedEverywhere,
+    accountData: { setFullyRead: () => Promise.resolve() },
+  });
+  const handler = new ReceiptEduHandler({
+    store: {
+      ...joinedEverywhere,
+      isServerInRoom: () => Promise.resolve(true),
+      getEvents: (ids) =>
+        Promise.resolve(
+          new Map(ids.flatMap((id) => events.has(id) ? [[id, events.get(id)!]] : [])),
+        ),
+    },
+    serverName: "a.test",
+    receipts,
+  });
+  const receipt = (threadId: string) => ({
+    [ROOM]: {
+      "m.read": {
+        "@puppet:evil.test": { event_ids: ["$read:a.test"], data: { ts: 1, thread_id: threadId } },
+      },
+    },
+  });
+  try {
+    // Every EDU names a new made-up thread: each would be a receipt record kept for good and
+    // listed to every member's initial sync.
+    for (let i = 0; i < 50; i++) {
+      await handler.handle("evil.test", receipt(`$made-up-${i}:evil.test`));
+    }
+    await handler.handle("evil.test", receipt("$other-room-root:a.test"));
+    // A thread whose root is held here, and the main timeline, are taken.
+    await handler.handle("evil.test", receipt("$root:a.test"));
+    await handler.handle("evil.test", receipt("main"));
+    const threads: (string | undefined)[] = [];
+    for await (const entry of kv.list<Receipt>({ prefix: receiptPrefix(ROOM) })) {
+      threads.push(entry.value.threadId);
+    }
+    assertEquals(threads.sort(), ["$root:a.test", "main"]);
+  } finally {
     kv.close();
   }
 });

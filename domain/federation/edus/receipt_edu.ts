@@ -9,7 +9,8 @@
  * In: each receipt entry is checked on its own and dropped alone when it fails: the user must be
  * the sending server's and joined to the room, the room must pass `RoomEduGate` (we are in it,
  * the sender has a member joined, the ACL allows it), the fields must be well formed (`ts` a
- * non-negative integer, `thread_id` "main" or an event ID, event IDs valid). Only `m.read` is
+ * non-negative integer, `thread_id` "main" or the ID of an event of the room held here, event IDs
+ * valid: a made-up thread would be one more record kept for good). Only `m.read` is
  * taken (the only type the spec lets servers send). At most `MAX_RECEIPTS_PER_EDU` entries of an
  * EDU are looked at. A receipt for an event of another room is dropped; one for an event we do
  * not hold is kept (as Synapse keeps it) with `UNKNOWN_EVENT_POSITION`, so clients show it once
@@ -114,6 +115,12 @@ export class ReceiptEduHandler implements EduHandler {
       if (entries.length === 0 || !(await this.#gate.roomAdmits(origin, roomId))) continue;
       for (const [userId, entry] of entries) {
         if (!(await this.#gate.isJoined(roomId, userId))) continue;
+        // A receipt is kept per thread: a thread must be one held here, else every EDU could
+        // name a made-up thread and leave one more record for good.
+        const thread = entry.threadId;
+        if (thread !== undefined && thread !== "main" && !(await this.#holds(roomId, thread))) {
+          continue;
+        }
         const read = await this.#readEvent(roomId, entry.eventIds);
         if (read === undefined) continue;
         const receipt: Receipt = {
@@ -128,6 +135,11 @@ export class ReceiptEduHandler implements EduHandler {
         await this.deps.receipts.receiveRemote(receipt);
       }
     }
+  }
+
+  /** Whether `eventId` is an event of `roomId` held here. */
+  async #holds(roomId: string, eventId: string): Promise<boolean> {
+    return (await this.deps.store.getEvents([eventId])).get(eventId)?.roomId === roomId;
   }
 
   /**
