@@ -10,8 +10,14 @@
  */
 import assert from "node:assert/strict";
 import type { Network, NetworkServer } from "./in_process_network.ts";
-import { createRoom, ok, withNetwork } from "./network_helpers.ts";
-import { type RegisteredUser, registerUser } from "../routes/client_harness.ts";
+import {
+  ok,
+  sendEdus,
+  sharedPublicRoom,
+  uploadDeviceKeys,
+  withNetwork,
+} from "./network_helpers.ts";
+import { loginUser, type RegisteredUser, registerUser } from "../routes/client_harness.ts";
 import { newCrossSigning, newDeviceKeys } from "../domain/e2ee/cross_signing_fixtures.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 import { KvRemoteDeviceStore } from "../../kv/remote_device_store.ts";
@@ -23,22 +29,6 @@ const C = "c.test";
 const V3 = "/_matrix/client/v3";
 const PASSWORD = "correct horse";
 const enc = encodeURIComponent;
-
-/** Send `edus` from `origin` to `destination` in one transaction. */
-async function sendEdus(
-  net: Network,
-  origin: string,
-  destination: string,
-  edus: { edu_type: string; content: JsonObject }[],
-): Promise<void> {
-  const res = await net.transportFor(origin).request({
-    method: "PUT",
-    destination,
-    path: `/_matrix/federation/v1/send/${crypto.randomUUID()}`,
-    body: { origin, origin_server_ts: Date.now(), pdus: [], edus },
-  });
-  assert.equal(res.status, 200, JSON.stringify(res.body));
-}
 
 /** A device-list update EDU. */
 function update(content: JsonObject) {
@@ -65,6 +55,12 @@ async function queryOnB(b: NetworkServer, bob: RegisteredUser, userId: string) {
   return await ok(b, bob, "POST", `${V3}/keys/query`, { device_keys: { [userId]: [] } });
 }
 
+/** The device IDs, sorted, that a /keys/query answer lists for `userId`. */
+// deno-lint-ignore no-explicit-any
+function deviceIdsIn(answer: any, userId: string): string[] {
+  return Object.keys(answer.device_keys[userId] ?? {}).sort();
+}
+
 /** A sync by `user`; its device_lists and next_batch. */
 async function syncLists(server: NetworkServer, user: RegisteredUser, since?: string) {
   const query = since === undefined ? "timeout=0" : `timeout=0&since=${enc(since)}`;
@@ -83,9 +79,7 @@ async function sharedRoom(
   alice: RegisteredUser,
   bob: RegisteredUser,
 ): Promise<string> {
-  const roomId = await createRoom(net.servers[A], alice, { preset: "public_chat" });
-  await ok(net.servers[B], bob, "POST", `${V3}/join/${enc(roomId)}?server_name=${A}`, {});
-  return roomId;
+  return await sharedPublicRoom(net.servers[A], alice, net.servers[B], bob);
 }
 
 /** Intercept B's GET /user/devices for `userId` with `answer()` (the rest is delivered). */
@@ -124,7 +118,7 @@ Deno.test("device lists in: updates applied in order, seen ones skipped, gaps an
     })]);
     assert.equal(resyncsOf(net, alice.userId), 1);
     let answer = await queryOnB(b, bob, alice.userId);
-    assert.deepEqual(Object.keys(answer.device_keys[alice.userId]), ["D1"]);
+    assert.deepEqual(deviceIdsIn(answer, alice.userId), ["D1"]);
     assert.equal(answer.device_keys[alice.userId].D1.unsigned.device_display_name, "one");
     assert.equal(
       answer.device_keys[alice.userId].D1.keys["ed25519:D1"],
@@ -148,7 +142,7 @@ Deno.test("device lists in: updates applied in order, seen ones skipped, gaps an
     ]);
     assert.equal(resyncsOf(net, alice.userId), 1);
     answer = await queryOnB(b, bob, alice.userId);
-    assert.deepEqual(Object.keys(answer.device_keys[alice.userId]), ["D2"]);
+    assert.deepEqual(deviceIdsIn(answer, alice.userId), ["D2"]);
     assert.equal(answer.device_keys[alice.userId].D2.unsigned.device_display_name, "two");
     const s2 = await syncLists(b, bob, s1.nextBatch);
     assert.deepEqual(s2.changed, [alice.userId]);
@@ -185,7 +179,7 @@ Deno.test("device lists in: updates applied in order, seen ones skipped, gaps an
     })]);
     assert.equal(resyncsOf(net, alice.userId), 2);
     answer = await queryOnB(b, bob, alice.userId);
-    assert.deepEqual(Object.keys(answer.device_keys[alice.userId]).sort(), ["D2", "D3"]);
+    assert.deepEqual(deviceIdsIn(answer, alice.userId), ["D2", "D3"]);
     const s4 = await syncLists(b, bob, s3.nextBatch);
     assert.deepEqual(s4.changed, [alice.userId]);
 
@@ -208,12 +202,10 @@ Deno.test("device lists in: an update A's sender lost in transit is resynced on 
     const bob = await b.register("bob");
     await sharedRoom(net, alice, bob);
     const flushA = () => a.deps.federationSender.runOnce();
-    await ok(a, alice, "POST", `${V3}/keys/upload`, {
-      device_keys: (await newDeviceKeys(alice.userId, alice.deviceId)).keys,
-    });
+    await uploadDeviceKeys(a, alice);
     await flushA();
     const first = await queryOnB(b, bob, alice.userId);
-    assert.deepEqual(Object.keys(first.device_keys[alice.userId]), [alice.deviceId]);
+    assert.deepEqual(deviceIdsIn(first, alice.userId), [alice.deviceId]);
     const resyncsBefore = resyncsOf(net, alice.userId);
 
     // A second device logs in; the transaction carrying its update is lost (A believes it
@@ -230,34 +222,20 @@ Deno.test("device lists in: an update A's sender lost in transit is resynced on 
       }
       return "deliver";
     });
-    const second = await ok(a, alice, "POST", `${V3}/login`, {
-      type: "m.login.password",
-      identifier: { type: "m.id.user", user: "alice" },
-      password: PASSWORD,
-      device_id: "SECOND",
-    });
+    const second = await loginUser(a, "alice", PASSWORD, "SECOND");
     await flushA();
     assert.equal(lost, 1);
     net.intercept(undefined);
     // B still has the old list: it has not heard of SECOND.
     const stale = await queryOnB(b, bob, alice.userId);
-    assert.deepEqual(Object.keys(stale.device_keys[alice.userId]), [alice.deviceId]);
+    assert.deepEqual(deviceIdsIn(stale, alice.userId), [alice.deviceId]);
 
     // SECOND uploads keys: this update's prev_id names the lost one, so B resyncs.
-    await a.request("POST", `${V3}/keys/upload`, {
-      token: second.access_token as string,
-      body: { device_keys: (await newDeviceKeys(alice.userId, "SECOND")).keys },
-    });
+    await uploadDeviceKeys(a, second);
     await flushA();
     assert.equal(resyncsOf(net, alice.userId), resyncsBefore + 1);
     const fresh = await queryOnB(b, bob, alice.userId);
-    assert.deepEqual(
-      Object.keys(fresh.device_keys[alice.userId]).sort(),
-      [
-        alice.deviceId,
-        "SECOND",
-      ].sort(),
-    );
+    assert.deepEqual(deviceIdsIn(fresh, alice.userId), [alice.deviceId, "SECOND"].sort());
   });
 });
 
@@ -268,9 +246,7 @@ Deno.test("device lists in: B leaving the last shared room drops the cache; a re
     const bob = await b.register("bob");
     const roomId = await sharedRoom(net, alice, bob);
     const flushA = () => a.deps.federationSender.runOnce();
-    await ok(a, alice, "POST", `${V3}/keys/upload`, {
-      device_keys: (await newDeviceKeys(alice.userId, alice.deviceId)).keys,
-    });
+    await uploadDeviceKeys(a, alice);
     await flushA();
     await queryOnB(b, bob, alice.userId);
     const store = new KvRemoteDeviceStore(b.kv);
@@ -283,41 +259,21 @@ Deno.test("device lists in: B leaving the last shared room drops the cache; a re
     assert.deepEqual(afterLeave.left, [alice.userId]);
 
     // Alice adds a device while B shares no room with her: nothing reaches B.
-    const second = await ok(a, alice, "POST", `${V3}/login`, {
-      type: "m.login.password",
-      identifier: { type: "m.id.user", user: "alice" },
-      password: PASSWORD,
-      device_id: "SECOND",
-    });
-    await a.request("POST", `${V3}/keys/upload`, {
-      token: second.access_token as string,
-      body: { device_keys: (await newDeviceKeys(alice.userId, "SECOND")).keys },
-    });
+    const second = await loginUser(a, "alice", PASSWORD, "SECOND");
+    await uploadDeviceKeys(a, second);
     await flushA();
     // Not sharing: B asks A directly and caches nothing.
     const queriesBefore = keyQueriesTo(net, A);
     const direct = await queryOnB(b, bob, alice.userId);
     assert.equal(keyQueriesTo(net, A), queriesBefore + 1);
-    assert.deepEqual(
-      Object.keys(direct.device_keys[alice.userId]).sort(),
-      [
-        alice.deviceId,
-        "SECOND",
-      ].sort(),
-    );
+    assert.deepEqual(deviceIdsIn(direct, alice.userId), [alice.deviceId, "SECOND"].sort());
     assert.equal((await store.get([alice.userId])).size, 0);
 
     const resyncsBefore = resyncsOf(net, alice.userId);
     await ok(b, bob, "POST", `${V3}/join/${enc(roomId)}?server_name=${A}`, {});
     const rejoined = await queryOnB(b, bob, alice.userId);
     assert.equal(resyncsOf(net, alice.userId), resyncsBefore + 1, "a rejoin resyncs");
-    assert.deepEqual(
-      Object.keys(rejoined.device_keys[alice.userId]).sort(),
-      [
-        alice.deviceId,
-        "SECOND",
-      ].sort(),
-    );
+    assert.deepEqual(deviceIdsIn(rejoined, alice.userId), [alice.deviceId, "SECOND"].sort());
   });
 });
 
@@ -329,9 +285,7 @@ Deno.test("device lists in: the cache answers while A is down; no cache and A do
     const bob = await b.register("bob");
     const roomId = await sharedRoom(net, alice, bob);
     await ok(a, amy, "POST", `${V3}/join/${enc(roomId)}`, {});
-    await ok(a, alice, "POST", `${V3}/keys/upload`, {
-      device_keys: (await newDeviceKeys(alice.userId, alice.deviceId)).keys,
-    });
+    await uploadDeviceKeys(a, alice);
     const up = await queryOnB(b, bob, alice.userId);
     net.setReachable(A, false);
     const down = await queryOnB(b, bob, alice.userId);

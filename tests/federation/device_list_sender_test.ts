@@ -9,13 +9,16 @@
  */
 import assert from "node:assert/strict";
 import type { Network, NetworkServer } from "./in_process_network.ts";
-import { createRoom, ok, withNetwork } from "./network_helpers.ts";
 import {
-  FAST_HASHING,
-  loginUser,
-  type RegisteredUser,
-  registerUser,
-} from "../routes/client_harness.ts";
+  createRoom,
+  edusSent,
+  ok,
+  type SentEdu,
+  sharedPublicRoom,
+  uploadDeviceKeys,
+  withNetwork,
+} from "./network_helpers.ts";
+import { FAST_HASHING, loginUser, registerUser } from "../routes/client_harness.ts";
 import { startTestServer } from "../routes/test_server.ts";
 import { newCrossSigning, newDeviceKeys } from "../domain/e2ee/cross_signing_fixtures.ts";
 import { publicRoom } from "../routes/sender_rooms.ts";
@@ -46,30 +49,10 @@ const C = "c.test";
 const V3 = "/_matrix/client/v3";
 const PASSWORD = "correct horse";
 
-interface SentEdu {
-  destination: string;
-  type: string;
-  content: JsonObject;
-}
-
-/** Every EDU `origin` sent in transactions so far, in order. */
-function edusSentBy(net: Network, origin: string): SentEdu[] {
-  return net.log
-    .filter((r) => r.origin === origin && r.path.startsWith("/_matrix/federation/v1/send/"))
-    .flatMap((r) =>
-      ((r.body as { edus?: { edu_type: string; content: JsonObject }[] }).edus ?? []).map((e) => ({
-        destination: r.destination,
-        type: e.edu_type,
-        content: e.content,
-      }))
-    );
-}
-
 /** Device-list and signing-key EDUs `origin` sent to `destination`. */
 function keyEdus(net: Network, origin: string, destination: string): SentEdu[] {
-  return edusSentBy(net, origin).filter((e) =>
-    e.destination === destination &&
-    (e.type === "m.device_list_update" || e.type === "m.signing_key_update")
+  return edusSent(net, { origin, destination }).filter((e) =>
+    e.type === "m.device_list_update" || e.type === "m.signing_key_update"
   );
 }
 
@@ -81,12 +64,6 @@ async function flush(server: NetworkServer): Promise<void> {
 /** A new device of `localpart` on `server`, logged in by password as `deviceId`. */
 function login(server: NetworkServer, localpart: string, deviceId: string) {
   return loginUser(server, localpart, PASSWORD, deviceId);
-}
-
-async function uploadDeviceKeys(server: NetworkServer, user: RegisteredUser) {
-  const { keys } = await newDeviceKeys(user.userId, user.deviceId);
-  await ok(server, user, "POST", `${V3}/keys/upload`, { device_keys: keys });
-  return keys;
 }
 
 /** Check the device EDUs in `edus` form one chain: each prev_id names the stream_id before it. */
@@ -107,8 +84,7 @@ Deno.test("device lists out: every kind of change reaches the servers sharing a 
     const dave = await registerUser(a, "dave", PASSWORD); // shares no room with another server
     const bob = await b.register("bob");
     await c.register("carol");
-    const roomId = await createRoom(a, alice, { preset: "public_chat" });
-    await ok(b, bob, "POST", `${V3}/join/${encodeURIComponent(roomId)}?server_name=${A}`, {});
+    await sharedPublicRoom(a, alice, b, bob);
     // dave's room is A's alone.
     await createRoom(a, dave, { preset: "public_chat" });
 
@@ -156,6 +132,7 @@ Deno.test("device lists out: every kind of change reaches the servers sharing a 
     sent = keyEdus(net, A, B);
     assert.equal(sent.length, 4);
     assert.deepEqual(sent[3], {
+      origin: A,
       destination: B,
       type: "m.signing_key_update",
       content: {
@@ -229,7 +206,7 @@ Deno.test("device lists out: every kind of change reaches the servers sharing a 
     await flush(b);
     await flush(a);
     assert.deepEqual(keyEdus(net, A, C), []);
-    const fromA = edusSentBy(net, A).filter((e) =>
+    const fromA = edusSent(net, { origin: A }).filter((e) =>
       e.type.includes("device_list") ||
       e.type.includes("signing_key")
     );
@@ -294,8 +271,7 @@ Deno.test("device lists out: an update whose queueing was cut off goes with the 
     const a = net.servers[A], b = net.servers[B];
     const alice = await registerUser(a, "alice", PASSWORD);
     const bob = await b.register("bob");
-    const roomId = await createRoom(a, alice, { preset: "public_chat" });
-    await ok(b, bob, "POST", `${V3}/join/${encodeURIComponent(roomId)}?server_name=${A}`, {});
+    await sharedPublicRoom(a, alice, b, bob);
     await uploadDeviceKeys(a, alice);
     await flush(a);
     // A device-list change committed, then the process died before queueing its EDU.
@@ -320,8 +296,7 @@ Deno.test("device lists out: two processes queue each update once, in order", as
     const a = net.servers[A], b = net.servers[B];
     const alice = await registerUser(a, "alice", PASSWORD);
     const bob = await b.register("bob");
-    const roomId = await createRoom(a, alice, { preset: "public_chat" });
-    await ok(b, bob, "POST", `${V3}/join/${encodeURIComponent(roomId)}?server_name=${A}`, {});
+    await sharedPublicRoom(a, alice, b, bob);
     await uploadDeviceKeys(a, alice);
     await flush(a);
     for (const deviceId of ["ONE", "TWO", "THREE"]) {

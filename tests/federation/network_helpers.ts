@@ -1,6 +1,7 @@
 /**
  * What the federation tests do over the in-process network again and again: run a test on a
- * fresh network, make a client call that must succeed, send a message.
+ * fresh network, make a client call that must succeed, send a message, share a room across two
+ * servers, upload a device's keys, push a transaction of EDUs and read back the EDUs sent.
  */
 import assert from "node:assert/strict";
 import {
@@ -10,6 +11,8 @@ import {
   startNetwork,
 } from "./in_process_network.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
+import { newDeviceKeys } from "../domain/e2ee/cross_signing_fixtures.ts";
+import type { JsonObject, JsonValue } from "../../domain/protocol/json.ts";
 
 /** Run `fn` on a fresh network of `names` (a.test and b.test by default), closed afterwards. */
 export async function withNetwork(
@@ -77,4 +80,85 @@ export async function memberOn(
   }`;
   const res = await server.request("GET", path, { token: viewer.accessToken });
   return res.status === 200 ? res.body.membership as string : undefined;
+}
+
+/** Upload freshly made self-signed device keys for `device` (a user's device) on `server`; them. */
+export async function uploadDeviceKeys(
+  server: NetworkServer,
+  device: RegisteredUser,
+): Promise<JsonObject> {
+  const { keys } = await newDeviceKeys(device.userId, device.deviceId);
+  await ok(server, device, "POST", "/_matrix/client/v3/keys/upload", { device_keys: keys });
+  return keys;
+}
+
+/**
+ * `creator` on `home` makes a public room and `joiner` on `guest` joins it over federation
+ * (through `home`); its room ID.
+ */
+export async function sharedPublicRoom(
+  home: NetworkServer,
+  creator: RegisteredUser,
+  guest: NetworkServer,
+  joiner: RegisteredUser,
+): Promise<string> {
+  const roomId = await createRoom(home, creator, { preset: "public_chat" });
+  const path = `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${home.name}`;
+  await ok(guest, joiner, "POST", path, {});
+  return roomId;
+}
+
+/**
+ * Push one transaction carrying `edus` (and no PDUs) from `origin` to `destination`, signed by
+ * `origin` as its sender would; it must be answered 200.
+ */
+export async function sendEdus(
+  net: Network,
+  origin: string,
+  destination: string,
+  edus: readonly JsonObject[],
+  txnId: string = crypto.randomUUID(),
+): Promise<void> {
+  const res = await net.transportFor(origin).request({
+    method: "PUT",
+    destination,
+    path: `/_matrix/federation/v1/send/${encodeURIComponent(txnId)}`,
+    body: { origin, origin_server_ts: Date.now(), pdus: [], edus: edus as JsonValue[] },
+  });
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+}
+
+/** An EDU as a transaction on the network carried it. */
+export interface SentEdu {
+  origin: string;
+  destination: string;
+  type: string;
+  content: JsonObject;
+}
+
+/**
+ * Every EDU in the transactions sent on the network so far (whatever became of them: the log
+ * keeps refused and intercepted requests too), in order; only those from `origin`, to
+ * `destination` and of `type` where given.
+ */
+export function edusSent(
+  net: Network,
+  only: { origin?: string; destination?: string; type?: string } = {},
+): SentEdu[] {
+  return net.log
+    .filter((r) =>
+      r.path.startsWith("/_matrix/federation/v1/send/") &&
+      (only.origin === undefined || r.origin === only.origin) &&
+      (only.destination === undefined || r.destination === only.destination)
+    )
+    .flatMap((r) =>
+      ((r.body as { edus?: { edu_type: string; content: JsonObject }[] } | null)?.edus ?? [])
+        .map((e) => ({
+          origin: r.origin,
+          destination: r.destination,
+          type: e.edu_type,
+          content: e.content,
+        }))
+    )
+    .filter((e) => only.type === undefined || e.type === only.type);
 }

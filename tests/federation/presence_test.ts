@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import type { Network, NetworkServer } from "./in_process_network.ts";
-import { createRoom, ok, withNetwork } from "./network_helpers.ts";
+import { createRoom, edusSent, ok, sendEdus, withNetwork } from "./network_helpers.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import { KvPresenceStore } from "../../kv/presence_store.ts";
 import { MAX_PRESENCE_PER_EDU } from "../../domain/federation/edus/presence_edu.ts";
@@ -36,13 +36,7 @@ async function syncPresence(
 
 /** The m.presence EDUs delivered to `destination` so far, in order. */
 function presenceEdusTo(net: Network, destination: string): JsonObject[] {
-  return net.log
-    .filter((r) =>
-      r.destination === destination && r.path.startsWith("/_matrix/federation/v1/send/")
-    )
-    .flatMap((r) => ((r.body as { edus?: JsonObject[] }).edus ?? []))
-    .filter((edu) => edu.edu_type === "m.presence")
-    .map((edu) => edu.content as JsonObject);
+  return edusSent(net, { destination, type: "m.presence" }).map((e) => e.content);
 }
 
 /** Flush every server's federation outbox. */
@@ -154,15 +148,7 @@ Deno.test("presence: inbound entries about users of another server, users sharin
       { server: c, user: carol },
     ]);
     const store = new KvPresenceStore(a.kv);
-    const send = async (edus: JsonObject[]) => {
-      const res = await net.transportFor(B).request({
-        method: "PUT",
-        destination: A,
-        path: `/_matrix/federation/v1/send/${crypto.randomUUID()}`,
-        body: { origin: B, origin_server_ts: Date.now(), pdus: [], edus },
-      });
-      assert.equal(res.status, 200, JSON.stringify(res.body));
-    };
+    const send = (edus: JsonObject[]) => sendEdus(net, B, A, edus);
     const dave = `@dave:${B}`; // of B, in no room with us
     await send([{
       edu_type: "m.presence",

@@ -7,10 +7,10 @@
  * several EDUs, and a message too large to send to its server is refused writing nothing.
  */
 import { assert, assertEquals } from "../assert.ts";
-import { ok, withNetwork } from "./network_helpers.ts";
+import { edusSent, ok, sendEdus, withNetwork } from "./network_helpers.ts";
 import type { Network, NetworkServer } from "./in_process_network.ts";
-import type { RegisteredUser } from "../routes/client_harness.ts";
-import type { JsonObject, JsonValue } from "../../domain/protocol/json.ts";
+import { loginUser, type RegisteredUser } from "../routes/client_harness.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
 import { DIRECT_TO_DEVICE_EDU } from "../../domain/federation/edus/to_device_edu.ts";
 
 const A = "a.test";
@@ -40,36 +40,20 @@ function syncer(server: NetworkServer, user: RegisteredUser) {
 }
 
 /** A second device of a user registered with password "pw". */
-async function loginDevice(
-  server: NetworkServer,
-  user: RegisteredUser,
-  deviceId: string,
-): Promise<RegisteredUser> {
-  const res = await server.request("POST", `${V3}/login`, {
-    body: { type: "m.login.password", user: user.userId, password: "pw", device_id: deviceId },
-  });
-  assertEquals(res.status, 200);
-  return { userId: user.userId, accessToken: res.body.access_token as string, deviceId };
+function loginDevice(server: NetworkServer, user: RegisteredUser, deviceId: string) {
+  return loginUser(server, user.userId, "pw", deviceId);
 }
 
 /** The m.direct_to_device EDUs of every transaction a.test sent b.test so far. */
-function edusSent(net: Network): JsonObject[] {
-  return net.log
-    .filter((r) => r.origin === A && r.destination === B && r.path.includes("/send/"))
-    .flatMap((r) => ((r.body as JsonObject).edus ?? []) as JsonObject[])
-    .filter((e) => e.edu_type === DIRECT_TO_DEVICE_EDU)
-    .map((e) => e.content as JsonObject);
+function toDeviceEdusSent(net: Network): JsonObject[] {
+  return edusSent(net, { origin: A, destination: B, type: DIRECT_TO_DEVICE_EDU }).map((e) =>
+    e.content
+  );
 }
 
 /** A transaction from a.test to b.test carrying `edus`, signed by a.test as the sender does. */
-async function rawTransaction(net: Network, txnId: string, edus: JsonObject[]): Promise<void> {
-  const res = await net.transportFor(A).request({
-    method: "PUT",
-    destination: B,
-    path: `/_matrix/federation/v1/send/${txnId}`,
-    body: { origin: A, origin_server_ts: Date.now(), pdus: [], edus: edus as JsonValue[] },
-  });
-  assertEquals(res.status, 200);
+function rawTransaction(net: Network, txnId: string, edus: JsonObject[]): Promise<void> {
+  return sendEdus(net, A, B, edus, txnId);
 }
 
 const contentNs = (events: JsonObject[]) => events.map((e) => (e.content as JsonObject).n);
@@ -97,7 +81,7 @@ Deno.test("a named device and * on another server get the message once each", as
     assertEquals(await bobSync(), []);
     assertEquals(await carolSync(), []);
     // One EDU for the one destination, named after the request.
-    const edus = edusSent(net);
+    const edus = toDeviceEdusSent(net);
     assertEquals(edus.length, 1);
     assertEquals(edus[0].sender, alice.userId);
     assertEquals(edus[0].type, "m.room_key_request");
@@ -149,7 +133,7 @@ Deno.test("a transaction whose answer was lost, and its EDU sent again in anothe
     await sendToDevice(a, alice, "t2", { [bob.userId]: { [bob.deviceId]: { n: 2 } } });
     await a.deps.federationSender.runOnce();
     // The log holds the lost attempt twice (as a.test sent it and as the test passed it on).
-    const edus = edusSent(net);
+    const edus = toDeviceEdusSent(net);
     assertEquals(edus.length, 4, "the first EDU went twice, then again with the second");
     assertEquals(new Set(edus.slice(0, 3).map((e) => e.message_id)).size, 1);
     assert(edus[3].message_id !== edus[0].message_id);
@@ -168,10 +152,10 @@ Deno.test("the same EDU in two transactions is delivered once; a repeated reques
     await sendToDevice(a, alice, "t1", { [bob.userId]: { [bob.deviceId]: { n: 1 } } });
     await sendToDevice(a, alice, "t1", { [bob.userId]: { [bob.deviceId]: { n: 1 } } });
     await a.deps.federationSender.runOnce();
-    assertEquals(edusSent(net).length, 1);
+    assertEquals(toDeviceEdusSent(net).length, 1);
     assertEquals(contentNs(await bobSync()), [1]);
     // The EDU again, in transactions of its own: already delivered.
-    const edu = { edu_type: DIRECT_TO_DEVICE_EDU, content: edusSent(net)[0] };
+    const edu = { edu_type: DIRECT_TO_DEVICE_EDU, content: toDeviceEdusSent(net)[0] };
     await rawTransaction(net, "again-1", [edu]);
     await rawTransaction(net, "again-2", [edu, edu]);
     assertEquals(await bobSync(), []);
@@ -260,7 +244,7 @@ Deno.test("recipients past one outbox entry split into several EDUs; an unsendab
     users.forEach((u, i) => messages[u.userId] = { [u.deviceId]: { n: i, big } });
     await sendToDevice(a, alice, "big", messages);
     await a.deps.federationSender.runOnce();
-    const edus = edusSent(net);
+    const edus = toDeviceEdusSent(net);
     assertEquals(edus.length, 2);
     assertEquals(new Set(edus.map((e) => e.message_id)).size, 2);
     for (const [i, u] of users.entries()) {
@@ -282,6 +266,6 @@ Deno.test("recipients past one outbox entry split into several EDUs; an unsendab
     assertEquals([res.status, res.body.errcode], [413, "M_TOO_LARGE"]);
     assertEquals(await syncer(a, localFriend)(), []);
     await a.deps.federationSender.runOnce();
-    assertEquals(edusSent(net).length, 2);
+    assertEquals(toDeviceEdusSent(net).length, 2);
   });
 });

@@ -8,7 +8,15 @@
  */
 import assert from "node:assert/strict";
 import type { Network, NetworkServer } from "./in_process_network.ts";
-import { createRoom, ok, say, withNetwork } from "./network_helpers.ts";
+import {
+  createRoom,
+  edusSent,
+  ok,
+  say,
+  sendEdus,
+  sharedPublicRoom,
+  withNetwork,
+} from "./network_helpers.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import type { JsonObject, JsonValue } from "../../domain/protocol/json.ts";
 
@@ -114,24 +122,9 @@ function sendReceipt(
   );
 }
 
-/** The EDUs of `type` sent over the network so far from `origin`. */
-function edusSent(net: Network, origin: string, type: string): JsonObject[] {
-  return net.log
-    .filter((r) => r.origin === origin && r.path.startsWith("/_matrix/federation/v1/send/"))
-    .flatMap((r) => ((r.body as JsonObject).edus ?? []) as JsonObject[])
-    .filter((edu) => edu.edu_type === type)
-    .map((edu) => edu.content as JsonObject);
-}
-
-/** Push a transaction of `edus` from `origin` to `destination` as the real sender would. */
-async function pushEdus(net: Network, origin: string, destination: string, edus: JsonObject[]) {
-  const res = await net.transportFor(origin).request({
-    method: "PUT",
-    destination,
-    path: `/_matrix/federation/v1/send/${crypto.randomUUID()}`,
-    body: { origin, origin_server_ts: Date.now(), pdus: [], edus } as JsonValue,
-  });
-  assert.equal(res.status, 200, JSON.stringify(res.body));
+/** The contents of the EDUs of `type` sent over the network so far from `origin`. */
+function sentContents(net: Network, origin: string, type: string): JsonObject[] {
+  return edusSent(net, { origin, type }).map((e) => e.content);
 }
 
 /** Alice on A creates a public room; Bob on B joins it through A; A tells B about nothing yet. */
@@ -139,8 +132,7 @@ async function sharedRoom(a: NetworkServer, b: NetworkServer, creator: "a" | "b"
   const alice = await a.register("alice");
   const bob = await b.register("bob");
   const [home, guest, owner, joiner] = creator === "a" ? [a, b, alice, bob] : [b, a, bob, alice];
-  const roomId = await createRoom(home, owner, { preset: "public_chat" });
-  await ok(guest, joiner, "POST", `/_matrix/client/v3/join/${enc(roomId)}?via=${home.name}`, {});
+  const roomId = await sharedPublicRoom(home, owner, guest, joiner);
   await home.deps.federationSender.runOnce();
   return { alice, bob, roomId };
 }
@@ -154,7 +146,7 @@ Deno.test("typing over federation: A's reaches B's sync and B's reaches A's; sto
     await a.deps.federationSender.runOnce();
     assert.deepEqual(await typingIn(b, bob, roomId), [alice.userId]);
     // The EDU as the spec shapes it, with the timeout a Tessera receiver expires it by.
-    assert.deepEqual(edusSent(net, A, "m.typing"), [
+    assert.deepEqual(sentContents(net, A, "m.typing"), [
       { room_id: roomId, user_id: alice.userId, typing: true, timeout: 20_000 },
     ]);
 
@@ -165,7 +157,7 @@ Deno.test("typing over federation: A's reaches B's sync and B's reaches A's; sto
     await setTyping(a, alice, roomId, false);
     await a.deps.federationSender.runOnce();
     assert.deepEqual(await typingIn(b, bob, roomId), [bob.userId]);
-    assert.deepEqual(edusSent(net, A, "m.typing").at(-1), {
+    assert.deepEqual(sentContents(net, A, "m.typing").at(-1), {
       room_id: roomId,
       user_id: alice.userId,
       typing: false,
@@ -175,7 +167,7 @@ Deno.test("typing over federation: A's reaches B's sync and B's reaches A's; sto
     clock.advance(10_001);
     assert.deepEqual(await typingIn(a, alice, roomId), []);
     // A never sends other servers' users' typing on.
-    assert.equal(edusSent(net, A, "m.typing").some((c) => c.user_id === bob.userId), false);
+    assert.equal(sentContents(net, A, "m.typing").some((c) => c.user_id === bob.userId), false);
   });
 });
 
@@ -192,7 +184,7 @@ Deno.test("receipts over federation: public ones (threaded too) cross both ways,
     const onB = await receiptsIn(b, bob, roomId);
     assert.equal(typeof onB[hello]["m.read"][alice.userId].ts, "number");
     assert.equal(await notificationCount(b, bob, roomId), 1);
-    const [sent] = edusSent(net, A, "m.receipt");
+    const [sent] = sentContents(net, A, "m.receipt");
     assert.deepEqual(Object.keys(sent), [roomId]);
     assert.deepEqual(
       (sent[roomId] as JsonObject)["m.read"],
@@ -202,7 +194,7 @@ Deno.test("receipts over federation: public ones (threaded too) cross both ways,
     // Bob's private receipt never leaves B; his public one reaches Alice.
     await sendReceipt(b, bob, roomId, hello, "m.read.private");
     await b.deps.federationSender.runOnce();
-    assert.deepEqual(edusSent(net, B, "m.receipt"), []);
+    assert.deepEqual(sentContents(net, B, "m.receipt"), []);
     assert.equal((await receiptsIn(a, alice, roomId))[hello]["m.read"][bob.userId], undefined);
     await sendReceipt(b, bob, roomId, hello);
     await b.deps.federationSender.runOnce();
@@ -250,7 +242,7 @@ Deno.test("inbound typing and receipts: wrong origin, not in room, not joined an
       data,
     });
 
-    await pushEdus(net, A, B, [
+    await sendEdus(net, A, B, [
       typing(roomId, bob.userId), // B's own user, claimed by A
       typing(roomId, "@ghost:a.test"), // A's, but not in the room
       typing(bobsOwn, alice.userId), // a room A has no member in
@@ -260,7 +252,7 @@ Deno.test("inbound typing and receipts: wrong origin, not in room, not joined an
     assert.deepEqual(await typingIn(b, bob, roomId), []);
     assert.deepEqual(await typingIn(b, bob, bobsOwn), []);
 
-    await pushEdus(net, A, B, [{
+    await sendEdus(net, A, B, [{
       edu_type: "m.receipt",
       content: {
         [roomId]: {
@@ -284,7 +276,7 @@ Deno.test("inbound typing and receipts: wrong origin, not in room, not joined an
       edu_type: "m.receipt",
       content: { [roomId]: { "m.read": { [alice.userId]: read(eventIds, data) } } },
     });
-    await pushEdus(net, A, B, [
+    await sendEdus(net, A, B, [
       aliceOnly({ ts: -1 }),
       aliceOnly({ ts: "soon" }),
       aliceOnly({ ts: 9, thread_id: "not a thread" }),
@@ -297,10 +289,10 @@ Deno.test("inbound typing and receipts: wrong origin, not in room, not joined an
     // A receipt for an event B does not hold is kept (clients show it once they have the event),
     // and the sender's next receipt replaces it.
     const unknown = "$not-here-yet:a.test";
-    await pushEdus(net, A, B, [aliceOnly({ ts: 10 }, [unknown])]);
+    await sendEdus(net, A, B, [aliceOnly({ ts: 10 }, [unknown])]);
     const withUnknown = await receiptsIn(b, bob, roomId);
     assert.deepEqual(withUnknown[unknown], { "m.read": { [alice.userId]: { ts: 10 } } });
-    await pushEdus(net, A, B, [aliceOnly({ ts: 11 }, [hello])]);
+    await sendEdus(net, A, B, [aliceOnly({ ts: 11 }, [hello])]);
     const later = await receiptsIn(b, bob, roomId);
     assert.equal(later[unknown], undefined);
     assert.deepEqual(later[hello]["m.read"][alice.userId], { ts: 11 });
