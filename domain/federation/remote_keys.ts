@@ -208,7 +208,7 @@ export class RemoteKeyClient implements RemoteKeyQuerier {
       // (its server says it exists), without keys nobody could trust.
       const keys = checkedDeviceKeys(entry.keys, userId, deviceId);
       if (keys !== undefined) device.keys = keys;
-      const displayName = checkedDisplayName(entry.device_display_name);
+      const displayName = checkedRemoteDisplayName(entry.device_display_name);
       if (displayName !== undefined) device.displayName = displayName;
       seen.add(deviceId);
       devices.push(device);
@@ -261,27 +261,29 @@ function isValidDeviceId(value: unknown): value is string {
     value.length <= MAX_REMOTE_DEVICE_ID_LENGTH;
 }
 
-function checkedDisplayName(value: unknown): string | undefined {
+/** A display name another server sent: a string of at most MAX_REMOTE_DISPLAY_NAME_BYTES. */
+export function checkedRemoteDisplayName(value: unknown): string | undefined {
   if (typeof value !== "string") return undefined;
   return encoder.encode(value).byteLength <= MAX_REMOTE_DISPLAY_NAME_BYTES ? value : undefined;
 }
 
 /**
- * Device keys filed under `userId`/`deviceId`: an object naming that user and device, with
- * string-valued `keys`, a list of string `algorithms` and a `signatures` map, bounded in size,
- * with `unsigned` cut down to the display name (the only part clients read); undefined when
- * not. Looser than the upload checks on purpose: key and algorithm names are not checked, as
- * other servers store what their clients upload (SyTest's remote sends `"keys": {"c": ...}`);
- * every client verifies a device's signatures itself before trusting its keys. What must hold
- * is what we file it under: the user and device it names.
+ * Device keys another server files under `userId`/`deviceId` (in a key query or /user/devices
+ * answer, or an `m.device_list_update` EDU): an object naming that user and device, with
+ * string-valued `keys`, a list of string `algorithms` and a `signatures` map, bounded in size;
+ * its signed part (`unsigned` left out), undefined when not. Looser than the upload checks on
+ * purpose: key and algorithm names are not checked, as other servers store what their clients
+ * upload (SyTest's remote sends `"keys": {"c": ...}`); every client verifies a device's
+ * signatures itself before trusting its keys. What must hold is what we file it under: the user
+ * and device it names.
  */
-function checkedDeviceKeys(
+export function checkedRemoteDeviceKeys(
   value: unknown,
   userId: string,
   deviceId: string,
 ): JsonObject | undefined {
-  if (!isValidDeviceId(deviceId) || !isJsonObject(value)) return undefined;
-  const { unsigned, ...signed } = value;
+  if (!isJsonObject(value)) return undefined;
+  const { unsigned: _unsigned, ...signed } = value;
   if (signed.user_id !== userId || signed.device_id !== deviceId) return undefined;
   const { algorithms, keys, signatures } = signed;
   if (
@@ -292,24 +294,41 @@ function checkedDeviceKeys(
     !isJsonObject(keys) || Object.keys(keys).length > MAX_DEVICE_KEY_ENTRIES ||
     !Object.values(keys).every((k) => typeof k === "string")
   ) return undefined;
-  if (signatures !== undefined) {
-    try {
-      checkSignaturesShape(signatures, "device keys");
-    } catch {
-      return undefined;
-    }
+  try {
+    if (signatures !== undefined) checkSignaturesShape(signatures, "device keys");
+    if (canonicalJsonBytes(signed).byteLength > MAX_DEVICE_KEYS_BYTES) return undefined;
+  } catch {
+    return undefined;
   }
-  if (canonicalJsonBytes(signed).byteLength > MAX_DEVICE_KEYS_BYTES) return undefined;
+  return signed;
+}
+
+/**
+ * A queried device's keys: checked as `checkedRemoteDeviceKeys`, with `unsigned` cut down to
+ * the display name (the only part clients read); undefined when not.
+ */
+function checkedDeviceKeys(
+  value: unknown,
+  userId: string,
+  deviceId: string,
+): JsonObject | undefined {
+  if (!isValidDeviceId(deviceId)) return undefined;
+  const signed = checkedRemoteDeviceKeys(value, userId, deviceId);
+  if (signed === undefined) return undefined;
+  const { unsigned } = value as JsonObject;
   const displayName = isJsonObject(unsigned)
-    ? checkedDisplayName(unsigned.device_display_name)
+    ? checkedRemoteDisplayName(unsigned.device_display_name)
     : undefined;
   return displayName === undefined
     ? signed
     : { ...signed, unsigned: { device_display_name: displayName } };
 }
 
-/** A cross-signing key of `userId` with the spec's shape; undefined when absent or malformed. */
-function checkedCrossSigningKey(
+/**
+ * A cross-signing key another server sent for `userId` with the spec's shape for `usage`;
+ * undefined when absent or malformed.
+ */
+export function checkedCrossSigningKey(
   value: unknown,
   userId: string,
   usage: CrossSigningUsage,

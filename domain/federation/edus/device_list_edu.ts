@@ -10,23 +10,22 @@
  * cache checks), and malformed content (a bad field drops the EDU; bad keys drop only the keys,
  * as the resync path does: the device still exists on its server).
  */
-import { isJsonObject, type JsonObject } from "../../protocol/json.ts";
+import type { JsonObject } from "../../protocol/json.ts";
 import { parseUserId } from "../../protocol/identifiers.ts";
-import { canonicalJsonBytes } from "../../protocol/canonical_json.ts";
-import { MAX_DEVICE_KEY_ENTRIES, MAX_DEVICE_KEYS_BYTES } from "../../e2ee/key_upload_validation.ts";
-import { checkSignaturesShape } from "../../e2ee/cross_signing_keys.ts";
 import type { DeviceListUpdateEdu } from "../../e2ee/remote_device_updates.ts";
 import type { RemoteDeviceCache, UpdateOutcome } from "../../e2ee/remote_device_cache.ts";
 import type { EduHandler } from "../edu_input.ts";
-import { MAX_REMOTE_DEVICE_ID_LENGTH, MAX_REMOTE_DISPLAY_NAME_BYTES } from "../remote_keys.ts";
+import {
+  checkedRemoteDeviceKeys,
+  checkedRemoteDisplayName,
+  MAX_REMOTE_DEVICE_ID_LENGTH,
+} from "../remote_keys.ts";
 
 /** The EDU type. */
 export const DEVICE_LIST_UPDATE_EDU = "m.device_list_update";
 
 /** prev_ids an update may name (Synapse names one). */
 const MAX_PREV_IDS = 16;
-
-const encoder = new TextEncoder();
 
 /** Hands valid updates from their user's own server to the cache. */
 export class DeviceListEduHandler implements EduHandler {
@@ -80,13 +79,9 @@ export function parseDeviceListUpdate(content: JsonObject): DeviceListUpdateEdu 
     prevIds,
     deleted: content.deleted === true,
   };
-  const name = content.device_display_name;
-  if (
-    typeof name === "string" && encoder.encode(name).byteLength <= MAX_REMOTE_DISPLAY_NAME_BYTES
-  ) {
-    update.displayName = name;
-  }
-  const keys = checkedKeys(content.keys, userId, deviceId);
+  const displayName = checkedRemoteDisplayName(content.device_display_name);
+  if (displayName !== undefined) update.displayName = displayName;
+  const keys = checkedRemoteDeviceKeys(content.keys, userId, deviceId);
   if (keys !== undefined) update.keys = keys;
   return update;
 }
@@ -96,30 +91,4 @@ function streamPosition(value: unknown): number | null {
   if (typeof value === "string" && /^[0-9]{1,15}$/.test(value)) return Number(value);
   if (typeof value === "number" && Number.isSafeInteger(value) && value >= 0) return value;
   return null;
-}
-
-/**
- * Device keys filed under this user and device, in the shape clients read (algorithms, string
- * keys, a signatures object), bounded; undefined otherwise. Signatures are the clients' to check.
- */
-function checkedKeys(value: unknown, userId: string, deviceId: string): JsonObject | undefined {
-  if (!isJsonObject(value)) return undefined;
-  const { unsigned: _unsigned, ...signed } = value;
-  if (signed.user_id !== userId || signed.device_id !== deviceId) return undefined;
-  const { algorithms, keys, signatures } = signed;
-  if (
-    !Array.isArray(algorithms) || algorithms.length > MAX_DEVICE_KEY_ENTRIES ||
-    !algorithms.every((a) => typeof a === "string")
-  ) return undefined;
-  if (
-    !isJsonObject(keys) || Object.keys(keys).length > MAX_DEVICE_KEY_ENTRIES ||
-    !Object.values(keys).every((k) => typeof k === "string")
-  ) return undefined;
-  try {
-    if (signatures !== undefined) checkSignaturesShape(signatures, "device keys");
-    if (canonicalJsonBytes(signed).byteLength > MAX_DEVICE_KEYS_BYTES) return undefined;
-  } catch {
-    return undefined;
-  }
-  return signed;
 }

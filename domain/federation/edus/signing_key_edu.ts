@@ -10,10 +10,9 @@
  */
 import type { JsonObject } from "../../protocol/json.ts";
 import { parseUserId } from "../../protocol/identifiers.ts";
-import { checkCrossSigningKeyShape } from "../../e2ee/cross_signing_keys.ts";
-import type { CrossSigningUsage } from "../../ports/cross_signing_store.ts";
 import type { RemoteDeviceCache, SigningKeyUpdate } from "../../e2ee/remote_device_cache.ts";
 import type { EduHandler } from "../edu_input.ts";
+import { checkedCrossSigningKey } from "../remote_keys.ts";
 
 /** The EDU type. */
 export const SIGNING_KEY_UPDATE_EDU = "m.signing_key_update";
@@ -41,24 +40,10 @@ export class SigningKeyEduHandler implements EduHandler {
       return false;
     }
     const update: SigningKeyUpdate = { userId };
-    const master = checkedKey(content.master_key, userId, "master");
+    const master = checkedCrossSigningKey(content.master_key, userId, "master");
     if (master !== undefined) update.masterKey = master;
-    const selfSigning = checkedKey(content.self_signing_key, userId, "self_signing");
+    const selfSigning = checkedCrossSigningKey(content.self_signing_key, userId, "self_signing");
     if (selfSigning !== undefined) update.selfSigningKey = selfSigning;
     return await this.cache.applySigningKeys(update);
   }
-}
-
-function checkedKey(
-  value: unknown,
-  userId: string,
-  usage: CrossSigningUsage,
-): JsonObject | undefined {
-  if (value === undefined) return undefined;
-  try {
-    checkCrossSigningKeyShape(value, userId, usage);
-  } catch {
-    return undefined;
-  }
-  return value as JsonObject;
 }
