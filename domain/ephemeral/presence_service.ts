@@ -29,6 +29,11 @@ export const MAX_STATUS_MSG_LENGTH = 1024;
 export const FEDERATION_RESEND_MS = 25 * 60_000;
 /** A remote user whose server said nothing for this long is shown offline (Synapse: 30 min). */
 export const FEDERATION_TIMEOUT_MS = 30 * 60_000;
+/**
+ * A remote user's unchanged presence is stored again (moving `receivedTs`) only when the stored
+ * copy is this old: far below the gap between resends and the timeout (25 and 30 minutes).
+ */
+export const REMOTE_REWRITE_MS = 60_000;
 
 /** What the service is built from. */
 export interface PresenceServiceDeps {
@@ -111,15 +116,18 @@ export class PresenceService {
 
   /**
    * Store a remote user's presence as their server sent it (the EDU handler checked that the
-   * server speaks for the user and shares a room with us). Always written, so `receivedTs`
-   * moves on a resend; syncs are woken only for a visible change.
+   * server speaks for the user and shares a room with us). A visible change is written and
+   * wakes syncs; the same presence again is written only once the stored copy is
+   * `REMOTE_REWRITE_MS` old, so a resend still moves `receivedTs` on (the 30-minute timeout
+   * counts from it) while a server repeating itself costs no write per EDU.
    */
   async applyRemote(record: PresenceRecord): Promise<void> {
     const current = await this.deps.store.get(record.userId);
+    const now = this.#now();
+    const changed = visiblyChanged(current, record, now);
+    if (!changed && now - (current?.receivedTs ?? -Infinity) < REMOTE_REWRITE_MS) return;
     await this.deps.store.put(record);
-    if (visiblyChanged(current, record, this.#now())) {
-      this.deps.notifyPresence?.(record.userId);
-    }
+    if (changed) this.deps.notifyPresence?.(record.userId);
   }
 
   /**

@@ -16,6 +16,11 @@ import { ReceiptEduHandler } from "../../domain/federation/edus/receipt_edu.ts";
 import type { Receipt } from "../../domain/ports/receipt_store.ts";
 import { KvReceiptStore } from "../../kv/receipt_store.ts";
 import { receiptPrefix } from "../../kv/schema.ts";
+import { PresenceService } from "../../domain/ephemeral/presence_service.ts";
+import { PresenceEduHandler } from "../../domain/federation/edus/presence_edu.ts";
+import type { PresenceRecord, PresenceStore } from "../../domain/ports/presence_store.ts";
+import type { Membership } from "../../domain/ports/event_store.ts";
+import { KvPresenceStore } from "../../kv/presence_store.ts";
 
 const ROOM = "!room:a.test";
 const ALICE = "@alice:a.test";
@@ -121,6 +126,55 @@ Deno.test("remote receipts: thread IDs naming no thread here cannot make a recei
       threads.push(entry.value.threadId);
     }
     assertEquals(threads.sort(), ["$root:a.test", "main"]);
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("remote presence: repeating an unchanged presence costs no write per entry", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const kvStore = new KvPresenceStore(kv);
+  let writes = 0;
+  const store = {
+    get: (userId: string) => kvStore.get(userId),
+    getMany: (userIds: readonly string[]) => kvStore.getMany(userIds),
+    put: (record: PresenceRecord) => {
+      writes++;
+      return kvStore.put(record);
+    },
+    changes: kvStore.changes.bind(kvStore),
+  } as unknown as PresenceStore;
+  let woken = 0;
+  let now = 1_000_000_000;
+  const service = new PresenceService({
+    store,
+    events: { roomsOfUser: () => Promise.resolve([]) },
+    notifyPresence: () => woken++,
+    now: () => now,
+  });
+  const handler = new PresenceEduHandler({
+    events: {
+      roomsOfUser: () => Promise.resolve([{ roomId: ROOM } as Membership]),
+      isServerInRoom: () => Promise.resolve(true),
+    },
+    presence: service,
+    serverName: "a.test",
+    now: () => now,
+  });
+  const entry = { user_id: "@puppet:evil.test", presence: "online", currently_active: true };
+  try {
+    // One EDU naming the user 256 times, then 99 more EDUs saying the same again.
+    await handler.handle("evil.test", { push: Array(256).fill(entry) });
+    for (let i = 0; i < 99; i++) await handler.handle("evil.test", { push: [entry] });
+    assertEquals([writes, woken], [1, 1]);
+    // A change is written at once; the same state repeated later (a server's periodic resend
+    // that keeps the user from timing out) is written again.
+    await handler.handle("evil.test", { push: [{ ...entry, presence: "unavailable" }] });
+    assertEquals([writes, woken], [2, 2]);
+    now += 10 * 60_000;
+    await handler.handle("evil.test", { push: [{ ...entry, presence: "unavailable" }] });
+    assertEquals([writes, woken], [3, 2]);
+    assertEquals((await kvStore.get("@puppet:evil.test"))?.receivedTs, now);
   } finally {
     kv.close();
   }

@@ -194,9 +194,15 @@ export class PresenceEduHandler implements EduHandler {
   async handle(origin: string, content: JsonObject): Promise<void> {
     if (origin === this.deps.serverName || !Array.isArray(content.push)) return;
     const now = this.deps.now?.() ?? Date.now();
+    // A user named twice is acted on once, as the last entry says (each costs reads and a write).
+    const latest = new Map<string, PresenceRecord>();
     for (const entry of content.push.slice(0, MAX_PRESENCE_PER_EDU)) {
       const record = parsePresencePush(entry, origin, now);
       if (record === null) continue;
+      latest.delete(record.userId);
+      latest.set(record.userId, record);
+    }
+    for (const record of latest.values()) {
       // Presence of a user we share no room with is none of our business (and unbounded).
       if (
         !(await userSharesRoomWithServer(this.deps.events, record.userId, this.deps.serverName))
