@@ -50,6 +50,11 @@ export const MAX_REMOTE_DEVICE_ID_LENGTH = 255;
 export const MAX_REMOTE_DISPLAY_NAME_BYTES = 1024;
 /** Largest `/user/devices` answer taken (1,000 devices of ordinary keys fit many times over). */
 export const MAX_USER_DEVICES_RESPONSE_BYTES = 8 * 1024 * 1024;
+/**
+ * Largest answer to a key query, per user asked about (a user's devices' keys are a few KiB;
+ * a thousand devices fit); without it a server could answer one user with 64 MiB.
+ */
+const QUERY_RESPONSE_BYTES_PER_USER = 1024 * 1024;
 /** Largest answer to a claim, per device asked about (a signed key is ~200 bytes). */
 const CLAIM_RESPONSE_BYTES_PER_DEVICE = 8 * 1024;
 /** Default wait of `userDevices` (a resync). */
@@ -98,6 +103,7 @@ export class RemoteKeyClient implements RemoteKeyQuerier {
       path: "/_matrix/federation/v1/user/keys/query",
       body: { device_keys: asked },
       timeoutMs,
+      maxResponseBytes: 64 * 1024 + Object.keys(asked).length * QUERY_RESPONSE_BYTES_PER_USER,
     });
     const answered = isJsonObject(body.device_keys) ? body.device_keys : {};
     const masters = isJsonObject(body.master_keys) ? body.master_keys : {};

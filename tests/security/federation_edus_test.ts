@@ -3,7 +3,9 @@
  * them: what one server may make this server write, keep or show, beyond what its users are
  * entitled to. Each test names the abuse and what must hold instead.
  */
-import { assert, assertEquals } from "../assert.ts";
+import { assert, assertEquals, assertRejects } from "../assert.ts";
+import { withNetwork } from "../federation/network_helpers.ts";
+import { RemoteKeyClient } from "../../domain/federation/remote_keys.ts";
 import {
   MAX_REMOTE_TYPING_PER_SERVER,
   TypingService,
@@ -178,4 +180,19 @@ Deno.test("remote presence: repeating an unchanged presence costs no write per e
   } finally {
     kv.close();
   }
+});
+
+Deno.test("remote key query: a server cannot answer a query about one user with tens of MiB", async () => {
+  await withNetwork(async (net) => {
+    const client = new RemoteKeyClient({ transport: net.transportFor("b.test") });
+    // 3 MiB of junk about one asked user: more than any honest answer for one user holds.
+    const junk = "x".repeat(3 * 1024 * 1024);
+    net.intercept((r) =>
+      r.destination === "a.test" ? { status: 200, body: { device_keys: {}, junk } } : "deliver"
+    );
+    await assertRejects(
+      () => client.query("a.test", { "@alice:a.test": [] }, 5_000),
+      /too large/,
+    );
+  }, ["a.test", "b.test"]);
 });
