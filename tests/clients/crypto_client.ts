@@ -222,6 +222,23 @@ export async function openCryptoClient(options: CryptoClientOptions): Promise<Cr
 }
 
 /**
+ * {@link openCryptoClient}, the session added to `sessions` at once (so that whoever stops
+ * those stops it even when what follows fails), then {@link waitForOwnDeviceKeysUploaded}.
+ */
+export async function openUploadedCryptoClient(
+  options: CryptoClientOptions,
+  sessions: CryptoSession[],
+): Promise<CryptoSession> {
+  const session = await openCryptoClient(options);
+  sessions.push(session);
+  await step(
+    `${session.userId} ${options.deviceDisplayName ?? "device"}'s device keys upload`,
+    () => waitForOwnDeviceKeysUploaded(session),
+  );
+  return session;
+}
+
+/**
  * Resolve once the device's own keys are on the server: `/keys/query` for the user lists this
  * device with the same ed25519 key the crypto machine holds.
  */

@@ -1,9 +1,10 @@
 /**
  * Assertions and flows of the end-to-end encryption tests with matrix-js-sdk's Rust crypto,
  * shared by the one-server test (js_sdk_crypto_test.ts) and the two-server one
- * (tests/federation/e2ee_two_servers_test.ts): a message decrypts (or definitively does not),
- * the server holds only ciphertext, a device reads back its own cross-signing identity, and two
- * users verify each other by interactive SAS.
+ * (tests/federation/e2ee_two_servers_test.ts): a message sent and decrypted (or definitively
+ * not), the server holding only ciphertext, the devices a crypto lists, a device bootstrapping
+ * and reading back its own cross-signing identity, two users learning each other's identity,
+ * verifying each other by interactive SAS and then trusting each other through cross-signing.
  */
 import {
   CrossSigningKey,
@@ -15,7 +16,12 @@ import {
 } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { assert, assertEquals } from "../assert.ts";
 import { step, waitUntil } from "./matrix_helpers.ts";
-import { type CryptoSession, waitForDecryptedText } from "./crypto_client.ts";
+import {
+  type CryptoSession,
+  passwordAuth,
+  sendEncryptedText,
+  waitForDecryptedText,
+} from "./crypto_client.ts";
 
 /** The megolm algorithm every encrypted room of these tests uses. */
 export const MEGOLM = "m.megolm.v1.aes-sha2";
@@ -25,6 +31,15 @@ export interface Sent {
   eventId: string;
   body: string;
   sender: string;
+}
+
+/** Send `body` from `from` into the encrypted room `roomId`; what was sent. */
+export async function sendEncrypted(
+  from: CryptoSession,
+  roomId: string,
+  body: string,
+): Promise<Sent> {
+  return { eventId: await sendEncryptedText(from, roomId, body), body, sender: from.userId };
 }
 
 /**
@@ -86,6 +101,12 @@ export async function assertCannotDecrypt(
   );
 }
 
+/** The IDs of the devices of `userId` that `viewer`'s crypto lists (from its own device store). */
+export async function devicesSeen(viewer: CryptoSession, userId: string): Promise<string[]> {
+  const devices = await viewer.crypto.getUserDeviceInfo([userId]);
+  return [...devices.get(userId)?.keys() ?? []];
+}
+
 /** `userId`'s master key ID as the server has it now (a fresh /keys/query by `reader`). */
 export async function serverMasterKey(
   reader: CryptoSession,
@@ -112,6 +133,73 @@ export async function waitForOwnIdentitySettled(side: CryptoSession): Promise<vo
     30_000,
     200,
   );
+}
+
+/** `side` bootstraps cross-signing (password auth) and waits until it has read it back. */
+export async function bootstrapCrossSigningSettled(side: CryptoSession): Promise<void> {
+  await step(
+    `${side.userId} bootstrapCrossSigning`,
+    () => side.crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth(side) }),
+  );
+  await waitForOwnIdentitySettled(side);
+}
+
+/**
+ * Wait until each of `a` and `b` holds the other's current master key (the one the server
+ * answers now: device_lists.changed in its sync, then /keys/query), and check that neither
+ * counts the other as verified yet.
+ */
+export async function waitForEachOthersIdentity(
+  a: CryptoSession,
+  b: CryptoSession,
+): Promise<void> {
+  for (const [me, other] of [[a, b], [b, a]]) {
+    await waitUntil(
+      `${me.userId} to hold ${other.userId}'s current master key`,
+      async () => {
+        const known = await me.crypto.getUserCrossSigningKeys(other.userId);
+        const id = Object.values(known?.master_key?.keys ?? {})[0];
+        return id !== undefined && id === await serverMasterKey(me, other.userId);
+      },
+      30_000,
+      200,
+    );
+    const before = await me.crypto.getUserVerificationStatus(other.userId);
+    assert(!before.isCrossSigningVerified(), "verified before any verification");
+  }
+}
+
+/**
+ * After a verification: wait until each side's server shows, on the other's master key, the
+ * signature by its own user-signing key (a fresh /keys/query), and each side then trusts the
+ * other through cross-signing.
+ */
+export async function waitForMutualCrossSigningTrust(
+  a: CryptoSession,
+  b: CryptoSession,
+): Promise<void> {
+  for (const [me, other] of [[a, b], [b, a]]) {
+    const userSigningKeyId = await me.crypto.getCrossSigningKeyId(CrossSigningKey.UserSigning);
+    assert(userSigningKeyId, `${me.userId} has no user-signing key`);
+    await waitUntil(
+      `${me.userId}'s server to show its signature of ${other.userId}'s master key`,
+      async () => {
+        const res = await me.client.downloadKeysForUsers([other.userId]);
+        // The SDK's type for a cross-signing key leaves out its signatures.
+        const master = res.master_keys?.[other.userId] as
+          | { signatures?: Record<string, Record<string, string>> }
+          | undefined;
+        return master?.signatures?.[me.userId]?.[`ed25519:${userSigningKeyId}`];
+      },
+      30_000,
+      200,
+    );
+    await waitUntil(
+      `${me.userId} to trust ${other.userId} through cross-signing`,
+      async () =>
+        (await me.crypto.getUserVerificationStatus(other.userId)).isCrossSigningVerified(),
+    );
+  }
 }
 
 /**

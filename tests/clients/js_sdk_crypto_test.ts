@@ -19,21 +19,24 @@ import {
   cryptoFailureReport,
   type CryptoSession,
   joinEncryptedRoom,
-  openCryptoClient,
+  openUploadedCryptoClient,
   passwordAuth,
-  sendEncryptedText,
   waitForMember,
-  waitForOwnDeviceKeysUploaded,
   waitForRoomEncrypted,
 } from "./crypto_client.ts";
 import {
   assertCannotDecrypt,
   assertDecrypts,
   assertEncryptedOnServer,
+  bootstrapCrossSigningSettled,
+  devicesSeen,
   MEGOLM,
+  sendEncrypted,
   type Sent,
   serverMasterKey,
   verifyBySas,
+  waitForEachOthersIdentity,
+  waitForMutualCrossSigningTrust,
   waitForOwnIdentitySettled,
 } from "./e2ee_assertions.ts";
 
@@ -95,21 +98,11 @@ Deno.test({
     const server = await startServerProcess();
     const failures: string[] = [];
     const sessions: CryptoSession[] = [];
-    const open = async (user: string, deviceDisplayName: string) => {
-      const session = await openCryptoClient({
-        baseUrl: server.baseUrl,
-        user,
-        password: PASSWORD,
-        deviceDisplayName,
-        failures,
-      });
-      sessions.push(session);
-      await step(
-        `${session.userId} ${deviceDisplayName}'s device keys upload`,
-        () => waitForOwnDeviceKeysUploaded(session),
+    const open = (user: string, deviceDisplayName: string) =>
+      openUploadedCryptoClient(
+        { baseUrl: server.baseUrl, user, password: PASSWORD, deviceDisplayName, failures },
+        sessions,
       );
-      return session;
-    };
 
     const steps: [string, () => Promise<void>][] = [];
     let alice!: CryptoSession;
@@ -119,11 +112,7 @@ Deno.test({
     let roomId!: string;
     const sent: Sent[] = [];
     const send = async (from: CryptoSession, body: string) => {
-      const message = {
-        eventId: await sendEncryptedText(from, roomId, body),
-        body,
-        sender: from.userId,
-      };
+      const message = await sendEncrypted(from, roomId, body);
       sent.push(message);
       return message;
     };
@@ -182,10 +171,7 @@ Deno.test({
       // /keys/query; only then will her next room key be shared with it.
       await waitUntil(
         "alice's crypto to list bob's second device",
-        async () => {
-          const devices = await alice.crypto.getUserDeviceInfo([bob.userId]);
-          return devices.get(bob.userId)?.has(bob2.deviceId);
-        },
+        async () => (await devicesSeen(alice, bob.userId)).includes(bob2.deviceId),
         30_000,
         200,
       );
@@ -204,14 +190,7 @@ Deno.test({
       "4. cross-signing bootstraps for both users; they verify each other by SAS",
       async () => {
         for (const side of [alice, bob]) {
-          await step(
-            `${side.userId} bootstrapCrossSigning`,
-            () =>
-              side.crypto.bootstrapCrossSigning({
-                authUploadDeviceSigningKeys: passwordAuth(side),
-              }),
-          );
-          await waitForOwnIdentitySettled(side);
+          await bootstrapCrossSigningSettled(side);
           const status = await side.crypto.getCrossSigningStatus();
           assert(status.publicKeysOnDevice, `${side.userId} has no public cross-signing keys`);
           assert(
@@ -242,49 +221,13 @@ Deno.test({
         assert(await alice.crypto.isCrossSigningReady(), "alice's cross-signing not ready");
 
         // Each learns of the other's (latest) identity through device_lists in sync.
-        for (const [me, other] of [[alice, bob], [bob, alice]]) {
-          await waitUntil(
-            `${me.userId} to hold ${other.userId}'s current master key`,
-            async () => {
-              const known = await me.crypto.getUserCrossSigningKeys(other.userId);
-              const id = Object.values(known?.master_key?.keys ?? {})[0];
-              return id !== undefined && id === await serverMasterKey(me, other.userId);
-            },
-            30_000,
-            200,
-          );
-          const before = await me.crypto.getUserVerificationStatus(other.userId);
-          assert(!before.isCrossSigningVerified(), "verified before any verification");
-        }
+        await waitForEachOthersIdentity(alice, bob);
 
         await verifyBySas(alice, bob, roomId);
 
         // The user-signing signatures reached the server: a fresh /keys/query shows each master
         // key signed by the other user's user-signing key, and each side trusts the other.
-        for (const [me, other] of [[alice, bob], [bob, alice]]) {
-          const userSigningKeyId = await me.crypto.getCrossSigningKeyId(
-            CrossSigningKey.UserSigning,
-          );
-          assert(userSigningKeyId, `${me.userId} has no user-signing key`);
-          await waitUntil(
-            `the server to hold ${me.userId}'s signature of ${other.userId}`,
-            async () => {
-              const res = await me.client.downloadKeysForUsers([other.userId]);
-              // The SDK's type for a cross-signing key leaves out its signatures.
-              const master = res.master_keys?.[other.userId] as
-                | { signatures?: Record<string, Record<string, string>> }
-                | undefined;
-              return master?.signatures?.[me.userId]?.[`ed25519:${userSigningKeyId}`];
-            },
-            30_000,
-            200,
-          );
-          await waitUntil(
-            `${me.userId} to trust ${other.userId} through cross-signing`,
-            async () =>
-              (await me.crypto.getUserVerificationStatus(other.userId)).isCrossSigningVerified(),
-          );
-        }
+        await waitForMutualCrossSigningTrust(alice, bob);
         // Bob's first device is now trusted by alice through bob's self-signing key.
         const bobDevice = await alice.crypto.getDeviceVerificationStatus(bob.userId, bob.deviceId);
         assert(bobDevice?.crossSigningVerified, "alice does not trust bob's cross-signed device");

@@ -195,7 +195,7 @@ Deno.test("device lists in: updates applied in order, seen ones skipped, gaps an
   });
 });
 
-Deno.test("device lists in: an update A's sender lost in transit is resynced on the next one", async () => {
+Deno.test("device lists in: an update A's sender lost in transit is resynced on the next one; B's clients told", async () => {
   await withNetwork(async (net) => {
     const a = net.servers[A], b = net.servers[B];
     const alice = await registerUser(a, "alice", PASSWORD);
@@ -230,12 +230,16 @@ Deno.test("device lists in: an update A's sender lost in transit is resynced on 
     const stale = await queryOnB(b, bob, alice.userId);
     assert.deepEqual(deviceIdsIn(stale, alice.userId), [alice.deviceId]);
 
-    // SECOND uploads keys: this update's prev_id names the lost one, so B resyncs.
+    // SECOND uploads keys: this update's prev_id names the lost one, so B resyncs, and Bob's
+    // client hears of it.
+    const beforeResync = await syncLists(b, bob);
     await uploadDeviceKeys(a, second);
     await flushA();
     assert.equal(resyncsOf(net, alice.userId), resyncsBefore + 1);
     const fresh = await queryOnB(b, bob, alice.userId);
     assert.deepEqual(deviceIdsIn(fresh, alice.userId), [alice.deviceId, "SECOND"].sort());
+    const afterResync = await syncLists(b, bob, beforeResync.nextBatch);
+    assert.deepEqual(afterResync.changed, [alice.userId]);
   });
 });
 

@@ -16,8 +16,9 @@
  * 5. typing, read receipts (one threaded) and presence from A reach B's /sync, and back (plain
  *    HTTP clients: nothing of this is encrypted).
  *
- * A second test loses one device-list update in transit on the in-process network and shows B
- * filling the gap by resyncing.
+ * Device-list gap handling (an update lost in transit, filled by B resyncing, B's clients told)
+ * is tested over the in-process network, where a transaction can be made to vanish, in
+ * device_list_cache_test.ts.
  *
  * One cluster serves everything (each process start costs a second or two). The EDU scenario
  * uses its own users and room, so it stands alone; the encryption steps are one story, and a
@@ -25,15 +26,10 @@
  * for convergence has a deadline; nothing asserts on timing.
  */
 import * as sdk from "matrix-js-sdk";
-import { CrossSigningKey } from "matrix-js-sdk/lib/crypto-api/index.js";
 import { assert, assertEquals } from "../assert.ts";
 import { type FederationCluster, startServerProcesses } from "./server_processes.ts";
 import type { FederationProcess } from "./server_processes.ts";
-import { type RegisteredUser, registerUser } from "../routes/client_harness.ts";
-import { startNetwork } from "./in_process_network.ts";
-import { createRoom, ok as netOk } from "./network_helpers.ts";
-import type { JsonObject } from "../../domain/protocol/json.ts";
-import { newTestDevice } from "../domain/e2ee/device_keys_fixture.ts";
+import type { RegisteredUser } from "../routes/client_harness.ts";
 import type { RequestOptions } from "../routes/test_server.ts";
 import { step, waitUntil } from "../clients/matrix_helpers.ts";
 import {
@@ -41,22 +37,23 @@ import {
   cryptoFailureReport,
   type CryptoSession,
   joinEncryptedRoom,
-  openCryptoClient,
+  openUploadedCryptoClient,
   passwordAuth,
-  sendEncryptedText,
   waitForMember,
-  waitForOwnDeviceKeysUploaded,
   waitForRoomEncrypted,
 } from "../clients/crypto_client.ts";
 import {
   assertCannotDecrypt,
   assertDecrypts,
   assertEncryptedOnServer,
+  bootstrapCrossSigningSettled,
+  devicesSeen,
   MEGOLM,
+  sendEncrypted,
   type Sent,
-  serverMasterKey,
   verifyBySas,
-  waitForOwnIdentitySettled,
+  waitForEachOthersIdentity,
+  waitForMutualCrossSigningTrust,
 } from "../clients/e2ee_assertions.ts";
 
 const PASSWORD = "correct horse battery staple";
@@ -324,41 +321,24 @@ Deno.test({
         (t) => ephemeralBothWays(t, a, b),
       );
 
-      const open = async (server: FederationProcess, user: string, deviceDisplayName: string) => {
-        const session = await openCryptoClient({
+      const open = (server: FederationProcess, user: string, deviceDisplayName: string) =>
+        openUploadedCryptoClient({
           baseUrl: server.baseUrl,
           user,
           password: PASSWORD,
           deviceDisplayName,
           failures,
           fetch: caFetch.fetch,
-        });
-        sessions.push(session);
-        await step(
-          `${session.userId} ${deviceDisplayName}'s device keys upload`,
-          () => waitForOwnDeviceKeysUploaded(session),
-        );
-        return session;
-      };
+        }, sessions);
       let alice!: CryptoSession;
       let bob!: CryptoSession;
       let bob2!: CryptoSession;
       let roomId!: string;
       const sent: Sent[] = [];
       const send = async (from: CryptoSession, body: string) => {
-        const message = {
-          eventId: await sendEncryptedText(from, roomId, body),
-          body,
-          sender: from.userId,
-        };
+        const message = await sendEncrypted(from, roomId, body);
         sent.push(message);
         return message;
-      };
-
-      /** The devices of `userId` that `viewer`'s crypto lists (from its own device store). */
-      const devicesSeen = async (viewer: CryptoSession, userId: string) => {
-        const devices = await viewer.crypto.getUserDeviceInfo([userId]);
-        return [...devices.get(userId)?.keys() ?? []];
       };
 
       const steps: {
@@ -430,61 +410,17 @@ Deno.test({
         name: "3. cross-signing: alice verifies bob across the servers and sees him verified",
         needs: ["1"],
         fn: async () => {
-          for (const side of [alice, bob]) {
-            await step(
-              `${side.userId} bootstrapCrossSigning`,
-              () =>
-                side.crypto.bootstrapCrossSigning({
-                  authUploadDeviceSigningKeys: passwordAuth(side),
-                }),
-            );
-            await waitForOwnIdentitySettled(side);
-          }
+          for (const side of [alice, bob]) await bootstrapCrossSigningSettled(side);
           // Each learns of the other's identity through a signing-key update from the other
           // server (device_lists.changed in its sync, then /keys/query through its server).
-          for (const [me, other] of [[alice, bob], [bob, alice]]) {
-            await waitUntil(
-              `${me.userId} to hold ${other.userId}'s master key`,
-              async () => {
-                const known = await me.crypto.getUserCrossSigningKeys(other.userId);
-                const id = Object.values(known?.master_key?.keys ?? {})[0];
-                return id !== undefined && id === await serverMasterKey(me, other.userId);
-              },
-              30_000,
-              200,
-            );
-            const before = await me.crypto.getUserVerificationStatus(other.userId);
-            assert(!before.isCrossSigningVerified(), "verified before any verification");
-          }
+          await waitForEachOthersIdentity(alice, bob);
 
           await verifyBySas(alice, bob, roomId);
 
           // Each side signed the other's master key with its user-signing key and uploaded the
           // signature to its own server, which shows it (to its own user only) on the remote
           // user's master key; the Rust crypto trusts the other user once it reads it back.
-          for (const [me, other] of [[alice, bob], [bob, alice]]) {
-            const userSigningKeyId = await me.crypto.getCrossSigningKeyId(
-              CrossSigningKey.UserSigning,
-            );
-            assert(userSigningKeyId, `${me.userId} has no user-signing key`);
-            await waitUntil(
-              `${me.userId}'s server to show its signature of ${other.userId}'s master key`,
-              async () => {
-                const res = await me.client.downloadKeysForUsers([other.userId]);
-                const master = res.master_keys?.[other.userId] as
-                  | { signatures?: Record<string, Record<string, string>> }
-                  | undefined;
-                return master?.signatures?.[me.userId]?.[`ed25519:${userSigningKeyId}`];
-              },
-              30_000,
-              200,
-            );
-            await waitUntil(
-              `${me.userId} to see ${other.userId} verified through cross-signing`,
-              async () =>
-                (await me.crypto.getUserVerificationStatus(other.userId)).isCrossSigningVerified(),
-            );
-          }
+          await waitForMutualCrossSigningTrust(alice, bob);
           const bobDevice = await alice.crypto.getDeviceVerificationStatus(
             bob.userId,
             bob.deviceId,
@@ -560,118 +496,4 @@ Deno.test({
       await cluster.stop();
     }
   },
-});
-
-/**
- * Device-list gap handling over the in-process network (a real process cannot be made to lose
- * one EDU): A's transaction carrying a key change of Alice's is answered 200 without reaching
- * B, as a lost update would be; A's next change then names the lost one in `prev_id`, and B
- * resynchronises through `GET /user/devices` and lists every device again.
- */
-Deno.test("device lists: an update lost in transit is a gap B fills by resyncing", async () => {
-  const net = await startNetwork(["a.test", "b.test"]);
-  try {
-    const a = net.servers["a.test"];
-    const b = net.servers["b.test"];
-    const alice = await registerUser(a, "alice", PASSWORD);
-    const bob = await b.register("bob");
-    const roomId = await createRoom(a, alice, { preset: "public_chat" });
-    await netOk(b, bob, "POST", `/_matrix/client/v3/join/${enc(roomId)}?via=a.test`, {});
-    const login = async () => {
-      const res = await a.request("POST", "/_matrix/client/v3/login", {
-        body: {
-          type: "m.login.password",
-          identifier: { type: "m.id.user", user: "alice" },
-          password: PASSWORD,
-        },
-      });
-      assertEquals(res.status, 200, JSON.stringify(res.body));
-      return {
-        userId: res.body.user_id,
-        accessToken: res.body.access_token,
-        deviceId: res.body.device_id,
-      } as RegisteredUser;
-    };
-    const uploadKeys = async (device: RegisteredUser) =>
-      netOk(a, device, "POST", "/_matrix/client/v3/keys/upload", {
-        device_keys: await (await newTestDevice(device.userId, device.deviceId)).deviceKeys(),
-      });
-    /** Alice's devices with keys, as Bob's /keys/query on B answers. */
-    const devicesOnB = async () => {
-      const res = await netOk(b, bob, "POST", "/_matrix/client/v3/keys/query", {
-        device_keys: { [alice.userId]: [] },
-      });
-      return Object.keys(res.device_keys?.[alice.userId] ?? {}).sort();
-    };
-    /** Deliver what A has queued (the network's senders are not started). */
-    const flush = async () => {
-      await a.deps.federationSender.runOnce();
-      await b.deps.federationSender.runOnce();
-    };
-
-    const second = await login();
-    await uploadKeys(alice);
-    await flush();
-    // Bob's server now tracks Alice (a first query caches her devices).
-    await waitUntil("B to list alice's first device", async () => {
-      await flush();
-      return (await devicesOnB()).includes(alice.deviceId);
-    });
-
-    // The next transaction carrying a device-list update of Alice's is "lost": answered 200
-    // without reaching B.
-    const lost: number[] = [];
-    let losing = true;
-    net.intercept((request) => {
-      const body = request.body as { edus?: { edu_type: string; content: JsonObject }[] };
-      if (
-        !losing || request.origin !== "a.test" ||
-        !request.path.startsWith("/_matrix/federation/v1/send/")
-      ) return "deliver";
-      const updates = (body.edus ?? []).filter((e) =>
-        e.edu_type === "m.device_list_update" && e.content.user_id === alice.userId
-      );
-      if (updates.length === 0) return "deliver";
-      lost.push(...updates.map((e) => e.content.stream_id as number));
-      return { status: 200, body: { pdus: {} } };
-    });
-    await uploadKeys(second);
-    await waitUntil("the update of alice's second device to be lost", async () => {
-      await flush();
-      return lost.length > 0;
-    });
-    losing = false;
-    // B never heard of it: its copy of Alice's devices is the old one.
-    assertEquals(await devicesOnB(), [alice.deviceId]);
-
-    // Alice's next change reaches B naming the lost update in prev_id: B resyncs.
-    const resyncsBefore = net.log.filter((r) =>
-      r.origin === "b.test" && r.path.startsWith("/_matrix/federation/v1/user/devices/")
-    ).length;
-    const bobSince = (await netOk(b, bob, "GET", "/_matrix/client/v3/sync?timeout=0")).next_batch;
-    const third = await login();
-    await uploadKeys(third);
-    const all = [alice.deviceId, second.deviceId, third.deviceId].sort();
-    await waitUntil("B to list all three of alice's devices", async () => {
-      await flush();
-      return JSON.stringify(await devicesOnB()) === JSON.stringify(all);
-    });
-    const resyncs = net.log.filter((r) =>
-      r.origin === "b.test" && r.path.startsWith("/_matrix/federation/v1/user/devices/")
-    ).length;
-    assert(resyncs > resyncsBefore, "B filled the gap without GET /user/devices");
-    // And Bob's client hears of it.
-    const synced = await netOk(
-      b,
-      bob,
-      "GET",
-      `/_matrix/client/v3/sync?since=${enc(bobSince)}&timeout=0`,
-    );
-    assert(
-      synced.device_lists?.changed?.includes(alice.userId),
-      JSON.stringify(synced.device_lists),
-    );
-  } finally {
-    await net.close();
-  }
 });
