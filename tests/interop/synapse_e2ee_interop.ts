@@ -250,39 +250,55 @@ interopTest(
   },
 );
 
-interopTest("E2EE: an encrypted room made on Tessera; the Synapse user joins it", async () => {
-  const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
-  // Room version 10, the newest Synapse 1.67 knows. Tessera's /createRoom refuses remote users
-  // in `invite` (domain/rooms/create_room.ts), so the invite goes through /invite, which
-  // federates.
-  const { room_id: room } = await step(
-    "createRoom (encrypted, version 10)",
-    () =>
-      e.client.createRoom({
-        preset: sdk.Preset.PrivateChat,
-        room_version: "10",
-        name: `Interop secrets ${run}`,
-        initial_state: [{
-          type: sdk.EventType.RoomEncryption,
-          state_key: "",
-          content: { algorithm: MEGOLM },
-        }],
-      }),
-  );
-  await waitForRoomEncrypted(e, room);
-  await step(`invite ${s.userId}`, () => e.client.invite(room, s.userId));
-  await joinEncryptedRoom(s, room);
-  await waitForMember(e, room, s.userId);
-  await waitForMember(s, room, e.userId);
-  for (const side of [e, s]) {
-    const encryption = side.client.getRoom(room)?.currentState.getStateEvents(
-      sdk.EventType.RoomEncryption,
-      "",
+interopTest(
+  "E2EE: an encrypted DM made on Tessera invites the Synapse user, who joins",
+  async () => {
+    const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
+    // Room version 10, the newest Synapse 1.67 knows. The Synapse user is invited in the
+    // createRoom request itself, as Element starts a DM with a user of another server.
+    const { room_id: room } = await step(
+      "createRoom (encrypted, version 10, inviting sam)",
+      () =>
+        e.client.createRoom({
+          preset: sdk.Preset.PrivateChat,
+          room_version: "10",
+          name: `Interop secrets ${run}`,
+          invite: [s.userId],
+          is_direct: true,
+          initial_state: [{
+            type: sdk.EventType.RoomEncryption,
+            state_key: "",
+            content: { algorithm: MEGOLM },
+          }],
+        }),
     );
-    assertEquals(encryption?.getContent().algorithm, MEGOLM);
-  }
-  roomId = room;
-});
+    await waitForRoomEncrypted(e, room);
+    // The invite reaches Synapse as a DM invite (is_direct kept on the countersigned event).
+    const invite = await waitUntil(
+      `${s.userId} to see the invite to ${room}`,
+      () => {
+        const r = s.client.getRoom(room);
+        return r?.getMyMembership() === sdk.KnownMembership.Invite
+          ? r.getMember(s.userId)?.events.member
+          : undefined;
+      },
+      CONVERGE_MS,
+    );
+    assertEquals(invite.getSender(), e.userId);
+    assertEquals(invite.getContent().is_direct, true);
+    await joinEncryptedRoom(s, room);
+    await waitForMember(e, room, s.userId);
+    await waitForMember(s, room, e.userId);
+    for (const side of [e, s]) {
+      const encryption = side.client.getRoom(room)?.currentState.getStateEvents(
+        sdk.EventType.RoomEncryption,
+        "",
+      );
+      assertEquals(encryption?.getContent().algorithm, MEGOLM);
+    }
+    roomId = room;
+  },
+);
 
 interopTest(
   "E2EE: /keys/query over federation both ways gives the other side's signed device keys",
