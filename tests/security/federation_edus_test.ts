@@ -23,6 +23,9 @@ import { PresenceEduHandler } from "../../domain/federation/edus/presence_edu.ts
 import type { PresenceRecord, PresenceStore } from "../../domain/ports/presence_store.ts";
 import type { Membership } from "../../domain/ports/event_store.ts";
 import { KvPresenceStore } from "../../kv/presence_store.ts";
+import { RemoteDeviceCache } from "../../domain/e2ee/remote_device_cache.ts";
+import type { RemoteDeviceStore } from "../../domain/ports/remote_device_store.ts";
+import { KvRemoteDeviceStore } from "../../kv/remote_device_store.ts";
 
 const ROOM = "!room:a.test";
 const ALICE = "@alice:a.test";
@@ -195,4 +198,80 @@ Deno.test("remote key query: a server cannot answer a query about one user with 
       /too large/,
     );
   }, ["a.test", "b.test"]);
+});
+
+Deno.test("remote device cache: a small EDU never rewrites a large cached list without the server sending it", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const inner = new KvRemoteDeviceStore(kv);
+  let bytesWritten = 0;
+  const store: RemoteDeviceStore = {
+    get: (userIds) => inner.get(userIds),
+    drop: (userIds) => inner.drop(userIds),
+    modify: (userId, decide) =>
+      inner.modify(userId, (current) => {
+        const decision = decide(current);
+        const next = decision.write?.next;
+        if (next) bytesWritten += new TextEncoder().encode(JSON.stringify(next)).byteLength;
+        return decision;
+      }),
+  };
+  const user = "@many-devices:evil.test";
+  const keysOf = (deviceId: string) => ({
+    user_id: user,
+    device_id: deviceId,
+    algorithms: ["m.olm.v1.curve25519-aes-sha2"],
+    keys: { [`ed25519:${deviceId}`]: "k".repeat(43), [`curve25519:${deviceId}`]: "c".repeat(43) },
+    signatures: { [user]: { [`ed25519:${deviceId}`]: "s".repeat(86) } },
+  });
+  let streamId = 1;
+  let bytesFetched = 0;
+  const cache = new RemoteDeviceCache({
+    store,
+    source: {
+      userDevices: () => {
+        const snapshot = {
+          userId: user,
+          streamId,
+          devices: Array.from(
+            { length: 900 },
+            (_, i) => ({ deviceId: `DEV${i}`, keys: keysOf(`DEV${i}`) }),
+          ),
+        };
+        bytesFetched += new TextEncoder().encode(JSON.stringify(snapshot)).byteLength;
+        return Promise.resolve(snapshot);
+      },
+    },
+    sharesRoom: () => Promise.resolve(true),
+    changed: () => Promise.resolve(),
+  });
+  const masterKey = (n: number) => ({
+    user_id: user,
+    usage: ["master"],
+    keys: { [`ed25519:${String(n).padStart(43, "m")}`]: String(n).padStart(43, "m") },
+  });
+  try {
+    await cache.resync(user, 1_000);
+    const fetchedBefore = bytesFetched;
+    const writtenBefore = bytesWritten;
+    assert(writtenBefore > 300_000, `${writtenBefore} bytes cached`);
+    // 100 EDUs of a few hundred bytes each, as one transaction carries them: signing-key
+    // updates alternating two master keys, and device updates each following the last.
+    for (let i = 0; i < 50; i++) {
+      await cache.applySigningKeys({ userId: user, masterKey: masterKey(i % 2) });
+      streamId++;
+      await cache.applyUpdate({
+        userId: user,
+        deviceId: `NEW${i}`,
+        streamId,
+        prevIds: [streamId - 1],
+        deleted: false,
+        keys: keysOf(`NEW${i}`),
+      });
+    }
+    // Whatever was written beyond what the server sent in full is small per EDU.
+    const extra = (bytesWritten - writtenBefore) - (bytesFetched - fetchedBefore);
+    assert(extra <= 100 * 65_536, `${extra} bytes written for 100 small EDUs`);
+  } finally {
+    kv.close();
+  }
 });
