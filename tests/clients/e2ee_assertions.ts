@@ -107,6 +107,48 @@ export async function devicesSeen(viewer: CryptoSession, userId: string): Promis
   return [...devices.get(userId)?.keys() ?? []];
 }
 
+/**
+ * Wait until `viewer`'s crypto lists `userId`'s device `deviceId` (learnt from
+ * device_lists.changed in its sync, then /keys/query), or with `listed` false no longer lists it.
+ */
+export async function waitForDeviceSeen(
+  viewer: CryptoSession,
+  userId: string,
+  deviceId: string,
+  listed = true,
+): Promise<void> {
+  await waitUntil(
+    `${viewer.userId}'s crypto to ${listed ? "list" : "drop"} ${userId}'s device ${deviceId}`,
+    async () => (await devicesSeen(viewer, userId)).includes(deviceId) === listed,
+    30_000,
+    200,
+  );
+}
+
+/**
+ * A device logged in later: once `sender`'s crypto lists `later` (a new device of `earlier`'s
+ * user), `later` cannot decrypt `before` (it never received that key), decrypts what `sender`
+ * sends now, as `earlier` does, and what `later` sends decrypts for `sender` and `earlier`.
+ * `send` sends and records a message as the test does.
+ */
+export async function assertLaterDeviceDecryptsWhatFollows(
+  sender: CryptoSession,
+  earlier: CryptoSession,
+  later: CryptoSession,
+  roomId: string,
+  before: Sent,
+  send: (from: CryptoSession, body: string) => Promise<Sent>,
+): Promise<void> {
+  await waitForDeviceSeen(sender, later.userId, later.deviceId);
+  await assertCannotDecrypt(later, roomId, before.eventId);
+  const toBoth = await send(sender, `${later.userId}, on both of your devices`);
+  await assertDecrypts(later, roomId, toBoth);
+  await assertDecrypts(earlier, roomId, toBoth);
+  const fromLater = await send(later, `Written on ${later.userId}'s later device`);
+  await assertDecrypts(sender, roomId, fromLater);
+  await assertDecrypts(earlier, roomId, fromLater);
+}
+
 /** `userId`'s master key ID as the server has it now (a fresh /keys/query by `reader`). */
 export async function serverMasterKey(
   reader: CryptoSession,

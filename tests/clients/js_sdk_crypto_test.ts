@@ -28,8 +28,8 @@ import {
   assertCannotDecrypt,
   assertDecrypts,
   assertEncryptedOnServer,
+  assertLaterDeviceDecryptsWhatFollows,
   bootstrapCrossSigningSettled,
-  devicesSeen,
   MEGOLM,
   sendEncrypted,
   type Sent,
@@ -168,22 +168,9 @@ Deno.test({
       bob2 = await open("bob", "bob's second device");
       await waitForRoomEncrypted(bob2, roomId);
       // Alice learns of the new device through device_lists.changed in her sync, then
-      // /keys/query; only then will her next room key be shared with it.
-      await waitUntil(
-        "alice's crypto to list bob's second device",
-        async () => (await devicesSeen(alice, bob.userId)).includes(bob2.deviceId),
-        30_000,
-        200,
-      );
-      // It never received the keys of the earlier messages.
-      await assertCannotDecrypt(bob2, roomId, sent[0].eventId);
-
-      const toBoth = await send(alice, "Bob, on both of your devices");
-      await assertDecrypts(bob2, roomId, toBoth);
-      await assertDecrypts(bob, roomId, toBoth);
-      const fromBob2 = await send(bob2, "Written on my second device");
-      await assertDecrypts(alice, roomId, fromBob2);
-      await assertDecrypts(bob, roomId, fromBob2);
+      // /keys/query; only then will her next room key be shared with it. It never received the
+      // keys of the earlier messages.
+      await assertLaterDeviceDecryptsWhatFollows(alice, bob, bob2, roomId, sent[0], send);
     }]);
 
     steps.push([

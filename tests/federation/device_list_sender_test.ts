@@ -66,6 +66,28 @@ function login(server: NetworkServer, localpart: string, deviceId: string) {
   return loginUser(server, localpart, PASSWORD, deviceId);
 }
 
+/**
+ * Alice on A with device keys uploaded, in a public room Bob on B joined, her first EDU sent:
+ * where the tests of later changes start.
+ */
+async function aliceWithKeysBesideBob(net: Network) {
+  const a = net.servers[A], b = net.servers[B];
+  const alice = await registerUser(a, "alice", PASSWORD);
+  const bob = await b.register("bob");
+  await sharedPublicRoom(a, alice, b, bob);
+  await uploadDeviceKeys(a, alice);
+  await flush(a);
+  return { a, b, alice, bob };
+}
+
+/** Commit a change of `userId`'s device `deviceId` to the log and nothing else (no EDU queued). */
+async function commitDeviceChangeOnly(server: NetworkServer, userId: string, deviceId: string) {
+  await commitWithDeviceListChanges(server.kv, (_op, changes) => {
+    changes.add(userId, { deviceIds: [deviceId] });
+    return Promise.resolve(true);
+  });
+}
+
 /** Check the device EDUs in `edus` form one chain: each prev_id names the stream_id before it. */
 function assertChain(edus: SentEdu[]): void {
   const devices = edus.filter((e) => e.type === "m.device_list_update");
@@ -268,17 +290,9 @@ Deno.test("device lists out: a resync right after a cross-signing change costs n
 
 Deno.test("device lists out: an update whose queueing was cut off goes with the next change", async () => {
   await withNetwork(async (net) => {
-    const a = net.servers[A], b = net.servers[B];
-    const alice = await registerUser(a, "alice", PASSWORD);
-    const bob = await b.register("bob");
-    await sharedPublicRoom(a, alice, b, bob);
-    await uploadDeviceKeys(a, alice);
-    await flush(a);
+    const { a, alice } = await aliceWithKeysBesideBob(net);
     // A device-list change committed, then the process died before queueing its EDU.
-    await commitWithDeviceListChanges(a.kv, (_op, changes) => {
-      changes.add(alice.userId, { deviceIds: ["LOST"] });
-      return Promise.resolve(true);
-    });
+    await commitDeviceChangeOnly(a, alice.userId, "LOST");
     await flush(a);
     assert.equal(keyEdus(net, A, B).length, 1);
     // The next change queues both, in order, chained.
@@ -293,17 +307,9 @@ Deno.test("device lists out: an update whose queueing was cut off goes with the 
 
 Deno.test("device lists out: two processes queue each update once, in order", async () => {
   await withNetwork(async (net) => {
-    const a = net.servers[A], b = net.servers[B];
-    const alice = await registerUser(a, "alice", PASSWORD);
-    const bob = await b.register("bob");
-    await sharedPublicRoom(a, alice, b, bob);
-    await uploadDeviceKeys(a, alice);
-    await flush(a);
+    const { a, alice } = await aliceWithKeysBesideBob(net);
     for (const deviceId of ["ONE", "TWO", "THREE"]) {
-      await commitWithDeviceListChanges(a.kv, (_op, changes) => {
-        changes.add(alice.userId, { deviceIds: [deviceId] });
-        return Promise.resolve(true);
-      });
+      await commitDeviceChangeOnly(a, alice.userId, deviceId);
     }
     // Two senders over the same KV (two processes), each told of the change at once.
     const senderLike = () =>

@@ -31,7 +31,7 @@ import { type FederationCluster, startServerProcesses } from "./server_processes
 import type { FederationProcess } from "./server_processes.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import type { RequestOptions } from "../routes/test_server.ts";
-import { step, waitUntil } from "../clients/matrix_helpers.ts";
+import { step } from "../clients/matrix_helpers.ts";
 import {
   createEncryptedRoom,
   cryptoFailureReport,
@@ -43,15 +43,16 @@ import {
   waitForRoomEncrypted,
 } from "../clients/crypto_client.ts";
 import {
-  assertCannotDecrypt,
   assertDecrypts,
   assertEncryptedOnServer,
+  assertLaterDeviceDecryptsWhatFollows,
   bootstrapCrossSigningSettled,
   devicesSeen,
   MEGOLM,
   sendEncrypted,
   type Sent,
   verifyBySas,
+  waitForDeviceSeen,
   waitForEachOthersIdentity,
   waitForMutualCrossSigningTrust,
 } from "../clients/e2ee_assertions.ts";
@@ -392,18 +393,7 @@ Deno.test({
           await waitForRoomEncrypted(bob2, roomId);
           // Alice learns of it by device_lists.changed in her sync on A (B's device-list update
           // to A), then /keys/query through A; only then does her next room key go to it.
-          await waitUntil(
-            "alice's crypto to list bob's second device",
-            async () => (await devicesSeen(alice, bob.userId)).includes(bob2.deviceId),
-            30_000,
-            200,
-          );
-          await assertCannotDecrypt(bob2, roomId, sent[0].eventId);
-          const toBoth = await send(alice, "Bob, on both of your devices");
-          await assertDecrypts(bob2, roomId, toBoth);
-          await assertDecrypts(bob, roomId, toBoth);
-          const fromBob2 = await send(bob2, "Written on bob's second device");
-          await assertDecrypts(alice, roomId, fromBob2);
+          await assertLaterDeviceDecryptsWhatFollows(alice, bob, bob2, roomId, sent[0], send);
         },
       });
       steps.push({
@@ -433,12 +423,7 @@ Deno.test({
         needs: ["1"],
         fn: async () => {
           const alice2 = await open(a, "alice", "alice's short-lived device");
-          await waitUntil(
-            "bob's crypto to list alice's new device",
-            async () => (await devicesSeen(bob, alice.userId)).includes(alice2.deviceId),
-            30_000,
-            200,
-          );
+          await waitForDeviceSeen(bob, alice.userId, alice2.deviceId);
           alice2.stop();
           await step(
             "alice deletes the device",
@@ -447,12 +432,7 @@ Deno.test({
                 alice.client.deleteDevice(alice2.deviceId, auth ?? undefined)
               ),
           );
-          await waitUntil(
-            "bob's crypto to drop alice's deleted device",
-            async () => !(await devicesSeen(bob, alice.userId)).includes(alice2.deviceId),
-            30_000,
-            200,
-          );
+          await waitForDeviceSeen(bob, alice.userId, alice2.deviceId, false);
           // Her remaining device is still there, and B's own answer agrees.
           assert((await devicesSeen(bob, alice.userId)).includes(alice.deviceId));
           const res = await bob.client.downloadKeysForUsers([alice.userId]);
