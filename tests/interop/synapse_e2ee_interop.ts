@@ -4,9 +4,10 @@
  *
  * A Tessera user (erin) and a Synapse user (sam), each with a matrix-js-sdk client with Rust
  * crypto (tests/clients/crypto_client.ts) and a plain client-API device (the one registration
- * made, for /sync checks that must not race the SDK's own sync), share an encrypted room made on
- * Tessera and decrypt each other's messages: that takes `/keys/query` and `/keys/claim` over
- * federation, device lists and olm-encrypted to-device room keys, both ways. Then typing, read
+ * made, for /sync checks that must not race the SDK's own sync), share an encrypted DM made on
+ * Tessera (and then a room made on Synapse) and decrypt each other's messages: that takes
+ * `/keys/query` and `/keys/claim` over federation, device lists and olm-encrypted to-device room
+ * keys, both ways. Then typing, read
  * receipts, presence and to-device messages from each side are seen in the other side's /sync,
  * a new device on either side shows in the other side's `device_lists.changed` and decrypts
  * later messages, both users' cross-signing keys reach the other server and client and the two
@@ -333,6 +334,42 @@ interopTest("E2EE: the Synapse user's message decrypts on the Tessera user's dev
   const sent = await sendSecret(s, room, body);
   await assertCrossesEncrypted(e, room, sent);
 });
+
+interopTest(
+  "E2EE: in an encrypted room made on Synapse, the Tessera user joins, messages decrypt both ways, the Tessera user leaves",
+  async () => {
+    const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
+    const { room_id: room } = await step(
+      "createRoom on Synapse (encrypted, inviting erin)",
+      () =>
+        s.client.createRoom({
+          preset: sdk.Preset.PrivateChat,
+          room_version: "10",
+          name: `Interop secrets on Synapse ${run}`,
+          invite: [e.userId],
+          initial_state: [{
+            type: sdk.EventType.RoomEncryption,
+            state_key: "",
+            content: { algorithm: MEGOLM },
+          }],
+        }),
+    );
+    await waitForRoomEncrypted(s, room);
+    await joinEncryptedRoom(e, room);
+    await waitForMember(s, room, e.userId);
+    const fromSynapse = await sendSecret(s, room, `Synapse room, from Synapse ${run}`);
+    await assertCrossesEncrypted(e, room, fromSynapse);
+    const fromTessera = await sendSecret(e, room, `Synapse room, from Tessera ${run}`);
+    await assertCrossesEncrypted(s, room, fromTessera);
+    // The Tessera user leaves again, so the DM stays the one room the two share (the leave and
+    // rejoin test below counts on it).
+    await need(erin, "erin").ok("POST", `/rooms/${enc(room)}/leave`, {});
+    await eventually(
+      `Synapse sees ${e.userId} left ${room}`,
+      async () => await need(sam, "sam").membershipOf(room, e.userId) === "leave",
+    );
+  },
+);
 
 for (const [from, to] of [["Tessera", "Synapse"], ["Synapse", "Tessera"]] as const) {
   const pick = () => {
