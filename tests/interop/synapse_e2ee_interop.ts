@@ -7,11 +7,12 @@
  * made, for /sync checks that must not race the SDK's own sync), share an encrypted DM made on
  * Tessera (and then a room made on Synapse) and decrypt each other's messages: that takes
  * `/keys/query` and `/keys/claim` over federation, device lists and olm-encrypted to-device room
- * keys, both ways. Then typing, read
- * receipts, presence and to-device messages from each side are seen in the other side's /sync,
- * a new device on either side shows in the other side's `device_lists.changed` and decrypts
- * later messages, both users' cross-signing keys reach the other server and client and the two
- * verify each other by SAS, and a device deleted on Synapse disappears from Tessera's view.
+ * keys, both ways. Then typing, read receipts, presence and to-device messages from each side
+ * are seen in the other side's /sync, a new device on either side shows in the other side's
+ * `device_lists.changed` and decrypts later messages, both users' cross-signing keys reach the
+ * other server and client and the two verify each other by SAS, the Synapse user leaving and
+ * rejoining shows in Tessera's `device_lists.left` and `changed` (with a device added while
+ * away), and a device deleted on Synapse disappears from Tessera's view.
  *
  * Each test builds on the ones before it, in file order; a test whose prerequisite failed fails
  * saying so. Sanitizers are off: the SDK leaves timers behind after stopClient (its crypto
