@@ -6,6 +6,12 @@
  * is answered again from KV, never handled twice; a retry arriving while the first attempt is
  * still running in this process waits for that attempt's answer.
  *
+ * One origin's transactions are handled one at a time, in arrival order, as Synapse does: a
+ * server sends its next transaction only after the last was answered, so only a misbehaving one
+ * ever waits, and it cannot make this process work on many of its transactions at once (each
+ * EDU is bounded, their number per second is not). Past a few waiting, it gets 429
+ * M_LIMIT_EXCEEDED, which senders retry later. The bound is per process.
+ *
  * PDUs of one room are handled in the order sent (a later one may build on an earlier one);
  * rooms are handled side by side. A PDU is refused before any check when its room is one we
  * are not in, or when the room's server ACL denies the server that sent the transaction.
@@ -14,6 +20,7 @@
  * PDUs (edu_input.ts), before the answer is recorded.
  */
 import { isJsonObject, type JsonObject } from "../protocol/json.ts";
+import { MatrixError } from "../errors.ts";
 import type { EventReader } from "../ports/event_store.ts";
 import type { InboundTransactionStore } from "../ports/inbound_transaction_store.ts";
 import type { PduInput, PduOutcome } from "./pdu_input/types.ts";
@@ -26,6 +33,8 @@ import type { EduDispatcher } from "./edu_input.ts";
 export const MAX_TRANSACTION_PDUS = 50;
 /** Most EDUs in one transaction (the spec's limit). */
 export const MAX_TRANSACTION_EDUS = 100;
+/** Transactions of one origin that may wait behind the one being handled (per process). */
+export const MAX_WAITING_TRANSACTIONS_PER_ORIGIN = 4;
 /** Longest error text kept per PDU, so a stored answer stays well within one KV value. */
 const MAX_ERROR_CHARS = 400;
 
@@ -52,6 +61,8 @@ export interface TransactionReceiverDeps {
 /** Handles inbound transactions (see the module comment). */
 export class TransactionReceiver {
   readonly #inFlight = new Map<string, Promise<TransactionAnswer>>();
+  /** Per origin: the end of its chain of transactions, and how many are in it. */
+  readonly #lanes = new Map<string, { tail: Promise<void>; count: number }>();
   readonly #acl: RoomServerAcl;
 
   constructor(private readonly deps: TransactionReceiverDeps) {
@@ -63,9 +74,30 @@ export class TransactionReceiver {
     const key = JSON.stringify([origin, txnId]);
     const running = this.#inFlight.get(key);
     if (running) return running;
-    const attempt = this.#receive(origin, txnId, txn).finally(() => this.#inFlight.delete(key));
+    const attempt = this.#inTurn(origin, () => this.#receive(origin, txnId, txn))
+      .finally(() => this.#inFlight.delete(key));
     this.#inFlight.set(key, attempt);
     return attempt;
+  }
+
+  /** Run `work` after `origin`'s earlier transactions; 429 when too many already wait. */
+  #inTurn<T>(origin: string, work: () => Promise<T>): Promise<T> {
+    let lane = this.#lanes.get(origin);
+    if (lane && lane.count > MAX_WAITING_TRANSACTIONS_PER_ORIGIN) {
+      return Promise.reject(
+        new MatrixError("M_LIMIT_EXCEEDED", 429, "Too many transactions in flight", {
+          retry_after_ms: 1_000,
+        }),
+      );
+    }
+    if (!lane) this.#lanes.set(origin, lane = { tail: Promise.resolve(), count: 0 });
+    const current = lane;
+    current.count++;
+    const run = current.tail.then(work);
+    current.tail = run.then(() => {}, () => {});
+    return run.finally(() => {
+      if (--current.count === 0 && this.#lanes.get(origin) === current) this.#lanes.delete(origin);
+    });
   }
 
   async #receive(

@@ -3,7 +3,7 @@
  * store: a result per PDU, answered once per (origin, txnId), rooms we are not in and servers
  * the room's ACL denies refused before any check.
  */
-import { assertEquals } from "../../assert.ts";
+import { assert, assertEquals } from "../../assert.ts";
 import { TransactionReceiver } from "../../../domain/federation/inbound_transactions.ts";
 import type { PduInput, PduOutcome } from "../../../domain/federation/pdu_input/types.ts";
 import type { Pdu } from "../../../domain/protocol/events.ts";
@@ -162,6 +162,63 @@ Deno.test("transactions: PDUs of one room are handled in the order sent", async 
     const ids = Array.from({ length: 20 }, (_, i) => String(i));
     await receiver.receive("b.test", "t2", { pdus: ids.map((id) => pdu(id)), edus: [] });
     assertEquals(calls, ids.map((id) => `b.test !room:a.test $${id}:b.test`));
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("transactions: one origin's are handled one at a time; a flood beyond the few waiting gets 429", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const started: string[] = [];
+    const gates = new Map<string, () => void>();
+    const input: PduInput = {
+      async handle(origin, _roomId, raw) {
+        const id = (raw as { event_id: string }).event_id;
+        started.push(`${origin} ${id}`);
+        await new Promise<void>((release) => gates.set(id, release));
+        return { eventId: id, status: "accepted" };
+      },
+    };
+    const receiver = new TransactionReceiver({
+      pduInput: input,
+      answers: new KvInboundTransactionStore(kv),
+      store,
+    });
+    const send = (origin: string, txnId: string) =>
+      receiver.receive(origin, txnId, { pdus: [pdu(`${origin}-${txnId}`)], edus: [] });
+    const settle = () => new Promise((resolve) => setTimeout(resolve, 10));
+
+    const first = send("b.test", "t1");
+    const second = send("b.test", "t2");
+    const other = send("c.test", "t1");
+    await settle();
+    // b.test's second waits for its first; c.test is not held up by b.test.
+    assertEquals(started.sort(), ["b.test $b.test-t1:b.test", "c.test $c.test-t1:b.test"]);
+
+    // Four may wait behind the running one (t2 to t5); the next is refused unhandled.
+    const waiting = [3, 4, 5].map((n) => send("b.test", `t${n}`));
+    let refusal: unknown;
+    await send("b.test", "t6").catch((error) => refusal = error);
+    assertEquals((refusal as { errcode?: string; status?: number }).errcode, "M_LIMIT_EXCEEDED");
+    assertEquals((refusal as { status?: number }).status, 429);
+
+    gates.get("$b.test-t1:b.test")!();
+    await first;
+    await settle();
+    assert(started.includes("b.test $b.test-t2:b.test"));
+    gates.get("$c.test-t1:b.test")!();
+    await other;
+    for (let n = 2; n <= 5; n++) {
+      await settle();
+      gates.get(`$b.test-t${n}:b.test`)!();
+    }
+    await Promise.all([second, ...waiting]);
+    // The lane is gone once drained: a later transaction runs at once.
+    const later = send("b.test", "t7");
+    await settle();
+    gates.get("$b.test-t7:b.test")!();
+    await later;
   } finally {
     kv.close();
   }
