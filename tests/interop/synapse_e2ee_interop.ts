@@ -25,20 +25,22 @@ import {
   cryptoFailureReport,
   type CryptoSession,
   joinEncryptedRoom,
-  openCryptoClient,
-  passwordAuth,
-  sendEncryptedText,
+  openUploadedCryptoClient,
   waitForMember,
-  waitForOwnDeviceKeysUploaded,
   waitForRoomEncrypted,
 } from "../clients/crypto_client.ts";
 import {
   assertDecrypts,
   assertEncryptedOnServer,
+  assertLaterDeviceDecryptsWhatFollows,
+  bootstrapCrossSigningSettled,
   MEGOLM,
+  sendEncrypted,
   type Sent,
   verifyBySas,
-  waitForOwnIdentitySettled,
+  waitForDeviceSeen,
+  waitForEachOthersIdentity,
+  waitForMutualCrossSigningTrust,
 } from "../clients/e2ee_assertions.ts";
 import { step, waitUntil } from "../clients/matrix_helpers.ts";
 import { decodeBase64 } from "../../domain/protocol/base64.ts";
@@ -72,6 +74,9 @@ let samDev: CryptoSession | undefined;
 let samDev2: CryptoSession | undefined;
 let erinDev2: CryptoSession | undefined;
 let roomId: string | undefined;
+/** The first message each side sent in the DM (new devices must not decrypt them). */
+let firstFromErin: Sent | undefined;
+let firstFromSam: Sent | undefined;
 
 const failures: string[] = [];
 const sessions: CryptoSession[] = [];
@@ -100,24 +105,18 @@ function interopTest(name: string, fn: () => Promise<void>): void {
 }
 
 /** Log `user` in as a new Rust-crypto device on `base`, syncing, with its keys uploaded. */
-async function openDevice(base: string, user: User, name: string): Promise<CryptoSession> {
-  const session = await openCryptoClient({
-    baseUrl: base,
-    user: user.userId,
-    password: PASSWORD,
-    deviceDisplayName: name,
-    failures,
-  });
-  sessions.push(session);
-  await waitForOwnDeviceKeysUploaded(session);
-  return session;
+function openDevice(base: string, user: User, name: string): Promise<CryptoSession> {
+  return openUploadedCryptoClient(
+    { baseUrl: base, user: user.userId, password: PASSWORD, deviceDisplayName: name, failures },
+    sessions,
+  );
 }
 
 /**
  * Send `body` encrypted from `from`; the sender's server holds it as megolm ciphertext only.
  */
 async function sendSecret(from: CryptoSession, room: string, body: string): Promise<Sent> {
-  const sent = { eventId: await sendEncryptedText(from, room, body), body, sender: from.userId };
+  const sent = await sendEncrypted(from, room, body);
   await assertEncryptedOnServer(from, room, sent);
   return sent;
 }
@@ -130,12 +129,6 @@ async function assertCrossesEncrypted(
 ): Promise<void> {
   await assertDecrypts(reader, room, sent);
   await assertEncryptedOnServer(reader, room, sent);
-}
-
-/** The device IDs `session`'s crypto knows for `userId` (asking its server when not tracked). */
-async function knownDevices(session: CryptoSession, userId: string): Promise<string[]> {
-  const map = await session.crypto.getUserDeviceInfo([userId], true);
-  return [...(map.get(userId)?.keys() ?? [])];
 }
 
 /** `/keys/query` by `asker` for `owner`: the device keys its server gives, or a failure. */
@@ -326,6 +319,7 @@ interopTest("E2EE: the Tessera user's message decrypts on the Synapse user's dev
   const body = `from Tessera, secret ${run}`;
   const sent = await sendSecret(e, room, body);
   await assertCrossesEncrypted(s, room, sent);
+  firstFromErin = sent;
 });
 
 interopTest("E2EE: the Synapse user's message decrypts on the Tessera user's device", async () => {
@@ -334,6 +328,7 @@ interopTest("E2EE: the Synapse user's message decrypts on the Tessera user's dev
   const body = `from Synapse, secret ${run}`;
   const sent = await sendSecret(s, room, body);
   await assertCrossesEncrypted(e, room, sent);
+  firstFromSam = sent;
 });
 
 interopTest(
@@ -467,35 +462,36 @@ interopTest(
       (sync) => deviceListsChanged(sync).includes(owner.userId) ? true : undefined,
     );
     await assertQueryGivesDevice(reader, added);
-    await waitUntil(
-      `erin's client to list ${added.deviceId}`,
-      async () => (await knownDevices(e, owner.userId)).includes(added.deviceId),
-      CONVERGE_MS,
-      200,
+    await waitForDeviceSeen(e, owner.userId, added.deviceId);
+  },
+);
+
+interopTest(
+  "the new Synapse device decrypts later Tessera messages (not earlier ones), and its own decrypt on Tessera",
+  async () => {
+    const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
+    const s2 = need(samDev2, "sam's second device");
+    const room = need(roomId, "the encrypted room");
+    await waitForRoomEncrypted(s2, room);
+    const before = need(firstFromErin, "erin's first message");
+    await assertLaterDeviceDecryptsWhatFollows(
+      e,
+      s,
+      s2,
+      room,
+      before,
+      (from, body) => sendSecret(from, room, body),
     );
   },
 );
 
 interopTest(
-  "later Tessera messages decrypt on the new Synapse device, and its own on Tessera",
+  "a new Tessera device shows in the Synapse user's device_lists.changed and client, and decrypts what follows",
   async () => {
-    const e = need(erinDev, "erin's device"), s2 = need(samDev2, "sam's second device");
+    const reader = need(sam, "sam"), owner = need(erin, "erin");
+    const s = need(samDev, "sam's device"), e = need(erinDev, "erin's device");
     const room = need(roomId, "the encrypted room");
-    await waitForRoomEncrypted(s2, room);
-    const body = `from Tessera to the new Synapse device ${run}`;
-    const sent = await sendSecret(e, room, body);
-    await assertCrossesEncrypted(s2, room, sent);
-    const reply = `from the new Synapse device ${run}`;
-    const replied = await sendSecret(s2, room, reply);
-    await assertCrossesEncrypted(e, room, replied);
-  },
-);
-
-interopTest(
-  "a new Tessera device shows in the Synapse user's device_lists.changed and decrypts",
-  async () => {
-    const reader = need(sam, "sam"), owner = need(erin, "erin"), s = need(samDev, "sam's device");
-    const room = need(roomId, "the encrypted room");
+    const before = need(firstFromSam, "sam's first message");
     const cursor = await reader.syncCursor();
     erinDev2 = await openDevice(TESSERA, owner, "erin's second device");
     const added = erinDev2;
@@ -504,16 +500,15 @@ interopTest(
       (sync) => deviceListsChanged(sync).includes(owner.userId) ? true : undefined,
     );
     await assertQueryGivesDevice(reader, added);
-    await waitUntil(
-      `sam's client to list ${added.deviceId}`,
-      async () => (await knownDevices(s, owner.userId)).includes(added.deviceId),
-      CONVERGE_MS,
-      200,
-    );
     await waitForRoomEncrypted(added, room);
-    const body = `from Synapse to the new Tessera device ${run}`;
-    const sent = await sendSecret(s, room, body);
-    await assertCrossesEncrypted(added, room, sent);
+    await assertLaterDeviceDecryptsWhatFollows(
+      s,
+      e,
+      added,
+      room,
+      before,
+      (from, body) => sendSecret(from, room, body),
+    );
   },
 );
 
@@ -521,35 +516,19 @@ interopTest(
   "cross-signing: each user's master and self-signing keys reach the other server and client",
   async () => {
     const e = need(erinDev, "erin's device"), s = need(samDev, "sam's device");
-    for (const side of [e, s]) {
-      await step(
-        `${side.userId} bootstrapCrossSigning`,
-        () =>
-          side.crypto.bootstrapCrossSigning({ authUploadDeviceSigningKeys: passwordAuth(side) }),
-      );
-      await waitForOwnIdentitySettled(side);
-    }
+    for (const side of [e, s]) await bootstrapCrossSigningSettled(side);
     for (const [me, other] of [[e, s], [s, e]]) {
       const master = await other.crypto.getCrossSigningKeyId(CrossSigningKey.Master);
       const selfSigning = await other.crypto.getCrossSigningKeyId(CrossSigningKey.SelfSigning);
       assert(master && selfSigning, `${other.userId} has no cross-signing keys`);
       // The other server's keys as this side's server gives them (over federation or from its
-      // cache, which the m.signing_key_update must have refreshed), and as this client holds them.
+      // cache, which the m.signing_key_update must have refreshed).
       await waitUntil(
         `${me.userId}'s server to give ${other.userId}'s master and self-signing keys`,
         async () => {
           const res = await me.client.downloadKeysForUsers([other.userId]);
           return Object.values(res.master_keys?.[other.userId]?.keys ?? {})[0] === master &&
             Object.values(res.self_signing_keys?.[other.userId]?.keys ?? {})[0] === selfSigning;
-        },
-        CONVERGE_MS,
-        200,
-      );
-      await waitUntil(
-        `${me.userId}'s client to hold ${other.userId}'s master key`,
-        async () => {
-          const known = await me.crypto.getUserCrossSigningKeys(other.userId);
-          return Object.values(known?.master_key?.keys ?? {})[0] === master;
         },
         CONVERGE_MS,
         200,
@@ -563,9 +542,9 @@ interopTest(
         CONVERGE_MS,
         200,
       );
-      const before = await me.crypto.getUserVerificationStatus(other.userId);
-      assert(!before.isCrossSigningVerified(), "verified before any verification");
     }
+    // Each client holds the other's master key (the one its server gives) and trusts it not yet.
+    await waitForEachOthersIdentity(e, s);
   },
 );
 
@@ -577,26 +556,8 @@ interopTest("cross-signing: a Tessera and a Synapse user verify each other by SA
   await verifyBySas(e, s, room);
   // Each side's user-signing signature of the other's master key is on its own server, and
   // each trusts the other's user and first device through cross-signing.
+  await waitForMutualCrossSigningTrust(e, s);
   for (const [me, other] of [[e, s], [s, e]]) {
-    const userSigning = await me.crypto.getCrossSigningKeyId(CrossSigningKey.UserSigning);
-    assert(userSigning, `${me.userId} has no user-signing key`);
-    await waitUntil(
-      `${me.userId}'s server to hold its signature of ${other.userId}'s master key`,
-      async () => {
-        const res = await me.client.downloadKeysForUsers([other.userId]);
-        const master = res.master_keys?.[other.userId] as
-          | { signatures?: Record<string, Record<string, string>> }
-          | undefined;
-        return master?.signatures?.[me.userId]?.[`ed25519:${userSigning}`];
-      },
-      CONVERGE_MS,
-      200,
-    );
-    await waitUntil(
-      `${me.userId} to trust ${other.userId} through cross-signing`,
-      async () =>
-        (await me.crypto.getUserVerificationStatus(other.userId)).isCrossSigningVerified(),
-    );
     const device = await me.crypto.getDeviceVerificationStatus(other.userId, other.deviceId);
     assert(device?.crossSigningVerified, `${me.userId} does not trust ${other.deviceId}`);
   }
@@ -626,12 +587,7 @@ interopTest(
       (sync) => deviceListsChanged(sync).includes(owner.userId) ? true : undefined,
     );
     await assertQueryGivesDevice(reader, meanwhile);
-    await waitUntil(
-      `erin's client to list ${meanwhile.deviceId}`,
-      async () => (await knownDevices(e, owner.userId)).includes(meanwhile.deviceId),
-      CONVERGE_MS,
-      200,
-    );
+    await waitForDeviceSeen(e, owner.userId, meanwhile.deviceId);
   },
 );
 
@@ -650,12 +606,7 @@ interopTest("a device deleted on Synapse leaves the Tessera user's view", async 
       `Tessera's /keys/query no longer lists ${gone.deviceId}`,
       async () => !(gone.deviceId in await queriedDevices(reader, owner.userId)),
     );
-    await waitUntil(
-      `erin's client to drop ${gone.deviceId}`,
-      async () => !(await knownDevices(e, owner.userId)).includes(gone.deviceId),
-      CONVERGE_MS,
-      200,
-    );
+    await waitForDeviceSeen(e, owner.userId, gone.deviceId, false);
   } finally {
     for (const session of sessions) session.stop();
   }
