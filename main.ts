@@ -128,6 +128,7 @@ import { PresenceService, type PresenceServiceDeps } from "./domain/ephemeral/pr
 import { PresenceEduHandler, PresenceFederation } from "./domain/federation/edus/presence_edu.ts";
 import { type ReceiptFederation, ReceiptService } from "./domain/ephemeral/receipt_service.ts";
 import { type TypingFederation, TypingService } from "./domain/ephemeral/typing_service.ts";
+import { TypingMembershipHook } from "./domain/ephemeral/typing_membership_hook.ts";
 import {
   type ProfileReader,
   ProfileService,
@@ -240,6 +241,10 @@ export async function assembleServer(
         console.warn("push: badge update not queued", userId, error)
       ),
   });
+  // A member who leaves stops typing there at once (other servers told for local users).
+  eventHooks.push(
+    new TypingMembershipHook({ typing: userData.typing, serverName: config.serverName }),
+  );
   const accountStore = new KvAccountStore(kv, options.now);
   const accounts = new AccountService({
     store: accountStore,

@@ -89,6 +89,23 @@ export class TypingService {
   }
 
   /**
+   * `userId` stopped being joined to `roomId` (left, kicked, banned): their typing there ends now
+   * rather than at its expiry, and for a local user the room's other servers are told (Synapse
+   * does the same). Nothing is written when they were not typing.
+   */
+  async membershipEnded(userId: string, roomId: string, local: boolean): Promise<void> {
+    const wasTyping = await this.#write(userId, roomId, false, 0);
+    if (!local || !wasTyping) return;
+    await this.deps.federation?.typingChanged({
+      roomId,
+      userId,
+      typing: false,
+      wasTyping,
+      timeoutMs: 0,
+    });
+  }
+
+  /**
    * Write one user's typing (waking the room's syncs); whether they were typing before. A start
    * `admits` refuses is dropped (nothing written).
    */

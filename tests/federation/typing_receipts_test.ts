@@ -171,6 +171,40 @@ Deno.test("typing over federation: A's reaches B's sync and B's reaches A's; sto
   });
 });
 
+Deno.test("typing over federation: a member who leaves stops typing at once, on both servers", async () => {
+  const clock = testClock();
+  await withServers(clock, async (net, a, b) => {
+    const { alice, bob, roomId } = await sharedRoom(a, b);
+    const carol = await a.register("carol");
+    await ok(a, carol, "POST", `/_matrix/client/v3/rooms/${enc(roomId)}/join`, {});
+    await a.deps.federationSender.runOnce();
+
+    await setTyping(a, alice, roomId, true);
+    await setTyping(b, bob, roomId, true);
+    await a.deps.federationSender.runOnce();
+    await b.deps.federationSender.runOnce();
+    assert.deepEqual(await typingIn(b, bob, roomId), [alice.userId, bob.userId].sort());
+
+    // Alice (local to A) leaves while typing: gone on A at once, and B is told, no timeout run.
+    await ok(a, alice, "POST", `/_matrix/client/v3/rooms/${enc(roomId)}/leave`, {});
+    await a.deps.federationSender.runOnce();
+    assert.deepEqual(await typingIn(a, carol, roomId), [bob.userId]);
+    assert.deepEqual(await typingIn(b, bob, roomId), [bob.userId]);
+    assert.deepEqual(sentContents(net, A, "m.typing").at(-1), {
+      room_id: roomId,
+      user_id: alice.userId,
+      typing: false,
+    });
+
+    // Bob (remote to A) leaves while typing: A drops his typing when his leave arrives.
+    await ok(b, bob, "POST", `/_matrix/client/v3/rooms/${enc(roomId)}/leave`, {});
+    await b.deps.federationSender.runOnce();
+    assert.deepEqual(await typingIn(a, carol, roomId), []);
+    // A speaks only for its own users.
+    assert.equal(sentContents(net, A, "m.typing").some((c) => c.user_id === bob.userId), false);
+  });
+});
+
 Deno.test("receipts over federation: public ones (threaded too) cross both ways, private ones stay, local counts stay", async () => {
   await withServers(testClock(), async (net, a, b) => {
     const { alice, bob, roomId } = await sharedRoom(a, b);
