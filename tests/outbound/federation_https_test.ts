@@ -1,7 +1,12 @@
 /** The federation HTTPS exchange against a real TLS server with a throwaway CA. */
 import assert from "node:assert/strict";
 import { createTestCa } from "../federation/test_certificates.ts";
-import { HttpsFailure, httpsRequest, type HttpsTarget } from "../../outbound/federation_https.ts";
+import {
+  closeIdleHttpsConnections,
+  HttpsFailure,
+  httpsRequest,
+  type HttpsTarget,
+} from "../../outbound/federation_https.ts";
 
 const ca = await createTestCa();
 const leaf = await ca.issue({ dns: ["localhost"], ips: ["127.0.0.1"] });
@@ -292,6 +297,54 @@ Deno.test("a server dripping its answer forever is cut at the deadline", async (
     );
   } finally {
     stop = true;
+    await server.stop();
+  }
+});
+
+Deno.test("a connection is kept for the next GET or PUT to the same server; POST opens its own", async () => {
+  const server = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", cert: leaf.certPem, key: leaf.keyPem, onListen() {} },
+    (_req, info) => Response.json({ port: info.remoteAddr.port }),
+  );
+  const target: HttpsTarget = {
+    address: "127.0.0.1",
+    port: server.addr.port,
+    tlsName: "localhost",
+    hostHeader: "localhost",
+  };
+  const clientPort = async (method: string) => {
+    const res = await httpsRequest(target, { ...base, method, path: "/" });
+    assert.equal(res.status, 200);
+    return JSON.parse(new TextDecoder().decode(res.body)).port;
+  };
+  try {
+    const first = await clientPort("GET");
+    assert.equal(await clientPort("PUT"), first);
+    assert.equal(await clientPort("GET"), first);
+    assert.notEqual(await clientPort("POST"), first);
+  } finally {
+    closeIdleHttpsConnections();
+    await server.shutdown();
+  }
+});
+
+Deno.test("a kept connection the server closed meanwhile is replaced, the request answered", async () => {
+  let accepted = 0;
+  // Answers one request per connection, framed and without `Connection: close`, then closes.
+  const server = rawServer(async (conn) => {
+    accepted++;
+    await conn.read(new Uint8Array(64 * 1024));
+    await conn.write(encode("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"));
+  });
+  try {
+    for (let i = 0; i < 3; i++) {
+      const res = await httpsRequest(server.target, { ...base, method: "PUT", path: "/" });
+      assert.equal(res.status, 200);
+      assert.equal(new TextDecoder().decode(res.body), "{}");
+    }
+    assert.equal(accepted, 3);
+  } finally {
+    closeIdleHttpsConnections();
     await server.stop();
   }
 });
