@@ -31,6 +31,7 @@ import { KvSentMembersStore } from "./kv/sent_members_store.ts";
 import { StateQuota } from "./domain/rooms/state_quota.ts";
 import { KvStateUsageReader } from "./kv/state_usage_reads.ts";
 import { resolveState } from "./domain/protocol/state_res/resolve_state.ts";
+import { serverNameOf } from "./domain/protocol/auth_context.ts";
 import { FederationPduInput } from "./domain/federation/pdu_input/index.ts";
 import { keyRingVerifier } from "./domain/federation/pdu_input/signatures.ts";
 import { TransactionReceiver } from "./domain/federation/inbound_transactions.ts";
@@ -128,7 +129,7 @@ import { PresenceService, type PresenceServiceDeps } from "./domain/ephemeral/pr
 import { PresenceEduHandler, PresenceFederation } from "./domain/federation/edus/presence_edu.ts";
 import { type ReceiptFederation, ReceiptService } from "./domain/ephemeral/receipt_service.ts";
 import { type TypingFederation, TypingService } from "./domain/ephemeral/typing_service.ts";
-import { TypingMembershipHook } from "./domain/ephemeral/typing_membership_hook.ts";
+import { MembershipEndedHook } from "./domain/rooms/membership_ended_hook.ts";
 import {
   type ProfileReader,
   ProfileService,
@@ -243,7 +244,15 @@ export async function assembleServer(
   });
   // A member who leaves stops typing there at once (other servers told for local users).
   eventHooks.push(
-    new TypingMembershipHook({ typing: userData.typing, serverName: config.serverName }),
+    new MembershipEndedHook(
+      (roomId, userId) =>
+        userData.typing.membershipEnded(
+          userId,
+          roomId,
+          serverNameOf(userId) === config.serverName,
+        ),
+      "typing: not ended on leave",
+    ),
   );
   const accountStore = new KvAccountStore(kv, options.now);
   const accounts = new AccountService({

@@ -8,9 +8,9 @@
  * - our last local member leaving a room: every remote member of it with a cache.
  * A local member leaving a room other local members stay in changes nothing (one read).
  */
-import type { AppendedEvent, EventReader } from "../ports/event_store.ts";
+import type { EventReader } from "../ports/event_store.ts";
 import type { LocalEventHook, PreparedEventWrites } from "../local_event_sender.ts";
-import type { JsonObject } from "../protocol/json.ts";
+import { MembershipEndedHook } from "../rooms/membership_ended_hook.ts";
 import { serverNameOf } from "../protocol/auth_context.ts";
 import type { RemoteDeviceCache } from "./remote_device_cache.ts";
 
@@ -27,31 +27,22 @@ export interface RemoteDeviceSharingDeps {
 
 /** The event hook (see the module comment). */
 export class RemoteDeviceSharingHook implements LocalEventHook {
+  readonly #hook: MembershipEndedHook;
+
   /** Over the membership reads and the cache. */
-  constructor(private readonly deps: RemoteDeviceSharingDeps) {}
+  constructor(private readonly deps: RemoteDeviceSharingDeps) {
+    // The next update with an unseen prev_id still resyncs; a leave must not fail on it.
+    this.#hook = new MembershipEndedHook(
+      (roomId, userId) => this.membershipEnded(roomId, userId),
+      "device lists: cache not dropped",
+      deps.log,
+    );
+  }
 
   prepare(
-    event: { roomId: string; pdu: { type: string; state_key?: string; content: JsonObject } },
+    event: Parameters<LocalEventHook["prepare"]>[0],
   ): Promise<PreparedEventWrites | undefined> {
-    const { roomId, pdu } = event;
-    if (pdu.type !== "m.room.member" || typeof pdu.state_key !== "string") {
-      return Promise.resolve(undefined);
-    }
-    if (pdu.content.membership === "join") return Promise.resolve(undefined);
-    const userId = pdu.state_key;
-    return Promise.resolve({
-      writes: () => [],
-      weight: 0,
-      afterCommit: async (appended: AppendedEvent) => {
-        if (appended.status !== "accepted" || appended.duplicate) return;
-        try {
-          await this.membershipEnded(roomId, userId);
-        } catch (error) {
-          // The next update with an unseen prev_id still resyncs; a leave must not fail on it.
-          (this.deps.log ?? console.warn)("device lists: cache not dropped", roomId, error);
-        }
-      },
-    });
+    return this.#hook.prepare(event);
   }
 
   /** After `userId` stopped being joined to `roomId`: drop caches nobody shares any more. */
