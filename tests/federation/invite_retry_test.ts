@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { startNetwork } from "./in_process_network.ts";
+import { createRoom, heldInvite } from "./network_helpers.ts";
 import { computeEventId } from "../../domain/protocol/event_ids.ts";
 import { roomVersion } from "../../domain/protocol/room_versions.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
@@ -19,32 +20,16 @@ Deno.test("membership: an invite retried after the invitee rejected it does not 
     const b = net.servers[B];
     const alice = await a.register("alice");
     const bob = await b.register("bob");
-    const created = await a.request("POST", "/_matrix/client/v3/createRoom", {
-      token: alice.accessToken,
-      body: { preset: "private_chat", room_version: "10" },
-    });
-    assert.equal(created.status, 200, JSON.stringify(created.body));
-    const roomId: string = created.body.room_id;
+    const roomId = await createRoom(a, alice, { preset: "private_chat", room_version: "10" });
     // A's invite, captured on its way, then delivered by hand (twice).
-    let captured: JsonObject | undefined;
-    net.intercept((r) => {
-      if (!r.path.includes("/invite/")) return "deliver";
-      captured = r.body as JsonObject;
-      return { status: 403, body: { errcode: "M_FORBIDDEN", error: "held" } };
-    });
-    await a.request("POST", `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, {
-      token: alice.accessToken,
-      body: { user_id: bob.userId },
-    });
-    net.intercept(undefined);
-    assert.ok(captured);
+    const captured = await heldInvite(net, a, alice, roomId, bob.userId);
     const eventId = computeEventId(captured.event as never, roomVersion("10")!);
     const put = () =>
       net.transportFor(A).request({
         method: "PUT",
         destination: B,
         path: `/_matrix/federation/v2/invite/${enc(roomId)}/${enc(eventId)}`,
-        body: captured!,
+        body: captured,
       });
     assert.equal((await put()).status, 200);
     assert.equal((await b.deps.remoteMemberships.get(bob.userId, roomId))?.membership, "invite");

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import type { Network } from "./in_process_network.ts";
-import { createRoom, memberOn, withNetwork } from "./network_helpers.ts";
+import { createRoom, heldInvite, memberOn, withNetwork } from "./network_helpers.ts";
 import {
   checkMembershipTemplate,
   type HandshakeMembership,
@@ -218,18 +218,7 @@ Deno.test("membership: a v6 invite holding a float is refused with M_BAD_JSON an
     const bob = await b.register("bob");
     const roomId = await createRoom(a, alice, { preset: "private_chat", room_version: "6" });
     // A builds the invite; the network holds it back, and A's side replays it by hand.
-    let captured: JsonObject | undefined;
-    net.intercept((r) => {
-      if (!r.path.includes("/invite/")) return "deliver";
-      captured = r.body as JsonObject;
-      return { status: 403, body: { errcode: "M_FORBIDDEN", error: "held" } };
-    });
-    await a.request("POST", `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, {
-      token: alice.accessToken,
-      body: { user_id: bob.userId },
-    });
-    net.intercept(undefined);
-    assert.ok(captured);
+    const captured = await heldInvite(net, a, alice, roomId, bob.userId);
     const event = captured.event as JsonObject;
     const { pdu, eventId } = await tampered(
       event,

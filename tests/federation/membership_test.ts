@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { type Network, type NetworkServer } from "./in_process_network.ts";
-import { createRoom, memberOn, withNetwork } from "./network_helpers.ts";
+import { createRoom, heldInvite, memberOn, withNetwork } from "./network_helpers.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import {
   checkMembershipTemplate,
@@ -443,18 +443,7 @@ Deno.test("membership: inbound invites are checked before they are signed and sh
     const bob = await b.register("bob");
     const roomId = await createRoom(a, alice, { preset: "private_chat", room_version: "9" });
     // A builds an invite for bob without sending it, and plays it by hand.
-    let captured: JsonObject | undefined;
-    net.intercept((r) => {
-      if (!r.path.includes("/invite/")) return "deliver";
-      captured = r.body as JsonObject;
-      return { status: 403, body: { errcode: "M_FORBIDDEN", error: "held" } };
-    });
-    await a.request("POST", `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, {
-      token: alice.accessToken,
-      body: { user_id: bob.userId },
-    });
-    net.intercept(undefined);
-    assert.ok(captured);
+    const captured = await heldInvite(net, a, alice, roomId, bob.userId);
     const event = captured.event as JsonObject;
     const { computeEventId } = await import("../../domain/protocol/event_ids.ts");
     const { roomVersion } = await import("../../domain/protocol/room_versions.ts");
@@ -548,18 +537,7 @@ Deno.test("membership: an invite for a user already joined to a room we hold is 
     const alice = await a.register("alice");
     const bob = await b.register("bob");
     const roomId = await createRoom(a, alice, { preset: "public_chat", room_version: "10" });
-    let captured: JsonObject | undefined;
-    net.intercept((r) => {
-      if (!r.path.includes("/invite/")) return "deliver";
-      captured = r.body as JsonObject;
-      return { status: 403, body: { errcode: "M_FORBIDDEN", error: "held" } };
-    });
-    await a.request("POST", `/_matrix/client/v3/rooms/${enc(roomId)}/invite`, {
-      token: alice.accessToken,
-      body: { user_id: bob.userId },
-    });
-    net.intercept(undefined);
-    assert.ok(captured);
+    const captured = await heldInvite(net, a, alice, roomId, bob.userId);
     const joined = await b.request("POST", `/_matrix/client/v3/join/${enc(roomId)}?via=${A}`, {
       token: bob.accessToken,
       body: {},

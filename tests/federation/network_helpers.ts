@@ -1,7 +1,8 @@
 /**
  * What the federation tests do over the in-process network again and again: run a test on a
  * fresh network, make a client call that must succeed, send a message, share a room across two
- * servers, upload a device's keys, push a transaction of EDUs and read back the EDUs sent.
+ * servers, upload a device's keys, hold back an invite, push a transaction of EDUs and read back
+ * the EDUs sent.
  */
 import assert from "node:assert/strict";
 import {
@@ -90,6 +91,36 @@ export async function uploadDeviceKeys(
   const { keys } = await newDeviceKeys(device.userId, device.deviceId);
   await ok(server, device, "POST", "/_matrix/client/v3/keys/upload", { device_keys: keys });
   return keys;
+}
+
+/**
+ * The invite of `inviteeId` that `inviter` on `server` makes in `roomId`, caught on its way to
+ * the invitee's server and never delivered (that server seems to answer 403): the signed request
+ * body (`event`, `room_version`, `invite_room_state`), for a test to replay, tamper with or drop.
+ */
+export async function heldInvite(
+  net: Network,
+  server: NetworkServer,
+  inviter: RegisteredUser,
+  roomId: string,
+  inviteeId: string,
+): Promise<JsonObject> {
+  let captured: JsonObject | undefined;
+  net.intercept((r) => {
+    if (!r.path.includes("/invite/")) return "deliver";
+    captured = r.body as JsonObject;
+    return { status: 403, body: { errcode: "M_FORBIDDEN", error: "held" } };
+  });
+  try {
+    await server.request("POST", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/invite`, {
+      token: inviter.accessToken,
+      body: { user_id: inviteeId },
+    });
+  } finally {
+    net.intercept(undefined);
+  }
+  assert.ok(captured, "no invite went out");
+  return captured;
 }
 
 /**
