@@ -5,6 +5,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { startNetwork } from "./in_process_network.ts";
 import { RemoteView } from "./remote_view.ts";
+import { createRoom, joinThrough } from "./network_helpers.ts";
 import { roomVersion } from "../../domain/protocol/room_versions.ts";
 import type { Pdu } from "../../domain/protocol/events.ts";
 import { encodeBase64UrlUnpadded } from "../../domain/protocol/base64.ts";
@@ -20,17 +21,8 @@ Deno.test("backfill: an answer citing many unknown prev events asks for a bounde
     const b = net.servers[B];
     const alice = await a.register("alice");
     const bob = await b.register("bob");
-    const created = await a.request("POST", "/_matrix/client/v3/createRoom", {
-      token: alice.accessToken,
-      body: { preset: "public_chat", room_version: "10" },
-    });
-    const roomId: string = created.body.room_id;
-    const joined = await b.request(
-      "POST",
-      `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${A}`,
-      { token: bob.accessToken, body: {} },
-    );
-    assertEquals(joined.status, 200, JSON.stringify(joined.body));
+    const roomId = await createRoom(a, alice, { preset: "public_chat", room_version: "10" });
+    await joinThrough(b, bob, roomId, A);
 
     // 30 events signed by A, each citing 3 prev events that exist nowhere.
     const view = new RemoteView(roomId, roomVersion("10")!, A, a.deps.keyring.current);

@@ -6,6 +6,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { type NetworkServer, startNetwork } from "./in_process_network.ts";
 import { RemoteView } from "./remote_view.ts";
+import { createRoom, joinThrough, sharedPublicRoom } from "./network_helpers.ts";
 import { roomVersion } from "../../domain/protocol/room_versions.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 
@@ -51,20 +52,11 @@ Deno.test("backfill: history from before B joined reaches B's client through /me
     const b = net.servers[B];
     const alice = await a.register("alice");
     const bob = await b.register("bob");
-    const created = await a.request("POST", "/_matrix/client/v3/createRoom", {
-      token: alice.accessToken,
-      body: { preset: "public_chat", room_version: "10" },
-    });
-    const roomId: string = created.body.room_id;
+    const roomId = await createRoom(a, alice, { preset: "public_chat", room_version: "10" });
     const history = Array.from({ length: 12 }, (_, i) => `message ${i + 1}`);
     for (const body of history) await send(a, alice, roomId, body);
 
-    const joined = await b.request(
-      "POST",
-      `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${A}`,
-      { token: bob.accessToken, body: {} },
-    );
-    assertEquals(joined.status, 200, JSON.stringify(joined.body));
+    await joinThrough(b, bob, roomId, A);
     const stateBefore = await b.deps.eventStore.currentState(roomId);
 
     // Newest first, each once, all of them.
@@ -92,21 +84,12 @@ Deno.test("backfill: a history longer than one /backfill answer comes in several
     const b = net.servers[B];
     const alice = await a.register("alice");
     const bob = await b.register("bob");
-    const created = await a.request("POST", "/_matrix/client/v3/createRoom", {
-      token: alice.accessToken,
-      body: { preset: "public_chat", room_version: "10" },
-    });
-    const roomId: string = created.body.room_id;
+    const roomId = await createRoom(a, alice, { preset: "public_chat", room_version: "10" });
     // More than one answer holds (100 events), so the oldest of the first answer has prev
     // events B lacks: their state comes from A's /state_ids.
     const history = Array.from({ length: 110 }, (_, i) => `message ${i + 1}`);
     for (const body of history) await send(a, alice, roomId, body);
-    const joined = await b.request(
-      "POST",
-      `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${A}`,
-      { token: bob.accessToken, body: {} },
-    );
-    assertEquals(joined.status, 200, JSON.stringify(joined.body));
+    await joinThrough(b, bob, roomId, A);
     assertEquals(await pageBack(b, bob, roomId), [...history].reverse());
     assert(net.log.filter((r) => r.path.includes("/backfill/")).length >= 2);
     assert(net.log.some((r) => r.path.includes("/state_ids/")));
@@ -122,19 +105,10 @@ Deno.test("backfill: an event with a forged signature is not stored nor shown", 
     const b = net.servers[B];
     const alice = await a.register("alice");
     const bob = await b.register("bob");
-    const created = await a.request("POST", "/_matrix/client/v3/createRoom", {
-      token: alice.accessToken,
-      body: { preset: "public_chat", room_version: "10" },
-    });
-    const roomId: string = created.body.room_id;
+    const roomId = await createRoom(a, alice, { preset: "public_chat", room_version: "10" });
     const history = ["one", "two", "three"];
     for (const body of history) await send(a, alice, roomId, body);
-    const joined = await b.request(
-      "POST",
-      `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${A}`,
-      { token: bob.accessToken, body: {} },
-    );
-    assertEquals(joined.status, 200, JSON.stringify(joined.body));
+    await joinThrough(b, bob, roomId, A);
     // A's backfill answers are altered in flight: "two" is re-signed with a flipped signature.
     // Every answer: "three" cites "two", so paging back through "three" asks for it again.
     let forwarding = false;
@@ -184,27 +158,6 @@ async function sendUntil(server: NetworkServer, what: string, done: () => Promis
   throw new Error(`never happened: ${what}`);
 }
 
-/** Create a public room on A and join B's user to it through A. */
-async function sharedRoom(
-  a: NetworkServer,
-  b: NetworkServer,
-  alice: RegisteredUser,
-  bob: RegisteredUser,
-): Promise<string> {
-  const created = await a.request("POST", "/_matrix/client/v3/createRoom", {
-    token: alice.accessToken,
-    body: { preset: "public_chat", room_version: "10" },
-  });
-  const roomId: string = created.body.room_id;
-  const joined = await b.request(
-    "POST",
-    `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${A}`,
-    { token: bob.accessToken, body: {} },
-  );
-  assertEquals(joined.status, 200, JSON.stringify(joined.body));
-  return roomId;
-}
-
 Deno.test("backfill: a hole in the middle is filled by paging back through it, each event once", async () => {
   const net = await startNetwork([A, B], { env: { TESSERA_FEDERATION_ALLOW_PRIVATE: "true" } });
   try {
@@ -212,7 +165,7 @@ Deno.test("backfill: a hole in the middle is filled by paging back through it, e
     const b = net.servers[B];
     const alice = await a.register("alice");
     const bob = await b.register("bob");
-    const roomId = await sharedRoom(a, b, alice, bob);
+    const roomId = await sharedPublicRoom(a, alice, b, bob, { room_version: "10" });
     const early = ["early 1", "early 2", "early 3"];
     for (const body of early) await send(a, alice, roomId, body);
     await sendUntil(a, "the early messages reach B", async () => {
@@ -293,14 +246,14 @@ Deno.test("backfill: an answer whose event cites another room's event does not s
     const b = net.servers[B];
     const alice = await a.register("alice");
     const bob = await b.register("bob");
-    const room1 = await sharedRoom(a, b, alice, bob);
+    const room1 = await sharedPublicRoom(a, alice, b, bob, { room_version: "10" });
     await send(a, alice, room1, "event P");
     await sendUntil(a, "P reaches B", async () => {
       const page = await b.deps.eventStore.timeline(room1, { dir: "b", limit: 1 });
       return page.events[0]?.pdu.content.body === "event P";
     });
     const p = (await b.deps.eventStore.timeline(room1, { dir: "b", limit: 1 })).events[0];
-    const room2 = await sharedRoom(a, b, alice, bob);
+    const room2 = await sharedPublicRoom(a, alice, b, bob, { room_version: "10" });
 
     // Q: an event of room 2, signed by A, whose prev event is P of room 1 (which B holds).
     const view = new RemoteView(room2, roomVersion("10")!, A, a.deps.keyring.current);

@@ -13,7 +13,7 @@
  */
 import assert from "node:assert/strict";
 import { type Network, type NetworkServer } from "./in_process_network.ts";
-import { ok, say, withNetwork } from "./network_helpers.ts";
+import { joinThrough, ok, say, withNetwork } from "./network_helpers.ts";
 import { RemoteView } from "./remote_view.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import { roomVersion } from "../../domain/protocol/room_versions.ts";
@@ -115,7 +115,7 @@ async function sharedRoom(net: Network, version: string) {
     room_version: version,
   });
   const roomId: string = created.room_id;
-  await ok(b, bob, "POST", `/_matrix/client/v3/join/${enc(roomId)}?server_name=${A}`, {});
+  await joinThrough(b, bob, roomId, A);
   return { a, b, alice, bob, roomId };
 }
 

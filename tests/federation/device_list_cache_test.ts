@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import type { Network, NetworkServer } from "./in_process_network.ts";
 import {
+  joinThrough,
   ok,
   sendEdus,
   sharedPublicRoom,
@@ -274,7 +275,7 @@ Deno.test("device lists in: B leaving the last shared room drops the cache; a re
     assert.equal((await store.get([alice.userId])).size, 0);
 
     const resyncsBefore = resyncsOf(net, alice.userId);
-    await ok(b, bob, "POST", `${V3}/join/${enc(roomId)}?server_name=${A}`, {});
+    await joinThrough(b, bob, roomId, A);
     const rejoined = await queryOnB(b, bob, alice.userId);
     assert.equal(resyncsOf(net, alice.userId), resyncsBefore + 1, "a rejoin resyncs");
     assert.deepEqual(deviceIdsIn(rejoined, alice.userId), [alice.deviceId, "SECOND"].sort());

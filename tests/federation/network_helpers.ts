@@ -124,19 +124,30 @@ export async function heldInvite(
 }
 
 /**
- * `creator` on `home` makes a public room and `joiner` on `guest` joins it over federation
- * (through `home`); its room ID.
+ * `creator` on `home` makes a public room (`body` adds to the createRoom request) and `joiner` on
+ * `guest` joins it over federation (through `home`); its room ID.
  */
 export async function sharedPublicRoom(
   home: NetworkServer,
   creator: RegisteredUser,
   guest: NetworkServer,
   joiner: RegisteredUser,
+  body: Record<string, unknown> = {},
 ): Promise<string> {
-  const roomId = await createRoom(home, creator, { preset: "public_chat" });
-  const path = `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${home.name}`;
-  await ok(guest, joiner, "POST", path, {});
+  const roomId = await createRoom(home, creator, { preset: "public_chat", ...body });
+  await joinThrough(guest, joiner, roomId, home.name);
   return roomId;
+}
+
+/** `user` on `server` joins `roomId` over federation through `via` (must answer 200). */
+export async function joinThrough(
+  server: NetworkServer,
+  user: RegisteredUser,
+  roomId: string,
+  via: string,
+): Promise<void> {
+  const path = `/_matrix/client/v3/join/${encodeURIComponent(roomId)}?server_name=${via}`;
+  await ok(server, user, "POST", path, {});
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import type { Network, NetworkServer } from "./in_process_network.ts";
-import { createRoom, edusSent, ok, sendEdus, withNetwork } from "./network_helpers.ts";
+import { createRoom, edusSent, joinThrough, ok, sendEdus, withNetwork } from "./network_helpers.ts";
 import type { RegisteredUser } from "../routes/client_harness.ts";
 import { KvPresenceStore } from "../../kv/presence_store.ts";
 import { MAX_PRESENCE_PER_EDU } from "../../domain/federation/edus/presence_edu.ts";
@@ -52,7 +52,7 @@ async function sharedRoom(
 ): Promise<string> {
   const roomId = await createRoom(net.servers[A], alice, { preset: "public_chat" });
   for (const { server, user } of joiners) {
-    await ok(server, user, "POST", `/_matrix/client/v3/join/${enc(roomId)}?server_name=${A}`, {});
+    await joinThrough(server, user, roomId, A);
   }
   await flush(net);
   return roomId;

@@ -7,7 +7,7 @@
  */
 import assert from "node:assert/strict";
 import type { Network, NetworkServer } from "./in_process_network.ts";
-import { createRoom, ok, withNetwork } from "./network_helpers.ts";
+import { createRoom, joinThrough, ok, withNetwork } from "./network_helpers.ts";
 import { type RegisteredUser, registerUser } from "../routes/client_harness.ts";
 import {
   crossSigningKey,
@@ -111,7 +111,7 @@ Deno.test("verifying a user sharing a room: checked against B's cache, kept on B
     const bob = await cryptoUser(b, "bob");
     const carol = await cryptoUser(b, "carol");
     const roomId = await createRoom(a, alice.user, { preset: "public_chat" });
-    await ok(b, bob.user, "POST", `${V3}/join/${enc(roomId)}?server_name=${A}`, {});
+    await joinThrough(b, bob.user, roomId, A);
     await flush(net);
     // Bob's client reads alice's keys: B caches them (they share a room).
     const first = await signaturesSeen(bob, alice, bob);
