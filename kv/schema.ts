@@ -635,6 +635,23 @@ export const pushKeys = {
   ],
 };
 
+// --- Wake keys: what a waiter in another process watches ---------------------------------
+
+/**
+ * Key builders for wake keys: tiny records that writers overwrite (a blind `set`, never
+ * checked, so they add no conflicts) in the same commit as a change a waiter may want. Only
+ * their versionstamps matter: a waiter in another process or isolate watches them (`kv.watch`
+ * on Deno Deploy, a poll on a local file) and wakes when one moves past what it has read.
+ */
+export const wakeKeys = {
+  /** userId -> wake: the user's own sync streams changed (to-device, account data, invites...). */
+  user: (userId: string): Deno.KvKey => ["userid_wake", userId],
+  /** roomId -> wake: the room's timeline or ephemeral data (typing, receipts) changed. */
+  room: (roomId: string): Deno.KvKey => ["roomid_wake", roomId],
+  /** outbox stream -> wake: an entry was queued for some destination of the stream. */
+  outbox: (stream: string): Deno.KvKey => ["outboxstream_wake", stream],
+};
+
 // --- Outbox: work for other servers, written in the commit that causes it -----------------
 
 /** Key builders for outbox streams (one ordered stream per destination, per stream kind). */
