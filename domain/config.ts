@@ -14,6 +14,7 @@ import {
   parseTrustedKeyServers,
   type TrustedKeyServer,
 } from "./federation/key_config.ts";
+import type { WakeMode } from "./ports/wake_source.ts";
 
 /** Who may register: anyone, holders of the registration token, or nobody. */
 export type RegistrationMode = "open" | "token" | "closed";
@@ -80,6 +81,13 @@ export interface Config {
    * Synapse's `default_room_version`); absent means the newest stable one.
    */
   readonly defaultRoomVersion?: string;
+  /**
+   * How a long-poll learns of changes other processes commit (`TESSERA_WAKE`, kv/wake_sources.ts):
+   * `watch` (kv.watch: Deno Deploy, KV Connect), `poll` (a KV file several processes share, where
+   * kv.watch does not cross processes; every `pollMs`, `TESSERA_WAKE_POLL_MS`) or `local` (one
+   * process: the in-process notifiers only).
+   */
+  readonly wake: { readonly mode: WakeMode; readonly pollMs: number };
   /** TURN servers for `GET /voip/turnServer`; undefined when none is configured. */
   readonly turn?:
     | {
@@ -110,6 +118,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   federation: true,
   federationAllowPrivate: false,
   turnTtlSeconds: 86_400,
+  wakePollMs: 100,
 });
 
 /** A configuration problem; `message` is one line: `VARIABLE: problem`. */
@@ -273,6 +282,28 @@ function parseTtlSeconds(raw: string): Parsed<number> {
     : { problem: `expected whole seconds, at least 60, got ${quote(raw)}` };
 }
 
+function parseWakeMode(raw: string): Parsed<WakeMode> {
+  return raw === "watch" || raw === "poll" || raw === "local"
+    ? { value: raw }
+    : { problem: `expected "watch", "poll" or "local", got ${quote(raw)}` };
+}
+
+function parseWakePollMs(raw: string): Parsed<number> {
+  const ms = /^\d{1,6}$/.test(raw) ? Number(raw) : NaN;
+  return ms >= 10 && ms <= 60_000
+    ? { value: ms }
+    : { problem: `expected whole milliseconds from 10 to 60000, got ${quote(raw)}` };
+}
+
+/**
+ * The wake mode when TESSERA_WAKE is unset: kv.watch where it crosses isolates (Deno Deploy, a
+ * KV Connect URL), nothing for `:memory:` (no other process can open it), a poll for a file.
+ */
+function defaultWakeMode(kvPath: string | undefined, deploy: boolean | undefined): WakeMode {
+  if (deploy || kvPath === undefined || /^https?:\/\//i.test(kvPath)) return "watch";
+  return kvPath === ":memory:" ? "local" : "poll";
+}
+
 function parseBaseUrl(raw: string): Parsed<string> {
   const expected = "expected an http:// or https:// URL without query or fragment";
   if (!URL.canParse(raw)) return { problem: `${expected}, got ${quote(raw)}` };
@@ -333,6 +364,8 @@ const variables = {
   TESSERA_TURN_URIS: variable(parseTurnUris),
   TESSERA_TURN_SHARED_SECRET: variable((raw) => ({ value: raw })),
   TESSERA_TURN_TTL_SECONDS: variable(parseTtlSeconds),
+  TESSERA_WAKE: variable(parseWakeMode),
+  TESSERA_WAKE_POLL_MS: variable(parseWakePollMs),
 };
 
 type Variables = z.output<z.ZodObject<typeof variables>>;
@@ -434,6 +467,13 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
     ...(v.TESSERA_DEFAULT_ROOM_VERSION === undefined
       ? {}
       : { defaultRoomVersion: v.TESSERA_DEFAULT_ROOM_VERSION }),
+    wake: Object.freeze({
+      mode: v.TESSERA_WAKE ?? defaultWakeMode(
+        v.TESSERA_KV_PATH ?? (options.deploy ? undefined : CONFIG_DEFAULTS.kvPath),
+        options.deploy,
+      ),
+      pollMs: v.TESSERA_WAKE_POLL_MS ?? CONFIG_DEFAULTS.wakePollMs,
+    }),
     // Absent rather than undefined when unset, so configurations without TURN compare equal.
     ...(v.TESSERA_TURN_URIS !== undefined && v.TESSERA_TURN_SHARED_SECRET !== undefined
       ? {

@@ -56,6 +56,7 @@ Deno.test("defaults in dev mode: open registration", () => {
     guestAccess: false,
     federation: { enabled: true, allowPrivate: false },
     admins: [],
+    wake: { mode: "poll", pollMs: 100 },
   });
   assert.ok(Object.isFrozen(config));
   assert.ok(Object.isFrozen(CONFIG_DEFAULTS));
