@@ -21,6 +21,7 @@ import { type RoomServersPlan, roomServerWrites } from "./room_servers.ts";
 import { type BackwardExtremityPlan, backwardExtremityWrites } from "./backward_extremities.ts";
 import { searchPostingWrites } from "./search_projection.ts";
 import { type StateUsagePlan, stateUsageWrites } from "./state_usage_plan.ts";
+import { plannedWakes } from "./wake_keys.ts";
 import type { StoreContext } from "./store_context.ts";
 import type { LogEntry, RoomHead } from "./store_records.ts";
 
@@ -132,6 +133,7 @@ export function batchWrites(plan: BatchWriteSource): PlannedMutation[] {
   if (plan.events.size > 0 && plan.head) {
     out.push({ op: "set", key: keys.head(plan.roomId), value: plan.head });
   }
+  out.push(...appendWakes(plan));
   out.push(...plan.relations.mutations());
   out.push(...plan.searchDeletes);
   out.push(...backwardExtremityWrites(keys, plan.roomId, plan.backwardExtremities));
@@ -148,4 +150,21 @@ export function batchWrites(plan: BatchWriteSource): PlannedMutation[] {
     }
   }
   return out;
+}
+
+/**
+ * The wake keys an append bumps in its own commit, so a sync waiting in another process wakes
+ * with this commit's versionstamp: the room's, and the user's of every m.room.member event it
+ * appends (an invite, or the user's own join from another device, reaches a sync that does not
+ * watch the room yet). Replay rebuilding under a namespace wakes nobody: nothing waits on it.
+ */
+function appendWakes(plan: BatchWriteSource): PlannedMutation[] {
+  if (plan.events.size === 0 || plan.ctx.keys.namespace.length > 0) return [];
+  const userIds: string[] = [];
+  for (const { event } of plan.events.values()) {
+    if (event.type === "m.room.member" && typeof event.state_key === "string") {
+      userIds.push(event.state_key);
+    }
+  }
+  return plannedWakes({ roomIds: [plan.roomId], userIds });
 }

@@ -4,6 +4,7 @@
  * a commit conflict; each costs one mutation of the commit's budget.
  */
 import type { WakeTopic } from "../domain/ports/wake_source.ts";
+import type { PlannedMutation } from "./commit_budget.ts";
 import { wakeKeys } from "./schema.ts";
 
 /** The KV key of a wake topic. */
@@ -37,4 +38,22 @@ export function addWakes(op: Deno.AtomicOperation, targets: WakeTargets): Deno.A
   for (const roomId of new Set(targets.roomIds ?? [])) op.set(wakeKeys.room(roomId), 0);
   for (const stream of new Set(targets.outboxStreams ?? [])) op.set(wakeKeys.outbox(stream), 0);
   return op;
+}
+
+/**
+ * The same bumps as planned mutations, for commits built as a plan and measured against KV's
+ * limits before they are applied (the event log's group commit, kv/commit_budget.ts).
+ */
+export function plannedWakes(targets: WakeTargets): PlannedMutation[] {
+  const out: PlannedMutation[] = [];
+  for (const userId of new Set(targets.userIds ?? [])) {
+    out.push({ op: "set", key: wakeKeys.user(userId), value: 0 });
+  }
+  for (const roomId of new Set(targets.roomIds ?? [])) {
+    out.push({ op: "set", key: wakeKeys.room(roomId), value: 0 });
+  }
+  for (const stream of new Set(targets.outboxStreams ?? [])) {
+    out.push({ op: "set", key: wakeKeys.outbox(stream), value: 0 });
+  }
+  return out;
 }
