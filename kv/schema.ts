@@ -683,6 +683,8 @@ export const outboxKeys = {
     stream,
     destination,
   ],
+  /** A stream's state records: destinations backed off or leased (the next retry's time). */
+  statePrefix: (stream: string): Deno.KvKey => ["outbox_state", stream],
 };
 
 // --- End-to-end encryption: device keys, cross-signing, device lists, to-device, backup -----
@@ -970,4 +972,29 @@ export const inboundTransactionKeys = {
    * answer it got the first time. Written with an expiry (a day), so they do not pile up.
    */
   answer: (origin: string, txnId: string): Deno.KvKey => ["origintxnid_answer", origin, txnId],
+};
+
+/** Key builders for rate limits shared by the fleet (domain/ports/rate_limit_store.ts). */
+export const rateLimitKeys = {
+  /**
+   * (action, key, window length in ms, window number) -> Deno.KvU64: hits allowed in that window
+   * by every process (KV `sum`); written with an expiry, so they do not pile up.
+   */
+  counter: (action: string, key: string, windowMs: number, window: number): Deno.KvKey => [
+    "ratelimit_count",
+    action,
+    key,
+    windowMs,
+    window,
+  ],
+};
+
+/** Key builders for leased background jobs (domain/ports/job_lease_store.ts). */
+export const jobKeys = {
+  /** job name -> JobState: the lease (holder, expiry) and when the job is next due. */
+  state: (job: string): Deno.KvKey => ["job_state", job],
+  /** (job name, run number) -> JobRunRecord: the run log, kept a week. */
+  run: (job: string, run: number): Deno.KvKey => ["jobrun_record", job, run],
+  /** A job's run log, in run order. */
+  runPrefix: (job: string): Deno.KvKey => ["jobrun_record", job],
 };
