@@ -21,13 +21,18 @@ export interface RequestOptions {
   headers?: Record<string, string>;
 }
 
-/** Start an in-process server; `env` overrides configuration variables. */
+/**
+ * Start an in-process server; `env` overrides configuration variables. With `sharedKv`, the
+ * server runs over that database (several servers on one KV: isolates of one deployment) and
+ * `close()` leaves it open for its owner to close.
+ */
 export async function startTestServer(
   env: Record<string, string> = {},
   options: Parameters<typeof assembleServer>[2] = {},
+  sharedKv?: Deno.Kv,
 ) {
   const config = loadConfig({ TESSERA_SERVER_NAME: "example.org:8448", ...env }, { dev: true });
-  const kv = await Deno.openKv(":memory:");
+  const kv = sharedKv ?? await Deno.openKv(":memory:");
   const server = await assembleServer(config, kv, options);
 
   async function request(
@@ -52,5 +57,13 @@ export async function startTestServer(
     return { status: res.status, body: parsed, headers: res.headers };
   }
 
-  return { ...server, kv, config, request, close: () => kv.close() };
+  return {
+    ...server,
+    kv,
+    config,
+    request,
+    close: () => {
+      if (sharedKv === undefined) kv.close();
+    },
+  };
 }
