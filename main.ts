@@ -24,6 +24,8 @@ import { generateSigningSeed } from "./domain/protocol/signing.ts";
 import { keyringFromSeed, type ServerKeyring } from "./domain/protocol/server_keys.ts";
 import { type LocalEventHook, LocalEventSender } from "./domain/local_event_sender.ts";
 import { SyncNotifier } from "./domain/sync/sync_notifier.ts";
+import type { WakeSource } from "./domain/ports/wake_source.ts";
+import { openWakeSource } from "./kv/wake_sources.ts";
 import type { SyncStreamProvider } from "./domain/sync/sync_stream.ts";
 import { FilterService } from "./domain/sync/filters.ts";
 import { KvFilterStore } from "./kv/filter_store.ts";
@@ -175,6 +177,8 @@ import type { RemoteMembershipActions } from "./domain/rooms/room_services.ts";
 export interface AssembledServer {
   app: Hono;
   deps: AppDeps;
+  /** Wake-ups from other processes' commits; close it before KV (server shutdown, tests). */
+  wakeSource: WakeSource;
 }
 
 /** Wire storage, protocol services and routes together over an open KV database. */
@@ -189,6 +193,8 @@ export async function assembleServer(
     readPipeline?: (deps: ReadPipelineDeps) => ReadPipeline;
     /** Requests to other homeservers; tests pass the in-process network's transport. */
     federationTransport?: FederationTransport;
+    /** Wake-ups across processes; absent: built from `config.wake` (TESSERA_WAKE). */
+    wakeSource?: WakeSource;
   } = {},
 ): Promise<AssembledServer> {
   const seed = config.signingKeySeed ?? (await loadOrCreateSigningSeed(kv, generateSigningSeed));
@@ -203,7 +209,10 @@ export async function assembleServer(
     now: options.now,
     eventHooks,
   });
-  const syncNotifier = new SyncNotifier();
+  // Long-polls (and outbox workers) hear of other processes' commits through this.
+  const wakeSource = options.wakeSource ??
+    openWakeSource(kv, config.wake.mode, config.wake.pollMs);
+  const syncNotifier = new SyncNotifier(wakeSource);
   syncNotifier.attach(eventStore);
   // Sync streams other than rooms; each area pushes its provider here.
   const syncStreams: SyncStreamProvider[] = [];
@@ -673,7 +682,7 @@ export async function assembleServer(
     await deps.profiles.deleteField(userId, userId, "displayname");
     await deps.profiles.deleteField(userId, userId, "avatar_url");
   });
-  return { app: buildApp(deps), deps };
+  return { app: buildApp(deps), deps, wakeSource };
 }
 
 // ---- Push rules and notifications ----
@@ -1014,6 +1023,7 @@ async function main(): Promise<void> {
   const stop = async () => {
     // The federation sender gives its leases back before KV closes: a restart resumes at once.
     await Promise.all([server.shutdown(), deps.federationSender.stop()]);
+    assembled.wakeSource.close();
     kv.close();
     Deno.exit(0);
   };

@@ -149,6 +149,8 @@ export class LegacyEventStream {
         if (result.chunk.length > 0 || remaining <= 0) return result;
         const signal = params.clientGone?.();
         if (signal?.aborted) return result;
+        // Other processes' commits after the barrier (all of which was read) wake it too.
+        watch.wakeAfter(upTo);
         if (!(await watch.wait(remaining, signal))) return result;
       } finally {
         watch.close();

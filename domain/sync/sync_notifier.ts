@@ -12,12 +12,15 @@
  * A watch remembers the newest versionstamp it was woken with, so the woken sync can read up to
  * it instead of writing a barrier of its own (see `SyncWatch.wokenAt`).
  *
- * Other isolates (Deno Deploy) are not woken by this; see the README's long-poll notes: a
- * per-user wake key bumped by writers and a `kv.watch` per waiting user (10 keys at most per
- * watch) would extend it. Until then a waiter in another isolate answers at its timeout.
+ * Other processes (isolates on Deno Deploy, servers sharing a KV file): their writers bump the
+ * wake keys of what they change in the same commit (kv/wake_keys.ts), and a watch about to wait
+ * subscribes to its user's and rooms' keys through the WakeSource (`wakeAfter`), after the
+ * position its read covered: a bump newer than that wakes it with the bump's versionstamp, so
+ * `wokenAt` holds across processes too. The in-process path stays: it is the fast one.
  */
 import type { EventStore } from "../ports/event_store.ts";
-import { syncTokenAt } from "./sync_token.ts";
+import type { WakeSource, WakeTopic } from "../ports/wake_source.ts";
+import { syncTokenAt, syncTokenVersionstamp } from "./sync_token.ts";
 
 /** One registered waiter. */
 export interface SyncWatch {
@@ -29,6 +32,12 @@ export interface SyncWatch {
    * That commit has completed, so reads starting now see every commit up to it.
    */
   readonly wokenAt: string | undefined;
+  /**
+   * Also wake on commits of other processes newer than `token`, the sync token up to which the
+   * caller has read (call it before `wait`; once per watch, later calls are ignored). Level
+   * triggered: a commit that landed after `token` but before this call wakes it at once.
+   */
+  wakeAfter(token: string): void;
   /** Resolve true on a change (at once if one happened already), false after `timeoutMs`. */
   wait(timeoutMs: number, signal?: AbortSignal): Promise<boolean>;
   /** Stop watching; always call it (finally). */
@@ -43,6 +52,9 @@ export class SyncNotifier {
   readonly #byUser = new Map<string, Set<Watch>>();
   readonly #byRoom = new Map<string, Set<Watch>>();
   #detach: (() => void) | undefined;
+
+  /** `wakes`: other processes' commits (absent or `local`: this process's notifications only). */
+  constructor(private readonly wakes?: WakeSource) {}
 
   /**
    * Listen to a store's appends: wake watches of the room, and users whose membership the
@@ -81,10 +93,19 @@ export class SyncNotifier {
   /** Register a waiter for a user and the rooms they can see; call before reading. */
   watch(userId: string, roomIds: Iterable<string>): SyncWatch {
     const rooms = [...new Set(roomIds)];
-    const watch = new Watch(() => {
-      remove(this.#byUser, userId, watch);
-      for (const roomId of rooms) remove(this.#byRoom, roomId, watch);
-    });
+    const wakes = this.wakes?.mode === "local" ? undefined : this.wakes;
+    const topics = (): WakeTopic[] => [
+      { kind: "user", userId },
+      ...rooms.map((roomId): WakeTopic => ({ kind: "room", roomId })),
+    ];
+    const watch = new Watch(
+      () => {
+        remove(this.#byUser, userId, watch);
+        for (const roomId of rooms) remove(this.#byRoom, roomId, watch);
+      },
+      wakes &&
+        ((token, fire) => wakes.watchAfter(topics(), syncTokenVersionstamp(token), fire)),
+    );
     add(this.#byUser, userId, watch);
     for (const roomId of rooms) add(this.#byRoom, roomId, watch);
     return watch;
@@ -124,8 +145,17 @@ class Watch implements SyncWatch {
   #newest: string | null | undefined;
   #wake: ((changed: boolean) => void) | undefined;
   #closed = false;
+  /** Stops the cross-process subscription; set once `wakeAfter` subscribed. */
+  #unsubscribe: (() => void) | undefined;
 
-  constructor(private readonly unregister: () => void) {}
+  constructor(
+    private readonly unregister: () => void,
+    /** Subscribe to other processes' commits after a token (absent: in-process only). */
+    private readonly subscribe?: (
+      token: string,
+      fire: (versionstamp: string) => void,
+    ) => () => void,
+  ) {}
 
   get changed(): boolean {
     return this.#changed;
@@ -142,6 +172,11 @@ class Watch implements SyncWatch {
       this.#newest = versionstamp;
     }
     this.#wake?.(true);
+  }
+
+  wakeAfter(token: string): void {
+    if (this.#closed || this.#unsubscribe !== undefined || !this.subscribe) return;
+    this.#unsubscribe = this.subscribe(token, (versionstamp) => this.fire(versionstamp));
   }
 
   wait(timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
@@ -166,6 +201,7 @@ class Watch implements SyncWatch {
     this.#closed = true;
     this.#wake?.(false);
     this.unregister();
+    this.#unsubscribe?.();
   }
 }
 

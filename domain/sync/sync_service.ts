@@ -94,6 +94,10 @@ export class SyncService {
         if (done) return response;
         const signal = params.clientGone?.();
         if (signal?.aborted) return response;
+        // Other processes' commits after what this read covered wake it too. Subscribed only
+        // now, as a sync that answers at once needs no subscription; a commit landing between
+        // the read and here is newer than next_batch, so it wakes the wait at once.
+        watch.wakeAfter(response.next_batch);
         // Woken: read again (a wake may be spurious, e.g. an event the filter hides).
         if (!(await watch.wait(remaining, signal))) return response;
         // The next watch is registered before this one is read and closed, so a commit that

@@ -17,6 +17,11 @@ export function syncTokenAt(versionstamp: string): string {
   return `s${versionstamp}`;
 }
 
+/** The commit versionstamp a token stands for (the inverse of `syncTokenAt`). */
+export function syncTokenVersionstamp(token: string): string {
+  return token.slice(1);
+}
+
 /** Whether an entry's commit versionstamp falls after a token (fixed width: compare as text). */
 export function isAfter(versionstamp: string, token: string): boolean {
   return versionstamp > token.slice(1);
