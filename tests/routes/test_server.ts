@@ -63,6 +63,8 @@ export async function startTestServer(
     config,
     request,
     close: () => {
+      // Its poll timer or watches first: they read the KV being closed.
+      server.wakeSource.close();
       if (sharedKv === undefined) kv.close();
     },
   };
