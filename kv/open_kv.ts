@@ -1,9 +1,20 @@
-/** Opening Deno KV: a local file (its folder created on demand), `:memory:`, or Deploy's own. */
+/**
+ * Opening Deno KV: a local file (its folder created on demand), `:memory:`, a KV Connect URL
+ * (a self-hosted denokv or a Deno Deploy database reached from outside), or Deploy's own.
+ */
 
-/** Open KV at `path`; with no path, the platform default (Deno Deploy's managed database). */
+/** Whether `path` names a remote database over KV Connect rather than a local file. */
+export function isKvConnectUrl(path: string): boolean {
+  return /^https?:\/\//i.test(path);
+}
+
+/**
+ * Open KV at `path`; with no path, the platform default (Deno Deploy's managed database). A KV
+ * Connect URL authenticates with DENO_KV_ACCESS_TOKEN, which Deno reads from the environment.
+ */
 export async function openKv(path?: string): Promise<Deno.Kv> {
   if (path === undefined) return await Deno.openKv();
-  if (path !== ":memory:") {
+  if (path !== ":memory:" && !isKvConnectUrl(path)) {
     const slash = path.lastIndexOf("/");
     if (slash > 0) await Deno.mkdir(path.slice(0, slash), { recursive: true });
   }
