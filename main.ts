@@ -104,6 +104,9 @@ import { KvPushRuleStore } from "./kv/push_rule_store.ts";
 import { PusherService } from "./domain/push/pusher_service.ts";
 import { KvPusherStore } from "./kv/pusher_store.ts";
 import { KvOutboxStore } from "./kv/outbox_store.ts";
+import { KvJobLeaseStore } from "./kv/job_lease_store.ts";
+import { LeasedJobRunner } from "./domain/jobs/leased_job_runner.ts";
+import { backgroundJobs } from "./domain/jobs/background_jobs.ts";
 import { OutboxWorker } from "./domain/outbox/outbox_worker.ts";
 import {
   badgeAppends,
@@ -985,18 +988,23 @@ async function main(): Promise<void> {
     throw error;
   }
   const { app, deps } = assembled;
-  // Deactivations a previous process left unfinished (it died while leaving rooms, say).
-  // Push notifications queued by this or another process go out from here.
+  // Push notifications queued by this or another process go out from here (each destination
+  // under its own lease in KV).
   deps.pushSender.start();
   // Federation transactions queued by this or another process (or before a restart) too.
   deps.federationSender.start();
-  // Joins of remote rooms a previous process left half stored.
-  deps.remoteJoiner.resumePending().catch((error) =>
-    console.error("tessera: resuming remote joins failed", error)
-  );
-  deps.accounts.resumeDeactivations().catch((error) =>
-    console.error("resuming deactivations failed", error)
-  );
+  // Work a dead process left (deactivations, joins of remote rooms), once per period by one
+  // process of the fleet: see domain/jobs/background_jobs.ts.
+  const jobs = new LeasedJobRunner({
+    store: new KvJobLeaseStore(kv),
+    jobs: backgroundJobs({
+      accounts: deps.accounts,
+      remoteJoins: deps.remoteJoiner,
+      probe: config.jobs.probe,
+    }),
+    leaseMs: config.jobs.leaseMs,
+  });
+  jobs.start();
 
   const tls = config.tls
     ? {
@@ -1022,7 +1030,13 @@ async function main(): Promise<void> {
 
   const stop = async () => {
     // The federation sender gives its leases back before KV closes: a restart resumes at once.
-    await Promise.all([server.shutdown(), deps.federationSender.stop()]);
+    // So do the leased jobs: another process takes a job cut short at once.
+    await Promise.all([
+      server.shutdown(),
+      deps.federationSender.stop(),
+      deps.pushSender.stop(),
+      jobs.stop(),
+    ]);
     assembled.wakeSource.close();
     kv.close();
     Deno.exit(0);

@@ -36,6 +36,11 @@ export interface Config {
   readonly registrationToken: string | undefined;
   /** PEM file paths for serving HTTPS directly; undefined means plain HTTP. */
   readonly tls: { readonly certPath: string; readonly keyPath: string } | undefined;
+  /**
+   * The longest `/sync` and `/events` long-poll held open (`TESSERA_LONG_POLL_MAX_MS`); a
+   * client's larger `timeout` is cut to it. For proxies or platforms that cut idle requests.
+   */
+  readonly longPollMaxMs: number;
   /** The 32-byte Ed25519 seed; undefined means generate one and keep it in KV. */
   readonly signingKeySeed: Uint8Array | undefined;
   /**
@@ -88,6 +93,16 @@ export interface Config {
    * process: the in-process notifiers only).
    */
   readonly wake: { readonly mode: WakeMode; readonly pollMs: number };
+  /**
+   * Leased background jobs (domain/jobs/): how long a lease holds unrenewed, so how long a dead
+   * process's job waits for another (`TESSERA_JOB_LEASE_MS`), and the probe job, which only
+   * holds its lease `runMs` each `periodMs` and logs the run (`TESSERA_JOB_PROBE_MS`,
+   * `TESSERA_JOB_PROBE_PERIOD_MS`): a check of a fleet's leases for tests; absent when unset.
+   */
+  readonly jobs: {
+    readonly leaseMs: number;
+    readonly probe?: { readonly runMs: number; readonly periodMs: number };
+  };
   /** TURN servers for `GET /voip/turnServer`; undefined when none is configured. */
   readonly turn?:
     | {
@@ -111,6 +126,10 @@ export const CONFIG_DEFAULTS = Object.freeze({
   port: 8008,
   hostname: "127.0.0.1",
   kvPath: "./data/tessera.kv",
+  /** On Deno Deploy: Deno.serve's own defaults, which Deploy's examples listen on. */
+  deployHostname: "0.0.0.0",
+  deployPort: 8000,
+  longPollMaxMs: 120_000,
   rateLimits: true,
   outboundAllowPrivate: false,
   outboundTlsVerify: true,
@@ -119,6 +138,8 @@ export const CONFIG_DEFAULTS = Object.freeze({
   federationAllowPrivate: false,
   turnTtlSeconds: 86_400,
   wakePollMs: 100,
+  jobLeaseMs: 60_000,
+  jobProbePeriodMs: 10_000,
 });
 
 /** A configuration problem; `message` is one line: `VARIABLE: problem`. */
@@ -275,6 +296,14 @@ function parseTurnUris(raw: string): Parsed<string[]> {
   return { value: uris };
 }
 
+function parseLongPollMaxMs(raw: string): Parsed<number> {
+  const ms = /^\d{1,6}$/.test(raw) ? Number(raw) : NaN;
+  // Above 120 s the sync service cuts the wait anyway (MAX_SYNC_TIMEOUT_MS).
+  return ms >= 1_000 && ms <= CONFIG_DEFAULTS.longPollMaxMs
+    ? { value: ms }
+    : { problem: `expected whole milliseconds from 1000 to 120000, got ${quote(raw)}` };
+}
+
 function parseTtlSeconds(raw: string): Parsed<number> {
   const ttl = /^\d{1,9}$/.test(raw) ? Number(raw) : NaN;
   return ttl >= 60
@@ -286,6 +315,16 @@ function parseWakeMode(raw: string): Parsed<WakeMode> {
   return raw === "watch" || raw === "poll" || raw === "local"
     ? { value: raw }
     : { problem: `expected "watch", "poll" or "local", got ${quote(raw)}` };
+}
+
+/** Whole milliseconds from `min` to `max`. */
+function parseMillis(min: number, max: number): (raw: string) => Parsed<number> {
+  return (raw) => {
+    const ms = /^\d{1,9}$/.test(raw) ? Number(raw) : NaN;
+    return ms >= min && ms <= max
+      ? { value: ms }
+      : { problem: `expected whole milliseconds from ${min} to ${max}, got ${quote(raw)}` };
+  };
 }
 
 function parseWakePollMs(raw: string): Parsed<number> {
@@ -343,6 +382,7 @@ const variables = {
   TESSERA_REGISTRATION_TOKEN: variable(parseRegistrationToken),
   TESSERA_TLS_CERT: variable((raw) => ({ value: raw })),
   TESSERA_TLS_KEY: variable((raw) => ({ value: raw })),
+  TESSERA_LONG_POLL_MAX_MS: variable(parseLongPollMaxMs),
   TESSERA_SIGNING_KEY: variable(parseSigningKeySeed),
   TESSERA_OLD_SIGNING_KEYS: variable(parseOldSigningKeys),
   TESSERA_TRUSTED_KEY_SERVERS: variable(parseTrustedKeyServers),
@@ -366,6 +406,9 @@ const variables = {
   TESSERA_TURN_TTL_SECONDS: variable(parseTtlSeconds),
   TESSERA_WAKE: variable(parseWakeMode),
   TESSERA_WAKE_POLL_MS: variable(parseWakePollMs),
+  TESSERA_JOB_LEASE_MS: variable(parseMillis(300, 3_600_000)),
+  TESSERA_JOB_PROBE_MS: variable(parseMillis(1, 3_600_000)),
+  TESSERA_JOB_PROBE_PERIOD_MS: variable(parseMillis(10, 86_400_000)),
 };
 
 type Variables = z.output<z.ZodObject<typeof variables>>;
@@ -419,13 +462,16 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
   return Object.freeze({
     dev: options.dev,
     serverName: v.TESSERA_SERVER_NAME ?? CONFIG_DEFAULTS.serverName,
-    port: v.TESSERA_PORT ?? v.PORT ?? CONFIG_DEFAULTS.port,
-    hostname: v.TESSERA_HOSTNAME ?? CONFIG_DEFAULTS.hostname,
+    port: v.TESSERA_PORT ?? v.PORT ??
+      (options.deploy ? CONFIG_DEFAULTS.deployPort : CONFIG_DEFAULTS.port),
+    hostname: v.TESSERA_HOSTNAME ??
+      (options.deploy ? CONFIG_DEFAULTS.deployHostname : CONFIG_DEFAULTS.hostname),
     kvPath: v.TESSERA_KV_PATH ?? (options.deploy ? undefined : CONFIG_DEFAULTS.kvPath),
     publicBaseUrl: v.TESSERA_PUBLIC_BASEURL,
     registration,
     registrationToken: registration === "token" ? v.TESSERA_REGISTRATION_TOKEN : undefined,
     tls,
+    longPollMaxMs: v.TESSERA_LONG_POLL_MAX_MS ?? CONFIG_DEFAULTS.longPollMaxMs,
     signingKeySeed: v.TESSERA_SIGNING_KEY,
     // Absent rather than empty when unset, as for TURN below.
     ...(v.TESSERA_OLD_SIGNING_KEYS === undefined
@@ -473,6 +519,15 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
         options.deploy,
       ),
       pollMs: v.TESSERA_WAKE_POLL_MS ?? CONFIG_DEFAULTS.wakePollMs,
+    }),
+    jobs: Object.freeze({
+      leaseMs: v.TESSERA_JOB_LEASE_MS ?? CONFIG_DEFAULTS.jobLeaseMs,
+      ...(v.TESSERA_JOB_PROBE_MS === undefined ? {} : {
+        probe: Object.freeze({
+          runMs: v.TESSERA_JOB_PROBE_MS,
+          periodMs: v.TESSERA_JOB_PROBE_PERIOD_MS ?? CONFIG_DEFAULTS.jobProbePeriodMs,
+        }),
+      }),
     }),
     // Absent rather than undefined when unset, so configurations without TURN compare equal.
     ...(v.TESSERA_TURN_URIS !== undefined && v.TESSERA_TURN_SHARED_SECRET !== undefined

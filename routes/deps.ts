@@ -193,7 +193,7 @@ export interface AppDeps {
   onInboundServerRequest?: (origin: string) => void | Promise<void>;
   /**
    * Joins of rooms this server is not in (make_join/send_join, checked, stored in steps);
-   * `resumePending()` at start-up finishes joins a dead process left half done.
+   * `resumePending()` (a leased background job) finishes joins a dead process left half done.
    */
   remoteJoiner: RemoteJoiner;
   /** Another server's public room list (and its users' profiles), asked over federation. */

@@ -329,8 +329,8 @@ export class AccountService implements SessionResolver {
    * The account is marked deactivated (and pending) first, in one commit, so it stops working
    * at once; then devices are removed and the deactivation hooks run (leaving rooms, rejecting
    * invites, dropping key backups). If the process dies or a hook fails midway, the work is
-   * finished later by `resumeDeactivations` (run at start-up) or by the next login attempt on
-   * the account. Resolves once the work is done; a failed hook leaves it pending, logged.
+   * finished later by `resumeDeactivations` (a leased background job) or by the next login
+   * attempt on the account. Resolves once the work is done; a failed hook leaves it pending, logged.
    */
   async deactivate(userId: string, options: { erase?: boolean } = {}): Promise<void> {
     const account = await this.activeAccount(userId);
@@ -342,12 +342,14 @@ export class AccountService implements SessionResolver {
   }
 
   /**
-   * Finish deactivations a dead process or a failed hook left pending (call at start-up).
-   * Returns how many were finished.
+   * Finish deactivations a dead process or a failed hook left pending (a leased background job
+   * runs it; see domain/jobs/background_jobs.ts). Returns how many were finished; stops between
+   * accounts once `signal` aborts.
    */
-  async resumeDeactivations(): Promise<number> {
+  async resumeDeactivations(signal?: AbortSignal): Promise<number> {
     let finished = 0;
     for (const userId of await this.store.pendingDeactivations()) {
+      if (signal?.aborted) break;
       if (await this.finishDeactivation(userId)) finished++;
     }
     return finished;

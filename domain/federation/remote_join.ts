@@ -7,9 +7,9 @@
  * before the join, then the join event last.
  *
  * A large room's join takes many commits, so a pending-join record (PendingJoinStore) is written
- * before the first and removed after the last. A join cut short by a crash is finished from it at
- * start-up (`resumePending`) or on the user's next attempt: every step is idempotent (outliers
- * already held are skipped, staging is content-addressed, a second append of the join is a
+ * before the first and removed after the last. A join cut short by a crash is finished from it by
+ * a leased background job (`resumePending`) or on the user's next attempt: every step is
+ * idempotent (outliers already held are skipped, staging is content-addressed, a second append of the join is a
  * duplicate), and before staging is recorded the same signed join is sent again to get the state.
  */
 import { canonicalJsonBytes } from "../protocol/canonical_json.ts";
@@ -155,9 +155,20 @@ export class RemoteJoiner {
     return this.deps.pendingJoins.list();
   }
 
-  /** Finish every join a previous process left under way (at start-up). */
-  async resumePending(): Promise<void> {
+  /**
+   * Finish every join a dead process left under way (a leased background job runs it; see
+   * domain/jobs/background_jobs.ts). Only joins started before `startedBefore`, so a join
+   * another live process is still making is left to it; stops between joins once `signal`
+   * aborts.
+   */
+  async resumePending(
+    options: { startedBefore?: number; signal?: AbortSignal } = {},
+  ): Promise<void> {
     for (const record of await this.deps.pendingJoins.list()) {
+      if (options.signal?.aborted) return;
+      if (options.startedBefore !== undefined && record.startedAt >= options.startedBefore) {
+        continue;
+      }
       try {
         await this.#finish(record);
       } catch (error) {

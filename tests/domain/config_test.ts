@@ -57,6 +57,7 @@ Deno.test("defaults in dev mode: open registration", () => {
     federation: { enabled: true, allowPrivate: false },
     admins: [],
     wake: { mode: "poll", pollMs: 100 },
+    jobs: { leaseMs: 60_000 },
   });
   assert.ok(Object.isFrozen(config));
   assert.ok(Object.isFrozen(CONFIG_DEFAULTS));

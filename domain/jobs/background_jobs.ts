@@ -1,0 +1,86 @@
+/**
+ * The server's leased background jobs (domain/jobs/leased_job_runner.ts): work that runs
+ * outside any request, once per period by one process of the fleet. Before, every process ran
+ * these once at its own start, so a fleet ran them once per process (and a process started
+ * while another was mid-way ran them beside it); now the first process up runs them at once
+ * and the fleet once per period after.
+ *
+ * What else runs outside a request, and why it needs no job here:
+ * - the federation and push outbox senders (domain/outbox/outbox_worker.ts): per-destination
+ *   leases in KV already; woken by the outbox's wake key and by a timer for the next retry due;
+ * - typing expiry (domain/ephemeral/typing_service.ts): a timer only in the process that wrote
+ *   the typing, for the rooms it wrote; readers drop expired typing themselves;
+ * - expired UIA sessions, login and OpenID tokens, 3PID sessions, one-time-key claim markers,
+ *   other servers' to-device and transaction records: written with KV `expireIn`, so KV drops
+ *   them; access and refresh tokens are one pair per device, replaced on refresh and deleted with
+ *   it, so they cannot pile up.
+ */
+import type { LeasedJob } from "./leased_job_runner.ts";
+
+/** How often the fleet looks for work a dead process left (pending deactivations and joins). */
+export const RESUME_PERIOD_MS = 10 * 60_000;
+/**
+ * A pending join this recent may still be under way in a live process (a large room's join
+ * takes many commits); the resume job leaves it to that process.
+ */
+export const LIVE_JOIN_GRACE_MS = 2 * 60_000;
+
+/** What the jobs work on. */
+export interface BackgroundJobDeps {
+  /** Deactivations a dead process or a failed hook left pending. */
+  accounts: { resumeDeactivations(signal?: AbortSignal): Promise<number> };
+  /** Joins of remote rooms a dead process left half stored. */
+  remoteJoins: {
+    resumePending(options: { startedBefore?: number; signal?: AbortSignal }): Promise<void>;
+  };
+  /** The probe job's timing (`config.jobs.probe`); none when absent. */
+  probe?: { runMs: number; periodMs: number };
+  now?: () => number;
+}
+
+/** The jobs every process of the fleet registers with its runner. */
+export function backgroundJobs(deps: BackgroundJobDeps): LeasedJob[] {
+  const now = deps.now ?? Date.now;
+  const jobs: LeasedJob[] = [
+    {
+      name: "resume-deactivations",
+      periodMs: RESUME_PERIOD_MS,
+      run: async (signal) => {
+        await deps.accounts.resumeDeactivations(signal);
+      },
+    },
+    {
+      name: "resume-remote-joins",
+      periodMs: RESUME_PERIOD_MS,
+      run: (signal) =>
+        deps.remoteJoins.resumePending({ startedBefore: now() - LIVE_JOIN_GRACE_MS, signal }),
+    },
+  ];
+  const probe = deps.probe;
+  if (probe) {
+    // Does nothing but hold its lease for a while each period; the run log shows who ran which
+    // period, which is how the fleet tests check leases across killed processes.
+    jobs.push({
+      name: "probe",
+      periodMs: probe.periodMs,
+      run: (signal) => abortableDelay(probe.runMs, signal),
+    });
+  }
+  return jobs;
+}
+
+/** Resolve after `ms`, or reject with the abort reason once `signal` aborts. */
+function abortableDelay(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
