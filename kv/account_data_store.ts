@@ -10,6 +10,7 @@ import { decodeJson, encodeJson } from "./chunked_value.ts";
 import { contentionError } from "./commit_retry.ts";
 import { accountDataChangePrefix, accountDataKey, accountDataUsageKey } from "./schema.ts";
 import { listChanges } from "./versioned_records.ts";
+import { addWakes } from "./wake_keys.ts";
 
 /** An index entry: which record changed, with its content so sync needs no second read. */
 interface ChangeValue {
@@ -69,6 +70,8 @@ export class KvAccountDataStore implements AccountDataStore {
           content: bytes,
         } satisfies ChangeValue,
       );
+      // Global or per room, account data is the user's own stream: their syncs wake.
+      addWakes(op, { userIds: [userId] });
       const result = await op.commit();
       if (result.ok) return result.versionstamp;
     }

@@ -17,6 +17,7 @@ import {
 import { publicKeyOrNull } from "../domain/e2ee/cross_signing_keys.ts";
 import { decodeJson, encodeJson } from "./chunked_value.ts";
 import { commitWithDeviceListChanges } from "./device_list_log.ts";
+import { addWakes } from "./wake_keys.ts";
 import { getManyChunked } from "./get_many.ts";
 import { e2eeKeys } from "./schema.ts";
 import { listChanges } from "./versioned_records.ts";
@@ -77,6 +78,8 @@ export class KvCrossSigningStore implements CrossSigningStore {
           [...e2eeKeys.signatureNoticePrefix(userId), this.kv.commitVersionstamp()],
           { userIds: [userId] } satisfies SignatureNotice,
         );
+        // A notice is read by its owner's syncs only.
+        addWakes(op, { userIds: [userId] });
       } else {
         changes.add(userId, { crossSigning: true });
       }
@@ -155,6 +158,7 @@ export class KvCrossSigningStore implements CrossSigningStore {
           [...e2eeKeys.signatureNoticePrefix(write.signerUserId), this.kv.commitVersionstamp()],
           { userIds: [...write.noticeTargets] } satisfies SignatureNotice,
         );
+        addWakes(op, { userIds: [write.signerUserId] });
       }
       if (write.signerDeviceIds.length > 0 || write.signerCrossSigning) {
         changes.add(write.signerUserId, {

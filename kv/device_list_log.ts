@@ -20,6 +20,8 @@ import { e2eeKeys } from "./schema.ts";
 import { getManyChunked } from "./get_many.ts";
 import { parseSyncToken } from "./stream_tokens.ts";
 import { listChanges } from "./versioned_records.ts";
+import { addWakes } from "./wake_keys.ts";
+import { commitWakes, roomsOfUsers } from "./wake_fanout.ts";
 
 /** One device-list update of one user. */
 export interface DeviceListUpdate {
@@ -84,7 +86,8 @@ export class DeviceListChanges {
 
   /**
    * Read the heads and stage every update into `op`: a check on each head, the new head, the
-   * update with its prev_id and one global index entry. Returns the staged updates.
+   * update with its prev_id, one global index entry and each user's wake key (their own syncs
+   * list their changed devices). Returns the staged updates.
    */
   async stage(kv: Deno.Kv, op: Deno.AtomicOperation): Promise<DeviceListUpdate[]> {
     if (this.empty) return [];
@@ -118,6 +121,7 @@ export class DeviceListChanges {
       [...e2eeKeys.deviceListChangePrefix(), kv.commitVersionstamp()],
       { userIds } satisfies DeviceListChangeEntry,
     );
+    addWakes(op, { userIds });
     return updates;
   }
 }
@@ -152,9 +156,29 @@ export async function commitWithDeviceListChanges<T>(
     if (result === null) return null;
     const updates = await changes.stage(kv, op);
     const committed = await commitOrConflict(op);
-    if (committed.ok) return { versionstamp: committed.versionstamp, result, updates };
+    if (committed.ok) {
+      if (updates.length > 0) await wakeRoomMates(kv, changes.userIds);
+      return { versionstamp: committed.versionstamp, result, updates };
+    }
   }
   throw contentionError("committing a device-list change");
+}
+
+/** Memberships whose members hear about a user's device-list changes (as DeviceListNotifier). */
+const SHARING = ["join", "invite", "knock"];
+
+/**
+ * Wake the rooms of users whose device lists just changed, so their room-mates' syncs in other
+ * processes list them: in blind commits after the change's own (kv/wake_fanout.ts says why
+ * that is safe), since a user's rooms rarely fit beside it. The change is committed, so a
+ * failure here is logged, not thrown: only the wake-up is late (the waiter's timeout).
+ */
+async function wakeRoomMates(kv: Deno.Kv, userIds: readonly string[]): Promise<void> {
+  try {
+    await commitWakes(kv, { roomIds: await roomsOfUsers(kv, userIds, SHARING) });
+  } catch (error) {
+    console.warn("device lists: waking room-mates failed", userIds, error);
+  }
 }
 
 /** Users whose device lists changed in commits after `since` (all when absent) up to `upTo`. */

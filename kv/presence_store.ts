@@ -4,6 +4,8 @@ import { getManyChunked } from "./get_many.ts";
 import { presenceChangePrefix, presenceKey } from "./schema.ts";
 import { parseSyncToken } from "./stream_tokens.ts";
 import { listChanges, writeVersioned } from "./versioned_records.ts";
+import { applyMutations, type CommitSize } from "./commit_budget.ts";
+import { commitWakes, fitWakes, roomsOfUsers } from "./wake_fanout.ts";
 
 /**
  * Audiences above this size first list the window's changes, stopping once they outnumber the
@@ -11,6 +13,14 @@ import { listChanges, writeVersioned } from "./versioned_records.ts";
  * audiences are read by key (at most ten getMany calls).
  */
 const LIST_WINDOW_ABOVE = 100;
+
+/** An upper bound of a presence write's own commit: check, record, index entry and its delete. */
+const PRESENCE_WRITE: CommitSize = {
+  mutations: 3,
+  checks: 1,
+  mutationBytes: 8192,
+  keyBytes: 2048,
+};
 
 /** The KV implementation of the presence port. */
 export class KvPresenceStore implements PresenceStore {
@@ -26,13 +36,23 @@ export class KvPresenceStore implements PresenceStore {
     return entries.flatMap((entry) => entry.value === null ? [] : [entry.value]);
   }
 
-  async put(record: PresenceRecord): Promise<string> {
+  async put(record: PresenceRecord, options?: { wake?: boolean }): Promise<string> {
     const key = presenceKey(record.userId);
+    // A visible change reaches the user and everyone sharing a joined room with them: as many
+    // of those wake keys as fit go in the change's commit, the rest right after it.
+    const wakes = options?.wake
+      ? fitWakes({
+        userIds: [record.userId],
+        roomIds: await roomsOfUsers(this.kv, [record.userId], ["join"]),
+      }, PRESENCE_WRITE)
+      : { now: [], rest: [] };
     const stamp = await writeVersioned<PresenceRecord>(this.kv, key, () => ({
       key,
       value: record,
       changePrefix: presenceChangePrefix(),
+      extra: (op) => applyMutations(op, wakes.now),
     }));
+    await commitWakes(this.kv, wakes.rest);
     return stamp!;
   }
 

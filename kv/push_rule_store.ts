@@ -9,6 +9,7 @@ import { decodeJson, encodeJson } from "./chunked_value.ts";
 import { getManyChunked } from "./get_many.ts";
 import { pushKeys } from "./schema.ts";
 import { parseSyncToken } from "./stream_tokens.ts";
+import { addWakes } from "./wake_keys.ts";
 
 /**
  * Largest record: one KV value (64 KiB) less a margin. About 700 room or sender rules; muting
@@ -36,8 +37,9 @@ export class KvPushRuleStore implements PushRuleStore {
       throw tooLarge("Too many push rules; delete some first");
     }
     const key = pushKeys.pushRules(userId);
-    const result = await this.kv.atomic().check({ key, versionstamp: expected }).set(key, bytes)
-      .commit();
+    const op = this.kv.atomic().check({ key, versionstamp: expected }).set(key, bytes);
+    // Sync's m.push_rules account data is the user's own: their syncs wake with this commit.
+    const result = await addWakes(op, { userIds: [userId] }).commit();
     return result.ok ? result.versionstamp : null;
   }
 

@@ -12,6 +12,7 @@ import { getManyChunked } from "./get_many.ts";
 import { receiptChangePrefix, receiptHeadKey, receiptKey, receiptPrefix } from "./schema.ts";
 import { parseSyncToken } from "./stream_tokens.ts";
 import { listChanges, writeVersioned } from "./versioned_records.ts";
+import { addWakes } from "./wake_keys.ts";
 
 /** The KV implementation of the receipt port. */
 export class KvReceiptStore implements ReceiptStore {
@@ -49,7 +50,16 @@ export class KvReceiptStore implements ReceiptStore {
         key,
         value: receipt,
         changePrefix: receiptChangePrefix(receipt.roomId),
-        extra: (op) => op.set(receiptHeadKey(receipt.roomId), true),
+        extra: (op) => {
+          op.set(receiptHeadKey(receipt.roomId), true);
+          // A public receipt is the room's news; a private one only its owner's syncs read.
+          addWakes(
+            op,
+            receipt.receiptType === "m.read"
+              ? { roomIds: [receipt.roomId] }
+              : { userIds: [receipt.userId] },
+          );
+        },
       };
     });
   }

@@ -15,6 +15,7 @@ import type {
 } from "../domain/ports/remote_membership_store.ts";
 import { decodeJson, encodeJson, readChunks, splitChunks } from "./chunked_value.ts";
 import { remoteMembershipKeys } from "./schema.ts";
+import { addWakes } from "./wake_keys.ts";
 
 /** Most bytes a record's PDU and stripped state may take: well inside one commit's 800 KiB. */
 export const MAX_REMOTE_MEMBERSHIP_BYTES = 512 * 1024;
@@ -83,6 +84,8 @@ export class KvRemoteMembershipStore implements RemoteMembershipStore {
       chunks.slice(1).forEach((chunk, i) =>
         atomic.set(remoteMembershipKeys.chunk(m.userId, m.roomId, i + 1), chunk)
       );
+      // An invite (or its rejection) in a room we are not in shows in the user's own sync.
+      addWakes(atomic, { userIds: [m.userId] });
       const result = await atomic.commit();
       if (result.ok) return result.versionstamp;
     }

@@ -40,8 +40,9 @@ import {
   measureCommit,
   type PlannedMutation,
 } from "./commit_budget.ts";
-import { e2eeKeys } from "./schema.ts";
+import { e2eeKeys, wakeKeys } from "./schema.ts";
 import { parseSyncToken } from "./stream_tokens.ts";
+import { addWakes } from "./wake_keys.ts";
 
 /** Stored transaction progress. */
 interface TxnRecord {
@@ -139,6 +140,8 @@ export class KvToDeviceStore implements ToDeviceStore {
         ], ownBytes(d.event));
         userIds.add(d.userId);
       }
+      // Each recipient's syncs, in whatever process, wake with the commit holding its message.
+      addWakes(op, { userIds });
       op.set(key, record, options);
       const result = await op.commit();
       if (!result.ok) {
@@ -291,19 +294,24 @@ function chunkEnd(
     remoteEnd++;
   }
   let end = start;
+  // The first delivery to each user also bumps that user's wake key in the commit.
+  const woken = new Set<string>();
   while (end < deliveries.length) {
     const d = deliveries[end];
+    const wakeKey = woken.has(d.userId) ? 0 : estimateKeyBytes(wakeKeys.user(d.userId));
     const key = estimateKeyBytes([
       ...e2eeKeys.toDeviceInboxPrefix(d.userId, d.deviceId),
       STAMP_PLACEHOLDER,
-    ]);
-    const size = key + d.event.byteLength + 24;
-    const fits = mutations + 1 <= KV_LIMITS.mutations &&
+    ]) + wakeKey;
+    const writes = wakeKey > 0 ? 2 : 1;
+    const size = key + d.event.byteLength + 24 + (wakeKey > 0 ? 12 : 0);
+    const fits = mutations + writes <= KV_LIMITS.mutations &&
       bytes + size <= KV_LIMITS.mutationBytes && keyBytes + key <= KV_LIMITS.keyBytes;
     if (!fits && (end > start || remoteEnd > remoteStart)) break;
-    mutations++;
+    mutations += writes;
     bytes += size;
     keyBytes += key;
+    woken.add(d.userId);
     end++;
   }
   return { remoteEnd, end };

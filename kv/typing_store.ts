@@ -4,6 +4,7 @@ import type { TypingRecord, TypingStore } from "../domain/ports/typing_store.ts"
 import { getManyChunked } from "./get_many.ts";
 import { typingKey } from "./schema.ts";
 import { parseSyncToken } from "./stream_tokens.ts";
+import { addWakes } from "./wake_keys.ts";
 
 /** The KV implementation of the typing port. */
 export class KvTypingStore implements TypingStore {
@@ -19,7 +20,9 @@ export class KvTypingStore implements TypingStore {
       const entry = await this.kv.get<Record<string, number>>(key);
       const next = change({ ...entry.value });
       if (next === null) return null;
-      const result = await this.kv.atomic().check(entry).set(key, next).commit();
+      // The room's syncs in other processes wake with this commit.
+      const op = this.kv.atomic().check(entry).set(key, next);
+      const result = await addWakes(op, { roomIds: [roomId] }).commit();
       if (result.ok) return result.versionstamp;
     }
     throw contentionError(`writing typing in ${roomId}`);

@@ -76,7 +76,7 @@ export class PresenceService {
     // Setting what other servers already show sends nothing (Synapse's rule, roughly).
     const send = visiblyChanged(current, record, now) || this.#resendDue(current, now);
     this.#stampFederated(record, current, send, now);
-    await this.deps.store.put(record);
+    await this.deps.store.put(record, { wake: true });
     this.deps.notifyPresence?.(userId);
     if (send) await this.#federate(record);
   }
@@ -109,7 +109,7 @@ export class PresenceService {
     // and a transaction per syncing user per minute to every server sharing a room is waste.
     const send = changed || resend;
     this.#stampFederated(record, current, send, now);
-    await this.deps.store.put(record);
+    await this.deps.store.put(record, { wake: changed });
     if (changed) this.deps.notifyPresence?.(userId);
     if (send) await this.#federate(record);
   }
@@ -126,7 +126,7 @@ export class PresenceService {
     const now = this.#now();
     const changed = visiblyChanged(current, record, now);
     if (!changed && now - (current?.receivedTs ?? -Infinity) < REMOTE_REWRITE_MS) return;
-    await this.deps.store.put(record);
+    await this.deps.store.put(record, { wake: changed });
     if (changed) this.deps.notifyPresence?.(record.userId);
   }
 

@@ -35,8 +35,12 @@ export interface PresenceStore {
   get(userId: string): Promise<PresenceRecord | null>;
   /** Presence of each of `userIds` that has any (order not kept; unknown users left out). */
   getMany(userIds: readonly string[]): Promise<PresenceRecord[]>;
-  /** Replace a user's presence; returns the commit versionstamp. */
-  put(record: PresenceRecord): Promise<string>;
+  /**
+   * Replace a user's presence; returns the commit versionstamp. `wake`: the change is visible
+   * (not a refresh of the last-active time alone), so the syncs of the user and of the rooms
+   * they joined, in every process, wake with it.
+   */
+  put(record: PresenceRecord, options?: { wake?: boolean }): Promise<string>;
   /** Presence records written after `since` (all when absent) and not after `upTo`. */
   changes(options: { since?: string; upTo: string }): Promise<PresenceRecord[]>;
   /**
