@@ -542,6 +542,55 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
   });
 }
 
+/** Whether a KV path is a KV Connect URL (self-hosted denokv, a Deploy database from outside). */
+export function isKvConnectUrl(path: string): boolean {
+  return /^https?:\/\//i.test(path);
+}
+
+/**
+ * Where the process runs against what it was given: on Deno Deploy every instance has its own
+ * disk and Deploy terminates TLS; a KV Connect URL needs the access token Deno reads itself.
+ * Checked after the schema, since it needs `options` and a variable outside TESSERA_*.
+ */
+function placementProblems(
+  v: Variables,
+  env: Record<string, string | undefined>,
+  options: ConfigOptions,
+): { variable: string; problem: string }[] {
+  const problems: { variable: string; problem: string }[] = [];
+  const kvPath = v.TESSERA_KV_PATH;
+  if (options.deploy) {
+    if (kvPath !== undefined) {
+      problems.push({
+        variable: "TESSERA_KV_PATH",
+        problem: "leave it unset on Deno Deploy: the app's own KV database is opened then. " +
+          "A file or :memory: would be a separate database in every instance, and Deploy " +
+          "does not let an app set DENO_KV_ACCESS_TOKEN for a KV Connect URL",
+      });
+    }
+    for (const name of ["TESSERA_TLS_CERT", "TESSERA_TLS_KEY"] as const) {
+      if (v[name] !== undefined) {
+        problems.push({ variable: name, problem: "unset it on Deno Deploy: Deploy serves HTTPS" });
+      }
+    }
+  } else if (kvPath !== undefined && isKvConnectUrl(kvPath)) {
+    const url = URL.canParse(kvPath) ? new URL(kvPath) : undefined;
+    if (url === undefined || url.hostname === "" || url.username !== "" || url.password !== "") {
+      problems.push({
+        variable: "TESSERA_KV_PATH",
+        problem: "expected a KV Connect URL like https://host/path, without credentials " +
+          "(the token goes in DENO_KV_ACCESS_TOKEN)",
+      });
+    } else if ((env.DENO_KV_ACCESS_TOKEN ?? "") === "") {
+      problems.push({
+        variable: "DENO_KV_ACCESS_TOKEN",
+        problem: "required when TESSERA_KV_PATH is a KV Connect URL (value not shown)",
+      });
+    }
+  }
+  return problems;
+}
+
 const envSchema = z.preprocess(dropShadowed, z.object(variables).superRefine(crossCheck));
 
 /** Validate the environment and build the configuration; throws ConfigError on a bad value. */
@@ -557,6 +606,15 @@ export function loadConfig(
     });
     const [first] = lines;
     throw new ConfigError(first.name, first.message, lines.map((l) => `${l.name}: ${l.message}`));
+  }
+  const placement = placementProblems(parsed.data, env, options);
+  if (placement.length > 0) {
+    const [first] = placement;
+    throw new ConfigError(
+      first.variable,
+      first.problem,
+      placement.map((p) => `${p.variable}: ${p.problem}`),
+    );
   }
   return toConfig(parsed.data, options);
 }

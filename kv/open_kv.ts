@@ -2,11 +2,7 @@
  * Opening Deno KV: a local file (its folder created on demand), `:memory:`, a KV Connect URL
  * (a self-hosted denokv or a Deno Deploy database reached from outside), or Deploy's own.
  */
-
-/** Whether `path` names a remote database over KV Connect rather than a local file. */
-export function isKvConnectUrl(path: string): boolean {
-  return /^https?:\/\//i.test(path);
-}
+import { isKvConnectUrl } from "../domain/config.ts";
 
 /**
  * Open KV at `path`; with no path, the platform default (Deno Deploy's managed database). A KV

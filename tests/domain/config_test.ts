@@ -49,6 +49,7 @@ Deno.test("defaults in dev mode: open registration", () => {
     registration: "open",
     registrationToken: undefined,
     tls: undefined,
+    longPollMaxMs: 120_000,
     signingKeySeed: undefined,
     rateLimits: true,
     outboundAllowPrivate: false,
@@ -71,10 +72,10 @@ Deno.test("defaults outside dev mode: closed registration", () => {
   assert.equal(config.serverName, "localhost:8008");
 });
 
-Deno.test("Deno Deploy: unset KV path stays unset, an explicit one is kept", () => {
+Deno.test("Deno Deploy: unset KV path stays unset; elsewhere an explicit one is kept", () => {
   assert.equal(loadConfig({}, { dev: false, deploy: true }).kvPath, undefined);
-  const explicit = loadConfig({ TESSERA_KV_PATH: ":memory:" }, { dev: false, deploy: true });
-  assert.equal(explicit.kvPath, ":memory:");
+  // On Deploy an explicit path is refused (tests/domain/config_deploy_test.ts).
+  assert.equal(loadConfig({ TESSERA_KV_PATH: ":memory:" }, PROD).kvPath, ":memory:");
   assert.equal(loadConfig({ TESSERA_KV_PATH: "/tmp/x.kv" }, PROD).kvPath, "/tmp/x.kv");
 });
 

@@ -1,15 +1,6 @@
 /** Opening KV: local files get their folder, KV Connect URLs are never taken for paths. */
-import { assert, assertEquals, assertRejects } from "../assert.ts";
-import { isKvConnectUrl, openKv } from "../../kv/open_kv.ts";
-
-Deno.test("KV Connect URLs are told from file paths", () => {
-  assert(isKvConnectUrl("https://api.deno.com/v2/databases/0123/connect"));
-  assert(isKvConnectUrl("http://denokv.internal:4512"));
-  assert(isKvConnectUrl("HTTPS://kv.example.org"));
-  assert(!isKvConnectUrl("./data/tessera.kv"));
-  assert(!isKvConnectUrl("/var/lib/tessera/https/x.kv"));
-  assert(!isKvConnectUrl(":memory:"));
-});
+import { assertEquals, assertRejects } from "../assert.ts";
+import { openKv } from "../../kv/open_kv.ts";
 
 Deno.test("a file path gets its folder created", async () => {
   const dir = await Deno.makeTempDir();
