@@ -116,9 +116,10 @@ export class PollWakeSource implements WakeSource {
   /** Over an open KV database, reading the subscribed keys every `intervalMs`. */
   constructor(private readonly kv: Deno.Kv, readonly intervalMs: number) {}
 
-  /** Whether the poll timer is set (it runs only while something is subscribed). */
+  /** Whether the poll timer will fire again (it runs only while something is subscribed). */
   get polling(): boolean {
-    return this.#timer !== undefined || this.#ticking;
+    // A tick in flight when the last subscriber left sets no next one.
+    return this.#timer !== undefined || (this.#ticking && this.#subscriptions.size > 0);
   }
 
   /** Number of distinct keys each tick reads (for tests and measurements). */
