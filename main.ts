@@ -63,6 +63,8 @@ import { AccountService } from "./domain/accounts/account_service.ts";
 import { PasswordHasher, type ScryptParams } from "./domain/accounts/password_hash.ts";
 import { UserInteractiveAuth } from "./domain/accounts/user_interactive_auth.ts";
 import { RateLimiter } from "./domain/rate_limiter.ts";
+import { SharedRateCounters } from "./domain/shared_rate_counters.ts";
+import { KvRateLimitStore } from "./kv/rate_limit_store.ts";
 import { KvAccountStore } from "./kv/account_store.ts";
 import { PasswordFailureLimiter } from "./domain/accounts/password_failures.ts";
 import { KvPasswordFailureStore } from "./kv/password_failure_store.ts";
@@ -225,6 +227,7 @@ export async function assembleServer(
     eventStore,
     syncNotifier,
     syncStreams,
+    wakeSource,
     now: options.now,
   });
   eventHooks.push(push.planner);
@@ -396,6 +399,8 @@ export async function assembleServer(
     serverName: config.serverName,
     enabled: config.federation.enabled,
     now: options.now,
+    // Appends other processes commit wake it (no polling); a timer only for retries due.
+    worker: { wakes: { source: wakeSource, topic: { kind: "outbox", stream: FEDERATION_STREAM } } },
   });
   eventHooks.push(federationSender);
   // A membership change that ends our sharing a room with a remote user drops their cache.
@@ -536,7 +541,13 @@ export async function assembleServer(
     moderation,
     reports: new ContentReports(moderationStore, eventStore, options.now),
     uia: new UserInteractiveAuth(accountStore, options.now),
-    rateLimiter: new RateLimiter(undefined, options.now),
+    // Every process's hits count against the fleet's counters in KV (batched, no commit per
+    // request), so N processes do not allow N times the limit.
+    rateLimiter: new RateLimiter(
+      undefined,
+      options.now,
+      new SharedRateCounters(new KvRateLimitStore(kv), { now: options.now }),
+    ),
     now: options.now,
     storageHealthy: async () => {
       await kv.get(["health"]);
@@ -710,6 +721,8 @@ function assemblePush(options: {
   eventStore: EventStore;
   syncNotifier: SyncNotifier;
   syncStreams: SyncStreamProvider[];
+  /** Wakes the push sender for pushes other processes queue. */
+  wakeSource: WakeSource;
   now?: () => number;
 }): PushServices {
   const { kv, eventStore } = options;
@@ -747,6 +760,7 @@ function assemblePush(options: {
         store: outbox,
         deliver: (pusherId, entries) => delivery.deliver(pusherId, entries),
         now: options.now,
+        wakes: { source: options.wakeSource, topic: { kind: "outbox", stream: PUSH_STREAM } },
       });
       return worker;
     },
@@ -1032,7 +1046,7 @@ async function main(): Promise<void> {
     // The federation sender gives its leases back before KV closes: a restart resumes at once.
     // So do the leased jobs: another process takes a job cut short at once.
     await Promise.all([
-      server.shutdown(),
+      server.shutdown().then(() => deps.rateLimiter.flush()),
       deps.federationSender.stop(),
       deps.pushSender.stop(),
       jobs.stop(),

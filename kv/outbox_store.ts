@@ -2,7 +2,9 @@
  * Outbox streams in KV. Per stream kind and destination: entries under
  * `outbox_entry/stream/destination/...order`, a pending marker rewritten by every append (a
  * blind set, so appends never conflict with each other or with the sender), and a state record
- * holding the sender's lease and the backoff, changed only under a versionstamp check.
+ * holding the sender's lease and the backoff, changed only under a versionstamp check. Every
+ * append also bumps the stream's wake key (kv/wake_keys.ts), a blind set like the marker, so the
+ * senders of other processes learn of it without polling.
  */
 import type { CommitMutation } from "../domain/ports/event_store.ts";
 import type {
@@ -15,6 +17,7 @@ import type {
 import type { JsonObject } from "../domain/protocol/json.ts";
 import { estimateKeyBytes, KV_LIMITS } from "./commit_budget.ts";
 import { outboxKeys } from "./schema.ts";
+import { wakeKey } from "./wake_keys.ts";
 
 /** Mutations per commit of `append` and `acknowledge`, within KV's 1,000. */
 const WRITES_PER_COMMIT = 400;
@@ -43,6 +46,14 @@ export class KvOutboxStore implements OutboxStore {
         op: "set",
         key: outboxKeys.pending(this.stream, e.destination) as CommitKey,
         value: 1,
+      });
+    }
+    if (out.length > 0) {
+      // The same write as addWakes', as a mutation for a commit built elsewhere.
+      out.push({
+        op: "set",
+        key: wakeKey({ kind: "outbox", stream: this.stream }) as CommitKey,
+        value: 0,
       });
     }
     return out;
@@ -149,6 +160,17 @@ export class KvOutboxStore implements OutboxStore {
       .delete(outboxKeys.pending(this.stream, destination))
       .delete(outboxKeys.state(this.stream, destination))
       .commit();
+  }
+
+  async nextDue(now: number): Promise<number | null> {
+    let next: number | null = null;
+    // Only destinations backed off or leased have a record: few, unless many servers are down.
+    const prefix = outboxKeys.statePrefix(this.stream);
+    for await (const entry of this.kv.list<OutboxState>({ prefix })) {
+      const at = Math.max(entry.value.leaseUntil, entry.value.retryAt);
+      if (at > now && (next === null || at < next)) next = at;
+    }
+    return next;
   }
 
   async #commitInParts(mutations: readonly CommitMutation[]): Promise<void> {

@@ -292,7 +292,8 @@ export class FederationSender implements LocalEventHook {
     // Only an event that lands accepted leaves (a forwarded one may be rejected or soft-failed).
     const sendable = (appended: AppendedEvent) => appended.status === "accepted";
     return {
-      weight: 2 * inCommit.length,
+      // The entry and pending marker per destination, and the stream's wake key once.
+      weight: 2 * inCommit.length + (inCommit.length > 0 ? 1 : 0),
       writes: (appended): CommitMutation[] =>
         sendable(appended) ? this.#deps.outbox.mutations(appends(inCommit, appended)) : [],
       afterCommit: async (appended) => {

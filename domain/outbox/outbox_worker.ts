@@ -2,12 +2,15 @@
  * The sender loop of an outbox: finds destinations with pending entries, takes each one's lease
  * (so two processes or isolates never send one stream at once), hands its entries in order to
  * `deliver`, acknowledges what was dealt with, and backs off a destination that fails. It is
- * woken in-process after appends and polls KV on a timer, which also covers appends made by
- * other processes (a local KV's watch does not cross processes) and retries coming due.
- * Entries are delivered at least once: a crash between a delivery and its acknowledgement
- * sends that entry again.
+ * woken in-process after appends, by the stream's wake key for appends other processes commit
+ * (`wakes`: every append bumps it, and the WakeSource delivers it across processes), and by one
+ * timer set to the next time KV says a destination comes due (a retry after backoff, or a lease
+ * a dead process left running out), so it does no work on a fixed period. Without `wakes` it
+ * polls KV every `pollMs` instead. Entries are delivered at least once: a crash between a
+ * delivery and its acknowledgement sends that entry again.
  */
 import type { OutboxEntry, OutboxLease, OutboxStore } from "../ports/outbox_store.ts";
+import type { WakeSource, WakeTopic } from "../ports/wake_source.ts";
 
 /** What `deliver` did with a destination's entries. */
 export interface DeliveryOutcome {
@@ -33,7 +36,12 @@ export interface OutboxWorkerOptions {
   batchSize?: number;
   /** How long a lease holds; a pass stops taking batches well before it runs out. */
   leaseMs?: number;
-  /** Time between passes when nothing wakes the worker. */
+  /**
+   * Cross-process wake-ups: the source and the stream's topic (`{kind: "outbox", stream}`).
+   * With them the worker never polls; without, it polls every `pollMs`.
+   */
+  wakes?: { source: WakeSource; topic: WakeTopic };
+  /** Time between passes when nothing wakes the worker and there are no `wakes`. */
   pollMs?: number;
   /** First retry delay; it doubles per failure. */
   backoffBaseMs?: number;
@@ -57,6 +65,11 @@ export class OutboxWorker {
   readonly #batchSize: number;
   readonly #leaseMs: number;
   readonly #pollMs: number;
+  readonly #wakeSource: OutboxWorkerOptions["wakes"];
+  /** Ends the wake subscription (set while running with `wakes`). */
+  #unsubscribe: (() => void) | undefined;
+  /** When the pass timer fires (Date.now() ms), while one is set. */
+  #timerAt = 0;
   readonly #backoffBaseMs: number;
   readonly #maxBackoffMs: number;
   readonly #maxFailures: number;
@@ -89,6 +102,7 @@ export class OutboxWorker {
     this.#batchSize = options.batchSize ?? 10;
     this.#leaseMs = options.leaseMs ?? 120_000;
     this.#pollMs = options.pollMs ?? 2_000;
+    this.#wakeSource = options.wakes;
     this.#backoffBaseMs = options.backoffBaseMs ?? 1_000;
     this.#maxBackoffMs = options.maxBackoffMs ?? Infinity;
     this.#maxFailures = options.maxFailures ?? 12;
@@ -100,7 +114,24 @@ export class OutboxWorker {
     if (this.#running) return;
     this.#running = true;
     this.#stopping = false;
-    this.#schedule(0);
+    const wakes = this.#wakeSource;
+    if (!wakes) {
+      this.#schedule(0);
+      return;
+    }
+    // The first pass after the subscription's first look: the pass and the wakes between them
+    // see every append (WakeSource.watchFromNow).
+    wakes.source.watchFromNow([wakes.topic], () => this.wake()).then(
+      (unsubscribe) => {
+        if (!this.#running) return unsubscribe();
+        this.#unsubscribe = unsubscribe;
+        this.#schedule(0);
+      },
+      (error) => {
+        console.error("outbox: no cross-process wake-ups, polling instead", error);
+        if (this.#running) this.#schedule(0);
+      },
+    );
   }
 
   /**
@@ -110,6 +141,8 @@ export class OutboxWorker {
   async stop(): Promise<void> {
     this.#running = false;
     this.#stopping = true;
+    this.#unsubscribe?.();
+    this.#unsubscribe = undefined;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#pass;
@@ -189,8 +222,14 @@ export class OutboxWorker {
 
   #schedule(delay: number): void {
     clearTimeout(this.#timer);
+    this.#timerAt = Date.now() + delay;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      // A retry timer set while a pass ran: that pass's end starts the next one.
+      if (this.#pass) {
+        this.#again = true;
+        return;
+      }
       this.#pass = this.#startDrains(false)
         .catch((error) => console.error("outbox pass failed", error))
         .finally(() => {
@@ -198,9 +237,30 @@ export class OutboxWorker {
           if (!this.#running) return;
           const again = this.#again;
           this.#again = false;
-          this.#schedule(again ? 0 : this.#pollMs);
+          if (again) this.#schedule(0);
+          else if (this.#wakeSource && this.#unsubscribe) this.#armRetryTimer();
+          else this.#schedule(this.#pollMs);
         });
     }, delay);
+  }
+
+  /**
+   * Set the pass timer to the next time KV says a destination comes due (its retry, or the end
+   * of a lease a dead process holds), unless a pass is due sooner; no timer when none is.
+   */
+  #armRetryTimer(): void {
+    this.#store.nextDue(this.#now()).then(
+      (at) => {
+        if (!this.#running || at === null) return;
+        const delay = Math.max(0, at - this.#now());
+        if (this.#timer !== undefined && this.#timerAt <= Date.now() + delay) return;
+        this.#schedule(delay);
+      },
+      (error) => {
+        console.error("outbox: reading the next retry failed", error);
+        if (this.#running && this.#timer === undefined) this.#schedule(this.#pollMs);
+      },
+    );
   }
 
   async #drain(destination: string, mark: string): Promise<void> {
@@ -255,6 +315,8 @@ export class OutboxWorker {
       await this.#release(lease, failures, retryAt);
       if (retryAt > 0) this.#retryHints.set(destination, retryAt);
       else this.#retryHints.delete(destination);
+      // The pass that started this drain may have ended already: time the retry from here.
+      if (retryAt > 0 && this.#running && this.#unsubscribe) this.#armRetryTimer();
     }
   }
 

@@ -40,7 +40,10 @@ export interface OutboxLease {
 
 /** One outbox stream kind (such as "push"). */
 export interface OutboxStore {
-  /** The writes of `entries` for another commit (an event's): entries and pending markers. */
+  /**
+   * The writes of `entries` for another commit (an event's): entries, pending markers, and the
+   * stream's wake key (one write), which wakes the senders of other processes.
+   */
   mutations(entries: readonly OutboxAppend[]): CommitMutation[];
   /** Append `entries` in commits of their own. */
   append(entries: readonly OutboxAppend[]): Promise<void>;
@@ -78,4 +81,9 @@ export interface OutboxStore {
   release(lease: OutboxLease, outcome: { failures: number; retryAt: number }): Promise<void>;
   /** Drop a destination's every entry, marker and state (its pusher is gone). */
   dropDestination(destination: string): Promise<void>;
+  /**
+   * The earliest time after `now` at which a destination now backed off or leased (by anyone)
+   * may be tried again: when its retry comes due or its lease runs out; null when none is.
+   */
+  nextDue(now: number): Promise<number | null>;
 }

@@ -112,7 +112,9 @@ export class NotificationPlanner implements LocalEventHook {
     const inCommitPushes = inCommit.reduce((n, e) => n + pushCount(e), 0);
     const anyPush = inCommitPushes > 0 || overflow.some((e) => pushCount(e) > 0);
     return {
-      weight: 2 * inCommit.length + (own ? 1 : 0) + 2 * inCommitPushes,
+      // Pushes: the entry and pending marker each, and the stream's wake key once.
+      weight: 2 * inCommit.length + (own ? 1 : 0) + 2 * inCommitPushes +
+        (inCommitPushes > 0 ? 1 : 0),
       writes: (appended) => {
         const mine = placed(inCommit, appended.position);
         const out = notifications.mutations(mine, own && { ...own, position: appended.position });
