@@ -1,8 +1,12 @@
 /**
- * Rate limits: one token bucket per (action, key), in memory, with an injectable clock. A bucket
- * holds up to `burst` tokens and refills at `perSecond`; each request takes one. Buckets that
- * have refilled completely carry no information and are dropped when the map grows.
+ * Rate limits: one token bucket per (action, key) with an injectable clock. A bucket holds up to
+ * `burst` tokens and refills at `perSecond`; each request takes one. Each process keeps its own
+ * buckets in memory (buckets that have refilled completely carry no information and are dropped
+ * when the map grows), and with SharedRateCounters every hit also counts against the fleet's
+ * counters in KV, so N processes on one database do not allow N times the limit
+ * (domain/shared_rate_counters.ts, domain/fleet_rate_windows.ts).
  */
+import type { SharedRateCounters } from "./shared_rate_counters.ts";
 
 /** The rate-limited actions. */
 export type RateLimitedAction =
@@ -111,8 +115,44 @@ interface Bucket {
   updatedAt: number;
 }
 
-/** Token buckets per (action, key). */
+/**
+ * The rate limiter of a server: this process's token buckets and, when given, the fleet's
+ * counters. A hit is allowed when both have room; one the local bucket refuses costs no read.
+ */
 export class RateLimiter {
+  private readonly buckets: TokenBuckets;
+
+  /** `rules` per action; `now` injectable so tests need no sleeping; `shared`: the fleet's. */
+  constructor(
+    private readonly rules: Readonly<Record<RateLimitedAction, RateLimitRule>> =
+      DEFAULT_RATE_LIMITS,
+    now: () => number = Date.now,
+    private readonly shared?: SharedRateCounters,
+  ) {
+    this.buckets = new TokenBuckets(rules, now);
+  }
+
+  /** Take one hit of (action, key): from this process's bucket and the fleet's counters. */
+  take(action: RateLimitedAction, key: string): Promise<RateLimitResult> {
+    const local = this.buckets.check(action, key);
+    if (!local.allowed) return Promise.resolve(local);
+    if (this.shared === undefined) return Promise.resolve(this.buckets.take(action, key));
+    return this.shared.take(action, key, this.rules[action], () => this.buckets.take(action, key));
+  }
+
+  /** Commit the hits this process has not flushed yet (shutdown, tests). */
+  async flush(): Promise<void> {
+    await this.shared?.flush();
+  }
+
+  /** Stop the flush timer; hits not flushed are dropped. */
+  close(): void {
+    this.shared?.close();
+  }
+}
+
+/** Token buckets per (action, key), in this process's memory. */
+export class TokenBuckets {
   private readonly buckets = new Map<string, Bucket>();
 
   /** `rules` per action; `now` injectable so tests need no sleeping. */
@@ -122,14 +162,23 @@ export class RateLimiter {
     private readonly now: () => number = Date.now,
   ) {}
 
+  /** Whether the bucket of (action, key) has a token, without taking it. */
+  check(action: RateLimitedAction, key: string): RateLimitResult {
+    const rule = this.rules[action];
+    const bucket = this.buckets.get(`${action}\u0000${key}`);
+    if (bucket === undefined) return { allowed: true };
+    const tokens = this.refilled(rule, bucket, this.now());
+    if (tokens >= 1) return { allowed: true };
+    return { allowed: false, retryAfterMs: Math.ceil(((1 - tokens) / rule.perSecond) * 1000) };
+  }
+
   /** Take one token from the bucket of (action, key). */
   take(action: RateLimitedAction, key: string): RateLimitResult {
     const rule = this.rules[action];
     const now = this.now();
     const id = `${action}\u0000${key}`;
     const bucket = this.buckets.get(id) ?? { tokens: rule.burst, updatedAt: now };
-    const elapsed = Math.max(0, now - bucket.updatedAt) / 1000;
-    bucket.tokens = Math.min(rule.burst, bucket.tokens + elapsed * rule.perSecond);
+    bucket.tokens = this.refilled(rule, bucket, now);
     bucket.updatedAt = now;
     if (bucket.tokens >= 1) {
       bucket.tokens -= 1;
@@ -139,6 +188,11 @@ export class RateLimiter {
     this.store(id, bucket);
     const retryAfterMs = Math.ceil(((1 - bucket.tokens) / rule.perSecond) * 1000);
     return { allowed: false, retryAfterMs };
+  }
+
+  private refilled(rule: RateLimitRule, bucket: Bucket, now: number): number {
+    const elapsed = Math.max(0, now - bucket.updatedAt) / 1000;
+    return Math.min(rule.burst, bucket.tokens + elapsed * rule.perSecond);
   }
 
   private store(id: string, bucket: Bucket): void {

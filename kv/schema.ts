@@ -977,10 +977,18 @@ export const inboundTransactionKeys = {
 /** Key builders for rate limits shared by the fleet (domain/ports/rate_limit_store.ts). */
 export const rateLimitKeys = {
   /**
-   * (action, key, window length in ms, window number) -> Deno.KvU64: hits allowed in that window
-   * by every process (KV `sum`); written with an expiry, so they do not pile up.
+   * (action, key, window length in ms, window number, writer) -> number: the hits one process
+   * allowed in that window (blind sets of its total, with an expiry, so they do not pile up).
    */
-  counter: (action: string, key: string, windowMs: number, window: number): Deno.KvKey => [
+  counter: (
+    action: string,
+    key: string,
+    windowMs: number,
+    window: number,
+    writer: string,
+  ): Deno.KvKey => ["ratelimit_count", action, key, windowMs, window, writer],
+  /** Every writer's counter of one window: `list` bounds (start inclusive, end exclusive). */
+  window: (action: string, key: string, windowMs: number, window: number): Deno.KvKey => [
     "ratelimit_count",
     action,
     key,

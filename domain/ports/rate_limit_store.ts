@@ -1,31 +1,38 @@
 /**
- * Storage port for rate-limit counters shared by every process over one database: one counter
- * per (action, key, window length, window number), only ever added to (KV `sum`), so concurrent
- * flushes from many processes never conflict, and each counter expires once no decision can
- * read it any more.
+ * Storage port for rate-limit counters shared by every process over one database. Each writer
+ * (one per process and limited key) owns its own counter per (action, key, window) and only
+ * ever replaces it with its new total in a blind write, so concurrent flushes from many
+ * processes never conflict, a retried write never counts twice, and each counter can carry an
+ * expiry (KV's `sum` cannot: it clears the expiry of the key it adds to, measured with Deno 2.9).
  */
 
-/** One counter: hits of `action` by `key` in window number `window` of `windowMs` each. */
-export interface RateCounterId {
+/** Which counters: (action, key) counted in windows of `windowMs`. */
+export interface RateCounterSeries {
   action: string;
   key: string;
   windowMs: number;
-  window: number;
 }
 
-/** An addition to one counter, with how long the counter must be kept after it. */
-export interface RateCounterIncrement extends RateCounterId {
-  count: number;
+/** One writer's total in one window, and how long it must be kept after this write. */
+export interface RateCounterTotal extends RateCounterSeries {
+  window: number;
+  writer: string;
+  total: number;
   expireInMs: number;
 }
 
 /** Where the fleet's rate-limit counters live. */
 export interface RateLimitStore {
-  /** The counts of `counters`, in order; 0 for a counter never written (or expired). */
-  read(counters: readonly RateCounterId[]): Promise<number[]>;
   /**
-   * Add every increment: one commit of blind sums (more only past KV's commit limits).
-   * Rejects when a commit fails; a failed commit added nothing.
+   * The hits of every writer but `exceptWriter` in windows `fromWindow`..`toWindow` of
+   * `series`: `counts[i]` for window `toWindow - i` (0 where nothing was written, or it expired).
    */
-  add(increments: readonly RateCounterIncrement[]): Promise<void>;
+  readOthers(
+    series: RateCounterSeries,
+    fromWindow: number,
+    toWindow: number,
+    exceptWriter: string,
+  ): Promise<number[]>;
+  /** Write every total: one commit of blind sets (more only past KV's commit limits). */
+  writeTotals(totals: readonly RateCounterTotal[]): Promise<void>;
 }

@@ -103,7 +103,7 @@ export function membershipArea(deps: AppDeps): ClientArea {
         throw missingParam("Give user_id, or id_server, medium and address");
       }
       if (body.id_access_token === undefined) throw missingParam("Missing id_access_token");
-      takeRateLimit(deps, c, "invited", `threepid:${body.medium}:${body.address}`);
+      await takeRateLimit(deps, c, "invited", `threepid:${body.medium}:${body.address}`);
       await deps.thirdPartyInvites.invite(user(c), roomId, {
         idServer: body.id_server,
         idAccessToken: body.id_access_token,
@@ -113,7 +113,7 @@ export function membershipArea(deps: AppDeps): ClientArea {
       return c.json({});
     }
     // Per invitee too: many inviters must not bury one user's sync under invites.
-    takeRateLimit(deps, c, "invited", `user:${body.user_id}`);
+    await takeRateLimit(deps, c, "invited", `user:${body.user_id}`);
     await membership.invite(user(c), roomId, body.user_id, { reason: body.reason });
     return c.json({});
   });

@@ -27,7 +27,7 @@ export function rateLimited(deps: AppDeps, action: RateLimitedAction): Middlewar
     const address = clientAddress(c);
     // Without a user or an address there is nothing fair to key on; let it through.
     const key = session ? `user:${session.userId}` : address ? `addr:${address}` : undefined;
-    if (key !== undefined) takeRateLimit(deps, c, action, key);
+    if (key !== undefined) await takeRateLimit(deps, c, action, key);
     await next();
   };
 }
@@ -35,16 +35,17 @@ export function rateLimited(deps: AppDeps, action: RateLimitedAction): Middlewar
 /**
  * Take a token of `action` for `key` (e.g. `user:@invitee:server` when the limited party is named
  * in the body, not the one asking); 429 M_LIMIT_EXCEEDED when there is none. Rate limits off:
- * nothing.
+ * nothing. The limit holds across every process on the database (domain/shared_rate_counters.ts),
+ * so it may read KV; callers must await it.
  */
-export function takeRateLimit(
+export async function takeRateLimit(
   deps: AppDeps,
   c: Context,
   action: RateLimitedAction,
   key: string,
-): void {
+): Promise<void> {
   if (!deps.config.rateLimits) return;
-  const result = deps.rateLimiter.take(action, key);
+  const result = await deps.rateLimiter.take(action, key);
   if (!result.allowed) {
     c.header("Retry-After", String(Math.ceil(result.retryAfterMs / 1000)));
     throw new MatrixError("M_LIMIT_EXCEEDED", 429, "Too many requests", {

@@ -132,7 +132,9 @@ export function roomEventArea(deps: AppDeps): ClientArea {
     // as Synapse routes them through update_membership.
     if (type === "m.room.member") {
       // An invite sent as state counts against the invitee's limit, as through /invite.
-      if (content.membership === "invite") takeRateLimit(deps, c, "invited", `user:${key}`);
+      if (content.membership === "invite") {
+        await takeRateLimit(deps, c, "invited", `user:${key}`);
+      }
       const memberEventId = await deps.rooms.membership.putMemberState(
         userId,
         roomId,

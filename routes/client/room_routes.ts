@@ -64,10 +64,10 @@ export function roomArea(deps: AppDeps): ClientArea {
     const body = await readJsonBody(c, createRoomBody);
     // Each invitee's limit, as through /invite: new rooms must not be a way around it.
     for (const invitee of new Set(body.invite ?? [])) {
-      takeRateLimit(deps, c, "invited", `user:${invitee}`);
+      await takeRateLimit(deps, c, "invited", `user:${invitee}`);
     }
     for (const invite of body.invite_3pid ?? []) {
-      takeRateLimit(deps, c, "invited", `threepid:${invite.medium}:${invite.address}`);
+      await takeRateLimit(deps, c, "invited", `threepid:${invite.medium}:${invite.address}`);
     }
     const roomId = await rooms.creator.create({
       creator: c.get("session").userId,

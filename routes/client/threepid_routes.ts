@@ -56,10 +56,10 @@ export function threepidArea(deps: AppDeps): ClientArea {
   const user = (c: { get(key: "session"): { userId: string } }) => c.get("session").userId;
 
   /** Each request mails someone: limited per client and per address. */
-  const limitMail = (c: Context, email: string) => {
+  const limitMail = async (c: Context, email: string) => {
     const from = clientAddress(c);
-    if (from !== undefined) takeRateLimit(deps, c, "threepid_validation", `addr:${from}`);
-    takeRateLimit(deps, c, "threepid_validation", `email:${email}`);
+    if (from !== undefined) await takeRateLimit(deps, c, "threepid_validation", `addr:${from}`);
+    await takeRateLimit(deps, c, "threepid_validation", `email:${email}`);
   };
 
   const requestEmail = (purpose: ValidationPurpose) => async (c: Context) => {
@@ -80,7 +80,7 @@ export function threepidArea(deps: AppDeps): ClientArea {
     if (purpose !== "password_reset" && owner !== null) {
       throw new MatrixError("M_THREEPID_IN_USE", 400, "Email is already in use");
     }
-    limitMail(c, email);
+    await limitMail(c, email);
     const sid = await threepids.validation.requestEmailToken({
       purpose,
       email,

@@ -88,7 +88,7 @@ export function federationMembershipApp(deps: AppDeps): Hono {
 
   // Per inviting server, before any work: a flood of invites costs the sender, not us.
   const inviteLimit: MiddlewareHandler = async (c, next) => {
-    takeRateLimit(deps, c, "federation_invite", `server:${originOf(c)}`);
+    await takeRateLimit(deps, c, "federation_invite", `server:${originOf(c)}`);
     await next();
   };
   app.put(`${FEDERATION}/v1/invite/:roomId/:eventId`, auth, inviteLimit, async (c) => {

@@ -48,7 +48,7 @@ export function federationUserKeysApp(deps: AppDeps): Hono {
   });
 
   app.post(`${v1}/user/keys/claim`, auth, async (c) => {
-    takeRateLimit(deps, c, "federation_key_claim", `server:${originOf(c)}`);
+    await takeRateLimit(deps, c, "federation_key_claim", `server:${originOf(c)}`);
     const body = await readJsonBody(c, claimBody, { maxBytes: MAX_FEDERATION_BODY_BYTES });
     const count = Object.values(body.one_time_keys)
       .reduce((n, devices) => n + Object.keys(devices).length, 0);

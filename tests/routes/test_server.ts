@@ -65,6 +65,8 @@ export async function startTestServer(
     close: () => {
       // Its poll timer or watches first: they read the KV being closed.
       server.wakeSource.close();
+      // And the rate limiter's flush timer (hits not yet written are dropped).
+      server.deps.rateLimiter.close();
       if (sharedKv === undefined) kv.close();
     },
   };
