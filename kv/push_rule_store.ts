@@ -31,13 +31,19 @@ export class KvPushRuleStore implements PushRuleStore {
     return new Map(entries.map((e, i) => [userIds[i], toStored(e)]));
   }
 
+  async version(): Promise<string | null> {
+    return (await this.kv.get(pushKeys.pushRulesVersion())).versionstamp;
+  }
+
   async put(userId: string, rules: UserPushRules, expected: string | null): Promise<string | null> {
     const bytes = encodeJson(rules);
     if (bytes.byteLength > MAX_RECORD_BYTES) {
       throw tooLarge("Too many push rules; delete some first");
     }
     const key = pushKeys.pushRules(userId);
-    const op = this.kv.atomic().check({ key, versionstamp: expected }).set(key, bytes);
+    const op = this.kv.atomic().check({ key, versionstamp: expected }).set(key, bytes)
+      // Every process's derived rulesets stand on this key (a blind set: edits never conflict).
+      .set(pushKeys.pushRulesVersion(), true);
     // Sync's m.push_rules account data is the user's own: their syncs wake with this commit.
     const result = await addWakes(op, { userIds: [userId] }).commit();
     return result.ok ? result.versionstamp : null;

@@ -582,6 +582,11 @@ export function sentMembersKey(userId: string, deviceId: string, roomId: string)
 export const pushKeys = {
   /** userId -> the user's push rule changes (UTF-8 JSON bytes). */
   pushRules: (userId: string): Deno.KvKey => ["userid_pushrules", userId],
+  /**
+   * Rewritten in the commit of every push rule edit (anyone's): its versionstamp tells a
+   * process whether the rulesets it derived earlier still stand (domain/push/push_rule_service).
+   */
+  pushRulesVersion: (): Deno.KvKey => ["pushrules_version"],
   /** (userId, roomId, position) -> {event, thread, highlight}: counts since a read receipt. */
   roomNotification: (userId: string, roomId: string, position: number): Deno.KvKey => [
     "userroomid_notification",

@@ -17,8 +17,15 @@ export interface PushRuleStore {
   /** Several users' changes at once, for evaluating an event for a room's members. */
   getMany(userIds: readonly string[]): Promise<Map<string, StoredPushRules>>;
   /**
-   * Write the user's changes unless someone else wrote since `expected` was read; returns the
-   * new versionstamp, or null on a conflict (the caller rereads and retries).
+   * The versionstamp of the newest edit of anyone's rules (null: none yet). Every `put` moves
+   * it in its own commit, so rulesets derived from records read after it was read stand while
+   * it stands: one read checks the rules of a whole room.
+   */
+  version(): Promise<string | null>;
+  /**
+   * Write the user's changes unless someone else wrote since `expected` was read (and move
+   * `version`); returns the new versionstamp, or null on a conflict (the caller rereads and
+   * retries).
    */
   put(userId: string, rules: UserPushRules, expected: string | null): Promise<string | null>;
   /** Whether the user's rules were written in (since, upTo] of sync tokens (any time if no since). */

@@ -1,28 +1,31 @@
 /**
- * Reading and changing users' push rules. Rulesets are cached per user because every event is
- * evaluated for every member of its room; an edit in this process drops the entry at once, and
- * entries expire after a short time so edits made by another isolate are seen soon after.
+ * Reading and changing users' push rules. Every event is evaluated for every local member of
+ * its room, so the effective rulesets (server defaults merged with each user's changes) are kept
+ * in memory, but only under the store's version: the versionstamp of the newest edit of anyone's
+ * rules, moved by every edit's own commit (in any process, or isolate on one KV). An evaluation
+ * reads the version first (one KV read), drops everything when it moved, and reads the records
+ * of only the users it does not hold. An edit committed anywhere therefore binds the very next
+ * event everywhere; a ruleset read after the version was read is kept under it (newer data under
+ * an older version is discarded at the next check; older data under a newer one cannot happen).
  */
 import { MatrixError } from "../errors.ts";
 import type { PushRuleStore } from "../ports/push_rule_store.ts";
 import { effectiveRuleset, type Ruleset, type UserPushRules } from "./push_rules.ts";
 
-/** How long a cached ruleset is trusted without rereading it. */
-const CACHE_TTL_MS = 10_000;
-/** Users whose rulesets are kept. */
+/** Users whose derived rulesets are kept. */
 const CACHE_USERS = 10_000;
 const EDIT_ATTEMPTS = 8;
 
 /** Push rule reads and edits over the store. */
 export class PushRuleService {
-  readonly #cache = new Map<string, { ruleset: Ruleset; at: number }>();
+  /** Rulesets by user, all read after the store's version was `#version`. */
+  readonly #derived = new Map<string, Ruleset>();
+  /** The store version `#derived` stands on (undefined: never read). */
+  #version: string | null | undefined;
   readonly #listeners: ((userId: string) => void)[] = [];
 
-  /** A service over `store`; `now` is injectable for tests. */
-  constructor(
-    private readonly store: PushRuleStore,
-    private readonly now: () => number = Date.now,
-  ) {}
+  /** A service over `store`. */
+  constructor(private readonly store: PushRuleStore) {}
 
   /** Be told after a user's rules change (wakes their long-polling syncs). */
   onChange(listener: (userId: string) => void): void {
@@ -36,29 +39,32 @@ export class PushRuleService {
 
   /** The user's full ruleset, as GET /pushrules/ and the `m.push_rules` account data show it. */
   async ruleset(userId: string): Promise<Ruleset> {
-    const { rules } = await this.store.get(userId);
-    const ruleset = effectiveRuleset(userId, rules);
-    this.#remember(userId, ruleset);
-    return ruleset;
+    return effectiveRuleset(userId, (await this.store.get(userId)).rules);
   }
 
-  /** Rulesets for many users at once (evaluation), from the cache where it is fresh. */
+  /** Rulesets for many users at once (evaluation), each as it stands in the store now. */
   async rulesetsFor(userIds: readonly string[]): Promise<Map<string, Ruleset>> {
+    const version = await this.store.version();
+    if (isNewer(version, this.#version)) {
+      this.#derived.clear();
+      this.#version = version;
+    }
     const out = new Map<string, Ruleset>();
     const missing: string[] = [];
-    const now = this.now();
+    // A call that read an older version than another call meanwhile saw trusts nothing held.
+    const current = version === this.#version;
     for (const userId of userIds) {
-      const cached = this.#cache.get(userId);
-      if (cached && now - cached.at < CACHE_TTL_MS) out.set(userId, cached.ruleset);
+      const held = current ? this.#derived.get(userId) : undefined;
+      if (held !== undefined) out.set(userId, held);
       else missing.push(userId);
     }
-    if (missing.length > 0) {
-      const stored = await this.store.getMany(missing);
-      for (const userId of missing) {
-        const ruleset = effectiveRuleset(userId, stored.get(userId)!.rules);
-        this.#remember(userId, ruleset);
-        out.set(userId, ruleset);
-      }
+    if (missing.length === 0) return out;
+    const stored = await this.store.getMany(missing);
+    for (const userId of missing) {
+      const ruleset = effectiveRuleset(userId, stored.get(userId)!.rules);
+      out.set(userId, ruleset);
+      // Read after `version` was: kept only if the memory still stands on that version.
+      if (version === this.#version) this.#remember(userId, ruleset);
     }
     return out;
   }
@@ -70,7 +76,6 @@ export class PushRuleService {
       const next = change(stored.rules);
       const written = await this.store.put(userId, next, stored.versionstamp);
       if (written !== null) {
-        this.#cache.delete(userId);
         for (const listener of this.#listeners) listener(userId);
         return;
       }
@@ -79,8 +84,15 @@ export class PushRuleService {
   }
 
   #remember(userId: string, ruleset: Ruleset): void {
-    this.#cache.delete(userId);
-    this.#cache.set(userId, { ruleset, at: this.now() });
-    if (this.#cache.size > CACHE_USERS) this.#cache.delete(this.#cache.keys().next().value!);
+    this.#derived.delete(userId);
+    this.#derived.set(userId, ruleset);
+    if (this.#derived.size > CACHE_USERS) this.#derived.delete(this.#derived.keys().next().value!);
   }
+}
+
+/** Whether store version `a` is later than `b` (versionstamps grow; null is before any edit). */
+function isNewer(a: string | null, b: string | null | undefined): boolean {
+  if (b === undefined) return true;
+  if (a === null) return false;
+  return b === null || a > b;
 }
