@@ -127,12 +127,14 @@ export async function registerUser(
  * Start a client's sync loop as Element does and resolve once its first sync is processed (or
  * reject on a sync error). A large timeline limit keeps a burst of messages in one sync from
  * becoming a gap; detached pending events keep local echoes aside, so a timeline holds only the
- * server's events in the order sync delivered them.
+ * server's events in the order sync delivered them. `options` override the start options (a
+ * longer `pollTimeout`, another `filter`).
  */
 export async function startSyncing(
   client: sdk.MatrixClient,
   userId: string,
   initialSyncLimit: number,
+  options: Partial<sdk.IStartClientOpts> = {},
 ): Promise<void> {
   const ready = new Promise<void>((resolve, reject) => {
     const onSync = (state: sdk.SyncState, _prev: unknown, data?: sdk.SyncStateData) => {
@@ -152,6 +154,7 @@ export async function startSyncing(
     initialSyncLimit,
     filter,
     pendingEventOrdering: sdk.PendingEventOrdering.Detached,
+    ...options,
   });
   await ready;
 }
