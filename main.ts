@@ -1018,6 +1018,8 @@ async function main(): Promise<void> {
     }),
     leaseMs: config.jobs.leaseMs,
   });
+  // The name on this process's leases and run log entries (job_state, jobrun_record in KV).
+  console.log(`tessera: background jobs run as ${jobs.holder}`);
   jobs.start();
 
   const tls = config.tls
