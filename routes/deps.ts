@@ -57,6 +57,11 @@ import type { KeyNotary } from "../domain/federation/key_notary.ts";
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
   config: Config;
+  /**
+   * Aborted when the process begins to shut down (Deno Deploy's SIGINT gives 5 s): waiting
+   * long-polls answer at once instead of holding the shutdown until their timeout.
+   */
+  shutdown?: AbortSignal;
   keyring: ServerKeyring;
   /** Access token -> session; use with `requireSession(deps.sessions)`. */
   sessions: SessionResolver;

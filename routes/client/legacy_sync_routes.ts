@@ -14,7 +14,7 @@ import type { AppDeps } from "../deps.ts";
 import { readQuery } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
 import { eventIdParam, MAX_PATH_PARAM_BYTES, roomIdParam } from "./path_params.ts";
-import { clientDisconnect } from "./sync_routes.ts";
+import { clientDisconnect, longPollTimeout } from "./sync_routes.ts";
 import { type ClientEnv, requireSession } from "./session_middleware.ts";
 
 const whole = (what: string) => z.string().regex(/^\d{1,9}$/, `${what} must be a whole number`);
@@ -64,14 +64,14 @@ export function legacySyncArea(deps: AppDeps): ClientArea {
     const session = c.get("session");
     const query = readQuery(c, eventsQuery);
     if (query.room_id !== undefined) requireValid(parseRoomId(query.room_id));
-    const disconnect = clientDisconnect(c.req.raw);
+    const disconnect = clientDisconnect(c.req.raw, deps.shutdown);
     try {
       return c.json(
         await stream.events({
           userId: session.userId,
           deviceId: session.deviceId,
           from: query.from || undefined,
-          timeoutMs: Number(query.timeout ?? "0"),
+          timeoutMs: longPollTimeout(deps, query.timeout),
           limit: query.limit === undefined ? undefined : Number(query.limit),
           roomId: query.room_id,
           clientGone: disconnect.signal,

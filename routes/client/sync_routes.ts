@@ -37,13 +37,13 @@ export function syncArea(deps: AppDeps): ClientArea {
     const session = c.get("session");
     const query = readQuery(c, syncQuery);
     const filter = await deps.filters.resolve(session.userId, query.filter);
-    const disconnect = clientDisconnect(c.req.raw);
+    const disconnect = clientDisconnect(c.req.raw, deps.shutdown);
     try {
       const response = await service.sync({
         userId: session.userId,
         deviceId: session.deviceId,
         since: query.since || undefined,
-        timeoutMs: Number(query.timeout ?? "0"),
+        timeoutMs: longPollTimeout(deps, query.timeout),
         fullState: query.full_state === "true",
         filter,
         setPresence: query.set_presence,
@@ -62,9 +62,13 @@ export function syncArea(deps: AppDeps): ClientArea {
  * in its default (legacy) mode also aborts `request.signal` after every delivered response and
  * warns about handlers that read it; so it is read only when a long-poll is about to wait (the
  * service asks through `signal()`), and the listener goes when the handler is done, so the
- * abort that marks a delivered response never reaches a wait.
+ * abort that marks a delivered response never reaches a wait. `shutdown` (AppDeps.shutdown)
+ * ends the wait too: the long-poll then answers with what it has, as at its timeout.
  */
-export function clientDisconnect(request: Request): { signal(): AbortSignal; release(): void } {
+export function clientDisconnect(
+  request: Request,
+  shutdown?: AbortSignal,
+): { signal(): AbortSignal; release(): void } {
   const controller = new AbortController();
   let released = false;
   let source: AbortSignal | undefined;
@@ -75,14 +79,26 @@ export function clientDisconnect(request: Request): { signal(): AbortSignal; rel
     signal() {
       if (!source && !released) {
         source = request.signal;
-        if (source.aborted) onAbort();
-        else source.addEventListener("abort", onAbort, { once: true });
+        if (source.aborted || shutdown?.aborted) onAbort();
+        else {
+          source.addEventListener("abort", onAbort, { once: true });
+          shutdown?.addEventListener("abort", onAbort, { once: true });
+        }
       }
       return controller.signal;
     },
     release() {
       released = true;
       source?.removeEventListener("abort", onAbort);
+      shutdown?.removeEventListener("abort", onAbort);
     },
   };
+}
+
+/**
+ * A client's long-poll `timeout` cut to the configured longest (TESSERA_LONG_POLL_MAX_MS), for
+ * platforms and proxies that end requests held open longer.
+ */
+export function longPollTimeout(deps: Pick<AppDeps, "config">, timeout?: string): number {
+  return Math.min(Number(timeout ?? "0"), deps.config.longPollMaxMs);
 }
