@@ -57,6 +57,11 @@ export class WatchWakeSource implements WakeSource {
   /** Over an open KV database. */
   constructor(private readonly kv: Deno.Kv) {}
 
+  /** Number of open subscriptions (for tests and metrics). */
+  get subscriptionCount(): number {
+    return this.#subscriptions.size;
+  }
+
   /** See WakeSource; a watch's first answer (the keys as they are) reports a bump already past. */
   watchAfter(topics: readonly WakeTopic[], after: string, onWake: OnWake): () => void {
     const subscription = new WatchSubscription(after, onWake);
@@ -120,6 +125,11 @@ export class PollWakeSource implements WakeSource {
   get polling(): boolean {
     // A tick in flight when the last subscriber left sets no next one.
     return this.#timer !== undefined || (this.#ticking && this.#subscriptions.size > 0);
+  }
+
+  /** Number of open subscriptions (for tests and metrics). */
+  get subscriptionCount(): number {
+    return this.#subscriptions.size;
   }
 
   /** Number of distinct keys each tick reads (for tests and measurements). */

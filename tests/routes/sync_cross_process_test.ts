@@ -1,0 +1,176 @@
+/**
+ * Long-polls woken across processes: two servers (the real assembly) over one KV handle in
+ * `TESSERA_WAKE=poll` mode, so nothing in A's memory hears of B's commits; only the wake keys
+ * B's commits bump, polled by A, can end A's wait before its 60 s timeout. A test-level guard
+ * reports a missed wake instead of waiting for that timeout.
+ */
+import { assert, assertEquals } from "../assert.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
+import type { PollWakeSource, WatchWakeSource } from "../../kv/wake_sources.ts";
+import { registerUser } from "./client_harness.ts";
+import {
+  type SharedKvServer,
+  startSharedKvServers,
+  V3,
+} from "../fleet_coherence/shared_kv_servers.ts";
+
+const POLL = { TESSERA_WAKE: "poll", TESSERA_WAKE_POLL_MS: "20" };
+/** Far beyond any wake; the timeout the long-polls ask for is longer still. */
+const GUARD_MS = 30_000;
+
+/** `promise`, or a failure naming `what` if it takes longer than the guard. */
+async function guarded<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what}: not woken within ${GUARD_MS} ms`)),
+      GUARD_MS,
+    );
+  });
+  try {
+    return await Promise.race([promise, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Resolves once `server` has a long-poll waiting on other processes' commits (its notifier
+ * watches and its poll source has keys), so what follows exercises the wake, not the read.
+ */
+async function waiting(server: SharedKvServer): Promise<void> {
+  const source = server.wakeSource as PollWakeSource | WatchWakeSource;
+  while (server.deps.syncNotifier.watching === 0 || source.subscriptionCount === 0) {
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+let txn = 0;
+function send(server: SharedKvServer, token: string, roomId: string, body: string) {
+  return server.request(
+    "PUT",
+    `${V3}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/t${++txn}`,
+    { token, body: { msgtype: "m.text", body } },
+  );
+}
+
+/** Timeline-only syncs: presence and the like cannot end the wait first. */
+const TIMELINE_ONLY = encodeURIComponent(JSON.stringify({
+  presence: { types: [] },
+  account_data: { types: [] },
+  room: { ephemeral: { types: [] }, account_data: { types: [] }, state: { types: [] } },
+}));
+
+for (const mode of ["poll", "watch"] as const) {
+  Deno.test(`${mode}: a message sent through B wakes a long-poll /sync on A`, async () => {
+    // kv.watch crosses isolates on Deploy, and handles within one process here.
+    const { a, b, close } = await startSharedKvServers({ ...POLL, TESSERA_WAKE: mode });
+    try {
+      assertEquals(a.wakeSource.mode, mode);
+      const alice = await registerUser(b, "alice");
+      const bob = await registerUser(a, "bob");
+      const created = await b.request("POST", `${V3}/createRoom`, {
+        token: alice.accessToken,
+        body: { preset: "public_chat" },
+      });
+      const roomId: string = created.body.room_id;
+      assertEquals(
+        (await a.request("POST", `${V3}/join/${encodeURIComponent(roomId)}`, {
+          token: bob.accessToken,
+        })).status,
+        200,
+      );
+      const first = await a.request("GET", `${V3}/sync?filter=${TIMELINE_ONLY}`, {
+        token: bob.accessToken,
+      });
+      assertEquals(first.status, 200);
+
+      const polling = a.request(
+        "GET",
+        `${V3}/sync?filter=${TIMELINE_ONLY}&timeout=60000&since=${first.body.next_batch}`,
+        { token: bob.accessToken },
+      );
+      await guarded(waiting(a), "the long-poll on A");
+      const sent = await send(b, alice.accessToken, roomId, "across processes");
+      assertEquals(sent.status, 200);
+
+      const woken = await guarded(polling, "/sync on A");
+      assertEquals(woken.status, 200);
+      const events: JsonObject[] = woken.body.rooms.join[roomId].timeline.events;
+      assertEquals(events.map((e) => e.event_id), [sent.body.event_id]);
+      assertEquals((events[0].content as JsonObject).body, "across processes");
+      assert(woken.body.next_batch > first.body.next_batch);
+    } finally {
+      close();
+    }
+  });
+}
+
+Deno.test("an invite sent through B wakes the invitee's long-poll /sync on A", async () => {
+  const { a, b, close } = await startSharedKvServers(POLL);
+  try {
+    const alice = await registerUser(b, "alice");
+    const bob = await registerUser(a, "bob");
+    const created = await b.request("POST", `${V3}/createRoom`, {
+      token: alice.accessToken,
+      body: { preset: "private_chat" },
+    });
+    const roomId: string = created.body.room_id;
+    const first = await a.request("GET", `${V3}/sync?filter=${TIMELINE_ONLY}`, {
+      token: bob.accessToken,
+    });
+    // Bob is in no room: only his user's wake key can tell A of the invite.
+    const polling = a.request(
+      "GET",
+      `${V3}/sync?filter=${TIMELINE_ONLY}&timeout=60000&since=${first.body.next_batch}`,
+      { token: bob.accessToken },
+    );
+    await guarded(waiting(a), "the long-poll on A");
+    const invited = await b.request("POST", `${V3}/rooms/${encodeURIComponent(roomId)}/invite`, {
+      token: alice.accessToken,
+      body: { user_id: bob.userId },
+    });
+    assertEquals(invited.status, 200);
+
+    const woken = await guarded(polling, "/sync on A");
+    assertEquals(woken.status, 200);
+    const invite = woken.body.rooms.invite[roomId];
+    assert(invite, "the invite is in the woken sync");
+    const member = invite.invite_state.events.find((e: JsonObject) =>
+      e.type === "m.room.member" && e.state_key === bob.userId
+    );
+    assertEquals(member?.content?.membership, "invite");
+  } finally {
+    close();
+  }
+});
+
+Deno.test("a message sent through B wakes a long-poll /events on A", async () => {
+  const { a, b, close } = await startSharedKvServers(POLL);
+  try {
+    const alice = await registerUser(b, "alice");
+    const bob = await registerUser(a, "bob");
+    const created = await b.request("POST", `${V3}/createRoom`, {
+      token: alice.accessToken,
+      body: { preset: "public_chat" },
+    });
+    const roomId: string = created.body.room_id;
+    await a.request("POST", `${V3}/join/${encodeURIComponent(roomId)}`, { token: bob.accessToken });
+    const first = await a.request("GET", `${V3}/events?timeout=0`, { token: bob.accessToken });
+    assertEquals(first.status, 200);
+
+    const polling = a.request("GET", `${V3}/events?timeout=60000&from=${first.body.end}`, {
+      token: bob.accessToken,
+    });
+    await guarded(waiting(a), "the long-poll on A");
+    const sent = await send(b, alice.accessToken, roomId, "to the event stream");
+    assertEquals(sent.status, 200);
+
+    const woken = await guarded(polling, "/events on A");
+    assertEquals(woken.status, 200);
+    const messages = woken.body.chunk.filter((e: JsonObject) => e.type === "m.room.message");
+    assertEquals(messages.map((e: JsonObject) => e.event_id), [sent.body.event_id]);
+  } finally {
+    close();
+  }
+});
