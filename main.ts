@@ -200,6 +200,8 @@ export async function assembleServer(
     federationTransport?: FederationTransport;
     /** Wake-ups across processes; absent: built from `config.wake` (TESSERA_WAKE). */
     wakeSource?: WakeSource;
+    /** Aborted when shutting down: waiting long-polls answer at once (AppDeps.shutdown). */
+    shutdown?: AbortSignal;
   } = {},
 ): Promise<AssembledServer> {
   const seed = config.signingKeySeed ?? (await loadOrCreateSigningSeed(kv, generateSigningSeed));
@@ -535,6 +537,7 @@ export async function assembleServer(
       now: options.now,
     }),
     config,
+    ...(options.shutdown ? { shutdown: options.shutdown } : {}),
     keyring,
     sessions: new ModeratedSessionResolver(accounts, moderation),
     accounts,
@@ -990,9 +993,11 @@ async function main(): Promise<void> {
   }
 
   const kv = await openKv(config.kvPath);
+  // Aborted by the first stop signal: waiting long-polls answer at once (AppDeps.shutdown).
+  const shuttingDown = new AbortController();
   let assembled: AssembledServer;
   try {
-    assembled = await assembleServer(config, kv);
+    assembled = await assembleServer(config, kv, { shutdown: shuttingDown.signal });
   } catch (error) {
     // A configured file that cannot be read (TESSERA_FEDERATION_CA_FILE) is found here.
     if (error instanceof ConfigError) {
@@ -1045,6 +1050,10 @@ async function main(): Promise<void> {
   );
 
   const stop = async () => {
+    if (shuttingDown.signal.aborted) return;
+    // Deno Deploy sends SIGINT and kills 5 s later: long-polls held to their timeout would keep
+    // server.shutdown() waiting past that, and the leases below would never be given back.
+    shuttingDown.abort();
     // The federation sender gives its leases back before KV closes: a restart resumes at once.
     // So do the leased jobs: another process takes a job cut short at once.
     await Promise.all([
@@ -1057,10 +1066,9 @@ async function main(): Promise<void> {
     kv.close();
     Deno.exit(0);
   };
-  if (!onDenoDeploy) {
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
-  }
+  // Deno Deploy (the current one; Classic allowed no listeners) stops an instance with SIGINT.
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
   await server.finished;
 }
 
