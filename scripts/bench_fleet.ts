@@ -1,7 +1,8 @@
 /**
  * `deno task bench:fleet`: message delivery latency in a fleet of Tessera processes on one KV
  * file (issue 12), beside the single-process figure. Each round parks Bob's `/sync` long-poll,
- * sends one message from Alice, and times send-to-return of the poll carrying it.
+ * sends one message from Alice (at a random phase of the wake poll), and times send-to-return of
+ * the poll carrying it.
  *
  * Setups, each a fresh fleet of real processes (tests/fleet/fleet_harness.ts) on a KV file:
  * - one process, `TESSERA_WAKE=watch` (the in-process notifier; KV watch within the process);
@@ -89,8 +90,10 @@ async function measure(sender: FleetProcess, receiver: FleetProcess): Promise<nu
         }
       }
     })();
-    // Let the poll park first, so it is the wake-up that returns it.
-    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Let the poll park first, so it is the wake-up that returns it; then a random part of a
+    // poll interval more, so sends fall at random phases of the poll timer (which starts when
+    // the poll subscribes), as messages from real users do.
+    await new Promise((resolve) => setTimeout(resolve, 20 + Math.random() * POLL_MS));
     const sent = performance.now();
     await ok(
       sender,
