@@ -573,6 +573,20 @@ function placementProblems(
         problems.push({ variable: name, problem: "unset it on Deno Deploy: Deploy serves HTTPS" });
       }
     }
+    // The local defaults (localhost:8008; http:// and the listening port in the well-known
+    // documents) would name a server nobody can reach: Deploy serves HTTPS on 443.
+    if (v.TESSERA_SERVER_NAME === undefined) {
+      problems.push({
+        variable: "TESSERA_SERVER_NAME",
+        problem: "required on Deno Deploy (the part after ':' in user IDs, e.g. example.org)",
+      });
+    }
+    if (v.TESSERA_PUBLIC_BASEURL === undefined) {
+      problems.push({
+        variable: "TESSERA_PUBLIC_BASEURL",
+        problem: "required on Deno Deploy: the https:// URL the app is served at",
+      });
+    }
   } else if (kvPath !== undefined && isKvConnectUrl(kvPath)) {
     const url = URL.canParse(kvPath) ? new URL(kvPath) : undefined;
     if (url === undefined || url.hostname === "" || url.username !== "" || url.password !== "") {

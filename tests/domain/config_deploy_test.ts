@@ -4,8 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { ConfigError, isKvConnectUrl, loadConfig } from "../../domain/config.ts";
+import { clientBaseUrl, delegatedServer } from "../../domain/discovery.ts";
 
 const DEPLOY = { dev: false, deploy: true };
+/** What every Deploy configuration names: the server and the URL Deploy serves it at. */
+const SITE = { TESSERA_SERVER_NAME: "example.org", TESSERA_PUBLIC_BASEURL: "https://example.org" };
 const PROD = { dev: false };
 
 /** Assert loadConfig fails on `variable` with a one-line message matching `pattern`. */
@@ -29,27 +32,48 @@ function assertRefused(
 }
 
 Deno.test("Deno Deploy: the app's own KV, Deno.serve's default address", () => {
-  const config = loadConfig({}, DEPLOY);
+  const config = loadConfig(SITE, DEPLOY);
   assert.equal(config.kvPath, undefined);
   assert.equal(config.hostname, "0.0.0.0");
   assert.equal(config.port, 8000);
   // The wake-ups of long-polls ride kv.watch there, which crosses isolates.
   assert.equal(config.wake.mode, "watch");
   // What the operator sets still wins.
-  const set = loadConfig({ PORT: "9000", TESSERA_HOSTNAME: "::" }, DEPLOY);
+  const set = loadConfig({ ...SITE, PORT: "9000", TESSERA_HOSTNAME: "::" }, DEPLOY);
   assert.equal(set.port, 9000);
   assert.equal(set.hostname, "::");
 });
 
+Deno.test("Deno Deploy: the server name and public URL are required, then served right", () => {
+  const error = assertRefused({}, DEPLOY, "TESSERA_SERVER_NAME", /required on Deno Deploy/);
+  assert.deepEqual(error.problems.map((p) => p.split(":")[0]), [
+    "TESSERA_SERVER_NAME",
+    "TESSERA_PUBLIC_BASEURL",
+  ]);
+  assertRefused(
+    { TESSERA_SERVER_NAME: "example.org" },
+    DEPLOY,
+    "TESSERA_PUBLIC_BASEURL",
+    /https:\/\/ URL the app is served at/,
+  );
+  // Peers and clients are sent to Deploy's HTTPS on 443, not to the port the process listens on.
+  const config = loadConfig(
+    { TESSERA_SERVER_NAME: "example.org", TESSERA_PUBLIC_BASEURL: "https://matrix.example.org" },
+    DEPLOY,
+  );
+  assert.equal(clientBaseUrl(config), "https://matrix.example.org");
+  assert.equal(delegatedServer(config), "matrix.example.org:443");
+});
+
 Deno.test("Deno Deploy: a KV path of any kind is refused, naming why", () => {
   for (const path of ["./data/tessera.kv", ":memory:", "/tmp/t.kv", "https://kv.example.org"]) {
-    assertRefused({ TESSERA_KV_PATH: path }, DEPLOY, "TESSERA_KV_PATH", /leave it unset/);
+    assertRefused({ ...SITE, TESSERA_KV_PATH: path }, DEPLOY, "TESSERA_KV_PATH", /leave it unset/);
   }
 });
 
 Deno.test("Deno Deploy: TLS files are refused (Deploy serves HTTPS)", () => {
   const error = assertRefused(
-    { TESSERA_TLS_CERT: "c.pem", TESSERA_TLS_KEY: "k.pem" },
+    { ...SITE, TESSERA_TLS_CERT: "c.pem", TESSERA_TLS_KEY: "k.pem" },
     DEPLOY,
     "TESSERA_TLS_CERT",
     /Deploy serves HTTPS/,
@@ -65,7 +89,7 @@ Deno.test("Deno Deploy: TLS files are refused (Deploy serves HTTPS)", () => {
 });
 
 Deno.test("Deno Deploy: a CA file shipped with the app is accepted (Deploy can read it)", () => {
-  const config = loadConfig({ TESSERA_FEDERATION_CA_FILE: "certs/ca.pem" }, DEPLOY);
+  const config = loadConfig({ ...SITE, TESSERA_FEDERATION_CA_FILE: "certs/ca.pem" }, DEPLOY);
   assert.equal(config.federation.caFile, "certs/ca.pem");
 });
 
@@ -113,8 +137,11 @@ Deno.test("KV Connect URLs are told from file paths", () => {
 
 Deno.test("TESSERA_LONG_POLL_MAX_MS: 120 s by default, 1 s to 120 s when set", () => {
   assert.equal(loadConfig({}, PROD).longPollMaxMs, 120_000);
-  assert.equal(loadConfig({}, DEPLOY).longPollMaxMs, 120_000);
-  assert.equal(loadConfig({ TESSERA_LONG_POLL_MAX_MS: "25000" }, DEPLOY).longPollMaxMs, 25_000);
+  assert.equal(loadConfig(SITE, DEPLOY).longPollMaxMs, 120_000);
+  assert.equal(
+    loadConfig({ ...SITE, TESSERA_LONG_POLL_MAX_MS: "25000" }, DEPLOY).longPollMaxMs,
+    25_000,
+  );
   for (const bad of ["999", "120001", "30s", "-1", "1e4"]) {
     assertRefused(
       { TESSERA_LONG_POLL_MAX_MS: bad },

@@ -73,7 +73,11 @@ Deno.test("defaults outside dev mode: closed registration", () => {
 });
 
 Deno.test("Deno Deploy: unset KV path stays unset; elsewhere an explicit one is kept", () => {
-  assert.equal(loadConfig({}, { dev: false, deploy: true }).kvPath, undefined);
+  const deployEnv = {
+    TESSERA_SERVER_NAME: "example.org",
+    TESSERA_PUBLIC_BASEURL: "https://example.org",
+  };
+  assert.equal(loadConfig(deployEnv, { dev: false, deploy: true }).kvPath, undefined);
   // On Deploy an explicit path is refused (tests/domain/config_deploy_test.ts).
   assert.equal(loadConfig({ TESSERA_KV_PATH: ":memory:" }, PROD).kvPath, ":memory:");
   assert.equal(loadConfig({ TESSERA_KV_PATH: "/tmp/x.kv" }, PROD).kvPath, "/tmp/x.kv");
