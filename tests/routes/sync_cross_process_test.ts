@@ -145,6 +145,36 @@ Deno.test("an invite sent through B wakes the invitee's long-poll /sync on A", a
   }
 });
 
+Deno.test("a to-device message sent through B wakes the recipient's long-poll /sync on A", async () => {
+  const { a, b, close } = await startSharedKvServers(POLL);
+  try {
+    const alice = await registerUser(b, "alice");
+    const bob = await registerUser(a, "bob");
+    const first = await a.request("GET", `${V3}/sync?filter=${TIMELINE_ONLY}`, {
+      token: bob.accessToken,
+    });
+    const polling = a.request(
+      "GET",
+      `${V3}/sync?filter=${TIMELINE_ONLY}&timeout=60000&since=${first.body.next_batch}`,
+      { token: bob.accessToken },
+    );
+    await guarded(waiting(a), "the long-poll on A");
+    const sent = await b.request("PUT", `${V3}/sendToDevice/m.test.ping/t${++txn}`, {
+      token: alice.accessToken,
+      body: { messages: { [bob.userId]: { [bob.deviceId]: { hello: "from B" } } } },
+    });
+    assertEquals(sent.status, 200);
+
+    const woken = await guarded(polling, "/sync on A");
+    assertEquals(woken.status, 200);
+    assertEquals(woken.body.to_device.events, [
+      { type: "m.test.ping", sender: alice.userId, content: { hello: "from B" } },
+    ]);
+  } finally {
+    close();
+  }
+});
+
 Deno.test("a message sent through B wakes a long-poll /events on A", async () => {
   const { a, b, close } = await startSharedKvServers(POLL);
   try {
