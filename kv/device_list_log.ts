@@ -170,8 +170,9 @@ const SHARING = ["join", "invite", "knock"];
 /**
  * Wake the rooms of users whose device lists just changed, so their room-mates' syncs in other
  * processes list them: in blind commits after the change's own (kv/wake_fanout.ts says why
- * that is safe), since a user's rooms rarely fit beside it. The change is committed, so a
- * failure here is logged, not thrown: only the wake-up is late (the waiter's timeout).
+ * that is safe), since its writers budget that commit without them and a user may be in more
+ * rooms than it could hold. The change is committed, so a failure here is logged, not thrown:
+ * only the wake-up is late (the waiter's timeout).
  */
 async function wakeRoomMates(kv: Deno.Kv, userIds: readonly string[]): Promise<void> {
   try {

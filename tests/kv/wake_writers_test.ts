@@ -65,6 +65,8 @@ Deno.test("appends folded into one group commit bump every member's key in that 
         store.append({ roomId: room.roomId, events: [room.member(userId, "join")] })
       ),
     );
+    // Queued together, they share commits: each commit bumps all of its members' keys.
+    assert.ok(new Set(results.map((r) => r.versionstamp)).size < users.length);
     for (const [i, userId] of users.entries()) {
       assert.equal(await stampOf(kv, wakeKeys.user(userId)), results[i].versionstamp);
     }
