@@ -1019,6 +1019,7 @@ async function main(): Promise<void> {
     jobs: backgroundJobs({
       accounts: deps.accounts,
       remoteJoins: deps.remoteJoiner,
+      typing: deps.typing,
       probe: config.jobs.probe,
     }),
     leaseMs: config.jobs.leaseMs,

@@ -466,6 +466,19 @@ export function typingKey(roomId: string): Deno.KvKey {
   return ["roomid_typing", roomId];
 }
 
+/**
+ * roomId -> the earliest expiry (ms) in the room's typing record, while anyone types there:
+ * what the fleet's typing expiry job lists, written in the commit of every typing change.
+ */
+export function typingExpiryKey(roomId: string): Deno.KvKey {
+  return ["roomid_typingexpiry", roomId];
+}
+
+/** Every room with someone typing (see typingExpiryKey). */
+export function typingExpiryPrefix(): Deno.KvKey {
+  return ["roomid_typingexpiry"];
+}
+
 /** userId -> presence record. */
 export function presenceKey(userId: string): Deno.KvKey {
   return ["userid_presence", userId];

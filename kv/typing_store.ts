@@ -1,8 +1,12 @@
-/** Typing in KV: one small record per room; its versionstamp tells sync whether it changed. */
+/**
+ * Typing in KV: one small record per room; its versionstamp tells sync whether it changed. Beside
+ * it, while anyone types in the room, the earliest expiry in it (`typingExpiryKey`, same commit),
+ * so the fleet's expiry job finds rooms due without reading every room's record.
+ */
 import { contentionError } from "./commit_retry.ts";
 import type { TypingRecord, TypingStore } from "../domain/ports/typing_store.ts";
 import { getManyChunked } from "./get_many.ts";
-import { typingKey } from "./schema.ts";
+import { typingExpiryKey, typingExpiryPrefix, typingKey } from "./schema.ts";
 import { parseSyncToken } from "./stream_tokens.ts";
 import { addWakes } from "./wake_keys.ts";
 
@@ -22,6 +26,9 @@ export class KvTypingStore implements TypingStore {
       if (next === null) return null;
       // The room's syncs in other processes wake with this commit.
       const op = this.kv.atomic().check(entry).set(key, next);
+      const expiries = Object.values(next);
+      if (expiries.length > 0) op.set(typingExpiryKey(roomId), Math.min(...expiries));
+      else op.delete(typingExpiryKey(roomId));
       const result = await addWakes(op, { roomIds: [roomId] }).commit();
       if (result.ok) return result.versionstamp;
     }
@@ -42,6 +49,16 @@ export class KvTypingStore implements TypingStore {
       if (since === undefined ? Object.keys(entry.value!).length === 0 : stamp <= since) return;
       out.push({ roomId: roomIds[i], users: entry.value!, versionstamp: stamp });
     });
+    return out;
+  }
+
+  async roomsDue(now: number, limit: number): Promise<string[]> {
+    const out: string[] = [];
+    for await (const entry of this.kv.list<number>({ prefix: typingExpiryPrefix() })) {
+      if (entry.value > now) continue;
+      out.push(entry.key[entry.key.length - 1] as string);
+      if (out.length >= limit) break;
+    }
     return out;
   }
 }

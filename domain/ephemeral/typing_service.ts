@@ -1,7 +1,9 @@
 /**
  * Typing notifications: who is typing in a room, until when. Each change rewrites the room's
  * small typing record (its versionstamp orders it with every other sync stream); a timer in
- * this process clears typing that times out, so syncs see it stop. Local users' changes go to
+ * the process that wrote it clears typing that times out, so syncs see it stop, and the fleet's
+ * typing expiry job (`expireDue`, leased: domain/jobs/background_jobs.ts) clears what a process
+ * that died (or an isolate that was evicted) left. Local users' changes go to
  * the room's other servers through the `federation` hook; other servers' users are set by
  * `setRemoteTyping` (their EDU handler, domain/federation/edus/typing_edu.ts) and expire here
  * the same way.
@@ -21,6 +23,9 @@ export const MAX_TYPING_TIMEOUT_MS = 30_000;
 export const MAX_REMOTE_TYPING_PER_SERVER = 50;
 /** See MAX_REMOTE_TYPING_PER_SERVER. */
 export const MAX_TYPING_BYTES_FOR_REMOTE = 32 * 1024;
+
+/** Rooms one `expireDue` run clears at most; the next run goes on. */
+const EXPIRY_BATCH = 500;
 
 /** A local user's typing as a client just set it, for the room's other servers. */
 export interface LocalTypingChange {
@@ -133,6 +138,27 @@ export class TypingService {
     if (written !== null) this.deps.notifyRoom?.(roomId);
     if (typing && !refused) this.#schedule(roomId, expiry);
     return wasTyping;
+  }
+
+  /**
+   * Clear expired typing in every room where some has expired, whoever wrote it: the timer
+   * covers only this process's writes, and dies with the process. Run by the fleet's leased
+   * typing expiry job. Returns the rooms cleared; stops between rooms once `signal` aborts.
+   */
+  async expireDue(signal?: AbortSignal): Promise<number> {
+    const now = this.#now();
+    let cleared = 0;
+    for (const roomId of await this.deps.store.roomsDue(now, EXPIRY_BATCH)) {
+      if (signal?.aborted) break;
+      const written = await this.deps.store.update(
+        roomId,
+        (users) => pruneExpired(users, now) ? users : null,
+      );
+      if (written === null) continue;
+      cleared++;
+      this.deps.notifyRoom?.(roomId);
+    }
+    return cleared;
   }
 
   /** Cancel the expiry timer (tests, shutdown). */

@@ -8,8 +8,9 @@
  * What else runs outside a request, and why it needs no job here:
  * - the federation and push outbox senders (domain/outbox/outbox_worker.ts): per-destination
  *   leases in KV already; woken by the outbox's wake key and by a timer for the next retry due;
- * - typing expiry (domain/ephemeral/typing_service.ts): a timer only in the process that wrote
- *   the typing, for the rooms it wrote; readers drop expired typing themselves;
+ * - typing expiry's timer (domain/ephemeral/typing_service.ts): only in the process that wrote
+ *   the typing, for the rooms it wrote (the fast path); the `typing-expiry` job below clears
+ *   what a dead process's timer would have;
  * - expired UIA sessions, login and OpenID tokens, 3PID sessions, one-time-key claim markers,
  *   other servers' to-device and transaction records: written with KV `expireIn`, so KV drops
  *   them; access and refresh tokens are one pair per device, replaced on refresh and deleted with
@@ -24,6 +25,11 @@ export const RESUME_PERIOD_MS = 10 * 60_000;
  * takes many commits); the resume job leaves it to that process.
  */
 export const LIVE_JOIN_GRACE_MS = 2 * 60_000;
+/**
+ * How often the fleet clears typing a dead process's timer would have cleared (readers hide
+ * expired typing at once; this makes waiting syncs hear that it stopped).
+ */
+export const TYPING_EXPIRY_PERIOD_MS = 15_000;
 
 /** What the jobs work on. */
 export interface BackgroundJobDeps {
@@ -33,6 +39,8 @@ export interface BackgroundJobDeps {
   remoteJoins: {
     resumePending(options: { startedBefore?: number; signal?: AbortSignal }): Promise<void>;
   };
+  /** Typing whose writer's timer is gone. */
+  typing: { expireDue(signal?: AbortSignal): Promise<number> };
   /** The probe job's timing (`config.jobs.probe`); none when absent. */
   probe?: { runMs: number; periodMs: number };
   now?: () => number;
@@ -54,6 +62,13 @@ export function backgroundJobs(deps: BackgroundJobDeps): LeasedJob[] {
       periodMs: RESUME_PERIOD_MS,
       run: (signal) =>
         deps.remoteJoins.resumePending({ startedBefore: now() - LIVE_JOIN_GRACE_MS, signal }),
+    },
+    {
+      name: "typing-expiry",
+      periodMs: TYPING_EXPIRY_PERIOD_MS,
+      run: async (signal) => {
+        await deps.typing.expireDue(signal);
+      },
     },
   ];
   const probe = deps.probe;

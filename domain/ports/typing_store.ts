@@ -28,4 +28,6 @@ export interface TypingStore {
   changes(roomIds: readonly string[], options: { since?: string; upTo: string }): Promise<
     TypingRecord[]
   >;
+  /** Rooms (at most `limit`) where someone's typing expired at or before `now`. */
+  roomsDue(now: number, limit: number): Promise<string[]>;
 }

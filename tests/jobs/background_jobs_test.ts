@@ -7,6 +7,7 @@ import {
   backgroundJobs,
   LIVE_JOIN_GRACE_MS,
   RESUME_PERIOD_MS,
+  TYPING_EXPIRY_PERIOD_MS,
 } from "../../domain/jobs/background_jobs.ts";
 import { RemoteJoiner } from "../../domain/federation/remote_join.ts";
 import type { PendingJoinRecord } from "../../domain/ports/pending_join_store.ts";
@@ -29,26 +30,36 @@ Deno.test("background jobs: resuming deactivations and remote joins, each run wi
         return Promise.resolve();
       },
     },
+    typing: {
+      expireDue: (signal) => {
+        calls.push(["typing", signal]);
+        return Promise.resolve(0);
+      },
+    },
     now: () => 1_000_000,
   });
   assertEquals(jobs.map((j) => [j.name, j.periodMs]), [
     ["resume-deactivations", RESUME_PERIOD_MS],
     ["resume-remote-joins", RESUME_PERIOD_MS],
+    ["typing-expiry", TYPING_EXPIRY_PERIOD_MS],
   ]);
   const signal = new AbortController().signal;
   for (const job of jobs) await job.run(signal);
   assertEquals(calls, [
     ["deactivations", signal],
     ["joins", { startedBefore: 1_000_000 - LIVE_JOIN_GRACE_MS, signal }],
+    ["typing", signal],
   ]);
 });
 
 Deno.test("background jobs: the probe job is there only when configured, and stops on abort", async () => {
   const idle = { resumeDeactivations: () => Promise.resolve(0) };
   const joins = { resumePending: () => Promise.resolve() };
+  const typing = { expireDue: () => Promise.resolve(0) };
   const jobs = backgroundJobs({
     accounts: idle,
     remoteJoins: joins,
+    typing,
     probe: { runMs: 3_600_000, periodMs: 5_000 },
   });
   const probe = jobs.find((j) => j.name === "probe");
@@ -61,10 +72,11 @@ Deno.test("background jobs: the probe job is there only when configured, and sto
   const quick = backgroundJobs({
     accounts: idle,
     remoteJoins: joins,
+    typing,
     probe: { runMs: 1, periodMs: 5_000 },
   });
   await quick.find((j) => j.name === "probe")!.run(new AbortController().signal);
-  assertEquals(backgroundJobs({ accounts: idle, remoteJoins: joins }).length, 2);
+  assertEquals(backgroundJobs({ accounts: idle, remoteJoins: joins, typing }).length, 3);
 });
 
 Deno.test("remote joins: the resume job leaves a join started after startedBefore alone", async () => {
