@@ -33,6 +33,12 @@ export async function loadOrCreateSigningSeed(
   throw new Error("could not store the server signing seed");
 }
 
+/** The stored seed, if one was ever created; never creates one (scripts/signing_key.ts). */
+export async function readStoredSigningSeed(kv: Deno.Kv): Promise<Uint8Array | undefined> {
+  const existing = await kv.get<unknown>(serverSigningSeedKey());
+  return existing.versionstamp === null ? undefined : storedSeed(existing.value);
+}
+
 function storedSeed(value: unknown): Uint8Array {
   if (value instanceof Uint8Array && value.length === SEED_BYTES) return value;
   throw new Error(
