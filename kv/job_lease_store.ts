@@ -2,7 +2,7 @@
  * Leased background jobs in KV (domain/ports/job_lease_store.ts): `job_state/job` holds the
  * lease and the schedule, rewritten only under a check on the versionstamp it was read at, so
  * two processes that both find a job due cannot both take it; `jobrun_record/job/run` logs each
- * run in the commits that take and give back the lease, with an expiry (a week) so the log
+ * run in the commits that take and give back the lease, with an expiry (a day) so the log
  * does not grow without bound.
  */
 import type {
@@ -16,7 +16,7 @@ import type {
 import { jobKeys } from "./schema.ts";
 
 /** How long a run stays in the log. */
-const RUN_LOG_LIFETIME_MS = 7 * 24 * 60 * 60 * 1000;
+const RUN_LOG_LIFETIME_MS = 24 * 60 * 60 * 1000;
 
 /** The KV adapter of the job lease port. */
 export class KvJobLeaseStore implements JobLeaseStore {
@@ -78,7 +78,7 @@ export class KvJobLeaseStore implements JobLeaseStore {
     const op = this.kv.atomic()
       .check({ key, versionstamp: lease.versionstamp })
       .set(key, free);
-    // The log entry may have expired under a run of more than a week; the state still goes.
+    // The log entry may have expired under a run of more than a day; the state still goes.
     if (logged.value) {
       op.set(runKey, { ...logged.value, ...end }, { expireIn: RUN_LOG_LIFETIME_MS });
     }

@@ -1019,7 +1019,7 @@ export const rateLimitKeys = {
 export const jobKeys = {
   /** job name -> JobState: the lease (holder, expiry) and when the job is next due. */
   state: (job: string): Deno.KvKey => ["job_state", job],
-  /** (job name, run number) -> JobRunRecord: the run log, kept a week. */
+  /** (job name, run number) -> JobRunRecord: the run log, kept a day. */
   run: (job: string, run: number): Deno.KvKey => ["jobrun_record", job, run],
   /** A job's run log, in run order. */
   runPrefix: (job: string): Deno.KvKey => ["jobrun_record", job],

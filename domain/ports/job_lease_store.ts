@@ -3,7 +3,7 @@
  * job name holding who runs it until when (the lease) and when it is next due, changed only
  * under a versionstamp check, so of several processes only one takes a due job, and a job
  * whose holder died is taken over once its lease runs out. Every run is also logged (kept a
- * week), so an operator, or a test, can see which process ran which period.
+ * day), so an operator, or a test, can see which process ran which period.
  */
 
 /** A job's shared state. */
