@@ -23,6 +23,11 @@ import type {
 
 /** Optimistic commits retry this often before giving up (contention on one device is rare). */
 const MAX_ATTEMPTS = 20;
+/**
+ * Devices whose tokens the deactivation commit revokes itself: two deletes each, within KV's
+ * 1,000 mutations and 80 KiB of keys per commit. The follow-up logout revokes any beyond.
+ */
+const TOKENS_REVOKED_WITH_DEACTIVATION = 200;
 
 /** Stored dehydrated device: `device_data` as UTF-8 JSON, so its size is what was checked. */
 interface StoredDehydratedDevice {
@@ -88,13 +93,23 @@ export class KvAccountStore implements AccountStore {
     await this.kv.set(keys.account(account.userId), account);
   }
 
-  /** See AccountStore.markDeactivated. */
+  /**
+   * See AccountStore.markDeactivated. The access and refresh tokens of the account's devices
+   * (the first TOKENS_REVOKED_WITH_DEACTIVATION of them) go in the same commit: the account stops
+   * working in every process at once, even when the process dies before the follow-up logout
+   * (the leased resumption may come minutes later). The device records stay for that logout,
+   * whose hooks announce them gone; a device logged in meanwhile is left to it too.
+   */
   async markDeactivated(account: AccountRecord): Promise<void> {
     const record: AccountRecord = { ...account, deactivated: true, deactivationPending: true };
-    await this.kv.atomic()
+    const devices = await this.listDevices(account.userId);
+    const op = this.kv.atomic()
       .set(keys.account(account.userId), record)
-      .set(keys.pendingDeactivation(account.userId), true)
-      .commit();
+      .set(keys.pendingDeactivation(account.userId), true);
+    for (const device of devices.slice(0, TOKENS_REVOKED_WITH_DEACTIVATION)) {
+      this.deleteTokens(op, device);
+    }
+    await op.commit();
   }
 
   /** See AccountStore.pendingDeactivations. */

@@ -128,9 +128,10 @@ export interface AccountStore {
     tokens?: IssuedTokens,
   ): Promise<boolean>;
   /**
-   * Write a deactivated account record (`deactivationPending` set) and list the user among the
-   * unfinished deactivations, in one commit: a process that dies after it leaves work that
-   * `pendingDeactivations` finds.
+   * Write a deactivated account record (`deactivationPending` set), list the user among the
+   * unfinished deactivations and revoke the access and refresh tokens of the user's devices, in
+   * one commit: the account stops working in every process at once, and a process that dies
+   * after it leaves work (deleting the devices, the hooks) that `pendingDeactivations` finds.
    */
   markDeactivated(account: AccountRecord): Promise<void>;
   /** Users whose deactivation's follow-up work is unfinished (at most `limit`). */

@@ -4,6 +4,7 @@
  * on the very next request, though A served that token a moment before.
  */
 import { assertEquals } from "../assert.ts";
+import { KvAccountStore } from "../../kv/account_store.ts";
 import { loginUser, registerUser } from "../routes/client_harness.ts";
 import {
   passwordAuth,
@@ -125,6 +126,30 @@ Deno.test("coherence: an account deactivated through B is gone on A at once", as
     assertEquals((await whoami(a, dave.accessToken)).status, 401);
     assertEquals((await whoami(a, other.accessToken)).status, 401);
     assertEquals(await loginStatus(a, "dave", "pw-dave"), 403);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("coherence: a deactivation whose process died before its logout still ends every token", async () => {
+  const { a, kv, close } = await startSharedKvServers();
+  try {
+    const erin = await registerUser(a, "erin", "pw-erin");
+    const other = await loginUser(a, "erin", "pw-erin");
+    assertEquals((await whoami(a, erin.accessToken)).status, 200);
+    // What B's deactivation commits before anything else; B then dies (no logout, no hooks).
+    const store = new KvAccountStore(kv);
+    const account = (await store.getAccount(erin.userId))!;
+    await store.markDeactivated({ ...account, passwordHash: undefined, deactivated: true });
+    assertEquals((await whoami(a, erin.accessToken)).status, 401);
+    assertEquals((await whoami(a, other.accessToken)).status, 401);
+    // The rest of the work is left for later: the devices go with their hooks.
+    assertEquals(await store.pendingDeactivations(), [erin.userId]);
+    assertEquals((await store.listDevices(erin.userId)).length, 2);
+    // A login attempt is refused, and finishes that work on the way.
+    assertEquals(await loginStatus(a, "erin", "pw-erin"), 403);
+    assertEquals(await store.pendingDeactivations(), []);
+    assertEquals(await store.listDevices(erin.userId), []);
   } finally {
     close();
   }
