@@ -1,11 +1,12 @@
 /**
  * A background job across real processes killed and restarted: three Tessera processes on one
- * KV file run the probe job (TESSERA_JOB_PROBE_MS: it holds its lease 1.5 s every 2 s period,
- * with 3 s leases, TESSERA_JOB_LEASE_MS). Four times the test finds the process in the middle of
- * a run, kills it (SIGKILL three times, as a crash; SIGTERM once, the graceful path) and starts
- * it again. The run log the runner keeps in KV then must show every period run to its end
- * exactly once, each run a killed process left unfinished taken over by another process for
- * the same period, and no two runs at once.
+ * KV file run the probe job (TESSERA_JOB_PROBE_MS: it holds its lease 1.5 s every 2 s period)
+ * with 4.5 s leases (TESSERA_JOB_LEASE_MS), renewed every 1.5 s, so only a stall of 3 s or
+ * more under CI load could cost a live process its lease. Four times the test finds the process
+ * in the middle of a run, kills it (SIGKILL three times, as a crash; SIGTERM once, the graceful
+ * path) and starts it again. The run log the runner keeps in KV then must show every period
+ * run to its end exactly once, each run a killed process left unfinished taken over by another
+ * process for the same period, and no two runs at once.
  */
 import { assert, assertEquals } from "../assert.ts";
 import { KvJobLeaseStore } from "../../kv/job_lease_store.ts";
@@ -43,7 +44,7 @@ interface Interruption {
 Deno.test("fleet: a background job runs once per period while processes are killed and restarted", async () => {
   const fleet = await startFleet(3, {
     env: {
-      TESSERA_JOB_LEASE_MS: "3000",
+      TESSERA_JOB_LEASE_MS: "4500",
       TESSERA_JOB_PROBE_MS: "1500",
       TESSERA_JOB_PROBE_PERIOD_MS: "2000",
     },
