@@ -35,14 +35,28 @@ async function guarded<T>(promise: Promise<T>, what: string): Promise<T> {
 }
 
 /**
- * Resolves once `server` has a long-poll waiting on other processes' commits (its notifier
- * watches and its poll source has keys), so what follows exercises the wake, not the read.
+ * Start a long-poll on `server` and resolve once it waits on other processes' commits (its
+ * notifier watches, and its wake source holds one more subscription than before: the outbox
+ * workers may hold some of their own), so what follows exercises the wake, not the read.
+ * Returns the response to come.
  */
-async function waiting(server: SharedKvServer): Promise<void> {
+async function longPoll(
+  server: SharedKvServer,
+  path: string,
+  token: string,
+): Promise<{ response: ReturnType<SharedKvServer["request"]> }> {
   const source = server.wakeSource as PollWakeSource | WatchWakeSource;
-  while (server.deps.syncNotifier.watching === 0 || source.subscriptionCount === 0) {
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+  const before = source.subscriptionCount;
+  const response = server.request("GET", path, { token });
+  await guarded(
+    (async () => {
+      while (server.deps.syncNotifier.watching === 0 || source.subscriptionCount <= before) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })(),
+    "the long-poll starting its wait",
+  );
+  return { response };
 }
 
 let txn = 0;
@@ -85,12 +99,11 @@ for (const mode of ["poll", "watch"] as const) {
       });
       assertEquals(first.status, 200);
 
-      const polling = a.request(
-        "GET",
+      const polling = (await longPoll(
+        a,
         `${V3}/sync?filter=${TIMELINE_ONLY}&timeout=60000&since=${first.body.next_batch}`,
-        { token: bob.accessToken },
-      );
-      await guarded(waiting(a), "the long-poll on A");
+        bob.accessToken,
+      )).response;
       const sent = await send(b, alice.accessToken, roomId, "across processes");
       assertEquals(sent.status, 200);
 
@@ -120,12 +133,11 @@ Deno.test("an invite sent through B wakes the invitee's long-poll /sync on A", a
       token: bob.accessToken,
     });
     // Bob is in no room: only his user's wake key can tell A of the invite.
-    const polling = a.request(
-      "GET",
+    const polling = (await longPoll(
+      a,
       `${V3}/sync?filter=${TIMELINE_ONLY}&timeout=60000&since=${first.body.next_batch}`,
-      { token: bob.accessToken },
-    );
-    await guarded(waiting(a), "the long-poll on A");
+      bob.accessToken,
+    )).response;
     const invited = await b.request("POST", `${V3}/rooms/${encodeURIComponent(roomId)}/invite`, {
       token: alice.accessToken,
       body: { user_id: bob.userId },
@@ -153,12 +165,11 @@ Deno.test("a to-device message sent through B wakes the recipient's long-poll /s
     const first = await a.request("GET", `${V3}/sync?filter=${TIMELINE_ONLY}`, {
       token: bob.accessToken,
     });
-    const polling = a.request(
-      "GET",
+    const polling = (await longPoll(
+      a,
       `${V3}/sync?filter=${TIMELINE_ONLY}&timeout=60000&since=${first.body.next_batch}`,
-      { token: bob.accessToken },
-    );
-    await guarded(waiting(a), "the long-poll on A");
+      bob.accessToken,
+    )).response;
     const sent = await b.request("PUT", `${V3}/sendToDevice/m.test.ping/t${++txn}`, {
       token: alice.accessToken,
       body: { messages: { [bob.userId]: { [bob.deviceId]: { hello: "from B" } } } },
@@ -189,10 +200,9 @@ Deno.test("a message sent through B wakes a long-poll /events on A", async () =>
     const first = await a.request("GET", `${V3}/events?timeout=0`, { token: bob.accessToken });
     assertEquals(first.status, 200);
 
-    const polling = a.request("GET", `${V3}/events?timeout=60000&from=${first.body.end}`, {
-      token: bob.accessToken,
-    });
-    await guarded(waiting(a), "the long-poll on A");
+    const polling =
+      (await longPoll(a, `${V3}/events?timeout=60000&from=${first.body.end}`, bob.accessToken))
+        .response;
     const sent = await send(b, alice.accessToken, roomId, "to the event stream");
     assertEquals(sent.status, 200);
 
