@@ -194,7 +194,10 @@ export class OutboxWorker {
         }
         const wakes = this.#wakes;
         const drain = this.#drain(destination, mark)
-          .catch((error) => console.error("outbox drain failed", destination, error))
+          .catch((error) => {
+            console.error("outbox drain failed", destination, error);
+            this.#retrySoon();
+          })
           .finally(() => {
             this.#inFlight.delete(destination);
             // Entries appended while it ran may have missed it (a pass skips a destination in
@@ -231,7 +234,10 @@ export class OutboxWorker {
         return;
       }
       this.#pass = this.#startDrains(false)
-        .catch((error) => console.error("outbox pass failed", error))
+        .catch((error) => {
+          console.error("outbox pass failed", error);
+          this.#retrySoon();
+        })
         .finally(() => {
           this.#pass = undefined;
           if (!this.#running) return;
@@ -242,6 +248,16 @@ export class OutboxWorker {
           else this.#schedule(this.#pollMs);
         });
     }, delay);
+  }
+
+  /**
+   * A pass or drain failed (KV unreachable, say): with no poll and perhaps no wake to come,
+   * try again after `pollMs` rather than wait for the next append.
+   */
+  #retrySoon(): void {
+    if (!this.#running || !this.#unsubscribe) return;
+    if (this.#timer !== undefined && this.#timerAt <= Date.now() + this.#pollMs) return;
+    this.#schedule(this.#pollMs);
   }
 
   /**

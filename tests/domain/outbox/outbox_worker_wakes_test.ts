@@ -146,3 +146,35 @@ Deno.test("outbox wakes: a destination leased by a dead process is taken over wh
     kv.close();
   }
 });
+
+Deno.test("outbox wakes: a pass that failed (KV unreachable) is tried again without waiting for a wake", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const store = new KvOutboxStore(kv, "test");
+  let failures = 0;
+  const flaky = new class extends KvOutboxStore {
+    override pending(limit: number, after?: string) {
+      if (failures++ === 0) return Promise.reject(new Error("KV unreachable"));
+      return super.pending(limit, after);
+    }
+  }(kv, "test");
+  const { delivered, deliver, until } = deliveries();
+  const sender = new OutboxWorker({
+    store: flaky,
+    deliver,
+    pollMs: 20,
+    wakes: { source: new LocalWakeSource(), topic: { kind: "outbox", stream: "test" } },
+  });
+  const error = console.error;
+  console.error = () => {};
+  try {
+    await store.append([{ destination: "d", order: [1], payload: { n: 1 } }]);
+    sender.start();
+    await until(1, "the entry after the failed pass");
+    assertEquals(delivered, [1]);
+    assert(failures >= 2);
+  } finally {
+    console.error = error;
+    await sender.stop();
+    kv.close();
+  }
+});
