@@ -1,10 +1,11 @@
 /**
  * Revocations in a fleet (issue 12): three real processes on one KV file. A logout, an account
  * deactivation and a room ban done through one process take effect on the others on the very
- * next request there, though those processes had just served the same token or room (so any
- * per-process cache of sessions or room state was warm).
+ * next request there (whoami, /sync, a send, a rejoin, the banned member's next sync), though
+ * those processes had just served the same token or room (so any per-process cache of sessions
+ * or room state was warm).
  */
-import { assertEquals } from "../assert.ts";
+import { assert, assertEquals } from "../assert.ts";
 import { loginUser, registerUser } from "../routes/client_harness.ts";
 import { type FleetProcess, startFleet } from "./fleet_harness.ts";
 
@@ -15,6 +16,12 @@ const enc = encodeURIComponent;
 async function whoami(p: FleetProcess, token: string): Promise<[number, string | undefined]> {
   const res = await p.request("GET", `${V3}/account/whoami`, { token });
   return [res.status, res.body?.errcode];
+}
+
+/** A /sync on `p` that does not wait (from `since` when given). */
+function syncNow(p: FleetProcess, token: string, since?: string) {
+  const from = since === undefined ? "" : `&since=${enc(since)}`;
+  return p.request("GET", `${V3}/sync?timeout=0${from}`, { token });
 }
 
 Deno.test("fleet: logout, deactivation and a ban through one process hold on the others at once", async (t) => {
@@ -38,6 +45,14 @@ Deno.test("fleet: logout, deactivation and a ban through one process hold on the
             await whoami(p, alice.accessToken),
             [401, "M_UNKNOWN_TOKEN"],
             `on ${p.index}`,
+          );
+        }
+        for (const p of [b, c]) {
+          const sync = await syncNow(p, alice.accessToken);
+          assertEquals(
+            [sync.status, sync.body?.errcode],
+            [401, "M_UNKNOWN_TOKEN"],
+            `sync on ${p.index}`,
           );
         }
         // Only that device's token: the other session still works everywhere.
@@ -132,6 +147,9 @@ Deno.test("fleet: logout, deactivation and a ban through one process hold on the
           );
         // Dave sends through B and C first: their views of the room have him joined.
         for (const p of [b, c]) assertEquals((await send(p, `before, via ${p.index}`)).status, 200);
+        const before = await syncNow(c, dave.accessToken);
+        assertEquals(before.status, 200);
+        assert(before.body.rooms?.join?.[roomId], "dave's sync on C lists the room as joined");
 
         const ban = await a.request("POST", `${V3}/rooms/${enc(roomId)}/ban`, {
           token: carol.accessToken,
@@ -149,7 +167,23 @@ Deno.test("fleet: logout, deactivation and a ban through one process hold on the
           );
           assertEquals(member.status, 200);
           assertEquals(member.body.membership, "ban", `membership as process ${p.index} sees it`);
+          const rejoin = await p.request("POST", `${V3}/join/${enc(roomId)}`, {
+            token: dave.accessToken,
+            body: {},
+          });
+          assertEquals(rejoin.status, 403, `rejoin on ${p.index}: ${JSON.stringify(rejoin.body)}`);
         }
+        // Dave's next sync on C moves the room to `leave`, ending with his ban.
+        const after = await syncNow(c, dave.accessToken, before.body.next_batch);
+        assertEquals(after.status, 200);
+        const left = after.body.rooms?.leave?.[roomId];
+        assert(left, `the room is not under leave: ${JSON.stringify(after.body.rooms)}`);
+        const last = left.timeline.events[left.timeline.events.length - 1];
+        assertEquals([last.type, last.state_key, last.content.membership], [
+          "m.room.member",
+          dave.userId,
+          "ban",
+        ]);
       }),
     );
     failed = passed.includes(false);
