@@ -133,7 +133,11 @@ export function batchWrites(plan: BatchWriteSource): PlannedMutation[] {
   if (plan.events.size > 0 && plan.head) {
     out.push({ op: "set", key: keys.head(plan.roomId), value: plan.head });
   }
-  out.push(...appendWakes(plan));
+  if (plan.events.size > 0 && plan.ctx.keys.namespace.length === 0) {
+    // Syncs watching the room, in whatever process, wake with this commit. The member events'
+    // users are woken beside it by the event log (memberWakeUsers), as far as the commit holds.
+    out.push(...plannedWakes({ roomIds: [plan.roomId] }));
+  }
   out.push(...plan.relations.mutations());
   out.push(...plan.searchDeletes);
   out.push(...backwardExtremityWrites(keys, plan.roomId, plan.backwardExtremities));
@@ -153,18 +157,18 @@ export function batchWrites(plan: BatchWriteSource): PlannedMutation[] {
 }
 
 /**
- * The wake keys an append bumps in its own commit, so a sync waiting in another process wakes
- * with this commit's versionstamp: the room's, and the user's of every m.room.member event it
- * appends (an invite, or the user's own join from another device, reaches a sync that does not
- * watch the room yet). Replay rebuilding under a namespace wakes nobody: nothing waits on it.
+ * Users whose wake keys an append bumps besides the room's: the state_key of every
+ * m.room.member event it appends (an invite, or the user's own join from another device,
+ * reaches a sync that does not watch the room yet). None when replay rebuilds under a
+ * namespace: nothing waits on it.
  */
-function appendWakes(plan: BatchWriteSource): PlannedMutation[] {
-  if (plan.events.size === 0 || plan.ctx.keys.namespace.length > 0) return [];
+export function memberWakeUsers(plan: BatchWriteSource): string[] {
+  if (plan.ctx.keys.namespace.length > 0) return [];
   const userIds: string[] = [];
   for (const { event } of plan.events.values()) {
     if (event.type === "m.room.member" && typeof event.state_key === "string") {
       userIds.push(event.state_key);
     }
   }
-  return plannedWakes({ roomIds: [plan.roomId], userIds });
+  return userIds;
 }

@@ -20,7 +20,14 @@ import {
   RoomHeadMoved,
 } from "../domain/ports/event_store.ts";
 import { decodeJson } from "./chunked_value.ts";
-import { applyMutations, commitOverLimit, measureCommit } from "./commit_budget.ts";
+import {
+  applyMutations,
+  commitOverLimit,
+  measureCommit,
+  type PlannedMutation,
+} from "./commit_budget.ts";
+import { memberWakeUsers } from "./batch_writes.ts";
+import { commitWakes, fitWakes } from "./wake_fanout.ts";
 import { commitAhead } from "./large_join.ts";
 import { LruCache } from "./lru_cache.ts";
 import { lookupBatch } from "./batch_lookups.ts";
@@ -105,11 +112,15 @@ export class EventLog {
           }
           mutations = final;
         } else mutations = planner.mutations();
-        const result = await applyMutations(this.ctx.kv.atomic(), mutations).commit();
+        const wakes = memberWakes(planner, mutations);
+        const result = await applyMutations(this.ctx.kv.atomic(), [...mutations, ...wakes.now])
+          .commit();
         if (result.ok) {
           if (planner.events.size > 0 && planner.head) {
             this.#heads.set(roomId, { head: planner.head, versionstamp: result.versionstamp });
           }
+          // Rare (many member events at once): the append resolves once every wake is down.
+          await commitWakes(this.ctx.kv, wakes.rest);
           this.#settle(planner, pending.slice(rejected, rejected + included), result.versionstamp);
           return rejected + included;
         }
@@ -191,6 +202,21 @@ export class EventLog {
       }
     }
   }
+}
+
+/**
+ * The member events' users' wake keys (batch_writes.ts's memberWakeUsers) that fit beside the
+ * batch's `mutations`, and the rest. The batch is planned without them so that a request of
+ * many member events (a transaction of joins) fits as it always did; what overflows is bumped
+ * in blind commits right after (kv/wake_fanout.ts says why that is still safe).
+ */
+function memberWakes(
+  planner: RoomBatchPlanner,
+  mutations: readonly PlannedMutation[],
+): { now: PlannedMutation[]; rest: PlannedMutation[] } {
+  const userIds = memberWakeUsers(planner);
+  if (userIds.length === 0) return { now: [], rest: [] };
+  return fitWakes({ userIds }, measureCommit(mutations));
 }
 
 /**

@@ -77,6 +77,30 @@ Deno.test("appends folded into one group commit bump every member's key in that 
   }
 });
 
+Deno.test("an append of more member events than its commit holds wakes the rest of their users right after", async () => {
+  const { kv, store } = await memoryStore();
+  try {
+    const room = new RoomBuilder("!crowd:test");
+    await store.append({ roomId: room.roomId, events: [room.create()] });
+    // 100 joins take about 900 mutations: their users' wakes do not all fit beside them.
+    const users = Array.from(
+      { length: 100 },
+      (_, i) => `@member-with-a-longish-name-${i}:example.org`,
+    );
+    const appended = await store.append({
+      roomId: room.roomId,
+      events: users.map((userId) => room.member(userId, "join")),
+    });
+    assert.equal(await stampOf(kv, wakeKeys.room(room.roomId)), appended.versionstamp);
+    const stamps = await Promise.all(users.map((userId) => stampOf(kv, wakeKeys.user(userId))));
+    const inCommit = stamps.filter((s) => s === appended.versionstamp).length;
+    assert.ok(inCommit > 0 && inCommit < users.length, `${inCommit} users in the commit`);
+    assert.ok(stamps.every((s) => s >= appended.versionstamp));
+  } finally {
+    kv.close();
+  }
+});
+
 Deno.test("replay rebuilding under a namespace of the live database wakes nobody", async () => {
   const { kv, store } = await memoryStore();
   try {
