@@ -15,7 +15,7 @@
 import { contentionBackoff, isDatabaseBusy } from "./commit_retry.ts";
 
 /** Commits refused by the busy database are tried this many times in all. */
-export const BUSY_COMMIT_ATTEMPTS = 12;
+export const BUSY_COMMIT_ATTEMPTS = 40;
 
 /**
  * `kv` with every `atomic()` operation's `commit()` retried while SQLite reports the database
