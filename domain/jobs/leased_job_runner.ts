@@ -43,6 +43,12 @@ export interface LeasedJobRunnerOptions {
   leaseMs?: number;
   /** Delay before a failed run is tried again (at most the job's period); default a minute. */
   retryMs?: number;
+  /**
+   * Up to this much random delay on each look, so a fleet's processes do not all try to take a
+   * job at the same instant (the first takes it; the rest then only read); default the smaller
+   * of 1 s and a twentieth of the lease.
+   */
+  jitterMs?: number;
   log?: (message: string, ...details: unknown[]) => void;
 }
 
@@ -66,6 +72,7 @@ export class LeasedJobRunner {
   readonly #setTimer: SetTimer;
   readonly #leaseMs: number;
   readonly #retryMs: number;
+  readonly #jitterMs: number;
   readonly #log: (message: string, ...details: unknown[]) => void;
   #started = false;
   /** Per job: the cancel function of its timer. */
@@ -86,6 +93,7 @@ export class LeasedJobRunner {
     this.#setTimer = options.setTimer ?? defaultSetTimer;
     this.#leaseMs = options.leaseMs ?? DEFAULT_JOB_LEASE_MS;
     this.#retryMs = options.retryMs ?? 60_000;
+    this.#jitterMs = options.jitterMs ?? Math.min(1_000, Math.floor(this.#leaseMs / 20));
     this.#log = options.log ?? console.warn;
   }
 
@@ -124,7 +132,8 @@ export class LeasedJobRunner {
 
   #arm(job: LeasedJob, at: number): void {
     this.#timers.get(job.name)?.();
-    const delay = Math.min(MAX_TIMER_MS, Math.max(0, at - this.#now()));
+    const jitter = Math.floor(Math.random() * this.#jitterMs);
+    const delay = Math.min(MAX_TIMER_MS, Math.max(0, at - this.#now()) + jitter);
     this.#timers.set(
       job.name,
       this.#setTimer(() => {

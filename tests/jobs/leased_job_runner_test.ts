@@ -71,7 +71,7 @@ function countingJob(name: string, periodMs: number) {
   return { job, leased };
 }
 
-async function fleet(size: number, clock: FakeClock, leaseMs = 30_000) {
+async function fleet(size: number, clock: FakeClock, leaseMs = 30_000, jitterMs = 0) {
   const kv = await Deno.openKv(":memory:");
   const store = new KvJobLeaseStore(kv);
   const counted = countingJob("sweep", 60_000);
@@ -83,6 +83,7 @@ async function fleet(size: number, clock: FakeClock, leaseMs = 30_000) {
       now: () => clock.now,
       setTimer: clock.timers(),
       leaseMs,
+      jitterMs,
       log: () => {},
     }));
   return { kv, store, counted: counted.job, runners };
@@ -114,13 +115,14 @@ Deno.test("jobs: of several runners finding a job due, exactly one runs it each 
 
 Deno.test("jobs: started runners keep one run per period on their timers alone", async () => {
   const clock = new FakeClock();
-  const { kv, counted, runners } = await fleet(3, clock);
+  // Each look comes up to 1 s late (at random), so the three do not all try at once.
+  const { kv, counted, runners } = await fleet(3, clock, 30_000, 1_000);
   try {
     runners.forEach((r) => r.start());
-    await clock.advance(0);
+    await clock.advance(1_000);
     assertEquals(counted.runs.length, 1);
-    for (let step = 0; step < 12; step++) await clock.advance(15_000);
-    // 180 s later: three more periods, each run once, whoever ran it.
+    for (let step = 0; step < 13; step++) await clock.advance(15_000);
+    // 195 s later: three more periods (each up to a second late), each run once, by anyone.
     assertEquals(counted.runs.length, 4);
     assertEquals(counted.mostAtOnce, 1);
   } finally {
@@ -176,6 +178,7 @@ Deno.test("jobs: a dead holder's job is taken over after its lease runs out, and
       now: () => clock.now,
       setTimer: clock.timers(frozen),
       leaseMs: 30_000,
+      jitterMs: 0,
       log: () => {},
     });
   const a = make("a", () => dead);
@@ -237,7 +240,14 @@ Deno.test("jobs: a stop gives the lease back at once with the job still due; a f
       return Promise.resolve();
     },
   });
-  const options = { store, now: () => clock.now, leaseMs: 30_000, retryMs: 5_000, log: () => {} };
+  const options = {
+    store,
+    now: () => clock.now,
+    leaseMs: 30_000,
+    retryMs: 5_000,
+    jitterMs: 0,
+    log: () => {},
+  };
   const a = new LeasedJobRunner({
     ...options,
     jobs: [job("a")],
