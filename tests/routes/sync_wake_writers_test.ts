@@ -1,0 +1,244 @@
+/**
+ * Every kind of change a long-poll reads wakes it from another process: two servers (the real
+ * assembly) over one KV handle in `TESSERA_WAKE=poll` mode, so A's memory hears nothing of B's
+ * commits and only the wake keys B's writers bump (tests/kv/wake_writers_test.ts) can end A's
+ * wait before its 60 s timeout. Messages, invites and to-device messages are covered in
+ * sync_cross_process_test.ts; these are the rest: typing, receipts public and private, account
+ * data, push rules, presence and device lists. A test-level guard reports a missed wake.
+ */
+import { assert, assertEquals } from "../assert.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
+import type { PollWakeSource } from "../../kv/wake_sources.ts";
+import { registerUser } from "./client_harness.ts";
+import {
+  type SharedKvServer,
+  startSharedKvServers,
+  V3,
+} from "../fleet_coherence/shared_kv_servers.ts";
+
+const POLL = { TESSERA_WAKE: "poll", TESSERA_WAKE_POLL_MS: "20" };
+/** Far beyond any wake; the long-polls ask for 60 s. */
+const GUARD_MS = 30_000;
+
+/** `promise`, or a failure naming `what` if it takes longer than the guard. */
+async function guarded<T>(promise: Promise<T>, what: string): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const guard = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${what}: not woken within ${GUARD_MS} ms`)),
+      GUARD_MS,
+    );
+  });
+  try {
+    return await Promise.race([promise, guard]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** A sync filter showing only `sections` (others emptied), so nothing else ends the wait. */
+function only(...sections: ("ephemeral" | "account_data" | "presence" | "device_lists")[]) {
+  const none = { types: [] };
+  const filter: JsonObject = {
+    presence: sections.includes("presence") ? {} : none,
+    account_data: sections.includes("account_data") ? {} : none,
+    room: {
+      timeline: none,
+      state: none,
+      account_data: none,
+      ...(sections.includes("ephemeral") ? {} : { ephemeral: none }),
+    },
+  };
+  return encodeURIComponent(JSON.stringify(filter));
+}
+
+/** Two servers on one KV, Alice registered on B, Bob on A, both joined to Alice's room. */
+async function twoServersOneRoom() {
+  const servers = await startSharedKvServers(POLL);
+  const { a, b } = servers;
+  const alice = await registerUser(b, "alice");
+  const bob = await registerUser(a, "bob");
+  const created = await b.request("POST", `${V3}/createRoom`, {
+    token: alice.accessToken,
+    body: { preset: "public_chat" },
+  });
+  const roomId: string = created.body.room_id;
+  const joined = await a.request("POST", `${V3}/join/${encodeURIComponent(roomId)}`, {
+    token: bob.accessToken,
+  });
+  assertEquals(joined.status, 200);
+  return { ...servers, alice, bob, roomId };
+}
+
+/**
+ * Sync once on `server` with `filter`, then start a long-poll from there and resolve once it
+ * waits on other processes' commits; `response` is the response to come.
+ */
+async function longPollAfterSync(
+  server: SharedKvServer,
+  token: string,
+  filter: string,
+): Promise<{ response: ReturnType<SharedKvServer["request"]> }> {
+  const first = await server.request("GET", `${V3}/sync?filter=${filter}`, { token });
+  assertEquals(first.status, 200);
+  const source = server.wakeSource as PollWakeSource;
+  const before = source.subscriptionCount;
+  const response = server.request(
+    "GET",
+    `${V3}/sync?filter=${filter}&timeout=60000&since=${first.body.next_batch}`,
+    { token },
+  );
+  await guarded(
+    (async () => {
+      while (server.deps.syncNotifier.watching === 0 || source.subscriptionCount <= before) {
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })(),
+    "the long-poll starting its wait",
+  );
+  return { response };
+}
+
+/** Send a message through `server`; its event ID. */
+async function send(server: SharedKvServer, token: string, roomId: string): Promise<string> {
+  const sent = await server.request(
+    "PUT",
+    `${V3}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/t${crypto.randomUUID()}`,
+    { token, body: { msgtype: "m.text", body: "hello" } },
+  );
+  assertEquals(sent.status, 200);
+  return sent.body.event_id;
+}
+
+Deno.test("typing through B wakes a room-mate's long-poll on A", async () => {
+  const { a, b, alice, bob, roomId, close } = await twoServersOneRoom();
+  try {
+    const polling = (await longPollAfterSync(a, bob.accessToken, only("ephemeral"))).response;
+    const typed = await b.request(
+      "PUT",
+      `${V3}/rooms/${encodeURIComponent(roomId)}/typing/${encodeURIComponent(alice.userId)}`,
+      { token: alice.accessToken, body: { typing: true, timeout: 30_000 } },
+    );
+    assertEquals(typed.status, 200);
+    const woken = await guarded(polling, "/sync on A");
+    assertEquals(woken.status, 200);
+    const ephemeral: JsonObject[] = woken.body.rooms.join[roomId].ephemeral.events;
+    const typing = ephemeral.find((e) => e.type === "m.typing");
+    assertEquals((typing?.content as JsonObject).user_ids, [alice.userId]);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("a read receipt through B wakes a room-mate's long-poll on A", async () => {
+  const { a, b, alice, bob, roomId, close } = await twoServersOneRoom();
+  try {
+    const eventId = await send(b, alice.accessToken, roomId);
+    const polling = (await longPollAfterSync(a, bob.accessToken, only("ephemeral"))).response;
+    const read = await b.request(
+      "POST",
+      `${V3}/rooms/${encodeURIComponent(roomId)}/receipt/m.read/${encodeURIComponent(eventId)}`,
+      { token: alice.accessToken, body: {} },
+    );
+    assertEquals(read.status, 200);
+    const woken = await guarded(polling, "/sync on A");
+    const receipt = (woken.body.rooms.join[roomId].ephemeral.events as JsonObject[])
+      .find((e) => e.type === "m.receipt");
+    const content = receipt?.content as Record<string, Record<string, JsonObject>>;
+    assert(content?.[eventId]?.["m.read"]?.[alice.userId], "Alice's receipt is in the sync");
+  } finally {
+    close();
+  }
+});
+
+Deno.test("a private receipt through B wakes its owner's own long-poll on A", async () => {
+  const { a, b, alice, roomId, close } = await twoServersOneRoom();
+  try {
+    const eventId = await send(b, alice.accessToken, roomId);
+    const polling = (await longPollAfterSync(a, alice.accessToken, only("ephemeral"))).response;
+    const read = await b.request(
+      "POST",
+      `${V3}/rooms/${encodeURIComponent(roomId)}/receipt/m.read.private/${
+        encodeURIComponent(eventId)
+      }`,
+      { token: alice.accessToken, body: {} },
+    );
+    assertEquals(read.status, 200);
+    const woken = await guarded(polling, "/sync on A");
+    const receipt = (woken.body.rooms.join[roomId].ephemeral.events as JsonObject[])
+      .find((e) => e.type === "m.receipt");
+    const content = receipt?.content as Record<string, Record<string, JsonObject>>;
+    assert(content?.[eventId]?.["m.read.private"]?.[alice.userId], "the private receipt");
+  } finally {
+    close();
+  }
+});
+
+Deno.test("account data and push rules set through B wake the user's long-poll on A", async () => {
+  const { a, b, alice, close } = await twoServersOneRoom();
+  try {
+    const token = alice.accessToken;
+    let polling = (await longPollAfterSync(a, token, only("account_data"))).response;
+    const put = await b.request(
+      "PUT",
+      `${V3}/user/${encodeURIComponent(alice.userId)}/account_data/org.example.setting`,
+      { token, body: { across: "processes" } },
+    );
+    assertEquals(put.status, 200);
+    let woken = await guarded(polling, "/sync on A (account data)");
+    assertEquals(woken.body.account_data.events, [
+      { type: "org.example.setting", content: { across: "processes" } },
+    ]);
+
+    polling = (await longPollAfterSync(a, token, only("account_data"))).response;
+    const rule = await b.request("PUT", `${V3}/pushrules/global/content/across`, {
+      token,
+      body: { pattern: "across", actions: ["notify"] },
+    });
+    assertEquals(rule.status, 200);
+    woken = await guarded(polling, "/sync on A (push rules)");
+    const rules = (woken.body.account_data.events as JsonObject[])
+      .find((e) => e.type === "m.push_rules");
+    const content = (rules?.content as JsonObject).global as Record<string, JsonObject[]>;
+    assert(content.content.some((r) => r.rule_id === "across"), "the new rule is in the sync");
+  } finally {
+    close();
+  }
+});
+
+Deno.test("presence set through B wakes a room-mate's long-poll on A", async () => {
+  const { a, b, alice, bob, close } = await twoServersOneRoom();
+  try {
+    const polling = (await longPollAfterSync(a, bob.accessToken, only("presence"))).response;
+    const set = await b.request(
+      "PUT",
+      `${V3}/presence/${encodeURIComponent(alice.userId)}/status`,
+      { token: alice.accessToken, body: { presence: "unavailable", status_msg: "elsewhere" } },
+    );
+    assertEquals(set.status, 200);
+    const woken = await guarded(polling, "/sync on A");
+    const presence = (woken.body.presence.events as JsonObject[])
+      .find((e) => e.sender === alice.userId);
+    assertEquals((presence?.content as JsonObject).presence, "unavailable");
+    assertEquals((presence?.content as JsonObject).status_msg, "elsewhere");
+  } finally {
+    close();
+  }
+});
+
+Deno.test("a device-list change through B wakes a room-mate's long-poll on A", async () => {
+  const { a, b, alice, bob, close } = await twoServersOneRoom();
+  try {
+    const polling = (await longPollAfterSync(a, bob.accessToken, only("device_lists"))).response;
+    const renamed = await b.request(
+      "PUT",
+      `${V3}/devices/${encodeURIComponent(alice.deviceId)}`,
+      { token: alice.accessToken, body: { display_name: "renamed on B" } },
+    );
+    assertEquals(renamed.status, 200);
+    const woken = await guarded(polling, "/sync on A");
+    assertEquals(woken.body.device_lists.changed, [alice.userId]);
+  } finally {
+    close();
+  }
+});
