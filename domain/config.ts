@@ -586,6 +586,11 @@ function placementProblems(
         variable: "TESSERA_PUBLIC_BASEURL",
         problem: "required on Deno Deploy: the https:// URL the app is served at",
       });
+    } else if (!v.TESSERA_PUBLIC_BASEURL.startsWith("https://")) {
+      problems.push({
+        variable: "TESSERA_PUBLIC_BASEURL",
+        problem: "expected an https:// URL on Deno Deploy, which serves HTTPS only",
+      });
     }
   } else if (kvPath !== undefined && isKvConnectUrl(kvPath)) {
     const url = URL.canParse(kvPath) ? new URL(kvPath) : undefined;

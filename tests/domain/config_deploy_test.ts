@@ -56,6 +56,12 @@ Deno.test("Deno Deploy: the server name and public URL are required, then served
     "TESSERA_PUBLIC_BASEURL",
     /https:\/\/ URL the app is served at/,
   );
+  assertRefused(
+    { TESSERA_SERVER_NAME: "example.org", TESSERA_PUBLIC_BASEURL: "http://example.org" },
+    DEPLOY,
+    "TESSERA_PUBLIC_BASEURL",
+    /https:\/\/ URL on Deno Deploy/,
+  );
   // Peers and clients are sent to Deploy's HTTPS on 443, not to the port the process listens on.
   const config = loadConfig(
     { TESSERA_SERVER_NAME: "example.org", TESSERA_PUBLIC_BASEURL: "https://matrix.example.org" },
