@@ -12,14 +12,15 @@
  *   client on one process sees exactly the bucket's answers.
  * - Across the fleet, any interval of length T <= (K-1)*d holds at most B + r*(T + d) hits (the
  *   interval lies in at most ceil(T/d)+1 windows, checked at the last hit); over longer spans
- *   the rate is at most r*K/(K-1) + B/((K-1)*d). With d = B/(2r) and K = 10: at most 1.5 B at
- *   once and about 1.33 r sustained, however many processes share the key (plus the
- *   not-yet-flushed hits, domain/shared_rate_counters.ts).
+ *   the rate is at most r*K/(K-1) + B/((K-1)*d). With d = B/(4r) and K = 20: at most 1.25 B at
+ *   once and about 1.26 r sustained, however many processes share the key (plus the hits not
+ *   yet flushed, domain/shared_rate_counters.ts). Finer windows would tighten both; each
+ *   costs one more counter per flush of a key's hits only when the hits span windows.
  */
 import type { RateLimitResult, RateLimitRule } from "./rate_limiter.ts";
 
-/** Windows read per decision: one `getMany` (KV takes ten keys). */
-export const FLEET_WINDOWS = 10;
+/** Windows read per decision (one `list` of one key range, whatever their number). */
+export const FLEET_WINDOWS = 20;
 
 /** Shortest window: counters for ever-shorter windows would all be written by every flush. */
 const MIN_WINDOW_MS = 1000;
@@ -35,10 +36,10 @@ export interface FleetWindowing {
   windows: number;
 }
 
-/** A rule's windows: d is half the time an empty bucket takes to fill (at least a second). */
+/** A rule's windows: d is a quarter of the time an empty bucket takes to fill (at least 1 s). */
 export function fleetWindowing(rule: Readonly<RateLimitRule>): FleetWindowing {
-  const halfRefillMs = Math.round((rule.burst / rule.perSecond) * 500);
-  return { windowMs: Math.max(MIN_WINDOW_MS, halfRefillMs), windows: FLEET_WINDOWS };
+  const quarterRefillMs = Math.round((rule.burst / rule.perSecond) * 250);
+  return { windowMs: Math.max(MIN_WINDOW_MS, quarterRefillMs), windows: FLEET_WINDOWS };
 }
 
 /** The window number holding time `now` (ms). */

@@ -38,11 +38,12 @@ function seeded(seed: number): () => number {
   };
 }
 
-const login = DEFAULT_RATE_LIMITS.login; // burst 10, 1/s: windows of 5 s
+const login = DEFAULT_RATE_LIMITS.login; // burst 10, 1/s: windows of 2.5 s
 
-Deno.test("fleet windows: half the refill time per window, ten windows, a second at least", () => {
-  assertEquals(fleetWindowing(login), { windowMs: 5000, windows: FLEET_WINDOWS });
-  assertEquals(fleetWindowing(DEFAULT_RATE_LIMITS.send).windowMs, 2500);
+Deno.test("fleet windows: a quarter of the refill time per window, 20 windows, 1 s at least", () => {
+  assertEquals(fleetWindowing(login), { windowMs: 2500, windows: FLEET_WINDOWS });
+  assertEquals(FLEET_WINDOWS, 20);
+  assertEquals(fleetWindowing(DEFAULT_RATE_LIMITS.send).windowMs, 1250);
   assertEquals(fleetWindowing({ burst: 1, perSecond: 10 }).windowMs, 1000);
 });
 
@@ -102,7 +103,7 @@ Deno.test("fleet windows: the fleet's total stays within burst + rate x (span + 
         assert(j - i + 1 <= bound + 1e-6, `${j - i + 1} hits in ${span} ms > ${bound}`);
       }
     }
-    // Sustained: at most rate x K/(K-1) + burst / ((K-1) x window) per second, about 1.33 x.
+    // Sustained: at most rate x K/(K-1) + burst / ((K-1) x window) per second, about 1.26 x.
     const longRun = rule.perSecond * windows / (windows - 1) +
       rule.burst / ((windows - 1) * windowMs / 1000);
     assert(hits.length <= rule.burst + longRun * end / 1000);

@@ -60,7 +60,7 @@ async function takeUntilRefused(limiter: RateLimiter, action: "login", key: stri
   }
 }
 
-// login: burst 10, 1 per second; windows of 5 s. 1,000,000 ms is a window boundary.
+// login: burst 10, 1 per second; windows of 2.5 s. 1,000,000 ms is a window boundary.
 const START = 1_000_000;
 
 Deno.test("shared rate limits: two processes on one KV reach the limit together", async () => {
@@ -142,7 +142,7 @@ Deno.test("shared rate limits: hits wait for ONE batched commit per interval, an
     // Each counter expires once no decision reads it.
     const lifetime = counterLifetimeMs(fleetWindowing(DEFAULT_RATE_LIMITS.send));
     assert(a.store.writes[0].every((t) => t.expireInMs === lifetime));
-    assertEquals(lifetime, 11 * 2500);
+    assertEquals(lifetime, 21 * 1250);
     // Nothing new: no timer, no commit.
     await a.limiter.flush();
     assertEquals(a.timers.scheduled, 1);
