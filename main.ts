@@ -549,7 +549,10 @@ export async function assembleServer(
     rateLimiter: new RateLimiter(
       undefined,
       options.now,
-      new SharedRateCounters(new KvRateLimitStore(kv), { now: options.now }),
+      new SharedRateCounters(new KvRateLimitStore(kv), {
+        now: options.now,
+        flushIntervalMs: config.rateLimitFlushMs,
+      }),
     ),
     now: options.now,
     storageHealthy: async () => {

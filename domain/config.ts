@@ -54,6 +54,12 @@ export interface Config {
    */
   readonly trustedKeyServers?: readonly TrustedKeyServer[];
   readonly rateLimits: boolean;
+  /**
+   * How long a process holds the rate-limit hits it allowed before writing them for the fleet in
+   * one commit, and how long it uses a read of the others' (`TESSERA_RATE_LIMIT_FLUSH_MS`,
+   * domain/shared_rate_counters.ts): the overshoot across processes grows with it.
+   */
+  readonly rateLimitFlushMs: number;
   /** Outbound requests (push gateways, identity servers) may reach private addresses. */
   readonly outboundAllowPrivate: boolean;
   /**
@@ -131,6 +137,7 @@ export const CONFIG_DEFAULTS = Object.freeze({
   deployPort: 8000,
   longPollMaxMs: 120_000,
   rateLimits: true,
+  rateLimitFlushMs: 100,
   outboundAllowPrivate: false,
   outboundTlsVerify: true,
   guestAccess: false,
@@ -409,6 +416,7 @@ const variables = {
   TESSERA_JOB_LEASE_MS: variable(parseMillis(300, 3_600_000)),
   TESSERA_JOB_PROBE_MS: variable(parseMillis(1, 3_600_000)),
   TESSERA_JOB_PROBE_PERIOD_MS: variable(parseMillis(10, 86_400_000)),
+  TESSERA_RATE_LIMIT_FLUSH_MS: variable(parseMillis(10, 5_000)),
 };
 
 type Variables = z.output<z.ZodObject<typeof variables>>;
@@ -481,6 +489,7 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
       ? {}
       : { trustedKeyServers: Object.freeze(v.TESSERA_TRUSTED_KEY_SERVERS) }),
     rateLimits: v.TESSERA_RATE_LIMITS ?? CONFIG_DEFAULTS.rateLimits,
+    rateLimitFlushMs: v.TESSERA_RATE_LIMIT_FLUSH_MS ?? CONFIG_DEFAULTS.rateLimitFlushMs,
     admins: Object.freeze(v.TESSERA_ADMINS ?? []),
     ...(v.TESSERA_SUPPORT_CONTACTS !== undefined || v.TESSERA_SUPPORT_PAGE !== undefined
       ? {

@@ -52,6 +52,7 @@ Deno.test("defaults in dev mode: open registration", () => {
     longPollMaxMs: 120_000,
     signingKeySeed: undefined,
     rateLimits: true,
+    rateLimitFlushMs: 100,
     outboundAllowPrivate: false,
     outboundTlsVerify: true,
     guestAccess: false,
@@ -272,6 +273,20 @@ Deno.test("empty values count as unset; several problems are all listed", () => 
   );
   assert.equal(e.problems.length, 2);
   assert.match(e.problems[1], /^TESSERA_RATE_LIMITS: /);
+});
+
+Deno.test("TESSERA_RATE_LIMIT_FLUSH_MS: whole milliseconds from 10 to 5000", () => {
+  assert.equal(loadConfig({ TESSERA_RATE_LIMIT_FLUSH_MS: "250" }, PROD).rateLimitFlushMs, 250);
+  assertConfigError(
+    { TESSERA_RATE_LIMIT_FLUSH_MS: "5" },
+    "TESSERA_RATE_LIMIT_FLUSH_MS",
+    /10 to 5000/,
+  );
+  assertConfigError(
+    { TESSERA_RATE_LIMIT_FLUSH_MS: "1s" },
+    "TESSERA_RATE_LIMIT_FLUSH_MS",
+    /got "1s"/,
+  );
 });
 
 Deno.test("values are quoted on one line even with newlines", () => {
