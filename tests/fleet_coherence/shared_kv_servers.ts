@@ -5,7 +5,7 @@
  * kept it from seeing the change.
  */
 import { startTestServer } from "../routes/test_server.ts";
-import { FAST_HASHING } from "../routes/client_harness.ts";
+import { FAST_HASHING, type RegisteredUser, registerUser } from "../routes/client_harness.ts";
 
 /** One of the servers: what `startTestServer` returns. */
 export type SharedKvServer = Awaited<ReturnType<typeof startTestServer>>;
@@ -21,16 +21,20 @@ export interface SharedKvServers {
 /** The client API root the tests use. */
 export const V3 = "/_matrix/client/v3";
 
-/** Start A and B over one `:memory:` KV (one server name: they are one homeserver). */
+/**
+ * Start A and B over one `:memory:` KV (one server name: they are one homeserver), both with
+ * `env` and the assembly `options` (fast password hashing unless given others).
+ */
 export async function startSharedKvServers(
   env: Record<string, string> = {},
+  options: Parameters<typeof startTestServer>[1] = FAST_HASHING,
 ): Promise<SharedKvServers> {
   const kv = await Deno.openKv(":memory:");
-  // Local wake-ups only: these tests read with plain requests, never long-polls across servers.
+  // Local wake-ups unless a test long-polls across the servers: its plain requests need none.
   // Rate limits (shared across the fleet, tested on their own) would only slow the sequences.
   const shared = { TESSERA_WAKE: "local", TESSERA_RATE_LIMITS: "off", ...env };
-  const a = await startTestServer(shared, FAST_HASHING, kv);
-  const b = await startTestServer(shared, FAST_HASHING, kv);
+  const a = await startTestServer(shared, options, kv);
+  const b = await startTestServer(shared, options, kv);
   return {
     a,
     b,
@@ -41,6 +45,37 @@ export async function startSharedKvServers(
       kv.close();
     },
   };
+}
+
+/** The pair with a room: Alice registered on B, Bob on A, both in Alice's public room. */
+export interface SharedKvRoom extends SharedKvServers {
+  alice: RegisteredUser;
+  bob: RegisteredUser;
+  roomId: string;
+}
+
+/** Start A and B (as `startSharedKvServers(env)`), then the users and room of `SharedKvRoom`. */
+export async function startSharedKvRoom(env: Record<string, string> = {}): Promise<SharedKvRoom> {
+  const servers = await startSharedKvServers(env);
+  try {
+    const { a, b } = servers;
+    const alice = await registerUser(b, "alice");
+    const bob = await registerUser(a, "bob");
+    const created = await b.request("POST", `${V3}/createRoom`, {
+      token: alice.accessToken,
+      body: { preset: "public_chat" },
+    });
+    if (created.status !== 200) throw new Error(`createRoom: ${JSON.stringify(created.body)}`);
+    const roomId: string = created.body.room_id;
+    const joined = await a.request("POST", `${V3}/join/${encodeURIComponent(roomId)}`, {
+      token: bob.accessToken,
+    });
+    if (joined.status !== 200) throw new Error(`join: ${JSON.stringify(joined.body)}`);
+    return { ...servers, alice, bob, roomId };
+  } catch (error) {
+    servers.close();
+    throw error;
+  }
 }
 
 /** A user-interactive auth body for m.login.password. */

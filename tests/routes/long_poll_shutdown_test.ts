@@ -7,33 +7,12 @@
 import { assert, assertEquals } from "../assert.ts";
 import { registerUser } from "./client_harness.ts";
 import { startTestServer } from "./test_server.ts";
+import { guardWithin } from "../guard.ts";
+import { TIMELINE_ONLY } from "./long_polls.ts";
 
 const V3 = "/_matrix/client/v3";
 /** Far longer than an answer takes, far shorter than the 60 s the long-polls ask for. */
-const GUARD_MS = 20_000;
-
-/** Timeline-only syncs: presence and the like cannot end the wait first. */
-const TIMELINE_ONLY = encodeURIComponent(JSON.stringify({
-  presence: { types: [] },
-  account_data: { types: [] },
-  room: { ephemeral: { types: [] }, account_data: { types: [] }, state: { types: [] } },
-}));
-
-/** `promise`, or a failure naming `what` if it takes longer than the guard. */
-async function guarded<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what}: still waiting after ${GUARD_MS} ms`)),
-      GUARD_MS,
-    );
-  });
-  try {
-    return await Promise.race([promise, guard]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const guarded = guardWithin(20_000);
 
 /** Resolves once the server has a long-poll registered with its notifier. */
 async function waiting(server: { deps: { syncNotifier: { watching: number } } }): Promise<void> {

@@ -6,23 +6,11 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 import { freePort } from "../clients/server_process.ts";
+import { guardWithin } from "../guard.ts";
 
 const mainPath = new URL("../../main.ts", import.meta.url).pathname;
 /** Far more than a stop takes, far less than the 60 s the long-poll asks for. */
-const GUARD_MS = 20_000;
-
-/** `promise`, or a failure naming `what` if it takes longer than the guard. */
-async function guarded<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: not within ${GUARD_MS} ms`)), GUARD_MS);
-  });
-  try {
-    return await Promise.race([promise, guard]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
+const guarded = guardWithin(20_000);
 
 function spawnMain(env: Record<string, string>): Deno.ChildProcess {
   return new Deno.Command(Deno.execPath(), {

@@ -6,58 +6,19 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
-import type { PollWakeSource, WatchWakeSource } from "../../kv/wake_sources.ts";
 import { registerUser } from "./client_harness.ts";
+import { guardWithin } from "../guard.ts";
+import { startCrossProcessLongPoll as longPoll, TIMELINE_ONLY } from "./long_polls.ts";
 import {
   type SharedKvServer,
+  startSharedKvRoom,
   startSharedKvServers,
   V3,
 } from "../fleet_coherence/shared_kv_servers.ts";
 
 const POLL = { TESSERA_WAKE: "poll", TESSERA_WAKE_POLL_MS: "20" };
 /** Far beyond any wake; the timeout the long-polls ask for is longer still. */
-const GUARD_MS = 30_000;
-
-/** `promise`, or a failure naming `what` if it takes longer than the guard. */
-async function guarded<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what}: not woken within ${GUARD_MS} ms`)),
-      GUARD_MS,
-    );
-  });
-  try {
-    return await Promise.race([promise, guard]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/**
- * Start a long-poll on `server` and resolve once it waits on other processes' commits (its
- * notifier watches, and its wake source holds one more subscription than before: the outbox
- * workers may hold some of their own), so what follows exercises the wake, not the read.
- * Returns the response to come.
- */
-async function longPoll(
-  server: SharedKvServer,
-  path: string,
-  token: string,
-): Promise<{ response: ReturnType<SharedKvServer["request"]> }> {
-  const source = server.wakeSource as PollWakeSource | WatchWakeSource;
-  const before = source.subscriptionCount;
-  const response = server.request("GET", path, { token });
-  await guarded(
-    (async () => {
-      while (server.deps.syncNotifier.watching === 0 || source.subscriptionCount <= before) {
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-    })(),
-    "the long-poll starting its wait",
-  );
-  return { response };
-}
+const guarded = guardWithin(30_000);
 
 let txn = 0;
 function send(server: SharedKvServer, token: string, roomId: string, body: string) {
@@ -68,32 +29,15 @@ function send(server: SharedKvServer, token: string, roomId: string, body: strin
   );
 }
 
-/** Timeline-only syncs: presence and the like cannot end the wait first. */
-const TIMELINE_ONLY = encodeURIComponent(JSON.stringify({
-  presence: { types: [] },
-  account_data: { types: [] },
-  room: { ephemeral: { types: [] }, account_data: { types: [] }, state: { types: [] } },
-}));
-
 for (const mode of ["poll", "watch"] as const) {
   Deno.test(`${mode}: a message sent through B wakes a long-poll /sync on A`, async () => {
     // kv.watch crosses isolates on Deploy, and handles within one process here.
-    const { a, b, close } = await startSharedKvServers({ ...POLL, TESSERA_WAKE: mode });
+    const { a, b, alice, bob, roomId, close } = await startSharedKvRoom({
+      ...POLL,
+      TESSERA_WAKE: mode,
+    });
     try {
       assertEquals(a.wakeSource.mode, mode);
-      const alice = await registerUser(b, "alice");
-      const bob = await registerUser(a, "bob");
-      const created = await b.request("POST", `${V3}/createRoom`, {
-        token: alice.accessToken,
-        body: { preset: "public_chat" },
-      });
-      const roomId: string = created.body.room_id;
-      assertEquals(
-        (await a.request("POST", `${V3}/join/${encodeURIComponent(roomId)}`, {
-          token: bob.accessToken,
-        })).status,
-        200,
-      );
       const first = await a.request("GET", `${V3}/sync?filter=${TIMELINE_ONLY}`, {
         token: bob.accessToken,
       });
@@ -187,16 +131,8 @@ Deno.test("a to-device message sent through B wakes the recipient's long-poll /s
 });
 
 Deno.test("a message sent through B wakes a long-poll /events on A", async () => {
-  const { a, b, close } = await startSharedKvServers(POLL);
+  const { a, b, alice, bob, roomId, close } = await startSharedKvRoom(POLL);
   try {
-    const alice = await registerUser(b, "alice");
-    const bob = await registerUser(a, "bob");
-    const created = await b.request("POST", `${V3}/createRoom`, {
-      token: alice.accessToken,
-      body: { preset: "public_chat" },
-    });
-    const roomId: string = created.body.room_id;
-    await a.request("POST", `${V3}/join/${encodeURIComponent(roomId)}`, { token: bob.accessToken });
     const first = await a.request("GET", `${V3}/events?timeout=0`, { token: bob.accessToken });
     assertEquals(first.status, 200);
 

@@ -8,67 +8,17 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
-import type { PollWakeSource } from "../../kv/wake_sources.ts";
-import { registerUser } from "./client_harness.ts";
+import { guardWithin } from "../guard.ts";
+import { startCrossProcessLongPoll, syncFilterShowing as only } from "./long_polls.ts";
 import {
   type SharedKvServer,
-  startSharedKvServers,
+  startSharedKvRoom,
   V3,
 } from "../fleet_coherence/shared_kv_servers.ts";
 
 const POLL = { TESSERA_WAKE: "poll", TESSERA_WAKE_POLL_MS: "20" };
 /** Far beyond any wake; the long-polls ask for 60 s. */
-const GUARD_MS = 30_000;
-
-/** `promise`, or a failure naming `what` if it takes longer than the guard. */
-async function guarded<T>(promise: Promise<T>, what: string): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const guard = new Promise<never>((_, reject) => {
-    timer = setTimeout(
-      () => reject(new Error(`${what}: not woken within ${GUARD_MS} ms`)),
-      GUARD_MS,
-    );
-  });
-  try {
-    return await Promise.race([promise, guard]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** A sync filter showing only `sections` (others emptied), so nothing else ends the wait. */
-function only(...sections: ("ephemeral" | "account_data" | "presence" | "device_lists")[]) {
-  const none = { types: [] };
-  const filter: JsonObject = {
-    presence: sections.includes("presence") ? {} : none,
-    account_data: sections.includes("account_data") ? {} : none,
-    room: {
-      timeline: none,
-      state: none,
-      account_data: none,
-      ...(sections.includes("ephemeral") ? {} : { ephemeral: none }),
-    },
-  };
-  return encodeURIComponent(JSON.stringify(filter));
-}
-
-/** Two servers on one KV, Alice registered on B, Bob on A, both joined to Alice's room. */
-async function twoServersOneRoom() {
-  const servers = await startSharedKvServers(POLL);
-  const { a, b } = servers;
-  const alice = await registerUser(b, "alice");
-  const bob = await registerUser(a, "bob");
-  const created = await b.request("POST", `${V3}/createRoom`, {
-    token: alice.accessToken,
-    body: { preset: "public_chat" },
-  });
-  const roomId: string = created.body.room_id;
-  const joined = await a.request("POST", `${V3}/join/${encodeURIComponent(roomId)}`, {
-    token: bob.accessToken,
-  });
-  assertEquals(joined.status, 200);
-  return { ...servers, alice, bob, roomId };
-}
+const guarded = guardWithin(30_000);
 
 /**
  * Sync once on `server` with `filter`, then start a long-poll from there and resolve once it
@@ -81,22 +31,11 @@ async function longPollAfterSync(
 ): Promise<{ response: ReturnType<SharedKvServer["request"]> }> {
   const first = await server.request("GET", `${V3}/sync?filter=${filter}`, { token });
   assertEquals(first.status, 200);
-  const source = server.wakeSource as PollWakeSource;
-  const before = source.subscriptionCount;
-  const response = server.request(
-    "GET",
+  return await startCrossProcessLongPoll(
+    server,
     `${V3}/sync?filter=${filter}&timeout=60000&since=${first.body.next_batch}`,
-    { token },
+    token,
   );
-  await guarded(
-    (async () => {
-      while (server.deps.syncNotifier.watching === 0 || source.subscriptionCount <= before) {
-        await new Promise((resolve) => setTimeout(resolve, 5));
-      }
-    })(),
-    "the long-poll starting its wait",
-  );
-  return { response };
 }
 
 /** Send a message through `server`; its event ID. */
@@ -111,7 +50,7 @@ async function send(server: SharedKvServer, token: string, roomId: string): Prom
 }
 
 Deno.test("typing through B wakes a room-mate's long-poll on A", async () => {
-  const { a, b, alice, bob, roomId, close } = await twoServersOneRoom();
+  const { a, b, alice, bob, roomId, close } = await startSharedKvRoom(POLL);
   try {
     const polling = (await longPollAfterSync(a, bob.accessToken, only("ephemeral"))).response;
     const typed = await b.request(
@@ -131,7 +70,7 @@ Deno.test("typing through B wakes a room-mate's long-poll on A", async () => {
 });
 
 Deno.test("a read receipt through B wakes a room-mate's long-poll on A", async () => {
-  const { a, b, alice, bob, roomId, close } = await twoServersOneRoom();
+  const { a, b, alice, bob, roomId, close } = await startSharedKvRoom(POLL);
   try {
     const eventId = await send(b, alice.accessToken, roomId);
     const polling = (await longPollAfterSync(a, bob.accessToken, only("ephemeral"))).response;
@@ -152,7 +91,7 @@ Deno.test("a read receipt through B wakes a room-mate's long-poll on A", async (
 });
 
 Deno.test("a private receipt through B wakes its owner's own long-poll on A", async () => {
-  const { a, b, alice, roomId, close } = await twoServersOneRoom();
+  const { a, b, alice, roomId, close } = await startSharedKvRoom(POLL);
   try {
     const eventId = await send(b, alice.accessToken, roomId);
     const polling = (await longPollAfterSync(a, alice.accessToken, only("ephemeral"))).response;
@@ -175,7 +114,7 @@ Deno.test("a private receipt through B wakes its owner's own long-poll on A", as
 });
 
 Deno.test("account data and push rules set through B wake the user's long-poll on A", async () => {
-  const { a, b, alice, close } = await twoServersOneRoom();
+  const { a, b, alice, close } = await startSharedKvRoom(POLL);
   try {
     const token = alice.accessToken;
     let polling = (await longPollAfterSync(a, token, only("account_data"))).response;
@@ -207,7 +146,7 @@ Deno.test("account data and push rules set through B wake the user's long-poll o
 });
 
 Deno.test("presence set through B wakes a room-mate's long-poll on A", async () => {
-  const { a, b, alice, bob, close } = await twoServersOneRoom();
+  const { a, b, alice, bob, close } = await startSharedKvRoom(POLL);
   try {
     const polling = (await longPollAfterSync(a, bob.accessToken, only("presence"))).response;
     const set = await b.request(
@@ -227,7 +166,7 @@ Deno.test("presence set through B wakes a room-mate's long-poll on A", async () 
 });
 
 Deno.test("a device-list change through B wakes a room-mate's long-poll on A", async () => {
-  const { a, b, alice, bob, close } = await twoServersOneRoom();
+  const { a, b, alice, bob, close } = await startSharedKvRoom(POLL);
   try {
     const polling = (await longPollAfterSync(a, bob.accessToken, only("device_lists"))).response;
     const renamed = await b.request(
