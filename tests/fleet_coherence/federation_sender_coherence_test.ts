@@ -5,7 +5,7 @@
  * was kicked, through B changes the destinations of A's very next event.
  */
 import { assertEquals } from "../assert.ts";
-import { startTestServer } from "../routes/test_server.ts";
+import { startSharedKvServers } from "./shared_kv_servers.ts";
 import { FAST_HASHING } from "../routes/client_harness.ts";
 import { member, publicRoom, say } from "../routes/sender_rooms.ts";
 import { testServer } from "../domain/federation/remote_room_builder.ts";
@@ -43,12 +43,11 @@ class Recorder implements FederationTransport {
 }
 
 Deno.test("coherence: a remote member joined or kicked through B changes A's next destinations", async () => {
-  const kv = await Deno.openKv(":memory:");
   const transport = new Recorder();
-  const env = { TESSERA_SERVER_NAME: SERVER, TESSERA_WAKE: "local", TESSERA_RATE_LIMITS: "off" };
-  const options = { federationTransport: transport, ...FAST_HASHING };
-  const a = await startTestServer(env, options, kv);
-  const b = await startTestServer(env, options, kv);
+  const { a, b, close } = await startSharedKvServers(
+    { TESSERA_SERVER_NAME: SERVER },
+    { federationTransport: transport, ...FAST_HASHING },
+  );
   try {
     const roomId = await publicRoom(a, alice);
     // A prepares an event with nobody remote in the room (and keeps that).
@@ -62,8 +61,6 @@ Deno.test("coherence: a remote member joined or kicked through B changes A's nex
     await a.deps.federationSender.runOnce();
     assertEquals(transport.to("b.test"), ["hello bob", "again", "member:leave"]);
   } finally {
-    a.close();
-    b.close();
-    kv.close();
+    close();
   }
 });

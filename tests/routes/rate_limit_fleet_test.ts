@@ -7,6 +7,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { startTestServer } from "./test_server.ts";
 import { FAST_HASHING, registerUser } from "./client_harness.ts";
+import { startSharedKvServers } from "../fleet_coherence/shared_kv_servers.ts";
 
 const V3 = "/_matrix/client/v3";
 type Server = Awaited<ReturnType<typeof startTestServer>>;
@@ -31,21 +32,9 @@ async function loginFrom(server: Server, hostname: string) {
   return { status: res.status, headers: res.headers, body: await res.json() };
 }
 
-async function startFleet(now: () => number) {
-  const kv = await Deno.openKv(":memory:");
-  const options = { ...FAST_HASHING, now };
-  const env = { TESSERA_WAKE: "local" };
-  const a = await startTestServer(env, options, kv);
-  const b = await startTestServer(env, options, kv);
-  return {
-    a,
-    b,
-    close: () => {
-      a.close();
-      b.close();
-      kv.close();
-    },
-  };
+/** Two servers on one KV with rate limits on, on the test's clock. */
+function startFleet(now: () => number) {
+  return startSharedKvServers({ TESSERA_RATE_LIMITS: "on" }, { ...FAST_HASHING, now });
 }
 
 Deno.test("fleet rate limits: login per address is one limit over two servers", async () => {
