@@ -193,7 +193,11 @@ export class OutboxWorker {
           await Promise.race(this.#inFlight.values());
         }
         const wakes = this.#wakes;
+        let unfinished = false;
         const drain = this.#drain(destination, mark)
+          .then((left) => {
+            unfinished = left;
+          })
           .catch((error) => {
             console.error("outbox drain failed", destination, error);
             this.#retrySoon();
@@ -201,8 +205,9 @@ export class OutboxWorker {
           .finally(() => {
             this.#inFlight.delete(destination);
             // Entries appended while it ran may have missed it (a pass skips a destination in
-            // flight): look again.
-            if (this.#wakes !== wakes || this.#slotWanted) {
+            // flight), and a drain that ran out of time left entries that nothing else will
+            // wake (no append, no due time in KV): look again.
+            if (this.#wakes !== wakes || this.#slotWanted || unfinished) {
               this.#slotWanted = false;
               this.#passAgain();
             }
@@ -279,20 +284,25 @@ export class OutboxWorker {
     );
   }
 
-  async #drain(destination: string, mark: string): Promise<void> {
+  /**
+   * Send what `destination` has queued, under its lease; true when it stopped for time (half
+   * the lease spent) with entries possibly left, which only another pass will send.
+   */
+  async #drain(destination: string, mark: string): Promise<boolean> {
     const started = this.#now();
     // A destination this process backed off is not asked about again (one KV read per pass per
     // failing destination) until its retry time; `retryNow` or another process may clear it.
-    if ((this.#retryHints.get(destination) ?? 0) > started) return;
+    if ((this.#retryHints.get(destination) ?? 0) > started) return false;
     const lease = await this.#store.lease(
       destination,
       this.#holder,
       started,
       started + this.#leaseMs,
     );
-    if (!lease) return;
+    if (!lease) return false;
     let failures = lease.state.failures;
     let retryAt = 0;
+    let emptied = false;
     try {
       // Leave a margin of half the lease: a batch must end before another process may take over.
       // A stopping worker ends each drain after its current batch, releasing the lease before
@@ -301,12 +311,13 @@ export class OutboxWorker {
         const entries = await this.#store.peek(destination, this.#batchSize);
         if (entries.length === 0) {
           await this.#store.clearPending(destination, mark);
+          emptied = true;
           break;
         }
         const outcome = await this.#deliverSafely(destination, entries);
         if (outcome.gone) {
           await this.#store.dropDestination(destination);
-          return;
+          return false;
         }
         const done = entries.slice(0, outcome.done);
         if (done.length > 0) {
@@ -334,6 +345,8 @@ export class OutboxWorker {
       // The pass that started this drain may have ended already: time the retry from here.
       if (retryAt > 0 && this.#running && this.#unsubscribe) this.#armRetryTimer();
     }
+    // Backed off (its retry time is in KV) or emptied: nothing more for now.
+    return retryAt === 0 && !emptied && !this.#stopping;
   }
 
   async #deliverSafely(destination: string, entries: OutboxEntry[]): Promise<DeliveryOutcome> {

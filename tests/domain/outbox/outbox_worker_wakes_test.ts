@@ -178,3 +178,32 @@ Deno.test("outbox wakes: a pass that failed (KV unreachable) is tried again with
     kv.close();
   }
 });
+
+Deno.test("outbox wakes: a backlog a drain leaves at half its lease is sent on, woken by nothing else", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const store = new KvOutboxStore(kv, "test");
+  const { delivered, deliver, until } = deliveries();
+  // Each delivery takes (on the worker's clock) more than half the lease, so every drain stops
+  // after one batch with the rest still queued; no append and no wake follows.
+  let clock = Date.now();
+  const sender = new OutboxWorker({
+    store,
+    deliver: (destination, entries) => {
+      clock += 70_000;
+      return deliver(destination, entries);
+    },
+    now: () => clock,
+    batchSize: 1,
+    leaseMs: 120_000,
+    wakes: { source: new LocalWakeSource(), topic: { kind: "outbox", stream: "test" } },
+  });
+  try {
+    await store.append([1, 2, 3].map((n) => ({ destination: "d", order: [n], payload: { n } })));
+    sender.start();
+    await until(3, "the entries left after the first drain's time ran out");
+    assertEquals(delivered, [1, 2, 3]);
+  } finally {
+    await sender.stop();
+    kv.close();
+  }
+});
