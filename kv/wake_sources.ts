@@ -18,6 +18,11 @@ import { wakeKey } from "./wake_keys.ts";
 /** Keys per `getMany` and per `kv.watch` (Deno KV's limit for both). */
 export const WAKE_KEYS_PER_READ = 10;
 
+/** First wait before a failed or ended `kv.watch` is opened again; it doubles per failure. */
+const WATCH_RETRY_BASE_MS = 100;
+/** Longest wait between attempts to open a watch again. */
+const WATCH_RETRY_MAX_MS = 5_000;
+
 /** Build the wake source of `mode` over `kv`; `pollMs` is the poll adapter's interval. */
 export function openWakeSource(kv: Deno.Kv, mode: WakeMode, pollMs: number): WakeSource {
   switch (mode) {
@@ -67,11 +72,7 @@ export class WatchWakeSource implements WakeSource {
     const subscription = new WatchSubscription(after, onWake);
     if (this.#closed) return () => {};
     this.#subscriptions.add(subscription);
-    for (const group of groups(uniqueKeys(topics))) {
-      const reader = this.kv.watch(group).getReader();
-      subscription.readers.push(reader);
-      this.#pump(subscription, reader);
-    }
+    for (const group of groups(uniqueKeys(topics))) this.#pump(subscription, group);
     return () => {
       this.#subscriptions.delete(subscription);
       subscription.stop();
@@ -90,20 +91,37 @@ export class WatchWakeSource implements WakeSource {
     this.#subscriptions.clear();
   }
 
-  async #pump(
-    subscription: WatchSubscription,
-    reader: ReadableStreamDefaultReader<Deno.KvEntryMaybe<unknown>[]>,
-  ): Promise<void> {
-    try {
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done || subscription.closed) return;
-        subscription.offer(newest(value.map((entry) => entry.versionstamp)));
+  /**
+   * Report what `keys` (one group) do while the subscription lasts. A watch that fails or ends
+   * while still wanted (a dropped connection to KV) is opened again after a short backoff: left
+   * alone, a long-poll would sleep to its timeout and an outbox sender would never again hear
+   * another process's appends. The new watch's first answer (the keys as they are) reports a
+   * bump made in between, since only versionstamps newer than the last reported one count.
+   */
+  async #pump(subscription: WatchSubscription, keys: Deno.KvKey[]): Promise<void> {
+    for (let failures = 0;;) {
+      if (subscription.closed || this.#closed) return;
+      let reader: ReadableStreamDefaultReader<Deno.KvEntryMaybe<unknown>[]> | undefined;
+      try {
+        reader = this.kv.watch(keys).getReader();
+        subscription.readers.add(reader);
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done || subscription.closed) break;
+          failures = 0;
+          subscription.offer(newest(value.map((entry) => entry.versionstamp)));
+        }
+      } catch (error) {
+        // A stream cancelled by unsubscribe or close ends here too; only a live one is news.
+        if (!subscription.closed && !this.#closed) console.error("wake: kv.watch failed", error);
+      } finally {
+        if (reader) subscription.readers.delete(reader);
       }
-    } catch (error) {
-      // A stream cancelled by unsubscribe or close ends here too; only a live one is news.
-      // The waiter is then woken by its timeout (or in-process) only.
-      if (!subscription.closed && !this.#closed) console.error("wake: kv.watch failed", error);
+      if (subscription.closed || this.#closed) return;
+      failures++;
+      await subscription.sleep(
+        Math.min(WATCH_RETRY_MAX_MS, WATCH_RETRY_BASE_MS * 2 ** Math.min(failures - 1, 10)),
+      );
     }
   }
 }
@@ -262,11 +280,27 @@ class Subscription {
 }
 
 class WatchSubscription extends Subscription {
-  readonly readers: ReadableStreamDefaultReader<unknown>[] = [];
+  readonly readers = new Set<ReadableStreamDefaultReader<unknown>>();
+  /** Backoffs before a watch is opened again, each ended early by `stop`. */
+  readonly #sleeps = new Set<() => void>();
+
+  /** Resolves after `ms`, or at once when the subscription stops. */
+  sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const end = () => {
+        clearTimeout(timer);
+        this.#sleeps.delete(end);
+        resolve();
+      };
+      const timer = setTimeout(end, ms);
+      this.#sleeps.add(end);
+    });
+  }
 
   stop(): void {
     this.closed = true;
     for (const reader of this.readers) reader.cancel().catch(() => {});
+    for (const end of [...this.#sleeps]) end();
   }
 }
 

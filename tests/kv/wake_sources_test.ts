@@ -239,3 +239,42 @@ Deno.test("wake sources: closed sources take no subscriptions; local never wakes
     kv.close();
   }
 });
+
+Deno.test("watch wake source: a watch that fails or ends is opened again and reports the bump it missed", async () => {
+  const kv = await Deno.openKv(":memory:");
+  let opened = 0;
+  // The first watch fails (a lost connection to KV), the second ends; later ones are real.
+  const flaky = new Proxy(kv, {
+    get(target, prop) {
+      if (prop === "watch") {
+        return (keys: Deno.KvKey[]) => {
+          opened++;
+          if (opened === 1) {
+            return new ReadableStream({ start: (c) => c.error(new Error("connection lost")) });
+          }
+          if (opened === 2) return new ReadableStream({ start: (c) => c.close() });
+          return target.watch(keys);
+        };
+      }
+      const value = Reflect.get(target, prop, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const source = new WatchWakeSource(flaky);
+  const error = console.error;
+  console.error = () => {};
+  try {
+    const after = await bump(kv, { roomIds: ["!a"] });
+    const woken = recorder();
+    const unsubscribe = source.watchAfter([room("!a")], after, woken.onWake);
+    const versionstamp = await bump(kv, { roomIds: ["!a"] });
+    assert.equal(await woken.wake(), versionstamp);
+    assert.ok(opened >= 3);
+    unsubscribe();
+    assert.equal(source.subscriptionCount, 0);
+  } finally {
+    console.error = error;
+    source.close();
+    kv.close();
+  }
+});
