@@ -85,3 +85,36 @@ Deno.test("busy retry: only the busy error is retried, and only so often", async
   );
   assertEquals(always.commits(), 3);
 });
+
+Deno.test("busy retry: a retried commit is applied once (a sum in checked commits adds up to the commits exactly)", async () => {
+  // Were a refused commit partly or wholly written, the retry would add its sum again: the
+  // shared counter would exceed the number of commits. SQLite takes the write lock at the
+  // commit's first write (the data version), so a busy refusal comes before any mutation.
+  const dir = await Deno.makeTempDir({ prefix: "tessera-busy-sum-" });
+  const handles = [await openKv(`${dir}/shared.kv`), await openKv(`${dir}/shared.kv`)];
+  const rounds = 40;
+  try {
+    await Promise.all(handles.flatMap((kv, h) =>
+      Array.from({ length: 4 }, async (_, w) => {
+        for (let i = 0; i < rounds; i++) {
+          const own = await kv.get<number>(["own", h, w]);
+          const result = await kv.atomic()
+            .check(own)
+            .set(["own", h, w], (own.value ?? 0) + 1)
+            .sum(["total"], 1n)
+            .commit();
+          assert(result.ok, "a check on a key nobody else writes failed");
+          // A blind sum alone (no read first) contends for the write lock too.
+          await kv.atomic().sum(["blind"], 1n).commit();
+        }
+      })
+    ));
+    const total = await handles[1].get<Deno.KvU64>(["total"]);
+    const blind = await handles[0].get<Deno.KvU64>(["blind"]);
+    assertEquals(total.value?.value, BigInt(2 * 4 * rounds));
+    assertEquals(blind.value?.value, BigInt(2 * 4 * rounds));
+  } finally {
+    for (const kv of handles) kv.close();
+    await Deno.remove(dir, { recursive: true });
+  }
+});
