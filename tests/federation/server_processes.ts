@@ -5,8 +5,8 @@
  * of a throwaway CA (`IP:127.0.0.1, DNS:localhost`) that every process trusts through
  * TESSERA_FEDERATION_CA_FILE, with TESSERA_FEDERATION_ALLOW_PRIVATE=true for loopback.
  *
- * Processes are spawned with `Deno.execPath()`, the deno binary itself: a SIGTERM reaches the
- * server directly (the npm `deno` wrapper would not forward it).
+ * Each process is a `mainProcess` (tests/main_process.ts), reached through an HTTP client that
+ * trusts the test CA.
  *
  * ```ts
  * const cluster = await startServerProcesses(2);
@@ -20,13 +20,11 @@
  * ```
  */
 import { createTestCa, type TestCa } from "./test_certificates.ts";
-import type { JsonResponse, RequestOptions } from "../routes/test_server.ts";
 import { type RegisteredUser, registerUser } from "../routes/client_harness.ts";
+import { freePort, type MainProcess, mainProcess } from "../main_process.ts";
 
-const mainPath = new URL("../../main.ts", import.meta.url).pathname;
-
-/** One running (or stopped, restartable) server process. */
-export interface FederationProcess {
+/** One running (or stopped, restartable) server process; `stop()` gives it 10 s. */
+export interface FederationProcess extends MainProcess {
   /** `127.0.0.1:<port>`: its server name. */
   readonly serverName: string;
   readonly port: number;
@@ -34,20 +32,10 @@ export interface FederationProcess {
   readonly baseUrl: string;
   /** Its KV file (kept across restarts, removed by the cluster's stop). */
   readonly kvPath: string;
-  /** The environment it runs with. */
-  readonly env: Readonly<Record<string, string>>;
   /** fetch against this server, trusting the test CA. */
   fetch(path: string, init?: RequestInit): Promise<Response>;
-  /** A JSON request, as `startTestServer().request` makes one. */
-  request(method: string, path: string, options?: RequestOptions): Promise<JsonResponse>;
   /** Register a user through the client API (m.login.dummy, no password). */
   register(localpart: string, password?: string): Promise<RegisteredUser>;
-  /** What the process printed so far, over all its runs. */
-  output(): string;
-  /** Stop it (SIGTERM, SIGKILL after 10 s); its KV file stays. */
-  stop(): Promise<void>;
-  /** Start it again on the same port, KV file and name; `env` overrides variables. */
-  start(env?: Record<string, string>): Promise<void>;
 }
 
 /** Several processes and the CA they trust. */
@@ -69,14 +57,6 @@ export interface ServerProcessOptions {
   env?: Record<string, string>;
   /** Variables for the i-th server, over `env`. */
   envFor?: (index: number) => Record<string, string>;
-}
-
-/** A loopback port nobody is listening on right now. */
-function freePort(): number {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const { port } = listener.addr as Deno.NetAddr;
-  listener.close();
-  return port;
 }
 
 /** Start `count` processes (in parallel) and resolve once each answers over HTTPS. */
@@ -138,113 +118,25 @@ export async function startServerProcesses(
 }
 
 function serverProcess(
-  baseEnv: Record<string, string>,
+  env: Record<string, string>,
   port: number,
   client: Deno.HttpClient,
 ): FederationProcess {
   const baseUrl = `https://127.0.0.1:${port}`;
-  const chunks: string[] = [];
-  let env = baseEnv;
-  let child: Deno.ChildProcess | undefined;
-  let drained: Promise<unknown> = Promise.resolve();
-
   const fetchHere = (path: string, init: RequestInit = {}) =>
     fetch(`${baseUrl}${path}`, { ...init, client });
-
-  async function request(
-    method: string,
-    path: string,
-    { body, token, headers = {} }: RequestOptions = {},
-  ): Promise<JsonResponse> {
-    const all: Record<string, string> = { ...headers };
-    if (token) all.authorization = `Bearer ${token}`;
-    let payload: string | undefined;
-    if (body !== undefined) {
-      payload = typeof body === "string" ? body : JSON.stringify(body);
-      all["content-type"] = "application/json";
-    }
-    const res = await fetchHere(path, { method, headers: all, body: payload });
-    const text = await res.text();
-    let parsed = null;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      parsed = text;
-    }
-    return { status: res.status, body: parsed, headers: res.headers };
-  }
-
-  async function stop(): Promise<void> {
-    const running = child;
-    if (running === undefined) return;
-    child = undefined;
-    try {
-      running.kill("SIGTERM");
-    } catch { /* already exited */ }
-    const timer = setTimeout(() => {
-      try {
-        running.kill("SIGKILL");
-      } catch { /* exited meanwhile */ }
-    }, 10_000);
-    await running.status;
-    clearTimeout(timer);
-    await drained;
-  }
-
-  async function start(overrides: Record<string, string> = {}): Promise<void> {
-    if (child !== undefined) throw new Error(`${baseEnv.TESSERA_SERVER_NAME} is running`);
-    env = { ...env, ...overrides };
-    const spawned = new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", mainPath],
-      env,
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    child = spawned;
-    // Drain both pipes continuously so a chatty server never blocks on a full pipe.
-    const drain = async (stream: ReadableStream<Uint8Array>) => {
-      for await (const text of stream.pipeThrough(new TextDecoderStream())) chunks.push(text);
-    };
-    drained = Promise.all([drain(spawned.stdout), drain(spawned.stderr)]).catch(() => {});
-    const exited = spawned.status;
-    const deadline = Date.now() + 60_000;
-    while (true) {
-      const early = await Promise.race([exited, new Promise((r) => setTimeout(r, 100, null))]);
-      if (early) {
-        child = undefined;
-        await drained;
-        const code = (early as Deno.CommandStatus).code;
-        throw new Error(`${env.TESSERA_SERVER_NAME} exited with code ${code}:\n${chunks.join("")}`);
-      }
-      try {
-        const res = await fetchHere("/health");
-        await res.body?.cancel();
-        if (res.ok) return;
-      } catch { /* not listening yet */ }
-      if (Date.now() > deadline) {
-        await stop();
-        throw new Error(
-          `${env.TESSERA_SERVER_NAME} did not answer within 60 s:\n${chunks.join("")}`,
-        );
-      }
-    }
-  }
-
-  const process: FederationProcess = {
-    serverName: baseEnv.TESSERA_SERVER_NAME,
+  const process = mainProcess({
+    env,
+    label: env.TESSERA_SERVER_NAME,
+    fetch: fetchHere,
+    stopGraceMs: 10_000,
+  });
+  return Object.assign(process, {
+    serverName: env.TESSERA_SERVER_NAME,
     port,
     baseUrl,
-    kvPath: baseEnv.TESSERA_KV_PATH,
-    get env() {
-      return env;
-    },
+    kvPath: env.TESSERA_KV_PATH,
     fetch: fetchHere,
-    request,
-    register: (localpart, password) => registerUser(process, localpart, password),
-    output: () => chunks.join(""),
-    stop,
-    start,
-  };
-  return process;
+    register: (localpart: string, password?: string) => registerUser(process, localpart, password),
+  });
 }

@@ -4,6 +4,7 @@
  */
 import { assembleServer } from "../../main.ts";
 import { loadConfig } from "../../domain/config.ts";
+import { jsonRequest } from "../json_request.ts";
 
 /** A JSON response: status, parsed body (or null) and headers. */
 export interface JsonResponse {
@@ -35,27 +36,8 @@ export async function startTestServer(
   const kv = sharedKv ?? await Deno.openKv(":memory:");
   const server = await assembleServer(config, kv, options);
 
-  async function request(
-    method: string,
-    path: string,
-    { body, token, headers = {} }: RequestOptions = {},
-  ): Promise<JsonResponse> {
-    const init: RequestInit = { method, headers: { ...headers } };
-    if (token) (init.headers as Record<string, string>).authorization = `Bearer ${token}`;
-    if (body !== undefined) {
-      init.body = typeof body === "string" ? body : JSON.stringify(body);
-      (init.headers as Record<string, string>)["content-type"] = "application/json";
-    }
-    const res = await server.app.request(path, init);
-    const text = await res.text();
-    let parsed = null;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      parsed = text;
-    }
-    return { status: res.status, body: parsed, headers: res.headers };
-  }
+  const request = (method: string, path: string, options?: RequestOptions) =>
+    jsonRequest((p, init) => server.app.request(p, init), method, path, options);
 
   return {
     ...server,

@@ -3,7 +3,9 @@
  * database on Deno Deploy: each on its own loopback port, both with one server name (they are
  * one homeserver). A small JSON client talks to either, and users are registered over HTTP.
  */
-import { freePort, startServerProcess } from "../clients/server_process.ts";
+import { startServerProcess } from "../clients/server_process.ts";
+import { freePort } from "../main_process.ts";
+import { jsonRequest } from "../json_request.ts";
 
 /** A JSON answer: status and parsed body. */
 export interface Answer {
@@ -78,24 +80,13 @@ async function startNode(
     { ...env, TESSERA_SERVER_NAME: serverName, TESSERA_KV_PATH: kvPath },
     port,
   );
-  const api = async (method: string, path: string, token?: string, body?: unknown) => {
-    const headers: Record<string, string> = {};
-    if (token) headers.authorization = `Bearer ${token}`;
-    if (body !== undefined) headers["content-type"] = "application/json";
-    const res = await fetch(`${baseUrl}/_matrix/client/v3${path}`, {
+  const api = (method: string, path: string, token?: string, body?: unknown) =>
+    jsonRequest(
+      (apiPath, init) => fetch(`${baseUrl}/_matrix/client/v3${apiPath}`, init),
       method,
-      headers,
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const text = await res.text();
-    let parsed = null;
-    try {
-      parsed = text ? JSON.parse(text) : null;
-    } catch {
-      parsed = text;
-    }
-    return { status: res.status, body: parsed };
-  };
+      path,
+      { token, body },
+    );
   return { baseUrl, api, output, stop };
 }
 
