@@ -6,7 +6,7 @@
  * or room state was warm).
  */
 import { assert, assertEquals } from "../assert.ts";
-import { loginUser, registerUser } from "../routes/client_harness.ts";
+import { loginUser, passwordAuth, registerUser } from "../routes/client_harness.ts";
 import { type FleetProcess, startFleet } from "./fleet_harness.ts";
 
 const V3 = "/_matrix/client/v3";
@@ -89,24 +89,11 @@ Deno.test("fleet: logout, deactivation and a ban through one process hold on the
         assertEquals(challenge.status, 401);
         const done = await a.request("POST", `${V3}/account/deactivate`, {
           token: bob.accessToken,
-          body: {
-            auth: {
-              type: "m.login.password",
-              identifier: { type: "m.id.user", user: "bob" },
-              password: "pw-bob",
-              session: challenge.body.session,
-            },
-          },
+          body: { auth: passwordAuth("bob", "pw-bob", challenge.body.session) },
         });
         assertEquals(done.status, 200, JSON.stringify(done.body));
         const login = (p: FleetProcess) =>
-          p.request("POST", `${V3}/login`, {
-            body: {
-              type: "m.login.password",
-              identifier: { type: "m.id.user", user: "bob" },
-              password: "pw-bob",
-            },
-          });
+          p.request("POST", `${V3}/login`, { body: passwordAuth("bob", "pw-bob") });
         for (const p of [b, c]) {
           for (const token of [bob.accessToken, onC.accessToken]) {
             assertEquals((await whoami(p, token))[0], 401, `a deactivated token on ${p.index}`);

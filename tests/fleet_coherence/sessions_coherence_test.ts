@@ -5,13 +5,8 @@
  */
 import { assertEquals } from "../assert.ts";
 import { KvAccountStore } from "../../kv/account_store.ts";
-import { loginUser, registerUser } from "../routes/client_harness.ts";
-import {
-  passwordAuth,
-  type SharedKvServer,
-  startSharedKvServers,
-  V3,
-} from "./shared_kv_servers.ts";
+import { loginUser, passwordAuth, registerUser } from "../routes/client_harness.ts";
+import { type SharedKvServer, startSharedKvServers, V3 } from "./shared_kv_servers.ts";
 
 function whoami(server: SharedKvServer, token: string) {
   return server.request("GET", `${V3}/account/whoami`, { token });
@@ -19,7 +14,7 @@ function whoami(server: SharedKvServer, token: string) {
 
 async function loginStatus(server: SharedKvServer, user: string, password: string) {
   const res = await server.request("POST", `${V3}/login`, {
-    body: { type: "m.login.password", identifier: { type: "m.id.user", user }, password },
+    body: passwordAuth(user, password),
   });
   return res.status;
 }

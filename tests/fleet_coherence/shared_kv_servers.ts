@@ -77,13 +77,3 @@ export async function startSharedKvRoom(env: Record<string, string> = {}): Promi
     throw error;
   }
 }
-
-/** A user-interactive auth body for m.login.password. */
-export function passwordAuth(user: string, password: string, session?: string) {
-  return {
-    type: "m.login.password",
-    identifier: { type: "m.id.user", user },
-    password,
-    ...(session ? { session } : {}),
-  };
-}

@@ -1,19 +1,10 @@
 import { assert, assertEquals } from "../assert.ts";
 import { startTestServer } from "./test_server.ts";
-import { FAST_HASHING, registerUser } from "./client_harness.ts";
+import { FAST_HASHING, passwordAuth, registerUser } from "./client_harness.ts";
 
 const V3 = "/_matrix/client/v3";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
-
-function passwordAuth(user: string, password: string, session?: string) {
-  return {
-    type: "m.login.password",
-    identifier: { type: "m.id.user", user },
-    password,
-    ...(session ? { session } : {}),
-  };
-}
 
 async function loginStatus(server: Server, user: string, password: string) {
   return (await server.request("POST", `${V3}/login`, {

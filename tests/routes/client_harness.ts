@@ -51,6 +51,19 @@ export async function registerUser(
 }
 
 /**
+ * An m.login.password body: the `auth` of a user-interactive step (with the `session` of its
+ * challenge), or without a session a /login body.
+ */
+export function passwordAuth(user: string, password: string, session?: string) {
+  return {
+    type: "m.login.password",
+    identifier: { type: "m.id.user", user },
+    password,
+    ...(session ? { session } : {}),
+  };
+}
+
+/**
  * Log `localpart` in with `password` (as `deviceId` when given, else a new device): that
  * device's credentials. For tests that need a user's second device.
  */
@@ -60,11 +73,7 @@ export async function loginUser(
   password: string,
   deviceId?: string,
 ): Promise<RegisteredUser> {
-  const body: Record<string, unknown> = {
-    type: "m.login.password",
-    identifier: { type: "m.id.user", user: localpart },
-    password,
-  };
+  const body: Record<string, unknown> = passwordAuth(localpart, password);
   if (deviceId !== undefined) body.device_id = deviceId;
   const res = await server.request("POST", "/_matrix/client/v3/login", { body });
   if (res.status !== 200) {
