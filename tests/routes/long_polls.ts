@@ -6,8 +6,9 @@
  */
 import type { JsonObject } from "../../domain/protocol/json.ts";
 import type { PollWakeSource, WatchWakeSource } from "../../kv/wake_sources.ts";
+import { assertEquals } from "../assert.ts";
 import { guardWithin } from "../guard.ts";
-import type { SharedKvServer } from "../fleet_coherence/shared_kv_servers.ts";
+import { type SharedKvServer, V3 } from "../fleet_coherence/shared_kv_servers.ts";
 
 /** The sync sections a filter can leave in (device lists cannot be filtered out: none does). */
 export type SyncSection = "timeline" | "ephemeral" | "account_data" | "presence" | "device_lists";
@@ -57,4 +58,24 @@ export async function startCrossProcessLongPoll(
     "the long-poll starting its wait",
   );
   return { response };
+}
+
+/**
+ * Sync once on `server` with `filter`, then start a long-poll (60 s) from there that waits on
+ * other processes' commits (`startCrossProcessLongPoll`). `since` is where the first sync ended.
+ */
+export async function longPollAfterSync(
+  server: SharedKvServer,
+  token: string,
+  filter: string,
+): Promise<{ since: string; response: ReturnType<SharedKvServer["request"]> }> {
+  const first = await server.request("GET", `${V3}/sync?filter=${filter}`, { token });
+  assertEquals(first.status, 200);
+  const since: string = first.body.next_batch;
+  const { response } = await startCrossProcessLongPoll(
+    server,
+    `${V3}/sync?filter=${filter}&timeout=60000&since=${since}`,
+    token,
+  );
+  return { since, response };
 }

@@ -8,7 +8,11 @@ import { assert, assertEquals } from "../assert.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 import { registerUser } from "./client_harness.ts";
 import { guardWithin } from "../guard.ts";
-import { startCrossProcessLongPoll as longPoll, TIMELINE_ONLY } from "./long_polls.ts";
+import {
+  longPollAfterSync,
+  startCrossProcessLongPoll as longPoll,
+  TIMELINE_ONLY,
+} from "./long_polls.ts";
 import {
   type SharedKvServer,
   startSharedKvRoom,
@@ -38,16 +42,11 @@ for (const mode of ["poll", "watch"] as const) {
     });
     try {
       assertEquals(a.wakeSource.mode, mode);
-      const first = await a.request("GET", `${V3}/sync?filter=${TIMELINE_ONLY}`, {
-        token: bob.accessToken,
-      });
-      assertEquals(first.status, 200);
-
-      const polling = (await longPoll(
+      const { since, response: polling } = await longPollAfterSync(
         a,
-        `${V3}/sync?filter=${TIMELINE_ONLY}&timeout=60000&since=${first.body.next_batch}`,
         bob.accessToken,
-      )).response;
+        TIMELINE_ONLY,
+      );
       const sent = await send(b, alice.accessToken, roomId, "across processes");
       assertEquals(sent.status, 200);
 
@@ -56,7 +55,7 @@ for (const mode of ["poll", "watch"] as const) {
       const events: JsonObject[] = woken.body.rooms.join[roomId].timeline.events;
       assertEquals(events.map((e) => e.event_id), [sent.body.event_id]);
       assertEquals((events[0].content as JsonObject).body, "across processes");
-      assert(woken.body.next_batch > first.body.next_batch);
+      assert(woken.body.next_batch > since);
     } finally {
       close();
     }
@@ -73,15 +72,8 @@ Deno.test("an invite sent through B wakes the invitee's long-poll /sync on A", a
       body: { preset: "private_chat" },
     });
     const roomId: string = created.body.room_id;
-    const first = await a.request("GET", `${V3}/sync?filter=${TIMELINE_ONLY}`, {
-      token: bob.accessToken,
-    });
     // Bob is in no room: only his user's wake key can tell A of the invite.
-    const polling = (await longPoll(
-      a,
-      `${V3}/sync?filter=${TIMELINE_ONLY}&timeout=60000&since=${first.body.next_batch}`,
-      bob.accessToken,
-    )).response;
+    const polling = (await longPollAfterSync(a, bob.accessToken, TIMELINE_ONLY)).response;
     const invited = await b.request("POST", `${V3}/rooms/${encodeURIComponent(roomId)}/invite`, {
       token: alice.accessToken,
       body: { user_id: bob.userId },
@@ -106,14 +98,7 @@ Deno.test("a to-device message sent through B wakes the recipient's long-poll /s
   try {
     const alice = await registerUser(b, "alice");
     const bob = await registerUser(a, "bob");
-    const first = await a.request("GET", `${V3}/sync?filter=${TIMELINE_ONLY}`, {
-      token: bob.accessToken,
-    });
-    const polling = (await longPoll(
-      a,
-      `${V3}/sync?filter=${TIMELINE_ONLY}&timeout=60000&since=${first.body.next_batch}`,
-      bob.accessToken,
-    )).response;
+    const polling = (await longPollAfterSync(a, bob.accessToken, TIMELINE_ONLY)).response;
     const sent = await b.request("PUT", `${V3}/sendToDevice/m.test.ping/t${++txn}`, {
       token: alice.accessToken,
       body: { messages: { [bob.userId]: { [bob.deviceId]: { hello: "from B" } } } },

@@ -9,7 +9,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 import { guardWithin } from "../guard.ts";
-import { startCrossProcessLongPoll, syncFilterShowing as only } from "./long_polls.ts";
+import { longPollAfterSync, syncFilterShowing as only } from "./long_polls.ts";
 import {
   type SharedKvServer,
   startSharedKvRoom,
@@ -19,24 +19,6 @@ import {
 const POLL = { TESSERA_WAKE: "poll", TESSERA_WAKE_POLL_MS: "20" };
 /** Far beyond any wake; the long-polls ask for 60 s. */
 const guarded = guardWithin(30_000);
-
-/**
- * Sync once on `server` with `filter`, then start a long-poll from there and resolve once it
- * waits on other processes' commits; `response` is the response to come.
- */
-async function longPollAfterSync(
-  server: SharedKvServer,
-  token: string,
-  filter: string,
-): Promise<{ response: ReturnType<SharedKvServer["request"]> }> {
-  const first = await server.request("GET", `${V3}/sync?filter=${filter}`, { token });
-  assertEquals(first.status, 200);
-  return await startCrossProcessLongPoll(
-    server,
-    `${V3}/sync?filter=${filter}&timeout=60000&since=${first.body.next_batch}`,
-    token,
-  );
-}
 
 /** Send a message through `server`; its event ID. */
 async function send(server: SharedKvServer, token: string, roomId: string): Promise<string> {
@@ -69,49 +51,36 @@ Deno.test("typing through B wakes a room-mate's long-poll on A", async () => {
   }
 });
 
-Deno.test("a read receipt through B wakes a room-mate's long-poll on A", async () => {
-  const { a, b, alice, bob, roomId, close } = await startSharedKvRoom(POLL);
-  try {
-    const eventId = await send(b, alice.accessToken, roomId);
-    const polling = (await longPollAfterSync(a, bob.accessToken, only("ephemeral"))).response;
-    const read = await b.request(
-      "POST",
-      `${V3}/rooms/${encodeURIComponent(roomId)}/receipt/m.read/${encodeURIComponent(eventId)}`,
-      { token: alice.accessToken, body: {} },
-    );
-    assertEquals(read.status, 200);
-    const woken = await guarded(polling, "/sync on A");
-    const receipt = (woken.body.rooms.join[roomId].ephemeral.events as JsonObject[])
-      .find((e) => e.type === "m.receipt");
-    const content = receipt?.content as Record<string, Record<string, JsonObject>>;
-    assert(content?.[eventId]?.["m.read"]?.[alice.userId], "Alice's receipt is in the sync");
-  } finally {
-    close();
-  }
-});
+// A public receipt reaches the room (Bob, a room-mate, waits); a private one only its owner.
+const receiptCases = [
+  { type: "m.read", waiter: "bob", whose: "a room-mate's" },
+  { type: "m.read.private", waiter: "alice", whose: "its owner's own" },
+] as const;
 
-Deno.test("a private receipt through B wakes its owner's own long-poll on A", async () => {
-  const { a, b, alice, roomId, close } = await startSharedKvRoom(POLL);
-  try {
-    const eventId = await send(b, alice.accessToken, roomId);
-    const polling = (await longPollAfterSync(a, alice.accessToken, only("ephemeral"))).response;
-    const read = await b.request(
-      "POST",
-      `${V3}/rooms/${encodeURIComponent(roomId)}/receipt/m.read.private/${
-        encodeURIComponent(eventId)
-      }`,
-      { token: alice.accessToken, body: {} },
-    );
-    assertEquals(read.status, 200);
-    const woken = await guarded(polling, "/sync on A");
-    const receipt = (woken.body.rooms.join[roomId].ephemeral.events as JsonObject[])
-      .find((e) => e.type === "m.receipt");
-    const content = receipt?.content as Record<string, Record<string, JsonObject>>;
-    assert(content?.[eventId]?.["m.read.private"]?.[alice.userId], "the private receipt");
-  } finally {
-    close();
-  }
-});
+for (const { type, waiter, whose } of receiptCases) {
+  Deno.test(`a ${type} receipt through B wakes ${whose} long-poll on A`, async () => {
+    const room = await startSharedKvRoom(POLL);
+    const { a, b, alice, roomId, close } = room;
+    try {
+      const eventId = await send(b, alice.accessToken, roomId);
+      const polling =
+        (await longPollAfterSync(a, room[waiter].accessToken, only("ephemeral"))).response;
+      const read = await b.request(
+        "POST",
+        `${V3}/rooms/${encodeURIComponent(roomId)}/receipt/${type}/${encodeURIComponent(eventId)}`,
+        { token: alice.accessToken, body: {} },
+      );
+      assertEquals(read.status, 200);
+      const woken = await guarded(polling, "/sync on A");
+      const receipt = (woken.body.rooms.join[roomId].ephemeral.events as JsonObject[])
+        .find((e) => e.type === "m.receipt");
+      const content = receipt?.content as Record<string, Record<string, JsonObject>>;
+      assert(content?.[eventId]?.[type]?.[alice.userId], `Alice's ${type} receipt is in the sync`);
+    } finally {
+      close();
+    }
+  });
+}
 
 Deno.test("account data and push rules set through B wake the user's long-poll on A", async () => {
   const { a, b, alice, close } = await startSharedKvRoom(POLL);
