@@ -102,12 +102,17 @@ export class SyncService {
         if (!(await watch.wait(remaining, signal))) return response;
         // The next watch is registered before this one is read and closed, so a commit that
         // completes meanwhile lands in one of them: in `wokenAt` below, or as the next wake.
+        const wokenBefore = watch.wokenAt;
         const next = await this.#watch(params.userId);
         const woken = watch.wokenAt;
         watch.close();
         watch = next.watch;
-        upTo = wokenUpTo(woken, response.next_batch);
-        // Read after every commit up to `upTo` completed, so they hold every join up to it.
+        // The memberships were read after every commit up to `wokenBefore` completed, so they
+        // hold every join up to it. A newer wake that came during that read (another process's
+        // commit seen by a poll tick, say) may name a join or invite they missed: reading up to
+        // it with them would answer without the room and move next_batch past it for good, so
+        // take a barrier and read the memberships afresh instead.
+        upTo = woken === wokenBefore ? wokenUpTo(woken, response.next_batch) : undefined;
         memberships = upTo === undefined ? undefined : next.memberships;
       }
     } finally {
