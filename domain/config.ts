@@ -15,6 +15,7 @@ import {
   type TrustedKeyServer,
 } from "./federation/key_config.ts";
 import type { WakeMode } from "./ports/wake_source.ts";
+import { defaultWakeMode, placementProblems } from "./config_placement.ts";
 
 /** Who may register: anyone, holders of the registration token, or nobody. */
 export type RegistrationMode = "open" | "token" | "closed";
@@ -303,14 +304,6 @@ function parseTurnUris(raw: string): Parsed<string[]> {
   return { value: uris };
 }
 
-function parseLongPollMaxMs(raw: string): Parsed<number> {
-  const ms = /^\d{1,6}$/.test(raw) ? Number(raw) : NaN;
-  // Above 120 s the sync service cuts the wait anyway (MAX_SYNC_TIMEOUT_MS).
-  return ms >= 1_000 && ms <= CONFIG_DEFAULTS.longPollMaxMs
-    ? { value: ms }
-    : { problem: `expected whole milliseconds from 1000 to 120000, got ${quote(raw)}` };
-}
-
 function parseTtlSeconds(raw: string): Parsed<number> {
   const ttl = /^\d{1,9}$/.test(raw) ? Number(raw) : NaN;
   return ttl >= 60
@@ -332,22 +325,6 @@ function parseMillis(min: number, max: number): (raw: string) => Parsed<number> 
       ? { value: ms }
       : { problem: `expected whole milliseconds from ${min} to ${max}, got ${quote(raw)}` };
   };
-}
-
-function parseWakePollMs(raw: string): Parsed<number> {
-  const ms = /^\d{1,6}$/.test(raw) ? Number(raw) : NaN;
-  return ms >= 10 && ms <= 60_000
-    ? { value: ms }
-    : { problem: `expected whole milliseconds from 10 to 60000, got ${quote(raw)}` };
-}
-
-/**
- * The wake mode when TESSERA_WAKE is unset: kv.watch where it crosses isolates (Deno Deploy, a
- * KV Connect URL), nothing for `:memory:` (no other process can open it), a poll for a file.
- */
-function defaultWakeMode(kvPath: string | undefined, deploy: boolean | undefined): WakeMode {
-  if (deploy || kvPath === undefined || /^https?:\/\//i.test(kvPath)) return "watch";
-  return kvPath === ":memory:" ? "local" : "poll";
 }
 
 function parseBaseUrl(raw: string): Parsed<string> {
@@ -389,7 +366,8 @@ const variables = {
   TESSERA_REGISTRATION_TOKEN: variable(parseRegistrationToken),
   TESSERA_TLS_CERT: variable((raw) => ({ value: raw })),
   TESSERA_TLS_KEY: variable((raw) => ({ value: raw })),
-  TESSERA_LONG_POLL_MAX_MS: variable(parseLongPollMaxMs),
+  // Above 120 s the sync service cuts the wait anyway (MAX_SYNC_TIMEOUT_MS).
+  TESSERA_LONG_POLL_MAX_MS: variable(parseMillis(1_000, CONFIG_DEFAULTS.longPollMaxMs)),
   TESSERA_SIGNING_KEY: variable(parseSigningKeySeed),
   TESSERA_OLD_SIGNING_KEYS: variable(parseOldSigningKeys),
   TESSERA_TRUSTED_KEY_SERVERS: variable(parseTrustedKeyServers),
@@ -412,7 +390,7 @@ const variables = {
   TESSERA_TURN_SHARED_SECRET: variable((raw) => ({ value: raw })),
   TESSERA_TURN_TTL_SECONDS: variable(parseTtlSeconds),
   TESSERA_WAKE: variable(parseWakeMode),
-  TESSERA_WAKE_POLL_MS: variable(parseWakePollMs),
+  TESSERA_WAKE_POLL_MS: variable(parseMillis(10, 60_000)),
   TESSERA_JOB_LEASE_MS: variable(parseMillis(300, 3_600_000)),
   TESSERA_JOB_PROBE_MS: variable(parseMillis(1, 3_600_000)),
   TESSERA_JOB_PROBE_PERIOD_MS: variable(parseMillis(10, 86_400_000)),
@@ -467,6 +445,7 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
   const tls = v.TESSERA_TLS_CERT !== undefined && v.TESSERA_TLS_KEY !== undefined
     ? Object.freeze({ certPath: v.TESSERA_TLS_CERT, keyPath: v.TESSERA_TLS_KEY })
     : undefined;
+  const kvPath = v.TESSERA_KV_PATH ?? (options.deploy ? undefined : CONFIG_DEFAULTS.kvPath);
   return Object.freeze({
     dev: options.dev,
     serverName: v.TESSERA_SERVER_NAME ?? CONFIG_DEFAULTS.serverName,
@@ -474,7 +453,7 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
       (options.deploy ? CONFIG_DEFAULTS.deployPort : CONFIG_DEFAULTS.port),
     hostname: v.TESSERA_HOSTNAME ??
       (options.deploy ? CONFIG_DEFAULTS.deployHostname : CONFIG_DEFAULTS.hostname),
-    kvPath: v.TESSERA_KV_PATH ?? (options.deploy ? undefined : CONFIG_DEFAULTS.kvPath),
+    kvPath,
     publicBaseUrl: v.TESSERA_PUBLIC_BASEURL,
     registration,
     registrationToken: registration === "token" ? v.TESSERA_REGISTRATION_TOKEN : undefined,
@@ -523,10 +502,7 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
       ? {}
       : { defaultRoomVersion: v.TESSERA_DEFAULT_ROOM_VERSION }),
     wake: Object.freeze({
-      mode: v.TESSERA_WAKE ?? defaultWakeMode(
-        v.TESSERA_KV_PATH ?? (options.deploy ? undefined : CONFIG_DEFAULTS.kvPath),
-        options.deploy,
-      ),
+      mode: v.TESSERA_WAKE ?? defaultWakeMode(kvPath, options.deploy),
       pollMs: v.TESSERA_WAKE_POLL_MS ?? CONFIG_DEFAULTS.wakePollMs,
     }),
     jobs: Object.freeze({
@@ -551,74 +527,6 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
   });
 }
 
-/** Whether a KV path is a KV Connect URL (self-hosted denokv, a Deploy database from outside). */
-export function isKvConnectUrl(path: string): boolean {
-  return /^https?:\/\//i.test(path);
-}
-
-/**
- * Where the process runs against what it was given: on Deno Deploy every instance has its own
- * disk and Deploy terminates TLS; a KV Connect URL needs the access token Deno reads itself.
- * Checked after the schema, since it needs `options` and a variable outside TESSERA_*.
- */
-function placementProblems(
-  v: Variables,
-  env: Record<string, string | undefined>,
-  options: ConfigOptions,
-): { variable: string; problem: string }[] {
-  const problems: { variable: string; problem: string }[] = [];
-  const kvPath = v.TESSERA_KV_PATH;
-  if (options.deploy) {
-    if (kvPath !== undefined) {
-      problems.push({
-        variable: "TESSERA_KV_PATH",
-        problem: "leave it unset on Deno Deploy: the app's own KV database is opened then. " +
-          "A file or :memory: would be a separate database in every instance, and Deploy " +
-          "does not let an app set DENO_KV_ACCESS_TOKEN for a KV Connect URL",
-      });
-    }
-    for (const name of ["TESSERA_TLS_CERT", "TESSERA_TLS_KEY"] as const) {
-      if (v[name] !== undefined) {
-        problems.push({ variable: name, problem: "unset it on Deno Deploy: Deploy serves HTTPS" });
-      }
-    }
-    // The local defaults (localhost:8008; http:// and the listening port in the well-known
-    // documents) would name a server nobody can reach: Deploy serves HTTPS on 443.
-    if (v.TESSERA_SERVER_NAME === undefined) {
-      problems.push({
-        variable: "TESSERA_SERVER_NAME",
-        problem: "required on Deno Deploy (the part after ':' in user IDs, e.g. example.org)",
-      });
-    }
-    if (v.TESSERA_PUBLIC_BASEURL === undefined) {
-      problems.push({
-        variable: "TESSERA_PUBLIC_BASEURL",
-        problem: "required on Deno Deploy: the https:// URL the app is served at",
-      });
-    } else if (!v.TESSERA_PUBLIC_BASEURL.startsWith("https://")) {
-      problems.push({
-        variable: "TESSERA_PUBLIC_BASEURL",
-        problem: "expected an https:// URL on Deno Deploy, which serves HTTPS only",
-      });
-    }
-  } else if (kvPath !== undefined && isKvConnectUrl(kvPath)) {
-    const url = URL.canParse(kvPath) ? new URL(kvPath) : undefined;
-    if (url === undefined || url.hostname === "" || url.username !== "" || url.password !== "") {
-      problems.push({
-        variable: "TESSERA_KV_PATH",
-        problem: "expected a KV Connect URL like https://host/path, without credentials " +
-          "(the token goes in DENO_KV_ACCESS_TOKEN)",
-      });
-    } else if ((env.DENO_KV_ACCESS_TOKEN ?? "") === "") {
-      problems.push({
-        variable: "DENO_KV_ACCESS_TOKEN",
-        problem: "required when TESSERA_KV_PATH is a KV Connect URL (value not shown)",
-      });
-    }
-  }
-  return problems;
-}
-
 const envSchema = z.preprocess(dropShadowed, z.object(variables).superRefine(crossCheck));
 
 /** Validate the environment and build the configuration; throws ConfigError on a bad value. */
@@ -635,7 +543,7 @@ export function loadConfig(
     const [first] = lines;
     throw new ConfigError(first.name, first.message, lines.map((l) => `${l.name}: ${l.message}`));
   }
-  const placement = placementProblems(parsed.data, env, options);
+  const placement = placementProblems(parsed.data, env, options.deploy ?? false);
   if (placement.length > 0) {
     const [first] = placement;
     throw new ConfigError(

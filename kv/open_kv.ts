@@ -2,7 +2,7 @@
  * Opening Deno KV: a local file (its folder created on demand), `:memory:`, a KV Connect URL
  * (a self-hosted denokv or a Deno Deploy database reached from outside), or Deploy's own.
  */
-import { isKvConnectUrl } from "../domain/config.ts";
+import { isKvConnectUrl } from "../domain/config_placement.ts";
 import { retryingBusyCommits } from "./busy_retry_kv.ts";
 
 /**

@@ -8,7 +8,8 @@
  * default file; a Deno Deploy database is read from outside by its KV Connect URL, with
  * DENO_KV_ACCESS_TOKEN set. Nothing is written.
  */
-import { CONFIG_DEFAULTS, isKvConnectUrl } from "../domain/config.ts";
+import { CONFIG_DEFAULTS } from "../domain/config.ts";
+import { isKvConnectUrl } from "../domain/config_placement.ts";
 import { encodeBase64Unpadded } from "../domain/protocol/base64.ts";
 import { generateSigningSeed } from "../domain/protocol/signing.ts";
 import { openKv } from "../kv/open_kv.ts";

@@ -3,7 +3,8 @@
  * Deno.serve's default address), KV Connect URLs (a fleet on denokv), and the long-poll cap.
  */
 import assert from "node:assert/strict";
-import { ConfigError, isKvConnectUrl, loadConfig } from "../../domain/config.ts";
+import { ConfigError, loadConfig } from "../../domain/config.ts";
+import { isKvConnectUrl } from "../../domain/config_placement.ts";
 import { clientBaseUrl, delegatedServer } from "../../domain/discovery.ts";
 
 const DEPLOY = { dev: false, deploy: true };
