@@ -112,16 +112,21 @@ export class WatchWakeSource implements WakeSource {
           subscription.offer(newest(value.map((entry) => entry.versionstamp)));
         }
       } catch (error) {
+        // The database closed (its watches end, a new one throws): nothing left to watch.
+        if (error instanceof Deno.errors.BadResource) return;
         // A stream cancelled by unsubscribe or close ends here too; only a live one is news.
         if (!subscription.closed && !this.#closed) console.error("wake: kv.watch failed", error);
       } finally {
         if (reader) subscription.readers.delete(reader);
       }
       if (subscription.closed || this.#closed) return;
-      failures++;
-      await subscription.sleep(
-        Math.min(WATCH_RETRY_MAX_MS, WATCH_RETRY_BASE_MS * 2 ** Math.min(failures - 1, 10)),
-      );
+      // The first time at once (a closed database then throws at once, and the loop ends); after
+      // that with a growing wait.
+      if (failures++ > 0) {
+        await subscription.sleep(
+          Math.min(WATCH_RETRY_MAX_MS, WATCH_RETRY_BASE_MS * 2 ** Math.min(failures - 2, 10)),
+        );
+      }
     }
   }
 }

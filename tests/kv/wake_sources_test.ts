@@ -278,3 +278,22 @@ Deno.test("watch wake source: a watch that fails or ends is opened again and rep
     kv.close();
   }
 });
+
+Deno.test("watch wake source: a subscription left open when its database closes just ends", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const source = new WatchWakeSource(kv);
+  const woken = recorder();
+  source.watchAfter([room("!a")], "", woken.onWake);
+  const error = console.error;
+  let logged = 0;
+  console.error = () => logged++;
+  try {
+    kv.close();
+    // Its streams end; opening them again fails at once: no retry timer outlives the test.
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(logged, 0);
+  } finally {
+    console.error = error;
+    source.close();
+  }
+});
