@@ -26,17 +26,23 @@ export interface WakeTargets {
   outboxStreams?: Iterable<string>;
 }
 
+/** The wake keys of `targets`, each once: what every writer below bumps. */
+function wakeKeysOf(targets: WakeTargets): Deno.KvKey[] {
+  return [
+    ...[...new Set(targets.userIds ?? [])].map((userId) => wakeKeys.user(userId)),
+    ...[...new Set(targets.roomIds ?? [])].map((roomId) => wakeKeys.room(roomId)),
+    ...[...new Set(targets.outboxStreams ?? [])].map((stream) => wakeKeys.outbox(stream)),
+  ];
+}
+
 /** Number of mutations `addWakes` adds for `targets` (for commit budgets). */
 export function wakeMutationCount(targets: WakeTargets): number {
-  return new Set(targets.userIds ?? []).size + new Set(targets.roomIds ?? []).size +
-    new Set(targets.outboxStreams ?? []).size;
+  return wakeKeysOf(targets).length;
 }
 
 /** Bump the wake keys of `targets` in `op` (the commit that makes the change). */
 export function addWakes(op: Deno.AtomicOperation, targets: WakeTargets): Deno.AtomicOperation {
-  for (const userId of new Set(targets.userIds ?? [])) op.set(wakeKeys.user(userId), 0);
-  for (const roomId of new Set(targets.roomIds ?? [])) op.set(wakeKeys.room(roomId), 0);
-  for (const stream of new Set(targets.outboxStreams ?? [])) op.set(wakeKeys.outbox(stream), 0);
+  for (const key of wakeKeysOf(targets)) op.set(key, 0);
   return op;
 }
 
@@ -45,15 +51,5 @@ export function addWakes(op: Deno.AtomicOperation, targets: WakeTargets): Deno.A
  * limits before they are applied (the event log's group commit, kv/commit_budget.ts).
  */
 export function plannedWakes(targets: WakeTargets): PlannedMutation[] {
-  const out: PlannedMutation[] = [];
-  for (const userId of new Set(targets.userIds ?? [])) {
-    out.push({ op: "set", key: wakeKeys.user(userId), value: 0 });
-  }
-  for (const roomId of new Set(targets.roomIds ?? [])) {
-    out.push({ op: "set", key: wakeKeys.room(roomId), value: 0 });
-  }
-  for (const stream of new Set(targets.outboxStreams ?? [])) {
-    out.push({ op: "set", key: wakeKeys.outbox(stream), value: 0 });
-  }
-  return out;
+  return wakeKeysOf(targets).map((key) => ({ op: "set", key, value: 0 }));
 }
