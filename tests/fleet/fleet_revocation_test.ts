@@ -6,7 +6,14 @@
  * or room state was warm).
  */
 import { assert, assertEquals } from "../assert.ts";
-import { loginUser, passwordAuth, registerUser } from "../routes/client_harness.ts";
+import {
+  createPublicRoom,
+  joinRoom,
+  loginUser,
+  passwordAuth,
+  registerUser,
+  sendText,
+} from "../routes/client_harness.ts";
 import { type FleetProcess, startFleet } from "./fleet_harness.ts";
 
 const V3 = "/_matrix/client/v3";
@@ -112,26 +119,9 @@ Deno.test("fleet: logout, deactivation and a ban through one process hold on the
       await t.step("a member banned through A can no longer send through B or C", async () => {
         const carol = await registerUser(a, "carol");
         const dave = await registerUser(b, "dave");
-        const created = await a.request("POST", `${V3}/createRoom`, {
-          token: carol.accessToken,
-          body: { preset: "public_chat" },
-        });
-        assertEquals(created.status, 200);
-        const roomId: string = created.body.room_id;
-        const joined = await b.request("POST", `${V3}/join/${enc(roomId)}`, {
-          token: dave.accessToken,
-          body: {},
-        });
-        assertEquals(joined.status, 200);
-        const send = (p: FleetProcess, body: string) =>
-          p.request(
-            "PUT",
-            `${V3}/rooms/${enc(roomId)}/send/m.room.message/${crypto.randomUUID()}`,
-            {
-              token: dave.accessToken,
-              body: { msgtype: "m.text", body },
-            },
-          );
+        const roomId = await createPublicRoom(a, carol);
+        await joinRoom(b, dave, roomId);
+        const send = (p: FleetProcess, body: string) => sendText(p, dave, roomId, body);
         // Dave sends through B and C first: their views of the room have him joined.
         for (const p of [b, c]) assertEquals((await send(p, `before, via ${p.index}`)).status, 200);
         const before = await syncNow(c, dave.accessToken);

@@ -5,17 +5,18 @@
  * joined through B is notified of A's next event, though A kept the room's audience.
  */
 import { assertEquals } from "../assert.ts";
-import { type RegisteredUser, registerUser } from "../routes/client_harness.ts";
+import {
+  createPublicRoom,
+  joinRoom,
+  type RegisteredUser,
+  registerUser,
+  sendText,
+} from "../routes/client_harness.ts";
 import { type SharedKvServer, startSharedKvServers, V3 } from "./shared_kv_servers.ts";
 
-let txn = 0;
-
+/** Send a message through `server`: its event ID. */
 async function send(server: SharedKvServer, user: RegisteredUser, roomId: string, body: string) {
-  const res = await server.request(
-    "PUT",
-    `${V3}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/t${txn++}`,
-    { token: user.accessToken, body: { msgtype: "m.text", body } },
-  );
+  const res = await sendText(server, user, roomId, body);
   assertEquals(res.status, 200, JSON.stringify(res.body));
   return res.body.event_id as string;
 }
@@ -27,30 +28,13 @@ async function notified(server: SharedKvServer, user: RegisteredUser): Promise<s
   return res.body.notifications.map((n: { event: { event_id: string } }) => n.event.event_id);
 }
 
-async function publicRoom(server: SharedKvServer, creator: RegisteredUser): Promise<string> {
-  const res = await server.request("POST", `${V3}/createRoom`, {
-    token: creator.accessToken,
-    body: { preset: "public_chat" },
-  });
-  assertEquals(res.status, 200);
-  return res.body.room_id;
-}
-
-async function join(server: SharedKvServer, user: RegisteredUser, roomId: string) {
-  const res = await server.request("POST", `${V3}/join/${encodeURIComponent(roomId)}`, {
-    token: user.accessToken,
-    body: {},
-  });
-  assertEquals(res.status, 200);
-}
-
 Deno.test("coherence: a push rule set through B binds A's very next event", async () => {
   const { a, b, close } = await startSharedKvServers();
   try {
     const alice = await registerUser(a, "alice");
     const bob = await registerUser(a, "bob");
-    const roomId = await publicRoom(a, alice);
-    await join(a, bob, roomId);
+    const roomId = await createPublicRoom(a, alice);
+    await joinRoom(a, bob, roomId);
 
     // A evaluates alice's rules for bob's message (and keeps what it derived from them).
     const first = await send(a, bob, roomId, "one");
@@ -98,13 +82,13 @@ Deno.test("coherence: a member who joined through B is notified of A's next even
     const alice = await registerUser(a, "alice");
     const bob = await registerUser(a, "bob");
     const carol = await registerUser(a, "carol");
-    const roomId = await publicRoom(a, alice);
-    await join(a, bob, roomId);
+    const roomId = await createPublicRoom(a, alice);
+    await joinRoom(a, bob, roomId);
     // A plans notifications for the room (and keeps its audience: alice and bob).
     const first = await send(a, bob, roomId, "before carol");
     assertEquals(await notified(a, alice), [first]);
 
-    await join(b, carol, roomId);
+    await joinRoom(b, carol, roomId);
     const second = await send(a, bob, roomId, "after carol");
     assertEquals(await notified(a, carol), [second]);
     assertEquals(await notified(a, alice), [second, first]);

@@ -5,20 +5,17 @@
  * event, built on B's event (the DAG stays linear), authorised on the state B left.
  */
 import { assert, assertEquals } from "../assert.ts";
-import { type RegisteredUser, registerUser } from "../routes/client_harness.ts";
+import {
+  createPublicRoom,
+  joinRoom,
+  type RegisteredUser,
+  registerUser,
+  sendText,
+} from "../routes/client_harness.ts";
 import { type SharedKvServer, startSharedKvServers, V3 } from "./shared_kv_servers.ts";
-
-let txn = 0;
 
 function room(roomId: string): string {
   return `${V3}/rooms/${encodeURIComponent(roomId)}`;
-}
-
-function sendMessage(server: SharedKvServer, user: RegisteredUser, roomId: string, body: string) {
-  return server.request("PUT", `${room(roomId)}/send/m.room.message/r${txn++}`, {
-    token: user.accessToken,
-    body: { msgtype: "m.text", body },
-  });
 }
 
 function setState(
@@ -41,26 +38,13 @@ async function sharedRoom(
   members: RegisteredUser[],
   powerLevels?: unknown,
 ): Promise<string> {
-  const created = await a.request("POST", `${V3}/createRoom`, {
-    token: creator.accessToken,
-    body: {
-      preset: "public_chat",
-      ...(powerLevels ? { power_level_content_override: powerLevels } : {}),
-    },
-  });
-  assertEquals(created.status, 200);
-  for (const member of members) {
-    const joined = await a.request(
-      "POST",
-      `${V3}/join/${encodeURIComponent(created.body.room_id)}`,
-      {
-        token: member.accessToken,
-        body: {},
-      },
-    );
-    assertEquals(joined.status, 200);
-  }
-  return created.body.room_id;
+  const roomId = await createPublicRoom(
+    a,
+    creator,
+    powerLevels ? { power_level_content_override: powerLevels } : {},
+  );
+  for (const member of members) await joinRoom(a, member, roomId);
+  return roomId;
 }
 
 Deno.test("coherence: a ban through B refuses the banned user's next send on A", async () => {
@@ -70,19 +54,19 @@ Deno.test("coherence: a ban through B refuses the banned user's next send on A",
     const bob = await registerUser(a, "bob");
     const roomId = await sharedRoom(a, alice, [bob]);
     // A's view of the room after bob's message: A built and committed it.
-    assertEquals((await sendMessage(a, bob, roomId, "hello")).status, 200);
+    assertEquals((await sendText(a, bob, roomId, "hello")).status, 200);
 
     const ban = await b.request("POST", `${room(roomId)}/ban`, {
       token: alice.accessToken,
       body: { user_id: bob.userId, reason: "bye" },
     });
     assertEquals(ban.status, 200);
-    const refused = await sendMessage(a, bob, roomId, "still here?");
+    const refused = await sendText(a, bob, roomId, "still here?");
     assertEquals(refused.status, 403);
     assertEquals(refused.body.errcode, "M_FORBIDDEN");
 
     // Alice's next message on A is built on B's ban: the DAG stays one line.
-    const after = await sendMessage(a, alice, roomId, "after the ban");
+    const after = await sendText(a, alice, roomId, "after the ban");
     assertEquals(after.status, 200);
     const banId = await a.deps.eventStore.currentStateEventId(roomId, "m.room.member", bob.userId);
     const built = await a.deps.eventStore.getEvent(after.body.event_id);
@@ -131,7 +115,7 @@ Deno.test("coherence: a join rule closed through B refuses a join on A", async (
     const bob = await registerUser(a, "bob");
     const carol = await registerUser(a, "carol");
     const roomId = await sharedRoom(a, alice, [bob]);
-    assertEquals((await sendMessage(a, bob, roomId, "warm A's view")).status, 200);
+    assertEquals((await sendText(a, bob, roomId, "warm A's view")).status, 200);
     const closed = await setState(b, alice, roomId, "m.room.join_rules", { join_rule: "invite" });
     assertEquals(closed.status, 200);
     const join = await a.request("POST", `${V3}/join/${encodeURIComponent(roomId)}`, {

@@ -5,7 +5,13 @@
  * kept it from seeing the change.
  */
 import { startTestServer } from "../routes/test_server.ts";
-import { FAST_HASHING, type RegisteredUser, registerUser } from "../routes/client_harness.ts";
+import {
+  createPublicRoom,
+  FAST_HASHING,
+  joinRoom,
+  type RegisteredUser,
+  registerUser,
+} from "../routes/client_harness.ts";
 
 /** One of the servers: what `startTestServer` returns. */
 export type SharedKvServer = Awaited<ReturnType<typeof startTestServer>>;
@@ -61,16 +67,8 @@ export async function startSharedKvRoom(env: Record<string, string> = {}): Promi
     const { a, b } = servers;
     const alice = await registerUser(b, "alice");
     const bob = await registerUser(a, "bob");
-    const created = await b.request("POST", `${V3}/createRoom`, {
-      token: alice.accessToken,
-      body: { preset: "public_chat" },
-    });
-    if (created.status !== 200) throw new Error(`createRoom: ${JSON.stringify(created.body)}`);
-    const roomId: string = created.body.room_id;
-    const joined = await a.request("POST", `${V3}/join/${encodeURIComponent(roomId)}`, {
-      token: bob.accessToken,
-    });
-    if (joined.status !== 200) throw new Error(`join: ${JSON.stringify(joined.body)}`);
+    const roomId = await createPublicRoom(b, alice);
+    await joinRoom(a, bob, roomId);
     return { ...servers, alice, bob, roomId };
   } catch (error) {
     servers.close();

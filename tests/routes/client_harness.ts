@@ -85,3 +85,57 @@ export async function loginUser(
     deviceId: res.body.device_id,
   };
 }
+
+/** Create a public room as `creator` (with createRoom's `fields` besides): its ID. */
+export async function createPublicRoom(
+  server: HarnessServer,
+  creator: RegisteredUser,
+  fields: Record<string, unknown> = {},
+): Promise<string> {
+  const res = await server.request("POST", "/_matrix/client/v3/createRoom", {
+    token: creator.accessToken,
+    body: { preset: "public_chat", ...fields },
+  });
+  if (res.status !== 200) {
+    throw new Error(`createPublicRoom: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  return res.body.room_id;
+}
+
+/** Join `roomId` as `user`. */
+export async function joinRoom(
+  server: HarnessServer,
+  user: RegisteredUser,
+  roomId: string,
+): Promise<void> {
+  const res = await server.request(
+    "POST",
+    `/_matrix/client/v3/join/${encodeURIComponent(roomId)}`,
+    {
+      token: user.accessToken,
+      body: {},
+    },
+  );
+  if (res.status !== 200) {
+    throw new Error(`joinRoom(${user.userId}): ${res.status} ${JSON.stringify(res.body)}`);
+  }
+}
+
+/**
+ * Send an m.text message as `user` (a new transaction each time): the answer, 200 with the
+ * event_id or the refusal a test may be looking for.
+ */
+export function sendText(
+  server: HarnessServer,
+  user: RegisteredUser,
+  roomId: string,
+  body: string,
+): Promise<JsonResponse> {
+  const path = `/_matrix/client/v3/rooms/${
+    encodeURIComponent(roomId)
+  }/send/m.room.message/${crypto.randomUUID()}`;
+  return server.request("PUT", path, {
+    token: user.accessToken,
+    body: { msgtype: "m.text", body },
+  });
+}

@@ -6,7 +6,7 @@
  */
 import { assert, assertEquals } from "../assert.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
-import { registerUser } from "./client_harness.ts";
+import { registerUser, sendText } from "./client_harness.ts";
 import { guardWithin } from "../guard.ts";
 import {
   longPollAfterSync,
@@ -14,7 +14,6 @@ import {
   TIMELINE_ONLY,
 } from "./long_polls.ts";
 import {
-  type SharedKvServer,
   startSharedKvRoom,
   startSharedKvServers,
   V3,
@@ -23,15 +22,6 @@ import {
 const POLL = { TESSERA_WAKE: "poll", TESSERA_WAKE_POLL_MS: "20" };
 /** Far beyond any wake; the timeout the long-polls ask for is longer still. */
 const guarded = guardWithin(30_000);
-
-let txn = 0;
-function send(server: SharedKvServer, token: string, roomId: string, body: string) {
-  return server.request(
-    "PUT",
-    `${V3}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/t${++txn}`,
-    { token, body: { msgtype: "m.text", body } },
-  );
-}
 
 for (const mode of ["poll", "watch"] as const) {
   Deno.test(`${mode}: a message sent through B wakes a long-poll /sync on A`, async () => {
@@ -47,7 +37,7 @@ for (const mode of ["poll", "watch"] as const) {
         bob.accessToken,
         TIMELINE_ONLY,
       );
-      const sent = await send(b, alice.accessToken, roomId, "across processes");
+      const sent = await sendText(b, alice, roomId, "across processes");
       assertEquals(sent.status, 200);
 
       const woken = await guarded(polling, "/sync on A");
@@ -99,7 +89,7 @@ Deno.test("a to-device message sent through B wakes the recipient's long-poll /s
     const alice = await registerUser(b, "alice");
     const bob = await registerUser(a, "bob");
     const polling = (await longPollAfterSync(a, bob.accessToken, TIMELINE_ONLY)).response;
-    const sent = await b.request("PUT", `${V3}/sendToDevice/m.test.ping/t${++txn}`, {
+    const sent = await b.request("PUT", `${V3}/sendToDevice/m.test.ping/${crypto.randomUUID()}`, {
       token: alice.accessToken,
       body: { messages: { [bob.userId]: { [bob.deviceId]: { hello: "from B" } } } },
     });
@@ -124,7 +114,7 @@ Deno.test("a message sent through B wakes a long-poll /events on A", async () =>
     const polling =
       (await longPoll(a, `${V3}/events?timeout=60000&from=${first.body.end}`, bob.accessToken))
         .response;
-    const sent = await send(b, alice.accessToken, roomId, "to the event stream");
+    const sent = await sendText(b, alice, roomId, "to the event stream");
     assertEquals(sent.status, 200);
 
     const woken = await guarded(polling, "/events on A");

@@ -9,6 +9,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 import { guardWithin } from "../guard.ts";
+import { type RegisteredUser, sendText } from "./client_harness.ts";
 import { longPollAfterSync, syncFilterShowing as only } from "./long_polls.ts";
 import {
   type SharedKvServer,
@@ -21,12 +22,8 @@ const POLL = { TESSERA_WAKE: "poll", TESSERA_WAKE_POLL_MS: "20" };
 const guarded = guardWithin(30_000);
 
 /** Send a message through `server`; its event ID. */
-async function send(server: SharedKvServer, token: string, roomId: string): Promise<string> {
-  const sent = await server.request(
-    "PUT",
-    `${V3}/rooms/${encodeURIComponent(roomId)}/send/m.room.message/t${crypto.randomUUID()}`,
-    { token, body: { msgtype: "m.text", body: "hello" } },
-  );
+async function send(server: SharedKvServer, user: RegisteredUser, roomId: string): Promise<string> {
+  const sent = await sendText(server, user, roomId, "hello");
   assertEquals(sent.status, 200);
   return sent.body.event_id;
 }
@@ -62,7 +59,7 @@ for (const { type, waiter, whose } of receiptCases) {
     const room = await startSharedKvRoom(POLL);
     const { a, b, alice, roomId, close } = room;
     try {
-      const eventId = await send(b, alice.accessToken, roomId);
+      const eventId = await send(b, alice, roomId);
       const polling =
         (await longPollAfterSync(a, room[waiter].accessToken, only("ephemeral"))).response;
       const read = await b.request(
