@@ -233,7 +233,12 @@ export class SharedRateCounters {
   }
 
   #scheduleFlush(): void {
-    if (this.#cancelTimer !== undefined || this.#closed || this.#flushing !== undefined) return;
+    // A flush under way sets the timer for what it leaves (see #flushOnce).
+    if (this.#flushing === undefined) this.#setFlushTimer();
+  }
+
+  #setFlushTimer(): void {
+    if (this.#cancelTimer !== undefined || this.#closed) return;
     this.#cancelTimer = this.#schedule(() => {
       this.#cancelTimer = undefined;
       this.flush().catch(this.#onFlushError);
@@ -276,12 +281,8 @@ export class SharedRateCounters {
       }
       this.#onFlushError(error);
     } finally {
-      if (this.#dirty.size > 0 && this.#cancelTimer === undefined && !this.#closed) {
-        this.#cancelTimer = this.#schedule(() => {
-          this.#cancelTimer = undefined;
-          this.flush().catch(this.#onFlushError);
-        }, this.#flushIntervalMs);
-      }
+      // Hits taken meanwhile, or totals to write again: the next interval's flush.
+      if (this.#dirty.size > 0) this.#setFlushTimer();
     }
   }
 
