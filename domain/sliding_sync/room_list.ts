@@ -1,0 +1,132 @@
+/**
+ * Sliding sync room lists (MSC4186): which of a user's rooms a list holds (filters), in which
+ * order (bump_stamp, most recent first) and which slice of it the client asked for (ranges).
+ * Pure functions over candidate rooms that a RoomListSource reads (kv/room_list_source.ts), so
+ * the service (sliding_sync_service.ts) computes every list of a request from one read.
+ */
+
+/** A list's `filters` (MSC4186); an absent field does not filter. */
+export interface SlidingRoomFilters {
+  /** Only rooms that are (true) or are not (false) in the user's `m.direct` account data. */
+  is_dm?: boolean;
+  /** Only rooms that have (true) or have not (false) an `m.room.encryption` state event. */
+  is_encrypted?: boolean;
+  /** Only rooms the user is (true) or is not (false) invited to. */
+  is_invite?: boolean;
+  /** Only rooms of these create `type`s; `null` stands for rooms without a type. */
+  room_types?: (string | null)[];
+  /** No rooms of these create `type`s; `null` stands for rooms without a type. */
+  not_room_types?: (string | null)[];
+  /** Only rooms that are `m.space.child` children of one of these spaces. */
+  spaces?: string[];
+}
+
+/** The memberships a room can be listed with (see RoomListSource.candidateRooms). */
+export type ListedMembership = "join" | "invite" | "knock" | "leave" | "ban";
+
+/** One room the user could see in a list, with what the filters and the sort need. */
+export interface CandidateRoom {
+  roomId: string;
+  membership: ListedMembership;
+  /** The membership event's ID (for an invite or knock over federation, its stripped event). */
+  membershipEventId: string;
+  /**
+   * Recency, larger is more recent, comparable across rooms: the global stream position of the
+   * room's latest event of a bump type (BUMP_EVENT_TYPES) for a joined room; for any other
+   * membership, that of the membership event (a room left or invited to is not bumped by what
+   * happens after the user left or before they joined). 0 when nothing is known.
+   */
+  bumpStamp: number;
+  /** Versionstamp of the commit that last wrote the user's membership in the room. */
+  membershipStamp: string;
+  /** In the user's `m.direct` account data. */
+  isDm: boolean;
+  /** Has an `m.room.encryption` state event (for an invite: in its stripped state). */
+  isEncrypted: boolean;
+  /** The create event's `content.type`; null without one (or when unknown, for an invite). */
+  roomType: string | null;
+}
+
+/** Reads the candidate rooms of a user; implemented in kv/ (kv/room_list_source.ts). */
+export interface RoomListSource {
+  /**
+   * The rooms the user's lists may show, as of now (read after the caller's sync barrier):
+   * joined, invited and knocked rooms, rooms the user was kicked or banned from, and rooms
+   * the user left themselves only when that leave was committed after `since` (a sync
+   * position, a versionstamp: "newly left", so the client sees its own leave; Synapse's
+   * filter_membership_for_sync). Unordered.
+   */
+  candidateRooms(userId: string, since?: string): Promise<CandidateRoom[]>;
+  /** The room IDs named by `m.space.child` state events (non-empty `via`) of these spaces. */
+  spaceChildren(spaceIds: readonly string[]): Promise<Set<string>>;
+}
+
+/** One list of a request: its ranges (inclusive, [start, end]) and filters. */
+export interface SlidingListParams {
+  ranges: [number, number][];
+  filters?: SlidingRoomFilters;
+}
+
+/** A computed list: how many rooms match, and the room IDs of each requested range. */
+export interface ComputedList {
+  count: number;
+  /** One entry per requested range, in request order; a range past the end is empty. */
+  ranges: { range: [number, number]; roomIds: string[] }[];
+}
+
+/**
+ * Event types that bump a room in MSC4186's ordering (Synapse's
+ * `SLIDING_SYNC_DEFAULT_BUMP_EVENT_TYPES`): what a user sees as new activity, not state churn.
+ */
+export const BUMP_EVENT_TYPES: ReadonlySet<string> = new Set([
+  "m.room.create",
+  "m.room.message",
+  "m.room.encrypted",
+  "m.sticker",
+  "m.call.invite",
+  "m.poll.start",
+  "m.beacon_info",
+]);
+
+/** Whether the room passes the filters; `spaceChildren` holds the children of `filters.spaces`. */
+export function matchesFilters(
+  room: CandidateRoom,
+  filters: SlidingRoomFilters | undefined,
+  spaceChildren?: ReadonlySet<string>,
+): boolean {
+  if (!filters) return true;
+  if (filters.is_dm !== undefined && room.isDm !== filters.is_dm) return false;
+  if (filters.is_encrypted !== undefined && room.isEncrypted !== filters.is_encrypted) return false;
+  if (filters.is_invite !== undefined && (room.membership === "invite") !== filters.is_invite) {
+    return false;
+  }
+  if (filters.room_types !== undefined && !filters.room_types.includes(room.roomType)) {
+    return false;
+  }
+  if (filters.not_room_types?.includes(room.roomType)) return false;
+  if (filters.spaces !== undefined && !spaceChildren?.has(room.roomId)) return false;
+  return true;
+}
+
+/** Most recent first (bump_stamp descending); equal stamps by room ID, so the order is stable. */
+export function compareByBump(a: CandidateRoom, b: CandidateRoom): number {
+  if (a.bumpStamp !== b.bumpStamp) return b.bumpStamp - a.bumpStamp;
+  return a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0;
+}
+
+/** Filter, sort and slice one list; `rooms` is not changed. */
+export function computeList(
+  rooms: readonly CandidateRoom[],
+  params: SlidingListParams,
+  spaceChildren?: ReadonlySet<string>,
+): ComputedList {
+  const matching = rooms.filter((room) => matchesFilters(room, params.filters, spaceChildren));
+  matching.sort(compareByBump);
+  return {
+    count: matching.length,
+    ranges: params.ranges.map(([start, end]) => ({
+      range: [start, end] as [number, number],
+      roomIds: matching.slice(start, end + 1).map((room) => room.roomId),
+    })),
+  };
+}
