@@ -5,12 +5,16 @@
  * what changed after the position the room was last sent at. Events leave through the read
  * pipeline, as /sync's do (its timeline walk and summary are reused).
  */
-import type { JsonObject } from "../protocol/json.ts";
-import type { EventStore, StoredEvent } from "../ports/event_store.ts";
-import type { IgnoredUsers, ReadPipeline } from "../room_events/read_pipeline.ts";
-import type { NotificationCounts } from "../sync/room_stream.ts";
+import { isJsonObject, type JsonObject } from "../protocol/json.ts";
+import { type StateKey, stateKey, type StateMap } from "../protocol/events.ts";
+import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
+import type { EventStore, RoomChanges, StoredEvent } from "../ports/event_store.ts";
+import type { IgnoredUsers, ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
+import { membershipAtToken, type NotificationCounts, roomSummary } from "../sync/room_stream.ts";
+import { loadTimeline, type TimelineBatch } from "../sync/room_timeline.ts";
+import { isAfter, syncTokenAt } from "../sync/sync_token.ts";
 import type { UnreadCounts } from "../sync/sync_response.ts";
-import type { RoomConfig } from "./room_config.ts";
+import { LAZY, ME, type RoomConfig, WILDCARD } from "./room_config.ts";
 
 export type { RoomConfig } from "./room_config.ts";
 
@@ -95,10 +99,314 @@ export interface RoomDataDeps {
   notificationCounts?: NotificationCounts;
 }
 
-/**
- * Builds rooms' entries: `new RoomDataBuilder(deps).buildRoom(params)` answers one room's
- * entry, or undefined when an incremental entry has nothing new (the room is left out).
- */
+/** Builds rooms' entries; one instance serves many requests (it holds no per-user state). */
 export interface RoomDataBuilderApi {
+  /** One room's entry, or undefined when an incremental entry has nothing new to say. */
   buildRoom(params: BuildRoomParams): Promise<SlidingRoomResponse | undefined>;
+}
+
+const MEMBER = "m.room.member";
+const NAME_KEY = stateKey("m.room.name", "");
+const AVATAR_KEY = stateKey("m.room.avatar", "");
+
+/** Room entries from the event store, through the read pipeline. */
+export class RoomDataBuilder implements RoomDataBuilderApi {
+  /** Over the store, the pipeline and the unread counts. */
+  constructor(private readonly deps: RoomDataDeps) {}
+
+  /** One room's entry, or undefined when an incremental entry has nothing new to say. */
+  async buildRoom(params: BuildRoomParams): Promise<SlidingRoomResponse | undefined> {
+    const membership = params.membership ?? await this.#membershipAt(params);
+    if (!membership) return undefined;
+    const kind = membership.pdu.content.membership;
+    // A membership already sent that has not changed since: nothing new for an invite,
+    // knock or left room (their entries end at the membership event).
+    const changedSince = params.since === undefined ||
+      isAfter(membership.versionstamp, params.since);
+    if (kind === "invite" || kind === "knock") {
+      return changedSince ? await this.#stripped(params, membership, kind) : undefined;
+    }
+    if (kind === "join") return await this.#room(params, membership, false);
+    if (kind === "leave" || kind === "ban") {
+      return changedSince ? await this.#room(params, membership, true) : undefined;
+    }
+    return undefined;
+  }
+
+  /** The member event as of `upTo` (the projection holds the current one). */
+  async #membershipAt(params: BuildRoomParams): Promise<StoredEvent | undefined> {
+    const { store, pipeline } = this.deps;
+    const current = await pipeline.membershipOf(params.userId, params.roomId);
+    if (!current) return undefined;
+    if (!isAfter(current.versionstamp, params.upTo)) return current;
+    return await membershipAtToken(store, params.roomId, params.userId, params.upTo);
+  }
+
+  /** An invite's or knock's entry: its stripped state (none from an ignored inviter). */
+  async #stripped(
+    params: BuildRoomParams,
+    membership: StoredEvent,
+    kind: "invite" | "knock",
+  ): Promise<SlidingRoomResponse | undefined> {
+    const { pipeline } = this.deps;
+    const [ignored, version] = await Promise.all([
+      params.ignored ?? pipeline.ignoredUsers(params.userId),
+      params.remoteRoomVersion !== undefined
+        ? roomVersion(params.remoteRoomVersion)
+        : this.#version(params.roomId),
+    ]);
+    const events = await pipeline.strippedState(membership, ignored, version);
+    if (events === undefined) return undefined;
+    const entry: SlidingRoomResponse = { initial: true };
+    if (kind === "invite") entry.invite_state = events;
+    else entry.knock_state = events;
+    // Name and avatar as the stripped state shows them (the room may not be on this server).
+    for (const event of events) {
+      if (event.state_key !== "" || !isJsonObject(event.content)) continue;
+      if (event.type === "m.room.name" && typeof event.content.name === "string") {
+        entry.name = event.content.name;
+      }
+      if (event.type === "m.room.avatar" && typeof event.content.url === "string") {
+        entry.avatar = event.content.url;
+      }
+    }
+    if (params.isDm !== undefined) entry.is_dm = params.isDm;
+    if (params.bumpStamp !== undefined) entry.bump_stamp = params.bumpStamp;
+    return entry;
+  }
+
+  /**
+   * A joined room's entry, or a left room's ending at the leave (later events are not the
+   * user's to see): the timeline of the window, the required state at its end, the summary.
+   */
+  async #room(
+    params: BuildRoomParams,
+    membership: StoredEvent,
+    left: boolean,
+  ): Promise<SlidingRoomResponse | undefined> {
+    const { store, pipeline } = this.deps;
+    const { roomId, userId, config } = params;
+    const version = await this.#version(roomId);
+    if (!version) return undefined; // no log here: nothing to show
+    // A room joined after it was last sent: the client holds none of its recent history, so
+    // it gets an initial entry, as /sync gives a room joined in the window.
+    const initial = params.since === undefined ||
+      (!left && await this.#joinedAfter(membership, params.since));
+    const since = initial ? undefined : params.since;
+    const upTo = left ? syncTokenAt(membership.versionstamp) : params.upTo;
+    const limit = config.timelineLimit;
+    const [[change], ignored] = await Promise.all([
+      store.roomChanges({ roomIds: [roomId], since, upTo, limit: Math.max(1, limit) }),
+      params.ignored ?? pipeline.ignoredUsers(userId),
+    ]);
+    const newest = left ? membership : change?.events.at(-1);
+    // Nothing in the room after `since`: neither its timeline nor its state changed.
+    if (!initial && (change === undefined || change.events.length === 0)) return undefined;
+    const read: RoomRead = {
+      reader: { userId, deviceId: params.deviceId },
+      roomId,
+      version,
+      // Visibility is judged as of the answer's position, like /sync's barrier.
+      membership,
+      format: "client",
+      prevContent: true,
+      ignored,
+      aggregations: initial || change?.limited === true,
+    };
+    const [batch, end] = await Promise.all([
+      loadTimeline(store, pipeline, {
+        roomId,
+        since,
+        first: change,
+        maxPosition: left ? membership.position : undefined,
+        limit,
+        read,
+      }),
+      newest
+        ? store.stateAtEvent(newest.eventId, "after").then((m) => m ?? new Map() as StateMap)
+        : store.currentState(roomId),
+    ]);
+    const [stateIds, summary, counts, prevBatch] = await Promise.all([
+      this.#requiredState(params, end, batch.kept, since),
+      initial || memberChanged(batch, change) ? roomSummary(store, roomId, userId) : undefined,
+      left ? undefined : this.#counts(params),
+      batch.prevBatch ?? store.timeline(roomId, { dir: "b", limit: 1 }).then((p) => p.start),
+    ]);
+    const profileKeys = summaryHeroes(summary).map((u) => stateKey(MEMBER, u));
+    const nameIds = [NAME_KEY, AVATAR_KEY, ...profileKeys].flatMap((k) => end.get(k) ?? []);
+    const [stateEvents, named] = await Promise.all([
+      store.getEvents(stateIds),
+      store.getEvents(nameIds),
+    ]);
+    const required = stateIds.flatMap((id) => stateEvents.get(id) ?? []);
+    const state = required.length === 0
+      ? []
+      : (await pipeline.readRoom(read, { state: required })).state;
+
+    const entry: SlidingRoomResponse = {};
+    if (initial) entry.initial = true;
+    const nameEvent = named.get(end.get(NAME_KEY) ?? "");
+    if (nameEvent && (initial || isAfter(nameEvent.versionstamp, since!))) {
+      const name = nameEvent.pdu.content.name;
+      if (typeof name === "string") entry.name = name;
+    }
+    const avatarEvent = named.get(end.get(AVATAR_KEY) ?? "");
+    if (avatarEvent && (initial || isAfter(avatarEvent.versionstamp, since!))) {
+      const url = avatarEvent.pdu.content.url;
+      if (typeof url === "string") entry.avatar = url;
+    }
+    if (summary) {
+      const heroes = summaryHeroes(summary);
+      if (heroes.length > 0) {
+        entry.heroes = heroes.map((u) => hero(u, named.get(end.get(stateKey(MEMBER, u)) ?? "")));
+      }
+      entry.joined_count = numberOf(summary["m.joined_member_count"]);
+      entry.invited_count = numberOf(summary["m.invited_member_count"]);
+    }
+    if (params.isDm !== undefined && initial) entry.is_dm = params.isDm;
+    if (initial || state.length > 0) entry.required_state = state;
+    if (initial || batch.events.length > 0) {
+      entry.timeline = batch.events;
+      entry.prev_batch = prevBatch;
+      entry.limited = batch.limited;
+      entry.num_live = params.previousPos === undefined
+        ? 0
+        : batch.kept.filter((e) => isAfter(e.versionstamp, params.previousPos!)).length;
+    }
+    // An incremental entry whose window the pipeline hid entirely, with no state the config
+    // asks for and no new name, says nothing: the room is left out, as /sync leaves it out.
+    if (
+      !initial && entry.timeline === undefined && entry.required_state === undefined &&
+      entry.name === undefined && entry.avatar === undefined && summary === undefined
+    ) return undefined;
+    if (params.bumpStamp !== undefined) entry.bump_stamp = params.bumpStamp;
+    if (counts) {
+      entry.notification_count = counts.notification_count;
+      entry.highlight_count = counts.highlight_count;
+      if (counts.threads && Object.keys(counts.threads).length > 0) {
+        entry.unread_thread_notifications = counts.threads;
+      }
+    }
+    return entry;
+  }
+
+  /**
+   * The event IDs of the state the config asks for, as of the window's end: all of it on an
+   * initial entry, the entries set after `since` on an incremental one. `$LAZY` is the member
+   * events of the timeline's senders (sent each time they appear: no record is kept of what the
+   * client holds, so a sender's membership is never missing).
+   */
+  async #requiredState(
+    params: BuildRoomParams,
+    end: StateMap,
+    timeline: readonly StoredEvent[],
+    since: string | undefined,
+  ): Promise<string[]> {
+    const keys = requiredStateKeys(params.config, end, params.userId, timeline);
+    const lazy = new Set(lazyMemberKeys(params.config, timeline));
+    const ids = new Map<string, StateKey>();
+    for (const key of keys) {
+      const id = end.get(key);
+      if (id !== undefined) ids.set(id, key);
+    }
+    if (since === undefined) return [...ids.keys()];
+    // Each state entry's event tells when it was set: those after `since` changed.
+    const events = await this.deps.store.getEvents([...ids.keys()]);
+    return [...ids].filter(([id, key]) => {
+      const event = events.get(id);
+      return event !== undefined && (lazy.has(key) || isAfter(event.versionstamp, since));
+    }).map(([id]) => id);
+  }
+
+  async #counts(params: BuildRoomParams): Promise<BuildRoomParams["counts"]> {
+    if (params.counts) return params.counts;
+    const counter = this.deps.notificationCounts;
+    if (!counter) return { notification_count: 0, highlight_count: 0 };
+    const found = await counter.countsFor(params.userId, [params.roomId]);
+    return found.get(params.roomId) ?? { notification_count: 0, highlight_count: 0 };
+  }
+
+  /** Whether the user's join came after `since` from a membership other than join. */
+  async #joinedAfter(membership: StoredEvent, since: string): Promise<boolean> {
+    if (!isAfter(membership.versionstamp, since)) return false;
+    const before = await this.deps.store.stateAtEvent(membership.eventId, "before");
+    const prevId = before?.get(stateKey(MEMBER, membership.pdu.state_key ?? ""));
+    if (prevId === undefined) return true;
+    const prev = await this.deps.store.getEvent(prevId);
+    // A profile change after a join made before `since` keeps the room incremental; a
+    // join after another join in the window (rare) is taken as new, which is safe.
+    return prev?.pdu.content.membership !== "join" || isAfter(prev.versionstamp, since);
+  }
+
+  async #version(roomId: string): Promise<RoomVersion | undefined> {
+    const head = await this.deps.store.roomHead(roomId);
+    return head ? roomVersion(head.roomVersion) : undefined;
+  }
+}
+
+/**
+ * The state keys of `state` a config selects: exact pairs, `*` for any type or state key,
+ * `$ME` for the user, `$LAZY` for the timeline's senders (member events only).
+ */
+export function requiredStateKeys(
+  config: RoomConfig,
+  state: StateMap,
+  userId: string,
+  timeline: readonly StoredEvent[],
+): Set<StateKey> {
+  const keys = new Set<StateKey>(lazyMemberKeys(config, timeline));
+  const exact: StateKey[] = [];
+  const anyKeyOf = new Set<string>();
+  const anyTypeWith = new Set<string>();
+  let all = false;
+  for (const [type, rawKey] of config.requiredState) {
+    if (rawKey === LAZY) continue;
+    const key = rawKey === ME ? userId : rawKey;
+    if (type === WILDCARD && key === WILDCARD) all = true;
+    else if (type === WILDCARD) anyTypeWith.add(key);
+    else if (key === WILDCARD) anyKeyOf.add(type);
+    else exact.push(stateKey(type, key));
+  }
+  for (const key of exact) if (state.has(key)) keys.add(key);
+  if (all || anyKeyOf.size > 0 || anyTypeWith.size > 0) {
+    for (const key of state.keys()) {
+      const cut = key.indexOf("\u0000");
+      if (all || anyKeyOf.has(key.slice(0, cut)) || anyTypeWith.has(key.slice(cut + 1))) {
+        keys.add(key);
+      }
+    }
+  }
+  return keys;
+}
+
+/** The member state keys of the timeline's senders when the config asks for `$LAZY`. */
+function lazyMemberKeys(config: RoomConfig, timeline: readonly StoredEvent[]): StateKey[] {
+  const lazy = config.requiredState.some(([t, k]) =>
+    k === LAZY && (t === MEMBER || t === WILDCARD)
+  );
+  if (!lazy) return [];
+  return [...new Set(timeline.map((e) => e.pdu.sender))].map((u) => stateKey(MEMBER, u));
+}
+
+/** Whether member events came in the window, or may have (a gap the timeline did not walk). */
+function memberChanged(batch: TimelineBatch, change: RoomChanges | undefined): boolean {
+  return !batch.complete || change?.limited === true ||
+    batch.walked.some((e) => e.pdu.type === MEMBER);
+}
+
+function summaryHeroes(summary: JsonObject | undefined): string[] {
+  const heroes = summary?.["m.heroes"];
+  return Array.isArray(heroes) ? heroes.filter((u): u is string => typeof u === "string") : [];
+}
+
+function hero(userId: string, member: StoredEvent | undefined): SlidingHero {
+  const out: SlidingHero = { user_id: userId };
+  const { displayname, avatar_url } = member?.pdu.content ?? {};
+  if (typeof displayname === "string") out.displayname = displayname;
+  if (typeof avatar_url === "string") out.avatar_url = avatar_url;
+  return out;
+}
+
+function numberOf(value: unknown): number {
+  return typeof value === "number" ? value : 0;
 }

@@ -243,24 +243,12 @@ export class RoomStream {
   }
 
   /** The user's member event after the last event not newer than `upTo` (rare: a race). */
-  async #membershipAtToken(
+  #membershipAtToken(
     roomId: string,
     userId: string,
     upTo: string,
   ): Promise<StoredEvent | undefined> {
-    const { store } = this.deps;
-    let from: string | undefined;
-    for (;;) {
-      const page = await store.timeline(roomId, { from, dir: "b", limit: 50 });
-      const last = page.events.find((e) => !isAfter(e.versionstamp, upTo));
-      if (last) {
-        const state = await store.stateAtEvent(last.eventId, "after");
-        const id = state?.get(stateKey("m.room.member", userId));
-        return id ? (await store.getEvent(id)) ?? undefined : undefined;
-      }
-      if (page.end === undefined) return undefined;
-      from = page.end;
-    }
+    return membershipAtToken(this.deps.store, roomId, userId, upTo);
   }
 
   async #joinedRoom(
@@ -484,39 +472,74 @@ export class RoomStream {
     return this.deps.pipeline.wasJoinedBefore(room.event);
   }
 
-  /**
-   * Heroes (up to 5 other members, by user ID) and member counts; no heroes when the room has
-   * a name or canonical alias, which clients show instead (as Synapse's summary does).
-   */
-  async #summary(roomId: string, userId: string): Promise<JsonObject> {
-    const { store } = this.deps;
-    const [members, named] = await Promise.all([
-      store.members(roomId, ["join", "invite"]),
-      this.#hasName(roomId),
-    ]);
-    const joinedCount = members.filter((m) => m.membership === "join").length;
-    const summary: JsonObject = {
-      "m.joined_member_count": joinedCount,
-      "m.invited_member_count": members.length - joinedCount,
-    };
-    if (!named) {
-      summary["m.heroes"] = members.map((m) => m.userId).filter((u) => u !== userId).sort()
-        .slice(0, 5);
-    }
-    return summary;
+  /** The room's summary (see `roomSummary`). */
+  #summary(roomId: string, userId: string): Promise<JsonObject> {
+    return roomSummary(this.deps.store, roomId, userId);
   }
+}
 
-  /** Whether the room has a non-empty name or canonical alias. */
-  async #hasName(roomId: string): Promise<boolean> {
-    const { store } = this.deps;
-    const nameKey = stateKey("m.room.name", "");
-    const aliasKey = stateKey("m.room.canonical_alias", "");
-    const ids = await store.currentStateEventIds(roomId, [nameKey, aliasKey]);
-    const events = await store.getEvents([...ids.values()]);
-    const name = events.get(ids.get(nameKey) ?? "")?.pdu.content.name;
-    const alias = events.get(ids.get(aliasKey) ?? "")?.pdu.content.alias;
-    return (typeof name === "string" && name !== "") || (typeof alias === "string" && alias !== "");
+/**
+ * The user's member event as of sync token `upTo`: from the state after the room's last event
+ * not newer than it (the membership projection is current state, which may be newer).
+ */
+export async function membershipAtToken(
+  store: Pick<EventStore, "timeline" | "stateAtEvent" | "getEvent">,
+  roomId: string,
+  userId: string,
+  upTo: string,
+): Promise<StoredEvent | undefined> {
+  let from: string | undefined;
+  for (;;) {
+    const page = await store.timeline(roomId, { from, dir: "b", limit: 50 });
+    const last = page.events.find((e) => !isAfter(e.versionstamp, upTo));
+    if (last) {
+      const state = await store.stateAtEvent(last.eventId, "after");
+      const id = state?.get(stateKey("m.room.member", userId));
+      return id ? (await store.getEvent(id)) ?? undefined : undefined;
+    }
+    if (page.end === undefined) return undefined;
+    from = page.end;
   }
+}
+
+/**
+ * A room's /sync `summary`: heroes (up to 5 other members, by user ID) and member counts; no
+ * heroes when the room has a name or canonical alias, which clients show instead (as
+ * Synapse's summary does). Sliding sync's heroes and counts come from it too.
+ */
+export async function roomSummary(
+  store: Pick<EventStore, "members" | "currentStateEventIds" | "getEvents">,
+  roomId: string,
+  userId: string,
+): Promise<JsonObject> {
+  const [members, named] = await Promise.all([
+    store.members(roomId, ["join", "invite"]),
+    hasName(store, roomId),
+  ]);
+  const joinedCount = members.filter((m) => m.membership === "join").length;
+  const summary: JsonObject = {
+    "m.joined_member_count": joinedCount,
+    "m.invited_member_count": members.length - joinedCount,
+  };
+  if (!named) {
+    summary["m.heroes"] = members.map((m) => m.userId).filter((u) => u !== userId).sort()
+      .slice(0, 5);
+  }
+  return summary;
+}
+
+/** Whether the room has a non-empty name or canonical alias. */
+async function hasName(
+  store: Pick<EventStore, "currentStateEventIds" | "getEvents">,
+  roomId: string,
+): Promise<boolean> {
+  const nameKey = stateKey("m.room.name", "");
+  const aliasKey = stateKey("m.room.canonical_alias", "");
+  const ids = await store.currentStateEventIds(roomId, [nameKey, aliasKey]);
+  const events = await store.getEvents([...ids.values()]);
+  const name = events.get(ids.get(nameKey) ?? "")?.pdu.content.name;
+  const alias = events.get(ids.get(aliasKey) ?? "")?.pdu.content.alias;
+  return (typeof name === "string" && name !== "") || (typeof alias === "string" && alias !== "");
 }
 /**
  * Each joined room's unread counts in a response. A room's count is started as soon as the
