@@ -3,7 +3,7 @@
  * (log entry, chunks, ID index, state groups around it, search postings), the projection
  * entries that scale with a state change (current state, membership, member changes, state
  * usage, room servers; a large join commits these ahead, kv/large_join.ts), and the batch's other writes
- * (head check and head, relations, redactions, markers, requests' extra mutations).
+ * (head check and head, relations, redactions, markers, room-list bumps, requests' extras).
  */
 import type { StateKey } from "../domain/protocol/events.ts";
 import { splitStateKey } from "../domain/protocol/events.ts";
@@ -20,6 +20,7 @@ import type { RelationPlan } from "./relation_projection.ts";
 import { type RoomServersPlan, roomServerWrites } from "./room_servers.ts";
 import { type BackwardExtremityPlan, backwardExtremityWrites } from "./backward_extremities.ts";
 import { searchPostingWrites } from "./search_projection.ts";
+import { roomListWrites } from "./room_list_projection.ts";
 import { type StateUsagePlan, stateUsageWrites } from "./state_usage_plan.ts";
 import { plannedWakes } from "./wake_keys.ts";
 import type { StoreContext } from "./store_context.ts";
@@ -140,6 +141,7 @@ export function batchWrites(plan: BatchWriteSource): PlannedMutation[] {
   }
   out.push(...plan.relations.mutations());
   out.push(...plan.searchDeletes);
+  out.push(...roomListWrites(keys, plan.roomId, plan.events.values()));
   out.push(...backwardExtremityWrites(keys, plan.roomId, plan.backwardExtremities));
   for (const [target, redactionIds] of plan.redactions) {
     out.push({ op: "set", key: keys.redactions(plan.roomId, target), value: redactionIds });

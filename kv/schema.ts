@@ -136,6 +136,14 @@ export const EVENT_STORE_MAPS = {
    * the event's commit; an accepted redaction deletes its target's entries in its own commit.
    */
   roomid_searchterm: "roomid_searchterm",
+  /**
+   * roomId -> {position}: the room's latest accepted forward event of a sliding sync bump type
+   * (domain/sliding_sync/room_list.ts BUMP_EVENT_TYPES), set in that event's commit; the entry's
+   * versionstamp dates the bump across rooms (kv/room_list_projection.ts).
+   */
+  roomid_bump: "roomid_bump",
+  /** roomId -> {type}: the accepted create event's `content.type` (null without one). */
+  roomid_roomtype: "roomid_roomtype",
 } as const;
 
 /** One of the event store's map names. */
@@ -169,6 +177,8 @@ export const REPLAYED_MAPS: readonly EventStoreMap[] = [
   "roomid_threadactivity",
   "roomid_tsevent",
   "roomid_searchterm",
+  "roomid_bump",
+  "roomid_roomtype",
 ];
 
 /** Key builders for the event store, all under one namespace prefix (empty for live data). */
@@ -245,6 +255,16 @@ export class EventStoreKeys {
   /** All rooms a user has a membership in. */
   userRoomPrefix(userId: string): Deno.KvKey {
     return [...this.namespace, "userroomid_membership", userId];
+  }
+
+  /** A room's latest bump event (roomid_bump). */
+  roomBump(roomId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_bump", roomId];
+  }
+
+  /** A room's create type (roomid_roomtype). */
+  roomType(roomId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_roomtype", roomId];
   }
 
   /** A state group record (delta plus its first chunk); string IDs are staged layers. */

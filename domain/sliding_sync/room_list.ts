@@ -130,3 +130,38 @@ export function computeList(
     })),
   };
 }
+
+/** Every list of a request computed from one read of the user's rooms. */
+export interface ComputedLists {
+  /** The user's candidate rooms (for room subscriptions and bump stamps of sent rooms). */
+  rooms: CandidateRoom[];
+  lists: Record<string, ComputedList>;
+}
+
+/**
+ * Read the user's candidate rooms once and compute each list. A `spaces` filter only counts
+ * spaces the user is joined to: the children of a space the user cannot read are not theirs to
+ * learn, even as a filter over their own rooms.
+ */
+export async function computeLists(
+  source: RoomListSource,
+  userId: string,
+  lists: Readonly<Record<string, SlidingListParams>>,
+  since?: string,
+): Promise<ComputedLists> {
+  const rooms = await source.candidateRooms(userId, since);
+  const joined = new Set(rooms.filter((r) => r.membership === "join").map((r) => r.roomId));
+  const entries = Object.entries(lists);
+  // Each list's own spaces (lists are few, and a list's spaces are few).
+  const children = await Promise.all(entries.map(([, params]) => {
+    const spaces = params.filters?.spaces;
+    if (spaces === undefined) return undefined;
+    const readable = spaces.filter((spaceId) => joined.has(spaceId));
+    return readable.length > 0 ? source.spaceChildren(readable) : new Set<string>();
+  }));
+  const computed: Record<string, ComputedList> = {};
+  entries.forEach(([name, params], i) => {
+    computed[name] = computeList(rooms, params, children[i]);
+  });
+  return { rooms, lists: computed };
+}

@@ -1,0 +1,211 @@
+/**
+ * The KV side of sliding sync's room lists (domain/sliding_sync/room_list.ts RoomListSource):
+ * a user's rooms with what the filters and the sort need, read in a fixed number of round
+ * trips whatever the account's size: one list of the user's memberships, the remote
+ * memberships, `m.direct`, then three keys per room (bump, create type, encryption) through
+ * getMany, ten at a time in parallel.
+ */
+import type { AccountDataStore } from "../domain/ports/account_data_store.ts";
+import type {
+  RemoteMembership,
+  RemoteMembershipStore,
+} from "../domain/ports/remote_membership_store.ts";
+import type { JsonObject } from "../domain/protocol/json.ts";
+import type {
+  CandidateRoom,
+  ListedMembership,
+  RoomListSource,
+} from "../domain/sliding_sync/room_list.ts";
+import { readStoredEvents } from "./event_reads.ts";
+import { getManyChunked } from "./get_many.ts";
+import type { RoomBumpRecord, RoomTypeRecord } from "./room_list_projection.ts";
+import type { StoreContext } from "./store_context.ts";
+
+/** What the source reads besides the event store. */
+export interface KvRoomListSourceDeps {
+  /** Invites and knocks over federation, in rooms this server has no copy of. */
+  remoteMemberships?: Pick<RemoteMembershipStore, "ofUser">;
+  /** For `m.direct`. */
+  accountData: Pick<AccountDataStore, "get">;
+}
+
+const LISTED: ReadonlySet<string> = new Set(["join", "invite", "knock", "leave", "ban"]);
+
+/** A user's membership in one room, local or remote, before the per-room reads. */
+interface Placed {
+  roomId: string;
+  membership: ListedMembership;
+  eventId: string;
+  versionstamp: string;
+  /** From a remote membership: the room has no state here, only the stripped state. */
+  remote?: RemoteMembership;
+}
+
+/**
+ * A versionstamp as a number that grows with it: its 8-byte commit version (the 2 bytes that
+ * order transactions inside one commit batch are dropped, so the number stays a safe integer:
+ * a local KV counts commits, Deno Deploy's FoundationDB about a million versions a second).
+ */
+export function versionstampNumber(versionstamp: string): number {
+  return Number.parseInt(versionstamp.slice(0, 16), 16);
+}
+
+/** The RoomListSource over the event store's projections. */
+export class KvRoomListSource implements RoomListSource {
+  /** Over the event store's context (its keys and caches) and the other stores it reads. */
+  constructor(private readonly ctx: StoreContext, private readonly deps: KvRoomListSourceDeps) {}
+
+  /** See RoomListSource.candidateRooms. */
+  async candidateRooms(userId: string, since?: string): Promise<CandidateRoom[]> {
+    const { kv, keys } = this.ctx;
+    const [local, remote, direct] = await Promise.all([
+      Array.fromAsync(kv.list<{ membership: string; event_id: string }>({
+        prefix: keys.userRoomPrefix(userId),
+      }, { batchSize: 1000 })),
+      this.deps.remoteMemberships?.ofUser(userId) ?? [],
+      this.deps.accountData.get(userId, null, "m.direct"),
+    ]);
+    const byRoom = new Map<string, Placed>();
+    for (const entry of local) {
+      const membership = entry.value.membership;
+      if (!LISTED.has(membership)) continue;
+      const roomId = entry.key[entry.key.length - 1] as string;
+      byRoom.set(roomId, {
+        roomId,
+        membership: membership as ListedMembership,
+        eventId: entry.value.event_id,
+        versionstamp: entry.versionstamp,
+      });
+    }
+    // As /sync's RoomStream: the newer of the local and the remote membership wins.
+    for (const m of remote) {
+      if (!LISTED.has(m.membership)) continue;
+      const held = byRoom.get(m.roomId);
+      if (held && held.versionstamp > m.versionstamp) continue;
+      byRoom.set(m.roomId, {
+        roomId: m.roomId,
+        membership: m.membership as ListedMembership,
+        eventId: m.eventId,
+        versionstamp: m.versionstamp,
+        remote: m,
+      });
+    }
+    const rooms = await this.#withoutOwnLeaves([...byRoom.values()], userId, since);
+    const dmRooms = directRooms(direct);
+    const localRooms = rooms.filter((r) => !r.remote);
+    const infoKeys = localRooms.flatMap((r) => [
+      keys.roomBump(r.roomId),
+      keys.roomType(r.roomId),
+      keys.currentState(r.roomId, "m.room.encryption", ""),
+    ]);
+    const info = await getManyChunked<unknown>(kv, infoKeys);
+    const out: CandidateRoom[] = [];
+    localRooms.forEach((room, i) => {
+      const bump = info[3 * i] as Deno.KvEntryMaybe<RoomBumpRecord>;
+      const type = info[3 * i + 1] as Deno.KvEntryMaybe<RoomTypeRecord>;
+      const encryption = info[3 * i + 2];
+      // A joined room moves with its activity; any other membership stays where it happened.
+      // A joined room without a bump (every bump event backfilled, or a store from before the
+      // projection until replay rebuilt it) falls back to the join, as Synapse does.
+      const stamp = room.membership === "join" && bump.versionstamp !== null
+        ? bump.versionstamp
+        : room.versionstamp;
+      out.push(candidate(room, versionstampNumber(stamp), dmRooms, {
+        isEncrypted: encryption.versionstamp !== null,
+        roomType: type.value?.type ?? null,
+      }));
+    });
+    for (const room of rooms) {
+      if (!room.remote) continue;
+      out.push(candidate(room, versionstampNumber(room.versionstamp), dmRooms, {
+        ...strippedFacts(room.remote),
+      }));
+    }
+    return out;
+  }
+
+  /** See RoomListSource.spaceChildren. */
+  async spaceChildren(spaceIds: readonly string[]): Promise<Set<string>> {
+    const { kv, keys } = this.ctx;
+    const eventIds = (await Promise.all(spaceIds.map((spaceId) =>
+      Array.fromAsync(kv.list<string>({
+        prefix: keys.currentStatePrefix(spaceId, "m.space.child"),
+      }))
+    ))).flat().map((entry) => entry.value);
+    const events = await readStoredEvents(this.ctx, eventIds);
+    const children = new Set<string>();
+    for (const event of events.values()) {
+      const via = event.pdu.content?.via;
+      // An m.space.child without `via` is how a child is removed (spec, "Spaces").
+      if (typeof event.pdu.state_key === "string" && Array.isArray(via) && via.length > 0) {
+        children.add(event.pdu.state_key);
+      }
+    }
+    return children;
+  }
+
+  /**
+   * Drop rooms the user left themselves, unless the leave came after `since` (Synapse's
+   * filter_membership_for_sync): a kick (a leave sent by someone else) stays listed. Local
+   * leaves need their event for the sender; only those committed at or before `since` are read.
+   */
+  async #withoutOwnLeaves(rooms: Placed[], userId: string, since?: string): Promise<Placed[]> {
+    const isNewlyLeft = (r: Placed) => since !== undefined && r.versionstamp > since;
+    const toRead = rooms.filter((r) => r.membership === "leave" && !r.remote && !isNewlyLeft(r));
+    const events = toRead.length > 0
+      ? await readStoredEvents(this.ctx, toRead.map((r) => r.eventId))
+      : new Map();
+    return rooms.filter((r) => {
+      if (r.membership !== "leave" || isNewlyLeft(r)) return true;
+      const sender = r.remote ? r.remote.pdu.sender : events.get(r.eventId)?.pdu.sender;
+      return sender !== undefined && sender !== userId;
+    });
+  }
+}
+
+function candidate(
+  room: Placed,
+  bumpStamp: number,
+  dmRooms: ReadonlySet<string>,
+  facts: { isEncrypted: boolean; roomType: string | null },
+): CandidateRoom {
+  return {
+    roomId: room.roomId,
+    membership: room.membership,
+    membershipEventId: room.eventId,
+    membershipStamp: room.versionstamp,
+    bumpStamp,
+    isDm: dmRooms.has(room.roomId),
+    ...facts,
+  };
+}
+
+/** Every room ID named in `m.direct` (user ID -> room IDs); malformed parts are ignored. */
+function directRooms(content: JsonObject | null): Set<string> {
+  const rooms = new Set<string>();
+  for (const value of Object.values(content ?? {})) {
+    if (!Array.isArray(value)) continue;
+    for (const roomId of value) if (typeof roomId === "string") rooms.add(roomId);
+  }
+  return rooms;
+}
+
+/** Encryption and create type of a room known only from an invite's or knock's stripped state. */
+function strippedFacts(m: RemoteMembership): { isEncrypted: boolean; roomType: string | null } {
+  const unsigned = m.pdu.unsigned as JsonObject | undefined;
+  const stripped = unsigned?.invite_room_state ?? unsigned?.knock_room_state;
+  let isEncrypted = false;
+  let roomType: string | null = null;
+  if (Array.isArray(stripped)) {
+    for (const event of stripped) {
+      if (typeof event !== "object" || event === null || Array.isArray(event)) continue;
+      const e = event as JsonObject;
+      if (e.type === "m.room.encryption" && e.state_key === "") isEncrypted = true;
+      const type = (e.content as JsonObject | undefined)?.type;
+      if (e.type === "m.room.create" && e.state_key === "" && typeof type === "string") {
+        roomType = type;
+      }
+    }
+  }
+  return { isEncrypted, roomType };
+}
