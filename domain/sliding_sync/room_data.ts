@@ -9,6 +9,7 @@ import { isJsonObject, type JsonObject } from "../protocol/json.ts";
 import { type StateKey, stateKey, type StateMap } from "../protocol/events.ts";
 import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
 import type { EventStore, RoomChanges, StoredEvent } from "../ports/event_store.ts";
+import type { RemoteMembershipStore } from "../ports/remote_membership_store.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
 import { membershipAtToken, type NotificationCounts, roomSummary } from "../sync/room_stream.ts";
 import { loadTimeline, type TimelineBatch } from "../sync/room_timeline.ts";
@@ -97,6 +98,8 @@ export interface RoomDataDeps {
   pipeline: ReadPipeline;
   /** Unread notification counts (/sync's); absent, counts are zero. */
   notificationCounts?: NotificationCounts;
+  /** Memberships in rooms this server is not in (remote invites and knocks); absent: none. */
+  remoteMemberships?: Pick<RemoteMembershipStore, "get">;
 }
 
 /** Builds rooms' entries; one instance serves many requests (it holds no per-user state). */
@@ -116,8 +119,14 @@ export class RoomDataBuilder implements RoomDataBuilderApi {
 
   /** One room's entry, or undefined when an incremental entry has nothing new to say. */
   async buildRoom(params: BuildRoomParams): Promise<SlidingRoomResponse | undefined> {
-    const membership = params.membership ?? await this.#membershipAt(params);
-    if (!membership) return undefined;
+    const found = params.membership
+      ? { event: params.membership, remoteRoomVersion: params.remoteRoomVersion }
+      : await this.#membershipAt(params);
+    if (!found) return undefined;
+    const membership = found.event;
+    if (found.remoteRoomVersion !== undefined) {
+      params = { ...params, remoteRoomVersion: found.remoteRoomVersion };
+    }
     const kind = membership.pdu.content.membership;
     // A membership already sent that has not changed since: nothing new for an invite,
     // knock or left room (their entries end at the membership event).
@@ -133,13 +142,37 @@ export class RoomDataBuilder implements RoomDataBuilderApi {
     return undefined;
   }
 
-  /** The member event as of `upTo` (the projection holds the current one). */
-  async #membershipAt(params: BuildRoomParams): Promise<StoredEvent | undefined> {
-    const { store, pipeline } = this.deps;
-    const current = await pipeline.membershipOf(params.userId, params.roomId);
-    if (!current) return undefined;
-    if (!isAfter(current.versionstamp, params.upTo)) return current;
-    return await membershipAtToken(store, params.roomId, params.userId, params.upTo);
+  /**
+   * The member event as of `upTo` (the projection holds the current one), or the remote
+   * membership (an invite or knock over federation) when that is newer, as /sync places them.
+   */
+  async #membershipAt(
+    params: BuildRoomParams,
+  ): Promise<{ event: StoredEvent; remoteRoomVersion?: string } | undefined> {
+    const { store, pipeline, remoteMemberships } = this.deps;
+    const [current, remote] = await Promise.all([
+      pipeline.membershipOf(params.userId, params.roomId),
+      remoteMemberships?.get(params.userId, params.roomId) ?? null,
+    ]);
+    let local: StoredEvent | undefined = current ?? undefined;
+    if (local && isAfter(local.versionstamp, params.upTo)) {
+      local = await membershipAtToken(store, params.roomId, params.userId, params.upTo);
+    }
+    if (
+      remote && !isAfter(remote.versionstamp, params.upTo) &&
+      (!local || local.versionstamp < remote.versionstamp)
+    ) {
+      const event: StoredEvent = {
+        eventId: remote.eventId,
+        roomId: remote.roomId,
+        pdu: remote.pdu,
+        status: "accepted",
+        position: 0,
+        versionstamp: remote.versionstamp,
+      };
+      return { event, remoteRoomVersion: remote.roomVersion };
+    }
+    return local ? { event: local } : undefined;
   }
 
   /** An invite's or knock's entry: its stripped state (none from an ignored inviter). */

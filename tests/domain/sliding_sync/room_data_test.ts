@@ -7,8 +7,10 @@ import { assert, assertEquals } from "../../assert.ts";
 import { ALICE, BOB, CAROL, createPublicRoom, openRoomFixture } from "../room_fixture.ts";
 import { ReadPipeline } from "../../../domain/room_events/read_pipeline.ts";
 import type { JsonObject } from "../../../domain/protocol/json.ts";
+import type { Pdu } from "../../../domain/protocol/events.ts";
 import type { TransactionStore } from "../../../domain/ports/transaction_store.ts";
 import { KvRelationReader } from "../../../kv/relation_reads.ts";
+import { KvRemoteMembershipStore } from "../../../kv/remote_membership_store.ts";
 import {
   type BuildRoomParams,
   RoomDataBuilder,
@@ -32,7 +34,8 @@ async function fixture(powerLevels: JsonObject = { state_default: 0 }) {
     relations: new KvRelationReader(base.kv),
     erasure: { erasedAmong: () => Promise.resolve(new Set<string>()) },
   });
-  const builder = new RoomDataBuilder({ store: base.store, pipeline });
+  const remoteMemberships = new KvRemoteMembershipStore(base.kv);
+  const builder = new RoomDataBuilder({ store: base.store, pipeline, remoteMemberships });
   const roomId = await createPublicRoom(base.sender, "10", powerLevels);
   const send = async (sender: string, type: string, content: JsonObject, stateKey?: string) => {
     const sent = await base.sender.send({ roomId, sender, type, content, stateKey });
@@ -53,7 +56,19 @@ async function fixture(powerLevels: JsonObject = { state_default: 0 }) {
     extra: Partial<BuildRoomParams> = {},
   ): Promise<SlidingRoomResponse | undefined> =>
     builder.buildRoom({ userId, roomId, config, upTo: await pos(), ...extra });
-  return { ...base, pipeline, builder, roomId, send, say, member, ignore, pos, build };
+  return {
+    ...base,
+    pipeline,
+    builder,
+    remoteMemberships,
+    roomId,
+    send,
+    say,
+    member,
+    ignore,
+    pos,
+    build,
+  };
 }
 
 const bodies = (events: JsonObject[] | undefined) =>
@@ -340,6 +355,53 @@ Deno.test("an invite from an ignored user is not delivered; a left room ends at 
     assertEquals(left!.timeline!.at(-1)!.content, { membership: "leave" });
     // Once sent, the leave has nothing new.
     assertEquals(await f.build(BOB, roomConfig([], 5), { since: await f.pos() }), undefined);
+  } finally {
+    f.close();
+  }
+});
+
+Deno.test("an invite over federation comes with the stripped state it carried", async () => {
+  const f = await fixture();
+  try {
+    const roomId = "!remote:elsewhere.example";
+    const invite = {
+      room_id: roomId,
+      type: "m.room.member",
+      state_key: CAROL,
+      sender: "@dave:elsewhere.example",
+      content: { membership: "invite" },
+      origin_server_ts: 1,
+      unsigned: {
+        invite_room_state: [
+          {
+            type: "m.room.name",
+            state_key: "",
+            sender: "@dave:elsewhere.example",
+            content: { name: "Far away" },
+          },
+        ],
+      },
+    };
+    await f.remoteMemberships.record({
+      userId: CAROL,
+      roomId,
+      membership: "invite",
+      eventId: "$invite",
+      pdu: invite as unknown as Pdu,
+      roomVersion: "10",
+      servers: ["elsewhere.example"],
+    });
+    const entry = await f.builder.buildRoom({
+      userId: CAROL,
+      roomId,
+      config: roomConfig([], 5),
+      upTo: await f.pos(),
+      bumpStamp: 7,
+    });
+    assertEquals(entry!.initial, true);
+    assertEquals(entry!.name, "Far away");
+    assertEquals(entry!.bump_stamp, 7);
+    assertEquals(stateKeys(entry!.invite_state), ["m.room.member|" + CAROL, "m.room.name|"]);
   } finally {
     f.close();
   }
