@@ -122,10 +122,12 @@ export interface ExtensionRoom {
   /** The user's membership: typing and receipts go to joined rooms only. */
   membership: ListedMembership;
   /**
-   * The position the client holds this room's data up to on the connection (normally the
-   * connection's previous position); absent when it holds none (the room is new to the
-   * connection, or sent again from scratch): it then gets the room's current receipts, typing
-   * and account data.
+   * The position the client holds this room's data up to on the connection: the connection's
+   * previous position for a room that was in the previous answer's lists or subscriptions
+   * (whether or not anything was sent for it), the position it left them at for a room back
+   * after a while out of range. Absent when the client holds none of it (the room is new to
+   * the connection, or sent again from scratch): it then gets the room's current receipts,
+   * typing and account data.
    */
   since?: string;
   /**
@@ -317,18 +319,36 @@ function streamRequest(
   };
 }
 
-/** Group rooms by the position their client holds them up to (absent: none). */
+/**
+ * Group rooms by the position their client holds them up to, in at most three groups so a
+ * request reads a fixed number of times however many rooms it has: rooms held up to the
+ * connection's position, rooms held up to none, and rooms held up to some older position,
+ * read together from the oldest of those. A room of the last group may get again something
+ * it had; receipts, typing and account data carry the latest value per key, so a repeat
+ * changes nothing on the client.
+ */
 function bySince(
   roomIds: readonly string[],
   ctx: ExtensionContext,
 ): Map<string | undefined, string[]> {
-  const groups = new Map<string | undefined, string[]>();
+  const current: string[] = [];
+  const fresh: string[] = [];
+  const older: string[] = [];
+  let oldest: string | undefined;
   for (const id of roomIds) {
     const since = ctx.since === undefined ? undefined : ctx.rooms.get(id)?.since;
-    const group = groups.get(since);
-    if (group) group.push(id);
-    else groups.set(since, [id]);
+    if (since === undefined) fresh.push(id);
+    // Tokens are fixed width: they compare as text.
+    else if (since >= ctx.since!) current.push(id);
+    else {
+      older.push(id);
+      if (oldest === undefined || since < oldest) oldest = since;
+    }
   }
+  const groups = new Map<string | undefined, string[]>();
+  if (current.length > 0) groups.set(ctx.since, current);
+  if (fresh.length > 0) groups.set(undefined, fresh);
+  if (oldest !== undefined) groups.set(oldest, older);
   return groups;
 }
 

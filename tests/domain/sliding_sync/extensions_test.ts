@@ -455,3 +455,41 @@ Deno.test("receiptsForTimeline keeps the shown events' receipts and the user's o
     $b: { "m.read": { [BOB]: { ts: 3 } }, "m.read.private": { [ALICE]: { ts: 4 } } },
   });
 });
+
+Deno.test("rooms held up to many different positions are read in at most three windows", async () => {
+  const w = await world();
+  try {
+    const marks: string[] = [];
+    for (let i = 0; i < 4; i++) marks.push(await w.token());
+    await w.typing.update(ROOM, () => ({ [BOB]: 60_000 }));
+    const now = await w.token();
+    const windows: (string | undefined)[] = [];
+    const counting: SyncStreamProvider = {
+      name: "typing",
+      fill: (request, response) => {
+        windows.push(request.since);
+        return w.providers.typing.fill(request, response);
+      },
+    };
+    const rooms: Record<string, ExtensionRoom> = {
+      [ROOM]: { membership: "join", since: marks[1] },
+      [OTHER]: { membership: "join", since: marks[2] },
+      "!a:test": { membership: "join", since: marks[0] },
+      "!b:test": { membership: "join" },
+      "!c:test": { membership: "join", since: marks[3] },
+    };
+    const ctx = { ...context(now, marks[3], rooms), lists: { main: Object.keys(rooms) } };
+    const answer = await buildExtensions(
+      parse({ typing: { enabled: true } }),
+      ctx,
+      { ...w.providers, typing: counting },
+    );
+    // Current at marks[3], from scratch, and the older ones together from the oldest.
+    assertEquals(windows.sort(), [marks[0], marks[3], undefined].sort());
+    assertEquals(answer.typing?.rooms, {
+      [ROOM]: { type: "m.typing", content: { user_ids: [BOB] } },
+    });
+  } finally {
+    w.close();
+  }
+});
