@@ -259,22 +259,20 @@ export class RoomDataBuilder implements RoomDataBuilderApi {
         ? store.stateAtEvent(newest.eventId, "after").then((m) => m ?? new Map() as StateMap)
         : store.currentState(roomId),
     ]);
-    const [stateIds, summary, counts, prevBatch] = await Promise.all([
-      this.#requiredState(params, end, batch.kept, since),
+    const [required, summary, counts, prevBatch] = await Promise.all([
+      this.#requiredState(params, end, batch, since),
       initial || memberChanged(batch, change) ? roomSummary(store, roomId, userId) : undefined,
       left ? undefined : this.#counts(params),
       batch.prevBatch ?? store.timeline(roomId, { dir: "b", limit: 1 }).then((p) => p.start),
     ]);
     const profileKeys = summaryHeroes(summary).map((u) => stateKey(MEMBER, u));
     const nameIds = [NAME_KEY, AVATAR_KEY, ...profileKeys].flatMap((k) => end.get(k) ?? []);
-    const [stateEvents, named] = await Promise.all([
-      store.getEvents(stateIds),
+    const [named, state] = await Promise.all([
       store.getEvents(nameIds),
+      required.length === 0
+        ? []
+        : pipeline.readRoom(read, { state: required }).then((out) => out.state),
     ]);
-    const required = stateIds.flatMap((id) => stateEvents.get(id) ?? []);
-    const state = required.length === 0
-      ? []
-      : (await pipeline.readRoom(read, { state: required })).state;
 
     const entry: SlidingRoomResponse = {};
     if (initial) entry.initial = true;
@@ -324,31 +322,42 @@ export class RoomDataBuilder implements RoomDataBuilderApi {
   }
 
   /**
-   * The event IDs of the state the config asks for, as of the window's end: all of it on an
-   * initial entry, the entries set after `since` on an incremental one. `$LAZY` is the member
-   * events of the timeline's senders (sent each time they appear: no record is kept of what the
-   * client holds, so a sender's membership is never missing).
+   * The state events the config asks for, as of the window's end: all of them on an initial
+   * entry, those set after `since` on an incremental one. `$LAZY` is the member events of the
+   * timeline's senders, sent each time they appear: no record is kept of which the client
+   * holds, so a sender's membership is never missing.
    */
   async #requiredState(
     params: BuildRoomParams,
     end: StateMap,
-    timeline: readonly StoredEvent[],
+    batch: TimelineBatch,
     since: string | undefined,
-  ): Promise<string[]> {
-    const keys = requiredStateKeys(params.config, end, params.userId, timeline);
-    const lazy = new Set(lazyMemberKeys(params.config, timeline));
-    const ids = new Map<string, StateKey>();
-    for (const key of keys) {
-      const id = end.get(key);
-      if (id !== undefined) ids.set(id, key);
+  ): Promise<StoredEvent[]> {
+    const lazy = new Set(lazyMemberKeys(params.config, batch.kept));
+    let keys = [...requiredStateKeys(params.config, end, params.userId, batch.kept)];
+    // A walk that covered the whole window saw every event that set state in it: only their
+    // keys changed (no event read per selected entry, which a `*` in a large room makes many).
+    const walkedAll = since !== undefined && batch.complete;
+    if (walkedAll) {
+      const changed = new Set(
+        batch.walked.flatMap((e) =>
+          typeof e.pdu.state_key === "string" ? [stateKey(e.pdu.type, e.pdu.state_key)] : []
+        ),
+      );
+      keys = keys.filter((key) => lazy.has(key) || changed.has(key));
     }
-    if (since === undefined) return [...ids.keys()];
-    // Each state entry's event tells when it was set: those after `since` changed.
-    const events = await this.deps.store.getEvents([...ids.keys()]);
-    return [...ids].filter(([id, key]) => {
+    const wanted = keys.flatMap((key) => {
+      const id = end.get(key);
+      return id === undefined ? [] : [[key, id] as const];
+    });
+    const events = await this.deps.store.getEvents(wanted.map(([, id]) => id));
+    return wanted.flatMap(([key, id]) => {
       const event = events.get(id);
-      return event !== undefined && (lazy.has(key) || isAfter(event.versionstamp, since));
-    }).map(([id]) => id);
+      if (!event) return [];
+      // Past a window too long to walk, each entry's event tells when it was set.
+      if (since === undefined || walkedAll || lazy.has(key)) return [event];
+      return isAfter(event.versionstamp, since) ? [event] : [];
+    });
   }
 
   async #counts(params: BuildRoomParams): Promise<BuildRoomParams["counts"]> {

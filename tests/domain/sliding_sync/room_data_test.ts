@@ -406,3 +406,22 @@ Deno.test("an invite over federation comes with the stripped state it carried", 
     f.close();
   }
 });
+
+Deno.test("incremental past a window longer than the limit: changed state from the gap, limited", async () => {
+  const f = await fixture();
+  try {
+    await f.send(ALICE, "m.room.name", { name: "Room" }, "");
+    const config = roomConfig([["m.room.topic", ""], ["m.room.name", ""]], 1);
+    const since = await f.pos();
+    await f.send(ALICE, "m.room.topic", { topic: "in the gap" }, "");
+    for (let i = 0; i < 15; i++) await f.say(ALICE, `m${i}`);
+    const entry = (await f.build(ALICE, config, { since, previousPos: since }))!;
+    assertEquals(bodies(entry.timeline), ["m14"]);
+    assertEquals(entry.limited, true);
+    assertEquals(entry.num_live, 1);
+    assertEquals(entry.required_state!.map((e) => e.content), [{ topic: "in the gap" }]);
+    assertEquals(entry.name, undefined);
+  } finally {
+    f.close();
+  }
+});
