@@ -609,6 +609,33 @@ export function sentMembersKey(userId: string, deviceId: string, roomId: string)
   return ["userdeviceroom_sentmembers", userId, deviceId, roomId];
 }
 
+/** Key builders for sliding-sync connections (kv/sliding_sync_connection_store.ts). */
+export const slidingConnectionKeys = {
+  /** (user, device, conn_id) -> the connection's head record (first chunk, chunk count). */
+  head: (userId: string, deviceId: string, connId: string): Deno.KvKey => [
+    "slidingconn_head",
+    userId,
+    deviceId,
+    connId,
+  ],
+  /** (user, device, conn_id, index >= 1) -> a continuation chunk of the head. */
+  headChunk: (userId: string, deviceId: string, connId: string, index: number): Deno.KvKey => [
+    "slidingconn_headchunk",
+    userId,
+    deviceId,
+    connId,
+    index,
+  ],
+  /** (user, device, conn_id, room) -> RoomEntry: what the connection sent of the room. */
+  room: (userId: string, deviceId: string, connId: string, roomId: string): Deno.KvKey => [
+    "slidingconn_room",
+    userId,
+    deviceId,
+    connId,
+    roomId,
+  ],
+};
+
 // --- Push rules and notifications ----------------------------------------------------------
 
 /** Key builders for push rules and notifications. */
