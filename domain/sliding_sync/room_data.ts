@@ -261,7 +261,10 @@ export class RoomDataBuilder implements RoomDataBuilderApi {
     ]);
     const [required, summary, counts, prevBatch] = await Promise.all([
       this.#requiredState(params, end, batch, since),
-      initial || memberChanged(batch, change) ? roomSummary(store, roomId, userId) : undefined,
+      // Heroes and counts of a room the user left would be today's, not those they saw.
+      !left && (initial || memberChanged(batch, change))
+        ? roomSummary(store, roomId, userId)
+        : undefined,
       left ? undefined : this.#counts(params),
       batch.prevBatch ?? store.timeline(roomId, { dir: "b", limit: 1 }).then((p) => p.start),
     ]);
@@ -279,7 +282,8 @@ export class RoomDataBuilder implements RoomDataBuilderApi {
     const nameEvent = named.get(end.get(NAME_KEY) ?? "");
     if (nameEvent && (initial || isAfter(nameEvent.versionstamp, since!))) {
       const name = nameEvent.pdu.content.name;
-      if (typeof name === "string") entry.name = name;
+      // An empty name is no name (spec, m.room.name): heroes name the room instead.
+      if (typeof name === "string" && name !== "") entry.name = name;
     }
     const avatarEvent = named.get(end.get(AVATAR_KEY) ?? "");
     if (avatarEvent && (initial || isAfter(avatarEvent.versionstamp, since!))) {
@@ -345,8 +349,13 @@ export class RoomDataBuilder implements RoomDataBuilderApi {
         ),
       );
       keys = keys.filter((key) => lazy.has(key) || changed.has(key));
+      // A client lazy-loading members keeps those it has current: every membership change
+      // of a window it saw whole, hidden from the timeline or not (as Synapse sends them).
+      if (lazyMembers(params.config)) {
+        for (const key of changed) if (key.startsWith(`${MEMBER}\u0000`)) keys.push(key);
+      }
     }
-    const wanted = keys.flatMap((key) => {
+    const wanted = [...new Set(keys)].flatMap((key) => {
       const id = end.get(key);
       return id === undefined ? [] : [[key, id] as const];
     });
@@ -421,13 +430,25 @@ export function requiredStateKeys(
   return keys;
 }
 
-/** The member state keys of the timeline's senders when the config asks for `$LAZY`. */
+/** Whether the config asks for `$LAZY` members. */
+function lazyMembers(config: RoomConfig): boolean {
+  return config.requiredState.some(([t, k]) => k === LAZY && (t === MEMBER || t === WILDCARD));
+}
+
+/**
+ * The member state keys `$LAZY` selects: the timeline's senders and the targets of its member
+ * events (a kick's or an invite's), whom a client must know to show it (as Synapse does).
+ */
 function lazyMemberKeys(config: RoomConfig, timeline: readonly StoredEvent[]): StateKey[] {
-  const lazy = config.requiredState.some(([t, k]) =>
-    k === LAZY && (t === MEMBER || t === WILDCARD)
-  );
-  if (!lazy) return [];
-  return [...new Set(timeline.map((e) => e.pdu.sender))].map((u) => stateKey(MEMBER, u));
+  if (!lazyMembers(config)) return [];
+  const users = new Set<string>();
+  for (const event of timeline) {
+    users.add(event.pdu.sender);
+    if (event.pdu.type === MEMBER && typeof event.pdu.state_key === "string") {
+      users.add(event.pdu.state_key);
+    }
+  }
+  return [...users].map((u) => stateKey(MEMBER, u));
 }
 
 /** Whether member events came in the window, or may have (a gap the timeline did not walk). */

@@ -144,7 +144,7 @@ Deno.test("required_state wildcards: `*` for any state key, any type, or everyth
   }
 });
 
-Deno.test("$LAZY returns exactly the member events of the timeline's senders", async () => {
+Deno.test("$LAZY returns exactly the member events of the timeline's senders (and member targets)", async () => {
   const f = await fixture();
   try {
     await f.member(BOB, "join");
@@ -166,6 +166,16 @@ Deno.test("$LAZY returns exactly the member events of the timeline's senders", a
     );
     assertEquals(stateKeys(withMe!.required_state), [
       `m.room.member|${BOB}`,
+      `m.room.member|${CAROL}`,
+    ]);
+    // Incremental: a kick brings both the kicker's and the target's member events, and only
+    // those (the members unchanged and absent from the new timeline are not sent again).
+    const since = await f.pos();
+    await f.member(CAROL, "leave", ALICE);
+    const kick = await f.build(BOB, roomConfig([["m.room.member", "$LAZY"]], 5), { since });
+    assertEquals(kick!.timeline!.length, 1);
+    assertEquals(stateKeys(kick!.required_state), [
+      `m.room.member|${ALICE}`,
       `m.room.member|${CAROL}`,
     ]);
   } finally {
