@@ -41,10 +41,25 @@ export interface CandidateRoom {
   membershipStamp: string;
   /** In the user's `m.direct` account data. */
   isDm: boolean;
-  /** Has an `m.room.encryption` state event (for an invite: in its stripped state). */
-  isEncrypted: boolean;
-  /** The create event's `content.type`; null without one (or when unknown, for an invite). */
-  roomType: string | null;
+  /**
+   * Has an `m.room.encryption` state event (for an invite: in its stripped state); undefined
+   * when the caller did not ask for it (RoomFacts), and then an `is_encrypted` filter drops it.
+   */
+  isEncrypted?: boolean;
+  /**
+   * The create event's `content.type`, null without one (or when an invite's stripped state
+   * does not say); undefined when not asked for, and then a room type filter drops it.
+   */
+  roomType?: string | null;
+}
+
+/**
+ * Which per-room facts to read besides the bump: each costs a read per room, so a list that
+ * does not filter on it does not pay for it.
+ */
+export interface RoomFacts {
+  encryption?: boolean;
+  roomType?: boolean;
 }
 
 /** Reads the candidate rooms of a user; implemented in kv/ (kv/room_list_source.ts). */
@@ -54,9 +69,9 @@ export interface RoomListSource {
    * joined, invited and knocked rooms, rooms the user was kicked or banned from, and rooms
    * the user left themselves only when that leave was committed after `since` (a sync
    * position, a versionstamp: "newly left", so the client sees its own leave; Synapse's
-   * filter_membership_for_sync). Unordered.
+   * filter_membership_for_sync). Unordered. `facts` defaults to every fact.
    */
-  candidateRooms(userId: string, since?: string): Promise<CandidateRoom[]>;
+  candidateRooms(userId: string, since?: string, facts?: RoomFacts): Promise<CandidateRoom[]>;
   /** The room IDs named by `m.space.child` state events (non-empty `via`) of these spaces. */
   spaceChildren(spaceIds: readonly string[]): Promise<Set<string>>;
 }
@@ -96,14 +111,19 @@ export function matchesFilters(
 ): boolean {
   if (!filters) return true;
   if (filters.is_dm !== undefined && room.isDm !== filters.is_dm) return false;
+  // A fact not read is unknown: the room is left out, as Synapse leaves out rooms whose state
+  // it cannot tell.
   if (filters.is_encrypted !== undefined && room.isEncrypted !== filters.is_encrypted) return false;
   if (filters.is_invite !== undefined && (room.membership === "invite") !== filters.is_invite) {
     return false;
   }
-  if (filters.room_types !== undefined && !filters.room_types.includes(room.roomType)) {
-    return false;
+  if (filters.room_types !== undefined || filters.not_room_types !== undefined) {
+    if (room.roomType === undefined) return false;
+    if (filters.room_types !== undefined && !filters.room_types.includes(room.roomType)) {
+      return false;
+    }
+    if (filters.not_room_types?.includes(room.roomType)) return false;
   }
-  if (filters.not_room_types?.includes(room.roomType)) return false;
   if (filters.spaces !== undefined && !spaceChildren?.has(room.roomId)) return false;
   return true;
 }
@@ -139,7 +159,8 @@ export interface ComputedLists {
 }
 
 /**
- * Read the user's candidate rooms once and compute each list. A `spaces` filter only counts
+ * Read the user's candidate rooms once, with only the facts the lists' filters need, and
+ * compute each list. A `spaces` filter only counts
  * spaces the user is joined to: the children of a space the user cannot read are not theirs to
  * learn, even as a filter over their own rooms.
  */
@@ -149,7 +170,11 @@ export async function computeLists(
   lists: Readonly<Record<string, SlidingListParams>>,
   since?: string,
 ): Promise<ComputedLists> {
-  const rooms = await source.candidateRooms(userId, since);
+  const filters = Object.values(lists).map((params) => params.filters);
+  const rooms = await source.candidateRooms(userId, since, {
+    encryption: filters.some((f) => f?.is_encrypted !== undefined),
+    roomType: filters.some((f) => f?.room_types !== undefined || f?.not_room_types !== undefined),
+  });
   const joined = new Set(rooms.filter((r) => r.membership === "join").map((r) => r.roomId));
   const entries = Object.entries(lists);
   // Each list's own spaces (lists are few, and a list's spaces are few).

@@ -9,6 +9,7 @@ import {
   computeList,
   computeLists,
   matchesFilters,
+  type RoomFacts,
   type RoomListSource,
 } from "../../../domain/sliding_sync/room_list.ts";
 
@@ -80,6 +81,15 @@ Deno.test("room list filters: each MSC4186 filter, both ways, and combined", () 
   assert.deepEqual(matching({ is_encrypted: true, is_dm: false }), ["!custom:t"]);
 });
 
+Deno.test("room list filters: a fact that was not read leaves the room out of its filter", () => {
+  const unknown = room("!unknown:t", 1, { isEncrypted: undefined, roomType: undefined });
+  assert.equal(matchesFilters(unknown, { is_dm: false, is_invite: false }), true);
+  assert.equal(matchesFilters(unknown, { is_encrypted: false }), false);
+  assert.equal(matchesFilters(unknown, { is_encrypted: true }), false);
+  assert.equal(matchesFilters(unknown, { room_types: [null] }), false);
+  assert.equal(matchesFilters(unknown, { not_room_types: ["m.space"] }), false);
+});
+
 Deno.test("room list order: most recent bump first, equal stamps by room ID", () => {
   const rooms = [room("!b:t", 4), room("!c:t", 4), room("!a:t", 4), room("!z:t", 10)];
   assert.deepEqual(ids([...rooms].sort(compareByBump)), ["!z:t", "!a:t", "!b:t", "!c:t"]);
@@ -105,12 +115,14 @@ Deno.test("room list ranges: inclusive, several at once, past the end empty, cou
 class FakeSource implements RoomListSource {
   spaceRequests: string[][] = [];
   sinceSeen: (string | undefined)[] = [];
+  factsSeen: (RoomFacts | undefined)[] = [];
   constructor(
     readonly rooms: CandidateRoom[],
     readonly children: Record<string, string[]>,
   ) {}
-  candidateRooms(_userId: string, since?: string): Promise<CandidateRoom[]> {
+  candidateRooms(_userId: string, since?: string, facts?: RoomFacts): Promise<CandidateRoom[]> {
     this.sinceSeen.push(since);
+    this.factsSeen.push(facts);
     return Promise.resolve(this.rooms);
   }
   spaceChildren(spaceIds: readonly string[]): Promise<Set<string>> {
@@ -140,6 +152,8 @@ Deno.test("computeLists: one read for every list; spaces only those the user is 
     other: { ranges: [[0, 9]], filters: { spaces: ["!invitedspace:t"] } },
   }, "00000000000000050000");
   assert.deepEqual(source.sinceSeen, ["00000000000000050000"]);
+  // No list filters on encryption or type: neither is read.
+  assert.deepEqual(source.factsSeen, [{ encryption: false, roomType: false }]);
   assert.deepEqual(result.rooms, rooms);
   assert.deepEqual(result.lists.all.ranges[0].roomIds, [
     "!b:t",
@@ -154,4 +168,17 @@ Deno.test("computeLists: one read for every list; spaces only those the user is 
   // No readable space: nothing matches, and nothing is read for it.
   assert.deepEqual(result.lists.other, { count: 0, ranges: [{ range: [0, 9], roomIds: [] }] });
   assert.deepEqual(source.spaceRequests, [["!joinedspace:t"]]);
+});
+
+Deno.test("computeLists: reads encryption and room type only when a list filters on them", async () => {
+  const source = new FakeSource([room("!a:t", 1)], {});
+  await computeLists(source, "@u:t", {
+    a: { ranges: [[0, 1]], filters: { is_dm: true } },
+    b: { ranges: [[0, 1]], filters: { not_room_types: ["m.space"] } },
+  });
+  await computeLists(source, "@u:t", { a: { ranges: [[0, 1]], filters: { is_encrypted: false } } });
+  assert.deepEqual(source.factsSeen, [
+    { encryption: false, roomType: true },
+    { encryption: true, roomType: false },
+  ]);
 });
