@@ -56,7 +56,6 @@ export interface SlidingRoomResponse {
   invited_count?: number;
   notification_count?: number;
   highlight_count?: number;
-  unread_thread_notifications?: Record<string, UnreadCounts>;
 }
 
 /** What `buildRoom` needs for one room. */
@@ -87,8 +86,12 @@ export interface BuildRoomParams {
   remoteRoomVersion?: string;
   /** The reader's ignore list when already read for the request (read once for all rooms). */
   ignored?: IgnoredUsers;
-  /** Unread counts when the caller read them for every room at once; absent, read here. */
-  counts?: UnreadCounts & { threads?: Record<string, UnreadCounts> };
+  /**
+   * Unread counts when the caller read them for every room at once (one `countsFor` call);
+   * absent, read here. The room's whole counts, threads included: MSC4186 has no per-thread
+   * counts.
+   */
+  counts?: UnreadCounts;
 }
 
 /** What room data is read from: the event store, the read pipeline, /sync's unread counts. */
@@ -318,9 +321,6 @@ export class RoomDataBuilder implements RoomDataBuilderApi {
     if (counts) {
       entry.notification_count = counts.notification_count;
       entry.highlight_count = counts.highlight_count;
-      if (counts.threads && Object.keys(counts.threads).length > 0) {
-        entry.unread_thread_notifications = counts.threads;
-      }
     }
     return entry;
   }

@@ -435,3 +435,40 @@ Deno.test("incremental past a window longer than the limit: changed state from t
     f.close();
   }
 });
+
+Deno.test("unread counts come from /sync's counter, or from the caller's batch read", async () => {
+  const f = await fixture();
+  try {
+    await f.member(BOB, "join");
+    await f.say(ALICE, "hi");
+    const asked: string[][] = [];
+    const builder = new RoomDataBuilder({
+      store: f.store,
+      pipeline: f.pipeline,
+      notificationCounts: {
+        countsFor: (_userId, roomIds) => {
+          asked.push([...roomIds]);
+          return Promise.resolve(
+            new Map(roomIds.map((id) => [id, { notification_count: 3, highlight_count: 1 }])),
+          );
+        },
+      },
+    });
+    const config = roomConfig([], 1);
+    const upTo = await f.pos();
+    const read = await builder.buildRoom({ userId: BOB, roomId: f.roomId, config, upTo });
+    assertEquals([read!.notification_count, read!.highlight_count], [3, 1]);
+    assertEquals(asked, [[f.roomId]]);
+    const given = await builder.buildRoom({
+      userId: BOB,
+      roomId: f.roomId,
+      config,
+      upTo,
+      counts: { notification_count: 5, highlight_count: 0 },
+    });
+    assertEquals([given!.notification_count, given!.highlight_count], [5, 0]);
+    assertEquals(asked.length, 1, "counts given by the caller are not read again");
+  } finally {
+    f.close();
+  }
+});
