@@ -19,6 +19,7 @@ import type {
   RoomListSource,
 } from "../domain/sliding_sync/room_list.ts";
 import { readStoredEvents } from "./event_reads.ts";
+import { findEvents } from "./outlier_store.ts";
 import { getManyChunked } from "./get_many.ts";
 import { LruCache } from "./lru_cache.ts";
 import type { RoomBumpRecord, RoomTypeRecord } from "./room_list_projection.ts";
@@ -125,10 +126,13 @@ export class KvRoomListSource implements RoomListSource {
       const stamp = bumps[i].versionstamp;
       if (stamp !== null) bumpOf.set(r.roomId, stamp);
     });
+    const unprojected: string[] = [];
     untyped.forEach((r, i) => {
       const value = types[i].value;
       if (value) this.#roomTypes.set(r.roomId, value.type);
+      else unprojected.push(r.roomId);
     });
+    if (unprojected.length > 0) await this.#typesFromCreate(unprojected);
     const out: CandidateRoom[] = [];
     localRooms.forEach((room, i) => {
       // A joined room moves with its activity; any other membership stays where it happened.
@@ -167,6 +171,27 @@ export class KvRoomListSource implements RoomListSource {
       }
     }
     return children;
+  }
+
+  /**
+   * Create types of rooms without a roomid_roomtype entry, from the create event in current
+   * state: a room joined over federation holds its create event as an outlier of the join's
+   * state (no log append wrote the projection), and a store from before the projection has
+   * none until replay. Cached like the projected ones.
+   */
+  async #typesFromCreate(roomIds: readonly string[]): Promise<void> {
+    const ids = await getManyChunked<string>(
+      this.ctx.kv,
+      roomIds.map((roomId) => this.ctx.keys.currentState(roomId, "m.room.create", "")),
+    );
+    const eventIds = ids.flatMap((e) => (e.value === null ? [] : [e.value]));
+    const events = await findEvents(this.ctx, eventIds);
+    ids.forEach((entry, i) => {
+      const event = entry.value === null ? undefined : events.get(entry.value);
+      if (!event) return;
+      const type = event.pdu.content?.type;
+      this.#roomTypes.set(roomIds[i], typeof type === "string" ? type : null);
+    });
   }
 
   /**
