@@ -16,6 +16,11 @@ import { KeyBackupService } from "./domain/e2ee/key_backup_service.ts";
 import { KvKeyBackupStore } from "./kv/key_backup_store.ts";
 import { MAX_TO_DEVICE_EVENT_BYTES, ToDeviceService } from "./domain/e2ee/to_device_service.ts";
 import { ToDeviceStream } from "./domain/e2ee/to_device_stream.ts";
+import { SlidingSyncService } from "./domain/sliding_sync/sliding_sync_service.ts";
+import { buildExtensions, extensionProvidersFrom } from "./domain/sliding_sync/extensions.ts";
+import { RoomDataBuilder } from "./domain/sliding_sync/room_data.ts";
+import { KvRoomListSource } from "./kv/room_list_source.ts";
+import { KvSlidingConnectionStore } from "./kv/sliding_sync_connection_store.ts";
 import { KvToDeviceStore } from "./kv/to_device_store.ts";
 import { DehydratedDeviceService } from "./domain/e2ee/dehydrated_device_service.ts";
 import type { Hono } from "hono";
@@ -701,6 +706,29 @@ export async function assembleServer(
     if (!erase) return;
     await deps.profiles.deleteField(userId, userId, "displayname");
     await deps.profiles.deleteField(userId, userId, "avatar_url");
+  });
+  // Simplified sliding sync (MSC4186) over /sync's stores, stream providers and read pipeline.
+  const slidingExtensions = extensionProvidersFrom(
+    syncStreams,
+    (limit) => new ToDeviceStream(toDeviceStore, limit),
+  );
+  deps.slidingSync = new SlidingSyncService({
+    store: eventStore,
+    notifier: syncNotifier,
+    connections: new KvSlidingConnectionStore(kv),
+    roomList: new KvRoomListSource(eventStore.ctx, {
+      remoteMemberships,
+      accountData: new KvAccountDataStore(kv),
+    }),
+    rooms: new RoomDataBuilder({
+      store: eventStore,
+      pipeline: readPipeline,
+      notificationCounts,
+      remoteMemberships,
+    }),
+    extensions: (request, ctx) => buildExtensions(request, ctx, slidingExtensions),
+    presence: deps.presence,
+    now: options.now,
   });
   return { app: buildApp(deps), deps, wakeSource };
 }

@@ -11,6 +11,7 @@ import type { UserInteractiveAuth } from "../domain/accounts/user_interactive_au
 import type { RateLimiter } from "../domain/rate_limiter.ts";
 import type { SyncNotifier } from "../domain/sync/sync_notifier.ts";
 import type { SyncStreamProvider } from "../domain/sync/sync_stream.ts";
+import type { SlidingSyncService } from "../domain/sliding_sync/sliding_sync_service.ts";
 import type { PushRuleService } from "../domain/push/push_rule_service.ts";
 import type { NotificationCountService } from "../domain/push/notification_counts.ts";
 import type { PusherService } from "../domain/push/pusher_service.ts";
@@ -108,6 +109,8 @@ export interface AppDeps {
   syncNotifier: SyncNotifier;
   /** Sync streams besides rooms (account data, typing, receipts, ...); areas push theirs. */
   syncStreams: SyncStreamProvider[];
+  /** Simplified sliding sync (MSC4186); absent: the endpoint is not served. */
+  slidingSync?: SlidingSyncService;
   /** Uploaded sync filters, and resolving `/sync?filter=`. */
   filters: FilterService;
   /** Lazy-loaded member events each device was sent, so sync does not repeat them. */

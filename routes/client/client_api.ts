@@ -39,6 +39,7 @@ import { legacySyncArea } from "./legacy_sync_routes.ts";
 import { adminArea } from "./admin_routes.ts";
 import { reportArea } from "./report_routes.ts";
 import { thirdPartyArea } from "./third_party_routes.ts";
+import { slidingSyncArea } from "./sliding_sync_routes.ts";
 
 /** A client API area: its v3 (and r0) app, and optionally endpoints that live under /v1. */
 export interface ClientArea {
@@ -46,6 +47,8 @@ export interface ClientArea {
   v1?: Hono;
   /** Unstable MSC endpoints, mounted under `/_matrix/client/unstable` (paths name the MSC). */
   unstable?: Hono;
+  /** Endpoints under `/_matrix/client/v4` (MSC4186's sliding sync). */
+  v4?: Hono;
 }
 
 /** Every area, in the order their routes are tried. Areas add themselves here. */
@@ -84,6 +87,7 @@ function clientAreas(deps: AppDeps): ClientArea[] {
     adminArea(deps),
     reportArea(deps),
     thirdPartyArea(deps),
+    slidingSyncArea(deps, deps.slidingSync),
   ];
 }
 
@@ -102,6 +106,7 @@ export function clientApi(deps: AppDeps): Hono {
     }
     if (area.v1) app.route("/_matrix/client/v1", area.v1);
     if (area.unstable) app.route("/_matrix/client/unstable", area.unstable);
+    if (area.v4) app.route("/_matrix/client/v4", area.v4);
   }
   // After every area's own unstable routes, so an MSC path always wins.
   for (const area of areas) {

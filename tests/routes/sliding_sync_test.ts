@@ -1,0 +1,269 @@
+/**
+ * Simplified sliding sync (MSC4186) over HTTP: first and incremental answers, sticky room
+ * subscriptions, a retried pos, unknown positions, refused input, a woken long-poll and the
+ * /versions flag.
+ */
+import { assert, assertEquals } from "../assert.ts";
+import { registerUser } from "./client_harness.ts";
+import { startTestServer } from "./test_server.ts";
+import { publicRoom, say } from "./sender_rooms.ts";
+import type { JsonObject } from "../../domain/protocol/json.ts";
+
+type Server = Awaited<ReturnType<typeof startTestServer>>;
+
+const PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
+const LIST = { ranges: [[0, 1]], required_state: [["m.room.create", ""]], timeline_limit: 5 };
+const SUB = { required_state: [["m.room.create", ""]], timeline_limit: 5 };
+
+function slidingSync(server: Server, token: string, body: JsonObject, query = "") {
+  return server.request("POST", `${PATH}${query}`, { token, body });
+}
+
+/** The bodies of a room entry's timeline messages. */
+function bodies(room: JsonObject | undefined): unknown[] {
+  const timeline = (room?.timeline ?? []) as JsonObject[];
+  return timeline.filter((e) => e.type === "m.room.message")
+    .map((e) => (e.content as JsonObject).body);
+}
+
+/** Alice in three rooms, the last one created the most recent. */
+async function threeRooms(server: Server) {
+  const alice = await registerUser(server, "alice");
+  const rooms: string[] = [];
+  for (const name of ["a", "b", "c"]) {
+    const roomId = await publicRoom(server, alice.userId);
+    await say(server, roomId, alice.userId, `hello ${name}`);
+    rooms.push(roomId);
+  }
+  return { alice, rooms };
+}
+
+Deno.test("sliding sync: a first answer, then only what changed", async () => {
+  const server = await startTestServer();
+  try {
+    const { alice, rooms: [a, b, c] } = await threeRooms(server);
+    const first = await slidingSync(server, alice.accessToken, { lists: { all: LIST } });
+    assertEquals(first.status, 200, JSON.stringify(first.body));
+    assertEquals(first.body.lists.all.count, 3);
+    assertEquals(Object.keys(first.body.rooms).sort(), [b, c].sort(), "the two most recent");
+    assertEquals(first.body.rooms[c].initial, true);
+    assertEquals(bodies(first.body.rooms[c]), ["hello c"]);
+    assertEquals(first.body.rooms[c].required_state.map((e: JsonObject) => e.type), [
+      "m.room.create",
+    ]);
+    assert(typeof first.body.pos === "string");
+
+    await say(server, b, alice.userId, "again b");
+    const second = await slidingSync(
+      server,
+      alice.accessToken,
+      { lists: { all: LIST } },
+      `?pos=${first.body.pos}`,
+    );
+    assertEquals(second.status, 200, JSON.stringify(second.body));
+    assertEquals(Object.keys(second.body.rooms), [b], "only the room with news");
+    assert(second.body.rooms[b].initial !== true);
+    assertEquals(bodies(second.body.rooms[b]), ["again b"]);
+
+    // Nothing new: an empty answer at once (no timeout).
+    const third = await slidingSync(
+      server,
+      alice.accessToken,
+      { lists: { all: LIST } },
+      `?pos=${second.body.pos}`,
+    );
+    assertEquals(third.status, 200);
+    assertEquals(third.body.rooms, {});
+    assertEquals(third.body.lists.all.count, 3);
+
+    // A room that moves into the range is sent from scratch.
+    await say(server, a, alice.userId, "again a");
+    const fourth = await slidingSync(
+      server,
+      alice.accessToken,
+      { lists: { all: LIST } },
+      `?pos=${third.body.pos}`,
+    );
+    assertEquals(fourth.body.rooms[a]?.initial, true);
+    assertEquals(bodies(fourth.body.rooms[a]), ["hello a", "again a"]);
+
+    // The stable path is the same handler (a new connection there).
+    const stable = await server.request("POST", "/_matrix/client/v4/sync", {
+      token: alice.accessToken,
+      body: { lists: { all: LIST } },
+    });
+    assertEquals(stable.status, 200);
+    assertEquals(stable.body.lists.all.count, 3);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("sliding sync: room subscriptions stay on the connection until unsubscribed", async () => {
+  const server = await startTestServer();
+  try {
+    const { alice, rooms: [a] } = await threeRooms(server);
+    const none = { ranges: [[0, 0]], required_state: [], timeline_limit: 0 };
+    const first = await slidingSync(server, alice.accessToken, {
+      lists: { top: none },
+      room_subscriptions: { [a]: SUB },
+    });
+    assertEquals(first.status, 200, JSON.stringify(first.body));
+    assertEquals(first.body.rooms[a]?.initial, true, "the subscribed room, outside the range");
+    assertEquals(bodies(first.body.rooms[a]), ["hello a"]);
+
+    // Not sent again, yet still subscribed: its news arrives.
+    await say(server, a, alice.userId, "news a");
+    const second = await slidingSync(
+      server,
+      alice.accessToken,
+      { lists: { top: none } },
+      `?pos=${first.body.pos}`,
+    );
+    assertEquals(bodies(second.body.rooms[a]), ["news a"]);
+    assert(second.body.rooms[a].initial !== true);
+
+    const third = await slidingSync(server, alice.accessToken, {
+      lists: { top: none },
+      unsubscribe_rooms: [a],
+    }, `?pos=${second.body.pos}`);
+    assertEquals(third.status, 200);
+    await say(server, a, alice.userId, "unheard");
+    const fourth = await slidingSync(
+      server,
+      alice.accessToken,
+      { lists: { top: none } },
+      `?pos=${third.body.pos}`,
+    );
+    assertEquals(fourth.body.rooms[a], undefined, "unsubscribed");
+
+    // A subscription to a room the user is not in is ignored.
+    const stranger = await registerUser(server, "stranger");
+    const theirs = await publicRoom(server, stranger.userId);
+    const fifth = await slidingSync(server, alice.accessToken, {
+      room_subscriptions: { [theirs]: SUB },
+    }, `?pos=${fourth.body.pos}`);
+    assertEquals(fifth.status, 200);
+    assertEquals(fifth.body.rooms[theirs], undefined);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("sliding sync: a retried pos answers again; older and unknown ones are M_UNKNOWN_POS", async () => {
+  const server = await startTestServer();
+  try {
+    const { alice, rooms: [, , c] } = await threeRooms(server);
+    const body = { conn_id: "main", lists: { all: LIST } };
+    const first = await slidingSync(server, alice.accessToken, body);
+    await say(server, c, alice.userId, "maybe lost");
+    const lost = await slidingSync(server, alice.accessToken, body, `?pos=${first.body.pos}`);
+    assertEquals(bodies(lost.body.rooms[c]), ["maybe lost"]);
+    // The answer never reached the client: it sends the same pos again and gets the same news.
+    const retry = await slidingSync(server, alice.accessToken, body, `?pos=${first.body.pos}`);
+    assertEquals(retry.status, 200);
+    assertEquals(bodies(retry.body.rooms[c]), ["maybe lost"]);
+    assert(retry.body.pos !== lost.body.pos);
+
+    const next = await slidingSync(server, alice.accessToken, body, `?pos=${retry.body.pos}`);
+    assertEquals(next.status, 200);
+    assertEquals(next.body.rooms, {}, "the retried answer is what the connection holds");
+    for (const stale of [lost.body.pos, first.body.pos, "nonsense", `${first.body.pos}0`]) {
+      const res = await slidingSync(
+        server,
+        alice.accessToken,
+        body,
+        `?pos=${encodeURIComponent(stale)}`,
+      );
+      assertEquals(res.status, 400, stale);
+      assertEquals(res.body.errcode, "M_UNKNOWN_POS");
+    }
+    // Another conn_id is another connection: this pos means nothing there.
+    const other = await slidingSync(
+      server,
+      alice.accessToken,
+      { ...body, conn_id: "other" },
+      `?pos=${next.body.pos}`,
+    );
+    assertEquals(other.body.errcode, "M_UNKNOWN_POS");
+    // The client starts again without a pos, from scratch.
+    const fresh = await slidingSync(server, alice.accessToken, body);
+    assertEquals(fresh.body.rooms[c]?.initial, true);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("sliding sync: bad input answers 400 before any work", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const many = <T>(n: number, make: (i: number) => T): T[] =>
+      Array.from({ length: n }, (_, i) => make(i));
+    const cases: [string, unknown, string][] = [
+      [
+        "too many lists",
+        { lists: Object.fromEntries(many(101, (i) => [`l${i}`, LIST] as const)) },
+        "M_INVALID_PARAM",
+      ],
+      [
+        "too many ranges",
+        { lists: { l: { ...LIST, ranges: many(11, (i) => [i, i]) } } },
+        "M_BAD_JSON",
+      ],
+      ["too much required_state", {
+        lists: { l: { ...LIST, required_state: many(101, (i) => ["t", `${i}`]) } },
+      }, "M_BAD_JSON"],
+      [
+        "timeline_limit over the cap",
+        { lists: { l: { ...LIST, timeline_limit: 100_000 } } },
+        "M_BAD_JSON",
+      ],
+      ["a backwards range", { lists: { l: { ...LIST, ranges: [[5, 2]] } } }, "M_BAD_JSON"],
+      ["a negative range", { lists: { l: { ...LIST, ranges: [[-1, 2]] } } }, "M_BAD_JSON"],
+      ["lists not an object", { lists: [1] }, "M_BAD_JSON"],
+      ["a bad filter", { lists: { l: { ...LIST, filters: { is_dm: "yes" } } } }, "M_BAD_JSON"],
+      ["a bad conn_id", { conn_id: "a b/c" }, "M_BAD_JSON"],
+      ["a bad set_presence", { set_presence: "away" }, "M_BAD_JSON"],
+    ];
+    for (const [what, body, errcode] of cases) {
+      const res = await slidingSync(server, alice.accessToken, body as JsonObject);
+      assertEquals(res.status, 400, what);
+      assertEquals(res.body.errcode, errcode, what);
+    }
+    const timeout = await slidingSync(server, alice.accessToken, {}, "?timeout=soon");
+    assertEquals([timeout.status, timeout.body.errcode], [400, "M_INVALID_PARAM"]);
+    const notJson = await server.request("POST", PATH, { token: alice.accessToken, body: "{" });
+    assertEquals([notJson.status, notJson.body.errcode], [400, "M_NOT_JSON"]);
+    const anonymous = await server.request("POST", PATH, { body: {} });
+    assertEquals(anonymous.status, 401);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("sliding sync: a long-poll is woken by a message", async () => {
+  const server = await startTestServer();
+  try {
+    const { alice, rooms: [a] } = await threeRooms(server);
+    const body = { lists: { all: { ...LIST, ranges: [[0, 9]] } } };
+    const first = await slidingSync(server, alice.accessToken, body);
+    const watching = server.deps.syncNotifier.watching;
+    // A long timeout: the test passes only if the message wakes the request.
+    const polling = slidingSync(
+      server,
+      alice.accessToken,
+      body,
+      `?pos=${first.body.pos}&timeout=600000`,
+    );
+    while (server.deps.syncNotifier.watching === watching) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await say(server, a, alice.userId, "wake up");
+    const res = await polling;
+    assertEquals(res.status, 200);
+    assertEquals(bodies(res.body.rooms[a]), ["wake up"]);
+  } finally {
+    server.close();
+  }
+});
