@@ -36,12 +36,14 @@ export const ADVERTISED_SPEC_VERSIONS: readonly string[] = [
  * still look for it before they offer verification), MSC3814 dehydrated devices, and the room
  * summary (MSC3266) and mutual rooms (MSC2666) under the flags Synapse gives them: they became
  * stable after the last version we advertise, so clients look for these before calling them.
+ * Simplified sliding sync (MSC4186) under the flag Element X and matrix-js-sdk look for.
  */
 export const UNSTABLE_FEATURES: Readonly<Record<string, boolean>> = {
   "org.matrix.e2e_cross_signing": true,
   "org.matrix.msc3814": true,
   "im.nheko.summary": true,
   "uk.half-shot.msc2666.query_mutual_rooms": true,
+  "org.matrix.simplified_msc3575": true,
 };
 
 /** Sub-app serving the versions endpoint. */

@@ -53,12 +53,14 @@ Deno.test("versions advertises r0 and v1.1-v1.12, nothing newer that we do not s
   assertEquals(newer, []);
   // Each flag names something built: cross-signing (tests/routes/cross_signing_test.ts),
   // dehydrated devices (tests/routes/dehydrated_device_test.ts), the room summary
-  // (tests/routes/room_summary_test.ts) and mutual rooms (tests/routes/mutual_rooms_test.ts).
+  // (tests/routes/room_summary_test.ts), mutual rooms (tests/routes/mutual_rooms_test.ts) and
+  // simplified sliding sync (tests/routes/sliding_sync_test.ts).
   assertEquals(body.unstable_features, {
     "org.matrix.e2e_cross_signing": true,
     "org.matrix.msc3814": true,
     "im.nheko.summary": true,
     "uk.half-shot.msc2666.query_mutual_rooms": true,
+    "org.matrix.simplified_msc3575": true,
   });
 });
 

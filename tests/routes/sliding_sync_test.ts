@@ -267,3 +267,16 @@ Deno.test("sliding sync: a long-poll is woken by a message", async () => {
     server.close();
   }
 });
+
+Deno.test("sliding sync: /versions advertises the flag clients look for", async () => {
+  const server = await startTestServer();
+  try {
+    const res = await server.request("GET", "/_matrix/client/versions");
+    assertEquals(res.body.unstable_features["org.matrix.simplified_msc3575"], true);
+    const alice = await registerUser(server, "alice");
+    const served = await slidingSync(server, alice.accessToken, {});
+    assertEquals(served.status, 200, "and the endpoint it names is served");
+  } finally {
+    server.close();
+  }
+});
