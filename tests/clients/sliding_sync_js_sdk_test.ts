@@ -351,6 +351,29 @@ async function startSlidingClient(session: CryptoSession): Promise<SlidingSync> 
   return slidingSync;
 }
 
+/** What a client's sync traffic carried: a `fetch` that reads the sync answers it passes on. */
+class SyncTraffic {
+  v2Syncs = 0;
+  toDeviceEvents = 0;
+  otkCounts = 0;
+  deviceListChanges = 0;
+
+  readonly fetch: typeof fetch = async (input, init) => {
+    const request = new Request(input, init);
+    const path = new URL(request.url).pathname;
+    const res = await fetch(request);
+    if (/^\/_matrix\/client\/(v3|r0)\/sync$/.test(path)) this.v2Syncs++;
+    if (path.endsWith("/org.matrix.simplified_msc3575/sync") && res.ok) {
+      const body = await res.clone().json();
+      const ext = body.extensions ?? {};
+      this.toDeviceEvents += ext.to_device?.events?.length ?? 0;
+      if (ext.e2ee?.device_one_time_keys_count) this.otkCounts++;
+      this.deviceListChanges += ext.e2ee?.device_lists?.changed?.length ?? 0;
+    }
+    return res;
+  };
+}
+
 /**
  * Wait until the sliding-sync device decrypts `eventId`: SlidingSyncSdk maps timeline events
  * without decrypting them (only a room's latest events are, as Element shows them), so this
@@ -395,12 +418,14 @@ Deno.test({
       );
       // Bob on sliding sync: his one-time keys count and device lists come through the e2ee
       // extension, room keys through to_device.
+      const bobTraffic = new SyncTraffic();
       const bob = await loginCryptoClient({
         baseUrl: server.baseUrl,
         user: "bob",
         password: PASSWORD,
         deviceDisplayName: "bob on sliding sync",
         failures,
+        fetch: bobTraffic.fetch,
       });
       sessions.push(bob);
       await startSlidingClient(bob);
@@ -451,6 +476,13 @@ Deno.test({
       const forBoth = await sendEncrypted(bob, roomId, "For both of Alice's devices");
       await assertDecrypts(alice2, roomId, forBoth);
       await assertDecrypts(alice, roomId, forBoth);
+
+      // All of it came to bob through sliding sync and its extensions: never sync v2, room keys
+      // as to-device events, and the e2ee extension's counts and device lists.
+      assertEquals(bobTraffic.v2Syncs, 0, "bob's client used sync v2");
+      assert(bobTraffic.toDeviceEvents > 0, "no to-device event came through sliding sync");
+      assert(bobTraffic.otkCounts > 0, "no one-time key count came through the e2ee extension");
+      assert(bobTraffic.deviceListChanges > 0, "no device list change came through e2ee");
       failed = false;
     } finally {
       if (failed) console.error(cryptoFailureReport(sessions));
