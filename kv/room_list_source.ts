@@ -1,10 +1,11 @@
 /**
  * The KV side of sliding sync's room lists (domain/sliding_sync/room_list.ts RoomListSource):
  * a user's rooms with what the filters and the sort need: one list of the user's memberships,
- * the remote memberships and `m.direct` side by side, then one key per room (its bump) through
- * getMany, ten at a time in parallel, plus the create type or encryption only when a filter
- * asks (measured with :memory: KV: a getMany of ten keys costs about 0.11 ms, so three keys per
- * room made 1,000 rooms 34 ms of reads; one makes it 11).
+ * the remote memberships and `m.direct` side by side, then one key per joined room (its
+ * activity) through getMany, ten at a time in parallel, plus the create type or encryption only
+ * when a filter asks, and bump stamps only for the rooms sent (measured with :memory: KV: a
+ * getMany of ten keys costs about 0.11 ms, so three keys per room made 1,000 rooms 34 ms of
+ * reads; one makes it 11).
  */
 import type { AccountDataStore } from "../domain/ports/account_data_store.ts";
 import type {
@@ -106,13 +107,13 @@ export class KvRoomListSource implements RoomListSource {
     const rooms = await this.#withoutOwnLeaves([...byRoom.values()], userId, since);
     const dmRooms = directRooms(direct);
     const localRooms = rooms.filter((r) => !r.remote);
-    // Only a joined room's bump is used; any other membership is placed by its own commit.
-    const bumped = localRooms.filter((r) => r.membership === "join");
+    // Only a joined room's activity is read; any other membership is placed by its own commit.
+    const joined = localRooms.filter((r) => r.membership === "join");
     const untyped = facts.roomType
       ? localRooms.filter((r) => this.#roomTypes.get(r.roomId) === undefined)
       : [];
-    const [bumps, types, encryption] = await Promise.all([
-      getManyChunked<RoomBumpRecord>(kv, bumped.map((r) => keys.roomBump(r.roomId))),
+    const [activities, types, encryption] = await Promise.all([
+      getManyChunked<RoomBumpRecord>(kv, joined.map((r) => keys.roomActivity(r.roomId))),
       getManyChunked<RoomTypeRecord>(kv, untyped.map((r) => keys.roomType(r.roomId))),
       facts.encryption
         ? getManyChunked(
@@ -121,10 +122,10 @@ export class KvRoomListSource implements RoomListSource {
         )
         : [],
     ]);
-    const bumpOf = new Map<string, string>();
-    bumped.forEach((r, i) => {
-      const stamp = bumps[i].versionstamp;
-      if (stamp !== null) bumpOf.set(r.roomId, stamp);
+    const activityOf = new Map<string, string>();
+    joined.forEach((r, i) => {
+      const stamp = activities[i].versionstamp;
+      if (stamp !== null) activityOf.set(r.roomId, stamp);
     });
     const unprojected: string[] = [];
     untyped.forEach((r, i) => {
@@ -136,9 +137,9 @@ export class KvRoomListSource implements RoomListSource {
     const out: CandidateRoom[] = [];
     localRooms.forEach((room, i) => {
       // A joined room moves with its activity; any other membership stays where it happened.
-      // A joined room without a bump (every bump event backfilled, or a store from before the
-      // projection until replay rebuilt it) falls back to the join, as Synapse does.
-      const stamp = bumpOf.get(room.roomId) ?? room.versionstamp;
+      // A joined room without an entry (a store from before the projection, until replay
+      // rebuilt it) falls back to the membership's commit.
+      const stamp = activityOf.get(room.roomId) ?? room.versionstamp;
       const found: { isEncrypted?: boolean; roomType?: string | null } = {};
       if (facts.encryption) found.isEncrypted = encryption[i].versionstamp !== null;
       if (facts.roomType) found.roomType = this.#roomTypes.get(room.roomId) ?? null;
@@ -151,6 +152,21 @@ export class KvRoomListSource implements RoomListSource {
       }));
     }
     return out;
+  }
+
+  /** See RoomListSource.bumpStamps. */
+  async bumpStamps(rooms: readonly CandidateRoom[]): Promise<void> {
+    const missing = rooms.filter((room) => room.bumpStamp === undefined);
+    const bumps = await getManyChunked<RoomBumpRecord>(
+      this.ctx.kv,
+      missing.map((room) => this.ctx.keys.roomBump(room.roomId)),
+    );
+    missing.forEach((room, i) => {
+      // No bump event held (all of them backfilled after a join over federation): the join,
+      // as Synapse falls back to the membership's position.
+      const stamp = bumps[i].versionstamp ?? room.membershipStamp;
+      room.bumpStamp = versionstampNumber(stamp);
+    });
   }
 
   /** See RoomListSource.spaceChildren. */
@@ -213,21 +229,24 @@ export class KvRoomListSource implements RoomListSource {
   }
 }
 
+/** A candidate room; one not joined has its bump stamp already: its membership's commit. */
 function candidate(
   room: Placed,
-  bumpStamp: number,
+  activity: number,
   dmRooms: ReadonlySet<string>,
   facts: { isEncrypted?: boolean; roomType?: string | null },
 ): CandidateRoom {
-  return {
+  const out: CandidateRoom = {
     roomId: room.roomId,
     membership: room.membership,
     membershipEventId: room.eventId,
     membershipStamp: room.versionstamp,
-    bumpStamp,
+    activity,
     isDm: dmRooms.has(room.roomId),
     ...facts,
   };
+  if (room.membership !== "join") out.bumpStamp = versionstampNumber(room.versionstamp);
+  return out;
 }
 
 /** Every room ID named in `m.direct` (user ID -> room IDs); malformed parts are ignored. */

@@ -142,6 +142,12 @@ export const EVENT_STORE_MAPS = {
    * versionstamp dates the bump across rooms (kv/room_list_projection.ts).
    */
   roomid_bump: "roomid_bump",
+  /**
+   * roomId -> {position}: the room's latest accepted forward event of any type, set in that
+   * event's commit; the entry's versionstamp orders sliding sync's lists (MSC4186 "Activity
+   * ordering": every event the user can see moves the room up, not only bump events).
+   */
+  roomid_activity: "roomid_activity",
   /** roomId -> {type}: the accepted create event's `content.type` (null without one). */
   roomid_roomtype: "roomid_roomtype",
 } as const;
@@ -178,6 +184,7 @@ export const REPLAYED_MAPS: readonly EventStoreMap[] = [
   "roomid_tsevent",
   "roomid_searchterm",
   "roomid_bump",
+  "roomid_activity",
   "roomid_roomtype",
 ];
 
@@ -260,6 +267,11 @@ export class EventStoreKeys {
   /** A room's latest bump event (roomid_bump). */
   roomBump(roomId: string): Deno.KvKey {
     return [...this.namespace, "roomid_bump", roomId];
+  }
+
+  /** A room's latest accepted forward event (roomid_activity). */
+  roomActivity(roomId: string): Deno.KvKey {
+    return [...this.namespace, "roomid_activity", roomId];
   }
 
   /** A room's create type (roomid_roomtype). */

@@ -1,6 +1,12 @@
 /**
  * Sliding sync room lists (MSC4186): which of a user's rooms a list holds (filters), in which
- * order (bump_stamp, most recent first) and which slice of it the client asked for (ranges).
+ * order (last activity, most recent first) and which slice of it the client asked for (ranges).
+ *
+ * MSC4186 orders lists by activity, not by `bump_stamp` ("Activity ordering": every event the
+ * user can see moves a room up, so a client watching `[0,19]` learns of any change in any room;
+ * Synapse's sort_rooms does the same). `bump_stamp` is a field of each room sent: the latest
+ * event of a bump type (BUMP_EVENT_TYPES), which clients sort their own room list by. The list
+ * needs every room's activity; only the rooms sent need a bump stamp, so only they read one.
  * Pure functions over candidate rooms that a RoomListSource reads (kv/room_list_source.ts), so
  * the service (sliding_sync_service.ts) computes every list of a request from one read.
  */
@@ -31,12 +37,19 @@ export interface CandidateRoom {
   /** The membership event's ID (for an invite or knock over federation, its stripped event). */
   membershipEventId: string;
   /**
-   * Recency, larger is more recent, comparable across rooms: the global stream position of the
-   * room's latest event of a bump type (BUMP_EVENT_TYPES) for a joined room; for any other
-   * membership, that of the membership event (a room left or invited to is not bumped by what
-   * happens after the user left or before they joined). 0 when nothing is known.
+   * What lists are ordered by, larger is more recent, comparable across rooms: the global
+   * stream position of the room's latest event for a joined room; for any other membership,
+   * that of the membership event (a room left or invited to is not moved by what happens after
+   * the user left or before they joined).
    */
-  bumpStamp: number;
+  activity: number;
+  /**
+   * The room's `bump_stamp`, on the same scale: the latest event of a bump type for a joined
+   * room (its join when none is held, as Synapse), the membership event otherwise. Set for
+   * rooms not joined by candidateRooms, for joined ones by bumpStamps (computeLists does it for
+   * the rooms in a range and the ones it is told of); undefined until then.
+   */
+  bumpStamp?: number;
   /** Versionstamp of the commit that last wrote the user's membership in the room. */
   membershipStamp: string;
   /** In the user's `m.direct` account data. */
@@ -74,6 +87,8 @@ export interface RoomListSource {
   candidateRooms(userId: string, since?: string, facts?: RoomFacts): Promise<CandidateRoom[]>;
   /** The room IDs named by `m.space.child` state events (non-empty `via`) of these spaces. */
   spaceChildren(spaceIds: readonly string[]): Promise<Set<string>>;
+  /** Set `bumpStamp` on these rooms (from candidateRooms) where it is not set yet. */
+  bumpStamps(rooms: readonly CandidateRoom[]): Promise<void>;
 }
 
 /** One list of a request: its ranges (inclusive, [start, end]) and filters. */
@@ -90,7 +105,7 @@ export interface ComputedList {
 }
 
 /**
- * Event types that bump a room in MSC4186's ordering (Synapse's
+ * Event types that set a room's `bump_stamp` (MSC4186; Synapse's
  * `SLIDING_SYNC_DEFAULT_BUMP_EVENT_TYPES`): what a user sees as new activity, not state churn.
  */
 export const BUMP_EVENT_TYPES: ReadonlySet<string> = new Set([
@@ -128,9 +143,9 @@ export function matchesFilters(
   return true;
 }
 
-/** Most recent first (bump_stamp descending); equal stamps by room ID, so the order is stable. */
-export function compareByBump(a: CandidateRoom, b: CandidateRoom): number {
-  if (a.bumpStamp !== b.bumpStamp) return b.bumpStamp - a.bumpStamp;
+/** Most recent activity first; equal stamps by room ID, so the order is stable. */
+export function compareByActivity(a: CandidateRoom, b: CandidateRoom): number {
+  if (a.activity !== b.activity) return b.activity - a.activity;
   return a.roomId < b.roomId ? -1 : a.roomId > b.roomId ? 1 : 0;
 }
 
@@ -141,7 +156,7 @@ export function computeList(
   spaceChildren?: ReadonlySet<string>,
 ): ComputedList {
   const matching = rooms.filter((room) => matchesFilters(room, params.filters, spaceChildren));
-  matching.sort(compareByBump);
+  matching.sort(compareByActivity);
   return {
     count: matching.length,
     ranges: params.ranges.map(([start, end]) => ({
@@ -153,14 +168,18 @@ export function computeList(
 
 /** Every list of a request computed from one read of the user's rooms. */
 export interface ComputedLists {
-  /** The user's candidate rooms (for room subscriptions and bump stamps of sent rooms). */
+  /**
+   * The user's candidate rooms (for room subscriptions); those in a range and those named in
+   * `stamped` carry their `bumpStamp`.
+   */
   rooms: CandidateRoom[];
   lists: Record<string, ComputedList>;
 }
 
 /**
- * Read the user's candidate rooms once, with only the facts the lists' filters need, and
- * compute each list. A `spaces` filter only counts
+ * Read the user's candidate rooms once, with only the facts the lists' filters need, compute
+ * each list, and read the bump stamps of the rooms in its ranges and of `stamped` (the room
+ * subscriptions: rooms that may be sent without being in a range). A `spaces` filter only counts
  * spaces the user is joined to: the children of a space the user cannot read are not theirs to
  * learn, even as a filter over their own rooms.
  */
@@ -169,6 +188,7 @@ export async function computeLists(
   userId: string,
   lists: Readonly<Record<string, SlidingListParams>>,
   since?: string,
+  stamped: readonly string[] = [],
 ): Promise<ComputedLists> {
   const filters = Object.values(lists).map((params) => params.filters);
   const rooms = await source.candidateRooms(userId, since, {
@@ -188,5 +208,10 @@ export async function computeLists(
   entries.forEach(([name, params], i) => {
     computed[name] = computeList(rooms, params, children[i]);
   });
+  const sent = new Set(stamped);
+  for (const list of Object.values(computed)) {
+    for (const range of list.ranges) for (const roomId of range.roomIds) sent.add(roomId);
+  }
+  await source.bumpStamps(rooms.filter((room) => sent.has(room.roomId)));
   return { rooms, lists: computed };
 }

@@ -46,11 +46,12 @@ async function joinedRoom(
   return room;
 }
 
-Deno.test("room list projection: bump types move roomid_bump, other events and backfill do not", async () => {
+Deno.test("room list projection: bump types move roomid_bump, any accepted forward event roomid_activity, backfill neither", async () => {
   const { kv, store } = await setup();
   const room = await joinedRoom(store, "!r:test");
   const afterCreate = await kv.get<{ position: number }>(keys.roomBump("!r:test"));
   assert.deepEqual(afterCreate.value, { position: 1 });
+  assert.deepEqual((await kv.get(keys.roomActivity("!r:test"))).value, { position: 2 });
   assert.deepEqual((await kv.get(keys.roomType("!r:test"))).value, { type: null });
 
   // State, reactions, redactions and member events are not activity.
@@ -63,6 +64,8 @@ Deno.test("room list projection: bump types move roomid_bump, other events and b
     ],
   });
   assert.equal((await kv.get(keys.roomBump("!r:test"))).versionstamp, afterCreate.versionstamp);
+  // They are activity all the same (MSC4186 orders lists by any event).
+  assert.deepEqual((await kv.get(keys.roomActivity("!r:test"))).value, { position: 5 });
 
   // The batch's latest accepted bump event wins; a rejected one does not count.
   await store.append({
@@ -74,11 +77,13 @@ Deno.test("room list projection: bump types move roomid_bump, other events and b
     ],
   });
   assert.deepEqual((await kv.get(keys.roomBump("!r:test"))).value, { position: 7 });
+  assert.deepEqual((await kv.get(keys.roomActivity("!r:test"))).value, { position: 8 });
   await store.append({
     roomId: "!r:test",
     events: [room.message("no", { status: "rejected" })],
   });
   assert.deepEqual((await kv.get(keys.roomBump("!r:test"))).value, { position: 7 });
+  assert.deepEqual((await kv.get(keys.roomActivity("!r:test"))).value, { position: 8 });
   for (const type of ["m.sticker", "m.call.invite", "m.poll.start", "m.beacon_info"]) {
     const before = await kv.get(keys.roomBump("!r:test"));
     await store.append({ roomId: "!r:test", events: [room.event(type, { content: {} })] });
@@ -86,8 +91,9 @@ Deno.test("room list projection: bump types move roomid_bump, other events and b
     assert.ok(after.versionstamp! > before.versionstamp!, type);
   }
 
-  // Backfilled history is older than what the room shows: no bump.
+  // Backfilled history is older than what the room shows: no bump, no activity.
   const before = await kv.get(keys.roomBump("!r:test"));
+  const activityBefore = await kv.get(keys.roomActivity("!r:test"));
   const old = new RoomBuilder("!r:test", "old");
   await store.append({
     roomId: "!r:test",
@@ -95,6 +101,10 @@ Deno.test("room list projection: bump types move roomid_bump, other events and b
     events: [old.message("from the past", { prev: [] })],
   });
   assert.equal((await kv.get(keys.roomBump("!r:test"))).versionstamp, before.versionstamp);
+  assert.equal(
+    (await kv.get(keys.roomActivity("!r:test"))).versionstamp,
+    activityBefore.versionstamp,
+  );
   kv.close();
 });
 
@@ -151,11 +161,11 @@ Deno.test("room list source: listed memberships, own leaves only when newly left
   kv.close();
 });
 
-Deno.test("room list source: bump stamps order joined rooms by activity, others by membership", async () => {
+Deno.test("room list source: activity orders joined rooms by any event, others by membership; bump stamps by bump events", async () => {
   const { kv, store, source } = await setup();
   const a = await joinedRoom(store, "!a:test");
   const b = await joinedRoom(store, "!b:test");
-  // An invite arrives, then b gets a message, then a only a state change (no bump).
+  // An invite arrives, then b gets a message, then a only a state change (activity, no bump).
   const inviting = new RoomBuilder("!inv:test");
   await store.append({
     roomId: "!inv:test",
@@ -186,11 +196,20 @@ Deno.test("room list source: bump stamps order joined rooms by activity, others 
     events: [a.event("m.room.name", { stateKey: "", content: { name: "n" } })],
   });
   const rooms = await source.candidateRooms(ME);
-  const order = [...rooms].sort((x, y) => y.bumpStamp - x.bumpStamp).map((r) => r.roomId);
-  assert.deepEqual(order, ["!b:test", "!inv:test", "!a:test"]);
+  const byActivity = [...rooms].sort((x, y) => y.activity - x.activity).map((r) => r.roomId);
+  assert.deepEqual(byActivity, ["!a:test", "!b:test", "!inv:test"]);
+  // A room not joined has its stamp already; joined ones get theirs when asked.
   const inv = rooms.find((r) => r.roomId === "!inv:test")!;
   assert.equal(inv.bumpStamp, versionstampNumber(inv.membershipStamp));
-  for (const r of rooms) assert.ok(Number.isSafeInteger(r.bumpStamp) && r.bumpStamp > 0);
+  assert.equal(inv.activity, inv.bumpStamp);
+  assert.equal(rooms.find((r) => r.roomId === "!a:test")!.bumpStamp, undefined);
+  await source.bumpStamps(rooms);
+  const byBump = [...rooms].sort((x, y) => y.bumpStamp! - x.bumpStamp!).map((r) => r.roomId);
+  assert.deepEqual(byBump, ["!b:test", "!inv:test", "!a:test"]);
+  for (const r of rooms) {
+    assert.ok(Number.isSafeInteger(r.bumpStamp) && r.bumpStamp! > 0);
+    assert.ok(Number.isSafeInteger(r.activity) && r.activity >= r.bumpStamp!);
+  }
   kv.close();
 });
 
@@ -300,7 +319,7 @@ Deno.test("room list source: space children from current m.space.child state wit
   kv.close();
 });
 
-Deno.test("replay rebuilds roomid_bump and roomid_roomtype and reports a corrupted entry", async () => {
+Deno.test("replay rebuilds roomid_bump, roomid_activity and roomid_roomtype and reports a corrupted entry", async () => {
   const { kv, store } = await setup();
   const a = await joinedRoom(store, "!a:test", { type: "m.space" });
   await store.append({ roomId: "!a:test", events: [a.message("x"), a.message("y")] });
@@ -317,6 +336,7 @@ Deno.test("replay rebuilds roomid_bump and roomid_roomtype and reports a corrupt
   assert.deepEqual(sound.differences, []);
 
   await kv.set(keys.roomBump("!a:test"), { position: 1 });
+  await kv.delete(keys.roomActivity("!b:test"));
   await kv.delete(keys.roomType("!b:test"));
   const broken = await replay({
     source: kv,
@@ -327,6 +347,7 @@ Deno.test("replay rebuilds roomid_bump and roomid_roomtype and reports a corrupt
     broken.differences.map((d) => [d.map, d.key[1], d.live, d.rebuilt]),
     [
       ["roomid_bump", "!a:test", { position: 1 }, { position: 4 }],
+      ["roomid_activity", "!b:test", undefined, { position: 3 }],
       ["roomid_roomtype", "!b:test", undefined, { type: null }],
     ],
   );
@@ -354,6 +375,8 @@ Deno.test("room list source: 1,000 rooms, all counted and the 20 most recent ret
   }
   assert.equal(result!.lists.first20.count, 1000);
   assert.equal(result!.lists.first20.ranges[0].roomIds.length, 20);
+  // Only the rooms sent read their bump stamp.
+  assert.equal(result!.rooms.filter((r) => r.bumpStamp !== undefined).length, 20);
   const filtered = {
     noSpaces: { ranges: [[0, 19]] as [number, number][], filters: { not_room_types: ["m.space"] } },
   };

@@ -1,11 +1,12 @@
 /**
- * Sliding sync room lists (domain/sliding_sync/room_list.ts): MSC4186's filters, the bump_stamp
- * order with its room ID tie-break, inclusive ranges and count, and computeLists over a source.
+ * Sliding sync room lists (domain/sliding_sync/room_list.ts): MSC4186's filters, the activity
+ * order with its room ID tie-break, inclusive ranges and count, and computeLists over a source
+ * (bump stamps read only for the rooms that may be sent).
  */
 import assert from "node:assert/strict";
 import {
   type CandidateRoom,
-  compareByBump,
+  compareByActivity,
   computeList,
   computeLists,
   matchesFilters,
@@ -15,7 +16,7 @@ import {
 
 function room(
   roomId: string,
-  bumpStamp: number,
+  activity: number,
   extra: Partial<CandidateRoom> = {},
 ): CandidateRoom {
   return {
@@ -23,7 +24,7 @@ function room(
     membership: "join",
     membershipEventId: `$m-${roomId}`,
     membershipStamp: "00000000000000010000",
-    bumpStamp,
+    activity,
     isDm: false,
     isEncrypted: false,
     roomType: null,
@@ -90,9 +91,9 @@ Deno.test("room list filters: a fact that was not read leaves the room out of it
   assert.equal(matchesFilters(unknown, { not_room_types: ["m.space"] }), false);
 });
 
-Deno.test("room list order: most recent bump first, equal stamps by room ID", () => {
+Deno.test("room list order: most recent activity first, equal stamps by room ID", () => {
   const rooms = [room("!b:t", 4), room("!c:t", 4), room("!a:t", 4), room("!z:t", 10)];
-  assert.deepEqual(ids([...rooms].sort(compareByBump)), ["!z:t", "!a:t", "!b:t", "!c:t"]);
+  assert.deepEqual(ids([...rooms].sort(compareByActivity)), ["!z:t", "!a:t", "!b:t", "!c:t"]);
 });
 
 Deno.test("room list ranges: inclusive, several at once, past the end empty, count of all", () => {
@@ -116,6 +117,7 @@ class FakeSource implements RoomListSource {
   spaceRequests: string[][] = [];
   sinceSeen: (string | undefined)[] = [];
   factsSeen: (RoomFacts | undefined)[] = [];
+  stampsAsked: string[][] = [];
   constructor(
     readonly rooms: CandidateRoom[],
     readonly children: Record<string, string[]>,
@@ -124,6 +126,11 @@ class FakeSource implements RoomListSource {
     this.sinceSeen.push(since);
     this.factsSeen.push(facts);
     return Promise.resolve(this.rooms);
+  }
+  bumpStamps(rooms: readonly CandidateRoom[]): Promise<void> {
+    this.stampsAsked.push(rooms.map((r) => r.roomId).sort());
+    for (const r of rooms) r.bumpStamp ??= r.activity * 10;
+    return Promise.resolve();
   }
   spaceChildren(spaceIds: readonly string[]): Promise<Set<string>> {
     this.spaceRequests.push([...spaceIds]);
@@ -154,7 +161,7 @@ Deno.test("computeLists: one read for every list; spaces only those the user is 
   assert.deepEqual(source.sinceSeen, ["00000000000000050000"]);
   // No list filters on encryption or type: neither is read.
   assert.deepEqual(source.factsSeen, [{ encryption: false, roomType: false }]);
-  assert.deepEqual(result.rooms, rooms);
+  assert.deepEqual(result.rooms.map((r) => r.roomId), rooms.map((r) => r.roomId));
   assert.deepEqual(result.lists.all.ranges[0].roomIds, [
     "!b:t",
     "!a:t",
@@ -181,4 +188,20 @@ Deno.test("computeLists: reads encryption and room type only when a list filters
     { encryption: false, roomType: true },
     { encryption: true, roomType: false },
   ]);
+});
+
+Deno.test("computeLists: bump stamps only for rooms in a range and the stamped ones", async () => {
+  const rooms = Array.from({ length: 10 }, (_, i) => room(`!r${i}:t`, i));
+  const source = new FakeSource(rooms, {});
+  const { lists } = await computeLists(
+    source,
+    "@u:t",
+    { a: { ranges: [[0, 1]] }, b: { ranges: [[1, 2]], filters: { is_dm: false } } },
+    undefined,
+    ["!r0:t"],
+  );
+  assert.deepEqual(lists.a.ranges[0].roomIds, ["!r9:t", "!r8:t"]);
+  assert.deepEqual(source.stampsAsked, [["!r0:t", "!r7:t", "!r8:t", "!r9:t"]]);
+  assert.equal(rooms[9].bumpStamp, 90);
+  assert.equal(rooms[5].bumpStamp, undefined);
 });
