@@ -4,12 +4,17 @@
  * /versions flag.
  */
 import { assert, assertEquals } from "../assert.ts";
-import { registerUser } from "./client_harness.ts";
+import { registerUser, sendText } from "./client_harness.ts";
+import { guardWithin } from "../guard.ts";
+import { startSharedKvRoom } from "../fleet_coherence/shared_kv_servers.ts";
 import { startTestServer } from "./test_server.ts";
 import { publicRoom, say } from "./sender_rooms.ts";
 import type { JsonObject } from "../../domain/protocol/json.ts";
 
 type Server = Awaited<ReturnType<typeof startTestServer>>;
+
+/** Bounds a wait that must end on a wake; far above any real answer, it measures nothing. */
+const guarded = guardWithin(30_000);
 
 const PATH = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
 const LIST = { ranges: [[0, 1]], required_state: [["m.room.create", ""]], timeline_limit: 5 };
@@ -260,7 +265,7 @@ Deno.test("sliding sync: a long-poll is woken by a message", async () => {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
     await say(server, a, alice.userId, "wake up");
-    const res = await polling;
+    const res = await guarded(polling, "the woken long-poll");
     assertEquals(res.status, 200);
     assertEquals(bodies(res.body.rooms[a]), ["wake up"]);
   } finally {
@@ -278,5 +283,30 @@ Deno.test("sliding sync: /versions advertises the flag clients look for", async 
     assertEquals(served.status, 200, "and the endpoint it names is served");
   } finally {
     server.close();
+  }
+});
+
+Deno.test("sliding sync: a message sent through another process wakes a long-poll", async () => {
+  // Poll mode: nothing in A's memory hears of B's commits, only the wake keys they bump.
+  const { a, b, alice, bob, roomId, close } = await startSharedKvRoom({
+    TESSERA_WAKE: "poll",
+    TESSERA_WAKE_POLL_MS: "20",
+  });
+  try {
+    const body = { lists: { all: { ...LIST, ranges: [[0, 9]] } } };
+    const first = await slidingSync(a, bob.accessToken, body);
+    assertEquals(first.status, 200);
+    const watching = a.deps.syncNotifier.watching;
+    const polling = slidingSync(a, bob.accessToken, body, `?pos=${first.body.pos}&timeout=600000`);
+    while (a.deps.syncNotifier.watching === watching) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const sent = await sendText(b, alice, roomId, "across processes");
+    assertEquals(sent.status, 200);
+    const res = await guarded(polling, "the long-poll on A");
+    assertEquals(res.status, 200);
+    assertEquals(bodies(res.body.rooms[roomId]), ["across processes"]);
+  } finally {
+    close();
   }
 });
