@@ -139,7 +139,20 @@ export class SlidingSyncService {
     const subscriptions = await this.#subscriptions(resolved, request);
     await this.deps.presence?.markFromSync(request.userId, request.setPresence);
     const answer = await this.#answer(request, resolved, subscriptions);
-    const pos = await this.#save(key, request, resolved, loaded?.version, subscriptions, answer);
+    // Nothing new and nothing to remember (a long-poll's timeout, the client gone, shutdown):
+    // the client may carry on from the pos it sent, so no position is issued and nothing is
+    // written. A js-sdk client aborts and resends its long-poll whenever its lists change.
+    const unchanged = request.pos !== undefined && !resolved.isNew && !answer.hasNews &&
+      answer.sent.size === 0 &&
+      sameSubscriptions(resolved.base.subscriptions, subscriptions.byRoom);
+    const pos = unchanged ? request.pos! : await this.#save(
+      key,
+      request,
+      resolved,
+      loaded?.version,
+      subscriptions,
+      answer,
+    );
     return { pos, lists: answer.lists, rooms: answer.rooms, extensions: answer.extensions };
   }
 
@@ -370,6 +383,14 @@ export class SlidingSyncService {
     }
     throw new Error("sliding sync: the connection kept changing under this request");
   }
+}
+
+function sameSubscriptions(
+  a: Readonly<Record<string, string>>,
+  b: Readonly<Record<string, string>>,
+): boolean {
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((roomId) => a[roomId] === b[roomId]);
 }
 
 /** The timeline event IDs of an initial room entry (the receipts extension's scope). */

@@ -170,9 +170,14 @@ Deno.test("sliding sync: a retried pos answers again; older and unknown ones are
     assertEquals(bodies(retry.body.rooms[c]), ["maybe lost"]);
     assert(retry.body.pos !== lost.body.pos);
 
+    const idle = await slidingSync(server, alice.accessToken, body, `?pos=${retry.body.pos}`);
+    assertEquals(idle.body.rooms, {}, "the retried answer is what the connection holds");
+    // Nothing new: no position issued, the client carries on from the one it sent.
+    assertEquals(idle.body.pos, retry.body.pos);
+    await say(server, c, alice.userId, "after");
     const next = await slidingSync(server, alice.accessToken, body, `?pos=${retry.body.pos}`);
     assertEquals(next.status, 200);
-    assertEquals(next.body.rooms, {}, "the retried answer is what the connection holds");
+    assertEquals(bodies(next.body.rooms[c]), ["after"], "only what came after the retry");
     for (const stale of [lost.body.pos, first.body.pos, "nonsense", `${first.body.pos}0`]) {
       const res = await slidingSync(
         server,
