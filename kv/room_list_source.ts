@@ -56,11 +56,20 @@ export function versionstampNumber(versionstamp: string): number {
 }
 
 /** Rooms whose create type is kept in memory: a create event never changes, so none goes stale. */
-const ROOM_TYPE_CACHE = 50_000;
+const ROOM_TYPE_CACHE = 20_000;
+
+/** Leave events whose sender is kept in memory. */
+const LEAVE_SENDER_CACHE = 20_000;
 
 /** The RoomListSource over the event store's projections. */
 export class KvRoomListSource implements RoomListSource {
   readonly #roomTypes = new LruCache<string, string | null>({ capacity: ROOM_TYPE_CACHE });
+  /**
+   * Senders of leave events (event ID -> sender): an account that left hundreds of rooms would
+   * otherwise read every leave on every request to tell its own leaves from kicks. Events never
+   * change, so none goes stale.
+   */
+  readonly #leaveSenders = new LruCache<string, string>({ capacity: LEAVE_SENDER_CACHE });
 
   /** Over the event store's context (its keys and caches) and the other stores it reads. */
   constructor(private readonly ctx: StoreContext, private readonly deps: KvRoomListSourceDeps) {}
@@ -217,13 +226,17 @@ export class KvRoomListSource implements RoomListSource {
    */
   async #withoutOwnLeaves(rooms: Placed[], userId: string, since?: string): Promise<Placed[]> {
     const isNewlyLeft = (r: Placed) => since !== undefined && r.versionstamp > since;
-    const toRead = rooms.filter((r) => r.membership === "leave" && !r.remote && !isNewlyLeft(r));
-    const events = toRead.length > 0
-      ? await readStoredEvents(this.ctx, toRead.map((r) => r.eventId))
-      : new Map();
+    const toRead = rooms.filter((r) =>
+      r.membership === "leave" && !r.remote && !isNewlyLeft(r) &&
+      this.#leaveSenders.get(r.eventId) === undefined
+    );
+    if (toRead.length > 0) {
+      const events = await readStoredEvents(this.ctx, toRead.map((r) => r.eventId));
+      for (const [eventId, event] of events) this.#leaveSenders.set(eventId, event.pdu.sender);
+    }
     return rooms.filter((r) => {
       if (r.membership !== "leave" || isNewlyLeft(r)) return true;
-      const sender = r.remote ? r.remote.pdu.sender : events.get(r.eventId)?.pdu.sender;
+      const sender = r.remote ? r.remote.pdu.sender : this.#leaveSenders.get(r.eventId);
       return sender !== undefined && sender !== userId;
     });
   }
