@@ -315,3 +315,91 @@ Deno.test("sliding sync: a message sent through another process wakes a long-pol
     close();
   }
 });
+
+Deno.test("sliding sync: two requests racing on one pos both answer, and either pos carries on", async () => {
+  const server = await startTestServer();
+  try {
+    const { alice, rooms: [, b] } = await threeRooms(server);
+    const body = { lists: { all: LIST } };
+    const first = await slidingSync(server, alice.accessToken, body);
+    await say(server, b, alice.userId, "raced");
+    const [one, two] = await Promise.all([
+      slidingSync(server, alice.accessToken, body, `?pos=${first.body.pos}`),
+      slidingSync(server, alice.accessToken, body, `?pos=${first.body.pos}`),
+    ]);
+    for (const res of [one, two]) {
+      assertEquals(res.status, 200, JSON.stringify(res.body));
+      assertEquals(bodies(res.body.rooms[b]), ["raced"]);
+    }
+    assert(one.body.pos !== two.body.pos);
+    await say(server, b, alice.userId, "then");
+    const next = await slidingSync(server, alice.accessToken, body, `?pos=${two.body.pos}`);
+    assertEquals(bodies(next.body.rooms[b]), ["then"], "nothing repeated from the race");
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("sliding sync: a to-device message wakes a long-poll with the to_device extension", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const bob = await registerUser(server, "bob");
+    const body = { extensions: { to_device: { enabled: true } } };
+    const first = await slidingSync(server, alice.accessToken, body);
+    assertEquals(first.status, 200, JSON.stringify(first.body));
+    const since = first.body.extensions.to_device.next_batch;
+    const watching = server.deps.syncNotifier.watching;
+    const polling = slidingSync(
+      server,
+      alice.accessToken,
+      { extensions: { to_device: { enabled: true, since } } },
+      `?pos=${first.body.pos}&timeout=600000`,
+    );
+    while (server.deps.syncNotifier.watching === watching) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    const sent = await server.request("PUT", "/_matrix/client/v3/sendToDevice/m.test/t1", {
+      token: bob.accessToken,
+      body: { messages: { [alice.userId]: { [alice.deviceId]: { hello: "alice" } } } },
+    });
+    assertEquals(sent.status, 200);
+    const res = await guarded(polling, "the woken long-poll");
+    assertEquals(res.status, 200);
+    const events = res.body.extensions.to_device.events as JsonObject[];
+    assertEquals(events.map((e) => [e.type, e.sender, e.content]), [
+      ["m.test", bob.userId, { hello: "alice" }],
+    ]);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("sliding sync: a list's count changing alone ends a long-poll", async () => {
+  const server = await startTestServer();
+  try {
+    const { alice } = await threeRooms(server);
+    // A range past the list's end: no room is ever sent, only the count can change.
+    const body = { lists: { far: { ...LIST, ranges: [[10, 19]] } } };
+    const first = await slidingSync(server, alice.accessToken, body);
+    assertEquals(first.body.lists.far.count, 3);
+    assertEquals(first.body.rooms, {});
+    const watching = server.deps.syncNotifier.watching;
+    const polling = slidingSync(
+      server,
+      alice.accessToken,
+      body,
+      `?pos=${first.body.pos}&timeout=600000`,
+    );
+    while (server.deps.syncNotifier.watching === watching) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await publicRoom(server, alice.userId);
+    const next = await guarded(polling, "the long-poll");
+    assertEquals(next.body.lists.far.count, 4);
+    assertEquals(next.body.rooms, {});
+    assert(next.body.pos !== first.body.pos, "a new position");
+  } finally {
+    server.close();
+  }
+});
