@@ -158,6 +158,11 @@ Deno.test({
         fetchFn: recordingFetch(failures),
         logger: quietLogger("js-sdk", logs),
       });
+      // What a client checks in /versions before it uses sliding sync.
+      assert(
+        await client.doesServerSupportUnstableFeature("org.matrix.simplified_msc3575"),
+        "/versions does not advertise org.matrix.simplified_msc3575",
+      );
       const list: MSC3575List = {
         ranges: [[0, 19]],
         timeline_limit: 1,
