@@ -275,9 +275,14 @@ export class SlidingSyncService {
       { userId: request.userId, deviceId: request.deviceId, connId: request.connId },
       roomIds,
     );
+    // Most rooms share a few configs (one per list): hash each distinct one once.
+    const keys = new Map<string, Promise<string>>();
     const plans = await Promise.all(roomIds.map(async (roomId) => {
       const merged = mergeRoomConfigs(configs.get(roomId)!);
-      const key = await configKey(merged);
+      const text = JSON.stringify(merged);
+      let hashed = keys.get(text);
+      if (!hashed) keys.set(text, hashed = configKey(merged));
+      const key = await hashed;
       const held = effectiveRoom(head, base, entries.get(roomId));
       // Sent before with another config: sent again from scratch.
       const since = held !== null && held.config === key ? held.sentAt : undefined;
