@@ -440,6 +440,7 @@ Deno.test({
       await joinEncryptedRoom(bob, roomId);
       await waitForMember(alice, roomId, bob.userId);
       await waitForMember(bob, roomId, alice.userId);
+      assertEquals(bob.client.getRoom(roomId)?.name, "Sliding secrets");
 
       // Alice -> Bob: the megolm key reaches bob's device through the to_device extension.
       const fromAlice = await sendEncrypted(alice, roomId, "Hello Bob, over sliding sync");
