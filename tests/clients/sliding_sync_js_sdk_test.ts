@@ -73,7 +73,7 @@ class Recorder {
       if (err) this.errors.push(String((err as Error).message ?? err));
       // RequestFinished comes before the response's RoomData events, Complete after them.
       if (state === SlidingSyncState.RequestFinished && resp) {
-        // A copy: the SDK's SlidingSyncSdk path mutates room data (adds a name event).
+        // A copy: listeners may change room data (SlidingSyncSdk adds a name event).
         this.responses.push(structuredClone(resp));
       }
     });
@@ -104,7 +104,7 @@ class Recorder {
       }
       return 0;
     });
-    // The room data listeners of that response have run once the next one started or it ended.
+    // RoomData is emitted room by room after RequestFinished: wait for all of that response's.
     await waitUntil(
       `${what}: its rooms processed`,
       () =>
