@@ -243,6 +243,8 @@ export class SlidingSyncService {
       request.userId,
       request.lists,
       previous === undefined ? undefined : syncTokenVersionstamp(previous),
+      // Subscribed rooms may be sent outside any range: they need their bump stamps too.
+      Object.keys(subscriptions.byRoom),
     );
     const candidates = new Map<string, CandidateRoom>(computed.rooms.map((r) => [r.roomId, r]));
 
