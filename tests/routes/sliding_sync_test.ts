@@ -311,6 +311,12 @@ Deno.test("sliding sync: a message sent through another process wakes a long-pol
     const res = await guarded(polling, "the long-poll on A");
     assertEquals(res.status, 200);
     assertEquals(bodies(res.body.rooms[roomId]), ["across processes"]);
+
+    // The connection lives in the shared store: its next request, served by B, carries on.
+    await sendText(a, bob, roomId, "from A");
+    const onB = await slidingSync(b, bob.accessToken, body, `?pos=${res.body.pos}`);
+    assertEquals(onB.status, 200);
+    assertEquals(bodies(onB.body.rooms[roomId]), ["from A"], "only the news, on the other process");
   } finally {
     close();
   }
