@@ -67,6 +67,8 @@ const JSON_ENDPOINTS: [method: string, path: string, maxBodyBytes?: number][] = 
   ["PUT", "/room_keys/keys/{room}/session1?version=1"],
   ["PUT", "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device"],
   ["POST", "/_matrix/client/unstable/org.matrix.msc3814.v1/dehydrated_device/{device}/events"],
+  ["POST", "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"],
+  ["POST", "/_matrix/client/v4/sync"],
 ];
 
 async function countEntries(kv: Deno.Kv): Promise<number> {
