@@ -12,7 +12,7 @@
  * subscriptions) that the request's `lists` and `rooms` scope names ("*": all). Each room
  * carries the position the client holds its data up to, so a room new to the connection (or
  * back after being out of range) gets what it missed, not just the last window: rooms are
- * grouped by that position and the providers run once per group.
+ * grouped by that position and the providers run once per group (a bounded number).
  */
 import { z } from "zod";
 import type { JsonObject } from "../protocol/json.ts";
@@ -122,12 +122,11 @@ export interface ExtensionRoom {
   /** The user's membership: typing and receipts go to joined rooms only. */
   membership: ListedMembership;
   /**
-   * The position the client holds this room's data up to on the connection: the connection's
-   * previous position for a room that was in the previous answer's lists or subscriptions
-   * (whether or not anything was sent for it), the position it left them at for a room back
-   * after a while out of range. Absent when the client holds none of it (the room is new to
-   * the connection, or sent again from scratch): it then gets the room's current receipts,
-   * typing and account data.
+   * The position the client holds this room's data up to on the connection: the position of
+   * the last answer that carried something of the room (a quiet room keeps an older one; the
+   * connection's previous position is the newest it can be). Absent when the client holds none
+   * of it (the room is new to the connection, or sent again from scratch): it then gets the
+   * room's current receipts, typing and account data.
    */
   since?: string;
   /**
@@ -320,36 +319,43 @@ function streamRequest(
 }
 
 /**
- * Group rooms by the position their client holds them up to, in at most three groups so a
- * request reads a fixed number of times however many rooms it has: rooms held up to the
- * connection's position, rooms held up to none, and rooms held up to some older position,
- * read together from the oldest of those. A room of the last group may get again something
- * it had; receipts, typing and account data carry the latest value per key, so a repeat
- * changes nothing on the client.
+ * Most windows one per-room extension reads in a request. The service keeps a room's position
+ * where it last sent the room something, so quiet rooms in range hold many different older
+ * positions; each distinct one is a window of its own (exact: nothing repeated, so no long-poll
+ * answers early with old news), up to this many.
+ */
+export const MAX_EXTENSION_WINDOWS = 16;
+
+/**
+ * Group rooms by the position their client holds them up to (absent: none), one group per
+ * distinct position, newest first. Past MAX_EXTENSION_WINDOWS the oldest positions share one
+ * window from the oldest of them, so a request's reads stay bounded however many rooms it has:
+ * a room there may get again something it had (receipts, typing and account data carry the
+ * latest value per key, so a repeat changes nothing on the client), once, since the service
+ * then records it as sent at this answer.
  */
 function bySince(
   roomIds: readonly string[],
   ctx: ExtensionContext,
 ): Map<string | undefined, string[]> {
-  const current: string[] = [];
-  const fresh: string[] = [];
-  const older: string[] = [];
-  let oldest: string | undefined;
-  for (const id of roomIds) {
-    const since = ctx.since === undefined ? undefined : ctx.rooms.get(id)?.since;
-    if (since === undefined) fresh.push(id);
-    // Tokens are fixed width: they compare as text.
-    else if (since >= ctx.since!) current.push(id);
-    else {
-      older.push(id);
-      if (oldest === undefined || since < oldest) oldest = since;
-    }
-  }
   const groups = new Map<string | undefined, string[]>();
-  if (current.length > 0) groups.set(ctx.since, current);
-  if (fresh.length > 0) groups.set(undefined, fresh);
-  if (oldest !== undefined) groups.set(oldest, older);
-  return groups;
+  for (const id of roomIds) {
+    const held = ctx.since === undefined ? undefined : ctx.rooms.get(id)?.since;
+    // A position past the connection's is the connection's (the client cannot hold more).
+    const since = held !== undefined && held > ctx.since! ? ctx.since : held;
+    const group = groups.get(since);
+    if (group) group.push(id);
+    else groups.set(since, [id]);
+  }
+  if (groups.size <= MAX_EXTENSION_WINDOWS) return groups;
+  // Tokens are fixed width: they compare as text. Absent (none held) sorts first, kept exact.
+  const order = [...groups.keys()].sort((a, b) =>
+    a === b ? 0 : a === undefined ? -1 : b === undefined ? 1 : a > b ? -1 : 1
+  );
+  const kept = new Map(order.slice(0, MAX_EXTENSION_WINDOWS - 1).map((k) => [k, groups.get(k)!]));
+  const rest = order.slice(MAX_EXTENSION_WINDOWS - 1);
+  kept.set(rest.at(-1), rest.flatMap((k) => groups.get(k)!));
+  return kept;
 }
 
 async function toDeviceExtension(

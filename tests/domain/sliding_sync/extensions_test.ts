@@ -14,6 +14,7 @@ import {
   type ExtensionsRequest,
   extensionsRequestSchema,
   hasExtensionNews,
+  MAX_EXTENSION_WINDOWS,
   receiptsForTimeline,
   scopedRoomIds,
 } from "../../../domain/sliding_sync/extensions.ts";
@@ -456,13 +457,15 @@ Deno.test("receiptsForTimeline keeps the shown events' receipts and the user's o
   });
 });
 
-Deno.test("rooms held up to many different positions are read in at most three windows", async () => {
+Deno.test("each position rooms are held up to is its own window, the oldest past the cap share one", async () => {
   const w = await world();
   try {
-    const marks: string[] = [];
-    for (let i = 0; i < 4; i++) marks.push(await w.token());
+    const marks: string[] = [await w.token()];
+    // Bob types in both rooms after the first mark.
     await w.typing.update(ROOM, () => ({ [BOB]: 60_000 }));
-    const now = await w.token();
+    await w.typing.update(OTHER, () => ({ [BOB]: 60_000 }));
+    for (let i = 1; i < MAX_EXTENSION_WINDOWS + 3; i++) marks.push(await w.token());
+    const connection = marks.at(-1)!;
     const windows: (string | undefined)[] = [];
     const counting: SyncStreamProvider = {
       name: "typing",
@@ -471,24 +474,32 @@ Deno.test("rooms held up to many different positions are read in at most three w
         return w.providers.typing.fill(request, response);
       },
     };
-    const rooms: Record<string, ExtensionRoom> = {
-      [ROOM]: { membership: "join", since: marks[1] },
-      [OTHER]: { membership: "join", since: marks[2] },
-      "!a:test": { membership: "join", since: marks[0] },
-      "!b:test": { membership: "join" },
-      "!c:test": { membership: "join", since: marks[3] },
+    const now = await w.token();
+    const run = async (rooms: Record<string, ExtensionRoom>) => {
+      windows.length = 0;
+      const ctx = { ...context(now, connection, rooms), lists: { main: Object.keys(rooms) } };
+      return (await buildExtensions(
+        parse({ typing: { enabled: true } }),
+        ctx,
+        { ...w.providers, typing: counting },
+      )).typing?.rooms;
     };
-    const ctx = { ...context(now, marks[3], rooms), lists: { main: Object.keys(rooms) } };
-    const answer = await buildExtensions(
-      parse({ typing: { enabled: true } }),
-      ctx,
-      { ...w.providers, typing: counting },
-    );
-    // Current at marks[3], from scratch, and the older ones together from the oldest.
-    assertEquals(windows.sort(), [marks[0], marks[3], undefined].sort());
-    assertEquals(answer.typing?.rooms, {
-      [ROOM]: { type: "m.typing", content: { user_ids: [BOB] } },
+    // ROOM was last sent after Bob's typing: nothing again. OTHER was last sent before it.
+    const few = await run({
+      [ROOM]: { membership: "join", since: marks[1] },
+      [OTHER]: { membership: "join", since: marks[0] },
+      "!fresh:test": { membership: "join" },
     });
+    assertEquals(windows.sort(), [marks[0], marks[1], undefined].sort());
+    assertEquals(few, { [OTHER]: { type: "m.typing", content: { user_ids: [BOB] } } });
+
+    // More distinct positions than the cap: the oldest share the window of the oldest.
+    const many: Record<string, ExtensionRoom> = {};
+    marks.forEach((mark, i) => many[`!r${i}:test`] = { membership: "join", since: mark });
+    await run(many);
+    assertEquals(windows.length, MAX_EXTENSION_WINDOWS);
+    assert(windows.includes(marks[0]) && windows.includes(connection));
+    assert(!windows.includes(marks[1]) && !windows.includes(marks[3]));
   } finally {
     w.close();
   }
