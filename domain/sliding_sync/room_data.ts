@@ -273,30 +273,48 @@ export class RoomDataBuilder implements RoomDataBuilderApi {
     ]);
     const profileKeys = summaryHeroes(summary).map((u) => stateKey(MEMBER, u));
     const nameIds = [NAME_KEY, AVATAR_KEY, ...profileKeys].flatMap((k) => end.get(k) ?? []);
-    const [named, state] = await Promise.all([
-      store.getEvents(nameIds),
-      required.length === 0
+    const named = await store.getEvents(nameIds);
+    // The name, avatar and heroes' profiles leave through the pipeline like the required state
+    // (one pass for both): a redacted name is no name, a redacted profile no display name.
+    const requiredIds = new Set(required.map((e) => e.eventId));
+    const shownStates = [
+      ...required,
+      ...[...named.values()].filter((e) => !requiredIds.has(e.eventId)),
+    ];
+    const shown = new Map<string, JsonObject>(
+      (shownStates.length === 0
         ? []
-        : pipeline.readRoom(read, { state: required }).then((out) => out.state),
-    ]);
+        : (await pipeline.readRoom(read, { state: shownStates })).state)
+        .map((e): [string, JsonObject] => [e.event_id as string, e]),
+    );
+    const state = required.map((e) => shown.get(e.eventId)).filter((e) => e !== undefined);
+    /** A state event of `end` as stored (when it was set) and as the pipeline shows it. */
+    const shownAt = (key: StateKey) => {
+      const id = end.get(key) ?? "";
+      const event = named.get(id);
+      const out = shown.get(id);
+      return event && out && isJsonObject(out.content)
+        ? { event, content: out.content }
+        : undefined;
+    };
 
     const entry: SlidingRoomResponse = {};
     if (initial) entry.initial = true;
-    const nameEvent = named.get(end.get(NAME_KEY) ?? "");
-    if (nameEvent && (initial || isAfter(nameEvent.versionstamp, since!))) {
-      const name = nameEvent.pdu.content.name;
+    const nameEvent = shownAt(NAME_KEY);
+    if (nameEvent && (initial || isAfter(nameEvent.event.versionstamp, since!))) {
+      const name = nameEvent.content.name;
       // An empty name is no name (spec, m.room.name): heroes name the room instead.
       if (typeof name === "string" && name !== "") entry.name = name;
     }
-    const avatarEvent = named.get(end.get(AVATAR_KEY) ?? "");
-    if (avatarEvent && (initial || isAfter(avatarEvent.versionstamp, since!))) {
-      const url = avatarEvent.pdu.content.url;
+    const avatarEvent = shownAt(AVATAR_KEY);
+    if (avatarEvent && (initial || isAfter(avatarEvent.event.versionstamp, since!))) {
+      const url = avatarEvent.content.url;
       if (typeof url === "string") entry.avatar = url;
     }
     if (summary) {
       const heroes = summaryHeroes(summary);
       if (heroes.length > 0) {
-        entry.heroes = heroes.map((u) => hero(u, named.get(end.get(stateKey(MEMBER, u)) ?? "")));
+        entry.heroes = heroes.map((u) => hero(u, shownAt(stateKey(MEMBER, u))?.content));
       }
       entry.joined_count = numberOf(summary["m.joined_member_count"]);
       entry.invited_count = numberOf(summary["m.invited_member_count"]);
@@ -462,9 +480,10 @@ function summaryHeroes(summary: JsonObject | undefined): string[] {
   return Array.isArray(heroes) ? heroes.filter((u): u is string => typeof u === "string") : [];
 }
 
-function hero(userId: string, member: StoredEvent | undefined): SlidingHero {
+/** A hero from their member event's content as the read pipeline shows it (redacted or not). */
+function hero(userId: string, member: JsonObject | undefined): SlidingHero {
   const out: SlidingHero = { user_id: userId };
-  const { displayname, avatar_url } = member?.pdu.content ?? {};
+  const { displayname, avatar_url } = member ?? {};
   if (typeof displayname === "string") out.displayname = displayname;
   if (typeof avatar_url === "string") out.avatar_url = avatar_url;
   return out;
