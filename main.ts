@@ -727,6 +727,7 @@ export async function assembleServer(
       remoteMemberships,
     }),
     extensions: (request, ctx) => buildExtensions(request, ctx, slidingExtensions),
+    ignoredUsers: (userId) => readPipeline.ignoredUsers(userId),
     presence: deps.presence,
     now: options.now,
   });

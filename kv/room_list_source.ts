@@ -65,7 +65,7 @@ const LEAVE_SENDER_CACHE = 20_000;
 export class KvRoomListSource implements RoomListSource {
   readonly #roomTypes = new LruCache<string, string | null>({ capacity: ROOM_TYPE_CACHE });
   /**
-   * Senders of leave events (event ID -> sender): an account that left hundreds of rooms would
+   * Senders of leave and invite events (event ID -> sender): an account that left hundreds of rooms would
    * otherwise read every leave on every request to tell its own leaves from kicks. Events never
    * change, so none goes stale.
    */
@@ -113,7 +113,10 @@ export class KvRoomListSource implements RoomListSource {
         remote: m,
       });
     }
-    const rooms = await this.#withoutOwnLeaves([...byRoom.values()], userId, since);
+    const rooms = await this.#withoutIgnoredInvites(
+      await this.#withoutOwnLeaves([...byRoom.values()], userId, since),
+      facts.ignored,
+    );
     const dmRooms = directRooms(direct);
     const localRooms = rooms.filter((r) => !r.remote);
     // Only a joined room's activity is read; any other membership is placed by its own commit.
@@ -216,6 +219,31 @@ export class KvRoomListSource implements RoomListSource {
       if (!event) return;
       const type = event.pdu.content?.type;
       this.#roomTypes.set(roomIds[i], typeof type === "string" ? type : null);
+    });
+  }
+
+  /**
+   * Drop invites from ignored users (the read pipeline's strippedState delivers none, so /sync
+   * shows no trace of them). Invite events never change: their senders are cached with the
+   * leaves'. Nothing is read when the user ignores no one.
+   */
+  async #withoutIgnoredInvites(
+    rooms: Placed[],
+    ignored: ReadonlySet<string> | undefined,
+  ): Promise<Placed[]> {
+    if (!ignored || ignored.size === 0) return rooms;
+    const invites = rooms.filter((r) => r.membership === "invite");
+    const toRead = invites.filter((r) =>
+      !r.remote && this.#leaveSenders.get(r.eventId) === undefined
+    );
+    if (toRead.length > 0) {
+      const events = await readStoredEvents(this.ctx, toRead.map((r) => r.eventId));
+      for (const [eventId, event] of events) this.#leaveSenders.set(eventId, event.pdu.sender);
+    }
+    return rooms.filter((r) => {
+      if (r.membership !== "invite") return true;
+      const sender = r.remote ? r.remote.pdu.sender : this.#leaveSenders.get(r.eventId);
+      return sender === undefined || !ignored.has(sender);
     });
   }
 

@@ -73,6 +73,11 @@ export interface CandidateRoom {
 export interface RoomFacts {
   encryption?: boolean;
   roomType?: boolean;
+  /**
+   * The reader's ignored users: an invite from one of them is not a candidate (the read
+   * pipeline's rule: /sync shows no trace of it, so a list neither counts nor places it).
+   */
+  ignored?: ReadonlySet<string>;
 }
 
 /** Reads the candidate rooms of a user; implemented in kv/ (kv/room_list_source.ts). */
@@ -189,11 +194,13 @@ export async function computeLists(
   lists: Readonly<Record<string, SlidingListParams>>,
   since?: string,
   stamped: readonly string[] = [],
+  ignored?: ReadonlySet<string>,
 ): Promise<ComputedLists> {
   const filters = Object.values(lists).map((params) => params.filters);
   const rooms = await source.candidateRooms(userId, since, {
     encryption: filters.some((f) => f?.is_encrypted !== undefined),
     roomType: filters.some((f) => f?.room_types !== undefined || f?.not_room_types !== undefined),
+    ...(ignored && ignored.size > 0 ? { ignored } : {}),
   });
   const joined = new Set(rooms.filter((r) => r.membership === "join").map((r) => r.roomId));
   const entries = Object.entries(lists);

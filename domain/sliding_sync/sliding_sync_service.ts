@@ -98,6 +98,8 @@ export interface SlidingSyncDeps {
   roomList: RoomListSource;
   rooms: RoomDataBuilderApi;
   extensions: ExtensionsBuilder;
+  /** The reader's ignore list, as the read pipeline reads it (ReadPipeline.ignoredUsers). */
+  ignoredUsers(userId: string): Promise<ReadonlySet<string>>;
   presence?: { markFromSync(userId: string, setPresence?: string): Promise<void> };
   now?: () => number;
 }
@@ -238,6 +240,8 @@ export class SlidingSyncService {
     const { head, base } = resolved;
     const upTo = knownUpTo ?? await this.deps.store.syncBarrier(request.userId);
     const previous = resolved.isNew ? undefined : base.token;
+    // Read once for the lists (an ignored user's invite is not listed) and every room.
+    const ignored = await this.deps.ignoredUsers(request.userId);
     const computed = await computeLists(
       this.deps.roomList,
       request.userId,
@@ -245,6 +249,7 @@ export class SlidingSyncService {
       previous === undefined ? undefined : syncTokenVersionstamp(previous),
       // Subscribed rooms may be sent outside any range: they need their bump stamps too.
       Object.keys(subscriptions.byRoom),
+      ignored,
     );
     const candidates = new Map<string, CandidateRoom>(computed.rooms.map((r) => [r.roomId, r]));
 
@@ -302,6 +307,7 @@ export class SlidingSyncService {
         upTo,
         bumpStamp: candidate.bumpStamp,
         isDm: candidate.isDm,
+        ignored,
       });
     }));
 

@@ -128,7 +128,11 @@ Deno.test("sliding sync: a subscription to a room never joined, left or kicked f
     assertEquals(first.status, 200, text(first.body));
     assert(!text(first.body).includes("SECRET"), text(first.body));
     assert(first.body.rooms[never] === undefined, "a room never joined is not sent");
-    assert(!text(first.body.extensions).includes(never));
+    // No receipt or typing notice of a room after the reader's membership ended.
+    for (const id of [never, kicked, left]) {
+      assertEquals(first.body.extensions.receipts?.rooms?.[id], undefined, id);
+      assertEquals(first.body.extensions.typing?.rooms?.[id], undefined, id);
+    }
 
     // And after more news, incrementally.
     const again = await send(server, alice, kicked, "SECRET-later");
@@ -140,6 +144,8 @@ Deno.test("sliding sync: a subscription to a room never joined, left or kicked f
     }, first.body.pos);
     assertEquals(second.status, 200, text(second.body));
     assert(!text(second.body).includes("SECRET"), text(second.body));
+    assert(!text(second.body).includes(again.event_id as string), text(second.body));
+    assertEquals(second.body.extensions.typing?.rooms?.[kicked], undefined);
   } finally {
     await server.close();
   }
@@ -247,6 +253,8 @@ Deno.test("sliding sync: ignored users' messages and invites are not shown", asy
     assert(text(res.body.rooms[shared]).includes("from-alice"));
     assert(!text(res.body).includes("SECRET"), text(res.body));
     assertEquals(res.body.rooms[invite], undefined);
+    // Nor counted: /sync shows no trace of an ignored user's invite.
+    assertEquals(res.body.lists.all.count, 1, text(res.body.lists));
   } finally {
     await server.close();
   }

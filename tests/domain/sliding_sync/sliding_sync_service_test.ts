@@ -76,6 +76,7 @@ function setup() {
     store: { syncBarrier: () => Promise.resolve(token()), roomsOfUser: () => Promise.resolve([]) },
     notifier: new SyncNotifier(),
     connections: new MemoryConnections(),
+    ignoredUsers: () => Promise.resolve(new Set<string>()),
     roomList,
     // Every room has something new: the service decides what `since` it is built from.
     rooms: {
