@@ -331,9 +331,13 @@ export class RoomDataBuilder implements RoomDataBuilderApi {
     }
     // An incremental entry whose window the pipeline hid entirely, with no state the config
     // asks for and no new name, says nothing: the room is left out, as /sync leaves it out.
+    // With `timeline_limit: 0` no timeline is read at all: the window's events still move the
+    // room's bump stamp and counts, which the client only learns from the entry (else a room
+    // list without timelines never heard of new messages, nor woke a long-poll for them).
     if (
-      !initial && entry.timeline === undefined && entry.required_state === undefined &&
-      entry.name === undefined && entry.avatar === undefined && summary === undefined
+      !initial && limit > 0 && entry.timeline === undefined &&
+      entry.required_state === undefined && entry.name === undefined &&
+      entry.avatar === undefined && summary === undefined
     ) return undefined;
     if (params.bumpStamp !== undefined) entry.bump_stamp = params.bumpStamp;
     if (counts) {

@@ -140,7 +140,9 @@ Deno.test("sliding sync: room subscriptions stay on the connection until unsubsc
       { lists: { top: none } },
       `?pos=${third.body.pos}`,
     );
-    assertEquals(fourth.body.rooms[a], undefined, "unsubscribed");
+    // Now the most recent room, it is in the list's range, whose timeline_limit 0 sends
+    // its new bump stamp but no timeline: the subscription's timeline is gone.
+    assertEquals(fourth.body.rooms[a]?.timeline, undefined, "unsubscribed");
 
     // A subscription to a room the user is not in is ignored.
     const stranger = await registerUser(server, "stranger");
@@ -407,5 +409,29 @@ Deno.test("sliding sync: a list's count changing alone ends a long-poll", async 
     assert(next.body.pos !== first.body.pos, "a new position");
   } finally {
     server.close();
+  }
+});
+
+Deno.test("sliding sync: a list without timelines (timeline_limit 0) still hears of a room's new messages", async () => {
+  const server = await startTestServer();
+  try {
+    const { alice, rooms: [a] } = await threeRooms(server);
+    const list = { ranges: [[0, 9]], required_state: [], timeline_limit: 0 };
+    const first = await slidingSync(server, alice.accessToken, { lists: { all: list } });
+    assertEquals(first.status, 200, JSON.stringify(first.body));
+    const before = first.body.rooms[a].bump_stamp;
+    await say(server, a, alice.userId, "news");
+    const second = await slidingSync(
+      server,
+      alice.accessToken,
+      { lists: { all: list } },
+      `?pos=${first.body.pos}`,
+    );
+    assertEquals(second.status, 200, JSON.stringify(second.body));
+    assertEquals(Object.keys(second.body.rooms), [a], JSON.stringify(second.body));
+    assert(second.body.rooms[a].bump_stamp > before, "the new message moved its bump stamp");
+    assertEquals(second.body.rooms[a].timeline, undefined);
+  } finally {
+    await server.close();
   }
 });
