@@ -13,8 +13,9 @@ import type {
   ConnectionKey,
   SlidingConnectionStore,
 } from "../ports/sliding_sync_connection_store.ts";
-import type { SyncNotifier, SyncWatch } from "../sync/sync_notifier.ts";
-import { MAX_SYNC_TIMEOUT_MS, wokenUpTo } from "../sync/sync_service.ts";
+import type { SyncNotifier } from "../sync/sync_notifier.ts";
+import { MAX_SYNC_TIMEOUT_MS } from "../sync/sync_service.ts";
+import { longPoll } from "../sync/long_poll.ts";
 import { syncTokenVersionstamp } from "../sync/sync_token.ts";
 import {
   childOf,
@@ -48,8 +49,6 @@ import {
 export const MAX_STICKY_SUBSCRIPTIONS = 1_000;
 /** Times a save is retried after another request of the connection saved first. */
 const SAVE_ATTEMPTS = 5;
-/** Memberships whose rooms wake a waiting request. */
-const WATCHED = new Set(["join", "invite", "knock"]);
 
 /** One list of a request, validated. */
 export interface SlidingListRequest {
@@ -170,38 +169,19 @@ export class SlidingSyncService {
     if (resolved.isNew || timeout === 0) {
       return await this.#read(request, resolved, subscriptions);
     }
-    let watch = await this.#watch(request.userId);
-    try {
-      let upTo: string | undefined;
-      for (;;) {
+    // /sync's loop: a woken read may skip the barrier (this read needs no memberships).
+    return await longPoll({
+      store: this.deps.store,
+      notifier: this.deps.notifier,
+      userId: request.userId,
+      deadline,
+      now,
+      clientGone: request.clientGone,
+      read: async (upTo) => {
         const answer = await this.#read(request, resolved, subscriptions, upTo);
-        const remaining = deadline - now();
-        if (answer.hasNews || remaining <= 0) return answer;
-        const signal = request.clientGone?.();
-        if (signal?.aborted) return answer;
-        // Other processes' commits after what this read covered wake it too.
-        watch.wakeAfter(answer.upTo);
-        if (!(await watch.wait(remaining, signal))) return answer;
-        // The next watch is registered before this one is closed, so nothing lands between.
-        const wokenBefore = watch.wokenAt;
-        const next = await this.#watch(request.userId);
-        const woken = watch.wokenAt;
-        watch.close();
-        watch = next;
-        // A wake that came while the next watch read the memberships may name a join it
-        // missed: then take a barrier (as /sync does).
-        upTo = woken === wokenBefore ? wokenUpTo(woken, answer.upTo) : undefined;
-      }
-    } finally {
-      watch.close();
-    }
-  }
-
-  /** A waiter on the user and the rooms they can see now; before the read it covers. */
-  async #watch(userId: string): Promise<SyncWatch> {
-    const memberships = await this.deps.store.roomsOfUser(userId);
-    const visible = memberships.filter((m) => WATCHED.has(m.membership)).map((m) => m.roomId);
-    return this.deps.notifier.watch(userId, visible);
+        return { value: answer, upTo: answer.upTo, done: answer.hasNews };
+      },
+    });
   }
 
   /** The base position's subscriptions, minus `unsubscribe_rooms`, plus the new ones. */

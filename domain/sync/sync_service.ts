@@ -15,7 +15,8 @@ import {
   type RoomStreamDeps,
   UnreadCountsReader,
 } from "./room_stream.ts";
-import type { SyncNotifier, SyncWatch } from "./sync_notifier.ts";
+import type { SyncNotifier } from "./sync_notifier.ts";
+import { longPoll } from "./long_poll.ts";
 import {
   dropEmptyJoinedRooms,
   emptySyncResponse,
@@ -24,9 +25,6 @@ import {
 } from "./sync_response.ts";
 import type { SyncStreamProvider, SyncStreamRequest } from "./sync_stream.ts";
 import { checkSyncToken } from "./sync_token.ts";
-
-/** Memberships whose rooms wake a waiting sync. */
-const WATCHED = new Set(["join", "invite", "knock"]);
 
 /** Longest long-poll honoured; clients ask for 30 s, a bigger value is cut to this. */
 export const MAX_SYNC_TIMEOUT_MS = 120_000;
@@ -80,54 +78,22 @@ export class SyncService {
     const now = () => this.deps.now?.() ?? Date.now();
     await this.deps.presence?.markFromSync(params.userId, params.setPresence);
     const deadline = now() + Math.max(0, Math.min(params.timeoutMs, MAX_SYNC_TIMEOUT_MS));
-    let { watch } = await this.#watch(params.userId);
-    try {
+    return await longPoll({
+      store: this.deps.store,
+      notifier: this.deps.notifier,
+      userId: params.userId,
+      deadline,
+      now,
+      clientGone: params.clientGone,
       // The first read takes a barrier; a woken one may read up to the commit that woke it,
       // and reuse the memberships read after that commit completed.
-      let upTo: string | undefined;
-      let memberships: Membership[] | undefined;
-      for (;;) {
+      read: async (upTo, memberships) => {
         const response = await this.#read(params, now(), upTo, memberships);
-        const remaining = deadline - now();
         const done = params.since === undefined || params.fullState ||
-          !isEmptySyncResponse(response) || remaining <= 0;
-        if (done) return response;
-        const signal = params.clientGone?.();
-        if (signal?.aborted) return response;
-        // Other processes' commits after what this read covered wake it too. Subscribed only
-        // now, as a sync that answers at once needs no subscription; a commit landing between
-        // the read and here is newer than next_batch, so it wakes the wait at once.
-        watch.wakeAfter(response.next_batch);
-        // Woken: read again (a wake may be spurious, e.g. an event the filter hides).
-        if (!(await watch.wait(remaining, signal))) return response;
-        // The next watch is registered before this one is read and closed, so a commit that
-        // completes meanwhile lands in one of them: in `wokenAt` below, or as the next wake.
-        const wokenBefore = watch.wokenAt;
-        const next = await this.#watch(params.userId);
-        const woken = watch.wokenAt;
-        watch.close();
-        watch = next.watch;
-        // The memberships were read after every commit up to `wokenBefore` completed, so they
-        // hold every join up to it. A newer wake that came during that read (another process's
-        // commit seen by a poll tick, say) may name a join or invite they missed: reading up to
-        // it with them would answer without the room and move next_batch past it for good, so
-        // take a barrier and read the memberships afresh instead.
-        upTo = woken === wokenBefore ? wokenUpTo(woken, response.next_batch) : undefined;
-        memberships = upTo === undefined ? undefined : next.memberships;
-      }
-    } finally {
-      watch.close();
-    }
-  }
-
-  /**
-   * Register a waiter on the user and the rooms they can see now; before any read it covers.
-   * Returns the memberships read for it too.
-   */
-  async #watch(userId: string): Promise<{ watch: SyncWatch; memberships: Membership[] }> {
-    const memberships = await this.deps.store.roomsOfUser(userId);
-    const visible = memberships.filter((m) => WATCHED.has(m.membership)).map((m) => m.roomId);
-    return { watch: this.deps.notifier.watch(userId, visible), memberships };
+          !isEmptySyncResponse(response);
+        return { value: response, upTo: response.next_batch, done };
+      },
+    });
   }
 
   /** One pass over every stream in (since, upTo]; `upTo` absent: take a barrier first. */
@@ -172,25 +138,8 @@ export class SyncService {
   }
 }
 
-/**
- * Where a woken long-poll may read up to without writing a barrier: the newest commit that woke
- * it, when every wake named its commit (else undefined: take a barrier).
- *
- * Why that is safe. The wake came from `onRoomAppended` (or a notifier given a versionstamp)
- * after commit V completed. KV orders commits by versionstamp and a commit is visible to every
- * read that starts after it completes; SQLite KV serialises commits, so when V is done every
- * commit <= V is done too, and FoundationDB reads at a read version >= V, which sees every
- * commit <= V. So the reads that follow see everything with a versionstamp <= V, exactly what a
- * barrier at V would promise, and the response may cover (since, V] and return V as next_batch.
- * Writes of any stream that commit after V (a receipt, the notification log of a later event)
- * are > V: left out now, they are in the next sync's window (V, ...], never skipped.
- * The previous read's token is itself a completed barrier, so the larger of the two is as good;
- * taking it keeps tokens growing when the wake was for a commit that read already covered.
- */
-export function wokenUpTo(woken: string | undefined, previous: string): string | undefined {
-  if (woken === undefined) return undefined;
-  return woken > previous ? woken : previous;
-}
+/** Re-exported: the long-poll loop (long_poll.ts) owns it. */
+export { wokenUpTo } from "./long_poll.ts";
 
 /**
  * Several streams add to `device_lists` (membership-driven changes, signature notices); a user
