@@ -271,10 +271,25 @@ Deno.test("sliding sync: a long-poll is woken by a message", async () => {
     while (server.deps.syncNotifier.watching === watching) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
-    await say(server, a, alice.userId, "wake up");
+    // Messages keep coming while the woken request reads: each arrives exactly once, in order,
+    // over that answer and the next ones.
+    const sent = ["wake up", "m1", "m2", "m3", "m4"];
+    const sending = (async () => {
+      for (const text of sent) await say(server, a, alice.userId, text);
+    })();
     const res = await guarded(polling, "the woken long-poll");
     assertEquals(res.status, 200);
-    assertEquals(bodies(res.body.rooms[a]), ["wake up"]);
+    await sending;
+    const seen = bodies(res.body.rooms[a]);
+    let pos = res.body.pos;
+    for (;;) {
+      const next = await slidingSync(server, alice.accessToken, body, `?pos=${pos}`);
+      assertEquals(next.status, 200, JSON.stringify(next.body));
+      if (next.body.rooms[a] === undefined) break;
+      seen.push(...bodies(next.body.rooms[a]));
+      pos = next.body.pos;
+    }
+    assertEquals(seen, sent);
   } finally {
     server.close();
   }
