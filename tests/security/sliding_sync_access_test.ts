@@ -352,3 +352,49 @@ Deno.test("sliding sync: a connection and its to-device messages belong to one u
     await server.close();
   }
 });
+
+Deno.test("sliding sync: a withdrawn invite or rejected knock shows no history from before it", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const bob = await registerUser(server, "bob");
+    const carol = await registerUser(server, "carol");
+    const invited = await createRoom(server, alice, {
+      preset: "private_chat",
+      initial_state: [{
+        type: "m.room.history_visibility",
+        content: { history_visibility: "shared" },
+      }],
+    });
+    await send(server, alice, invited, "SECRET-before-invite");
+    await state(server, alice, invited, "m.room.topic", { topic: "SECRET-topic" });
+    await post(server, alice, `${room(invited)}/invite`, { user_id: bob.userId });
+    await post(server, alice, `${room(invited)}/kick`, { user_id: bob.userId });
+    await send(server, alice, invited, "SECRET-after-withdrawal");
+
+    const knocked = await createRoom(server, alice, {
+      preset: "private_chat",
+      room_version: "10",
+      initial_state: [
+        { type: "m.room.join_rules", content: { join_rule: "knock" } },
+        { type: "m.room.history_visibility", content: { history_visibility: "shared" } },
+      ],
+    });
+    await send(server, alice, knocked, "SECRET-before-knock");
+    await post(server, carol, `${V3}/knock/${encodeURIComponent(knocked)}`);
+    await post(server, alice, `${room(knocked)}/kick`, { user_id: carol.userId });
+    await send(server, alice, knocked, "SECRET-after-rejection");
+
+    for (const [user, roomId] of [[bob, invited], [carol, knocked]] as const) {
+      const res = await slidingSync(server, user, {
+        lists: { all: { ranges: [[0, 9]], ...EVERYTHING } },
+        room_subscriptions: { [roomId]: EVERYTHING },
+      });
+      assertEquals(res.status, 200, text(res.body));
+      assert(res.body.rooms[roomId], "listed: the membership was ended by someone else");
+      assert(!text(res.body).includes("SECRET"), text(res.body));
+    }
+  } finally {
+    await server.close();
+  }
+});
