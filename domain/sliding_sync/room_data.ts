@@ -11,7 +11,12 @@ import { type RoomVersion, roomVersion } from "../protocol/room_versions.ts";
 import type { EventStore, RoomChanges, StoredEvent } from "../ports/event_store.ts";
 import type { RemoteMembershipStore } from "../ports/remote_membership_store.ts";
 import type { IgnoredUsers, ReadPipeline, RoomRead } from "../room_events/read_pipeline.ts";
-import { membershipAtToken, type NotificationCounts, roomSummary } from "../sync/room_stream.ts";
+import {
+  membershipAtSince,
+  membershipAtToken,
+  type NotificationCounts,
+  roomSummary,
+} from "../sync/room_stream.ts";
 import { loadTimeline, type TimelineBatch } from "../sync/room_timeline.ts";
 import { isAfter, syncTokenAt } from "../sync/sync_token.ts";
 import type { UnreadCounts } from "../sync/sync_response.ts";
@@ -399,16 +404,10 @@ export class RoomDataBuilder implements RoomDataBuilderApi {
     return found.get(params.roomId) ?? { notification_count: 0, highlight_count: 0 };
   }
 
-  /** Whether the user's join came after `since` from a membership other than join. */
+  /** Whether the user's join came after `since` from a membership other than join (/sync's rule). */
   async #joinedAfter(membership: StoredEvent, since: string): Promise<boolean> {
     if (!isAfter(membership.versionstamp, since)) return false;
-    const before = await this.deps.store.stateAtEvent(membership.eventId, "before");
-    const prevId = before?.get(stateKey(MEMBER, membership.pdu.state_key ?? ""));
-    if (prevId === undefined) return true;
-    const prev = await this.deps.store.getEvent(prevId);
-    // A profile change after a join made before `since` keeps the room incremental; a
-    // join after another join in the window (rare) is taken as new, which is safe.
-    return prev?.pdu.content.membership !== "join" || isAfter(prev.versionstamp, since);
+    return (await membershipAtSince(this.deps.store, membership, since)) !== "join";
   }
 
   async #version(roomId: string): Promise<RoomVersion | undefined> {

@@ -371,25 +371,9 @@ export class RoomStream {
     return { batch, state, stateEvents };
   }
 
-  /**
-   * The user's membership at `since`, from their member event in the window and those before
-   * it (a profile change keeps a join); undefined when they had none.
-   */
-  async #membershipAtSince(event: StoredEvent, since: string): Promise<string | undefined> {
-    const { store } = this.deps;
-    const key = stateKey("m.room.member", event.pdu.state_key ?? "");
-    let current: StoredEvent | null = event;
-    // Each step is one profile change or membership change of the user inside the window.
-    for (let step = 0; step < 50 && current; step++) {
-      if (!isAfter(current.versionstamp, since)) {
-        const membership = current.pdu.content.membership;
-        return typeof membership === "string" ? membership : undefined;
-      }
-      const before = await store.stateAtEvent(current.eventId, "before");
-      const prevId = before?.get(key);
-      current = prevId ? await store.getEvent(prevId) : null;
-    }
-    return undefined;
+  /** See `membershipAtSince`. */
+  #membershipAtSince(event: StoredEvent, since: string): Promise<string | undefined> {
+    return membershipAtSince(this.deps.store, event, since);
   }
 
   /** What the pipeline needs for one room of this sync. */
@@ -476,6 +460,31 @@ export class RoomStream {
   #summary(roomId: string, userId: string): Promise<JsonObject> {
     return roomSummary(this.deps.store, roomId, userId);
   }
+}
+
+/**
+ * The user's membership at `since`, from their member event in the window and those before
+ * it (a profile change keeps a join); undefined when they had none. Sliding sync tells a room
+ * joined after it last sent it the same way.
+ */
+export async function membershipAtSince(
+  store: Pick<EventStore, "stateAtEvent" | "getEvent">,
+  event: StoredEvent,
+  since: string,
+): Promise<string | undefined> {
+  const key = stateKey("m.room.member", event.pdu.state_key ?? "");
+  let current: StoredEvent | null = event;
+  // Each step is one profile change or membership change of the user inside the window.
+  for (let step = 0; step < 50 && current; step++) {
+    if (!isAfter(current.versionstamp, since)) {
+      const membership = current.pdu.content.membership;
+      return typeof membership === "string" ? membership : undefined;
+    }
+    const before = await store.stateAtEvent(current.eventId, "before");
+    const prevId = before?.get(key);
+    current = prevId ? await store.getEvent(prevId) : null;
+  }
+  return undefined;
 }
 
 /**
