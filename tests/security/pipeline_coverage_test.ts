@@ -146,6 +146,9 @@ const ROUTES: Record<string, Kind> = {
   "DELETE /_matrix/client/*/devices/:deviceId": "none",
   "POST /_matrix/client/*/delete_devices": "none",
   "GET /_matrix/client/*/sync": "events",
+  // Sliding sync (MSC4186): room timelines, required state and invite state, like /sync.
+  "POST /_matrix/client/*/sync": "events",
+  "POST /_matrix/client/v4/sync": "events",
   "POST /_matrix/client/*/user/:userId/filter": "none",
   "GET /_matrix/client/*/user/:userId/filter/:filterId": "none",
   "POST /_matrix/client/*/createRoom": "none",
@@ -419,6 +422,12 @@ Deno.test("every event-returning route reads its events through the read pipelin
     };
 
     const bodies: Record<string, unknown> = {
+      // Every room with all its state and a short timeline, so each section is exercised.
+      "/sync": {
+        lists: {
+          all: { ranges: [[0, 9]], required_state: [["*", "*"]], timeline_limit: 2 },
+        },
+      },
       // Results with context on both sides, profiles and the room's state.
       "/search": {
         search_categories: {
@@ -440,7 +449,9 @@ Deno.test("every event-returning route reads its events through the read pipelin
         (route.path.includes("/state/") ? "?format=event" : "");
       const path = fill(route.path) + suffix;
       spy.reset();
-      const body = Object.entries(bodies).find(([end]) => route.path.endsWith(end))?.[1];
+      const body = route.method === "GET"
+        ? undefined
+        : Object.entries(bodies).find(([end]) => route.path.endsWith(end))?.[1];
       const res = await call(route.method, path, alice.accessToken, body);
       assertEquals(res.status, 200, `${route.method} ${path}: ${JSON.stringify(res.body)}`);
       assert(spy.calls > 0, `${route.method} ${route.path} did not run the read pipeline`);
@@ -457,7 +468,13 @@ Deno.test("every event-returning route reads its events through the read pipelin
       } else if (!route.path.includes("/state/")) {
         assert(matched.length > 0, `${route.method} ${path} returned no event to check`);
       }
-      if (route.path.endsWith("/sync")) {
+      if (route.method === "POST" && route.path.endsWith("/sync")) {
+        const entry = res.body.rooms[roomId];
+        assert(entry.required_state.length > 0, "sliding sync's required_state was exercised");
+        assert(entry.timeline.length > 0, "sliding sync's timeline was exercised");
+        const invited = res.body.rooms[other.body.room_id];
+        assert(invited?.invite_state?.length > 0, "sliding sync's invite state was exercised");
+      } else if (route.path.endsWith("/sync")) {
         const entry = res.body.rooms.join[roomId];
         assert(entry.state.events.length > 0, "sync's state section was exercised");
         assert(res.body.rooms.invite[other.body.room_id], "sync's invite section was exercised");
