@@ -8,6 +8,7 @@
  * after the position the read covered, and a woken read may skip the barrier.
  * The new position and the rooms it sent are saved before the answer leaves.
  */
+import { MatrixError } from "../errors.ts";
 import type { EventStore } from "../ports/event_store.ts";
 import type {
   ConnectionKey,
@@ -374,7 +375,13 @@ export class SlidingSyncService {
       };
       if (roomIds.length > 0) entries = await this.deps.connections.roomEntries(key, roomIds);
     }
-    throw new Error("sliding sync: the connection kept changing under this request");
+    // Requests racing on one connection kept winning: a limit, not a server fault (no 500).
+    throw new MatrixError(
+      "M_LIMIT_EXCEEDED",
+      429,
+      "Too many concurrent requests on this connection",
+      { retry_after_ms: 1_000 },
+    );
   }
 }
 

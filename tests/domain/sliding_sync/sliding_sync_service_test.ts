@@ -4,6 +4,7 @@
  * and which rooms the connection records after an answer.
  */
 import { assertEquals } from "../../assert.ts";
+import { MatrixError } from "../../../domain/errors.ts";
 import { SlidingSyncService } from "../../../domain/sliding_sync/sliding_sync_service.ts";
 import { SyncNotifier } from "../../../domain/sync/sync_notifier.ts";
 import type {
@@ -60,7 +61,7 @@ function candidate(roomId: string, bumpStamp: number): CandidateRoom {
   };
 }
 
-function setup() {
+function setup(connections: SlidingConnectionStore = new MemoryConnections()) {
   let clock = 0;
   const token = () => `s${(++clock).toString(16).padStart(20, "0")}`;
   const bumps: Record<string, number> = { "!a": 3, "!b": 2, "!c": 1 };
@@ -75,7 +76,7 @@ function setup() {
   const service = new SlidingSyncService({
     store: { syncBarrier: () => Promise.resolve(token()), roomsOfUser: () => Promise.resolve([]) },
     notifier: new SyncNotifier(),
-    connections: new MemoryConnections(),
+    connections,
     ignoredUsers: () => Promise.resolve(new Set<string>()),
     roomList,
     // Every room has something new: the service decides what `since` it is built from.
@@ -161,4 +162,22 @@ Deno.test("a room with only extension news is recorded as sent up to the answer"
   await t.service.sync(request(second.pos, [[0, 0]]));
   const heldAfter = t.contexts.at(-1)!.rooms.get("!a")!.since;
   assertEquals(heldAfter! > heldBefore!, true, "the typing answer moved the room's position on");
+});
+
+/** A store where another request of the connection always saved first. */
+class AlwaysRacedConnections extends MemoryConnections {
+  override save() {
+    return Promise.resolve(false);
+  }
+}
+
+Deno.test("a save that keeps losing to racing requests is a 429, not a server error", async () => {
+  const t = setup(new AlwaysRacedConnections());
+  const error = await t.service.sync(request(undefined, [[0, 1]])).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  assertEquals(error instanceof MatrixError, true, String(error));
+  assertEquals((error as MatrixError).errcode, "M_LIMIT_EXCEEDED");
+  assertEquals((error as MatrixError).status, 429);
 });
