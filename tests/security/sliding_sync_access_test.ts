@@ -398,3 +398,44 @@ Deno.test("sliding sync: a withdrawn invite or rejected knock shows no history f
     await server.close();
   }
 });
+
+Deno.test("sliding sync: incremental answers across a join, or a leave and rejoin, hide what a joined-visibility reader missed", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const bob = await registerUser(server, "bob");
+    const roomId = await createRoom(server, alice, {
+      preset: "public_chat",
+      initial_state: [{
+        type: "m.room.history_visibility",
+        content: { history_visibility: "joined" },
+      }],
+    });
+    const body = {
+      lists: { all: { ranges: [[0, 9]], ...EVERYTHING } },
+      room_subscriptions: { [roomId]: EVERYTHING },
+    };
+    const first = await slidingSync(server, bob, body);
+    assertEquals(first.status, 200, text(first.body));
+    await send(server, alice, roomId, "SECRET-before-join");
+    await post(server, bob, `${V3}/join/${encodeURIComponent(roomId)}`);
+    await send(server, alice, roomId, "after-join");
+    const second = await slidingSync(server, bob, body, first.body.pos);
+    assertEquals(second.status, 200, text(second.body));
+    assert(text(second.body.rooms[roomId]).includes("after-join"), text(second.body));
+    assert(!text(second.body).includes("SECRET"), text(second.body));
+
+    await post(server, bob, `${room(roomId)}/leave`);
+    const third = await slidingSync(server, bob, body, second.body.pos);
+    assertEquals(third.status, 200, text(third.body));
+    await send(server, alice, roomId, "SECRET-while-away");
+    await post(server, bob, `${V3}/join/${encodeURIComponent(roomId)}`);
+    await send(server, alice, roomId, "after-rejoin");
+    const fourth = await slidingSync(server, bob, body, third.body.pos);
+    assertEquals(fourth.status, 200, text(fourth.body));
+    assert(text(fourth.body.rooms[roomId]).includes("after-rejoin"), text(fourth.body));
+    assert(!text(fourth.body).includes("SECRET"), text(fourth.body));
+  } finally {
+    await server.close();
+  }
+});
