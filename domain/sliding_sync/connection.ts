@@ -7,10 +7,11 @@
  * client confirms a child by sending it, which makes it the connection's `confirmed` position
  * and invalidates its siblings and everything older (MSC4186 lets a server drop state before a
  * pos it has seen). A client may send the confirmed pos again (a retry after a lost answer),
- * and must then be answered as if the lost answer never happened, so a room record keeps two
- * values: the one written by the position that stamped it, and the one it replaced (`prev`),
- * which is the value as of that position's parent. A record stamped by a position that is not
- * on the chain (a child not yet confirmed, or a sibling that lost to a retry) reads as `prev`.
+ * and must then be answered as if the lost answer never happened, so a room record keeps the
+ * values written by the positions of one depth that stamped it (siblings, when a pos was sent
+ * twice at once: each keeps its own, whichever saved last) and the one they replaced (`prev`),
+ * which is the value as of their parent. A record read for a position off the chain (a child
+ * not yet confirmed, or a sibling that lost to a retry) reads as `prev`.
  * Siblings exist only where a pos was retried; `forks` remembers, for those depths only, which
  * attempt the client confirmed, so a record from a losing sibling is recognised however late.
  */
@@ -66,12 +67,11 @@ export interface SentRoom {
 export interface RoomEntry {
   /** The connection start that wrote it. */
   generation: string;
-  /** The position that stamped it. */
+  /** The depth of the positions that stamped it. */
   depth: number;
-  attempt: string;
-  /** What that position recorded (null: nothing sent). */
-  value: SentRoom | null;
-  /** The value as of that position's parent. */
+  /** What each of those positions (by attempt) recorded. */
+  values: Record<string, SentRoom>;
+  /** The value as of their parent (null: nothing sent). */
   prev: SentRoom | null;
 }
 
@@ -161,10 +161,12 @@ export function effectiveRoom(
 ): SentRoom | null {
   if (!entry || entry.generation !== head.generation) return null;
   if (entry.depth > base.depth) return entry.prev;
-  const fork = head.forks[String(entry.depth)];
-  if (fork !== undefined && fork !== entry.attempt) return entry.prev;
-  if (entry.depth === base.depth && entry.attempt !== base.attempt) return entry.prev;
-  return entry.value;
+  // The attempt on the chain at the record's depth: the base itself, the one the client
+  // confirmed where a pos was retried, or else the only one ever issued there.
+  const onChain = entry.depth === base.depth
+    ? base.attempt
+    : head.forks[String(entry.depth)] ?? Object.keys(entry.values)[0];
+  return Object.hasOwn(entry.values, onChain) ? entry.values[onChain] : entry.prev;
 }
 
 /** The next position's identity: a child of `base`. */
@@ -201,11 +203,20 @@ export function stampRoom(
   previous: RoomEntry | undefined,
   sent: SentRoom,
 ): RoomEntry {
+  // A sibling (another answer to the same pos) stamped it first: keep its value beside ours,
+  // since the client may go on from either; their parent's value stays `prev`.
+  const sibling = previous !== undefined && previous.generation === head.generation &&
+    previous.depth === child.depth;
+  if (sibling) {
+    const values = Object.fromEntries(
+      Object.entries(previous.values).slice(-(MAX_ISSUED - 1)),
+    );
+    return { ...previous, values: { ...values, [child.attempt]: sent } };
+  }
   return {
     generation: head.generation,
     depth: child.depth,
-    attempt: child.attempt,
-    value: sent,
+    values: { [child.attempt]: sent },
     prev: effectiveRoom(head, base, previous),
   };
 }

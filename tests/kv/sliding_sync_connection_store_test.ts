@@ -33,8 +33,7 @@ function entry(i: number): RoomEntry {
   return {
     generation: "abcdef",
     depth: 1,
-    attempt: "a1",
-    value: { sentAt: `s${i}`, config: "k" },
+    values: { a1: { sentAt: `s${i}`, config: "k" } },
     prev: null,
   };
 }

@@ -119,3 +119,15 @@ Deno.test("a position's depth grows by one per answer", () => {
   };
   assertEquals(childOf(base, { token: "t", subscriptions: {}, listCounts: {} }).depth, 4);
 });
+
+Deno.test("two answers to one pos each keep what they sent, whichever saved last", () => {
+  for (const order of ["first", "second"] as const) {
+    const conn = new Connection();
+    const start = conn.answer(undefined, "s1", []);
+    const one = conn.answer(start, "s2", ["!a"]);
+    const two = conn.answer(start, "s2", ["!a"]);
+    // The client goes on from either; the other answer's later save must not hide its own.
+    const kept = order === "first" ? one : two;
+    assertEquals(conn.held(kept, "!a")?.sentAt, "s2", `going on from the ${order} answer`);
+  }
+});
