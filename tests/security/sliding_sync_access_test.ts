@@ -66,6 +66,17 @@ async function createRoom(server: Server, user: RegisteredUser, body: JsonObject
   return out.room_id as string;
 }
 
+/** A private room whose history is `shared`: what a member could read, a non-member must not. */
+function sharedHistoryRoom(server: Server, user: RegisteredUser): Promise<string> {
+  return createRoom(server, user, {
+    preset: "private_chat",
+    initial_state: [{
+      type: "m.room.history_visibility",
+      content: { history_visibility: "shared" },
+    }],
+  });
+}
+
 /** Typing, a receipt and room account data in `roomId`, by `user`. */
 async function ephemera(server: Server, user: RegisteredUser, roomId: string, eventId: string) {
   await ok(server.request("PUT", `${room(roomId)}/typing/${encodeURIComponent(user.userId)}`, {
@@ -90,13 +101,7 @@ Deno.test("sliding sync: a subscription to a room never joined, left or kicked f
   try {
     const alice = await registerUser(server, "alice");
     const eve = await registerUser(server, "eve");
-    const never = await createRoom(server, alice, {
-      preset: "private_chat",
-      initial_state: [{
-        type: "m.room.history_visibility",
-        content: { history_visibility: "shared" },
-      }],
-    });
+    const never = await sharedHistoryRoom(server, alice);
     const neverMsg = await send(server, alice, never, "SECRET-never");
     await state(server, alice, never, "m.room.topic", { topic: "SECRET-never-topic" });
     await ephemera(server, alice, never, neverMsg.event_id as string);
@@ -156,13 +161,7 @@ Deno.test("sliding sync: an invitee sees the invite's stripped state only, even 
   try {
     const alice = await registerUser(server, "alice");
     const bob = await registerUser(server, "bob");
-    const roomId = await createRoom(server, alice, {
-      preset: "private_chat",
-      initial_state: [{
-        type: "m.room.history_visibility",
-        content: { history_visibility: "shared" },
-      }],
-    });
+    const roomId = await sharedHistoryRoom(server, alice);
     const msg = await send(server, alice, roomId, "SECRET-invited");
     await state(server, alice, roomId, "m.room.topic", { topic: "stripped-state-topic" });
     await state(server, alice, roomId, "m.room.server_acl", {
@@ -359,13 +358,7 @@ Deno.test("sliding sync: a withdrawn invite or rejected knock shows no history f
     const alice = await registerUser(server, "alice");
     const bob = await registerUser(server, "bob");
     const carol = await registerUser(server, "carol");
-    const invited = await createRoom(server, alice, {
-      preset: "private_chat",
-      initial_state: [{
-        type: "m.room.history_visibility",
-        content: { history_visibility: "shared" },
-      }],
-    });
+    const invited = await sharedHistoryRoom(server, alice);
     await send(server, alice, invited, "SECRET-before-invite");
     await state(server, alice, invited, "m.room.topic", { topic: "SECRET-topic" });
     await post(server, alice, `${room(invited)}/invite`, { user_id: bob.userId });
