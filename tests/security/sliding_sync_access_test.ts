@@ -66,13 +66,18 @@ async function createRoom(server: Server, user: RegisteredUser, body: JsonObject
   return out.room_id as string;
 }
 
-/** A private room whose history is `shared`: what a member could read, a non-member must not. */
-function sharedHistoryRoom(server: Server, user: RegisteredUser): Promise<string> {
+/** A room whose history has `visibility`: what a member may read, another reader must not. */
+function roomWithHistory(
+  server: Server,
+  user: RegisteredUser,
+  visibility: string,
+  preset = "private_chat",
+): Promise<string> {
   return createRoom(server, user, {
-    preset: "private_chat",
+    preset,
     initial_state: [{
       type: "m.room.history_visibility",
-      content: { history_visibility: "shared" },
+      content: { history_visibility: visibility },
     }],
   });
 }
@@ -101,7 +106,7 @@ Deno.test("sliding sync: a subscription to a room never joined, left or kicked f
   try {
     const alice = await registerUser(server, "alice");
     const eve = await registerUser(server, "eve");
-    const never = await sharedHistoryRoom(server, alice);
+    const never = await roomWithHistory(server, alice, "shared");
     const neverMsg = await send(server, alice, never, "SECRET-never");
     await state(server, alice, never, "m.room.topic", { topic: "SECRET-never-topic" });
     await ephemera(server, alice, never, neverMsg.event_id as string);
@@ -161,7 +166,7 @@ Deno.test("sliding sync: an invitee sees the invite's stripped state only, even 
   try {
     const alice = await registerUser(server, "alice");
     const bob = await registerUser(server, "bob");
-    const roomId = await sharedHistoryRoom(server, alice);
+    const roomId = await roomWithHistory(server, alice, "shared");
     const msg = await send(server, alice, roomId, "SECRET-invited");
     await state(server, alice, roomId, "m.room.topic", { topic: "stripped-state-topic" });
     await state(server, alice, roomId, "m.room.server_acl", {
@@ -197,13 +202,7 @@ Deno.test("sliding sync: a late joiner of a joined-visibility room sees nothing 
   try {
     const alice = await registerUser(server, "alice");
     const bob = await registerUser(server, "bob");
-    const roomId = await createRoom(server, alice, {
-      preset: "public_chat",
-      initial_state: [{
-        type: "m.room.history_visibility",
-        content: { history_visibility: "joined" },
-      }],
-    });
+    const roomId = await roomWithHistory(server, alice, "joined", "public_chat");
     await send(server, alice, roomId, "SECRET-before-join");
     await post(server, bob, `${V3}/join/${encodeURIComponent(roomId)}`);
     await send(server, alice, roomId, "after-join");
@@ -358,7 +357,7 @@ Deno.test("sliding sync: a withdrawn invite or rejected knock shows no history f
     const alice = await registerUser(server, "alice");
     const bob = await registerUser(server, "bob");
     const carol = await registerUser(server, "carol");
-    const invited = await sharedHistoryRoom(server, alice);
+    const invited = await roomWithHistory(server, alice, "shared");
     await send(server, alice, invited, "SECRET-before-invite");
     await state(server, alice, invited, "m.room.topic", { topic: "SECRET-topic" });
     await post(server, alice, `${room(invited)}/invite`, { user_id: bob.userId });
@@ -397,13 +396,7 @@ Deno.test("sliding sync: incremental answers across a join, or a leave and rejoi
   try {
     const alice = await registerUser(server, "alice");
     const bob = await registerUser(server, "bob");
-    const roomId = await createRoom(server, alice, {
-      preset: "public_chat",
-      initial_state: [{
-        type: "m.room.history_visibility",
-        content: { history_visibility: "joined" },
-      }],
-    });
+    const roomId = await roomWithHistory(server, alice, "joined", "public_chat");
     const body = {
       lists: { all: { ranges: [[0, 9]], ...EVERYTHING } },
       room_subscriptions: { [roomId]: EVERYTHING },
