@@ -110,6 +110,18 @@ export interface Config {
     readonly leaseMs: number;
     readonly probe?: { readonly runMs: number; readonly periodMs: number };
   };
+  /**
+   * Tessera as an OAuth 2.0 authorization server (the Matrix OAuth 2.0 API, domain/oauth/):
+   * `enabled` (`TESSERA_OAUTH`, default on) serves auth_metadata, registration, the grants and
+   * the sign-in pages; `passwordLogin` (`TESSERA_PASSWORD_LOGIN`, default on) keeps
+   * `m.login.password` on `/login` for older clients (and the password form on the sign-in page).
+   */
+  readonly oauth: { readonly enabled: boolean; readonly passwordLogin: boolean };
+  /**
+   * An upstream OpenID Connect provider users may sign in with (`TESSERA_OIDC_*`); absent when
+   * `TESSERA_OIDC_ISSUER` is unset.
+   */
+  readonly upstreamOidc?: UpstreamOidcConfig;
   /** TURN servers for `GET /voip/turnServer`; undefined when none is configured. */
   readonly turn?:
     | {
@@ -118,6 +130,31 @@ export interface Config {
       readonly ttlSeconds: number;
     }
     | undefined;
+}
+
+/** One upstream OpenID Connect provider (`TESSERA_OIDC_*`). */
+export interface UpstreamOidcConfig {
+  /** `TESSERA_OIDC_ID`: the provider's ID in paths and `m.login.sso` (default `oidc`). */
+  readonly id: string;
+  /** `TESSERA_OIDC_NAME`: what the sign-in button says (default "OpenID Connect"). */
+  readonly name: string;
+  /** `TESSERA_OIDC_ISSUER`: the issuer URL, discovered through its openid-configuration. */
+  readonly issuer: string;
+  /** `TESSERA_OIDC_CLIENT_ID`. */
+  readonly clientId: string;
+  /** `TESSERA_OIDC_CLIENT_SECRET`; absent for a public client (PKCE only). */
+  readonly clientSecret?: string;
+  /** `TESSERA_OIDC_SCOPES` (space-separated; default `openid profile email`). */
+  readonly scopes: string;
+  /** `TESSERA_OIDC_LOCALPART_CLAIM`: the claim a new user's localpart comes from. */
+  readonly localpartClaim: string;
+  /** `TESSERA_OIDC_DISPLAYNAME_CLAIM`: the claim a new user's display name comes from. */
+  readonly displayNameClaim: string;
+  /**
+   * `TESSERA_OIDC_ALLOW_PRIVATE=true`: the provider may be on a loopback or private address
+   * (tests, or a provider inside the operator's network).
+   */
+  readonly allowPrivate: boolean;
 }
 
 /** How the process was started; decided by main.ts, which may look at Deno itself. */
@@ -148,6 +185,13 @@ export const CONFIG_DEFAULTS = Object.freeze({
   wakePollMs: 100,
   jobLeaseMs: 60_000,
   jobProbePeriodMs: 10_000,
+  oauth: true,
+  passwordLogin: true,
+  oidcId: "oidc",
+  oidcName: "OpenID Connect",
+  oidcScopes: "openid profile email",
+  oidcLocalpartClaim: "preferred_username",
+  oidcDisplayNameClaim: "name",
 });
 
 /** A configuration problem; `message` is one line: `VARIABLE: problem`. */
@@ -344,6 +388,20 @@ function parseBaseUrl(raw: string): Parsed<string> {
   return { value: url.href.replace(/\/+$/, "") };
 }
 
+// The spec's identity provider IDs: 1 to 255 characters of [A-Za-z0-9._~-].
+function parseIdpId(raw: string): Parsed<string> {
+  return /^[A-Za-z0-9._~-]{1,255}$/.test(raw)
+    ? { value: raw }
+    : { problem: `expected 1 to 255 characters from A-Z a-z 0-9 . _ ~ -, got ${quote(raw)}` };
+}
+
+function parseOidcScopes(raw: string): Parsed<string> {
+  const scopes = raw.split(/\s+/).filter((s) => s !== "");
+  return scopes.includes("openid")
+    ? { value: scopes.join(" ") }
+    : { problem: `expected space-separated scopes including "openid", got ${quote(raw)}` };
+}
+
 const variables = {
   TESSERA_SERVER_NAME: variable((raw) => {
     const parsed = parseServerName(raw);
@@ -395,6 +453,17 @@ const variables = {
   TESSERA_JOB_PROBE_MS: variable(parseMillis(1, 3_600_000)),
   TESSERA_JOB_PROBE_PERIOD_MS: variable(parseMillis(10, 86_400_000)),
   TESSERA_RATE_LIMIT_FLUSH_MS: variable(parseMillis(10, 5_000)),
+  TESSERA_OAUTH: variable(parseSwitch),
+  TESSERA_PASSWORD_LOGIN: variable(parseSwitch),
+  TESSERA_OIDC_ISSUER: variable(parseBaseUrl),
+  TESSERA_OIDC_ID: variable(parseIdpId),
+  TESSERA_OIDC_NAME: variable((raw) => ({ value: raw })),
+  TESSERA_OIDC_CLIENT_ID: variable((raw) => ({ value: raw })),
+  TESSERA_OIDC_CLIENT_SECRET: variable((raw) => ({ value: raw })),
+  TESSERA_OIDC_SCOPES: variable(parseOidcScopes),
+  TESSERA_OIDC_LOCALPART_CLAIM: variable((raw) => ({ value: raw })),
+  TESSERA_OIDC_DISPLAYNAME_CLAIM: variable((raw) => ({ value: raw })),
+  TESSERA_OIDC_ALLOW_PRIVATE: variable(parseBoolean),
 };
 
 type Variables = z.output<z.ZodObject<typeof variables>>;
@@ -430,6 +499,9 @@ function crossCheck(v: Variables, ctx: z.RefinementCtx): void {
       ? ["TESSERA_TLS_CERT", "TESSERA_TLS_KEY"] as const
       : ["TESSERA_TLS_KEY", "TESSERA_TLS_CERT"] as const;
     issue(missing, `required when ${present} is set (give both or neither)`);
+  }
+  if (v.TESSERA_OIDC_ISSUER !== undefined && v.TESSERA_OIDC_CLIENT_ID === undefined) {
+    issue("TESSERA_OIDC_CLIENT_ID", "required when TESSERA_OIDC_ISSUER is set");
   }
   if ((v.TESSERA_TURN_URIS === undefined) !== (v.TESSERA_TURN_SHARED_SECRET === undefined)) {
     const [missing, present] = v.TESSERA_TURN_URIS === undefined
@@ -512,6 +584,26 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
           runMs: v.TESSERA_JOB_PROBE_MS,
           periodMs: v.TESSERA_JOB_PROBE_PERIOD_MS ?? CONFIG_DEFAULTS.jobProbePeriodMs,
         }),
+      }),
+    }),
+    oauth: Object.freeze({
+      enabled: v.TESSERA_OAUTH ?? CONFIG_DEFAULTS.oauth,
+      passwordLogin: v.TESSERA_PASSWORD_LOGIN ?? CONFIG_DEFAULTS.passwordLogin,
+    }),
+    ...(v.TESSERA_OIDC_ISSUER === undefined || v.TESSERA_OIDC_CLIENT_ID === undefined ? {} : {
+      upstreamOidc: Object.freeze({
+        id: v.TESSERA_OIDC_ID ?? CONFIG_DEFAULTS.oidcId,
+        name: v.TESSERA_OIDC_NAME ?? CONFIG_DEFAULTS.oidcName,
+        issuer: v.TESSERA_OIDC_ISSUER,
+        clientId: v.TESSERA_OIDC_CLIENT_ID,
+        ...(v.TESSERA_OIDC_CLIENT_SECRET === undefined
+          ? {}
+          : { clientSecret: v.TESSERA_OIDC_CLIENT_SECRET }),
+        scopes: v.TESSERA_OIDC_SCOPES ?? CONFIG_DEFAULTS.oidcScopes,
+        localpartClaim: v.TESSERA_OIDC_LOCALPART_CLAIM ?? CONFIG_DEFAULTS.oidcLocalpartClaim,
+        displayNameClaim: v.TESSERA_OIDC_DISPLAYNAME_CLAIM ??
+          CONFIG_DEFAULTS.oidcDisplayNameClaim,
+        allowPrivate: v.TESSERA_OIDC_ALLOW_PRIVATE ?? false,
       }),
     }),
     // Absent rather than undefined when unset, so configurations without TURN compare equal.

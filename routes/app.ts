@@ -13,6 +13,8 @@ import { healthApp } from "./health.ts";
 import { clientApi } from "./client/client_api.ts";
 import { openIdUserInfoApp } from "./openid_userinfo.ts";
 import { threepidOnbindApp } from "./threepid_onbind.ts";
+import { oauthApp } from "./oauth/oauth_app.ts";
+import { OAuthError } from "../domain/oauth/oauth_errors.ts";
 
 /** Build the whole HTTP surface from its injected services. */
 export function buildApp(deps: AppDeps): Hono {
@@ -36,6 +38,7 @@ export function buildApp(deps: AppDeps): Hono {
   app.route("/", clientApi(deps));
   app.route("/", openIdUserInfoApp(deps));
   app.route("/", threepidOnbindApp(deps));
+  app.route("/", oauthApp(deps));
 
   const patterns = routePatterns(app);
   app.notFound((c) => {
@@ -45,6 +48,12 @@ export function buildApp(deps: AppDeps): Hono {
     return c.json(err.toJSON(), err.status as 404 | 405);
   });
   app.onError((error, c) => {
+    if (error instanceof OAuthError) {
+      // RFC 6749 §5.2: a client that failed to authenticate is told how to.
+      if (error.status === 401) c.header("WWW-Authenticate", 'Basic realm="oauth"');
+      c.header("Cache-Control", "no-store");
+      return c.json(error.toJSON(), error.status);
+    }
     if (error instanceof MatrixError) {
       // Every 429 says when to come back in the header too, wherever in the domain it arose.
       const retryAfterMs = error.extra.retry_after_ms;

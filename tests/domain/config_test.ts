@@ -60,6 +60,7 @@ Deno.test("defaults in dev mode: open registration", () => {
     admins: [],
     wake: { mode: "poll", pollMs: 100 },
     jobs: { leaseMs: 60_000 },
+    oauth: { enabled: true, passwordLogin: true },
   });
   assert.ok(Object.isFrozen(config));
   assert.ok(Object.isFrozen(CONFIG_DEFAULTS));
@@ -328,4 +329,41 @@ Deno.test("config: TESSERA_ADMINS and the support document's contacts and page",
     /user IDs or email addresses/,
   );
   assertConfigError({ TESSERA_SUPPORT_PAGE: "ftp://x" }, "TESSERA_SUPPORT_PAGE", /http/);
+});
+
+Deno.test("OAuth switches and the upstream OpenID Connect provider", () => {
+  const off = loadConfig({ TESSERA_OAUTH: "off", TESSERA_PASSWORD_LOGIN: "off" }, DEV);
+  assert.deepEqual(off.oauth, { enabled: false, passwordLogin: false });
+  assert.equal(off.upstreamOidc, undefined);
+  const upstream = loadConfig({
+    TESSERA_OIDC_ISSUER: "https://id.example.com/",
+    TESSERA_OIDC_CLIENT_ID: "tessera",
+    TESSERA_OIDC_CLIENT_SECRET: "s3cret",
+  }, DEV);
+  assert.deepEqual({ ...upstream.upstreamOidc }, {
+    id: "oidc",
+    name: "OpenID Connect",
+    issuer: "https://id.example.com",
+    clientId: "tessera",
+    clientSecret: "s3cret",
+    scopes: "openid profile email",
+    localpartClaim: "preferred_username",
+    displayNameClaim: "name",
+    allowPrivate: false,
+  });
+  assertConfigError(
+    { TESSERA_OIDC_ISSUER: "https://id.example.com" },
+    "TESSERA_OIDC_CLIENT_ID",
+    /required/,
+  );
+  assertConfigError(
+    {
+      TESSERA_OIDC_ISSUER: "https://id.example.com",
+      TESSERA_OIDC_CLIENT_ID: "c",
+      TESSERA_OIDC_SCOPES: "profile",
+    },
+    "TESSERA_OIDC_SCOPES",
+    /expected space-separated scopes including "openid"/,
+  );
+  assertConfigError({ TESSERA_OIDC_ID: "bad id" }, "TESSERA_OIDC_ID", /expected 1 to 255/);
 });
