@@ -1083,3 +1083,18 @@ export const jobKeys = {
   /** A job's run log, in run order. */
   runPrefix: (job: string): Deno.KvKey => ["jobrun_record", job],
 };
+
+/**
+ * Key builders for the OAuth 2.0 authorization server (domain/oauth/): each part of it adds its
+ * maps here.
+ */
+export const oauthKeys = {
+  /**
+   * userId -> CrossSigningResetApproval: the user approved replacing their cross-signing keys
+   * in the account page (`m.oauth` UIA); single use, expires after 10 minutes.
+   */
+  crossSigningResetApproval: (userId: string): Deno.KvKey => [
+    "userid_crosssigningresetapproval",
+    userId,
+  ],
+};
