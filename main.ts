@@ -97,6 +97,8 @@ import { KvSearchIndex } from "./kv/search_index.ts";
 import { SpaceService } from "./domain/spaces/space_service.ts";
 import { OpenIdTokenService } from "./domain/accounts/openid_tokens.ts";
 import { KvOpenIdTokenStore } from "./kv/openid_token_store.ts";
+import { KvCrossSigningResetApprovalStore } from "./kv/cross_signing_reset_approval_store.ts";
+import { CrossSigningResetApprovals } from "./domain/oauth/cross_signing_reset.ts";
 import { RoomEventService } from "./domain/room_events/room_event_service.ts";
 import { ReadPipeline, type ReadPipelineDeps } from "./domain/room_events/read_pipeline.ts";
 import { KvRelationReader } from "./kv/relation_reads.ts";
@@ -637,6 +639,12 @@ export async function assembleServer(
     onInboundServerRequest: (origin) => federationSender.noteInboundRequest(origin),
     remoteJoiner,
     remoteQueries,
+    // Approvals of cross-signing resets (account page -> m.oauth UIA), kept in KV: any
+    // process may serve the page and another the retried upload.
+    crossSigningResetApprovals: new CrossSigningResetApprovals(
+      new KvCrossSigningResetApprovalStore(kv, options.now),
+      options.now,
+    ),
     openIdTokens: new OpenIdTokenService({
       store: new KvOpenIdTokenStore(kv, options.now),
       serverName: config.serverName,

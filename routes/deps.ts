@@ -54,6 +54,7 @@ import type { TransactionReceiver } from "../domain/federation/inbound_transacti
 import type { RemoteJoiner } from "../domain/federation/remote_join.ts";
 import type { RemoteQueries } from "../domain/federation/remote_queries.ts";
 import type { KeyNotary } from "../domain/federation/key_notary.ts";
+import type { CrossSigningResetApprovals } from "../domain/oauth/cross_signing_reset.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -206,4 +207,9 @@ export interface AppDeps {
   remoteJoiner: RemoteJoiner;
   /** Another server's public room list (and its users' profiles), asked over federation. */
   remoteQueries: RemoteQueries;
+  /**
+   * Cross-signing resets the user approved in the account page, which the `m.oauth` UIA stage
+   * of `/keys/device_signing/upload` takes (OAuth sessions have no password to prove).
+   */
+  crossSigningResetApprovals: CrossSigningResetApprovals;
 }
