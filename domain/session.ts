@@ -12,6 +12,11 @@ export interface Session {
   locked?: boolean;
   /** An administrator suspended the account: reads are allowed, most writes are not. */
   suspended?: boolean;
+  /**
+   * The token was issued through the OAuth 2.0 API (an OAuth session): user-interactive auth
+   * offers `m.oauth` to it instead of a password.
+   */
+  oauth?: true;
 }
 
 /** Resolves access tokens to sessions; implemented by the accounts store. */

@@ -6,7 +6,7 @@
  */
 import { contentionError } from "./commit_retry.ts";
 import { getManyChunked } from "./get_many.ts";
-import { accountKeys as keys, e2eeKeys } from "./schema.ts";
+import { accountKeys as keys, e2eeKeys, oauthKeys } from "./schema.ts";
 import type { JsonObject } from "../domain/protocol/json.ts";
 import type {
   AccessTokenRecord,
@@ -18,6 +18,7 @@ import type {
   IssuedTokens,
   LoginTokenRecord,
   RefreshTokenRecord,
+  SpentRefreshRecord,
   UiaSessionRecord,
 } from "../domain/ports/account_store.ts";
 
@@ -273,6 +274,49 @@ export class KvAccountStore implements AccountStore {
     return (await this.kv.get<RefreshTokenRecord>(keys.refreshToken(hash))).value;
   }
 
+  /**
+   * See AccountStore.rotateOAuthTokens: the device's versionstamp guards the commit, so of two
+   * rotations of one token only one wins; the spent record is written in that same commit, so
+   * reuse is recognised from the moment the new tokens exist.
+   */
+  async rotateOAuthTokens(
+    userId: string,
+    deviceId: string,
+    spentHash: string,
+    spent: SpentRefreshRecord,
+    tokens: IssuedTokens,
+  ): Promise<boolean> {
+    const key = keys.device(userId, deviceId);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const entry = await this.kv.get<DeviceRecord>(key);
+      const current = entry.value;
+      if (
+        !current || current.refreshTokenHash !== spentHash ||
+        current.oauthSessionId !== spent.oauthSessionId
+      ) return false;
+      const next: DeviceRecord = {
+        ...current,
+        accessTokenHash: tokens.accessHash,
+        refreshTokenHash: tokens.refreshHash,
+      };
+      if (next.refreshTokenHash === undefined) delete next.refreshTokenHash;
+      const op = this.kv.atomic().check(entry).set(key, next);
+      this.deleteTokens(op, current);
+      this.setTokens(op, tokens);
+      op.set(oauthKeys.spentRefresh(spentHash), spent, {
+        expireIn: Math.max(1, spent.expiresAt - this.now()),
+      });
+      if ((await op.commit()).ok) return true;
+    }
+    throw contentionError(`rotating the tokens of device ${deviceId}`);
+  }
+
+  /** See AccountStore.getSpentRefresh. */
+  async getSpentRefresh(hash: string): Promise<SpentRefreshRecord | null> {
+    const record = (await this.kv.get<SpentRefreshRecord>(oauthKeys.spentRefresh(hash))).value;
+    return record && record.expiresAt > this.now() ? record : null;
+  }
+
   /** Read a UIA session unless it has expired. */
   async getUiaSession(id: string): Promise<UiaSessionRecord | null> {
     const session = (await this.kv.get<UiaSessionRecord>(keys.uiaSession(id))).value;
@@ -315,6 +359,7 @@ export class KvAccountStore implements AccountStore {
         {
           userId: tokens.access.userId,
           deviceId: tokens.access.deviceId,
+          ...(tokens.oauthSessionId !== undefined && { oauthSessionId: tokens.oauthSessionId }),
         } satisfies RefreshTokenRecord,
       );
     }

@@ -1083,6 +1083,18 @@ export const jobKeys = {
   /** A job's run log, in run order. */
   runPrefix: (job: string): Deno.KvKey => ["jobrun_record", job],
 };
+  /** SHA-256 of an authorization code -> AuthorizationCodeRecord (expires, single use). */
+  code: (hash: string): Deno.KvKey => ["oauthcodehash_grant", hash],
+  /** SHA-256 of an exchanged code -> SpentCodeRecord: the session a replay ends (expires). */
+  spentCode: (hash: string): Deno.KvKey => ["oauthspentcodehash_session", hash],
+  /** SHA-256 of a rotated refresh token -> SpentRefreshRecord (expires after 30 days). */
+  spentRefresh: (hash: string): Deno.KvKey => ["oauthspentrefresh_session", hash],
+  /** SHA-256 of a device code -> DeviceGrantRecord (RFC 8628; expires). */
+  deviceGrant: (hash: string): Deno.KvKey => ["oauthdevicecode_grant", hash],
+  /** Normalised user code -> SHA-256 of its device code (expires with the grant). */
+  userCode: (userCode: string): Deno.KvKey => ["oauthusercode_devicecode", userCode],
+  /** The ID-token signing key (a private JWK), created once for every process. */
+  signingKey: (): Deno.KvKey => ["oauth_signingkey"],
 
 /**
  * Key builders for the OAuth 2.0 authorization server (domain/oauth/): each part of it adds its

@@ -26,6 +26,7 @@ import type {
 import type { PasswordHasher } from "./password_hash.ts";
 import type { PasswordFailureLimiter } from "./password_failures.ts";
 import { GuestAccounts } from "./guest_accounts.ts";
+import { OAuthSessions } from "./oauth_sessions.ts";
 import { newDeviceId, newLocalpart, newToken, randomId, tokenHash } from "./tokens.ts";
 
 /** Lifetime of access tokens issued together with a refresh token. */
@@ -84,6 +85,8 @@ export class AccountService implements SessionResolver {
   readonly serverName: string;
   /** Guest accounts: registration, upgrade, and whether a user is one. */
   readonly guests: GuestAccounts;
+  /** OAuth 2.0 sessions: their devices, refresh rotation with reuse detection, ending them. */
+  readonly oauthSessions: OAuthSessions;
 
   /** Build over a store; `now` is injectable for expiry tests. */
   constructor(options: AccountServiceOptions) {
@@ -101,6 +104,20 @@ export class AccountService implements SessionResolver {
       deleteDevices: (userId, deviceIds) => this.deleteDevices(userId, deviceIds),
       deviceAdded: (userId, deviceId) => this.#deviceAdded(userId, deviceId),
     });
+    this.oauthSessions = new OAuthSessions({
+      store: this.store,
+      now: this.now,
+      checkCanLogIn: async (userId) => {
+        await this.activeAccount(userId);
+        for (const check of this.loginChecks) await check(userId);
+      },
+      prepareTokens: (userId, deviceId) => this.tokensFor(userId, deviceId, true),
+      deviceRecord: (userId, deviceId, displayName) =>
+        this.deviceRecord(userId, deviceId, displayName),
+      checkDeviceId,
+      deleteDevices: (userId, deviceIds) => this.deleteDevices(userId, deviceIds),
+      deviceAdded: (userId, deviceId) => this.#deviceAdded(userId, deviceId),
+    });
   }
 
   /** The session behind an access token, or null when unknown, expired or revoked. */
@@ -108,7 +125,7 @@ export class AccountService implements SessionResolver {
     const record = await this.store.getAccessToken(tokenHash(token));
     if (!record) return null;
     const now = this.now();
-    const { userId, deviceId, tokenId, expiresAt, guest } = record;
+    const { userId, deviceId, tokenId, expiresAt, guest, oauth } = record;
     if (guest && !this.guestAccess) {
       throw new MatrixError("M_GUEST_ACCESS_FORBIDDEN", 403, "Guest access is not enabled");
     }
@@ -119,7 +136,8 @@ export class AccountService implements SessionResolver {
         soft_logout: true,
       });
     }
-    return guest ? { userId, deviceId, tokenId, isGuest: true } : { userId, deviceId, tokenId };
+    if (guest) return { userId, deviceId, tokenId, isGuest: true };
+    return oauth ? { userId, deviceId, tokenId, oauth: true } : { userId, deviceId, tokenId };
   }
 
   /** Whether a localpart could be registered now (M_INVALID_USERNAME / M_USER_IN_USE if not). */
@@ -235,6 +253,11 @@ export class AccountService implements SessionResolver {
     const oldHash = tokenHash(refreshToken);
     const record = await this.store.getRefreshToken(oldHash);
     if (!record) throw unknownToken("Unknown refresh token");
+    // An OAuth session's token rotates only at the token endpoint, which keeps the spent token
+    // for reuse detection; /refresh would hand out a new pair without that record.
+    if (record.oauthSessionId !== undefined) {
+      throw unknownToken("OAuth refresh tokens are refreshed at the token endpoint");
+    }
     const { userId, deviceId } = record;
     const { tokens, issued } = this.tokensFor(userId, deviceId, true);
     await this.store.issueTokens(userId, deviceId, (current) => {

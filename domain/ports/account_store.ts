@@ -39,6 +39,15 @@ export interface DeviceRecord {
    * uploaded it, and never logged into; a client rehydrates it by reading its data and inbox.
    */
   dehydrated?: boolean;
+  /** An OAuth session's device: the client it was granted to (domain/oauth/oauth_grants.ts). */
+  oauthClientId?: string;
+  /**
+   * An OAuth session's device: a random ID per grant, so a later grant that rebinds the same
+   * device ID is told apart from the one a replayed code or refresh token belongs to.
+   */
+  oauthSessionId?: string;
+  /** An OAuth session's device: the scope granted, as the token endpoint answered it. */
+  oauthScope?: string;
 }
 
 /** A user's dehydrated device (MSC3814): its ID and the client's opaque rehydration data. */
@@ -63,12 +72,28 @@ export interface AccessTokenRecord {
   expiresAt?: number;
   /** The token of a guest account: its requests are held to the guest rules. */
   guest?: boolean;
+  /** Issued through the OAuth 2.0 API (Session.oauth). */
+  oauth?: true;
 }
 
 /** What a refresh token hash points to. */
 export interface RefreshTokenRecord {
   userId: string;
   deviceId: string;
+  /** An OAuth session's refresh token: only the token endpoint rotates it (with reuse checks). */
+  oauthSessionId?: string;
+}
+
+/**
+ * A rotated OAuth refresh token, kept (by hash, 30 days) so presenting it again is recognised
+ * as reuse and ends the session it belonged to.
+ */
+export interface SpentRefreshRecord {
+  userId: string;
+  deviceId: string;
+  oauthSessionId: string;
+  clientId: string;
+  expiresAt: number;
 }
 
 /** A device's new tokens, written together with the device record. */
@@ -76,6 +101,8 @@ export interface IssuedTokens {
   accessHash: string;
   access: AccessTokenRecord;
   refreshHash?: string;
+  /** An OAuth session's tokens: written into the refresh token's record. */
+  oauthSessionId?: string;
 }
 
 /** A user-interactive auth session (stored with an expiry). */
@@ -176,6 +203,21 @@ export interface AccountStore {
 
   getAccessToken(hash: string): Promise<AccessTokenRecord | null>;
   getRefreshToken(hash: string): Promise<RefreshTokenRecord | null>;
+
+  /**
+   * Rotate an OAuth session's tokens: only if the device still holds `spentHash` as its refresh
+   * token (and `spent.oauthSessionId` as its session), make `tokens` its only tokens and keep
+   * `spent` under `spentHash`, in one commit. False when the device or token moved on.
+   */
+  rotateOAuthTokens(
+    userId: string,
+    deviceId: string,
+    spentHash: string,
+    spent: SpentRefreshRecord,
+    tokens: IssuedTokens,
+  ): Promise<boolean>;
+  /** A spent OAuth refresh token's record (null when unknown or past `expiresAt`). */
+  getSpentRefresh(hash: string): Promise<SpentRefreshRecord | null>;
 
   getUiaSession(id: string): Promise<UiaSessionRecord | null>;
   putUiaSession(session: UiaSessionRecord): Promise<void>;
