@@ -57,6 +57,10 @@ export function accountArea(deps: AppDeps): ClientArea {
   };
 
   v3.post("/account/password", async (c) => {
+    // `m.change_password` says false then: a password that no sign-in accepts is not offered.
+    if (!deps.config.oauth.passwordLogin) {
+      throw new MatrixError("M_FORBIDDEN", 403, "Password change is disabled on this server");
+    }
     const body = await readJsonBody(
       c,
       z.object({

@@ -16,7 +16,9 @@ export function capabilitiesArea(deps: AppDeps): ClientArea {
   v3.get("/capabilities", requireSession(deps.sessions), (c) =>
     c.json({
       capabilities: {
-        "m.change_password": { enabled: true },
+        // With password login off no sign-in takes a password, so none can be set (Synapse's
+        // can_change_password: password login enabled); POST /account/password refuses too.
+        "m.change_password": { enabled: deps.config.oauth.passwordLogin },
         "m.room_versions": {
           default: deps.config.defaultRoomVersion ?? DEFAULT_ROOM_VERSION,
           available,
