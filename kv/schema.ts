@@ -1083,6 +1083,14 @@ export const jobKeys = {
   /** A job's run log, in run order. */
   runPrefix: (job: string): Deno.KvKey => ["jobrun_record", job],
 };
+
+/**
+ * Key builders for the OAuth 2.0 authorization server (domain/oauth/): each part of it adds its
+ * maps here.
+ */
+export const oauthKeys = {
+  /** Client ID -> OAuthClient: a client registered through RFC 7591 (written once). */
+  client: (clientId: string): Deno.KvKey => ["oauthclientid_client", clientId],
   /** SHA-256 of an authorization code -> AuthorizationCodeRecord (expires, single use). */
   code: (hash: string): Deno.KvKey => ["oauthcodehash_grant", hash],
   /** SHA-256 of an exchanged code -> SpentCodeRecord: the session a replay ends (expires). */
@@ -1095,12 +1103,13 @@ export const jobKeys = {
   userCode: (userCode: string): Deno.KvKey => ["oauthusercode_devicecode", userCode],
   /** The ID-token signing key (a private JWK), created once for every process. */
   signingKey: (): Deno.KvKey => ["oauth_signingkey"],
-
-/**
- * Key builders for the OAuth 2.0 authorization server (domain/oauth/): each part of it adds its
- * maps here.
- */
-export const oauthKeys = {
+  /** SHA-256 of a browser session cookie -> BrowserSessionRecord (the pages; expires). */
+  browserSession: (hash: string): Deno.KvKey => ["browsersessionhash_session", hash],
+  /** Request ID -> PendingAuthorizationRecord: waiting for sign-in and consent (expires). */
+  pendingAuthorization: (requestId: string): Deno.KvKey => [
+    "oauthrequestid_pendingauthorization",
+    requestId,
+  ],
   /**
    * userId -> CrossSigningResetApproval: the user approved replacing their cross-signing keys
    * in the account page (`m.oauth` UIA); single use, expires after 10 minutes.
@@ -1108,5 +1117,16 @@ export const oauthKeys = {
   crossSigningResetApproval: (userId: string): Deno.KvKey => [
     "userid_crosssigningresetapproval",
     userId,
+  ],
+  /**
+   * SHA-256 of an upstream sign-in's `state` -> UpstreamFlowRecord: nonce, PKCE verifier, the
+   * local path to go to and the browser binding (single use, expires after 10 minutes).
+   */
+  upstreamFlow: (stateHash: string): Deno.KvKey => ["upstreamstate_flow", stateHash],
+  /** (issuer, subject) -> UpstreamLinkRecord: the local user a provider's subject signs in as. */
+  upstreamLink: (issuer: string, subject: string): Deno.KvKey => [
+    "upstreamsubject_userid",
+    issuer,
+    subject,
   ],
 };
