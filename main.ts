@@ -97,6 +97,8 @@ import { KvSearchIndex } from "./kv/search_index.ts";
 import { SpaceService } from "./domain/spaces/space_service.ts";
 import { OpenIdTokenService } from "./domain/accounts/openid_tokens.ts";
 import { KvOpenIdTokenStore } from "./kv/openid_token_store.ts";
+import { OAuthClientRegistry } from "./domain/oauth/client_registry.ts";
+import { KvOAuthClientStore } from "./kv/oauth_client_store.ts";
 import { KvCrossSigningResetApprovalStore } from "./kv/cross_signing_reset_approval_store.ts";
 import { CrossSigningResetApprovals } from "./domain/oauth/cross_signing_reset.ts";
 import { RoomEventService } from "./domain/room_events/room_event_service.ts";
@@ -645,6 +647,8 @@ export async function assembleServer(
       new KvCrossSigningResetApprovalStore(kv, options.now),
       options.now,
     ),
+    // Registered OAuth clients: written once, read from KV on every use (no cache to go stale).
+    oauthClients: new OAuthClientRegistry(new KvOAuthClientStore(kv), options.now),
     openIdTokens: new OpenIdTokenService({
       store: new KvOpenIdTokenStore(kv, options.now),
       serverName: config.serverName,

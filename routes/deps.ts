@@ -54,6 +54,7 @@ import type { TransactionReceiver } from "../domain/federation/inbound_transacti
 import type { RemoteJoiner } from "../domain/federation/remote_join.ts";
 import type { RemoteQueries } from "../domain/federation/remote_queries.ts";
 import type { KeyNotary } from "../domain/federation/key_notary.ts";
+import type { OAuthClientRegistry } from "../domain/oauth/client_registry.ts";
 import type { CrossSigningResetApprovals } from "../domain/oauth/cross_signing_reset.ts";
 
 /** What every route module may depend on. Areas add their services here. */
@@ -207,6 +208,11 @@ export interface AppDeps {
   remoteJoiner: RemoteJoiner;
   /** Another server's public room list (and its users' profiles), asked over federation. */
   remoteQueries: RemoteQueries;
+  /**
+   * OAuth 2.0 clients registered through RFC 7591 (`register`), and their look-up by client ID
+   * (`get`) for the authorization, token and revocation endpoints and the pages.
+   */
+  oauthClients: OAuthClientRegistry;
   /**
    * Cross-signing resets the user approved in the account page, which the `m.oauth` UIA stage
    * of `/keys/device_signing/upload` takes (OAuth sessions have no password to prove).
