@@ -5,7 +5,9 @@
  * (`?action=org.matrix.cross_signing_reset`). The approval is kept in KV for 10 minutes and
  * the `m.oauth` user-interactive auth stage takes it, once.
  */
+import type { Config } from "../config.ts";
 import { MatrixError } from "../errors.ts";
+import { OAUTH_PAGES, oauthUrl } from "./oauth_paths.ts";
 import type { UiaStageHandler } from "../accounts/user_interactive_auth.ts";
 import type {
   CrossSigningResetApproval,
@@ -20,6 +22,11 @@ export const OAUTH_UIA_STAGE = "m.oauth";
 
 /** The account page action that approves a reset (MSC4191). */
 export const CROSS_SIGNING_RESET_ACTION = "org.matrix.cross_signing_reset";
+
+/** Where the user approves a reset: the `m.oauth` stage's `params.url` (absolute, http(s)). */
+export function crossSigningResetUrl(config: Config): string {
+  return `${oauthUrl(config, OAUTH_PAGES.account)}?action=${CROSS_SIGNING_RESET_ACTION}`;
+}
 
 /** Approvals of cross-signing resets, one per user, single use. */
 export class CrossSigningResetApprovals {

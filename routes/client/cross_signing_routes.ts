@@ -8,6 +8,11 @@ import { z } from "zod";
 import { invalidParam } from "../../domain/errors.ts";
 import { isValidDeviceId, isValidUserId } from "../../domain/protocol/identifiers.ts";
 import { passwordStage } from "../../domain/accounts/uia_stages.ts";
+import {
+  crossSigningResetUrl,
+  OAUTH_UIA_STAGE,
+  oauthApprovalStage,
+} from "../../domain/oauth/cross_signing_reset.ts";
 import { boundedKeyQueryTimeout } from "../../domain/e2ee/key_query.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
@@ -49,7 +54,8 @@ export function crossSigningArea(deps: AppDeps): ClientArea {
 
   v3.post("/keys/device_signing/upload", session, rateLimited(deps, "user_write"), async (c) => {
     const body = await readJsonBody(c, deviceSigningBody);
-    const { userId } = c.get("session");
+    const session = c.get("session");
+    const { userId } = session;
     await crossSigning.uploadSigningKeys(
       userId,
       {
@@ -58,6 +64,22 @@ export function crossSigningArea(deps: AppDeps): ClientArea {
         user_signing: body.user_signing_key ?? undefined,
       },
       async () => {
+        // An OAuth session has no password to prove: the user approves the reset in the
+        // account page instead (spec v1.17 `m.oauth`), while OAuth is served.
+        if (session.oauth && deps.config.oauth.enabled) {
+          const url = crossSigningResetUrl(deps.config);
+          await uia.authenticate({
+            action: "device_signing_upload",
+            userId,
+            auth: withOAuthStage(body.auth),
+            flows: [{ stages: [OAUTH_UIA_STAGE] }],
+            params: { [OAUTH_UIA_STAGE]: { url } },
+            stages: {
+              [OAUTH_UIA_STAGE]: oauthApprovalStage(deps.crossSigningResetApprovals, userId, url),
+            },
+          });
+          return;
+        }
         await uia.authenticate({
           action: "device_signing_upload",
           userId,
@@ -91,4 +113,16 @@ export function crossSigningArea(deps: AppDeps): ClientArea {
   });
 
   return { v3: v3 as unknown as Hono };
+}
+
+/**
+ * The spec has the client retry with `{type: "m.oauth", session}`; a retry carrying only the
+ * session (as for the fallback stages) means the same, so it is read as that stage.
+ */
+function withOAuthStage(auth: unknown): unknown {
+  if (typeof auth !== "object" || auth === null || Array.isArray(auth)) return auth;
+  const dict = auth as Record<string, unknown>;
+  return dict.type === undefined && dict.session !== undefined
+    ? { ...dict, type: OAUTH_UIA_STAGE }
+    : auth;
 }
