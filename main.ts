@@ -101,6 +101,12 @@ import { OAuthClientRegistry } from "./domain/oauth/client_registry.ts";
 import { KvOAuthClientStore } from "./kv/oauth_client_store.ts";
 import { KvCrossSigningResetApprovalStore } from "./kv/cross_signing_reset_approval_store.ts";
 import { CrossSigningResetApprovals } from "./domain/oauth/cross_signing_reset.ts";
+import { BrowserSessions } from "./domain/oauth/browser_sessions.ts";
+import { PendingAuthorizations } from "./domain/oauth/pending_authorizations.ts";
+import {
+  KvBrowserSessionStore,
+  KvPendingAuthorizationStore,
+} from "./kv/browser_session_store.ts";
 import { RoomEventService } from "./domain/room_events/room_event_service.ts";
 import { ReadPipeline, type ReadPipelineDeps } from "./domain/room_events/read_pipeline.ts";
 import { KvRelationReader } from "./kv/relation_reads.ts";
@@ -645,6 +651,21 @@ export async function assembleServer(
     // process may serve the page and another the retried upload.
     crossSigningResetApprovals: new CrossSigningResetApprovals(
       new KvCrossSigningResetApprovalStore(kv, options.now),
+      options.now,
+    ),
+    // The pages' browser sessions and parked authorization requests live in KV: the
+    // authorization endpoint, the login page and the consent page may be served by three
+    // processes.
+    browserSessions: new BrowserSessions({
+      store: new KvBrowserSessionStore(kv, options.now),
+      accountActive: async (userId) => {
+        const account = await accountStore.getAccount(userId);
+        return account !== null && !account.deactivated;
+      },
+      now: options.now,
+    }),
+    pendingAuthorizations: new PendingAuthorizations(
+      new KvPendingAuthorizationStore(kv, options.now),
       options.now,
     ),
     // Registered OAuth clients: written once, read from KV on every use (no cache to go stale).

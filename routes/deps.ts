@@ -56,6 +56,8 @@ import type { RemoteQueries } from "../domain/federation/remote_queries.ts";
 import type { KeyNotary } from "../domain/federation/key_notary.ts";
 import type { OAuthClientRegistry } from "../domain/oauth/client_registry.ts";
 import type { CrossSigningResetApprovals } from "../domain/oauth/cross_signing_reset.ts";
+import type { BrowserSessions } from "../domain/oauth/browser_sessions.ts";
+import type { PendingAuthorizations } from "../domain/oauth/pending_authorizations.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -218,4 +220,11 @@ export interface AppDeps {
    * of `/keys/device_signing/upload` takes (OAuth sessions have no password to prove).
    */
   crossSigningResetApprovals: CrossSigningResetApprovals;
+  /**
+   * Browser sessions of the sign-in, consent and account pages (use through
+   * routes/oauth/browser_session.ts: `currentBrowserUser`, `signInBrowser`, `checkCsrf`).
+   */
+  browserSessions: BrowserSessions;
+  /** Authorization requests waiting for sign-in and consent (authorization endpoint -> consent). */
+  pendingAuthorizations: PendingAuthorizations;
 }
