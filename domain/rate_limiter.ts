@@ -13,6 +13,7 @@ export type RateLimitedAction =
   | "login"
   | "register"
   | "registration_token_validity"
+  | "oauth_client_registration"
   | "create_room"
   | "send"
   | "join"
@@ -54,6 +55,9 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     register: { burst: 10, perSecond: 0.2 },
     // Each check is a guess at the registration token (Synapse's rc_registration_token_validity).
     registration_token_validity: { burst: 5, perSecond: 0.1 },
+    // OAuth dynamic client registration (per address): anyone may register, and each client is
+    // kept for good, so a flood is storage; a real client registers once per sign-in.
+    oauth_client_registration: { burst: 20, perSecond: 0.1 },
     create_room: { burst: 50, perSecond: 2 },
     send: { burst: 100, perSecond: 20 },
     join: { burst: 50, perSecond: 5 },
