@@ -99,6 +99,9 @@ import { OpenIdTokenService } from "./domain/accounts/openid_tokens.ts";
 import { KvOpenIdTokenStore } from "./kv/openid_token_store.ts";
 import { OAuthClientRegistry } from "./domain/oauth/client_registry.ts";
 import { KvOAuthClientStore } from "./kv/oauth_client_store.ts";
+import { type ClientLookup, OAuthGrants } from "./domain/oauth/oauth_grants.ts";
+import { IdTokenSigner } from "./domain/oauth/id_tokens.ts";
+import { KvOAuthGrantStore } from "./kv/oauth_grant_store.ts";
 import { KvCrossSigningResetApprovalStore } from "./kv/cross_signing_reset_approval_store.ts";
 import { CrossSigningResetApprovals } from "./domain/oauth/cross_signing_reset.ts";
 import { BrowserSessions } from "./domain/oauth/browser_sessions.ts";
@@ -202,6 +205,25 @@ export interface AssembledServer {
 }
 
 /** Wire storage, protocol services and routes together over an open KV database. */
+/** The OAuth grants over KV: one store for codes and device grants, and the signing key. */
+function assembleOAuthGrants(
+  kv: Deno.Kv,
+  config: Config,
+  accounts: AccountService,
+  now: (() => number) | undefined,
+  clients: ClientLookup,
+): OAuthGrants {
+  const store = new KvOAuthGrantStore(kv, now);
+  return new OAuthGrants({
+    store,
+    accounts,
+    clients,
+    idTokens: new IdTokenSigner(store, config, now),
+    config,
+    now,
+  });
+}
+
 export async function assembleServer(
   config: Config,
   kv: Deno.Kv,
@@ -670,6 +692,10 @@ export async function assembleServer(
     ),
     // Registered OAuth clients: written once, read from KV on every use (no cache to go stale).
     oauthClients: new OAuthClientRegistry(new KvOAuthClientStore(kv), options.now),
+    // Codes, device authorizations and the ID-token key live in KV; sessions are devices.
+    oauthGrants: assembleOAuthGrants(kv, config, accounts, options.now, {
+      get: (clientId) => deps.oauthClients.get(clientId),
+    }),
     openIdTokens: new OpenIdTokenService({
       store: new KvOpenIdTokenStore(kv, options.now),
       serverName: config.serverName,

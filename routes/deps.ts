@@ -55,6 +55,7 @@ import type { RemoteJoiner } from "../domain/federation/remote_join.ts";
 import type { RemoteQueries } from "../domain/federation/remote_queries.ts";
 import type { KeyNotary } from "../domain/federation/key_notary.ts";
 import type { OAuthClientRegistry } from "../domain/oauth/client_registry.ts";
+import type { OAuthGrants } from "../domain/oauth/oauth_grants.ts";
 import type { CrossSigningResetApprovals } from "../domain/oauth/cross_signing_reset.ts";
 import type { BrowserSessions } from "../domain/oauth/browser_sessions.ts";
 import type { PendingAuthorizations } from "../domain/oauth/pending_authorizations.ts";
@@ -215,6 +216,11 @@ export interface AppDeps {
    * (`get`) for the authorization, token and revocation endpoints and the pages.
    */
   oauthClients: OAuthClientRegistry;
+  /**
+   * OAuth grants: `issueCode` (consent), the token endpoint's grants, revocation, the device
+   * grant (`deviceAuthorization`, `approveDevice`, `denyDevice` for the link page) and ID tokens.
+   */
+  oauthGrants: OAuthGrants;
   /**
    * Cross-signing resets the user approved in the account page, which the `m.oauth` UIA stage
    * of `/keys/device_signing/upload` takes (OAuth sessions have no password to prove).
