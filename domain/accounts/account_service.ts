@@ -248,6 +248,14 @@ export class AccountService implements SessionResolver {
     }
   }
 
+  /**
+   * Whether the account has a password to confirm actions with (accounts provisioned through an
+   * upstream provider have none: the account page asks them to sign in again instead).
+   */
+  async hasPassword(userId: string): Promise<boolean> {
+    return (await this.store.getAccount(userId))?.passwordHash !== undefined;
+  }
+
   /** Exchange a refresh token for new tokens; the old pair stops working. */
   async refresh(refreshToken: string): Promise<IssuedSession> {
     const oldHash = tokenHash(refreshToken);
