@@ -106,6 +106,10 @@ import { KvCrossSigningResetApprovalStore } from "./kv/cross_signing_reset_appro
 import { CrossSigningResetApprovals } from "./domain/oauth/cross_signing_reset.ts";
 import { BrowserSessions } from "./domain/oauth/browser_sessions.ts";
 import { PendingAuthorizations } from "./domain/oauth/pending_authorizations.ts";
+import { UpstreamSignIn } from "./domain/oauth/upstream_sign_in.ts";
+import { oauthUrl, UPSTREAM_PATHS } from "./domain/oauth/oauth_paths.ts";
+import { KvUpstreamSignInStore } from "./kv/upstream_sign_in_store.ts";
+import { UpstreamOidcClient } from "./outbound/upstream_oidc_client.ts";
 import {
   KvBrowserSessionStore,
   KvPendingAuthorizationStore,
@@ -222,6 +226,45 @@ function assembleOAuthGrants(
     config,
     now,
   });
+}
+
+/**
+ * Upstream OpenID Connect sign-in when a provider is configured: oauth4webapi behind the
+ * address guard, flows and links in KV, accounts created without a password or device.
+ */
+function assembleUpstreamSignIn(
+  kv: Deno.Kv,
+  config: Config,
+  accounts: AccountService,
+  accountStore: KvAccountStore,
+  profiles: { initialiseProfile(userId: string, displayName?: string): Promise<void> },
+  now: (() => number) | undefined,
+): { upstreamSignIn?: UpstreamSignIn } {
+  const provider = config.upstreamOidc;
+  if (provider === undefined) return {};
+  const upstreamSignIn = new UpstreamSignIn({
+    provider: new UpstreamOidcClient(provider, { now }),
+    store: new KvUpstreamSignInStore(kv, now),
+    accounts: {
+      serverName: config.serverName,
+      status: async (userId) => {
+        const account = await accountStore.getAccount(userId);
+        return account === null ? "absent" : account.deactivated ? "deactivated" : "active";
+      },
+      create: async (localpart) =>
+        (await accounts.register({ localpart, inhibitLogin: true })).userId,
+      initialiseProfile: (userId, displayName) => profiles.initialiseProfile(userId, displayName),
+      discard: (userId) => accounts.deactivate(userId),
+    },
+    options: {
+      providerId: provider.id,
+      localpartClaim: provider.localpartClaim,
+      displayNameClaim: provider.displayNameClaim,
+      callbackUrl: oauthUrl(config, UPSTREAM_PATHS.callback(provider.id)),
+    },
+    now,
+  });
+  return { upstreamSignIn };
 }
 
 export async function assembleServer(
@@ -690,6 +733,8 @@ export async function assembleServer(
       new KvPendingAuthorizationStore(kv, options.now),
       options.now,
     ),
+    // Sign-in with an upstream OpenID Connect provider, when TESSERA_OIDC_ISSUER is set.
+    ...assembleUpstreamSignIn(kv, config, accounts, accountStore, userData.profiles, options.now),
     // Registered OAuth clients: written once, read from KV on every use (no cache to go stale).
     oauthClients: new OAuthClientRegistry(new KvOAuthClientStore(kv), options.now),
     // Codes, device authorizations and the ID-token key live in KV; sessions are devices.

@@ -59,6 +59,7 @@ import type { OAuthGrants } from "../domain/oauth/oauth_grants.ts";
 import type { CrossSigningResetApprovals } from "../domain/oauth/cross_signing_reset.ts";
 import type { BrowserSessions } from "../domain/oauth/browser_sessions.ts";
 import type { PendingAuthorizations } from "../domain/oauth/pending_authorizations.ts";
+import type { UpstreamSignIn } from "../domain/oauth/upstream_sign_in.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -233,4 +234,9 @@ export interface AppDeps {
   browserSessions: BrowserSessions;
   /** Authorization requests waiting for sign-in and consent (authorization endpoint -> consent). */
   pendingAuthorizations: PendingAuthorizations;
+  /**
+   * Sign-in with the upstream OpenID Connect provider (`TESSERA_OIDC_*`), absent when none is
+   * configured: flows and subject links in KV, new users provisioned from the claims.
+   */
+  upstreamSignIn?: UpstreamSignIn;
 }

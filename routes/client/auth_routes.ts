@@ -69,7 +69,27 @@ const loginBody = z.object({
  */
 const UNKNOWN_THREEPID_USER = "unknown threepid";
 
-const LOGIN_FLOWS = [{ type: "m.login.password" }, { type: "m.login.token" }];
+/**
+ * The login flows the configuration really offers: `m.login.password` unless password login is
+ * off; `m.login.token` (from `/login/get_token` and the SSO flow); `m.login.sso` when a browser
+ * can sign in (the OAuth pages, or an upstream provider), naming the provider, and with
+ * `oauth_aware_preferred` (spec 1.18) when the OAuth API is on, so OAuth-aware clients use it.
+ */
+export function loginFlows(config: AppDeps["config"]): Record<string, unknown>[] {
+  const flows: Record<string, unknown>[] = [];
+  if (config.oauth.passwordLogin) flows.push({ type: "m.login.password" });
+  flows.push({ type: "m.login.token" });
+  if (config.oauth.enabled || config.upstreamOidc !== undefined) {
+    flows.push({
+      type: "m.login.sso",
+      ...(config.upstreamOidc !== undefined
+        ? { identity_providers: [{ id: config.upstreamOidc.id, name: config.upstreamOidc.name }] }
+        : {}),
+      ...(config.oauth.enabled ? { oauth_aware_preferred: true } : {}),
+    });
+  }
+  return flows;
+}
 
 /** The client's view of a new session, in the spec's snake_case. */
 function sessionBody(issued: IssuedSession, serverName: string): Record<string, unknown> {
@@ -174,7 +194,8 @@ export function authArea(deps: AppDeps): ClientArea {
     },
   );
 
-  v3.get("/login", (c) => c.json({ flows: LOGIN_FLOWS }));
+  const flows = loginFlows(deps.config);
+  v3.get("/login", (c) => c.json({ flows }));
 
   v3.post("/login", rateLimited(deps, "login"), async (c) => {
     const body = await readJsonBody(c, loginBody);
@@ -184,6 +205,11 @@ export function authArea(deps: AppDeps): ClientArea {
       refreshToken: body.refresh_token,
     };
     let issued: IssuedSession;
+    if (body.type === "m.login.password" && !deps.config.oauth.passwordLogin) {
+      // Not offered (TESSERA_PASSWORD_LOGIN=off): the spec's answer for a login type the
+      // server does not support, and no password is checked.
+      throw new MatrixError("M_UNKNOWN", 400, "Password login is disabled on this server");
+    }
     if (body.type === "m.login.password") {
       // An email address (or phone number) on an account names its owner.
       const threepid = thirdPartyLoginIdentifier(body as Record<string, unknown>);

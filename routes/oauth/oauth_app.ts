@@ -7,14 +7,19 @@
 import { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
 import { authMetadataApp, clientRegistrationApp } from "./client_registration_routes.ts";
+import { tokenApp } from "./token_routes.ts";
+import { upstreamApp } from "./upstream_routes.ts";
 
 /** Every OAuth route; `buildApp` mounts it at the root. */
 export function oauthApp(deps: AppDeps): Hono {
   const app = new Hono();
   // Before the early return: with OAuth off, auth_metadata must answer 404 M_UNRECOGNIZED.
   app.route("/", authMetadataApp(deps));
+  // Upstream sign-in and the legacy SSO flow work with the OAuth API off too.
+  app.route("/", upstreamApp(deps));
   if (!deps.config.oauth.enabled) return app;
   app.route("/", clientRegistrationApp(deps));
+  app.route("/", tokenApp(deps));
   // Each part mounts its sub-app here: app.route("/", partApp(deps));
   return app;
 }

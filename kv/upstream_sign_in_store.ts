@@ -1,0 +1,48 @@
+/**
+ * Upstream sign-in in KV: flows (`upstreamstate_flow`, written with `expireIn` and checked on
+ * read, taken with a read and a delete in one commit so a state works once across every
+ * process) and links (`upstreamsubject_userid`, created only if absent).
+ */
+import type {
+  UpstreamFlowRecord,
+  UpstreamLinkRecord,
+  UpstreamSignInStore,
+} from "../domain/ports/upstream_sign_in_store.ts";
+import { oauthKeys } from "./schema.ts";
+
+/** The KV implementation of UpstreamSignInStore. */
+export class KvUpstreamSignInStore implements UpstreamSignInStore {
+  /** Over an open KV database; `now` is the clock expiries are measured against. */
+  constructor(private readonly kv: Deno.Kv, private readonly now: () => number = Date.now) {}
+
+  /** See UpstreamSignInStore.putFlow. */
+  async putFlow(stateHash: string, record: UpstreamFlowRecord): Promise<void> {
+    const expireIn = Math.max(1, record.expiresAt - this.now());
+    await this.kv.set(oauthKeys.upstreamFlow(stateHash), record, { expireIn });
+  }
+
+  /** See UpstreamSignInStore.takeFlow. */
+  async takeFlow(stateHash: string): Promise<UpstreamFlowRecord | null> {
+    const key = oauthKeys.upstreamFlow(stateHash);
+    // Two callbacks with one state race here: only the commit that still sees the record wins.
+    while (true) {
+      const entry = await this.kv.get<UpstreamFlowRecord>(key);
+      if (entry.value === null) return null;
+      const result = await this.kv.atomic().check(entry).delete(key).commit();
+      if (result.ok) return entry.value;
+    }
+  }
+
+  /** See UpstreamSignInStore.getLink. */
+  async getLink(issuer: string, subject: string): Promise<UpstreamLinkRecord | null> {
+    return (await this.kv.get<UpstreamLinkRecord>(oauthKeys.upstreamLink(issuer, subject))).value;
+  }
+
+  /** See UpstreamSignInStore.createLink. */
+  async createLink(record: UpstreamLinkRecord): Promise<boolean> {
+    const key = oauthKeys.upstreamLink(record.issuer, record.subject);
+    const result = await this.kv.atomic().check({ key, versionstamp: null }).set(key, record)
+      .commit();
+    return result.ok;
+  }
+}

@@ -1,0 +1,257 @@
+/**
+ * Upstream OpenID Connect sign-in and the legacy `m.login.sso` flow (spec: "Client login via
+ * SSO"). Served whether or not the OAuth API is on (oauth_app.ts mounts them before its early
+ * return):
+ * - `UPSTREAM_PATHS.start(id)?next=`: to the provider, the flow bound to this browser by the
+ *   `tessera_upstream` cookie; `UPSTREAM_PATHS.callback(id)`: checks, signs the browser in
+ *   (browser_session.ts) and goes on to `next`, a local path.
+ * - `GET /login/sso/redirect[/{idpId}]?redirectUrl=`: a signed-in browser is asked to confirm
+ *   (the page names the redirect host: a link from someone else must not hand them a login
+ *   token silently); otherwise it signs in first (the provider for `{idpId}`, else the sign-in
+ *   page when the OAuth pages are on, else the one provider) and comes back here.
+ * - `POST /login/sso/redirect` (the confirmation form, CSRF-checked): redirects to
+ *   `redirectUrl` with a single-use `loginToken` for `m.login.token`.
+ */
+import { type Context, Hono } from "hono";
+import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import { html } from "hono/html";
+import { OAUTH_PAGES, oauthIssuer, UPSTREAM_PATHS } from "../../domain/oauth/oauth_paths.ts";
+import {
+  UPSTREAM_FLOW_LIFETIME_MS,
+  UpstreamSignInError,
+} from "../../domain/oauth/upstream_sign_in.ts";
+import type { AppDeps } from "../deps.ts";
+import { clientAddress, takeRateLimit } from "../client/rate_limit_middleware.ts";
+import {
+  checkCsrf,
+  csrfField,
+  currentBrowserUser,
+  localPath,
+  readForm,
+  signInBrowser,
+} from "./browser_session.ts";
+import { applyPageHeaders, htmlPage, page, PageError, pageRedirect } from "./html_page.ts";
+
+/** The cookie binding an upstream sign-in to the browser that started it. */
+export const UPSTREAM_BINDING_COOKIE = "tessera_upstream";
+/** The legacy SSO paths, one per client API version that serves them. */
+const SSO_REDIRECT_PATHS = [
+  "/_matrix/client/v3/login/sso/redirect",
+  "/_matrix/client/r0/login/sso/redirect",
+] as const;
+/** Schemes a login token is never sent to: they run code or stay inside the browser. */
+const REFUSED_REDIRECT_SCHEMES = new Set(["javascript:", "data:", "vbscript:", "file:", "blob:"]);
+const MAX_REDIRECT_URL_LENGTH = 2048;
+
+/** The upstream sign-in and legacy SSO routes. */
+export function upstreamApp(deps: AppDeps): Hono {
+  const app = new Hono();
+  const upstream = deps.upstreamSignIn;
+
+  if (upstream !== undefined) {
+    const startPath = UPSTREAM_PATHS.start(upstream.providerId);
+    app.get(
+      startPath,
+      page(async (c) => {
+        await limitByAddress(c, deps);
+        const next = localPath(c.req.query("next")) ??
+          (deps.config.oauth.enabled ? OAUTH_PAGES.account : undefined);
+        if (next === undefined) throw new PageError(400, "Nothing to sign in to.");
+        return await sendToProvider(c, deps, next);
+      }),
+    );
+
+    app.get(
+      UPSTREAM_PATHS.callback(upstream.providerId),
+      page(async (c) => {
+        const params = new URL(c.req.url).searchParams;
+        const binding = getCookie(c, UPSTREAM_BINDING_COOKIE);
+        let completed;
+        try {
+          completed = await upstream.complete(params, binding);
+        } catch (error) {
+          if (error instanceof UpstreamSignInError) {
+            throw new PageError(error.status, error.message, "Sign-in failed");
+          }
+          throw error;
+        }
+        deleteCookie(c, UPSTREAM_BINDING_COOKIE, bindingCookieOptions(deps));
+        await signInBrowser(c, deps, completed.userId);
+        return pageRedirect(c, completed.next);
+      }),
+    );
+  }
+
+  for (const path of SSO_REDIRECT_PATHS) {
+    app.get(
+      `${path}/:idpId`,
+      page(async (c) => {
+        const idpId = c.req.param("idpId");
+        const redirectUrl = checkedRedirectUrl(c.req.query("redirectUrl"));
+        if (upstream === undefined || idpId !== upstream.providerId) {
+          throw new PageError(404, "This server has no identity provider of that name.");
+        }
+        await limitByAddress(c, deps);
+        // The user picked this provider: always through it, then the confirmation below.
+        return await sendToProvider(c, deps, confirmationPath(path, redirectUrl), 302);
+      }),
+    );
+
+    app.get(
+      path,
+      page(async (c) => {
+        const redirectUrl = checkedRedirectUrl(c.req.query("redirectUrl"));
+        const user = await currentBrowserUser(c, deps);
+        if (user !== null) return confirmationPage(c, deps, path, redirectUrl, user);
+        await limitByAddress(c, deps);
+        const back = confirmationPath(path, redirectUrl);
+        if (deps.config.oauth.enabled) {
+          // The sign-in page offers every way in (password, the provider) and comes back here.
+          return redirectWithPageHeaders(
+            c,
+            `${OAUTH_PAGES.login}?${new URLSearchParams({ next: back })}`,
+          );
+        }
+        if (upstream !== undefined) return await sendToProvider(c, deps, back, 302);
+        throw new PageError(404, "This server offers no single sign-on.");
+      }),
+    );
+
+    app.post(
+      path,
+      page(async (c) => {
+        const form = await readForm(c);
+        const user = await currentBrowserUser(c, deps);
+        if (user === null) {
+          throw new PageError(
+            403,
+            "You are no longer signed in. Go back to the app and try again.",
+          );
+        }
+        await checkCsrf(c, form, user, deps);
+        const redirectUrl = checkedRedirectUrl(form.redirectUrl);
+        const { token } = await deps.accounts.createLoginToken(user.userId);
+        return redirectWithPageHeaders(c, withQueryParameter(redirectUrl, "loginToken", token));
+      }),
+    );
+  }
+  return app;
+}
+
+/** Start the provider's flow ending at `next`: the binding cookie, then the redirect. */
+async function sendToProvider(
+  c: Context,
+  deps: AppDeps,
+  next: string,
+  status: 302 | 303 = 303,
+): Promise<Response> {
+  const upstream = deps.upstreamSignIn;
+  if (upstream === undefined) throw new PageError(404, "No identity provider is configured.");
+  let started;
+  try {
+    started = await upstream.begin(next);
+  } catch (error) {
+    if (error instanceof UpstreamSignInError) {
+      throw new PageError(error.status, error.message, "Sign-in failed");
+    }
+    throw error;
+  }
+  setCookie(c, UPSTREAM_BINDING_COOKIE, started.binding, {
+    ...bindingCookieOptions(deps),
+    maxAge: Math.floor(UPSTREAM_FLOW_LIFETIME_MS / 1000),
+  });
+  return status === 303
+    ? pageRedirect(c, started.redirectTo)
+    : redirectWithPageHeaders(c, started.redirectTo);
+}
+
+/**
+ * The binding cookie: HttpOnly, SameSite=Lax (sent on the provider's top-level redirect back),
+ * only under /upstream/, Secure when the issuer is https.
+ */
+function bindingCookieOptions(deps: AppDeps) {
+  return {
+    httpOnly: true,
+    sameSite: "Lax" as const,
+    path: "/upstream/",
+    secure: oauthIssuer(deps.config).startsWith("https:"),
+  };
+}
+
+/** The page asking a signed-in user to confirm sending a login token to `redirectUrl`. */
+function confirmationPage(
+  c: Context,
+  deps: AppDeps,
+  path: string,
+  redirectUrl: string,
+  user: { userId: string; csrfToken: string },
+) {
+  const target = redirectTarget(redirectUrl);
+  return htmlPage(c, {
+    title: `Continue to ${target}?`,
+    body: html`
+      <p>You are signed in as <strong>${user.userId}</strong>.</p>
+      <p>Continuing signs <strong>${target}</strong> in to your account, with access to your
+      messages. Only continue if you started this sign-in from that app.</p>
+      <form method="post" action="${path}">
+        ${csrfField(user.csrfToken)}
+        <input type="hidden" name="redirectUrl" value="${redirectUrl}">
+        <button type="submit">Continue to ${target}</button>
+      </form>
+      ${deps.config.oauth.enabled
+        ? html`<p class="muted">Not you? <a href="${OAUTH_PAGES.logout}">Sign out</a>.</p>`
+        : ""}
+    `,
+  });
+}
+
+/** What the confirmation names: the host of a web address, else the whole scheme and host. */
+function redirectTarget(redirectUrl: string): string {
+  const url = new URL(redirectUrl);
+  if (url.protocol === "http:" || url.protocol === "https:") return url.host;
+  return url.host === "" ? url.protocol : `${url.protocol}//${url.host}`;
+}
+
+/** The local path that shows the confirmation once the browser is signed in. */
+function confirmationPath(path: string, redirectUrl: string): string {
+  return `${path}?${new URLSearchParams({ redirectUrl })}`;
+}
+
+/** `redirectUrl` when it is an absolute URL a login token may be sent to (400 page if not). */
+function checkedRedirectUrl(raw: string | undefined): string {
+  if (raw === undefined || raw.length === 0) {
+    throw new PageError(400, "The app did not say where to return to (redirectUrl is missing).");
+  }
+  if (raw.length > MAX_REDIRECT_URL_LENGTH || !URL.canParse(raw)) {
+    throw new PageError(400, "The app's return address (redirectUrl) is not a valid URL.");
+  }
+  const url = new URL(raw);
+  if (REFUSED_REDIRECT_SCHEMES.has(url.protocol) || url.username !== "" || url.password !== "") {
+    throw new PageError(400, "The app's return address (redirectUrl) is not allowed.");
+  }
+  return raw;
+}
+
+/**
+ * Append a query parameter to a URL as written (before any fragment), without re-encoding the
+ * rest of it: clients compare their own URLs as they wrote them.
+ */
+export function withQueryParameter(url: string, name: string, value: string): string {
+  const hash = url.indexOf("#");
+  const head = hash === -1 ? url : url.slice(0, hash);
+  const fragment = hash === -1 ? "" : url.slice(hash);
+  const separator = !head.includes("?") ? "?" : head.endsWith("?") || head.endsWith("&") ? "" : "&";
+  return `${head}${separator}${encodeURIComponent(name)}=${encodeURIComponent(value)}${fragment}`;
+}
+
+/** A 302 (the spec's status for the SSO redirect) with the pages' security headers. */
+function redirectWithPageHeaders(c: Context, location: string): Response {
+  applyPageHeaders(c);
+  return c.redirect(location, 302);
+}
+
+/** The login rate limit per client address (each start writes a flow to KV). */
+async function limitByAddress(c: Context, deps: AppDeps): Promise<void> {
+  const address = clientAddress(c);
+  if (address !== undefined) await takeRateLimit(deps, c, "login", `addr:${address}`);
+}
