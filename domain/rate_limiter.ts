@@ -14,6 +14,7 @@ export type RateLimitedAction =
   | "register"
   | "registration_token_validity"
   | "oauth_client_registration"
+  | "oauth_token"
   | "create_room"
   | "send"
   | "join"
@@ -37,7 +38,8 @@ export type RateLimitedAction =
   | "key_query"
   | "federation_invite"
   | "federation_key_claim"
-  | "user_write";
+  | "user_write"
+  | "device_code_entry";
 
 /** A token bucket's shape. */
 export interface RateLimitRule {
@@ -58,6 +60,10 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     // OAuth dynamic client registration (per address): anyone may register, and each client is
     // kept for good, so a flood is storage; a real client registers once per sign-in.
     oauth_client_registration: { burst: 20, perSecond: 0.1 },
+    // The token, revocation and device authorization endpoints (per address): codes and tokens
+    // are 32 random bytes, so this is against floods, not guessing; a device grant polls every
+    // 5 s and a session refreshes every 5 minutes.
+    oauth_token: { burst: 50, perSecond: 2 },
     create_room: { burst: 50, perSecond: 2 },
     send: { burst: 100, perSecond: 20 },
     join: { burst: 50, perSecond: 5 },
@@ -106,6 +112,9 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     // Devices, keys, key backups, dehydrated devices: bounded by their own caps, limited here
     // only so no write is free.
     user_write: { burst: 200, perSecond: 20 },
+    // User codes typed on the device link page (RFC 8628 §5.1: they are short, so guesses must
+    // be limited); per signed-in user, and a person types a code or two.
+    device_code_entry: { burst: 10, perSecond: 0.1 },
   });
 
 /** The outcome of taking a token: allowed, or refused with the wait until the next token. */

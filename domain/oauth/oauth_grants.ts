@@ -146,7 +146,7 @@ export class OAuthGrants {
     redirectUri: string;
     codeVerifier: string;
   }): Promise<TokenResponse> {
-    const client = await this.#client(input.clientId);
+    const client = await this.#client(input.clientId, "authorization_code");
     const hash = tokenHash(input.code);
     const now = this.#now();
     const record = await this.#store.takeCode(hash, now + SPENT_CODE_LIFETIME_MS);
@@ -188,7 +188,7 @@ export class OAuthGrants {
    * token presented again ends the whole session (its newest tokens die with the device).
    */
   async refresh(input: { refreshToken: string; clientId: string }): Promise<TokenResponse> {
-    const client = await this.#client(input.clientId);
+    const client = await this.#client(input.clientId, "refresh_token");
     const result = await this.#accounts.oauthSessions.rotate(input.refreshToken, client.clientId);
     if (result.outcome === "reused") {
       throw invalidGrant("The refresh token was already used: the session has been ended");
@@ -220,13 +220,7 @@ export class OAuthGrants {
   async startDeviceAuthorization(
     input: { clientId: string; scope: string },
   ): Promise<DeviceAuthorizationResponse> {
-    const client = await this.#client(input.clientId);
-    if (!client.grantTypes.includes(DEVICE_CODE_GRANT_TYPE)) {
-      throw new OAuthError(
-        "unauthorized_client",
-        "The client did not register the device_code grant type",
-      );
-    }
+    const client = await this.#client(input.clientId, DEVICE_CODE_GRANT_TYPE);
     const scope = withDevice(parseScope(input.scope));
     const now = this.#now();
     const expiresAt = now + DEVICE_GRANT_LIFETIME_MS;
@@ -265,7 +259,7 @@ export class OAuthGrants {
    * or another client's); once approved, the tokens are issued exactly once.
    */
   async pollDeviceCode(input: { deviceCode: string; clientId: string }): Promise<TokenResponse> {
-    const client = await this.#client(input.clientId);
+    const client = await this.#client(input.clientId, DEVICE_CODE_GRANT_TYPE);
     const hash = tokenHash(input.deviceCode);
     const now = this.#now();
     // Set inside the commit's update (which may run more than once); read after it.
@@ -371,9 +365,21 @@ export class OAuthGrants {
     return decided;
   }
 
-  async #client(clientId: string): Promise<OAuthClient> {
+  /** The public keys of the ID tokens (`jwks_uri`). */
+  jwks(): ReturnType<IdTokenSigner["jwks"]> {
+    return this.#idTokens.jwks();
+  }
+
+  /** The client, which must exist and, with `grantType`, have registered that grant type. */
+  async #client(clientId: string, grantType?: string): Promise<OAuthClient> {
     const client = clientId === "" ? null : await this.#clients.get(clientId);
     if (!client) throw new OAuthError("invalid_client", "Unknown client_id", 401);
+    if (grantType !== undefined && !client.grantTypes.includes(grantType)) {
+      throw new OAuthError(
+        "unauthorized_client",
+        `The client did not register the ${grantType} grant type`,
+      );
+    }
     return client;
   }
 
