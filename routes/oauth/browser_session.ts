@@ -205,3 +205,8 @@ export function localPath(next: string | undefined | null): string | undefined {
   if (url.origin !== base) return undefined;
   return url.pathname + url.search;
 }
+
+/** `path` with `?next=` (URL-encoded) for a page that sends the browser on afterwards. */
+export function withNext(path: string, next: string): string {
+  return `${path}?next=${encodeURIComponent(next)}`;
+}

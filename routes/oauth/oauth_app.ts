@@ -8,6 +8,7 @@ import { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
 import { authMetadataApp, clientRegistrationApp } from "./client_registration_routes.ts";
 import { tokenApp } from "./token_routes.ts";
+import { signInApp } from "./sign_in_app.ts";
 import { upstreamApp } from "./upstream_routes.ts";
 
 /** Every OAuth route; `buildApp` mounts it at the root. */
@@ -20,6 +21,7 @@ export function oauthApp(deps: AppDeps): Hono {
   if (!deps.config.oauth.enabled) return app;
   app.route("/", clientRegistrationApp(deps));
   app.route("/", tokenApp(deps));
+  app.route("/", signInApp(deps));
   // Each part mounts its sub-app here: app.route("/", partApp(deps));
   return app;
 }
