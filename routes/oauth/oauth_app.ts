@@ -10,6 +10,7 @@ import { authMetadataApp, clientRegistrationApp } from "./client_registration_ro
 import { tokenApp } from "./token_routes.ts";
 import { signInApp } from "./sign_in_app.ts";
 import { upstreamApp } from "./upstream_routes.ts";
+import { accountPagesApp } from "./account_pages.ts";
 
 /** Every OAuth route; `buildApp` mounts it at the root. */
 export function oauthApp(deps: AppDeps): Hono {
@@ -22,6 +23,7 @@ export function oauthApp(deps: AppDeps): Hono {
   app.route("/", clientRegistrationApp(deps));
   app.route("/", tokenApp(deps));
   app.route("/", signInApp(deps));
+  app.route("/", accountPagesApp(deps));
   // Each part mounts its sub-app here: app.route("/", partApp(deps));
   return app;
 }
