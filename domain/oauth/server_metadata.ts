@@ -62,7 +62,8 @@ export function authServerMetadata(config: Config): JsonObject {
     // OpenID Connect Discovery's required fields: ID tokens are ES256, `sub` is the user ID.
     subject_types_supported: ["public"],
     id_token_signing_alg_values_supported: ["ES256"],
-    claims_supported: ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce"],
+    // `name` comes from userinfo (the display name), the rest from the ID token.
+    claims_supported: ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "name"],
     request_parameter_supported: false,
     request_uri_parameter_supported: false,
   };

@@ -95,6 +95,34 @@ Deno.test("the metadata documents agree and carry every field the spec requires"
   }
 });
 
+Deno.test("every endpoint and page the metadata names is served", async () => {
+  const server = await startTestServer({ TESSERA_PUBLIC_BASEURL: BASE });
+  try {
+    const metadata = (await server.request("GET", METADATA_PATHS[0])).body;
+    const served: [field: string, method: string][] = [
+      ["authorization_endpoint", "GET"],
+      ["token_endpoint", "POST"],
+      ["revocation_endpoint", "POST"],
+      ["registration_endpoint", "POST"],
+      ["device_authorization_endpoint", "POST"],
+      ["jwks_uri", "GET"],
+      ["userinfo_endpoint", "GET"],
+      ["account_management_uri", "GET"],
+    ];
+    for (const [field, method] of served) {
+      const path = new URL(metadata[field]).pathname;
+      const res = await server.app.request(path, { method, redirect: "manual" });
+      await res.body?.cancel();
+      // Requests without parameters are refused, but by the endpoint, not as an unknown path.
+      assert.notEqual(res.status, 404, field);
+      assert.notEqual(res.status, 405, field);
+      assert.ok(res.status < 500, `${field}: ${res.status}`);
+    }
+  } finally {
+    server.close();
+  }
+});
+
 Deno.test("prompt=create is offered only when registration is open", async () => {
   const server = await startTestServer({ TESSERA_REGISTRATION: "closed" });
   try {
