@@ -38,6 +38,9 @@ const OTHER_URIS = ["logo_uri", "tos_uri", "policy_uri"] as const;
 /** Fields that may be localized as `<field>#<language tag>` (RFC 7591 §2.2). */
 const LOCALIZABLE = /^(?:client_name|client_uri|logo_uri|tos_uri|policy_uri)#[A-Za-z0-9-]{1,35}$/;
 
+/** C0/C1 controls and the Unicode bidirectional marks, embeddings, overrides and isolates. */
+const BIDI_OR_CONTROL = /[\p{Cc}\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/u;
+
 /** Thrown inside validation and turned into the `ok: false` result. */
 class Refusal {
   constructor(
@@ -112,8 +115,9 @@ function validate(raw: unknown, now: number): Omit<OAuthClient, "clientId"> {
     if (clientName.trim() === "" || clientName.length > MAX_CLIENT_NAME_LENGTH) {
       refuse(`client_name must be 1 to ${MAX_CLIENT_NAME_LENGTH} characters`);
     }
-    // Control characters would make the consent page lie about what follows them.
-    if (/[\p{Cc}\p{Cf}]/u.test(clientName)) refuse("client_name contains control characters");
+    // Control and bidirectional override characters would make the consent page lie about
+    // what follows them (a zero-width joiner in an emoji is fine).
+    if (BIDI_OR_CONTROL.test(clientName)) refuse("client_name contains control characters");
   }
 
   const grantTypes = optionalStringArray(body, "grant_types") ?? ["authorization_code"];

@@ -393,6 +393,15 @@ const METADATA_CASES: MetadataCase[] = [
     body: web({ client_name: "Example\u202egnp.exe" }),
     refused: [META, /control characters/],
   },
+  {
+    name: "a client name with a C1 control",
+    body: web({ client_name: "Example\u009b" }),
+    refused: [META, /control characters/],
+  },
+  {
+    name: "a client name in any script, emoji sequences included",
+    body: web({ client_name: "Пример 例子 👩\u200d💻" }),
+  },
   { name: "an empty client name", body: web({ client_name: " " }), refused: [META, /client_name/] },
   {
     name: "a client name not a string",
