@@ -10,9 +10,25 @@ import Provider from "oidc-provider";
 import { assert, assertEquals } from "../../assert.ts";
 import { FAST_HASHING } from "../client_harness.ts";
 import { startTestServer } from "../test_server.ts";
-import { UPSTREAM_PATHS } from "../../../domain/oauth/oauth_paths.ts";
+import { OAUTH_PAGES, UPSTREAM_PATHS } from "../../../domain/oauth/oauth_paths.ts";
 import { localpartFromClaim } from "../../../domain/oauth/upstream_sign_in.ts";
-import { Browser, type BrowserResponse, forms, formTo } from "./browser_flow.ts";
+import {
+  Browser,
+  type BrowserResponse,
+  forms,
+  formTo,
+  links,
+  passwordSignIn,
+  redirectParams,
+} from "./browser_flow.ts";
+import {
+  authorizePath,
+  createUser,
+  exchangeCode,
+  pkcePair,
+  registerClient,
+  WEB_REDIRECT,
+} from "./oauth_client_fixture.ts";
 
 /** The in-process server's origin as Browser sees it (and its public base URL). */
 const TESSERA = "http://localhost";
@@ -446,6 +462,71 @@ Deno.test({
       await ctx.close();
     }
   },
+});
+
+Deno.test({
+  name: "OAuth authorization through the provider: sign-in page button, consent, code, token",
+  ...TEST_OPTIONS,
+  fn: async () => {
+    const ctx = await setup();
+    try {
+      const clientId = await registerClient(ctx.server);
+      const { verifier, challenge } = pkcePair();
+      const tessera = ctx.tessera();
+      const login = await tessera.follow(await tessera.get(authorizePath(clientId, challenge)));
+      assertEquals(new URL(login.url).pathname, OAUTH_PAGES.login);
+      const button = links(login).find((l) => new URL(l).pathname === UPSTREAM_PATHS.start("oidc"));
+      assert(button !== undefined, "the sign-in page offers the provider");
+      assertStringIncludes(login.text, "Continue with Test Provider");
+      const start = await tessera.get(button);
+      const callback = await throughProvider(ctx.op.issuer, tessera, start, "sub-alice");
+      const consent = await tessera.follow(callback);
+      assert(new URL(consent.url).pathname.startsWith(OAUTH_PAGES.consent), consent.url);
+      assertStringIncludes(consent.text, "@alice:example.org:8448");
+      const allowed = await tessera.submit(formTo(consent, OAUTH_PAGES.consent), {}, "allow");
+      assertEquals(allowed.status, 303);
+      assert(allowed.location!.startsWith(`${WEB_REDIRECT}?`), allowed.location);
+      const code = redirectParams(allowed.location!).get("code")!;
+      const tokens = await exchangeCode(ctx.server, { code, clientId, verifier });
+      assertEquals(tokens.status, 200, JSON.stringify(tokens.body));
+      const whoami = await ctx.server.request("GET", "/_matrix/client/v3/account/whoami", {
+        token: tokens.body.access_token,
+      });
+      assertEquals(whoami.body.user_id, "@alice:example.org:8448");
+    } finally {
+      await ctx.close();
+    }
+  },
+});
+
+Deno.test("legacy SSO through the password sign-in page, without an upstream provider", async () => {
+  const server = await startTestServer({ TESSERA_PUBLIC_BASEURL: TESSERA }, FAST_HASHING);
+  try {
+    await createUser(server, "dana", "pw-dana-123");
+    const browser = new Browser((p, init) => server.app.request(p, init), { origin: TESSERA });
+    const redirectUrl = "element://vector/webapp/";
+    const start = await browser.get(
+      `${SSO_REDIRECT}?redirectUrl=${encodeURIComponent(redirectUrl)}`,
+    );
+    assertEquals(start.status, 302);
+    const next = new URL(start.location!).searchParams.get("next")!;
+    const signedIn = await passwordSignIn(browser, "dana", "pw-dana-123", next);
+    assertEquals(signedIn.status, 303);
+    const confirmation = await browser.follow(signedIn);
+    assertEquals(confirmation.status, 200, confirmation.text);
+    // A private-use scheme is named by its scheme and host.
+    assertStringIncludes(confirmation.text, "element://vector");
+    const done = await browser.submit(formTo(confirmation, SSO_REDIRECT));
+    assertEquals(done.status, 302);
+    const location = done.headers.get("location")!;
+    assert(location.startsWith("element://vector/webapp/?loginToken="), location);
+    const login = await server.request("POST", "/_matrix/client/v3/login", {
+      body: { type: "m.login.token", token: new URL(location).searchParams.get("loginToken") },
+    });
+    assertEquals(login.body.user_id, "@dana:example.org:8448");
+  } finally {
+    server.close();
+  }
 });
 
 Deno.test("GET /login lists only what the configuration offers", async () => {
