@@ -311,6 +311,24 @@ export class KvAccountStore implements AccountStore {
     throw contentionError(`rotating the tokens of device ${deviceId}`);
   }
 
+  /** See AccountStore.deleteOAuthDevice. */
+  async deleteOAuthDevice(
+    userId: string,
+    deviceId: string,
+    oauthSessionId: string,
+  ): Promise<boolean> {
+    const key = keys.device(userId, deviceId);
+    for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
+      const entry = await this.kv.get<DeviceRecord>(key);
+      // OAuth sessions never bind a dehydrated device, so there is no pointer to drop.
+      if (entry.value?.oauthSessionId !== oauthSessionId || entry.value.dehydrated) return false;
+      const op = this.kv.atomic().check(entry).delete(key);
+      this.deleteTokens(op, entry.value);
+      if ((await op.commit()).ok) return true;
+    }
+    throw contentionError(`deleting device ${deviceId}`);
+  }
+
   /** See AccountStore.getSpentRefresh. */
   async getSpentRefresh(hash: string): Promise<SpentRefreshRecord | null> {
     const record = (await this.kv.get<SpentRefreshRecord>(oauthKeys.spentRefresh(hash))).value;

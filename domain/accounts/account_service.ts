@@ -115,7 +115,7 @@ export class AccountService implements SessionResolver {
       deviceRecord: (userId, deviceId, displayName) =>
         this.deviceRecord(userId, deviceId, displayName),
       checkDeviceId,
-      deleteDevices: (userId, deviceIds) => this.deleteDevices(userId, deviceIds),
+      devicesRemoved: (userId, deviceIds) => this.#devicesRemoved(userId, deviceIds),
       deviceAdded: (userId, deviceId) => this.#deviceAdded(userId, deviceId),
     });
   }
@@ -326,6 +326,11 @@ export class AccountService implements SessionResolver {
   /** Delete devices and revoke their tokens at once (in every process), then run the hooks. */
   async deleteDevices(userId: string, deviceIds: string[]): Promise<void> {
     await this.store.deleteDevices(userId, deviceIds);
+    await this.#devicesRemoved(userId, deviceIds);
+  }
+
+  /** Run the device removal hooks (each idempotent; failures logged). */
+  async #devicesRemoved(userId: string, deviceIds: string[]): Promise<void> {
     if (deviceIds.length === 0) return;
     for (const hook of this.devicesRemovedHooks) {
       try {

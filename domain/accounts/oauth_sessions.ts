@@ -58,8 +58,8 @@ export interface OAuthSessionDeps {
   deviceRecord(userId: string, deviceId: string, displayName?: string): DeviceRecord;
   /** Throws M_INVALID_PARAM unless `deviceId` is a valid device ID. */
   checkDeviceId(deviceId: string): string;
-  /** Log devices out (their tokens revoked), with the removal hooks. */
-  deleteDevices(userId: string, deviceIds: string[]): Promise<void>;
+  /** Run the device removal hooks for devices the store deleted. */
+  devicesRemoved(userId: string, deviceIds: string[]): Promise<void>;
   /** Announce a device that was added (device lists). */
   deviceAdded(userId: string, deviceId: string): Promise<void>;
 }
@@ -143,9 +143,13 @@ export class OAuthSessions {
    * since been bound to another session. True when a device was deleted.
    */
   async end(session: OAuthSessionRef): Promise<boolean> {
-    const device = await this.deps.store.getDevice(session.userId, session.deviceId);
-    if (!device || device.oauthSessionId !== session.oauthSessionId) return false;
-    await this.deps.deleteDevices(session.userId, [session.deviceId]);
+    const { userId, deviceId, oauthSessionId } = session;
+    // The session check is inside the delete's commit: a grant rebinding the device ID in
+    // between is never ended by the old session's replayed code or token.
+    if (!(await this.deps.store.deleteOAuthDevice(userId, deviceId, oauthSessionId))) {
+      return false;
+    }
+    await this.deps.devicesRemoved(userId, [deviceId]);
     return true;
   }
 

@@ -216,6 +216,11 @@ export interface AccountStore {
     spent: SpentRefreshRecord,
     tokens: IssuedTokens,
   ): Promise<boolean>;
+  /**
+   * Delete an OAuth session's device with its tokens, only if the device still belongs to
+   * `oauthSessionId` (checked in the delete's commit); true when it was deleted.
+   */
+  deleteOAuthDevice(userId: string, deviceId: string, oauthSessionId: string): Promise<boolean>;
   /** A spent OAuth refresh token's record (null when unknown or past `expiresAt`). */
   getSpentRefresh(hash: string): Promise<SpentRefreshRecord | null>;
 

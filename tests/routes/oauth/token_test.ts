@@ -516,3 +516,27 @@ Deno.test("userinfo: the subject for an OAuth token with openid, refused otherwi
   assertEquals(expired.status, 401);
   await expired.body?.cancel();
 });
+
+Deno.test("reuse of an old session's token spares a later grant that rebound the device ID", async () => {
+  using t = await setup();
+  const { server, user, client } = t;
+  const scope = "urn:matrix:client:api:* urn:matrix:client:device:SAMEDEVICE";
+  const a = await mintCode(server, client, user.userId, { scope });
+  const first = (await exchange(server, client, a.code, a.verifier)).body;
+  const rotated = (await refresh(server, client.clientId, first.refresh_token)).body;
+  assert(typeof rotated.access_token === "string");
+
+  // A new grant for the same device ID: the device now belongs to the new session.
+  const b = await mintCode(server, client, user.userId, { scope });
+  const second = (await exchange(server, client, b.code, b.verifier)).body;
+  assertEquals((await whoami(server, rotated.access_token)).status, 401, "rebinding replaced it");
+
+  // The first session's spent refresh token and its code replayed: the new session stays.
+  assertEquals(
+    (await refresh(server, client.clientId, first.refresh_token)).body.error,
+    "invalid_grant",
+  );
+  assertEquals((await exchange(server, client, a.code, a.verifier)).body.error, "invalid_grant");
+  assertEquals((await whoami(server, second.access_token)).status, 200);
+  assertEquals((await refresh(server, client.clientId, second.refresh_token)).status, 200);
+});
