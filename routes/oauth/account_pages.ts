@@ -36,6 +36,7 @@ import {
   deactivatedBody,
   DONE_NOTICES,
   FORM_ACTIONS,
+  LEGACY_ACCOUNT_ACTIONS,
   profileBody,
   sessionBody,
   sessionDeleteBody,
@@ -125,7 +126,10 @@ export function accountPagesApp(deps: AppDeps): Hono {
         const url = new URL(c.req.url);
         return toLogin(c, localPath(url.pathname + url.search) ?? OAUTH_PAGES.account);
       }
-      const action = c.req.query("action");
+      const asked = c.req.query("action");
+      const action = (asked !== undefined && Object.hasOwn(LEGACY_ACCOUNT_ACTIONS, asked))
+        ? LEGACY_ACCOUNT_ACTIONS[asked]
+        : asked;
       switch (action) {
         case undefined:
         case ACCOUNT_ACTIONS.profile: {

@@ -19,6 +19,16 @@ export const ACCOUNT_ACTIONS = Object.freeze({
   crossSigningReset: "org.matrix.cross_signing_reset",
 });
 
+/**
+ * The names an earlier draft of MSC4191 gave the session actions, which clients released before
+ * spec v1.18 still link to: served as the stable actions (not advertised in the metadata).
+ */
+export const LEGACY_ACCOUNT_ACTIONS: Readonly<Record<string, string>> = Object.freeze({
+  "org.matrix.sessions_list": ACCOUNT_ACTIONS.devicesList,
+  "org.matrix.session_view": ACCOUNT_ACTIONS.deviceView,
+  "org.matrix.session_end": ACCOUNT_ACTIONS.deviceDelete,
+});
+
 /** Form-only actions of the page (not MSC4191's): posted, never linked to. */
 export const FORM_ACTIONS = Object.freeze({
   signOutAll: "sign_out_all",

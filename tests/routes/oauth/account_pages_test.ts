@@ -211,6 +211,20 @@ Deno.test("account pages: device_view and device_delete confirm before signing o
         assertEquals(page.status, 404, `${action} ${id.slice(0, 10)}`);
       }
     }
+    // MSC4191's earlier names of the session actions still work.
+    const second = await oauthSession(server, alice, "LAPTOP");
+    const legacyView = await browser.get(
+      `${ACCOUNT}?action=org.matrix.session_view&device_id=LAPTOP`,
+    );
+    assertEquals(legacyView.status, 200);
+    assert(legacyView.text.includes("LAPTOP"));
+    const legacyEnd = await browser.get(
+      `${ACCOUNT}?action=org.matrix.session_end&device_id=LAPTOP`,
+    );
+    assertEquals(actionForm(legacyEnd, "org.matrix.device_delete").fields.device_id, "LAPTOP");
+    const legacyList = await browser.get(`${ACCOUNT}?action=org.matrix.sessions_list`);
+    assert(forms(legacyList).some((f) => f.fields.action === "sign_out_all"));
+    assertEquals(await whoami(server, second.accessToken), 200);
     const missing = await browser.get(`${ACCOUNT}?action=org.matrix.device_view`);
     assertEquals(missing.status, 404);
     // A post naming a device the user does not have deletes nothing.
@@ -485,6 +499,58 @@ Deno.test("account pages: a cross-signing reset approved here lets the OAuth ses
     const refused = await upload(third);
     const noApproval = await upload(third, { type: "m.oauth", session: refused.body.session });
     assertEquals(noApproval.status, 401);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("account pages: a locked account may only sign out, a suspended one keeps its profile", async () => {
+  const server = await startTestServer(
+    { TESSERA_RATE_LIMITS: "off", TESSERA_ADMINS: "@root:example.org:8448" },
+    FAST_HASHING,
+  );
+  try {
+    const root = "@root:example.org:8448";
+    const alice = await registerUser(server, "alice", "correct horse");
+    await oauthSession(server, alice, "OAUTHDEV");
+    const browser = browserFor(server);
+    const page = await signIn(browser, "alice", "correct horse");
+    const token = csrfToken(page);
+
+    await server.deps.moderation.setSuspended(root, alice.userId, true);
+    const suspended = await browser.post(ACCOUNT, {
+      action: "org.matrix.profile",
+      displayname: "Spam",
+      csrf: token,
+    });
+    assertEquals(suspended.status, 403);
+    const approval = await browser.post(ACCOUNT, {
+      action: "org.matrix.cross_signing_reset",
+      csrf: token,
+    });
+    assertEquals(approval.status, 303);
+
+    await server.deps.moderation.setSuspended(root, alice.userId, false);
+    await server.deps.moderation.setLocked(root, alice.userId, true);
+    for (const action of ["org.matrix.profile", "org.matrix.cross_signing_reset"]) {
+      const locked = await browser.post(ACCOUNT, { action, displayname: "x", csrf: token });
+      assertEquals(locked.status, 403, action);
+    }
+    const deactivate = await browser.post(ACCOUNT, {
+      action: "org.matrix.account_deactivate",
+      password: "correct horse",
+      csrf: token,
+    });
+    assertEquals(deactivate.status, 403);
+    const signOut = await browser.post(ACCOUNT, {
+      action: "org.matrix.device_delete",
+      device_id: "OAUTHDEV",
+      csrf: token,
+    });
+    assertEquals(signOut.status, 303);
+    assertEquals(await server.deps.accounts.getDevice(alice.userId, "OAUTHDEV"), null);
+    const profile = await server.request("GET", `${V3}/profile/${alice.userId}`);
+    assert(profile.body.displayname !== "Spam");
   } finally {
     server.close();
   }
