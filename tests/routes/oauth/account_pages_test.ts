@@ -21,6 +21,7 @@ import { newCrossSigning } from "../../domain/e2ee/cross_signing_fixtures.ts";
 import { OAUTH_PAGES } from "../../../domain/oauth/oauth_paths.ts";
 import { RECENT_SIGN_IN_MS } from "../../../routes/oauth/account_pages.ts";
 import { SESSION_COOKIE } from "../../../routes/oauth/browser_session.ts";
+import { ACCOUNT_MANAGEMENT_ACTIONS } from "../../../domain/oauth/server_metadata.ts";
 
 const V3 = "/_matrix/client/v3";
 const ACCOUNT = OAUTH_PAGES.account;
@@ -551,6 +552,42 @@ Deno.test("account pages: a locked account may only sign out, a suspended one ke
     assertEquals(await server.deps.accounts.getDevice(alice.userId, "OAUTHDEV"), null);
     const profile = await server.request("GET", `${V3}/profile/${alice.userId}`);
     assert(profile.body.displayname !== "Spam");
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("account pages: every action the metadata advertises opens its own page", async () => {
+  const server = await start();
+  try {
+    const alice = await registerUser(server, "alice", "correct horse");
+    const metadata = await server.request("GET", "/_matrix/client/v1/auth_metadata");
+    assertEquals(metadata.body.account_management_actions_supported, [
+      ...ACCOUNT_MANAGEMENT_ACTIONS,
+    ]);
+    const uri = new URL(metadata.body.account_management_uri);
+    assertEquals(uri.pathname, ACCOUNT);
+    const browser = browserFor(server);
+    await signIn(browser, "alice", "correct horse");
+    // The form each action's page offers (the list's per-session forms are device deletes).
+    const expected: Record<string, string> = {
+      "org.matrix.profile": "org.matrix.profile",
+      "org.matrix.devices_list": "sign_out_all",
+      "org.matrix.device_delete": "org.matrix.device_delete",
+      "org.matrix.account_deactivate": "org.matrix.account_deactivate",
+      "org.matrix.cross_signing_reset": "org.matrix.cross_signing_reset",
+    };
+    for (const action of ACCOUNT_MANAGEMENT_ACTIONS) {
+      const query = new URLSearchParams({ action, device_id: alice.deviceId });
+      const page = await browser.get(`${uri.pathname}?${query}`);
+      assertEquals(page.status, 200, action);
+      assertAccessible(page);
+      if (action === "org.matrix.device_view") {
+        assert(links(page).some((l) => l.includes("org.matrix.device_delete")), action);
+      } else {
+        assert(actionForm(page, expected[action]), action);
+      }
+    }
   } finally {
     server.close();
   }
