@@ -62,7 +62,9 @@ export function accountPagesApp(deps: AppDeps): Hono {
     body: PageMarkup,
     options: { title?: string; status?: 200 | 400 | 403 | 404 } = {},
   ) => {
-    const notice = DONE_NOTICES[c.req.query("done") ?? ""];
+    // Own keys only: `?done=constructor` must not reach the prototype.
+    const done = c.req.query("done") ?? "";
+    const notice = Object.hasOwn(DONE_NOTICES, done) ? DONE_NOTICES[done] : undefined;
     return htmlPage(c, {
       title: options.title ?? "Your account",
       status: options.status ?? 200,

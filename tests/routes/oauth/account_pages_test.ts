@@ -359,6 +359,12 @@ Deno.test("account pages: the profile's display name reaches the member events",
     await browser.submit(actionForm(saved, "org.matrix.profile"), { displayname: "" });
     const cleared = await server.request("GET", `${V3}/profile/${alice.userId}`);
     assertEquals(cleared.body.displayname, undefined);
+    // Notices are fixed texts: anything else in `done` shows nothing.
+    for (const done of ["constructor", "__proto__", "toString", "<b>hi</b>"]) {
+      const odd = await browser.get(`${ACCOUNT}?done=${encodeURIComponent(done)}`);
+      assertEquals(odd.status, 200);
+      assert(!odd.text.includes('role="status"'), done);
+    }
     // An action this page does not know shows the main page.
     const unknown = await browser.get(`${ACCOUNT}?action=org.example.nope`);
     assertEquals(unknown.status, 200);
