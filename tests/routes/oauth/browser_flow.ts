@@ -75,7 +75,7 @@ export class Browser {
 
   /**
    * Submit a parsed form: its fields, overridden by `changes`, plus the named button (by its
-   * value or label, e.g. "allow") when given.
+   * value or label, e.g. "allow"), or else the first button as pressing Enter would.
    */
   submit(
     form: ParsedForm,
@@ -83,13 +83,16 @@ export class Browser {
     button?: string,
   ): Promise<BrowserResponse> {
     const fields = { ...form.fields, ...changes };
-    if (button !== undefined) {
-      const chosen = form.buttons.find((b) =>
+    // Without a named button, the first one, as a browser's implicit submission (Enter) does.
+    const chosen = button === undefined
+      ? form.buttons[0]
+      : form.buttons.find((b) =>
         b.value === button || b.label.toLowerCase() === button.toLowerCase()
       );
-      if (!chosen) throw new Error(`no button ${button} in form to ${form.action}`);
-      if (chosen.name) fields[chosen.name] = chosen.value;
+    if (button !== undefined && !chosen) {
+      throw new Error(`no button ${button} in form to ${form.action}`);
     }
+    if (chosen?.name) fields[chosen.name] = chosen.value;
     if (form.method === "get") {
       const url = new URL(form.action);
       for (const [k, v] of Object.entries(fields)) url.searchParams.set(k, v);
