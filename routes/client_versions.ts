@@ -4,9 +4,11 @@ import { Hono } from "hono";
 /**
  * Spec versions advertised to clients. The modules a chat client needs work end to end
  * (accounts, rooms, events, sync, profiles, account data, typing, receipts, presence, push
- * rules, filters, capabilities); the README lists what is still missing. We stop at v1.12
- * because newer versions switch clients to behaviour we do not serve yet: OAuth discovery (v1.15) and `use_state_after`
- * sync (v1.16).
+ * rules, filters, capabilities); the README lists what is still missing. v1.13 and v1.14
+ * (reporting rooms and users, M_USER_SUSPENDED, ACLs on EDUs) and v1.15 (the OAuth 2.0 API,
+ * stable room summaries, rich topics) are served; with `TESSERA_OAUTH=off` auth_metadata
+ * answers 404 M_UNRECOGNIZED, which is v1.15's own way of saying the OAuth API is not offered.
+ * We stop at v1.15 because v1.16 switches clients to `use_state_after` sync, not served yet.
  */
 export const ADVERTISED_SPEC_VERSIONS: readonly string[] = [
   "r0.0.1",
@@ -29,6 +31,9 @@ export const ADVERTISED_SPEC_VERSIONS: readonly string[] = [
   "v1.10",
   "v1.11",
   "v1.12",
+  "v1.13",
+  "v1.14",
+  "v1.15",
 ];
 
 /**

@@ -20,13 +20,10 @@ interface SpecEndpoint {
 const OWNED_ELSEWHERE: Record<string, string> = {
   "Content repository": "media (its own issue)",
   "Application service client-server extensions": "application services (not yet supported)",
-  "SSO client login/authentication": "OAuth and SSO (their own issue)",
 };
 
 /** Single endpoints of otherwise covered modules that belong to other open work. */
-const ENDPOINTS_OWNED_ELSEWHERE: Record<string, string> = {
-  "GET /_matrix/client/v1/auth_metadata": "OAuth 2.0 server metadata (the OAuth issue)",
-};
+const ENDPOINTS_OWNED_ELSEWHERE: Record<string, string> = {};
 
 async function specEndpoints(): Promise<SpecEndpoint[]> {
   const url = new URL("../../../shared/spec/spec-endpoints.json", import.meta.url);

@@ -1,9 +1,10 @@
 /**
  * What the server says it offers matches what works: with password login off,
  * `m.change_password` says false and `POST /account/password` refuses (no sign-in would take
- * the password), and with it on both work as before.
+ * the password), and with it on both work as before; `/versions` lists v1.15 (the OAuth API,
+ * or with it off auth_metadata's 404 M_UNRECOGNIZED) and nothing later.
  */
-import { assertEquals } from "../../assert.ts";
+import { assert, assertEquals } from "../../assert.ts";
 import { FAST_HASHING, passwordAuth, registerUser } from "../client_harness.ts";
 import { startTestServer } from "../test_server.ts";
 
@@ -58,5 +59,27 @@ Deno.test("password login off: m.change_password is false and a password change 
     assertEquals(whoami.status, 200);
   } finally {
     server.close();
+  }
+});
+
+Deno.test("v1.15 is advertised with the OAuth API on, and off (auth_metadata then says M_UNRECOGNIZED)", async () => {
+  for (const oauth of ["on", "off"]) {
+    const server = await startTestServer({ TESSERA_OAUTH: oauth });
+    try {
+      const versions = await server.request("GET", "/_matrix/client/versions");
+      assert(versions.body.versions.includes("v1.15"), `TESSERA_OAUTH=${oauth}`);
+      assert(!versions.body.versions.includes("v1.16"), "v1.16 needs state_after sync");
+      const metadata = await server.request("GET", "/_matrix/client/v1/auth_metadata");
+      if (oauth === "on") {
+        assertEquals(metadata.status, 200);
+        assert(String(metadata.body.issuer).endsWith("/"), metadata.body.issuer);
+        assert(metadata.body.registration_endpoint, "no registration_endpoint");
+      } else {
+        // The spec's answer of a v1.15 server without the OAuth API: clients use /login.
+        assertEquals([metadata.status, metadata.body.errcode], [404, "M_UNRECOGNIZED"]);
+      }
+    } finally {
+      server.close();
+    }
   }
 });
