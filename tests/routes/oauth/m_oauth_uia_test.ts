@@ -194,3 +194,45 @@ Deno.test("m.oauth: the approval, not the UIA session's origin, authorises the s
     server.close();
   }
 });
+
+Deno.test("m.oauth: an approval made in one process is taken by another, once", async () => {
+  const kv = await Deno.openKv(":memory:");
+  const one = await startTestServer({ TESSERA_RATE_LIMITS: "off" }, FAST_HASHING, kv);
+  const two = await startTestServer({ TESSERA_RATE_LIMITS: "off" }, FAST_HASHING, kv);
+  try {
+    const alice = await registerUser(one, "alice", "correct horse");
+    const session = await oauthSession(one, alice, "OAUTHDEV");
+    assertEquals(
+      (await uploadSigning(two, session, await newCrossSigning(alice.userId))).status,
+      200,
+    );
+    const second = await newCrossSigning(alice.userId);
+    const challenge = await uploadSigning(two, session, second);
+    assertEquals(challenge.status, 401);
+    await one.deps.crossSigningResetApprovals.approve(alice.userId);
+    const auth = { type: "m.oauth", session: challenge.body.session };
+    const [a, b] = await Promise.all([
+      uploadSigning(one, session, second, auth),
+      uploadSigning(two, session, second, auth),
+    ]);
+    // One retry takes the approval and the UIA session; the other finds neither (or, if it
+    // lands after the first committed, the same keys again, which need no auth).
+    const statuses = [a.status, b.status];
+    assert(statuses.includes(200), JSON.stringify([a.body, b.body]));
+    assert(statuses.every((s) => s === 200 || s === 400 || s === 401), JSON.stringify(statuses));
+    assertEquals(await masterKeyOf(one, alice), second.upload.master);
+    assertEquals(await one.deps.crossSigningResetApprovals.pending(alice.userId), null);
+    // A third key set needs a new approval in whichever process.
+    const third = await newCrossSigning(alice.userId);
+    const again = await uploadSigning(one, session, third);
+    const retry = await uploadSigning(two, session, third, {
+      type: "m.oauth",
+      session: again.body.session,
+    });
+    assertEquals(retry.status, 401);
+  } finally {
+    one.close();
+    two.close();
+    kv.close();
+  }
+});
