@@ -540,3 +540,34 @@ Deno.test("reuse of an old session's token spares a later grant that rebound the
   assertEquals((await whoami(server, second.access_token)).status, 200);
   assertEquals((await refresh(server, client.clientId, second.refresh_token)).status, 200);
 });
+
+Deno.test("token endpoint: rate limited per address with M_LIMIT_EXCEEDED", async () => {
+  const server = await startTestServer({ TESSERA_RATE_LIMITS: "on" });
+  try {
+    const from = (hostname: string) =>
+      server.app.request(OAUTH_ENDPOINTS.token, {
+        method: "POST",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: "grant_type=refresh_token&refresh_token=x&client_id=nosuchclient",
+      }, { remoteAddr: { hostname } });
+    const statuses: number[] = [];
+    for (let i = 0; i < 60; i++) {
+      const res = await from("192.0.2.1");
+      statuses.push(res.status);
+      if (res.status === 429) {
+        const body = await res.json();
+        assertEquals(body.errcode, "M_LIMIT_EXCEEDED");
+        assert(body.retry_after_ms > 0);
+        break;
+      }
+      await res.body?.cancel();
+    }
+    assertEquals(statuses.at(-1), 429);
+    assert(statuses.slice(0, -1).every((s) => s === 401), "refused as an unknown client before");
+    const other = await from("192.0.2.2");
+    assertEquals(other.status, 401, "another address has its own bucket");
+    await other.body?.cancel();
+  } finally {
+    server.close();
+  }
+});
