@@ -3,7 +3,8 @@
  * and usable without JavaScript (there is none), keyboard-first (a skip link, visible focus,
  * a label on every input), one small inline stylesheet allowed by its hash in the page's
  * Content-Security-Policy, and security headers on every answer, redirects included: no
- * framing, no referrer (page URLs carry request IDs and user codes), never cached.
+ * framing, no referrer to other sites (page URLs carry request IDs and user codes), never
+ * cached.
  *
  * Interpolations in `html` templates are escaped; `raw` is only for constants of this module.
  */
@@ -61,13 +62,17 @@ const CONTENT_SECURITY_POLICY = [
 
 /**
  * Set the pages' security headers on the response being built (pages, their redirects and
- * their error answers): no framing (clickjacking of Allow buttons), no referrer, no caching,
+ * their error answers): no framing (clickjacking of Allow buttons), no referrer to other sites, no caching,
  * no sniffing, a strict CSP.
  */
 export function applyPageHeaders(c: Context): void {
   c.header("Content-Security-Policy", CONTENT_SECURITY_POLICY);
   c.header("X-Frame-Options", "DENY");
-  c.header("Referrer-Policy", "no-referrer");
+  // Page URLs carry request IDs and user codes, so no other site may see them as a referrer;
+  // `same-origin` rather than `no-referrer` because under no-referrer browsers send
+  // `Origin: null` on our own form posts (Fetch: serializing a request origin), which the
+  // origin check would have to refuse.
+  c.header("Referrer-Policy", "same-origin");
   c.header("X-Content-Type-Options", "nosniff");
   c.header("Cross-Origin-Opener-Policy", "same-origin");
   c.header("Cache-Control", "no-store");
