@@ -3,7 +3,16 @@
  * port over real HTTP, its issuer (`TESSERA_PUBLIC_BASEURL`) set to that address, so redirects,
  * cookies and Origin checks are what a browser and a client would meet.
  */
-import { FAST_HASHING } from "../routes/client_harness.ts";
+import { assert, assertEquals } from "../assert.ts";
+import { OAUTH_ENDPOINTS, OAUTH_PAGES } from "../../domain/oauth/oauth_paths.ts";
+import { FAST_HASHING, registerUser } from "../routes/client_harness.ts";
+import {
+  Browser,
+  type BrowserResponse,
+  formTo,
+  passwordSignIn,
+  redirectParams,
+} from "../routes/oauth/browser_flow.ts";
 import { startTestServer } from "../routes/test_server.ts";
 import { freePort } from "../main_process.ts";
 import { jsonRequest } from "../json_request.ts";
@@ -119,4 +128,118 @@ export async function withServer(
   } finally {
     await server.close();
   }
+}
+
+/** The test users' password. */
+export const PASSWORD = "attack test password";
+/** The web test client's redirect URI. */
+export const WEB_REDIRECT = "https://example.com/callback";
+/** A native test client's loopback redirect URI (no port: any port at authorization). */
+export const NATIVE_REDIRECT = "http://127.0.0.1/callback";
+
+/** Register a client (web by default) and return its ID. */
+export async function registerClient(
+  server: ListeningServer,
+  overrides: Record<string, unknown> = {},
+): Promise<string> {
+  const res = await server.request("POST", OAUTH_ENDPOINTS.registration, {
+    body: registration(overrides),
+  });
+  assertEquals(res.status, 201, JSON.stringify(res.body));
+  return res.body.client_id;
+}
+
+/** A browser signed in as `localpart` (registered with PASSWORD if new). */
+export async function signedInBrowser(
+  server: ListeningServer,
+  localpart: string,
+): Promise<Browser> {
+  await registerUser(server.inner, localpart, PASSWORD).catch(() => {});
+  const browser = new Browser(fetch, { origin: server.baseUrl });
+  const res = await passwordSignIn(browser, localpart, PASSWORD, OAUTH_PAGES.account);
+  assert(res.status === 302 || res.status === 303, `sign-in: ${res.status} ${res.text}`);
+  return browser;
+}
+
+/** Authorization request parameters; `undefined` values are left out. */
+export function authorizationUrl(
+  server: ListeningServer,
+  params: Record<string, string | undefined>,
+): string {
+  const url = new URL(OAUTH_ENDPOINTS.authorization, server.baseUrl);
+  const all: Record<string, string | undefined> = {
+    response_type: "code",
+    response_mode: "query",
+    scope: "urn:matrix:client:api:*",
+    state: "the-state",
+    code_challenge_method: "S256",
+    ...params,
+  };
+  for (const [k, v] of Object.entries(all)) if (v !== undefined) url.searchParams.set(k, v);
+  return url.toString();
+}
+
+/** Open an authorization request in a signed-in browser: the consent page (followed). */
+export async function consentPage(browser: Browser, url: string): Promise<BrowserResponse> {
+  const page = await browser.open(url);
+  assertEquals(page.status, 200, `${page.url}: ${page.text}`);
+  assert(new URL(page.url).pathname.startsWith(OAUTH_PAGES.consent), `landed on ${page.url}`);
+  return page;
+}
+
+/** Consent to a request and return the code the client receives. */
+export async function obtainCode(
+  server: ListeningServer,
+  browser: Browser,
+  clientId: string,
+  challenge: string,
+  redirectUri = WEB_REDIRECT,
+): Promise<string> {
+  const page = await consentPage(
+    browser,
+    authorizationUrl(server, {
+      client_id: clientId,
+      redirect_uri: redirectUri,
+      code_challenge: challenge,
+    }),
+  );
+  const back = await browser.submit(formTo(page, OAUTH_PAGES.consent), {}, "allow");
+  assert(back.location?.startsWith(redirectUri), `consent: ${back.status} ${back.location}`);
+  const params = redirectParams(back.location!);
+  assertEquals(params.get("state"), "the-state");
+  return params.get("code")!;
+}
+
+/** The token endpoint's authorization_code grant. */
+export function exchange(
+  server: ListeningServer,
+  fields: { code: string; clientId: string; verifier?: string; redirectUri?: string },
+) {
+  return postForm(server.baseUrl, OAUTH_ENDPOINTS.token, {
+    grant_type: "authorization_code",
+    code: fields.code,
+    client_id: fields.clientId,
+    redirect_uri: fields.redirectUri ?? WEB_REDIRECT,
+    ...(fields.verifier !== undefined ? { code_verifier: fields.verifier } : {}),
+  });
+}
+
+/** The token endpoint's refresh_token grant. */
+export function refresh(server: ListeningServer, clientId: string, refreshToken: string) {
+  return postForm(server.baseUrl, OAUTH_ENDPOINTS.token, {
+    grant_type: "refresh_token",
+    refresh_token: refreshToken,
+    client_id: clientId,
+  });
+}
+
+/** whoami's status with `token`. */
+export async function whoamiStatus(server: ListeningServer, token: string): Promise<number> {
+  return (await server.request("GET", "/_matrix/client/v3/account/whoami", { token })).status;
+}
+
+/** The user's device IDs (read from the store through the account service). */
+export async function deviceIds(server: ListeningServer, userId: string): Promise<string[]> {
+  const devices = await server.inner.deps.accounts.listDevices(userId);
+  return devices.map((d) => d.deviceId).sort();
 }

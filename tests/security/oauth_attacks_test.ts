@@ -1,135 +1,28 @@
 /**
- * Attacks on the OAuth 2.0 grants and pages over real HTTP: PKCE downgrades at the authorization
- * and token endpoints, authorization code replay and injection, refresh token reuse, CSRF on
- * the consent and sign-in forms, and open redirects (unregistered redirect URIs, `next=`).
- * Redirect URI registration has its own table: oauth_registration_attacks_test.ts.
+ * Attacks on the OAuth 2.0 grants over real HTTP: PKCE downgrades at the authorization and
+ * token endpoints, authorization code replay and injection, refresh token reuse, tokens used
+ * where another kind belongs, and revocation by another client. The pages have their own suite
+ * (oauth_page_attacks_test.ts), and redirect URI registration its table
+ * (oauth_registration_attacks_test.ts).
  */
 import { assert, assertEquals } from "../assert.ts";
 import { OAUTH_ENDPOINTS, OAUTH_PAGES } from "../../domain/oauth/oauth_paths.ts";
-import { registerUser } from "../routes/client_harness.ts";
+import { formTo, redirectParams } from "../routes/oauth/browser_flow.ts";
 import {
-  Browser,
-  type BrowserResponse,
-  formTo,
-  passwordSignIn,
-  redirectParams,
-} from "../routes/oauth/browser_flow.ts";
-import {
-  kvSnapshot,
-  type ListeningServer,
+  authorizationUrl,
+  deviceIds,
+  exchange,
+  NATIVE_REDIRECT,
+  obtainCode,
   pkcePair,
   postForm,
-  registration,
+  refresh,
+  registerClient,
+  signedInBrowser,
+  WEB_REDIRECT,
+  whoamiStatus,
   withServer,
 } from "./oauth_attack_support.ts";
-
-const PASSWORD = "attack test password";
-const WEB_REDIRECT = "https://example.com/callback";
-const NATIVE_REDIRECT = "http://127.0.0.1/callback";
-
-/** Register a client (web by default) and return its ID. */
-async function registerClient(
-  server: ListeningServer,
-  overrides: Record<string, unknown> = {},
-): Promise<string> {
-  const res = await server.request("POST", OAUTH_ENDPOINTS.registration, {
-    body: registration(overrides),
-  });
-  assertEquals(res.status, 201, JSON.stringify(res.body));
-  return res.body.client_id;
-}
-
-/** A browser signed in as `localpart` (registered with PASSWORD if new). */
-async function signedInBrowser(server: ListeningServer, localpart: string): Promise<Browser> {
-  await registerUser(server.inner, localpart, PASSWORD).catch(() => {});
-  const browser = new Browser(fetch, { origin: server.baseUrl });
-  const res = await passwordSignIn(browser, localpart, PASSWORD, OAUTH_PAGES.account);
-  assert(res.status === 302 || res.status === 303, `sign-in: ${res.status} ${res.text}`);
-  return browser;
-}
-
-/** Authorization request parameters; `undefined` values are left out. */
-function authorizationUrl(
-  server: ListeningServer,
-  params: Record<string, string | undefined>,
-): string {
-  const url = new URL(OAUTH_ENDPOINTS.authorization, server.baseUrl);
-  const all: Record<string, string | undefined> = {
-    response_type: "code",
-    response_mode: "query",
-    scope: "urn:matrix:client:api:*",
-    state: "the-state",
-    code_challenge_method: "S256",
-    ...params,
-  };
-  for (const [k, v] of Object.entries(all)) if (v !== undefined) url.searchParams.set(k, v);
-  return url.toString();
-}
-
-/** Open an authorization request in a signed-in browser: the consent page (followed). */
-async function consentPage(browser: Browser, url: string): Promise<BrowserResponse> {
-  const page = await browser.open(url);
-  assertEquals(page.status, 200, `${page.url}: ${page.text}`);
-  assert(new URL(page.url).pathname.startsWith(OAUTH_PAGES.consent), `landed on ${page.url}`);
-  return page;
-}
-
-/** Consent to a request and return the code the client receives. */
-async function obtainCode(
-  server: ListeningServer,
-  browser: Browser,
-  clientId: string,
-  challenge: string,
-  redirectUri = WEB_REDIRECT,
-): Promise<string> {
-  const page = await consentPage(
-    browser,
-    authorizationUrl(server, {
-      client_id: clientId,
-      redirect_uri: redirectUri,
-      code_challenge: challenge,
-    }),
-  );
-  const back = await browser.submit(formTo(page, OAUTH_PAGES.consent), {}, "allow");
-  assert(back.location?.startsWith(redirectUri), `consent: ${back.status} ${back.location}`);
-  const params = redirectParams(back.location!);
-  assertEquals(params.get("state"), "the-state");
-  return params.get("code")!;
-}
-
-/** The token endpoint's authorization_code grant. */
-function exchange(
-  server: ListeningServer,
-  fields: { code: string; clientId: string; verifier?: string; redirectUri?: string },
-) {
-  return postForm(server.baseUrl, OAUTH_ENDPOINTS.token, {
-    grant_type: "authorization_code",
-    code: fields.code,
-    client_id: fields.clientId,
-    redirect_uri: fields.redirectUri ?? WEB_REDIRECT,
-    ...(fields.verifier !== undefined ? { code_verifier: fields.verifier } : {}),
-  });
-}
-
-/** The token endpoint's refresh_token grant. */
-function refresh(server: ListeningServer, clientId: string, refreshToken: string) {
-  return postForm(server.baseUrl, OAUTH_ENDPOINTS.token, {
-    grant_type: "refresh_token",
-    refresh_token: refreshToken,
-    client_id: clientId,
-  });
-}
-
-/** whoami's status with `token`. */
-async function whoamiStatus(server: ListeningServer, token: string): Promise<number> {
-  return (await server.request("GET", "/_matrix/client/v3/account/whoami", { token })).status;
-}
-
-/** The user's device IDs (read from the store through the account service). */
-async function deviceIds(server: ListeningServer, userId: string): Promise<string[]> {
-  const devices = await server.inner.deps.accounts.listDevices(userId);
-  return devices.map((d) => d.deviceId).sort();
-}
 
 Deno.test("PKCE downgrade at the authorization endpoint: plain, missing or malformed challenges are refused", async () => {
   await withServer(async (server) => {
@@ -293,199 +186,134 @@ Deno.test("authorization code injection: another client's code, or the code on a
   });
 });
 
-Deno.test("CSRF on the consent page: no token, a wrong one, another session's or a foreign Origin issues no code", async () => {
+Deno.test("tokens where another kind belongs: a refresh token as a bearer, an access token as a refresh token, an OAuth refresh token at /refresh", async () => {
   await withServer(async (server) => {
     const clientId = await registerClient(server);
-    const alice = await signedInBrowser(server, "alice");
-    const mallory = await signedInBrowser(server, "mallory");
-    const { challenge } = await pkcePair();
-    const url = authorizationUrl(server, {
-      client_id: clientId,
-      redirect_uri: WEB_REDIRECT,
-      code_challenge: challenge,
+    const browser = await signedInBrowser(server, "alice");
+    const { verifier, challenge } = await pkcePair();
+    const code = await obtainCode(server, browser, clientId, challenge);
+    const granted = await exchange(server, { code, clientId, verifier });
+    assertEquals(granted.status, 200, JSON.stringify(granted.body));
+    const { access_token: access, refresh_token: refreshToken } = granted.body;
+    assertEquals(await whoamiStatus(server, refreshToken), 401);
+    const asRefresh = await refresh(server, clientId, access);
+    assertEquals([asRefresh.status, asRefresh.body.error], [400, "invalid_grant"]);
+    // The legacy endpoint would rotate without keeping the spent token (no reuse detection).
+    const legacy = await server.request("POST", "/_matrix/client/v3/refresh", {
+      body: { refresh_token: refreshToken },
     });
-    const page = await consentPage(alice, url);
-    const form = formTo(page, OAUTH_PAGES.consent);
-    const allow = form.buttons.find((b) =>
-      b.label.toLowerCase() === "allow" || b.value === "allow"
-    );
-    assert(allow, "no Allow button");
-    const allowField = allow.name ? { [allow.name]: allow.value } : {};
-    const malloryCsrf = formTo(await consentPage(mallory, url), OAUTH_PAGES.consent).fields.csrf;
-    const { csrf: _csrf, ...withoutCsrf } = form.fields;
-    const attempts: [string, () => Promise<BrowserResponse>][] = [
-      ["no CSRF token", () => alice.post(form.action, { ...withoutCsrf, ...allowField })],
-      [
-        "a wrong CSRF token",
-        () => alice.post(form.action, { ...form.fields, ...allowField, csrf: "x".repeat(43) }),
-      ],
-      [
-        "another session's CSRF token",
-        () => alice.post(form.action, { ...form.fields, ...allowField, csrf: malloryCsrf }),
-      ],
-      ["a foreign Origin", () =>
-        alice.post(form.action, { ...form.fields, ...allowField }, {
-          origin: "https://evil.example",
-        })],
-      [
-        "a cross-site fetch without Origin",
-        () =>
-          alice.post(form.action, { ...form.fields, ...allowField }, {
-            origin: "null",
-            "sec-fetch-site": "cross-site",
-          }),
-      ],
-      ["without the browser session cookie", () =>
-        fetch(form.action, {
-          method: "POST",
-          redirect: "manual",
-          headers: {
-            "content-type": "application/x-www-form-urlencoded",
-            origin: server.baseUrl,
-          },
-          body: new URLSearchParams({ ...form.fields, ...allowField }),
-        }).then(async (res) => ({
-          status: res.status,
-          headers: res.headers,
-          text: await res.text(),
-          url: form.action,
-          ...(res.headers.get("location") ? { location: res.headers.get("location")! } : {}),
-        }))],
-    ];
-    for (const [why, attempt] of attempts) {
-      const res = await attempt();
-      const code = res.location ? redirectParams(new URL(res.location, server.baseUrl).href) : null;
-      assert(!code?.get("code"), `${why}: a code was issued (${res.location})`);
-      assert(
-        res.status === 403 || res.status === 400 ||
-          (res.location !== undefined &&
-            new URL(res.location, server.baseUrl).pathname === OAUTH_PAGES.login),
-        `${why}: ${res.status} ${res.location ?? ""}`,
-      );
-    }
-    // The genuine submission still works afterwards.
-    const back = await alice.submit(form, {}, "allow");
-    assert(redirectParams(back.location!).get("code"), `genuine consent: ${back.location}`);
+    assert(legacy.status === 401 || legacy.status === 400, `/refresh: ${legacy.status}`);
+    assert(legacy.body.access_token === undefined);
+    // None of that disturbed the session: the refresh token still rotates once.
+    const rotated = await refresh(server, clientId, refreshToken);
+    assertEquals(rotated.status, 200, JSON.stringify(rotated.body));
+    assertEquals(await whoamiStatus(server, rotated.body.access_token), 200);
   });
 });
 
-Deno.test("sign-in form CSRF: a login post from another origin or without the token signs nobody in", async () => {
+Deno.test("revocation by another client revokes nothing", async () => {
   await withServer(async (server) => {
-    await registerUser(server.inner, "alice", PASSWORD);
-    const browser = new Browser(fetch, { origin: server.baseUrl });
-    const page = await browser.get(OAUTH_PAGES.login);
-    const form = formTo(page, OAUTH_PAGES.login);
-    const fields: Record<string, string> = {
-      ...form.fields,
-      username: "alice",
-      password: PASSWORD,
-    };
-    const { csrf: _csrf, ...withoutCsrf } = fields;
-    for (
-      const [why, res] of [
-        [
-          "foreign Origin",
-          await browser.post(form.action, fields, { origin: "https://evil.example" }),
-        ],
-        ["no CSRF token", await browser.post(form.action, withoutCsrf)],
-      ] as const
-    ) {
-      assert(res.status === 403 || res.status === 400, `${why}: ${res.status}`);
-      const account = await browser.get(OAUTH_PAGES.account);
-      assert(
-        account.status === 302 || account.status === 303,
-        `${why}: the account page opened without sign-in (${account.status})`,
-      );
+    const victim = await registerClient(server);
+    const attacker = await registerClient(server, {
+      client_uri: "https://attacker.example",
+      redirect_uris: ["https://attacker.example/callback"],
+    });
+    const browser = await signedInBrowser(server, "alice");
+    const { verifier, challenge } = await pkcePair();
+    const code = await obtainCode(server, browser, victim, challenge);
+    const granted = await exchange(server, { code, clientId: victim, verifier });
+    assertEquals(granted.status, 200, JSON.stringify(granted.body));
+    for (const token of [granted.body.access_token, granted.body.refresh_token]) {
+      const res = await postForm(server.baseUrl, OAUTH_ENDPOINTS.revocation, {
+        token,
+        client_id: attacker,
+      });
+      assert(res.status === 400 || res.status === 401 || res.status === 403, `${res.status}`);
     }
+    assertEquals(await whoamiStatus(server, granted.body.access_token), 200);
+    const rotated = await refresh(server, victim, granted.body.refresh_token);
+    assertEquals(rotated.status, 200, JSON.stringify(rotated.body));
   });
 });
 
-Deno.test("open redirects: an unknown client or an unregistered redirect URI gets an error page, never a redirect", async () => {
+Deno.test("a code issued for one loopback port is refused on another", async () => {
   await withServer(async (server) => {
-    const web = await registerClient(server);
-    const nativeClient = await registerClient(server, {
+    const clientId = await registerClient(server, {
       application_type: "native",
       redirect_uris: [NATIVE_REDIRECT],
     });
     const browser = await signedInBrowser(server, "alice");
-    const { challenge } = await pkcePair();
-    const refused: [string, string, string][] = [
-      ["unknown client", "no-such-client", "https://evil.example/callback"],
-      ["another host", web, "https://evil.example/callback"],
-      ["a path below the registered one", web, "https://example.com/callback/../evil"],
-      ["a longer path", web, "https://example.com/callbackx"],
-      ["an added query", web, "https://example.com/callback?next=https://evil.example"],
-      ["a different case", web, "https://example.com/Callback"],
-      ["an explicit default port", web, "https://example.com:443/callback"],
-      ["a port on a web URI", web, "https://example.com:8443/callback"],
-      ["a fragment", web, "https://example.com/callback#x"],
-      ["userinfo", web, "https://example.com@evil.example/callback"],
-      ["loopback, another host", nativeClient, "http://localhost:5000/callback"],
-      ["loopback, another path", nativeClient, "http://127.0.0.1:5000/other"],
-      ["loopback over https", nativeClient, "https://127.0.0.1:5000/callback"],
-    ];
-    for (const [why, clientId, redirectUri] of refused) {
-      const before = await kvSnapshot(server.inner.kv);
-      // Even with other parameters wrong too, the redirect URI is checked first.
-      for (const extra of [{}, { response_type: "token" }, { code_challenge_method: "plain" }]) {
-        const res = await browser.get(authorizationUrl(server, {
-          client_id: clientId,
-          redirect_uri: redirectUri,
-          code_challenge: challenge,
-          ...extra,
-        }));
-        assert(res.location === undefined, `${why}: redirected to ${res.location}`);
-        assert(res.status >= 400 && res.status < 500, `${why}: ${res.status}`);
-        assert(
-          (res.headers.get("content-type") ?? "").startsWith("text/html"),
-          `${why}: not an HTML page`,
-        );
-      }
-      assertEquals(await kvSnapshot(server.inner.kv), before, `${why}: refused but wrote`);
-    }
-    // The loopback rule: any port on the registered loopback URI goes on to consent.
-    for (const port of ["5000", "65535"]) {
-      await consentPage(
-        browser,
-        authorizationUrl(server, {
-          client_id: nativeClient,
-          redirect_uri: `http://127.0.0.1:${port}/callback`,
-          code_challenge: challenge,
-        }),
-      );
-    }
+    const { verifier, challenge } = await pkcePair();
+    const issuedFor = "http://127.0.0.1:5000/callback";
+    const code = await obtainCode(server, browser, clientId, challenge, issuedFor);
+    const elsewhere = await exchange(server, {
+      code,
+      clientId,
+      verifier,
+      redirectUri: "http://127.0.0.1:6000/callback",
+    });
+    assertEquals([elsewhere.status, elsewhere.body.error], [400, "invalid_grant"]);
+    const code2 = await obtainCode(server, browser, clientId, challenge, issuedFor);
+    const registered = await exchange(server, {
+      code: code2,
+      clientId,
+      verifier,
+      redirectUri: NATIVE_REDIRECT,
+    });
+    assertEquals([registered.status, registered.body.error], [400, "invalid_grant"]);
+    const code3 = await obtainCode(server, browser, clientId, challenge, issuedFor);
+    const right = await exchange(server, {
+      code: code3,
+      clientId,
+      verifier,
+      redirectUri: issuedFor,
+    });
+    assertEquals(right.status, 200, JSON.stringify(right.body));
   });
 });
 
-Deno.test("open redirects: next= after sign-in stays on this server", async () => {
+Deno.test("device grant: another client cannot poll a device code, before or after approval; a device code is single use", async () => {
   await withServer(async (server) => {
-    await registerUser(server.inner, "alice", PASSWORD);
-    const hostile = [
-      "https://evil.example/",
-      "//evil.example/",
-      "///evil.example/",
-      "/\\\\evil.example/",
-      "\\\\\\\\evil.example/",
-      "/%2F%2Fevil.example/",
-      "javascript:alert(1)",
-      "http:evil.example",
-      " //evil.example/",
-      "/\t/evil.example/",
-    ];
-    for (const next of hostile) {
-      const browser = new Browser(fetch, { origin: server.baseUrl });
-      // Either the sign-in goes through and lands here, or the page refuses the parameter.
-      const res = await passwordSignIn(browser, "alice", PASSWORD, next);
-      if (res.location === undefined) {
-        assertEquals(res.status, 400, `next=${JSON.stringify(next)}: ${res.status}`);
-        continue;
-      }
-      const target = new URL(res.location);
-      assertEquals(
-        target.origin,
-        server.baseUrl,
-        `next=${JSON.stringify(next)} -> ${res.location}`,
-      );
-    }
+    const grantTypes = ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"];
+    // Device-only clients: no redirect URIs, no response types.
+    const deviceOnly = {
+      grant_types: grantTypes,
+      redirect_uris: undefined,
+      response_types: undefined,
+    };
+    const tv = await registerClient(server, deviceOnly);
+    const attacker = await registerClient(server, {
+      ...deviceOnly,
+      client_uri: "https://attacker.example",
+    });
+    const started = await postForm(server.baseUrl, OAUTH_ENDPOINTS.deviceAuthorization, {
+      client_id: tv,
+      scope: "urn:matrix:client:api:*",
+    });
+    assertEquals(started.status, 200, JSON.stringify(started.body));
+    const poll = (clientId: string) =>
+      postForm(server.baseUrl, OAUTH_ENDPOINTS.token, {
+        grant_type: "urn:ietf:params:oauth:grant-type:device_code",
+        device_code: started.body.device_code,
+        client_id: clientId,
+      });
+    const stolen = await poll(attacker);
+    assertEquals(stolen.status, 400, JSON.stringify(stolen.body));
+    assert(stolen.body.access_token === undefined);
+    // Approve it on the link page, then the attacker polls again: still nothing.
+    const browser = await signedInBrowser(server, "alice");
+    const page = await browser.open(started.body.verification_uri_complete);
+    const form = page.text.includes("Attack test client") ? formTo(page, OAUTH_PAGES.link) : formTo(
+      await browser.follow(await browser.submit(formTo(page, OAUTH_PAGES.link))),
+      OAUTH_PAGES.link,
+    );
+    await browser.follow(await browser.submit(form, {}, "allow"));
+    const stolenAfter = await poll(attacker);
+    assertEquals(stolenAfter.status, 400, JSON.stringify(stolenAfter.body));
+    assert(stolenAfter.body.access_token === undefined);
+    const mine = await poll(tv);
+    assertEquals(mine.status, 200, JSON.stringify(mine.body));
+    const again = await poll(tv);
+    assertEquals(again.status, 400, "a device code is single use");
   });
 });
