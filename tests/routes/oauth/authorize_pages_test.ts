@@ -5,6 +5,7 @@
  * ports, the prompt values, denial, CSRF refusals, single use of a request, and `next=` open
  * redirect attempts.
  */
+import { sha256 } from "@noble/hashes/sha2.js";
 import { assert, assertEquals } from "../../assert.ts";
 import { OAUTH_ENDPOINTS, OAUTH_PAGES } from "../../../domain/oauth/oauth_paths.ts";
 import { startTestServer } from "../test_server.ts";
@@ -50,7 +51,12 @@ function assertAccessible(page: BrowserResponse): void {
   assertEquals(page.headers.get("x-frame-options"), "DENY");
   assertEquals(page.headers.get("cache-control"), "no-store");
   assertEquals(page.headers.get("referrer-policy"), "same-origin");
-  assert(page.headers.get("content-security-policy")?.includes("frame-ancestors 'none'"));
+  const csp = page.headers.get("content-security-policy") ?? "";
+  assert(csp.includes("frame-ancestors 'none'"));
+  // The inline stylesheet is the one the policy's hash allows (else browsers drop it).
+  const style = page.text.match(/<style>([\s\S]*?)<\/style>/)![1];
+  const digest = sha256(new TextEncoder().encode(style));
+  assert(csp.includes(`style-src 'sha256-${btoa(String.fromCharCode(...digest))}'`), csp);
 }
 
 Deno.test("authorize: sign in, consent, code in the query, token works for /whoami", async () => {
