@@ -223,3 +223,165 @@ Deno.test("open redirects: next= after sign-in stays on this server", async () =
     }
   });
 });
+
+Deno.test("prompt=none never authorizes silently: consent_required when signed in, login_required when not", async () => {
+  await withServer(async (server) => {
+    const clientId = await registerClient(server);
+    const { challenge } = await pkcePair();
+    const url = authorizationUrl(server, {
+      client_id: clientId,
+      redirect_uri: WEB_REDIRECT,
+      code_challenge: challenge,
+      prompt: "none",
+    });
+    const anonymous = new Browser(fetch, { origin: server.baseUrl });
+    const signedIn = await signedInBrowser(server, "alice");
+    // Consent given once before does not make a later silent request pass either.
+    const consent = await consentPage(signedIn, url.replace("prompt=none", "prompt=consent"));
+    await signedIn.submit(formTo(consent, OAUTH_PAGES.consent), {}, "allow");
+    for (
+      const [browser, expected] of [
+        [anonymous, "login_required"],
+        [signedIn, "consent_required"],
+      ] as const
+    ) {
+      const res = await browser.follow(await browser.get(url));
+      assert(res.location?.startsWith(WEB_REDIRECT), `${expected}: ${res.status} ${res.url}`);
+      const params = redirectParams(res.location!);
+      assertEquals(params.get("error"), expected);
+      assertEquals(params.get("code"), null);
+      assertEquals(params.get("state"), "the-state");
+    }
+  });
+});
+
+Deno.test("consent is answered once: a replayed Allow, or Allow after Deny, issues no code", async () => {
+  await withServer(async (server) => {
+    const clientId = await registerClient(server);
+    const browser = await signedInBrowser(server, "alice");
+    const { challenge } = await pkcePair();
+    const url = authorizationUrl(server, {
+      client_id: clientId,
+      redirect_uri: WEB_REDIRECT,
+      code_challenge: challenge,
+    });
+    const form = formTo(await consentPage(browser, url), OAUTH_PAGES.consent);
+    const first = await browser.submit(form, {}, "allow");
+    assert(redirectParams(first.location!).get("code"), `first Allow: ${first.location}`);
+    const replay = await browser.submit(form, {}, "allow");
+    assert(
+      replay.location === undefined || !redirectParams(replay.location).get("code"),
+      `replayed Allow: ${replay.location}`,
+    );
+    assert(replay.status >= 400, `replayed Allow: ${replay.status}`);
+
+    const form2 = formTo(await consentPage(browser, url), OAUTH_PAGES.consent);
+    const denied = await browser.submit(form2, {}, "deny");
+    const deniedParams = redirectParams(denied.location!);
+    assertEquals(deniedParams.get("error"), "access_denied");
+    assertEquals(deniedParams.get("state"), "the-state");
+    const afterDeny = await browser.submit(form2, {}, "allow");
+    assert(
+      afterDeny.location === undefined || !redirectParams(afterDeny.location).get("code"),
+      `Allow after Deny: ${afterDeny.location}`,
+    );
+  });
+});
+
+/** Markup that must never come back unescaped. */
+const INJECTED = `"><script>alert(1)</script><img src=x onerror=alert(2)>`;
+
+function assertNoInjectedMarkup(page: BrowserResponse, what: string): void {
+  assert(!/<script/i.test(page.text), `${what}: a <script> element in ${page.url}`);
+  assert(!/<img[^>]*onerror/i.test(page.text), `${what}: an injected <img> in ${page.url}`);
+}
+
+Deno.test("markup in client metadata and request parameters is escaped on every page", async () => {
+  await withServer(async (server) => {
+    const clientId = await registerClient(server, { client_name: `Evil ${INJECTED}` });
+    const browser = await signedInBrowser(server, "alice");
+    const { challenge } = await pkcePair();
+    const consent = await consentPage(
+      browser,
+      authorizationUrl(server, {
+        client_id: clientId,
+        redirect_uri: WEB_REDIRECT,
+        code_challenge: challenge,
+        state: INJECTED,
+        nonce: INJECTED,
+      }),
+    );
+    assertNoInjectedMarkup(consent, "client_name on the consent page");
+    assert(consent.text.includes("&lt;script&gt;"), "the client name is shown, escaped");
+    // Error pages that name what was wrong.
+    for (
+      const params of [
+        { client_id: INJECTED, redirect_uri: WEB_REDIRECT },
+        { client_id: clientId, redirect_uri: `https://evil.example/${INJECTED}` },
+        { client_id: clientId, redirect_uri: `javascript:alert(1)//${INJECTED}` },
+      ]
+    ) {
+      const page = await browser.get(
+        authorizationUrl(server, { ...params, code_challenge: challenge }),
+      );
+      assertEquals(page.location, undefined);
+      assertNoInjectedMarkup(page, `error page for ${JSON.stringify(params)}`);
+    }
+    const login = await browser.get(`${OAUTH_PAGES.login}?next=${encodeURIComponent(INJECTED)}`);
+    assertNoInjectedMarkup(login, "next= on the login page");
+    const link = await browser.get(`${OAUTH_PAGES.link}?code=${encodeURIComponent(INJECTED)}`);
+    assertNoInjectedMarkup(link, "code= on the link page");
+  });
+});
+
+Deno.test("the pages cannot be framed or cached, and run no script", async () => {
+  await withServer(async (server) => {
+    const clientId = await registerClient(server);
+    const browser = await signedInBrowser(server, "alice");
+    const { challenge } = await pkcePair();
+    const consent = await consentPage(
+      browser,
+      authorizationUrl(server, {
+        client_id: clientId,
+        redirect_uri: WEB_REDIRECT,
+        code_challenge: challenge,
+      }),
+    );
+    const anonymous = new Browser(fetch, { origin: server.baseUrl });
+    const pages = [
+      consent,
+      await anonymous.get(OAUTH_PAGES.login),
+      await browser.get(OAUTH_PAGES.link),
+      await browser.get(OAUTH_PAGES.account),
+    ];
+    for (const page of pages) {
+      assertEquals(page.status, 200, page.url);
+      const frameOptions = page.headers.get("x-frame-options")?.toUpperCase();
+      const csp = page.headers.get("content-security-policy") ?? "";
+      assert(
+        frameOptions === "DENY" || /frame-ancestors\s+'none'/.test(csp),
+        `${page.url} can be framed`,
+      );
+      assert(/no-store/.test(page.headers.get("cache-control") ?? ""), `${page.url} is cacheable`);
+      assert(!/<script/i.test(page.text), `${page.url} has a script`);
+    }
+  });
+});
+
+Deno.test("session fixation: signing in with a planted session cookie starts a new session", async () => {
+  await withServer(async (server) => {
+    const mallory = await signedInBrowser(server, "mallory");
+    const planted = mallory.cookies.get("tessera_session");
+    assert(planted, "no session cookie after sign-in");
+    await registerUser(server.inner, "alice", PASSWORD);
+    const alice = new Browser(fetch, { origin: server.baseUrl });
+    alice.cookies.set("tessera_session", planted);
+    const res = await passwordSignIn(alice, "alice", PASSWORD, OAUTH_PAGES.account);
+    assert(res.status === 302 || res.status === 303, `sign-in: ${res.status}`);
+    const fresh = alice.cookies.get("tessera_session");
+    assert(fresh && fresh !== planted, "the planted session cookie was kept");
+    // Mallory's cookie is still Mallory's session, never Alice's.
+    const account = await mallory.open(OAUTH_PAGES.account);
+    assert(!account.text.includes("@alice:"), "the planted cookie now signs in as alice");
+  });
+});
