@@ -301,3 +301,48 @@ Deno.test({
       assertEquals((result2 as sdk.DeviceAccessTokenError).error, "access_denied");
     }),
 });
+
+Deno.test({
+  name: "js-sdk OAuth2: prompt=create registers a new account on the register page, then consents",
+  sanitizeOps: false,
+  sanitizeResources: false,
+  fn: () =>
+    withServer(async (server, _alice, failures) => {
+      const { metadata, clientId } = await discoverAndRegister(server, failures);
+      assert(metadata.prompt_values_supported?.includes("create"), "prompt=create not offered");
+      const oauth = new sdk.OAuth2(metadata, { clientId, deviceId: "JSSDKNEW1" }, quietLogger);
+      const state = crypto.randomUUID();
+      const url = await oauth.generateAuthorizationCodeGrantUrl(
+        state,
+        REDIRECT_URI,
+        "query",
+        "create",
+      );
+      const browser = new Browser(fetch, { origin: server.baseUrl });
+      const register = await browser.open(url);
+      assertEquals(new URL(register.url).pathname, OAUTH_PAGES.register, register.url);
+      const consent = await browser.follow(
+        await browser.submit(formTo(register, OAUTH_PAGES.register), {
+          username: "newcomer",
+          password: PASSWORD,
+          password_again: PASSWORD,
+        }),
+      );
+      assertEquals(consent.status, 200, consent.text);
+      const back = await browser.submit(formTo(consent, OAUTH_PAGES.consent), {}, "allow");
+      assert(back.location?.startsWith(`${REDIRECT_URI}?`), `redirected to ${back.location}`);
+      const params = redirectParams(back.location!);
+      assertEquals(params.get("state"), state);
+      const tokens = await step(
+        "completeAuthorizationCodeGrant (new account)",
+        () => oauth.completeAuthorizationCodeGrant(params.get("code")!, REDIRECT_URI),
+      );
+      const userId = `@newcomer:${server.serverName}`;
+      const client = clientOn(server, failures, userId, "JSSDKNEW1", tokens.access_token);
+      const whoami = await step("whoami (new account)", () => client.whoami());
+      assertEquals([whoami.user_id, whoami.device_id], [userId, "JSSDKNEW1"]);
+      // The account has only the OAuth session's device (registration made none of its own).
+      const devices = await step("getDevices (new account)", () => client.getDevices());
+      assertEquals(devices.devices.map((d) => d.device_id), ["JSSDKNEW1"]);
+    }),
+});
