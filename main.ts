@@ -110,10 +110,7 @@ import { UpstreamSignIn } from "./domain/oauth/upstream_sign_in.ts";
 import { oauthUrl, UPSTREAM_PATHS } from "./domain/oauth/oauth_paths.ts";
 import { KvUpstreamSignInStore } from "./kv/upstream_sign_in_store.ts";
 import { UpstreamOidcClient } from "./outbound/upstream_oidc_client.ts";
-import {
-  KvBrowserSessionStore,
-  KvPendingAuthorizationStore,
-} from "./kv/browser_session_store.ts";
+import { KvBrowserSessionStore, KvPendingAuthorizationStore } from "./kv/browser_session_store.ts";
 import { RoomEventService } from "./domain/room_events/room_event_service.ts";
 import { ReadPipeline, type ReadPipelineDeps } from "./domain/room_events/read_pipeline.ts";
 import { KvRelationReader } from "./kv/relation_reads.ts";
@@ -362,6 +359,19 @@ export async function assembleServer(
       ? new PasswordFailureLimiter(new KvPasswordFailureStore(kv), { now: options.now })
       : undefined,
     now: options.now,
+  });
+  const browserSessions = new BrowserSessions({
+    store: new KvBrowserSessionStore(kv, options.now),
+    accountActive: async (userId) => {
+      const account = await accountStore.getAccount(userId);
+      return account !== null && !account.deactivated;
+    },
+    now: options.now,
+  });
+  // A changed password that logs devices out signs browsers out of the pages too (the old
+  // password may have leaked, and a signed-in browser can consent to new grants).
+  accounts.passwordChangedHooks.push(async (userId, { logoutDevices }) => {
+    if (logoutDevices) await browserSessions.endAll(userId);
   });
   // Locks and suspensions are read from KV on every request, so all processes agree at once.
   const moderationStore = new KvModerationStore(kv);
@@ -721,14 +731,7 @@ export async function assembleServer(
     // The pages' browser sessions and parked authorization requests live in KV: the
     // authorization endpoint, the login page and the consent page may be served by three
     // processes.
-    browserSessions: new BrowserSessions({
-      store: new KvBrowserSessionStore(kv, options.now),
-      accountActive: async (userId) => {
-        const account = await accountStore.getAccount(userId);
-        return account !== null && !account.deactivated;
-      },
-      now: options.now,
-    }),
+    browserSessions,
     pendingAuthorizations: new PendingAuthorizations(
       new KvPendingAuthorizationStore(kv, options.now),
       options.now,

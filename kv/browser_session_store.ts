@@ -18,10 +18,15 @@ export class KvBrowserSessionStore implements BrowserSessionStore {
   /** Over an open KV database; `now` is the clock expiries are measured against. */
   constructor(private readonly kv: Deno.Kv, private readonly now: () => number = Date.now) {}
 
-  /** See BrowserSessionStore.put. */
+  /** See BrowserSessionStore.put: the record and its entry in the user's list, in one commit. */
   async put(cookieHash: string, record: BrowserSessionRecord): Promise<void> {
     const expireIn = Math.max(1, record.expiresAt - this.now());
-    await this.kv.set(oauthKeys.browserSession(cookieHash), record, { expireIn });
+    await this.kv.atomic()
+      .set(oauthKeys.browserSession(cookieHash), record, { expireIn })
+      .set(oauthKeys.userBrowserSession(record.userId, record.sessionId), cookieHash, {
+        expireIn,
+      })
+      .commit();
   }
 
   /** See BrowserSessionStore.get. */
@@ -31,7 +36,32 @@ export class KvBrowserSessionStore implements BrowserSessionStore {
 
   /** See BrowserSessionStore.delete. */
   async delete(cookieHash: string): Promise<void> {
-    await this.kv.delete(oauthKeys.browserSession(cookieHash));
+    const key = oauthKeys.browserSession(cookieHash);
+    const record = (await this.kv.get<BrowserSessionRecord>(key)).value;
+    const op = this.kv.atomic().delete(key);
+    if (record) op.delete(oauthKeys.userBrowserSession(record.userId, record.sessionId));
+    await op.commit();
+  }
+
+  /** See BrowserSessionStore.deleteAllOf: a few sessions per user, deleted in small commits. */
+  async deleteAllOf(userId: string): Promise<number> {
+    let deleted = 0;
+    let batch = this.kv.atomic();
+    let size = 0;
+    for await (
+      const entry of this.kv.list<string>({ prefix: oauthKeys.userBrowserSessionPrefix(userId) })
+    ) {
+      batch.delete(entry.key).delete(oauthKeys.browserSession(entry.value));
+      deleted++;
+      // Two mutations per session; well under KV's 1,000 per commit.
+      if (++size === 200) {
+        await batch.commit();
+        batch = this.kv.atomic();
+        size = 0;
+      }
+    }
+    if (size > 0) await batch.commit();
+    return deleted;
   }
 }
 

@@ -1105,6 +1105,20 @@ export const oauthKeys = {
   signingKey: (): Deno.KvKey => ["oauth_signingkey"],
   /** SHA-256 of a browser session cookie -> BrowserSessionRecord (the pages; expires). */
   browserSession: (hash: string): Deno.KvKey => ["browsersessionhash_session", hash],
+  /**
+   * (userId, sessionId) -> SHA-256 of the session's cookie: a user's browser sessions, so a
+   * password change can end them all (expires with the session).
+   */
+  userBrowserSession: (userId: string, sessionId: string): Deno.KvKey => [
+    "userid_sessionid_browsersessionhash",
+    userId,
+    sessionId,
+  ],
+  /** Every browser session of one user. */
+  userBrowserSessionPrefix: (userId: string): Deno.KvKey => [
+    "userid_sessionid_browsersessionhash",
+    userId,
+  ],
   /** Request ID -> PendingAuthorizationRecord: waiting for sign-in and consent (expires). */
   pendingAuthorization: (requestId: string): Deno.KvKey => [
     "oauthrequestid_pendingauthorization",

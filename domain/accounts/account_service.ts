@@ -358,7 +358,24 @@ export class AccountService implements SessionResolver {
         devices.map((d) => d.deviceId).filter((id) => id !== keepDeviceId),
       );
     }
+    for (const hook of this.passwordChangedHooks) {
+      try {
+        await hook(userId, { logoutDevices });
+      } catch (error) {
+        console.error("password change hook failed", userId, error);
+      }
+    }
   }
+
+  /**
+   * Called after a password change (or reset), so sign-ins held elsewhere end with the devices
+   * when `logoutDevices` (the browser sessions of the sign-in pages: a changed password usually
+   * means the old one leaked, and a browser session could consent to new grants).
+   */
+  readonly passwordChangedHooks: ((
+    userId: string,
+    options: { logoutDevices: boolean },
+  ) => Promise<void>)[] = [];
 
   /**
    * Deactivate an account: no password, no devices, no rooms; the user ID stays taken forever.

@@ -58,6 +58,11 @@ export class BrowserSessions {
     return session;
   }
 
+  /** End every browser session of a user (password change); how many there were. */
+  endAll(userId: string): Promise<number> {
+    return this.deps.store.deleteAllOf(userId);
+  }
+
   /** End the session behind a cookie value (sign-out). */
   async end(cookieValue: string): Promise<void> {
     if (cookieValue.length === 0 || cookieValue.length > 256) return;

@@ -18,10 +18,15 @@ export interface BrowserSessionRecord {
 
 /** Browser sessions by cookie hash. */
 export interface BrowserSessionStore {
-  /** Store a session until `record.expiresAt` (the store may forget it any time after). */
+  /**
+   * Store a session until `record.expiresAt` (the store may forget it any time after), listed
+   * under its user for `deleteAllOf`.
+   */
   put(cookieHash: string, record: BrowserSessionRecord): Promise<void>;
   /** The session of a cookie hash; null when unknown or forgotten. */
   get(cookieHash: string): Promise<BrowserSessionRecord | null>;
   /** Forget a session (sign-out); no error when it is already gone. */
   delete(cookieHash: string): Promise<void>;
+  /** Forget every session of a user (password change); returns how many there were. */
+  deleteAllOf(userId: string): Promise<number>;
 }

@@ -69,6 +69,19 @@ Deno.test("browser sessions: hashed cookie, expiry, deactivation, sign-out acros
     // Sign-out in one instance ends it for the other.
     await one.end(cookieValue);
     assertEquals(await other.resolve(cookieValue), null);
+
+    // A password change ends every session of the user, and only theirs.
+    const first = await one.start("@a:x");
+    const second = await other.start("@a:x");
+    active.add("@b:x");
+    const bystander = await one.start("@b:x");
+    assertEquals(await one.endAll("@a:x"), 2);
+    assertEquals(await other.resolve(first.cookieValue), null);
+    assertEquals(await other.resolve(second.cookieValue), null);
+    assert(await other.resolve(bystander.cookieValue));
+    // Signed-out sessions leave nothing listed under the user.
+    await one.end(bystander.cookieValue);
+    assertEquals(await one.endAll("@b:x"), 0);
   } finally {
     kv.close();
   }

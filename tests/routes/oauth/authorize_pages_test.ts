@@ -506,6 +506,37 @@ Deno.test("logout: the browser session ends", async () => {
   });
 });
 
+Deno.test("password change: browsers signed in to the pages are signed out", async () => {
+  await withServer({}, async (server) => {
+    const lou = await createUser(server, "lou", "pw-lou-1");
+    const clientId = await registerClient(server);
+    const { challenge } = pkcePair();
+    const kept = browserFor(server);
+    await passwordSignIn(kept, "lou", "pw-lou-1");
+    const change = (password: string, old: string, logout: boolean) =>
+      server.request("POST", "/_matrix/client/v3/account/password", {
+        token: lou.accessToken,
+        body: {
+          new_password: password,
+          logout_devices: logout,
+          auth: {
+            type: "m.login.password",
+            identifier: { type: "m.id.user", user: "lou" },
+            password: old,
+          },
+        },
+      });
+    // logout_devices false: the user keeps their sessions, browsers included.
+    assertEquals((await change("pw-lou-2", "pw-lou-1", false)).status, 200);
+    const still = await kept.get(authorizePath(clientId, challenge));
+    assert(new URL(still.location!).pathname.startsWith(OAUTH_PAGES.consent));
+    // The default (logging devices out) signs the browser out too.
+    assertEquals((await change("pw-lou-3", "pw-lou-2", true)).status, 200);
+    const after = await kept.get(authorizePath(clientId, challenge));
+    assertEquals(new URL(after.location!).pathname, OAUTH_PAGES.login);
+  });
+});
+
 Deno.test("authorize: the endpoint is absent when OAuth is off", async () => {
   await withServer({ TESSERA_OAUTH: "off" }, async (server) => {
     const res = await server.app.request(`${OAUTH_ENDPOINTS.authorization}?client_id=x`);
