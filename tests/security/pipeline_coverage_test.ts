@@ -257,6 +257,37 @@ const ROUTES: Record<string, Kind> = {
   // Room IDs only.
   "GET /_matrix/client/*/mutual_rooms": "none",
   "GET /_matrix/client/*/user/mutual_rooms": "none",
+  // The OAuth 2.0 authorization server (issue 14): metadata, clients, tokens and HTML pages
+  // about the user's account and sessions, never a room event. The account page shows the
+  // display name from the profile, not from member events.
+  "GET /_matrix/client/*/auth_metadata": "none",
+  "GET /_matrix/client/*/auth_issuer": "none",
+  "GET /.well-known/openid-configuration": "none",
+  "GET /.well-known/oauth-authorization-server": "none",
+  "POST /oauth2/register": "none",
+  "GET /oauth2/authorize": "none",
+  "POST /oauth2/token": "none",
+  "POST /oauth2/revoke": "none",
+  "POST /oauth2/device_authorization": "none",
+  "GET /oauth2/keys.json": "none",
+  "GET /oauth2/userinfo": "none",
+  "POST /oauth2/userinfo": "none",
+  "GET /account/login": "none",
+  "POST /account/login": "none",
+  "GET /account/register": "none",
+  "POST /account/register": "none",
+  "GET /account/logout": "none",
+  "POST /account/logout": "none",
+  "GET /account/consent/:requestId": "none",
+  "POST /account/consent/:requestId": "none",
+  "GET /account/link": "none",
+  "POST /account/link": "none",
+  "GET /account": "none",
+  "POST /account": "none",
+  // Upstream sign-in and legacy SSO: redirects and a confirmation page.
+  "GET /_matrix/client/*/login/sso/redirect": "none",
+  "POST /_matrix/client/*/login/sso/redirect": "none",
+  "GET /_matrix/client/*/login/sso/redirect/:idpId": "none",
 };
 
 /**
