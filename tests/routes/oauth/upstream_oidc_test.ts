@@ -42,6 +42,7 @@ const PEOPLE: Record<string, Record<string, unknown>> = {
   "sub-bob": { preferred_username: "bob", name: "Upstream Bob" },
   "sub-jose": { preferred_username: "José Müller!", name: "José" },
   "sub-carol": { preferred_username: "carol", name: "Carol" },
+  "sub-erin": { preferred_username: "erin", name: "Erin" },
 };
 
 function freePort(): number {
@@ -376,6 +377,32 @@ async function rewriteFlows(
     await kv.set(entry.key, change(entry.value));
   }
 }
+
+Deno.test({
+  name: "upstream: two first sign-ins of one subject at once end in one linked user",
+  ...TEST_OPTIONS,
+  fn: async () => {
+    const ctx = await setup();
+    try {
+      const browsers = [ctx.tessera(), ctx.tessera()];
+      const backs: string[] = [];
+      for (const b of browsers) {
+        const start = await b.get(`${SSO_REDIRECT}/oidc?redirectUrl=https://app.example/`);
+        backs.push(await atProvider(ctx.op.issuer, start, "sub-erin"));
+      }
+      const callbacks = await Promise.all(browsers.map((b, i) => b.get(backs[i])));
+      const users = await Promise.all(callbacks.map(async (callback, i) => {
+        assertEquals(callback.status, 303, callback.text);
+        const page = await browsers[i].follow(callback);
+        return page.text.match(/signed in as <strong>([^<]+)<\/strong>/)?.[1];
+      }));
+      assertEquals(users[0], "@erin:example.org:8448");
+      assertEquals(users[1], users[0]);
+    } finally {
+      await ctx.close();
+    }
+  },
+});
 
 Deno.test({
   name: "upstream: a deactivated linked user is refused",
