@@ -73,7 +73,15 @@ function startProvider() {
     claims: { openid: ["sub"], profile: ["preferred_username", "name"] },
   });
   const server = provider.listen(port);
-  return { issuer, close: () => new Promise<void>((resolve) => server.close(() => resolve())) };
+  return {
+    issuer,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        // Idle keep-alive connections from fetch would hold close() open until they time out.
+        server.closeAllConnections();
+      }),
+  };
 }
 
 /** A Tessera with the provider configured, plus a provider-side browser factory. */
