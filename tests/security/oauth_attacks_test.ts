@@ -317,3 +317,35 @@ Deno.test("device grant: another client cannot poll a device code, before or aft
     assertEquals(again.status, 400, "a device code is single use");
   });
 });
+
+Deno.test("a refresh cannot widen the grant: a scope asking for another device or openid is not granted", async () => {
+  await withServer(async (server) => {
+    const clientId = await registerClient(server);
+    const browser = await signedInBrowser(server, "alice");
+    const { verifier, challenge } = await pkcePair();
+    const code = await obtainCode(server, browser, clientId, challenge);
+    const granted = await exchange(server, { code, clientId, verifier });
+    assertEquals(granted.status, 200, JSON.stringify(granted.body));
+    const deviceScope = granted.body.scope.split(" ").find((s: string) =>
+      s.startsWith("urn:matrix:client:device:")
+    );
+    assert(deviceScope, `no device in ${granted.body.scope}`);
+    const wider = await postForm(server.baseUrl, OAUTH_ENDPOINTS.token, {
+      grant_type: "refresh_token",
+      refresh_token: granted.body.refresh_token,
+      client_id: clientId,
+      scope: "urn:matrix:client:api:* urn:matrix:client:device:STOLEN openid",
+    });
+    if (wider.status === 200) {
+      // Ignored (RFC 6749 §6 allows only a narrower scope): the grant is what it was.
+      assertEquals(wider.body.scope.split(" ").sort(), granted.body.scope.split(" ").sort());
+      assertEquals(wider.body.id_token, undefined);
+      const whoami = await server.request("GET", "/_matrix/client/v3/account/whoami", {
+        token: wider.body.access_token,
+      });
+      assertEquals(`urn:matrix:client:device:${whoami.body.device_id}`, deviceScope);
+    } else {
+      assertEquals([wider.status, wider.body.error], [400, "invalid_scope"]);
+    }
+  });
+});
