@@ -132,15 +132,20 @@ export class UpstreamSignIn {
   /**
    * Start a sign-in that ends at the local path `next`: the flow is stored and the provider's
    * authorization URL returned with the cookie value the browser must present at the callback.
+   * A binding the browser already holds (`existingBinding`, from a sign-in started in another
+   * tab) is kept, so starting a second flow does not strand the first.
    */
-  async begin(next: string): Promise<StartedUpstreamSignIn> {
+  async begin(next: string, existingBinding?: string): Promise<StartedUpstreamSignIn> {
     let authorization;
     try {
       authorization = await this.deps.provider.beginAuthorization(this.deps.options.callbackUrl);
     } catch (error) {
       throw providerFailure(error);
     }
-    const binding = randomId(32);
+    // Only a value of the shape this server issues is reused (32 random bytes, base64url).
+    const binding = existingBinding !== undefined && /^[A-Za-z0-9_-]{43}$/.test(existingBinding)
+      ? existingBinding
+      : randomId(32);
     const now = this.now();
     const record: UpstreamFlowRecord = {
       providerId: this.deps.options.providerId,

@@ -3,7 +3,8 @@
  * SSO"). Served whether or not the OAuth API is on (oauth_app.ts mounts them before its early
  * return):
  * - `UPSTREAM_PATHS.start(id)?next=`: to the provider, the flow bound to this browser by the
- *   `tessera_upstream` cookie; `UPSTREAM_PATHS.callback(id)`: checks, signs the browser in
+ *   `tessera_upstream` cookie (one value per browser, reused by every flow it starts);
+ *   `UPSTREAM_PATHS.callback(id)`: checks, signs the browser in
  *   (browser_session.ts) and goes on to `next`, a local path.
  * - `GET /login/sso/redirect[/{idpId}]?redirectUrl=`: a signed-in browser is asked to confirm
  *   (the page names the redirect host: a link from someone else must not hand them a login
@@ -13,7 +14,7 @@
  *   `redirectUrl` with a single-use `loginToken` for `m.login.token`.
  */
 import { type Context, Hono } from "hono";
-import { deleteCookie, getCookie, setCookie } from "hono/cookie";
+import { getCookie, setCookie } from "hono/cookie";
 import { html } from "hono/html";
 import { OAUTH_PAGES, oauthIssuer, UPSTREAM_PATHS } from "../../domain/oauth/oauth_paths.ts";
 import {
@@ -75,7 +76,6 @@ export function upstreamApp(deps: AppDeps): Hono {
           }
           throw error;
         }
-        deleteCookie(c, UPSTREAM_BINDING_COOKIE, bindingCookieOptions(deps));
         await signInBrowser(c, deps, completed.userId);
         return pageRedirect(c, completed.next);
       }),
@@ -149,7 +149,7 @@ async function sendToProvider(
   if (upstream === undefined) throw new PageError(404, "No identity provider is configured.");
   let started;
   try {
-    started = await upstream.begin(next);
+    started = await upstream.begin(next, getCookie(c, UPSTREAM_BINDING_COOKIE));
   } catch (error) {
     if (error instanceof UpstreamSignInError) {
       throw new PageError(error.status, error.message, "Sign-in failed");
@@ -167,13 +167,14 @@ async function sendToProvider(
 
 /**
  * The binding cookie: HttpOnly, SameSite=Lax (sent on the provider's top-level redirect back),
- * only under /upstream/, Secure when the issuer is https.
+ * Secure when the issuer is https. Left to expire rather than cleared after a callback: a flow
+ * started in another tab may still be bound to it (each flow is single use anyway).
  */
 function bindingCookieOptions(deps: AppDeps) {
   return {
     httpOnly: true,
     sameSite: "Lax" as const,
-    path: "/upstream/",
+    path: "/",
     secure: oauthIssuer(deps.config).startsWith("https:"),
   };
 }
