@@ -230,6 +230,31 @@ Deno.test({
 });
 
 Deno.test({
+  name: "legacy SSO with the OAuth API off: /login/sso/redirect goes straight to the provider",
+  ...TEST_OPTIONS,
+  fn: async () => {
+    const ctx = await setup({ TESSERA_OAUTH: "off" });
+    try {
+      const tessera = ctx.tessera();
+      const start = await tessera.get(`${SSO_REDIRECT}?redirectUrl=https://app.example/`);
+      assertEquals(start.status, 302);
+      const callback = await throughProvider(ctx.op.issuer, tessera, start, "sub-carol");
+      const confirmation = await tessera.follow(callback);
+      assertStringIncludes(confirmation.text, "app.example");
+      // No OAuth pages: no sign-out link to a page that is not served.
+      assert(!confirmation.text.includes("/account/logout"));
+      const done = await tessera.submit(formTo(confirmation, SSO_REDIRECT));
+      const token = new URL(done.headers.get("location")!).searchParams.get("loginToken")!;
+      assertEquals((await tokenLogin(ctx.server, token)).userId, "@carol:example.org:8448");
+      // And the OAuth pages really are off.
+      assertEquals((await tessera.get("/account/login")).status, 404);
+    } finally {
+      await ctx.close();
+    }
+  },
+});
+
+Deno.test({
   name: "upstream: a second sign-in reuses the link; collisions get numeric suffixes",
   ...TEST_OPTIONS,
   fn: async () => {
