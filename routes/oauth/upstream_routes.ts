@@ -9,7 +9,8 @@
  * - `GET /login/sso/redirect[/{idpId}]?redirectUrl=`: a signed-in browser is asked to confirm
  *   (the page names the redirect host: a link from someone else must not hand them a login
  *   token silently); otherwise it signs in first (the provider for `{idpId}`, else the sign-in
- *   page when the OAuth pages are on, else the one provider) and comes back here.
+ *   page, or with `action=register` the registration page, when the OAuth pages are on, else
+ *   the one provider) and comes back here.
  * - `POST /login/sso/redirect` (the confirmation form, CSRF-checked): redirects to
  *   `redirectUrl` with a single-use `loginToken` for `m.login.token`.
  */
@@ -106,11 +107,12 @@ export function upstreamApp(deps: AppDeps): Hono {
         await limitByAddress(c, deps);
         const back = confirmationPath(path, redirectUrl);
         if (deps.config.oauth.enabled) {
-          // The sign-in page offers every way in (password, the provider) and comes back here.
-          return redirectWithPageHeaders(
-            c,
-            `${OAUTH_PAGES.login}?${new URLSearchParams({ next: back })}`,
-          );
+          // The sign-in page offers every way in (password, the provider) and comes back here;
+          // `action=register` (spec 1.18, OAuth-aware clients) opens the registration page.
+          const register = c.req.query("action") === "register" &&
+            deps.config.registration !== "closed";
+          const pagePath = register ? OAUTH_PAGES.register : OAUTH_PAGES.login;
+          return redirectWithPageHeaders(c, `${pagePath}?${new URLSearchParams({ next: back })}`);
         }
         if (upstream !== undefined) return await sendToProvider(c, deps, back, 302);
         throw new PageError(404, "This server offers no single sign-on.");

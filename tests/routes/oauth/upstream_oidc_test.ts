@@ -664,7 +664,7 @@ Deno.test("GET /login lists only what the configuration offers", async () => {
   }
 });
 
-Deno.test("legacy SSO without an IdP goes to the sign-in page when the OAuth pages are on", async () => {
+Deno.test("legacy SSO without an IdP: the sign-in (or registration) page when OAuth is on", async () => {
   const server = await startTestServer({ TESSERA_PUBLIC_BASEURL: TESSERA });
   try {
     const res = await server.app.request(`${SSO_REDIRECT}?redirectUrl=https://app.example/x`);
@@ -675,6 +675,13 @@ Deno.test("legacy SSO without an IdP goes to the sign-in page when the OAuth pag
       location.searchParams.get("next"),
       `${SSO_REDIRECT}?redirectUrl=${encodeURIComponent("https://app.example/x")}`,
     );
+    // action=register (spec 1.18) opens the registration page, and comes back the same way.
+    const register = await server.app.request(
+      `${SSO_REDIRECT}?redirectUrl=https://app.example/x&action=register`,
+    );
+    const to = new URL(register.headers.get("location")!, TESSERA);
+    assertEquals(to.pathname, "/account/register");
+    assertEquals(to.searchParams.get("next"), location.searchParams.get("next"));
   } finally {
     server.close();
   }
