@@ -377,6 +377,17 @@ Deno.test({
       assertStringIncludes(res.text, "another browser");
       assert(!victim.cookies.has("tessera_session"));
 
+      // Another issuer named in the response (RFC 9207 mix-up defence): refused.
+      tessera = ctx.tessera();
+      start = await tessera.get(UPSTREAM_PATHS.start("oidc"));
+      back = new URL(await atProvider(ctx.op.issuer, start, "sub-carol"));
+      assertEquals(back.searchParams.get("iss"), ctx.op.issuer);
+      back.searchParams.set("iss", "https://evil.example");
+      res = await tessera.get(back.toString());
+      assertEquals(res.status, 400);
+      assertStringIncludes(res.text, "iss");
+      assert(!tessera.cookies.has("tessera_session"));
+
       // The nonce kept for the flow no longer matches the ID token's: refused.
       tessera = ctx.tessera();
       start = await tessera.get(UPSTREAM_PATHS.start("oidc"));
