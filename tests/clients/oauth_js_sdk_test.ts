@@ -13,7 +13,13 @@ import { TokenRefresher } from "matrix-js-sdk/lib/oauth/tokenRefresher.js";
 import { assert, assertEquals } from "../assert.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
 import { recordingFetch, registerUser, startSyncing, step } from "./matrix_helpers.ts";
-import { Browser, formTo, passwordSignIn, redirectParams } from "../routes/oauth/browser_flow.ts";
+import {
+  Browser,
+  forms,
+  formTo,
+  passwordSignIn,
+  redirectParams,
+} from "../routes/oauth/browser_flow.ts";
 import { OAUTH_PAGES } from "../../domain/oauth/oauth_paths.ts";
 
 const PASSWORD = "correct horse battery staple";
@@ -247,7 +253,8 @@ Deno.test({
 });
 
 Deno.test({
-  name: "js-sdk OAuth2: the device authorization grant, approved and denied on the link page",
+  name:
+    "js-sdk OAuth2: the device authorization grant approved on the link page (then signed out on the account page) and denied",
   sanitizeOps: false,
   sanitizeResources: false,
   fn: () =>
@@ -286,6 +293,26 @@ Deno.test({
       assertEquals([whoami.user_id, whoami.device_id], [userId, deviceId]);
       await step("sync (device grant)", () => startSyncing(client, userId, 10));
       client.stopClient();
+
+      // The account page the metadata names (account_management_uri, MSC4191's actions): the
+      // session shows the client's name, and signing it out there ends it for the SDK too.
+      assert(
+        metadata.account_management_actions_supported?.includes("org.matrix.device_delete"),
+        "org.matrix.device_delete not offered",
+      );
+      const manage = new URL(metadata.account_management_uri!);
+      manage.searchParams.set("action", "org.matrix.device_view");
+      manage.searchParams.set("device_id", deviceId);
+      const view = await browser.open(manage.toString());
+      assertEquals(view.status, 200, view.text);
+      assert(view.text.includes("js-sdk OAuth test"), "the session page names the client");
+      manage.searchParams.set("action", "org.matrix.device_delete");
+      const confirm = await browser.open(manage.toString());
+      const signOut = forms(confirm).find((f) => f.fields.action === "org.matrix.device_delete");
+      assert(signOut, `no sign-out form: ${confirm.text}`);
+      const done = await browser.follow(await browser.submit(signOut));
+      assert(done.status < 400, `sign-out: ${done.status} ${done.text}`);
+      assertEquals(await outcome(() => client.whoami()), [401, "M_UNKNOWN_TOKEN"]);
 
       // Denied: the SDK's poll ends with access_denied and no tokens.
       const denied = new sdk.OAuth2(metadata, { clientId, deviceId: "JSSDKTV2" }, quietLogger);
