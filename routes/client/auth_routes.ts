@@ -71,14 +71,16 @@ const UNKNOWN_THREEPID_USER = "unknown threepid";
 
 /**
  * The login flows the configuration really offers: `m.login.password` unless password login is
- * off; `m.login.token` (from `/login/get_token` and the SSO flow); `m.login.sso` when a browser
+ * off; `m.login.token` (minted by `/login/get_token` and the SSO flow); `m.login.sso` when a browser
  * can sign in (the OAuth pages, or an upstream provider), naming the provider, and with
  * `oauth_aware_preferred` (spec 1.18) when the OAuth API is on, so OAuth-aware clients use it.
  */
 export function loginFlows(config: AppDeps["config"]): Record<string, unknown>[] {
   const flows: Record<string, unknown>[] = [];
   if (config.oauth.passwordLogin) flows.push({ type: "m.login.password" });
-  flows.push({ type: "m.login.token" });
+  // POST /login/get_token is served (whether this user can pass its UIA is another matter,
+  // which the spec allows).
+  flows.push({ type: "m.login.token", get_login_token: true });
   if (config.oauth.enabled || config.upstreamOidc !== undefined) {
     flows.push({
       type: "m.login.sso",

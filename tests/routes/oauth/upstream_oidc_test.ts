@@ -614,13 +614,13 @@ Deno.test("GET /login lists only what the configuration offers", async () => {
       env: {},
       flows: [
         { type: "m.login.password" },
-        { type: "m.login.token" },
+        { type: "m.login.token", get_login_token: true },
         { type: "m.login.sso", oauth_aware_preferred: true },
       ],
     },
     {
       env: { TESSERA_OAUTH: "off" },
-      flows: [{ type: "m.login.password" }, { type: "m.login.token" }],
+      flows: [{ type: "m.login.password" }, { type: "m.login.token", get_login_token: true }],
     },
     {
       env: {
@@ -632,7 +632,7 @@ Deno.test("GET /login lists only what the configuration offers", async () => {
         TESSERA_OIDC_NAME: "Example",
       },
       flows: [
-        { type: "m.login.token" },
+        { type: "m.login.token", get_login_token: true },
         { type: "m.login.sso", identity_providers: [{ id: "example-idp", name: "Example" }] },
       ],
     },
@@ -643,7 +643,7 @@ Deno.test("GET /login lists only what the configuration offers", async () => {
         TESSERA_OIDC_CLIENT_ID: "c",
       },
       flows: [
-        { type: "m.login.token" },
+        { type: "m.login.token", get_login_token: true },
         {
           type: "m.login.sso",
           identity_providers: [{ id: "oidc", name: "OpenID Connect" }],
