@@ -71,8 +71,8 @@ const UNKNOWN_THREEPID_USER = "unknown threepid";
 
 /**
  * The login flows the configuration really offers: `m.login.password` unless password login is
- * off; `m.login.token` (minted by `/login/get_token` and the SSO flow); `m.login.sso` when a browser
- * can sign in (the OAuth pages, or an upstream provider), naming the provider, and with
+ * off; `m.login.token` (minted by `/login/get_token` and the SSO flow); `m.login.sso` when a
+ * browser can sign in (the OAuth pages, or an upstream provider), naming the provider, and with
  * `oauth_aware_preferred` (spec 1.18) when the OAuth API is on, so OAuth-aware clients use it.
  */
 export function loginFlows(config: AppDeps["config"]): Record<string, unknown>[] {

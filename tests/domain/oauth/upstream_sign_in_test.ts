@@ -74,7 +74,7 @@ const OPTIONS = {
   callbackUrl: "https://hs.example/upstream/oidc/callback",
 };
 
-Deno.test("two first sign-ins of one subject racing to the link: one user, the loser discarded", async () => {
+Deno.test("two first sign-ins of one subject racing: one user, the loser retired", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
     const accounts = accountsInMemory();
@@ -130,7 +130,7 @@ Deno.test("an expired flow is refused even while KV still holds it", async () =>
   }
 });
 
-Deno.test("no usable localpart claim: a random localpart; the display name claim is optional", async () => {
+Deno.test("no usable localpart claim: a random one; the display name is optional", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
     const accounts = accountsInMemory();

@@ -578,7 +578,7 @@ Deno.test({
   },
 });
 
-Deno.test("legacy SSO through the password sign-in page, without an upstream provider", async () => {
+Deno.test("legacy SSO through the password sign-in page, no upstream provider", async () => {
   const server = await startTestServer({ TESSERA_PUBLIC_BASEURL: TESSERA }, FAST_HASHING);
   try {
     await createUser(server, "dana", "pw-dana-123");
@@ -675,7 +675,7 @@ Deno.test("GET /login lists only what the configuration offers", async () => {
   }
 });
 
-Deno.test("legacy SSO without an IdP: the sign-in (or registration) page when OAuth is on", async () => {
+Deno.test("legacy SSO without an IdP: sign-in (or registration) page, OAuth on", async () => {
   const server = await startTestServer({ TESSERA_PUBLIC_BASEURL: TESSERA });
   try {
     const res = await server.app.request(`${SSO_REDIRECT}?redirectUrl=https://app.example/x`);
