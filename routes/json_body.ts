@@ -58,9 +58,10 @@ export async function readJsonBody<S extends z.ZodType>(
  * The body's bytes, read only up to `maxBytes`: a declared Content-Length over the limit is
  * refused unread, and a chunked body (no length) is read chunk by chunk and cancelled the moment
  * it passes the limit, so an oversize upload never sits in memory. Every route reads its body
- * here; the bytes are cached on the request so a second read sees the same body.
+ * here (JSON through `readJsonBody`, forms through `readBodyBytes` itself); the bytes are cached on
+ * the request so a second read sees the same body. Over the limit: 413 M_TOO_LARGE.
  */
-async function readBodyBytes(c: Context, maxBytes: number): Promise<Uint8Array> {
+export async function readBodyBytes(c: Context, maxBytes: number): Promise<Uint8Array> {
   const refuse = () => tooLarge(`Request body is over ${maxBytes} bytes`);
   const declared = c.req.header("content-length");
   if (declared !== undefined && Number(declared) > maxBytes) throw refuse();

@@ -17,6 +17,8 @@ import { BROWSER_SESSION_LIFETIME_MS } from "../../domain/oauth/browser_sessions
 import { oauthIssuer } from "../../domain/oauth/oauth_paths.ts";
 import type { AppDeps } from "../deps.ts";
 import { PageError, type PageMarkup } from "./html_page.ts";
+import { MatrixError } from "../../domain/errors.ts";
+import { readBodyBytes } from "../json_body.ts";
 
 /** The browser session cookie. */
 export const SESSION_COOKIE = "tessera_session";
@@ -156,26 +158,17 @@ export async function readForm(c: Context): Promise<FormFields> {
   if (!/^application\/x-www-form-urlencoded\b/i.test(type)) {
     throw new PageError(415, "This page takes form submissions only.");
   }
-  const length = Number(c.req.header("content-length") ?? "0");
-  if (length > MAX_FORM_BYTES) throw new PageError(413, "The form is too large.");
-  const body = c.req.raw.body;
-  let text = "";
-  if (body !== null) {
-    const reader = body.getReader();
-    const decoder = new TextDecoder();
-    let size = 0;
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > MAX_FORM_BYTES) {
-        await reader.cancel();
-        throw new PageError(413, "The form is too large.");
-      }
-      text += decoder.decode(value, { stream: true });
+  let bytes: Uint8Array;
+  try {
+    bytes = await readBodyBytes(c, MAX_FORM_BYTES);
+  } catch (error) {
+    if (error instanceof MatrixError && error.status === 413) {
+      throw new PageError(413, "The form is too large.");
     }
-    text += decoder.decode();
+    throw error;
   }
+  // Browsers send UTF-8; anything else becomes replacement characters, never an error.
+  const text = new TextDecoder().decode(bytes);
   // No prototype: a field named `constructor` or `__proto__` is just a field.
   const fields: FormFields = Object.create(null);
   for (const [name, value] of new URLSearchParams(text)) {

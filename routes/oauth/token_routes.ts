@@ -6,8 +6,9 @@
  */
 import { type Context, Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
-import { MatrixError, tooLarge } from "../../domain/errors.ts";
+import { MatrixError } from "../../domain/errors.ts";
 import { OAuthError } from "../../domain/oauth/oauth_errors.ts";
+import { readBodyBytes } from "../json_body.ts";
 import { OAUTH_ENDPOINTS } from "../../domain/oauth/oauth_paths.ts";
 import { DEVICE_CODE_GRANT_TYPE } from "../../domain/oauth/oauth_grants.ts";
 import { rateLimited } from "../client/rate_limit_middleware.ts";
@@ -141,31 +142,7 @@ async function readTokenForm(c: Context): Promise<Record<string, string>> {
       "The request body must be application/x-www-form-urlencoded",
     );
   }
-  const declared = c.req.header("content-length");
-  const tooBig = () => tooLarge(`Request body is over ${MAX_TOKEN_REQUEST_BYTES} bytes`);
-  if (declared !== undefined && Number(declared) > MAX_TOKEN_REQUEST_BYTES) throw tooBig();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const body = c.req.raw.body;
-  if (body !== null) {
-    const reader = body.getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > MAX_TOKEN_REQUEST_BYTES) {
-        await reader.cancel().catch(() => {});
-        throw tooBig();
-      }
-      chunks.push(value);
-    }
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
+  const bytes = await readBodyBytes(c, MAX_TOKEN_REQUEST_BYTES);
   let text: string;
   try {
     text = new TextDecoder("utf-8", { fatal: true }).decode(bytes);
