@@ -7,6 +7,7 @@
  * honesty of GET /login in each configuration.
  */
 import Provider from "oidc-provider";
+import http from "node:http";
 import { assert, assertEquals } from "../../assert.ts";
 import { FAST_HASHING } from "../client_harness.ts";
 import { startTestServer } from "../test_server.ts";
@@ -52,10 +53,16 @@ function freePort(): number {
   return port;
 }
 
-/** Start oidc-provider with one confidential client whose callback is Tessera's. */
-function startProvider() {
+/**
+ * Start oidc-provider with one confidential client whose callback is Tessera's. With `prefix`,
+ * the issuer has that path and a trailing slash (as Authentik's do), its discovery document is
+ * served under it, and the endpoints it names at the root.
+ */
+function startProvider(prefix?: string) {
   const port = freePort();
-  const issuer = `http://127.0.0.1:${port}`;
+  const issuer = prefix === undefined
+    ? `http://127.0.0.1:${port}`
+    : `http://127.0.0.1:${port}${prefix}/`;
   const provider = new Provider(issuer, {
     clients: [{
       client_id: "tessera",
@@ -72,7 +79,14 @@ function startProvider() {
       },
     claims: { openid: ["sub"], profile: ["preferred_username", "name"] },
   });
-  const server = provider.listen(port);
+  const handle = provider.callback();
+  const server = http.createServer((req, res) => {
+    if (prefix !== undefined && req.url?.startsWith(`${prefix}/`)) {
+      req.url = req.url.slice(prefix.length);
+    }
+    handle(req, res);
+  });
+  server.listen(port, "127.0.0.1");
   return {
     issuer,
     close: () =>
@@ -85,8 +99,8 @@ function startProvider() {
 }
 
 /** A Tessera with the provider configured, plus a provider-side browser factory. */
-async function setup(env: Record<string, string> = {}) {
-  const op = startProvider();
+async function setup(env: Record<string, string> = {}, providerPrefix?: string) {
+  const op = startProvider(providerPrefix);
   const server = await startTestServer({
     TESSERA_PUBLIC_BASEURL: TESSERA,
     TESSERA_OIDC_ISSUER: op.issuer,
@@ -118,11 +132,12 @@ async function atProvider(
   sub: string,
   choice: "consent" | "abort" = "consent",
 ): Promise<string> {
-  assert(toProvider.location?.startsWith(issuer), `expected a redirect to the provider`);
-  const op = new Browser((url, init) => fetch(url, init), { origin: issuer });
+  const origin = new URL(issuer).origin;
+  assert(toProvider.location?.startsWith(origin), `expected a redirect to the provider`);
+  const op = new Browser((url, init) => fetch(url, init), { origin });
   let page = await op.follow(await op.get(toProvider.location!));
   for (let step = 0; step < 4; step++) {
-    if (page.location !== undefined && !page.location.startsWith(issuer)) return page.location;
+    if (page.location !== undefined && !page.location.startsWith(origin)) return page.location;
     assertEquals(page.status, 200, page.text);
     const form = forms(page).find((f) => f.method === "post");
     assert(form !== undefined, `no form on the provider's page ${page.url}`);
@@ -248,6 +263,23 @@ Deno.test({
       assertEquals((await tokenLogin(ctx.server, token)).userId, "@carol:example.org:8448");
       // And the OAuth pages really are off.
       assertEquals((await tessera.get("/account/login")).status, 404);
+    } finally {
+      await ctx.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "upstream: an issuer with a path and a trailing slash is discovered and trusted",
+  ...TEST_OPTIONS,
+  fn: async () => {
+    const ctx = await setup({}, "/application/o/tessera");
+    try {
+      assert(ctx.op.issuer.endsWith("/application/o/tessera/"));
+      // TESSERA_OIDC_ISSUER loses the slash in parsing; the provider's own issuer still counts.
+      assertEquals(ctx.server.config.upstreamOidc?.issuer, ctx.op.issuer.slice(0, -1));
+      const { loginToken } = await legacyLogin(ctx, "sub-carol");
+      assertEquals((await tokenLogin(ctx.server, loginToken)).userId, "@carol:example.org:8448");
     } finally {
       await ctx.close();
     }
