@@ -43,7 +43,11 @@ const SSO_REDIRECT_PATHS = [
 ] as const;
 /** Schemes a login token is never sent to: they run code or stay inside the browser. */
 const REFUSED_REDIRECT_SCHEMES = new Set(["javascript:", "data:", "vbscript:", "file:", "blob:"]);
-const MAX_REDIRECT_URL_LENGTH = 2048;
+/**
+ * The longest `redirectUrl` once percent-encoded: the confirmation path carrying it must stay
+ * a `next=` the sign-in pages accept (browser_session.ts's localPath takes 2,048 characters).
+ */
+const MAX_ENCODED_REDIRECT_URL_LENGTH = 1900;
 
 /** The upstream sign-in and legacy SSO routes. */
 export function upstreamApp(deps: AppDeps): Hono {
@@ -225,7 +229,12 @@ function checkedRedirectUrl(raw: string | undefined): string {
   if (raw === undefined || raw.length === 0) {
     throw new PageError(400, "The app did not say where to return to (redirectUrl is missing).");
   }
-  if (raw.length > MAX_REDIRECT_URL_LENGTH || !URL.canParse(raw)) {
+  if (
+    new URLSearchParams({ redirectUrl: raw }).toString().length > MAX_ENCODED_REDIRECT_URL_LENGTH
+  ) {
+    throw new PageError(400, "The app's return address (redirectUrl) is too long.");
+  }
+  if (!URL.canParse(raw)) {
     throw new PageError(400, "The app's return address (redirectUrl) is not a valid URL.");
   }
   const url = new URL(raw);
