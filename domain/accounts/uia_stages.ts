@@ -1,10 +1,45 @@
 /**
  * The user-interactive auth stages accounts offer: m.login.dummy, m.login.password (proving the
- * authenticated user's own password) and m.login.registration_token.
+ * authenticated user's own password), m.login.sso (a browser sign-in on the fallback page) and
+ * m.login.registration_token.
  */
 import { badJson, forbidden, MatrixError } from "../errors.ts";
 import type { AccountService } from "./account_service.ts";
-import { UiaRefusal, type UiaStageHandler } from "./user_interactive_auth.ts";
+import { type UiaFlow, UiaRefusal, type UiaStageHandler } from "./user_interactive_auth.ts";
+
+/** The stage completed in a browser, on the fallback page (spec: "Single Sign-On"). */
+export const SSO_STAGE = "m.login.sso";
+
+/**
+ * m.login.sso: passes only once the session's user confirmed on the fallback page
+ * (`/auth/m.login.sso/fallback/web`, after signing in there); a client that submits the stage
+ * before that gets the challenge again.
+ */
+export const ssoStage: UiaStageHandler = (_auth, session) =>
+  session.completed.includes(SSO_STAGE) ? Promise.resolve() : Promise.reject(
+    new MatrixError("M_UNAUTHORIZED", 401, "Confirm your identity in the browser first"),
+  );
+
+/**
+ * The flows that re-authenticate a signed-in user before a sensitive request: the password,
+ * and with `sso` (an upstream provider users may have signed up through, so without a
+ * password) a browser sign-in through the fallback page.
+ */
+export function reauthenticationFlows(
+  accounts: AccountService,
+  userId: string,
+  options: { sso: boolean },
+): { flows: UiaFlow[]; stages: Record<string, UiaStageHandler> } {
+  const flows: UiaFlow[] = [{ stages: ["m.login.password"] }];
+  const stages: Record<string, UiaStageHandler> = {
+    "m.login.password": passwordStage(accounts, userId),
+  };
+  if (options.sso) {
+    flows.push({ stages: [SSO_STAGE] });
+    stages[SSO_STAGE] = ssoStage;
+  }
+  return { flows, stages };
+}
 
 /** m.login.dummy: always passes; it only lets a client complete the flow. */
 export const dummyStage: UiaStageHandler = () => Promise.resolve();

@@ -168,6 +168,24 @@ export class UserInteractiveAuth {
     return session?.action === action ? session : null;
   }
 
+  /**
+   * Complete `stage` of session `id` outside the API: a fallback page where the user proved who
+   * they are in the browser (`m.login.sso`). Only the session's own user may, while it lives;
+   * the client then retries its request with the session alone.
+   */
+  async completeInBrowser(
+    id: string,
+    stage: string,
+    userId: string,
+  ): Promise<"completed" | "unknown" | "other_user"> {
+    const session = await this.store.getUiaSession(id);
+    if (!session || session.expiresAt <= this.now()) return "unknown";
+    if (session.userId !== userId) return "other_user";
+    if (!session.completed.includes(stage)) session.completed.push(stage);
+    await this.store.putUiaSession(session);
+    return "completed";
+  }
+
   /** Record what a completed session's request did (e.g. the user it registered). */
   async remember(session: UiaSessionRecord, results: Record<string, unknown>): Promise<void> {
     await this.store.putUiaSession({ ...session, results: { ...session.results, ...results } });

@@ -4,7 +4,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
-import { passwordStage } from "../../domain/accounts/uia_stages.ts";
+import { reauthenticationFlows } from "../../domain/accounts/uia_stages.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
@@ -35,8 +35,7 @@ export function accountArea(deps: AppDeps): ClientArea {
       action,
       userId,
       auth,
-      flows: [{ stages: ["m.login.password"] }],
-      stages: { "m.login.password": passwordStage(accounts, userId) },
+      ...reauthenticationFlows(accounts, userId, { sso: deps.upstreamSignIn !== undefined }),
     });
 
   /** A forgotten password: the owner of an address validated by mail sets a new one. */

@@ -9,7 +9,7 @@ import type { IssuedSession } from "../../domain/accounts/account_service.ts";
 import {
   dummyStage,
   identifiedUser,
-  passwordStage,
+  reauthenticationFlows,
   registrationTokenStage,
   sameSecret,
 } from "../../domain/accounts/uia_stages.ts";
@@ -241,8 +241,7 @@ export function authArea(deps: AppDeps): ClientArea {
       action: "get_login_token",
       userId,
       auth: body.auth,
-      flows: [{ stages: ["m.login.password"] }],
-      stages: { "m.login.password": passwordStage(accounts, userId) },
+      ...reauthenticationFlows(accounts, userId, { sso: deps.upstreamSignIn !== undefined }),
     });
     const { token, expiresInMs } = await accounts.createLoginToken(userId);
     return c.json({ login_token: token, expires_in_ms: expiresInMs });

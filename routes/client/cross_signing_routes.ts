@@ -7,7 +7,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { invalidParam } from "../../domain/errors.ts";
 import { isValidDeviceId, isValidUserId } from "../../domain/protocol/identifiers.ts";
-import { passwordStage } from "../../domain/accounts/uia_stages.ts";
+import { reauthenticationFlows } from "../../domain/accounts/uia_stages.ts";
 import {
   crossSigningResetUrl,
   OAUTH_UIA_STAGE,
@@ -84,8 +84,7 @@ export function crossSigningArea(deps: AppDeps): ClientArea {
           action: "device_signing_upload",
           userId,
           auth: body.auth,
-          flows: [{ stages: ["m.login.password"] }],
-          stages: { "m.login.password": passwordStage(accounts, userId) },
+          ...reauthenticationFlows(accounts, userId, { sso: deps.upstreamSignIn !== undefined }),
         });
       },
     );

@@ -6,7 +6,7 @@ import { Hono } from "hono";
 import { z } from "zod";
 import { notFound } from "../../domain/errors.ts";
 import type { DeviceRecord } from "../../domain/ports/account_store.ts";
-import { passwordStage } from "../../domain/accounts/uia_stages.ts";
+import { reauthenticationFlows } from "../../domain/accounts/uia_stages.ts";
 import type { AppDeps } from "../deps.ts";
 import { readJsonBody } from "../json_body.ts";
 import type { ClientArea } from "./client_api.ts";
@@ -46,8 +46,7 @@ export function deviceArea(deps: AppDeps): ClientArea {
       operation: JSON.stringify([...new Set(deviceIds)].sort()),
       userId,
       auth,
-      flows: [{ stages: ["m.login.password"] }],
-      stages: { "m.login.password": passwordStage(accounts, userId) },
+      ...reauthenticationFlows(accounts, userId, { sso: deps.upstreamSignIn !== undefined }),
     });
     await accounts.deleteDevices(userId, deviceIds);
   }

@@ -8,7 +8,7 @@
 import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { MatrixError } from "../../domain/errors.ts";
-import { passwordStage } from "../../domain/accounts/uia_stages.ts";
+import { reauthenticationFlows } from "../../domain/accounts/uia_stages.ts";
 import {
   canonicalEmail,
   checkClientSecret,
@@ -168,8 +168,7 @@ export function threepidArea(deps: AppDeps): ClientArea {
       action: "add_threepid",
       userId,
       auth: body.auth,
-      flows: [{ stages: ["m.login.password"] }],
-      stages: { "m.login.password": passwordStage(accounts, userId) },
+      ...reauthenticationFlows(accounts, userId, { sso: deps.upstreamSignIn !== undefined }),
     });
     await threepids.addFromSession(userId, body.sid, body.client_secret);
     return c.json({});

@@ -13,6 +13,10 @@
  *   the one provider) and comes back here.
  * - `POST /login/sso/redirect` (the confirmation form, CSRF-checked): redirects to
  *   `redirectUrl` with a single-use `loginToken` for `m.login.token`.
+ * - `/auth/m.login.sso/fallback/web?session=` (with a provider configured): the UIA stage
+ *   `m.login.sso` that users the provider signed up, who have no password, re-authenticate
+ *   with; a browser signed in within 5 minutes as the session's user confirms (CSRF-checked
+ *   form), and the client retries with the session.
  */
 import { type Context, Hono } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
@@ -22,6 +26,7 @@ import {
   UPSTREAM_FLOW_LIFETIME_MS,
   UpstreamSignInError,
 } from "../../domain/oauth/upstream_sign_in.ts";
+import { SSO_STAGE } from "../../domain/accounts/uia_stages.ts";
 import type { AppDeps } from "../deps.ts";
 import { clientAddress, takeRateLimit } from "../client/rate_limit_middleware.ts";
 import {
@@ -41,6 +46,13 @@ const SSO_REDIRECT_PATHS = [
   "/_matrix/client/v3/login/sso/redirect",
   "/_matrix/client/r0/login/sso/redirect",
 ] as const;
+/** The `m.login.sso` UIA fallback page (spec: "Fallback"), per client API version. */
+const SSO_FALLBACK_PATHS = [
+  "/_matrix/client/v3/auth/m.login.sso/fallback/web",
+  "/_matrix/client/r0/auth/m.login.sso/fallback/web",
+] as const;
+/** How recent a browser sign-in must be to confirm a UIA session on the fallback page. */
+const FALLBACK_SIGN_IN_MAX_AGE_MS = 5 * 60_000;
 /** Schemes a login token is never sent to: they run code or stay inside the browser. */
 const REFUSED_REDIRECT_SCHEMES = new Set(["javascript:", "data:", "vbscript:", "file:", "blob:"]);
 /**
@@ -85,6 +97,13 @@ export function upstreamApp(deps: AppDeps): Hono {
         return pageRedirect(c, completed.next);
       }),
     );
+  }
+
+  if (upstream !== undefined) {
+    for (const path of SSO_FALLBACK_PATHS) {
+      app.get(path, page((c) => ssoFallbackPage(c, deps, path)));
+      app.post(path, page((c) => ssoFallbackConfirm(c, deps)));
+    }
   }
 
   for (const path of SSO_REDIRECT_PATHS) {
@@ -142,6 +161,82 @@ export function upstreamApp(deps: AppDeps): Hono {
     );
   }
   return app;
+}
+
+/**
+ * The `m.login.sso` fallback page (spec: "Fallback"): a browser signed in within the last few
+ * minutes confirms; otherwise it is sent to sign in (the provider, or the password page) and
+ * comes back here.
+ */
+async function ssoFallbackPage(c: Context, deps: AppDeps, path: string) {
+  const sessionId = checkedUiaSession(c.req.query("session"));
+  const user = await recentBrowserUser(c, deps);
+  const here = `${path}?${new URLSearchParams({ session: sessionId })}`;
+  if (user === null) {
+    const upstream = deps.config.upstreamOidc!;
+    return htmlPage(c, {
+      title: "Confirm it's you",
+      body: html`
+        <p>The app asked you to confirm your identity before it goes on. Sign in again:</p>
+        <p><a class="button" href="${UPSTREAM_PATHS.start(upstream.id)}?${new URLSearchParams({
+          next: here,
+        })}">Continue with ${upstream.name}</a></p>
+        ${deps.config.oauth.enabled && deps.config.oauth.passwordLogin
+          ? html`<p><a href="${OAUTH_PAGES.login}?${new URLSearchParams({ next: here })}"
+>Sign in with a password</a></p>`
+          : ""}
+      `,
+    });
+  }
+  return htmlPage(c, {
+    title: "Confirm it's you",
+    body: html`
+      <p>You are signed in as <strong>${user.userId}</strong>. Continue to let the app finish
+      what it asked you to confirm.</p>
+      <form method="post" action="${path}">
+        ${csrfField(user.csrfToken)}
+        <input type="hidden" name="session" value="${sessionId}">
+        <button type="submit">Continue</button>
+      </form>
+    `,
+  });
+}
+
+/** The fallback page's confirmation: the UIA session's `m.login.sso` stage is completed. */
+async function ssoFallbackConfirm(c: Context, deps: AppDeps) {
+  const form = await readForm(c);
+  const user = await recentBrowserUser(c, deps);
+  if (user === null) {
+    throw new PageError(403, "Sign in again first: go back and reload the page.");
+  }
+  await checkCsrf(c, form, user, deps);
+  const sessionId = checkedUiaSession(form.session);
+  const outcome = await deps.uia.completeInBrowser(sessionId, SSO_STAGE, user.userId);
+  if (outcome === "unknown") {
+    throw new PageError(400, "This request has expired. Start again from the app.");
+  }
+  if (outcome === "other_user") {
+    throw new PageError(403, "You are signed in as another user than the one the app asked for.");
+  }
+  return htmlPage(c, {
+    title: "Confirmed",
+    body: html`<p>Thank you. Go back to the app to continue.</p>`,
+  });
+}
+
+/** The signed-in browser user, when the sign-in is recent enough to count as confirmation. */
+async function recentBrowserUser(c: Context, deps: AppDeps) {
+  const user = await currentBrowserUser(c, deps);
+  const now = (deps.now ?? Date.now)();
+  return user !== null && now - user.authenticatedAt <= FALLBACK_SIGN_IN_MAX_AGE_MS ? user : null;
+}
+
+/** A UIA session ID from the page's query or form (400 page when absent or malformed). */
+function checkedUiaSession(raw: string | undefined): string {
+  if (raw === undefined || !/^[A-Za-z0-9_-]{1,64}$/.test(raw)) {
+    throw new PageError(400, "This page needs the session the app started (session=).");
+  }
+  return raw;
 }
 
 /** Start the provider's flow ending at `next`: the binding cookie, then the redirect. */

@@ -489,6 +489,86 @@ Deno.test({
 });
 
 Deno.test({
+  name: "m.login.sso UIA: a passwordless upstream user confirms in the browser to delete a device",
+  ...TEST_OPTIONS,
+  fn: async () => {
+    const ctx = await setup();
+    try {
+      const a = await tokenLogin(ctx.server, (await legacyLogin(ctx, "sub-carol")).loginToken);
+      const b = await tokenLogin(ctx.server, (await legacyLogin(ctx, "sub-carol")).loginToken);
+      const whoB = await ctx.server.request("GET", "/_matrix/client/v3/account/whoami", {
+        token: b.accessToken,
+      });
+      const deleteB = (auth?: unknown) =>
+        ctx.server.request("POST", "/_matrix/client/v3/delete_devices", {
+          token: a.accessToken,
+          body: { devices: [whoB.body.device_id], ...(auth ? { auth } : {}) },
+        });
+      const first = await deleteB();
+      assertEquals(first.status, 401);
+      assertEquals(first.body.flows, [
+        { stages: ["m.login.password"] },
+        { stages: ["m.login.sso"] },
+      ]);
+      const session = first.body.session;
+      // Submitting the stage before confirming in the browser: the challenge again.
+      const early = await deleteB({ type: "m.login.sso", session });
+      assertEquals([early.status, early.body.errcode], [401, "M_UNAUTHORIZED"]);
+
+      const fallback = `/_matrix/client/v3/auth/m.login.sso/fallback/web?session=${session}`;
+      // Another user's browser, freshly signed in, cannot confirm carol's session.
+      const stranger = ctx.tessera();
+      await stranger.follow(
+        await throughProvider(
+          ctx.op.issuer,
+          stranger,
+          await stranger.get(UPSTREAM_PATHS.start("oidc")),
+          "sub-erin",
+        ),
+      );
+      const theirs = await stranger.get(fallback);
+      const refused = await stranger.submit(formTo(theirs, "/fallback/web"));
+      assertEquals(refused.status, 403);
+
+      // Carol's browser: not signed in, so the page sends it to the provider and back.
+      const browser = ctx.tessera();
+      const page = await browser.get(fallback);
+      assertEquals(page.status, 200);
+      assert(!/<script/i.test(page.text));
+      const signIn = links(page).find((l) => new URL(l).pathname === UPSTREAM_PATHS.start("oidc"));
+      assert(signIn !== undefined, page.text);
+      const callback = await throughProvider(
+        ctx.op.issuer,
+        browser,
+        await browser.get(signIn),
+        "sub-carol",
+      );
+      const confirm = await browser.follow(callback);
+      assertEquals(
+        new URL(confirm.url).pathname,
+        "/_matrix/client/v3/auth/m.login.sso/fallback/web",
+      );
+      // A forged confirmation (another site's origin) is refused.
+      browser.postOrigin = "https://evil.example";
+      assertEquals((await browser.submit(formTo(confirm, "/fallback/web"))).status, 403);
+      browser.postOrigin = TESSERA;
+      const done = await browser.submit(formTo(confirm, "/fallback/web"));
+      assertEquals(done.status, 200, done.text);
+      assertStringIncludes(done.text, "Go back to the app");
+
+      const retried = await deleteB({ session });
+      assertEquals(retried.status, 200, JSON.stringify(retried.body));
+      const dead = await ctx.server.request("GET", "/_matrix/client/v3/account/whoami", {
+        token: b.accessToken,
+      });
+      assertEquals(dead.status, 401);
+    } finally {
+      await ctx.close();
+    }
+  },
+});
+
+Deno.test({
   name: "upstream: a deactivated linked user is refused",
   ...TEST_OPTIONS,
   fn: async () => {
