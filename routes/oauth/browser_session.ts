@@ -196,6 +196,9 @@ export function localPath(next: string | undefined | null): string | undefined {
     return undefined;
   }
   if (url.origin !== base) return undefined;
+  // Dot segments are resolved away: `/.//evil.example` comes out as `//evil.example`, which a
+  // browser reads as another host.
+  if (url.pathname.startsWith("//")) return undefined;
   return url.pathname + url.search;
 }
 

@@ -1,0 +1,59 @@
+/**
+ * Findings of the adversarial review of the OAuth 2.0 server, sign-in pages and upstream
+ * sign-in (issue 14), each a regression test of a hole that existed: kept here so the
+ * reasoning of each attack stays next to its check.
+ */
+import { assert, assertEquals } from "../assert.ts";
+import { localPath } from "../../routes/oauth/browser_session.ts";
+import { registerUser } from "../routes/client_harness.ts";
+import { Browser, passwordSignIn } from "../routes/oauth/browser_flow.ts";
+import { OAUTH_PAGES } from "../../domain/oauth/oauth_paths.ts";
+import { PASSWORD, withServer } from "./oauth_attack_support.ts";
+
+/**
+ * Dot segments: `/.//evil.example` is a local-looking path, but the URL parser removes the `.`
+ * and leaves `//evil.example`, which a browser reads as another host (protocol-relative).
+ */
+const DOT_SEGMENT_ESCAPES = [
+  "/.//evil.example/",
+  "/a/..//evil.example/",
+  "/%2e//evil.example/",
+  "/%2E%2E//evil.example/",
+  "/./..//evil.example/",
+];
+
+Deno.test("localPath: dot segments cannot turn a local path into //host", () => {
+  for (const next of DOT_SEGMENT_ESCAPES) {
+    const path = localPath(next);
+    assert(path === undefined || !path.startsWith("//"), `${next} -> ${path}`);
+  }
+});
+
+Deno.test("open redirect: next= with dot segments after sign-in stays on this server", async () => {
+  await withServer(async (server) => {
+    await registerUser(server.inner, "alice", PASSWORD);
+    for (const next of DOT_SEGMENT_ESCAPES) {
+      const browser = new Browser(fetch, { origin: server.baseUrl });
+      const res = await passwordSignIn(browser, "alice", PASSWORD, next);
+      if (res.location === undefined) continue;
+      assertEquals(new URL(res.location, server.baseUrl).origin, server.baseUrl, `${next}`);
+      assert(!res.location.startsWith("//"), `${next} -> Location ${res.location}`);
+    }
+  });
+});
+
+Deno.test("open redirect: the logout form (cross-site, signed out) never sends the browser to //host", async () => {
+  await withServer(async (server) => {
+    for (const next of DOT_SEGMENT_ESCAPES) {
+      const res = await fetch(`${server.baseUrl}${OAUTH_PAGES.logout}`, {
+        method: "POST",
+        redirect: "manual",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams({ next }),
+      });
+      await res.body?.cancel();
+      const location = res.headers.get("location");
+      assert(location === null || !location.startsWith("//"), `${next} -> ${location}`);
+    }
+  });
+});
