@@ -116,7 +116,8 @@ export class AccountService implements SessionResolver {
         this.deviceRecord(userId, deviceId, displayName),
       checkDeviceId,
       devicesRemoved: (userId, deviceIds) => this.#devicesRemoved(userId, deviceIds),
-      deviceAdded: (userId, deviceId) => this.#deviceAdded(userId, deviceId),
+      issueToDevice: (userId, deviceId, tokens, device) =>
+        this.#issueToDevice(userId, deviceId, tokens, device),
     });
   }
 
@@ -552,6 +553,28 @@ export class AccountService implements SessionResolver {
       ? newDeviceId()
       : checkDeviceId(options.deviceId);
     const { tokens, issued } = this.tokensFor(userId, deviceId, options.refreshToken);
+    // Logging in again with a known device ID replaces that device's tokens (spec).
+    await this.#issueToDevice(userId, deviceId, tokens, (current) =>
+      current
+        ? {
+          ...current,
+          ...(options.displayName !== undefined && { displayName: options.displayName }),
+        }
+        : this.deviceRecord(userId, deviceId, options.displayName));
+    return issued;
+  }
+
+  /**
+   * Make `tokens` the device's only tokens, its record made by `device` from the current one
+   * (null for a new device, which the device-added hooks then hear of). Shared by password and
+   * token logins and OAuth sessions, so none of them can bind a dehydrated device.
+   */
+  async #issueToDevice(
+    userId: string,
+    deviceId: string,
+    tokens: IssuedTokens,
+    device: (current: DeviceRecord | null) => DeviceRecord,
+  ): Promise<void> {
     let added = false;
     await this.store.issueTokens(userId, deviceId, (current) => {
       // A dehydrated device is only ever read by the device that rehydrates it; logging in
@@ -563,17 +586,10 @@ export class AccountService implements SessionResolver {
           "That device ID belongs to the user's dehydrated device",
         );
       }
-      // Logging in again with a known device ID replaces that device's tokens (spec).
       added = !current;
-      return current
-        ? {
-          ...current,
-          ...(options.displayName !== undefined && { displayName: options.displayName }),
-        }
-        : this.deviceRecord(userId, deviceId, options.displayName);
+      return device(current);
     }, tokens);
     if (added) await this.#deviceAdded(userId, deviceId);
-    return issued;
   }
 
   /** Run the device-added hooks; the device exists whatever they do, so failures are logged. */

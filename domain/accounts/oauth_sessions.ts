@@ -6,7 +6,6 @@
  * again is recognised as reuse. Ending a session deletes the device, which drops its tokens in
  * every process at once.
  */
-import { MatrixError } from "../errors.ts";
 import type {
   AccountStore,
   DeviceRecord,
@@ -60,8 +59,17 @@ export interface OAuthSessionDeps {
   checkDeviceId(deviceId: string): string;
   /** Run the device removal hooks for devices the store deleted. */
   devicesRemoved(userId: string, deviceIds: string[]): Promise<void>;
-  /** Announce a device that was added (device lists). */
-  deviceAdded(userId: string, deviceId: string): Promise<void>;
+  /**
+   * Make `tokens` the device's only tokens, its record made by `device` from the current one
+   * (null: a new device, then announced); refuses a dehydrated device (AccountService's login
+   * path, so OAuth sessions bind devices exactly as logins do).
+   */
+  issueToDevice(
+    userId: string,
+    deviceId: string,
+    tokens: IssuedTokens,
+    device: (current: DeviceRecord | null) => DeviceRecord,
+  ): Promise<void>;
 }
 
 /** OAuth session use cases; `accounts.oauthSessions`. */
@@ -81,21 +89,10 @@ export class OAuthSessions {
     const { tokens, issued } = this.deps.prepareTokens(userId, deviceId);
     tokens.access.oauth = true;
     tokens.oauthSessionId = sessionId;
-    let added = false;
-    await this.deps.store.issueTokens(userId, deviceId, (current) => {
-      if (current?.dehydrated) {
-        // Only the device that rehydrates it reads a dehydrated device; never a login.
-        throw new MatrixError(
-          "M_INVALID_PARAM",
-          400,
-          "That device ID belongs to the user's dehydrated device",
-        );
-      }
-      added = !current;
+    await this.deps.issueToDevice(userId, deviceId, tokens, (current) => {
       const device = current ?? this.deps.deviceRecord(userId, deviceId, start.displayName);
       return { ...device, oauthClientId: clientId, oauthSessionId: sessionId, oauthScope: scope };
-    }, tokens);
-    if (added) await this.deps.deviceAdded(userId, deviceId);
+    });
     return issued;
   }
 
