@@ -205,7 +205,6 @@ export interface AssembledServer {
   wakeSource: WakeSource;
 }
 
-/** Wire storage, protocol services and routes together over an open KV database. */
 /** The OAuth grants over KV: one store for codes and device grants, and the signing key. */
 function assembleOAuthGrants(
   kv: Deno.Kv,
@@ -264,6 +263,7 @@ function assembleUpstreamSignIn(
   return { upstreamSignIn };
 }
 
+/** Wire storage, protocol services and routes together over an open KV database. */
 export async function assembleServer(
   config: Config,
   kv: Deno.Kv,
@@ -349,6 +349,11 @@ export async function assembleServer(
     ),
   );
   const accountStore = new KvAccountStore(kv, options.now);
+  // Read from KV on every call: a deactivation in any process counts at once.
+  const accountIsActive = async (userId: string): Promise<boolean> => {
+    const account = await accountStore.getAccount(userId);
+    return account !== null && !account.deactivated;
+  };
   const accounts = new AccountService({
     store: accountStore,
     serverName: config.serverName,
@@ -362,10 +367,7 @@ export async function assembleServer(
   });
   const browserSessions = new BrowserSessions({
     store: new KvBrowserSessionStore(kv, options.now),
-    accountActive: async (userId) => {
-      const account = await accountStore.getAccount(userId);
-      return account !== null && !account.deactivated;
-    },
+    accountActive: accountIsActive,
     now: options.now,
   });
   // A changed password that logs devices out signs browsers out of the pages too (the old
@@ -379,10 +381,7 @@ export async function assembleServer(
     store: moderationStore,
     serverName: config.serverName,
     admins: config.admins,
-    accountIsActive: async (userId) => {
-      const account = await accountStore.getAccount(userId);
-      return account !== null && !account.deactivated;
-    },
+    accountIsActive,
     now: options.now,
   });
   accounts.loginChecks.push(async (userId) => {
@@ -620,10 +619,7 @@ export async function assembleServer(
       // Joins, leaves and knocks a server sends us alone go on to the room's other servers.
       forwarder: federationSender,
       notifyUser: notifyMembership,
-      userExists: async (userId) => {
-        const account = await accountStore.getAccount(userId);
-        return account !== null && !account.deactivated;
-      },
+      userExists: accountIsActive,
       now: options.now,
     }),
     config,
@@ -747,10 +743,7 @@ export async function assembleServer(
     openIdTokens: new OpenIdTokenService({
       store: new KvOpenIdTokenStore(kv, options.now),
       serverName: config.serverName,
-      accountActive: async (userId) => {
-        const account = await accountStore.getAccount(userId);
-        return account !== null && !account.deactivated;
-      },
+      accountActive: accountIsActive,
       now: options.now,
     }),
     pushRules: push.pushRules,
