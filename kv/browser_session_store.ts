@@ -12,6 +12,7 @@ import type {
   PendingAuthorizationStore,
 } from "../domain/ports/pending_authorization_store.ts";
 import { oauthKeys } from "./schema.ts";
+import { takeOnce } from "./commit_retry.ts";
 
 /** The KV implementation of the BrowserSessionStore port. */
 export class KvBrowserSessionStore implements BrowserSessionStore {
@@ -83,11 +84,7 @@ export class KvPendingAuthorizationStore implements PendingAuthorizationStore {
   }
 
   /** See PendingAuthorizationStore.take: the delete commits only if nobody took it first. */
-  async take(requestId: string): Promise<PendingAuthorizationRecord | null> {
-    const key = oauthKeys.pendingAuthorization(requestId);
-    const entry = await this.kv.get<PendingAuthorizationRecord>(key);
-    if (entry.value === null) return null;
-    const result = await this.kv.atomic().check(entry).delete(key).commit();
-    return result.ok ? entry.value : null;
+  take(requestId: string): Promise<PendingAuthorizationRecord | null> {
+    return takeOnce(this.kv, oauthKeys.pendingAuthorization(requestId));
   }
 }

@@ -37,3 +37,17 @@ export function contentionBackoff(attempt: number): Promise<void> {
 export function contentionError(what: string): MatrixError {
   return new MatrixError("M_UNKNOWN", 503, `Too busy ${what}; try again`);
 }
+
+/**
+ * Read the record at `key` and delete it in one checked commit, for single-use records (parked
+ * requests, sign-in flows, approvals): of racing takers exactly one gets it. A taker whose
+ * commit lost reads again, and finds nothing once the winner's delete has landed.
+ */
+export async function takeOnce<T>(kv: Deno.Kv, key: Deno.KvKey): Promise<T | null> {
+  for (;;) {
+    const entry = await kv.get<T>(key);
+    if (entry.value === null) return null;
+    const result = await kv.atomic().check(entry).delete(key).commit();
+    if (result.ok) return entry.value;
+  }
+}

@@ -8,6 +8,7 @@ import type {
   CrossSigningResetApprovalStore,
 } from "../domain/ports/cross_signing_reset_approval_store.ts";
 import { oauthKeys } from "./schema.ts";
+import { takeOnce } from "./commit_retry.ts";
 
 /** The KV implementation of the CrossSigningResetApprovalStore port. */
 export class KvCrossSigningResetApprovalStore implements CrossSigningResetApprovalStore {
@@ -28,17 +29,9 @@ export class KvCrossSigningResetApprovalStore implements CrossSigningResetApprov
     return (await this.kv.get<CrossSigningResetApproval>(key)).value;
   }
 
-  /** See CrossSigningResetApprovalStore.take. */
-  async take(userId: string): Promise<CrossSigningResetApproval | null> {
-    const key = oauthKeys.crossSigningResetApproval(userId);
-    for (;;) {
-      const entry = await this.kv.get<CrossSigningResetApproval>(key);
-      if (entry.value === null) return null;
-      // The check makes the read and the delete one step: of two racing requests, only the
-      // one whose delete commits gets the approval; the other reads again and finds none.
-      const result = await this.kv.atomic().check(entry).delete(key).commit();
-      if (result.ok) return entry.value;
-    }
+  /** See CrossSigningResetApprovalStore.take: of two racing uploads, one gets the approval. */
+  take(userId: string): Promise<CrossSigningResetApproval | null> {
+    return takeOnce(this.kv, oauthKeys.crossSigningResetApproval(userId));
   }
 
   /** See CrossSigningResetApprovalStore.delete. */

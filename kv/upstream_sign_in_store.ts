@@ -9,6 +9,7 @@ import type {
   UpstreamSignInStore,
 } from "../domain/ports/upstream_sign_in_store.ts";
 import { oauthKeys } from "./schema.ts";
+import { takeOnce } from "./commit_retry.ts";
 
 /** The KV implementation of UpstreamSignInStore. */
 export class KvUpstreamSignInStore implements UpstreamSignInStore {
@@ -21,16 +22,9 @@ export class KvUpstreamSignInStore implements UpstreamSignInStore {
     await this.kv.set(oauthKeys.upstreamFlow(stateHash), record, { expireIn });
   }
 
-  /** See UpstreamSignInStore.takeFlow. */
-  async takeFlow(stateHash: string): Promise<UpstreamFlowRecord | null> {
-    const key = oauthKeys.upstreamFlow(stateHash);
-    // Two callbacks with one state race here: only the commit that still sees the record wins.
-    while (true) {
-      const entry = await this.kv.get<UpstreamFlowRecord>(key);
-      if (entry.value === null) return null;
-      const result = await this.kv.atomic().check(entry).delete(key).commit();
-      if (result.ok) return entry.value;
-    }
+  /** See UpstreamSignInStore.takeFlow: of two callbacks with one state, one gets the flow. */
+  takeFlow(stateHash: string): Promise<UpstreamFlowRecord | null> {
+    return takeOnce(this.kv, oauthKeys.upstreamFlow(stateHash));
   }
 
   /** See UpstreamSignInStore.getLink. */
