@@ -19,6 +19,7 @@ import { checkCodeChallenge } from "../../domain/oauth/pkce.ts";
 import { redirectUriMatches } from "../../domain/oauth/redirect_uris.ts";
 import { parseScope } from "../../domain/oauth/scopes.ts";
 import type { AppDeps } from "../deps.ts";
+import { clientAddress, takeRateLimit } from "../client/rate_limit_middleware.ts";
 import {
   type BrowserUser,
   checkCsrf,
@@ -139,6 +140,10 @@ export function authorizationRoutes(deps: AppDeps): Hono {
             : new OAuthError("login_required", "The user is not signed in"),
         );
       }
+      // Anyone may send this request and each one parks a record for 15 minutes: limited per
+      // address like the other anonymous sign-in steps, or a loop fills KV.
+      const address = clientAddress(c);
+      if (address !== undefined) await takeRateLimit(deps, c, "login", `addr:${address}`);
       const requestId = await deps.pendingAuthorizations.park(request);
       const consent = consentPath(requestId);
       if (request.prompt === "create" && deps.config.registration !== "closed") {

@@ -9,6 +9,8 @@ import { registerUser } from "../routes/client_harness.ts";
 import { Browser, passwordSignIn } from "../routes/oauth/browser_flow.ts";
 import { OAUTH_PAGES } from "../../domain/oauth/oauth_paths.ts";
 import { PASSWORD, withServer } from "./oauth_attack_support.ts";
+import { startTestServer } from "../routes/test_server.ts";
+import { authorizePath, pkcePair, registerClient } from "../routes/oauth/oauth_client_fixture.ts";
 
 /**
  * Dot segments: `/.//evil.example` is a local-looking path, but the URL parser removes the `.`
@@ -56,4 +58,38 @@ Deno.test("open redirect: the logout form (cross-site, signed out) never sends t
       assert(location === null || !location.startsWith("//"), `${next} -> ${location}`);
     }
   });
+});
+
+Deno.test("authorization endpoint: anonymous requests cannot park authorizations in KV without limit", async () => {
+  // A clock that stands still: the per-address bucket does not refill during the test.
+  const frozen = Date.now();
+  const server = await startTestServer({}, { now: () => frozen });
+  try {
+    const clientId = await registerClient(server);
+    const { challenge } = pkcePair();
+    const statuses: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      const res = await server.app.request(
+        authorizePath(clientId, challenge, { state: `flood-${i}` }),
+        {},
+        { remoteAddr: { hostname: "198.51.100.77" } },
+      );
+      await res.body?.cancel();
+      statuses.push(res.status);
+    }
+    assert(statuses.includes(429), `every request parked: ${statuses.join(",")}`);
+    let parked = 0;
+    for await (const _ of server.kv.list({ prefix: ["oauthrequestid_pendingauthorization"] })) {
+      parked++;
+    }
+    assert(parked < 40, `${parked} parked authorizations`);
+    // Another address is not affected.
+    const other = await server.app.request(authorizePath(clientId, challenge), {}, {
+      remoteAddr: { hostname: "203.0.113.5" },
+    });
+    await other.body?.cancel();
+    assertEquals(other.status, 303);
+  } finally {
+    server.close();
+  }
 });
