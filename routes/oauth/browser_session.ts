@@ -45,7 +45,12 @@ export type FormFields = Record<string, string>;
 
 type PageDeps = Pick<AppDeps, "config" | "browserSessions">;
 
-function cookieOptions(deps: Pick<AppDeps, "config">, maxAgeSeconds?: number) {
+/**
+ * Options of the pages' cookies (the session, the anonymous CSRF token, the upstream binding):
+ * HttpOnly, SameSite=Lax (still sent on a provider's top-level redirect back), Path=/, Secure
+ * when the issuer is https; a session cookie unless `maxAgeSeconds` is given.
+ */
+export function pageCookieOptions(deps: Pick<AppDeps, "config">, maxAgeSeconds?: number) {
   return {
     httpOnly: true,
     sameSite: "Lax" as const,
@@ -84,7 +89,7 @@ export async function signInBrowser(
     c,
     SESSION_COOKIE,
     cookieValue,
-    cookieOptions(deps, Math.floor(BROWSER_SESSION_LIFETIME_MS / 1000)),
+    pageCookieOptions(deps, Math.floor(BROWSER_SESSION_LIFETIME_MS / 1000)),
   );
   const { sessionId, csrfToken, authenticatedAt } = session;
   return { userId, sessionId, csrfToken, authenticatedAt };
@@ -94,7 +99,7 @@ export async function signInBrowser(
 export async function signOutBrowser(c: Context, deps: PageDeps): Promise<void> {
   const cookie = getCookie(c, SESSION_COOKIE);
   if (cookie !== undefined) await deps.browserSessions.end(cookie);
-  deleteCookie(c, SESSION_COOKIE, cookieOptions(deps));
+  deleteCookie(c, SESSION_COOKIE, pageCookieOptions(deps));
 }
 
 /**
@@ -105,7 +110,7 @@ export function anonymousCsrfToken(c: Context, deps: Pick<AppDeps, "config">): s
   const existing = getCookie(c, ANONYMOUS_CSRF_COOKIE);
   if (existing !== undefined && /^[A-Za-z0-9_-]{32}$/.test(existing)) return existing;
   const token = randomId(24);
-  setCookie(c, ANONYMOUS_CSRF_COOKIE, token, cookieOptions(deps));
+  setCookie(c, ANONYMOUS_CSRF_COOKIE, token, pageCookieOptions(deps));
   return token;
 }
 

@@ -21,7 +21,7 @@
 import { type Context, Hono } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import { html } from "hono/html";
-import { OAUTH_PAGES, oauthIssuer, UPSTREAM_PATHS } from "../../domain/oauth/oauth_paths.ts";
+import { OAUTH_PAGES, UPSTREAM_PATHS } from "../../domain/oauth/oauth_paths.ts";
 import {
   UPSTREAM_FLOW_LIFETIME_MS,
   UpstreamSignInError,
@@ -34,6 +34,7 @@ import {
   csrfField,
   currentBrowserUser,
   localPath,
+  pageCookieOptions,
   readForm,
   signInBrowser,
 } from "./browser_session.ts";
@@ -84,15 +85,7 @@ export function upstreamApp(deps: AppDeps): Hono {
       page(async (c) => {
         const params = new URL(c.req.url).searchParams;
         const binding = getCookie(c, UPSTREAM_BINDING_COOKIE);
-        let completed;
-        try {
-          completed = await upstream.complete(params, binding);
-        } catch (error) {
-          if (error instanceof UpstreamSignInError) {
-            throw new PageError(error.status, error.message, "Sign-in failed");
-          }
-          throw error;
-        }
+        const completed = await asSignInFailurePage(upstream.complete(params, binding));
         await signInBrowser(c, deps, completed.userId);
         return pageRedirect(c, completed.next);
       }),
@@ -248,36 +241,33 @@ async function sendToProvider(
 ): Promise<Response> {
   const upstream = deps.upstreamSignIn;
   if (upstream === undefined) throw new PageError(404, "No identity provider is configured.");
-  let started;
+  const started = await asSignInFailurePage(
+    upstream.begin(next, getCookie(c, UPSTREAM_BINDING_COOKIE)),
+  );
+  // SameSite=Lax so the provider's top-level redirect back carries it. Left to expire rather
+  // than cleared after a callback: a flow started in another tab may still be bound to it
+  // (each flow is single use anyway).
+  setCookie(
+    c,
+    UPSTREAM_BINDING_COOKIE,
+    started.binding,
+    pageCookieOptions(deps, Math.floor(UPSTREAM_FLOW_LIFETIME_MS / 1000)),
+  );
+  return status === 303
+    ? pageRedirect(c, started.redirectTo)
+    : redirectWithPageHeaders(c, started.redirectTo);
+}
+
+/** `step`'s result; an UpstreamSignInError it throws becomes an error page with its status. */
+async function asSignInFailurePage<T>(step: Promise<T>): Promise<T> {
   try {
-    started = await upstream.begin(next, getCookie(c, UPSTREAM_BINDING_COOKIE));
+    return await step;
   } catch (error) {
     if (error instanceof UpstreamSignInError) {
       throw new PageError(error.status, error.message, "Sign-in failed");
     }
     throw error;
   }
-  setCookie(c, UPSTREAM_BINDING_COOKIE, started.binding, {
-    ...bindingCookieOptions(deps),
-    maxAge: Math.floor(UPSTREAM_FLOW_LIFETIME_MS / 1000),
-  });
-  return status === 303
-    ? pageRedirect(c, started.redirectTo)
-    : redirectWithPageHeaders(c, started.redirectTo);
-}
-
-/**
- * The binding cookie: HttpOnly, SameSite=Lax (sent on the provider's top-level redirect back),
- * Secure when the issuer is https. Left to expire rather than cleared after a callback: a flow
- * started in another tab may still be bound to it (each flow is single use anyway).
- */
-function bindingCookieOptions(deps: AppDeps) {
-  return {
-    httpOnly: true,
-    sameSite: "Lax" as const,
-    path: "/",
-    secure: oauthIssuer(deps.config).startsWith("https:"),
-  };
 }
 
 /** The page asking a signed-in user to confirm sending a login token to `redirectUrl`. */
