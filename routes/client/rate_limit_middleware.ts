@@ -33,6 +33,20 @@ export function rateLimited(deps: AppDeps, action: RateLimitedAction): Middlewar
 }
 
 /**
+ * Take a token of `action` for the client's address, for anonymous steps that write to KV (the
+ * sign-in pages, parked authorization requests, upstream sign-in flows); requests without an
+ * address (in-process tests) are not limited.
+ */
+export async function takeAddressRateLimit(
+  deps: AppDeps,
+  c: Context,
+  action: RateLimitedAction,
+): Promise<void> {
+  const address = clientAddress(c);
+  if (address !== undefined) await takeRateLimit(deps, c, action, `addr:${address}`);
+}
+
+/**
  * Take a token of `action` for `key` (e.g. `user:@invitee:server` when the limited party is named
  * in the body, not the one asking); 429 M_LIMIT_EXCEEDED when there is none. Rate limits off:
  * nothing. The limit holds across every process on the database (domain/shared_rate_counters.ts),

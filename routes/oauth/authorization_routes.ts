@@ -19,7 +19,7 @@ import { checkCodeChallenge } from "../../domain/oauth/pkce.ts";
 import { redirectUriMatches } from "../../domain/oauth/redirect_uris.ts";
 import { parseScope } from "../../domain/oauth/scopes.ts";
 import type { AppDeps } from "../deps.ts";
-import { clientAddress, takeRateLimit } from "../client/rate_limit_middleware.ts";
+import { takeAddressRateLimit } from "../client/rate_limit_middleware.ts";
 import {
   type BrowserUser,
   checkCsrf,
@@ -142,8 +142,7 @@ export function authorizationRoutes(deps: AppDeps): Hono {
       }
       // Anyone may send this request and each one parks a record for 15 minutes: limited per
       // address like the other anonymous sign-in steps, or a loop fills KV.
-      const address = clientAddress(c);
-      if (address !== undefined) await takeRateLimit(deps, c, "login", `addr:${address}`);
+      await takeAddressRateLimit(deps, c, "login");
       const requestId = await deps.pendingAuthorizations.park(request);
       const consent = consentPath(requestId);
       if (request.prompt === "create" && deps.config.registration !== "closed") {

@@ -13,7 +13,7 @@ import { MAX_PASSWORD_LENGTH } from "../../domain/accounts/account_service.ts";
 import { sameSecret } from "../../domain/accounts/uia_stages.ts";
 import { OAUTH_PAGES, UPSTREAM_PATHS } from "../../domain/oauth/oauth_paths.ts";
 import type { AppDeps } from "../deps.ts";
-import { clientAddress, takeRateLimit } from "../client/rate_limit_middleware.ts";
+import { takeAddressRateLimit } from "../client/rate_limit_middleware.ts";
 import {
   anonymousCsrfToken,
   checkCsrf,
@@ -34,12 +34,6 @@ const MAX_USERNAME_LENGTH = 255;
 /** Where the browser goes after signing in: `next` if local, else the account page. */
 function nextOf(c: Context, form?: FormFields): string {
   return localPath(form?.next ?? c.req.query("next")) ?? OAUTH_PAGES.account;
-}
-
-/** Take a token of `action` for the client's address (in-process requests have none). */
-async function limitByAddress(c: Context, deps: AppDeps, action: "login" | "register") {
-  const address = clientAddress(c);
-  if (address !== undefined) await takeRateLimit(deps, c, action, `addr:${address}`);
 }
 
 /** The login, register and logout pages. */
@@ -103,7 +97,7 @@ ${
       if (!config.oauth.passwordLogin) {
         throw new PageError(403, "Password sign-in is turned off on this server.");
       }
-      await limitByAddress(c, deps, "login");
+      await takeAddressRateLimit(deps, c, "login");
       const form = await readForm(c);
       await checkCsrf(c, form, null, deps);
       const next = nextOf(c, form);
@@ -189,7 +183,7 @@ ${tokenField}
     OAUTH_PAGES.register,
     page(async (c) => {
       if (!registrationOpen) throw closed();
-      await limitByAddress(c, deps, "register");
+      await takeAddressRateLimit(deps, c, "register");
       const form = await readForm(c);
       await checkCsrf(c, form, null, deps);
       const next = nextOf(c, form);

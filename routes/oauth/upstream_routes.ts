@@ -28,7 +28,7 @@ import {
 } from "../../domain/oauth/upstream_sign_in.ts";
 import { SSO_STAGE } from "../../domain/accounts/uia_stages.ts";
 import type { AppDeps } from "../deps.ts";
-import { clientAddress, takeRateLimit } from "../client/rate_limit_middleware.ts";
+import { takeAddressRateLimit } from "../client/rate_limit_middleware.ts";
 import {
   checkCsrf,
   csrfField,
@@ -72,7 +72,7 @@ export function upstreamApp(deps: AppDeps): Hono {
     app.get(
       startPath,
       page(async (c) => {
-        await limitByAddress(c, deps);
+        await takeAddressRateLimit(deps, c, "login");
         const next = localPath(c.req.query("next")) ??
           (deps.config.oauth.enabled ? OAUTH_PAGES.account : undefined);
         if (next === undefined) throw new PageError(400, "Nothing to sign in to.");
@@ -108,7 +108,7 @@ export function upstreamApp(deps: AppDeps): Hono {
         if (upstream === undefined || idpId !== upstream.providerId) {
           throw new PageError(404, "This server has no identity provider of that name.");
         }
-        await limitByAddress(c, deps);
+        await takeAddressRateLimit(deps, c, "login");
         // The user picked this provider: always through it, then the confirmation below.
         return await sendToProvider(c, deps, confirmationPath(path, redirectUrl), 302);
       }),
@@ -120,7 +120,7 @@ export function upstreamApp(deps: AppDeps): Hono {
         const redirectUrl = checkedRedirectUrl(c.req.query("redirectUrl"));
         const user = await currentBrowserUser(c, deps);
         if (user !== null) return confirmationPage(c, deps, path, redirectUrl, user);
-        await limitByAddress(c, deps);
+        await takeAddressRateLimit(deps, c, "login");
         const back = confirmationPath(path, redirectUrl);
         if (deps.config.oauth.enabled) {
           // The sign-in page offers every way in (password, the provider) and comes back here;
@@ -345,10 +345,4 @@ export function withQueryParameter(url: string, name: string, value: string): st
 function redirectWithPageHeaders(c: Context, location: string): Response {
   applyPageHeaders(c);
   return c.redirect(location, 302);
-}
-
-/** The login rate limit per client address (each start writes a flow to KV). */
-async function limitByAddress(c: Context, deps: AppDeps): Promise<void> {
-  const address = clientAddress(c);
-  if (address !== undefined) await takeRateLimit(deps, c, "login", `addr:${address}`);
 }
