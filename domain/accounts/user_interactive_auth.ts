@@ -169,6 +169,16 @@ export class UserInteractiveAuth {
   }
 
   /**
+   * The action a live session of `userId` authorises (null when unknown, expired or another
+   * user's): the fallback page tells the user what they are confirming.
+   */
+  async actionInBrowser(id: string, userId: string): Promise<string | null> {
+    const session = await this.store.getUiaSession(id);
+    if (!session || session.expiresAt <= this.now() || session.userId !== userId) return null;
+    return session.action;
+  }
+
+  /**
    * Complete `stage` of session `id` outside the API: a fallback page where the user proved who
    * they are in the browser (`m.login.sso`). Only the session's own user may, while it lives;
    * the client then retries its request with the session alone.

@@ -181,11 +181,23 @@ async function ssoFallbackPage(c: Context, deps: AppDeps, path: string) {
       `,
     });
   }
+  // Named, so a link from someone holding the user's access token cannot pass off a
+  // deactivation or a password change as a plain "continue".
+  const action = await deps.uia.actionInBrowser(sessionId, user.userId);
+  if (action === null) {
+    throw new PageError(
+      400,
+      "This request has expired or is not for the account you are signed in as. Start again from the app.",
+    );
+  }
   return htmlPage(c, {
     title: "Confirm it's you",
     body: html`
-      <p>You are signed in as <strong>${user.userId}</strong>. Continue to let the app finish
-      what it asked you to confirm.</p>
+      <p>You are signed in as <strong>${user.userId}</strong>. An app asks to
+      <strong>${Object.hasOwn(UIA_ACTION_WORDS, action)
+        ? UIA_ACTION_WORDS[action]
+        : "make a sensitive change to your account"}</strong>.
+      Continue only if you asked it to.</p>
       <form method="post" action="${path}">
         ${csrfField(user.csrfToken)}
         <input type="hidden" name="session" value="${sessionId}">
@@ -194,6 +206,17 @@ async function ssoFallbackPage(c: Context, deps: AppDeps, path: string) {
     `,
   });
 }
+
+/** What each UIA action does, in the words the fallback page shows. */
+const UIA_ACTION_WORDS: Readonly<Record<string, string>> = Object.freeze({
+  deactivate: "deactivate your account",
+  password: "change your password",
+  password_reset: "reset your password",
+  delete_devices: "sign out (delete) sessions of your account",
+  add_threepid: "add an email address or phone number to your account",
+  get_login_token: "sign in another device to your account",
+  device_signing_upload: "replace your cross-signing keys (your encryption identity)",
+});
 
 /** The fallback page's confirmation: the UIA session's `m.login.sso` stage is completed. */
 async function ssoFallbackConfirm(c: Context, deps: AppDeps) {

@@ -8,7 +8,7 @@ import { localPath } from "../../routes/oauth/browser_session.ts";
 import { registerUser } from "../routes/client_harness.ts";
 import { Browser, passwordSignIn } from "../routes/oauth/browser_flow.ts";
 import { OAUTH_PAGES } from "../../domain/oauth/oauth_paths.ts";
-import { PASSWORD, withServer } from "./oauth_attack_support.ts";
+import { PASSWORD, signedInBrowser, withServer } from "./oauth_attack_support.ts";
 import { startTestServer } from "../routes/test_server.ts";
 import { authorizePath, pkcePair, registerClient } from "../routes/oauth/oauth_client_fixture.ts";
 
@@ -92,4 +92,33 @@ Deno.test("authorization endpoint: anonymous requests cannot park authorizations
   } finally {
     server.close();
   }
+});
+
+/**
+ * The m.login.sso fallback page confirms whatever UIA session its link names. Someone holding a
+ * user's access token (but not their password) starts a deactivation and sends the user the
+ * fallback link: the page must say what the user is confirming, not just "continue".
+ */
+Deno.test("m.login.sso fallback: the confirmation names what the app asked to do", async () => {
+  await withServer(async (server) => {
+    const { accessToken } = await registerUser(server.inner, "dora", PASSWORD);
+    const first = await server.request("POST", "/_matrix/client/v3/account/deactivate", {
+      token: accessToken,
+      body: {},
+    });
+    assertEquals(first.status, 401);
+    assert(
+      first.body.flows.some((f: { stages: string[] }) => f.stages.includes("m.login.sso")),
+      JSON.stringify(first.body.flows),
+    );
+    const browser = await signedInBrowser(server, "dora");
+    const page = await browser.get(
+      `/_matrix/client/v3/auth/m.login.sso/fallback/web?session=${first.body.session}`,
+    );
+    assertEquals(page.status, 200, page.text);
+    assert(/deactivate your account/i.test(page.text), page.text);
+  }, {
+    TESSERA_OIDC_ISSUER: "https://idp.example",
+    TESSERA_OIDC_CLIENT_ID: "tessera",
+  });
 });

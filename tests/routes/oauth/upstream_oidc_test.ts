@@ -16,6 +16,7 @@ import { localpartFromClaim } from "../../../domain/oauth/upstream_sign_in.ts";
 import {
   Browser,
   type BrowserResponse,
+  csrfToken,
   forms,
   formTo,
   links,
@@ -526,8 +527,15 @@ Deno.test({
           "sub-erin",
         ),
       );
+      // Carol's session is not even described to them, and a posted confirmation is refused.
       const theirs = await stranger.get(fallback);
-      const refused = await stranger.submit(formTo(theirs, "/fallback/web"));
+      assertEquals(theirs.status, 400);
+      const refused = await stranger.submit({
+        method: "post",
+        action: new URL(fallback, TESSERA).href,
+        fields: { csrf: csrfToken(await stranger.get(OAUTH_PAGES.account)), session },
+        buttons: [],
+      });
       assertEquals(refused.status, 403);
 
       // Carol's browser: not signed in, so the page sends it to the provider and back.
