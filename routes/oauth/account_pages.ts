@@ -26,6 +26,7 @@ import {
   readForm,
   signOutBrowser,
 } from "./browser_session.ts";
+import { clientLabel, hostOf } from "./consent_view.ts";
 import { htmlPage, page, PageError, type PageMarkup, pageRedirect } from "./html_page.ts";
 import {
   ACCOUNT_ACTIONS,
@@ -87,10 +88,8 @@ export function accountPagesApp(deps: AppDeps): Hono {
     if (device.oauthClientId !== undefined) {
       const client = await deps.oauthClients.get(device.oauthClientId);
       if (client) {
-        const host = hostOf(client.clientUri);
-        if (host !== undefined) view.clientHost = host;
-        const name = client.clientName ?? host;
-        if (name !== undefined) view.clientName = name;
+        view.clientHost = hostOf(client.clientUri);
+        view.clientName = clientLabel(client);
       }
     }
     return view;
@@ -305,13 +304,4 @@ export function accountPagesApp(deps: AppDeps): Hono {
   }
 
   return app;
-}
-
-/** The host of a URL, or undefined when it does not parse. */
-function hostOf(url: string): string | undefined {
-  try {
-    return new URL(url).host;
-  } catch {
-    return undefined;
-  }
 }

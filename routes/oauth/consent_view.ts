@@ -1,8 +1,8 @@
 /**
- * How the consent and device link pages describe a client and what it asks for: the name it
- * registered (marked as its own claim), the host of its `client_uri` (which registration tied
- * its redirect URIs to), its logo only over https, and each scope in words, with the device
- * the session will create or take over.
+ * How the consent, device link and account pages describe a client and what it asks for: the
+ * name it registered (marked as its own claim), the host of its `client_uri` (which
+ * registration tied its redirect URIs to), its logo only over https, and each scope in words,
+ * with the device the session will create or take over.
  */
 import { html } from "hono/html";
 import type { MatrixScope, OAuthClient } from "../../domain/oauth/oauth_types.ts";
