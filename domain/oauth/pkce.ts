@@ -5,6 +5,7 @@
  */
 import { sha256 } from "@noble/hashes/sha2.js";
 import { encodeBase64UrlUnpadded } from "../protocol/base64.ts";
+import { sameSecret } from "../accounts/uia_stages.ts";
 import { OAuthError } from "./oauth_errors.ts";
 
 /** base64url (no padding) of a 32-byte SHA-256: always 43 characters. */
@@ -51,14 +52,5 @@ export function checkCodeChallenge(method?: string, challenge?: string): string 
 export function pkceVerifies(verifier: string, challenge: string): boolean {
   if (!VERIFIER_PATTERN.test(verifier)) return false;
   const computed = encodeBase64UrlUnpadded(sha256(new TextEncoder().encode(verifier)));
-  return constantTimeEqual(computed, challenge);
-}
-
-/** Whether two strings are equal, comparing every character whatever the first difference. */
-function constantTimeEqual(a: string, b: string): boolean {
-  // Lengths are public here (the challenge's is fixed by its grammar).
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
+  return sameSecret(computed, challenge);
 }
