@@ -7,6 +7,7 @@
 import type { MatrixScope } from "./oauth_types.ts";
 import { OAuthError } from "./oauth_errors.ts";
 import { newDeviceId } from "../accounts/tokens.ts";
+import { isValidOpaqueId } from "../protocol/identifiers.ts";
 
 /** The API scope, stable spelling. */
 export const API_SCOPE = "urn:matrix:client:api:*";
@@ -25,9 +26,6 @@ export const SUPPORTED_SCOPES: readonly string[] = Object.freeze([
   API_SCOPE,
   UNSTABLE_API_SCOPE,
 ]);
-
-/** The spec's opaque identifier grammar: 1..255 of `[A-Za-z0-9._~-]`. */
-const DEVICE_ID_PATTERN = /^[A-Za-z0-9._~-]{1,255}$/;
 
 /** RFC 6749 §3.3: `scope-token = 1*NQCHAR` (printable ASCII but `"` and `\`). */
 const SCOPE_TOKEN_PATTERN = /^[\x21\x23-\x5b\x5d-\x7e]+$/;
@@ -66,7 +64,8 @@ export function parseScope(scope: string): MatrixScope {
           `unknown scope ${JSON.stringify(token.slice(0, 100))}`,
         );
       }
-      if (!DEVICE_ID_PATTERN.test(id)) {
+      // The spec's opaque identifier grammar: 1..255 of `[A-Za-z0-9._~-]`.
+      if (!isValidOpaqueId(id)) {
         throw new OAuthError(
           "invalid_scope",
           "device ID in the device scope must be 1 to 255 characters of A-Z a-z 0-9 . _ ~ -",
