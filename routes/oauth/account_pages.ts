@@ -24,6 +24,7 @@ import {
   type FormFields,
   localPath,
   readForm,
+  signedInRecently,
   signOutBrowser,
 } from "./browser_session.ts";
 import { clientLabel, hostOf } from "./consent_view.ts";
@@ -44,12 +45,6 @@ import {
   sessionListBody,
   type SessionView,
 } from "./account_views.ts";
-
-/**
- * How recent a sign-in must be to deactivate an account that has no password to confirm with
- * (one made through an upstream provider): the user signs in again, then has this long.
- */
-export const RECENT_SIGN_IN_MS = 5 * 60_000;
 
 /** The account management pages. */
 export function accountPagesApp(deps: AppDeps): Hono {
@@ -110,9 +105,9 @@ export function accountPagesApp(deps: AppDeps): Hono {
   /** How the user proves deactivation is theirs. */
   const deactivationProof = async (user: BrowserUser) => {
     if (await deps.accounts.hasPassword(user.userId)) return "password" as const;
-    return now() - user.authenticatedAt <= RECENT_SIGN_IN_MS
-      ? "recent_sign_in" as const
-      : "sign_in_again" as const;
+    // No password to confirm with (an upstream provider made the account): the user signs in
+    // again, then has RECENT_SIGN_IN_MS.
+    return signedInRecently(user, now()) ? "recent_sign_in" as const : "sign_in_again" as const;
   };
 
   /** The login page, coming back to `next` (a path of this page) once signed in. */

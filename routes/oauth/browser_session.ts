@@ -40,6 +40,17 @@ export interface BrowserUser {
   authenticatedAt: number;
 }
 
+/**
+ * How recent a sign-in must be to stand in for a password (accounts an upstream provider made
+ * have none): deactivation on the account page, the `m.login.sso` UIA fallback page.
+ */
+export const RECENT_SIGN_IN_MS = 5 * 60_000;
+
+/** Whether `user` signed in within RECENT_SIGN_IN_MS before `now`. */
+export function signedInRecently(user: Pick<BrowserUser, "authenticatedAt">, now: number): boolean {
+  return now - user.authenticatedAt <= RECENT_SIGN_IN_MS;
+}
+
 /** A form body: the first value of each field. */
 export type FormFields = Record<string, string>;
 

@@ -36,6 +36,7 @@ import {
   localPath,
   pageCookieOptions,
   readForm,
+  signedInRecently,
   signInBrowser,
 } from "./browser_session.ts";
 import { applyPageHeaders, htmlPage, page, PageError, pageRedirect } from "./html_page.ts";
@@ -52,8 +53,6 @@ const SSO_FALLBACK_PATHS = [
   "/_matrix/client/v3/auth/m.login.sso/fallback/web",
   "/_matrix/client/r0/auth/m.login.sso/fallback/web",
 ] as const;
-/** How recent a browser sign-in must be to confirm a UIA session on the fallback page. */
-const FALLBACK_SIGN_IN_MAX_AGE_MS = 5 * 60_000;
 /** Schemes a login token is never sent to: they run code or stay inside the browser. */
 const REFUSED_REDIRECT_SCHEMES = new Set(["javascript:", "data:", "vbscript:", "file:", "blob:"]);
 /**
@@ -244,7 +243,7 @@ async function ssoFallbackConfirm(c: Context, deps: AppDeps) {
 async function recentBrowserUser(c: Context, deps: AppDeps) {
   const user = await currentBrowserUser(c, deps);
   const now = (deps.now ?? Date.now)();
-  return user !== null && now - user.authenticatedAt <= FALLBACK_SIGN_IN_MAX_AGE_MS ? user : null;
+  return user !== null && signedInRecently(user, now) ? user : null;
 }
 
 /** A UIA session ID from the page's query or form (400 page when absent or malformed). */

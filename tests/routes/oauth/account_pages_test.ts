@@ -19,8 +19,7 @@ import {
 } from "./browser_flow.ts";
 import { newCrossSigning } from "../../domain/e2ee/cross_signing_fixtures.ts";
 import { OAUTH_PAGES } from "../../../domain/oauth/oauth_paths.ts";
-import { RECENT_SIGN_IN_MS } from "../../../routes/oauth/account_pages.ts";
-import { SESSION_COOKIE } from "../../../routes/oauth/browser_session.ts";
+import { RECENT_SIGN_IN_MS, SESSION_COOKIE } from "../../../routes/oauth/browser_session.ts";
 import { ACCOUNT_MANAGEMENT_ACTIONS } from "../../../domain/oauth/server_metadata.ts";
 
 const V3 = "/_matrix/client/v3";
