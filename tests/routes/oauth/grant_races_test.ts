@@ -8,68 +8,12 @@ import { createLocalJWKSet, jwtVerify } from "jose";
 import { startTestServer } from "../test_server.ts";
 import { registerUser } from "../client_harness.ts";
 import { OAUTH_ENDPOINTS, oauthIssuer } from "../../../domain/oauth/oauth_paths.ts";
-import { parseScope } from "../../../domain/oauth/scopes.ts";
-import type { OAuthClient } from "../../../domain/oauth/oauth_types.ts";
-import { encodeBase64UrlUnpadded } from "../../../domain/protocol/base64.ts";
+import { exchange, mintCode, postForm, refresh, registerClient, whoami } from "./grant_fixture.ts";
 
-const V3 = "/_matrix/client/v3";
 type Server = Awaited<ReturnType<typeof startTestServer>>;
 
-function registerClient(server: Server): Promise<OAuthClient> {
-  return server.deps.oauthClients.register({
-    client_uri: "https://app.example.org/",
-    application_type: "web",
-    redirect_uris: ["https://app.example.org/cb"],
-    grant_types: ["authorization_code", "refresh_token"],
-    response_types: ["code"],
-    token_endpoint_auth_method: "none",
-  });
-}
-
-async function form(server: Server, path: string, fields: Record<string, string>) {
-  const res = await server.app.request(path, {
-    method: "POST",
-    headers: { "content-type": "application/x-www-form-urlencoded" },
-    body: new URLSearchParams(fields).toString(),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : null };
-}
-
-async function mintCode(server: Server, client: OAuthClient, userId: string) {
-  const verifier = encodeBase64UrlUnpadded(crypto.getRandomValues(new Uint8Array(32)));
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
-  const scope = parseScope("urn:matrix:client:api:* openid");
-  const code = await server.deps.oauthGrants.issueCode({
-    clientId: client.clientId,
-    redirectUri: client.redirectUris[0],
-    responseMode: "query",
-    scope,
-    codeChallenge: encodeBase64UrlUnpadded(new Uint8Array(digest)),
-  }, userId);
-  return { code, verifier, deviceId: scope.deviceId! };
-}
-
-function exchange(server: Server, client: OAuthClient, code: string, verifier: string) {
-  return form(server, OAUTH_ENDPOINTS.token, {
-    grant_type: "authorization_code",
-    code,
-    code_verifier: verifier,
-    client_id: client.clientId,
-    redirect_uri: client.redirectUris[0],
-  });
-}
-
-function refresh(server: Server, client: OAuthClient, refreshToken: string) {
-  return form(server, OAUTH_ENDPOINTS.token, {
-    grant_type: "refresh_token",
-    refresh_token: refreshToken,
-    client_id: client.clientId,
-  });
-}
-
 async function whoamiStatus(server: Server, token: string): Promise<number> {
-  return (await server.request("GET", `${V3}/account/whoami`, { token })).status;
+  return (await whoami(server, token)).status;
 }
 
 Deno.test("a code exchanged twice at once: at most one answer, and no session survives", async () => {
@@ -104,8 +48,8 @@ Deno.test("a refresh token rotated twice at once: one rotation at most, then the
     const { code, verifier, deviceId } = await mintCode(server, client, user.userId);
     const tokens = (await exchange(server, client, code, verifier)).body;
     const answers = await Promise.all([
-      refresh(server, client, tokens.refresh_token),
-      refresh(server, client, tokens.refresh_token),
+      refresh(server, client.clientId, tokens.refresh_token),
+      refresh(server, client.clientId, tokens.refresh_token),
     ]);
     assert(answers.filter((a) => a.status === 200).length <= 1);
     // The loser presented a spent token: reuse, which ends the session the winner continued.
@@ -140,17 +84,20 @@ Deno.test("two processes on one KV: one signing key; refresh and revoke through 
       issuer: oauthIssuer(one.config),
       audience: client.clientId,
     });
-    const rotated = await refresh(one, client, tokens.refresh_token);
+    const rotated = await refresh(one, client.clientId, tokens.refresh_token);
     assertEquals(rotated.status, 200);
     assertEquals(await whoamiStatus(two, rotated.body.access_token), 200);
-    const revoked = await form(two, OAUTH_ENDPOINTS.revocation, {
+    const revoked = await postForm(two, OAUTH_ENDPOINTS.revocation, {
       token: rotated.body.access_token,
       client_id: client.clientId,
     });
     assertEquals(revoked.status, 200);
     assertEquals(await whoamiStatus(one, rotated.body.access_token), 401);
     // Reuse seen by the other process too: the spent token is in KV, not in a process.
-    assertEquals((await refresh(two, client, tokens.refresh_token)).body.error, "invalid_grant");
+    assertEquals(
+      (await refresh(two, client.clientId, tokens.refresh_token)).body.error,
+      "invalid_grant",
+    );
   } finally {
     one.close();
     two.close();
@@ -168,7 +115,10 @@ Deno.test("grants for a deactivated account are refused; its OAuth sessions end 
 
     await server.deps.accounts.deactivate(user.userId);
     assertEquals(await whoamiStatus(server, tokens.access_token), 401);
-    assertEquals((await refresh(server, client, tokens.refresh_token)).body.error, "invalid_grant");
+    assertEquals(
+      (await refresh(server, client.clientId, tokens.refresh_token)).body.error,
+      "invalid_grant",
+    );
     const late = await exchange(server, client, pending.code, pending.verifier);
     assertEquals(late.status, 400);
     assertEquals(late.body.error, "invalid_grant");

@@ -10,9 +10,16 @@ import { createLocalJWKSet, jwtVerify } from "jose";
 import { startTestServer } from "../test_server.ts";
 import { registerUser } from "../client_harness.ts";
 import { OAUTH_ENDPOINTS, oauthIssuer } from "../../../domain/oauth/oauth_paths.ts";
-import { parseScope } from "../../../domain/oauth/scopes.ts";
-import type { AuthorizationRequest, OAuthClient } from "../../../domain/oauth/oauth_types.ts";
-import { encodeBase64UrlUnpadded } from "../../../domain/protocol/base64.ts";
+import {
+  exchange,
+  mintCode,
+  postBody,
+  postForm,
+  randomVerifier,
+  refresh,
+  registerClient,
+  whoami,
+} from "./grant_fixture.ts";
 
 const V3 = "/_matrix/client/v3";
 const DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
@@ -20,7 +27,6 @@ const DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
 function assertMatch(actual: string, pattern: RegExp): void {
   assert(pattern.test(actual), `${JSON.stringify(actual)} does not match ${pattern}`);
 }
-type Server = Awaited<ReturnType<typeof startTestServer>>;
 
 /** A server with a clock the test moves. */
 async function setup() {
@@ -35,88 +41,6 @@ async function setup() {
     advance: (ms: number) => (now += ms),
     [Symbol.dispose]: () => server.close(),
   };
-}
-
-function registerClient(server: Server, host: string): Promise<OAuthClient> {
-  return server.deps.oauthClients.register({
-    client_name: `Client on ${host}`,
-    client_uri: `https://${host}/`,
-    application_type: "web",
-    redirect_uris: [`https://${host}/callback`],
-    grant_types: ["authorization_code", "refresh_token", DEVICE_GRANT],
-    response_types: ["code"],
-    token_endpoint_auth_method: "none",
-  });
-}
-
-function form(server: Server, path: string, fields: Record<string, string>) {
-  return send(server, path, new URLSearchParams(fields).toString(), {
-    "content-type": "application/x-www-form-urlencoded",
-  });
-}
-
-async function send(server: Server, path: string, body: string, headers: HeadersInit) {
-  const res = await server.app.request(path, { method: "POST", headers, body });
-  const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
-}
-
-function randomVerifier(): string {
-  return encodeBase64UrlUnpadded(crypto.getRandomValues(new Uint8Array(32)));
-}
-
-async function challengeOf(verifier: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
-  return encodeBase64UrlUnpadded(new Uint8Array(digest));
-}
-
-/** A code as the consent page mints it, with its verifier and request. */
-async function mintCode(
-  server: Server,
-  client: OAuthClient,
-  userId: string,
-  options: { scope?: string; nonce?: string } = {},
-) {
-  const verifier = randomVerifier();
-  const request: AuthorizationRequest = {
-    clientId: client.clientId,
-    redirectUri: client.redirectUris[0],
-    responseMode: "query",
-    scope: parseScope(options.scope ?? "urn:matrix:client:api:* openid"),
-    codeChallenge: await challengeOf(verifier),
-    ...(options.nonce !== undefined && { nonce: options.nonce }),
-  };
-  const code = await server.deps.oauthGrants.issueCode(request, userId);
-  return { code, verifier, request };
-}
-
-function exchange(
-  server: Server,
-  client: OAuthClient,
-  code: string,
-  verifier: string | undefined,
-  overrides: Record<string, string> = {},
-) {
-  return form(server, OAUTH_ENDPOINTS.token, {
-    grant_type: "authorization_code",
-    code,
-    client_id: client.clientId,
-    redirect_uri: client.redirectUris[0],
-    ...(verifier !== undefined && { code_verifier: verifier }),
-    ...overrides,
-  });
-}
-
-function refresh(server: Server, clientId: string, refreshToken: string) {
-  return form(server, OAUTH_ENDPOINTS.token, {
-    grant_type: "refresh_token",
-    refresh_token: refreshToken,
-    client_id: clientId,
-  });
-}
-
-async function whoami(server: Server, token: string) {
-  return await server.request("GET", `${V3}/account/whoami`, { token });
 }
 
 Deno.test("authorization code: exchange, /sync with the token, ID token verifies against JWKS", async () => {
@@ -314,7 +238,7 @@ Deno.test("revocation: either token ends the session; unknown is fine; another c
   const { server, user, client } = t;
   const other = await registerClient(server, "other.example.net");
   const revoke = (clientId: string, token: string, hint?: string) =>
-    form(server, OAUTH_ENDPOINTS.revocation, {
+    postForm(server, OAUTH_ENDPOINTS.revocation, {
       token,
       client_id: clientId,
       ...(hint !== undefined && { token_type_hint: hint }),
@@ -350,7 +274,7 @@ Deno.test("revocation: either token ends the session; unknown is fine; another c
 Deno.test("device grant: pending, slow_down, approve, single use", async () => {
   using t = await setup();
   const { server, user, client } = t;
-  const start = await form(server, OAUTH_ENDPOINTS.deviceAuthorization, {
+  const start = await postForm(server, OAUTH_ENDPOINTS.deviceAuthorization, {
     client_id: client.clientId,
     scope: "urn:matrix:client:api:* openid",
   });
@@ -363,7 +287,7 @@ Deno.test("device grant: pending, slow_down, approve, single use", async () => {
   assertEquals(start.body.interval, 5);
 
   const poll = () =>
-    form(server, OAUTH_ENDPOINTS.token, {
+    postForm(server, OAUTH_ENDPOINTS.token, {
       grant_type: DEVICE_GRANT,
       device_code,
       client_id: client.clientId,
@@ -398,12 +322,12 @@ Deno.test("device grant: deny, expiry, another client, a client without the gran
   using t = await setup();
   const { server, client } = t;
   const startGrant = async (clientId = client.clientId) =>
-    await form(server, OAUTH_ENDPOINTS.deviceAuthorization, {
+    await postForm(server, OAUTH_ENDPOINTS.deviceAuthorization, {
       client_id: clientId,
       scope: "urn:matrix:client:api:*",
     });
   const poll = (device_code: string, clientId = client.clientId) =>
-    form(server, OAUTH_ENDPOINTS.token, {
+    postForm(server, OAUTH_ENDPOINTS.token, {
       grant_type: DEVICE_GRANT,
       device_code,
       client_id: clientId,
@@ -434,7 +358,7 @@ Deno.test("device grant: deny, expiry, another client, a client without the gran
   const refused = await startGrant(codeOnly.clientId);
   assertEquals(refused.status, 400);
   assertEquals(refused.body.error, "unauthorized_client");
-  const badScope = await form(server, OAUTH_ENDPOINTS.deviceAuthorization, {
+  const badScope = await postForm(server, OAUTH_ENDPOINTS.deviceAuthorization, {
     client_id: client.clientId,
     scope: "email",
   });
@@ -444,26 +368,26 @@ Deno.test("device grant: deny, expiry, another client, a client without the gran
 Deno.test("token endpoint: malformed requests answer OAuth errors, never a 500", async () => {
   using t = await setup();
   const { server, client } = t;
-  const json = await send(server, OAUTH_ENDPOINTS.token, JSON.stringify({ grant_type: "x" }), {
+  const json = await postBody(server, OAUTH_ENDPOINTS.token, JSON.stringify({ grant_type: "x" }), {
     "content-type": "application/json",
   });
   assertEquals(json.status, 400);
   assertEquals(json.body.error, "invalid_request");
-  const unsupported = await form(server, OAUTH_ENDPOINTS.token, {
+  const unsupported = await postForm(server, OAUTH_ENDPOINTS.token, {
     grant_type: "password",
     client_id: client.clientId,
   });
   assertEquals(unsupported.body.error, "unsupported_grant_type");
-  const missing = await form(server, OAUTH_ENDPOINTS.token, { client_id: client.clientId });
+  const missing = await postForm(server, OAUTH_ENDPOINTS.token, { client_id: client.clientId });
   assertEquals(missing.body.error, "invalid_request");
-  const twice = await send(
+  const twice = await postBody(
     server,
     OAUTH_ENDPOINTS.token,
     `grant_type=refresh_token&refresh_token=a&refresh_token=b&client_id=${client.clientId}`,
     { "content-type": "application/x-www-form-urlencoded" },
   );
   assertEquals(twice.body.error, "invalid_request");
-  const proto = await send(
+  const proto = await postBody(
     server,
     OAUTH_ENDPOINTS.token,
     `__proto__=x&constructor=y&grant_type=hasOwnProperty&client_id=${client.clientId}`,
@@ -476,7 +400,7 @@ Deno.test("token endpoint: malformed requests answer OAuth errors, never a 500",
     body: new Uint8Array([0x67, 0x3d, 0xff, 0xfe]),
   });
   assertEquals(notUtf8.status, 400);
-  const huge = await form(server, OAUTH_ENDPOINTS.token, { grant_type: "x".repeat(20_000) });
+  const huge = await postForm(server, OAUTH_ENDPOINTS.token, { grant_type: "x".repeat(20_000) });
   assertEquals(huge.status, 413);
   const get = await server.app.request(OAUTH_ENDPOINTS.token);
   assertEquals(get.status, 405);
