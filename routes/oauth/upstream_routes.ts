@@ -341,7 +341,11 @@ function checkedRedirectUrl(raw: string | undefined): string {
   ) {
     throw new PageError(400, "The app's return address (redirectUrl) is too long.");
   }
-  if (!URL.canParse(raw)) {
+  // The URL parser drops tabs and newlines (and trims controls) that the raw string, sent back
+  // as the Location, still has: CR/LF cannot be in a header at all, and the host named on the
+  // confirmation must be the one the browser goes to.
+  // deno-lint-ignore no-control-regex
+  if (/[\u0000-\u001f\u007f]/.test(raw) || !URL.canParse(raw)) {
     throw new PageError(400, "The app's return address (redirectUrl) is not a valid URL.");
   }
   const url = new URL(raw);

@@ -6,7 +6,7 @@
 import { assert, assertEquals } from "../assert.ts";
 import { localPath } from "../../routes/oauth/browser_session.ts";
 import { registerUser } from "../routes/client_harness.ts";
-import { Browser, passwordSignIn } from "../routes/oauth/browser_flow.ts";
+import { Browser, csrfToken, passwordSignIn } from "../routes/oauth/browser_flow.ts";
 import { OAUTH_PAGES } from "../../domain/oauth/oauth_paths.ts";
 import { PASSWORD, signedInBrowser, withServer } from "./oauth_attack_support.ts";
 import { startTestServer } from "../routes/test_server.ts";
@@ -120,5 +120,36 @@ Deno.test("m.login.sso fallback: the confirmation names what the app asked to do
   }, {
     TESSERA_OIDC_ISSUER: "https://idp.example",
     TESSERA_OIDC_CLIENT_ID: "tessera",
+  });
+});
+
+/**
+ * Legacy SSO's redirectUrl: the URL parser drops tabs and newlines, so `URL.canParse` accepts a
+ * redirectUrl with CR/LF in it, which then cannot be put in a Location header (a 500), and
+ * which the confirmation names differently from what the raw string says.
+ */
+Deno.test("legacy SSO: a redirectUrl with control characters is refused up front, never a 500", async () => {
+  await withServer(async (server) => {
+    const browser = await signedInBrowser(server, "erin");
+    for (
+      const redirectUrl of ["https://app.example/\r\nx", "https://app.example\n.evil.example/"]
+    ) {
+      const path = `/_matrix/client/v3/login/sso/redirect?${new URLSearchParams({ redirectUrl })}`;
+      const page = await browser.get(path);
+      assertEquals(page.status, 400, `${JSON.stringify(redirectUrl)}: ${page.status}`);
+      // The form as a tampered page would post it (the CSRF token of a genuine one).
+      const genuine = await browser.get(
+        `/_matrix/client/v3/login/sso/redirect?redirectUrl=${
+          encodeURIComponent("https://app.example/")
+        }`,
+      );
+      const res = await browser.submit({
+        method: "post",
+        action: `${server.baseUrl}/_matrix/client/v3/login/sso/redirect`,
+        fields: { csrf: csrfToken(genuine), redirectUrl },
+        buttons: [],
+      });
+      assertEquals(res.status, 400, `POST ${JSON.stringify(redirectUrl)}: ${res.status}`);
+    }
   });
 });
