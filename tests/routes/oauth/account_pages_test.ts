@@ -9,7 +9,7 @@ import { assert, assertEquals } from "../../assert.ts";
 import { startTestServer } from "../test_server.ts";
 import { FAST_HASHING, type RegisteredUser, registerUser } from "../client_harness.ts";
 import {
-  Browser,
+  type Browser,
   type BrowserResponse,
   csrfToken,
   forms,
@@ -17,6 +17,7 @@ import {
   type ParsedForm,
   passwordSignIn,
 } from "./browser_flow.ts";
+import { browserFor } from "./oauth_client_fixture.ts";
 import { newCrossSigning } from "../../domain/e2ee/cross_signing_fixtures.ts";
 import { OAUTH_PAGES } from "../../../domain/oauth/oauth_paths.ts";
 import { RECENT_SIGN_IN_MS, SESSION_COOKIE } from "../../../routes/oauth/browser_session.ts";
@@ -33,10 +34,6 @@ async function start(): Promise<Server> {
     { TESSERA_RATE_LIMITS: "off" },
     { ...FAST_HASHING, now: () => clock.now },
   );
-}
-
-function browserFor(server: Server, postOrigin?: string | null): Browser {
-  return new Browser((input, init) => server.app.request(input, init), { postOrigin });
 }
 
 /** A registered client and an OAuth session of `user` on it (as a grant starts one). */
