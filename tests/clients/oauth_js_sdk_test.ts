@@ -13,6 +13,7 @@ import { TokenRefresher } from "matrix-js-sdk/lib/oauth/tokenRefresher.js";
 import { assert, assertEquals } from "../assert.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
 import { recordingFetch, registerUser, startSyncing, step } from "./matrix_helpers.ts";
+import { quietLogger } from "./crypto_client.ts";
 import {
   Browser,
   forms,
@@ -25,14 +26,7 @@ import { OAUTH_PAGES } from "../../domain/oauth/oauth_paths.ts";
 const PASSWORD = "correct horse battery staple";
 
 /** Keep the SDK's warnings and errors only. */
-const quietLogger = {
-  trace: () => {},
-  debug: () => {},
-  info: () => {},
-  warn: (...msg: unknown[]) => console.warn("[js-sdk]", ...msg),
-  error: (...msg: unknown[]) => console.error("[js-sdk]", ...msg),
-  getChild: () => quietLogger,
-};
+const sdkLogger = quietLogger();
 
 /** The client as a native app would register it: loopback redirect, no port registered. */
 const CLIENT_METADATA = {
@@ -69,7 +63,7 @@ async function discoverAndRegister(server: ServerProcess, failures: string[]) {
   const anonymous = sdk.createClient({
     baseUrl: server.baseUrl,
     fetchFn: recordingFetch(failures),
-    logger: quietLogger,
+    logger: sdkLogger,
   });
   const metadata = await step("getAuthMetadata", () => anonymous.getAuthMetadata());
   assertEquals(metadata.issuer, `${server.baseUrl}/`);
@@ -80,7 +74,7 @@ async function discoverAndRegister(server: ServerProcess, failures: string[]) {
   assert(metadata.device_authorization_endpoint, "no device_authorization_endpoint");
   const clientId = await step(
     "OAuth2.registerClient",
-    () => sdk.OAuth2.registerClient(metadata, CLIENT_METADATA, quietLogger),
+    () => sdk.OAuth2.registerClient(metadata, CLIENT_METADATA, sdkLogger),
   );
   return { metadata, clientId };
 }
@@ -100,7 +94,7 @@ function clientOn(
     accessToken,
     store: new sdk.MemoryStore(),
     fetchFn: recordingFetch(failures),
-    logger: quietLogger,
+    logger: sdkLogger,
   });
 }
 
@@ -127,7 +121,7 @@ Deno.test({
 
       // 3. The authorization URL, for a device ID the app chose.
       const deviceId = "JSSDKOAUTH1";
-      const oauth = new sdk.OAuth2(metadata, { clientId, deviceId }, quietLogger);
+      const oauth = new sdk.OAuth2(metadata, { clientId, deviceId }, sdkLogger);
       const state = crypto.randomUUID();
       const authorizationUrl = await oauth.generateAuthorizationCodeGrantUrl(state, REDIRECT_URI);
       assert(authorizationUrl.startsWith(metadata.authorization_endpoint));
@@ -204,7 +198,7 @@ Deno.test({
         },
         store: new sdk.MemoryStore(),
         fetchFn: recordingFetch(failures),
-        logger: quietLogger,
+        logger: sdkLogger,
       });
       const managedWhoami = await step("whoami with a replaced token", () => managed.whoami());
       assertEquals(managedWhoami.device_id, deviceId);
@@ -236,7 +230,7 @@ Deno.test({
         `refresh after revocation: ${refreshError}`,
       );
       const password = await step("password login", async () => {
-        const c = sdk.createClient({ baseUrl: server.baseUrl, logger: quietLogger });
+        const c = sdk.createClient({ baseUrl: server.baseUrl, logger: sdkLogger });
         return await c.loginRequest({
           type: "m.login.password",
           identifier: { type: "m.id.user", user: "alice" },
@@ -267,7 +261,7 @@ Deno.test({
       // Approved: the SDK polls (authorization_pending) until the user says yes on the page
       // the verification_uri_complete opens, then gets tokens for the device it asked for.
       const deviceId = "JSSDKTV1";
-      const tv = new sdk.OAuth2(metadata, { clientId, deviceId }, quietLogger);
+      const tv = new sdk.OAuth2(metadata, { clientId, deviceId }, sdkLogger);
       const grant = await step("startDeviceAuthorizationGrant", () =>
         tv.startDeviceAuthorizationGrant());
       assert(/^[A-Z]{4}-[A-Z]{4}$/.test(grant.user_code), `user code ${grant.user_code}`);
@@ -315,7 +309,7 @@ Deno.test({
       assertEquals(await outcome(() => client.whoami()), [401, "M_UNKNOWN_TOKEN"]);
 
       // Denied: the SDK's poll ends with access_denied and no tokens.
-      const denied = new sdk.OAuth2(metadata, { clientId, deviceId: "JSSDKTV2" }, quietLogger);
+      const denied = new sdk.OAuth2(metadata, { clientId, deviceId: "JSSDKTV2" }, sdkLogger);
       const grant2 = await step("second startDeviceAuthorizationGrant", () =>
         denied.startDeviceAuthorizationGrant());
       const polled2 = denied.waitForDeviceAuthorizationGrant(grant2);
@@ -337,7 +331,7 @@ Deno.test({
     withServer(async (server, _alice, failures) => {
       const { metadata, clientId } = await discoverAndRegister(server, failures);
       assert(metadata.prompt_values_supported?.includes("create"), "prompt=create not offered");
-      const oauth = new sdk.OAuth2(metadata, { clientId, deviceId: "JSSDKNEW1" }, quietLogger);
+      const oauth = new sdk.OAuth2(metadata, { clientId, deviceId: "JSSDKNEW1" }, sdkLogger);
       const state = crypto.randomUUID();
       const url = await oauth.generateAuthorizationCodeGrantUrl(
         state,
