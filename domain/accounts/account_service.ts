@@ -553,14 +553,17 @@ export class AccountService implements SessionResolver {
       ? newDeviceId()
       : checkDeviceId(options.deviceId);
     const { tokens, issued } = this.tokensFor(userId, deviceId, options.refreshToken);
-    // Logging in again with a known device ID replaces that device's tokens (spec).
-    await this.#issueToDevice(userId, deviceId, tokens, (current) =>
-      current
-        ? {
-          ...current,
-          ...(options.displayName !== undefined && { displayName: options.displayName }),
-        }
-        : this.deviceRecord(userId, deviceId, options.displayName));
+    // Logging in again with a known device ID replaces that device's tokens (spec). An OAuth
+    // session's device stops being that session: its old codes and spent refresh tokens must
+    // not end this login, nor its client revoke it.
+    await this.#issueToDevice(userId, deviceId, tokens, (current) => {
+      if (!current) return this.deviceRecord(userId, deviceId, options.displayName);
+      const { oauthClientId: _c, oauthSessionId: _s, oauthScope: _scope, ...device } = current;
+      return {
+        ...device,
+        ...(options.displayName !== undefined && { displayName: options.displayName }),
+      };
+    });
     return issued;
   }
 

@@ -8,7 +8,17 @@ import { localPath } from "../../routes/oauth/browser_session.ts";
 import { registerUser } from "../routes/client_harness.ts";
 import { Browser, csrfToken, passwordSignIn } from "../routes/oauth/browser_flow.ts";
 import { OAUTH_PAGES } from "../../domain/oauth/oauth_paths.ts";
-import { PASSWORD, signedInBrowser, withServer } from "./oauth_attack_support.ts";
+import {
+  exchange,
+  obtainCode,
+  PASSWORD,
+  pkcePair as attackPkcePair,
+  refresh,
+  registerClient as registerAttackClient,
+  signedInBrowser,
+  whoamiStatus,
+  withServer,
+} from "./oauth_attack_support.ts";
 import { startTestServer } from "../routes/test_server.ts";
 import { authorizePath, pkcePair, registerClient } from "../routes/oauth/oauth_client_fixture.ts";
 
@@ -151,5 +161,49 @@ Deno.test("legacy SSO: a redirectUrl with control characters is refused up front
       });
       assertEquals(res.status, 400, `POST ${JSON.stringify(redirectUrl)}: ${res.status}`);
     }
+  });
+});
+
+/**
+ * A password login naming an OAuth session's device ID takes that device over (as a login with
+ * a known device ID does). It must stop being that OAuth session: a spent refresh token of the
+ * old session presented again (reuse detection) must not end the new login.
+ */
+Deno.test("a password login that takes over an OAuth device is not ended by the old session's reuse", async () => {
+  await withServer(async (server) => {
+    const clientId = await registerAttackClient(server);
+    const browser = await signedInBrowser(server, "fred");
+    const { verifier, challenge } = await attackPkcePair();
+    const code = await obtainCode(server, browser, clientId, challenge);
+    const granted = await exchange(server, { code, clientId, verifier });
+    assertEquals(granted.status, 200, JSON.stringify(granted.body));
+    const deviceId = (granted.body.scope as string).split(" ")
+      .find((s) => s.startsWith("urn:matrix:client:device:"))!
+      .slice("urn:matrix:client:device:".length);
+    const spent = granted.body.refresh_token as string;
+    assertEquals((await refresh(server, clientId, spent)).status, 200);
+
+    const login = await server.request("POST", "/_matrix/client/v3/login", {
+      body: {
+        type: "m.login.password",
+        identifier: { type: "m.id.user", user: "fred" },
+        password: PASSWORD,
+        device_id: deviceId,
+      },
+    });
+    assertEquals(login.status, 200, JSON.stringify(login.body));
+    assertEquals(login.body.device_id, deviceId);
+
+    // The old session's spent token again: refused, and the password login lives on.
+    assertEquals((await refresh(server, clientId, spent)).status, 400);
+    assertEquals(await whoamiStatus(server, login.body.access_token), 200);
+    // Nor can the OAuth client revoke the password login's token as if it were its own.
+    const revoked = await fetch(`${server.baseUrl}/oauth2/revoke`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      body: new URLSearchParams({ token: login.body.access_token, client_id: clientId }),
+    });
+    await revoked.body?.cancel();
+    assertEquals(await whoamiStatus(server, login.body.access_token), 200);
   });
 });
