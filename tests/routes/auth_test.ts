@@ -182,7 +182,7 @@ Deno.test("login: password with identifier and legacy user; flows; wrong passwor
     await registerUser(server, "frank", "hunter2");
     const flows = await server.request("GET", `${V3}/login`);
     // With the OAuth pages on (the default), a browser can sign in: m.login.sso is offered too
-    // (tests/routes/oauth/upstream_oidc_test.ts checks each configuration).
+    // (tests/routes/oauth/legacy_sso_test.ts checks each configuration).
     assertEquals(flows.body.flows.map((f: { type: string }) => f.type), [
       "m.login.password",
       "m.login.token",
