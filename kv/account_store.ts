@@ -162,15 +162,7 @@ export class KvAccountStore implements AccountStore {
     const key = keys.device(userId, deviceId);
     for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
       const entry = await this.kv.get<DeviceRecord>(key);
-      const next = {
-        ...update(entry.value),
-        accessTokenHash: tokens.accessHash,
-        refreshTokenHash: tokens.refreshHash,
-      };
-      if (next.refreshTokenHash === undefined) delete next.refreshTokenHash;
-      const op = this.kv.atomic().check(entry).set(key, next);
-      if (entry.value) this.deleteTokens(op, entry.value);
-      this.setTokens(op, tokens);
+      const { op, next } = this.replaceTokens(entry, update(entry.value), tokens);
       if ((await op.commit()).ok) return next;
     }
     throw contentionError(`issuing tokens for device ${deviceId}`);
@@ -294,15 +286,7 @@ export class KvAccountStore implements AccountStore {
         !current || current.refreshTokenHash !== spentHash ||
         current.oauthSessionId !== spent.oauthSessionId
       ) return false;
-      const next: DeviceRecord = {
-        ...current,
-        accessTokenHash: tokens.accessHash,
-        refreshTokenHash: tokens.refreshHash,
-      };
-      if (next.refreshTokenHash === undefined) delete next.refreshTokenHash;
-      const op = this.kv.atomic().check(entry).set(key, next);
-      this.deleteTokens(op, current);
-      this.setTokens(op, tokens);
+      const { op } = this.replaceTokens(entry, current, tokens);
       op.set(oauthKeys.spentRefresh(spentHash), spent, {
         expireIn: Math.max(1, spent.expiresAt - this.now()),
       });
@@ -367,6 +351,28 @@ export class KvAccountStore implements AccountStore {
     const { ok } = await this.kv.atomic().check(entry).delete(entry.key).commit();
     if (!ok || entry.value.expiresAt <= this.now()) return null;
     return entry.value;
+  }
+
+  /**
+   * The commit making `tokens` the only tokens of `device` (written at `entry`'s key, guarded by
+   * its versionstamp, the tokens it had before deleted); callers may add to it before committing.
+   * Shared by logins, /refresh and OAuth rotation, so a token swap cannot leave an old token.
+   */
+  private replaceTokens(
+    entry: Deno.KvEntryMaybe<DeviceRecord>,
+    device: DeviceRecord,
+    tokens: IssuedTokens,
+  ): { op: Deno.AtomicOperation; next: DeviceRecord } {
+    const next: DeviceRecord = {
+      ...device,
+      accessTokenHash: tokens.accessHash,
+      refreshTokenHash: tokens.refreshHash,
+    };
+    if (next.refreshTokenHash === undefined) delete next.refreshTokenHash;
+    const op = this.kv.atomic().check(entry).set(entry.key, next);
+    if (entry.value) this.deleteTokens(op, entry.value);
+    this.setTokens(op, tokens);
+    return { op, next };
   }
 
   private setTokens(op: Deno.AtomicOperation, tokens: IssuedTokens): void {
