@@ -1,6 +1,7 @@
 /**
  * The browser side of the authorization server: the authorization endpoint, and the pages a
- * browser goes through to answer it (login, register, consent, logout) or to approve another device (link).
+ * browser goes through to answer it (login, register, consent, logout) or to approve another
+ * device (link).
  */
 import { Hono } from "hono";
 import type { AppDeps } from "../deps.ts";
