@@ -112,8 +112,9 @@ export class OAuthGrants {
 
   /**
    * Mint an authorization code for a validated request the user consented to (the consent
-   * page, routes/oauth/authorization_routes.ts). `authTime`: when the user signed in (default now), for the ID token.
-   * Returns the code (32 random bytes, base64url); only its hash is stored.
+   * page, routes/oauth/authorization_routes.ts). `authTime`: when the user signed in (default
+   * now), for the ID token. Returns the code (32 random bytes, base64url); only its hash is
+   * stored.
    */
   async issueCode(
     request: AuthorizationRequest,
