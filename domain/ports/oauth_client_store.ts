@@ -1,4 +1,7 @@
-/** Storage port for OAuth 2.0 clients registered through RFC 7591 (domain/oauth/client_registry.ts). */
+/**
+ * Storage port for OAuth 2.0 clients registered through RFC 7591
+ * (domain/oauth/client_registry.ts).
+ */
 import type { OAuthClient } from "../oauth/oauth_types.ts";
 
 /** Registered clients, by client ID. */

@@ -31,6 +31,10 @@ import {
 import { clientLabel, clientSummary, hostOf, scopeList } from "./consent_view.ts";
 import { errorPage, htmlPage, page, PageError, pageRedirect } from "./html_page.ts";
 
+/** The consent page's answer when its parked request is gone (expired, or answered already). */
+const REQUEST_GONE =
+  "This sign-in request has expired or was already answered. Go back to the application and start again.";
+
 /** `state` and `nonce` are opaque to us; bounded so a parked request stays small. */
 const MAX_STATE_LENGTH = 2048;
 const MAX_NONCE_LENGTH = 512;
@@ -159,10 +163,7 @@ export function authorizationRoutes(deps: AppDeps): Hono {
   async function consentContext(c: Context, requestId: string) {
     const pending = await deps.pendingAuthorizations.get(requestId);
     if (!pending) {
-      throw new PageError(
-        404,
-        "This sign-in request has expired or was already answered. Go back to the application and start again.",
-      );
+      throw new PageError(404, REQUEST_GONE);
     }
     const user = await currentBrowserUser(c, deps);
     const path = consentPath(requestId);
@@ -219,11 +220,7 @@ ${csrfField(user.csrfToken)}
       // Taken once: a double submit or a second tab cannot mint a second code.
       const taken = await deps.pendingAuthorizations.take(requestId);
       if (!taken) {
-        return errorPage(
-          c,
-          404,
-          "This sign-in request has expired or was already answered. Go back to the application and start again.",
-        );
+        return errorPage(c, 404, REQUEST_GONE);
       }
       const { request } = taken;
       if (action === "deny") {

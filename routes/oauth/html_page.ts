@@ -62,8 +62,8 @@ const CONTENT_SECURITY_POLICY = [
 
 /**
  * Set the pages' security headers on the response being built (pages, their redirects and
- * their error answers): no framing (clickjacking of Allow buttons), no referrer to other sites, no caching,
- * no sniffing, a strict CSP.
+ * their error answers): no framing (clickjacking of Allow buttons), no referrer to other sites,
+ * no caching, no sniffing, a strict CSP.
  */
 export function applyPageHeaders(c: Context): void {
   c.header("Content-Security-Policy", CONTENT_SECURITY_POLICY);
