@@ -7,8 +7,7 @@ import { OAUTH_ENDPOINTS } from "../../../domain/oauth/oauth_paths.ts";
 import { DEVICE_CODE_GRANT_TYPE } from "../../../domain/oauth/oauth_grants.ts";
 import { parseScope } from "../../../domain/oauth/scopes.ts";
 import type { AuthorizationRequest, OAuthClient } from "../../../domain/oauth/oauth_types.ts";
-import { encodeBase64UrlUnpadded } from "../../../domain/protocol/base64.ts";
-import type { TestServer } from "./oauth_client_fixture.ts";
+import { pkcePair, type TestServer } from "./oauth_client_fixture.ts";
 
 /** A web client on `host` allowed every grant (code, refresh, device). */
 export function registerClient(
@@ -45,17 +44,6 @@ export async function postBody(
   return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
 }
 
-/** A fresh PKCE code verifier (32 random bytes). */
-export function randomVerifier(): string {
-  return encodeBase64UrlUnpadded(crypto.getRandomValues(new Uint8Array(32)));
-}
-
-/** The S256 code challenge of `verifier`. */
-export async function challengeOf(verifier: string): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(verifier));
-  return encodeBase64UrlUnpadded(new Uint8Array(digest));
-}
-
 /** A code as the consent page mints it, with its verifier, request and device ID. */
 export async function mintCode(
   server: TestServer,
@@ -63,13 +51,13 @@ export async function mintCode(
   userId: string,
   options: { scope?: string; nonce?: string } = {},
 ) {
-  const verifier = randomVerifier();
+  const { verifier, challenge } = pkcePair();
   const request: AuthorizationRequest = {
     clientId: client.clientId,
     redirectUri: client.redirectUris[0],
     responseMode: "query",
     scope: parseScope(options.scope ?? "urn:matrix:client:api:* openid"),
-    codeChallenge: await challengeOf(verifier),
+    codeChallenge: challenge,
     ...(options.nonce !== undefined && { nonce: options.nonce }),
   };
   const code = await server.deps.oauthGrants.issueCode(request, userId);

@@ -15,11 +15,11 @@ import {
   mintCode,
   postBody,
   postForm,
-  randomVerifier,
   refresh,
   registerClient,
   whoami,
 } from "./grant_fixture.ts";
+import { pkcePair } from "./oauth_client_fixture.ts";
 
 const V3 = "/_matrix/client/v3";
 const DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code";
@@ -112,7 +112,7 @@ Deno.test("PKCE downgrade attempts are refused, and each burns the code", async 
 
   // A wrong verifier.
   const b = await mintCode(server, client, user.userId);
-  const wrong = await exchange(server, client, b.code, randomVerifier());
+  const wrong = await exchange(server, client, b.code, pkcePair().verifier);
   assertEquals(wrong.body.error, "invalid_grant");
   // The right one afterwards: the code was spent by the failed attempt.
   assertEquals((await exchange(server, client, b.code, b.verifier)).body.error, "invalid_grant");
