@@ -250,7 +250,7 @@ function assembleUpstreamSignIn(
       create: async (localpart) =>
         (await accounts.register({ localpart, inhibitLogin: true })).userId,
       initialiseProfile: (userId, displayName) => profiles.initialiseProfile(userId, displayName),
-      discard: (userId) => accounts.deactivate(userId),
+      discard: (userId) => accounts.deactivations.deactivate(userId),
     },
     options: {
       providerId: provider.id,
@@ -434,7 +434,7 @@ export async function assembleServer(
     remote: remoteKeys,
   });
   const keyBackup = new KeyBackupService(new KvKeyBackupStore(kv));
-  accounts.accountDeactivatedHooks.push((userId) => keyBackup.deleteAllVersions(userId));
+  accounts.deactivations.hooks.push((userId) => keyBackup.deleteAllVersions(userId));
   accounts.devicesRemovedHooks.push((userId, deviceIds) =>
     deviceKeys.devicesRemoved(userId, deviceIds)
   );
@@ -785,12 +785,12 @@ export async function assembleServer(
   };
   // Deactivation drops the account's addresses and unbinds them at identity servers (the
   // route does it first to report the result; this finishes what a dead process left).
-  accounts.accountDeactivatedHooks.push(async (userId) => {
+  accounts.deactivations.hooks.push(async (userId) => {
     await deps.threepids.removeAll(userId);
   });
   // A deactivated user leaves their rooms (first, as Synapse does: their leaves go out before
   // anything else of theirs is dropped).
-  accounts.accountDeactivatedHooks.unshift((userId) =>
+  accounts.deactivations.hooks.unshift((userId) =>
     partFromAllRooms({ store: eventStore, membership: deps.rooms.membership }, userId)
   );
   // Guests leave a room whose guest access is revoked (the sender runs it per event).
@@ -802,7 +802,7 @@ export async function assembleServer(
     }),
   );
   // Erasure clears the profile (after the rooms are left, so no member event repeats it).
-  accounts.accountDeactivatedHooks.push(async (userId, { erase }) => {
+  accounts.deactivations.hooks.push(async (userId, { erase }) => {
     if (!erase) return;
     await deps.profiles.deleteField(userId, userId, "displayname");
     await deps.profiles.deleteField(userId, userId, "avatar_url");
@@ -1149,7 +1149,7 @@ async function main(): Promise<void> {
   const jobs = new LeasedJobRunner({
     store: new KvJobLeaseStore(kv),
     jobs: backgroundJobs({
-      accounts: deps.accounts,
+      deactivations: deps.accounts.deactivations,
       remoteJoins: deps.remoteJoiner,
       typing: deps.typing,
       probe: config.jobs.probe,

@@ -26,6 +26,7 @@ import type {
 import type { PasswordHasher } from "./password_hash.ts";
 import type { PasswordFailureLimiter } from "./password_failures.ts";
 import { GuestAccounts } from "./guest_accounts.ts";
+import { AccountDeactivations } from "./account_deactivations.ts";
 import { OAuthSessions } from "./oauth_sessions.ts";
 import { newDeviceId, newLocalpart, newToken, randomId, tokenHash } from "./tokens.ts";
 
@@ -80,13 +81,13 @@ export class AccountService implements SessionResolver {
   private readonly now: () => number;
   /** When this process last wrote each device's activity (`userId|deviceId` -> ms). */
   private readonly activityWritten = new Map<string, number>();
-  /** Deactivations this process is finishing, so two triggers do not run the work twice. */
-  private readonly finishing = new Map<string, Promise<boolean>>();
   readonly serverName: string;
   /** Guest accounts: registration, upgrade, and whether a user is one. */
   readonly guests: GuestAccounts;
   /** OAuth 2.0 sessions: their devices, refresh rotation with reuse detection, ending them. */
   readonly oauthSessions: OAuthSessions;
+  /** Deactivation, its hooks, and resuming deactivations left pending. */
+  readonly deactivations: AccountDeactivations;
 
   /** Build over a store; `now` is injectable for expiry tests. */
   constructor(options: AccountServiceOptions) {
@@ -96,6 +97,11 @@ export class AccountService implements SessionResolver {
     this.guestAccess = options.guestAccess ?? false;
     this.serverName = options.serverName;
     this.now = options.now ?? Date.now;
+    this.deactivations = new AccountDeactivations({
+      store: this.store,
+      activeAccount: (userId) => this.activeAccount(userId),
+      logoutAll: (userId) => this.logoutAll(userId),
+    });
     this.guests = new GuestAccounts({
       store: this.store,
       serverName: this.serverName,
@@ -238,7 +244,7 @@ export class AccountService implements SessionResolver {
     // dummy made with the same parameters: the answer must take as long as a wrong password's.
     const stored = account?.passwordHash;
     const matches = await this.hasher.verify(password, stored ?? this.hasher.dummyHash);
-    if (account?.deactivationPending) await this.finishDeactivation(userId);
+    if (account?.deactivationPending) await this.deactivations.finish(userId);
     if (!account || stored === undefined || !matches) {
       // Same answer as a wrong password, so the response does not reveal which users exist.
       throw forbiddenLogin("Invalid username or password");
@@ -297,17 +303,6 @@ export class AccountService implements SessionResolver {
    * to be redone, and readers treat records of unknown devices as absent meanwhile.
    */
   readonly devicesRemovedHooks: ((userId: string, deviceIds: string[]) => Promise<void>)[] = [];
-
-  /**
-   * Called after an account is deactivated (and its devices removed), so areas drop data kept
-   * per user rather than per device, such as key backups, and leave the user's rooms. With
-   * `erase` (the client's request, kept on the account) the profile goes too. Idempotent, like
-   * the device hooks.
-   */
-  readonly accountDeactivatedHooks: ((
-    userId: string,
-    options: { erase: boolean },
-  ) => Promise<void>)[] = [];
 
   /**
    * Run before any login issues a device (after the credentials were checked); a check that
@@ -377,69 +372,6 @@ export class AccountService implements SessionResolver {
     userId: string,
     options: { logoutDevices: boolean },
   ) => Promise<void>)[] = [];
-
-  /**
-   * Deactivate an account: no password, no devices, no rooms; the user ID stays taken forever.
-   * The account is marked deactivated (and pending) first, in one commit, so it stops working
-   * at once; then devices are removed and the deactivation hooks run (leaving rooms, rejecting
-   * invites, dropping key backups). If the process dies or a hook fails midway, the work is
-   * finished later by `resumeDeactivations` (a leased background job) or by the next login
-   * attempt on the account. Resolves once the work is done; a failed hook leaves it pending, logged.
-   */
-  async deactivate(userId: string, options: { erase?: boolean } = {}): Promise<void> {
-    const account = await this.activeAccount(userId);
-    delete account.passwordHash;
-    account.deactivated = true;
-    if (options.erase) account.erase = true;
-    await this.store.markDeactivated(account);
-    await this.finishDeactivation(userId);
-  }
-
-  /**
-   * Finish deactivations a dead process or a failed hook left pending (a leased background job
-   * runs it; see domain/jobs/background_jobs.ts). Returns how many were finished; stops between
-   * accounts once `signal` aborts.
-   */
-  async resumeDeactivations(signal?: AbortSignal): Promise<number> {
-    let finished = 0;
-    for (const userId of await this.store.pendingDeactivations()) {
-      if (signal?.aborted) break;
-      if (await this.finishDeactivation(userId)) finished++;
-    }
-    return finished;
-  }
-
-  /** Log out every device and run every deactivation hook; true when all of it succeeded. */
-  private finishDeactivation(userId: string): Promise<boolean> {
-    let running = this.finishing.get(userId);
-    if (!running) {
-      running = this.runDeactivationWork(userId).finally(() => this.finishing.delete(userId));
-      this.finishing.set(userId, running);
-    }
-    return running;
-  }
-
-  private async runDeactivationWork(userId: string): Promise<boolean> {
-    const erase = (await this.store.getAccount(userId))?.erase === true;
-    let ok = true;
-    try {
-      await this.logoutAll(userId);
-    } catch (error) {
-      ok = false;
-      console.error("deactivation: logging out failed", userId, error);
-    }
-    // Every hook runs even when one fails; each is idempotent, so a later pass may redo them.
-    for (const hook of this.accountDeactivatedHooks) {
-      try {
-        await hook(userId, { erase });
-      } catch (error) {
-        ok = false;
-        console.error("account deactivation hook failed", userId, error);
-      }
-    }
-    if (ok) await this.store.finishDeactivation(userId);
-    return ok;
-  }
 
   /** The user's devices. */
   listDevices(userId: string): Promise<DeviceRecord[]> {

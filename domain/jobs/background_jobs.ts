@@ -34,7 +34,7 @@ export const TYPING_EXPIRY_PERIOD_MS = 15_000;
 /** What the jobs work on. */
 export interface BackgroundJobDeps {
   /** Deactivations a dead process or a failed hook left pending. */
-  accounts: { resumeDeactivations(signal?: AbortSignal): Promise<number> };
+  deactivations: { resume(signal?: AbortSignal): Promise<number> };
   /** Joins of remote rooms a dead process left half stored. */
   remoteJoins: {
     resumePending(options: { startedBefore?: number; signal?: AbortSignal }): Promise<void>;
@@ -54,7 +54,7 @@ export function backgroundJobs(deps: BackgroundJobDeps): LeasedJob[] {
       name: "resume-deactivations",
       periodMs: RESUME_PERIOD_MS,
       run: async (signal) => {
-        await deps.accounts.resumeDeactivations(signal);
+        await deps.deactivations.resume(signal);
       },
     },
     {

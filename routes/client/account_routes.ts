@@ -100,7 +100,7 @@ export function accountArea(deps: AppDeps): ClientArea {
     // Addresses are dropped and unbound first, so the answer can say whether that worked
     // (a deactivation hook finishes the job if this process dies on the way).
     const unbound = await deps.threepids.removeAll(userId, body.id_server);
-    await accounts.deactivate(userId, { erase: body.erase ?? false });
+    await accounts.deactivations.deactivate(userId, { erase: body.erase ?? false });
     return c.json({ id_server_unbind_result: unbound ? "success" : "no-support" });
   });
 

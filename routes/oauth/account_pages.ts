@@ -293,7 +293,7 @@ export function accountPagesApp(deps: AppDeps): Hono {
     // As POST /account/deactivate does: addresses first (unbound at identity servers), then
     // the account, whose hooks leave rooms and drop what is kept per user.
     await deps.threepids.removeAll(user.userId);
-    await deps.accounts.deactivate(user.userId, { erase: form.erase === "true" });
+    await deps.accounts.deactivations.deactivate(user.userId, { erase: form.erase === "true" });
     await signOutBrowser(c, deps);
     return htmlPage(c, { title: "Account deactivated", body: deactivatedBody() });
   }

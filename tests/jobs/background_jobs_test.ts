@@ -18,8 +18,8 @@ import { generateSigningSeed, signingKeyFromSeed } from "../../domain/protocol/s
 Deno.test("background jobs: resuming deactivations and remote joins, each run with its signal", async () => {
   const calls: unknown[] = [];
   const jobs = backgroundJobs({
-    accounts: {
-      resumeDeactivations: (signal) => {
+    deactivations: {
+      resume: (signal) => {
         calls.push(["deactivations", signal]);
         return Promise.resolve(0);
       },
@@ -53,11 +53,11 @@ Deno.test("background jobs: resuming deactivations and remote joins, each run wi
 });
 
 Deno.test("background jobs: the probe job is there only when configured, and stops on abort", async () => {
-  const idle = { resumeDeactivations: () => Promise.resolve(0) };
+  const idle = { resume: () => Promise.resolve(0) };
   const joins = { resumePending: () => Promise.resolve() };
   const typing = { expireDue: () => Promise.resolve(0) };
   const jobs = backgroundJobs({
-    accounts: idle,
+    deactivations: idle,
     remoteJoins: joins,
     typing,
     probe: { runMs: 3_600_000, periodMs: 5_000 },
@@ -70,13 +70,13 @@ Deno.test("background jobs: the probe job is there only when configured, and sto
   controller.abort(new Error("stopping"));
   await assertRejects(() => run, /stopping/);
   const quick = backgroundJobs({
-    accounts: idle,
+    deactivations: idle,
     remoteJoins: joins,
     typing,
     probe: { runMs: 1, periodMs: 5_000 },
   });
   await quick.find((j) => j.name === "probe")!.run(new AbortController().signal);
-  assertEquals(backgroundJobs({ accounts: idle, remoteJoins: joins, typing }).length, 3);
+  assertEquals(backgroundJobs({ deactivations: idle, remoteJoins: joins, typing }).length, 3);
 });
 
 Deno.test("remote joins: the resume job leaves a join started after startedBefore alone", async () => {

@@ -257,7 +257,7 @@ Deno.test("login timing: unknown, deactivated and passwordless users cost one sc
     await accounts.register({ localpart: "alice", password: "correct horse" });
     await accounts.register({ localpart: "nopass" });
     await accounts.register({ localpart: "gone", password: "old password" });
-    await accounts.deactivate("@gone:example.org");
+    await accounts.deactivations.deactivate("@gone:example.org");
     // The dummy hash is built from the hasher's own parameters.
     assert(hasher.dummyHash.startsWith("scrypt$8$8$1$"), hasher.dummyHash);
 

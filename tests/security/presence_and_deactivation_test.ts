@@ -238,7 +238,7 @@ Deno.test("deactivation: parting interrupted after the account was marked is fin
     assertEquals(await store.pendingDeactivations(), [two.userId]);
 
     // The resume a process runs at start-up finishes the rest.
-    await server.deps.accounts.resumeDeactivations();
+    await server.deps.accounts.deactivations.resume();
     await assertPartedEverywhere(server, owner, two, roomsTwo);
     assertEquals(await store.pendingDeactivations(), []);
   } finally {

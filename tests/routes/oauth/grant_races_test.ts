@@ -113,7 +113,7 @@ Deno.test("grants for a deactivated account are refused; its OAuth sessions end 
     const tokens = (await exchange(server, client, live.code, live.verifier)).body;
     const pending = await mintCode(server, client, user.userId);
 
-    await server.deps.accounts.deactivate(user.userId);
+    await server.deps.accounts.deactivations.deactivate(user.userId);
     assertEquals(await whoamiStatus(server, tokens.access_token), 401);
     assertEquals(
       (await refresh(server, client.clientId, tokens.refresh_token)).body.error,

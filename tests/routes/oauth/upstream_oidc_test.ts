@@ -258,7 +258,7 @@ Deno.test({
         ctx.server,
         (await legacyLogin(ctx, "sub-carol")).loginToken,
       );
-      await ctx.server.deps.accounts.deactivate(userId);
+      await ctx.server.deps.accounts.deactivations.deactivate(userId);
       const tessera = ctx.tessera();
       const start = await tessera.get(UPSTREAM_PATHS.start("oidc"));
       const res = await throughProvider(ctx.op.issuer, tessera, start, "sub-carol");
