@@ -476,6 +476,18 @@ function dropShadowed(env: unknown): unknown {
   return rest;
 }
 
+/** The upstream provider's variables that mean nothing without TESSERA_OIDC_ISSUER. */
+const OIDC_DETAIL_VARIABLES = [
+  "TESSERA_OIDC_CLIENT_ID",
+  "TESSERA_OIDC_CLIENT_SECRET",
+  "TESSERA_OIDC_ID",
+  "TESSERA_OIDC_NAME",
+  "TESSERA_OIDC_SCOPES",
+  "TESSERA_OIDC_LOCALPART_CLAIM",
+  "TESSERA_OIDC_DISPLAYNAME_CLAIM",
+  "TESSERA_OIDC_ALLOW_PRIVATE",
+] as const;
+
 function crossCheck(v: Variables, ctx: z.RefinementCtx): void {
   const issue = (variable: keyof Variables, message: string) =>
     ctx.addIssue({ code: "custom", path: [variable], message });
@@ -502,6 +514,12 @@ function crossCheck(v: Variables, ctx: z.RefinementCtx): void {
   }
   if (v.TESSERA_OIDC_ISSUER !== undefined && v.TESSERA_OIDC_CLIENT_ID === undefined) {
     issue("TESSERA_OIDC_CLIENT_ID", "required when TESSERA_OIDC_ISSUER is set");
+  }
+  if (v.TESSERA_OIDC_ISSUER === undefined) {
+    // A provider half configured would silently offer no upstream sign-in at all.
+    for (const name of OIDC_DETAIL_VARIABLES) {
+      if (v[name] !== undefined) issue(name, "set, but TESSERA_OIDC_ISSUER is not");
+    }
   }
   if ((v.TESSERA_TURN_URIS === undefined) !== (v.TESSERA_TURN_SHARED_SECRET === undefined)) {
     const [missing, present] = v.TESSERA_TURN_URIS === undefined

@@ -366,4 +366,9 @@ Deno.test("OAuth switches and the upstream OpenID Connect provider", () => {
     /expected space-separated scopes including "openid"/,
   );
   assertConfigError({ TESSERA_OIDC_ID: "bad id" }, "TESSERA_OIDC_ID", /expected 1 to 255/);
+  assertConfigError(
+    { TESSERA_OIDC_CLIENT_ID: "tessera" },
+    "TESSERA_OIDC_CLIENT_ID",
+    /set, but TESSERA_OIDC_ISSUER is not/,
+  );
 });
