@@ -154,6 +154,39 @@ Deno.test("redirect URIs are refused or accepted as MSC2966 says", async (t) => 
   }
 });
 
+/**
+ * The shapes real clients register: Element X Android (its OidcConfig: client_uri element.io,
+ * `io.element:/callback`, logo, terms and policy on element.io; its debug tooling also opens
+ * `io.element.android:/`), Element Web (a query on its redirect URI) and an app on loopback.
+ */
+Deno.test("the registrations of Element X, Element Web and a loopback app are accepted", () => {
+  const shapes = [
+    {
+      application_type: "native",
+      client_name: "Element",
+      client_uri: "https://element.io",
+      logo_uri: "https://element.io/mobile-icon.png",
+      tos_uri: "https://element.io/user-terms-of-service",
+      policy_uri: "https://element.io/privacy",
+      redirect_uris: ["io.element:/callback", "io.element.android:/"],
+    },
+    {
+      application_type: "web",
+      client_uri: "https://app.element.io/",
+      redirect_uris: ["https://app.element.io/?no_universal_links=true"],
+    },
+    {
+      application_type: "native",
+      client_uri: "https://app.example.org/",
+      redirect_uris: ["http://127.0.0.1/callback", "http://[::1]/callback"],
+    },
+  ];
+  for (const shape of shapes) {
+    const result = validateClientMetadata(registration(shape), NOW);
+    assert.ok(result.ok, result.ok ? "" : `${shape.client_uri}: ${result.description}`);
+  }
+});
+
 Deno.test("one bad redirect URI among good ones refuses the registration", () => {
   const result = validateClientMetadata(
     registration({ redirect_uris: ["https://example.com/ok", "https://evil.example/cb"] }),
