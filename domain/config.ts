@@ -122,6 +122,8 @@ export interface Config {
    * `TESSERA_OIDC_ISSUER` is unset.
    */
   readonly upstreamOidc?: UpstreamOidcConfig;
+  /** The media repository (`TESSERA_MEDIA_*`, `TESSERA_URL_PREVIEW*`, domain/media/). */
+  readonly media: MediaConfig;
   /** TURN servers for `GET /voip/turnServer`; undefined when none is configured. */
   readonly turn?:
     | {
@@ -130,6 +132,29 @@ export interface Config {
       readonly ttlSeconds: number;
     }
     | undefined;
+}
+
+/**
+ * What the unauthenticated `/_matrix/media/v3|r0` reads serve (`TESSERA_MEDIA_LEGACY`): `frozen`
+ * (the spec's freeze: only media created before the freeze time kept in KV at first start),
+ * `on` (everything, for clients that only speak the legacy paths) or `off` (nothing: 404).
+ */
+export type MediaLegacyMode = "frozen" | "on" | "off";
+
+/** The media repository's limits and switches. */
+export interface MediaConfig {
+  /** `TESSERA_MEDIA_MAX_UPLOAD_BYTES`: the largest upload; above it M_TOO_LARGE (413). */
+  readonly maxUploadBytes: number;
+  /** `TESSERA_MEDIA_QUOTA_BYTES`: the bytes one user's uploads may take in all. */
+  readonly quotaBytes: number;
+  /** `TESSERA_MEDIA_LEGACY`. */
+  readonly legacy: MediaLegacyMode;
+  /** `TESSERA_URL_PREVIEWS` (default on): `preview_url` fetches pages. */
+  readonly urlPreviews: boolean;
+  /** `TESSERA_URL_PREVIEW_ALLOW_PRIVATE=true`: previews may fetch private addresses (tests). */
+  readonly urlPreviewAllowPrivate: boolean;
+  /** `TESSERA_MEDIA_MAX_PIXELS`: images with more pixels are not decoded for thumbnails. */
+  readonly maxPixels: number;
 }
 
 /** One upstream OpenID Connect provider (`TESSERA_OIDC_*`). */
@@ -192,6 +217,12 @@ export const CONFIG_DEFAULTS = Object.freeze({
   oidcScopes: "openid profile email",
   oidcLocalpartClaim: "preferred_username",
   oidcDisplayNameClaim: "name",
+  mediaMaxUploadBytes: 52_428_800,
+  mediaQuotaBytes: 1_073_741_824,
+  mediaLegacy: "frozen" as MediaLegacyMode,
+  urlPreviews: true,
+  urlPreviewAllowPrivate: false,
+  mediaMaxPixels: 32_000_000,
 });
 
 /** A configuration problem; `message` is one line: `VARIABLE: problem`. */
@@ -355,6 +386,22 @@ function parseTtlSeconds(raw: string): Parsed<number> {
     : { problem: `expected whole seconds, at least 60, got ${quote(raw)}` };
 }
 
+/** A whole number of bytes (or pixels) from `min` to `max`. */
+function parseCount(min: number, max: number): (raw: string) => Parsed<number> {
+  return (raw) => {
+    const n = /^\d{1,16}$/.test(raw) ? Number(raw) : NaN;
+    return n >= min && n <= max
+      ? { value: n }
+      : { problem: `expected a whole number from ${min} to ${max}, got ${quote(raw)}` };
+  };
+}
+
+function parseMediaLegacy(raw: string): Parsed<MediaLegacyMode> {
+  return raw === "frozen" || raw === "on" || raw === "off"
+    ? { value: raw }
+    : { problem: `expected "frozen", "on" or "off", got ${quote(raw)}` };
+}
+
 function parseWakeMode(raw: string): Parsed<WakeMode> {
   return raw === "watch" || raw === "poll" || raw === "local"
     ? { value: raw }
@@ -464,6 +511,13 @@ const variables = {
   TESSERA_OIDC_LOCALPART_CLAIM: variable((raw) => ({ value: raw })),
   TESSERA_OIDC_DISPLAYNAME_CLAIM: variable((raw) => ({ value: raw })),
   TESSERA_OIDC_ALLOW_PRIVATE: variable(parseBoolean),
+  // Up to 64 GiB: a bound that keeps byte counts exact in a JS number and in KV sums.
+  TESSERA_MEDIA_MAX_UPLOAD_BYTES: variable(parseCount(1, 2 ** 36)),
+  TESSERA_MEDIA_QUOTA_BYTES: variable(parseCount(0, 2 ** 50)),
+  TESSERA_MEDIA_LEGACY: variable(parseMediaLegacy),
+  TESSERA_URL_PREVIEWS: variable(parseSwitch),
+  TESSERA_URL_PREVIEW_ALLOW_PRIVATE: variable(parseBoolean),
+  TESSERA_MEDIA_MAX_PIXELS: variable(parseCount(1, 1_000_000_000)),
 };
 
 type Variables = z.output<z.ZodObject<typeof variables>>;
@@ -623,6 +677,15 @@ function toConfig(v: Variables, options: ConfigOptions): Config {
           CONFIG_DEFAULTS.oidcDisplayNameClaim,
         allowPrivate: v.TESSERA_OIDC_ALLOW_PRIVATE ?? false,
       }),
+    }),
+    media: Object.freeze({
+      maxUploadBytes: v.TESSERA_MEDIA_MAX_UPLOAD_BYTES ?? CONFIG_DEFAULTS.mediaMaxUploadBytes,
+      quotaBytes: v.TESSERA_MEDIA_QUOTA_BYTES ?? CONFIG_DEFAULTS.mediaQuotaBytes,
+      legacy: v.TESSERA_MEDIA_LEGACY ?? CONFIG_DEFAULTS.mediaLegacy,
+      urlPreviews: v.TESSERA_URL_PREVIEWS ?? CONFIG_DEFAULTS.urlPreviews,
+      urlPreviewAllowPrivate: v.TESSERA_URL_PREVIEW_ALLOW_PRIVATE ??
+        CONFIG_DEFAULTS.urlPreviewAllowPrivate,
+      maxPixels: v.TESSERA_MEDIA_MAX_PIXELS ?? CONFIG_DEFAULTS.mediaMaxPixels,
     }),
     // Absent rather than undefined when unset, so configurations without TURN compare equal.
     ...(v.TESSERA_TURN_URIS !== undefined && v.TESSERA_TURN_SHARED_SECRET !== undefined

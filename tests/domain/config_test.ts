@@ -61,6 +61,14 @@ Deno.test("defaults in dev mode: open registration", () => {
     wake: { mode: "poll", pollMs: 100 },
     jobs: { leaseMs: 60_000 },
     oauth: { enabled: true, passwordLogin: true },
+    media: {
+      maxUploadBytes: 52_428_800,
+      quotaBytes: 1_073_741_824,
+      legacy: "frozen",
+      urlPreviews: true,
+      urlPreviewAllowPrivate: false,
+      maxPixels: 32_000_000,
+    },
   });
   assert.ok(Object.isFrozen(config));
   assert.ok(Object.isFrozen(CONFIG_DEFAULTS));
@@ -370,5 +378,46 @@ Deno.test("OAuth switches and the upstream OpenID Connect provider", () => {
     { TESSERA_OIDC_CLIENT_ID: "tessera" },
     "TESSERA_OIDC_CLIENT_ID",
     /set, but TESSERA_OIDC_ISSUER is not/,
+  );
+});
+
+Deno.test("media variables: limits, legacy mode and preview switches", () => {
+  const config = loadConfig({
+    TESSERA_MEDIA_MAX_UPLOAD_BYTES: "1048576",
+    TESSERA_MEDIA_QUOTA_BYTES: "0",
+    TESSERA_MEDIA_LEGACY: "on",
+    TESSERA_URL_PREVIEWS: "off",
+    TESSERA_URL_PREVIEW_ALLOW_PRIVATE: "true",
+    TESSERA_MEDIA_MAX_PIXELS: "1000",
+  }, PROD);
+  assert.deepEqual({ ...config.media }, {
+    maxUploadBytes: 1_048_576,
+    quotaBytes: 0,
+    legacy: "on",
+    urlPreviews: false,
+    urlPreviewAllowPrivate: true,
+    maxPixels: 1000,
+  });
+  assert.ok(Object.isFrozen(config.media));
+  assert.equal(loadConfig({ TESSERA_MEDIA_LEGACY: "off" }, PROD).media.legacy, "off");
+  for (const bad of ["0", "-1", "1.5", "1e6", "abc", String(2 ** 36 + 1)]) {
+    assertConfigError(
+      { TESSERA_MEDIA_MAX_UPLOAD_BYTES: bad },
+      "TESSERA_MEDIA_MAX_UPLOAD_BYTES",
+      /expected a whole number/,
+    );
+  }
+  assertConfigError({ TESSERA_MEDIA_QUOTA_BYTES: "lots" }, "TESSERA_MEDIA_QUOTA_BYTES", /whole/);
+  assertConfigError({ TESSERA_MEDIA_MAX_PIXELS: "0" }, "TESSERA_MEDIA_MAX_PIXELS", /from 1/);
+  assertConfigError(
+    { TESSERA_MEDIA_LEGACY: "yes" },
+    "TESSERA_MEDIA_LEGACY",
+    /expected "frozen", "on" or "off", got "yes"/,
+  );
+  assertConfigError({ TESSERA_URL_PREVIEWS: "true" }, "TESSERA_URL_PREVIEWS", /"on" or "off"/);
+  assertConfigError(
+    { TESSERA_URL_PREVIEW_ALLOW_PRIVATE: "maybe" },
+    "TESSERA_URL_PREVIEW_ALLOW_PRIVATE",
+    /"true" or "false"/,
   );
 });
