@@ -1144,3 +1144,11 @@ export const oauthKeys = {
     subject,
   ],
 };
+
+/**
+ * (SHA-256 of a URL in hex, hour bucket) -> CachedUrlPreview: the URL preview fetched in that
+ * hour (expires after PREVIEW_CACHE_MS in kv/url_preview_cache.ts).
+ */
+export function urlPreviewCacheKey(urlKey: string, hour: number): Deno.KvKey {
+  return ["urlpreview_cache", urlKey, hour];
+}
