@@ -196,6 +196,8 @@ import { KvRoomDirectoryStore } from "./kv/room_directory_store.ts";
 import { MembershipHandshakes } from "./domain/federation/membership_handshakes.ts";
 import { RemoteMembershipService } from "./domain/federation/remote_membership.ts";
 import type { RemoteMembershipActions } from "./domain/rooms/room_services.ts";
+import { MediaService } from "./domain/media/media_service.ts";
+import { KvMediaStore } from "./kv/media_store.ts";
 
 /** An assembled server: the HTTP app and the services behind it. */
 export interface AssembledServer {
@@ -623,6 +625,13 @@ export async function assembleServer(
       now: options.now,
     }),
     config,
+    media: new MediaService(new KvMediaStore(kv), {
+      serverName: config.serverName,
+      maxUploadBytes: config.media.maxUploadBytes,
+      quotaBytes: config.media.quotaBytes,
+      legacy: config.media.legacy,
+      now: options.now,
+    }),
     ...(options.shutdown ? { shutdown: options.shutdown } : {}),
     keyring,
     sessions: new ModeratedSessionResolver(accounts, moderation),
@@ -831,6 +840,8 @@ export async function assembleServer(
     presence: deps.presence,
     now: options.now,
   });
+  // The spec's freeze of unauthenticated media reads dates from this database's first start.
+  await deps.media.freezeLegacy();
   return { app: buildApp(deps), deps, wakeSource };
 }
 

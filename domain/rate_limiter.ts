@@ -39,7 +39,9 @@ export type RateLimitedAction =
   | "federation_invite"
   | "federation_key_claim"
   | "user_write"
-  | "device_code_entry";
+  | "device_code_entry"
+  | "media_upload"
+  | "media_create";
 
 /** A token bucket's shape. */
 export interface RateLimitRule {
@@ -115,6 +117,12 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     // User codes typed on the device link page (RFC 8628 §5.1: they are short, so guesses must
     // be limited); per signed-in user, and a person types a code or two.
     device_code_entry: { burst: 10, perSecond: 0.1 },
+    // Uploads are bounded by size and quota; this keeps one user from tying up the server's
+    // commits with a flood of small ones. A client sends an album as a burst.
+    media_upload: { burst: 50, perSecond: 2 },
+    // Each reservation of `/media/v1/create` is a KV record kept for a day (Synapse's
+    // rc_media_create: 10/s, burst 50; the pending cap bounds them too).
+    media_create: { burst: 50, perSecond: 10 },
   });
 
 /** The outcome of taking a token: allowed, or refused with the wait until the next token. */

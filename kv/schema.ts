@@ -1152,3 +1152,66 @@ export const oauthKeys = {
 export function urlPreviewCacheKey(urlKey: string, hour: number): Deno.KvKey {
   return ["urlpreview_cache", urlKey, hour];
 }
+
+/** Key builders of the media repository (kv/media_store.ts). */
+export const mediaKeys = {
+  /** (server, mediaId) -> MediaMeta: visible media (local or cached remote). */
+  meta: (server: string, mediaId: string): Deno.KvKey => ["mediaid_meta", server, mediaId],
+  /** (uploadId, index) -> bytes: one 60 KiB chunk of a write. */
+  chunk: (uploadId: string, index: number): Deno.KvKey => ["mediaid_chunk", uploadId, index],
+  /** Every chunk of one write, in order. */
+  chunkPrefix: (uploadId: string): Deno.KvKey => ["mediaid_chunk", uploadId],
+  /** uploadId -> {expiresAt}: a write under way; left behind by one that never finished. */
+  pendingUpload: (uploadId: string): Deno.KvKey => ["mediaupload_pending", uploadId],
+  /** (server, mediaId, width, height, method, animated) -> MediaMeta: a stored thumbnail. */
+  thumbnail: (
+    server: string,
+    mediaId: string,
+    width: number,
+    height: number,
+    method: string,
+    animated: boolean,
+  ): Deno.KvKey => ["mediaid_thumbnail", server, mediaId, width, height, method, animated],
+  /** Every thumbnail of one media item. */
+  thumbnailPrefix: (server: string, mediaId: string): Deno.KvKey => [
+    "mediaid_thumbnail",
+    server,
+    mediaId,
+  ],
+  /** (userId, createdAt, server, mediaId) -> size: a user's uploads (retention, deletion). */
+  userMedia: (userId: string, createdAt: number, server: string, mediaId: string): Deno.KvKey => [
+    "userid_mediaid",
+    userId,
+    createdAt,
+    server,
+    mediaId,
+  ],
+  /** (createdAt, server, mediaId) -> size: media by age (retention, cache expiry). */
+  mediaByTime: (createdAt: number, server: string, mediaId: string): Deno.KvKey => [
+    "mediatime_mediaid",
+    createdAt,
+    server,
+    mediaId,
+  ],
+  /** userId -> bytes charged to the user's quota. */
+  usage: (userId: string): Deno.KvKey => ["userid_mediausage", userId],
+  /** (server, mediaId) -> MediaReservation: an ID from `/media/v1/create` awaiting its bytes. */
+  reservation: (server: string, mediaId: string): Deno.KvKey => [
+    "mediaid_reservation",
+    server,
+    mediaId,
+  ],
+  /** (userId, server, mediaId) -> expiresAt: a user's reservations, to cap how many wait. */
+  userReservation: (userId: string, server: string, mediaId: string): Deno.KvKey => [
+    "userid_mediareservation",
+    userId,
+    server,
+    mediaId,
+  ],
+  /** Every reservation of one user. */
+  userReservationPrefix: (userId: string): Deno.KvKey => ["userid_mediareservation", userId],
+  /** userId -> a counter rewritten by each reservation, so two creates cannot both pass the cap. */
+  userReservationHead: (userId: string): Deno.KvKey => ["userid_mediareservationhead", userId],
+  /** The time unauthenticated legacy media reads were frozen at (first start). */
+  legacyFreeze: (): Deno.KvKey => ["media_legacyfreeze"],
+};

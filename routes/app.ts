@@ -14,6 +14,7 @@ import { clientApi } from "./client/client_api.ts";
 import { openIdUserInfoApp } from "./openid_userinfo.ts";
 import { threepidOnbindApp } from "./threepid_onbind.ts";
 import { oauthApp } from "./oauth/oauth_app.ts";
+import { mediaApp } from "./media/media_app.ts";
 import { OAuthError } from "../domain/oauth/oauth_errors.ts";
 
 /** Build the whole HTTP surface from its injected services. */
@@ -34,6 +35,7 @@ export function buildApp(deps: AppDeps): Hono {
   app.route("/", clientVersionsApp());
   app.route("/", wellKnownApp(deps));
   app.route("/", federationApi(deps));
+  app.route("/", mediaApp(deps));
   app.route("/", healthApp(deps));
   app.route("/", clientApi(deps));
   app.route("/", openIdUserInfoApp(deps));

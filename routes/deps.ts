@@ -60,6 +60,7 @@ import type { CrossSigningResetApprovals } from "../domain/oauth/cross_signing_r
 import type { BrowserSessions } from "../domain/oauth/browser_sessions.ts";
 import type { PendingAuthorizations } from "../domain/oauth/pending_authorizations.ts";
 import type { UpstreamSignIn } from "../domain/oauth/upstream_sign_in.ts";
+import type { MediaService } from "../domain/media/media_service.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -111,6 +112,11 @@ export interface AppDeps {
   roomEvents: RoomEventService;
   /** Relation projections: children, threads by activity, events by timestamp. */
   relations: RelationReader;
+  /**
+   * The media repository: uploads, reads (`open`, with remote media fetched and cached),
+   * thumbnails as derived media (`putDerived`/`openDerived`), quarantine, the legacy read rule.
+   */
+  media: MediaService;
   /** Wakes long-polling syncs: call `notifyUser`/`notifyRoom` after committing sync data. */
   syncNotifier: SyncNotifier;
   /** Sync streams besides rooms (account data, typing, receipts, ...); areas push theirs. */
