@@ -14,6 +14,8 @@ import {
   type FederationFailure,
   type FederationRequest,
   type FederationResponse,
+  type FederationStreamRequest,
+  type FederationStreamResponse,
   type FederationTransport,
   FederationUnreachable,
 } from "../domain/ports/federation_transport.ts";
@@ -32,10 +34,13 @@ import {
 import { checkHostAddresses, resolveWithDns } from "./guarded_fetch.ts";
 import {
   HttpsFailure,
+  type HttpsRequest,
   httpsRequest,
+  httpsRequestStream,
   type HttpsResponse,
   type HttpsTarget,
 } from "./federation_https.ts";
+import { fetchLocationStream, unreachableOnError } from "./location_fetch.ts";
 
 /** The transport of a server with federation off (`TESSERA_FEDERATION=off`): refuses all. */
 export class DisabledFederation implements FederationTransport {
@@ -44,6 +49,18 @@ export class DisabledFederation implements FederationTransport {
     return Promise.reject(
       new FederationUnreachable("refused", request.destination, "federation is disabled"),
     );
+  }
+
+  /** Always throws `FederationUnreachable("refused")`. */
+  requestStream(request: FederationStreamRequest): Promise<FederationStreamResponse> {
+    return Promise.reject(
+      new FederationUnreachable("refused", request.destination, "federation is disabled"),
+    );
+  }
+
+  /** Always throws `FederationUnreachable("refused")`. */
+  followLocation(url: string): Promise<FederationStreamResponse> {
+    return Promise.reject(new FederationUnreachable("refused", url, "federation is disabled"));
   }
 }
 
@@ -69,6 +86,8 @@ export interface FederationClientOptions {
   readonly resolveSrv?: (name: string) => Promise<SrvRecord[]>;
   /** The exchange itself; tests may wrap it. */
   readonly exchange?: typeof httpsRequest;
+  /** The streamed exchange (remote media); tests may wrap it. */
+  readonly exchangeStream?: typeof httpsRequestStream;
 }
 
 /** Well-known documents are small; Synapse stops at 50 KiB too. */
@@ -99,6 +118,7 @@ export class FederationClient implements FederationTransport {
   readonly #options: FederationClientOptions;
   readonly #now: () => number;
   readonly #exchange: typeof httpsRequest;
+  readonly #exchangeStream: typeof httpsRequestStream;
   readonly #resolve: (host: string) => Promise<string[]>;
   readonly #lookups: DiscoveryLookups;
 
@@ -107,6 +127,7 @@ export class FederationClient implements FederationTransport {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.#exchange = options.exchange ?? httpsRequest;
+    this.#exchangeStream = options.exchangeStream ?? httpsRequestStream;
     this.#resolve = options.resolve ?? resolveWithDns;
     this.#lookups = {
       wellKnown: (hostname) => this.#wellKnown(hostname),
@@ -116,6 +137,57 @@ export class FederationClient implements FederationTransport {
 
   /** Resolve, sign, send; throws FederationUnreachable when no usable answer comes. */
   async request(request: FederationRequest): Promise<FederationResponse> {
+    const prepared = await this.#prepare(request);
+    const response = await this.#send(prepared.targets, prepared.deadline, prepared.fail, {
+      method: request.method,
+      path: request.path,
+      headers: prepared.headers,
+      body: prepared.body,
+      maxResponseBytes: request.maxResponseBytes ?? this.#options.maxResponseBytes ??
+        64 * 1024 * 1024,
+    }, this.#exchange);
+    return { status: response.status, body: parseJson(response.body) };
+  }
+
+  /**
+   * Resolve, sign, send, and hand the answer's body over as a stream (remote media); errors
+   * while it is read are FederationUnreachable too.
+   */
+  async requestStream(request: FederationStreamRequest): Promise<FederationStreamResponse> {
+    const prepared = await this.#prepare(request);
+    const response = await this.#send(prepared.targets, prepared.deadline, prepared.fail, {
+      method: request.method,
+      path: request.path,
+      headers: prepared.headers,
+      maxResponseBytes: request.maxResponseBytes,
+    }, this.#exchangeStream);
+    return {
+      status: response.status,
+      headers: response.headers,
+      body: unreachableOnError(response.body, request.destination),
+    };
+  }
+
+  /**
+   * GET a URL a destination pointed us to (a media `Location`): unsigned, HTTPS only, every
+   * redirect hop's addresses checked as a destination's are.
+   */
+  followLocation(
+    url: string,
+    options: { timeoutMs?: number; maxResponseBytes: number },
+  ): Promise<FederationStreamResponse> {
+    return fetchLocationStream(url, {
+      allowPrivate: this.#options.allowPrivate,
+      caCerts: this.#options.caCerts,
+      resolve: this.#resolve,
+      exchange: this.#exchangeStream,
+      timeoutMs: options.timeoutMs ?? this.#options.timeoutMs ?? 30_000,
+      maxResponseBytes: options.maxResponseBytes,
+    });
+  }
+
+  /** The targets of the destination, the deadline, and the request's headers (signed). */
+  async #prepare(request: FederationRequest | FederationStreamRequest) {
     const { destination } = request;
     const deadline = Date.now() + (request.timeoutMs ?? this.#options.timeoutMs ?? 30_000);
     const fail = (failure: FederationFailure, message: string) =>
@@ -130,9 +202,8 @@ export class FederationClient implements FederationTransport {
     const headers: Record<string, string> = {
       "User-Agent": `${SERVER_SOFTWARE.name}/${SERVER_SOFTWARE.version}`,
     };
-    const body = request.body === undefined
-      ? undefined
-      : encoder.encode(JSON.stringify(request.body));
+    const content = "body" in request ? request.body : undefined;
+    const body = content === undefined ? undefined : encoder.encode(JSON.stringify(content));
     if (body !== undefined) headers["Content-Type"] = "application/json";
     if (request.signed !== false) {
       headers.Authorization = await signRequest({
@@ -140,18 +211,10 @@ export class FederationClient implements FederationTransport {
         uri: request.path,
         origin: this.#options.serverName,
         destination,
-        ...(request.body !== undefined ? { content: request.body } : {}),
+        ...(content !== undefined ? { content } : {}),
       }, this.#options.signingKey);
     }
-    const response = await this.#send(targets, deadline, fail, {
-      method: request.method,
-      path: request.path,
-      headers,
-      body,
-      maxResponseBytes: request.maxResponseBytes ?? this.#options.maxResponseBytes ??
-        64 * 1024 * 1024,
-    });
-    return { status: response.status, body: parseJson(response.body) };
+    return { targets, deadline, fail, headers, body };
   }
 
   /**
@@ -159,7 +222,7 @@ export class FederationClient implements FederationTransport {
    * or unresolvable target, or a connection or TLS failure, moves on to the next; a timeout or
    * an oversize answer ends the request.
    */
-  async #send(
+  async #send<T>(
     targets: readonly { connectHost: string; port: number; tlsName: string; hostHeader: string }[],
     deadline: number,
     fail: (failure: FederationFailure, message: string) => FederationUnreachable,
@@ -170,7 +233,8 @@ export class FederationClient implements FederationTransport {
       body?: Uint8Array;
       maxResponseBytes: number;
     },
-  ): Promise<HttpsResponse> {
+    exchange: (target: HttpsTarget, request: HttpsRequest) => Promise<T>,
+  ): Promise<T> {
     let last = fail("unresolved", "no target to try");
     for (const target of targets) {
       const check = await checkHostAddresses(target.connectHost, {
@@ -191,7 +255,7 @@ export class FederationClient implements FederationTransport {
           hostHeader: target.hostHeader,
         };
         try {
-          return await this.#exchange(to, {
+          return await exchange(to, {
             ...request,
             caCerts: this.#options.caCerts,
             timeoutMs: remaining,
@@ -273,6 +337,7 @@ export class FederationClient implements FederationTransport {
           headers: { "User-Agent": `${SERVER_SOFTWARE.name}/${SERVER_SOFTWARE.version}` },
           maxResponseBytes: WELL_KNOWN_MAX_BYTES,
         },
+        this.#exchange,
       );
       const location = response.headers.get("location");
       if (response.status >= 300 && response.status < 400 && location !== null) {

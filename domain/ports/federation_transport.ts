@@ -56,8 +56,50 @@ export class FederationUnreachable extends Error {
   }
 }
 
+/**
+ * A GET whose answer is streamed rather than parsed (media): resolved, guarded and signed as
+ * `FederationRequest` is.
+ */
+export interface FederationStreamRequest {
+  readonly method: "GET";
+  readonly destination: string;
+  /** Path and query, already percent-encoded. */
+  readonly path: string;
+  /** Sign with X-Matrix (default true). */
+  readonly signed?: boolean;
+  /** Give up after this long, the whole body included (default: the adapter's own). */
+  readonly timeoutMs?: number;
+  /** Stop the body past this many bytes (`too_large`). */
+  readonly maxResponseBytes: number;
+}
+
+/**
+ * A streamed answer. Read `body` to its end or cancel it: that frees the connection. Reading it
+ * fails with FederationUnreachable (`timeout`, `too_large`, `network`) when the exchange does.
+ */
+export interface FederationStreamResponse {
+  readonly status: number;
+  readonly headers: Headers;
+  readonly body: ReadableStream<Uint8Array>;
+}
+
 /** Sends requests to other homeservers. */
 export interface FederationTransport {
   /** Send `request`; throws FederationUnreachable when no usable response arrives. */
   request(request: FederationRequest): Promise<FederationResponse>;
+  /**
+   * Send `request` and stream the answer's body (remote media). Optional so that transports
+   * which never carry media (test recorders) need not implement it; without it, remote media
+   * is unreachable.
+   */
+  requestStream?(request: FederationStreamRequest): Promise<FederationStreamResponse>;
+  /**
+   * GET a URL a destination pointed to (a media `Location`): unsigned (the X-Matrix header is
+   * for the destination alone), HTTPS only, every redirect hop's addresses checked as a
+   * destination's are. Throws FederationUnreachable (`refused` for a private address).
+   */
+  followLocation?(
+    url: string,
+    options: { readonly timeoutMs?: number; readonly maxResponseBytes: number },
+  ): Promise<FederationStreamResponse>;
 }
