@@ -198,6 +198,9 @@ import { RemoteMembershipService } from "./domain/federation/remote_membership.t
 import type { RemoteMembershipActions } from "./domain/rooms/room_services.ts";
 import { MediaService } from "./domain/media/media_service.ts";
 import { KvMediaStore } from "./kv/media_store.ts";
+import { UrlPreviews } from "./domain/media/url_previews.ts";
+import { KvUrlPreviewCache } from "./kv/url_preview_cache.ts";
+import { GuardedPreviewFetcher } from "./outbound/url_preview_fetcher.ts";
 
 /** An assembled server: the HTTP app and the services behind it. */
 export interface AssembledServer {
@@ -632,6 +635,17 @@ export async function assembleServer(
       legacy: config.media.legacy,
       now: options.now,
     }),
+    // TESSERA_URL_PREVIEWS=off: absent, and preview_url is not served.
+    ...(config.media.urlPreviews
+      ? {
+        urlPreviews: new UrlPreviews({
+          fetcher: new GuardedPreviewFetcher({ allowPrivate: config.media.urlPreviewAllowPrivate }),
+          cache: new KvUrlPreviewCache(kv, options.now),
+          images: { upload: (body, info) => deps.media.upload(body, info) },
+          now: options.now,
+        }),
+      }
+      : {}),
     ...(options.shutdown ? { shutdown: options.shutdown } : {}),
     keyring,
     sessions: new ModeratedSessionResolver(accounts, moderation),

@@ -41,7 +41,8 @@ export type RateLimitedAction =
   | "user_write"
   | "device_code_entry"
   | "media_upload"
-  | "media_create";
+  | "media_create"
+  | "url_preview";
 
 /** A token bucket's shape. */
 export interface RateLimitRule {
@@ -123,6 +124,9 @@ export const DEFAULT_RATE_LIMITS: Readonly<Record<RateLimitedAction, RateLimitRu
     // Each reservation of `/media/v1/create` is a KV record kept for a day (Synapse's
     // rc_media_create: 10/s, burst 50; the pending cap bounds them too).
     media_create: { burst: 50, perSecond: 10 },
+    // Each preview makes the server fetch a page and maybe an image (up to 10 MiB each) from
+    // wherever the user points it; clients ask once per link shown, and the cache answers repeats.
+    url_preview: { burst: 20, perSecond: 1 },
   });
 
 /** The outcome of taking a token: allowed, or refused with the wait until the next token. */

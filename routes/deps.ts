@@ -61,6 +61,7 @@ import type { BrowserSessions } from "../domain/oauth/browser_sessions.ts";
 import type { PendingAuthorizations } from "../domain/oauth/pending_authorizations.ts";
 import type { UpstreamSignIn } from "../domain/oauth/upstream_sign_in.ts";
 import type { MediaService } from "../domain/media/media_service.ts";
+import type { UrlPreviews } from "../domain/media/url_previews.ts";
 
 /** What every route module may depend on. Areas add their services here. */
 export interface AppDeps {
@@ -117,6 +118,8 @@ export interface AppDeps {
    * thumbnails as derived media (`putDerived`/`openDerived`), quarantine, the legacy read rule.
    */
   media: MediaService;
+  /** URL previews (`preview_url`); absent when TESSERA_URL_PREVIEWS is off. */
+  urlPreviews?: UrlPreviews;
   /** Wakes long-polling syncs: call `notifyUser`/`notifyRoom` after committing sync data. */
   syncNotifier: SyncNotifier;
   /** Sync streams besides rooms (account data, typing, receipts, ...); areas push theirs. */
