@@ -15,6 +15,8 @@ export interface ServerOptions {
   denoFlags?: readonly string[];
   /** Show the server's stderr (warnings, errors) on ours. */
   verbose?: boolean;
+  /** Variables added to (or overriding) the server's environment. */
+  env?: Record<string, string>;
 }
 
 /** A running server process. */
@@ -46,6 +48,7 @@ export async function startServer(options: ServerOptions): Promise<ServerProcess
       TESSERA_KV_PATH: `${options.dir}/tessera.kv`,
       TESSERA_REGISTRATION: "open",
       TESSERA_RATE_LIMITS: "off",
+      ...options.env,
     },
     stdin: "null",
     stdout: options.verbose ? "inherit" : "null",
