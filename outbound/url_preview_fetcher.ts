@@ -7,8 +7,11 @@
  * and the body one size bound (10 MiB, counted after fetch undoes any content encoding, so a
  * compressed bomb stops at the bound too).
  *
- * Limit: as with guarded_fetch.ts, fetch resolves the host again after the check, so a DNS
- * answer that changes between the two (rebinding with a zero TTL) can slip through.
+ * DNS rebinding (a name that answers a public address to the check and a private one to the
+ * connection): a plain-http hop connects to exactly the address checked, with the Host header
+ * naming the host (a Deno.HttpClient with `allowHost`). An https hop lets fetch resolve again,
+ * but there the certificate must be valid for the name, which an internal service rebound to
+ * does not hold, so the handshake fails rather than reaching it.
  */
 import { OutboundError } from "../domain/ports/outbound_http.ts";
 import type { FetchedResource, UrlPreviewFetcher } from "../domain/ports/url_preview_fetcher.ts";
@@ -70,7 +73,10 @@ export class GuardedPreviewFetcher implements UrlPreviewFetcher {
     });
     // A DNS lookup cannot be aborted, so the race ends the wait; fetch and body reads see the
     // abort signal and stop too.
-    const work = this.#follow(url, controller.signal);
+    // One client per preview, closed with it (previews are few, and cached): it lets a request
+    // name the host in its Host header while connecting to a checked address.
+    const client = pinningClient();
+    const work = this.#follow(url, client, controller.signal);
     work.catch(() => {}); // the deadline may win; the loser's rejection is expected
     try {
       return await Promise.race([work, deadline]);
@@ -83,19 +89,19 @@ export class GuardedPreviewFetcher implements UrlPreviewFetcher {
     } finally {
       clearTimeout(timer);
       controller.abort();
+      client?.close();
     }
   }
 
-  async #follow(url: string, signal: AbortSignal): Promise<FetchedResource> {
+  async #follow(
+    url: string,
+    client: Deno.HttpClient | undefined,
+    signal: AbortSignal,
+  ): Promise<FetchedResource> {
     let current = parseUrl(url);
     for (let hop = 0;; hop++) {
-      await this.#check(current);
-      const response = await this.#fetch(current, {
-        method: "GET",
-        headers: HEADERS,
-        redirect: "manual",
-        signal,
-      });
+      const addresses = await this.#check(current);
+      const response = await this.#send(current, addresses, client, signal);
       const location = response.headers.get("location");
       if (REDIRECTS.has(response.status) && location !== null) {
         await response.body?.cancel();
@@ -115,8 +121,44 @@ export class GuardedPreviewFetcher implements UrlPreviewFetcher {
     }
   }
 
-  /** Refuse a URL that is not http(s), or whose host reaches a refused address. */
-  async #check(url: URL): Promise<void> {
+  /**
+   * Send one hop: plain http to the checked addresses in turn (the next one when a connection
+   * fails), https by name (see the module comment).
+   */
+  async #send(
+    url: URL,
+    addresses: string[],
+    client: Deno.HttpClient | undefined,
+    signal: AbortSignal,
+  ): Promise<Response> {
+    const init = {
+      method: "GET",
+      redirect: "manual",
+      signal,
+      ...(client ? { client } : {}),
+    } as const;
+    if (url.protocol === "https:" || client === undefined) {
+      return await this.#fetch(url, { ...init, headers: HEADERS });
+    }
+    let failure: unknown;
+    for (const address of addresses) {
+      const pinned = new URL(url);
+      pinned.hostname = address.includes(":") ? `[${address}]` : address;
+      try {
+        return await this.#fetch(pinned, { ...init, headers: { ...HEADERS, host: url.host } });
+      } catch (e) {
+        if (signal.aborted) throw e;
+        failure = e;
+      }
+    }
+    throw failure ?? new OutboundError("unresolved", `${url.hostname} has no address`);
+  }
+
+  /**
+   * Refuse a URL that is not http(s), or whose host reaches a refused address; the addresses
+   * it may be reached at otherwise.
+   */
+  async #check(url: URL): Promise<string[]> {
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw new OutboundError("refused", `scheme ${url.protocol} is not allowed`);
     }
@@ -129,6 +171,7 @@ export class GuardedPreviewFetcher implements UrlPreviewFetcher {
       resolve: this.#resolve,
     });
     if (!check.ok) throw new OutboundError(check.failure, check.reason);
+    return check.addresses;
   }
 
   async #readBody(response: Response): Promise<Uint8Array> {
@@ -159,6 +202,20 @@ export class GuardedPreviewFetcher implements UrlPreviewFetcher {
       at += c.byteLength;
     }
     return all;
+  }
+}
+
+/**
+ * A client that may set the Host header, or undefined where the runtime has none (then plain
+ * http goes by name, and the rebinding gap of guarded_fetch.ts applies to it too).
+ */
+function pinningClient(): Deno.HttpClient | undefined {
+  try {
+    return typeof Deno.createHttpClient === "function"
+      ? Deno.createHttpClient({ allowHost: true })
+      : undefined;
+  } catch {
+    return undefined;
   }
 }
 

@@ -108,8 +108,8 @@ Deno.test("a public-looking host that redirects to a private address is refused 
       // local server, so only the redirect's target meets the guard as private.
       const fetchPublic: typeof fetch = (input, init) => {
         const url = new URL(input instanceof Request ? input.url : String(input));
-        if (url.hostname !== "public.example") throw new Error(`fetch reached ${url.href}`);
-        return fetch(`${base}${url.pathname}`, init);
+        if (url.hostname !== "93.184.216.34") throw new Error(`fetch reached ${url.href}`);
+        return fetch(`${base}${url.pathname}`, { signal: init?.signal, redirect: "manual" });
       };
       const fetcher = new GuardedPreviewFetcher({
         allowPrivate: false,
@@ -184,4 +184,21 @@ Deno.test("preview fetcher gives up on a page that never finishes", async () => 
     }
     await server.shutdown();
   }
+});
+
+Deno.test("a plain-http hop connects to the address checked, naming the host in Host", async () => {
+  // A rebinding name would answer differently to a second lookup: there must not be one.
+  let lookups = 0;
+  const resolve = () => Promise.resolve(lookups++ === 0 ? ["93.184.216.34"] : ["127.0.0.1"]);
+  const seen: Array<[string, string | null]> = [];
+  const recording: typeof fetch = (input, init) => {
+    const url = input instanceof Request ? input.url : String(input);
+    seen.push([url, new Headers(init?.headers).get("host")]);
+    return Promise.resolve(new Response("<title>ok</title>"));
+  };
+  const fetcher = new GuardedPreviewFetcher({ allowPrivate: false, resolve, fetch: recording });
+  const got = await fetcher.get("http://rebind.example:8080/page?x=1");
+  assertEquals(seen, [["http://93.184.216.34:8080/page?x=1", "rebind.example:8080"]]);
+  assertEquals(got.url, "http://rebind.example:8080/page?x=1");
+  assertEquals(lookups, 1);
 });
