@@ -9,8 +9,11 @@
  */
 import { Parser } from "htmlparser2";
 
-/** The OpenGraph properties of a page; values are strings as the spec's examples show. */
-export type OpenGraph = Record<string, string>;
+/**
+ * A preview's OpenGraph properties: strings as pages give them, except the integers the spec
+ * makes of an image's size and dimensions (`matrix:image:size`, `og:image:width`/`height`).
+ */
+export type OpenGraph = Record<string, string | number>;
 
 /** At most this many `og:` properties are kept from one page. */
 export const MAX_OG_PROPERTIES = 50;
@@ -29,8 +32,8 @@ interface ImageCandidate {
 }
 
 /** Read the OpenGraph of `html`, resolving relative image and page URLs against `pageUrl`. */
-export function parseOpenGraph(html: string, pageUrl: string): OpenGraph {
-  const og: OpenGraph = {};
+export function parseOpenGraph(html: string, pageUrl: string): Record<string, string> {
+  const og: Record<string, string> = {};
   let ogCount = 0;
   let title: string | null = null;
   let inTitle = false;

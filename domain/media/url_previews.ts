@@ -113,10 +113,10 @@ export class UrlPreviews {
       return og;
     }
     if (!isHtml(type, page.body)) return {};
-    const og = parseOpenGraph(decodePage(page.contentType, page.body), page.url);
+    const og: OpenGraph = parseOpenGraph(decodePage(page.contentType, page.body), page.url);
     const imageUrl = og["og:image:secure_url"] ?? og["og:image:url"] ?? og["og:image"];
     for (const key of ["og:image", "og:image:url", "og:image:secure_url"]) delete og[key];
-    if (imageUrl !== undefined) {
+    if (typeof imageUrl === "string") {
       try {
         const image = await this.#fetch(imageUrl);
         if (image.status >= 200 && image.status <= 299) {
@@ -130,6 +130,15 @@ export class UrlPreviews {
     if (og["og:image"] === undefined) {
       // The page's own image facts describe an image the client will not get.
       for (const key of Object.keys(og)) if (key.startsWith("og:image")) delete og[key];
+    } else {
+      // The spec's dimensions are integers; a page's own (when the header gave none) are text.
+      for (const key of ["og:image:width", "og:image:height"]) {
+        const value = og[key];
+        if (typeof value === "string") {
+          if (/^\d{1,9}$/.test(value.trim())) og[key] = Number(value.trim());
+          else delete og[key];
+        }
+      }
     }
     return boundPreview(og);
   }
@@ -172,10 +181,10 @@ export class UrlPreviews {
     });
     og["og:image"] = mxc;
     og["og:image:type"] = type;
-    og["matrix:image:size"] = String(image.body.length);
+    og["matrix:image:size"] = image.body.length;
     if (probe !== null) {
-      og["og:image:width"] = String(probe.width);
-      og["og:image:height"] = String(probe.height);
+      og["og:image:width"] = probe.width;
+      og["og:image:height"] = probe.height;
     }
   }
 }

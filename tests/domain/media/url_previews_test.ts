@@ -111,9 +111,9 @@ Deno.test("a page's og:image is fetched, stored as local media and described", a
     "og:title": "Story",
     "og:image": "mxc://test/img1",
     "og:image:type": "image/png",
-    "og:image:width": "640",
-    "og:image:height": "480",
-    "matrix:image:size": String(png.length),
+    "og:image:width": 640,
+    "og:image:height": 480,
+    "matrix:image:size": png.length,
   });
   assertEquals(images.uploads, [{
     bytes: png.length,
@@ -131,7 +131,7 @@ Deno.test("an image URL previews as the image itself", async () => {
   }]]);
   const og = await previews.preview("@alice:test", IMAGE);
   assertEquals(og["og:image"], "mxc://test/img1");
-  assertEquals(og["og:image:width"], "32");
+  assertEquals(og["og:image:width"], 32);
   assertEquals(og["og:title"], "cover.png");
 });
 
@@ -225,4 +225,23 @@ Deno.test("a preview is cut to fit one KV value, keeping what clients show", () 
   assert(new TextEncoder().encode(JSON.stringify(bounded)).length <= MAX_PREVIEW_JSON_BYTES);
   assertEquals(bounded["og:title"], og["og:title"]);
   assertEquals(bounded["og:description"], og["og:description"]);
+});
+
+Deno.test("a page's own image dimensions become integers when the header cannot be read", async () => {
+  const svg = "https://cdn.example/logo.svg";
+  const { previews } = setup([
+    [
+      PAGE,
+      html(
+        PAGE,
+        `<meta property="og:image" content="${svg}"><meta property="og:image:width" content=" 300 ">` +
+          `<meta property="og:image:height" content="tall">`,
+      ),
+    ],
+    [svg, html(svg, "<svg xmlns='http://www.w3.org/2000/svg'/>", "image/svg+xml")],
+  ]);
+  const og = await previews.preview("@a:test", PAGE);
+  assertEquals(og["og:image:type"], "image/svg+xml");
+  assertEquals(og["og:image:width"], 300);
+  assertEquals(og["og:image:height"], undefined);
 });
