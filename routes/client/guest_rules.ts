@@ -68,6 +68,9 @@ const GUEST_RULES: GuestRule[] = [
   rule("GET", "/publicRooms"),
   rule("POST", "/publicRooms"),
   rule("GET", `/thirdparty/${ID}(?:/${ID})?`),
+  // Media a room shows (images, avatars): reads only, as Synapse serves guests authenticated media.
+  rule("GET", `/media/(?:download|thumbnail)/${ID}/${ID}(?:/${ID})?`),
+  rule("GET", "/media/config"),
 ];
 
 /** The path below the client API root (`/_matrix/client/v3`, `/r0`, `/v1` or `/unstable`). */

@@ -479,3 +479,23 @@ Deno.test("media: quarantined media is served to no one; only administrators qua
     server.close();
   }
 });
+
+Deno.test("media: guests read media and the config but may not upload", async () => {
+  const server = await startTestServer({ TESSERA_GUEST_ACCESS: "on" }, FAST_HASHING);
+  try {
+    const alice = await registerUser(server, "alice");
+    const id = mediaIdOf(await upload(server, alice.accessToken, new TextEncoder().encode("hi")));
+    const guest = await server.request("POST", "/_matrix/client/v3/register?kind=guest", {
+      body: {},
+    });
+    const token = guest.body.access_token;
+    const res = await raw(server, "GET", `${CLIENT_V1}/download/${SERVER}/${id}/hi.txt`, { token });
+    assertEquals([res.status, await res.text()], [200, "hi"]);
+    const config = await server.request("GET", `${CLIENT_V1}/config`, { token });
+    assertEquals(config.status, 200);
+    const up = await raw(server, "POST", "/_matrix/media/v3/upload", { token, body: "x" });
+    assertEquals([up.status, (await up.json()).errcode], [403, "M_GUEST_ACCESS_FORBIDDEN"]);
+  } finally {
+    server.close();
+  }
+});
