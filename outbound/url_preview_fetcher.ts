@@ -13,6 +13,7 @@
  * but there the certificate must be valid for the name, which an internal service rebound to
  * does not hold, so the handshake fails rather than reaching it.
  */
+import { type Config, ConfigError } from "../domain/config.ts";
 import { OutboundError } from "../domain/ports/outbound_http.ts";
 import type { FetchedResource, UrlPreviewFetcher } from "../domain/ports/url_preview_fetcher.ts";
 import { checkHostAddresses, resolveWithDns } from "./guarded_fetch.ts";
@@ -31,6 +32,8 @@ export interface UrlPreviewFetcherOptions {
   readonly resolve?: (host: string) => Promise<string[]>;
   /** The fetch to send with; tests may pass their own. */
   readonly fetch?: typeof fetch;
+  /** CAs trusted beside the system roots (PEM), for test harnesses with their own CA. */
+  readonly caCerts?: readonly string[];
 }
 
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
@@ -50,6 +53,7 @@ export class GuardedPreviewFetcher implements UrlPreviewFetcher {
   readonly #maxRedirects: number;
   readonly #resolve: (host: string) => Promise<string[]>;
   readonly #fetch: typeof fetch;
+  readonly #caCerts: string[];
 
   /** Build a fetcher; see UrlPreviewFetcherOptions for the defaults. */
   constructor(options: UrlPreviewFetcherOptions) {
@@ -59,6 +63,7 @@ export class GuardedPreviewFetcher implements UrlPreviewFetcher {
     this.#maxRedirects = options.maxRedirects ?? 5;
     this.#resolve = options.resolve ?? resolveWithDns;
     this.#fetch = options.fetch ?? fetch;
+    this.#caCerts = [...options.caCerts ?? []];
   }
 
   /** GET `url`, following redirects, each hop's addresses checked before it is requested. */
@@ -75,7 +80,7 @@ export class GuardedPreviewFetcher implements UrlPreviewFetcher {
     // abort signal and stop too.
     // One client per preview, closed with it (previews are few, and cached): it lets a request
     // name the host in its Host header while connecting to a checked address.
-    const client = pinningClient();
+    const client = pinningClient(this.#caCerts);
     const work = this.#follow(url, client, controller.signal);
     work.catch(() => {}); // the deadline may win; the loser's rejection is expected
     try {
@@ -209,10 +214,10 @@ export class GuardedPreviewFetcher implements UrlPreviewFetcher {
  * A client that may set the Host header, or undefined where the runtime has none (then plain
  * http goes by name, and the rebinding gap of guarded_fetch.ts applies to it too).
  */
-function pinningClient(): Deno.HttpClient | undefined {
+function pinningClient(caCerts: string[]): Deno.HttpClient | undefined {
   try {
     return typeof Deno.createHttpClient === "function"
-      ? Deno.createHttpClient({ allowHost: true })
+      ? Deno.createHttpClient({ allowHost: true, ...(caCerts.length > 0 ? { caCerts } : {}) })
       : undefined;
   } catch {
     return undefined;
@@ -225,4 +230,25 @@ function parseUrl(text: string, base?: URL): URL {
   } catch {
     throw new OutboundError("refused", "not a URL");
   }
+}
+
+/**
+ * The fetcher main.ts wires: TESSERA_URL_PREVIEW_ALLOW_PRIVATE, and the CAs of
+ * TESSERA_FEDERATION_CA_FILE trusted beside the system roots (a test harness such as SyTest
+ * serves its pages over HTTPS signed by the same CA it gives federation).
+ */
+export function previewFetcherFromConfig(config: Config): GuardedPreviewFetcher {
+  const caFile = config.federation.caFile;
+  let caCerts: string[] = [];
+  if (caFile !== undefined) {
+    try {
+      caCerts = [Deno.readTextFileSync(caFile)];
+    } catch (e) {
+      throw new ConfigError(
+        "TESSERA_FEDERATION_CA_FILE",
+        `cannot read ${JSON.stringify(caFile)}: ${e instanceof Error ? e.message : e}`,
+      );
+    }
+  }
+  return new GuardedPreviewFetcher({ allowPrivate: config.media.urlPreviewAllowPrivate, caCerts });
 }

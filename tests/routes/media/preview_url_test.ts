@@ -2,6 +2,7 @@ import { assert, assertEquals } from "../../assert.ts";
 import { startTestServer } from "../test_server.ts";
 import { registerUser } from "../client_harness.ts";
 import { pngOf } from "../../domain/media/image_fixtures.ts";
+import { createTestCa } from "../../federation/test_certificates.ts";
 
 /** A local web site: pages by path, every request recorded. */
 function site(pages: Record<string, () => Response>) {
@@ -191,5 +192,54 @@ Deno.test("TESSERA_URL_PREVIEWS=off serves no preview_url; TESSERA_MEDIA_LEGACY=
     assertEquals(current.status, 403);
   } finally {
     noLegacy.close();
+  }
+});
+
+Deno.test("SyTest's preview: an HTTPS page signed by the harness CA, token in the query", async () => {
+  // As tests/51media/20urlpreview.pl runs it: SyTest's own HTTPS server, whose CA the server
+  // is given as TESSERA_FEDERATION_CA_FILE, a relative og:image, the legacy v3 path.
+  const ca = await createTestCa();
+  const leaf = await ca.issue({ dns: ["localhost"], ips: ["127.0.0.1"] });
+  const caFile = await Deno.makeTempFile({ suffix: ".pem" });
+  await Deno.writeTextFile(caFile, ca.caPem);
+  const png = new Uint8Array(await pngOf(279, 129));
+  const web = Deno.serve(
+    { port: 0, hostname: "127.0.0.1", cert: leaf.certPem, key: leaf.keyPem, onListen() {} },
+    (req) =>
+      new URL(req.url).pathname === "/test.png"
+        ? new Response(png.slice(), { headers: { "content-type": "image/png" } })
+        : new Response(
+          `<html prefix="og: http://ogp.me/ns#"><head><title>The Rock (1996)</title>
+          <meta property="og:title" content="The Rock" />
+          <meta property="og:type" content="video.movie" />
+          <meta property="og:url" content="http://www.imdb.com/title/tt0117500/" />
+          <meta property="og:image" content="test.png" /></head><body></body></html>`,
+          { headers: { "content-type": "text/html" } },
+        ),
+  );
+  const server = await startTestServer({
+    TESSERA_URL_PREVIEW_ALLOW_PRIVATE: "true",
+    TESSERA_FEDERATION_CA_FILE: caFile,
+  });
+  try {
+    const alice = await registerUser(server, "alice");
+    const url = `https://localhost:${web.addr.port}/test.html`;
+    const res = await server.request(
+      "GET",
+      `/_matrix/media/v3/preview_url?url=${
+        encodeURIComponent(url)
+      }&access_token=${alice.accessToken}`,
+    );
+    assertEquals(res.status, 200, JSON.stringify(res.body));
+    assertEquals(res.body["og:title"], "The Rock");
+    assertEquals(res.body["og:type"], "video.movie");
+    assertEquals(res.body["og:url"], "http://www.imdb.com/title/tt0117500/");
+    assertEquals(res.body["matrix:image:size"], png.length);
+    assertEquals([res.body["og:image:width"], res.body["og:image:height"]], [279, 129]);
+    assert(String(res.body["og:image"]).startsWith("mxc://"));
+  } finally {
+    server.close();
+    await web.shutdown();
+    await Deno.remove(caFile);
   }
 });
