@@ -15,6 +15,7 @@
  */
 import { type Config, ConfigError } from "../domain/config.ts";
 import { OutboundError } from "../domain/ports/outbound_http.ts";
+import { SERVER_SOFTWARE } from "../domain/server_software.ts";
 import type { FetchedResource, UrlPreviewFetcher } from "../domain/ports/url_preview_fetcher.ts";
 import { checkHostAddresses, resolveWithDns } from "./guarded_fetch.ts";
 
@@ -40,7 +41,7 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 // Sites serve a bare page or a consent wall to unknown agents; Synapse names itself too.
 const HEADERS = {
-  "User-Agent": "Tessera (bot; +https://github.com/matrix-org/matrix-spec) URL preview",
+  "User-Agent": `${SERVER_SOFTWARE.name}/${SERVER_SOFTWARE.version} (URL preview bot)`,
   "Accept": "text/html,application/xhtml+xml,image/*;q=0.9,*/*;q=0.5",
   "Accept-Language": "en;q=0.9, *;q=0.5",
 };
