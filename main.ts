@@ -198,6 +198,8 @@ import { RemoteMembershipService } from "./domain/federation/remote_membership.t
 import type { RemoteMembershipActions } from "./domain/rooms/room_services.ts";
 import { MediaService } from "./domain/media/media_service.ts";
 import { KvMediaStore } from "./kv/media_store.ts";
+import { ThumbnailService } from "./domain/media/thumbnail_service.ts";
+import { WorkerThumbnailRenderer } from "./domain/media/thumbnail_renderer.ts";
 import { UrlPreviews } from "./domain/media/url_previews.ts";
 import { KvUrlPreviewCache } from "./kv/url_preview_cache.ts";
 import { previewFetcherFromConfig } from "./outbound/url_preview_fetcher.ts";
@@ -635,6 +637,17 @@ export async function assembleServer(
       legacy: config.media.legacy,
       now: options.now,
     }),
+    // Rendered in a Worker stopped after 10 s, so no image can hold the server's isolate.
+    thumbnails: new ThumbnailService(
+      {
+        open: (...args) => deps.media.open(...args),
+        meta: (...args) => deps.media.meta(...args),
+        openDerived: (key) => deps.media.openDerived(key),
+        putDerived: (...args) => deps.media.putDerived(...args),
+      },
+      new WorkerThumbnailRenderer(),
+      { maxPixels: config.media.maxPixels },
+    ),
     // TESSERA_URL_PREVIEWS=off: absent, and preview_url is not served.
     ...(config.media.urlPreviews
       ? {

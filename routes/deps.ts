@@ -61,6 +61,7 @@ import type { BrowserSessions } from "../domain/oauth/browser_sessions.ts";
 import type { PendingAuthorizations } from "../domain/oauth/pending_authorizations.ts";
 import type { UpstreamSignIn } from "../domain/oauth/upstream_sign_in.ts";
 import type { MediaService } from "../domain/media/media_service.ts";
+import type { ThumbnailService } from "../domain/media/thumbnail_service.ts";
 import type { UrlPreviews } from "../domain/media/url_previews.ts";
 
 /** What every route module may depend on. Areas add their services here. */
@@ -118,6 +119,8 @@ export interface AppDeps {
    * thumbnails as derived media (`putDerived`/`openDerived`), quarantine, the legacy read rule.
    */
   media: MediaService;
+  /** Thumbnails of media, rendered on first request and stored as derived media. */
+  thumbnails: ThumbnailService;
   /** URL previews (`preview_url`); absent when TESSERA_URL_PREVIEWS is off. */
   urlPreviews?: UrlPreviews;
   /** Wakes long-polling syncs: call `notifyUser`/`notifyRoom` after committing sync data. */

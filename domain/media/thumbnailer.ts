@@ -26,7 +26,9 @@ export type ThumbnailFailure =
   /** The header claims more pixels than the decode bound. */
   | "too_large"
   /** The bytes do not decode. */
-  | "corrupt";
+  | "corrupt"
+  /** Decoding and resizing took longer than allowed (see thumbnail_renderer.ts). */
+  | "timeout";
 
 /** Thrown by `renderThumbnail` when the media cannot be thumbnailed. */
 export class ThumbnailError extends Error {

@@ -1,0 +1,135 @@
+/**
+ * Thumbnails of stored media (local, or remote media cached by the MediaService): the request
+ * maps onto one of the spec's sizes, a stored thumbnail for it is served if there is one, and
+ * otherwise one is rendered from the original, stored as derived media (create-if-absent, so
+ * two processes rendering at once still store one) and served from the store from then on.
+ */
+import { MatrixError, notFound, tooLarge } from "../errors.ts";
+import type { DerivedKey } from "../ports/media_store.ts";
+import type { MediaService, OpenedMedia } from "./media_service.ts";
+import { chooseThumbnailBox, type ThumbnailMethod } from "./thumbnail_sizes.ts";
+import { ThumbnailError } from "./thumbnailer.ts";
+import type { ThumbnailRenderer } from "./thumbnail_renderer.ts";
+
+/** A thumbnail request, already validated at the edge. */
+export interface ThumbnailRequest {
+  server: string;
+  mediaId: string;
+  width: number;
+  height: number;
+  method: ThumbnailMethod;
+  animated: boolean;
+  /** Fetch remote media over federation when it is not cached (`allow_remote`). */
+  allowRemote: boolean;
+}
+
+/** What the ThumbnailService uses of the MediaService (main.ts passes it through). */
+export type ThumbnailMedia = Pick<MediaService, "open" | "meta" | "openDerived" | "putDerived">;
+
+/** The ThumbnailService's settings. */
+export interface ThumbnailServiceOptions {
+  /** `TESSERA_MEDIA_MAX_PIXELS`: larger images are refused before decoding. */
+  maxPixels: number;
+}
+
+/** 400 for media that has no thumbnail (not an image, or undecodable). */
+function cannotThumbnail(message: string): MatrixError {
+  return new MatrixError("M_UNKNOWN", 400, message);
+}
+
+/** Renders, stores and serves thumbnails. */
+export class ThumbnailService {
+  readonly #media: ThumbnailMedia;
+  readonly #renderer: ThumbnailRenderer;
+  readonly #options: ThumbnailServiceOptions;
+  /** Renders in progress in this process, so concurrent requests for one key render once. */
+  readonly #inFlight = new Map<string, Promise<void>>();
+
+  /** Build over the media repository and a renderer. */
+  constructor(
+    media: ThumbnailMedia,
+    renderer: ThumbnailRenderer,
+    options: ThumbnailServiceOptions,
+  ) {
+    this.#media = media;
+    this.#renderer = renderer;
+    this.#options = options;
+  }
+
+  /**
+   * The thumbnail for `request`, rendered and stored on first use. 404 M_NOT_FOUND for unknown
+   * or quarantined media, 400 for media that cannot be thumbnailed, 413 M_TOO_LARGE for images
+   * past the pixel bound or the decode time bound.
+   */
+  async thumbnail(request: ThumbnailRequest): Promise<OpenedMedia> {
+    const box = chooseThumbnailBox(request.width, request.height);
+    const key: DerivedKey = {
+      server: request.server,
+      mediaId: request.mediaId,
+      width: box.width,
+      height: box.height,
+      method: request.method,
+      animated: request.animated,
+    };
+    const stored = await this.#openStored(key);
+    if (stored) return stored;
+    const id = JSON.stringify(key);
+    let render = this.#inFlight.get(id);
+    if (!render) {
+      render = this.#render(key, request.allowRemote).finally(() => this.#inFlight.delete(id));
+      this.#inFlight.set(id, render);
+    }
+    await render;
+    const rendered = await this.#openStored(key);
+    if (!rendered) throw notFound("Unknown media");
+    return rendered;
+  }
+
+  /** A stored thumbnail, unless its original is gone or quarantined. */
+  async #openStored(key: DerivedKey): Promise<OpenedMedia | null> {
+    const opened = await this.#media.openDerived(key);
+    if (opened === null) return null;
+    // openDerived refuses quarantined originals; an original that is no longer stored at all
+    // (deleted) must not leave its thumbnails reachable either.
+    if (await this.#media.meta(key.server, key.mediaId) === null) {
+      await opened.stream.cancel();
+      return null;
+    }
+    return opened;
+  }
+
+  async #render(key: DerivedKey, allowRemote: boolean): Promise<void> {
+    const original = await this.#media.open(key.server, key.mediaId, { allowRemote });
+    if (original === null) throw notFound("Unknown media");
+    if (!original.meta.contentType.toLowerCase().startsWith("image/")) {
+      await original.stream.cancel();
+      throw cannotThumbnail("This media is not an image");
+    }
+    const bytes = new Uint8Array(await new Response(original.stream).arrayBuffer());
+    let thumbnail;
+    try {
+      thumbnail = await this.#renderer.render(
+        bytes,
+        {
+          box: { width: key.width, height: key.height },
+          method: key.method,
+          animated: key.animated,
+        },
+        { maxPixels: this.#options.maxPixels },
+      );
+    } catch (e) {
+      if (!(e instanceof ThumbnailError)) throw e;
+      switch (e.reason) {
+        case "too_large":
+          throw tooLarge("The image has too many pixels to thumbnail");
+        case "timeout":
+          throw tooLarge("The image takes too long to decode to thumbnail");
+        case "unsupported":
+          throw cannotThumbnail("Thumbnails are made of JPEG, PNG, GIF and WebP images only");
+        case "corrupt":
+          throw cannotThumbnail("The image could not be decoded");
+      }
+    }
+    await this.#media.putDerived(key, thumbnail.bytes, thumbnail.contentType);
+  }
+}
