@@ -122,7 +122,10 @@ Deno.test("preview_url: oversize pages 413, failing sites 502, bad parameters 40
       new Response(new Uint8Array(11 * 1024 * 1024), { headers: { "content-type": "text/html" } }),
     "/gone": () => new Response("gone", { status: 410 }),
   });
-  const server = await startTestServer({ TESSERA_URL_PREVIEW_ALLOW_PRIVATE: "true" });
+  const server = await startTestServer({
+    TESSERA_URL_PREVIEW_ALLOW_PRIVATE: "true",
+    TESSERA_GUEST_ACCESS: "on",
+  });
   try {
     const alice = await registerUser(server, "alice");
     const get = (path: string) => server.request("GET", path, { token: alice.accessToken });
@@ -138,6 +141,16 @@ Deno.test("preview_url: oversize pages 413, failing sites 502, bad parameters 40
     }
     const anonymous = await server.request("GET", previewPath(`${web.base}/gone`));
     assertEquals([anonymous.status, anonymous.body.errcode], [401, "M_MISSING_TOKEN"]);
+    // Guests may not make the server fetch pages (Synapse's preview resource refuses them too).
+    const guest = await server.request("POST", "/_matrix/client/v3/register?kind=guest", {
+      body: {},
+    });
+    assertEquals(guest.status, 200);
+    const asGuest = await server.request("GET", previewPath(`${web.base}/gone`), {
+      token: guest.body.access_token,
+    });
+    assertEquals([asGuest.status, asGuest.body.errcode], [403, "M_GUEST_ACCESS_FORBIDDEN"]);
+    assertEquals(web.hits.filter((p) => p === "/gone").length, 1);
   } finally {
     server.close();
     await web.server.shutdown();
