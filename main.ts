@@ -200,6 +200,7 @@ import { MediaService } from "./domain/media/media_service.ts";
 import { KvMediaStore } from "./kv/media_store.ts";
 import { ThumbnailService } from "./domain/media/thumbnail_service.ts";
 import { WorkerThumbnailRenderer } from "./domain/media/thumbnail_renderer.ts";
+import { FederationRemoteMedia } from "./outbound/remote_media_client.ts";
 import { UrlPreviews } from "./domain/media/url_previews.ts";
 import { KvUrlPreviewCache } from "./kv/url_preview_cache.ts";
 import { previewFetcherFromConfig } from "./outbound/url_preview_fetcher.ts";
@@ -869,6 +870,8 @@ export async function assembleServer(
   });
   // The spec's freeze of unauthenticated media reads dates from this database's first start.
   await deps.media.freezeLegacy();
+  // Other servers' media, fetched over federation on a cache miss and cached by the service.
+  deps.media.setRemoteMedia(new FederationRemoteMedia(deps.federationTransport));
   return { app: buildApp(deps), deps, wakeSource };
 }
 

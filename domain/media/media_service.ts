@@ -89,6 +89,11 @@ export class MediaService {
   readonly #store: MediaStore;
   readonly #options: MediaServiceOptions;
   #remoteMedia: RemoteMediaSource | undefined;
+  /**
+   * Remote fetches in flight in this process, so concurrent reads of one remote item fetch and
+   * store it once (other processes may fetch it too: the store keeps the first copy).
+   */
+  readonly #remoteInFlight = new Map<string, Promise<MediaMeta | null>>();
 
   /** Build over a store with the server's limits. */
   constructor(store: MediaStore, options: MediaServiceOptions) {
@@ -370,15 +375,55 @@ export class MediaService {
     }
   }
 
-  async #fetchRemote(server: string, mediaId: string): Promise<MediaMeta | null> {
+  #fetchRemote(server: string, mediaId: string): Promise<MediaMeta | null> {
+    const key = `${server}/${mediaId}`;
+    const running = this.#remoteInFlight.get(key);
+    if (running !== undefined) return running;
+    const fetching = this.#fetchRemoteOnce(server, mediaId).finally(() =>
+      this.#remoteInFlight.delete(key)
+    );
+    this.#remoteInFlight.set(key, fetching);
+    return fetching;
+  }
+
+  async #fetchRemoteOnce(server: string, mediaId: string): Promise<MediaMeta | null> {
     const remote = this.#remoteMedia;
     if (remote === undefined) return null;
     const fetched = await remote.fetch(server, mediaId, { maxBytes: this.maxUploadBytes });
     if (fetched === null) return null;
-    return await this.putRemote(server, mediaId, fetched.stream, {
-      contentType: fetched.contentType,
-      ...(fetched.fileName !== undefined ? { fileName: fetched.fileName } : {}),
-    });
+    // The fetcher's own error (502 M_TOO_LARGE, a cut transfer) says more than "body ended".
+    let failure: unknown;
+    const source = fetched.stream.getReader();
+    const watched = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          const { done, value } = await source.read();
+          if (done) controller.close();
+          else controller.enqueue(value);
+        } catch (e) {
+          failure = e;
+          controller.error(e);
+        }
+      },
+      cancel: (reason) => source.cancel(reason),
+    }, { highWaterMark: 0 });
+    try {
+      return await this.putRemote(server, mediaId, watched, {
+        contentType: fetched.contentType,
+        ...(fetched.fileName !== undefined ? { fileName: fetched.fileName } : {}),
+      });
+    } catch (e) {
+      if (failure instanceof MatrixError) throw failure;
+      // The limits and broken bodies of uploads are the origin's fault here, not the client's:
+      // the spec answers 502 for remote content too large to serve.
+      if (e instanceof MatrixError && e.status === 413) {
+        throw new MatrixError("M_TOO_LARGE", 502, "The remote content is too large to serve");
+      }
+      if (e instanceof MatrixError && e.status === 400) {
+        throw new MatrixError("M_UNKNOWN", 502, `The transfer of media from ${server} failed`);
+      }
+      throw e;
+    }
   }
 }
 

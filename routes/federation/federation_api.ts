@@ -14,6 +14,7 @@ import { federationEventReadsApp } from "./event_reads.ts";
 import { federationQueriesApp } from "./federation_queries.ts";
 import { keysApp } from "./keys.ts";
 import { federationUserKeysApp } from "./user_keys.ts";
+import { federationMediaApp } from "../media/federation_media_routes.ts";
 
 /**
  * Federation paths callers reach without an X-Matrix signature: the version, OpenID userinfo
@@ -41,5 +42,6 @@ export function federationApi(deps: AppDeps): Hono {
   app.route("/", federationQueriesApp(deps));
   app.route("/", keysApp(deps));
   app.route("/", federationUserKeysApp(deps));
+  app.route("/", federationMediaApp(deps));
   return app;
 }

@@ -20,10 +20,14 @@ import { signRequest } from "../../domain/federation/request_auth.ts";
 import {
   type FederationRequest,
   type FederationResponse,
+  type FederationStreamRequest,
+  type FederationStreamResponse,
   type FederationTransport,
   FederationUnreachable,
 } from "../../domain/ports/federation_transport.ts";
 import type { JsonValue } from "../../domain/protocol/json.ts";
+import { fetchLocationStream } from "../../outbound/location_fetch.ts";
+import { httpsRequestStream } from "../../outbound/federation_https.ts";
 
 /** One server of the network: the test server helper plus a few shortcuts. */
 export type NetworkServer = Awaited<ReturnType<typeof startTestServer>> & {
@@ -33,7 +37,10 @@ export type NetworkServer = Awaited<ReturnType<typeof startTestServer>> & {
   register(localpart: string): Promise<RegisteredUser>;
 };
 
-/** What a test may see of, and do to, one federation request in flight. */
+/**
+ * What a test may see of, and do to, one federation request in flight (a streamed one, for
+ * media, is a GET without a body).
+ */
 export interface NetworkRequest extends FederationRequest {
   /** The server sending it. */
   readonly origin: string;
@@ -56,6 +63,11 @@ export interface NetworkOptions {
   envFor?: Record<string, Record<string, string>>;
   /** Clock for every server. */
   now?: () => number;
+  /**
+   * CAs trusted when a server follows a media `Location` (those go over real HTTPS, through
+   * the real address guard, whose TESSERA_FEDERATION_ALLOW_PRIVATE each server's env sets).
+   */
+  locationCaCerts?: string[];
 }
 
 /** A running network of in-process servers. */
@@ -84,7 +96,14 @@ export async function startNetwork(
   const log: NetworkRequest[] = [];
   let interceptor: NetworkInterceptor | undefined;
 
-  async function deliver(origin: string, request: FederationRequest): Promise<FederationResponse> {
+  /**
+   * The fate of a request from `origin`: logged, refused as the real client would, then the
+   * interceptor's verdict (throws for a dropped one).
+   */
+  async function admit(
+    origin: string,
+    request: FederationRequest,
+  ): Promise<"deliver" | FederationResponse> {
     const seen: NetworkRequest = { ...request, origin };
     log.push(seen);
     if (!servers[origin].config.federation.enabled) {
@@ -102,6 +121,32 @@ export async function startNetwork(
     if (verdict === "drop") {
       throw new FederationUnreachable("network", request.destination, "dropped by the test");
     }
+    return verdict;
+  }
+
+  /** Deliver to the destination's app, signed with the origin's key as the real client signs. */
+  async function send(origin: string, request: FederationRequest): Promise<Response> {
+    const body = request.body;
+    const headers: Record<string, string> = {};
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (request.signed !== false) {
+      headers.authorization = await signRequest({
+        method: request.method,
+        uri: request.path,
+        origin,
+        destination: request.destination,
+        ...(body !== undefined ? { content: body } : {}),
+      }, servers[origin].deps.keyring.current);
+    }
+    return await servers[request.destination].app.request(request.path, {
+      method: request.method,
+      headers,
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+    });
+  }
+
+  async function deliver(origin: string, request: FederationRequest): Promise<FederationResponse> {
+    const verdict = await admit(origin, request);
     // As the real client: an answer over the request's size limit is `too_large`.
     const checkSize = (text: string) => {
       if (
@@ -115,23 +160,7 @@ export async function startNetwork(
       checkSize(JSON.stringify(verdict.body));
       return verdict;
     }
-    const sender = servers[origin];
-    const headers: Record<string, string> = {};
-    if (request.body !== undefined) headers["content-type"] = "application/json";
-    if (request.signed !== false) {
-      headers.authorization = await signRequest({
-        method: request.method,
-        uri: request.path,
-        origin,
-        destination: request.destination,
-        ...(request.body !== undefined ? { content: request.body } : {}),
-      }, sender.deps.keyring.current);
-    }
-    const response = await target.app.request(request.path, {
-      method: request.method,
-      headers,
-      ...(request.body !== undefined ? { body: JSON.stringify(request.body) } : {}),
-    });
+    const response = await send(origin, request);
     const text = await response.text();
     checkSize(text);
     let body: JsonValue | null = null;
@@ -143,9 +172,55 @@ export async function startNetwork(
     return { status: response.status, body };
   }
 
+  /** A streamed request (media): the body comes through as the app writes it, size-bounded. */
+  async function deliverStream(
+    origin: string,
+    request: FederationStreamRequest,
+  ): Promise<FederationStreamResponse> {
+    const verdict = await admit(origin, request);
+    const response = verdict === "deliver"
+      ? await send(origin, request)
+      : Response.json(verdict.body, { status: verdict.status });
+    const declared = Number(response.headers.get("content-length") ?? "0");
+    if (declared > request.maxResponseBytes) {
+      await response.body?.cancel();
+      throw new FederationUnreachable("too_large", request.destination, "response too large");
+    }
+    const reader = (response.body ?? new Response("").body!).getReader();
+    let size = 0;
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        const { done, value } = await reader.read();
+        if (done) return controller.close();
+        size += value.byteLength;
+        if (size > request.maxResponseBytes) {
+          await reader.cancel();
+          controller.error(
+            new FederationUnreachable("too_large", request.destination, "response too large"),
+          );
+          return;
+        }
+        controller.enqueue(value);
+      },
+      cancel: (reason) => reader.cancel(reason),
+    }, { highWaterMark: 0 });
+    return { status: response.status, headers: response.headers, body };
+  }
+
   const transports = new Map<string, FederationTransport>();
   for (const name of names) {
-    transports.set(name, { request: (request) => deliver(name, request) });
+    transports.set(name, {
+      request: (request) => deliver(name, request),
+      requestStream: (request) => deliverStream(name, request),
+      followLocation: (url, limits) =>
+        fetchLocationStream(url, {
+          allowPrivate: servers[name].config.federation.allowPrivate,
+          ...(options.locationCaCerts ? { caCerts: options.locationCaCerts } : {}),
+          exchange: httpsRequestStream,
+          timeoutMs: limits.timeoutMs ?? 30_000,
+          maxResponseBytes: limits.maxResponseBytes,
+        }),
+    });
   }
 
   try {

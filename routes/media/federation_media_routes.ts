@@ -1,0 +1,63 @@
+/**
+ * The federation media endpoints (v1.11): `GET /_matrix/federation/v1/media/download/{mediaId}`
+ * and `.../thumbnail/{mediaId}`, for other servers reading our own users' media. The caller is a
+ * server authenticated with X-Matrix (the federation API's middleware and `serverAuth` here);
+ * the answer is `multipart/mixed`, a JSON part (`{}`) then the bytes with their type and
+ * disposition, streamed from the store. Only media uploaded here is served: cached copies of
+ * other servers' media are theirs to serve.
+ */
+import { type Context, Hono } from "hono";
+import { notFound } from "../../domain/errors.ts";
+import type { OpenedMedia } from "../../domain/media/media_service.ts";
+import { randomBoundary, writeMultipart } from "../../domain/media/multipart.ts";
+import type { AppDeps } from "../deps.ts";
+import { serverAuth } from "../federation/server_auth.ts";
+import { contentDisposition, MEDIA_CSP, servedContentType } from "./media_headers.ts";
+import { mediaIdParam } from "./upload_routes.ts";
+
+const encoder = new TextEncoder();
+
+/**
+ * The multipart answer for `opened`: metadata `{}`, then the media with its safety-relevant
+ * type and disposition (a receiving server passes them on to its clients).
+ */
+export function multipartMediaResponse(opened: OpenedMedia): Response {
+  const boundary = randomBoundary();
+  const { meta } = opened;
+  const body = writeMultipart(boundary, [
+    { headers: [["Content-Type", "application/json"]], body: encoder.encode("{}") },
+    {
+      headers: [
+        ["Content-Type", servedContentType(meta.contentType)],
+        ["Content-Disposition", contentDisposition(meta.contentType, meta.fileName)],
+      ],
+      body: opened.stream,
+    },
+  ]);
+  return new Response(body, {
+    status: 200,
+    headers: {
+      "Content-Type": `multipart/mixed; boundary=${boundary}`,
+      "Content-Security-Policy": MEDIA_CSP,
+      "X-Content-Type-Options": "nosniff",
+      "Cross-Origin-Resource-Policy": "cross-origin",
+    },
+  });
+}
+
+/** The federation media routes. */
+export function federationMediaApp(deps: AppDeps): Hono {
+  const app = new Hono();
+  const auth = serverAuth(deps);
+  const v1 = "/_matrix/federation/v1/media";
+
+  app.get(`${v1}/download/:mediaId`, auth, async (c: Context) => {
+    const mediaId = mediaIdParam(c);
+    // Our own media only, never fetched from elsewhere (the spec's loop guard).
+    const opened = await deps.media.open(deps.config.serverName, mediaId, { allowRemote: false });
+    if (opened === null) throw notFound("Unknown media");
+    return multipartMediaResponse(opened);
+  });
+
+  return app;
+}
