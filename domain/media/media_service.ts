@@ -24,6 +24,12 @@ export const MEDIA_ID_PATTERN = /^[A-Za-z0-9_-]{1,255}$/;
 export const UNUSED_EXPIRY_MS = 24 * 60 * 60 * 1000;
 /** How many unexpired `/create` reservations one user may hold. */
 export const MAX_PENDING_PER_USER = 5;
+/** How often a download waiting for an asynchronous upload checks KV for it. */
+const NOT_YET_UPLOADED_POLL_MS = 250;
+/** The spec's default `timeout_ms` for media reads. */
+export const DEFAULT_MEDIA_TIMEOUT_MS = 20_000;
+/** The longest `timeout_ms` honoured (Synapse caps it at a minute). */
+export const MAX_MEDIA_TIMEOUT_MS = 60_000;
 /** A write that never finished may be cleaned up after this. */
 const ABANDONED_WRITE_MS = 24 * 60 * 60 * 1000;
 
@@ -196,6 +202,34 @@ export class MediaService {
   async meta(server: string, mediaId: string): Promise<MediaMeta | null> {
     if (!MEDIA_ID_PATTERN.test(mediaId)) return null;
     return await this.#store.meta(server, mediaId);
+  }
+
+  /**
+   * For a local media ID reserved by `/create` but not uploaded yet: wait up to `timeoutMs` for
+   * its bytes (the spec's `timeout_ms`), checking KV every NOT_YET_UPLOADED_POLL_MS (the upload
+   * may land in another process). Null when the ID is not reserved (or its reservation expired);
+   * 504 M_NOT_YET_UPLOADED when the time runs out first.
+   */
+  async awaitUpload(
+    server: string,
+    mediaId: string,
+    timeoutMs: number,
+    signal?: AbortSignal,
+  ): Promise<OpenedMedia | null> {
+    if (server !== this.serverName || !MEDIA_ID_PATTERN.test(mediaId)) return null;
+    // The real clock: an injected test clock may stand still.
+    const deadline = performance.now() + timeoutMs;
+    while (true) {
+      const opened = await this.open(server, mediaId, { allowRemote: false });
+      if (opened !== null) return opened;
+      const reservation = await this.#store.reservation(server, mediaId);
+      if (reservation === null || reservation.expiresAt <= this.#now()) return null;
+      const left = deadline - performance.now();
+      if (left <= 0 || signal?.aborted) {
+        throw new MatrixError("M_NOT_YET_UPLOADED", 504, "The content has not been uploaded yet");
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(left, NOT_YET_UPLOADED_POLL_MS)));
+    }
   }
 
   /** Store another server's media as a cached copy (kept if another writer got there first). */

@@ -8,7 +8,12 @@
 import { type Context, Hono } from "hono";
 import { invalidParam, MatrixError, notFound, tooLarge } from "../../domain/errors.ts";
 import { parseServerName } from "../../domain/protocol/identifiers.ts";
-import { MEDIA_ID_PATTERN, type OpenedMedia } from "../../domain/media/media_service.ts";
+import {
+  DEFAULT_MEDIA_TIMEOUT_MS,
+  MAX_MEDIA_TIMEOUT_MS,
+  MEDIA_ID_PATTERN,
+  type OpenedMedia,
+} from "../../domain/media/media_service.ts";
 import type { AppDeps } from "../deps.ts";
 import { type ClientEnv, requireSession } from "../client/session_middleware.ts";
 import { rateLimited } from "../client/rate_limit_middleware.ts";
@@ -110,6 +115,30 @@ function allowRemote(c: Context): boolean {
   throw invalidParam("allow_remote must be true or false");
 }
 
+/** `timeout_ms`: how long a read may wait for media not uploaded yet (capped). */
+export function mediaTimeoutMs(c: Context): number {
+  const raw = c.req.query("timeout_ms");
+  if (raw === undefined) return DEFAULT_MEDIA_TIMEOUT_MS;
+  if (!/^\d{1,12}$/.test(raw)) throw invalidParam("timeout_ms must be a whole number");
+  return Math.min(Number(raw), MAX_MEDIA_TIMEOUT_MS);
+}
+
+/**
+ * Open media for an authenticated read: stored (or fetched from its origin), else, for one of
+ * our IDs reserved by `/create`, waited for until `timeout_ms` (504 M_NOT_YET_UPLOADED).
+ */
+export async function openForRead(
+  deps: AppDeps,
+  c: Context,
+  server: string,
+  mediaId: string,
+): Promise<OpenedMedia | null> {
+  const timeoutMs = mediaTimeoutMs(c);
+  const opened = await deps.media.open(server, mediaId, { allowRemote: allowRemote(c) });
+  if (opened !== null || server !== deps.config.serverName) return opened;
+  return await deps.media.awaitUpload(server, mediaId, timeoutMs, c.req.raw.signal);
+}
+
 /** The upload, download, config and quarantine routes. */
 export function mediaUploadApp(deps: AppDeps): Hono {
   const app = new Hono<ClientEnv>();
@@ -158,7 +187,7 @@ export function mediaUploadApp(deps: AppDeps): Hono {
   const download = async (c: Context<ClientEnv>) => {
     const server = mediaServerParam(c);
     const mediaId = mediaIdParam(c);
-    const opened = await deps.media.open(server, mediaId, { allowRemote: allowRemote(c) });
+    const opened = await openForRead(deps, c, server, mediaId);
     if (opened === null) throw notFound("Unknown media");
     return mediaResponse(opened, c.req.param("fileName"));
   };

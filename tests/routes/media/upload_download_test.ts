@@ -207,11 +207,10 @@ Deno.test("media: asynchronous create then PUT, by the creator only, once", asyn
       });
 
     // Not there until uploaded.
-    const early = await raw(server, "GET", `${CLIENT_V1}/download/${SERVER}/${id}`, {
+    const early = await raw(server, "GET", `${CLIENT_V1}/download/${SERVER}/${id}?timeout_ms=0`, {
       token: alice.accessToken,
     });
-    assertEquals(early.status, 404);
-    await early.body?.cancel();
+    assertEquals([early.status, (await early.json()).errcode], [504, "M_NOT_YET_UPLOADED"]);
 
     const byBob = await put(bob.accessToken, "bob's");
     assertEquals([byBob.status, (await byBob.json()).errcode], [403, "M_FORBIDDEN"]);
@@ -495,6 +494,36 @@ Deno.test("media: guests read media and the config but may not upload", async ()
     assertEquals(config.status, 200);
     const up = await raw(server, "POST", "/_matrix/media/v3/upload", { token, body: "x" });
     assertEquals([up.status, (await up.json()).errcode], [403, "M_GUEST_ACCESS_FORBIDDEN"]);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("media: a download of a created but not yet uploaded ID waits for it, or answers 504", async () => {
+  const server = await startTestServer({}, FAST_HASHING);
+  try {
+    const alice = await registerUser(server, "alice");
+    const created = await server.request("POST", "/_matrix/media/v1/create", {
+      token: alice.accessToken,
+    });
+    const id = mediaIdOf(created.body.content_uri);
+    const path = `${CLIENT_V1}/download/${SERVER}/${id}`;
+    const now = await raw(server, "GET", `${path}?timeout_ms=0`, { token: alice.accessToken });
+    assertEquals([now.status, (await now.json()).errcode], [504, "M_NOT_YET_UPLOADED"]);
+    const bad = await raw(server, "GET", `${path}?timeout_ms=soon`, { token: alice.accessToken });
+    assertEquals(bad.status, 400);
+    await bad.body?.cancel();
+
+    // A reader waiting (up to a minute) gets the bytes once the PUT lands.
+    const waiting = raw(server, "GET", `${path}?timeout_ms=60000`, { token: alice.accessToken });
+    const put = await raw(server, "PUT", `/_matrix/media/v3/upload/${SERVER}/${id}`, {
+      token: alice.accessToken,
+      body: "late",
+    });
+    assertEquals(put.status, 200);
+    await put.body?.cancel();
+    const res = await waiting;
+    assertEquals([res.status, await res.text()], [200, "late"]);
   } finally {
     server.close();
   }
