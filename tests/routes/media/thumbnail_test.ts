@@ -281,3 +281,46 @@ Deno.test("thumbnail: legacy unauthenticated paths follow TESSERA_MEDIA_LEGACY",
     }
   }
 });
+
+Deno.test("thumbnail: remote media is fetched once, cached, and thumbnailed locally", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const jpeg = await jpegOf(640, 480);
+    const fetched: string[] = [];
+    server.deps.media.setRemoteMedia({
+      fetch: (origin, mediaId) => {
+        fetched.push(`${origin}/${mediaId}`);
+        if (mediaId !== "remotePhoto") return Promise.resolve(null);
+        return Promise.resolve({
+          contentType: "image/jpeg",
+          fileName: "photo.jpg",
+          stream: new Response(jpeg.slice()).body!,
+        });
+      },
+    });
+    const path = (id: string, query = "&method=crop") =>
+      `/_matrix/client/v1/media/thumbnail/remote.example/${id}?width=96&height=96${query}`;
+    const first = await thumbnail(server, alice.accessToken, path("remotePhoto"));
+    assertEquals(first.status, 200);
+    assertEquals(first.headers.get("content-type"), "image/jpeg");
+    assertEquals([probeImage(first.bytes)?.width, probeImage(first.bytes)?.height], [96, 96]);
+    const again = await thumbnail(server, alice.accessToken, path("remotePhoto", "&method=scale"));
+    assertEquals([probeImage(again.bytes)?.width, probeImage(again.bytes)?.height], [96, 72]);
+    // The original was fetched once and is cached as remote media.
+    assertEquals(fetched, ["remote.example/remotePhoto"]);
+    assertEquals((await server.deps.media.meta("remote.example", "remotePhoto"))?.remote, true);
+    // allow_remote=false never fetches; an origin without the media is 404.
+    const local = await thumbnail(
+      server,
+      alice.accessToken,
+      path("other", "&method=crop&allow_remote=false"),
+    );
+    assertEquals(local.status, 404);
+    assertEquals(fetched.length, 1);
+    const missing = await thumbnail(server, alice.accessToken, path("other"));
+    assertEquals([missing.status, missing.json().errcode], [404, "M_NOT_FOUND"]);
+  } finally {
+    server.close();
+  }
+});
