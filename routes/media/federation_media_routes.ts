@@ -7,15 +7,30 @@
  * other servers' media are theirs to serve.
  */
 import { type Context, Hono } from "hono";
+import { z } from "zod";
 import { notFound } from "../../domain/errors.ts";
 import type { OpenedMedia } from "../../domain/media/media_service.ts";
 import { randomBoundary, writeMultipart } from "../../domain/media/multipart.ts";
 import type { AppDeps } from "../deps.ts";
 import { serverAuth } from "../federation/server_auth.ts";
+import { readQuery } from "../json_body.ts";
 import { contentDisposition, MEDIA_CSP, servedContentType } from "./media_headers.ts";
 import { mediaIdParam } from "./upload_routes.ts";
 
 const encoder = new TextEncoder();
+
+// A positive whole number of pixels (the service maps it onto the spec's sizes).
+const dimension = z.string().regex(/^\d{1,9}$/, "must be a positive integer").transform(Number)
+  .refine((n) => n > 0, "must be positive");
+const flag = z.enum(["true", "false"]).transform((v) => v === "true");
+const thumbnailQuery = z.object({
+  width: dimension,
+  height: dimension,
+  // Optional in the spec; Synapse scales when it is left out.
+  method: z.enum(["crop", "scale"]).default("scale"),
+  animated: flag.default(false),
+  timeout_ms: z.string().regex(/^\d{1,16}$/).optional(),
+});
 
 /**
  * The multipart answer for `opened`: metadata `{}`, then the media with its safety-relevant
@@ -56,6 +71,23 @@ export function federationMediaApp(deps: AppDeps): Hono {
     // Our own media only, never fetched from elsewhere (the spec's loop guard).
     const opened = await deps.media.open(deps.config.serverName, mediaId, { allowRemote: false });
     if (opened === null) throw notFound("Unknown media");
+    return multipartMediaResponse(opened);
+  });
+
+  // Rendered here from our own original (stored once, as for our clients); 400 for media that
+  // is not an image, 413 for one past the decode bounds.
+  app.get(`${v1}/thumbnail/:mediaId`, auth, async (c: Context) => {
+    const mediaId = mediaIdParam(c);
+    const query = readQuery(c, thumbnailQuery);
+    const opened = await deps.thumbnails.thumbnail({
+      server: deps.config.serverName,
+      mediaId,
+      width: query.width,
+      height: query.height,
+      method: query.method,
+      animated: query.animated,
+      allowRemote: false,
+    });
     return multipartMediaResponse(opened);
   });
 

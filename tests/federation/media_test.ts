@@ -21,6 +21,8 @@ import type {
   FederationTransport,
 } from "../../domain/ports/federation_transport.ts";
 import { MatrixError } from "../../domain/errors.ts";
+import { probeImage } from "../../domain/media/image_probe.ts";
+import { pngOf } from "../domain/media/image_fixtures.ts";
 
 const encoder = new TextEncoder();
 const MEDIA_PATH = "/_matrix/federation/v1/media/download/";
@@ -208,6 +210,71 @@ Deno.test("a server without the federation endpoint is asked on the legacy media
     ["a.test", "b.test"],
     { envFor: { "a.test": { TESSERA_MEDIA_LEGACY: "on" } } },
   );
+});
+
+/** The two parts of a federation media answer: metadata and the media's headers and bytes. */
+async function readMediaAnswer(response: FederationStreamResponse) {
+  const boundary = multipartBoundary(response.headers.get("content-type"));
+  assert(boundary !== null, response.headers.get("content-type") ?? "no type");
+  const reader = new MultipartReader(response.body, boundary);
+  const metadata = JSON.parse(await new Response((await reader.next())!.body).text());
+  const media = (await reader.next())!;
+  const bytes = new Uint8Array(await new Response(media.body).arrayBuffer());
+  assertEquals(await reader.next(), null);
+  return { metadata, headers: media.headers, bytes };
+}
+
+Deno.test("thumbnails over federation: B's user gets one of A's image, and A serves its own", async () => {
+  await withNetwork(async (net) => {
+    const alice = await net.servers["a.test"].register("alice");
+    const bob = await net.servers["b.test"].register("bob");
+    const png = await pngOf(400, 300);
+    const mxc = await upload(net, "a.test", alice, png, "image/png");
+    const mediaId = mxc.split("/").pop()!;
+
+    // Bob's server renders the thumbnail from the original it fetched and cached.
+    const res = await net.servers["b.test"].app.request(
+      `/_matrix/client/v1/media/thumbnail/a.test/${mediaId}?width=32&height=32&method=crop`,
+      { headers: { authorization: `Bearer ${bob.accessToken}` } },
+    );
+    assertEquals(res.status, 200, await res.clone().text());
+    const thumb = probeImage(new Uint8Array(await res.arrayBuffer()));
+    assertEquals([thumb?.width, thumb?.height], [32, 32]);
+    assertEquals(mediaRequests(net).map((r) => r.path.split("?")[0]), [`${MEDIA_PATH}${mediaId}`]);
+
+    // A's federation thumbnail endpoint: the spec's next size up, as multipart.
+    const answer = await federationGet(
+      net,
+      "b.test",
+      "a.test",
+      `/_matrix/federation/v1/media/thumbnail/${mediaId}?width=300&height=200&method=scale`,
+    );
+    assertEquals(answer.status, 200);
+    const { metadata, headers, bytes } = await readMediaAnswer(answer);
+    assertEquals(metadata, {});
+    assertEquals(headers.get("content-type"), "image/png");
+    const scaled = probeImage(bytes);
+    assertEquals([scaled?.width, scaled?.height], [320, 240]);
+
+    // Not an image: 400; missing size: 400 M_MISSING_PARAM; unknown: 404.
+    const text = await upload(net, "a.test", alice, encoder.encode("words"), "text/plain");
+    const thumbnailOf = (id: string, query = "?width=32&height=32") =>
+      federationGet(
+        net,
+        "b.test",
+        "a.test",
+        `/_matrix/federation/v1/media/thumbnail/${id}${query}`,
+      );
+    const notImage = await thumbnailOf(text.split("/").pop()!);
+    assertEquals(notImage.status, 400);
+    await notImage.body.cancel();
+    const noSize = await thumbnailOf(mediaId, "?width=32");
+    assertEquals(noSize.status, 400);
+    assertEquals((await new Response(noSize.body).json()).errcode, "M_MISSING_PARAM");
+    const unknown = await thumbnailOf("NoSuchMedia");
+    assertEquals(unknown.status, 404);
+    await unknown.body.cancel();
+  });
 });
 
 /** A transport answering every streamed request with `answer`, following Locations for real. */
