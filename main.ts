@@ -1193,6 +1193,7 @@ async function main(): Promise<void> {
       deactivations: deps.accounts.deactivations,
       remoteJoins: deps.remoteJoiner,
       typing: deps.typing,
+      media: deps.media,
       probe: config.jobs.probe,
     }),
     leaseMs: config.jobs.leaseMs,

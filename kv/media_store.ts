@@ -135,6 +135,33 @@ export class KvMediaStore implements MediaStore {
     return (await this.kv.get<number>(mediaKeys.usage(userId))).value ?? 0;
   }
 
+  /** Delete what writes left behind when they died before their last commit. */
+  async dropAbandonedWrites(now: number, signal?: AbortSignal): Promise<number> {
+    let dropped = 0;
+    for await (
+      const entry of this.kv.list<{ expiresAt: number }>({
+        prefix: mediaKeys.pendingUploadPrefix(),
+      })
+    ) {
+      if (signal?.aborted) break;
+      if (entry.value.expiresAt > now) continue;
+      const uploadId = entry.key[1] as string;
+      const keys: Deno.KvKey[] = [];
+      for await (const chunk of this.kv.list({ prefix: mediaKeys.chunkPrefix(uploadId) })) {
+        keys.push(chunk.key);
+      }
+      for (let start = 0; start < keys.length; start += DELETE_BATCH) {
+        const op = this.kv.atomic();
+        for (const key of keys.slice(start, start + DELETE_BATCH)) op.delete(key);
+        await op.commit();
+      }
+      // Last, and only if no write finished meanwhile (the final commit deletes this record).
+      await this.kv.atomic().check(entry).delete(entry.key).commit();
+      dropped++;
+    }
+    return dropped;
+  }
+
   /** The legacy freeze time: the first caller's `now`, kept for good. */
   async legacyFreezeTime(now: number): Promise<number> {
     const key = mediaKeys.legacyFreeze();
@@ -199,7 +226,16 @@ class KvMediaWrite implements MediaWrite {
     for (let attempt = 1; attempt <= COMMIT_ATTEMPTS; attempt++) {
       const op = this.kv.atomic();
       chunks.forEach((chunk, i) => op.set(mediaKeys.chunk(this.uploadId, firstIndex + i), chunk));
-      if (this.#pendingWritten) op.delete(mediaKeys.pendingUpload(this.uploadId));
+      if (this.#pendingWritten) {
+        // The cleanup job may have dropped a write that outlived its expiry: never publish
+        // metadata over chunks that are gone.
+        const pending = await this.kv.get(mediaKeys.pendingUpload(this.uploadId));
+        if (pending.value === null) {
+          await this.#dropChunks();
+          throw new Error("media write abandoned: its pending record expired");
+        }
+        op.check(pending).delete(pending.key);
+      }
       const planned = await this.#plan(op, target, sha256);
       if (!planned.ok) {
         await this.#dropChunks();

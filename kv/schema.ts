@@ -1163,6 +1163,8 @@ export const mediaKeys = {
   chunkPrefix: (uploadId: string): Deno.KvKey => ["mediaid_chunk", uploadId],
   /** uploadId -> {expiresAt}: a write under way; left behind by one that never finished. */
   pendingUpload: (uploadId: string): Deno.KvKey => ["mediaupload_pending", uploadId],
+  /** Every write under way (the abandoned-write cleanup walks them). */
+  pendingUploadPrefix: (): Deno.KvKey => ["mediaupload_pending"],
   /** (server, mediaId, width, height, method, animated) -> MediaMeta: a stored thumbnail. */
   thumbnail: (
     server: string,

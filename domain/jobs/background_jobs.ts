@@ -31,6 +31,12 @@ export const LIVE_JOIN_GRACE_MS = 2 * 60_000;
  */
 export const TYPING_EXPIRY_PERIOD_MS = 15_000;
 
+/**
+ * How often the fleet drops the chunks of media uploads that never finished (their pending
+ * records expire a day after they began: kv/media_store.ts).
+ */
+export const MEDIA_CLEANUP_PERIOD_MS = 60 * 60_000;
+
 /** What the jobs work on. */
 export interface BackgroundJobDeps {
   /** Deactivations a dead process or a failed hook left pending. */
@@ -41,6 +47,8 @@ export interface BackgroundJobDeps {
   };
   /** Typing whose writer's timer is gone. */
   typing: { expireDue(signal?: AbortSignal): Promise<number> };
+  /** Media uploads a dead process (or a broken connection) left half written. */
+  media?: { dropAbandonedWrites(signal?: AbortSignal): Promise<number> };
   /** The probe job's timing (`config.jobs.probe`); none when absent. */
   probe?: { runMs: number; periodMs: number };
   now?: () => number;
@@ -71,6 +79,16 @@ export function backgroundJobs(deps: BackgroundJobDeps): LeasedJob[] {
       },
     },
   ];
+  const media = deps.media;
+  if (media) {
+    jobs.push({
+      name: "media-abandoned-writes",
+      periodMs: MEDIA_CLEANUP_PERIOD_MS,
+      run: async (signal) => {
+        await media.dropAbandonedWrites(signal);
+      },
+    });
+  }
   const probe = deps.probe;
   if (probe) {
     // Does nothing but hold its lease for a while each period; the run log shows who ran which

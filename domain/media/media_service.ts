@@ -311,6 +311,11 @@ export class MediaService {
     }
   }
 
+  /** Drop the chunks of uploads abandoned half way (a leased background job calls this). */
+  async dropAbandonedWrites(signal?: AbortSignal): Promise<number> {
+    return await this.#store.dropAbandonedWrites(this.#now(), signal);
+  }
+
   /** Record the legacy freeze time at start-up (the first start of a database fixes it). */
   async freezeLegacy(): Promise<number> {
     return await this.#store.legacyFreezeTime(this.#now());

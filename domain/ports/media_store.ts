@@ -130,4 +130,9 @@ export interface MediaStore {
    * call and kept from then on (the same for every process).
    */
   legacyFreezeTime(now: number): Promise<number>;
+  /**
+   * Delete the chunks of writes that never finished and whose pending record expired before
+   * `now`; how many writes were dropped.
+   */
+  dropAbandonedWrites(now: number, signal?: AbortSignal): Promise<number>;
 }

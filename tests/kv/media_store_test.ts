@@ -239,3 +239,34 @@ Deno.test("media store: reservations are capped per user, expired ones dropped; 
     kv.close();
   }
 });
+
+Deno.test("media store: the cleanup drops expired abandoned writes only, and such a write cannot finish", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new KvMediaStore(kv);
+    const big = pattern(20 * MEDIA_CHUNK_BYTES);
+    const abandoned = await store.beginWrite(1000);
+    await abandoned.write(big);
+    const live = await store.beginWrite(5000);
+    await live.write(big);
+    const before = await count(kv, ["mediaid_chunk"]);
+    assertEquals(await store.dropAbandonedWrites(2000), 1);
+    assertEquals(await count(kv, mediaKeys.chunkPrefix(abandoned.uploadId)), 0);
+    assertEquals(await count(kv, ["mediaid_chunk"]), before / 2);
+    assertEquals(await count(kv, ["mediaupload_pending"]), 1);
+    // The dropped write, should its process come back, publishes nothing.
+    let threw = false;
+    try {
+      await abandoned.finish(local("late"), "x");
+    } catch {
+      threw = true;
+    }
+    assert(threw);
+    assertEquals(await store.meta(SERVER, "late"), null);
+    assert((await live.finish(local("live"), "x")).ok);
+    assertEquals(await store.dropAbandonedWrites(10_000), 0);
+    assertEquals(await count(kv, ["mediaid_chunk"]), 20);
+  } finally {
+    kv.close();
+  }
+});
