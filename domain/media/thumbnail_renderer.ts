@@ -69,9 +69,15 @@ export class WorkerThumbnailRenderer implements ThumbnailRenderer {
     spec: ThumbnailSpec,
     limits: DecodeLimits,
   ): Promise<RenderedThumbnail> {
-    const worker = new Worker(new URL("./thumbnail_worker.ts", import.meta.url).href, {
-      type: "module",
-    });
+    let worker: Worker;
+    try {
+      worker = new Worker(new URL("./thumbnail_worker.ts", import.meta.url).href, {
+        type: "module",
+      });
+    } catch {
+      // A runtime without Workers still renders, only without the time bound.
+      return await renderThumbnail(bytes, spec, limits);
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
       const response = await new Promise<RenderResponse>((resolve) => {

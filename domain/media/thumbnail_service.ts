@@ -9,6 +9,7 @@ import type { DerivedKey } from "../ports/media_store.ts";
 import type { MediaService, OpenedMedia } from "./media_service.ts";
 import { chooseThumbnailBox, type ThumbnailMethod } from "./thumbnail_sizes.ts";
 import { ThumbnailError } from "./thumbnailer.ts";
+import { probeImage } from "./image_probe.ts";
 import type { ThumbnailRenderer } from "./thumbnail_renderer.ts";
 
 /** A thumbnail request, already validated at the edge. */
@@ -30,6 +31,20 @@ export type ThumbnailMedia = Pick<MediaService, "open" | "meta" | "openDerived" 
 export interface ThumbnailServiceOptions {
   /** `TESSERA_MEDIA_MAX_PIXELS`: larger images are refused before decoding. */
   maxPixels: number;
+}
+
+/** Bytes read before the header is probed (JPEG frame headers may follow large EXIF data). */
+const PROBE_BYTES = 256 * 1024;
+
+function concat(parts: Uint8Array[], size: number): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
 }
 
 /** 400 for media that has no thumbnail (not an image, or undecodable). */
@@ -105,7 +120,7 @@ export class ThumbnailService {
       await original.stream.cancel();
       throw cannotThumbnail("This media is not an image");
     }
-    const bytes = new Uint8Array(await new Response(original.stream).arrayBuffer());
+    const bytes = await this.#readImage(original.stream);
     let thumbnail;
     try {
       thumbnail = await this.#renderer.render(
@@ -131,5 +146,28 @@ export class ThumbnailService {
       }
     }
     await this.#media.putDerived(key, thumbnail.bytes, thumbnail.contentType);
+  }
+
+  /**
+   * The original's bytes, refused as soon as the header read from its first chunks claims more
+   * pixels than the bound: a bomb is turned away without reading the rest of a large file.
+   */
+  async #readImage(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+    const parts: Uint8Array[] = [];
+    let size = 0;
+    let probed = false;
+    for await (const part of stream) {
+      parts.push(part);
+      size += part.length;
+      if (!probed && size >= PROBE_BYTES) {
+        probed = true;
+        const probe = probeImage(concat(parts, size));
+        // Leaving the loop by throwing cancels the rest of the stream.
+        if (probe && probe.width * probe.height > this.#options.maxPixels) {
+          throw tooLarge("The image has too many pixels to thumbnail");
+        }
+      }
+    }
+    return concat(parts, size);
   }
 }

@@ -184,6 +184,13 @@ Deno.test("thumbnail: a decompression bomb is 413 M_TOO_LARGE before decoding, a
       v1(id, "width=32&height=32&method=crop"),
     );
     assertEquals([res.status, res.json().errcode], [413, "M_TOO_LARGE"]);
+    // The same header in front of 2 MB of data is refused from its first chunks.
+    const bomb = pngBomb(50000, 50000);
+    const padded = new Uint8Array(bomb.length + 2 * 1024 * 1024);
+    padded.set(bomb);
+    const big = await upload(server, alice.accessToken, padded, "image/png");
+    const refused = await thumbnail(server, alice.accessToken, v1(big, "width=32&height=32"));
+    assertEquals([refused.status, refused.json().errcode], [413, "M_TOO_LARGE"]);
     assertEquals(await count(server.kv, ["mediaid_thumbnail"]), 0);
   } finally {
     server.close();
