@@ -11,7 +11,7 @@ import { assert, assertEquals } from "../assert.ts";
 import { type ServerProcess, startServerProcess } from "./server_process.ts";
 import { recordingFetch, registerUser, startSyncing, step, waitUntil } from "./matrix_helpers.ts";
 import { imageSize, pngImage } from "./media_images.ts";
-import { quietLogger } from "./crypto_client.ts";
+import { quietGlobalSdkLogger, quietLogger } from "./crypto_client.ts";
 
 const PASSWORD = "media password 1";
 
@@ -80,6 +80,7 @@ Deno.test({
   name: "js-sdk media: upload and send an image and an avatar; another user downloads both " +
     "and thumbnails through the authenticated endpoints",
   fn: async () => {
+    quietGlobalSdkLogger();
     const server = await startServerProcess();
     const failures: string[] = [];
     const clients: sdk.MatrixClient[] = [];
