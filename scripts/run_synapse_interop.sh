@@ -51,11 +51,14 @@ synapse_pid=$(bash "$shared/start.sh" "$install" "$out/synapse" "127.0.0.1:$syna
 pids+=("$synapse_pid")
 
 echo "== Synapse interop: starting Tessera on https://127.0.0.1:$tessera_port"
+# TESSERA_MEDIA_LEGACY=on: Synapse 1.67 knows only the unauthenticated legacy media API, which
+# (frozen by default) would not serve media uploaded in this run to it.
 mkdir -p "$out/tessera"
 env TESSERA_SERVER_NAME="127.0.0.1:$tessera_port" TESSERA_PORT="$tessera_port" \
   TESSERA_TLS_CERT="$tls/leaf.pem" TESSERA_TLS_KEY="$tls/leaf.key" \
   TESSERA_KV_PATH="$out/tessera/interop.kv" TESSERA_REGISTRATION=open TESSERA_RATE_LIMITS=off \
   TESSERA_FEDERATION_CA_FILE="$tls/ca.pem" TESSERA_FEDERATION_ALLOW_PRIVATE=true \
+  TESSERA_MEDIA_LEGACY=on \
   setsid npx -y deno@2 task start >"$out/tessera.log" 2>&1 &
 pids+=("$!")
 ready=0
