@@ -18,6 +18,8 @@ import type { AppDeps } from "../deps.ts";
 import { type ClientEnv, requireSession } from "../client/session_middleware.ts";
 import { rateLimited } from "../client/rate_limit_middleware.ts";
 import { mediaHeaders } from "./media_headers.ts";
+import { roomIdParam } from "../client/path_params.ts";
+import { quarantineRoomMedia } from "../../domain/media/room_media_quarantine.ts";
 
 /** Longest Content-Type kept for an upload. */
 const MAX_CONTENT_TYPE_LENGTH = 255;
@@ -221,6 +223,17 @@ export function mediaUploadApp(deps: AppDeps): Hono {
   };
   app.post("/_synapse/admin/v1/media/quarantine/:serverName/:mediaId", auth, quarantine(true));
   app.post("/_synapse/admin/v1/media/unquarantine/:serverName/:mediaId", auth, quarantine(false));
+  app.post("/_synapse/admin/v1/room/:roomId/media/quarantine", auth, async (c) => {
+    if (!deps.moderation.isAdmin(c.get("session").userId)) {
+      throw new MatrixError("M_FORBIDDEN", 403, "You are not a server admin");
+    }
+    const roomId = roomIdParam(c);
+    const count = await quarantineRoomMedia({
+      timeline: (room, options) => deps.eventStore.timeline(room, options),
+      quarantine: (server, mediaId) => deps.media.quarantine(server, mediaId),
+    }, roomId);
+    return c.json({ num_quarantined: count });
+  });
 
   return app as unknown as Hono;
 }

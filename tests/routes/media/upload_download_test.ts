@@ -528,3 +528,43 @@ Deno.test("media: a download of a created but not yet uploaded ID waits for it, 
     server.close();
   }
 });
+
+Deno.test("media: an administrator quarantines every media item a room's events point at", async () => {
+  const server = await startTestServer({ TESSERA_ADMINS: "@root:example.org:8448" }, FAST_HASHING);
+  try {
+    const root = await registerUser(server, "root");
+    const alice = await registerUser(server, "alice");
+    const image = await upload(server, alice.accessToken, new TextEncoder().encode("img"));
+    const thumb = await upload(server, alice.accessToken, new TextEncoder().encode("thumb"));
+    const elsewhere = await upload(server, alice.accessToken, new TextEncoder().encode("keep"));
+    const room = await server.request("POST", "/_matrix/client/v3/createRoom", {
+      token: alice.accessToken,
+      body: {},
+    });
+    const roomId = room.body.room_id;
+    const sent = await server.request(
+      "PUT",
+      `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/send/m.room.message/t1`,
+      {
+        token: alice.accessToken,
+        body: { msgtype: "m.image", body: "a.png", url: image, info: { thumbnail_url: thumb } },
+      },
+    );
+    assertEquals(sent.status, 200);
+    const path = `/_synapse/admin/v1/room/${encodeURIComponent(roomId)}/media/quarantine`;
+    const refused = await server.request("POST", path, { token: alice.accessToken, body: {} });
+    assertEquals(refused.status, 403);
+    const res = await server.request("POST", path, { token: root.accessToken, body: {} });
+    assertEquals([res.status, res.body], [200, { num_quarantined: 2 }]);
+    const get = async (mxc: string) => {
+      const r = await raw(server, "GET", `${CLIENT_V1}/download/${SERVER}/${mediaIdOf(mxc)}`, {
+        token: alice.accessToken,
+      });
+      await r.body?.cancel();
+      return r.status;
+    };
+    assertEquals([await get(image), await get(thumb), await get(elsewhere)], [404, 404, 200]);
+  } finally {
+    server.close();
+  }
+});
