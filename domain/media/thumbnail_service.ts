@@ -5,7 +5,7 @@
  * two processes rendering at once still store one) and served from the store from then on.
  */
 import { MatrixError, notFound, tooLarge } from "../errors.ts";
-import type { DerivedKey } from "../ports/media_store.ts";
+import type { DerivedKey, MediaMeta } from "../ports/media_store.ts";
 import type { MediaService, OpenedMedia } from "./media_service.ts";
 import { chooseThumbnailBox, type ThumbnailMethod } from "./thumbnail_sizes.ts";
 import { ThumbnailError } from "./thumbnailer.ts";
@@ -45,6 +45,11 @@ function concat(parts: Uint8Array[], size: number): Uint8Array {
     at += p.length;
   }
   return out;
+}
+
+/** M_TOO_LARGE: 413 for our own media, 502 for another server's (as the spec words it). */
+function tooLargeFor(meta: MediaMeta, message: string): MatrixError {
+  return meta.remote ? new MatrixError("M_TOO_LARGE", 502, message) : tooLarge(message);
 }
 
 /** 400 for media that has no thumbnail (not an image, or undecodable). */
@@ -120,7 +125,7 @@ export class ThumbnailService {
       await original.stream.cancel();
       throw cannotThumbnail("This media is not an image");
     }
-    const bytes = await this.#readImage(original.stream);
+    const bytes = await this.#readImage(original.stream, original.meta);
     let thumbnail;
     try {
       thumbnail = await this.#renderer.render(
@@ -136,9 +141,9 @@ export class ThumbnailService {
       if (!(e instanceof ThumbnailError)) throw e;
       switch (e.reason) {
         case "too_large":
-          throw tooLarge("The image has too many pixels to thumbnail");
+          throw tooLargeFor(original.meta, "The image has too many pixels to thumbnail");
         case "timeout":
-          throw tooLarge("The image takes too long to decode to thumbnail");
+          throw tooLargeFor(original.meta, "The image takes too long to decode to thumbnail");
         case "unsupported":
           throw cannotThumbnail("Thumbnails are made of JPEG, PNG, GIF and WebP images only");
         case "corrupt":
@@ -152,7 +157,7 @@ export class ThumbnailService {
    * The original's bytes, refused as soon as the header read from its first chunks claims more
    * pixels than the bound: a bomb is turned away without reading the rest of a large file.
    */
-  async #readImage(stream: ReadableStream<Uint8Array>): Promise<Uint8Array> {
+  async #readImage(stream: ReadableStream<Uint8Array>, meta: MediaMeta): Promise<Uint8Array> {
     const parts: Uint8Array[] = [];
     let size = 0;
     let probed = false;
@@ -164,7 +169,7 @@ export class ThumbnailService {
         const probe = probeImage(concat(parts, size));
         // Leaving the loop by throwing cancels the rest of the stream.
         if (probe && probe.width * probe.height > this.#options.maxPixels) {
-          throw tooLarge("The image has too many pixels to thumbnail");
+          throw tooLargeFor(meta, "The image has too many pixels to thumbnail");
         }
       }
     }

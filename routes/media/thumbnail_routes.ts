@@ -5,11 +5,12 @@
  */
 import { type Context, Hono } from "hono";
 import { z } from "zod";
-import { invalidParam, missingParam, notFound } from "../../domain/errors.ts";
+import { invalidParam, MatrixError, missingParam, notFound } from "../../domain/errors.ts";
+import type { OpenedMedia } from "../../domain/media/media_service.ts";
 import type { ThumbnailRequest } from "../../domain/media/thumbnail_service.ts";
 import type { AppDeps } from "../deps.ts";
 import { type ClientEnv, requireSession } from "../client/session_middleware.ts";
-import { mediaIdParam, mediaResponse, mediaServerParam } from "./upload_routes.ts";
+import { mediaIdParam, mediaResponse, mediaServerParam, mediaTimeoutMs } from "./upload_routes.ts";
 
 // A positive whole number of pixels; anything past the largest size maps onto it anyway.
 const dimension = z.string().regex(/^\d{1,9}$/).transform(Number).refine((n) => n > 0);
@@ -43,13 +44,37 @@ function thumbnailRequest(c: Context): ThumbnailRequest {
   };
 }
 
+/** The spec (v1.12) wants thumbnails `inline` with a file name such as `thumbnail.png`. */
+function thumbnailResponse(opened: OpenedMedia): Response {
+  const extension = opened.meta.contentType.split("/")[1]?.replace("jpeg", "jpg") ?? "bin";
+  return mediaResponse(opened, `thumbnail.${extension}`);
+}
+
 /** The thumbnail routes. */
 export function mediaThumbnailApp(deps: AppDeps): Hono {
   const app = new Hono<ClientEnv>();
   const auth = requireSession(deps.sessions);
 
   app.get("/_matrix/client/v1/media/thumbnail/:serverName/:mediaId", auth, async (c) => {
-    return mediaResponse(await deps.thumbnails.thumbnail(thumbnailRequest(c)));
+    const request = thumbnailRequest(c);
+    const timeoutMs = mediaTimeoutMs(c);
+    try {
+      return thumbnailResponse(await deps.thumbnails.thumbnail(request));
+    } catch (e) {
+      // One of our IDs reserved by `/create` whose bytes are not here yet: wait up to
+      // `timeout_ms` for them (504 M_NOT_YET_UPLOADED after), then thumbnail them.
+      if (!(e instanceof MatrixError) || e.errcode !== "M_NOT_FOUND") throw e;
+      if (request.server !== deps.config.serverName) throw e;
+      const uploaded = await deps.media.awaitUpload(
+        request.server,
+        request.mediaId,
+        timeoutMs,
+        c.req.raw.signal,
+      );
+      if (uploaded === null) throw e;
+      await uploaded.stream.cancel();
+      return thumbnailResponse(await deps.thumbnails.thumbnail(request));
+    }
   });
 
   // Legacy reads: `off` serves none, `on` all, `frozen` only thumbnails of media stored before
@@ -65,7 +90,7 @@ export function mediaThumbnailApp(deps: AppDeps): Hono {
       }
       request.allowRemote = false;
     }
-    return mediaResponse(await deps.thumbnails.thumbnail(request));
+    return thumbnailResponse(await deps.thumbnails.thumbnail(request));
   };
   for (const version of ["v3", "r0", "v1"]) {
     app.get(`/_matrix/media/${version}/thumbnail/:serverName/:mediaId`, legacy);

@@ -69,6 +69,12 @@ Deno.test("thumbnail: JPEG, PNG, GIF and WebP in; crop and scale sizes out, with
       assertEquals(crop.headers.get("content-type"), outType, type);
       assertEquals(crop.headers.get("x-content-type-options"), "nosniff");
       assert(crop.headers.get("content-security-policy")?.startsWith("sandbox"));
+      const ext = outType === "image/jpeg" ? "jpg" : "png";
+      const disposition = crop.headers.get("content-disposition") ?? "";
+      assert(
+        disposition.startsWith("inline") && disposition.includes(`thumbnail.${ext}`),
+        disposition,
+      );
       const cropped = probeImage(crop.bytes);
       assertEquals([cropped?.width, cropped?.height], [32, 32], type);
       // Scale fits 1000x500 into the smallest size at least 300x200: 320x240.
@@ -298,6 +304,12 @@ Deno.test("thumbnail: remote media is fetched once, cached, and thumbnailed loca
     server.deps.media.setRemoteMedia({
       fetch: (origin, mediaId) => {
         fetched.push(`${origin}/${mediaId}`);
+        if (mediaId === "remoteBomb") {
+          return Promise.resolve({
+            contentType: "image/png",
+            stream: new Response(pngBomb(50000, 50000).slice()).body!,
+          });
+        }
         if (mediaId !== "remotePhoto") return Promise.resolve(null);
         return Promise.resolve({
           contentType: "image/jpeg",
@@ -327,6 +339,51 @@ Deno.test("thumbnail: remote media is fetched once, cached, and thumbnailed loca
     assertEquals(fetched.length, 1);
     const missing = await thumbnail(server, alice.accessToken, path("other"));
     assertEquals([missing.status, missing.json().errcode], [404, "M_NOT_FOUND"]);
+    // Remote content too large to thumbnail is the spec's 502 M_TOO_LARGE.
+    const bomb = await thumbnail(server, alice.accessToken, path("remoteBomb"));
+    assertEquals([bomb.status, bomb.json().errcode], [502, "M_TOO_LARGE"]);
+  } finally {
+    server.close();
+  }
+});
+
+Deno.test("thumbnail: media reserved by /create is waited for up to timeout_ms, then thumbnailed", async () => {
+  const server = await startTestServer();
+  try {
+    const alice = await registerUser(server, "alice");
+    const created = await server.request("POST", "/_matrix/media/v1/create", {
+      token: alice.accessToken,
+    });
+    assertEquals(created.status, 200);
+    const id = (created.body.content_uri as string).split("/").pop()!;
+    const notYet = await thumbnail(
+      server,
+      alice.accessToken,
+      v1(id, "width=32&height=32&timeout_ms=0"),
+    );
+    assertEquals([notYet.status, notYet.json().errcode], [504, "M_NOT_YET_UPLOADED"]);
+    // A request waiting while the upload lands gets the thumbnail of it.
+    const waiting = thumbnail(
+      server,
+      alice.accessToken,
+      v1(id, "width=32&height=32&timeout_ms=30000"),
+    );
+    const put = await server.app.request(`/_matrix/media/v3/upload/${SERVER}/${id}`, {
+      method: "PUT",
+      headers: { authorization: `Bearer ${alice.accessToken}`, "content-type": "image/png" },
+      body: (await pngOf(64, 64)).slice(),
+    });
+    assertEquals(put.status, 200);
+    const res = await waiting;
+    assertEquals(res.status, 200);
+    assertEquals(probeImage(res.bytes)?.width, 32);
+    // An ID never created is not waited for.
+    const never = await thumbnail(
+      server,
+      alice.accessToken,
+      v1("neverCreated", "width=32&height=32"),
+    );
+    assertEquals(never.status, 404);
   } finally {
     server.close();
   }
