@@ -173,26 +173,26 @@ export async function expectImageLoaded(
   timeout = 30_000,
 ): Promise<{ src: string; width: number; height: number }> {
   await expectVisible(page, step, selector, timeout);
-  try {
-    const handle = await page.waitForFunction(
-      (sel) => {
-        // Runs in the page; this file is type-checked without the DOM library.
-        const img = (globalThis as unknown as { document: { querySelector(s: string): unknown } })
-          .document.querySelector(sel) as PageImage | null;
-        return img && img.complete && img.naturalWidth > 0
+  // Playwright's own selectors (`:has-text`) need a locator, not document.querySelector; and
+  // Hydrogen may re-render the element, so ask the locator afresh until the image has loaded.
+  const image = page.locator(selector).first();
+  const deadline = Date.now() + timeout;
+  while (true) {
+    const loaded = await image.evaluate(
+      (element) => {
+        const img = element as unknown as PageImage;
+        return img.complete && img.naturalWidth > 0
           ? { src: img.currentSrc || img.src, width: img.naturalWidth, height: img.naturalHeight }
           : null;
       },
-      selector,
-      { timeout },
-    );
-    return await handle.jsonValue() as { src: string; width: number; height: number };
-  } catch (error) {
-    const src = await page.locator(selector).first().getAttribute("src").catch(() => null);
-    throw new Error(
-      `${step}: ${selector} (src ${src}) did not load an image: ${
-        (error as Error).message.split("\n")[0]
-      }`,
-    );
+      undefined,
+      { timeout: 1_000 },
+    ).catch(() => null);
+    if (loaded) return loaded;
+    if (Date.now() > deadline) {
+      const src = await image.getAttribute("src", { timeout: 1_000 }).catch(() => null);
+      throw new Error(`${step}: ${selector} (src ${src}) did not load an image in ${timeout} ms`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
