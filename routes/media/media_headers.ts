@@ -80,6 +80,9 @@ export function contentDisposition(contentType: string, fileName?: string): stri
 
 /** The Content-Type sent for stored media: text types get an explicit UTF-8 charset. */
 export function servedContentType(contentType: string): string {
+  // Remote servers choose types too: anything that is not one line of printable ASCII (which a
+  // header could not carry) is served as opaque bytes.
+  if (!/^[\x20-\x7e]{1,255}$/.test(contentType)) return "application/octet-stream";
   const type = essence(contentType);
   if (TEXT_CONTENT_TYPES.has(type) && !/;\s*charset=/i.test(contentType)) {
     return `${contentType}; charset=UTF-8`;
