@@ -172,9 +172,16 @@ async function decodeFrames(
   }
 }
 
+/**
+ * Frames an animated thumbnail keeps at most: past this a thumbnail is the animation's opening
+ * (a GIF of thousands of 1x1 frames would otherwise cost thousands of encodes).
+ */
+export const MAX_ANIMATION_FRAMES = 200;
+
 /** Most frames to decode while the pixel budget lasts. */
 function frameBudget(width: number, height: number, wanted: number, maxPixels: number): number {
-  return Math.max(1, Math.min(wanted, Math.floor(maxPixels / (width * height))));
+  const fit = Math.floor(maxPixels / (width * height));
+  return Math.max(1, Math.min(wanted, fit, MAX_ANIMATION_FRAMES));
 }
 
 function decodeGif(bytes: Uint8Array, wanted: number, maxPixels: number): Frame[] {

@@ -45,7 +45,7 @@ const FRAME_COLOURS = [0xff0000, 0x00ff00, 0x0000ff, 0xffffff];
 
 /** A GIF with `frames` frames, each one solid colour (red, green, blue, white...). */
 export function gifOf(width: number, height: number, frames: number): Uint8Array {
-  const buf = new Uint8Array(1024 + width * height * frames * 2);
+  const buf = new Uint8Array(1024 + frames * (width * height * 2 + 64));
   const writer = new GifWriter(buf, width, height, frames > 1 ? { loop: 0 } : {});
   for (let f = 0; f < frames; f++) {
     const index = new Array(width * height).fill(f % FRAME_COLOURS.length);

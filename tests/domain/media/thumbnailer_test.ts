@@ -9,6 +9,7 @@ import {
   THUMBNAIL_BOXES,
 } from "../../../domain/media/thumbnail_sizes.ts";
 import {
+  MAX_ANIMATION_FRAMES,
   renderThumbnail,
   type ThumbnailError,
   type ThumbnailSpec,
@@ -213,6 +214,10 @@ Deno.test("renderThumbnail: an animation past the pixel budget keeps the frames 
   const gif = gifOf(100, 100, 5);
   const out = await renderThumbnail(gif, spec(32, 32, "crop", true), { maxPixels: 25_000 });
   assertEquals(splitAnimatedWebp(out.bytes)?.frames.length, 2);
+  // And never more than MAX_ANIMATION_FRAMES, however small the frames.
+  const many = gifOf(2, 2, MAX_ANIMATION_FRAMES + 50);
+  const capped = await renderThumbnail(many, spec(32, 32, "crop", true), limits);
+  assertEquals(splitAnimatedWebp(capped.bytes)?.frames.length, MAX_ANIMATION_FRAMES);
 });
 
 Deno.test("renderThumbnail refuses a decompression bomb before decoding it", async () => {
