@@ -15,7 +15,7 @@ import type { AppDeps } from "../deps.ts";
 import { serverAuth } from "../federation/server_auth.ts";
 import { readQuery } from "../json_body.ts";
 import { contentDisposition, MEDIA_CSP, servedContentType } from "./media_headers.ts";
-import { mediaIdParam } from "./upload_routes.ts";
+import { mediaIdParam, mediaTimeoutMs } from "./upload_routes.ts";
 
 const encoder = new TextEncoder();
 
@@ -29,7 +29,6 @@ const thumbnailQuery = z.object({
   // Optional in the spec; Synapse scales when it is left out.
   method: z.enum(["crop", "scale"]).default("scale"),
   animated: flag.default(false),
-  timeout_ms: z.string().regex(/^\d{1,16}$/).optional(),
 });
 
 /**
@@ -68,8 +67,12 @@ export function federationMediaApp(deps: AppDeps): Hono {
 
   app.get(`${v1}/download/:mediaId`, auth, async (c: Context) => {
     const mediaId = mediaIdParam(c);
-    // Our own media only, never fetched from elsewhere (the spec's loop guard).
-    const opened = await deps.media.open(deps.config.serverName, mediaId, { allowRemote: false });
+    const timeoutMs = mediaTimeoutMs(c);
+    const us = deps.config.serverName;
+    // Our own media only, never fetched from elsewhere (the spec's loop guard); an ID reserved
+    // by `/create` is waited for up to `timeout_ms` (504 M_NOT_YET_UPLOADED after).
+    const opened = await deps.media.open(us, mediaId, { allowRemote: false }) ??
+      await deps.media.awaitUpload(us, mediaId, timeoutMs, c.req.raw.signal);
     if (opened === null) throw notFound("Unknown media");
     return multipartMediaResponse(opened);
   });
@@ -79,16 +82,24 @@ export function federationMediaApp(deps: AppDeps): Hono {
   app.get(`${v1}/thumbnail/:mediaId`, auth, async (c: Context) => {
     const mediaId = mediaIdParam(c);
     const query = readQuery(c, thumbnailQuery);
-    const opened = await deps.thumbnails.thumbnail({
-      server: deps.config.serverName,
+    const timeoutMs = mediaTimeoutMs(c);
+    const us = deps.config.serverName;
+    const request = {
+      server: us,
       mediaId,
       width: query.width,
       height: query.height,
       method: query.method,
       animated: query.animated,
       allowRemote: false,
-    });
-    return multipartMediaResponse(opened);
+    };
+    if (await deps.media.meta(us, mediaId) === null) {
+      // Reserved by `/create` but not uploaded yet: wait for it as a download does.
+      const uploaded = await deps.media.awaitUpload(us, mediaId, timeoutMs, c.req.raw.signal);
+      if (uploaded === null) throw notFound("Unknown media");
+      await uploaded.stream.cancel();
+    }
+    return multipartMediaResponse(await deps.thumbnails.thumbnail(request));
   });
 
   return app;

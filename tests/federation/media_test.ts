@@ -186,6 +186,49 @@ Deno.test("the federation download endpoint: unsigned 401, unknown or traversal 
   }, ["a.test", "b.test", "c.test"]);
 });
 
+Deno.test("media reserved by /create: 504 M_NOT_YET_UPLOADED until its bytes come, then served", async () => {
+  await withNetwork(async (net) => {
+    const alice = await net.servers["a.test"].register("alice");
+    const created = await net.servers["a.test"].request("POST", "/_matrix/media/v1/create", {
+      token: alice.accessToken,
+      body: {},
+    });
+    assertEquals(created.status, 200);
+    const mediaId = (created.body.content_uri as string).split("/").pop()!;
+    for (const kind of ["download", "thumbnail"]) {
+      const early = await federationGet(
+        net,
+        "b.test",
+        "a.test",
+        `/_matrix/federation/v1/media/${kind}/${mediaId}?width=32&height=32&timeout_ms=0`,
+      );
+      assertEquals(early.status, 504, kind);
+      assertEquals((await new Response(early.body).json()).errcode, "M_NOT_YET_UPLOADED");
+    }
+    const png = await pngOf(64, 64);
+    const put = await net.servers["a.test"].app.request(
+      `/_matrix/media/v3/upload/a.test/${mediaId}`,
+      {
+        method: "PUT",
+        headers: { authorization: `Bearer ${alice.accessToken}`, "content-type": "image/png" },
+        body: png.slice(),
+      },
+    );
+    assertEquals(put.status, 200);
+    const late = await federationGet(net, "b.test", "a.test", `${MEDIA_PATH}${mediaId}`);
+    assertEquals((await readMediaAnswer(late)).bytes, png);
+    const thumb = await federationGet(
+      net,
+      "b.test",
+      "a.test",
+      `/_matrix/federation/v1/media/thumbnail/${mediaId}?width=32&height=32&method=crop`,
+    );
+    assertEquals(thumb.status, 200);
+    const thumbnail = probeImage((await readMediaAnswer(thumb)).bytes);
+    assertEquals([thumbnail?.width, thumbnail?.height], [32, 32]);
+  });
+});
+
 Deno.test("a server without the federation endpoint is asked on the legacy media API", async () => {
   await withNetwork(
     async (net) => {
@@ -392,7 +435,7 @@ Deno.test("a well-formed answer with a preamble and odd part headers is read and
   assertEquals(transport.asked, ["/_matrix/federation/v1/media/download/abc?timeout_ms=20000"]);
 });
 
-Deno.test("a Location part is followed without X-Matrix; one to a private address is refused", async () => {
+Deno.test("a Location part or redirect is followed without X-Matrix; one to a private address is refused", async () => {
   const ca = await createTestCa();
   const leaf = await ca.issue({ ips: ["127.0.0.1"] });
   const hits: { path: string; auth: string | null }[] = [];
@@ -407,30 +450,41 @@ Deno.test("a Location part is followed without X-Matrix; one to a private addres
   );
   try {
     const location = `https://127.0.0.1:${cdn.addr.port}/media/abc`;
-    const answer = () =>
-      multipartAnswer(
-        "--b0undary\r\nContent-Type: application/json\r\n\r\n{}\r\n--b0undary\r\n" +
-          `Location: ${location}\r\n\r\n\r\n--b0undary--\r\n`,
-      );
-    {
-      // Loopback allowed (the test flag): the bytes come from the Location.
-      const transport = scriptedTransport(answer, { allowPrivate: true, caCerts: [ca.caPem] });
-      using t = await serviceWith(new FederationRemoteMedia(transport));
-      const opened = await t.media.open("remote.test", "abc");
-      assertEquals(await new Response(opened!.stream).text(), "from the cdn");
-      assertEquals(opened!.meta.contentType, "image/gif");
-      assertEquals(opened!.meta.fileName, "a.gif");
-      assertEquals(hits, [{ path: "/media/abc", auth: null }]);
-    }
-    {
-      // Without it, the remote server cannot point us at our own network.
-      hits.length = 0;
-      const transport = scriptedTransport(answer, { allowPrivate: false, caCerts: [ca.caPem] });
-      using t = await serviceWith(new FederationRemoteMedia(transport));
-      const error = await matrixErrorOf(t.media.open("remote.test", "abc"));
-      assertEquals(error.status, 502);
-      assertEquals(hits, []);
-      assertEquals(await t.media.meta("remote.test", "abc"), null);
+    // The spec's Location part, and a plain HTTP redirect of the whole answer.
+    const answers: Record<string, () => FederationStreamResponse> = {
+      part: () =>
+        multipartAnswer(
+          "--b0undary\r\nContent-Type: application/json\r\n\r\n{}\r\n--b0undary\r\n" +
+            `Location: ${location}\r\n\r\n\r\n--b0undary--\r\n`,
+        ),
+      redirect: () => ({
+        status: 307,
+        headers: new Headers({ location }),
+        body: new Response("").body!,
+      }),
+    };
+    for (const [kind, answer] of Object.entries(answers)) {
+      {
+        // Loopback allowed (the test flag): the bytes come from the Location.
+        hits.length = 0;
+        const transport = scriptedTransport(answer, { allowPrivate: true, caCerts: [ca.caPem] });
+        using t = await serviceWith(new FederationRemoteMedia(transport));
+        const opened = await t.media.open("remote.test", "abc");
+        assertEquals(await new Response(opened!.stream).text(), "from the cdn", kind);
+        assertEquals(opened!.meta.contentType, "image/gif");
+        assertEquals(opened!.meta.fileName, "a.gif");
+        assertEquals(hits, [{ path: "/media/abc", auth: null }]);
+      }
+      {
+        // Without it, the remote server cannot point us at our own network.
+        hits.length = 0;
+        const transport = scriptedTransport(answer, { allowPrivate: false, caCerts: [ca.caPem] });
+        using t = await serviceWith(new FederationRemoteMedia(transport));
+        const error = await matrixErrorOf(t.media.open("remote.test", "abc"));
+        assertEquals(error.status, 502, kind);
+        assertEquals(hits, []);
+        assertEquals(await t.media.meta("remote.test", "abc"), null);
+      }
     }
   } finally {
     await cdn.shutdown();
