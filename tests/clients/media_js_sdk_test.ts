@@ -176,6 +176,19 @@ Deno.test({
         `content-security-policy: ${download.headers.get("content-security-policy")}`,
       );
 
+      // With a file name after the media ID, the same bytes under the name the client asked for.
+      const named = new URL(downloadUrl);
+      named.pathname += "/holiday%20photo.png";
+      const renamed = await get(named.href, bob.token);
+      assertEquals(renamed.status, 200);
+      assertEquals(renamed.bytes, png);
+      const renamedDisposition = renamed.headers.get("content-disposition") ?? "";
+      assert(
+        renamedDisposition.includes("holiday%20photo.png") ||
+          renamedDisposition.includes('"holiday photo.png"'),
+        `content-disposition: ${renamedDisposition}`,
+      );
+
       // The same URL without a token is refused: these reads are authenticated.
       const anonymous = await get(downloadUrl);
       assertEquals(anonymous.status, 401);
