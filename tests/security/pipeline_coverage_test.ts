@@ -288,6 +288,29 @@ const ROUTES: Record<string, Kind> = {
   "GET /_matrix/client/*/login/sso/redirect": "none",
   "POST /_matrix/client/*/login/sso/redirect": "none",
   "GET /_matrix/client/*/login/sso/redirect/:idpId": "none",
+  // Media uploads, downloads and their administration: bytes and mxc URIs, no event (the room
+  // quarantine reads the room's events itself and returns a count).
+  "POST /_matrix/media/v3/upload": "none",
+  "POST /_matrix/media/r0/upload": "none",
+  "POST /_matrix/media/v1/upload": "none",
+  "POST /_matrix/media/v1/create": "none",
+  "PUT /_matrix/media/v3/upload/:serverName/:mediaId": "none",
+  "PUT /_matrix/media/r0/upload/:serverName/:mediaId": "none",
+  "GET /_matrix/client/*/media/config": "none",
+  "GET /_matrix/media/v3/config": "none",
+  "GET /_matrix/media/r0/config": "none",
+  "GET /_matrix/media/v1/config": "none",
+  "GET /_matrix/client/*/media/download/:serverName/:mediaId": "none",
+  "GET /_matrix/client/*/media/download/:serverName/:mediaId/:fileName": "none",
+  "GET /_matrix/media/v3/download/:serverName/:mediaId": "none",
+  "GET /_matrix/media/v3/download/:serverName/:mediaId/:fileName": "none",
+  "GET /_matrix/media/r0/download/:serverName/:mediaId": "none",
+  "GET /_matrix/media/r0/download/:serverName/:mediaId/:fileName": "none",
+  "GET /_matrix/media/v1/download/:serverName/:mediaId": "none",
+  "GET /_matrix/media/v1/download/:serverName/:mediaId/:fileName": "none",
+  "POST /_synapse/admin/v1/media/quarantine/:serverName/:mediaId": "none",
+  "POST /_synapse/admin/v1/media/unquarantine/:serverName/:mediaId": "none",
+  "POST /_synapse/admin/v1/room/:roomId/media/quarantine": "none",
 };
 
 /**
