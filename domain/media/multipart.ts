@@ -34,8 +34,6 @@ const BOUNDARY = /^[0-9A-Za-z'()+_,\-./:=? ]{0,69}[0-9A-Za-z'()+_,\-./:=?]$/;
 const MAX_HEADER_BYTES = 16 * 1024;
 /** Text before the first delimiter, which RFC 2046 says to ignore (but not without end). */
 const MAX_PREAMBLE_BYTES = 16 * 1024;
-/** Pieces of body handed on at a time, so a large buffered read is not copied whole. */
-const MAX_PIECE_BYTES = 64 * 1024;
 
 /** A fresh random boundary: 32 hex digits, which no body will contain by chance. */
 export function randomBoundary(): string {
@@ -331,12 +329,13 @@ export class MultipartReader {
             }
             return;
           }
-          // All but a tail that might be the start of a delimiter can go on now.
+          // All but a tail that might be the start of a delimiter can go on now, in one piece
+          // (the buffer holds at most one read of the input besides that tail, and was just
+          // searched whole: handing it on in smaller pieces would search it again each time).
           const safe = this.#buffer.byteLength - (delimiter.byteLength - 1);
           if (safe > 0) {
-            const n = Math.min(safe, MAX_PIECE_BYTES);
-            controller.enqueue(this.#buffer.slice(0, n));
-            this.#buffer = this.#buffer.subarray(n);
+            controller.enqueue(this.#buffer.slice(0, safe));
+            this.#buffer = this.#buffer.subarray(safe);
             return;
           }
           let more: boolean;
