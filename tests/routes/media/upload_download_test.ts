@@ -568,3 +568,33 @@ Deno.test("media: an administrator quarantines every media item a room's events 
     server.close();
   }
 });
+
+Deno.test("media: over real HTTP a chunked upload past the limit is cut off, not read to its end", async () => {
+  const server = await startTestServer({ TESSERA_MEDIA_MAX_UPLOAD_BYTES: String(1024 * 1024) });
+  const http = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen() {} }, server.app.fetch);
+  try {
+    const alice = await registerUser(server, "alice");
+    const { port } = http.addr as Deno.NetAddr;
+    let pulled = 0;
+    const piece = new Uint8Array(64 * 1024);
+    const body = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (pulled >= 1024 * 1024 * 1024) return controller.close();
+        pulled += piece.byteLength;
+        controller.enqueue(piece.slice());
+      },
+    });
+    const res = await fetch(`http://127.0.0.1:${port}/_matrix/media/v3/upload`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${alice.accessToken}` },
+      body,
+    });
+    assertEquals([res.status, (await res.json()).errcode], [413, "M_TOO_LARGE"]);
+    await body.cancel().catch(() => {});
+    assert(pulled < 64 * 1024 * 1024, `the client was made to send ${pulled} bytes`);
+    await assertNothingStored(server.kv);
+  } finally {
+    await http.shutdown();
+    server.close();
+  }
+});
