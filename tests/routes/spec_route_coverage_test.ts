@@ -18,7 +18,6 @@ interface SpecEndpoint {
 
 /** Spec modules whose endpoints belong to other open work, and why they may be unrouted. */
 const OWNED_ELSEWHERE: Record<string, string> = {
-  "Content repository": "media (its own issue)",
   "Application service client-server extensions": "application services (not yet supported)",
 };
 
