@@ -34,7 +34,7 @@ export class UpstreamSignInError extends Error {
   constructor(
     readonly failure: UpstreamSignInFailure,
     message: string,
-    readonly status: 400 | 403 | 500 = 400,
+    readonly status: 400 | 403 | 500 | 502 = 400,
   ) {
     super(message);
     this.name = "UpstreamSignInError";
@@ -298,7 +298,8 @@ function providerFailure(error: unknown): UpstreamSignInError {
     return new UpstreamSignInError("provider", `The provider's answer failed a check: ${message}`);
   }
   if (failure === "unreachable" || failure === "refused") {
-    return new UpstreamSignInError("provider", `The provider cannot be reached: ${message}`, 500);
+    // The provider, not this server, failed: a bad gateway, as a proxy would say.
+    return new UpstreamSignInError("provider", `The provider cannot be reached: ${message}`, 502);
   }
   throw error;
 }

@@ -278,7 +278,7 @@ Deno.test({
     const ctx = await startWithProvider({ TESSERA_OIDC_ALLOW_PRIVATE: "false" });
     try {
       const res = await ctx.tessera().get(UPSTREAM_PATHS.start("oidc"));
-      assertEquals(res.status, 500);
+      assertEquals(res.status, 502);
       assertStringIncludes(res.text, "cannot be reached");
       assert(!res.headers.get("location"));
     } finally {

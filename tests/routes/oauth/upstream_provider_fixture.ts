@@ -7,7 +7,6 @@
 import Provider from "oidc-provider";
 import http from "node:http";
 import { assert, assertEquals } from "../../assert.ts";
-import { freePort } from "../../main_process.ts";
 import { FAST_HASHING } from "../client_harness.ts";
 import { startTestServer } from "../test_server.ts";
 import { UPSTREAM_PATHS } from "../../../domain/oauth/oauth_paths.ts";
@@ -35,8 +34,19 @@ const PEOPLE: Record<string, Record<string, unknown>> = {
  * the issuer has that path and a trailing slash (as Authentik's do), its discovery document is
  * served under it, and the endpoints it names at the root.
  */
-export function startProvider(prefix?: string) {
-  const port = freePort();
+export async function startProvider(prefix?: string) {
+  // Listen first, on a port the system picks, and only then build the provider with an issuer
+  // naming that port: a port picked in advance could be taken by a parallel test meanwhile, and
+  // a request sent before `listen` finished would be refused.
+  const route: { handle?: (req: http.IncomingMessage, res: http.ServerResponse) => void } = {};
+  const server = http.createServer((req, res) => {
+    if (prefix !== undefined && req.url?.startsWith(`${prefix}/`)) {
+      req.url = req.url.slice(prefix.length);
+    }
+    route.handle!(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  const { port } = server.address() as { port: number };
   const issuer = prefix === undefined
     ? `http://127.0.0.1:${port}`
     : `http://127.0.0.1:${port}${prefix}/`;
@@ -56,14 +66,7 @@ export function startProvider(prefix?: string) {
       },
     claims: { openid: ["sub"], profile: ["preferred_username", "name"] },
   });
-  const handle = provider.callback();
-  const server = http.createServer((req, res) => {
-    if (prefix !== undefined && req.url?.startsWith(`${prefix}/`)) {
-      req.url = req.url.slice(prefix.length);
-    }
-    handle(req, res);
-  });
-  server.listen(port, "127.0.0.1");
+  route.handle = provider.callback();
   return {
     issuer,
     close: () =>
@@ -77,7 +80,7 @@ export function startProvider(prefix?: string) {
 
 /** A Tessera with the provider configured, plus a provider-side browser factory. */
 export async function startWithProvider(env: Record<string, string> = {}, providerPrefix?: string) {
-  const op = startProvider(providerPrefix);
+  const op = await startProvider(providerPrefix);
   const server = await startTestServer({
     TESSERA_PUBLIC_BASEURL: TESSERA,
     TESSERA_OIDC_ISSUER: op.issuer,
