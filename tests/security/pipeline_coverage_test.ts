@@ -309,6 +309,17 @@ const ROUTES: Record<string, Kind> = {
   "GET /_matrix/media/v1/download/:serverName/:mediaId": "none",
   "GET /_matrix/media/v1/download/:serverName/:mediaId/:fileName": "none",
   "POST /_synapse/admin/v1/media/quarantine/:serverName/:mediaId": "none",
+  // Media bytes, thumbnails of them, and previews of outside web pages: no room event.
+  "GET /_matrix/federation/v1/media/download/:mediaId": "none",
+  "GET /_matrix/federation/v1/media/thumbnail/:mediaId": "none",
+  "GET /_matrix/client/*/media/preview_url": "none",
+  "GET /_matrix/media/v3/preview_url": "none",
+  "GET /_matrix/media/r0/preview_url": "none",
+  "GET /_matrix/media/v1/preview_url": "none",
+  "GET /_matrix/client/*/media/thumbnail/:serverName/:mediaId": "none",
+  "GET /_matrix/media/v3/thumbnail/:serverName/:mediaId": "none",
+  "GET /_matrix/media/r0/thumbnail/:serverName/:mediaId": "none",
+  "GET /_matrix/media/v1/thumbnail/:serverName/:mediaId": "none",
   "POST /_synapse/admin/v1/media/unquarantine/:serverName/:mediaId": "none",
   "POST /_synapse/admin/v1/room/:roomId/media/quarantine": "none",
 };
