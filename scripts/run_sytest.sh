@@ -32,6 +32,8 @@ bash "$sytest/make-cert.sh" "$out/tls" >/dev/null || { echo "SyTest: certificate
 # Deno's fetch refuses whatever CA it trusts, hence TESSERA_OUTBOUND_TLS_VERIFY=off). In the
 # federation tests SyTest plays the remote homeserver, over HTTPS with a certificate of its CA;
 # it speaks room versions up to 11 only, so rooms are made at 10 (Synapse 1.67's default) here.
+# SyTest reads media over the unauthenticated /_matrix/media paths, which Synapse 1.67 served
+# for everything (TESSERA_MEDIA_LEGACY=on), and previews pages its own server hosts on loopback.
 pool_start=19150
 export SYTEST_PORTS="$pool_start:$((pool_start + 49))"
 server_env=(
@@ -42,6 +44,7 @@ server_env=(
   TESSERA_SMTP_URL="smtp://localhost:$((pool_start + 1))"
   TESSERA_FEDERATION_CA_FILE="$sytest/harness/sytest/keys/ca.crt" TESSERA_FEDERATION_ALLOW_PRIVATE=true
   TESSERA_DEFAULT_ROOM_VERSION=10
+  TESSERA_MEDIA_LEGACY=on TESSERA_URL_PREVIEW_ALLOW_PRIVATE=true
   DENO_CERT="$sytest/harness/sytest/keys/ca.crt"
 )
 mkdir -p "$out/kv"
