@@ -3,32 +3,10 @@
  * sent with its media: the `filename*` form (RFC 8187, UTF-8 or ISO-8859-1) wins over the plain
  * `filename`, as the RFC asks. The writer is routes/media/media_headers.ts.
  */
+import { splitHeaderParameters } from "./header_parameters.ts";
 
 /** Longest file name kept: longer ones are dropped, not cut (a cut name could mislead). */
 const MAX_FILE_NAME_LENGTH = 255;
-
-/** Split at semicolons outside quoted strings. */
-function parameters(value: string): string[] {
-  const out: string[] = [];
-  let current = "";
-  let quoted = false;
-  for (let i = 0; i < value.length; i++) {
-    const ch = value[i];
-    if (quoted && ch === "\\" && i + 1 < value.length) {
-      current += ch + value[++i];
-      continue;
-    }
-    if (ch === '"') quoted = !quoted;
-    if (ch === ";" && !quoted) {
-      out.push(current);
-      current = "";
-    } else {
-      current += ch;
-    }
-  }
-  out.push(current);
-  return out;
-}
 
 /** Decode an RFC 8187 ext-value (`charset'lang'pct-encoded`); undefined when malformed. */
 function extValue(value: string): string | undefined {
@@ -68,7 +46,7 @@ export function dispositionFileName(value: string | null | undefined): string | 
   if (value === null || value === undefined) return undefined;
   let plain: string | undefined;
   let extended: string | undefined;
-  for (const param of parameters(value).slice(1)) {
+  for (const param of splitHeaderParameters(value).slice(1)) {
     const eq = param.indexOf("=");
     if (eq === -1) continue;
     const name = param.slice(0, eq).trim().toLowerCase();

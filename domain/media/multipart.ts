@@ -4,6 +4,7 @@
  * so a 100 MB part never sits in memory. Only what media needs: no nested multiparts, no
  * content-transfer-encodings (federation sends binary parts as they are).
  */
+import { splitHeaderParameters } from "./header_parameters.ts";
 
 /** Malformed multipart input: a missing boundary, a truncated body, oversize headers. */
 export class MultipartError extends Error {
@@ -44,7 +45,7 @@ export function randomBoundary(): string {
 /** The boundary parameter of a `multipart/mixed` Content-Type; null when it is not one. */
 export function multipartBoundary(contentType: string | null | undefined): string | null {
   if (contentType === null || contentType === undefined) return null;
-  const [type, ...params] = splitParams(contentType);
+  const [type, ...params] = splitHeaderParameters(contentType);
   if (type.trim().toLowerCase() !== "multipart/mixed") return null;
   for (const param of params) {
     const eq = param.indexOf("=");
@@ -57,29 +58,6 @@ export function multipartBoundary(contentType: string | null | undefined): strin
     return BOUNDARY.test(value) ? value : null;
   }
   return null;
-}
-
-/** Split a header value at semicolons outside quoted strings. */
-function splitParams(value: string): string[] {
-  const out: string[] = [];
-  let current = "";
-  let quoted = false;
-  for (let i = 0; i < value.length; i++) {
-    const ch = value[i];
-    if (quoted && ch === "\\" && i + 1 < value.length) {
-      current += ch + value[++i];
-      continue;
-    }
-    if (ch === '"') quoted = !quoted;
-    if (ch === ";" && !quoted) {
-      out.push(current);
-      current = "";
-    } else {
-      current += ch;
-    }
-  }
-  out.push(current);
-  return out;
 }
 
 /**
