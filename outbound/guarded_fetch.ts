@@ -9,6 +9,7 @@
  * the two (rebinding with a zero TTL) can slip through; redirects are never followed, so a
  * public server cannot bounce the request inwards.
  */
+import { readBoundedBytes } from "./bounded_body.ts";
 import {
   OutboundError,
   type OutboundHttp,
@@ -298,25 +299,8 @@ export class GuardedFetch implements OutboundHttp {
       if (declared > limit) throw new OutboundError("too_large", `body of ${declared} bytes`);
       return "";
     }
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    const reader = response.body.getReader();
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > limit) {
-        await reader.cancel();
-        throw new OutboundError("too_large", `body over ${limit} bytes`);
-      }
-      chunks.push(value);
-    }
-    const all = new Uint8Array(size);
-    let at = 0;
-    for (const c of chunks) {
-      all.set(c, at);
-      at += c.byteLength;
-    }
+    const all = await readBoundedBytes(response.body, limit);
+    if (all === null) throw new OutboundError("too_large", `body over ${limit} bytes`);
     return new TextDecoder().decode(all);
   }
 }

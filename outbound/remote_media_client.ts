@@ -17,6 +17,7 @@ import type { RemoteMedia, RemoteMediaFile } from "../domain/ports/remote_media.
 import { multipartBoundary, MultipartError, MultipartReader } from "../domain/media/multipart.ts";
 import { dispositionFileName } from "../domain/media/content_disposition.ts";
 import { parseServerName } from "../domain/protocol/identifiers.ts";
+import { readBoundedBytes } from "./bounded_body.ts";
 
 /** A media ID we may put in a path (the same rule as for our own). */
 const MEDIA_ID = /^[A-Za-z0-9_-]{1,255}$/;
@@ -57,37 +58,10 @@ function fromUnreachable(server: string, e: FederationUnreachable): MatrixError 
   return badGateway(server, e.failure === "refused" ? "the address is not allowed" : e.failure);
 }
 
-/** Read a stream to its end, at most `max` bytes (more: null, and the stream is cancelled). */
-async function readBounded(
-  stream: ReadableStream<Uint8Array>,
-  max: number,
-): Promise<Uint8Array | null> {
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = stream.getReader();
-  while (true) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => {});
-      return null;
-    }
-    chunks.push(value);
-  }
-  const all = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    all.set(c, at);
-    at += c.byteLength;
-  }
-  return all;
-}
-
 /** The errcode of an error answer, when it has one. */
 async function errcodeOf(response: FederationStreamResponse): Promise<string | undefined> {
   try {
-    const bytes = await readBounded(response.body, MAX_ERROR_BYTES);
+    const bytes = await readBoundedBytes(response.body, MAX_ERROR_BYTES);
     if (bytes === null) return undefined;
     const body = JSON.parse(new TextDecoder().decode(bytes));
     return typeof body?.errcode === "string" ? body.errcode : undefined;
@@ -270,7 +244,7 @@ export class FederationRemoteMedia implements RemoteMedia {
     try {
       const metadata = await reader.next();
       if (metadata === null) throw badGateway(server, "the answer has no parts");
-      const json = await readBounded(metadata.body, MAX_METADATA_BYTES);
+      const json = await readBoundedBytes(metadata.body, MAX_METADATA_BYTES);
       if (json === null) throw badGateway(server, "the metadata part is too large");
       try {
         JSON.parse(new TextDecoder().decode(json));

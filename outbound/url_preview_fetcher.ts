@@ -18,6 +18,7 @@ import { OutboundError } from "../domain/ports/outbound_http.ts";
 import { SERVER_SOFTWARE } from "../domain/server_software.ts";
 import type { FetchedResource, UrlPreviewFetcher } from "../domain/ports/url_preview_fetcher.ts";
 import { checkHostAddresses, resolveWithDns } from "./guarded_fetch.ts";
+import { readBoundedBytes } from "./bounded_body.ts";
 
 /** Settings; the defaults are Synapse's (max_spider_size 10M) and the design's. */
 export interface UrlPreviewFetcherOptions {
@@ -188,25 +189,8 @@ export class GuardedPreviewFetcher implements UrlPreviewFetcher {
       throw new OutboundError("too_large", `body of ${declared} bytes`);
     }
     if (response.body === null) return new Uint8Array(0);
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    const reader = response.body.getReader();
-    while (true) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      size += value.byteLength;
-      if (size > limit) {
-        await reader.cancel();
-        throw new OutboundError("too_large", `body over ${limit} bytes`);
-      }
-      chunks.push(value);
-    }
-    const all = new Uint8Array(size);
-    let at = 0;
-    for (const c of chunks) {
-      all.set(c, at);
-      at += c.byteLength;
-    }
+    const all = await readBoundedBytes(response.body, limit);
+    if (all === null) throw new OutboundError("too_large", `body over ${limit} bytes`);
     return all;
   }
 }
