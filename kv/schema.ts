@@ -1214,6 +1214,6 @@ export const mediaKeys = {
   userReservationPrefix: (userId: string): Deno.KvKey => ["userid_mediareservation", userId],
   /** userId -> a counter rewritten by each reservation, so two creates cannot both pass the cap. */
   userReservationHead: (userId: string): Deno.KvKey => ["userid_mediareservationhead", userId],
-  /** The time unauthenticated legacy media reads were frozen at (first start). */
+  /** () -> number: when unauthenticated legacy media reads were frozen (set once, first start). */
   legacyFreeze: (): Deno.KvKey => ["media_legacyfreeze"],
 };
