@@ -1,6 +1,7 @@
 /** The federation HTTPS exchange against a real TLS server with a throwaway CA. */
 import assert from "node:assert/strict";
 import { createTestCa } from "../federation/test_certificates.ts";
+import { rawTlsServer } from "./raw_tls_server.ts";
 import {
   closeIdleHttpsConnections,
   HttpsFailure,
@@ -205,40 +206,7 @@ Deno.test("a connect that never completes is cut at the deadline", async () => {
 
 /** A raw TLS server running `reply` on each connection, then closing it. */
 function rawServer(reply: (conn: Deno.Conn) => Promise<void>) {
-  const listener = Deno.listenTls({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: leaf.certPem,
-    key: leaf.keyPem,
-  });
-  const conns: Deno.Conn[] = [];
-  const serving = (async () => {
-    for await (const conn of listener) {
-      conns.push(conn);
-      reply(conn).catch(() => {}).finally(() => {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      });
-    }
-  })();
-  return {
-    target: {
-      address: "127.0.0.1",
-      port: (listener.addr as Deno.NetAddr).port,
-      tlsName: "localhost",
-      hostHeader: "localhost",
-    },
-    async stop() {
-      listener.close();
-      await serving.catch(() => {});
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      }
-    },
-  };
+  return rawTlsServer(leaf, reply);
 }
 
 const encode = (text: string) => new TextEncoder().encode(text);

@@ -4,6 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { createTestCa } from "../federation/test_certificates.ts";
+import { rawTlsServer } from "./raw_tls_server.ts";
 import {
   HttpsFailure,
   type HttpsRequest,
@@ -40,43 +41,10 @@ function serve(handler: (req: Request) => Response | Promise<Response>) {
 
 /** A raw TLS server writing `reply` on each connection after reading the request head. */
 function rawServer(reply: (conn: Deno.Conn) => Promise<void>) {
-  const listener = Deno.listenTls({
-    hostname: "127.0.0.1",
-    port: 0,
-    cert: leaf.certPem,
-    key: leaf.keyPem,
+  return rawTlsServer(leaf, async (conn) => {
+    await conn.read(new Uint8Array(64 * 1024));
+    await reply(conn);
   });
-  const conns: Deno.Conn[] = [];
-  const serving = (async () => {
-    for await (const conn of listener) {
-      conns.push(conn);
-      (async () => {
-        await conn.read(new Uint8Array(64 * 1024));
-        await reply(conn);
-      })().catch(() => {}).finally(() => {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      });
-    }
-  })();
-  return {
-    target: {
-      address: "127.0.0.1",
-      port: (listener.addr as Deno.NetAddr).port,
-      tlsName: "localhost",
-      hostHeader: "localhost",
-    },
-    async stop() {
-      listener.close();
-      await serving.catch(() => {});
-      for (const conn of conns) {
-        try {
-          conn.close();
-        } catch { /* closed */ }
-      }
-    },
-  };
 }
 
 /** Read a stream whole, counting the pieces it came in. */
