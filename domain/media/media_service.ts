@@ -330,7 +330,13 @@ export class MediaService {
     mediaId: string,
     reservation?: MediaReservation,
   ): Promise<MediaMeta> {
-    const result = await this.#write(body, this.maxUploadBytes, info.declaredLength, {
+    // The final commit checks the quota atomically; checking what is left first as well means
+    // a user at or near their quota cannot stream a whole upload into KV chunks (written, then
+    // dropped) before hearing no.
+    const left = this.#options.quotaBytes - await this.#store.usage(info.uploader);
+    if (info.declaredLength !== undefined && info.declaredLength > left) throw overQuota();
+    const limit = Math.min(this.maxUploadBytes, Math.max(0, left));
+    const result = await this.#write(body, limit, info.declaredLength, {
       kind: "local",
       meta: {
         server: this.serverName,
@@ -344,9 +350,7 @@ export class MediaService {
       ...(reservation !== undefined ? { reservation } : {}),
     });
     if (result.ok) return result.meta;
-    if (result.reason === "quota") {
-      throw tooLarge("This upload would exceed your media storage quota");
-    }
+    if (result.reason === "quota") throw overQuota();
     throw cannotOverwrite();
   }
 
@@ -360,7 +364,7 @@ export class MediaService {
     const write = await this.#store.beginWrite(this.#now() + ABANDONED_WRITE_MS);
     const hash = createHash("sha256");
     try {
-      await this.#pump(body, write, hash, maxBytes, declared);
+      await this.#pump(body, write, hash, maxBytes, declared, target);
     } catch (e) {
       await write.abort();
       throw e;
@@ -378,10 +382,14 @@ export class MediaService {
     hash: Hash,
     maxBytes: number,
     declared: number | undefined,
+    target: MediaWriteTarget,
   ): Promise<void> {
     const accept = async (bytes: Uint8Array) => {
       if (write.size + bytes.byteLength > maxBytes) {
-        throw tooLarge(`Uploads are limited to ${maxBytes} bytes`);
+        // Under the upload limit, a local upload's cap is what is left of the uploader's quota.
+        throw maxBytes < this.maxUploadBytes && target.kind === "local"
+          ? overQuota()
+          : tooLarge(`Uploads are limited to ${maxBytes} bytes`);
       }
       if (declared !== undefined && write.size + bytes.byteLength > declared) {
         throw badBody(`The body is longer than its Content-Length (${declared})`);
@@ -461,6 +469,11 @@ export class MediaService {
       throw e;
     }
   }
+}
+
+/** 413 M_TOO_LARGE: the upload does not fit in what is left of the uploader's quota. */
+function overQuota(): MatrixError {
+  return tooLarge("This upload would exceed your media storage quota");
 }
 
 /** 409 M_CANNOT_OVERWRITE_MEDIA: the media ID already has its bytes. */
