@@ -18,6 +18,7 @@ import type {
   MediaWriteResult,
   MediaWriteTarget,
 } from "../ports/media_store.ts";
+import type { RemoteMedia } from "../ports/remote_media.ts";
 
 /** A media ID in a path (ours or a remote server's): anything else is never looked up. */
 export const MEDIA_ID_PATTERN = /^[A-Za-z0-9_-]{1,255}$/;
@@ -54,16 +55,6 @@ export interface UploadInfo {
   readonly uploader: string;
 }
 
-/**
- * Another server's media, fetched over federation (part D's RemoteMedia port has this shape);
- * null when the origin has no such media.
- */
-export interface RemoteMediaSource {
-  fetch(server: string, mediaId: string, options: { maxBytes: number }): Promise<
-    { contentType: string; fileName?: string; stream: ReadableStream<Uint8Array> } | null
-  >;
-}
-
 /** The MediaService's settings. */
 export interface MediaServiceOptions {
   readonly serverName: string;
@@ -72,7 +63,7 @@ export interface MediaServiceOptions {
   readonly legacy: MediaLegacyMode;
   readonly now?: () => number;
   /** Fetches remote media on a cache miss; absent: remote media not cached is not found. */
-  readonly remoteMedia?: RemoteMediaSource;
+  readonly remoteMedia?: RemoteMedia;
   readonly maxPendingPerUser?: number;
 }
 
@@ -91,7 +82,7 @@ export function newMediaId(): string {
 export class MediaService {
   readonly #store: MediaStore;
   readonly #options: MediaServiceOptions;
-  #remoteMedia: RemoteMediaSource | undefined;
+  #remoteMedia: RemoteMedia | undefined;
   /**
    * Remote fetches in flight in this process, so concurrent reads of one remote item fetch and
    * store it once (other processes may fetch it too: the store keeps the first copy).
@@ -116,7 +107,7 @@ export class MediaService {
   }
 
   /** Plug in the federation fetcher once it is built (main.ts wires it after the transport). */
-  setRemoteMedia(remote: RemoteMediaSource): void {
+  setRemoteMedia(remote: RemoteMedia): void {
     this.#remoteMedia = remote;
   }
 
