@@ -31,6 +31,11 @@ export type ThumbnailMedia = Pick<MediaService, "open" | "meta" | "openDerived" 
 export interface ThumbnailServiceOptions {
   /** `TESSERA_MEDIA_MAX_PIXELS`: larger images are refused before decoding. */
   maxPixels: number;
+  /**
+   * Renders (original read into memory, then decoded) running at once in this process; the
+   * rest wait. Default 2, as many as the Worker renderer runs.
+   */
+  maxConcurrentRenders?: number;
 }
 
 /** Bytes read before the header is probed (JPEG frame headers may follow large EXIF data). */
@@ -64,6 +69,13 @@ export class ThumbnailService {
   readonly #options: ThumbnailServiceOptions;
   /** Renders in progress in this process, so concurrent requests for one key render once. */
   readonly #inFlight = new Map<string, Promise<void>>();
+  /**
+   * Renders holding an original in memory: each may hold up to the upload limit (50 MB), so
+   * twenty sizes of one image requested at once must not read twenty copies before the
+   * renderer's own queue is reached.
+   */
+  #rendering = 0;
+  readonly #waiting: (() => void)[] = [];
 
   /** Build over the media repository and a renderer. */
   constructor(
@@ -118,12 +130,36 @@ export class ThumbnailService {
     return opened;
   }
 
+  async #bounded(work: () => Promise<void>): Promise<void> {
+    while (this.#rendering >= (this.#options.maxConcurrentRenders ?? 2)) {
+      await new Promise<void>((resolve) => this.#waiting.push(resolve));
+    }
+    this.#rendering++;
+    try {
+      await work();
+    } finally {
+      this.#rendering--;
+      this.#waiting.shift()?.();
+    }
+  }
+
   async #render(key: DerivedKey, allowRemote: boolean): Promise<void> {
+    // Opening may fetch remote media into the cache (slow, but streamed: outside the bound).
     const original = await this.#media.open(key.server, key.mediaId, { allowRemote });
     if (original === null) throw notFound("Unknown media");
     if (!original.meta.contentType.toLowerCase().startsWith("image/")) {
       await original.stream.cancel();
       throw cannotThumbnail("This media is not an image");
+    }
+    await this.#bounded(() => this.#renderOpened(key, original));
+  }
+
+  async #renderOpened(key: DerivedKey, original: OpenedMedia): Promise<void> {
+    // Another process may have stored it while this request waited its turn.
+    const stored = await this.#media.openDerived(key);
+    if (stored !== null) {
+      await stored.stream.cancel();
+      return await original.stream.cancel();
     }
     const bytes = await this.#readImage(original.stream, original.meta);
     let thumbnail;

@@ -152,11 +152,24 @@ Deno.test("media review: concurrent thumbnail requests do not each buffer an ori
     const counted = {
       open: async (...args: Parameters<MediaService["open"]>) => {
         const opened = await media.open(...args);
-        if (opened !== null) {
-          buffered++;
-          peak = Math.max(peak, buffered);
-        }
-        return opened;
+        if (opened === null) return null;
+        // Memory is taken once the original's bytes are read, not when it is opened.
+        const source = opened.stream.getReader();
+        let first = true;
+        const stream = new ReadableStream<Uint8Array>({
+          async pull(controller) {
+            if (first) {
+              first = false;
+              buffered++;
+              peak = Math.max(peak, buffered);
+            }
+            const { done, value } = await source.read();
+            if (done) controller.close();
+            else controller.enqueue(value);
+          },
+          cancel: (reason) => source.cancel(reason),
+        }, { highWaterMark: 0 });
+        return { meta: opened.meta, stream };
       },
       meta: media.meta.bind(media),
       openDerived: media.openDerived.bind(media),
