@@ -60,10 +60,15 @@ export async function pngImage(width: number, height: number): Promise<Uint8Arra
   view.setUint32(0, width);
   view.setUint32(4, height);
   header.set([8, 2, 0, 0, 0], 8); // 8-bit depth, truecolour, deflate, adaptive filter, no interlace
+  return pngFile(header, await zlib(raw));
+}
+
+/** A PNG file of one IHDR (13 bytes) and one IDAT (zlib data), with their CRCs. */
+export function pngFile(ihdr: Uint8Array, idat: Uint8Array): Uint8Array {
   const parts = [
     new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    chunk("IHDR", header),
-    chunk("IDAT", await zlib(raw)),
+    chunk("IHDR", ihdr),
+    chunk("IDAT", idat),
     chunk("IEND", new Uint8Array()),
   ];
   const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));

@@ -8,6 +8,7 @@ import { encode as encodePng } from "@jsquash/png";
 import { encode as encodeWebp } from "@jsquash/webp";
 import { GifWriter } from "omggif";
 import { joinAnimatedWebp } from "../../../domain/media/webp_container.ts";
+import { pngFile } from "../../clients/media_images.ts";
 
 /** RGBA pixels painted by `paint(x, y)`. */
 export function pixels(
@@ -69,25 +70,6 @@ export async function animatedWebpOf(
   return joinAnimatedWebp(width, height, files);
 }
 
-function crc32(bytes: Uint8Array): number {
-  let c = ~0;
-  for (const b of bytes) {
-    c ^= b;
-    for (let k = 0; k < 8; k++) c = (c >>> 1) ^ (0xedb88320 & -(c & 1));
-  }
-  return ~c >>> 0;
-}
-
-function pngChunk(type: string, data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(12 + data.length);
-  const view = new DataView(out.buffer);
-  view.setUint32(0, data.length);
-  for (let i = 0; i < 4; i++) out[4 + i] = type.charCodeAt(i);
-  out.set(data, 8);
-  view.setUint32(8 + data.length, crc32(out.subarray(4, 8 + data.length)));
-  return out;
-}
-
 /**
  * A small PNG whose IHDR claims `width` x `height` (8-bit RGBA): decoding it would allocate
  * width x height x 4 bytes before noticing the data is missing.
@@ -98,17 +80,5 @@ export function pngBomb(width: number, height: number): Uint8Array {
   view.setUint32(0, width);
   view.setUint32(4, height);
   ihdr.set([8, 6, 0, 0, 0], 8);
-  const parts = [
-    new Uint8Array([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
-    pngChunk("IHDR", ihdr),
-    pngChunk("IDAT", new Uint8Array([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01])),
-    pngChunk("IEND", new Uint8Array()),
-  ];
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
+  return pngFile(ihdr, new Uint8Array([0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
 }
