@@ -67,7 +67,11 @@ const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
  * `filename=` when the name is a token, else the UTF-8 `filename*=` form.
  */
 export function contentDisposition(contentType: string, fileName?: string): string {
-  const kind = INLINE_CONTENT_TYPES.has(essence(contentType)) ? "inline" : "attachment";
+  // A comma makes browsers read several types and use the last one ("image/png; a=b,text/html"
+  // renders as HTML), whatever the essence before the first `;` says.
+  const kind = INLINE_CONTENT_TYPES.has(essence(contentType)) && !contentType.includes(",")
+    ? "inline"
+    : "attachment";
   if (fileName === undefined || fileName === "") return kind;
   if (TOKEN.test(fileName)) return `${kind}; filename=${fileName}`;
   // encodeURIComponent leaves ! ' ( ) * unescaped; RFC 5987's attr-char excludes ' ( ) *.

@@ -8,6 +8,7 @@ import { MediaService } from "../../domain/media/media_service.ts";
 import type { MediaWrite } from "../../domain/ports/media_store.ts";
 import { ThumbnailService } from "../../domain/media/thumbnail_service.ts";
 import type { ThumbnailRenderer } from "../../domain/media/thumbnail_renderer.ts";
+import { mediaHeaders } from "../../routes/media/media_headers.ts";
 
 const SERVER = "example.org";
 const USER = "@mallory:example.org";
@@ -213,4 +214,19 @@ Deno.test("media review: concurrent thumbnail requests do not each buffer an ori
   } finally {
     kv.close();
   }
+});
+
+Deno.test("media review: a content type that a browser reads as two types is never inline", () => {
+  // Browsers split Content-Type on commas and use the last MIME type (Fetch's "extract a MIME
+  // type"), so this would render as HTML while its essence looks like a safe image.
+  for (
+    const type of ["image/png; a=b,text/html", "image/png,text/html", "text/plain, image/svg+xml"]
+  ) {
+    const headers = mediaHeaders({ contentType: type });
+    assert(
+      headers.get("Content-Disposition")!.startsWith("attachment"),
+      `${type}: ${headers.get("Content-Disposition")}`,
+    );
+  }
+  assertEquals(mediaHeaders({ contentType: "image/png" }).get("Content-Disposition"), "inline");
 });
