@@ -65,7 +65,15 @@ export interface MediaServiceOptions {
   /** Fetches remote media on a cache miss; absent: remote media not cached is not found. */
   readonly remoteMedia?: RemoteMedia;
   readonly maxPendingPerUser?: number;
+  /**
+   * Longest wait for the next piece of a body being stored (default UPLOAD_IDLE_TIMEOUT_MS): a
+   * stalled upload holds up to a commit's worth of chunks in memory, so it is given up.
+   */
+  readonly uploadIdleTimeoutMs?: number;
 }
+
+/** How long a body being stored may send nothing before it is refused as stalled. */
+export const UPLOAD_IDLE_TIMEOUT_MS = 60_000;
 
 /** 400 for a body whose length does not match its Content-Length, or which ended early. */
 function badBody(message: string): MatrixError {
@@ -393,11 +401,23 @@ export class MediaService {
     try {
       while (true) {
         let next: ReadableStreamReadResult<Uint8Array>;
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const idleMs = this.#options.uploadIdleTimeoutMs ?? UPLOAD_IDLE_TIMEOUT_MS;
         try {
-          next = await reader.read();
-        } catch {
+          next = await Promise.race([
+            reader.read(),
+            new Promise<never>((_, reject) => {
+              timer = setTimeout(() => reject(new StalledBody()), idleMs);
+            }),
+          ]);
+        } catch (e) {
+          if (e instanceof StalledBody) {
+            throw badBody(`The upload stalled: nothing arrived for ${idleMs} ms`);
+          }
           // The client went away or the connection broke mid-body: a truncated upload.
           throw badBody("The upload ended before its body was complete");
+        } finally {
+          clearTimeout(timer);
         }
         if (next.done) return;
         await accept(next.value);
@@ -461,6 +481,9 @@ export class MediaService {
     }
   }
 }
+
+/** The idle timer of a body read (internal: becomes a 400). */
+class StalledBody extends Error {}
 
 /** 413 M_TOO_LARGE: the upload does not fit in what is left of the uploader's quota. */
 function overQuota(): MatrixError {

@@ -230,3 +230,42 @@ Deno.test("media review: a content type that a browser reads as two types is nev
   }
   assertEquals(mediaHeaders({ contentType: "image/png" }).get("Content-Disposition"), "inline");
 });
+
+Deno.test("media review: an upload that stalls half way is refused and dropped, not held open", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    const store = new CountingStore(kv);
+    const media = new MediaService(store, {
+      serverName: SERVER,
+      maxUploadBytes: 50 * 1024 * 1024,
+      quotaBytes: 1e12,
+      legacy: "frozen",
+      uploadIdleTimeoutMs: 50,
+    });
+    // 600 KiB (held in memory as unflushed chunks), then nothing, without ever ending: each
+    // such request would pin its buffer for as long as the client keeps the connection open.
+    let sent = false;
+    let cancelled = false;
+    const stalled = new ReadableStream<Uint8Array>({
+      pull(controller) {
+        if (sent) return new Promise<void>(() => {});
+        sent = true;
+        controller.enqueue(new Uint8Array(600 * 1024));
+      },
+      cancel() {
+        cancelled = true;
+      },
+    });
+    await assertRejects(
+      () => media.upload(stalled, { contentType: "text/plain", uploader: USER }),
+      /stalled/,
+    );
+    assert(cancelled, "the stalled body was not released");
+    let chunks = 0;
+    for await (const _ of kv.list({ prefix: ["mediaid_chunk"] })) chunks++;
+    assertEquals(chunks, 0);
+    assertEquals(await media.usage(USER), 0);
+  } finally {
+    kv.close();
+  }
+});
