@@ -39,14 +39,19 @@ export class BenchClient {
     readonly http?: Deno.HttpClient,
   ) {}
 
-  /** Register `localpart` with m.login.dummy and no password (no scrypt cost). */
+  /**
+   * Register `localpart` with m.login.dummy, and no password (no scrypt cost) unless `password`
+   * is given (for benches that sign in on a page).
+   */
   static async register(
     base: string,
     localpart: string,
     http?: Deno.HttpClient,
+    password?: string,
   ): Promise<BenchClient> {
     const body = await request(base, http, "POST", "/_matrix/client/v3/register", undefined, {
       username: localpart,
+      ...(password === undefined ? {} : { password }),
       auth: { type: "m.login.dummy" },
       inhibit_login: false,
     }) as { user_id: string; access_token: string; device_id: string };

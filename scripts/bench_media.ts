@@ -17,11 +17,11 @@
  */
 import { parseArgs } from "node:util";
 import { MEDIA_CHUNK_BYTES, MEDIA_CHUNKS_PER_COMMIT } from "../domain/ports/media_store.ts";
+import { BenchClient } from "./bench_client_api.ts";
 import { freePort, memoryOf, RssSampler, startServer } from "./bench_client_server.ts";
 import { markdownTable, type RateSummary, summarise } from "./bench_stats.ts";
 
 const MB = 1_000_000;
-const PASSWORD = "correct horse battery staple";
 /** The random block the payload repeats; a multiple of the slice size so no slice wraps. */
 const BLOCK = 1024 * 1024;
 /** Chunks per raw KV list page: what kv/media_store.ts reads at a time. */
@@ -44,29 +44,9 @@ function payload(size: number): Uint8Array {
   return out;
 }
 
-async function postJson(base: string, path: string, body: unknown): Promise<Response> {
-  return await fetch(`${base}${path}`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify(body),
-  });
-}
-
-/** Register `username` and log in: its access token. */
+/** Register `username`: its access token. */
 async function signIn(base: string, username: string): Promise<string> {
-  const first = await postJson(base, "/_matrix/client/v3/register", {
-    username,
-    password: PASSWORD,
-  });
-  const { session } = await first.json();
-  const done = await postJson(base, "/_matrix/client/v3/register", {
-    username,
-    password: PASSWORD,
-    auth: { type: "m.login.dummy", session },
-  });
-  const body = await done.json();
-  if (!done.ok) throw new Error(`register: ${done.status} ${JSON.stringify(body)}`);
-  return body.access_token;
+  return (await BenchClient.register(base, username)).session.accessToken;
 }
 
 /** Upload `size` bytes; the mxc URI's server name and media ID, and the seconds it took. */

@@ -21,6 +21,7 @@ import {
   redirectParams,
 } from "../tests/routes/oauth/browser_flow.ts";
 import { pkcePair } from "../tests/routes/oauth/oauth_client_fixture.ts";
+import { BenchClient } from "./bench_client_api.ts";
 import { freePort, startServer } from "./bench_client_server.ts";
 import { formatFigure, percentile } from "./bench_client_report.ts";
 
@@ -59,21 +60,6 @@ async function postForm(base: string, path: string, fields: Record<string, strin
   const body = await res.json();
   if (!res.ok) throw new Error(`${path}: ${res.status} ${JSON.stringify(body)}`);
   return body;
-}
-
-async function register(base: string, username: string): Promise<void> {
-  const first = await postJson(base, "/_matrix/client/v3/register", {
-    username,
-    password: PASSWORD,
-  });
-  const { session } = await first.json();
-  const done = await postJson(base, "/_matrix/client/v3/register", {
-    username,
-    password: PASSWORD,
-    auth: { type: "m.login.dummy", session },
-    inhibit_login: true,
-  });
-  if (!done.ok) throw new Error(`register: ${done.status} ${await done.text()}`);
 }
 
 async function registerClient(base: string): Promise<string> {
@@ -124,7 +110,7 @@ async function run(grants: number, refreshes: number): Promise<RunFigures> {
   const base = server.base;
   const figures: RunFigures = { grant: [], oauthRefresh: [], legacyRefresh: [], revoke: [] };
   try {
-    await register(base, "alice");
+    await BenchClient.register(base, "alice", undefined, PASSWORD);
     const clientId = await registerClient(base);
     const browser = new Browser(fetch, { origin: base });
     const signedIn = await passwordSignIn(browser, "alice", PASSWORD, OAUTH_PAGES.account);
