@@ -3,6 +3,7 @@
  * its owner's record, the rest under continuation keys. Bytes rather than strings because KV
  * may store a string as UTF-16, doubling its size unpredictably.
  */
+import { joinChunks } from "../domain/bytes.ts";
 
 /** Bytes per chunk: leaves room beside the first chunk for its record's other fields. */
 export const CHUNK_BYTES = 60_000;
@@ -31,18 +32,8 @@ export function splitChunks(bytes: Uint8Array, size = CHUNK_BYTES): Uint8Array[]
   return chunks;
 }
 
-/** Join chunks back into one byte array. */
-export function joinChunks(chunks: readonly Uint8Array[]): Uint8Array {
-  if (chunks.length === 1) return chunks[0];
-  const total = chunks.reduce((sum, c) => sum + c.byteLength, 0);
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const chunk of chunks) {
-    out.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
-  return out;
-}
+/** Join chunks back into one byte array (shared with the other layers). */
+export { joinChunks };
 
 /**
  * Read a chunked value: `first` from its record, the continuation chunks (indexes 1..count-1)

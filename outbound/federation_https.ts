@@ -9,6 +9,7 @@
  * (see `IDLE_MS`); responses are read up to a size limit (Content-Length, chunked, or to the end),
  * the whole exchange within a deadline.
  */
+import { joinChunks } from "../domain/bytes.ts";
 
 /** Where to connect and what to expect there. */
 export interface HttpsTarget {
@@ -136,16 +137,6 @@ class ConnReader {
   }
 }
 
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
-}
-
 /** A response, and whether its connection may carry another request. */
 interface Exchanged {
   readonly response: HttpsResponse;
@@ -216,7 +207,7 @@ async function readResponse(reader: ConnReader, maxBody: number): Promise<Exchan
     }
     // Trailers, up to the empty line.
     while ((await reader.line()) !== "") { /* ignored */ }
-    return framed({ status, headers, body: concat(chunks) });
+    return framed({ status, headers, body: joinChunks(chunks) });
   }
   const length = headers.get("content-length");
   if (length !== null) {

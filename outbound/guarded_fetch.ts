@@ -9,7 +9,7 @@
  * the two (rebinding with a zero TTL) can slip through; redirects are never followed, so a
  * public server cannot bounce the request inwards.
  */
-import { readBoundedBytes } from "./bounded_body.ts";
+import { readStreamUpTo } from "../domain/bytes.ts";
 import {
   OutboundError,
   type OutboundHttp,
@@ -299,7 +299,7 @@ export class GuardedFetch implements OutboundHttp {
       if (declared > limit) throw new OutboundError("too_large", `body of ${declared} bytes`);
       return "";
     }
-    const all = await readBoundedBytes(response.body, limit);
+    const all = await readStreamUpTo(response.body, limit);
     if (all === null) throw new OutboundError("too_large", `body over ${limit} bytes`);
     return new TextDecoder().decode(all);
   }

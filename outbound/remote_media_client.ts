@@ -17,7 +17,7 @@ import type { RemoteMedia, RemoteMediaFile } from "../domain/ports/remote_media.
 import { multipartBoundary, MultipartError, MultipartReader } from "../domain/media/multipart.ts";
 import { dispositionFileName } from "../domain/media/content_disposition.ts";
 import { parseServerName } from "../domain/protocol/identifiers.ts";
-import { readBoundedBytes } from "./bounded_body.ts";
+import { readStreamUpTo } from "../domain/bytes.ts";
 
 /** A media ID we may put in a path (the same rule as for our own). */
 const MEDIA_ID = /^[A-Za-z0-9_-]{1,255}$/;
@@ -61,7 +61,7 @@ function fromUnreachable(server: string, e: FederationUnreachable): MatrixError 
 /** The errcode of an error answer, when it has one. */
 async function errcodeOf(response: FederationStreamResponse): Promise<string | undefined> {
   try {
-    const bytes = await readBoundedBytes(response.body, MAX_ERROR_BYTES);
+    const bytes = await readStreamUpTo(response.body, MAX_ERROR_BYTES);
     if (bytes === null) return undefined;
     const body = JSON.parse(new TextDecoder().decode(bytes));
     return typeof body?.errcode === "string" ? body.errcode : undefined;
@@ -244,7 +244,7 @@ export class FederationRemoteMedia implements RemoteMedia {
     try {
       const metadata = await reader.next();
       if (metadata === null) throw badGateway(server, "the answer has no parts");
-      const json = await readBoundedBytes(metadata.body, MAX_METADATA_BYTES);
+      const json = await readStreamUpTo(metadata.body, MAX_METADATA_BYTES);
       if (json === null) throw badGateway(server, "the metadata part is too large");
       try {
         JSON.parse(new TextDecoder().decode(json));

@@ -18,7 +18,7 @@ import { OutboundError } from "../domain/ports/outbound_http.ts";
 import { SERVER_SOFTWARE } from "../domain/server_software.ts";
 import type { FetchedResource, UrlPreviewFetcher } from "../domain/ports/url_preview_fetcher.ts";
 import { checkHostAddresses, resolveWithDns } from "./guarded_fetch.ts";
-import { readBoundedBytes } from "./bounded_body.ts";
+import { readStreamUpTo } from "../domain/bytes.ts";
 
 /** Settings; the defaults are Synapse's (max_spider_size 10M) and the design's. */
 export interface UrlPreviewFetcherOptions {
@@ -189,7 +189,7 @@ export class GuardedPreviewFetcher implements UrlPreviewFetcher {
       throw new OutboundError("too_large", `body of ${declared} bytes`);
     }
     if (response.body === null) return new Uint8Array(0);
-    const all = await readBoundedBytes(response.body, limit);
+    const all = await readStreamUpTo(response.body, limit);
     if (all === null) throw new OutboundError("too_large", `body over ${limit} bytes`);
     return all;
   }

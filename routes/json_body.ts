@@ -5,6 +5,7 @@
 import type { Context } from "hono";
 import type { z } from "zod";
 import { MatrixError, tooLarge } from "../domain/errors.ts";
+import { readStreamUpTo } from "../domain/bytes.ts";
 
 /** Largest request body we read by default; media uploads set their own limit. */
 export const MAX_JSON_BODY_BYTES = 1_048_576;
@@ -73,26 +74,9 @@ export async function readBodyBytes(c: Context, maxBytes: number): Promise<Uint8
   }
   const body = c.req.raw.body;
   if (body === null) return new Uint8Array(0);
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      // Tells the server to stop receiving; the rest of the upload is never buffered.
-      await reader.cancel().catch(() => {});
-      throw refuse();
-    }
-    chunks.push(value);
-  }
-  const bytes = new Uint8Array(size);
-  let offset = 0;
-  for (const chunk of chunks) {
-    bytes.set(chunk, offset);
-    offset += chunk.byteLength;
-  }
+  // Cancelled at the limit: the server stops receiving, the rest is never buffered.
+  const bytes = await readStreamUpTo(body, maxBytes);
+  if (bytes === null) throw refuse();
   // Hono keeps body promises here (typed as bodies), which its own readers reuse.
   (c.req.bodyCache as { arrayBuffer?: Promise<ArrayBuffer> }).arrayBuffer = Promise.resolve(
     bytes.buffer,

@@ -10,6 +10,7 @@ import type { MediaService, OpenedMedia } from "./media_service.ts";
 import { chooseThumbnailBox, type ThumbnailMethod } from "./thumbnail_sizes.ts";
 import { ThumbnailError } from "./thumbnailer.ts";
 import { probeImage } from "./image_probe.ts";
+import { joinChunks } from "../bytes.ts";
 import type { ThumbnailRenderer } from "./thumbnail_renderer.ts";
 
 /** A thumbnail request, already validated at the edge. */
@@ -40,17 +41,6 @@ export interface ThumbnailServiceOptions {
 
 /** Bytes read before the header is probed (JPEG frame headers may follow large EXIF data). */
 const PROBE_BYTES = 256 * 1024;
-
-function concat(parts: Uint8Array[], size: number): Uint8Array {
-  if (parts.length === 1) return parts[0];
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 /** M_TOO_LARGE: 413 for our own media, 502 for another server's (as the spec words it). */
 function tooLargeFor(meta: MediaMeta, message: string): MatrixError {
@@ -202,13 +192,13 @@ export class ThumbnailService {
       size += part.length;
       if (!probed && size >= PROBE_BYTES) {
         probed = true;
-        const probe = probeImage(concat(parts, size));
+        const probe = probeImage(joinChunks(parts));
         // Leaving the loop by throwing cancels the rest of the stream.
         if (probe && probe.width * probe.height > this.#options.maxPixels) {
           throw tooLargeFor(meta, "The image has too many pixels to thumbnail");
         }
       }
     }
-    return concat(parts, size);
+    return joinChunks(parts);
   }
 }

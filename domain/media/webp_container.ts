@@ -4,6 +4,8 @@
  * Only the container is handled here; the VP8/VP8L bitstreams go to the codec untouched.
  */
 
+import { joinChunks } from "../bytes.ts";
+
 /** One RIFF chunk. */
 interface Chunk {
   type: string;
@@ -57,18 +59,8 @@ function writeChunk(type: string, data: Uint8Array): Uint8Array {
   return out;
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
-
 function riff(chunks: Uint8Array[]): Uint8Array {
-  const body = concat(chunks);
+  const body = joinChunks(chunks);
   const out = new Uint8Array(12 + body.length);
   out.set([0x52, 0x49, 0x46, 0x46]); // RIFF
   new DataView(out.buffer).setUint32(4, 4 + body.length, true);
@@ -150,7 +142,7 @@ export function joinAnimatedWebp(
       ...u24(Math.min(duration, 0xffffff)),
       0x02,
     ]);
-    return writeChunk("ANMF", concat([head, ...inner]));
+    return writeChunk("ANMF", joinChunks([head, ...inner]));
   });
   const anim = writeChunk("ANIM", new Uint8Array([0, 0, 0, 0, 0, 0]));
   return riff([vp8x(width, height, 0x10 | 0x02), anim, ...anmf]);
