@@ -1143,6 +1143,15 @@ export const oauthKeys = {
     issuer,
     subject,
   ],
+  /**
+   * (issuer, subject) -> UpstreamProvisioningClaim: the sign-in creating the subject's first
+   * account, until it links it or the claim expires (written with `expireIn`, checked on read).
+   */
+  upstreamProvisioning: (issuer: string, subject: string): Deno.KvKey => [
+    "upstreamsubject_provisioningclaim",
+    issuer,
+    subject,
+  ],
 };
 
 /**

@@ -16,6 +16,12 @@ import type { UpstreamFlowRecord, UpstreamSignInStore } from "../ports/upstream_
 export const UPSTREAM_FLOW_LIFETIME_MS = 10 * 60_000;
 /** Suffixes tried after a taken localpart (`alice1`, `alice2`, ...) before a random one. */
 const MAX_SUFFIX = 99;
+/** How long a first sign-in may take to create and link the subject's account. */
+const PROVISIONING_LEASE_MS = 30_000;
+/** How often a sign-in waiting on another's claim looks for the link. */
+const PROVISIONING_POLL_MS = 50;
+/** Polls before giving up: past the lease, so a crashed holder's claim lapses first. */
+const MAX_PROVISIONING_POLLS = Math.ceil(PROVISIONING_LEASE_MS / PROVISIONING_POLL_MS) + 20;
 /** OpenID Connect allows `sub` up to 255 ASCII characters. */
 const MAX_SUBJECT_LENGTH = 255;
 
@@ -34,7 +40,7 @@ export class UpstreamSignInError extends Error {
   constructor(
     readonly failure: UpstreamSignInFailure,
     message: string,
-    readonly status: 400 | 403 | 500 | 502 = 400,
+    readonly status: 400 | 403 | 500 | 502 | 503 = 400,
   ) {
     super(message);
     this.name = "UpstreamSignInError";
@@ -212,8 +218,43 @@ export class UpstreamSignIn {
     return { userId, next: flow.next, provisioned };
   }
 
-  /** The linked user, checked active; or a new account linked to the subject. */
+  /**
+   * The linked user, checked active; or a new account linked to the subject. Of several first
+   * sign-ins of one subject at once (in any process), the one holding the subject's provisioning
+   * claim creates the account; the others wait for its link, so the user gets the claim's
+   * localpart rather than a suffixed one beside a retired account.
+   */
   async #userFor(
+    issuer: string,
+    subject: string,
+    claims: Readonly<Record<string, unknown>>,
+  ): Promise<{ userId: string; provisioned: boolean }> {
+    const { store } = this.deps;
+    const holder = randomId(16);
+    for (let poll = 0; poll <= MAX_PROVISIONING_POLLS; poll++) {
+      const existing = await store.getLink(issuer, subject);
+      if (existing !== null) {
+        return { userId: await this.#usable(existing.userId), provisioned: false };
+      }
+      const expiresAt = this.now() + PROVISIONING_LEASE_MS;
+      if (await store.claimProvisioning(issuer, subject, holder, expiresAt)) {
+        try {
+          return await this.#provisionAndLink(issuer, subject, claims);
+        } finally {
+          await store.releaseProvisioning(issuer, subject, holder);
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, PROVISIONING_POLL_MS));
+    }
+    throw new UpstreamSignInError(
+      "provider",
+      "Another sign-in to this account is still being set up. Try again in a moment.",
+      503,
+    );
+  }
+
+  /** Under the subject's claim: the link another holder may have made just before, or a new account. */
+  async #provisionAndLink(
     issuer: string,
     subject: string,
     claims: Readonly<Record<string, unknown>>,
@@ -226,19 +267,18 @@ export class UpstreamSignIn {
     // The account first, then the link (checked absent in its commit): a crash in between
     // leaves an unlinked passwordless account nobody can sign in to, never a link to nothing.
     const userId = await this.#provision(claims);
-    const linked = await store.createLink({ issuer, subject, userId, linkedAt: this.now() });
-    if (!linked) {
-      // Another callback of the same subject won the race: its user is the one.
-      await accounts.discard(userId).catch((error) =>
-        console.error("upstream sign-in: discarding a duplicate account failed", userId, error)
-      );
-      const winner = await store.getLink(issuer, subject);
-      if (winner === null) {
-        throw new UpstreamSignInError("provider", "Linking the account failed; try again.", 500);
-      }
-      return { userId: await this.#usable(winner.userId), provisioned: false };
+    if (await store.createLink({ issuer, subject, userId, linkedAt: this.now() })) {
+      return { userId, provisioned: true };
     }
-    return { userId, provisioned: true };
+    // Only when this claim outlived its lease and another holder linked meanwhile.
+    await accounts.discard(userId).catch((error) =>
+      console.error("upstream sign-in: discarding a duplicate account failed", userId, error)
+    );
+    const winner = await store.getLink(issuer, subject);
+    if (winner === null) {
+      throw new UpstreamSignInError("provider", "Linking the account failed; try again.", 500);
+    }
+    return { userId: await this.#usable(winner.userId), provisioned: false };
   }
 
   async #usable(userId: string): Promise<string> {

@@ -35,4 +35,14 @@ export interface UpstreamSignInStore {
   getLink(issuer: string, subject: string): Promise<UpstreamLinkRecord | null>;
   /** Link a subject unless it already is (false then: another request linked it first). */
   createLink(record: UpstreamLinkRecord): Promise<boolean>;
+  /**
+   * Claim the right to provision the subject's account until `expiresAt`, unless a live claim
+   * of another holder exists (false then). One claim at a time across every process, so two
+   * first sign-ins of one subject create one account, with the claim's localpart.
+   */
+  claimProvisioning(issuer: string, subject: string, holder: string, expiresAt: number): Promise<
+    boolean
+  >;
+  /** Drop the holder's claim (a claim of another holder is left alone). */
+  releaseProvisioning(issuer: string, subject: string, holder: string): Promise<void>;
 }

@@ -19,7 +19,20 @@ import { MatrixError } from "../../domain/errors.ts";
 export type PageMarkup = HtmlEscapedString | Promise<HtmlEscapedString>;
 
 /** HTTP statuses a page may answer with. */
-export type PageStatus = 200 | 400 | 403 | 404 | 405 | 409 | 410 | 413 | 415 | 429 | 500 | 502;
+export type PageStatus =
+  | 200
+  | 400
+  | 403
+  | 404
+  | 405
+  | 409
+  | 410
+  | 413
+  | 415
+  | 429
+  | 500
+  | 502
+  | 503;
 
 const STYLESHEET = `
 :root{color-scheme:light dark;--fg:#1b1f24;--bg:#fff;--muted:#57606a;--accent:#0b57d0;--line:#d0d7de;--bad:#b3261e}

@@ -74,7 +74,7 @@ const OPTIONS = {
   callbackUrl: "https://hs.example/upstream/oidc/callback",
 };
 
-Deno.test("two first sign-ins of one subject racing: one user, the loser retired", async () => {
+Deno.test("two first sign-ins of one subject racing: one account, with the claim's localpart", async () => {
   const kv = await Deno.openKv(":memory:");
   try {
     const accounts = accountsInMemory();
@@ -94,15 +94,54 @@ Deno.test("two first sign-ins of one subject racing: one user, the loser retired
       signIn.complete(new URLSearchParams({ state: "state-1", code: "c" }), first.binding),
       signIn.complete(new URLSearchParams({ state: "state-2", code: "c" }), second.binding),
     ]);
-    assertEquals(a.userId, b.userId);
+    assertEquals(a.userId, "@erin:example.org");
+    assertEquals(b.userId, a.userId);
     assertEquals([a.next, b.next], ["/a", "/b"]);
-    // Both created an account before linking; only the linked one stays usable.
-    assertEquals([...accounts.accounts.keys()].sort(), ["@erin1:example.org", "@erin:example.org"]);
-    const loser = a.userId === "@erin:example.org" ? "@erin1:example.org" : "@erin:example.org";
-    assertEquals(accounts.accounts.get(loser), "deactivated");
-    assertEquals(accounts.accounts.get(a.userId), "active");
+    // The sign-in without the provisioning claim waited for the link instead of creating a
+    // second account.
+    assertEquals([...accounts.accounts.entries()], [["@erin:example.org", "active"]]);
     assertEquals([a.provisioned, b.provisioned].filter(Boolean).length, 1);
     assertEquals(accounts.profiles.get(a.userId), "Erin E.");
+  } finally {
+    kv.close();
+  }
+});
+
+Deno.test("a claim left by a sign-in that crashed lapses; a live one keeps others out", async () => {
+  const kv = await Deno.openKv(":memory:");
+  try {
+    let now = 1_000_000;
+    const store = new KvUpstreamSignInStore(kv, () => now);
+    const accounts = accountsInMemory();
+    const signIn = new UpstreamSignIn({
+      provider: heldProvider({
+        issuer: "https://idp.example",
+        subject: "s-4",
+        claims: { preferred_username: "frank" },
+      }, 1),
+      store,
+      accounts: accounts.port,
+      options: OPTIONS,
+      now: () => now,
+    });
+    // A process claimed the subject and died before linking.
+    assert(await store.claimProvisioning("https://idp.example", "s-4", "crashed", now + 30_000));
+    assertEquals(
+      await store.claimProvisioning("https://idp.example", "s-4", "other", now + 30_000),
+      false,
+    );
+    now += 30_001;
+    const started = await signIn.begin("/x");
+    const done = await signIn.complete(new URLSearchParams({ state: "state-1" }), started.binding);
+    assertEquals([done.userId, done.provisioned], ["@frank:example.org", true]);
+    // The claim went with the sign-in: the next holder gets it at once.
+    assert(await store.claimProvisioning("https://idp.example", "s-4", "next", now + 30_000));
+    // The crashed holder's late release leaves the new holder's claim alone.
+    await store.releaseProvisioning("https://idp.example", "s-4", "crashed");
+    assertEquals(
+      await store.claimProvisioning("https://idp.example", "s-4", "other", now + 30_000),
+      false,
+    );
   } finally {
     kv.close();
   }
