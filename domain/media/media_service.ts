@@ -216,9 +216,11 @@ export class MediaService {
     // The real clock: an injected test clock may stand still.
     const deadline = performance.now() + timeoutMs;
     while (true) {
+      // The reservation before the media: the upload's commit stores the media and drops the
+      // reservation together, so the other order could miss both between its two reads.
+      const reservation = await this.#store.reservation(server, mediaId);
       const opened = await this.open(server, mediaId, { allowRemote: false });
       if (opened !== null) return opened;
-      const reservation = await this.#store.reservation(server, mediaId);
       if (reservation === null || reservation.expiresAt <= this.#now()) return null;
       const left = deadline - performance.now();
       if (left <= 0 || signal?.aborted) {
@@ -444,6 +446,10 @@ export class MediaService {
   async #fetchRemoteOnce(server: string, mediaId: string): Promise<MediaMeta | null> {
     const remote = this.#remoteMedia;
     if (remote === undefined) return null;
+    // A fetch that finished after this request read the metadata, but before it got here,
+    // already stored the copy: no second federation download.
+    const stored = await this.#store.meta(server, mediaId);
+    if (stored !== null) return stored;
     const fetched = await remote.fetch(server, mediaId, { maxBytes: this.maxUploadBytes });
     if (fetched === null) return null;
     // The fetcher's own error (502 M_TOO_LARGE, a cut transfer) says more than "body ended".
