@@ -26,8 +26,21 @@ export interface ServerProcess {
  */
 export async function startServerProcess(
   env: Record<string, string> = {},
-  port: number = freePort(),
+  port?: number,
 ): Promise<ServerProcess> {
+  if (port !== undefined) return await startOnPort(env, port);
+  // A port found free may be taken by a parallel test process before the server binds it:
+  // then the server exits with AddrInUse, and another free port is tried.
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await startOnPort(env, freePort());
+    } catch (error) {
+      if (attempt === 3 || !/AddrInUse|address already in use/i.test(String(error))) throw error;
+    }
+  }
+}
+
+async function startOnPort(env: Record<string, string>, port: number): Promise<ServerProcess> {
   const dir = await Deno.makeTempDir({ prefix: "tessera-client-test-" });
   const serverName = env.TESSERA_SERVER_NAME ?? `localhost:${port}`;
   const baseUrl = `http://127.0.0.1:${port}`;

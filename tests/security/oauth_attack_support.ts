@@ -14,7 +14,6 @@ import {
   redirectParams,
 } from "../routes/oauth/browser_flow.ts";
 import { startTestServer } from "../routes/test_server.ts";
-import { freePort } from "../main_process.ts";
 import { jsonRequest } from "../json_request.ts";
 import type { JsonResponse, RequestOptions } from "../routes/test_server.ts";
 
@@ -32,14 +31,26 @@ export interface ListeningServer {
 export async function startListeningServer(
   env: Record<string, string> = {},
 ): Promise<ListeningServer> {
-  const port = freePort();
-  const baseUrl = `http://127.0.0.1:${port}`;
-  const inner = await startTestServer({
-    TESSERA_PUBLIC_BASEURL: baseUrl,
-    TESSERA_RATE_LIMITS: "off",
-    ...env,
-  }, FAST_HASHING);
-  const http = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, inner.app.fetch);
+  // Listen first, on port 0, and build the server for the port it got: a port picked free and
+  // bound later may be taken meanwhile by another test process running in parallel.
+  const target: { fetch?: (request: Request) => Response | Promise<Response> } = {};
+  const http = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen() {} },
+    (request) => target.fetch?.(request) ?? new Response("starting", { status: 503 }),
+  );
+  const baseUrl = `http://127.0.0.1:${http.addr.port}`;
+  let inner;
+  try {
+    inner = await startTestServer({
+      TESSERA_PUBLIC_BASEURL: baseUrl,
+      TESSERA_RATE_LIMITS: "off",
+      ...env,
+    }, FAST_HASHING);
+  } catch (error) {
+    await http.shutdown();
+    throw error;
+  }
+  target.fetch = inner.app.fetch;
   return {
     baseUrl,
     inner,
