@@ -53,6 +53,8 @@ Deno.test({
         page,
         "new room in the room list",
         '.RoomList li:has-text("Hydrogen room")',
+        // As for the login: on two cores busy with the parallel suite, 30 s once ran out.
+        60_000,
       );
       // While the room is still being created, the list entry is Hydrogen's local placeholder
       // (it offers "Join room" for `local-…`); once sync brings the real room, clicking opens it.
